@@ -1,0 +1,57 @@
+# emdpo build. `make` builds the library and CLI; `make test` runs the tests;
+# `make sanitize` runs them under ASan+UBSan; `make bench` runs benchmarks.
+CC      ?= cc
+OPT     ?= -O3 -march=native
+CFLAGS  ?= $(OPT) -g
+WARN    := -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror=implicit-function-declaration
+CPPFLAGS += -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc
+OMP     ?= -fopenmp
+LDLIBS  += -lm
+BUILD   ?= build
+
+LIB_SRC  := $(sort $(wildcard src/*.c))
+LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+CLI_SRC  := $(sort $(wildcard cli/*.c))
+CLI_OBJ  := $(CLI_SRC:cli/%.c=$(BUILD)/cli/%.o)
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TEST_SUPPORT := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
+
+.PHONY: all test sanitize bench clean demo
+all: $(BUILD)/emdpo
+
+$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h include/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(OMP) -c $< -o $@
+
+$(BUILD)/cli/%.o: cli/%.c $(wildcard src/*.h include/*.h cli/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(OMP) -c $< -o $@
+
+$(BUILD)/libemdpo.a: $(LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/emdpo: $(CLI_OBJ) $(BUILD)/libemdpo.a
+	$(CC) $(CFLAGS) $(OMP) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT) tests/check.h $(BUILD)/libemdpo.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(WARN) $(OMP) $< $(TEST_SUPPORT) $(BUILD)/libemdpo.a -o $@ $(LDLIBS)
+
+# Runs every test binary, then the CLI tests; prints one closing summary line.
+test: $(TEST_BIN) $(BUILD)/emdpo
+	@EMDPO=$(BUILD)/emdpo sh tests/run_all.sh $(TEST_BIN)
+
+SAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+sanitize:
+	$(MAKE) BUILD=build-san OPT= CFLAGS="$(SAN)" LDLIBS="-lm -fsanitize=address,undefined" test
+
+bench: $(BUILD)/emdpo
+	sh bench/run.sh $(BUILD)/emdpo
+
+demo: $(BUILD)/emdpo
+	sh tools/demo.sh $(BUILD)/emdpo
+
+clean:
+	rm -rf build build-san
