@@ -90,6 +90,7 @@ struct emdpo_builder {
     int64_t n_dec, n_items;
     int has_text;
     int sorted;                                     /* annotators arrived contiguously */
+    char **feature_name;                            /* (p) or NULL */
 };
 
 int emdpo_builder_create(int p, emdpo_builder **out) {
@@ -121,7 +122,23 @@ void emdpo_builder_free(emdpo_builder *b) {
     free_str_array(b->dec_prompt, (size_t)b->n_dec, b->dec_prompt_cap);
     emdpo_free(b->x, b->x_cap * sizeof(double));
     free_str_array(b->item_text, (size_t)b->n_items, b->item_text_cap);
+    free_str_array(b->feature_name, (size_t)b->p, (size_t)b->p);
     emdpo_free(b, sizeof *b);
+}
+
+int emdpo_builder_set_feature_names(emdpo_builder *b, const char *const *names) {
+    if (b->p == 0) return EMDPO_ERR_INVALID_ARG;
+    char **copy = emdpo_calloc((size_t)b->p, sizeof(char *));
+    if (!copy) return EMDPO_ERR_NOMEM;
+    for (int j = 0; j < b->p; j++) {
+        if (!(copy[j] = emdpo_strdup(names[j]))) {
+            free_str_array(copy, (size_t)j, (size_t)b->p);
+            return EMDPO_ERR_NOMEM;
+        }
+    }
+    free_str_array(b->feature_name, (size_t)b->p, (size_t)b->p);
+    b->feature_name = copy;
+    return EMDPO_OK;
 }
 
 int emdpo_builder_reserve(emdpo_builder *b, int64_t n_dec, int64_t n_items) {
@@ -244,6 +261,7 @@ void emdpo_data_free(emdpo_data *d) {
     free_str_array(d->group_name, (size_t)d->n_groups, (size_t)d->n_groups);
     free_str_array(d->dec_prompt, nd, nd);
     free_str_array(d->item_text, ni, ni);
+    free_str_array(d->feature_name, (size_t)d->p, (size_t)d->p);
     emdpo_free(d, sizeof *d);
 }
 
@@ -334,6 +352,8 @@ int emdpo_builder_finish(emdpo_builder *b, emdpo_data **out) {
     memcpy(d->annot_name, b->annots.names, na * sizeof(char *));
     if (b->groups.n) memcpy(d->group_name, b->groups.names, b->groups.n * sizeof(char *));
     d->n_groups = (int)b->groups.n;
+    d->feature_name = b->feature_name;
+    b->feature_name = NULL;
     b->annots.n = 0;
     b->groups.n = 0;
     emdpo_builder_free(b);
@@ -373,6 +393,10 @@ int emdpo_data_subset(const emdpo_data *d, const int64_t *annots, int64_t n, emd
     emdpo_builder *b;
     int rc = emdpo_builder_create(d->p, &b);
     if (rc) return rc;
+    if (d->feature_name && (rc = emdpo_builder_set_feature_names(b, (const char *const *)d->feature_name))) {
+        emdpo_builder_free(b);
+        return rc;
+    }
     const char **texts = NULL;
     size_t texts_cap = 0;
     for (int64_t q = 0; q < n && !rc; q++) {

@@ -24,6 +24,7 @@ struct emdpo_data {
     int n_groups;
     char **dec_prompt;     /* (n_dec) prompt text, NULL entries allowed; NULL array for feature data */
     char **item_text;      /* (n_items) response text, NULL entries allowed; NULL array for feature data */
+    char **feature_name;   /* (p) column names, or NULL when the source had none */
 };
 
 /* Items in decision d. */
@@ -36,6 +37,9 @@ typedef struct emdpo_builder emdpo_builder;
 /* p = number of features per item (0 for text data). */
 int emdpo_builder_create(int p, emdpo_builder **out);
 void emdpo_builder_free(emdpo_builder *b);
+/* Optional: names for the p feature columns (copied). */
+int emdpo_builder_set_feature_names(emdpo_builder *b, const char *const *names);
+
 /* Optional: preallocate for this many decisions and items. */
 int emdpo_builder_reserve(emdpo_builder *b, int64_t n_dec, int64_t n_items);
 
