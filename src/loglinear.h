@@ -1,0 +1,32 @@
+/* Log-linear policies: type k's reward is r_k(x, y) = theta_k . psi(x, y),
+ * its policy over a decision's items pi_k(y) ~ pi_ref(y) exp(r_k / beta).
+ * EM-DPO over this family is the latent-class conditional logit; its
+ * weighted M-step is concave and is solved exactly by damped Newton. */
+#ifndef EMDPO_LOGLINEAR_H
+#define EMDPO_LOGLINEAR_H
+
+#include "policy.h"
+
+typedef struct emdpo_loglinear {
+    emdpo_policy base;
+    int p;             /* features per item */
+    double beta;       /* KL temperature of the policy (rewards are in theta units) */
+    double l2;         /* ridge penalty (l2/2)|theta_k|^2 in each type's M-step */
+    double gtol;       /* M-step stops when |grad|_inf <= gtol * (1 + total weight) */
+    int max_newton;    /* Newton iteration cap per M-step */
+    double *theta;     /* (K, p) */
+} emdpo_loglinear;
+
+/* theta starts at zero; beta = 1, l2 = 0, gtol = 1e-10, max_newton = 100. */
+int emdpo_loglinear_create(int K, int p, emdpo_policy **out);
+
+/* The family's handle from a policy (NULL when it is another family). */
+emdpo_loglinear *emdpo_loglinear_of(emdpo_policy *pol);
+
+/* Weighted log-likelihood of type k over all decisions, its gradient
+ * (p) and Hessian (p, p), penalty included; w is (n_annot, K). Used by the
+ * M-step and by tests. Either output may be NULL. */
+int emdpo_loglinear_objective(const emdpo_loglinear *ll, const emdpo_data *d, const double *w, int k,
+                              double *f, double *grad, double *hess);
+
+#endif

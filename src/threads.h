@@ -1,0 +1,14 @@
+/* OpenMP when the build has it, one thread when it does not. */
+#ifndef EMDPO_THREADS_H
+#define EMDPO_THREADS_H
+
+#ifdef _OPENMP
+#include <omp.h>
+static inline int emdpo_max_threads(void) { return omp_get_max_threads(); }
+static inline int emdpo_thread_num(void) { return omp_get_thread_num(); }
+#else
+static inline int emdpo_max_threads(void) { return 1; }
+static inline int emdpo_thread_num(void) { return 0; }
+#endif
+
+#endif
