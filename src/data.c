@@ -141,14 +141,27 @@ int emdpo_builder_set_feature_names(emdpo_builder *b, const char *const *names) 
     return EMDPO_OK;
 }
 
+/* Grows *arr to exactly need elements (no doubling): a reserve states the
+ * final size, and at 10^8 features a doubled buffer would be gigabytes. */
+static int reserve_exact(void **arr, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return EMDPO_OK;
+    if (need > SIZE_MAX / elem) return EMDPO_ERR_NOMEM;
+    void *q = emdpo_realloc(*arr, *cap * elem, need * elem);
+    if (!q) return EMDPO_ERR_NOMEM;
+    *arr = q;
+    *cap = need;
+    return EMDPO_OK;
+}
+
 int emdpo_builder_reserve(emdpo_builder *b, int64_t n_dec, int64_t n_items) {
     if (n_dec < 0 || n_items < 0) return EMDPO_ERR_INVALID_ARG;
     size_t nd = (size_t)n_dec, ni = (size_t)n_items;
-    if (emdpo_grow((void **)&b->dec_annot, &b->dec_annot_cap, nd, sizeof(int64_t)) ||
-        emdpo_grow((void **)&b->dec_nitems, &b->dec_nitems_cap, nd, sizeof(int32_t)) ||
-        emdpo_grow((void **)&b->dec_stages, &b->dec_stages_cap, nd, sizeof(int32_t)))
+    if (reserve_exact((void **)&b->dec_annot, &b->dec_annot_cap, nd, sizeof(int64_t)) ||
+        reserve_exact((void **)&b->dec_nitems, &b->dec_nitems_cap, nd, sizeof(int32_t)) ||
+        reserve_exact((void **)&b->dec_stages, &b->dec_stages_cap, nd, sizeof(int32_t)))
         return EMDPO_ERR_NOMEM;
-    if (b->p && emdpo_grow((void **)&b->x, &b->x_cap, ni * (size_t)b->p, sizeof(double)))
+    if (b->p && (ni > SIZE_MAX / (size_t)b->p ||
+                 reserve_exact((void **)&b->x, &b->x_cap, ni * (size_t)b->p, sizeof(double))))
         return EMDPO_ERR_NOMEM;
     return EMDPO_OK;
 }
@@ -265,74 +278,72 @@ void emdpo_data_free(emdpo_data *d) {
     emdpo_free(d, sizeof *d);
 }
 
-int emdpo_builder_finish(emdpo_builder *b, emdpo_data **out) {
-    *out = NULL;
-    if (!b) return EMDPO_ERR_INVALID_ARG;
-    int rc = EMDPO_ERR_NOMEM;
-    size_t na = b->annots.n, nd = (size_t)b->n_dec, ni = (size_t)b->n_items;
-    size_t p = (size_t)b->p;
-    emdpo_data *d = emdpo_calloc(1, sizeof *d);
-    if (!d) goto fail;
-    if (nd == 0) {
-        rc = EMDPO_ERR_PARSE; /* nothing to learn from */
-        goto fail;
+/* Shrinks a buffer of cap elements to exactly n and hands it over. */
+static void *take_exact(void **arr, size_t cap, size_t n, size_t elem) {
+    void *q = *arr;
+    if (cap != n) {
+        q = emdpo_realloc(*arr, cap * elem, (n ? n : 1) * elem);
+        if (!q) return NULL;
     }
-    d->p = b->p;
-    d->annot_dec = emdpo_calloc(na + 1, sizeof(int64_t));
-    d->dec_item = emdpo_calloc(nd + 1, sizeof(int64_t));
+    *arr = NULL;
+    return q;
+}
+
+/* Annotators arrived contiguously: the builder's buffers are already in
+ * final order and are handed over rather than copied (at 10^6 annotators a
+ * copy of x would double peak memory). */
+static int finish_in_order(emdpo_builder *b, emdpo_data *d) {
+    size_t nd = (size_t)b->n_dec, ni = (size_t)b->n_items, p = (size_t)b->p;
+    if (p && !(d->x = take_exact((void **)&b->x, b->x_cap, ni * p, sizeof(double)))) return EMDPO_ERR_NOMEM;
+    b->x_cap = 0;
+    if (!(d->dec_stages = take_exact((void **)&b->dec_stages, b->dec_stages_cap, nd, sizeof(int32_t))))
+        return EMDPO_ERR_NOMEM;
+    b->dec_stages_cap = 0;
+    if (b->has_text) {
+        if (!(d->dec_prompt = take_exact((void **)&b->dec_prompt, b->dec_prompt_cap, nd, sizeof(char *))))
+            return EMDPO_ERR_NOMEM;
+        b->dec_prompt_cap = 0;
+        if (!(d->item_text = take_exact((void **)&b->item_text, b->item_text_cap, ni, sizeof(char *))))
+            return EMDPO_ERR_NOMEM;
+        b->item_text_cap = 0;
+    }
+    for (size_t j = 0; j < nd; j++) d->dec_item[j + 1] = d->dec_item[j] + b->dec_nitems[j];
+    return EMDPO_OK;
+}
+
+/* Stable counting sort of decisions (and their items) by annotator. */
+static int finish_permuted(emdpo_builder *b, emdpo_data *d) {
+    size_t na = b->annots.n, nd = (size_t)b->n_dec, ni = (size_t)b->n_items, p = (size_t)b->p;
     d->dec_stages = emdpo_malloc(nd * sizeof(int32_t));
-    d->annot_group = emdpo_malloc(na * sizeof(int32_t));
-    d->annot_name = emdpo_malloc(na * sizeof(char *));
-    if (b->groups.n) d->group_name = emdpo_malloc(b->groups.n * sizeof(char *));
-    if (!d->annot_dec || !d->dec_item || !d->dec_stages || !d->annot_group || !d->annot_name ||
-        (b->groups.n && !d->group_name))
-        goto fail;
-    if (p) {
-        d->x = emdpo_malloc(ni * p * sizeof(double));
-        if (!d->x) goto fail;
-    }
+    if (!d->dec_stages) return EMDPO_ERR_NOMEM;
+    if (p && !(d->x = emdpo_malloc(ni * p * sizeof(double)))) return EMDPO_ERR_NOMEM;
     if (b->has_text) {
         d->dec_prompt = emdpo_calloc(nd, sizeof(char *));
         d->item_text = emdpo_calloc(ni, sizeof(char *));
-        if (!d->dec_prompt || !d->item_text) goto fail;
+        if (!d->dec_prompt || !d->item_text) return EMDPO_ERR_NOMEM;
     }
-    for (size_t a = 0; a < na; a++) d->annot_dec[a + 1] = d->annot_dec[a] + b->annot_count[a];
-
-    /* Stable counting sort of decisions by annotator; the identity when sorted. */
     int64_t *src_item = emdpo_malloc(nd * sizeof(int64_t));
     int64_t *dst_dec = emdpo_malloc(nd * sizeof(int64_t));
-    if (!src_item || !dst_dec) {
-        emdpo_free(src_item, nd * sizeof(int64_t));
-        emdpo_free(dst_dec, nd * sizeof(int64_t));
-        goto fail;
-    }
-    int64_t off = 0;
-    for (size_t j = 0; j < nd; j++) {
-        src_item[j] = off;
-        off += b->dec_nitems[j];
-    }
-    {
-        int64_t *cursor = emdpo_malloc((na ? na : 1) * sizeof(int64_t));
-        if (!cursor) {
-            emdpo_free(src_item, nd * sizeof(int64_t));
-            emdpo_free(dst_dec, nd * sizeof(int64_t));
-            goto fail;
+    int64_t *cursor = emdpo_malloc((na ? na : 1) * sizeof(int64_t));
+    int rc = src_item && dst_dec && cursor ? EMDPO_OK : EMDPO_ERR_NOMEM;
+    if (!rc) {
+        int64_t off = 0;
+        for (size_t j = 0; j < nd; j++) {
+            src_item[j] = off;
+            off += b->dec_nitems[j];
         }
         memcpy(cursor, d->annot_dec, na * sizeof(int64_t));
         for (size_t j = 0; j < nd; j++) dst_dec[j] = cursor[b->dec_annot[j]]++;
-        emdpo_free(cursor, (na ? na : 1) * sizeof(int64_t));
-    }
-    /* Item counts in destination order, then offsets. */
-    for (size_t j = 0; j < nd; j++) {
-        d->dec_item[dst_dec[j] + 1] = b->dec_nitems[j];
-        d->dec_stages[dst_dec[j]] = b->dec_stages[j];
-    }
-    for (size_t j = 0; j < nd; j++) d->dec_item[j + 1] += d->dec_item[j];
-    for (size_t j = 0; j < nd; j++) {
-        int64_t dst = d->dec_item[dst_dec[j]];
-        size_t n = (size_t)b->dec_nitems[j];
-        if (p) memcpy(d->x + (size_t)dst * p, b->x + (size_t)src_item[j] * p, n * p * sizeof(double));
-        if (b->has_text) {
+        for (size_t j = 0; j < nd; j++) {
+            d->dec_item[dst_dec[j] + 1] = b->dec_nitems[j];
+            d->dec_stages[dst_dec[j]] = b->dec_stages[j];
+        }
+        for (size_t j = 0; j < nd; j++) d->dec_item[j + 1] += d->dec_item[j];
+        for (size_t j = 0; j < nd; j++) {
+            int64_t dst = d->dec_item[dst_dec[j]];
+            size_t n = (size_t)b->dec_nitems[j];
+            if (p) memcpy(d->x + (size_t)dst * p, b->x + (size_t)src_item[j] * p, n * p * sizeof(double));
+            if (!b->has_text) continue;
             d->dec_prompt[dst_dec[j]] = b->dec_prompt[j];
             b->dec_prompt[j] = NULL;
             for (size_t q = 0; q < n; q++) {
@@ -343,10 +354,35 @@ int emdpo_builder_finish(emdpo_builder *b, emdpo_data **out) {
     }
     emdpo_free(src_item, nd * sizeof(int64_t));
     emdpo_free(dst_dec, nd * sizeof(int64_t));
+    emdpo_free(cursor, (na ? na : 1) * sizeof(int64_t));
+    return rc;
+}
+
+int emdpo_builder_finish(emdpo_builder *b, emdpo_data **out) {
+    *out = NULL;
+    if (!b) return EMDPO_ERR_INVALID_ARG;
+    size_t na = b->annots.n, nd = (size_t)b->n_dec;
+    if (nd == 0) { /* nothing to learn from */
+        emdpo_builder_free(b);
+        return EMDPO_ERR_PARSE;
+    }
+    emdpo_data *d = emdpo_calloc(1, sizeof *d);
+    int rc = EMDPO_ERR_NOMEM;
+    if (!d) goto fail;
+    d->p = b->p;
+    d->annot_dec = emdpo_calloc(na + 1, sizeof(int64_t));
+    d->dec_item = emdpo_calloc(nd + 1, sizeof(int64_t));
+    d->annot_group = emdpo_malloc(na * sizeof(int32_t));
+    d->annot_name = emdpo_malloc(na * sizeof(char *));
+    if (b->groups.n) d->group_name = emdpo_malloc(b->groups.n * sizeof(char *));
+    if (!d->annot_dec || !d->dec_item || !d->annot_group || !d->annot_name || (b->groups.n && !d->group_name))
+        goto fail;
+    for (size_t a = 0; a < na; a++) d->annot_dec[a + 1] = d->annot_dec[a] + b->annot_count[a];
+    if ((rc = b->sorted ? finish_in_order(b, d) : finish_permuted(b, d))) goto fail;
 
     d->n_annot = (int64_t)na;
     d->n_dec = (int64_t)nd;
-    d->n_items = (int64_t)ni;
+    d->n_items = b->n_items;
     memcpy(d->annot_group, b->annot_group, na * sizeof(int32_t));
     /* Hand the interned strings over; the builder frees only its arrays. */
     memcpy(d->annot_name, b->annots.names, na * sizeof(char *));
@@ -362,7 +398,9 @@ int emdpo_builder_finish(emdpo_builder *b, emdpo_data **out) {
 
 fail:
     if (d) {
-        /* Counts are still zero, so only the raw buffers need releasing. */
+        /* Counts are still zero, so only the raw buffers need releasing;
+         * text pointers taken over are still owned by the builder. */
+        size_t ni = (size_t)b->n_items, p = (size_t)b->p;
         emdpo_free(d->annot_dec, (na + 1) * sizeof(int64_t));
         emdpo_free(d->dec_item, (nd + 1) * sizeof(int64_t));
         emdpo_free(d->dec_stages, nd * sizeof(int32_t));
@@ -370,8 +408,13 @@ fail:
         emdpo_free(d->annot_name, na * sizeof(char *));
         emdpo_free(d->group_name, b->groups.n * sizeof(char *));
         emdpo_free(d->x, ni * p * sizeof(double));
-        emdpo_free(d->dec_prompt, nd * sizeof(char *));
-        emdpo_free(d->item_text, ni * sizeof(char *));
+        if (b->sorted) {
+            free_str_array(d->dec_prompt, nd, nd);
+            free_str_array(d->item_text, ni, ni);
+        } else {
+            emdpo_free(d->dec_prompt, nd * sizeof(char *));
+            emdpo_free(d->item_text, ni * sizeof(char *));
+        }
         emdpo_free(d, sizeof *d);
     }
     emdpo_builder_free(b);
