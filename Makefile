@@ -4,7 +4,7 @@ CC      ?= cc
 OPT     ?= -O3 -march=native
 CFLAGS  ?= $(OPT) -g
 WARN    := -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror=implicit-function-declaration
-CPPFLAGS += -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc
+CPPFLAGS += -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc
 OMP     ?= -fopenmp
 LDLIBS  += -lm
 BUILD   ?= build

@@ -7,6 +7,7 @@
 #include "choice.h"
 #include "kmeans.h"
 #include "rng.h"
+#include "threads.h"
 
 /* Annotators per reduction block; fixed so sums do not depend on threads. */
 #define EM_BLOCK 1024
@@ -17,7 +18,7 @@
 void emdpo_em_opts_default(emdpo_em_opts *o) {
     memset(o, 0, sizeof *o);
     o->max_iter = 500;
-    o->tol = 1e-9;
+    o->tol = 1e-8;
     o->starts = 1;
     o->seed = 1;
     o->init = EMDPO_INIT_KMEANS;
@@ -29,7 +30,7 @@ int emdpo_em_estep(const emdpo_data *d, int K, const double *logp, const double 
     int64_t n_blocks = (d->n_annot + EM_BLOCK - 1) / EM_BLOCK;
     double *part = emdpo_malloc((size_t)n_blocks * sizeof(double));
     if (!part) return EMDPO_ERR_NOMEM;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((double)d->n_dec * K >= EMDPO_PAR_MIN_WORK)
     for (int64_t b = 0; b < n_blocks; b++) {
         double s[EMDPO_MAX_K];
         double acc = 0.0;
@@ -147,7 +148,7 @@ static int init_gamma(const emdpo_data *d, const emdpo_em_opts *o, const double 
     uint64_t seed = o->seed + 0x9e3779b97f4a7c15ULL * (uint64_t)(s + 1);
     int64_t n = d->n_annot;
     if (o->init == EMDPO_INIT_RANDOM) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((double)n * K >= EMDPO_PAR_MIN_WORK)
         for (int64_t i = 0; i < n; i++) {
             emdpo_rng r;
             emdpo_rng_seed(&r, seed, (uint64_t)i);

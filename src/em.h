@@ -20,7 +20,7 @@ typedef void (*emdpo_em_progress)(void *ud, int start, int iter, double loglik, 
 
 typedef struct emdpo_em_opts {
     int max_iter;           /* EM iteration cap (default 500) */
-    double tol;             /* stop when the log-likelihood gains < tol * |loglik| (1e-9) */
+    double tol;             /* stop when the log-likelihood gains < tol * |loglik| (1e-8) */
     int starts;             /* independent starts; the best log-likelihood wins (1) */
     uint64_t seed;          /* start s uses RNG streams derived from (seed, s) */
     emdpo_init init;

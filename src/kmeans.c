@@ -6,6 +6,7 @@
 #include "alloc.h"
 #include "emdpo.h"
 #include "rng.h"
+#include "threads.h"
 
 static double sqdist(const double *a, const double *b, int q) {
     double s = 0.0;
@@ -41,7 +42,7 @@ static void seed_centers(const double *X, int64_t n, int q, int K, emdpo_rng *r,
 
 static int64_t assign_all(const double *X, int64_t n, int q, int K, const double *centers, int32_t *assign) {
     int64_t changed = 0;
-#pragma omp parallel for reduction(+ : changed) schedule(static)
+#pragma omp parallel for reduction(+ : changed) schedule(static) if ((double)n * K * q >= EMDPO_PAR_MIN_WORK)
     for (int64_t i = 0; i < n; i++) {
         int best = 0;
         double bd = INFINITY;

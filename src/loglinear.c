@@ -121,7 +121,7 @@ static int eval_all(const eval_job *J, double *out) {
     size_t scratch_n = 2 * (size_t)J->nmax + (size_t)J->p;
     double *scratch = emdpo_malloc((size_t)n_threads * scratch_n * sizeof(double));
     if (!scratch) return EMDPO_ERR_NOMEM;
-#pragma omp parallel num_threads(n_threads)
+#pragma omp parallel num_threads(n_threads) if ((double)J->d->n_items * J->K >= EMDPO_PAR_MIN_WORK)
     {
         double *mine = scratch + (size_t)emdpo_thread_num() * scratch_n;
 #pragma omp for schedule(dynamic, 4)

@@ -4,11 +4,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "alloc.h"
+#include "threads.h"
 
 /* Default step: eta = HEDGE_ETA_SCALE / h with h = (max R - min R) / 2, the
  * largest entry of R after the shift that Hedge cannot see (adding a
@@ -256,32 +253,14 @@ static void loglin_decision(const emdpo_data *d, int64_t dec, const double *thet
         }
 }
 
-static int max_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
-static int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 /* Per-block partial sums (n_blocks, M*M + M): V's terms, then norm's. */
 static void loglin_blocks(const emdpo_data *d, const double *theta, int M, double beta, int64_t n_blocks,
                           size_t stride, double *partial, double *scratch, size_t scratch_per_thread) {
     int64_t bk;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic)
-#endif
+#pragma omp parallel for schedule(dynamic) if ((double)d->n_items * M >= EMDPO_PAR_MIN_WORK)
     for (bk = 0; bk < n_blocks; bk++) {
         double *part = partial + (size_t)bk * stride;
-        double *s = scratch + (size_t)thread_id() * scratch_per_thread;
+        double *s = scratch + (size_t)emdpo_thread_num() * scratch_per_thread;
         double *pr = s + scratch_per_thread / 2;
         memset(part, 0, stride * sizeof(double));
         int64_t end = (bk + 1) * LOGLIN_BLOCK < d->n_dec ? (bk + 1) * LOGLIN_BLOCK : d->n_dec;
@@ -297,7 +276,7 @@ int emdpo_mmra_loglin_cross(const emdpo_data *d, const double *theta, int M, dou
     int max_n = 0;
     for (int64_t dec = 0; dec < d->n_dec; dec++)
         if (emdpo_dec_n_items(d, dec) > max_n) max_n = emdpo_dec_n_items(d, dec);
-    int n_threads = max_threads();
+    int n_threads = emdpo_max_threads();
     int64_t n_blocks = (d->n_dec + LOGLIN_BLOCK - 1) / LOGLIN_BLOCK;
     size_t mm = (size_t)M * M, stride = mm + (size_t)M;
     size_t per_thread = 2 * (size_t)M * (size_t)max_n;
