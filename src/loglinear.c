@@ -18,9 +18,10 @@ emdpo_loglinear *emdpo_loglinear_of(emdpo_policy *pol) {
     return pol && pol->ops == &loglinear_ops ? (emdpo_loglinear *)pol : NULL;
 }
 
-/* Per-type slot in a block's partial sums: f, grad (p), upper-triangular
- * Hessian (p(p+1)/2). */
-static size_t type_stride(int p) { return 1 + (size_t)p + (size_t)p * (p + 1) / 2; }
+/* Per-type slot in a block's partial sums: f, grad (p), Hessian (p, p).
+ * The full square (not a triangle) keeps the inner loops plain enough to
+ * vectorise. */
+static size_t type_stride(int p) { return 1 + (size_t)p + (size_t)p * p; }
 
 static int max_items(const emdpo_data *d) {
     int m = 2;
@@ -72,17 +73,160 @@ static double decision_eval(const double *x, int n, int stages, int p, const dou
         for (int q = t; q < n; q++) {
             const double *xq = x + (size_t)q * p;
             double c = wt * prob[q];
-            double *hh = h;
             for (int a = 0; a < p; a++) {
                 double da = c * (xq[a] - xbar[a]);
-                for (int b = a; b < p; b++) *hh++ -= da * (xq[b] - xbar[b]);
+                for (int b = 0; b < p; b++) h[a * p + b] -= da * (xq[b] - xbar[b]);
             }
         }
     }
     return lp;
 }
 
-static void eval_block(const eval_job *J, int64_t blk, double *u, double *prob, double *xbar) {
+/* exp(x) for x <= 0, accurate to about 2 ulp and written so loops over it
+ * vectorise (the C library's exp is the bottleneck of a pass otherwise).
+ * Arguments below -708 give 2^-1022 scale, close enough to 0 for
+ * probabilities that are then normalised. */
+static inline double exp_nonpositive(double x) {
+    x = x < -708.0 ? -708.0 : x;
+    /* Round to the nearest integer by the 1.5 * 2^52 trick: no libm call. */
+    double k = (x * 1.4426950408889634 + 6755399441055744.0) - 6755399441055744.0;
+    double r = (x - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10;
+    double p = 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    union {
+        uint64_t u;
+        double d;
+    } scale = {(uint64_t)((int64_t)k + 1023) << 52};
+    return p * scale.d;
+}
+
+/* Scratch of one thread for the all-types kernel. */
+typedef struct kernel_scratch {
+    double *u;    /* (K, nmax) utilities */
+    double *e;    /* (K, nmax) probabilities */
+    double *xx;   /* (nmax, p(p+1)/2) upper-triangular products x_a x_b */
+    double *xbar; /* (K, p) expected features */
+    double *wk;   /* (K) weights of the active types */
+    int *ks;      /* (K) indices of the active types */
+} kernel_scratch;
+
+static size_t kernel_scratch_doubles(int K, int p, int nmax) {
+    return 2 * (size_t)K * nmax + (size_t)nmax * p * p + (size_t)K * p + 2 * (size_t)K;
+}
+
+static void kernel_scratch_point(kernel_scratch *s, double *buf, int K, int p, int nmax) {
+    s->u = buf;
+    s->e = s->u + (size_t)K * nmax;
+    s->xx = s->e + (size_t)K * nmax;
+    s->xbar = s->xx + (size_t)nmax * p * p;
+    s->wk = s->xbar + (size_t)K * p;
+    s->ks = (int *)(s->wk + K); /* K ints fit in K doubles */
+}
+
+/* A top choice among n items for the na active types at once: one pass
+ * over the items serves every type, and the products x_a x_b are shared.
+ * The Hessian uses the uncentred form sum P x x^T - xbar xbar^T: it only
+ * steers Newton's direction, and the gradient that decides convergence is
+ * computed directly. */
+static inline __attribute__((always_inline)) void
+top_choice_impl(const double *x, int n, const int p, const double *theta, int na, kernel_scratch *s, double *part,
+                size_t stride, double *logp_row) {
+    int P2 = p * p;
+    for (int c = 0; c < na; c++) {
+        const double *th = theta + (size_t)s->ks[c] * p;
+        double *u = s->u + (size_t)c * n;
+        for (int q = 0; q < n; q++) {
+            const double *xq = x + (size_t)q * p;
+            double acc = 0.0;
+            for (int a = 0; a < p; a++) acc += th[a] * xq[a];
+            u[q] = acc;
+        }
+    }
+    for (int c = 0; c < na; c++) {
+        double *u = s->u + (size_t)c * n, *e = s->e + (size_t)c * n;
+        double m = u[0];
+        for (int q = 1; q < n; q++) m = u[q] > m ? u[q] : m;
+        double z = 0.0;
+        for (int q = 0; q < n; q++) z += e[q] = exp_nonpositive(u[q] - m);
+        double lp = u[0] - m - log(z), inv = 1.0 / z, wt = s->wk[c];
+        for (int q = 0; q < n; q++) e[q] *= inv;
+        double *slot = part + (size_t)s->ks[c] * stride;
+        slot[0] += wt * lp;
+        if (logp_row) logp_row[s->ks[c]] = lp;
+        double *xb = s->xbar + (size_t)c * p;
+        for (int a = 0; a < p; a++) xb[a] = 0.0;
+        for (int q = 0; q < n; q++)
+            for (int a = 0; a < p; a++) xb[a] += e[q] * x[(size_t)q * p + a];
+        for (int a = 0; a < p; a++) slot[1 + a] += wt * (x[a] - xb[a]);
+    }
+    for (int q = 0; q < n; q++) {
+        const double *xq = x + (size_t)q * p;
+        double *xx = s->xx + (size_t)q * P2;
+        for (int a = 0; a < p; a++)
+            for (int b = 0; b < p; b++) xx[a * p + b] = xq[a] * xq[b];
+    }
+    for (int c = 0; c < na; c++) {
+        double *h = part + (size_t)s->ks[c] * stride + 1 + p;
+        const double *e = s->e + (size_t)c * n, *xb = s->xbar + (size_t)c * p;
+        double wt = s->wk[c];
+        for (int q = 0; q < n; q++) {
+            double cq = wt * e[q];
+            const double *xx = s->xx + (size_t)q * P2;
+            for (int t = 0; t < P2; t++) h[t] -= cq * xx[t];
+        }
+        for (int a = 0; a < p; a++)
+            for (int b = 0; b < p; b++) h[a * p + b] += wt * xb[a] * xb[b];
+    }
+}
+
+/* The kernel compiled for each small feature count, so its loops unroll
+ * and vectorise; larger p takes the generic body. */
+#define TOP_CHOICE_FOR(P)                                                                                  \
+    static void top_choice_p##P(const double *x, int n, const double *theta, int na, kernel_scratch *s,   \
+                                double *part, size_t stride, double *logp_row) {                          \
+        top_choice_impl(x, n, P, theta, na, s, part, stride, logp_row);                                   \
+    }
+TOP_CHOICE_FOR(1)
+TOP_CHOICE_FOR(2)
+TOP_CHOICE_FOR(3)
+TOP_CHOICE_FOR(4)
+TOP_CHOICE_FOR(5)
+TOP_CHOICE_FOR(6)
+TOP_CHOICE_FOR(7)
+TOP_CHOICE_FOR(8)
+
+static void top_choice_generic(const double *x, int n, int p, const double *theta, int na, kernel_scratch *s,
+                               double *part, size_t stride, double *logp_row) {
+    top_choice_impl(x, n, p, theta, na, s, part, stride, logp_row);
+}
+
+static void top_choice_all_types(const double *x, int n, int p, const double *theta, int na, kernel_scratch *s,
+                                 double *part, size_t stride, double *logp_row) {
+    switch (p) {
+    case 1: top_choice_p1(x, n, theta, na, s, part, stride, logp_row); break;
+    case 2: top_choice_p2(x, n, theta, na, s, part, stride, logp_row); break;
+    case 3: top_choice_p3(x, n, theta, na, s, part, stride, logp_row); break;
+    case 4: top_choice_p4(x, n, theta, na, s, part, stride, logp_row); break;
+    case 5: top_choice_p5(x, n, theta, na, s, part, stride, logp_row); break;
+    case 6: top_choice_p6(x, n, theta, na, s, part, stride, logp_row); break;
+    case 7: top_choice_p7(x, n, theta, na, s, part, stride, logp_row); break;
+    case 8: top_choice_p8(x, n, theta, na, s, part, stride, logp_row); break;
+    default: top_choice_generic(x, n, p, theta, na, s, part, stride, logp_row); break;
+    }
+}
+
+static void eval_block(const eval_job *J, int64_t blk, double *u, double *prob, double *xbar, kernel_scratch *ks) {
     const emdpo_data *d = J->d;
     int K = J->K, p = J->p;
     size_t stride = type_stride(p);
@@ -90,18 +234,33 @@ static void eval_block(const eval_job *J, int64_t blk, double *u, double *prob, 
     memset(part, 0, (size_t)K * stride * sizeof(double));
     int64_t i0 = blk * LL_BLOCK, i1 = i0 + LL_BLOCK < d->n_annot ? i0 + LL_BLOCK : d->n_annot;
     for (int64_t i = i0; i < i1; i++) {
+        /* Types evaluated for this annotator with gradients; the others only
+         * need log-probabilities, if anything. */
+        int na = 0;
         for (int k = 0; k < K; k++) {
-            if (!J->mask[k]) continue;
             double wt = J->w ? J->w[i * K + k] : 1.0;
-            if (wt == 0.0 && !J->logp) continue;
-            double *slot = part + (size_t)k * stride;
-            double *g = J->want_grad && wt != 0.0 ? slot + 1 : NULL;
-            const double *th = J->theta + (size_t)k * p;
-            for (int64_t j = d->annot_dec[i]; j < d->annot_dec[i + 1]; j++) {
-                int64_t it = d->dec_item[j];
-                int n = (int)(d->dec_item[j + 1] - it);
-                double lp = decision_eval(d->x + (size_t)it * p, n, d->dec_stages[j], p, th, wt, u, prob,
-                                          xbar, g, g ? g + p : NULL);
+            if (J->mask[k] && J->want_grad && wt != 0.0) {
+                ks->ks[na] = k;
+                ks->wk[na++] = wt;
+            }
+        }
+        for (int64_t j = d->annot_dec[i]; j < d->annot_dec[i + 1]; j++) {
+            int64_t it = d->dec_item[j];
+            int n = (int)(d->dec_item[j + 1] - it);
+            const double *x = d->x + (size_t)it * p;
+            int fast = na > 0 && d->dec_stages[j] == 1;
+            if (fast) top_choice_all_types(x, n, p, J->theta, na, ks, part, stride, J->logp ? J->logp + j * K : NULL);
+            for (int k = 0, c = 0; k < K; k++) {
+                if (!J->mask[k]) continue;
+                int graded = c < na && ks->ks[c] == k;
+                c += graded;
+                if (fast && graded) continue;
+                double wt = J->w ? J->w[i * K + k] : 1.0;
+                if (!graded && wt == 0.0 && !J->logp) continue;
+                double *slot = part + (size_t)k * stride;
+                double *g = graded ? slot + 1 : NULL;
+                double lp = decision_eval(x, n, d->dec_stages[j], p, J->theta + (size_t)k * p, wt, u, prob, xbar, g,
+                                          g ? g + p : NULL);
                 slot[0] += wt * lp;
                 if (J->logp) J->logp[j * K + k] = lp;
             }
@@ -118,14 +277,16 @@ static int eval_all(const eval_job *J, double *out) {
      * need not be thread-safe, and a failure inside the parallel region
      * could not leave the work-sharing loop cleanly. */
     int n_threads = emdpo_max_threads();
-    size_t scratch_n = 2 * (size_t)J->nmax + (size_t)J->p;
+    size_t scratch_n = 2 * (size_t)J->nmax + (size_t)J->p + kernel_scratch_doubles(J->K, J->p, J->nmax);
     double *scratch = emdpo_malloc((size_t)n_threads * scratch_n * sizeof(double));
     if (!scratch) return EMDPO_ERR_NOMEM;
 #pragma omp parallel num_threads(n_threads) if ((double)J->d->n_items * J->K >= EMDPO_PAR_MIN_WORK)
     {
         double *mine = scratch + (size_t)emdpo_thread_num() * scratch_n;
+        kernel_scratch ks;
+        kernel_scratch_point(&ks, mine + 2 * J->nmax + J->p, J->K, J->p, J->nmax);
 #pragma omp for schedule(dynamic, 4)
-        for (int64_t b = 0; b < n_blocks; b++) eval_block(J, b, mine, mine + J->nmax, mine + 2 * J->nmax);
+        for (int64_t b = 0; b < n_blocks; b++) eval_block(J, b, mine, mine + J->nmax, mine + 2 * J->nmax, &ks);
     }
     emdpo_free(scratch, (size_t)n_threads * scratch_n * sizeof(double));
     memset(out, 0, (size_t)J->K * stride * sizeof(double));
@@ -144,15 +305,15 @@ static void add_penalty(double *slot, const double *th, int p, double l2) {
     for (int a = 0; a < p; a++) {
         sq += th[a] * th[a];
         slot[1 + a] -= l2 * th[a];
-        *h -= l2; /* diagonal entry (a, a) */
-        h += p - a;
+        h[a * p + a] -= l2;
     }
     slot[0] -= 0.5 * l2 * sq;
 }
 
-static void unpack_hessian(const double *tri, int p, double *H) {
+/* The Hessian of a slot, symmetrised against rounding. */
+static void unpack_hessian(const double *h, int p, double *H) {
     for (int a = 0; a < p; a++)
-        for (int b = a; b < p; b++) H[a * p + b] = H[b * p + a] = *tri++;
+        for (int b = 0; b < p; b++) H[a * p + b] = 0.5 * (h[a * p + b] + h[b * p + a]);
 }
 
 int emdpo_loglinear_objective(const emdpo_loglinear *ll, const emdpo_data *d, const double *w, int k,
@@ -255,7 +416,7 @@ static int grad_converged(const double *slot, int p, double gtol, double wsum) {
  * when features are collinear or the data separable). */
 static void newton_direction(const double *slot, int p, double *A, double *delta) {
     double diag_max = 0.0;
-    for (int a = 0, o = 0; a < p; o += p - a, a++) diag_max = fmax(diag_max, -slot[1 + p + o]);
+    for (int a = 0; a < p; a++) diag_max = fmax(diag_max, -slot[1 + p + a * p + a]);
     double mu = 0.0;
     for (int attempt = 0; attempt < 60; attempt++) {
         unpack_hessian(slot + 1 + p, p, A);
@@ -334,9 +495,12 @@ static int loglinear_mstep(emdpo_policy *pol, const emdpo_data *d, const double 
                 double *tr = ws.trial + k * s, *cu = ws.cur + k * s;
                 add_penalty(tr, ws.th_try + (size_t)k * p, p, ll->l2);
                 ws.logp_ok[k] = 0;
-                /* Armijo, or no worse within rounding once the step is tiny. */
+                /* Armijo; or, once the predicted gain is below the rounding
+                 * noise of a sum over the data, any step that is no worse
+                 * than that noise (halving there only wastes passes). */
+                double noise = 1e-11 * (1.0 + fabs(cu[0]));
                 int ok = tr[0] >= cu[0] + 1e-4 * ws.alpha[k] * ws.slope[k] ||
-                         (tr[0] >= cu[0] - 1e-15 * fabs(cu[0]) && ws.alpha[k] * ws.slope[k] < 1e-12 * (1.0 + fabs(cu[0])));
+                         (ws.alpha[k] * ws.slope[k] <= noise && tr[0] >= cu[0] - noise);
                 if (ok && isfinite(tr[0])) {
                     memcpy(cu, tr, s * sizeof(double));
                     memcpy(ll->theta + (size_t)k * p, ws.th_try + (size_t)k * p, (size_t)p * sizeof(double));
