@@ -6,7 +6,7 @@ CFLAGS  ?= $(OPT) -g
 WARN    := -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror=implicit-function-declaration
 CPPFLAGS += -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc
 OMP     ?= -fopenmp
-LDLIBS  += -lm
+LDLIBS  += -lopenblas -lm
 BUILD   ?= build
 
 LIB_SRC  := $(sort $(wildcard src/*.c))
@@ -22,22 +22,25 @@ all: $(BUILD)/emdpo
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h include/*.h)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(OMP) -c $< -o $@
+	@echo "CC $<"
+	@$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(OMP) -c $< -o $@
 
 $(BUILD)/cli/%.o: cli/%.c $(wildcard src/*.h include/*.h cli/*.h)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(OMP) -c $< -o $@
+	@echo "CC $<"
+	@$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(OMP) -c $< -o $@
 
 $(BUILD)/libemdpo.a: $(LIB_OBJ)
 	@mkdir -p $(@D)
-	rm -f $@ && ar rcs $@ $^
+	@rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/emdpo: $(CLI_OBJ) $(BUILD)/libemdpo.a
 	$(CC) $(CFLAGS) $(OMP) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT) tests/check.h $(BUILD)/libemdpo.a
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(WARN) $(OMP) $< $(TEST_SUPPORT) $(BUILD)/libemdpo.a -o $@ $(LDLIBS)
+	@echo "CC $<"
+	@$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(WARN) $(OMP) $< $(TEST_SUPPORT) $(BUILD)/libemdpo.a -o $@ $(LDLIBS)
 
 # Runs every test binary, then the CLI tests; prints one closing summary line.
 test: $(TEST_BIN) $(BUILD)/emdpo
@@ -45,7 +48,7 @@ test: $(TEST_BIN) $(BUILD)/emdpo
 
 SAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 sanitize:
-	$(MAKE) BUILD=build-san OPT= CFLAGS="$(SAN)" LDLIBS="-lm -fsanitize=address,undefined" test
+	$(MAKE) BUILD=build-san OPT= CFLAGS="$(SAN)" LDLIBS="-lopenblas -lm -fsanitize=address,undefined" test
 
 bench: $(BUILD)/emdpo
 	sh bench/run.sh $(BUILD)/emdpo

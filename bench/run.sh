@@ -1,0 +1,94 @@
+#!/bin/sh
+# EM-DPO benchmarks. Invoked by `make bench` as
+#   sh bench/run.sh build/emdpo [all|flexmix|det|scale]
+# Default (no second argument): flexmix comparison + determinism check.
+#   flexmix  emdpo vs R flexmix on 2000 annotators x 8 decisions x 3 items, K=3, p=5
+#   det      same seed, 1 vs 2 threads: log-likelihood bits
+#   scale    10^6 annotators x 8 x 3, p=5 (needs ~1.5 GB RAM, ~1-2 min)
+#   all      everything
+# Environment: REPS (emdpo repeats, default 7), RREPS (flexmix repeats, 5),
+# SCALE_N (annotators of the scale run, 1000000), BENCH_DIR (scratch, default build/bench).
+# The first argument (the CLI path) only locates the build directory.
+set -eu
+
+EMDPO=${1:-build/emdpo}
+WHAT=${2:-default}
+BUILD=$(dirname "$EMDPO")
+CC=${CC:-cc}
+REPS=${REPS:-7}
+RREPS=${RREPS:-5}
+SCALE_N=${SCALE_N:-1000000}
+OUT=${BENCH_DIR:-$BUILD/bench}
+mkdir -p "$OUT"
+
+make -s "$BUILD/libemdpo.a"
+BIN="$OUT/bench_em"
+$CC -std=c11 -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -O3 -march=native -fopenmp -Wall -Wextra \
+    bench/bench_em.c "$BUILD/libemdpo.a" -lm -fopenmp -o "$BIN"
+
+CPU=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
+echo "machine: ${CPU:-unknown}, $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)"
+
+# field NAME LINE: the value of NAME=... in a RESULT line
+field() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p" | head -1; }
+
+SUMMARY="$OUT/summary.txt"
+: > "$SUMMARY"
+row() { printf '%-44s %12s %14s %10s\n' "$1" "$2" "$3" "$4" | tee -a "$SUMMARY" >/dev/null; }
+row "measurement" "seconds" "loglik" "ratio"
+
+run_flexmix() {
+    CSV="$OUT/flexmix_2000x8x3.csv"
+    "$BIN" flexmix-data "$CSV" 2000 1
+    FM=""
+    if ! command -v Rscript >/dev/null 2>&1; then
+        echo "flexmix: Rscript not found, skipping the R peer"
+    elif ! Rscript -e 'quit(status = !requireNamespace("flexmix", quietly = TRUE))' >/dev/null 2>&1; then
+        echo "flexmix: R package flexmix not installed, skipping the R peer"
+    else
+        FM=$(Rscript bench/flexmix_em.R "$CSV" 3 "$RREPS" 1e-6 | tee /dev/stderr | grep '^RESULT')
+    fi
+    E1=$("$BIN" fit "$CSV" "$REPS" 1e-6 1 | tee /dev/stderr | grep '^RESULT')
+    E8=$("$BIN" fit "$CSV" "$REPS" 1e-8 1 | tee /dev/stderr | grep '^RESULT')
+    E10=$("$BIN" fit "$CSV" "$REPS" 1e-6 10 | tee /dev/stderr | grep '^RESULT')
+    FS=""
+    if [ -n "$FM" ]; then
+        FS=$(field median_s "$FM")
+        row "flexmix 2.3 EM, 1 start, tol 1e-6" "$FS" "$(field loglik "$FM")" "1"
+    fi
+    for L in "$E1" "$E8" "$E10"; do
+        S=$(field median_s "$L")
+        R="-"
+        [ -n "$FS" ] && R=$(awk -v a="$FS" -v b="$S" 'BEGIN { printf "%.0fx", a / b }')
+        row "emdpo EM, $(field starts "$L") start(s), tol $(field tol "$L")" "$S" "$(field loglik "$L")" "$R"
+    done
+}
+
+run_det() {
+    D1=$("$BIN" det "$OUT/flexmix_2000x8x3.csv" | tee /dev/stderr | grep '^RESULT') || true
+    D2=$("$BIN" det sim:100000 | tee /dev/stderr | grep '^RESULT') || true
+    row "determinism 2000 annot, 1 vs 2 threads" "-" "$(field bits1 "$D1")" "same=$(field identical "$D1")"
+    row "determinism 1e5 annot, 1 vs 2 threads" "-" "$(field bits1 "$D2")" "same=$(field identical "$D2")"
+}
+
+run_scale() {
+    SC=$("$BIN" scale "$SCALE_N" 500 1e-9 | tee /dev/stderr | grep '^RESULT')
+    row "scale ${SCALE_N} annot: s per EM iteration" "$(field s_per_iter "$SC")" "$(field loglik "$SC")" "target<1"
+    row "scale: one E-step" "$(field estep_s "$SC")" "-" "-"
+    row "scale: one M-step from 0 ($(field newton_steps "$SC") Newton)" "$(field mstep_s "$SC")" "-" "-"
+    row "scale: peak RSS MB / features MB" "$(field peak_rss_mb "$SC")" "$(field feature_mb "$SC")" \
+        "$(field rss_ratio "$SC") <2"
+}
+
+case "$WHAT" in
+    default) run_flexmix; run_det ;;
+    flexmix) run_flexmix ;;
+    det) [ -f "$OUT/flexmix_2000x8x3.csv" ] || "$BIN" flexmix-data "$OUT/flexmix_2000x8x3.csv" 2000 1; run_det ;;
+    scale) run_scale ;;
+    all) run_flexmix; run_det; run_scale ;;
+    *) echo "usage: sh bench/run.sh build/emdpo [all|flexmix|det|scale]" >&2; exit 2 ;;
+esac
+
+echo
+echo "== summary (medians; ratio = flexmix seconds / emdpo seconds, same run) =="
+cat "$SUMMARY"
