@@ -111,122 +111,154 @@ static inline double exp_nonpositive(double x) {
     return p * scale.d;
 }
 
-/* Scratch of one thread for the all-types kernel. */
-typedef struct kernel_scratch {
-    double *u;    /* (K, nmax) utilities */
-    double *e;    /* (K, nmax) probabilities */
-    double *xx;   /* (nmax, p(p+1)/2) upper-triangular products x_a x_b */
-    double *xbar; /* (K, p) expected features */
-    double *wk;   /* (K) weights of the active types */
-    int *ks;      /* (K) indices of the active types */
-} kernel_scratch;
+/* Top-choice decisions are evaluated LANES at a time, transposed so that
+ * every inner loop runs across decisions: that is the direction the
+ * compiler can vectorise (items and features are too few). */
+#define LANES 8
+/* Decisions with more items than this take the one-at-a-time path. */
+#define LANE_NMAX 16
 
-static size_t kernel_scratch_doubles(int K, int p, int nmax) {
-    return 2 * (size_t)K * nmax + (size_t)nmax * p * p + (size_t)K * p + 2 * (size_t)K;
+/* Scratch of one thread for the lane kernel. */
+typedef struct lane_scratch {
+    double *X;    /* (LANE_NMAX, p, LANES) features, transposed */
+    double *XX;   /* (LANE_NMAX, p, p, LANES) products x_a x_b */
+    double *u;    /* (LANE_NMAX, LANES) utilities, then probabilities */
+    double *xb;   /* (p, LANES) expected features */
+    double *acc;  /* (K, stride, LANES) per-lane sums of f, grad, Hessian */
+    double *wl;   /* (K, LANES) weight of each pending decision per type */
+    const double *xs[LANES];
+    int64_t dec[LANES];
+    int nd, n;    /* pending decisions and their item count */
+} lane_scratch;
+
+static size_t lane_scratch_doubles(int K, int p) {
+    return (size_t)LANES * ((size_t)LANE_NMAX * p + (size_t)LANE_NMAX * p * p + LANE_NMAX + p +
+                            (size_t)K * type_stride(p) + K);
 }
 
-static void kernel_scratch_point(kernel_scratch *s, double *buf, int K, int p, int nmax) {
-    s->u = buf;
-    s->e = s->u + (size_t)K * nmax;
-    s->xx = s->e + (size_t)K * nmax;
-    s->xbar = s->xx + (size_t)nmax * p * p;
-    s->wk = s->xbar + (size_t)K * p;
-    s->ks = (int *)(s->wk + K); /* K ints fit in K doubles */
+static void lane_scratch_point(lane_scratch *s, double *buf, int K, int p) {
+    s->X = buf;
+    s->XX = s->X + (size_t)LANE_NMAX * p * LANES;
+    s->u = s->XX + (size_t)LANE_NMAX * p * p * LANES;
+    s->xb = s->u + (size_t)LANE_NMAX * LANES;
+    s->acc = s->xb + (size_t)p * LANES;
+    s->wl = s->acc + (size_t)K * type_stride(p) * LANES;
+    s->nd = 0;
+    s->n = 0;
+    memset(s->acc, 0, (size_t)K * type_stride(p) * LANES * sizeof(double));
+    memset(s->wl, 0, (size_t)K * LANES * sizeof(double));
 }
 
-/* A top choice among n items for the na active types at once: one pass
- * over the items serves every type, and the products x_a x_b are shared.
- * The Hessian uses the uncentred form sum P x x^T - xbar xbar^T: it only
- * steers Newton's direction, and the gradient that decides convergence is
- * computed directly. */
-static inline __attribute__((always_inline)) void
-top_choice_impl(const double *x, int n, const int p, const double *theta, int na, kernel_scratch *s, double *part,
-                size_t stride, double *logp_row) {
-    int P2 = p * p;
-    for (int c = 0; c < na; c++) {
-        const double *th = theta + (size_t)s->ks[c] * p;
-        double *u = s->u + (size_t)c * n;
-        for (int q = 0; q < n; q++) {
-            const double *xq = x + (size_t)q * p;
-            double acc = 0.0;
-            for (int a = 0; a < p; a++) acc += th[a] * xq[a];
-            u[q] = acc;
-        }
-    }
-    for (int c = 0; c < na; c++) {
-        double *u = s->u + (size_t)c * n, *e = s->e + (size_t)c * n;
-        double m = u[0];
-        for (int q = 1; q < n; q++) m = u[q] > m ? u[q] : m;
-        double z = 0.0;
-        for (int q = 0; q < n; q++) z += e[q] = exp_nonpositive(u[q] - m);
-        double lp = u[0] - m - log(z), inv = 1.0 / z, wt = s->wk[c];
-        for (int q = 0; q < n; q++) e[q] *= inv;
-        double *slot = part + (size_t)s->ks[c] * stride;
-        slot[0] += wt * lp;
-        if (logp_row) logp_row[s->ks[c]] = lp;
-        double *xb = s->xbar + (size_t)c * p;
-        for (int a = 0; a < p; a++) xb[a] = 0.0;
+/* Evaluates the pending decisions for every masked type. The Hessian uses
+ * the uncentred form sum P x x^T - xbar xbar^T with the products x x^T
+ * shared by all types: it only steers Newton's direction, and the gradient
+ * that decides convergence is computed directly. Unused lanes carry zero
+ * features and weight, so they add nothing. */
+static inline __attribute__((always_inline)) void lanes_flush_impl(lane_scratch *s, const int p, int K,
+                                                                   const unsigned char *mask, const double *theta,
+                                                                   double *logp) {
+    const int n = s->n, L = LANES;
+    const size_t stride = type_stride(p);
+    double *X = s->X, *XX = s->XX, *u = s->u, *xb = s->xb;
+    for (int d = 0; d < L; d++)
         for (int q = 0; q < n; q++)
-            for (int a = 0; a < p; a++) xb[a] += e[q] * x[(size_t)q * p + a];
-        for (int a = 0; a < p; a++) slot[1 + a] += wt * (x[a] - xb[a]);
-    }
-    for (int q = 0; q < n; q++) {
-        const double *xq = x + (size_t)q * p;
-        double *xx = s->xx + (size_t)q * P2;
+            for (int a = 0; a < p; a++) X[(q * p + a) * L + d] = d < s->nd ? s->xs[d][q * p + a] : 0.0;
+    for (int q = 0; q < n; q++)
         for (int a = 0; a < p; a++)
-            for (int b = 0; b < p; b++) xx[a * p + b] = xq[a] * xq[b];
-    }
-    for (int c = 0; c < na; c++) {
-        double *h = part + (size_t)s->ks[c] * stride + 1 + p;
-        const double *e = s->e + (size_t)c * n, *xb = s->xbar + (size_t)c * p;
-        double wt = s->wk[c];
+            for (int b = 0; b < p; b++)
+                for (int d = 0; d < L; d++) XX[((q * p + a) * p + b) * L + d] = X[(q * p + a) * L + d] * X[(q * p + b) * L + d];
+    for (int k = 0; k < K; k++) {
+        if (!mask[k]) continue;
+        const double *th = theta + (size_t)k * p, *w = s->wl + (size_t)k * L;
+        double *acc = s->acc + (size_t)k * stride * L;
+        double m[LANES], z[LANES], lp[LANES];
         for (int q = 0; q < n; q++) {
-            double cq = wt * e[q];
-            const double *xx = s->xx + (size_t)q * P2;
-            for (int t = 0; t < P2; t++) h[t] -= cq * xx[t];
+            for (int d = 0; d < L; d++) u[q * L + d] = 0.0;
+            for (int a = 0; a < p; a++)
+                for (int d = 0; d < L; d++) u[q * L + d] += th[a] * X[(q * p + a) * L + d];
         }
+        for (int d = 0; d < L; d++) m[d] = u[d];
+        for (int q = 1; q < n; q++)
+            for (int d = 0; d < L; d++) m[d] = u[q * L + d] > m[d] ? u[q * L + d] : m[d];
+        for (int d = 0; d < L; d++) {
+            lp[d] = u[d] - m[d];
+            z[d] = 0.0;
+        }
+        for (int q = 0; q < n; q++)
+            for (int d = 0; d < L; d++) z[d] += u[q * L + d] = exp_nonpositive(u[q * L + d] - m[d]);
+        for (int d = 0; d < L; d++) {
+            lp[d] -= log(z[d]);
+            z[d] = 1.0 / z[d];
+        }
+        for (int q = 0; q < n; q++)
+            for (int d = 0; d < L; d++) u[q * L + d] *= z[d]; /* probabilities */
+        for (int a = 0; a < p; a++) {
+            for (int d = 0; d < L; d++) xb[a * L + d] = 0.0;
+            for (int q = 0; q < n; q++)
+                for (int d = 0; d < L; d++) xb[a * L + d] += u[q * L + d] * X[(q * p + a) * L + d];
+        }
+        for (int d = 0; d < L; d++) acc[d] += w[d] * lp[d];
         for (int a = 0; a < p; a++)
-            for (int b = 0; b < p; b++) h[a * p + b] += wt * xb[a] * xb[b];
+            for (int d = 0; d < L; d++) acc[(1 + a) * L + d] += w[d] * (X[a * L + d] - xb[a * L + d]);
+        double *h = acc + (size_t)(1 + p) * L;
+        for (int q = 0; q < n; q++)
+            for (int ab = 0; ab < p * p; ab++)
+                for (int d = 0; d < L; d++) h[ab * L + d] -= w[d] * u[q * L + d] * XX[(q * p * p + ab) * L + d];
+        for (int a = 0; a < p; a++)
+            for (int b = 0; b < p; b++)
+                for (int d = 0; d < L; d++) h[(a * p + b) * L + d] += w[d] * xb[a * L + d] * xb[b * L + d];
+        if (logp)
+            for (int d = 0; d < s->nd; d++) logp[s->dec[d] * K + k] = lp[d];
     }
+    s->nd = 0;
+    memset(s->wl, 0, (size_t)K * L * sizeof(double)); /* unused lanes must weigh nothing */
 }
 
-/* The kernel compiled for each small feature count, so its loops unroll
- * and vectorise; larger p takes the generic body. */
-#define TOP_CHOICE_FOR(P)                                                                                  \
-    static void top_choice_p##P(const double *x, int n, const double *theta, int na, kernel_scratch *s,   \
-                                double *part, size_t stride, double *logp_row) {                          \
-        top_choice_impl(x, n, P, theta, na, s, part, stride, logp_row);                                   \
+#define LANES_FLUSH_FOR(P)                                                                                   \
+    static void lanes_flush_p##P(lane_scratch *s, int K, const unsigned char *mask, const double *theta,     \
+                                 double *logp) {                                                             \
+        lanes_flush_impl(s, P, K, mask, theta, logp);                                                        \
     }
-TOP_CHOICE_FOR(1)
-TOP_CHOICE_FOR(2)
-TOP_CHOICE_FOR(3)
-TOP_CHOICE_FOR(4)
-TOP_CHOICE_FOR(5)
-TOP_CHOICE_FOR(6)
-TOP_CHOICE_FOR(7)
-TOP_CHOICE_FOR(8)
+LANES_FLUSH_FOR(1)
+LANES_FLUSH_FOR(2)
+LANES_FLUSH_FOR(3)
+LANES_FLUSH_FOR(4)
+LANES_FLUSH_FOR(5)
+LANES_FLUSH_FOR(6)
+LANES_FLUSH_FOR(7)
+LANES_FLUSH_FOR(8)
 
-static void top_choice_generic(const double *x, int n, int p, const double *theta, int na, kernel_scratch *s,
-                               double *part, size_t stride, double *logp_row) {
-    top_choice_impl(x, n, p, theta, na, s, part, stride, logp_row);
-}
-
-static void top_choice_all_types(const double *x, int n, int p, const double *theta, int na, kernel_scratch *s,
-                                 double *part, size_t stride, double *logp_row) {
+/* The kernel compiled for each small feature count, so its loops unroll;
+ * larger p takes the generic body. */
+static void lanes_flush(lane_scratch *s, int p, int K, const unsigned char *mask, const double *theta,
+                        double *logp) {
+    if (s->nd == 0) return;
     switch (p) {
-    case 1: top_choice_p1(x, n, theta, na, s, part, stride, logp_row); break;
-    case 2: top_choice_p2(x, n, theta, na, s, part, stride, logp_row); break;
-    case 3: top_choice_p3(x, n, theta, na, s, part, stride, logp_row); break;
-    case 4: top_choice_p4(x, n, theta, na, s, part, stride, logp_row); break;
-    case 5: top_choice_p5(x, n, theta, na, s, part, stride, logp_row); break;
-    case 6: top_choice_p6(x, n, theta, na, s, part, stride, logp_row); break;
-    case 7: top_choice_p7(x, n, theta, na, s, part, stride, logp_row); break;
-    case 8: top_choice_p8(x, n, theta, na, s, part, stride, logp_row); break;
-    default: top_choice_generic(x, n, p, theta, na, s, part, stride, logp_row); break;
+    case 1: lanes_flush_p1(s, K, mask, theta, logp); break;
+    case 2: lanes_flush_p2(s, K, mask, theta, logp); break;
+    case 3: lanes_flush_p3(s, K, mask, theta, logp); break;
+    case 4: lanes_flush_p4(s, K, mask, theta, logp); break;
+    case 5: lanes_flush_p5(s, K, mask, theta, logp); break;
+    case 6: lanes_flush_p6(s, K, mask, theta, logp); break;
+    case 7: lanes_flush_p7(s, K, mask, theta, logp); break;
+    case 8: lanes_flush_p8(s, K, mask, theta, logp); break;
+    default: lanes_flush_impl(s, p, K, mask, theta, logp); break;
     }
 }
 
-static void eval_block(const eval_job *J, int64_t blk, double *u, double *prob, double *xbar, kernel_scratch *ks) {
+/* Queues a top-choice decision; flushes when the lanes are full or the
+ * item count changes. */
+static void lanes_push(lane_scratch *s, const eval_job *J, int64_t i, int64_t j, const double *x, int n) {
+    if (s->nd && s->n != n) lanes_flush(s, J->p, J->K, J->mask, J->theta, J->logp);
+    s->n = n;
+    int d = s->nd++;
+    s->xs[d] = x;
+    s->dec[d] = j;
+    for (int k = 0; k < J->K; k++) s->wl[(size_t)k * LANES + d] = J->w ? J->w[i * J->K + k] : 1.0;
+    if (s->nd == LANES) lanes_flush(s, J->p, J->K, J->mask, J->theta, J->logp);
+}
+
+static void eval_block(const eval_job *J, int64_t blk, double *u, double *prob, double *xbar, lane_scratch *ls) {
     const emdpo_data *d = J->d;
     int K = J->K, p = J->p;
     size_t stride = type_stride(p);
@@ -234,31 +266,20 @@ static void eval_block(const eval_job *J, int64_t blk, double *u, double *prob, 
     memset(part, 0, (size_t)K * stride * sizeof(double));
     int64_t i0 = blk * LL_BLOCK, i1 = i0 + LL_BLOCK < d->n_annot ? i0 + LL_BLOCK : d->n_annot;
     for (int64_t i = i0; i < i1; i++) {
-        /* Types evaluated for this annotator with gradients; the others only
-         * need log-probabilities, if anything. */
-        int na = 0;
-        for (int k = 0; k < K; k++) {
-            double wt = J->w ? J->w[i * K + k] : 1.0;
-            if (J->mask[k] && J->want_grad && wt != 0.0) {
-                ks->ks[na] = k;
-                ks->wk[na++] = wt;
-            }
-        }
         for (int64_t j = d->annot_dec[i]; j < d->annot_dec[i + 1]; j++) {
             int64_t it = d->dec_item[j];
             int n = (int)(d->dec_item[j + 1] - it);
             const double *x = d->x + (size_t)it * p;
-            int fast = na > 0 && d->dec_stages[j] == 1;
-            if (fast) top_choice_all_types(x, n, p, J->theta, na, ks, part, stride, J->logp ? J->logp + j * K : NULL);
-            for (int k = 0, c = 0; k < K; k++) {
+            if (J->want_grad && d->dec_stages[j] == 1 && n <= LANE_NMAX) {
+                lanes_push(ls, J, i, j, x, n);
+                continue;
+            }
+            for (int k = 0; k < K; k++) {
                 if (!J->mask[k]) continue;
-                int graded = c < na && ks->ks[c] == k;
-                c += graded;
-                if (fast && graded) continue;
                 double wt = J->w ? J->w[i * K + k] : 1.0;
-                if (!graded && wt == 0.0 && !J->logp) continue;
+                if (wt == 0.0 && !J->logp) continue;
                 double *slot = part + (size_t)k * stride;
-                double *g = graded ? slot + 1 : NULL;
+                double *g = J->want_grad && wt != 0.0 ? slot + 1 : NULL;
                 double lp = decision_eval(x, n, d->dec_stages[j], p, J->theta + (size_t)k * p, wt, u, prob, xbar, g,
                                           g ? g + p : NULL);
                 slot[0] += wt * lp;
@@ -266,6 +287,18 @@ static void eval_block(const eval_job *J, int64_t blk, double *u, double *prob, 
             }
         }
     }
+    lanes_flush(ls, p, K, J->mask, J->theta, J->logp);
+    /* Lane sums join the block's partials in a fixed order. */
+    for (int k = 0; k < K; k++) {
+        if (!J->mask[k]) continue;
+        double *acc = ls->acc + (size_t)k * stride * LANES;
+        for (size_t t = 0; t < stride; t++) {
+            double sum = 0.0;
+            for (int q = 0; q < LANES; q++) sum += acc[t * LANES + q];
+            part[(size_t)k * stride + t] += sum;
+        }
+    }
+    memset(ls->acc, 0, (size_t)K * stride * LANES * sizeof(double));
 }
 
 /* Evaluates every masked type; sums of f, grad and Hessian land in
@@ -277,16 +310,16 @@ static int eval_all(const eval_job *J, double *out) {
      * need not be thread-safe, and a failure inside the parallel region
      * could not leave the work-sharing loop cleanly. */
     int n_threads = emdpo_max_threads();
-    size_t scratch_n = 2 * (size_t)J->nmax + (size_t)J->p + kernel_scratch_doubles(J->K, J->p, J->nmax);
+    size_t scratch_n = 2 * (size_t)J->nmax + (size_t)J->p + lane_scratch_doubles(J->K, J->p);
     double *scratch = emdpo_malloc((size_t)n_threads * scratch_n * sizeof(double));
     if (!scratch) return EMDPO_ERR_NOMEM;
 #pragma omp parallel num_threads(n_threads) if ((double)J->d->n_items * J->K >= EMDPO_PAR_MIN_WORK)
     {
         double *mine = scratch + (size_t)emdpo_thread_num() * scratch_n;
-        kernel_scratch ks;
-        kernel_scratch_point(&ks, mine + 2 * J->nmax + J->p, J->K, J->p, J->nmax);
+        lane_scratch ls;
+        lane_scratch_point(&ls, mine + 2 * J->nmax + J->p, J->K, J->p);
 #pragma omp for schedule(dynamic, 4)
-        for (int64_t b = 0; b < n_blocks; b++) eval_block(J, b, mine, mine + J->nmax, mine + 2 * J->nmax, &ks);
+        for (int64_t b = 0; b < n_blocks; b++) eval_block(J, b, mine, mine + J->nmax, mine + 2 * J->nmax, &ls);
     }
     emdpo_free(scratch, (size_t)n_threads * scratch_n * sizeof(double));
     memset(out, 0, (size_t)J->K * stride * sizeof(double));
