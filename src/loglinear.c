@@ -38,6 +38,7 @@ typedef struct eval_job {
     const double *theta;        /* (K, p) parameters to evaluate at */
     const unsigned char *mask;  /* (K) types to evaluate */
     int K, p, nmax, want_grad;
+    int want_hess;              /* also the Hessian (needs want_grad) */
     double *logp;               /* (n_dec, K) or NULL */
     double *part;               /* (n_blocks, K, stride) */
 } eval_job;
@@ -70,7 +71,7 @@ static double decision_eval(const double *x, int n, int stages, int p, const dou
         }
         const double *xt = x + (size_t)t * p;
         for (int a = 0; a < p; a++) g[a] += wt * (xt[a] - xbar[a]);
-        for (int q = t; q < n; q++) {
+        for (int q = t; q < n && h; q++) {
             const double *xq = x + (size_t)q * p;
             double c = wt * prob[q];
             for (int a = 0; a < p; a++) {
@@ -129,6 +130,7 @@ typedef struct lane_scratch {
     const double *xs[LANES];
     int64_t dec[LANES];
     int nd, n;    /* pending decisions and their item count */
+    int want_hess;
 } lane_scratch;
 
 static size_t lane_scratch_doubles(int K, int p) {
@@ -163,7 +165,7 @@ static inline __attribute__((always_inline)) void lanes_flush_impl(lane_scratch 
     for (int d = 0; d < L; d++)
         for (int q = 0; q < n; q++)
             for (int a = 0; a < p; a++) X[(q * p + a) * L + d] = d < s->nd ? s->xs[d][q * p + a] : 0.0;
-    for (int q = 0; q < n; q++)
+    for (int q = 0; q < n && s->want_hess; q++)
         for (int a = 0; a < p; a++)
             for (int b = 0; b < p; b++)
                 for (int d = 0; d < L; d++) XX[((q * p + a) * p + b) * L + d] = X[(q * p + a) * L + d] * X[(q * p + b) * L + d];
@@ -200,6 +202,9 @@ static inline __attribute__((always_inline)) void lanes_flush_impl(lane_scratch 
         for (int d = 0; d < L; d++) acc[d] += w[d] * lp[d];
         for (int a = 0; a < p; a++)
             for (int d = 0; d < L; d++) acc[(1 + a) * L + d] += w[d] * (X[a * L + d] - xb[a * L + d]);
+        if (logp)
+            for (int d = 0; d < s->nd; d++) logp[s->dec[d] * K + k] = lp[d];
+        if (!s->want_hess) continue;
         double *h = acc + (size_t)(1 + p) * L;
         for (int q = 0; q < n; q++)
             for (int ab = 0; ab < p * p; ab++)
@@ -207,8 +212,6 @@ static inline __attribute__((always_inline)) void lanes_flush_impl(lane_scratch 
         for (int a = 0; a < p; a++)
             for (int b = 0; b < p; b++)
                 for (int d = 0; d < L; d++) h[(a * p + b) * L + d] += w[d] * xb[a * L + d] * xb[b * L + d];
-        if (logp)
-            for (int d = 0; d < s->nd; d++) logp[s->dec[d] * K + k] = lp[d];
     }
     s->nd = 0;
     memset(s->wl, 0, (size_t)K * L * sizeof(double)); /* unused lanes must weigh nothing */
@@ -265,6 +268,7 @@ static void eval_block(const eval_job *J, int64_t blk, double *u, double *prob, 
     double *part = J->part + (size_t)blk * K * stride;
     memset(part, 0, (size_t)K * stride * sizeof(double));
     int64_t i0 = blk * LL_BLOCK, i1 = i0 + LL_BLOCK < d->n_annot ? i0 + LL_BLOCK : d->n_annot;
+    ls->want_hess = J->want_hess;
     for (int64_t i = i0; i < i1; i++) {
         for (int64_t j = d->annot_dec[i]; j < d->annot_dec[i + 1]; j++) {
             int64_t it = d->dec_item[j];
@@ -281,7 +285,7 @@ static void eval_block(const eval_job *J, int64_t blk, double *u, double *prob, 
                 double *slot = part + (size_t)k * stride;
                 double *g = J->want_grad && wt != 0.0 ? slot + 1 : NULL;
                 double lp = decision_eval(x, n, d->dec_stages[j], p, J->theta + (size_t)k * p, wt, u, prob, xbar, g,
-                                          g ? g + p : NULL);
+                                          g && J->want_hess ? g + p : NULL);
                 slot[0] += wt * lp;
                 if (J->logp) J->logp[j * K + k] = lp;
             }
@@ -361,7 +365,7 @@ int emdpo_loglinear_objective(const emdpo_loglinear *ll, const emdpo_data *d, co
     int rc = EMDPO_ERR_NOMEM;
     if (mask && part && out) {
         mask[k] = 1;
-        eval_job J = {d, w, ll->theta, mask, K, p, max_items(d), grad || hess, NULL, part};
+        eval_job J = {d, w, ll->theta, mask, K, p, max_items(d), grad || hess, hess != NULL, NULL, part};
         rc = eval_all(&J, out);
         if (!rc) {
             double *slot = out + (size_t)k * stride;
@@ -389,7 +393,7 @@ static int loglinear_decision_logp(emdpo_policy *pol, const emdpo_data *d, doubl
     int rc = EMDPO_ERR_NOMEM;
     if (mask && part && out) {
         memset(mask, 1, (size_t)K);
-        eval_job J = {d, NULL, ll->theta, mask, K, p, max_items(d), 0, logp, part};
+        eval_job J = {d, NULL, ll->theta, mask, K, p, max_items(d), 0, 0, logp, part};
         rc = eval_all(&J, out);
     }
     emdpo_free(mask, (size_t)K);
@@ -409,12 +413,13 @@ typedef struct newton_ws {
     double *alpha;   /* (K) step length */
     double *slope;   /* (K) grad . delta */
     double *wsum;    /* (K) total decision weight */
+    double *gprev;   /* (K) gradient norm after the last accepted step */
     unsigned char *done, *trying, *logp_ok; /* (K) */
 } newton_ws;
 
 static size_t ws_doubles(int K, int p, int64_t n_blocks) {
     size_t s = type_stride(p);
-    return 2 * (size_t)K * s + 2 * (size_t)K * p + (size_t)p * p + (size_t)n_blocks * K * s + 3 * (size_t)K;
+    return 2 * (size_t)K * s + 2 * (size_t)K * p + (size_t)p * p + (size_t)n_blocks * K * s + 4 * (size_t)K;
 }
 
 static int ws_alloc(newton_ws *ws, int K, int p, int64_t n_blocks, double **buf, unsigned char **flags) {
@@ -431,17 +436,22 @@ static int ws_alloc(newton_ws *ws, int K, int p, int64_t n_blocks, double **buf,
     ws->part = q; q += (size_t)n_blocks * K * s;
     ws->alpha = q; q += K;
     ws->slope = q; q += K;
-    ws->wsum = q;
+    ws->wsum = q; q += K;
+    ws->gprev = q;
     ws->done = *flags;
     ws->trying = *flags + K;
     ws->logp_ok = *flags + 2 * K;
     return EMDPO_OK;
 }
 
-static int grad_converged(const double *slot, int p, double gtol, double wsum) {
+static double grad_norm(const double *slot, int p) {
     double gmax = 0.0;
     for (int a = 0; a < p; a++) gmax = fmax(gmax, fabs(slot[1 + a]));
-    return gmax <= gtol * (1.0 + wsum);
+    return gmax;
+}
+
+static int grad_converged(const double *slot, int p, double gtol, double wsum) {
+    return grad_norm(slot, p) <= gtol * (1.0 + wsum);
 }
 
 /* Newton direction for one type: solves (-H + mu I) delta = grad, raising
@@ -484,7 +494,7 @@ static int loglinear_mstep(emdpo_policy *pol, const emdpo_data *d, const double 
             ws.wsum[k] += w[i * K + k] * (double)(d->annot_dec[i + 1] - d->annot_dec[i]);
         ws.done[k] = !active[k];
     }
-    eval_job J = {d, w, ll->theta, ws.done, K, p, max_items(d), 1, logp, ws.part};
+    eval_job J = {d, w, ll->theta, ws.done, K, p, max_items(d), 1, 1, logp, ws.part};
     for (int k = 0; k < K; k++) ws.trying[k] = !ws.done[k];
     J.mask = ws.trying;
     if ((rc = eval_all(&J, ws.cur))) goto out;
@@ -494,7 +504,12 @@ static int loglinear_mstep(emdpo_policy *pol, const emdpo_data *d, const double 
         ws.logp_ok[k] = 1;
     }
 
+    /* The Hessian is recomputed only when the last steps stopped shrinking
+     * the gradient fast: a pass without it costs a fraction of one with it,
+     * and near the optimum (warm-started M-steps) it barely changes. */
     int iter = 0, all_converged = 1;
+    for (int k = 0; k < K; k++) ws.gprev[k] = grad_norm(ws.cur + k * s, p);
+    J.want_hess = 0;
     for (; iter < ll->max_newton; iter++) {
         int any = 0;
         for (int k = 0; k < K; k++) {
@@ -512,6 +527,7 @@ static int loglinear_mstep(emdpo_policy *pol, const emdpo_data *d, const double 
             ws.trying[k] = any = 1;
         }
         if (!any) break;
+        int refresh = 0;
         for (int halvings = 0; halvings < 50; halvings++) {
             int pending = 0;
             for (int k = 0; k < K; k++) {
@@ -535,7 +551,10 @@ static int loglinear_mstep(emdpo_policy *pol, const emdpo_data *d, const double 
                 int ok = tr[0] >= cu[0] + 1e-4 * ws.alpha[k] * ws.slope[k] ||
                          (ws.alpha[k] * ws.slope[k] <= noise && tr[0] >= cu[0] - noise);
                 if (ok && isfinite(tr[0])) {
-                    memcpy(cu, tr, s * sizeof(double));
+                    memcpy(cu, tr, (J.want_hess ? s : 1 + (size_t)p) * sizeof(double));
+                    double gnew = grad_norm(cu, p);
+                    if (gnew > 0.1 * ws.gprev[k]) refresh = 1;
+                    ws.gprev[k] = gnew;
                     memcpy(ll->theta + (size_t)k * p, ws.th_try + (size_t)k * p, (size_t)p * sizeof(double));
                     ws.trying[k] = 0;
                     ws.logp_ok[k] = 1;
@@ -550,6 +569,7 @@ static int loglinear_mstep(emdpo_policy *pol, const emdpo_data *d, const double 
                 ws.done[k] = 1;
                 all_converged = 0;
             }
+        J.want_hess = refresh;
     }
     for (int k = 0; k < K; k++) {
         if (!active[k]) continue;
