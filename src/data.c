@@ -421,6 +421,15 @@ fail:
     return rc;
 }
 
+int emdpo_data_max_items(const emdpo_data *d) {
+    int m = 2;
+    for (int64_t j = 0; j < d->n_dec; j++) {
+        int n = emdpo_dec_n_items(d, j);
+        if (n > m) m = n;
+    }
+    return m;
+}
+
 int64_t emdpo_data_n_annotators(const emdpo_data *d) { return d ? d->n_annot : 0; }
 int64_t emdpo_data_n_decisions(const emdpo_data *d) { return d ? d->n_dec : 0; }
 int64_t emdpo_data_n_items(const emdpo_data *d) { return d ? d->n_items : 0; }

@@ -32,6 +32,9 @@ static inline int emdpo_dec_n_items(const struct emdpo_data *d, int64_t dec) {
     return (int)(d->dec_item[dec + 1] - d->dec_item[dec]);
 }
 
+/* The largest number of items in any decision (at least 2). */
+int emdpo_data_max_items(const struct emdpo_data *d);
+
 typedef struct emdpo_builder emdpo_builder;
 
 /* p = number of features per item (0 for text data). */

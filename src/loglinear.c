@@ -23,15 +23,6 @@ emdpo_loglinear *emdpo_loglinear_of(emdpo_policy *pol) {
  * vectorise. */
 static size_t type_stride(int p) { return 1 + (size_t)p + (size_t)p * p; }
 
-static int max_items(const emdpo_data *d) {
-    int m = 2;
-    for (int64_t j = 0; j < d->n_dec; j++) {
-        int n = emdpo_dec_n_items(d, j);
-        if (n > m) m = n;
-    }
-    return m;
-}
-
 typedef struct eval_job {
     const emdpo_data *d;
     const double *w;            /* (n_annot, K) or NULL: weight 1 */
@@ -43,10 +34,8 @@ typedef struct eval_job {
     double *part;               /* (n_blocks, K, stride) */
 } eval_job;
 
-/* One decision for one type: returns log P and, when g != NULL, adds
- * wt * gradient into g (p) and wt * Hessian into h (upper triangle). */
-static double decision_eval(const double *x, int n, int stages, int p, const double *th, double wt,
-                            double *u, double *prob, double *xbar, double *g, double *h) {
+double emdpo_loglinear_decision_derivs(const double *x, int n, int stages, int p, const double *th, double wt,
+                                       double *u, double *prob, double *xbar, double *g, double *h) {
     for (int q = 0; q < n; q++) {
         const double *xq = x + (size_t)q * p;
         double s = 0.0;
@@ -284,7 +273,7 @@ static void eval_block(const eval_job *J, int64_t blk, double *u, double *prob, 
                 if (wt == 0.0 && !J->logp) continue;
                 double *slot = part + (size_t)k * stride;
                 double *g = J->want_grad && wt != 0.0 ? slot + 1 : NULL;
-                double lp = decision_eval(x, n, d->dec_stages[j], p, J->theta + (size_t)k * p, wt, u, prob, xbar, g,
+                double lp = emdpo_loglinear_decision_derivs(x, n, d->dec_stages[j], p, J->theta + (size_t)k * p, wt, u, prob, xbar, g,
                                           g && J->want_hess ? g + p : NULL);
                 slot[0] += wt * lp;
                 if (J->logp) J->logp[j * K + k] = lp;
@@ -365,7 +354,7 @@ int emdpo_loglinear_objective(const emdpo_loglinear *ll, const emdpo_data *d, co
     int rc = EMDPO_ERR_NOMEM;
     if (mask && part && out) {
         mask[k] = 1;
-        eval_job J = {d, w, ll->theta, mask, K, p, max_items(d), grad || hess, hess != NULL, NULL, part};
+        eval_job J = {d, w, ll->theta, mask, K, p, emdpo_data_max_items(d), grad || hess, hess != NULL, NULL, part};
         rc = eval_all(&J, out);
         if (!rc) {
             double *slot = out + (size_t)k * stride;
@@ -393,7 +382,7 @@ static int loglinear_decision_logp(emdpo_policy *pol, const emdpo_data *d, doubl
     int rc = EMDPO_ERR_NOMEM;
     if (mask && part && out) {
         memset(mask, 1, (size_t)K);
-        eval_job J = {d, NULL, ll->theta, mask, K, p, max_items(d), 0, 0, logp, part};
+        eval_job J = {d, NULL, ll->theta, mask, K, p, emdpo_data_max_items(d), 0, 0, logp, part};
         rc = eval_all(&J, out);
     }
     emdpo_free(mask, (size_t)K);
@@ -494,7 +483,7 @@ static int loglinear_mstep(emdpo_policy *pol, const emdpo_data *d, const double 
             ws.wsum[k] += w[i * K + k] * (double)(d->annot_dec[i + 1] - d->annot_dec[i]);
         ws.done[k] = !active[k];
     }
-    eval_job J = {d, w, ll->theta, ws.done, K, p, max_items(d), 1, 1, logp, ws.part};
+    eval_job J = {d, w, ll->theta, ws.done, K, p, emdpo_data_max_items(d), 1, 1, logp, ws.part};
     for (int k = 0; k < K; k++) ws.trying[k] = !ws.done[k];
     J.mask = ws.trying;
     if ((rc = eval_all(&J, ws.cur))) goto out;

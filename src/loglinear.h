@@ -29,4 +29,11 @@ emdpo_loglinear *emdpo_loglinear_of(emdpo_policy *pol);
 int emdpo_loglinear_objective(const emdpo_loglinear *ll, const emdpo_data *d, const double *w, int k,
                               double *f, double *grad, double *hess);
 
+/* log P of one decision under theta (p): items x (n, p) in preference
+ * order, `stages` sequential choices. When g is not NULL adds wt times the
+ * gradient into g (p) and, when h is not NULL too, wt times the Hessian into
+ * h (p, p). Scratch: u and prob (n each), xbar (p). */
+double emdpo_loglinear_decision_derivs(const double *x, int n, int stages, int p, const double *theta, double wt,
+                                       double *u, double *prob, double *xbar, double *g, double *h);
+
 #endif

@@ -39,53 +39,6 @@ int emdpo_loglinear_se_npar(int K, int p, const unsigned char *empty) {
     return ka ? ka * p + ka - 1 : 0;
 }
 
-static int max_items(const emdpo_data *d) {
-    int m = 2;
-    for (int64_t j = 0; j < d->n_dec; j++) {
-        int n = emdpo_dec_n_items(d, j);
-        if (n > m) m = n;
-    }
-    return m;
-}
-
-/* log P of one decision for utilities theta . x; adds its gradient into g
- * (p) and its Hessian into h (upper triangle, p(p+1)/2). */
-static double decision_derivs(const double *x, int n, int stages, int p, const double *th, double *u,
-                              double *prob, double *xbar, double *g, double *h) {
-    for (int q = 0; q < n; q++) {
-        const double *xq = x + (size_t)q * p;
-        double s = 0.0;
-        for (int a = 0; a < p; a++) s += th[a] * xq[a];
-        u[q] = s;
-    }
-    double lp = 0.0;
-    for (int t = 0; t < stages; t++) {
-        double m = u[t];
-        for (int q = t + 1; q < n; q++) m = u[q] > m ? u[q] : m;
-        double z = 0.0;
-        for (int q = t; q < n; q++) z += prob[q] = exp(u[q] - m);
-        lp += u[t] - m - log(z);
-        double inv = 1.0 / z;
-        for (int a = 0; a < p; a++) xbar[a] = 0.0;
-        for (int q = t; q < n; q++) {
-            prob[q] *= inv;
-            const double *xq = x + (size_t)q * p;
-            for (int a = 0; a < p; a++) xbar[a] += prob[q] * xq[a];
-        }
-        const double *xt = x + (size_t)t * p;
-        for (int a = 0; a < p; a++) g[a] += xt[a] - xbar[a];
-        for (int q = t; q < n; q++) {
-            const double *xq = x + (size_t)q * p;
-            double *hh = h;
-            for (int a = 0; a < p; a++) {
-                double da = prob[q] * (xq[a] - xbar[a]);
-                for (int b = a; b < p; b++) *hh++ -= da * (xq[b] - xbar[b]);
-            }
-        }
-    }
-    return lp;
-}
-
 typedef struct se_job {
     const emdpo_data *d;
     const double *theta;  /* (K, p) */
@@ -105,7 +58,7 @@ static size_t tri_index(int a, int b, int n) { return (size_t)a * n - (size_t)a 
 static void se_block(const se_job *J, int64_t blk, double *scratch, double *tri, double *loglik) {
     const emdpo_data *d = J->d;
     int ka = J->ka, p = J->p, npar = J->npar, nmax = J->nmax;
-    size_t pt = (size_t)p * (p + 1) / 2;
+    size_t pt = (size_t)p * p;
     double *u = scratch, *prob = u + nmax, *xbar = prob + nmax;
     double *g = xbar + p;          /* (ka, p) */
     double *h = g + (size_t)ka * p; /* (ka, pt) */
@@ -122,8 +75,8 @@ static void se_block(const se_job *J, int64_t blk, double *scratch, double *tri,
             for (int64_t j = d->annot_dec[i]; j < d->annot_dec[i + 1]; j++) {
                 int64_t it = d->dec_item[j];
                 int n = (int)(d->dec_item[j + 1] - it);
-                s += decision_derivs(d->x + (size_t)it * p, n, d->dec_stages[j], p, th, u, prob, xbar,
-                                     g + (size_t)r * p, h + (size_t)r * pt);
+                s += emdpo_loglinear_decision_derivs(d->x + (size_t)it * p, n, d->dec_stages[j], p, th, 1.0, u, prob,
+                                                     xbar, g + (size_t)r * p, h + (size_t)r * pt);
             }
             lf[r] = s;
         }
@@ -146,7 +99,7 @@ static void se_block(const se_job *J, int64_t blk, double *scratch, double *tri,
             const double *gk = g + (size_t)r * p, *hk = h + (size_t)r * pt;
             for (int a = 0; a < p; a++) {
                 double *row = tri + tri_index(r * p + a, r * p + a, npar);
-                for (int b = a; b < p; b++) row[b - a] += gr * (*hk++ + gk[a] * gk[b]);
+                for (int b = a; b < p; b++) row[b - a] += gr * (hk[a * p + b] + gk[a] * gk[b]);
                 if (r > 0) tri[tri_index(r * p + a, ka * p + r - 1, npar)] += gr * gk[a];
             }
             if (r > 0) tri[tri_index(ka * p + r - 1, ka * p + r - 1, npar)] += gr;
@@ -184,8 +137,8 @@ int emdpo_loglinear_observed_hessian(const emdpo_data *d, const emdpo_loglinear 
     J.ka = ka;
     J.p = p;
     J.npar = npar;
-    J.nmax = max_items(d);
-    J.scratch_n = 2 * (size_t)J.nmax + p + (size_t)ka * p + (size_t)ka * p * (p + 1) / 2 + ka + npar;
+    J.nmax = emdpo_data_max_items(d);
+    J.scratch_n = 2 * (size_t)J.nmax + p + (size_t)ka * p + (size_t)ka * p * p + ka + npar;
     J.ntri = (size_t)npar * (npar + 1) / 2;
 
     /* Blocks run in chunks of a few per thread, and each chunk's partials
