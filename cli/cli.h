@@ -1,0 +1,71 @@
+/* Shared pieces of the emdpo commands: error reporting, data loading,
+ * output directories, JSON writing, and the fit files. */
+#ifndef EMDPO_CLI_H
+#define EMDPO_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "args.h"
+#include "data.h"
+#include "em.h"
+#include "emdpo.h"
+
+/* Exit codes: 0 success, 1 internal failure, 2 bad usage or bad input. */
+#define CLI_EXIT_FAIL 1
+#define CLI_EXIT_USAGE 2
+
+int cmd_fit(int argc, char **argv);
+int cmd_select(int argc, char **argv);
+int cmd_aggregate(int argc, char **argv);
+int cmd_simulate(int argc, char **argv);
+int cmd_identify(int argc, char **argv);
+
+/* Prints "emdpo CMD: [file:line: ]message" for a failed status and
+ * returns the exit code that goes with it. diag may be NULL. */
+int cli_fail(const char *cmd, int rc, const emdpo_diag *diag, const char *what);
+/* Prints "emdpo CMD: message" and returns CLI_EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...);
+
+/* Reads a dataset (format by extension, or "jsonl"/"csv"); prints the error. */
+int cli_load_data(const char *cmd, const char *path, const char *format, emdpo_data **out);
+/* Parses "jsonl" / "csv" / "auto" (NULL = auto); -1 when unknown. */
+int cli_format(const char *name);
+/* Creates dir and its parents; prints the error. */
+int cli_mkdirs(const char *cmd, const char *dir);
+/* Sets the OpenMP thread count when n > 0. */
+void cli_set_threads(int n);
+/* Seconds on a monotonic clock. */
+double cli_now(void);
+
+/* JSON output: numbers round-trip (%.17g); non-finite numbers become null. */
+void cli_json_num(FILE *fp, double v);
+void cli_json_nums(FILE *fp, const double *v, int64_t n);
+void cli_json_str(FILE *fp, const char *s);
+
+/* A fitted log-linear EM-DPO model as stored in DIR/fit.json. */
+typedef struct cli_fit {
+    int K, p;
+    double beta, l2;
+    double *theta;      /* (K, p) */
+    double *eta;        /* (K) */
+    char data[4096];    /* the dataset it was fitted on */
+} cli_fit;
+
+/* Reads DIR/fit.json (or the file itself when path names a file). */
+int cli_fit_read(const char *cmd, const char *path, cli_fit *fit);
+void cli_fit_free(cli_fit *fit);
+
+/* Fits K log-linear types and returns the policy and result; the common
+ * core of fit, select and aggregate's pooled model. progress may be NULL. */
+typedef struct cli_fit_opts {
+    int K, starts, max_iter;
+    uint64_t seed;
+    emdpo_init init;
+    double tol, l2, beta;
+    int verbose;
+} cli_fit_opts;
+void cli_fit_opts_default(cli_fit_opts *o);
+int cli_fit_loglinear(const emdpo_data *d, const cli_fit_opts *o, emdpo_policy **pol, emdpo_em_result *res);
+
+#endif
