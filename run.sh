@@ -1,0 +1,34 @@
+#!/bin/sh
+# Entry point of the README's commands: installs what the build needs
+# (when root, on Debian), then runs `make TARGET`.
+#   sh run.sh demo       build and run the main job on built-in data
+#   sh run.sh test       build and run the test suite
+#   sh run.sh sanitize   the tests under AddressSanitizer + UBSan
+#   sh run.sh bench      benchmarks (see docs/BENCHMARKS.md)
+set -eu
+target=${1:-demo}
+shift 2>/dev/null || true
+
+# Debian packages the build needs: a C compiler with OpenMP, make, OpenBLAS.
+missing=""
+command -v cc >/dev/null 2>&1 || missing="$missing gcc"
+command -v make >/dev/null 2>&1 || missing="$missing make"
+if command -v cc >/dev/null 2>&1 && ! printf '#include <omp.h>\nint main(void){return 0;}\n' |
+    cc -fopenmp -x c - -o /dev/null >/dev/null 2>&1; then
+    missing="$missing libgomp1 libc6-dev"
+fi
+if command -v cc >/dev/null 2>&1 && ! printf '#include <cblas.h>\nint main(void){return 0;}\n' |
+    cc -x c - -lopenblas -o /dev/null >/dev/null 2>&1; then
+    missing="$missing libopenblas-dev"
+fi
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing:$missing" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential $missing >/dev/null
+    else
+        echo "missing Debian packages:$missing (as root: apt-get install build-essential$missing)" >&2
+        exit 2
+    fi
+fi
+jobs=$(nproc 2>/dev/null || echo 2)
+exec make -j"$jobs" "$target" "$@"
