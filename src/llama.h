@@ -1,0 +1,77 @@
+/* Llama-family transformer policies: configuration, parameters and the
+ * layout every part of the engine (loaders, forward, backward, optimizer,
+ * savers) agrees on. llm.c style: one flat float buffer holds every
+ * parameter; a struct of pointers names the tensors inside it. Matrices are
+ * row-major [out][in], as in llama2.c checkpoints and PyTorch Linear. */
+#ifndef EMDPO_LLAMA_H
+#define EMDPO_LLAMA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct emdpo_llama_config {
+    int dim;          /* C: model width */
+    int hidden_dim;   /* H: SwiGLU inner width */
+    int n_layers;     /* L */
+    int n_heads;      /* NH: query heads; head size hs = C / NH */
+    int n_kv_heads;   /* NKV: key/value heads (grouped-query attention), divides NH */
+    int vocab_size;   /* V */
+    int max_seq_len;  /* longest sequence the model accepts */
+    int tied;         /* 1: the output head is the token embedding */
+    float norm_eps;   /* RMSNorm epsilon (1e-5) */
+    float rope_theta; /* RoPE base (10000) */
+} emdpo_llama_config;
+
+/* Pointers into the flat parameter buffer, in this order. kvd = NKV * hs. */
+typedef struct emdpo_llama_params {
+    float *tok_emb;   /* (V, C) */
+    float *rms_att;   /* (L, C) */
+    float *wq;        /* (L, C, C) */
+    float *wk;        /* (L, kvd, C) */
+    float *wv;        /* (L, kvd, C) */
+    float *wo;        /* (L, C, C) */
+    float *rms_ffn;   /* (L, C) */
+    float *w1;        /* (L, H, C) gate */
+    float *w2;        /* (L, C, H) down */
+    float *w3;        /* (L, H, C) up */
+    float *rms_final; /* (C) */
+    float *lm_head;   /* (V, C); points at tok_emb when tied */
+} emdpo_llama_params;
+
+#define EMDPO_LLAMA_N_TENSORS 12
+
+/* 0 when the configuration is usable, else EMDPO_ERR_INVALID_ARG (sizes
+ * must be positive, dim divisible by n_heads, n_heads by n_kv_heads, the
+ * head size even for RoPE, and the parameter count must fit in memory
+ * arithmetic). */
+int emdpo_llama_config_check(const emdpo_llama_config *c);
+
+/* Number of floats in each tensor (lm_head counts 0 when tied) and in all,
+ * for a configuration that passes emdpo_llama_config_check. */
+void emdpo_llama_tensor_sizes(const emdpo_llama_config *c, size_t sizes[EMDPO_LLAMA_N_TENSORS]);
+size_t emdpo_llama_num_params(const emdpo_llama_config *c);
+
+/* Points p's tensors into buf (emdpo_llama_num_params floats). */
+void emdpo_llama_point_params(const emdpo_llama_config *c, float *buf, emdpo_llama_params *p);
+
+/* A model: configuration plus its parameters. */
+typedef struct emdpo_llama {
+    emdpo_llama_config config;
+    emdpo_llama_params params;
+    float *param_buf; /* (num_params) */
+    size_t num_params;
+} emdpo_llama;
+
+/* Allocates a model with zeroed parameters. EMDPO_ERR_INVALID_ARG when the
+ * configuration fails emdpo_llama_config_check, EMDPO_ERR_NOMEM. */
+int emdpo_llama_create(const emdpo_llama_config *c, emdpo_llama **out);
+void emdpo_llama_free(emdpo_llama *m);
+
+/* Fills m's parameters for training from scratch, deterministically from
+ * seed: RMSNorm weights 1; embeddings and matrices N(0, 0.02^2), except the
+ * projections back into the residual stream (wo, w2), which are scaled by
+ * 1/sqrt(2L) (GPT-2's scheme) so the stream's variance does not grow with
+ * depth. */
+void emdpo_llama_init(emdpo_llama *m, uint64_t seed);
+
+#endif

@@ -1,0 +1,76 @@
+/* The layers of a Llama transformer as forward/backward pairs over raw
+ * float arrays (llm.c style). Shapes are row-major and named in the comments:
+ * N rows (N = B*T), C model width, H SwiGLU width, V vocabulary, NH query
+ * heads, NKV key/value heads, hs head size.
+ *
+ * Forward functions overwrite their outputs. Backward functions ACCUMULATE
+ * (+=) into every gradient they produce, so callers zero those buffers once
+ * and several uses of a tensor (a tied embedding, the residual stream) sum
+ * naturally. Results are bitwise reproducible for a given thread count. */
+#ifndef EMDPO_LLAMA_OPS_H
+#define EMDPO_LLAMA_OPS_H
+
+#include <stddef.h>
+
+/* out (N, C) = emb[tokens[n]]; tokens (N) in [0, V). */
+void emdpo_embed_forward(float *out, const int *tokens, const float *emb, size_t N, int C);
+/* demb (V, C) += dout rows scattered by token. */
+void emdpo_embed_backward(float *demb, const float *dout, const int *tokens, size_t N, int C);
+
+/* out (N, C) = inp * rstd * w, rstd (N) = 1 / sqrt(mean(inp^2) + eps). */
+void emdpo_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, size_t N, int C, float eps);
+/* dinp (N, C) and dw (C) += the gradients given dout (N, C). */
+void emdpo_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                            const float *rstd, size_t N, int C);
+
+/* out (N, OC) = inp (N, IC) · wᵀ, w (OC, IC). One sgemm over all rows. */
+void emdpo_matmul_forward(float *out, const float *inp, const float *w, int N, int IC, int OC);
+/* dinp (N, IC) += dout · w (skipped when dinp is NULL); dw (OC, IC) += doutᵀ · inp. */
+void emdpo_matmul_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int N,
+                           int IC, int OC);
+
+/* Rotation tables for positions pos0 .. pos0+T-1: cosv, sinv (T, hs/2) with
+ * angle (pos0+t) * theta^(-2i/hs), computed in double and rounded once. */
+void emdpo_rope_table(float *cosv, float *sinv, int pos0, int T, int hs, float theta);
+/* out (B, T, nh, hs) = inp rotated pairwise: (x[2i], x[2i+1]) of every head
+ * by the angle of row t, i in [0, hs/2) (llama2.c's pairing). out may be inp. */
+void emdpo_rope_forward(float *out, const float *inp, const float *cosv, const float *sinv, int B, int T, int nh,
+                        int hs);
+/* dinp += the inverse rotation of dout (the rotation is orthogonal). */
+void emdpo_rope_backward(float *dinp, const float *dout, const float *cosv, const float *sinv, int B, int T, int nh,
+                         int hs);
+
+/* Causal grouped-query attention: query head h reads key/value head
+ * h / (NH/NKV). q (B, T, NH, hs), k and v (B, T, NKV, hs), out (B, T, NH, hs),
+ * att (B, NH, T, T) the softmax probabilities (zero above the diagonal).
+ * lens (B) or NULL: rows t >= lens[b] are padding and get zero output and
+ * zero probabilities; causal order already keeps real rows off them because
+ * padding comes after the real tokens. Parallel over (b, head). */
+void emdpo_attention_forward(float *out, float *att, const float *q, const float *k, const float *v, const int *lens,
+                             int B, int T, int NH, int NKV, int hs);
+/* dq (B, T, NH, hs), dk and dv (B, T, NKV, hs) += the gradients given dout.
+ * Parallel over (b, key/value head), so the query heads sharing a key/value
+ * head add into it in a fixed order and no two threads write the same row. */
+void emdpo_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                              const float *v, const float *att, const int *lens, int B, int T, int NH, int NKV,
+                              int hs);
+
+/* out (n) = silu(h1) * h3, silu(x) = x / (1 + e^-x). */
+void emdpo_swiglu_forward(float *out, const float *h1, const float *h3, size_t n);
+void emdpo_swiglu_backward(float *dh1, float *dh3, const float *dout, const float *h1, const float *h3, size_t n);
+
+/* out (n) = a + b. Its backward is the identity into both inputs, so the
+ * model lets the residual-stream gradient flow on unchanged instead of
+ * copying it. */
+void emdpo_residual_forward(float *out, const float *a, const float *b, size_t n);
+
+/* Log-softmax picked at a target: logp (N) = logits[n][targets[n]] - lse[n],
+ * lse (N) = log sum_v exp logits[n][v]. A negative target marks a row with
+ * no next token (end of a sequence, padding): logp and lse are 0 there. */
+void emdpo_logprob_forward(float *logp, float *lse, const float *logits, const int *targets, size_t N, int V);
+/* dlogits (N, V) += dlogp[n] * (onehot(target) - softmax(logits[n])); rows
+ * with a negative target get nothing. Cross-entropy is dlogp = -1. */
+void emdpo_logprob_backward(float *dlogits, const float *dlogp, const float *logits, const float *lse,
+                            const int *targets, size_t N, int V);
+
+#endif

@@ -1,0 +1,124 @@
+/* The model's forward and backward against PyTorch: tests/fixtures/
+ * llama_grad.bin (written by tools/llama_fixture.py) holds tiny Llamas, a
+ * padded batch, per-token loss weights, and PyTorch's float64 log-probs,
+ * loss and gradient of every parameter. Also checks that the backward adds
+ * into the gradient and that results repeat bit for bit. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "emdpo.h"
+#include "llama.h"
+#include "llama_model.h"
+
+#define FIXTURE "tests/fixtures/llama_grad.bin"
+
+static const char *const names[EMDPO_LLAMA_N_TENSORS] = {"tok_emb", "rms_att", "wq", "wk",        "wv",     "wo",
+                                                         "rms_ffn", "w1",      "w2", "w3",        "rms_final", "lm_head"};
+
+static int rd(FILE *fp, void *dst, size_t size, size_t n) { return fread(dst, size, n, fp) == n; }
+
+/* Largest |a - b| over the tensor, relative to the tensor's largest |b|. */
+static double tensor_err(const float *a, const float *b, size_t n) {
+    double num = 0.0, den = 1e-12;
+    for (size_t i = 0; i < n; i++) {
+        num = fmax(num, fabs((double)a[i] - b[i]));
+        den = fmax(den, fabs((double)b[i]));
+    }
+    return num / den;
+}
+
+static void run_case(FILE *fp, int index) {
+    int32_t h[10];
+    float fe[2];
+    CHECK(rd(fp, h, sizeof h[0], 10) && rd(fp, fe, sizeof fe[0], 2));
+    emdpo_llama_config c = {h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], fe[0], fe[1]};
+    int B = h[8], T = h[9];
+    emdpo_llama *m;
+    CHECK_EQ_INT(emdpo_llama_create(&c, &m), EMDPO_OK);
+    size_t np = m->num_params, N = (size_t)B * T;
+    int *tokens = malloc(N * sizeof(int)), *lens = malloc((size_t)B * sizeof(int));
+    float *cw = malloc(N * sizeof(float)), *logp_ref = malloc(N * sizeof(float));
+    float *g_ref = malloc(np * sizeof(float)), *g = calloc(np, sizeof(float)), *g2 = calloc(np, sizeof(float));
+    double loss_ref;
+    CHECK(rd(fp, tokens, sizeof(int), N) && rd(fp, lens, sizeof(int), (size_t)B) && rd(fp, cw, sizeof(float), N) &&
+          rd(fp, logp_ref, sizeof(float), N) && rd(fp, &loss_ref, sizeof loss_ref, 1) &&
+          rd(fp, m->param_buf, sizeof(float), np) && rd(fp, g_ref, sizeof(float), np));
+
+    emdpo_llama_acts *a;
+    CHECK_EQ_INT(emdpo_llama_acts_create(&c, B, T, 1, &a), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_llama_forward(m, a, tokens, lens, B, T), EMDPO_OK);
+    double loss = 0.0;
+    for (size_t i = 0; i < N; i++) loss += (double)cw[i] * a->logp[i];
+    CHECK_MSG(fabs(loss - loss_ref) <= 1e-4 * fmax(1.0, fabs(loss_ref)), "case %d: loss %.9g vs PyTorch %.9g", index,
+              loss, loss_ref);
+    CHECK_MSG(tensor_err(a->logp, logp_ref, N) < 1e-5, "case %d: logp error %g", index,
+              tensor_err(a->logp, logp_ref, N));
+
+    CHECK_EQ_INT(emdpo_llama_backward(m, a, cw, g), EMDPO_OK);
+    size_t sizes[EMDPO_LLAMA_N_TENSORS], off = 0;
+    emdpo_llama_tensor_sizes(&c, sizes);
+    for (int t = 0; t < EMDPO_LLAMA_N_TENSORS; t++) {
+        if (!sizes[t]) continue;
+        double e = tensor_err(g + off, g_ref + off, sizes[t]);
+        CHECK_MSG(e < 1e-4, "case %d: gradient of %s off by %g of its largest entry", index, names[t], e);
+        off += sizes[t];
+    }
+
+    /* A second backward adds the same gradient again. */
+    memcpy(g2, g, np * sizeof(float));
+    CHECK_EQ_INT(emdpo_llama_backward(m, a, cw, g2), EMDPO_OK);
+    double worst = 0.0;
+    for (size_t i = 0; i < np; i++) worst = fmax(worst, fabs(g2[i] - 2.0 * g[i]) / fmax(1.0, fabs(g[i])));
+    CHECK_MSG(worst < 1e-5, "case %d: second backward did not add (%g)", index, worst);
+
+    /* Same inputs, same bits; padding tokens are never read. */
+    float *logp1 = malloc(N * sizeof(float));
+    memcpy(logp1, a->logp, N * sizeof(float));
+    for (int b = 0; b < B; b++)
+        for (int t = lens[b]; t < T; t++) tokens[(size_t)b * T + t] = -5;
+    memset(g2, 0, np * sizeof(float));
+    CHECK_EQ_INT(emdpo_llama_forward(m, a, tokens, lens, B, T), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_llama_backward(m, a, cw, g2), EMDPO_OK);
+    CHECK(memcmp(logp1, a->logp, N * sizeof(float)) == 0);
+    CHECK(memcmp(g, g2, np * sizeof(float)) == 0);
+
+    /* Span helpers: the span's gradient lands on logp[b][s-1]. */
+    int st[2] = {1, 2}, en[2] = {lens[0], lens[1]};
+    double gs[2] = {0.5, -2.0};
+    float *dl = calloc(N, sizeof(float));
+    if (B == 2) {
+        CHECK_EQ_INT(emdpo_llama_span_backward(a, st, en, gs, dl), EMDPO_OK);
+        CHECK(dl[0] == 0.5f && dl[(size_t)lens[0] - 2] == 0.5f && dl[T] == 0.0f && dl[T + 1] == -2.0f);
+        CHECK(lens[0] == T || dl[lens[0] - 1] == 0.0f);
+    }
+    /* Invalid inputs are refused. */
+    tokens[0] = c.vocab_size;
+    CHECK_EQ_INT(emdpo_llama_forward(m, a, tokens, lens, B, T), EMDPO_ERR_INVALID_ARG);
+    tokens[0] = 0;
+    CHECK_EQ_INT(emdpo_llama_forward(m, a, tokens, lens, B, T + 1), EMDPO_ERR_INVALID_ARG);
+    lens[0] = T + 1;
+    CHECK_EQ_INT(emdpo_llama_forward(m, a, tokens, lens, B, T), EMDPO_ERR_INVALID_ARG);
+
+    free(dl);
+    free(logp1);
+    emdpo_llama_acts_free(a);
+    emdpo_llama_free(m);
+    free(tokens), free(lens), free(cw), free(logp_ref), free(g_ref), free(g), free(g2);
+}
+
+int main(void) {
+    FILE *fp = fopen(FIXTURE, "rb");
+    CHECK_MSG(fp != NULL, "cannot open %s (run from the repository root)", FIXTURE);
+    if (!fp) return check_report("test_llama_grad");
+    char magic[4];
+    int32_t hdr[2];
+    CHECK(rd(fp, magic, 1, 4) && memcmp(magic, "EMLG", 4) == 0 && rd(fp, hdr, sizeof hdr[0], 2) && hdr[0] == 1);
+    for (int i = 0; i < hdr[1]; i++) run_case(fp, i);
+    CHECK(fgetc(fp) == EOF);
+    fclose(fp);
+    return check_report("test_llama_grad");
+}

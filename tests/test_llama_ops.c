@@ -1,0 +1,324 @@
+/* Each Llama layer's backward against central finite differences of its
+ * forward (the loss is sum(w * out) for fixed random w, accumulated in
+ * double), that backward accumulates, and that padding never leaks into
+ * real positions of attention. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "llama_ops.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static unsigned long long rng_state = 88172645463325252ULL;
+static float urand(void) { /* uniform in (-1, 1), fixed sequence */
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (float)((double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+static float *rnd(size_t n, float scale) {
+    float *x = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) x[i] = urand() * scale;
+    return x;
+}
+static float *zeros(size_t n) { return calloc(n, sizeof(float)); }
+
+static double wdot(const float *w, const float *out, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)w[i] * out[i];
+    return s;
+}
+
+/* The op under test: forward with the current inputs, return sum(w * out). */
+typedef double (*loss_fn)(void);
+
+/* Central differences over every element of x against grad. */
+static void fd_check(const char *what, loss_fn f, float *x, const float *grad, size_t n, float eps, double tol) {
+    double worst = 0.0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        float x0 = x[i];
+        x[i] = x0 + eps;
+        float up = x[i];
+        double fp = f();
+        x[i] = x0 - eps;
+        float dn = x[i];
+        double fm = f();
+        x[i] = x0;
+        double fd = (fp - fm) / ((double)up - dn);
+        double err = fabs(fd - grad[i]) / fmax(1.0, fabs(fd));
+        if (err > worst) {
+            worst = err;
+            at = i;
+        }
+    }
+    CHECK_MSG(worst <= tol, "%s: worst relative error %g at %zu (analytic %g)", what, worst, at, (double)grad[at]);
+}
+
+/* Backward run twice into the same buffers must give twice the gradient (up
+ * to rounding: the second pass adds term by term onto the first's sum). */
+static void check_doubles(const char *what, const float *once, const float *twice, size_t n) {
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(twice[i] - 2.0 * once[i]) / fmax(1.0, fabs(once[i])));
+    CHECK_MSG(worst < 1e-5, "%s: second backward did not add (worst %g)", what, worst);
+}
+
+/* ---- RMSNorm ---- */
+enum { RN = 3, RC = 8 };
+static float *rn_x, *rn_w, *rn_out, *rn_rstd, *rn_wt;
+static double rn_loss(void) {
+    emdpo_rmsnorm_forward(rn_out, rn_rstd, rn_x, rn_w, RN, RC, 1e-5f);
+    return wdot(rn_wt, rn_out, RN * RC);
+}
+static void test_rmsnorm(void) {
+    rn_x = rnd(RN * RC, 1.0f), rn_w = rnd(RC, 1.0f), rn_out = zeros(RN * RC), rn_rstd = zeros(RN);
+    rn_wt = rnd(RN * RC, 1.0f);
+    float *dx = zeros(RN * RC), *dw = zeros(RC), *dx2 = zeros(RN * RC), *dw2 = zeros(RC);
+    rn_loss();
+    emdpo_rmsnorm_backward(dx, dw, rn_wt, rn_x, rn_w, rn_rstd, RN, RC);
+    fd_check("rmsnorm dinp", rn_loss, rn_x, dx, RN * RC, 1e-2f, 2e-3);
+    fd_check("rmsnorm dw", rn_loss, rn_w, dw, RC, 1e-2f, 2e-3);
+    rn_loss();
+    for (int r = 0; r < 2; r++) emdpo_rmsnorm_backward(dx2, dw2, rn_wt, rn_x, rn_w, rn_rstd, RN, RC);
+    check_doubles("rmsnorm dinp", dx, dx2, RN * RC);
+    check_doubles("rmsnorm dw", dw, dw2, RC);
+    free(rn_x), free(rn_w), free(rn_out), free(rn_rstd), free(rn_wt), free(dx), free(dw), free(dx2), free(dw2);
+}
+
+/* ---- matmul ---- */
+enum { MN = 5, MI = 7, MO = 6 };
+static float *mm_x, *mm_w, *mm_out, *mm_wt;
+static double mm_loss(void) {
+    emdpo_matmul_forward(mm_out, mm_x, mm_w, MN, MI, MO);
+    return wdot(mm_wt, mm_out, MN * MO);
+}
+static void test_matmul(void) {
+    mm_x = rnd(MN * MI, 1.0f), mm_w = rnd(MO * MI, 1.0f), mm_out = zeros(MN * MO), mm_wt = rnd(MN * MO, 1.0f);
+    float *dx = zeros(MN * MI), *dw = zeros(MO * MI), *dx2 = zeros(MN * MI), *dw2 = zeros(MO * MI);
+    mm_loss();
+    /* out[0][0] is the dot of row 0 with weight row 0 */
+    double d = 0.0;
+    for (int i = 0; i < MI; i++) d += (double)mm_x[i] * mm_w[i];
+    CHECK_CLOSE(mm_out[0], d, 1e-5);
+    emdpo_matmul_backward(dx, dw, mm_wt, mm_x, mm_w, MN, MI, MO);
+    fd_check("matmul dinp", mm_loss, mm_x, dx, MN * MI, 1e-2f, 1e-3);
+    fd_check("matmul dw", mm_loss, mm_w, dw, MO * MI, 1e-2f, 1e-3);
+    for (int r = 0; r < 2; r++) emdpo_matmul_backward(dx2, dw2, mm_wt, mm_x, mm_w, MN, MI, MO);
+    check_doubles("matmul dinp", dx, dx2, MN * MI);
+    check_doubles("matmul dw", dw, dw2, MO * MI);
+    memset(dw2, 0, MO * MI * sizeof(float));
+    emdpo_matmul_backward(NULL, dw2, mm_wt, mm_x, mm_w, MN, MI, MO);
+    CHECK(memcmp(dw, dw2, MO * MI * sizeof(float)) == 0);
+    free(mm_x), free(mm_w), free(mm_out), free(mm_wt), free(dx), free(dw), free(dx2), free(dw2);
+}
+
+/* ---- RoPE ---- */
+enum { PB = 2, PT = 4, PH = 3, PS = 6 };
+static float *rp_x, *rp_out, *rp_wt, rp_cos[PT * PS / 2], rp_sin[PT * PS / 2];
+static double rp_loss(void) {
+    emdpo_rope_forward(rp_out, rp_x, rp_cos, rp_sin, PB, PT, PH, PS);
+    return wdot(rp_wt, rp_out, PB * PT * PH * PS);
+}
+static void test_rope(void) {
+    size_t n = PB * PT * PH * PS;
+    rp_x = rnd(n, 1.0f), rp_out = zeros(n), rp_wt = rnd(n, 1.0f);
+    emdpo_rope_table(rp_cos, rp_sin, 0, PT, PS, 10000.0f);
+    /* llama2.c: pair i of a head at position t turns by t * 10000^(-2i/hs) */
+    CHECK_CLOSE(rp_cos[1 * 3 + 1], cos(1.0 * pow(10000.0, -2.0 / 6)), 1e-7);
+    CHECK_CLOSE(rp_sin[3 * 3 + 2], sin(3.0 * pow(10000.0, -4.0 / 6)), 1e-7);
+    float c5[PS / 2], s5[PS / 2];
+    emdpo_rope_table(c5, s5, 3, 1, PS, 10000.0f);
+    CHECK(memcmp(c5, rp_cos + 3 * 3, sizeof c5) == 0 && memcmp(s5, rp_sin + 3 * 3, sizeof s5) == 0);
+    rp_loss();
+    /* position 1 (row b=0, t=1), head 2, pair 1: a plane rotation */
+    size_t o = ((size_t)1 * PH + 2) * PS + 2;
+    double ang = pow(10000.0, -2.0 / 6), x0 = rp_x[o], x1 = rp_x[o + 1];
+    CHECK_CLOSE(rp_out[o], x0 * cos(ang) - x1 * sin(ang), 1e-6);
+    CHECK_CLOSE(rp_out[o + 1], x0 * sin(ang) + x1 * cos(ang), 1e-6);
+    float *dx = zeros(n), *dx2 = zeros(n);
+    emdpo_rope_backward(dx, rp_wt, rp_cos, rp_sin, PB, PT, PH, PS);
+    fd_check("rope dinp", rp_loss, rp_x, dx, n, 1e-2f, 1e-3);
+    for (int r = 0; r < 2; r++) emdpo_rope_backward(dx2, rp_wt, rp_cos, rp_sin, PB, PT, PH, PS);
+    check_doubles("rope dinp", dx, dx2, n);
+    free(rp_x), free(rp_out), free(rp_wt), free(dx), free(dx2);
+}
+
+/* ---- attention (GQA, padding) ---- */
+enum { AB = 2, AT = 5, ANH = 4, ANKV = 2, AS = 4 };
+#define AQ (AB * AT * ANH * AS)
+#define AK (AB * AT * ANKV * AS)
+static const int at_lens[AB] = {5, 3};
+static float *at_q, *at_k, *at_v, *at_out, *at_att, *at_wt;
+static double at_loss(void) {
+    emdpo_attention_forward(at_out, at_att, at_q, at_k, at_v, at_lens, AB, AT, ANH, ANKV, AS);
+    return wdot(at_wt, at_out, AQ);
+}
+static void test_attention(void) {
+    at_q = rnd(AQ, 1.0f), at_k = rnd(AK, 1.0f), at_v = rnd(AK, 1.0f), at_out = zeros(AQ);
+    at_att = zeros(AB * ANH * AT * AT), at_wt = rnd(AQ, 1.0f);
+    at_loss();
+    /* A direct evaluation of one output: b 1, t 2, head 3 (kv head 1). */
+    {
+        int b = 1, t = 2, h = 3, kh = 1;
+        double s[AT], z = 0.0, mx = -1e300;
+        for (int u = 0; u <= t; u++) {
+            s[u] = 0.0;
+            for (int i = 0; i < AS; i++)
+                s[u] += (double)at_q[((b * AT + t) * ANH + h) * AS + i] * at_k[((b * AT + u) * ANKV + kh) * AS + i];
+            s[u] /= sqrt(AS);
+            mx = fmax(mx, s[u]);
+        }
+        for (int u = 0; u <= t; u++) z += s[u] = exp(s[u] - mx);
+        for (int i = 0; i < AS; i++) {
+            double o = 0.0;
+            for (int u = 0; u <= t; u++) o += s[u] / z * at_v[((b * AT + u) * ANKV + kh) * AS + i];
+            CHECK_CLOSE(at_out[((b * AT + t) * ANH + h) * AS + i], o, 1e-5);
+        }
+    }
+    /* Padding rows are zero; real rows ignore whatever sits in padding. */
+    int pad_zero = 1;
+    for (int t = at_lens[1]; t < AT; t++)
+        for (int i = 0; i < ANH * AS; i++) pad_zero &= at_out[((1 * AT + t) * ANH) * AS + i] == 0.0f;
+    CHECK(pad_zero);
+    float *ref = malloc(AQ * sizeof(float));
+    memcpy(ref, at_out, AQ * sizeof(float));
+    for (int t = at_lens[1]; t < AT; t++)
+        for (int i = 0; i < ANKV * AS; i++) {
+            at_k[(1 * AT + t) * ANKV * AS + i] = 1e3f;
+            at_v[(1 * AT + t) * ANKV * AS + i] = -1e3f;
+        }
+    at_loss();
+    CHECK(memcmp(ref, at_out, AQ * sizeof(float)) == 0);
+    float *dq = zeros(AQ), *dk = zeros(AK), *dv = zeros(AK), *dq2 = zeros(AQ), *dk2 = zeros(AK), *dv2 = zeros(AK);
+    emdpo_attention_backward(dq, dk, dv, at_wt, at_q, at_k, at_v, at_att, at_lens, AB, AT, ANH, ANKV, AS);
+    /* nothing flows into padding keys/values or queries */
+    int pad_grad = 1;
+    for (int t = at_lens[1]; t < AT; t++) {
+        for (int i = 0; i < ANKV * AS; i++)
+            pad_grad &= dk[(1 * AT + t) * ANKV * AS + i] == 0.0f && dv[(1 * AT + t) * ANKV * AS + i] == 0.0f;
+        for (int i = 0; i < ANH * AS; i++) pad_grad &= dq[(1 * AT + t) * ANH * AS + i] == 0.0f;
+    }
+    CHECK(pad_grad);
+    fd_check("attention dq", at_loss, at_q, dq, AQ, 1e-2f, 2e-3);
+    fd_check("attention dk", at_loss, at_k, dk, AK, 1e-2f, 2e-3);
+    fd_check("attention dv", at_loss, at_v, dv, AK, 1e-2f, 2e-3);
+    at_loss();
+    for (int r = 0; r < 2; r++)
+        emdpo_attention_backward(dq2, dk2, dv2, at_wt, at_q, at_k, at_v, at_att, at_lens, AB, AT, ANH, ANKV, AS);
+    check_doubles("attention dq", dq, dq2, AQ);
+    check_doubles("attention dk", dk, dk2, AK);
+    check_doubles("attention dv", dv, dv2, AK);
+    free(at_q), free(at_k), free(at_v), free(at_out), free(at_att), free(at_wt), free(ref);
+    free(dq), free(dk), free(dv), free(dq2), free(dk2), free(dv2);
+}
+
+/* Large enough for the parallel paths: the result must not depend on the
+ * number of threads (each (b, head) job is independent and ordered). */
+static void test_attention_threads(void) {
+    enum { B = 4, T = 64, NH = 4, NKV = 2, S = 16 };
+    size_t nq = (size_t)B * T * NH * S, nk = (size_t)B * T * NKV * S, na = (size_t)B * NH * T * T;
+    const int lens[B] = {64, 50, 1, 33};
+    float *q = rnd(nq, 1.0f), *k = rnd(nk, 1.0f), *v = rnd(nk, 1.0f), *g = rnd(nq, 1.0f);
+    float *out[2], *att[2], *dq[2], *dk[2], *dv[2];
+    for (int r = 0; r < 2; r++) {
+#ifdef _OPENMP
+        int saved = omp_get_max_threads();
+        omp_set_num_threads(r ? 1 : (saved > 1 ? saved : 2));
+#endif
+        out[r] = zeros(nq), att[r] = zeros(na), dq[r] = zeros(nq), dk[r] = zeros(nk), dv[r] = zeros(nk);
+        emdpo_attention_forward(out[r], att[r], q, k, v, lens, B, T, NH, NKV, S);
+        emdpo_attention_backward(dq[r], dk[r], dv[r], g, q, k, v, att[r], lens, B, T, NH, NKV, S);
+#ifdef _OPENMP
+        omp_set_num_threads(saved);
+#endif
+    }
+    CHECK(memcmp(out[0], out[1], nq * sizeof(float)) == 0 && memcmp(att[0], att[1], na * sizeof(float)) == 0);
+    CHECK(memcmp(dq[0], dq[1], nq * sizeof(float)) == 0 && memcmp(dk[0], dk[1], nk * sizeof(float)) == 0 &&
+          memcmp(dv[0], dv[1], nk * sizeof(float)) == 0);
+    for (int r = 0; r < 2; r++) free(out[r]), free(att[r]), free(dq[r]), free(dk[r]), free(dv[r]);
+    free(q), free(k), free(v), free(g);
+}
+
+/* ---- SwiGLU ---- */
+enum { SN = 20 };
+static float *sw_a, *sw_b, *sw_out, *sw_wt;
+static double sw_loss(void) {
+    emdpo_swiglu_forward(sw_out, sw_a, sw_b, SN);
+    return wdot(sw_wt, sw_out, SN);
+}
+static void test_swiglu(void) {
+    sw_a = rnd(SN, 4.0f), sw_b = rnd(SN, 1.0f), sw_out = zeros(SN), sw_wt = rnd(SN, 1.0f);
+    sw_loss();
+    CHECK_CLOSE(sw_out[3], sw_a[3] / (1.0 + exp(-(double)sw_a[3])) * sw_b[3], 1e-6);
+    float *da = zeros(SN), *db = zeros(SN), *da2 = zeros(SN), *db2 = zeros(SN);
+    emdpo_swiglu_backward(da, db, sw_wt, sw_a, sw_b, SN);
+    fd_check("swiglu dh1", sw_loss, sw_a, da, SN, 1e-2f, 1e-3);
+    fd_check("swiglu dh3", sw_loss, sw_b, db, SN, 1e-2f, 1e-3);
+    for (int r = 0; r < 2; r++) emdpo_swiglu_backward(da2, db2, sw_wt, sw_a, sw_b, SN);
+    check_doubles("swiglu dh1", da, da2, SN);
+    check_doubles("swiglu dh3", db, db2, SN);
+    free(sw_a), free(sw_b), free(sw_out), free(sw_wt), free(da), free(db), free(da2), free(db2);
+}
+
+/* ---- log-probabilities ---- */
+enum { LN_ = 4, LV = 9 };
+static const int lp_tg[LN_] = {3, -1, 0, 8};
+static float *lp_x, lp_out[LN_], lp_lse[LN_], lp_wt[LN_];
+static double lp_loss(void) {
+    emdpo_logprob_forward(lp_out, lp_lse, lp_x, lp_tg, LN_, LV);
+    return wdot(lp_wt, lp_out, LN_);
+}
+static void test_logprob(void) {
+    lp_x = rnd(LN_ * LV, 5.0f);
+    for (int i = 0; i < LN_; i++) lp_wt[i] = urand();
+    lp_loss();
+    double z = 0.0;
+    for (int v = 0; v < LV; v++) z += exp((double)lp_x[3 * LV + v]);
+    CHECK_CLOSE(lp_out[3], lp_x[3 * LV + 8] - log(z), 1e-6);
+    CHECK(lp_out[1] == 0.0f);
+    float *d = zeros(LN_ * LV), *d2 = zeros(LN_ * LV);
+    emdpo_logprob_backward(d, lp_wt, lp_x, lp_lse, lp_tg, LN_, LV);
+    int masked = 1;
+    for (int v = 0; v < LV; v++) masked &= d[LV + v] == 0.0f;
+    CHECK(masked);
+    fd_check("logprob dlogits", lp_loss, lp_x, d, LN_ * LV, 1e-2f, 1e-3);
+    lp_loss();
+    for (int r = 0; r < 2; r++) emdpo_logprob_backward(d2, lp_wt, lp_x, lp_lse, lp_tg, LN_, LV);
+    check_doubles("logprob dlogits", d, d2, LN_ * LV);
+    free(lp_x), free(d), free(d2);
+}
+
+/* ---- embedding and residual ---- */
+static void test_embed_residual(void) {
+    enum { EV = 5, EC = 3, EN = 4 };
+    const int tok[EN] = {2, 0, 2, 4};
+    float *emb = rnd(EV * EC, 1.0f), out[EN * EC], g[EN * EC], demb[EV * EC] = {0};
+    emdpo_embed_forward(out, tok, emb, EN, EC);
+    CHECK(memcmp(out + 2 * EC, emb + 2 * EC, EC * sizeof(float)) == 0);
+    for (int i = 0; i < EN * EC; i++) g[i] = urand();
+    emdpo_embed_backward(demb, g, tok, EN, EC);
+    emdpo_embed_backward(demb, g, tok, EN, EC);
+    CHECK_CLOSE(demb[2 * EC + 1], 2.0 * ((double)g[0 * EC + 1] + g[2 * EC + 1]), 1e-6);
+    CHECK(demb[1 * EC] == 0.0f && demb[3 * EC + 2] == 0.0f);
+    CHECK_CLOSE(demb[4 * EC], 2.0 * g[3 * EC], 1e-6);
+    float r[EC];
+    emdpo_residual_forward(r, emb, emb + EC, EC);
+    CHECK(r[1] == emb[1] + emb[EC + 1]);
+    free(emb);
+}
+
+int main(void) {
+    test_rmsnorm();
+    test_matmul();
+    test_rope();
+    test_attention();
+    test_attention_threads();
+    test_swiglu();
+    test_logprob();
+    test_embed_residual();
+    return check_report("test_llama_ops");
+}
