@@ -1,0 +1,53 @@
+/* libFuzzer target: safetensors headers and data (src/safetensors.c), the
+ * Hugging Face Llama tensor mapping on top of them, and config.json parsing
+ * (src/llama_hf.c). The input is used three ways: as a whole safetensors
+ * image, whose every tensor is then read; as a checkpoint for a tiny Llama;
+ * and as config.json text. Sanitizers catch any read outside the input. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "alloc.h"
+#include "llama.h"
+#include "llama_hf.h"
+#include "safetensors.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The fuzzer's dictionary names tensors of this model. */
+static const emdpo_llama_config k_tiny = {4, 6, 1, 2, 1, 5, 8, 0, 1e-5f, 1e4f};
+
+static void read_all(const emdpo_safetensors *st) {
+    for (size_t i = 0; i < emdpo_st_count(st); i++) {
+        const emdpo_st_tensor *t = emdpo_st_tensor_at(st, i);
+        /* A tensor fits in the input, so numel <= size unless it is empty. */
+        size_t n = t->numel ? (size_t)t->numel : 1;
+        float *buf = malloc(n * sizeof *buf);
+        if (!buf) abort();
+        emdpo_diag d;
+        int rc = emdpo_st_read_f32(st, t->name, t->rank, t->shape, buf, &d);
+        if (rc != EMDPO_OK && rc != EMDPO_ERR_UNSUPPORTED) abort();
+        if (emdpo_st_find(st, t->name) != t) abort();
+        free(buf);
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    emdpo_safetensors *st = NULL;
+    emdpo_diag d;
+    if (emdpo_st_open_mem(data, size, "fuzz", &st, &d) == EMDPO_OK) {
+        read_all(st);
+        for (int tied = 0; tied < 2; tied++) {
+            emdpo_llama_config c = k_tiny;
+            c.tied = tied;
+            emdpo_llama *m = NULL;
+            if (emdpo_llama_create(&c, &m) != EMDPO_OK) abort();
+            emdpo_hf_read_params(st, &c, &m->params, &d);
+            emdpo_llama_free(m);
+        }
+        emdpo_st_close(st);
+    }
+    emdpo_llama_config c;
+    emdpo_hf_config_parse((const char *)data, size, "fuzz", &c, &d);
+    return 0;
+}
