@@ -144,7 +144,7 @@ int cmd_aggregate(int argc, char **argv) {
     agg_args a = {0};
     a.solver = "hedge";
     a.iters_arg = 100000;
-    a.tol = 1e-6;
+    a.tol = 1e-4;
     a.seed = 1;
     cli_opt opts[] = {
         {"fit", CLI_STR, &a.fit, "DIR", "a directory written by emdpo fit (or its fit.json)", 1, 0},
@@ -152,7 +152,7 @@ int cmd_aggregate(int argc, char **argv) {
         {"format", CLI_STR, &a.format, "FMT", "jsonl, csv or auto", 0, 0},
         {"solver", CLI_STR, &a.solver, "NAME", "hedge (optimistic Hedge, the paper's) or lp (exact simplex) (hedge)", 0, 0},
         {"iters", CLI_I64, &a.iters_arg, "T", "Hedge round cap (100000)", 0, 0},
-        {"tol", CLI_DBL, &a.tol, "X", "Hedge stops when the duality gap <= X * range of regrets (1e-6)", 0, 0},
+        {"tol", CLI_DBL, &a.tol, "X", "Hedge stops when the duality gap <= X * range of regrets (1e-4)", 0, 0},
         {"beta", CLI_DBL, &a.beta, "X", "policy temperature (default: the fit's beta)", 0, 0},
         {"seed", CLI_U64, &a.seed, "S", "seed of the pooled K=1 fit (1)", 0, 0},
         {"out", CLI_STR, &a.out, "DIR", "also write DIR/aggregate.json", 0, 0},

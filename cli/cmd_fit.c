@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "afile.h"
 #include "alloc.h"
@@ -12,7 +13,7 @@
 
 typedef struct fit_args {
     const char *data, *out, *format, *init;
-    int k, starts, max_iter, threads, quiet, no_se;
+    int k, starts, max_iter, threads, quiet, no_se, progress;
     uint64_t seed;
     double tol, l2, beta;
 } fit_args;
@@ -203,7 +204,8 @@ int cmd_fit(int argc, char **argv) {
         {"format", CLI_STR, &a.format, "FMT", "jsonl, csv or auto (by extension)", 0, 0},
         {"threads", CLI_INT, &a.threads, "N", "OpenMP threads (default: all cores)", 0, 0},
         {"no-se", CLI_FLAG, &a.no_se, NULL, "skip standard errors", 0, 0},
-        {"quiet", CLI_FLAG, &a.quiet, NULL, "no per-iteration progress on stderr", 0, 0},
+        {"progress", CLI_FLAG, &a.progress, NULL, "log-likelihood of every iteration on stderr (default on a terminal)", 0, 0},
+        {"quiet", CLI_FLAG, &a.quiet, NULL, "print nothing but errors", 0, 0},
     };
     cli_cmd cmd = {"fit", "Fit EM-DPO with K latent annotator types on log-linear policies.",
                    "Writes DIR/fit.json (k, loglik, iterations, converged, eta, theta, se_eta, se_theta,\n"
@@ -243,7 +245,7 @@ int cmd_fit(int argc, char **argv) {
     fo.tol = a.tol;
     fo.l2 = a.l2;
     fo.beta = a.beta;
-    fo.verbose = !a.quiet;
+    fo.verbose = !a.quiet && (a.progress || isatty(STDERR_FILENO));
     emdpo_policy *pol = NULL;
     emdpo_em_result res;
     double t0 = cli_now();

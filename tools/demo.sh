@@ -13,10 +13,10 @@ echo "== 1. Identifiability: binary vs ternary choices, one decision per annotat
 echo
 echo "== 2. EM-DPO on the personality population (P1, P2 = -P1, P3), ternary choices"
 "$E" simulate --preset personalities --annotators 4000 --decisions 4 --items 3 --seed 1 --out "$out/personalities.jsonl"
-"$E" fit --data "$out/personalities.jsonl" --k 3 --starts 5 --seed 1 --out "$out/fit" --quiet | tee "$out/fit.txt"
+"$E" fit --data "$out/personalities.jsonl" --k 3 --starts 5 --seed 1 --out "$out/fit" | tee "$out/fit.txt"
 echo
 echo "== 3. Choosing K (held-out log-likelihood, BIC)"
-"$E" select --data "$out/personalities.jsonl" --k 1..5 --starts 3 --seed 1 | tee "$out/select.txt"
+"$E" select --data "$out/personalities.jsonl" --k 1..4 --starts 3 --seed 1 | tee "$out/select.txt"
 
 echo
 echo "== 4. MMRA-AE: one policy with the smallest worst-case regret"
