@@ -433,6 +433,18 @@ static int ws_alloc(newton_ws *ws, int K, int p, int64_t n_blocks, double **buf,
     return EMDPO_OK;
 }
 
+/* store: the slot's Hessian becomes type k's cached one; otherwise the
+ * cached one is copied into the slot. */
+static void hess_cache_sync(emdpo_loglinear *ll, double *slot, int k, int store) {
+    int p = ll->p;
+    double *h = ll->hess_cache + (size_t)k * p * p;
+    if (store)
+        memcpy(h, slot + 1 + p, (size_t)p * p * sizeof(double));
+    else
+        memcpy(slot + 1 + p, h, (size_t)p * p * sizeof(double));
+    ll->hess_ok[k] = 1;
+}
+
 static double grad_norm(const double *slot, int p) {
     double gmax = 0.0;
     for (int a = 0; a < p; a++) gmax = fmax(gmax, fabs(slot[1 + a]));
@@ -483,15 +495,19 @@ static int loglinear_mstep(emdpo_policy *pol, const emdpo_data *d, const double 
             ws.wsum[k] += w[i * K + k] * (double)(d->annot_dec[i + 1] - d->annot_dec[i]);
         ws.done[k] = !active[k];
     }
-    eval_job J = {d, w, ll->theta, ws.done, K, p, emdpo_data_max_items(d), 1, 1, logp, ws.part};
+    int cached = ll->hess_data == d;
+    for (int k = 0; k < K; k++) cached &= ws.done[k] || ll->hess_ok[k];
+    eval_job J = {d, w, ll->theta, ws.done, K, p, emdpo_data_max_items(d), 1, !cached, logp, ws.part};
     for (int k = 0; k < K; k++) ws.trying[k] = !ws.done[k];
     J.mask = ws.trying;
     if ((rc = eval_all(&J, ws.cur))) goto out;
     for (int k = 0; k < K; k++) {
         if (ws.done[k]) continue;
         add_penalty(ws.cur + k * s, ll->theta + (size_t)k * p, p, ll->l2);
+        hess_cache_sync(ll, ws.cur + k * s, k, !cached);
         ws.logp_ok[k] = 1;
     }
+    ll->hess_data = d;
 
     /* The Hessian is recomputed only when the last steps stopped shrinking
      * the gradient fast: a pass without it costs a fraction of one with it,
@@ -541,6 +557,7 @@ static int loglinear_mstep(emdpo_policy *pol, const emdpo_data *d, const double 
                          (ws.alpha[k] * ws.slope[k] <= noise && tr[0] >= cu[0] - noise);
                 if (ok && isfinite(tr[0])) {
                     memcpy(cu, tr, (J.want_hess ? s : 1 + (size_t)p) * sizeof(double));
+                    if (J.want_hess) hess_cache_sync(ll, cu, k, 1);
                     double gnew = grad_norm(cu, p);
                     if (gnew > 0.1 * ws.gprev[k]) refresh = 1;
                     ws.gprev[k] = gnew;
@@ -594,6 +611,8 @@ static void loglinear_free(emdpo_policy *pol) {
     emdpo_loglinear *ll = (emdpo_loglinear *)pol;
     if (!ll) return;
     emdpo_free(ll->theta, (size_t)pol->K * ll->p * sizeof(double));
+    emdpo_free(ll->hess_cache, (size_t)pol->K * ll->p * ll->p * sizeof(double));
+    emdpo_free(ll->hess_ok, (size_t)pol->K);
     emdpo_free(ll, sizeof *ll);
 }
 
@@ -602,14 +621,16 @@ int emdpo_loglinear_create(int K, int p, emdpo_policy **out) {
     if (K < 1 || p < 1) return EMDPO_ERR_INVALID_ARG;
     emdpo_loglinear *ll = emdpo_calloc(1, sizeof *ll);
     if (!ll) return EMDPO_ERR_NOMEM;
-    ll->theta = emdpo_calloc((size_t)K * p, sizeof(double));
-    if (!ll->theta) {
-        emdpo_free(ll, sizeof *ll);
-        return EMDPO_ERR_NOMEM;
-    }
     ll->base.ops = &loglinear_ops;
     ll->base.K = K;
     ll->p = p;
+    ll->theta = emdpo_calloc((size_t)K * p, sizeof(double));
+    ll->hess_cache = emdpo_calloc((size_t)K * p * p, sizeof(double));
+    ll->hess_ok = emdpo_calloc((size_t)K, 1);
+    if (!ll->theta || !ll->hess_cache || !ll->hess_ok) {
+        loglinear_free(&ll->base);
+        return EMDPO_ERR_NOMEM;
+    }
     ll->beta = 1.0;
     ll->l2 = 0.0;
     ll->gtol = 1e-10;
@@ -623,10 +644,12 @@ static int loglinear_clone(const emdpo_policy *pol, emdpo_policy **out) {
     int rc = emdpo_loglinear_create(pol->K, src->p, out);
     if (rc) return rc;
     emdpo_loglinear *dst = (emdpo_loglinear *)*out;
-    double *th = dst->theta;
-    *dst = *src;
-    dst->theta = th;
-    memcpy(th, src->theta, (size_t)pol->K * src->p * sizeof(double));
+    dst->base.ops = src->base.ops; /* keeps instrumentation wrappers in place */
+    dst->beta = src->beta;
+    dst->l2 = src->l2;
+    dst->gtol = src->gtol;
+    dst->max_newton = src->max_newton;
+    memcpy(dst->theta, src->theta, (size_t)pol->K * src->p * sizeof(double));
     return EMDPO_OK;
 }
 
@@ -636,6 +659,7 @@ static int loglinear_copy_type(emdpo_policy *dst, int k, const emdpo_policy *src
     const emdpo_loglinear *b = (const emdpo_loglinear *)src;
     if (a->p != b->p || k < 0 || k >= dst->K || src_k < 0 || src_k >= src->K) return EMDPO_ERR_INVALID_ARG;
     memcpy(a->theta + (size_t)k * a->p, b->theta + (size_t)src_k * b->p, (size_t)a->p * sizeof(double));
+    a->hess_ok[k] = 0;
     return EMDPO_OK;
 }
 

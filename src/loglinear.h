@@ -15,6 +15,12 @@ typedef struct emdpo_loglinear {
     double gtol;       /* M-step stops when |grad|_inf <= gtol * (1 + total weight) */
     int max_newton;    /* Newton iteration cap per M-step */
     double *theta;     /* (K, p) */
+    /* The Hessian of each type's last M-step (penalty included) and the
+     * data it came from. EM's next M-step starts from nearly the same
+     * point, so it steers the first Newton step without a Hessian pass. */
+    double *hess_cache;          /* (K, p, p) */
+    unsigned char *hess_ok;      /* (K) */
+    const emdpo_data *hess_data;
 } emdpo_loglinear;
 
 /* theta starts at zero; beta = 1, l2 = 0, gtol = 1e-10, max_newton = 100. */
