@@ -130,7 +130,11 @@ static void print_summary(const emdpo_data *d, const emdpo_loglinear *ll, const 
     printf("log-likelihood %.6f after %d iterations (%s), best of %d start%s\n", res->loglik, res->iterations,
            res->converged ? "converged" : "iteration cap", res->starts, res->starts > 1 ? "s" : "");
     printf("%-6s %8s", "type", "eta");
-    for (int q = 0; q < p; q++) printf(" %10s", d->feature_name ? d->feature_name[q] : "");
+    for (int q = 0; q < p; q++) {
+        char name[16];
+        snprintf(name, sizeof name, "x%d", q + 1);
+        printf(" %10.10s", d->feature_name ? d->feature_name[q] : name);
+    }
     printf("\n");
     for (int k = 0; k < K; k++) {
         printf("%-6d %8.4f", k + 1, res->eta[k]);
