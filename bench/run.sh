@@ -24,7 +24,7 @@ mkdir -p "$OUT"
 make -s "$BUILD/libemdpo.a"
 BIN="$OUT/bench_em"
 $CC -std=c11 -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -O3 -march=native -fopenmp -Wall -Wextra \
-    bench/bench_em.c "$BUILD/libemdpo.a" -lm -fopenmp -o "$BIN"
+    bench/bench_em.c "$BUILD/libemdpo.a" -lopenblas -lm -fopenmp -o "$BIN"
 
 CPU=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
 echo "machine: ${CPU:-unknown}, $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)"
