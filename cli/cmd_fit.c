@@ -8,6 +8,7 @@
 #include "afile.h"
 #include "alloc.h"
 #include "cli.h"
+#include "dataio.h"
 #include "loglinear.h"
 #include "loglinear_se.h"
 
@@ -97,26 +98,12 @@ static void write_fit_json(FILE *fp, const fit_args *a, const emdpo_data *d, con
     fprintf(fp, "\n}\n");
 }
 
-/* A CSV field, quoted when it holds a comma, quote or line break. */
-static void csv_field(FILE *fp, const char *s) {
-    if (!strpbrk(s, ",\"\r\n")) {
-        fputs(s, fp);
-        return;
-    }
-    fputc('"', fp);
-    for (; *s; s++) {
-        if (*s == '"') fputc('"', fp);
-        fputc(*s, fp);
-    }
-    fputc('"', fp);
-}
-
 static void write_posterior(FILE *fp, const emdpo_data *d, const emdpo_em_result *res) {
     fputs("annotator", fp);
     for (int k = 0; k < res->K; k++) fprintf(fp, ",gamma_%d", k + 1);
     fputc('\n', fp);
     for (int64_t i = 0; i < d->n_annot; i++) {
-        csv_field(fp, d->annot_name[i]);
+        emdpo_csv_write_field(fp, d->annot_name[i]);
         for (int k = 0; k < res->K; k++) fprintf(fp, ",%.17g", res->gamma[i * res->K + k]);
         fputc('\n', fp);
     }

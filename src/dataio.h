@@ -51,4 +51,8 @@ int emdpo_write_jsonl(const emdpo_data *d, FILE *fp, emdpo_diag *diag);
 int emdpo_csv_check_writable(const emdpo_data *d, emdpo_diag *diag);
 void emdpo_write_csv(const emdpo_data *d, FILE *fp);
 
+/* One CSV field, RFC 4180: quoted (quotes doubled) when it holds a comma, a
+ * quote or a line break. */
+void emdpo_csv_write_field(FILE *fp, const char *s);
+
 #endif

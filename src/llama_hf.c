@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,27 +11,8 @@
 
 #include "afile.h"
 #include "alloc.h"
+#include "diag.h"
 #include "json.h"
-
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static int fail(emdpo_diag *diag, int rc, const char *fmt, ...) {
-    diag->line = 0;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(diag->msg, sizeof diag->msg, fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
-static void diag_reset(emdpo_diag *diag, const char *file) {
-    memset(diag, 0, sizeof *diag);
-    /* memcpy rather than snprintf: long paths are cut without a warning. */
-    size_t n = file ? strlen(file) : 0;
-    if (n >= sizeof diag->file) n = sizeof diag->file - 1;
-    if (n) memcpy(diag->file, file, n);
-}
 
 /* ---- config.json ------------------------------------------------------- */
 
@@ -40,9 +20,9 @@ static void diag_reset(emdpo_diag *diag, const char *file) {
  * required is 0. */
 static int get_pos_int(const emdpo_json *root, const char *key, int required, int *out, emdpo_diag *diag) {
     const emdpo_json *v = emdpo_json_get(root, key);
-    if (!v) return required ? fail(diag, EMDPO_ERR_PARSE, "\"%s\" is missing", key) : EMDPO_OK;
+    if (!v) return required ? emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "\"%s\" is missing", key) : EMDPO_OK;
     if (v->type != EMDPO_JSON_NUMBER || !v->is_int || v->inum <= 0 || v->inum > INT_MAX)
-        return fail(diag, EMDPO_ERR_PARSE, "\"%s\" must be a positive integer below 2^31", key);
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "\"%s\" must be a positive integer below 2^31", key);
     *out = (int)v->inum;
     return EMDPO_OK;
 }
@@ -51,7 +31,7 @@ static int get_pos_float(const emdpo_json *root, const char *key, float *out, em
     const emdpo_json *v = emdpo_json_get(root, key);
     if (!v) return EMDPO_OK;
     if (v->type != EMDPO_JSON_NUMBER || !(v->num > 0) || !isfinite((float)v->num) || (float)v->num == 0)
-        return fail(diag, EMDPO_ERR_PARSE, "\"%s\" must be a positive number within float range", key);
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "\"%s\" must be a positive number within float range", key);
     *out = (float)v->num;
     return EMDPO_OK;
 }
@@ -62,34 +42,34 @@ static int check_variants(const emdpo_json *root, int max_pos, emdpo_diag *diag)
     const emdpo_json *v = emdpo_json_get(root, "model_type");
     if (v && (v->type != EMDPO_JSON_STRING ||
               (strcmp(v->u.str, "llama") != 0 && strcmp(v->u.str, "mistral") != 0)))
-        return fail(diag, EMDPO_ERR_UNSUPPORTED, "model_type \"%.40s\" is not \"llama\" (or \"mistral\")",
+        return emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "model_type \"%.40s\" is not \"llama\" (or \"mistral\")",
                     v->type == EMDPO_JSON_STRING ? v->u.str : emdpo_json_type_name(v->type));
     v = emdpo_json_get(root, "hidden_act");
     if (v && (v->type != EMDPO_JSON_STRING || strcmp(v->u.str, "silu") != 0))
-        return fail(diag, EMDPO_ERR_UNSUPPORTED, "hidden_act must be \"silu\" (SwiGLU)");
+        return emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "hidden_act must be \"silu\" (SwiGLU)");
     v = emdpo_json_get(root, "rope_scaling");
     if (v && v->type != EMDPO_JSON_NULL)
-        return fail(diag, EMDPO_ERR_UNSUPPORTED, "rope_scaling is not supported (it must be null)");
+        return emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "rope_scaling is not supported (it must be null)");
     static const char *const biases[] = {"attention_bias", "mlp_bias"};
     for (int i = 0; i < 2; i++) {
         v = emdpo_json_get(root, biases[i]);
         if (v && !(v->type == EMDPO_JSON_BOOL && !v->boolean))
-            return fail(diag, EMDPO_ERR_UNSUPPORTED, "%s must be false: emdpo has no bias terms", biases[i]);
+            return emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "%s must be false: emdpo has no bias terms", biases[i]);
     }
     v = emdpo_json_get(root, "sliding_window");
     if (v && v->type != EMDPO_JSON_NULL &&
         !(v->type == EMDPO_JSON_NUMBER && v->is_int && v->inum >= max_pos))
-        return fail(diag, EMDPO_ERR_UNSUPPORTED,
+        return emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED,
                     "sliding_window shorter than max_position_embeddings is not supported");
     v = emdpo_json_get(root, "tie_word_embeddings");
     if (v && v->type != EMDPO_JSON_BOOL)
-        return fail(diag, EMDPO_ERR_PARSE, "\"tie_word_embeddings\" must be true or false");
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "\"tie_word_embeddings\" must be true or false");
     return EMDPO_OK;
 }
 
 int emdpo_hf_config_parse(const char *text, size_t len, const char *name, emdpo_llama_config *c,
                           emdpo_diag *diag) {
-    diag_reset(diag, name);
+    emdpo_diag_reset(diag, name);
     memset(c, 0, sizeof *c);
     emdpo_json_doc *doc = NULL;
     int rc = emdpo_json_doc_create(&doc);
@@ -97,8 +77,8 @@ int emdpo_hf_config_parse(const char *text, size_t len, const char *name, emdpo_
     const emdpo_json *root = NULL;
     emdpo_json_error err;
     rc = emdpo_json_parse(doc, text, len, &root, &err);
-    if (rc == EMDPO_ERR_PARSE) fail(diag, rc, "not valid JSON: %s at byte %zu", err.msg, err.offset);
-    if (!rc && root->type != EMDPO_JSON_OBJECT) rc = fail(diag, EMDPO_ERR_PARSE, "not a JSON object");
+    if (rc == EMDPO_ERR_PARSE) emdpo_diag_fail(diag, rc, "not valid JSON: %s at byte %zu", err.msg, err.offset);
+    if (!rc && root->type != EMDPO_JSON_OBJECT) rc = emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "not a JSON object");
     emdpo_llama_config k = {0};
     k.max_seq_len = 2048;
     k.norm_eps = 1e-6f;
@@ -119,21 +99,21 @@ int emdpo_hf_config_parse(const char *text, size_t len, const char *name, emdpo_
         k.tied = tie && tie->boolean;
         const emdpo_json *hd = emdpo_json_get(root, "head_dim");
         if (k.dim % k.n_heads)
-            rc = fail(diag, EMDPO_ERR_PARSE, "hidden_size %d is not divisible by num_attention_heads %d",
+            rc = emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "hidden_size %d is not divisible by num_attention_heads %d",
                       k.dim, k.n_heads);
         else if (k.n_heads % k.n_kv_heads)
-            rc = fail(diag, EMDPO_ERR_PARSE,
+            rc = emdpo_diag_fail(diag, EMDPO_ERR_PARSE,
                       "num_attention_heads %d is not divisible by num_key_value_heads %d", k.n_heads,
                       k.n_kv_heads);
         else if ((k.dim / k.n_heads) % 2)
-            rc = fail(diag, EMDPO_ERR_PARSE, "the head size %d is odd, which RoPE cannot rotate",
+            rc = emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "the head size %d is odd, which RoPE cannot rotate",
                       k.dim / k.n_heads);
         else if (hd && hd->type != EMDPO_JSON_NULL &&
                  !(hd->type == EMDPO_JSON_NUMBER && hd->is_int && hd->inum == k.dim / k.n_heads))
-            rc = fail(diag, EMDPO_ERR_UNSUPPORTED, "head_dim must equal hidden_size / num_attention_heads = %d",
+            rc = emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "head_dim must equal hidden_size / num_attention_heads = %d",
                       k.dim / k.n_heads);
         else if (emdpo_llama_config_check(&k))
-            rc = fail(diag, EMDPO_ERR_PARSE, "the sizes describe a model too large to address");
+            rc = emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "the sizes describe a model too large to address");
     }
     emdpo_json_doc_free(doc);
     if (!rc) *c = k;
@@ -144,7 +124,7 @@ static int slurp(const char *path, char **buf, size_t *len, size_t *cap, emdpo_d
     *buf = NULL;
     *len = *cap = 0;
     FILE *f = fopen(path, "rb");
-    if (!f) return fail(diag, EMDPO_ERR_IO, "cannot open: %s", strerror(errno));
+    if (!f) return emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot open: %s", strerror(errno));
     int rc = EMDPO_OK;
     for (;;) {
         if (emdpo_grow((void **)buf, cap, *len + 4096, 1)) {
@@ -154,7 +134,7 @@ static int slurp(const char *path, char **buf, size_t *len, size_t *cap, emdpo_d
         size_t got = fread(*buf + *len, 1, *cap - *len, f);
         *len += got;
         if (got == 0) {
-            if (ferror(f)) rc = fail(diag, EMDPO_ERR_IO, "read error");
+            if (ferror(f)) rc = emdpo_diag_fail(diag, EMDPO_ERR_IO, "read error");
             break;
         }
     }
@@ -163,7 +143,7 @@ static int slurp(const char *path, char **buf, size_t *len, size_t *cap, emdpo_d
 }
 
 int emdpo_hf_config_read(const char *path, emdpo_llama_config *c, emdpo_diag *diag) {
-    diag_reset(diag, path);
+    emdpo_diag_reset(diag, path);
     char *buf;
     size_t len, cap;
     int rc = slurp(path, &buf, &len, &cap, diag);
@@ -181,15 +161,15 @@ static void format_float(char *buf, size_t size, float f) {
 }
 
 int emdpo_hf_config_write(const char *path, const emdpo_llama_config *c, emdpo_diag *diag) {
-    diag_reset(diag, path);
+    emdpo_diag_reset(diag, path);
     if (emdpo_llama_config_check(c))
-        return fail(diag, EMDPO_ERR_INVALID_ARG, "invalid model configuration");
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "invalid model configuration");
     char eps[32], theta[32];
     format_float(eps, sizeof eps, c->norm_eps);
     format_float(theta, sizeof theta, c->rope_theta);
     emdpo_afile af;
     if (emdpo_afile_open(&af, path))
-        return fail(diag, EMDPO_ERR_IO, "cannot create a temporary file beside it: %s", strerror(errno));
+        return emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot create a temporary file beside it: %s", strerror(errno));
     fprintf(af.fp,
             "{\n"
             "  \"architectures\": [\"LlamaForCausalLM\"],\n"
@@ -214,7 +194,7 @@ int emdpo_hf_config_write(const char *path, const emdpo_llama_config *c, emdpo_d
             "}\n",
             c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size, c->max_seq_len,
             eps, theta, c->tied ? "true" : "false");
-    if (emdpo_afile_commit(&af)) return fail(diag, EMDPO_ERR_IO, "write failed");
+    if (emdpo_afile_commit(&af)) return emdpo_diag_fail(diag, EMDPO_ERR_IO, "write failed");
     return EMDPO_OK;
 }
 
@@ -297,8 +277,8 @@ int emdpo_hf_read_params(const emdpo_safetensors *st, const emdpo_llama_config *
     for (size_t i = 0; i < emdpo_st_count(st); i++) {
         const char *name = emdpo_st_tensor_at(st, i)->name;
         if (!known_name(c, name)) {
-            diag_reset(diag, emdpo_st_name(st));
-            return fail(diag, EMDPO_ERR_PARSE,
+            emdpo_diag_reset(diag, emdpo_st_name(st));
+            return emdpo_diag_fail(diag, EMDPO_ERR_PARSE,
                         c->tied && strcmp(name, "lm_head.weight") == 0
                             ? "tensor \"%.80s\" is present although tie_word_embeddings is true"
                             : "tensor \"%.80s\" is not part of a Llama model of this configuration",
@@ -329,7 +309,7 @@ int emdpo_hf_read_params(const emdpo_safetensors *st, const emdpo_llama_config *
 
 int emdpo_hf_write_params(const char *path, const emdpo_llama_config *c, const emdpo_llama_params *p,
                           emdpo_diag *diag) {
-    diag_reset(diag, path);
+    emdpo_diag_reset(diag, path);
     size_t L = (size_t)c->n_layers, C = (size_t)c->dim, hs = C / (size_t)c->n_heads;
     size_t kvd = (size_t)c->n_kv_heads * hs;
     size_t n_out = 2 + (c->tied ? 0 : 1) + L * N_LAYER_TENSORS;
@@ -374,8 +354,8 @@ done:
 
 static int join(char *buf, size_t size, const char *dir, const char *file, emdpo_diag *diag) {
     if ((size_t)snprintf(buf, size, "%s/%s", dir, file) >= size) {
-        diag_reset(diag, dir);
-        return fail(diag, EMDPO_ERR_INVALID_ARG, "directory path too long");
+        emdpo_diag_reset(diag, dir);
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "directory path too long");
     }
     return EMDPO_OK;
 }
@@ -393,7 +373,7 @@ int emdpo_llama_hf_load(const char *dir, emdpo_llama **out, emdpo_diag *diag) {
     if (rc == EMDPO_ERR_IO && access(path, F_OK) != 0) {
         char index[4096];
         if (!join(index, sizeof index, dir, "model.safetensors.index.json", diag) && access(index, F_OK) == 0)
-            return fail(diag, EMDPO_ERR_UNSUPPORTED, "sharded checkpoints (%s) are not supported",
+            return emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "sharded checkpoints (%s) are not supported",
                         "model.safetensors.index.json");
     }
     if (rc) return rc;
@@ -410,9 +390,9 @@ int emdpo_llama_hf_load(const char *dir, emdpo_llama **out, emdpo_diag *diag) {
 }
 
 int emdpo_llama_hf_save(const emdpo_llama *m, const char *dir, emdpo_diag *diag) {
-    diag_reset(diag, dir);
+    emdpo_diag_reset(diag, dir);
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-        return fail(diag, EMDPO_ERR_IO, "cannot create the directory: %s", strerror(errno));
+        return emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot create the directory: %s", strerror(errno));
     char path[4096];
     int rc = join(path, sizeof path, dir, "model.safetensors", diag);
     if (!rc) rc = emdpo_hf_write_params(path, &m->config, &m->params, diag);

@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 
 #include "afile.h"
 #include "alloc.h"
+#include "diag.h"
 #include "json.h"
 
 struct emdpo_safetensors {
@@ -44,26 +44,6 @@ static const struct {
 
 const char *emdpo_st_dtype_name(emdpo_st_dtype dt) {
     return (unsigned)dt < N_DTYPES ? k_dtypes[dt].name : "?";
-}
-
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static int fail(emdpo_diag *diag, int rc, const char *fmt, ...) {
-    diag->line = 0;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(diag->msg, sizeof diag->msg, fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
-static void diag_reset(emdpo_diag *diag, const char *file) {
-    memset(diag, 0, sizeof *diag);
-    /* memcpy rather than snprintf: long paths are cut without a warning. */
-    size_t n = file ? strlen(file) : 0;
-    if (n >= sizeof diag->file) n = sizeof diag->file - 1;
-    if (n) memcpy(diag->file, file, n);
 }
 
 static uint64_t le64(const unsigned char *p) {
@@ -101,11 +81,11 @@ static int parse_tensor(const emdpo_safetensors *st, const emdpo_json_member *m,
                         emdpo_diag *diag) {
     const char *name = m->key;
     if (strlen(name) != m->key_len)
-        return fail(diag, EMDPO_ERR_PARSE, "tensor name \"%.60s...\" contains a NUL character", name);
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "tensor name \"%.60s...\" contains a NUL character", name);
     t->name = name;
     const emdpo_json *v = &m->value;
     if (v->type != EMDPO_JSON_OBJECT)
-        return fail(diag, EMDPO_ERR_PARSE, "tensor \"%.80s\": entry is %s, not an object", name,
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "tensor \"%.80s\": entry is %s, not an object", name,
                     emdpo_json_type_name(v->type));
     const emdpo_json *dtype = NULL, *shape = NULL, *offs = NULL;
     for (size_t i = 0; i < v->len; i++) {
@@ -117,33 +97,33 @@ static int parse_tensor(const emdpo_safetensors *st, const emdpo_json_member *m,
         else if (strcmp(f->key, "data_offsets") == 0)
             offs = &f->value;
         else
-            return fail(diag, EMDPO_ERR_PARSE, "tensor \"%.80s\": unknown key \"%.40s\"", name, f->key);
+            return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "tensor \"%.80s\": unknown key \"%.40s\"", name, f->key);
     }
     if (!dtype || !shape || !offs)
-        return fail(diag, EMDPO_ERR_PARSE, "tensor \"%.80s\": \"%s\" is missing", name,
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "tensor \"%.80s\": \"%s\" is missing", name,
                     !dtype ? "dtype" : !shape ? "shape" : "data_offsets");
 
     if (dtype->type != EMDPO_JSON_STRING)
-        return fail(diag, EMDPO_ERR_PARSE, "tensor \"%.80s\": dtype is %s, not a string", name,
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "tensor \"%.80s\": dtype is %s, not a string", name,
                     emdpo_json_type_name(dtype->type));
     size_t dt = 0;
     while (dt < N_DTYPES && strcmp(dtype->u.str, k_dtypes[dt].name) != 0) dt++;
     if (dt == N_DTYPES || strlen(dtype->u.str) != dtype->len)
-        return fail(diag, EMDPO_ERR_PARSE, "tensor \"%.80s\": unknown dtype \"%.20s\"", name, dtype->u.str);
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "tensor \"%.80s\": unknown dtype \"%.20s\"", name, dtype->u.str);
     t->dtype = (emdpo_st_dtype)dt;
 
     if (shape->type != EMDPO_JSON_ARRAY)
-        return fail(diag, EMDPO_ERR_PARSE, "tensor \"%.80s\": shape is %s, not an array", name,
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "tensor \"%.80s\": shape is %s, not an array", name,
                     emdpo_json_type_name(shape->type));
     if (shape->len > EMDPO_ST_MAX_RANK)
-        return fail(diag, EMDPO_ERR_UNSUPPORTED, "tensor \"%.80s\": rank %zu exceeds the supported %d",
+        return emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "tensor \"%.80s\": rank %zu exceeds the supported %d",
                     name, shape->len, EMDPO_ST_MAX_RANK);
     t->rank = (int)shape->len;
     int zero = 0;
     for (int i = 0; i < t->rank; i++) {
         int64_t d = json_uint(&shape->u.elems[i]);
         if (d < 0)
-            return fail(diag, EMDPO_ERR_PARSE,
+            return emdpo_diag_fail(diag, EMDPO_ERR_PARSE,
                         "tensor \"%.80s\": shape entry %d is not a non-negative integer", name, i);
         t->shape[i] = d;
         zero |= d == 0;
@@ -153,31 +133,31 @@ static int parse_tensor(const emdpo_safetensors *st, const emdpo_json_member *m,
     for (int i = 0; i < t->rank && !zero; i++) {
         uint64_t d = (uint64_t)t->shape[i];
         if (numel > UINT64_MAX / d)
-            return fail(diag, EMDPO_ERR_PARSE, "tensor \"%.80s\": the element count of its shape overflows",
+            return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "tensor \"%.80s\": the element count of its shape overflows",
                         name);
         numel *= d;
     }
     unsigned size = k_dtypes[dt].size;
     if (numel > UINT64_MAX / size)
-        return fail(diag, EMDPO_ERR_PARSE, "tensor \"%.80s\": its byte size overflows", name);
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "tensor \"%.80s\": its byte size overflows", name);
     t->numel = numel;
 
     if (offs->type != EMDPO_JSON_ARRAY || offs->len != 2)
-        return fail(diag, EMDPO_ERR_PARSE, "tensor \"%.80s\": data_offsets is not a [begin, end] array",
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "tensor \"%.80s\": data_offsets is not a [begin, end] array",
                     name);
     int64_t b = json_uint(&offs->u.elems[0]), e = json_uint(&offs->u.elems[1]);
     if (b < 0 || e < 0)
-        return fail(diag, EMDPO_ERR_PARSE,
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE,
                     "tensor \"%.80s\": data_offsets entries must be non-negative integers", name);
     t->begin = (uint64_t)b;
     t->end = (uint64_t)e;
     if (t->begin > t->end || t->end > st->data_size)
-        return fail(diag, EMDPO_ERR_PARSE,
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE,
                     "tensor \"%.80s\": data_offsets [%" PRIu64 ", %" PRIu64
                     "] lie outside the %" PRIu64 "-byte data buffer",
                     name, t->begin, t->end, st->data_size);
     if (t->end - t->begin != numel * size)
-        return fail(diag, EMDPO_ERR_PARSE,
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE,
                     "tensor \"%.80s\": data_offsets [%" PRIu64 ", %" PRIu64 "] span %" PRIu64
                     " bytes but its %s shape needs %" PRIu64,
                     name, t->begin, t->end, t->end - t->begin, k_dtypes[dt].name, numel * size);
@@ -186,11 +166,11 @@ static int parse_tensor(const emdpo_safetensors *st, const emdpo_json_member *m,
 
 static int parse_metadata(const emdpo_json *v, emdpo_diag *diag) {
     if (v->type != EMDPO_JSON_OBJECT)
-        return fail(diag, EMDPO_ERR_PARSE, "\"__metadata__\" is %s, not an object",
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "\"__metadata__\" is %s, not an object",
                     emdpo_json_type_name(v->type));
     for (size_t i = 0; i < v->len; i++)
         if (v->u.members[i].value.type != EMDPO_JSON_STRING)
-            return fail(diag, EMDPO_ERR_PARSE, "\"__metadata__\" entry \"%.80s\" is %s, not a string",
+            return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "\"__metadata__\" entry \"%.80s\" is %s, not a string",
                         v->u.members[i].key, emdpo_json_type_name(v->u.members[i].value.type));
     return EMDPO_OK;
 }
@@ -206,11 +186,11 @@ static int parse_header(emdpo_safetensors *st, const char *text, size_t n, uint6
     emdpo_json_error err;
     rc = emdpo_json_parse(st->doc, text, n, &root, &err);
     if (rc == EMDPO_ERR_PARSE)
-        return fail(diag, rc, "header is not valid JSON: %s at header byte %zu (file byte %zu)", err.msg,
+        return emdpo_diag_fail(diag, rc, "header is not valid JSON: %s at header byte %zu (file byte %zu)", err.msg,
                     err.offset, err.offset + 8);
     if (rc) return rc;
     if (root->type != EMDPO_JSON_OBJECT)
-        return fail(diag, EMDPO_ERR_PARSE, "header is a JSON %s, not an object",
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "header is a JSON %s, not an object",
                     emdpo_json_type_name(root->type));
     size_t n_tensors = root->len;
     for (size_t i = 0; i < root->len; i++)
@@ -247,19 +227,19 @@ static int parse_header(emdpo_safetensors *st, const char *text, size_t n, uint6
     for (size_t i = 0; i < n_tensors; i++) {
         const emdpo_st_tensor *t = st->by_name[i];
         if (t->begin < at)
-            return fail(diag, EMDPO_ERR_PARSE,
+            return emdpo_diag_fail(diag, EMDPO_ERR_PARSE,
                         "tensors \"%.60s\" and \"%.60s\" overlap: data_offsets [%" PRIu64 ", %" PRIu64
                         "] begin before byte %" PRIu64,
                         prev, t->name, t->begin, t->end, at);
         if (t->begin > at)
-            return fail(diag, EMDPO_ERR_PARSE,
+            return emdpo_diag_fail(diag, EMDPO_ERR_PARSE,
                         "bytes %" PRIu64 "..%" PRIu64 " of the data buffer belong to no tensor", at,
                         t->begin);
         at = t->end;
         prev = t->name;
     }
     if (at != st->data_size)
-        return fail(diag, EMDPO_ERR_PARSE,
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE,
                     "bytes %" PRIu64 "..%" PRIu64 " at the end of the data buffer belong to no tensor",
                     at, st->data_size);
     if (n_tensors) qsort(st->by_name, n_tensors, sizeof *st->by_name, cmp_name);
@@ -270,10 +250,10 @@ static int parse_header(emdpo_safetensors *st, const char *text, size_t n, uint6
  * openers. */
 static int check_header_len(uint64_t n, uint64_t file_size, emdpo_diag *diag) {
     if (n > EMDPO_ST_MAX_HEADER)
-        return fail(diag, EMDPO_ERR_PARSE, "header length %" PRIu64 " exceeds the limit of %" PRIu64 " bytes",
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "header length %" PRIu64 " exceeds the limit of %" PRIu64 " bytes",
                     n, EMDPO_ST_MAX_HEADER);
     if (n > file_size - 8)
-        return fail(diag, EMDPO_ERR_PARSE,
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE,
                     "header length %" PRIu64 " runs past the end of the %" PRIu64 "-byte file", n,
                     file_size);
     return EMDPO_OK;
@@ -291,10 +271,10 @@ static int new_handle(const char *name, emdpo_safetensors **out) {
 int emdpo_st_open_mem(const void *buf, size_t len, const char *name, emdpo_safetensors **out,
                       emdpo_diag *diag) {
     *out = NULL;
-    diag_reset(diag, name);
+    emdpo_diag_reset(diag, name);
     const unsigned char *p = buf;
     if (len < 8)
-        return fail(diag, EMDPO_ERR_PARSE, "file is %zu bytes, shorter than the 8-byte header length",
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "file is %zu bytes, shorter than the 8-byte header length",
                     len);
     uint64_t n = le64(p);
     int rc = check_header_len(n, len, diag);
@@ -327,24 +307,24 @@ static int read_at(int fd, void *buf, size_t n, uint64_t off) {
 
 int emdpo_st_open(const char *path, emdpo_safetensors **out, emdpo_diag *diag) {
     *out = NULL;
-    diag_reset(diag, path);
+    emdpo_diag_reset(diag, path);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return fail(diag, EMDPO_ERR_IO, "cannot open: %s", strerror(errno));
+    if (fd < 0) return emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot open: %s", strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         close(fd);
-        return fail(diag, EMDPO_ERR_IO, "not a regular file");
+        return emdpo_diag_fail(diag, EMDPO_ERR_IO, "not a regular file");
     }
     uint64_t size = (uint64_t)sb.st_size;
     unsigned char head[8];
     if (size < 8) {
         close(fd);
-        return fail(diag, EMDPO_ERR_PARSE, "file is %" PRIu64 " bytes, shorter than the 8-byte header length",
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "file is %" PRIu64 " bytes, shorter than the 8-byte header length",
                     size);
     }
     if (read_at(fd, head, 8, 0)) {
         close(fd);
-        return fail(diag, EMDPO_ERR_IO, "cannot read the header length");
+        return emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot read the header length");
     }
     uint64_t n = le64(head);
     int rc = check_header_len(n, size, diag);
@@ -363,7 +343,7 @@ int emdpo_st_open(const char *path, emdpo_safetensors **out, emdpo_diag *diag) {
         return EMDPO_ERR_NOMEM;
     }
     if (read_at(fd, text, hlen, 8))
-        rc = fail(diag, EMDPO_ERR_IO, "cannot read the %zu-byte header", hlen);
+        rc = emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot read the %zu-byte header", hlen);
     else
         rc = parse_header(st, text, hlen, size, diag);
     emdpo_free(text, hlen + 1);
@@ -456,20 +436,20 @@ static void format_shape(char *buf, size_t size, int rank, const int64_t *shape)
 
 int emdpo_st_read_f32(const emdpo_safetensors *st, const char *name, int rank, const int64_t *shape,
                       float *dst, emdpo_diag *diag) {
-    diag_reset(diag, st->file);
+    emdpo_diag_reset(diag, st->file);
     const emdpo_st_tensor *t = emdpo_st_find(st, name);
     char want[128], got[128];
     format_shape(want, sizeof want, rank, shape);
-    if (!t) return fail(diag, EMDPO_ERR_PARSE, "tensor \"%.80s\" (shape %s) is missing", name, want);
+    if (!t) return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "tensor \"%.80s\" (shape %s) is missing", name, want);
     int same = t->rank == rank;
     for (int i = 0; same && i < rank; i++) same = t->shape[i] == shape[i];
     if (!same) {
         format_shape(got, sizeof got, t->rank, t->shape);
-        return fail(diag, EMDPO_ERR_PARSE, "tensor \"%.80s\" has shape %s, expected %s", name, got, want);
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "tensor \"%.80s\" has shape %s, expected %s", name, got, want);
     }
     if (t->dtype != EMDPO_ST_F32 && t->dtype != EMDPO_ST_F16 && t->dtype != EMDPO_ST_BF16 &&
         t->dtype != EMDPO_ST_F64)
-        return fail(diag, EMDPO_ERR_UNSUPPORTED, "tensor \"%.80s\" has dtype %s, not a floating-point one",
+        return emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "tensor \"%.80s\" has dtype %s, not a floating-point one",
                     name, k_dtypes[t->dtype].name);
     unsigned size = k_dtypes[t->dtype].size;
     if (st->fd < 0) {
@@ -481,7 +461,7 @@ int emdpo_st_read_f32(const emdpo_safetensors *st, const char *name, int rank, c
     for (uint64_t done = 0; done < t->numel;) {
         size_t k = t->numel - done < per ? (size_t)(t->numel - done) : per;
         if (read_at(st->fd, buf, k * size, st->data_start + t->begin + done * size))
-            return fail(diag, EMDPO_ERR_IO, "cannot read tensor \"%.80s\" (the file may have shrunk)", name);
+            return emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot read tensor \"%.80s\" (the file may have shrunk)", name);
         convert(t->dtype, buf, k, dst + done);
         done += k;
     }
@@ -567,23 +547,23 @@ static int check_outputs(const emdpo_st_out *t, size_t n, uint64_t *bytes, emdpo
     for (size_t i = 0; i < n; i++) {
         const char *name = t[i].name;
         if (!name || !*name || !utf8_ok(name) || strcmp(name, "__metadata__") == 0)
-            return fail(diag, EMDPO_ERR_INVALID_ARG, "tensor %zu has an empty, non-UTF-8 or reserved name", i);
+            return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "tensor %zu has an empty, non-UTF-8 or reserved name", i);
         if (t[i].rank < 0 || t[i].rank > EMDPO_ST_MAX_RANK)
-            return fail(diag, EMDPO_ERR_INVALID_ARG, "tensor \"%.80s\": rank %d outside 0..%d", name,
+            return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "tensor \"%.80s\": rank %d outside 0..%d", name,
                         t[i].rank, EMDPO_ST_MAX_RANK);
         uint64_t numel = 1;
         for (int d = 0; d < t[i].rank; d++) {
             int64_t s = t[i].shape[d];
-            if (s < 0) return fail(diag, EMDPO_ERR_INVALID_ARG, "tensor \"%.80s\": negative dimension", name);
+            if (s < 0) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "tensor \"%.80s\": negative dimension", name);
             if (s && numel > UINT64_MAX / 4 / (uint64_t)s)
-                return fail(diag, EMDPO_ERR_INVALID_ARG, "tensor \"%.80s\": size overflows", name);
+                return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "tensor \"%.80s\": size overflows", name);
             numel *= (uint64_t)s;
         }
         if (numel && !t[i].data)
-            return fail(diag, EMDPO_ERR_INVALID_ARG, "tensor \"%.80s\" has no data", name);
+            return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "tensor \"%.80s\" has no data", name);
         bytes[i] = numel * 4;
         if (total > UINT64_MAX - bytes[i])
-            return fail(diag, EMDPO_ERR_INVALID_ARG, "total size overflows");
+            return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "total size overflows");
         total += bytes[i];
     }
     return EMDPO_OK;
@@ -599,7 +579,7 @@ static int check_unique(const char *const *names, size_t n, const char *what, em
     int rc = EMDPO_OK;
     for (size_t i = 1; i < n && !rc; i++)
         if (strcmp(sorted[i - 1], sorted[i]) == 0)
-            rc = fail(diag, EMDPO_ERR_INVALID_ARG, "%s \"%.80s\" appears twice", what, sorted[i]);
+            rc = emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "%s \"%.80s\" appears twice", what, sorted[i]);
     emdpo_free(sorted, n * sizeof *sorted);
     return rc;
 }
@@ -658,10 +638,10 @@ static void put_le_floats(const float *src, size_t count, FILE *fp) {
 
 int emdpo_st_write_f32(const char *path, const emdpo_st_out *t, size_t n, const char *const *meta,
                        size_t n_meta, emdpo_diag *diag) {
-    diag_reset(diag, path);
+    emdpo_diag_reset(diag, path);
     for (size_t i = 0; i < 2 * n_meta; i++)
         if (!meta[i] || !utf8_ok(meta[i]))
-            return fail(diag, EMDPO_ERR_INVALID_ARG, "metadata entry %zu is missing or not UTF-8", i / 2);
+            return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "metadata entry %zu is missing or not UTF-8", i / 2);
     if (n > SIZE_MAX / sizeof(uint64_t) || n_meta > SIZE_MAX / sizeof(char *))
         return EMDPO_ERR_NOMEM;
     uint64_t *bytes = n ? emdpo_malloc(n * sizeof *bytes) : NULL;
@@ -681,14 +661,14 @@ int emdpo_st_write_f32(const char *path, const emdpo_st_out *t, size_t n, const 
     if (!rc) rc = build_header(t, n, bytes, meta, n_meta, &h);
     emdpo_afile af;
     if (!rc && (rc = emdpo_afile_open(&af, path)))
-        fail(diag, rc, "cannot create a temporary file beside it: %s", strerror(errno));
+        emdpo_diag_fail(diag, rc, "cannot create a temporary file beside it: %s", strerror(errno));
     if (!rc) {
         unsigned char len8[8];
         for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
         fwrite(len8, 1, 8, af.fp);
         fwrite(h.p, 1, h.len, af.fp);
         for (size_t i = 0; i < n && !ferror(af.fp); i++) put_le_floats(t[i].data, (size_t)(bytes[i] / 4), af.fp);
-        if ((rc = emdpo_afile_commit(&af))) fail(diag, rc, "write failed");
+        if ((rc = emdpo_afile_commit(&af))) emdpo_diag_fail(diag, rc, "write failed");
     }
     emdpo_free(h.p, h.cap);
     emdpo_free(bytes, n * sizeof *bytes);

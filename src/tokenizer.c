@@ -2,13 +2,13 @@
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
+#include "diag.h"
 
 /* A text piece in the lookup index, which is sorted by bytes and then id so
  * that a binary search lands on the lowest id of a repeated piece. */
@@ -27,18 +27,6 @@ struct emdpo_tokenizer {
     piece_ref *index; /* text pieces (ids >= 259, non-empty) */
     size_t n_index;
 };
-
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static int fail(emdpo_diag *diag, int rc, const char *fmt, ...) {
-    diag->line = 0;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(diag->msg, sizeof diag->msg, fmt, ap);
-    va_end(ap);
-    return rc;
-}
 
 static uint32_t le32(const unsigned char *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -127,44 +115,44 @@ int emdpo_tokenizer_parse(const void *buf, size_t len, int vocab_size, const cha
     memset(diag, 0, sizeof *diag);
     snprintf(diag->file, sizeof diag->file, "%s", name ? name : "");
     if (vocab_size < EMDPO_TOK_MIN_VOCAB)
-        return fail(diag, EMDPO_ERR_INVALID_ARG,
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG,
                     "vocabulary size %d is below %d (3 control ids and 256 byte-fallback ids)",
                     vocab_size, EMDPO_TOK_MIN_VOCAB);
     const unsigned char *p = buf;
     if (len < 4)
-        return fail(diag, EMDPO_ERR_PARSE,
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE,
                     "file is %zu bytes, too short for the int32 max_token_length header", len);
     int32_t max_len = le_i32(p);
     if (max_len < 1 || max_len > EMDPO_TOK_MAX_PIECE)
-        return fail(diag, EMDPO_ERR_PARSE, "max_token_length %ld at byte offset 0 is outside 1..%d",
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "max_token_length %ld at byte offset 0 is outside 1..%d",
                     (long)max_len, EMDPO_TOK_MAX_PIECE);
 
     /* Validate everything before allocating anything sized by the file. */
     size_t pos = 4, total = 0, n_text = 0;
     for (int i = 0; i < vocab_size; i++) {
         if (len - pos < 8)
-            return fail(diag, EMDPO_ERR_PARSE,
+            return emdpo_diag_fail(diag, EMDPO_ERR_PARSE,
                         "truncated: the file ends at byte %zu inside the header of entry %d, but "
                         "the vocabulary size calls for %d entries",
                         len, i, vocab_size);
         float score = le_f32(p + pos);
         int32_t n = le_i32(p + pos + 4);
         if (!isfinite(score))
-            return fail(diag, EMDPO_ERR_PARSE, "entry %d (byte offset %zu) has a non-finite score", i,
+            return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "entry %d (byte offset %zu) has a non-finite score", i,
                         pos);
         if (n < 0 || n > max_len)
-            return fail(diag, EMDPO_ERR_PARSE,
+            return emdpo_diag_fail(diag, EMDPO_ERR_PARSE,
                         "entry %d (byte offset %zu) has length %ld, outside 0..max_token_length=%ld",
                         i, pos, (long)n, (long)max_len);
         pos += 8;
         if (len - pos < (size_t)n)
-            return fail(diag, EMDPO_ERR_PARSE,
+            return emdpo_diag_fail(diag, EMDPO_ERR_PARSE,
                         "truncated: entry %d needs %ld bytes at byte offset %zu but the file ends at "
                         "byte %zu",
                         i, (long)n, pos, len);
         if (i >= EMDPO_TOK_BYTE0 && i < EMDPO_TOK_MIN_VOCAB &&
             !is_byte_piece(p + pos, (size_t)n, i - EMDPO_TOK_BYTE0))
-            return fail(diag, EMDPO_ERR_PARSE,
+            return emdpo_diag_fail(diag, EMDPO_ERR_PARSE,
                         "entry %d (byte offset %zu) should be the byte-fallback piece <0x%02X>", i,
                         pos - 8, (unsigned)(i - EMDPO_TOK_BYTE0));
         if (i >= EMDPO_TOK_MIN_VOCAB && n > 0) n_text++;
@@ -172,7 +160,7 @@ int emdpo_tokenizer_parse(const void *buf, size_t len, int vocab_size, const cha
         total += (size_t)n;
     }
     if (pos != len)
-        return fail(diag, EMDPO_ERR_PARSE,
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE,
                     "%zu bytes remain after the %d entries of the vocabulary size (byte offset %zu): "
                     "the file is for a larger vocabulary or corrupt",
                     len - pos, vocab_size, pos);
@@ -215,7 +203,7 @@ int emdpo_tokenizer_load(const char *path, int vocab_size, emdpo_tokenizer **out
     memset(diag, 0, sizeof *diag);
     snprintf(diag->file, sizeof diag->file, "%s", path);
     FILE *f = fopen(path, "rb");
-    if (!f) return fail(diag, EMDPO_ERR_IO, "cannot open: %s", strerror(errno));
+    if (!f) return emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot open: %s", strerror(errno));
     char *buf = NULL;
     size_t len = 0, cap = 0;
     int rc = EMDPO_OK;
@@ -227,7 +215,7 @@ int emdpo_tokenizer_load(const char *path, int vocab_size, emdpo_tokenizer **out
         size_t got = fread(buf + len, 1, cap - len, f);
         len += got;
         if (got == 0) {
-            if (ferror(f)) rc = fail(diag, EMDPO_ERR_IO, "read error");
+            if (ferror(f)) rc = emdpo_diag_fail(diag, EMDPO_ERR_IO, "read error");
             break;
         }
     }

@@ -169,9 +169,8 @@ int emdpo_csv_check_writable(const emdpo_data *d, emdpo_diag *diag) {
     return check_names(d, diag);
 }
 
-/* RFC 4180: quote fields that hold a comma or a quote, doubling quotes. */
-static void write_csv_field(FILE *fp, const char *s) {
-    if (!strpbrk(s, ",\"")) {
+void emdpo_csv_write_field(FILE *fp, const char *s) {
+    if (!strpbrk(s, ",\"\r\n")) {
         fputs(s, fp);
         return;
     }
@@ -188,7 +187,7 @@ static void write_csv_header(const emdpo_data *d, FILE *fp) {
     if (d->n_groups) fputs(",group", fp);
     for (int q = 0; q < d->p; q++) {
         fputc(',', fp);
-        if (d->feature_name) write_csv_field(fp, d->feature_name[q]);
+        if (d->feature_name) emdpo_csv_write_field(fp, d->feature_name[q]);
         else fprintf(fp, "x%d", q + 1);
     }
     fputc('\n', fp);
@@ -203,11 +202,11 @@ void emdpo_write_csv(const emdpo_data *d, FILE *fp) {
         for (int64_t j = d->annot_dec[i]; j < d->annot_dec[i + 1]; j++) {
             int n = emdpo_dec_n_items(d, j), s = d->dec_stages[j];
             for (int k = 0; k < n; k++) {
-                write_csv_field(fp, d->annot_name[i]);
+                emdpo_csv_write_field(fp, d->annot_name[i]);
                 fprintf(fp, ",%" PRId64 ",%d,%d", j - d->annot_dec[i] + 1, k + 1, k < s ? k + 1 : 0);
                 if (d->n_groups) {
                     fputc(',', fp);
-                    write_csv_field(fp, group);
+                    emdpo_csv_write_field(fp, group);
                 }
                 const double *x = d->x + (d->dec_item[j] + k) * d->p;
                 for (int q = 0; q < d->p; q++) {
