@@ -14,32 +14,7 @@
 #include "loglinear.h"
 #include "match.h"
 #include "rng.h"
-
-/* Random decisions with 2..4 items and every kind of ranking depth; the
- * choices are random too (derivative tests need no model). */
-static emdpo_data *random_data(int n_annot, int m, int p, uint64_t seed) {
-    emdpo_builder *b;
-    if (emdpo_builder_create(p, &b)) return NULL;
-    emdpo_rng r;
-    emdpo_rng_seed(&r, seed, 0);
-    double x[4 * 16];
-    char name[32];
-    for (int i = 0; i < n_annot; i++) {
-        snprintf(name, sizeof name, "a%d", i);
-        for (int j = 0; j < m; j++) {
-            int n = 2 + (int)emdpo_rng_below(&r, 3);
-            int stages = 1 + (int)emdpo_rng_below(&r, (uint64_t)(n - 1));
-            for (int q = 0; q < n * p; q++) x[q] = emdpo_rng_normal(&r);
-            if (emdpo_builder_add(b, name, NULL, NULL, n, stages, x, NULL)) {
-                emdpo_builder_free(b);
-                return NULL;
-            }
-        }
-    }
-    emdpo_data *d = NULL;
-    emdpo_builder_finish(b, &d);
-    return d;
-}
+#include "testdata.h"
 
 /* Data from a latent-class logit: type ~ eta, then top choices (or full
  * rankings) by Gumbel-max over theta_k . x with Gaussian features. */
@@ -86,7 +61,7 @@ static emdpo_data *mixture_data(int n_annot, int m, int n_items, int ranking, in
 
 static void test_derivatives(void) {
     int p = 4, K = 2;
-    emdpo_data *d = random_data(60, 3, p, 7);
+    emdpo_data *d = testdata_random_decisions(60, 3, p, 7);
     CHECK(d != NULL);
     if (!d) return;
     emdpo_policy *pol;
@@ -152,7 +127,7 @@ static double brute_prob(const double *x, int n, int stages, int p, const double
 
 static void test_estep_brute_force(void) {
     int p = 3, K = 3;
-    emdpo_data *d = random_data(25, 4, p, 11);
+    emdpo_data *d = testdata_random_decisions(25, 4, p, 11);
     emdpo_policy *pol;
     emdpo_loglinear_create(K, p, &pol);
     emdpo_loglinear *ll = emdpo_loglinear_of(pol);
@@ -304,7 +279,7 @@ static void test_empty_types(void) {
 }
 
 static void test_alloc_failures(void) {
-    emdpo_data *d = random_data(20, 2, 2, 3);
+    emdpo_data *d = testdata_random_decisions(20, 2, 2, 3);
     long k;
     for (k = 0; k < 100000; k++) {
         failalloc_install(k, 0);

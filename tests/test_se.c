@@ -18,32 +18,7 @@
 #include "match.h"
 #include "rng.h"
 #include "simulate.h"
-
-/* Random decisions with 2..4 items and every ranking depth; the choices
- * are random too (derivative tests need no model). */
-static emdpo_data *random_data(int n_annot, int m, int p, uint64_t seed) {
-    emdpo_builder *b;
-    if (emdpo_builder_create(p, &b)) return NULL;
-    emdpo_rng r;
-    emdpo_rng_seed(&r, seed, 0);
-    double x[4 * 16];
-    char name[32];
-    for (int i = 0; i < n_annot; i++) {
-        snprintf(name, sizeof name, "a%d", i);
-        for (int j = 0; j < m; j++) {
-            int n = 2 + (int)emdpo_rng_below(&r, 3);
-            int stages = 1 + (int)emdpo_rng_below(&r, (uint64_t)(n - 1));
-            for (int q = 0; q < n * p; q++) x[q] = emdpo_rng_normal(&r);
-            if (emdpo_builder_add(b, name, NULL, NULL, n, stages, x, NULL)) {
-                emdpo_builder_free(b);
-                return NULL;
-            }
-        }
-    }
-    emdpo_data *d = NULL;
-    emdpo_builder_finish(b, &d);
-    return d;
-}
+#include "testdata.h"
 
 static emdpo_data *simulated(int K, int p, const double *theta, const double *eta, int64_t n, int m, int items,
                              uint64_t seed) {
@@ -89,7 +64,7 @@ static double loglik_at(emdpo_policy *pol, const emdpo_data *d, const unsigned c
 
 static void hessian_vs_fd(int K, double l2, const unsigned char *empty, uint64_t seed) {
     int p = 3;
-    emdpo_data *d = random_data(60, 3, p, seed);
+    emdpo_data *d = testdata_random_decisions(60, 3, p, seed);
     CHECK(d != NULL);
     if (!d) return;
     emdpo_policy *pol;
