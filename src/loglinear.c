@@ -633,7 +633,7 @@ int emdpo_loglinear_create(int K, int p, emdpo_policy **out) {
     }
     ll->beta = 1.0;
     ll->l2 = 0.0;
-    ll->gtol = 1e-10;
+    ll->gtol = 1e-8;
     ll->max_newton = 100;
     *out = &ll->base;
     return EMDPO_OK;

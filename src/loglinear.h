@@ -23,7 +23,7 @@ typedef struct emdpo_loglinear {
     const emdpo_data *hess_data;
 } emdpo_loglinear;
 
-/* theta starts at zero; beta = 1, l2 = 0, gtol = 1e-10, max_newton = 100. */
+/* theta starts at zero; beta = 1, l2 = 0, gtol = 1e-8, max_newton = 100. */
 int emdpo_loglinear_create(int K, int p, emdpo_policy **out);
 
 /* The family's handle from a policy (NULL when it is another family). */
