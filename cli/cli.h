@@ -20,6 +20,9 @@ int cmd_select(int argc, char **argv);
 int cmd_aggregate(int argc, char **argv);
 int cmd_simulate(int argc, char **argv);
 int cmd_identify(int argc, char **argv);
+int cmd_sft(int argc, char **argv);
+int cmd_dpo(int argc, char **argv);
+int cmd_score(int argc, char **argv);
 
 /* Prints "emdpo CMD: [file:line: ]message" for a failed status and
  * returns the exit code that goes with it. diag may be NULL. */

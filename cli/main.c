@@ -16,6 +16,9 @@ static const command commands[] = {
     {"select", cmd_select, "fit a range of K and compare log-likelihood, AIC, BIC, ICL, held-out fit"},
     {"aggregate", cmd_aggregate, "MMRA-AE: the min-max regret mixture of a fit's policies"},
     {"identify", cmd_identify, "the identifiability study: binary vs ternary choices over growing N"},
+    {"sft", cmd_sft, "supervised fine-tuning of a Llama policy"},
+    {"dpo", cmd_dpo, "DPO / cDPO / IPO / hinge training of a Llama policy, optionally weighted"},
+    {"score", cmd_score, "sequence log-probabilities and log-ratios of responses"},
 };
 
 static void usage(FILE *fp) {

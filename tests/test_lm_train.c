@@ -1,0 +1,435 @@
+/* Language-model training on a tiny random Llama with an in-memory
+ * tokenizer: truncation and packing, SFT lowering its loss, DPO widening
+ * the chosen log-ratio margin, zero weights leaving the model alone,
+ * resume giving the same bits as an uninterrupted run, the reference
+ * computed once, and allocation failures handled cleanly. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "emdpo.h"
+#include "failalloc.h"
+#include "llama.h"
+#include "lm_batch.h"
+#include "lm_train.h"
+#include "tokenizer.h"
+
+/* ---- a tokenizer: the 259 standard entries, letters, space-letters ---- */
+
+typedef struct image {
+    unsigned char *p;
+    size_t len, cap;
+} image;
+
+static void put(image *im, const void *s, size_t n) {
+    if (im->len + n > im->cap) {
+        im->cap = (im->len + n) * 2;
+        im->p = realloc(im->p, im->cap);
+        if (!im->p) abort();
+    }
+    memcpy(im->p + im->len, s, n);
+    im->len += n;
+}
+
+static void put_i32(image *im, int32_t v) {
+    unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 24)};
+    put(im, b, 4);
+}
+
+static void put_entry(image *im, float score, const char *s, size_t n) {
+    uint32_t u;
+    memcpy(&u, &score, 4);
+    put_i32(im, (int32_t)u);
+    put_i32(im, (int32_t)n);
+    put(im, s, n);
+}
+
+#define VOCAB (259 + 53)
+
+static emdpo_tokenizer *make_tokenizer(void) {
+    image im = {0};
+    put_i32(&im, 16);
+    put_entry(&im, 0, "<unk>", 5);
+    put_entry(&im, 0, "\n<s>\n", 5);
+    put_entry(&im, 0, "\n</s>\n", 6);
+    for (int b = 0; b < 256; b++) {
+        char s[8];
+        snprintf(s, sizeof s, "<0x%02X>", b);
+        put_entry(&im, 0, s, 6);
+    }
+    put_entry(&im, 0, " ", 1);
+    for (int c = 'a'; c <= 'z'; c++) {
+        char s[2] = {(char)c, 0}, t[3] = {' ', (char)c, 0};
+        put_entry(&im, 0, s, 1);
+        put_entry(&im, 1, t, 2);
+    }
+    emdpo_tokenizer *t = NULL;
+    emdpo_diag diag;
+    int rc = emdpo_tokenizer_parse(im.p, im.len, VOCAB, "test", &t, &diag);
+    free(im.p);
+    return rc ? NULL : t;
+}
+
+static emdpo_llama *make_model(uint64_t seed) {
+    emdpo_llama_config c = {16, 32, 2, 2, 1, VOCAB, 64, 0, 1e-5f, 10000.0f};
+    emdpo_llama *m = NULL;
+    if (emdpo_llama_create(&c, &m)) return NULL;
+    emdpo_llama_init(m, seed);
+    return m;
+}
+
+/* ---- truncation and packing ----------------------------------------------- */
+
+static void test_batch(const emdpo_tokenizer *tok) {
+    emdpo_lm_set *s;
+    CHECK_EQ_INT(emdpo_lm_set_create(8, 8, &s), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_lm_set_create(12, 4, &s), EMDPO_OK);
+    /* "a b" -> BOS, " a", " b"; "c" -> " c", EOS. Fits: no cut. */
+    const char *r1[2] = {"c", ""};
+    CHECK_EQ_INT(emdpo_lm_set_add(s, tok, "a b", r1, 2, 1), EMDPO_OK);
+    CHECK_EQ_INT(s->n_seq, 2);
+    CHECK_EQ_INT(emdpo_lm_seq_len(s, 0), 5);
+    CHECK_EQ_INT(s->seq_start[0], 3);
+    CHECK_EQ_INT(s->tok[0], EMDPO_TOK_BOS);
+    CHECK_EQ_INT(s->tok[4], EMDPO_TOK_EOS);
+    /* An empty response is EOS alone. */
+    CHECK_EQ_INT(emdpo_lm_seq_len(s, 1), 4);
+    CHECK_EQ_INT(s->tok[s->seq_off[1] + 3], EMDPO_TOK_EOS);
+    CHECK_EQ_INT(s->n_truncated, 0);
+    /* A long prompt keeps BOS and its last 3 tokens; then the longer
+     * response keeps its first 12 - 4 = 8 tokens (losing EOS). */
+    const char *r2[2] = {"q r s t u v w x y z", "k"};
+    CHECK_EQ_INT(emdpo_lm_set_add(s, tok, "a b c d e f", r2, 2, 1), EMDPO_OK);
+    int64_t i = 2;
+    CHECK_EQ_INT(s->seq_start[i], 4);
+    CHECK_EQ_INT(emdpo_lm_seq_len(s, i), 12);
+    const int32_t *q = s->tok + s->seq_off[i];
+    size_t len;
+    char text[64];
+    CHECK_EQ_INT(q[0], EMDPO_TOK_BOS);
+    int ids[3] = {q[1], q[2], q[3]};
+    CHECK_EQ_INT(emdpo_tokenizer_decode(tok, ids, 3, text, sizeof text, &len), EMDPO_OK);
+    CHECK(strcmp(text, " d e f") == 0);
+    CHECK(q[11] != EMDPO_TOK_EOS);
+    CHECK_EQ_INT(emdpo_lm_seq_len(s, i + 1), 6); /* prompt 4 + " k" + EOS */
+    CHECK_EQ_INT(s->n_truncated, 2);
+    CHECK(s->longest <= 12);
+    /* Packing pads with 0 behind lens. */
+    int64_t seqs[2] = {1, 2};
+    int tokens[2 * 12], lens[2], st[2], en[2], T;
+    emdpo_lm_pack(s, seqs, 2, tokens, lens, st, en, &T);
+    CHECK_EQ_INT(T, 12);
+    CHECK_EQ_INT(lens[0], 4);
+    CHECK(tokens[4] == 0 && tokens[11] == 0);
+    CHECK_EQ_INT(st[1], 4);
+    CHECK_EQ_INT(en[1], 12);
+    CHECK_EQ_INT(s->group_stages[1], 1);
+    CHECK_EQ_INT(emdpo_lm_set_add(s, tok, "a", r1, 2, 2), EMDPO_ERR_INVALID_ARG);
+    emdpo_lm_set_free(s);
+}
+
+/* ---- training --------------------------------------------------------------- */
+
+static const char *const prompts[4] = {"a b c", "d e", "f g h i", "j"};
+static const char *const chosen[4] = {"x y z", "x x y", "z y x", "y z"};
+static const char *const rejected[4] = {"m n", "n o p", "o o", "p m n"};
+
+static emdpo_lm_set *sft_set(const emdpo_tokenizer *tok) {
+    emdpo_lm_set *s;
+    if (emdpo_lm_set_create(32, 16, &s)) return NULL;
+    for (int k = 0; k < 4; k++)
+        if (emdpo_lm_set_add(s, tok, prompts[k], &chosen[k], 1, 0)) {
+            emdpo_lm_set_free(s);
+            return NULL;
+        }
+    return s;
+}
+
+static emdpo_lm_set *pref_set(const emdpo_tokenizer *tok) {
+    emdpo_lm_set *s;
+    if (emdpo_lm_set_create(32, 16, &s)) return NULL;
+    for (int k = 0; k < 4; k++) {
+        const char *r[3] = {chosen[k], rejected[k], rejected[(k + 1) % 4]};
+        /* One three-way choice and one ranking among the pairs. */
+        if (emdpo_lm_set_add(s, tok, prompts[k], r, k == 0 ? 3 : 2 + (k == 3), k == 3 ? 2 : 1)) {
+            emdpo_lm_set_free(s);
+            return NULL;
+        }
+    }
+    return s;
+}
+
+static void config(emdpo_train_config *c, emdpo_train_mode mode, emdpo_optim_kind kind, double lr) {
+    memset(c, 0, sizeof *c);
+    c->mode = mode;
+    c->loss.kind = EMDPO_LOSS_DPO;
+    c->loss.beta = 0.5;
+    emdpo_optim_config_default(&c->optim, kind);
+    c->optim.lr = lr;
+    c->optim.clip = 10;
+    c->batch = 2;
+    c->accum = 2;
+    c->seed = 7;
+}
+
+static double mean_margin(const emdpo_llama *m, const emdpo_lm_set *s, const double *ref) {
+    double lp[16], sum = 0.0;
+    if (emdpo_lm_score(m, s, 3, lp)) return NAN;
+    for (int64_t g = 0; g < s->n_group; g++) {
+        int64_t i = s->group_off[g];
+        sum += (lp[i] - ref[i]) - (lp[i + 1] - ref[i + 1]);
+    }
+    return sum / (double)s->n_group;
+}
+
+static void test_dpo(const emdpo_tokenizer *tok) {
+    emdpo_lm_set *s = pref_set(tok);
+    emdpo_llama *m = make_model(3);
+    CHECK(s && m);
+    if (!s || !m) return;
+    double ref[16];
+    CHECK(s->n_seq <= 16);
+    CHECK_EQ_INT(emdpo_lm_score(m, s, 4, ref), EMDPO_OK);
+    emdpo_train_config c;
+    config(&c, EMDPO_TRAIN_DPO, EMDPO_OPTIM_RMSPROP, 1e-3);
+    emdpo_trainer *t;
+    CHECK_EQ_INT(emdpo_trainer_create(m, s, NULL, &c, &t), EMDPO_OK);
+    emdpo_train_metrics met;
+    CHECK_EQ_INT(emdpo_trainer_step(t, &met), EMDPO_ERR_INVALID_ARG); /* no reference yet */
+    CHECK_EQ_INT(emdpo_trainer_set_reference(t, NULL), EMDPO_OK);
+    int64_t ref_forwards = emdpo_trainer_forwards(t);
+    /* max_B = batch 2 x 3 items = 6 sequences per forward. */
+    CHECK_EQ_INT(ref_forwards, (s->n_seq + 5) / 6);
+    double first = 0.0;
+    for (int k = 0; k < 15; k++) {
+        CHECK_EQ_INT(emdpo_trainer_step(t, &met), EMDPO_OK);
+        if (k == 0) {
+            first = met.loss;
+            /* At the reference, every log-ratio is (nearly) 0: loss = mean -log softmax. */
+            CHECK(fabs(met.rewards_margins) < 1e-4);
+        }
+    }
+    CHECK_EQ_INT(emdpo_trainer_forwards(t), ref_forwards + 15 * c.accum);
+    CHECK_EQ_INT(met.step, 15);
+    CHECK_CLOSE(met.epoch, 15.0, 1e-12);
+    CHECK_MSG(met.loss < first, "DPO loss %g -> %g", first, met.loss);
+    double margin = mean_margin(m, s, ref);
+    CHECK_MSG(margin > 1.0, "chosen log-ratio margin %g", margin);
+    CHECK(met.rewards_accuracies > 0.5);
+    emdpo_trainer_free(t);
+    emdpo_llama_free(m);
+    emdpo_lm_set_free(s);
+}
+
+static void test_sft(const emdpo_tokenizer *tok) {
+    emdpo_lm_set *s = sft_set(tok);
+    emdpo_llama *m = make_model(5);
+    emdpo_train_config c;
+    config(&c, EMDPO_TRAIN_SFT, EMDPO_OPTIM_ADAMW, 1e-2);
+    c.optim.warmup = 2;
+    /* One step covers all four examples: a fixed batch. */
+    emdpo_trainer *t;
+    CHECK_EQ_INT(emdpo_trainer_create(m, s, NULL, &c, &t), EMDPO_OK);
+    emdpo_train_metrics met;
+    double first = 0.0;
+    for (int k = 0; k < 30; k++) {
+        CHECK_EQ_INT(emdpo_trainer_step(t, &met), EMDPO_OK);
+        if (k == 0) {
+            first = met.loss;
+            CHECK_CLOSE(met.learning_rate, 1e-2 / 3, 1e-12); /* (0+1)/(2+1) of the rate */
+            /* A random model's cross-entropy is near log V. */
+            CHECK(fabs(first - log(VOCAB)) < 0.5);
+        }
+    }
+    CHECK_MSG(met.loss < 0.5 * first, "SFT loss %g -> %g", first, met.loss);
+    CHECK(met.rewards_chosen == 0.0);
+    emdpo_trainer_free(t);
+    /* SFT needs one response per example. */
+    emdpo_lm_set *p = pref_set(tok);
+    CHECK_EQ_INT(emdpo_trainer_create(m, p, NULL, &c, &t), EMDPO_ERR_INVALID_ARG);
+    emdpo_lm_set_free(p);
+    emdpo_llama_free(m);
+    emdpo_lm_set_free(s);
+}
+
+static void test_zero_weights(const emdpo_tokenizer *tok) {
+    emdpo_lm_set *s = pref_set(tok);
+    for (int kind = 0; kind < 2 && s; kind++) {
+        emdpo_llama *m = make_model(9);
+        size_t bytes = m->num_params * sizeof(float);
+        float *before = malloc(bytes);
+        memcpy(before, m->param_buf, bytes);
+        double w[4] = {0, 0, 0, 0};
+        emdpo_train_config c;
+        config(&c, EMDPO_TRAIN_DPO, (emdpo_optim_kind)kind, 1e-2);
+        emdpo_trainer *t;
+        CHECK_EQ_INT(emdpo_trainer_create(m, s, w, &c, &t), EMDPO_OK);
+        CHECK_EQ_INT(emdpo_trainer_set_reference(t, NULL), EMDPO_OK);
+        emdpo_train_metrics met;
+        CHECK_EQ_INT(emdpo_trainer_step(t, &met), EMDPO_OK);
+        CHECK(met.loss == 0.0 && met.grad_norm == 0.0);
+        CHECK(memcmp(before, m->param_buf, bytes) == 0);
+        emdpo_trainer_free(t);
+        /* Negative weights are refused. */
+        w[2] = -1;
+        CHECK_EQ_INT(emdpo_trainer_create(m, s, w, &c, &t), EMDPO_ERR_INVALID_ARG);
+        free(before);
+        emdpo_llama_free(m);
+    }
+    emdpo_lm_set_free(s);
+}
+
+/* Runs `steps` steps on a fresh model; with `split`, stops there, saves,
+ * and continues in a new trainer (and a new model from other weights)
+ * resumed from the checkpoint. Returns the final parameters. */
+static float *run(const emdpo_tokenizer *tok, emdpo_train_mode mode, int steps, int split, const char *path) {
+    emdpo_lm_set *s = mode == EMDPO_TRAIN_DPO ? pref_set(tok) : sft_set(tok);
+    emdpo_llama *m = make_model(11);
+    double w[4] = {1.0, 0.5, 2.0, 0.25};
+    emdpo_train_config c;
+    config(&c, mode, mode == EMDPO_TRAIN_DPO ? EMDPO_OPTIM_RMSPROP : EMDPO_OPTIM_ADAMW, 1e-3);
+    c.batch = 3; /* not dividing the 4 examples: epochs straddle steps */
+    c.accum = 1;
+    c.optim.warmup = 3;
+    emdpo_trainer *t;
+    CHECK_EQ_INT(emdpo_trainer_create(m, s, w, &c, &t), EMDPO_OK);
+    if (mode == EMDPO_TRAIN_DPO) CHECK_EQ_INT(emdpo_trainer_set_reference(t, NULL), EMDPO_OK);
+    for (int k = 0; k < (split ? split : steps); k++) CHECK_EQ_INT(emdpo_trainer_step(t, NULL), EMDPO_OK);
+    if (split) {
+        emdpo_diag diag;
+        CHECK_EQ_INT(emdpo_trainer_save(t, path, &diag), EMDPO_OK);
+        emdpo_trainer_free(t);
+        emdpo_llama_free(m);
+        m = make_model(12);
+        CHECK_EQ_INT(emdpo_trainer_create(m, s, w, &c, &t), EMDPO_OK);
+        CHECK_EQ_INT(emdpo_trainer_resume(t, path, &diag), EMDPO_OK);
+        CHECK_EQ_INT(emdpo_trainer_steps_done(t), split);
+        /* The reference came from the checkpoint: no forward was needed. */
+        CHECK_EQ_INT(emdpo_trainer_forwards(t), 0);
+        for (int k = split; k < steps; k++) CHECK_EQ_INT(emdpo_trainer_step(t, NULL), EMDPO_OK);
+    }
+    float *out = malloc(m->num_params * sizeof(float));
+    memcpy(out, m->param_buf, m->num_params * sizeof(float));
+    emdpo_trainer_free(t);
+    emdpo_llama_free(m);
+    emdpo_lm_set_free(s);
+    return out;
+}
+
+static void test_resume(const emdpo_tokenizer *tok) {
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/emdpo_test_ckpt_%ld.bin", (long)getpid());
+    emdpo_llama *probe = make_model(1);
+    size_t bytes = probe->num_params * sizeof(float);
+    emdpo_llama_free(probe);
+    for (int mode = 0; mode < 2; mode++) {
+        float *a = run(tok, (emdpo_train_mode)mode, 8, 0, path);
+        float *b = run(tok, (emdpo_train_mode)mode, 8, 4, path);
+        float *c = run(tok, (emdpo_train_mode)mode, 8, 0, path);
+        CHECK_MSG(memcmp(a, c, bytes) == 0, "mode %d: two straight runs differ", mode);
+        CHECK_MSG(memcmp(a, b, bytes) == 0, "mode %d: resumed run differs from the straight one", mode);
+        free(a);
+        free(b);
+        free(c);
+    }
+    /* A checkpoint of another run is refused with a reason. */
+    emdpo_lm_set *s = pref_set(tok);
+    emdpo_llama *m = make_model(1);
+    emdpo_train_config c;
+    config(&c, EMDPO_TRAIN_DPO, EMDPO_OPTIM_RMSPROP, 1e-3);
+    emdpo_trainer *t;
+    emdpo_diag diag;
+    CHECK_EQ_INT(emdpo_trainer_create(m, s, NULL, &c, &t), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_trainer_resume(t, path, &diag), EMDPO_ERR_PARSE);
+    CHECK(strstr(diag.msg, "batch") != NULL);
+    FILE *fp = fopen(path, "wb");
+    if (fp) {
+        fputs("garbage", fp);
+        fclose(fp);
+    }
+    CHECK_EQ_INT(emdpo_trainer_resume(t, path, &diag), EMDPO_ERR_PARSE);
+    CHECK(strstr(diag.msg, "not an emdpo") != NULL);
+    remove(path);
+    CHECK_EQ_INT(emdpo_trainer_resume(t, path, &diag), EMDPO_ERR_IO);
+    emdpo_trainer_free(t);
+    /* Sequences longer than the model's context are refused. */
+    m->config.max_seq_len = 4;
+    CHECK_EQ_INT(emdpo_trainer_create(m, s, NULL, &c, &t), EMDPO_ERR_LIMIT);
+    m->config.max_seq_len = 64;
+    emdpo_llama_free(m);
+    emdpo_lm_set_free(s);
+}
+
+static void test_texts(void) {
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/emdpo_test_texts_%ld.jsonl", (long)getpid());
+    FILE *fp = fopen(path, "wb");
+    if (!fp) return;
+    fputs("{\"prompt\": \"a\", \"response\": \"b\"}\n\n{\"text\": \"c d\"}\n{\"response\": \"\"}\n", fp);
+    fclose(fp);
+    emdpo_lm_texts *t;
+    emdpo_diag diag;
+    CHECK_EQ_INT(emdpo_lm_texts_read(path, &t, &diag), EMDPO_OK);
+    CHECK_EQ_INT(t->n, 3);
+    CHECK(strcmp(t->prompt[1], "") == 0 && strcmp(t->response[1], "c d") == 0);
+    emdpo_lm_texts_free(t);
+    const char *bad[3] = {"{\"prompt\": \"a\"}\n", "{\"text\": \"a\", \"response\": \"b\"}\n",
+                          "{\"text\": \"\xff\"}\n"};
+    for (int k = 0; k < 3; k++) {
+        fp = fopen(path, "wb");
+        fprintf(fp, "{\"text\": \"ok\"}\n%s", bad[k]);
+        fclose(fp);
+        CHECK_EQ_INT(emdpo_lm_texts_read(path, &t, &diag), EMDPO_ERR_PARSE);
+        CHECK_EQ_INT(diag.line, 2);
+    }
+    fp = fopen(path, "wb");
+    fputs("{\"prompt\": \"a\", \"chosen\": \"b\", \"rejected\": \"c\"}\n", fp);
+    fclose(fp);
+    CHECK_EQ_INT(emdpo_lm_texts_read(path, &t, &diag), EMDPO_ERR_UNSUPPORTED);
+    remove(path);
+}
+
+static void test_failalloc(const emdpo_tokenizer *tok) {
+    emdpo_llama *m = make_model(2);
+    emdpo_train_config c;
+    config(&c, EMDPO_TRAIN_DPO, EMDPO_OPTIM_ADAMW, 1e-3);
+    int done = 0;
+    for (long n = 0; !done && n < 2000; n++) {
+        failalloc_install(n, 0);
+        emdpo_lm_set *s = pref_set(tok);
+        emdpo_trainer *t = NULL;
+        int rc = s ? emdpo_trainer_create(m, s, NULL, &c, &t) : EMDPO_ERR_NOMEM;
+        if (!rc) rc = emdpo_trainer_set_reference(t, NULL);
+        if (!rc) rc = emdpo_trainer_step(t, NULL);
+        done = rc == EMDPO_OK;
+        CHECK(rc == EMDPO_OK || rc == EMDPO_ERR_NOMEM);
+        emdpo_trainer_free(t);
+        emdpo_lm_set_free(s);
+        long live = failalloc_live();
+        failalloc_uninstall();
+        CHECK_MSG(live == 0, "fail at %ld: %ld blocks leaked", n, live);
+    }
+    CHECK(done);
+    CHECK_EQ_INT(failalloc_size_errors(), 0);
+    emdpo_llama_free(m);
+}
+
+int main(void) {
+    emdpo_tokenizer *tok = make_tokenizer();
+    CHECK(tok != NULL);
+    if (!tok) return check_report("test_lm_train");
+    test_batch(tok);
+    test_texts();
+    test_dpo(tok);
+    test_sft(tok);
+    test_zero_weights(tok);
+    test_resume(tok);
+    test_failalloc(tok);
+    emdpo_tokenizer_free(tok);
+    return check_report("test_lm_train");
+}
