@@ -112,8 +112,7 @@ void emdpo_tokenizer_free(emdpo_tokenizer *t) {
 int emdpo_tokenizer_parse(const void *buf, size_t len, int vocab_size, const char *name,
                           emdpo_tokenizer **out, emdpo_diag *diag) {
     *out = NULL;
-    memset(diag, 0, sizeof *diag);
-    snprintf(diag->file, sizeof diag->file, "%s", name ? name : "");
+    emdpo_diag_reset(diag, name);
     if (vocab_size < EMDPO_TOK_MIN_VOCAB)
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG,
                     "vocabulary size %d is below %d (3 control ids and 256 byte-fallback ids)",
@@ -200,8 +199,7 @@ int emdpo_tokenizer_parse(const void *buf, size_t len, int vocab_size, const cha
 
 int emdpo_tokenizer_load(const char *path, int vocab_size, emdpo_tokenizer **out, emdpo_diag *diag) {
     *out = NULL;
-    memset(diag, 0, sizeof *diag);
-    snprintf(diag->file, sizeof diag->file, "%s", path);
+    emdpo_diag_reset(diag, path);
     FILE *f = fopen(path, "rb");
     if (!f) return emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot open: %s", strerror(errno));
     char *buf = NULL;
