@@ -458,7 +458,17 @@ static void test_tok512(void) {
     emdpo_tokenizer_free(t);
 }
 
+/* Callers may pass no diag: errors still come back as statuses. */
+static void test_null_diag(void) {
+    emdpo_tokenizer *t = NULL;
+    const unsigned char junk[3] = {1, 2, 3};
+    CHECK_EQ_INT(emdpo_tokenizer_parse(junk, sizeof junk, 512, "junk", &t, NULL), EMDPO_ERR_PARSE);
+    CHECK(t == NULL);
+    CHECK_EQ_INT(emdpo_tokenizer_load("/nonexistent/tok.bin", 512, &t, NULL), EMDPO_ERR_IO);
+}
+
 int main(void) {
+    test_null_diag();
     test_synthetic();
     test_malformed();
     test_failalloc();
