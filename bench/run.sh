@@ -1,11 +1,15 @@
 #!/bin/sh
 # EM-DPO benchmarks. Invoked by `make bench` as
-#   sh bench/run.sh build/emdpo [all|flexmix|det|scale]
+#   sh bench/run.sh build/emdpo [all|flexmix|det|scale|llama]
 # Default (no second argument): flexmix comparison + determinism check.
 #   flexmix  emdpo vs R flexmix on 2000 annotators x 8 decisions x 3 items, K=3, p=5
 #   det      same seed, 1 vs 2 threads: log-likelihood bits
 #   scale    10^6 annotators x 8 x 3, p=5 (needs ~1.5 GB RAM, ~1-2 min)
-#   all      everything
+#   llama    Llama engine: one DPO step (forward + backward, 64 x 64 tokens on
+#            the 3.3M-parameter model, 32 x 128 on the 19.2M one) vs PyTorch
+#            (/usr/bin/python3), forward tokens/s, sgemm 2048^3 peak; LROUNDS
+#            alternating rounds (default 3), LREPS steps each (default 5)
+#   all      everything but llama
 # Environment: REPS (emdpo repeats, default 7), RREPS (flexmix repeats, 5),
 # SCALE_N (annotators of the scale run, 1000000), BENCH_DIR (scratch, default build/bench).
 # The first argument (the CLI path) only locates the build directory.
@@ -80,15 +84,58 @@ run_scale() {
         "$(field rss_ratio "$SC") <2"
 }
 
+# median of the numbers on stdin
+med() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# Rounds alternate the peers so that both see the same machine load; each
+# figure is the median over rounds of each program's own median.
+run_llama() {
+    LBIN="$OUT/bench_llama"
+    $CC -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -O3 -march=native -fopenmp -Wall \
+        -Wextra bench/bench_llama.c "$BUILD/libemdpo.a" -lopenblas -lm -fopenmp -o "$LBIN"
+    LROUNDS=${LROUNDS:-3}
+    LREPS=${LREPS:-5}
+    PY=${PYTHON:-/usr/bin/python3}
+    LOG="$OUT/llama.log"
+    : > "$LOG"
+    for r in $(seq "$LROUNDS"); do
+        "$LBIN" sgemm 5 | tee -a "$LOG"
+        for m in small large; do
+            "$PY" bench/torch_dpo_step.py "$m" "$LREPS" 2 2>/dev/null | grep '^RESULT' | sed "s/\$/ round=$r/" | tee -a "$LOG"
+            "$LBIN" step "$m" "$LREPS" | sed "s/\$/ round=$r/" | tee -a "$LOG"
+        done
+    done
+    pick() { grep "peer=$1" "$LOG" | grep -- "${2:-}" | while read -r line; do field "$3" "$line"; done | med; }
+    SG=$(pick sgemm "" gflops)
+    row "sgemm 2048^3 GFLOP/s" "-" "$SG" "-"
+    for m in small large; do
+        TS=$(pick torch "model=$m " median_s)
+        ES=$(pick emdpo "model=$m " median_s)
+        EG=$(pick emdpo "model=$m " gflops)
+        R="-"
+        [ "$TS" != "-" ] && R=$(awk -v a="$TS" -v b="$ES" 'BEGIN { printf "%.2fx", a / b }')
+        row "llama $m DPO step: torch s" "$TS" "-" "1"
+        row "llama $m DPO step: emdpo s (GFLOP/s)" "$ES" "$EG" "$R"
+        row "llama $m: emdpo GFLOP/s / sgemm peak" "-" "-" \
+            "$(awk -v a="$EG" -v b="$SG" 'BEGIN { printf "%.0f%%", 100 * a / b }')"
+        ET=$(pick emdpo "model=$m " tok_per_s)
+        EF=$(pick emdpo "model=$m " fwd_tok_per_s)
+        row "llama $m: forward tok/s vs step tok/s" "-" "$EF" \
+            "$(awk -v a="$EF" -v b="$ET" 'BEGIN { printf "%.1fx", a / b }')"
+        row "llama $m: peak RSS MB" "-" "$(pick emdpo "model=$m " peak_rss_mb)" "-"
+    done
+}
+
 case "$WHAT" in
     default) run_flexmix; run_det ;;
     flexmix) run_flexmix ;;
     det) [ -f "$OUT/flexmix_2000x8x3.csv" ] || "$BIN" flexmix-data "$OUT/flexmix_2000x8x3.csv" 2000 1; run_det ;;
     scale) run_scale ;;
     all) run_flexmix; run_det; run_scale ;;
-    *) echo "usage: sh bench/run.sh build/emdpo [all|flexmix|det|scale]" >&2; exit 2 ;;
+    llama) run_llama ;;
+    *) echo "usage: sh bench/run.sh build/emdpo [all|flexmix|det|scale|llama]" >&2; exit 2 ;;
 esac
 
 echo
-echo "== summary (medians; ratio = flexmix seconds / emdpo seconds, same run) =="
+echo "== summary (medians; ratio = peer seconds / emdpo seconds, same run) =="
 cat "$SUMMARY"

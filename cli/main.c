@@ -19,6 +19,7 @@ static const command commands[] = {
     {"sft", cmd_sft, "supervised fine-tuning of a Llama policy"},
     {"dpo", cmd_dpo, "DPO / cDPO / IPO / hinge training of a Llama policy, optionally weighted"},
     {"score", cmd_score, "sequence log-probabilities and log-ratios of responses"},
+    {"generate", cmd_generate, "sample text from a Llama checkpoint (llama2.c .bin)"},
 };
 
 static void usage(FILE *fp) {

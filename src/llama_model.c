@@ -5,9 +5,12 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <cblas.h>
+
 #include "alloc.h"
 #include "emdpo.h"
 #include "llama_ops.h"
+#include "threads.h"
 
 /* Hands out consecutive pieces of one buffer. Run once with base NULL to
  * count (with overflow checks), then again over the allocation. */
@@ -121,6 +124,50 @@ void emdpo_llama_acts_free(emdpo_llama_acts *a) {
     emdpo_free(a, sizeof *a);
 }
 
+/* The backward's first write into a fresh gradient buffer overwrites it
+ * (sgemm beta 0, set-variants of the element-wise backwards), which spares
+ * a memset pass over each buffer; later uses accumulate as the ops do. */
+
+/* out (N, OC) = res + inp · wᵀ: the residual add folded into the sgemm. */
+static void matmul_add(float *out, const float *res, const float *inp, const float *w, int N, int IC, int OC) {
+    memcpy(out, res, (size_t)N * OC * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, w, IC, 1.0f, out, OC);
+}
+
+/* dinp (N, IC) = dout · w, overwriting. */
+static void matmul_dinp_set(float *dinp, const float *dout, const float *w, int N, int IC, int OC) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, w, IC, 0.0f, dinp, IC);
+}
+
+/* emdpo_logprob_backward into a buffer it overwrites (zero rows without a target). */
+static void logprob_backward_set(float *dlogits, const float *dlogp, const float *logits, const float *lse,
+                                 const int *targets, size_t N, int V) {
+    long nn = (long)N;
+#pragma omp parallel for schedule(static) if ((double)N * V >= EMDPO_PAR_MIN_WORK)
+    for (long n = 0; n < nn; n++) {
+        float *d = dlogits + (size_t)n * V;
+        if (targets[n] < 0) {
+            memset(d, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        const float *l = logits + (size_t)n * V;
+        float g = dlogp[n], s = lse[n];
+        for (int i = 0; i < V; i++) d[i] = -g * expf(l[i] - s);
+        d[targets[n]] += g;
+    }
+}
+
+/* emdpo_swiglu_backward into buffers it overwrites. */
+static void swiglu_backward_set(float *dh1, float *dh3, const float *dout, const float *h1, const float *h3, size_t n) {
+    long nn = (long)n;
+#pragma omp parallel for schedule(static) if (n >= EMDPO_PAR_MIN_WORK)
+    for (long i = 0; i < nn; i++) {
+        float x = h1[i], sg = 1.0f / (1.0f + expf(-x)), g = dout[i];
+        dh1[i] = g * h3[i] * sg * (1.0f + x * (1.0f - sg));
+        dh3[i] = g * x * sg;
+    }
+}
+
 int emdpo_llama_forward(const emdpo_llama *m, emdpo_llama_acts *a, const int *tokens, const int *lens, int B, int T) {
     const emdpo_llama_config *c = &m->config;
     if (!same_config(c, &a->config) || B < 1 || B > a->max_B || T < 1 || T > a->max_T) return EMDPO_ERR_INVALID_ARG;
@@ -160,14 +207,12 @@ int emdpo_llama_forward(const emdpo_llama *m, emdpo_llama_acts *a, const int *to
         emdpo_rope_forward(k, a->scratch, a->rope_cos, a->rope_sin, B, T, NKV, hs);
         emdpo_matmul_forward(v, ln1, p->wv + lKC, N, C, kvd);
         emdpo_attention_forward(atty, att, q, k, v, a->lens, B, T, NH, NKV, hs);
-        emdpo_matmul_forward(a->scratch, atty, p->wo + lCC, N, C, C);
-        emdpo_residual_forward(res2, x, a->scratch, NC);
+        matmul_add(res2, x, atty, p->wo + lCC, N, C, C);
         emdpo_rmsnorm_forward(ln2, a->ln2_rstd + (size_t)l * N, res2, p->rms_ffn + lC, (size_t)N, C, c->norm_eps);
         emdpo_matmul_forward(h1, ln2, p->w1 + lHC, N, C, H);
         emdpo_matmul_forward(h3, ln2, p->w3 + lHC, N, C, H);
         emdpo_swiglu_forward(hg, h1, h3, NHd);
-        emdpo_matmul_forward(a->scratch, hg, p->w2 + lHC, N, H, C);
-        emdpo_residual_forward(a->res3 + l * NC, res2, a->scratch, NC);
+        matmul_add(a->res3 + l * NC, res2, hg, p->w2 + lHC, N, H, C);
     }
     emdpo_rmsnorm_forward(a->lnf, a->lnf_rstd, a->res3 + (c->n_layers - 1) * NC, p->rms_final, (size_t)N, C,
                           c->norm_eps);
@@ -189,10 +234,9 @@ int emdpo_llama_backward(const emdpo_llama *m, emdpo_llama_acts *a, const float 
     emdpo_llama_params g;
     emdpo_llama_point_params(c, grad, &g);
 
-    memset(a->dlogits, 0, (size_t)N * V * sizeof(float));
-    emdpo_logprob_backward(a->dlogits, dlogp, a->logits, a->lse, a->targets, (size_t)N, V);
-    memset(a->dln, 0, NC * sizeof(float));
-    emdpo_matmul_backward(a->dln, g.lm_head, a->dlogits, a->lnf, p->lm_head, N, C, V);
+    logprob_backward_set(a->dlogits, dlogp, a->logits, a->lse, a->targets, (size_t)N, V);
+    matmul_dinp_set(a->dln, a->dlogits, p->lm_head, N, C, V);
+    emdpo_matmul_backward(NULL, g.lm_head, a->dlogits, a->lnf, p->lm_head, N, C, V);
     memset(a->dres, 0, NC * sizeof(float));
     emdpo_rmsnorm_backward(a->dres, g.rms_final, a->dln, a->res3 + (c->n_layers - 1) * NC, p->rms_final,
                            a->lnf_rstd, (size_t)N, C);
@@ -203,19 +247,17 @@ int emdpo_llama_backward(const emdpo_llama *m, emdpo_llama_acts *a, const float 
         const float *ln2 = a->ln2 + l * NC, *h1 = a->h1 + l * NHd, *h3 = a->h3 + l * NHd, *hg = a->hg + l * NHd;
         size_t lC = (size_t)l * C, lCC = lC * C, lKC = (size_t)l * kvd * C, lHC = (size_t)l * H * C;
         /* FFN branch: res3 = res2 + w2(silu(w1 ln2) * w3 ln2) */
-        memset(a->dhg, 0, NHd * sizeof(float));
-        emdpo_matmul_backward(a->dhg, g.w2 + lHC, a->dres, hg, p->w2 + lHC, N, H, C);
-        memset(a->dh1, 0, NHd * sizeof(float));
-        memset(a->dh3, 0, NHd * sizeof(float));
-        emdpo_swiglu_backward(a->dh1, a->dh3, a->dhg, h1, h3, NHd);
-        memset(a->dln, 0, NC * sizeof(float));
-        emdpo_matmul_backward(a->dln, g.w1 + lHC, a->dh1, ln2, p->w1 + lHC, N, C, H);
+        matmul_dinp_set(a->dhg, a->dres, p->w2 + lHC, N, H, C);
+        emdpo_matmul_backward(NULL, g.w2 + lHC, a->dres, hg, p->w2 + lHC, N, H, C);
+        swiglu_backward_set(a->dh1, a->dh3, a->dhg, h1, h3, NHd);
+        matmul_dinp_set(a->dln, a->dh1, p->w1 + lHC, N, C, H);
+        emdpo_matmul_backward(NULL, g.w1 + lHC, a->dh1, ln2, p->w1 + lHC, N, C, H);
         emdpo_matmul_backward(a->dln, g.w3 + lHC, a->dh3, ln2, p->w3 + lHC, N, C, H);
         emdpo_rmsnorm_backward(a->dres, g.rms_ffn + lC, a->dln, res2, p->rms_ffn + lC, a->ln2_rstd + (size_t)l * N,
                                (size_t)N, C);
         /* Attention branch: res2 = x + wo(attention(rope(wq ln1), rope(wk ln1), wv ln1)) */
-        memset(a->datty, 0, NC * sizeof(float));
-        emdpo_matmul_backward(a->datty, g.wo + lCC, a->dres, atty, p->wo + lCC, N, C, C);
+        matmul_dinp_set(a->datty, a->dres, p->wo + lCC, N, C, C);
+        emdpo_matmul_backward(NULL, g.wo + lCC, a->dres, atty, p->wo + lCC, N, C, C);
         memset(a->dq, 0, NC * sizeof(float));
         memset(a->dk, 0, NK * sizeof(float));
         memset(a->dv, 0, NK * sizeof(float));
@@ -224,8 +266,8 @@ int emdpo_llama_backward(const emdpo_llama *m, emdpo_llama_acts *a, const float 
         memset(a->dkp, 0, NK * sizeof(float));
         emdpo_rope_backward(a->dqp, a->dq, a->rope_cos, a->rope_sin, B, T, NH, hs);
         emdpo_rope_backward(a->dkp, a->dk, a->rope_cos, a->rope_sin, B, T, NKV, hs);
-        memset(a->dln, 0, NC * sizeof(float));
-        emdpo_matmul_backward(a->dln, g.wq + lCC, a->dqp, ln1, p->wq + lCC, N, C, C);
+        matmul_dinp_set(a->dln, a->dqp, p->wq + lCC, N, C, C);
+        emdpo_matmul_backward(NULL, g.wq + lCC, a->dqp, ln1, p->wq + lCC, N, C, C);
         emdpo_matmul_backward(a->dln, g.wk + lKC, a->dkp, ln1, p->wk + lKC, N, C, kvd);
         emdpo_matmul_backward(a->dln, g.wv + lKC, a->dv, ln1, p->wv + lKC, N, C, kvd);
         emdpo_rmsnorm_backward(a->dres, g.rms_att + lC, a->dln, x, p->rms_att + lC, a->ln1_rstd + (size_t)l * N,

@@ -46,7 +46,7 @@ typedef struct emdpo_llama_acts {
     float *logp;      /* (B, T) next-token log-probabilities, 0 where masked */
     float *rope_cos;  /* (T, hs/2) */
     float *rope_sin;  /* (T, hs/2) */
-    float *scratch;   /* (B, T, C) projections before RoPE or the residual add */
+    float *scratch;   /* (B, T, C) projections before RoPE */
     /* Gradients of activations (training only), reused across layers. */
     float *dres;      /* (B, T, C) residual stream */
     float *dln;       /* (B, T, C) RMSNorm outputs */
