@@ -8,10 +8,6 @@
 /* log P of choosing items 0..stages-1 in order from u[0..n). */
 double emdpo_choice_logp(const double *u, int n, int stages);
 
-/* log P as above, and its gradient with respect to u into g[0..n)
- * (overwritten). scratch needs n doubles. */
-double emdpo_choice_logp_grad(const double *u, int n, int stages, double *g, double *scratch);
-
 /* log(sum exp(v[i])) over n values; -INFINITY when all are -INFINITY. */
 double emdpo_logsumexp(const double *v, int n);
 
