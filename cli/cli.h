@@ -16,6 +16,8 @@
 #define CLI_EXIT_USAGE 2
 
 int cmd_fit(int argc, char **argv);
+/* emdpo fit --policy llama (cmd_fit_lm.c); takes cmd_fit's argv as is. */
+int cli_fit_llama(int argc, char **argv);
 int cmd_select(int argc, char **argv);
 int cmd_aggregate(int argc, char **argv);
 int cmd_simulate(int argc, char **argv);
@@ -55,6 +57,10 @@ typedef struct cli_fit {
     double *eta;        /* (K) */
     char data[4096];    /* the dataset it was fitted on */
 } cli_fit;
+
+/* posterior.csv: the header annotator,gamma_1..gamma_K, then one row per
+ * annotator. */
+void cli_write_posterior(FILE *fp, const emdpo_data *d, const emdpo_em_result *res);
 
 /* Reads DIR/fit.json (or the file itself when path names a file). */
 int cli_fit_read(const char *cmd, const char *path, cli_fit *fit);

@@ -98,17 +98,6 @@ static void write_fit_json(FILE *fp, const fit_args *a, const emdpo_data *d, con
     fprintf(fp, "\n}\n");
 }
 
-static void write_posterior(FILE *fp, const emdpo_data *d, const emdpo_em_result *res) {
-    fputs("annotator", fp);
-    for (int k = 0; k < res->K; k++) fprintf(fp, ",gamma_%d", k + 1);
-    fputc('\n', fp);
-    for (int64_t i = 0; i < d->n_annot; i++) {
-        emdpo_csv_write_field(fp, d->annot_name[i]);
-        for (int k = 0; k < res->K; k++) fprintf(fp, ",%.17g", res->gamma[i * res->K + k]);
-        fputc('\n', fp);
-    }
-}
-
 static void print_summary(const emdpo_data *d, const emdpo_loglinear *ll, const emdpo_em_result *res,
                           const double *se_theta) {
     int K = res->K, p = ll->p;
@@ -164,7 +153,7 @@ static int write_outputs(const fit_args *a, const emdpo_data *d, const emdpo_log
         return cli_usage_error("fit", "cannot write %s", path);
     }
     write_fit_json(fj.fp, a, d, ll, res, se_theta, se_eta, elapsed);
-    write_posterior(fp.fp, d, res);
+    cli_write_posterior(fp.fp, d, res);
     if (emdpo_afile_commit(&fj)) {
         emdpo_afile_abort(&fp);
         return cli_usage_error("fit", "cannot write %s/fit.json", a->out);
@@ -173,7 +162,20 @@ static int write_outputs(const fit_args *a, const emdpo_data *d, const emdpo_log
     return 0;
 }
 
+/* The policy family named by --policy, NULL when absent. */
+static const char *policy_flag(int argc, char **argv) {
+    for (int i = 0; i < argc; i++) {
+        if (strncmp(argv[i], "--policy=", 9) == 0) return argv[i] + 9;
+        if (strcmp(argv[i], "--policy") == 0) return i + 1 < argc ? argv[i + 1] : "";
+    }
+    return NULL;
+}
+
 int cmd_fit(int argc, char **argv) {
+    const char *policy = policy_flag(argc, argv);
+    if (policy && strcmp(policy, "llama") == 0) return cli_fit_llama(argc, argv);
+    if (policy && strcmp(policy, "loglinear") != 0)
+        return cli_usage_error("fit", "--policy must be loglinear or llama, not '%s'", policy);
     fit_args a = {0};
     a.init = "kmeans";
     a.starts = 1;
@@ -181,7 +183,9 @@ int cmd_fit(int argc, char **argv) {
     a.max_iter = 500;
     a.tol = 1e-9;
     a.beta = 1.0;
+    const char *policy_seen = NULL;
     cli_opt opts[] = {
+        {"policy", CLI_STR, &policy_seen, "NAME", "loglinear (this) or llama (see emdpo fit --policy llama --help)", 0, 0},
         {"data", CLI_STR, &a.data, "FILE", "preference data (.jsonl or long .csv) with feature responses", 1, 0},
         {"k", CLI_INT, &a.k, "K", "number of latent annotator types", 1, 0},
         {"out", CLI_STR, &a.out, "DIR", "output directory for fit.json and posterior.csv", 1, 0},

@@ -5,6 +5,7 @@
 
 #include "alloc.h"
 #include "cli.h"
+#include "dataio.h"
 #include "json.h"
 #include "loglinear.h"
 
@@ -158,4 +159,15 @@ int cli_fit_read(const char *cmd, const char *path, cli_fit *fit) {
     emdpo_json_doc_free(doc);
     emdpo_free(text, len + 1);
     return code;
+}
+
+void cli_write_posterior(FILE *fp, const emdpo_data *d, const emdpo_em_result *res) {
+    fputs("annotator", fp);
+    for (int k = 0; k < res->K; k++) fprintf(fp, ",gamma_%d", k + 1);
+    fputc('\n', fp);
+    for (int64_t i = 0; i < d->n_annot; i++) {
+        emdpo_csv_write_field(fp, d->annot_name[i]);
+        for (int k = 0; k < res->K; k++) fprintf(fp, ",%.17g", res->gamma[i * res->K + k]);
+        fputc('\n', fp);
+    }
 }

@@ -210,6 +210,15 @@ int emdpo_trainer_set_reference(emdpo_trainer *t, const emdpo_llama *ref) {
     return rc;
 }
 
+int emdpo_trainer_set_reference_logp(emdpo_trainer *t, const double *ref_logp) {
+    if (!t->ref) return EMDPO_ERR_INVALID_ARG;
+    for (int64_t i = 0; i < t->set->n_seq; i++)
+        if (!isfinite(ref_logp[i])) return EMDPO_ERR_INVALID_ARG;
+    memcpy(t->ref, ref_logp, (size_t)t->set->n_seq * sizeof *t->ref);
+    t->has_ref = 1;
+    return EMDPO_OK;
+}
+
 int64_t emdpo_trainer_steps_done(const emdpo_trainer *t) { return t->step; }
 int64_t emdpo_trainer_forwards(const emdpo_trainer *t) { return t->forwards; }
 

@@ -73,6 +73,12 @@ void emdpo_trainer_free(emdpo_trainer *t);
  * Must be called once before the first step unless the trainer resumed. */
 int emdpo_trainer_set_reference(emdpo_trainer *t, const emdpo_llama *ref);
 
+/* DPO: installs reference log-probabilities computed elsewhere, one per
+ * sequence of the set (copied), instead of running the reference: for
+ * callers that train many times on one set, such as EM-DPO's M-steps.
+ * Counts no forwards. EMDPO_ERR_INVALID_ARG for SFT or a non-finite value. */
+int emdpo_trainer_set_reference_logp(emdpo_trainer *t, const double *ref_logp);
+
 /* One optimizer step. EMDPO_ERR_NUMERIC when the loss or gradient is not
  * finite (parameters untouched); EMDPO_ERR_INVALID_ARG for DPO without a
  * reference. */

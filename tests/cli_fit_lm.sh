@@ -1,0 +1,87 @@
+#!/bin/sh
+# emdpo fit --policy llama: a tiny SFT model, two groups of annotators with
+# opposite preferences over the same two responses, K = 2. Checks the fit
+# contract (fit.json, posterior.csv), the K checkpoints, that the posterior
+# separates the groups, that a rerun gives the same bits, and that bad
+# input exits 2.
+E=${1:-build/emdpo}
+. tests/lib_cli.sh
+
+if ! "$E" fit --policy llama --help >/dev/null 2>&1; then
+    echo "cli_fit_lm: 0 passed, 0 failed"
+    exit 0
+fi
+
+# A byte-level llama2.c tokenizer: <unk>, BOS, EOS and the 256 byte pieces.
+{
+    printf '\020\000\000\000'
+    printf '\000\000\000\000\005\000\000\000<unk>'
+    printf '\000\000\000\000\005\000\000\000\n<s>\n'
+    printf '\000\000\000\000\006\000\000\000\n</s>\n'
+    b=0
+    while [ $b -lt 256 ]; do
+        printf '\000\000\000\000\006\000\000\000<0x%02X>' $b
+        b=$((b + 1))
+    done
+} >"$T/tok.bin"
+CFG="dim=16,layers=1,heads=2,vocab=259,seq_len=64"
+COMMON="--tokenizer $T/tok.bin --threads 1 --quiet"
+
+# Group A prefers "yes" to "no", group B the reverse; 6 annotators each,
+# 3 decisions per annotator.
+for g in A B; do
+    for i in 1 2 3 4 5 6; do
+        for p in "ab" "cd" "ef"; do
+            if [ $g = A ]; then c=yes r=no; else c=no r=yes; fi
+            printf '{"annotator": "%s%d", "group": "%s", "prompt": "%s", "chosen": "%s", "rejected": "%s"}\n' \
+                $g $i $g $p $c $r
+        done
+    done
+done >"$T/prefs.jsonl"
+
+"$E" sft --data "$T/prefs.jsonl" --config "$CFG" $COMMON --out "$T/sft" --steps 2 --lr 1e-2 >/dev/null 2>&1
+check "sft model for the fit" test -s "$T/sft/model.safetensors"
+
+FIT="--policy llama --data $T/prefs.jsonl --model $T/sft $COMMON --k 2 --beta 0.5 --lr 1e-2 --steps 6 --batch 4 --max-iter 3"
+expect_exit 0 "fit trains" "" "$E" fit $FIT --out "$T/fit"
+for f in fit.json posterior.csv type_1/config.json type_1/model.safetensors type_2/config.json type_2/model.safetensors; do
+    check "wrote $f" test -s "$T/fit/$f"
+done
+for key in '"family": "llama"' '"k": 2,' '"loglik": -' '"iterations": ' '"converged": ' '"eta": [' \
+    '"n_annotators": 12,' '"n_decisions": 36,' '"loglik_trace": [' '"aic": null' '"policies": ["type_1", "type_2"]'; do
+    check "fit.json has $key" grep -qF -- "$key" "$T/fit/fit.json"
+done
+check "posterior header" grep -qx 'annotator,gamma_1,gamma_2' "$T/fit/posterior.csv"
+check "posterior rows" test "$(wc -l <"$T/fit/posterior.csv")" -eq 13
+# At least 80% of annotators put > 0.5 on their group's type (either labelling).
+separated() {
+    awk -F, 'NR > 1 { g = substr($1, 1, 1); a += (g == "A") == ($2 > 0.5); n++ }
+             END { s = a > n - a ? a : n - a; exit !(s >= 0.8 * n) }' "$1"
+}
+check "posterior separates the groups" separated "$T/fit/posterior.csv"
+# The fitted types are ordinary checkpoints: score reads one.
+expect_exit 0 "score a fitted type" "" "$E" score --data "$T/prefs.jsonl" --model "$T/fit/type_1" --ref "$T/sft" \
+    --tokenizer "$T/tok.bin"
+
+expect_exit 0 "random init, restart" "" "$E" fit $FIT --out "$T/fit2" --init random --restart --weight-norm none
+check "random init separates the groups" separated "$T/fit2/posterior.csv"
+expect_exit 0 "rerun" "" "$E" fit $FIT --out "$T/fit3"
+check "rerun gives the same posterior" cmp -s "$T/fit/posterior.csv" "$T/fit3/posterior.csv"
+check "rerun gives the same policy" cmp -s "$T/fit/type_2/model.safetensors" "$T/fit3/type_2/model.safetensors"
+
+# Bad input: exit 2 and nothing written.
+expect_exit 2 "k out of range" "--k" "$E" fit $FIT --out "$T/b1" --k 0
+expect_exit 2 "missing model" "none.bin" "$E" fit --policy llama --data "$T/prefs.jsonl" --model "$T/none.bin" \
+    $COMMON --k 2 --out "$T/b2"
+printf '{"annotator": "u", "prompt": "p", "chosen": {"features": [1]}, "rejected": {"features": [0]}}\n' >"$T/feat.jsonl"
+expect_exit 2 "feature responses" "text" "$E" fit --policy llama --data "$T/feat.jsonl" --model "$T/sft" $COMMON \
+    --k 2 --out "$T/b3"
+expect_exit 2 "unknown weight-norm" "--weight-norm" "$E" fit $FIT --out "$T/b4" --weight-norm batch
+expect_exit 2 "unknown init" "--init" "$E" fit $FIT --out "$T/b5" --init spectral
+expect_exit 2 "max-length beyond context" "--max-length" "$E" fit $FIT --out "$T/b6" --max-length 100
+for d in b1 b2 b3 b4 b5 b6; do
+    check "no fit.json in $d" test ! -e "$T/$d/fit.json"
+done
+check "no temporary files left" test -z "$(find "$T" -name '*.tmp*')"
+
+finish cli_fit_lm

@@ -1,0 +1,595 @@
+/* The Llama policy family behind the seam, on a tiny random Llama and tiny
+ * text data: decision log-probabilities against a direct computation, the
+ * reference scored once, zero-weight types left bit-identical, restart and
+ * weight normalisation semantics, annotator embeddings against a direct
+ * computation, a small EM fit that separates two groups with opposite
+ * preferences, determinism, and allocation failures handled cleanly. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "data.h"
+#include "em.h"
+#include "emdpo.h"
+#include "failalloc.h"
+#include "llama.h"
+#include "llama_model.h"
+#include "llama_policy.h"
+#include "lm_batch.h"
+#include "lm_embed.h"
+#include "lm_train.h"
+#include "tokenizer.h"
+
+/* ---- a tokenizer: the 259 standard entries, letters, space-letters ---- */
+
+typedef struct image {
+    unsigned char *p;
+    size_t len, cap;
+} image;
+
+static void put(image *im, const void *s, size_t n) {
+    if (im->len + n > im->cap) {
+        im->cap = (im->len + n) * 2;
+        im->p = realloc(im->p, im->cap);
+        if (!im->p) abort();
+    }
+    memcpy(im->p + im->len, s, n);
+    im->len += n;
+}
+
+static void put_i32(image *im, int32_t v) {
+    unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 24)};
+    put(im, b, 4);
+}
+
+static void put_entry(image *im, float score, const char *s, size_t n) {
+    uint32_t u;
+    memcpy(&u, &score, 4);
+    put_i32(im, (int32_t)u);
+    put_i32(im, (int32_t)n);
+    put(im, s, n);
+}
+
+#define VOCAB (259 + 53)
+
+static emdpo_tokenizer *make_tokenizer(void) {
+    image im = {0};
+    put_i32(&im, 16);
+    put_entry(&im, 0, "<unk>", 5);
+    put_entry(&im, 0, "\n<s>\n", 5);
+    put_entry(&im, 0, "\n</s>\n", 6);
+    for (int b = 0; b < 256; b++) {
+        char s[8];
+        snprintf(s, sizeof s, "<0x%02X>", b);
+        put_entry(&im, 0, s, 6);
+    }
+    put_entry(&im, 0, " ", 1);
+    for (int c = 'a'; c <= 'z'; c++) {
+        char s[2] = {(char)c, 0}, t[3] = {' ', (char)c, 0};
+        put_entry(&im, 0, s, 1);
+        put_entry(&im, 1, t, 2);
+    }
+    emdpo_tokenizer *t = NULL;
+    emdpo_diag diag;
+    int rc = emdpo_tokenizer_parse(im.p, im.len, VOCAB, "test", &t, &diag);
+    free(im.p);
+    return rc ? NULL : t;
+}
+
+static emdpo_llama *make_model(uint64_t seed) {
+    emdpo_llama_config c = {16, 32, 2, 2, 1, VOCAB, 64, 0, 1e-5f, 10000.0f};
+    emdpo_llama *m = NULL;
+    if (emdpo_llama_create(&c, &m)) return NULL;
+    emdpo_llama_init(m, seed);
+    return m;
+}
+
+/* ---- data ------------------------------------------------------------------- */
+
+/* Three annotators: pairs, a three-way choice and a ranking; u3's last
+ * decision repeats u1's first, so two sequences are duplicates. */
+static emdpo_data *small_data(void) {
+    emdpo_builder *b;
+    if (emdpo_builder_create(0, &b)) return NULL;
+    const char *r1[2] = {"x y z", "m n"}, *r2[3] = {"x x y", "n o p", "o o"}, *r3[3] = {"z y x", "o o", "p m n"};
+    const char *r4[2] = {"y z", "p"};
+    int rc = emdpo_builder_add(b, "u1", NULL, "a b c", 2, 1, NULL, r1) ||
+             emdpo_builder_add(b, "u1", NULL, "d e", 3, 1, NULL, r2) ||
+             emdpo_builder_add(b, "u2", NULL, "f g h i", 3, 2, NULL, r3) ||
+             emdpo_builder_add(b, "u3", NULL, "j", 2, 1, NULL, r4) ||
+             emdpo_builder_add(b, "u3", NULL, NULL, 2, 1, NULL, r1) ||
+             emdpo_builder_add(b, "u3", NULL, "a b c", 2, 1, NULL, r1);
+    emdpo_data *d = NULL;
+    if (rc) {
+        emdpo_builder_free(b);
+        return NULL;
+    }
+    return emdpo_builder_finish(b, &d) ? NULL : d;
+}
+
+/* n annotators per group, m decisions each over two fixed responses;
+ * group A prefers the first, group B the second. */
+static emdpo_data *two_groups(int n, int m) {
+    emdpo_builder *b;
+    if (emdpo_builder_create(0, &b)) return NULL;
+    static const char *const prompts[4] = {"a b", "c d e", "f", "g h"};
+    const char *ab[2] = {"x y z", "m n"}, *ba[2] = {"m n", "x y z"};
+    int rc = 0;
+    for (int g = 0; g < 2 && !rc; g++)
+        for (int i = 0; i < n && !rc; i++) {
+            char name[16];
+            snprintf(name, sizeof name, "%c%d", "AB"[g], i);
+            for (int j = 0; j < m && !rc; j++)
+                rc = emdpo_builder_add(b, name, g ? "B" : "A", prompts[(i + j) % 4], 2, 1, NULL, g ? ba : ab);
+        }
+    emdpo_data *d = NULL;
+    if (rc) {
+        emdpo_builder_free(b);
+        return NULL;
+    }
+    return emdpo_builder_finish(b, &d) ? NULL : d;
+}
+
+static void opts_for_test(emdpo_llama_policy_opts *o) {
+    emdpo_llama_policy_opts_default(o);
+    o->beta = 0.5;
+    o->max_length = 32;
+    o->max_prompt_length = 16;
+    o->optim.lr = 1e-3;
+    o->optim.warmup = 0;
+    o->batch = 2;
+    o->steps = 3;
+    o->score_batch = 3;
+    o->seed = 5;
+}
+
+/* The Plackett-Luce log-probability written out, independent of choice.c. */
+static double pl_logp(const double *u, int n, int stages) {
+    double lp = 0.0;
+    for (int t = 0; t < stages; t++) {
+        double z = 0.0;
+        for (int q = t; q < n; q++) z += exp(u[q]);
+        lp += u[t] - log(z);
+    }
+    return lp;
+}
+
+/* logp (n_dec, K) computed from scratch: each item scored alone under type
+ * k and the reference, beta times the log-ratio, Plackett-Luce. */
+static void direct_logp(const emdpo_policy *pol, const emdpo_llama *sft, const emdpo_tokenizer *tok,
+                        const emdpo_data *d, const emdpo_llama_policy_opts *o, double *logp) {
+    int K = pol->K;
+    emdpo_lm_set *s = NULL;
+    CHECK_EQ_INT(emdpo_lm_set_from_data(d, tok, o->max_length, o->max_prompt_length, &s), EMDPO_OK);
+    if (!s) return;
+    double *ref = malloc((size_t)s->n_seq * sizeof *ref), *lp = malloc((size_t)s->n_seq * sizeof *lp), u[8];
+    CHECK_EQ_INT(emdpo_lm_score(sft, s, 1, ref), EMDPO_OK);
+    for (int k = 0; k < K; k++) {
+        CHECK_EQ_INT(emdpo_lm_score(emdpo_llama_policy_model(pol, k), s, 1, lp), EMDPO_OK);
+        for (int64_t j = 0; j < d->n_dec; j++) {
+            int n = emdpo_dec_n_items(d, j);
+            for (int q = 0; q < n; q++) {
+                int64_t i = d->dec_item[j] + q;
+                u[q] = o->beta * (lp[i] - ref[i]);
+            }
+            logp[j * K + k] = pl_logp(u, n, d->dec_stages[j]);
+        }
+    }
+    free(ref);
+    free(lp);
+    emdpo_lm_set_free(s);
+}
+
+static int params_equal(const emdpo_llama *a, const emdpo_llama *b) {
+    return a->num_params == b->num_params && memcmp(a->param_buf, b->param_buf, a->num_params * sizeof(float)) == 0;
+}
+
+/* ---- (a) decision_logp, (b) reference once --------------------------------- */
+
+static void test_decision_logp(const emdpo_tokenizer *tok) {
+    emdpo_data *d = small_data();
+    emdpo_llama *sft = make_model(3);
+    CHECK(d && sft);
+    if (!d || !sft) return;
+    emdpo_llama_policy_opts o;
+    opts_for_test(&o);
+    const int K = 2;
+    emdpo_policy *pol = NULL;
+    CHECK_EQ_INT(emdpo_llama_policy_create(K, sft, tok, &o, d, &pol), EMDPO_OK);
+    if (!pol) return;
+    CHECK(strcmp(pol->ops->family, "llama") == 0);
+    int64_t refs, fw;
+    emdpo_llama_policy_counters(pol, &refs, &fw);
+    CHECK_EQ_INT(refs, 1);
+    CHECK_EQ_INT(fw, 0);
+    size_t nd = (size_t)d->n_dec;
+    double *lp = malloc(nd * K * sizeof *lp), *want = malloc(nd * K * sizeof *want);
+    double *start = malloc(nd * K * sizeof *start);
+    /* At the start every type is the reference: all utilities are 0. */
+    CHECK_EQ_INT(pol->ops->decision_logp(pol, d, start), EMDPO_OK);
+    for (int64_t j = 0; j < d->n_dec; j++) {
+        int n = emdpo_dec_n_items(d, j);
+        double u0[8] = {0};
+        for (int k = 0; k < K; k++) CHECK_CLOSE(start[j * K + k], pl_logp(u0, n, d->dec_stages[j]), 1e-12);
+    }
+    /* After an M-step the types differ from the reference and each other. */
+    double w[3 * 2] = {1, 0, 0.25, 0.75, 0, 1};
+    unsigned char active[2] = {1, 1};
+    emdpo_mstep_info info;
+    CHECK_EQ_INT(pol->ops->mstep(pol, d, w, active, lp, &info), EMDPO_OK);
+    CHECK_EQ_INT(info.iterations, 2 * o.steps);
+    CHECK(info.converged == 0);
+    double obj = 0.0;
+    for (int64_t i = 0; i < d->n_annot; i++)
+        for (int64_t j = d->annot_dec[i]; j < d->annot_dec[i + 1]; j++)
+            for (int k = 0; k < K; k++) obj += w[i * K + k] * lp[j * K + k];
+    CHECK_CLOSE(info.objective, obj, 1e-12);
+    CHECK(!params_equal(emdpo_llama_policy_model(pol, 0), sft));
+    CHECK(!params_equal(emdpo_llama_policy_model(pol, 0), emdpo_llama_policy_model(pol, 1)));
+    direct_logp(pol, sft, tok, d, &o, want);
+    double *again = malloc(nd * K * sizeof *again);
+    CHECK_EQ_INT(pol->ops->decision_logp(pol, d, again), EMDPO_OK);
+    int moved = 0;
+    for (size_t q = 0; q < nd * K; q++) {
+        CHECK_CLOSE(again[q], want[q], 1e-5);
+        /* The M-step's logp is the policy's at its final parameters. */
+        CHECK(again[q] == lp[q]);
+        moved += fabs(want[q] - start[q]) > 1e-3;
+    }
+    CHECK_MSG(moved == (int)(nd * K), "%d of %d decision log-probabilities moved", moved, (int)(nd * K));
+    /* (b) Several decision_logp calls: no new reference pass; each scores
+     * every item under every type, and the M-step's trainer ran no
+     * reference forward (steps x accum forwards per type). */
+    /* Each distinct sequence is run once: two of the items repeat. */
+    int64_t per_pass = (d->n_items - 2 + o.score_batch - 1) / o.score_batch;
+    CHECK_EQ_INT(pol->ops->decision_logp(pol, d, again), EMDPO_OK);
+    emdpo_llama_policy_counters(pol, &refs, &fw);
+    CHECK_EQ_INT(refs, 1);
+    CHECK_EQ_INT(fw, 3 * K * per_pass + K * o.steps + K * per_pass);
+    /* A clone shares the cache: still one reference pass. */
+    emdpo_policy *cl = NULL;
+    CHECK_EQ_INT(pol->ops->clone(pol, &cl), EMDPO_OK);
+    CHECK_EQ_INT(cl->ops->decision_logp(cl, d, again), EMDPO_OK);
+    for (size_t q = 0; q < nd * K; q++) CHECK(again[q] == lp[q]);
+    emdpo_llama_policy_counters(cl, &refs, NULL);
+    CHECK_EQ_INT(refs, 1);
+    /* Another dataset is tokenized and scored anew (the cache is keyed by
+     * the data), and the original again after it. */
+    emdpo_data *d2 = two_groups(2, 2);
+    double *lp2 = malloc((size_t)d2->n_dec * K * sizeof *lp2);
+    CHECK_EQ_INT(cl->ops->decision_logp(cl, d2, lp2), EMDPO_OK);
+    emdpo_llama_policy_counters(cl, &refs, NULL);
+    CHECK_EQ_INT(refs, 2);
+    CHECK_EQ_INT(cl->ops->decision_logp(cl, d, again), EMDPO_OK);
+    for (size_t q = 0; q < nd * K; q++) CHECK(again[q] == lp[q]);
+    emdpo_llama_policy_counters(pol, &refs, NULL);
+    CHECK_EQ_INT(refs, 1);
+    /* copy_type, and its refusals. */
+    CHECK_EQ_INT(cl->ops->copy_type(cl, 1, pol, 0), EMDPO_OK);
+    CHECK(params_equal(emdpo_llama_policy_model(cl, 1), emdpo_llama_policy_model(pol, 0)));
+    CHECK_EQ_INT(cl->ops->copy_type(cl, 2, pol, 0), EMDPO_ERR_INVALID_ARG);
+    CHECK(emdpo_llama_policy_model(cl, 2) == NULL);
+    /* Bad weights and options are refused. */
+    double bad[3 * 2] = {1, 0, -1, 1, 0, 1};
+    CHECK_EQ_INT(pol->ops->mstep(pol, d, bad, active, NULL, NULL), EMDPO_ERR_INVALID_ARG);
+    emdpo_policy *x = NULL;
+    CHECK_EQ_INT(emdpo_llama_policy_create(0, sft, tok, &o, d, &x), EMDPO_ERR_INVALID_ARG);
+    emdpo_llama_policy_opts ob = o;
+    ob.beta = 0;
+    CHECK_EQ_INT(emdpo_llama_policy_create(K, sft, tok, &ob, d, &x), EMDPO_ERR_INVALID_ARG);
+    ob = o;
+    ob.max_length = 65;
+    CHECK_EQ_INT(emdpo_llama_policy_create(K, sft, tok, &ob, d, &x), EMDPO_ERR_LIMIT);
+    ob = o;
+    ob.optim.eps = 0;
+    CHECK_EQ_INT(emdpo_llama_policy_create(K, sft, tok, &ob, d, &x), EMDPO_ERR_INVALID_ARG);
+    CHECK(x == NULL);
+    /* Feature data has no text to score. */
+    emdpo_builder *fb;
+    emdpo_data *fd = NULL;
+    double feat[2] = {1, 0};
+    CHECK_EQ_INT(emdpo_builder_create(1, &fb), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_builder_add(fb, "u", NULL, "p", 2, 1, feat, NULL), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_builder_finish(fb, &fd), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_llama_policy_create(K, sft, tok, &o, fd, &x), EMDPO_ERR_UNSUPPORTED);
+    CHECK_EQ_INT(pol->ops->decision_logp(pol, fd, lp), EMDPO_ERR_UNSUPPORTED);
+    emdpo_data_free(fd);
+    free(lp);
+    free(start);
+    free(lp2);
+    free(want);
+    free(again);
+    emdpo_policy_free(cl);
+    emdpo_policy_free(pol);
+    emdpo_data_free(d2);
+    emdpo_data_free(d);
+    emdpo_llama_free(sft);
+}
+
+/* ---- (c) zero weights, restart, weight normalisation ------------------------- */
+
+static emdpo_policy *policy_after(const emdpo_llama *sft, const emdpo_tokenizer *tok, const emdpo_data *d,
+                                  const emdpo_llama_policy_opts *o, const double *w1, const double *w2) {
+    emdpo_policy *pol = NULL;
+    unsigned char active[2] = {1, 1};
+    CHECK_EQ_INT(emdpo_llama_policy_create(2, sft, tok, o, d, &pol), EMDPO_OK);
+    if (!pol) return NULL;
+    CHECK_EQ_INT(pol->ops->mstep(pol, d, w1, active, NULL, NULL), EMDPO_OK);
+    if (w2) CHECK_EQ_INT(pol->ops->mstep(pol, d, w2, active, NULL, NULL), EMDPO_OK);
+    return pol;
+}
+
+static void test_mstep(const emdpo_tokenizer *tok) {
+    emdpo_data *d = small_data();
+    emdpo_llama *sft = make_model(4);
+    CHECK(d && sft);
+    if (!d || !sft) return;
+    emdpo_llama_policy_opts o;
+    opts_for_test(&o);
+    double w1[6] = {1, 0, 0.5, 0, 0.25, 0}, w2[6] = {0.5, 1, 1, 0.5, 0, 2}, w3[6] = {0, 1, 1, 0, 1, 1};
+    /* Type 2 weighs nothing in the first M-step: bit-identical to the SFT
+     * model, and its logp column is the reference's (all log(1/n)). */
+    emdpo_policy *pol = NULL;
+    CHECK_EQ_INT(emdpo_llama_policy_create(2, sft, tok, &o, d, &pol), EMDPO_OK);
+    unsigned char active[2] = {1, 1};
+    double lp[2 * 8];
+    CHECK(d->n_dec <= 8);
+    emdpo_mstep_info info;
+    CHECK_EQ_INT(pol->ops->mstep(pol, d, w1, active, lp, &info), EMDPO_OK);
+    CHECK_EQ_INT(info.iterations, o.steps);
+    CHECK(!params_equal(emdpo_llama_policy_model(pol, 0), sft));
+    CHECK(params_equal(emdpo_llama_policy_model(pol, 1), sft));
+    for (int64_t j = 0; j < d->n_dec; j++) {
+        double u0[8] = {0};
+        CHECK_CLOSE(lp[j * 2 + 1], pl_logp(u0, emdpo_dec_n_items(d, j), d->dec_stages[j]), 1e-12);
+    }
+    /* After training, zero weights again leave the trained type alone. */
+    emdpo_llama *keep = make_model(1);
+    memcpy(keep->param_buf, emdpo_llama_policy_model(pol, 0)->param_buf, keep->num_params * sizeof(float));
+    double w0[6] = {0, 1, 0, 1, 0, 1};
+    CHECK_EQ_INT(pol->ops->mstep(pol, d, w0, active, NULL, &info), EMDPO_OK);
+    CHECK(params_equal(emdpo_llama_policy_model(pol, 0), keep));
+    CHECK(isnan(info.objective));
+    /* An inactive type is neither trained nor scored. */
+    unsigned char only2[2] = {0, 1};
+    lp[0] = 123.0;
+    CHECK_EQ_INT(pol->ops->mstep(pol, d, w2, only2, lp, NULL), EMDPO_OK);
+    CHECK(params_equal(emdpo_llama_policy_model(pol, 0), keep));
+    CHECK(lp[0] == 123.0);
+    emdpo_policy_free(pol);
+    emdpo_llama_free(keep);
+
+    /* Restart: the second M-step does not depend on where the first left
+     * the policy; warm start does. */
+    for (int restart = 0; restart < 2; restart++) {
+        o.restart = restart;
+        emdpo_policy *a = policy_after(sft, tok, d, &o, w1, w2), *b = policy_after(sft, tok, d, &o, w3, w2);
+        for (int k = 0; k < 2 && a && b; k++) {
+            int same = params_equal(emdpo_llama_policy_model(a, k), emdpo_llama_policy_model(b, k));
+            CHECK_MSG(same == restart, "restart %d type %d: same %d", restart, k, same);
+        }
+        emdpo_policy_free(a);
+        emdpo_policy_free(b);
+    }
+    o.restart = 0;
+    /* MEAN normalisation makes the M-step blind to a common scale of the
+     * weights (a power of 2 keeps it exact); NONE does not. */
+    double w1q[6];
+    for (int q = 0; q < 6; q++) w1q[q] = w1[q] * 0.25;
+    for (int wn = 0; wn < 2; wn++) {
+        o.wnorm = (emdpo_llama_wnorm)wn;
+        emdpo_policy *a = policy_after(sft, tok, d, &o, w1, NULL), *b = policy_after(sft, tok, d, &o, w1q, NULL);
+        if (a && b) {
+            int same = params_equal(emdpo_llama_policy_model(a, 0), emdpo_llama_policy_model(b, 0));
+            CHECK_MSG(same == (wn == EMDPO_LLAMA_WNORM_MEAN), "wnorm %d: same %d", wn, same);
+        }
+        emdpo_policy_free(a);
+        emdpo_policy_free(b);
+    }
+    emdpo_data_free(d);
+    emdpo_llama_free(sft);
+}
+
+/* ---- annotator embeddings -------------------------------------------------- */
+
+static void test_embed(const emdpo_tokenizer *tok) {
+    emdpo_data *d = small_data();
+    emdpo_llama *m = make_model(6);
+    emdpo_lm_set *s = NULL;
+    CHECK(d && m);
+    if (!d || !m) return;
+    CHECK_EQ_INT(emdpo_lm_set_from_data(d, tok, 32, 16, &s), EMDPO_OK);
+    int C = m->config.dim;
+    size_t n = (size_t)d->n_annot * C;
+    double *e = malloc(n * sizeof *e), *want = calloc(n, sizeof *want);
+    CHECK_EQ_INT(emdpo_lm_embed_annotators(m, d, s, 2, e), EMDPO_OK);
+    /* Directly: each chosen response alone, the mean of its final
+     * hidden states over its response tokens, averaged per annotator. */
+    emdpo_llama_acts *a = NULL;
+    CHECK_EQ_INT(emdpo_llama_acts_create(&m->config, 1, s->longest, 0, &a), EMDPO_OK);
+    for (int64_t i = 0; i < d->n_annot; i++) {
+        int64_t nd = d->annot_dec[i + 1] - d->annot_dec[i];
+        for (int64_t j = d->annot_dec[i]; j < d->annot_dec[i + 1]; j++) {
+            int64_t q = s->group_off[j];
+            int len = emdpo_lm_seq_len(s, q), st = s->seq_start[q], toks[64];
+            for (int t = 0; t < len; t++) toks[t] = s->tok[s->seq_off[q] + t];
+            CHECK_EQ_INT(emdpo_llama_forward(m, a, toks, NULL, 1, len), EMDPO_OK);
+            for (int c = 0; c < C; c++) {
+                double sum = 0.0;
+                for (int t = st; t < len; t++) sum += a->lnf[(size_t)t * C + c];
+                want[i * C + c] += sum / (len - st) / (double)nd;
+            }
+        }
+    }
+    double diff = 0.0, norm = 0.0;
+    for (size_t q = 0; q < n; q++) {
+        diff = fmax(diff, fabs(e[q] - want[q]));
+        norm = fmax(norm, fabs(want[q]));
+    }
+    CHECK_MSG(diff < 1e-5 * norm && norm > 0.1, "embedding differs by %g (scale %g)", diff, norm);
+    /* Batch size changes nothing but the grouping of forwards. */
+    double *e1 = malloc(n * sizeof *e1);
+    CHECK_EQ_INT(emdpo_lm_embed_annotators(m, d, s, 5, e1), EMDPO_OK);
+    for (size_t q = 0; q < n; q++) CHECK_CLOSE(e1[q], e[q], 1e-5);
+    CHECK_EQ_INT(emdpo_lm_embed_annotators(m, d, s, 0, e1), EMDPO_ERR_INVALID_ARG);
+    emdpo_data *d2 = two_groups(2, 1);
+    CHECK_EQ_INT(emdpo_lm_embed_annotators(m, d2, s, 2, e1), EMDPO_ERR_INVALID_ARG);
+    emdpo_data_free(d2);
+    m->config.max_seq_len = 4;
+    CHECK_EQ_INT(emdpo_lm_embed_annotators(m, d, s, 2, e1), EMDPO_ERR_LIMIT);
+    m->config.max_seq_len = 64;
+    emdpo_llama_acts_free(a);
+    free(e);
+    free(e1);
+    free(want);
+    emdpo_lm_set_free(s);
+    emdpo_data_free(d);
+    emdpo_llama_free(m);
+}
+
+/* ---- (d) EM end to end, (e) determinism -------------------------------------- */
+
+typedef struct fit_out {
+    double *gamma;
+    float *params;  /* both types' parameters, back to back */
+    double loglik;
+} fit_out;
+
+static fit_out fit_groups(const emdpo_tokenizer *tok, const emdpo_data *d, emdpo_init init) {
+    fit_out f = {NULL, NULL, NAN};
+    emdpo_llama *sft = make_model(8);
+    emdpo_llama_policy_opts o;
+    opts_for_test(&o);
+    o.steps = 4;
+    o.batch = 4;
+    emdpo_policy *pol = NULL;
+    CHECK_EQ_INT(emdpo_llama_policy_create(2, sft, tok, &o, d, &pol), EMDPO_OK);
+    emdpo_em_opts eo;
+    emdpo_em_opts_default(&eo);
+    eo.max_iter = 3;
+    eo.tol = 0;
+    eo.seed = 3;
+    eo.init = init;
+    int C = sft->config.dim;
+    double *summary = malloc((size_t)d->n_annot * C * sizeof *summary);
+    emdpo_lm_set *s = NULL;
+    CHECK_EQ_INT(emdpo_lm_set_from_data(d, tok, 32, 16, &s), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_lm_embed_annotators(sft, d, s, 4, summary), EMDPO_OK);
+    eo.summary = summary;
+    eo.q = C;
+    emdpo_em_result res;
+    CHECK_EQ_INT(emdpo_em_fit(&pol, d, &eo, &res), EMDPO_OK);
+    if (pol) {
+        size_t np = sft->num_params;
+        f.gamma = malloc((size_t)d->n_annot * 2 * sizeof *f.gamma);
+        f.params = malloc(2 * np * sizeof *f.params);
+        memcpy(f.gamma, res.gamma, (size_t)d->n_annot * 2 * sizeof *f.gamma);
+        for (int k = 0; k < 2; k++)
+            memcpy(f.params + k * np, emdpo_llama_policy_model(pol, k)->param_buf, np * sizeof(float));
+        f.loglik = res.loglik;
+        CHECK(res.n_trace >= 2);
+        /* The policy the fit returned scores the decisions as EM last saw. */
+        int64_t refs;
+        emdpo_llama_policy_counters(pol, &refs, NULL);
+        CHECK_EQ_INT(refs, 1);
+    }
+    emdpo_em_result_free(&res);
+    emdpo_policy_free(pol);
+    emdpo_lm_set_free(s);
+    free(summary);
+    emdpo_llama_free(sft);
+    return f;
+}
+
+/* Share of annotators whose posterior puts > 0.5 on their group's type,
+ * under the better of the two labellings. */
+static double separation(const emdpo_data *d, const double *gamma) {
+    int64_t hit[2] = {0, 0};
+    for (int64_t i = 0; i < d->n_annot; i++) {
+        int g = d->annot_group[i];
+        for (int perm = 0; perm < 2; perm++) hit[perm] += gamma[i * 2 + (g ^ perm)] > 0.5;
+    }
+    return (double)(hit[0] > hit[1] ? hit[0] : hit[1]) / (double)d->n_annot;
+}
+
+static void test_em(const emdpo_tokenizer *tok) {
+    emdpo_data *d = two_groups(6, 4);
+    CHECK(d != NULL);
+    if (!d) return;
+    for (int init = 0; init < 2; init++) {
+        fit_out a = fit_groups(tok, d, (emdpo_init)init);
+        if (!a.gamma) continue;
+        double sep = separation(d, a.gamma);
+        CHECK_MSG(sep >= 0.8, "init %d: %.2f of annotators on their group's type", init, sep);
+        /* (e) The same seed gives the same bits. */
+        if (init == EMDPO_INIT_KMEANS) {
+            fit_out b = fit_groups(tok, d, (emdpo_init)init);
+            emdpo_llama *probe = make_model(1);
+            if (b.gamma) {
+                CHECK(memcmp(a.gamma, b.gamma, (size_t)d->n_annot * 2 * sizeof(double)) == 0);
+                CHECK(memcmp(a.params, b.params, 2 * probe->num_params * sizeof(float)) == 0);
+                CHECK(a.loglik == b.loglik);
+            }
+            emdpo_llama_free(probe);
+            free(b.gamma);
+            free(b.params);
+        }
+        free(a.gamma);
+        free(a.params);
+    }
+    emdpo_data_free(d);
+}
+
+/* ---- allocation failures ------------------------------------------------------- */
+
+static void test_failalloc(const emdpo_tokenizer *tok) {
+    emdpo_data *d = small_data();
+    emdpo_llama *sft = make_model(2);
+    emdpo_llama_policy_opts o;
+    opts_for_test(&o);
+    o.steps = 1;
+    double w[6] = {1, 0, 0.5, 0.5, 0, 1}, lp[2 * 8], *emb = malloc((size_t)d->n_annot * 16 * sizeof *emb);
+    unsigned char active[2] = {1, 1};
+    emdpo_lm_set *s = NULL;
+    CHECK_EQ_INT(emdpo_lm_set_from_data(d, tok, 32, 16, &s), EMDPO_OK);
+    int done = 0;
+    for (long n = 0; !done && n < 5000; n++) {
+        failalloc_install(n, 0);
+        emdpo_policy *pol = NULL, *cl = NULL;
+        int rc = emdpo_llama_policy_create(2, sft, tok, &o, d, &pol);
+        if (!rc) rc = pol->ops->decision_logp(pol, d, lp);
+        if (!rc) rc = pol->ops->clone(pol, &cl);
+        if (!rc) rc = cl->ops->mstep(cl, d, w, active, lp, NULL);
+        if (!rc) rc = emdpo_lm_embed_annotators(sft, d, s, 2, emb);
+        done = rc == EMDPO_OK;
+        CHECK(rc == EMDPO_OK || rc == EMDPO_ERR_NOMEM);
+        emdpo_policy_free(cl);
+        emdpo_policy_free(pol);
+        long live = failalloc_live();
+        failalloc_uninstall();
+        CHECK_MSG(live == 0, "fail at %ld: %ld blocks leaked", n, live);
+    }
+    CHECK(done);
+    CHECK_EQ_INT(failalloc_size_errors(), 0);
+    free(emb);
+    emdpo_lm_set_free(s);
+    emdpo_data_free(d);
+    emdpo_llama_free(sft);
+}
+
+int main(void) {
+    emdpo_tokenizer *tok = make_tokenizer();
+    CHECK(tok != NULL);
+    if (!tok) return check_report("test_llama_policy");
+    test_decision_logp(tok);
+    test_mstep(tok);
+    test_embed(tok);
+    test_em(tok);
+    test_failalloc(tok);
+    emdpo_tokenizer_free(tok);
+    return check_report("test_llama_policy");
+}
