@@ -27,6 +27,7 @@
 #include "em.h"
 #include "emdpo.h"
 #include "loglinear.h"
+#include "loglinear_se.h"
 #include "simulate.h"
 
 #ifdef _OPENMP
@@ -188,6 +189,39 @@ static int mode_fit(int argc, char **argv) {
     emdpo_em_result_free(&res);
     free(t);
     free(c);
+    emdpo_data_free(d);
+    return 0;
+}
+
+/* Standard errors of a converged fit: the time of emdpo_loglinear_stderr
+ * alone (the fit before it is not timed), median of the repeats. */
+static int mode_se(int argc, char **argv) {
+    if (argc < 3) return 2;
+    int reps = argc > 3 ? atoi(argv[3]) : 7;
+    if (reps < 1 || reps > 1000) reps = 7;
+    emdpo_data *d = load(argv[2]);
+    emdpo_em_opts o;
+    emdpo_em_opts_default(&o);
+    emdpo_policy *pol = NULL;
+    emdpo_em_result res;
+    int rc = emdpo_loglinear_create(3, emdpo_data_n_features(d), &pol);
+    if (!rc) rc = emdpo_em_fit(&pol, d, &o, &res);
+    if (rc) die("em_fit", rc);
+    int K = 3, p = emdpo_data_n_features(d);
+    double *se_theta = malloc((size_t)K * p * sizeof(double)), se_eta[3];
+    double *t = malloc((size_t)reps * sizeof(double));
+    for (int r = 0; r < reps; r++) {
+        double t0 = now();
+        if ((rc = emdpo_loglinear_stderr(d, emdpo_loglinear_of(pol), res.eta, res.empty, se_theta, se_eta)))
+            die("stderr", rc);
+        t[r] = now() - t0;
+    }
+    printf("RESULT tool=emdpo-se threads=%d reps=%d median_s=%.6f se_theta_1_1=%.6f se_eta_1=%.6f\n", threads(), reps,
+           median(t, reps), se_theta[0], se_eta[0]);
+    free(t);
+    free(se_theta);
+    emdpo_em_result_free(&res);
+    emdpo_policy_free(pol);
     emdpo_data_free(d);
     return 0;
 }
@@ -376,6 +410,7 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[1], "flexmix-data")) rc = mode_flexmix_data(argc, argv);
         else if (!strcmp(argv[1], "fit")) rc = mode_fit(argc, argv);
         else if (!strcmp(argv[1], "det")) rc = mode_det(argc, argv);
+        else if (!strcmp(argv[1], "se")) rc = mode_se(argc, argv);
         else if (!strcmp(argv[1], "scale")) rc = mode_scale(argc, argv);
         else if (!strcmp(argv[1], "profile")) rc = mode_profile(argc, argv);
     }

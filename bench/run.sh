@@ -4,6 +4,8 @@
 # Default (no second argument): flexmix comparison + determinism check.
 #   flexmix  emdpo vs R flexmix on 2000 annotators x 8 decisions x 3 items, K=3, p=5
 #   det      same seed, 1 vs 2 threads: log-likelihood bits
+#   se       standard errors of the fit: emdpo's exact observed information vs
+#            flexmix's refit() (numerical Hessian; several minutes in R)
 #   scale    10^6 annotators x 8 x 3, p=5 (needs ~1.5 GB RAM, ~1-2 min)
 #   llama    Llama engine: one DPO step (forward + backward, 64 x 64 tokens on
 #            the 3.3M-parameter model, 32 x 128 on the 19.2M one) vs PyTorch
@@ -75,6 +77,23 @@ run_det() {
     row "determinism 1e5 annot, 1 vs 2 threads" "-" "$(field bits1 "$D2")" "same=$(field identical "$D2")"
 }
 
+run_se() {
+    CSV="$OUT/flexmix_2000x8x3.csv"
+    [ -f "$CSV" ] || "$BIN" flexmix-data "$CSV" 2000 1
+    ES=$("$BIN" se "$CSV" "$REPS" | tee /dev/stderr | grep '^RESULT')
+    RS=""
+    if command -v Rscript >/dev/null 2>&1 &&
+        Rscript -e 'quit(status = !requireNamespace("flexmix", quietly = TRUE))' >/dev/null 2>&1; then
+        RS=$(Rscript bench/flexmix_se.R "$CSV" 3 1 | tee /dev/stderr | grep '^RESULT')
+        row "flexmix refit() standard errors" "$(field seconds "$RS")" "$(field loglik "$RS")" "1"
+        row "emdpo standard errors" "$(field median_s "$ES")" "-" \
+            "$(awk -v a="$(field seconds "$RS")" -v b="$(field median_s "$ES")" 'BEGIN { printf "%.0fx", a / b }')"
+    else
+        echo "se: R or flexmix missing, skipping the R peer"
+        row "emdpo standard errors" "$(field median_s "$ES")" "-" "-"
+    fi
+}
+
 run_scale() {
     SC=$("$BIN" scale "$SCALE_N" 500 1e-9 | tee /dev/stderr | grep '^RESULT')
     row "scale ${SCALE_N} annot: s per EM iteration" "$(field s_per_iter "$SC")" "$(field loglik "$SC")" "target<1"
@@ -130,6 +149,7 @@ case "$WHAT" in
     default) run_flexmix; run_det ;;
     flexmix) run_flexmix ;;
     det) [ -f "$OUT/flexmix_2000x8x3.csv" ] || "$BIN" flexmix-data "$OUT/flexmix_2000x8x3.csv" 2000 1; run_det ;;
+    se) run_se ;;
     scale) run_scale ;;
     all) run_flexmix; run_det; run_scale ;;
     llama) run_llama ;;
