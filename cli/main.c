@@ -20,6 +20,8 @@ static const command commands[] = {
     {"dpo", cmd_dpo, "DPO / cDPO / IPO / hinge training of a Llama policy, optionally weighted"},
     {"score", cmd_score, "sequence log-probabilities and log-ratios of responses"},
     {"generate", cmd_generate, "sample text from a Llama checkpoint (llama2.c .bin)"},
+    {"baseline", cmd_baseline, "train a baseline ensemble: vanilla DPO, Cluster-DPO or True-Label DPO"},
+    {"eval", cmd_eval, "max-mean reward margins and accuracies of policy ensembles by true group"},
 };
 
 static void usage(FILE *fp) {
