@@ -20,6 +20,10 @@ int cmd_fit(int argc, char **argv);
 int cli_fit_llama(int argc, char **argv);
 int cmd_select(int argc, char **argv);
 int cmd_aggregate(int argc, char **argv);
+/* emdpo aggregate on a fit of Llama policies (cmd_aggregate_lm.c). */
+int cli_aggregate_llama(int argc, char **argv);
+/* 1 when argv's --fit names a fit.json with "family": "llama". */
+int cli_aggregate_is_llama(int argc, char **argv);
 int cmd_simulate(int argc, char **argv);
 int cmd_identify(int argc, char **argv);
 int cmd_sft(int argc, char **argv);

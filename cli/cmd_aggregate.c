@@ -141,6 +141,7 @@ static int build_rows(const agg_args *a, const emdpo_data *d, const cli_fit *fit
 }
 
 int cmd_aggregate(int argc, char **argv) {
+    if (cli_aggregate_is_llama(argc, argv)) return cli_aggregate_llama(argc, argv);
     agg_args a = {0};
     a.solver = "hedge";
     a.iters_arg = 100000;
