@@ -25,6 +25,8 @@ int cli_aggregate_llama(int argc, char **argv);
 /* 1 when argv's --fit names a fit.json with "family": "llama". */
 int cli_aggregate_is_llama(int argc, char **argv);
 int cmd_simulate(int argc, char **argv);
+/* emdpo simulate --dataset goqa (cmd_simulate_goqa.c); takes cmd_simulate's argv as is. */
+int cli_simulate_goqa(int argc, char **argv);
 int cmd_identify(int argc, char **argv);
 int cmd_sft(int argc, char **argv);
 int cmd_dpo(int argc, char **argv);

@@ -408,8 +408,8 @@ int cli_aggregate_llama(int argc, char **argv) {
         }
     }
     if ((rc = cli_load_data("aggregate", a.data, "jsonl", &d))) goto done;
-    if (!g.sampled && (d->p > 0 || !d->item_text)) {
-        rc = cli_usage_error("aggregate", "%s: responses are features; the exact estimator needs text", a.data);
+    if (!g.sampled && !d->item_text) {
+        rc = cli_usage_error("aggregate", "%s: responses have no text; the exact estimator needs text", a.data);
         goto done;
     }
     g.n_dec = d->n_dec;

@@ -189,8 +189,8 @@ int cmd_baseline(int argc, char **argv) {
         (rc = cli_lm_lengths("baseline", sft, &a.max_length, &a.max_prompt_length)) ||
         (rc = cli_load_data("baseline", a.data, "jsonl", &d)))
         goto done;
-    if (d->p > 0 || !d->item_text) {
-        rc = cli_usage_error("baseline", "%s: responses are features; baselines need text responses", a.data);
+    if (!d->item_text) {
+        rc = cli_usage_error("baseline", "%s: responses have no text; baselines need text responses", a.data);
         goto done;
     }
     K = method == VANILLA ? 1 : method == CLUSTER ? a.k : d->n_groups;

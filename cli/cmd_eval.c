@@ -384,8 +384,8 @@ int cmd_eval(int argc, char **argv) {
         (rc = cli_lm_lengths("eval", ref, &a.max_length, &a.max_prompt_length)) ||
         (rc = cli_load_data("eval", a.data, "jsonl", &d)))
         goto done;
-    if (d->p > 0 || !d->item_text) {
-        rc = cli_usage_error("eval", "%s: responses are features; eval needs text responses", a.data);
+    if (!d->item_text) {
+        rc = cli_usage_error("eval", "%s: responses have no text; eval needs text responses", a.data);
         goto done;
     }
     if (d->n_groups == 0) {

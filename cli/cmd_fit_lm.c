@@ -239,8 +239,8 @@ int cli_fit_llama(int argc, char **argv) {
         (rc = cli_lm_lengths("fit", sft, &a.max_length, &a.max_prompt_length)) ||
         (rc = cli_load_data("fit", a.data, "jsonl", &d)))
         goto done;
-    if (d->p > 0 || !d->item_text) {
-        rc = cli_usage_error("fit", "%s: responses are features; --policy llama needs text responses", a.data);
+    if (!d->item_text) {
+        rc = cli_usage_error("fit", "%s: responses have no text; --policy llama needs text responses", a.data);
         goto done;
     }
     if ((rc = cli_mkdirs("fit", a.out))) goto done;

@@ -71,6 +71,11 @@ static int population_from_args(const sim_args *a, double *theta, double *eta, e
 }
 
 int cmd_simulate(int argc, char **argv) {
+    /* --dataset goqa has its own flags; everything else is the logit population. */
+    for (int i = 0; i < argc; i++)
+        if ((strcmp(argv[i], "--dataset") == 0 && i + 1 < argc && strcmp(argv[i + 1], "goqa") == 0) ||
+            strcmp(argv[i], "--dataset=goqa") == 0)
+            return cli_simulate_goqa(argc, argv);
     sim_args a = {0};
     a.preset = "personalities";
     a.design = "phrases";
@@ -100,7 +105,8 @@ int cmd_simulate(int argc, char **argv) {
     cli_cmd cmd = {"simulate", "Generate preference data from a latent-class (random-coefficient) logit population.",
                    "Each annotator draws a type k ~ eta, then every decision shows `items` items and records\n"
                    "the top choice drawn from softmax(theta_k . x) (or a full ranking). The annotator's\n"
-                   "`group` is its true type, for evaluation only.",
+                   "`group` is its true type, for evaluation only. Country opinions (GlobalOpinionQA):\n"
+                   "emdpo simulate --dataset goqa --help.",
                    opts, (int)(sizeof opts / sizeof opts[0])};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
