@@ -408,7 +408,7 @@ int cli_aggregate_llama(int argc, char **argv) {
         }
     }
     if ((rc = cli_load_data("aggregate", a.data, "jsonl", &d))) goto done;
-    if (!g.sampled && !d->item_text) {
+    if (!g.sampled && !emdpo_data_has_text(d)) {
         rc = cli_usage_error("aggregate", "%s: responses have no text; the exact estimator needs text", a.data);
         goto done;
     }

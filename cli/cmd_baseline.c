@@ -189,7 +189,7 @@ int cmd_baseline(int argc, char **argv) {
         (rc = cli_lm_lengths("baseline", sft, &a.max_length, &a.max_prompt_length)) ||
         (rc = cli_load_data("baseline", a.data, "jsonl", &d)))
         goto done;
-    if (!d->item_text) {
+    if (!emdpo_data_has_text(d)) {
         rc = cli_usage_error("baseline", "%s: responses have no text; baselines need text responses", a.data);
         goto done;
     }

@@ -384,7 +384,7 @@ int cmd_eval(int argc, char **argv) {
         (rc = cli_lm_lengths("eval", ref, &a.max_length, &a.max_prompt_length)) ||
         (rc = cli_load_data("eval", a.data, "jsonl", &d)))
         goto done;
-    if (!d->item_text) {
+    if (!emdpo_data_has_text(d)) {
         rc = cli_usage_error("eval", "%s: responses have no text; eval needs text responses", a.data);
         goto done;
     }

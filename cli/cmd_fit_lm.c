@@ -239,7 +239,7 @@ int cli_fit_llama(int argc, char **argv) {
         (rc = cli_lm_lengths("fit", sft, &a.max_length, &a.max_prompt_length)) ||
         (rc = cli_load_data("fit", a.data, "jsonl", &d)))
         goto done;
-    if (!d->item_text) {
+    if (!emdpo_data_has_text(d)) {
         rc = cli_usage_error("fit", "%s: responses have no text; --policy llama needs text responses", a.data);
         goto done;
     }

@@ -183,8 +183,8 @@ int cmd_score(int argc, char **argv) {
     rc = emdpo_lm_texts_read(a.data, &texts, &diag);
     if (rc == EMDPO_ERR_UNSUPPORTED) {
         if ((rc = cli_load_data("score", a.data, "jsonl", &d))) goto done;
-        if (!d->item_text) {
-            rc = cli_usage_error("score", "%s: responses are features, not text", a.data);
+        if (!emdpo_data_has_text(d)) {
+            rc = cli_usage_error("score", "%s: responses have no text", a.data);
             goto done;
         }
         rc = emdpo_lm_set_from_data(d, tok, a.max_length, a.max_prompt_length, &set);

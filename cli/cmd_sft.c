@@ -74,7 +74,7 @@ static int tokenize(const char *cmd, const train_args *a, int dpo, const emdpo_t
             return cli_fail(cmd, rc, &diag, "cannot read data");
         }
     }
-    if (*d && !(*d)->item_text) return cli_usage_error(cmd, "%s: responses are features, not text", a->data);
+    if (*d && !emdpo_data_has_text(*d)) return cli_usage_error(cmd, "%s: responses have no text", a->data);
     if (dpo || !*d) {
         rc = dpo ? emdpo_lm_set_from_data(*d, tok, a->max_length, a->max_prompt_length, set)
                  : emdpo_lm_set_from_texts(*texts, tok, a->max_length, a->max_prompt_length, set);

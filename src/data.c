@@ -421,6 +421,13 @@ fail:
     return rc;
 }
 
+int emdpo_data_has_text(const emdpo_data *d) {
+    if (!d->item_text) return 0;
+    for (int64_t i = 0; i < d->n_items; i++)
+        if (!d->item_text[i]) return 0;
+    return 1;
+}
+
 int emdpo_data_max_items(const emdpo_data *d) {
     int m = 2;
     for (int64_t j = 0; j < d->n_dec; j++) {

@@ -32,6 +32,10 @@ static inline int emdpo_dec_n_items(const struct emdpo_data *d, int64_t dec) {
     return (int)(d->dec_item[dec + 1] - d->dec_item[dec]);
 }
 
+/* 1 when every item has response text (language-model policies need it;
+ * feature data may carry text for some items or none). */
+int emdpo_data_has_text(const struct emdpo_data *d);
+
 /* The largest number of items in any decision (at least 2). */
 int emdpo_data_max_items(const struct emdpo_data *d);
 

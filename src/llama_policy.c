@@ -98,13 +98,6 @@ static void cache_release(lp_cache *c) {
 
 /* Items are text: feature data may carry a text array of NULL entries,
  * which would read as empty responses. */
-static int has_text(const emdpo_data *d) {
-    if (!d->item_text) return 0;
-    for (int64_t i = 0; d->p > 0 && i < d->n_items; i++)
-        if (!d->item_text[i]) return 0;
-    return 1;
-}
-
 static int same_seq(const emdpo_lm_set *s, int64_t a, int64_t b) {
     int n = emdpo_lm_seq_len(s, a);
     return n == emdpo_lm_seq_len(s, b) && s->seq_start[a] == s->seq_start[b] &&
@@ -252,7 +245,7 @@ static int cache_build(const llama_policy *p, const emdpo_data *d, uint64_t key,
 /* Makes p's cache the one for d, building it when d is not the cached
  * dataset. */
 static int cache_for(llama_policy *p, const emdpo_data *d) {
-    if (!has_text(d)) return EMDPO_ERR_UNSUPPORTED;
+    if (!emdpo_data_has_text(d)) return EMDPO_ERR_UNSUPPORTED;
     uint64_t key = data_key(d);
     lp_cache *c = p->cache;
     if (c && c->key == key && c->n_annot == d->n_annot && c->n_dec == d->n_dec && c->n_items == d->n_items)

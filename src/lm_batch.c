@@ -115,7 +115,7 @@ int emdpo_lm_set_add(emdpo_lm_set *s, const emdpo_tokenizer *tok, const char *pr
 int emdpo_lm_set_from_data(const emdpo_data *d, const emdpo_tokenizer *tok, int max_length, int max_prompt_length,
                            emdpo_lm_set **out) {
     *out = NULL;
-    if (!d->item_text) return EMDPO_ERR_UNSUPPORTED;
+    if (!emdpo_data_has_text(d)) return EMDPO_ERR_UNSUPPORTED;
     emdpo_lm_set *s;
     int rc = emdpo_lm_set_create(max_length, max_prompt_length, &s);
     for (int64_t j = 0; !rc && j < d->n_dec; j++)

@@ -79,7 +79,7 @@ int emdpo_lm_mmra_exact(const emdpo_llama *const *pol, int K, int M, const emdpo
     emdpo_lm_mmra_opts r;
     int rc = resolve_opts(pol, K, M, ref, o, &r);
     if (rc) return rc;
-    if (!d->item_text) return EMDPO_ERR_UNSUPPORTED;
+    if (!emdpo_data_has_text(d)) return EMDPO_ERR_UNSUPPORTED;
     emdpo_lm_set *set = NULL;
     size_t n = (size_t)d->n_items, nl = (size_t)(M + 1) * n;
     double *logp = emdpo_malloc(nl * sizeof *logp);
