@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "testdata.h"
 #include "data.h"
 #include "emdpo.h"
 #include "failalloc.h"
@@ -19,65 +20,10 @@
 #include "lm_train.h"
 #include "tokenizer.h"
 
-/* ---- a tokenizer: the 259 standard entries, letters, space-letters ---- */
 
-typedef struct image {
-    unsigned char *p;
-    size_t len, cap;
-} image;
-
-static void put(image *im, const void *s, size_t n) {
-    if (im->len + n > im->cap) {
-        im->cap = (im->len + n) * 2;
-        im->p = realloc(im->p, im->cap);
-        if (!im->p) abort();
-    }
-    memcpy(im->p + im->len, s, n);
-    im->len += n;
-}
-
-static void put_i32(image *im, int32_t v) {
-    unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
-                          (unsigned char)(v >> 24)};
-    put(im, b, 4);
-}
-
-static void put_entry(image *im, float score, const char *s, size_t n) {
-    uint32_t u;
-    memcpy(&u, &score, 4);
-    put_i32(im, (int32_t)u);
-    put_i32(im, (int32_t)n);
-    put(im, s, n);
-}
-
-#define VOCAB (259 + 53)
-
-static emdpo_tokenizer *make_tokenizer(void) {
-    image im = {0};
-    put_i32(&im, 16);
-    put_entry(&im, 0, "<unk>", 5);
-    put_entry(&im, 0, "\n<s>\n", 5);
-    put_entry(&im, 0, "\n</s>\n", 6);
-    for (int b = 0; b < 256; b++) {
-        char s[8];
-        snprintf(s, sizeof s, "<0x%02X>", b);
-        put_entry(&im, 0, s, 6);
-    }
-    put_entry(&im, 0, " ", 1);
-    for (int c = 'a'; c <= 'z'; c++) {
-        char s[2] = {(char)c, 0}, t[3] = {' ', (char)c, 0};
-        put_entry(&im, 0, s, 1);
-        put_entry(&im, 1, t, 2);
-    }
-    emdpo_tokenizer *t = NULL;
-    emdpo_diag diag;
-    int rc = emdpo_tokenizer_parse(im.p, im.len, VOCAB, "test", &t, &diag);
-    free(im.p);
-    return rc ? NULL : t;
-}
 
 static emdpo_llama *make_model(uint64_t seed) {
-    emdpo_llama_config c = {16, 32, 2, 2, 1, VOCAB, 64, 0, 1e-5f, 10000.0f};
+    emdpo_llama_config c = {16, 32, 2, 2, 1, TESTDATA_LETTER_VOCAB, 64, 0, 1e-5f, 10000.0f};
     emdpo_llama *m = NULL;
     if (emdpo_llama_create(&c, &m)) return NULL;
     emdpo_llama_init(m, seed);
@@ -335,7 +281,7 @@ out:
 int main(void) {
     test_ari();
     test_best_table();
-    emdpo_tokenizer *tok = make_tokenizer();
+    emdpo_tokenizer *tok = testdata_letter_tokenizer();
     CHECK(tok != NULL);
     if (!tok) return check_report("test_lm_eval");
     test_eval(tok);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "testdata.h"
 #include "data.h"
 #include "emdpo.h"
 #include "llama.h"
@@ -19,67 +20,12 @@
 #include "mmra.h"
 #include "tokenizer.h"
 
-/* ---- a tokenizer: the 259 standard entries, letters, space-letters ---- */
 
-typedef struct image {
-    unsigned char *p;
-    size_t len, cap;
-} image;
-
-static void put(image *im, const void *s, size_t n) {
-    if (im->len + n > im->cap) {
-        im->cap = (im->len + n) * 2;
-        im->p = realloc(im->p, im->cap);
-        if (!im->p) abort();
-    }
-    memcpy(im->p + im->len, s, n);
-    im->len += n;
-}
-
-static void put_i32(image *im, int32_t v) {
-    unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
-                          (unsigned char)(v >> 24)};
-    put(im, b, 4);
-}
-
-static void put_entry(image *im, float score, const char *s, size_t n) {
-    uint32_t u;
-    memcpy(&u, &score, 4);
-    put_i32(im, (int32_t)u);
-    put_i32(im, (int32_t)n);
-    put(im, s, n);
-}
-
-#define VOCAB (259 + 53)
-
-static emdpo_tokenizer *make_tokenizer(void) {
-    image im = {0};
-    put_i32(&im, 16);
-    put_entry(&im, 0, "<unk>", 5);
-    put_entry(&im, 0, "\n<s>\n", 5);
-    put_entry(&im, 0, "\n</s>\n", 6);
-    for (int b = 0; b < 256; b++) {
-        char s[8];
-        snprintf(s, sizeof s, "<0x%02X>", b);
-        put_entry(&im, 0, s, 6);
-    }
-    put_entry(&im, 0, " ", 1);
-    for (int c = 'a'; c <= 'z'; c++) {
-        char s[2] = {(char)c, 0}, t[3] = {' ', (char)c, 0};
-        put_entry(&im, 0, s, 1);
-        put_entry(&im, 1, t, 2);
-    }
-    emdpo_tokenizer *t = NULL;
-    emdpo_diag diag;
-    int rc = emdpo_tokenizer_parse(im.p, im.len, VOCAB, "test", &t, &diag);
-    free(im.p);
-    return rc ? NULL : t;
-}
 
 /* Random weights, scaled up so that the models disagree visibly. */
 static emdpo_llama *make_model(uint64_t seed, float scale) {
     emdpo_llama_config c = {.dim = 16, .hidden_dim = 32, .n_layers = 1, .n_heads = 2, .n_kv_heads = 2,
-                            .vocab_size = VOCAB, .max_seq_len = 32, .tied = 0, .norm_eps = 1e-5f,
+                            .vocab_size = TESTDATA_LETTER_VOCAB, .max_seq_len = 32, .tied = 0, .norm_eps = 1e-5f,
                             .rope_theta = 10000.0f};
     emdpo_llama *m = NULL;
     if (emdpo_llama_create(&c, &m)) return NULL;
@@ -165,9 +111,9 @@ static void next_logp(const emdpo_llama *m, const int *prompt, int n, double *lp
     for (int t = 0; t < n; t++)
         if (emdpo_llama_step(m, kv, prompt[t], t, &logits)) abort();
     double mx = -INFINITY, z = 0.0;
-    for (int v = 0; v < VOCAB; v++) mx = fmax(mx, logits[v]);
-    for (int v = 0; v < VOCAB; v++) z += exp(logits[v] - mx);
-    for (int v = 0; v < VOCAB; v++) lp[v] = logits[v] - mx - log(z);
+    for (int v = 0; v < TESTDATA_LETTER_VOCAB; v++) mx = fmax(mx, logits[v]);
+    for (int v = 0; v < TESTDATA_LETTER_VOCAB; v++) z += exp(logits[v] - mx);
+    for (int v = 0; v < TESTDATA_LETTER_VOCAB; v++) lp[v] = logits[v] - mx - log(z);
     emdpo_llama_kv_free(kv);
 }
 
@@ -183,7 +129,7 @@ static void test_sample(emdpo_llama *const *pol, const emdpo_llama *ref, const e
     int prompt[16];
     size_t np;
     CHECK_EQ_INT(emdpo_tokenizer_encode(tok, "hi", 2, EMDPO_TOK_ADD_BOS, prompt, 16, &np), EMDPO_OK);
-    double lp[NPOL + 1][VOCAB];
+    double lp[NPOL + 1][TESTDATA_LETTER_VOCAB];
     for (int b = 0; b < NPOL; b++) next_logp(pol[b], prompt, (int)np, lp[b]);
     next_logp(ref, prompt, (int)np, lp[NPOL]);
 
@@ -201,7 +147,7 @@ static void test_sample(emdpo_llama *const *pol, const emdpo_llama *ref, const e
     for (int a = 0; a < 2; a++)
         for (int b = 0; b < NPOL; b++) {
             double want = 0.0;
-            for (int v = 0; v < VOCAB; v++) {
+            for (int v = 0; v < TESTDATA_LETTER_VOCAB; v++) {
                 int end = v == EMDPO_TOK_BOS || v == EMDPO_TOK_EOS ? EMDPO_TOK_EOS : v;
                 want += exp(lp[b][v]) * o.beta * (lp[a][end] - lp[NPOL][end]);
             }
@@ -253,7 +199,7 @@ static void test_mixture_file(void) {
 }
 
 int main(void) {
-    emdpo_tokenizer *tok = make_tokenizer();
+    emdpo_tokenizer *tok = testdata_letter_tokenizer();
     emdpo_data *d = make_data();
     emdpo_llama *ref = make_model(1, 10.0f), *pol[NPOL];
     for (int b = 0; b < NPOL; b++) pol[b] = make_model(2 + (uint64_t)b, 10.0f);

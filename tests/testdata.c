@@ -1,6 +1,8 @@
 #include "testdata.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "rng.h"
 
@@ -26,4 +28,59 @@ emdpo_data *testdata_random_decisions(int n_annot, int m, int p, uint64_t seed) 
     emdpo_data *d = NULL;
     emdpo_builder_finish(b, &d);
     return d;
+}
+
+/* ---- a tokenizer image built in memory ---------------------------------- */
+
+typedef struct image {
+    unsigned char *p;
+    size_t len, cap;
+} image;
+
+static void put(image *im, const void *s, size_t n) {
+    if (im->len + n > im->cap) {
+        im->cap = (im->len + n) * 2;
+        im->p = realloc(im->p, im->cap);
+        if (!im->p) abort();
+    }
+    memcpy(im->p + im->len, s, n);
+    im->len += n;
+}
+
+static void put_i32(image *im, int32_t v) {
+    unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 24)};
+    put(im, b, 4);
+}
+
+static void put_entry(image *im, float score, const char *s, size_t n) {
+    uint32_t u;
+    memcpy(&u, &score, 4);
+    put_i32(im, (int32_t)u);
+    put_i32(im, (int32_t)n);
+    put(im, s, n);
+}
+
+emdpo_tokenizer *testdata_letter_tokenizer(void) {
+    image im = {0};
+    put_i32(&im, 16);
+    put_entry(&im, 0, "<unk>", 5);
+    put_entry(&im, 0, "\n<s>\n", 5);
+    put_entry(&im, 0, "\n</s>\n", 6);
+    for (int b = 0; b < 256; b++) {
+        char s[8];
+        snprintf(s, sizeof s, "<0x%02X>", b);
+        put_entry(&im, 0, s, 6);
+    }
+    put_entry(&im, 0, " ", 1);
+    for (int c = 'a'; c <= 'z'; c++) {
+        char s[2] = {(char)c, 0}, t[3] = {' ', (char)c, 0};
+        put_entry(&im, 0, s, 1);
+        put_entry(&im, 1, t, 2);
+    }
+    emdpo_tokenizer *t = NULL;
+    emdpo_diag diag;
+    int rc = emdpo_tokenizer_parse(im.p, im.len, TESTDATA_LETTER_VOCAB, "test", &t, &diag);
+    free(im.p);
+    return rc ? NULL : t;
 }
