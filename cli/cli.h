@@ -70,6 +70,26 @@ typedef struct cli_fit {
  * annotator. */
 void cli_write_posterior(FILE *fp, const emdpo_data *d, const emdpo_em_result *res);
 
+/* The whole file at path, NUL-terminated, allocated with emdpo_malloc
+ * (len + 1 bytes); NULL when it cannot be read. */
+char *cli_read_file(const char *path, size_t *len);
+
+/* One line of an aggregation's comparison: a policy, its weights over the
+ * K types (or none), and its regret for every type. */
+typedef struct cli_regret_row {
+    char name[32];
+    int has_w;
+    double w[EMDPO_MAX_K];
+    double regret[EMDPO_MAX_K];
+    double se[EMDPO_MAX_K]; /* standard errors when regrets were sampled */
+    double max_regret;
+} cli_regret_row;
+
+/* max_regret from the regrets (at least 0: the game's zero row). */
+void cli_regret_row_finish(cli_regret_row *r, int K);
+/* The aggregate commands' table: policy, weights, regret per type, max. */
+void cli_regret_table_print(const cli_regret_row *rows, int n, int K);
+
 /* Reads DIR/fit.json (or the file itself when path names a file). */
 int cli_fit_read(const char *cmd, const char *path, cli_fit *fit);
 void cli_fit_free(cli_fit *fit);

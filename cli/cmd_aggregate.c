@@ -20,36 +20,7 @@ typedef struct agg_args {
 
 #define AGG_ROWS (EMDPO_MAX_K + 3)
 
-/* One line of the comparison: a policy, its weights over the K types (or
- * none), and its regret for every type. */
-typedef struct agg_row {
-    char name[32];
-    int has_w;
-    double w[EMDPO_MAX_K];
-    double regret[EMDPO_MAX_K];
-    double max_regret;
-} agg_row;
-
-static void finish_row(agg_row *r, int K) {
-    r->max_regret = 0.0; /* the zero row of the game: regret is measured against doing nothing worse */
-    for (int k = 0; k < K; k++) r->max_regret = fmax(r->max_regret, r->regret[k]);
-}
-
-static void print_table(const agg_row *rows, int n, int K) {
-    printf("%-16s", "policy");
-    for (int k = 0; k < K; k++) printf("   w%-4d", k + 1);
-    for (int k = 0; k < K; k++) printf("  regret%-3d", k + 1);
-    printf("  max regret\n");
-    for (int r = 0; r < n; r++) {
-        printf("%-16s", rows[r].name);
-        for (int k = 0; k < K; k++)
-            if (rows[r].has_w) printf(" %7.4f", rows[r].w[k]); else printf(" %7s", "-");
-        for (int k = 0; k < K; k++) printf("  %9.5f", rows[r].regret[k]);
-        printf("  %10.5f\n", rows[r].max_regret);
-    }
-}
-
-static void write_json(FILE *fp, const agg_args *a, const cli_fit *fit, const double *L, const agg_row *rows, int n,
+static void write_json(FILE *fp, const agg_args *a, const cli_fit *fit, const double *L, const cli_regret_row *rows, int n,
                        const emdpo_zerosum_result *hedge, const emdpo_zerosum_result *lp) {
     int K = fit->K;
     fprintf(fp, "{\n  \"fit\": ");
@@ -87,14 +58,14 @@ static void write_json(FILE *fp, const agg_args *a, const cli_fit *fit, const do
 }
 
 /* Regret rows for MMRA, uniform, each single type, and the pooled fit. */
-static int build_rows(const agg_args *a, const emdpo_data *d, const cli_fit *fit, const double *L, agg_row *rows,
+static int build_rows(const agg_args *a, const emdpo_data *d, const cli_fit *fit, const double *L, cli_regret_row *rows,
                       int *n_rows, emdpo_zerosum_result *hedge, emdpo_zerosum_result *lp) {
     int K = fit->K, n = 0;
     emdpo_mmra_hedge_opts ho;
     emdpo_mmra_hedge_defaults(&ho);
     ho.max_iter = a->iters;
     ho.rel_tol = a->tol;
-    agg_row *mm = &rows[n++];
+    cli_regret_row *mm = &rows[n++];
     snprintf(mm->name, sizeof mm->name, "MMRA-AE");
     mm->has_w = 1;
     int solver = strcmp(a->solver, "lp") == 0 ? EMDPO_GAME_LP : EMDPO_GAME_HEDGE;
@@ -106,14 +77,14 @@ static int build_rows(const agg_args *a, const emdpo_data *d, const cli_fit *fit
     if ((rc = emdpo_mmra_ae(K, L, EMDPO_GAME_LP, NULL, solver == EMDPO_GAME_LP ? mm->w : w_lp, lp))) return rc;
     emdpo_mmra_mixture_regret(K, L, mm->w, mm->regret);
 
-    agg_row *un = &rows[n++];
+    cli_regret_row *un = &rows[n++];
     snprintf(un->name, sizeof un->name, "uniform");
     un->has_w = 1;
     for (int k = 0; k < K; k++) un->w[k] = 1.0 / K;
     emdpo_mmra_mixture_regret(K, L, un->w, un->regret);
 
     for (int j = 0; j < K; j++) {
-        agg_row *t = &rows[n++];
+        cli_regret_row *t = &rows[n++];
         snprintf(t->name, sizeof t->name, "type %d only", j + 1);
         t->has_w = 1;
         for (int k = 0; k < K; k++) t->w[k] = k == j;
@@ -130,12 +101,12 @@ static int build_rows(const agg_args *a, const emdpo_data *d, const cli_fit *fit
     emdpo_policy *pooled = NULL;
     emdpo_em_result res;
     if ((rc = cli_fit_loglinear(d, &fo, &pooled, &res))) return rc;
-    agg_row *po = &rows[n++];
+    cli_regret_row *po = &rows[n++];
     snprintf(po->name, sizeof po->name, "pooled (K=1)");
     rc = emdpo_mmra_loglin_regret(d, fit->theta, K, fit->beta, emdpo_loglinear_of(pooled)->theta, po->regret);
     emdpo_em_result_free(&res);
     emdpo_policy_free(pooled);
-    for (int r = 0; r < n; r++) finish_row(&rows[r], K);
+    for (int r = 0; r < n; r++) cli_regret_row_finish(&rows[r], K);
     *n_rows = n;
     return rc;
 }
@@ -192,7 +163,7 @@ int cmd_aggregate(int argc, char **argv) {
     }
     int K = fit.K;
     double L[EMDPO_MAX_K * EMDPO_MAX_K];
-    agg_row *rows = emdpo_calloc(AGG_ROWS, sizeof(agg_row));
+    cli_regret_row *rows = emdpo_calloc(AGG_ROWS, sizeof(cli_regret_row));
     int n_rows = 0;
     emdpo_zerosum_result hedge, lp;
     if (d->p != fit.p) {
@@ -211,7 +182,7 @@ int cmd_aggregate(int argc, char **argv) {
             printf("MMRA-AE over %d types on %lld decisions (beta = %g)\n", K, (long long)d->n_dec, fit.beta);
             printf("optimistic Hedge: %ld rounds, duality gap %.3g; exact LP min-max regret %.6f\n\n",
                    hedge.iterations, hedge.gap, lp.value);
-            print_table(rows, n_rows, K);
+            cli_regret_table_print(rows, n_rows, K);
         }
         if (a.out && !(rc = cli_mkdirs("aggregate", a.out))) {
             char path[4200];
@@ -225,7 +196,7 @@ int cmd_aggregate(int argc, char **argv) {
             }
         }
     }
-    emdpo_free(rows, AGG_ROWS * sizeof(agg_row));
+    emdpo_free(rows, AGG_ROWS * sizeof(cli_regret_row));
     emdpo_data_free(d);
     cli_fit_free(&fit);
     return rc;

@@ -35,31 +35,6 @@ typedef struct agg_lm_args {
 
 #define ROWS_MAX (EMDPO_MAX_K + 3)
 
-typedef struct lm_row {
-    char name[32];
-    int has_w;
-    double w[EMDPO_MAX_K], regret[EMDPO_MAX_K], se[EMDPO_MAX_K];
-    double max_regret;
-} lm_row;
-
-static char *slurp(const char *path, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    char *buf = NULL;
-    long n = fseek(fp, 0, SEEK_END) ? -1 : ftell(fp);
-    if (n >= 0 && !fseek(fp, 0, SEEK_SET) && (buf = emdpo_malloc((size_t)n + 1))) {
-        if (fread(buf, 1, (size_t)n, fp) != (size_t)n) {
-            emdpo_free(buf, (size_t)n + 1);
-            buf = NULL;
-        } else {
-            buf[n] = '\0';
-            *len = (size_t)n;
-        }
-    }
-    fclose(fp);
-    return buf;
-}
-
 /* path's fit.json (path a directory) or path itself; the directory the
  * fit's relative paths start from goes to dir. */
 static void fit_paths(const char *path, char *file, size_t cap, char *dir) {
@@ -94,7 +69,7 @@ static int int_field(const emdpo_json *obj, const char *key, int *out) {
 static int parse_fit(const char *file, char **text, size_t *len, emdpo_json_doc **doc, const emdpo_json **root) {
     emdpo_json_error err;
     *doc = NULL;
-    if (!(*text = slurp(file, len))) return -1;
+    if (!(*text = cli_read_file(file, len))) return -1;
     if (emdpo_json_doc_create(doc) || emdpo_json_parse(*doc, *text, *len, root, &err)) return -1;
     return (*root)->type == EMDPO_JSON_OBJECT ? 0 : -1;
 }
@@ -164,31 +139,11 @@ static int read_lm_fit(const char *path, lm_fit *f) {
     return why ? cli_usage_error("aggregate", "%s: %s", file, why) : 0;
 }
 
-static void finish_row(lm_row *r, int K) {
-    r->max_regret = 0.0; /* the game's zero row: the maximiser may pick no type */
-    for (int k = 0; k < K; k++) r->max_regret = fmax(r->max_regret, r->regret[k]);
-}
-
-/* Same layout as the log-linear aggregate's table. */
-static void print_table(const lm_row *rows, int n, int K) {
-    printf("%-16s", "policy");
-    for (int k = 0; k < K; k++) printf("   w%-4d", k + 1);
-    for (int k = 0; k < K; k++) printf("  regret%-3d", k + 1);
-    printf("  max regret\n");
-    for (int r = 0; r < n; r++) {
-        printf("%-16s", rows[r].name);
-        for (int k = 0; k < K; k++)
-            if (rows[r].has_w) printf(" %7.4f", rows[r].w[k]); else printf(" %7s", "-");
-        for (int k = 0; k < K; k++) printf("  %9.5f", rows[r].regret[k]);
-        printf("  %10.5f\n", rows[r].max_regret);
-    }
-}
-
 typedef struct agg_result {
     int K, M, n_rows, sampled;
     int64_t n_dec, draws;
     double *L, *se; /* (K, M) */
-    lm_row *rows;
+    cli_regret_row *rows;
     emdpo_zerosum_result hedge, lp;
 } agg_result;
 
@@ -239,7 +194,7 @@ static void write_json(FILE *fp, const agg_lm_args *a, const lm_fit *f, const ag
     cli_json_num(fp, g->lp.value);
     fprintf(fp, ",\n  \"policies\": [");
     for (int r = 0; r < g->n_rows; r++) {
-        const lm_row *row = &g->rows[r];
+        const cli_regret_row *row = &g->rows[r];
         fprintf(fp, "%s\n    {\"name\": ", r ? "," : "");
         cli_json_str(fp, row->name);
         fprintf(fp, ", \"weights\": ");
@@ -266,7 +221,7 @@ static int build_rows(const agg_lm_args *a, agg_result *g) {
     emdpo_mmra_hedge_opts ho;
     emdpo_mmra_hedge_defaults(&ho);
     int lp = strcmp(a->solver, "lp") == 0;
-    lm_row *mm = &g->rows[n++];
+    cli_regret_row *mm = &g->rows[n++];
     snprintf(mm->name, sizeof mm->name, "MMRA-AE");
     mm->has_w = 1;
     int rc = emdpo_mmra_ae(K, LK, EMDPO_GAME_HEDGE, &ho, lp ? w_other : mm->w, &g->hedge);
@@ -274,12 +229,12 @@ static int build_rows(const agg_lm_args *a, agg_result *g) {
     if (rc) fprintf(stderr, "emdpo aggregate: note: Hedge stopped at its round cap with duality gap %.3g\n", g->hedge.gap);
     if ((rc = emdpo_mmra_ae(K, LK, EMDPO_GAME_LP, NULL, lp ? mm->w : w_other, &g->lp))) return rc;
 
-    lm_row *un = &g->rows[n++];
+    cli_regret_row *un = &g->rows[n++];
     snprintf(un->name, sizeof un->name, "uniform");
     un->has_w = 1;
     for (int k = 0; k < K; k++) un->w[k] = 1.0 / K;
     for (int j = 0; j < K; j++) {
-        lm_row *t = &g->rows[n++];
+        cli_regret_row *t = &g->rows[n++];
         snprintf(t->name, sizeof t->name, "type %d only", j + 1);
         t->has_w = 1;
         for (int k = 0; k < K; k++) t->w[k] = k == j;
@@ -289,7 +244,7 @@ static int build_rows(const agg_lm_args *a, agg_result *g) {
         if (g->sampled) emdpo_lm_mmra_mixture_se(K, M, g->se, g->rows[r].w, g->rows[r].se);
     }
     if (M > K) { /* the pooled policy: regret[z] = L[z][z] - L[z][pooled] */
-        lm_row *po = &g->rows[n++];
+        cli_regret_row *po = &g->rows[n++];
         snprintf(po->name, sizeof po->name, "pooled");
         for (int z = 0; z < K; z++) {
             const double *Lz = g->L + (size_t)z * M, *Sz = g->se + (size_t)z * M;
@@ -297,7 +252,7 @@ static int build_rows(const agg_lm_args *a, agg_result *g) {
             if (g->sampled) po->se[z] = sqrt(Sz[z] * Sz[z] + Sz[K] * Sz[K]);
         }
     }
-    for (int r = 0; r < n; r++) finish_row(&g->rows[r], K);
+    for (int r = 0; r < n; r++) cli_regret_row_finish(&g->rows[r], K);
     g->n_rows = n;
     return EMDPO_OK;
 }
@@ -451,7 +406,7 @@ int cli_aggregate_llama(int argc, char **argv) {
         if (g.sampled) printf(", %lld draws per policy", (long long)g.draws);
         printf(")\noptimistic Hedge: %ld rounds, duality gap %.3g; exact LP min-max regret %.6f\n\n",
                g.hedge.iterations, g.hedge.gap, g.lp.value);
-        print_table(g.rows, g.n_rows, K);
+        cli_regret_table_print(g.rows, g.n_rows, K);
     }
     if (!(rc = cli_mkdirs("aggregate", a.out))) rc = write_outputs(&a, &f, &g);
 done:

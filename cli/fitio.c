@@ -56,7 +56,7 @@ void cli_fit_free(cli_fit *fit) {
     memset(fit, 0, sizeof *fit);
 }
 
-static char *slurp(const char *path, size_t *len) {
+char *cli_read_file(const char *path, size_t *len) {
     FILE *fp = fopen(path, "rb");
     if (!fp) return NULL;
     size_t cap = 1 << 16, n = 0;
@@ -137,7 +137,7 @@ int cli_fit_read(const char *cmd, const char *path, cli_fit *fit) {
     else
         snprintf(file, sizeof file, "%s", path);
     size_t len = 0;
-    char *text = slurp(file, &len);
+    char *text = cli_read_file(file, &len);
     if (!text) return cli_usage_error(cmd, "cannot read %s", file);
     emdpo_json_doc *doc = NULL;
     const emdpo_json *root = NULL;
@@ -169,5 +169,24 @@ void cli_write_posterior(FILE *fp, const emdpo_data *d, const emdpo_em_result *r
         emdpo_csv_write_field(fp, d->annot_name[i]);
         for (int k = 0; k < res->K; k++) fprintf(fp, ",%.17g", res->gamma[i * res->K + k]);
         fputc('\n', fp);
+    }
+}
+
+void cli_regret_row_finish(cli_regret_row *r, int K) {
+    r->max_regret = 0.0; /* the game's zero row: the maximiser may pick no type */
+    for (int k = 0; k < K; k++) r->max_regret = fmax(r->max_regret, r->regret[k]);
+}
+
+void cli_regret_table_print(const cli_regret_row *rows, int n, int K) {
+    printf("%-16s", "policy");
+    for (int k = 0; k < K; k++) printf("   w%-4d", k + 1);
+    for (int k = 0; k < K; k++) printf("  regret%-3d", k + 1);
+    printf("  max regret\n");
+    for (int r = 0; r < n; r++) {
+        printf("%-16s", rows[r].name);
+        for (int k = 0; k < K; k++)
+            if (rows[r].has_w) printf(" %7.4f", rows[r].w[k]); else printf(" %7s", "-");
+        for (int k = 0; k < K; k++) printf("  %9.5f", rows[r].regret[k]);
+        printf("  %10.5f\n", rows[r].max_regret);
     }
 }
