@@ -12,6 +12,7 @@
 #include "dataio.h"
 #include "json.h"
 #include "rng.h"
+#include "utf8.h"
 
 const char *const emdpo_goqa_paper_countries[4] = {"Britain", "Indonesia", "Mexico", "Pakistan"};
 const char *const emdpo_goqa_builtin_countries[4] = {"Arden", "Belmora", "Calvia", "Dastra"};
@@ -66,30 +67,6 @@ static size_t utf8_invalid_at(const char *s, size_t n) {
         i += (size_t)extra + 1;
     }
     return n;
-}
-
-/* Writes code point cp (valid, not a surrogate) as UTF-8; returns the byte count. */
-static int utf8_encode(unsigned cp, char *out) {
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
 }
 
 /* ---- Python literals ------------------------------------------------------ */
@@ -225,7 +202,7 @@ static int py_string(py_parser *P, emdpo_py *v) {
             if (cp == 0) return py_error(P, esc, "NUL character in a string");
             if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
                 return py_error(P, esc, "escape is not a Unicode scalar value");
-            if (py_put(P, out, (size_t)utf8_encode(cp, out))) return EMDPO_ERR_NOMEM;
+            if (py_put(P, out, (size_t)emdpo_utf8_encode(cp, out))) return EMDPO_ERR_NOMEM;
             continue;
         default:
             return py_error(P, esc, "unsupported escape '\\%c'", e);

@@ -7,6 +7,7 @@
 
 #include "alloc.h"
 #include "emdpo.h"
+#include "utf8.h"
 
 /* ---- Arena ---------------------------------------------------------------
  * Values live in chunks that are only ever freed together. Chunk sizes double,
@@ -113,29 +114,6 @@ static size_t utf8_seq_len(const unsigned char *s, size_t avail) {
     for (size_t i = 2; i < n; i++)
         if ((s[i] & 0xC0) != 0x80) return 0;
     return n;
-}
-
-static size_t utf8_encode(uint32_t cp, char *out) {
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
 }
 
 /* ---- Parser ------------------------------------------------------------ */
@@ -259,7 +237,7 @@ static int parse_string(parser *p, const char **out, size_t *out_len) {
             uint32_t cp = 0;
             int rc = decode_u_escape(p, &i, end, &cp);
             if (rc) return rc;
-            n += utf8_encode(cp, dst + n);
+            n += emdpo_utf8_encode(cp, dst + n);
         } else {
             return fail_at(p, i, "invalid escape in string");
         }
