@@ -17,7 +17,7 @@ TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
 
-.PHONY: all test sanitize bench clean demo
+.PHONY: all test sanitize bench clean demo demo-lm fuzz
 all: $(BUILD)/emdpo
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h include/*.h)
@@ -53,8 +53,21 @@ sanitize:
 bench: $(BUILD)/emdpo
 	sh bench/run.sh $(BUILD)/emdpo
 
+demo-lm: $(BUILD)/emdpo
+	sh tools/demo_lm.sh $(BUILD)/emdpo
+
 demo: $(BUILD)/emdpo
 	sh tools/demo.sh $(BUILD)/emdpo
+
+# libFuzzer targets (clang); see fuzz/README.md for running them.
+FUZZ_CF := -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -g -O1 \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+fuzz:
+	@mkdir -p build/fuzz
+	clang $(FUZZ_CF) fuzz/fuzz_safetensors.c src/safetensors.c src/llama_hf.c src/llama.c src/rng.c \
+		src/json.c src/utf8.c src/diag.c src/alloc.c src/status.c src/afile.c -lm -o build/fuzz/fuzz_safetensors
+	clang $(FUZZ_CF) fuzz/fuzz_tokenizer.c src/tokenizer.c src/diag.c src/alloc.c src/status.c -lm \
+		-o build/fuzz/fuzz_tokenizer
 
 clean:
 	rm -rf build build-san
