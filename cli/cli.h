@@ -70,6 +70,9 @@ typedef struct cli_fit {
  * annotator. */
 void cli_write_posterior(FILE *fp, const emdpo_data *d, const emdpo_em_result *res);
 
+/* With true groups in the data, how the posterior splits each group. */
+void cli_print_group_posterior(const emdpo_data *d, const emdpo_em_result *res);
+
 /* The whole file at path, NUL-terminated, allocated with emdpo_malloc
  * (len + 1 bytes); NULL when it cannot be read. */
 char *cli_read_file(const char *path, size_t *len);

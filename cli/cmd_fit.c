@@ -122,22 +122,7 @@ static void print_summary(const emdpo_data *d, const emdpo_loglinear *ll, const 
             printf("\n");
         }
     }
-    /* With true groups in the data, show how the posterior splits each group. */
-    if (d->n_groups > 0) {
-        printf("mean posterior by true group:\n");
-        for (int g = 0; g < d->n_groups; g++) {
-            double sum[EMDPO_MAX_K] = {0};
-            int64_t n = 0;
-            for (int64_t i = 0; i < d->n_annot; i++) {
-                if (d->annot_group[i] != g) continue;
-                n++;
-                for (int k = 0; k < K; k++) sum[k] += res->gamma[i * K + k];
-            }
-            printf("  %-12s n=%-7lld", d->group_name[g], (long long)n);
-            for (int k = 0; k < K; k++) printf(" %.3f", n ? sum[k] / (double)n : 0.0);
-            printf("\n");
-        }
-    }
+    cli_print_group_posterior(d, res);
 }
 
 static int write_outputs(const fit_args *a, const emdpo_data *d, const emdpo_loglinear *ll,

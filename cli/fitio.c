@@ -190,3 +190,21 @@ void cli_regret_table_print(const cli_regret_row *rows, int n, int K) {
         printf("  %10.5f\n", rows[r].max_regret);
     }
 }
+
+void cli_print_group_posterior(const emdpo_data *d, const emdpo_em_result *res) {
+    if (d->n_groups == 0) return;
+    int K = res->K;
+    printf("mean posterior by true group:\n");
+    for (int g = 0; g < d->n_groups; g++) {
+        double sum[EMDPO_MAX_K] = {0};
+        int64_t n = 0;
+        for (int64_t i = 0; i < d->n_annot; i++) {
+            if (d->annot_group[i] != g) continue;
+            n++;
+            for (int k = 0; k < K; k++) sum[k] += res->gamma[i * K + k];
+        }
+        printf("  %-12s n=%-7lld", d->group_name[g], (long long)n);
+        for (int k = 0; k < K; k++) printf(" %.3f", n ? sum[k] / (double)n : 0.0);
+        printf("\n");
+    }
+}
