@@ -16,6 +16,7 @@
 #define CLI_EXIT_USAGE 2
 
 int cmd_fit(int argc, char **argv);
+int cmd_tokenizer(int argc, char **argv);
 /* emdpo fit --policy llama (cmd_fit_lm.c); takes cmd_fit's argv as is. */
 int cli_fit_llama(int argc, char **argv);
 int cmd_select(int argc, char **argv);

@@ -22,6 +22,7 @@ static const command commands[] = {
     {"generate", cmd_generate, "sample text from a Llama checkpoint (llama2.c .bin)"},
     {"baseline", cmd_baseline, "train a baseline ensemble: vanilla DPO, Cluster-DPO or True-Label DPO"},
     {"eval", cmd_eval, "max-mean reward margins and accuracies of policy ensembles by true group"},
+    {"tokenizer", cmd_tokenizer, "train a BPE vocabulary on texts: a llama2.c tokenizer.bin for new models"},
 };
 
 static void usage(FILE *fp) {
