@@ -10,7 +10,7 @@
 
 typedef struct sim_args {
     const char *out, *format, *preset, *design, *inventory, *theta, *eta, *response;
-    int64_t annotators;
+    int64_t annotators, phrases;
     int decisions, items, no_text, threads;
     double scale;
     uint64_t seed;
@@ -70,6 +70,24 @@ static int population_from_args(const sim_args *a, double *theta, double *eta, e
     return 0;
 }
 
+/* Replaces *inv (the built-in inventory when NULL) by its balanced subset
+ * of a->phrases phrases. */
+static int subset_inventory(const sim_args *a, emdpo_inventory **inv) {
+    emdpo_inventory *all = *inv, *sub = NULL;
+    int rc = all ? EMDPO_OK : emdpo_inventory_builtin(&all);
+    if (!rc && (a->phrases < 2 || a->phrases > all->n || a->phrases < a->items)) {
+        rc = cli_usage_error("simulate", "--phrases must be between max(2, --items) and the inventory's %lld phrases",
+                             (long long)all->n);
+    } else if (!rc && (rc = emdpo_inventory_subset(all, a->phrases, &sub))) {
+        rc = cli_fail("simulate", rc, NULL, "cannot take the phrase subset");
+    } else if (rc) {
+        rc = cli_fail("simulate", rc, NULL, "cannot load the built-in inventory");
+    }
+    emdpo_inventory_free(all);
+    *inv = sub;
+    return rc;
+}
+
 int cmd_simulate(int argc, char **argv) {
     /* --dataset goqa has its own flags; everything else is the logit population. */
     for (int i = 0; i < argc; i++)
@@ -98,6 +116,7 @@ int cmd_simulate(int argc, char **argv) {
         {"design", CLI_STR, &a.design, "KIND", "phrases (trait-scored phrases, p = 5) or gaussian (iid N(0, scale^2))", 0, 0},
         {"inventory", CLI_STR, &a.inventory, "FILE", "phrase inventory as an MPI CSV (label_raw,text,label_ocean,key)", 0, 0},
         {"scale", CLI_DBL, &a.scale, "X", "feature standard deviation of the gaussian design (1)", 0, 0},
+        {"phrases", CLI_I64, &a.phrases, "N", "phrase design: a balanced subset of N phrases (all)", 0, 0},
         {"no-text", CLI_FLAG, &a.no_text, NULL, "phrase design: write features only, no prompts or phrase texts", 0, 0},
         {"seed", CLI_U64, &a.seed, "S", "random seed (1)", 0, 0},
         {"threads", CLI_INT, &a.threads, "N", "OpenMP threads (default: all cores)", 0, 0},
@@ -143,6 +162,11 @@ int cmd_simulate(int argc, char **argv) {
             rc = cli_fail("simulate", irc, &diag, "cannot read inventory");
             goto done;
         }
+        spec.inventory = inv;
+    }
+    if (a.phrases) {
+        if (spec.design != EMDPO_SIM_PHRASES) { rc = cli_usage_error("simulate", "--phrases needs --design phrases"); goto done; }
+        if ((rc = subset_inventory(&a, &inv))) goto done;
         spec.inventory = inv;
     }
     int fmt = cli_format(a.format);

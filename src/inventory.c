@@ -1,6 +1,7 @@
 #include "inventory.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -57,6 +58,53 @@ int emdpo_inventory_builtin(emdpo_inventory **out) {
         inv->score[i * EMDPO_N_TRAITS + trait_index(trait)] = ph->key;
     }
     *out = inv;
+    return EMDPO_OK;
+}
+
+#define N_CELLS (2 * EMDPO_N_TRAITS + 1)
+
+/* The (trait, key) cell of a phrase: 2t for key -1 on trait t, 2t + 1 for
+ * +1, N_CELLS - 1 when every score is 0. The largest |score| decides; the
+ * first trait wins ties. */
+static int phrase_cell(const double *score) {
+    int best = -1;
+    for (int t = 0; t < EMDPO_N_TRAITS; t++)
+        if (score[t] != 0 && (best < 0 || fabs(score[t]) > fabs(score[best]))) best = t;
+    return best < 0 ? N_CELLS - 1 : 2 * best + (score[best] > 0);
+}
+
+int emdpo_inventory_subset(const emdpo_inventory *inv, int64_t n, emdpo_inventory **out) {
+    *out = NULL;
+    if (!inv || n < 1 || n > inv->n) return EMDPO_ERR_INVALID_ARG;
+    size_t total = (size_t)inv->n;
+    int *cell = emdpo_malloc(total * sizeof *cell);
+    emdpo_inventory *sub = NULL;
+    int rc = cell ? inventory_alloc((size_t)n, &sub) : EMDPO_ERR_NOMEM;
+    if (rc) {
+        emdpo_free(cell, total * sizeof *cell);
+        return rc;
+    }
+    for (size_t i = 0; i < total; i++) cell[i] = phrase_cell(inv->score + i * EMDPO_N_TRAITS);
+    size_t next[N_CELLS] = {0}; /* per cell: where its scan resumes */
+    int64_t taken = 0;
+    while (!rc && taken < n) {
+        for (int c = 0; c < N_CELLS && !rc && taken < n; c++) {
+            size_t i = next[c];
+            while (i < total && cell[i] != c) i++;
+            next[c] = i + 1;
+            if (i >= total) continue;
+            if (!(sub->text[taken] = emdpo_strdup(inv->text[i]))) rc = EMDPO_ERR_NOMEM;
+            else memcpy(sub->score + taken * EMDPO_N_TRAITS, inv->score + i * EMDPO_N_TRAITS,
+                        EMDPO_N_TRAITS * sizeof(double));
+            taken++;
+        }
+    }
+    emdpo_free(cell, total * sizeof *cell);
+    if (rc) {
+        emdpo_inventory_free(sub);
+        return rc;
+    }
+    *out = sub;
     return EMDPO_OK;
 }
 

@@ -60,6 +60,15 @@ int emdpo_inventory_load_mpi(const char *path, emdpo_inventory **out, emdpo_diag
 int emdpo_inventory_parse_mpi(const char *buf, size_t len, const char *name, emdpo_inventory **out,
                               emdpo_diag *diag);
 
+/* A balanced subset of n phrases of inv: phrases are grouped into cells by
+ * (trait, key) of their largest absolute score (phrases scoring 0 on every
+ * trait form one more cell), cells in trait order, negative key first; the
+ * subset takes the cells' phrases round-robin, each cell's in inventory
+ * order, until n are taken. Deterministic, so a small experiment sees every
+ * trait in both directions. EMDPO_ERR_INVALID_ARG when n < 1 or n > inv->n,
+ * EMDPO_ERR_NOMEM. */
+int emdpo_inventory_subset(const emdpo_inventory *inv, int64_t n, emdpo_inventory **out);
+
 void emdpo_inventory_free(emdpo_inventory *inv);
 
 #endif

@@ -299,7 +299,60 @@ static void test_alloc_failures(void) {
     unlink(path);
 }
 
+/* The balanced subset: every (trait, key) cell gets its share, phrases
+ * are the inventory's in order within a cell, and bad sizes are refused. */
+static void test_subset(void) {
+    emdpo_inventory *all = NULL, *sub = NULL;
+    CHECK_EQ_INT(emdpo_inventory_builtin(&all), EMDPO_OK);
+    if (!all) return;
+    CHECK_EQ_INT(emdpo_inventory_subset(all, 0, &sub), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_inventory_subset(all, all->n + 1, &sub), EMDPO_ERR_INVALID_ARG);
+    CHECK(sub == NULL);
+    CHECK_EQ_INT(emdpo_inventory_subset(all, 20, &sub), EMDPO_OK);
+    if (sub) {
+        CHECK_EQ_INT(sub->n, 20);
+        int per_cell[EMDPO_N_TRAITS][2] = {{0}};
+        int64_t last_index[EMDPO_N_TRAITS][2];
+        int ordered = 1;
+        for (int t = 0; t < EMDPO_N_TRAITS; t++) last_index[t][0] = last_index[t][1] = -1;
+        for (int64_t i = 0; i < sub->n; i++) {
+            int trait = -1;
+            for (int t = 0; t < EMDPO_N_TRAITS; t++)
+                if (sub->score[i * EMDPO_N_TRAITS + t] != 0) trait = t;
+            if (trait < 0) continue;
+            int key = sub->score[i * EMDPO_N_TRAITS + trait] > 0;
+            per_cell[trait][key]++;
+            int64_t at = -1;
+            for (int64_t j = 0; j < all->n && at < 0; j++)
+                if (strcmp(all->text[j], sub->text[i]) == 0) at = j;
+            if (at <= last_index[trait][key]) ordered = 0;
+            last_index[trait][key] = at;
+        }
+        for (int t = 0; t < EMDPO_N_TRAITS; t++) {
+            CHECK_EQ_INT(per_cell[t][0], 2);
+            CHECK_EQ_INT(per_cell[t][1], 2);
+        }
+        CHECK(ordered);
+    }
+    emdpo_inventory_free(sub);
+    sub = NULL;
+    /* The whole inventory is a permutation of it. */
+    CHECK_EQ_INT(emdpo_inventory_subset(all, all->n, &sub), EMDPO_OK);
+    if (sub) {
+        int all_found = 1;
+        for (int64_t i = 0; i < all->n; i++) {
+            int found = 0;
+            for (int64_t j = 0; j < sub->n && !found; j++) found = strcmp(all->text[i], sub->text[j]) == 0;
+            all_found &= found;
+        }
+        CHECK(all_found);
+    }
+    emdpo_inventory_free(sub);
+    emdpo_inventory_free(all);
+}
+
 int main(void) {
+    test_subset();
     test_builtin_table();
     test_paraphrases();
     test_mpi_1k();
