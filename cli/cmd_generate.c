@@ -1,10 +1,12 @@
-/* emdpo generate: sample text from a Llama checkpoint. */
+/* emdpo generate: sample text from a Llama checkpoint or a mixture of
+ * checkpoints (lm_mixture.h). */
 #include <math.h>
 #include <string.h>
 
 #include "alloc.h"
 #include "cli.h"
-#include "llama2c.h"
+#include "cli_lm.h"
+#include "lm_mixture.h"
 #include "lm_sample.h"
 #include "tokenizer.h"
 
@@ -32,7 +34,8 @@ static int print_text(const emdpo_tokenizer *tok, const int *ids, size_t n) {
     return rc;
 }
 
-static int run(const gen_args *a, const emdpo_llama *m, const emdpo_tokenizer *tok) {
+/* m is the checkpoint, or a mixture's first member when mix is given. */
+static int run(const gen_args *a, const emdpo_llama *m, const emdpo_lm_mixture *mix, const emdpo_tokenizer *tok) {
     const char *text = a->prompt ? a->prompt : "";
     size_t cap = emdpo_tokenizer_encode_bound(strlen(text)), n_prompt;
     int max_T = m->config.max_seq_len, rc;
@@ -55,20 +58,27 @@ static int run(const gen_args *a, const emdpo_llama *m, const emdpo_tokenizer *t
     const int **prompts = emdpo_malloc(n * sizeof *prompts);
     int *plen = emdpo_malloc(n * sizeof(int)), *n_out = emdpo_malloc(n * sizeof(int));
     int *gen = emdpo_malloc(n_gen * sizeof(int)), *seq = emdpo_malloc(seqlen * sizeof(int));
-    if (!rc && (!prompts || !plen || !n_out || !gen || !seq)) rc = EMDPO_ERR_NOMEM;
+    int *member = mix ? emdpo_malloc(n * sizeof(int)) : NULL;
+    if (!rc && (!prompts || !plen || !n_out || !gen || !seq || (mix && !member))) rc = EMDPO_ERR_NOMEM;
     if (!rc) {
         for (size_t i = 0; i < n; i++) {
             prompts[i] = prompt;
             plen[i] = (int)n_prompt;
         }
-        rc = emdpo_generate_batch(m, s, a->seed, prompts, plen, a->n, a->max_tokens, max_T, gen, n_out, NULL);
+        if (mix)
+            rc = emdpo_lm_mixture_generate((const emdpo_llama *const *)mix->model, mix->K, mix->w, s, a->seed,
+                                           prompts, plen, a->n, a->max_tokens, max_T, member, gen, n_out, NULL);
+        else
+            rc = emdpo_generate_batch(m, s, a->seed, prompts, plen, a->n, a->max_tokens, max_T, gen, n_out, NULL);
     }
     for (size_t i = 0; !rc && i < n; i++) {
-        if (n > 1) printf("--- sample %zu ---\n", i + 1);
+        if (mix) printf("--- sample %zu (member %s) ---\n", i + 1, mix->member[member[i]]);
+        else if (n > 1) printf("--- sample %zu ---\n", i + 1);
         memcpy(seq, prompt, n_prompt * sizeof(int));
         memcpy(seq + n_prompt, gen + i * per, (size_t)n_out[i] * sizeof(int));
         rc = print_text(tok, seq, n_prompt + (size_t)n_out[i]);
     }
+    emdpo_free(member, mix ? n * sizeof(int) : 0);
     emdpo_free(seq, seqlen * sizeof(int));
     emdpo_free(gen, n_gen * sizeof(int));
     emdpo_free(n_out, n * sizeof(int));
@@ -87,7 +97,7 @@ int cmd_generate(int argc, char **argv) {
     a.n = 1;
     a.seed = 1;
     cli_opt opts[] = {
-        {"model", CLI_STR, &a.model, "CKPT", "llama2.c checkpoint (.bin)", 1, 0},
+        {"model", CLI_STR, &a.model, "CKPT", "a llama2.c .bin, a Hugging Face directory or a mixture.json", 1, 0},
         {"tokenizer", CLI_STR, &a.tokenizer, "FILE", "llama2.c tokenizer.bin for the model's vocabulary", 1, 0},
         {"prompt", CLI_STR, &a.prompt, "TEXT", "text to continue (default: none, start from BOS)", 0, 0},
         {"temperature", CLI_DBL, &a.temperature, "X", "softmax temperature; 0 is greedy decoding (1)", 0, 0},
@@ -98,10 +108,15 @@ int cmd_generate(int argc, char **argv) {
         {"seed", CLI_U64, &a.seed, "S", "random seed (1); sample i draws from stream i of the seed", 0, 0},
         {"threads", CLI_INT, &a.threads, "N", "OpenMP threads (default: all cores)", 0, 0},
     };
-    cli_cmd cmd = {"generate", "Sample text from a Llama checkpoint.",
+    cli_cmd cmd = {"generate", "Sample text from a Llama checkpoint or a mixture of checkpoints.",
                    "Prints the prompt and its continuation; with --n > 1 each sample follows a\n"
                    "'--- sample I ---' line. Generation stops at the end-of-text token, after\n"
-                   "--max-tokens tokens, or when the model's context is full.",
+                   "--max-tokens tokens, or when the model's context is full.\n"
+                   "A mixture.json (emdpo aggregate's {kind, weights, members, ...}) is the policy that\n"
+                   "draws a member k ~ weights, then samples from member k: sample I draws its member\n"
+                   "from stream I of the seed, so samples may come from different members, and every\n"
+                   "sample follows a '--- sample I (member PATH) ---' line naming its member as the\n"
+                   "file writes it. Members must share one vocabulary and context length.",
                    opts, (int)(sizeof opts / sizeof opts[0])};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
@@ -116,20 +131,22 @@ int cmd_generate(int argc, char **argv) {
     emdpo_diag diag;
     memset(&diag, 0, sizeof diag);
     emdpo_llama *m = NULL;
-    if ((rc = emdpo_llama2c_load(a.model, &m, &diag))) return cli_fail("generate", rc, &diag, "cannot load the model");
-    int V = m->config.vocab_size;
-    if (a.top_k > V) {
-        emdpo_llama_free(m);
-        return cli_usage_error("generate", "--top-k must be at most the vocabulary size %d", V);
+    emdpo_lm_mixture *mix = NULL;
+    if (emdpo_lm_mixture_is_file(a.model)) {
+        if ((rc = emdpo_lm_mixture_open(a.model, &mix, &diag)))
+            return cli_fail("generate", rc, &diag, "cannot load the mixture");
+    } else if ((rc = cli_lm_model("generate", a.model, NULL, 0, &m))) {
+        return rc;
     }
+    const emdpo_llama *m0 = mix ? mix->model[0] : m;
+    int V = m0->config.vocab_size;
     emdpo_tokenizer *tok = NULL;
-    memset(&diag, 0, sizeof diag);
-    if ((rc = emdpo_tokenizer_load(a.tokenizer, V, &tok, &diag))) {
-        emdpo_llama_free(m);
-        return cli_fail("generate", rc, &diag, "cannot load the tokenizer");
-    }
-    rc = run(&a, m, tok);
+    if (a.top_k > V)
+        rc = cli_usage_error("generate", "--top-k must be at most the vocabulary size %d", V);
+    else if (!(rc = cli_lm_tokenizer("generate", a.tokenizer, V, &tok)))
+        rc = run(&a, m0, mix, tok);
     emdpo_tokenizer_free(tok);
+    emdpo_lm_mixture_free(mix);
     emdpo_llama_free(m);
     return rc;
 }

@@ -1,6 +1,6 @@
 /* emdpo score: sequence log-probabilities of responses under a Llama policy
- * (and log-ratios against a reference), plus the model and tokenizer
- * loading that sft and dpo share. */
+ * or a mixture of them (and log-ratios against a reference), plus the model
+ * and tokenizer loading that sft and dpo share. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +12,7 @@
 #include "cli_lm.h"
 #include "llama2c.h"
 #include "llama_hf.h"
+#include "lm_mixture.h"
 #include "lm_train.h"
 
 /* "key=value,..." into c; 0 or an exit code. */
@@ -130,11 +131,26 @@ static void write_scores(FILE *fp, const emdpo_lm_set *s, const emdpo_data *d, c
     }
 }
 
+/* The mixture's log-probability of every sequence: each member's, then
+ * their log-sum-exp. */
+static int score_mixture(const emdpo_lm_mixture *mix, const emdpo_lm_set *set, int batch, double *lp) {
+    size_t n = (size_t)set->n_seq, nl = (size_t)mix->K * n;
+    double *each = emdpo_malloc(nl * sizeof *each);
+    if (!each) return EMDPO_ERR_NOMEM;
+    int rc = EMDPO_OK;
+    for (int k = 0; !rc && k < mix->K; k++)
+        if (mix->w[k] > 0) rc = emdpo_lm_score(mix->model[k], set, batch, each + (size_t)k * n);
+    if (!rc) emdpo_lm_mixture_logp(mix->K, mix->w, set->n_seq, each, lp);
+    emdpo_free(each, nl * sizeof *each);
+    return rc;
+}
+
 int cmd_score(int argc, char **argv) {
     score_args a = {0};
     a.batch = 8;
     cli_opt opts[] = {
-        {"model", CLI_STR, &a.model, "CKPT", "policy: a llama2.c .bin or a Hugging Face directory", 1, 0},
+        {"model", CLI_STR, &a.model, "CKPT", "policy: a llama2.c .bin, a Hugging Face directory or a mixture.json", 1,
+         0},
         {"ref", CLI_STR, &a.ref, "CKPT", "reference model: adds ref_logp and logratio columns", 0, 0},
         {"tokenizer", CLI_STR, &a.tokenizer, "FILE", "llama2.c tokenizer.bin for the model's vocabulary", 1, 0},
         {"data", CLI_STR, &a.data, "FILE", "JSONL: preference data (prompt/chosen/rejected or ranking) or "
@@ -151,13 +167,16 @@ int cmd_score(int argc, char **argv) {
                    "annotator as the dataset stores them; item 1 is the chosen one). logp sums the\n"
                    "log-probabilities of the response tokens and the EOS after them, given BOS + prompt.\n"
                    "Too-long sequences are truncated like the DPO reference implementation: the prompt\n"
-                   "keeps BOS and its last tokens, then the response keeps its first.",
+                   "keeps BOS and its last tokens, then the response keeps its first.\n"
+                   "For a mixture.json (emdpo aggregate's), logp is the mixture's: log sum_k w_k pi_k(y|x)\n"
+                   "over its members, computed as a log-sum-exp of the members' logp.",
                    opts, (int)(sizeof opts / sizeof opts[0])};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
     if (a.batch < 1) return cli_usage_error("score", "--batch must be >= 1");
     cli_set_threads(a.threads);
     emdpo_llama *m = NULL, *ref = NULL;
+    emdpo_lm_mixture *mix = NULL;
     emdpo_tokenizer *tok = NULL;
     emdpo_lm_texts *texts = NULL;
     emdpo_data *d = NULL;
@@ -165,8 +184,16 @@ int cmd_score(int argc, char **argv) {
     double *lp = NULL, *rl = NULL;
     emdpo_diag diag;
     memset(&diag, 0, sizeof diag);
-    if ((rc = cli_lm_model("score", a.model, NULL, 0, &m)) || (a.ref && (rc = cli_lm_model("score", a.ref, NULL, 0, &ref))))
+    if (emdpo_lm_mixture_is_file(a.model)) {
+        if ((rc = emdpo_lm_mixture_open(a.model, &mix, &diag))) {
+            rc = cli_fail("score", rc, &diag, "cannot load the mixture");
+            goto done;
+        }
+        m = mix->model[0]; /* borrowed: the members share vocabulary and context */
+    } else if ((rc = cli_lm_model("score", a.model, NULL, 0, &m))) {
         goto done;
+    }
+    if (a.ref && (rc = cli_lm_model("score", a.ref, NULL, 0, &ref))) goto done;
     if (ref && ref->config.vocab_size != m->config.vocab_size) {
         rc = cli_usage_error("score", "--ref has vocabulary %d, --model %d", ref->config.vocab_size,
                              m->config.vocab_size);
@@ -204,7 +231,8 @@ int cmd_score(int argc, char **argv) {
         rc = cli_fail("score", EMDPO_ERR_NOMEM, NULL, "scoring");
         goto done;
     }
-    if ((rc = emdpo_lm_score(m, set, a.batch, lp)) || (ref && (rc = emdpo_lm_score(ref, set, a.batch, rl)))) {
+    if ((rc = mix ? score_mixture(mix, set, a.batch, lp) : emdpo_lm_score(m, set, a.batch, lp)) ||
+        (ref && (rc = emdpo_lm_score(ref, set, a.batch, rl)))) {
         rc = cli_fail("score", rc, NULL, "scoring failed");
         goto done;
     }
@@ -233,6 +261,7 @@ done:
     emdpo_lm_texts_free(texts);
     emdpo_tokenizer_free(tok);
     emdpo_llama_free(ref);
-    emdpo_llama_free(m);
+    if (!mix) emdpo_llama_free(m);
+    emdpo_lm_mixture_free(mix);
     return rc;
 }

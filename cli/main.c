@@ -19,9 +19,10 @@ static const command commands[] = {
     {"sft", cmd_sft, "supervised fine-tuning of a Llama policy"},
     {"dpo", cmd_dpo, "DPO / cDPO / IPO / hinge training of a Llama policy, optionally weighted"},
     {"score", cmd_score, "sequence log-probabilities and log-ratios of responses"},
-    {"generate", cmd_generate, "sample text from a Llama checkpoint (llama2.c .bin)"},
+    {"generate", cmd_generate, "sample text from a Llama checkpoint or a mixture.json"},
     {"baseline", cmd_baseline, "train a baseline ensemble: vanilla DPO, Cluster-DPO or True-Label DPO"},
     {"eval", cmd_eval, "max-mean reward margins and accuracies of policy ensembles by true group"},
+    {"regret", cmd_regret, "each type's regret under given policies and mixtures (the paper's Table 3)"},
     {"tokenizer", cmd_tokenizer, "train a BPE vocabulary on texts: a llama2.c tokenizer.bin for new models"},
 };
 
