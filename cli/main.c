@@ -14,7 +14,7 @@ static const command commands[] = {
     {"simulate", cmd_simulate, "generate preference data from a latent-class logit population"},
     {"fit", cmd_fit, "EM-DPO: discover K latent annotator types and fit one policy per type"},
     {"select", cmd_select, "fit a range of K and compare log-likelihood, AIC, BIC, ICL, held-out fit"},
-    {"aggregate", cmd_aggregate, "MMRA-AE: the min-max regret mixture of a fit's policies"},
+    {"aggregate", cmd_aggregate, "MMRA: one policy or mixture with the smallest worst-case regret (ae, lw, onpolicy)"},
     {"identify", cmd_identify, "the identifiability study: binary vs ternary choices over growing N"},
     {"sft", cmd_sft, "supervised fine-tuning of a Llama policy"},
     {"dpo", cmd_dpo, "DPO / cDPO / IPO / hinge training of a Llama policy, optionally weighted"},

@@ -196,6 +196,15 @@ int emdpo_lm_score(const emdpo_llama *m, const emdpo_lm_set *set, int batch, dou
     return rc;
 }
 
+int emdpo_trainer_set_weights(emdpo_trainer *t, const double *weights) {
+    int64_t ng = t->set->n_group;
+    for (int64_t g = 0; weights && g < ng; g++)
+        if (!(weights[g] >= 0) || !isfinite(weights[g])) return EMDPO_ERR_INVALID_ARG;
+    for (int64_t g = 0; g < ng; g++) t->weights[g] = weights ? weights[g] : 1.0;
+    t->data_hash = data_hash(t->set, t->weights);
+    return EMDPO_OK;
+}
+
 int emdpo_trainer_set_reference(emdpo_trainer *t, const emdpo_llama *ref) {
     if (!t->ref) return EMDPO_ERR_INVALID_ARG;
     int rc;

@@ -68,6 +68,14 @@ int emdpo_trainer_create(emdpo_llama *m, const emdpo_lm_set *set, const double *
                          emdpo_trainer **out);
 void emdpo_trainer_free(emdpo_trainer *t);
 
+/* Replaces the per-example weights (set->n_group, copied; NULL = all 1)
+ * and keeps everything else: parameters, optimizer state, shuffling and
+ * reference. For callers whose weights change during one run, such as
+ * MMRA-LW's rounds. A checkpoint is tied to the weights in force when it
+ * is written, as to those given at creation. EMDPO_ERR_INVALID_ARG for a
+ * negative or non-finite weight (the old weights stay). */
+int emdpo_trainer_set_weights(emdpo_trainer *t, const double *weights);
+
 /* DPO: computes the reference log-probabilities of every sequence under
  * ref (NULL = the trained model's current parameters) and caches them.
  * Must be called once before the first step unless the trainer resumed. */
