@@ -36,6 +36,7 @@ int cmd_generate(int argc, char **argv);
 int cmd_baseline(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_regret(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 /* Prints "emdpo CMD: [file:line: ]message" for a failed status and
  * returns the exit code that goes with it. diag may be NULL. */

@@ -23,6 +23,7 @@ static const command commands[] = {
     {"baseline", cmd_baseline, "train a baseline ensemble: vanilla DPO, Cluster-DPO or True-Label DPO"},
     {"eval", cmd_eval, "max-mean reward margins and accuracies of policy ensembles by true group"},
     {"regret", cmd_regret, "each type's regret under given policies and mixtures (the paper's Table 3)"},
+    {"report", cmd_report, "one self-contained HTML page of a run directory: tables and charts"},
     {"tokenizer", cmd_tokenizer, "train a BPE vocabulary on texts: a llama2.c tokenizer.bin for new models"},
 };
 
