@@ -51,7 +51,7 @@ static void write_fit_json(FILE *fp, const fit_lm_args *a, const emdpo_data *d, 
             res->iterations, res->converged ? "true" : "false", res->starts, res->best_start + 1);
     cli_json_nums(fp, res->start_loglik, res->starts);
     fprintf(fp, ",\n  \"seed\": %llu,\n  \"init\": \"%s\",\n  \"eta\": ", (unsigned long long)a->seed,
-            strcmp(a->init, "random") == 0 ? "random" : "kmeans++");
+            strcmp(a->init, "kmeans") == 0 ? "kmeans++" : a->init);
     cli_json_nums(fp, res->eta, K);
     fprintf(fp, ",\n  \"empty_types\": [");
     for (int k = 0, first = 1; k < K; k++)
@@ -133,8 +133,8 @@ static int check_args(fit_lm_args *a, int *opt_kind, int *wnorm) {
     if (!(a->lr >= 0)) return cli_usage_error("fit", "--lr must be >= 0");
     if (a->warmup < 0) return cli_usage_error("fit", "--warmup must be >= 0");
     if (!(a->clip >= 0)) return cli_usage_error("fit", "--clip must be >= 0");
-    if (strcmp(a->init, "kmeans") && strcmp(a->init, "random"))
-        return cli_usage_error("fit", "--init must be kmeans or random, not '%s'", a->init);
+    if (strcmp(a->init, "kmeans") && strcmp(a->init, "kmeans-tokens") && strcmp(a->init, "random"))
+        return cli_usage_error("fit", "--init must be kmeans, kmeans-tokens or random, not '%s'", a->init);
     if ((*opt_kind = emdpo_optim_parse(a->optimizer)) < 0)
         return cli_usage_error("fit", "--optimizer must be rmsprop or adamw, not '%s'", a->optimizer);
     if (strcmp(a->weight_norm, "mean") == 0)
@@ -171,8 +171,9 @@ int cli_fit_llama(int argc, char **argv) {
         {"out", CLI_STR, &a.out, "DIR", "output: fit.json, posterior.csv, type_1 .. type_K", 1, 0},
         {"max-iter", CLI_INT, &a.max_iter, "N", "EM iterations after the first M-step (5, as the paper)", 0, 0},
         {"tol", CLI_DBL, &a.tol, "X", "stop when the log-likelihood gains less than X*|loglik| (0)", 0, 0},
-        {"init", CLI_STR, &a.init, "METHOD", "kmeans (on SFT embeddings of each annotator's chosen responses) "
-                                             "or random (kmeans)", 0, 0},
+        {"init", CLI_STR, &a.init, "METHOD", "kmeans (on SFT embeddings of each annotator's chosen responses), "
+                                             "kmeans-tokens (on the chosen responses' tokens against the "
+                                             "decision's mean) or random (kmeans)", 0, 0},
         {"starts", CLI_INT, &a.starts, "N", "EM runs from different seeds; the best log-likelihood wins (1)", 0, 0},
         {"seed", CLI_U64, &a.seed, "S", "random seed (1); same seed and threads give the same bits", 0, 0},
         {"beta", CLI_DBL, &a.beta, "X", "DPO temperature: utilities are beta * log-ratios (0.1)", 0, 0},
@@ -262,19 +263,23 @@ int cli_fit_llama(int argc, char **argv) {
     eo.seed = a.seed;
     eo.init = strcmp(a.init, "random") == 0 ? EMDPO_INIT_RANDOM : EMDPO_INIT_KMEANS;
     if (eo.init == EMDPO_INIT_KMEANS) {
+        int tokens = strcmp(a.init, "kmeans-tokens") == 0;
+        /* token ids share buckets beyond 1024, to bound the summaries' size */
+        int q = tokens ? (sft->config.vocab_size < 1024 ? sft->config.vocab_size : 1024) : sft->config.dim;
         emdpo_lm_set *set = NULL;
-        n_summary = (size_t)d->n_annot * (size_t)sft->config.dim;
+        n_summary = (size_t)d->n_annot * (size_t)q;
         if (!(summary = emdpo_malloc(n_summary * sizeof *summary)))
             rc = EMDPO_ERR_NOMEM;
         else if (!(rc = emdpo_lm_set_from_data(d, tok, a.max_length, a.max_prompt_length, &set)))
-            rc = emdpo_lm_embed_annotators(sft, d, set, a.score_batch, summary);
+            rc = tokens ? emdpo_lm_choice_summaries(d, set, q, summary)
+                        : emdpo_lm_embed_annotators(sft, d, set, a.score_batch, summary);
         emdpo_lm_set_free(set);
         if (rc) {
-            rc = cli_fail("fit", rc, NULL, "annotator embeddings");
+            rc = cli_fail("fit", rc, NULL, "annotator summaries");
             goto done;
         }
         eo.summary = summary;
-        eo.q = sft->config.dim;
+        eo.q = q;
     }
     if (!a.quiet && (a.progress || isatty(STDERR_FILENO))) {
         eo.progress = print_progress;

@@ -57,3 +57,24 @@ int emdpo_lm_embed_annotators(const emdpo_llama *m, const emdpo_data *d, const e
     emdpo_free(e, C * sizeof *e);
     return rc;
 }
+
+int emdpo_lm_choice_summaries(const emdpo_data *d, const emdpo_lm_set *set, int dim, double *out) {
+    if (dim < 1 || set->n_group != d->n_dec || set->n_seq != d->n_items) return EMDPO_ERR_INVALID_ARG;
+    for (int64_t j = 0; j < d->n_dec; j++)
+        if (set->group_off[j] != d->dec_item[j]) return EMDPO_ERR_INVALID_ARG;
+    memset(out, 0, (size_t)d->n_annot * (size_t)dim * sizeof *out);
+    for (int64_t a = 0; a < d->n_annot; a++) {
+        double *o = out + (size_t)a * (size_t)dim;
+        int64_t n_dec = d->annot_dec[a + 1] - d->annot_dec[a];
+        for (int64_t j = d->annot_dec[a]; j < d->annot_dec[a + 1]; j++) {
+            int64_t first = d->dec_item[j], n_items = d->dec_item[j + 1] - first;
+            for (int64_t i = first; i < first + n_items; i++) {
+                /* chosen: +1 - 1/n, the others: -1/n, over the decisions */
+                double w = ((i == first) - 1.0 / (double)n_items) / (double)n_dec;
+                for (int64_t t = set->seq_off[i] + set->seq_start[i]; t < set->seq_off[i + 1]; t++)
+                    o[set->tok[t] % dim] += w;
+            }
+        }
+    }
+    return EMDPO_OK;
+}

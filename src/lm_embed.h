@@ -24,4 +24,17 @@
 int emdpo_lm_embed_annotators(const emdpo_llama *m, const emdpo_data *d, const emdpo_lm_set *set, int batch,
                               double *out);
 
+/* Model-free annotator summaries of what they chose: a decision's vector is
+ * the token counts of its chosen response minus the mean of the token counts
+ * of all its responses (the text analogue of the log-linear summary, the
+ * chosen item's features against the decision's mean), with token id t
+ * counted in bucket t mod dim; an annotator's summary is the mean over
+ * their decisions. Response tokens are the span lm_batch.h scores (EOS
+ * included, which cancels). A model trained from scratch has embeddings
+ * that know nothing of what phrases mean, so these carry more of the
+ * choices' signal into k-means. out (d->n_annot, dim). set as for
+ * emdpo_lm_embed_annotators. EMDPO_ERR_INVALID_ARG when set does not match
+ * d or dim < 1. */
+int emdpo_lm_choice_summaries(const emdpo_data *d, const emdpo_lm_set *set, int dim, double *out);
+
 #endif

@@ -65,6 +65,9 @@ expect_exit 0 "score a fitted type" "" "$E" score --data "$T/prefs.jsonl" --mode
 
 expect_exit 0 "random init, restart" "" "$E" fit $FIT --out "$T/fit2" --init random --restart --weight-norm none
 check "random init separates the groups" separated "$T/fit2/posterior.csv"
+expect_exit 0 "token-contrast init" "" "$E" fit $FIT --out "$T/fit4" --init kmeans-tokens
+check "token-contrast init separates the groups" separated "$T/fit4/posterior.csv"
+check "fit.json names the init" grep -q '"init": "kmeans-tokens"' "$T/fit4/fit.json"
 expect_exit 0 "rerun" "" "$E" fit $FIT --out "$T/fit3"
 check "rerun gives the same posterior" cmp -s "$T/fit/posterior.csv" "$T/fit3/posterior.csv"
 check "rerun gives the same policy" cmp -s "$T/fit/type_2/model.safetensors" "$T/fit3/type_2/model.safetensors"

@@ -462,6 +462,60 @@ static double separation(const emdpo_data *d, const double *gamma) {
     return (double)(hit[0] > hit[1] ? hit[0] : hit[1]) / (double)d->n_annot;
 }
 
+/* Token-contrast summaries against counts from encoding each response's
+ * text directly (+ EOS), and bucketing as folding the full vector. */
+static void test_choice_summaries(const emdpo_tokenizer *tok) {
+    emdpo_data *d = small_data();
+    emdpo_lm_set *s = NULL;
+    CHECK(d != NULL);
+    if (!d) return;
+    CHECK_EQ_INT(emdpo_lm_set_from_data(d, tok, 32, 16, &s), EMDPO_OK);
+    int V = emdpo_tokenizer_vocab_size(tok), D = 7;
+    size_t n = (size_t)d->n_annot * V;
+    double *got = malloc(n * sizeof *got), *want = calloc(n, sizeof *want);
+    double *folded = malloc((size_t)d->n_annot * D * sizeof *folded);
+    CHECK_EQ_INT(emdpo_lm_choice_summaries(d, s, V, got), EMDPO_OK);
+    for (int64_t a = 0; a < d->n_annot; a++) {
+        int64_t nd = d->annot_dec[a + 1] - d->annot_dec[a];
+        for (int64_t j = d->annot_dec[a]; j < d->annot_dec[a + 1]; j++) {
+            int64_t first = d->dec_item[j], ni = d->dec_item[j + 1] - first;
+            for (int64_t i = first; i < first + ni; i++) {
+                const char *text = d->item_text[i] ? d->item_text[i] : "";
+                int ids[64];
+                size_t m = 0;
+                CHECK_EQ_INT(emdpo_tokenizer_encode(tok, text, strlen(text), 0, ids, 63, &m), EMDPO_OK);
+                ids[m++] = EMDPO_TOK_EOS;
+                double w = ((i == first) - 1.0 / (double)ni) / (double)nd;
+                for (size_t t = 0; t < m; t++) want[a * V + ids[t]] += w;
+            }
+        }
+    }
+    double diff = 0.0, norm = 0.0;
+    for (size_t q = 0; q < n; q++) {
+        diff = fmax(diff, fabs(got[q] - want[q]));
+        norm = fmax(norm, fabs(want[q]));
+    }
+    CHECK_MSG(diff < 1e-12 && norm > 0.1, "summaries differ by %g (scale %g)", diff, norm);
+    CHECK_EQ_INT(emdpo_lm_choice_summaries(d, s, D, folded), EMDPO_OK);
+    double fdiff = 0.0;
+    for (int64_t a = 0; a < d->n_annot; a++)
+        for (int b = 0; b < D; b++) {
+            double sum = 0.0;
+            for (int t = b; t < V; t += D) sum += want[a * V + t];
+            fdiff = fmax(fdiff, fabs(folded[a * D + b] - sum));
+        }
+    CHECK_MSG(fdiff < 1e-12, "folded summaries differ by %g", fdiff);
+    CHECK_EQ_INT(emdpo_lm_choice_summaries(d, s, 0, folded), EMDPO_ERR_INVALID_ARG);
+    emdpo_data *d2 = two_groups(2, 1);
+    CHECK_EQ_INT(emdpo_lm_choice_summaries(d2, s, D, folded), EMDPO_ERR_INVALID_ARG);
+    emdpo_data_free(d2);
+    free(got);
+    free(want);
+    free(folded);
+    emdpo_lm_set_free(s);
+    emdpo_data_free(d);
+}
+
 static void test_em(const emdpo_tokenizer *tok) {
     emdpo_data *d = two_groups(6, 4);
     CHECK(d != NULL);
@@ -534,6 +588,7 @@ int main(void) {
     test_decision_logp(tok);
     test_mstep(tok);
     test_embed(tok);
+    test_choice_summaries(tok);
     test_em(tok);
     test_failalloc(tok);
     emdpo_tokenizer_free(tok);
