@@ -17,7 +17,7 @@ TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
 
-.PHONY: all test sanitize bench clean demo demo-lm fuzz
+.PHONY: all test sanitize bench clean demo demo-loglinear fuzz
 all: $(BUILD)/emdpo
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h include/*.h)
@@ -53,8 +53,8 @@ sanitize:
 bench: $(BUILD)/emdpo
 	sh bench/run.sh $(BUILD)/emdpo
 
-demo-lm: $(BUILD)/emdpo
-	sh tools/demo_lm.sh $(BUILD)/emdpo
+demo-loglinear: $(BUILD)/emdpo
+	sh tools/demo_loglinear.sh $(BUILD)/emdpo
 
 demo: $(BUILD)/emdpo
 	sh tools/demo.sh $(BUILD)/emdpo

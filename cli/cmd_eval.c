@@ -320,7 +320,7 @@ int cmd_eval(int argc, char **argv) {
         {"posterior", CLI_STR, &a.posterior, "FILE", "posterior.csv: adds the adjusted Rand index of its argmax "
                                                      "against the data's groups", 0, 0},
         {"json", CLI_FLAG, &a.json, NULL, "print JSON instead of the table", 0, 0},
-        {"out", CLI_STR, &a.out, "FILE", "write the output here (atomically) instead of standard output", 0, 0},
+        {"out", CLI_STR, &a.out, "FILE", "also write the JSON here (atomically)", 0, 0},
         {"max-length", CLI_INT, &a.max_length, "N", "truncate sequences to N tokens (min(512, context))", 0, 0},
         {"max-prompt-length", CLI_INT, &a.max_prompt_length, "N", "cut prompts to N tokens first (max-length/2)", 0, 0},
         {"batch", CLI_INT, &a.batch, "N", "sequences per forward pass (16)", 0, 0},
@@ -409,21 +409,18 @@ int cmd_eval(int argc, char **argv) {
     for (int j = 0; j < nm; j++)
         if ((rc = eval_method(&ms[j], ref, ev, G))) goto done;
     if (a.posterior && (rc = posterior_ari(a.posterior, d, &ari, &n_ari))) goto done;
-    emdpo_afile af;
-    FILE *fp = stdout;
-    if (a.out) {
+    if (a.json) print_json(stdout, d, n_dec, ms, nm, a.beta, a.posterior != NULL, ari, n_ari);
+    else print_table(stdout, d, ms, nm, a.beta, a.posterior != NULL, ari, n_ari);
+    if (fflush(stdout)) {
+        rc = cli_fail("eval", EMDPO_ERR_IO, NULL, "writing standard output");
+    } else if (a.out) {
+        emdpo_afile af;
         if (emdpo_afile_open(&af, a.out)) {
             rc = cli_usage_error("eval", "cannot write %s", a.out);
             goto done;
         }
-        fp = af.fp;
-    }
-    if (a.json) print_json(fp, d, n_dec, ms, nm, a.beta, a.posterior != NULL, ari, n_ari);
-    else print_table(fp, d, ms, nm, a.beta, a.posterior != NULL, ari, n_ari);
-    if (a.out) {
+        print_json(af.fp, d, n_dec, ms, nm, a.beta, a.posterior != NULL, ari, n_ari);
         if (emdpo_afile_commit(&af)) rc = cli_usage_error("eval", "cannot write %s", a.out);
-    } else if (fflush(stdout)) {
-        rc = cli_fail("eval", EMDPO_ERR_IO, NULL, "writing standard output");
     }
 done:
     for (int j = 0; ms && j < nm; j++) method_free(&ms[j], G);
