@@ -20,6 +20,8 @@ int cmd_tokenizer(int argc, char **argv);
 /* emdpo fit --policy llama (cmd_fit_lm.c); takes cmd_fit's argv as is. */
 int cli_fit_llama(int argc, char **argv);
 int cmd_select(int argc, char **argv);
+/* emdpo select --policy llama (cmd_select_lm.c); takes cmd_select's argv as is. */
+int cli_select_llama(int argc, char **argv);
 int cmd_aggregate(int argc, char **argv);
 /* emdpo aggregate on a fit of Llama policies (cmd_aggregate_lm.c). */
 int cli_aggregate_llama(int argc, char **argv);

@@ -10,20 +10,12 @@
 #include "afile.h"
 #include "alloc.h"
 #include "cli.h"
+#include "cli_fit_lm.h"
 #include "cli_lm.h"
 #include "dataio.h"
 #include "llama_hf.h"
 #include "llama_policy.h"
 #include "lm_embed.h"
-
-typedef struct fit_lm_args {
-    const char *policy, *data, *model, *tokenizer, *out, *init, *optimizer, *weight_norm;
-    int k, starts, max_iter, batch, accum, max_length, max_prompt_length, score_batch, restart, threads, quiet,
-        progress;
-    int64_t steps, warmup;
-    uint64_t seed;
-    double beta, lr, clip, epochs, tol;
-} fit_lm_args;
 
 static void print_progress(void *ud, int start, int iter, double loglik, const double *eta, int K) {
     double t0 = *(const double *)ud;
@@ -32,7 +24,7 @@ static void print_progress(void *ud, int start, int iter, double loglik, const d
     fputc('\n', stderr);
 }
 
-static void write_fit_json(FILE *fp, const fit_lm_args *a, const emdpo_data *d, const emdpo_em_result *res,
+static void write_fit_json(FILE *fp, const cli_fit_lm_args *a, const emdpo_data *d, const emdpo_em_result *res,
                            const emdpo_llama_policy_opts *po, int64_t steps, double elapsed) {
     int K = res->K;
     char abs[4096];
@@ -94,73 +86,144 @@ static void print_summary(const emdpo_data *d, const emdpo_em_result *res) {
 
 /* The checkpoints first, fit.json last: a directory with fit.json is
  * complete. */
-static int write_outputs(const fit_lm_args *a, const emdpo_data *d, const emdpo_policy *pol,
-                         const emdpo_em_result *res, const emdpo_llama_policy_opts *po, int64_t steps,
-                         double elapsed) {
+int cli_fit_lm_write(const char *cmd, const cli_fit_lm_args *a, const emdpo_data *d, const emdpo_policy *pol,
+                     const emdpo_em_result *res, const emdpo_llama_policy_opts *po, double elapsed) {
     char path[4200];
     emdpo_diag diag;
     for (int k = 0; k < res->K; k++) {
         memset(&diag, 0, sizeof diag);
         snprintf(path, sizeof path, "%s/type_%d", a->out, k + 1);
         int rc = emdpo_llama_hf_save(emdpo_llama_policy_model(pol, k), path, &diag);
-        if (rc) return cli_fail("fit", rc, &diag, "cannot save a policy");
+        if (rc) return cli_fail(cmd, rc, &diag, "cannot save a policy");
     }
     emdpo_afile fj, fp;
     snprintf(path, sizeof path, "%s/posterior.csv", a->out);
-    if (emdpo_afile_open(&fp, path)) return cli_usage_error("fit", "cannot write %s", path);
+    if (emdpo_afile_open(&fp, path)) return cli_usage_error(cmd, "cannot write %s", path);
     cli_write_posterior(fp.fp, d, res);
-    if (emdpo_afile_commit(&fp)) return cli_usage_error("fit", "cannot write %s", path);
+    if (emdpo_afile_commit(&fp)) return cli_usage_error(cmd, "cannot write %s", path);
     snprintf(path, sizeof path, "%s/fit.json", a->out);
-    if (emdpo_afile_open(&fj, path)) return cli_usage_error("fit", "cannot write %s", path);
-    write_fit_json(fj.fp, a, d, res, po, steps, elapsed);
-    if (emdpo_afile_commit(&fj)) return cli_usage_error("fit", "cannot write %s", path);
+    if (emdpo_afile_open(&fj, path)) return cli_usage_error(cmd, "cannot write %s", path);
+    write_fit_json(fj.fp, a, d, res, po, emdpo_llama_policy_steps(pol), elapsed);
+    if (emdpo_afile_commit(&fj)) return cli_usage_error(cmd, "cannot write %s", path);
     return 0;
 }
 
-/* Flags into policy and EM options; 0 or an exit code. */
-static int check_args(fit_lm_args *a, int *opt_kind, int *wnorm) {
+int cli_fit_lm_check(const char *cmd, cli_fit_lm_args *a) {
     if (a->policy && strcmp(a->policy, "llama"))
-        return cli_usage_error("fit", "--policy must be llama here, not '%s'", a->policy);
-    if (a->k < 1 || a->k > EMDPO_MAX_K) return cli_usage_error("fit", "--k must be in 1..%d", EMDPO_MAX_K);
-    if (a->starts < 1) return cli_usage_error("fit", "--starts must be >= 1");
-    if (a->max_iter < 0) return cli_usage_error("fit", "--max-iter must be >= 0");
-    if (!(a->tol >= 0)) return cli_usage_error("fit", "--tol must be >= 0");
-    if (!(a->beta > 0) || !isfinite(a->beta)) return cli_usage_error("fit", "--beta must be > 0");
-    if (a->steps < 0) return cli_usage_error("fit", "--steps must be >= 0");
-    if (!(a->epochs > 0) || !isfinite(a->epochs)) return cli_usage_error("fit", "--epochs must be > 0");
+        return cli_usage_error(cmd, "--policy must be llama here, not '%s'", a->policy);
+    if (a->k < 1 || a->k > EMDPO_MAX_K) return cli_usage_error(cmd, "--k must be in 1..%d", EMDPO_MAX_K);
+    if (a->starts < 1) return cli_usage_error(cmd, "--starts must be >= 1");
+    if (a->max_iter < 0) return cli_usage_error(cmd, "--max-iter must be >= 0");
+    if (!(a->tol >= 0)) return cli_usage_error(cmd, "--tol must be >= 0");
+    if (!(a->beta > 0) || !isfinite(a->beta)) return cli_usage_error(cmd, "--beta must be > 0");
+    if (a->steps < 0) return cli_usage_error(cmd, "--steps must be >= 0");
+    if (!(a->epochs > 0) || !isfinite(a->epochs)) return cli_usage_error(cmd, "--epochs must be > 0");
     if (a->batch < 1 || a->accum < 1 || a->score_batch < 1)
-        return cli_usage_error("fit", "--batch, --accum and --score-batch must be >= 1");
-    if (!(a->lr >= 0)) return cli_usage_error("fit", "--lr must be >= 0");
-    if (a->warmup < 0) return cli_usage_error("fit", "--warmup must be >= 0");
-    if (!(a->clip >= 0)) return cli_usage_error("fit", "--clip must be >= 0");
+        return cli_usage_error(cmd, "--batch, --accum and --score-batch must be >= 1");
+    if (!(a->lr >= 0)) return cli_usage_error(cmd, "--lr must be >= 0");
+    if (a->warmup < 0) return cli_usage_error(cmd, "--warmup must be >= 0");
+    if (!(a->clip >= 0)) return cli_usage_error(cmd, "--clip must be >= 0");
     if (strcmp(a->init, "kmeans") && strcmp(a->init, "kmeans-tokens") && strcmp(a->init, "random"))
-        return cli_usage_error("fit", "--init must be kmeans, kmeans-tokens or random, not '%s'", a->init);
-    if ((*opt_kind = emdpo_optim_parse(a->optimizer)) < 0)
-        return cli_usage_error("fit", "--optimizer must be rmsprop or adamw, not '%s'", a->optimizer);
+        return cli_usage_error(cmd, "--init must be kmeans, kmeans-tokens or random, not '%s'", a->init);
+    if ((a->opt_kind = emdpo_optim_parse(a->optimizer)) < 0)
+        return cli_usage_error(cmd, "--optimizer must be rmsprop or adamw, not '%s'", a->optimizer);
     if (strcmp(a->weight_norm, "mean") == 0)
-        *wnorm = EMDPO_LLAMA_WNORM_MEAN;
+        a->wnorm = EMDPO_LLAMA_WNORM_MEAN;
     else if (strcmp(a->weight_norm, "none") == 0)
-        *wnorm = EMDPO_LLAMA_WNORM_NONE;
+        a->wnorm = EMDPO_LLAMA_WNORM_NONE;
     else
-        return cli_usage_error("fit", "--weight-norm must be mean or none, not '%s'", a->weight_norm);
+        return cli_usage_error(cmd, "--weight-norm must be mean or none, not '%s'", a->weight_norm);
+    return 0;
+}
+
+void cli_fit_lm_defaults(cli_fit_lm_args *a) {
+    memset(a, 0, sizeof *a);
+    a->init = "kmeans";
+    a->optimizer = "rmsprop";
+    a->weight_norm = "mean";
+    a->starts = 1;
+    a->seed = 1;
+    a->max_iter = 5;
+    a->beta = 0.1;
+    a->lr = 1e-6;
+    a->clip = 10.0;
+    a->epochs = 1.0;
+    a->batch = 4;
+    a->accum = 1;
+    a->score_batch = 16;
+}
+
+int cli_fit_lm_run(const char *cmd, const cli_fit_lm_args *a, const emdpo_llama *sft, const emdpo_tokenizer *tok,
+                   const emdpo_data *d, emdpo_llama_policy_opts *po, emdpo_policy **pol, emdpo_em_result *res,
+                   double *elapsed) {
+    memset(res, 0, sizeof *res);
+    *pol = NULL;
+    emdpo_llama_policy_opts_default(po);
+    po->beta = a->beta;
+    po->max_length = a->max_length;
+    po->max_prompt_length = a->max_prompt_length;
+    emdpo_optim_config_default(&po->optim, (emdpo_optim_kind)a->opt_kind);
+    po->optim.lr = a->lr;
+    po->optim.warmup = a->warmup;
+    po->optim.clip = a->clip;
+    po->batch = a->batch;
+    po->accum = a->accum;
+    po->steps = a->steps;
+    po->epochs = a->epochs;
+    po->restart = a->restart;
+    po->wnorm = (emdpo_llama_wnorm)a->wnorm;
+    po->score_batch = a->score_batch;
+    po->seed = a->seed;
+    double t0 = cli_now();
+    int rc = emdpo_llama_policy_create(a->k, sft, tok, po, d, pol);
+    if (rc)
+        return cli_fail(cmd, rc, NULL,
+                        rc == EMDPO_ERR_LIMIT ? "a sequence does not fit the model (context or vocabulary)"
+                                              : "cannot set up the policies");
+    emdpo_em_opts eo;
+    emdpo_em_opts_default(&eo);
+    eo.max_iter = a->max_iter;
+    eo.tol = a->tol;
+    eo.starts = a->starts;
+    eo.seed = a->seed;
+    eo.init = strcmp(a->init, "random") == 0 ? EMDPO_INIT_RANDOM : EMDPO_INIT_KMEANS;
+    double *summary = NULL;
+    size_t n_summary = 0;
+    if (eo.init == EMDPO_INIT_KMEANS) {
+        int tokens = strcmp(a->init, "kmeans-tokens") == 0;
+        /* token ids share buckets beyond 1024, to bound the summaries' size */
+        int q = tokens ? (sft->config.vocab_size < 1024 ? sft->config.vocab_size : 1024) : sft->config.dim;
+        emdpo_lm_set *set = NULL;
+        n_summary = (size_t)d->n_annot * (size_t)q;
+        if (!(summary = emdpo_malloc(n_summary * sizeof *summary)))
+            rc = EMDPO_ERR_NOMEM;
+        else if (!(rc = emdpo_lm_set_from_data(d, tok, a->max_length, a->max_prompt_length, &set)))
+            rc = tokens ? emdpo_lm_choice_summaries(d, set, q, summary)
+                        : emdpo_lm_embed_annotators(sft, d, set, a->score_batch, summary);
+        emdpo_lm_set_free(set);
+        if (rc) {
+            emdpo_free(summary, n_summary * sizeof *summary);
+            return cli_fail(cmd, rc, NULL, "annotator summaries");
+        }
+        eo.summary = summary;
+        eo.q = q;
+    }
+    if (!a->quiet && (a->progress || isatty(STDERR_FILENO))) {
+        eo.progress = print_progress;
+        eo.progress_ud = &t0;
+    }
+    rc = emdpo_em_fit(pol, d, &eo, res);
+    emdpo_free(summary, n_summary * sizeof *summary);
+    if (rc)
+        return cli_fail(cmd, rc, NULL, rc == EMDPO_ERR_NUMERIC ? "EM failed: a loss or gradient is not finite (lower --lr?)"
+                                                               : "EM failed");
+    *elapsed = cli_now() - t0;
     return 0;
 }
 
 int cli_fit_llama(int argc, char **argv) {
-    fit_lm_args a = {0};
-    a.init = "kmeans";
-    a.optimizer = "rmsprop";
-    a.weight_norm = "mean";
-    a.starts = 1;
-    a.seed = 1;
-    a.max_iter = 5;
-    a.beta = 0.1;
-    a.lr = 1e-6;
-    a.clip = 10.0;
-    a.epochs = 1.0;
-    a.batch = 4;
-    a.accum = 1;
-    a.score_batch = 16;
+    cli_fit_lm_args a;
+    cli_fit_lm_defaults(&a);
     cli_opt opts[] = {
         {"policy", CLI_STR, &a.policy, "NAME", "llama: this command (loglinear: see emdpo fit --help)", 0, 0},
         {"data", CLI_STR, &a.data, "FILE", "preference JSONL with text responses", 1, 0},
@@ -209,8 +272,7 @@ int cli_fit_llama(int argc, char **argv) {
                    opts, (int)(sizeof opts / sizeof opts[0])};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
-    int opt_kind = 0, wnorm = 0;
-    if ((rc = check_args(&a, &opt_kind, &wnorm))) return rc;
+    if ((rc = cli_fit_lm_check("fit", &a))) return rc;
     cli_set_threads(a.threads);
 
     emdpo_llama *sft = NULL;
@@ -219,8 +281,6 @@ int cli_fit_llama(int argc, char **argv) {
     emdpo_policy *pol = NULL;
     emdpo_em_result res;
     memset(&res, 0, sizeof res);
-    double *summary = NULL;
-    size_t n_summary = 0;
     if ((rc = cli_lm_model("fit", a.model, NULL, 0, &sft)) ||
         (rc = cli_lm_tokenizer("fit", a.tokenizer, sft->config.vocab_size, &tok)) ||
         (rc = cli_lm_lengths("fit", sft, &a.max_length, &a.max_prompt_length)) ||
@@ -232,72 +292,14 @@ int cli_fit_llama(int argc, char **argv) {
     }
     if ((rc = cli_mkdirs("fit", a.out))) goto done;
     emdpo_llama_policy_opts po;
-    emdpo_llama_policy_opts_default(&po);
-    po.beta = a.beta;
-    po.max_length = a.max_length;
-    po.max_prompt_length = a.max_prompt_length;
-    emdpo_optim_config_default(&po.optim, (emdpo_optim_kind)opt_kind);
-    po.optim.lr = a.lr;
-    po.optim.warmup = a.warmup;
-    po.optim.clip = a.clip;
-    po.batch = a.batch;
-    po.accum = a.accum;
-    po.steps = a.steps;
-    po.epochs = a.epochs;
-    po.restart = a.restart;
-    po.wnorm = (emdpo_llama_wnorm)wnorm;
-    po.score_batch = a.score_batch;
-    po.seed = a.seed;
-    double t0 = cli_now();
-    if ((rc = emdpo_llama_policy_create(a.k, sft, tok, &po, d, &pol))) {
-        rc = cli_fail("fit", rc, NULL,
-                      rc == EMDPO_ERR_LIMIT ? "a sequence does not fit the model (context or vocabulary)"
-                                            : "cannot set up the policies");
-        goto done;
-    }
-    emdpo_em_opts eo;
-    emdpo_em_opts_default(&eo);
-    eo.max_iter = a.max_iter;
-    eo.tol = a.tol;
-    eo.starts = a.starts;
-    eo.seed = a.seed;
-    eo.init = strcmp(a.init, "random") == 0 ? EMDPO_INIT_RANDOM : EMDPO_INIT_KMEANS;
-    if (eo.init == EMDPO_INIT_KMEANS) {
-        int tokens = strcmp(a.init, "kmeans-tokens") == 0;
-        /* token ids share buckets beyond 1024, to bound the summaries' size */
-        int q = tokens ? (sft->config.vocab_size < 1024 ? sft->config.vocab_size : 1024) : sft->config.dim;
-        emdpo_lm_set *set = NULL;
-        n_summary = (size_t)d->n_annot * (size_t)q;
-        if (!(summary = emdpo_malloc(n_summary * sizeof *summary)))
-            rc = EMDPO_ERR_NOMEM;
-        else if (!(rc = emdpo_lm_set_from_data(d, tok, a.max_length, a.max_prompt_length, &set)))
-            rc = tokens ? emdpo_lm_choice_summaries(d, set, q, summary)
-                        : emdpo_lm_embed_annotators(sft, d, set, a.score_batch, summary);
-        emdpo_lm_set_free(set);
-        if (rc) {
-            rc = cli_fail("fit", rc, NULL, "annotator summaries");
-            goto done;
-        }
-        eo.summary = summary;
-        eo.q = q;
-    }
-    if (!a.quiet && (a.progress || isatty(STDERR_FILENO))) {
-        eo.progress = print_progress;
-        eo.progress_ud = &t0;
-    }
-    if ((rc = emdpo_em_fit(&pol, d, &eo, &res))) {
-        rc = cli_fail("fit", rc, NULL, rc == EMDPO_ERR_NUMERIC ? "EM failed: a loss or gradient is not finite (lower --lr?)"
-                                                               : "EM failed");
-        goto done;
-    }
-    double elapsed = cli_now() - t0;
+    double elapsed = 0.0;
+    if ((rc = cli_fit_lm_run("fit", &a, sft, tok, d, &po, &pol, &res, &elapsed))) goto done;
     if (!a.quiet) print_summary(d, &res);
     if (res.n_empty) fprintf(stderr, "emdpo fit: note: %d type(s) lost all weight and are reported empty\n", res.n_empty);
-    rc = write_outputs(&a, d, pol, &res, &po, emdpo_llama_policy_steps(pol), elapsed);
+    rc = cli_fit_lm_write("fit", &a, d, pol, &res, &po, elapsed);
     if (!rc && !a.quiet) printf("wrote %s/fit.json, %s/posterior.csv and %s/type_1 .. type_%d\n", a.out, a.out, a.out, a.k);
 done:
     emdpo_em_result_free(&res);
-    emdpo_free(summary, n_summary * sizeof *summary);
     emdpo_policy_free(pol);
     emdpo_data_free(d);
     emdpo_tokenizer_free(tok);

@@ -198,7 +198,20 @@ static int load_split(const sel_args *a, int k_hi, emdpo_data **train, emdpo_dat
     return rc;
 }
 
+/* The policy family named by --policy, NULL when absent. */
+static const char *policy_flag(int argc, char **argv) {
+    for (int i = 0; i < argc; i++) {
+        if (strncmp(argv[i], "--policy=", 9) == 0) return argv[i] + 9;
+        if (strcmp(argv[i], "--policy") == 0) return i + 1 < argc ? argv[i + 1] : "";
+    }
+    return NULL;
+}
+
 int cmd_select(int argc, char **argv) {
+    const char *policy = policy_flag(argc, argv);
+    if (policy && strcmp(policy, "llama") == 0) return cli_select_llama(argc, argv);
+    if (policy && strcmp(policy, "loglinear") != 0)
+        return cli_usage_error(SEL_CMD, "--policy must be loglinear or llama, not '%s'", policy);
     sel_args a;
     memset(&a, 0, sizeof a);
     a.k = "1..6";
@@ -208,7 +221,10 @@ int cmd_select(int argc, char **argv) {
     a.max_iter = 500;
     a.seed = 1;
     a.tol = 1e-9;
+    const char *policy_seen = NULL;
     cli_opt opts[] = {
+        {"policy", CLI_STR, &policy_seen, "NAME", "loglinear (this) or llama (see emdpo select --policy llama --help)",
+         0, 0},
         {"data", CLI_STR, &a.data, "FILE", "preference data (.jsonl or long .csv) with feature responses", 1, 0},
         {"k", CLI_STR, &a.k, "RANGE", "numbers of types to compare, LO..HI or K (1..6)", 0, 0},
         {"holdout", CLI_DBL, &a.holdout, "X", "share of annotators held out for validation, in (0, 1) (0.2)", 0, 0},
