@@ -13,7 +13,7 @@
 
 typedef struct tok_args {
     const char *data, *out;
-    int vocab, min_count;
+    int vocab, min_count, up_to;
 } tok_args;
 
 /* A growing list of borrowed texts. */
@@ -116,13 +116,15 @@ int cmd_tokenizer(int argc, char **argv) {
         {"vocab", CLI_INT, &a.vocab, "N", "vocabulary size, > 259: the 259 control and byte pieces, then text pieces "
                                           "(512)", 0, 0},
         {"min-count", CLI_INT, &a.min_count, "N", "merge only pairs seen at least N times (2)", 0, 0},
+        {"up-to", CLI_FLAG, &a.up_to, NULL, "--vocab is a maximum: stop early when no pair is left to merge", 0, 0},
     };
     cli_cmd cmd = {"tokenizer", "Train a BPE vocabulary on texts and write a llama2.c tokenizer.bin.",
                    "Ids 0-2 are <unk>, BOS and EOS, 3-258 the byte-fallback pieces; then the corpus's most\n"
                    "frequent characters, then BPE merges in order (SentencePiece style: each text gets a\n"
-                   "leading space, pieces never span two words). The file holds exactly --vocab entries:\n"
-                   "use that number as the model's vocab (emdpo sft --config ...,vocab=N). Fails when the\n"
-                   "texts run out of pairs to merge before that, saying how many entries they support.\n"
+                   "leading space, pieces never span two words). The file holds exactly --vocab entries\n"
+                   "(with --up-to: at most that many; the summary line says how many): use that number as\n"
+                   "the model's vocab (emdpo sft --config ...,vocab=N). Without --up-to it fails when the\n"
+                   "texts run out of pairs to merge first, saying how many entries they support.\n"
                    "The same texts always give the same file.",
                    opts, (int)(sizeof opts / sizeof opts[0])};
     int rc = cli_parse(&cmd, argc, argv);
@@ -141,6 +143,7 @@ int cmd_tokenizer(int argc, char **argv) {
     text_list t = {0};
     void *buf = NULL;
     size_t len = 0;
+    int entries = 0;
     if (!src) rc = cli_fail("tokenizer", EMDPO_ERR_NOMEM, NULL, "out of memory");
     char *save = NULL;
     int i = 0;
@@ -149,16 +152,21 @@ int cmd_tokenizer(int argc, char **argv) {
     if (!rc) {
         emdpo_diag diag;
         memset(&diag, 0, sizeof diag);
-        int trc = emdpo_tokenizer_train(t.s, t.len, t.n, a.vocab, a.min_count, &buf, &len, &diag);
+        emdpo_bpe_opts bo;
+        emdpo_bpe_opts_default(&bo);
+        bo.vocab_size = a.vocab;
+        bo.min_count = a.min_count;
+        bo.exact = !a.up_to;
+        int trc = emdpo_tokenizer_train(t.s, t.len, t.n, &bo, &buf, &len, &entries, &diag);
         if (trc == EMDPO_ERR_LIMIT) rc = cli_usage_error("tokenizer", "%s: %s", a.data, diag.msg);
         else if (trc) rc = cli_fail("tokenizer", trc, &diag, "training failed");
     }
     int64_t n_tok = 0, n_bytes = 0;
-    if (!rc && (rc = count_tokens(buf, len, a.vocab, &t, &n_tok, &n_bytes)))
+    if (!rc && (rc = count_tokens(buf, len, entries, &t, &n_tok, &n_bytes)))
         rc = cli_fail("tokenizer", rc, NULL, "cannot check the vocabulary");
     if (!rc) rc = write_file(a.out, buf, len);
     if (!rc)
-        printf("wrote %s: %d entries from %lld texts; %.2f bytes per token (%lld tokens)\n", a.out, a.vocab,
+        printf("wrote %s: %d entries from %lld texts; %.2f bytes per token (%lld tokens)\n", a.out, entries,
                (long long)t.n, n_tok ? (double)n_bytes / (double)n_tok : 0.0, (long long)n_tok);
     emdpo_free(buf, len);
     emdpo_free((void *)t.s, (size_t)t.cap * sizeof *t.s);

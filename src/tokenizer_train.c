@@ -417,10 +417,18 @@ static int serialise(const piece_table *p, int n_base, void **buf, size_t *len) 
     return EMDPO_OK;
 }
 
-int emdpo_tokenizer_train(const char *const *text, const size_t *len, int64_t n, int vocab_size, int min_count,
-                          void **buf, size_t *buf_len, emdpo_diag *diag) {
+void emdpo_bpe_opts_default(emdpo_bpe_opts *o) {
+    o->vocab_size = 512;
+    o->min_count = 2;
+    o->exact = 1;
+}
+
+int emdpo_tokenizer_train(const char *const *text, const size_t *len, int64_t n, const emdpo_bpe_opts *o,
+                          void **buf, size_t *buf_len, int *n_entries, emdpo_diag *diag) {
     *buf = NULL;
     *buf_len = 0;
+    *n_entries = 0;
+    int vocab_size = o->vocab_size, min_count = o->min_count;
     if (n < 1 || vocab_size <= EMDPO_TOK_MIN_VOCAB || min_count < 1)
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "need texts, a vocabulary over %d and min_count >= 1",
                                EMDPO_TOK_MIN_VOCAB);
@@ -445,6 +453,7 @@ int emdpo_tokenizer_train(const char *const *text, const size_t *len, int64_t n,
     while (!rc && p.n < room) {
         int a = 0, b = 0;
         if (!best_pair(&w, &p, &m, min_count, &a, &b)) {
+            if (!o->exact) break;
             rc = emdpo_diag_fail(diag, EMDPO_ERR_LIMIT,
                                  "the texts support %d vocabulary entries (no pair occurs %d times after that); "
                                  "asked for %d", EMDPO_TOK_MIN_VOCAB + p.n, min_count, vocab_size);
@@ -464,6 +473,7 @@ int emdpo_tokenizer_train(const char *const *text, const size_t *len, int64_t n,
         if (!rc) apply_merge(&w, a, b, c);
     }
     if (!rc) rc = serialise(&p, n_base, buf, buf_len);
+    if (!rc) *n_entries = EMDPO_TOK_MIN_VOCAB + p.n;
     count_map_free(&m);
     piece_table_free(&p);
     word_table_free(&w);

@@ -20,6 +20,13 @@ check "deterministic" cmp -s "$T/a.bin" "$T/b.bin"
 
 expect_exit 2 "vocabulary too large" "support" "$E" tokenizer --data "$T/p.jsonl" --vocab 100000 --out "$T/c.bin"
 check "no file when refused" test ! -e "$T/c.bin"
+expect_exit 0 "--up-to stops where the texts do" "" "$E" tokenizer --data "$T/p.jsonl" --vocab 100000 --up-to \
+    --out "$T/c.bin"
+n=$(sed -n 's/.*: \([0-9]*\) entries.*/\1/p' "$T/stdout")
+check "--up-to gives fewer entries ($n)" test "${n:-0}" -gt 400 -a "${n:-0}" -lt 100000
+expect_exit 0 "exactly that many without --up-to" "" "$E" tokenizer --data "$T/p.jsonl" --vocab "$n" --out "$T/d.bin"
+check "the same file" cmp -s "$T/c.bin" "$T/d.bin"
+rm -f "$T/c.bin"
 expect_exit 2 "vocabulary too small" "--vocab" "$E" tokenizer --data "$T/p.jsonl" --vocab 259 --out "$T/c.bin"
 printf '{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": \n' >"$T/bad.jsonl"
 expect_exit 2 "malformed data" "bad.jsonl:2" "$E" tokenizer --data "$T/bad.jsonl" --vocab 400 --out "$T/c.bin"

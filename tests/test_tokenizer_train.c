@@ -14,10 +14,23 @@
 #include "tokenizer.h"
 #include "tokenizer_train.h"
 
-static int train(const char *const *texts, int n, int vocab, int min_count, void **buf, size_t *len, emdpo_diag *diag) {
+static int train_opts(const char *const *texts, int n, int vocab, int min_count, int exact, void **buf, size_t *len,
+                      int *entries, emdpo_diag *diag) {
     size_t lens[64];
     for (int i = 0; i < n; i++) lens[i] = strlen(texts[i]);
-    return emdpo_tokenizer_train(texts, lens, n, vocab, min_count, buf, len, diag);
+    emdpo_bpe_opts o;
+    emdpo_bpe_opts_default(&o);
+    o.vocab_size = vocab;
+    o.min_count = min_count;
+    o.exact = exact;
+    return emdpo_tokenizer_train(texts, lens, n, &o, buf, len, entries, diag);
+}
+
+static int train(const char *const *texts, int n, int vocab, int min_count, void **buf, size_t *len, emdpo_diag *diag) {
+    int entries = 0;
+    int rc = train_opts(texts, n, vocab, min_count, 1, buf, len, &entries, diag);
+    if (!rc) CHECK_EQ_INT(entries, vocab);
+    return rc;
 }
 
 /* Piece id's bytes as a NUL-terminated copy in out. */
@@ -62,6 +75,16 @@ static void test_hand_worked(void) {
     CHECK_EQ_INT(train(texts, 2, 266, 2, &buf, &len, &diag), EMDPO_ERR_LIMIT);
     CHECK(buf == NULL && len == 0);
     CHECK_MSG(strstr(diag.msg, "support 265") != NULL, "%s", diag.msg);
+    /* Not exact: stops at the 265 entries the texts support. */
+    int entries = 0;
+    CHECK_EQ_INT(train_opts(texts, 2, 300, 2, 0, &buf, &len, &entries, NULL), EMDPO_OK);
+    CHECK_EQ_INT(entries, 265);
+    if (buf) {
+        CHECK_EQ_INT(emdpo_tokenizer_parse(buf, len, 265, "short", &t, NULL), EMDPO_OK);
+        emdpo_tokenizer_free(t);
+        t = NULL;
+        emdpo_free(buf, len);
+    }
     /* min_count 1 allows the last merge. */
     CHECK_EQ_INT(train(texts, 2, 266, 1, &buf, &len, NULL), EMDPO_OK);
     emdpo_free(buf, len);
