@@ -15,13 +15,17 @@
 #   6. report.html
 #
 # Environment variables scale it (defaults in brackets): ANNOTATORS [3000],
-# PHRASES [20], TEST [400], STEPS per M-step [200], ITERS EM iterations [5],
-# SEED [1], OUT [runs/demo]. Two stages run at a time, one thread each.
+# PHRASES [10: one per trait and direction], TEST [400], STEPS per M-step
+# [200], ITERS EM iterations [5], SEED [1], OUT [runs/demo], INVENTORY [the
+# built-in phrases; or an MPI CSV such as ../shared/data/mpi/mpi_1k.csv].
+# Two stages run at a time, one thread each.
 set -eu
 E=${1:-build/emdpo}
 case "$E" in /*) ;; *) E="$(pwd)/$E" ;; esac
+case "${INVENTORY:-}" in "" | /*) ;; *) INVENTORY="$(pwd)/$INVENTORY" ;; esac
 ANNOTATORS=${ANNOTATORS:-3000}
-PHRASES=${PHRASES:-20}
+PHRASES=${PHRASES:-10}
+INVENTORY=${INVENTORY:-}
 TEST=${TEST:-400}
 STEPS=${STEPS:-200}
 ITERS=${ITERS:-5}
@@ -67,13 +71,11 @@ DPO="--beta 1 --lr 1e-4 --batch 8"
 FIT="--policy llama --model sft $LM $DPO --k 3 --init kmeans-tokens --steps $STEPS --max-iter $ITERS --seed $SEED"
 BASE="--model sft $LM --quiet $DPO --data tern.jsonl --seed $SEED"
 
+SIM="--preset personalities --phrases $PHRASES${INVENTORY:+ --inventory $INVENTORY}"
 data() {
-    "$E" simulate --preset personalities --phrases "$PHRASES" --annotators "$ANNOTATORS" --items 3 --seed "$SEED" \
-        --out tern.jsonl &&
-        "$E" simulate --preset personalities --phrases "$PHRASES" --annotators "$ANNOTATORS" --items 2 \
-            --seed "$SEED" --out bin.jsonl &&
-        "$E" simulate --preset personalities --phrases "$PHRASES" --annotators "$TEST" --decisions 4 --items 3 \
-            --seed $((SEED + 1000)) --out test.jsonl
+    "$E" simulate $SIM --annotators "$ANNOTATORS" --items 3 --seed "$SEED" --out tern.jsonl &&
+        "$E" simulate $SIM --annotators "$ANNOTATORS" --items 2 --seed "$SEED" --out bin.jsonl &&
+        "$E" simulate $SIM --annotators "$TEST" --decisions 4 --items 3 --seed $((SEED + 1000)) --out test.jsonl
 }
 em_tern() { stage em_tern "$E" fit $FIT --data tern.jsonl --out em_tern; }
 em_bin() { stage em_bin "$E" fit $FIT --data bin.jsonl --out em_bin; }
@@ -94,10 +96,12 @@ table3() {
 }
 
 echo "== emdpo demo: the personality experiment on language-model policies"
-echo "   $ANNOTATORS training annotators with one decision each over $PHRASES phrases; $TEST held-out annotators"
+echo "   $ANNOTATORS training annotators with one decision each over $PHRASES phrases${INVENTORY:+ of $INVENTORY};"
+echo "   $TEST held-out annotators with four decisions each"
 stage data data
-stage tokenizer "$E" tokenizer --data tern.jsonl,bin.jsonl --vocab 700 --out tok.bin
-stage sft "$E" sft --data tern.jsonl --config dim=64,layers=2,heads=4,vocab=700,seq_len=64 $LM --quiet \
+stage tokenizer "$E" tokenizer --data tern.jsonl,bin.jsonl --vocab 700 --up-to --out tok.bin
+V=$(sed -n 's/.*: \([0-9]*\) entries.*/\1/p' tokenizer.log)
+stage sft "$E" sft --data tern.jsonl --config dim=64,layers=2,heads=4,vocab="$V",seq_len=64 $LM --quiet \
     --batch 16 --lr 3e-3 --steps 150 --seed "$SEED" --out sft
 echo "== EM-DPO and the baselines (two lanes)"
 lanes "em_tern" "em_bin vanilla truelabel cluster"
@@ -109,9 +113,9 @@ total=$(($(date +%s) - start))
 cat >run.json <<JSON
 {"title": "emdpo demo: the personality experiment on language-model policies",
  "command": "sh run.sh demo",
- "config": {"training annotators": $ANNOTATORS, "decisions per training annotator": 1, "phrases": $PHRASES,
+ "config": {"training annotators": $ANNOTATORS, "decisions per training annotator": 1, "phrases": $PHRASES, "inventory": "${INVENTORY:-built-in}",
             "held-out annotators": $TEST, "held-out decisions per annotator": 4, "types K": 3,
-            "model": "Llama dim 64, 2 layers, 4 heads, BPE vocabulary 700, SFT from scratch",
+            "model": "Llama dim 64, 2 layers, 4 heads, BPE vocabulary $V, SFT from scratch",
             "DPO": "beta 1, RMSprop lr 1e-4, batch 8", "EM iterations": $ITERS, "steps per M-step": $STEPS,
             "EM init": "k-means on chosen-response tokens", "seed": $SEED},
  "timings": [$(paste -sd, timings.txt)],
