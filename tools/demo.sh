@@ -84,7 +84,7 @@ truelabel() { stage truelabel "$E" baseline --method truelabel $BASE --out truel
 cluster() { stage cluster "$E" baseline --method cluster --k 3 $BASE --out cluster; }
 mmra_ae() { stage mmra_ae "$E" aggregate --fit em_tern --method ae --threads 1 --out mmra_ae; }
 mmra_lw() {
-    stage mmra_lw "$E" aggregate --fit em_tern --method lw --rounds 4 --steps 100 --eta 5 --threads 1 --out mmra_lw
+    stage mmra_lw "$E" aggregate --fit em_tern --method lw --rounds 6 --steps 60 --eta 1 --threads 1 --out mmra_lw
 }
 table1() {
     stage table1 "$E" eval --ref sft --tokenizer tok.bin --data test.jsonl --beta 1 --threads 1 \
