@@ -15,18 +15,7 @@ if ! "$E" regret --help >/dev/null 2>&1 || ! "$E" fit --policy llama --help >/de
     exit 0
 fi
 
-# A byte-level llama2.c tokenizer: <unk>, BOS, EOS and the 256 byte pieces.
-{
-    printf '\020\000\000\000'
-    printf '\000\000\000\000\005\000\000\000<unk>'
-    printf '\000\000\000\000\005\000\000\000\n<s>\n'
-    printf '\000\000\000\000\006\000\000\000\n</s>\n'
-    b=0
-    while [ $b -lt 256 ]; do
-        printf '\000\000\000\000\006\000\000\000<0x%02X>' $b
-        b=$((b + 1))
-    done
-} >"$T/tok.bin"
+byte_tokenizer "$T/tok.bin"
 COMMON="--tokenizer $T/tok.bin --threads 1 --quiet"
 
 for g in A B; do

@@ -35,6 +35,22 @@ check() { # NAME CONDITION-COMMAND...
     if "$@"; then ok; else bad "$name"; fi
 }
 
+# byte_tokenizer FILE: a llama2.c tokenizer.bin of <unk>, BOS, EOS and the 256
+# byte pieces (vocabulary 259), for tiny models trained in the tests.
+byte_tokenizer() {
+    {
+        printf '\020\000\000\000'
+        printf '\000\000\000\000\005\000\000\000<unk>'
+        printf '\000\000\000\000\005\000\000\000\n<s>\n'
+        printf '\000\000\000\000\006\000\000\000\n</s>\n'
+        b=0
+        while [ $b -lt 256 ]; do
+            printf '\000\000\000\000\006\000\000\000<0x%02X>' $b
+            b=$((b + 1))
+        done
+    } >"$1"
+}
+
 finish() {
     echo "$1: $pass passed, $fail failed"
     [ "$fail" -eq 0 ]
