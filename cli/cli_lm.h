@@ -32,4 +32,23 @@ int cli_lm_weights_plain(const char *cmd, const char *path, int64_t n, double **
 /* sft and dpo share one driver. */
 int cli_lm_train(int dpo, int argc, char **argv);
 
+/* What the commands that evaluate or aggregate an LM fit's types read from
+ * its fit.json. Relative paths in it start from dir. */
+typedef struct cli_lm_fit {
+    int K, max_length, max_prompt_length;
+    double beta;
+    char dir[4096], data[4096], model[4096], tokenizer[4096];
+    char policy[EMDPO_MAX_K][256];
+    /* The M-step's training settings: lw and onpolicy start from them. */
+    char optimizer[16];
+    double lr, clip;
+    int batch, accum;
+} cli_lm_fit;
+
+/* Reads path (a fit directory or its fit.json) into f; prints the error
+ * (file and what is wrong) and returns an exit code. */
+int cli_lm_fit_read(const char *cmd, const char *path, cli_lm_fit *f);
+/* 1 when path's fit.json is readable and its family is "llama". */
+int cli_lm_fit_is_llama(const char *path);
+
 #endif

@@ -27,18 +27,6 @@
 #include "lm_mmra_onpolicy.h"
 #include "mmra.h"
 
-/* What aggregate needs from an LM fit.json. */
-typedef struct lm_fit {
-    int K, max_length, max_prompt_length;
-    double beta;
-    char dir[4096], data[4096], model[4096], tokenizer[4096];
-    char policy[EMDPO_MAX_K][256];
-    /* The M-step's training settings: lw and onpolicy start from them. */
-    char optimizer[16];
-    double lr, clip;
-    int batch, accum;
-} lm_fit;
-
 typedef struct agg_lm_args {
     const char *fit, *data, *method, *estimator, *pooled, *solver, *out, *optimizer, *select;
     int samples, max_tokens, score_batch, threads, json, rounds, batch, eval_samples;
@@ -49,121 +37,13 @@ typedef struct agg_lm_args {
 
 #define ROWS_MAX (EMDPO_MAX_K + 3)
 
-/* path's fit.json (path a directory) or path itself; the directory the
- * fit's relative paths start from goes to dir. */
-static void fit_paths(const char *path, char *file, size_t cap, char *dir) {
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        snprintf(file, cap, "%s/fit.json", path);
-        snprintf(dir, 4096, "%s", path);
-    } else {
-        snprintf(file, cap, "%s", path);
-        const char *slash = strrchr(path, '/');
-        if (slash)
-            snprintf(dir, 4096, "%.*s", (int)(slash - path), path);
-        else
-            snprintf(dir, 4096, ".");
-    }
-}
-
-static int copy_str(const emdpo_json *v, char *dst, size_t cap) {
-    if (!v || v->type != EMDPO_JSON_STRING || v->len >= cap) return -1;
-    memcpy(dst, v->u.str, v->len + 1);
-    return 0;
-}
-
-static int int_field(const emdpo_json *obj, const char *key, int *out) {
-    const emdpo_json *v = emdpo_json_get(obj, key);
-    if (!v || !v->is_int || v->inum < 0 || v->inum > INT_MAX) return -1;
-    *out = (int)v->inum;
-    return 0;
-}
-
-/* 0 with *root parsed, or -1; the caller frees doc and text. */
-static int parse_fit(const char *file, char **text, size_t *len, emdpo_json_doc **doc, const emdpo_json **root) {
-    emdpo_json_error err;
-    *doc = NULL;
-    if (!(*text = cli_read_file(file, len))) return -1;
-    if (emdpo_json_doc_create(doc) || emdpo_json_parse(*doc, *text, *len, root, &err)) return -1;
-    return (*root)->type == EMDPO_JSON_OBJECT ? 0 : -1;
-}
-
-static void parse_free(char *text, size_t len, emdpo_json_doc *doc) {
-    emdpo_json_doc_free(doc);
-    if (text) emdpo_free(text, len + 1);
-}
-
 int cli_aggregate_is_llama(int argc, char **argv) {
     const char *fit = NULL;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--fit") == 0 && i + 1 < argc) fit = argv[i + 1];
         else if (strncmp(argv[i], "--fit=", 6) == 0) fit = argv[i] + 6;
     }
-    if (!fit) return 0;
-    char file[4200], dir[4096], *text = NULL;
-    size_t len = 0;
-    emdpo_json_doc *doc = NULL;
-    const emdpo_json *root = NULL;
-    fit_paths(fit, file, sizeof file, dir);
-    int llama = 0;
-    if (!parse_fit(file, &text, &len, &doc, &root)) {
-        const emdpo_json *fam = emdpo_json_get(root, "family");
-        llama = fam && fam->type == EMDPO_JSON_STRING && strcmp(fam->u.str, "llama") == 0;
-    }
-    parse_free(text, len, doc);
-    return llama;
-}
-
-/* The M-step's optimizer settings; the paper's where fit.json lacks one. */
-static void mstep_settings(const emdpo_json *ms, lm_fit *f) {
-    const emdpo_json *lr = emdpo_json_get(ms, "lr"), *clip = emdpo_json_get(ms, "clip");
-    if (copy_str(emdpo_json_get(ms, "optimizer"), f->optimizer, sizeof f->optimizer) ||
-        emdpo_optim_parse(f->optimizer) < 0)
-        snprintf(f->optimizer, sizeof f->optimizer, "rmsprop");
-    f->lr = lr && lr->type == EMDPO_JSON_NUMBER && lr->num >= 0 ? lr->num : 5e-7;
-    f->clip = clip && clip->type == EMDPO_JSON_NUMBER && clip->num >= 0 ? clip->num : 10.0;
-    if (int_field(ms, "batch", &f->batch) || f->batch < 1) f->batch = 4;
-    if (int_field(ms, "accum", &f->accum) || f->accum < 1) f->accum = 1;
-}
-
-static int read_lm_fit(const char *path, lm_fit *f) {
-    memset(f, 0, sizeof *f);
-    char file[4200], *text = NULL;
-    size_t len = 0;
-    emdpo_json_doc *doc = NULL;
-    const emdpo_json *root = NULL;
-    fit_paths(path, file, sizeof file, f->dir);
-    const char *why = NULL;
-    if (parse_fit(file, &text, &len, &doc, &root)) {
-        why = "cannot read it as a JSON object";
-    } else {
-        const emdpo_json *fam = emdpo_json_get(root, "family"), *beta = emdpo_json_get(root, "beta");
-        const emdpo_json *pol = emdpo_json_get(root, "policies"), *ms = emdpo_json_get(root, "mstep");
-        if (!fam || fam->type != EMDPO_JSON_STRING || strcmp(fam->u.str, "llama"))
-            why = "\"family\" is not \"llama\"";
-        else if (int_field(root, "k", &f->K) || f->K < 1 || f->K > EMDPO_MAX_K)
-            why = "\"k\" must be in 1..64";
-        else if (!beta || beta->type != EMDPO_JSON_NUMBER || !(beta->num > 0))
-            why = "\"beta\" must be positive";
-        else if (copy_str(emdpo_json_get(root, "model"), f->model, sizeof f->model) ||
-                 copy_str(emdpo_json_get(root, "tokenizer"), f->tokenizer, sizeof f->tokenizer))
-            why = "\"model\" and \"tokenizer\" must be paths";
-        else if (!pol || pol->type != EMDPO_JSON_ARRAY || (int)pol->len != f->K)
-            why = "\"policies\" must name k checkpoints";
-        else if (!ms || int_field(ms, "max_length", &f->max_length) ||
-                 int_field(ms, "max_prompt_length", &f->max_prompt_length))
-            why = "\"mstep\" lacks max_length and max_prompt_length";
-        for (int k = 0; !why && k < f->K; k++)
-            if (copy_str(&pol->u.elems[k], f->policy[k], sizeof f->policy[k]) || strchr(f->policy[k], '/'))
-                why = "each \"policies\" entry must be a directory name in the fit";
-        if (!why) {
-            f->beta = beta->num;
-            copy_str(emdpo_json_get(root, "data"), f->data, sizeof f->data);
-            mstep_settings(ms, f);
-        }
-    }
-    parse_free(text, len, doc);
-    return why ? cli_usage_error("aggregate", "%s: %s", file, why) : 0;
+    return fit && cli_lm_fit_is_llama(fit);
 }
 
 typedef struct agg_result {
@@ -174,7 +54,7 @@ typedef struct agg_result {
     emdpo_zerosum_result hedge, lp;
 } agg_result;
 
-static void write_json(FILE *fp, const agg_lm_args *a, const lm_fit *f, const agg_result *g) {
+static void write_json(FILE *fp, const agg_lm_args *a, const cli_lm_fit *f, const agg_result *g) {
     int K = g->K, M = g->M;
     fprintf(fp, "{\n  \"family\": \"llama\",\n  \"fit\": ");
     cli_json_str(fp, a->fit);
@@ -346,7 +226,7 @@ static int check_args(const agg_lm_args *a) {
 
 /* aggregate.json, then mixture.json (members relative to out when out is
  * the fit's directory, else the fit's paths). */
-static int write_outputs(const agg_lm_args *a, const lm_fit *f, const agg_result *g) {
+static int write_outputs(const agg_lm_args *a, const cli_lm_fit *f, const agg_result *g) {
     char path[4200], rdir[4096], rfit[4096];
     int same = realpath(a->out, rdir) && realpath(f->dir, rfit) && strcmp(rdir, rfit) == 0;
     emdpo_afile af;
@@ -375,7 +255,7 @@ typedef struct agg_inputs {
     emdpo_data *d;
 } agg_inputs;
 
-static int load_inputs(const agg_lm_args *a, const lm_fit *f, int M, agg_inputs *in) {
+static int load_inputs(const agg_lm_args *a, const cli_lm_fit *f, int M, agg_inputs *in) {
     char path[4400];
     int rc;
     in->M = M;
@@ -400,7 +280,7 @@ static void free_inputs(agg_inputs *in) {
     emdpo_llama_free(in->ref);
 }
 
-static int aggregate_ae(const agg_lm_args *a, const lm_fit *f) {
+static int aggregate_ae(const agg_lm_args *a, const cli_lm_fit *f) {
     int K = f->K, M = K + (a->pooled != NULL), rc;
     agg_inputs in = {0};
     agg_result g = {0};
@@ -518,7 +398,7 @@ static void json_round(FILE *fp, const emdpo_lm_mmra_round *r, int K, int sample
     fputc('}', fp);
 }
 
-static void write_json_trained(FILE *fp, const agg_lm_args *a, const lm_fit *f, const trained_result *t) {
+static void write_json_trained(FILE *fp, const agg_lm_args *a, const cli_lm_fit *f, const trained_result *t) {
     int K = f->K, lw = t->lw;
     /* Per-round regrets of onpolicy come from its steps' batches: no standard errors. */
     int round_se = lw && t->sampled;
@@ -574,7 +454,7 @@ static void write_json_trained(FILE *fp, const agg_lm_args *a, const lm_fit *f, 
 
 /* The posterior of each decision's annotator, (n_dec, K), from the fit's
  * posterior.csv. */
-static int read_gamma(const lm_fit *f, const emdpo_data *d, double **out) {
+static int read_gamma(const cli_lm_fit *f, const emdpo_data *d, double **out) {
     char path[4200], col[32];
     size_t n = (size_t)d->n_dec * (size_t)f->K;
     double *g = emdpo_malloc(n * sizeof *g);
@@ -602,7 +482,7 @@ static void optim_from_args(const agg_lm_args *a, emdpo_optim_config *c) {
     c->clip = a->clip;
 }
 
-static int run_lw(const agg_lm_args *a, const lm_fit *f, const agg_inputs *in, const double *gamma, progress_ctx *pc,
+static int run_lw(const agg_lm_args *a, const cli_lm_fit *f, const agg_inputs *in, const double *gamma, progress_ctx *pc,
                   emdpo_llama *pi, trained_result *t) {
     emdpo_lm_mmra_lw_opts o;
     emdpo_lm_mmra_lw_opts_default(&o);
@@ -635,7 +515,7 @@ static int run_lw(const agg_lm_args *a, const lm_fit *f, const agg_inputs *in, c
     return rc;
 }
 
-static int run_onpolicy(const agg_lm_args *a, const lm_fit *f, const agg_inputs *in, progress_ctx *pc,
+static int run_onpolicy(const agg_lm_args *a, const cli_lm_fit *f, const agg_inputs *in, progress_ctx *pc,
                         emdpo_llama *pi, trained_result *t, double *value) {
     emdpo_lm_mmra_op_opts o;
     emdpo_lm_mmra_op_opts_default(&o);
@@ -668,7 +548,7 @@ static int run_onpolicy(const agg_lm_args *a, const lm_fit *f, const agg_inputs 
 
 /* DIR/policy, then DIR/aggregate.json: a directory with aggregate.json is
  * complete. */
-static int write_trained(const agg_lm_args *a, const lm_fit *f, const emdpo_llama *pi, const trained_result *t) {
+static int write_trained(const agg_lm_args *a, const cli_lm_fit *f, const emdpo_llama *pi, const trained_result *t) {
     char path[4200];
     emdpo_diag diag;
     memset(&diag, 0, sizeof diag);
@@ -693,7 +573,7 @@ static void print_summary(const agg_lm_args *a, const trained_result *t, int K) 
     printf("\npolicy: %s/policy\n", a->out);
 }
 
-static int aggregate_trained(const agg_lm_args *a, const lm_fit *f) {
+static int aggregate_trained(const agg_lm_args *a, const cli_lm_fit *f) {
     int K = f->K, lw = strcmp(a->method, "lw") == 0, rc;
     agg_inputs in = {0};
     emdpo_llama *pi = NULL;
@@ -749,7 +629,7 @@ done:
 }
 
 /* Defaults of the training methods, some from the fit's M-step. */
-static void trained_defaults(agg_lm_args *a, const lm_fit *f, const cli_opt *opts, int n) {
+static void trained_defaults(agg_lm_args *a, const cli_lm_fit *f, const cli_opt *opts, int n) {
     int lw = strcmp(a->method, "lw") == 0;
     if (!given(opts, n, "steps")) a->steps = lw ? 10 : 1;
     if (!given(opts, n, "batch")) a->batch = lw ? f->batch : 4;
@@ -840,8 +720,8 @@ int cli_aggregate_llama(int argc, char **argv) {
     int ae = strcmp(a.method, "ae") == 0;
     if (ae && (rc = check_args(&a))) return rc;
     cli_set_threads(a.threads);
-    static lm_fit f;
-    if ((rc = read_lm_fit(a.fit, &f))) return rc;
+    static cli_lm_fit f;
+    if ((rc = cli_lm_fit_read("aggregate", a.fit, &f))) return rc;
     if (!a.data) a.data = f.data[0] ? f.data : NULL;
     if (!a.data) return cli_usage_error("aggregate", "the fit names no data file; pass --data");
     if (ae) {

@@ -22,15 +22,6 @@
 #include "lm_mixture.h"
 #include "lm_mmra.h"
 
-/* What regret needs from an LM fit.json; the reader is a cut-down copy of
- * cmd_aggregate_lm.c's. */
-typedef struct reg_fit {
-    int K, max_length, max_prompt_length;
-    double beta;
-    char dir[4096], data[4096], model[4096], tokenizer[4096];
-    char policy[EMDPO_MAX_K][256];
-} reg_fit;
-
 typedef struct reg_args {
     const char *fit, *policies, *data, *estimator, *out;
     int uniform, samples, max_tokens, threads, json;
@@ -57,70 +48,6 @@ typedef struct reg_state {
     int64_t n_dec, draws;
     double *L, *se; /* (K, M) */
 } reg_state;
-
-static int fit_read(const char *path, reg_fit *f) {
-    memset(f, 0, sizeof *f);
-    char file[4200];
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        snprintf(file, sizeof file, "%s/fit.json", path);
-        snprintf(f->dir, sizeof f->dir, "%s", path);
-    } else {
-        const char *slash = strrchr(path, '/');
-        snprintf(file, sizeof file, "%s", path);
-        snprintf(f->dir, sizeof f->dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
-    }
-    size_t len = 0;
-    char *text = cli_read_file(file, &len);
-    emdpo_json_doc *doc = NULL;
-    const emdpo_json *root = NULL;
-    emdpo_json_error err;
-    const char *why = NULL;
-    if (!text || emdpo_json_doc_create(&doc) || emdpo_json_parse(doc, text, len, &root, &err) ||
-        root->type != EMDPO_JSON_OBJECT) {
-        why = "cannot read it as a JSON object";
-    } else {
-        const emdpo_json *fam = emdpo_json_get(root, "family"), *k = emdpo_json_get(root, "k");
-        const emdpo_json *beta = emdpo_json_get(root, "beta"), *pol = emdpo_json_get(root, "policies");
-        const emdpo_json *ms = emdpo_json_get(root, "mstep"), *ml = emdpo_json_get(ms, "max_length");
-        const emdpo_json *mp = emdpo_json_get(ms, "max_prompt_length"), *model = emdpo_json_get(root, "model");
-        const emdpo_json *tok = emdpo_json_get(root, "tokenizer"), *data = emdpo_json_get(root, "data");
-        if (!fam || fam->type != EMDPO_JSON_STRING || strcmp(fam->u.str, "llama"))
-            why = "\"family\" is not \"llama\" (regret evaluates fits of Llama policies)";
-        else if (!k || !k->is_int || k->inum < 1 || k->inum > EMDPO_MAX_K)
-            why = "\"k\" must be in 1..64";
-        else if (!beta || beta->type != EMDPO_JSON_NUMBER || !(beta->num > 0))
-            why = "\"beta\" must be positive";
-        else if (!model || model->type != EMDPO_JSON_STRING || model->len >= sizeof f->model || !tok ||
-                 tok->type != EMDPO_JSON_STRING || tok->len >= sizeof f->tokenizer)
-            why = "\"model\" and \"tokenizer\" must be paths";
-        else if (!pol || pol->type != EMDPO_JSON_ARRAY || pol->len != (size_t)k->inum)
-            why = "\"policies\" must name k checkpoints";
-        else if (!ml || !ml->is_int || ml->inum < 2 || ml->inum > INT_MAX || !mp || !mp->is_int || mp->inum < 1 ||
-                 mp->inum >= ml->inum)
-            why = "\"mstep\" lacks max_length and max_prompt_length";
-        for (size_t i = 0; !why && i < pol->len; i++) {
-            const emdpo_json *p = &pol->u.elems[i];
-            if (p->type != EMDPO_JSON_STRING || p->len == 0 || p->len >= sizeof f->policy[i] || strchr(p->u.str, '/'))
-                why = "each \"policies\" entry must be a directory name in the fit";
-            else
-                memcpy(f->policy[i], p->u.str, p->len + 1);
-        }
-        if (!why) {
-            f->K = (int)k->inum;
-            f->beta = beta->num;
-            f->max_length = (int)ml->inum;
-            f->max_prompt_length = (int)mp->inum;
-            memcpy(f->model, model->u.str, model->len + 1);
-            memcpy(f->tokenizer, tok->u.str, tok->len + 1);
-            if (data && data->type == EMDPO_JSON_STRING && data->len < sizeof f->data)
-                memcpy(f->data, data->u.str, data->len + 1);
-        }
-    }
-    emdpo_json_doc_free(doc);
-    if (text) emdpo_free(text, len + 1);
-    return why ? cli_usage_error("regret", "%s: %s", file, why) : 0;
-}
 
 /* The column of the checkpoint at path, added when new; -1 when out of
  * memory. Checkpoints are the same when their real paths are. */
@@ -295,7 +222,7 @@ static int regrets(reg_state *s, int sampled) {
     return EMDPO_OK;
 }
 
-static void print_table(const reg_args *a, const reg_fit *f, const reg_state *s, int sampled) {
+static void print_table(const reg_args *a, const cli_lm_fit *f, const reg_state *s, int sampled) {
     int width = 6;
     for (int i = 0; i < s->n_pol; i++)
         if ((int)strlen(s->pol[i].name) > width) width = (int)strlen(s->pol[i].name);
@@ -324,7 +251,7 @@ static void print_table(const reg_args *a, const reg_fit *f, const reg_state *s,
     for (int k = 0; k < s->K; k++) printf(" R_%d = %s%s", k + 1, f->policy[k], k + 1 < s->K ? "," : "\n");
 }
 
-static void write_json(FILE *fp, const reg_args *a, const reg_fit *f, const reg_state *s, int sampled) {
+static void write_json(FILE *fp, const reg_args *a, const cli_lm_fit *f, const reg_state *s, int sampled) {
     fputs("{\"beta\": ", fp);
     cli_json_num(fp, f->beta);
     fprintf(fp, ", \"estimator\": \"%s\", \"types\": [", a->estimator);
@@ -371,7 +298,7 @@ static int check_args(const reg_args *a) {
 }
 
 /* Types, the given policies, then the uniform mixture. */
-static int build_policies(const reg_args *a, const reg_fit *f, reg_state *s) {
+static int build_policies(const reg_args *a, const cli_lm_fit *f, reg_state *s) {
     char path[4400];
     s->K = f->K;
     for (int k = 0; k < f->K; k++) {
@@ -392,7 +319,7 @@ static int build_policies(const reg_args *a, const reg_fit *f, reg_state *s) {
 }
 
 /* L and its standard errors for the columns over d. */
-static int estimate(const reg_args *a, const reg_fit *f, reg_state *s, const emdpo_llama *const *pol,
+static int estimate(const reg_args *a, const cli_lm_fit *f, reg_state *s, const emdpo_llama *const *pol,
                     const emdpo_llama *ref, const emdpo_tokenizer *tok, const emdpo_data *d, int sampled) {
     size_t nl = (size_t)s->K * s->M;
     s->L = emdpo_calloc(nl, sizeof *s->L);
@@ -423,7 +350,7 @@ static int estimate(const reg_args *a, const reg_fit *f, reg_state *s, const emd
     return rc ? cli_fail("regret", rc, NULL, "estimating the regrets") : 0;
 }
 
-static int report(const reg_args *a, const reg_fit *f, const reg_state *s, int sampled) {
+static int report(const reg_args *a, const cli_lm_fit *f, const reg_state *s, int sampled) {
     if (a->json) write_json(stdout, a, f, s, sampled);
     else print_table(a, f, s, sampled);
     if (fflush(stdout)) return cli_fail("regret", EMDPO_ERR_IO, NULL, "writing standard output");
@@ -474,8 +401,8 @@ int cmd_regret(int argc, char **argv) {
     if (rc) return rc < 0 ? 0 : rc;
     if ((rc = check_args(&a))) return rc;
     cli_set_threads(a.threads);
-    static reg_fit f;
-    if ((rc = fit_read(a.fit, &f))) return rc;
+    static cli_lm_fit f;
+    if ((rc = cli_lm_fit_read("regret", a.fit, &f))) return rc;
     if (!a.data) a.data = f.data[0] ? f.data : NULL;
     if (!a.data) return cli_usage_error("regret", "the fit names no data file; pass --data");
     int sampled = strcmp(a.estimator, "sample") == 0;
