@@ -17,7 +17,7 @@ TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
 
-.PHONY: all test sanitize bench clean demo demo-loglinear fuzz
+.PHONY: all test sanitize bench clean demo demo-loglinear demo-goqa fuzz
 all: $(BUILD)/emdpo
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h include/*.h)
@@ -58,6 +58,9 @@ demo-loglinear: $(BUILD)/emdpo
 
 demo: $(BUILD)/emdpo
 	sh tools/demo.sh $(BUILD)/emdpo
+
+demo-goqa: $(BUILD)/emdpo
+	sh tools/demo_goqa.sh $(BUILD)/emdpo
 
 # libFuzzer targets (clang); see fuzz/README.md for running them.
 FUZZ_CF := -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -g -O1 \
