@@ -13,6 +13,7 @@
 #            alternating rounds (default 3), LREPS steps each (default 5)
 #   all      everything but llama
 # Environment: REPS (emdpo repeats, default 7), RREPS (flexmix repeats, 5),
+# FROUNDS (alternating flexmix/emdpo rounds, 3),
 # SCALE_N (annotators of the scale run, 1000000), BENCH_DIR (scratch, default build/bench).
 # The first argument (the CLI path) only locates the build directory.
 set -eu
@@ -23,6 +24,7 @@ BUILD=$(dirname "$EMDPO")
 CC=${CC:-cc}
 REPS=${REPS:-7}
 RREPS=${RREPS:-5}
+FROUNDS=${FROUNDS:-3}
 SCALE_N=${SCALE_N:-1000000}
 OUT=${BENCH_DIR:-$BUILD/bench}
 mkdir -p "$OUT"
@@ -43,29 +45,54 @@ SUMMARY="$OUT/summary.txt"
 row() { printf '%-44s %12s %14s %10s\n' "$1" "$2" "$3" "$4" | tee -a "$SUMMARY" >/dev/null; }
 row "measurement" "seconds" "loglik" "ratio"
 
+# Rounds alternate flexmix and emdpo so that both see the same machine
+# load; each figure is the median over rounds of each program's median, and
+# the ratio is the median of the per-round ratios. Round r's flexmix starts
+# from seeds (r - 1) * RREPS + 1 on; its log-likelihood is the best of all.
+# emdpo runs on one thread, as R does.
 run_flexmix() {
     CSV="$OUT/flexmix_2000x8x3.csv"
     "$BIN" flexmix-data "$CSV" 2000 1
-    FM=""
+    HAVE_R=0
     if ! command -v Rscript >/dev/null 2>&1; then
         echo "flexmix: Rscript not found, skipping the R peer"
     elif ! Rscript -e 'quit(status = !requireNamespace("flexmix", quietly = TRUE))' >/dev/null 2>&1; then
         echo "flexmix: R package flexmix not installed, skipping the R peer"
     else
-        FM=$(Rscript bench/flexmix_em.R "$CSV" 3 "$RREPS" 1e-6 | tee /dev/stderr | grep '^RESULT')
+        HAVE_R=1
     fi
-    E1=$("$BIN" fit "$CSV" "$REPS" 1e-6 1 | tee /dev/stderr | grep '^RESULT')
-    E8=$("$BIN" fit "$CSV" "$REPS" 1e-8 1 | tee /dev/stderr | grep '^RESULT')
-    E10=$("$BIN" fit "$CSV" "$REPS" 1e-6 10 | tee /dev/stderr | grep '^RESULT')
-    FS=""
-    if [ -n "$FM" ]; then
-        FS=$(field median_s "$FM")
-        row "flexmix 2.3 EM, 1 start, tol 1e-6" "$FS" "$(field loglik "$FM")" "1"
+    FLOG="$OUT/flexmix.log"
+    : > "$FLOG"
+    for r in $(seq "$FROUNDS"); do
+        if [ "$HAVE_R" = 1 ]; then
+            Rscript bench/flexmix_em.R "$CSV" 3 "$RREPS" 1e-6 $(((r - 1) * RREPS + 1)) | tee /dev/stderr | grep '^RESULT' |
+                sed "s/\$/ round=$r/" >> "$FLOG"
+        fi
+        OMP_NUM_THREADS=1 "$BIN" fit "$CSV" "$REPS" 1e-6 1 | tee /dev/stderr | grep '^RESULT' |
+            sed "s/\$/ round=$r/" >> "$FLOG"
+    done
+    E8=$(OMP_NUM_THREADS=1 "$BIN" fit "$CSV" "$REPS" 1e-8 1 | tee /dev/stderr | grep '^RESULT')
+    E10=$(OMP_NUM_THREADS=1 "$BIN" fit "$CSV" "$REPS" 1e-6 10 | tee /dev/stderr | grep '^RESULT')
+    pickf() { grep "tool=$1 " "$FLOG" | while read -r line; do field "$2" "$line"; done | med; }
+    FS=$(pickf flexmix median_s)
+    ES=$(pickf emdpo median_s)
+    L1=$(grep "tool=emdpo " "$FLOG" | tail -1)
+    R="-"
+    if [ "$HAVE_R" = 1 ]; then
+        R=$(for r in $(seq "$FROUNDS"); do
+            a=$(field median_s "$(grep "tool=flexmix .*round=$r\$" "$FLOG")")
+            b=$(field median_s "$(grep "tool=emdpo .*round=$r\$" "$FLOG")")
+            awk -v a="$a" -v b="$b" 'BEGIN { print a / b }'
+        done | med | awk '{ printf "%.0fx", $1 }')
+        FL=$(grep 'tool=flexmix ' "$FLOG" | while read -r line; do field loglik "$line"; done | sort -g | tail -1)
+        row "flexmix 2.3 EM, 1 start, tol 1e-6 (best)" "$FS" "$FL" "1"
     fi
-    for L in "$E1" "$E8" "$E10"; do
+    row "emdpo EM, 1 start, tol 1e-6" "$ES" "$(field loglik "$L1")" "$R"
+    row "  (its CPU seconds, 1 thread)" "$(pickf emdpo median_cpu_s)" "-" "-"
+    for L in "$E8" "$E10"; do
         S=$(field median_s "$L")
         R="-"
-        [ -n "$FS" ] && R=$(awk -v a="$FS" -v b="$S" 'BEGIN { printf "%.0fx", a / b }')
+        [ -n "$FS" ] && [ "$FS" != "-" ] && R=$(awk -v a="$FS" -v b="$S" 'BEGIN { printf "%.0fx", a / b }')
         row "emdpo EM, $(field starts "$L") start(s), tol $(field tol "$L")" "$S" "$(field loglik "$L")" "$R"
     done
 }
@@ -97,6 +124,7 @@ run_se() {
 run_scale() {
     SC=$("$BIN" scale "$SCALE_N" 500 1e-9 | tee /dev/stderr | grep '^RESULT')
     row "scale ${SCALE_N} annot: s per EM iteration" "$(field s_per_iter "$SC")" "$(field loglik "$SC")" "target<1"
+    row "scale: CPU s per EM iteration ($(field threads "$SC") thr)" "$(field cpu_s_per_iter "$SC")" "-" "-"
     row "scale: one E-step" "$(field estep_s "$SC")" "-" "-"
     row "scale: one M-step from 0 ($(field newton_steps "$SC") Newton)" "$(field mstep_s "$SC")" "-" "-"
     row "scale: peak RSS MB / features MB" "$(field peak_rss_mb "$SC")" "$(field feature_mb "$SC")" \
@@ -107,7 +135,9 @@ run_scale() {
 med() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # Rounds alternate the peers so that both see the same machine load; each
-# figure is the median over rounds of each program's own median.
+# figure is the median over rounds of each program's own median, with the
+# range over rounds after it; ratios are taken round by round (same load)
+# and then summarised the same way. CPU seconds count all threads.
 run_llama() {
     LBIN="$OUT/bench_llama"
     $CC -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -O3 -march=native -fopenmp -Wall \

@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "alloc.h"
-#include "choice.h"
 #include "kmeans.h"
 #include "rng.h"
 #include "threads.h"
@@ -39,11 +38,16 @@ int emdpo_em_estep(const emdpo_data *d, int K, const double *logp, const double 
             for (int k = 0; k < K; k++) s[k] = log_eta[k];
             for (int64_t j = d->annot_dec[i]; j < d->annot_dec[i + 1]; j++)
                 for (int k = 0; k < K; k++) s[k] += logp[j * K + k];
-            /* Empty types stay at -inf: exp gives exactly 0, never NaN. */
-            for (int k = 0; k < K; k++)
+            /* Empty types stay at -inf: exp gives exactly 0, never NaN. One
+             * exp per type gives both the normaliser and gamma. */
+            double m = -INFINITY, tot = 0.0;
+            for (int k = 0; k < K; k++) {
                 if (log_eta[k] == -INFINITY) s[k] = -INFINITY;
-            double lse = emdpo_logsumexp(s, K);
-            for (int k = 0; k < K; k++) gamma[i * K + k] = s[k] == -INFINITY ? 0.0 : exp(s[k] - lse);
+                m = s[k] > m ? s[k] : m;
+            }
+            for (int k = 0; k < K; k++) tot += s[k] = s[k] == -INFINITY ? 0.0 : exp(s[k] - m);
+            double lse = m + log(tot);
+            for (int k = 0; k < K; k++) gamma[i * K + k] = tot > 0.0 ? s[k] / tot : 0.0;
             if (ll_annot) ll_annot[i] = lse;
             acc += lse;
         }
@@ -59,6 +63,8 @@ int emdpo_em_estep(const emdpo_data *d, int K, const double *logp, const double 
 int emdpo_em_feature_summaries(const emdpo_data *d, double *out) {
     int p = d->p;
     if (p < 1) return EMDPO_ERR_UNSUPPORTED;
+    /* One pass over every feature: each row is one thread's alone. */
+#pragma omp parallel for schedule(static) if ((double)d->n_items * p >= EMDPO_PAR_MIN_WORK)
     for (int64_t i = 0; i < d->n_annot; i++) {
         double *o = out + i * p;
         for (int a = 0; a < p; a++) o[a] = 0.0;

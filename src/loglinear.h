@@ -21,6 +21,19 @@ typedef struct emdpo_loglinear {
     double *hess_cache;          /* (K, p, p) */
     unsigned char *hess_ok;      /* (K) */
     const emdpo_data *hess_data;
+    /* Each annotator's unweighted log-likelihood and gradient under each
+     * type, left by the M-step's passes. The next M-step on the same data
+     * weighs them with the new responsibilities instead of passing over the
+     * data at its starting point. A type's rows count only while theta_k
+     * equals annot_theta_k bit for bit, and only for the dataset object
+     * (address, annotator count, feature array) they came from: a dataset
+     * must not be changed in place between M-steps of one policy. */
+    double *annot_cache;         /* (K, annot_n, 1 + p) */
+    int64_t annot_n;
+    double *annot_theta;         /* (K, p) */
+    unsigned char *annot_ok;     /* (K) */
+    const emdpo_data *annot_data;
+    const double *annot_x;
 } emdpo_loglinear;
 
 /* theta starts at zero; beta = 1, l2 = 0, gtol = 1e-8, max_newton = 100. */

@@ -278,6 +278,297 @@ static void test_empty_types(void) {
     emdpo_data_free(d);
 }
 
+/* Every shape the lane kernel meets: 2 to 6 items (mixed within a step),
+ * now and then 17 to 20 (past the lanes), rankings among top choices, and
+ * annotators with 1 to 6 decisions or, every seventh, up to 90 (several
+ * chunks). */
+static emdpo_data *shapes_data(int n_annot, int p, uint64_t seed) {
+    emdpo_builder *b;
+    if (emdpo_builder_create(p, &b)) return NULL;
+    emdpo_rng r;
+    emdpo_rng_seed(&r, seed, 0);
+    double x[20 * 12];
+    char name[32];
+    for (int i = 0; i < n_annot; i++) {
+        snprintf(name, sizeof name, "s%d", i);
+        int m = 1 + (int)emdpo_rng_below(&r, i % 7 == 0 ? 90 : 6);
+        for (int j = 0; j < m; j++) {
+            int n = emdpo_rng_below(&r, 10) == 0 ? 17 + (int)emdpo_rng_below(&r, 4) : 2 + (int)emdpo_rng_below(&r, 5);
+            int stages = emdpo_rng_below(&r, 5) == 0 ? 1 + (int)emdpo_rng_below(&r, (uint64_t)(n - 1)) : 1;
+            for (int q = 0; q < n * p; q++) x[q] = emdpo_rng_normal(&r);
+            if (emdpo_builder_add(b, name, NULL, NULL, n, stages, x, NULL)) {
+                emdpo_builder_free(b);
+                return NULL;
+            }
+        }
+    }
+    emdpo_data *d = NULL;
+    emdpo_builder_finish(b, &d);
+    return d;
+}
+
+/* Annotator i's unweighted log-likelihood and gradient under theta, and
+ * (when H is not NULL) adds wt times its Hessian, one decision at a time. */
+static double annot_reference(const emdpo_data *d, int64_t i, int p, const double *th, double wt, double *g,
+                              double *H) {
+    double u[20], prob[20], xbar[12], f = 0.0, h[144];
+    for (int a = 0; a < p; a++) g[a] = 0.0;
+    for (int q = 0; q < p * p; q++) h[q] = 0.0;
+    for (int64_t j = d->annot_dec[i]; j < d->annot_dec[i + 1]; j++)
+        f += emdpo_loglinear_decision_derivs(d->x + d->dec_item[j] * p, emdpo_dec_n_items(d, j), d->dec_stages[j], p, th,
+                                             1.0, u, prob, xbar, g, h);
+    for (int q = 0; q < p * p && H; q++) H[q] += wt * h[q];
+    return f;
+}
+
+/* The lanes (ragged steps, chunks, idle lanes, the shift for huge
+ * utilities, the generic p) against the one-decision reference. */
+static void test_lanes_match_reference(void) {
+    int ps[2] = {3, 11}, K = 2;
+    for (int pi = 0; pi < 2; pi++) {
+        int p = ps[pi];
+        emdpo_data *d = shapes_data(150, p, 21 + (uint64_t)p);
+        CHECK(d != NULL);
+        if (!d) continue;
+        for (int huge = 0; huge < 2; huge++) {
+            emdpo_policy *pol;
+            emdpo_loglinear_create(K, p, &pol);
+            emdpo_loglinear *ll = emdpo_loglinear_of(pol);
+            emdpo_rng r;
+            emdpo_rng_seed(&r, 8, (uint64_t)(p + huge));
+            /* huge: utility gaps of hundreds, so that exp(u) would overflow */
+            for (int q = 0; q < K * p; q++) ll->theta[q] = (huge ? 300.0 : 0.8) * emdpo_rng_normal(&r);
+            double *w = emdpo_malloc((size_t)d->n_annot * K * sizeof(double));
+            for (int64_t q = 0; q < d->n_annot * K; q++) w[q] = emdpo_rng_uniform(&r);
+            double *logp = emdpo_malloc((size_t)d->n_dec * K * sizeof(double));
+            CHECK_EQ_INT(pol->ops->decision_logp(pol, d, logp), EMDPO_OK);
+            int logp_ok = 1;
+            for (int64_t j = 0; j < d->n_dec; j++)
+                for (int k = 0; k < K; k++) {
+                    double u[20];
+                    int n = emdpo_dec_n_items(d, j);
+                    for (int q = 0; q < n; q++) {
+                        u[q] = 0.0;
+                        for (int a = 0; a < p; a++) u[q] += ll->theta[k * p + a] * d->x[(d->dec_item[j] + q) * p + a];
+                    }
+                    double ref = emdpo_choice_logp(u, n, d->dec_stages[j]);
+                    logp_ok &= fabs(logp[j * K + k] - ref) <= 1e-12 * fmax(1.0, fabs(ref));
+                }
+            CHECK_MSG(logp_ok, "decision_logp, p %d, huge %d", p, huge);
+            for (int k = 0; k < K; k++) {
+                double f, g[12], H[144], rf = 0.0, rg[12] = {0}, rH[144] = {0}, gi[12];
+                CHECK_EQ_INT(emdpo_loglinear_objective(ll, d, w, k, &f, g, H), EMDPO_OK);
+                for (int64_t i = 0; i < d->n_annot; i++) {
+                    double wt = w[i * K + k];
+                    rf += wt * annot_reference(d, i, p, ll->theta + k * p, wt, gi, rH);
+                    for (int a = 0; a < p; a++) rg[a] += wt * gi[a];
+                }
+                CHECK_CLOSE(f, rf, 1e-12);
+                int close = 1;
+                for (int a = 0; a < p; a++) close &= fabs(g[a] - rg[a]) <= 1e-11 * fmax(1.0, fabs(rf) / d->n_dec);
+                for (int q = 0; q < p * p; q++) close &= fabs(H[q] - rH[q]) <= 1e-11 * fmax(1.0, fabs(rH[q]));
+                CHECK_MSG(close, "gradient or Hessian, p %d, huge %d, type %d", p, huge, k);
+            }
+            emdpo_free(logp, (size_t)d->n_dec * K * sizeof(double));
+            emdpo_free(w, (size_t)d->n_annot * K * sizeof(double));
+            emdpo_policy_free(pol);
+        }
+        emdpo_data_free(d);
+    }
+}
+
+static double *random_weights(const emdpo_data *d, int K, uint64_t seed) {
+    double *w = emdpo_malloc((size_t)d->n_annot * K * sizeof(double));
+    emdpo_rng r;
+    emdpo_rng_seed(&r, seed, 0);
+    for (int64_t q = 0; q < d->n_annot * K; q++) w[q] = emdpo_rng_uniform(&r);
+    return w;
+}
+
+/* |grad|_inf of type k's objective at the policy's theta, over gtol (1 +
+ * total weight): at most 1 at a converged M-step. */
+static double grad_ratio(emdpo_loglinear *ll, const emdpo_data *d, const double *w, int k) {
+    double f, g[12], wsum = 0.0, gmax = 0.0;
+    emdpo_loglinear_objective(ll, d, w, k, &f, g, NULL);
+    for (int64_t i = 0; i < d->n_annot; i++) wsum += w[i * ll->base.K + k] * (double)(d->annot_dec[i + 1] - d->annot_dec[i]);
+    for (int a = 0; a < ll->p; a++) gmax = fmax(gmax, fabs(g[a]));
+    return gmax / (ll->gtol * (1.0 + wsum));
+}
+
+/* The M-step leaves each annotator's log-likelihood and gradient at the
+ * final theta (equal to a fresh computation), and the next M-step that
+ * starts from them ends where one that passes over the data ends. */
+static void test_annotator_cache(void) {
+    int p = 3, K = 2;
+    emdpo_data *d = shapes_data(200, p, 5);
+    double *w1 = random_weights(d, K, 1), *w2 = random_weights(d, K, 2);
+    unsigned char active[2] = {1, 1};
+    emdpo_policy *pa, *pb;
+    emdpo_loglinear_create(K, p, &pa);
+    emdpo_loglinear_create(K, p, &pb);
+    emdpo_loglinear *la = emdpo_loglinear_of(pa), *lb = emdpo_loglinear_of(pb);
+    emdpo_mstep_info ia, ib;
+    CHECK_EQ_INT(pa->ops->mstep(pa, d, w1, active, NULL, &ia), EMDPO_OK);
+    CHECK_EQ_INT(pb->ops->mstep(pb, d, w1, active, NULL, &ib), EMDPO_OK);
+    CHECK(memcmp(la->theta, lb->theta, (size_t)K * p * sizeof(double)) == 0);
+    for (int k = 0; k < K; k++) {
+        CHECK(la->annot_ok[k]);
+        CHECK(memcmp(la->annot_theta + k * p, la->theta + k * p, (size_t)p * sizeof(double)) == 0);
+        int same = 1;
+        for (int64_t i = 0; i < d->n_annot; i++) {
+            double g[3];
+            const double *row = la->annot_cache + ((size_t)k * d->n_annot + i) * (1 + p);
+            double f = annot_reference(d, i, p, la->theta + k * p, 0.0, g, NULL);
+            same &= fabs(row[0] - f) <= 1e-12 * fmax(1.0, fabs(f));
+            for (int a = 0; a < p; a++) same &= fabs(row[1 + a] - g[a]) <= 1e-12 * fmax(1.0, fabs(f));
+        }
+        CHECK_MSG(same, "cached rows of type %d differ from fresh ones", k);
+    }
+    /* b forgets its rows and passes over the data instead. */
+    memset(lb->annot_ok, 0, (size_t)K);
+    CHECK_EQ_INT(pa->ops->mstep(pa, d, w2, active, NULL, &ia), EMDPO_OK);
+    CHECK_EQ_INT(pb->ops->mstep(pb, d, w2, active, NULL, &ib), EMDPO_OK);
+    CHECK(ia.converged && ib.converged);
+    CHECK_CLOSE(ia.objective, ib.objective, 1e-12);
+    for (int q = 0; q < K * p; q++) CHECK_CLOSE(la->theta[q], lb->theta[q], 1e-9);
+    emdpo_policy_free(pa);
+    emdpo_policy_free(pb);
+    emdpo_free(w1, (size_t)d->n_annot * K * sizeof(double));
+    emdpo_free(w2, (size_t)d->n_annot * K * sizeof(double));
+    emdpo_data_free(d);
+}
+
+/* Rows count only for the theta and the dataset they came from: after
+ * theta moves, or on other data with as many annotators, the M-step must
+ * not take the old rows' zero gradient for convergence. */
+static void test_annotator_cache_invalidation(void) {
+    int p = 3, K = 2;
+    emdpo_data *d = shapes_data(200, p, 5), *d2 = shapes_data(200, p, 6);
+    CHECK(d->n_annot == d2->n_annot);
+    double *w = random_weights(d, K, 3);
+    unsigned char active[2] = {1, 1};
+    emdpo_policy *pol;
+    emdpo_loglinear_create(K, p, &pol);
+    emdpo_loglinear *ll = emdpo_loglinear_of(pol);
+    emdpo_mstep_info info;
+    CHECK_EQ_INT(pol->ops->mstep(pol, d, w, active, NULL, &info), EMDPO_OK);
+    ll->theta[0] += 0.3;
+    CHECK_EQ_INT(pol->ops->mstep(pol, d, w, active, NULL, &info), EMDPO_OK);
+    for (int k = 0; k < K; k++) CHECK_MSG(grad_ratio(ll, d, w, k) <= 1.0, "moved theta, type %d", k);
+    CHECK_EQ_INT(pol->ops->mstep(pol, d2, w, active, NULL, &info), EMDPO_OK);
+    for (int k = 0; k < K; k++) CHECK_MSG(grad_ratio(ll, d2, w, k) <= 1.0, "other data, type %d", k);
+    emdpo_policy_free(pol);
+    emdpo_free(w, (size_t)d->n_annot * K * sizeof(double));
+    emdpo_data_free(d);
+    emdpo_data_free(d2);
+}
+
+/* A cold M-step on enough annotators starts on a subsample. From zero,
+ * weighted by the true types, it must reach the full optimum; from next
+ * to the optimum the subsample's own optimum is worse, and the M-step must
+ * keep its start and still converge, never lowering the objective. */
+static void test_cold_start(void) {
+    int p = 2, K = 2;
+    double theta[4] = {2, -1, -2, 1}, eta[2] = {0.5, 0.5};
+    int32_t truth[1200];
+    emdpo_data *d = mixture_data(1200, 3, 3, 0, K, p, theta, eta, 77, truth);
+    double *w = emdpo_malloc((size_t)d->n_annot * K * sizeof(double));
+    for (int64_t i = 0; i < d->n_annot; i++)
+        for (int k = 0; k < K; k++) w[i * K + k] = truth[i] == k;
+    unsigned char active[2] = {1, 1};
+    emdpo_policy *pol;
+    emdpo_loglinear_create(K, p, &pol);
+    emdpo_loglinear *ll = emdpo_loglinear_of(pol);
+    double f0[2], f1[2];
+    for (int k = 0; k < K; k++) emdpo_loglinear_objective(ll, d, w, k, &f0[k], NULL, NULL);
+    emdpo_mstep_info info;
+    CHECK_EQ_INT(pol->ops->mstep(pol, d, w, active, NULL, &info), EMDPO_OK);
+    CHECK(info.converged);
+    for (int k = 0; k < K; k++) {
+        CHECK_MSG(grad_ratio(ll, d, w, k) <= 1.0, "from zero, type %d", k);
+        emdpo_loglinear_objective(ll, d, w, k, &f1[k], NULL, NULL);
+        CHECK(f1[k] > f0[k]);
+    }
+    double opt[4];
+    memcpy(opt, ll->theta, sizeof opt);
+    emdpo_policy *near;
+    emdpo_loglinear_create(K, p, &near);
+    emdpo_loglinear *ln = emdpo_loglinear_of(near);
+    for (int q = 0; q < K * p; q++) ln->theta[q] = opt[q] + 1e-3;
+    double fs[2];
+    for (int k = 0; k < K; k++) emdpo_loglinear_objective(ln, d, w, k, &fs[k], NULL, NULL);
+    CHECK_EQ_INT(near->ops->mstep(near, d, w, active, NULL, &info), EMDPO_OK);
+    CHECK(info.converged);
+    for (int k = 0; k < K; k++) {
+        double f;
+        emdpo_loglinear_objective(ln, d, w, k, &f, NULL, NULL);
+        CHECK(f >= fs[k]);
+        CHECK_MSG(grad_ratio(ln, d, w, k) <= 1.0, "from near the optimum, type %d", k);
+    }
+    for (int q = 0; q < K * p; q++) CHECK_CLOSE(ln->theta[q], opt[q], 1e-6);
+    /* Without Newton steps after it, a kept subsample optimum would show. */
+    emdpo_policy *bare;
+    emdpo_loglinear_create(K, p, &bare);
+    emdpo_loglinear *lb = emdpo_loglinear_of(bare);
+    for (int q = 0; q < K * p; q++) lb->theta[q] = opt[q] + 1e-3;
+    lb->max_newton = 0;
+    CHECK_EQ_INT(bare->ops->mstep(bare, d, w, active, NULL, &info), EMDPO_OK);
+    for (int k = 0; k < K; k++) {
+        double f;
+        emdpo_loglinear_objective(lb, d, w, k, &f, NULL, NULL);
+        CHECK(f >= fs[k]);
+    }
+    emdpo_policy_free(pol);
+    emdpo_policy_free(near);
+    emdpo_policy_free(bare);
+    emdpo_free(w, (size_t)d->n_annot * K * sizeof(double));
+    emdpo_data_free(d);
+}
+
+/* Annotators in pairs, the second choosing like the first among negated
+ * items: at theta = 0 the gradients cancel, so 0 is the optimum. A
+ * subsample of every fourth annotator sees no pairs; its optimum is worse,
+ * and the cold start must keep 0, learn its gradient with a pass and leave
+ * logp at 0's values. */
+static void test_cold_start_keeps_zero(void) {
+    int p = 2, n_annot = 1200;
+    emdpo_builder *b;
+    emdpo_builder_create(p, &b);
+    emdpo_rng r;
+    emdpo_rng_seed(&r, 12, 0);
+    double x[6], neg[6];
+    char name[32];
+    for (int i = 0; i < n_annot; i += 2)
+        for (int j = 0; j < 2; j++) {
+            for (int q = 0; q < 6; q++) neg[q] = -(x[q] = emdpo_rng_normal(&r));
+            snprintf(name, sizeof name, "m%d", i);
+            emdpo_builder_add(b, name, NULL, NULL, 3, 1, x, NULL);
+            snprintf(name, sizeof name, "m%d", i + 1);
+            emdpo_builder_add(b, name, NULL, NULL, 3, 1, neg, NULL);
+        }
+    emdpo_data *d = NULL;
+    emdpo_builder_finish(b, &d);
+    emdpo_policy *pol;
+    emdpo_loglinear_create(1, p, &pol);
+    emdpo_loglinear *ll = emdpo_loglinear_of(pol);
+    double *w = emdpo_malloc((size_t)n_annot * sizeof(double));
+    double *logp = emdpo_malloc((size_t)d->n_dec * sizeof(double));
+    for (int i = 0; i < n_annot; i++) w[i] = 1.0;
+    for (int64_t j = 0; j < d->n_dec; j++) logp[j] = 0.0;
+    unsigned char active[1] = {1};
+    emdpo_mstep_info info;
+    CHECK_EQ_INT(pol->ops->mstep(pol, d, w, active, logp, &info), EMDPO_OK);
+    CHECK(info.converged);
+    CHECK(fabs(ll->theta[0]) <= 1e-12 && fabs(ll->theta[1]) <= 1e-12);
+    int at_zero = 1;
+    for (int64_t j = 0; j < d->n_dec; j++) at_zero &= fabs(logp[j] + log(3.0)) <= 1e-14;
+    CHECK_MSG(at_zero, "logp is not theta = 0's");
+    emdpo_free(w, (size_t)n_annot * sizeof(double));
+    emdpo_free(logp, (size_t)d->n_dec * sizeof(double));
+    emdpo_policy_free(pol);
+    emdpo_data_free(d);
+}
+
 static void test_alloc_failures(void) {
     emdpo_data *d = testdata_random_decisions(20, 2, 2, 3);
     long k;
@@ -312,6 +603,11 @@ int main(void) {
     test_monotone_and_deterministic();
     test_recovery_ternary_vs_binary();
     test_empty_types();
+    test_lanes_match_reference();
+    test_annotator_cache();
+    test_annotator_cache_invalidation();
+    test_cold_start();
+    test_cold_start_keeps_zero();
     test_alloc_failures();
     return check_report("test_loglinear");
 }
