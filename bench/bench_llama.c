@@ -4,7 +4,7 @@
  * and an sgemm peak probe for the same machine.
  *
  *   bench_llama step small|large REPS    prints a RESULT line
- *   bench_llama sgemm REPS               cblas_sgemm 2048^3
+ *   bench_llama sgemm REPS               cblas_sgemm 2048^3, and OpenBLAS's kernel set
  *
  * FLOPs counted (matmuls only, the standard 6ND rule made explicit):
  *   forward = 2 N P_mm + 2 B L NH hs T (T + 1)   (QK^T and PV, causal half)
@@ -23,12 +23,19 @@
 #include "llama.h"
 #include "llama_model.h"
 #include "rng.h"
+#include "threads.h"
 
-static double now(void) {
+static double clock_s(clockid_t id) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
+
+static double now(void) { return clock_s(CLOCK_MONOTONIC); }
+
+/* CPU time of all the process's threads: on a shared machine it moves less
+ * than wall time, and next to it shows the time lost waiting. */
+static double cpu_now(void) { return clock_s(CLOCK_PROCESS_CPUTIME_ID); }
 
 static int cmp_dbl(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -64,7 +71,9 @@ static int bench_sgemm(int reps) {
         t[r] = now() - t0;
     }
     double med = median(t, reps);
-    printf("RESULT peer=sgemm n=%d median_s=%.4f gflops=%.1f\n", n, med, 2.0 * n * n * n / med * 1e-9);
+    /* the kernels OpenBLAS picked for this CPU (OPENBLAS_CORETYPE overrides) */
+    printf("RESULT peer=sgemm n=%d median_s=%.4f gflops=%.1f core=%s\n", n, med, 2.0 * n * n * n / med * 1e-9,
+           openblas_get_corename());
     free(a);
     free(b);
     free(c);
@@ -108,10 +117,10 @@ static int bench_step(const char *which, int reps) {
         ref[b] = 0.1 * emdpo_rng_normal(&r);
     }
     const double beta = 0.1;
-    double t[64], tf[64], loss = 0.0;
+    double t[64], tf[64], tc[64], tfc[64], loss = 0.0;
     reps = reps > 64 ? 64 : reps;
     for (int rep = -2; rep < reps; rep++) { /* two warm-up steps */
-        double t0 = now();
+        double t0 = now(), c0 = cpu_now();
         memset(grad, 0, m->num_params * sizeof(float));
         memset(dlogp, 0, (size_t)N * sizeof(float));
         if (emdpo_llama_forward(m, a, tokens, NULL, B, T) || emdpo_llama_span_logp(a, start, end, lp)) return 1;
@@ -125,20 +134,22 @@ static int bench_step(const char *which, int reps) {
             g[2 * p + 1] = beta * sig / pairs;
         }
         if (emdpo_llama_span_backward(a, start, end, g, dlogp) || emdpo_llama_backward(m, a, dlogp, grad)) return 1;
-        if (rep >= 0) t[rep] = now() - t0;
+        if (rep >= 0) t[rep] = now() - t0, tc[rep] = cpu_now() - c0;
     }
     for (int rep = -1; rep < reps; rep++) {
-        double t0 = now();
+        double t0 = now(), c0 = cpu_now();
         if (emdpo_llama_forward(m, af, tokens, NULL, B, T)) return 1;
-        if (rep >= 0) tf[rep] = now() - t0;
+        if (rep >= 0) tf[rep] = now() - t0, tfc[rep] = cpu_now() - c0;
     }
     double med = median(t, reps), fmed = median(tf, reps); /* sorts t: t[0] is the fastest */
+    double cmed = median(tc, reps), fcmed = median(tfc, reps);
     double pmm = (double)L * (2.0 * C * C + 2.0 * C * kvd + 3.0 * C * H) + (double)c.vocab_size * C;
     double fwd_flops = 2.0 * N * pmm + 2.0 * B * L * c.n_heads * hs * (double)T * (T + 1);
-    printf("RESULT peer=emdpo model=%s params=%zu B=%d T=%d median_s=%.4f min_s=%.4f tok_per_s=%.0f "
-           "gflops=%.1f fwd_s=%.4f fwd_tok_per_s=%.0f fwd_gflops=%.1f step_gflop=%.1f peak_rss_mb=%.0f loss=%.6f\n",
-           which, m->num_params, B, T, med, t[0], N / med, 3 * fwd_flops / med * 1e-9,
-           fmed, N / fmed, fwd_flops / fmed * 1e-9, 3 * fwd_flops * 1e-9, peak_rss_mb(), loss);
+    printf("RESULT peer=emdpo model=%s params=%zu B=%d T=%d threads=%d median_s=%.4f min_s=%.4f cpu_s=%.4f "
+           "tok_per_s=%.0f gflops=%.1f fwd_s=%.4f fwd_cpu_s=%.4f fwd_tok_per_s=%.0f fwd_gflops=%.1f "
+           "step_gflop=%.1f peak_rss_mb=%.0f loss=%.6f\n",
+           which, m->num_params, B, T, emdpo_max_threads(), med, t[0], cmed, N / med, 3 * fwd_flops / med * 1e-9, fmed,
+           fcmed, N / fmed, fwd_flops / fmed * 1e-9, 3 * fwd_flops * 1e-9, peak_rss_mb(), loss);
     free(grad);
     free(dlogp);
     free(tokens);

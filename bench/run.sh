@@ -9,8 +9,9 @@
 #   scale    10^6 annotators x 8 x 3, p=5 (needs ~1.5 GB RAM, ~1-2 min)
 #   llama    Llama engine: one DPO step (forward + backward, 64 x 64 tokens on
 #            the 3.3M-parameter model, 32 x 128 on the 19.2M one) vs PyTorch
-#            (/usr/bin/python3), forward tokens/s, sgemm 2048^3 peak; LROUNDS
-#            alternating rounds (default 3), LREPS steps each (default 5)
+#            (/usr/bin/python3) in wall and CPU time, forward tokens/s, sgemm
+#            2048^3 peak; LROUNDS alternating rounds (default 3), LREPS steps
+#            each (default 5)
 #   all      everything but llama
 # Environment: REPS (emdpo repeats, default 7), RREPS (flexmix repeats, 5),
 # FROUNDS (alternating flexmix/emdpo rounds, 3),
@@ -148,31 +149,43 @@ run_llama() {
     LOG="$OUT/llama.log"
     : > "$LOG"
     for r in $(seq "$LROUNDS"); do
-        "$LBIN" sgemm 5 | tee -a "$LOG"
+        "$LBIN" sgemm 5 | sed "s/\$/ round=$r/" | tee -a "$LOG"
         for m in small large; do
             "$PY" bench/torch_dpo_step.py "$m" "$LREPS" 2 2>/dev/null | grep '^RESULT' | sed "s/\$/ round=$r/" | tee -a "$LOG"
             "$LBIN" step "$m" "$LREPS" | sed "s/\$/ round=$r/" | tee -a "$LOG"
         done
     done
-    pick() { grep "peer=$1" "$LOG" | grep -- "${2:-}" | while read -r line; do field "$3" "$line"; done | med; }
-    SG=$(pick sgemm "" gflops)
-    row "sgemm 2048^3 GFLOP/s" "-" "$SG" "-"
+    # vals PEER FILTER FIELD: one value per round; ratio A B: A / B line by line
+    vals() { grep "peer=$1" "$LOG" | grep -- "${2:-}" | while read -r line; do field "$3" "$line"; done; }
+    ratio() { paste -d' ' "$1" "$2" | awk '$1 != "" && $2 != "" { printf "%.3f\n", $1 / $2 }'; }
+    # summ: "median (min..max)" of the numbers on stdin
+    summ() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print "-"; exit }
+        m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        printf "%.4g (%.4g..%.4g)\n", m, v[1], v[NR] }'; }
+    T1="$OUT/llama.a" T2="$OUT/llama.b"
+    SG=$(vals sgemm "" gflops | med)
+    row "sgemm 2048^3 GFLOP/s ($(vals sgemm "" core | head -1) kernels)" "-" "$(vals sgemm "" gflops | summ)" "-"
     for m in small large; do
-        TS=$(pick torch "model=$m " median_s)
-        ES=$(pick emdpo "model=$m " median_s)
-        EG=$(pick emdpo "model=$m " gflops)
-        R="-"
-        [ "$TS" != "-" ] && R=$(awk -v a="$TS" -v b="$ES" 'BEGIN { printf "%.2fx", a / b }')
-        row "llama $m DPO step: torch s" "$TS" "-" "1"
-        row "llama $m DPO step: emdpo s (GFLOP/s)" "$ES" "$EG" "$R"
-        row "llama $m: emdpo GFLOP/s / sgemm peak" "-" "-" \
+        f="model=$m "
+        row "llama $m step: torch s" "$(vals torch "$f" median_s | summ)" "-" "1"
+        row "llama $m step: torch CPU s" "$(vals torch "$f" cpu_s | summ)" "-" "-"
+        row "llama $m step: emdpo s" "$(vals emdpo "$f" median_s | summ)" "-" "-"
+        row "llama $m step: emdpo CPU s" "$(vals emdpo "$f" cpu_s | summ)" "-" "-"
+        vals torch "$f" median_s > "$T1"; vals emdpo "$f" median_s > "$T2"
+        row "llama $m: step rate emdpo/torch" "-" "$(ratio "$T1" "$T2" | summ)" "$(ratio "$T1" "$T2" | med)x"
+        vals torch "$f" cpu_s > "$T1"; vals emdpo "$f" cpu_s > "$T2"
+        row "llama $m: CPU time torch/emdpo" "-" "$(ratio "$T1" "$T2" | summ)" "-"
+        EG=$(vals emdpo "$f" gflops | med)
+        row "llama $m: emdpo GFLOP/s, % of sgemm median" "-" "$(vals emdpo "$f" gflops | summ)" \
             "$(awk -v a="$EG" -v b="$SG" 'BEGIN { printf "%.0f%%", 100 * a / b }')"
-        ET=$(pick emdpo "model=$m " tok_per_s)
-        EF=$(pick emdpo "model=$m " fwd_tok_per_s)
-        row "llama $m: forward tok/s vs step tok/s" "-" "$EF" \
-            "$(awk -v a="$EF" -v b="$ET" 'BEGIN { printf "%.1fx", a / b }')"
-        row "llama $m: peak RSS MB" "-" "$(pick emdpo "model=$m " peak_rss_mb)" "-"
+        vals emdpo "$f" fwd_tok_per_s > "$T1"; vals emdpo "$f" tok_per_s > "$T2"
+        row "llama $m: emdpo forward tok/s / step tok/s" "$(vals emdpo "$f" fwd_tok_per_s | summ)" \
+            "$(ratio "$T1" "$T2" | summ)" "$(ratio "$T1" "$T2" | med)x"
+        vals emdpo "$f" cpu_s > "$T1"; vals emdpo "$f" fwd_cpu_s > "$T2"
+        row "llama $m: same, in CPU time" "-" "$(ratio "$T1" "$T2" | summ)" "-"
+        row "llama $m: emdpo peak RSS MB" "-" "$(vals emdpo "$f" peak_rss_mb | med)" "-"
     done
+    rm -f "$T1" "$T2"
 }
 
 case "$WHAT" in

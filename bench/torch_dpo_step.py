@@ -7,8 +7,9 @@ SwiGLU, tied output head.
 usage: torch_dpo_step.py small|large [REPS] [THREADS]
   small: dim 256, 4 layers, 4 heads (4 kv), hidden 688, vocab 512; 32 pairs at T=64
   large: dim 512, 6 layers, 8 heads (8 kv), hidden 1376, vocab 512; 16 pairs at T=128
-Prints one line "RESULT peer=torch model=... params=... median_s=... tok_per_s=..."
-and exits 0 with "RESULT peer=torch skipped=1" when torch is missing."""
+Prints one line "RESULT peer=torch model=... params=... median_s=... cpu_s=... tok_per_s=..."
+(cpu_s: process CPU time per step, all threads) and exits 0 with
+"RESULT peer=torch skipped=1" when torch is missing."""
 import math
 import statistics
 import sys
@@ -124,25 +125,23 @@ def main():
 
     # the model sees T-1 positions, as emdpo's forward over T tokens predicts T-1
     model.cos, model.sin, model.mask = model.cos[: T - 1], model.sin[: T - 1], model.mask[: T - 1, : T - 1]
+    def timed(fn):
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        return time.perf_counter() - t0, time.process_time() - c0
+
     step()
     step()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
+    times, cpus = zip(*(timed(step) for _ in range(reps)))
     med = statistics.median(times)
     with torch.no_grad():
         model(tokens[:, :-1])
-        ftimes = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            model(tokens[:, :-1])
-            ftimes.append(time.perf_counter() - t0)
+        ftimes, fcpus = zip(*(timed(lambda: model(tokens[:, :-1])) for _ in range(reps)))
     fmed = statistics.median(ftimes)
     print(f"RESULT peer=torch torch={torch.__version__} model={which} params={params} B={B} T={T} "
-          f"threads={threads} median_s={med:.4f} min_s={min(times):.4f} tok_per_s={B * T / med:.0f} "
-          f"fwd_s={fmed:.4f} fwd_tok_per_s={B * T / fmed:.0f}")
+          f"threads={threads} median_s={med:.4f} min_s={min(times):.4f} cpu_s={statistics.median(cpus):.4f} "
+          f"tok_per_s={B * T / med:.0f} fwd_s={fmed:.4f} fwd_cpu_s={statistics.median(fcpus):.4f} "
+          f"fwd_tok_per_s={B * T / fmed:.0f}")
 
 
 if __name__ == "__main__":

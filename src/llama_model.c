@@ -39,18 +39,18 @@ static int same_config(const emdpo_llama_config *x, const emdpo_llama_config *y)
 
 static void acts_layout(emdpo_llama_acts *a, carve *cv) {
     const emdpo_llama_config *c = &a->config;
-    size_t N = (size_t)a->max_B * a->max_T, L = (size_t)c->n_layers, C = (size_t)c->dim, H = (size_t)c->hidden_dim;
+    size_t N = (size_t)a->max_B * a->max_T, C = (size_t)c->dim, H = (size_t)c->hidden_dim, T = (size_t)a->max_T;
     size_t V = (size_t)c->vocab_size, hs = C / (size_t)c->n_heads, kvd = (size_t)c->n_kv_heads * hs;
-    size_t LN = L * N; /* L and N are each checked below through take() */
-    a->encoded = take(cv, N, C);
+    size_t LN = (a->training ? (size_t)c->n_layers : 1) * N; /* L and N are each checked below through take() */
+    a->encoded = a->training ? take(cv, N, C) : NULL;
     a->ln1 = take(cv, LN, C);
     a->ln1_rstd = take(cv, LN, 1);
     a->q = take(cv, LN, C);
     a->k = take(cv, LN, kvd);
     a->v = take(cv, LN, kvd);
-    a->att = take(cv, LN, (size_t)c->n_heads * (size_t)a->max_T);
+    a->att = take(cv, LN, (size_t)c->n_heads * T);
     a->atty = take(cv, LN, C);
-    a->res2 = take(cv, LN, C);
+    a->res2 = a->training ? take(cv, LN, C) : NULL;
     a->ln2 = take(cv, LN, C);
     a->ln2_rstd = take(cv, LN, 1);
     a->h1 = take(cv, LN, H);
@@ -62,21 +62,20 @@ static void acts_layout(emdpo_llama_acts *a, carve *cv) {
     a->logits = take(cv, N, V);
     a->lse = take(cv, N, 1);
     a->logp = take(cv, N, 1);
-    a->rope_cos = take(cv, (size_t)a->max_T, hs / 2);
-    a->rope_sin = take(cv, (size_t)a->max_T, hs / 2);
-    a->scratch = take(cv, N, C);
+    a->rope_cos = take(cv, T, hs / 2);
+    a->rope_sin = take(cv, T, hs / 2);
     if (!a->training) return;
-    a->dres = take(cv, N, C);
-    a->dln = take(cv, N, C);
-    a->datty = take(cv, N, C);
-    a->dq = take(cv, N, C);
-    a->dqp = take(cv, N, C);
-    a->dk = take(cv, N, kvd);
-    a->dkp = take(cv, N, kvd);
-    a->dv = take(cv, N, kvd);
-    a->dh1 = take(cv, N, H);
-    a->dh3 = take(cv, N, H);
+    a->dres = take(cv, 3 * N, C);
+    a->dres2 = take(cv, 2 * N, C);
+    a->dq = take(cv, 2 * N, C);
+    a->dk = take(cv, 2 * N, kvd);
+    a->dv = take(cv, 2 * N, kvd);
+    a->dh1 = take(cv, 2 * N, H);
+    a->dh3 = take(cv, 2 * N, H);
     a->dhg = take(cv, N, H);
+    a->dx = take(cv, N, C);
+    a->datt = take(cv, N, T);
+    a->dnorm = take(cv, (size_t)a->max_B, (2 * (size_t)c->n_layers + 1) * C);
     a->dlogits = take(cv, N, V);
 }
 
@@ -124,48 +123,93 @@ void emdpo_llama_acts_free(emdpo_llama_acts *a) {
     emdpo_free(a, sizeof *a);
 }
 
-/* The backward's first write into a fresh gradient buffer overwrites it
- * (sgemm beta 0, set-variants of the element-wise backwards), which spares
- * a memset pass over each buffer; later uses accumulate as the ops do. */
+/* Chunks: the unit of work of the forward and of the backward's activation
+ * gradients is a run of whole sequences (attention never crosses them) of
+ * about CHUNK_ROWS rows: enough for sgemm to run near its peak, few enough
+ * that the chunks balance the threads and a chunk's layer stays in cache.
+ * The cut depends on B and T only, not on which thread runs a chunk. */
+enum { CHUNK_ROWS = 256 };
 
-/* out (N, OC) = res + inp · wᵀ: the residual add folded into the sgemm. */
+static int chunk_seqs(int T) { return T >= CHUNK_ROWS ? 1 : CHUNK_ROWS / T; }
+
+static int team_size(int nchunks) {
+    int t = emdpo_max_threads();
+    return t < nchunks ? t : nchunks;
+}
+
+/* Inside a team each thread calls sgemm on its own chunk: a pthreads
+ * OpenBLAS's own threads would only compete with the team, so it runs
+ * single-threaded until the pass ends (an OpenMP OpenBLAS does so by itself
+ * inside a parallel region). Returns the thread count to restore. */
+static int blas_serial(int team) { return team > 1 && openblas_get_parallel() == OPENBLAS_THREAD; }
+
+static int blas_begin(int team) {
+    int n = openblas_get_num_threads();
+    if (blas_serial(team)) openblas_set_num_threads(1);
+    return n;
+}
+
+static void blas_end(int team, int n) {
+    if (blas_serial(team)) openblas_set_num_threads(n);
+}
+
+/* Layer l's slot in the per-layer tensors: its own with training, else the
+ * one slot every layer overwrites. */
+static size_t slot(const emdpo_llama_acts *a, int l) { return a->training ? (size_t)l : 0; }
+
+/* out (N, OC) = res + inp · wᵀ: the residual add folded into the sgemm;
+ * out may be res. */
 static void matmul_add(float *out, const float *res, const float *inp, const float *w, int N, int IC, int OC) {
-    memcpy(out, res, (size_t)N * OC * sizeof(float));
+    if (out != res) memcpy(out, res, (size_t)N * OC * sizeof(float));
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, w, IC, 1.0f, out, OC);
 }
 
-/* dinp (N, IC) = dout · w, overwriting. */
-static void matmul_dinp_set(float *dinp, const float *dout, const float *w, int N, int IC, int OC) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, w, IC, 0.0f, dinp, IC);
+/* dinp (N, IC) = dout · w (beta 0: overwriting) or += (beta 1). */
+static void matmul_dinp(float *dinp, const float *dout, const float *w, int N, int IC, int OC, float beta) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, w, IC, beta, dinp, IC);
 }
 
-/* emdpo_logprob_backward into a buffer it overwrites (zero rows without a target). */
-static void logprob_backward_set(float *dlogits, const float *dlogp, const float *logits, const float *lse,
-                                 const int *targets, size_t N, int V) {
-    long nn = (long)N;
-#pragma omp parallel for schedule(static) if ((double)N * V >= EMDPO_PAR_MIN_WORK)
-    for (long n = 0; n < nn; n++) {
-        float *d = dlogits + (size_t)n * V;
-        if (targets[n] < 0) {
-            memset(d, 0, (size_t)V * sizeof(float));
-            continue;
+/* Sequences [b0, b1) through every layer, the head and the log-softmax.
+ * Without training the residual stream is one buffer (res3's one slot)
+ * that the wo and w2 products add into in place. */
+static void forward_chunk(const emdpo_llama *m, emdpo_llama_acts *a, int b0, int b1) {
+    const emdpo_llama_config *c = &m->config;
+    const emdpo_llama_params *p = &m->params;
+    int B = a->B, T = a->T, C = c->dim, H = c->hidden_dim, V = c->vocab_size, NH = c->n_heads, NKV = c->n_kv_heads;
+    int hs = C / NH, kvd = NKV * hs, nb = b1 - b0, nr = nb * T;
+    size_t N = (size_t)B * T, r0 = (size_t)b0 * T, TT = (size_t)T * T;
+    float *stream = a->training ? a->encoded + r0 * C : a->res3 + r0 * C;
+    emdpo_embed_forward(stream, a->tokens + r0, p->tok_emb, (size_t)nr, C);
+    for (int l = 0; l < c->n_layers; l++) {
+        size_t o = slot(a, l) * N + r0; /* first row of the chunk in layer l's slot */
+        const float *x = l && a->training ? a->res3 + ((size_t)(l - 1) * N + r0) * C : stream;
+        float *ln1 = a->ln1 + o * C, *q = a->q + o * C, *k = a->k + o * kvd, *v = a->v + o * kvd;
+        float *att = a->att + (slot(a, l) * B + b0) * NH * TT, *atty = a->atty + o * C;
+        float *res2 = a->training ? a->res2 + o * C : stream;
+        float *ln2 = a->ln2 + o * C, *h1 = a->h1 + o * H, *h3 = a->h3 + o * H, *hg = a->hg + o * H;
+        size_t lC = (size_t)l * C, lCC = lC * C, lKC = (size_t)l * kvd * C, lHC = (size_t)l * H * C;
+        emdpo_rmsnorm_forward(ln1, a->ln1_rstd + o, x, p->rms_att + lC, (size_t)nr, C, c->norm_eps);
+        emdpo_matmul_forward(q, ln1, p->wq + lCC, nr, C, C);
+        emdpo_rope_forward(q, q, a->rope_cos, a->rope_sin, nb, T, NH, hs);
+        emdpo_matmul_forward(k, ln1, p->wk + lKC, nr, C, kvd);
+        emdpo_rope_forward(k, k, a->rope_cos, a->rope_sin, nb, T, NKV, hs);
+        emdpo_matmul_forward(v, ln1, p->wv + lKC, nr, C, kvd);
+        for (int b = 0; b < nb; b++) {
+            size_t rb = (size_t)b * T;
+            emdpo_attention_forward(atty + rb * C, att + b * NH * TT, q + rb * C, k + rb * kvd, v + rb * kvd,
+                                    a->lens[b0 + b], T, NH, NKV, hs);
         }
-        const float *l = logits + (size_t)n * V;
-        float g = dlogp[n], s = lse[n];
-        for (int i = 0; i < V; i++) d[i] = -g * expf(l[i] - s);
-        d[targets[n]] += g;
+        matmul_add(res2, x, atty, p->wo + lCC, nr, C, C);
+        emdpo_rmsnorm_forward(ln2, a->ln2_rstd + o, res2, p->rms_ffn + lC, (size_t)nr, C, c->norm_eps);
+        emdpo_matmul_forward(h1, ln2, p->w1 + lHC, nr, C, H);
+        emdpo_matmul_forward(h3, ln2, p->w3 + lHC, nr, C, H);
+        emdpo_swiglu_forward(hg, h1, h3, (size_t)nr * H);
+        matmul_add(a->res3 + o * C, res2, hg, p->w2 + lHC, nr, H, C);
     }
-}
-
-/* emdpo_swiglu_backward into buffers it overwrites. */
-static void swiglu_backward_set(float *dh1, float *dh3, const float *dout, const float *h1, const float *h3, size_t n) {
-    long nn = (long)n;
-#pragma omp parallel for schedule(static) if (n >= EMDPO_PAR_MIN_WORK)
-    for (long i = 0; i < nn; i++) {
-        float x = h1[i], sg = 1.0f / (1.0f + expf(-x)), g = dout[i];
-        dh1[i] = g * h3[i] * sg * (1.0f + x * (1.0f - sg));
-        dh3[i] = g * x * sg;
-    }
+    const float *top = a->res3 + (slot(a, c->n_layers - 1) * N + r0) * C;
+    emdpo_rmsnorm_forward(a->lnf + r0 * C, a->lnf_rstd + r0, top, p->rms_final, (size_t)nr, C, c->norm_eps);
+    emdpo_matmul_forward(a->logits + r0 * V, a->lnf + r0 * C, p->lm_head, nr, C, V);
+    emdpo_logprob_forward(a->logp + r0, a->lse + r0, a->logits + r0 * V, a->targets + r0, (size_t)nr, V);
 }
 
 int emdpo_llama_forward(const emdpo_llama *m, emdpo_llama_acts *a, const int *tokens, const int *lens, int B, int T) {
@@ -177,10 +221,6 @@ int emdpo_llama_forward(const emdpo_llama *m, emdpo_llama_acts *a, const int *to
         for (int t = 0; t < len; t++)
             if (tokens[(size_t)b * T + t] < 0 || tokens[(size_t)b * T + t] >= c->vocab_size) return EMDPO_ERR_INVALID_ARG;
     }
-    int C = c->dim, H = c->hidden_dim, V = c->vocab_size, NH = c->n_heads, NKV = c->n_kv_heads;
-    int hs = C / NH, kvd = NKV * hs, N = B * T;
-    size_t NC = (size_t)N * C, NK = (size_t)N * kvd, NHd = (size_t)N * H;
-    const emdpo_llama_params *p = &m->params;
     a->B = B;
     a->T = T;
     for (int b = 0; b < B; b++) {
@@ -192,88 +232,226 @@ int emdpo_llama_forward(const emdpo_llama *m, emdpo_llama_acts *a, const int *to
             a->targets[i] = t + 1 < len ? tokens[i + 1] : -1;
         }
     }
-    emdpo_rope_table(a->rope_cos, a->rope_sin, 0, T, hs, c->rope_theta);
-    emdpo_embed_forward(a->encoded, a->tokens, p->tok_emb, (size_t)N, C);
-    for (int l = 0; l < c->n_layers; l++) {
-        const float *x = l ? a->res3 + (l - 1) * NC : a->encoded;
-        float *ln1 = a->ln1 + l * NC, *q = a->q + l * NC, *k = a->k + l * NK, *v = a->v + l * NK;
-        float *att = a->att + (size_t)l * N * NH * T, *atty = a->atty + l * NC, *res2 = a->res2 + l * NC;
-        float *ln2 = a->ln2 + l * NC, *h1 = a->h1 + l * NHd, *h3 = a->h3 + l * NHd, *hg = a->hg + l * NHd;
-        size_t lC = (size_t)l * C, lCC = lC * C, lKC = (size_t)l * kvd * C, lHC = (size_t)l * H * C;
-        emdpo_rmsnorm_forward(ln1, a->ln1_rstd + (size_t)l * N, x, p->rms_att + lC, (size_t)N, C, c->norm_eps);
-        emdpo_matmul_forward(a->scratch, ln1, p->wq + lCC, N, C, C);
-        emdpo_rope_forward(q, a->scratch, a->rope_cos, a->rope_sin, B, T, NH, hs);
-        emdpo_matmul_forward(a->scratch, ln1, p->wk + lKC, N, C, kvd);
-        emdpo_rope_forward(k, a->scratch, a->rope_cos, a->rope_sin, B, T, NKV, hs);
-        emdpo_matmul_forward(v, ln1, p->wv + lKC, N, C, kvd);
-        emdpo_attention_forward(atty, att, q, k, v, a->lens, B, T, NH, NKV, hs);
-        matmul_add(res2, x, atty, p->wo + lCC, N, C, C);
-        emdpo_rmsnorm_forward(ln2, a->ln2_rstd + (size_t)l * N, res2, p->rms_ffn + lC, (size_t)N, C, c->norm_eps);
-        emdpo_matmul_forward(h1, ln2, p->w1 + lHC, N, C, H);
-        emdpo_matmul_forward(h3, ln2, p->w3 + lHC, N, C, H);
-        emdpo_swiglu_forward(hg, h1, h3, NHd);
-        matmul_add(a->res3 + l * NC, res2, hg, p->w2 + lHC, N, H, C);
-    }
-    emdpo_rmsnorm_forward(a->lnf, a->lnf_rstd, a->res3 + (c->n_layers - 1) * NC, p->rms_final, (size_t)N, C,
-                          c->norm_eps);
-    emdpo_matmul_forward(a->logits, a->lnf, p->lm_head, N, C, V);
-    emdpo_logprob_forward(a->logp, a->lse, a->logits, a->targets, (size_t)N, V);
+    emdpo_rope_table(a->rope_cos, a->rope_sin, 0, T, c->dim / c->n_heads, c->rope_theta);
+    int bc = chunk_seqs(T), nchunks = (B + bc - 1) / bc, team = team_size(nchunks), saved = blas_begin(team);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(team)
+    for (int ch = 0; ch < nchunks; ch++) forward_chunk(m, a, ch * bc, ch * bc + bc < B ? ch * bc + bc : B);
+    blas_end(team, saved);
     return EMDPO_OK;
 }
 
-/* The residual adds pass the stream's gradient through unchanged, so dres
- * holds dL/d(layer output) on entry to each layer and dL/d(layer input)
- * after it, with each branch's contribution added on the way. */
+/* The backward in stages. Stage L takes each chunk through the log-softmax,
+ * the head and the final RMSNorm; stage l in [0, L) takes each chunk through
+ * layer l (activation gradients only) while the weight gradients of layer
+ * l+1 (at stage L-1: of the head) are computed; stage -1 finishes layer 0's,
+ * the embedding's and the RMSNorm weights'. Within a stage every job writes
+ * its own rows or its own block of a gradient, so their order does not
+ * matter; the stages' barriers order the rest. */
+typedef struct bwd {
+    const emdpo_llama *m;
+    emdpo_llama_acts *a;
+    const float *dlogp;
+    emdpo_llama_params g;
+    int bc, nchunks; /* sequences per chunk, chunks */
+    int split;       /* weight gradients in blocks (else whole, each sgemm free to use OpenBLAS's threads) */
+} bwd;
+
+/* dL/d(layer j's output) for j in [-1, L): three live at once. */
+static float *dres_slot(const bwd *w, int j) {
+    return w->a->dres + (size_t)((j + 1) % 3) * w->a->B * w->a->T * w->a->config.dim;
+}
+
+/* This chunk's RMSNorm weight gradients: layer l's attention norm at l,
+ * its FFN norm at L + l, the final norm at 2L. */
+static float *dnorm_of(const bwd *w, int ch, int k) {
+    const emdpo_llama_config *c = &w->m->config;
+    return w->a->dnorm + ((size_t)ch * (2 * c->n_layers + 1) + (size_t)k) * c->dim;
+}
+
+static void head_chunk(const bwd *w, int ch, int b0, int b1) {
+    const emdpo_llama_config *c = &w->m->config;
+    emdpo_llama_acts *a = w->a;
+    int L = c->n_layers, C = c->dim, V = c->vocab_size, nr = (b1 - b0) * a->T;
+    size_t N = (size_t)a->B * a->T, r0 = (size_t)b0 * a->T;
+    float *dl = a->dlogits + r0 * V, *dx = a->dx + r0 * C, *dtop = dres_slot(w, L - 1) + r0 * C;
+    memset(dnorm_of(w, ch, 0), 0, (2 * (size_t)L + 1) * C * sizeof(float));
+    emdpo_logprob_backward_set(dl, w->dlogp + r0, a->logits + r0 * V, a->lse + r0, a->targets + r0, (size_t)nr, V);
+    matmul_dinp(dx, dl, w->m->params.lm_head, nr, C, V, 0.0f);
+    memset(dtop, 0, (size_t)nr * C * sizeof(float));
+    emdpo_rmsnorm_backward(dtop, dnorm_of(w, ch, 2 * L), dx, a->res3 + ((size_t)(L - 1) * N + r0) * C,
+                           w->m->params.rms_final, a->lnf_rstd + r0, (size_t)nr, C);
+}
+
+/* The residual adds pass the stream's gradient through, so dL/d(layer
+ * input) = dL/d(res2) + the attention branch's and dL/d(res2) =
+ * dL/d(layer output) + the FFN branch's. */
+static void layer_chunk(const bwd *w, int l, int ch, int b0, int b1) {
+    const emdpo_llama_config *c = &w->m->config;
+    const emdpo_llama_params *p = &w->m->params;
+    emdpo_llama_acts *a = w->a;
+    int B = a->B, T = a->T, C = c->dim, H = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, L = c->n_layers;
+    int hs = C / NH, kvd = NKV * hs, nb = b1 - b0, nr = nb * T;
+    size_t N = (size_t)B * T, r0 = (size_t)b0 * T, o = (size_t)l * N + r0, s = (size_t)(l % 2) * N + r0;
+    size_t TT = (size_t)T * T, lC = (size_t)l * C, lCC = lC * C, lKC = (size_t)l * kvd * C, lHC = (size_t)l * H * C;
+    const float *x = l ? a->res3 + ((size_t)(l - 1) * N + r0) * C : a->encoded + r0 * C;
+    const float *att = a->att + ((size_t)l * B + b0) * NH * TT;
+    const float *dout = dres_slot(w, l) + r0 * C;
+    float *dr2 = a->dres2 + s * C, *dq = a->dq + s * C, *dk = a->dk + s * kvd, *dv = a->dv + s * kvd;
+    float *dh1 = a->dh1 + s * H, *dh3 = a->dh3 + s * H, *dhg = a->dhg + r0 * H, *dx = a->dx + r0 * C;
+    float *din = dres_slot(w, l - 1) + r0 * C;
+    /* FFN branch: res3 = res2 + w2(silu(w1 ln2) * w3 ln2) */
+    matmul_dinp(dhg, dout, p->w2 + lHC, nr, H, C, 0.0f);
+    emdpo_swiglu_backward_set(dh1, dh3, dhg, a->h1 + o * H, a->h3 + o * H, (size_t)nr * H);
+    matmul_dinp(dx, dh1, p->w1 + lHC, nr, C, H, 0.0f);
+    matmul_dinp(dx, dh3, p->w3 + lHC, nr, C, H, 1.0f);
+    memcpy(dr2, dout, (size_t)nr * C * sizeof(float));
+    emdpo_rmsnorm_backward(dr2, dnorm_of(w, ch, L + l), dx, a->res2 + o * C, p->rms_ffn + lC, a->ln2_rstd + o,
+                           (size_t)nr, C);
+    /* Attention branch: res2 = x + wo(attention(rope(wq ln1), rope(wk ln1), wv ln1)) */
+    matmul_dinp(dx, dr2, p->wo + lCC, nr, C, C, 0.0f);
+    memset(dq, 0, (size_t)nr * C * sizeof(float));
+    memset(dk, 0, (size_t)nr * kvd * sizeof(float));
+    memset(dv, 0, (size_t)nr * kvd * sizeof(float));
+    for (int b = 0; b < nb; b++) {
+        size_t rb = (size_t)b * T;
+        emdpo_attention_backward(dq + rb * C, dk + rb * kvd, dv + rb * kvd, a->datt + (size_t)(b0 + b) * TT,
+                                 dx + rb * C, a->q + (o + rb) * C, a->k + (o + rb) * kvd, a->v + (o + rb) * kvd,
+                                 att + b * NH * TT, a->lens[b0 + b], T, NH, NKV, hs);
+    }
+    emdpo_rope_backward_inplace(dq, a->rope_cos, a->rope_sin, nb, T, NH, hs);
+    emdpo_rope_backward_inplace(dk, a->rope_cos, a->rope_sin, nb, T, NKV, hs);
+    matmul_dinp(dx, dq, p->wq + lCC, nr, C, C, 0.0f);
+    matmul_dinp(dx, dk, p->wk + lKC, nr, C, kvd, 1.0f);
+    matmul_dinp(dx, dv, p->wv + lKC, nr, C, kvd, 1.0f);
+    memcpy(din, dr2, (size_t)nr * C * sizeof(float));
+    emdpo_rmsnorm_backward(din, dnorm_of(w, ch, l), dx, x, p->rms_att + lC, a->ln1_rstd + o, (size_t)nr, C);
+}
+
+/* One weight gradient: dw (OC, IC) += doutᵀ · inp over all B*T rows. */
+typedef struct wgrad {
+    float *dw;
+    const float *dout, *inp;
+    int OC, IC;
+} wgrad;
+
+/* The weight gradients computed during stage s; returns how many. */
+static int stage_wgrads(const bwd *w, int s, wgrad out[8]) {
+    const emdpo_llama_config *c = &w->m->config;
+    const emdpo_llama_acts *a = w->a;
+    int n = 0, l = s + 1, C = c->dim, H = c->hidden_dim, kvd = c->n_kv_heads * (C / c->n_heads);
+    size_t N = (size_t)a->B * a->T;
+    if (s == c->n_layers - 1) out[n++] = (wgrad){w->g.lm_head, a->dlogits, a->lnf, c->vocab_size, C};
+    if (l < 0 || l >= c->n_layers) return n;
+    size_t o = (size_t)l * N, sl = (size_t)(l % 2) * N, lCC = (size_t)l * C * C, lKC = (size_t)l * kvd * C;
+    size_t lHC = (size_t)l * H * C;
+    const float *ln1 = a->ln1 + o * C, *ln2 = a->ln2 + o * C;
+    out[n++] = (wgrad){w->g.w2 + lHC, dres_slot(w, l), a->hg + o * H, C, H};
+    out[n++] = (wgrad){w->g.w1 + lHC, a->dh1 + sl * H, ln2, H, C};
+    out[n++] = (wgrad){w->g.w3 + lHC, a->dh3 + sl * H, ln2, H, C};
+    out[n++] = (wgrad){w->g.wo + lCC, a->dres2 + sl * C, a->atty + o * C, C, C};
+    out[n++] = (wgrad){w->g.wq + lCC, a->dq + sl * C, ln1, C, C};
+    out[n++] = (wgrad){w->g.wk + lKC, a->dk + sl * kvd, ln1, kvd, C};
+    out[n++] = (wgrad){w->g.wv + lKC, a->dv + sl * kvd, ln1, kvd, C};
+    return n;
+}
+
+/* A weight gradient is cut along its longer side into blocks of about 2^29
+ * FLOPs (a multiple of 16 wide): each job repacks the whole of the operand
+ * along the other side, so that one is the smaller of the two. */
+static int block_width(const bwd *w, const wgrad *wg) {
+    int side = wg->OC > wg->IC ? wg->OC : wg->IC;
+    double flops = 2.0 * wg->OC * wg->IC * w->a->B * w->a->T;
+    int nb = w->split ? (int)ceil(flops / (double)(1 << 29)) : 1, width = (side + nb - 1) / nb;
+    width = (width + 15) / 16 * 16;
+    return width < side ? width : side;
+}
+
+static int wgrad_blocks(const bwd *w, const wgrad *wg) {
+    int side = wg->OC > wg->IC ? wg->OC : wg->IC, width = block_width(w, wg);
+    return (side + width - 1) / width;
+}
+
+static void wgrad_block(const bwd *w, const wgrad *wg, int blk) {
+    int width = block_width(w, wg), N = w->a->B * w->a->T, OC = wg->OC, IC = wg->IC;
+    int i0 = width * blk, rows = OC > IC ? (OC - i0 < width ? OC - i0 : width) : OC;
+    int cols = OC > IC ? IC : (IC - i0 < width ? IC - i0 : width);
+    size_t r0 = OC > IC ? (size_t)i0 : 0, c0 = OC > IC ? 0 : (size_t)i0;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, N, 1.0f, wg->dout + r0, OC, wg->inp + c0, IC,
+                1.0f, wg->dw + r0 * IC + c0, IC);
+}
+
+enum { EMBED_JOBS = 8 };
+
+/* Embedding rows [v0, v1) += the input gradient of the rows holding those
+ * tokens, in row order. */
+static void embed_job(const bwd *w, int job) {
+    const emdpo_llama_acts *a = w->a;
+    int C = a->config.dim, V = a->config.vocab_size, v0 = (int)((long)V * job / EMBED_JOBS);
+    int v1 = (int)((long)V * (job + 1) / EMBED_JOBS);
+    size_t N = (size_t)a->B * a->T;
+    const float *din = dres_slot(w, -1);
+    for (size_t n = 0; n < N; n++) {
+        int t = a->tokens[n];
+        if (t < v0 || t >= v1) continue;
+        float *d = w->g.tok_emb + (size_t)t * C;
+        const float *gr = din + n * C;
+        for (int i = 0; i < C; i++) d[i] += gr[i];
+    }
+}
+
+/* The RMSNorm weight gradients: the chunks' partial sums in chunk order. */
+static void dnorm_job(const bwd *w) {
+    const emdpo_llama_config *c = &w->m->config;
+    int L = c->n_layers, C = c->dim;
+    for (int k = 0; k <= 2 * L; k++) {
+        float *dst = k < L ? w->g.rms_att + (size_t)k * C : k < 2 * L ? w->g.rms_ffn + (size_t)(k - L) * C
+                                                                      : w->g.rms_final;
+        for (int ch = 0; ch < w->nchunks; ch++) {
+            const float *src = dnorm_of(w, ch, k);
+            for (int i = 0; i < C; i++) dst[i] += src[i];
+        }
+    }
+}
+
+/* Job j of stage s: first the weight-gradient blocks, then the chunks (at
+ * stage -1 the embedding's jobs and the RMSNorm weights'). */
+static void stage_job(const bwd *w, int s, const wgrad *wg, int nwg, int j) {
+    for (int i = 0; i < nwg; i++) {
+        int nb = wgrad_blocks(w, &wg[i]);
+        if (j < nb) {
+            wgrad_block(w, &wg[i], j);
+            return;
+        }
+        j -= nb;
+    }
+    int L = w->m->config.n_layers, B = w->a->B, b0 = j * w->bc, b1 = b0 + w->bc < B ? b0 + w->bc : B;
+    if (s == L)
+        head_chunk(w, j, b0, b1);
+    else if (s >= 0)
+        layer_chunk(w, s, j, b0, b1);
+    else if (j < EMBED_JOBS)
+        embed_job(w, j);
+    else
+        dnorm_job(w);
+}
+
 int emdpo_llama_backward(const emdpo_llama *m, emdpo_llama_acts *a, const float *dlogp, float *grad) {
     const emdpo_llama_config *c = &m->config;
     if (!same_config(c, &a->config) || !a->training || a->B < 1) return EMDPO_ERR_INVALID_ARG;
-    int B = a->B, T = a->T, C = c->dim, H = c->hidden_dim, V = c->vocab_size, NH = c->n_heads, NKV = c->n_kv_heads;
-    int hs = C / NH, kvd = NKV * hs, N = B * T;
-    size_t NC = (size_t)N * C, NK = (size_t)N * kvd, NHd = (size_t)N * H;
-    const emdpo_llama_params *p = &m->params;
-    emdpo_llama_params g;
-    emdpo_llama_point_params(c, grad, &g);
-
-    logprob_backward_set(a->dlogits, dlogp, a->logits, a->lse, a->targets, (size_t)N, V);
-    matmul_dinp_set(a->dln, a->dlogits, p->lm_head, N, C, V);
-    emdpo_matmul_backward(NULL, g.lm_head, a->dlogits, a->lnf, p->lm_head, N, C, V);
-    memset(a->dres, 0, NC * sizeof(float));
-    emdpo_rmsnorm_backward(a->dres, g.rms_final, a->dln, a->res3 + (c->n_layers - 1) * NC, p->rms_final,
-                           a->lnf_rstd, (size_t)N, C);
-    for (int l = c->n_layers - 1; l >= 0; l--) {
-        const float *x = l ? a->res3 + (l - 1) * NC : a->encoded;
-        const float *ln1 = a->ln1 + l * NC, *q = a->q + l * NC, *k = a->k + l * NK, *v = a->v + l * NK;
-        const float *att = a->att + (size_t)l * N * NH * T, *atty = a->atty + l * NC, *res2 = a->res2 + l * NC;
-        const float *ln2 = a->ln2 + l * NC, *h1 = a->h1 + l * NHd, *h3 = a->h3 + l * NHd, *hg = a->hg + l * NHd;
-        size_t lC = (size_t)l * C, lCC = lC * C, lKC = (size_t)l * kvd * C, lHC = (size_t)l * H * C;
-        /* FFN branch: res3 = res2 + w2(silu(w1 ln2) * w3 ln2) */
-        matmul_dinp_set(a->dhg, a->dres, p->w2 + lHC, N, H, C);
-        emdpo_matmul_backward(NULL, g.w2 + lHC, a->dres, hg, p->w2 + lHC, N, H, C);
-        swiglu_backward_set(a->dh1, a->dh3, a->dhg, h1, h3, NHd);
-        matmul_dinp_set(a->dln, a->dh1, p->w1 + lHC, N, C, H);
-        emdpo_matmul_backward(NULL, g.w1 + lHC, a->dh1, ln2, p->w1 + lHC, N, C, H);
-        emdpo_matmul_backward(a->dln, g.w3 + lHC, a->dh3, ln2, p->w3 + lHC, N, C, H);
-        emdpo_rmsnorm_backward(a->dres, g.rms_ffn + lC, a->dln, res2, p->rms_ffn + lC, a->ln2_rstd + (size_t)l * N,
-                               (size_t)N, C);
-        /* Attention branch: res2 = x + wo(attention(rope(wq ln1), rope(wk ln1), wv ln1)) */
-        matmul_dinp_set(a->datty, a->dres, p->wo + lCC, N, C, C);
-        emdpo_matmul_backward(NULL, g.wo + lCC, a->dres, atty, p->wo + lCC, N, C, C);
-        memset(a->dq, 0, NC * sizeof(float));
-        memset(a->dk, 0, NK * sizeof(float));
-        memset(a->dv, 0, NK * sizeof(float));
-        emdpo_attention_backward(a->dq, a->dk, a->dv, a->datty, q, k, v, att, a->lens, B, T, NH, NKV, hs);
-        memset(a->dqp, 0, NC * sizeof(float));
-        memset(a->dkp, 0, NK * sizeof(float));
-        emdpo_rope_backward(a->dqp, a->dq, a->rope_cos, a->rope_sin, B, T, NH, hs);
-        emdpo_rope_backward(a->dkp, a->dk, a->rope_cos, a->rope_sin, B, T, NKV, hs);
-        matmul_dinp_set(a->dln, a->dqp, p->wq + lCC, N, C, C);
-        emdpo_matmul_backward(NULL, g.wq + lCC, a->dqp, ln1, p->wq + lCC, N, C, C);
-        emdpo_matmul_backward(a->dln, g.wk + lKC, a->dkp, ln1, p->wk + lKC, N, C, kvd);
-        emdpo_matmul_backward(a->dln, g.wv + lKC, a->dv, ln1, p->wv + lKC, N, C, kvd);
-        emdpo_rmsnorm_backward(a->dres, g.rms_att + lC, a->dln, x, p->rms_att + lC, a->ln1_rstd + (size_t)l * N,
-                               (size_t)N, C);
+    bwd w = {m, a, dlogp, {0}, chunk_seqs(a->T), 0, 0};
+    emdpo_llama_point_params(c, grad, &w.g);
+    w.nchunks = (a->B + w.bc - 1) / w.bc;
+    int team = team_size(w.nchunks), saved = blas_begin(team), L = c->n_layers;
+    w.split = team > 1;
+#pragma omp parallel num_threads(team)
+    for (int s = L; s >= -1; s--) {
+        wgrad wg[8];
+        int nwg = stage_wgrads(&w, s, wg), njobs = s >= 0 ? w.nchunks : EMBED_JOBS + 1;
+        for (int i = 0; i < nwg; i++) njobs += wgrad_blocks(&w, &wg[i]);
+#pragma omp for schedule(dynamic, 1)
+        for (int j = 0; j < njobs; j++) stage_job(&w, s, wg, nwg, j);
     }
-    emdpo_embed_backward(g.tok_emb, a->dres, a->tokens, (size_t)N, C);
+    blas_end(team, saved);
     return EMDPO_OK;
 }
 

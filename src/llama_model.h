@@ -15,16 +15,22 @@
 /* Activations of one forward pass, kept for the backward (llm.c style: one
  * buffer, pointers into it). Sized for at most max_B sequences of max_T
  * tokens; a pass with smaller B, T packs its tensors with its own B, T, so
- * the shapes below use the B, T of the last forward. kvd = NKV * hs. */
+ * the shapes below use the B, T of the last forward. kvd = NKV * hs.
+ *
+ * The per-layer tensors (L, ...) hold every layer only with training; a
+ * forward-only acts keeps ONE layer's worth (L = 1 below), which each layer
+ * overwrites, so it needs about 1/L of the memory and stays in cache. Its
+ * residual stream is res3 alone, updated in place (encoded and res2 are
+ * NULL). */
 typedef struct emdpo_llama_acts {
     emdpo_llama_config config;
     int max_B, max_T;
     int B, T;         /* shape of the last forward; 0 before the first */
-    int training;     /* gradient buffers allocated */
+    int training;     /* every layer kept, gradient buffers allocated */
     int *tokens;      /* (B, T) ids; 0 past a sequence's length */
     int *targets;     /* (B, T) next token, or -1 where there is none */
     int *lens;        /* (B) */
-    float *encoded;   /* (B, T, C) token embeddings: layer 0's input */
+    float *encoded;   /* (B, T, C) token embeddings: layer 0's input (training only) */
     float *ln1;       /* (L, B, T, C) attention RMSNorm output */
     float *ln1_rstd;  /* (L, B, T) */
     float *q;         /* (L, B, T, C) queries after RoPE */
@@ -32,7 +38,7 @@ typedef struct emdpo_llama_acts {
     float *v;         /* (L, B, T, kvd) */
     float *att;       /* (L, B, NH, T, T) attention probabilities */
     float *atty;      /* (L, B, T, C) attention output before wo */
-    float *res2;      /* (L, B, T, C) residual after attention */
+    float *res2;      /* (L, B, T, C) residual after attention (training only) */
     float *ln2;       /* (L, B, T, C) FFN RMSNorm output */
     float *ln2_rstd;  /* (L, B, T) */
     float *h1;        /* (L, B, T, H) gate pre-activation */
@@ -46,19 +52,20 @@ typedef struct emdpo_llama_acts {
     float *logp;      /* (B, T) next-token log-probabilities, 0 where masked */
     float *rope_cos;  /* (T, hs/2) */
     float *rope_sin;  /* (T, hs/2) */
-    float *scratch;   /* (B, T, C) projections before RoPE */
-    /* Gradients of activations (training only), reused across layers. */
-    float *dres;      /* (B, T, C) residual stream */
-    float *dln;       /* (B, T, C) RMSNorm outputs */
-    float *datty;     /* (B, T, C) */
-    float *dq;        /* (B, T, C) after RoPE */
-    float *dqp;       /* (B, T, C) before RoPE */
-    float *dk;        /* (B, T, kvd) after RoPE */
-    float *dkp;       /* (B, T, kvd) before RoPE */
-    float *dv;        /* (B, T, kvd) */
-    float *dh1;       /* (B, T, H) */
-    float *dh3;       /* (B, T, H) */
-    float *dhg;       /* (B, T, H) */
+    /* Gradients (training only). The backward keeps the activation
+     * gradients that the weight gradients need for two layers at a time
+     * (slot l % 2), and the residual stream's for three (slot (l+1) % 3). */
+    float *dres;      /* (3, B, T, C) dL/d(layer l's output); layer -1 is the embedding */
+    float *dres2;     /* (2, B, T, C) dL/d(residual after attention) */
+    float *dq;        /* (2, B, T, C) queries, before RoPE */
+    float *dk;        /* (2, B, T, kvd) keys, before RoPE */
+    float *dv;        /* (2, B, T, kvd) */
+    float *dh1;       /* (2, B, T, H) */
+    float *dh3;       /* (2, B, T, H) */
+    float *dhg;       /* (B, T, H) scratch */
+    float *dx;        /* (B, T, C) scratch: an RMSNorm output's or the attention output's gradient */
+    float *datt;      /* (B, T, T) scratch of the attention backward, one T x T per sequence */
+    float *dnorm;     /* (B, 2L+1, C) the RMSNorm weight gradients of each chunk of sequences */
     float *dlogits;   /* (B, T, V) */
     float *buf;       /* everything above that is float */
     size_t buf_n;     /* floats in buf */
@@ -74,16 +81,27 @@ void emdpo_llama_acts_free(emdpo_llama_acts *a);
 
 /* Forward over tokens (B, T), row-major. lens (B) or NULL (all T): tokens of
  * sequence b at t >= lens[b] are padding, never read, and never influence a
- * real position. Fills a->logp (B, T), a->logits and everything the backward
- * needs. EMDPO_ERR_INVALID_ARG when B, T, a length or a real token is out of
- * range or a was made for another configuration. */
+ * real position. Fills a->logp (B, T), a->logits, a->lnf and, with training,
+ * everything the backward needs. EMDPO_ERR_INVALID_ARG when B, T, a length
+ * or a real token is out of range or a was made for another configuration.
+ *
+ * Threads: the batch is cut into chunks of whole sequences (about 256 rows
+ * each, a function of T only) and each thread runs whole chunks through all
+ * layers, with single-threaded sgemm (OpenBLAS is set to one thread for the
+ * duration and restored after, so two threads of the caller must not run
+ * passes at the same time). With one chunk, or one OpenMP thread, the pass
+ * runs on the calling thread and OpenBLAS keeps its own threads. */
 int emdpo_llama_forward(const emdpo_llama *m, emdpo_llama_acts *a, const int *tokens, const int *lens, int B, int T);
 
 /* Backward of the last forward from dlogp (B, T) (entries where logp is
  * masked are ignored): ADDS dL/dparams into grad (m->num_params floats,
  * laid out as the parameters; a tied head's gradient lands in tok_emb).
  * Leaves the forward's activations intact, so it may be called again.
- * EMDPO_ERR_INVALID_ARG without training buffers or before a forward. */
+ * EMDPO_ERR_INVALID_ARG without training buffers or before a forward.
+ * Threads as the forward: the chunks go backward layer by layer, and the
+ * weight gradients of layer l, sums over all rows, are sgemms over blocks of
+ * the weight, run while the chunks do layer l-1. The same inputs and thread
+ * count give the same bits, whichever thread takes which chunk or block. */
 int emdpo_llama_backward(const emdpo_llama *m, emdpo_llama_acts *a, const float *dlogp, float *grad);
 
 /* Log-probability of the span of tokens [start[b], end[b]) of each sequence

@@ -2,9 +2,43 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "threads.h"
+
+/* Split a loop over threads only when it is large and this thread is not
+ * already one of a team (the model runs one chunk of sequences per thread;
+ * a nested team would only add overhead or oversubscribe). */
+#ifdef _OPENMP
+static int par_ok(double work) { return work >= EMDPO_PAR_MIN_WORK && !omp_in_parallel(); }
+#endif
+
+/* e^x to within 1.5 ulp (Cephes' polynomial), written so that loops calling it
+ * vectorise; glibc's expf does not, and the SwiGLU, softmax and log-softmax
+ * passes take one per element. The argument is clamped to [-87, 88], where
+ * 2^n stays a normal float; NaN passes through. */
+static inline float fexp(float x) {
+    x = x > 88.0f ? 88.0f : x;
+    x = x < -87.0f ? -87.0f : x;
+    float y = fmaf(x, 1.44269504088896341f, 12582912.0f); /* 1.5 * 2^23 rounds n into y's low bits */
+    float n = y - 12582912.0f;
+    float r = fmaf(n, -0.693359375f, x);
+    r = fmaf(n, 2.12194440e-4f, r);
+    float p = 1.9875691500e-4f;
+    p = fmaf(p, r, 1.3981999507e-3f);
+    p = fmaf(p, r, 8.3334519073e-3f);
+    p = fmaf(p, r, 4.1665795894e-2f);
+    p = fmaf(p, r, 1.6666665459e-1f);
+    p = fmaf(p, r, 5.0000001201e-1f);
+    p = fmaf(p, r * r, r) + 1.0f;
+    uint32_t bits;
+    memcpy(&bits, &y, sizeof bits);
+    bits = (bits + (127u - 0x4B400000u)) << 23; /* 2^n */
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
 
 void emdpo_embed_forward(float *out, const int *tokens, const float *emb, size_t N, int C) {
     for (size_t n = 0; n < N; n++) memcpy(out + n * C, emb + (size_t)tokens[n] * C, (size_t)C * sizeof(float));
@@ -21,11 +55,12 @@ void emdpo_embed_backward(float *demb, const float *dout, const int *tokens, siz
 
 void emdpo_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, size_t N, int C, float eps) {
     long nn = (long)N;
-#pragma omp parallel for schedule(static) if ((double)N * C >= EMDPO_PAR_MIN_WORK)
+#pragma omp parallel for schedule(static) if (par_ok((double)N * C))
     for (long n = 0; n < nn; n++) {
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
         double ss = 0.0;
+#pragma omp simd reduction(+ : ss)
         for (int i = 0; i < C; i++) ss += (double)x[i] * x[i];
         float r = (float)(1.0 / sqrt(ss / C + eps));
         rstd[n] = r;
@@ -36,12 +71,13 @@ void emdpo_rmsnorm_forward(float *out, float *rstd, const float *inp, const floa
 void emdpo_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
                             const float *rstd, size_t N, int C) {
     long nn = (long)N;
-#pragma omp parallel for schedule(static) if ((double)N * C >= EMDPO_PAR_MIN_WORK)
+#pragma omp parallel for schedule(static) if (par_ok((double)N * C))
     for (long n = 0; n < nn; n++) {
         const float *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
         float *dx = dinp + (size_t)n * C;
         float r = rstd[n];
         double s = 0.0;
+#pragma omp simd reduction(+ : s)
         for (int i = 0; i < C; i++) s += (double)g[i] * w[i] * x[i];
         float c = (float)(s * r * r * r / C);
         for (int i = 0; i < C; i++) dx[i] += r * w[i] * g[i] - c * x[i];
@@ -83,7 +119,7 @@ static void rope_apply(float *out, const float *inp, const float *cosv, const fl
                        int hs, float dir, int accumulate) {
     int h2 = hs / 2;
     long rows = (long)B * T;
-#pragma omp parallel for schedule(static) if ((double)rows * nh * hs >= EMDPO_PAR_MIN_WORK)
+#pragma omp parallel for schedule(static) if (par_ok((double)rows * nh * hs))
     for (long r = 0; r < rows; r++) {
         int t = (int)(r % T);
         const float *cr = cosv + (size_t)t * h2, *sr = sinv + (size_t)t * h2;
@@ -115,138 +151,184 @@ void emdpo_rope_backward(float *dinp, const float *dout, const float *cosv, cons
     rope_apply(dinp, dout, cosv, sinv, B, T, nh, hs, -1.0f, 1);
 }
 
-static inline float dot(const float *a, const float *b, int n) {
-    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-    for (int i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
+void emdpo_rope_backward_inplace(float *x, const float *cosv, const float *sinv, int B, int T, int nh, int hs) {
+    rope_apply(x, x, cosv, sinv, B, T, nh, hs, -1.0f, 0);
 }
 
-static inline void axpy(float *y, float a, const float *x, int n) {
-    for (int i = 0; i < n; i++) y[i] += a * x[i];
-}
+/* Query rows per block: a block's products read the keys up to its last
+ * row only, which skips most of the masked upper triangle for long T. */
+enum { ATT_BLOCK = 64 };
 
-void emdpo_attention_forward(float *out, float *att, const float *q, const float *k, const float *v, const int *lens,
-                             int B, int T, int NH, int NKV, int hs) {
-    int group = NH / NKV;
-    size_t C = (size_t)NH * hs, kvd = (size_t)NKV * hs;
+void emdpo_attention_forward(float *out, float *att, const float *q, const float *k, const float *v, int len, int T,
+                             int NH, int NKV, int hs) {
+    int group = NH / NKV, C = NH * hs, kvd = NKV * hs;
     float scale = 1.0f / sqrtf((float)hs);
-    long jobs = (long)B * NH;
-#pragma omp parallel for schedule(dynamic, 1) if ((double)jobs * T * T * hs >= EMDPO_PAR_MIN_WORK)
-    for (long j = 0; j < jobs; j++) {
-        int b = (int)(j / NH), h = (int)(j % NH), kh = h / group;
-        int len = lens ? lens[b] : T;
-        const float *kb = k + (size_t)b * T * kvd + (size_t)kh * hs;
-        const float *vb = v + (size_t)b * T * kvd + (size_t)kh * hs;
-        for (int t = 0; t < T; t++) {
-            const float *qt = q + ((size_t)b * T + t) * C + (size_t)h * hs;
-            float *o = out + ((size_t)b * T + t) * C + (size_t)h * hs;
-            float *a = att + (((size_t)b * NH + h) * T + t) * T;
-            memset(o, 0, (size_t)hs * sizeof(float));
-            memset(a, 0, (size_t)T * sizeof(float));
-            if (t >= len) continue;
-            float mx = -INFINITY;
-            for (int u = 0; u <= t; u++) {
-                a[u] = dot(qt, kb + (size_t)u * kvd, hs) * scale;
-                if (a[u] > mx) mx = a[u];
-            }
-            float z = 0.0f;
-            for (int u = 0; u <= t; u++) z += a[u] = expf(a[u] - mx);
-            float iz = 1.0f / z;
-            for (int u = 0; u <= t; u++) {
-                a[u] *= iz;
-                axpy(o, a[u], vb + (size_t)u * kvd, hs);
-            }
-        }
-    }
-}
-
-/* With p the probabilities and g_u = dout·v_u their upstream gradient, the
- * softmax gradient is ds_u = p_u (g_u - sum_w p_w g_w); g is computed twice
- * (once for the sum) rather than stored, which keeps this free of scratch
- * memory. */
-void emdpo_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                              const float *v, const float *att, const int *lens, int B, int T, int NH, int NKV,
-                              int hs) {
-    int group = NH / NKV;
-    size_t C = (size_t)NH * hs, kvd = (size_t)NKV * hs;
-    float scale = 1.0f / sqrtf((float)hs);
-    long jobs = (long)B * NKV;
-#pragma omp parallel for schedule(dynamic, 1) if ((double)B * NH * T * T * hs >= EMDPO_PAR_MIN_WORK)
-    for (long j = 0; j < jobs; j++) {
-        int b = (int)(j / NKV), kh = (int)(j % NKV);
-        int len = lens ? lens[b] : T;
-        size_t kvoff = (size_t)b * T * kvd + (size_t)kh * hs;
-        const float *kb = k + kvoff, *vb = v + kvoff;
-        float *dkb = dk + kvoff, *dvb = dv + kvoff;
-        for (int h = kh * group; h < (kh + 1) * group; h++) {
-            for (int t = 0; t < len; t++) {
-                size_t qoff = ((size_t)b * T + t) * C + (size_t)h * hs;
-                const float *qt = q + qoff, *g = dout + qoff;
-                float *dqt = dq + qoff;
-                const float *a = att + (((size_t)b * NH + h) * T + t) * T;
-                float pg = 0.0f;
-                for (int u = 0; u <= t; u++) pg += a[u] * dot(g, vb + (size_t)u * kvd, hs);
-                for (int u = 0; u <= t; u++) {
-                    const float *vu = vb + (size_t)u * kvd;
-                    float ds = a[u] * (dot(g, vu, hs) - pg) * scale;
-                    axpy(dvb + (size_t)u * kvd, a[u], g, hs);
-                    axpy(dqt, ds, kb + (size_t)u * kvd, hs);
-                    axpy(dkb + (size_t)u * kvd, ds, qt, hs);
+    for (int h = 0; h < NH; h++) {
+        const float *kh = k + (size_t)(h / group) * hs, *vh = v + (size_t)(h / group) * hs;
+        float *ah = att + (size_t)h * T * T;
+        for (int t0 = 0; t0 < len; t0 += ATT_BLOCK) {
+            int t1 = t0 + ATT_BLOCK < len ? t0 + ATT_BLOCK : len;
+            float *ab = ah + (size_t)t0 * T;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t1 - t0, t1, hs, scale, q + (size_t)t0 * C + h * hs,
+                        C, kh, kvd, 0.0f, ab, T);
+            /* Rows run over all t1 columns the product wrote, masking u > t,
+             * so that the loops vectorise without a scalar tail. */
+            for (int t = t0; t < t1; t++) {
+                float *a = ah + (size_t)t * T, mx = -INFINITY, z = 0.0f;
+#pragma omp simd reduction(max : mx)
+                for (int u = 0; u < t1; u++) {
+                    float x = u <= t ? a[u] : -INFINITY;
+                    mx = x > mx ? x : mx;
                 }
+#pragma omp simd reduction(+ : z)
+                for (int u = 0; u < t1; u++) {
+                    float e = u <= t ? fexp(a[u] - mx) : 0.0f;
+                    a[u] = e;
+                    z += e;
+                }
+                float iz = 1.0f / z;
+                for (int u = 0; u < t1; u++) a[u] *= iz;
+                memset(a + t1, 0, (size_t)(T - t1) * sizeof(float));
             }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t1 - t0, hs, t1, 1.0f, ab, T, vh, kvd, 0.0f,
+                        out + (size_t)t0 * C + h * hs, C);
+        }
+        if (len < T) memset(ah + (size_t)len * T, 0, (size_t)(T - len) * T * sizeof(float));
+        for (int t = len; t < T; t++) memset(out + (size_t)t * C + h * hs, 0, (size_t)hs * sizeof(float));
+    }
+}
+
+/* Per block of query rows, with P the probabilities and dP = dout · Vᵀ:
+ * dS = P * (dP - rowsum(P * dP)) / sqrt(hs), then dq += dS K, dk += dSᵀ q,
+ * dv += Pᵀ dout. scratch holds dP, then dS, of one block. */
+void emdpo_attention_backward(float *dq, float *dk, float *dv, float *scratch, const float *dout, const float *q,
+                              const float *k, const float *v, const float *att, int len, int T, int NH, int NKV,
+                              int hs) {
+    int group = NH / NKV, C = NH * hs, kvd = NKV * hs;
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int h = 0; h < NH; h++) {
+        size_t ko = (size_t)(h / group) * hs, qo = (size_t)h * hs;
+        const float *ah = att + (size_t)h * T * T;
+        for (int t0 = 0; t0 < len; t0 += ATT_BLOCK) {
+            int t1 = t0 + ATT_BLOCK < len ? t0 + ATT_BLOCK : len, nt = t1 - t0;
+            const float *pb = ah + (size_t)t0 * T, *gb = dout + (size_t)t0 * C + qo;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, t1, hs, 1.0f, gb, C, v + ko, kvd, 0.0f, scratch,
+                        T);
+            /* p is 0 past the diagonal, so full rows of t1 give dS 0 there. */
+            for (int t = t0; t < t1; t++) {
+                const float *p = ah + (size_t)t * T;
+                float *d = scratch + (size_t)(t - t0) * T, pg = 0.0f;
+#pragma omp simd reduction(+ : pg)
+                for (int u = 0; u < t1; u++) pg += p[u] * d[u];
+                for (int u = 0; u < t1; u++) d[u] = p[u] * (d[u] - pg) * scale;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, hs, t1, 1.0f, scratch, T, k + ko, kvd, 1.0f,
+                        dq + (size_t)t0 * C + qo, C);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t1, hs, nt, 1.0f, scratch, T, q + (size_t)t0 * C + qo,
+                        C, 1.0f, dk + ko, kvd);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t1, hs, nt, 1.0f, pb, T, gb, C, 1.0f, dv + ko, kvd);
         }
     }
+}
+
+/* Element-wise passes go over blocks of ELT_BLOCK elements: threads take
+ * whole blocks and the block functions, whose arguments do not alias,
+ * vectorise. */
+enum { ELT_BLOCK = 4096 };
+
+static void swiglu_block(float *restrict out, const float *restrict h1, const float *restrict h3, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = h1[i] / (1.0f + fexp(-h1[i])) * h3[i];
 }
 
 void emdpo_swiglu_forward(float *out, const float *h1, const float *h3, size_t n) {
-    long nn = (long)n;
-#pragma omp parallel for schedule(static) if (n >= EMDPO_PAR_MIN_WORK)
-    for (long i = 0; i < nn; i++) out[i] = h1[i] / (1.0f + expf(-h1[i])) * h3[i];
+    long nb = (long)((n + ELT_BLOCK - 1) / ELT_BLOCK);
+#pragma omp parallel for schedule(static) if (par_ok((double)n))
+    for (long b = 0; b < nb; b++) {
+        size_t i = (size_t)b * ELT_BLOCK, m = n - i < ELT_BLOCK ? n - i : ELT_BLOCK;
+        swiglu_block(out + i, h1 + i, h3 + i, m);
+    }
+}
+
+static void swiglu_backward_block(float *restrict dh1, float *restrict dh3, const float *restrict dout,
+                                  const float *restrict h1, const float *restrict h3, size_t n, int accumulate) {
+    for (size_t i = 0; i < n; i++) {
+        float x = h1[i], sg = 1.0f / (1.0f + fexp(-x)), g = dout[i];
+        float d1 = g * h3[i] * sg * (1.0f + x * (1.0f - sg)), d3 = g * x * sg;
+        dh1[i] = accumulate ? dh1[i] + d1 : d1;
+        dh3[i] = accumulate ? dh3[i] + d3 : d3;
+    }
+}
+
+static void swiglu_backward_into(float *dh1, float *dh3, const float *dout, const float *h1, const float *h3,
+                                 size_t n, int accumulate) {
+    long nb = (long)((n + ELT_BLOCK - 1) / ELT_BLOCK);
+#pragma omp parallel for schedule(static) if (par_ok((double)n))
+    for (long b = 0; b < nb; b++) {
+        size_t i = (size_t)b * ELT_BLOCK, m = n - i < ELT_BLOCK ? n - i : ELT_BLOCK;
+        swiglu_backward_block(dh1 + i, dh3 + i, dout + i, h1 + i, h3 + i, m, accumulate);
+    }
 }
 
 void emdpo_swiglu_backward(float *dh1, float *dh3, const float *dout, const float *h1, const float *h3, size_t n) {
-    long nn = (long)n;
-#pragma omp parallel for schedule(static) if (n >= EMDPO_PAR_MIN_WORK)
-    for (long i = 0; i < nn; i++) {
-        float x = h1[i], sg = 1.0f / (1.0f + expf(-x)), g = dout[i];
-        dh1[i] += g * h3[i] * sg * (1.0f + x * (1.0f - sg));
-        dh3[i] += g * x * sg;
-    }
+    swiglu_backward_into(dh1, dh3, dout, h1, h3, n, 1);
+}
+
+void emdpo_swiglu_backward_set(float *dh1, float *dh3, const float *dout, const float *h1, const float *h3,
+                               size_t n) {
+    swiglu_backward_into(dh1, dh3, dout, h1, h3, n, 0);
 }
 
 void emdpo_residual_forward(float *out, const float *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
+/* The log-sum-exp is a float sum of e^(l - max), each term in (0, 1]. */
 void emdpo_logprob_forward(float *logp, float *lse, const float *logits, const int *targets, size_t N, int V) {
     long nn = (long)N;
-#pragma omp parallel for schedule(static) if ((double)N * V >= EMDPO_PAR_MIN_WORK)
+#pragma omp parallel for schedule(static) if (par_ok((double)N * V))
     for (long n = 0; n < nn; n++) {
         const float *l = logits + (size_t)n * V;
         if (targets[n] < 0) {
             logp[n] = lse[n] = 0.0f;
             continue;
         }
-        float mx = l[0];
+        float mx = l[0], z = 0.0f;
+#pragma omp simd reduction(max : mx)
         for (int i = 1; i < V; i++) mx = l[i] > mx ? l[i] : mx;
-        double z = 0.0;
-        for (int i = 0; i < V; i++) z += exp((double)(l[i] - mx));
-        double s = mx + log(z);
-        lse[n] = (float)s;
-        logp[n] = (float)(l[targets[n]] - s);
+#pragma omp simd reduction(+ : z)
+        for (int i = 0; i < V; i++) z += fexp(l[i] - mx);
+        float s = mx + logf(z);
+        lse[n] = s;
+        logp[n] = l[targets[n]] - s;
+    }
+}
+
+static void logprob_backward_into(float *dlogits, const float *dlogp, const float *logits, const float *lse,
+                                  const int *targets, size_t N, int V, int accumulate) {
+    long nn = (long)N;
+#pragma omp parallel for schedule(static) if (par_ok((double)N * V))
+    for (long n = 0; n < nn; n++) {
+        float *d = dlogits + (size_t)n * V;
+        if (targets[n] < 0) {
+            if (!accumulate) memset(d, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        const float *l = logits + (size_t)n * V;
+        float g = dlogp[n], s = lse[n];
+        if (accumulate)
+            for (int i = 0; i < V; i++) d[i] -= g * fexp(l[i] - s);
+        else
+            for (int i = 0; i < V; i++) d[i] = -g * fexp(l[i] - s);
+        d[targets[n]] += g;
     }
 }
 
 void emdpo_logprob_backward(float *dlogits, const float *dlogp, const float *logits, const float *lse,
                             const int *targets, size_t N, int V) {
-    long nn = (long)N;
-#pragma omp parallel for schedule(static) if ((double)N * V >= EMDPO_PAR_MIN_WORK)
-    for (long n = 0; n < nn; n++) {
-        if (targets[n] < 0) continue;
-        const float *l = logits + (size_t)n * V;
-        float *d = dlogits + (size_t)n * V, g = dlogp[n], s = lse[n];
-        for (int i = 0; i < V; i++) d[i] -= g * expf(l[i] - s);
-        d[targets[n]] += g;
-    }
+    logprob_backward_into(dlogits, dlogp, logits, lse, targets, N, V, 1);
+}
+
+void emdpo_logprob_backward_set(float *dlogits, const float *dlogp, const float *logits, const float *lse,
+                                const int *targets, size_t N, int V) {
+    logprob_backward_into(dlogits, dlogp, logits, lse, targets, N, V, 0);
 }

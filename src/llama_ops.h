@@ -6,7 +6,11 @@
  * Forward functions overwrite their outputs. Backward functions ACCUMULATE
  * (+=) into every gradient they produce, so callers zero those buffers once
  * and several uses of a tensor (a tied embedding, the residual stream) sum
- * naturally. Results are bitwise reproducible for a given thread count. */
+ * naturally; the _set variants overwrite instead. Results are bitwise
+ * reproducible for a given thread count. The element-wise ops split large
+ * inputs over threads, but run on the calling thread when it is already
+ * inside a parallel region; exponentials use one vectorisable expf
+ * (within 1.5 ulp). */
 #ifndef EMDPO_LLAMA_OPS_H
 #define EMDPO_LLAMA_OPS_H
 
@@ -39,25 +43,31 @@ void emdpo_rope_forward(float *out, const float *inp, const float *cosv, const f
 /* dinp += the inverse rotation of dout (the rotation is orthogonal). */
 void emdpo_rope_backward(float *dinp, const float *dout, const float *cosv, const float *sinv, int B, int T, int nh,
                          int hs);
+/* As emdpo_rope_backward, but overwriting: x = the inverse rotation of x. */
+void emdpo_rope_backward_inplace(float *x, const float *cosv, const float *sinv, int B, int T, int nh, int hs);
 
-/* Causal grouped-query attention: query head h reads key/value head
- * h / (NH/NKV). q (B, T, NH, hs), k and v (B, T, NKV, hs), out (B, T, NH, hs),
- * att (B, NH, T, T) the softmax probabilities (zero above the diagonal).
- * lens (B) or NULL: rows t >= lens[b] are padding and get zero output and
- * zero probabilities; causal order already keeps real rows off them because
- * padding comes after the real tokens. Parallel over (b, head). */
-void emdpo_attention_forward(float *out, float *att, const float *q, const float *k, const float *v, const int *lens,
-                             int B, int T, int NH, int NKV, int hs);
-/* dq (B, T, NH, hs), dk and dv (B, T, NKV, hs) += the gradients given dout.
- * Parallel over (b, key/value head), so the query heads sharing a key/value
- * head add into it in a fixed order and no two threads write the same row. */
-void emdpo_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                              const float *v, const float *att, const int *lens, int B, int T, int NH, int NKV,
+/* Causal grouped-query attention of ONE sequence, all heads, on the calling
+ * thread (the model runs sequences in parallel): query head h reads
+ * key/value head h / (NH/NKV). q and out (T, NH, hs), k and v (T, NKV, hs),
+ * att (NH, T, T) the softmax probabilities (zero above the diagonal). Rows
+ * t >= len are padding: zero output and probabilities, never read. The
+ * products are sgemms over blocks of 64 query rows, each reading only the
+ * keys at or before its last row. */
+void emdpo_attention_forward(float *out, float *att, const float *q, const float *k, const float *v, int len, int T,
+                             int NH, int NKV, int hs);
+/* dq (T, NH, hs), dk and dv (T, NKV, hs) += the gradients given dout, for
+ * the sequence of emdpo_attention_forward; scratch holds T * T floats. The
+ * query heads sharing a key/value head add into it in head order. */
+void emdpo_attention_backward(float *dq, float *dk, float *dv, float *scratch, const float *dout, const float *q,
+                              const float *k, const float *v, const float *att, int len, int T, int NH, int NKV,
                               int hs);
 
 /* out (n) = silu(h1) * h3, silu(x) = x / (1 + e^-x). */
 void emdpo_swiglu_forward(float *out, const float *h1, const float *h3, size_t n);
 void emdpo_swiglu_backward(float *dh1, float *dh3, const float *dout, const float *h1, const float *h3, size_t n);
+/* As emdpo_swiglu_backward, but overwriting dh1 and dh3. */
+void emdpo_swiglu_backward_set(float *dh1, float *dh3, const float *dout, const float *h1, const float *h3,
+                               size_t n);
 
 /* out (n) = a + b. Its backward is the identity into both inputs, so the
  * model lets the residual-stream gradient flow on unchanged instead of
@@ -72,5 +82,9 @@ void emdpo_logprob_forward(float *logp, float *lse, const float *logits, const i
  * with a negative target get nothing. Cross-entropy is dlogp = -1. */
 void emdpo_logprob_backward(float *dlogits, const float *dlogp, const float *logits, const float *lse,
                             const int *targets, size_t N, int V);
+/* As emdpo_logprob_backward, but overwriting dlogits (rows without a target
+ * become 0). */
+void emdpo_logprob_backward_set(float *dlogits, const float *dlogp, const float *logits, const float *lse,
+                                const int *targets, size_t N, int V);
 
 #endif

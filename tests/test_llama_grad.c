@@ -2,12 +2,18 @@
  * llama_grad.bin (written by tools/llama_fixture.py) holds tiny Llamas, a
  * padded batch, per-token loss weights, and PyTorch's float64 log-probs,
  * loss and gradient of every parameter. Also checks that the backward adds
- * into the gradient and that results repeat bit for bit. */
+ * into the gradient, that results repeat bit for bit, and that a batch cut
+ * into chunks of sequences, run on one or two threads, gives what its
+ * sequences give one at a time. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "check.h"
 #include "emdpo.h"
@@ -110,6 +116,89 @@ static void run_case(FILE *fp, int index) {
     free(tokens), free(lens), free(cw), free(logp_ref), free(g_ref), free(g), free(g2);
 }
 
+/* The largest relative error of a gradient over its tensors (tensor_err). */
+static double grad_err(const emdpo_llama_config *c, const float *g, const float *ref) {
+    size_t sizes[EMDPO_LLAMA_N_TENSORS], off = 0;
+    emdpo_llama_tensor_sizes(c, sizes);
+    double worst = 0.0;
+    for (int t = 0; t < EMDPO_LLAMA_N_TENSORS; t++) {
+        if (sizes[t]) worst = fmax(worst, tensor_err(g + off, ref + off, sizes[t]));
+        off += sizes[t];
+    }
+    return worst;
+}
+
+static void set_threads(int n) {
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#else
+    (void)n;
+#endif
+}
+
+/* A padded batch of B sequences of T tokens against the same sequences run
+ * one at a time (one chunk each): log-probs and gradient, on 1 and 2
+ * threads. */
+static void check_chunks(const emdpo_llama_config *c, int B, int T) {
+    emdpo_llama *m;
+    emdpo_llama_acts *a, *one;
+    CHECK_EQ_INT(emdpo_llama_create(c, &m), EMDPO_OK);
+    emdpo_llama_init(m, 7);
+    /* norm weights off 1, so that a wrong row's gradient shows */
+    for (size_t i = 0; i < (size_t)c->dim; i++) m->params.rms_final[i] = 1.0f + 0.01f * (float)(i % 5);
+    CHECK_EQ_INT(emdpo_llama_acts_create(c, B, T, 1, &a), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_llama_acts_create(c, 1, T, 1, &one), EMDPO_OK);
+    size_t np = m->num_params, N = (size_t)B * T;
+    int *tok = malloc(N * sizeof(int)), *lens = malloc((size_t)B * sizeof(int));
+    float *w = malloc(N * sizeof(float)), *logp = malloc(N * sizeof(float)), *ref = calloc(np, sizeof(float));
+    float *g[2] = {calloc(np, sizeof(float)), calloc(np, sizeof(float))};
+    for (size_t i = 0; i < N; i++) {
+        tok[i] = (int)((i * 2654435761u) % (unsigned)c->vocab_size);
+        w[i] = (float)((int)(i % 11) - 5) / 5.0f;
+    }
+    for (int b = 0; b < B; b++) lens[b] = b % 3 ? T - (b * 7) % T : T;
+    for (int th = 0; th < 2; th++) {
+        set_threads(th + 1);
+        CHECK_EQ_INT(emdpo_llama_forward(m, a, tok, lens, B, T), EMDPO_OK);
+        CHECK_EQ_INT(emdpo_llama_backward(m, a, w, g[th]), EMDPO_OK);
+        if (th == 0) memcpy(logp, a->logp, N * sizeof(float));
+        CHECK_MSG(tensor_err(a->logp, logp, N) < 1e-6, "logp differs between 1 and 2 threads");
+    }
+    /* whichever thread takes which chunk, 2 threads repeat their bits */
+    memset(ref, 0, np * sizeof(float));
+    CHECK_EQ_INT(emdpo_llama_forward(m, a, tok, lens, B, T), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_llama_backward(m, a, w, ref), EMDPO_OK);
+    CHECK(memcmp(ref, g[1], np * sizeof(float)) == 0);
+    memset(ref, 0, np * sizeof(float));
+    set_threads(1);
+    double lp_err = 0.0;
+    for (int b = 0; b < B; b++) {
+        CHECK_EQ_INT(emdpo_llama_forward(m, one, tok + (size_t)b * T, lens + b, 1, T), EMDPO_OK);
+        CHECK_EQ_INT(emdpo_llama_backward(m, one, w + (size_t)b * T, ref), EMDPO_OK);
+        lp_err = fmax(lp_err, tensor_err(one->logp, logp + (size_t)b * T, T));
+    }
+    CHECK_MSG(lp_err < 1e-5, "B %d T %d: batch logp vs one sequence at a time: %g", B, T, lp_err);
+    for (int th = 0; th < 2; th++)
+        CHECK_MSG(grad_err(c, g[th], ref) < 1e-4, "B %d T %d, %d thread(s): batch gradient vs one at a time: %g", B, T,
+                  th + 1, grad_err(c, g[th], ref));
+    free(tok), free(lens), free(w), free(logp), free(ref), free(g[0]), free(g[1]);
+    emdpo_llama_acts_free(one);
+    emdpo_llama_acts_free(a);
+    emdpo_llama_free(m);
+}
+
+static void test_chunks(void) {
+    /* deep and narrow: three chunks (3, 3, 1 sequences), every gradient slot in use, GQA, untied head */
+    emdpo_llama_config deep = {.dim = 32, .hidden_dim = 40, .n_layers = 3, .n_heads = 4, .n_kv_heads = 2,
+                               .vocab_size = 37, .max_seq_len = 40, .tied = 0, .norm_eps = 1e-5f, .rope_theta = 1e4f};
+    check_chunks(&deep, 7, 40);
+    /* wide and shallow: on 2 threads the FFN's weight gradients go in two blocks (528 and 512 wide), and
+     * attention in two blocks of query rows */
+    emdpo_llama_config wide = {.dim = 64, .hidden_dim = 1040, .n_layers = 1, .n_heads = 2, .n_kv_heads = 2,
+                               .vocab_size = 37, .max_seq_len = 100, .tied = 1, .norm_eps = 1e-5f, .rope_theta = 1e4f};
+    check_chunks(&wide, 48, 100);
+}
+
 int main(void) {
     FILE *fp = fopen(FIXTURE, "rb");
     CHECK_MSG(fp != NULL, "cannot open %s (run from the repository root)", FIXTURE);
@@ -120,5 +209,6 @@ int main(void) {
     for (int i = 0; i < hdr[1]; i++) run_case(fp, i);
     CHECK(fgetc(fp) == EOF);
     fclose(fp);
+    test_chunks();
     return check_report("test_llama_grad");
 }

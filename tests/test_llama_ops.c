@@ -9,10 +9,6 @@
 #include "check.h"
 #include "llama_ops.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 static unsigned long long rng_state = 88172645463325252ULL;
 static float urand(void) { /* uniform in (-1, 1), fixed sequence */
     rng_state ^= rng_state << 13;
@@ -144,103 +140,102 @@ static void test_rope(void) {
     fd_check("rope dinp", rp_loss, rp_x, dx, n, 1e-2f, 1e-3);
     for (int r = 0; r < 2; r++) emdpo_rope_backward(dx2, rp_wt, rp_cos, rp_sin, PB, PT, PH, PS);
     check_doubles("rope dinp", dx, dx2, n);
+    /* the in-place variant overwrites with the same values */
+    memcpy(dx2, rp_wt, n * sizeof(float));
+    emdpo_rope_backward_inplace(dx2, rp_cos, rp_sin, PB, PT, PH, PS);
+    CHECK(memcmp(dx, dx2, n * sizeof(float)) == 0);
     free(rp_x), free(rp_out), free(rp_wt), free(dx), free(dx2);
 }
 
-/* ---- attention (GQA, padding) ---- */
-enum { AB = 2, AT = 5, ANH = 4, ANKV = 2, AS = 4 };
-#define AQ (AB * AT * ANH * AS)
-#define AK (AB * AT * ANKV * AS)
-static const int at_lens[AB] = {5, 3};
-static float *at_q, *at_k, *at_v, *at_out, *at_att, *at_wt;
-static double at_loss(void) {
-    emdpo_attention_forward(at_out, at_att, at_q, at_k, at_v, at_lens, AB, AT, ANH, ANKV, AS);
-    return wdot(at_wt, at_out, AQ);
+/* ---- attention (GQA, padding, query blocks) ---- */
+/* Sequences of one batch, each through the per-sequence ops. */
+enum { AB = 2, ANH = 4, ANKV = 2, AS = 4, AT_MAX = 70 };
+static int at_T, at_lens[AB];
+static float *at_q, *at_k, *at_v, *at_out, *at_att, *at_wt, *at_scratch;
+static size_t aq(void) { return (size_t)AB * at_T * ANH * AS; }
+static size_t ak(void) { return (size_t)AB * at_T * ANKV * AS; }
+static void at_forward(void) {
+    size_t sq = (size_t)at_T * ANH * AS, sk = (size_t)at_T * ANKV * AS, sa = (size_t)ANH * at_T * at_T;
+    for (int b = 0; b < AB; b++)
+        emdpo_attention_forward(at_out + b * sq, at_att + b * sa, at_q + b * sq, at_k + b * sk, at_v + b * sk,
+                                at_lens[b], at_T, ANH, ANKV, AS);
 }
-static void test_attention(void) {
-    at_q = rnd(AQ, 1.0f), at_k = rnd(AK, 1.0f), at_v = rnd(AK, 1.0f), at_out = zeros(AQ);
-    at_att = zeros(AB * ANH * AT * AT), at_wt = rnd(AQ, 1.0f);
+static void at_backward(float *dq, float *dk, float *dv) {
+    size_t sq = (size_t)at_T * ANH * AS, sk = (size_t)at_T * ANKV * AS, sa = (size_t)ANH * at_T * at_T;
+    for (int b = 0; b < AB; b++)
+        emdpo_attention_backward(dq + b * sq, dk + b * sk, dv + b * sk, at_scratch, at_wt + b * sq, at_q + b * sq,
+                                 at_k + b * sk, at_v + b * sk, at_att + b * sa, at_lens[b], at_T, ANH, ANKV, AS);
+}
+static double at_loss(void) {
+    at_forward();
+    return wdot(at_wt, at_out, aq());
+}
+/* Every output of real rows against a direct double evaluation. */
+static double at_direct_err(void) {
+    double worst = 0.0;
+    for (int b = 0; b < AB; b++)
+        for (int t = 0; t < at_lens[b]; t++)
+            for (int h = 0; h < ANH; h++) {
+                int kh = h / (ANH / ANKV);
+                double s[AT_MAX], z = 0.0, mx = -1e300;
+                for (int u = 0; u <= t; u++) {
+                    s[u] = 0.0;
+                    for (int i = 0; i < AS; i++)
+                        s[u] += (double)at_q[(((size_t)b * at_T + t) * ANH + h) * AS + i] *
+                                at_k[(((size_t)b * at_T + u) * ANKV + kh) * AS + i];
+                    s[u] /= sqrt(AS);
+                    mx = fmax(mx, s[u]);
+                }
+                for (int u = 0; u <= t; u++) z += s[u] = exp(s[u] - mx);
+                for (int i = 0; i < AS; i++) {
+                    double o = 0.0;
+                    for (int u = 0; u <= t; u++) o += s[u] / z * at_v[(((size_t)b * at_T + u) * ANKV + kh) * AS + i];
+                    worst = fmax(worst, fabs(at_out[(((size_t)b * at_T + t) * ANH + h) * AS + i] - o));
+                }
+            }
+    return worst;
+}
+static void test_attention(int T, int len0, int len1) {
+    at_T = T, at_lens[0] = len0, at_lens[1] = len1;
+    size_t nq = aq(), nk = ak(), na = (size_t)AB * ANH * T * T;
+    at_q = rnd(nq, 1.0f), at_k = rnd(nk, 1.0f), at_v = rnd(nk, 1.0f), at_out = zeros(nq);
+    at_att = zeros(na), at_wt = rnd(nq, 1.0f), at_scratch = zeros((size_t)T * T);
     at_loss();
-    /* A direct evaluation of one output: b 1, t 2, head 3 (kv head 1). */
-    {
-        int b = 1, t = 2, h = 3, kh = 1;
-        double s[AT], z = 0.0, mx = -1e300;
-        for (int u = 0; u <= t; u++) {
-            s[u] = 0.0;
-            for (int i = 0; i < AS; i++)
-                s[u] += (double)at_q[((b * AT + t) * ANH + h) * AS + i] * at_k[((b * AT + u) * ANKV + kh) * AS + i];
-            s[u] /= sqrt(AS);
-            mx = fmax(mx, s[u]);
-        }
-        for (int u = 0; u <= t; u++) z += s[u] = exp(s[u] - mx);
-        for (int i = 0; i < AS; i++) {
-            double o = 0.0;
-            for (int u = 0; u <= t; u++) o += s[u] / z * at_v[((b * AT + u) * ANKV + kh) * AS + i];
-            CHECK_CLOSE(at_out[((b * AT + t) * ANH + h) * AS + i], o, 1e-5);
-        }
-    }
+    CHECK_MSG(at_direct_err() < 1e-5, "T %d: attention output off by %g", T, at_direct_err());
     /* Padding rows are zero; real rows ignore whatever sits in padding. */
     int pad_zero = 1;
-    for (int t = at_lens[1]; t < AT; t++)
-        for (int i = 0; i < ANH * AS; i++) pad_zero &= at_out[((1 * AT + t) * ANH) * AS + i] == 0.0f;
+    for (int t = at_lens[1]; t < T; t++)
+        for (int i = 0; i < ANH * AS; i++) pad_zero &= at_out[(((size_t)1 * T + t) * ANH) * AS + i] == 0.0f;
     CHECK(pad_zero);
-    float *ref = malloc(AQ * sizeof(float));
-    memcpy(ref, at_out, AQ * sizeof(float));
-    for (int t = at_lens[1]; t < AT; t++)
+    float *ref = malloc(nq * sizeof(float));
+    memcpy(ref, at_out, nq * sizeof(float));
+    for (int t = at_lens[1]; t < T; t++)
         for (int i = 0; i < ANKV * AS; i++) {
-            at_k[(1 * AT + t) * ANKV * AS + i] = 1e3f;
-            at_v[(1 * AT + t) * ANKV * AS + i] = -1e3f;
+            at_k[((size_t)1 * T + t) * ANKV * AS + i] = 1e3f;
+            at_v[((size_t)1 * T + t) * ANKV * AS + i] = -1e3f;
         }
     at_loss();
-    CHECK(memcmp(ref, at_out, AQ * sizeof(float)) == 0);
-    float *dq = zeros(AQ), *dk = zeros(AK), *dv = zeros(AK), *dq2 = zeros(AQ), *dk2 = zeros(AK), *dv2 = zeros(AK);
-    emdpo_attention_backward(dq, dk, dv, at_wt, at_q, at_k, at_v, at_att, at_lens, AB, AT, ANH, ANKV, AS);
+    CHECK(memcmp(ref, at_out, nq * sizeof(float)) == 0);
+    float *dq = zeros(nq), *dk = zeros(nk), *dv = zeros(nk), *dq2 = zeros(nq), *dk2 = zeros(nk), *dv2 = zeros(nk);
+    at_backward(dq, dk, dv);
     /* nothing flows into padding keys/values or queries */
     int pad_grad = 1;
-    for (int t = at_lens[1]; t < AT; t++) {
+    for (int t = at_lens[1]; t < T; t++) {
         for (int i = 0; i < ANKV * AS; i++)
-            pad_grad &= dk[(1 * AT + t) * ANKV * AS + i] == 0.0f && dv[(1 * AT + t) * ANKV * AS + i] == 0.0f;
-        for (int i = 0; i < ANH * AS; i++) pad_grad &= dq[(1 * AT + t) * ANH * AS + i] == 0.0f;
+            pad_grad &= dk[((size_t)1 * T + t) * ANKV * AS + i] == 0.0f && dv[((size_t)1 * T + t) * ANKV * AS + i] == 0.0f;
+        for (int i = 0; i < ANH * AS; i++) pad_grad &= dq[((size_t)1 * T + t) * ANH * AS + i] == 0.0f;
     }
     CHECK(pad_grad);
-    fd_check("attention dq", at_loss, at_q, dq, AQ, 1e-2f, 2e-3);
-    fd_check("attention dk", at_loss, at_k, dk, AK, 1e-2f, 2e-3);
-    fd_check("attention dv", at_loss, at_v, dv, AK, 1e-2f, 2e-3);
+    fd_check("attention dq", at_loss, at_q, dq, nq, 1e-2f, 2e-3);
+    fd_check("attention dk", at_loss, at_k, dk, nk, 1e-2f, 2e-3);
+    fd_check("attention dv", at_loss, at_v, dv, nk, 1e-2f, 2e-3);
     at_loss();
-    for (int r = 0; r < 2; r++)
-        emdpo_attention_backward(dq2, dk2, dv2, at_wt, at_q, at_k, at_v, at_att, at_lens, AB, AT, ANH, ANKV, AS);
-    check_doubles("attention dq", dq, dq2, AQ);
-    check_doubles("attention dk", dk, dk2, AK);
-    check_doubles("attention dv", dv, dv2, AK);
-    free(at_q), free(at_k), free(at_v), free(at_out), free(at_att), free(at_wt), free(ref);
+    for (int r = 0; r < 2; r++) at_backward(dq2, dk2, dv2);
+    check_doubles("attention dq", dq, dq2, nq);
+    check_doubles("attention dk", dk, dk2, nk);
+    check_doubles("attention dv", dv, dv2, nk);
+    free(at_q), free(at_k), free(at_v), free(at_out), free(at_att), free(at_wt), free(at_scratch), free(ref);
     free(dq), free(dk), free(dv), free(dq2), free(dk2), free(dv2);
-}
-
-/* Large enough for the parallel paths: the result must not depend on the
- * number of threads (each (b, head) job is independent and ordered). */
-static void test_attention_threads(void) {
-    enum { B = 4, T = 64, NH = 4, NKV = 2, S = 16 };
-    size_t nq = (size_t)B * T * NH * S, nk = (size_t)B * T * NKV * S, na = (size_t)B * NH * T * T;
-    const int lens[B] = {64, 50, 1, 33};
-    float *q = rnd(nq, 1.0f), *k = rnd(nk, 1.0f), *v = rnd(nk, 1.0f), *g = rnd(nq, 1.0f);
-    float *out[2], *att[2], *dq[2], *dk[2], *dv[2];
-    for (int r = 0; r < 2; r++) {
-#ifdef _OPENMP
-        int saved = omp_get_max_threads();
-        omp_set_num_threads(r ? 1 : (saved > 1 ? saved : 2));
-#endif
-        out[r] = zeros(nq), att[r] = zeros(na), dq[r] = zeros(nq), dk[r] = zeros(nk), dv[r] = zeros(nk);
-        emdpo_attention_forward(out[r], att[r], q, k, v, lens, B, T, NH, NKV, S);
-        emdpo_attention_backward(dq[r], dk[r], dv[r], g, q, k, v, att[r], lens, B, T, NH, NKV, S);
-#ifdef _OPENMP
-        omp_set_num_threads(saved);
-#endif
-    }
-    CHECK(memcmp(out[0], out[1], nq * sizeof(float)) == 0 && memcmp(att[0], att[1], na * sizeof(float)) == 0);
-    CHECK(memcmp(dq[0], dq[1], nq * sizeof(float)) == 0 && memcmp(dk[0], dk[1], nk * sizeof(float)) == 0 &&
-          memcmp(dv[0], dv[1], nk * sizeof(float)) == 0);
-    for (int r = 0; r < 2; r++) free(out[r]), free(att[r]), free(dq[r]), free(dk[r]), free(dv[r]);
-    free(q), free(k), free(v), free(g);
 }
 
 /* ---- SwiGLU ---- */
@@ -261,6 +256,8 @@ static void test_swiglu(void) {
     for (int r = 0; r < 2; r++) emdpo_swiglu_backward(da2, db2, sw_wt, sw_a, sw_b, SN);
     check_doubles("swiglu dh1", da, da2, SN);
     check_doubles("swiglu dh3", db, db2, SN);
+    emdpo_swiglu_backward_set(da2, db2, sw_wt, sw_a, sw_b, SN);
+    CHECK(memcmp(da, da2, SN * sizeof(float)) == 0 && memcmp(db, db2, SN * sizeof(float)) == 0);
     free(sw_a), free(sw_b), free(sw_out), free(sw_wt), free(da), free(db), free(da2), free(db2);
 }
 
@@ -289,6 +286,9 @@ static void test_logprob(void) {
     lp_loss();
     for (int r = 0; r < 2; r++) emdpo_logprob_backward(d2, lp_wt, lp_x, lp_lse, lp_tg, LN_, LV);
     check_doubles("logprob dlogits", d, d2, LN_ * LV);
+    for (int v = 0; v < LV; v++) d2[LV + v] = 7.0f; /* the masked row too is overwritten */
+    emdpo_logprob_backward_set(d2, lp_wt, lp_x, lp_lse, lp_tg, LN_, LV);
+    CHECK(memcmp(d, d2, LN_ * LV * sizeof(float)) == 0);
     free(lp_x), free(d), free(d2);
 }
 
@@ -315,8 +315,8 @@ int main(void) {
     test_rmsnorm();
     test_matmul();
     test_rope();
-    test_attention();
-    test_attention_threads();
+    test_attention(5, 5, 3);
+    test_attention(AT_MAX, AT_MAX, 67); /* two query blocks, the second partial */
     test_swiglu();
     test_logprob();
     test_embed_residual();

@@ -136,8 +136,11 @@ static void test_eval(const emdpo_tokenizer *tok) {
         CHECK_EQ_INT(emdpo_lm_evaluate(ev, pol[i], margin + 2 * i, acc + 2 * i, nd), EMDPO_OK);
         CHECK_EQ_INT(emdpo_lm_score(pol[i], set, 5, lp), EMDPO_OK);
         direct(d, lp, ref_lp, beta, dm, da);
+        /* The engine works in float32 and a sequence's batch (here 4 vs 5)
+         * decides how its sums are blocked, so scores agree to float
+         * rounding, not to the bit. */
         for (int g = 0; g < 2; g++) {
-            CHECK_CLOSE(margin[2 * i + g], dm[g], 1e-9);
+            CHECK_CLOSE(margin[2 * i + g], dm[g], 1e-5);
             CHECK_CLOSE(acc[2 * i + g], da[g], 1e-12);
         }
     }
