@@ -22,6 +22,7 @@
 set -eu
 E=${1:-build/emdpo}
 case "$E" in /*) ;; *) E="$(pwd)/$E" ;; esac
+TOOLS=$(cd "$(dirname "$0")" && pwd)
 case "${INVENTORY:-}" in "" | /*) ;; *) INVENTORY="$(pwd)/$INVENTORY" ;; esac
 ANNOTATORS=${ANNOTATORS:-3000}
 PHRASES=${PHRASES:-10}
@@ -34,37 +35,8 @@ out=${OUT:-runs/demo}
 rm -rf "$out"
 mkdir -p "$out"
 cd "$out"
-export OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=passive
-
-start=$(date +%s)
-: >timings.txt
-# stage NAME CMD...: runs CMD with its output in NAME.log and appends its
-# seconds to timings.txt (lanes run in subshells, so a file collects them).
-stage() {
-    name=$1
-    shift
-    t0=$(date +%s)
-    if ! "$@" >"$name.log" 2>&1; then
-        echo "demo: stage $name failed; its log:" >&2
-        cat "$name.log" >&2
-        return 1
-    fi
-    t=$(($(date +%s) - t0))
-    echo "{\"stage\": \"$name\", \"seconds\": $t}" >>timings.txt
-    printf '  %-10s %4d s   (at %d s)\n' "$name" "$t" "$(($(date +%s) - start))"
-}
-# lanes "A B" "C D": the functions of each quoted list run in order, the
-# lists side by side; fails when any stage failed.
-lanes() {
-    pids=""
-    for l in "$@"; do
-        (for f in $l; do $f || exit 1; done) &
-        pids="$pids $!"
-    done
-    ok=1
-    for p in $pids; do wait "$p" || ok=0; done
-    [ $ok -eq 1 ]
-}
+DEMO=demo
+. "$TOOLS/lib_demo.sh"
 
 LM="--tokenizer tok.bin --threads 1"
 DPO="--beta 1 --lr 1e-4 --batch 8"

@@ -25,6 +25,7 @@
 set -eu
 E=${1:-build/emdpo}
 case "$E" in /*) ;; *) E="$(pwd)/$E" ;; esac
+TOOLS=$(cd "$(dirname "$0")" && pwd)
 BANK=${BANK:-builtin}
 BANK_FILE=${BANK_FILE:-../shared/data/globalopinionqa/goqa_index2556_4country_reconstructed.jsonl}
 case "$BANK_FILE" in /*) ;; *) BANK_FILE="$(pwd)/$BANK_FILE" ;; esac
@@ -53,37 +54,8 @@ esac
 rm -rf "$out"
 mkdir -p "$out"
 cd "$out"
-export OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=passive
-
-start=$(date +%s)
-: >timings.txt
-# stage NAME CMD...: runs CMD with its output in NAME.log and appends its
-# seconds to timings.txt (lanes run in subshells, so a file collects them).
-stage() {
-    name=$1
-    shift
-    t0=$(date +%s)
-    if ! "$@" >"$name.log" 2>&1; then
-        echo "demo_goqa: stage $name failed; its log:" >&2
-        cat "$name.log" >&2
-        return 1
-    fi
-    t=$(($(date +%s) - t0))
-    echo "{\"stage\": \"$name\", \"seconds\": $t}" >>timings.txt
-    printf '  %-10s %4d s   (at %d s)\n' "$name" "$t" "$(($(date +%s) - start))"
-}
-# lanes "A B" "C D": the functions of each quoted list run in order, the
-# lists side by side; fails when any stage failed.
-lanes() {
-    pids=""
-    for l in "$@"; do
-        (for f in $l; do $f || exit 1; done) &
-        pids="$pids $!"
-    done
-    ok=1
-    for p in $pids; do wait "$p" || ok=0; done
-    [ $ok -eq 1 ]
-}
+DEMO=demo_goqa
+. "$TOOLS/lib_demo.sh"
 
 # GlobalOpinionQA questions run to a few hundred characters: prompts keep
 # their last 48 tokens so that a sequence fits the model's context of 64.
