@@ -23,31 +23,44 @@ void emdpo_em_opts_default(emdpo_em_opts *o) {
     o->init = EMDPO_INIT_KMEANS;
 }
 
-int emdpo_em_estep(const emdpo_data *d, int K, const double *logp, const double *log_eta, double *gamma,
-                   double *ll_annot, double *loglik) {
+/* Annotator i's row: s (K) holds log eta_k + sum_j log P_k(V_ij) on entry.
+ * Empty types stay at -inf: exp gives exactly 0, never NaN. One exp per
+ * type gives both the normaliser and gamma. Returns the log-sum-exp. */
+static double estep_row(double *s, const double *log_eta, int K, double *gamma) {
+    double m = -INFINITY, tot = 0.0;
+    for (int k = 0; k < K; k++) {
+        if (log_eta[k] == -INFINITY) s[k] = -INFINITY;
+        m = s[k] > m ? s[k] : m;
+    }
+    for (int k = 0; k < K; k++) tot += s[k] = s[k] == -INFINITY ? 0.0 : exp(s[k] - m);
+    for (int k = 0; k < K; k++) gamma[k] = tot > 0.0 ? s[k] / tot : 0.0;
+    return m + log(tot);
+}
+
+/* The E-step over annotators [0, n): annotator i's per-type sums come from
+ * annot_logp (n, K) when it is not NULL, else from d and logp. */
+static int estep(const emdpo_data *d, const double *logp, const double *annot_logp, int64_t n, int K,
+                 const double *log_eta, double *gamma, double *ll_annot, double *loglik) {
     if (K < 1 || K > EMDPO_MAX_K) return EMDPO_ERR_INVALID_ARG;
-    int64_t n_blocks = (d->n_annot + EM_BLOCK - 1) / EM_BLOCK;
-    double *part = emdpo_malloc((size_t)n_blocks * sizeof(double));
+    int64_t n_blocks = (n + EM_BLOCK - 1) / EM_BLOCK;
+    double *part = emdpo_malloc((size_t)(n_blocks ? n_blocks : 1) * sizeof(double));
     if (!part) return EMDPO_ERR_NOMEM;
-#pragma omp parallel for schedule(static) if ((double)d->n_dec * K >= EMDPO_PAR_MIN_WORK)
+    double work = annot_logp ? (double)n * K : (double)d->n_dec * K;
+#pragma omp parallel for schedule(static) if (work >= EMDPO_PAR_MIN_WORK)
     for (int64_t b = 0; b < n_blocks; b++) {
         double s[EMDPO_MAX_K];
         double acc = 0.0;
-        int64_t i1 = (b + 1) * EM_BLOCK < d->n_annot ? (b + 1) * EM_BLOCK : d->n_annot;
+        int64_t i1 = (b + 1) * EM_BLOCK < n ? (b + 1) * EM_BLOCK : n;
         for (int64_t i = b * EM_BLOCK; i < i1; i++) {
-            for (int k = 0; k < K; k++) s[k] = log_eta[k];
-            for (int64_t j = d->annot_dec[i]; j < d->annot_dec[i + 1]; j++)
-                for (int k = 0; k < K; k++) s[k] += logp[j * K + k];
-            /* Empty types stay at -inf: exp gives exactly 0, never NaN. One
-             * exp per type gives both the normaliser and gamma. */
-            double m = -INFINITY, tot = 0.0;
-            for (int k = 0; k < K; k++) {
-                if (log_eta[k] == -INFINITY) s[k] = -INFINITY;
-                m = s[k] > m ? s[k] : m;
+            if (annot_logp) {
+                for (int k = 0; k < K; k++) s[k] = annot_logp[i * K + k];
+            } else {
+                for (int k = 0; k < K; k++) s[k] = 0.0;
+                for (int64_t j = d->annot_dec[i]; j < d->annot_dec[i + 1]; j++)
+                    for (int k = 0; k < K; k++) s[k] += logp[j * K + k];
             }
-            for (int k = 0; k < K; k++) tot += s[k] = s[k] == -INFINITY ? 0.0 : exp(s[k] - m);
-            double lse = m + log(tot);
-            for (int k = 0; k < K; k++) gamma[i * K + k] = tot > 0.0 ? s[k] / tot : 0.0;
+            for (int k = 0; k < K; k++) s[k] += log_eta[k];
+            double lse = estep_row(s, log_eta, K, gamma + i * K);
             if (ll_annot) ll_annot[i] = lse;
             acc += lse;
         }
@@ -55,9 +68,20 @@ int emdpo_em_estep(const emdpo_data *d, int K, const double *logp, const double 
     }
     double total = 0.0;
     for (int64_t b = 0; b < n_blocks; b++) total += part[b];
-    emdpo_free(part, (size_t)n_blocks * sizeof(double));
+    emdpo_free(part, (size_t)(n_blocks ? n_blocks : 1) * sizeof(double));
     *loglik = total;
     return isfinite(total) ? EMDPO_OK : EMDPO_ERR_NUMERIC;
+}
+
+int emdpo_em_estep(const emdpo_data *d, int K, const double *logp, const double *log_eta, double *gamma,
+                   double *ll_annot, double *loglik) {
+    return estep(d, logp, NULL, d->n_annot, K, log_eta, gamma, ll_annot, loglik);
+}
+
+int emdpo_em_estep_annot(int64_t n_annot, int K, const double *annot_logp, const double *log_eta, double *gamma,
+                         double *ll_annot, double *loglik) {
+    if (n_annot < 0) return EMDPO_ERR_INVALID_ARG;
+    return estep(NULL, NULL, annot_logp, n_annot, K, log_eta, gamma, ll_annot, loglik);
 }
 
 int emdpo_em_feature_summaries(const emdpo_data *d, double *out) {
@@ -117,7 +141,7 @@ typedef struct em_run {
     int K;
     double *gamma;        /* (n_annot, K) */
     double *ll_annot;     /* (n_annot) */
-    double *logp;         /* (n_dec, K) */
+    double *annot_logp;   /* (n_annot, K) each annotator's sum of log P_k over its decisions */
     double *trace;        /* (max_iter + 1) */
     double eta[EMDPO_MAX_K];
     unsigned char empty[EMDPO_MAX_K];
@@ -129,9 +153,9 @@ static void run_free(em_run *r, const emdpo_data *d, int max_iter) {
     size_t K = (size_t)r->K;
     emdpo_free(r->gamma, (size_t)d->n_annot * K * sizeof(double));
     emdpo_free(r->ll_annot, (size_t)d->n_annot * sizeof(double));
-    emdpo_free(r->logp, (size_t)d->n_dec * K * sizeof(double));
+    emdpo_free(r->annot_logp, (size_t)d->n_annot * K * sizeof(double));
     emdpo_free(r->trace, ((size_t)max_iter + 1) * sizeof(double));
-    r->gamma = r->ll_annot = r->logp = r->trace = NULL;
+    r->gamma = r->ll_annot = r->annot_logp = r->trace = NULL;
 }
 
 static int run_alloc(em_run *r, const emdpo_data *d, int K, int max_iter) {
@@ -139,9 +163,9 @@ static int run_alloc(em_run *r, const emdpo_data *d, int K, int max_iter) {
     r->K = K;
     r->gamma = emdpo_malloc((size_t)d->n_annot * K * sizeof(double));
     r->ll_annot = emdpo_malloc((size_t)d->n_annot * sizeof(double));
-    r->logp = emdpo_malloc((size_t)d->n_dec * K * sizeof(double));
+    r->annot_logp = emdpo_calloc((size_t)d->n_annot * K, sizeof(double)); /* empty types' columns stay 0 */
     r->trace = emdpo_malloc(((size_t)max_iter + 1) * sizeof(double));
-    if (!r->gamma || !r->ll_annot || !r->logp || !r->trace) {
+    if (!r->gamma || !r->ll_annot || !r->annot_logp || !r->trace) {
         run_free(r, d, max_iter);
         return EMDPO_ERR_NOMEM;
     }
@@ -191,7 +215,7 @@ static int mstep(emdpo_policy *pol, const emdpo_data *d, em_run *r) {
     unsigned char active[EMDPO_MAX_K];
     for (int k = 0; k < r->K; k++) active[k] = !r->empty[k];
     emdpo_mstep_info info = {0, 1, 0.0};
-    int rc = pol->ops->mstep(pol, d, r->gamma, active, r->logp, &info);
+    int rc = pol->ops->mstep(pol, d, r->gamma, active, r->annot_logp, &info);
     if (!info.converged) r->mstep_unconverged++;
     return rc;
 }
@@ -203,7 +227,8 @@ static int run_em(emdpo_policy *pol, const emdpo_data *d, const emdpo_em_opts *o
     for (int it = 0; !rc; it++) {
         double log_eta[EMDPO_MAX_K];
         for (int k = 0; k < K; k++) log_eta[k] = r->empty[k] ? -INFINITY : log(r->eta[k]);
-        if ((rc = emdpo_em_estep(d, K, r->logp, log_eta, r->gamma, r->ll_annot, &r->loglik))) break;
+        if ((rc = emdpo_em_estep_annot(d->n_annot, K, r->annot_logp, log_eta, r->gamma, r->ll_annot, &r->loglik)))
+            break;
         r->trace[r->n_trace++] = r->loglik;
         if (o->progress) o->progress(o->progress_ud, start, it, r->loglik, r->eta, K);
         if (it > 0 && r->loglik - r->trace[it - 1] <= o->tol * fabs(r->loglik)) {

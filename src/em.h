@@ -64,6 +64,11 @@ void emdpo_em_result_free(emdpo_em_result *r);
  * fixed order. */
 int emdpo_em_estep(const emdpo_data *d, int K, const double *logp, const double *log_eta, double *gamma,
                    double *ll_annot, double *loglik);
+/* The same from each annotator's sums annot_logp (n_annot, K) of log P_k
+ * over its decisions, what an M-step hands back: the same bits as
+ * emdpo_em_estep when those sums were added in decision order from 0. */
+int emdpo_em_estep_annot(int64_t n_annot, int K, const double *annot_logp, const double *log_eta, double *gamma,
+                         double *ll_annot, double *loglik);
 
 /* Default annotator summaries for k-means from item features: the mean
  * over decisions of (chosen item - mean of the decision's items), each

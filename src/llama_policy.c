@@ -287,18 +287,18 @@ static int scratch_alloc(scratch *w, const llama_policy *p) {
     return rc;
 }
 
-/* Column k of logp (n_dec, K) from type k's model. */
-static int type_logp(llama_policy *p, int k, scratch *w, double *logp) {
+/* log P_k of every decision j under type k's model into out[j * stride]. */
+static int type_logp(llama_policy *p, int k, scratch *w, double *out, int stride) {
     const lp_cache *c = p->cache;
     const emdpo_lm_set *s = c->set;
-    int K = p->base.K, rc = score(p->models[k], c, &w->sc, w->seq_lp, &p->forwards);
+    int rc = score(p->models[k], c, &w->sc, w->seq_lp, &p->forwards);
     if (rc) return rc;
     double beta = p->opts.beta;
     for (int64_t j = 0; j < s->n_group; j++) {
         int64_t i0 = s->group_off[j];
         int n = (int)(s->group_off[j + 1] - i0);
         for (int q = 0; q < n; q++) w->u[q] = beta * (w->seq_lp[i0 + q] - c->ref[i0 + q]);
-        logp[j * K + k] = emdpo_choice_logp(w->u, n, s->group_stages[j]);
+        out[j * stride] = emdpo_choice_logp(w->u, n, s->group_stages[j]);
     }
     return EMDPO_OK;
 }
@@ -309,7 +309,7 @@ static int llama_decision_logp(emdpo_policy *pol, const emdpo_data *d, double *l
     if (rc) return rc;
     scratch w;
     if ((rc = scratch_alloc(&w, p))) return rc;
-    for (int k = 0; k < pol->K && !rc; k++) rc = type_logp(p, k, &w, logp);
+    for (int k = 0; k < pol->K && !rc; k++) rc = type_logp(p, k, &w, logp + k, pol->K);
     scratch_free(&w);
     return rc;
 }
@@ -353,7 +353,7 @@ static int train_type(llama_policy *p, int k, const double *wd, emdpo_mstep_info
 }
 
 static int llama_mstep(emdpo_policy *pol, const emdpo_data *d, const double *w, const unsigned char *active,
-                       double *logp, emdpo_mstep_info *info) {
+                       double *annot_logp, emdpo_mstep_info *info) {
     llama_policy *p = of(pol);
     int K = pol->K;
     emdpo_mstep_info scratch_info;
@@ -365,10 +365,10 @@ static int llama_mstep(emdpo_policy *pol, const emdpo_data *d, const double *w, 
     if (rc) return rc;
     scratch sc;
     size_t n_dec = (size_t)d->n_dec;
-    double *wd = emdpo_malloc(n_dec * sizeof *wd);
+    double *wd = emdpo_malloc(2 * n_dec * sizeof *wd), *lp = wd + n_dec; /* weights; one type's log P */
     if (!wd) return EMDPO_ERR_NOMEM;
-    if (logp && (rc = scratch_alloc(&sc, p))) {
-        emdpo_free(wd, n_dec * sizeof *wd);
+    if (annot_logp && (rc = scratch_alloc(&sc, p))) {
+        emdpo_free(wd, 2 * n_dec * sizeof *wd);
         return rc;
     }
     double objective = 0.0;
@@ -384,15 +384,19 @@ static int llama_mstep(emdpo_policy *pol, const emdpo_data *d, const double *w, 
             }
             rc = train_type(p, k, wd, info);
         }
-        if (rc || !logp) continue;
-        if ((rc = type_logp(p, k, &sc, logp))) break;
-        for (int64_t i = 0; i < d->n_annot; i++)
-            for (int64_t j = d->annot_dec[i]; j < d->annot_dec[i + 1]; j++) objective += w[i * K + k] * logp[j * K + k];
+        if (rc || !annot_logp) continue;
+        if ((rc = type_logp(p, k, &sc, lp, 1))) break;
+        for (int64_t i = 0; i < d->n_annot; i++) {
+            double sum_i = 0.0;
+            for (int64_t j = d->annot_dec[i]; j < d->annot_dec[i + 1]; j++) sum_i += lp[j];
+            annot_logp[i * K + k] = sum_i;
+            objective += w[i * K + k] * sum_i;
+        }
     }
     p->msteps++;
-    info->objective = logp ? objective : NAN;
-    emdpo_free(wd, n_dec * sizeof *wd);
-    if (logp) scratch_free(&sc);
+    info->objective = annot_logp ? objective : NAN;
+    emdpo_free(wd, 2 * n_dec * sizeof *wd);
+    if (annot_logp) scratch_free(&sc);
     return rc;
 }
 

@@ -104,7 +104,7 @@ int64_t emdpo_llama_policy_steps(const emdpo_policy *pol);
  * for another family. */
 void emdpo_llama_policy_counters(const emdpo_policy *pol, int64_t *ref_passes, int64_t *forwards);
 
-/* mstep's info->objective is NaN when logp is NULL: computing it would
+/* mstep's info->objective is NaN when annot_logp is NULL: computing it would
  * take a scoring pass the caller did not ask for. info->iterations counts
  * optimizer steps over all types; info->converged is always 0. When mstep
  * fails (EMDPO_ERR_NUMERIC from a diverging step, EMDPO_ERR_NOMEM), the

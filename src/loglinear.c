@@ -617,7 +617,7 @@ typedef struct newton_ws {
     double *wsub;    /* (K) the subsample's decision weight */
     double *gprev;   /* (K) gradient norm after the last accepted step */
     double *rate;    /* (K) the factor by which that step shrank it */
-    unsigned char *done, *trying, *logp_ok, *pending; /* (K) */
+    unsigned char *done, *trying, *pending; /* (K) */
 } newton_ws;
 
 static size_t ws_doubles(int K, int p, int64_t n_blocks) {
@@ -629,7 +629,7 @@ static size_t ws_doubles(int K, int p, int64_t n_blocks) {
 static int ws_alloc(newton_ws *ws, int K, int p, int64_t n_blocks, double **buf, unsigned char **flags) {
     size_t s = type_stride(p);
     *buf = emdpo_malloc(ws_doubles(K, p, n_blocks) * sizeof(double));
-    *flags = emdpo_calloc(4 * (size_t)K, 1);
+    *flags = emdpo_calloc(3 * (size_t)K, 1);
     if (!*buf || !*flags) return EMDPO_ERR_NOMEM;
     double *q = *buf;
     ws->cur = q; q += (size_t)K * s;
@@ -649,8 +649,7 @@ static int ws_alloc(newton_ws *ws, int K, int p, int64_t n_blocks, double **buf,
     ws->rate = q;
     ws->done = *flags;
     ws->trying = *flags + K;
-    ws->logp_ok = *flags + 2 * K;
-    ws->pending = *flags + 3 * K;
+    ws->pending = *flags + 2 * K;
     return EMDPO_OK;
 }
 
@@ -804,7 +803,7 @@ typedef struct newton_run {
     const double *wsum;   /* (K) the objective's total decision weight */
     double gtol, l2;
     int max_iter;
-    int full;             /* the whole data: logp and the annotator cache follow
+    int full;             /* the whole data: the annotator cache follows
                              the passes, and the Hessian is cached and recomputed
                              only as HESS_REFRESH and HESS_AHEAD say (a pass
                              without it costs a fraction of one with it; in
@@ -866,7 +865,6 @@ static int newton_solve(emdpo_loglinear *ll, eval_job *J, newton_ws *ws, newton_
                 if (!ws->trying[k]) continue;
                 double *tr = ws->trial + k * s, *cu = ws->cur + k * s;
                 add_penalty(tr, ws->th_try + (size_t)k * p, p, r->l2);
-                if (r->full) ws->logp_ok[k] = 0;
                 /* Armijo; or, once the predicted gain is below the rounding
                  * noise of a sum over the data, any step that is no worse
                  * than that noise (halving there only wastes passes). */
@@ -888,7 +886,6 @@ static int newton_solve(emdpo_loglinear *ll, eval_job *J, newton_ws *ws, newton_
                     ws->gprev[k] = gnew;
                     memcpy(r->theta + (size_t)k * p, ws->th_try + (size_t)k * p, (size_t)p * sizeof(double));
                     ws->trying[k] = 0;
-                    if (r->full) ws->logp_ok[k] = 1;
                 } else {
                     ws->alpha[k] *= 0.5;
                 }
@@ -979,7 +976,6 @@ static int cold_start(emdpo_loglinear *ll, const emdpo_data *d, const double *w,
         if (isfinite(tr[0]) && tr[0] >= st[0]) {
             memcpy(cu, tr, s * sizeof(double));
             memcpy(ll->theta + (size_t)k * p, ws->th_sub + (size_t)k * p, (size_t)p * sizeof(double));
-            ws->logp_ok[k] = 1;
             hess_cache_sync(ll, cu, k, 1);
         } else {
             ws->trying[k] = 1;
@@ -1000,7 +996,6 @@ static int cold_start(emdpo_loglinear *ll, const emdpo_data *d, const double *w,
         if (!grad_known) add_penalty(st, ll->theta + (size_t)k * p, p, ll->l2);
         memcpy(cu, st, (1 + (size_t)p) * sizeof(double));
         memcpy(cu + 1 + p, tr + 1 + p, (size_t)p * p * sizeof(double));
-        ws->logp_ok[k] = !grad_known;
         hess_cache_sync(ll, cu, k, 1);
     }
     ll->hess_data = d;
@@ -1037,7 +1032,6 @@ static int zero_start(const emdpo_loglinear *ll, const emdpo_data *d, const doub
         double *slot = ws->cur + (size_t)k * s;
         memset(slot, 0, s * sizeof(double));
         for (int64_t b = 0; b < n_blocks && !ws->done[k]; b++) slot[0] += ws->part[((size_t)b * K + k) * s];
-        ws->logp_ok[k] = 0;
     }
     emdpo_free(lfact, ((size_t)nmax + 1) * sizeof(double));
     return EMDPO_OK;
@@ -1074,14 +1068,13 @@ static int mstep_start(emdpo_loglinear *ll, const emdpo_data *d, const double *w
             hess_cache_sync(ll, ws->cur + k * s, k, 0);
         else if (J->want_hess)
             hess_cache_sync(ll, ws->cur + k * s, k, 1);
-        ws->logp_ok[k] = ws->trying[k];
     }
     if (cached || J->want_hess) ll->hess_data = d;
     return EMDPO_OK;
 }
 
 static int loglinear_mstep(emdpo_policy *pol, const emdpo_data *d, const double *w,
-                           const unsigned char *active, double *logp, emdpo_mstep_info *info) {
+                           const unsigned char *active, double *annot_logp, emdpo_mstep_info *info) {
     emdpo_loglinear *ll = (emdpo_loglinear *)pol;
     int K = pol->K, p = ll->p;
     if (d->p != p) return EMDPO_ERR_INVALID_ARG;
@@ -1106,7 +1099,7 @@ static int loglinear_mstep(emdpo_policy *pol, const emdpo_data *d, const double 
     for (int q = 0; q < K * p; q++) zero &= ws.done[q / p] || ll->theta[q] == 0.0;
     /* A cold start with a subsample takes its Hessian at the subsample's
      * optimum, not here. */
-    eval_job J = {d, w, ll->theta, ws.trying, K, p, emdpo_data_max_items(d), 1, !cached && every == 1, 1, logp,
+    eval_job J = {d, w, ll->theta, ws.trying, K, p, emdpo_data_max_items(d), 1, !cached && every == 1, 1, NULL,
                   ll->annot_cache, ws.part};
     rc = zero ? zero_start(ll, d, w, &ws, J.nmax) : mstep_start(ll, d, w, &J, &ws, cached);
     if (rc) goto out;
@@ -1130,10 +1123,10 @@ static int loglinear_mstep(emdpo_policy *pol, const emdpo_data *d, const double 
         if (!grad_converged(ws.cur + k * s, p, ll->gtol, ws.wsum[k])) all_converged = 0;
         if (!isfinite(ws.cur[k * s])) rc = EMDPO_ERR_NUMERIC;
     }
-    if (logp && !rc) { /* types whose last evaluation was not at their final theta */
+    if (annot_logp && !rc) { /* types whose last pass was not at their final theta */
         int stale = 0;
         for (int k = 0; k < K; k++) {
-            ws.trying[k] = active[k] && !ws.logp_ok[k];
+            ws.trying[k] = active[k] && !annot_valid(ll, d, k);
             stale |= ws.trying[k];
         }
         if (stale) {
@@ -1144,6 +1137,9 @@ static int loglinear_mstep(emdpo_policy *pol, const emdpo_data *d, const double 
             if ((rc = eval_all(&J, ws.trial))) goto out;
             annot_mark(ll, ws.trying, ll->theta, 1);
         }
+        for (int k = 0; k < K; k++)
+            if (active[k])
+                for (int64_t i = 0; i < d->n_annot; i++) annot_logp[i * K + k] = annot_row(&J, k, i)[0];
     }
     if (info) {
         info->iterations = steps + run.iterations;
@@ -1154,7 +1150,7 @@ static int loglinear_mstep(emdpo_policy *pol, const emdpo_data *d, const double 
     }
 out:
     emdpo_free(buf, ws_doubles(K, p, n_blocks) * sizeof(double));
-    emdpo_free(flags, 4 * (size_t)K);
+    emdpo_free(flags, 3 * (size_t)K);
     return rc;
 }
 

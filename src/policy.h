@@ -23,11 +23,12 @@ typedef struct emdpo_policy_ops {
     int (*decision_logp)(emdpo_policy *pol, const emdpo_data *d, double *logp);
     /* For each k with active[k]: maximise sum_i w[i,k] sum_j log P_k(V_ij)
      * over type k's parameters, starting from the current ones (so the
-     * objective never decreases). w is (n_annot, K). When logp is not NULL
-     * it receives log P_k of every decision (n_dec, K) at the final
-     * parameters, for every active k. */
+     * objective never decreases). w is (n_annot, K). When annot_logp is not
+     * NULL, entry (i, k) of it (n_annot, K) receives sum_j log P_k(V_ij) at
+     * the final parameters for every active k (what the next E-step needs;
+     * inactive columns are left alone). */
     int (*mstep)(emdpo_policy *pol, const emdpo_data *d, const double *w,
-                 const unsigned char *active, double *logp, emdpo_mstep_info *info);
+                 const unsigned char *active, double *annot_logp, emdpo_mstep_info *info);
     /* A deep copy with the same parameters. */
     int (*clone)(const emdpo_policy *pol, emdpo_policy **out);
     /* Copy type src_k's parameters of src (same family) into type k of dst. */

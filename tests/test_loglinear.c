@@ -155,8 +155,76 @@ static void test_estep_brute_force(void) {
         brute_total += log(marg);
     }
     CHECK_CLOSE(total, brute_total, 1e-12);
+    /* From each annotator's sums, added in decision order: the same bits. */
+    double *sums = emdpo_calloc((size_t)d->n_annot * K, sizeof(double));
+    double *gamma2 = emdpo_malloc((size_t)d->n_annot * K * sizeof(double));
+    for (int64_t i = 0; i < d->n_annot; i++)
+        for (int64_t j = d->annot_dec[i]; j < d->annot_dec[i + 1]; j++)
+            for (int k = 0; k < K; k++) sums[i * K + k] += logp[j * K + k];
+    double total2;
+    CHECK_EQ_INT(emdpo_em_estep_annot(d->n_annot, K, sums, log_eta, gamma2, NULL, &total2), EMDPO_OK);
+    CHECK(total2 == total);
+    CHECK(memcmp(gamma2, gamma, (size_t)d->n_annot * K * sizeof(double)) == 0);
+    CHECK_EQ_INT(emdpo_em_estep_annot(-1, K, sums, log_eta, gamma2, NULL, &total2), EMDPO_ERR_INVALID_ARG);
+    emdpo_free(sums, (size_t)d->n_annot * K * sizeof(double));
+    emdpo_free(gamma2, (size_t)d->n_annot * K * sizeof(double));
     emdpo_free(logp, (size_t)d->n_dec * K * sizeof(double));
     emdpo_free(gamma, (size_t)d->n_annot * K * sizeof(double));
+    emdpo_policy_free(pol);
+    emdpo_data_free(d);
+}
+
+/* The M-step's annotator sums are those of decision_logp at its final
+ * parameters, whichever way each type got there: a cold start on a
+ * subsample, Newton steps, the cached rows of an earlier M-step, or no
+ * step at all; an inactive type's column is left alone. */
+static void check_annot_logp(emdpo_policy *pol, const emdpo_data *d, const double *annot_logp,
+                             const unsigned char *active, double *logp) {
+    int K = pol->K;
+    CHECK_EQ_INT(pol->ops->decision_logp(pol, d, logp), EMDPO_OK);
+    double worst = 0.0;
+    int untouched = 1;
+    for (int64_t i = 0; i < d->n_annot; i++)
+        for (int k = 0; k < K; k++) {
+            double sum = 0.0;
+            for (int64_t j = d->annot_dec[i]; j < d->annot_dec[i + 1]; j++) sum += logp[j * K + k];
+            if (active[k])
+                worst = fmax(worst, fabs(annot_logp[i * K + k] - sum) / (1.0 + fabs(sum)));
+            else
+                untouched &= annot_logp[i * K + k] == 42.0;
+        }
+    CHECK_MSG(worst <= 1e-13, "annot_logp off by %.3g", worst);
+    CHECK(untouched);
+}
+
+/* Top choices take the lane kernel, rankings the one-at-a-time path. */
+static void test_mstep_annot_logp(int ranking) {
+    int p = 3, K = 3;
+    double theta[9] = {2, 0, -1, -2, 0, 1, 0, 1.5, 1.5}, eta[3] = {.3, .3, .4};
+    emdpo_data *d = mixture_data(3000, 3, 4, ranking, K, p, theta, eta, 8, NULL);
+    emdpo_policy *pol;
+    emdpo_loglinear_create(K, p, &pol);
+    size_t nk = (size_t)d->n_annot * K;
+    double *w = emdpo_malloc(nk * sizeof(double)), *al = emdpo_malloc(nk * sizeof(double));
+    double *logp = emdpo_malloc((size_t)d->n_dec * K * sizeof(double));
+    emdpo_rng r;
+    emdpo_rng_seed(&r, 3, 0);
+    for (size_t q = 0; q < nk; q++) w[q] = emdpo_rng_uniform(&r);
+    unsigned char all[3] = {1, 1, 1}, two[3] = {1, 0, 1};
+    emdpo_mstep_info info;
+    for (size_t q = 0; q < nk; q++) al[q] = 42.0;
+    CHECK_EQ_INT(pol->ops->mstep(pol, d, w, all, al, &info), EMDPO_OK); /* cold, from 0 */
+    check_annot_logp(pol, d, al, all, logp);
+    for (size_t q = 0; q < nk; q++) w[q] = q % K == 1 ? 0.5 * w[q] : w[q];
+    for (size_t q = 0; q < nk; q++) al[q] = 42.0;
+    CHECK_EQ_INT(pol->ops->mstep(pol, d, w, two, al, &info), EMDPO_OK); /* warm, from the cached rows */
+    check_annot_logp(pol, d, al, two, logp);
+    for (size_t q = 0; q < nk; q++) al[q] = 42.0;
+    CHECK_EQ_INT(pol->ops->mstep(pol, d, w, two, al, &info), EMDPO_OK); /* at the optimum: no step */
+    check_annot_logp(pol, d, al, two, logp);
+    emdpo_free(w, nk * sizeof(double));
+    emdpo_free(al, nk * sizeof(double));
+    emdpo_free(logp, (size_t)d->n_dec * K * sizeof(double));
     emdpo_policy_free(pol);
     emdpo_data_free(d);
 }
@@ -529,7 +597,7 @@ static void test_cold_start(void) {
  * items: at theta = 0 the gradients cancel, so 0 is the optimum. A
  * subsample of every fourth annotator sees no pairs; its optimum is worse,
  * and the cold start must keep 0, learn its gradient with a pass and leave
- * logp at 0's values. */
+ * the annotator sums at 0's values. */
 static void test_cold_start_keeps_zero(void) {
     int p = 2, n_annot = 1200;
     emdpo_builder *b;
@@ -552,19 +620,18 @@ static void test_cold_start_keeps_zero(void) {
     emdpo_loglinear_create(1, p, &pol);
     emdpo_loglinear *ll = emdpo_loglinear_of(pol);
     double *w = emdpo_malloc((size_t)n_annot * sizeof(double));
-    double *logp = emdpo_malloc((size_t)d->n_dec * sizeof(double));
-    for (int i = 0; i < n_annot; i++) w[i] = 1.0;
-    for (int64_t j = 0; j < d->n_dec; j++) logp[j] = 0.0;
+    double *al = emdpo_malloc((size_t)n_annot * sizeof(double));
+    for (int i = 0; i < n_annot; i++) w[i] = 1.0, al[i] = 0.0;
     unsigned char active[1] = {1};
     emdpo_mstep_info info;
-    CHECK_EQ_INT(pol->ops->mstep(pol, d, w, active, logp, &info), EMDPO_OK);
+    CHECK_EQ_INT(pol->ops->mstep(pol, d, w, active, al, &info), EMDPO_OK);
     CHECK(info.converged);
     CHECK(fabs(ll->theta[0]) <= 1e-12 && fabs(ll->theta[1]) <= 1e-12);
-    int at_zero = 1;
-    for (int64_t j = 0; j < d->n_dec; j++) at_zero &= fabs(logp[j] + log(3.0)) <= 1e-14;
-    CHECK_MSG(at_zero, "logp is not theta = 0's");
+    int at_zero = 1; /* two decisions of three items each */
+    for (int i = 0; i < n_annot; i++) at_zero &= fabs(al[i] + 2.0 * log(3.0)) <= 1e-14;
+    CHECK_MSG(at_zero, "annot_logp is not theta = 0's");
     emdpo_free(w, (size_t)n_annot * sizeof(double));
-    emdpo_free(logp, (size_t)d->n_dec * sizeof(double));
+    emdpo_free(al, (size_t)n_annot * sizeof(double));
     emdpo_policy_free(pol);
     emdpo_data_free(d);
 }
@@ -600,6 +667,8 @@ int main(void) {
     test_derivatives();
     test_estep_brute_force();
     test_estep_many_decisions();
+    test_mstep_annot_logp(0);
+    test_mstep_annot_logp(1);
     test_monotone_and_deterministic();
     test_recovery_ternary_vs_binary();
     test_empty_types();
