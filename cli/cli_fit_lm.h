@@ -15,8 +15,8 @@
  * cli_fit_lm_check. */
 typedef struct cli_fit_lm_args {
     const char *policy, *data, *model, *tokenizer, *out, *init, *optimizer, *weight_norm;
-    int k, starts, max_iter, batch, accum, max_length, max_prompt_length, score_batch, restart, threads, quiet,
-        progress;
+    int k, starts, max_iter, patience, batch, accum, max_length, max_prompt_length, score_batch, restart, threads,
+        quiet, progress;
     int64_t steps, warmup;
     uint64_t seed;
     double beta, lr, clip, epochs, tol;

@@ -52,7 +52,8 @@ static void write_fit_json(FILE *fp, const fit_args *a, const emdpo_data *d, con
     }
     fprintf(fp, ",\n  \"loglik\": ");
     cli_json_num(fp, res->loglik);
-    fprintf(fp, ",\n  \"iterations\": %d,\n  \"converged\": %s,\n", res->iterations, res->converged ? "true" : "false");
+    fprintf(fp, ",\n  \"iterations\": %d,\n  \"best_iteration\": %d,\n  \"converged\": %s,\n", res->iterations,
+            res->best_iteration, res->converged ? "true" : "false");
     fprintf(fp, "  \"mstep_unconverged\": %d,\n  \"starts\": %d,\n  \"best_start\": %d,\n  \"start_logliks\": ",
             res->mstep_unconverged, res->starts, res->best_start + 1);
     cli_json_nums(fp, res->start_loglik, res->starts);

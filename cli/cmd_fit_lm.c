@@ -38,9 +38,9 @@ static void write_fit_json(FILE *fp, const cli_fit_lm_args *a, const emdpo_data 
     cli_json_num(fp, po->beta);
     fprintf(fp, ",\n  \"loglik\": ");
     cli_json_num(fp, res->loglik);
-    fprintf(fp, ",\n  \"iterations\": %d,\n  \"converged\": %s,\n  \"starts\": %d,\n  \"best_start\": %d,\n"
-                "  \"start_logliks\": ",
-            res->iterations, res->converged ? "true" : "false", res->starts, res->best_start + 1);
+    fprintf(fp, ",\n  \"iterations\": %d,\n  \"best_iteration\": %d,\n  \"converged\": %s,\n  \"starts\": %d,\n"
+                "  \"best_start\": %d,\n  \"start_logliks\": ",
+            res->iterations, res->best_iteration, res->converged ? "true" : "false", res->starts, res->best_start + 1);
     cli_json_nums(fp, res->start_loglik, res->starts);
     fprintf(fp, ",\n  \"seed\": %llu,\n  \"init\": \"%s\",\n  \"eta\": ", (unsigned long long)a->seed,
             strcmp(a->init, "kmeans") == 0 ? "kmeans++" : a->init);
@@ -77,8 +77,8 @@ static void write_fit_json(FILE *fp, const cli_fit_lm_args *a, const emdpo_data 
 static void print_summary(const emdpo_data *d, const emdpo_em_result *res) {
     int K = res->K;
     printf("EM-DPO (llama): %lld annotators, %lld decisions, K = %d\n", (long long)d->n_annot, (long long)d->n_dec, K);
-    printf("log-likelihood %.6f after %d iterations (%s), best of %d start%s\neta", res->loglik, res->iterations,
-           res->converged ? "stopped rising" : "iteration cap", res->starts, res->starts > 1 ? "s" : "");
+    printf("log-likelihood %.6f at iteration %d of %d (%s), best of %d start%s\neta", res->loglik, res->best_iteration,
+           res->iterations, res->converged ? "stopped rising" : "iteration cap", res->starts, res->starts > 1 ? "s" : "");
     for (int k = 0; k < K; k++) printf(" %.4f%s", res->eta[k], res->empty[k] ? " (empty)" : "");
     printf("\n");
     cli_print_group_posterior(d, res);
@@ -115,6 +115,7 @@ int cli_fit_lm_check(const char *cmd, cli_fit_lm_args *a) {
     if (a->starts < 1) return cli_usage_error(cmd, "--starts must be >= 1");
     if (a->max_iter < 0) return cli_usage_error(cmd, "--max-iter must be >= 0");
     if (!(a->tol >= 0)) return cli_usage_error(cmd, "--tol must be >= 0");
+    if (a->patience < 0) return cli_usage_error(cmd, "--patience must be >= 0");
     if (!(a->beta > 0) || !isfinite(a->beta)) return cli_usage_error(cmd, "--beta must be > 0");
     if (a->steps < 0) return cli_usage_error(cmd, "--steps must be >= 0");
     if (!(a->epochs > 0) || !isfinite(a->epochs)) return cli_usage_error(cmd, "--epochs must be > 0");
@@ -184,6 +185,7 @@ int cli_fit_lm_run(const char *cmd, const cli_fit_lm_args *a, const emdpo_llama 
     emdpo_em_opts_default(&eo);
     eo.max_iter = a->max_iter;
     eo.tol = a->tol;
+    eo.patience = a->patience;
     eo.starts = a->starts;
     eo.seed = a->seed;
     eo.init = strcmp(a->init, "random") == 0 ? EMDPO_INIT_RANDOM : EMDPO_INIT_KMEANS;
@@ -233,7 +235,9 @@ int cli_fit_llama(int argc, char **argv) {
         {"k", CLI_INT, &a.k, "K", "number of latent annotator types", 1, 0},
         {"out", CLI_STR, &a.out, "DIR", "output: fit.json, posterior.csv, type_1 .. type_K", 1, 0},
         {"max-iter", CLI_INT, &a.max_iter, "N", "EM iterations after the first M-step (5, as the paper)", 0, 0},
-        {"tol", CLI_DBL, &a.tol, "X", "stop when the log-likelihood gains less than X*|loglik| (0)", 0, 0},
+        {"tol", CLI_DBL, &a.tol, "X", "an iteration improves when it beats the best log-likelihood so far by more "
+                                      "than X*|loglik| (0)", 0, 0},
+        {"patience", CLI_INT, &a.patience, "N", "stop after N+1 iterations in a row that do not improve (0)", 0, 0},
         {"init", CLI_STR, &a.init, "METHOD", "kmeans (on SFT embeddings of each annotator's chosen responses), "
                                              "kmeans-tokens (on the chosen responses' tokens against the "
                                              "decision's mean) or random (kmeans)", 0, 0},
@@ -266,9 +270,11 @@ int cli_fit_llama(int argc, char **argv) {
                    "each M-step is weighted DPO of every type on all decisions, weighted by the posterior.\n"
                    "Writes DIR/type_1 .. DIR/type_K (Hugging Face config.json + model.safetensors, usable as\n"
                    "--model elsewhere), DIR/posterior.csv (annotator,gamma_1..gamma_K) and DIR/fit.json last\n"
-                   "(k, loglik, iterations, converged, eta, n_annotators, n_decisions, loglik_trace, family\n"
-                   "\"llama\"; aic, bic and icl are null). \"converged\" means the log-likelihood stopped\n"
-                   "rising by --tol: stochastic M-steps do not guarantee EM's monotone ascent.",
+                   "(k, loglik, iterations, best_iteration, converged, eta, n_annotators, n_decisions,\n"
+                   "loglik_trace, family \"llama\"; aic, bic and icl are null). Stochastic M-steps do not\n"
+                   "guarantee EM's monotone ascent: the fit keeps the iterate with the best log-likelihood\n"
+                   "(best_iteration, counting the first E-step as 0; the policies, posterior and eta are\n"
+                   "that iterate's), and \"converged\" means it stopped by --tol and --patience.",
                    opts, (int)(sizeof opts / sizeof opts[0])};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;

@@ -219,7 +219,8 @@ static void write_json(FILE *fp, const sel_lm *s) {
             (unsigned long long)a->seed, strcmp(a->init, "kmeans") == 0 ? "kmeans++" : a->init, a->starts,
             a->max_iter);
     cli_json_num(fp, a->tol);
-    fprintf(fp, ",\n  \"optimizer\": \"%s\",\n  \"lr\": ", a->opt_kind == EMDPO_OPTIM_ADAMW ? "adamw" : "rmsprop");
+    fprintf(fp, ",\n  \"patience\": %d,\n  \"optimizer\": \"%s\",\n  \"lr\": ", a->patience,
+            a->opt_kind == EMDPO_OPTIM_ADAMW ? "adamw" : "rmsprop");
     cli_json_num(fp, a->lr);
     fprintf(fp, ",\n  \"steps\": %lld,\n  \"epochs\": ", (long long)a->steps);
     cli_json_num(fp, a->epochs);
@@ -260,7 +261,9 @@ int cli_select_llama(int argc, char **argv) {
         {"out", CLI_STR, &s.out, "DIR", "also write DIR/k_K/ (each fit, as emdpo fit) and DIR/select.json", 0, 0},
         {"json", CLI_FLAG, &s.json, NULL, "print the results as JSON instead of the table", 0, 0},
         {"max-iter", CLI_INT, &a->max_iter, "N", "EM iterations after the first M-step (5, as the paper)", 0, 0},
-        {"tol", CLI_DBL, &a->tol, "X", "stop when the log-likelihood gains less than X*|loglik| (0)", 0, 0},
+        {"tol", CLI_DBL, &a->tol, "X", "an iteration improves when it beats the best log-likelihood so far by more "
+                                       "than X*|loglik| (0)", 0, 0},
+        {"patience", CLI_INT, &a->patience, "N", "stop after N+1 iterations in a row that do not improve (0)", 0, 0},
         {"init", CLI_STR, &a->init, "METHOD", "kmeans, kmeans-tokens or random, as emdpo fit --policy llama "
                                               "(kmeans)", 0, 0},
         {"starts", CLI_INT, &a->starts, "N", "EM runs per K from different seeds; the best log-likelihood wins (1)",

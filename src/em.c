@@ -220,8 +220,32 @@ static int mstep(emdpo_policy *pol, const emdpo_data *d, em_run *r) {
     return rc;
 }
 
-static int run_em(emdpo_policy *pol, const emdpo_data *d, const emdpo_em_opts *o, int start, em_run *r) {
+/* Iteration it of start s is the best so far over all starts: res takes
+ * its state and *best a copy of its policy. */
+static int keep_iterate(emdpo_em_result *res, emdpo_policy **best, const emdpo_policy *pol, const em_run *r,
+                        const emdpo_data *d, int s, int it) {
+    emdpo_policy *copy = NULL;
+    int rc = pol->ops->clone(pol, &copy);
+    if (rc) return rc;
+    emdpo_policy_free(*best);
+    *best = copy;
     int K = r->K;
+    memcpy(res->gamma, r->gamma, (size_t)d->n_annot * K * sizeof(double));
+    memcpy(res->ll_annot, r->ll_annot, (size_t)d->n_annot * sizeof(double));
+    memcpy(res->eta, r->eta, (size_t)K * sizeof(double));
+    res->n_empty = 0;
+    for (int k = 0; k < K; k++) res->n_empty += res->empty[k] = r->empty[k];
+    res->loglik = r->loglik;
+    res->best_start = s;
+    res->best_iteration = it;
+    return EMDPO_OK;
+}
+
+/* One start. r->loglik ends as the start's best log-likelihood. */
+static int run_em(emdpo_policy *pol, const emdpo_data *d, const emdpo_em_opts *o, int start, em_run *r,
+                  emdpo_em_result *res, emdpo_policy **best) {
+    int K = r->K, stall = 0;
+    double best_ll = -INFINITY;
     update_eta(r, d);
     int rc = mstep(pol, d, r);
     for (int it = 0; !rc; it++) {
@@ -231,7 +255,13 @@ static int run_em(emdpo_policy *pol, const emdpo_data *d, const emdpo_em_opts *o
             break;
         r->trace[r->n_trace++] = r->loglik;
         if (o->progress) o->progress(o->progress_ud, start, it, r->loglik, r->eta, K);
-        if (it > 0 && r->loglik - r->trace[it - 1] <= o->tol * fabs(r->loglik)) {
+        stall = r->loglik > best_ll + o->tol * fabs(r->loglik) ? 0 : stall + 1;
+        if (r->loglik > best_ll) {
+            best_ll = r->loglik;
+            if (!*best || r->loglik > res->loglik)
+                if ((rc = keep_iterate(res, best, pol, r, d, start, it))) break;
+        }
+        if (stall > o->patience) {
             r->converged = 1;
             break;
         }
@@ -240,6 +270,7 @@ static int run_em(emdpo_policy *pol, const emdpo_data *d, const emdpo_em_opts *o
         rc = mstep(pol, d, r);
         r->iterations++;
     }
+    r->loglik = best_ll;
     return rc;
 }
 
@@ -260,32 +291,28 @@ static int result_alloc(emdpo_em_result *res, const emdpo_data *d, int K, int st
     return EMDPO_OK;
 }
 
-/* Copies a finished start into the result (the trace is handed over). */
-static int keep_run(emdpo_em_result *res, em_run *r, const emdpo_data *d, int start) {
-    int K = r->K;
+/* Start s is done; when it holds the best iterate, the result takes its
+ * whole trace and its counts. */
+static int finish_start(emdpo_em_result *res, const em_run *r, int s) {
+    res->start_loglik[s] = r->loglik;
+    if (res->best_start != s) return EMDPO_OK;
     double *trace = emdpo_malloc((size_t)(r->n_trace ? r->n_trace : 1) * sizeof(double));
     if (!trace) return EMDPO_ERR_NOMEM;
     memcpy(trace, r->trace, (size_t)r->n_trace * sizeof(double));
     emdpo_free(res->trace, (size_t)(res->n_trace ? res->n_trace : 1) * sizeof(double));
     res->trace = trace;
     res->n_trace = r->n_trace;
-    memcpy(res->gamma, r->gamma, (size_t)d->n_annot * K * sizeof(double));
-    memcpy(res->ll_annot, r->ll_annot, (size_t)d->n_annot * sizeof(double));
-    memcpy(res->eta, r->eta, (size_t)K * sizeof(double));
-    res->n_empty = 0;
-    for (int k = 0; k < K; k++) res->n_empty += res->empty[k] = r->empty[k];
-    res->loglik = r->loglik;
     res->iterations = r->iterations;
     res->converged = r->converged;
     res->mstep_unconverged = r->mstep_unconverged;
-    res->best_start = start;
     return EMDPO_OK;
 }
 
 int emdpo_em_fit(emdpo_policy **pol, const emdpo_data *d, const emdpo_em_opts *o, emdpo_em_result *res) {
     int K = (*pol)->K, starts = o->starts;
     memset(res, 0, sizeof *res);
-    if (K < 1 || K > EMDPO_MAX_K || starts < 1 || o->max_iter < 0 || !(o->tol >= 0) || d->n_annot < 1)
+    if (K < 1 || K > EMDPO_MAX_K || starts < 1 || o->max_iter < 0 || !(o->tol >= 0) || o->patience < 0 ||
+        d->n_annot < 1)
         return EMDPO_ERR_INVALID_ARG;
     const double *summary = o->summary;
     int q = o->q;
@@ -304,23 +331,15 @@ int emdpo_em_fit(emdpo_policy **pol, const emdpo_data *d, const emdpo_em_opts *o
     int rc = result_alloc(res, d, K, starts);
     if (!rc) rc = run_alloc(&run, d, K, o->max_iter);
     emdpo_policy *best = NULL;
+    if (!rc) res->best_start = -1;
     for (int s = 0; s < starts && !rc; s++) {
         emdpo_policy *cand = NULL;
         memset(run.eta, 0, sizeof run.eta);
         memset(run.empty, 0, sizeof run.empty);
         run.n_trace = run.iterations = run.converged = run.mstep_unconverged = 0;
         if ((rc = (*pol)->ops->clone(*pol, &cand))) break;
-        if (!(rc = init_gamma(d, o, summary, q, K, s, run.gamma))) rc = run_em(cand, d, o, s, &run);
-        if (!rc) {
-            res->start_loglik[s] = run.loglik;
-            if (!best || run.loglik > res->loglik) {
-                if (!(rc = keep_run(res, &run, d, s))) {
-                    emdpo_policy_free(best);
-                    best = cand;
-                    cand = NULL;
-                }
-            }
-        }
+        if (!(rc = init_gamma(d, o, summary, q, K, s, run.gamma))) rc = run_em(cand, d, o, s, &run, res, &best);
+        if (!rc) rc = finish_start(res, &run, s);
         emdpo_policy_free(cand);
     }
     run_free(&run, d, o->max_iter);

@@ -20,7 +20,11 @@ typedef void (*emdpo_em_progress)(void *ud, int start, int iter, double loglik, 
 
 typedef struct emdpo_em_opts {
     int max_iter;           /* EM iteration cap (default 500) */
-    double tol;             /* stop when the log-likelihood gains < tol * |loglik| (1e-8) */
+    double tol;             /* an iteration improves when the log-likelihood exceeds the start's
+                               best so far by more than tol * |loglik| (1e-8) */
+    int patience;           /* stop after patience + 1 iterations in a row that do not improve
+                               (0: at the first, right for the log-linear family's monotone EM;
+                               stochastic M-steps can fall and recover) */
     int starts;             /* independent starts; the best log-likelihood wins (1) */
     uint64_t seed;          /* start s uses RNG streams derived from (seed, s) */
     emdpo_init init;
@@ -35,26 +39,30 @@ void emdpo_em_opts_default(emdpo_em_opts *o);
 typedef struct emdpo_em_result {
     int K;
     int64_t n_annot;
-    double loglik;          /* observed-data log-likelihood at the returned parameters */
-    int iterations;         /* M-steps taken after the initial one */
-    int converged;          /* tolerance reached before the cap */
+    double loglik;          /* observed-data log-likelihood at the returned parameters: the best
+                               iterate (E-step) over all iterations and starts */
+    int iterations;         /* M-steps the best start took after its initial one */
+    int best_iteration;     /* its E-step (0-based) that gave the returned parameters */
+    int converged;          /* the best start stopped by tol and patience, not the cap */
     int best_start;
     int mstep_unconverged;  /* M-steps whose solver stopped short of its tolerance */
     double *eta;            /* (K) mixing weights; 0 for empty types */
     double *gamma;          /* (n_annot, K) posterior type probabilities */
     double *ll_annot;       /* (n_annot) log p(V_i) */
-    double *trace;          /* (n_trace) log-likelihood after each E-step of the best start */
+    double *trace;          /* (n_trace) log-likelihood after each E-step of the best start, all of
+                               them (later ones may be lower than loglik) */
     int n_trace;
     unsigned char *empty;   /* (K) 1 where the type lost all its weight */
     int n_empty;
-    double *start_loglik;   /* (starts) final log-likelihood of every start */
+    double *start_loglik;   /* (starts) best log-likelihood of every start */
     int starts;
 } emdpo_em_result;
 
 /* Fits K = (*pol)->K types. *pol is the starting policy (its parameters
  * are where every start's first M-step begins); on success it is replaced
- * by the best start's fitted policy. res is filled and must be released
- * with emdpo_em_result_free. */
+ * by the policy of the best iterate over all starts (a clone taken when
+ * that iterate was reached). res is filled and must be released with
+ * emdpo_em_result_free. */
 int emdpo_em_fit(emdpo_policy **pol, const emdpo_data *d, const emdpo_em_opts *o, emdpo_em_result *res);
 void emdpo_em_result_free(emdpo_em_result *r);
 

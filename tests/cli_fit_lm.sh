@@ -40,6 +40,16 @@ for key in '"family": "llama"' '"k": 2,' '"loglik": -' '"iterations": ' '"conver
     '"n_annotators": 12,' '"n_decisions": 36,' '"loglik_trace": [' '"aic": null' '"policies": ["type_1", "type_2"]'; do
     check "fit.json has $key" grep -qF -- "$key" "$T/fit/fit.json"
 done
+# The fit returns its best iterate: loglik is the largest entry of the
+# trace, the one at best_iteration.
+best_of_trace() {
+    awk '/"loglik":/ { v = $2; sub(/,$/, "", v) }
+         /"best_iteration":/ { b = $2; sub(/,$/, "", b) }
+         /"loglik_trace":/ { s = $0; sub(/.*\[/, "", s); sub(/\].*/, "", s); n = split(s, t, /, */) }
+         END { m = t[1]; for (i = 2; i <= n; i++) if (t[i] + 0 > m + 0) m = t[i]
+               exit !(n > 0 && t[b + 1] == v && m + 0 == v + 0) }' "$1"
+}
+check "loglik is the trace's best, at best_iteration" best_of_trace "$T/fit/fit.json"
 check "posterior header" grep -qx 'annotator,gamma_1,gamma_2' "$T/fit/posterior.csv"
 check "posterior rows" test "$(wc -l <"$T/fit/posterior.csv")" -eq 13
 # At least 80% of annotators put > 0.5 on their group's type (either labelling).
@@ -57,6 +67,8 @@ check "random init separates the groups" separated "$T/fit2/posterior.csv"
 expect_exit 0 "token-contrast init" "" "$E" fit $FIT --out "$T/fit4" --init kmeans-tokens
 check "token-contrast init separates the groups" separated "$T/fit4/posterior.csv"
 check "fit.json names the init" grep -q '"init": "kmeans-tokens"' "$T/fit4/fit.json"
+expect_exit 0 "patience" "" "$E" fit $FIT --out "$T/fit5" --patience 2
+check "patience: loglik is the trace's best" best_of_trace "$T/fit5/fit.json"
 expect_exit 0 "rerun" "" "$E" fit $FIT --out "$T/fit3"
 check "rerun gives the same posterior" cmp -s "$T/fit/posterior.csv" "$T/fit3/posterior.csv"
 check "rerun gives the same policy" cmp -s "$T/fit/type_2/model.safetensors" "$T/fit3/type_2/model.safetensors"
@@ -70,8 +82,9 @@ expect_exit 2 "feature responses" "text" "$E" fit --policy llama --data "$T/feat
     --k 2 --out "$T/b3"
 expect_exit 2 "unknown weight-norm" "--weight-norm" "$E" fit $FIT --out "$T/b4" --weight-norm batch
 expect_exit 2 "unknown init" "--init" "$E" fit $FIT --out "$T/b5" --init spectral
+expect_exit 2 "negative patience" "--patience" "$E" fit $FIT --out "$T/b7" --patience -1
 expect_exit 2 "max-length beyond context" "--max-length" "$E" fit $FIT --out "$T/b6" --max-length 100
-for d in b1 b2 b3 b4 b5 b6; do
+for d in b1 b2 b3 b4 b5 b6 b7; do
     check "no fit.json in $d" test ! -e "$T/$d/fit.json"
 done
 check "no temporary files left" test -z "$(find "$T" -name '*.tmp*')"

@@ -14,6 +14,7 @@
 #include "loglinear.h"
 #include "match.h"
 #include "rng.h"
+#include "select.h"
 #include "testdata.h"
 
 /* Data from a latent-class logit: type ~ eta, then top choices (or full
@@ -295,6 +296,88 @@ static void test_monotone_and_deterministic(void) {
         emdpo_em_result_free(&res2);
         emdpo_policy_free(pol);
         emdpo_policy_free(pol2);
+    }
+    emdpo_data_free(d);
+}
+
+/* A family whose M-steps can lose: the log-linear one, with theta pushed
+ * away from the optimum after the real M-step number `bad` (counted from 1
+ * over the whole fit). The annotator sums follow the pushed theta. */
+static const emdpo_policy_ops *drop_real;
+static emdpo_policy_ops drop_ops;
+static int drop_calls, drop_bad;
+
+static int drop_mstep(emdpo_policy *pol, const emdpo_data *d, const double *w, const unsigned char *active,
+                      double *annot_logp, emdpo_mstep_info *info) {
+    int rc = drop_real->mstep(pol, d, w, active, annot_logp, info);
+    if (rc || ++drop_calls != drop_bad) return rc;
+    emdpo_loglinear *ll = (emdpo_loglinear *)pol; /* emdpo_loglinear_of refuses the wrapped ops */
+    int K = pol->K;
+    for (int q = 0; q < K * ll->p; q++) ll->theta[q] *= 0.25;
+    double *logp = emdpo_malloc((size_t)d->n_dec * K * sizeof(double));
+    if (!logp) return EMDPO_ERR_NOMEM;
+    rc = drop_real->decision_logp(pol, d, logp);
+    for (int64_t i = 0; !rc && annot_logp && i < d->n_annot; i++)
+        for (int k = 0; k < K; k++) {
+            double sum = 0.0;
+            for (int64_t j = d->annot_dec[i]; j < d->annot_dec[i + 1]; j++) sum += logp[j * K + k];
+            annot_logp[i * K + k] = sum;
+        }
+    emdpo_free(logp, (size_t)d->n_dec * K * sizeof(double));
+    return rc;
+}
+
+/* The fit returns its best iterate, not its last: with patience 0 it
+ * stops at the drop and hands back the iterate before it (policy, gamma,
+ * eta and log-likelihood agreeing with one another); with patience it goes
+ * on past the drop. */
+static void test_em_keeps_best(void) {
+    int p = 3, K = 3;
+    double theta[9] = {2, 0, -1, -2, 0, 1, 0, 1.5, 1.5}, eta[3] = {.3, .3, .4};
+    emdpo_data *d = mixture_data(1500, 2, 3, 0, K, p, theta, eta, 5, NULL);
+    for (int patience = 0; patience <= 20; patience += 20) {
+        emdpo_policy *pol = NULL;
+        emdpo_loglinear_create(K, p, &pol);
+        drop_real = pol->ops;
+        drop_ops = *drop_real;
+        drop_ops.mstep = drop_mstep;
+        pol->ops = &drop_ops;
+        drop_calls = 0;
+        drop_bad = 3; /* the initial M-step, then iterations 1 and 2: trace[2] falls */
+        emdpo_em_opts o;
+        emdpo_em_opts_default(&o);
+        o.patience = patience;
+        emdpo_em_result res;
+        CHECK_EQ_INT(emdpo_em_fit(&pol, d, &o, &res), EMDPO_OK);
+        double top = -INFINITY;
+        int arg = -1;
+        for (int t = 0; t < res.n_trace; t++)
+            if (res.trace[t] > top) top = res.trace[t], arg = t;
+        CHECK(res.n_trace >= 3 && res.trace[2] < res.trace[1]);
+        CHECK(res.loglik == top);
+        CHECK_EQ_INT(res.best_iteration, arg);
+        CHECK(res.converged);
+        CHECK(res.start_loglik[0] == top);
+        if (patience == 0) {
+            CHECK_EQ_INT(res.n_trace, 3);
+            CHECK_EQ_INT(res.best_iteration, 1);
+            CHECK_EQ_INT(res.iterations, 2);
+        } else {
+            CHECK(res.n_trace > 4);
+            CHECK(res.best_iteration > 2);
+        }
+        /* The returned policy and eta give the returned log-likelihoods. */
+        double ll;
+        double *lpa = emdpo_malloc((size_t)d->n_annot * sizeof(double));
+        pol->ops = drop_real;
+        CHECK_EQ_INT(emdpo_heldout_loglik(pol, res.eta, d, lpa, &ll), EMDPO_OK);
+        CHECK_CLOSE(ll, res.loglik, 1e-9 * fabs(ll));
+        double worst = 0.0;
+        for (int64_t i = 0; i < d->n_annot; i++) worst = fmax(worst, fabs(lpa[i] - res.ll_annot[i]));
+        CHECK_MSG(worst < 1e-9, "ll_annot off by %.3g", worst);
+        emdpo_free(lpa, (size_t)d->n_annot * sizeof(double));
+        emdpo_em_result_free(&res);
+        emdpo_policy_free(pol);
     }
     emdpo_data_free(d);
 }
@@ -670,6 +753,7 @@ int main(void) {
     test_mstep_annot_logp(0);
     test_mstep_annot_logp(1);
     test_monotone_and_deterministic();
+    test_em_keeps_best();
     test_recovery_ternary_vs_binary();
     test_empty_types();
     test_lanes_match_reference();
