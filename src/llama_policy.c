@@ -96,62 +96,12 @@ static void cache_release(lp_cache *c) {
     emdpo_free(c, sizeof *c);
 }
 
-/* Items are text: feature data may carry a text array of NULL entries,
- * which would read as empty responses. */
-static int same_seq(const emdpo_lm_set *s, int64_t a, int64_t b) {
-    int n = emdpo_lm_seq_len(s, a);
-    return n == emdpo_lm_seq_len(s, b) && s->seq_start[a] == s->seq_start[b] &&
-           memcmp(s->tok + s->seq_off[a], s->tok + s->seq_off[b], (size_t)n * sizeof *s->tok) == 0;
-}
-
-/* The distinct sequences of c->set (token for token, with the same
- * response span) into c->uniq, ordered by length so that scoring batches
- * carry little padding, and c->map from each sequence to its entry. Many
- * annotators see the same prompt and responses, so this is often far
- * fewer sequences than items. */
+/* The distinct sequences of c->set, by length, and each sequence's entry
+ * (lm_batch.h). */
 static int dedupe(lp_cache *c) {
-    const emdpo_lm_set *s = c->set;
-    size_t n = (size_t)s->n_seq, cap = 16;
-    while (cap < 2 * n) cap *= 2;
-    int64_t *table = emdpo_malloc(cap * sizeof *table), *first = emdpo_malloc(n * sizeof *first);
-    int64_t *count = emdpo_calloc((size_t)s->longest + 2, sizeof *count);
-    c->map = emdpo_malloc(n * sizeof *c->map);
-    int rc = table && first && count && c->map ? EMDPO_OK : EMDPO_ERR_NOMEM;
-    int64_t nu = 0;
-    if (!rc) {
-        /* Open addressing on a hash of the tokens; table holds indices
-         * into first (the first occurrence of each distinct sequence). */
-        for (size_t e = 0; e < cap; e++) table[e] = -1;
-        for (int64_t i = 0; i < s->n_seq; i++) {
-            uint64_t h = fnv(14695981039346656037ull, &s->seq_start[i], sizeof *s->seq_start);
-            h = fnv(h, s->tok + s->seq_off[i], (size_t)emdpo_lm_seq_len(s, i) * sizeof *s->tok);
-            size_t e = (size_t)(h & (cap - 1));
-            while (table[e] >= 0 && !same_seq(s, first[table[e]], i)) e = (e + 1) & (cap - 1);
-            if (table[e] < 0) {
-                table[e] = nu;
-                first[nu++] = i;
-            }
-            c->map[i] = table[e];
-        }
-        c->n_uniq = nu;
-        if (!(c->uniq = emdpo_malloc((size_t)nu * sizeof *c->uniq))) rc = EMDPO_ERR_NOMEM;
-    }
-    if (!rc) {
-        /* A stable counting sort by length; table is reused as the rank
-         * of each distinct sequence. */
-        for (int64_t u = 0; u < nu; u++) count[emdpo_lm_seq_len(s, first[u]) + 1]++;
-        for (int l = 1; l <= s->longest + 1; l++) count[l] += count[l - 1];
-        for (int64_t u = 0; u < nu; u++) {
-            int64_t r = count[emdpo_lm_seq_len(s, first[u])]++;
-            c->uniq[r] = first[u];
-            table[u] = r;
-        }
-        for (size_t i = 0; i < n; i++) c->map[i] = table[c->map[i]];
-    }
-    emdpo_free(table, cap * sizeof *table);
-    emdpo_free(first, n * sizeof *first);
-    emdpo_free(count, ((size_t)s->longest + 2) * sizeof *count);
-    return rc;
+    size_t n = (size_t)c->set->n_seq;
+    if (!(c->map = emdpo_malloc(n * sizeof *c->map))) return EMDPO_ERR_NOMEM;
+    return emdpo_lm_distinct(c->set, &c->uniq, &c->n_uniq, c->map);
 }
 
 /* Buffers for scoring the distinct sequences, score_batch at a time. */

@@ -269,3 +269,61 @@ int emdpo_lm_set_from_texts(const emdpo_lm_texts *t, const emdpo_tokenizer *tok,
     *out = s;
     return EMDPO_OK;
 }
+
+static uint64_t seq_hash(const emdpo_lm_set *s, int64_t i) {
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)(uint32_t)s->seq_start[i];
+    for (int64_t t = s->seq_off[i]; t < s->seq_off[i + 1]; t++) {
+        h ^= (uint64_t)(uint32_t)s->tok[t];
+        h *= 1099511628211ULL;
+    }
+    return h ^ (h >> 29);
+}
+
+static int seq_equal(const emdpo_lm_set *s, int64_t i, int64_t j) {
+    int n = emdpo_lm_seq_len(s, i);
+    return n == emdpo_lm_seq_len(s, j) && s->seq_start[i] == s->seq_start[j] &&
+           memcmp(s->tok + s->seq_off[i], s->tok + s->seq_off[j], (size_t)n * sizeof *s->tok) == 0;
+}
+
+int emdpo_lm_distinct(const emdpo_lm_set *s, int64_t **uniq, int64_t *n_uniq, int64_t *map) {
+    *uniq = NULL;
+    *n_uniq = 0;
+    size_t n = (size_t)s->n_seq, cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    /* Open addressing: table holds indices into first, the first
+     * occurrence of each distinct sequence, in order of appearance. */
+    int64_t *table = emdpo_malloc(cap * sizeof *table), *first = emdpo_malloc((n ? n : 1) * sizeof *first);
+    int64_t *count = emdpo_calloc((size_t)s->longest + 2, sizeof *count);
+    int rc = table && first && count ? EMDPO_OK : EMDPO_ERR_NOMEM;
+    int64_t nu = 0;
+    if (!rc) {
+        for (size_t e = 0; e < cap; e++) table[e] = -1;
+        for (int64_t i = 0; i < s->n_seq; i++) {
+            size_t e = (size_t)seq_hash(s, i) & (cap - 1);
+            while (table[e] >= 0 && !seq_equal(s, first[table[e]], i)) e = (e + 1) & (cap - 1);
+            if (table[e] < 0) {
+                table[e] = nu;
+                first[nu++] = i;
+            }
+            map[i] = table[e];
+        }
+        if (nu && !(*uniq = emdpo_malloc((size_t)nu * sizeof **uniq))) rc = EMDPO_ERR_NOMEM;
+    }
+    if (!rc) {
+        /* A stable counting sort by length; table is reused as the rank of
+         * each distinct sequence. */
+        for (int64_t u = 0; u < nu; u++) count[emdpo_lm_seq_len(s, first[u]) + 1]++;
+        for (int l = 1; l <= s->longest + 1; l++) count[l] += count[l - 1];
+        for (int64_t u = 0; u < nu; u++) {
+            int64_t r = count[emdpo_lm_seq_len(s, first[u])]++;
+            (*uniq)[r] = first[u];
+            table[u] = r;
+        }
+        for (size_t i = 0; i < n; i++) map[i] = table[map[i]];
+        *n_uniq = nu;
+    }
+    emdpo_free(table, cap * sizeof *table);
+    emdpo_free(first, (n ? n : 1) * sizeof *first);
+    emdpo_free(count, ((size_t)s->longest + 2) * sizeof *count);
+    return rc;
+}

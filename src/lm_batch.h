@@ -70,6 +70,16 @@ static inline int emdpo_lm_seq_len(const emdpo_lm_set *s, int64_t i) {
 void emdpo_lm_pack(const emdpo_lm_set *s, const int64_t *seq, int B, int *tokens, int *lens, int *start, int *end,
                    int *T);
 
+/* The distinct sequences of s (token for token, with the same response
+ * start): *uniq (*n_uniq entries, the caller frees it with
+ * emdpo_free(*uniq, *n_uniq * sizeof **uniq)) holds the first occurrence
+ * of each, ordered by length (ties in order of appearance) so that scoring
+ * batches of consecutive entries carry little padding; map (s->n_seq)
+ * receives each sequence's entry in *uniq. Data with repeated prompts and
+ * responses across annotators often has far fewer distinct sequences than
+ * sequences. EMDPO_ERR_NOMEM. */
+int emdpo_lm_distinct(const emdpo_lm_set *s, int64_t **uniq, int64_t *n_uniq, int64_t *map);
+
 /* Texts for supervised fine-tuning from JSONL: each line an object with
  * "prompt" (optional) and "response", or "text" alone (an empty prompt).
  * Strings must be valid UTF-8 without \u0000 (the JSON reader enforces it).

@@ -15,27 +15,12 @@ struct emdpo_lm_evaluator {
     const emdpo_lm_set *set;
     double beta;
     int batch;
-    emdpo_lm_set *uniq; /* each distinct sequence of set once, a group of one */
+    emdpo_lm_set *uniq; /* each distinct sequence of set once, a group of one, by length */
     int64_t *map;       /* (set->n_seq) index of each sequence in uniq */
     double *ref;        /* (uniq->n_seq) reference log-probabilities */
     double *lp;         /* (uniq->n_seq) scratch: a policy's log-probabilities */
     int64_t *n_dec;     /* (d->n_groups) decisions per true group */
 };
-
-static uint64_t seq_hash(const emdpo_lm_set *s, int64_t i) {
-    uint64_t h = 1469598103934665603ULL ^ (uint64_t)(uint32_t)s->seq_start[i];
-    for (int64_t t = s->seq_off[i]; t < s->seq_off[i + 1]; t++) {
-        h ^= (uint64_t)(uint32_t)s->tok[t];
-        h *= 1099511628211ULL;
-    }
-    return h ^ (h >> 29);
-}
-
-static int seq_equal(const emdpo_lm_set *s, int64_t i, const emdpo_lm_set *u, int64_t j) {
-    int n = emdpo_lm_seq_len(s, i);
-    return n == emdpo_lm_seq_len(u, j) && s->seq_start[i] == u->seq_start[j] &&
-           memcmp(s->tok + s->seq_off[i], u->tok + u->seq_off[j], (size_t)n * sizeof *s->tok) == 0;
-}
 
 /* Appends sequence i of s to u as a group of one; capacities are ensured
  * by the caller. */
@@ -51,33 +36,23 @@ static void append_seq(emdpo_lm_set *u, const emdpo_lm_set *s, int64_t i) {
     u->most_items = 1;
 }
 
-/* uniq and map from s, first appearances in order. */
+/* uniq: each distinct sequence of s once, by length (lm_batch.h), and map
+ * from each sequence to its place in uniq. */
 static int dedup(const emdpo_lm_set *s, emdpo_lm_set **out, int64_t *map) {
-    emdpo_lm_set *u = NULL;
-    int rc = emdpo_lm_set_create(s->max_length, s->max_prompt_length, &u);
+    int64_t *first = NULL, nu = 0;
+    int rc = emdpo_lm_distinct(s, &first, &nu, map);
     if (rc) return rc;
-    size_t n = (size_t)s->n_seq, cap = 16;
-    while (cap < 2 * n) cap *= 2;
-    int64_t *slot = emdpo_malloc(cap * sizeof *slot);
-    if (!slot || emdpo_grow((void **)&u->seq_off, &u->seq_off_cap, n + 1, sizeof *u->seq_off) ||
-        emdpo_grow((void **)&u->seq_start, &u->seq_start_cap, n ? n : 1, sizeof *u->seq_start) ||
-        emdpo_grow((void **)&u->tok, &u->tok_cap, s->n_tok ? (size_t)s->n_tok : 1, sizeof *u->tok) ||
-        emdpo_grow((void **)&u->group_off, &u->group_off_cap, n + 1, sizeof *u->group_off) ||
-        emdpo_grow((void **)&u->group_stages, &u->group_stages_cap, n ? n : 1, sizeof *u->group_stages))
+    emdpo_lm_set *u = NULL;
+    size_t n = (size_t)nu;
+    rc = emdpo_lm_set_create(s->max_length, s->max_prompt_length, &u);
+    if (!rc && (emdpo_grow((void **)&u->seq_off, &u->seq_off_cap, n + 1, sizeof *u->seq_off) ||
+                emdpo_grow((void **)&u->seq_start, &u->seq_start_cap, n ? n : 1, sizeof *u->seq_start) ||
+                emdpo_grow((void **)&u->tok, &u->tok_cap, s->n_tok ? (size_t)s->n_tok : 1, sizeof *u->tok) ||
+                emdpo_grow((void **)&u->group_off, &u->group_off_cap, n + 1, sizeof *u->group_off) ||
+                emdpo_grow((void **)&u->group_stages, &u->group_stages_cap, n ? n : 1, sizeof *u->group_stages)))
         rc = EMDPO_ERR_NOMEM;
-    if (!rc) {
-        for (size_t k = 0; k < cap; k++) slot[k] = -1;
-        for (int64_t i = 0; i < s->n_seq; i++) {
-            size_t k = (size_t)seq_hash(s, i) & (cap - 1);
-            while (slot[k] >= 0 && !seq_equal(s, i, u, slot[k])) k = (k + 1) & (cap - 1);
-            if (slot[k] < 0) {
-                slot[k] = u->n_seq;
-                append_seq(u, s, i);
-            }
-            map[i] = slot[k];
-        }
-    }
-    emdpo_free(slot, slot ? cap * sizeof *slot : 0);
+    for (int64_t r = 0; !rc && r < nu; r++) append_seq(u, s, first[r]);
+    emdpo_free(first, n * sizeof *first);
     if (rc) {
         emdpo_lm_set_free(u);
         return rc;

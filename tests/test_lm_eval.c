@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "check.h"
 #include "testdata.h"
 #include "data.h"
@@ -161,9 +162,10 @@ static void test_eval(const emdpo_tokenizer *tok) {
         CHECK_EQ_INT(best[g], b);
         CHECK(mm[g] == margin[2 * b + g] && ba[g] == acc[2 * b + g]);
     }
-    /* Determinism: a second evaluator gives the same bits. */
+    /* Determinism: a second evaluator with the same batch gives the same
+     * bits (another batch size may round differently, as above). */
     emdpo_lm_evaluator *ev2 = NULL;
-    CHECK_EQ_INT(emdpo_lm_evaluator_create(ref, d, set, beta, 2, &ev2), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_lm_evaluator_create(ref, d, set, beta, 4, &ev2), EMDPO_OK);
     if (ev2) {
         double m2[2], a2[2];
         CHECK_EQ_INT(emdpo_lm_evaluate(ev2, pol[1], m2, a2, NULL), EMDPO_OK);
@@ -176,6 +178,39 @@ static void test_eval(const emdpo_tokenizer *tok) {
 out:
     for (int i = 0; i < M_POL; i++) emdpo_llama_free(pol[i]);
     emdpo_llama_free(ref);
+    emdpo_lm_set_free(set);
+    emdpo_data_free(d);
+}
+
+/* emdpo_lm_distinct: each distinct sequence once, by length, ties in order
+ * of appearance, and every sequence mapped to an identical one. */
+static void test_distinct(const emdpo_tokenizer *tok) {
+    emdpo_data *d = make_data();
+    emdpo_lm_set *set = NULL;
+    CHECK_EQ_INT(emdpo_lm_set_from_data(d, tok, 64, 32, &set), EMDPO_OK);
+    if (!set) goto out;
+    int64_t *uniq = NULL, nu = 0, *map = malloc((size_t)set->n_seq * sizeof *map);
+    CHECK_EQ_INT(emdpo_lm_distinct(set, &uniq, &nu, map), EMDPO_OK);
+    CHECK_EQ_INT(nu, 7);
+    int same = 1, sorted = 1, distinct = 1;
+    for (int64_t i = 0; i < set->n_seq; i++) {
+        int64_t u = uniq[map[i]];
+        int n = emdpo_lm_seq_len(set, i);
+        same &= map[i] >= 0 && map[i] < nu && n == emdpo_lm_seq_len(set, u) && set->seq_start[i] == set->seq_start[u] &&
+                memcmp(set->tok + set->seq_off[i], set->tok + set->seq_off[u], (size_t)n * sizeof *set->tok) == 0;
+    }
+    for (int64_t r = 1; r < nu; r++) {
+        int a = emdpo_lm_seq_len(set, uniq[r - 1]), b = emdpo_lm_seq_len(set, uniq[r]);
+        sorted &= a < b || (a == b && uniq[r - 1] < uniq[r]);
+    }
+    for (int64_t r = 0; r < nu; r++)
+        for (int64_t q = 0; q < r; q++) distinct &= map[uniq[q]] != map[uniq[r]] && map[uniq[r]] == r;
+    CHECK_MSG(same, "a sequence maps to a different one");
+    CHECK_MSG(sorted, "not by length, ties in order of appearance");
+    CHECK_MSG(distinct, "an entry repeats");
+    emdpo_free(uniq, (size_t)nu * sizeof *uniq);
+    free(map);
+out:
     emdpo_lm_set_free(set);
     emdpo_data_free(d);
 }
@@ -288,6 +323,7 @@ int main(void) {
     CHECK(tok != NULL);
     if (!tok) return check_report("test_lm_eval");
     test_eval(tok);
+    test_distinct(tok);
     test_baselines(tok);
     test_failalloc(tok);
     emdpo_tokenizer_free(tok);
