@@ -20,8 +20,9 @@
 # exact estimates only; see ../shared/data/SOURCES.md section 5).
 # Environment variables scale it (defaults in brackets; the paper's sizes in
 # parentheses): ANNOTATORS [300] (1500), TEST [100] (400), QUESTIONS per
-# annotator [32], STEPS per M-step [300], ITERS EM iterations [5], SEED [1],
-# OUT [runs/demo_goqa]. Two stages run at a time, one thread each.
+# annotator [32], STEPS per M-step [300], ITERS EM iterations [5], PATIENCE
+# (EM iterations in a row without a new best before stopping, less one) [0],
+# SEED [1], OUT [runs/demo_goqa]. Two stages run at a time, one thread each.
 set -eu
 E=${1:-build/emdpo}
 case "$E" in /*) ;; *) E="$(pwd)/$E" ;; esac
@@ -34,6 +35,7 @@ TEST=${TEST:-100}
 QUESTIONS=${QUESTIONS:-32}
 STEPS=${STEPS:-300}
 ITERS=${ITERS:-5}
+PATIENCE=${PATIENCE:-0}
 SEED=${SEED:-1}
 out=${OUT:-runs/demo_goqa}
 case "$BANK" in
@@ -62,7 +64,7 @@ DEMO=demo_goqa
 LEN="--max-length 64 --max-prompt-length 48"
 LM="--tokenizer tok.bin --threads 1 $LEN"
 DPO="--beta 1 --lr 1e-4 --batch 8"
-FIT="--policy llama --model sft $LM $DPO --k 4 --steps $STEPS --max-iter $ITERS --seed $SEED"
+FIT="--policy llama --model sft $LM $DPO --k 4 --steps $STEPS --max-iter $ITERS --patience $PATIENCE --seed $SEED"
 BASE="--model sft $LM --quiet $DPO --data train.jsonl --seed $SEED"
 
 data() {
@@ -111,7 +113,7 @@ cat >run.json <<JSON
             "training annotators": $ANNOTATORS, "held-out annotators": $TEST,
             "decisions per annotator": $QUESTIONS, "options per decision": "2 (chosen and one rejected)", "types K": 4,
             "model": "Llama dim 64, 2 layers, 4 heads, BPE vocabulary $V, SFT from scratch; prompts cut to their last 48 tokens",
-            "DPO": "beta 1, RMSprop lr 1e-4, batch 8", "EM iterations": $ITERS, "steps per M-step": $STEPS,
+            "DPO": "beta 1, RMSprop lr 1e-4, batch 8", "EM iterations": $ITERS, "patience": $PATIENCE, "steps per M-step": $STEPS,
             "EM init": "em: k-means on chosen-response tokens; em_kmeans: k-means on SFT embeddings", "seed": $SEED},
  "timings": [$(paste -sd, timings.txt)],
  "total_seconds": $total}
