@@ -1100,20 +1100,25 @@ static int select_loglinear(report *r, const jfile *f) {
 
 static int select_lm(report *r, const jfile *f) {
     const emdpo_json *rows = emdpo_json_get(f->root, "rows");
-    const char *crit = str_of(f->root, "criterion"), *key = "value";
-    double best = num(emdpo_json_get(f->root, "best_k"));
-    static const int dec[1] = {-1};
-    select_table(r, rows, &crit, &key, 1, &best, dec);
+    static const char *const names[2] = {"validation max-mean reward margin", "cross-fitted validation reward margin"};
+    static const char *const keys[2] = {"value", "crossfit"};
+    static const int dec[2] = {-1, -1};
+    const char *crit = str_of(f->root, "criterion");
+    double best = num(emdpo_json_get(f->root, "best_k")), marks[2];
+    for (int c = 0; c < 2; c++) marks[c] = crit && strcmp(crit, names[c]) == 0 ? best : NAN;
+    select_table(r, rows, names, keys, 2, marks, dec);
     char buf[64], mark[64];
-    para(r, "note", "Best K: %s (in bold).", cli_fmt_num(buf, sizeof buf, best, 0));
-    double *ks = row_values(rows, "k"), *v = row_values(rows, "value");
-    int rc = ks && v ? 0 : cli_fail(CMD, EMDPO_ERR_NOMEM, NULL, "K selection");
+    para(r, "note", "Best K by the %s: %s (in bold). The max-mean margin rises with K by construction; the "
+                    "cross-fitted one scores each annotator's best policy on decisions it was not picked on.",
+         crit ? crit : "criterion", cli_fmt_num(buf, sizeof buf, best, 0));
+    double *ks = row_values(rows, "k"), *v[2] = {row_values(rows, keys[0]), row_values(rows, keys[1])};
+    int rc = ks && v[0] && v[1] ? 0 : cli_fail(CMD, EMDPO_ERR_NOMEM, NULL, "K selection");
     if (!rc) {
-        cli_svg_series s = {crit, v, ks, (int)rows->len};
+        cli_svg_series s[2] = {{names[0], v[0], ks, (int)rows->len}, {names[1], v[1], ks, (int)rows->len}};
         snprintf(mark, sizeof mark, "best K = %s", cli_fmt_num(buf, sizeof buf, best, 0));
-        k_chart(r, "K selection", crit, &s, 1, best, mark);
+        k_chart(r, "K selection (higher is better)", "reward margin", s, 2, best, mark);
     }
-    free_n(v, rows->len, sizeof *v);
+    for (int c = 0; c < 2; c++) free_n(v[c], rows->len, sizeof *v[c]);
     free_n(ks, rows->len, sizeof *ks);
     return rc;
 }

@@ -56,6 +56,33 @@ static double annotator(const emdpo_data *d, int K, const double *reward, const 
     return emdpo_logsumexp(ll, K);
 }
 
+/* The first type with the largest v (K), NaN skipped; -1 when all are NaN. */
+static int argmax_of(const double *v, int K) {
+    int b = -1;
+    for (int k = 0; k < K; k++)
+        if (!isnan(v[k]) && (b < 0 || v[k] > v[b])) b = k;
+    return b;
+}
+
+/* Annotator a's cross-fitted score (lm_select.h); NaN with fewer than two
+ * decisions. */
+static double crossfit_annotator(const emdpo_data *d, int K, const double *reward, int64_t a) {
+    int64_t j0 = d->annot_dec[a], j1 = d->annot_dec[a + 1];
+    if (j1 - j0 < 2) return NAN;
+    double half[2][EMDPO_MAX_K];
+    int64_t n[2] = {(j1 - j0 + 1) / 2, (j1 - j0) / 2};
+    for (int k = 0; k < K; k++) {
+        const double *r = reward + (size_t)k * (size_t)d->n_items;
+        half[0][k] = half[1][k] = 0.0;
+        for (int64_t j = j0; j < j1; j++) half[(j - j0) % 2][k] += margin(d, r, j);
+        half[0][k] /= (double)n[0];
+        half[1][k] /= (double)n[1];
+    }
+    int k0 = argmax_of(half[0], K), k1 = argmax_of(half[1], K);
+    if (k0 < 0 || k1 < 0) return NAN;
+    return 0.5 * (half[1][k0] + half[0][k1]);
+}
+
 /* Group g's max-mean margin: each of its decisions counts once. */
 static double group_best(const emdpo_data *d, int K, const double *reward, int g) {
     double sum[EMDPO_MAX_K] = {0};
@@ -70,7 +97,7 @@ static double group_best(const emdpo_data *d, int K, const double *reward, int g
 }
 
 int emdpo_lm_select_score(const emdpo_data *d, int K, const double *reward, const double *eta, double *criterion,
-                          double *loglik, double *group_margin) {
+                          double *loglik, double *group_margin, double *crossfit) {
     if (K < 1 || K > EMDPO_MAX_K || d->n_annot < 1) return EMDPO_ERR_INVALID_ARG;
     double log_eta[EMDPO_MAX_K], total = 0.0;
     for (int k = 0; k < K; k++) {
@@ -87,5 +114,14 @@ int emdpo_lm_select_score(const emdpo_data *d, int K, const double *reward, cons
     *criterion = best / (double)d->n_annot;
     *loglik = ll;
     for (int g = 0; group_margin && g < d->n_groups; g++) group_margin[g] = group_best(d, K, reward, g);
+    if (crossfit) {
+        double sum = 0.0;
+        int64_t n = 0;
+        for (int64_t a = 0; a < d->n_annot; a++) {
+            double v = crossfit_annotator(d, K, reward, a);
+            if (!isnan(v)) sum += v, n++;
+        }
+        *crossfit = n ? sum / (double)n : NAN;
+    }
     return EMDPO_OK;
 }

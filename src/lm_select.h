@@ -20,6 +20,14 @@
  * model) included: the ensemble a fit returns, as emdpo eval scores it.
  * A tie goes to the lower type; NaN margins are skipped.
  *
+ * That criterion picks each annotator's best type on the decisions it then
+ * scores, so it rises with K even when the extra types fit only noise. The
+ * cross-fitted criterion removes that bias: an annotator's decisions are
+ * split into two halves (even and odd positions in the annotator's order),
+ * the best type on each half is scored on the other half, and the two
+ * scores are averaged; the criterion is the mean over annotators with at
+ * least two decisions (NaN when there are none).
+ *
  * The mixture log-likelihood is Σ_i log Σ_k η_k Π_j P_k(choice_ij), P_k the
  * Plackett–Luce probability of decision j's choices under the utilities
  * r_k (choice.h); types with η_k = 0 drop out.
@@ -41,11 +49,12 @@ int emdpo_lm_rewards(const emdpo_llama *const *models, int K, const emdpo_lm_set
 
 /* The validation scores of K types on d from reward (K, d->n_items) and
  * their weights eta (K, non-negative and finite): *criterion, *loglik (the
- * total over annotators) and, when group_margin is not NULL, the max-mean
- * margin of each true group (d->n_groups). Allocates nothing.
+ * total over annotators), when group_margin is not NULL the max-mean margin
+ * of each true group (d->n_groups), and when crossfit is not NULL the
+ * cross-fitted criterion. Allocates nothing.
  * EMDPO_ERR_INVALID_ARG for K outside 1..EMDPO_MAX_K, a bad eta, all
  * weights 0, or d without annotators. */
 int emdpo_lm_select_score(const emdpo_data *d, int K, const double *reward, const double *eta, double *criterion,
-                          double *loglik, double *group_margin);
+                          double *loglik, double *group_margin, double *crossfit);
 
 #endif

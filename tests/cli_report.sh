@@ -180,11 +180,13 @@ check "--title" grep -qF "<h1>Mine &amp; yours</h1>" "$T/other.html"
 # The LM form of select.json.
 L="$T/lm"
 mkdir -p "$L"
-printf '{"criterion": "held-out loss", "rows": [{"k": 1, "value": -2.5}, {"k": 2, "value": -2.25}, {"k": 3, "value": null}], "best_k": 2}\n' \
+printf '{"criterion": "cross-fitted validation reward margin", "rows": [{"k": 1, "value": 0.5, "crossfit": 0.375}, {"k": 2, "value": 0.75, "crossfit": 0.625}, {"k": 3, "value": 1.25, "crossfit": null}], "best_k": 2}\n' \
     >"$L/select.json"
 expect_exit 0 "LM select.json" "" "$E" report "$L"
 check "LM select: curve" grep -qF ">best K = 2</text>" "$L/report.html"
-check "LM select: best value in bold" grep -qF "<strong>-2.25</strong>" "$L/report.html"
+check "LM select: both margins" grep -qF "cross-fitted validation reward margin</th>" "$L/report.html"
+check "LM select: best value of the criterion in bold" grep -qF "<strong>0.625</strong>" "$L/report.html"
+check "LM select: the other column's K = 2 not in bold" grep -qF "<td>0.75</td>" "$L/report.html"
 check "LM select: null value is a dash" grep -qF "<td>–</td>" "$L/report.html"
 check "LM run well-formed" xhtml_ok "$L/report.html"
 

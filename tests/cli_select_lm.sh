@@ -44,7 +44,7 @@ expect_exit 0 "select K = 1..3" "" "$E" select $SEL --k 1..3 --out "$T/sel"
 cp "$T/stdout" "$T/table"
 J="$T/sel/select.json"
 check "table header" grep -q 'train loglik.*val loglik/annot.*val margin' "$T/table"
-check "table has a group column" grep -q 'val margin *A *B' "$T/table"
+check "table has the cross-fitted and group columns" grep -q 'val margin *val crossfit *A *B' "$T/table"
 check "table marks one best K" test "$(grep -c '<- best' "$T/table")" -eq 1
 check "wrote select.json" test -s "$J"
 check "select.json names the criterion" grep -q '^  "criterion": "validation max-mean reward margin",$' "$J"
@@ -52,7 +52,7 @@ for k in 1 2 3; do
     check "row for K = $k" grep -q "{\"k\": $k, \"value\": [-0-9]" "$J"
     for f in fit.json posterior.csv type_$k/model.safetensors; do check "wrote k_$k/$f" test -s "$T/sel/k_$k/$f"; done
 done
-check "rows carry the other scores" grep -q '"train_loglik": -[0-9].*"val_loglik_per_annotator": -[0-9].*"group_margin": {"A": .*, "B": ' "$J"
+check "rows carry the other scores" grep -q '"crossfit": -\?[0-9].*"train_loglik": -[0-9].*"val_loglik_per_annotator": -[0-9].*"group_margin": {"A": .*, "B": ' "$J"
 
 # row_field K FIELD: the number printed for FIELD in row K of select.json.
 row_field() { grep "{\"k\": $1," "$J" | sed "s/.*\"$2\": \([^,}]*\).*/\1/"; }
@@ -121,6 +121,16 @@ check "--json prints the rows" grep -q '"k": 2, "value":' "$T/stdout"
 check "--json prints best_k" grep -q '"best_k": 2,' "$T/stdout"
 check "--json criterion for K = 2 as with --out" grep -qF "\"value\": $(row_field 2 value)," "$T/stdout"
 
+# --criterion crossfit: the same fits and scores, the best K by the
+# cross-fitted margin.
+expect_exit 0 "select --criterion crossfit" "" "$E" select $SEL --k 1..3 --json --criterion crossfit
+check "crossfit: names its criterion" grep -q '^  "criterion": "cross-fitted validation reward margin",$' "$T/stdout"
+check "crossfit: same rows as the margin run" grep -qF "\"crossfit\": $(row_field 2 crossfit)," "$T/stdout"
+best_cf=$(grep -o '"best_k": [0-9]*' "$T/stdout" | cut -d' ' -f2)
+argmax_cf=$(for k in 1 2 3; do echo "$k $(row_field $k crossfit)"; done |
+    awk '{ if (NR == 1 || $2 + 0 > v) { v = $2 + 0; k = $1 } } END { print k }')
+check "crossfit: best_k is the argmax of the cross-fitted margin" test "$best_cf" = "$argmax_cf"
+
 # Bad input: exit 2 and no select.json.
 printf '{"annotator": "u", "prompt": "p", "chosen": {"features": [1]}, "rejected": {"features": [0]}}\n' >"$T/feat.jsonl"
 expect_exit 2 "missing --validation" "--validation" "$E" select --policy llama $TRAIN --k 1..2 --out "$T/b1"
@@ -131,7 +141,8 @@ expect_exit 2 "validation without text" "feat.jsonl" "$E" select --policy llama 
     --k 1..2 --out "$T/b5"
 expect_exit 2 "unknown policy family" "--policy" "$E" select --policy gpt $TRAIN --k 1..2 --out "$T/b6"
 expect_exit 2 "bad training flag" "--lr" "$E" select $SEL --k 1..2 --lr -1 --out "$T/b7"
-for d in b1 b2 b3 b4 b5 b6 b7; do
+expect_exit 2 "unknown criterion" "--criterion" "$E" select $SEL --k 1..2 --criterion bic --out "$T/b8"
+for d in b1 b2 b3 b4 b5 b6 b7 b8; do
     check "no select.json in $d" test ! -e "$T/$d/select.json"
 done
 check "no temporary files left" test -z "$(find "$T" -name '*.tmp*')"

@@ -16,6 +16,7 @@
 #include "lm_batch.h"
 #include "lm_select.h"
 #include "lm_train.h"
+#include "rng.h"
 
 /* Four annotators: a0 (group A) a pair and a top choice of three, a1
  * (group B) a full ranking of three, a2 (no group) a pair, a3 (group A) a
@@ -63,11 +64,14 @@ static void test_hand(void) {
     if (!d) return;
     CHECK_EQ_INT(d->n_items, 12);
     CHECK_EQ_INT(d->n_groups, 2);
-    double crit, ll, gm[2], eta[2] = {0.25, 0.75};
-    CHECK_EQ_INT(emdpo_lm_select_score(d, 2, &R[0][0], eta, &crit, &ll, gm), EMDPO_OK);
+    double crit, ll, gm[2], eta[2] = {0.25, 0.75}, cf;
+    CHECK_EQ_INT(emdpo_lm_select_score(d, 2, &R[0][0], eta, &crit, &ll, gm, &cf), EMDPO_OK);
     /* Annotators' best mean margins: a0 max(1.5, -1), a1 max(-2, 3), a2
      * max(0.5, -1), a3 max(-3, 1). */
     CHECK_CLOSE(crit, (1.5 + 3 + 0.5 + 1) / 4, 1e-15);
+    /* Cross-fitted: only a0 has two decisions. Type 0 is best on each
+     * (margins 1 and 2 against -2 and 0), so a0 scores (2 + 1) / 2. */
+    CHECK_CLOSE(cf, 1.5, 1e-15);
     /* Group A pools a0's and a3's decisions, each counting once: type 0
      * (1 + 2 - 3) / 3 = 0, type 1 (-2 + 0 + 1) / 3. */
     CHECK_CLOSE(gm[0], 0.0, 1e-15);
@@ -83,12 +87,12 @@ static void test_hand(void) {
     /* An empty type leaves the likelihood but still counts in the margins:
      * it is one of the fit's policies. */
     double c2, l2, e0[2] = {1, 0};
-    CHECK_EQ_INT(emdpo_lm_select_score(d, 2, &R[0][0], e0, &c2, &l2, NULL), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_lm_select_score(d, 2, &R[0][0], e0, &c2, &l2, NULL, NULL), EMDPO_OK);
     CHECK(c2 == crit);
     CHECK_CLOSE(l2, want0, 1e-13);
     /* One type alone: the mean of its per-annotator margins. */
     double one = 1;
-    CHECK_EQ_INT(emdpo_lm_select_score(d, 1, &R[1][0], &one, &c2, &l2, gm), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_lm_select_score(d, 1, &R[1][0], &one, &c2, &l2, gm, NULL), EMDPO_OK);
     CHECK_CLOSE(c2, (-1 + 3 - 1 + 1) / 4.0, 1e-15);
     CHECK_CLOSE(gm[0], -1.0 / 3, 1e-15);
     CHECK_CLOSE(gm[1], 3.0, 1e-15);
@@ -97,9 +101,47 @@ static void test_hand(void) {
     memcpy(twin, R[1], sizeof R[1]);
     memcpy(twin + 12, R[1], sizeof R[1]);
     double c3, l3, half[2] = {0.5, 0.5};
-    CHECK_EQ_INT(emdpo_lm_select_score(d, 2, twin, half, &c3, &l3, NULL), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_lm_select_score(d, 2, twin, half, &c3, &l3, NULL, NULL), EMDPO_OK);
     CHECK(c3 == c2);
     CHECK_CLOSE(l3, l2, 1e-13);
+    emdpo_data_free(d);
+}
+
+/* Types that fit only noise: the max-mean margin rises with K (each
+ * annotator's best type is picked on the decisions it is scored on); the
+ * cross-fitted margin stays near 0, the truth. 400 annotators x 4 pairs,
+ * rewards i.i.d. N(0, 1) per item and type. */
+static void test_crossfit_unbiased(void) {
+    enum { N = 400, M = 4, KMAX = 8 };
+    emdpo_builder *b = NULL;
+    CHECK_EQ_INT(emdpo_builder_create(0, &b), EMDPO_OK);
+    const char *two[2] = {"yes", "no"};
+    char name[16];
+    int rc = 0;
+    for (int a = 0; a < N && !rc; a++) {
+        snprintf(name, sizeof name, "a%d", a);
+        for (int j = 0; j < M && !rc; j++) rc = emdpo_builder_add(b, name, NULL, "p", 2, 1, NULL, two);
+    }
+    emdpo_data *d = NULL;
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT(emdpo_builder_finish(b, &d), EMDPO_OK);
+    if (!d) return;
+    size_t ni = (size_t)d->n_items;
+    double *r = malloc(KMAX * ni * sizeof *r), eta[KMAX];
+    emdpo_rng g;
+    emdpo_rng_seed(&g, 17, 0);
+    for (size_t q = 0; q < KMAX * ni; q++) r[q] = emdpo_rng_normal(&g);
+    double crit[2], cf[2], ll;
+    int Ks[2] = {1, KMAX};
+    for (int t = 0; t < 2; t++) {
+        for (int k = 0; k < Ks[t]; k++) eta[k] = 1.0 / Ks[t];
+        CHECK_EQ_INT(emdpo_lm_select_score(d, Ks[t], r, eta, &crit[t], &ll, NULL, &cf[t]), EMDPO_OK);
+    }
+    /* Max of 8 means of 4 N(0, 2) margins: about +1.0; cross-fitted: 0
+     * give or take 0.05. */
+    CHECK_MSG(crit[1] - crit[0] > 0.6, "max-mean margin K=1 %.3f, K=8 %.3f", crit[0], crit[1]);
+    CHECK_MSG(fabs(cf[1]) < 0.2 && fabs(cf[0]) < 0.2, "cross-fitted K=1 %.3f, K=8 %.3f", cf[0], cf[1]);
+    free(r);
     emdpo_data_free(d);
 }
 
@@ -108,13 +150,13 @@ static void test_bad_args(void) {
     CHECK(d != NULL);
     if (!d) return;
     double c = 7, l = 7, eta[2] = {0.5, 0.5};
-    CHECK_EQ_INT(emdpo_lm_select_score(d, 0, &R[0][0], eta, &c, &l, NULL), EMDPO_ERR_INVALID_ARG);
-    CHECK_EQ_INT(emdpo_lm_select_score(d, 65, &R[0][0], eta, &c, &l, NULL), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_lm_select_score(d, 0, &R[0][0], eta, &c, &l, NULL, NULL), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_lm_select_score(d, 65, &R[0][0], eta, &c, &l, NULL, NULL), EMDPO_ERR_INVALID_ARG);
     double neg[2] = {-0.1, 1.1}, nan2[2] = {NAN, 1}, zero[2] = {0, 0}, inf2[2] = {INFINITY, 0};
-    CHECK_EQ_INT(emdpo_lm_select_score(d, 2, &R[0][0], neg, &c, &l, NULL), EMDPO_ERR_INVALID_ARG);
-    CHECK_EQ_INT(emdpo_lm_select_score(d, 2, &R[0][0], nan2, &c, &l, NULL), EMDPO_ERR_INVALID_ARG);
-    CHECK_EQ_INT(emdpo_lm_select_score(d, 2, &R[0][0], zero, &c, &l, NULL), EMDPO_ERR_INVALID_ARG);
-    CHECK_EQ_INT(emdpo_lm_select_score(d, 2, &R[0][0], inf2, &c, &l, NULL), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_lm_select_score(d, 2, &R[0][0], neg, &c, &l, NULL, NULL), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_lm_select_score(d, 2, &R[0][0], nan2, &c, &l, NULL, NULL), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_lm_select_score(d, 2, &R[0][0], zero, &c, &l, NULL, NULL), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_lm_select_score(d, 2, &R[0][0], inf2, &c, &l, NULL, NULL), EMDPO_ERR_INVALID_ARG);
     CHECK(c == 7 && l == 7);
     emdpo_data_free(d);
 }
@@ -146,7 +188,7 @@ static void test_rewards(const emdpo_tokenizer *tok) {
     /* The reference alone has no margins and chooses uniformly: two pairs,
      * a top choice of three, a full ranking of three and another pair. */
     double c, l, one = 1;
-    CHECK_EQ_INT(emdpo_lm_select_score(d, 1, r + 12, &one, &c, &l, NULL), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_lm_select_score(d, 1, r + 12, &one, &c, &l, NULL, NULL), EMDPO_OK);
     CHECK(c == 0.0);
     CHECK_CLOSE(l, 3 * log(0.5) + log(1.0 / 3) + log(1.0 / 6), 1e-14);
     CHECK_EQ_INT(emdpo_lm_rewards(models, 0, set, ref_lp, beta, 4, r), EMDPO_ERR_INVALID_ARG);
@@ -173,6 +215,7 @@ out:
 
 int main(void) {
     test_hand();
+    test_crossfit_unbiased();
     test_bad_args();
     emdpo_tokenizer *tok = testdata_letter_tokenizer();
     CHECK(tok != NULL);
