@@ -104,8 +104,8 @@ static void print_summary(const emdpo_data *d, const emdpo_loglinear *ll, const 
     int K = res->K, p = ll->p;
     printf("EM-DPO (log-linear): %lld annotators, %lld decisions, K = %d\n", (long long)d->n_annot,
            (long long)d->n_dec, K);
-    printf("log-likelihood %.6f after %d iterations (%s), best of %d start%s\n", res->loglik, res->iterations,
-           res->converged ? "converged" : "iteration cap", res->starts, res->starts > 1 ? "s" : "");
+    printf("log-likelihood %.6f at iteration %d of %d (%s), best of %d start%s\n", res->loglik, res->best_iteration,
+           res->iterations, res->converged ? "converged" : "iteration cap", res->starts, res->starts > 1 ? "s" : "");
     printf("%-6s %8s", "type", "eta");
     for (int q = 0; q < p; q++) {
         char name[16];
@@ -189,9 +189,12 @@ int cmd_fit(int argc, char **argv) {
         {"quiet", CLI_FLAG, &a.quiet, NULL, "print nothing but errors", 0, 0},
     };
     cli_cmd cmd = {"fit", "Fit EM-DPO with K latent annotator types on log-linear policies.",
-                   "Writes DIR/fit.json (k, loglik, iterations, converged, eta, theta, se_eta, se_theta,\n"
-                   "aic, bic, icl, n_annotators, n_decisions, loglik_trace, ...) and DIR/posterior.csv\n"
-                   "(annotator,gamma_1..gamma_K). Both are written atomically.",
+                   "Writes DIR/fit.json (k, loglik, iterations, best_iteration, converged, eta, theta, se_eta,\n"
+                   "se_theta, aic, bic, icl, n_annotators, n_decisions, loglik_trace, ...) and DIR/posterior.csv\n"
+                   "(annotator,gamma_1..gamma_K). Both are written atomically. The fit returns the iterate with\n"
+                   "the best log-likelihood: best_iteration is its index in loglik_trace (from 0, the E-step\n"
+                   "after the first M-step); EM on log-linear policies never falls, so it is the last one but\n"
+                   "for rounding.",
                    opts, (int)(sizeof opts / sizeof opts[0])};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;

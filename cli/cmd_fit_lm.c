@@ -42,6 +42,9 @@ static void write_fit_json(FILE *fp, const cli_fit_lm_args *a, const emdpo_data 
                 "  \"best_start\": %d,\n  \"start_logliks\": ",
             res->iterations, res->best_iteration, res->converged ? "true" : "false", res->starts, res->best_start + 1);
     cli_json_nums(fp, res->start_loglik, res->starts);
+    fprintf(fp, ",\n  \"max_iter\": %d,\n  \"tol\": ", a->max_iter);
+    cli_json_num(fp, a->tol);
+    fprintf(fp, ",\n  \"patience\": %d", a->patience);
     fprintf(fp, ",\n  \"seed\": %llu,\n  \"init\": \"%s\",\n  \"eta\": ", (unsigned long long)a->seed,
             strcmp(a->init, "kmeans") == 0 ? "kmeans++" : a->init);
     cli_json_nums(fp, res->eta, K);

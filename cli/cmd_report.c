@@ -1108,8 +1108,9 @@ static int select_lm(report *r, const jfile *f) {
     for (int c = 0; c < 2; c++) marks[c] = crit && strcmp(crit, names[c]) == 0 ? best : NAN;
     select_table(r, rows, names, keys, 2, marks, dec);
     char buf[64], mark[64];
-    para(r, "note", "Best K by the %s: %s (in bold). The max-mean margin rises with K by construction; the "
-                    "cross-fitted one scores each annotator's best policy on decisions it was not picked on.",
+    para(r, "note", "Best K by the %s: %s (in bold). The max-mean margin tends to rise with K (each annotator's "
+                    "best policy is picked on the decisions it is scored on); the cross-fitted one scores it on "
+                    "decisions it was not picked on.",
          crit ? crit : "criterion", cli_fmt_num(buf, sizeof buf, best, 0));
     double *ks = row_values(rows, "k"), *v[2] = {row_values(rows, keys[0]), row_values(rows, keys[1])};
     int rc = ks && v[0] && v[1] ? 0 : cli_fail(CMD, EMDPO_ERR_NOMEM, NULL, "K selection");

@@ -90,6 +90,11 @@ static int prepare(sel_lm *s) {
     if (s->k_hi > s->train->n_annot)
         return cli_usage_error(CMD, "--k %s: K = %d exceeds the %lld training annotators", s->krange, s->k_hi,
                                (long long)s->train->n_annot);
+    int64_t two = 0;
+    for (int64_t i = 0; i < s->valid->n_annot; i++) two += s->valid->annot_dec[i + 1] - s->valid->annot_dec[i] >= 2;
+    if (s->by_crossfit && two == 0)
+        return cli_usage_error(CMD, "%s: --criterion crossfit needs validation annotators with two decisions or more; "
+                                    "every one has a single decision", s->validation);
     if ((rc = emdpo_lm_set_from_data(s->valid, s->tok, a->max_length, a->max_prompt_length, &s->vset)))
         return cli_fail(CMD, rc, NULL, "cannot tokenize the validation data");
     size_t ns = (size_t)s->vset->n_seq;

@@ -1,3 +1,6 @@
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE /* MADV_HUGEPAGE */
+#endif
 #include "alloc.h"
 
 #include <stdint.h>

@@ -80,7 +80,7 @@ int emdpo_em_estep(const emdpo_data *d, int K, const double *logp, const double 
 
 int emdpo_em_estep_annot(int64_t n_annot, int K, const double *annot_logp, const double *log_eta, double *gamma,
                          double *ll_annot, double *loglik) {
-    if (n_annot < 0) return EMDPO_ERR_INVALID_ARG;
+    if (n_annot < 0 || !annot_logp) return EMDPO_ERR_INVALID_ARG;
     return estep(NULL, NULL, annot_logp, n_annot, K, log_eta, gamma, ll_annot, loglik);
 }
 
@@ -163,7 +163,9 @@ static int run_alloc(em_run *r, const emdpo_data *d, int K, int max_iter) {
     r->K = K;
     r->gamma = emdpo_malloc((size_t)d->n_annot * K * sizeof(double));
     r->ll_annot = emdpo_malloc((size_t)d->n_annot * sizeof(double));
-    r->annot_logp = emdpo_calloc((size_t)d->n_annot * K, sizeof(double)); /* empty types' columns stay 0 */
+    /* Zeroed: an empty type's column is read (and then ignored) before any
+     * M-step has written it. */
+    r->annot_logp = emdpo_calloc((size_t)d->n_annot * K, sizeof(double));
     r->trace = emdpo_malloc(((size_t)max_iter + 1) * sizeof(double));
     if (!r->gamma || !r->ll_annot || !r->annot_logp || !r->trace) {
         run_free(r, d, max_iter);
@@ -221,7 +223,9 @@ static int mstep(emdpo_policy *pol, const emdpo_data *d, em_run *r) {
 }
 
 /* Iteration it of start s is the best so far over all starts: res takes
- * its state and *best a copy of its policy. */
+ * its state and *best a clone of its policy (a whole clone, not copy_type
+ * into the old one: the clone carries every piece of the family's state,
+ * and wrapped ops stay wrapped). */
 static int keep_iterate(emdpo_em_result *res, emdpo_policy **best, const emdpo_policy *pol, const em_run *r,
                         const emdpo_data *d, int s, int it) {
     emdpo_policy *copy = NULL;

@@ -37,6 +37,7 @@ for f in fit.json posterior.csv type_1/config.json type_1/model.safetensors type
     check "wrote $f" test -s "$T/fit/$f"
 done
 for key in '"family": "llama"' '"k": 2,' '"loglik": -' '"iterations": ' '"converged": ' '"eta": [' \
+    '"max_iter": 3,' '"tol": 0,' '"patience": 0,' \
     '"n_annotators": 12,' '"n_decisions": 36,' '"loglik_trace": [' '"aic": null' '"policies": ["type_1", "type_2"]'; do
     check "fit.json has $key" grep -qF -- "$key" "$T/fit/fit.json"
 done

@@ -142,7 +142,10 @@ expect_exit 2 "validation without text" "feat.jsonl" "$E" select --policy llama 
 expect_exit 2 "unknown policy family" "--policy" "$E" select --policy gpt $TRAIN --k 1..2 --out "$T/b6"
 expect_exit 2 "bad training flag" "--lr" "$E" select $SEL --k 1..2 --lr -1 --out "$T/b7"
 expect_exit 2 "unknown criterion" "--criterion" "$E" select $SEL --k 1..2 --criterion bic --out "$T/b8"
-for d in b1 b2 b3 b4 b5 b6 b7 b8; do
+head -n 1 "$T/val.jsonl" >"$T/val1.jsonl"
+expect_exit 2 "crossfit without two-decision annotators" "two decisions" "$E" select --policy llama $TRAIN \
+    --validation "$T/val1.jsonl" --k 1..2 --criterion crossfit --out "$T/b9"
+for d in b1 b2 b3 b4 b5 b6 b7 b8 b9; do
     check "no select.json in $d" test ! -e "$T/$d/select.json"
 done
 check "no temporary files left" test -z "$(find "$T" -name '*.tmp*')"

@@ -22,6 +22,7 @@
 #include "lm_batch.h"
 #include "lm_embed.h"
 #include "lm_train.h"
+#include "select.h"
 #include "tokenizer.h"
 
 
@@ -446,7 +447,12 @@ static fit_out fit_groups(const emdpo_tokenizer *tok, const emdpo_data *d, emdpo
             memcpy(f.params + k * np, emdpo_llama_policy_model(pol, k)->param_buf, np * sizeof(float));
         f.loglik = res.loglik;
         CHECK(res.n_trace >= 2);
-        /* The policy the fit returned scores the decisions as EM last saw. */
+        /* The policy the fit returned, with its eta, gives the returned
+         * log-likelihood (that of its best iterate), still from the one
+         * reference pass. */
+        double ll;
+        CHECK_EQ_INT(emdpo_heldout_loglik(pol, res.eta, d, NULL, &ll), EMDPO_OK);
+        CHECK_CLOSE(ll, res.loglik, 1e-9 * fabs(ll));
         int64_t refs;
         emdpo_llama_policy_counters(pol, &refs, NULL);
         CHECK_EQ_INT(refs, 1);

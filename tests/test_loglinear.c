@@ -16,6 +16,7 @@
 #include "rng.h"
 #include "select.h"
 #include "testdata.h"
+#include "threads.h"
 
 /* Data from a latent-class logit: type ~ eta, then top choices (or full
  * rankings) by Gumbel-max over theta_k . x with Gaussian features. */
@@ -263,10 +264,14 @@ static int fit(emdpo_data *d, int K, int starts, uint64_t seed, emdpo_init init,
     return emdpo_em_fit(pol, d, &o, res);
 }
 
+/* 12000 annotators: enough work (n_items * K >= EMDPO_PAR_MIN_WORK) for
+ * the passes over the data to run on several threads, so that the thread
+ * count comparison below compares something. */
 static void test_monotone_and_deterministic(void) {
     int p = 3, K = 3;
     double theta[9] = {2, 0, -1, -2, 0, 1, 0, 1.5, 1.5}, eta[3] = {.3, .3, .4};
-    emdpo_data *d = mixture_data(1500, 2, 3, 0, K, p, theta, eta, 5, NULL);
+    emdpo_data *d = mixture_data(12000, 2, 3, 0, K, p, theta, eta, 5, NULL);
+    CHECK((double)d->n_items * K >= EMDPO_PAR_MIN_WORK);
     for (int init = 0; init < 2; init++) {
         emdpo_policy *pol = NULL;
         emdpo_em_result res;
@@ -325,6 +330,44 @@ static int drop_mstep(emdpo_policy *pol, const emdpo_data *d, const double *w, c
         }
     emdpo_free(logp, (size_t)d->n_dec * K * sizeof(double));
     return rc;
+}
+
+/* Several starts, the fall in the first: the result is the best iterate
+ * over all of them, and its trace, counts and best_iteration are its own
+ * start's. */
+static void test_em_keeps_best_starts(void) {
+    int p = 3, K = 3;
+    double theta[9] = {2, 0, -1, -2, 0, 1, 0, 1.5, 1.5}, eta[3] = {.3, .3, .4};
+    emdpo_data *d = mixture_data(1500, 2, 3, 0, K, p, theta, eta, 5, NULL);
+    emdpo_policy *pol = NULL;
+    emdpo_loglinear_create(K, p, &pol);
+    drop_real = pol->ops;
+    drop_ops = *drop_real;
+    drop_ops.mstep = drop_mstep;
+    pol->ops = &drop_ops;
+    drop_calls = 0;
+    drop_bad = 3;
+    emdpo_em_opts o;
+    emdpo_em_opts_default(&o);
+    o.starts = 3;
+    o.init = EMDPO_INIT_RANDOM;
+    emdpo_em_result res;
+    CHECK_EQ_INT(emdpo_em_fit(&pol, d, &o, &res), EMDPO_OK);
+    double top = -INFINITY, best_start = -INFINITY;
+    for (int t = 0; t < res.n_trace; t++) top = fmax(top, res.trace[t]);
+    for (int st = 0; st < 3; st++) best_start = fmax(best_start, res.start_loglik[st]);
+    CHECK(res.loglik == top && res.loglik == best_start);
+    CHECK(res.start_loglik[res.best_start] == res.loglik);
+    CHECK(res.best_iteration >= 0 && res.best_iteration < res.n_trace && res.trace[res.best_iteration] == res.loglik);
+    CHECK_EQ_INT(res.n_trace, res.iterations + 1);
+    CHECK(res.best_start != 0); /* the first start fell and stopped early */
+    double ll;
+    pol->ops = drop_real;
+    CHECK_EQ_INT(emdpo_heldout_loglik(pol, res.eta, d, NULL, &ll), EMDPO_OK);
+    CHECK_CLOSE(ll, res.loglik, 1e-9 * fabs(ll));
+    emdpo_em_result_free(&res);
+    emdpo_policy_free(pol);
+    emdpo_data_free(d);
 }
 
 /* The fit returns its best iterate, not its last: with patience 0 it
@@ -713,6 +756,22 @@ static void test_cold_start_keeps_zero(void) {
     int at_zero = 1; /* two decisions of three items each */
     for (int i = 0; i < n_annot; i++) at_zero &= fabs(al[i] + 2.0 * log(3.0)) <= 1e-14;
     CHECK_MSG(at_zero, "annot_logp is not theta = 0's");
+    /* Off zero with no Newton steps allowed: the subsample's optimum is
+     * refused and theta stays, but the last full pass ran at the refused
+     * point, so the annotator sums need a pass of their own at theta. */
+    emdpo_policy *off;
+    emdpo_loglinear_create(1, p, &off);
+    emdpo_loglinear *lo = emdpo_loglinear_of(off);
+    lo->theta[0] = 0.01;
+    lo->theta[1] = -0.01;
+    lo->max_newton = 0;
+    double *logp = emdpo_malloc((size_t)d->n_dec * sizeof(double));
+    for (int i = 0; i < n_annot; i++) al[i] = 0.0;
+    CHECK_EQ_INT(off->ops->mstep(off, d, w, active, al, &info), EMDPO_OK);
+    CHECK(lo->theta[0] == 0.01 && lo->theta[1] == -0.01);
+    check_annot_logp(off, d, al, active, logp);
+    emdpo_free(logp, (size_t)d->n_dec * sizeof(double));
+    emdpo_policy_free(off);
     emdpo_free(w, (size_t)n_annot * sizeof(double));
     emdpo_free(al, (size_t)n_annot * sizeof(double));
     emdpo_policy_free(pol);
@@ -754,6 +813,7 @@ int main(void) {
     test_mstep_annot_logp(1);
     test_monotone_and_deterministic();
     test_em_keeps_best();
+    test_em_keeps_best_starts();
     test_recovery_ternary_vs_binary();
     test_empty_types();
     test_lanes_match_reference();
