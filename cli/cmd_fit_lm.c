@@ -148,6 +148,7 @@ void cli_fit_lm_defaults(cli_fit_lm_args *a) {
     a->starts = 1;
     a->seed = 1;
     a->max_iter = 5;
+    a->patience = 2; /* stochastic M-steps can fall and recover (RESULTS §6) */
     a->beta = 0.1;
     a->lr = 1e-6;
     a->clip = 10.0;
@@ -240,7 +241,7 @@ int cli_fit_llama(int argc, char **argv) {
         {"max-iter", CLI_INT, &a.max_iter, "N", "EM iterations after the first M-step (5, as the paper)", 0, 0},
         {"tol", CLI_DBL, &a.tol, "X", "an iteration improves when it beats the best log-likelihood so far by more "
                                       "than X*|loglik| (0)", 0, 0},
-        {"patience", CLI_INT, &a.patience, "N", "stop after N+1 iterations in a row that do not improve (0)", 0, 0},
+        {"patience", CLI_INT, &a.patience, "N", "stop after N+1 iterations in a row that do not improve (2)", 0, 0},
         {"init", CLI_STR, &a.init, "METHOD", "kmeans (on SFT embeddings of each annotator's chosen responses), "
                                              "kmeans-tokens (on the chosen responses' tokens against the "
                                              "decision's mean) or random (kmeans)", 0, 0},

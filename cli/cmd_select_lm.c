@@ -292,7 +292,7 @@ int cli_select_llama(int argc, char **argv) {
         {"max-iter", CLI_INT, &a->max_iter, "N", "EM iterations after the first M-step (5, as the paper)", 0, 0},
         {"tol", CLI_DBL, &a->tol, "X", "an iteration improves when it beats the best log-likelihood so far by more "
                                        "than X*|loglik| (0)", 0, 0},
-        {"patience", CLI_INT, &a->patience, "N", "stop after N+1 iterations in a row that do not improve (0)", 0, 0},
+        {"patience", CLI_INT, &a->patience, "N", "stop after N+1 iterations in a row that do not improve (2)", 0, 0},
         {"init", CLI_STR, &a->init, "METHOD", "kmeans, kmeans-tokens or random, as emdpo fit --policy llama "
                                               "(kmeans)", 0, 0},
         {"starts", CLI_INT, &a->starts, "N", "EM runs per K from different seeds; the best log-likelihood wins (1)",

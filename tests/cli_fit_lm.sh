@@ -37,7 +37,7 @@ for f in fit.json posterior.csv type_1/config.json type_1/model.safetensors type
     check "wrote $f" test -s "$T/fit/$f"
 done
 for key in '"family": "llama"' '"k": 2,' '"loglik": -' '"iterations": ' '"converged": ' '"eta": [' \
-    '"max_iter": 3,' '"tol": 0,' '"patience": 0,' \
+    '"max_iter": 3,' '"tol": 0,' '"patience": 2,' \
     '"n_annotators": 12,' '"n_decisions": 36,' '"loglik_trace": [' '"aic": null' '"policies": ["type_1", "type_2"]'; do
     check "fit.json has $key" grep -qF -- "$key" "$T/fit/fit.json"
 done
@@ -68,8 +68,9 @@ check "random init separates the groups" separated "$T/fit2/posterior.csv"
 expect_exit 0 "token-contrast init" "" "$E" fit $FIT --out "$T/fit4" --init kmeans-tokens
 check "token-contrast init separates the groups" separated "$T/fit4/posterior.csv"
 check "fit.json names the init" grep -q '"init": "kmeans-tokens"' "$T/fit4/fit.json"
-expect_exit 0 "patience" "" "$E" fit $FIT --out "$T/fit5" --patience 2
-check "patience: loglik is the trace's best" best_of_trace "$T/fit5/fit.json"
+expect_exit 0 "patience 0" "" "$E" fit $FIT --out "$T/fit5" --patience 0
+check "patience 0: loglik is the trace's best" best_of_trace "$T/fit5/fit.json"
+check "patience 0: recorded" grep -qF '"patience": 0,' "$T/fit5/fit.json"
 expect_exit 0 "rerun" "" "$E" fit $FIT --out "$T/fit3"
 check "rerun gives the same posterior" cmp -s "$T/fit/posterior.csv" "$T/fit3/posterior.csv"
 check "rerun gives the same policy" cmp -s "$T/fit/type_2/model.safetensors" "$T/fit3/type_2/model.safetensors"

@@ -21,7 +21,7 @@
 # Environment variables scale it (defaults in brackets; the paper's sizes in
 # parentheses): ANNOTATORS [300] (1500), TEST [100] (400), QUESTIONS per
 # annotator [32], STEPS per M-step [300], ITERS EM iterations [5], PATIENCE
-# (EM iterations in a row without a new best before stopping, less one) [0],
+# (EM iterations in a row without a new best before stopping, less one) [2],
 # SEED [1], OUT [runs/demo_goqa]. Two stages run at a time, one thread each.
 set -eu
 E=${1:-build/emdpo}
@@ -35,7 +35,7 @@ TEST=${TEST:-100}
 QUESTIONS=${QUESTIONS:-32}
 STEPS=${STEPS:-300}
 ITERS=${ITERS:-5}
-PATIENCE=${PATIENCE:-0}
+PATIENCE=${PATIENCE:-2}
 SEED=${SEED:-1}
 out=${OUT:-runs/demo_goqa}
 case "$BANK" in
