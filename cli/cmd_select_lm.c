@@ -91,7 +91,8 @@ static int prepare(sel_lm *s) {
         return cli_usage_error(CMD, "--k %s: K = %d exceeds the %lld training annotators", s->krange, s->k_hi,
                                (long long)s->train->n_annot);
     int64_t two = 0;
-    for (int64_t i = 0; i < s->valid->n_annot; i++) two += s->valid->annot_dec[i + 1] - s->valid->annot_dec[i] >= 2;
+    for (int64_t i = 0; s->by_crossfit && i < s->valid->n_annot; i++)
+        two += s->valid->annot_dec[i + 1] - s->valid->annot_dec[i] >= 2;
     if (s->by_crossfit && two == 0)
         return cli_usage_error(CMD, "%s: --criterion crossfit needs validation annotators with two decisions or more; "
                                     "every one has a single decision", s->validation);

@@ -36,21 +36,29 @@ static double max_of(const double *v, int K) {
     return m;
 }
 
-/* Annotator a: the mean margin under each type into mean (K); returns
- * the log of the eta-mixed likelihood of their choices. */
+/* Annotator a: the mean margin under each type into mean (K), and the
+ * mean over the decisions at even and at odd positions into half[0] and
+ * half[1] (K each); returns the log of the eta-mixed likelihood of their
+ * choices. */
 static double annotator(const emdpo_data *d, int K, const double *reward, const double *log_eta, int64_t a,
-                        double *mean) {
+                        double *mean, double half[2][EMDPO_MAX_K]) {
     double ll[EMDPO_MAX_K];
     int64_t j0 = d->annot_dec[a], j1 = d->annot_dec[a + 1];
+    int64_t n[2] = {(j1 - j0 + 1) / 2, (j1 - j0) / 2};
     for (int k = 0; k < K; k++) {
         const double *r = reward + (size_t)k * (size_t)d->n_items;
         double m = 0.0, lp = log_eta[k];
+        half[0][k] = half[1][k] = 0.0;
         for (int64_t j = j0; j < j1; j++) {
-            m += margin(d, r, j);
+            double mj = margin(d, r, j);
+            m += mj;
+            half[(j - j0) % 2][k] += mj;
             if (log_eta[k] > -INFINITY)
                 lp += emdpo_choice_logp(r + d->dec_item[j], emdpo_dec_n_items(d, j), d->dec_stages[j]);
         }
         mean[k] = m / (double)(j1 - j0);
+        half[0][k] /= (double)n[0];
+        half[1][k] = n[1] ? half[1][k] / (double)n[1] : NAN;
         ll[k] = lp;
     }
     return emdpo_logsumexp(ll, K);
@@ -64,20 +72,9 @@ static int argmax_of(const double *v, int K) {
     return b;
 }
 
-/* Annotator a's cross-fitted score (lm_select.h); NaN with fewer than two
- * decisions. */
-static double crossfit_annotator(const emdpo_data *d, int K, const double *reward, int64_t a) {
-    int64_t j0 = d->annot_dec[a], j1 = d->annot_dec[a + 1];
-    if (j1 - j0 < 2) return NAN;
-    double half[2][EMDPO_MAX_K];
-    int64_t n[2] = {(j1 - j0 + 1) / 2, (j1 - j0) / 2};
-    for (int k = 0; k < K; k++) {
-        const double *r = reward + (size_t)k * (size_t)d->n_items;
-        half[0][k] = half[1][k] = 0.0;
-        for (int64_t j = j0; j < j1; j++) half[(j - j0) % 2][k] += margin(d, r, j);
-        half[0][k] /= (double)n[0];
-        half[1][k] /= (double)n[1];
-    }
+/* An annotator's cross-fitted score (lm_select.h) from its half means;
+ * NaN with fewer than two decisions. */
+static double crossfit_of(double half[2][EMDPO_MAX_K], int K) {
     int k0 = argmax_of(half[0], K), k1 = argmax_of(half[1], K);
     if (k0 < 0 || k1 < 0) return NAN;
     return 0.5 * (half[1][k0] + half[0][k1]);
@@ -106,22 +103,17 @@ int emdpo_lm_select_score(const emdpo_data *d, int K, const double *reward, cons
         total += eta[k];
     }
     if (!(total > 0)) return EMDPO_ERR_INVALID_ARG;
-    double best = 0.0, ll = 0.0, mean[EMDPO_MAX_K];
+    double best = 0.0, ll = 0.0, mean[EMDPO_MAX_K], half[2][EMDPO_MAX_K], cf = 0.0;
+    int64_t n_cf = 0;
     for (int64_t a = 0; a < d->n_annot; a++) {
-        ll += annotator(d, K, reward, log_eta, a, mean);
+        ll += annotator(d, K, reward, log_eta, a, mean, half);
         best += max_of(mean, K);
+        double v = crossfit_of(half, K);
+        if (!isnan(v)) cf += v, n_cf++;
     }
     *criterion = best / (double)d->n_annot;
     *loglik = ll;
     for (int g = 0; group_margin && g < d->n_groups; g++) group_margin[g] = group_best(d, K, reward, g);
-    if (crossfit) {
-        double sum = 0.0;
-        int64_t n = 0;
-        for (int64_t a = 0; a < d->n_annot; a++) {
-            double v = crossfit_annotator(d, K, reward, a);
-            if (!isnan(v)) sum += v, n++;
-        }
-        *crossfit = n ? sum / (double)n : NAN;
-    }
+    if (crossfit) *crossfit = n_cf ? cf / (double)n_cf : NAN;
     return EMDPO_OK;
 }
