@@ -1,0 +1,58 @@
+/* Matrix products whose right-hand side is a weight matrix reused by many
+ * row blocks: the Llama engine's projections, forward and backward.
+ *
+ * The weight is packed once (per pass, per layer) into column panels and
+ * each row block multiplies against the panels with an AVX-512 kernel.
+ * Packing once is what a BLAS call per row block cannot do: it repacks the
+ * weight on every call. Where the CPU lacks AVX-512F, or the environment
+ * sets EMDPO_GEMM=blas, nothing is packed and every product is one
+ * cblas_sgemm on the unpacked weight.
+ *
+ * A product's bits depend on the path (kernel or BLAS) and not on the
+ * thread that runs it, nor on the row block it is part of: the kernel sums
+ * each output over k in order. */
+#ifndef EMDPO_GEMM_H
+#define EMDPO_GEMM_H
+
+#include <stddef.h>
+
+/* 1 when products use the packed kernel: the CPU has AVX-512F and
+ * EMDPO_GEMM is not "blas". Decide once per buffer (see emdpo_gemm_rhs_floats). */
+int emdpo_gemm_kernel_active(void);
+
+/* The right-hand side B (K, N) of out = A · B. */
+typedef struct emdpo_gemm_rhs {
+    const float *w; /* source: (N, K) row-major when trans (B = wᵀ, a Linear's weight), else (K, N) */
+    int K, N;
+    int trans;
+    float *panels;  /* packed copy, or NULL: products go to BLAS on w */
+} emdpo_gemm_rhs;
+
+/* Floats a packed copy of a (K, N) operand takes when the kernel is active,
+ * else 0. */
+size_t emdpo_gemm_rhs_floats(int K, int N);
+
+/* Describes B without packing it. space holds emdpo_gemm_rhs_floats(K, N)
+ * floats, or is NULL for the BLAS path. */
+void emdpo_gemm_rhs_init(emdpo_gemm_rhs *b, const float *w, int K, int N, int trans, float *space);
+
+/* Panels in a packed B; packing panels [p0, p1) is one job, so several
+ * threads can share the packing of one operand. */
+int emdpo_gemm_rhs_panels(const emdpo_gemm_rhs *b);
+void emdpo_gemm_rhs_pack(const emdpo_gemm_rhs *b, int p0, int p1);
+
+/* out (M, N) = A (M, K) · B + beta · out, beta 0 or 1; A row-major with
+ * row stride lda, out with ldc. Runs on the calling thread when B is packed. */
+void emdpo_gemm_rows(float *out, int ldc, const float *A, int lda, const emdpo_gemm_rhs *b, int M, float beta);
+
+/* out (M, N) += Aᵀ · Bm with A (K, M) and Bm (K, N) row-major (lda, ldb,
+ * ldc row strides): a weight gradient summed over K rows of activations.
+ * On the kernel path both operands are packed, in blocks, into scratch
+ * (emdpo_gemm_tn_scratch() floats; NULL takes the BLAS path) and the call
+ * runs on the calling thread. The sum over K runs in blocks of a fixed size,
+ * in order, so the bits depend on the shapes only. */
+size_t emdpo_gemm_tn_scratch(void);
+void emdpo_gemm_tn_acc(float *out, int ldc, const float *A, int lda, const float *Bm, int ldb, int M, int N, int K,
+                       float *scratch);
+
+#endif
