@@ -9,6 +9,7 @@
 
 #include "alloc.h"
 #include "emdpo.h"
+#include "gemm.h"
 #include "llama_ops.h"
 #include "threads.h"
 
@@ -79,6 +80,8 @@ static void acts_layout(emdpo_llama_acts *a, carve *cv) {
     a->dlogits = take(cv, N, V);
 }
 
+static size_t wpack_floats(const emdpo_llama_config *c);
+
 int emdpo_llama_acts_create(const emdpo_llama_config *c, int max_B, int max_T, int training, emdpo_llama_acts **out) {
     *out = NULL;
     int rc = emdpo_llama_config_check(c);
@@ -112,6 +115,27 @@ int emdpo_llama_acts_create(const emdpo_llama_config *c, int max_B, int max_T, i
     a->tokens = a->ibuf;
     a->targets = a->ibuf + N;
     a->lens = a->ibuf + 2 * N;
+    /* 64-byte aligned, so that the kernel's panel rows are whole cache lines */
+    size_t wn = wpack_floats(c);
+    if (wn) {
+        a->wpack_n = wn + 16;
+        a->wpack_raw = emdpo_malloc(a->wpack_n * sizeof(float));
+        if (!a->wpack_raw) {
+            emdpo_llama_acts_free(a);
+            return EMDPO_ERR_NOMEM;
+        }
+        a->wpack = a->wpack_raw + (16 - ((uintptr_t)a->wpack_raw / sizeof(float)) % 16) % 16;
+        a->tn_scratch_n = training ? emdpo_gemm_tn_scratch() : 0;
+        if (a->tn_scratch_n) {
+            a->tn_threads = emdpo_max_threads();
+            a->tn_scratch = emdpo_malloc((size_t)a->tn_threads * a->tn_scratch_n * sizeof(float));
+            if (!a->tn_scratch) {
+                a->tn_threads = 0;
+                emdpo_llama_acts_free(a);
+                return EMDPO_ERR_NOMEM;
+            }
+        }
+    }
     *out = a;
     return EMDPO_OK;
 }
@@ -120,6 +144,8 @@ void emdpo_llama_acts_free(emdpo_llama_acts *a) {
     if (!a) return;
     emdpo_free(a->buf, a->buf_n * sizeof(float));
     emdpo_free(a->ibuf, a->ibuf_n * sizeof(int));
+    emdpo_free(a->wpack_raw, a->wpack_n * sizeof(float));
+    emdpo_free(a->tn_scratch, (size_t)a->tn_threads * a->tn_scratch_n * sizeof(float));
     emdpo_free(a, sizeof *a);
 }
 
@@ -157,58 +183,152 @@ static void blas_end(int team, int n) {
  * one slot every layer overwrites. */
 static size_t slot(const emdpo_llama_acts *a, int l) { return a->training ? (size_t)l : 0; }
 
-/* out (N, OC) = res + inp · wᵀ: the residual add folded into the sgemm;
- * out may be res. */
-static void matmul_add(float *out, const float *res, const float *inp, const float *w, int N, int IC, int OC) {
-    if (out != res) memcpy(out, res, (size_t)N * OC * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, w, IC, 1.0f, out, OC);
+/* The projections of one layer (or the head) as right-hand sides of the
+ * row products, packed into a->wpack on the kernel path. Forward: out =
+ * inp · wᵀ; backward: dinp = dout · w. */
+enum { P_Q, P_K, P_V, P_O, P_1, P_3, P_2, N_PROJ };
+
+typedef struct proj_set {
+    emdpo_gemm_rhs r[N_PROJ];
+    int n;        /* N_PROJ for a layer, 1 for the head (in r[0]) */
+    int panels;   /* over all of them */
+} proj_set;
+
+/* The weight w (OC, IC) as a right-hand side in either orientation. */
+static void proj_add(proj_set *ps, float **space, const float *w, int OC, int IC, int fwd) {
+    int K = fwd ? IC : OC, N = fwd ? OC : IC;
+    size_t n = emdpo_gemm_rhs_floats(K, N);
+    emdpo_gemm_rhs_init(&ps->r[ps->n], w, K, N, fwd, *space);
+    if (*space) *space += n;
+    ps->panels += emdpo_gemm_rhs_panels(&ps->r[ps->n]);
+    ps->n++;
 }
 
-/* dinp (N, IC) = dout · w (beta 0: overwriting) or += (beta 1). */
-static void matmul_dinp(float *dinp, const float *dout, const float *w, int N, int IC, int OC, float beta) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, w, IC, beta, dinp, IC);
-}
-
-/* Sequences [b0, b1) through every layer, the head and the log-softmax.
- * Without training the residual stream is one buffer (res3's one slot)
- * that the wo and w2 products add into in place. */
-static void forward_chunk(const emdpo_llama *m, emdpo_llama_acts *a, int b0, int b1) {
+/* Layer l's projections, or the head's when l == L. */
+static void proj_layer(proj_set *ps, const emdpo_llama *m, float *space, int l, int fwd) {
     const emdpo_llama_config *c = &m->config;
     const emdpo_llama_params *p = &m->params;
-    int B = a->B, T = a->T, C = c->dim, H = c->hidden_dim, V = c->vocab_size, NH = c->n_heads, NKV = c->n_kv_heads;
-    int hs = C / NH, kvd = NKV * hs, nb = b1 - b0, nr = nb * T;
-    size_t N = (size_t)B * T, r0 = (size_t)b0 * T, TT = (size_t)T * T;
-    float *stream = a->training ? a->encoded + r0 * C : a->res3 + r0 * C;
-    emdpo_embed_forward(stream, a->tokens + r0, p->tok_emb, (size_t)nr, C);
-    for (int l = 0; l < c->n_layers; l++) {
-        size_t o = slot(a, l) * N + r0; /* first row of the chunk in layer l's slot */
-        const float *x = l && a->training ? a->res3 + ((size_t)(l - 1) * N + r0) * C : stream;
-        float *ln1 = a->ln1 + o * C, *q = a->q + o * C, *k = a->k + o * kvd, *v = a->v + o * kvd;
-        float *att = a->att + (slot(a, l) * B + b0) * NH * TT, *atty = a->atty + o * C;
-        float *res2 = a->training ? a->res2 + o * C : stream;
-        float *ln2 = a->ln2 + o * C, *h1 = a->h1 + o * H, *h3 = a->h3 + o * H, *hg = a->hg + o * H;
-        size_t lC = (size_t)l * C, lCC = lC * C, lKC = (size_t)l * kvd * C, lHC = (size_t)l * H * C;
-        emdpo_rmsnorm_forward(ln1, a->ln1_rstd + o, x, p->rms_att + lC, (size_t)nr, C, c->norm_eps);
-        emdpo_matmul_forward(q, ln1, p->wq + lCC, nr, C, C);
-        emdpo_rope_forward(q, q, a->rope_cos, a->rope_sin, nb, T, NH, hs);
-        emdpo_matmul_forward(k, ln1, p->wk + lKC, nr, C, kvd);
-        emdpo_rope_forward(k, k, a->rope_cos, a->rope_sin, nb, T, NKV, hs);
-        emdpo_matmul_forward(v, ln1, p->wv + lKC, nr, C, kvd);
-        for (int b = 0; b < nb; b++) {
-            size_t rb = (size_t)b * T;
-            emdpo_attention_forward(atty + rb * C, att + b * NH * TT, q + rb * C, k + rb * kvd, v + rb * kvd,
-                                    a->lens[b0 + b], T, NH, NKV, hs);
-        }
-        matmul_add(res2, x, atty, p->wo + lCC, nr, C, C);
-        emdpo_rmsnorm_forward(ln2, a->ln2_rstd + o, res2, p->rms_ffn + lC, (size_t)nr, C, c->norm_eps);
-        emdpo_matmul_forward(h1, ln2, p->w1 + lHC, nr, C, H);
-        emdpo_matmul_forward(h3, ln2, p->w3 + lHC, nr, C, H);
-        emdpo_swiglu_forward(hg, h1, h3, (size_t)nr * H);
-        matmul_add(a->res3 + o * C, res2, hg, p->w2 + lHC, nr, H, C);
+    int C = c->dim, H = c->hidden_dim, kvd = c->n_kv_heads * (C / c->n_heads);
+    size_t lCC = (size_t)l * C * C, lKC = (size_t)l * kvd * C, lHC = (size_t)l * H * C;
+    ps->n = ps->panels = 0;
+    if (l == c->n_layers) {
+        proj_add(ps, &space, p->lm_head, c->vocab_size, C, fwd);
+        return;
     }
-    const float *top = a->res3 + (slot(a, c->n_layers - 1) * N + r0) * C;
-    emdpo_rmsnorm_forward(a->lnf + r0 * C, a->lnf_rstd + r0, top, p->rms_final, (size_t)nr, C, c->norm_eps);
-    emdpo_matmul_forward(a->logits + r0 * V, a->lnf + r0 * C, p->lm_head, nr, C, V);
+    proj_add(ps, &space, p->wq + lCC, C, C, fwd);
+    proj_add(ps, &space, p->wk + lKC, kvd, C, fwd);
+    proj_add(ps, &space, p->wv + lKC, kvd, C, fwd);
+    proj_add(ps, &space, p->wo + lCC, C, C, fwd);
+    proj_add(ps, &space, p->w1 + lHC, H, C, fwd);
+    proj_add(ps, &space, p->w3 + lHC, H, C, fwd);
+    proj_add(ps, &space, p->w2 + lHC, C, H, fwd);
+}
+
+/* Floats of a->wpack: the larger of a layer's projections and the head, in
+ * the larger of the two orientations (they differ only by padding). */
+static size_t wpack_floats(const emdpo_llama_config *c) {
+    int C = c->dim, H = c->hidden_dim, kvd = c->n_kv_heads * (C / c->n_heads);
+    size_t best = 0;
+    for (int fwd = 0; fwd < 2; fwd++) {
+        int dims[N_PROJ][2] = {{C, C}, {kvd, C}, {kvd, C}, {C, C}, {H, C}, {H, C}, {C, H}};
+        size_t layer = 0, head = fwd ? emdpo_gemm_rhs_floats(C, c->vocab_size) : emdpo_gemm_rhs_floats(c->vocab_size, C);
+        for (int i = 0; i < N_PROJ; i++)
+            layer += fwd ? emdpo_gemm_rhs_floats(dims[i][1], dims[i][0]) : emdpo_gemm_rhs_floats(dims[i][0], dims[i][1]);
+        if (layer > best) best = layer;
+        if (head > best) best = head;
+    }
+    return best;
+}
+
+/* Where to pack the weights for a pass of nchunks chunks, or NULL for the
+ * BLAS path: a single chunk would not repay the packing, and its products
+ * are better left to BLAS's own threads. */
+static float *packing_space(const emdpo_llama_acts *a, int nchunks) { return nchunks > 1 ? a->wpack : NULL; }
+
+/* Packing a set is cut into jobs of PACK_PANELS panels, shared by a team. */
+enum { PACK_PANELS = 4 };
+
+static int pack_jobs(const proj_set *ps) { return (ps->panels + PACK_PANELS - 1) / PACK_PANELS; }
+
+static void pack_job(const proj_set *ps, int job) {
+    int p0 = job * PACK_PANELS, p1 = p0 + PACK_PANELS;
+    for (int i = 0; i < ps->n && p0 < p1; i++) {
+        int np = emdpo_gemm_rhs_panels(&ps->r[i]);
+        if (p0 < np) {
+            emdpo_gemm_rhs_pack(&ps->r[i], p0, p1 < np ? p1 : np);
+            p1 -= np;
+            p0 = 0;
+        } else {
+            p0 -= np;
+            p1 -= np;
+        }
+    }
+}
+
+/* out (nr, OC) = inp · wᵀ, plus res when res is given (the residual add
+ * folded into the product; out may be res). */
+static void proj_forward(float *out, const float *res, const float *inp, const emdpo_gemm_rhs *w, int nr) {
+    if (res && out != res) memcpy(out, res, (size_t)nr * w->N * sizeof(float));
+    emdpo_gemm_rows(out, w->N, inp, w->K, w, nr, res ? 1.0f : 0.0f);
+}
+
+/* dinp (nr, IC) = dout · w (beta 0: overwriting) or += (beta 1). */
+static void proj_dinp(float *dinp, const float *dout, const emdpo_gemm_rhs *w, int nr, float beta) {
+    emdpo_gemm_rows(dinp, w->N, dout, w->K, w, nr, beta);
+}
+
+/* The residual stream entering layer l for the chunk starting at row r0.
+ * Without training it is one buffer (res3's one slot) that the wo and w2
+ * products add into in place. */
+static float *stream_in(const emdpo_llama_acts *a, int l, size_t r0) {
+    size_t N = (size_t)a->B * a->T, C = (size_t)a->config.dim;
+    if (!a->training) return a->res3 + r0 * C;
+    return l ? a->res3 + ((size_t)(l - 1) * N + r0) * C : a->encoded + r0 * C;
+}
+
+/* Sequences [b0, b1) through layer l (after the embedding at l == 0). */
+static void layer_forward_chunk(const emdpo_llama *m, emdpo_llama_acts *a, const proj_set *ps, int l, int b0,
+                                int b1) {
+    const emdpo_llama_config *c = &m->config;
+    const emdpo_llama_params *p = &m->params;
+    const emdpo_gemm_rhs *w = ps->r;
+    int B = a->B, T = a->T, C = c->dim, H = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads;
+    int hs = C / NH, kvd = NKV * hs, nb = b1 - b0, nr = nb * T;
+    size_t N = (size_t)B * T, r0 = (size_t)b0 * T, TT = (size_t)T * T, lC = (size_t)l * C;
+    size_t o = slot(a, l) * N + r0; /* first row of the chunk in layer l's slot */
+    float *x = stream_in(a, l, r0);
+    if (l == 0) emdpo_embed_forward(x, a->tokens + r0, p->tok_emb, (size_t)nr, C);
+    float *ln1 = a->ln1 + o * C, *q = a->q + o * C, *k = a->k + o * kvd, *v = a->v + o * kvd;
+    float *att = a->att + (slot(a, l) * B + b0) * NH * TT, *atty = a->atty + o * C;
+    float *res2 = a->training ? a->res2 + o * C : x;
+    float *ln2 = a->ln2 + o * C, *h1 = a->h1 + o * H, *h3 = a->h3 + o * H, *hg = a->hg + o * H;
+    emdpo_rmsnorm_forward(ln1, a->ln1_rstd + o, x, p->rms_att + lC, (size_t)nr, C, c->norm_eps);
+    proj_forward(q, NULL, ln1, &w[P_Q], nr);
+    emdpo_rope_forward(q, q, a->rope_cos, a->rope_sin, nb, T, NH, hs);
+    proj_forward(k, NULL, ln1, &w[P_K], nr);
+    emdpo_rope_forward(k, k, a->rope_cos, a->rope_sin, nb, T, NKV, hs);
+    proj_forward(v, NULL, ln1, &w[P_V], nr);
+    for (int b = 0; b < nb; b++) {
+        size_t rb = (size_t)b * T;
+        emdpo_attention_forward(atty + rb * C, att + b * NH * TT, q + rb * C, k + rb * kvd, v + rb * kvd,
+                                a->lens[b0 + b], T, NH, NKV, hs);
+    }
+    proj_forward(res2, x, atty, &w[P_O], nr);
+    emdpo_rmsnorm_forward(ln2, a->ln2_rstd + o, res2, p->rms_ffn + lC, (size_t)nr, C, c->norm_eps);
+    proj_forward(h1, NULL, ln2, &w[P_1], nr);
+    proj_forward(h3, NULL, ln2, &w[P_3], nr);
+    emdpo_swiglu_forward(hg, h1, h3, (size_t)nr * H);
+    proj_forward(a->res3 + o * C, res2, hg, &w[P_2], nr);
+}
+
+/* Sequences [b0, b1) through the final norm, the head and the log-softmax. */
+static void head_forward_chunk(const emdpo_llama *m, emdpo_llama_acts *a, const proj_set *ps, int b0, int b1) {
+    const emdpo_llama_config *c = &m->config;
+    int C = c->dim, V = c->vocab_size, nr = (b1 - b0) * a->T;
+    size_t r0 = (size_t)b0 * a->T;
+    const float *top = a->res3 + (slot(a, c->n_layers - 1) * a->B * a->T + r0) * C;
+    emdpo_rmsnorm_forward(a->lnf + r0 * C, a->lnf_rstd + r0, top, m->params.rms_final, (size_t)nr, C, c->norm_eps);
+    proj_forward(a->logits + r0 * V, NULL, a->lnf + r0 * C, &ps->r[0], nr);
     emdpo_logprob_forward(a->logp + r0, a->lse + r0, a->logits + r0 * V, a->targets + r0, (size_t)nr, V);
 }
 
@@ -233,9 +353,27 @@ int emdpo_llama_forward(const emdpo_llama *m, emdpo_llama_acts *a, const int *to
         }
     }
     emdpo_rope_table(a->rope_cos, a->rope_sin, 0, T, c->dim / c->n_heads, c->rope_theta);
-    int bc = chunk_seqs(T), nchunks = (B + bc - 1) / bc, team = team_size(nchunks), saved = blas_begin(team);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(team)
-    for (int ch = 0; ch < nchunks; ch++) forward_chunk(m, a, ch * bc, ch * bc + bc < B ? ch * bc + bc : B);
+    int L = c->n_layers, bc = chunk_seqs(T), nchunks = (B + bc - 1) / bc, team = team_size(nchunks);
+    int saved = blas_begin(team);
+    float *space = packing_space(a, nchunks);
+    /* Layer by layer: the team packs layer l's weights once, then takes the
+     * chunks through it; l == L is the head. */
+#pragma omp parallel num_threads(team)
+    for (int l = 0; l <= L; l++) {
+        proj_set ps;
+        proj_layer(&ps, m, space, l, 1);
+        int np = pack_jobs(&ps);
+#pragma omp for schedule(dynamic, 1)
+        for (int j = 0; j < np; j++) pack_job(&ps, j);
+#pragma omp for schedule(dynamic, 1)
+        for (int ch = 0; ch < nchunks; ch++) {
+            int b0 = ch * bc, b1 = b0 + bc < B ? b0 + bc : B;
+            if (l < L)
+                layer_forward_chunk(m, a, &ps, l, b0, b1);
+            else
+                head_forward_chunk(m, a, &ps, b0, b1);
+        }
+    }
     blas_end(team, saved);
     return EMDPO_OK;
 }
@@ -254,6 +392,8 @@ typedef struct bwd {
     emdpo_llama_params g;
     int bc, nchunks; /* sequences per chunk, chunks */
     int split;       /* weight gradients in blocks (else whole, each sgemm free to use OpenBLAS's threads) */
+    float *space;    /* packed projections, or NULL for the BLAS path */
+    float *scratch;  /* the weight-gradient kernel's, per team thread; NULL with space */
 } bwd;
 
 /* dL/d(layer j's output) for j in [-1, L): three live at once. */
@@ -268,7 +408,7 @@ static float *dnorm_of(const bwd *w, int ch, int k) {
     return w->a->dnorm + ((size_t)ch * (2 * c->n_layers + 1) + (size_t)k) * c->dim;
 }
 
-static void head_chunk(const bwd *w, int ch, int b0, int b1) {
+static void head_chunk(const bwd *w, const proj_set *ps, int ch, int b0, int b1) {
     const emdpo_llama_config *c = &w->m->config;
     emdpo_llama_acts *a = w->a;
     int L = c->n_layers, C = c->dim, V = c->vocab_size, nr = (b1 - b0) * a->T;
@@ -276,7 +416,7 @@ static void head_chunk(const bwd *w, int ch, int b0, int b1) {
     float *dl = a->dlogits + r0 * V, *dx = a->dx + r0 * C, *dtop = dres_slot(w, L - 1) + r0 * C;
     memset(dnorm_of(w, ch, 0), 0, (2 * (size_t)L + 1) * C * sizeof(float));
     emdpo_logprob_backward_set(dl, w->dlogp + r0, a->logits + r0 * V, a->lse + r0, a->targets + r0, (size_t)nr, V);
-    matmul_dinp(dx, dl, w->m->params.lm_head, nr, C, V, 0.0f);
+    proj_dinp(dx, dl, &ps->r[0], nr, 0.0f);
     memset(dtop, 0, (size_t)nr * C * sizeof(float));
     emdpo_rmsnorm_backward(dtop, dnorm_of(w, ch, 2 * L), dx, a->res3 + ((size_t)(L - 1) * N + r0) * C,
                            w->m->params.rms_final, a->lnf_rstd + r0, (size_t)nr, C);
@@ -285,14 +425,14 @@ static void head_chunk(const bwd *w, int ch, int b0, int b1) {
 /* The residual adds pass the stream's gradient through, so dL/d(layer
  * input) = dL/d(res2) + the attention branch's and dL/d(res2) =
  * dL/d(layer output) + the FFN branch's. */
-static void layer_chunk(const bwd *w, int l, int ch, int b0, int b1) {
+static void layer_chunk(const bwd *w, const proj_set *ps, int l, int ch, int b0, int b1) {
     const emdpo_llama_config *c = &w->m->config;
     const emdpo_llama_params *p = &w->m->params;
     emdpo_llama_acts *a = w->a;
     int B = a->B, T = a->T, C = c->dim, H = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, L = c->n_layers;
     int hs = C / NH, kvd = NKV * hs, nb = b1 - b0, nr = nb * T;
     size_t N = (size_t)B * T, r0 = (size_t)b0 * T, o = (size_t)l * N + r0, s = (size_t)(l % 2) * N + r0;
-    size_t TT = (size_t)T * T, lC = (size_t)l * C, lCC = lC * C, lKC = (size_t)l * kvd * C, lHC = (size_t)l * H * C;
+    size_t TT = (size_t)T * T, lC = (size_t)l * C;
     const float *x = l ? a->res3 + ((size_t)(l - 1) * N + r0) * C : a->encoded + r0 * C;
     const float *att = a->att + ((size_t)l * B + b0) * NH * TT;
     const float *dout = dres_slot(w, l) + r0 * C;
@@ -300,15 +440,15 @@ static void layer_chunk(const bwd *w, int l, int ch, int b0, int b1) {
     float *dh1 = a->dh1 + s * H, *dh3 = a->dh3 + s * H, *dhg = a->dhg + r0 * H, *dx = a->dx + r0 * C;
     float *din = dres_slot(w, l - 1) + r0 * C;
     /* FFN branch: res3 = res2 + w2(silu(w1 ln2) * w3 ln2) */
-    matmul_dinp(dhg, dout, p->w2 + lHC, nr, H, C, 0.0f);
+    proj_dinp(dhg, dout, &ps->r[P_2], nr, 0.0f);
     emdpo_swiglu_backward_set(dh1, dh3, dhg, a->h1 + o * H, a->h3 + o * H, (size_t)nr * H);
-    matmul_dinp(dx, dh1, p->w1 + lHC, nr, C, H, 0.0f);
-    matmul_dinp(dx, dh3, p->w3 + lHC, nr, C, H, 1.0f);
+    proj_dinp(dx, dh1, &ps->r[P_1], nr, 0.0f);
+    proj_dinp(dx, dh3, &ps->r[P_3], nr, 1.0f);
     memcpy(dr2, dout, (size_t)nr * C * sizeof(float));
     emdpo_rmsnorm_backward(dr2, dnorm_of(w, ch, L + l), dx, a->res2 + o * C, p->rms_ffn + lC, a->ln2_rstd + o,
                            (size_t)nr, C);
     /* Attention branch: res2 = x + wo(attention(rope(wq ln1), rope(wk ln1), wv ln1)) */
-    matmul_dinp(dx, dr2, p->wo + lCC, nr, C, C, 0.0f);
+    proj_dinp(dx, dr2, &ps->r[P_O], nr, 0.0f);
     memset(dq, 0, (size_t)nr * C * sizeof(float));
     memset(dk, 0, (size_t)nr * kvd * sizeof(float));
     memset(dv, 0, (size_t)nr * kvd * sizeof(float));
@@ -320,9 +460,9 @@ static void layer_chunk(const bwd *w, int l, int ch, int b0, int b1) {
     }
     emdpo_rope_backward_inplace(dq, a->rope_cos, a->rope_sin, nb, T, NH, hs);
     emdpo_rope_backward_inplace(dk, a->rope_cos, a->rope_sin, nb, T, NKV, hs);
-    matmul_dinp(dx, dq, p->wq + lCC, nr, C, C, 0.0f);
-    matmul_dinp(dx, dk, p->wk + lKC, nr, C, kvd, 1.0f);
-    matmul_dinp(dx, dv, p->wv + lKC, nr, C, kvd, 1.0f);
+    proj_dinp(dx, dq, &ps->r[P_Q], nr, 0.0f);
+    proj_dinp(dx, dk, &ps->r[P_K], nr, 1.0f);
+    proj_dinp(dx, dv, &ps->r[P_V], nr, 1.0f);
     memcpy(din, dr2, (size_t)nr * C * sizeof(float));
     emdpo_rmsnorm_backward(din, dnorm_of(w, ch, l), dx, x, p->rms_att + lC, a->ln1_rstd + o, (size_t)nr, C);
 }
@@ -376,8 +516,8 @@ static void wgrad_block(const bwd *w, const wgrad *wg, int blk) {
     int i0 = width * blk, rows = OC > IC ? (OC - i0 < width ? OC - i0 : width) : OC;
     int cols = OC > IC ? IC : (IC - i0 < width ? IC - i0 : width);
     size_t r0 = OC > IC ? (size_t)i0 : 0, c0 = OC > IC ? 0 : (size_t)i0;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, cols, N, 1.0f, wg->dout + r0, OC, wg->inp + c0, IC,
-                1.0f, wg->dw + r0 * IC + c0, IC);
+    float *scratch = w->scratch ? w->scratch + (size_t)emdpo_thread_num() * w->a->tn_scratch_n : NULL;
+    emdpo_gemm_tn_acc(wg->dw + r0 * IC + c0, IC, wg->dout + r0, OC, wg->inp + c0, IC, rows, cols, N, scratch);
 }
 
 enum { EMBED_JOBS = 8 };
@@ -415,7 +555,7 @@ static void dnorm_job(const bwd *w) {
 
 /* Job j of stage s: first the weight-gradient blocks, then the chunks (at
  * stage -1 the embedding's jobs and the RMSNorm weights'). */
-static void stage_job(const bwd *w, int s, const wgrad *wg, int nwg, int j) {
+static void stage_job(const bwd *w, const proj_set *ps, int s, const wgrad *wg, int nwg, int j) {
     for (int i = 0; i < nwg; i++) {
         int nb = wgrad_blocks(w, &wg[i]);
         if (j < nb) {
@@ -426,9 +566,9 @@ static void stage_job(const bwd *w, int s, const wgrad *wg, int nwg, int j) {
     }
     int L = w->m->config.n_layers, B = w->a->B, b0 = j * w->bc, b1 = b0 + w->bc < B ? b0 + w->bc : B;
     if (s == L)
-        head_chunk(w, j, b0, b1);
+        head_chunk(w, ps, j, b0, b1);
     else if (s >= 0)
-        layer_chunk(w, s, j, b0, b1);
+        layer_chunk(w, ps, s, j, b0, b1);
     else if (j < EMBED_JOBS)
         embed_job(w, j);
     else
@@ -438,18 +578,29 @@ static void stage_job(const bwd *w, int s, const wgrad *wg, int nwg, int j) {
 int emdpo_llama_backward(const emdpo_llama *m, emdpo_llama_acts *a, const float *dlogp, float *grad) {
     const emdpo_llama_config *c = &m->config;
     if (!same_config(c, &a->config) || !a->training || a->B < 1) return EMDPO_ERR_INVALID_ARG;
-    bwd w = {m, a, dlogp, {0}, chunk_seqs(a->T), 0, 0};
+    bwd w = {m, a, dlogp, {0}, chunk_seqs(a->T), 0, 0, NULL, NULL};
     emdpo_llama_point_params(c, grad, &w.g);
     w.nchunks = (a->B + w.bc - 1) / w.bc;
-    int team = team_size(w.nchunks), saved = blas_begin(team), L = c->n_layers;
+    int team = team_size(w.nchunks), L = c->n_layers;
+    w.space = packing_space(a, w.nchunks);
+    if (w.space) {
+        w.scratch = a->tn_scratch;
+        team = team < a->tn_threads ? team : a->tn_threads;
+    }
+    int saved = blas_begin(team);
     w.split = team > 1;
 #pragma omp parallel num_threads(team)
     for (int s = L; s >= -1; s--) {
         wgrad wg[8];
+        proj_set ps = {.n = 0, .panels = 0};
+        if (s >= 0) proj_layer(&ps, m, w.space, s, 0);
+        int np = pack_jobs(&ps);
+#pragma omp for schedule(dynamic, 1)
+        for (int j = 0; j < np; j++) pack_job(&ps, j);
         int nwg = stage_wgrads(&w, s, wg), njobs = s >= 0 ? w.nchunks : EMBED_JOBS + 1;
         for (int i = 0; i < nwg; i++) njobs += wgrad_blocks(&w, &wg[i]);
 #pragma omp for schedule(dynamic, 1)
-        for (int j = 0; j < njobs; j++) stage_job(&w, s, wg, nwg, j);
+        for (int j = 0; j < njobs; j++) stage_job(&w, &ps, s, wg, nwg, j);
     }
     blas_end(team, saved);
     return EMDPO_OK;

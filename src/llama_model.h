@@ -67,7 +67,13 @@ typedef struct emdpo_llama_acts {
     float *datt;      /* (B, T, T) scratch of the attention backward, one T x T per sequence */
     float *dnorm;     /* (B, 2L+1, C) the RMSNorm weight gradients of each chunk of sequences */
     float *dlogits;   /* (B, T, V) */
-    float *buf;       /* everything above that is float */
+    float *wpack;     /* one layer's projections (or the head) packed for gemm.h's kernel; NULL on the BLAS path */
+    float *wpack_raw; /* its allocation (wpack_n floats) */
+    size_t wpack_n;
+    float *tn_scratch; /* (tn_threads, tn_scratch_n) the weight-gradient kernel's, with training and wpack */
+    size_t tn_scratch_n;
+    int tn_threads;
+    float *buf;       /* every float array above but wpack and tn_scratch */
     size_t buf_n;     /* floats in buf */
     int *ibuf;        /* tokens, targets, lens */
     size_t ibuf_n;    /* ints in ibuf */
@@ -86,11 +92,14 @@ void emdpo_llama_acts_free(emdpo_llama_acts *a);
  * or a real token is out of range or a was made for another configuration.
  *
  * Threads: the batch is cut into chunks of whole sequences (about 256 rows
- * each, a function of T only) and each thread runs whole chunks through all
- * layers, with single-threaded sgemm (OpenBLAS is set to one thread for the
- * duration and restored after, so two threads of the caller must not run
- * passes at the same time). With one chunk, or one OpenMP thread, the pass
- * runs on the calling thread and OpenBLAS keeps its own threads. */
+ * each, a function of T only). Layer by layer, the team packs the layer's
+ * weights once (gemm.h; when the kernel is active and there are two chunks
+ * or more) and then runs the chunks through it, each on one thread, with
+ * single-threaded products (OpenBLAS is set to one thread for the duration
+ * and restored after, so two threads of the caller must not run passes at
+ * the same time). With one chunk, or one OpenMP thread, the pass runs on
+ * the calling thread and OpenBLAS keeps its own threads; a single chunk
+ * takes the BLAS path. */
 int emdpo_llama_forward(const emdpo_llama *m, emdpo_llama_acts *a, const int *tokens, const int *lens, int B, int T);
 
 /* Backward of the last forward from dlogp (B, T) (entries where logp is
@@ -98,10 +107,11 @@ int emdpo_llama_forward(const emdpo_llama *m, emdpo_llama_acts *a, const int *to
  * laid out as the parameters; a tied head's gradient lands in tok_emb).
  * Leaves the forward's activations intact, so it may be called again.
  * EMDPO_ERR_INVALID_ARG without training buffers or before a forward.
- * Threads as the forward: the chunks go backward layer by layer, and the
- * weight gradients of layer l, sums over all rows, are sgemms over blocks of
- * the weight, run while the chunks do layer l-1. The same inputs and thread
- * count give the same bits, whichever thread takes which chunk or block. */
+ * Threads as the forward: the chunks go backward layer by layer against
+ * the layer's packed weights, and the weight gradients of layer l, sums
+ * over all rows, are products over blocks of the weight, run while the
+ * chunks do layer l-1. The same inputs and thread count give the same bits,
+ * whichever thread takes which chunk or block. */
 int emdpo_llama_backward(const emdpo_llama *m, emdpo_llama_acts *a, const float *dlogp, float *grad);
 
 /* Log-probability of the span of tokens [start[b], end[b]) of each sequence

@@ -188,7 +188,7 @@ static void check_chunks(const emdpo_llama_config *c, int B, int T) {
 }
 
 static void test_chunks(void) {
-    /* deep and narrow: three chunks (3, 3, 1 sequences), every gradient slot in use, GQA, untied head */
+    /* deep and narrow: two chunks (6 and 1 sequences), every gradient slot in use, GQA, untied head */
     emdpo_llama_config deep = {.dim = 32, .hidden_dim = 40, .n_layers = 3, .n_heads = 4, .n_kv_heads = 2,
                                .vocab_size = 37, .max_seq_len = 40, .tied = 0, .norm_eps = 1e-5f, .rope_theta = 1e4f};
     check_chunks(&deep, 7, 40);
