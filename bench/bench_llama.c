@@ -1,10 +1,13 @@
 /* Speed of the Llama engine: one DPO step (policy forward over chosen and
  * rejected sequences, the DPO loss's gradient on their log-probabilities,
  * backward) on random weights, the forward alone (what the E-step needs),
- * and an sgemm peak probe for the same machine.
+ * and two peak probes for the same machine: OpenBLAS's sgemm, and the
+ * packed-weight kernel the engine's projections use (gemm.h).
  *
  *   bench_llama step small|large REPS    prints a RESULT line
  *   bench_llama sgemm REPS               cblas_sgemm 2048^3, and OpenBLAS's kernel set
+ *   bench_llama kernel REPS              2048^3 through gemm.h: the weight packed once, rows
+ *                                        in blocks of 256 over the threads
  *
  * FLOPs counted (matmuls only, the standard 6ND rule made explicit):
  *   forward = 2 N P_mm + 2 B L NH hs T (T + 1)   (QK^T and PV, causal half)
@@ -20,6 +23,7 @@
 #include <time.h>
 
 #include "emdpo.h"
+#include "gemm.h"
 #include "llama.h"
 #include "llama_model.h"
 #include "rng.h"
@@ -77,6 +81,37 @@ static int bench_sgemm(int reps) {
     free(a);
     free(b);
     free(c);
+    return 0;
+}
+
+static int bench_kernel(int reps) {
+    int n = 2048, rb = 256;
+    size_t nn = (size_t)n * n, np = emdpo_gemm_rhs_floats(n, n);
+    float *a = malloc(nn * sizeof(float)), *b = malloc(nn * sizeof(float)), *c = malloc(nn * sizeof(float));
+    float *space = np ? malloc(np * sizeof(float)) : NULL;
+    if (!a || !b || !c || (np && !space)) return 1;
+    for (size_t i = 0; i < nn; i++) {
+        a[i] = (float)(i % 7) * 0.1f;
+        b[i] = (float)(i % 5) * 0.1f;
+    }
+    emdpo_gemm_rhs w;
+    emdpo_gemm_rhs_init(&w, b, n, n, 0, space);
+    double t[32];
+    reps = reps > 32 ? 32 : reps;
+    for (int r = -1; r < reps; r++) {
+        double t0 = now();
+        emdpo_gemm_rhs_pack(&w, 0, emdpo_gemm_rhs_panels(&w));
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int i = 0; i < n; i += rb) emdpo_gemm_rows(c + (size_t)i * n, n, a + (size_t)i * n, n, &w, rb, 0.0f);
+        if (r >= 0) t[r] = now() - t0;
+    }
+    double med = median(t, reps);
+    printf("RESULT peer=kernel n=%d median_s=%.4f gflops=%.1f path=%s threads=%d\n", n, med,
+           2.0 * n * n * n / med * 1e-9, space ? "avx512" : "blas", emdpo_max_threads());
+    free(a);
+    free(b);
+    free(c);
+    free(space);
     return 0;
 }
 
@@ -166,7 +201,8 @@ static int bench_step(const char *which, int reps) {
 
 int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "sgemm") == 0) return bench_sgemm(argc > 2 ? atoi(argv[2]) : 5);
+    if (argc >= 2 && strcmp(argv[1], "kernel") == 0) return bench_kernel(argc > 2 ? atoi(argv[2]) : 5);
     if (argc >= 3 && strcmp(argv[1], "step") == 0) return bench_step(argv[2], argc > 3 ? atoi(argv[3]) : 5);
-    fprintf(stderr, "usage: bench_llama step small|large [REPS] | bench_llama sgemm [REPS]\n");
+    fprintf(stderr, "usage: bench_llama step small|large [REPS] | bench_llama sgemm|kernel [REPS]\n");
     return 2;
 }

@@ -9,9 +9,9 @@
 #   scale    10^6 annotators x 8 x 3, p=5 (needs ~1.5 GB RAM, ~1-2 min)
 #   llama    Llama engine: one DPO step (forward + backward, 64 x 64 tokens on
 #            the 3.3M-parameter model, 32 x 128 on the 19.2M one) vs PyTorch
-#            (/usr/bin/python3) in wall and CPU time, forward tokens/s, sgemm
-#            2048^3 peak; LROUNDS alternating rounds (default 3), LREPS steps
-#            each (default 5)
+#            (/usr/bin/python3) in wall and CPU time, forward tokens/s, and
+#            2048^3 peaks of OpenBLAS's sgemm and of emdpo's own kernel;
+#            LROUNDS alternating rounds (default 3), LREPS steps each (default 5)
 #   all      everything but llama
 # Environment: REPS (emdpo repeats, default 7), RREPS (flexmix repeats, 5),
 # FROUNDS (alternating flexmix/emdpo rounds, 3),
@@ -150,6 +150,7 @@ run_llama() {
     : > "$LOG"
     for r in $(seq "$LROUNDS"); do
         "$LBIN" sgemm 5 | sed "s/\$/ round=$r/" | tee -a "$LOG"
+        "$LBIN" kernel 5 | sed "s/\$/ round=$r/" | tee -a "$LOG"
         for m in small large; do
             "$PY" bench/torch_dpo_step.py "$m" "$LREPS" 2 2>/dev/null | grep '^RESULT' | sed "s/\$/ round=$r/" | tee -a "$LOG"
             "$LBIN" step "$m" "$LREPS" | sed "s/\$/ round=$r/" | tee -a "$LOG"
@@ -164,7 +165,9 @@ run_llama() {
         printf "%.4g (%.4g..%.4g)\n", m, v[1], v[NR] }'; }
     T1="$OUT/llama.a" T2="$OUT/llama.b"
     SG=$(vals sgemm "" gflops | med)
+    KG=$(vals kernel "" gflops | med)
     row "sgemm 2048^3 GFLOP/s ($(vals sgemm "" core | head -1) kernels)" "-" "$(vals sgemm "" gflops | summ)" "-"
+    row "emdpo kernel 2048^3 GFLOP/s ($(vals kernel "" path | head -1))" "-" "$(vals kernel "" gflops | summ)" "-"
     for m in small large; do
         f="model=$m "
         row "llama $m step: torch s" "$(vals torch "$f" median_s | summ)" "-" "1"
@@ -178,6 +181,8 @@ run_llama() {
         EG=$(vals emdpo "$f" gflops | med)
         row "llama $m: emdpo GFLOP/s, % of sgemm median" "-" "$(vals emdpo "$f" gflops | summ)" \
             "$(awk -v a="$EG" -v b="$SG" 'BEGIN { printf "%.0f%%", 100 * a / b }')"
+        row "llama $m: same, % of emdpo kernel median" "-" "-" \
+            "$(awk -v a="$EG" -v b="$KG" 'BEGIN { printf "%.0f%%", 100 * a / b }')"
         vals emdpo "$f" fwd_tok_per_s > "$T1"; vals emdpo "$f" tok_per_s > "$T2"
         row "llama $m: emdpo forward tok/s / step tok/s" "$(vals emdpo "$f" fwd_tok_per_s | summ)" \
             "$(ratio "$T1" "$T2" | summ)" "$(ratio "$T1" "$T2" | med)x"
