@@ -4,7 +4,8 @@
  * loss and gradient of every parameter. Also checks that the backward adds
  * into the gradient, that results repeat bit for bit, and that a batch cut
  * into chunks of sequences, run on one or two threads, gives what its
- * sequences give one at a time. */
+ * sequences give one at a time (and, on the packed kernel's path, the same
+ * bits on one thread as on two). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 
 #include "check.h"
 #include "emdpo.h"
+#include "gemm.h"
 #include "llama.h"
 #include "llama_model.h"
 
@@ -164,6 +166,10 @@ static void check_chunks(const emdpo_llama_config *c, int B, int T) {
         if (th == 0) memcpy(logp, a->logp, N * sizeof(float));
         CHECK_MSG(tensor_err(a->logp, logp, N) < 1e-6, "logp differs between 1 and 2 threads");
     }
+    /* the kernel's products sum in an order that no thread count changes */
+    if (emdpo_gemm_kernel_active())
+        CHECK_MSG(memcmp(g[0], g[1], np * sizeof(float)) == 0, "B %d T %d: 1 and 2 threads' gradient bits differ", B,
+                  T);
     /* whichever thread takes which chunk, 2 threads repeat their bits */
     memset(ref, 0, np * sizeof(float));
     CHECK_EQ_INT(emdpo_llama_forward(m, a, tok, lens, B, T), EMDPO_OK);
