@@ -95,7 +95,7 @@ static int bench_kernel(int reps) {
         b[i] = (float)(i % 5) * 0.1f;
     }
     emdpo_gemm_rhs w;
-    emdpo_gemm_rhs_init(&w, b, n, n, 0, space);
+    emdpo_gemm_rhs_init(&w, b, n, n, n, 0, space);
     double t[32];
     reps = reps > 32 ? 32 : reps;
     for (int r = -1; r < reps; r++) {

@@ -33,8 +33,9 @@ size_t emdpo_gemm_rhs_floats(int K, int N) {
     return emdpo_gemm_kernel_active() ? (size_t)K * NR * (size_t)panels_of(N) : 0;
 }
 
-void emdpo_gemm_rhs_init(emdpo_gemm_rhs *b, const float *w, int K, int N, int trans, float *space) {
+void emdpo_gemm_rhs_init(emdpo_gemm_rhs *b, const float *w, int ldw, int K, int N, int trans, float *space) {
     b->w = w;
+    b->ldw = ldw;
     b->K = K;
     b->N = N;
     b->trans = trans;
@@ -66,8 +67,7 @@ static void pack_panel(float *dst, const float *w, size_t ldw, int K, int N, int
 
 void emdpo_gemm_rhs_pack(const emdpo_gemm_rhs *b, int p0, int p1) {
     for (int p = p0; p < p1; p++)
-        pack_panel(b->panels + (size_t)p * b->K * NR, b->w, (size_t)(b->trans ? b->K : b->N), b->K, b->N, b->trans,
-                   p * NR);
+        pack_panel(b->panels + (size_t)p * b->K * NR, b->w, (size_t)b->ldw, b->K, b->N, b->trans, p * NR);
 }
 
 #ifdef EMDPO_GEMM_X86
@@ -137,9 +137,23 @@ void emdpo_gemm_rows(float *out, int ldc, const float *A, int lda, const emdpo_g
         return;
     }
 #endif
-    int ldb = b->trans ? b->K : b->N;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, b->trans ? CblasTrans : CblasNoTrans, M, b->N, b->K, 1.0f, A, lda,
-                b->w, ldb, beta, out, ldc);
+                b->w, b->ldw, beta, out, ldc);
+}
+
+void emdpo_gemm_rows_causal(float *out, int ldc, const float *A, int lda, const emdpo_gemm_rhs *b, int M, int inner) {
+#ifdef EMDPO_GEMM_X86
+    /* row tile [i, i + mr) needs columns, or inner indices, below i + mr */
+    for (int i = 0; i < M; i += MR) {
+        int mr = M - i < MR ? M - i : MR, lim = i + mr;
+        int N = inner || lim > b->N ? b->N : lim, K = inner && lim < b->K ? lim : b->K;
+        for (int j = 0; j < N; j += NR)
+            kernel_tile(K, A + (size_t)i * lda, (size_t)lda, 1, mr, b->panels + (size_t)j * b->K, out + (size_t)i * ldc + j,
+                        ldc, N - j < NR ? N - j : NR, 0);
+    }
+#else
+    (void)out, (void)ldc, (void)A, (void)lda, (void)b, (void)M, (void)inner;
+#endif
 }
 
 size_t emdpo_gemm_tn_scratch(void) { return emdpo_gemm_kernel_active() ? (size_t)KC * (MC + NC) : 0; }

@@ -22,7 +22,8 @@ int emdpo_gemm_kernel_active(void);
 
 /* The right-hand side B (K, N) of out = A · B. */
 typedef struct emdpo_gemm_rhs {
-    const float *w; /* source: (N, K) row-major when trans (B = wᵀ, a Linear's weight), else (K, N) */
+    const float *w; /* source: (N, K) when trans (B = wᵀ, a Linear's weight), else (K, N) */
+    int ldw;        /* its row stride */
     int K, N;
     int trans;
     float *panels;  /* packed copy, or NULL: products go to BLAS on w */
@@ -32,9 +33,9 @@ typedef struct emdpo_gemm_rhs {
  * else 0. */
 size_t emdpo_gemm_rhs_floats(int K, int N);
 
-/* Describes B without packing it. space holds emdpo_gemm_rhs_floats(K, N)
- * floats, or is NULL for the BLAS path. */
-void emdpo_gemm_rhs_init(emdpo_gemm_rhs *b, const float *w, int K, int N, int trans, float *space);
+/* Describes B without packing it. w has row stride ldw; space holds
+ * emdpo_gemm_rhs_floats(K, N) floats, or is NULL for the BLAS path. */
+void emdpo_gemm_rhs_init(emdpo_gemm_rhs *b, const float *w, int ldw, int K, int N, int trans, float *space);
 
 /* Panels in a packed B; packing panels [p0, p1) is one job, so several
  * threads can share the packing of one operand. */
@@ -44,6 +45,16 @@ void emdpo_gemm_rhs_pack(const emdpo_gemm_rhs *b, int p0, int p1);
 /* out (M, N) = A (M, K) · B + beta · out, beta 0 or 1; A row-major with
  * row stride lda, out with ldc. Runs on the calling thread when B is packed. */
 void emdpo_gemm_rows(float *out, int ldc, const float *A, int lda, const emdpo_gemm_rhs *b, int M, float beta);
+
+/* The causal products of attention, where row i of out needs only what
+ * index i admits (B packed; the kernel path only):
+ *   inner = 0: out = A · B at columns j <= i at least (scores against keys
+ *              up to the query's own position); each row's other columns
+ *              are either exact or left as they were;
+ *   inner = 1: out = A · B where A[i][k] = 0 for k > i (probabilities times
+ *              values); the sums skip most of those zeros.
+ * Each computed element has the bits emdpo_gemm_rows gives it. */
+void emdpo_gemm_rows_causal(float *out, int ldc, const float *A, int lda, const emdpo_gemm_rhs *b, int M, int inner);
 
 /* out (M, N) += Aᵀ · Bm with A (K, M) and Bm (K, N) row-major (lda, ldb,
  * ldc row strides): a weight gradient summed over K rows of activations.

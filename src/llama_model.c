@@ -125,15 +125,14 @@ int emdpo_llama_acts_create(const emdpo_llama_config *c, int max_B, int max_T, i
             return EMDPO_ERR_NOMEM;
         }
         a->wpack = a->wpack_raw + (16 - ((uintptr_t)a->wpack_raw / sizeof(float)) % 16) % 16;
+        a->kthreads = emdpo_max_threads();
         a->tn_scratch_n = training ? emdpo_gemm_tn_scratch() : 0;
-        if (a->tn_scratch_n) {
-            a->tn_threads = emdpo_max_threads();
-            a->tn_scratch = emdpo_malloc((size_t)a->tn_threads * a->tn_scratch_n * sizeof(float));
-            if (!a->tn_scratch) {
-                a->tn_threads = 0;
-                emdpo_llama_acts_free(a);
-                return EMDPO_ERR_NOMEM;
-            }
+        a->att_scratch_n = emdpo_attention_scratch(max_T, c->dim / c->n_heads);
+        a->tn_scratch = a->tn_scratch_n ? emdpo_malloc((size_t)a->kthreads * a->tn_scratch_n * sizeof(float)) : NULL;
+        a->att_scratch = emdpo_malloc((size_t)a->kthreads * a->att_scratch_n * sizeof(float));
+        if ((a->tn_scratch_n && !a->tn_scratch) || !a->att_scratch) {
+            emdpo_llama_acts_free(a);
+            return EMDPO_ERR_NOMEM;
         }
     }
     *out = a;
@@ -145,7 +144,8 @@ void emdpo_llama_acts_free(emdpo_llama_acts *a) {
     emdpo_free(a->buf, a->buf_n * sizeof(float));
     emdpo_free(a->ibuf, a->ibuf_n * sizeof(int));
     emdpo_free(a->wpack_raw, a->wpack_n * sizeof(float));
-    emdpo_free(a->tn_scratch, (size_t)a->tn_threads * a->tn_scratch_n * sizeof(float));
+    emdpo_free(a->tn_scratch, (size_t)a->kthreads * a->tn_scratch_n * sizeof(float));
+    emdpo_free(a->att_scratch, (size_t)a->kthreads * a->att_scratch_n * sizeof(float));
     emdpo_free(a, sizeof *a);
 }
 
@@ -198,7 +198,7 @@ typedef struct proj_set {
 static void proj_add(proj_set *ps, float **space, const float *w, int OC, int IC, int fwd) {
     int K = fwd ? IC : OC, N = fwd ? OC : IC;
     size_t n = emdpo_gemm_rhs_floats(K, N);
-    emdpo_gemm_rhs_init(&ps->r[ps->n], w, K, N, fwd, *space);
+    emdpo_gemm_rhs_init(&ps->r[ps->n], w, IC, K, N, fwd, *space);
     if (*space) *space += n;
     ps->panels += emdpo_gemm_rhs_panels(&ps->r[ps->n]);
     ps->n++;
@@ -287,8 +287,8 @@ static float *stream_in(const emdpo_llama_acts *a, int l, size_t r0) {
 }
 
 /* Sequences [b0, b1) through layer l (after the embedding at l == 0). */
-static void layer_forward_chunk(const emdpo_llama *m, emdpo_llama_acts *a, const proj_set *ps, int l, int b0,
-                                int b1) {
+static void layer_forward_chunk(const emdpo_llama *m, emdpo_llama_acts *a, const proj_set *ps, float *att_scratch,
+                                int l, int b0, int b1) {
     const emdpo_llama_config *c = &m->config;
     const emdpo_llama_params *p = &m->params;
     const emdpo_gemm_rhs *w = ps->r;
@@ -310,8 +310,8 @@ static void layer_forward_chunk(const emdpo_llama *m, emdpo_llama_acts *a, const
     proj_forward(v, NULL, ln1, &w[P_V], nr);
     for (int b = 0; b < nb; b++) {
         size_t rb = (size_t)b * T;
-        emdpo_attention_forward(atty + rb * C, att + b * NH * TT, q + rb * C, k + rb * kvd, v + rb * kvd,
-                                a->lens[b0 + b], T, NH, NKV, hs);
+        emdpo_attention_forward(atty + rb * C, att + b * NH * TT, att_scratch, q + rb * C, k + rb * kvd,
+                                v + rb * kvd, a->lens[b0 + b], T, NH, NKV, hs);
     }
     proj_forward(res2, x, atty, &w[P_O], nr);
     emdpo_rmsnorm_forward(ln2, a->ln2_rstd + o, res2, p->rms_ffn + lC, (size_t)nr, C, c->norm_eps);
@@ -354,8 +354,9 @@ int emdpo_llama_forward(const emdpo_llama *m, emdpo_llama_acts *a, const int *to
     }
     emdpo_rope_table(a->rope_cos, a->rope_sin, 0, T, c->dim / c->n_heads, c->rope_theta);
     int L = c->n_layers, bc = chunk_seqs(T), nchunks = (B + bc - 1) / bc, team = team_size(nchunks);
-    int saved = blas_begin(team);
     float *space = packing_space(a, nchunks);
+    if (space) team = team < a->kthreads ? team : a->kthreads;
+    int saved = blas_begin(team);
     /* Layer by layer: the team packs layer l's weights once, then takes the
      * chunks through it; l == L is the head. */
 #pragma omp parallel num_threads(team)
@@ -368,8 +369,9 @@ int emdpo_llama_forward(const emdpo_llama *m, emdpo_llama_acts *a, const int *to
 #pragma omp for schedule(dynamic, 1)
         for (int ch = 0; ch < nchunks; ch++) {
             int b0 = ch * bc, b1 = b0 + bc < B ? b0 + bc : B;
+            float *att_scratch = space ? a->att_scratch + (size_t)emdpo_thread_num() * a->att_scratch_n : NULL;
             if (l < L)
-                layer_forward_chunk(m, a, &ps, l, b0, b1);
+                layer_forward_chunk(m, a, &ps, att_scratch, l, b0, b1);
             else
                 head_forward_chunk(m, a, &ps, b0, b1);
         }
@@ -585,7 +587,7 @@ int emdpo_llama_backward(const emdpo_llama *m, emdpo_llama_acts *a, const float 
     w.space = packing_space(a, w.nchunks);
     if (w.space) {
         w.scratch = a->tn_scratch;
-        team = team < a->tn_threads ? team : a->tn_threads;
+        team = team < a->kthreads ? team : a->kthreads;
     }
     int saved = blas_begin(team);
     w.split = team > 1;

@@ -70,10 +70,12 @@ typedef struct emdpo_llama_acts {
     float *wpack;     /* one layer's projections (or the head) packed for gemm.h's kernel; NULL on the BLAS path */
     float *wpack_raw; /* its allocation (wpack_n floats) */
     size_t wpack_n;
-    float *tn_scratch; /* (tn_threads, tn_scratch_n) the weight-gradient kernel's, with training and wpack */
+    float *tn_scratch;  /* (kthreads, tn_scratch_n) the weight-gradient kernel's, with training and wpack */
     size_t tn_scratch_n;
-    int tn_threads;
-    float *buf;       /* every float array above but wpack and tn_scratch */
+    float *att_scratch; /* (kthreads, att_scratch_n) packed keys and values, with wpack */
+    size_t att_scratch_n;
+    int kthreads;       /* threads with scratch: a kernel-path pass runs on at most this many */
+    float *buf;       /* every float array above but wpack and the scratch */
     size_t buf_n;     /* floats in buf */
     int *ibuf;        /* tokens, targets, lens */
     size_t ibuf_n;    /* ints in ibuf */

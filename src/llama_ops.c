@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "threads.h"
 
 /* Split a loop over threads only when it is large and this thread is not
@@ -159,41 +160,70 @@ void emdpo_rope_backward_inplace(float *x, const float *cosv, const float *sinv,
  * row only, which skips most of the masked upper triangle for long T. */
 enum { ATT_BLOCK = 64 };
 
-void emdpo_attention_forward(float *out, float *att, const float *q, const float *k, const float *v, int len, int T,
-                             int NH, int NKV, int hs) {
+/* Row t of the scores (its first t + 1 entries) into probabilities, in
+ * place, zero past t up to T: softmax of scale * scores. */
+static void softmax_causal_row(float *a, int t, int T, float scale) {
+    float mx = -INFINITY, z = 0.0f;
+#pragma omp simd reduction(max : mx)
+    for (int u = 0; u <= t; u++) mx = a[u] > mx ? a[u] : mx;
+#pragma omp simd reduction(+ : z)
+    for (int u = 0; u <= t; u++) {
+        float e = fexp((a[u] - mx) * scale);
+        a[u] = e;
+        z += e;
+    }
+    float iz = 1.0f / z;
+    for (int u = 0; u <= t; u++) a[u] *= iz;
+    memset(a + t + 1, 0, (size_t)(T - t - 1) * sizeof(float));
+}
+
+size_t emdpo_attention_scratch(int T, int hs) { return emdpo_gemm_rhs_floats(hs, T) + emdpo_gemm_rhs_floats(T, hs); }
+
+/* The kernel path: per key/value head, its keys (transposed) and values
+ * packed once, then each query head of the group: scores on and below the
+ * diagonal, softmax, probabilities times values. */
+static void attention_forward_packed(float *out, float *att, float *scratch, const float *q, const float *k,
+                                     const float *v, int len, int T, int NH, int NKV, int hs) {
     int group = NH / NKV, C = NH * hs, kvd = NKV * hs;
     float scale = 1.0f / sqrtf((float)hs);
-    for (int h = 0; h < NH; h++) {
-        const float *kh = k + (size_t)(h / group) * hs, *vh = v + (size_t)(h / group) * hs;
-        float *ah = att + (size_t)h * T * T;
-        for (int t0 = 0; t0 < len; t0 += ATT_BLOCK) {
-            int t1 = t0 + ATT_BLOCK < len ? t0 + ATT_BLOCK : len;
-            float *ab = ah + (size_t)t0 * T;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t1 - t0, t1, hs, scale, q + (size_t)t0 * C + h * hs,
-                        C, kh, kvd, 0.0f, ab, T);
-            /* Rows run over all t1 columns the product wrote, masking u > t,
-             * so that the loops vectorise without a scalar tail. */
-            for (int t = t0; t < t1; t++) {
-                float *a = ah + (size_t)t * T, mx = -INFINITY, z = 0.0f;
-#pragma omp simd reduction(max : mx)
-                for (int u = 0; u < t1; u++) {
-                    float x = u <= t ? a[u] : -INFINITY;
-                    mx = x > mx ? x : mx;
-                }
-#pragma omp simd reduction(+ : z)
-                for (int u = 0; u < t1; u++) {
-                    float e = u <= t ? fexp(a[u] - mx) : 0.0f;
-                    a[u] = e;
-                    z += e;
-                }
-                float iz = 1.0f / z;
-                for (int u = 0; u < t1; u++) a[u] *= iz;
-                memset(a + t1, 0, (size_t)(T - t1) * sizeof(float));
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t1 - t0, hs, t1, 1.0f, ab, T, vh, kvd, 0.0f,
-                        out + (size_t)t0 * C + h * hs, C);
+    emdpo_gemm_rhs kt, vv;
+    for (int g = 0; g < NKV; g++) {
+        emdpo_gemm_rhs_init(&kt, k + (size_t)g * hs, kvd, hs, len, 1, scratch);
+        emdpo_gemm_rhs_init(&vv, v + (size_t)g * hs, kvd, len, hs, 0, scratch + emdpo_gemm_rhs_floats(hs, T));
+        emdpo_gemm_rhs_pack(&kt, 0, emdpo_gemm_rhs_panels(&kt));
+        emdpo_gemm_rhs_pack(&vv, 0, emdpo_gemm_rhs_panels(&vv));
+        for (int h = g * group; h < (g + 1) * group; h++) {
+            float *ah = att + (size_t)h * T * T;
+            emdpo_gemm_rows_causal(ah, T, q + (size_t)h * hs, C, &kt, len, 0);
+            for (int t = 0; t < len; t++) softmax_causal_row(ah + (size_t)t * T, t, T, scale);
+            emdpo_gemm_rows_causal(out + (size_t)h * hs, C, ah, T, &vv, len, 1);
         }
-        if (len < T) memset(ah + (size_t)len * T, 0, (size_t)(T - len) * T * sizeof(float));
+    }
+}
+
+void emdpo_attention_forward(float *out, float *att, float *scratch, const float *q, const float *k, const float *v,
+                             int len, int T, int NH, int NKV, int hs) {
+    int group = NH / NKV, C = NH * hs, kvd = NKV * hs;
+    float scale = 1.0f / sqrtf((float)hs);
+    if (scratch && len > 0) {
+        attention_forward_packed(out, att, scratch, q, k, v, len, T, NH, NKV, hs);
+    } else {
+        for (int h = 0; h < NH; h++) {
+            const float *kh = k + (size_t)(h / group) * hs, *vh = v + (size_t)(h / group) * hs;
+            float *ah = att + (size_t)h * T * T;
+            for (int t0 = 0; t0 < len; t0 += ATT_BLOCK) {
+                int t1 = t0 + ATT_BLOCK < len ? t0 + ATT_BLOCK : len;
+                float *ab = ah + (size_t)t0 * T;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t1 - t0, t1, hs, 1.0f, q + (size_t)t0 * C + h * hs,
+                            C, kh, kvd, 0.0f, ab, T);
+                for (int t = t0; t < t1; t++) softmax_causal_row(ah + (size_t)t * T, t, T, scale);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t1 - t0, hs, t1, 1.0f, ab, T, vh, kvd, 0.0f,
+                            out + (size_t)t0 * C + h * hs, C);
+            }
+        }
+    }
+    for (int h = 0; h < NH; h++) {
+        if (len < T) memset(att + (size_t)h * T * T + (size_t)len * T, 0, (size_t)(T - len) * T * sizeof(float));
         for (int t = len; t < T; t++) memset(out + (size_t)t * C + h * hs, 0, (size_t)hs * sizeof(float));
     }
 }

@@ -50,11 +50,15 @@ void emdpo_rope_backward_inplace(float *x, const float *cosv, const float *sinv,
  * thread (the model runs sequences in parallel): query head h reads
  * key/value head h / (NH/NKV). q and out (T, NH, hs), k and v (T, NKV, hs),
  * att (NH, T, T) the softmax probabilities (zero above the diagonal). Rows
- * t >= len are padding: zero output and probabilities, never read. The
- * products are sgemms over blocks of 64 query rows, each reading only the
- * keys at or before its last row. */
-void emdpo_attention_forward(float *out, float *att, const float *q, const float *k, const float *v, int len, int T,
-                             int NH, int NKV, int hs);
+ * t >= len are padding: zero output and probabilities, never read.
+ * With scratch (emdpo_attention_scratch(T, hs) floats, non-zero only where
+ * gemm.h's kernel is active) each key/value head is packed once and the
+ * products skip the tiles above the diagonal; with NULL they are sgemms
+ * over blocks of 64 query rows, each reading only the keys at or before its
+ * last row. */
+size_t emdpo_attention_scratch(int T, int hs);
+void emdpo_attention_forward(float *out, float *att, float *scratch, const float *q, const float *k, const float *v,
+                             int len, int T, int NH, int NKV, int hs);
 /* dq (T, NH, hs), dk and dv (T, NKV, hs) += the gradients given dout, for
  * the sequence of emdpo_attention_forward; scratch holds T * T floats. The
  * query heads sharing a key/value head add into it in head order. */

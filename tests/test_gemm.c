@@ -2,7 +2,8 @@
  * shapes that leave partial register tiles, partial panels and partial
  * blocks; on the kernel path and on the BLAS path (EMDPO_GEMM=blas). Also
  * that the kernel's rows do not depend on the row block they are computed
- * in. Operands are packed in two pieces, as a team does. Where the CPU
+ * in, and that attention's causal products equal the full ones where
+ * they promise to. Operands are packed in two pieces, as a team does. Where the CPU
  * lacks AVX-512F only the BLAS path runs, and the test says so. */
 #include <math.h>
 #include <stdio.h>
@@ -52,7 +53,7 @@ static void check_rows(int M, int N, int K, int trans, float beta, int kernel) {
     CHECK(kernel ? np >= (size_t)K * N : np == 0);
     float *space = np ? malloc(np * sizeof(float)) : NULL;
     emdpo_gemm_rhs b;
-    emdpo_gemm_rhs_init(&b, w, K, N, trans, space);
+    emdpo_gemm_rhs_init(&b, w, trans ? K : N, K, N, trans, space);
     /* in two pieces, as a team would */
     int panels = emdpo_gemm_rhs_panels(&b), half = panels / 2;
     emdpo_gemm_rhs_pack(&b, 0, half);
@@ -96,6 +97,36 @@ static void check_tn(int M, int N, int K, int kernel) {
     free(A), free(Bm), free(out), free(want), free(scratch);
 }
 
+/* The causal products against emdpo_gemm_rows: scores at j <= i (the rest
+ * of each row computed or left as it was), and probabilities times values
+ * with A zero past the diagonal. */
+static void check_causal(int M, int N, int K) {
+    float *A = rnd((size_t)M * K), *w = rnd((size_t)N * K), *full = malloc((size_t)M * N * sizeof(float));
+    float *got = malloc((size_t)M * N * sizeof(float)), *space = malloc(emdpo_gemm_rhs_floats(K, N) * sizeof(float));
+    emdpo_gemm_rhs b;
+    emdpo_gemm_rhs_init(&b, w, K, K, N, 1, space);
+    emdpo_gemm_rhs_pack(&b, 0, emdpo_gemm_rhs_panels(&b));
+    emdpo_gemm_rows(full, N, A, K, &b, M, 0.0f);
+    for (size_t i = 0; i < (size_t)M * N; i++) got[i] = 12345.0f;
+    emdpo_gemm_rows_causal(got, N, A, K, &b, M, 0);
+    int ok = 1;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            float g = got[(size_t)i * N + j], f = full[(size_t)i * N + j];
+            ok &= j <= i ? g == f : g == f || g == 12345.0f;
+        }
+    CHECK_MSG(ok, "causal scores M %d N %d K %d", M, N, K);
+    /* inner: A (M, K) lower triangular against B (K, N) */
+    for (int i = 0; i < M; i++)
+        for (int k = i + 1; k < K; k++) A[(size_t)i * K + k] = 0.0f;
+    emdpo_gemm_rhs_init(&b, w, N, K, N, 0, space);
+    emdpo_gemm_rhs_pack(&b, 0, emdpo_gemm_rhs_panels(&b));
+    emdpo_gemm_rows(full, N, A, K, &b, M, 0.0f);
+    emdpo_gemm_rows_causal(got, N, A, K, &b, M, 1);
+    CHECK_MSG(memcmp(got, full, (size_t)M * N * sizeof(float)) == 0, "causal inner M %d N %d K %d", M, N, K);
+    free(A), free(w), free(full), free(got), free(space);
+}
+
 static void run_all(int kernel) {
     /* register tiles of 8 rows and panels of 32 columns, with every kind of remainder */
     int Ms[] = {1, 7, 8, 9, 17}, Ns[] = {1, 16, 17, 32, 33, 70}, Ks[] = {1, 5, 64};
@@ -118,6 +149,9 @@ static void run_all(int kernel) {
 int main(void) {
     if (emdpo_gemm_kernel_active()) {
         run_all(1);
+        check_causal(70, 70, 16);
+        check_causal(9, 9, 3);
+        check_causal(40, 40, 64);
     } else {
         printf("test_gemm: no AVX-512F here (or EMDPO_GEMM=blas): the kernel path is not tested\n");
     }

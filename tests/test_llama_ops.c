@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "gemm.h"
 #include "llama_ops.h"
 
 static unsigned long long rng_state = 88172645463325252ULL;
@@ -152,12 +153,13 @@ static void test_rope(void) {
 enum { AB = 2, ANH = 4, ANKV = 2, AS = 4, AT_MAX = 70 };
 static int at_T, at_lens[AB];
 static float *at_q, *at_k, *at_v, *at_out, *at_att, *at_wt, *at_scratch;
+static float *at_fwd_scratch; /* the forward's packing space (kernel path), or NULL (BLAS path) */
 static size_t aq(void) { return (size_t)AB * at_T * ANH * AS; }
 static size_t ak(void) { return (size_t)AB * at_T * ANKV * AS; }
 static void at_forward(void) {
     size_t sq = (size_t)at_T * ANH * AS, sk = (size_t)at_T * ANKV * AS, sa = (size_t)ANH * at_T * at_T;
     for (int b = 0; b < AB; b++)
-        emdpo_attention_forward(at_out + b * sq, at_att + b * sa, at_q + b * sq, at_k + b * sk, at_v + b * sk,
+        emdpo_attention_forward(at_out + b * sq, at_att + b * sa, at_fwd_scratch, at_q + b * sq, at_k + b * sk, at_v + b * sk,
                                 at_lens[b], at_T, ANH, ANKV, AS);
 }
 static void at_backward(float *dq, float *dk, float *dv) {
@@ -195,13 +197,15 @@ static double at_direct_err(void) {
             }
     return worst;
 }
-static void test_attention(int T, int len0, int len1) {
+static void test_attention(int T, int len0, int len1, int kernel) {
     at_T = T, at_lens[0] = len0, at_lens[1] = len1;
+    size_t nsc = emdpo_attention_scratch(T, AS);
+    at_fwd_scratch = kernel ? malloc(nsc * sizeof(float)) : NULL;
     size_t nq = aq(), nk = ak(), na = (size_t)AB * ANH * T * T;
     at_q = rnd(nq, 1.0f), at_k = rnd(nk, 1.0f), at_v = rnd(nk, 1.0f), at_out = zeros(nq);
     at_att = zeros(na), at_wt = rnd(nq, 1.0f), at_scratch = zeros((size_t)T * T);
     at_loss();
-    CHECK_MSG(at_direct_err() < 1e-5, "T %d: attention output off by %g", T, at_direct_err());
+    CHECK_MSG(at_direct_err() < 1e-5, "T %d kernel %d: attention output off by %g", T, kernel, at_direct_err());
     /* Padding rows are zero; real rows ignore whatever sits in padding. */
     int pad_zero = 1;
     for (int t = at_lens[1]; t < T; t++)
@@ -235,6 +239,7 @@ static void test_attention(int T, int len0, int len1) {
     check_doubles("attention dk", dk, dk2, nk);
     check_doubles("attention dv", dv, dv2, nk);
     free(at_q), free(at_k), free(at_v), free(at_out), free(at_att), free(at_wt), free(at_scratch), free(ref);
+    free(at_fwd_scratch);
     free(dq), free(dk), free(dv), free(dq2), free(dk2), free(dv2);
 }
 
@@ -315,8 +320,10 @@ int main(void) {
     test_rmsnorm();
     test_matmul();
     test_rope();
-    test_attention(5, 5, 3);
-    test_attention(AT_MAX, AT_MAX, 67); /* two query blocks, the second partial */
+    for (int kernel = 0; kernel <= emdpo_gemm_kernel_active(); kernel++) {
+        test_attention(5, 5, 3, kernel);
+        test_attention(AT_MAX, AT_MAX, 67, kernel); /* BLAS: two query blocks; kernel: 3 panels, partial tiles */
+    }
     test_swiglu();
     test_logprob();
     test_embed_residual();
