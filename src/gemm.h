@@ -4,20 +4,21 @@
  * The weight is packed once (per pass, per layer) into column panels and
  * each row block multiplies against the panels with an AVX-512 kernel.
  * Packing once is what a BLAS call per row block cannot do: it repacks the
- * weight on every call. Where the CPU lacks AVX-512F, or the environment
- * sets EMDPO_GEMM=blas, nothing is packed and every product is one
- * cblas_sgemm on the unpacked weight.
+ * weight on every call. Whether a product takes the kernel is decided by
+ * its caller, once per buffer: packing space (or scratch) given means the
+ * kernel, NULL means one cblas_sgemm on the unpacked weight. Give space only
+ * where emdpo_gemm_kernel_active() said yes.
  *
- * A product's bits depend on the path (kernel or BLAS) and not on the
- * thread that runs it, nor on the row block it is part of: the kernel sums
- * each output over k in order. */
+ * On the kernel path a product's bits depend on its shapes alone, not on
+ * the thread that runs it nor on the row block it is part of: each output
+ * sums over k in one fixed order. BLAS makes no such promise. */
 #ifndef EMDPO_GEMM_H
 #define EMDPO_GEMM_H
 
 #include <stddef.h>
 
-/* 1 when products use the packed kernel: the CPU has AVX-512F and
- * EMDPO_GEMM is not "blas". Decide once per buffer (see emdpo_gemm_rhs_floats). */
+/* 1 when the packed kernel may be used: the CPU has AVX-512F and the
+ * environment does not set EMDPO_GEMM=blas. */
 int emdpo_gemm_kernel_active(void);
 
 /* The right-hand side B (K, N) of out = A · B. */
@@ -29,8 +30,7 @@ typedef struct emdpo_gemm_rhs {
     float *panels;  /* packed copy, or NULL: products go to BLAS on w */
 } emdpo_gemm_rhs;
 
-/* Floats a packed copy of a (K, N) operand takes when the kernel is active,
- * else 0. */
+/* Floats a packed copy of a (K, N) operand takes (a multiple of 32). */
 size_t emdpo_gemm_rhs_floats(int K, int N);
 
 /* Describes B without packing it. w has row stride ldw; space holds
@@ -47,7 +47,7 @@ void emdpo_gemm_rhs_pack(const emdpo_gemm_rhs *b, int p0, int p1);
 void emdpo_gemm_rows(float *out, int ldc, const float *A, int lda, const emdpo_gemm_rhs *b, int M, float beta);
 
 /* The causal products of attention, where row i of out needs only what
- * index i admits (B packed; the kernel path only):
+ * index i admits (B packed):
  *   inner = 0: out = A · B at columns j <= i at least (scores against keys
  *              up to the query's own position); each row's other columns
  *              are either exact or left as they were;
@@ -58,10 +58,10 @@ void emdpo_gemm_rows_causal(float *out, int ldc, const float *A, int lda, const 
 
 /* out (M, N) += Aᵀ · Bm with A (K, M) and Bm (K, N) row-major (lda, ldb,
  * ldc row strides): a weight gradient summed over K rows of activations.
- * On the kernel path both operands are packed, in blocks, into scratch
- * (emdpo_gemm_tn_scratch() floats; NULL takes the BLAS path) and the call
- * runs on the calling thread. The sum over K runs in blocks of a fixed size,
- * in order, so the bits depend on the shapes only. */
+ * With scratch (emdpo_gemm_tn_scratch() floats, a multiple of 32) both
+ * operands are packed, in blocks, for the kernel, on the calling thread;
+ * NULL takes the BLAS path. The kernel sums over K in blocks of a fixed
+ * size, in order, so its bits depend on the shapes only. */
 size_t emdpo_gemm_tn_scratch(void);
 void emdpo_gemm_tn_acc(float *out, int ldc, const float *A, int lda, const float *Bm, int ldb, int M, int N, int K,
                        float *scratch);

@@ -80,7 +80,7 @@ static void acts_layout(emdpo_llama_acts *a, carve *cv) {
     a->dlogits = take(cv, N, V);
 }
 
-static size_t wpack_floats(const emdpo_llama_config *c);
+static int kernel_buffers(emdpo_llama_acts *a);
 
 int emdpo_llama_acts_create(const emdpo_llama_config *c, int max_B, int max_T, int training, emdpo_llama_acts **out) {
     *out = NULL;
@@ -115,25 +115,10 @@ int emdpo_llama_acts_create(const emdpo_llama_config *c, int max_B, int max_T, i
     a->tokens = a->ibuf;
     a->targets = a->ibuf + N;
     a->lens = a->ibuf + 2 * N;
-    /* 64-byte aligned, so that the kernel's panel rows are whole cache lines */
-    size_t wn = wpack_floats(c);
-    if (wn) {
-        a->wpack_n = wn + 16;
-        a->wpack_raw = emdpo_malloc(a->wpack_n * sizeof(float));
-        if (!a->wpack_raw) {
-            emdpo_llama_acts_free(a);
-            return EMDPO_ERR_NOMEM;
-        }
-        a->wpack = a->wpack_raw + (16 - ((uintptr_t)a->wpack_raw / sizeof(float)) % 16) % 16;
-        a->kthreads = emdpo_max_threads();
-        a->tn_scratch_n = training ? emdpo_gemm_tn_scratch() : 0;
-        a->att_scratch_n = emdpo_attention_scratch(max_T, c->dim / c->n_heads);
-        a->tn_scratch = a->tn_scratch_n ? emdpo_malloc((size_t)a->kthreads * a->tn_scratch_n * sizeof(float)) : NULL;
-        a->att_scratch = emdpo_malloc((size_t)a->kthreads * a->att_scratch_n * sizeof(float));
-        if ((a->tn_scratch_n && !a->tn_scratch) || !a->att_scratch) {
-            emdpo_llama_acts_free(a);
-            return EMDPO_ERR_NOMEM;
-        }
+    rc = kernel_buffers(a);
+    if (rc) {
+        emdpo_llama_acts_free(a);
+        return rc;
     }
     *out = a;
     return EMDPO_OK;
@@ -143,9 +128,7 @@ void emdpo_llama_acts_free(emdpo_llama_acts *a) {
     if (!a) return;
     emdpo_free(a->buf, a->buf_n * sizeof(float));
     emdpo_free(a->ibuf, a->ibuf_n * sizeof(int));
-    emdpo_free(a->wpack_raw, a->wpack_n * sizeof(float));
-    emdpo_free(a->tn_scratch, (size_t)a->kthreads * a->tn_scratch_n * sizeof(float));
-    emdpo_free(a->att_scratch, (size_t)a->kthreads * a->att_scratch_n * sizeof(float));
+    emdpo_free(a->kbuf, a->kbuf_n * sizeof(float));
     emdpo_free(a, sizeof *a);
 }
 
@@ -166,17 +149,20 @@ static int team_size(int nchunks) {
 /* Inside a team each thread calls sgemm on its own chunk: a pthreads
  * OpenBLAS's own threads would only compete with the team, so it runs
  * single-threaded until the pass ends (an OpenMP OpenBLAS does so by itself
- * inside a parallel region). Returns the thread count to restore. */
-static int blas_serial(int team) { return team > 1 && openblas_get_parallel() == OPENBLAS_THREAD; }
+ * inside a parallel region). So it does on the kernel path whatever the
+ * team: what still goes to BLAS there (the backward's attention) then sums
+ * in an order that no thread count changes. serial: a team of two or more,
+ * or the kernel path. Returns the thread count to restore. */
+static int blas_serial(int serial) { return serial && openblas_get_parallel() == OPENBLAS_THREAD; }
 
-static int blas_begin(int team) {
+static int blas_begin(int serial) {
     int n = openblas_get_num_threads();
-    if (blas_serial(team)) openblas_set_num_threads(1);
+    if (blas_serial(serial)) openblas_set_num_threads(1);
     return n;
 }
 
-static void blas_end(int team, int n) {
-    if (blas_serial(team)) openblas_set_num_threads(n);
+static void blas_end(int serial, int n) {
+    if (blas_serial(serial)) openblas_set_num_threads(n);
 }
 
 /* Layer l's slot in the per-layer tensors: its own with training, else the
@@ -229,15 +215,37 @@ static void proj_layer(proj_set *ps, const emdpo_llama *m, float *space, int l, 
 static size_t wpack_floats(const emdpo_llama_config *c) {
     int C = c->dim, H = c->hidden_dim, kvd = c->n_kv_heads * (C / c->n_heads);
     size_t best = 0;
-    for (int fwd = 0; fwd < 2; fwd++) {
-        int dims[N_PROJ][2] = {{C, C}, {kvd, C}, {kvd, C}, {C, C}, {H, C}, {H, C}, {C, H}};
-        size_t layer = 0, head = fwd ? emdpo_gemm_rhs_floats(C, c->vocab_size) : emdpo_gemm_rhs_floats(c->vocab_size, C);
-        for (int i = 0; i < N_PROJ; i++)
-            layer += fwd ? emdpo_gemm_rhs_floats(dims[i][1], dims[i][0]) : emdpo_gemm_rhs_floats(dims[i][0], dims[i][1]);
+    int dims[N_PROJ + 1][2] = {{C, C}, {kvd, C}, {kvd, C}, {C, C}, {H, C}, {H, C}, {C, H}, {c->vocab_size, C}};
+    for (int fwd = 0; fwd < 2; fwd++) { /* (OC, IC) packs as (IC, OC) forward, (OC, IC) backward */
+        size_t n[N_PROJ + 1], layer = 0;
+        for (int i = 0; i <= N_PROJ; i++)
+            n[i] = emdpo_gemm_rhs_floats(dims[i][fwd], dims[i][!fwd]);
+        for (int i = 0; i < N_PROJ; i++) layer += n[i];
         if (layer > best) best = layer;
-        if (head > best) best = head;
+        if (n[N_PROJ] > best) best = n[N_PROJ];
     }
     return best;
+}
+
+/* The kernel's buffers, in one allocation: the packed weights, then each
+ * thread's scratch, every piece a multiple of 16 floats from a 64-byte
+ * boundary, so that packed panel rows are whole cache lines. */
+static int kernel_buffers(emdpo_llama_acts *a) {
+    const emdpo_llama_config *c = &a->config;
+    if (!emdpo_gemm_kernel_active() || a->max_B <= chunk_seqs(a->max_T)) return EMDPO_OK;
+    size_t wn = wpack_floats(c), kt = (size_t)emdpo_max_threads();
+    size_t tn = a->training ? emdpo_gemm_tn_scratch() : 0, att = emdpo_attention_scratch(a->max_T, c->dim / c->n_heads);
+    if (tn + att > (SIZE_MAX / 8 - wn - 16) / kt) return EMDPO_ERR_LIMIT;
+    a->kbuf_n = wn + kt * (tn + att) + 16;
+    a->kbuf = emdpo_malloc(a->kbuf_n * sizeof(float));
+    if (!a->kbuf) return EMDPO_ERR_NOMEM;
+    a->wpack = a->kbuf + (16 - ((uintptr_t)a->kbuf / sizeof(float)) % 16) % 16;
+    a->tn_scratch = tn ? a->wpack + wn : NULL;
+    a->tn_scratch_n = tn;
+    a->att_scratch = a->wpack + wn + kt * tn;
+    a->att_scratch_n = att;
+    a->kthreads = (int)kt;
+    return EMDPO_OK;
 }
 
 /* Where to pack the weights for a pass of nchunks chunks, or NULL for the
@@ -356,7 +364,7 @@ int emdpo_llama_forward(const emdpo_llama *m, emdpo_llama_acts *a, const int *to
     int L = c->n_layers, bc = chunk_seqs(T), nchunks = (B + bc - 1) / bc, team = team_size(nchunks);
     float *space = packing_space(a, nchunks);
     if (space) team = team < a->kthreads ? team : a->kthreads;
-    int saved = blas_begin(team);
+    int serial = team > 1 || space, saved = blas_begin(serial);
     /* Layer by layer: the team packs layer l's weights once, then takes the
      * chunks through it; l == L is the head. */
 #pragma omp parallel num_threads(team)
@@ -376,7 +384,7 @@ int emdpo_llama_forward(const emdpo_llama *m, emdpo_llama_acts *a, const int *to
                 head_forward_chunk(m, a, &ps, b0, b1);
         }
     }
-    blas_end(team, saved);
+    blas_end(serial, saved);
     return EMDPO_OK;
 }
 
@@ -589,7 +597,7 @@ int emdpo_llama_backward(const emdpo_llama *m, emdpo_llama_acts *a, const float 
         w.scratch = a->tn_scratch;
         team = team < a->kthreads ? team : a->kthreads;
     }
-    int saved = blas_begin(team);
+    int serial = team > 1 || w.space, saved = blas_begin(serial);
     w.split = team > 1;
 #pragma omp parallel num_threads(team)
     for (int s = L; s >= -1; s--) {
@@ -604,7 +612,7 @@ int emdpo_llama_backward(const emdpo_llama *m, emdpo_llama_acts *a, const float 
 #pragma omp for schedule(dynamic, 1)
         for (int j = 0; j < njobs; j++) stage_job(&w, &ps, s, wg, nwg, j);
     }
-    blas_end(team, saved);
+    blas_end(serial, saved);
     return EMDPO_OK;
 }
 

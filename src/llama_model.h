@@ -67,15 +67,17 @@ typedef struct emdpo_llama_acts {
     float *datt;      /* (B, T, T) scratch of the attention backward, one T x T per sequence */
     float *dnorm;     /* (B, 2L+1, C) the RMSNorm weight gradients of each chunk of sequences */
     float *dlogits;   /* (B, T, V) */
-    float *wpack;     /* one layer's projections (or the head) packed for gemm.h's kernel; NULL on the BLAS path */
-    float *wpack_raw; /* its allocation (wpack_n floats) */
-    size_t wpack_n;
-    float *tn_scratch;  /* (kthreads, tn_scratch_n) the weight-gradient kernel's, with training and wpack */
+    /* The packed kernel's buffers (gemm.h), only where it is active and a
+     * pass can have two chunks or more; else NULL and passes take BLAS. */
+    float *wpack;       /* one layer's projections, or the head, packed */
+    float *tn_scratch;  /* (kthreads, tn_scratch_n) the weight gradients' (training only) */
     size_t tn_scratch_n;
-    float *att_scratch; /* (kthreads, att_scratch_n) packed keys and values, with wpack */
+    float *att_scratch; /* (kthreads, att_scratch_n) one key/value head's keys and values, packed */
     size_t att_scratch_n;
-    int kthreads;       /* threads with scratch: a kernel-path pass runs on at most this many */
-    float *buf;       /* every float array above but wpack and the scratch */
+    int kthreads;       /* emdpo_max_threads() at creation: kernel-path passes use at most this many */
+    float *kbuf;        /* the allocation behind the four (kbuf_n floats), 64-byte aligned inside */
+    size_t kbuf_n;
+    float *buf;       /* every float array above but the kernel's */
     size_t buf_n;     /* floats in buf */
     int *ibuf;        /* tokens, targets, lens */
     size_t ibuf_n;    /* ints in ibuf */
@@ -83,6 +85,9 @@ typedef struct emdpo_llama_acts {
 
 /* Activations for batches of up to max_B sequences of up to max_T tokens
  * (max_T <= c->max_seq_len); training also allocates the backward's buffers.
+ * Where gemm.h's kernel is active (decided here, once) and max_B sequences
+ * make two chunks or more, it also allocates the kernel's buffers, for at
+ * most emdpo_max_threads() threads: set the thread count before creating.
  * EMDPO_ERR_INVALID_ARG for bad sizes, EMDPO_ERR_LIMIT when they overflow. */
 int emdpo_llama_acts_create(const emdpo_llama_config *c, int max_B, int max_T, int training, emdpo_llama_acts **out);
 void emdpo_llama_acts_free(emdpo_llama_acts *a);
@@ -100,8 +105,8 @@ void emdpo_llama_acts_free(emdpo_llama_acts *a);
  * single-threaded products (OpenBLAS is set to one thread for the duration
  * and restored after, so two threads of the caller must not run passes at
  * the same time). With one chunk, or one OpenMP thread, the pass runs on
- * the calling thread and OpenBLAS keeps its own threads; a single chunk
- * takes the BLAS path. */
+ * the calling thread; a single chunk takes the BLAS path, and OpenBLAS
+ * keeps its own threads unless the kernel is in use. */
 int emdpo_llama_forward(const emdpo_llama *m, emdpo_llama_acts *a, const int *tokens, const int *lens, int B, int T);
 
 /* Backward of the last forward from dlogp (B, T) (entries where logp is

@@ -148,8 +148,10 @@ static void check_chunks(const emdpo_llama_config *c, int B, int T) {
     emdpo_llama_init(m, 7);
     /* norm weights off 1, so that a wrong row's gradient shows */
     for (size_t i = 0; i < (size_t)c->dim; i++) m->params.rms_final[i] = 1.0f + 0.01f * (float)(i % 5);
+    set_threads(2); /* the kernel's buffers are sized for the threads at creation */
     CHECK_EQ_INT(emdpo_llama_acts_create(c, B, T, 1, &a), EMDPO_OK);
     CHECK_EQ_INT(emdpo_llama_acts_create(c, 1, T, 1, &one), EMDPO_OK);
+    if (emdpo_gemm_kernel_active()) CHECK(a->wpack && a->kthreads == 2 && !one->wpack);
     size_t np = m->num_params, N = (size_t)B * T;
     int *tok = malloc(N * sizeof(int)), *lens = malloc((size_t)B * sizeof(int));
     float *w = malloc(N * sizeof(float)), *logp = malloc(N * sizeof(float)), *ref = calloc(np, sizeof(float));
@@ -159,6 +161,7 @@ static void check_chunks(const emdpo_llama_config *c, int B, int T) {
         w[i] = (float)((int)(i % 11) - 5) / 5.0f;
     }
     for (int b = 0; b < B; b++) lens[b] = b % 3 ? T - (b * 7) % T : T;
+    lens[B - 1] = 0, lens[B - 2] = 1; /* an empty sequence and one with no next token */
     for (int th = 0; th < 2; th++) {
         set_threads(th + 1);
         CHECK_EQ_INT(emdpo_llama_forward(m, a, tok, lens, B, T), EMDPO_OK);
@@ -170,11 +173,21 @@ static void check_chunks(const emdpo_llama_config *c, int B, int T) {
     if (emdpo_gemm_kernel_active())
         CHECK_MSG(memcmp(g[0], g[1], np * sizeof(float)) == 0, "B %d T %d: 1 and 2 threads' gradient bits differ", B,
                   T);
-    /* whichever thread takes which chunk, 2 threads repeat their bits */
+    /* whichever thread takes which chunk, 2 threads repeat their bits; the
+     * path was chosen when the buffers were made, so the environment
+     * changing after that changes nothing */
+    const char *env = getenv("EMDPO_GEMM");
+    char *saved_env = env ? strdup(env) : NULL;
+    setenv("EMDPO_GEMM", "blas", 1);
     memset(ref, 0, np * sizeof(float));
     CHECK_EQ_INT(emdpo_llama_forward(m, a, tok, lens, B, T), EMDPO_OK);
     CHECK_EQ_INT(emdpo_llama_backward(m, a, w, ref), EMDPO_OK);
     CHECK(memcmp(ref, g[1], np * sizeof(float)) == 0);
+    if (saved_env)
+        setenv("EMDPO_GEMM", saved_env, 1);
+    else
+        unsetenv("EMDPO_GEMM");
+    free(saved_env);
     memset(ref, 0, np * sizeof(float));
     set_threads(1);
     double lp_err = 0.0;
@@ -203,6 +216,11 @@ static void test_chunks(void) {
     emdpo_llama_config wide = {.dim = 64, .hidden_dim = 1040, .n_layers = 1, .n_heads = 2, .n_kv_heads = 2,
                                .vocab_size = 37, .max_seq_len = 100, .tied = 1, .norm_eps = 1e-5f, .rope_theta = 1e4f};
     check_chunks(&wide, 48, 100);
+    /* heads of 64 over 128 positions: the attention backward's sgemms are large enough for
+     * OpenBLAS to thread them unless the pass keeps it serial; one key/value head for two */
+    emdpo_llama_config heads = {.dim = 128, .hidden_dim = 96, .n_layers = 1, .n_heads = 2, .n_kv_heads = 1,
+                                .vocab_size = 37, .max_seq_len = 128, .tied = 1, .norm_eps = 1e-5f, .rope_theta = 1e4f};
+    check_chunks(&heads, 4, 128);
 }
 
 int main(void) {

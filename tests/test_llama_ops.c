@@ -159,8 +159,8 @@ static size_t ak(void) { return (size_t)AB * at_T * ANKV * AS; }
 static void at_forward(void) {
     size_t sq = (size_t)at_T * ANH * AS, sk = (size_t)at_T * ANKV * AS, sa = (size_t)ANH * at_T * at_T;
     for (int b = 0; b < AB; b++)
-        emdpo_attention_forward(at_out + b * sq, at_att + b * sa, at_fwd_scratch, at_q + b * sq, at_k + b * sk, at_v + b * sk,
-                                at_lens[b], at_T, ANH, ANKV, AS);
+        emdpo_attention_forward(at_out + b * sq, at_att + b * sa, at_fwd_scratch, at_q + b * sq, at_k + b * sk,
+                                at_v + b * sk, at_lens[b], at_T, ANH, ANKV, AS);
 }
 static void at_backward(float *dq, float *dk, float *dv) {
     size_t sq = (size_t)at_T * ANH * AS, sk = (size_t)at_T * ANKV * AS, sa = (size_t)ANH * at_T * at_T;
