@@ -90,7 +90,7 @@ static int count_tokens(const void *buf, size_t len, int vocab, const text_list 
     int *ids = NULL;
     *n_tok = *n_bytes = 0;
     for (int64_t i = 0; !rc && i < t->n; i++) {
-        size_t need = emdpo_tokenizer_encode_bound(t->len[i]), n;
+        size_t need = emdpo_tokenizer_encode_bound(t->len[i]), n = 0;
         if (need > cap) {
             emdpo_free(ids, cap * sizeof *ids);
             cap = need;

@@ -41,6 +41,23 @@ static inline float fexp(float x) {
     return p * scale;
 }
 
+/* max(x[0..n)), n >= 1. Sixteen running maxima, which both compilers
+ * vectorise as element-wise selects: clang 14 does not vectorise a float
+ * max reduction, even under omp simd. The maximum does not depend on the
+ * order, so the bits are those of a plain loop. */
+static inline float row_max(const float *x, int n) {
+    float m[16], mx = x[0];
+    int i = 0;
+    if (n >= 16) {
+        for (int l = 0; l < 16; l++) m[l] = x[l];
+        for (i = 16; i + 16 <= n; i += 16)
+            for (int l = 0; l < 16; l++) m[l] = x[i + l] > m[l] ? x[i + l] : m[l];
+        for (int l = 0; l < 16; l++) mx = m[l] > mx ? m[l] : mx;
+    }
+    for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    return mx;
+}
+
 void emdpo_embed_forward(float *out, const int *tokens, const float *emb, size_t N, int C) {
     for (size_t n = 0; n < N; n++) memcpy(out + n * C, emb + (size_t)tokens[n] * C, (size_t)C * sizeof(float));
 }
@@ -163,9 +180,7 @@ enum { ATT_BLOCK = 64 };
 /* Row t of the scores (its first t + 1 entries) into probabilities, in
  * place, zero past t up to T: softmax of scale * scores. */
 static void softmax_causal_row(float *a, int t, int T, float scale) {
-    float mx = -INFINITY, z = 0.0f;
-#pragma omp simd reduction(max : mx)
-    for (int u = 0; u <= t; u++) mx = a[u] > mx ? a[u] : mx;
+    float mx = row_max(a, t + 1), z = 0.0f;
 #pragma omp simd reduction(+ : z)
     for (int u = 0; u <= t; u++) {
         float e = fexp((a[u] - mx) * scale);
@@ -322,9 +337,7 @@ void emdpo_logprob_forward(float *logp, float *lse, const float *logits, const i
             logp[n] = lse[n] = 0.0f;
             continue;
         }
-        float mx = l[0], z = 0.0f;
-#pragma omp simd reduction(max : mx)
-        for (int i = 1; i < V; i++) mx = l[i] > mx ? l[i] : mx;
+        float mx = row_max(l, V), z = 0.0f;
 #pragma omp simd reduction(+ : z)
         for (int i = 0; i < V; i++) z += fexp(l[i] - mx);
         float s = mx + logf(z);
