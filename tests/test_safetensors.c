@@ -173,8 +173,8 @@ static void test_hostile(void) {
         "{}",
         "{\"__metadata__\":{}}    ",
         "{\"e\":{\"dtype\":\"F32\",\"shape\":[0,3],\"data_offsets\":[0,0]}}",
-        "{\"s\":{\"dtype\":\"F64\",\"shape\":[],\"data_offsets\":[0,8]},"
-        "\"z\":{\"dtype\":\"BF16\",\"shape\":[4294967296,0,4294967296],\"data_offsets\":[8,8]}}",
+        ("{\"s\":{\"dtype\":\"F64\",\"shape\":[],\"data_offsets\":[0,8]},"
+         "\"z\":{\"dtype\":\"BF16\",\"shape\":[4294967296,0,4294967296],\"data_offsets\":[8,8]}}"),
     };
     static const size_t ok_data[] = {0, 0, 0, 8};
     for (int i = 0; i < 4; i++) {
