@@ -149,10 +149,12 @@ static int team_size(int nchunks) {
 /* Inside a team each thread calls sgemm on its own chunk: a pthreads
  * OpenBLAS's own threads would only compete with the team, so it runs
  * single-threaded until the pass ends (an OpenMP OpenBLAS does so by itself
- * inside a parallel region). So it does on the kernel path whatever the
- * team: what still goes to BLAS there (the backward's attention) then sums
- * in an order that no thread count changes. serial: a team of two or more,
- * or the kernel path. Returns the thread count to restore. */
+ * inside an active parallel region). So it does on the kernel path
+ * whatever the team: what still goes to BLAS there (the backward's
+ * attention) then sums in an order that no thread count changes (with a
+ * pthreads OpenBLAS, Debian's; an OpenMP one may still thread a one-thread
+ * team's calls). serial: a team of two or more, or the kernel path.
+ * Returns the thread count to restore. */
 static int blas_serial(int serial) { return serial && openblas_get_parallel() == OPENBLAS_THREAD; }
 
 static int blas_begin(int serial) {
@@ -235,7 +237,7 @@ static int kernel_buffers(emdpo_llama_acts *a) {
     if (!emdpo_gemm_kernel_active() || a->max_B <= chunk_seqs(a->max_T)) return EMDPO_OK;
     size_t wn = wpack_floats(c), kt = (size_t)emdpo_max_threads();
     size_t tn = a->training ? emdpo_gemm_tn_scratch() : 0, att = emdpo_attention_scratch(a->max_T, c->dim / c->n_heads);
-    if (tn + att > (SIZE_MAX / 8 - wn - 16) / kt) return EMDPO_ERR_LIMIT;
+    if (wn > SIZE_MAX / 8 - 16 || tn + att > (SIZE_MAX / 8 - wn - 16) / kt) return EMDPO_ERR_LIMIT;
     a->kbuf_n = wn + kt * (tn + att) + 16;
     a->kbuf = emdpo_malloc(a->kbuf_n * sizeof(float));
     if (!a->kbuf) return EMDPO_ERR_NOMEM;
@@ -403,7 +405,7 @@ typedef struct bwd {
     int bc, nchunks; /* sequences per chunk, chunks */
     int split;       /* weight gradients in blocks (else whole, each sgemm free to use OpenBLAS's threads) */
     float *space;    /* packed projections, or NULL for the BLAS path */
-    float *scratch;  /* the weight-gradient kernel's, per team thread; NULL with space */
+    float *scratch;  /* the weight-gradient kernel's, per team thread; NULL without space */
 } bwd;
 
 /* dL/d(layer j's output) for j in [-1, L): three live at once. */

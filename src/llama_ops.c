@@ -41,20 +41,26 @@ static inline float fexp(float x) {
     return p * scale;
 }
 
-/* max(x[0..n)), n >= 1. Sixteen running maxima, which both compilers
- * vectorise as element-wise selects: clang 14 does not vectorise a float
- * max reduction, even under omp simd. The maximum does not depend on the
- * order, so the bits are those of a plain loop. */
+/* max(x[0..n)), n >= 1. gcc vectorises the omp simd max reduction;
+ * clang 14 does not (and warns that it could not), but it does vectorise
+ * sixteen running maxima. Either way the maximum does not depend on the
+ * order of the comparisons, but for the sign of a zero maximum. */
 static inline float row_max(const float *x, int n) {
-    float m[16], mx = x[0];
-    int i = 0;
+    float mx = x[0];
+#if defined(__clang__)
+    int i = 1;
     if (n >= 16) {
+        float m[16];
         for (int l = 0; l < 16; l++) m[l] = x[l];
         for (i = 16; i + 16 <= n; i += 16)
             for (int l = 0; l < 16; l++) m[l] = x[i + l] > m[l] ? x[i + l] : m[l];
         for (int l = 0; l < 16; l++) mx = m[l] > mx ? m[l] : mx;
     }
     for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+#else
+#pragma omp simd reduction(max : mx)
+    for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+#endif
     return mx;
 }
 

@@ -51,8 +51,8 @@ void emdpo_rope_backward_inplace(float *x, const float *cosv, const float *sinv,
  * key/value head h / (NH/NKV). q and out (T, NH, hs), k and v (T, NKV, hs),
  * att (NH, T, T) the softmax probabilities (zero above the diagonal). Rows
  * t >= len are padding: zero output and probabilities, never read.
- * With scratch (emdpo_attention_scratch(T, hs) floats, non-zero only where
- * gemm.h's kernel is active) each key/value head is packed once and the
+ * With scratch (emdpo_attention_scratch(T, hs) floats; give it only where
+ * emdpo_gemm_kernel_active()) each key/value head is packed once and the
  * products skip the tiles above the diagonal; with NULL they are sgemms
  * over blocks of 64 query rows, each reading only the keys at or before its
  * last row. */
