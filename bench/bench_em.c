@@ -29,10 +29,7 @@
 #include "loglinear.h"
 #include "loglinear_se.h"
 #include "simulate.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "threads.h"
 
 static double now(void) {
     struct timespec ts;
@@ -70,22 +67,6 @@ static unsigned long long bits(double x) {
     unsigned long long u;
     memcpy(&u, &x, sizeof u);
     return u;
-}
-
-static int threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
-static void set_threads(int n) {
-#ifdef _OPENMP
-    omp_set_num_threads(n);
-#else
-    (void)n;
-#endif
 }
 
 static void die(const char *what, int rc) {
@@ -184,7 +165,7 @@ static int mode_fit(int argc, char **argv) {
     printf("RESULT tool=emdpo starts=%d tol=%g threads=%d reps=%d median_s=%.6f min_s=%.6f median_cpu_s=%.6f "
            "loglik=%.6f "
            "iterations=%d converged=%d eta=%.4f,%.4f,%.4f\n",
-           starts, tol, threads(), reps, median(t, reps), best, median(c, reps), ll, iters, conv, res.eta[0], res.eta[1],
+           starts, tol, emdpo_max_threads(), reps, median(t, reps), best, median(c, reps), ll, iters, conv, res.eta[0], res.eta[1],
            res.eta[2]);
     emdpo_em_result_free(&res);
     free(t);
@@ -216,7 +197,7 @@ static int mode_se(int argc, char **argv) {
             die("stderr", rc);
         t[r] = now() - t0;
     }
-    printf("RESULT tool=emdpo-se threads=%d reps=%d median_s=%.6f se_theta_1_1=%.6f se_eta_1=%.6f\n", threads(), reps,
+    printf("RESULT tool=emdpo-se threads=%d reps=%d median_s=%.6f se_theta_1_1=%.6f se_eta_1=%.6f\n", emdpo_max_threads(), reps,
            median(t, reps), se_theta[0], se_eta[0]);
     free(t);
     free(se_theta);
@@ -235,7 +216,7 @@ static int mode_det(int argc, char **argv) {
     o.seed = 7;
     double ll[2];
     for (int q = 0; q < 2; q++) {
-        set_threads(q + 1);
+        emdpo_set_threads(q + 1);
         emdpo_em_result res;
         fit_once(d, &o, &res);
         ll[q] = res.loglik;
@@ -392,7 +373,7 @@ static int mode_scale(int argc, char **argv) {
            "newton_steps=%d estep_s=%.4f peak_rss_mb=%.1f "
            "rss_after_data_mb=%.1f feature_mb=%.1f rss_ratio=%.3f loglik=%.4f converged=%d mstep_cpu_s=%.4f "
            "estep_cpu_s=%.4f cpu_s_per_iter=%.4f\n",
-           (long long)n, threads(), t_fit, last_fit_cpu, res.iterations, per_iter, t_m, newton, t_e, rss / 1e6,
+           (long long)n, emdpo_max_threads(), t_fit, last_fit_cpu, res.iterations, per_iter, t_m, newton, t_e, rss / 1e6,
            rss_data / 1e6, feat_bytes / 1e6, rss / feat_bytes, res.loglik, res.converged, c_m, c_e,
            last_fit_cpu / (res.iterations + 1));
     emdpo_em_result_free(&res);

@@ -192,32 +192,34 @@ static void proj_add(proj_set *ps, float **space, const float *w, int OC, int IC
     ps->n++;
 }
 
+/* Shapes (OC, IC) of a layer's projections in P_ order, then the head's. */
+static void proj_dims(const emdpo_llama_config *c, int dims[N_PROJ + 1][2]) {
+    int C = c->dim, H = c->hidden_dim, kvd = c->n_kv_heads * (C / c->n_heads);
+    int d[N_PROJ + 1][2] = {{C, C}, {kvd, C}, {kvd, C}, {C, C}, {H, C}, {H, C}, {C, H}, {c->vocab_size, C}};
+    memcpy(dims, d, sizeof d);
+}
+
 /* Layer l's projections, or the head's when l == L. */
 static void proj_layer(proj_set *ps, const emdpo_llama *m, float *space, int l, int fwd) {
-    const emdpo_llama_config *c = &m->config;
     const emdpo_llama_params *p = &m->params;
-    int C = c->dim, H = c->hidden_dim, kvd = c->n_kv_heads * (C / c->n_heads);
-    size_t lCC = (size_t)l * C * C, lKC = (size_t)l * kvd * C, lHC = (size_t)l * H * C;
+    const float *base[N_PROJ] = {p->wq, p->wk, p->wv, p->wo, p->w1, p->w3, p->w2};
+    int dims[N_PROJ + 1][2];
+    proj_dims(&m->config, dims);
     ps->n = ps->panels = 0;
-    if (l == c->n_layers) {
-        proj_add(ps, &space, p->lm_head, c->vocab_size, C, fwd);
+    if (l == m->config.n_layers) {
+        proj_add(ps, &space, p->lm_head, dims[N_PROJ][0], dims[N_PROJ][1], fwd);
         return;
     }
-    proj_add(ps, &space, p->wq + lCC, C, C, fwd);
-    proj_add(ps, &space, p->wk + lKC, kvd, C, fwd);
-    proj_add(ps, &space, p->wv + lKC, kvd, C, fwd);
-    proj_add(ps, &space, p->wo + lCC, C, C, fwd);
-    proj_add(ps, &space, p->w1 + lHC, H, C, fwd);
-    proj_add(ps, &space, p->w3 + lHC, H, C, fwd);
-    proj_add(ps, &space, p->w2 + lHC, C, H, fwd);
+    for (int i = 0; i < N_PROJ; i++)
+        proj_add(ps, &space, base[i] + (size_t)l * dims[i][0] * dims[i][1], dims[i][0], dims[i][1], fwd);
 }
 
 /* Floats of a->wpack: the larger of a layer's projections and the head, in
  * the larger of the two orientations (they differ only by padding). */
 static size_t wpack_floats(const emdpo_llama_config *c) {
-    int C = c->dim, H = c->hidden_dim, kvd = c->n_kv_heads * (C / c->n_heads);
+    int dims[N_PROJ + 1][2];
+    proj_dims(c, dims);
     size_t best = 0;
-    int dims[N_PROJ + 1][2] = {{C, C}, {kvd, C}, {kvd, C}, {C, C}, {H, C}, {H, C}, {C, H}, {c->vocab_size, C}};
     for (int fwd = 0; fwd < 2; fwd++) { /* (OC, IC) packs as (IC, OC) forward, (OC, IC) backward */
         size_t n[N_PROJ + 1], layer = 0;
         for (int i = 0; i <= N_PROJ; i++)

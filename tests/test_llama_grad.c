@@ -12,15 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "check.h"
 #include "emdpo.h"
 #include "gemm.h"
 #include "llama.h"
 #include "llama_model.h"
+#include "threads.h"
 
 #define FIXTURE "tests/fixtures/llama_grad.bin"
 
@@ -130,14 +127,6 @@ static double grad_err(const emdpo_llama_config *c, const float *g, const float 
     return worst;
 }
 
-static void set_threads(int n) {
-#ifdef _OPENMP
-    omp_set_num_threads(n);
-#else
-    (void)n;
-#endif
-}
-
 /* A padded batch of B sequences of T tokens against the same sequences run
  * one at a time (one chunk each): log-probs and gradient, on 1 and 2
  * threads. */
@@ -148,15 +137,10 @@ static void check_chunks(const emdpo_llama_config *c, int B, int T) {
     emdpo_llama_init(m, 7);
     /* norm weights off 1, so that a wrong row's gradient shows */
     for (size_t i = 0; i < (size_t)c->dim; i++) m->params.rms_final[i] = 1.0f + 0.01f * (float)(i % 5);
-    set_threads(2); /* the kernel's buffers are sized for the threads at creation */
+    emdpo_set_threads(2); /* the kernel's buffers are sized for the threads at creation */
     CHECK_EQ_INT(emdpo_llama_acts_create(c, B, T, 1, &a), EMDPO_OK);
     CHECK_EQ_INT(emdpo_llama_acts_create(c, 1, T, 1, &one), EMDPO_OK);
-#ifdef _OPENMP
-    int kthreads = 2;
-#else
-    int kthreads = 1;
-#endif
-    if (emdpo_gemm_kernel_active()) CHECK(a->wpack && a->kthreads == kthreads && !one->wpack);
+    if (emdpo_gemm_kernel_active()) CHECK(a->wpack && a->kthreads == emdpo_max_threads() && !one->wpack);
     size_t np = m->num_params, N = (size_t)B * T;
     int *tok = malloc(N * sizeof(int)), *lens = malloc((size_t)B * sizeof(int));
     float *w = malloc(N * sizeof(float)), *logp = malloc(N * sizeof(float)), *ref = calloc(np, sizeof(float));
@@ -168,7 +152,7 @@ static void check_chunks(const emdpo_llama_config *c, int B, int T) {
     for (int b = 0; b < B; b++) lens[b] = b % 3 ? T - (b * 7) % T : T;
     lens[B - 1] = 0, lens[B - 2] = 1; /* an empty sequence and one with no next token */
     for (int th = 0; th < 2; th++) {
-        set_threads(th + 1);
+        emdpo_set_threads(th + 1);
         CHECK_EQ_INT(emdpo_llama_forward(m, a, tok, lens, B, T), EMDPO_OK);
         CHECK_EQ_INT(emdpo_llama_backward(m, a, w, g[th]), EMDPO_OK);
         if (th == 0) memcpy(logp, a->logp, N * sizeof(float));
@@ -180,9 +164,9 @@ static void check_chunks(const emdpo_llama_config *c, int B, int T) {
                   T);
         /* buffers made for one thread keep a two-thread pass to one thread, with the same bits */
         emdpo_llama_acts *a1;
-        set_threads(1);
+        emdpo_set_threads(1);
         CHECK_EQ_INT(emdpo_llama_acts_create(c, B, T, 1, &a1), EMDPO_OK);
-        set_threads(2);
+        emdpo_set_threads(2);
         memset(ref, 0, np * sizeof(float));
         CHECK_EQ_INT(emdpo_llama_forward(m, a1, tok, lens, B, T), EMDPO_OK);
         CHECK_EQ_INT(emdpo_llama_backward(m, a1, w, ref), EMDPO_OK);
@@ -205,7 +189,7 @@ static void check_chunks(const emdpo_llama_config *c, int B, int T) {
         unsetenv("EMDPO_GEMM");
     free(saved_env);
     memset(ref, 0, np * sizeof(float));
-    set_threads(1);
+    emdpo_set_threads(1);
     double lp_err = 0.0;
     for (int b = 0; b < B; b++) {
         CHECK_EQ_INT(emdpo_llama_forward(m, one, tok + (size_t)b * T, lens + b, 1, T), EMDPO_OK);

@@ -332,13 +332,8 @@ static int drop_mstep(emdpo_policy *pol, const emdpo_data *d, const double *w, c
     return rc;
 }
 
-/* Several starts, the fall in the first: the result is the best iterate
- * over all of them, and its trace, counts and best_iteration are its own
- * start's. */
-static void test_em_keeps_best_starts(void) {
-    int p = 3, K = 3;
-    double theta[9] = {2, 0, -1, -2, 0, 1, 0, 1.5, 1.5}, eta[3] = {.3, .3, .4};
-    emdpo_data *d = mixture_data(1500, 2, 3, 0, K, p, theta, eta, 5, NULL);
+/* A log-linear policy of K types, p features, whose third M-step loses. */
+static emdpo_policy *drop_policy(int K, int p) {
     emdpo_policy *pol = NULL;
     emdpo_loglinear_create(K, p, &pol);
     drop_real = pol->ops;
@@ -347,6 +342,17 @@ static void test_em_keeps_best_starts(void) {
     pol->ops = &drop_ops;
     drop_calls = 0;
     drop_bad = 3;
+    return pol;
+}
+
+/* Several starts, the fall in the first: the result is the best iterate
+ * over all of them, and its trace, counts and best_iteration are its own
+ * start's. */
+static void test_em_keeps_best_starts(void) {
+    int p = 3, K = 3;
+    double theta[9] = {2, 0, -1, -2, 0, 1, 0, 1.5, 1.5}, eta[3] = {.3, .3, .4};
+    emdpo_data *d = mixture_data(1500, 2, 3, 0, K, p, theta, eta, 5, NULL);
+    emdpo_policy *pol = drop_policy(K, p);
     emdpo_em_opts o;
     emdpo_em_opts_default(&o);
     o.starts = 3;
@@ -379,14 +385,7 @@ static void test_em_keeps_best(void) {
     double theta[9] = {2, 0, -1, -2, 0, 1, 0, 1.5, 1.5}, eta[3] = {.3, .3, .4};
     emdpo_data *d = mixture_data(1500, 2, 3, 0, K, p, theta, eta, 5, NULL);
     for (int patience = 0; patience <= 20; patience += 20) {
-        emdpo_policy *pol = NULL;
-        emdpo_loglinear_create(K, p, &pol);
-        drop_real = pol->ops;
-        drop_ops = *drop_real;
-        drop_ops.mstep = drop_mstep;
-        pol->ops = &drop_ops;
-        drop_calls = 0;
-        drop_bad = 3; /* the initial M-step, then iterations 1 and 2: trace[2] falls */
+        emdpo_policy *pol = drop_policy(K, p); /* the initial M-step, then iterations 1 and 2: trace[2] falls */
         emdpo_em_opts o;
         emdpo_em_opts_default(&o);
         o.patience = patience;
