@@ -9,7 +9,8 @@ OMP     ?= -fopenmp
 LDLIBS  += -lopenblas -lm
 BUILD   ?= build
 
-LIB_SRC  := $(sort $(wildcard src/*.c))
+LIB_SRC  := $(sort $(shell find src -name '*.c'))
+LIB_HDR  := $(shell find src -name '*.h') $(wildcard include/*.h include/emdpo/*.h)
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 CLI_SRC  := $(sort $(wildcard cli/*.c))
 CLI_OBJ  := $(CLI_SRC:cli/%.c=$(BUILD)/cli/%.o)
@@ -20,12 +21,12 @@ TEST_SUPPORT := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
 .PHONY: all test sanitize bench clean demo demo-loglinear demo-goqa fuzz
 all: $(BUILD)/emdpo
 
-$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h include/*.h)
+$(BUILD)/obj/%.o: src/%.c $(LIB_HDR)
 	@mkdir -p $(@D)
 	@echo "CC $<"
 	@$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(OMP) -c $< -o $@
 
-$(BUILD)/cli/%.o: cli/%.c $(wildcard src/*.h include/*.h cli/*.h)
+$(BUILD)/cli/%.o: cli/%.c $(LIB_HDR) $(wildcard cli/*.h)
 	@mkdir -p $(@D)
 	@echo "CC $<"
 	@$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(OMP) -c $< -o $@
@@ -67,9 +68,9 @@ FUZZ_CF := -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc 
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 fuzz:
 	@mkdir -p build/fuzz
-	clang $(FUZZ_CF) fuzz/fuzz_safetensors.c src/safetensors.c src/llama_hf.c src/llama.c src/rng.c \
-		src/json.c src/utf8.c src/diag.c src/alloc.c src/status.c src/afile.c -lm -o build/fuzz/fuzz_safetensors
-	clang $(FUZZ_CF) fuzz/fuzz_tokenizer.c src/tokenizer.c src/diag.c src/alloc.c src/status.c -lm \
+	clang $(FUZZ_CF) fuzz/fuzz_safetensors.c src/lm/io/safetensors.c src/lm/io/llama_hf.c src/lm/engine/llama.c src/base/rng.c \
+		src/base/json.c src/base/utf8.c src/base/diag.c src/base/alloc.c src/base/status.c src/base/afile.c -lm -o build/fuzz/fuzz_safetensors
+	clang $(FUZZ_CF) fuzz/fuzz_tokenizer.c src/lm/io/tokenizer.c src/base/diag.c src/base/alloc.c src/base/status.c -lm \
 		-o build/fuzz/fuzz_tokenizer
 
 clean:

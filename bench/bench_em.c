@@ -24,12 +24,12 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "em.h"
+#include "base/threads.h"
+#include "core/em.h"
 #include "emdpo.h"
-#include "loglinear.h"
-#include "loglinear_se.h"
-#include "simulate.h"
-#include "threads.h"
+#include "experiments/simulate.h"
+#include "loglinear/loglinear.h"
+#include "loglinear/loglinear_se.h"
 
 static double now(void) {
     struct timespec ts;

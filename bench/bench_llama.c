@@ -22,12 +22,12 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "base/rng.h"
+#include "base/threads.h"
 #include "emdpo.h"
-#include "gemm.h"
-#include "llama.h"
-#include "llama_model.h"
-#include "rng.h"
-#include "threads.h"
+#include "lm/engine/gemm.h"
+#include "lm/engine/llama.h"
+#include "lm/engine/llama_model.h"
 
 static double clock_s(clockid_t id) {
     struct timespec ts;

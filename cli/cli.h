@@ -7,8 +7,8 @@
 #include <stdio.h>
 
 #include "args.h"
-#include "data.h"
-#include "em.h"
+#include "core/em.h"
+#include "data/data.h"
 #include "emdpo.h"
 
 /* Exit codes: 0 success, 1 internal failure, 2 bad usage or bad input. */

@@ -7,9 +7,9 @@
 #include <stdint.h>
 
 #include "cli.h"
-#include "llama.h"
-#include "llama_policy.h"
-#include "tokenizer.h"
+#include "lm/engine/llama.h"
+#include "lm/io/tokenizer.h"
+#include "lm/llama_policy.h"
 
 /* fit --policy llama's flags; opt_kind and wnorm come from
  * cli_fit_lm_check. */

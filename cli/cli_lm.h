@@ -5,10 +5,10 @@
 
 #include <stdint.h>
 
-#include "data.h"
-#include "llama.h"
-#include "lm_batch.h"
-#include "tokenizer.h"
+#include "data/data.h"
+#include "lm/engine/llama.h"
+#include "lm/io/lm_batch.h"
+#include "lm/io/tokenizer.h"
 
 /* A model from path (a directory: Hugging Face config.json +
  * model.safetensors; a file: llama2.c checkpoint) or, when path is NULL,

@@ -3,11 +3,11 @@
 #include <math.h>
 #include <string.h>
 
-#include "afile.h"
-#include "alloc.h"
+#include "base/afile.h"
+#include "base/alloc.h"
 #include "cli.h"
-#include "loglinear.h"
-#include "mmra.h"
+#include "core/mmra.h"
+#include "loglinear/loglinear.h"
 
 typedef struct agg_args {
     const char *fit, *data, *format, *solver, *out;

@@ -16,16 +16,16 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "afile.h"
-#include "alloc.h"
+#include "base/afile.h"
+#include "base/alloc.h"
+#include "base/json.h"
 #include "cli.h"
 #include "cli_lm.h"
-#include "json.h"
-#include "llama_hf.h"
-#include "lm_mmra.h"
-#include "lm_mmra_lw.h"
-#include "lm_mmra_onpolicy.h"
-#include "mmra.h"
+#include "core/mmra.h"
+#include "lm/io/llama_hf.h"
+#include "lm/mmra/lm_mmra.h"
+#include "lm/mmra/lm_mmra_lw.h"
+#include "lm/mmra/lm_mmra_onpolicy.h"
 
 typedef struct agg_lm_args {
     const char *fit, *data, *method, *estimator, *pooled, *solver, *out, *optimizer, *select;

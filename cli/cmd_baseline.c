@@ -11,13 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "afile.h"
-#include "alloc.h"
+#include "base/afile.h"
+#include "base/alloc.h"
+#include "base/csv.h"
+#include "base/lines.h"
 #include "cli.h"
 #include "cli_lm.h"
-#include "dataio.h"
-#include "llama_hf.h"
-#include "lm_eval.h"
+#include "lm/io/llama_hf.h"
+#include "lm/lm_eval.h"
 
 typedef struct baseline_args {
     const char *method, *data, *model, *tokenizer, *out, *optimizer;

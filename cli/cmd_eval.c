@@ -8,11 +8,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "afile.h"
-#include "alloc.h"
+#include "base/afile.h"
+#include "base/alloc.h"
 #include "cli.h"
 #include "cli_lm.h"
-#include "lm_eval.h"
+#include "lm/lm_eval.h"
 
 typedef struct eval_args {
     const char *ref, *tokenizer, *data, *policies, *posterior, *out;

@@ -5,12 +5,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "afile.h"
-#include "alloc.h"
+#include "base/afile.h"
+#include "base/alloc.h"
+#include "base/csv.h"
+#include "base/lines.h"
 #include "cli.h"
-#include "dataio.h"
-#include "loglinear.h"
-#include "loglinear_se.h"
+#include "loglinear/loglinear.h"
+#include "loglinear/loglinear_se.h"
 
 typedef struct fit_args {
     const char *data, *out, *format, *init;

@@ -7,15 +7,16 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "afile.h"
-#include "alloc.h"
+#include "base/afile.h"
+#include "base/alloc.h"
+#include "base/csv.h"
+#include "base/lines.h"
 #include "cli.h"
 #include "cli_fit_lm.h"
 #include "cli_lm.h"
-#include "dataio.h"
-#include "llama_hf.h"
-#include "llama_policy.h"
-#include "lm_embed.h"
+#include "lm/io/llama_hf.h"
+#include "lm/llama_policy.h"
+#include "lm/lm_embed.h"
 
 static void print_progress(void *ud, int start, int iter, double loglik, const double *eta, int K) {
     double t0 = *(const double *)ud;

@@ -3,12 +3,12 @@
 #include <math.h>
 #include <string.h>
 
-#include "alloc.h"
+#include "base/alloc.h"
 #include "cli.h"
 #include "cli_lm.h"
-#include "lm_mixture.h"
-#include "lm_sample.h"
-#include "tokenizer.h"
+#include "lm/engine/lm_sample.h"
+#include "lm/io/tokenizer.h"
+#include "lm/lm_mixture.h"
 
 typedef struct gen_args {
     const char *model, *tokenizer, *prompt;

@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "cli.h"
-#include "identify.h"
-#include "inventory.h"
+#include "experiments/identify.h"
+#include "experiments/inventory.h"
 
 #define ID_CMD "identify"
 /* Plain-language verdict: "falls" when the largest sample at least halves

@@ -14,13 +14,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "afile.h"
-#include "alloc.h"
+#include "base/afile.h"
+#include "base/alloc.h"
+#include "base/json.h"
 #include "cli.h"
 #include "cli_lm.h"
-#include "json.h"
-#include "lm_mixture.h"
-#include "lm_mmra.h"
+#include "lm/lm_mixture.h"
+#include "lm/mmra/lm_mmra.h"
 
 typedef struct reg_args {
     const char *fit, *policies, *data, *estimator, *out;

@@ -17,11 +17,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "afile.h"
-#include "alloc.h"
+#include "base/afile.h"
+#include "base/alloc.h"
+#include "base/csv.h"
+#include "base/json.h"
+#include "base/lines.h"
 #include "cli.h"
-#include "dataio.h"
-#include "json.h"
 #include "svg.h"
 
 #define CMD "report"

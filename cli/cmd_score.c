@@ -6,14 +6,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "afile.h"
-#include "alloc.h"
+#include "base/afile.h"
+#include "base/alloc.h"
 #include "cli.h"
 #include "cli_lm.h"
-#include "llama2c.h"
-#include "llama_hf.h"
-#include "lm_mixture.h"
-#include "lm_train.h"
+#include "lm/io/llama2c.h"
+#include "lm/io/llama_hf.h"
+#include "lm/lm_mixture.h"
+#include "lm/lm_train.h"
 
 /* "key=value,..." into c; 0 or an exit code. */
 static int parse_spec(const char *cmd, const char *spec, emdpo_llama_config *c) {

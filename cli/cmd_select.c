@@ -5,11 +5,11 @@
 #include <math.h>
 #include <string.h>
 
-#include "afile.h"
-#include "alloc.h"
+#include "base/afile.h"
+#include "base/alloc.h"
 #include "cli.h"
-#include "loglinear.h"
-#include "select.h"
+#include "core/select.h"
+#include "loglinear/loglinear.h"
 
 #define SEL_CMD "select"
 

@@ -7,13 +7,13 @@
 #include <math.h>
 #include <string.h>
 
-#include "afile.h"
-#include "alloc.h"
+#include "base/afile.h"
+#include "base/alloc.h"
 #include "cli.h"
 #include "cli_fit_lm.h"
 #include "cli_lm.h"
-#include "lm_select.h"
-#include "lm_train.h"
+#include "lm/lm_select.h"
+#include "lm/lm_train.h"
 
 #define CMD "select"
 #define CRITERION "validation max-mean reward margin"

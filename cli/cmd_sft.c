@@ -7,11 +7,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "alloc.h"
+#include "base/alloc.h"
 #include "cli.h"
 #include "cli_lm.h"
-#include "llama_hf.h"
-#include "lm_train.h"
+#include "lm/io/llama_hf.h"
+#include "lm/lm_train.h"
 
 int cmd_sft(int argc, char **argv) { return cli_lm_train(0, argc, argv); }
 

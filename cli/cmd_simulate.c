@@ -1,10 +1,10 @@
 /* emdpo simulate: preference data from a latent-class logit population. */
 #include <string.h>
 
-#include "alloc.h"
+#include "base/alloc.h"
 #include "cli.h"
-#include "inventory.h"
-#include "simulate.h"
+#include "experiments/inventory.h"
+#include "experiments/simulate.h"
 
 #define SIM_MAX_P 1000
 

@@ -5,10 +5,10 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "afile.h"
-#include "alloc.h"
+#include "base/afile.h"
+#include "base/alloc.h"
 #include "cli.h"
-#include "goqa.h"
+#include "experiments/goqa.h"
 
 #define CMD "simulate"
 #define COUNTRY_BUF 1024

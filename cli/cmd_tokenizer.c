@@ -4,12 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "afile.h"
-#include "alloc.h"
+#include "base/afile.h"
+#include "base/alloc.h"
 #include "cli.h"
-#include "lm_batch.h"
-#include "tokenizer.h"
-#include "tokenizer_train.h"
+#include "lm/io/lm_batch.h"
+#include "lm/io/tokenizer.h"
+#include "lm/io/tokenizer_train.h"
 
 typedef struct tok_args {
     const char *data, *out;

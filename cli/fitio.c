@@ -3,11 +3,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "alloc.h"
+#include "base/alloc.h"
+#include "base/csv.h"
+#include "base/json.h"
+#include "base/lines.h"
 #include "cli.h"
-#include "dataio.h"
-#include "json.h"
-#include "loglinear.h"
+#include "loglinear/loglinear.h"
 
 void cli_fit_opts_default(cli_fit_opts *o) {
     memset(o, 0, sizeof *o);

@@ -4,11 +4,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "alloc.h"
+#include "base/alloc.h"
+#include "base/json.h"
 #include "cli.h"
 #include "cli_lm.h"
-#include "json.h"
-#include "optim.h"
+#include "lm/engine/optim.h"
 
 /* path's fit.json (path a directory) or path itself; the directory the
  * fit's relative paths start from goes to dir. */

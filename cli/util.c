@@ -5,9 +5,10 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "base/json.h"
+#include "base/json_write.h"
+#include "base/threads.h"
 #include "cli.h"
-#include "json.h"
-#include "threads.h"
 
 int cli_fail(const char *cmd, int rc, const emdpo_diag *diag, const char *what) {
     fprintf(stderr, "emdpo %s: ", cmd);

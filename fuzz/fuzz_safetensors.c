@@ -7,10 +7,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "alloc.h"
-#include "llama.h"
-#include "llama_hf.h"
-#include "safetensors.h"
+#include "base/alloc.h"
+#include "lm/engine/llama.h"
+#include "lm/io/llama_hf.h"
+#include "lm/io/safetensors.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "data.h"
+#include "data/data.h"
 #include "failalloc.h"
 
 static int build_small(emdpo_data **out) {

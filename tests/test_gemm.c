@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "gemm.h"
+#include "lm/engine/gemm.h"
 
 static unsigned long long rng_state = 0x9E3779B97F4A7C15ULL;
 static float urand(void) { /* uniform in (-1, 1), fixed sequence */

@@ -7,8 +7,8 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "experiments/goqa.h"
 #include "failalloc.h"
-#include "goqa.h"
 
 #define GOQA_DIR "../shared/data/globalopinionqa/"
 #define GOQA_INDEX GOQA_DIR "goqa_index2556_4country_reconstructed.jsonl"
@@ -213,7 +213,7 @@ static void test_csv(void) {
     snprintf(buf, sizeof buf, "%sq,\"{}\",\"['a']\",GAS,extra\n", hdr);
     csv_bank(buf, &o, EMDPO_ERR_PARSE, 2, "expected 4 fields, found 5");
     csv_bank("question,options,source\nq,a,b\n", &o, EMDPO_ERR_PARSE, 1, "'selections'");
-    csv_bank("question,selections,options\n\"open,x,y\n", &o, EMDPO_ERR_PARSE, 2, "unterminated quoted field");
+    csv_bank("question,selections,options\n\"open,x,y\n", &o, EMDPO_ERR_PARSE, 2, "quoted field 1 is not closed");
     csv_bank(hdr, &o, EMDPO_ERR_PARSE, 2, "no data rows");
     csv_bank("", &o, EMDPO_ERR_PARSE, 0, "empty file");
 

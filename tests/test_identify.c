@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "check.h"
+#include "experiments/identify.h"
 #include "failalloc.h"
-#include "identify.h"
 
 static emdpo_data *sim(int items, int decisions, int64_t n, emdpo_sim_design design, uint64_t seed) {
     emdpo_sim_spec s;

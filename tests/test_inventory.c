@@ -7,8 +7,8 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "experiments/inventory.h"
 #include "failalloc.h"
-#include "inventory.h"
 
 #define MPI_1K "../shared/data/mpi/mpi_1k.csv"
 #define MPI_120 "../shared/data/mpi/mpi_120.csv"
@@ -242,11 +242,11 @@ static void test_errors(void) {
     expect_error("text,label_ocean,key\nA,O,1,extra\n", EMDPO_ERR_PARSE, 2, "expected 3 fields, found 4");
     expect_error("text,label_ocean,key\nA,O,1\n\nB,O\n", EMDPO_ERR_PARSE, 4, "expected 3 fields, found 2");
     /* The error is reported on the line where the quote opened. */
-    expect_error("text,label_ocean,key\nA,O,1\n\"open,O,1\nB,C,1\nC,E,1", EMDPO_ERR_PARSE, 3, "unterminated");
+    expect_error("text,label_ocean,key\nA,O,1\n\"open,O,1\nB,C,1\nC,E,1", EMDPO_ERR_PARSE, 3, "quoted field 1 is not closed");
     /* A quoted field over two lines shifts the next record's line number. */
     expect_error("text,label_ocean,key\n\"one\ntwo\",O,1\nB,Q,1\n", EMDPO_ERR_PARSE, 4, "label_ocean");
-    expect_error("text,label_ocean,key\n\"A\"x,O,1\n", EMDPO_ERR_PARSE, 2, "after a closing quote");
-    expect_error("text,label_ocean,key\nsay \"hi\",O,1\n", EMDPO_ERR_PARSE, 2, "quote inside");
+    expect_error("text,label_ocean,key\n\"A\"x,O,1\n", EMDPO_ERR_PARSE, 2, "after the closing quote of field 1");
+    expect_error("text,label_ocean,key\nsay \"hi\",O,1\n", EMDPO_ERR_PARSE, 2, "stray quote in unquoted field 1");
     expect_error("text,label_ocean,key\n,O,1\n", EMDPO_ERR_PARSE, 2, "empty text");
     expect_error("text,label_ocean,key\r\n", EMDPO_ERR_PARSE, 2, "no data rows");
     expect_error("", EMDPO_ERR_PARSE, 0, "empty file");

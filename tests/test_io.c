@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "data.h"
+#include "data/data.h"
 #include "emdpo.h"
 #include "failalloc.h"
 

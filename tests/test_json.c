@@ -6,11 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alloc.h"
+#include "base/alloc.h"
+#include "base/json.h"
+#include "base/json_write.h"
 #include "check.h"
 #include "emdpo.h"
 #include "failalloc.h"
-#include "json.h"
 
 static emdpo_json_doc *g_doc;
 

@@ -12,12 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/threads.h"
 #include "check.h"
 #include "emdpo.h"
-#include "gemm.h"
-#include "llama.h"
-#include "llama_model.h"
-#include "threads.h"
+#include "lm/engine/gemm.h"
+#include "lm/engine/llama.h"
+#include "lm/engine/llama_model.h"
 
 #define FIXTURE "tests/fixtures/llama_grad.bin"
 

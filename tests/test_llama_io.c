@@ -12,10 +12,10 @@
 #include "check.h"
 #include "emdpo.h"
 #include "failalloc.h"
-#include "gemm.h"
-#include "llama.h"
-#include "llama2c.h"
-#include "llama_model.h"
+#include "lm/engine/gemm.h"
+#include "lm/engine/llama.h"
+#include "lm/engine/llama_model.h"
+#include "lm/io/llama2c.h"
 
 static emdpo_llama_config small(int tied) {
     emdpo_llama_config c = {16, 40, 2, 4, 2, 30, 12, tied, 1e-5f, 10000.0f};

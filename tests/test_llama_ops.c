@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "check.h"
-#include "gemm.h"
-#include "llama_ops.h"
+#include "lm/engine/gemm.h"
+#include "lm/engine/llama_ops.h"
 
 static unsigned long long rng_state = 88172645463325252ULL;
 static float urand(void) { /* uniform in (-1, 1), fixed sequence */

@@ -11,19 +11,19 @@
 #include <string.h>
 
 #include "check.h"
-#include "testdata.h"
-#include "data.h"
-#include "em.h"
+#include "core/em.h"
+#include "core/select.h"
+#include "data/data.h"
 #include "emdpo.h"
 #include "failalloc.h"
-#include "llama.h"
-#include "llama_model.h"
-#include "llama_policy.h"
-#include "lm_batch.h"
-#include "lm_embed.h"
-#include "lm_train.h"
-#include "select.h"
-#include "tokenizer.h"
+#include "lm/engine/llama.h"
+#include "lm/engine/llama_model.h"
+#include "lm/io/lm_batch.h"
+#include "lm/io/tokenizer.h"
+#include "lm/llama_policy.h"
+#include "lm/lm_embed.h"
+#include "lm/lm_train.h"
+#include "testdata.h"
 
 
 

@@ -6,12 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "base/json.h"
 #include "check.h"
 #include "emdpo.h"
-#include "json.h"
-#include "llama.h"
-#include "llama2c.h"
-#include "llama_model.h"
+#include "lm/engine/llama.h"
+#include "lm/engine/llama_model.h"
+#include "lm/io/llama2c.h"
 
 #define MODEL "../shared/data/models/stories260K.bin"
 #define REF "../shared/data/models/stories260K_greedy_reference.json"

@@ -9,17 +9,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alloc.h"
+#include "base/alloc.h"
 #include "check.h"
-#include "testdata.h"
-#include "data.h"
+#include "data/data.h"
 #include "emdpo.h"
 #include "failalloc.h"
-#include "llama.h"
-#include "lm_batch.h"
-#include "lm_eval.h"
-#include "lm_train.h"
-#include "tokenizer.h"
+#include "lm/engine/llama.h"
+#include "lm/io/lm_batch.h"
+#include "lm/io/tokenizer.h"
+#include "lm/lm_eval.h"
+#include "lm/lm_train.h"
+#include "testdata.h"
 
 
 

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "lm_loss.h"
+#include "lm/engine/lm_loss.h"
 
 static void check_fd(const emdpo_pref_loss_opts *o, const double *lr0, int n, int stages, double w) {
     double lr[8], g[8], gd[8];

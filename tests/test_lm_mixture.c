@@ -14,11 +14,11 @@
 
 #include "check.h"
 #include "failalloc.h"
-#include "llama.h"
-#include "llama2c.h"
-#include "lm_mixture.h"
-#include "lm_mmra.h"
-#include "lm_sample.h"
+#include "lm/engine/llama.h"
+#include "lm/engine/lm_sample.h"
+#include "lm/io/llama2c.h"
+#include "lm/lm_mixture.h"
+#include "lm/mmra/lm_mmra.h"
 
 #define V 40
 

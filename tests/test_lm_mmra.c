@@ -9,16 +9,16 @@
 #include <string.h>
 
 #include "check.h"
-#include "testdata.h"
-#include "data.h"
+#include "core/mmra.h"
+#include "data/data.h"
 #include "emdpo.h"
-#include "llama.h"
-#include "llama_model.h"
-#include "lm_batch.h"
-#include "lm_mmra.h"
-#include "lm_train.h"
-#include "mmra.h"
-#include "tokenizer.h"
+#include "lm/engine/llama.h"
+#include "lm/engine/llama_model.h"
+#include "lm/io/lm_batch.h"
+#include "lm/io/tokenizer.h"
+#include "lm/lm_train.h"
+#include "lm/mmra/lm_mmra.h"
+#include "testdata.h"
 
 
 

@@ -11,16 +11,16 @@
 #include <string.h>
 
 #include "check.h"
-#include "testdata.h"
-#include "data.h"
+#include "data/data.h"
 #include "emdpo.h"
 #include "failalloc.h"
-#include "llama.h"
-#include "lm_batch.h"
-#include "lm_mmra.h"
-#include "lm_mmra_lw.h"
-#include "lm_train.h"
-#include "tokenizer.h"
+#include "lm/engine/llama.h"
+#include "lm/io/lm_batch.h"
+#include "lm/io/tokenizer.h"
+#include "lm/lm_train.h"
+#include "lm/mmra/lm_mmra.h"
+#include "lm/mmra/lm_mmra_lw.h"
+#include "testdata.h"
 
 #define K2 2
 #define ROUNDS 3

@@ -12,14 +12,14 @@
 #include <string.h>
 
 #include "check.h"
-#include "testdata.h"
-#include "data.h"
+#include "data/data.h"
 #include "emdpo.h"
 #include "failalloc.h"
-#include "llama.h"
-#include "llama_model.h"
-#include "lm_mmra_onpolicy.h"
-#include "tokenizer.h"
+#include "lm/engine/llama.h"
+#include "lm/engine/llama_model.h"
+#include "lm/io/tokenizer.h"
+#include "lm/mmra/lm_mmra_onpolicy.h"
+#include "testdata.h"
 
 /* ---- the estimator on a categorical toy ------------------------------------ */
 

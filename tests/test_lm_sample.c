@@ -8,14 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/json.h"
+#include "base/rng.h"
 #include "check.h"
 #include "emdpo.h"
-#include "json.h"
-#include "llama.h"
-#include "llama2c.h"
-#include "llama_model.h"
-#include "lm_sample.h"
-#include "rng.h"
+#include "lm/engine/llama.h"
+#include "lm/engine/llama_model.h"
+#include "lm/engine/lm_sample.h"
+#include "lm/io/llama2c.h"
 
 #define REF "../shared/data/models/stories260K_greedy_reference.json"
 #define MODEL "../shared/data/models/stories260K.bin"

@@ -7,16 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/rng.h"
 #include "check.h"
-#include "testdata.h"
-#include "data.h"
+#include "data/data.h"
 #include "emdpo.h"
 #include "failalloc.h"
-#include "llama.h"
-#include "lm_batch.h"
-#include "lm_select.h"
-#include "lm_train.h"
-#include "rng.h"
+#include "lm/engine/llama.h"
+#include "lm/io/lm_batch.h"
+#include "lm/lm_select.h"
+#include "lm/lm_train.h"
+#include "testdata.h"
 
 /* Four annotators: a0 (group A) a pair and a top choice of three, a1
  * (group B) a full ranking of three, a2 (no group) a pair, a3 (group A) a

@@ -11,13 +11,13 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "testdata.h"
 #include "emdpo.h"
 #include "failalloc.h"
-#include "llama.h"
-#include "lm_batch.h"
-#include "lm_train.h"
-#include "tokenizer.h"
+#include "lm/engine/llama.h"
+#include "lm/io/lm_batch.h"
+#include "lm/io/tokenizer.h"
+#include "lm/lm_train.h"
+#include "testdata.h"
 
 
 

@@ -5,18 +5,18 @@
 #include <omp.h>
 #include <string.h>
 
-#include "alloc.h"
+#include "base/alloc.h"
+#include "base/linalg.h"
+#include "base/rng.h"
+#include "base/threads.h"
 #include "check.h"
-#include "choice.h"
-#include "em.h"
+#include "core/choice.h"
+#include "core/em.h"
+#include "core/match.h"
+#include "core/select.h"
 #include "failalloc.h"
-#include "linalg.h"
-#include "loglinear.h"
-#include "match.h"
-#include "rng.h"
-#include "select.h"
+#include "loglinear/loglinear.h"
 #include "testdata.h"
-#include "threads.h"
 
 /* Data from a latent-class logit: type ~ eta, then top choices (or full
  * rankings) by Gumbel-max over theta_k . x with Gaussian features. */

@@ -10,12 +10,12 @@
 #include <omp.h>
 #endif
 
+#include "base/rng.h"
 #include "check.h"
-#include "data.h"
+#include "core/mmra.h"
+#include "core/zerosum.h"
+#include "data/data.h"
 #include "failalloc.h"
-#include "mmra.h"
-#include "rng.h"
-#include "zerosum.h"
 
 #define MAXN 16 /* largest game side and choice set in these tests */
 

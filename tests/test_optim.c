@@ -7,7 +7,7 @@
 
 #include "check.h"
 #include "emdpo.h"
-#include "optim.h"
+#include "lm/engine/optim.h"
 
 #define N 3
 

@@ -14,9 +14,9 @@
 
 #include "check.h"
 #include "failalloc.h"
-#include "llama.h"
-#include "llama_hf.h"
-#include "safetensors.h"
+#include "lm/engine/llama.h"
+#include "lm/io/llama_hf.h"
+#include "lm/io/safetensors.h"
 
 #define FIXTURE_DIR "tests/fixtures/hf_tiny"
 #define FIXTURE_REF "tests/fixtures/hf_tiny_ref.safetensors"

@@ -7,17 +7,17 @@
 #include <omp.h>
 #include <string.h>
 
-#include "alloc.h"
+#include "base/alloc.h"
+#include "base/linalg.h"
+#include "base/rng.h"
 #include "check.h"
-#include "choice.h"
-#include "em.h"
+#include "core/choice.h"
+#include "core/em.h"
+#include "core/match.h"
+#include "experiments/simulate.h"
 #include "failalloc.h"
-#include "linalg.h"
-#include "loglinear.h"
-#include "loglinear_se.h"
-#include "match.h"
-#include "rng.h"
-#include "simulate.h"
+#include "loglinear/loglinear.h"
+#include "loglinear/loglinear_se.h"
 #include "testdata.h"
 
 static emdpo_data *simulated(int K, int p, const double *theta, const double *eta, int64_t n, int m, int items,

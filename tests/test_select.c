@@ -5,11 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/rng.h"
 #include "check.h"
+#include "core/select.h"
 #include "failalloc.h"
-#include "loglinear.h"
-#include "rng.h"
-#include "select.h"
+#include "loglinear/loglinear.h"
 
 #define P 3
 

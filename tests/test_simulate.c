@@ -9,10 +9,10 @@
 #include <omp.h>
 #endif
 
+#include "base/rng.h"
 #include "check.h"
+#include "experiments/simulate.h"
 #include "failalloc.h"
-#include "rng.h"
-#include "simulate.h"
 
 static emdpo_inventory *make_inv(const char *csv) {
     emdpo_inventory *inv = NULL;

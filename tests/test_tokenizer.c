@@ -9,10 +9,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/json.h"
 #include "check.h"
 #include "failalloc.h"
-#include "json.h"
-#include "tokenizer.h"
+#include "lm/io/tokenizer.h"
 
 #define TOK512 "../shared/data/models/tok512.bin"
 #define GREEDY_REF "../shared/data/models/stories260K_greedy_reference.json"

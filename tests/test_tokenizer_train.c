@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alloc.h"
+#include "base/alloc.h"
 #include "check.h"
 #include "failalloc.h"
-#include "tokenizer.h"
-#include "tokenizer_train.h"
+#include "lm/io/tokenizer.h"
+#include "lm/io/tokenizer_train.h"
 
 static int train_opts(const char *const *texts, int n, int vocab, int min_count, int exact, void **buf, size_t *len,
                       int *entries, emdpo_diag *diag) {

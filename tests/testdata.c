@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rng.h"
+#include "base/rng.h"
 
 emdpo_data *testdata_random_decisions(int n_annot, int m, int p, uint64_t seed) {
     emdpo_builder *b;

@@ -4,8 +4,8 @@
 
 #include <stdint.h>
 
-#include "data.h"
-#include "tokenizer.h"
+#include "data/data.h"
+#include "lm/io/tokenizer.h"
 
 /* n_annot annotators with m decisions each over 2..4 items with p Gaussian
  * features, every ranking depth, random choices (derivative and E-step

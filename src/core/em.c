@@ -1,0 +1,359 @@
+#include "core/em.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/rng.h"
+#include "base/threads.h"
+#include "core/kmeans.h"
+
+/* Annotators per reduction block; fixed so sums do not depend on threads. */
+#define EM_BLOCK 1024
+/* A type whose responsibilities sum below this holds no data: it is
+ * declared empty and frozen, rather than fitted to nothing. */
+#define EM_EMPTY_MASS 1e-8
+
+void emdpo_em_opts_default(emdpo_em_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->max_iter = 500;
+    o->tol = 1e-8;
+    o->starts = 1;
+    o->seed = 1;
+    o->init = EMDPO_INIT_KMEANS;
+}
+
+/* Annotator i's row: s (K) holds log eta_k + sum_j log P_k(V_ij) on entry.
+ * Empty types stay at -inf: exp gives exactly 0, never NaN. One exp per
+ * type gives both the normaliser and gamma. Returns the log-sum-exp. */
+static double estep_row(double *s, const double *log_eta, int K, double *gamma) {
+    double m = -INFINITY, tot = 0.0;
+    for (int k = 0; k < K; k++) {
+        if (log_eta[k] == -INFINITY) s[k] = -INFINITY;
+        m = s[k] > m ? s[k] : m;
+    }
+    for (int k = 0; k < K; k++) tot += s[k] = s[k] == -INFINITY ? 0.0 : exp(s[k] - m);
+    for (int k = 0; k < K; k++) gamma[k] = tot > 0.0 ? s[k] / tot : 0.0;
+    return m + log(tot);
+}
+
+/* The E-step over annotators [0, n): annotator i's per-type sums come from
+ * annot_logp (n, K) when it is not NULL, else from d and logp. */
+static int estep(const emdpo_data *d, const double *logp, const double *annot_logp, int64_t n, int K,
+                 const double *log_eta, double *gamma, double *ll_annot, double *loglik) {
+    if (K < 1 || K > EMDPO_MAX_K) return EMDPO_ERR_INVALID_ARG;
+    int64_t n_blocks = (n + EM_BLOCK - 1) / EM_BLOCK;
+    double *part = emdpo_malloc((size_t)(n_blocks ? n_blocks : 1) * sizeof(double));
+    if (!part) return EMDPO_ERR_NOMEM;
+    double work = annot_logp ? (double)n * K : (double)d->n_dec * K;
+#pragma omp parallel for schedule(static) if (work >= EMDPO_PAR_MIN_WORK)
+    for (int64_t b = 0; b < n_blocks; b++) {
+        double s[EMDPO_MAX_K];
+        double acc = 0.0;
+        int64_t i1 = (b + 1) * EM_BLOCK < n ? (b + 1) * EM_BLOCK : n;
+        for (int64_t i = b * EM_BLOCK; i < i1; i++) {
+            if (annot_logp) {
+                for (int k = 0; k < K; k++) s[k] = annot_logp[i * K + k];
+            } else {
+                for (int k = 0; k < K; k++) s[k] = 0.0;
+                for (int64_t j = d->annot_dec[i]; j < d->annot_dec[i + 1]; j++)
+                    for (int k = 0; k < K; k++) s[k] += logp[j * K + k];
+            }
+            for (int k = 0; k < K; k++) s[k] += log_eta[k];
+            double lse = estep_row(s, log_eta, K, gamma + i * K);
+            if (ll_annot) ll_annot[i] = lse;
+            acc += lse;
+        }
+        part[b] = acc;
+    }
+    double total = 0.0;
+    for (int64_t b = 0; b < n_blocks; b++) total += part[b];
+    emdpo_free(part, (size_t)(n_blocks ? n_blocks : 1) * sizeof(double));
+    *loglik = total;
+    return isfinite(total) ? EMDPO_OK : EMDPO_ERR_NUMERIC;
+}
+
+int emdpo_em_estep(const emdpo_data *d, int K, const double *logp, const double *log_eta, double *gamma,
+                   double *ll_annot, double *loglik) {
+    return estep(d, logp, NULL, d->n_annot, K, log_eta, gamma, ll_annot, loglik);
+}
+
+int emdpo_em_estep_annot(int64_t n_annot, int K, const double *annot_logp, const double *log_eta, double *gamma,
+                         double *ll_annot, double *loglik) {
+    if (n_annot < 0 || !annot_logp) return EMDPO_ERR_INVALID_ARG;
+    return estep(NULL, NULL, annot_logp, n_annot, K, log_eta, gamma, ll_annot, loglik);
+}
+
+int emdpo_em_feature_summaries(const emdpo_data *d, double *out) {
+    int p = d->p;
+    if (p < 1) return EMDPO_ERR_UNSUPPORTED;
+    /* One pass over every feature: each row is one thread's alone. */
+#pragma omp parallel for schedule(static) if ((double)d->n_items * p >= EMDPO_PAR_MIN_WORK)
+    for (int64_t i = 0; i < d->n_annot; i++) {
+        double *o = out + i * p;
+        for (int a = 0; a < p; a++) o[a] = 0.0;
+        int64_t m = d->annot_dec[i + 1] - d->annot_dec[i];
+        for (int64_t j = d->annot_dec[i]; j < d->annot_dec[i + 1]; j++) {
+            int n = emdpo_dec_n_items(d, j);
+            const double *x = d->x + (size_t)d->dec_item[j] * p;
+            for (int a = 0; a < p; a++) {
+                double mean = 0.0;
+                for (int q = 0; q < n; q++) mean += x[(size_t)q * p + a];
+                o[a] += (x[a] - mean / n) / (double)m;
+            }
+        }
+    }
+    for (int a = 0; a < p; a++) {
+        double mean = 0.0, var = 0.0;
+        for (int64_t i = 0; i < d->n_annot; i++) mean += out[i * p + a];
+        mean /= (double)d->n_annot;
+        for (int64_t i = 0; i < d->n_annot; i++) var += (out[i * p + a] - mean) * (out[i * p + a] - mean);
+        double sd = sqrt(var / (double)d->n_annot);
+        for (int64_t i = 0; i < d->n_annot; i++) out[i * p + a] = (out[i * p + a] - mean) / (sd > 0 ? sd : 1.0);
+    }
+    return EMDPO_OK;
+}
+
+void emdpo_em_criteria(double loglik, const double *gamma, int64_t n_annot, int K, int npar, double *aic,
+                       double *bic, double *icl) {
+    double ent = 0.0;
+    for (int64_t q = 0; q < n_annot * K; q++)
+        if (gamma[q] > 0.0) ent -= gamma[q] * log(gamma[q]);
+    *aic = -2.0 * loglik + 2.0 * npar;
+    *bic = -2.0 * loglik + npar * log((double)n_annot);
+    *icl = *bic + 2.0 * ent;
+}
+
+void emdpo_em_result_free(emdpo_em_result *r) {
+    if (!r) return;
+    size_t K = (size_t)r->K, n = (size_t)r->n_annot;
+    emdpo_free(r->eta, K * sizeof(double));
+    emdpo_free(r->gamma, n * K * sizeof(double));
+    emdpo_free(r->ll_annot, n * sizeof(double));
+    emdpo_free(r->trace, (size_t)(r->n_trace ? r->n_trace : 1) * sizeof(double));
+    emdpo_free(r->empty, K);
+    emdpo_free(r->start_loglik, (size_t)r->starts * sizeof(double));
+    memset(r, 0, sizeof *r);
+}
+
+/* Working state of one start. */
+typedef struct em_run {
+    int K;
+    double *gamma;        /* (n_annot, K) */
+    double *ll_annot;     /* (n_annot) */
+    double *annot_logp;   /* (n_annot, K) each annotator's sum of log P_k over its decisions */
+    double *trace;        /* (max_iter + 1) */
+    double eta[EMDPO_MAX_K];
+    unsigned char empty[EMDPO_MAX_K];
+    int n_trace, iterations, converged, mstep_unconverged;
+    double loglik;
+} em_run;
+
+static void run_free(em_run *r, const emdpo_data *d, int max_iter) {
+    size_t K = (size_t)r->K;
+    emdpo_free(r->gamma, (size_t)d->n_annot * K * sizeof(double));
+    emdpo_free(r->ll_annot, (size_t)d->n_annot * sizeof(double));
+    emdpo_free(r->annot_logp, (size_t)d->n_annot * K * sizeof(double));
+    emdpo_free(r->trace, ((size_t)max_iter + 1) * sizeof(double));
+    r->gamma = r->ll_annot = r->annot_logp = r->trace = NULL;
+}
+
+static int run_alloc(em_run *r, const emdpo_data *d, int K, int max_iter) {
+    memset(r, 0, sizeof *r);
+    r->K = K;
+    r->gamma = emdpo_malloc((size_t)d->n_annot * K * sizeof(double));
+    r->ll_annot = emdpo_malloc((size_t)d->n_annot * sizeof(double));
+    /* Zeroed: an empty type's column is read (and then ignored) before any
+     * M-step has written it. */
+    r->annot_logp = emdpo_calloc((size_t)d->n_annot * K, sizeof(double));
+    r->trace = emdpo_malloc(((size_t)max_iter + 1) * sizeof(double));
+    if (!r->gamma || !r->ll_annot || !r->annot_logp || !r->trace) {
+        run_free(r, d, max_iter);
+        return EMDPO_ERR_NOMEM;
+    }
+    return EMDPO_OK;
+}
+
+/* Initial responsibilities of start s. */
+static int init_gamma(const emdpo_data *d, const emdpo_em_opts *o, const double *summary, int q, int K, int s,
+                      double *gamma) {
+    uint64_t seed = o->seed + 0x9e3779b97f4a7c15ULL * (uint64_t)(s + 1);
+    int64_t n = d->n_annot;
+    if (o->init == EMDPO_INIT_RANDOM) {
+#pragma omp parallel for schedule(static) if ((double)n * K >= EMDPO_PAR_MIN_WORK)
+        for (int64_t i = 0; i < n; i++) {
+            emdpo_rng r;
+            emdpo_rng_seed(&r, seed, (uint64_t)i);
+            double tot = 0.0;
+            for (int k = 0; k < K; k++) tot += gamma[i * K + k] = -log(1.0 - emdpo_rng_uniform(&r));
+            for (int k = 0; k < K; k++) gamma[i * K + k] /= tot;
+        }
+        return EMDPO_OK;
+    }
+    int32_t *assign = emdpo_malloc((size_t)n * sizeof(int32_t));
+    double *centers = emdpo_malloc((size_t)K * q * sizeof(double));
+    int rc = assign && centers ? emdpo_kmeans(summary, n, q, K, seed, 100, assign, centers) : EMDPO_ERR_NOMEM;
+    if (!rc)
+        for (int64_t i = 0; i < n; i++)
+            for (int k = 0; k < K; k++) gamma[i * K + k] = assign[i] == k;
+    emdpo_free(assign, (size_t)n * sizeof(int32_t));
+    emdpo_free(centers, (size_t)K * q * sizeof(double));
+    return rc;
+}
+
+/* eta from gamma; types that lost all their mass become empty for good. */
+static void update_eta(em_run *r, const emdpo_data *d) {
+    int K = r->K;
+    double mass[EMDPO_MAX_K] = {0};
+    for (int64_t i = 0; i < d->n_annot; i++)
+        for (int k = 0; k < K; k++) mass[k] += r->gamma[i * K + k];
+    for (int k = 0; k < K; k++) {
+        if (mass[k] < EM_EMPTY_MASS) r->empty[k] = 1;
+        r->eta[k] = r->empty[k] ? 0.0 : mass[k] / (double)d->n_annot;
+    }
+}
+
+static int mstep(emdpo_policy *pol, const emdpo_data *d, em_run *r) {
+    unsigned char active[EMDPO_MAX_K];
+    for (int k = 0; k < r->K; k++) active[k] = !r->empty[k];
+    emdpo_mstep_info info = {0, 1, 0.0};
+    int rc = pol->ops->mstep(pol, d, r->gamma, active, r->annot_logp, &info);
+    if (!info.converged) r->mstep_unconverged++;
+    return rc;
+}
+
+/* Iteration it of start s is the best so far over all starts: res takes
+ * its state and *best a clone of its policy (a whole clone, not copy_type
+ * into the old one: the clone carries every piece of the family's state,
+ * and wrapped ops stay wrapped). */
+static int keep_iterate(emdpo_em_result *res, emdpo_policy **best, const emdpo_policy *pol, const em_run *r,
+                        const emdpo_data *d, int s, int it) {
+    emdpo_policy *copy = NULL;
+    int rc = pol->ops->clone(pol, &copy);
+    if (rc) return rc;
+    emdpo_policy_free(*best);
+    *best = copy;
+    int K = r->K;
+    memcpy(res->gamma, r->gamma, (size_t)d->n_annot * K * sizeof(double));
+    memcpy(res->ll_annot, r->ll_annot, (size_t)d->n_annot * sizeof(double));
+    memcpy(res->eta, r->eta, (size_t)K * sizeof(double));
+    res->n_empty = 0;
+    for (int k = 0; k < K; k++) res->n_empty += res->empty[k] = r->empty[k];
+    res->loglik = r->loglik;
+    res->best_start = s;
+    res->best_iteration = it;
+    return EMDPO_OK;
+}
+
+/* One start. r->loglik ends as the start's best log-likelihood. */
+static int run_em(emdpo_policy *pol, const emdpo_data *d, const emdpo_em_opts *o, int start, em_run *r,
+                  emdpo_em_result *res, emdpo_policy **best) {
+    int K = r->K, stall = 0;
+    double best_ll = -INFINITY;
+    update_eta(r, d);
+    int rc = mstep(pol, d, r);
+    for (int it = 0; !rc; it++) {
+        double log_eta[EMDPO_MAX_K];
+        for (int k = 0; k < K; k++) log_eta[k] = r->empty[k] ? -INFINITY : log(r->eta[k]);
+        if ((rc = emdpo_em_estep_annot(d->n_annot, K, r->annot_logp, log_eta, r->gamma, r->ll_annot, &r->loglik)))
+            break;
+        r->trace[r->n_trace++] = r->loglik;
+        if (o->progress) o->progress(o->progress_ud, start, it, r->loglik, r->eta, K);
+        stall = r->loglik > best_ll + o->tol * fabs(r->loglik) ? 0 : stall + 1;
+        if (r->loglik > best_ll) {
+            best_ll = r->loglik;
+            if (!*best || r->loglik > res->loglik)
+                if ((rc = keep_iterate(res, best, pol, r, d, start, it))) break;
+        }
+        if (stall > o->patience) {
+            r->converged = 1;
+            break;
+        }
+        if (it == o->max_iter) break;
+        update_eta(r, d);
+        rc = mstep(pol, d, r);
+        r->iterations++;
+    }
+    r->loglik = best_ll;
+    return rc;
+}
+
+static int result_alloc(emdpo_em_result *res, const emdpo_data *d, int K, int starts) {
+    memset(res, 0, sizeof *res);
+    res->K = K;
+    res->n_annot = d->n_annot;
+    res->starts = starts;
+    res->eta = emdpo_calloc((size_t)K, sizeof(double));
+    res->gamma = emdpo_malloc((size_t)d->n_annot * K * sizeof(double));
+    res->ll_annot = emdpo_malloc((size_t)d->n_annot * sizeof(double));
+    res->empty = emdpo_calloc((size_t)K, 1);
+    res->start_loglik = emdpo_calloc((size_t)starts, sizeof(double));
+    if (!res->eta || !res->gamma || !res->ll_annot || !res->empty || !res->start_loglik) {
+        emdpo_em_result_free(res);
+        return EMDPO_ERR_NOMEM;
+    }
+    return EMDPO_OK;
+}
+
+/* Start s is done; when it holds the best iterate, the result takes its
+ * whole trace and its counts. */
+static int finish_start(emdpo_em_result *res, const em_run *r, int s) {
+    res->start_loglik[s] = r->loglik;
+    if (res->best_start != s) return EMDPO_OK;
+    double *trace = emdpo_malloc((size_t)(r->n_trace ? r->n_trace : 1) * sizeof(double));
+    if (!trace) return EMDPO_ERR_NOMEM;
+    memcpy(trace, r->trace, (size_t)r->n_trace * sizeof(double));
+    emdpo_free(res->trace, (size_t)(res->n_trace ? res->n_trace : 1) * sizeof(double));
+    res->trace = trace;
+    res->n_trace = r->n_trace;
+    res->iterations = r->iterations;
+    res->converged = r->converged;
+    res->mstep_unconverged = r->mstep_unconverged;
+    return EMDPO_OK;
+}
+
+int emdpo_em_fit(emdpo_policy **pol, const emdpo_data *d, const emdpo_em_opts *o, emdpo_em_result *res) {
+    int K = (*pol)->K, starts = o->starts;
+    memset(res, 0, sizeof *res);
+    if (K < 1 || K > EMDPO_MAX_K || starts < 1 || o->max_iter < 0 || !(o->tol >= 0) || o->patience < 0 ||
+        d->n_annot < 1)
+        return EMDPO_ERR_INVALID_ARG;
+    const double *summary = o->summary;
+    int q = o->q;
+    double *own_summary = NULL;
+    if (o->init == EMDPO_INIT_KMEANS && !summary) {
+        if (d->p < 1) return EMDPO_ERR_UNSUPPORTED; /* text data: the caller supplies embeddings */
+        q = d->p;
+        own_summary = emdpo_malloc((size_t)d->n_annot * q * sizeof(double));
+        if (!own_summary) return EMDPO_ERR_NOMEM;
+        emdpo_em_feature_summaries(d, own_summary);
+        summary = own_summary;
+    }
+    em_run run;
+    memset(&run, 0, sizeof run);
+    run.K = K;
+    int rc = result_alloc(res, d, K, starts);
+    if (!rc) rc = run_alloc(&run, d, K, o->max_iter);
+    emdpo_policy *best = NULL;
+    if (!rc) res->best_start = -1;
+    for (int s = 0; s < starts && !rc; s++) {
+        emdpo_policy *cand = NULL;
+        memset(run.eta, 0, sizeof run.eta);
+        memset(run.empty, 0, sizeof run.empty);
+        run.n_trace = run.iterations = run.converged = run.mstep_unconverged = 0;
+        if ((rc = (*pol)->ops->clone(*pol, &cand))) break;
+        if (!(rc = init_gamma(d, o, summary, q, K, s, run.gamma))) rc = run_em(cand, d, o, s, &run, res, &best);
+        if (!rc) rc = finish_start(res, &run, s);
+        emdpo_policy_free(cand);
+    }
+    run_free(&run, d, o->max_iter);
+    emdpo_free(own_summary, (size_t)d->n_annot * q * sizeof(double));
+    if (rc) {
+        emdpo_policy_free(best);
+        emdpo_em_result_free(res);
+        return rc;
+    }
+    emdpo_policy_free(*pol);
+    *pol = best;
+    return EMDPO_OK;
+}

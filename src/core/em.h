@@ -1,0 +1,91 @@
+/* EM-DPO: latent annotator types by expectation-maximisation over any
+ * policy family behind the policy seam (src/policy.h). */
+#ifndef EMDPO_EM_H
+#define EMDPO_EM_H
+
+#include <stdint.h>
+
+#include "core/policy.h"
+
+/* Types beyond this are refused: EM with hundreds of latent types is not
+ * a use this library is built for, and fixed-size buffers stay small. */
+#define EMDPO_MAX_K 64
+
+typedef enum emdpo_init {
+    EMDPO_INIT_KMEANS = 0, /* k-means++ on per-annotator summaries, hard assignment */
+    EMDPO_INIT_RANDOM = 1  /* Dirichlet(1) responsibilities per annotator */
+} emdpo_init;
+
+typedef void (*emdpo_em_progress)(void *ud, int start, int iter, double loglik, const double *eta, int K);
+
+typedef struct emdpo_em_opts {
+    int max_iter;           /* EM iteration cap (default 500) */
+    double tol;             /* an iteration improves when the log-likelihood exceeds the start's
+                               best so far by more than tol * |loglik| (1e-8) */
+    int patience;           /* stop after patience + 1 iterations in a row that do not improve
+                               (0: at the first, right for the log-linear family's monotone EM;
+                               stochastic M-steps can fall and recover) */
+    int starts;             /* independent starts; the best log-likelihood wins (1) */
+    uint64_t seed;          /* start s uses RNG streams derived from (seed, s) */
+    emdpo_init init;
+    const double *summary;  /* (n_annot, q) annotator summaries for k-means; NULL: from features */
+    int q;
+    emdpo_em_progress progress; /* called after every E-step, may be NULL */
+    void *progress_ud;
+} emdpo_em_opts;
+
+void emdpo_em_opts_default(emdpo_em_opts *o);
+
+typedef struct emdpo_em_result {
+    int K;
+    int64_t n_annot;
+    double loglik;          /* observed-data log-likelihood at the returned parameters: the best
+                               iterate (E-step) over all iterations and starts */
+    int iterations;         /* M-steps the best start took after its initial one */
+    int best_iteration;     /* its E-step (0-based) that gave the returned parameters */
+    int converged;          /* the best start stopped by tol and patience, not the cap */
+    int best_start;
+    int mstep_unconverged;  /* M-steps whose solver stopped short of its tolerance */
+    double *eta;            /* (K) mixing weights; 0 for empty types */
+    double *gamma;          /* (n_annot, K) posterior type probabilities */
+    double *ll_annot;       /* (n_annot) log p(V_i) */
+    double *trace;          /* (n_trace) log-likelihood after each E-step of the best start, all of
+                               them (later ones may be lower than loglik) */
+    int n_trace;
+    unsigned char *empty;   /* (K) 1 where the type lost all its weight */
+    int n_empty;
+    double *start_loglik;   /* (starts) best log-likelihood of every start */
+    int starts;
+} emdpo_em_result;
+
+/* Fits K = (*pol)->K types. *pol is the starting policy (its parameters
+ * are where every start's first M-step begins); on success it is replaced
+ * by the policy of the best iterate over all starts (a clone taken when
+ * that iterate was reached). res is filled and must be released with
+ * emdpo_em_result_free. */
+int emdpo_em_fit(emdpo_policy **pol, const emdpo_data *d, const emdpo_em_opts *o, emdpo_em_result *res);
+void emdpo_em_result_free(emdpo_em_result *r);
+
+/* The E-step: from per-decision log-probabilities logp (n_dec, K) and
+ * log_eta (K; -INFINITY for empty types) computes gamma (n_annot, K),
+ * ll_annot (n_annot, may be NULL) and the total log-likelihood, summed in a
+ * fixed order. */
+int emdpo_em_estep(const emdpo_data *d, int K, const double *logp, const double *log_eta, double *gamma,
+                   double *ll_annot, double *loglik);
+/* The same from each annotator's sums annot_logp (n_annot, K) of log P_k
+ * over its decisions, what an M-step hands back: the same bits as
+ * emdpo_em_estep when those sums were added in decision order from 0. */
+int emdpo_em_estep_annot(int64_t n_annot, int K, const double *annot_logp, const double *log_eta, double *gamma,
+                         double *ll_annot, double *loglik);
+
+/* Default annotator summaries for k-means from item features: the mean
+ * over decisions of (chosen item - mean of the decision's items), each
+ * column standardised. out is (n_annot, p). */
+int emdpo_em_feature_summaries(const emdpo_data *d, double *out);
+
+/* Information criteria with npar free parameters; the sample size is the
+ * number of annotators. ICL = BIC + 2 * entropy of gamma. */
+void emdpo_em_criteria(double loglik, const double *gamma, int64_t n_annot, int K, int npar, double *aic,
+                       double *bic, double *icl);
+
+#endif

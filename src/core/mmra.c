@@ -1,0 +1,339 @@
+#include "core/mmra.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/threads.h"
+
+/* Default step: eta = HEDGE_ETA_SCALE / h with h = (max R - min R) / 2, the
+ * largest entry of R after the shift that Hedge cannot see (adding a
+ * constant to every payoff leaves both players' updates unchanged). By the
+ * RVU bound for optimistic Hedge (Rakhlin-Sridharan 2013; Syrgkanis et al.
+ * 2015) the players' summed regret stays at most (log rows + log cols) / eta
+ * whenever eta * h <= 1/2, so 1/2 is the largest constant step that keeps
+ * the O(1/T) gap guarantee: gap <= 2 h (log rows + log cols) / T. */
+#define HEDGE_ETA_SCALE 0.5
+
+/* Decisions summed serially into one partial; fixed, so that sums over
+ * decisions do not depend on the number of threads. */
+#define LOGLIN_BLOCK 256
+
+void emdpo_mmra_hedge_defaults(emdpo_mmra_hedge_opts *o) {
+    o->max_iter = 100000;
+    o->eta = 0.0;
+    o->rel_tol = 1e-4;
+}
+
+static void uniform(double *v, int n) {
+    for (int i = 0; i < n; i++) v[i] = 1.0 / n;
+}
+
+static void mat_vec(const double *R, int rows, int cols, const double *v, double *y) {
+    for (int i = 0; i < rows; i++) {
+        double s = 0.0;
+        for (int j = 0; j < cols; j++) s += R[(size_t)i * cols + j] * v[j];
+        y[i] = s;
+    }
+}
+
+static void mat_tvec(const double *R, int rows, int cols, const double *v, double *y) {
+    for (int j = 0; j < cols; j++) y[j] = 0.0;
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++) y[j] += R[(size_t)i * cols + j] * v[i];
+}
+
+/* One optimistic multiplicative-weights step kept in log space:
+ * lw += step * (2 g1 - g2), v = softmax(lw). Re-centring lw on its maximum
+ * keeps it bounded however long the run. */
+static void hedge_step(double *lw, double *v, int n, double step, const double *g1, const double *g2) {
+    double mx = -INFINITY, z = 0.0;
+    for (int i = 0; i < n; i++) {
+        lw[i] += step * (2.0 * g1[i] - g2[i]);
+        mx = fmax(mx, lw[i]);
+    }
+    for (int i = 0; i < n; i++) {
+        lw[i] -= mx;
+        v[i] = exp(lw[i]);
+        z += v[i];
+    }
+    for (int i = 0; i < n; i++) v[i] /= z;
+}
+
+static double vec_max(const double *v, int n) {
+    double m = v[0];
+    for (int i = 1; i < n; i++) m = fmax(m, v[i]);
+    return m;
+}
+
+static double vec_min(const double *v, int n) {
+    double m = v[0];
+    for (int i = 1; i < n; i++) m = fmin(m, v[i]);
+    return m;
+}
+
+static int all_finite(const double *v, int n) {
+    for (int i = 0; i < n; i++)
+        if (!isfinite(v[i])) return 0;
+    return 1;
+}
+
+static void scaled(const double *sum, int n, double inv, double *out) {
+    for (int i = 0; i < n; i++) out[i] = sum[i] * inv;
+}
+
+/* Range of the entries; INVALID_ARG when one is not finite or the range overflows. */
+static int entry_range(const double *R, size_t n, double *range) {
+    double lo = INFINITY, hi = -INFINITY;
+    for (size_t k = 0; k < n; k++) {
+        if (!isfinite(R[k])) return EMDPO_ERR_INVALID_ARG;
+        lo = fmin(lo, R[k]);
+        hi = fmax(hi, R[k]);
+    }
+    *range = hi - lo;
+    return isfinite(*range) ? EMDPO_OK : EMDPO_ERR_INVALID_ARG;
+}
+
+/* Scratch for one Hedge player: log-weights, current strategy, the last two
+ * payoff vectors, and running sums of strategies and of payoffs. */
+typedef struct hedge_player {
+    double *lw, *x, *g1, *g2, *sum_x, *sum_g;
+} hedge_player;
+
+static void player_init(hedge_player *pl, double *mem, int n) {
+    pl->lw = mem;
+    pl->x = mem + n;
+    pl->g1 = mem + 2 * (size_t)n;
+    pl->g2 = mem + 3 * (size_t)n;
+    pl->sum_x = mem + 4 * (size_t)n;
+    pl->sum_g = mem + 5 * (size_t)n;
+    memset(mem, 0, 6 * (size_t)n * sizeof(double));
+    uniform(pl->x, n);
+}
+
+/* Adds the round's strategy and payoff to the running sums: their averages
+ * are the returned strategy and, by linearity, its payoff vector. */
+static void player_record(hedge_player *pl, int n) {
+    for (int i = 0; i < n; i++) {
+        pl->sum_x[i] += pl->x[i];
+        pl->sum_g[i] += pl->g1[i];
+    }
+}
+
+static void swap_payoffs(hedge_player *pl) {
+    double *t = pl->g1;
+    pl->g1 = pl->g2;
+    pl->g2 = t;
+}
+
+int emdpo_mmra_hedge(const double *R, int rows, int cols, const emdpo_mmra_hedge_opts *o, double *w,
+                     double *p, emdpo_zerosum_result *res) {
+    emdpo_mmra_hedge_opts def;
+    if (!o) {
+        emdpo_mmra_hedge_defaults(&def);
+        o = &def;
+    }
+    if (rows < 1 || cols < 1 || o->max_iter < 1 || !isfinite(o->eta) || isnan(o->rel_tol))
+        return EMDPO_ERR_INVALID_ARG;
+    double range;
+    int rc = entry_range(R, (size_t)rows * cols, &range);
+    if (rc) return rc;
+    if (range == 0.0) { /* a constant game: every strategy is optimal */
+        uniform(w, cols);
+        uniform(p, rows);
+        emdpo_zerosum_eval(R, rows, cols, w, p, res);
+        res->iterations = 0;
+        return EMDPO_OK;
+    }
+    size_t n_mem = 6 * ((size_t)rows + cols);
+    double *mem = emdpo_malloc(n_mem * sizeof(double));
+    if (!mem) return EMDPO_ERR_NOMEM;
+    hedge_player mn, mx; /* the minimiser plays w (cols), the maximiser p (rows) */
+    player_init(&mn, mem, cols);
+    player_init(&mx, mem + 6 * (size_t)cols, rows);
+    double eta = o->eta > 0.0 ? o->eta : HEDGE_ETA_SCALE / (0.5 * range);
+    double tol = o->rel_tol * range;
+    /* Before round 1 both past payoffs are those of the uniform starts. */
+    mat_tvec(R, rows, cols, mx.x, mn.g1);
+    memcpy(mn.g2, mn.g1, (size_t)cols * sizeof(double));
+    mat_vec(R, rows, cols, mn.x, mx.g1);
+    memcpy(mx.g2, mx.g1, (size_t)rows * sizeof(double));
+    long t = 0;
+    while (t < o->max_iter) {
+        t++;
+        hedge_step(mn.lw, mn.x, cols, -eta, mn.g1, mn.g2);
+        hedge_step(mx.lw, mx.x, rows, eta, mx.g1, mx.g2);
+        swap_payoffs(&mn);
+        swap_payoffs(&mx);
+        mat_tvec(R, rows, cols, mx.x, mn.g1);
+        mat_vec(R, rows, cols, mn.x, mx.g1);
+        player_record(&mn, cols);
+        player_record(&mx, rows);
+        /* By linearity the summed payoffs give the averages' gap for free;
+         * confirm it exactly before stopping, since the sums carry rounding. */
+        if (tol >= 0.0 && vec_max(mx.sum_g, rows) - vec_min(mn.sum_g, cols) <= tol * (double)t) {
+            scaled(mn.sum_x, cols, 1.0 / (double)t, w);
+            scaled(mx.sum_x, rows, 1.0 / (double)t, p);
+            emdpo_zerosum_eval(R, rows, cols, w, p, res);
+            if (res->gap <= tol) break;
+        }
+    }
+    scaled(mn.sum_x, cols, 1.0 / (double)t, w);
+    scaled(mx.sum_x, rows, 1.0 / (double)t, p);
+    emdpo_zerosum_eval(R, rows, cols, w, p, res);
+    res->iterations = t;
+    emdpo_free(mem, n_mem * sizeof(double));
+    if (!all_finite(w, cols) || !all_finite(p, rows)) return EMDPO_ERR_NUMERIC; /* eta overflowed */
+    return tol >= 0.0 && res->gap > tol ? EMDPO_ERR_NOT_CONVERGED : EMDPO_OK;
+}
+
+void emdpo_mmra_regret_matrix(int K, const double *L, double *R) {
+    for (int j = 0; j < K; j++) R[j] = 0.0;
+    for (int k = 0; k < K; k++)
+        for (int j = 0; j < K; j++)
+            R[(size_t)(k + 1) * K + j] = L[(size_t)k * K + k] - L[(size_t)k * K + j];
+}
+
+void emdpo_mmra_mixture_regret(int K, const double *L, const double *w, double *regret) {
+    for (int a = 0; a < K; a++) {
+        double s = 0.0;
+        for (int b = 0; b < K; b++) s += w[b] * (L[(size_t)a * K + a] - L[(size_t)a * K + b]);
+        regret[a] = s;
+    }
+}
+
+int emdpo_mmra_ae(int K, const double *L, emdpo_game_solver solver, const emdpo_mmra_hedge_opts *o,
+                  double *w, emdpo_zerosum_result *res) {
+    if (K < 1 || (solver != EMDPO_GAME_HEDGE && solver != EMDPO_GAME_LP)) return EMDPO_ERR_INVALID_ARG;
+    size_t n_r = ((size_t)K + 1) * K;
+    double *R = emdpo_malloc(n_r * sizeof(double));
+    double *p = emdpo_malloc(((size_t)K + 1) * sizeof(double));
+    int rc = EMDPO_ERR_NOMEM;
+    if (R && p) {
+        emdpo_mmra_regret_matrix(K, L, R);
+        rc = solver == EMDPO_GAME_LP ? emdpo_zerosum_lp(R, K + 1, K, w, p, res)
+                                     : emdpo_mmra_hedge(R, K + 1, K, o, w, p, res);
+    }
+    emdpo_free(R, n_r * sizeof(double));
+    emdpo_free(p, ((size_t)K + 1) * sizeof(double));
+    return rc;
+}
+
+/* Adds decision dec's terms to V (M, M) and norm (M). s and pr are (M, n)
+ * scratch for the rewards theta_a . psi_y and the policies pi_a(y|C). */
+static void loglin_decision(const emdpo_data *d, int64_t dec, const double *theta, int M, double beta,
+                            double *s, double *pr, double *V, double *norm) {
+    int n = emdpo_dec_n_items(d, dec), P = d->p;
+    const double *x = d->x + (size_t)d->dec_item[dec] * P;
+    double log_n = log((double)n);
+    for (int a = 0; a < M; a++) {
+        const double *th = theta + (size_t)a * P;
+        double *sa = s + (size_t)a * n, *pa = pr + (size_t)a * n;
+        double mx = -INFINITY, z = 0.0;
+        for (int y = 0; y < n; y++) {
+            double r = 0.0;
+            for (int k = 0; k < P; k++) r += th[k] * x[(size_t)y * P + k];
+            sa[y] = r;
+            mx = fmax(mx, r / beta);
+        }
+        for (int y = 0; y < n; y++) {
+            pa[y] = exp(sa[y] / beta - mx);
+            z += pa[y];
+        }
+        for (int y = 0; y < n; y++) pa[y] /= z;
+        norm[a] += beta * (mx + log(z) - log_n);
+    }
+    for (int a = 0; a < M; a++)
+        for (int b = 0; b < M; b++) {
+            const double *sa = s + (size_t)a * n, *pb = pr + (size_t)b * n;
+            double e = 0.0;
+            for (int y = 0; y < n; y++) e += pb[y] * sa[y];
+            V[(size_t)a * M + b] += e;
+        }
+}
+
+/* Per-block partial sums (n_blocks, M*M + M): V's terms, then norm's. */
+static void loglin_blocks(const emdpo_data *d, const double *theta, int M, double beta, int64_t n_blocks,
+                          size_t stride, double *partial, double *scratch, size_t scratch_per_thread) {
+    int64_t bk;
+#pragma omp parallel for schedule(dynamic) if ((double)d->n_items * M >= EMDPO_PAR_MIN_WORK)
+    for (bk = 0; bk < n_blocks; bk++) {
+        double *part = partial + (size_t)bk * stride;
+        double *s = scratch + (size_t)emdpo_thread_num() * scratch_per_thread;
+        double *pr = s + scratch_per_thread / 2;
+        memset(part, 0, stride * sizeof(double));
+        int64_t end = (bk + 1) * LOGLIN_BLOCK < d->n_dec ? (bk + 1) * LOGLIN_BLOCK : d->n_dec;
+        for (int64_t dec = bk * LOGLIN_BLOCK; dec < end; dec++)
+            loglin_decision(d, dec, theta, M, beta, s, pr, part, part + (size_t)M * M);
+    }
+}
+
+int emdpo_mmra_loglin_cross(const emdpo_data *d, const double *theta, int M, double beta, double *V,
+                            double *norm) {
+    if (!d || M < 1 || !(beta > 0.0) || !isfinite(beta) || d->n_dec < 1) return EMDPO_ERR_INVALID_ARG;
+    if (d->p == 0) return EMDPO_ERR_UNSUPPORTED;
+    int max_n = 0;
+    for (int64_t dec = 0; dec < d->n_dec; dec++)
+        if (emdpo_dec_n_items(d, dec) > max_n) max_n = emdpo_dec_n_items(d, dec);
+    int n_threads = emdpo_max_threads();
+    int64_t n_blocks = (d->n_dec + LOGLIN_BLOCK - 1) / LOGLIN_BLOCK;
+    size_t mm = (size_t)M * M, stride = mm + (size_t)M;
+    size_t per_thread = 2 * (size_t)M * (size_t)max_n;
+    if ((size_t)n_blocks > SIZE_MAX / sizeof(double) / stride ||
+        (size_t)n_threads > SIZE_MAX / sizeof(double) / per_thread)
+        return EMDPO_ERR_LIMIT;
+    double *partial = emdpo_malloc((size_t)n_blocks * stride * sizeof(double));
+    double *scratch = emdpo_malloc((size_t)n_threads * per_thread * sizeof(double));
+    int rc = EMDPO_ERR_NOMEM;
+    if (partial && scratch) {
+        loglin_blocks(d, theta, M, beta, n_blocks, stride, partial, scratch, per_thread);
+        /* Blocks are added in order, serially: the thread count cannot show. */
+        double inv = 1.0 / (double)d->n_dec;
+        rc = EMDPO_OK;
+        for (size_t k = 0; k < stride; k++) {
+            double acc = 0.0;
+            for (int64_t bk = 0; bk < n_blocks; bk++) acc += partial[(size_t)bk * stride + k];
+            acc *= inv;
+            if (!isfinite(acc)) rc = EMDPO_ERR_NUMERIC;
+            if (k < mm) V[k] = acc;
+            else if (norm) norm[k - mm] = acc;
+        }
+    }
+    emdpo_free(partial, (size_t)n_blocks * stride * sizeof(double));
+    emdpo_free(scratch, (size_t)n_threads * per_thread * sizeof(double));
+    return rc;
+}
+
+int emdpo_mmra_loglin_L(const emdpo_data *d, const double *theta, int K, double beta, double *L) {
+    if (K < 1) return EMDPO_ERR_INVALID_ARG;
+    double *norm = emdpo_malloc((size_t)K * sizeof(double));
+    if (!norm) return EMDPO_ERR_NOMEM;
+    int rc = emdpo_mmra_loglin_cross(d, theta, K, beta, L, norm);
+    if (rc == EMDPO_OK)
+        for (int a = 0; a < K; a++)
+            for (int b = 0; b < K; b++) L[(size_t)a * K + b] -= norm[a];
+    emdpo_free(norm, (size_t)K * sizeof(double));
+    return rc;
+}
+
+int emdpo_mmra_loglin_regret(const emdpo_data *d, const double *theta, int K, double beta,
+                             const double *theta_pi, double *regret) {
+    if (!d || K < 1) return EMDPO_ERR_INVALID_ARG;
+    if (d->p == 0) return EMDPO_ERR_UNSUPPORTED;
+    /* The K types and pi as one stack of K+1 policies; pi is the last. */
+    size_t P = (size_t)d->p, M = (size_t)K + 1;
+    double *stack = emdpo_malloc(M * P * sizeof(double));
+    double *V = emdpo_malloc(M * M * sizeof(double));
+    int rc = EMDPO_ERR_NOMEM;
+    if (stack && V) {
+        memcpy(stack, theta, (size_t)K * P * sizeof(double));
+        memcpy(stack + (size_t)K * P, theta_pi, P * sizeof(double));
+        rc = emdpo_mmra_loglin_cross(d, stack, K + 1, beta, V, NULL);
+        if (rc == EMDPO_OK)
+            for (int a = 0; a < K; a++) regret[a] = V[(size_t)a * M + a] - V[(size_t)a * M + (size_t)K];
+    }
+    emdpo_free(stack, M * P * sizeof(double));
+    emdpo_free(V, M * M * sizeof(double));
+    return rc;
+}

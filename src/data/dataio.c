@@ -1,0 +1,90 @@
+/* emdpo_data_read / emdpo_data_write: format choice and file handling
+ * around the per-format code (readers.h). */
+#include <ctype.h>
+#include <errno.h>
+#include <string.h>
+
+#include "base/afile.h"
+#include "base/diag.h"
+#include "data/readers.h"
+
+static int ends_with_nocase(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    if (n < k) return 0;
+    for (size_t i = 0; i < k; i++)
+        if (tolower((unsigned char)s[n - k + i]) != suffix[i]) return 0;
+    return 1;
+}
+
+static int resolve_format(const char *path, emdpo_format fmt, emdpo_format *out, emdpo_diag *diag) {
+    if (fmt == EMDPO_FORMAT_JSONL || fmt == EMDPO_FORMAT_CSV) {
+        *out = fmt;
+        return EMDPO_OK;
+    }
+    if (fmt != EMDPO_FORMAT_AUTO) {
+        emdpo_diag_set(diag, 0, "unknown data format %d", (int)fmt);
+        return EMDPO_ERR_INVALID_ARG;
+    }
+    if (ends_with_nocase(path, ".jsonl") || ends_with_nocase(path, ".json")) {
+        *out = EMDPO_FORMAT_JSONL;
+    } else if (ends_with_nocase(path, ".csv")) {
+        *out = EMDPO_FORMAT_CSV;
+    } else {
+        emdpo_diag_set(diag, 0, "cannot tell the data format from the file name (use .jsonl, .json or .csv)");
+        return EMDPO_ERR_UNSUPPORTED;
+    }
+    return EMDPO_OK;
+}
+
+int emdpo_data_read(const char *path, emdpo_format fmt, emdpo_data **out, emdpo_diag *diag) {
+    emdpo_diag scratch;
+    if (!diag) diag = &scratch;
+    emdpo_diag_reset(diag, path);
+    if (!out) return EMDPO_ERR_INVALID_ARG;
+    *out = NULL;
+    if (!path) return EMDPO_ERR_INVALID_ARG;
+    emdpo_format f;
+    int rc = resolve_format(path, fmt, &f, diag);
+    if (rc) return rc;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot open: %s", strerror(errno));
+    long line = 0;
+    if (f == EMDPO_FORMAT_JSONL) {
+        emdpo_lines lr = {0};
+        lr.fp = fp;
+        rc = emdpo_read_jsonl(&lr, out, diag);
+        line = lr.lineno;
+        emdpo_lines_free(&lr);
+    } else {
+        rc = emdpo_read_csv(fp, out, &line, diag);
+    }
+    if (rc == EMDPO_ERR_NOMEM) emdpo_diag_set(diag, line, "out of memory");
+    if (rc == EMDPO_ERR_IO) emdpo_diag_set(diag, line, "read error: %s", strerror(errno));
+    fclose(fp);
+    return rc;
+}
+
+int emdpo_data_write(const emdpo_data *d, const char *path, emdpo_format fmt, emdpo_diag *diag) {
+    emdpo_diag scratch;
+    if (!diag) diag = &scratch;
+    emdpo_diag_reset(diag, path);
+    if (!d || !path) return EMDPO_ERR_INVALID_ARG;
+    emdpo_format f;
+    int rc = resolve_format(path, fmt, &f, diag);
+    if (rc || (f == EMDPO_FORMAT_CSV && (rc = emdpo_csv_check_writable(d, diag)))) return rc;
+    emdpo_afile af;
+    if ((rc = emdpo_afile_open(&af, path))) {
+        if (rc == EMDPO_ERR_IO) emdpo_diag_set(diag, 0, "cannot create: %s", strerror(errno));
+        else emdpo_diag_set(diag, 0, "path is too long");
+        return rc;
+    }
+    if (f == EMDPO_FORMAT_JSONL) rc = emdpo_write_jsonl(d, af.fp, diag);
+    else emdpo_write_csv(d, af.fp);
+    if (rc == EMDPO_ERR_IO) emdpo_diag_set(diag, 0, "write failed: %s", strerror(errno));
+    if (rc) {
+        emdpo_afile_abort(&af);
+        return rc;
+    }
+    if ((rc = emdpo_afile_commit(&af))) emdpo_diag_set(diag, 0, "write failed: %s", strerror(errno));
+    return rc;
+}

@@ -1,0 +1,238 @@
+/* JSONL preference data: one decision per line (TRL's prompt/chosen/rejected
+ * names, extended with annotator, group, lists of rejected responses and
+ * rankings). See DESIGN.md, "Data formats". */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/diag.h"
+#include "base/json.h"
+#include "data/readers.h"
+
+typedef struct jsonl_reader {
+    emdpo_diag *diag;
+    long line;
+    emdpo_json_doc *doc;
+    emdpo_builder *b; /* created by the first response, which fixes p */
+    int p;            /* -1 until known; 0 for text data */
+    long kind_line;   /* the line whose responses fixed p */
+    const emdpo_json **items; /* the current decision, in preference order */
+    size_t n_items, items_cap;
+    double *x;
+    size_t x_cap;
+    const char **texts;
+    size_t texts_cap;
+    char annot_buf[32], group_buf[32]; /* ids spelled from integers or line numbers */
+} jsonl_reader;
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static int bad(jsonl_reader *r, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    emdpo_diag_vset(r->diag, r->line, fmt, ap);
+    va_end(ap);
+    return EMDPO_ERR_PARSE;
+}
+
+static int string_has_nul(const emdpo_json *v) { return strlen(v->u.str) != v->len; }
+
+/* An id field: a non-empty string, or an integer spelled in decimal into buf.
+ * *out is NULL when the key is absent or null. */
+static int get_id(jsonl_reader *r, const emdpo_json *obj, const char *key, char *buf, size_t size,
+                  const char **out) {
+    const emdpo_json *v = emdpo_json_get(obj, key);
+    *out = NULL;
+    if (!v || v->type == EMDPO_JSON_NULL) return EMDPO_OK;
+    if (v->type == EMDPO_JSON_NUMBER && v->is_int) {
+        snprintf(buf, size, "%" PRId64, v->inum);
+        *out = buf;
+        return EMDPO_OK;
+    }
+    if (v->type != EMDPO_JSON_STRING)
+        return bad(r, "\"%s\" must be a string or an integer, not %s", key,
+                   v->type == EMDPO_JSON_NUMBER ? "a non-integer or out-of-range number"
+                                                : emdpo_json_type_name(v->type));
+    if (v->len == 0) return bad(r, "\"%s\" is an empty string", key);
+    if (string_has_nul(v)) return bad(r, "\"%s\" contains a \\u0000 character", key);
+    *out = v->u.str;
+    return EMDPO_OK;
+}
+
+static int get_prompt(jsonl_reader *r, const emdpo_json *obj, const char **out) {
+    const emdpo_json *v = emdpo_json_get(obj, "prompt");
+    *out = NULL;
+    if (!v || v->type == EMDPO_JSON_NULL) return EMDPO_OK;
+    if (v->type != EMDPO_JSON_STRING)
+        return bad(r, "\"prompt\" must be a string, not %s", emdpo_json_type_name(v->type));
+    if (string_has_nul(v)) return bad(r, "\"prompt\" contains a \\u0000 character");
+    *out = v->u.str;
+    return EMDPO_OK;
+}
+
+static int push_item(jsonl_reader *r, const emdpo_json *v) {
+    if (emdpo_grow((void **)&r->items, &r->items_cap, r->n_items + 1, sizeof *r->items))
+        return EMDPO_ERR_NOMEM;
+    r->items[r->n_items++] = v;
+    return EMDPO_OK;
+}
+
+/* A single response or a non-empty list of them. */
+static int push_rejected(jsonl_reader *r, const emdpo_json *rej) {
+    if (rej->type != EMDPO_JSON_ARRAY) return push_item(r, rej);
+    if (rej->len == 0) return bad(r, "\"rejected\" is an empty list");
+    for (size_t k = 0; k < rej->len; k++) {
+        int rc = push_item(r, &rej->u.elems[k]);
+        if (rc) return rc;
+    }
+    return EMDPO_OK;
+}
+
+/* Gathers the responses in preference order and the number of sequential
+ * choices they encode. */
+static int collect_items(jsonl_reader *r, const emdpo_json *obj, int *stages) {
+    const emdpo_json *chosen = emdpo_json_get(obj, "chosen");
+    const emdpo_json *ranking = emdpo_json_get(obj, "ranking");
+    const emdpo_json *rejected = emdpo_json_get(obj, "rejected");
+    int rc;
+    r->n_items = 0;
+    if (chosen && ranking) return bad(r, "\"chosen\" and \"ranking\" cannot both be given");
+    if (chosen) {
+        if (chosen->type == EMDPO_JSON_ARRAY) return bad(r, "\"chosen\" must be one response, not a list");
+        if (!rejected) return bad(r, "missing field \"rejected\"");
+        if ((rc = push_item(r, chosen))) return rc;
+        *stages = 1;
+    } else if (ranking) {
+        if (ranking->type != EMDPO_JSON_ARRAY)
+            return bad(r, "\"ranking\" must be a list, not %s", emdpo_json_type_name(ranking->type));
+        if (ranking->len == 0) return bad(r, "\"ranking\" is an empty list");
+        if (ranking->len == 1 && !rejected) return bad(r, "\"ranking\" needs at least two responses");
+        for (size_t k = 0; k < ranking->len; k++)
+            if ((rc = push_item(r, &ranking->u.elems[k]))) return rc;
+        if (ranking->len > INT32_MAX) return bad(r, "too many responses");
+        *stages = (int)ranking->len - (rejected ? 0 : 1);
+    } else {
+        return bad(r, "missing field \"chosen\" (or \"ranking\")");
+    }
+    if (rejected && (rc = push_rejected(r, rejected))) return rc;
+    if (r->n_items > INT32_MAX) return bad(r, "too many responses");
+    return EMDPO_OK;
+}
+
+/* The first response of the file decides between text and features. */
+static int check_kind(jsonl_reader *r, size_t k, size_t p) {
+    if (r->p < 0) {
+        if (p > INT32_MAX) return bad(r, "too many features");
+        int rc = emdpo_builder_create((int)p, &r->b);
+        if (rc) return rc;
+        r->p = (int)p;
+        r->kind_line = r->line;
+        return EMDPO_OK;
+    }
+    if ((size_t)r->p == p) return EMDPO_OK;
+    if (p == 0)
+        return bad(r, "item %zu is text, but the responses on line %ld have features", k + 1, r->kind_line);
+    if (r->p == 0)
+        return bad(r, "item %zu has features, but the responses on line %ld are text", k + 1, r->kind_line);
+    return bad(r, "item %zu has %zu features, expected %d (as on line %ld)", k + 1, p, r->p, r->kind_line);
+}
+
+/* Item k (0-based) as features (into r->x) and/or text (into r->texts). */
+static int read_item(jsonl_reader *r, size_t k, int *has_text) {
+    const emdpo_json *v = r->items[k];
+    const emdpo_json *feats = NULL, *text = NULL;
+    if (v->type == EMDPO_JSON_STRING) {
+        text = v;
+    } else if (v->type == EMDPO_JSON_OBJECT) {
+        feats = emdpo_json_get(v, "features");
+        text = emdpo_json_get(v, "text");
+        if (!feats || feats->type != EMDPO_JSON_ARRAY)
+            return bad(r, "item %zu has no \"features\" list", k + 1);
+        if (feats->len == 0)
+            return bad(r, "item %zu has an empty \"features\" list", k + 1);
+        if (text && text->type == EMDPO_JSON_NULL) text = NULL;
+    } else {
+        return bad(r, "item %zu must be a string or an object with \"features\", not %s", k + 1,
+                   emdpo_json_type_name(v->type));
+    }
+    if (text && (text->type != EMDPO_JSON_STRING || string_has_nul(text)))
+        return bad(r, "the text of item %zu must be a string without \\u0000", k + 1);
+    int rc = check_kind(r, k, feats ? feats->len : 0);
+    if (rc) return rc;
+    size_t p = (size_t)r->p;
+    if (p && (r->n_items > SIZE_MAX / sizeof(double) / p ||
+              emdpo_grow((void **)&r->x, &r->x_cap, r->n_items * p, sizeof(double))))
+        return EMDPO_ERR_NOMEM;
+    r->texts[k] = text ? text->u.str : NULL;
+    if (text) *has_text = 1;
+    for (size_t j = 0; feats && j < feats->len; j++) {
+        if (feats->u.elems[j].type != EMDPO_JSON_NUMBER)
+            return bad(r, "feature %zu of item %zu is not a finite number", j + 1, k + 1);
+        r->x[k * p + j] = feats->u.elems[j].num;
+    }
+    return EMDPO_OK;
+}
+
+static int read_decision(jsonl_reader *r, const emdpo_json *obj) {
+    const char *annot, *group, *prompt;
+    int stages = 0, rc;
+    if ((rc = get_id(r, obj, "annotator", r->annot_buf, sizeof r->annot_buf, &annot)) ||
+        (rc = get_id(r, obj, "group", r->group_buf, sizeof r->group_buf, &group)) ||
+        (rc = get_prompt(r, obj, &prompt)) || (rc = collect_items(r, obj, &stages)))
+        return rc;
+    if (!annot) {
+        snprintf(r->annot_buf, sizeof r->annot_buf, "line%ld", r->line);
+        annot = r->annot_buf;
+    }
+    size_t n = r->n_items;
+    if (emdpo_grow((void **)&r->texts, &r->texts_cap, n, sizeof *r->texts)) return EMDPO_ERR_NOMEM;
+    int has_text = 0;
+    for (size_t k = 0; k < n; k++)
+        if ((rc = read_item(r, k, &has_text))) return rc;
+    rc = emdpo_builder_add(r->b, annot, group, prompt, (int)n, stages, r->p ? r->x : NULL,
+                           has_text ? r->texts : NULL);
+    if (rc == EMDPO_ERR_PARSE) emdpo_diag_group_conflict(r->diag, r->line, annot, group);
+    return rc;
+}
+
+static int read_line(jsonl_reader *r, const char *text, size_t len) {
+    const emdpo_json *root;
+    emdpo_json_error jerr;
+    int rc = emdpo_json_parse(r->doc, text, len, &root, &jerr);
+    if (rc == EMDPO_ERR_PARSE)
+        return bad(r, "line is not valid JSON: %s at column %zu", jerr.msg, jerr.offset + 1);
+    if (rc) return rc;
+    if (root->type != EMDPO_JSON_OBJECT)
+        return bad(r, "line is a JSON %s, expected an object", emdpo_json_type_name(root->type));
+    return read_decision(r, root);
+}
+
+static void reader_free(jsonl_reader *r) {
+    emdpo_json_doc_free(r->doc);
+    emdpo_builder_free(r->b);
+    emdpo_free((void *)r->items, r->items_cap * sizeof *r->items);
+    emdpo_free(r->x, r->x_cap * sizeof *r->x);
+    emdpo_free((void *)r->texts, r->texts_cap * sizeof *r->texts);
+}
+
+int emdpo_read_jsonl(emdpo_lines *lr, emdpo_data **out, emdpo_diag *diag) {
+    jsonl_reader r = {.diag = diag, .p = -1};
+    int rc = emdpo_json_doc_create(&r.doc), got = 1;
+    while (!rc && !(rc = emdpo_lines_next(lr, &got)) && got) {
+        r.line = lr->lineno;
+        if (!emdpo_line_is_blank(lr->buf, lr->len)) rc = read_line(&r, lr->buf, lr->len);
+    }
+    if (!rc && !r.b) {
+        emdpo_diag_set(diag, 0, "no decisions in file");
+        rc = EMDPO_ERR_PARSE;
+    }
+    if (!rc) {
+        rc = emdpo_builder_finish(r.b, out);
+        r.b = NULL;
+    }
+    reader_free(&r);
+    return rc;
+}

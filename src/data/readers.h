@@ -1,0 +1,29 @@
+/* The per-format readers and writers behind emdpo_data_read and
+ * emdpo_data_write (dataio.c). Readers fill diag's line and message for
+ * EMDPO_ERR_PARSE only (the file name is already set); dataio.c describes
+ * EMDPO_ERR_IO and EMDPO_ERR_NOMEM itself. */
+#ifndef EMDPO_READERS_H
+#define EMDPO_READERS_H
+
+#include <stdio.h>
+
+#include "base/lines.h"
+#include "data/data.h"
+
+/* JSONL, one decision per line (read_jsonl.c). */
+int emdpo_read_jsonl(emdpo_lines *lr, emdpo_data **out, emdpo_diag *diag);
+/* Long CSV, one row per shown alternative (read_csv.c); *line gets the
+ * line reached, for dataio.c's own messages. */
+int emdpo_read_csv(FILE *fp, emdpo_data **out, long *line, emdpo_diag *diag);
+
+/* Writers leave stream errors for the caller to find when it commits the
+ * file. The JSONL writer refuses data it cannot represent (invalid UTF-8,
+ * non-finite features, items with neither features nor text) with
+ * EMDPO_ERR_INVALID_ARG or EMDPO_ERR_UNSUPPORTED and diag->msg set. */
+int emdpo_write_jsonl(const emdpo_data *d, FILE *fp, emdpo_diag *diag);
+/* Checks, before any file is created, that d fits the long CSV layout; the
+ * CSV writer then cannot fail on content. */
+int emdpo_csv_check_writable(const emdpo_data *d, emdpo_diag *diag);
+void emdpo_write_csv(const emdpo_data *d, FILE *fp);
+
+#endif

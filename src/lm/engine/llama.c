@@ -1,0 +1,119 @@
+#include "lm/engine/llama.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/rng.h"
+#include "emdpo.h"
+
+/* a * b into *r, or 0 when it overflows size_t. */
+static int mul_ok(size_t a, size_t b, size_t *r) {
+    if (a && b > SIZE_MAX / a) return 0;
+    *r = a * b;
+    return 1;
+}
+
+/* The sizes with overflow checks; 0 when some product or the total does not
+ * fit (with a margin: every byte count, float count times 4, must fit too). */
+static int sizes_checked(const emdpo_llama_config *c, size_t s[EMDPO_LLAMA_N_TENSORS], size_t *total) {
+    size_t V = (size_t)c->vocab_size, C = (size_t)c->dim, H = (size_t)c->hidden_dim;
+    size_t L = (size_t)c->n_layers, kvd = (size_t)c->n_kv_heads * (C / (size_t)c->n_heads);
+    size_t CC, kvC, HC;
+    if (!mul_ok(C, C, &CC) || !mul_ok(kvd, C, &kvC) || !mul_ok(H, C, &HC)) return 0;
+    if (!mul_ok(V, C, &s[0]) || !mul_ok(L, C, &s[1]) || !mul_ok(L, CC, &s[2]) || !mul_ok(L, kvC, &s[3]))
+        return 0;
+    s[4] = s[3];
+    s[5] = s[2];
+    s[6] = s[1];
+    if (!mul_ok(L, HC, &s[7])) return 0;
+    s[8] = s[7];
+    s[9] = s[7];
+    s[10] = C;
+    s[11] = c->tied ? 0 : s[0];
+    size_t t = 0;
+    for (int i = 0; i < EMDPO_LLAMA_N_TENSORS; i++) {
+        if (s[i] > SIZE_MAX / 8 - t) return 0;
+        t += s[i];
+    }
+    *total = t;
+    return 1;
+}
+
+int emdpo_llama_config_check(const emdpo_llama_config *c) {
+    if (!c || c->dim <= 0 || c->hidden_dim <= 0 || c->n_layers <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 ||
+        c->vocab_size <= 0 || c->max_seq_len <= 0)
+        return EMDPO_ERR_INVALID_ARG;
+    if (c->dim % c->n_heads || c->n_heads % c->n_kv_heads || (c->dim / c->n_heads) % 2) return EMDPO_ERR_INVALID_ARG;
+    if (c->tied != 0 && c->tied != 1) return EMDPO_ERR_INVALID_ARG;
+    if (!(c->norm_eps > 0.0f) || !isfinite(c->norm_eps) || !(c->rope_theta > 0.0f) || !isfinite(c->rope_theta))
+        return EMDPO_ERR_INVALID_ARG;
+    size_t s[EMDPO_LLAMA_N_TENSORS], total;
+    return sizes_checked(c, s, &total) ? EMDPO_OK : EMDPO_ERR_INVALID_ARG;
+}
+
+void emdpo_llama_tensor_sizes(const emdpo_llama_config *c, size_t sizes[EMDPO_LLAMA_N_TENSORS]) {
+    size_t total;
+    sizes_checked(c, sizes, &total);
+}
+
+size_t emdpo_llama_num_params(const emdpo_llama_config *c) {
+    size_t s[EMDPO_LLAMA_N_TENSORS], total = 0;
+    sizes_checked(c, s, &total);
+    return total;
+}
+
+void emdpo_llama_point_params(const emdpo_llama_config *c, float *buf, emdpo_llama_params *p) {
+    size_t s[EMDPO_LLAMA_N_TENSORS];
+    emdpo_llama_tensor_sizes(c, s);
+    float **ptrs[EMDPO_LLAMA_N_TENSORS] = {&p->tok_emb, &p->rms_att, &p->wq,  &p->wk,        &p->wv,     &p->wo,
+                                           &p->rms_ffn, &p->w1,      &p->w2,  &p->w3,        &p->rms_final, &p->lm_head};
+    for (int i = 0; i < EMDPO_LLAMA_N_TENSORS; i++) {
+        *ptrs[i] = buf;
+        buf += s[i];
+    }
+    if (c->tied) p->lm_head = p->tok_emb;
+}
+
+int emdpo_llama_create(const emdpo_llama_config *c, emdpo_llama **out) {
+    *out = NULL;
+    int rc = emdpo_llama_config_check(c);
+    if (rc) return rc;
+    emdpo_llama *m = emdpo_calloc(1, sizeof *m);
+    if (!m) return EMDPO_ERR_NOMEM;
+    m->config = *c;
+    m->num_params = emdpo_llama_num_params(c);
+    m->param_buf = emdpo_calloc(m->num_params, sizeof(float));
+    if (!m->param_buf) {
+        emdpo_free(m, sizeof *m);
+        return EMDPO_ERR_NOMEM;
+    }
+    emdpo_llama_point_params(c, m->param_buf, &m->params);
+    *out = m;
+    return EMDPO_OK;
+}
+
+void emdpo_llama_free(emdpo_llama *m) {
+    if (!m) return;
+    emdpo_free(m->param_buf, m->num_params * sizeof(float));
+    emdpo_free(m, sizeof *m);
+}
+
+void emdpo_llama_init(emdpo_llama *m, uint64_t seed) {
+    const emdpo_llama_config *c = &m->config;
+    size_t s[EMDPO_LLAMA_N_TENSORS];
+    emdpo_llama_tensor_sizes(c, s);
+    float *w = m->param_buf;
+    double resid = 0.02 / sqrt(2.0 * c->n_layers);
+    for (int t = 0; t < EMDPO_LLAMA_N_TENSORS; t++) {
+        int is_norm = t == 1 || t == 6 || t == 10;
+        double sd = t == 5 || t == 8 ? resid : 0.02;
+        /* One stream per tensor: a tensor's values do not depend on the
+         * sizes of the tensors before it. */
+        emdpo_rng r;
+        emdpo_rng_seed(&r, seed, (uint64_t)t);
+        for (size_t i = 0; i < s[t]; i++) w[i] = is_norm ? 1.0f : (float)(sd * emdpo_rng_normal(&r));
+        w += s[t];
+    }
+}

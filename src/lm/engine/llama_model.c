@@ -1,0 +1,753 @@
+#include "lm/engine/llama_model.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "base/alloc.h"
+#include "base/threads.h"
+#include "emdpo.h"
+#include "lm/engine/gemm.h"
+#include "lm/engine/llama_ops.h"
+
+/* Hands out consecutive pieces of one buffer. Run once with base NULL to
+ * count (with overflow checks), then again over the allocation. */
+typedef struct carve {
+    float *base;
+    size_t used;
+    int overflow;
+} carve;
+
+static float *take(carve *cv, size_t a, size_t b) {
+    if (cv->overflow || (a && b > SIZE_MAX / 8 / a) || a * b > SIZE_MAX / 8 - cv->used) {
+        cv->overflow = 1;
+        return NULL;
+    }
+    float *p = cv->base ? cv->base + cv->used : NULL;
+    cv->used += a * b;
+    return p;
+}
+
+static int same_config(const emdpo_llama_config *x, const emdpo_llama_config *y) {
+    return x->dim == y->dim && x->hidden_dim == y->hidden_dim && x->n_layers == y->n_layers &&
+           x->n_heads == y->n_heads && x->n_kv_heads == y->n_kv_heads && x->vocab_size == y->vocab_size &&
+           x->max_seq_len == y->max_seq_len && x->tied == y->tied && x->norm_eps == y->norm_eps &&
+           x->rope_theta == y->rope_theta;
+}
+
+static void acts_layout(emdpo_llama_acts *a, carve *cv) {
+    const emdpo_llama_config *c = &a->config;
+    size_t N = (size_t)a->max_B * a->max_T, C = (size_t)c->dim, H = (size_t)c->hidden_dim, T = (size_t)a->max_T;
+    size_t V = (size_t)c->vocab_size, hs = C / (size_t)c->n_heads, kvd = (size_t)c->n_kv_heads * hs;
+    size_t LN = (a->training ? (size_t)c->n_layers : 1) * N; /* L and N are each checked below through take() */
+    a->encoded = a->training ? take(cv, N, C) : NULL;
+    a->ln1 = take(cv, LN, C);
+    a->ln1_rstd = take(cv, LN, 1);
+    a->q = take(cv, LN, C);
+    a->k = take(cv, LN, kvd);
+    a->v = take(cv, LN, kvd);
+    a->att = take(cv, LN, (size_t)c->n_heads * T);
+    a->atty = take(cv, LN, C);
+    a->res2 = a->training ? take(cv, LN, C) : NULL;
+    a->ln2 = take(cv, LN, C);
+    a->ln2_rstd = take(cv, LN, 1);
+    a->h1 = take(cv, LN, H);
+    a->h3 = take(cv, LN, H);
+    a->hg = take(cv, LN, H);
+    a->res3 = take(cv, LN, C);
+    a->lnf = take(cv, N, C);
+    a->lnf_rstd = take(cv, N, 1);
+    a->logits = take(cv, N, V);
+    a->lse = take(cv, N, 1);
+    a->logp = take(cv, N, 1);
+    a->rope_cos = take(cv, T, hs / 2);
+    a->rope_sin = take(cv, T, hs / 2);
+    if (!a->training) return;
+    a->dres = take(cv, 3 * N, C);
+    a->dres2 = take(cv, 2 * N, C);
+    a->dq = take(cv, 2 * N, C);
+    a->dk = take(cv, 2 * N, kvd);
+    a->dv = take(cv, 2 * N, kvd);
+    a->dh1 = take(cv, 2 * N, H);
+    a->dh3 = take(cv, 2 * N, H);
+    a->dhg = take(cv, N, H);
+    a->dx = take(cv, N, C);
+    a->datt = take(cv, N, T);
+    a->dnorm = take(cv, (size_t)a->max_B, (2 * (size_t)c->n_layers + 1) * C);
+    a->dlogits = take(cv, N, V);
+}
+
+static int kernel_buffers(emdpo_llama_acts *a);
+
+int emdpo_llama_acts_create(const emdpo_llama_config *c, int max_B, int max_T, int training, emdpo_llama_acts **out) {
+    *out = NULL;
+    int rc = emdpo_llama_config_check(c);
+    if (rc) return rc;
+    if (max_B < 1 || max_T < 1 || max_T > c->max_seq_len) return EMDPO_ERR_INVALID_ARG;
+    /* sgemm takes the row count B*T as an int */
+    if (max_B > INT_MAX / max_T || (size_t)c->n_layers * (size_t)max_B * max_T > SIZE_MAX / 8) return EMDPO_ERR_LIMIT;
+    emdpo_llama_acts *a = emdpo_calloc(1, sizeof *a);
+    if (!a) return EMDPO_ERR_NOMEM;
+    a->config = *c;
+    a->max_B = max_B;
+    a->max_T = max_T;
+    a->training = training != 0;
+    carve cv = {NULL, 0, 0};
+    acts_layout(a, &cv);
+    size_t N = (size_t)max_B * max_T;
+    if (cv.overflow || N > (SIZE_MAX / sizeof(int) - max_B) / 2) {
+        emdpo_free(a, sizeof *a);
+        return EMDPO_ERR_LIMIT;
+    }
+    a->buf_n = cv.used;
+    a->ibuf_n = 2 * N + (size_t)max_B;
+    a->buf = emdpo_malloc(a->buf_n * sizeof(float));
+    a->ibuf = emdpo_malloc(a->ibuf_n * sizeof(int));
+    if (!a->buf || !a->ibuf) {
+        emdpo_llama_acts_free(a);
+        return EMDPO_ERR_NOMEM;
+    }
+    cv = (carve){a->buf, 0, 0};
+    acts_layout(a, &cv);
+    a->tokens = a->ibuf;
+    a->targets = a->ibuf + N;
+    a->lens = a->ibuf + 2 * N;
+    rc = kernel_buffers(a);
+    if (rc) {
+        emdpo_llama_acts_free(a);
+        return rc;
+    }
+    *out = a;
+    return EMDPO_OK;
+}
+
+void emdpo_llama_acts_free(emdpo_llama_acts *a) {
+    if (!a) return;
+    emdpo_free(a->buf, a->buf_n * sizeof(float));
+    emdpo_free(a->ibuf, a->ibuf_n * sizeof(int));
+    emdpo_free(a->kbuf, a->kbuf_n * sizeof(float));
+    emdpo_free(a, sizeof *a);
+}
+
+/* Chunks: the unit of work of the forward and of the backward's activation
+ * gradients is a run of whole sequences (attention never crosses them) of
+ * about CHUNK_ROWS rows: enough for sgemm to run near its peak, few enough
+ * that the chunks balance the threads and a chunk's layer stays in cache.
+ * The cut depends on B and T only, not on which thread runs a chunk. */
+enum { CHUNK_ROWS = 256 };
+
+static int chunk_seqs(int T) { return T >= CHUNK_ROWS ? 1 : CHUNK_ROWS / T; }
+
+static int team_size(int nchunks) {
+    int t = emdpo_max_threads();
+    return t < nchunks ? t : nchunks;
+}
+
+/* Inside a team each thread calls sgemm on its own chunk: a pthreads
+ * OpenBLAS's own threads would only compete with the team, so it runs
+ * single-threaded until the pass ends (an OpenMP OpenBLAS does so by itself
+ * inside an active parallel region). So it does on the kernel path
+ * whatever the team: what still goes to BLAS there (the backward's
+ * attention) then sums in an order that no thread count changes (with a
+ * pthreads OpenBLAS, Debian's; an OpenMP one may still thread a one-thread
+ * team's calls). serial: a team of two or more, or the kernel path.
+ * Returns the thread count to restore. */
+static int blas_serial(int serial) { return serial && openblas_get_parallel() == OPENBLAS_THREAD; }
+
+static int blas_begin(int serial) {
+    int n = openblas_get_num_threads();
+    if (blas_serial(serial)) openblas_set_num_threads(1);
+    return n;
+}
+
+static void blas_end(int serial, int n) {
+    if (blas_serial(serial)) openblas_set_num_threads(n);
+}
+
+/* Layer l's slot in the per-layer tensors: its own with training, else the
+ * one slot every layer overwrites. */
+static size_t slot(const emdpo_llama_acts *a, int l) { return a->training ? (size_t)l : 0; }
+
+/* The projections of one layer (or the head) as right-hand sides of the
+ * row products, packed into a->wpack on the kernel path. Forward: out =
+ * inp · wᵀ; backward: dinp = dout · w. */
+enum { P_Q, P_K, P_V, P_O, P_1, P_3, P_2, N_PROJ };
+
+typedef struct proj_set {
+    emdpo_gemm_rhs r[N_PROJ];
+    int n;        /* N_PROJ for a layer, 1 for the head (in r[0]) */
+    int panels;   /* over all of them */
+} proj_set;
+
+/* The weight w (OC, IC) as a right-hand side in either orientation. */
+static void proj_add(proj_set *ps, float **space, const float *w, int OC, int IC, int fwd) {
+    int K = fwd ? IC : OC, N = fwd ? OC : IC;
+    size_t n = emdpo_gemm_rhs_floats(K, N);
+    emdpo_gemm_rhs_init(&ps->r[ps->n], w, IC, K, N, fwd, *space);
+    if (*space) *space += n;
+    ps->panels += emdpo_gemm_rhs_panels(&ps->r[ps->n]);
+    ps->n++;
+}
+
+/* Shapes (OC, IC) of a layer's projections in P_ order, then the head's. */
+static void proj_dims(const emdpo_llama_config *c, int dims[N_PROJ + 1][2]) {
+    int C = c->dim, H = c->hidden_dim, kvd = c->n_kv_heads * (C / c->n_heads);
+    int d[N_PROJ + 1][2] = {{C, C}, {kvd, C}, {kvd, C}, {C, C}, {H, C}, {H, C}, {C, H}, {c->vocab_size, C}};
+    memcpy(dims, d, sizeof d);
+}
+
+/* Layer l's projections, or the head's when l == L. */
+static void proj_layer(proj_set *ps, const emdpo_llama *m, float *space, int l, int fwd) {
+    const emdpo_llama_params *p = &m->params;
+    const float *base[N_PROJ] = {p->wq, p->wk, p->wv, p->wo, p->w1, p->w3, p->w2};
+    int dims[N_PROJ + 1][2];
+    proj_dims(&m->config, dims);
+    ps->n = ps->panels = 0;
+    if (l == m->config.n_layers) {
+        proj_add(ps, &space, p->lm_head, dims[N_PROJ][0], dims[N_PROJ][1], fwd);
+        return;
+    }
+    for (int i = 0; i < N_PROJ; i++)
+        proj_add(ps, &space, base[i] + (size_t)l * dims[i][0] * dims[i][1], dims[i][0], dims[i][1], fwd);
+}
+
+/* Floats of a->wpack: the larger of a layer's projections and the head, in
+ * the larger of the two orientations (they differ only by padding). */
+static size_t wpack_floats(const emdpo_llama_config *c) {
+    int dims[N_PROJ + 1][2];
+    proj_dims(c, dims);
+    size_t best = 0;
+    for (int fwd = 0; fwd < 2; fwd++) { /* (OC, IC) packs as (IC, OC) forward, (OC, IC) backward */
+        size_t n[N_PROJ + 1], layer = 0;
+        for (int i = 0; i <= N_PROJ; i++)
+            n[i] = emdpo_gemm_rhs_floats(dims[i][fwd], dims[i][!fwd]);
+        for (int i = 0; i < N_PROJ; i++) layer += n[i];
+        if (layer > best) best = layer;
+        if (n[N_PROJ] > best) best = n[N_PROJ];
+    }
+    return best;
+}
+
+/* The kernel's buffers, in one allocation: the packed weights, then each
+ * thread's scratch, every piece a multiple of 16 floats from a 64-byte
+ * boundary, so that packed panel rows are whole cache lines. */
+static int kernel_buffers(emdpo_llama_acts *a) {
+    const emdpo_llama_config *c = &a->config;
+    if (!emdpo_gemm_kernel_active() || a->max_B <= chunk_seqs(a->max_T)) return EMDPO_OK;
+    size_t wn = wpack_floats(c), kt = (size_t)emdpo_max_threads();
+    size_t tn = a->training ? emdpo_gemm_tn_scratch() : 0, att = emdpo_attention_scratch(a->max_T, c->dim / c->n_heads);
+    if (wn > SIZE_MAX / 8 - 16 || tn + att > (SIZE_MAX / 8 - wn - 16) / kt) return EMDPO_ERR_LIMIT;
+    a->kbuf_n = wn + kt * (tn + att) + 16;
+    a->kbuf = emdpo_malloc(a->kbuf_n * sizeof(float));
+    if (!a->kbuf) return EMDPO_ERR_NOMEM;
+    a->wpack = a->kbuf + (16 - ((uintptr_t)a->kbuf / sizeof(float)) % 16) % 16;
+    a->tn_scratch = tn ? a->wpack + wn : NULL;
+    a->tn_scratch_n = tn;
+    a->att_scratch = a->wpack + wn + kt * tn;
+    a->att_scratch_n = att;
+    a->kthreads = (int)kt;
+    return EMDPO_OK;
+}
+
+/* Where to pack the weights for a pass of nchunks chunks, or NULL for the
+ * BLAS path: a single chunk would not repay the packing, and its products
+ * are better left to BLAS's own threads. */
+static float *packing_space(const emdpo_llama_acts *a, int nchunks) { return nchunks > 1 ? a->wpack : NULL; }
+
+/* Packing a set is cut into jobs of PACK_PANELS panels, shared by a team. */
+enum { PACK_PANELS = 4 };
+
+static int pack_jobs(const proj_set *ps) { return (ps->panels + PACK_PANELS - 1) / PACK_PANELS; }
+
+static void pack_job(const proj_set *ps, int job) {
+    int p0 = job * PACK_PANELS, p1 = p0 + PACK_PANELS;
+    for (int i = 0; i < ps->n && p0 < p1; i++) {
+        int np = emdpo_gemm_rhs_panels(&ps->r[i]);
+        if (p0 < np) {
+            emdpo_gemm_rhs_pack(&ps->r[i], p0, p1 < np ? p1 : np);
+            p1 -= np;
+            p0 = 0;
+        } else {
+            p0 -= np;
+            p1 -= np;
+        }
+    }
+}
+
+/* out (nr, OC) = inp · wᵀ, plus res when res is given (the residual add
+ * folded into the product; out may be res). */
+static void proj_forward(float *out, const float *res, const float *inp, const emdpo_gemm_rhs *w, int nr) {
+    if (res && out != res) memcpy(out, res, (size_t)nr * w->N * sizeof(float));
+    emdpo_gemm_rows(out, w->N, inp, w->K, w, nr, res ? 1.0f : 0.0f);
+}
+
+/* dinp (nr, IC) = dout · w (beta 0: overwriting) or += (beta 1). */
+static void proj_dinp(float *dinp, const float *dout, const emdpo_gemm_rhs *w, int nr, float beta) {
+    emdpo_gemm_rows(dinp, w->N, dout, w->K, w, nr, beta);
+}
+
+/* The residual stream entering layer l for the chunk starting at row r0.
+ * Without training it is one buffer (res3's one slot) that the wo and w2
+ * products add into in place. */
+static float *stream_in(const emdpo_llama_acts *a, int l, size_t r0) {
+    size_t N = (size_t)a->B * a->T, C = (size_t)a->config.dim;
+    if (!a->training) return a->res3 + r0 * C;
+    return l ? a->res3 + ((size_t)(l - 1) * N + r0) * C : a->encoded + r0 * C;
+}
+
+/* Sequences [b0, b1) through layer l (after the embedding at l == 0). */
+static void layer_forward_chunk(const emdpo_llama *m, emdpo_llama_acts *a, const proj_set *ps, float *att_scratch,
+                                int l, int b0, int b1) {
+    const emdpo_llama_config *c = &m->config;
+    const emdpo_llama_params *p = &m->params;
+    const emdpo_gemm_rhs *w = ps->r;
+    int B = a->B, T = a->T, C = c->dim, H = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads;
+    int hs = C / NH, kvd = NKV * hs, nb = b1 - b0, nr = nb * T;
+    size_t N = (size_t)B * T, r0 = (size_t)b0 * T, TT = (size_t)T * T, lC = (size_t)l * C;
+    size_t o = slot(a, l) * N + r0; /* first row of the chunk in layer l's slot */
+    float *x = stream_in(a, l, r0);
+    if (l == 0) emdpo_embed_forward(x, a->tokens + r0, p->tok_emb, (size_t)nr, C);
+    float *ln1 = a->ln1 + o * C, *q = a->q + o * C, *k = a->k + o * kvd, *v = a->v + o * kvd;
+    float *att = a->att + (slot(a, l) * B + b0) * NH * TT, *atty = a->atty + o * C;
+    float *res2 = a->training ? a->res2 + o * C : x;
+    float *ln2 = a->ln2 + o * C, *h1 = a->h1 + o * H, *h3 = a->h3 + o * H, *hg = a->hg + o * H;
+    emdpo_rmsnorm_forward(ln1, a->ln1_rstd + o, x, p->rms_att + lC, (size_t)nr, C, c->norm_eps);
+    proj_forward(q, NULL, ln1, &w[P_Q], nr);
+    emdpo_rope_forward(q, q, a->rope_cos, a->rope_sin, nb, T, NH, hs);
+    proj_forward(k, NULL, ln1, &w[P_K], nr);
+    emdpo_rope_forward(k, k, a->rope_cos, a->rope_sin, nb, T, NKV, hs);
+    proj_forward(v, NULL, ln1, &w[P_V], nr);
+    for (int b = 0; b < nb; b++) {
+        size_t rb = (size_t)b * T;
+        emdpo_attention_forward(atty + rb * C, att + b * NH * TT, att_scratch, q + rb * C, k + rb * kvd,
+                                v + rb * kvd, a->lens[b0 + b], T, NH, NKV, hs);
+    }
+    proj_forward(res2, x, atty, &w[P_O], nr);
+    emdpo_rmsnorm_forward(ln2, a->ln2_rstd + o, res2, p->rms_ffn + lC, (size_t)nr, C, c->norm_eps);
+    proj_forward(h1, NULL, ln2, &w[P_1], nr);
+    proj_forward(h3, NULL, ln2, &w[P_3], nr);
+    emdpo_swiglu_forward(hg, h1, h3, (size_t)nr * H);
+    proj_forward(a->res3 + o * C, res2, hg, &w[P_2], nr);
+}
+
+/* Sequences [b0, b1) through the final norm, the head and the log-softmax. */
+static void head_forward_chunk(const emdpo_llama *m, emdpo_llama_acts *a, const proj_set *ps, int b0, int b1) {
+    const emdpo_llama_config *c = &m->config;
+    int C = c->dim, V = c->vocab_size, nr = (b1 - b0) * a->T;
+    size_t r0 = (size_t)b0 * a->T;
+    const float *top = a->res3 + (slot(a, c->n_layers - 1) * a->B * a->T + r0) * C;
+    emdpo_rmsnorm_forward(a->lnf + r0 * C, a->lnf_rstd + r0, top, m->params.rms_final, (size_t)nr, C, c->norm_eps);
+    proj_forward(a->logits + r0 * V, NULL, a->lnf + r0 * C, &ps->r[0], nr);
+    emdpo_logprob_forward(a->logp + r0, a->lse + r0, a->logits + r0 * V, a->targets + r0, (size_t)nr, V);
+}
+
+int emdpo_llama_forward(const emdpo_llama *m, emdpo_llama_acts *a, const int *tokens, const int *lens, int B, int T) {
+    const emdpo_llama_config *c = &m->config;
+    if (!same_config(c, &a->config) || B < 1 || B > a->max_B || T < 1 || T > a->max_T) return EMDPO_ERR_INVALID_ARG;
+    for (int b = 0; b < B; b++) {
+        int len = lens ? lens[b] : T;
+        if (len < 0 || len > T) return EMDPO_ERR_INVALID_ARG;
+        for (int t = 0; t < len; t++)
+            if (tokens[(size_t)b * T + t] < 0 || tokens[(size_t)b * T + t] >= c->vocab_size) return EMDPO_ERR_INVALID_ARG;
+    }
+    a->B = B;
+    a->T = T;
+    for (int b = 0; b < B; b++) {
+        int len = lens ? lens[b] : T;
+        a->lens[b] = len;
+        for (int t = 0; t < T; t++) {
+            size_t i = (size_t)b * T + t;
+            a->tokens[i] = t < len ? tokens[i] : 0;
+            a->targets[i] = t + 1 < len ? tokens[i + 1] : -1;
+        }
+    }
+    emdpo_rope_table(a->rope_cos, a->rope_sin, 0, T, c->dim / c->n_heads, c->rope_theta);
+    int L = c->n_layers, bc = chunk_seqs(T), nchunks = (B + bc - 1) / bc, team = team_size(nchunks);
+    float *space = packing_space(a, nchunks);
+    if (space) team = team < a->kthreads ? team : a->kthreads;
+    int serial = team > 1 || space, saved = blas_begin(serial);
+    /* Layer by layer: the team packs layer l's weights once, then takes the
+     * chunks through it; l == L is the head. */
+#pragma omp parallel num_threads(team)
+    for (int l = 0; l <= L; l++) {
+        proj_set ps;
+        proj_layer(&ps, m, space, l, 1);
+        int np = pack_jobs(&ps);
+#pragma omp for schedule(dynamic, 1)
+        for (int j = 0; j < np; j++) pack_job(&ps, j);
+#pragma omp for schedule(dynamic, 1)
+        for (int ch = 0; ch < nchunks; ch++) {
+            int b0 = ch * bc, b1 = b0 + bc < B ? b0 + bc : B;
+            float *att_scratch = space ? a->att_scratch + (size_t)emdpo_thread_num() * a->att_scratch_n : NULL;
+            if (l < L)
+                layer_forward_chunk(m, a, &ps, att_scratch, l, b0, b1);
+            else
+                head_forward_chunk(m, a, &ps, b0, b1);
+        }
+    }
+    blas_end(serial, saved);
+    return EMDPO_OK;
+}
+
+/* The backward in stages. Stage L takes each chunk through the log-softmax,
+ * the head and the final RMSNorm; stage l in [0, L) takes each chunk through
+ * layer l (activation gradients only) while the weight gradients of layer
+ * l+1 (at stage L-1: of the head) are computed; stage -1 finishes layer 0's,
+ * the embedding's and the RMSNorm weights'. Within a stage every job writes
+ * its own rows or its own block of a gradient, so their order does not
+ * matter; the stages' barriers order the rest. */
+typedef struct bwd {
+    const emdpo_llama *m;
+    emdpo_llama_acts *a;
+    const float *dlogp;
+    emdpo_llama_params g;
+    int bc, nchunks; /* sequences per chunk, chunks */
+    int split;       /* weight gradients in blocks (else whole, each sgemm free to use OpenBLAS's threads) */
+    float *space;    /* packed projections, or NULL for the BLAS path */
+    float *scratch;  /* the weight-gradient kernel's, per team thread; NULL without space */
+} bwd;
+
+/* dL/d(layer j's output) for j in [-1, L): three live at once. */
+static float *dres_slot(const bwd *w, int j) {
+    return w->a->dres + (size_t)((j + 1) % 3) * w->a->B * w->a->T * w->a->config.dim;
+}
+
+/* This chunk's RMSNorm weight gradients: layer l's attention norm at l,
+ * its FFN norm at L + l, the final norm at 2L. */
+static float *dnorm_of(const bwd *w, int ch, int k) {
+    const emdpo_llama_config *c = &w->m->config;
+    return w->a->dnorm + ((size_t)ch * (2 * c->n_layers + 1) + (size_t)k) * c->dim;
+}
+
+static void head_chunk(const bwd *w, const proj_set *ps, int ch, int b0, int b1) {
+    const emdpo_llama_config *c = &w->m->config;
+    emdpo_llama_acts *a = w->a;
+    int L = c->n_layers, C = c->dim, V = c->vocab_size, nr = (b1 - b0) * a->T;
+    size_t N = (size_t)a->B * a->T, r0 = (size_t)b0 * a->T;
+    float *dl = a->dlogits + r0 * V, *dx = a->dx + r0 * C, *dtop = dres_slot(w, L - 1) + r0 * C;
+    memset(dnorm_of(w, ch, 0), 0, (2 * (size_t)L + 1) * C * sizeof(float));
+    emdpo_logprob_backward_set(dl, w->dlogp + r0, a->logits + r0 * V, a->lse + r0, a->targets + r0, (size_t)nr, V);
+    proj_dinp(dx, dl, &ps->r[0], nr, 0.0f);
+    memset(dtop, 0, (size_t)nr * C * sizeof(float));
+    emdpo_rmsnorm_backward(dtop, dnorm_of(w, ch, 2 * L), dx, a->res3 + ((size_t)(L - 1) * N + r0) * C,
+                           w->m->params.rms_final, a->lnf_rstd + r0, (size_t)nr, C);
+}
+
+/* The residual adds pass the stream's gradient through, so dL/d(layer
+ * input) = dL/d(res2) + the attention branch's and dL/d(res2) =
+ * dL/d(layer output) + the FFN branch's. */
+static void layer_chunk(const bwd *w, const proj_set *ps, int l, int ch, int b0, int b1) {
+    const emdpo_llama_config *c = &w->m->config;
+    const emdpo_llama_params *p = &w->m->params;
+    emdpo_llama_acts *a = w->a;
+    int B = a->B, T = a->T, C = c->dim, H = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, L = c->n_layers;
+    int hs = C / NH, kvd = NKV * hs, nb = b1 - b0, nr = nb * T;
+    size_t N = (size_t)B * T, r0 = (size_t)b0 * T, o = (size_t)l * N + r0, s = (size_t)(l % 2) * N + r0;
+    size_t TT = (size_t)T * T, lC = (size_t)l * C;
+    const float *x = l ? a->res3 + ((size_t)(l - 1) * N + r0) * C : a->encoded + r0 * C;
+    const float *att = a->att + ((size_t)l * B + b0) * NH * TT;
+    const float *dout = dres_slot(w, l) + r0 * C;
+    float *dr2 = a->dres2 + s * C, *dq = a->dq + s * C, *dk = a->dk + s * kvd, *dv = a->dv + s * kvd;
+    float *dh1 = a->dh1 + s * H, *dh3 = a->dh3 + s * H, *dhg = a->dhg + r0 * H, *dx = a->dx + r0 * C;
+    float *din = dres_slot(w, l - 1) + r0 * C;
+    /* FFN branch: res3 = res2 + w2(silu(w1 ln2) * w3 ln2) */
+    proj_dinp(dhg, dout, &ps->r[P_2], nr, 0.0f);
+    emdpo_swiglu_backward_set(dh1, dh3, dhg, a->h1 + o * H, a->h3 + o * H, (size_t)nr * H);
+    proj_dinp(dx, dh1, &ps->r[P_1], nr, 0.0f);
+    proj_dinp(dx, dh3, &ps->r[P_3], nr, 1.0f);
+    memcpy(dr2, dout, (size_t)nr * C * sizeof(float));
+    emdpo_rmsnorm_backward(dr2, dnorm_of(w, ch, L + l), dx, a->res2 + o * C, p->rms_ffn + lC, a->ln2_rstd + o,
+                           (size_t)nr, C);
+    /* Attention branch: res2 = x + wo(attention(rope(wq ln1), rope(wk ln1), wv ln1)) */
+    proj_dinp(dx, dr2, &ps->r[P_O], nr, 0.0f);
+    memset(dq, 0, (size_t)nr * C * sizeof(float));
+    memset(dk, 0, (size_t)nr * kvd * sizeof(float));
+    memset(dv, 0, (size_t)nr * kvd * sizeof(float));
+    for (int b = 0; b < nb; b++) {
+        size_t rb = (size_t)b * T;
+        emdpo_attention_backward(dq + rb * C, dk + rb * kvd, dv + rb * kvd, a->datt + (size_t)(b0 + b) * TT,
+                                 dx + rb * C, a->q + (o + rb) * C, a->k + (o + rb) * kvd, a->v + (o + rb) * kvd,
+                                 att + b * NH * TT, a->lens[b0 + b], T, NH, NKV, hs);
+    }
+    emdpo_rope_backward_inplace(dq, a->rope_cos, a->rope_sin, nb, T, NH, hs);
+    emdpo_rope_backward_inplace(dk, a->rope_cos, a->rope_sin, nb, T, NKV, hs);
+    proj_dinp(dx, dq, &ps->r[P_Q], nr, 0.0f);
+    proj_dinp(dx, dk, &ps->r[P_K], nr, 1.0f);
+    proj_dinp(dx, dv, &ps->r[P_V], nr, 1.0f);
+    memcpy(din, dr2, (size_t)nr * C * sizeof(float));
+    emdpo_rmsnorm_backward(din, dnorm_of(w, ch, l), dx, x, p->rms_att + lC, a->ln1_rstd + o, (size_t)nr, C);
+}
+
+/* One weight gradient: dw (OC, IC) += doutᵀ · inp over all B*T rows. */
+typedef struct wgrad {
+    float *dw;
+    const float *dout, *inp;
+    int OC, IC;
+} wgrad;
+
+/* The weight gradients computed during stage s; returns how many. */
+static int stage_wgrads(const bwd *w, int s, wgrad out[8]) {
+    const emdpo_llama_config *c = &w->m->config;
+    const emdpo_llama_acts *a = w->a;
+    int n = 0, l = s + 1, C = c->dim, H = c->hidden_dim, kvd = c->n_kv_heads * (C / c->n_heads);
+    size_t N = (size_t)a->B * a->T;
+    if (s == c->n_layers - 1) out[n++] = (wgrad){w->g.lm_head, a->dlogits, a->lnf, c->vocab_size, C};
+    if (l < 0 || l >= c->n_layers) return n;
+    size_t o = (size_t)l * N, sl = (size_t)(l % 2) * N, lCC = (size_t)l * C * C, lKC = (size_t)l * kvd * C;
+    size_t lHC = (size_t)l * H * C;
+    const float *ln1 = a->ln1 + o * C, *ln2 = a->ln2 + o * C;
+    out[n++] = (wgrad){w->g.w2 + lHC, dres_slot(w, l), a->hg + o * H, C, H};
+    out[n++] = (wgrad){w->g.w1 + lHC, a->dh1 + sl * H, ln2, H, C};
+    out[n++] = (wgrad){w->g.w3 + lHC, a->dh3 + sl * H, ln2, H, C};
+    out[n++] = (wgrad){w->g.wo + lCC, a->dres2 + sl * C, a->atty + o * C, C, C};
+    out[n++] = (wgrad){w->g.wq + lCC, a->dq + sl * C, ln1, C, C};
+    out[n++] = (wgrad){w->g.wk + lKC, a->dk + sl * kvd, ln1, kvd, C};
+    out[n++] = (wgrad){w->g.wv + lKC, a->dv + sl * kvd, ln1, kvd, C};
+    return n;
+}
+
+/* A weight gradient is cut along its longer side into blocks of about 2^29
+ * FLOPs (a multiple of 16 wide): each job repacks the whole of the operand
+ * along the other side, so that one is the smaller of the two. */
+static int block_width(const bwd *w, const wgrad *wg) {
+    int side = wg->OC > wg->IC ? wg->OC : wg->IC;
+    double flops = 2.0 * wg->OC * wg->IC * w->a->B * w->a->T;
+    int nb = w->split ? (int)ceil(flops / (double)(1 << 29)) : 1, width = (side + nb - 1) / nb;
+    width = (width + 15) / 16 * 16;
+    return width < side ? width : side;
+}
+
+static int wgrad_blocks(const bwd *w, const wgrad *wg) {
+    int side = wg->OC > wg->IC ? wg->OC : wg->IC, width = block_width(w, wg);
+    return (side + width - 1) / width;
+}
+
+static void wgrad_block(const bwd *w, const wgrad *wg, int blk) {
+    int width = block_width(w, wg), N = w->a->B * w->a->T, OC = wg->OC, IC = wg->IC;
+    int i0 = width * blk, rows = OC > IC ? (OC - i0 < width ? OC - i0 : width) : OC;
+    int cols = OC > IC ? IC : (IC - i0 < width ? IC - i0 : width);
+    size_t r0 = OC > IC ? (size_t)i0 : 0, c0 = OC > IC ? 0 : (size_t)i0;
+    float *scratch = w->scratch ? w->scratch + (size_t)emdpo_thread_num() * w->a->tn_scratch_n : NULL;
+    emdpo_gemm_tn_acc(wg->dw + r0 * IC + c0, IC, wg->dout + r0, OC, wg->inp + c0, IC, rows, cols, N, scratch);
+}
+
+enum { EMBED_JOBS = 8 };
+
+/* Embedding rows [v0, v1) += the input gradient of the rows holding those
+ * tokens, in row order. */
+static void embed_job(const bwd *w, int job) {
+    const emdpo_llama_acts *a = w->a;
+    int C = a->config.dim, V = a->config.vocab_size, v0 = (int)((long)V * job / EMBED_JOBS);
+    int v1 = (int)((long)V * (job + 1) / EMBED_JOBS);
+    size_t N = (size_t)a->B * a->T;
+    const float *din = dres_slot(w, -1);
+    for (size_t n = 0; n < N; n++) {
+        int t = a->tokens[n];
+        if (t < v0 || t >= v1) continue;
+        float *d = w->g.tok_emb + (size_t)t * C;
+        const float *gr = din + n * C;
+        for (int i = 0; i < C; i++) d[i] += gr[i];
+    }
+}
+
+/* The RMSNorm weight gradients: the chunks' partial sums in chunk order. */
+static void dnorm_job(const bwd *w) {
+    const emdpo_llama_config *c = &w->m->config;
+    int L = c->n_layers, C = c->dim;
+    for (int k = 0; k <= 2 * L; k++) {
+        float *dst = k < L ? w->g.rms_att + (size_t)k * C : k < 2 * L ? w->g.rms_ffn + (size_t)(k - L) * C
+                                                                      : w->g.rms_final;
+        for (int ch = 0; ch < w->nchunks; ch++) {
+            const float *src = dnorm_of(w, ch, k);
+            for (int i = 0; i < C; i++) dst[i] += src[i];
+        }
+    }
+}
+
+/* Job j of stage s: first the weight-gradient blocks, then the chunks (at
+ * stage -1 the embedding's jobs and the RMSNorm weights'). */
+static void stage_job(const bwd *w, const proj_set *ps, int s, const wgrad *wg, int nwg, int j) {
+    for (int i = 0; i < nwg; i++) {
+        int nb = wgrad_blocks(w, &wg[i]);
+        if (j < nb) {
+            wgrad_block(w, &wg[i], j);
+            return;
+        }
+        j -= nb;
+    }
+    int L = w->m->config.n_layers, B = w->a->B, b0 = j * w->bc, b1 = b0 + w->bc < B ? b0 + w->bc : B;
+    if (s == L)
+        head_chunk(w, ps, j, b0, b1);
+    else if (s >= 0)
+        layer_chunk(w, ps, s, j, b0, b1);
+    else if (j < EMBED_JOBS)
+        embed_job(w, j);
+    else
+        dnorm_job(w);
+}
+
+int emdpo_llama_backward(const emdpo_llama *m, emdpo_llama_acts *a, const float *dlogp, float *grad) {
+    const emdpo_llama_config *c = &m->config;
+    if (!same_config(c, &a->config) || !a->training || a->B < 1) return EMDPO_ERR_INVALID_ARG;
+    bwd w = {m, a, dlogp, {0}, chunk_seqs(a->T), 0, 0, NULL, NULL};
+    emdpo_llama_point_params(c, grad, &w.g);
+    w.nchunks = (a->B + w.bc - 1) / w.bc;
+    int team = team_size(w.nchunks), L = c->n_layers;
+    w.space = packing_space(a, w.nchunks);
+    if (w.space) {
+        w.scratch = a->tn_scratch;
+        team = team < a->kthreads ? team : a->kthreads;
+    }
+    int serial = team > 1 || w.space, saved = blas_begin(serial);
+    w.split = team > 1;
+#pragma omp parallel num_threads(team)
+    for (int s = L; s >= -1; s--) {
+        wgrad wg[8];
+        proj_set ps = {.n = 0, .panels = 0};
+        if (s >= 0) proj_layer(&ps, m, w.space, s, 0);
+        int np = pack_jobs(&ps);
+#pragma omp for schedule(dynamic, 1)
+        for (int j = 0; j < np; j++) pack_job(&ps, j);
+        int nwg = stage_wgrads(&w, s, wg), njobs = s >= 0 ? w.nchunks : EMBED_JOBS + 1;
+        for (int i = 0; i < nwg; i++) njobs += wgrad_blocks(&w, &wg[i]);
+#pragma omp for schedule(dynamic, 1)
+        for (int j = 0; j < njobs; j++) stage_job(&w, &ps, s, wg, nwg, j);
+    }
+    blas_end(serial, saved);
+    return EMDPO_OK;
+}
+
+static int span_ok(const emdpo_llama_acts *a, const int *start, const int *end) {
+    if (a->B < 1) return 0;
+    for (int b = 0; b < a->B; b++)
+        if (start[b] < 1 || start[b] > end[b] || end[b] > a->lens[b]) return 0;
+    return 1;
+}
+
+int emdpo_llama_span_logp(const emdpo_llama_acts *a, const int *start, const int *end, double *out) {
+    if (!span_ok(a, start, end)) return EMDPO_ERR_INVALID_ARG;
+    for (int b = 0; b < a->B; b++) {
+        double s = 0.0;
+        for (int t = start[b] - 1; t < end[b] - 1; t++) s += a->logp[(size_t)b * a->T + t];
+        out[b] = s;
+    }
+    return EMDPO_OK;
+}
+
+int emdpo_llama_span_backward(const emdpo_llama_acts *a, const int *start, const int *end, const double *g,
+                              float *dlogp) {
+    if (!span_ok(a, start, end)) return EMDPO_ERR_INVALID_ARG;
+    for (int b = 0; b < a->B; b++)
+        for (int t = start[b] - 1; t < end[b] - 1; t++) dlogp[(size_t)b * a->T + t] += (float)g[b];
+    return EMDPO_OK;
+}
+
+static void kv_layout(emdpo_llama_kv *kv, carve *cv) {
+    const emdpo_llama_config *c = &kv->config;
+    size_t C = (size_t)c->dim, H = (size_t)c->hidden_dim, hs = C / (size_t)c->n_heads;
+    size_t kvd = (size_t)c->n_kv_heads * hs, LT = (size_t)c->n_layers * kv->max_T;
+    kv->k = take(cv, LT, kvd);
+    kv->v = take(cv, LT, kvd);
+    kv->x = take(cv, C, 1);
+    kv->xb = take(cv, C, 1);
+    kv->xb2 = take(cv, C, 1);
+    kv->q = take(cv, C, 1);
+    kv->hb = take(cv, H, 1);
+    kv->hb2 = take(cv, H, 1);
+    kv->att = take(cv, (size_t)kv->max_T, 1);
+    kv->rope_cos = take(cv, hs / 2, 1);
+    kv->rope_sin = take(cv, hs / 2, 1);
+    kv->logits = take(cv, (size_t)c->vocab_size, 1);
+}
+
+int emdpo_llama_kv_create(const emdpo_llama_config *c, int max_T, emdpo_llama_kv **out) {
+    *out = NULL;
+    int rc = emdpo_llama_config_check(c);
+    if (rc) return rc;
+    if (max_T < 1 || max_T > c->max_seq_len) return EMDPO_ERR_INVALID_ARG;
+    emdpo_llama_kv *kv = emdpo_calloc(1, sizeof *kv);
+    if (!kv) return EMDPO_ERR_NOMEM;
+    kv->config = *c;
+    kv->max_T = max_T;
+    carve cv = {NULL, 0, 0};
+    kv_layout(kv, &cv);
+    if (cv.overflow) {
+        emdpo_free(kv, sizeof *kv);
+        return EMDPO_ERR_LIMIT;
+    }
+    kv->buf_n = cv.used;
+    kv->buf = emdpo_malloc(kv->buf_n * sizeof(float));
+    if (!kv->buf) {
+        emdpo_free(kv, sizeof *kv);
+        return EMDPO_ERR_NOMEM;
+    }
+    cv = (carve){kv->buf, 0, 0};
+    kv_layout(kv, &cv);
+    *out = kv;
+    return EMDPO_OK;
+}
+
+void emdpo_llama_kv_free(emdpo_llama_kv *kv) {
+    if (!kv) return;
+    emdpo_free(kv->buf, kv->buf_n * sizeof(float));
+    emdpo_free(kv, sizeof *kv);
+}
+
+int emdpo_llama_step(const emdpo_llama *m, emdpo_llama_kv *kv, int token, int pos, const float **logits) {
+    const emdpo_llama_config *c = &m->config;
+    if (!same_config(c, &kv->config) || token < 0 || token >= c->vocab_size || pos < 0 || pos > kv->n ||
+        pos >= kv->max_T)
+        return EMDPO_ERR_INVALID_ARG;
+    int C = c->dim, H = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads;
+    int hs = C / NH, kvd = NKV * hs, group = NH / NKV;
+    float scale = 1.0f / sqrtf((float)hs), rstd;
+    const emdpo_llama_params *p = &m->params;
+    memcpy(kv->x, p->tok_emb + (size_t)token * C, (size_t)C * sizeof(float));
+    emdpo_rope_table(kv->rope_cos, kv->rope_sin, pos, 1, hs, c->rope_theta);
+    for (int l = 0; l < c->n_layers; l++) {
+        size_t lC = (size_t)l * C, lCC = lC * C, lKC = (size_t)l * kvd * C, lHC = (size_t)l * H * C;
+        float *kl = kv->k + (size_t)l * kv->max_T * kvd, *vl = kv->v + (size_t)l * kv->max_T * kvd;
+        float *kp = kl + (size_t)pos * kvd;
+        emdpo_rmsnorm_forward(kv->xb, &rstd, kv->x, p->rms_att + lC, 1, C, c->norm_eps);
+        emdpo_matmul_forward(kv->q, kv->xb, p->wq + lCC, 1, C, C);
+        emdpo_rope_forward(kv->q, kv->q, kv->rope_cos, kv->rope_sin, 1, 1, NH, hs);
+        emdpo_matmul_forward(kp, kv->xb, p->wk + lKC, 1, C, kvd);
+        emdpo_rope_forward(kp, kp, kv->rope_cos, kv->rope_sin, 1, 1, NKV, hs);
+        emdpo_matmul_forward(vl + (size_t)pos * kvd, kv->xb, p->wv + lKC, 1, C, kvd);
+        for (int h = 0; h < NH; h++) {
+            const float *qh = kv->q + (size_t)h * hs;
+            size_t koff = (size_t)(h / group) * hs;
+            float *o = kv->xb2 + (size_t)h * hs, mx = -INFINITY, z = 0.0f;
+            for (int u = 0; u <= pos; u++) {
+                const float *ku = kl + (size_t)u * kvd + koff;
+                float s = 0.0f;
+                for (int i = 0; i < hs; i++) s += qh[i] * ku[i];
+                kv->att[u] = s * scale;
+                if (kv->att[u] > mx) mx = kv->att[u];
+            }
+            for (int u = 0; u <= pos; u++) z += kv->att[u] = expf(kv->att[u] - mx);
+            memset(o, 0, (size_t)hs * sizeof(float));
+            for (int u = 0; u <= pos; u++) {
+                const float *vu = vl + (size_t)u * kvd + koff;
+                float w = kv->att[u] / z;
+                for (int i = 0; i < hs; i++) o[i] += w * vu[i];
+            }
+        }
+        emdpo_matmul_forward(kv->xb, kv->xb2, p->wo + lCC, 1, C, C);
+        emdpo_residual_forward(kv->x, kv->x, kv->xb, (size_t)C);
+        emdpo_rmsnorm_forward(kv->xb, &rstd, kv->x, p->rms_ffn + lC, 1, C, c->norm_eps);
+        emdpo_matmul_forward(kv->hb, kv->xb, p->w1 + lHC, 1, C, H);
+        emdpo_matmul_forward(kv->hb2, kv->xb, p->w3 + lHC, 1, C, H);
+        emdpo_swiglu_forward(kv->hb, kv->hb, kv->hb2, (size_t)H);
+        emdpo_matmul_forward(kv->xb, kv->hb, p->w2 + lHC, 1, H, C);
+        emdpo_residual_forward(kv->x, kv->x, kv->xb, (size_t)C);
+    }
+    emdpo_rmsnorm_forward(kv->xb, &rstd, kv->x, p->rms_final, 1, C, c->norm_eps);
+    emdpo_matmul_forward(kv->logits, kv->xb, p->lm_head, 1, C, c->vocab_size);
+    kv->n = pos + 1;
+    *logits = kv->logits;
+    return EMDPO_OK;
+}

@@ -1,0 +1,162 @@
+/* Model-level forward and backward of a Llama transformer over a batch of
+ * token sequences, and single-sequence decoding with a key/value cache.
+ *
+ * The forward returns per-token next-token log-probabilities,
+ * logp[b][t] = log p(tokens[b][t+1] | tokens[b][0..t]), which is all that
+ * SFT and DPO losses need; the backward takes a gradient on those and adds
+ * the parameter gradient into a buffer laid out like the parameters. */
+#ifndef EMDPO_LLAMA_MODEL_H
+#define EMDPO_LLAMA_MODEL_H
+
+#include <stddef.h>
+
+#include "lm/engine/llama.h"
+
+/* Activations of one forward pass, kept for the backward (llm.c style: one
+ * buffer, pointers into it). Sized for at most max_B sequences of max_T
+ * tokens; a pass with smaller B, T packs its tensors with its own B, T, so
+ * the shapes below use the B, T of the last forward. kvd = NKV * hs.
+ *
+ * The per-layer tensors (L, ...) hold every layer only with training; a
+ * forward-only acts keeps ONE layer's worth (L = 1 below), which each layer
+ * overwrites, so it needs about 1/L of the memory and stays in cache. Its
+ * residual stream is res3 alone, updated in place (encoded and res2 are
+ * NULL). */
+typedef struct emdpo_llama_acts {
+    emdpo_llama_config config;
+    int max_B, max_T;
+    int B, T;         /* shape of the last forward; 0 before the first */
+    int training;     /* every layer kept, gradient buffers allocated */
+    int *tokens;      /* (B, T) ids; 0 past a sequence's length */
+    int *targets;     /* (B, T) next token, or -1 where there is none */
+    int *lens;        /* (B) */
+    float *encoded;   /* (B, T, C) token embeddings: layer 0's input (training only) */
+    float *ln1;       /* (L, B, T, C) attention RMSNorm output */
+    float *ln1_rstd;  /* (L, B, T) */
+    float *q;         /* (L, B, T, C) queries after RoPE */
+    float *k;         /* (L, B, T, kvd) keys after RoPE */
+    float *v;         /* (L, B, T, kvd) */
+    float *att;       /* (L, B, NH, T, T) attention probabilities */
+    float *atty;      /* (L, B, T, C) attention output before wo */
+    float *res2;      /* (L, B, T, C) residual after attention (training only) */
+    float *ln2;       /* (L, B, T, C) FFN RMSNorm output */
+    float *ln2_rstd;  /* (L, B, T) */
+    float *h1;        /* (L, B, T, H) gate pre-activation */
+    float *h3;        /* (L, B, T, H) up projection */
+    float *hg;        /* (L, B, T, H) silu(h1) * h3 */
+    float *res3;      /* (L, B, T, C) residual after FFN: layer l+1's input */
+    float *lnf;       /* (B, T, C) final RMSNorm output */
+    float *lnf_rstd;  /* (B, T) */
+    float *logits;    /* (B, T, V) */
+    float *lse;       /* (B, T) log-sum-exp of each logits row */
+    float *logp;      /* (B, T) next-token log-probabilities, 0 where masked */
+    float *rope_cos;  /* (T, hs/2) */
+    float *rope_sin;  /* (T, hs/2) */
+    /* Gradients (training only). The backward keeps the activation
+     * gradients that the weight gradients need for two layers at a time
+     * (slot l % 2), and the residual stream's for three (slot (l+1) % 3). */
+    float *dres;      /* (3, B, T, C) dL/d(layer l's output); layer -1 is the embedding */
+    float *dres2;     /* (2, B, T, C) dL/d(residual after attention) */
+    float *dq;        /* (2, B, T, C) queries, before RoPE */
+    float *dk;        /* (2, B, T, kvd) keys, before RoPE */
+    float *dv;        /* (2, B, T, kvd) */
+    float *dh1;       /* (2, B, T, H) */
+    float *dh3;       /* (2, B, T, H) */
+    float *dhg;       /* (B, T, H) scratch */
+    float *dx;        /* (B, T, C) scratch: an RMSNorm output's or the attention output's gradient */
+    float *datt;      /* (B, T, T) scratch of the attention backward, one T x T per sequence */
+    float *dnorm;     /* (B, 2L+1, C) the RMSNorm weight gradients of each chunk of sequences */
+    float *dlogits;   /* (B, T, V) */
+    /* The packed kernel's buffers (gemm.h), only where it is active and a
+     * pass can have two chunks or more; else NULL and passes take BLAS. */
+    float *wpack;       /* one layer's projections, or the head, packed */
+    float *tn_scratch;  /* (kthreads, tn_scratch_n) the weight gradients' (training only) */
+    size_t tn_scratch_n;
+    float *att_scratch; /* (kthreads, att_scratch_n) one key/value head's keys and values, packed */
+    size_t att_scratch_n;
+    int kthreads;       /* emdpo_max_threads() at creation: kernel-path passes use at most this many */
+    float *kbuf;        /* the allocation behind the four (kbuf_n floats), 64-byte aligned inside */
+    size_t kbuf_n;
+    float *buf;       /* every float array above but the kernel's */
+    size_t buf_n;     /* floats in buf */
+    int *ibuf;        /* tokens, targets, lens */
+    size_t ibuf_n;    /* ints in ibuf */
+} emdpo_llama_acts;
+
+/* Activations for batches of up to max_B sequences of up to max_T tokens
+ * (max_T <= c->max_seq_len); training also allocates the backward's buffers.
+ * Where gemm.h's kernel is active (decided here, once) and max_B sequences
+ * make two chunks or more, it also allocates the kernel's buffers, for at
+ * most emdpo_max_threads() threads: set the thread count before creating.
+ * EMDPO_ERR_INVALID_ARG for bad sizes, EMDPO_ERR_LIMIT when they overflow. */
+int emdpo_llama_acts_create(const emdpo_llama_config *c, int max_B, int max_T, int training, emdpo_llama_acts **out);
+void emdpo_llama_acts_free(emdpo_llama_acts *a);
+
+/* Forward over tokens (B, T), row-major. lens (B) or NULL (all T): tokens of
+ * sequence b at t >= lens[b] are padding, never read, and never influence a
+ * real position. Fills a->logp (B, T), a->logits, a->lnf and, with training,
+ * everything the backward needs. EMDPO_ERR_INVALID_ARG when B, T, a length
+ * or a real token is out of range or a was made for another configuration.
+ *
+ * Threads: the batch is cut into chunks of whole sequences (about 256 rows
+ * each, a function of T only). Layer by layer, the team packs the layer's
+ * weights once (gemm.h; when the kernel is active and there are two chunks
+ * or more) and then runs the chunks through it, each on one thread, with
+ * single-threaded products (OpenBLAS is set to one thread for the duration
+ * and restored after, so two threads of the caller must not run passes at
+ * the same time). With one chunk, or one OpenMP thread, the pass runs on
+ * the calling thread; a single chunk takes the BLAS path, and OpenBLAS
+ * keeps its own threads unless the kernel is in use. */
+int emdpo_llama_forward(const emdpo_llama *m, emdpo_llama_acts *a, const int *tokens, const int *lens, int B, int T);
+
+/* Backward of the last forward from dlogp (B, T) (entries where logp is
+ * masked are ignored): ADDS dL/dparams into grad (m->num_params floats,
+ * laid out as the parameters; a tied head's gradient lands in tok_emb).
+ * Leaves the forward's activations intact, so it may be called again.
+ * EMDPO_ERR_INVALID_ARG without training buffers or before a forward.
+ * Threads as the forward: the chunks go backward layer by layer against
+ * the layer's packed weights, and the weight gradients of layer l, sums
+ * over all rows, are products over blocks of the weight, run while the
+ * chunks do layer l-1. The same inputs and thread count give the same bits,
+ * whichever thread takes which chunk or block. */
+int emdpo_llama_backward(const emdpo_llama *m, emdpo_llama_acts *a, const float *dlogp, float *grad);
+
+/* Log-probability of the span of tokens [start[b], end[b]) of each sequence
+ * of the last forward: out[b] = sum of logp[b][s-1] over the span. Requires
+ * 1 <= start[b] <= end[b] <= lens[b]; else EMDPO_ERR_INVALID_ARG. */
+int emdpo_llama_span_logp(const emdpo_llama_acts *a, const int *start, const int *end, double *out);
+/* The matching backward: dlogp[b][s-1] += g[b] over each span. dlogp (B, T). */
+int emdpo_llama_span_backward(const emdpo_llama_acts *a, const int *start, const int *end, const double *g,
+                              float *dlogp);
+
+/* Key/value cache and buffers for decoding one sequence token by token. */
+typedef struct emdpo_llama_kv {
+    emdpo_llama_config config;
+    int max_T;
+    int n;            /* positions filled */
+    float *k;         /* (L, max_T, kvd) keys after RoPE */
+    float *v;         /* (L, max_T, kvd) */
+    float *x;         /* (C) residual stream */
+    float *xb;        /* (C) */
+    float *xb2;       /* (C) */
+    float *q;         /* (C) */
+    float *hb;        /* (H) */
+    float *hb2;       /* (H) */
+    float *att;       /* (max_T) */
+    float *rope_cos;  /* (hs/2) */
+    float *rope_sin;  /* (hs/2) */
+    float *logits;    /* (V) */
+    float *buf;
+    size_t buf_n;
+} emdpo_llama_kv;
+
+int emdpo_llama_kv_create(const emdpo_llama_config *c, int max_T, emdpo_llama_kv **out);
+void emdpo_llama_kv_free(emdpo_llama_kv *kv);
+
+/* Feeds token at position pos (0 <= pos <= kv->n, pos < max_T; a pos below
+ * kv->n rewinds the sequence there) and points *logits at the next-token
+ * logits (V), valid until the next step. EMDPO_ERR_INVALID_ARG when token or
+ * pos is out of range or kv was made for another configuration. */
+int emdpo_llama_step(const emdpo_llama *m, emdpo_llama_kv *kv, int token, int pos, const float **logits);
+
+#endif

@@ -1,0 +1,382 @@
+#include "lm/io/llama_hf.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/afile.h"
+#include "base/alloc.h"
+#include "base/diag.h"
+#include "base/file.h"
+#include "base/json.h"
+
+/* ---- config.json ------------------------------------------------------- */
+
+/* A positive int under key; *out keeps its default when absent and
+ * required is 0. */
+static int get_pos_int(const emdpo_json *root, const char *key, int required, int *out, emdpo_diag *diag) {
+    const emdpo_json *v = emdpo_json_get(root, key);
+    if (!v) return required ? emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "\"%s\" is missing", key) : EMDPO_OK;
+    if (v->type != EMDPO_JSON_NUMBER || !v->is_int || v->inum <= 0 || v->inum > INT_MAX)
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "\"%s\" must be a positive integer below 2^31", key);
+    *out = (int)v->inum;
+    return EMDPO_OK;
+}
+
+static int get_pos_float(const emdpo_json *root, const char *key, float *out, emdpo_diag *diag) {
+    const emdpo_json *v = emdpo_json_get(root, key);
+    if (!v) return EMDPO_OK;
+    if (v->type != EMDPO_JSON_NUMBER || !(v->num > 0) || !isfinite((float)v->num) || (float)v->num == 0)
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "\"%s\" must be a positive number within float range", key);
+    *out = (float)v->num;
+    return EMDPO_OK;
+}
+
+/* Keys whose presence with anything but the given harmless value means an
+ * architecture emdpo does not implement. */
+static int check_variants(const emdpo_json *root, int max_pos, emdpo_diag *diag) {
+    const emdpo_json *v = emdpo_json_get(root, "model_type");
+    if (v && (v->type != EMDPO_JSON_STRING ||
+              (strcmp(v->u.str, "llama") != 0 && strcmp(v->u.str, "mistral") != 0)))
+        return emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "model_type \"%.40s\" is not \"llama\" (or \"mistral\")",
+                    v->type == EMDPO_JSON_STRING ? v->u.str : emdpo_json_type_name(v->type));
+    v = emdpo_json_get(root, "hidden_act");
+    if (v && (v->type != EMDPO_JSON_STRING || strcmp(v->u.str, "silu") != 0))
+        return emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "hidden_act must be \"silu\" (SwiGLU)");
+    v = emdpo_json_get(root, "rope_scaling");
+    if (v && v->type != EMDPO_JSON_NULL)
+        return emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "rope_scaling is not supported (it must be null)");
+    static const char *const biases[] = {"attention_bias", "mlp_bias"};
+    for (int i = 0; i < 2; i++) {
+        v = emdpo_json_get(root, biases[i]);
+        if (v && !(v->type == EMDPO_JSON_BOOL && !v->boolean))
+            return emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "%s must be false: emdpo has no bias terms", biases[i]);
+    }
+    v = emdpo_json_get(root, "sliding_window");
+    if (v && v->type != EMDPO_JSON_NULL &&
+        !(v->type == EMDPO_JSON_NUMBER && v->is_int && v->inum >= max_pos))
+        return emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED,
+                    "sliding_window shorter than max_position_embeddings is not supported");
+    v = emdpo_json_get(root, "tie_word_embeddings");
+    if (v && v->type != EMDPO_JSON_BOOL)
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "\"tie_word_embeddings\" must be true or false");
+    return EMDPO_OK;
+}
+
+int emdpo_hf_config_parse(const char *text, size_t len, const char *name, emdpo_llama_config *c,
+                          emdpo_diag *diag) {
+    emdpo_diag_reset(diag, name);
+    memset(c, 0, sizeof *c);
+    emdpo_json_doc *doc = NULL;
+    int rc = emdpo_json_doc_create(&doc);
+    if (rc) return rc;
+    const emdpo_json *root = NULL;
+    emdpo_json_error err;
+    rc = emdpo_json_parse(doc, text, len, &root, &err);
+    if (rc == EMDPO_ERR_PARSE) emdpo_diag_fail(diag, rc, "not valid JSON: %s at byte %zu", err.msg, err.offset);
+    if (!rc && root->type != EMDPO_JSON_OBJECT) rc = emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "not a JSON object");
+    emdpo_llama_config k = {0};
+    k.max_seq_len = 2048;
+    k.norm_eps = 1e-6f;
+    k.rope_theta = 10000.0f;
+    if (!rc) rc = get_pos_int(root, "hidden_size", 1, &k.dim, diag);
+    if (!rc) rc = get_pos_int(root, "intermediate_size", 1, &k.hidden_dim, diag);
+    if (!rc) rc = get_pos_int(root, "num_hidden_layers", 1, &k.n_layers, diag);
+    if (!rc) rc = get_pos_int(root, "num_attention_heads", 1, &k.n_heads, diag);
+    if (!rc) rc = get_pos_int(root, "vocab_size", 1, &k.vocab_size, diag);
+    k.n_kv_heads = k.n_heads;
+    if (!rc) rc = get_pos_int(root, "num_key_value_heads", 0, &k.n_kv_heads, diag);
+    if (!rc) rc = get_pos_int(root, "max_position_embeddings", 0, &k.max_seq_len, diag);
+    if (!rc) rc = get_pos_float(root, "rms_norm_eps", &k.norm_eps, diag);
+    if (!rc) rc = get_pos_float(root, "rope_theta", &k.rope_theta, diag);
+    if (!rc) rc = check_variants(root, k.max_seq_len, diag);
+    if (!rc) {
+        const emdpo_json *tie = emdpo_json_get(root, "tie_word_embeddings");
+        k.tied = tie && tie->boolean;
+        const emdpo_json *hd = emdpo_json_get(root, "head_dim");
+        if (k.dim % k.n_heads)
+            rc = emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "hidden_size %d is not divisible by num_attention_heads %d",
+                      k.dim, k.n_heads);
+        else if (k.n_heads % k.n_kv_heads)
+            rc = emdpo_diag_fail(diag, EMDPO_ERR_PARSE,
+                      "num_attention_heads %d is not divisible by num_key_value_heads %d", k.n_heads,
+                      k.n_kv_heads);
+        else if ((k.dim / k.n_heads) % 2)
+            rc = emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "the head size %d is odd, which RoPE cannot rotate",
+                      k.dim / k.n_heads);
+        else if (hd && hd->type != EMDPO_JSON_NULL &&
+                 !(hd->type == EMDPO_JSON_NUMBER && hd->is_int && hd->inum == k.dim / k.n_heads))
+            rc = emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "head_dim must equal hidden_size / num_attention_heads = %d",
+                      k.dim / k.n_heads);
+        else if (emdpo_llama_config_check(&k))
+            rc = emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "the sizes describe a model too large to address");
+    }
+    emdpo_json_doc_free(doc);
+    if (!rc) *c = k;
+    return rc;
+}
+
+int emdpo_hf_config_read(const char *path, emdpo_llama_config *c, emdpo_diag *diag) {
+    emdpo_diag_reset(diag, path);
+    char *buf;
+    size_t len;
+    int rc = emdpo_file_read(path, &buf, &len, diag);
+    if (rc) return rc;
+    rc = emdpo_hf_config_parse(buf, len, path, c, diag);
+    emdpo_free(buf, len + 1);
+    return rc;
+}
+
+/* The shortest %g spelling that reads back as the same float. */
+static void format_float(char *buf, size_t size, float f) {
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(buf, size, "%.*g", prec, (double)f);
+        if (strtof(buf, NULL) == f) return;
+    }
+}
+
+int emdpo_hf_config_write(const char *path, const emdpo_llama_config *c, emdpo_diag *diag) {
+    emdpo_diag_reset(diag, path);
+    if (emdpo_llama_config_check(c))
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "invalid model configuration");
+    char eps[32], theta[32];
+    format_float(eps, sizeof eps, c->norm_eps);
+    format_float(theta, sizeof theta, c->rope_theta);
+    emdpo_afile af;
+    if (emdpo_afile_open(&af, path))
+        return emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot create a temporary file beside it: %s", strerror(errno));
+    fprintf(af.fp,
+            "{\n"
+            "  \"architectures\": [\"LlamaForCausalLM\"],\n"
+            "  \"model_type\": \"llama\",\n"
+            "  \"hidden_size\": %d,\n"
+            "  \"intermediate_size\": %d,\n"
+            "  \"num_hidden_layers\": %d,\n"
+            "  \"num_attention_heads\": %d,\n"
+            "  \"num_key_value_heads\": %d,\n"
+            "  \"vocab_size\": %d,\n"
+            "  \"max_position_embeddings\": %d,\n"
+            "  \"rms_norm_eps\": %s,\n"
+            "  \"rope_theta\": %s,\n"
+            "  \"tie_word_embeddings\": %s,\n"
+            "  \"hidden_act\": \"silu\",\n"
+            "  \"attention_bias\": false,\n"
+            "  \"mlp_bias\": false,\n"
+            "  \"rope_scaling\": null,\n"
+            "  \"bos_token_id\": 1,\n"
+            "  \"eos_token_id\": 2,\n"
+            "  \"torch_dtype\": \"float32\"\n"
+            "}\n",
+            c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size, c->max_seq_len,
+            eps, theta, c->tied ? "true" : "false");
+    if (emdpo_afile_commit(&af)) return emdpo_diag_fail(diag, EMDPO_ERR_IO, "write failed");
+    return EMDPO_OK;
+}
+
+/* ---- the q/k row permutation -------------------------------------------- */
+
+void emdpo_hf_permute_rows(const float *src, float *dst, int n_heads, int head_size, int cols, int to_hf) {
+    size_t half = (size_t)head_size / 2, n = (size_t)cols;
+    for (size_t h = 0; h < (size_t)n_heads; h++)
+        for (size_t i = 0; i < half; i++)
+            for (size_t t = 0; t < 2; t++) {
+                /* Ours: row 2i + t of the head; HF's: row t * hs/2 + i. */
+                size_t ours = h * (size_t)head_size + 2 * i + t;
+                size_t hf = h * (size_t)head_size + t * half + i;
+                size_t from = to_hf ? ours : hf, to = to_hf ? hf : ours;
+                memcpy(dst + to * n, src + from * n, n * sizeof *dst);
+            }
+}
+
+/* ---- tensor names ---------------------------------------------------------- */
+
+/* Per-layer tensors in HF's order, with the emdpo tensor each maps to. */
+enum { T_ATT_NORM, T_Q, T_K, T_V, T_O, T_FFN_NORM, T_GATE, T_DOWN, T_UP, N_LAYER_TENSORS };
+static const char *const k_layer_names[N_LAYER_TENSORS] = {
+    "input_layernorm.weight",  "self_attn.q_proj.weight",         "self_attn.k_proj.weight",
+    "self_attn.v_proj.weight", "self_attn.o_proj.weight",         "post_attention_layernorm.weight",
+    "mlp.gate_proj.weight",    "mlp.down_proj.weight",            "mlp.up_proj.weight",
+};
+
+typedef struct layer_tensor {
+    float *data;  /* this layer's slice of the emdpo tensor */
+    int rank;
+    int64_t shape[2];
+} layer_tensor;
+
+static layer_tensor layer_tensor_of(const emdpo_llama_config *c, const emdpo_llama_params *p, int l, int which) {
+    size_t C = (size_t)c->dim, H = (size_t)c->hidden_dim, kvd = (size_t)c->n_kv_heads * (C / (size_t)c->n_heads);
+    size_t L = (size_t)l;
+    switch (which) {
+    case T_ATT_NORM: return (layer_tensor){p->rms_att + L * C, 1, {(int64_t)C, 0}};
+    case T_Q: return (layer_tensor){p->wq + L * C * C, 2, {(int64_t)C, (int64_t)C}};
+    case T_K: return (layer_tensor){p->wk + L * kvd * C, 2, {(int64_t)kvd, (int64_t)C}};
+    case T_V: return (layer_tensor){p->wv + L * kvd * C, 2, {(int64_t)kvd, (int64_t)C}};
+    case T_O: return (layer_tensor){p->wo + L * C * C, 2, {(int64_t)C, (int64_t)C}};
+    case T_FFN_NORM: return (layer_tensor){p->rms_ffn + L * C, 1, {(int64_t)C, 0}};
+    case T_GATE: return (layer_tensor){p->w1 + L * H * C, 2, {(int64_t)H, (int64_t)C}};
+    case T_DOWN: return (layer_tensor){p->w2 + L * C * H, 2, {(int64_t)C, (int64_t)H}};
+    default: return (layer_tensor){p->w3 + L * H * C, 2, {(int64_t)H, (int64_t)C}};
+    }
+}
+
+static void layer_name(char *buf, size_t size, int l, int which) {
+    snprintf(buf, size, "model.layers.%d.%s", l, k_layer_names[which]);
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* Whether name is one of the model's tensors (or an ignorable buffer). */
+static int known_name(const emdpo_llama_config *c, const char *name) {
+    if (strcmp(name, "model.embed_tokens.weight") == 0 || strcmp(name, "model.norm.weight") == 0) return 1;
+    if (strcmp(name, "lm_head.weight") == 0) return !c->tied;
+    if (ends_with(name, ".rotary_emb.inv_freq")) return 1;
+    static const char prefix[] = "model.layers.";
+    if (strncmp(name, prefix, sizeof prefix - 1) != 0) return 0;
+    const char *s = name + sizeof prefix - 1;
+    long l = 0;
+    if (*s < '0' || *s > '9' || (s[0] == '0' && s[1] >= '0' && s[1] <= '9')) return 0;
+    for (; *s >= '0' && *s <= '9'; s++)
+        if ((l = l * 10 + (*s - '0')) >= c->n_layers) return 0;
+    if (*s++ != '.') return 0;
+    for (int i = 0; i < N_LAYER_TENSORS; i++)
+        if (strcmp(s, k_layer_names[i]) == 0) return 1;
+    return 0;
+}
+
+int emdpo_hf_read_params(const emdpo_safetensors *st, const emdpo_llama_config *c,
+                         const emdpo_llama_params *p, emdpo_diag *diag) {
+    for (size_t i = 0; i < emdpo_st_count(st); i++) {
+        const char *name = emdpo_st_tensor_at(st, i)->name;
+        if (!known_name(c, name)) {
+            emdpo_diag_reset(diag, emdpo_st_name(st));
+            return emdpo_diag_fail(diag, EMDPO_ERR_PARSE,
+                        c->tied && strcmp(name, "lm_head.weight") == 0
+                            ? "tensor \"%.80s\" is present although tie_word_embeddings is true"
+                            : "tensor \"%.80s\" is not part of a Llama model of this configuration",
+                        name);
+        }
+    }
+    int64_t C = c->dim, V = c->vocab_size, hs = c->dim / c->n_heads;
+    int64_t vc[2] = {V, C};
+    int rc = emdpo_st_read_f32(st, "model.embed_tokens.weight", 2, vc, p->tok_emb, diag);
+    if (!rc) rc = emdpo_st_read_f32(st, "model.norm.weight", 1, &C, p->rms_final, diag);
+    if (!rc && !c->tied) rc = emdpo_st_read_f32(st, "lm_head.weight", 2, vc, p->lm_head, diag);
+    size_t scratch_n = (size_t)C * (size_t)C;
+    float *scratch = rc ? NULL : emdpo_malloc(scratch_n * sizeof *scratch);
+    if (!rc && !scratch) rc = EMDPO_ERR_NOMEM;
+    char name[96];
+    for (int l = 0; !rc && l < c->n_layers; l++)
+        for (int w = 0; !rc && w < N_LAYER_TENSORS; w++) {
+            layer_tensor t = layer_tensor_of(c, p, l, w);
+            layer_name(name, sizeof name, l, w);
+            int permuted = w == T_Q || w == T_K;
+            rc = emdpo_st_read_f32(st, name, t.rank, t.shape, permuted ? scratch : t.data, diag);
+            if (!rc && permuted)
+                emdpo_hf_permute_rows(scratch, t.data, w == T_Q ? c->n_heads : c->n_kv_heads, (int)hs, (int)C, 0);
+        }
+    emdpo_free(scratch, scratch_n * sizeof *scratch);
+    return rc;
+}
+
+int emdpo_hf_write_params(const char *path, const emdpo_llama_config *c, const emdpo_llama_params *p,
+                          emdpo_diag *diag) {
+    emdpo_diag_reset(diag, path);
+    size_t L = (size_t)c->n_layers, C = (size_t)c->dim, hs = C / (size_t)c->n_heads;
+    size_t kvd = (size_t)c->n_kv_heads * hs;
+    size_t n_out = 2 + (c->tied ? 0 : 1) + L * N_LAYER_TENSORS;
+    size_t perm_n = L * (C * C + kvd * C);
+    emdpo_st_out *out = emdpo_calloc(n_out, sizeof *out);
+    char *names = emdpo_malloc(n_out * 96);
+    float *perm = emdpo_malloc(perm_n * sizeof *perm);
+    int rc = EMDPO_OK;
+    if (!out || !names || !perm) {
+        rc = EMDPO_ERR_NOMEM;
+        goto done;
+    }
+    size_t k = 0;
+    out[k++] = (emdpo_st_out){"model.embed_tokens.weight", 2, {c->vocab_size, c->dim}, p->tok_emb};
+    float *q = perm, *kk = perm + L * C * C;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int w = 0; w < N_LAYER_TENSORS; w++) {
+            layer_tensor t = layer_tensor_of(c, p, l, w);
+            char *name = names + k * 96;
+            layer_name(name, 96, l, w);
+            const float *data = t.data;
+            if (w == T_Q || w == T_K) {
+                float *dst = w == T_Q ? q + (size_t)l * C * C : kk + (size_t)l * kvd * C;
+                emdpo_hf_permute_rows(t.data, dst, w == T_Q ? c->n_heads : c->n_kv_heads, (int)hs, c->dim, 1);
+                data = dst;
+            }
+            out[k++] = (emdpo_st_out){name, t.rank, {t.shape[0], t.shape[1]}, data};
+        }
+    out[k++] = (emdpo_st_out){"model.norm.weight", 1, {c->dim}, p->rms_final};
+    if (!c->tied) out[k++] = (emdpo_st_out){"lm_head.weight", 2, {c->vocab_size, c->dim}, p->lm_head};
+    /* transformers refuses safetensors files without format metadata. */
+    static const char *const meta[] = {"format", "pt"};
+    rc = emdpo_st_write_f32(path, out, k, meta, 1, diag);
+done:
+    emdpo_free(out, n_out * sizeof *out);
+    emdpo_free(names, n_out * 96);
+    emdpo_free(perm, perm_n * sizeof *perm);
+    return rc;
+}
+
+/* ---- directories ------------------------------------------------------------ */
+
+static int join(char *buf, size_t size, const char *dir, const char *file, emdpo_diag *diag) {
+    if ((size_t)snprintf(buf, size, "%s/%s", dir, file) >= size) {
+        emdpo_diag_reset(diag, dir);
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "directory path too long");
+    }
+    return EMDPO_OK;
+}
+
+int emdpo_llama_hf_load(const char *dir, emdpo_llama **out, emdpo_diag *diag) {
+    *out = NULL;
+    char path[4096];
+    emdpo_llama_config c;
+    int rc = join(path, sizeof path, dir, "config.json", diag);
+    if (!rc) rc = emdpo_hf_config_read(path, &c, diag);
+    if (!rc) rc = join(path, sizeof path, dir, "model.safetensors", diag);
+    if (rc) return rc;
+    emdpo_safetensors *st = NULL;
+    rc = emdpo_st_open(path, &st, diag);
+    if (rc == EMDPO_ERR_IO && access(path, F_OK) != 0) {
+        char index[4096];
+        if (!join(index, sizeof index, dir, "model.safetensors.index.json", diag) && access(index, F_OK) == 0)
+            return emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "sharded checkpoints (%s) are not supported",
+                        "model.safetensors.index.json");
+    }
+    if (rc) return rc;
+    emdpo_llama *m = NULL;
+    rc = emdpo_llama_create(&c, &m);
+    if (!rc) rc = emdpo_hf_read_params(st, &c, &m->params, diag);
+    emdpo_st_close(st);
+    if (rc) {
+        emdpo_llama_free(m);
+        return rc;
+    }
+    *out = m;
+    return EMDPO_OK;
+}
+
+int emdpo_llama_hf_save(const emdpo_llama *m, const char *dir, emdpo_diag *diag) {
+    emdpo_diag_reset(diag, dir);
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        return emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot create the directory: %s", strerror(errno));
+    char path[4096];
+    int rc = join(path, sizeof path, dir, "model.safetensors", diag);
+    if (!rc) rc = emdpo_hf_write_params(path, &m->config, &m->params, diag);
+    if (!rc) rc = join(path, sizeof path, dir, "config.json", diag);
+    if (!rc) rc = emdpo_hf_config_write(path, &m->config, diag);
+    return rc;
+}

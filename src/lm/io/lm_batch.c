@@ -1,0 +1,330 @@
+/* Token sequences for language-model training and scoring; see lm_batch.h. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/diag.h"
+#include "base/json.h"
+#include "base/lines.h"
+#include "lm/io/lm_batch.h"
+
+int emdpo_lm_set_create(int max_length, int max_prompt_length, emdpo_lm_set **out) {
+    *out = NULL;
+    if (max_prompt_length < 1 || max_length <= max_prompt_length) return EMDPO_ERR_INVALID_ARG;
+    emdpo_lm_set *s = emdpo_calloc(1, sizeof *s);
+    if (!s) return EMDPO_ERR_NOMEM;
+    s->max_length = max_length;
+    s->max_prompt_length = max_prompt_length;
+    if (emdpo_grow((void **)&s->seq_off, &s->seq_off_cap, 1, sizeof *s->seq_off) ||
+        emdpo_grow((void **)&s->group_off, &s->group_off_cap, 1, sizeof *s->group_off)) {
+        emdpo_lm_set_free(s);
+        return EMDPO_ERR_NOMEM;
+    }
+    s->seq_off[0] = 0;
+    s->group_off[0] = 0;
+    *out = s;
+    return EMDPO_OK;
+}
+
+void emdpo_lm_set_free(emdpo_lm_set *s) {
+    if (!s) return;
+    emdpo_free(s->seq_off, s->seq_off_cap * sizeof *s->seq_off);
+    emdpo_free(s->seq_start, s->seq_start_cap * sizeof *s->seq_start);
+    emdpo_free(s->tok, s->tok_cap * sizeof *s->tok);
+    emdpo_free(s->group_off, s->group_off_cap * sizeof *s->group_off);
+    emdpo_free(s->group_stages, s->group_stages_cap * sizeof *s->group_stages);
+    emdpo_free(s, sizeof *s);
+}
+
+/* Encodes text (NULL = empty) with flags into a fresh buffer. */
+static int encode(const emdpo_tokenizer *tok, const char *text, unsigned flags, int **ids, size_t *cap, size_t *n) {
+    size_t len = text ? strlen(text) : 0;
+    *cap = emdpo_tokenizer_encode_bound(len) + 1; /* + 1 for the EOS a response gets */
+    if (!(*ids = emdpo_malloc(*cap * sizeof **ids))) return EMDPO_ERR_NOMEM;
+    int rc = emdpo_tokenizer_encode(tok, text ? text : "", len, flags, *ids, *cap, n);
+    if (rc) {
+        emdpo_free(*ids, *cap * sizeof **ids);
+        *ids = NULL;
+    }
+    return rc;
+}
+
+int emdpo_lm_set_add(emdpo_lm_set *s, const emdpo_tokenizer *tok, const char *prompt, const char *const *responses,
+                     int n, int stages) {
+    if (n < 1 || stages < 0 || stages > n - 1) return EMDPO_ERR_INVALID_ARG;
+    size_t pcap, pn;
+    int *pids, rc = encode(tok, prompt, EMDPO_TOK_ADD_BOS, &pids, &pcap, &pn);
+    if (rc) return rc;
+    int **rids = emdpo_calloc((size_t)n, sizeof *rids);
+    /* rn[k]: tokens kept of response k; rn[n + k]: tokens it had. */
+    size_t *rcap = emdpo_calloc((size_t)n, sizeof *rcap), *rn = emdpo_calloc(2 * (size_t)n, sizeof *rn);
+    if (!rids || !rcap || !rn) rc = EMDPO_ERR_NOMEM;
+    size_t longest = 0;
+    for (int k = 0; k < n && !rc; k++) {
+        if ((rc = encode(tok, responses ? responses[k] : NULL, 0, &rids[k], &rcap[k], &rn[k]))) break;
+        rids[k][rn[k]++] = EMDPO_TOK_EOS;
+        rn[n + k] = rn[k];
+        if (rn[k] > longest) longest = rn[k];
+    }
+    /* The reference implementation's truncation: the prompt first (keeping
+     * BOS and its end), then each response (keeping its start). */
+    size_t L = (size_t)s->max_length, P = (size_t)s->max_prompt_length, pskip = 0;
+    int prompt_cut = 0;
+    if (!rc && pn + longest > L && pn > P) {
+        pskip = pn - P;
+        pn = P;
+        prompt_cut = 1;
+    }
+    size_t total = 0;
+    for (int k = 0; k < n && !rc; k++) {
+        if (pn + rn[k] > L) rn[k] = L - pn;
+        total += pn + rn[k];
+    }
+    if (!rc && (emdpo_grow((void **)&s->seq_off, &s->seq_off_cap, (size_t)s->n_seq + n + 1, sizeof *s->seq_off) ||
+                emdpo_grow((void **)&s->seq_start, &s->seq_start_cap, (size_t)s->n_seq + n, sizeof *s->seq_start) ||
+                emdpo_grow((void **)&s->tok, &s->tok_cap, (size_t)s->n_tok + total, sizeof *s->tok) ||
+                emdpo_grow((void **)&s->group_off, &s->group_off_cap, (size_t)s->n_group + 2, sizeof *s->group_off) ||
+                emdpo_grow((void **)&s->group_stages, &s->group_stages_cap, (size_t)s->n_group + 1,
+                           sizeof *s->group_stages)))
+        rc = EMDPO_ERR_NOMEM;
+    if (!rc) {
+        for (int k = 0; k < n; k++) {
+            int32_t *dst = s->tok + s->n_tok;
+            dst[0] = pids[0];
+            for (size_t i = 1; i < pn; i++) dst[i] = pids[pskip + i];
+            for (size_t i = 0; i < rn[k]; i++) dst[pn + i] = rids[k][i];
+            int cut = prompt_cut || rn[k] < rn[n + k];
+            s->n_truncated += cut;
+            s->seq_start[s->n_seq] = (int32_t)pn;
+            s->n_tok += (int64_t)(pn + rn[k]);
+            s->seq_off[++s->n_seq] = s->n_tok;
+            if ((int)(pn + rn[k]) > s->longest) s->longest = (int)(pn + rn[k]);
+        }
+        s->group_stages[s->n_group] = stages;
+        s->group_off[++s->n_group] = s->n_seq;
+        if (n > s->most_items) s->most_items = n;
+    }
+    for (int k = 0; rids && rcap && k < n; k++) emdpo_free(rids[k], rcap[k] * sizeof *rids[k]);
+    emdpo_free(rids, (size_t)n * sizeof *rids);
+    emdpo_free(rcap, (size_t)n * sizeof *rcap);
+    emdpo_free(rn, 2 * (size_t)n * sizeof *rn);
+    emdpo_free(pids, pcap * sizeof *pids);
+    return rc;
+}
+
+int emdpo_lm_set_from_data(const emdpo_data *d, const emdpo_tokenizer *tok, int max_length, int max_prompt_length,
+                           emdpo_lm_set **out) {
+    *out = NULL;
+    if (!emdpo_data_has_text(d)) return EMDPO_ERR_UNSUPPORTED;
+    emdpo_lm_set *s;
+    int rc = emdpo_lm_set_create(max_length, max_prompt_length, &s);
+    for (int64_t j = 0; !rc && j < d->n_dec; j++)
+        rc = emdpo_lm_set_add(s, tok, d->dec_prompt ? d->dec_prompt[j] : NULL,
+                              (const char *const *)d->item_text + d->dec_item[j], emdpo_dec_n_items(d, j),
+                              d->dec_stages[j]);
+    if (rc) {
+        emdpo_lm_set_free(s);
+        return rc;
+    }
+    *out = s;
+    return EMDPO_OK;
+}
+
+void emdpo_lm_pack(const emdpo_lm_set *s, const int64_t *seq, int B, int *tokens, int *lens, int *start, int *end,
+                   int *T) {
+    int t_max = 1;
+    for (int b = 0; b < B; b++) {
+        int n = emdpo_lm_seq_len(s, seq[b]);
+        if (n > t_max) t_max = n;
+    }
+    for (int b = 0; b < B; b++) {
+        const int32_t *src = s->tok + s->seq_off[seq[b]];
+        int n = emdpo_lm_seq_len(s, seq[b]);
+        int *row = tokens + (size_t)b * t_max;
+        for (int t = 0; t < n; t++) row[t] = src[t];
+        for (int t = n; t < t_max; t++) row[t] = 0;
+        lens[b] = n;
+        start[b] = s->seq_start[seq[b]];
+        end[b] = n;
+    }
+    *T = t_max;
+}
+
+/* ---- SFT texts ---------------------------------------------------------- */
+
+void emdpo_lm_texts_free(emdpo_lm_texts *t) {
+    if (!t) return;
+    for (int64_t i = 0; i < t->n; i++) {
+        emdpo_strfree(t->prompt[i]);
+        emdpo_strfree(t->response[i]);
+    }
+    emdpo_free(t->prompt, t->prompt_cap * sizeof *t->prompt);
+    emdpo_free(t->response, t->response_cap * sizeof *t->response);
+    emdpo_free(t, sizeof *t);
+}
+
+/* A string field or NULL when absent; EMDPO_ERR_PARSE for another type. */
+static int text_field(const emdpo_json *obj, const char *key, const char **out, emdpo_diag *diag, long line) {
+    const emdpo_json *v = emdpo_json_get(obj, key);
+    *out = NULL;
+    if (!v || v->type == EMDPO_JSON_NULL) return EMDPO_OK;
+    if (v->type != EMDPO_JSON_STRING) {
+        emdpo_diag_set(diag, line, "\"%s\" must be a string, not %s", key, emdpo_json_type_name(v->type));
+        return EMDPO_ERR_PARSE;
+    }
+    if (strlen(v->u.str) != v->len) {
+        emdpo_diag_set(diag, line, "\"%s\" contains a \\u0000 character", key);
+        return EMDPO_ERR_PARSE;
+    }
+    *out = v->u.str;
+    return EMDPO_OK;
+}
+
+static int texts_line(emdpo_lm_texts *t, emdpo_json_doc *doc, const emdpo_lines *lr, emdpo_diag *diag) {
+    const emdpo_json *root;
+    emdpo_json_error jerr;
+    long line = lr->lineno;
+    int rc = emdpo_json_parse(doc, lr->buf, lr->len, &root, &jerr);
+    if (rc == EMDPO_ERR_PARSE) {
+        emdpo_diag_set(diag, line, "line is not valid JSON: %s at column %zu", jerr.msg, jerr.offset + 1);
+        return rc;
+    }
+    if (rc) return rc;
+    if (root->type != EMDPO_JSON_OBJECT) {
+        emdpo_diag_set(diag, line, "line is a JSON %s, expected an object", emdpo_json_type_name(root->type));
+        return EMDPO_ERR_PARSE;
+    }
+    if (t->n == 0 && (emdpo_json_get(root, "chosen") || emdpo_json_get(root, "ranking"))) return EMDPO_ERR_UNSUPPORTED;
+    const char *prompt, *response, *text;
+    if ((rc = text_field(root, "prompt", &prompt, diag, line)) ||
+        (rc = text_field(root, "response", &response, diag, line)) ||
+        (rc = text_field(root, "text", &text, diag, line)))
+        return rc;
+    if (text && (prompt || response)) {
+        emdpo_diag_set(diag, line, "\"text\" cannot be combined with \"prompt\" or \"response\"");
+        return EMDPO_ERR_PARSE;
+    }
+    if (!text && !response) {
+        emdpo_diag_set(diag, line, "missing field \"response\" (or \"text\")");
+        return EMDPO_ERR_PARSE;
+    }
+    if (emdpo_grow((void **)&t->prompt, &t->prompt_cap, (size_t)t->n + 1, sizeof *t->prompt) ||
+        emdpo_grow((void **)&t->response, &t->response_cap, (size_t)t->n + 1, sizeof *t->response))
+        return EMDPO_ERR_NOMEM;
+    char *ps = emdpo_strdup(text ? "" : prompt ? prompt : ""), *rs = emdpo_strdup(text ? text : response);
+    if (!ps || !rs) {
+        emdpo_strfree(ps);
+        emdpo_strfree(rs);
+        return EMDPO_ERR_NOMEM;
+    }
+    t->prompt[t->n] = ps;
+    t->response[t->n++] = rs;
+    return EMDPO_OK;
+}
+
+int emdpo_lm_texts_read(const char *path, emdpo_lm_texts **out, emdpo_diag *diag) {
+    emdpo_diag scratch;
+    if (!diag) diag = &scratch;
+    memset(diag, 0, sizeof *diag);
+    snprintf(diag->file, sizeof diag->file, "%s", path);
+    *out = NULL;
+    emdpo_lines lr = {0};
+    if (!(lr.fp = fopen(path, "rb"))) {
+        emdpo_diag_set(diag, 0, "cannot open: %s", strerror(errno));
+        return EMDPO_ERR_IO;
+    }
+    emdpo_lm_texts *t = emdpo_calloc(1, sizeof *t);
+    emdpo_json_doc *doc = NULL;
+    int rc = t ? emdpo_json_doc_create(&doc) : EMDPO_ERR_NOMEM, got = 1;
+    while (!rc && !(rc = emdpo_lines_next(&lr, &got)) && got)
+        if (!emdpo_line_is_blank(lr.buf, lr.len)) rc = texts_line(t, doc, &lr, diag);
+    if (!rc && t->n == 0) {
+        emdpo_diag_set(diag, 0, "no examples in file");
+        rc = EMDPO_ERR_PARSE;
+    }
+    if (rc == EMDPO_ERR_NOMEM) emdpo_diag_set(diag, lr.lineno, "out of memory");
+    if (rc == EMDPO_ERR_IO) emdpo_diag_set(diag, lr.lineno, "read error: %s", strerror(errno));
+    emdpo_json_doc_free(doc);
+    emdpo_lines_free(&lr);
+    fclose(lr.fp);
+    if (rc) {
+        emdpo_lm_texts_free(t);
+        return rc;
+    }
+    *out = t;
+    return EMDPO_OK;
+}
+
+int emdpo_lm_set_from_texts(const emdpo_lm_texts *t, const emdpo_tokenizer *tok, int max_length,
+                            int max_prompt_length, emdpo_lm_set **out) {
+    emdpo_lm_set *s;
+    int rc = emdpo_lm_set_create(max_length, max_prompt_length, &s);
+    *out = NULL;
+    for (int64_t i = 0; !rc && i < t->n; i++)
+        rc = emdpo_lm_set_add(s, tok, t->prompt[i], (const char *const *)&t->response[i], 1, 0);
+    if (rc) {
+        emdpo_lm_set_free(s);
+        return rc;
+    }
+    *out = s;
+    return EMDPO_OK;
+}
+
+static uint64_t seq_hash(const emdpo_lm_set *s, int64_t i) {
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)(uint32_t)s->seq_start[i];
+    for (int64_t t = s->seq_off[i]; t < s->seq_off[i + 1]; t++) {
+        h ^= (uint64_t)(uint32_t)s->tok[t];
+        h *= 1099511628211ULL;
+    }
+    return h ^ (h >> 29);
+}
+
+static int seq_equal(const emdpo_lm_set *s, int64_t i, int64_t j) {
+    int n = emdpo_lm_seq_len(s, i);
+    return n == emdpo_lm_seq_len(s, j) && s->seq_start[i] == s->seq_start[j] &&
+           memcmp(s->tok + s->seq_off[i], s->tok + s->seq_off[j], (size_t)n * sizeof *s->tok) == 0;
+}
+
+int emdpo_lm_distinct(const emdpo_lm_set *s, int64_t **uniq, int64_t *n_uniq, int64_t *map) {
+    *uniq = NULL;
+    *n_uniq = 0;
+    size_t n = (size_t)s->n_seq, cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    /* Open addressing: table holds indices into first, the first
+     * occurrence of each distinct sequence, in order of appearance. */
+    int64_t *table = emdpo_malloc(cap * sizeof *table), *first = emdpo_malloc((n ? n : 1) * sizeof *first);
+    int64_t *count = emdpo_calloc((size_t)s->longest + 2, sizeof *count);
+    int rc = table && first && count ? EMDPO_OK : EMDPO_ERR_NOMEM;
+    int64_t nu = 0;
+    if (!rc) {
+        for (size_t e = 0; e < cap; e++) table[e] = -1;
+        for (int64_t i = 0; i < s->n_seq; i++) {
+            size_t e = (size_t)seq_hash(s, i) & (cap - 1);
+            while (table[e] >= 0 && !seq_equal(s, first[table[e]], i)) e = (e + 1) & (cap - 1);
+            if (table[e] < 0) {
+                table[e] = nu;
+                first[nu++] = i;
+            }
+            map[i] = table[e];
+        }
+        if (nu && !(*uniq = emdpo_malloc((size_t)nu * sizeof **uniq))) rc = EMDPO_ERR_NOMEM;
+    }
+    if (!rc) {
+        /* A stable counting sort by length; table is reused as the rank of
+         * each distinct sequence. */
+        for (int64_t u = 0; u < nu; u++) count[emdpo_lm_seq_len(s, first[u]) + 1]++;
+        for (int l = 1; l <= s->longest + 1; l++) count[l] += count[l - 1];
+        for (int64_t u = 0; u < nu; u++) {
+            int64_t r = count[emdpo_lm_seq_len(s, first[u])]++;
+            (*uniq)[r] = first[u];
+            table[u] = r;
+        }
+        for (size_t i = 0; i < n; i++) map[i] = table[map[i]];
+        *n_uniq = nu;
+    }
+    emdpo_free(table, cap * sizeof *table);
+    emdpo_free(first, (n ? n : 1) * sizeof *first);
+    emdpo_free(count, ((size_t)s->longest + 2) * sizeof *count);
+    return rc;
+}

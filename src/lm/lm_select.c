@@ -1,0 +1,119 @@
+/* Validation reward margins and mixture log-likelihood of K Llama
+ * policies, for choosing K (lm_select.h). */
+#include "lm/lm_select.h"
+
+#include <math.h>
+
+#include "core/choice.h"
+#include "core/em.h"
+#include "lm/lm_train.h"
+
+int emdpo_lm_rewards(const emdpo_llama *const *models, int K, const emdpo_lm_set *set, const double *ref_logp,
+                     double beta, int batch, double *reward) {
+    if (K < 1 || K > EMDPO_MAX_K || !(beta > 0) || !isfinite(beta) || batch < 1) return EMDPO_ERR_INVALID_ARG;
+    for (int k = 0; k < K; k++) {
+        double *r = reward + (size_t)k * (size_t)set->n_seq;
+        int rc = emdpo_lm_score(models[k], set, batch, r);
+        if (rc) return rc;
+        for (int64_t i = 0; i < set->n_seq; i++) r[i] = beta * (r[i] - ref_logp[i]);
+    }
+    return EMDPO_OK;
+}
+
+/* Decision j's margin from one type's rewards r (n_items). */
+static double margin(const emdpo_data *d, const double *r, int64_t j) {
+    int64_t i0 = d->dec_item[j], i1 = d->dec_item[j + 1];
+    double sum = 0.0;
+    for (int64_t i = i0 + 1; i < i1; i++) sum += r[i0] - r[i];
+    return sum / (double)(i1 - i0 - 1);
+}
+
+/* The largest of v (K), NaN skipped; NaN when all are. */
+static double max_of(const double *v, int K) {
+    double m = NAN;
+    for (int k = 0; k < K; k++)
+        if (!isnan(v[k]) && (isnan(m) || v[k] > m)) m = v[k];
+    return m;
+}
+
+/* Annotator a: the mean margin under each type into mean (K), and the
+ * mean over the decisions at even and at odd positions into half[0] and
+ * half[1] (K each); returns the log of the eta-mixed likelihood of their
+ * choices. */
+static double annotator(const emdpo_data *d, int K, const double *reward, const double *log_eta, int64_t a,
+                        double *mean, double half[2][EMDPO_MAX_K]) {
+    double ll[EMDPO_MAX_K];
+    int64_t j0 = d->annot_dec[a], j1 = d->annot_dec[a + 1];
+    int64_t n[2] = {(j1 - j0 + 1) / 2, (j1 - j0) / 2};
+    for (int k = 0; k < K; k++) {
+        const double *r = reward + (size_t)k * (size_t)d->n_items;
+        double m = 0.0, lp = log_eta[k];
+        half[0][k] = half[1][k] = 0.0;
+        for (int64_t j = j0; j < j1; j++) {
+            double mj = margin(d, r, j);
+            m += mj;
+            half[(j - j0) % 2][k] += mj;
+            if (log_eta[k] > -INFINITY)
+                lp += emdpo_choice_logp(r + d->dec_item[j], emdpo_dec_n_items(d, j), d->dec_stages[j]);
+        }
+        mean[k] = m / (double)(j1 - j0);
+        half[0][k] /= (double)n[0];
+        half[1][k] = n[1] ? half[1][k] / (double)n[1] : NAN;
+        ll[k] = lp;
+    }
+    return emdpo_logsumexp(ll, K);
+}
+
+/* The first type with the largest v (K), NaN skipped; -1 when all are NaN. */
+static int argmax_of(const double *v, int K) {
+    int b = -1;
+    for (int k = 0; k < K; k++)
+        if (!isnan(v[k]) && (b < 0 || v[k] > v[b])) b = k;
+    return b;
+}
+
+/* An annotator's cross-fitted score (lm_select.h) from its half means;
+ * NaN with fewer than two decisions. */
+static double crossfit_of(double half[2][EMDPO_MAX_K], int K) {
+    int k0 = argmax_of(half[0], K), k1 = argmax_of(half[1], K);
+    if (k0 < 0 || k1 < 0) return NAN;
+    return 0.5 * (half[1][k0] + half[0][k1]);
+}
+
+/* Group g's max-mean margin: each of its decisions counts once. */
+static double group_best(const emdpo_data *d, int K, const double *reward, int g) {
+    double sum[EMDPO_MAX_K] = {0};
+    int64_t n = 0;
+    for (int64_t a = 0; a < d->n_annot; a++) {
+        if (d->annot_group[a] != g) continue;
+        for (int64_t j = d->annot_dec[a]; j < d->annot_dec[a + 1]; j++, n++)
+            for (int k = 0; k < K; k++) sum[k] += margin(d, reward + (size_t)k * (size_t)d->n_items, j);
+    }
+    for (int k = 0; k < K; k++) sum[k] = n ? sum[k] / (double)n : NAN;
+    return max_of(sum, K);
+}
+
+int emdpo_lm_select_score(const emdpo_data *d, int K, const double *reward, const double *eta, double *criterion,
+                          double *loglik, double *group_margin, double *crossfit) {
+    if (K < 1 || K > EMDPO_MAX_K || d->n_annot < 1) return EMDPO_ERR_INVALID_ARG;
+    double log_eta[EMDPO_MAX_K], total = 0.0;
+    for (int k = 0; k < K; k++) {
+        if (!(eta[k] >= 0) || !isfinite(eta[k])) return EMDPO_ERR_INVALID_ARG;
+        log_eta[k] = eta[k] > 0 ? log(eta[k]) : -INFINITY;
+        total += eta[k];
+    }
+    if (!(total > 0)) return EMDPO_ERR_INVALID_ARG;
+    double best = 0.0, ll = 0.0, mean[EMDPO_MAX_K], half[2][EMDPO_MAX_K], cf = 0.0;
+    int64_t n_cf = 0;
+    for (int64_t a = 0; a < d->n_annot; a++) {
+        ll += annotator(d, K, reward, log_eta, a, mean, half);
+        best += max_of(mean, K);
+        double v = crossfit_of(half, K);
+        if (!isnan(v)) cf += v, n_cf++;
+    }
+    *criterion = best / (double)d->n_annot;
+    *loglik = ll;
+    for (int g = 0; group_margin && g < d->n_groups; g++) group_margin[g] = group_best(d, K, reward, g);
+    if (crossfit) *crossfit = n_cf ? cf / (double)n_cf : NAN;
+    return EMDPO_OK;
+}

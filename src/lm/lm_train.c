@@ -1,0 +1,438 @@
+/* SFT and DPO training loops and scoring; see lm_train.h. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/afile.h"
+#include "base/alloc.h"
+#include "base/diag.h"
+#include "base/lines.h"
+#include "base/rng.h"
+#include "lm/engine/llama_model.h"
+#include "lm/lm_train.h"
+
+struct emdpo_trainer {
+    emdpo_train_config config;
+    emdpo_llama *model;
+    const emdpo_lm_set *set;
+    double *weights;        /* (n_group) */
+    emdpo_optim *opt;
+    emdpo_llama_acts *acts; /* max_B sequences of max_T tokens */
+    int max_B, max_T;
+    float *grad;            /* (num_params) */
+    float *dlogp;           /* (max_B, max_T) */
+    int *tokens;            /* (max_B, max_T) */
+    int *lens, *start, *end; /* (max_B) */
+    int64_t *seqs;          /* (max_B) */
+    double *seq_lr, *seq_grad; /* (max_B) */
+    int64_t *step_ex;       /* (batch * accum) examples of the current step */
+    double *ref;            /* (n_seq) reference log-probs; NULL for SFT */
+    int has_ref;
+    int64_t *perm;          /* (n_group) */
+    int64_t pos;            /* next index into perm */
+    int64_t epoch;          /* reshuffles done */
+    int64_t step;
+    int64_t forwards;
+    emdpo_rng rng;
+    uint64_t data_hash;     /* identifies the data and weights in checkpoints */
+};
+
+static void shuffle(emdpo_trainer *t) {
+    int64_t n = t->set->n_group;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)emdpo_rng_below(&t->rng, (uint64_t)i + 1), tmp = t->perm[i];
+        t->perm[i] = t->perm[j];
+        t->perm[j] = tmp;
+    }
+}
+
+static int64_t next_example(emdpo_trainer *t) {
+    if (t->pos == t->set->n_group) {
+        shuffle(t);
+        t->pos = 0;
+        t->epoch++;
+    }
+    return t->perm[t->pos++];
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+static uint64_t data_hash(const emdpo_lm_set *s, const double *w) {
+    uint64_t h = 14695981039346656037ull;
+    h = fnv(h, s->tok, (size_t)s->n_tok * sizeof *s->tok);
+    h = fnv(h, s->seq_off, ((size_t)s->n_seq + 1) * sizeof *s->seq_off);
+    h = fnv(h, s->seq_start, (size_t)s->n_seq * sizeof *s->seq_start);
+    h = fnv(h, s->group_off, ((size_t)s->n_group + 1) * sizeof *s->group_off);
+    h = fnv(h, s->group_stages, (size_t)s->n_group * sizeof *s->group_stages);
+    return fnv(h, w, (size_t)s->n_group * sizeof *w);
+}
+
+/* Every sequence fits the model: LIMIT otherwise. */
+static int set_fits(const emdpo_llama *m, const emdpo_lm_set *s) {
+    if (s->longest > m->config.max_seq_len) return EMDPO_ERR_LIMIT;
+    for (int64_t i = 0; i < s->n_tok; i++)
+        if (s->tok[i] < 0 || s->tok[i] >= m->config.vocab_size) return EMDPO_ERR_LIMIT;
+    return EMDPO_OK;
+}
+
+void emdpo_trainer_free(emdpo_trainer *t) {
+    if (!t) return;
+    size_t mb = (size_t)t->max_B, bt = mb * (size_t)t->max_T, ng = (size_t)t->set->n_group;
+    emdpo_free(t->weights, ng * sizeof *t->weights);
+    emdpo_optim_free(t->opt);
+    emdpo_llama_acts_free(t->acts);
+    emdpo_free(t->grad, t->model->num_params * sizeof *t->grad);
+    emdpo_free(t->dlogp, bt * sizeof *t->dlogp);
+    emdpo_free(t->tokens, bt * sizeof *t->tokens);
+    emdpo_free(t->lens, mb * sizeof *t->lens);
+    emdpo_free(t->start, mb * sizeof *t->start);
+    emdpo_free(t->end, mb * sizeof *t->end);
+    emdpo_free(t->seqs, mb * sizeof *t->seqs);
+    emdpo_free(t->seq_lr, mb * sizeof *t->seq_lr);
+    emdpo_free(t->seq_grad, mb * sizeof *t->seq_grad);
+    emdpo_free(t->step_ex, (size_t)t->config.batch * (size_t)t->config.accum * sizeof *t->step_ex);
+    emdpo_free(t->ref, t->ref ? (size_t)t->set->n_seq * sizeof *t->ref : 0);
+    emdpo_free(t->perm, ng * sizeof *t->perm);
+    emdpo_free(t, sizeof *t);
+}
+
+int emdpo_trainer_create(emdpo_llama *m, const emdpo_lm_set *set, const double *weights, const emdpo_train_config *c,
+                         emdpo_trainer **out) {
+    *out = NULL;
+    if ((c->mode != EMDPO_TRAIN_SFT && c->mode != EMDPO_TRAIN_DPO) || c->batch < 1 || c->accum < 1 ||
+        set->n_group < 1 || (int64_t)c->batch * c->accum > INT32_MAX / 2 ||
+        (int64_t)c->batch * set->most_items > INT32_MAX / 2)
+        return EMDPO_ERR_INVALID_ARG;
+    if (c->mode == EMDPO_TRAIN_DPO) {
+        const emdpo_pref_loss_opts *lo = &c->loss;
+        if (lo->kind < EMDPO_LOSS_DPO || lo->kind > EMDPO_LOSS_HINGE || !(lo->beta > 0) || !isfinite(lo->beta) ||
+            !(lo->label_smoothing >= 0 && lo->label_smoothing < 0.5))
+            return EMDPO_ERR_INVALID_ARG;
+        for (int64_t g = 0; g < set->n_group; g++)
+            if (set->group_off[g + 1] - set->group_off[g] < 2 || set->group_stages[g] < 1) return EMDPO_ERR_INVALID_ARG;
+    }
+    if (c->mode == EMDPO_TRAIN_SFT && set->n_seq != set->n_group) return EMDPO_ERR_INVALID_ARG;
+    for (int64_t g = 0; weights && g < set->n_group; g++)
+        if (!(weights[g] >= 0) || !isfinite(weights[g])) return EMDPO_ERR_INVALID_ARG;
+    int rc = set_fits(m, set);
+    if (rc) return rc;
+    emdpo_trainer *t = emdpo_calloc(1, sizeof *t);
+    if (!t) return EMDPO_ERR_NOMEM;
+    t->config = *c;
+    t->model = m;
+    t->set = set;
+    t->max_B = c->batch * set->most_items;
+    t->max_T = set->longest;
+    size_t mb = (size_t)t->max_B, bt = mb * (size_t)t->max_T, ng = (size_t)set->n_group;
+    if ((rc = emdpo_optim_create(&c->optim, m->num_params, &t->opt)) ||
+        (rc = emdpo_llama_acts_create(&m->config, t->max_B, t->max_T, 1, &t->acts))) {
+        emdpo_trainer_free(t);
+        return rc;
+    }
+    t->weights = emdpo_malloc(ng * sizeof *t->weights);
+    t->grad = emdpo_malloc(m->num_params * sizeof *t->grad);
+    t->dlogp = emdpo_malloc(bt * sizeof *t->dlogp);
+    t->tokens = emdpo_malloc(bt * sizeof *t->tokens);
+    t->lens = emdpo_malloc(mb * sizeof *t->lens);
+    t->start = emdpo_malloc(mb * sizeof *t->start);
+    t->end = emdpo_malloc(mb * sizeof *t->end);
+    t->seqs = emdpo_malloc(mb * sizeof *t->seqs);
+    t->seq_lr = emdpo_malloc(mb * sizeof *t->seq_lr);
+    t->seq_grad = emdpo_malloc(mb * sizeof *t->seq_grad);
+    t->step_ex = emdpo_malloc((size_t)c->batch * (size_t)c->accum * sizeof *t->step_ex);
+    t->perm = emdpo_malloc(ng * sizeof *t->perm);
+    if (c->mode == EMDPO_TRAIN_DPO) t->ref = emdpo_malloc((size_t)set->n_seq * sizeof *t->ref);
+    if (!t->weights || !t->grad || !t->dlogp || !t->tokens || !t->lens || !t->start || !t->end || !t->seqs ||
+        !t->seq_lr || !t->seq_grad || !t->step_ex || !t->perm || (c->mode == EMDPO_TRAIN_DPO && !t->ref)) {
+        emdpo_trainer_free(t);
+        return EMDPO_ERR_NOMEM;
+    }
+    for (size_t g = 0; g < ng; g++) {
+        t->weights[g] = weights ? weights[g] : 1.0;
+        t->perm[g] = (int64_t)g;
+    }
+    t->data_hash = data_hash(set, t->weights);
+    emdpo_rng_seed(&t->rng, c->seed, 0);
+    shuffle(t);
+    *out = t;
+    return EMDPO_OK;
+}
+
+/* Response log-probabilities of sequences [0, n_seq) through acts, max_B at
+ * a time; counts the forwards. */
+static int score_with(const emdpo_llama *m, const emdpo_lm_set *s, emdpo_llama_acts *a, int max_B, int *tokens,
+                      int *lens, int *start, int *end, int64_t *seqs, double *logp, int64_t *forwards) {
+    for (int64_t i0 = 0; i0 < s->n_seq; i0 += max_B) {
+        int B = s->n_seq - i0 < max_B ? (int)(s->n_seq - i0) : max_B, T, rc;
+        for (int b = 0; b < B; b++) seqs[b] = i0 + b;
+        emdpo_lm_pack(s, seqs, B, tokens, lens, start, end, &T);
+        if ((rc = emdpo_llama_forward(m, a, tokens, lens, B, T))) return rc;
+        ++*forwards;
+        if ((rc = emdpo_llama_span_logp(a, start, end, logp + i0))) return rc;
+    }
+    return EMDPO_OK;
+}
+
+int emdpo_lm_score(const emdpo_llama *m, const emdpo_lm_set *set, int batch, double *logp) {
+    if (batch < 1) return EMDPO_ERR_INVALID_ARG;
+    int rc = set_fits(m, set);
+    if (rc) return rc;
+    if (set->n_seq == 0) return EMDPO_OK;
+    int B = (int64_t)batch < set->n_seq ? batch : (int)set->n_seq, T = set->longest;
+    size_t bt = (size_t)B * (size_t)T;
+    emdpo_llama_acts *a = NULL;
+    int *tokens = emdpo_malloc(bt * sizeof *tokens), *ib = emdpo_malloc(3 * (size_t)B * sizeof *ib);
+    int64_t *seqs = emdpo_malloc((size_t)B * sizeof *seqs), forwards = 0;
+    if (!tokens || !ib || !seqs) rc = EMDPO_ERR_NOMEM;
+    if (!rc) rc = emdpo_llama_acts_create(&m->config, B, T, 0, &a);
+    if (!rc) rc = score_with(m, set, a, B, tokens, ib, ib + B, ib + 2 * B, seqs, logp, &forwards);
+    emdpo_llama_acts_free(a);
+    emdpo_free(tokens, bt * sizeof *tokens);
+    emdpo_free(ib, 3 * (size_t)B * sizeof *ib);
+    emdpo_free(seqs, (size_t)B * sizeof *seqs);
+    return rc;
+}
+
+int emdpo_trainer_set_weights(emdpo_trainer *t, const double *weights) {
+    int64_t ng = t->set->n_group;
+    for (int64_t g = 0; weights && g < ng; g++)
+        if (!(weights[g] >= 0) || !isfinite(weights[g])) return EMDPO_ERR_INVALID_ARG;
+    for (int64_t g = 0; g < ng; g++) t->weights[g] = weights ? weights[g] : 1.0;
+    t->data_hash = data_hash(t->set, t->weights);
+    return EMDPO_OK;
+}
+
+int emdpo_trainer_set_reference(emdpo_trainer *t, const emdpo_llama *ref) {
+    if (!t->ref) return EMDPO_ERR_INVALID_ARG;
+    int rc;
+    if (!ref || ref == t->model) {
+        rc = score_with(t->model, t->set, t->acts, t->max_B, t->tokens, t->lens, t->start, t->end, t->seqs, t->ref,
+                        &t->forwards);
+    } else {
+        if ((rc = emdpo_lm_score(ref, t->set, t->max_B, t->ref))) return rc;
+        t->forwards += (t->set->n_seq + t->max_B - 1) / t->max_B;
+    }
+    t->has_ref = !rc;
+    return rc;
+}
+
+int emdpo_trainer_set_reference_logp(emdpo_trainer *t, const double *ref_logp) {
+    if (!t->ref) return EMDPO_ERR_INVALID_ARG;
+    for (int64_t i = 0; i < t->set->n_seq; i++)
+        if (!isfinite(ref_logp[i])) return EMDPO_ERR_INVALID_ARG;
+    memcpy(t->ref, ref_logp, (size_t)t->set->n_seq * sizeof *t->ref);
+    t->has_ref = 1;
+    return EMDPO_OK;
+}
+
+int64_t emdpo_trainer_steps_done(const emdpo_trainer *t) { return t->step; }
+int64_t emdpo_trainer_forwards(const emdpo_trainer *t) { return t->forwards; }
+
+int emdpo_trainer_step(emdpo_trainer *t, emdpo_train_metrics *met) {
+    const emdpo_train_config *c = &t->config;
+    const emdpo_lm_set *s = t->set;
+    int dpo = c->mode == EMDPO_TRAIN_DPO, E = c->batch * c->accum, rc;
+    if (dpo && !t->has_ref) return EMDPO_ERR_INVALID_ARG;
+    for (int e = 0; e < E; e++) t->step_ex[e] = next_example(t);
+    /* SFT averages over every response token of the step. */
+    double ntok = 0.0;
+    for (int e = 0; !dpo && e < E; e++) {
+        int64_t i = s->group_off[t->step_ex[e]];
+        ntok += (double)(emdpo_lm_seq_len(s, i) - s->seq_start[i]);
+    }
+    memset(t->grad, 0, t->model->num_params * sizeof *t->grad);
+    double loss = 0.0, wsum = 0.0, rw[4] = {0}, ru[4] = {0};
+    for (int mb = 0; mb < c->accum; mb++) {
+        const int64_t *ex = t->step_ex + (size_t)mb * c->batch;
+        int B = 0, T;
+        for (int e = 0; e < c->batch; e++)
+            for (int64_t i = s->group_off[ex[e]]; i < s->group_off[ex[e] + 1]; i++) t->seqs[B++] = i;
+        emdpo_lm_pack(s, t->seqs, B, t->tokens, t->lens, t->start, t->end, &T);
+        if ((rc = emdpo_llama_forward(t->model, t->acts, t->tokens, t->lens, B, T))) return rc;
+        t->forwards++;
+        if ((rc = emdpo_llama_span_logp(t->acts, t->start, t->end, t->seq_lr))) return rc;
+        for (int e = 0, b = 0; e < c->batch; e++) {
+            int n = (int)(s->group_off[ex[e] + 1] - s->group_off[ex[e]]);
+            double w = t->weights[ex[e]];
+            if (!dpo) {
+                loss += emdpo_sft_loss(t->seq_lr[b], ntok, w, &t->seq_grad[b]);
+                b++;
+                continue;
+            }
+            for (int k = 0; k < n; k++) t->seq_lr[b + k] -= t->ref[t->seqs[b + k]];
+            loss += emdpo_pref_loss(&c->loss, t->seq_lr + b, n, s->group_stages[ex[e]], w / E, t->seq_grad + b);
+            emdpo_pref_rewards r;
+            emdpo_pref_rewards_of(c->loss.beta, t->seq_lr + b, n, &r);
+            double v[4] = {r.chosen, r.rejected, r.margin, r.accuracy};
+            for (int q = 0; q < 4; q++) {
+                rw[q] += w * v[q];
+                ru[q] += v[q];
+            }
+            wsum += w;
+            b += n;
+        }
+        memset(t->dlogp, 0, (size_t)B * T * sizeof *t->dlogp);
+        if ((rc = emdpo_llama_span_backward(t->acts, t->start, t->end, t->seq_grad, t->dlogp)) ||
+            (rc = emdpo_llama_backward(t->model, t->acts, t->dlogp, t->grad)))
+            return rc;
+    }
+    if (!isfinite(loss)) return EMDPO_ERR_NUMERIC;
+    double gnorm, lr;
+    if ((rc = emdpo_optim_step(t->opt, t->model->param_buf, t->grad, &gnorm, &lr))) return rc;
+    t->step++;
+    if (met) {
+        memset(met, 0, sizeof *met);
+        met->step = t->step;
+        met->epoch = (double)(t->step * E) / (double)s->n_group;
+        met->loss = loss;
+        met->grad_norm = gnorm;
+        met->learning_rate = lr;
+        met->examples = E;
+        if (dpo) {
+            double *src = wsum > 0 ? rw : ru, den = wsum > 0 ? wsum : E;
+            met->rewards_chosen = src[0] / den;
+            met->rewards_rejected = src[1] / den;
+            met->rewards_margins = src[2] / den;
+            met->rewards_accuracies = src[3] / den;
+        }
+    }
+    return EMDPO_OK;
+}
+
+/* ---- checkpoints ----------------------------------------------------------
+ * Little-endian raw layout (the byte order of the machines emdpo runs on):
+ * "EMDPOTRN", uint32 version, the model configuration (8 int32, 2 float),
+ * int32 mode, optimizer kind, batch, accum, int64 num_params, n_seq,
+ * n_group, uint64 data hash, int64 step, epoch, pos, uint64 rng[4],
+ * int64 perm[n_group], the optimizer state, float params[num_params],
+ * int32 has_ref, double ref[n_seq] when DPO. */
+
+#define CKPT_MAGIC "EMDPOTRN"
+#define CKPT_VERSION 1u
+
+typedef struct ckpt_head {
+    char magic[8];
+    uint32_t version;
+    int32_t cfg[8];
+    float cfg_f[2];
+    int32_t mode, optim, batch, accum;
+    int64_t num_params, n_seq, n_group;
+    uint64_t hash;
+    int64_t step, epoch, pos;
+    uint64_t rng[4];
+} ckpt_head;
+
+static void fill_head(const emdpo_trainer *t, ckpt_head *h) {
+    const emdpo_llama_config *c = &t->model->config;
+    memset(h, 0, sizeof *h);
+    memcpy(h->magic, CKPT_MAGIC, 8);
+    h->version = CKPT_VERSION;
+    int32_t cfg[8] = {c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size, c->max_seq_len,
+                      c->tied};
+    memcpy(h->cfg, cfg, sizeof cfg);
+    h->cfg_f[0] = c->norm_eps;
+    h->cfg_f[1] = c->rope_theta;
+    h->mode = t->config.mode;
+    h->optim = t->config.optim.kind;
+    h->batch = t->config.batch;
+    h->accum = t->config.accum;
+    h->num_params = (int64_t)t->model->num_params;
+    h->n_seq = t->set->n_seq;
+    h->n_group = t->set->n_group;
+    h->hash = t->data_hash;
+    h->step = t->step;
+    h->epoch = t->epoch;
+    h->pos = t->pos;
+    memcpy(h->rng, t->rng.s, sizeof h->rng);
+}
+
+int emdpo_trainer_save(const emdpo_trainer *t, const char *path, emdpo_diag *diag) {
+    emdpo_diag scratch;
+    if (!diag) diag = &scratch;
+    memset(diag, 0, sizeof *diag);
+    snprintf(diag->file, sizeof diag->file, "%s", path);
+    ckpt_head h;
+    fill_head(t, &h);
+    emdpo_afile af;
+    if (emdpo_afile_open(&af, path)) {
+        emdpo_diag_set(diag, 0, "cannot create the checkpoint");
+        return EMDPO_ERR_IO;
+    }
+    FILE *fp = af.fp;
+    size_t ng = (size_t)t->set->n_group, np = t->model->num_params;
+    int32_t has_ref = t->has_ref;
+    int ok = fwrite(&h, sizeof h, 1, fp) == 1 && fwrite(t->perm, sizeof *t->perm, ng, fp) == ng &&
+             emdpo_optim_write(t->opt, fp) == EMDPO_OK && fwrite(t->model->param_buf, sizeof(float), np, fp) == np &&
+             fwrite(&has_ref, sizeof has_ref, 1, fp) == 1 &&
+             (!has_ref || fwrite(t->ref, sizeof *t->ref, (size_t)t->set->n_seq, fp) == (size_t)t->set->n_seq);
+    if (!ok) {
+        emdpo_afile_abort(&af);
+        emdpo_diag_set(diag, 0, "write error");
+        return EMDPO_ERR_IO;
+    }
+    if (emdpo_afile_commit(&af)) {
+        emdpo_diag_set(diag, 0, "write error");
+        return EMDPO_ERR_IO;
+    }
+    return EMDPO_OK;
+}
+
+int emdpo_trainer_resume(emdpo_trainer *t, const char *path, emdpo_diag *diag) {
+    emdpo_diag scratch;
+    if (!diag) diag = &scratch;
+    memset(diag, 0, sizeof *diag);
+    snprintf(diag->file, sizeof diag->file, "%s", path);
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        emdpo_diag_set(diag, 0, "cannot open the checkpoint");
+        return EMDPO_ERR_IO;
+    }
+    ckpt_head h, want;
+    fill_head(t, &want);
+    int rc = EMDPO_ERR_PARSE;
+    const char *why = NULL;
+    if (fread(&h, sizeof h, 1, fp) != 1 || memcmp(h.magic, CKPT_MAGIC, 8) || h.version != CKPT_VERSION)
+        why = "not an emdpo training checkpoint";
+    else if (memcmp(h.cfg, want.cfg, sizeof h.cfg) || memcmp(h.cfg_f, want.cfg_f, sizeof h.cfg_f) ||
+             h.num_params != want.num_params)
+        why = "the checkpoint holds a model of another configuration";
+    else if (h.mode != want.mode || h.optim != want.optim || h.batch != want.batch || h.accum != want.accum)
+        why = "the checkpoint was written with another mode, optimizer, --batch or --accum";
+    else if (h.n_seq != want.n_seq || h.n_group != want.n_group || h.hash != want.hash)
+        why = "the checkpoint was written for other data, weights or truncation lengths";
+    else if (h.step < 0 || h.epoch < 0 || h.pos < 0 || h.pos > h.n_group)
+        why = "corrupt checkpoint header";
+    size_t ng = (size_t)t->set->n_group, np = t->model->num_params;
+    /* Read into the live buffers only after the header matched; a short
+     * read below still leaves a half-restored trainer, so callers treat any
+     * failure as fatal. */
+    int32_t has_ref = 0;
+    if (!why) {
+        if (fread(t->perm, sizeof *t->perm, ng, fp) != ng || emdpo_optim_read(t->opt, fp) ||
+            fread(t->model->param_buf, sizeof(float), np, fp) != np || fread(&has_ref, sizeof has_ref, 1, fp) != 1 ||
+            (has_ref && (!t->ref || fread(t->ref, sizeof *t->ref, (size_t)t->set->n_seq, fp) != (size_t)t->set->n_seq)))
+            why = "truncated checkpoint";
+        else if (fgetc(fp) != EOF)
+            why = "trailing bytes after the checkpoint";
+    }
+    fclose(fp);
+    if (why) {
+        emdpo_diag_set(diag, 0, "%s", why);
+        return rc;
+    }
+    for (size_t g = 0; g < ng; g++)
+        if (t->perm[g] < 0 || t->perm[g] >= (int64_t)ng) {
+            emdpo_diag_set(diag, 0, "corrupt permutation in the checkpoint");
+            return EMDPO_ERR_PARSE;
+        }
+    t->step = h.step;
+    t->epoch = h.epoch;
+    t->pos = h.pos;
+    memcpy(t->rng.s, h.rng, sizeof h.rng);
+    t->has_ref = has_ref != 0;
+    return EMDPO_OK;
+}

@@ -1,0 +1,272 @@
+/* MMRA-AE cross rewards for Llama policies; see lm_mmra.h. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/afile.h"
+#include "base/alloc.h"
+#include "base/json.h"
+#include "base/json_write.h"
+#include "base/rng.h"
+#include "lm/engine/lm_sample.h"
+#include "lm/io/lm_batch.h"
+#include "lm/lm_train.h"
+#include "lm/mmra/lm_mmra.h"
+
+void emdpo_lm_mmra_opts_default(emdpo_lm_mmra_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->beta = 0.1;
+    o->score_batch = 16;
+    o->samples = 4;
+    o->max_tokens = 64;
+    o->temperature = 1.0f;
+    o->seed = 1;
+}
+
+int emdpo_lm_mmra_exact_logp(const emdpo_data *d, int K, int M, double beta, const double *logp,
+                             const double *ref_logp, double *L) {
+    if (K < 1 || M < K || !(beta > 0) || !isfinite(beta) || d->n_dec < 1) return EMDPO_ERR_INVALID_ARG;
+    int most = 0;
+    for (int64_t j = 0; j < d->n_dec; j++)
+        if (emdpo_dec_n_items(d, j) > most) most = emdpo_dec_n_items(d, j);
+    size_t np = (size_t)most;
+    double *pi = emdpo_malloc(np * sizeof *pi);
+    if (!pi) return EMDPO_ERR_NOMEM;
+    memset(L, 0, (size_t)K * M * sizeof *L);
+    int64_t n_items = d->n_items;
+    for (int b = 0; b < M; b++) {
+        const double *lb = logp + (size_t)b * n_items;
+        for (int64_t j = 0; j < d->n_dec; j++) {
+            int64_t i0 = d->dec_item[j];
+            int n = emdpo_dec_n_items(d, j);
+            double mx = -INFINITY, z = 0.0;
+            for (int q = 0; q < n; q++) mx = fmax(mx, lb[i0 + q]);
+            for (int q = 0; q < n; q++) z += pi[q] = exp(lb[i0 + q] - mx);
+            for (int a = 0; a < K; a++) {
+                const double *la = logp + (size_t)a * n_items;
+                double e = 0.0;
+                for (int q = 0; q < n; q++) e += pi[q] / z * (la[i0 + q] - ref_logp[i0 + q]);
+                L[(size_t)a * M + b] += e;
+            }
+        }
+    }
+    emdpo_free(pi, np * sizeof *pi);
+    int rc = EMDPO_OK;
+    for (size_t e = 0; e < (size_t)K * M; e++) {
+        L[e] *= beta / (double)d->n_dec;
+        if (!isfinite(L[e])) rc = EMDPO_ERR_NUMERIC;
+    }
+    return rc;
+}
+
+/* Fills in the option defaults that depend on the reference and checks
+ * the rest; every model must share ref's vocabulary. */
+static int resolve_opts(const emdpo_llama *const *pol, int K, int M, const emdpo_llama *ref,
+                        const emdpo_lm_mmra_opts *o, emdpo_lm_mmra_opts *r) {
+    *r = *o;
+    if (K < 1 || M < K || !(o->beta > 0) || !isfinite(o->beta) || o->score_batch < 1 || o->max_length < 0 ||
+        o->max_prompt_length < 0)
+        return EMDPO_ERR_INVALID_ARG;
+    for (int b = 0; b < M; b++)
+        if (pol[b]->config.vocab_size != ref->config.vocab_size) return EMDPO_ERR_INVALID_ARG;
+    if (!r->max_length) r->max_length = ref->config.max_seq_len < 512 ? ref->config.max_seq_len : 512;
+    if (!r->max_prompt_length) r->max_prompt_length = r->max_length / 2;
+    if (r->max_prompt_length < 1 || r->max_length <= r->max_prompt_length) return EMDPO_ERR_INVALID_ARG;
+    return EMDPO_OK;
+}
+
+int emdpo_lm_mmra_exact(const emdpo_llama *const *pol, int K, int M, const emdpo_llama *ref,
+                        const emdpo_tokenizer *tok, const emdpo_data *d, const emdpo_lm_mmra_opts *o, double *L) {
+    emdpo_lm_mmra_opts r;
+    int rc = resolve_opts(pol, K, M, ref, o, &r);
+    if (rc) return rc;
+    if (!emdpo_data_has_text(d)) return EMDPO_ERR_UNSUPPORTED;
+    emdpo_lm_set *set = NULL;
+    size_t n = (size_t)d->n_items, nl = (size_t)(M + 1) * n;
+    double *logp = emdpo_malloc(nl * sizeof *logp);
+    if (!logp) return EMDPO_ERR_NOMEM;
+    rc = emdpo_lm_set_from_data(d, tok, r.max_length, r.max_prompt_length, &set);
+    for (int b = 0; !rc && b < M; b++) rc = emdpo_lm_score(pol[b], set, r.score_batch, logp + (size_t)b * n);
+    if (!rc) rc = emdpo_lm_score(ref, set, r.score_batch, logp + (size_t)M * n);
+    if (!rc) rc = emdpo_lm_mmra_exact_logp(d, K, M, r.beta, logp, logp + (size_t)M * n, L);
+    emdpo_lm_set_free(set);
+    emdpo_free(logp, nl * sizeof *logp);
+    return rc;
+}
+
+/* Appends one group holding one sequence, prompt then response, to s:
+ * lm_batch.h's layout for token sequences that were never text. */
+static int set_append(emdpo_lm_set *s, const int *prompt, int np, const int *resp, int nr, int eos) {
+    size_t total = (size_t)np + (size_t)nr + (size_t)(eos != 0);
+    if (emdpo_grow((void **)&s->seq_off, &s->seq_off_cap, (size_t)s->n_seq + 2, sizeof *s->seq_off) ||
+        emdpo_grow((void **)&s->seq_start, &s->seq_start_cap, (size_t)s->n_seq + 1, sizeof *s->seq_start) ||
+        emdpo_grow((void **)&s->tok, &s->tok_cap, (size_t)s->n_tok + total, sizeof *s->tok) ||
+        emdpo_grow((void **)&s->group_off, &s->group_off_cap, (size_t)s->n_group + 2, sizeof *s->group_off) ||
+        emdpo_grow((void **)&s->group_stages, &s->group_stages_cap, (size_t)s->n_group + 1, sizeof *s->group_stages))
+        return EMDPO_ERR_NOMEM;
+    int32_t *dst = s->tok + s->n_tok;
+    for (int i = 0; i < np; i++) *dst++ = prompt[i];
+    for (int i = 0; i < nr; i++) *dst++ = resp[i];
+    if (eos) *dst = EMDPO_TOK_EOS;
+    s->seq_start[s->n_seq] = np;
+    s->n_tok += (int64_t)total;
+    s->seq_off[++s->n_seq] = s->n_tok;
+    if ((int)total > s->longest) s->longest = (int)total;
+    s->group_stages[s->n_group] = 0;
+    s->group_off[++s->n_group] = s->n_seq;
+    s->most_items = 1;
+    return EMDPO_OK;
+}
+
+/* Every prompt tokenized with BOS; longer than P, it keeps BOS and its last
+ * P - 1 tokens, as lm_batch.h truncates. */
+typedef struct prompts {
+    int64_t n;
+    int **ids;
+    int *len;
+    size_t *cap;
+} prompts;
+
+static void prompts_free(prompts *p) {
+    for (int64_t i = 0; p->ids && p->cap && i < p->n; i++) emdpo_free(p->ids[i], p->cap[i] * sizeof *p->ids[i]);
+    emdpo_free(p->ids, (size_t)p->n * sizeof *p->ids);
+    emdpo_free(p->len, (size_t)p->n * sizeof *p->len);
+    emdpo_free(p->cap, (size_t)p->n * sizeof *p->cap);
+}
+
+static int prompts_make(const emdpo_data *d, const emdpo_tokenizer *tok, int64_t n, int P, prompts *p) {
+    p->n = n;
+    p->ids = emdpo_calloc((size_t)n, sizeof *p->ids);
+    p->len = emdpo_calloc((size_t)n, sizeof *p->len);
+    p->cap = emdpo_calloc((size_t)n, sizeof *p->cap);
+    if (!p->ids || !p->len || !p->cap) return EMDPO_ERR_NOMEM;
+    for (int64_t j = 0; j < n; j++) {
+        const char *text = d->dec_prompt && d->dec_prompt[j] ? d->dec_prompt[j] : "";
+        size_t len = strlen(text), got;
+        p->cap[j] = emdpo_tokenizer_encode_bound(len);
+        if (!(p->ids[j] = emdpo_malloc(p->cap[j] * sizeof *p->ids[j]))) return EMDPO_ERR_NOMEM;
+        int rc = emdpo_tokenizer_encode(tok, text, len, EMDPO_TOK_ADD_BOS, p->ids[j], p->cap[j], &got);
+        if (rc) return rc;
+        if (got > (size_t)P) {
+            memmove(p->ids[j] + 1, p->ids[j] + (got - (size_t)P) + 1, (size_t)(P - 1) * sizeof *p->ids[j]);
+            got = (size_t)P;
+        }
+        p->len[j] = (int)got;
+    }
+    return EMDPO_OK;
+}
+
+/* Mean and standard error of r (n) in fixed order. */
+static void mean_se(const double *r, int64_t n, double *mean, double *se) {
+    double s = 0.0, ss = 0.0;
+    for (int64_t i = 0; i < n; i++) s += r[i];
+    double m = s / (double)n;
+    for (int64_t i = 0; i < n; i++) ss += (r[i] - m) * (r[i] - m);
+    *mean = m;
+    *se = n > 1 ? sqrt(ss / (double)(n - 1) / (double)n) : NAN;
+}
+
+int emdpo_lm_mmra_sample(const emdpo_llama *const *pol, int K, int M, const emdpo_llama *ref,
+                         const emdpo_tokenizer *tok, const emdpo_data *d, const emdpo_lm_mmra_opts *o, double *L,
+                         double *se, int64_t *n_draws) {
+    emdpo_lm_mmra_opts r;
+    int rc = resolve_opts(pol, K, M, ref, o, &r);
+    if (rc) return rc;
+    if (r.samples < 1 || r.max_tokens < 1 || !(r.temperature > 0) || !isfinite(r.temperature) ||
+        r.max_prompts < 0 || d->n_dec < 1)
+        return EMDPO_ERR_INVALID_ARG;
+    /* A response needs one token of room, plus EOS. */
+    if (r.max_length < 3) return EMDPO_ERR_INVALID_ARG;
+    for (int b = 0; b < M; b++)
+        if (pol[b]->config.max_seq_len < r.max_length) return EMDPO_ERR_LIMIT;
+    if (ref->config.max_seq_len < r.max_length) return EMDPO_ERR_LIMIT;
+    int64_t n_pr = r.max_prompts && r.max_prompts < d->n_dec ? r.max_prompts : d->n_dec;
+    if (n_pr > INT32_MAX / r.samples) return EMDPO_ERR_LIMIT;
+    int N = (int)n_pr * r.samples, max_T = r.max_length - 1;
+    int P = r.max_prompt_length < r.max_length - 2 ? r.max_prompt_length : r.max_length - 2;
+    prompts pr = {0};
+    emdpo_sampler *smp = NULL;
+    size_t nout = (size_t)N * (size_t)r.max_tokens;
+    const int **pp = emdpo_malloc((size_t)N * sizeof *pp);
+    int *pl = emdpo_malloc((size_t)N * sizeof *pl), *out = emdpo_malloc(nout * sizeof *out);
+    int *n_out = emdpo_malloc((size_t)N * sizeof *n_out), *stop = emdpo_malloc((size_t)N * sizeof *stop);
+    double *lref = emdpo_malloc((size_t)N * sizeof *lref), *la = emdpo_malloc((size_t)N * sizeof *la);
+    if (!pp || !pl || !out || !n_out || !stop || !lref || !la) rc = EMDPO_ERR_NOMEM;
+    if (!rc) rc = prompts_make(d, tok, n_pr, P, &pr);
+    if (!rc) rc = emdpo_sampler_create(ref->config.vocab_size, r.temperature, 0, 1.0f, &smp);
+    for (int i = 0; !rc && i < N; i++) {
+        pp[i] = pr.ids[i / r.samples];
+        pl[i] = pr.len[i / r.samples];
+    }
+    for (int b = 0; !rc && b < M; b++) {
+        /* Each policy draws from its own seed, so adding a column (a pooled
+         * policy) leaves the others' samples as they were. */
+        emdpo_rng g;
+        emdpo_rng_seed(&g, r.seed, (uint64_t)b);
+        emdpo_lm_set *set = NULL;
+        rc = emdpo_generate_batch(pol[b], smp, emdpo_rng_u64(&g), pp, pl, N, r.max_tokens, max_T, out, n_out, stop);
+        if (!rc) rc = emdpo_lm_set_create(r.max_length, P, &set);
+        for (int i = 0; !rc && i < N; i++)
+            rc = set_append(set, pp[i], pl[i], out + (size_t)i * r.max_tokens, n_out[i], stop[i] == EMDPO_GEN_EOS);
+        if (!rc) rc = emdpo_lm_score(ref, set, r.score_batch, lref);
+        for (int a = 0; !rc && a < K; a++) {
+            if (!(rc = emdpo_lm_score(pol[a], set, r.score_batch, la))) {
+                for (int i = 0; i < N; i++) la[i] = r.beta * (la[i] - lref[i]);
+                mean_se(la, N, &L[(size_t)a * M + b], &se[(size_t)a * M + b]);
+                if (!isfinite(L[(size_t)a * M + b])) rc = EMDPO_ERR_NUMERIC;
+            }
+        }
+        emdpo_lm_set_free(set);
+    }
+    if (!rc && n_draws) *n_draws = N;
+    emdpo_sampler_free(smp);
+    prompts_free(&pr);
+    emdpo_free(pp, (size_t)N * sizeof *pp);
+    emdpo_free(pl, (size_t)N * sizeof *pl);
+    emdpo_free(out, nout * sizeof *out);
+    emdpo_free(n_out, (size_t)N * sizeof *n_out);
+    emdpo_free(stop, (size_t)N * sizeof *stop);
+    emdpo_free(lref, (size_t)N * sizeof *lref);
+    emdpo_free(la, (size_t)N * sizeof *la);
+    return rc;
+}
+
+void emdpo_lm_mmra_mixture_se(int K, int ld, const double *se, const double *w, double *out) {
+    for (int z = 0; z < K; z++) {
+        double v = 0.0;
+        for (int b = 0; b < K; b++) {
+            double c = b == z ? 1.0 - w[b] : w[b], s = se[(size_t)z * ld + b];
+            if (c != 0.0) v += c * c * s * s;
+        }
+        out[z] = sqrt(v);
+    }
+}
+
+int emdpo_lm_mixture_write(const char *path, int K, const double *w, const char *const *members, double beta,
+                           const char *reference) {
+    if (K < 1 || !(beta > 0) || !isfinite(beta)) return EMDPO_ERR_INVALID_ARG;
+    double sum = 0.0;
+    for (int k = 0; k < K; k++) {
+        if (!(w[k] >= 0) || !isfinite(w[k])) return EMDPO_ERR_INVALID_ARG;
+        sum += w[k];
+    }
+    if (fabs(sum - 1.0) > 1e-9) return EMDPO_ERR_INVALID_ARG;
+    emdpo_afile af;
+    int rc = emdpo_afile_open(&af, path);
+    if (rc) return rc;
+    fputs("{\n  \"kind\": \"mixture\",\n  \"weights\": [", af.fp);
+    for (int k = 0; k < K; k++) fprintf(af.fp, "%s%.17g", k ? ", " : "", w[k]);
+    fputs("],\n  \"members\": [", af.fp);
+    for (int k = 0; !rc && k < K; k++) {
+        fputs(k ? ", " : "", af.fp);
+        rc = emdpo_json_write_string(af.fp, members[k]);
+    }
+    fprintf(af.fp, "],\n  \"beta\": %.17g,\n  \"reference\": ", beta);
+    if (!rc) rc = emdpo_json_write_string(af.fp, reference);
+    fputs("\n}\n", af.fp);
+    if (rc) {
+        emdpo_afile_abort(&af);
+        return rc;
+    }
+    return emdpo_afile_commit(&af);
+}

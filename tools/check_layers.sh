@@ -1,0 +1,89 @@
+#!/bin/sh
+# The layering check (docs/ARCHITECTURE.md): every #include "..." in src/
+# and cli/ points to the same folder or to a folder its own folder may use,
+# cli/ sees only the public headers (include/) and its own, the public
+# headers see nothing of src/, and no circle runs through the modules (a
+# module is x.c with x.h). Prints each violation and exits 1 when there is
+# one; prints "layers: N passed, M failed" in the test suite's form.
+cd "$(dirname "$0")/.." || exit 2
+
+# folder: the folders it may include besides itself (bottom layer first).
+rules='
+base:
+data: base
+core: data base
+loglinear: core data base
+lm/engine: base
+lm/io: lm/engine data base
+lm: lm/io lm/engine core data base
+lm/mmra: lm lm/io lm/engine core data base
+experiments: loglinear core data base
+fitfile: lm/mmra lm lm/io lm/engine loglinear core data base
+drivers: fitfile lm/mmra lm lm/io lm/engine loglinear core data base
+report: fitfile data base
+'
+
+find src cli include -name '*.[ch]' | sort | while read -r f; do
+    grep -n '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' "$f" |
+        sed "s|^\([0-9]*\):.*\"\(.*\)\".*|$f \1 \2|"
+done | awk -v rules="$rules" '
+BEGIN {
+    n = split(rules, lines, "\n")
+    for (i = 1; i <= n; i++) {
+        if (lines[i] == "") continue
+        split(lines[i], kv, ":")
+        known[kv[1]] = 1
+        m = split(kv[2], deps, " ")
+        for (j = 1; j <= m; j++) allowed[kv[1], deps[j]] = 1
+    }
+    bad = 0; good = 0
+}
+function folder(path,    d) {
+    d = path
+    sub(/\/[^\/]*$/, "", d)
+    return d
+}
+function fail(msg) { print "layers: " msg; bad++ }
+{
+    file = $1; line = $2; inc = $3
+    from = folder(file)
+    if (file ~ /^include\//) {
+        if (inc ~ /^emdpo(\/|\.h$)/) good++
+        else fail(file ":" line ": a public header includes \"" inc "\"")
+        next
+    }
+    if (file ~ /^cli\//) {
+        if (inc ~ /^emdpo(\/[a-z_]+)?\.h$/ || (inc !~ /\// && system("test -f cli/" inc) == 0)) good++
+        else fail(file ":" line ": cli/ includes \"" inc "\"; it may use only the public headers and its own")
+        next
+    }
+    # src/: the target is a path from src/, or the public umbrella
+    if (inc ~ /^emdpo(\/[a-z_]+)?\.h$/) { good++; next }
+    if (system("test -f src/" inc) != 0) { fail(file ":" line ": \"" inc "\" is not a path under src/"); next }
+    to = folder("src/" inc)
+    sub(/^src\//, "", from); sub(/^src\//, "", to)
+    if (!(from in known)) { fail(file ": folder src/" from " has no place in the layers"); next }
+    if (to == from || allowed[from, to]) good++
+    else fail(file ":" line ": src/" from " may not include src/" inc " (a higher or sibling layer)")
+    # module graph for the circle check: src/a/x.c and src/a/x.h are module a/x
+    mf = file; sub(/^src\//, "", mf); sub(/\.[ch]$/, "", mf)
+    mt = inc; sub(/\.[ch]$/, "", mt)
+    if (mf != mt) { edge[mf] = edge[mf] " " mt; nodes[mf] = 1; nodes[mt] = 1 }
+}
+function visit(u,    nb, m, i, v) {
+    state[u] = 1
+    m = split(edge[u], nb, " ")
+    for (i = 1; i <= m; i++) {
+        v = nb[i]
+        if (state[v] == 1) fail("a circle through " u " and " v)
+        else if (state[v] == 0) visit(v)
+    }
+    state[u] = 2
+}
+END {
+    for (u in nodes) state[u] = 0
+    for (u in nodes) if (state[u] == 0) visit(u)
+    if (bad == 0) good++
+    print "layers: " good " passed, " bad " failed"
+    exit bad ? 1 : 0
+}'
