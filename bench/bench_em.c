@@ -85,7 +85,7 @@ static int simulate(int64_t n, uint64_t seed, emdpo_data **d) {
     s.scale = 1.0;
     s.omit_text = 1;
     s.seed = seed;
-    return emdpo_simulate(&s, d, NULL);
+    return emdpo_simulate(&s, d, NULL, NULL);
 }
 
 /* One timed fit from a fresh zero policy. */
@@ -144,7 +144,7 @@ static int mode_fit(int argc, char **argv) {
     if (reps < 1 || reps > 1000) reps = 5;
     emdpo_data *d = load(argv[2]);
     emdpo_em_opts o;
-    emdpo_em_opts_default(&o);
+    emdpo_em_opts_init(&o);
     o.tol = tol;
     o.starts = starts;
     double *t = malloc((size_t)reps * sizeof(double));
@@ -182,7 +182,7 @@ static int mode_se(int argc, char **argv) {
     if (reps < 1 || reps > 1000) reps = 7;
     emdpo_data *d = load(argv[2]);
     emdpo_em_opts o;
-    emdpo_em_opts_default(&o);
+    emdpo_em_opts_init(&o);
     emdpo_policy *pol = NULL;
     emdpo_em_result res;
     int rc = emdpo_loglinear_create(3, emdpo_data_n_features(d), &pol);
@@ -211,7 +211,7 @@ static int mode_det(int argc, char **argv) {
     if (argc < 3) return 2;
     emdpo_data *d = load(argv[2]);
     emdpo_em_opts o;
-    emdpo_em_opts_default(&o);
+    emdpo_em_opts_init(&o);
     o.starts = 2;
     o.seed = 7;
     double ll[2];
@@ -267,7 +267,7 @@ static int mode_profile(int argc, char **argv) {
     double tol = argc > 4 ? atof(argv[4]) : 1e-9;
     emdpo_data *d = load(argv[2]);
     emdpo_em_opts o;
-    emdpo_em_opts_default(&o);
+    emdpo_em_opts_init(&o);
     o.tol = tol;
     long n_estep = 0;
     o.progress = progress_cb;
@@ -360,7 +360,7 @@ static int mode_scale(int argc, char **argv) {
     emdpo_policy_free(pol);
 
     emdpo_em_opts o;
-    emdpo_em_opts_default(&o);
+    emdpo_em_opts_init(&o);
     o.max_iter = max_iter;
     o.tol = tol;
     emdpo_em_result res;

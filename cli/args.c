@@ -46,6 +46,17 @@ static int parse_value(const cli_cmd *cmd, cli_opt *o, const char *v) {
         }
         break;
     }
+    case CLI_ENUM:
+        for (int k = 0; o->names(k); k++)
+            if (strcmp(v, o->names(k)) == 0) {
+                *(int *)o->dst = k;
+                return 0;
+            }
+        fprintf(stderr, "emdpo %s: --%s must be ", cmd->name, o->name);
+        for (int k = 0; o->names(k); k++)
+            fprintf(stderr, "%s%s", k == 0 ? "" : o->names(k + 1) ? ", " : " or ", o->names(k));
+        fprintf(stderr, ", not '%s'\n", v);
+        return 2;
     case CLI_FLAG:
         break;
     }
@@ -103,16 +114,47 @@ int cli_parse(const cli_cmd *cmd, int argc, char **argv) {
     return 0;
 }
 
+/* The flag's value before parsing, as help shows its default; "" when it
+ * has none to show. */
+static const char *default_text(const cli_opt *o, char *buf, size_t cap) {
+    buf[0] = 0;
+    if (o->required || strstr(o->help, "(default")) return buf;
+    switch (o->type) {
+    case CLI_STR:
+        if (*(const char **)o->dst) snprintf(buf, cap, "%s", *(const char **)o->dst);
+        break;
+    case CLI_INT: snprintf(buf, cap, "%d", *(const int *)o->dst); break;
+    case CLI_I64: snprintf(buf, cap, "%" PRId64, *(const int64_t *)o->dst); break;
+    case CLI_U64: snprintf(buf, cap, "%" PRIu64, *(const uint64_t *)o->dst); break;
+    case CLI_DBL: snprintf(buf, cap, "%g", *(const double *)o->dst); break;
+    case CLI_ENUM: {
+        const char *n = o->names(*(const int *)o->dst);
+        if (n) snprintf(buf, cap, "%s", n);
+        break;
+    }
+    case CLI_FLAG: break;
+    }
+    return buf;
+}
+
 void cli_help(const cli_cmd *cmd, FILE *fp) {
     fprintf(fp, "usage: emdpo %s [flags]\n\n%s\n\nflags:\n", cmd->name, cmd->synopsis);
     for (int q = 0; q < cmd->n_opts; q++) {
         const cli_opt *o = &cmd->opts[q];
-        char left[64];
+        char left[64], def[128];
         snprintf(left, sizeof left, "--%s%s%s", o->name, o->metavar ? " " : "", o->metavar ? o->metavar : "");
-        fprintf(fp, "  %-24s %s%s\n", left, o->help, o->required ? " (required)" : "");
+        default_text(o, def, sizeof def);
+        fprintf(fp, "  %-24s %s%s%s%s%s\n", left, o->help, def[0] ? " (default: " : "", def, def[0] ? ")" : "",
+                o->required ? " (required)" : "");
     }
     fprintf(fp, "  %-24s %s\n", "--help", "show this help");
     if (cmd->details) fprintf(fp, "\n%s\n", cmd->details);
+}
+
+int cli_seen(const cli_cmd *cmd, const char *name) {
+    for (int q = 0; q < cmd->n_opts; q++)
+        if (strcmp(cmd->opts[q].name, name) == 0) return cmd->opts[q].seen;
+    return 0;
 }
 
 int cli_parse_range(const char *s, int *lo, int *hi) {

@@ -1,135 +1,56 @@
-/* emdpo aggregate: MMRA-AE over a log-linear fit (the paper's Algorithm 4),
- * with the uniform mixture and the pooled single policy for comparison. */
+/* emdpo aggregate: MMRA over a fit. On a log-linear fit, MMRA-AE (the
+ * paper's Algorithm 4) with the uniform mixture and the pooled single
+ * policy for comparison; on a Llama fit, by --method: ae, lw (Algorithm 2)
+ * or onpolicy (Algorithm 3). */
 #include <math.h>
 #include <string.h>
 
-#include "base/afile.h"
-#include "base/alloc.h"
 #include "cli.h"
-#include "core/mmra.h"
-#include "loglinear/loglinear.h"
 
-typedef struct agg_args {
-    const char *fit, *data, *format, *solver, *out;
-    double beta, tol;
-    long iters;
-    int64_t iters_arg;
-    int threads, json;
-    uint64_t seed;
-} agg_args;
-
-#define AGG_ROWS (EMDPO_MAX_K + 3)
-
-static void write_json(FILE *fp, const agg_args *a, const cli_fit *fit, const double *L, const cli_regret_row *rows, int n,
-                       const emdpo_zerosum_result *hedge, const emdpo_zerosum_result *lp) {
-    int K = fit->K;
-    fprintf(fp, "{\n  \"fit\": ");
-    cli_json_str(fp, a->fit);
-    fprintf(fp, ",\n  \"data\": ");
-    cli_json_str(fp, a->data);
-    fprintf(fp, ",\n  \"k\": %d,\n  \"beta\": ", K);
-    cli_json_num(fp, fit->beta);
-    fprintf(fp, ",\n  \"solver\": \"%s\",\n  \"L\": [", a->solver);
-    for (int k = 0; k < K; k++) {
-        fputs(k ? ", " : "", fp);
-        cli_json_nums(fp, L + (size_t)k * K, K);
+static void print_ae(const emdpo_aggregate *a, const char *what, const char *estimator) {
+    emdpo_zerosum_result hedge, lp;
+    emdpo_aggregate_games(a, &hedge, &lp);
+    int K = emdpo_aggregate_k(a), n = emdpo_aggregate_n_rows(a);
+    printf("MMRA-AE over %d %s on %lld decisions (beta = %g", K, what, (long long)emdpo_aggregate_n_decisions(a),
+           emdpo_aggregate_beta(a));
+    if (estimator) {
+        printf(", %s estimator", estimator);
+        if (emdpo_aggregate_sampled(a)) printf(", %lld draws per policy", (long long)emdpo_aggregate_draws(a));
     }
-    fprintf(fp, "],\n  \"hedge\": {\"upper\": ");
-    cli_json_num(fp, hedge->upper);
-    fprintf(fp, ", \"lower\": ");
-    cli_json_num(fp, hedge->lower);
-    fprintf(fp, ", \"duality_gap\": ");
-    cli_json_num(fp, hedge->gap);
-    fprintf(fp, ", \"iterations\": %ld},\n  \"lp_value\": ", hedge->iterations);
-    cli_json_num(fp, lp->value);
-    fprintf(fp, ",\n  \"policies\": [");
-    for (int r = 0; r < n; r++) {
-        fprintf(fp, "%s\n    {\"name\": ", r ? "," : "");
-        cli_json_str(fp, rows[r].name);
-        fprintf(fp, ", \"weights\": ");
-        if (rows[r].has_w) cli_json_nums(fp, rows[r].w, K); else fputs("null", fp);
-        fprintf(fp, ", \"regret\": ");
-        cli_json_nums(fp, rows[r].regret, K);
-        fprintf(fp, ", \"max_regret\": ");
-        cli_json_num(fp, rows[r].max_regret);
-        fputc('}', fp);
-    }
-    fprintf(fp, "\n  ]\n}\n");
+    printf(")\noptimistic Hedge: %ld rounds, duality gap %.3g; exact LP min-max regret %.6f\n\n", hedge.iterations,
+           hedge.gap, lp.value);
+    const emdpo_regret_row *rows[EMDPO_MAX_K + 3];
+    for (int r = 0; r < n; r++) rows[r] = emdpo_aggregate_row(a, r);
+    cli_regret_table_print(rows, n, K);
 }
 
-/* Regret rows for MMRA, uniform, each single type, and the pooled fit. */
-static int build_rows(const agg_args *a, const emdpo_data *d, const cli_fit *fit, const double *L, cli_regret_row *rows,
-                      int *n_rows, emdpo_zerosum_result *hedge, emdpo_zerosum_result *lp) {
-    int K = fit->K, n = 0;
-    emdpo_mmra_hedge_opts ho;
-    emdpo_mmra_hedge_defaults(&ho);
-    ho.max_iter = a->iters;
-    ho.rel_tol = a->tol;
-    cli_regret_row *mm = &rows[n++];
-    snprintf(mm->name, sizeof mm->name, "MMRA-AE");
-    mm->has_w = 1;
-    int solver = strcmp(a->solver, "lp") == 0 ? EMDPO_GAME_LP : EMDPO_GAME_HEDGE;
-    double w_lp[EMDPO_MAX_K];
-    int rc = emdpo_mmra_ae(K, L, EMDPO_GAME_HEDGE, &ho, solver == EMDPO_GAME_HEDGE ? mm->w : w_lp, hedge);
-    if (rc && rc != EMDPO_ERR_NOT_CONVERGED) return rc;
-    if (rc == EMDPO_ERR_NOT_CONVERGED)
-        fprintf(stderr, "emdpo aggregate: note: Hedge stopped at its round cap with duality gap %.3g\n", hedge->gap);
-    if ((rc = emdpo_mmra_ae(K, L, EMDPO_GAME_LP, NULL, solver == EMDPO_GAME_LP ? mm->w : w_lp, lp))) return rc;
-    emdpo_mmra_mixture_regret(K, L, mm->w, mm->regret);
-
-    cli_regret_row *un = &rows[n++];
-    snprintf(un->name, sizeof un->name, "uniform");
-    un->has_w = 1;
-    for (int k = 0; k < K; k++) un->w[k] = 1.0 / K;
-    emdpo_mmra_mixture_regret(K, L, un->w, un->regret);
-
-    for (int j = 0; j < K; j++) {
-        cli_regret_row *t = &rows[n++];
-        snprintf(t->name, sizeof t->name, "type %d only", j + 1);
-        t->has_w = 1;
-        for (int k = 0; k < K; k++) t->w[k] = k == j;
-        emdpo_mmra_mixture_regret(K, L, t->w, t->regret);
-    }
-
-    /* Vanilla DPO: one policy fitted to everyone (K = 1). */
-    cli_fit_opts fo;
-    cli_fit_opts_default(&fo);
-    fo.K = 1;
-    fo.seed = a->seed;
-    fo.l2 = fit->l2;
-    fo.beta = fit->beta;
-    emdpo_policy *pooled = NULL;
-    emdpo_em_result res;
-    if ((rc = cli_fit_loglinear(d, &fo, &pooled, &res))) return rc;
-    cli_regret_row *po = &rows[n++];
-    snprintf(po->name, sizeof po->name, "pooled (K=1)");
-    rc = emdpo_mmra_loglin_regret(d, fit->theta, K, fit->beta, emdpo_loglinear_of(pooled)->theta, po->regret);
-    emdpo_em_result_free(&res);
-    emdpo_policy_free(pooled);
-    for (int r = 0; r < n; r++) cli_regret_row_finish(&rows[r], K);
-    *n_rows = n;
-    return rc;
+static void note_hedge_cap(const emdpo_aggregate *a) {
+    if (!emdpo_aggregate_hedge_capped(a)) return;
+    emdpo_zerosum_result hedge;
+    emdpo_aggregate_games(a, &hedge, NULL);
+    fprintf(stderr, "emdpo aggregate: note: Hedge stopped at its round cap with duality gap %.3g\n", hedge.gap);
 }
 
-int cmd_aggregate(int argc, char **argv) {
-    if (cli_aggregate_is_llama(argc, argv)) return cli_aggregate_llama(argc, argv);
-    agg_args a = {0};
-    a.solver = "hedge";
-    a.iters_arg = 100000;
-    a.tol = 1e-4;
-    a.seed = 1;
+static int aggregate_loglinear(int argc, char **argv) {
+    emdpo_aggregate_opts o;
+    emdpo_aggregate_opts_init(&o);
+    const char *fit_path = NULL, *data = NULL, *out = NULL;
+    emdpo_format format = EMDPO_FORMAT_AUTO;
+    int64_t iters = o.hedge.max_iter;
+    int threads = 0, json = 0;
     cli_opt opts[] = {
-        {"fit", CLI_STR, &a.fit, "DIR", "a directory written by emdpo fit (or its fit.json)", 1, 0},
-        {"data", CLI_STR, &a.data, "FILE", "prompts and choice sets to average over (default: the fit's data)", 0, 0},
-        {"format", CLI_STR, &a.format, "FMT", "jsonl, csv or auto", 0, 0},
-        {"solver", CLI_STR, &a.solver, "NAME", "hedge (optimistic Hedge, the paper's) or lp (exact simplex) (hedge)", 0, 0},
-        {"iters", CLI_I64, &a.iters_arg, "T", "Hedge round cap (100000)", 0, 0},
-        {"tol", CLI_DBL, &a.tol, "X", "Hedge stops when the duality gap <= X * range of regrets (1e-4)", 0, 0},
-        {"beta", CLI_DBL, &a.beta, "X", "policy temperature (default: the fit's beta)", 0, 0},
-        {"seed", CLI_U64, &a.seed, "S", "seed of the pooled K=1 fit (1)", 0, 0},
-        {"out", CLI_STR, &a.out, "DIR", "also write DIR/aggregate.json", 0, 0},
-        {"json", CLI_FLAG, &a.json, NULL, "print JSON instead of the table", 0, 0},
-        {"threads", CLI_INT, &a.threads, "N", "OpenMP threads (default: all cores)", 0, 0},
+        {"fit", CLI_STR, &fit_path, "DIR", "a directory written by emdpo fit (or its fit.json)", 1, 0, 0},
+        {"data", CLI_STR, &data, "FILE", "prompts and choice sets to average over (default: the fit's data)", 0, 0, 0},
+        {"format", CLI_ENUM, &format, "FMT", "jsonl, csv or auto (by extension)", 0, 0, emdpo_format_name},
+        {"solver", CLI_ENUM, &o.solver, "NAME", "hedge (optimistic Hedge, the paper's) or lp (exact simplex)", 0, 0,
+         emdpo_game_solver_name},
+        {"iters", CLI_I64, &iters, "T", "Hedge round cap", 0, 0, 0},
+        {"tol", CLI_DBL, &o.hedge.rel_tol, "X", "Hedge stops when the duality gap <= X * range of regrets", 0, 0, 0},
+        {"beta", CLI_DBL, &o.beta, "X", "policy temperature (default: the fit's beta)", 0, 0, 0},
+        {"seed", CLI_U64, &o.seed, "S", "seed of the pooled K=1 fit", 0, 0, 0},
+        {"out", CLI_STR, &out, "DIR", "also write DIR/aggregate.json", 0, 0, 0},
+        {"json", CLI_FLAG, &json, NULL, "print JSON instead of the table", 0, 0, 0},
+        {"threads", CLI_INT, &threads, "N", "OpenMP threads (default: all cores)", 0, 0, 0},
     };
     cli_cmd cmd = {"aggregate", "MMRA-AE: the mixture of a fit's type policies with the smallest worst-case regret.",
                    "Type k's policy on a decision's items is pi_k = softmax(theta_k . x / beta) (pi_ref uniform);\n"
@@ -141,63 +62,215 @@ int cmd_aggregate(int argc, char **argv) {
                    opts, (int)(sizeof opts / sizeof opts[0])};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
-    if (strcmp(a.solver, "hedge") && strcmp(a.solver, "lp"))
-        return cli_usage_error("aggregate", "--solver must be hedge or lp");
-    if (a.iters_arg < 1) return cli_usage_error("aggregate", "--iters must be >= 1");
-    if (!(a.tol >= 0)) return cli_usage_error("aggregate", "--tol must be >= 0");
-    if (opts[6].seen && !(a.beta > 0)) return cli_usage_error("aggregate", "--beta must be > 0");
-    a.iters = (long)a.iters_arg;
-    cli_set_threads(a.threads);
-    cli_fit fit;
-    if ((rc = cli_fit_read("aggregate", a.fit, &fit))) return rc;
-    if (opts[6].seen) fit.beta = a.beta;
-    if (!a.data) a.data = fit.data[0] ? fit.data : NULL;
-    if (!a.data) {
-        cli_fit_free(&fit);
-        return cli_usage_error("aggregate", "the fit names no data file; pass --data");
-    }
+    if (iters < 1) return cli_usage_error("aggregate", "--iters must be >= 1");
+    if (!(o.hedge.rel_tol >= 0)) return cli_usage_error("aggregate", "--tol must be >= 0");
+    if (cli_seen(&cmd, "beta") && !(o.beta > 0)) return cli_usage_error("aggregate", "--beta must be > 0");
+    o.hedge.max_iter = (long)iters;
+    emdpo_set_threads(threads);
+
+    emdpo_fit *fit = NULL;
     emdpo_data *d = NULL;
-    if ((rc = cli_load_data("aggregate", a.data, a.format, &d))) {
-        cli_fit_free(&fit);
-        return rc;
-    }
-    int K = fit.K;
-    double L[EMDPO_MAX_K * EMDPO_MAX_K];
-    cli_regret_row *rows = emdpo_calloc(AGG_ROWS, sizeof(cli_regret_row));
-    int n_rows = 0;
-    emdpo_zerosum_result hedge, lp;
-    if (d->p != fit.p) {
-        rc = cli_usage_error("aggregate", "%s has %d features per item, the fit has %d", a.data, d->p, fit.p);
-    } else if (!rows) {
-        rc = cli_fail("aggregate", EMDPO_ERR_NOMEM, NULL, "out of memory");
-    } else {
-        int lrc = emdpo_mmra_loglin_L(d, fit.theta, K, fit.beta, L);
-        if (!lrc) lrc = build_rows(&a, d, &fit, L, rows, &n_rows, &hedge, &lp);
-        if (lrc) rc = cli_fail("aggregate", lrc, NULL, "aggregation failed");
-    }
+    emdpo_aggregate *a = NULL;
+    emdpo_diag diag;
+    if ((rc = emdpo_fit_read(fit_path, &fit, &diag))) return cli_fail("aggregate", rc, &diag, &cmd);
+    if (!data) data = emdpo_fit_data_path(fit);
+    if (!data) rc = cli_usage_error("aggregate", "the fit names no data file; pass --data");
+    else if (!(rc = cli_load_data("aggregate", data, format, &d)) &&
+             (rc = emdpo_loglinear_aggregate(fit, d, &o, &a, &diag)))
+        rc = cli_fail("aggregate", rc, &diag, &cmd);
     if (!rc) {
-        if (a.json) {
-            write_json(stdout, &a, &fit, L, rows, n_rows, &hedge, &lp);
-        } else {
-            printf("MMRA-AE over %d types on %lld decisions (beta = %g)\n", K, (long long)d->n_dec, fit.beta);
-            printf("optimistic Hedge: %ld rounds, duality gap %.3g; exact LP min-max regret %.6f\n\n",
-                   hedge.iterations, hedge.gap, lp.value);
-            cli_regret_table_print(rows, n_rows, K);
-        }
-        if (a.out && !(rc = cli_mkdirs("aggregate", a.out))) {
-            char path[4200];
-            emdpo_afile af;
-            snprintf(path, sizeof path, "%s/aggregate.json", a.out);
-            if (emdpo_afile_open(&af, path)) {
-                rc = cli_usage_error("aggregate", "cannot write %s", path);
-            } else {
-                write_json(af.fp, &a, &fit, L, rows, n_rows, &hedge, &lp);
-                if (emdpo_afile_commit(&af)) rc = cli_usage_error("aggregate", "cannot write %s", path);
-            }
-        }
+        note_hedge_cap(a);
+        if (json) emdpo_aggregate_write_json(a, stdout);
+        else print_ae(a, "types", NULL);
+        if (out && (rc = emdpo_aggregate_save(a, out, &diag))) rc = cli_fail("aggregate", rc, &diag, &cmd);
     }
-    emdpo_free(rows, AGG_ROWS * sizeof(cli_regret_row));
+    emdpo_aggregate_free(a);
     emdpo_data_free(d);
-    cli_fit_free(&fit);
+    emdpo_fit_free(fit);
     return rc;
+}
+
+/* ---- Llama fits ---------------------------------------------------------- */
+
+typedef struct round_printer {
+    int lw, json;
+    double t0;
+} round_printer;
+
+static void print_round_header(const round_printer *p, int K) {
+    printf("%-6s", "round");
+    for (int k = 0; k < K; k++) printf("   w%-4d", k + 1);
+    for (int k = 0; k < K; k++) printf("  regret%-3d", k + 1);
+    printf("  max regret  %9s%s  time(s)\n", p->lw ? "DPO loss" : "objective", p->lw ? "" : "         kl");
+}
+
+static void print_round(void *ud, const emdpo_mmra_round *r, int K) {
+    const round_printer *p = ud;
+    if (p->json) return;
+    if (r->round) printf("%-6d", r->round);
+    else printf("%-6s", "start");
+    for (int k = 0; k < K; k++) printf(" %7.4f", r->w[k]);
+    for (int k = 0; k < K; k++) printf("  %9.5f", r->regret[k]);
+    printf("  %10.5f", r->max_regret);
+    if (isnan(r->loss)) printf("  %9s", "-");
+    else printf("  %9.5f", r->loss);
+    if (!p->lw) {
+        if (isnan(r->kl)) printf("  %9s", "-");
+        else printf("  %9.5f", r->kl);
+    }
+    printf("  %7.1f\n", cli_now() - p->t0);
+    fflush(stdout);
+}
+
+/* Flags that belong to other methods are refused, not ignored. */
+static int check_method(const cli_cmd *cmd, emdpo_mmra_method m, emdpo_regret_estimator est) {
+    static const char *const trained[] = {"rounds", "eta", "steps", "lr", "batch", "optimizer", "warmup", "clip"};
+    int ae = m == EMDPO_MMRA_AE, lw = m == EMDPO_MMRA_LW;
+    for (size_t i = 0; ae && i < sizeof trained / sizeof trained[0]; i++)
+        if (cli_seen(cmd, trained[i]))
+            return cli_usage_error("aggregate", "--%s applies to --method lw and onpolicy", trained[i]);
+    if (!ae && (cli_seen(cmd, "pooled") || cli_seen(cmd, "solver")))
+        return cli_usage_error("aggregate", "--pooled and --solver apply to --method ae");
+    if (!lw && cli_seen(cmd, "select")) return cli_usage_error("aggregate", "--select applies to --method lw");
+    if (ae || lw)
+        return cli_seen(cmd, "eval-samples")
+                   ? cli_usage_error("aggregate", "--eval-samples applies to --method onpolicy")
+                   : 0;
+    if (cli_seen(cmd, "estimator") && est != EMDPO_ESTIMATOR_SAMPLE)
+        return cli_usage_error("aggregate", "--method onpolicy samples responses: --estimator must be sample");
+    if (cli_seen(cmd, "temperature"))
+        return cli_usage_error("aggregate", "--temperature: --method onpolicy samples the policy itself");
+    return 0;
+}
+
+static void print_trained_summary(const emdpo_lm_aggregate *a) {
+    emdpo_lm_aggregate_opts s;
+    emdpo_lm_aggregate_settings(a, &s);
+    emdpo_mmra_round final;
+    int K = emdpo_lm_aggregate_k(a), chosen = emdpo_lm_aggregate_returned(a, &final);
+    const char *why = s.method == EMDPO_MMRA_ONPOLICY ? "the last; regrets estimated afresh"
+                      : s.select == EMDPO_LW_LAST     ? "the last"
+                                                      : "smallest max regret";
+    printf("\nreturned: round %d (%s): regrets", chosen, why);
+    for (int k = 0; k < K; k++) printf(" %.5f", final.regret[k]);
+    printf(", max regret %.5f\nweights after the last round:", final.max_regret);
+    for (int k = 0; k < K; k++) printf(" %.4f", final.w[k]);
+    printf("\npolicy: %s/policy\n", emdpo_lm_aggregate_out(a));
+}
+
+static int aggregate_llama(int argc, char **argv) {
+    emdpo_lm_aggregate_opts o;
+    emdpo_lm_aggregate_opts_init(&o);
+    const char *fit_path = NULL;
+    int threads = 0, json = 0;
+    cli_opt opts[] = {
+        {"fit", CLI_STR, &fit_path, "DIR", "a directory written by emdpo fit --policy llama (or its fit.json)", 1, 0, 0},
+        {"data", CLI_STR, &o.data, "FILE", "decisions giving prompts and option sets (default: the fit's data)", 0, 0,
+         0},
+        {"method", CLI_ENUM, &o.method, "NAME", "ae: MMRA-AE, the paper's Algorithm 4; lw: MMRA-LW (Algorithm 2); "
+                                                "onpolicy: on-policy MMRA (Algorithm 3)", 0, 0, emdpo_mmra_method_name},
+        {"estimator", CLI_ENUM, &o.estimator, "NAME", "exact (over each decision's items) or sample (default: exact; "
+                                                      "onpolicy: sample)", 0, 0, emdpo_regret_estimator_name},
+        {"samples", CLI_INT, &o.samples, "N", "sample: responses per prompt and policy; onpolicy: also per prompt in "
+                                              "each step, >= 2", 0, 0, 0},
+        {"max-tokens", CLI_INT, &o.max_tokens, "N", "sample, onpolicy: new tokens per response", 0, 0, 0},
+        {"temperature", CLI_DBL, &o.temperature, "X", "sample: 1 samples the policies themselves", 0, 0, 0},
+        {"max-prompts", CLI_I64, &o.max_prompts, "N", "sample, onpolicy: the first N decisions' prompts (default: "
+                                                      "all)", 0, 0, 0},
+        {"seed", CLI_U64, &o.seed, "S", "sample: generation seed; lw, onpolicy: also shuffling", 0, 0, 0},
+        {"pooled", CLI_STR, &o.pooled, "DIR", "also compare this single policy (e.g. a vanilla-DPO checkpoint)", 0, 0,
+         0},
+        {"solver", CLI_ENUM, &o.solver, "NAME", "hedge (optimistic Hedge, the paper's) or lp (exact simplex)", 0, 0,
+         emdpo_game_solver_name},
+        {"rounds", CLI_INT, &o.rounds, "N", "lw, onpolicy: rounds of multiplicative weights", 0, 0, 0},
+        {"eta", CLI_DBL, &o.eta, "X", "lw, onpolicy: multiplicative-weights rate", 0, 0, 0},
+        {"steps", CLI_I64, &o.steps, "N", "lw, onpolicy: optimizer steps per round (default: lw 10, onpolicy 1)", 0, 0,
+         0},
+        {"lr", CLI_DBL, &o.lr, "X", "lw, onpolicy: learning rate (default: the fit's M-step's)", 0, 0, 0},
+        {"batch", CLI_INT, &o.batch, "N", "lw: decisions per micro-batch (default: the fit's); onpolicy: prompts per "
+                                          "step (default: 4)", 0, 0, 0},
+        {"optimizer", CLI_ENUM, &o.optimizer, "NAME", "lw, onpolicy: rmsprop or adamw (default: the fit's)", 0, 0,
+         emdpo_optim_name},
+        {"warmup", CLI_I64, &o.warmup, "N", "lw, onpolicy: linear warmup steps over the whole run", 0, 0, 0},
+        {"clip", CLI_DBL, &o.clip, "X", "lw, onpolicy: max gradient norm, 0 = off (default: the fit's)", 0, 0, 0},
+        {"select", CLI_ENUM, &o.select, "NAME", "lw: return the round with the smallest max regret (best) or the last",
+         0, 0, emdpo_lw_select_name},
+        {"eval-samples", CLI_INT, &o.eval_samples, "N", "onpolicy: responses per prompt and policy for V_k and the "
+                                                        "regrets (default: --samples)", 0, 0, 0},
+        {"score-batch", CLI_INT, &o.score_batch, "N", "sequences per scoring forward", 0, 0, 0},
+        {"out", CLI_STR, &o.out, "DIR", "ae: aggregate.json and mixture.json (default: the fit's directory); lw, "
+                                        "onpolicy: aggregate.json and policy/ (default: FIT/mmra_METHOD)", 0, 0, 0},
+        {"json", CLI_FLAG, &json, NULL, "print JSON instead of the table", 0, 0, 0},
+        {"threads", CLI_INT, &threads, "N", "OpenMP threads (default: all cores)", 0, 0, 0},
+    };
+    cli_cmd cmd = {"aggregate", "MMRA over a fit's Llama policies: one policy, or a mixture, with the smallest "
+                                "worst-case regret.",
+                   "L[z][z'] = E_{x, y ~ pi_z'}[beta (log pi_z(y|x) - log pi_ref(y|x))], the reference being the\n"
+                   "fit's SFT model. exact: each decision's items are the option set and pi_z' is restricted to\n"
+                   "it (softmax of the sequence log-probabilities); sample: responses generated by each policy\n"
+                   "for each decision's prompt, with standard errors in aggregate.json. The regret of a policy\n"
+                   "pi for type k is R_k(pi) = L[k][k] - L[k][pi].\n\n"
+                   "ae: the (K+1) x K regret matrix is solved by optimistic Hedge (its duality gap certifies\n"
+                   "the result) and checked against an exact LP. Writes DIR/aggregate.json and DIR/mixture.json\n"
+                   "{kind, weights, members, beta, reference}.\n\n"
+                   "lw: from w = 1/K and the SFT model, each round trains one policy by DPO on the data with\n"
+                   "each decision weighted sum_k w_k gamma_ik (gamma from posterior.csv), continuing from the\n"
+                   "last round (one run: optimizer state and shuffling carry over), then sets\n"
+                   "w_k ~ w_k exp(eta R_k). Returns the round with the smallest max regret (--select).\n\n"
+                   "onpolicy: each step generates --samples responses to each of --batch prompts from the\n"
+                   "policy and takes a policy-gradient step (REINFORCE, leave-one-out baseline) on\n"
+                   "sum_k w_k [R_k]^+ + beta KL(pi || pi_ref); after each round w_k ~ w_k exp(eta [R_k]^+).\n"
+                   "Returns the last policy, its regrets estimated afresh.\n\n"
+                   "lw and onpolicy print a row per round and write DIR/policy (a Hugging Face checkpoint)\n"
+                   "and DIR/aggregate.json (settings, every round's w, regrets and max regret, the final\n"
+                   "regrets).",
+                   opts, (int)(sizeof opts / sizeof opts[0])};
+    int rc = cli_parse(&cmd, argc, argv);
+    if (rc) return rc < 0 ? 0 : rc;
+    if ((rc = check_method(&cmd, o.method, o.estimator))) return rc;
+    emdpo_set_threads(threads);
+    round_printer printer = {o.method == EMDPO_MMRA_LW, json, cli_now()};
+    o.progress = print_round;
+    o.progress_ud = &printer;
+
+    emdpo_fit *fit = NULL;
+    emdpo_lm_aggregate *a = NULL;
+    emdpo_diag diag;
+    if ((rc = emdpo_fit_read(fit_path, &fit, &diag)) || (rc = emdpo_lm_aggregate_create(fit, &o, &a, &diag))) {
+        rc = cli_fail("aggregate", rc, &diag, &cmd);
+        goto done;
+    }
+    emdpo_lm_aggregate_opts s;
+    emdpo_lm_aggregate_settings(a, &s);
+    int K = emdpo_lm_aggregate_k(a);
+    if (s.method != EMDPO_MMRA_AE && !json) {
+        printf("%s over %d Llama types on %lld decisions (beta = %g, %s regrets, %d rounds of %lld steps, eta %g)\n\n",
+               s.method == EMDPO_MMRA_LW ? "MMRA-LW" : "on-policy MMRA", K,
+               (long long)emdpo_lm_aggregate_n_decisions(a), emdpo_fit_beta(fit),
+               emdpo_regret_estimator_name(s.estimator), s.rounds, (long long)s.steps, s.eta);
+        print_round_header(&printer, K);
+    }
+    printer.t0 = cli_now();
+    if ((rc = emdpo_lm_aggregate_run(a, &diag))) {
+        rc = cli_fail("aggregate", rc, &diag, &cmd);
+    } else if (s.method == EMDPO_MMRA_AE) {
+        const emdpo_aggregate *g = emdpo_lm_aggregate_result(a);
+        note_hedge_cap(g);
+        if (json) emdpo_aggregate_write_json(g, stdout);
+        else print_ae(g, "Llama types", emdpo_regret_estimator_name(s.estimator));
+    } else if (json) {
+        emdpo_lm_aggregate_write_json(a, stdout);
+    } else {
+        print_trained_summary(a);
+    }
+done:
+    emdpo_lm_aggregate_free(a);
+    emdpo_fit_free(fit);
+    return rc;
+}
+
+int cmd_aggregate(int argc, char **argv) {
+    const char *fit = cli_flag_value(argc, argv, "fit");
+    if (fit && emdpo_fit_file_is(fit, EMDPO_FAMILY_LLAMA)) return aggregate_llama(argc, argv);
+    return aggregate_loglinear(argc, argv);
 }

@@ -30,7 +30,7 @@ static const command commands[] = {
 static void usage(FILE *fp) {
     fprintf(fp, "emdpo %s: preference optimization with unobserved annotator types\n\n"
                 "usage: emdpo COMMAND [flags]     (emdpo COMMAND --help for its flags)\n\ncommands:\n",
-            EMDPO_VERSION_STRING);
+            emdpo_version());
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(fp, "  %-10s %s\n", commands[i].name, commands[i].summary);
 }
@@ -46,7 +46,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (strcmp(name, "--version") == 0 || strcmp(name, "version") == 0) {
-        printf("emdpo %s\n", EMDPO_VERSION_STRING);
+        printf("emdpo %s\n", emdpo_version());
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

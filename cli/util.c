@@ -1,26 +1,39 @@
-#include <errno.h>
-#include <math.h>
+#include <ctype.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
-#include "base/json.h"
-#include "base/json_write.h"
-#include "base/threads.h"
 #include "cli.h"
 
-int cli_fail(const char *cmd, int rc, const emdpo_diag *diag, const char *what) {
-    fprintf(stderr, "emdpo %s: ", cmd);
+/* The flag a message's first word names, in the library's spelling. */
+static const cli_opt *flag_of(const char *msg, const cli_cmd *cmd, size_t *len) {
+    size_t n = 0;
+    while (isalnum((unsigned char)msg[n]) || msg[n] == '_') n++;
+    *len = n;
+    for (int q = 0; cmd && n && q < cmd->n_opts; q++) {
+        const char *f = cmd->opts[q].name;
+        if (strlen(f) != n) continue;
+        size_t i = 0;
+        while (i < n && (f[i] == msg[i] || (f[i] == '-' && msg[i] == '_'))) i++;
+        if (i == n) return &cmd->opts[q];
+    }
+    return NULL;
+}
+
+int cli_fail(const char *name, int rc, const emdpo_diag *diag, const cli_cmd *cmd) {
+    fprintf(stderr, "emdpo %s: ", name);
     if (diag && diag->file[0]) {
         fprintf(stderr, "%s:", diag->file);
         if (diag->line > 0) fprintf(stderr, "%ld:", diag->line);
         fputc(' ', stderr);
     }
-    if (diag && diag->msg[0])
-        fprintf(stderr, "%s\n", diag->msg);
-    else
-        fprintf(stderr, "%s: %s\n", what ? what : "failed", emdpo_status_name(rc));
+    size_t n = 0;
+    const cli_opt *o = diag && diag->msg[0] ? flag_of(diag->msg, cmd, &n) : NULL;
+    if (o) fprintf(stderr, "--%s%s\n", o->name, diag->msg + n);
+    else if (diag && diag->msg[0]) fprintf(stderr, "%s\n", diag->msg);
+    else fprintf(stderr, "%s\n", emdpo_status_name(rc));
     switch (rc) {
     case EMDPO_ERR_PARSE:
     case EMDPO_ERR_IO:
@@ -33,60 +46,30 @@ int cli_fail(const char *cmd, int rc, const emdpo_diag *diag, const char *what) 
     }
 }
 
-int cli_usage_error(const char *cmd, const char *fmt, ...) {
+int cli_usage_error(const char *name, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "emdpo %s: ", cmd);
+    fprintf(stderr, "emdpo %s: ", name);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
     return CLI_EXIT_USAGE;
 }
 
-int cli_format(const char *name) {
-    if (!name || strcmp(name, "auto") == 0) return EMDPO_FORMAT_AUTO;
-    if (strcmp(name, "jsonl") == 0) return EMDPO_FORMAT_JSONL;
-    if (strcmp(name, "csv") == 0) return EMDPO_FORMAT_CSV;
-    return -1;
-}
-
-int cli_load_data(const char *cmd, const char *path, const char *format, emdpo_data **out) {
-    int fmt = cli_format(format);
-    if (fmt < 0) return cli_usage_error(cmd, "--format must be jsonl, csv or auto, not '%s'", format);
+int cli_load_data(const char *name, const char *path, emdpo_format fmt, emdpo_data **out) {
     emdpo_diag diag;
-    memset(&diag, 0, sizeof diag);
-    int rc = emdpo_data_read(path, (emdpo_format)fmt, out, &diag);
-    if (rc) {
-        if (!diag.file[0]) snprintf(diag.file, sizeof diag.file, "%s", path);
-        return cli_fail(cmd, rc, &diag, "cannot read data");
-    }
-    return 0;
+    int rc = emdpo_data_read(path, fmt, out, &diag);
+    return rc ? cli_fail(name, rc, &diag, NULL) : 0;
 }
 
-int cli_mkdirs(const char *cmd, const char *dir) {
-    char buf[4096];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof buf) return cli_usage_error(cmd, "bad output directory '%s'", dir);
-    memcpy(buf, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != 0) continue;
-        char c = buf[i];
-        buf[i] = 0;
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return cli_usage_error(cmd, "cannot create directory '%s': %s", buf, strerror(errno));
-        buf[i] = c;
+const char *cli_flag_value(int argc, char **argv, const char *flag) {
+    size_t n = strlen(flag);
+    for (int i = 0; i < argc; i++) {
+        if (strncmp(argv[i], "--", 2) != 0 || strncmp(argv[i] + 2, flag, n) != 0) continue;
+        if (argv[i][2 + n] == '=') return argv[i] + 3 + n;
+        if (argv[i][2 + n] == 0) return i + 1 < argc ? argv[i + 1] : "";
     }
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return cli_usage_error(cmd, "'%s' is not a directory", dir);
-    return 0;
-}
-
-void cli_set_threads(int n) {
-#ifdef _OPENMP
-    if (n > 0) omp_set_num_threads(n);
-#else
-    (void)n;
-#endif
+    return NULL;
 }
 
 double cli_now(void) {
@@ -95,26 +78,52 @@ double cli_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-void cli_json_num(FILE *fp, double v) {
-    if (isfinite(v))
-        fprintf(fp, "%.17g", v);
-    else
-        fputs("null", fp);
+int cli_progress_on(int quiet, int progress) { return !quiet && (progress || isatty(STDERR_FILENO)); }
+
+void cli_em_progress(void *ud, int start, int iter, double loglik, const double *eta, int K) {
+    fprintf(stderr, "  start %d  iter %3d  loglik %.6f", start + 1, iter, loglik);
+    if (ud) fprintf(stderr, "  %.1fs", cli_now() - *(const double *)ud);
+    fputs("  eta", stderr);
+    for (int k = 0; k < K; k++) fprintf(stderr, " %.3f", eta[k]);
+    fputc('\n', stderr);
 }
 
-void cli_json_nums(FILE *fp, const double *v, int64_t n) {
-    fputc('[', fp);
-    for (int64_t i = 0; i < n; i++) {
-        if (i) fputs(", ", fp);
-        cli_json_num(fp, v[i]);
-    }
-    fputc(']', fp);
-}
-
-void cli_json_str(FILE *fp, const char *s) {
-    if (!s) {
-        fputs("null", fp);
+void cli_print_group_posterior(const emdpo_data *d, const emdpo_fit *fit) {
+    int G = emdpo_data_n_groups(d), K = emdpo_fit_k(fit);
+    int64_t na = emdpo_data_n_annotators(d);
+    if (G == 0 || na != emdpo_fit_n_annotators(fit)) return;
+    double *gamma = malloc((size_t)na * (size_t)K * sizeof *gamma);
+    if (!gamma || emdpo_fit_posterior(fit, gamma, na, K)) {
+        free(gamma);
         return;
     }
-    if (emdpo_json_write_string(fp, s) == EMDPO_ERR_INVALID_ARG) fputs("\"\"", fp);
+    printf("mean posterior by true group:\n");
+    for (int g = 0; g < G; g++) {
+        double sum[EMDPO_MAX_K] = {0};
+        int64_t n = 0;
+        for (int64_t i = 0; i < na; i++) {
+            if (emdpo_data_annotator_group(d, i) != g) continue;
+            n++;
+            for (int k = 0; k < K; k++) sum[k] += gamma[i * K + k];
+        }
+        printf("  %-12s n=%-7lld", emdpo_data_group_name(d, g), (long long)n);
+        for (int k = 0; k < K; k++) printf(" %.3f", n ? sum[k] / (double)n : 0.0);
+        printf("\n");
+    }
+    free(gamma);
+}
+
+void cli_regret_table_print(const emdpo_regret_row *const *rows, int n, int K) {
+    printf("%-16s", "policy");
+    for (int k = 0; k < K; k++) printf("   w%-4d", k + 1);
+    for (int k = 0; k < K; k++) printf("  regret%-3d", k + 1);
+    printf("  max regret\n");
+    for (int r = 0; r < n; r++) {
+        printf("%-16s", rows[r]->name);
+        for (int k = 0; k < K; k++)
+            if (rows[r]->has_w) printf(" %7.4f", rows[r]->w[k]);
+            else printf(" %7s", "-");
+        for (int k = 0; k < K; k++) printf("  %9.5f", rows[r]->regret[k]);
+        printf("  %10.5f\n", rows[r]->max_regret);
+    }
 }

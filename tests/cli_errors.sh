@@ -50,7 +50,7 @@ check "no temporary files left" test -z "$(find "$T" -name '*.tmp.*')"
 
 expect_exit 2 "simulate: bad eta count" "--eta" "$E" simulate --out "$T/s.jsonl" --theta "1,2;3,4" --eta 1 --design gaussian
 check "simulate: nothing written on error" test ! -e "$T/s.jsonl"
-expect_exit 2 "aggregate: missing fit" "cannot read" "$E" aggregate --fit "$T/none"
+expect_exit 2 "aggregate: missing fit" "cannot open" "$E" aggregate --fit "$T/none"
 expect_exit 0 "help exits 0" "" "$E" fit --help
 check "help lists flags" grep -q -- "--starts" "$T/stdout"
 

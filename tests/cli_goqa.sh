@@ -48,7 +48,7 @@ expect_exit 2 "unknown bank" "--bank must be" run --out "$T/x3.jsonl" --bank web
 expect_exit 2 "real country, builtin bank" "built-in bank's countries" run --out "$T/x4.jsonl" --countries Britain
 expect_exit 2 "weights count" "--weights needs 4" run --out "$T/x5.jsonl" --weights .5,.5
 expect_exit 2 "negative weight" "--weights needs 4" run --out "$T/x6.jsonl" --weights .5,.5,.5,-1
-expect_exit 2 "too many questions" "fewer than --questions 41" run --out "$T/x7.jsonl" --questions 41
+expect_exit 2 "too many questions" "--questions 41: only" run --out "$T/x7.jsonl" --questions 41
 expect_exit 2 "bad est-methods" "--est-methods" run --out "$T/x8.jsonl" --est-methods some
 expect_exit 2 "zero rejected" "--rejected" run --out "$T/x9.jsonl" --rejected 0
 expect_exit 2 "test out alone" "go together" run --out "$T/x10.jsonl" --test-out "$T/tt.jsonl"

@@ -7,21 +7,21 @@
 #include "failalloc.h"
 
 static int build_small(emdpo_data **out) {
-    emdpo_builder *b;
-    int rc = emdpo_builder_create(2, &b);
+    emdpo_data_builder *b;
+    int rc = emdpo_data_builder_create(2, &b);
     if (rc) return rc;
     const char *names[2] = {"price", "speed"};
     double x3[6] = {1, 2, 3, 4, 5, 6}, x2[4] = {7, 8, 9, 10};
     const char *texts[3] = {"a", "b", NULL};
-    if ((rc = emdpo_builder_set_feature_names(b, names)) ||
-        (rc = emdpo_builder_add(b, "u1", "G1", "p1", 3, 1, x3, texts)) ||
-        (rc = emdpo_builder_add(b, "u2", NULL, NULL, 2, 1, x2, NULL)) ||
-        (rc = emdpo_builder_add(b, "u1", "G1", NULL, 3, 2, x3, NULL)) ||
-        (rc = emdpo_builder_add(b, "u3", "G2", "p4", 2, 1, x2, NULL))) {
-        emdpo_builder_free(b);
+    if ((rc = emdpo_data_builder_set_feature_names(b, names)) ||
+        (rc = emdpo_data_builder_add(b, "u1", "G1", "p1", 3, 1, x3, texts)) ||
+        (rc = emdpo_data_builder_add(b, "u2", NULL, NULL, 2, 1, x2, NULL)) ||
+        (rc = emdpo_data_builder_add(b, "u1", "G1", NULL, 3, 2, x3, NULL)) ||
+        (rc = emdpo_data_builder_add(b, "u3", "G2", "p4", 2, 1, x2, NULL))) {
+        emdpo_data_builder_free(b);
         return rc;
     }
-    return emdpo_builder_finish(b, out);
+    return emdpo_data_builder_finish(b, out);
 }
 
 static void test_grouping(void) {
@@ -59,14 +59,14 @@ static void test_grouping(void) {
 }
 
 static void test_group_conflict(void) {
-    emdpo_builder *b;
+    emdpo_data_builder *b;
     double x[4] = {0, 0, 0, 0};
-    CHECK_EQ_INT(emdpo_builder_create(2, &b), EMDPO_OK);
-    CHECK_EQ_INT(emdpo_builder_add(b, "u", "A", NULL, 2, 1, x, NULL), EMDPO_OK);
-    CHECK_EQ_INT(emdpo_builder_add(b, "u", "B", NULL, 2, 1, x, NULL), EMDPO_ERR_PARSE);
-    CHECK_EQ_INT(emdpo_builder_add(b, "u", "A", NULL, 2, 2, x, NULL), EMDPO_ERR_INVALID_ARG);
-    CHECK_EQ_INT(emdpo_builder_count(b, "u"), 1);
-    emdpo_builder_free(b);
+    CHECK_EQ_INT(emdpo_data_builder_create(2, &b), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_data_builder_add(b, "u", "A", NULL, 2, 1, x, NULL), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_data_builder_add(b, "u", "B", NULL, 2, 1, x, NULL), EMDPO_ERR_PARSE);
+    CHECK_EQ_INT(emdpo_data_builder_add(b, "u", "A", NULL, 2, 2, x, NULL), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_data_builder_count(b, "u"), 1);
+    emdpo_data_builder_free(b);
 }
 
 static void test_alloc_failures(void) {

@@ -502,7 +502,7 @@ static void test_frequencies(void) {
     spec.seed = 7;
     int32_t *country = malloc((size_t)spec.n_annotators * sizeof(int32_t));
     emdpo_data *d = NULL;
-    CHECK_EQ_INT(emdpo_goqa_simulate(b, &spec, &d, country), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_goqa_simulate(b, &spec, &d, country, NULL), EMDPO_OK);
     if (!d || !country) {
         free(country);
         emdpo_goqa_bank_free(b);
@@ -604,13 +604,13 @@ static void test_determinism(void) {
     spec.n_annotators = 50;
     spec.rejected = 2;
     emdpo_data *x = NULL, *y = NULL, *z = NULL, *t = NULL;
-    CHECK_EQ_INT(emdpo_goqa_simulate(b, &spec, &x, NULL), EMDPO_OK);
-    CHECK_EQ_INT(emdpo_goqa_simulate(b, &spec, &y, NULL), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_goqa_simulate(b, &spec, &x, NULL, NULL), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_goqa_simulate(b, &spec, &y, NULL, NULL), EMDPO_OK);
     spec.n_annotators = 20;
-    CHECK_EQ_INT(emdpo_goqa_simulate(b, &spec, &z, NULL), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_goqa_simulate(b, &spec, &z, NULL, NULL), EMDPO_OK);
     spec.first_annotator = 20;
     spec.n_annotators = 30;
-    CHECK_EQ_INT(emdpo_goqa_simulate(b, &spec, &t, NULL), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_goqa_simulate(b, &spec, &t, NULL, NULL), EMDPO_OK);
     if (x && y && z && t) {
         CHECK(same_data(x, y, 50));
         CHECK(x->n_items == 50 * 32 * 3);
@@ -636,7 +636,7 @@ static void test_determinism(void) {
     spec.n_annotators = 50;
     spec.seed = 2;
     y = NULL;
-    CHECK_EQ_INT(emdpo_goqa_simulate(b, &spec, &y, NULL), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_goqa_simulate(b, &spec, &y, NULL, NULL), EMDPO_OK);
     if (x && y) CHECK(!same_data(x, y, 50));
     emdpo_data_free(x);
     emdpo_data_free(y);
@@ -647,7 +647,7 @@ static void test_determinism(void) {
     spec.list_options = 1;
     spec.n_annotators = 2;
     spec.rejected = 1;
-    CHECK_EQ_INT(emdpo_goqa_simulate(b, &spec, &x, NULL), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_goqa_simulate(b, &spec, &x, NULL, NULL), EMDPO_OK);
     if (x) {
         const char *p = x->dec_prompt[0];
         const char *opt = strstr(p, "\n\nOptions:\n1. ");
@@ -662,22 +662,22 @@ static void test_determinism(void) {
     /* Specs the bank cannot meet. */
     emdpo_goqa_spec_init(&spec);
     spec.questions = 41;
-    CHECK_EQ_INT(emdpo_goqa_simulate(b, &spec, &x, NULL), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_goqa_simulate(b, &spec, &x, NULL, NULL), EMDPO_ERR_INVALID_ARG);
     spec.questions = 8;
     spec.rejected = 4; /* only the 5-option questions (8 of them) qualify */
     spec.n_annotators = 3;
-    CHECK_EQ_INT(emdpo_goqa_simulate(b, &spec, &x, NULL), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_goqa_simulate(b, &spec, &x, NULL, NULL), EMDPO_OK);
     if (x) CHECK(emdpo_dec_n_items(x, 0) == 5);
     emdpo_data_free(x);
     spec.questions = 9;
-    CHECK_EQ_INT(emdpo_goqa_simulate(b, &spec, &x, NULL), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_goqa_simulate(b, &spec, &x, NULL, NULL), EMDPO_ERR_INVALID_ARG);
     spec.questions = 1;
     double w[4] = {0, 0, 0, 0};
     spec.weights = w;
-    CHECK_EQ_INT(emdpo_goqa_simulate(b, &spec, &x, NULL), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_goqa_simulate(b, &spec, &x, NULL, NULL), EMDPO_ERR_INVALID_ARG);
     w[2] = 1;
     int32_t c[3];
-    CHECK_EQ_INT(emdpo_goqa_simulate(b, &spec, &x, c), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_goqa_simulate(b, &spec, &x, c, NULL), EMDPO_OK);
     CHECK(c[0] == 2 && c[1] == 2 && c[2] == 2);
     emdpo_data_free(x);
     emdpo_goqa_bank_free(b);
@@ -709,7 +709,7 @@ static void test_alloc_failures(void) {
             spec.n_annotators = 3;
             spec.questions = 4;
             spec.list_options = 1;
-            rc5 = emdpo_goqa_simulate(bi, &spec, &d, NULL);
+            rc5 = emdpo_goqa_simulate(bi, &spec, &d, NULL, NULL);
         }
         int good = !rc1 && csv->n == 2 && !rc2 && idx->n == 1 && !rc3 && !rc4 && !rc5 && d && d->n_dec == 12;
         emdpo_goqa_bank_free(csv);

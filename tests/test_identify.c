@@ -21,7 +21,7 @@ static emdpo_data *sim(int items, int decisions, int64_t n, emdpo_sim_design des
     s.omit_text = 1;
     s.seed = seed;
     emdpo_data *d = NULL;
-    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL, NULL), EMDPO_OK);
     return d;
 }
 
@@ -108,7 +108,7 @@ static void test_study(void) {
     emdpo_identify_spec s;
     small_spec(&s);
     emdpo_identify_row r[4];
-    CHECK_EQ_INT(emdpo_identify_run(&s, r, NULL, NULL), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_identify_run(&s, r, NULL, NULL, NULL), EMDPO_OK);
     for (int c = 0; c < 4; c++) {
         CHECK_EQ_INT(r[c].items, c < 2 ? 2 : 3);
         CHECK_EQ_INT(r[c].n_annot, c % 2 ? 1000 : 250);
@@ -141,13 +141,13 @@ static void test_deterministic(void) {
     int saved = omp_get_max_threads();
     for (int t = 0; t < 3; t++) {
         omp_set_num_threads(t == 2 ? 1 : 2);
-        CHECK_EQ_INT(emdpo_identify_run(&s, &r[t], NULL, NULL), EMDPO_OK);
+        CHECK_EQ_INT(emdpo_identify_run(&s, &r[t], NULL, NULL, NULL), EMDPO_OK);
     }
     omp_set_num_threads(saved);
     CHECK(memcmp(&r[0], &r[1], sizeof r[0]) == 0);
     CHECK(memcmp(&r[0], &r[2], sizeof r[0]) == 0);
     s.seed = 2;
-    CHECK_EQ_INT(emdpo_identify_run(&s, &r[1], NULL, NULL), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_identify_run(&s, &r[1], NULL, NULL, NULL), EMDPO_OK);
     CHECK(r[1].ll_true != r[0].ll_true);
 }
 
@@ -163,19 +163,19 @@ static void test_args(void) {
     emdpo_identify_row r[2];
     emdpo_identify_spec_init(&s);
     s.items[0] = 1;
-    CHECK_EQ_INT(emdpo_identify_run(&s, r, NULL, NULL), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_identify_run(&s, r, NULL, NULL, NULL), EMDPO_ERR_INVALID_ARG);
     emdpo_identify_spec_init(&s);
     s.sizes[2] = 0;
-    CHECK_EQ_INT(emdpo_identify_run(&s, r, NULL, NULL), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_identify_run(&s, r, NULL, NULL, NULL), EMDPO_ERR_INVALID_ARG);
     emdpo_identify_spec_init(&s);
     s.decisions = 0;
-    CHECK_EQ_INT(emdpo_identify_run(&s, r, NULL, NULL), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_identify_run(&s, r, NULL, NULL, NULL), EMDPO_ERR_INVALID_ARG);
     emdpo_identify_spec_init(&s);
     s.l2 = -1;
-    CHECK_EQ_INT(emdpo_identify_run(&s, r, NULL, NULL), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_identify_run(&s, r, NULL, NULL, NULL), EMDPO_ERR_INVALID_ARG);
     emdpo_identify_spec_init(&s);
     s.alt.p = 4;
-    CHECK_EQ_INT(emdpo_identify_run(&s, r, NULL, NULL), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_identify_run(&s, r, NULL, NULL, NULL), EMDPO_ERR_INVALID_ARG);
     emdpo_identify_spec_init(&s);
     s.items[0] = 3;
     s.n_items = 1;
@@ -183,7 +183,7 @@ static void test_args(void) {
     s.sizes[1] = 40;
     s.n_sizes = 2;
     s.max_iter = 2;
-    CHECK_EQ_INT(emdpo_identify_run(&s, r, count_progress, &progress_calls), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_identify_run(&s, r, count_progress, &progress_calls, NULL), EMDPO_OK);
     CHECK_EQ_INT(progress_calls, 2);
     CHECK_EQ_INT(r[1].n_annot, 40);
     double out;
@@ -200,12 +200,12 @@ static void test_alloc_failures(void) {
     s.starts = 2;
     s.max_iter = 3;
     emdpo_identify_row ref, r;
-    CHECK_EQ_INT(emdpo_identify_run(&s, &ref, NULL, NULL), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_identify_run(&s, &ref, NULL, NULL, NULL), EMDPO_OK);
     long done_at = -1;
     for (long k = 0; k < 100000 && done_at < 0; k++) {
         failalloc_install(k, 0);
         memset(&r, 0, sizeof r);
-        int rc = emdpo_identify_run(&s, &r, NULL, NULL);
+        int rc = emdpo_identify_run(&s, &r, NULL, NULL, NULL);
         long live = failalloc_live(), count = failalloc_count();
         int size_err = failalloc_size_errors();
         failalloc_uninstall();

@@ -441,20 +441,20 @@ static emdpo_data *make_feature_data(int with_names) {
         int n, stages;
     } decs[] = {{"a1", "G1", 2, 1}, {"a2", NULL, 4, 3},        {"a1", "G1", 5, 2},
                 {"a 3, \"q\"", "G2", 3, 1}, {"a2", NULL, 3, 2}, {"a4", "G1", 6, 4}};
-    emdpo_builder *b;
-    if (emdpo_builder_create(3, &b)) return NULL;
+    emdpo_data_builder *b;
+    if (emdpo_data_builder_create(3, &b)) return NULL;
     const char *names[3] = {"price", "speed, km/h", "q\"uote"};
-    if (with_names) CHECK_EQ_INT(emdpo_builder_set_feature_names(b, names), EMDPO_OK);
+    if (with_names) CHECK_EQ_INT(emdpo_data_builder_set_feature_names(b, names), EMDPO_OK);
     double x[18];
     int k = 0;
     for (size_t j = 0; j < sizeof decs / sizeof decs[0]; j++) {
         for (int q = 0; q < decs[j].n * 3; q++) x[q] = awkward(k++);
         CHECK_EQ_INT(
-            emdpo_builder_add(b, decs[j].annot, decs[j].group, NULL, decs[j].n, decs[j].stages, x, NULL),
+            emdpo_data_builder_add(b, decs[j].annot, decs[j].group, NULL, decs[j].n, decs[j].stages, x, NULL),
             EMDPO_OK);
     }
     emdpo_data *d = NULL;
-    CHECK_EQ_INT(emdpo_builder_finish(b, &d), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_data_builder_finish(b, &d), EMDPO_OK);
     return d;
 }
 
@@ -522,15 +522,15 @@ static void test_roundtrip_features(void) {
 }
 
 static void test_roundtrip_text(void) {
-    emdpo_builder *b;
-    if (emdpo_builder_create(0, &b)) return;
+    emdpo_data_builder *b;
+    if (emdpo_data_builder_create(0, &b)) return;
     const char *t1[3] = {"good \"one\"\n\ttab", "caf\xC3\xA9", "\xF0\x9F\x98\x80 \x01 back\\slash"};
     const char *t2[4] = {"a,b", "", "c", "d"};
-    CHECK_EQ_INT(emdpo_builder_add(b, "u1", "G", "Why?\r\n", 3, 1, NULL, t1), EMDPO_OK);
-    CHECK_EQ_INT(emdpo_builder_add(b, "u2", NULL, NULL, 4, 3, NULL, t2), EMDPO_OK);
-    CHECK_EQ_INT(emdpo_builder_add(b, "u1", "G", "", 4, 2, NULL, t2), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_data_builder_add(b, "u1", "G", "Why?\r\n", 3, 1, NULL, t1), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_data_builder_add(b, "u2", NULL, NULL, 4, 3, NULL, t2), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_data_builder_add(b, "u1", "G", "", 4, 2, NULL, t2), EMDPO_OK);
     emdpo_data *d = NULL;
-    CHECK_EQ_INT(emdpo_builder_finish(b, &d), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_data_builder_finish(b, &d), EMDPO_OK);
     roundtrip(d, "text.jsonl", 1);
 
     /* CSV holds no text: refused before any file exists. */
@@ -544,12 +544,12 @@ static void test_roundtrip_text(void) {
     emdpo_data_free(d);
 
     /* Feature data with text on some items and prompts. */
-    if (emdpo_builder_create(1, &b)) return;
+    if (emdpo_data_builder_create(1, &b)) return;
     const char *t3[3] = {NULL, "has text", NULL};
     double x[3] = {1, 2, 3};
-    CHECK_EQ_INT(emdpo_builder_add(b, "u1", NULL, "p", 3, 2, x, t3), EMDPO_OK);
-    CHECK_EQ_INT(emdpo_builder_add(b, "u1", NULL, NULL, 2, 1, x, NULL), EMDPO_OK);
-    CHECK_EQ_INT(emdpo_builder_finish(b, &d), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_data_builder_add(b, "u1", NULL, "p", 3, 2, x, t3), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_data_builder_add(b, "u1", NULL, NULL, 2, 1, x, NULL), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_data_builder_finish(b, &d), EMDPO_OK);
     roundtrip(d, "ftext.jsonl", 1);
     emdpo_data_free(d);
 }
@@ -557,13 +557,13 @@ static void test_roundtrip_text(void) {
 /* A write that fails part-way leaves neither the target nor a temp file,
  * and an existing target keeps its old content. */
 static void test_failed_writes(void) {
-    emdpo_builder *b;
-    if (emdpo_builder_create(0, &b)) return;
+    emdpo_data_builder *b;
+    if (emdpo_data_builder_create(0, &b)) return;
     const char *ok[2] = {"a", "b"}, *bad_utf8[2] = {"a", "b\xC3"}, *missing[2] = {"a", NULL};
-    CHECK_EQ_INT(emdpo_builder_add(b, "u1", NULL, NULL, 2, 1, NULL, ok), EMDPO_OK);
-    CHECK_EQ_INT(emdpo_builder_add(b, "u2", NULL, NULL, 2, 1, NULL, bad_utf8), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_data_builder_add(b, "u1", NULL, NULL, 2, 1, NULL, ok), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_data_builder_add(b, "u2", NULL, NULL, 2, 1, NULL, bad_utf8), EMDPO_OK);
     emdpo_data *d = NULL;
-    CHECK_EQ_INT(emdpo_builder_finish(b, &d), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_data_builder_finish(b, &d), EMDPO_OK);
     char path[256];
     emdpo_diag diag;
     int before = count_files();
@@ -582,22 +582,22 @@ static void test_failed_writes(void) {
     remove(path);
     emdpo_data_free(d);
 
-    if (emdpo_builder_create(0, &b)) return;
-    CHECK_EQ_INT(emdpo_builder_add(b, "u1", NULL, NULL, 2, 1, NULL, ok), EMDPO_OK);
-    CHECK_EQ_INT(emdpo_builder_add(b, "u1", NULL, NULL, 2, 1, NULL, missing), EMDPO_OK);
-    CHECK_EQ_INT(emdpo_builder_finish(b, &d), EMDPO_OK);
+    if (emdpo_data_builder_create(0, &b)) return;
+    CHECK_EQ_INT(emdpo_data_builder_add(b, "u1", NULL, NULL, 2, 1, NULL, ok), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_data_builder_add(b, "u1", NULL, NULL, 2, 1, NULL, missing), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_data_builder_finish(b, &d), EMDPO_OK);
     CHECK_EQ_INT(emdpo_data_write(d, path, EMDPO_FORMAT_AUTO, &diag), EMDPO_ERR_UNSUPPORTED);
     CHECK(strstr(diag.msg, "item 2 of decision 2 has neither features nor text") != NULL);
     CHECK_EQ_INT(count_files(), before);
     emdpo_data_free(d);
 
     /* Names the CSV reader would misread are refused up front. */
-    if (emdpo_builder_create(1, &b)) return;
+    if (emdpo_data_builder_create(1, &b)) return;
     const char *names[1] = {"group"};
     double x[2] = {1, 2};
-    CHECK_EQ_INT(emdpo_builder_set_feature_names(b, names), EMDPO_OK);
-    CHECK_EQ_INT(emdpo_builder_add(b, "u1", NULL, NULL, 2, 1, x, NULL), EMDPO_OK);
-    CHECK_EQ_INT(emdpo_builder_finish(b, &d), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_data_builder_set_feature_names(b, names), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_data_builder_add(b, "u1", NULL, NULL, 2, 1, x, NULL), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_data_builder_finish(b, &d), EMDPO_OK);
     path_of(path, sizeof path, "names.csv");
     CHECK_EQ_INT(emdpo_data_write(d, path, EMDPO_FORMAT_AUTO, &diag), EMDPO_ERR_UNSUPPORTED);
     CHECK(strstr(diag.msg, "feature name \"group\"") != NULL);

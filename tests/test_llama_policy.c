@@ -12,7 +12,7 @@
 
 #include "check.h"
 #include "core/em.h"
-#include "core/select.h"
+#include "core/heldout.h"
 #include "data/data.h"
 #include "emdpo.h"
 #include "failalloc.h"
@@ -40,29 +40,29 @@ static emdpo_llama *make_model(uint64_t seed) {
 /* Three annotators: pairs, a three-way choice and a ranking; u3's last
  * decision repeats u1's first, so two sequences are duplicates. */
 static emdpo_data *small_data(void) {
-    emdpo_builder *b;
-    if (emdpo_builder_create(0, &b)) return NULL;
+    emdpo_data_builder *b;
+    if (emdpo_data_builder_create(0, &b)) return NULL;
     const char *r1[2] = {"x y z", "m n"}, *r2[3] = {"x x y", "n o p", "o o"}, *r3[3] = {"z y x", "o o", "p m n"};
     const char *r4[2] = {"y z", "p"};
-    int rc = emdpo_builder_add(b, "u1", NULL, "a b c", 2, 1, NULL, r1) ||
-             emdpo_builder_add(b, "u1", NULL, "d e", 3, 1, NULL, r2) ||
-             emdpo_builder_add(b, "u2", NULL, "f g h i", 3, 2, NULL, r3) ||
-             emdpo_builder_add(b, "u3", NULL, "j", 2, 1, NULL, r4) ||
-             emdpo_builder_add(b, "u3", NULL, NULL, 2, 1, NULL, r1) ||
-             emdpo_builder_add(b, "u3", NULL, "a b c", 2, 1, NULL, r1);
+    int rc = emdpo_data_builder_add(b, "u1", NULL, "a b c", 2, 1, NULL, r1) ||
+             emdpo_data_builder_add(b, "u1", NULL, "d e", 3, 1, NULL, r2) ||
+             emdpo_data_builder_add(b, "u2", NULL, "f g h i", 3, 2, NULL, r3) ||
+             emdpo_data_builder_add(b, "u3", NULL, "j", 2, 1, NULL, r4) ||
+             emdpo_data_builder_add(b, "u3", NULL, NULL, 2, 1, NULL, r1) ||
+             emdpo_data_builder_add(b, "u3", NULL, "a b c", 2, 1, NULL, r1);
     emdpo_data *d = NULL;
     if (rc) {
-        emdpo_builder_free(b);
+        emdpo_data_builder_free(b);
         return NULL;
     }
-    return emdpo_builder_finish(b, &d) ? NULL : d;
+    return emdpo_data_builder_finish(b, &d) ? NULL : d;
 }
 
 /* n annotators per group, m decisions each over two fixed responses;
  * group A prefers the first, group B the second. */
 static emdpo_data *two_groups(int n, int m) {
-    emdpo_builder *b;
-    if (emdpo_builder_create(0, &b)) return NULL;
+    emdpo_data_builder *b;
+    if (emdpo_data_builder_create(0, &b)) return NULL;
     static const char *const prompts[4] = {"a b", "c d e", "f", "g h"};
     const char *ab[2] = {"x y z", "m n"}, *ba[2] = {"m n", "x y z"};
     int rc = 0;
@@ -71,18 +71,18 @@ static emdpo_data *two_groups(int n, int m) {
             char name[16];
             snprintf(name, sizeof name, "%c%d", "AB"[g], i);
             for (int j = 0; j < m && !rc; j++)
-                rc = emdpo_builder_add(b, name, g ? "B" : "A", prompts[(i + j) % 4], 2, 1, NULL, g ? ba : ab);
+                rc = emdpo_data_builder_add(b, name, g ? "B" : "A", prompts[(i + j) % 4], 2, 1, NULL, g ? ba : ab);
         }
     emdpo_data *d = NULL;
     if (rc) {
-        emdpo_builder_free(b);
+        emdpo_data_builder_free(b);
         return NULL;
     }
-    return emdpo_builder_finish(b, &d) ? NULL : d;
+    return emdpo_data_builder_finish(b, &d) ? NULL : d;
 }
 
-static void opts_for_test(emdpo_llama_policy_opts *o) {
-    emdpo_llama_policy_opts_default(o);
+static void opts_for_test(emdpo_lm_mstep_opts *o) {
+    emdpo_lm_mstep_opts_init(o);
     o->beta = 0.5;
     o->max_length = 32;
     o->max_prompt_length = 16;
@@ -108,7 +108,7 @@ static double pl_logp(const double *u, int n, int stages) {
 /* logp (n_dec, K) computed from scratch: each item scored alone under type
  * k and the reference, beta times the log-ratio, Plackett-Luce. */
 static void direct_logp(const emdpo_policy *pol, const emdpo_llama *sft, const emdpo_tokenizer *tok,
-                        const emdpo_data *d, const emdpo_llama_policy_opts *o, double *logp) {
+                        const emdpo_data *d, const emdpo_lm_mstep_opts *o, double *logp) {
     int K = pol->K;
     emdpo_lm_set *s = NULL;
     CHECK_EQ_INT(emdpo_lm_set_from_data(d, tok, o->max_length, o->max_prompt_length, &s), EMDPO_OK);
@@ -142,7 +142,7 @@ static void test_decision_logp(const emdpo_tokenizer *tok) {
     emdpo_llama *sft = make_model(3);
     CHECK(d && sft);
     if (!d || !sft) return;
-    emdpo_llama_policy_opts o;
+    emdpo_lm_mstep_opts o;
     opts_for_test(&o);
     const int K = 2;
     emdpo_policy *pol = NULL;
@@ -231,7 +231,7 @@ static void test_decision_logp(const emdpo_tokenizer *tok) {
     CHECK_EQ_INT(pol->ops->mstep(pol, d, bad, active, NULL, NULL), EMDPO_ERR_INVALID_ARG);
     emdpo_policy *x = NULL;
     CHECK_EQ_INT(emdpo_llama_policy_create(0, sft, tok, &o, d, &x), EMDPO_ERR_INVALID_ARG);
-    emdpo_llama_policy_opts ob = o;
+    emdpo_lm_mstep_opts ob = o;
     ob.beta = 0;
     CHECK_EQ_INT(emdpo_llama_policy_create(K, sft, tok, &ob, d, &x), EMDPO_ERR_INVALID_ARG);
     ob = o;
@@ -242,12 +242,12 @@ static void test_decision_logp(const emdpo_tokenizer *tok) {
     CHECK_EQ_INT(emdpo_llama_policy_create(K, sft, tok, &ob, d, &x), EMDPO_ERR_INVALID_ARG);
     CHECK(x == NULL);
     /* Feature data has no text to score. */
-    emdpo_builder *fb;
+    emdpo_data_builder *fb;
     emdpo_data *fd = NULL;
     double feat[2] = {1, 0};
-    CHECK_EQ_INT(emdpo_builder_create(1, &fb), EMDPO_OK);
-    CHECK_EQ_INT(emdpo_builder_add(fb, "u", NULL, "p", 2, 1, feat, NULL), EMDPO_OK);
-    CHECK_EQ_INT(emdpo_builder_finish(fb, &fd), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_data_builder_create(1, &fb), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_data_builder_add(fb, "u", NULL, "p", 2, 1, feat, NULL), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_data_builder_finish(fb, &fd), EMDPO_OK);
     CHECK_EQ_INT(emdpo_llama_policy_create(K, sft, tok, &o, fd, &x), EMDPO_ERR_UNSUPPORTED);
     CHECK_EQ_INT(pol->ops->decision_logp(pol, fd, lp), EMDPO_ERR_UNSUPPORTED);
     emdpo_data_free(fd);
@@ -266,7 +266,7 @@ static void test_decision_logp(const emdpo_tokenizer *tok) {
 /* ---- (c) zero weights, restart, weight normalisation ------------------------- */
 
 static emdpo_policy *policy_after(const emdpo_llama *sft, const emdpo_tokenizer *tok, const emdpo_data *d,
-                                  const emdpo_llama_policy_opts *o, const double *w1, const double *w2) {
+                                  const emdpo_lm_mstep_opts *o, const double *w1, const double *w2) {
     emdpo_policy *pol = NULL;
     unsigned char active[2] = {1, 1};
     CHECK_EQ_INT(emdpo_llama_policy_create(2, sft, tok, o, d, &pol), EMDPO_OK);
@@ -281,7 +281,7 @@ static void test_mstep(const emdpo_tokenizer *tok) {
     emdpo_llama *sft = make_model(4);
     CHECK(d && sft);
     if (!d || !sft) return;
-    emdpo_llama_policy_opts o;
+    emdpo_lm_mstep_opts o;
     opts_for_test(&o);
     double w1[6] = {1, 0, 0.5, 0, 0.25, 0}, w2[6] = {0.5, 1, 1, 0.5, 0, 2}, w3[6] = {0, 1, 1, 0, 1, 1};
     /* Type 2 weighs nothing in the first M-step: bit-identical to the SFT
@@ -336,11 +336,11 @@ static void test_mstep(const emdpo_tokenizer *tok) {
     double w1q[6];
     for (int q = 0; q < 6; q++) w1q[q] = w1[q] * 0.25;
     for (int wn = 0; wn < 2; wn++) {
-        o.wnorm = (emdpo_llama_wnorm)wn;
+        o.weight_norm = (emdpo_weight_norm)wn;
         emdpo_policy *a = policy_after(sft, tok, d, &o, w1, NULL), *b = policy_after(sft, tok, d, &o, w1q, NULL);
         if (a && b) {
             int same = params_equal(emdpo_llama_policy_model(a, 0), emdpo_llama_policy_model(b, 0));
-            CHECK_MSG(same == (wn == EMDPO_LLAMA_WNORM_MEAN), "wnorm %d: same %d", wn, same);
+            CHECK_MSG(same == (wn == EMDPO_WEIGHT_NORM_MEAN), "wnorm %d: same %d", wn, same);
         }
         emdpo_policy_free(a);
         emdpo_policy_free(b);
@@ -417,14 +417,14 @@ typedef struct fit_out {
 static fit_out fit_groups(const emdpo_tokenizer *tok, const emdpo_data *d, emdpo_init init) {
     fit_out f = {NULL, NULL, NAN};
     emdpo_llama *sft = make_model(8);
-    emdpo_llama_policy_opts o;
+    emdpo_lm_mstep_opts o;
     opts_for_test(&o);
     o.steps = 4;
     o.batch = 4;
     emdpo_policy *pol = NULL;
     CHECK_EQ_INT(emdpo_llama_policy_create(2, sft, tok, &o, d, &pol), EMDPO_OK);
     emdpo_em_opts eo;
-    emdpo_em_opts_default(&eo);
+    emdpo_em_opts_init(&eo);
     eo.max_iter = 3;
     eo.tol = 0;
     eo.seed = 3;
@@ -563,7 +563,7 @@ static void test_em(const emdpo_tokenizer *tok) {
 static void test_failalloc(const emdpo_tokenizer *tok) {
     emdpo_data *d = small_data();
     emdpo_llama *sft = make_model(2);
-    emdpo_llama_policy_opts o;
+    emdpo_lm_mstep_opts o;
     opts_for_test(&o);
     o.steps = 1;
     double w[6] = {1, 0, 0.5, 0.5, 0, 1}, lp[2 * 8], *emb = malloc((size_t)d->n_annot * 16 * sizeof *emb);

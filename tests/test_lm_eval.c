@@ -61,26 +61,26 @@ static void test_ari(void) {
 /* Two groups, repeated prompts and responses, one ranking of three and an
  * annotator without a group. */
 static emdpo_data *make_data(void) {
-    emdpo_builder *b = NULL;
-    if (emdpo_builder_create(0, &b)) return NULL;
+    emdpo_data_builder *b = NULL;
+    if (emdpo_data_builder_create(0, &b)) return NULL;
     const char *yes_no[2] = {"yes", "no"}, *no_yes[2] = {"no", "yes"}, *three[3] = {"yes", "maybe", "no"};
     int rc = 0;
     for (int i = 0; i < 4 && !rc; i++) {
         char name[16];
         snprintf(name, sizeof name, "a%d", i);
-        rc = emdpo_builder_add(b, name, "A", "is it", 2, 1, NULL, yes_no) ||
-             emdpo_builder_add(b, name, "A", "say it", 2, 1, NULL, yes_no);
+        rc = emdpo_data_builder_add(b, name, "A", "is it", 2, 1, NULL, yes_no) ||
+             emdpo_data_builder_add(b, name, "A", "say it", 2, 1, NULL, yes_no);
         snprintf(name, sizeof name, "b%d", i);
-        rc = rc || emdpo_builder_add(b, name, "B", "is it", 2, 1, NULL, no_yes) ||
-             emdpo_builder_add(b, name, "B", "say it", 3, 2, NULL, three);
+        rc = rc || emdpo_data_builder_add(b, name, "B", "is it", 2, 1, NULL, no_yes) ||
+             emdpo_data_builder_add(b, name, "B", "say it", 3, 2, NULL, three);
     }
-    rc = rc || emdpo_builder_add(b, "loner", NULL, "who", 2, 1, NULL, yes_no);
+    rc = rc || emdpo_data_builder_add(b, "loner", NULL, "who", 2, 1, NULL, yes_no);
     emdpo_data *d = NULL;
     if (rc) {
-        emdpo_builder_free(b);
+        emdpo_data_builder_free(b);
         return NULL;
     }
-    return emdpo_builder_finish(b, &d) ? NULL : d;
+    return emdpo_data_builder_finish(b, &d) ? NULL : d;
 }
 
 /* The metrics from per-sequence log-probabilities of the whole set. */
@@ -247,7 +247,7 @@ static void test_baselines(const emdpo_tokenizer *tok) {
     c.mode = EMDPO_TRAIN_DPO;
     c.loss.kind = EMDPO_LOSS_DPO;
     c.loss.beta = 0.5;
-    emdpo_optim_config_default(&c.optim, EMDPO_OPTIM_RMSPROP);
+    emdpo_optim_config_init(&c.optim, EMDPO_OPTIM_RMSPROP);
     c.optim.lr = 1e-2;
     c.batch = 4;
     c.accum = 1;
@@ -282,7 +282,7 @@ static void test_failalloc(const emdpo_tokenizer *tok) {
     memset(&c, 0, sizeof c);
     c.mode = EMDPO_TRAIN_DPO;
     c.loss.beta = 0.5;
-    emdpo_optim_config_default(&c.optim, EMDPO_OPTIM_RMSPROP);
+    emdpo_optim_config_init(&c.optim, EMDPO_OPTIM_RMSPROP);
     c.batch = 4;
     c.accum = 1;
     int32_t ga[6] = {0, 0, 0, 1, 1, 1}, gb[6] = {0, 0, 1, 1, 2, 2}, assign[9];

@@ -22,16 +22,16 @@
 
 #define V 40
 
-static emdpo_lm_mixture *parse(const char *text, const char *path, int *rc, emdpo_diag *diag) {
-    emdpo_lm_mixture *m = NULL;
-    *rc = emdpo_lm_mixture_parse(text, strlen(text), path, &m, diag);
+static emdpo_mixture *parse(const char *text, const char *path, int *rc, emdpo_diag *diag) {
+    emdpo_mixture *m = NULL;
+    *rc = emdpo_mixture_parse(text, strlen(text), path, &m, diag);
     return m;
 }
 
 static void test_parse(void) {
     emdpo_diag diag;
     int rc;
-    emdpo_lm_mixture *m = parse("{\"kind\": \"mixture\", \"weights\": [0.25, 0, 0.75],\n"
+    emdpo_mixture *m = parse("{\"kind\": \"mixture\", \"weights\": [0.25, 0, 0.75],\n"
                                 " \"members\": [\"type_1\", \"/abs/t2\", \"sub/t3\"], \"beta\": 0.5,\n"
                                 " \"reference\": \"../sft\", \"note\": [1]}",
                                 "runs/fit/mixture.json", &rc, &diag);
@@ -44,18 +44,18 @@ static void test_parse(void) {
         CHECK(m->beta == 0.5 && m->reference && strcmp(m->reference, "runs/fit/../sft") == 0);
         CHECK(m->model && !m->model[0]);
     }
-    emdpo_lm_mixture_free(m);
+    emdpo_mixture_free(m);
     /* No directory in the file name: members stay as written; beta and
      * reference are optional. */
     m = parse("{\"kind\": \"mixture\", \"weights\": [1], \"members\": [\"a.bin\"]}", "mix.json", &rc, &diag);
     CHECK_EQ_INT(rc, EMDPO_OK);
     if (m) CHECK(m->K == 1 && strcmp(m->path[0], "a.bin") == 0 && isnan(m->beta) && !m->reference);
-    emdpo_lm_mixture_free(m);
+    emdpo_mixture_free(m);
     /* Within 1e-9 of 1 is accepted. */
     m = parse("{\"kind\": \"mixture\", \"weights\": [0.5, 0.5000000005], \"members\": [\"a\", \"b\"]}", "m.json",
               &rc, &diag);
     CHECK_EQ_INT(rc, EMDPO_OK);
-    emdpo_lm_mixture_free(m);
+    emdpo_mixture_free(m);
 
     static const struct {
         const char *text, *why;
@@ -86,9 +86,9 @@ static void test_parse(void) {
         CHECK_MSG(strcmp(diag.file, "dir/bad.json") == 0 && strstr(diag.msg, bad[i].why), "case %zu: %s", i,
                   diag.msg);
         CHECK_MSG(diag.line == bad[i].line, "case %zu: line %ld", i, diag.line);
-        emdpo_lm_mixture_free(m);
+        emdpo_mixture_free(m);
     }
-    CHECK_EQ_INT(emdpo_lm_mixture_read("/nonexistent/mixture.json", &m, &diag), EMDPO_ERR_IO);
+    CHECK_EQ_INT(emdpo_mixture_read("/nonexistent/mixture.json", &m, &diag), EMDPO_ERR_IO);
     CHECK(!m && strcmp(diag.file, "/nonexistent/mixture.json") == 0);
 }
 
@@ -126,24 +126,24 @@ static void test_files(void) {
     snprintf(p3, sizeof p3, "%s/c.bin", dir);
     CHECK(a && b && c && !emdpo_llama2c_save(a, path, NULL) && !emdpo_llama2c_save(b, p2, NULL) &&
           !emdpo_llama2c_save(c, p3, NULL));
-    CHECK(!emdpo_lm_mixture_is_file(path) && !emdpo_lm_mixture_is_file(dir));
+    CHECK(!emdpo_mixture_is_file(path) && !emdpo_mixture_is_file(dir));
 
     double w[2] = {0.3, 0.7};
     const char *members[2] = {"a.bin", p2};
     snprintf(path, sizeof path, "%s/mixture.json", dir);
-    CHECK_EQ_INT(emdpo_lm_mixture_write(path, 2, w, members, 0.25, "a.bin"), EMDPO_OK);
-    CHECK(emdpo_lm_mixture_is_file(path));
-    emdpo_lm_mixture *m = NULL;
+    CHECK_EQ_INT(emdpo_mixture_write(path, 2, w, members, 0.25, "a.bin", NULL), EMDPO_OK);
+    CHECK(emdpo_mixture_is_file(path));
+    emdpo_mixture *m = NULL;
     emdpo_diag diag;
-    CHECK_EQ_INT(emdpo_lm_mixture_read(path, &m, &diag), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_mixture_read(path, &m, &diag), EMDPO_OK);
     if (m) {
         CHECK(m->K == 2 && m->w[0] == 0.3 && m->w[1] == 0.7 && m->beta == 0.25);
         CHECK(strncmp(m->path[0], dir, strlen(dir)) == 0 && strcmp(m->path[1], p2) == 0);
-        CHECK_EQ_INT(emdpo_lm_mixture_load(m, &diag), EMDPO_OK);
+        CHECK_EQ_INT(emdpo_mixture_load(m, &diag), EMDPO_OK);
         CHECK(m->model[0] && m->model[1] &&
               memcmp(m->model[1]->param_buf, b->param_buf, b->num_params * sizeof(float)) == 0);
     }
-    emdpo_lm_mixture_free(m);
+    emdpo_mixture_free(m);
 
     static const char *const cases[][2] = {
         {"{\"kind\": \"mixture\", \"weights\": [0.5, 0.5], \"members\": [\"a.bin\", \"mixture.json\"]}",
@@ -155,20 +155,20 @@ static void test_files(void) {
     snprintf(path, sizeof path, "%s/bad.json", dir);
     for (int i = 0; i < 3; i++) {
         write_text(path, cases[i][0]);
-        CHECK_EQ_INT(emdpo_lm_mixture_read(path, &m, &diag), EMDPO_OK);
+        CHECK_EQ_INT(emdpo_mixture_read(path, &m, &diag), EMDPO_OK);
         if (!m) continue;
-        CHECK_EQ_INT(emdpo_lm_mixture_load(m, &diag), want[i]);
+        CHECK_EQ_INT(emdpo_mixture_load(m, &diag), want[i]);
         CHECK_MSG(strstr(diag.file, cases[i][1]) != NULL, "case %d: %s: %s", i, diag.file, diag.msg);
         CHECK(!m->model[0] && !m->model[1]);
-        emdpo_lm_mixture_free(m);
+        emdpo_mixture_free(m);
     }
     CHECK(strstr(diag.msg, "member 2 has vocabulary 41"));
     const emdpo_llama *same[2] = {a, b}, *mixed[3] = {a, b, c};
-    CHECK_EQ_INT(emdpo_lm_mixture_check(same, 2, NULL), EMDPO_OK);
-    CHECK_EQ_INT(emdpo_lm_mixture_check(mixed, 3, NULL), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_mixture_check(same, 2, NULL), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_mixture_check(mixed, 3, NULL), EMDPO_ERR_INVALID_ARG);
     emdpo_llama *d = make_model(2, V, 16);
     const emdpo_llama *shorter[2] = {a, d};
-    CHECK_EQ_INT(emdpo_lm_mixture_check(shorter, 2, NULL), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_mixture_check(shorter, 2, NULL), EMDPO_ERR_INVALID_ARG);
     emdpo_llama_free(d);
     const char *names[] = {"a.bin", "b.bin", "c.bin", "mixture.json", "bad.json"};
     for (int i = 0; i < 5; i++) {
@@ -184,21 +184,21 @@ static void test_files(void) {
 static void test_logp(void) {
     /* Member 2 has weight 0: its NaN must not be read. */
     double w[3] = {0.2, 0.0, 0.8}, lp[3 * 2] = {-3.0, -1000.0, NAN, NAN, -5.0, -1001.0}, out[2];
-    emdpo_lm_mixture_logp(3, w, 2, lp, out);
+    emdpo_mixture_logp(3, w, 2, lp, out);
     CHECK_CLOSE(out[0], log(0.2 * exp(-3.0) + 0.8 * exp(-5.0)), 1e-15);
     /* Far below exp's range, still exact: -1000 + log(0.2 + 0.8 e^-1). */
     CHECK_CLOSE(out[1], -1000.0 + log(0.2 + 0.8 * exp(-1.0)), 1e-15);
     /* One member of weight 1 gives its own bits. */
     double one[3] = {0.0, 1.0, 0.0}, l3[3 * 2] = {NAN, NAN, -7.123456789012345, -0.1, NAN, NAN};
-    emdpo_lm_mixture_logp(3, one, 2, l3, out);
+    emdpo_mixture_logp(3, one, 2, l3, out);
     CHECK(out[0] == l3[2] && out[1] == l3[3]);
     /* A response no member can produce. */
     double none[2] = {-INFINITY, -INFINITY}, half[2] = {0.5, 0.5};
-    emdpo_lm_mixture_logp(2, half, 1, none, out);
+    emdpo_mixture_logp(2, half, 1, none, out);
     CHECK(out[0] == -INFINITY);
     /* Identical members: the mixture is the member. */
     double twin[2] = {-2.5, -2.5};
-    emdpo_lm_mixture_logp(2, half, 1, twin, out);
+    emdpo_mixture_logp(2, half, 1, twin, out);
     CHECK_CLOSE(out[0], -2.5, 1e-15);
 }
 
@@ -207,7 +207,7 @@ static void test_draw(void) {
     static int mem[N], again[N];
     double w[4] = {0.1, 0.0, 0.6, 0.3};
     long count[4] = {0};
-    emdpo_lm_mixture_draw(4, w, 5, N, mem);
+    emdpo_mixture_draw(4, w, 5, N, mem);
     for (int i = 0; i < N; i++) count[mem[i]]++;
     CHECK_EQ_INT(count[1], 0);
     for (int k = 0; k < 4; k++) {
@@ -215,9 +215,9 @@ static void test_draw(void) {
         CHECK_MSG(fabs(f - w[k]) <= 4.5 * sd, "member %d: frequency %.5f, weight %.2f", k + 1, f, w[k]);
     }
     /* Sample i's member depends on the seed and i alone. */
-    emdpo_lm_mixture_draw(4, w, 5, 100, again);
+    emdpo_mixture_draw(4, w, 5, 100, again);
     CHECK(memcmp(mem, again, 100 * sizeof *mem) == 0);
-    emdpo_lm_mixture_draw(4, w, 6, 100, again);
+    emdpo_mixture_draw(4, w, 6, 100, again);
     CHECK(memcmp(mem, again, 100 * sizeof *mem) != 0);
 }
 
@@ -240,7 +240,7 @@ static int generate(const emdpo_llama *const *models, const double *w, uint64_t 
     int rc = emdpo_sampler_create(V, 1.0f, 0, 1.0f, &s);
     memset(g, 0, sizeof *g);
     if (!rc)
-        rc = emdpo_lm_mixture_generate(models, 2, w, s, seed, prompts, plen, NS, MAXNEW, 32, g->member, g->out,
+        rc = emdpo_mixture_generate(models, 2, w, s, seed, prompts, plen, NS, MAXNEW, 32, g->member, g->out,
                                        g->n_out, g->stop);
     emdpo_sampler_free(s);
     return rc;
@@ -267,7 +267,7 @@ static void test_generate(void) {
     omp_set_num_threads(saved);
     CHECK(memcmp(&g1, &g2, sizeof g1) == 0);
     int seen[2] = {0, 0}, drawn[NS];
-    emdpo_lm_mixture_draw(2, w, 3, NS, drawn);
+    emdpo_mixture_draw(2, w, 3, NS, drawn);
     CHECK(memcmp(drawn, g1.member, sizeof drawn) == 0);
     for (int i = 0; i < NS; i++) {
         seen[g1.member[i]]++;
@@ -313,25 +313,25 @@ static void test_regret(void) {
     double L[2 * 3] = {1.0, 0.25, 0.5, -0.5, 2.0, 1.5}, se[2 * 3] = {0.1, 0.2, 0.3, 0.4, 0.5, 0.6};
     double e0[3] = {1, 0, 0}, e1[3] = {0, 1, 0}, e2[3] = {0, 0, 1}, u[3] = {0.5, 0.5, 0}, r[2], s[2];
     double r0[2], r1[2], s0[2], s1[2];
-    emdpo_lm_mixture_regret(2, 3, L, se, e0, r0, s0);
-    emdpo_lm_mixture_regret(2, 3, L, se, e1, r1, s1);
+    emdpo_mixture_regret(2, 3, L, se, e0, r0, s0);
+    emdpo_mixture_regret(2, 3, L, se, e1, r1, s1);
     CHECK(r0[0] == 0.0 && s0[0] == 0.0 && r1[1] == 0.0 && s1[1] == 0.0);
     CHECK(r0[1] == 2.5 && r1[0] == 0.75);
     CHECK_CLOSE(s0[1], sqrt(0.4 * 0.4 + 0.5 * 0.5), 1e-15);
-    emdpo_lm_mixture_regret(2, 3, L, se, u, r, s);
+    emdpo_mixture_regret(2, 3, L, se, u, r, s);
     CHECK_CLOSE(r[0], 0.5 * r0[0] + 0.5 * r1[0], 1e-15);
     CHECK_CLOSE(r[1], 0.5 * r0[1] + 0.5 * r1[1], 1e-15);
     /* Over the types' columns alone it is lm_mmra.h's standard error. */
     double LK[4] = {1.0, 0.25, -0.5, 2.0}, seK[4] = {0.1, 0.2, 0.4, 0.5}, wk[2] = {0.3, 0.7}, want[2];
-    emdpo_lm_mixture_regret(2, 2, LK, seK, wk, r, s);
+    emdpo_mixture_regret(2, 2, LK, seK, wk, r, s);
     emdpo_lm_mmra_mixture_se(2, 2, seK, wk, want);
     CHECK(s[0] == want[0] && s[1] == want[1]);
     /* The third column alone; a NaN error of an unused column is ignored. */
     se[1] = NAN;
-    emdpo_lm_mixture_regret(2, 3, L, se, e2, r, s);
+    emdpo_mixture_regret(2, 3, L, se, e2, r, s);
     CHECK(r[0] == 0.5 && r[1] == 0.5);
     CHECK_CLOSE(s[0], sqrt(0.01 + 0.09), 1e-15);
-    emdpo_lm_mixture_regret(2, 3, L, NULL, e2, r, NULL);
+    emdpo_mixture_regret(2, 3, L, NULL, e2, r, NULL);
     CHECK(r[0] == 0.5);
 }
 
@@ -339,9 +339,9 @@ static const char sweep_text[] = "{\"kind\": \"mixture\", \"weights\": [0.5, 0.5
                                  "\"reference\": \"r\"}";
 
 static int sweep_once(const emdpo_llama *const *models) {
-    emdpo_lm_mixture *m = NULL;
-    int rc = emdpo_lm_mixture_parse(sweep_text, sizeof sweep_text - 1, "d/m.json", &m, NULL);
-    emdpo_lm_mixture_free(m);
+    emdpo_mixture *m = NULL;
+    int rc = emdpo_mixture_parse(sweep_text, sizeof sweep_text - 1, "d/m.json", &m, NULL);
+    emdpo_mixture_free(m);
     if (rc) return rc;
     static gen_out g;
     double w[2] = {0.5, 0.5};

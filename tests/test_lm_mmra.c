@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "check.h"
-#include "core/mmra.h"
 #include "data/data.h"
 #include "emdpo.h"
 #include "lm/engine/llama.h"
@@ -35,19 +34,19 @@ static emdpo_llama *make_model(uint64_t seed, float scale) {
 }
 
 static emdpo_data *make_data(void) {
-    emdpo_builder *b = NULL;
-    if (emdpo_builder_create(0, &b)) return NULL;
+    emdpo_data_builder *b = NULL;
+    if (emdpo_data_builder_create(0, &b)) return NULL;
     const char *two[2] = {"yes", "no"}, *three[3] = {"a b", "maybe", "c"};
-    int rc = emdpo_builder_add(b, "u1", NULL, "is it", 2, 1, NULL, two) ||
-             emdpo_builder_add(b, "u1", NULL, "say", 3, 2, NULL, three) ||
-             emdpo_builder_add(b, "u2", NULL, "is it", 2, 1, NULL, two) ||
-             emdpo_builder_add(b, "u2", NULL, "", 3, 1, NULL, three);
+    int rc = emdpo_data_builder_add(b, "u1", NULL, "is it", 2, 1, NULL, two) ||
+             emdpo_data_builder_add(b, "u1", NULL, "say", 3, 2, NULL, three) ||
+             emdpo_data_builder_add(b, "u2", NULL, "is it", 2, 1, NULL, two) ||
+             emdpo_data_builder_add(b, "u2", NULL, "", 3, 1, NULL, three);
     emdpo_data *d = NULL;
     if (rc) {
-        emdpo_builder_free(b);
+        emdpo_data_builder_free(b);
         return NULL;
     }
-    return emdpo_builder_finish(b, &d) ? NULL : d;
+    return emdpo_data_builder_finish(b, &d) ? NULL : d;
 }
 
 #define NPOL 3
@@ -120,11 +119,11 @@ static void next_logp(const emdpo_llama *m, const int *prompt, int n, double *lp
 /* One-token responses: y is one token, or the end (EOS or BOS, scored as
  * EOS), so E_{y ~ pi_b}[r_a(y)] is a sum over the vocabulary. */
 static void test_sample(emdpo_llama *const *pol, const emdpo_llama *ref, const emdpo_tokenizer *tok) {
-    emdpo_builder *bd = NULL;
+    emdpo_data_builder *bd = NULL;
     const char *two[2] = {"x", "y"};
     emdpo_data *d = NULL;
-    CHECK(!emdpo_builder_create(0, &bd) && !emdpo_builder_add(bd, "u", NULL, "hi", 2, 1, NULL, two) &&
-          !emdpo_builder_finish(bd, &d));
+    CHECK(!emdpo_data_builder_create(0, &bd) && !emdpo_data_builder_add(bd, "u", NULL, "hi", 2, 1, NULL, two) &&
+          !emdpo_data_builder_finish(bd, &d));
     if (!d) return;
     int prompt[16];
     size_t np;
@@ -182,7 +181,7 @@ static void test_mixture_file(void) {
     if (fd < 0) return;
     double w[2] = {0.25, 0.75}, bad[2] = {0.5, 0.6};
     const char *members[2] = {"type_1", "type_\"2\""};
-    CHECK_EQ_INT(emdpo_lm_mixture_write(path, 2, w, members, 0.1, "/ref"), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_mixture_write(path, 2, w, members, 0.1, "/ref", NULL), EMDPO_OK);
     FILE *fp = fopen(path, "r");
     char buf[512] = {0};
     size_t n = fp ? fread(buf, 1, sizeof buf - 1, fp) : 0;
@@ -190,7 +189,7 @@ static void test_mixture_file(void) {
     CHECK(n > 0 && strstr(buf, "\"kind\": \"mixture\"") && strstr(buf, "\"weights\": [0.25, 0.75]") &&
           strstr(buf, "\"members\": [\"type_1\", \"type_\\\"2\\\"\"]") && strstr(buf, "\"beta\": 0.10000000000000001") &&
           strstr(buf, "\"reference\": \"/ref\""));
-    CHECK_EQ_INT(emdpo_lm_mixture_write(path, 2, bad, members, 0.1, "/ref"), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_mixture_write(path, 2, bad, members, 0.1, "/ref", NULL), EMDPO_ERR_INVALID_ARG);
     remove(path);
     /* Standard errors of mixture regrets: a pure policy's own regret is 0. */
     double se[4] = {0.1, 0.2, 0.3, 0.4}, pure[2] = {1, 0}, out[2];

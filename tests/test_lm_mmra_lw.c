@@ -38,22 +38,22 @@ static emdpo_llama *make_model(uint64_t seed, float scale) {
 
 /* Two annotators who prefer "yes", two who prefer "no". */
 static emdpo_data *make_data(void) {
-    emdpo_builder *b = NULL;
-    if (emdpo_builder_create(0, &b)) return NULL;
+    emdpo_data_builder *b = NULL;
+    if (emdpo_data_builder_create(0, &b)) return NULL;
     const char *yes[2] = {"yes", "no"}, *no[2] = {"no", "yes"}, *y3[3] = {"yes", "maybe", "no"};
     const char *n3[3] = {"no", "maybe", "yes"};
-    int rc = emdpo_builder_add(b, "u1", NULL, "is it", 2, 1, NULL, yes) ||
-             emdpo_builder_add(b, "u1", NULL, "say", 3, 2, NULL, y3) ||
-             emdpo_builder_add(b, "u2", NULL, "is it", 2, 1, NULL, yes) ||
-             emdpo_builder_add(b, "u3", NULL, "is it", 2, 1, NULL, no) ||
-             emdpo_builder_add(b, "u3", NULL, "say", 3, 1, NULL, n3) ||
-             emdpo_builder_add(b, "u4", NULL, "say", 2, 1, NULL, no);
+    int rc = emdpo_data_builder_add(b, "u1", NULL, "is it", 2, 1, NULL, yes) ||
+             emdpo_data_builder_add(b, "u1", NULL, "say", 3, 2, NULL, y3) ||
+             emdpo_data_builder_add(b, "u2", NULL, "is it", 2, 1, NULL, yes) ||
+             emdpo_data_builder_add(b, "u3", NULL, "is it", 2, 1, NULL, no) ||
+             emdpo_data_builder_add(b, "u3", NULL, "say", 3, 1, NULL, n3) ||
+             emdpo_data_builder_add(b, "u4", NULL, "say", 2, 1, NULL, no);
     emdpo_data *d = NULL;
     if (rc) {
-        emdpo_builder_free(b);
+        emdpo_data_builder_free(b);
         return NULL;
     }
-    return emdpo_builder_finish(b, &d) ? NULL : d;
+    return emdpo_data_builder_finish(b, &d) ? NULL : d;
 }
 
 /* gamma (n_dec, K) from per-annotator rows. */
@@ -80,7 +80,7 @@ static void base_opts(emdpo_lm_mmra_lw_opts *o) {
     o->steps = 2;
     o->eta = 3.0;
     o->beta = 0.5;
-    emdpo_optim_config_default(&o->optim, EMDPO_OPTIM_ADAMW);
+    emdpo_optim_config_init(&o->optim, EMDPO_OPTIM_ADAMW);
     o->optim.lr = 1e-2;
     o->batch = 2;
     o->seed = 5;
@@ -111,7 +111,7 @@ static void test_decision_weights(const fixture *f) {
 }
 
 static int progress_calls;
-static void count_progress(void *ud, const emdpo_lm_mmra_round *r, int K) {
+static void count_progress(void *ud, const emdpo_mmra_round *r, int K) {
     (void)ud;
     (void)K;
     CHECK_EQ_INT(r->round, progress_calls);
@@ -130,7 +130,7 @@ static void direct_regrets(const fixture *f, const emdpo_llama *cand, const emdp
 
 /* The rounds by hand: one trainer from the SFT model whose weights are set
  * to sum_k w_k gamma_jk with each round's recorded w. */
-static float *replay(const fixture *f, const emdpo_lm_mmra_lw_opts *o, const emdpo_lm_mmra_round *rounds) {
+static float *replay(const fixture *f, const emdpo_lm_mmra_lw_opts *o, const emdpo_mmra_round *rounds) {
     emdpo_llama *m = make_model(1, 1.0f);
     memcpy(m->param_buf, f->sft->param_buf, m->num_params * sizeof(float));
     emdpo_lm_set *set = NULL;
@@ -162,7 +162,7 @@ static float *replay(const fixture *f, const emdpo_lm_mmra_lw_opts *o, const emd
     return out;
 }
 
-static int run_lw(const fixture *f, const emdpo_lm_mmra_lw_opts *o, emdpo_llama *pi, emdpo_lm_mmra_round *rounds,
+static int run_lw(const fixture *f, const emdpo_lm_mmra_lw_opts *o, emdpo_llama *pi, emdpo_mmra_round *rounds,
                   emdpo_lm_mmra_lw_result *res) {
     res->rounds = rounds;
     return emdpo_lm_mmra_lw(f->sft, (const emdpo_llama *const *)f->types, K2, f->tok, f->d, f->gamma, o, pi, res);
@@ -171,10 +171,10 @@ static int run_lw(const fixture *f, const emdpo_lm_mmra_lw_opts *o, emdpo_llama 
 static void test_rounds(const fixture *f) {
     emdpo_lm_mmra_lw_opts o;
     base_opts(&o);
-    o.select = EMDPO_LM_LW_LAST;
+    o.select = EMDPO_LW_LAST;
     o.progress = count_progress;
     emdpo_llama *pi = make_model(99, 1.0f);
-    emdpo_lm_mmra_round rounds[ROUNDS];
+    emdpo_mmra_round rounds[ROUNDS];
     emdpo_lm_mmra_lw_result res;
     progress_calls = 0;
     CHECK_EQ_INT(run_lw(f, &o, pi, rounds, &res), EMDPO_OK);
@@ -205,9 +205,9 @@ static void test_rounds(const fixture *f) {
     free(hand);
 
     /* BEST follows the same trajectory and returns its smallest max regret. */
-    emdpo_lm_mmra_round best_rounds[ROUNDS];
+    emdpo_mmra_round best_rounds[ROUNDS];
     emdpo_lm_mmra_lw_result best;
-    o.select = EMDPO_LM_LW_BEST;
+    o.select = EMDPO_LW_BEST;
     o.progress = NULL;
     emdpo_llama *pb = make_model(98, 1.0f);
     CHECK_EQ_INT(run_lw(f, &o, pb, best_rounds, &best), EMDPO_OK);
@@ -222,7 +222,7 @@ static void test_rounds(const fixture *f) {
 
     /* Determinism: the same run gives the same bits. */
     emdpo_llama *p2 = make_model(97, 1.0f);
-    emdpo_lm_mmra_round again[ROUNDS];
+    emdpo_mmra_round again[ROUNDS];
     emdpo_lm_mmra_lw_result res2;
     CHECK_EQ_INT(run_lw(f, &o, p2, again, &res2), EMDPO_OK);
     CHECK(memcmp(pb->param_buf, p2->param_buf, pb->num_params * sizeof(float)) == 0);
@@ -239,9 +239,9 @@ static void test_one_type(const fixture *f) {
     g1[2] = 0.0;
     emdpo_lm_mmra_lw_opts o;
     base_opts(&o);
-    o.select = EMDPO_LM_LW_LAST;
+    o.select = EMDPO_LW_LAST;
     emdpo_llama *pi = make_model(99, 1.0f), *m = make_model(99, 1.0f);
-    emdpo_lm_mmra_round rounds[ROUNDS];
+    emdpo_mmra_round rounds[ROUNDS];
     emdpo_lm_mmra_lw_result res;
     res.rounds = rounds;
     CHECK_EQ_INT(emdpo_lm_mmra_lw(f->sft, (const emdpo_llama *const *)f->types, 1, f->tok, f->d, g1, &o, pi, &res),
@@ -293,13 +293,13 @@ static void test_sampled(const fixture *f) {
     base_opts(&o);
     o.rounds = 2;
     o.steps = 1;
-    o.estimator = EMDPO_LM_REGRET_SAMPLE;
+    o.estimator = EMDPO_ESTIMATOR_SAMPLE;
     o.regret.samples = 3;
     o.regret.max_tokens = 4;
     o.regret.seed = 9;
-    o.select = EMDPO_LM_LW_LAST;
+    o.select = EMDPO_LW_LAST;
     emdpo_llama *pi = make_model(99, 1.0f);
-    emdpo_lm_mmra_round rounds[2];
+    emdpo_mmra_round rounds[2];
     emdpo_lm_mmra_lw_result res;
     CHECK_EQ_INT(run_lw(f, &o, pi, rounds, &res), EMDPO_OK);
     const emdpo_llama *pol[K2 + 1] = {f->types[0], f->types[1], pi};
@@ -318,7 +318,7 @@ static void test_sampled(const fixture *f) {
 static void test_bad_args(const fixture *f) {
     emdpo_lm_mmra_lw_opts o;
     emdpo_llama *pi = make_model(99, 1.0f);
-    emdpo_lm_mmra_round rounds[ROUNDS];
+    emdpo_mmra_round rounds[ROUNDS];
     emdpo_lm_mmra_lw_result res;
     double g3 = f->gamma[3];
     for (int c = 0; c < 5; c++) {
@@ -346,7 +346,7 @@ static void test_failalloc(const fixture *f) {
     o.rounds = 2;
     o.steps = 1;
     emdpo_llama *pi = make_model(99, 1.0f);
-    emdpo_lm_mmra_round rounds[2];
+    emdpo_mmra_round rounds[2];
     emdpo_lm_mmra_lw_result res;
     int done = 0;
     for (long n = 0; !done && n < 2000; n++) {

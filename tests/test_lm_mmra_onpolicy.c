@@ -174,18 +174,18 @@ static emdpo_llama *make_model(uint64_t seed, float scale) {
 }
 
 static emdpo_data *make_data(void) {
-    emdpo_builder *b = NULL;
-    if (emdpo_builder_create(0, &b)) return NULL;
+    emdpo_data_builder *b = NULL;
+    if (emdpo_data_builder_create(0, &b)) return NULL;
     const char *two[2] = {"x", "y"};
-    int rc = emdpo_builder_add(b, "u1", NULL, "hi", 2, 1, NULL, two) ||
-             emdpo_builder_add(b, "u2", NULL, "yo", 2, 1, NULL, two) ||
-             emdpo_builder_add(b, "u3", NULL, "a b", 2, 1, NULL, two);
+    int rc = emdpo_data_builder_add(b, "u1", NULL, "hi", 2, 1, NULL, two) ||
+             emdpo_data_builder_add(b, "u2", NULL, "yo", 2, 1, NULL, two) ||
+             emdpo_data_builder_add(b, "u3", NULL, "a b", 2, 1, NULL, two);
     emdpo_data *d = NULL;
     if (rc) {
-        emdpo_builder_free(b);
+        emdpo_data_builder_free(b);
         return NULL;
     }
-    return emdpo_builder_finish(b, &d) ? NULL : d;
+    return emdpo_data_builder_finish(b, &d) ? NULL : d;
 }
 
 /* log-softmax of the next-token logits after BOS + prompt. */
@@ -254,7 +254,7 @@ static void base_opts(emdpo_lm_mmra_op_opts *o) {
     o->seed = 3;
 }
 
-static int run_op(const fixture *f, const emdpo_lm_mmra_op_opts *o, emdpo_llama *pi, emdpo_lm_mmra_round *rounds,
+static int run_op(const fixture *f, const emdpo_lm_mmra_op_opts *o, emdpo_llama *pi, emdpo_mmra_round *rounds,
                   emdpo_lm_mmra_op_result *res) {
     res->rounds = rounds;
     return emdpo_lm_mmra_onpolicy(f->sft, (const emdpo_llama *const *)f->types, K2, f->tok, f->d, o, pi, res);
@@ -264,7 +264,7 @@ static void test_decreases(const fixture *f) {
     emdpo_lm_mmra_op_opts o;
     base_opts(&o);
     emdpo_llama *pi = make_model(50, 1.0f);
-    emdpo_lm_mmra_round rounds[ROUNDS];
+    emdpo_mmra_round rounds[ROUNDS];
     emdpo_lm_mmra_op_result res;
     CHECK_EQ_INT(run_op(f, &o, pi, rounds, &res), EMDPO_OK);
     const emdpo_llama *const *types = (const emdpo_llama *const *)f->types;
@@ -305,7 +305,7 @@ static void test_determinism(const fixture *f) {
     o.max_tokens = 3;
     o.score_batch = 20; /* one step's 96 draws take several forwards */
     emdpo_llama *p1 = make_model(50, 1.0f), *p2 = make_model(51, 1.0f);
-    emdpo_lm_mmra_round r1[2], r2[2];
+    emdpo_mmra_round r1[2], r2[2];
     emdpo_lm_mmra_op_result res1, res2;
     CHECK_EQ_INT(run_op(f, &o, p1, r1, &res1), EMDPO_OK);
     CHECK_EQ_INT(run_op(f, &o, p2, r2, &res2), EMDPO_OK);
@@ -321,7 +321,7 @@ static void test_determinism(const fixture *f) {
 static void test_bad_args(const fixture *f) {
     emdpo_lm_mmra_op_opts o;
     emdpo_llama *pi = make_model(50, 1.0f);
-    emdpo_lm_mmra_round rounds[ROUNDS];
+    emdpo_mmra_round rounds[ROUNDS];
     emdpo_lm_mmra_op_result res;
     for (int c = 0; c < 5; c++) {
         base_opts(&o);
@@ -351,7 +351,7 @@ static void test_failalloc(const fixture *f) {
     o.eval_samples = 0;
     o.score_batch = 4; /* several forwards per step */
     emdpo_llama *pi = make_model(50, 1.0f);
-    emdpo_lm_mmra_round rounds[1];
+    emdpo_mmra_round rounds[1];
     emdpo_lm_mmra_op_result res;
     int done = 0;
     for (long n = 0; !done && n < 2000; n++) {

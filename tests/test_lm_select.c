@@ -22,20 +22,20 @@
  * (group B) a full ranking of three, a2 (no group) a pair, a3 (group A) a
  * pair. Items 0..11 in that order. */
 static emdpo_data *make_data(void) {
-    emdpo_builder *b = NULL;
-    if (emdpo_builder_create(0, &b)) return NULL;
+    emdpo_data_builder *b = NULL;
+    if (emdpo_data_builder_create(0, &b)) return NULL;
     const char *two[2] = {"yes", "no"}, *three[3] = {"yes", "maybe", "no"};
-    int rc = emdpo_builder_add(b, "a0", "A", "p", 2, 1, NULL, two) ||
-             emdpo_builder_add(b, "a0", "A", "q", 3, 1, NULL, three) ||
-             emdpo_builder_add(b, "a1", "B", "q", 3, 2, NULL, three) ||
-             emdpo_builder_add(b, "a2", NULL, "p", 2, 1, NULL, two) ||
-             emdpo_builder_add(b, "a3", "A", "p", 2, 1, NULL, two);
+    int rc = emdpo_data_builder_add(b, "a0", "A", "p", 2, 1, NULL, two) ||
+             emdpo_data_builder_add(b, "a0", "A", "q", 3, 1, NULL, three) ||
+             emdpo_data_builder_add(b, "a1", "B", "q", 3, 2, NULL, three) ||
+             emdpo_data_builder_add(b, "a2", NULL, "p", 2, 1, NULL, two) ||
+             emdpo_data_builder_add(b, "a3", "A", "p", 2, 1, NULL, two);
     emdpo_data *d = NULL;
     if (rc) {
-        emdpo_builder_free(b);
+        emdpo_data_builder_free(b);
         return NULL;
     }
-    return emdpo_builder_finish(b, &d) ? NULL : d;
+    return emdpo_data_builder_finish(b, &d) ? NULL : d;
 }
 
 /* Rewards of two types, by decision. Margins (chosen minus each rejected,
@@ -113,18 +113,18 @@ static void test_hand(void) {
  * rewards i.i.d. N(0, 1) per item and type. */
 static void test_crossfit_unbiased(void) {
     enum { N = 400, M = 4, KMAX = 8 };
-    emdpo_builder *b = NULL;
-    CHECK_EQ_INT(emdpo_builder_create(0, &b), EMDPO_OK);
+    emdpo_data_builder *b = NULL;
+    CHECK_EQ_INT(emdpo_data_builder_create(0, &b), EMDPO_OK);
     const char *two[2] = {"yes", "no"};
     char name[16];
     int rc = 0;
     for (int a = 0; a < N && !rc; a++) {
         snprintf(name, sizeof name, "a%d", a);
-        for (int j = 0; j < M && !rc; j++) rc = emdpo_builder_add(b, name, NULL, "p", 2, 1, NULL, two);
+        for (int j = 0; j < M && !rc; j++) rc = emdpo_data_builder_add(b, name, NULL, "p", 2, 1, NULL, two);
     }
     emdpo_data *d = NULL;
     CHECK_EQ_INT(rc, 0);
-    CHECK_EQ_INT(emdpo_builder_finish(b, &d), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_data_builder_finish(b, &d), EMDPO_OK);
     if (!d) return;
     size_t ni = (size_t)d->n_items;
     double *r = malloc(KMAX * ni * sizeof *r), eta[KMAX];

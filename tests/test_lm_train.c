@@ -115,7 +115,7 @@ static void config(emdpo_train_config *c, emdpo_train_mode mode, emdpo_optim_kin
     c->mode = mode;
     c->loss.kind = EMDPO_LOSS_DPO;
     c->loss.beta = 0.5;
-    emdpo_optim_config_default(&c->optim, kind);
+    emdpo_optim_config_init(&c->optim, kind);
     c->optim.lr = lr;
     c->optim.clip = 10;
     c->batch = 2;

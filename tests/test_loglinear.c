@@ -13,7 +13,7 @@
 #include "core/choice.h"
 #include "core/em.h"
 #include "core/match.h"
-#include "core/select.h"
+#include "core/heldout.h"
 #include "failalloc.h"
 #include "loglinear/loglinear.h"
 #include "testdata.h"
@@ -22,8 +22,8 @@
  * rankings) by Gumbel-max over theta_k . x with Gaussian features. */
 static emdpo_data *mixture_data(int n_annot, int m, int n_items, int ranking, int K, int p,
                                 const double *theta, const double *eta, uint64_t seed, int32_t *truth) {
-    emdpo_builder *b;
-    if (emdpo_builder_create(p, &b)) return NULL;
+    emdpo_data_builder *b;
+    if (emdpo_data_builder_create(p, &b)) return NULL;
     double x[8 * 16], xs[8 * 16], key[8];
     int order[8];
     char name[32];
@@ -50,14 +50,14 @@ static emdpo_data *mixture_data(int n_annot, int m, int n_items, int ranking, in
                     order[c - 1] = t;
                 }
             for (int q = 0; q < n_items; q++) memcpy(xs + q * p, x + order[q] * p, (size_t)p * sizeof(double));
-            if (emdpo_builder_add(b, name, NULL, NULL, n_items, ranking ? n_items - 1 : 1, xs, NULL)) {
-                emdpo_builder_free(b);
+            if (emdpo_data_builder_add(b, name, NULL, NULL, n_items, ranking ? n_items - 1 : 1, xs, NULL)) {
+                emdpo_data_builder_free(b);
                 return NULL;
             }
         }
     }
     emdpo_data *d = NULL;
-    emdpo_builder_finish(b, &d);
+    emdpo_data_builder_finish(b, &d);
     return d;
 }
 
@@ -255,7 +255,7 @@ static void test_estep_many_decisions(void) {
 static int fit(emdpo_data *d, int K, int starts, uint64_t seed, emdpo_init init, emdpo_policy **pol,
                emdpo_em_result *res) {
     emdpo_em_opts o;
-    emdpo_em_opts_default(&o);
+    emdpo_em_opts_init(&o);
     o.starts = starts;
     o.seed = seed;
     o.init = init;
@@ -354,7 +354,7 @@ static void test_em_keeps_best_starts(void) {
     emdpo_data *d = mixture_data(1500, 2, 3, 0, K, p, theta, eta, 5, NULL);
     emdpo_policy *pol = drop_policy(K, p);
     emdpo_em_opts o;
-    emdpo_em_opts_default(&o);
+    emdpo_em_opts_init(&o);
     o.starts = 3;
     o.init = EMDPO_INIT_RANDOM;
     emdpo_em_result res;
@@ -387,7 +387,7 @@ static void test_em_keeps_best(void) {
     for (int patience = 0; patience <= 20; patience += 20) {
         emdpo_policy *pol = drop_policy(K, p); /* the initial M-step, then iterations 1 and 2: trace[2] falls */
         emdpo_em_opts o;
-        emdpo_em_opts_default(&o);
+        emdpo_em_opts_init(&o);
         o.patience = patience;
         emdpo_em_result res;
         CHECK_EQ_INT(emdpo_em_fit(&pol, d, &o, &res), EMDPO_OK);
@@ -445,20 +445,20 @@ static void test_recovery_ternary_vs_binary(void) {
 
 static void test_empty_types(void) {
     /* Every annotator identical: k-means can fill one cluster only. */
-    emdpo_builder *b;
-    emdpo_builder_create(2, &b);
+    emdpo_data_builder *b;
+    emdpo_data_builder_create(2, &b);
     double x[6] = {1, 0, 0, 1, -1, -1};
     char name[16];
     for (int i = 0; i < 50; i++) {
         snprintf(name, sizeof name, "u%d", i);
-        emdpo_builder_add(b, name, NULL, NULL, 3, 1, x, NULL);
+        emdpo_data_builder_add(b, name, NULL, NULL, 3, 1, x, NULL);
     }
     emdpo_data *d;
-    emdpo_builder_finish(b, &d);
+    emdpo_data_builder_finish(b, &d);
     emdpo_policy *pol = NULL;
     emdpo_em_result res;
     emdpo_em_opts o;
-    emdpo_em_opts_default(&o);
+    emdpo_em_opts_init(&o);
     emdpo_loglinear_create(3, 2, &pol);
     emdpo_loglinear_of(pol)->l2 = 0.1; /* separable data: keep theta finite */
     CHECK_EQ_INT(emdpo_em_fit(&pol, d, &o, &res), EMDPO_OK);
@@ -476,8 +476,8 @@ static void test_empty_types(void) {
  * annotators with 1 to 6 decisions or, every seventh, up to 90 (several
  * chunks). */
 static emdpo_data *shapes_data(int n_annot, int p, uint64_t seed) {
-    emdpo_builder *b;
-    if (emdpo_builder_create(p, &b)) return NULL;
+    emdpo_data_builder *b;
+    if (emdpo_data_builder_create(p, &b)) return NULL;
     emdpo_rng r;
     emdpo_rng_seed(&r, seed, 0);
     double x[20 * 12];
@@ -489,14 +489,14 @@ static emdpo_data *shapes_data(int n_annot, int p, uint64_t seed) {
             int n = emdpo_rng_below(&r, 10) == 0 ? 17 + (int)emdpo_rng_below(&r, 4) : 2 + (int)emdpo_rng_below(&r, 5);
             int stages = emdpo_rng_below(&r, 5) == 0 ? 1 + (int)emdpo_rng_below(&r, (uint64_t)(n - 1)) : 1;
             for (int q = 0; q < n * p; q++) x[q] = emdpo_rng_normal(&r);
-            if (emdpo_builder_add(b, name, NULL, NULL, n, stages, x, NULL)) {
-                emdpo_builder_free(b);
+            if (emdpo_data_builder_add(b, name, NULL, NULL, n, stages, x, NULL)) {
+                emdpo_data_builder_free(b);
                 return NULL;
             }
         }
     }
     emdpo_data *d = NULL;
-    emdpo_builder_finish(b, &d);
+    emdpo_data_builder_finish(b, &d);
     return d;
 }
 
@@ -725,8 +725,8 @@ static void test_cold_start(void) {
  * the annotator sums at 0's values. */
 static void test_cold_start_keeps_zero(void) {
     int p = 2, n_annot = 1200;
-    emdpo_builder *b;
-    emdpo_builder_create(p, &b);
+    emdpo_data_builder *b;
+    emdpo_data_builder_create(p, &b);
     emdpo_rng r;
     emdpo_rng_seed(&r, 12, 0);
     double x[6], neg[6];
@@ -735,12 +735,12 @@ static void test_cold_start_keeps_zero(void) {
         for (int j = 0; j < 2; j++) {
             for (int q = 0; q < 6; q++) neg[q] = -(x[q] = emdpo_rng_normal(&r));
             snprintf(name, sizeof name, "m%d", i);
-            emdpo_builder_add(b, name, NULL, NULL, 3, 1, x, NULL);
+            emdpo_data_builder_add(b, name, NULL, NULL, 3, 1, x, NULL);
             snprintf(name, sizeof name, "m%d", i + 1);
-            emdpo_builder_add(b, name, NULL, NULL, 3, 1, neg, NULL);
+            emdpo_data_builder_add(b, name, NULL, NULL, 3, 1, neg, NULL);
         }
     emdpo_data *d = NULL;
-    emdpo_builder_finish(b, &d);
+    emdpo_data_builder_finish(b, &d);
     emdpo_policy *pol;
     emdpo_loglinear_create(1, p, &pol);
     emdpo_loglinear *ll = emdpo_loglinear_of(pol);
@@ -785,7 +785,7 @@ static void test_alloc_failures(void) {
         emdpo_policy *pol = NULL;
         emdpo_em_result res;
         emdpo_em_opts o;
-        emdpo_em_opts_default(&o);
+        emdpo_em_opts_init(&o);
         o.starts = 2;
         o.max_iter = 5;
         int rc = emdpo_loglinear_create(2, 2, &pol);

@@ -12,8 +12,7 @@
 
 #include "base/rng.h"
 #include "check.h"
-#include "core/mmra.h"
-#include "core/zerosum.h"
+#include "loglinear/loglinear_mmra.h"
 #include "data/data.h"
 #include "failalloc.h"
 
@@ -141,7 +140,7 @@ static void test_hedge_stopping(void) {
     double w[3], p[4];
     emdpo_zerosum_result res;
     emdpo_mmra_hedge_opts o;
-    emdpo_mmra_hedge_defaults(&o);
+    emdpo_mmra_hedge_opts_init(&o);
     o.rel_tol = 1e-3;
     CHECK_EQ_INT(emdpo_mmra_hedge(rps, 4, 3, &o, w, p, &res), EMDPO_OK);
     CHECK(res.gap <= 1e-3 * 2.0 && res.iterations < o.max_iter);
@@ -202,8 +201,8 @@ static void test_regret_matrix(void) {
 static emdpo_data *make_data(int n_dec, int p, uint64_t seed) {
     emdpo_rng r;
     emdpo_rng_seed(&r, seed, 2);
-    emdpo_builder *b;
-    if (emdpo_builder_create(p, &b)) return NULL;
+    emdpo_data_builder *b;
+    if (emdpo_data_builder_create(p, &b)) return NULL;
     for (int j = 0; j < n_dec; j++) {
         double x[5 * MAXN];
         int n = 2 + (int)emdpo_rng_below(&r, 4);
@@ -211,13 +210,13 @@ static emdpo_data *make_data(int n_dec, int p, uint64_t seed) {
         for (int k = 0; k < n * p; k++) x[k] = emdpo_rng_normal(&r);
         char name[32];
         snprintf(name, sizeof name, "u%d", j / 3);
-        if (emdpo_builder_add(b, name, NULL, NULL, n, stages, x, NULL)) {
-            emdpo_builder_free(b);
+        if (emdpo_data_builder_add(b, name, NULL, NULL, n, stages, x, NULL)) {
+            emdpo_data_builder_free(b);
             return NULL;
         }
     }
     emdpo_data *d;
-    return emdpo_builder_finish(b, &d) ? NULL : d;
+    return emdpo_data_builder_finish(b, &d) ? NULL : d;
 }
 
 /* An independent reference: rewards and softmax policy of theta on one decision. */

@@ -31,7 +31,7 @@ static emdpo_data *simulated(int K, int p, const double *theta, const double *et
     s.design = EMDPO_SIM_GAUSSIAN;
     s.seed = seed;
     emdpo_data *d = NULL;
-    return emdpo_simulate(&s, &d, NULL) == EMDPO_OK ? d : NULL;
+    return emdpo_simulate(&s, &d, NULL, NULL) == EMDPO_OK ? d : NULL;
 }
 
 /* The penalised observed log-likelihood at the packed parameter vector
@@ -139,7 +139,7 @@ static void test_hessian_fd(void) {
 
 static int fit(emdpo_data *d, int K, double tol, emdpo_policy **pol, emdpo_em_result *res) {
     emdpo_em_opts o;
-    emdpo_em_opts_default(&o);
+    emdpo_em_opts_init(&o);
     o.tol = tol;
     o.max_iter = 2000;
     int rc = emdpo_loglinear_create(K, d->p, pol);

@@ -7,7 +7,7 @@
 
 #include "base/rng.h"
 #include "check.h"
-#include "core/select.h"
+#include "core/heldout.h"
 #include "failalloc.h"
 #include "loglinear/loglinear.h"
 
@@ -15,8 +15,8 @@
 
 /* n_annot annotators with 1..3 decisions of 2..4 items and any ranking depth. */
 static emdpo_data *random_data(int n_annot, uint64_t seed) {
-    emdpo_builder *b;
-    if (emdpo_builder_create(P, &b)) return NULL;
+    emdpo_data_builder *b;
+    if (emdpo_data_builder_create(P, &b)) return NULL;
     emdpo_rng r;
     emdpo_rng_seed(&r, seed, 0);
     double x[4 * P];
@@ -28,14 +28,14 @@ static emdpo_data *random_data(int n_annot, uint64_t seed) {
             int n = 2 + (int)emdpo_rng_below(&r, 3);
             int stages = 1 + (int)emdpo_rng_below(&r, (uint64_t)(n - 1));
             for (int q = 0; q < n * P; q++) x[q] = emdpo_rng_normal(&r);
-            if (emdpo_builder_add(b, name, NULL, NULL, n, stages, x, NULL)) {
-                emdpo_builder_free(b);
+            if (emdpo_data_builder_add(b, name, NULL, NULL, n, stages, x, NULL)) {
+                emdpo_data_builder_free(b);
                 return NULL;
             }
         }
     }
     emdpo_data *d = NULL;
-    CHECK_EQ_INT(emdpo_builder_finish(b, &d), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_data_builder_finish(b, &d), EMDPO_OK);
     return d;
 }
 
@@ -101,8 +101,8 @@ static void test_split(void) {
     CHECK_EQ_INT(emdpo_holdout_count(50, 0.0), -1);
     CHECK_EQ_INT(emdpo_holdout_count(50, 1.0), -1);
     emdpo_data *tr = NULL, *va = NULL, *tr2 = NULL, *va2 = NULL;
-    CHECK_EQ_INT(emdpo_split_annotators(d, 0.2, 7, &tr, &va), EMDPO_OK);
-    CHECK_EQ_INT(emdpo_split_annotators(d, 0.2, 7, &tr2, &va2), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_data_split(d, 0.2, 7, &tr, &va), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_data_split(d, 0.2, 7, &tr2, &va2), EMDPO_OK);
     if (tr && va && tr2 && va2) {
         CHECK_EQ_INT(va->n_annot, 10);
         CHECK_EQ_INT(tr->n_annot, 40);
@@ -129,7 +129,7 @@ static void test_split(void) {
     }
     emdpo_data_free(tr2);
     emdpo_data_free(va2);
-    CHECK_EQ_INT(emdpo_split_annotators(d, 0.2, 8, &tr2, &va2), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_data_split(d, 0.2, 8, &tr2, &va2), EMDPO_OK);
     if (va && va2) {
         int same = 1;
         for (int64_t i = 0; i < va->n_annot; i++) same &= strcmp(va->annot_name[i], va2->annot_name[i]) == 0;
@@ -140,10 +140,10 @@ static void test_split(void) {
     emdpo_data_free(tr2);
     emdpo_data_free(va2);
     /* 50 * 0.005 rounds to 0 held out; 50 * 0.995 to none left for training. */
-    CHECK_EQ_INT(emdpo_split_annotators(d, 0.005, 7, &tr, &va), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_data_split(d, 0.005, 7, &tr, &va), EMDPO_ERR_INVALID_ARG);
     CHECK(!tr && !va);
-    CHECK_EQ_INT(emdpo_split_annotators(d, 0.995, 7, &tr, &va), EMDPO_ERR_INVALID_ARG);
-    CHECK_EQ_INT(emdpo_split_annotators(d, 1.5, 7, &tr, &va), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_data_split(d, 0.995, 7, &tr, &va), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_data_split(d, 1.5, 7, &tr, &va), EMDPO_ERR_INVALID_ARG);
     emdpo_data_free(d);
 }
 
@@ -154,7 +154,7 @@ static void test_alloc_failures(void) {
     for (long k = 0; k < 100000 && done_at < 0; k++) {
         failalloc_install(k, 0);
         emdpo_data *tr = NULL, *va = NULL;
-        int rc = emdpo_split_annotators(d, 0.25, 3, &tr, &va);
+        int rc = emdpo_data_split(d, 0.25, 3, &tr, &va);
         int ok = !rc && tr && va && tr->n_annot == 6 && va->n_annot == 2;
         int clean = rc == EMDPO_ERR_NOMEM && !tr && !va;
         emdpo_data_free(tr);

@@ -71,7 +71,7 @@ static void test_top_choice(void) {
     s.omit_text = 1;
     s.seed = 11;
     emdpo_data *d = NULL;
-    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL, NULL), EMDPO_OK);
     if (d) {
         long count[3] = {0}, bad = 0;
         for (int64_t j = 0; j < d->n_dec; j++) {
@@ -89,7 +89,7 @@ static void test_top_choice(void) {
         for (int j = 0; j < 3; j++) check_freq(count[j], (long)d->n_dec, prob[j], "top choice", j);
         /* The library's own mixture probabilities agree with the direct softmax. */
         double lib[3];
-        CHECK_EQ_INT(emdpo_mixture_choice_prob(&s.pop, 3, inv->score, lib), EMDPO_OK);
+        CHECK_EQ_INT(emdpo_population_choice_prob(&s.pop, 3, inv->score, lib), EMDPO_OK);
         for (int j = 0; j < 3; j++) CHECK_CLOSE(lib[j], prob[j], 1e-14);
     }
     emdpo_data_free(d);
@@ -108,7 +108,7 @@ static void test_mixture_and_types(void) {
     s.seed = 5;
     int32_t *type = malloc((size_t)s.n_annotators * sizeof *type);
     emdpo_data *d = NULL;
-    CHECK_EQ_INT(emdpo_simulate(&s, &d, type), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_simulate(&s, &d, type, NULL), EMDPO_OK);
     if (d) {
         const emdpo_population *pop = &emdpo_pop_personalities;
         long n_type[3] = {0}, by_type[3][3] = {{0}}, all[3] = {0}, mislabelled = 0;
@@ -135,7 +135,7 @@ static void test_mixture_and_types(void) {
             for (int j = 0; j < 3; j++) check_freq(by_type[k][j], n_type[k], prob[j], "per-type choice", j);
         }
         double mix[3];
-        CHECK_EQ_INT(emdpo_mixture_choice_prob(pop, 3, inv->score, mix), EMDPO_OK);
+        CHECK_EQ_INT(emdpo_population_choice_prob(pop, 3, inv->score, mix), EMDPO_OK);
         for (int j = 0; j < 3; j++) check_freq(all[j], (long)d->n_annot, mix[j], "mixture choice", j);
     }
     free(type);
@@ -161,7 +161,7 @@ static void test_ranking(void) {
     s.omit_text = 1;
     s.seed = 99;
     emdpo_data *d = NULL;
-    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL, NULL), EMDPO_OK);
     if (d) {
         long first[4] = {0}, pair[4][4] = {{0}}, bad = 0;
         for (int64_t j = 0; j < d->n_dec; j++) {
@@ -189,7 +189,7 @@ static void test_ranking(void) {
                 for (int q = 0, r = 2; q < 4; q++)
                     if (q != i && q != j) order[r++] = q;
                 for (int q = 0; q < 4; q++) memcpy(xo + 5 * q, inv->score + 5 * order[q], 5 * sizeof(double));
-                CHECK_EQ_INT(emdpo_mixture_ranking_prob(&s.pop, 4, 2, xo, &lib), EMDPO_OK);
+                CHECK_EQ_INT(emdpo_population_ranking_prob(&s.pop, 4, 2, xo, &lib), EMDPO_OK);
                 CHECK_CLOSE(lib, pl, 1e-13);
             }
         }
@@ -215,7 +215,7 @@ static void test_gaussian_calibration(emdpo_sim_response response) {
     s.response = response;
     s.seed = 3;
     emdpo_data *d = NULL;
-    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL, NULL), EMDPO_OK);
     if (!d) return;
     CHECK(d->feature_name == NULL && d->item_text == NULL && d->dec_prompt == NULL);
     double sum = 0, sum2 = 0;
@@ -280,7 +280,7 @@ static emdpo_data *sim_threads(const emdpo_sim_spec *s, int threads) {
     (void)threads;
 #endif
     emdpo_data *d = NULL;
-    CHECK_EQ_INT(emdpo_simulate(s, &d, NULL), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_simulate(s, &d, NULL, NULL), EMDPO_OK);
 #ifdef _OPENMP
     omp_set_num_threads(saved);
 #endif
@@ -326,7 +326,7 @@ static void test_phrase_dataset(void) {
     s.response = EMDPO_SIM_RANKING;
     s.seed = 77;
     emdpo_data *d = NULL;
-    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL), EMDPO_OK); /* inventory NULL: the built-in one */
+    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL, NULL), EMDPO_OK); /* inventory NULL: the built-in one */
     if (d && d->item_text && d->dec_prompt && d->feature_name) {
         CHECK_EQ_INT(d->n_annot, 500);
         CHECK_EQ_INT(d->n_dec, 2000);
@@ -368,7 +368,7 @@ static void test_phrase_dataset(void) {
 
     s.omit_text = 1;
     d = NULL;
-    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL, NULL), EMDPO_OK);
     if (d) CHECK(d->item_text == NULL && d->dec_prompt == NULL && d->feature_name != NULL);
     emdpo_data_free(d);
     emdpo_inventory_free(inv);
@@ -401,16 +401,16 @@ static void test_identifiability(void) {
             double x[10], pt[2], pc[2];
             memcpy(x, vec + 5 * a, 5 * sizeof(double));
             memcpy(x + 5, vec + 5 * b, 5 * sizeof(double));
-            CHECK_EQ_INT(emdpo_mixture_choice_prob(tru, 2, x, pt), EMDPO_OK);
-            CHECK_EQ_INT(emdpo_mixture_choice_prob(col, 2, x, pc), EMDPO_OK);
+            CHECK_EQ_INT(emdpo_population_choice_prob(tru, 2, x, pt), EMDPO_OK);
+            CHECK_EQ_INT(emdpo_population_choice_prob(col, 2, x, pc), EMDPO_OK);
             pair_max = fmax(pair_max, fmax(fabs(pt[0] - pc[0]), fabs(pt[1] - pc[1])));
             for (int c = 0; c < nv; c++) {
                 if (c == a || c == b) continue;
                 double x3[15], qt[3], qc[3];
                 memcpy(x3, x, 10 * sizeof(double));
                 memcpy(x3 + 10, vec + 5 * c, 5 * sizeof(double));
-                CHECK_EQ_INT(emdpo_mixture_choice_prob(tru, 3, x3, qt), EMDPO_OK);
-                CHECK_EQ_INT(emdpo_mixture_choice_prob(col, 3, x3, qc), EMDPO_OK);
+                CHECK_EQ_INT(emdpo_population_choice_prob(tru, 3, x3, qt), EMDPO_OK);
+                CHECK_EQ_INT(emdpo_population_choice_prob(col, 3, x3, qc), EMDPO_OK);
                 sum_err = fmax(sum_err, fabs(qt[0] + qt[1] + qt[2] - 1));
                 for (int q = 0; q < 3; q++) triple_max = fmax(triple_max, fabs(qt[q] - qc[q]));
             }
@@ -426,8 +426,8 @@ static void test_identifiability(void) {
     for (int t = 0; t < 1000; t++) {
         double x[10], pt[2], pc[2];
         for (int q = 0; q < 10; q++) x[q] = 3 * emdpo_rng_normal(&r);
-        CHECK_EQ_INT(emdpo_mixture_choice_prob(tru, 2, x, pt), EMDPO_OK);
-        CHECK_EQ_INT(emdpo_mixture_choice_prob(col, 2, x, pc), EMDPO_OK);
+        CHECK_EQ_INT(emdpo_population_choice_prob(tru, 2, x, pt), EMDPO_OK);
+        CHECK_EQ_INT(emdpo_population_choice_prob(col, 2, x, pc), EMDPO_OK);
         g_max = fmax(g_max, fabs(pt[0] - pc[0]));
     }
     CHECK_MSG(g_max < 1e-15, "Gaussian pair difference %g", g_max);
@@ -443,51 +443,51 @@ static void test_bad_specs(void) {
     base.inventory = inv;
     emdpo_data *d = (emdpo_data *)&base; /* must come back NULL */
     s = base;
-    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL, NULL), EMDPO_OK);
     emdpo_data_free(d);
     s = base;
     s.items = 4; /* more items than phrases */
-    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL, NULL), EMDPO_ERR_INVALID_ARG);
     CHECK(d == NULL);
     s = base;
     s.items = 1;
-    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL, NULL), EMDPO_ERR_INVALID_ARG);
     s = base;
     s.decisions = 0;
-    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL, NULL), EMDPO_ERR_INVALID_ARG);
     s = base;
     s.n_annotators = 0;
-    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL, NULL), EMDPO_ERR_INVALID_ARG);
     double eta_neg[3] = {0.5, -0.1, 0.6}, eta_zero[3] = {0, 0, 0};
     s = base;
     s.pop.eta = eta_neg;
-    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL, NULL), EMDPO_ERR_INVALID_ARG);
     s.pop.eta = eta_zero;
-    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL, NULL), EMDPO_ERR_INVALID_ARG);
     double theta_nan[15] = {0};
     theta_nan[7] = NAN;
     s = base;
     s.pop.theta = theta_nan;
-    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL, NULL), EMDPO_ERR_INVALID_ARG);
     s = base;
     s.pop.p = 4; /* phrases have 5 features */
-    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL, NULL), EMDPO_ERR_INVALID_ARG);
     s = base;
     s.design = EMDPO_SIM_GAUSSIAN;
     s.scale = 0;
-    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL, NULL), EMDPO_ERR_INVALID_ARG);
     s.scale = 1;
     s.n_annotators = INT64_MAX / 4;
-    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL), EMDPO_ERR_LIMIT);
+    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL, NULL), EMDPO_ERR_LIMIT);
     s = base;
     s.response = (emdpo_sim_response)7;
-    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_simulate(&s, &d, NULL, NULL), EMDPO_ERR_INVALID_ARG);
     CHECK(d == NULL);
 
     double x[10] = {0}, prob[2], out;
-    CHECK_EQ_INT(emdpo_mixture_choice_prob(&emdpo_pop_personalities, 0, x, prob), EMDPO_ERR_INVALID_ARG);
-    CHECK_EQ_INT(emdpo_mixture_ranking_prob(&emdpo_pop_personalities, 2, 2, x, &out), EMDPO_ERR_INVALID_ARG);
-    CHECK_EQ_INT(emdpo_mixture_ranking_prob(&emdpo_pop_personalities, 2, 1, x, &out), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_population_choice_prob(&emdpo_pop_personalities, 0, x, prob), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_population_ranking_prob(&emdpo_pop_personalities, 2, 2, x, &out), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_population_ranking_prob(&emdpo_pop_personalities, 2, 1, x, &out), EMDPO_OK);
     CHECK_CLOSE(out, 0.5, 1e-15);
     emdpo_inventory_free(inv);
 }
@@ -500,7 +500,7 @@ static int sim_tiny(emdpo_sim_design design, emdpo_data **out, int32_t *type) {
     s.items = 3;
     s.response = EMDPO_SIM_RANKING;
     s.design = design;
-    return emdpo_simulate(&s, out, type);
+    return emdpo_simulate(&s, out, type, NULL);
 }
 
 static void test_alloc_failures(void) {

@@ -19,10 +19,10 @@ static int train_opts(const char *const *texts, int n, int vocab, int min_count,
     size_t lens[64];
     for (int i = 0; i < n; i++) lens[i] = strlen(texts[i]);
     emdpo_bpe_opts o;
-    emdpo_bpe_opts_default(&o);
+    emdpo_bpe_opts_init(&o);
     o.vocab_size = vocab;
     o.min_count = min_count;
-    o.exact = exact;
+    o.up_to = !exact;
     return emdpo_tokenizer_train(texts, lens, n, &o, buf, len, entries, diag);
 }
 

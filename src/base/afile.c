@@ -4,41 +4,78 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "emdpo.h"
+#include "base/alloc.h"
+#include "base/diag.h"
+#include "base/file.h"
+
+static void release(emdpo_afile *af) {
+    emdpo_strfree(af->path);
+    emdpo_strfree(af->tmp);
+    af->path = af->tmp = NULL;
+}
 
 int emdpo_afile_open(emdpo_afile *af, const char *path) {
     memset(af, 0, sizeof *af);
     size_t n = strlen(path);
-    if (n == 0 || n + 16 >= sizeof af->tmp) return EMDPO_ERR_INVALID_ARG;
-    memcpy(af->path, path, n + 1);
-    snprintf(af->tmp, sizeof af->tmp, "%s.tmp.%ld", path, (long)getpid());
+    if (n == 0) return EMDPO_ERR_INVALID_ARG;
+    char suffix[32];
+    int ns = snprintf(suffix, sizeof suffix, ".tmp.%ld", (long)getpid());
+    af->tmp = emdpo_malloc(n + (size_t)ns + 1);
+    if (!af->tmp) return EMDPO_ERR_NOMEM;
+    memcpy(af->tmp, path, n);
+    memcpy(af->tmp + n, suffix, (size_t)ns + 1);
+    if (!(af->path = emdpo_strdup(path))) {
+        release(af);
+        return EMDPO_ERR_NOMEM;
+    }
     af->fp = fopen(af->tmp, "wb");
     if (!af->fp) {
-        af->tmp[0] = 0;
+        release(af);
         return EMDPO_ERR_IO;
     }
     return EMDPO_OK;
 }
 
 int emdpo_afile_commit(emdpo_afile *af) {
-    if (!af->fp) return EMDPO_ERR_IO;
+    if (!af->fp) {
+        release(af);
+        return EMDPO_ERR_IO;
+    }
     int bad = fflush(af->fp) != 0 || ferror(af->fp);
     if (!bad) bad = fsync(fileno(af->fp)) != 0;
     bad |= fclose(af->fp) != 0;
     af->fp = NULL;
     if (!bad) bad = rename(af->tmp, af->path) != 0;
-    if (bad) {
-        remove(af->tmp);
-        af->tmp[0] = 0;
-        return EMDPO_ERR_IO;
-    }
-    af->tmp[0] = 0;
-    return EMDPO_OK;
+    if (bad) remove(af->tmp);
+    release(af);
+    return bad ? EMDPO_ERR_IO : EMDPO_OK;
 }
 
 void emdpo_afile_abort(emdpo_afile *af) {
     if (af->fp) fclose(af->fp);
     af->fp = NULL;
-    if (af->tmp[0]) remove(af->tmp);
-    af->tmp[0] = 0;
+    if (af->tmp) remove(af->tmp);
+    release(af);
+}
+
+int emdpo_afile_write(const char *path, emdpo_afile_writer writer, const void *ctx, emdpo_diag *diag) {
+    emdpo_afile af;
+    int rc = emdpo_afile_open(&af, path);
+    if (!rc) {
+        writer(af.fp, ctx);
+        rc = emdpo_afile_commit(&af);
+    }
+    if (rc == EMDPO_ERR_NOMEM) return emdpo_diag_fail(diag, rc, "out of memory");
+    if (rc) return emdpo_diag_at(diag, EMDPO_ERR_IO, path, 0, "cannot write");
+    return EMDPO_OK;
+}
+
+int emdpo_afile_write_in(const char *dir, const char *name, emdpo_afile_writer writer, const void *ctx,
+                         emdpo_diag *diag) {
+    int rc = emdpo_mkdirs(dir, diag);
+    if (rc) return rc;
+    char *path = emdpo_path_join(dir, name);
+    rc = path ? emdpo_afile_write(path, writer, ctx, diag) : emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+    emdpo_strfree(path);
+    return rc;
 }

@@ -3,20 +3,33 @@
 #ifndef EMDPO_AFILE_H
 #define EMDPO_AFILE_H
 
+#include <stddef.h>
 #include <stdio.h>
 
+#include "emdpo.h"
+
 typedef struct emdpo_afile {
-    FILE *fp;           /* write here */
-    char path[4096];    /* final name */
-    char tmp[4096];     /* temporary name */
+    FILE *fp;      /* write here */
+    char *path;    /* final name */
+    char *tmp;     /* temporary name, NULL when there is none */
 } emdpo_afile;
 
-/* 0, or EMDPO_ERR_IO / EMDPO_ERR_INVALID_ARG (path too long). */
+/* 0, EMDPO_ERR_IO (the temporary file cannot be created) or
+ * EMDPO_ERR_NOMEM / EMDPO_ERR_INVALID_ARG (an empty path). */
 int emdpo_afile_open(emdpo_afile *af, const char *path);
 /* Flushes, checks for write errors, fsyncs and renames. On failure removes
- * the temporary file and returns EMDPO_ERR_IO. */
+ * the temporary file and returns EMDPO_ERR_IO. Releases af either way. */
 int emdpo_afile_commit(emdpo_afile *af);
-/* Discards the temporary file. Safe to call on an unopened (zeroed) handle. */
+/* Discards the temporary file. Safe on a handle that failed to open or was
+ * committed. */
 void emdpo_afile_abort(emdpo_afile *af);
+
+/* Writes path atomically through writer(fp, ctx): EMDPO_ERR_IO with diag's
+ * file and message when it cannot be written, EMDPO_ERR_NOMEM. */
+typedef void (*emdpo_afile_writer)(FILE *fp, const void *ctx);
+int emdpo_afile_write(const char *path, emdpo_afile_writer writer, const void *ctx, emdpo_diag *diag);
+/* The same for dir/name, creating dir (and its parents) when missing. */
+int emdpo_afile_write_in(const char *dir, const char *name, emdpo_afile_writer writer, const void *ctx,
+                         emdpo_diag *diag);
 
 #endif

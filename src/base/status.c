@@ -1,5 +1,7 @@
 #include "emdpo.h"
 
+const char *emdpo_version(void) { return EMDPO_VERSION_STRING; }
+
 const char *emdpo_status_name(int status) {
     switch (status) {
     case EMDPO_OK: return "ok";

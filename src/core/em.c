@@ -14,13 +14,23 @@
  * declared empty and frozen, rather than fitted to nothing. */
 #define EM_EMPTY_MASS 1e-8
 
-void emdpo_em_opts_default(emdpo_em_opts *o) {
+void emdpo_em_opts_init(emdpo_em_opts *o) {
+    if (!o) return;
     memset(o, 0, sizeof *o);
     o->max_iter = 500;
-    o->tol = 1e-8;
+    o->tol = 1e-9;
     o->starts = 1;
     o->seed = 1;
     o->init = EMDPO_INIT_KMEANS;
+}
+
+const char *emdpo_init_name(int init) {
+    switch (init) {
+    case EMDPO_INIT_KMEANS: return "kmeans";
+    case EMDPO_INIT_RANDOM: return "random";
+    case EMDPO_INIT_KMEANS_TOKENS: return "kmeans-tokens";
+    default: return NULL;
+    }
 }
 
 /* Annotator i's row: s (K) holds log eta_k + sum_j log P_k(V_ij) on entry.
@@ -75,6 +85,7 @@ static int estep(const emdpo_data *d, const double *logp, const double *annot_lo
 
 int emdpo_em_estep(const emdpo_data *d, int K, const double *logp, const double *log_eta, double *gamma,
                    double *ll_annot, double *loglik) {
+    if (!d || !logp || !log_eta || !gamma || !loglik) return EMDPO_ERR_INVALID_ARG;
     return estep(d, logp, NULL, d->n_annot, K, log_eta, gamma, ll_annot, loglik);
 }
 
@@ -116,6 +127,7 @@ int emdpo_em_feature_summaries(const emdpo_data *d, double *out) {
 
 void emdpo_em_criteria(double loglik, const double *gamma, int64_t n_annot, int K, int npar, double *aic,
                        double *bic, double *icl) {
+    if (!gamma || !aic || !bic || !icl) return;
     double ent = 0.0;
     for (int64_t q = 0; q < n_annot * K; q++)
         if (gamma[q] > 0.0) ent -= gamma[q] * log(gamma[q]);
@@ -321,7 +333,7 @@ int emdpo_em_fit(emdpo_policy **pol, const emdpo_data *d, const emdpo_em_opts *o
     const double *summary = o->summary;
     int q = o->q;
     double *own_summary = NULL;
-    if (o->init == EMDPO_INIT_KMEANS && !summary) {
+    if (o->init != EMDPO_INIT_RANDOM && !summary) {
         if (d->p < 1) return EMDPO_ERR_UNSUPPORTED; /* text data: the caller supplies embeddings */
         q = d->p;
         own_summary = emdpo_malloc((size_t)d->n_annot * q * sizeof(double));

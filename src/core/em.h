@@ -1,40 +1,13 @@
 /* EM-DPO: latent annotator types by expectation-maximisation over any
- * policy family behind the policy seam (src/policy.h). */
+ * policy family behind the policy seam (core/policy.h). The options, the
+ * E-step and the criteria are public (emdpo/em.h); the fit loop and its
+ * result are the families' drivers' business. */
 #ifndef EMDPO_EM_H
 #define EMDPO_EM_H
 
 #include <stdint.h>
 
 #include "core/policy.h"
-
-/* Types beyond this are refused: EM with hundreds of latent types is not
- * a use this library is built for, and fixed-size buffers stay small. */
-#define EMDPO_MAX_K 64
-
-typedef enum emdpo_init {
-    EMDPO_INIT_KMEANS = 0, /* k-means++ on per-annotator summaries, hard assignment */
-    EMDPO_INIT_RANDOM = 1  /* Dirichlet(1) responsibilities per annotator */
-} emdpo_init;
-
-typedef void (*emdpo_em_progress)(void *ud, int start, int iter, double loglik, const double *eta, int K);
-
-typedef struct emdpo_em_opts {
-    int max_iter;           /* EM iteration cap (default 500) */
-    double tol;             /* an iteration improves when the log-likelihood exceeds the start's
-                               best so far by more than tol * |loglik| (1e-8) */
-    int patience;           /* stop after patience + 1 iterations in a row that do not improve
-                               (0: at the first, right for the log-linear family's monotone EM;
-                               stochastic M-steps can fall and recover) */
-    int starts;             /* independent starts; the best log-likelihood wins (1) */
-    uint64_t seed;          /* start s uses RNG streams derived from (seed, s) */
-    emdpo_init init;
-    const double *summary;  /* (n_annot, q) annotator summaries for k-means; NULL: from features */
-    int q;
-    emdpo_em_progress progress; /* called after every E-step, may be NULL */
-    void *progress_ud;
-} emdpo_em_opts;
-
-void emdpo_em_opts_default(emdpo_em_opts *o);
 
 typedef struct emdpo_em_result {
     int K;
@@ -66,13 +39,7 @@ typedef struct emdpo_em_result {
 int emdpo_em_fit(emdpo_policy **pol, const emdpo_data *d, const emdpo_em_opts *o, emdpo_em_result *res);
 void emdpo_em_result_free(emdpo_em_result *r);
 
-/* The E-step: from per-decision log-probabilities logp (n_dec, K) and
- * log_eta (K; -INFINITY for empty types) computes gamma (n_annot, K),
- * ll_annot (n_annot, may be NULL) and the total log-likelihood, summed in a
- * fixed order. */
-int emdpo_em_estep(const emdpo_data *d, int K, const double *logp, const double *log_eta, double *gamma,
-                   double *ll_annot, double *loglik);
-/* The same from each annotator's sums annot_logp (n_annot, K) of log P_k
+/* emdpo_em_estep (emdpo/em.h) from each annotator's sums annot_logp (n_annot, K) of log P_k
  * over its decisions, what an M-step hands back: the same bits as
  * emdpo_em_estep when those sums were added in decision order from 0. */
 int emdpo_em_estep_annot(int64_t n_annot, int K, const double *annot_logp, const double *log_eta, double *gamma,
@@ -82,10 +49,5 @@ int emdpo_em_estep_annot(int64_t n_annot, int K, const double *annot_logp, const
  * over decisions of (chosen item - mean of the decision's items), each
  * column standardised. out is (n_annot, p). */
 int emdpo_em_feature_summaries(const emdpo_data *d, double *out);
-
-/* Information criteria with npar free parameters; the sample size is the
- * number of annotators. ICL = BIC + 2 * entropy of gamma. */
-void emdpo_em_criteria(double loglik, const double *gamma, int64_t n_annot, int K, int npar, double *aic,
-                       double *bic, double *icl);
 
 #endif

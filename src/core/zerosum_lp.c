@@ -12,7 +12,6 @@
 #include <stdint.h>
 
 #include "base/alloc.h"
-#include "core/zerosum.h"
 #include "emdpo.h"
 
 /* Below this a reduced cost is not an improvement and a column entry is not
@@ -28,6 +27,7 @@ typedef struct tableau {
 
 void emdpo_zerosum_eval(const double *R, int rows, int cols, const double *w, const double *p,
                         emdpo_zerosum_result *res) {
+    if (!R || !w || !p || !res || rows < 1 || cols < 1) return;
     double upper = -INFINITY, lower = INFINITY, value = 0.0;
     for (int i = 0; i < rows; i++) {
         double s = 0.0;

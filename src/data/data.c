@@ -1,10 +1,12 @@
 #include "data/data.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/alloc.h"
 #include "base/diag.h"
+#include "base/hash.h"
 
 /* String -> index map with open addressing; the strings live in names[]. */
 typedef struct name_index {
@@ -13,12 +15,6 @@ typedef struct name_index {
     int64_t *slots; /* -1 empty, else index into names */
     size_t n_slots;
 } name_index;
-
-static uint64_t hash_str(const char *s) {
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
 
 static void name_index_free(name_index *ix) {
     for (size_t i = 0; i < ix->n; i++) emdpo_strfree(ix->names[i]);
@@ -30,7 +26,7 @@ static void name_index_free(name_index *ix) {
 static int64_t name_index_find(const name_index *ix, const char *s) {
     if (!ix->n_slots) return -1;
     size_t mask = ix->n_slots - 1;
-    for (size_t h = hash_str(s) & mask;; h = (h + 1) & mask) {
+    for (size_t h = emdpo_hash_str(s) & mask;; h = (h + 1) & mask) {
         int64_t v = ix->slots[h];
         if (v < 0) return -1;
         if (strcmp(ix->names[v], s) == 0) return v;
@@ -43,7 +39,7 @@ static int name_index_rehash(name_index *ix, size_t n_slots) {
     for (size_t i = 0; i < n_slots; i++) slots[i] = -1;
     size_t mask = n_slots - 1;
     for (size_t i = 0; i < ix->n; i++) {
-        size_t h = hash_str(ix->names[i]) & mask;
+        size_t h = emdpo_hash_str(ix->names[i]) & mask;
         while (slots[h] >= 0) h = (h + 1) & mask;
         slots[h] = (int64_t)i;
     }
@@ -70,14 +66,14 @@ static int name_index_intern(name_index *ix, const char *s, int64_t *idx, int *i
     if (!copy) return EMDPO_ERR_NOMEM;
     ix->names[ix->n] = copy;
     size_t mask = ix->n_slots - 1;
-    size_t h = hash_str(s) & mask;
+    size_t h = emdpo_hash_str(s) & mask;
     while (ix->slots[h] >= 0) h = (h + 1) & mask;
     ix->slots[h] = (int64_t)ix->n;
     *idx = (int64_t)ix->n++;
     return EMDPO_OK;
 }
 
-struct emdpo_builder {
+struct emdpo_data_builder {
     int p;
     name_index annots, groups;
     int32_t *annot_group; size_t annot_group_cap;   /* per annotator */
@@ -94,10 +90,11 @@ struct emdpo_builder {
     char **feature_name;                            /* (p) or NULL */
 };
 
-int emdpo_builder_create(int p, emdpo_builder **out) {
+int emdpo_data_builder_create(int p, emdpo_data_builder **out) {
+    if (!out) return EMDPO_ERR_INVALID_ARG;
     *out = NULL;
     if (p < 0) return EMDPO_ERR_INVALID_ARG;
-    emdpo_builder *b = emdpo_calloc(1, sizeof *b);
+    emdpo_data_builder *b = emdpo_calloc(1, sizeof *b);
     if (!b) return EMDPO_ERR_NOMEM;
     b->p = p;
     b->sorted = 1;
@@ -111,7 +108,7 @@ static void free_str_array(char **a, size_t n, size_t cap) {
     emdpo_free(a, cap * sizeof(char *));
 }
 
-void emdpo_builder_free(emdpo_builder *b) {
+void emdpo_data_builder_free(emdpo_data_builder *b) {
     if (!b) return;
     name_index_free(&b->annots);
     name_index_free(&b->groups);
@@ -127,8 +124,8 @@ void emdpo_builder_free(emdpo_builder *b) {
     emdpo_free(b, sizeof *b);
 }
 
-int emdpo_builder_set_feature_names(emdpo_builder *b, const char *const *names) {
-    if (b->p == 0) return EMDPO_ERR_INVALID_ARG;
+int emdpo_data_builder_set_feature_names(emdpo_data_builder *b, const char *const *names) {
+    if (!b || !names || b->p == 0) return EMDPO_ERR_INVALID_ARG;
     char **copy = emdpo_calloc((size_t)b->p, sizeof(char *));
     if (!copy) return EMDPO_ERR_NOMEM;
     for (int j = 0; j < b->p; j++) {
@@ -154,7 +151,7 @@ static int reserve_exact(void **arr, size_t *cap, size_t need, size_t elem) {
     return EMDPO_OK;
 }
 
-int emdpo_builder_reserve(emdpo_builder *b, int64_t n_dec, int64_t n_items) {
+int emdpo_data_builder_reserve(emdpo_data_builder *b, int64_t n_dec, int64_t n_items) {
     if (n_dec < 0 || n_items < 0) return EMDPO_ERR_INVALID_ARG;
     size_t nd = (size_t)n_dec, ni = (size_t)n_items;
     if (reserve_exact((void **)&b->dec_annot, &b->dec_annot_cap, nd, sizeof(int64_t)) ||
@@ -167,13 +164,13 @@ int emdpo_builder_reserve(emdpo_builder *b, int64_t n_dec, int64_t n_items) {
     return EMDPO_OK;
 }
 
-int64_t emdpo_builder_count(const emdpo_builder *b, const char *annotator) {
+int64_t emdpo_data_builder_count(const emdpo_data_builder *b, const char *annotator) {
     int64_t a = name_index_find(&b->annots, annotator);
     return a < 0 ? 0 : b->annot_count[a];
 }
 
 /* Text storage is created lazily, the first time a prompt or text arrives. */
-static int builder_enable_text(emdpo_builder *b) {
+static int builder_enable_text(emdpo_data_builder *b) {
     if (b->has_text) return EMDPO_OK;
     if (emdpo_grow((void **)&b->dec_prompt, &b->dec_prompt_cap, (size_t)b->n_dec + 1, sizeof(char *)) ||
         emdpo_grow((void **)&b->item_text, &b->item_text_cap, (size_t)b->n_items + 1, sizeof(char *)))
@@ -191,12 +188,14 @@ static int grow_zeroed_ptrs(char ***arr, size_t *cap, size_t need) {
     return EMDPO_OK;
 }
 
-int emdpo_builder_add(emdpo_builder *b, const char *annotator, const char *group,
+int emdpo_data_builder_add(emdpo_data_builder *b, const char *annotator, const char *group,
                       const char *prompt, int n_items, int n_stages, const double *x,
                       const char *const *texts) {
     if (!annotator || n_items < 2 || n_stages < 1 || n_stages > n_items - 1)
         return EMDPO_ERR_INVALID_ARG;
     if (b->p > 0 && !x) return EMDPO_ERR_INVALID_ARG;
+    for (size_t q = 0; q < (size_t)n_items * (size_t)b->p; q++)
+        if (!isfinite(x[q])) return EMDPO_ERR_INVALID_ARG;
     size_t nd = (size_t)b->n_dec + 1, ni = (size_t)b->n_items + (size_t)n_items;
     if ((prompt || texts) && builder_enable_text(b)) return EMDPO_ERR_NOMEM;
     if (emdpo_grow((void **)&b->dec_annot, &b->dec_annot_cap, nd, sizeof(int64_t)) ||
@@ -276,6 +275,7 @@ void emdpo_data_free(emdpo_data *d) {
     free_str_array(d->dec_prompt, nd, nd);
     free_str_array(d->item_text, ni, ni);
     free_str_array(d->feature_name, (size_t)d->p, (size_t)d->p);
+    emdpo_strfree(d->source);
     emdpo_free(d, sizeof *d);
 }
 
@@ -293,7 +293,7 @@ static void *take_exact(void **arr, size_t cap, size_t n, size_t elem) {
 /* Annotators arrived contiguously: the builder's buffers are already in
  * final order and are handed over rather than copied (at 10^6 annotators a
  * copy of x would double peak memory). */
-static int finish_in_order(emdpo_builder *b, emdpo_data *d) {
+static int finish_in_order(emdpo_data_builder *b, emdpo_data *d) {
     size_t nd = (size_t)b->n_dec, ni = (size_t)b->n_items, p = (size_t)b->p;
     if (p && !(d->x = take_exact((void **)&b->x, b->x_cap, ni * p, sizeof(double)))) return EMDPO_ERR_NOMEM;
     b->x_cap = 0;
@@ -313,7 +313,7 @@ static int finish_in_order(emdpo_builder *b, emdpo_data *d) {
 }
 
 /* Stable counting sort of decisions (and their items) by annotator. */
-static int finish_permuted(emdpo_builder *b, emdpo_data *d) {
+static int finish_permuted(emdpo_data_builder *b, emdpo_data *d) {
     size_t na = b->annots.n, nd = (size_t)b->n_dec, ni = (size_t)b->n_items, p = (size_t)b->p;
     d->dec_stages = emdpo_malloc(nd * sizeof(int32_t));
     if (!d->dec_stages) return EMDPO_ERR_NOMEM;
@@ -359,13 +359,17 @@ static int finish_permuted(emdpo_builder *b, emdpo_data *d) {
     return rc;
 }
 
-int emdpo_builder_finish(emdpo_builder *b, emdpo_data **out) {
+int emdpo_data_builder_finish(emdpo_data_builder *b, emdpo_data **out) {
+    if (!out) {
+        emdpo_data_builder_free(b);
+        return EMDPO_ERR_INVALID_ARG;
+    }
     *out = NULL;
     if (!b) return EMDPO_ERR_INVALID_ARG;
     size_t na = b->annots.n, nd = (size_t)b->n_dec;
     if (nd == 0) { /* nothing to learn from */
-        emdpo_builder_free(b);
-        return EMDPO_ERR_PARSE;
+        emdpo_data_builder_free(b);
+        return EMDPO_ERR_INVALID_ARG;
     }
     emdpo_data *d = emdpo_calloc(1, sizeof *d);
     int rc = EMDPO_ERR_NOMEM;
@@ -393,7 +397,7 @@ int emdpo_builder_finish(emdpo_builder *b, emdpo_data **out) {
     b->feature_name = NULL;
     b->annots.n = 0;
     b->groups.n = 0;
-    emdpo_builder_free(b);
+    emdpo_data_builder_free(b);
     *out = d;
     return EMDPO_OK;
 
@@ -418,30 +422,9 @@ fail:
         }
         emdpo_free(d, sizeof *d);
     }
-    emdpo_builder_free(b);
+    emdpo_data_builder_free(b);
     return rc;
 }
-
-int emdpo_data_has_text(const emdpo_data *d) {
-    if (!d->item_text) return 0;
-    for (int64_t i = 0; i < d->n_items; i++)
-        if (!d->item_text[i]) return 0;
-    return 1;
-}
-
-int emdpo_data_max_items(const emdpo_data *d) {
-    int m = 2;
-    for (int64_t j = 0; j < d->n_dec; j++) {
-        int n = emdpo_dec_n_items(d, j);
-        if (n > m) m = n;
-    }
-    return m;
-}
-
-int64_t emdpo_data_n_annotators(const emdpo_data *d) { return d ? d->n_annot : 0; }
-int64_t emdpo_data_n_decisions(const emdpo_data *d) { return d ? d->n_dec : 0; }
-int64_t emdpo_data_n_items(const emdpo_data *d) { return d ? d->n_items : 0; }
-int emdpo_data_n_features(const emdpo_data *d) { return d ? d->p : 0; }
 
 void emdpo_data_expand_weights(const emdpo_data *d, const double *w_annot, double *w_dec) {
     for (int64_t i = 0; i < d->n_annot; i++)
@@ -449,12 +432,14 @@ void emdpo_data_expand_weights(const emdpo_data *d, const double *w_annot, doubl
 }
 
 int emdpo_data_subset(const emdpo_data *d, const int64_t *annots, int64_t n, emdpo_data **out) {
+    if (!out) return EMDPO_ERR_INVALID_ARG;
     *out = NULL;
-    emdpo_builder *b;
-    int rc = emdpo_builder_create(d->p, &b);
+    if (!d || !annots || n < 1) return EMDPO_ERR_INVALID_ARG;
+    emdpo_data_builder *b;
+    int rc = emdpo_data_builder_create(d->p, &b);
     if (rc) return rc;
-    if (d->feature_name && (rc = emdpo_builder_set_feature_names(b, (const char *const *)d->feature_name))) {
-        emdpo_builder_free(b);
+    if (d->feature_name && (rc = emdpo_data_builder_set_feature_names(b, (const char *const *)d->feature_name))) {
+        emdpo_data_builder_free(b);
         return rc;
     }
     const char **texts = NULL;
@@ -476,17 +461,17 @@ int emdpo_data_subset(const emdpo_data *d, const int64_t *annots, int64_t n, emd
                 }
                 for (int q2 = 0; q2 < ni; q2++) texts[q2] = d->item_text[it + q2];
             }
-            rc = emdpo_builder_add(b, d->annot_name[i], group, d->dec_prompt ? d->dec_prompt[j] : NULL,
+            rc = emdpo_data_builder_add(b, d->annot_name[i], group, d->dec_prompt ? d->dec_prompt[j] : NULL,
                                    ni, d->dec_stages[j], d->p ? d->x + (size_t)it * d->p : NULL,
                                    d->item_text ? (const char *const *)texts : NULL);
         }
     }
     emdpo_free((void *)texts, texts_cap * sizeof(char *));
     if (rc) {
-        emdpo_builder_free(b);
+        emdpo_data_builder_free(b);
         return rc;
     }
-    return emdpo_builder_finish(b, out);
+    return emdpo_data_builder_finish(b, out);
 }
 
 void emdpo_diag_group_conflict(emdpo_diag *diag, long line, const char *annotator, const char *group) {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/afile.h"
+#include "base/alloc.h"
 #include "base/diag.h"
 #include "data/readers.h"
 
@@ -58,9 +59,14 @@ int emdpo_data_read(const char *path, emdpo_format fmt, emdpo_data **out, emdpo_
     } else {
         rc = emdpo_read_csv(fp, out, &line, diag);
     }
+    fclose(fp);
+    if (!rc && !((*out)->source = emdpo_strdup(path))) {
+        emdpo_data_free(*out);
+        *out = NULL;
+        rc = EMDPO_ERR_NOMEM;
+    }
     if (rc == EMDPO_ERR_NOMEM) emdpo_diag_set(diag, line, "out of memory");
     if (rc == EMDPO_ERR_IO) emdpo_diag_set(diag, line, "read error: %s", strerror(errno));
-    fclose(fp);
     return rc;
 }
 
@@ -75,7 +81,7 @@ int emdpo_data_write(const emdpo_data *d, const char *path, emdpo_format fmt, em
     emdpo_afile af;
     if ((rc = emdpo_afile_open(&af, path))) {
         if (rc == EMDPO_ERR_IO) emdpo_diag_set(diag, 0, "cannot create: %s", strerror(errno));
-        else emdpo_diag_set(diag, 0, "path is too long");
+        else emdpo_diag_set(diag, 0, rc == EMDPO_ERR_NOMEM ? "out of memory" : "empty path");
         return rc;
     }
     if (f == EMDPO_FORMAT_JSONL) rc = emdpo_write_jsonl(d, af.fp, diag);

@@ -11,6 +11,7 @@
 #include "base/alloc.h"
 #include "base/csv.h"
 #include "base/diag.h"
+#include "base/hash.h"
 #include "data/readers.h"
 
 enum { COL_ANNOT, COL_TASK, COL_ALT, COL_CHOSEN, COL_GROUP, N_ROLES };
@@ -57,7 +58,7 @@ typedef struct csv_reader {
     double *xo;         /* flush scratch: x in preference order */
     size_t xo_cap;
     task_set done;
-    emdpo_builder *b;
+    emdpo_data_builder *b;
 } csv_reader;
 
 #if defined(__GNUC__)
@@ -75,12 +76,6 @@ static char *field(const csv_reader *r, size_t c) { return emdpo_csv_field(&r->r
 
 /* ---- Task set ---------------------------------------------------------- */
 
-static uint64_t hash_bytes(const char *s, size_t n) {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-    return h;
-}
-
 static void task_set_free(task_set *ts) {
     emdpo_free(ts->pool, ts->pool_cap);
     emdpo_free(ts->entries, ts->entries_cap * sizeof *ts->entries);
@@ -91,7 +86,7 @@ static void task_set_free(task_set *ts) {
 static int64_t task_set_find(const task_set *ts, const char *key, size_t len) {
     if (!ts->n_slots) return -1;
     size_t mask = ts->n_slots - 1;
-    for (size_t h = hash_bytes(key, len) & mask;; h = (h + 1) & mask) {
+    for (size_t h = emdpo_hash_bytes(key, len) & mask;; h = (h + 1) & mask) {
         int64_t e = ts->slots[h];
         if (e < 0 || (ts->entries[e].len == len && memcmp(ts->pool + ts->entries[e].off, key, len) == 0))
             return e;
@@ -100,7 +95,7 @@ static int64_t task_set_find(const task_set *ts, const char *key, size_t len) {
 
 static void task_set_place(task_set *ts, size_t e) {
     size_t mask = ts->n_slots - 1;
-    size_t h = hash_bytes(ts->pool + ts->entries[e].off, ts->entries[e].len) & mask;
+    size_t h = emdpo_hash_bytes(ts->pool + ts->entries[e].off, ts->entries[e].len) & mask;
     while (ts->slots[h] >= 0) h = (h + 1) & mask;
     ts->slots[h] = (int64_t)e;
 }
@@ -157,8 +152,8 @@ static int read_header(csv_reader *r) {
     const char **names = emdpo_malloc((size_t)r->p * sizeof *names);
     if (!names) return EMDPO_ERR_NOMEM;
     for (int j = 0; j < r->p; j++) names[j] = r->col_name[r->feat_col[j]];
-    int rc = emdpo_builder_create(r->p, &r->b);
-    if (!rc) rc = emdpo_builder_set_feature_names(r->b, names);
+    int rc = emdpo_data_builder_create(r->p, &r->b);
+    if (!rc) rc = emdpo_data_builder_set_feature_names(r->b, names);
     emdpo_free((void *)names, (size_t)r->p * sizeof *names);
     return rc;
 }
@@ -242,7 +237,7 @@ static int flush_task(csv_reader *r) {
     int rc = order_rows(r, n, &ranked);
     if (rc) return rc;
     int stages = ranked == n ? (int)n - 1 : (int)ranked;
-    rc = emdpo_builder_add(r->b, annot, group, NULL, (int)n, stages, r->xo, NULL);
+    rc = emdpo_data_builder_add(r->b, annot, group, NULL, (int)n, stages, r->xo, NULL);
     if (rc == EMDPO_ERR_PARSE) emdpo_diag_group_conflict(r->diag, r->first_line, annot, group);
     if (!rc) rc = task_set_add(&r->done, r->key, r->annot_len + 1 + r->task_len, r->first_line);
     return rc;
@@ -349,7 +344,7 @@ static void reader_free(csv_reader *r) {
     emdpo_free(r->by_rank, r->by_rank_cap * sizeof *r->by_rank);
     emdpo_free(r->xo, r->xo_cap * sizeof *r->xo);
     task_set_free(&r->done);
-    emdpo_builder_free(r->b);
+    emdpo_data_builder_free(r->b);
 }
 
 int emdpo_read_csv(FILE *fp, emdpo_data **out, long *line, emdpo_diag *diag) {
@@ -372,7 +367,7 @@ int emdpo_read_csv(FILE *fp, emdpo_data **out, long *line, emdpo_diag *diag) {
         rc = EMDPO_ERR_PARSE;
     }
     if (!rc) {
-        rc = emdpo_builder_finish(r.b, out);
+        rc = emdpo_data_builder_finish(r.b, out);
         r.b = NULL;
     }
     reader_free(&r);

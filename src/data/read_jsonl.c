@@ -15,7 +15,7 @@ typedef struct jsonl_reader {
     emdpo_diag *diag;
     long line;
     emdpo_json_doc *doc;
-    emdpo_builder *b; /* created by the first response, which fixes p */
+    emdpo_data_builder *b; /* created by the first response, which fixes p */
     int p;            /* -1 until known; 0 for text data */
     long kind_line;   /* the line whose responses fixed p */
     const emdpo_json **items; /* the current decision, in preference order */
@@ -126,7 +126,7 @@ static int collect_items(jsonl_reader *r, const emdpo_json *obj, int *stages) {
 static int check_kind(jsonl_reader *r, size_t k, size_t p) {
     if (r->p < 0) {
         if (p > INT32_MAX) return bad(r, "too many features");
-        int rc = emdpo_builder_create((int)p, &r->b);
+        int rc = emdpo_data_builder_create((int)p, &r->b);
         if (rc) return rc;
         r->p = (int)p;
         r->kind_line = r->line;
@@ -192,7 +192,7 @@ static int read_decision(jsonl_reader *r, const emdpo_json *obj) {
     int has_text = 0;
     for (size_t k = 0; k < n; k++)
         if ((rc = read_item(r, k, &has_text))) return rc;
-    rc = emdpo_builder_add(r->b, annot, group, prompt, (int)n, stages, r->p ? r->x : NULL,
+    rc = emdpo_data_builder_add(r->b, annot, group, prompt, (int)n, stages, r->p ? r->x : NULL,
                            has_text ? r->texts : NULL);
     if (rc == EMDPO_ERR_PARSE) emdpo_diag_group_conflict(r->diag, r->line, annot, group);
     return rc;
@@ -212,7 +212,7 @@ static int read_line(jsonl_reader *r, const char *text, size_t len) {
 
 static void reader_free(jsonl_reader *r) {
     emdpo_json_doc_free(r->doc);
-    emdpo_builder_free(r->b);
+    emdpo_data_builder_free(r->b);
     emdpo_free((void *)r->items, r->items_cap * sizeof *r->items);
     emdpo_free(r->x, r->x_cap * sizeof *r->x);
     emdpo_free((void *)r->texts, r->texts_cap * sizeof *r->texts);
@@ -230,7 +230,7 @@ int emdpo_read_jsonl(emdpo_lines *lr, emdpo_data **out, emdpo_diag *diag) {
         rc = EMDPO_ERR_PARSE;
     }
     if (!rc) {
-        rc = emdpo_builder_finish(r.b, out);
+        rc = emdpo_data_builder_finish(r.b, out);
         r.b = NULL;
     }
     reader_free(&r);

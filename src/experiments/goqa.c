@@ -8,11 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/afile.h"
 #include "base/alloc.h"
 #include "base/csv.h"
 #include "base/diag.h"
 #include "base/file.h"
+#include "base/hash.h"
 #include "base/json.h"
+#include "base/json_write.h"
 #include "base/lines.h"
 #include "base/rng.h"
 #include "base/utf8.h"
@@ -393,6 +396,7 @@ void emdpo_goqa_bank_free(emdpo_goqa_bank *bank) {
 }
 
 void emdpo_goqa_opts_init(emdpo_goqa_opts *o) {
+    if (!o) return;
     memset(o, 0, sizeof *o);
     o->est = EMDPO_GOQA_EST_EXACT;
 }
@@ -866,12 +870,6 @@ typedef struct qtable {
     int n_dist;      /* dist slots per group */
 } qtable;
 
-static uint64_t hash_bytes(const char *s, size_t n) {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-    return h;
-}
-
 static void qgroup_clear(qgroup *g, int n_dist) {
     emdpo_free(g->key, g->key_len + 1);
     emdpo_strfree(g->text);
@@ -890,7 +888,7 @@ static int qtable_rehash(qtable *t, size_t n_slots) {
     if (!slots) return EMDPO_ERR_NOMEM;
     for (size_t i = 0; i < n_slots; i++) slots[i] = -1;
     for (size_t i = 0; i < t->n; i++) {
-        size_t h = hash_bytes(t->g[i].key, t->g[i].key_len) & (n_slots - 1);
+        size_t h = emdpo_hash_bytes(t->g[i].key, t->g[i].key_len) & (n_slots - 1);
         while (slots[h] >= 0) h = (h + 1) & (n_slots - 1);
         slots[h] = (int64_t)i;
     }
@@ -914,7 +912,7 @@ static int qtable_intern(qtable *t, const char *text, option_list *ol, int64_t o
         emdpo_free(key, len + 1);
         return EMDPO_ERR_NOMEM;
     }
-    size_t h = hash_bytes(key, len) & (t->n_slots - 1);
+    size_t h = emdpo_hash_bytes(key, len) & (t->n_slots - 1);
     for (; t->slots[h] >= 0; h = (h + 1) & (t->n_slots - 1)) {
         qgroup *g = &t->g[t->slots[h]];
         if (g->key_len == len && memcmp(g->key, key, len) == 0) {
@@ -1258,6 +1256,7 @@ int emdpo_goqa_load_csv(const char *path, const emdpo_goqa_opts *o, emdpo_goqa_b
 /* ---- Simulation ---------------------------------------------------------- */
 
 void emdpo_goqa_spec_init(emdpo_goqa_spec *spec) {
+    if (!spec) return;
     memset(spec, 0, sizeof *spec);
     spec->n_annotators = 1500;
     spec->questions = 32;
@@ -1277,23 +1276,29 @@ static char *prompt_with_options(const emdpo_goqa_question *q, size_t *size) {
     return s;
 }
 
-int emdpo_goqa_simulate(const emdpo_goqa_bank *bank, const emdpo_goqa_spec *spec, emdpo_data **out, int32_t *country) {
+int emdpo_goqa_simulate(const emdpo_goqa_bank *bank, const emdpo_goqa_spec *spec, emdpo_data **out, int32_t *country,
+                        emdpo_diag *diag) {
+    emdpo_diag_reset(diag, NULL);
+    if (!out) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "out is NULL");
     *out = NULL;
     if (!bank || !spec || spec->n_annotators < 1 || spec->first_annotator < 0 || spec->questions < 1 ||
         spec->rejected < 1 || bank->n_countries < 1 || bank->n_countries > EMDPO_GOQA_MAX_COUNTRIES)
-        return EMDPO_ERR_INVALID_ARG;
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG,
+                               "annotators, questions and rejected must be >= 1 and first_annotator >= 0");
     if (spec->n_annotators > INT64_MAX / spec->questions / ((int64_t)spec->rejected + 1) ||
         spec->first_annotator > INT64_MAX - spec->n_annotators)
-        return EMDPO_ERR_LIMIT;
+        return emdpo_diag_fail(diag, EMDPO_ERR_LIMIT, "annotators x questions is too large");
     int nc = bank->n_countries;
     double w[EMDPO_GOQA_MAX_COUNTRIES], wsum = 0;
     static const double paper[4] = {0.15, 0.20, 0.30, 0.35};
     for (int c = 0; c < nc; c++) {
         w[c] = spec->weights ? spec->weights[c] : nc == 4 ? paper[c] : 1.0;
-        if (!(w[c] >= 0) || !isfinite(w[c])) return EMDPO_ERR_INVALID_ARG;
+        if (!(w[c] >= 0) || !isfinite(w[c]))
+            return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "weights needs %d non-negative numbers, not all 0", nc);
         wsum += w[c];
     }
-    if (!(wsum > 0)) return EMDPO_ERR_INVALID_ARG;
+    if (!(wsum > 0))
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "weights needs %d non-negative numbers, not all 0", nc);
     /* Questions that can show one chosen and `rejected` other options. */
     int64_t n_elig = 0;
     int max_k = 2;
@@ -1301,17 +1306,20 @@ int emdpo_goqa_simulate(const emdpo_goqa_bank *bank, const emdpo_goqa_spec *spec
         n_elig += bank->q[i].n_options > spec->rejected;
         if (bank->q[i].n_options > max_k) max_k = bank->q[i].n_options;
     }
-    if (n_elig < spec->questions) return EMDPO_ERR_INVALID_ARG;
+    if (n_elig < spec->questions)
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG,
+                               "questions %d: only %" PRId64 " of the %" PRId64 " questions have more than %d options",
+                               spec->questions, n_elig, bank->n, spec->rejected);
     int64_t *elig = emdpo_malloc((size_t)n_elig * sizeof(int64_t));
     int64_t *perm = emdpo_malloc((size_t)n_elig * sizeof(int64_t));
     int *opt = emdpo_malloc((size_t)max_k * sizeof(int));
     const char **texts = emdpo_malloc((size_t)max_k * sizeof(char *));
     char **prompts = spec->list_options ? emdpo_calloc((size_t)bank->n, sizeof(char *)) : NULL;
     size_t *prompt_size = spec->list_options ? emdpo_calloc((size_t)bank->n, sizeof(size_t)) : NULL;
-    emdpo_builder *b = NULL;
+    emdpo_data_builder *b = NULL;
     int rc = !elig || !perm || !opt || !texts || (spec->list_options && (!prompts || !prompt_size)) ? EMDPO_ERR_NOMEM : 0;
-    if (!rc) rc = emdpo_builder_create(0, &b);
-    if (!rc) rc = emdpo_builder_reserve(b, spec->n_annotators * spec->questions,
+    if (!rc) rc = emdpo_data_builder_create(0, &b);
+    if (!rc) rc = emdpo_data_builder_reserve(b, spec->n_annotators * spec->questions,
                                         spec->n_annotators * spec->questions * (1 + spec->rejected));
     for (int64_t i = 0, e = 0; !rc && i < bank->n; i++) {
         if (bank->q[i].n_options <= spec->rejected) continue;
@@ -1348,7 +1356,7 @@ int emdpo_goqa_simulate(const emdpo_goqa_bank *bank, const emdpo_goqa_spec *spec
                 opt[s] = tmp;
             }
             for (int r = 0; r <= spec->rejected; r++) texts[r] = q->options[opt[r]];
-            rc = emdpo_builder_add(b, name, bank->countries[c], prompts ? prompts[qi] : q->text, 1 + spec->rejected, 1,
+            rc = emdpo_data_builder_add(b, name, bank->countries[c], prompts ? prompts[qi] : q->text, 1 + spec->rejected, 1,
                                    NULL, texts);
         }
     }
@@ -1361,8 +1369,96 @@ int emdpo_goqa_simulate(const emdpo_goqa_bank *bank, const emdpo_goqa_spec *spec
     emdpo_free(opt, (size_t)max_k * sizeof(int));
     emdpo_free(texts, (size_t)max_k * sizeof(char *));
     if (rc) {
-        emdpo_builder_free(b);
-        return rc;
+        emdpo_data_builder_free(b);
+        return emdpo_diag_fail(diag, rc, "simulation failed: %s", emdpo_status_name(rc));
     }
-    return emdpo_builder_finish(b, out);
+    rc = emdpo_data_builder_finish(b, out);
+    return rc ? emdpo_diag_fail(diag, rc, "simulation failed: %s", emdpo_status_name(rc)) : EMDPO_OK;
+}
+
+/* ---- What emdpo/experimental.h offers of a bank --------------------------- */
+
+const char *emdpo_goqa_source_name(int s) {
+    switch (s) {
+    case EMDPO_GOQA_BUILTIN: return "builtin";
+    case EMDPO_GOQA_INDEX: return "index";
+    case EMDPO_GOQA_SUBSET: return "subset";
+    case EMDPO_GOQA_CSV: return "csv";
+    default: return NULL;
+    }
+}
+
+const char *emdpo_goqa_est_name(int e) {
+    return e == EMDPO_GOQA_EST_EXACT ? "exact" : e == EMDPO_GOQA_EST_ALL ? "all" : NULL;
+}
+
+const char *emdpo_goqa_builtin_country(int i) { return i >= 0 && i < 4 ? emdpo_goqa_builtin_countries[i] : NULL; }
+
+int emdpo_goqa_bank_load(emdpo_goqa_source source, const char *path, const emdpo_goqa_opts *o, emdpo_goqa_bank **out,
+                         emdpo_diag *diag) {
+    emdpo_diag_reset(diag, path);
+    if (!out) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "out is NULL");
+    *out = NULL;
+    int rc;
+    if (source == EMDPO_GOQA_BUILTIN) {
+        if (path) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "a bank file needs the source index, subset or csv");
+        rc = emdpo_goqa_builtin(o, out);
+        if (rc == EMDPO_ERR_INVALID_ARG)
+            return emdpo_diag_fail(diag, rc, "the built-in bank's countries are %s, %s, %s and %s",
+                                   emdpo_goqa_builtin_countries[0], emdpo_goqa_builtin_countries[1],
+                                   emdpo_goqa_builtin_countries[2], emdpo_goqa_builtin_countries[3]);
+        return rc ? emdpo_diag_fail(diag, rc, "out of memory") : EMDPO_OK;
+    }
+    if (!emdpo_goqa_source_name(source)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "unknown bank source");
+    if (!path)
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "bank %s needs a bank file", emdpo_goqa_source_name(source));
+    rc = source == EMDPO_GOQA_INDEX    ? emdpo_goqa_load_index(path, o, out, diag)
+         : source == EMDPO_GOQA_SUBSET ? emdpo_goqa_load_subset(path, o, out, diag)
+                                       : emdpo_goqa_load_csv(path, o, out, diag);
+    if (rc == EMDPO_ERR_INVALID_ARG) return emdpo_diag_fail(diag, rc, "countries: duplicate or empty names");
+    emdpo_diag_default_file(diag, path);
+    return rc;
+}
+
+int emdpo_goqa_bank_source(const emdpo_goqa_bank *b) { return b ? (int)b->source : -1; }
+int64_t emdpo_goqa_bank_n(const emdpo_goqa_bank *b) { return b ? b->n : 0; }
+int64_t emdpo_goqa_bank_n_records(const emdpo_goqa_bank *b) { return b ? b->n_records : 0; }
+int64_t emdpo_goqa_bank_n_questions(const emdpo_goqa_bank *b) { return b ? b->n_questions : 0; }
+int64_t emdpo_goqa_bank_n_present(const emdpo_goqa_bank *b) { return b ? b->n_present : 0; }
+int64_t emdpo_goqa_bank_n_filtered(const emdpo_goqa_bank *b) { return b ? b->n_filtered : 0; }
+int emdpo_goqa_bank_n_countries(const emdpo_goqa_bank *b) { return b ? b->n_countries : 0; }
+const char *emdpo_goqa_bank_country(const emdpo_goqa_bank *b, int c) {
+    return b && c >= 0 && c < b->n_countries ? b->countries[c] : NULL;
+}
+
+/* One JSON line per question used: what a run's types were built from. */
+static void write_questions(FILE *fp, const void *ctx) {
+    const emdpo_goqa_bank *bank = ctx;
+    for (int64_t i = 0; i < bank->n; i++) {
+        const emdpo_goqa_question *q = &bank->q[i];
+        fprintf(fp, "{\"origin\": %" PRId64 ", \"question\": ", q->origin);
+        emdpo_json_str(fp, q->text);
+        fputs(", \"options\": [", fp);
+        for (int j = 0; j < q->n_options; j++) {
+            if (j) fputs(", ", fp);
+            emdpo_json_str(fp, q->options[j]);
+        }
+        fputs("], \"dists\": {", fp);
+        for (int c = 0; c < bank->n_countries; c++) {
+            if (c) fputs(", ", fp);
+            emdpo_json_str(fp, bank->countries[c]);
+            fputs(": {\"p\": ", fp);
+            emdpo_json_nums(fp, q->dist + (size_t)c * (size_t)q->n_options, q->n_options);
+            fputs(", \"est_method\": ", fp);
+            emdpo_json_str(fp, q->method ? q->method[c] : NULL);
+            fputc('}', fp);
+        }
+        fputs("}}\n", fp);
+    }
+}
+
+int emdpo_goqa_bank_write_questions(const emdpo_goqa_bank *b, const char *path, emdpo_diag *diag) {
+    emdpo_diag_reset(diag, path);
+    if (!b || !path) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no bank or path");
+    return emdpo_afile_write(path, write_questions, b, diag);
 }

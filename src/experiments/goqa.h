@@ -31,8 +31,7 @@
 
 #include "data/data.h"
 #include "emdpo.h"
-
-#define EMDPO_GOQA_MAX_COUNTRIES 16
+#include "emdpo/experimental.h"
 
 /* ---- Python literals --------------------------------------------------- */
 
@@ -83,13 +82,6 @@ typedef struct emdpo_goqa_question {
     int64_t origin;  /* index: its "row"; subset and CSV: the 1-based line of its (first) record */
 } emdpo_goqa_question;
 
-typedef enum emdpo_goqa_source {
-    EMDPO_GOQA_BUILTIN,
-    EMDPO_GOQA_INDEX,
-    EMDPO_GOQA_SUBSET,
-    EMDPO_GOQA_CSV
-} emdpo_goqa_source;
-
 typedef struct emdpo_goqa_bank {
     emdpo_goqa_source source;
     int n_countries;
@@ -104,24 +96,6 @@ typedef struct emdpo_goqa_bank {
     int64_t n_filtered;       /* present, but dropped by the est_method filter
                                  (or a NaN / all-zero distribution) */
 } emdpo_goqa_bank;
-
-typedef enum emdpo_goqa_est {
-    EMDPO_GOQA_EST_EXACT = 0, /* est_method unique or no_truncation_detected */
-    EMDPO_GOQA_EST_ALL = 1    /* also ambiguous_prior and asis_no_hyp */
-} emdpo_goqa_est;
-
-typedef struct emdpo_goqa_opts {
-    const char *const *countries; /* NULL: the source's default four */
-    int n_countries;
-    emdpo_goqa_est est;           /* index only */
-    int low_confidence;           /* index only: accept "+K_ge_14_low_confidence" estimates */
-    int merge_great_britain;      /* see the top of this file */
-    int strict;                   /* a question lacking a requested country is an error, not skipped */
-} emdpo_goqa_opts;
-
-/* Exact-only estimates, low-confidence ones refused, the default countries,
- * Britain and Great Britain distinct, missing countries skipped. */
-void emdpo_goqa_opts_init(emdpo_goqa_opts *o);
 
 /* Default countries: the paper's Britain, Indonesia, Mexico and Pakistan for
  * the data files; the built-in bank's own four. */
@@ -145,35 +119,8 @@ int emdpo_goqa_load_csv(const char *path, const emdpo_goqa_opts *o, emdpo_goqa_b
 /* The CSV from memory; name is what diag->file reports. */
 int emdpo_goqa_parse_csv(const char *buf, size_t len, const char *name, const emdpo_goqa_opts *o,
                          emdpo_goqa_bank **out, emdpo_diag *diag);
-void emdpo_goqa_bank_free(emdpo_goqa_bank *bank);
 
-/* ---- Simulation ----------------------------------------------------------- */
-
-typedef struct emdpo_goqa_spec {
-    const double *weights;     /* (n_countries) >= 0, normalised by their sum; NULL: default */
-    int64_t n_annotators;      /* >= 1 */
-    int64_t first_annotator;   /* annotator i is named "a<first+i+1>" and uses stream first+i */
-    int questions;             /* per annotator, drawn without replacement (32) */
-    int rejected;              /* rejected options per decision (1: binary, as in the paper) */
-    int list_options;          /* 1: the prompt also lists the options */
-    uint64_t seed;
-} emdpo_goqa_spec;
-
-/* 1,500 annotators from 0, 32 questions, 1 rejected, weights NULL, no option
- * list, seed 1. NULL weights: .15/.20/.30/.35 for four countries, equal
- * otherwise. */
-void emdpo_goqa_spec_init(emdpo_goqa_spec *spec);
-
-/* Each annotator draws a country c ~ weights, then answers `questions`
- * distinct questions drawn uniformly among those with more than `rejected`
- * options: the chosen option ~ dist[c], the rejected ones uniformly without
- * replacement from the rest. Prompt: the question text; items: the option
- * texts; group: the country. A test set with the same bank and seed but
- * first_annotator past the training set's is independent of it and its
- * names do not collide. country: (n_annotators) receives each annotator's
- * country index, or NULL. EMDPO_ERR_INVALID_ARG when fewer questions qualify
- * than `questions`, or for an inconsistent spec. */
-int emdpo_goqa_simulate(const emdpo_goqa_bank *bank, const emdpo_goqa_spec *spec, emdpo_data **out,
-                        int32_t *country);
+/* The options, the simulation spec, emdpo_goqa_simulate and the bank's
+ * accessors are public (emdpo/experimental.h). */
 
 #endif

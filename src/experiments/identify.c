@@ -1,15 +1,19 @@
 #include "experiments/identify.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/diag.h"
+#include "base/json_write.h"
 #include "base/rng.h"
 #include "core/match.h"
-#include "core/select.h"
+#include "core/heldout.h"
 #include "loglinear/loglinear.h"
 
 void emdpo_identify_spec_init(emdpo_identify_spec *s) {
+    if (!s) return;
     static const int64_t sizes[] = {250, 1000, 4000, 16000};
     memset(s, 0, sizeof *s);
     s->truth = emdpo_pop_personalities;
@@ -59,7 +63,7 @@ int emdpo_identify_max_dp(const emdpo_population *a, const emdpo_population *b, 
     for (int64_t j = 0; j < d->n_dec; j++) {
         int n = emdpo_dec_n_items(d, j);
         const double *x = d->x + (size_t)d->dec_item[j] * d->p;
-        if ((rc = emdpo_mixture_choice_prob(a, n, x, pa)) || (rc = emdpo_mixture_choice_prob(b, n, x, pb))) break;
+        if ((rc = emdpo_population_choice_prob(a, n, x, pa)) || (rc = emdpo_population_choice_prob(b, n, x, pb))) break;
         for (int q = 0; q < n; q++) worst = fmax(worst, fabs(pa[q] - pb[q]));
     }
     emdpo_free(pa, 2 * (size_t)n_max * sizeof(double));
@@ -121,7 +125,7 @@ static int fit_cell(const emdpo_identify_spec *s, const emdpo_data *d, uint64_t 
     if (rc) return rc;
     emdpo_loglinear_of(pol)->l2 = s->l2;
     emdpo_em_opts eo;
-    emdpo_em_opts_default(&eo);
+    emdpo_em_opts_init(&eo);
     eo.starts = s->starts;
     eo.init = s->init;
     eo.max_iter = s->max_iter;
@@ -158,7 +162,7 @@ static int run_cell(const emdpo_identify_spec *s, int items, int64_t n_annot, em
     sim.omit_text = 1;
     sim.seed = sim_seed;
     emdpo_data *d = NULL;
-    int rc = emdpo_simulate(&sim, &d, NULL);
+    int rc = emdpo_simulate(&sim, &d, NULL, NULL);
     if (rc) return rc;
     double ll_true = 0.0, ll_alt = 0.0;
     if (!(rc = emdpo_identify_max_dp(&s->truth, &s->alt, d, &row->max_dp)) &&
@@ -174,13 +178,110 @@ static int run_cell(const emdpo_identify_spec *s, int items, int64_t n_annot, em
 }
 
 int emdpo_identify_run(const emdpo_identify_spec *s, emdpo_identify_row *rows, emdpo_identify_progress progress,
-                       void *ud) {
-    if (!s || !rows) return EMDPO_ERR_INVALID_ARG;
+                       void *ud, emdpo_diag *diag) {
+    emdpo_diag_reset(diag, NULL);
+    if (!s || !rows) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no spec or rows");
     int rc = spec_check(s);
+    if (rc) return emdpo_diag_fail(diag, rc, "the study's spec is out of range");
     int total = s->n_items * s->n_sizes;
     for (int c = 0; c < total && !rc; c++) {
         rc = run_cell(s, s->items[c / s->n_sizes], s->sizes[c % s->n_sizes], &rows[c]);
         if (!rc && progress) progress(ud, &rows[c], c, total);
     }
-    return rc;
+    return rc ? emdpo_diag_fail(diag, rc, "study failed: %s", emdpo_status_name(rc)) : EMDPO_OK;
+}
+
+/* Plain-language verdicts: "falls" when the largest sample at least halves
+ * the smallest one's error; a total log-likelihood gap below GAP_ZERO is
+ * rounding, not evidence; choice probabilities closer than DP_ZERO are equal
+ * up to rounding. */
+#define FALL_RATIO 0.5
+#define GAP_ZERO 1e-6
+#define DP_ZERO 1e-12
+
+static const char *items_word(int items) { return items == 2 ? "binary" : items == 3 ? "ternary" : "multi-item"; }
+
+int emdpo_identify_conclude(const emdpo_identify_spec *s, const emdpo_identify_row *rows, char *lines, size_t cap,
+                            int n_lines) {
+    int n = 0;
+    for (int a = 0; s && rows && a < s->n_items; a++) {
+        const emdpo_identify_row *f = &rows[a * s->n_sizes], *l = &rows[a * s->n_sizes + s->n_sizes - 1];
+        if (s->n_sizes > 1 && n < n_lines) {
+            int falls = l->theta_err <= FALL_RATIO * f->theta_err;
+            snprintf(lines + (size_t)n++ * cap, cap, "%s (%d items): theta error %s with N (%.3g at N=%lld -> %.3g at N=%lld)",
+                     items_word(s->items[a]), s->items[a], falls ? "falls" : "does not fall", f->theta_err,
+                     (long long)f->n_annot, l->theta_err, (long long)l->n_annot);
+        }
+        double gap = 0.0, dp = 0.0;
+        for (int b = 0; b < s->n_sizes; b++) {
+            gap = fmax(gap, fabs(rows[a * s->n_sizes + b].ll_gap));
+            dp = fmax(dp, rows[a * s->n_sizes + b].max_dp);
+        }
+        if (n >= n_lines) continue;
+        char *line = lines + (size_t)n++ * cap;
+        if (gap < GAP_ZERO)
+            snprintf(line, cap, "  truth and collapsed have the same choice probabilities (max |dP| %.1e) and the same "
+                                "likelihood (|gap| <= %.1e nats): no amount of this data separates them",
+                     dp, gap);
+        else if (dp < DP_ZERO)
+            snprintf(line, cap, "  every choice set has the same probabilities under both (max |dP| %.1e), but the "
+                                "repeated decisions of each annotator separate them: %.1f nats at N=%lld",
+                     dp, l->ll_gap, (long long)l->n_annot);
+        else
+            snprintf(line, cap, "  the truth out-fits the collapsed population by %.1f nats at N=%lld (%.1f at N=%lld): "
+                                "the data tell them apart",
+                     l->ll_gap, (long long)l->n_annot, f->ll_gap, (long long)f->n_annot);
+    }
+    return n;
+}
+
+static void json_row(FILE *fp, const emdpo_identify_row *r) {
+    fprintf(fp, "    {\"items\": %d, \"n\": %lld, \"theta_error\": ", r->items, (long long)r->n_annot);
+    emdpo_json_num(fp, r->theta_err);
+    fputs(", \"eta_error\": ", fp);
+    emdpo_json_num(fp, r->eta_err);
+    fputs(", \"loglik_fit\": ", fp);
+    emdpo_json_num(fp, r->ll_fit);
+    fputs(", \"loglik_true\": ", fp);
+    emdpo_json_num(fp, r->ll_true);
+    fputs(", \"loglik_collapsed\": ", fp);
+    emdpo_json_num(fp, r->ll_alt);
+    fputs(", \"loglik_gap_total\": ", fp);
+    emdpo_json_num(fp, r->ll_gap);
+    fputs(", \"max_abs_dp\": ", fp);
+    emdpo_json_num(fp, r->max_dp);
+    fprintf(fp, ", \"iterations\": %d, \"converged\": %s, \"empty_types\": %d}", r->iterations,
+            r->converged ? "true" : "false", r->n_empty);
+}
+
+int emdpo_identify_write_json(const emdpo_identify_spec *s, const emdpo_identify_row *rows, const char *inventory,
+                              FILE *fp) {
+    if (!s || !rows || !fp) return EMDPO_ERR_INVALID_ARG;
+    char lines[EMDPO_IDENTIFY_MAX_LINES][EMDPO_IDENTIFY_LINE_CAP];
+    int n_lines = emdpo_identify_conclude(s, rows, lines[0], sizeof lines[0], EMDPO_IDENTIFY_MAX_LINES);
+    fprintf(fp, "{\n  \"emdpo_version\": \"%s\",\n  \"study\": \"identifiability\",\n", EMDPO_VERSION_STRING);
+    fputs("  \"truth\": \"personalities\",\n  \"alternative\": \"personalities-collapsed\",\n  \"design\": ", fp);
+    emdpo_json_str(fp, emdpo_sim_design_name(s->design));
+    fputs(",\n  \"inventory\": ", fp);
+    emdpo_json_str(fp, inventory);
+    fprintf(fp, ",\n  \"decisions\": %d,\n  \"k\": %d,\n  \"starts\": %d,\n  \"init\": ", s->decisions, s->truth.K,
+            s->starts);
+    emdpo_json_str(fp, emdpo_init_name(s->init));
+    fputs(",\n  \"l2\": ", fp);
+    emdpo_json_num(fp, s->l2);
+    fprintf(fp, ",\n  \"max_iter\": %d,\n  \"tol\": ", s->max_iter);
+    emdpo_json_num(fp, s->tol);
+    fprintf(fp, ",\n  \"seed\": %llu,\n  \"rows\": [\n", (unsigned long long)s->seed);
+    int cells = s->n_items * s->n_sizes;
+    for (int c = 0; c < cells; c++) {
+        json_row(fp, &rows[c]);
+        fputs(c + 1 < cells ? ",\n" : "\n", fp);
+    }
+    fputs("  ],\n  \"conclusion\": [", fp);
+    for (int q = 0; q < n_lines; q++) {
+        fputs(q ? ",\n    " : "\n    ", fp);
+        emdpo_json_str(fp, lines[q]);
+    }
+    fputs("\n  ]\n}\n", fp);
+    return ferror(fp) ? EMDPO_ERR_IO : EMDPO_OK;
 }

@@ -10,6 +10,7 @@
 #include "base/csv.h"
 #include "base/diag.h"
 #include "base/file.h"
+#include "base/hash.h"
 
 void emdpo_inventory_free(emdpo_inventory *inv) {
     if (!inv) return;
@@ -46,6 +47,7 @@ static int trait_index(const char *s) {
 }
 
 int emdpo_inventory_builtin(emdpo_inventory **out) {
+    if (!out) return EMDPO_ERR_INVALID_ARG;
     *out = NULL;
     size_t n = (size_t)emdpo_builtin_n_phrases;
     emdpo_inventory *inv;
@@ -77,6 +79,7 @@ static int phrase_cell(const double *score) {
 }
 
 int emdpo_inventory_subset(const emdpo_inventory *inv, int64_t n, emdpo_inventory **out) {
+    if (!out) return EMDPO_ERR_INVALID_ARG;
     *out = NULL;
     if (!inv || n < 1 || n > inv->n) return EMDPO_ERR_INVALID_ARG;
     size_t total = (size_t)inv->n;
@@ -127,12 +130,6 @@ typedef struct phrase_table {
     size_t n_slots;
 } phrase_table;
 
-static uint64_t hash_text(const char *s) {
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
-
 static void phrase_table_free(phrase_table *t) {
     for (size_t i = 0; i < t->n; i++) emdpo_strfree(t->text[i]);
     emdpo_free(t->text, t->text_cap * sizeof(char *));
@@ -145,7 +142,7 @@ static int phrase_table_rehash(phrase_table *t, size_t n_slots) {
     if (!slots) return EMDPO_ERR_NOMEM;
     for (size_t i = 0; i < n_slots; i++) slots[i] = -1;
     for (size_t i = 0; i < t->n; i++) {
-        size_t h = hash_text(t->text[i]) & (n_slots - 1);
+        size_t h = emdpo_hash_str(t->text[i]) & (n_slots - 1);
         while (slots[h] >= 0) h = (h + 1) & (n_slots - 1);
         slots[h] = (int64_t)i;
     }
@@ -159,7 +156,7 @@ static int phrase_table_rehash(phrase_table *t, size_t n_slots) {
 static int phrase_table_intern(phrase_table *t, const char *s, size_t *idx) {
     if ((t->n + 1) * 2 > t->n_slots && phrase_table_rehash(t, t->n_slots ? t->n_slots * 2 : 256))
         return EMDPO_ERR_NOMEM;
-    size_t h = hash_text(s) & (t->n_slots - 1);
+    size_t h = emdpo_hash_str(s) & (t->n_slots - 1);
     for (; t->slots[h] >= 0; h = (h + 1) & (t->n_slots - 1)) {
         if (strcmp(t->text[t->slots[h]], s) == 0) {
             *idx = (size_t)t->slots[h];
@@ -265,8 +262,10 @@ int emdpo_inventory_parse_mpi(const char *buf, size_t len, const char *name, emd
 }
 
 int emdpo_inventory_load_mpi(const char *path, emdpo_inventory **out, emdpo_diag *diag) {
-    *out = NULL;
     emdpo_diag_reset(diag, path);
+    if (!out) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "out is NULL");
+    *out = NULL;
+    if (!path) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no inventory path");
     char *buf;
     size_t len;
     int rc = emdpo_file_read(path, &buf, &len, diag);
@@ -275,3 +274,5 @@ int emdpo_inventory_load_mpi(const char *path, emdpo_inventory **out, emdpo_diag
     emdpo_free(buf, len + 1);
     return rc;
 }
+
+int64_t emdpo_inventory_n(const emdpo_inventory *inv) { return inv ? inv->n : 0; }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/diag.h"
 #include "base/rng.h"
 
 static const double personalities_theta[3 * EMDPO_N_TRAITS] = {
@@ -33,6 +34,7 @@ const emdpo_population *emdpo_population_preset(const char *name) {
 }
 
 void emdpo_sim_spec_init(emdpo_sim_spec *spec) {
+    if (!spec) return;
     memset(spec, 0, sizeof *spec);
     spec->pop = emdpo_pop_personalities;
     spec->n_annotators = 1000;
@@ -64,7 +66,7 @@ static double dot(const double *a, const double *b, int p) {
     return s;
 }
 
-int emdpo_mixture_choice_prob(const emdpo_population *pop, int n_items, const double *x, double *prob) {
+int emdpo_population_choice_prob(const emdpo_population *pop, int n_items, const double *x, double *prob) {
     double wsum = pop_check(pop);
     if (wsum <= 0 || n_items < 1 || !x || !prob) return EMDPO_ERR_INVALID_ARG;
     int p = pop->p;
@@ -82,7 +84,7 @@ int emdpo_mixture_choice_prob(const emdpo_population *pop, int n_items, const do
     return EMDPO_OK;
 }
 
-int emdpo_mixture_ranking_prob(const emdpo_population *pop, int n_items, int n_stages, const double *x,
+int emdpo_population_ranking_prob(const emdpo_population *pop, int n_items, int n_stages, const double *x,
                                double *out) {
     double wsum = pop_check(pop);
     if (wsum <= 0 || n_items < 2 || n_stages < 1 || n_stages > n_items - 1 || !x || !out)
@@ -276,7 +278,7 @@ static int spec_check(const emdpo_sim_spec *s, const emdpo_inventory *inv) {
 /* Adds one chunk's annotators to the builder, in annotator order. */
 static int chunk_emit(const emdpo_sim_spec *s, const emdpo_inventory *inv, const sim_chunk *c,
                       size_t cn, int64_t start, const char *const *group, const char **texts,
-                      emdpo_builder *b, int32_t *true_type) {
+                      emdpo_data_builder *b, int32_t *true_type) {
     const int m = s->decisions, n = s->items;
     const int stages = s->response == EMDPO_SIM_RANKING ? n - 1 : 1;
     const int with_text = s->design == EMDPO_SIM_PHRASES && !s->omit_text;
@@ -288,7 +290,7 @@ static int chunk_emit(const emdpo_sim_spec *s, const emdpo_inventory *inv, const
             size_t d = a * (size_t)m + (size_t)dec;
             if (with_text)
                 for (int q = 0; q < n; q++) texts[q] = inv->text[c->phrase[d * (size_t)n + (size_t)q]];
-            int rc = emdpo_builder_add(b, name, group[c->type[a]],
+            int rc = emdpo_data_builder_add(b, name, group[c->type[a]],
                                        with_text ? emdpo_paraphrases[c->prompt[d]] : NULL, n, stages,
                                        c->x + d * (size_t)n * s->pop.p,
                                        with_text ? (const char *const *)texts : NULL);
@@ -301,9 +303,11 @@ static int chunk_emit(const emdpo_sim_spec *s, const emdpo_inventory *inv, const
 /* Annotators per chunk: enough items to share among threads, little memory. */
 #define SIM_CHUNK_ITEMS 65536
 
-int emdpo_simulate(const emdpo_sim_spec *s, emdpo_data **out, int32_t *true_type) {
+int emdpo_simulate(const emdpo_sim_spec *s, emdpo_data **out, int32_t *true_type, emdpo_diag *diag) {
+    emdpo_diag_reset(diag, NULL);
+    if (!out) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "out is NULL");
     *out = NULL;
-    if (!s) return EMDPO_ERR_INVALID_ARG;
+    if (!s) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no spec");
     int rc;
     emdpo_inventory *own_inv = NULL;
     const emdpo_inventory *inv = s->inventory;
@@ -313,7 +317,9 @@ int emdpo_simulate(const emdpo_sim_spec *s, emdpo_data **out, int32_t *true_type
     }
     if ((rc = spec_check(s, inv))) {
         emdpo_inventory_free(own_inv);
-        return rc;
+        return emdpo_diag_fail(diag, rc, rc == EMDPO_ERR_LIMIT ? "annotators x decisions x items is too large"
+                                                               : "inconsistent settings (e.g. more items per decision "
+                                                                 "than phrases)");
     }
     const int K = s->pop.K, m = s->decisions, n = s->items, p = s->pop.p;
     const int64_t N = s->n_annotators;
@@ -321,17 +327,17 @@ int emdpo_simulate(const emdpo_sim_spec *s, emdpo_data **out, int32_t *true_type
     size_t cap = per_annot >= SIM_CHUNK_ITEMS ? 1 : SIM_CHUNK_ITEMS / per_annot;
     if ((int64_t)cap > N) cap = (size_t)N;
 
-    emdpo_builder *b = NULL;
+    emdpo_data_builder *b = NULL;
     sim_chunk c = {0};
     const char **texts = NULL;
     const char **group = NULL;
     char *default_names = NULL; /* (K, 16) */
-    if ((rc = emdpo_builder_create(p, &b))) goto done;
+    if ((rc = emdpo_data_builder_create(p, &b))) goto done;
     if (s->design == EMDPO_SIM_PHRASES &&
-        (rc = emdpo_builder_set_feature_names(b, emdpo_trait_names)))
+        (rc = emdpo_data_builder_set_feature_names(b, emdpo_trait_names)))
         goto done;
     /* Reserving up front keeps growth from doubling the largest arrays. */
-    if ((rc = emdpo_builder_reserve(b, N * m, N * m * n))) goto done;
+    if ((rc = emdpo_data_builder_reserve(b, N * m, N * m * n))) goto done;
     if ((rc = chunk_alloc(&c, s, cap))) goto done;
     rc = EMDPO_ERR_NOMEM;
     if (!(texts = emdpo_malloc((size_t)n * sizeof(char *)))) goto done;
@@ -362,8 +368,17 @@ done:
     if (c.cap) chunk_free(&c, s);
     emdpo_inventory_free(own_inv);
     if (rc) {
-        emdpo_builder_free(b);
-        return rc;
+        emdpo_data_builder_free(b);
+        return emdpo_diag_fail(diag, rc, "simulation failed: %s", emdpo_status_name(rc));
     }
-    return emdpo_builder_finish(b, out);
+    rc = emdpo_data_builder_finish(b, out);
+    return rc ? emdpo_diag_fail(diag, rc, "simulation failed: %s", emdpo_status_name(rc)) : EMDPO_OK;
+}
+
+const char *emdpo_sim_response_name(int r) {
+    return r == EMDPO_SIM_TOP ? "top" : r == EMDPO_SIM_RANKING ? "ranking" : NULL;
+}
+
+const char *emdpo_sim_design_name(int d) {
+    return d == EMDPO_SIM_PHRASES ? "phrases" : d == EMDPO_SIM_GAUSSIAN ? "gaussian" : NULL;
 }

@@ -29,7 +29,7 @@ typedef struct lp_cache {
 
 typedef struct llama_policy {
     emdpo_policy base;
-    emdpo_llama_policy_opts opts;
+    emdpo_lm_mstep_opts opts;
     const emdpo_llama *sft;
     const emdpo_tokenizer *tok;
     emdpo_llama *models[EMDPO_MAX_K];
@@ -44,19 +44,37 @@ static llama_policy *of(const emdpo_policy *pol) {
     return pol && pol->ops == &llama_ops ? (llama_policy *)pol : NULL;
 }
 
-void emdpo_llama_policy_opts_default(emdpo_llama_policy_opts *o) {
+void emdpo_lm_mstep_opts_init(emdpo_lm_mstep_opts *o) {
     memset(o, 0, sizeof *o);
-    o->beta = 0.1;
-    emdpo_optim_config_default(&o->optim, EMDPO_OPTIM_RMSPROP);
-    o->optim.lr = 5e-7;
-    o->optim.warmup = 150;
-    o->optim.clip = 10.0;
-    o->batch = 4;
-    o->accum = 1;
+    emdpo_train_config dpo;
+    emdpo_train_config_init(&dpo, EMDPO_TRAIN_DPO);
+    o->beta = dpo.loss.beta;
+    o->optim = dpo.optim;
+    o->batch = dpo.batch;
+    o->accum = dpo.accum;
     o->epochs = 1.0;
-    o->wnorm = EMDPO_LLAMA_WNORM_MEAN;
+    o->weight_norm = EMDPO_WEIGHT_NORM_MEAN;
     o->score_batch = 16;
     o->seed = 1;
+}
+
+const char *emdpo_weight_norm_name(int norm) {
+    switch (norm) {
+    case EMDPO_WEIGHT_NORM_MEAN: return "mean";
+    case EMDPO_WEIGHT_NORM_NONE: return "none";
+    default: return NULL;
+    }
+}
+
+void emdpo_lm_fit_opts_init(emdpo_lm_fit_opts *o) {
+    if (!o) return;
+    memset(o, 0, sizeof *o);
+    o->k = 2;
+    emdpo_em_opts_init(&o->em);
+    o->em.max_iter = 5; /* the paper's */
+    o->em.tol = 0.0;
+    o->em.patience = 2; /* stochastic M-steps can fall and recover (docs/RESULTS.md §6) */
+    emdpo_lm_mstep_opts_init(&o->mstep);
 }
 
 /* ---- the dataset cache ----------------------------------------------------- */
@@ -267,7 +285,7 @@ static int llama_decision_logp(emdpo_policy *pol, const emdpo_data *d, double *l
 /* ---- the M-step --------------------------------------------------------------- */
 
 static int64_t mstep_steps(const llama_policy *p, int64_t n_dec) {
-    const emdpo_llama_policy_opts *o = &p->opts;
+    const emdpo_lm_mstep_opts *o = &p->opts;
     if (o->steps > 0) return o->steps;
     int64_t E = (int64_t)o->batch * o->accum, steps = (int64_t)ceil(o->epochs * (double)n_dec / (double)E);
     return steps > 0 ? steps : 1;
@@ -275,7 +293,7 @@ static int64_t mstep_steps(const llama_policy *p, int64_t n_dec) {
 
 /* Weighted DPO of type k on per-decision weights wd (n_dec, not all 0). */
 static int train_type(llama_policy *p, int k, const double *wd, emdpo_mstep_info *info) {
-    const emdpo_llama_policy_opts *o = &p->opts;
+    const emdpo_lm_mstep_opts *o = &p->opts;
     emdpo_llama *m = p->models[k];
     if (o->restart) memcpy(m->param_buf, p->sft->param_buf, m->num_params * sizeof(float));
     emdpo_train_config tc;
@@ -328,7 +346,7 @@ static int llama_mstep(emdpo_policy *pol, const emdpo_data *d, const double *w, 
         for (int64_t i = 0; i < d->n_annot; i++)
             for (int64_t j = d->annot_dec[i]; j < d->annot_dec[i + 1]; j++) sum += wd[j] = w[i * K + k];
         if (sum > 0.0) {
-            if (p->opts.wnorm == EMDPO_LLAMA_WNORM_MEAN) {
+            if (p->opts.weight_norm == EMDPO_WEIGHT_NORM_MEAN) {
                 double scale = (double)n_dec / sum;
                 for (size_t j = 0; j < n_dec; j++) wd[j] *= scale;
             }
@@ -362,7 +380,7 @@ static void llama_free(emdpo_policy *pol) {
 
 /* A policy whose K models are copies of src[k]; the caller attaches the
  * cache. */
-static int alloc_policy(int K, const emdpo_llama *const *src, const emdpo_llama_policy_opts *o,
+static int alloc_policy(int K, const emdpo_llama *const *src, const emdpo_lm_mstep_opts *o,
                         const emdpo_llama *sft, const emdpo_tokenizer *tok, llama_policy **out) {
     *out = NULL;
     llama_policy *p = emdpo_calloc(1, sizeof *p);
@@ -409,18 +427,18 @@ static int llama_copy_type(emdpo_policy *dst, int k, const emdpo_policy *src, in
     return EMDPO_OK;
 }
 
-static int opts_ok(const emdpo_llama_policy_opts *o) {
+static int opts_ok(const emdpo_lm_mstep_opts *o) {
     return o->beta > 0 && isfinite(o->beta) && o->batch >= 1 && o->accum >= 1 && o->steps >= 0 &&
            (o->steps > 0 || (o->epochs > 0 && isfinite(o->epochs))) && o->restart >= 0 && o->restart <= 1 &&
-           (o->wnorm == EMDPO_LLAMA_WNORM_MEAN || o->wnorm == EMDPO_LLAMA_WNORM_NONE) && o->score_batch >= 1 &&
+           (o->weight_norm == EMDPO_WEIGHT_NORM_MEAN || o->weight_norm == EMDPO_WEIGHT_NORM_NONE) && o->score_batch >= 1 &&
            o->max_length >= 0 && o->max_prompt_length >= 0;
 }
 
 int emdpo_llama_policy_create(int K, const emdpo_llama *sft, const emdpo_tokenizer *tok,
-                              const emdpo_llama_policy_opts *o, const emdpo_data *d, emdpo_policy **out) {
+                              const emdpo_lm_mstep_opts *o, const emdpo_data *d, emdpo_policy **out) {
     *out = NULL;
     if (K < 1 || K > EMDPO_MAX_K || !opts_ok(o)) return EMDPO_ERR_INVALID_ARG;
-    emdpo_llama_policy_opts opts = *o;
+    emdpo_lm_mstep_opts opts = *o;
     int ctx = sft->config.max_seq_len;
     if (!opts.max_length) opts.max_length = ctx < 512 ? ctx : 512;
     if (!opts.max_prompt_length) opts.max_prompt_length = opts.max_length / 2;

@@ -59,28 +59,11 @@
 #include "lm/engine/optim.h"
 #include "lm/io/tokenizer.h"
 
-typedef enum emdpo_llama_wnorm {
-    EMDPO_LLAMA_WNORM_MEAN = 0, /* each type's weights rescaled to mean 1 over decisions */
-    EMDPO_LLAMA_WNORM_NONE = 1  /* raw γ, as the authors' code */
-} emdpo_llama_wnorm;
-
-typedef struct emdpo_llama_policy_opts {
-    double beta;                /* DPO temperature (0.1) */
-    int max_length;             /* truncation (lm_batch.h); 0: min(512, the model's context) */
-    int max_prompt_length;      /* 0: max_length / 2 */
-    emdpo_optim_config optim;   /* RMSprop, lr 5e-7, warmup 150, clip 10 (the paper's) */
-    int batch;                  /* decisions per micro-batch (4) */
-    int accum;                  /* micro-batches per optimizer step (1) */
-    int64_t steps;              /* optimizer steps per type per M-step; 0: from epochs */
-    double epochs;              /* when steps == 0: ceil(epochs * n_dec / (batch * accum)), at least 1 (1) */
-    int restart;                /* 1: every M-step restarts from the SFT parameters (0: warm start) */
-    emdpo_llama_wnorm wnorm;    /* MEAN */
-    int score_batch;            /* sequences per scoring forward (16) */
-    uint64_t seed;              /* shuffling in the M-steps (1) */
-} emdpo_llama_policy_opts;
-
-/* The defaults above (the paper's hyperparameters). */
-void emdpo_llama_policy_opts_default(emdpo_llama_policy_opts *o);
+/* The M-step's settings are public (emdpo/lm.h's emdpo_lm_mstep_opts);
+ * their defaults live here: beta 0.1, the DPO training defaults of
+ * emdpo_train_config_init, 1 epoch, warm start, MEAN, score_batch 16,
+ * seed 1. */
+void emdpo_lm_mstep_opts_init(emdpo_lm_mstep_opts *o);
 
 /* K types (1..EMDPO_MAX_K) as copies of sft, tokenizing d (which must have
  * text) with tok and caching its reference log-probabilities under sft.
@@ -88,7 +71,7 @@ void emdpo_llama_policy_opts_default(emdpo_llama_policy_opts *o);
  * responses are not text (feature data), EMDPO_ERR_LIMIT when a sequence does not fit the model's
  * context or vocabulary, EMDPO_ERR_NOMEM. */
 int emdpo_llama_policy_create(int K, const emdpo_llama *sft, const emdpo_tokenizer *tok,
-                              const emdpo_llama_policy_opts *o, const emdpo_data *d, emdpo_policy **out);
+                              const emdpo_lm_mstep_opts *o, const emdpo_data *d, emdpo_policy **out);
 
 /* Type k's model (borrowed from pol), or NULL when pol is not of this
  * family or k is out of range. */

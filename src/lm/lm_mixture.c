@@ -7,15 +7,15 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/afile.h"
 #include "base/alloc.h"
 #include "base/diag.h"
 #include "base/file.h"
 #include "base/json.h"
+#include "base/json_write.h"
 #include "base/rng.h"
-#include "lm/io/llama2c.h"
-#include "lm/io/llama_hf.h"
 
-void emdpo_lm_mixture_free(emdpo_lm_mixture *m) {
+void emdpo_mixture_free(emdpo_mixture *m) {
     if (!m) return;
     size_t K = (size_t)m->K;
     for (size_t k = 0; k < K; k++) {
@@ -50,7 +50,7 @@ static long line_of(const char *text, size_t len, size_t offset) {
     return line;
 }
 
-static int alloc_members(emdpo_lm_mixture *m, int K) {
+static int alloc_members(emdpo_mixture *m, int K) {
     m->K = K;
     m->w = emdpo_calloc((size_t)K, sizeof *m->w);
     m->member = emdpo_calloc((size_t)K, sizeof *m->member);
@@ -60,7 +60,7 @@ static int alloc_members(emdpo_lm_mixture *m, int K) {
 }
 
 /* Fills m from the parsed root; EMDPO_ERR_PARSE with diag's message. */
-static int from_json(const emdpo_json *root, const char *path, emdpo_lm_mixture *m, emdpo_diag *diag) {
+static int from_json(const emdpo_json *root, const char *path, emdpo_mixture *m, emdpo_diag *diag) {
     if (root->type != EMDPO_JSON_OBJECT) return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "not a JSON object");
     const emdpo_json *kind = emdpo_json_get(root, "kind"), *w = emdpo_json_get(root, "weights");
     const emdpo_json *mem = emdpo_json_get(root, "members"), *beta = emdpo_json_get(root, "beta");
@@ -99,11 +99,11 @@ static int from_json(const emdpo_json *root, const char *path, emdpo_lm_mixture 
     return EMDPO_OK;
 }
 
-int emdpo_lm_mixture_parse(const char *text, size_t len, const char *path, emdpo_lm_mixture **out,
+int emdpo_mixture_parse(const char *text, size_t len, const char *path, emdpo_mixture **out,
                            emdpo_diag *diag) {
     *out = NULL;
     emdpo_diag_reset(diag, path);
-    emdpo_lm_mixture *m = emdpo_calloc(1, sizeof *m);
+    emdpo_mixture *m = emdpo_calloc(1, sizeof *m);
     emdpo_json_doc *doc = NULL;
     const emdpo_json *root = NULL;
     emdpo_json_error err;
@@ -117,26 +117,28 @@ int emdpo_lm_mixture_parse(const char *text, size_t len, const char *path, emdpo
     }
     emdpo_json_doc_free(doc);
     if (rc) {
-        emdpo_lm_mixture_free(m);
+        emdpo_mixture_free(m);
         return rc;
     }
     *out = m;
     return EMDPO_OK;
 }
 
-int emdpo_lm_mixture_read(const char *path, emdpo_lm_mixture **out, emdpo_diag *diag) {
-    *out = NULL;
+int emdpo_mixture_read(const char *path, emdpo_mixture **out, emdpo_diag *diag) {
     emdpo_diag_reset(diag, path);
+    if (!out) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "out is NULL");
+    *out = NULL;
+    if (!path) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no mixture path");
     char *buf;
     size_t len;
     int rc = emdpo_file_read(path, &buf, &len, diag);
     if (rc) return rc;
-    rc = emdpo_lm_mixture_parse(buf, len, path, out, diag);
+    rc = emdpo_mixture_parse(buf, len, path, out, diag);
     emdpo_free(buf, len + 1);
     return rc;
 }
 
-int emdpo_lm_mixture_is_file(const char *path) {
+int emdpo_mixture_is_file(const char *path) {
     struct stat st;
     if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
     FILE *fp = fopen(path, "rb");
@@ -158,7 +160,7 @@ static int first_mismatch(const emdpo_llama *const *models, int K) {
     return 0;
 }
 
-int emdpo_lm_mixture_check(const emdpo_llama *const *models, int K, emdpo_diag *diag) {
+int emdpo_mixture_check(const emdpo_llama *const *models, int K, emdpo_diag *diag) {
     int k = first_mismatch(models, K);
     if (!k) return EMDPO_OK;
     const emdpo_llama_config *c = &models[k]->config, *c0 = &models[0]->config;
@@ -169,21 +171,20 @@ int emdpo_lm_mixture_check(const emdpo_llama *const *models, int K, emdpo_diag *
 /* One member: a directory is a Hugging Face checkpoint, a mixture file is
  * refused, anything else is read as llama2.c. */
 static int load_member(const char *path, emdpo_llama **out, emdpo_diag *diag) {
-    struct stat st;
-    emdpo_diag_reset(diag, path);
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return emdpo_llama_hf_load(path, out, diag);
-    if (emdpo_lm_mixture_is_file(path))
+    if (emdpo_mixture_is_file(path)) {
+        emdpo_diag_reset(diag, path);
         return emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "a mixture cannot be a member of a mixture");
-    return emdpo_llama2c_load(path, out, diag);
+    }
+    return emdpo_llama_load(path, out, diag);
 }
 
-int emdpo_lm_mixture_load(emdpo_lm_mixture *m, emdpo_diag *diag) {
+int emdpo_mixture_load(emdpo_mixture *m, emdpo_diag *diag) {
     int rc = EMDPO_OK;
     for (int k = 0; !rc && k < m->K; k++) rc = load_member(m->path[k], &m->model[k], diag);
     if (!rc) {
         const emdpo_llama *const *cm = (const emdpo_llama *const *)m->model;
         emdpo_diag_reset(diag, m->path[first_mismatch(cm, m->K)]);
-        rc = emdpo_lm_mixture_check(cm, m->K, diag);
+        rc = emdpo_mixture_check(cm, m->K, diag);
     }
     for (int k = 0; rc && k < m->K; k++) {
         emdpo_llama_free(m->model[k]);
@@ -192,16 +193,16 @@ int emdpo_lm_mixture_load(emdpo_lm_mixture *m, emdpo_diag *diag) {
     return rc;
 }
 
-int emdpo_lm_mixture_open(const char *path, emdpo_lm_mixture **out, emdpo_diag *diag) {
-    int rc = emdpo_lm_mixture_read(path, out, diag);
-    if (!rc && (rc = emdpo_lm_mixture_load(*out, diag))) {
-        emdpo_lm_mixture_free(*out);
+int emdpo_mixture_open(const char *path, emdpo_mixture **out, emdpo_diag *diag) {
+    int rc = emdpo_mixture_read(path, out, diag);
+    if (!rc && (rc = emdpo_mixture_load(*out, diag))) {
+        emdpo_mixture_free(*out);
         *out = NULL;
     }
     return rc;
 }
 
-void emdpo_lm_mixture_logp(int K, const double *w, int64_t n, const double *logp, double *out) {
+void emdpo_mixture_logp(int K, const double *w, int64_t n, const double *logp, double *out) {
     for (int64_t i = 0; i < n; i++) {
         double mx = -INFINITY, s = 0.0;
         for (int k = 0; k < K; k++)
@@ -216,7 +217,7 @@ void emdpo_lm_mixture_logp(int K, const double *w, int64_t n, const double *logp
     }
 }
 
-void emdpo_lm_mixture_draw(int K, const double *w, uint64_t seed, int64_t n, int *member) {
+void emdpo_mixture_draw(int K, const double *w, uint64_t seed, int64_t n, int *member) {
     for (int64_t i = 0; i < n; i++) {
         emdpo_rng r;
         emdpo_rng_seed(&r, seed, (uint64_t)i);
@@ -232,7 +233,7 @@ static uint64_t member_seed(uint64_t seed, int k) {
     return emdpo_rng_u64(&r);
 }
 
-int emdpo_lm_mixture_generate(const emdpo_llama *const *models, int K, const double *w, const emdpo_sampler *s,
+int emdpo_mixture_generate(const emdpo_llama *const *models, int K, const double *w, const emdpo_sampler *s,
                               uint64_t seed, const int *const *prompts, const int *prompt_len, int n, int max_new,
                               int max_T, int *member, int *out, int *n_out, int *stop) {
     double sum = 0.0;
@@ -242,7 +243,7 @@ int emdpo_lm_mixture_generate(const emdpo_llama *const *models, int K, const dou
         sum += w[k];
     }
     if (!(sum > 0)) return EMDPO_ERR_INVALID_ARG;
-    emdpo_lm_mixture_draw(K, w, seed, n, member);
+    emdpo_mixture_draw(K, w, seed, n, member);
     size_t nn = (size_t)n, per = (size_t)max_new;
     const int **sp = emdpo_malloc(nn * sizeof *sp);
     int *idx = emdpo_malloc(nn * sizeof *idx), *sl = emdpo_malloc(nn * sizeof *sl);
@@ -275,7 +276,7 @@ int emdpo_lm_mixture_generate(const emdpo_llama *const *models, int K, const dou
     return rc;
 }
 
-void emdpo_lm_mixture_regret(int K, int M, const double *L, const double *se, const double *w, double *regret,
+void emdpo_mixture_regret(int K, int M, const double *L, const double *se, const double *w, double *regret,
                              double *regret_se) {
     for (int z = 0; z < K; z++) {
         const double *Lz = L + (size_t)z * M;
@@ -290,4 +291,49 @@ void emdpo_lm_mixture_regret(int K, int M, const double *L, const double *se, co
         }
         regret_se[z] = sqrt(v);
     }
+}
+
+int emdpo_mixture_write(const char *path, int K, const double *w, const char *const *members, double beta,
+                        const char *reference, emdpo_diag *diag) {
+    emdpo_diag_reset(diag, path);
+    if (K < 1 || !w || !members) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "a mixture needs K >= 1 members");
+    if (!(beta > 0) || !isfinite(beta)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "beta must be > 0");
+    double sum = 0.0;
+    for (int k = 0; k < K; k++) {
+        if (!(w[k] >= 0) || !isfinite(w[k]))
+            return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "weight %d is not a finite number >= 0", k + 1);
+        if (!members[k]) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "member %d is NULL", k + 1);
+        sum += w[k];
+    }
+    if (fabs(sum - 1.0) > 1e-9) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "the weights do not sum to 1");
+    emdpo_afile af;
+    int rc = emdpo_afile_open(&af, path);
+    if (rc) return emdpo_diag_fail(diag, rc, "cannot create the file");
+    fputs("{\n  \"kind\": \"mixture\",\n  \"weights\": [", af.fp);
+    for (int k = 0; k < K; k++) fprintf(af.fp, "%s%.17g", k ? ", " : "", w[k]);
+    fputs("],\n  \"members\": [", af.fp);
+    for (int k = 0; !rc && k < K; k++) {
+        fputs(k ? ", " : "", af.fp);
+        rc = emdpo_json_write_string(af.fp, members[k]);
+    }
+    fprintf(af.fp, "],\n  \"beta\": %.17g,\n  \"reference\": ", beta);
+    if (!rc) rc = emdpo_json_write_string(af.fp, reference);
+    fputs("\n}\n", af.fp);
+    if (rc) {
+        emdpo_afile_abort(&af);
+        return emdpo_diag_fail(diag, rc, "a member or the reference is not valid UTF-8");
+    }
+    return emdpo_afile_commit(&af) ? emdpo_diag_fail(diag, EMDPO_ERR_IO, "write failed") : EMDPO_OK;
+}
+
+int emdpo_mixture_k(const emdpo_mixture *m) { return m ? m->K : 0; }
+double emdpo_mixture_weight(const emdpo_mixture *m, int k) { return m && k >= 0 && k < m->K ? m->w[k] : NAN; }
+const char *emdpo_mixture_member(const emdpo_mixture *m, int k) {
+    return m && k >= 0 && k < m->K ? m->member[k] : NULL;
+}
+const char *emdpo_mixture_member_path(const emdpo_mixture *m, int k) {
+    return m && k >= 0 && k < m->K ? m->path[k] : NULL;
+}
+const emdpo_llama *emdpo_mixture_model(const emdpo_mixture *m, int k) {
+    return m && m->model && k >= 0 && k < m->K ? m->model[k] : NULL;
 }

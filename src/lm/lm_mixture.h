@@ -9,7 +9,7 @@
  * expectations (which is how regrets of mixtures are computed: member
  * columns once, then combined).
  *
- * On disk it is the mixture.json that emdpo_lm_mixture_write (lm_mmra.h)
+ * On disk it is the mixture.json that emdpo_mixture_write (emdpo/lm.h)
  * writes:
  *   {"kind": "mixture", "weights": [...], "members": [...], "beta": ...,
  *    "reference": "..."}
@@ -29,60 +29,46 @@
 #include "lm/engine/llama.h"
 #include "lm/engine/lm_sample.h"
 
-typedef struct emdpo_lm_mixture {
+typedef struct emdpo_mixture {
     int K;
     double *w;         /* (K) */
     char **member;     /* (K) the paths as the file writes them */
     char **path;       /* (K) the same, resolved against the file's directory */
     double beta;       /* NAN when the file has none */
     char *reference;   /* resolved; NULL when the file has none */
-    emdpo_llama **model; /* (K) after emdpo_lm_mixture_load, else NULL entries */
-} emdpo_lm_mixture;
+    emdpo_llama **model; /* (K) after emdpo_mixture_load, else NULL entries */
+} emdpo_mixture;
 
 /* Parses text[0..len) as the mixture file at path (path names it in diag
  * and locates relative members). EMDPO_ERR_PARSE with diag (file, the line
  * for malformed JSON, what was wrong), EMDPO_ERR_NOMEM. */
-int emdpo_lm_mixture_parse(const char *text, size_t len, const char *path, emdpo_lm_mixture **out,
+int emdpo_mixture_parse(const char *text, size_t len, const char *path, emdpo_mixture **out,
                            emdpo_diag *diag);
-/* Reads and parses path; EMDPO_ERR_IO when it cannot be read. */
-int emdpo_lm_mixture_read(const char *path, emdpo_lm_mixture **out, emdpo_diag *diag);
-/* Frees the mixture and any loaded members. NULL is allowed. */
-void emdpo_lm_mixture_free(emdpo_lm_mixture *m);
-
-/* 1 when path is a regular file whose first non-blank byte is '{': a
- * mixture file, never a llama2.c checkpoint, which starts with its width as
- * a little-endian int32 and so with an even byte (the width is heads times
- * an even head size) where '{' is odd. */
-int emdpo_lm_mixture_is_file(const char *path);
 
 /* Loads every member into m->model and checks them with
- * emdpo_lm_mixture_check. On failure nothing stays loaded and diag names
+ * emdpo_mixture_check. On failure nothing stays loaded and diag names
  * the member: the loaders' statuses, EMDPO_ERR_UNSUPPORTED for a member
  * that is itself a mixture, EMDPO_ERR_INVALID_ARG for members that
  * disagree. */
-int emdpo_lm_mixture_load(emdpo_lm_mixture *m, emdpo_diag *diag);
-
-/* emdpo_lm_mixture_read, then emdpo_lm_mixture_load: a mixture ready to
- * use, or NULL and the first failure's status and diag. */
-int emdpo_lm_mixture_open(const char *path, emdpo_lm_mixture **out, emdpo_diag *diag);
+int emdpo_mixture_load(emdpo_mixture *m, emdpo_diag *diag);
 
 /* 0 when models[0..K) share one vocabulary and context length, else
  * EMDPO_ERR_INVALID_ARG with diag's message naming the first that differs
  * (diag's file is left to the caller). */
-int emdpo_lm_mixture_check(const emdpo_llama *const *models, int K, emdpo_diag *diag);
+int emdpo_mixture_check(const emdpo_llama *const *models, int K, emdpo_diag *diag);
 
 /* The mixture's log-probabilities from its members': logp (K, n) row k the
  * log pi_k of n sequences, out (n) = logsumexp_k (log w_k + logp[k][i]).
  * Members of weight 0 contribute nothing (their log-probability is not
  * read); a single member of weight 1 gives its own values bit for bit. */
-void emdpo_lm_mixture_logp(int K, const double *w, int64_t n, const double *logp, double *out);
+void emdpo_mixture_logp(int K, const double *w, int64_t n, const double *logp, double *out);
 
 /* The member of each of n samples: sample i draws k ~ w (w >= 0, sum > 0)
  * from stream i of seed, so member[i] depends on seed and i alone. */
-void emdpo_lm_mixture_draw(int K, const double *w, uint64_t seed, int64_t n, int *member);
+void emdpo_mixture_draw(int K, const double *w, uint64_t seed, int64_t n, int *member);
 
 /* Generation from the mixture of models[0..K) (shared vocabulary; max_T
- * within every context): member[i] as emdpo_lm_mixture_draw, then sample
+ * within every context): member[i] as emdpo_mixture_draw, then sample
  * i continues prompts[i] under that member with s. The samples of member k
  * are decoded together (emdpo_generate_batch) in order of i, drawing from
  * the streams of a seed derived from seed and k, never from the streams of
@@ -91,7 +77,7 @@ void emdpo_lm_mixture_draw(int K, const double *w, uint64_t seed, int64_t n, int
  * on the thread count. EMDPO_ERR_INVALID_ARG for K < 1, weights that are
  * negative, not finite or all zero, and as emdpo_generate_batch;
  * EMDPO_ERR_NOMEM. */
-int emdpo_lm_mixture_generate(const emdpo_llama *const *models, int K, const double *w, const emdpo_sampler *s,
+int emdpo_mixture_generate(const emdpo_llama *const *models, int K, const double *w, const emdpo_sampler *s,
                               uint64_t seed, const int *const *prompts, const int *prompt_len, int n, int max_new,
                               int max_T, int *member, int *out, int *n_out, int *stop);
 
@@ -103,7 +89,7 @@ int emdpo_lm_mixture_generate(const emdpo_llama *const *models, int K, const dou
  * With se (K, M) the standard errors of independent columns (may be NULL),
  * regret_se[z] = sqrt(sum_b c_b^2 se[z][b]^2), c_b = [b == z] - w[b];
  * columns with c_b = 0 contribute nothing. */
-void emdpo_lm_mixture_regret(int K, int M, const double *L, const double *se, const double *w, double *regret,
+void emdpo_mixture_regret(int K, int M, const double *L, const double *se, const double *w, double *regret,
                              double *regret_se);
 
 #endif

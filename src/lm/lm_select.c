@@ -117,3 +117,22 @@ int emdpo_lm_select_score(const emdpo_data *d, int K, const double *reward, cons
     if (crossfit) *crossfit = n_cf ? cf / (double)n_cf : NAN;
     return EMDPO_OK;
 }
+
+static const char *const criterion_title[2] = {"validation max-mean reward margin",
+                                               "cross-fitted validation reward margin"};
+static const char *const criterion_definition[2] = {
+    "a decision's reward margin under policy k is beta * (log-ratio of the chosen response - log-ratio of a "
+    "rejected one) against the SFT model, averaged over its rejected responses; for each validation annotator, "
+    "the largest over the K policies of that annotator's mean margin; averaged over annotators. Higher is better",
+    "decision margins as for the max-mean reward margin; each validation annotator's decisions are split into "
+    "even and odd positions, the policy with the largest mean margin on one half is scored by its mean margin "
+    "on the other, both ways, and the two are averaged; averaged over annotators with at least two decisions. "
+    "Unlike the max-mean margin it does not rise with K when extra policies fit only noise. Higher is better"};
+
+const char *emdpo_lm_criterion_name(int c) {
+    return c == EMDPO_CRITERION_MARGIN ? "margin" : c == EMDPO_CRITERION_CROSSFIT ? "crossfit" : NULL;
+}
+const char *emdpo_lm_criterion_title(int c) { return emdpo_lm_criterion_name(c) ? criterion_title[c] : NULL; }
+const char *emdpo_lm_criterion_definition(int c) {
+    return emdpo_lm_criterion_name(c) ? criterion_definition[c] : NULL;
+}

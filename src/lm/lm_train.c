@@ -100,15 +100,37 @@ void emdpo_trainer_free(emdpo_trainer *t) {
     emdpo_free(t, sizeof *t);
 }
 
+void emdpo_train_config_init(emdpo_train_config *c, emdpo_train_mode mode) {
+    if (!c) return;
+    memset(c, 0, sizeof *c);
+    c->mode = mode;
+    c->loss.kind = EMDPO_LOSS_DPO;
+    c->loss.beta = 0.1;
+    if (mode == EMDPO_TRAIN_DPO) { /* the DPO reference implementation's optimizer */
+        emdpo_optim_config_init(&c->optim, EMDPO_OPTIM_RMSPROP);
+        c->optim.lr = 1e-6;
+        c->optim.clip = 10.0;
+    } else {
+        emdpo_optim_config_init(&c->optim, EMDPO_OPTIM_ADAMW);
+        c->optim.lr = 2e-5;
+        c->optim.clip = 1.0;
+    }
+    c->batch = 4;
+    c->accum = 1;
+    c->seed = 1;
+}
+
 int emdpo_trainer_create(emdpo_llama *m, const emdpo_lm_set *set, const double *weights, const emdpo_train_config *c,
                          emdpo_trainer **out) {
+    if (!out) return EMDPO_ERR_INVALID_ARG;
     *out = NULL;
+    if (!m || !set || !c) return EMDPO_ERR_INVALID_ARG;
     if ((c->mode != EMDPO_TRAIN_SFT && c->mode != EMDPO_TRAIN_DPO) || c->batch < 1 || c->accum < 1 ||
         set->n_group < 1 || (int64_t)c->batch * c->accum > INT32_MAX / 2 ||
         (int64_t)c->batch * set->most_items > INT32_MAX / 2)
         return EMDPO_ERR_INVALID_ARG;
     if (c->mode == EMDPO_TRAIN_DPO) {
-        const emdpo_pref_loss_opts *lo = &c->loss;
+        const emdpo_loss_opts *lo = &c->loss;
         if (lo->kind < EMDPO_LOSS_DPO || lo->kind > EMDPO_LOSS_HINGE || !(lo->beta > 0) || !isfinite(lo->beta) ||
             !(lo->label_smoothing >= 0 && lo->label_smoothing < 0.5))
             return EMDPO_ERR_INVALID_ARG;
@@ -198,6 +220,7 @@ int emdpo_lm_score(const emdpo_llama *m, const emdpo_lm_set *set, int batch, dou
 }
 
 int emdpo_trainer_set_weights(emdpo_trainer *t, const double *weights) {
+    if (!t) return EMDPO_ERR_INVALID_ARG;
     int64_t ng = t->set->n_group;
     for (int64_t g = 0; weights && g < ng; g++)
         if (!(weights[g] >= 0) || !isfinite(weights[g])) return EMDPO_ERR_INVALID_ARG;
@@ -207,7 +230,7 @@ int emdpo_trainer_set_weights(emdpo_trainer *t, const double *weights) {
 }
 
 int emdpo_trainer_set_reference(emdpo_trainer *t, const emdpo_llama *ref) {
-    if (!t->ref) return EMDPO_ERR_INVALID_ARG;
+    if (!t || !t->ref) return EMDPO_ERR_INVALID_ARG;
     int rc;
     if (!ref || ref == t->model) {
         rc = score_with(t->model, t->set, t->acts, t->max_B, t->tokens, t->lens, t->start, t->end, t->seqs, t->ref,
@@ -229,10 +252,11 @@ int emdpo_trainer_set_reference_logp(emdpo_trainer *t, const double *ref_logp) {
     return EMDPO_OK;
 }
 
-int64_t emdpo_trainer_steps_done(const emdpo_trainer *t) { return t->step; }
+int64_t emdpo_trainer_steps_done(const emdpo_trainer *t) { return t ? t->step : 0; }
 int64_t emdpo_trainer_forwards(const emdpo_trainer *t) { return t->forwards; }
 
 int emdpo_trainer_step(emdpo_trainer *t, emdpo_train_metrics *met) {
+    if (!t) return EMDPO_ERR_INVALID_ARG;
     const emdpo_train_config *c = &t->config;
     const emdpo_lm_set *s = t->set;
     int dpo = c->mode == EMDPO_TRAIN_DPO, E = c->batch * c->accum, rc;
@@ -354,6 +378,7 @@ int emdpo_trainer_save(const emdpo_trainer *t, const char *path, emdpo_diag *dia
     emdpo_diag scratch;
     if (!diag) diag = &scratch;
     memset(diag, 0, sizeof *diag);
+    if (!t || !path) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no trainer or path");
     snprintf(diag->file, sizeof diag->file, "%s", path);
     ckpt_head h;
     fill_head(t, &h);

@@ -1219,3 +1219,12 @@ static int loglinear_copy_type(emdpo_policy *dst, int k, const emdpo_policy *src
 static const emdpo_policy_ops loglinear_ops = {
     "loglinear", loglinear_decision_logp, loglinear_mstep, loglinear_clone, loglinear_copy_type, loglinear_free,
 };
+
+void emdpo_loglinear_opts_init(emdpo_loglinear_opts *o) {
+    if (!o) return;
+    memset(o, 0, sizeof *o);
+    o->k = 2;
+    emdpo_em_opts_init(&o->em);
+    o->l2 = 0.0;
+    o->beta = 1.0;
+}

@@ -97,6 +97,7 @@ int emdpo_llama_create(const emdpo_llama_config *c, emdpo_llama **out) {
 void emdpo_llama_free(emdpo_llama *m) {
     if (!m) return;
     emdpo_free(m->param_buf, m->num_params * sizeof(float));
+    emdpo_strfree(m->source);
     emdpo_free(m, sizeof *m);
 }
 

@@ -60,12 +60,12 @@ typedef struct emdpo_llama {
     emdpo_llama_params params;
     float *param_buf; /* (num_params) */
     size_t num_params;
+    char *source;     /* the path it was loaded from (lm/io/loader.c), or NULL */
 } emdpo_llama;
 
 /* Allocates a model with zeroed parameters. EMDPO_ERR_INVALID_ARG when the
  * configuration fails emdpo_llama_config_check, EMDPO_ERR_NOMEM. */
 int emdpo_llama_create(const emdpo_llama_config *c, emdpo_llama **out);
-void emdpo_llama_free(emdpo_llama *m);
 
 /* Fills m's parameters for training from scratch, deterministically from
  * seed: RMSNorm weights 1; embeddings and matrices N(0, 0.02^2), except the

@@ -4,12 +4,14 @@
 
 #include "lm/engine/lm_loss.h"
 
-int emdpo_pref_loss_parse(const char *name) {
-    if (strcmp(name, "dpo") == 0) return EMDPO_LOSS_DPO;
-    if (strcmp(name, "cdpo") == 0) return EMDPO_LOSS_CDPO;
-    if (strcmp(name, "ipo") == 0) return EMDPO_LOSS_IPO;
-    if (strcmp(name, "hinge") == 0) return EMDPO_LOSS_HINGE;
-    return -1;
+const char *emdpo_loss_name(int kind) {
+    switch (kind) {
+    case EMDPO_LOSS_DPO: return "dpo";
+    case EMDPO_LOSS_CDPO: return "cdpo";
+    case EMDPO_LOSS_IPO: return "ipo";
+    case EMDPO_LOSS_HINGE: return "hinge";
+    default: return NULL;
+    }
 }
 
 /* log σ(x) without overflow. */
@@ -21,7 +23,7 @@ static double sigmoid(double x) {
 }
 
 /* Loss of one pair as a function of Δ = lr_c − lr_r, and dloss/dΔ. */
-static double pair_loss(const emdpo_pref_loss_opts *o, double delta, double *dd) {
+static double pair_loss(const emdpo_loss_opts *o, double delta, double *dd) {
     double b = o->beta, z = b * delta;
     switch (o->kind) {
     case EMDPO_LOSS_CDPO: {
@@ -43,7 +45,7 @@ static double pair_loss(const emdpo_pref_loss_opts *o, double delta, double *dd)
     }
 }
 
-double emdpo_pref_loss(const emdpo_pref_loss_opts *o, const double *lr, int n, int stages, double w, double *grad) {
+double emdpo_pref_loss(const emdpo_loss_opts *o, const double *lr, int n, int stages, double w, double *grad) {
     double loss = 0.0, b = o->beta;
     for (int k = 0; k < n; k++) grad[k] = 0.0;
     for (int s = 0; s < stages; s++) {

@@ -21,25 +21,13 @@
 #ifndef EMDPO_LM_LOSS_H
 #define EMDPO_LM_LOSS_H
 
-typedef enum emdpo_pref_loss_kind {
-    EMDPO_LOSS_DPO = 0,
-    EMDPO_LOSS_CDPO = 1,
-    EMDPO_LOSS_IPO = 2,
-    EMDPO_LOSS_HINGE = 3
-} emdpo_pref_loss_kind;
+#include "emdpo.h"
 
-typedef struct emdpo_pref_loss_opts {
-    emdpo_pref_loss_kind kind;
-    double beta;            /* > 0 */
-    double label_smoothing; /* cDPO's ε in [0, 0.5) */
-} emdpo_pref_loss_opts;
-
-/* Parses "dpo", "cdpo", "ipo", "hinge"; -1 when unknown. */
-int emdpo_pref_loss_parse(const char *name);
+/* emdpo_loss_kind and emdpo_loss_opts are public (emdpo/lm.h). */
 
 /* Loss of one decision with n >= 2 items and 1 <= stages <= n-1, times w;
  * grad (n) receives its gradient with respect to lr. */
-double emdpo_pref_loss(const emdpo_pref_loss_opts *o, const double *lr, int n, int stages, double w, double *grad);
+double emdpo_pref_loss(const emdpo_loss_opts *o, const double *lr, int n, int stages, double w, double *grad);
 
 /* TRL's reward metrics of one decision: rewards/chosen = β·lr[0],
  * rewards/rejected = the mean of β·lr over the other items, margin = their

@@ -343,3 +343,40 @@ int emdpo_generate_batch(const emdpo_llama *m, const emdpo_sampler *s, uint64_t 
     emdpo_sampler_free(sp);
     return EMDPO_OK;
 }
+
+void emdpo_sample_opts_init(emdpo_sample_opts *o) {
+    if (!o) return;
+    memset(o, 0, sizeof *o);
+    o->temperature = 1.0;
+    o->top_k = 0;
+    o->top_p = 1.0;
+    o->max_tokens = 256;
+    o->n = 1;
+    o->seed = 1;
+}
+
+int emdpo_lm_generate(const emdpo_llama *m, const emdpo_sample_opts *o, const int *prompt, int n_prompt, int *out,
+                      int *n_out, int *stop) {
+    if (!m || !o || !prompt || !out || !n_out || o->n < 1 || o->max_tokens < 0 || n_prompt < 1 ||
+        n_prompt > m->config.max_seq_len)
+        return EMDPO_ERR_INVALID_ARG;
+    /* The cache needs room for the prompt and the new tokens, no more. */
+    int max_T = m->config.max_seq_len;
+    if ((long long)n_prompt + o->max_tokens < max_T) max_T = n_prompt + o->max_tokens;
+    emdpo_sampler *s = NULL;
+    int rc = emdpo_sampler_create(m->config.vocab_size, (float)o->temperature, o->top_k, (float)o->top_p, &s);
+    if (rc) return rc;
+    size_t n = (size_t)o->n;
+    const int **prompts = emdpo_malloc(n * sizeof *prompts);
+    int *plen = emdpo_malloc(n * sizeof *plen);
+    if (!prompts || !plen) rc = EMDPO_ERR_NOMEM;
+    for (size_t i = 0; !rc && i < n; i++) {
+        prompts[i] = prompt;
+        plen[i] = n_prompt;
+    }
+    if (!rc) rc = emdpo_generate_batch(m, s, o->seed, prompts, plen, o->n, o->max_tokens, max_T, out, n_out, stop);
+    emdpo_free(plen, n * sizeof *plen);
+    emdpo_free((void *)prompts, n * sizeof *prompts);
+    emdpo_sampler_free(s);
+    return rc;
+}

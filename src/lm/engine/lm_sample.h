@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "base/rng.h"
+#include "emdpo.h"
 #include "lm/engine/llama.h"
 #include "lm/engine/llama_model.h"
 
@@ -41,12 +42,8 @@ int emdpo_sample(emdpo_sampler *s, const float *logits, emdpo_rng *rng);
  * from, zero outside the kept set (a one-hot argmax when greedy). */
 void emdpo_sample_probs(emdpo_sampler *s, const float *logits, double *probs);
 
-/* Why a generated sequence ended. */
-enum {
-    EMDPO_GEN_EOS = 0,     /* the model produced EOS or BOS (not stored) */
-    EMDPO_GEN_MAX = 1,     /* max_new tokens were generated */
-    EMDPO_GEN_CONTEXT = 2  /* the context (the cache's max_T) is full */
-};
+/* Why a generated sequence ended: EMDPO_GEN_EOS (the model produced EOS or
+ * BOS, not stored), EMDPO_GEN_MAX, EMDPO_GEN_CONTEXT (emdpo/lm.h). */
 
 /* Continues prompt[0..n_prompt) (n_prompt >= 1, usually starting with BOS)
  * with up to max_new sampled tokens, written to out; *n_out gets their

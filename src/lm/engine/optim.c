@@ -7,7 +7,8 @@
 #include "emdpo.h"
 #include "lm/engine/optim.h"
 
-void emdpo_optim_config_default(emdpo_optim_config *c, emdpo_optim_kind kind) {
+void emdpo_optim_config_init(emdpo_optim_config *c, emdpo_optim_kind kind) {
+    if (!c) return;
     memset(c, 0, sizeof *c);
     c->kind = kind;
     c->lr = kind == EMDPO_OPTIM_ADAMW ? 1e-3 : 1e-2;
@@ -17,10 +18,12 @@ void emdpo_optim_config_default(emdpo_optim_config *c, emdpo_optim_kind kind) {
     c->eps = 1e-8;
 }
 
-int emdpo_optim_parse(const char *name) {
-    if (strcmp(name, "adamw") == 0) return EMDPO_OPTIM_ADAMW;
-    if (strcmp(name, "rmsprop") == 0) return EMDPO_OPTIM_RMSPROP;
-    return -1;
+const char *emdpo_optim_name(int kind) {
+    switch (kind) {
+    case EMDPO_OPTIM_ADAMW: return "adamw";
+    case EMDPO_OPTIM_RMSPROP: return "rmsprop";
+    default: return NULL;
+    }
 }
 
 static int in01(double x) { return x >= 0.0 && x < 1.0; }

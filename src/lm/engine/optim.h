@@ -18,30 +18,14 @@
 #ifndef EMDPO_OPTIM_H
 #define EMDPO_OPTIM_H
 
+#include "emdpo.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
-typedef enum emdpo_optim_kind { EMDPO_OPTIM_ADAMW = 0, EMDPO_OPTIM_RMSPROP = 1 } emdpo_optim_kind;
-
-typedef struct emdpo_optim_config {
-    emdpo_optim_kind kind;
-    double lr;
-    double beta1, beta2;  /* AdamW (0.9, 0.999) */
-    double alpha;         /* RMSprop smoothing (0.99) */
-    double momentum;      /* RMSprop (0) */
-    double eps;           /* 1e-8 */
-    double weight_decay;  /* 0 */
-    int64_t warmup;       /* steps of linear warmup (0) */
-    double clip;          /* max gradient norm; 0 = no clipping */
-} emdpo_optim_config;
-
-/* The defaults above for kind, with lr 1e-3 for AdamW, 1e-2 for RMSprop
- * (PyTorch's). */
-void emdpo_optim_config_default(emdpo_optim_config *c, emdpo_optim_kind kind);
-/* "adamw" / "rmsprop"; -1 when unknown. */
-int emdpo_optim_parse(const char *name);
-
+/* emdpo_optim_kind, emdpo_optim_config and emdpo_optim_config_init are
+ * public (emdpo/lm.h). */
 typedef struct emdpo_optim {
     emdpo_optim_config config;
     size_t n;    /* parameters */

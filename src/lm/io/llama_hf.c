@@ -148,8 +148,9 @@ int emdpo_hf_config_write(const char *path, const emdpo_llama_config *c, emdpo_d
     format_float(eps, sizeof eps, c->norm_eps);
     format_float(theta, sizeof theta, c->rope_theta);
     emdpo_afile af;
-    if (emdpo_afile_open(&af, path))
-        return emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot create a temporary file beside it: %s", strerror(errno));
+    int rc = emdpo_afile_open(&af, path);
+    if (rc == EMDPO_ERR_NOMEM) return emdpo_diag_fail(diag, rc, "out of memory");
+    if (rc) return emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot create a temporary file beside it: %s", strerror(errno));
     fprintf(af.fp,
             "{\n"
             "  \"architectures\": [\"LlamaForCausalLM\"],\n"
@@ -332,30 +333,29 @@ done:
 
 /* ---- directories ------------------------------------------------------------ */
 
-static int join(char *buf, size_t size, const char *dir, const char *file, emdpo_diag *diag) {
-    if ((size_t)snprintf(buf, size, "%s/%s", dir, file) >= size) {
-        emdpo_diag_reset(diag, dir);
-        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "directory path too long");
-    }
-    return EMDPO_OK;
+/* dir/file, or NULL with diag set (out of memory). */
+static char *join(const char *dir, const char *file, emdpo_diag *diag) {
+    char *p = emdpo_path_join(dir, file);
+    if (!p) emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+    return p;
 }
 
 int emdpo_llama_hf_load(const char *dir, emdpo_llama **out, emdpo_diag *diag) {
     *out = NULL;
-    char path[4096];
     emdpo_llama_config c;
-    int rc = join(path, sizeof path, dir, "config.json", diag);
-    if (!rc) rc = emdpo_hf_config_read(path, &c, diag);
-    if (!rc) rc = join(path, sizeof path, dir, "model.safetensors", diag);
-    if (rc) return rc;
+    char *cfg = join(dir, "config.json", diag), *weights = cfg ? join(dir, "model.safetensors", diag) : NULL;
+    int rc = weights ? emdpo_hf_config_read(cfg, &c, diag) : EMDPO_ERR_NOMEM;
     emdpo_safetensors *st = NULL;
-    rc = emdpo_st_open(path, &st, diag);
-    if (rc == EMDPO_ERR_IO && access(path, F_OK) != 0) {
-        char index[4096];
-        if (!join(index, sizeof index, dir, "model.safetensors.index.json", diag) && access(index, F_OK) == 0)
-            return emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "sharded checkpoints (%s) are not supported",
-                        "model.safetensors.index.json");
+    if (!rc && (rc = emdpo_st_open(weights, &st, diag)) == EMDPO_ERR_IO && access(weights, F_OK) != 0) {
+        char *index = join(dir, "model.safetensors.index.json", diag);
+        if (!index) rc = EMDPO_ERR_NOMEM;
+        else if (access(index, F_OK) == 0)
+            rc = emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "sharded checkpoints (%s) are not supported",
+                                 "model.safetensors.index.json");
+        emdpo_strfree(index);
     }
+    emdpo_strfree(cfg);
+    emdpo_strfree(weights);
     if (rc) return rc;
     emdpo_llama *m = NULL;
     rc = emdpo_llama_create(&c, &m);
@@ -373,10 +373,10 @@ int emdpo_llama_hf_save(const emdpo_llama *m, const char *dir, emdpo_diag *diag)
     emdpo_diag_reset(diag, dir);
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
         return emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot create the directory: %s", strerror(errno));
-    char path[4096];
-    int rc = join(path, sizeof path, dir, "model.safetensors", diag);
-    if (!rc) rc = emdpo_hf_write_params(path, &m->config, &m->params, diag);
-    if (!rc) rc = join(path, sizeof path, dir, "config.json", diag);
-    if (!rc) rc = emdpo_hf_config_write(path, &m->config, diag);
+    char *weights = join(dir, "model.safetensors", diag), *cfg = weights ? join(dir, "config.json", diag) : NULL;
+    int rc = cfg ? emdpo_hf_write_params(weights, &m->config, &m->params, diag) : EMDPO_ERR_NOMEM;
+    if (!rc) rc = emdpo_hf_config_write(cfg, &m->config, diag);
+    emdpo_strfree(weights);
+    emdpo_strfree(cfg);
     return rc;
 }

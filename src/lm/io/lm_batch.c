@@ -7,6 +7,7 @@
 #include "base/diag.h"
 #include "base/json.h"
 #include "base/lines.h"
+#include "lm/engine/llama.h"
 #include "lm/io/lm_batch.h"
 
 int emdpo_lm_set_create(int max_length, int max_prompt_length, emdpo_lm_set **out) {
@@ -115,7 +116,9 @@ int emdpo_lm_set_add(emdpo_lm_set *s, const emdpo_tokenizer *tok, const char *pr
 
 int emdpo_lm_set_from_data(const emdpo_data *d, const emdpo_tokenizer *tok, int max_length, int max_prompt_length,
                            emdpo_lm_set **out) {
+    if (!out) return EMDPO_ERR_INVALID_ARG;
     *out = NULL;
+    if (!d || !tok) return EMDPO_ERR_INVALID_ARG;
     if (!emdpo_data_has_text(d)) return EMDPO_ERR_UNSUPPORTED;
     emdpo_lm_set *s;
     int rc = emdpo_lm_set_create(max_length, max_prompt_length, &s);
@@ -327,4 +330,73 @@ int emdpo_lm_distinct(const emdpo_lm_set *s, int64_t **uniq, int64_t *n_uniq, in
     emdpo_free(first, (n ? n : 1) * sizeof *first);
     emdpo_free(count, ((size_t)s->longest + 2) * sizeof *count);
     return rc;
+}
+
+/* ---- What emdpo/lm.h offers of a set --------------------------------------- */
+
+int emdpo_lm_lengths(const emdpo_llama *m, int *max_length, int *max_prompt_length, emdpo_diag *diag) {
+    if (!m || !max_length || !max_prompt_length) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "bad arguments");
+    int seq = m->config.max_seq_len;
+    if (*max_length == 0) *max_length = seq < 512 ? seq : 512;
+    if (*max_prompt_length == 0) *max_prompt_length = *max_length / 2;
+    if (*max_length < 2 || *max_length > seq)
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "max_length must be in 2..%d (the model's context)", seq);
+    if (*max_prompt_length < 1 || *max_prompt_length >= *max_length)
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "max_prompt_length must be in 1..%d (below max_length)",
+                               *max_length - 1);
+    return EMDPO_OK;
+}
+
+int emdpo_lm_set_read(const char *path, const emdpo_tokenizer *tok, int max_length, int max_prompt_length,
+                      int chosen_only, emdpo_lm_set **out, emdpo_data **data, emdpo_diag *diag) {
+    if (!out) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "out is NULL");
+    *out = NULL;
+    if (data) *data = NULL;
+    if (!path || !tok) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no path or tokenizer");
+    emdpo_lm_texts *texts = NULL;
+    emdpo_data *d = NULL;
+    int rc = emdpo_lm_texts_read(path, &texts, diag);
+    if (rc == EMDPO_ERR_UNSUPPORTED) { /* preference data */
+        if ((rc = emdpo_data_read(path, EMDPO_FORMAT_JSONL, &d, diag))) return rc;
+        if (!emdpo_data_has_text(d)) {
+            emdpo_data_free(d);
+            return emdpo_diag_at(diag, EMDPO_ERR_UNSUPPORTED, path, 0, "responses have no text");
+        }
+        if (!chosen_only) {
+            rc = emdpo_lm_set_from_data(d, tok, max_length, max_prompt_length, out);
+        } else if (!(rc = emdpo_lm_set_create(max_length, max_prompt_length, out))) {
+            for (int64_t j = 0; !rc && j < d->n_dec; j++)
+                rc = emdpo_lm_set_add(*out, tok, d->dec_prompt ? d->dec_prompt[j] : NULL,
+                                      (const char *const *)d->item_text + d->dec_item[j], 1, 0);
+        }
+    } else if (!rc) {
+        rc = emdpo_lm_set_from_texts(texts, tok, max_length, max_prompt_length, out);
+    } else {
+        return rc;
+    }
+    emdpo_lm_texts_free(texts);
+    if (rc) {
+        emdpo_lm_set_free(*out);
+        *out = NULL;
+        emdpo_data_free(d);
+        return emdpo_diag_at(diag, rc, path, 0, "cannot tokenize the data: %s", emdpo_status_name(rc));
+    }
+    if (data) *data = d;
+    else emdpo_data_free(d);
+    return EMDPO_OK;
+}
+
+int64_t emdpo_lm_set_n_sequences(const emdpo_lm_set *s) { return s ? s->n_seq : 0; }
+int64_t emdpo_lm_set_n_groups(const emdpo_lm_set *s) { return s ? s->n_group : 0; }
+int64_t emdpo_lm_set_n_truncated(const emdpo_lm_set *s) { return s ? s->n_truncated : 0; }
+int emdpo_lm_set_max_length(const emdpo_lm_set *s) { return s ? s->max_length : 0; }
+
+int emdpo_lm_set_group(const emdpo_lm_set *s, int64_t g, int64_t *first) {
+    if (!s || g < 0 || g >= s->n_group) return 0;
+    if (first) *first = s->group_off[g];
+    return (int)(s->group_off[g + 1] - s->group_off[g]);
+}
+
+int emdpo_lm_set_response_tokens(const emdpo_lm_set *s, int64_t i) {
+    return s && i >= 0 && i < s->n_seq ? emdpo_lm_seq_len(s, i) - s->seq_start[i] : 0;
 }

@@ -47,18 +47,12 @@ typedef struct emdpo_lm_set {
 /* An empty set. 1 <= max_prompt_length < max_length, else
  * EMDPO_ERR_INVALID_ARG. */
 int emdpo_lm_set_create(int max_length, int max_prompt_length, emdpo_lm_set **out);
-void emdpo_lm_set_free(emdpo_lm_set *s);
 
 /* Appends one group: prompt (NULL = empty) with n >= 1 responses (NULL
  * entries = empty) and the given number of stages (0..n-1). A failure
  * (EMDPO_ERR_NOMEM, EMDPO_ERR_INVALID_ARG) leaves s as it was. */
 int emdpo_lm_set_add(emdpo_lm_set *s, const emdpo_tokenizer *tok, const char *prompt, const char *const *responses,
                      int n, int stages);
-
-/* One group per decision of d, in d's order, so sequence i is item i of d.
- * EMDPO_ERR_UNSUPPORTED when d has no text. */
-int emdpo_lm_set_from_data(const emdpo_data *d, const emdpo_tokenizer *tok, int max_length, int max_prompt_length,
-                           emdpo_lm_set **out);
 
 static inline int emdpo_lm_seq_len(const emdpo_lm_set *s, int64_t i) {
     return (int)(s->seq_off[i + 1] - s->seq_off[i]);

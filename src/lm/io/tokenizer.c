@@ -27,6 +27,7 @@ struct emdpo_tokenizer {
     size_t bytes_len;
     piece_ref *index; /* text pieces (ids >= 259, non-empty) */
     size_t n_index;
+    char *source;     /* the path it was loaded from, or NULL */
 };
 
 static uint32_t le32(const unsigned char *p) {
@@ -107,6 +108,7 @@ void emdpo_tokenizer_free(emdpo_tokenizer *t) {
     emdpo_free(t->off, (v + 1) * sizeof *t->off);
     emdpo_free(t->bytes, t->bytes_len);
     emdpo_free(t->index, t->n_index * sizeof *t->index);
+    emdpo_strfree(t->source);
     emdpo_free(t, sizeof *t);
 }
 
@@ -199,18 +201,27 @@ int emdpo_tokenizer_parse(const void *buf, size_t len, int vocab_size, const cha
 }
 
 int emdpo_tokenizer_load(const char *path, int vocab_size, emdpo_tokenizer **out, emdpo_diag *diag) {
-    *out = NULL;
     emdpo_diag_reset(diag, path);
+    if (!out) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "out is NULL");
+    *out = NULL;
+    if (!path) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no tokenizer path");
     char *buf;
     size_t len;
     int rc = emdpo_file_read(path, &buf, &len, diag);
     if (rc) return rc;
     rc = emdpo_tokenizer_parse(buf, len, vocab_size, path, out, diag);
     emdpo_free(buf, len + 1);
+    if (!rc && !((*out)->source = emdpo_strdup(path))) {
+        emdpo_tokenizer_free(*out);
+        *out = NULL;
+        rc = emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+    }
     return rc;
 }
 
-int emdpo_tokenizer_vocab_size(const emdpo_tokenizer *t) { return t->vocab_size; }
+const char *emdpo_tokenizer_source(const emdpo_tokenizer *t) { return t ? t->source : NULL; }
+
+int emdpo_tokenizer_vocab_size(const emdpo_tokenizer *t) { return t ? t->vocab_size : 0; }
 
 const char *emdpo_tokenizer_piece(const emdpo_tokenizer *t, int id, size_t *len) {
     if (id < 0 || id >= t->vocab_size) return NULL;
@@ -314,6 +325,7 @@ static void add_chunk(encoder *e, const unsigned char *s, size_t n) {
 
 int emdpo_tokenizer_encode(const emdpo_tokenizer *t, const char *text, size_t len, unsigned flags,
                            int *ids, size_t cap, size_t *n_ids) {
+    if (!t || !n_ids || (!text && len) || (!ids && cap)) return EMDPO_ERR_INVALID_ARG;
     *n_ids = 0;
     int prefix = len > 0 && !(flags & EMDPO_TOK_NO_PREFIX);
     size_t max_nodes = len + (size_t)prefix;
@@ -370,6 +382,7 @@ int emdpo_tokenizer_encode(const emdpo_tokenizer *t, const char *text, size_t le
 
 int emdpo_tokenizer_decode(const emdpo_tokenizer *t, const int *ids, size_t n, char *out, size_t cap,
                            size_t *len) {
+    if (!t || !len || (!ids && n) || (!out && cap)) return EMDPO_ERR_INVALID_ARG;
     *len = 0;
     size_t total = 0;
     int prev = -1;

@@ -5,6 +5,7 @@
 
 #include "base/alloc.h"
 #include "base/diag.h"
+#include "base/hash.h"
 #include "lm/io/tokenizer.h"
 
 /* Symbols are indices into a table of pieces (byte strings); NOT_MERGEABLE
@@ -31,12 +32,6 @@ typedef struct word_table {
     int64_t *slot; /* hash slots -> word index, -1 empty */
     int64_t n_slot;
 } word_table;
-
-static uint64_t hash_bytes(const char *s, size_t n) {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h;
-}
 
 /* The chunk at s: a byte and the continuation bytes after it, at most 4,
  * exactly as emdpo_tokenizer_encode cuts text. */
@@ -127,7 +122,7 @@ static int words_rehash(word_table *w) {
     if (!slot) return EMDPO_ERR_NOMEM;
     for (int64_t i = 0; i < ns; i++) slot[i] = -1;
     for (int64_t i = 0; i < w->n; i++) {
-        uint64_t h = hash_bytes(w->start[i], w->bytes[i]) & (uint64_t)(ns - 1);
+        uint64_t h = emdpo_hash_bytes(w->start[i], w->bytes[i]) & (uint64_t)(ns - 1);
         while (slot[h] >= 0) h = (h + 1) & (uint64_t)(ns - 1);
         slot[h] = i;
     }
@@ -139,7 +134,7 @@ static int words_rehash(word_table *w) {
 
 static int word_add(word_table *w, const char *s, size_t n) {
     if (w->n_slot) {
-        uint64_t h = hash_bytes(s, n) & (uint64_t)(w->n_slot - 1);
+        uint64_t h = emdpo_hash_bytes(s, n) & (uint64_t)(w->n_slot - 1);
         for (; w->slot[h] >= 0; h = (h + 1) & (uint64_t)(w->n_slot - 1)) {
             int64_t i = w->slot[h];
             if (w->bytes[i] == n && memcmp(w->start[i], s, n) == 0) {
@@ -155,7 +150,7 @@ static int word_add(word_table *w, const char *s, size_t n) {
     w->count[w->n] = 1;
     w->n++;
     /* The new word goes into its slot; rehashing placed only the old ones. */
-    uint64_t h = hash_bytes(s, n) & (uint64_t)(w->n_slot - 1);
+    uint64_t h = emdpo_hash_bytes(s, n) & (uint64_t)(w->n_slot - 1);
     while (w->slot[h] >= 0 && w->slot[h] != w->n - 1) h = (h + 1) & (uint64_t)(w->n_slot - 1);
     w->slot[h] = w->n - 1;
     return EMDPO_OK;
@@ -417,10 +412,11 @@ static int serialise(const piece_table *p, int n_base, void **buf, size_t *len) 
     return EMDPO_OK;
 }
 
-void emdpo_bpe_opts_default(emdpo_bpe_opts *o) {
+void emdpo_bpe_opts_init(emdpo_bpe_opts *o) {
+    if (!o) return;
+    memset(o, 0, sizeof *o);
     o->vocab_size = 512;
     o->min_count = 2;
-    o->exact = 1;
 }
 
 int emdpo_tokenizer_train(const char *const *text, const size_t *len, int64_t n, const emdpo_bpe_opts *o,
@@ -453,7 +449,7 @@ int emdpo_tokenizer_train(const char *const *text, const size_t *len, int64_t n,
     while (!rc && p.n < room) {
         int a = 0, b = 0;
         if (!best_pair(&w, &p, &m, min_count, &a, &b)) {
-            if (!o->exact) break;
+            if (o->up_to) break;
             rc = emdpo_diag_fail(diag, EMDPO_ERR_LIMIT,
                                  "the texts support %d vocabulary entries (no pair occurs %d times after that); "
                                  "asked for %d", EMDPO_TOK_MIN_VOCAB + p.n, min_count, vocab_size);

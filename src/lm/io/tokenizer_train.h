@@ -24,22 +24,16 @@
 
 #include "emdpo.h"
 
-typedef struct emdpo_bpe_opts {
-    int vocab_size; /* entries wanted, > EMDPO_TOK_MIN_VOCAB (512) */
-    int min_count;  /* pairs seen fewer times never merge, >= 1 (2) */
-    int exact;      /* 1: fail when the texts support fewer entries; 0: stop there (1) */
-} emdpo_bpe_opts;
-
-void emdpo_bpe_opts_default(emdpo_bpe_opts *o);
+/* emdpo_bpe_opts and emdpo_bpe_opts_init are public (emdpo/lm.h). */
 
 /* Trains a vocabulary (ids 0..258 are <unk>, BOS, EOS and the 256 byte
  * pieces, as tokenizer.h lays out) of o->vocab_size entries, or of fewer
- * when o->exact is 0 and the texts run out of mergeable pairs first, and
+ * with o->up_to and the texts run out of mergeable pairs first, and
  * returns it serialised as a tokenizer.bin in *buf (*len bytes; release it
  * with emdpo_free(*buf, *len)), its entry count in *n_entries.
  * EMDPO_ERR_INVALID_ARG for vocab_size <= EMDPO_TOK_MIN_VOCAB, min_count < 1
  * or n < 1; EMDPO_ERR_LIMIT (diag says how many entries the texts support)
- * when o->exact and the texts support fewer; EMDPO_ERR_NOMEM. diag may be
+ * when o->up_to is 0 and the texts support fewer; EMDPO_ERR_NOMEM. diag may be
  * NULL. */
 int emdpo_tokenizer_train(const char *const *text, const size_t *len, int64_t n, const emdpo_bpe_opts *o,
                           void **buf, size_t *buf_len, int *n_entries, emdpo_diag *diag);

@@ -241,32 +241,3 @@ void emdpo_lm_mmra_mixture_se(int K, int ld, const double *se, const double *w, 
         out[z] = sqrt(v);
     }
 }
-
-int emdpo_lm_mixture_write(const char *path, int K, const double *w, const char *const *members, double beta,
-                           const char *reference) {
-    if (K < 1 || !(beta > 0) || !isfinite(beta)) return EMDPO_ERR_INVALID_ARG;
-    double sum = 0.0;
-    for (int k = 0; k < K; k++) {
-        if (!(w[k] >= 0) || !isfinite(w[k])) return EMDPO_ERR_INVALID_ARG;
-        sum += w[k];
-    }
-    if (fabs(sum - 1.0) > 1e-9) return EMDPO_ERR_INVALID_ARG;
-    emdpo_afile af;
-    int rc = emdpo_afile_open(&af, path);
-    if (rc) return rc;
-    fputs("{\n  \"kind\": \"mixture\",\n  \"weights\": [", af.fp);
-    for (int k = 0; k < K; k++) fprintf(af.fp, "%s%.17g", k ? ", " : "", w[k]);
-    fputs("],\n  \"members\": [", af.fp);
-    for (int k = 0; !rc && k < K; k++) {
-        fputs(k ? ", " : "", af.fp);
-        rc = emdpo_json_write_string(af.fp, members[k]);
-    }
-    fprintf(af.fp, "],\n  \"beta\": %.17g,\n  \"reference\": ", beta);
-    if (!rc) rc = emdpo_json_write_string(af.fp, reference);
-    fputs("\n}\n", af.fp);
-    if (rc) {
-        emdpo_afile_abort(&af);
-        return rc;
-    }
-    return emdpo_afile_commit(&af);
-}

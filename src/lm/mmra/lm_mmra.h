@@ -89,14 +89,4 @@ int emdpo_lm_mmra_sample(const emdpo_llama *const *pol, int K, int M, const emdp
  * (1 - w[z])^2 se[z][z]^2 + sum_{b != z} w[b]^2 se[z][b]^2. */
 void emdpo_lm_mmra_mixture_se(int K, int ld, const double *se, const double *w, double *out /* (K) */);
 
-/* Writes a mixture policy file atomically:
- *   {"kind": "mixture", "weights": [...], "members": [...], "beta": ...,
- *    "reference": "..."}
- * members are checkpoint paths, relative ones resolved against the file's
- * directory. EMDPO_ERR_INVALID_ARG for K < 1, weights that are negative,
- * not finite or do not sum to 1 within 1e-9, beta not positive, or a string
- * that is not UTF-8; EMDPO_ERR_IO. */
-int emdpo_lm_mixture_write(const char *path, int K, const double *w, const char *const *members, double beta,
-                           const char *reference);
-
 #endif

@@ -13,17 +13,16 @@ void emdpo_lm_mmra_lw_opts_default(emdpo_lm_mmra_lw_opts *o) {
     o->rounds = 5;
     o->eta = 1.0;
     o->steps = 10;
-    o->beta = 0.1;
-    emdpo_optim_config_default(&o->optim, EMDPO_OPTIM_RMSPROP);
-    o->optim.lr = 5e-7;
-    o->optim.warmup = 150;
-    o->optim.clip = 10.0;
-    o->batch = 4;
-    o->accum = 1;
+    emdpo_train_config dpo;
+    emdpo_train_config_init(&dpo, EMDPO_TRAIN_DPO);
+    o->beta = dpo.loss.beta;
+    o->optim = dpo.optim;
+    o->batch = dpo.batch;
+    o->accum = dpo.accum;
     o->seed = 1;
-    o->estimator = EMDPO_LM_REGRET_EXACT;
+    o->estimator = EMDPO_ESTIMATOR_EXACT;
     emdpo_lm_mmra_opts_default(&o->regret);
-    o->select = EMDPO_LM_LW_BEST;
+    o->select = EMDPO_LW_BEST;
 }
 
 void emdpo_lm_mmra_lw_decision_weights(int64_t n_dec, int K, const double *gamma, const double *w, double *wd) {
@@ -51,7 +50,7 @@ typedef struct lw_run {
     int K;
     const emdpo_tokenizer *tok;
     const emdpo_data *d;
-    emdpo_lm_regret_estimator estimator;
+    emdpo_regret_estimator estimator;
     emdpo_lm_mmra_opts mo;  /* resolved: the fit's beta and lengths */
     emdpo_lm_set *set;      /* sequence i = item i of d */
     double *logp;           /* (K + 2, n_items): the types, the candidate, the reference */
@@ -59,11 +58,11 @@ typedef struct lw_run {
 } lw_run;
 
 /* The regrets of cand into r. */
-static int evaluate(lw_run *s, const emdpo_llama *cand, emdpo_lm_mmra_round *r) {
+static int evaluate(lw_run *s, const emdpo_llama *cand, emdpo_mmra_round *r) {
     int K = s->K, M = K + 1, rc;
     size_t n = (size_t)s->d->n_items;
     s->pol[K] = cand;
-    if (s->estimator == EMDPO_LM_REGRET_EXACT) {
+    if (s->estimator == EMDPO_ESTIMATOR_EXACT) {
         if ((rc = emdpo_lm_score(cand, s->set, s->mo.score_batch, s->logp + (size_t)K * n)) ||
             (rc = emdpo_lm_mmra_exact_logp(s->d, K, M, s->mo.beta, s->logp, s->logp + (size_t)M * n, s->L)))
             return rc;
@@ -74,7 +73,7 @@ static int evaluate(lw_run *s, const emdpo_llama *cand, emdpo_lm_mmra_round *r) 
     for (int k = 0; k < K; k++) {
         const double *Lk = s->L + (size_t)k * M, *Sk = s->se + (size_t)k * M;
         r->regret[k] = Lk[k] - Lk[K];
-        r->regret_se[k] = s->estimator == EMDPO_LM_REGRET_EXACT ? NAN : sqrt(Sk[k] * Sk[k] + Sk[K] * Sk[K]);
+        r->regret_se[k] = s->estimator == EMDPO_ESTIMATOR_EXACT ? NAN : sqrt(Sk[k] * Sk[k] + Sk[K] * Sk[K]);
         r->max_regret = fmax(r->max_regret, r->regret[k]);
     }
     return EMDPO_OK;
@@ -84,8 +83,8 @@ static int check_opts(const emdpo_llama *sft, const emdpo_llama *const *types, i
                       const double *gamma, const emdpo_lm_mmra_lw_opts *o, const emdpo_llama *pi) {
     if (K < 1 || K > EMDPO_MAX_K || d->n_dec < 1 || o->rounds < 1 || !(o->eta > 0) || !isfinite(o->eta) ||
         o->steps < 1 || !(o->beta > 0) || !isfinite(o->beta) || o->max_length < 0 || o->max_prompt_length < 0 ||
-        (o->estimator != EMDPO_LM_REGRET_EXACT && o->estimator != EMDPO_LM_REGRET_SAMPLE) ||
-        (o->select != EMDPO_LM_LW_BEST && o->select != EMDPO_LM_LW_LAST) || o->regret.score_batch < 1 ||
+        (o->estimator != EMDPO_ESTIMATOR_EXACT && o->estimator != EMDPO_ESTIMATOR_SAMPLE) ||
+        (o->select != EMDPO_LW_BEST && o->select != EMDPO_LW_LAST) || o->regret.score_batch < 1 ||
         memcmp(&pi->config, &sft->config, sizeof pi->config))
         return EMDPO_ERR_INVALID_ARG;
     for (int k = 0; k < K; k++)
@@ -101,7 +100,7 @@ static int run_rounds(lw_run *s, emdpo_trainer *t, emdpo_llama *pi, const double
     int K = s->K, rc;
     double w[EMDPO_MAX_K];
     for (int k = 0; k < K; k++) w[k] = 1.0 / K;
-    emdpo_lm_mmra_round *r = &res->start;
+    emdpo_mmra_round *r = &res->start;
     memset(r, 0, sizeof *r);
     memcpy(r->w, w, (size_t)K * sizeof *w);
     r->loss = r->kl = NAN;
@@ -124,7 +123,7 @@ static int run_rounds(lw_run *s, emdpo_trainer *t, emdpo_llama *pi, const double
         r->loss = loss / (double)o->steps;
         r->kl = NAN;
         if ((rc = evaluate(s, pi, r))) return rc;
-        if (round == 1 || o->select == EMDPO_LM_LW_LAST || r->max_regret < res->rounds[res->chosen - 1].max_regret) {
+        if (round == 1 || o->select == EMDPO_LW_LAST || r->max_regret < res->rounds[res->chosen - 1].max_regret) {
             res->chosen = round;
             if (best && round < o->rounds) memcpy(best, pi->param_buf, pi->num_params * sizeof *best);
         }
@@ -157,7 +156,7 @@ int emdpo_lm_mmra_lw(const emdpo_llama *sft, const emdpo_llama *const *types, in
     if (s.mo.max_prompt_length < 1 || s.mo.max_length <= s.mo.max_prompt_length) return EMDPO_ERR_INVALID_ARG;
 
     size_t n = (size_t)d->n_items, nlp = (size_t)(K + 2) * n, nl = (size_t)K * (K + 1), nd = (size_t)d->n_dec;
-    size_t nb = o->select == EMDPO_LM_LW_BEST && o->rounds > 1 ? pi->num_params : 0;
+    size_t nb = o->select == EMDPO_LW_BEST && o->rounds > 1 ? pi->num_params : 0;
     emdpo_trainer *t = NULL;
     s.logp = emdpo_malloc(nlp * sizeof *s.logp);
     s.L = emdpo_malloc(nl * sizeof *s.L);
@@ -168,7 +167,7 @@ int emdpo_lm_mmra_lw(const emdpo_llama *sft, const emdpo_llama *const *types, in
     if (!rc) rc = emdpo_lm_set_from_data(d, tok, s.mo.max_length, s.mo.max_prompt_length, &s.set);
     /* One reference pass serves DPO and the exact rewards. */
     if (!rc) rc = emdpo_lm_score(sft, s.set, s.mo.score_batch, s.logp + (size_t)(K + 1) * n);
-    for (int k = 0; !rc && o->estimator == EMDPO_LM_REGRET_EXACT && k < K; k++)
+    for (int k = 0; !rc && o->estimator == EMDPO_ESTIMATOR_EXACT && k < K; k++)
         rc = emdpo_lm_score(types[k], s.set, s.mo.score_batch, s.logp + (size_t)k * n);
     if (!rc) {
         memcpy(pi->param_buf, sft->param_buf, pi->num_params * sizeof *pi->param_buf);

@@ -49,52 +49,35 @@
 #include "lm/io/tokenizer.h"
 #include "lm/mmra/lm_mmra.h"
 
-typedef enum emdpo_lm_regret_estimator {
-    EMDPO_LM_REGRET_EXACT = 0, /* over each decision's option set */
-    EMDPO_LM_REGRET_SAMPLE = 1 /* over generated responses */
-} emdpo_lm_regret_estimator;
-
-typedef enum emdpo_lm_lw_select {
-    EMDPO_LM_LW_BEST = 0, /* the round with the smallest max regret */
-    EMDPO_LM_LW_LAST = 1  /* the last round */
-} emdpo_lm_lw_select;
-
-/* One round of an MMRA training loop (this file's and lm_mmra_onpolicy.h's). */
-typedef struct emdpo_lm_mmra_round {
-    int round;                     /* 1..T; 0 for the start (the SFT model) */
-    double w[EMDPO_MAX_K];         /* the type weights the round trained with */
-    double regret[EMDPO_MAX_K];    /* R_k of the round's policy */
-    double regret_se[EMDPO_MAX_K]; /* standard errors of sampled regrets; NaN when exact or not estimated */
-    double max_regret;             /* max_k R_k */
-    double loss;                   /* mean training objective over the round's steps; NaN for the start */
-    double kl;                     /* on-policy: mean KL(pi || pi_ref) estimate; NaN otherwise */
-} emdpo_lm_mmra_round;
+/* emdpo_regret_estimator, emdpo_lw_select and emdpo_mmra_round (one round
+ * of an MMRA training loop, this file's and lm_mmra_onpolicy.h's) are
+ * public (emdpo/mmra.h). */
 
 typedef struct emdpo_lm_mmra_lw_opts {
     int rounds;                          /* T >= 1 (5) */
     double eta;                          /* multiplicative-weights rate > 0 (1) */
     int64_t steps;                       /* optimizer steps per round >= 1 (10) */
     double beta;                         /* DPO temperature and reward scale > 0 (0.1) */
-    emdpo_optim_config optim;            /* RMSprop, lr 5e-7, warmup 150, clip 10 (the paper's) */
+    emdpo_optim_config optim;            /* emdpo_train_config_init's DPO optimizer */
     int batch;                           /* decisions per micro-batch (4) */
     int accum;                           /* micro-batches per optimizer step (1) */
     int max_length;                      /* truncation (lm_batch.h); 0: min(512, the SFT model's context) */
     int max_prompt_length;               /* 0: max_length / 2 */
     uint64_t seed;                       /* shuffling (1) */
-    emdpo_lm_regret_estimator estimator; /* EXACT */
+    emdpo_regret_estimator estimator; /* EXACT */
     emdpo_lm_mmra_opts regret;           /* the estimator's options; beta and lengths come from above */
-    emdpo_lm_lw_select select;           /* BEST */
+    emdpo_lw_select select;           /* BEST */
     /* Called after the start's evaluation and after every round; may be NULL. */
-    void (*progress)(void *ud, const emdpo_lm_mmra_round *r, int K);
+    void (*progress)(void *ud, const emdpo_mmra_round *r, int K);
     void *progress_ud;
 } emdpo_lm_mmra_lw_opts;
 
 void emdpo_lm_mmra_lw_opts_default(emdpo_lm_mmra_lw_opts *o);
 
 typedef struct emdpo_lm_mmra_lw_result {
-    emdpo_lm_mmra_round start;   /* the SFT model, with uniform weights */
-    emdpo_lm_mmra_round *rounds; /* (T), the caller's array */
-    emdpo_lm_mmra_round final;   /* the returned round's record, its w the weights after the last update */
+    emdpo_mmra_round start;   /* the SFT model, with uniform weights */
+    emdpo_mmra_round *rounds; /* (T), the caller's array */
+    emdpo_mmra_round final;   /* the returned round's record, its w the weights after the last update */
     int chosen;                  /* the round returned, 1..T */
 } emdpo_lm_mmra_lw_result;
 

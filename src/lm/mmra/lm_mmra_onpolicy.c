@@ -15,7 +15,7 @@ void emdpo_lm_mmra_op_opts_default(emdpo_lm_mmra_op_opts *o) {
     o->steps = 1;
     o->eta = 1.0;
     o->beta = 0.1;
-    emdpo_optim_config_default(&o->optim, EMDPO_OPTIM_ADAMW);
+    emdpo_optim_config_init(&o->optim, EMDPO_OPTIM_ADAMW);
     o->optim.lr = 1e-6;
     o->optim.clip = 10.0;
     o->batch = 4;
@@ -197,7 +197,7 @@ static int step(op_run *s, int64_t g, const double *value, const double *w, doub
 
 /* Regrets of cand into r (K + 1 columns: the types, then cand); value
  * (may be NULL) gets the diagonal. */
-static int evaluate(op_run *s, const emdpo_llama *cand, emdpo_lm_mmra_round *r, double *value, int64_t *draws) {
+static int evaluate(op_run *s, const emdpo_llama *cand, emdpo_mmra_round *r, double *value, int64_t *draws) {
     int K = s->K, M = K + 1;
     size_t nl = (size_t)K * M;
     double *L = emdpo_malloc(nl * sizeof *L), *se = emdpo_malloc(nl * sizeof *se);
@@ -222,7 +222,7 @@ static int run_rounds(op_run *s, emdpo_lm_mmra_op_result *res) {
     int K = s->K, rc;
     double w[EMDPO_MAX_K], regret[EMDPO_MAX_K], gain[EMDPO_MAX_K];
     for (int k = 0; k < K; k++) w[k] = 1.0 / K;
-    emdpo_lm_mmra_round *r = &res->start;
+    emdpo_mmra_round *r = &res->start;
     memset(r, 0, sizeof *r);
     memcpy(r->w, w, (size_t)K * sizeof *w);
     r->loss = r->kl = NAN;

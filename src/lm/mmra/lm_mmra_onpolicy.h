@@ -76,16 +76,16 @@ typedef struct emdpo_lm_mmra_op_opts {
     int score_batch;          /* sequences per forward >= 1 (16) */
     uint64_t seed;            /* prompts, generation, evaluations (1) */
     /* Called after the start's evaluation and after every round; may be NULL. */
-    void (*progress)(void *ud, const emdpo_lm_mmra_round *r, int K);
+    void (*progress)(void *ud, const emdpo_mmra_round *r, int K);
     void *progress_ud;
 } emdpo_lm_mmra_op_opts;
 
 void emdpo_lm_mmra_op_opts_default(emdpo_lm_mmra_op_opts *o);
 
 typedef struct emdpo_lm_mmra_op_result {
-    emdpo_lm_mmra_round start;   /* the SFT model, with uniform weights */
-    emdpo_lm_mmra_round *rounds; /* (T), the caller's array */
-    emdpo_lm_mmra_round final;   /* the returned (last) policy; w: the weights after the last update */
+    emdpo_mmra_round start;   /* the SFT model, with uniform weights */
+    emdpo_mmra_round *rounds; /* (T), the caller's array */
+    emdpo_mmra_round final;   /* the returned (last) policy; w: the weights after the last update */
     double value[EMDPO_MAX_K];   /* V_k */
     int64_t draws;               /* evaluation draws per policy */
 } emdpo_lm_mmra_op_result;

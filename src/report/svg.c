@@ -3,7 +3,7 @@
  * the column width. SVG cannot measure text, so labels are laid out with an
  * average glyph advance and cut at MAX_LABEL characters, the full text
  * kept in a tooltip. */
-#include "svg.h"
+#include "report/svg.h"
 
 #include <math.h>
 #include <string.h>
@@ -73,7 +73,7 @@ static int put_text(FILE *fp, const char *s, size_t max) {
     return 0;
 }
 
-void cli_html_text(FILE *fp, const char *s) { put_text(fp, s ? s : "", (size_t)-1); }
+void emdpo_html_text(FILE *fp, const char *s) { put_text(fp, s ? s : "", (size_t)-1); }
 
 /* Characters (not bytes) in s. */
 static size_t n_chars(const char *s) {
@@ -93,12 +93,12 @@ static void put_label(FILE *fp, const char *s, size_t max) {
     if (!s) return;
     if (put_text(fp, s, max)) {
         fputs("\xE2\x80\xA6<title>", fp);
-        cli_html_text(fp, s);
+        emdpo_html_text(fp, s);
         fputs("</title>", fp);
     }
 }
 
-const char *cli_fmt_num(char *buf, size_t size, double v, int decimals) {
+const char *emdpo_fmt_num(char *buf, size_t size, double v, int decimals) {
     if (!isfinite(v)) {
         snprintf(buf, size, "\xE2\x80\x93");
         return buf;
@@ -178,7 +178,7 @@ static size_t tick_chars(const axis *a) {
 }
 
 /* The finite range of the series' y (or x) values; 0 when there is none. */
-static int range_of(const cli_svg_series *s, int ns, int use_x, double *lo, double *hi) {
+static int range_of(const emdpo_svg_series *s, int ns, int use_x, double *lo, double *hi) {
     int any = 0;
     for (int j = 0; j < ns; j++)
         for (int i = 0; i < s[j].n; i++) {
@@ -214,15 +214,15 @@ static double fy(const frame *f, double y) {
 static void open_svg(FILE *fp, const char *id, const char *title, double w, double h) {
     fprintf(fp, "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 %.0f %.0f\" width=\"%.0f\" height=\"%.0f\" "
                 "role=\"img\" aria-labelledby=\"", w, h, w, h);
-    cli_html_text(fp, id);
+    emdpo_html_text(fp, id);
     fputs("-t ", fp);
-    cli_html_text(fp, id);
+    emdpo_html_text(fp, id);
     fputs("-d\" font-family=\"" FONT "\" font-size=\"12\" fill=\"#222\">\n<title id=\"", fp);
-    cli_html_text(fp, id);
+    emdpo_html_text(fp, id);
     fputs("-t\">", fp);
-    cli_html_text(fp, title);
+    emdpo_html_text(fp, title);
     fputs("</title>\n<desc id=\"", fp);
-    cli_html_text(fp, id);
+    emdpo_html_text(fp, id);
     fputs("-d\">", fp);
 }
 
@@ -231,14 +231,14 @@ static void open_svg(FILE *fp, const char *id, const char *title, double w, doub
 static void end_desc(FILE *fp, const char *title, double w) {
     fprintf(fp, "</desc>\n<text x=\"%.1f\" y=\"22\" text-anchor=\"middle\" font-size=\"14\" font-weight=\"bold\">",
             w / 2);
-    cli_html_text(fp, title);
+    emdpo_html_text(fp, title);
     fputs("</text>\n", fp);
 }
 
-static void desc_series(FILE *fp, const cli_svg_chart *c) {
+static void desc_series(FILE *fp, const emdpo_svg_chart *c) {
     for (int j = 0; j < c->n_series; j++) {
         fputs(j ? ", " : "; series: ", fp);
-        cli_html_text(fp, c->series[j].label);
+        emdpo_html_text(fp, c->series[j].label);
     }
     fputs(".", fp);
 }
@@ -310,7 +310,7 @@ static void marker(FILE *fp, int shape, double x, double y, const char *fill) {
 }
 
 /* The legend's width for these labels (0 without labels). */
-static double legend_width(const cli_svg_series *s, int ns) {
+static double legend_width(const emdpo_svg_series *s, int ns) {
     double m = 0;
     for (int j = 0; j < ns; j++) m = fmax(m, label_width(s[j].label, CHAR_W));
     return m > 0 ? m + 60 : 0; /* gap, swatch, gap, text, margin */
@@ -318,7 +318,7 @@ static double legend_width(const cli_svg_series *s, int ns) {
 
 /* One entry per series to the right of the plot: a swatch (line and marker,
  * or a block) and the label. */
-static void legend(FILE *fp, const frame *f, const cli_svg_series *s, int ns, int lines) {
+static void legend(FILE *fp, const frame *f, const emdpo_svg_series *s, int ns, int lines) {
     double x = f->x0 + f->w + 16;
     for (int j = 0; j < ns; j++) {
         double y = f->y0 + 10 + 20 * j;
@@ -339,7 +339,7 @@ static void legend(FILE *fp, const frame *f, const cli_svg_series *s, int ns, in
 
 /* ---- line chart ---- */
 
-static void draw_line(FILE *fp, const frame *f, const cli_svg_series *s, int j) {
+static void draw_line(FILE *fp, const frame *f, const emdpo_svg_series *s, int j) {
     char bx[48], by[48];
     int pen = 0;
     fprintf(fp, "<path fill=\"none\" stroke=\"%s\" stroke-width=\"2\" stroke-linejoin=\"round\"%s d=\"", colour(j),
@@ -358,8 +358,8 @@ static void draw_line(FILE *fp, const frame *f, const cli_svg_series *s, int j) 
         double x = s->x ? s->x[i] : i, y = s->y[i];
         if (!isfinite(x) || !isfinite(y)) continue;
         fputs("<g><title>", fp);
-        cli_html_text(fp, s->label);
-        fprintf(fp, ": %s, %s</title>", cli_fmt_num(bx, sizeof bx, x, -1), cli_fmt_num(by, sizeof by, y, -1));
+        emdpo_html_text(fp, s->label);
+        fprintf(fp, ": %s, %s</title>", emdpo_fmt_num(bx, sizeof bx, x, -1), emdpo_fmt_num(by, sizeof by, y, -1));
         marker(fp, j, fx(f, x), fy(f, y), colour(j));
         fputs("</g>", fp);
     }
@@ -376,7 +376,7 @@ static void draw_mark(FILE *fp, const frame *f, double x, const char *label) {
     fputs("</text>\n", fp);
 }
 
-void cli_svg_lines(FILE *fp, const cli_svg_chart *c) {
+void emdpo_svg_lines(FILE *fp, const emdpo_svg_chart *c) {
     double ylo = 0, yhi = 1, xlo = 0, xhi = 1;
     int any = range_of(c->series, c->n_series, 0, &ylo, &yhi) && range_of(c->series, c->n_series, 1, &xlo, &xhi);
     if (c->has_mark && isfinite(c->mark_x)) xlo = fmin(xlo, c->mark_x), xhi = fmax(xhi, c->mark_x);
@@ -387,9 +387,9 @@ void cli_svg_lines(FILE *fp, const cli_svg_chart *c) {
     f.w = W - f.x0 - (c->n_series > 1 ? fmax(16, legend_width(c->series, c->n_series)) : 16);
     open_svg(fp, c->id, c->title, W, f.y0 + f.h + 52);
     fputs("Line chart of ", fp);
-    cli_html_text(fp, c->y_label);
+    emdpo_html_text(fp, c->y_label);
     fputs(" against ", fp);
-    cli_html_text(fp, c->x_label);
+    emdpo_html_text(fp, c->x_label);
     desc_series(fp, c);
     end_desc(fp, c->title, W);
     y_axis(fp, &f, c->y_label);
@@ -405,7 +405,7 @@ void cli_svg_lines(FILE *fp, const cli_svg_chart *c) {
 
 /* The y range of bars: the values' range widened to include zero, with
  * room beyond the longest bars for their value labels. */
-static axis bar_axis(const cli_svg_chart *c, int *any, int target) {
+static axis bar_axis(const emdpo_svg_chart *c, int *any, int target) {
     double lo = 0, hi = 0;
     *any = range_of(c->series, c->n_series, 0, &lo, &hi);
     lo = fmin(fmax(lo, -1e300), 0);
@@ -418,22 +418,22 @@ static void bar_tooltip(FILE *fp, const char *series, const char *cat, double v)
     char buf[48];
     fputs("<title>", fp);
     if (series) {
-        cli_html_text(fp, series);
+        emdpo_html_text(fp, series);
         fputs(", ", fp);
     }
-    cli_html_text(fp, cat);
-    fprintf(fp, ": %s</title>", cli_fmt_num(buf, sizeof buf, v, -1));
+    emdpo_html_text(fp, cat);
+    fprintf(fp, ": %s</title>", emdpo_fmt_num(buf, sizeof buf, v, -1));
 }
 
 /* Category labels are turned by 35 degrees when level ones would run into
  * each other; they then hang down and to the left of their group. */
-static double widest_cat(const cli_svg_chart *c) {
+static double widest_cat(const emdpo_svg_chart *c) {
     double widest = 0;
     for (int i = 0; i < c->n_cats; i++) widest = fmax(widest, label_width(c->cats[i], CHAR_W));
     return widest;
 }
 
-static void cat_labels(FILE *fp, const frame *f, const cli_svg_chart *c, double gw, int turn) {
+static void cat_labels(FILE *fp, const frame *f, const emdpo_svg_chart *c, double gw, int turn) {
     for (int i = 0; i < c->n_cats; i++) {
         double x = f->x0 + gw * (i + 0.5), y = f->y0 + f->h + 16;
         if (turn)
@@ -444,7 +444,7 @@ static void cat_labels(FILE *fp, const frame *f, const cli_svg_chart *c, double 
     }
 }
 
-void cli_svg_bars(FILE *fp, const cli_svg_chart *c) {
+void emdpo_svg_bars(FILE *fp, const emdpo_svg_chart *c) {
     int any;
     frame f = {.y0 = TITLE_H + 8, .h = 240};
     f.ay = bar_axis(c, &any, 5);
@@ -465,9 +465,9 @@ void cli_svg_bars(FILE *fp, const cli_svg_chart *c) {
     double below = turn ? widest * 0.57 + 18 : 20;
     open_svg(fp, c->id, c->title, W, f.y0 + f.h + below + (c->x_label ? 30 : 10));
     fputs("Bar chart of ", fp);
-    cli_html_text(fp, c->y_label);
+    emdpo_html_text(fp, c->y_label);
     fputs(" by ", fp);
-    cli_html_text(fp, c->x_label);
+    emdpo_html_text(fp, c->x_label);
     desc_series(fp, c);
     end_desc(fp, c->title, W);
     y_axis(fp, &f, c->y_label);
@@ -490,8 +490,8 @@ void cli_svg_bars(FILE *fp, const cli_svg_chart *c) {
             /* A missing value is labelled "–" at zero, so it does not read as 0. */
             fprintf(fp, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"11\">", x + bw / 2,
                     !(v < 0) ? top - 4 : bottom + 13);
-            cli_html_text(fp, cli_fmt_num(buf, sizeof buf, v, c->decimals));
-            if (isfinite(v)) cli_html_text(fp, c->value_suffix);
+            emdpo_html_text(fp, emdpo_fmt_num(buf, sizeof buf, v, c->decimals));
+            if (isfinite(v)) emdpo_html_text(fp, c->value_suffix);
             fputs("</text>\n", fp);
         }
     fprintf(fp, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#555\"/>\n", f.x0, y0, f.x0 + f.w, y0);
@@ -501,8 +501,8 @@ void cli_svg_bars(FILE *fp, const cli_svg_chart *c) {
     fputs("</svg>\n", fp);
 }
 
-void cli_svg_hbars(FILE *fp, const cli_svg_chart *c) {
-    const cli_svg_series *s = c->series;
+void emdpo_svg_hbars(FILE *fp, const emdpo_svg_chart *c) {
+    const emdpo_svg_series *s = c->series;
     double lo = 0, hi = 0, widest = 0;
     int any = c->n_series > 0 && range_of(s, 1, 0, &lo, &hi);
     for (int i = 0; i < c->n_cats; i++) widest = fmax(widest, label_width(c->cats[i], CHAR_W));
@@ -512,9 +512,9 @@ void cli_svg_hbars(FILE *fp, const cli_svg_chart *c) {
     f.w = W - f.x0 - 90;
     open_svg(fp, c->id, c->title, W, f.y0 + f.h + 52);
     fputs("Horizontal bar chart of ", fp);
-    cli_html_text(fp, c->x_label);
+    emdpo_html_text(fp, c->x_label);
     fputs(" by ", fp);
-    cli_html_text(fp, c->y_label);
+    emdpo_html_text(fp, c->y_label);
     fputs(".", fp);
     end_desc(fp, c->title, W);
     fputs("<g font-size=\"11\">\n", fp);
@@ -539,8 +539,8 @@ void cli_svg_hbars(FILE *fp, const cli_svg_chart *c) {
             fputs("</rect>\n", fp);
         }
         fprintf(fp, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">", fmax(zero, end) + 5, yc + 4);
-        cli_html_text(fp, cli_fmt_num(buf, sizeof buf, v, c->decimals));
-        if (isfinite(v)) cli_html_text(fp, c->value_suffix);
+        emdpo_html_text(fp, emdpo_fmt_num(buf, sizeof buf, v, c->decimals));
+        if (isfinite(v)) emdpo_html_text(fp, c->value_suffix);
         fputs("</text>\n", fp);
     }
     fprintf(fp, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#555\"/>\n", fx(&f, 0), f.y0,
@@ -567,7 +567,7 @@ static void shade(char *buf, size_t size, double v) {
 static void heat_legend(FILE *fp, const char *id, double x, double y) {
     char buf[16];
     fputs("<defs><linearGradient id=\"", fp);
-    cli_html_text(fp, id);
+    emdpo_html_text(fp, id);
     fputs("-g\">", fp);
     for (int i = 0; i <= 4; i++) {
         shade(buf, sizeof buf, i / 4.0);
@@ -576,12 +576,12 @@ static void heat_legend(FILE *fp, const char *id, double x, double y) {
     fprintf(fp, "</linearGradient></defs>\n<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" font-size=\"11\">0</text>"
                 "<rect x=\"%.1f\" y=\"%.1f\" width=\"160\" height=\"12\" stroke=\"#999\" fill=\"url(#",
             x - 6, y + 10, x, y);
-    cli_html_text(fp, id);
+    emdpo_html_text(fp, id);
     fprintf(fp, "-g)\"/><text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">1 (mean posterior probability)</text>\n", x + 166,
             y + 10);
 }
 
-void cli_svg_heatmap(FILE *fp, const cli_svg_heat *h) {
+void emdpo_svg_heatmap(FILE *fp, const emdpo_svg_heat *h) {
     double widest = label_width(h->row_title, CHAR_W);
     for (int r = 0; r < h->n_rows; r++) widest = fmax(widest, label_width(h->rows[r], CHAR_W));
     double x0 = widest + 20, top = TITLE_H + 46, ch = 30;
@@ -592,9 +592,9 @@ void cli_svg_heatmap(FILE *fp, const cli_svg_heat *h) {
     double w = fmin(W, fmax(fmax(x0 + cw * h->n_cols, x0 + 166 + 31 * TICK_W), n_chars(h->title) * TITLE_W) + 16);
     open_svg(fp, h->id, h->title, w, top + ch * h->n_rows + 44);
     fputs("Heat map; rows: ", fp);
-    cli_html_text(fp, h->row_title);
+    emdpo_html_text(fp, h->row_title);
     fputs(", columns: ", fp);
-    cli_html_text(fp, h->col_title);
+    emdpo_html_text(fp, h->col_title);
     fputs(".", fp);
     end_desc(fp, h->title, w);
     fprintf(fp, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" fill=\"#555\">", x0 + cw * h->n_cols / 2, top - 36);
@@ -627,13 +627,13 @@ void cli_svg_heatmap(FILE *fp, const cli_svg_heat *h) {
             else snprintf(fill, sizeof fill, "#eeeeee");
             fprintf(fp, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\" stroke=\"#fff\">"
                         "<title>", x, y, cw, ch, fill);
-            cli_html_text(fp, h->rows[r]);
+            emdpo_html_text(fp, h->rows[r]);
             fputs(", ", fp);
-            cli_html_text(fp, h->cols[k]);
-            fprintf(fp, ": %s</title></rect>", cli_fmt_num(num, sizeof num, v, 3));
+            emdpo_html_text(fp, h->cols[k]);
+            fprintf(fp, ": %s</title></rect>", emdpo_fmt_num(num, sizeof num, v, 3));
             if (numbers)
                 fprintf(fp, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" fill=\"%s\">%s</text>", x + cw / 2,
-                        y + ch / 2 + 4, isfinite(v) && v > 0.65 ? "#fff" : "#111", cli_fmt_num(num, sizeof num, v, 2));
+                        y + ch / 2 + 4, isfinite(v) && v > 0.65 ? "#fff" : "#111", emdpo_fmt_num(num, sizeof num, v, 2));
             fputc('\n', fp);
         }
     }

@@ -1,11 +1,10 @@
-#include "core/select.h"
-
+/* Seeded splits of a dataset's annotators, for validation. */
 #include <math.h>
 #include <stdlib.h>
 
 #include "base/alloc.h"
 #include "base/rng.h"
-#include "core/em.h"
+#include "data/data.h"
 
 int64_t emdpo_holdout_count(int64_t n, double holdout) {
     if (!(holdout > 0 && holdout < 1) || n < 0) return -1;
@@ -17,9 +16,11 @@ static int cmp_i64(const void *a, const void *b) {
     return (u > v) - (u < v);
 }
 
-int emdpo_split_annotators(const emdpo_data *d, double holdout, uint64_t seed, emdpo_data **train,
+int emdpo_data_split(const emdpo_data *d, double holdout, uint64_t seed, emdpo_data **train,
                            emdpo_data **valid) {
+    if (!train || !valid) return EMDPO_ERR_INVALID_ARG;
     *train = *valid = NULL;
+    if (!d) return EMDPO_ERR_INVALID_ARG;
     int64_t n = d->n_annot, nv = emdpo_holdout_count(n, holdout);
     if (nv < 1 || nv >= n) return EMDPO_ERR_INVALID_ARG;
     int64_t *idx = emdpo_malloc((size_t)n * sizeof(int64_t));
@@ -44,23 +45,5 @@ int emdpo_split_annotators(const emdpo_data *d, double holdout, uint64_t seed, e
         emdpo_data_free(*train);
         *train = *valid = NULL;
     }
-    return rc;
-}
-
-int emdpo_heldout_loglik(emdpo_policy *pol, const double *eta, const emdpo_data *d, double *ll_annot,
-                         double *loglik) {
-    int K = pol->K;
-    if (K < 1 || K > EMDPO_MAX_K) return EMDPO_ERR_INVALID_ARG;
-    double log_eta[EMDPO_MAX_K];
-    for (int k = 0; k < K; k++) {
-        if (!(eta[k] >= 0) || !isfinite(eta[k])) return EMDPO_ERR_INVALID_ARG;
-        log_eta[k] = eta[k] > 0 ? log(eta[k]) : -INFINITY;
-    }
-    double *logp = emdpo_malloc((size_t)d->n_dec * K * sizeof(double));
-    double *gamma = emdpo_malloc((size_t)d->n_annot * K * sizeof(double));
-    int rc = logp && gamma ? pol->ops->decision_logp(pol, d, logp) : EMDPO_ERR_NOMEM;
-    if (!rc) rc = emdpo_em_estep(d, K, logp, log_eta, gamma, ll_annot, loglik);
-    emdpo_free(logp, (size_t)d->n_dec * K * sizeof(double));
-    emdpo_free(gamma, (size_t)d->n_annot * K * sizeof(double));
     return rc;
 }

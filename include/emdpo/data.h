@@ -1,0 +1,142 @@
+/* Preference data: annotators, each with decisions, each a choice among two
+ * or more items (a top choice, or a ranking read as a Plackett-Luce
+ * sequence of top choices). Items carry features (log-linear policies) or
+ * response text (language-model policies), decisions an optional prompt,
+ * annotators an optional true group used only for evaluation.
+ *
+ * A dataset is immutable. Items of a decision are stored in preference
+ * order: the chosen item first, then the next ranked ones, unranked last.
+ * Indices: annotators 0..n_annotators-1, decisions 0..n_decisions-1 (an
+ * annotator's decisions are consecutive), items 0..n_items-1 (a decision's
+ * items are consecutive). */
+#ifndef EMDPO_PUBLIC_DATA_H
+#define EMDPO_PUBLIC_DATA_H
+
+#include "emdpo/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct emdpo_data emdpo_data;
+
+typedef enum emdpo_format {
+    EMDPO_FORMAT_AUTO = 0, /* by file extension: .jsonl/.json or .csv */
+    EMDPO_FORMAT_JSONL = 1,
+    EMDPO_FORMAT_CSV = 2
+} emdpo_format;
+
+/* "auto", "jsonl", "csv" for a format; NULL out of range. */
+EMDPO_API const char *emdpo_format_name(int fmt);
+
+/* Reads JSONL (TRL's prompt/chosen/rejected, extended with annotator,
+ * ranking and group) or long CSV (annotator,task,alt,chosen,features...).
+ * EMDPO_ERR_IO (cannot open or read), EMDPO_ERR_PARSE (diag: file, line,
+ * what is wrong), EMDPO_ERR_UNSUPPORTED (AUTO and an unknown extension),
+ * EMDPO_ERR_NOMEM. *out is NULL on failure. */
+EMDPO_API int emdpo_data_read(const char *path, emdpo_format fmt, emdpo_data **out, emdpo_diag *diag);
+/* Writes d atomically (a temporary file renamed into place). The CSV
+ * layout needs features; JSONL refuses text that is not UTF-8 and items
+ * with neither features nor text (EMDPO_ERR_INVALID_ARG or
+ * EMDPO_ERR_UNSUPPORTED with diag), EMDPO_ERR_IO. */
+EMDPO_API int emdpo_data_write(const emdpo_data *d, const char *path, emdpo_format fmt, emdpo_diag *diag);
+EMDPO_API void emdpo_data_free(emdpo_data *d);
+
+/* The path d was read from, as given to emdpo_data_read; NULL for data
+ * built in memory or taken as a subset. */
+EMDPO_API const char *emdpo_data_source(const emdpo_data *d);
+
+EMDPO_API int64_t emdpo_data_n_annotators(const emdpo_data *d);
+EMDPO_API int64_t emdpo_data_n_decisions(const emdpo_data *d);
+EMDPO_API int64_t emdpo_data_n_items(const emdpo_data *d);
+/* Features per item; 0 for text-only data. */
+EMDPO_API int emdpo_data_n_features(const emdpo_data *d);
+/* Distinct true groups (first-seen order); 0 when the data has none. */
+EMDPO_API int emdpo_data_n_groups(const emdpo_data *d);
+/* 1 when every item has response text. */
+EMDPO_API int emdpo_data_has_text(const emdpo_data *d);
+/* The largest number of items in any decision. */
+EMDPO_API int emdpo_data_max_items(const emdpo_data *d);
+
+/* Names: of feature q (NULL when the source had no names), of group g, of
+ * annotator i. NULL for an index out of range. Valid while d lives. */
+EMDPO_API const char *emdpo_data_feature_name(const emdpo_data *d, int q);
+EMDPO_API const char *emdpo_data_group_name(const emdpo_data *d, int g);
+EMDPO_API const char *emdpo_data_annotator(const emdpo_data *d, int64_t i);
+/* Annotator i's group (0..n_groups-1), -1 when it has none or i is out of
+ * range. */
+EMDPO_API int emdpo_data_annotator_group(const emdpo_data *d, int64_t i);
+/* Annotator i's decisions are first .. first + count - 1; count (0 for i
+ * out of range) is returned, *first set when first is not NULL. */
+EMDPO_API int64_t emdpo_data_annotator_decisions(const emdpo_data *d, int64_t i, int64_t *first);
+
+/* Decision j's items are first .. first + count - 1 in preference order;
+ * count (0 for j out of range) is returned. */
+EMDPO_API int emdpo_data_decision_items(const emdpo_data *d, int64_t j, int64_t *first);
+/* Sequential choices of decision j: 1 for a top choice, count - 1 for a
+ * full ranking; 0 for j out of range. */
+EMDPO_API int emdpo_data_decision_stages(const emdpo_data *d, int64_t j);
+/* The annotator of decision j, -1 out of range. */
+EMDPO_API int64_t emdpo_data_decision_annotator(const emdpo_data *d, int64_t j);
+/* Decision j's prompt, NULL when it has none. */
+EMDPO_API const char *emdpo_data_decision_prompt(const emdpo_data *d, int64_t j);
+/* Item i's response text, NULL when it has none. */
+EMDPO_API const char *emdpo_data_item_text(const emdpo_data *d, int64_t i);
+/* Copies item i's n_features features into x (n_features values).
+ * EMDPO_ERR_INVALID_ARG when i is out of range or n differs from
+ * n_features. */
+EMDPO_API int emdpo_data_item_features(const emdpo_data *d, int64_t i, double *x, int n);
+
+/* ---- Building data in memory ------------------------------------------ */
+
+typedef struct emdpo_data_builder emdpo_data_builder;
+
+/* p = features per item (0 for text data). EMDPO_ERR_INVALID_ARG for
+ * p < 0, EMDPO_ERR_NOMEM. */
+EMDPO_API int emdpo_data_builder_create(int p, emdpo_data_builder **out);
+EMDPO_API void emdpo_data_builder_free(emdpo_data_builder *b);
+/* Optional names for the p feature columns (copied). */
+EMDPO_API int emdpo_data_builder_set_feature_names(emdpo_data_builder *b, const char *const *names);
+/* One decision of one annotator: n_items >= 2 items in preference order
+ * (chosen first), n_stages in 1..n_items-1 sequential choices, x
+ * (n_items, p) row-major (NULL when p == 0; finite), texts (n_items) or
+ * NULL, group, prompt NULL when absent. Strings are copied. Annotators may
+ * arrive in any order; their decisions keep arrival order.
+ * EMDPO_ERR_INVALID_ARG for bad sizes or non-finite features,
+ * EMDPO_ERR_PARSE when the annotator's group differs from its earlier
+ * decisions', EMDPO_ERR_NOMEM. */
+EMDPO_API int emdpo_data_builder_add(emdpo_data_builder *b, const char *annotator, const char *group,
+                                     const char *prompt, int n_items, int n_stages, const double *x,
+                                     const char *const *texts);
+/* Hands over the dataset (annotators in first-appearance order) and frees
+ * the builder, whatever the result. EMDPO_ERR_INVALID_ARG when no decision
+ * was added. */
+EMDPO_API int emdpo_data_builder_finish(emdpo_data_builder *b, emdpo_data **out);
+
+/* A dataset from arrays, in one call: n_dec decisions, decision j by
+ * annotator[j] (strings) with n_items[j] items and n_stages[j] choices
+ * (n_stages NULL: top choices); x (total items, p) the features, texts
+ * (total items) and prompts, groups (n_dec) optional (NULL). Errors as
+ * the builder's; diag says which decision was refused. */
+EMDPO_API int emdpo_data_from_arrays(int p, int64_t n_dec, const char *const *annotator, const int *n_items,
+                                     const int *n_stages, const double *x, const char *const *texts,
+                                     const char *const *prompts, const char *const *groups, emdpo_data **out,
+                                     emdpo_diag *diag);
+
+/* ---- Subsets ------------------------------------------------------------ */
+
+/* The annotators annots[0..n) of d, in that order, as a new dataset (a
+ * repeated index adds its annotator's decisions again, to the same
+ * annotator). EMDPO_ERR_INVALID_ARG for an index out of range or n < 1. */
+EMDPO_API int emdpo_data_subset(const emdpo_data *d, const int64_t *annots, int64_t n, emdpo_data **out);
+/* A seeded random split of the annotators: round(n * holdout) go to
+ * *valid, the rest to *train, each in d's order. The same seed gives the
+ * same split on any machine. EMDPO_ERR_INVALID_ARG for holdout outside
+ * (0, 1) or a side that would be empty. */
+EMDPO_API int emdpo_data_split(const emdpo_data *d, double holdout, uint64_t seed, emdpo_data **train,
+                               emdpo_data **valid);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,25 @@
+#include "core/heldout.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "base/alloc.h"
+#include "core/em.h"
+
+int emdpo_heldout_loglik(emdpo_policy *pol, const double *eta, const emdpo_data *d, double *ll_annot,
+                         double *loglik) {
+    int K = pol->K;
+    if (K < 1 || K > EMDPO_MAX_K) return EMDPO_ERR_INVALID_ARG;
+    double log_eta[EMDPO_MAX_K];
+    for (int k = 0; k < K; k++) {
+        if (!(eta[k] >= 0) || !isfinite(eta[k])) return EMDPO_ERR_INVALID_ARG;
+        log_eta[k] = eta[k] > 0 ? log(eta[k]) : -INFINITY;
+    }
+    double *logp = emdpo_malloc((size_t)d->n_dec * K * sizeof(double));
+    double *gamma = emdpo_malloc((size_t)d->n_annot * K * sizeof(double));
+    int rc = logp && gamma ? pol->ops->decision_logp(pol, d, logp) : EMDPO_ERR_NOMEM;
+    if (!rc) rc = emdpo_em_estep(d, K, logp, log_eta, gamma, ll_annot, loglik);
+    emdpo_free(logp, (size_t)d->n_dec * K * sizeof(double));
+    emdpo_free(gamma, (size_t)d->n_annot * K * sizeof(double));
+    return rc;
+}

@@ -1,0 +1,367 @@
+/* The paper's Table 1 for ensembles of Llama policies (emdpo/lm.h's
+ * emdpo_eval_run): each method directory's type_N/ policies on held-out
+ * data with true groups, the max-mean reward margin and the best policy's
+ * accuracy per group, and optionally the adjusted Rand index of a
+ * posterior against the groups. */
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/afile.h"
+#include "base/alloc.h"
+#include "base/diag.h"
+#include "base/file.h"
+#include "base/json_write.h"
+#include "data/data.h"
+#include "lm/engine/llama.h"
+#include "lm/io/lm_batch.h"
+#include "lm/lm_eval.h"
+
+/* One method: a directory and the numbers of its type_N subdirectories. */
+typedef struct method {
+    char *dir;
+    char *name;
+    int n, *types;
+    double *margin, *acc; /* (n, G) */
+    int *best;            /* (G) index into types, -1 when none */
+    double *max_margin, *best_acc;
+} method;
+
+struct emdpo_eval {
+    emdpo_eval_opts o;
+    int nm, G;
+    method *ms;
+    char **group;         /* (G) */
+    int64_t *n_dec;       /* (G) decisions per group */
+    int has_ari;
+    double ari;
+    int64_t n_ari;
+};
+
+void emdpo_eval_opts_init(emdpo_eval_opts *o) {
+    if (!o) return;
+    memset(o, 0, sizeof *o);
+    o->beta = 0.1;
+    o->batch = 16;
+}
+
+static int cmp_int(const void *x, const void *y) {
+    int a = *(const int *)x, b = *(const int *)y;
+    return (a > b) - (a < b);
+}
+
+/* The type_N subdirectories holding a config.json, in N order. */
+static int list_types(method *m, emdpo_diag *diag) {
+    DIR *dp = opendir(m->dir);
+    if (!dp) return emdpo_diag_at(diag, EMDPO_ERR_IO, m->dir, 0, "cannot open the directory");
+    size_t cap = 0;
+    int rc = 0;
+    struct dirent *e;
+    while (!rc && (e = readdir(dp))) {
+        int k, used = 0;
+        if (sscanf(e->d_name, "type_%d%n", &k, &used) != 1 || e->d_name[used] || k < 1) continue;
+        char *sub = emdpo_path_join(m->dir, e->d_name), *cfg = sub ? emdpo_path_join(sub, "config.json") : NULL;
+        int have = cfg && emdpo_path_exists(cfg);
+        if (!cfg) rc = EMDPO_ERR_NOMEM;
+        emdpo_strfree(sub);
+        emdpo_strfree(cfg);
+        if (rc || !have) continue;
+        if (emdpo_grow((void **)&m->types, &cap, (size_t)m->n + 1, sizeof *m->types)) rc = EMDPO_ERR_NOMEM;
+        else m->types[m->n++] = k;
+    }
+    closedir(dp);
+    if (!rc && m->n == 0) rc = emdpo_diag_at(diag, EMDPO_ERR_INVALID_ARG, m->dir, 0, "no type_N/ policy directories");
+    if (rc == EMDPO_ERR_NOMEM) emdpo_diag_fail(diag, rc, "out of memory");
+    if (!rc) {
+        qsort(m->types, (size_t)m->n, sizeof *m->types, cmp_int);
+        /* Trim the capacity so that the free size is n. */
+        int *t = emdpo_realloc(m->types, cap * sizeof *t, (size_t)m->n * sizeof *t);
+        if (t) m->types = t;
+        else rc = emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+    }
+    if (rc) {
+        emdpo_free(m->types, cap * sizeof *m->types);
+        m->types = NULL;
+        m->n = 0;
+    }
+    return rc;
+}
+
+static void method_free(method *m, int G) {
+    emdpo_strfree(m->dir);
+    emdpo_strfree(m->name);
+    emdpo_free(m->types, (size_t)m->n * sizeof *m->types);
+    emdpo_free(m->margin, (size_t)m->n * G * sizeof *m->margin);
+    emdpo_free(m->acc, (size_t)m->n * G * sizeof *m->acc);
+    emdpo_free(m->best, (size_t)G * sizeof *m->best);
+    emdpo_free(m->max_margin, (size_t)G * sizeof *m->max_margin);
+    emdpo_free(m->best_acc, (size_t)G * sizeof *m->best_acc);
+}
+
+void emdpo_eval_free(emdpo_eval *e) {
+    if (!e) return;
+    for (int j = 0; e->ms && j < e->nm; j++) method_free(&e->ms[j], e->G);
+    emdpo_free(e->ms, (size_t)e->nm * sizeof *e->ms);
+    for (int g = 0; e->group && g < e->G; g++) emdpo_strfree(e->group[g]);
+    emdpo_free(e->group, (size_t)e->G * sizeof *e->group);
+    emdpo_free(e->n_dec, (size_t)e->G * sizeof *e->n_dec);
+    emdpo_free(e, sizeof *e);
+}
+
+static int eval_method(method *m, const emdpo_llama *ref, emdpo_lm_evaluator *ev, int G, emdpo_diag *diag) {
+    size_t ng = (size_t)m->n * G;
+    m->margin = emdpo_malloc(ng * sizeof *m->margin);
+    m->acc = emdpo_malloc(ng * sizeof *m->acc);
+    m->best = emdpo_malloc((size_t)G * sizeof *m->best);
+    m->max_margin = emdpo_malloc((size_t)G * sizeof *m->max_margin);
+    m->best_acc = emdpo_malloc((size_t)G * sizeof *m->best_acc);
+    if (!m->margin || !m->acc || !m->best || !m->max_margin || !m->best_acc)
+        return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < m->n; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "type_%d", m->types[i]);
+        char *path = emdpo_path_join(m->dir, name);
+        emdpo_llama *pol = NULL;
+        int rc = path ? emdpo_llama_load(path, &pol, diag) : emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+        if (!rc && pol->config.vocab_size != ref->config.vocab_size)
+            rc = emdpo_diag_at(diag, EMDPO_ERR_INVALID_ARG, path, 0, "vocabulary %d, the reference's is %d",
+                               pol->config.vocab_size, ref->config.vocab_size);
+        else if (!rc && (rc = emdpo_lm_evaluate(ev, pol, m->margin + (size_t)i * G, m->acc + (size_t)i * G, NULL)))
+            emdpo_diag_at(diag, rc, path, 0,
+                          rc == EMDPO_ERR_LIMIT ? "a sequence does not fit the policy (context or vocabulary)"
+                                                : "scoring failed: %s",
+                          emdpo_status_name(rc));
+        emdpo_llama_free(pol);
+        emdpo_strfree(path);
+        if (rc) return rc;
+    }
+    emdpo_lm_eval_best(m->n, G, m->margin, m->acc, m->best, m->max_margin, m->best_acc);
+    return EMDPO_OK;
+}
+
+/* ARI between the argmax of a posterior and the true groups of the
+ * annotators present in both. */
+static int posterior_ari(emdpo_eval *e, const emdpo_data *d, emdpo_diag *diag) {
+    emdpo_posterior *p = NULL;
+    int rc = emdpo_posterior_read(e->o.posterior, 0, &p, diag);
+    if (rc) return rc;
+    size_t na = (size_t)d->n_annot;
+    int32_t *a = emdpo_malloc((na + 1) * sizeof *a), *b = emdpo_malloc((na + 1) * sizeof *b);
+    int K = emdpo_posterior_k(p);
+    int64_t n = 0;
+    if (!a || !b) rc = emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; !rc && i < na; i++) {
+        int64_t row = emdpo_posterior_find(p, d->annot_name[i]);
+        if (row < 0 || d->annot_group[i] < 0) continue;
+        int arg = 0;
+        double top = -1;
+        for (int k = 0; k < K; k++) {
+            double v = emdpo_posterior_gamma(p, row, k);
+            if (v > top) {
+                top = v;
+                arg = k;
+            }
+        }
+        a[n] = arg;
+        b[n++] = d->annot_group[i];
+    }
+    if (!rc && n == 0)
+        rc = emdpo_diag_at(diag, EMDPO_ERR_INVALID_ARG, e->o.posterior, 0,
+                           "no annotator of the posterior has a group in the data");
+    if (!rc) {
+        e->ari = emdpo_adjusted_rand_index(a, b, n);
+        e->n_ari = n;
+        e->has_ari = 1;
+        if (isnan(e->ari)) rc = emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "adjusted Rand index: out of memory");
+    }
+    emdpo_free(a, a ? (na + 1) * sizeof *a : 0);
+    emdpo_free(b, b ? (na + 1) * sizeof *b : 0);
+    emdpo_posterior_free(p);
+    return rc;
+}
+
+/* The method directories and their row labels (the last component). */
+static int methods(emdpo_eval *e, const char *const *dirs, emdpo_diag *diag) {
+    for (int j = 0; j < e->nm; j++) {
+        method *m = &e->ms[j];
+        if (!dirs[j] || !*dirs[j]) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "empty method directory name");
+        if (!(m->dir = emdpo_strdup(dirs[j]))) return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+        size_t len = strlen(m->dir);
+        while (len > 1 && m->dir[len - 1] == '/') m->dir[--len] = 0;
+        const char *slash = strrchr(m->dir, '/');
+        if (!(m->name = emdpo_strdup(slash && slash[1] ? slash + 1 : m->dir)))
+            return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+    }
+    for (int j = 0; j < e->nm; j++) {
+        int rc = list_types(&e->ms[j], diag);
+        if (rc) return rc;
+    }
+    return EMDPO_OK;
+}
+
+int emdpo_eval_run(const emdpo_llama *ref, const emdpo_tokenizer *tok, const emdpo_data *d,
+                   const char *const *method_dirs, int n_methods, const emdpo_eval_opts *o, emdpo_eval **out,
+                   emdpo_diag *diag) {
+    emdpo_diag_reset(diag, NULL);
+    if (!out) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "out is NULL");
+    *out = NULL;
+    if (!ref || !tok || !d || !method_dirs || n_methods < 1 || !o)
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no model, tokenizer, data, methods or options");
+    if (!(o->beta > 0) || !isfinite(o->beta)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "beta must be > 0");
+    if (o->batch < 1) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "batch must be >= 1");
+    emdpo_eval *e = emdpo_calloc(1, sizeof *e);
+    if (!e) return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+    e->o = *o;
+    e->nm = n_methods;
+    e->ari = NAN;
+    emdpo_lm_set *set = NULL;
+    emdpo_lm_evaluator *ev = NULL;
+    int rc = (e->ms = emdpo_calloc((size_t)n_methods, sizeof *e->ms)) ? methods(e, method_dirs, diag)
+                                                                       : emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+    if (!rc) rc = emdpo_lm_lengths(ref, &e->o.max_length, &e->o.max_prompt_length, diag);
+    if (!rc && !emdpo_data_has_text(d))
+        rc = emdpo_diag_at(diag, EMDPO_ERR_UNSUPPORTED, d->source, 0, "responses have no text; eval needs text responses");
+    if (!rc && d->n_groups == 0)
+        rc = emdpo_diag_at(diag, EMDPO_ERR_INVALID_ARG, d->source, 0,
+                           "no \"group\" field: eval needs each annotator's true group");
+    if (!rc) {
+        e->G = d->n_groups;
+        e->n_dec = emdpo_calloc((size_t)e->G, sizeof *e->n_dec);
+        e->group = emdpo_calloc((size_t)e->G, sizeof *e->group);
+        if (!e->n_dec || !e->group) rc = emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+        for (int g = 0; !rc && g < e->G; g++)
+            if (!(e->group[g] = emdpo_strdup(d->group_name[g]))) rc = emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+    }
+    if (!rc && ((rc = emdpo_lm_set_from_data(d, tok, e->o.max_length, e->o.max_prompt_length, &set)) ||
+                (rc = emdpo_lm_evaluator_create(ref, d, set, o->beta, o->batch, &ev))))
+        emdpo_diag_fail(diag, rc,
+                        rc == EMDPO_ERR_LIMIT ? "a sequence does not fit the reference (context or vocabulary)"
+                                              : "cannot set up the evaluation: %s",
+                        emdpo_status_name(rc));
+    for (int64_t i = 0; !rc && i < d->n_annot; i++)
+        if (d->annot_group[i] >= 0) e->n_dec[d->annot_group[i]] += d->annot_dec[i + 1] - d->annot_dec[i];
+    for (int j = 0; !rc && j < e->nm; j++) rc = eval_method(&e->ms[j], ref, ev, e->G, diag);
+    if (!rc && o->posterior) rc = posterior_ari(e, d, diag);
+    emdpo_lm_evaluator_free(ev);
+    emdpo_lm_set_free(set);
+    if (rc) {
+        emdpo_eval_free(e);
+        return rc;
+    }
+    *out = e;
+    return EMDPO_OK;
+}
+
+static const method *method_at(const emdpo_eval *e, int j) { return e && j >= 0 && j < e->nm ? &e->ms[j] : NULL; }
+
+int emdpo_eval_n_methods(const emdpo_eval *e) { return e ? e->nm : 0; }
+int emdpo_eval_n_groups(const emdpo_eval *e) { return e ? e->G : 0; }
+const char *emdpo_eval_group_name(const emdpo_eval *e, int g) { return e && g >= 0 && g < e->G ? e->group[g] : NULL; }
+
+const char *emdpo_eval_method_name(const emdpo_eval *e, int j) {
+    const method *m = method_at(e, j);
+    return m ? m->name : NULL;
+}
+
+int emdpo_eval_n_policies(const emdpo_eval *e, int j) {
+    const method *m = method_at(e, j);
+    return m ? m->n : 0;
+}
+
+int emdpo_eval_policy(const emdpo_eval *e, int j, int i) {
+    const method *m = method_at(e, j);
+    return m && i >= 0 && i < m->n ? m->types[i] : -1;
+}
+
+double emdpo_eval_margin(const emdpo_eval *e, int j, int i, int g) {
+    const method *m = method_at(e, j);
+    return m && i >= 0 && i < m->n && g >= 0 && g < e->G ? m->margin[(size_t)i * e->G + g] : NAN;
+}
+
+double emdpo_eval_accuracy(const emdpo_eval *e, int j, int i, int g) {
+    const method *m = method_at(e, j);
+    return m && i >= 0 && i < m->n && g >= 0 && g < e->G ? m->acc[(size_t)i * e->G + g] : NAN;
+}
+
+int emdpo_eval_best(const emdpo_eval *e, int j, int g) {
+    const method *m = method_at(e, j);
+    return m && g >= 0 && g < e->G ? m->best[g] : -1;
+}
+
+double emdpo_eval_max_margin(const emdpo_eval *e, int j, int g) {
+    const method *m = method_at(e, j);
+    return m && g >= 0 && g < e->G ? m->max_margin[g] : NAN;
+}
+
+double emdpo_eval_best_accuracy(const emdpo_eval *e, int j, int g) {
+    const method *m = method_at(e, j);
+    return m && g >= 0 && g < e->G ? m->best_acc[g] : NAN;
+}
+
+double emdpo_eval_ari(const emdpo_eval *e, int64_t *n) {
+    if (n) *n = e ? e->n_ari : 0;
+    return e ? e->ari : NAN;
+}
+
+int emdpo_eval_write_json(const emdpo_eval *e, FILE *fp) {
+    if (!e || !fp) return EMDPO_ERR_INVALID_ARG;
+    int G = e->G;
+    fputs("{\n  \"beta\": ", fp);
+    emdpo_json_num(fp, e->o.beta);
+    fputs(",\n  \"groups\": [", fp);
+    for (int g = 0; g < G; g++) {
+        if (g) fputs(", ", fp);
+        emdpo_json_str(fp, e->group[g]);
+    }
+    fputs("],\n  \"decisions\": [", fp);
+    for (int g = 0; g < G; g++) fprintf(fp, "%s%lld", g ? ", " : "", (long long)e->n_dec[g]);
+    fputs("],\n  \"methods\": [", fp);
+    for (int j = 0; j < e->nm; j++) {
+        const method *m = &e->ms[j];
+        fputs(j ? ",\n    {\"name\": " : "\n    {\"name\": ", fp);
+        emdpo_json_str(fp, m->name);
+        fputs(", \"dir\": ", fp);
+        emdpo_json_str(fp, m->dir);
+        fputs(", \"policies\": [", fp);
+        for (int i = 0; i < m->n; i++) fprintf(fp, "%s\"type_%d\"", i ? ", " : "", m->types[i]);
+        fputs("],\n     \"max_mean_margin\": ", fp);
+        emdpo_json_nums(fp, m->max_margin, G);
+        fputs(", \"accuracy\": ", fp);
+        emdpo_json_nums(fp, m->best_acc, G);
+        fputs(", \"best\": [", fp);
+        for (int g = 0; g < G; g++) {
+            if (g) fputs(", ", fp);
+            if (m->best[g] < 0) fputs("null", fp);
+            else fprintf(fp, "\"type_%d\"", m->types[m->best[g]]);
+        }
+        fputs("],\n     \"policy_margin\": [", fp);
+        for (int i = 0; i < m->n; i++) {
+            if (i) fputs(", ", fp);
+            emdpo_json_nums(fp, m->margin + (size_t)i * G, G);
+        }
+        fputs("], \"policy_accuracy\": [", fp);
+        for (int i = 0; i < m->n; i++) {
+            if (i) fputs(", ", fp);
+            emdpo_json_nums(fp, m->acc + (size_t)i * G, G);
+        }
+        fputs("]}", fp);
+    }
+    fputs("\n  ]", fp);
+    if (e->has_ari) {
+        fputs(",\n  \"ari\": ", fp);
+        emdpo_json_num(fp, e->ari);
+        fprintf(fp, ",\n  \"ari_annotators\": %lld", (long long)e->n_ari);
+    }
+    fputs("\n}\n", fp);
+    return ferror(fp) ? EMDPO_ERR_IO : EMDPO_OK;
+}
+
+static void write_eval(FILE *fp, const void *ctx) { emdpo_eval_write_json(ctx, fp); }
+
+int emdpo_eval_save(const emdpo_eval *e, const char *path, emdpo_diag *diag) {
+    emdpo_diag_reset(diag, path);
+    if (!e || !path) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no result or path");
+    return emdpo_afile_write(path, write_eval, e, diag);
+}

@@ -1,0 +1,160 @@
+/* Text from a checkpoint or a mixture.json (emdpo/lm.h's
+ * emdpo_generate_text): what emdpo generate prints. */
+#include <math.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/diag.h"
+#include "lm/engine/llama.h"
+#include "lm/engine/lm_sample.h"
+#include "lm/io/tokenizer.h"
+#include "lm/lm_mixture.h"
+
+struct emdpo_generation {
+    int n, mixture;
+    char **text;      /* (n) */
+    size_t *len;      /* (n) */
+    char **member;    /* (n) borrowed from the mixture's names, copied */
+};
+
+void emdpo_generation_free(emdpo_generation *g) {
+    if (!g) return;
+    for (int i = 0; i < g->n; i++) {
+        if (g->text) emdpo_free(g->text[i], g->text[i] ? g->len[i] + 1 : 0);
+        if (g->member) emdpo_strfree(g->member[i]);
+    }
+    emdpo_free(g->text, (size_t)g->n * sizeof *g->text);
+    emdpo_free(g->len, (size_t)g->n * sizeof *g->len);
+    emdpo_free(g->member, g->member ? (size_t)g->n * sizeof *g->member : 0);
+    emdpo_free(g, sizeof *g);
+}
+
+int emdpo_generation_n(const emdpo_generation *g) { return g ? g->n : 0; }
+int emdpo_generation_is_mixture(const emdpo_generation *g) { return g ? g->mixture : 0; }
+
+const char *emdpo_generation_text(const emdpo_generation *g, int i, size_t *len) {
+    if (!g || i < 0 || i >= g->n) return NULL;
+    if (len) *len = g->len[i];
+    return g->text[i];
+}
+
+const char *emdpo_generation_member(const emdpo_generation *g, int i) {
+    return g && g->member && i >= 0 && i < g->n ? g->member[i] : NULL;
+}
+
+static int check_opts(const emdpo_sample_opts *o, emdpo_diag *diag) {
+    if (!(o->temperature >= 0) || !isfinite(o->temperature))
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "temperature must be a finite number >= 0");
+    if (o->top_k < 0) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "top_k must be >= 0");
+    if (!(o->top_p > 0 && o->top_p <= 1)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "top_p must be in (0, 1]");
+    if (o->max_tokens < 0) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "max_tokens must be >= 0");
+    if (o->n < 1 || o->n > 1000000) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "n must be in 1..1000000");
+    return EMDPO_OK;
+}
+
+/* Decodes ids[0..n) into a new string of *len bytes. */
+static int decode(const emdpo_tokenizer *tok, const int *ids, size_t n, char **out, size_t *len) {
+    int rc = emdpo_tokenizer_decode(tok, ids, n, NULL, 0, len);
+    if (rc && rc != EMDPO_ERR_LIMIT) return rc;
+    if (!(*out = emdpo_malloc(*len + 1))) return EMDPO_ERR_NOMEM;
+    return emdpo_tokenizer_decode(tok, ids, n, *out, *len + 1, len);
+}
+
+/* Generates from m (or the mixture's members) and decodes each sample. */
+static int run(const emdpo_llama *m, const emdpo_mixture *mix, const emdpo_tokenizer *tok, const char *text,
+               const emdpo_sample_opts *o, emdpo_generation *g, emdpo_diag *diag) {
+    size_t cap = emdpo_tokenizer_encode_bound(strlen(text)), n_prompt = 0;
+    size_t n = (size_t)o->n, per = (size_t)o->max_tokens, n_gen = n * per + 1, seqlen = 0;
+    int max_T = m->config.max_seq_len;
+    int *prompt = emdpo_malloc(cap * sizeof *prompt), *gen = NULL, *n_out = NULL, *seq = NULL, *member = NULL;
+    int rc = prompt ? emdpo_tokenizer_encode(tok, text, strlen(text), EMDPO_TOK_ADD_BOS, prompt, cap, &n_prompt)
+                    : EMDPO_ERR_NOMEM;
+    if (rc) {
+        emdpo_diag_fail(diag, rc, "cannot encode the prompt: %s", emdpo_status_name(rc));
+    } else if (n_prompt > (size_t)max_T) {
+        rc = emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "the prompt is %zu tokens; the model's context is %d",
+                             n_prompt, max_T);
+    }
+    if (!rc) {
+        seqlen = n_prompt + per;
+        gen = emdpo_malloc(n_gen * sizeof *gen);
+        n_out = emdpo_malloc(n * sizeof *n_out);
+        seq = emdpo_malloc(seqlen * sizeof *seq);
+        if (mix) member = emdpo_malloc(n * sizeof *member);
+        g->n = o->n; /* the arrays' length, whichever of them are had */
+        g->text = emdpo_calloc(n, sizeof *g->text);
+        g->len = emdpo_calloc(n, sizeof *g->len);
+        if (mix) g->member = emdpo_calloc(n, sizeof *g->member);
+        if (!gen || !n_out || !seq || !g->text || !g->len || (mix && (!member || !g->member))) rc = EMDPO_ERR_NOMEM;
+    }
+    if (!rc && mix) {
+        int cache_T = (long long)n_prompt + o->max_tokens < max_T ? (int)n_prompt + o->max_tokens : max_T;
+        emdpo_sampler *s = NULL;
+        const int **prompts = emdpo_malloc(n * sizeof *prompts);
+        int *plen = emdpo_malloc(n * sizeof *plen);
+        if (!prompts || !plen) rc = EMDPO_ERR_NOMEM;
+        for (size_t i = 0; !rc && i < n; i++) {
+            prompts[i] = prompt;
+            plen[i] = (int)n_prompt;
+        }
+        if (!rc) rc = emdpo_sampler_create(m->config.vocab_size, (float)o->temperature, o->top_k, (float)o->top_p, &s);
+        if (!rc)
+            rc = emdpo_mixture_generate((const emdpo_llama *const *)mix->model, mix->K, mix->w, s, o->seed, prompts,
+                                        plen, o->n, o->max_tokens, cache_T, member, gen, n_out, NULL);
+        emdpo_sampler_free(s);
+        emdpo_free(plen, n * sizeof *plen);
+        emdpo_free((void *)prompts, n * sizeof *prompts);
+    } else if (!rc) {
+        rc = emdpo_lm_generate(m, o, prompt, (int)n_prompt, gen, n_out, NULL);
+    }
+    for (size_t i = 0; !rc && i < n; i++) {
+        memcpy(seq, prompt, n_prompt * sizeof *seq);
+        memcpy(seq + n_prompt, gen + i * per, (size_t)n_out[i] * sizeof *seq);
+        rc = decode(tok, seq, n_prompt + (size_t)n_out[i], &g->text[i], &g->len[i]);
+        if (!rc && mix && !(g->member[i] = emdpo_strdup(mix->member[member[i]]))) rc = EMDPO_ERR_NOMEM;
+    }
+    if (rc && !diag->msg[0]) emdpo_diag_fail(diag, rc, "generation failed: %s", emdpo_status_name(rc));
+    emdpo_free(prompt, cap * sizeof *prompt);
+    emdpo_free(gen, n_gen * sizeof *gen);
+    emdpo_free(n_out, n * sizeof *n_out);
+    emdpo_free(seq, seqlen * sizeof *seq);
+    emdpo_free(member, mix ? n * sizeof *member : 0);
+    return rc;
+}
+
+int emdpo_generate_text(const char *model, const char *tokenizer, const char *prompt, const emdpo_sample_opts *o,
+                        emdpo_generation **out, emdpo_diag *diag) {
+    emdpo_diag scratch;
+    if (!diag) diag = &scratch;
+    emdpo_diag_reset(diag, NULL);
+    if (!out) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "out is NULL");
+    *out = NULL;
+    if (!model || !tokenizer || !o) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no model, tokenizer or options");
+    int rc = check_opts(o, diag);
+    if (rc) return rc;
+    emdpo_llama *m = NULL;
+    emdpo_mixture *mix = NULL;
+    emdpo_tokenizer *tok = NULL;
+    emdpo_generation *g = emdpo_calloc(1, sizeof *g);
+    if (!g) return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+    g->mixture = emdpo_mixture_is_file(model);
+    rc = g->mixture ? emdpo_mixture_open(model, &mix, diag) : emdpo_llama_load(model, &m, diag);
+    const emdpo_llama *m0 = mix ? mix->model[0] : m;
+    if (!rc && o->top_k > m0->config.vocab_size)
+        rc = emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "top_k must be at most the vocabulary size %d",
+                             m0->config.vocab_size);
+    if (!rc) rc = emdpo_tokenizer_load(tokenizer, m0->config.vocab_size, &tok, diag);
+    if (!rc) {
+        emdpo_diag_reset(diag, NULL);
+        rc = run(m0, mix, tok, prompt ? prompt : "", o, g, diag);
+    }
+    emdpo_tokenizer_free(tok);
+    emdpo_mixture_free(mix);
+    emdpo_llama_free(m);
+    if (rc) {
+        emdpo_generation_free(g);
+        return rc;
+    }
+    *out = g;
+    return EMDPO_OK;
+}

@@ -1,0 +1,96 @@
+/* The one model loader (emdpo/lm.h's emdpo_llama_load): a directory is a
+ * Hugging Face checkpoint, a file a llama2.c one; fresh models from an
+ * architecture spec; saving; what a model tells about itself. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/diag.h"
+#include "base/file.h"
+#include "lm/engine/llama.h"
+#include "lm/io/llama2c.h"
+#include "lm/io/llama_hf.h"
+
+int emdpo_llama_load(const char *path, emdpo_llama **out, emdpo_diag *diag) {
+    if (!out) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "out is NULL");
+    *out = NULL;
+    emdpo_diag_reset(diag, path);
+    if (!path) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no model path");
+    int rc = emdpo_path_is_dir(path) ? emdpo_llama_hf_load(path, out, diag) : emdpo_llama2c_load(path, out, diag);
+    emdpo_diag_default_file(diag, path);
+    if (!rc && !((*out)->source = emdpo_strdup(path))) {
+        emdpo_llama_free(*out);
+        *out = NULL;
+        rc = emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+    }
+    return rc;
+}
+
+/* "key=value,..." for emdpo_llama_from_spec. */
+int emdpo_llama_from_spec(const char *spec, uint64_t seed, emdpo_llama **out, emdpo_diag *diag) {
+    emdpo_diag_reset(diag, NULL);
+    if (!out) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "out is NULL");
+    *out = NULL;
+    if (!spec) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no spec");
+    int vals[8] = {0, 0, 2, 0, 0, 0, 256, 1}; /* dim hidden layers heads kv_heads vocab seq_len tied */
+    static const char *const keys[8] = {"dim", "hidden", "layers", "heads", "kv_heads", "vocab", "seq_len", "tied"};
+    const char *p = spec;
+    while (*p) {
+        const char *eq = strchr(p, '=');
+        if (!eq) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "config: expected key=value in '%s'", p);
+        size_t klen = (size_t)(eq - p);
+        int k = 0;
+        while (k < 8 && !(strlen(keys[k]) == klen && strncmp(keys[k], p, klen) == 0)) k++;
+        if (k == 8)
+            return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG,
+                                   "config: unknown key '%.*s' (dim, hidden, layers, heads, kv_heads, vocab, seq_len, "
+                                   "tied)",
+                                   (int)klen, p);
+        char *end;
+        errno = 0;
+        long v = strtol(eq + 1, &end, 10);
+        if (end == eq + 1 || (*end && *end != ',') || errno || v < 0 || v > 1 << 24)
+            return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "config: bad value for %s", keys[k]);
+        vals[k] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    if (vals[0] <= 0) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "config needs dim=N");
+    if (vals[5] <= 0)
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "config needs vocab=N (the tokenizer's vocabulary size)");
+    if (!vals[3]) vals[3] = vals[0] % 16 == 0 ? vals[0] / 16 : 1;
+    if (!vals[4]) vals[4] = vals[3];
+    if (!vals[1]) vals[1] = (2 * 4 * vals[0] / 3 + 31) / 32 * 32; /* llama2.c's SwiGLU width */
+    emdpo_llama_config c = {vals[0], vals[1], vals[2], vals[3], vals[4], vals[5], vals[6], vals[7] != 0, 1e-5f,
+                            10000.0f};
+    if (emdpo_llama_config_check(&c))
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG,
+                               "config: inconsistent architecture (dim divisible by heads, heads by kv_heads, an even "
+                               "head size)");
+    int rc = emdpo_llama_create(&c, out);
+    if (rc) return emdpo_diag_fail(diag, rc, "cannot create the model: %s", emdpo_status_name(rc));
+    emdpo_llama_init(*out, seed);
+    return EMDPO_OK;
+}
+
+int emdpo_llama_save(const emdpo_llama *m, const char *dir, emdpo_diag *diag) {
+    emdpo_diag_reset(diag, dir);
+    if (!m || !dir) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no model or directory");
+    return emdpo_llama_hf_save(m, dir, diag);
+}
+
+int emdpo_llama_save_llama2c(const emdpo_llama *m, const char *path, emdpo_diag *diag) {
+    emdpo_diag_reset(diag, path);
+    if (!m || !path) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no model or path");
+    return emdpo_llama2c_save(m, path, diag);
+}
+
+int emdpo_llama_vocab_size(const emdpo_llama *m) { return m ? m->config.vocab_size : 0; }
+int emdpo_llama_context_length(const emdpo_llama *m) { return m ? m->config.max_seq_len : 0; }
+int emdpo_llama_dim(const emdpo_llama *m) { return m ? m->config.dim : 0; }
+size_t emdpo_llama_n_params(const emdpo_llama *m) { return m ? m->num_params : 0; }
+const char *emdpo_llama_source(const emdpo_llama *m) { return m ? m->source : NULL; }
+
+int emdpo_llama_same_architecture(const emdpo_llama *a, const emdpo_llama *b) {
+    return a && b && memcmp(&a->config, &b->config, sizeof a->config) == 0;
+}
