@@ -1,5 +1,7 @@
-# emdpo build. `make` builds the library and CLI; `make test` runs the tests;
-# `make sanitize` runs them under ASan+UBSan; `make bench` runs benchmarks.
+# emdpo build. `make` builds the library (static and shared) and the CLI;
+# `make test` runs the tests; `make sanitize` runs them under ASan+UBSan;
+# `make bench` runs benchmarks; `make install` installs the library, its
+# headers, pkg-config file, the CLI and its man page under PREFIX.
 CC      ?= cc
 OPT     ?= -O3 -march=native
 CFLAGS  ?= $(OPT) -g
@@ -9,6 +11,18 @@ OMP     ?= -fopenmp
 LDLIBS  += -lopenblas -lm
 BUILD   ?= build
 
+# The library's version: the shared object is libemdpo.so.VERSION with the
+# soname libemdpo.so.MAJOR. include/emdpo/common.h states the same numbers.
+VERSION := 0.2.0
+SOMAJOR := 0
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+BINDIR  ?= $(PREFIX)/bin
+MANDIR  ?= $(PREFIX)/share/man
+
 LIB_SRC  := $(sort $(shell find src -name '*.c'))
 LIB_HDR  := $(shell find src -name '*.h') $(wildcard include/*.h include/emdpo/*.h)
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
@@ -17,23 +31,36 @@ CLI_OBJ  := $(CLI_SRC:cli/%.c=$(BUILD)/cli/%.o)
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
+API_SRC  := $(sort $(wildcard tests/api/test_api_*.c))
+API_BIN  := $(API_SRC:tests/api/%.c=$(BUILD)/tests/%)
+SO       := $(BUILD)/libemdpo.so.$(VERSION)
 
-.PHONY: all test sanitize bench clean demo demo-loglinear demo-goqa fuzz
-all: $(BUILD)/emdpo
+.PHONY: all lib test sanitize bench clean demo demo-loglinear demo-goqa fuzz install uninstall
+all: $(BUILD)/emdpo $(SO)
+lib: $(BUILD)/libemdpo.a $(SO)
 
+# Library objects serve both archives: position-independent, and with hidden
+# visibility so that the shared object exports the EMDPO_API functions only.
 $(BUILD)/obj/%.o: src/%.c $(LIB_HDR)
 	@mkdir -p $(@D)
 	@echo "CC $<"
-	@$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(OMP) -c $< -o $@
+	@$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(OMP) -fPIC -fvisibility=hidden -c $< -o $@
 
-$(BUILD)/cli/%.o: cli/%.c $(LIB_HDR) $(wildcard cli/*.h)
+$(BUILD)/cli/%.o: cli/%.c $(wildcard include/*.h include/emdpo/*.h) $(wildcard cli/*.h)
 	@mkdir -p $(@D)
 	@echo "CC $<"
-	@$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(OMP) -c $< -o $@
+	@$(CC) -D_POSIX_C_SOURCE=200809L -Iinclude $(CFLAGS) $(WARN) -c $< -o $@
 
 $(BUILD)/libemdpo.a: $(LIB_OBJ)
 	@mkdir -p $(@D)
 	@rm -f $@ && ar rcs $@ $^
+
+$(SO): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	@echo "LD $@"
+	@$(CC) $(CFLAGS) $(OMP) -shared -Wl,-soname,libemdpo.so.$(SOMAJOR) $^ -o $@ $(LDLIBS)
+	@ln -sf libemdpo.so.$(VERSION) $(BUILD)/libemdpo.so.$(SOMAJOR)
+	@ln -sf libemdpo.so.$(SOMAJOR) $(BUILD)/libemdpo.so
 
 $(BUILD)/emdpo: $(CLI_OBJ) $(BUILD)/libemdpo.a
 	$(CC) $(CFLAGS) $(OMP) $^ -o $@ $(LDLIBS)
@@ -43,9 +70,18 @@ $(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT) tests/check.h $(BUILD)/libemdpo.a
 	@echo "CC $<"
 	@$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(WARN) $(OMP) $< $(TEST_SUPPORT) $(BUILD)/libemdpo.a -o $@ $(LDLIBS)
 
-# Runs every test binary, then the CLI tests; prints one closing summary line.
-test: $(TEST_BIN) $(BUILD)/emdpo
-	@EMDPO=$(BUILD)/emdpo sh tests/run_all.sh $(TEST_BIN)
+# Tests of the public API: they see include/ only and link the shared
+# object, so a function the library does not export cannot be called.
+$(BUILD)/tests/test_api_%: tests/api/test_api_%.c tests/api/api_util.h tests/check.h tests/failalloc.c $(SO)
+	@mkdir -p $(@D)
+	@echo "CC $<"
+	@$(CC) -D_POSIX_C_SOURCE=200809L -Iinclude -Itests $(CFLAGS) $(WARN) $< tests/failalloc.c -L$(BUILD) -lemdpo \
+		-Wl,-rpath,$(abspath $(BUILD)) -o $@ -lm
+
+# Runs every test binary, then the shell tests; prints one closing summary line.
+test: $(TEST_BIN) $(API_BIN) $(BUILD)/emdpo $(SO)
+	@EMDPO=$(BUILD)/emdpo BUILD=$(BUILD) CC="$(CC)" CFLAGS="$(CFLAGS)" \
+		sh tests/run_all.sh $(TEST_BIN) $(API_BIN)
 
 SAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 sanitize:
@@ -63,13 +99,35 @@ demo: $(BUILD)/emdpo
 demo-goqa: $(BUILD)/emdpo
 	sh tools/demo_goqa.sh $(BUILD)/emdpo
 
+# emdpo.pc names the install's directories, so it is made at install time.
+install: $(BUILD)/emdpo $(BUILD)/libemdpo.a $(SO)
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)/emdpo $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	install -m 644 $(BUILD)/libemdpo.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(SO) $(DESTDIR)$(LIBDIR)/
+	ln -sf libemdpo.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libemdpo.so.$(SOMAJOR)
+	ln -sf libemdpo.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libemdpo.so
+	install -m 644 include/emdpo.h $(DESTDIR)$(INCDIR)/
+	install -m 644 include/emdpo/*.h $(DESTDIR)$(INCDIR)/emdpo/
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|$(VERSION)|' \
+		emdpo.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/emdpo.pc
+	install -m 755 $(BUILD)/emdpo $(DESTDIR)$(BINDIR)/
+	install -m 644 docs/emdpo.1 $(DESTDIR)$(MANDIR)/man1/
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libemdpo.a $(DESTDIR)$(LIBDIR)/libemdpo.so $(DESTDIR)$(LIBDIR)/libemdpo.so.$(SOMAJOR) \
+		$(DESTDIR)$(LIBDIR)/libemdpo.so.$(VERSION) $(DESTDIR)$(LIBDIR)/pkgconfig/emdpo.pc \
+		$(DESTDIR)$(INCDIR)/emdpo.h $(DESTDIR)$(BINDIR)/emdpo $(DESTDIR)$(MANDIR)/man1/emdpo.1
+	rm -f $(addprefix $(DESTDIR)$(INCDIR)/emdpo/,$(notdir $(wildcard include/emdpo/*.h)))
+	-rmdir $(DESTDIR)$(INCDIR)/emdpo 2>/dev/null
+
 # libFuzzer targets (clang); see fuzz/README.md for running them.
 FUZZ_CF := -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -g -O1 \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 fuzz:
 	@mkdir -p build/fuzz
 	clang $(FUZZ_CF) fuzz/fuzz_safetensors.c src/lm/io/safetensors.c src/lm/io/llama_hf.c src/lm/engine/llama.c src/base/rng.c \
-		src/base/json.c src/base/utf8.c src/base/diag.c src/base/alloc.c src/base/status.c src/base/afile.c -lm -o build/fuzz/fuzz_safetensors
+		src/base/json.c src/base/utf8.c src/base/diag.c src/base/alloc.c src/base/status.c src/base/afile.c \
+		src/base/file.c -lm -o build/fuzz/fuzz_safetensors
 	clang $(FUZZ_CF) fuzz/fuzz_tokenizer.c src/lm/io/tokenizer.c src/base/diag.c src/base/alloc.c src/base/status.c -lm \
 		-o build/fuzz/fuzz_tokenizer
 

@@ -1,6 +1,8 @@
 #!/bin/sh
-# Runs each test binary given as an argument and each tests/cli_*.sh script,
-# then prints one closing line "N passed, N failed" over all of them.
+# Runs each test binary given as an argument, each tests/cli_*.sh script (the
+# CLI), each tests/build_*.sh script (headers, install, API coverage) and
+# the layering check (tools/check_layers.sh on $BUILD), then prints one
+# closing line "N passed, N failed" over all of them.
 passed=0
 failed=0
 broken=""
@@ -23,11 +25,13 @@ for t in "$@"; do
     "$t" >"$out" 2>&1; rc=$?
     tally "$t" "$out" $rc
 done
-for s in tests/cli_*.sh; do
+for s in tests/cli_*.sh tests/build_*.sh; do
     [ -f "$s" ] || continue
     sh "$s" "${EMDPO:-build/emdpo}" >"$out" 2>&1; rc=$?
     tally "$s" "$out" $rc
 done
+sh tools/check_layers.sh "${BUILD:-build}" >"$out" 2>&1; rc=$?
+tally layers "$out" $rc
 rm -f "$out"
 [ -n "$broken" ] && echo "broken:$broken"
 echo "$passed passed, $failed failed"

@@ -3,8 +3,10 @@
 # and cli/ points to the same folder or to a folder its own folder may use,
 # cli/ sees only the public headers (include/) and its own, the public
 # headers see nothing of src/, and no circle runs through the modules (a
-# module is x.c with x.h). Prints each violation and exits 1 when there is
-# one; prints "layers: N passed, M failed" in the test suite's form.
+# module is x.c with x.h). With a build directory (the argument, default
+# build/), the same rules hold for the calls between the library's objects.
+# Prints each violation and exits 1 when there is one; prints "layers: N
+# passed, M failed" in the test suite's form.
 cd "$(dirname "$0")/.." || exit 2
 
 # folder: the folders it may include besides itself (bottom layer first).
@@ -20,13 +22,30 @@ lm/mmra: lm lm/io lm/engine core data base
 experiments: loglinear core data base
 fitfile: lm/mmra lm lm/io lm/engine loglinear core data base
 drivers: fitfile lm/mmra lm lm/io lm/engine loglinear core data base
-report: fitfile data base
+report: fitfile lm/mmra lm lm/io lm/engine loglinear core data base
 '
 
-find src cli include -name '*.[ch]' | sort | while read -r f; do
-    grep -n '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' "$f" |
-        sed "s|^\([0-9]*\):.*\"\(.*\)\".*|$f \1 \2|"
-done | awk -v rules="$rules" '
+obj=${1:-build}/obj
+{
+    find src cli include -name '*.[ch]' | sort | while read -r f; do
+        grep -n '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' "$f" |
+            sed "s|^\([0-9]*\):.*\"\(.*\)\".*|$f \1 \2|"
+    done
+    # Calls, from the built objects when there are any: a source file sees
+    # every public prototype through "emdpo.h", so includes alone cannot
+    # show that data/ calls up into lm/. Lines "SYM folder def|use".
+    if [ -d "$obj" ]; then
+        find src -name '*.c' | sort | while read -r c; do
+            o=$obj/${c#src/}
+            o=${o%.c}.o
+            [ -f "$o" ] || continue
+            d=${c#src/}
+            d=${d%/*}
+            nm "$o" | awk -v d="$d" '$1 == "U" && $2 ~ /^emdpo_/ { print "SYM " $2 " " d " use" }
+                                     NF == 3 && $2 ~ /^[TDBR]$/ && $3 ~ /^emdpo_/ { print "SYM " $3 " " d " def" }'
+        done
+    fi
+} | awk -v rules="$rules" '
 BEGIN {
     n = split(rules, lines, "\n")
     for (i = 1; i <= n; i++) {
@@ -44,6 +63,11 @@ function folder(path,    d) {
     return d
 }
 function fail(msg) { print "layers: " msg; bad++ }
+$1 == "SYM" {
+    if ($4 == "def") home[$2] = $3
+    else { n_use++; use_sym[n_use] = $2; use_dir[n_use] = $3 }
+    next
+}
 {
     file = $1; line = $2; inc = $3
     from = folder(file)
@@ -81,6 +105,11 @@ function visit(u,    nb, m, i, v) {
     state[u] = 2
 }
 END {
+    for (i = 1; i <= n_use; i++) {
+        from = use_dir[i]; to = home[use_sym[i]]
+        if (to == "" || to == from || allowed[from, to]) good++
+        else fail("src/" from " calls " use_sym[i] " of src/" to " (a higher or sibling layer)")
+    }
     for (u in nodes) state[u] = 0
     for (u in nodes) if (state[u] == 0) visit(u)
     if (bad == 0) good++
