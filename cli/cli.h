@@ -51,6 +51,14 @@ double cli_now(void);
 /* Progress lines on stderr: asked for, or stderr is a terminal. */
 int cli_progress_on(int quiet, int progress);
 
+/* Flags several commands share, one spelling and one help text each. */
+#define CLI_THREADS_FLAG(dst) {"threads", CLI_INT, (dst), "N", "OpenMP threads (default: all cores)", 0, 0, 0}
+#define CLI_LENGTH_FLAGS(max_length, max_prompt_length)                                                           \
+    {"max-length", CLI_INT, (max_length), "N", "truncate sequences to N tokens (default: min(512, context))", 0, 0, \
+     0},                                                                                                          \
+    {"max-prompt-length", CLI_INT, (max_prompt_length), "N", "cut prompts to N tokens first (default: max-length/2)", \
+     0, 0, 0}
+
 /* The EM and M-step flags of a Llama fit (fit and select --policy llama):
  * writes CLI_LM_FIT_FLAGS entries pointing into o; returns their count. */
 #define CLI_LM_FIT_FLAGS 20

@@ -50,7 +50,7 @@ static int aggregate_loglinear(int argc, char **argv) {
         {"seed", CLI_U64, &o.seed, "S", "seed of the pooled K=1 fit", 0, 0, 0},
         {"out", CLI_STR, &out, "DIR", "also write DIR/aggregate.json", 0, 0, 0},
         {"json", CLI_FLAG, &json, NULL, "print JSON instead of the table", 0, 0, 0},
-        {"threads", CLI_INT, &threads, "N", "OpenMP threads (default: all cores)", 0, 0, 0},
+        CLI_THREADS_FLAG(&threads),
     };
     cli_cmd cmd = {"aggregate", "MMRA-AE: the mixture of a fit's type policies with the smallest worst-case regret.",
                    "Type k's policy on a decision's items is pi_k = softmax(theta_k . x / beta) (pi_ref uniform);\n"
@@ -201,7 +201,7 @@ static int aggregate_llama(int argc, char **argv) {
         {"out", CLI_STR, &o.out, "DIR", "ae: aggregate.json and mixture.json (default: the fit's directory); lw, "
                                         "onpolicy: aggregate.json and policy/ (default: FIT/mmra_METHOD)", 0, 0, 0},
         {"json", CLI_FLAG, &json, NULL, "print JSON instead of the table", 0, 0, 0},
-        {"threads", CLI_INT, &threads, "N", "OpenMP threads (default: all cores)", 0, 0, 0},
+        CLI_THREADS_FLAG(&threads),
     };
     cli_cmd cmd = {"aggregate", "MMRA over a fit's Llama policies: one policy, or a mixture, with the smallest "
                                 "worst-case regret.",

@@ -31,13 +31,10 @@ int cmd_baseline(int argc, char **argv) {
         {"clip", CLI_DBL, &c->optim.clip, "X", "max gradient norm, 0 = off", 0, 0, 0},
         {"batch", CLI_INT, &c->batch, "N", "decisions per micro-batch", 0, 0, 0},
         {"accum", CLI_INT, &c->accum, "N", "micro-batches per optimizer step", 0, 0, 0},
-        {"max-length", CLI_INT, &o.max_length, "N", "truncate sequences to N tokens (default: min(512, context))", 0,
-         0, 0},
-        {"max-prompt-length", CLI_INT, &o.max_prompt_length, "N", "cut prompts to N tokens first (default: "
-                                                                  "max-length/2)", 0, 0, 0},
+        CLI_LENGTH_FLAGS(&o.max_length, &o.max_prompt_length),
         {"score-batch", CLI_INT, &o.score_batch, "N", "cluster: sequences per embedding forward", 0, 0, 0},
         {"seed", CLI_U64, &c->seed, "S", "k-means and shuffling seed; policy k shuffles with seed + k - 1", 0, 0, 0},
-        {"threads", CLI_INT, &threads, "N", "OpenMP threads (default: all cores)", 0, 0, 0},
+        CLI_THREADS_FLAG(&threads),
         {"quiet", CLI_FLAG, &quiet, NULL, "print nothing but errors", 0, 0, 0},
     };
     cli_cmd cmd = {"baseline", "Train a baseline ensemble of DPO policies: vanilla, Cluster-DPO or True-Label DPO.",

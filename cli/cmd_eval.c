@@ -75,12 +75,9 @@ int cmd_eval(int argc, char **argv) {
                                                      "against the data's groups", 0, 0, 0},
         {"json", CLI_FLAG, &json, NULL, "print JSON instead of the table", 0, 0, 0},
         {"out", CLI_STR, &out, "FILE", "also write the JSON here (atomically)", 0, 0, 0},
-        {"max-length", CLI_INT, &o.max_length, "N", "truncate sequences to N tokens (default: min(512, context))", 0,
-         0, 0},
-        {"max-prompt-length", CLI_INT, &o.max_prompt_length, "N", "cut prompts to N tokens first (default: "
-                                                                  "max-length/2)", 0, 0, 0},
+        CLI_LENGTH_FLAGS(&o.max_length, &o.max_prompt_length),
         {"batch", CLI_INT, &o.batch, "N", "sequences per forward pass", 0, 0, 0},
-        {"threads", CLI_INT, &threads, "N", "OpenMP threads (default: all cores)", 0, 0, 0},
+        CLI_THREADS_FLAG(&threads),
     };
     cli_cmd cmd = {"eval", "Evaluate policy ensembles per true group: max-mean reward margin and accuracy.",
                    "For each method directory (its name labels the row) and each true group g: every policy\n"

@@ -69,7 +69,7 @@ static int fit_loglinear(int argc, char **argv) {
         {"l2", CLI_DBL, &o.l2, "X", "ridge penalty (X/2)|theta_k|^2 in each M-step", 0, 0, 0},
         {"beta", CLI_DBL, &o.beta, "X", "policy temperature recorded for aggregation", 0, 0, 0},
         {"format", CLI_ENUM, &format, "FMT", "jsonl, csv or auto (by extension)", 0, 0, emdpo_format_name},
-        {"threads", CLI_INT, &threads, "N", "OpenMP threads (default: all cores)", 0, 0, 0},
+        CLI_THREADS_FLAG(&threads),
         {"no-se", CLI_FLAG, &no_se, NULL, "skip standard errors", 0, 0, 0},
         {"progress", CLI_FLAG, &progress, NULL, "log-likelihood of every iteration on stderr (default on a terminal)",
          0, 0, 0},
@@ -146,7 +146,7 @@ static int fit_llama(int argc, char **argv) {
     };
     int n = 6;
     n += cli_lm_fit_flags(opts + n, &o);
-    opts[n++] = (cli_opt){"threads", CLI_INT, &threads, "N", "OpenMP threads (default: all cores)", 0, 0, 0};
+    opts[n++] = (cli_opt)CLI_THREADS_FLAG(&threads);
     opts[n++] = (cli_opt){"progress", CLI_FLAG, &progress, NULL,
                           "log-likelihood of every iteration on stderr (default on a terminal)", 0, 0, 0};
     opts[n++] = (cli_opt){"quiet", CLI_FLAG, &quiet, NULL, "print nothing but errors", 0, 0, 0};

@@ -17,7 +17,7 @@ int cmd_generate(int argc, char **argv) {
         {"max-tokens", CLI_INT, &o.max_tokens, "N", "tokens to generate at most", 0, 0, 0},
         {"n", CLI_INT, &o.n, "N", "independent samples, decoded together", 0, 0, 0},
         {"seed", CLI_U64, &o.seed, "S", "random seed; sample i draws from stream i of the seed", 0, 0, 0},
-        {"threads", CLI_INT, &threads, "N", "OpenMP threads (default: all cores)", 0, 0, 0},
+        CLI_THREADS_FLAG(&threads),
     };
     cli_cmd cmd = {"generate", "Sample text from a Llama checkpoint or a mixture of checkpoints.",
                    "Prints the prompt and its continuation; with --n > 1 each sample follows a\n"

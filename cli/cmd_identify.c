@@ -82,7 +82,7 @@ int cmd_identify(int argc, char **argv) {
         {"inventory", CLI_STR, &inventory, "FILE", "phrase inventory as an MPI CSV (default: built-in)", 0, 0, 0},
         {"scale", CLI_DBL, &spec.scale, "X", "feature standard deviation of the gaussian design", 0, 0, 0},
         {"json", CLI_FLAG, &json, NULL, "print the results as one JSON object instead of the table", 0, 0, 0},
-        {"threads", CLI_INT, &threads, "N", "OpenMP threads (default: all cores)", 0, 0, 0},
+        CLI_THREADS_FLAG(&threads),
         {"quiet", CLI_FLAG, &quiet, NULL, "no progress lines on stderr", 0, 0, 0},
     };
     cli_cmd cmd = {"identify", "The identifiability study: fit the true number of types to binary and ternary data "

@@ -78,7 +78,7 @@ int cmd_regret(int argc, char **argv) {
         {"max-tokens", CLI_INT, &o.max_tokens, "N", "sample: new tokens per response", 0, 0, 0},
         {"max-prompts", CLI_I64, &o.max_prompts, "N", "the first N decisions only (default: all)", 0, 0, 0},
         {"seed", CLI_U64, &o.seed, "S", "sample: generation seed", 0, 0, 0},
-        {"threads", CLI_INT, &threads, "N", "OpenMP threads (default: all cores)", 0, 0, 0},
+        CLI_THREADS_FLAG(&threads),
         {"json", CLI_FLAG, &json, NULL, "print JSON instead of the table", 0, 0, 0},
         {"out", CLI_STR, &out, "FILE", "also write the JSON here (atomically)", 0, 0, 0},
     };

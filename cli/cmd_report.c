@@ -1,4 +1,6 @@
 /* emdpo report RUN_DIR: one self-contained HTML page of a run directory. */
+#include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 
@@ -27,10 +29,13 @@ int cmd_report(int argc, char **argv) {
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
     if (!dir) return cli_usage_error("report", "missing RUN_DIR (usage: emdpo report RUN_DIR [--out FILE] [--title T])");
+    /* The page's path: out, or RUN_DIR/report.html. */
+    size_t cap = (out ? strlen(out) : strlen(dir) + sizeof "/report.html") + 1;
+    char *written = malloc(cap);
     emdpo_diag diag;
-    char written[4096];
-    if ((rc = emdpo_report_write(dir, out, title, written, sizeof written, &diag)))
-        return cli_fail("report", rc, &diag, &cmd);
-    printf("%s\n", written);
-    return 0;
+    if (!written) return cli_fail("report", EMDPO_ERR_NOMEM, NULL, &cmd);
+    if ((rc = emdpo_report_write(dir, out, title, written, cap, &diag))) rc = cli_fail("report", rc, &diag, &cmd);
+    else printf("%s\n", written);
+    free(written);
+    return rc;
 }

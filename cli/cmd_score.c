@@ -15,12 +15,9 @@ int cmd_score(int argc, char **argv) {
         {"data", CLI_STR, &o.data, "FILE", "JSONL: preference data (prompt/chosen/rejected or ranking) or "
                                            "{\"prompt\",\"response\"} / {\"text\"} lines", 1, 0, 0},
         {"out", CLI_STR, &out, "FILE", "write the CSV here (atomically) instead of standard output", 0, 0, 0},
-        {"max-length", CLI_INT, &o.max_length, "N", "truncate sequences to N tokens (default: min(512, context))", 0,
-         0, 0},
-        {"max-prompt-length", CLI_INT, &o.max_prompt_length, "N", "cut prompts to N tokens first (default: "
-                                                                  "max-length/2)", 0, 0, 0},
+        CLI_LENGTH_FLAGS(&o.max_length, &o.max_prompt_length),
         {"batch", CLI_INT, &o.batch, "N", "sequences per forward pass", 0, 0, 0},
-        {"threads", CLI_INT, &threads, "N", "OpenMP threads (default: all cores)", 0, 0, 0},
+        CLI_THREADS_FLAG(&threads),
     };
     cli_cmd cmd = {"score", "Sequence log-probabilities of responses (and log-ratios against a reference).",
                    "Prints CSV: example,item,annotator,response_tokens,logp[,ref_logp,logratio], one row per\n"

@@ -67,7 +67,7 @@ static int select_loglinear(int argc, char **argv) {
         {"format", CLI_ENUM, &format, "FMT", "jsonl, csv or auto (by extension)", 0, 0, emdpo_format_name},
         {"out", CLI_STR, &out, "DIR", "also write DIR/select.json", 0, 0, 0},
         {"json", CLI_FLAG, &json, NULL, "print the results as JSON instead of the table", 0, 0, 0},
-        {"threads", CLI_INT, &threads, "N", "OpenMP threads (default: all cores)", 0, 0, 0},
+        CLI_THREADS_FLAG(&threads),
         {"quiet", CLI_FLAG, &quiet, NULL, "no progress lines on stderr", 0, 0, 0},
     };
     cli_cmd cmd = {"select", "Choose the number of latent annotator types: fit each K on training annotators and "
@@ -174,7 +174,7 @@ static int select_llama(int argc, char **argv) {
     };
     int n = 9;
     n += cli_lm_fit_flags(opts + n, &o.fit);
-    opts[n++] = (cli_opt){"threads", CLI_INT, &threads, "N", "OpenMP threads (default: all cores)", 0, 0, 0};
+    opts[n++] = (cli_opt)CLI_THREADS_FLAG(&threads);
     opts[n++] = (cli_opt){"progress", CLI_FLAG, &progress, NULL, "log-likelihood of every EM iteration on stderr", 0,
                           0, 0};
     opts[n++] = (cli_opt){"quiet", CLI_FLAG, &quiet, NULL, "no progress lines on stderr", 0, 0, 0};

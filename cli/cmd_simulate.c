@@ -124,7 +124,7 @@ static int simulate_population(int argc, char **argv) {
         {"no-text", CLI_FLAG, &spec.omit_text, NULL, "phrase design: write features only, no prompts or phrase texts",
          0, 0, 0},
         {"seed", CLI_U64, &spec.seed, "S", "random seed", 0, 0, 0},
-        {"threads", CLI_INT, &threads, "N", "OpenMP threads (default: all cores)", 0, 0, 0},
+        CLI_THREADS_FLAG(&threads),
     };
     cli_cmd cmd = {"simulate", "Generate preference data from a latent-class (random-coefficient) logit population.",
                    "Each annotator draws a type k ~ eta, then every decision shows `items` items and records\n"

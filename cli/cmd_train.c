@@ -35,10 +35,7 @@ static int train(emdpo_train_mode mode, int argc, char **argv) {
         {"lr", CLI_DBL, &c->optim.lr, "X", "learning rate", 0, 0, 0},
         {"batch", CLI_INT, &c->batch, "N", "examples per micro-batch", 0, 0, 0},
         {"accum", CLI_INT, &c->accum, "N", "micro-batches per optimizer step", 0, 0, 0},
-        {"max-length", CLI_INT, &o.max_length, "N", "truncate sequences to N tokens (default: min(512, context))", 0,
-         0, 0},
-        {"max-prompt-length", CLI_INT, &o.max_prompt_length, "N", "cut prompts to N tokens first (default: "
-                                                                  "max-length/2)", 0, 0, 0},
+        CLI_LENGTH_FLAGS(&o.max_length, &o.max_prompt_length),
         {"optimizer", CLI_ENUM, &c->optim.kind, "NAME", "adamw or rmsprop", 0, 0, emdpo_optim_name},
         {"warmup", CLI_I64, &c->optim.warmup, "N", "linear warmup steps", 0, 0, 0},
         {"clip", CLI_DBL, &c->optim.clip, "X", "max gradient norm, 0 = off", 0, 0, 0},
@@ -56,7 +53,7 @@ static int train(emdpo_train_mode mode, int argc, char **argv) {
         {"save-every", CLI_I64, &o.save_every, "N", "checkpoint every N steps, 0 = only at the end", 0, 0, 0},
         {"resume", CLI_FLAG, &o.resume, NULL, "continue from DIR/trainer.bin", 0, 0, 0},
         {"log", CLI_STR, &o.log, "FILE", "JSONL metrics, one line per step (appended on --resume)", 0, 0, 0},
-        {"threads", CLI_INT, &threads, "N", "OpenMP threads (default: all cores)", 0, 0, 0},
+        CLI_THREADS_FLAG(&threads),
         {"quiet", CLI_FLAG, &quiet, NULL, "print nothing but errors", 0, 0, 0},
     };
     int n_opts = (int)(sizeof opts / sizeof opts[0]);

@@ -23,10 +23,7 @@ int cli_lm_fit_flags(cli_opt *opts, emdpo_lm_fit_opts *o) {
         {"clip", CLI_DBL, &m->optim.clip, "X", "max gradient norm, 0 = off", 0, 0, 0},
         {"batch", CLI_INT, &m->batch, "N", "decisions per micro-batch", 0, 0, 0},
         {"accum", CLI_INT, &m->accum, "N", "micro-batches per optimizer step", 0, 0, 0},
-        {"max-length", CLI_INT, &m->max_length, "N", "truncate sequences to N tokens (default: min(512, context))", 0,
-         0, 0},
-        {"max-prompt-length", CLI_INT, &m->max_prompt_length, "N", "cut prompts to N tokens first (default: "
-                                                                   "max-length/2)", 0, 0, 0},
+        CLI_LENGTH_FLAGS(&m->max_length, &m->max_prompt_length),
         {"restart", CLI_FLAG, &m->restart, NULL, "start every M-step from the SFT model (the authors' code) instead "
                                                  "of the type's current policy", 0, 0, 0},
         {"weight-norm", CLI_ENUM, &m->weight_norm, "MODE", "mean: each type's weights rescaled to mean 1; none: raw "

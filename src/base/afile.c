@@ -1,5 +1,6 @@
 #include "base/afile.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,39 +15,44 @@ static void release(emdpo_afile *af) {
     af->path = af->tmp = NULL;
 }
 
-int emdpo_afile_open(emdpo_afile *af, const char *path) {
+int emdpo_afile_open(emdpo_afile *af, const char *path, emdpo_diag *diag) {
     memset(af, 0, sizeof *af);
     size_t n = strlen(path);
-    if (n == 0) return EMDPO_ERR_INVALID_ARG;
+    if (n == 0) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "empty file name");
     char suffix[32];
     int ns = snprintf(suffix, sizeof suffix, ".tmp.%ld", (long)getpid());
     af->tmp = emdpo_malloc(n + (size_t)ns + 1);
-    if (!af->tmp) return EMDPO_ERR_NOMEM;
+    if (!af->tmp) return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
     memcpy(af->tmp, path, n);
     memcpy(af->tmp + n, suffix, (size_t)ns + 1);
     if (!(af->path = emdpo_strdup(path))) {
         release(af);
-        return EMDPO_ERR_NOMEM;
+        return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
     }
     af->fp = fopen(af->tmp, "wb");
     if (!af->fp) {
+        int err = errno;
         release(af);
-        return EMDPO_ERR_IO;
+        return emdpo_diag_at(diag, EMDPO_ERR_IO, path, 0, "cannot create a file beside it: %s", strerror(err));
     }
     return EMDPO_OK;
 }
 
-int emdpo_afile_commit(emdpo_afile *af) {
+int emdpo_afile_commit(emdpo_afile *af, emdpo_diag *diag) {
     if (!af->fp) {
         release(af);
-        return EMDPO_ERR_IO;
+        return emdpo_diag_fail(diag, EMDPO_ERR_IO, "no file to commit");
     }
     int bad = fflush(af->fp) != 0 || ferror(af->fp);
     if (!bad) bad = fsync(fileno(af->fp)) != 0;
     bad |= fclose(af->fp) != 0;
     af->fp = NULL;
     if (!bad) bad = rename(af->tmp, af->path) != 0;
-    if (bad) remove(af->tmp);
+    int err = errno;
+    if (bad) {
+        remove(af->tmp);
+        emdpo_diag_at(diag, EMDPO_ERR_IO, af->path, 0, "cannot write: %s", strerror(err));
+    }
     release(af);
     return bad ? EMDPO_ERR_IO : EMDPO_OK;
 }
@@ -60,14 +66,10 @@ void emdpo_afile_abort(emdpo_afile *af) {
 
 int emdpo_afile_write(const char *path, emdpo_afile_writer writer, const void *ctx, emdpo_diag *diag) {
     emdpo_afile af;
-    int rc = emdpo_afile_open(&af, path);
-    if (!rc) {
-        writer(af.fp, ctx);
-        rc = emdpo_afile_commit(&af);
-    }
-    if (rc == EMDPO_ERR_NOMEM) return emdpo_diag_fail(diag, rc, "out of memory");
-    if (rc) return emdpo_diag_at(diag, EMDPO_ERR_IO, path, 0, "cannot write");
-    return EMDPO_OK;
+    int rc = emdpo_afile_open(&af, path, diag);
+    if (rc) return rc;
+    writer(af.fp, ctx);
+    return emdpo_afile_commit(&af, diag);
 }
 
 int emdpo_afile_write_in(const char *dir, const char *name, emdpo_afile_writer writer, const void *ctx,

@@ -14,12 +14,14 @@ typedef struct emdpo_afile {
     char *tmp;     /* temporary name, NULL when there is none */
 } emdpo_afile;
 
-/* 0, EMDPO_ERR_IO (the temporary file cannot be created) or
- * EMDPO_ERR_NOMEM / EMDPO_ERR_INVALID_ARG (an empty path). */
-int emdpo_afile_open(emdpo_afile *af, const char *path);
+/* 0, EMDPO_ERR_IO (the temporary file cannot be created), EMDPO_ERR_NOMEM
+ * or EMDPO_ERR_INVALID_ARG (an empty path); diag (may be NULL) then names
+ * path and what failed. */
+int emdpo_afile_open(emdpo_afile *af, const char *path, emdpo_diag *diag);
 /* Flushes, checks for write errors, fsyncs and renames. On failure removes
- * the temporary file and returns EMDPO_ERR_IO. Releases af either way. */
-int emdpo_afile_commit(emdpo_afile *af);
+ * the temporary file and returns EMDPO_ERR_IO with diag naming the file.
+ * Releases af either way. */
+int emdpo_afile_commit(emdpo_afile *af, emdpo_diag *diag);
 /* Discards the temporary file. Safe on a handle that failed to open or was
  * committed. */
 void emdpo_afile_abort(emdpo_afile *af);

@@ -42,6 +42,14 @@ int emdpo_diag_fail(emdpo_diag *diag, int rc, const char *fmt, ...) {
     return rc;
 }
 
+int emdpo_diag_parse(emdpo_diag *diag, long line, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    emdpo_diag_vset(diag, line, fmt, ap);
+    va_end(ap);
+    return EMDPO_ERR_PARSE;
+}
+
 int emdpo_diag_at(emdpo_diag *diag, int rc, const char *file, long line, const char *fmt, ...) {
     if (diag && file) set_file(diag, file);
     va_list ap;

@@ -26,6 +26,10 @@ void emdpo_diag_vset(emdpo_diag *diag, long line, const char *fmt, va_list ap);
  * statement. */
 int emdpo_diag_fail(emdpo_diag *diag, int rc, const char *fmt, ...) EMDPO_PRINTF(3, 4);
 
+/* emdpo_diag_set, returning EMDPO_ERR_PARSE: a reader's refusal of the
+ * line it is on, in one statement. */
+int emdpo_diag_parse(emdpo_diag *diag, long line, const char *fmt, ...) EMDPO_PRINTF(3, 4);
+
 /* Sets diag's file (when file is not NULL), line and message; returns rc. */
 int emdpo_diag_at(emdpo_diag *diag, int rc, const char *file, long line, const char *fmt, ...) EMDPO_PRINTF(5, 6);
 

@@ -79,11 +79,7 @@ int emdpo_data_write(const emdpo_data *d, const char *path, emdpo_format fmt, em
     int rc = resolve_format(path, fmt, &f, diag);
     if (rc || (f == EMDPO_FORMAT_CSV && (rc = emdpo_csv_check_writable(d, diag)))) return rc;
     emdpo_afile af;
-    if ((rc = emdpo_afile_open(&af, path))) {
-        if (rc == EMDPO_ERR_IO) emdpo_diag_set(diag, 0, "cannot create: %s", strerror(errno));
-        else emdpo_diag_set(diag, 0, rc == EMDPO_ERR_NOMEM ? "out of memory" : "empty path");
-        return rc;
-    }
+    if ((rc = emdpo_afile_open(&af, path, diag))) return rc;
     if (f == EMDPO_FORMAT_JSONL) rc = emdpo_write_jsonl(d, af.fp, diag);
     else emdpo_write_csv(d, af.fp);
     if (rc == EMDPO_ERR_IO) emdpo_diag_set(diag, 0, "write failed: %s", strerror(errno));
@@ -91,6 +87,5 @@ int emdpo_data_write(const emdpo_data *d, const char *path, emdpo_format fmt, em
         emdpo_afile_abort(&af);
         return rc;
     }
-    if ((rc = emdpo_afile_commit(&af))) emdpo_diag_set(diag, 0, "write failed: %s", strerror(errno));
-    return rc;
+    return emdpo_afile_commit(&af, diag);
 }

@@ -61,17 +61,6 @@ typedef struct csv_reader {
     emdpo_data_builder *b;
 } csv_reader;
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static int bad(csv_reader *r, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    emdpo_diag_vset(r->diag, r->line, fmt, ap);
-    va_end(ap);
-    return EMDPO_ERR_PARSE;
-}
-
 static char *field(const csv_reader *r, size_t c) { return emdpo_csv_field(&r->rec, (int)c); }
 
 /* ---- Task set ---------------------------------------------------------- */
@@ -135,10 +124,10 @@ static int read_header(csv_reader *r) {
         return EMDPO_ERR_NOMEM;
     for (size_t c = 0; c < n; c++) {
         const char *name = field(r, c);
-        if (!*name) return bad(r, "column %zu of the header has no name", c + 1);
+        if (!*name) return emdpo_diag_parse(r->diag, r->line, "column %zu of the header has no name", c + 1);
         for (size_t q = 0; q < c; q++)
             if (strcmp(r->col_name[q], name) == 0)
-                return bad(r, "column \"%.60s\" appears twice in the header", name);
+                return emdpo_diag_parse(r->diag, r->line, "column \"%.60s\" appears twice in the header", name);
         if (!(r->col_name[c] = emdpo_strdup(name))) return EMDPO_ERR_NOMEM;
         int role = -1;
         for (int k = 0; k < N_ROLES; k++)
@@ -147,8 +136,9 @@ static int read_header(csv_reader *r) {
         else r->feat_col[r->p++] = c;
     }
     for (int k = 0; k < COL_GROUP; k++)
-        if (r->col[k] < 0) return bad(r, "missing column \"%s\" in the header", role_name[k]);
-    if (r->p == 0) return bad(r, "no feature columns in the header");
+        if (r->col[k] < 0)
+            return emdpo_diag_parse(r->diag, r->line, "missing column \"%s\" in the header", role_name[k]);
+    if (r->p == 0) return emdpo_diag_parse(r->diag, r->line, "no feature columns in the header");
     const char **names = emdpo_malloc((size_t)r->p * sizeof *names);
     if (!names) return EMDPO_ERR_NOMEM;
     for (int j = 0; j < r->p; j++) names[j] = r->col_name[r->feat_col[j]];
@@ -179,7 +169,8 @@ static int group_mismatch(csv_reader *r, const char *annot, const char *group) {
     char before[64], now[64];
     describe_group(before, sizeof before, task_group(r));
     describe_group(now, sizeof now, group);
-    return bad(r, "annotator \"%.40s\" has %s on an earlier line and %s here", annot, before, now);
+    return emdpo_diag_parse(r->diag, r->line, "annotator \"%.40s\" has %s on an earlier line and %s here", annot,
+                            before, now);
 }
 
 /* Puts the ranked rows first, by rank, then the unranked ones in row order. */
@@ -193,27 +184,32 @@ static int order_rows(csv_reader *r, size_t n, size_t *n_ranked) {
         if (!c) continue;
         r->line = r->row_line[q];
         if (c > n)
-            return bad(r, "rank %zu exceeds the %zu alternatives of task \"%.40s\" of annotator \"%.40s\"", c,
-                       n, task, annot);
+            return emdpo_diag_parse(r->diag, r->line,
+                                    "rank %zu exceeds the %zu alternatives of task \"%.40s\" of annotator \"%.40s\"", c,
+                                    n, task, annot);
         if (r->by_rank[c] >= 0) {
             long first = r->row_line[r->by_rank[c]];
             if (c == 1)
-                return bad(
-                    r, "two alternatives chosen (lines %ld and %ld) in task \"%.40s\" of annotator \"%.40s\"",
-                    first, r->line, task, annot);
-            return bad(r, "rank %zu given twice (lines %ld and %ld) in task \"%.40s\" of annotator \"%.40s\"",
-                       c, first, r->line, task, annot);
+                return emdpo_diag_parse(r->diag, r->line,
+                                        "two alternatives chosen (lines %ld and %ld) in task \"%.40s\" of annotator "
+                                        "\"%.40s\"",
+                                        first, r->line, task, annot);
+            return emdpo_diag_parse(r->diag, r->line,
+                                    "rank %zu given twice (lines %ld and %ld) in task \"%.40s\" of annotator \"%.40s\"",
+                                    c, first, r->line, task, annot);
         }
         r->by_rank[c] = (int64_t)q;
         if (c > top) top = c;
     }
     r->line = r->first_line;
     if (top == 0)
-        return bad(r, "no alternative chosen in task \"%.40s\" of annotator \"%.40s\"", task, annot);
+        return emdpo_diag_parse(r->diag, r->line, "no alternative chosen in task \"%.40s\" of annotator \"%.40s\"",
+                                task, annot);
     for (size_t c = 1; c <= top; c++)
         if (r->by_rank[c] < 0)
-            return bad(r, "rank %zu missing in task \"%.40s\" of annotator \"%.40s\" (ranks must be 1..%zu)",
-                       c, task, annot, top);
+            return emdpo_diag_parse(r->diag, r->line,
+                                    "rank %zu missing in task \"%.40s\" of annotator \"%.40s\" (ranks must be 1..%zu)",
+                                    c, task, annot, top);
     size_t p = (size_t)r->p, o = 0;
     if (emdpo_grow((void **)&r->xo, &r->xo_cap, n * p, sizeof *r->xo)) return EMDPO_ERR_NOMEM;
     for (size_t c = 1; c <= top; c++)
@@ -231,9 +227,12 @@ static int flush_task(csv_reader *r) {
     const char *annot = r->key, *task = annot + r->annot_len + 1;
     const char *group = task_group(r);
     r->line = r->first_line;
-    if (n < 2) return bad(r, "task \"%.40s\" of annotator \"%.40s\" has only one alternative", task, annot);
+    if (n < 2)
+        return emdpo_diag_parse(r->diag, r->line, "task \"%.40s\" of annotator \"%.40s\" has only one alternative",
+                                task, annot);
     if (n > INT32_MAX)
-        return bad(r, "task \"%.40s\" of annotator \"%.40s\" has too many alternatives", task, annot);
+        return emdpo_diag_parse(r->diag, r->line, "task \"%.40s\" of annotator \"%.40s\" has too many alternatives",
+                                task, annot);
     int rc = order_rows(r, n, &ranked);
     if (rc) return rc;
     int stages = ranked == n ? (int)n - 1 : (int)ranked;
@@ -257,8 +256,8 @@ static int start_task(csv_reader *r, const char *annot, const char *task, const 
     r->first_line = r->line;
     int64_t e = task_set_find(&r->done, r->key, na + 1 + nt);
     if (e >= 0)
-        return bad(
-            r,
+        return emdpo_diag_parse(
+            r->diag, r->line,
             "task \"%.40s\" of annotator \"%.40s\" resumes here after other rows (it began on line %ld);"
             " the rows of a task must be adjacent",
             task, annot, r->done.entries[e].line);
@@ -284,7 +283,9 @@ static int parse_rank(csv_reader *r, uint32_t *out) {
     size_t i = 0;
     for (; s[i] >= '0' && s[i] <= '9'; i++)
         if ((v = v * 10 + (uint64_t)(s[i] - '0')) > UINT32_MAX) v = UINT32_MAX; /* beyond any task size */
-    if (i == 0 || s[i]) return bad(r, "column \"chosen\": expected a non-negative integer, got \"%.40s\"", s);
+    if (i == 0 || s[i])
+        return emdpo_diag_parse(r->diag, r->line, "column \"chosen\": expected a non-negative integer, got \"%.40s\"",
+                                s);
     *out = (uint32_t)v;
     return EMDPO_OK;
 }
@@ -294,23 +295,26 @@ static int parse_features(csv_reader *r, double *x) {
         size_t c = r->feat_col[j];
         const char *s = trim(field(r, c));
         char *end;
-        if (!*s) return bad(r, "column \"%.60s\": empty feature value", r->col_name[c]);
+        if (!*s) return emdpo_diag_parse(r->diag, r->line, "column \"%.60s\": empty feature value", r->col_name[c]);
         x[j] = strtod(s, &end);
-        if (*end) return bad(r, "column \"%.60s\": \"%.40s\" is not a number", r->col_name[c], s);
+        if (*end)
+            return emdpo_diag_parse(r->diag, r->line, "column \"%.60s\": \"%.40s\" is not a number", r->col_name[c], s);
         if (!isfinite(x[j]))
-            return bad(r, "column \"%.60s\": \"%.40s\" is not a finite number", r->col_name[c], s);
+            return emdpo_diag_parse(r->diag, r->line, "column \"%.60s\": \"%.40s\" is not a finite number",
+                                    r->col_name[c], s);
     }
     return EMDPO_OK;
 }
 
 static int read_row(csv_reader *r) {
     if ((size_t)r->rec.nf != r->n_cols)
-        return bad(r, "row has %d fields, expected %zu (as in the header)", r->rec.nf, r->n_cols);
+        return emdpo_diag_parse(r->diag, r->line, "row has %d fields, expected %zu (as in the header)", r->rec.nf,
+                                r->n_cols);
     const char *annot = field(r, (size_t)r->col[COL_ANNOT]), *task = field(r, (size_t)r->col[COL_TASK]);
     const char *group = r->col[COL_GROUP] >= 0 ? field(r, (size_t)r->col[COL_GROUP]) : NULL;
     if (group && !*group) group = NULL;
-    if (!*annot) return bad(r, "column \"annotator\" is empty");
-    if (!*task) return bad(r, "column \"task\" is empty");
+    if (!*annot) return emdpo_diag_parse(r->diag, r->line, "column \"annotator\" is empty");
+    if (!*task) return emdpo_diag_parse(r->diag, r->line, "column \"task\" is empty");
     int rc;
     if (!same_task(r, annot, task)) {
         long here = r->line; /* errors in the finished task point at its own lines */

@@ -27,17 +27,6 @@ typedef struct jsonl_reader {
     char annot_buf[32], group_buf[32]; /* ids spelled from integers or line numbers */
 } jsonl_reader;
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static int bad(jsonl_reader *r, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    emdpo_diag_vset(r->diag, r->line, fmt, ap);
-    va_end(ap);
-    return EMDPO_ERR_PARSE;
-}
-
 static int string_has_nul(const emdpo_json *v) { return strlen(v->u.str) != v->len; }
 
 /* An id field: a non-empty string, or an integer spelled in decimal into buf.
@@ -53,11 +42,11 @@ static int get_id(jsonl_reader *r, const emdpo_json *obj, const char *key, char 
         return EMDPO_OK;
     }
     if (v->type != EMDPO_JSON_STRING)
-        return bad(r, "\"%s\" must be a string or an integer, not %s", key,
-                   v->type == EMDPO_JSON_NUMBER ? "a non-integer or out-of-range number"
-                                                : emdpo_json_type_name(v->type));
-    if (v->len == 0) return bad(r, "\"%s\" is an empty string", key);
-    if (string_has_nul(v)) return bad(r, "\"%s\" contains a \\u0000 character", key);
+        return emdpo_diag_parse(r->diag, r->line, "\"%s\" must be a string or an integer, not %s", key,
+                                v->type == EMDPO_JSON_NUMBER ? "a non-integer or out-of-range number"
+                                                             : emdpo_json_type_name(v->type));
+    if (v->len == 0) return emdpo_diag_parse(r->diag, r->line, "\"%s\" is an empty string", key);
+    if (string_has_nul(v)) return emdpo_diag_parse(r->diag, r->line, "\"%s\" contains a \\u0000 character", key);
     *out = v->u.str;
     return EMDPO_OK;
 }
@@ -67,8 +56,8 @@ static int get_prompt(jsonl_reader *r, const emdpo_json *obj, const char **out) 
     *out = NULL;
     if (!v || v->type == EMDPO_JSON_NULL) return EMDPO_OK;
     if (v->type != EMDPO_JSON_STRING)
-        return bad(r, "\"prompt\" must be a string, not %s", emdpo_json_type_name(v->type));
-    if (string_has_nul(v)) return bad(r, "\"prompt\" contains a \\u0000 character");
+        return emdpo_diag_parse(r->diag, r->line, "\"prompt\" must be a string, not %s", emdpo_json_type_name(v->type));
+    if (string_has_nul(v)) return emdpo_diag_parse(r->diag, r->line, "\"prompt\" contains a \\u0000 character");
     *out = v->u.str;
     return EMDPO_OK;
 }
@@ -83,7 +72,7 @@ static int push_item(jsonl_reader *r, const emdpo_json *v) {
 /* A single response or a non-empty list of them. */
 static int push_rejected(jsonl_reader *r, const emdpo_json *rej) {
     if (rej->type != EMDPO_JSON_ARRAY) return push_item(r, rej);
-    if (rej->len == 0) return bad(r, "\"rejected\" is an empty list");
+    if (rej->len == 0) return emdpo_diag_parse(r->diag, r->line, "\"rejected\" is an empty list");
     for (size_t k = 0; k < rej->len; k++) {
         int rc = push_item(r, &rej->u.elems[k]);
         if (rc) return rc;
@@ -99,33 +88,36 @@ static int collect_items(jsonl_reader *r, const emdpo_json *obj, int *stages) {
     const emdpo_json *rejected = emdpo_json_get(obj, "rejected");
     int rc;
     r->n_items = 0;
-    if (chosen && ranking) return bad(r, "\"chosen\" and \"ranking\" cannot both be given");
+    if (chosen && ranking) return emdpo_diag_parse(r->diag, r->line, "\"chosen\" and \"ranking\" cannot both be given");
     if (chosen) {
-        if (chosen->type == EMDPO_JSON_ARRAY) return bad(r, "\"chosen\" must be one response, not a list");
-        if (!rejected) return bad(r, "missing field \"rejected\"");
+        if (chosen->type == EMDPO_JSON_ARRAY)
+            return emdpo_diag_parse(r->diag, r->line, "\"chosen\" must be one response, not a list");
+        if (!rejected) return emdpo_diag_parse(r->diag, r->line, "missing field \"rejected\"");
         if ((rc = push_item(r, chosen))) return rc;
         *stages = 1;
     } else if (ranking) {
         if (ranking->type != EMDPO_JSON_ARRAY)
-            return bad(r, "\"ranking\" must be a list, not %s", emdpo_json_type_name(ranking->type));
-        if (ranking->len == 0) return bad(r, "\"ranking\" is an empty list");
-        if (ranking->len == 1 && !rejected) return bad(r, "\"ranking\" needs at least two responses");
+            return emdpo_diag_parse(r->diag, r->line, "\"ranking\" must be a list, not %s",
+                                    emdpo_json_type_name(ranking->type));
+        if (ranking->len == 0) return emdpo_diag_parse(r->diag, r->line, "\"ranking\" is an empty list");
+        if (ranking->len == 1 && !rejected)
+            return emdpo_diag_parse(r->diag, r->line, "\"ranking\" needs at least two responses");
         for (size_t k = 0; k < ranking->len; k++)
             if ((rc = push_item(r, &ranking->u.elems[k]))) return rc;
-        if (ranking->len > INT32_MAX) return bad(r, "too many responses");
+        if (ranking->len > INT32_MAX) return emdpo_diag_parse(r->diag, r->line, "too many responses");
         *stages = (int)ranking->len - (rejected ? 0 : 1);
     } else {
-        return bad(r, "missing field \"chosen\" (or \"ranking\")");
+        return emdpo_diag_parse(r->diag, r->line, "missing field \"chosen\" (or \"ranking\")");
     }
     if (rejected && (rc = push_rejected(r, rejected))) return rc;
-    if (r->n_items > INT32_MAX) return bad(r, "too many responses");
+    if (r->n_items > INT32_MAX) return emdpo_diag_parse(r->diag, r->line, "too many responses");
     return EMDPO_OK;
 }
 
 /* The first response of the file decides between text and features. */
 static int check_kind(jsonl_reader *r, size_t k, size_t p) {
     if (r->p < 0) {
-        if (p > INT32_MAX) return bad(r, "too many features");
+        if (p > INT32_MAX) return emdpo_diag_parse(r->diag, r->line, "too many features");
         int rc = emdpo_data_builder_create((int)p, &r->b);
         if (rc) return rc;
         r->p = (int)p;
@@ -134,10 +126,13 @@ static int check_kind(jsonl_reader *r, size_t k, size_t p) {
     }
     if ((size_t)r->p == p) return EMDPO_OK;
     if (p == 0)
-        return bad(r, "item %zu is text, but the responses on line %ld have features", k + 1, r->kind_line);
+        return emdpo_diag_parse(r->diag, r->line, "item %zu is text, but the responses on line %ld have features",
+                                k + 1, r->kind_line);
     if (r->p == 0)
-        return bad(r, "item %zu has features, but the responses on line %ld are text", k + 1, r->kind_line);
-    return bad(r, "item %zu has %zu features, expected %d (as on line %ld)", k + 1, p, r->p, r->kind_line);
+        return emdpo_diag_parse(r->diag, r->line, "item %zu has features, but the responses on line %ld are text",
+                                k + 1, r->kind_line);
+    return emdpo_diag_parse(r->diag, r->line, "item %zu has %zu features, expected %d (as on line %ld)", k + 1, p, r->p,
+                            r->kind_line);
 }
 
 /* Item k (0-based) as features (into r->x) and/or text (into r->texts). */
@@ -150,16 +145,16 @@ static int read_item(jsonl_reader *r, size_t k, int *has_text) {
         feats = emdpo_json_get(v, "features");
         text = emdpo_json_get(v, "text");
         if (!feats || feats->type != EMDPO_JSON_ARRAY)
-            return bad(r, "item %zu has no \"features\" list", k + 1);
+            return emdpo_diag_parse(r->diag, r->line, "item %zu has no \"features\" list", k + 1);
         if (feats->len == 0)
-            return bad(r, "item %zu has an empty \"features\" list", k + 1);
+            return emdpo_diag_parse(r->diag, r->line, "item %zu has an empty \"features\" list", k + 1);
         if (text && text->type == EMDPO_JSON_NULL) text = NULL;
     } else {
-        return bad(r, "item %zu must be a string or an object with \"features\", not %s", k + 1,
-                   emdpo_json_type_name(v->type));
+        return emdpo_diag_parse(r->diag, r->line, "item %zu must be a string or an object with \"features\", not %s",
+                                k + 1, emdpo_json_type_name(v->type));
     }
     if (text && (text->type != EMDPO_JSON_STRING || string_has_nul(text)))
-        return bad(r, "the text of item %zu must be a string without \\u0000", k + 1);
+        return emdpo_diag_parse(r->diag, r->line, "the text of item %zu must be a string without \\u0000", k + 1);
     int rc = check_kind(r, k, feats ? feats->len : 0);
     if (rc) return rc;
     size_t p = (size_t)r->p;
@@ -170,7 +165,7 @@ static int read_item(jsonl_reader *r, size_t k, int *has_text) {
     if (text) *has_text = 1;
     for (size_t j = 0; feats && j < feats->len; j++) {
         if (feats->u.elems[j].type != EMDPO_JSON_NUMBER)
-            return bad(r, "feature %zu of item %zu is not a finite number", j + 1, k + 1);
+            return emdpo_diag_parse(r->diag, r->line, "feature %zu of item %zu is not a finite number", j + 1, k + 1);
         r->x[k * p + j] = feats->u.elems[j].num;
     }
     return EMDPO_OK;
@@ -203,10 +198,12 @@ static int read_line(jsonl_reader *r, const char *text, size_t len) {
     emdpo_json_error jerr;
     int rc = emdpo_json_parse(r->doc, text, len, &root, &jerr);
     if (rc == EMDPO_ERR_PARSE)
-        return bad(r, "line is not valid JSON: %s at column %zu", jerr.msg, jerr.offset + 1);
+        return emdpo_diag_parse(r->diag, r->line, "line is not valid JSON: %s at column %zu", jerr.msg,
+                                jerr.offset + 1);
     if (rc) return rc;
     if (root->type != EMDPO_JSON_OBJECT)
-        return bad(r, "line is a JSON %s, expected an object", emdpo_json_type_name(root->type));
+        return emdpo_diag_parse(r->diag, r->line, "line is a JSON %s, expected an object",
+                                emdpo_json_type_name(root->type));
     return read_decision(r, root);
 }
 

@@ -134,14 +134,10 @@ int emdpo_scores_write(const emdpo_scores *s, FILE *fp) {
     return ferror(fp) ? EMDPO_ERR_IO : EMDPO_OK;
 }
 
+static void write_scores(FILE *fp, const void *ctx) { emdpo_scores_write(ctx, fp); }
+
 int emdpo_scores_save(const emdpo_scores *s, const char *path, emdpo_diag *diag) {
     emdpo_diag_reset(diag, path);
     if (!s || !path) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no scores or path");
-    emdpo_afile af;
-    int rc = emdpo_afile_open(&af, path);
-    if (!rc) {
-        emdpo_scores_write(s, af.fp);
-        rc = emdpo_afile_commit(&af);
-    }
-    return rc ? emdpo_diag_fail(diag, rc == EMDPO_ERR_NOMEM ? rc : EMDPO_ERR_IO, "cannot write") : EMDPO_OK;
+    return emdpo_afile_write(path, write_scores, s, diag);
 }

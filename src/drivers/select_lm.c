@@ -151,6 +151,8 @@ static double row_criterion(const emdpo_lm_select *s, int r) {
     return s->o.criterion == EMDPO_CRITERION_CROSSFIT ? s->rows[r].crossfit : s->rows[r].margin;
 }
 
+static void write_select(FILE *fp, const void *ctx) { emdpo_lm_select_write_json(ctx, fp); }
+
 int emdpo_lm_select_run(const emdpo_llama *sft, const emdpo_tokenizer *tok, const emdpo_data *train,
                         const emdpo_data *valid, const emdpo_lm_select_opts *o, emdpo_lm_select **out,
                         emdpo_diag *diag) {
@@ -191,18 +193,8 @@ int emdpo_lm_select_run(const emdpo_llama *sft, const emdpo_tokenizer *tok, cons
         }
     }
     work_free(&w, o->k_max);
-    if (!rc && o->out) { /* select.json last: a directory with it is complete */
-        char *path = emdpo_path_join(o->out, "select.json");
-        emdpo_afile af;
-        if (!path) rc = emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
-        else if ((rc = emdpo_afile_open(&af, path))) emdpo_diag_at(diag, EMDPO_ERR_IO, path, 0, "cannot write");
-        else {
-            emdpo_lm_select_write_json(s, af.fp);
-            if ((rc = emdpo_afile_commit(&af))) emdpo_diag_at(diag, EMDPO_ERR_IO, path, 0, "cannot write");
-        }
-        emdpo_strfree(path);
-        if (rc) rc = EMDPO_ERR_IO;
-    }
+    /* select.json last: a directory with it is complete */
+    if (!rc && o->out) rc = emdpo_afile_write_in(o->out, "select.json", write_select, s, diag);
     if (rc) {
         emdpo_lm_select_free(s);
         return rc;

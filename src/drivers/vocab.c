@@ -136,10 +136,8 @@ int emdpo_vocab_save(const emdpo_vocab *v, const char *path, emdpo_diag *diag) {
     emdpo_diag_reset(diag, path);
     if (!v || !path) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no vocabulary or path");
     emdpo_afile af;
-    int rc = emdpo_afile_open(&af, path);
-    if (!rc) {
-        fwrite(v->buf, 1, v->len, af.fp);
-        rc = emdpo_afile_commit(&af);
-    }
-    return rc ? emdpo_diag_fail(diag, rc == EMDPO_ERR_NOMEM ? rc : EMDPO_ERR_IO, "cannot write") : EMDPO_OK;
+    int rc = emdpo_afile_open(&af, path, diag);
+    if (rc) return rc;
+    fwrite(v->buf, 1, v->len, af.fp);
+    return emdpo_afile_commit(&af, diag);
 }

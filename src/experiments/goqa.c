@@ -577,13 +577,19 @@ static void builtin_dist(int q, int k, int c, double *out) {
     for (int j = 0; j < k; j++) out[j] /= s;
 }
 
+/* *o, or the defaults (in def) when it is NULL; checked. */
+static int resolve_opts(const emdpo_goqa_opts **o, emdpo_goqa_opts *def) {
+    if (!*o) {
+        emdpo_goqa_opts_init(def);
+        *o = def;
+    }
+    return (*o)->est == EMDPO_GOQA_EST_EXACT || (*o)->est == EMDPO_GOQA_EST_ALL ? EMDPO_OK : EMDPO_ERR_INVALID_ARG;
+}
+
 int emdpo_goqa_builtin(const emdpo_goqa_opts *o, emdpo_goqa_bank **out) {
     *out = NULL;
     emdpo_goqa_opts def;
-    if (!o) {
-        emdpo_goqa_opts_init(&def);
-        o = &def;
-    }
+    if (resolve_opts(&o, &def)) return EMDPO_ERR_INVALID_ARG;
     int idx[EMDPO_GOQA_MAX_COUNTRIES];
     for (int c = 0; o->countries && c < o->n_countries && c < EMDPO_GOQA_MAX_COUNTRIES; c++) {
         idx[c] = -1;
@@ -688,10 +694,6 @@ static int json_probs(const emdpo_json *arr, int k, double *v) {
 static const char *json_str(const emdpo_json *obj, const char *key) {
     const emdpo_json *v = emdpo_json_get(obj, key);
     return v && v->type == EMDPO_JSON_STRING && strlen(v->u.str) == v->len ? v->u.str : NULL;
-}
-
-static int check_opts(const emdpo_goqa_opts *o) {
-    return o->est == EMDPO_GOQA_EST_EXACT || o->est == EMDPO_GOQA_EST_ALL ? 0 : EMDPO_ERR_INVALID_ARG;
 }
 
 /* ---- The reconstructed index ---------------------------------------------- */
@@ -821,11 +823,7 @@ static int index_line(index_ctx *x, const char *line, size_t len, long lineno) {
 int emdpo_goqa_load_index(const char *path, const emdpo_goqa_opts *o, emdpo_goqa_bank **out, emdpo_diag *diag) {
     *out = NULL;
     emdpo_goqa_opts def;
-    if (!o) {
-        emdpo_goqa_opts_init(&def);
-        o = &def;
-    }
-    if (check_opts(o)) return EMDPO_ERR_INVALID_ARG;
+    if (resolve_opts(&o, &def)) return EMDPO_ERR_INVALID_ARG;
     emdpo_lines lr = {0};
     if (!(lr.fp = fopen(path, "rb"))) return emdpo_diag_at(diag, EMDPO_ERR_IO, path, 0, "cannot open: %s", strerror(errno));
     index_ctx x = {.o = o, .name = path, .diag = diag};
@@ -1041,11 +1039,7 @@ static int subset_line(const emdpo_goqa_opts *o, emdpo_goqa_bank *b, qtable *t, 
 int emdpo_goqa_load_subset(const char *path, const emdpo_goqa_opts *o, emdpo_goqa_bank **out, emdpo_diag *diag) {
     *out = NULL;
     emdpo_goqa_opts def;
-    if (!o) {
-        emdpo_goqa_opts_init(&def);
-        o = &def;
-    }
-    if (check_opts(o)) return EMDPO_ERR_INVALID_ARG;
+    if (resolve_opts(&o, &def)) return EMDPO_ERR_INVALID_ARG;
     emdpo_lines lr = {0};
     if (!(lr.fp = fopen(path, "rb"))) return emdpo_diag_at(diag, EMDPO_ERR_IO, path, 0, "cannot open: %s", strerror(errno));
     emdpo_goqa_bank *b = NULL;
@@ -1186,11 +1180,7 @@ int emdpo_goqa_parse_csv(const char *buf, size_t len, const char *name, const em
                          emdpo_goqa_bank **out, emdpo_diag *diag) {
     *out = NULL;
     emdpo_goqa_opts def;
-    if (!o) {
-        emdpo_goqa_opts_init(&def);
-        o = &def;
-    }
-    if (check_opts(o)) return EMDPO_ERR_INVALID_ARG;
+    if (resolve_opts(&o, &def)) return EMDPO_ERR_INVALID_ARG;
     emdpo_diag_reset(diag, name);
     csv_ctx r = {.name = name, .diag = diag};
     emdpo_csv_init_buf(&r.rec, buf, len);

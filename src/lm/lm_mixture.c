@@ -307,8 +307,8 @@ int emdpo_mixture_write(const char *path, int K, const double *w, const char *co
     }
     if (fabs(sum - 1.0) > 1e-9) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "the weights do not sum to 1");
     emdpo_afile af;
-    int rc = emdpo_afile_open(&af, path);
-    if (rc) return emdpo_diag_fail(diag, rc, "cannot create the file");
+    int rc = emdpo_afile_open(&af, path, diag);
+    if (rc) return rc;
     fputs("{\n  \"kind\": \"mixture\",\n  \"weights\": [", af.fp);
     for (int k = 0; k < K; k++) fprintf(af.fp, "%s%.17g", k ? ", " : "", w[k]);
     fputs("],\n  \"members\": [", af.fp);
@@ -323,7 +323,7 @@ int emdpo_mixture_write(const char *path, int K, const double *w, const char *co
         emdpo_afile_abort(&af);
         return emdpo_diag_fail(diag, rc, "a member or the reference is not valid UTF-8");
     }
-    return emdpo_afile_commit(&af) ? emdpo_diag_fail(diag, EMDPO_ERR_IO, "write failed") : EMDPO_OK;
+    return emdpo_afile_commit(&af, diag);
 }
 
 int emdpo_mixture_k(const emdpo_mixture *m) { return m ? m->K : 0; }

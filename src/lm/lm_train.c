@@ -383,10 +383,8 @@ int emdpo_trainer_save(const emdpo_trainer *t, const char *path, emdpo_diag *dia
     ckpt_head h;
     fill_head(t, &h);
     emdpo_afile af;
-    if (emdpo_afile_open(&af, path)) {
-        emdpo_diag_set(diag, 0, "cannot create the checkpoint");
-        return EMDPO_ERR_IO;
-    }
+    int rc = emdpo_afile_open(&af, path, diag);
+    if (rc) return rc;
     FILE *fp = af.fp;
     size_t ng = (size_t)t->set->n_group, np = t->model->num_params;
     int32_t has_ref = t->has_ref;
@@ -399,11 +397,7 @@ int emdpo_trainer_save(const emdpo_trainer *t, const char *path, emdpo_diag *dia
         emdpo_diag_set(diag, 0, "write error");
         return EMDPO_ERR_IO;
     }
-    if (emdpo_afile_commit(&af)) {
-        emdpo_diag_set(diag, 0, "write error");
-        return EMDPO_ERR_IO;
-    }
-    return EMDPO_OK;
+    return emdpo_afile_commit(&af, diag);
 }
 
 int emdpo_trainer_resume(emdpo_trainer *t, const char *path, emdpo_diag *diag) {

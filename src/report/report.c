@@ -59,17 +59,6 @@ typedef struct jfile {
     emdpo_diag *diag;
 } jfile;
 
-static int bad(emdpo_diag *diag, const char *path, long line, const char *fmt, ...) EMDPO_PRINTF(4, 5);
-
-static int bad(emdpo_diag *diag, const char *path, long line, const char *fmt, ...) {
-    emdpo_diag_reset(diag, path);
-    va_list ap;
-    va_start(ap, fmt);
-    emdpo_diag_vset(diag, line, fmt, ap);
-    va_end(ap);
-    return EMDPO_ERR_PARSE;
-}
-
 static int nomem(emdpo_diag *diag, const char *what) {
     return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory (%s)", what);
 }
@@ -108,13 +97,14 @@ static int jfile_load(jfile *f, const char *dir, const char *name, emdpo_diag *d
         for (size_t i = 0; i < err.offset && i < f->len; i++, col++)
             if (f->text[i] == '\n') line++, col = 0;
         f->root = NULL;
-        return bad(diag, f->path, line, "not valid JSON: %s (column %zu)", err.msg, col);
+        return emdpo_diag_at(diag, EMDPO_ERR_PARSE, f->path, line, "not valid JSON: %s (column %zu)", err.msg, col);
     }
     if (rc) return nomem(diag, f->path);
     if (f->root->type != EMDPO_JSON_OBJECT) {
         emdpo_json_type type = f->root->type;
         f->root = NULL;
-        return bad(diag, f->path, 0, "expected a JSON object, found %s", emdpo_json_type_name(type));
+        return emdpo_diag_at(diag, EMDPO_ERR_PARSE, f->path, 0, "expected a JSON object, found %s",
+                             emdpo_json_type_name(type));
     }
     return 0;
 }
@@ -131,9 +121,10 @@ static int field(const jfile *f, const emdpo_json *obj, const char *ctx, const c
     const emdpo_json *v = emdpo_json_get(obj, key);
     *out = NULL;
     if (!v || v->type == EMDPO_JSON_NULL)
-        return required ? bad(f->diag, f->path, 0, "missing \"%s%s\"", ctx, key) : 0;
+        return required ? emdpo_diag_at(f->diag, EMDPO_ERR_PARSE, f->path, 0, "missing \"%s%s\"", ctx, key) : 0;
     if (v->type != type)
-        return bad(f->diag, f->path, 0, "\"%s%s\" must be %s, found %s", ctx, key, a_type(type), a_type(v->type));
+        return emdpo_diag_at(f->diag, EMDPO_ERR_PARSE, f->path, 0, "\"%s%s\" must be %s, found %s", ctx, key,
+                             a_type(type), a_type(v->type));
     *out = v;
     return 0;
 }
@@ -144,11 +135,13 @@ static int num_array(const jfile *f, const emdpo_json *obj, const char *ctx, con
     int rc = field(f, obj, ctx, key, EMDPO_JSON_ARRAY, required, out);
     if (rc || !*out) return rc;
     if (n >= 0 && (long)(*out)->len != n)
-        return bad(f->diag, f->path, 0, "\"%s%s\" has %zu entries, expected %ld", ctx, key, (*out)->len, n);
+        return emdpo_diag_at(f->diag, EMDPO_ERR_PARSE, f->path, 0, "\"%s%s\" has %zu entries, expected %ld", ctx, key,
+                             (*out)->len, n);
     for (size_t i = 0; i < (*out)->len; i++) {
         emdpo_json_type t = (*out)->u.elems[i].type;
         if (t != EMDPO_JSON_NUMBER && t != EMDPO_JSON_NULL)
-            return bad(f->diag, f->path, 0, "\"%s%s\"[%zu] must be a number or null, found %s", ctx, key, i, a_type(t));
+            return emdpo_diag_at(f->diag, EMDPO_ERR_PARSE, f->path, 0,
+                                 "\"%s%s\"[%zu] must be a number or null, found %s", ctx, key, i, a_type(t));
     }
     return 0;
 }
@@ -159,12 +152,13 @@ static int str_array(const jfile *f, const emdpo_json *obj, const char *ctx, con
     int rc = field(f, obj, ctx, key, EMDPO_JSON_ARRAY, required, out);
     if (rc || !*out) return rc;
     if (n >= 0 && (long)(*out)->len != n)
-        return bad(f->diag, f->path, 0, "\"%s%s\" has %zu entries, expected %ld", ctx, key, (*out)->len, n);
+        return emdpo_diag_at(f->diag, EMDPO_ERR_PARSE, f->path, 0, "\"%s%s\" has %zu entries, expected %ld", ctx, key,
+                             (*out)->len, n);
     for (size_t i = 0; i < (*out)->len; i++) {
         emdpo_json_type t = (*out)->u.elems[i].type;
         if (t != EMDPO_JSON_STRING && !(nulls && t == EMDPO_JSON_NULL))
-            return bad(f->diag, f->path, 0, "\"%s%s\"[%zu] must be a string%s, found %s", ctx, key, i, nulls ? " or null" : "",
-                       a_type(t));
+            return emdpo_diag_at(f->diag, EMDPO_ERR_PARSE, f->path, 0, "\"%s%s\"[%zu] must be a string%s, found %s",
+                                 ctx, key, i, nulls ? " or null" : "", a_type(t));
     }
     return 0;
 }
@@ -174,7 +168,8 @@ static int obj_array(const jfile *f, const emdpo_json *obj, const char *key, con
     int rc = field(f, obj, "", key, EMDPO_JSON_ARRAY, 1, out);
     for (size_t i = 0; !rc && i < (*out)->len; i++)
         if ((*out)->u.elems[i].type != EMDPO_JSON_OBJECT)
-            rc = bad(f->diag, f->path, 0, "\"%s\"[%zu] must be an object, found %s", key, i, a_type((*out)->u.elems[i].type));
+            rc = emdpo_diag_at(f->diag, EMDPO_ERR_PARSE, f->path, 0, "\"%s\"[%zu] must be an object, found %s", key, i,
+                               a_type((*out)->u.elems[i].type));
     return rc;
 }
 
@@ -334,7 +329,8 @@ static int check_run(const jfile *f) {
         char ctx[48];
         snprintf(ctx, sizeof ctx, "timings[%zu].", i);
         if (t->u.elems[i].type != EMDPO_JSON_OBJECT)
-            return bad(f->diag, f->path, 0, "\"timings\"[%zu] must be an object, found %s", i, a_type(t->u.elems[i].type));
+            return emdpo_diag_at(f->diag, EMDPO_ERR_PARSE, f->path, 0, "\"timings\"[%zu] must be an object, found %s",
+                                 i, a_type(t->u.elems[i].type));
         if (!(rc = field(f, &t->u.elems[i], ctx, "stage", EMDPO_JSON_STRING, 1, &v)))
             rc = field(f, &t->u.elems[i], ctx, "seconds", EMDPO_JSON_NUMBER, 0, &v);
     }
@@ -640,7 +636,7 @@ static int section_fits(report *r) {
 static int check_table12(const jfile *f) {
     const emdpo_json *groups, *methods, *v;
     int rc = str_array(f, f->root, "", "groups", -1, 0, 1, &groups);
-    if (!rc && groups->len == 0) rc = bad(f->diag, f->path, 0, "\"groups\" is empty");
+    if (!rc && groups->len == 0) rc = emdpo_diag_at(f->diag, EMDPO_ERR_PARSE, f->path, 0, "\"groups\" is empty");
     if (!rc) rc = field(f, f->root, "", "title", EMDPO_JSON_STRING, 0, &v);
     if (!rc) rc = field(f, f->root, "", "beta", EMDPO_JSON_NUMBER, 0, &v);
     if (!rc) rc = field(f, f->root, "", "ari", EMDPO_JSON_NUMBER, 0, &v);
@@ -899,7 +895,7 @@ static int check_select(const jfile *f, int lm) {
     const emdpo_json *rows, *v;
     int rc = lm ? field(f, f->root, "", "criterion", EMDPO_JSON_STRING, 1, &v) : 0;
     if (!rc) rc = obj_array(f, f->root, "rows", &rows);
-    if (!rc && rows->len == 0) rc = bad(f->diag, f->path, 0, "\"rows\" is empty");
+    if (!rc && rows->len == 0) rc = emdpo_diag_at(f->diag, EMDPO_ERR_PARSE, f->path, 0, "\"rows\" is empty");
     for (size_t i = 0; !rc && i < rows->len; i++) {
         const emdpo_json *row = &rows->u.elems[i];
         char ctx[48];
@@ -1078,12 +1074,12 @@ int emdpo_report_write(const char *dir, const char *out, const char *title, char
     int rc = jfile_load(&run, dir, "run.json", diag);
     if (!rc && run.root) rc = check_run(&run);
     emdpo_afile af;
-    if (!rc && (rc = emdpo_afile_open(&af, path))) rc = emdpo_diag_at(diag, EMDPO_ERR_IO, path, 0, "cannot write");
+    if (!rc) rc = emdpo_afile_open(&af, path, diag);
     if (!rc) {
         report r = {af.fp, dir, 0, diag};
         rc = write_page(&r, &run, page_title(title, &run, dir, tbuf, sizeof tbuf));
         if (rc) emdpo_afile_abort(&af);
-        else if (emdpo_afile_commit(&af)) rc = emdpo_diag_at(diag, EMDPO_ERR_IO, path, 0, "cannot write");
+        else rc = emdpo_afile_commit(&af, diag);
     }
     if (!rc && written && cap) snprintf(written, cap, "%s", path);
     jfile_free(&run);

@@ -162,10 +162,8 @@ int emdpo_llama2c_save(const emdpo_llama *m, const char *path, emdpo_diag *diag)
     float *row = emdpo_malloc(row_bytes); /* cos (hs/2) then sin (hs/2) of one position */
     if (!row) return EMDPO_ERR_NOMEM;
     emdpo_afile af;
-    int rc = emdpo_afile_open(&af, path);
+    int rc = emdpo_afile_open(&af, path, diag);
     if (rc) {
-        if (rc == EMDPO_ERR_IO) emdpo_diag_set(diag, 0, "cannot create: %s", strerror(errno));
-        else emdpo_diag_set(diag, 0, "path is too long");
         emdpo_free(row, row_bytes);
         return rc;
     }
@@ -190,6 +188,5 @@ int emdpo_llama2c_save(const emdpo_llama *m, const char *path, emdpo_diag *diag)
     }
     write_floats(af.fp, m->param_buf + body, sizes[11]);
     emdpo_free(row, row_bytes);
-    if ((rc = emdpo_afile_commit(&af))) emdpo_diag_set(diag, 0, "write failed: %s", strerror(errno));
-    return rc;
+    return emdpo_afile_commit(&af, diag);
 }

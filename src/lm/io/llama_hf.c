@@ -148,9 +148,8 @@ int emdpo_hf_config_write(const char *path, const emdpo_llama_config *c, emdpo_d
     format_float(eps, sizeof eps, c->norm_eps);
     format_float(theta, sizeof theta, c->rope_theta);
     emdpo_afile af;
-    int rc = emdpo_afile_open(&af, path);
-    if (rc == EMDPO_ERR_NOMEM) return emdpo_diag_fail(diag, rc, "out of memory");
-    if (rc) return emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot create a temporary file beside it: %s", strerror(errno));
+    int rc = emdpo_afile_open(&af, path, diag);
+    if (rc) return rc;
     fprintf(af.fp,
             "{\n"
             "  \"architectures\": [\"LlamaForCausalLM\"],\n"
@@ -175,8 +174,7 @@ int emdpo_hf_config_write(const char *path, const emdpo_llama_config *c, emdpo_d
             "}\n",
             c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size, c->max_seq_len,
             eps, theta, c->tied ? "true" : "false");
-    if (emdpo_afile_commit(&af)) return emdpo_diag_fail(diag, EMDPO_ERR_IO, "write failed");
-    return EMDPO_OK;
+    return emdpo_afile_commit(&af, diag);
 }
 
 /* ---- the q/k row permutation -------------------------------------------- */

@@ -635,15 +635,14 @@ int emdpo_st_write_f32(const char *path, const emdpo_st_out *t, size_t n, const 
     sbuf h = {0};
     if (!rc) rc = build_header(t, n, bytes, meta, n_meta, &h);
     emdpo_afile af;
-    if (!rc && (rc = emdpo_afile_open(&af, path)))
-        emdpo_diag_fail(diag, rc, "cannot create a temporary file beside it: %s", strerror(errno));
+    if (!rc) rc = emdpo_afile_open(&af, path, diag);
     if (!rc) {
         unsigned char len8[8];
         for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
         fwrite(len8, 1, 8, af.fp);
         fwrite(h.p, 1, h.len, af.fp);
         for (size_t i = 0; i < n && !ferror(af.fp); i++) put_le_floats(t[i].data, (size_t)(bytes[i] / 4), af.fp);
-        if ((rc = emdpo_afile_commit(&af))) emdpo_diag_fail(diag, rc, "write failed");
+        rc = emdpo_afile_commit(&af, diag);
     }
     emdpo_free(h.p, h.cap);
     emdpo_free(bytes, n * sizeof *bytes);
