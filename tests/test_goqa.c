@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "base/pylit.h"
 #include "experiments/goqa.h"
 #include "failalloc.h"
 

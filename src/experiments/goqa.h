@@ -15,7 +15,7 @@
  *   (question, country) with options and distribution);
  * - the original CSV of Anthropic/llm_global_opinions (columns question,
  *   selections, options, source; selections and options are Python literal
- *   reprs, parsed by the strict reader below).
+ *   reprs, parsed by base/pylit.h's strict reader).
  *
  * "Britain" (Pew) and "Great Britain" (WVS) are distinct countries unless
  * merge_great_britain is set: then a question lacking "Britain" uses its
@@ -32,44 +32,6 @@
 #include "data/data.h"
 #include "emdpo.h"
 #include "emdpo/experimental.h"
-
-/* ---- Python literals --------------------------------------------------- */
-
-/* The subset of Python's literal syntax that repr() writes for the CSV's
- * columns: strings ('..' or "..", with \\ \' \" \n \r \t \a \b \f \v \0
- * \xHH \uHHHH \UHHHHHHHH escapes; decoded to UTF-8), numbers (ints and
- * floats, plus nan / inf / -inf), None, True, False, lists and dicts. The
- * wrapper `defaultdict(<class 'NAME'>, {...})` yields its dict. Nothing else
- * (no tuples, no trailing commas, no string concatenation). */
-typedef enum emdpo_py_type {
-    EMDPO_PY_NONE,
-    EMDPO_PY_BOOL,
-    EMDPO_PY_NUM,
-    EMDPO_PY_STR,
-    EMDPO_PY_LIST,
-    EMDPO_PY_DICT
-} emdpo_py_type;
-
-typedef struct emdpo_py {
-    emdpo_py_type type;
-    int is_int;            /* NUM: written without '.', exponent, nan or inf */
-    double num;            /* NUM, BOOL (0 or 1) */
-    char *str;             /* STR: UTF-8, NUL-terminated, len bytes */
-    size_t len;            /* STR: bytes; LIST: elements; DICT: pairs */
-    struct emdpo_py *elems; /* LIST: len values; DICT: 2*len (key, value) */
-    size_t cap;            /* allocated entries of elems */
-} emdpo_py;
-
-#define EMDPO_PY_MAX_DEPTH 64
-
-/* Parses text[0..len) as one literal (surrounding whitespace allowed).
- * Returns 0 with *out owned by the caller (emdpo_py_free), EMDPO_ERR_PARSE
- * with *err_off (byte offset) and msg filled, or EMDPO_ERR_NOMEM. Input must
- * be valid UTF-8. */
-int emdpo_py_parse(const char *text, size_t len, emdpo_py **out, size_t *err_off, char *msg, size_t msg_n);
-void emdpo_py_free(emdpo_py *v);
-/* The value under a string key of a dict, or NULL. */
-const emdpo_py *emdpo_py_get(const emdpo_py *dict, const char *key);
 
 /* ---- The question bank -------------------------------------------------- */
 
@@ -119,6 +81,19 @@ int emdpo_goqa_load_csv(const char *path, const emdpo_goqa_opts *o, emdpo_goqa_b
 /* The CSV from memory; name is what diag->file reports. */
 int emdpo_goqa_parse_csv(const char *buf, size_t len, const char *name, const emdpo_goqa_opts *o,
                          emdpo_goqa_bank **out, emdpo_diag *diag);
+
+/* ---- Building a bank, for the loaders ---------------------------------- */
+
+/* *o, or the defaults (in def) when it is NULL; EMDPO_ERR_INVALID_ARG for
+ * an est the sources do not define. */
+int emdpo_goqa_opts_resolve(const emdpo_goqa_opts **o, emdpo_goqa_opts *def);
+/* An empty bank for o's countries (the source's four when it names none).
+ * EMDPO_ERR_INVALID_ARG for countries that are duplicate or empty. */
+int emdpo_goqa_bank_new(emdpo_goqa_source source, const emdpo_goqa_opts *o, emdpo_goqa_bank **out);
+/* Appends a copy of a question with k options; dist (n_countries rows of k,
+ * checked by the caller) is renormalised here; methods may be NULL. */
+int emdpo_goqa_bank_add(emdpo_goqa_bank *b, const char *text, int k, const char *const *options,
+                        const double *const *dist, const char *const *methods, int64_t origin);
 
 /* The options, the simulation spec, emdpo_goqa_simulate and the bank's
  * accessors are public (emdpo/experimental.h). */
