@@ -441,6 +441,15 @@ static void test_small_index(void) {
     CHECK_EQ_INT(emdpo_goqa_load_subset(path, NULL, &b, &diag), EMDPO_ERR_PARSE);
     CHECK(diag.line == 1 && strstr(diag.msg, "negative"));
     unlink(path);
+    /* A record without options is refused, not freed twice (found by fuzz/fuzz_readers.c). */
+    const char *no_options = "{\"question\": \"Q\", \"country\": \"Britain\", \"dist\": [0.3, 0.7]}\n";
+    if (write_tmp(no_options, path)) {
+        CHECK(0);
+        return;
+    }
+    CHECK_EQ_INT(emdpo_goqa_load_subset(path, NULL, &b, &diag), EMDPO_ERR_PARSE);
+    CHECK(b == NULL && diag.line == 1 && strstr(diag.msg, "'options' must be an array"));
+    unlink(path);
 }
 
 /* ---- Built-in bank and simulation ------------------------------------------ */

@@ -237,7 +237,8 @@ EMDPO_API int emdpo_lm_aggregate_create(const emdpo_fit *fit, const emdpo_lm_agg
 EMDPO_API void emdpo_lm_aggregate_free(emdpo_lm_aggregate *a);
 EMDPO_API int emdpo_lm_aggregate_k(const emdpo_lm_aggregate *a);
 EMDPO_API int64_t emdpo_lm_aggregate_n_decisions(const emdpo_lm_aggregate *a);
-/* The settings in force (every "fit" default resolved). */
+/* The settings in force (every "fit" default resolved); its paths point
+ * into a and live as long as it. */
 EMDPO_API void emdpo_lm_aggregate_settings(const emdpo_lm_aggregate *a, emdpo_lm_aggregate_opts *o);
 /* Runs the method, then writes its outputs: ae aggregate.json and
  * mixture.json (members relative when out is the fit's directory); lw and

@@ -84,6 +84,8 @@ static int option_list_alloc(option_list *ol, size_t n) {
 /* Options from a JSON array. */
 static int json_options(const emdpo_json *arr, option_list *ol, const char **why) {
     *why = NULL;
+    ol->s = NULL; /* empty, so that the caller may free it whatever happens */
+    ol->n = 0;
     if (!arr || arr->type != EMDPO_JSON_ARRAY) {
         *why = "'options' must be an array";
         return EMDPO_ERR_PARSE;

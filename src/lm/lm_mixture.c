@@ -140,7 +140,7 @@ int emdpo_mixture_read(const char *path, emdpo_mixture **out, emdpo_diag *diag) 
 
 int emdpo_mixture_is_file(const char *path) {
     struct stat st;
-    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
+    if (!path || stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
     FILE *fp = fopen(path, "rb");
     if (!fp) return 0;
     int c;
