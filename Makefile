@@ -26,6 +26,7 @@ MANDIR  ?= $(PREFIX)/share/man
 LIB_SRC  := $(sort $(shell find src -name '*.c'))
 LIB_HDR  := $(shell find src -name '*.h') $(wildcard include/*.h include/emdpo/*.h)
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+PIC_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/pic/%.o)
 CLI_SRC  := $(sort $(wildcard cli/*.c))
 CLI_OBJ  := $(CLI_SRC:cli/%.c=$(BUILD)/cli/%.o)
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
@@ -39,12 +40,20 @@ SO       := $(BUILD)/libemdpo.so.$(VERSION)
 all: $(BUILD)/emdpo $(SO)
 lib: $(BUILD)/libemdpo.a $(SO)
 
-# Library objects serve both archives: position-independent, and with hidden
-# visibility so that the shared object exports the EMDPO_API functions only.
+# Two sets of library objects, as libtool makes them: plain ones for
+# libemdpo.a (and the CLI, tests and benchmarks linked with it), and
+# position-independent ones for the shared object, with hidden visibility so
+# that it exports the EMDPO_API functions only. Position-independent code
+# measured about 5% slower on the Llama engine's large step here.
 $(BUILD)/obj/%.o: src/%.c $(LIB_HDR)
 	@mkdir -p $(@D)
 	@echo "CC $<"
-	@$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(OMP) -fPIC -fvisibility=hidden -c $< -o $@
+	@$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(OMP) -c $< -o $@
+
+$(BUILD)/pic/%.o: src/%.c $(LIB_HDR)
+	@mkdir -p $(@D)
+	@echo "CC $< (shared)"
+	@$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(OMP) -fPIC -fvisibility=hidden -fno-semantic-interposition -c $< -o $@
 
 $(BUILD)/cli/%.o: cli/%.c $(wildcard include/*.h include/emdpo/*.h) $(wildcard cli/*.h)
 	@mkdir -p $(@D)
@@ -55,7 +64,7 @@ $(BUILD)/libemdpo.a: $(LIB_OBJ)
 	@mkdir -p $(@D)
 	@rm -f $@ && ar rcs $@ $^
 
-$(SO): $(LIB_OBJ)
+$(SO): $(PIC_OBJ)
 	@mkdir -p $(@D)
 	@echo "LD $@"
 	@$(CC) $(CFLAGS) $(OMP) -shared -Wl,-soname,libemdpo.so.$(SOMAJOR) $^ -o $@ $(LDLIBS)
