@@ -122,27 +122,6 @@ static void print_round(void *ud, const emdpo_mmra_round *r, int K) {
     fflush(stdout);
 }
 
-/* Flags that belong to other methods are refused, not ignored. */
-static int check_method(const cli_cmd *cmd, emdpo_mmra_method m, emdpo_regret_estimator est) {
-    static const char *const trained[] = {"rounds", "eta", "steps", "lr", "batch", "optimizer", "warmup", "clip"};
-    int ae = m == EMDPO_MMRA_AE, lw = m == EMDPO_MMRA_LW;
-    for (size_t i = 0; ae && i < sizeof trained / sizeof trained[0]; i++)
-        if (cli_seen(cmd, trained[i]))
-            return cli_usage_error("aggregate", "--%s applies to --method lw and onpolicy", trained[i]);
-    if (!ae && (cli_seen(cmd, "pooled") || cli_seen(cmd, "solver")))
-        return cli_usage_error("aggregate", "--pooled and --solver apply to --method ae");
-    if (!lw && cli_seen(cmd, "select")) return cli_usage_error("aggregate", "--select applies to --method lw");
-    if (ae || lw)
-        return cli_seen(cmd, "eval-samples")
-                   ? cli_usage_error("aggregate", "--eval-samples applies to --method onpolicy")
-                   : 0;
-    if (cli_seen(cmd, "estimator") && est != EMDPO_ESTIMATOR_SAMPLE)
-        return cli_usage_error("aggregate", "--method onpolicy samples responses: --estimator must be sample");
-    if (cli_seen(cmd, "temperature"))
-        return cli_usage_error("aggregate", "--temperature: --method onpolicy samples the policy itself");
-    return 0;
-}
-
 static void print_trained_summary(const emdpo_lm_aggregate *a) {
     emdpo_lm_aggregate_opts s;
     emdpo_lm_aggregate_settings(a, &s);
@@ -227,7 +206,6 @@ static int aggregate_llama(int argc, char **argv) {
                    opts, (int)(sizeof opts / sizeof opts[0])};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
-    if ((rc = check_method(&cmd, o.method, o.estimator))) return rc;
     emdpo_set_threads(threads);
     round_printer printer = {o.method == EMDPO_MMRA_LW, json, cli_now()};
     o.progress = print_round;

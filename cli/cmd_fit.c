@@ -54,11 +54,11 @@ static int fit_loglinear(int argc, char **argv) {
     emdpo_loglinear_opts_init(&o);
     const char *data = NULL, *out = NULL, *policy = NULL;
     emdpo_format format = EMDPO_FORMAT_AUTO;
-    int threads = 0, quiet = 0, no_se = 0, progress = 0, k = 0;
+    int threads = 0, quiet = 0, no_se = 0, progress = 0;
     cli_opt opts[] = {
         {"policy", CLI_STR, &policy, "NAME", "loglinear (this) or llama (see emdpo fit --policy llama --help)", 0, 0, 0},
         {"data", CLI_STR, &data, "FILE", "preference data (.jsonl or long .csv) with feature responses", 1, 0, 0},
-        {"k", CLI_INT, &k, "K", "number of latent annotator types", 1, 0, 0},
+        {"k", CLI_INT, &o.k, "K", "number of latent annotator types", 1, 0, 0},
         {"out", CLI_STR, &out, "DIR", "output directory for fit.json and posterior.csv", 1, 0, 0},
         {"starts", CLI_INT, &o.em.starts, "N", "EM runs from different seeds; the best log-likelihood wins", 0, 0, 0},
         {"seed", CLI_U64, &o.em.seed, "S", "random seed; same seed and threads give the same bits", 0, 0, 0},
@@ -85,9 +85,6 @@ static int fit_loglinear(int argc, char **argv) {
                    opts, (int)(sizeof opts / sizeof opts[0])};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
-    if (k < 1 || k > EMDPO_MAX_K) return cli_usage_error("fit", "--k must be in 1..%d", EMDPO_MAX_K);
-    o.k = k;
-    if (o.em.init == EMDPO_INIT_KMEANS_TOKENS) return cli_usage_error("fit", "--init must be kmeans or random");
     if (cli_progress_on(quiet, progress)) o.em.progress = cli_em_progress;
     emdpo_set_threads(threads);
 
@@ -95,7 +92,8 @@ static int fit_loglinear(int argc, char **argv) {
     emdpo_fit *f = NULL;
     emdpo_diag diag;
     if ((rc = cli_load_data("fit", data, format, &d))) return rc;
-    if ((rc = emdpo_loglinear_fit(d, &o, &f, &diag))) {
+    /* A directory that cannot be made is refused before the fit, not after. */
+    if ((rc = emdpo_mkdirs(out, &diag)) || (rc = emdpo_loglinear_fit(d, &o, &f, &diag))) {
         rc = cli_fail("fit", rc, &diag, &cmd);
     } else {
         int se_rc = no_se ? EMDPO_ERR_UNSUPPORTED : emdpo_fit_compute_se(f, d, &diag);
@@ -134,14 +132,14 @@ static int fit_llama(int argc, char **argv) {
     emdpo_lm_fit_opts o;
     emdpo_lm_fit_opts_init(&o);
     const char *policy = NULL, *data = NULL, *model = NULL, *tokenizer = NULL, *out = NULL;
-    int k = 0, threads = 0, quiet = 0, progress = 0;
+    int threads = 0, quiet = 0, progress = 0;
     cli_opt opts[CLI_LM_FIT_FLAGS + 12] = {
         {"policy", CLI_STR, &policy, "NAME", "llama: this command (loglinear: see emdpo fit --help)", 0, 0, 0},
         {"data", CLI_STR, &data, "FILE", "preference JSONL with text responses", 1, 0, 0},
         {"model", CLI_STR, &model, "CKPT", "SFT model, the start of every type and the reference: llama2.c .bin or "
                                            "Hugging Face directory", 1, 0, 0},
         {"tokenizer", CLI_STR, &tokenizer, "FILE", "llama2.c tokenizer.bin for the model's vocabulary", 1, 0, 0},
-        {"k", CLI_INT, &k, "K", "number of latent annotator types", 1, 0, 0},
+        {"k", CLI_INT, &o.k, "K", "number of latent annotator types", 1, 0, 0},
         {"out", CLI_STR, &out, "DIR", "output: fit.json, posterior.csv, type_1 .. type_K", 1, 0, 0},
     };
     int n = 6;
@@ -165,7 +163,6 @@ static int fit_llama(int argc, char **argv) {
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
     if (!policy || strcmp(policy, "llama")) return cli_usage_error("fit", "--policy must be llama here");
-    o.k = k;
     double t0 = cli_now();
     if (cli_progress_on(quiet, progress)) {
         o.em.progress = cli_em_progress;
@@ -180,7 +177,8 @@ static int fit_llama(int argc, char **argv) {
     emdpo_diag diag;
     if ((rc = emdpo_llama_load(model, &sft, &diag)) ||
         (rc = emdpo_tokenizer_load(tokenizer, emdpo_llama_vocab_size(sft), &tok, &diag)) ||
-        (rc = emdpo_data_read(data, EMDPO_FORMAT_JSONL, &d, &diag)) || (rc = emdpo_lm_fit(sft, tok, d, &o, &f, &diag))) {
+        (rc = emdpo_data_read(data, EMDPO_FORMAT_JSONL, &d, &diag)) || (rc = emdpo_mkdirs(out, &diag)) ||
+        (rc = emdpo_lm_fit(sft, tok, d, &o, &f, &diag))) {
         rc = cli_fail("fit", rc, &diag, &cmd);
     } else {
         if (!quiet) print_llama(d, f);
@@ -188,7 +186,7 @@ static int fit_llama(int argc, char **argv) {
             fprintf(stderr, "emdpo fit: note: %d type(s) lost all weight and are reported empty\n", emdpo_fit_n_empty(f));
         if ((rc = emdpo_fit_write(f, out, &diag))) rc = cli_fail("fit", rc, &diag, &cmd);
         else if (!quiet)
-            printf("wrote %s/fit.json, %s/posterior.csv and %s/type_1 .. type_%d\n", out, out, out, k);
+            printf("wrote %s/fit.json, %s/posterior.csv and %s/type_1 .. type_%d\n", out, out, out, o.k);
     }
     emdpo_fit_free(f);
     emdpo_data_free(d);

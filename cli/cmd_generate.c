@@ -31,7 +31,6 @@ int cmd_generate(int argc, char **argv) {
                    opts, (int)(sizeof opts / sizeof opts[0])};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
-    if (o.n > 1000000) return cli_usage_error("generate", "--n must be in 1..1000000");
     emdpo_set_threads(threads);
 
     emdpo_generation *g = NULL;

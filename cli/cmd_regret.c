@@ -106,9 +106,7 @@ int cmd_regret(int argc, char **argv) {
     emdpo_regret *r = NULL;
     emdpo_diag diag;
     if ((rc = emdpo_fit_read(fit_path, &fit, &diag))) return cli_fail("regret", rc, &diag, &cmd);
-    if (!o.data && !emdpo_fit_data_path(fit)) {
-        rc = cli_usage_error("regret", "the fit names no data file; pass --data");
-    } else if ((rc = emdpo_regret_create(fit, &o, &r, &diag))) {
+    if ((rc = emdpo_regret_create(fit, &o, &r, &diag))) {
         rc = cli_fail("regret", rc, &diag, &cmd);
     } else if (!(rc = policies ? add_policies(r, policies, &cmd) : 0)) {
         if ((uniform && (rc = emdpo_regret_add_uniform(r, &diag))) || (rc = emdpo_regret_run(r, &diag)))

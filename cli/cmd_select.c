@@ -83,7 +83,6 @@ static int select_loglinear(int argc, char **argv) {
     if (cli_parse_range(krange, &o.k_min, &o.k_max) || o.k_max > EMDPO_MAX_K)
         return cli_usage_error("select", "--k must be K or LO..HI with 1 <= LO <= HI <= %d, not '%s'", EMDPO_MAX_K,
                                krange);
-    if (o.fit.em.init == EMDPO_INIT_KMEANS_TOKENS) return cli_usage_error("select", "--init must be kmeans or random");
     emdpo_set_threads(threads);
     sel_progress pg = {cli_now(), quiet};
     o.progress = on_row;
@@ -91,6 +90,8 @@ static int select_loglinear(int argc, char **argv) {
     emdpo_data *d = NULL;
     emdpo_select *s = NULL;
     emdpo_diag diag;
+    /* A directory that cannot be made is refused before the fits, not after. */
+    if (out && (rc = emdpo_mkdirs(out, &diag))) return cli_fail("select", rc, &diag, &cmd);
     if ((rc = cli_load_data("select", data, format, &d))) return rc;
     if ((rc = emdpo_select_run(d, &o, &s, &diag))) {
         rc = cli_fail("select", rc, &diag, &cmd);

@@ -88,7 +88,9 @@ EMDPO_API int emdpo_fit_mstep_unconverged(const emdpo_fit *f);
 EMDPO_API int emdpo_fit_n_empty(const emdpo_fit *f);
 EMDPO_API int emdpo_fit_empty(const emdpo_fit *f, int k);
 /* The settings it was fitted with (seed, init, max_iter, tol, patience,
- * starts; no callbacks). */
+ * starts; no callbacks). For a fit read from its file, what fit.json
+ * records (seed, init, starts; for Llama fits also max_iter, tol and
+ * patience) and emdpo_em_opts_init's values for the rest. */
 EMDPO_API void emdpo_fit_em_opts(const emdpo_fit *f, emdpo_em_opts *out);
 /* Wall-clock seconds the fit took. */
 EMDPO_API double emdpo_fit_elapsed(const emdpo_fit *f);
@@ -109,7 +111,7 @@ EMDPO_API int emdpo_fit_trace(const emdpo_fit *f, double *trace, int n);
 EMDPO_API int emdpo_fit_start_logliks(const emdpo_fit *f, double *out, int n);
 /* The posterior gamma (n_annotators, K) row-major: n_annot must be
  * emdpo_fit_n_annotators and K the fit's. EMDPO_ERR_UNSUPPORTED for a
- * fit read without its posterior.csv. */
+ * fit read from its file (emdpo_posterior_read reads posterior.csv). */
 EMDPO_API int emdpo_fit_posterior(const emdpo_fit *f, double *gamma, int64_t n_annot, int K);
 /* The id of the posterior's row i (the data's annotator i), NULL out of
  * range or without a posterior. */

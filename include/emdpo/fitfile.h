@@ -28,10 +28,17 @@ extern "C" {
  * is not there), EMDPO_ERR_IO with diag. */
 EMDPO_API int emdpo_fit_write(const emdpo_fit *f, const char *dir, emdpo_diag *diag);
 
+/* Creates dir and its missing parents (mkdir -p), as emdpo_fit_write does:
+ * for callers that want an output directory they cannot write refused
+ * before a long fit rather than after it. EMDPO_ERR_IO with diag. */
+EMDPO_API int emdpo_mkdirs(const char *dir, emdpo_diag *diag);
+
 /* Reads path (a fit directory or its fit.json). Only "family" and "k" are
  * required; every other field is checked when present (shapes, types and
- * ranges against k) and absent ones read as unknown: NaN, -1 for counts
- * and flags, NULL paths. Relative paths in it start from its directory.
+ * ranges against k). Absent numbers read as NaN, absent counts and flags
+ * as -1 (starts and the trace as 0), absent paths as NULL and absent
+ * settings as their *_init values. Relative paths in it start from its
+ * directory.
  * What a use needs beyond that (log-linear theta, a Llama fit's model,
  * tokenizer, policies and M-step lengths) the use checks. No posterior is
  * read (emdpo_posterior_read). EMDPO_ERR_IO, EMDPO_ERR_PARSE (diag: the

@@ -128,7 +128,8 @@ typedef struct emdpo_vocab emdpo_vocab;
 /* Trains on the texts of JSONL files: plain texts ({"text"} or
  * {"prompt","response"}) or preference data (every prompt and response,
  * as often as they occur). EMDPO_ERR_PARSE/EMDPO_ERR_IO for a file (diag),
- * EMDPO_ERR_INVALID_ARG for bad options or no text, EMDPO_ERR_LIMIT
+ * EMDPO_ERR_UNSUPPORTED for preference data without text,
+ * EMDPO_ERR_INVALID_ARG for bad options or no text at all, EMDPO_ERR_LIMIT
  * (diag: how many entries the texts support) when they support fewer
  * than vocab_size and up_to is 0. */
 EMDPO_API int emdpo_vocab_train(const char *const *paths, int n_paths, const emdpo_bpe_opts *o, emdpo_vocab **out,
@@ -192,7 +193,7 @@ typedef struct emdpo_sample_opts {
     int top_k;          /* sample among the k most probable ids, 0..vocab; 0 keeps all */
     double top_p;       /* nucleus: the smallest most-probable set of mass >= top_p, in (0, 1] */
     int max_tokens;     /* new tokens per sample at most, >= 0 */
-    int n;              /* samples, >= 1 */
+    int n;              /* samples, 1..1000000 */
     uint64_t seed;      /* sample i draws from stream i of the seed */
 } emdpo_sample_opts;
 
@@ -338,7 +339,8 @@ EMDPO_API int emdpo_trainer_save(const emdpo_trainer *t, const char *path, emdpo
  * configuration, data, weights, mode, optimizer, batch and accum: the
  * parameters, optimizer state, step, shuffling state and reference cache.
  * EMDPO_ERR_PARSE with diag for a file that is not a checkpoint or belongs
- * to another run, EMDPO_ERR_IO. */
+ * to another run, EMDPO_ERR_IO. A file that fails after its header matched
+ * (cut short, say) leaves the model and trainer half restored: free them. */
 EMDPO_API int emdpo_trainer_resume(emdpo_trainer *t, const char *path, emdpo_diag *diag);
 
 /* ---- An SFT or DPO run: what emdpo sft and emdpo dpo do ----------------- */
@@ -652,9 +654,9 @@ EMDPO_API const char *emdpo_mixture_member_path(const emdpo_mixture *m, int k);
 /* Member k's model after emdpo_mixture_open; NULL before. */
 EMDPO_API const emdpo_llama *emdpo_mixture_model(const emdpo_mixture *m, int k);
 /* Writes a mixture file atomically: {"kind": "mixture", "weights",
- * "members", "beta", "reference"}. EMDPO_ERR_INVALID_ARG for weights that
- * are negative or do not sum to 1 within 1e-9, beta not positive, text
- * that is not UTF-8. */
+ * "members", "beta", "reference"}. EMDPO_ERR_INVALID_ARG for a NULL path,
+ * member or reference, weights that are negative or do not sum to 1
+ * within 1e-9, beta not positive, text that is not UTF-8. */
 EMDPO_API int emdpo_mixture_write(const char *path, int K, const double *w, const char *const *members, double beta,
                                   const char *reference, emdpo_diag *diag);
 

@@ -94,7 +94,9 @@ EMDPO_API int emdpo_mmra_ae(int K, const double *L, emdpo_game_solver solver, co
 /* One compared policy: its weights over the K types (MMRA-AE, uniform,
  * each type alone) or none (a separate pooled policy), each type's regret
  * with its standard error (sampled estimates; NaN otherwise), and the max
- * over types (at least 0: the game's zero row). */
+ * over types: in an aggregation at least 0 (the game's zero row: a type
+ * may be left unserved at no cost), in emdpo_regret's table as estimated
+ * (a sampled or option-set regret can be negative). */
 typedef struct emdpo_regret_row {
     char name[64];
     int has_w;
@@ -230,8 +232,12 @@ typedef struct emdpo_lm_aggregate emdpo_lm_aggregate;
 /* Loads what the method needs (the fit's SFT model, tokenizer and types,
  * the pooled policy, the data, for lw the posterior) and checks the
  * options against it. fit is a Llama fit read from its directory.
- * EMDPO_ERR_INVALID_ARG (diag) for options that do not apply to the method
- * or are out of range; errors of the loaders with diag. */
+ * EMDPO_ERR_INVALID_ARG (diag) for options out of range, or set away from
+ * their init value for a method they do not apply to (pooled and solver
+ * apply to ae; rounds, eta, steps, lr, batch, optimizer, warmup and clip to
+ * lw and onpolicy; select to lw; eval_samples to onpolicy; temperature to
+ * ae and lw); EMDPO_ERR_PARSE (diag) for a fit.json that lacks what MMRA
+ * needs; errors of the loaders with diag. */
 EMDPO_API int emdpo_lm_aggregate_create(const emdpo_fit *fit, const emdpo_lm_aggregate_opts *o,
                                         emdpo_lm_aggregate **out, emdpo_diag *diag);
 EMDPO_API void emdpo_lm_aggregate_free(emdpo_lm_aggregate *a);
@@ -244,7 +250,7 @@ EMDPO_API void emdpo_lm_aggregate_settings(const emdpo_lm_aggregate *a, emdpo_lm
  * mixture.json (members relative when out is the fit's directory); lw and
  * onpolicy policy/ and aggregate.json last. EMDPO_ERR_LIMIT when a
  * sequence does not fit a model, EMDPO_ERR_NUMERIC when training diverges
- * or an estimate is not finite. */
+ * or an estimate is not finite. Running again replaces the results. */
 EMDPO_API int emdpo_lm_aggregate_run(emdpo_lm_aggregate *a, emdpo_diag *diag);
 /* ae: the rows (valid after a run). */
 EMDPO_API const emdpo_aggregate *emdpo_lm_aggregate_result(const emdpo_lm_aggregate *a);
@@ -280,11 +286,14 @@ EMDPO_API int emdpo_regret_create(const emdpo_fit *fit, const emdpo_regret_opts 
                                   emdpo_diag *diag);
 EMDPO_API void emdpo_regret_free(emdpo_regret *r);
 /* A policy: a checkpoint or a mixture.json (a weighted sum of its members'
- * columns). name: 1 to 63 bytes, unique. EMDPO_ERR_INVALID_ARG (diag). */
+ * columns). name: 1 to 63 bytes, unique. EMDPO_ERR_INVALID_ARG (diag) for
+ * a bad name or a mixture with a mixture for a member, errors of the
+ * mixture reader; a failed add leaves the table as it was. */
 EMDPO_API int emdpo_regret_add(emdpo_regret *r, const char *name, const char *path, emdpo_diag *diag);
 /* The uniform mixture of the fit's types, named "uniform". */
 EMDPO_API int emdpo_regret_add_uniform(emdpo_regret *r, emdpo_diag *diag);
-/* Loads every distinct checkpoint once and estimates L over the data. */
+/* Loads every distinct checkpoint once and estimates L over the data (again
+ * after more policies are added: a run replaces the last one's results). */
 EMDPO_API int emdpo_regret_run(emdpo_regret *r, emdpo_diag *diag);
 EMDPO_API int emdpo_regret_k(const emdpo_regret *r);
 EMDPO_API int emdpo_regret_n_policies(const emdpo_regret *r);

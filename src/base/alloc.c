@@ -83,6 +83,24 @@ void emdpo_strfree(char *s) {
     if (s) emdpo_free(s, strlen(s) + 1);
 }
 
+int emdpo_resize_parallel(void **const *arrays, const size_t *elem, int n, size_t old_n, size_t new_n) {
+    void *fresh[16];
+    if (n > 16) return EMDPO_ERR_NOMEM;
+    size_t keep = old_n < new_n ? old_n : new_n;
+    for (int i = 0; i < n; i++) {
+        if (new_n > SIZE_MAX / elem[i] || !(fresh[i] = emdpo_malloc(new_n * elem[i]))) {
+            while (i-- > 0) emdpo_free(fresh[i], new_n * elem[i]);
+            return EMDPO_ERR_NOMEM;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        if (keep) memcpy(fresh[i], *arrays[i], keep * elem[i]);
+        emdpo_free(*arrays[i], old_n * elem[i]);
+        *arrays[i] = fresh[i];
+    }
+    return EMDPO_OK;
+}
+
 int emdpo_grow(void **arr, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap) return EMDPO_OK;
     size_t ncap = *cap ? *cap : 16;

@@ -15,4 +15,10 @@ void emdpo_strfree(char *s);
  * doubling. Returns 0 or EMDPO_ERR_NOMEM (leaving *arr untouched). */
 int emdpo_grow(void **arr, size_t *cap, size_t need, size_t elem);
 
+/* Resizes n parallel arrays (*arrays[i], elements of elem[i] bytes) from
+ * old_n to new_n elements together: all of them, or none (EMDPO_ERR_NOMEM,
+ * every array as it was), so that one capacity keeps describing them all.
+ * At most 16 arrays. */
+int emdpo_resize_parallel(void **const *arrays, const size_t *elem, int n, size_t old_n, size_t new_n);
+
 #endif

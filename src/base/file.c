@@ -86,6 +86,8 @@ int emdpo_path_exists(const char *path) {
 }
 
 int emdpo_mkdirs(const char *dir, emdpo_diag *diag) {
+    emdpo_diag_reset(diag, dir);
+    if (!dir) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no directory");
     size_t n = strlen(dir);
     if (n == 0) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "empty directory name");
     char *buf = emdpo_strdup(dir);

@@ -27,9 +27,7 @@ int emdpo_path_is_dir(const char *path);
 int emdpo_path_is_file(const char *path);
 int emdpo_path_exists(const char *path);
 
-/* Creates dir and its parents. EMDPO_ERR_IO with diag naming the directory
- * that could not be made, or saying dir is not a directory. */
-int emdpo_mkdirs(const char *dir, emdpo_diag *diag);
+/* emdpo_mkdirs (mkdir -p) is public: emdpo/fitfile.h. */
 
 /* Seconds on a monotonic clock. */
 double emdpo_now(void);

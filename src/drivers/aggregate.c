@@ -271,11 +271,13 @@ int emdpo_loglinear_aggregate(const emdpo_fit *fit, const emdpo_data *d, const e
         po.l2 = fit->l2;
         po.beta = a->beta;
         emdpo_fit *pooled = NULL;
-        if (!(rc = emdpo_loglinear_fit(d, &po, &pooled, diag))) {
-            emdpo_regret_row *row = new_row(a, "pooled (K=1)", 0);
-            rc = emdpo_mmra_loglin_regret(d, fit->theta, K, a->beta, pooled->theta, row->regret);
-            emdpo_regret_row_finish(row, K);
+        if ((rc = emdpo_loglinear_fit(d, &po, &pooled, diag))) { /* its diag says why */
+            emdpo_aggregate_free(a);
+            return rc;
         }
+        emdpo_regret_row *row = new_row(a, "pooled (K=1)", 0);
+        rc = emdpo_mmra_loglin_regret(d, fit->theta, K, a->beta, pooled->theta, row->regret);
+        emdpo_regret_row_finish(row, K);
         emdpo_fit_free(pooled);
     }
     if (rc) {

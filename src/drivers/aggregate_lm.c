@@ -108,7 +108,7 @@ static int resolve(emdpo_lm_aggregate *a, const emdpo_lm_aggregate_opts *in, emd
         if (o->optimizer < 0) o->optimizer = f->mstep.optim.kind;
     }
     const char *data = in->data ? in->data : f->data;
-    if (!data) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "the fit names no data file; pass data");
+    if (!data) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "data: the fit names no data file; give one");
     if (!(a->data = emdpo_strdup(data)) || (f->source && !(a->fit_path = emdpo_strdup(f->source))) ||
         (in->pooled && !(a->pooled = emdpo_strdup(in->pooled))))
         return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
@@ -142,7 +142,7 @@ static int check(const emdpo_lm_aggregate_opts *o, emdpo_diag *diag) {
     if (o->method == EMDPO_MMRA_AE) return EMDPO_OK;
     if (o->method == EMDPO_MMRA_ONPOLICY && o->estimator != EMDPO_ESTIMATOR_SAMPLE)
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG,
-                               "method onpolicy samples responses: estimator must be sample");
+                               "estimator must be sample for method onpolicy (it samples responses)");
     if (o->rounds < 1) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "rounds must be >= 1");
     if (!(o->eta > 0) || !isfinite(o->eta)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "eta must be > 0");
     if (o->steps < 1) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "steps must be >= 1");
@@ -157,6 +157,33 @@ static int check(const emdpo_lm_aggregate_opts *o, emdpo_diag *diag) {
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG,
                                "samples must be >= 2 for method onpolicy (leave-one-out baseline)");
     if (o->eval_samples < 0) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "eval_samples must be >= 0");
+    return EMDPO_OK;
+}
+
+/* Options set away from their init value for a method they do not apply
+ * to are refused, not ignored. Runs before the fit's defaults fill them. */
+static int check_method(const emdpo_lm_aggregate_opts *o, emdpo_diag *diag) {
+    emdpo_lm_aggregate_opts def;
+    emdpo_lm_aggregate_opts_init(&def);
+    int ae = o->method == EMDPO_MMRA_AE, lw = o->method == EMDPO_MMRA_LW;
+    const char *trained = ae && o->rounds != def.rounds       ? "rounds"
+                          : ae && o->eta != def.eta           ? "eta"
+                          : ae && o->steps != def.steps       ? "steps"
+                          : ae && o->lr != def.lr             ? "lr"
+                          : ae && o->batch != def.batch       ? "batch"
+                          : ae && o->optimizer != def.optimizer ? "optimizer"
+                          : ae && o->warmup != def.warmup     ? "warmup"
+                          : ae && o->clip != def.clip         ? "clip"
+                                                              : NULL;
+    if (trained) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "%s applies to methods lw and onpolicy", trained);
+    if (!ae && o->pooled) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "pooled applies to method ae");
+    if (!ae && o->solver != def.solver) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "solver applies to method ae");
+    if (!lw && o->select != def.select) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "select applies to method lw");
+    if (o->method != EMDPO_MMRA_ONPOLICY && o->eval_samples != def.eval_samples)
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "eval_samples applies to method onpolicy");
+    if (o->method == EMDPO_MMRA_ONPOLICY && o->temperature != def.temperature)
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG,
+                               "temperature does not apply to method onpolicy, which samples the policy itself");
     return EMDPO_OK;
 }
 
@@ -215,7 +242,10 @@ int emdpo_lm_aggregate_create(const emdpo_fit *fit, const emdpo_lm_aggregate_opt
     if (!out) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "out is NULL");
     *out = NULL;
     if (!fit || !o) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no fit or options");
-    int rc = check_fit(fit, diag);
+    if (!emdpo_mmra_method_name(o->method))
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "method must be ae, lw or onpolicy");
+    int rc = check_method(o, diag);
+    if (!rc) rc = check_fit(fit, diag);
     if (rc) return rc;
     emdpo_lm_aggregate *a = emdpo_calloc(1, sizeof *a);
     if (!a) return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
@@ -316,6 +346,8 @@ static int write_ae(const emdpo_lm_aggregate *a, emdpo_diag *diag) {
 
 static int run_ae(emdpo_lm_aggregate *a, emdpo_diag *diag) {
     int K = a->K, M = a->M, sampled = a->o.estimator == EMDPO_ESTIMATOR_SAMPLE;
+    emdpo_aggregate_free(a->agg); /* a second run replaces the first */
+    a->agg = NULL;
     int rc = emdpo_aggregate_alloc(EMDPO_FAMILY_LLAMA, K, M, sampled, &a->agg);
     if (rc) return emdpo_diag_fail(diag, rc, "out of memory");
     emdpo_aggregate *g = a->agg;
@@ -484,6 +516,11 @@ static int run_onpolicy(emdpo_lm_aggregate *a) {
 static void write_trained_json(FILE *fp, const void *ctx) { write_json_trained(fp, ctx); }
 
 static int run_trained(emdpo_lm_aggregate *a, emdpo_diag *diag) {
+    /* a second run replaces the first's rounds and policy */
+    emdpo_free(a->rounds, a->rounds ? (size_t)a->o.rounds * sizeof *a->rounds : 0);
+    emdpo_llama_free(a->pi);
+    a->pi = NULL;
+    a->ran = 0;
     if (!(a->rounds = emdpo_calloc((size_t)a->o.rounds, sizeof *a->rounds)) ||
         emdpo_llama_create(&a->ref->config, &a->pi))
         return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");

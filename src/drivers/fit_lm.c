@@ -118,7 +118,7 @@ int emdpo_lm_fit(const emdpo_llama *sft, const emdpo_tokenizer *tok, const emdpo
     emdpo_policy_free(pol);
     if (rc) {
         emdpo_fit_free(f);
-        return emdpo_diag_fail(diag, rc, "out of memory");
+        return emdpo_diag_fail(diag, rc, "cannot keep the fit: %s", emdpo_status_name(rc));
     }
     *out = f;
     return EMDPO_OK;

@@ -43,6 +43,7 @@ struct emdpo_regret {
     reg_policy *pol;
     int64_t n_dec, draws;
     double *L, *se; /* (K, M) */
+    size_t n_L;     /* entries allocated in L and se (M may grow after a run) */
 };
 
 void emdpo_regret_opts_init(emdpo_regret_opts *o) {
@@ -69,8 +70,8 @@ void emdpo_regret_free(emdpo_regret *r) {
         emdpo_strfree(p->path);
     }
     emdpo_free(r->pol, r->pol_cap * sizeof *r->pol);
-    emdpo_free(r->L, r->L ? (size_t)r->K * r->M * sizeof *r->L : 0);
-    emdpo_free(r->se, r->se ? (size_t)r->K * r->M * sizeof *r->se : 0);
+    emdpo_free(r->L, r->L ? r->n_L * sizeof *r->L : 0);
+    emdpo_free(r->se, r->se ? r->n_L * sizeof *r->se : 0);
     emdpo_strfree(r->fit_path);
     emdpo_strfree(r->data);
     emdpo_free(r, sizeof *r);
@@ -97,6 +98,24 @@ static int column(emdpo_regret *r, const char *path) {
     return r->M++;
 }
 
+/* Forgets the columns added after the first m (by an add that failed). */
+static void columns_drop_to(emdpo_regret *r, int m) {
+    while (r->M > m) {
+        r->M--;
+        emdpo_strfree(r->col_path[r->M]);
+        emdpo_strfree(r->col_key[r->M]);
+    }
+}
+
+/* Forgets the policy added last (one whose adding failed). */
+static void policy_drop_last(emdpo_regret *r) {
+    reg_policy *p = &r->pol[--r->n_pol];
+    emdpo_free(p->col, p->col ? (size_t)p->n * sizeof *p->col : 0);
+    emdpo_free(p->w, p->w ? (size_t)p->n * sizeof *p->w : 0);
+    emdpo_strfree(p->path);
+    memset(p, 0, sizeof *p);
+}
+
 /* A new policy of n terms, its name checked and unique; NULL with *rc and
  * diag set. */
 static reg_policy *policy_add(emdpo_regret *r, const char *name, const char *path, int n, int *rc, emdpo_diag *diag) {
@@ -119,12 +138,12 @@ static reg_policy *policy_add(emdpo_regret *r, const char *name, const char *pat
     reg_policy *p = &r->pol[r->n_pol];
     memset(p, 0, sizeof *p);
     memcpy(p->row.name, name, len);
-    /* Counted at once, so that emdpo_regret_free releases whatever was allocated. */
     r->n_pol++;
     p->n = n;
     p->col = emdpo_calloc((size_t)n, sizeof *p->col);
     p->w = emdpo_calloc((size_t)n, sizeof *p->w);
     if (!p->col || !p->w || (path && !(p->path = emdpo_strdup(path)))) {
+        policy_drop_last(r);
         *rc = emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
         return NULL;
     }
@@ -146,7 +165,7 @@ int emdpo_regret_create(const emdpo_fit *fit, const emdpo_regret_opts *o, emdpo_
         return emdpo_diag_at(diag, EMDPO_ERR_PARSE, fit->source, 0,
                              "not a Llama fit with beta, model, tokenizer, policies and M-step lengths");
     const char *data = o->data ? o->data : fit->data;
-    if (!data) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "the fit names no data file; pass data");
+    if (!data) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "data: the fit names no data file; give one");
     emdpo_regret *r = emdpo_calloc(1, sizeof *r);
     int rc = r ? EMDPO_OK : EMDPO_ERR_NOMEM;
     if (!rc) {
@@ -179,11 +198,14 @@ int emdpo_regret_add(emdpo_regret *r, const char *name, const char *path, emdpo_
         reg_policy *p = policy_add(r, name, path, 1, &rc, diag);
         if (!p) return rc;
         p->w[0] = 1.0;
-        if ((p->col[0] = column(r, path)) < 0) return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+        if ((p->col[0] = column(r, path)) < 0) {
+            policy_drop_last(r);
+            return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+        }
         return EMDPO_OK;
     }
     emdpo_mixture *mx = NULL;
-    int rc = emdpo_mixture_read(path, &mx, diag);
+    int rc = emdpo_mixture_read(path, &mx, diag), m0 = r->M;
     if (rc) return rc;
     reg_policy *p = policy_add(r, name, path, mx->K, &rc, diag);
     for (int k = 0; p && !rc && k < mx->K; k++) {
@@ -194,7 +216,12 @@ int emdpo_regret_add(emdpo_regret *r, const char *name, const char *path, emdpo_
             rc = emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
         p->w[k] = mx->w[k];
     }
-    if (p) p->mixture = 1;
+    if (p && rc) { /* a failed add leaves nothing behind */
+        policy_drop_last(r);
+        columns_drop_to(r, m0);
+    } else if (p) {
+        p->mixture = 1;
+    }
     emdpo_mixture_free(mx);
     return rc;
 }
@@ -277,6 +304,9 @@ static int estimate(emdpo_regret *r, const emdpo_llama *const *pol, const emdpo_
                     const emdpo_data *d, emdpo_diag *diag) {
     int sampled = r->o.estimator == EMDPO_ESTIMATOR_SAMPLE;
     size_t nl = (size_t)r->K * r->M;
+    emdpo_free(r->L, r->L ? r->n_L * sizeof *r->L : 0); /* a second run replaces the first */
+    emdpo_free(r->se, r->se ? r->n_L * sizeof *r->se : 0);
+    r->n_L = nl;
     r->L = emdpo_calloc(nl, sizeof *r->L);
     r->se = emdpo_calloc(nl, sizeof *r->se);
     if (!r->L || !r->se) return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");

@@ -17,7 +17,8 @@
 #include "lm/lm_train.h"
 
 struct emdpo_train_job {
-    emdpo_train_opts o;
+    emdpo_train_opts o;        /* its paths point at the copies below */
+    char *path[9];             /* the caller's paths, copied */
     emdpo_llama *m, *ref;
     emdpo_tokenizer *tok;
     emdpo_data *d;
@@ -46,6 +47,7 @@ void emdpo_train_job_free(emdpo_train_job *j) {
     emdpo_llama_free(j->ref);
     emdpo_llama_free(j->m);
     emdpo_strfree(j->ckpt);
+    for (size_t i = 0; i < sizeof j->path / sizeof j->path[0]; i++) emdpo_strfree(j->path[i]);
     emdpo_free(j, sizeof *j);
 }
 
@@ -99,6 +101,17 @@ int emdpo_train_job_create(const emdpo_train_opts *o, emdpo_train_job **out, emd
         return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
     }
     j->o = *o;
+    const char **own[] = {&j->o.data,    &j->o.model,   &j->o.config_spec,   &j->o.tokenizer, &j->o.out,
+                          &j->o.ref,     &j->o.weights, &j->o.weight_column, &j->o.log};
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
+        if (!*own[i]) continue;
+        if (!(j->path[i] = emdpo_strdup(*own[i]))) {
+            emdpo_train_job_free(j);
+            return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+        }
+        *own[i] = j->path[i];
+    }
+    o = &j->o;
     if (o->resume && !emdpo_path_exists(j->ckpt)) {
         rc = emdpo_diag_at(diag, EMDPO_ERR_INVALID_ARG, j->ckpt, 0, "resume: no checkpoint");
         goto fail;

@@ -84,6 +84,8 @@ static int count_tokens(emdpo_vocab *v, const text_list *t) {
 
 int emdpo_vocab_train(const char *const *paths, int n_paths, const emdpo_bpe_opts *o, emdpo_vocab **out,
                       emdpo_diag *diag) {
+    emdpo_diag scratch; /* the trainer's message is read back below */
+    if (!diag) diag = &scratch;
     emdpo_diag_reset(diag, NULL);
     if (!out) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "out is NULL");
     *out = NULL;
@@ -104,7 +106,7 @@ int emdpo_vocab_train(const char *const *paths, int n_paths, const emdpo_bpe_opt
         if (rc && rc != EMDPO_ERR_LIMIT && !diag->msg[0])
             emdpo_diag_fail(diag, rc, "training failed: %s", emdpo_status_name(rc));
     }
-    v->n_texts = (int64_t)t.n;
+    if (!rc) v->n_texts = (int64_t)t.n;
     if (!rc && (rc = count_tokens(v, &t))) emdpo_diag_fail(diag, rc, "cannot check the vocabulary");
     emdpo_free((void *)t.s, t.cap * sizeof *t.s);
     emdpo_free(t.len, t.len_cap * sizeof *t.len);

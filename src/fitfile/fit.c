@@ -173,8 +173,9 @@ int emdpo_fit_start_logliks(const emdpo_fit *f, double *out, int n) {
 }
 
 int emdpo_fit_posterior(const emdpo_fit *f, double *gamma, int64_t n_annot, int K) {
-    if (!f || K != f->K || n_annot != f->res.n_annot) return EMDPO_ERR_INVALID_ARG;
+    if (!f) return EMDPO_ERR_INVALID_ARG;
     if (!f->res.gamma) return EMDPO_ERR_UNSUPPORTED;
+    if (K != f->K || n_annot != f->res.n_annot) return EMDPO_ERR_INVALID_ARG;
     return copy_out(gamma, f->res.gamma, n_annot * K, (int64_t)f->res.n_annot * f->K);
 }
 

@@ -306,7 +306,7 @@ static int read_common(reader *r) {
     if ((rc = member(r, "start_logliks", EMDPO_JSON_ARRAY, "must be an array of numbers", &starts))) return rc;
     if (starts && starts->len) {
         if (!(f->res.start_loglik = emdpo_malloc(starts->len * sizeof(double)))) return EMDPO_ERR_NOMEM;
-        f->res.starts = (int)starts->len;
+        f->res.starts = f->em.starts = (int)starts->len;
         if ((rc = num_array(r, starts, "start_logliks", -1, 1, f->res.start_loglik))) return rc;
     }
     if ((rc = member(r, "empty_types", EMDPO_JSON_ARRAY, "must list types", &empty))) return rc;
@@ -434,6 +434,7 @@ static int read_llama(reader *r) {
 }
 
 int emdpo_fit_read(const char *path, emdpo_fit **out, emdpo_diag *diag) {
+    emdpo_diag_reset(diag, path);
     if (!out) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "out is NULL");
     *out = NULL;
     if (!path) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "path is NULL");

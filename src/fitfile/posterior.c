@@ -16,9 +16,11 @@ struct emdpo_posterior {
 };
 
 int emdpo_posterior_read(const char *path, int k, emdpo_posterior **out, emdpo_diag *diag) {
-    if (!out) return EMDPO_ERR_INVALID_ARG;
+    emdpo_diag_reset(diag, path);
+    if (!out) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "out is NULL");
     *out = NULL;
-    if (!path || k < 0 || k > EMDPO_MAX_K) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "bad arguments");
+    if (!path || k < 0 || k > EMDPO_MAX_K)
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no path, or k outside 0..%d", EMDPO_MAX_K);
     emdpo_table *t = NULL;
     int rc = emdpo_table_read(path, NULL, 1, -INFINITY, &t, diag);
     if (rc) return rc;

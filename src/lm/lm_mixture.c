@@ -296,6 +296,7 @@ void emdpo_mixture_regret(int K, int M, const double *L, const double *se, const
 int emdpo_mixture_write(const char *path, int K, const double *w, const char *const *members, double beta,
                         const char *reference, emdpo_diag *diag) {
     emdpo_diag_reset(diag, path);
+    if (!path || !reference) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no path or reference");
     if (K < 1 || !w || !members) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "a mixture needs K >= 1 members");
     if (!(beta > 0) || !isfinite(beta)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "beta must be > 0");
     double sum = 0.0;

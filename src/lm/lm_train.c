@@ -403,8 +403,8 @@ int emdpo_trainer_save(const emdpo_trainer *t, const char *path, emdpo_diag *dia
 int emdpo_trainer_resume(emdpo_trainer *t, const char *path, emdpo_diag *diag) {
     emdpo_diag scratch;
     if (!diag) diag = &scratch;
-    memset(diag, 0, sizeof *diag);
-    snprintf(diag->file, sizeof diag->file, "%s", path);
+    emdpo_diag_reset(diag, path);
+    if (!t || !path) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no trainer or path");
     FILE *fp = fopen(path, "rb");
     if (!fp) {
         emdpo_diag_set(diag, 0, "cannot open the checkpoint");

@@ -81,6 +81,18 @@ static int op_lm(void) {
     if (!rc) rc = emdpo_lm_set_read(prefs, t, 32, 16, 0, &set, &d, NULL);
     if (!rc) rc = emdpo_lm_score(h, set, 3, logp);
     if (!rc) {
+        emdpo_bpe_opts bo;
+        emdpo_bpe_opts_init(&bo);
+        bo.vocab_size = 270;
+        bo.min_count = 1;
+        bo.up_to = 1;
+        emdpo_vocab *v = NULL;
+        const char *paths[1] = {prefs};
+        rc = emdpo_vocab_train(paths, 1, &bo, &v, NULL);
+        if (!rc) rc = emdpo_vocab_save(v, api_path("alloc_tok.bin"), NULL);
+        emdpo_vocab_free(v);
+    }
+    if (!rc) {
         emdpo_sample_opts so;
         emdpo_sample_opts_init(&so);
         so.max_tokens = 4;

@@ -177,6 +177,8 @@ int main(void) {
     CHECK(1);
     CHECK_MSG(emdpo_identify_write_json(NULL, NULL, NULL, NULL) != EMDPO_OK, "emdpo_identify_write_json");
     CHECK_MSG(emdpo_fit_write(NULL, NULL, NULL) != EMDPO_OK, "emdpo_fit_write");
+    (void)emdpo_mkdirs(NULL, NULL);
+    CHECK(1);
     CHECK_MSG(emdpo_fit_read(NULL, NULL, NULL) != EMDPO_OK, "emdpo_fit_read");
     (void)emdpo_fit_source(NULL);
     CHECK(1);
@@ -638,6 +640,7 @@ int main(void) {
  *   emdpo_identify_conclude
  *   emdpo_identify_write_json
  *   emdpo_fit_write
+ *   emdpo_mkdirs
  *   emdpo_fit_read
  *   emdpo_fit_source
  *   emdpo_fit_dir

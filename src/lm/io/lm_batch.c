@@ -335,6 +335,7 @@ int emdpo_lm_distinct(const emdpo_lm_set *s, int64_t **uniq, int64_t *n_uniq, in
 /* ---- What emdpo/lm.h offers of a set --------------------------------------- */
 
 int emdpo_lm_lengths(const emdpo_llama *m, int *max_length, int *max_prompt_length, emdpo_diag *diag) {
+    emdpo_diag_reset(diag, NULL);
     if (!m || !max_length || !max_prompt_length) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "bad arguments");
     int seq = m->config.max_seq_len;
     if (*max_length == 0) *max_length = seq < 512 ? seq : 512;
@@ -349,6 +350,7 @@ int emdpo_lm_lengths(const emdpo_llama *m, int *max_length, int *max_prompt_leng
 
 int emdpo_lm_set_read(const char *path, const emdpo_tokenizer *tok, int max_length, int max_prompt_length,
                       int chosen_only, emdpo_lm_set **out, emdpo_data **data, emdpo_diag *diag) {
+    emdpo_diag_reset(diag, path);
     if (!out) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "out is NULL");
     *out = NULL;
     if (data) *data = NULL;

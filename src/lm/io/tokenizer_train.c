@@ -57,15 +57,9 @@ static int piece_find(const piece_table *p, const char *s, size_t n) {
 static int piece_add(piece_table *p, const char *s, size_t n) {
     if (p->n == p->cap) {
         int nc = p->cap ? 2 * p->cap : 256;
-        char **ns = emdpo_realloc(p->s, (size_t)p->cap * sizeof *ns, (size_t)nc * sizeof *ns);
-        if (!ns) return EMDPO_ERR_NOMEM;
-        p->s = ns;
-        size_t *nl = emdpo_realloc(p->len, (size_t)p->cap * sizeof *nl, (size_t)nc * sizeof *nl);
-        if (!nl) return EMDPO_ERR_NOMEM;
-        p->len = nl;
-        int64_t *nk = emdpo_realloc(p->count, (size_t)p->cap * sizeof *nk, (size_t)nc * sizeof *nk);
-        if (!nk) return EMDPO_ERR_NOMEM;
-        p->count = nk;
+        void **const arrays[] = {(void **)&p->s, (void **)&p->len, (void **)&p->count};
+        const size_t elem[] = {sizeof *p->s, sizeof *p->len, sizeof *p->count};
+        if (emdpo_resize_parallel(arrays, elem, 3, (size_t)p->cap, (size_t)nc)) return EMDPO_ERR_NOMEM;
         p->cap = nc;
     }
     char *c = emdpo_malloc(n + 1);
@@ -99,18 +93,11 @@ static void word_table_free(word_table *w) {
 
 static int words_grow(word_table *w) {
     int64_t nc = w->cap ? 2 * w->cap : 1024;
-#define GROW(field)                                                                                 \
-    do {                                                                                            \
-        void *q = emdpo_realloc(w->field, (size_t)w->cap * sizeof *w->field, (size_t)nc * sizeof *w->field); \
-        if (!q) return EMDPO_ERR_NOMEM;                                                             \
-        w->field = q;                                                                               \
-    } while (0)
-    GROW(start);
-    GROW(bytes);
-    GROW(count);
-    GROW(sym_off);
-    GROW(sym_len);
-#undef GROW
+    void **const arrays[] = {(void **)&w->start, (void **)&w->bytes, (void **)&w->count, (void **)&w->sym_off,
+                             (void **)&w->sym_len};
+    const size_t elem[] = {sizeof *w->start, sizeof *w->bytes, sizeof *w->count, sizeof *w->sym_off,
+                           sizeof *w->sym_len};
+    if (emdpo_resize_parallel(arrays, elem, 5, (size_t)w->cap, (size_t)nc)) return EMDPO_ERR_NOMEM;
     w->cap = nc;
     return EMDPO_OK;
 }
