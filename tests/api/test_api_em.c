@@ -153,6 +153,13 @@ static void check_files(const emdpo_data *d, const emdpo_fit *f) {
     CHECK(emdpo_fit_source(r) && strcmp(emdpo_fit_source(r), dir) == 0 && strcmp(emdpo_fit_dir(r), dir) == 0);
     CHECK(emdpo_fit_source(f) == NULL);
     CHECK(emdpo_fit_data_path(r) == NULL || emdpo_fit_data_path(r)[0] == '/');
+    /* Its posterior is posterior.csv's to read; its settings are the file's. */
+    double gamma[2];
+    CHECK_EQ_INT(emdpo_fit_posterior(r, gamma, emdpo_fit_n_annotators(r), K), EMDPO_ERR_UNSUPPORTED);
+    emdpo_em_opts read_opts, fit_opts;
+    emdpo_fit_em_opts(r, &read_opts);
+    emdpo_fit_em_opts(f, &fit_opts);
+    CHECK(read_opts.starts == fit_opts.starts && read_opts.seed == fit_opts.seed && read_opts.init == fit_opts.init);
     /* A fit read from a file has nothing more to write. */
     CHECK_EQ_INT(emdpo_fit_write(r, api_path("again"), &diag), EMDPO_ERR_UNSUPPORTED);
     emdpo_fit_free(r);

@@ -278,7 +278,13 @@ static void test_training(const char *prefs) {
     o.steps = 3;
     o.train.optim.lr = 1e-3;
     emdpo_train_job *j = NULL;
+    /* The job keeps copies of the paths: the caller's may go at once. */
+    char *own_out = strdup(o.out);
+    o.out = own_out;
     CHECK_EQ_INT(emdpo_train_job_create(&o, &j, &diag), EMDPO_OK);
+    memset(own_out, 'x', strlen(own_out));
+    free(own_out);
+    o.out = api_path("sft");
     CHECK(j && emdpo_train_job_total_steps(j) == 3 && emdpo_train_job_steps_done(j) == 0 &&
           emdpo_train_job_n_sequences(j) == 16 && emdpo_train_job_max_length(j) == 64);
     CHECK_EQ_INT(emdpo_train_job_run(j, &diag), EMDPO_OK);
@@ -374,6 +380,16 @@ static void test_em(const char *prefs) {
     ao.method = EMDPO_MMRA_ONPOLICY;
     ao.estimator = EMDPO_ESTIMATOR_EXACT;
     CHECK_EQ_INT(emdpo_lm_aggregate_create(r, &ao, &ag, &diag), EMDPO_ERR_INVALID_ARG);
+    /* Options of another method are refused, not ignored. */
+    emdpo_lm_aggregate_opts_init(&ao);
+    ao.rounds = 3;
+    CHECK_EQ_INT(emdpo_lm_aggregate_create(r, &ao, &ag, &diag), EMDPO_ERR_INVALID_ARG);
+    CHECK(strncmp(diag.msg, "rounds", 6) == 0 && ag == NULL);
+    emdpo_lm_aggregate_opts_init(&ao);
+    ao.method = EMDPO_MMRA_LW;
+    ao.pooled = api_path("m_hf");
+    CHECK_EQ_INT(emdpo_lm_aggregate_create(r, &ao, &ag, &diag), EMDPO_ERR_INVALID_ARG);
+    CHECK(strncmp(diag.msg, "pooled", 6) == 0);
 
     /* The mixture it wrote: the weights of MMRA-AE over the two types. */
     emdpo_mixture *mx = NULL;
@@ -396,6 +412,12 @@ static void test_em(const char *prefs) {
     CHECK_EQ_INT(emdpo_regret_create(r, &ro, &rg, &diag), EMDPO_OK);
     CHECK_EQ_INT(emdpo_regret_add(rg, "t1", api_path("fit/type_1"), &diag), EMDPO_OK);
     CHECK_EQ_INT(emdpo_regret_add(rg, "t1", api_path("fit/type_2"), &diag), EMDPO_ERR_INVALID_ARG);
+    /* A mixture of mixtures is refused and leaves nothing behind: its name is free again. */
+    char nested[512];
+    snprintf(nested, sizeof nested, "{\"kind\": \"mixture\", \"weights\": [1], \"members\": [\"%s\"]}\n",
+             api_path("fit/mixture.json"));
+    CHECK_EQ_INT(emdpo_regret_add(rg, "nested", api_write("nested.json", nested), &diag), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_regret_n_policies(rg), 1);
     CHECK_EQ_INT(emdpo_regret_add(rg, "t2", api_path("fit/type_2"), &diag), EMDPO_OK);
     CHECK_EQ_INT(emdpo_regret_add(rg, "mix", api_path("fit/mixture.json"), &diag), EMDPO_OK);
     CHECK_EQ_INT(emdpo_regret_add_uniform(rg, &diag), EMDPO_OK);
