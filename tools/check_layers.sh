@@ -4,7 +4,8 @@
 # cli/ sees only the public headers (include/) and its own, the public
 # headers see nothing of src/, and no circle runs through the modules (a
 # module is x.c with x.h). With a build directory (the argument, default
-# build/), the same rules hold for the calls between the library's objects.
+# build/), the same rules hold for the calls between the library's objects,
+# and no two of them call each other round a circle.
 # Prints each violation and exits 1 when there is one; prints "layers: N
 # passed, M failed" in the test suite's form.
 cd "$(dirname "$0")/.." || exit 2
@@ -33,16 +34,20 @@ obj=${1:-build}/obj
     done
     # Calls, from the built objects when there are any: a source file sees
     # every public prototype through "emdpo.h", so includes alone cannot
-    # show that data/ calls up into lm/. Lines "SYM folder def|use".
+    # show that data/ calls up into lm/, nor that two files call each other.
+    # Lines "SYM symbol folder module def|use" (a module: its path from src/
+    # without .c).
     if [ -d "$obj" ]; then
         find src -name '*.c' | sort | while read -r c; do
             o=$obj/${c#src/}
             o=${o%.c}.o
             [ -f "$o" ] || continue
-            d=${c#src/}
-            d=${d%/*}
-            nm "$o" | awk -v d="$d" '$1 == "U" && $2 ~ /^emdpo_/ { print "SYM " $2 " " d " use" }
-                                     NF == 3 && $2 ~ /^[TDBR]$/ && $3 ~ /^emdpo_/ { print "SYM " $3 " " d " def" }'
+            m=${c#src/}
+            m=${m%.c}
+            d=${m%/*}
+            nm "$o" | awk -v d="$d" -v m="$m" '
+                $1 == "U" && $2 ~ /^emdpo_/ { print "SYM " $2 " " d " " m " use" }
+                NF == 3 && $2 ~ /^[TDBR]$/ && $3 ~ /^emdpo_/ { print "SYM " $3 " " d " " m " def" }'
         done
     fi
 } | awk -v rules="$rules" '
@@ -64,8 +69,8 @@ function folder(path,    d) {
 }
 function fail(msg) { print "layers: " msg; bad++ }
 $1 == "SYM" {
-    if ($4 == "def") home[$2] = $3
-    else { n_use++; use_sym[n_use] = $2; use_dir[n_use] = $3 }
+    if ($5 == "def") { home[$2] = $3; home_mod[$2] = $4 }
+    else { n_use++; use_sym[n_use] = $2; use_dir[n_use] = $3; use_mod[n_use] = $4 }
     next
 }
 {
@@ -94,13 +99,15 @@ $1 == "SYM" {
     mt = inc; sub(/\.[ch]$/, "", mt)
     if (mf != mt) { edge[mf] = edge[mf] " " mt; nodes[mf] = 1; nodes[mt] = 1 }
 }
-function visit(u,    nb, m, i, v) {
+# Depth-first search of graph g (node -> its targets) from u; what kind of
+# arrow (include, call) makes the circle goes into the message.
+function visit(g, state, u, kind,    nb, m, i, v) {
     state[u] = 1
-    m = split(edge[u], nb, " ")
+    m = split(g[u], nb, " ")
     for (i = 1; i <= m; i++) {
         v = nb[i]
-        if (state[v] == 1) fail("a circle through " u " and " v)
-        else if (state[v] == 0) visit(v)
+        if (state[v] == 1) fail("a circle of " kind " through " u " and " v)
+        else if (state[v] == 0) visit(g, state, v, kind)
     }
     state[u] = 2
 }
@@ -109,9 +116,15 @@ END {
         from = use_dir[i]; to = home[use_sym[i]]
         if (to == "" || to == from || allowed[from, to]) good++
         else fail("src/" from " calls " use_sym[i] " of src/" to " (a higher or sibling layer)")
+        # files, not headers, are the nodes of the call graph: one header may
+        # serve several files
+        mf = use_mod[i]; mt = home_mod[use_sym[i]]
+        if (mt != "" && mf != mt && !seen_call[mf, mt]++) { cedge[mf] = cedge[mf] " " mt; cnodes[mf] = 1; cnodes[mt] = 1 }
     }
     for (u in nodes) state[u] = 0
-    for (u in nodes) if (state[u] == 0) visit(u)
+    for (u in nodes) if (state[u] == 0) visit(edge, state, u, "includes")
+    for (u in cnodes) cstate[u] = 0
+    for (u in cnodes) if (cstate[u] == 0) visit(cedge, cstate, u, "calls")
     if (bad == 0) good++
     print "layers: " good " passed, " bad " failed"
     exit bad ? 1 : 0
