@@ -1,4 +1,4 @@
-# Helpers for the CLI shell tests (sourced). Each test script prints one
+# Helpers for the shell tests (sourced). Each test script prints one
 # closing line "NAME: N passed, M failed" and exits non-zero on failure.
 pass=0
 fail=0
@@ -33,6 +33,19 @@ check() { # NAME CONDITION-COMMAND...
     name=$1
     shift
     if "$@"; then ok; else bad "$name"; fi
+}
+
+# check_run NAME CMD...: CMD succeeds; its output (in $T/out) is shown when
+# it does not.
+check_run() {
+    name=$1
+    shift
+    if "$@" >"$T/out" 2>&1; then
+        ok
+    else
+        bad "$name"
+        sed 's/^/    /' "$T/out" | tail -20
+    fi
 }
 
 # byte_tokenizer FILE: a llama2.c tokenizer.bin of <unk>, BOS, EOS and the 256
