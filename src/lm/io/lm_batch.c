@@ -114,6 +114,28 @@ int emdpo_lm_set_add(emdpo_lm_set *s, const emdpo_tokenizer *tok, const char *pr
     return rc;
 }
 
+int emdpo_lm_set_add_tokens(emdpo_lm_set *s, const int *prompt, int np, const int *resp, int nr, int eos) {
+    size_t total = (size_t)np + (size_t)nr + (size_t)(eos != 0);
+    if (emdpo_grow((void **)&s->seq_off, &s->seq_off_cap, (size_t)s->n_seq + 2, sizeof *s->seq_off) ||
+        emdpo_grow((void **)&s->seq_start, &s->seq_start_cap, (size_t)s->n_seq + 1, sizeof *s->seq_start) ||
+        emdpo_grow((void **)&s->tok, &s->tok_cap, (size_t)s->n_tok + total, sizeof *s->tok) ||
+        emdpo_grow((void **)&s->group_off, &s->group_off_cap, (size_t)s->n_group + 2, sizeof *s->group_off) ||
+        emdpo_grow((void **)&s->group_stages, &s->group_stages_cap, (size_t)s->n_group + 1, sizeof *s->group_stages))
+        return EMDPO_ERR_NOMEM;
+    int32_t *dst = s->tok + s->n_tok;
+    for (int i = 0; i < np; i++) *dst++ = prompt[i];
+    for (int i = 0; i < nr; i++) *dst++ = resp[i];
+    if (eos) *dst = EMDPO_TOK_EOS;
+    s->seq_start[s->n_seq] = np;
+    s->n_tok += (int64_t)total;
+    s->seq_off[++s->n_seq] = s->n_tok;
+    if ((int)total > s->longest) s->longest = (int)total;
+    s->group_stages[s->n_group] = 0;
+    s->group_off[++s->n_group] = s->n_seq;
+    s->most_items = 1;
+    return EMDPO_OK;
+}
+
 int emdpo_lm_set_from_data(const emdpo_data *d, const emdpo_tokenizer *tok, int max_length, int max_prompt_length,
                            emdpo_lm_set **out) {
     if (!out) return EMDPO_ERR_INVALID_ARG;

@@ -54,6 +54,11 @@ int emdpo_lm_set_create(int max_length, int max_prompt_length, emdpo_lm_set **ou
 int emdpo_lm_set_add(emdpo_lm_set *s, const emdpo_tokenizer *tok, const char *prompt, const char *const *responses,
                      int n, int stages);
 
+/* Appends one group holding one sequence: prompt[0..np) then resp[0..nr),
+ * then EOS when eos is set (token sequences that were never text, such as
+ * generated samples; no truncation). EMDPO_ERR_NOMEM leaves s as it was. */
+int emdpo_lm_set_add_tokens(emdpo_lm_set *s, const int *prompt, int np, const int *resp, int nr, int eos);
+
 static inline int emdpo_lm_seq_len(const emdpo_lm_set *s, int64_t i) {
     return (int)(s->seq_off[i + 1] - s->seq_off[i]);
 }

@@ -94,30 +94,6 @@ int emdpo_lm_mmra_exact(const emdpo_llama *const *pol, int K, int M, const emdpo
     return rc;
 }
 
-/* Appends one group holding one sequence, prompt then response, to s:
- * lm_batch.h's layout for token sequences that were never text. */
-static int set_append(emdpo_lm_set *s, const int *prompt, int np, const int *resp, int nr, int eos) {
-    size_t total = (size_t)np + (size_t)nr + (size_t)(eos != 0);
-    if (emdpo_grow((void **)&s->seq_off, &s->seq_off_cap, (size_t)s->n_seq + 2, sizeof *s->seq_off) ||
-        emdpo_grow((void **)&s->seq_start, &s->seq_start_cap, (size_t)s->n_seq + 1, sizeof *s->seq_start) ||
-        emdpo_grow((void **)&s->tok, &s->tok_cap, (size_t)s->n_tok + total, sizeof *s->tok) ||
-        emdpo_grow((void **)&s->group_off, &s->group_off_cap, (size_t)s->n_group + 2, sizeof *s->group_off) ||
-        emdpo_grow((void **)&s->group_stages, &s->group_stages_cap, (size_t)s->n_group + 1, sizeof *s->group_stages))
-        return EMDPO_ERR_NOMEM;
-    int32_t *dst = s->tok + s->n_tok;
-    for (int i = 0; i < np; i++) *dst++ = prompt[i];
-    for (int i = 0; i < nr; i++) *dst++ = resp[i];
-    if (eos) *dst = EMDPO_TOK_EOS;
-    s->seq_start[s->n_seq] = np;
-    s->n_tok += (int64_t)total;
-    s->seq_off[++s->n_seq] = s->n_tok;
-    if ((int)total > s->longest) s->longest = (int)total;
-    s->group_stages[s->n_group] = 0;
-    s->group_off[++s->n_group] = s->n_seq;
-    s->most_items = 1;
-    return EMDPO_OK;
-}
-
 /* Every prompt tokenized with BOS; longer than P, it keeps BOS and its last
  * P - 1 tokens, as lm_batch.h truncates. */
 typedef struct prompts {
@@ -207,7 +183,7 @@ int emdpo_lm_mmra_sample(const emdpo_llama *const *pol, int K, int M, const emdp
         rc = emdpo_generate_batch(pol[b], smp, emdpo_rng_u64(&g), pp, pl, N, r.max_tokens, max_T, out, n_out, stop);
         if (!rc) rc = emdpo_lm_set_create(r.max_length, P, &set);
         for (int i = 0; !rc && i < N; i++)
-            rc = set_append(set, pp[i], pl[i], out + (size_t)i * r.max_tokens, n_out[i], stop[i] == EMDPO_GEN_EOS);
+            rc = emdpo_lm_set_add_tokens(set, pp[i], pl[i], out + (size_t)i * r.max_tokens, n_out[i], stop[i] == EMDPO_GEN_EOS);
         if (!rc) rc = emdpo_lm_score(ref, set, r.score_batch, lref);
         for (int a = 0; !rc && a < K; a++) {
             if (!(rc = emdpo_lm_score(pol[a], set, r.score_batch, la))) {
