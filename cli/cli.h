@@ -58,10 +58,13 @@ int cli_progress_on(int quiet, int progress);
      0},                                                                                                          \
     {"max-prompt-length", CLI_INT, (max_prompt_length), "N", "cut prompts to N tokens first (default: max-length/2)", \
      0, 0, 0}
+#define CLI_RPO_FLAG(dst)                                                                                         \
+    {"rpo-alpha", CLI_DBL, (dst), "X", "weight of the chosen responses' NLL added to the preference loss (RPO, "  \
+                                       "TRL's rpo_alpha); 0 = off", 0, 0, 0}
 
 /* The EM and M-step flags of a Llama fit (fit and select --policy llama):
  * writes CLI_LM_FIT_FLAGS entries pointing into o; returns their count. */
-#define CLI_LM_FIT_FLAGS 20
+#define CLI_LM_FIT_FLAGS 21
 int cli_lm_fit_flags(cli_opt *opts, emdpo_lm_fit_opts *o);
 
 /* The EM log-likelihood line printed after every iteration. */

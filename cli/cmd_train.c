@@ -43,6 +43,7 @@ static int train(emdpo_train_mode mode, int argc, char **argv) {
         {"beta", CLI_DBL, &c->loss.beta, "X", "DPO temperature", 0, 0, 0},
         {"loss", CLI_ENUM, &c->loss.kind, "NAME", "dpo, cdpo, ipo or hinge", 0, 0, emdpo_loss_name},
         {"label-smoothing", CLI_DBL, &c->loss.label_smoothing, "X", "cdpo's epsilon in [0, 0.5)", 0, 0, 0},
+        CLI_RPO_FLAG(&c->loss.rpo_alpha),
         {"ref", CLI_STR, &o.ref, "CKPT", "reference model (default: the starting model)", 0, 0, 0},
         {"weights", CLI_STR, &o.weights, "FILE",
          dpo ? "CSV of weights: header 'weight' (one per decision, in the data's order) or 'annotator,...'"

@@ -15,6 +15,7 @@ int cli_lm_fit_flags(cli_opt *opts, emdpo_lm_fit_opts *o) {
         {"starts", CLI_INT, &o->em.starts, "N", "EM runs from different seeds; the best log-likelihood wins", 0, 0, 0},
         {"seed", CLI_U64, &o->em.seed, "S", "random seed; same seed and threads give the same bits", 0, 0, 0},
         {"beta", CLI_DBL, &m->beta, "X", "DPO temperature: utilities are beta * log-ratios", 0, 0, 0},
+        CLI_RPO_FLAG(&m->rpo_alpha),
         {"steps", CLI_I64, &m->steps, "N", "optimizer steps per type per M-step (default: --epochs)", 0, 0, 0},
         {"epochs", CLI_DBL, &m->epochs, "X", "passes over the decisions per M-step when --steps is not given", 0, 0, 0},
         {"lr", CLI_DBL, &m->optim.lr, "X", "learning rate", 0, 0, 0},

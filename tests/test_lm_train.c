@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/rng.h"
 #include "check.h"
 #include "emdpo.h"
 #include "failalloc.h"
@@ -169,6 +170,80 @@ static void test_dpo(const emdpo_tokenizer *tok) {
     CHECK(met.rewards_accuracies > 0.5);
     emdpo_trainer_free(t);
     emdpo_llama_free(m);
+    emdpo_lm_set_free(s);
+}
+
+/* RPO: the loss adds alpha times the weighted chosen responses' NLL per
+ * chosen token, and the step's gradient matches central differences of
+ * the loss along random directions. */
+static double rpo_loss_at(emdpo_trainer *t) {
+    emdpo_train_metrics met;
+    return emdpo_trainer_step(t, &met) == EMDPO_OK ? met.loss : NAN;
+}
+
+static void test_rpo(const emdpo_tokenizer *tok) {
+    emdpo_lm_set *s = pref_set(tok);
+    emdpo_llama *m = make_model(13), *r = make_model(14);
+    CHECK(s && m && r);
+    if (!s || !m || !r) return;
+    double ref[16], lp[16], w[4] = {1.0, 0.5, 2.0, 0.25}, alpha = 0.7;
+    CHECK_EQ_INT(emdpo_lm_score(r, s, 4, ref), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_lm_score(m, s, 4, lp), EMDPO_OK);
+    /* Every step holds all four decisions (batch 4): the loss does not
+     * depend on the shuffle. lr 0 leaves the model where it is. */
+    emdpo_train_config c;
+    config(&c, EMDPO_TRAIN_DPO, EMDPO_OPTIM_RMSPROP, 0.0);
+    c.batch = 4;
+    c.accum = 1;
+    c.optim.clip = 0;
+    emdpo_trainer *plain, *t;
+    CHECK_EQ_INT(emdpo_trainer_create(m, s, w, &c, &plain), EMDPO_OK);
+    c.loss.rpo_alpha = alpha;
+    CHECK_EQ_INT(emdpo_trainer_create(m, s, w, &c, &t), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_trainer_set_reference_logp(plain, ref), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_trainer_set_reference_logp(t, ref), EMDPO_OK);
+    double nll = 0.0, ntok = 0.0;
+    for (int64_t g = 0; g < s->n_group; g++) {
+        int64_t i = s->group_off[g];
+        nll -= w[g] * lp[i];
+        ntok += emdpo_lm_seq_len(s, i) - s->seq_start[i];
+    }
+    double base = rpo_loss_at(plain), with = rpo_loss_at(t);
+    CHECK_CLOSE(with - base, alpha * nll / ntok, 1e-5);
+    c.loss.rpo_alpha = -1;
+    emdpo_trainer *bad;
+    CHECK_EQ_INT(emdpo_trainer_create(m, s, w, &c, &bad), EMDPO_ERR_INVALID_ARG);
+
+    size_t n = m->num_params;
+    float *g = malloc(n * sizeof *g), *p0 = malloc(n * sizeof *p0), *d = malloc(n * sizeof *d);
+    CHECK(g && p0 && d);
+    if (g && p0 && d) {
+        memcpy(g, emdpo_trainer_grad(t), n * sizeof *g);
+        memcpy(p0, m->param_buf, n * sizeof *p0);
+        emdpo_rng rng;
+        emdpo_rng_seed(&rng, 5, 0);
+        for (int trial = 0; trial < 3; trial++) {
+            double gd = 0.0, eps = 2e-3;
+            for (size_t q = 0; q < n; q++) {
+                d[q] = (float)(emdpo_rng_uniform(&rng) - 0.5);
+                gd += (double)g[q] * d[q];
+            }
+            for (size_t q = 0; q < n; q++) m->param_buf[q] = p0[q] + (float)eps * d[q];
+            double up = rpo_loss_at(t);
+            for (size_t q = 0; q < n; q++) m->param_buf[q] = p0[q] - (float)eps * d[q];
+            double down = rpo_loss_at(t);
+            double fd = (up - down) / (2 * eps);
+            CHECK_MSG(fabs(fd - gd) <= 2e-2 * fabs(gd) + 1e-4, "directional derivative %g, gradient gives %g", fd, gd);
+        }
+        memcpy(m->param_buf, p0, n * sizeof *p0);
+    }
+    free(g);
+    free(p0);
+    free(d);
+    emdpo_trainer_free(plain);
+    emdpo_trainer_free(t);
+    emdpo_llama_free(m);
+    emdpo_llama_free(r);
     emdpo_lm_set_free(s);
 }
 
@@ -372,6 +447,7 @@ int main(void) {
     test_batch(tok);
     test_texts();
     test_dpo(tok);
+    test_rpo(tok);
     test_sft(tok);
     test_zero_weights(tok);
     test_resume(tok);

@@ -274,6 +274,9 @@ typedef struct emdpo_loss_opts {
     emdpo_loss_kind kind;
     double beta;            /* > 0 */
     double label_smoothing; /* cDPO's epsilon in [0, 0.5) */
+    double rpo_alpha;       /* >= 0: weight of the chosen responses' NLL added to the preference loss (RPO,
+                               TRL's rpo_alpha): alpha * the mean over the step's chosen-response tokens of
+                               -log pi, each decision's tokens weighted by its weight; 0: off */
 } emdpo_loss_opts;
 
 typedef enum emdpo_train_mode { EMDPO_TRAIN_SFT = 0, EMDPO_TRAIN_DPO = 1 } emdpo_train_mode;
@@ -435,6 +438,7 @@ EMDPO_API const char *emdpo_weight_norm_name(int norm);
 /* The M-step: weighted multi-item DPO of every type on every decision. */
 typedef struct emdpo_lm_mstep_opts {
     double beta;               /* DPO temperature: utilities are beta * log-ratios, > 0 */
+    double rpo_alpha;          /* >= 0: RPO's NLL term (emdpo_loss_opts), 0: off */
     int max_length;            /* 0: emdpo_lm_lengths' default */
     int max_prompt_length;     /* 0: max_length / 2 */
     emdpo_optim_config optim;

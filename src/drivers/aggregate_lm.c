@@ -463,6 +463,7 @@ static int run_lw(emdpo_lm_aggregate *a) {
     o.eta = a->o.eta;
     o.steps = a->o.steps;
     o.beta = a->fit->beta;
+    o.rpo_alpha = a->fit->mstep.rpo_alpha;
     optim_of(a, &o.optim);
     o.batch = a->o.batch;
     o.accum = a->fit->mstep.accum;

@@ -128,6 +128,8 @@ static void write_json(FILE *fp, const run *r, int K, const int64_t *n_dec) {
     emdpo_json_num(fp, o->train.optim.lr);
     fprintf(fp, ", \"warmup\": %lld, \"clip\": ", (long long)o->train.optim.warmup);
     emdpo_json_num(fp, o->train.optim.clip);
+    fputs(", \"rpo_alpha\": ", fp);
+    emdpo_json_num(fp, o->train.loss.rpo_alpha);
     fprintf(fp, ", \"batch\": %d, \"accum\": %d, \"max_length\": %d, \"max_prompt_length\": %d}\n}\n", o->train.batch,
             o->train.accum, r->max_length, r->max_prompt_length);
 }
@@ -165,6 +167,8 @@ static int check(const emdpo_baseline_opts *o, const emdpo_data *d, emdpo_diag *
     if (!emdpo_optim_name(c->optim.kind)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "unknown optimizer");
     if (o->k < 1 || o->k > EMDPO_MAX_K) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "k must be in 1..%d", EMDPO_MAX_K);
     if (!(c->loss.beta > 0) || !isfinite(c->loss.beta)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "beta must be > 0");
+    if (!(c->loss.rpo_alpha >= 0) || !isfinite(c->loss.rpo_alpha))
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "rpo_alpha must be >= 0");
     if (o->steps < 0 || c->optim.warmup < 0) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "steps and warmup must be >= 0");
     if (c->batch < 1 || c->accum < 1 || o->score_batch < 1)
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "batch, accum and score_batch must be >= 1");

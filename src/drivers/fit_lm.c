@@ -27,6 +27,8 @@ static int check_opts(const emdpo_lm_fit_opts *o, emdpo_diag *diag) {
     if (!emdpo_init_name(e->init))
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "init must be kmeans, kmeans-tokens or random");
     if (!(m->beta > 0) || !isfinite(m->beta)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "beta must be > 0");
+    if (!(m->rpo_alpha >= 0) || !isfinite(m->rpo_alpha))
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "rpo_alpha must be >= 0");
     if (m->steps < 0) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "steps must be >= 0");
     if (!(m->epochs > 0) || !isfinite(m->epochs)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "epochs must be > 0");
     if (m->batch < 1 || m->accum < 1 || m->score_batch < 1)

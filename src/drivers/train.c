@@ -72,6 +72,8 @@ static int check_opts(const emdpo_train_opts *o, emdpo_diag *diag) {
     if (dpo && !(c->loss.beta > 0)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "beta must be > 0");
     if (dpo && !(c->loss.label_smoothing >= 0 && c->loss.label_smoothing < 0.5))
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "label_smoothing must be in [0, 0.5)");
+    if (dpo && (!(c->loss.rpo_alpha >= 0) || !isfinite(c->loss.rpo_alpha)))
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "rpo_alpha must be >= 0");
     return EMDPO_OK;
 }
 

@@ -141,6 +141,8 @@ static void write_llama(FILE *fp, const emdpo_fit *f) {
     emdpo_json_num(fp, po->optim.lr);
     fprintf(fp, ", \"warmup\": %lld, \"clip\": ", (long long)po->optim.warmup);
     emdpo_json_num(fp, po->optim.clip);
+    fputs(", \"rpo_alpha\": ", fp);
+    emdpo_json_num(fp, po->rpo_alpha);
     fprintf(fp, ", \"batch\": %d, \"accum\": %d, \"max_length\": %d, \"max_prompt_length\": %d, "
                 "\"restart\": %s, \"weight_norm\": \"%s\"},\n",
             po->batch, po->accum, po->max_length, po->max_prompt_length, po->restart ? "true" : "false",
@@ -388,10 +390,12 @@ static int read_mstep(reader *r, const emdpo_json *ms) {
         o->optim.kind = (emdpo_optim_kind)kind;
     }
     if ((rc = num_member(&sub, "lr", &o->optim.lr)) || (rc = num_member(&sub, "clip", &o->optim.clip)) ||
+        (rc = num_member(&sub, "rpo_alpha", &o->rpo_alpha)) ||
         (rc = count_member(&sub, "warmup", &o->optim.warmup)) || (rc = int_member(&sub, "batch", 1, INT_MAX, &o->batch)) ||
         (rc = int_member(&sub, "accum", 1, INT_MAX, &o->accum)) || (rc = count_member(&sub, "steps", &f->mstep_steps)))
         return rc;
-    if (!(o->optim.lr >= 0) || !(o->optim.clip >= 0)) return bad(r, "mstep", "lr and clip must be >= 0");
+    if (!(o->optim.lr >= 0) || !(o->optim.clip >= 0) || !(o->rpo_alpha >= 0))
+        return bad(r, "mstep", "lr, clip and rpo_alpha must be >= 0");
     const emdpo_json *restart, *wn;
     if ((rc = member(&sub, "restart", EMDPO_JSON_BOOL, "must be true or false", &restart)) ||
         (rc = member(&sub, "weight_norm", EMDPO_JSON_STRING, "must be mean or none", &wn)))

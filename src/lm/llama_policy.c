@@ -301,6 +301,7 @@ static int train_type(llama_policy *p, int k, const double *wd, emdpo_mstep_info
     tc.mode = EMDPO_TRAIN_DPO;
     tc.loss.kind = EMDPO_LOSS_DPO;
     tc.loss.beta = o->beta;
+    tc.loss.rpo_alpha = o->rpo_alpha;
     tc.optim = o->optim;
     tc.batch = o->batch;
     tc.accum = o->accum;
@@ -428,7 +429,7 @@ static int llama_copy_type(emdpo_policy *dst, int k, const emdpo_policy *src, in
 }
 
 static int opts_ok(const emdpo_lm_mstep_opts *o) {
-    return o->beta > 0 && isfinite(o->beta) && o->batch >= 1 && o->accum >= 1 && o->steps >= 0 &&
+    return o->beta > 0 && isfinite(o->beta) && o->rpo_alpha >= 0 && isfinite(o->rpo_alpha) && o->batch >= 1 && o->accum >= 1 && o->steps >= 0 &&
            (o->steps > 0 || (o->epochs > 0 && isfinite(o->epochs))) && o->restart >= 0 && o->restart <= 1 &&
            (o->weight_norm == EMDPO_WEIGHT_NORM_MEAN || o->weight_norm == EMDPO_WEIGHT_NORM_NONE) && o->score_batch >= 1 &&
            o->max_length >= 0 && o->max_prompt_length >= 0;

@@ -132,7 +132,8 @@ int emdpo_trainer_create(emdpo_llama *m, const emdpo_lm_set *set, const double *
     if (c->mode == EMDPO_TRAIN_DPO) {
         const emdpo_loss_opts *lo = &c->loss;
         if (lo->kind < EMDPO_LOSS_DPO || lo->kind > EMDPO_LOSS_HINGE || !(lo->beta > 0) || !isfinite(lo->beta) ||
-            !(lo->label_smoothing >= 0 && lo->label_smoothing < 0.5))
+            !(lo->label_smoothing >= 0 && lo->label_smoothing < 0.5) || !(lo->rpo_alpha >= 0) ||
+            !isfinite(lo->rpo_alpha))
             return EMDPO_ERR_INVALID_ARG;
         for (int64_t g = 0; g < set->n_group; g++)
             if (set->group_off[g + 1] - set->group_off[g] < 2 || set->group_stages[g] < 1) return EMDPO_ERR_INVALID_ARG;
@@ -254,6 +255,7 @@ int emdpo_trainer_set_reference_logp(emdpo_trainer *t, const double *ref_logp) {
 
 int64_t emdpo_trainer_steps_done(const emdpo_trainer *t) { return t ? t->step : 0; }
 int64_t emdpo_trainer_forwards(const emdpo_trainer *t) { return t->forwards; }
+const float *emdpo_trainer_grad(const emdpo_trainer *t) { return t->grad; }
 
 int emdpo_trainer_step(emdpo_trainer *t, emdpo_train_metrics *met) {
     if (!t) return EMDPO_ERR_INVALID_ARG;
@@ -262,9 +264,10 @@ int emdpo_trainer_step(emdpo_trainer *t, emdpo_train_metrics *met) {
     int dpo = c->mode == EMDPO_TRAIN_DPO, E = c->batch * c->accum, rc;
     if (dpo && !t->has_ref) return EMDPO_ERR_INVALID_ARG;
     for (int e = 0; e < E; e++) t->step_ex[e] = next_example(t);
-    /* SFT averages over every response token of the step. */
-    double ntok = 0.0;
-    for (int e = 0; !dpo && e < E; e++) {
+    /* SFT, and RPO's NLL term on the chosen responses, average over every
+     * (chosen) response token of the step. */
+    double ntok = 0.0, rpo = dpo ? c->loss.rpo_alpha : 0.0;
+    for (int e = 0; (!dpo || rpo > 0) && e < E; e++) {
         int64_t i = s->group_off[t->step_ex[e]];
         ntok += (double)(emdpo_lm_seq_len(s, i) - s->seq_start[i]);
     }
@@ -287,8 +290,13 @@ int emdpo_trainer_step(emdpo_trainer *t, emdpo_train_metrics *met) {
                 b++;
                 continue;
             }
+            double logp_chosen = t->seq_lr[b], g_nll = 0.0;
             for (int k = 0; k < n; k++) t->seq_lr[b + k] -= t->ref[t->seqs[b + k]];
             loss += emdpo_pref_loss(&c->loss, t->seq_lr + b, n, s->group_stages[ex[e]], w / E, t->seq_grad + b);
+            if (rpo > 0) {
+                loss += emdpo_sft_loss(logp_chosen, ntok, rpo * w, &g_nll);
+                t->seq_grad[b] += g_nll;
+            }
             emdpo_pref_rewards r;
             emdpo_pref_rewards_of(c->loss.beta, t->seq_lr + b, n, &r);
             double v[4] = {r.chosen, r.rejected, r.margin, r.accuracy};

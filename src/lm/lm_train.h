@@ -47,5 +47,8 @@ int emdpo_trainer_set_reference_logp(emdpo_trainer *t, const double *ref_logp);
 /* Model forward passes so far (reference pass included), for tests and
  * throughput reports. */
 int64_t emdpo_trainer_forwards(const emdpo_trainer *t);
+/* The gradient of the last step's loss (num_params floats), as the
+ * optimizer received it (clipping scales it in place when it applies). */
+const float *emdpo_trainer_grad(const emdpo_trainer *t);
 
 #endif

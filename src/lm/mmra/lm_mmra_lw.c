@@ -82,7 +82,8 @@ static int evaluate(lw_run *s, const emdpo_llama *cand, emdpo_mmra_round *r) {
 static int check_opts(const emdpo_llama *sft, const emdpo_llama *const *types, int K, const emdpo_data *d,
                       const double *gamma, const emdpo_lm_mmra_lw_opts *o, const emdpo_llama *pi) {
     if (K < 1 || K > EMDPO_MAX_K || d->n_dec < 1 || o->rounds < 1 || !(o->eta > 0) || !isfinite(o->eta) ||
-        o->steps < 1 || !(o->beta > 0) || !isfinite(o->beta) || o->max_length < 0 || o->max_prompt_length < 0 ||
+        o->steps < 1 || !(o->beta > 0) || !isfinite(o->beta) || !(o->rpo_alpha >= 0) || !isfinite(o->rpo_alpha) ||
+        o->max_length < 0 || o->max_prompt_length < 0 ||
         (o->estimator != EMDPO_ESTIMATOR_EXACT && o->estimator != EMDPO_ESTIMATOR_SAMPLE) ||
         (o->select != EMDPO_LW_BEST && o->select != EMDPO_LW_LAST) || o->regret.score_batch < 1 ||
         memcmp(&pi->config, &sft->config, sizeof pi->config))
@@ -176,6 +177,7 @@ int emdpo_lm_mmra_lw(const emdpo_llama *sft, const emdpo_llama *const *types, in
         tc.mode = EMDPO_TRAIN_DPO;
         tc.loss.kind = EMDPO_LOSS_DPO;
         tc.loss.beta = o->beta;
+        tc.loss.rpo_alpha = o->rpo_alpha;
         tc.optim = o->optim;
         tc.batch = o->batch;
         tc.accum = o->accum;

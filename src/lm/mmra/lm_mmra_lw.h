@@ -58,6 +58,7 @@ typedef struct emdpo_lm_mmra_lw_opts {
     double eta;                          /* multiplicative-weights rate > 0 (1) */
     int64_t steps;                       /* optimizer steps per round >= 1 (10) */
     double beta;                         /* DPO temperature and reward scale > 0 (0.1) */
+    double rpo_alpha;                    /* RPO's NLL weight >= 0 (0) */
     emdpo_optim_config optim;            /* emdpo_train_config_init's DPO optimizer */
     int batch;                           /* decisions per micro-batch (4) */
     int accum;                           /* micro-batches per optimizer step (1) */
