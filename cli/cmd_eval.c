@@ -5,7 +5,24 @@
 
 #include "cli.h"
 
-static void print_table(const emdpo_eval *e, double beta) {
+/* Generation quality, one row per policy, the reference first. */
+static void print_genq(const emdpo_eval *e, int rep_n) {
+    const char *name;
+    const emdpo_genq *g = emdpo_eval_genq(e, 0, &name);
+    printf("\ngeneration quality (%lld samples per policy; valid: one of the data's responses; rep: repeated "
+           "token %d-grams (seq-rep); KL: sampled KL to the reference, nats):\n",
+           (long long)g->n, rep_n);
+    printf("%-24s %15s %8s %8s %7s %6s %17s\n", "policy", "valid", "tokens", "words", "rep", "eos", "KL");
+    for (int i = 0; (g = emdpo_eval_genq(e, i, &name)); i++) {
+        printf("%-24.24s ", name);
+        if (g->valid == g->valid) printf("%6.3f (%6.3f)", g->valid, g->valid_se);
+        else printf("%15s", "-");
+        printf(" %8.2f %8.2f %7.3f %6.3f %8.3f (%6.3f)\n", g->mean_tokens, g->mean_words, g->repetition, g->eos, g->kl,
+               g->kl_se);
+    }
+}
+
+static void print_table(const emdpo_eval *e, double beta, int rep_n) {
     int G = emdpo_eval_n_groups(e), nm = emdpo_eval_n_methods(e);
     printf("%-20s %-*s  %s\n", "", 10 * G, "Max-mean reward margins", "Accuracies");
     printf("%-20s", "method");
@@ -44,6 +61,7 @@ static void print_table(const emdpo_eval *e, double beta) {
     if (n_ari)
         printf("\nadjusted Rand index (posterior argmax vs true groups, %lld annotators): %.4f\n", (long long)n_ari,
                ari);
+    if (emdpo_eval_n_genq(e) > 0) print_genq(e, rep_n);
 }
 
 /* Splits the comma-separated --policies list in place into dirs (cap
@@ -62,7 +80,7 @@ static int split_dirs(char *list, const char **dirs) {
 int cmd_eval(int argc, char **argv) {
     emdpo_eval_opts o;
     emdpo_eval_opts_init(&o);
-    const char *ref_path = NULL, *tokenizer = NULL, *data = NULL, *policies = NULL, *out = NULL;
+    const char *ref_path = NULL, *tokenizer = NULL, *data = NULL, *policies = NULL, *out = NULL, *extra = NULL;
     int json = 0, threads = 0;
     cli_opt opts[] = {
         {"ref", CLI_STR, &ref_path, "CKPT", "reference (SFT) model: llama2.c .bin or Hugging Face directory", 1, 0, 0},
@@ -77,6 +95,20 @@ int cmd_eval(int argc, char **argv) {
         {"out", CLI_STR, &out, "FILE", "also write the JSON here (atomically)", 0, 0, 0},
         CLI_LENGTH_FLAGS(&o.max_length, &o.max_prompt_length),
         {"batch", CLI_INT, &o.batch, "N", "sequences per forward pass", 0, 0, 0},
+        {"generate", CLI_FLAG, &o.generate, NULL, "also sample from every policy and report generation quality", 0, 0,
+         0},
+        {"closed-set", CLI_FLAG, &o.closed_set, NULL, "generate: the data's responses are the only valid ones; report "
+                                                      "the share of samples that are one of them", 0, 0, 0},
+        {"generate-policies", CLI_STR, &extra, "NAME=PATH,...", "generate: more policies (checkpoints or "
+                                                                "mixture.json), generation quality only", 0, 0, 0},
+        {"samples", CLI_INT, &o.genq.samples, "N", "generate: responses per prompt", 0, 0, 0},
+        {"prompts", CLI_I64, &o.genq.max_prompts, "N", "generate: the data's first N distinct prompts; 0 = all", 0, 0,
+         0},
+        {"max-tokens", CLI_INT, &o.genq.max_tokens, "N", "generate: new tokens per response", 0, 0, 0},
+        {"temperature", CLI_DBL, &o.genq.temperature, "X", "generate: sampling temperature (the KL estimate assumes 1)",
+         0, 0, 0},
+        {"rep-n", CLI_INT, &o.genq.rep_n, "N", "generate: n of the repeated-n-gram rate", 0, 0, 0},
+        {"seed", CLI_U64, &o.genq.seed, "S", "generate: sampling seed", 0, 0, 0},
         CLI_THREADS_FLAG(&threads),
     };
     cli_cmd cmd = {"eval", "Evaluate policy ensembles per true group: max-mean reward margin and accuracy.",
@@ -89,7 +121,15 @@ int cmd_eval(int argc, char **argv) {
                    "Log-ratios are against --ref; each distinct sequence is scored once per model.\n"
                    "Annotators without a group are left out. With --posterior, the adjusted Rand index of\n"
                    "each annotator's most probable type against the true groups, over the annotators present\n"
-                   "in both files. Directory names must not contain commas.",
+                   "in both files. Directory names must not contain commas.\n\n"
+                   "--generate also samples --samples responses (temperature --temperature, at most\n"
+                   "--max-tokens tokens) to each of the data's first --prompts distinct prompts from the\n"
+                   "reference, every type_N policy and each --generate-policies entry, and reports: the share\n"
+                   "of samples that are exactly one of the data's responses (trimmed of white space; with\n"
+                   "--closed-set), mean new tokens and words, the repetition rate (mean over samples of\n"
+                   "1 - distinct/total token n-grams, Welleck et al.'s seq-rep-n), the share ending with EOS,\n"
+                   "and the sampled KL(pi || ref), the mean of log pi(y|x) - log ref(y|x) over the samples,\n"
+                   "with standard errors. The JSON's \"generation\" object holds them.",
                    opts, (int)(sizeof opts / sizeof opts[0])};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
@@ -104,14 +144,42 @@ int cmd_eval(int argc, char **argv) {
         return cli_fail("eval", EMDPO_ERR_NOMEM, NULL, &cmd);
     }
     memcpy(list, policies, len);
-    int nm = split_dirs(list, dirs);
+    int nm = split_dirs(list, dirs), ng = 0;
+    char *elist = extra ? malloc(strlen(extra) + 1) : NULL;
+    const char **gnames = extra ? malloc((strlen(extra) + 1) * sizeof *gnames) : NULL;
+    const char **gpaths = extra ? malloc((strlen(extra) + 1) * sizeof *gpaths) : NULL;
+    if (extra && (!elist || !gnames || !gpaths)) {
+        nm = 0;
+        ng = -2;
+    } else if (extra) {
+        memcpy(elist, extra, strlen(extra) + 1);
+        ng = split_dirs(elist, gpaths);
+        for (int i = 0; i < ng && ng > 0; i++) {
+            char *eq = strchr(gpaths[i], '=');
+            if (!eq || eq == gpaths[i] || !eq[1]) ng = -1;
+            else {
+                *eq = '\0';
+                gnames[i] = gpaths[i];
+                gpaths[i] = eq + 1;
+            }
+        }
+    }
+    o.gen_names = gnames;
+    o.gen_paths = gpaths;
+    o.n_gen = ng > 0 ? ng : 0;
     emdpo_llama *ref = NULL;
     emdpo_tokenizer *tok = NULL;
     emdpo_data *d = NULL;
     emdpo_eval *e = NULL;
     emdpo_diag diag;
-    if (nm < 0) {
+    if (ng == -2) {
+        rc = cli_fail("eval", EMDPO_ERR_NOMEM, NULL, &cmd);
+    } else if (nm < 0) {
         rc = cli_usage_error("eval", "--policies: empty directory name in '%s'", policies);
+    } else if (ng < 0) {
+        rc = cli_usage_error("eval", "--generate-policies: expected NAME=PATH,..., not '%s'", extra);
+    } else if (extra && !o.generate) {
+        rc = cli_usage_error("eval", "--generate-policies needs --generate");
     } else if ((rc = emdpo_llama_load(ref_path, &ref, &diag)) ||
                (rc = emdpo_tokenizer_load(tokenizer, emdpo_llama_vocab_size(ref), &tok, &diag)) ||
                (rc = emdpo_data_read(data, EMDPO_FORMAT_JSONL, &d, &diag)) ||
@@ -119,7 +187,7 @@ int cmd_eval(int argc, char **argv) {
         rc = cli_fail("eval", rc, &diag, &cmd);
     } else {
         if (json) emdpo_eval_write_json(e, stdout);
-        else print_table(e, o.beta);
+        else print_table(e, o.beta, o.genq.rep_n);
         if (fflush(stdout)) rc = cli_usage_error("eval", "cannot write standard output");
         else if (out && (rc = emdpo_eval_save(e, out, &diag))) rc = cli_fail("eval", rc, &diag, &cmd);
     }
@@ -129,5 +197,8 @@ int cmd_eval(int argc, char **argv) {
     emdpo_llama_free(ref);
     free(dirs);
     free(list);
+    free(elist);
+    free((void *)gnames);
+    free((void *)gpaths);
     return rc;
 }

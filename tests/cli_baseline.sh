@@ -75,6 +75,27 @@ check "ari is 1" grep -qF '"ari": 1,' "$T/stdout"
 expect_exit 0 "eval deterministic" "" "$E" eval $EV --policies "$T/truelabel,$T/vanilla/" --json --out "$T/eval2.json"
 check "same output twice" cmp -s "$T/eval.json" "$T/eval2.json"
 
+# Generation quality: the reference's KL to itself is 0; a mixture of the
+# reference with itself is the reference; validity is a share.
+printf '{"kind": "mixture", "weights": [0.5, 0.5], "members": ["sft", "sft"]}\n' >"$T/selfmix.json"
+G="--generate --closed-set --samples 3 --prompts 2 --max-tokens 8"
+expect_exit 0 "eval generate" "" "$E" eval $EV --policies "$T/vanilla" $G \
+    --generate-policies "mix=$T/selfmix.json,truelabel2=$T/truelabel/type_2" --json --out "$T/gen.json"
+check "generation rows" test "$(grep -c '{"name": "\(reference\|vanilla/type_1\|mix\|truelabel2\)", "n": 6,' "$T/gen.json")" -eq 4
+check "reference KL is 0" grep -qF '{"name": "reference", "n": 6, ' "$T/gen.json"
+check "reference kl 0" grep -q '"name": "reference".*"kl": 0, "kl_se": 0}' "$T/gen.json"
+check "mixture of the reference has KL 0" grep -q '"name": "mix".*"kl": 0, "kl_se": 0}' "$T/gen.json"
+check "closed set of 2 responses" grep -qF '"closed_set": 2,' "$T/gen.json"
+expect_exit 0 "eval generate table" "" "$E" eval $EV --policies "$T/vanilla" $G
+check "table has the generation rows" grep -q '^vanilla/type_1 ' "$T/stdout"
+expect_exit 2 "extra policies need --generate" "--generate" "$E" eval $EV --policies "$T/vanilla" \
+    --generate-policies "a=$T/sft"
+expect_exit 2 "extra policies need NAME=PATH" "NAME=PATH" "$E" eval $EV --policies "$T/vanilla" --generate \
+    --generate-policies "$T/sft"
+expect_exit 2 "zero samples" "samples" "$E" eval $EV --policies "$T/vanilla" --generate --samples 0
+expect_exit 2 "missing extra policy" "none" "$E" eval $EV --policies "$T/vanilla" --generate \
+    --generate-policies "a=$T/none"
+
 # Bad input: exit 2.
 sed 's/, "group": "[AB]"//' "$T/prefs.jsonl" >"$T/nogroup.jsonl"
 expect_exit 2 "truelabel without groups" "group" "$E" baseline --method truelabel --model "$T/sft" \

@@ -584,6 +584,36 @@ EMDPO_API int emdpo_baseline_run(const emdpo_llama *sft, const emdpo_tokenizer *
                                  const emdpo_baseline_opts *o, const char *out_dir, emdpo_baseline_note note,
                                  void *note_ud, int *K, emdpo_diag *diag);
 
+/* ---- Generation quality --------------------------------------------------- */
+
+/* How responses are sampled to judge whether a policy still generates
+ * well: o->samples responses to each of the data's first max_prompts
+ * distinct prompts (in order of first appearance). */
+typedef struct emdpo_genq_opts {
+    int samples;               /* responses per prompt, >= 1 */
+    int max_tokens;            /* new tokens per response, >= 1 */
+    double temperature;        /* > 0; 1 samples the policy itself (what the KL estimate assumes) */
+    int64_t max_prompts;       /* distinct prompts used, >= 0; 0: all */
+    int rep_n;                 /* n of the repetition rate, >= 1 */
+    uint64_t seed;             /* sample i of prompt j draws from stream j * samples + i */
+} emdpo_genq_opts;
+
+/* samples 5, max_tokens 64, temperature 1, max_prompts 20, rep_n 4, seed 1. */
+EMDPO_API void emdpo_genq_opts_init(emdpo_genq_opts *o);
+
+/* A policy's samples summarized (means over n samples; _se their standard
+ * errors). */
+typedef struct emdpo_genq {
+    int64_t n;                 /* samples */
+    double valid, valid_se;    /* share that is exactly one of the closed response set (text trimmed of white
+                                  space at both ends); NaN when no closed set was given */
+    double mean_tokens;        /* new tokens, EOS not counted */
+    double mean_words;         /* white-space separated words of the decoded text */
+    double repetition;         /* seq-rep-n: mean over samples of 1 - distinct/total token n-grams */
+    double eos;                /* share that ended with EOS (the rest ran out of max_tokens or context) */
+    double kl, kl_se;          /* mean log pi(y|x) - log pi_ref(y|x): the sampled KL(pi || pi_ref) */
+} emdpo_genq;
+
 /* ---- Evaluation by true group (the paper's Table 1) ---------------------- */
 
 typedef struct emdpo_eval_opts {
@@ -591,9 +621,18 @@ typedef struct emdpo_eval_opts {
     int batch;                 /* sequences per forward */
     int max_length, max_prompt_length; /* 0: emdpo_lm_lengths' defaults */
     const char *posterior;     /* a posterior.csv: adds the adjusted Rand index; NULL: none */
+    /* Generation quality of the reference, every type policy and the extra
+     * policies below, on the data's prompts (0: not measured). */
+    int generate;
+    emdpo_genq_opts genq;
+    int closed_set;            /* the data's responses are the only valid ones: report validity */
+    const char *const *gen_names;  /* (n_gen) labels of extra policies, generation quality only */
+    const char *const *gen_paths;  /* (n_gen) checkpoints or mixture.json files */
+    int n_gen;
 } emdpo_eval_opts;
 
-/* beta 0.1, batch 16, default lengths. */
+/* beta 0.1, batch 16, default lengths, no generation (emdpo_genq_opts_init's
+ * settings when turned on), no closed set, no extra policies. */
 EMDPO_API void emdpo_eval_opts_init(emdpo_eval_opts *o);
 
 typedef struct emdpo_eval emdpo_eval;
@@ -628,6 +667,12 @@ EMDPO_API double emdpo_eval_best_accuracy(const emdpo_eval *e, int j, int g);
 /* The adjusted Rand index of the posterior's argmax against the groups,
  * over *n annotators in both (NaN without a posterior). */
 EMDPO_API double emdpo_eval_ari(const emdpo_eval *e, int64_t *n);
+/* Generation quality, when asked for: rows in order reference, each
+ * method's types, then the extra policies. Row i's label ("reference",
+ * "METHOD/type_N" or the extra policy's name) goes to *name (may be
+ * NULL); NULL out of range. */
+EMDPO_API int emdpo_eval_n_genq(const emdpo_eval *e);
+EMDPO_API const emdpo_genq *emdpo_eval_genq(const emdpo_eval *e, int i, const char **name);
 /* The JSON emdpo eval --json prints. */
 EMDPO_API int emdpo_eval_write_json(const emdpo_eval *e, FILE *fp);
 /* The same JSON written atomically to path. */

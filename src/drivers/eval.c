@@ -18,6 +18,8 @@
 #include "lm/engine/llama.h"
 #include "lm/io/lm_batch.h"
 #include "lm/lm_eval.h"
+#include "lm/lm_genq.h"
+#include "lm/lm_mixture.h"
 
 /* One method: a directory and the numbers of its type_N subdirectories. */
 typedef struct method {
@@ -38,13 +40,84 @@ struct emdpo_eval {
     int has_ari;
     double ari;
     int64_t n_ari;
+    /* generation quality (o.generate) */
+    int n_gq;
+    char **gq_name;       /* (n_gq) */
+    emdpo_genq *gq;       /* (n_gq) */
+    const char **prompts; /* (n_prompts) borrowed from the data */
+    int64_t n_prompts;
+    char **closed;        /* (n_closed) the closed response set, or NULL */
+    int64_t n_closed;
 };
+
+/* A string with its first index, to find first appearances by sorting. */
+typedef struct first_seen {
+    const char *s;
+    int64_t at;
+} first_seen;
+
+static int cmp_first_seen(const void *x, const void *y) {
+    const first_seen *a = x, *b = y;
+    int c = strcmp(a->s, b->s);
+    return c ? c : (a->at > b->at) - (a->at < b->at);
+}
+
+static int cmp_i64(const void *x, const void *y) {
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* The data's first max_prompts distinct prompts (all when 0), in order of
+ * first appearance, and its closed response set when asked for. */
+static int gen_setup(emdpo_eval *e, const emdpo_data *d) {
+    size_t n = (size_t)d->n_dec;
+    first_seen *fs = emdpo_malloc((n ? n : 1) * sizeof *fs);
+    int64_t *first = emdpo_malloc((n ? n : 1) * sizeof *first), nf = 0;
+    int rc = fs && first ? EMDPO_OK : EMDPO_ERR_NOMEM;
+    for (size_t j = 0; !rc && j < n; j++) {
+        fs[j].s = d->dec_prompt && d->dec_prompt[j] ? d->dec_prompt[j] : "";
+        fs[j].at = (int64_t)j;
+    }
+    if (!rc) {
+        qsort(fs, n, sizeof *fs, cmp_first_seen);
+        for (size_t j = 0; j < n; j++)
+            if (j == 0 || strcmp(fs[j].s, fs[j - 1].s) != 0) first[nf++] = fs[j].at;
+        qsort(first, (size_t)nf, sizeof *first, cmp_i64);
+        int64_t keep = e->o.genq.max_prompts > 0 && e->o.genq.max_prompts < nf ? e->o.genq.max_prompts : nf;
+        if (!(e->prompts = emdpo_malloc((size_t)(keep ? keep : 1) * sizeof *e->prompts))) rc = EMDPO_ERR_NOMEM;
+        for (int64_t i = 0; !rc && i < keep; i++)
+            e->prompts[i] = d->dec_prompt && d->dec_prompt[first[i]] ? d->dec_prompt[first[i]] : "";
+        e->n_prompts = keep;
+    }
+    emdpo_free(fs, (n ? n : 1) * sizeof *fs);
+    emdpo_free(first, (n ? n : 1) * sizeof *first);
+    if (!rc && e->o.closed_set)
+        rc = emdpo_genq_closed_set((const char *const *)d->item_text, d->n_items, &e->closed, &e->n_closed);
+    return rc;
+}
+
+/* Generation quality of the mixture of models[0..M) (w NULL: one model)
+ * as the next row, labelled name. */
+static int gen_row(emdpo_eval *e, const char *name, const emdpo_llama *const *models, const double *w, int M,
+                   const emdpo_llama *ref, const emdpo_tokenizer *tok, emdpo_diag *diag) {
+    int i = e->n_gq;
+    if (!(e->gq_name[i] = emdpo_strdup(name))) return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+    e->n_gq++;
+    int rc = emdpo_lm_genq(models, w, M, ref, tok, e->prompts, e->n_prompts, (const char *const *)e->closed,
+                           e->n_closed, &e->o.genq, e->o.batch, &e->gq[i]);
+    if (rc)
+        emdpo_diag_fail(diag, rc, "%s: generation quality: %s", name,
+                        rc == EMDPO_ERR_INVALID_ARG ? "its vocabulary or context differs from the reference's"
+                                                    : emdpo_status_name(rc));
+    return rc;
+}
 
 void emdpo_eval_opts_init(emdpo_eval_opts *o) {
     if (!o) return;
     memset(o, 0, sizeof *o);
     o->beta = 0.1;
     o->batch = 16;
+    emdpo_genq_opts_init(&o->genq);
 }
 
 static int cmp_int(const void *x, const void *y) {
@@ -100,6 +173,13 @@ static void method_free(method *m, int G) {
     emdpo_free(m->best_acc, (size_t)G * sizeof *m->best_acc);
 }
 
+/* Generation-quality rows: the reference, every type, the extra policies. */
+static int eval_rows(const emdpo_eval *e) {
+    int rows = 1 + e->o.n_gen;
+    for (int j = 0; j < e->nm; j++) rows += e->ms[j].n;
+    return rows;
+}
+
 void emdpo_eval_free(emdpo_eval *e) {
     if (!e) return;
     for (int j = 0; e->ms && j < e->nm; j++) method_free(&e->ms[j], e->G);
@@ -107,10 +187,44 @@ void emdpo_eval_free(emdpo_eval *e) {
     for (int g = 0; e->group && g < e->G; g++) emdpo_strfree(e->group[g]);
     emdpo_free(e->group, (size_t)e->G * sizeof *e->group);
     emdpo_free(e->n_dec, (size_t)e->G * sizeof *e->n_dec);
+    int rows = e->gq ? eval_rows(e) : 0;
+    for (int i = 0; e->gq_name && i < e->n_gq; i++) emdpo_strfree(e->gq_name[i]);
+    emdpo_free(e->gq_name, (size_t)rows * sizeof *e->gq_name);
+    emdpo_free(e->gq, (size_t)rows * sizeof *e->gq);
+    emdpo_free(e->prompts, (size_t)(e->n_prompts ? e->n_prompts : 1) * sizeof *e->prompts);
+    emdpo_genq_closed_free(e->closed, e->n_closed);
     emdpo_free(e, sizeof *e);
 }
 
-static int eval_method(method *m, const emdpo_llama *ref, emdpo_lm_evaluator *ev, int G, emdpo_diag *diag) {
+/* Generation quality: the rows' storage, the prompts and closed set, and
+ * the reference's own row. */
+static int gen_start(emdpo_eval *e, const emdpo_data *d, const emdpo_llama *ref, const emdpo_tokenizer *tok,
+                     emdpo_diag *diag) {
+    size_t rows = (size_t)eval_rows(e);
+    e->gq_name = emdpo_calloc(rows, sizeof *e->gq_name);
+    e->gq = emdpo_calloc(rows, sizeof *e->gq);
+    if (!e->gq_name || !e->gq || gen_setup(e, d)) return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+    if (e->n_prompts == 0) return emdpo_diag_at(diag, EMDPO_ERR_INVALID_ARG, d->source, 0, "no prompts to sample on");
+    return gen_row(e, "reference", &ref, NULL, 1, ref, tok, diag);
+}
+
+/* An extra policy's row: a checkpoint or a mixture.json. */
+static int gen_extra(emdpo_eval *e, const char *name, const char *path, const emdpo_llama *ref,
+                     const emdpo_tokenizer *tok, emdpo_diag *diag) {
+    emdpo_mixture *mix = NULL;
+    emdpo_llama *m = NULL;
+    int rc = emdpo_mixture_is_file(path) ? emdpo_mixture_open(path, &mix, diag) : emdpo_llama_load(path, &m, diag);
+    if (!rc && mix)
+        rc = gen_row(e, name, (const emdpo_llama *const *)mix->model, mix->w, mix->K, ref, tok, diag);
+    else if (!rc)
+        rc = gen_row(e, name, (const emdpo_llama *const *)&m, NULL, 1, ref, tok, diag);
+    emdpo_mixture_free(mix);
+    emdpo_llama_free(m);
+    return rc;
+}
+
+static int eval_method(emdpo_eval *e, method *m, const emdpo_llama *ref, const emdpo_tokenizer *tok,
+                       emdpo_lm_evaluator *ev, int G, emdpo_diag *diag) {
     size_t ng = (size_t)m->n * G;
     m->margin = emdpo_malloc(ng * sizeof *m->margin);
     m->acc = emdpo_malloc(ng * sizeof *m->acc);
@@ -133,6 +247,11 @@ static int eval_method(method *m, const emdpo_llama *ref, emdpo_lm_evaluator *ev
                           rc == EMDPO_ERR_LIMIT ? "a sequence does not fit the policy (context or vocabulary)"
                                                 : "scoring failed: %s",
                           emdpo_status_name(rc));
+        if (!rc && e->gq) {
+            char row[512];
+            snprintf(row, sizeof row, "%s/%s", m->name, name);
+            rc = gen_row(e, row, (const emdpo_llama *const *)&pol, NULL, 1, ref, tok, diag);
+        }
         emdpo_llama_free(pol);
         emdpo_strfree(path);
         if (rc) return rc;
@@ -211,6 +330,19 @@ int emdpo_eval_run(const emdpo_llama *ref, const emdpo_tokenizer *tok, const emd
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no model, tokenizer, data, methods or options");
     if (!(o->beta > 0) || !isfinite(o->beta)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "beta must be > 0");
     if (o->batch < 1) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "batch must be >= 1");
+    if (o->generate) {
+        const emdpo_genq_opts *q = &o->genq;
+        if (q->samples < 1 || q->max_tokens < 1 || q->rep_n < 1 || q->max_prompts < 0)
+            return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG,
+                                   "samples, max_tokens and rep_n must be >= 1, max_prompts >= 0");
+        if (!(q->temperature > 0) || !isfinite(q->temperature))
+            return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "temperature must be > 0");
+        if (o->n_gen < 0 || (o->n_gen > 0 && (!o->gen_names || !o->gen_paths)))
+            return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "extra policies need names and paths");
+        for (int i = 0; i < o->n_gen; i++)
+            if (!o->gen_names[i] || !*o->gen_names[i] || !o->gen_paths[i] || !*o->gen_paths[i])
+                return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "extra policy %d has an empty name or path", i + 1);
+    }
     emdpo_eval *e = emdpo_calloc(1, sizeof *e);
     if (!e) return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
     e->o = *o;
@@ -242,7 +374,9 @@ int emdpo_eval_run(const emdpo_llama *ref, const emdpo_tokenizer *tok, const emd
                         emdpo_status_name(rc));
     for (int64_t i = 0; !rc && i < d->n_annot; i++)
         if (d->annot_group[i] >= 0) e->n_dec[d->annot_group[i]] += d->annot_dec[i + 1] - d->annot_dec[i];
-    for (int j = 0; !rc && j < e->nm; j++) rc = eval_method(&e->ms[j], ref, ev, e->G, diag);
+    if (!rc && o->generate) rc = gen_start(e, d, ref, tok, diag);
+    for (int j = 0; !rc && j < e->nm; j++) rc = eval_method(e, &e->ms[j], ref, tok, ev, e->G, diag);
+    for (int i = 0; !rc && e->gq && i < o->n_gen; i++) rc = gen_extra(e, o->gen_names[i], o->gen_paths[i], ref, tok, diag);
     if (!rc && o->posterior) rc = posterior_ari(e, d, diag);
     emdpo_lm_evaluator_free(ev);
     emdpo_lm_set_free(set);
@@ -252,6 +386,17 @@ int emdpo_eval_run(const emdpo_llama *ref, const emdpo_tokenizer *tok, const emd
     }
     *out = e;
     return EMDPO_OK;
+}
+
+int emdpo_eval_n_genq(const emdpo_eval *e) { return e ? e->n_gq : 0; }
+
+const emdpo_genq *emdpo_eval_genq(const emdpo_eval *e, int i, const char **name) {
+    if (!e || i < 0 || i >= e->n_gq) {
+        if (name) *name = NULL;
+        return NULL;
+    }
+    if (name) *name = e->gq_name[i];
+    return &e->gq[i];
 }
 
 static const method *method_at(const emdpo_eval *e, int j) { return e && j >= 0 && j < e->nm ? &e->ms[j] : NULL; }
@@ -305,6 +450,33 @@ double emdpo_eval_ari(const emdpo_eval *e, int64_t *n) {
     return e ? e->ari : NAN;
 }
 
+static void write_genq(const emdpo_eval *e, FILE *fp) {
+    const emdpo_genq_opts *q = &e->o.genq;
+    fprintf(fp, ",\n  \"generation\": {\"samples_per_prompt\": %d, \"prompts\": %lld, \"max_tokens\": %d, "
+                "\"temperature\": ",
+            q->samples, (long long)e->n_prompts, q->max_tokens);
+    emdpo_json_num(fp, q->temperature);
+    fprintf(fp, ", \"rep_n\": %d, \"seed\": %llu, \"closed_set\": ", q->rep_n, (unsigned long long)q->seed);
+    if (e->closed) fprintf(fp, "%lld", (long long)e->n_closed);
+    else fputs("null", fp);
+    fputs(",\n    \"policies\": [", fp);
+    for (int i = 0; i < e->n_gq; i++) {
+        const emdpo_genq *g = &e->gq[i];
+        fputs(i ? ",\n      {\"name\": " : "\n      {\"name\": ", fp);
+        emdpo_json_str(fp, e->gq_name[i]);
+        fprintf(fp, ", \"n\": %lld", (long long)g->n);
+        const char *key[] = {"valid", "valid_se", "mean_tokens", "mean_words", "repetition", "eos", "kl", "kl_se"};
+        const double val[] = {g->valid, g->valid_se, g->mean_tokens, g->mean_words, g->repetition, g->eos, g->kl,
+                              g->kl_se};
+        for (size_t k = 0; k < sizeof key / sizeof *key; k++) {
+            fprintf(fp, ", \"%s\": ", key[k]);
+            emdpo_json_num(fp, val[k]);
+        }
+        fputc('}', fp);
+    }
+    fputs("\n    ]}", fp);
+}
+
 int emdpo_eval_write_json(const emdpo_eval *e, FILE *fp) {
     if (!e || !fp) return EMDPO_ERR_INVALID_ARG;
     int G = e->G;
@@ -354,6 +526,7 @@ int emdpo_eval_write_json(const emdpo_eval *e, FILE *fp) {
         emdpo_json_num(fp, e->ari);
         fprintf(fp, ",\n  \"ari_annotators\": %lld", (long long)e->n_ari);
     }
+    if (e->gq) write_genq(e, fp);
     fputs("\n}\n", fp);
     return ferror(fp) ? EMDPO_ERR_IO : EMDPO_OK;
 }

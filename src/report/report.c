@@ -3,7 +3,9 @@
  * log-likelihood trace and posterior by true group (NAME/fit.json with a
  * loglik_trace, NAME/posterior.csv, and the training data that fit.json
  * names), the paper's Tables 1 and 2 (table1.json, table2.json: emdpo eval
- * --json), Table 3 (table3.json: emdpo regret --json) and the choice of K
+ * --json, with generation quality when it has "generation"), Table 3
+ * (table3.json: emdpo regret --json; table3_exact.json, when present, the
+ * same under the option-set estimator) and the choice of K
  * (select.json). Charts are inline SVG, styles inline CSS: no script, no
  * network, and the markup is XHTML-compatible. A section whose files are
  * missing says so; a malformed file stops the report with EMDPO_ERR_PARSE
@@ -633,6 +635,69 @@ static int section_fits(report *r) {
 
 /* ---- Tables 1 and 2 ---- */
 
+/* ---- Generation quality (emdpo eval --generate's "generation") ---- */
+
+static const char *const genq_key[] = {"valid", "valid_se", "mean_tokens", "mean_words", "repetition", "eos", "kl",
+                                       "kl_se"};
+#define N_GENQ 8
+
+static int check_genq(const jfile *f, const emdpo_json *gen) {
+    const emdpo_json *pols, *v;
+    int rc = obj_array(f, gen, "policies", &pols);
+    for (size_t i = 0; !rc && i < pols->len; i++) {
+        const emdpo_json *p = &pols->u.elems[i];
+        char ctx[64];
+        snprintf(ctx, sizeof ctx, "generation.policies[%zu].", i);
+        rc = field(f, p, ctx, "name", EMDPO_JSON_STRING, 1, &v);
+        for (int k = 0; !rc && k < N_GENQ; k++) rc = field(f, p, ctx, genq_key[k], EMDPO_JSON_NUMBER, 0, &v);
+    }
+    return rc;
+}
+
+/* A value with its standard error, or a dash. */
+static void value_se_cell(report *r, double v, double se, int decimals) {
+    char buf[64];
+    fputs("<td>", r->fp);
+    emdpo_html_text(r->fp, emdpo_fmt_num(buf, sizeof buf, v, decimals));
+    if (isfinite(v) && isfinite(se)) fprintf(r->fp, " &#177; %s", emdpo_fmt_num(buf, sizeof buf, se, decimals));
+    fputs("</td>", r->fp);
+}
+
+static void genq_table(report *r, const emdpo_json *gen) {
+    const emdpo_json *pols = emdpo_json_get(gen, "policies");
+    char b[5][32];
+    fputs("<h3>Generation quality</h3>\n<table>\n<thead><tr><th scope=\"col\">policy</th>"
+          "<th scope=\"col\">valid</th><th scope=\"col\">tokens</th><th scope=\"col\">words</th>"
+          "<th scope=\"col\">repetition</th><th scope=\"col\">EOS</th><th scope=\"col\">KL to the reference</th>"
+          "</tr></thead>\n<tbody>\n",
+          r->fp);
+    for (size_t i = 0; i < pols->len; i++) {
+        const emdpo_json *p = &pols->u.elems[i];
+        double v[N_GENQ];
+        for (int k = 0; k < N_GENQ; k++) v[k] = num(emdpo_json_get(p, genq_key[k]));
+        fputs("<tr>", r->fp);
+        th(r, "scope=\"row\"", str_of(p, "name"));
+        value_se_cell(r, v[0], v[1], 3);
+        num_cell(r, v[2], 2, 0, NULL);
+        num_cell(r, v[3], 2, 0, NULL);
+        num_cell(r, v[4], 3, 0, NULL);
+        num_cell(r, v[5], 3, 0, NULL);
+        value_se_cell(r, v[6], v[7], 3);
+        fputs("</tr>\n", r->fp);
+    }
+    fputs("</tbody>\n</table>\n", r->fp);
+    para(r, "note",
+         "Samples: %s per prompt on %s prompts of the held-out data, temperature %s, at most %s tokens. Valid: the "
+         "share of samples that are exactly one of the data's responses (a closed set; a dash when there is none). "
+         "Repetition: the mean share of repeated token %s-grams in a sample (seq-rep). KL: the mean over samples of "
+         "log \xCF\x80(y|x) \xE2\x88\x92 log \xCF\x80_ref(y|x), nats.",
+         emdpo_fmt_num(b[0], sizeof b[0], num(emdpo_json_get(gen, "samples_per_prompt")), 0),
+         emdpo_fmt_num(b[1], sizeof b[1], num(emdpo_json_get(gen, "prompts")), 0),
+         emdpo_fmt_num(b[2], sizeof b[2], num(emdpo_json_get(gen, "temperature")), -1),
+         emdpo_fmt_num(b[3], sizeof b[3], num(emdpo_json_get(gen, "max_tokens")), 0),
+         emdpo_fmt_num(b[4], sizeof b[4], num(emdpo_json_get(gen, "rep_n")), 0));
+}
+
 static int check_table12(const jfile *f) {
     const emdpo_json *groups, *methods, *v;
     int rc = str_array(f, f->root, "", "groups", -1, 0, 1, &groups);
@@ -652,6 +717,9 @@ static int check_table12(const jfile *f) {
             !(rc = num_array(f, m, ctx, "accuracy", G, 1, &v)))
             rc = str_array(f, m, ctx, "best", G, 1, 0, &v);
     }
+    const emdpo_json *gen;
+    if (!rc) rc = field(f, f->root, "", "generation", EMDPO_JSON_OBJECT, 0, &gen);
+    if (!rc && gen) rc = check_genq(f, gen);
     return rc;
 }
 
@@ -776,6 +844,8 @@ static int section_table12(report *r, const char *file, const char *id, const ch
             table12_notes(r, &f, groups, order);
             table12_best_policies(r, methods, groups, order);
             rc = margins_chart(r, methods, groups, order);
+            const emdpo_json *gen = emdpo_json_get(f.root, "generation");
+            if (!rc && gen && gen->type == EMDPO_JSON_OBJECT) genq_table(r, gen);
         }
         free_n(order, (size_t)G, sizeof *order);
         free_n(names, (size_t)G, sizeof *names);
@@ -857,16 +927,21 @@ static int regret_chart(report *r, const emdpo_json *pols) {
     return rc;
 }
 
-static int section_table3(report *r) {
+/* Table 3 from file; a missing optional file leaves no section. */
+static int section_table3(report *r, const char *file, const char *id, const char *title, int optional) {
     char buf[64];
     jfile f;
     int rc;
-    if ((rc = jfile_load(&f, r->dir, "table3.json", r->diag)) || (f.root && (rc = check_table3(&f)))) {
+    if ((rc = jfile_load(&f, r->dir, file, r->diag)) || (f.root && (rc = check_table3(&f)))) {
         jfile_free(&f);
         return rc;
     }
-    section_open(r, "table3", "Table 3: regret of the aggregated policies for each type");
-    if (!f.root) absent(r, "table3.json");
+    if (!f.root && optional) {
+        jfile_free(&f);
+        return EMDPO_OK;
+    }
+    section_open(r, id, title);
+    if (!f.root) absent(r, file);
     else {
         const emdpo_json *types = emdpo_json_get(f.root, "types"), *pols = emdpo_json_get(f.root, "policies");
         const char *est = str_of(f.root, "estimator");
@@ -876,8 +951,11 @@ static int section_table3(report *r) {
         fputs("<th scope=\"col\" class=\"sep\">max regret</th></tr></thead>\n<tbody>\n", r->fp);
         table3_rows(r, pols, T);
         fputs("</tbody>\n</table>\n", r->fp);
-        para(r, "note", "\xCE\xB2 = %s; estimator: %s. Bold: the smallest max regret.",
-             emdpo_fmt_num(buf, sizeof buf, num(emdpo_json_get(f.root, "beta")), -1), est ? est : "\xE2\x80\x93");
+        para(r, "note", "\xCE\xB2 = %s; estimator: %s%s. Bold: the smallest max regret.",
+             emdpo_fmt_num(buf, sizeof buf, num(emdpo_json_get(f.root, "beta")), -1), est ? est : "\xE2\x80\x93",
+             !est                          ? ""
+             : strcmp(est, "sample") == 0 ? " (the paper's: expectations over responses sampled from each policy)"
+                                          : " (each policy restricted to each decision's options; not the paper's)");
         rc = regret_chart(r, pols);
     }
     section_close(r);
@@ -1041,7 +1119,10 @@ static int write_page(report *r, const jfile *run, const char *title) {
     if (!rc) rc = section_fits(r);
     if (!rc) rc = section_table12(r, "table1.json", "table1", "Table 1: " TABLE12_TITLE);
     if (!rc) rc = section_table12(r, "table2.json", "table2", "Table 2: " TABLE12_TITLE);
-    if (!rc) rc = section_table3(r);
+    if (!rc) rc = section_table3(r, "table3.json", "table3", "Table 3: regret of the aggregated policies for each type", 0);
+    if (!rc)
+        rc = section_table3(r, "table3_exact.json", "table3_exact",
+                            "Table 3, restricted to each decision's options", 1);
     if (!rc) rc = section_select(r);
     fputs("</main>\n<footer><p class=\"note\">Written by emdpo " EMDPO_VERSION_STRING
           " report: one file, no scripts, no network.</p></footer>\n</body>\n</html>\n", r->fp);

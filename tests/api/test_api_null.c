@@ -368,6 +368,8 @@ int main(void) {
     emdpo_baseline_opts_init(NULL);
     CHECK(1);
     CHECK_MSG(emdpo_baseline_run(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL) != EMDPO_OK, "emdpo_baseline_run");
+    emdpo_genq_opts_init(NULL);
+    CHECK(1);
     emdpo_eval_opts_init(NULL);
     CHECK(1);
     CHECK_MSG(emdpo_eval_run(NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL) != EMDPO_OK, "emdpo_eval_run");
@@ -396,6 +398,10 @@ int main(void) {
     (void)emdpo_eval_best_accuracy(NULL, 0, 0);
     CHECK(1);
     (void)emdpo_eval_ari(NULL, NULL);
+    CHECK(1);
+    (void)emdpo_eval_n_genq(NULL);
+    CHECK(1);
+    (void)emdpo_eval_genq(NULL, 0, NULL);
     CHECK(1);
     CHECK_MSG(emdpo_eval_write_json(NULL, NULL) != EMDPO_OK, "emdpo_eval_write_json");
     CHECK_MSG(emdpo_eval_save(NULL, NULL, NULL) != EMDPO_OK, "emdpo_eval_save");
@@ -752,6 +758,7 @@ int main(void) {
  *   emdpo_baseline_method_name
  *   emdpo_baseline_opts_init
  *   emdpo_baseline_run
+ *   emdpo_genq_opts_init
  *   emdpo_eval_opts_init
  *   emdpo_eval_run
  *   emdpo_eval_free
@@ -767,6 +774,8 @@ int main(void) {
  *   emdpo_eval_max_margin
  *   emdpo_eval_best_accuracy
  *   emdpo_eval_ari
+ *   emdpo_eval_n_genq
+ *   emdpo_eval_genq
  *   emdpo_eval_write_json
  *   emdpo_eval_save
  *   emdpo_mixture_is_file
