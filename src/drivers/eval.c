@@ -41,9 +41,9 @@ struct emdpo_eval {
     double ari;
     int64_t n_ari;
     /* generation quality (o.generate) */
-    int n_gq;
-    char **gq_name;       /* (n_gq) */
-    emdpo_genq *gq;       /* (n_gq) */
+    int n_gq, gq_rows;    /* rows done, rows allocated */
+    char **gq_name;       /* (gq_rows) */
+    emdpo_genq *gq;       /* (gq_rows) */
     const char **prompts; /* (n_prompts) borrowed from the data */
     int64_t n_prompts;
     char **closed;        /* (n_closed) the closed response set, or NULL */
@@ -187,10 +187,9 @@ void emdpo_eval_free(emdpo_eval *e) {
     for (int g = 0; e->group && g < e->G; g++) emdpo_strfree(e->group[g]);
     emdpo_free(e->group, (size_t)e->G * sizeof *e->group);
     emdpo_free(e->n_dec, (size_t)e->G * sizeof *e->n_dec);
-    int rows = e->gq ? eval_rows(e) : 0;
     for (int i = 0; e->gq_name && i < e->n_gq; i++) emdpo_strfree(e->gq_name[i]);
-    emdpo_free(e->gq_name, (size_t)rows * sizeof *e->gq_name);
-    emdpo_free(e->gq, (size_t)rows * sizeof *e->gq);
+    emdpo_free(e->gq_name, (size_t)e->gq_rows * sizeof *e->gq_name);
+    emdpo_free(e->gq, (size_t)e->gq_rows * sizeof *e->gq);
     emdpo_free(e->prompts, (size_t)(e->n_prompts ? e->n_prompts : 1) * sizeof *e->prompts);
     emdpo_genq_closed_free(e->closed, e->n_closed);
     emdpo_free(e, sizeof *e);
@@ -201,6 +200,7 @@ void emdpo_eval_free(emdpo_eval *e) {
 static int gen_start(emdpo_eval *e, const emdpo_data *d, const emdpo_llama *ref, const emdpo_tokenizer *tok,
                      emdpo_diag *diag) {
     size_t rows = (size_t)eval_rows(e);
+    e->gq_rows = (int)rows;
     e->gq_name = emdpo_calloc(rows, sizeof *e->gq_name);
     e->gq = emdpo_calloc(rows, sizeof *e->gq);
     if (!e->gq_name || !e->gq || gen_setup(e, d)) return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
