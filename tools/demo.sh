@@ -65,7 +65,7 @@ mmra_ae() {
         --threads 1 --out mmra_ae
 }
 mmra_lw() {
-    stage mmra_lw "$E" aggregate --fit em_tern --method lw --rounds 6 --steps 60 --eta 1 --warmup 20 --threads 1 \
+    stage mmra_lw "$E" aggregate --fit em_tern --method lw --rounds 6 --steps 200 --eta 1 --warmup 20 --threads 1 \
         --out mmra_lw
 }
 table1() {
