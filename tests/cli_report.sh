@@ -104,7 +104,17 @@ cat >"$R/table1.json" <<'EOF'
   {"name": "vanilla", "dir": "y", "policies": ["type_1"], "max_mean_margin": [-0.0397, null],
    "accuracy": [0.62, 0.5], "best": ["type_1", null], "policy_margin": [[-0.0397, null]],
    "policy_accuracy": [[0.62, 0.5]]}],
- "ari": 0.5, "ari_annotators": 100}
+ "ari": 0.5, "ari_annotators": 100,
+ "generation": {"samples_per_prompt": 5, "prompts": 40, "max_tokens": 64, "temperature": 1, "rep_n": 4,
+  "seed": 1, "closed_set": 10, "policies": [
+  {"name": "reference", "n": 200, "valid": 0.985, "valid_se": 0.009, "mean_tokens": 6.56, "mean_words": 6.5,
+   "repetition": 0, "eos": 1, "kl": 0, "kl_se": 0},
+  {"name": "em<tern>/type_1", "n": 200, "valid": null, "valid_se": null, "mean_tokens": 7.25, "mean_words": 7,
+   "repetition": 0.125, "eos": 0.5, "kl": 0.326, "kl_se": 0.064}]}}
+EOF
+cat >"$R/table3_exact.json" <<'EOF'
+{"beta": 0.1, "estimator": "exact", "types": ["type_1", "type_2"], "policies": [
+  {"name": "mmra_ae", "path": "em_tern/mixture.json", "regret": [0.1, 0.2], "se": null, "max_regret": 0.2}]}
 EOF
 cat >"$R/table3.json" <<'EOF'
 {"beta": 0.1, "estimator": "sampled", "types": ["type_1", "type_2"], "policies": [
@@ -133,6 +143,10 @@ check "title from run.json, escaped" has "<title>Demo &lt;run&gt; &amp; &quot;co
 check "command" has "tools/demo_lm.sh --steps 60"
 check "config number" has "<td class=\"text\">0.001</td>"
 check "config array" has "<td class=\"text\">[2, 3]</td>"
+check "generation quality table" has "<h3>Generation quality</h3>"
+check "generation row, escaped" has "<th scope=\"row\">em&lt;tern&gt;/type_1</th><td>–</td><td>7.25</td>"
+check "generation value with its error" has "<td>0.985 &#177; 0.009</td>"
+check "Table 3 under the option-set estimator" has "Table 3, restricted to each decision"
 check "config object" has "{&quot;a&quot;: null}"
 check "timing bar label" has ">12.3 s</text>"
 check "null timing shows a dash" has ">–</text>"
@@ -171,8 +185,8 @@ check "table 3 chart: a null max regret is labelled" test "$(sed -n '/id="chart5
 check "select: best BIC in bold" has "<strong>190.4</strong>"
 check "select: marker" has ">best K by BIC = 2</text>"
 check "table 2 missing is a note" has "table2.json: not in this run."
-check "seven charts" test "$(grep -c '^<svg ' "$P")" -eq 7
-check "every chart titled" test "$(grep -c '<title id="chart[0-9]*-t">' "$P")" -eq 7
+check "eight charts" test "$(grep -c '^<svg ' "$P")" -eq 8
+check "every chart titled" test "$(grep -c '<title id="chart[0-9]*-t">' "$P")" -eq 8
 
 expect_exit 0 "--title and --out" "" "$E" report "$R" --out "$T/other.html" --title "Mine & yours"
 check "--title" grep -qF "<h1>Mine &amp; yours</h1>" "$T/other.html"
@@ -219,6 +233,9 @@ printf '{"groups": ["a", "b"], "methods": [{"name": "m", "max_mean_margin": [1],
     >"$B/table1.json"
 expect_exit 2 "table1.json: margins of the wrong length" "table1.json: \"methods[0].max_mean_margin\" has 1 entries, expected 2" \
     "$E" report "$B"
+printf '{"groups": ["a"], "methods": [], "generation": {"policies": [{"name": "r", "valid": "high"}]}}\n' \
+    >"$B/table1.json"
+expect_exit 2 "table1.json: a string validity" "table1.json: \"generation.policies[0].valid\"" "$E" report "$B"
 printf '{"types": ["t"], "policies": [{"name": "p", "regret": ["x"]}]}\n' >"$B/table3.json"
 rm "$B/table1.json"
 expect_exit 2 "table3.json: a string regret" "table3.json: \"policies[0].regret\"[0] must be a number" "$E" report "$B"
@@ -253,7 +270,7 @@ if command -v chromium >/dev/null 2>&1; then
     timeout 120 chromium --headless --no-sandbox --disable-gpu --user-data-dir="$T/chromium" --dump-dom \
         --screenshot="$T/x.png" --window-size=1200,3000 "file://$T/report.xhtml" >"$T/dom.html" 2>/dev/null
     check "browser: XML parse without errors" sh -c "test -s '$T/dom.html' && ! grep -q parsererror '$T/dom.html'"
-    check "browser: every svg in the DOM" test "$(grep -o '<svg' "$T/dom.html" | wc -l)" -eq 7
+    check "browser: every svg in the DOM" test "$(grep -o '<svg' "$T/dom.html" | wc -l)" -eq 8
     check "browser: svg text in the DOM" grep -q '<text [^>]*>best K by BIC = 2</text>' "$T/dom.html"
     check "browser: escaped group text in the DOM" grep -qF "&lt;P1&amp;&gt;" "$T/dom.html"
     check "browser: screenshot is a PNG" sh -c "head -c 4 '$T/x.png' | od -An -c | grep -q 'P   N   G'"
