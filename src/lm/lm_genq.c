@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/stats.h"
 #include "base/hash.h"
 #include "lm/engine/lm_sample.h"
 #include "lm/io/lm_batch.h"
@@ -102,16 +103,6 @@ void emdpo_genq_closed_free(char **s, int64_t n) {
     emdpo_free(s, (n > 0 ? (size_t)n : 1) * sizeof *s);
 }
 
-/* Mean and standard error of x (n) in fixed order; se NaN for n < 2. */
-static void mean_se(const double *x, int64_t n, double *mean, double *se) {
-    double s = 0.0, ss = 0.0;
-    for (int64_t i = 0; i < n; i++) s += x[i];
-    double m = n > 0 ? s / (double)n : NAN;
-    for (int64_t i = 0; i < n; i++) ss += (x[i] - m) * (x[i] - m);
-    *mean = m;
-    *se = n > 1 ? sqrt(ss / (double)(n - 1) / (double)n) : NAN;
-}
-
 void emdpo_genq_summarize(int64_t n, const int *ids, const int64_t *off, const char *const *text,
                           const double *logp, const double *ref_logp, const unsigned char *eos, int rep_n,
                           const char *const *closed, int64_t n_closed, emdpo_genq *out) {
@@ -138,7 +129,7 @@ void emdpo_genq_summarize(int64_t n, const int *ids, const int64_t *off, const c
     out->valid = out->valid_se = NAN;
     if (closed) {
         /* A share's standard error: sqrt(p (1 - p) / (n - 1)), the
-         * sample-variance form mean_se gives for 0/1 data. */
+         * sample-variance form emdpo_mean_se gives for 0/1 data. */
         out->valid = hits / dn;
         out->valid_se = n > 1 ? sqrt(out->valid * (1.0 - out->valid) / (dn - 1.0)) : NAN;
     }
@@ -147,7 +138,7 @@ void emdpo_genq_summarize(int64_t n, const int *ids, const int64_t *off, const c
         double *d = emdpo_malloc((size_t)n * sizeof *d);
         if (!d) return;
         for (int64_t i = 0; i < n; i++) d[i] = logp[i] - ref_logp[i];
-        mean_se(d, n, &out->kl, &out->kl_se);
+        emdpo_mean_se(d, n, &out->kl, &out->kl_se);
         emdpo_free(d, (size_t)n * sizeof *d);
     }
 }

@@ -5,6 +5,7 @@
 
 #include "base/afile.h"
 #include "base/alloc.h"
+#include "base/stats.h"
 #include "base/json.h"
 #include "base/json_write.h"
 #include "base/rng.h"
@@ -132,16 +133,6 @@ static int prompts_make(const emdpo_data *d, const emdpo_tokenizer *tok, int64_t
     return EMDPO_OK;
 }
 
-/* Mean and standard error of r (n) in fixed order. */
-static void mean_se(const double *r, int64_t n, double *mean, double *se) {
-    double s = 0.0, ss = 0.0;
-    for (int64_t i = 0; i < n; i++) s += r[i];
-    double m = s / (double)n;
-    for (int64_t i = 0; i < n; i++) ss += (r[i] - m) * (r[i] - m);
-    *mean = m;
-    *se = n > 1 ? sqrt(ss / (double)(n - 1) / (double)n) : NAN;
-}
-
 int emdpo_lm_mmra_sample(const emdpo_llama *const *pol, int K, int M, const emdpo_llama *ref,
                          const emdpo_tokenizer *tok, const emdpo_data *d, const emdpo_lm_mmra_opts *o, double *L,
                          double *se, int64_t *n_draws) {
@@ -188,7 +179,7 @@ int emdpo_lm_mmra_sample(const emdpo_llama *const *pol, int K, int M, const emdp
         for (int a = 0; !rc && a < K; a++) {
             if (!(rc = emdpo_lm_score(pol[a], set, r.score_batch, la))) {
                 for (int i = 0; i < N; i++) la[i] = r.beta * (la[i] - lref[i]);
-                mean_se(la, N, &L[(size_t)a * M + b], &se[(size_t)a * M + b]);
+                emdpo_mean_se(la, N, &L[(size_t)a * M + b], &se[(size_t)a * M + b]);
                 if (!isfinite(L[(size_t)a * M + b])) rc = EMDPO_ERR_NUMERIC;
             }
         }
