@@ -60,7 +60,7 @@ static void test_summarize(void) {
     const unsigned char eos[] = {1, 0, 1};
     const char *closed[] = {"x", "y", "z"};
     emdpo_genq g;
-    emdpo_genq_summarize(3, ids, off, text, lp, ref, eos, 1, closed, 3, &g);
+    CHECK_EQ_INT(emdpo_genq_summarize(3, ids, off, text, lp, ref, eos, 1, closed, 3, &g), EMDPO_OK);
     CHECK(g.n == 3);
     CHECK_CLOSE(g.valid, 2.0 / 3.0, 1e-15);
     CHECK_CLOSE(g.valid_se, 1.0 / 3.0, 1e-15); /* sqrt(2/3 * 1/3 / 2) */
@@ -72,7 +72,7 @@ static void test_summarize(void) {
     /* variance ((2/3)^2 + (1/6)^2 + (5/6)^2) / 2 = 7/12; se = sqrt(7/36) */
     CHECK_CLOSE(g.kl_se, sqrt(7.0 / 36.0), 1e-15);
     /* Without a closed set or log-probabilities those are NaN. */
-    emdpo_genq_summarize(3, ids, off, text, NULL, NULL, eos, 2, NULL, 0, &g);
+    CHECK_EQ_INT(emdpo_genq_summarize(3, ids, off, text, NULL, NULL, eos, 2, NULL, 0, &g), EMDPO_OK);
     CHECK(isnan(g.valid) && isnan(g.valid_se) && isnan(g.kl) && isnan(g.kl_se));
     CHECK_CLOSE(g.repetition, (0.0 + 0.0 + 0.0) / 3.0, 0); /* 34 and 43 differ */
 }
@@ -151,6 +151,8 @@ static void test_failalloc(const emdpo_tokenizer *tok) {
         if (!rc) rc = emdpo_lm_genq(two, w, 2, m, tok, prompts, 2, (const char *const *)closed, nc, &o, 3, &g);
         done = rc == EMDPO_OK;
         CHECK_MSG(rc == EMDPO_OK || rc == EMDPO_ERR_NOMEM, "fail at %ld: %s", n, emdpo_status_name(rc));
+        /* A success is whole: no metric lost to a failed scratch allocation. */
+        if (!rc) CHECK(isfinite(g.repetition) && isfinite(g.valid) && isfinite(g.kl));
         emdpo_genq_closed_free(closed, nc);
         long live = failalloc_live();
         failalloc_uninstall();

@@ -103,9 +103,9 @@ void emdpo_genq_closed_free(char **s, int64_t n) {
     emdpo_free(s, (n > 0 ? (size_t)n : 1) * sizeof *s);
 }
 
-void emdpo_genq_summarize(int64_t n, const int *ids, const int64_t *off, const char *const *text,
-                          const double *logp, const double *ref_logp, const unsigned char *eos, int rep_n,
-                          const char *const *closed, int64_t n_closed, emdpo_genq *out) {
+int emdpo_genq_summarize(int64_t n, const int *ids, const int64_t *off, const char *const *text,
+                         const double *logp, const double *ref_logp, const unsigned char *eos, int rep_n,
+                         const char *const *closed, int64_t n_closed, emdpo_genq *out) {
     memset(out, 0, sizeof *out);
     out->n = n;
     double tokens = 0.0, words = 0.0, rep = 0.0, ends = 0.0, hits = 0.0;
@@ -113,11 +113,14 @@ void emdpo_genq_summarize(int64_t n, const int *ids, const int64_t *off, const c
         int len = (int)(off[i + 1] - off[i]);
         tokens += len;
         words += (double)emdpo_genq_words(text[i]);
-        rep += emdpo_genq_repetition(ids + off[i], len, rep_n);
+        double r = emdpo_genq_repetition(ids + off[i], len, rep_n);
+        if (isnan(r)) return EMDPO_ERR_NOMEM;
+        rep += r;
         ends += eos[i] != 0;
         if (closed) {
             char *t = trimmed(text[i]);
-            hits += t && bsearch(&t, closed, (size_t)n_closed, sizeof *closed, cmp_str) != NULL;
+            if (!t) return EMDPO_ERR_NOMEM;
+            hits += bsearch(&t, closed, (size_t)n_closed, sizeof *closed, cmp_str) != NULL;
             emdpo_strfree(t);
         }
     }
@@ -136,11 +139,12 @@ void emdpo_genq_summarize(int64_t n, const int *ids, const int64_t *off, const c
     out->kl = out->kl_se = NAN;
     if (logp && ref_logp && n > 0) {
         double *d = emdpo_malloc((size_t)n * sizeof *d);
-        if (!d) return;
+        if (!d) return EMDPO_ERR_NOMEM;
         for (int64_t i = 0; i < n; i++) d[i] = logp[i] - ref_logp[i];
         emdpo_mean_se(d, n, &out->kl, &out->kl_se);
         emdpo_free(d, (size_t)n * sizeof *d);
     }
+    return EMDPO_OK;
 }
 
 /* Working memory of emdpo_lm_genq. */
@@ -276,9 +280,9 @@ int emdpo_lm_genq(const emdpo_llama *const *members, const double *w, int M, con
     if (!rc) rc = emdpo_lm_score(ref, set, batch, wk.lref);
     if (!rc) {
         emdpo_mixture_logp(M, w, (int64_t)N, wk.lp, wk.lmix);
-        emdpo_genq_summarize((int64_t)N, wk.ids, wk.off, (const char *const *)wk.text, wk.lmix, wk.lref, wk.eos,
-                             o->rep_n, closed, n_closed, out);
-        if (!isfinite(out->kl)) rc = EMDPO_ERR_NUMERIC;
+        rc = emdpo_genq_summarize((int64_t)N, wk.ids, wk.off, (const char *const *)wk.text, wk.lmix, wk.lref, wk.eos,
+                                  o->rep_n, closed, n_closed, out);
+        if (!rc && !isfinite(out->kl)) rc = EMDPO_ERR_NUMERIC;
     }
     emdpo_lm_set_free(set);
     emdpo_sampler_free(smp);

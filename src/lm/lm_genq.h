@@ -32,13 +32,14 @@
  * policy and ref_logp[i] under the reference (both may be NULL: kl NaN),
  * and eos[i] set when it ended with EOS. closed (n_closed, may be NULL)
  * holds the closed set, each already trimmed and the list sorted by
- * strcmp; without one valid is NaN. */
-void emdpo_genq_summarize(int64_t n, const int *ids, const int64_t *off, const char *const *text,
-                          const double *logp, const double *ref_logp, const unsigned char *eos, int rep_n,
-                          const char *const *closed, int64_t n_closed, emdpo_genq *out);
+ * strcmp; without one valid is NaN. EMDPO_ERR_NOMEM when scratch memory
+ * runs out. */
+int emdpo_genq_summarize(int64_t n, const int *ids, const int64_t *off, const char *const *text,
+                         const double *logp, const double *ref_logp, const unsigned char *eos, int rep_n,
+                         const char *const *closed, int64_t n_closed, emdpo_genq *out);
 
 /* seq-rep-n of one token sequence: 1 - distinct n-grams / n-grams, 0 when
- * it has no n-gram. */
+ * it has no n-gram; NaN when scratch memory runs out. */
 double emdpo_genq_repetition(const int *ids, int n, int rep_n);
 
 /* White-space separated words of text. */
