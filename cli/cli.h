@@ -58,6 +58,9 @@ int cli_progress_on(int quiet, int progress);
      0},                                                                                                          \
     {"max-prompt-length", CLI_INT, (max_prompt_length), "N", "cut prompts to N tokens first (default: max-length/2)", \
      0, 0, 0}
+#define CLI_TOKENIZER_FLAG(dst)                                                                                   \
+    {"tokenizer", CLI_STR, (dst), "FILE", "the model's vocabulary: a llama2.c tokenizer.bin, or a GGUF file whose "    \
+                                          "tokenizer.ggml.model is llama", 1, 0, 0}
 #define CLI_RPO_FLAG(dst)                                                                                         \
     {"rpo-alpha", CLI_DBL, (dst), "X", "weight of the chosen responses' NLL added to the preference loss (RPO, "  \
                                        "TRL's rpo_alpha); 0 = off", 0, 0, 0}

@@ -20,7 +20,7 @@ int cmd_baseline(int argc, char **argv) {
         {"method", CLI_ENUM, &o.method, "NAME", "vanilla, cluster or truelabel", 1, 0, emdpo_baseline_method_name},
         {"data", CLI_STR, &data, "FILE", "preference JSONL with text responses (truelabel: with groups)", 1, 0, 0},
         {"model", CLI_STR, &model, "CKPT", "SFT model, the start of every policy and the reference", 1, 0, 0},
-        {"tokenizer", CLI_STR, &tokenizer, "FILE", "llama2.c tokenizer.bin for the model's vocabulary", 1, 0, 0},
+        CLI_TOKENIZER_FLAG(&tokenizer),
         {"out", CLI_STR, &out, "DIR", "output: baseline.json, type_1 .. type_K (cluster: clusters.csv)", 1, 0, 0},
         {"k", CLI_INT, &o.k, "K", "cluster: number of k-means clusters", 0, 0, 0},
         {"beta", CLI_DBL, &c->loss.beta, "X", "DPO temperature", 0, 0, 0},

@@ -84,7 +84,7 @@ int cmd_eval(int argc, char **argv) {
     int json = 0, threads = 0;
     cli_opt opts[] = {
         {"ref", CLI_STR, &ref_path, "CKPT", "reference (SFT) model: llama2.c .bin or Hugging Face directory", 1, 0, 0},
-        {"tokenizer", CLI_STR, &tokenizer, "FILE", "llama2.c tokenizer.bin for the models' vocabulary", 1, 0, 0},
+        CLI_TOKENIZER_FLAG(&tokenizer),
         {"data", CLI_STR, &data, "FILE", "held-out preference JSONL with text responses and \"group\"", 1, 0, 0},
         {"policies", CLI_STR, &policies, "DIR[,DIR...]", "comma-separated method directories, each with type_N/ "
                                                          "policies (emdpo fit or baseline output)", 1, 0, 0},

@@ -138,7 +138,7 @@ static int fit_llama(int argc, char **argv) {
         {"data", CLI_STR, &data, "FILE", "preference JSONL with text responses", 1, 0, 0},
         {"model", CLI_STR, &model, "CKPT", "SFT model, the start of every type and the reference: llama2.c .bin or "
                                            "Hugging Face directory", 1, 0, 0},
-        {"tokenizer", CLI_STR, &tokenizer, "FILE", "llama2.c tokenizer.bin for the model's vocabulary", 1, 0, 0},
+        CLI_TOKENIZER_FLAG(&tokenizer),
         {"k", CLI_INT, &o.k, "K", "number of latent annotator types", 1, 0, 0},
         {"out", CLI_STR, &out, "DIR", "output: fit.json, posterior.csv, type_1 .. type_K", 1, 0, 0},
     };

@@ -9,7 +9,7 @@ int cmd_generate(int argc, char **argv) {
     int threads = 0;
     cli_opt opts[] = {
         {"model", CLI_STR, &model, "CKPT", "a llama2.c .bin, a Hugging Face directory or a mixture.json", 1, 0, 0},
-        {"tokenizer", CLI_STR, &tokenizer, "FILE", "llama2.c tokenizer.bin for the model's vocabulary", 1, 0, 0},
+        CLI_TOKENIZER_FLAG(&tokenizer),
         {"prompt", CLI_STR, &prompt, "TEXT", "text to continue (default: none, start from BOS)", 0, 0, 0},
         {"temperature", CLI_DBL, &o.temperature, "X", "softmax temperature; 0 is greedy decoding", 0, 0, 0},
         {"top-k", CLI_INT, &o.top_k, "K", "sample among the K most probable tokens; 0 is all", 0, 0, 0},

@@ -11,7 +11,7 @@ int cmd_score(int argc, char **argv) {
         {"model", CLI_STR, &o.model, "CKPT", "policy: a llama2.c .bin, a Hugging Face directory or a mixture.json", 1,
          0, 0},
         {"ref", CLI_STR, &o.ref, "CKPT", "reference model: adds ref_logp and logratio columns", 0, 0, 0},
-        {"tokenizer", CLI_STR, &o.tokenizer, "FILE", "llama2.c tokenizer.bin for the model's vocabulary", 1, 0, 0},
+        CLI_TOKENIZER_FLAG(&o.tokenizer),
         {"data", CLI_STR, &o.data, "FILE", "JSONL: preference data (prompt/chosen/rejected or ranking) or "
                                            "{\"prompt\",\"response\"} / {\"text\"} lines", 1, 0, 0},
         {"out", CLI_STR, &out, "FILE", "write the CSV here (atomically) instead of standard output", 0, 0, 0},

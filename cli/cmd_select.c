@@ -165,7 +165,7 @@ static int select_llama(int argc, char **argv) {
                                                      "optional)", 1, 0, 0},
         {"model", CLI_STR, &model, "CKPT", "SFT model, the start of every type and the reference: llama2.c .bin or "
                                            "Hugging Face directory", 1, 0, 0},
-        {"tokenizer", CLI_STR, &tokenizer, "FILE", "llama2.c tokenizer.bin for the model's vocabulary", 1, 0, 0},
+        CLI_TOKENIZER_FLAG(&tokenizer),
         {"k", CLI_STR, &krange, "RANGE", "numbers of types to compare, LO..HI or K (one EM-DPO fit each)", 1, 0, 0},
         {"out", CLI_STR, &o.out, "DIR", "also write DIR/k_K/ (each fit, as emdpo fit) and DIR/select.json", 0, 0, 0},
         {"json", CLI_FLAG, &json, NULL, "print the results as JSON instead of the table", 0, 0, 0},

@@ -29,7 +29,7 @@ static int train(emdpo_train_mode mode, int argc, char **argv) {
         {"model", CLI_STR, &o.model, "CKPT", "starting model: llama2.c .bin or Hugging Face directory", 0, 0, 0},
         {"config", CLI_STR, &o.config_spec, "SPEC", "fresh model instead: dim=N,layers=N,heads=N,kv_heads=N,hidden=N,"
                                                     "vocab=N,seq_len=N,tied=0|1", 0, 0, 0},
-        {"tokenizer", CLI_STR, &o.tokenizer, "FILE", "llama2.c tokenizer.bin for the model's vocabulary", 1, 0, 0},
+        CLI_TOKENIZER_FLAG(&o.tokenizer),
         {"out", CLI_STR, &o.out, "DIR", "output: config.json, model.safetensors, trainer.bin", 1, 0, 0},
         {"steps", CLI_I64, &o.steps, "N", "optimizer steps (default: one epoch)", 0, 0, 0},
         {"lr", CLI_DBL, &c->optim.lr, "X", "learning rate", 0, 0, 0},

@@ -46,4 +46,20 @@ expect_exit 0 "sft with the trained vocabulary" "" "$E" sft --data "$T/p.jsonl" 
     --config dim=16,layers=1,heads=2,vocab=400,seq_len=64 --steps 2 --batch 4 --threads 1 --quiet --out "$T/m"
 expect_exit 2 "sft with a vocabulary of another size" "" "$E" sft --data "$T/p.jsonl" --tokenizer "$T/a.bin" \
     --config dim=16,layers=1,heads=2,vocab=401,seq_len=64 --steps 2 --threads 1 --quiet --out "$T/m2"
+
+# A GGUF file's vocabulary as --tokenizer (llama.cpp's vocabulary files in
+# ../shared): Llama's SentencePiece vocabulary drives a model; GPT-2's
+# byte-level one is refused with the reason.
+G=../shared/data/gguf
+if [ -f "$G/ggml-vocab-llama-spm.gguf" ]; then
+    expect_exit 0 "sft with a GGUF vocabulary" "" "$E" sft --data "$T/p.jsonl" --tokenizer "$G/ggml-vocab-llama-spm.gguf" \
+        --config dim=16,layers=1,heads=2,vocab=32000,seq_len=64 --steps 2 --batch 4 --threads 1 --quiet --out "$T/g"
+    expect_exit 0 "generate with a GGUF vocabulary" "" "$E" generate --model "$T/g" \
+        --tokenizer "$G/ggml-vocab-llama-spm.gguf" --prompt "Hello world" --max-tokens 4 --threads 1
+    check "the prompt decodes back" grep -q "^Hello world" "$T/stdout"
+    expect_exit 2 "a GGUF vocabulary of another size" "32000 tokens" "$E" generate --model "$T/m" \
+        --tokenizer "$G/ggml-vocab-llama-spm.gguf" --prompt "x" --max-tokens 1 --threads 1
+    expect_exit 2 "a byte-level GGUF vocabulary" '"gpt2"' "$E" generate --model "$T/m" \
+        --tokenizer "$G/ggml-vocab-gpt-2.gguf" --prompt "x" --max-tokens 1 --threads 1
+fi
 finish cli_tokenizer

@@ -70,8 +70,12 @@ EMDPO_API int emdpo_llama_same_architecture(const emdpo_llama *a, const emdpo_ll
 typedef struct emdpo_tokenizer emdpo_tokenizer;
 
 /* Reads a tokenizer.bin with exactly vocab_size entries (the model's: the
- * format does not record it). EMDPO_ERR_IO, EMDPO_ERR_PARSE (diag: what and
- * at which byte), EMDPO_ERR_INVALID_ARG for vocab_size < 259. */
+ * format does not record it), or the vocabulary stored in a GGUF file
+ * (recognised by its magic): tokenizer.ggml.model "llama" whose ids 0..258
+ * are <unk>, BOS, EOS and the 256 byte pieces, with vocab_size tokens.
+ * EMDPO_ERR_IO, EMDPO_ERR_PARSE (diag: what and at which byte or key),
+ * EMDPO_ERR_UNSUPPORTED (diag) for a GGUF vocabulary of another kind,
+ * EMDPO_ERR_INVALID_ARG for vocab_size < 259. */
 EMDPO_API int emdpo_tokenizer_load(const char *path, int vocab_size, emdpo_tokenizer **out, emdpo_diag *diag);
 EMDPO_API void emdpo_tokenizer_free(emdpo_tokenizer *t);
 EMDPO_API int emdpo_tokenizer_vocab_size(const emdpo_tokenizer *t);

@@ -9,7 +9,6 @@
 
 #include "base/alloc.h"
 #include "base/diag.h"
-#include "base/file.h"
 
 /* A text piece in the lookup index, which is sorted by bytes and then id so
  * that a binary search lands on the lowest id of a repeated piece. */
@@ -200,23 +199,12 @@ int emdpo_tokenizer_parse(const void *buf, size_t len, int vocab_size, const cha
     return EMDPO_OK;
 }
 
-int emdpo_tokenizer_load(const char *path, int vocab_size, emdpo_tokenizer **out, emdpo_diag *diag) {
-    emdpo_diag_reset(diag, path);
-    if (!out) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "out is NULL");
-    *out = NULL;
-    if (!path) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no tokenizer path");
-    char *buf;
-    size_t len;
-    int rc = emdpo_file_read(path, &buf, &len, diag);
-    if (rc) return rc;
-    rc = emdpo_tokenizer_parse(buf, len, vocab_size, path, out, diag);
-    emdpo_free(buf, len + 1);
-    if (!rc && !((*out)->source = emdpo_strdup(path))) {
-        emdpo_tokenizer_free(*out);
-        *out = NULL;
-        rc = emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
-    }
-    return rc;
+int emdpo_tokenizer_set_source(emdpo_tokenizer *t, const char *path) {
+    char *s = emdpo_strdup(path);
+    if (!s) return EMDPO_ERR_NOMEM;
+    emdpo_strfree(t->source);
+    t->source = s;
+    return EMDPO_OK;
 }
 
 const char *emdpo_tokenizer_source(const emdpo_tokenizer *t) { return t ? t->source : NULL; }

@@ -28,6 +28,9 @@ typedef struct emdpo_tokenizer emdpo_tokenizer;
 int emdpo_tokenizer_parse(const void *buf, size_t len, int vocab_size, const char *name,
                           emdpo_tokenizer **out, emdpo_diag *diag);
 
+/* Records the path a tokenizer was loaded from (emdpo_tokenizer_source). */
+int emdpo_tokenizer_set_source(emdpo_tokenizer *t, const char *path);
+
 /* The raw piece of an id (not NUL-terminated; byte pieces read "<0xHH>"),
  * or NULL when id is out of range. */
 const char *emdpo_tokenizer_piece(const emdpo_tokenizer *t, int id, size_t *len);

@@ -1,0 +1,31 @@
+/* Tokenizers stored in GGUF files (llama.cpp's format): the tokenizer.ggml.*
+ * keys of the metadata, turned into the llama2.c image that tokenizer.h
+ * parses. Only the header and the key/value section are read, so a model
+ * file of many gigabytes costs no more than its vocabulary.
+ *
+ * Supported: tokenizer.ggml.model "llama" (SentencePiece BPE with byte
+ * fallback, the vocabulary of Llama 1/2, Mistral v1 and their kin) whose ids
+ * 0, 1, 2 are <unk>, BOS and EOS and ids 3..258 the byte pieces <0x00>..
+ * <0xFF>, with a space prefix, and no user-defined tokens. Pieces' U+2581
+ * becomes a space; control and unused tokens above 258 get empty pieces,
+ * so that plain text never produces them (llama.cpp's tokenizer without
+ * special-token parsing). Anything else is refused with the key and the
+ * reason. GGUF versions 2 and 3. */
+#ifndef EMDPO_GGUF_VOCAB_H
+#define EMDPO_GGUF_VOCAB_H
+
+#include <stddef.h>
+
+#include "emdpo.h"
+
+/* 1 when the file at path starts with GGUF's magic, else 0. */
+int emdpo_gguf_is_file(const char *path);
+
+/* The llama2.c tokenizer.bin image (tokenizer.h) of the GGUF file's
+ * vocabulary: *image (*len bytes, freed with emdpo_free(*image, *len)) and
+ * its number of entries in *vocab. EMDPO_ERR_PARSE (diag: the byte offset or
+ * key, and what was wrong) for a malformed file, EMDPO_ERR_UNSUPPORTED for a
+ * vocabulary of another kind, EMDPO_ERR_IO, EMDPO_ERR_NOMEM. */
+int emdpo_gguf_vocab_image(const char *path, char **image, size_t *len, int *vocab, emdpo_diag *diag);
+
+#endif
