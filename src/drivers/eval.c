@@ -376,7 +376,8 @@ int emdpo_eval_run(const emdpo_llama *ref, const emdpo_tokenizer *tok, const emd
         if (d->annot_group[i] >= 0) e->n_dec[d->annot_group[i]] += d->annot_dec[i + 1] - d->annot_dec[i];
     if (!rc && o->generate) rc = gen_start(e, d, ref, tok, diag);
     for (int j = 0; !rc && j < e->nm; j++) rc = eval_method(e, &e->ms[j], ref, tok, ev, e->G, diag);
-    for (int i = 0; !rc && e->gq && i < o->n_gen; i++) rc = gen_extra(e, o->gen_names[i], o->gen_paths[i], ref, tok, diag);
+    for (int i = 0; !rc && e->gq && i < o->n_gen; i++)
+        rc = gen_extra(e, o->gen_names[i], o->gen_paths[i], ref, tok, diag);
     if (!rc && o->posterior) rc = posterior_ari(e, d, diag);
     emdpo_lm_evaluator_free(ev);
     emdpo_lm_set_free(set);

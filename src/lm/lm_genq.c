@@ -165,7 +165,8 @@ typedef struct genq_work {
 } genq_work;
 
 static void work_free(genq_work *w) {
-    for (size_t j = 0; w->pid && w->pcap && j < w->n_prompts; j++) emdpo_free(w->pid[j], w->pcap[j] * sizeof *w->pid[j]);
+    for (size_t j = 0; w->pid && w->pcap && j < w->n_prompts; j++)
+        emdpo_free(w->pid[j], w->pcap[j] * sizeof *w->pid[j]);
     emdpo_free(w->pid, w->n_prompts * sizeof *w->pid);
     emdpo_free(w->pcap, w->n_prompts * sizeof *w->pcap);
     emdpo_free(w->plen, w->n_prompts * sizeof *w->plen);
@@ -226,7 +227,8 @@ int emdpo_lm_genq(const emdpo_llama *const *members, const double *w, int M, con
                   const char *const *closed, int64_t n_closed, const emdpo_genq_opts *o, int batch, emdpo_genq *out) {
     static const double one = 1.0;
     if (!members || M < 1 || M > EMDPO_MAX_K || (M > 1 && !w) || !ref || !tok || !prompts || n_prompts < 1 || !o ||
-        !out || batch < 1 || o->samples < 1 || o->max_tokens < 1 || !(o->temperature > 0) || !isfinite(o->temperature) ||
+        !out || batch < 1 || o->samples < 1 || o->max_tokens < 1 || !(o->temperature > 0) ||
+        !isfinite(o->temperature) ||
         o->rep_n < 1 || (int64_t)o->samples * n_prompts > INT32_MAX / 2 || (size_t)o->max_tokens > INT32_MAX / 2)
         return EMDPO_ERR_INVALID_ARG;
     if (!w) w = &one;

@@ -1119,7 +1119,8 @@ static int write_page(report *r, const jfile *run, const char *title) {
     if (!rc) rc = section_fits(r);
     if (!rc) rc = section_table12(r, "table1.json", "table1", "Table 1: " TABLE12_TITLE);
     if (!rc) rc = section_table12(r, "table2.json", "table2", "Table 2: " TABLE12_TITLE);
-    if (!rc) rc = section_table3(r, "table3.json", "table3", "Table 3: regret of the aggregated policies for each type", 0);
+    if (!rc)
+        rc = section_table3(r, "table3.json", "table3", "Table 3: regret of the aggregated policies for each type", 0);
     if (!rc)
         rc = section_table3(r, "table3_exact.json", "table3_exact",
                             "Table 3, restricted to each decision's options", 1);

@@ -27,8 +27,9 @@ typedef struct reader {
 } reader;
 
 static int bad(reader *r, int rc, const char *what) {
-    if (r->key) return emdpo_diag_fail(r->diag, rc, "key %s (byte offset %llu): %s", r->key, (unsigned long long)r->pos, what);
-    return emdpo_diag_fail(r->diag, rc, "byte offset %llu: %s", (unsigned long long)r->pos, what);
+    unsigned long long at = (unsigned long long)r->pos;
+    if (r->key) return emdpo_diag_fail(r->diag, rc, "key %s (byte offset %llu): %s", r->key, at, what);
+    return emdpo_diag_fail(r->diag, rc, "byte offset %llu: %s", at, what);
 }
 
 static int take(reader *r, void *dst, uint64_t n) {
@@ -90,7 +91,8 @@ static int skip_value(reader *r, uint32_t t, int depth) {
     if (depth > 0 || et == T_ARRAY) return bad(r, EMDPO_ERR_PARSE, "arrays of arrays are not GGUF metadata we read");
     if (et >= N_TYPES) return bad(r, EMDPO_ERR_PARSE, "unknown array element type");
     if (type_size[et]) {
-        if (n > (r->size - r->pos) / (uint64_t)type_size[et]) return bad(r, EMDPO_ERR_PARSE, "an array runs past the end of the file");
+        if (n > (r->size - r->pos) / (uint64_t)type_size[et])
+            return bad(r, EMDPO_ERR_PARSE, "an array runs past the end of the file");
         return skip(r, n * (uint64_t)type_size[et]);
     }
     if (n > (r->size - r->pos) / 8) return bad(r, EMDPO_ERR_PARSE, "an array runs past the end of the file");
@@ -242,14 +244,16 @@ static int check_vocab(reader *r, const vocab *v) {
     if (!v->have_model) return bad(r, EMDPO_ERR_UNSUPPORTED, "no tokenizer.ggml.model: the file holds no tokenizer");
     if (strcmp(v->model, "llama") != 0)
         return emdpo_diag_fail(r->diag, EMDPO_ERR_UNSUPPORTED,
-                               "tokenizer.ggml.model \"%s\": only \"llama\" (SentencePiece BPE) vocabularies are read",
+                               "key tokenizer.ggml.model is \"%s\": only \"llama\" (SentencePiece BPE) "
+                               "vocabularies are read",
                                v->model);
-    if (!v->off) return emdpo_diag_fail(r->diag, EMDPO_ERR_PARSE, "no tokenizer.ggml.tokens");
+    if (!v->off) return emdpo_diag_fail(r->diag, EMDPO_ERR_PARSE, "no key tokenizer.ggml.tokens");
     if (v->score && v->n_score != v->n)
-        return emdpo_diag_fail(r->diag, EMDPO_ERR_PARSE, "tokenizer.ggml.scores has %llu entries, the tokens %llu",
+        return emdpo_diag_fail(r->diag, EMDPO_ERR_PARSE, "key tokenizer.ggml.scores has %llu entries, the tokens %llu",
                                (unsigned long long)v->n_score, (unsigned long long)v->n);
     if (v->type && v->n_type != v->n)
-        return emdpo_diag_fail(r->diag, EMDPO_ERR_PARSE, "tokenizer.ggml.token_type has %llu entries, the tokens %llu",
+        return emdpo_diag_fail(r->diag, EMDPO_ERR_PARSE,
+                               "key tokenizer.ggml.token_type has %llu entries, the tokens %llu",
                                (unsigned long long)v->n_type, (unsigned long long)v->n);
     if ((v->unk >= 0 && v->unk != 0) || (v->bos >= 0 && v->bos != 1) || (v->eos >= 0 && v->eos != 2))
         return emdpo_diag_fail(r->diag, EMDPO_ERR_UNSUPPORTED,
@@ -257,14 +261,16 @@ static int check_vocab(reader *r, const vocab *v) {
                                (long long)v->unk, (long long)v->bos, (long long)v->eos);
     if (v->space_prefix == 0)
         return emdpo_diag_fail(r->diag, EMDPO_ERR_UNSUPPORTED,
-                               "tokenizer.ggml.add_space_prefix is false; emdpo's tokenizer always adds the prefix");
+                               "key tokenizer.ggml.add_space_prefix is false; emdpo's tokenizer always adds "
+                               "the prefix");
     for (uint64_t i = 3; i < 259; i++) {
         char want[8];
         snprintf(want, sizeof want, "<0x%02X>", (unsigned)(i - 3));
         if (v->off[i + 1] - v->off[i] != 6 || memcmp(v->bytes + v->off[i], want, 6) ||
             (v->type && v->type[i] != TT_BYTE))
             return emdpo_diag_fail(r->diag, EMDPO_ERR_UNSUPPORTED,
-                                   "token %llu should be the byte piece %s, as emdpo's tokenizer needs ids 3..258 to be",
+                                   "token %llu should be the byte piece %s, as emdpo's tokenizer needs ids "
+                                   "3..258 to be",
                                    (unsigned long long)i, want);
     }
     for (uint64_t i = 259; v->type && i < v->n; i++)
@@ -274,7 +280,7 @@ static int check_vocab(reader *r, const vocab *v) {
                                    (unsigned long long)i, v->type[i] == TT_USER ? "user-defined" : "a byte piece");
     for (uint64_t i = 0; v->score && i < v->n; i++)
         if (!isfinite(v->score[i]))
-            return emdpo_diag_fail(r->diag, EMDPO_ERR_PARSE, "tokenizer.ggml.scores[%llu] is not finite",
+            return emdpo_diag_fail(r->diag, EMDPO_ERR_PARSE, "key tokenizer.ggml.scores: entry %llu is not finite",
                                    (unsigned long long)i);
     return EMDPO_OK;
 }
@@ -301,7 +307,9 @@ static int make_image(const vocab *v, char **image, size_t *len) {
     size_t total = 4, longest = 6;
     for (uint64_t i = 0; i < v->n; i++) {
         int keep = i >= 3 && (i < 259 || !v->type || v->type[i] == TT_NORMAL);
-        size_t n = i < 3 ? strlen(fixed[i]) : keep ? put_piece(NULL, v->bytes + v->off[i], v->off[i + 1] - v->off[i]) : 0;
+        size_t n = i < 3  ? strlen(fixed[i])
+                   : keep ? put_piece(NULL, v->bytes + v->off[i], v->off[i + 1] - v->off[i])
+                          : 0;
         total += 8 + n;
         if (n > longest) longest = n;
     }
