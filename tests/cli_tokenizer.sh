@@ -61,5 +61,6 @@ if [ -f "$G/ggml-vocab-llama-spm.gguf" ]; then
         --tokenizer "$G/ggml-vocab-llama-spm.gguf" --prompt "x" --max-tokens 1 --threads 1
     expect_exit 2 "a byte-level GGUF vocabulary" '"gpt2"' "$E" generate --model "$T/m" \
         --tokenizer "$G/ggml-vocab-gpt-2.gguf" --prompt "x" --max-tokens 1 --threads 1
+    check "the message names the key, not a flag" grep -q ': key tokenizer.ggml.model is "gpt2"' "$T/stderr"
 fi
 finish cli_tokenizer
