@@ -52,14 +52,6 @@ static int check_opts(const emdpo_sample_opts *o, emdpo_diag *diag) {
     return EMDPO_OK;
 }
 
-/* Decodes ids[0..n) into a new string of *len bytes. */
-static int decode(const emdpo_tokenizer *tok, const int *ids, size_t n, char **out, size_t *len) {
-    int rc = emdpo_tokenizer_decode(tok, ids, n, NULL, 0, len);
-    if (rc && rc != EMDPO_ERR_LIMIT) return rc;
-    if (!(*out = emdpo_malloc(*len + 1))) return EMDPO_ERR_NOMEM;
-    return emdpo_tokenizer_decode(tok, ids, n, *out, *len + 1, len);
-}
-
 /* Generates from m (or the mixture's members) and decodes each sample. */
 static int run(const emdpo_llama *m, const emdpo_mixture *mix, const emdpo_tokenizer *tok, const char *text,
                const emdpo_sample_opts *o, emdpo_generation *g, emdpo_diag *diag) {
@@ -110,7 +102,7 @@ static int run(const emdpo_llama *m, const emdpo_mixture *mix, const emdpo_token
     for (size_t i = 0; !rc && i < n; i++) {
         memcpy(seq, prompt, n_prompt * sizeof *seq);
         memcpy(seq + n_prompt, gen + i * per, (size_t)n_out[i] * sizeof *seq);
-        rc = decode(tok, seq, n_prompt + (size_t)n_out[i], &g->text[i], &g->len[i]);
+        rc = emdpo_tokenizer_decode_alloc(tok, seq, n_prompt + (size_t)n_out[i], &g->text[i], &g->len[i]);
         if (!rc && mix && !(g->member[i] = emdpo_strdup(mix->member[member[i]]))) rc = EMDPO_ERR_NOMEM;
     }
     if (rc && !diag->msg[0]) emdpo_diag_fail(diag, rc, "generation failed: %s", emdpo_status_name(rc));

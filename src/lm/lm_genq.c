@@ -159,6 +159,7 @@ typedef struct genq_work {
     int *ids;            /* (N * per) the samples packed */
     int64_t *off;        /* (N + 1) */
     char **text;         /* (N) */
+    size_t *tlen;        /* (N) each text's length (it may hold NUL bytes) */
     unsigned char *eos;  /* (N) */
     double *lp, *lref, *lmix; /* (M * N), (N), (N) */
     int M;
@@ -178,8 +179,9 @@ static void work_free(genq_work *w) {
     emdpo_free(w->stop, w->N * sizeof *w->stop);
     emdpo_free(w->member, w->N * sizeof *w->member);
     emdpo_free(w->off, (w->N + 1) * sizeof *w->off);
-    for (size_t i = 0; w->text && i < w->N; i++) emdpo_strfree(w->text[i]);
+    for (size_t i = 0; w->text && w->tlen && i < w->N; i++) emdpo_free(w->text[i], w->text[i] ? w->tlen[i] + 1 : 0);
     emdpo_free(w->text, w->N * sizeof *w->text);
+    emdpo_free(w->tlen, w->N * sizeof *w->tlen);
     emdpo_free(w->eos, w->N * sizeof *w->eos);
     emdpo_free(w->lp, (size_t)w->M * w->N * sizeof *w->lp);
     emdpo_free(w->lref, w->N * sizeof *w->lref);
@@ -203,23 +205,15 @@ static int work_alloc(genq_work *w, size_t n_prompts, size_t N, size_t per, int 
     w->member = emdpo_malloc(N * sizeof *w->member);
     w->off = emdpo_malloc((N + 1) * sizeof *w->off);
     w->text = emdpo_calloc(N, sizeof *w->text);
+    w->tlen = emdpo_calloc(N, sizeof *w->tlen);
     w->eos = emdpo_malloc(N * sizeof *w->eos);
     w->lp = emdpo_malloc((size_t)M * N * sizeof *w->lp);
     w->lref = emdpo_malloc(N * sizeof *w->lref);
     w->lmix = emdpo_malloc(N * sizeof *w->lmix);
     return w->pid && w->pcap && w->plen && w->pp && w->pl && w->gen && w->ids && w->n_out && w->stop &&
-                   w->member && w->off && w->text && w->eos && w->lp && w->lref && w->lmix
+                   w->member && w->off && w->text && w->tlen && w->eos && w->lp && w->lref && w->lmix
                ? EMDPO_OK
                : EMDPO_ERR_NOMEM;
-}
-
-/* The decoded text of ids[0..n). */
-static int decode(const emdpo_tokenizer *tok, const int *ids, size_t n, char **out) {
-    size_t len = 0;
-    int rc = emdpo_tokenizer_decode(tok, ids, n, NULL, 0, &len);
-    if (rc && rc != EMDPO_ERR_LIMIT) return rc;
-    if (!(*out = emdpo_malloc(len + 1))) return EMDPO_ERR_NOMEM;
-    return emdpo_tokenizer_decode(tok, ids, n, *out, len + 1, &len);
 }
 
 int emdpo_lm_genq(const emdpo_llama *const *members, const double *w, int M, const emdpo_llama *ref,
@@ -245,21 +239,9 @@ int emdpo_lm_genq(const emdpo_llama *const *members, const double *w, int M, con
     rc = work_alloc(&wk, (size_t)n_prompts, N, per, M);
     /* Prompts keep BOS and their last tokens, leaving one token of room
      * for a response and one for EOS. */
-    for (int64_t j = 0; !rc && j < n_prompts; j++) {
-        const char *p = prompts[j] ? prompts[j] : "";
-        size_t len = strlen(p), got = 0;
-        wk.pcap[j] = emdpo_tokenizer_encode_bound(len);
-        if (!(wk.pid[j] = emdpo_malloc(wk.pcap[j] * sizeof *wk.pid[j]))) rc = EMDPO_ERR_NOMEM;
-        if (!rc) rc = emdpo_tokenizer_encode(tok, p, len, EMDPO_TOK_ADD_BOS, wk.pid[j], wk.pcap[j], &got);
-        if (!rc && got > (size_t)T - 2) {
-            if (T < 3) rc = EMDPO_ERR_LIMIT;
-            else {
-                memmove(wk.pid[j] + 1, wk.pid[j] + (got - (size_t)(T - 2)) + 1, (size_t)(T - 3) * sizeof *wk.pid[j]);
-                got = (size_t)T - 2;
-            }
-        }
-        wk.plen[j] = (int)got;
-    }
+    if (!rc && T < 3) rc = EMDPO_ERR_LIMIT;
+    for (int64_t j = 0; !rc && j < n_prompts; j++)
+        rc = emdpo_lm_prompt_encode(tok, prompts[j], T - 2, &wk.pid[j], &wk.pcap[j], &wk.plen[j]);
     for (size_t i = 0; !rc && i < N; i++) {
         wk.pp[i] = wk.pid[i / (size_t)S];
         wk.pl[i] = wk.plen[i / (size_t)S];
@@ -275,7 +257,7 @@ int emdpo_lm_genq(const emdpo_llama *const *members, const double *w, int M, con
         memcpy(wk.ids + wk.off[i], g, (size_t)wk.n_out[i] * sizeof *wk.ids);
         wk.off[i + 1] = wk.off[i] + wk.n_out[i];
         wk.eos[i] = wk.stop[i] == EMDPO_GEN_EOS;
-        rc = decode(tok, g, (size_t)wk.n_out[i], &wk.text[i]);
+        rc = emdpo_tokenizer_decode_alloc(tok, g, (size_t)wk.n_out[i], &wk.text[i], &wk.tlen[i]);
         if (!rc) rc = emdpo_lm_set_add_tokens(set, wk.pp[i], wk.pl[i], g, wk.n_out[i], wk.eos[i]);
     }
     for (int k = 0; !rc && k < M; k++) rc = emdpo_lm_score(members[k], set, batch, wk.lp + (size_t)k * N);

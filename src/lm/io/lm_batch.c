@@ -51,6 +51,19 @@ static int encode(const emdpo_tokenizer *tok, const char *text, unsigned flags, 
     return rc;
 }
 
+int emdpo_lm_prompt_encode(const emdpo_tokenizer *tok, const char *text, int P, int **ids, size_t *cap, int *len) {
+    if (P < 1) return EMDPO_ERR_INVALID_ARG;
+    size_t got;
+    int rc = encode(tok, text, EMDPO_TOK_ADD_BOS, ids, cap, &got);
+    if (rc) return rc;
+    if (got > (size_t)P) {
+        memmove(*ids + 1, *ids + (got - (size_t)P) + 1, (size_t)(P - 1) * sizeof **ids);
+        got = (size_t)P;
+    }
+    *len = (int)got;
+    return EMDPO_OK;
+}
+
 int emdpo_lm_set_add(emdpo_lm_set *s, const emdpo_tokenizer *tok, const char *prompt, const char *const *responses,
                      int n, int stages) {
     if (n < 1 || stages < 0 || stages > n - 1) return EMDPO_ERR_INVALID_ARG;

@@ -54,6 +54,12 @@ int emdpo_lm_set_create(int max_length, int max_prompt_length, emdpo_lm_set **ou
 int emdpo_lm_set_add(emdpo_lm_set *s, const emdpo_tokenizer *tok, const char *prompt, const char *const *responses,
                      int n, int stages);
 
+/* A prompt for generation: text tokenized with BOS into a new buffer
+ * (*ids, *cap entries: emdpo_free(*ids, *cap * sizeof **ids)), *len
+ * tokens. Longer than P tokens (P >= 1), it keeps BOS and its last P - 1
+ * tokens, as emdpo_lm_set_add truncates prompts. */
+int emdpo_lm_prompt_encode(const emdpo_tokenizer *tok, const char *text, int P, int **ids, size_t *cap, int *len);
+
 /* Appends one group holding one sequence: prompt[0..np) then resp[0..nr),
  * then EOS when eos is set (token sequences that were never text, such as
  * generated samples; no truncation). EMDPO_ERR_NOMEM leaves s as it was. */

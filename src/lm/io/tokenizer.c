@@ -199,6 +199,18 @@ int emdpo_tokenizer_parse(const void *buf, size_t len, int vocab_size, const cha
     return EMDPO_OK;
 }
 
+int emdpo_tokenizer_decode_alloc(const emdpo_tokenizer *t, const int *ids, size_t n, char **out, size_t *len) {
+    *out = NULL;
+    int rc = emdpo_tokenizer_decode(t, ids, n, NULL, 0, len);
+    if (rc && rc != EMDPO_ERR_LIMIT) return rc;
+    if (!(*out = emdpo_malloc(*len + 1))) return EMDPO_ERR_NOMEM;
+    if ((rc = emdpo_tokenizer_decode(t, ids, n, *out, *len + 1, len))) {
+        emdpo_free(*out, *len + 1);
+        *out = NULL;
+    }
+    return rc;
+}
+
 int emdpo_tokenizer_set_source(emdpo_tokenizer *t, const char *path) {
     char *s = emdpo_strdup(path);
     if (!s) return EMDPO_ERR_NOMEM;

@@ -28,6 +28,11 @@ typedef struct emdpo_tokenizer emdpo_tokenizer;
 int emdpo_tokenizer_parse(const void *buf, size_t len, int vocab_size, const char *name,
                           emdpo_tokenizer **out, emdpo_diag *diag);
 
+/* Decodes ids[0..n) into a new string of *len bytes (it may hold NUL
+ * bytes; freed with emdpo_free(*out, *len + 1)). Errors as
+ * emdpo_tokenizer_decode, and EMDPO_ERR_NOMEM; *out is NULL after one. */
+int emdpo_tokenizer_decode_alloc(const emdpo_tokenizer *t, const int *ids, size_t n, char **out, size_t *len);
+
 /* Records the path a tokenizer was loaded from (emdpo_tokenizer_source). */
 int emdpo_tokenizer_set_source(emdpo_tokenizer *t, const char *path);
 

@@ -118,17 +118,9 @@ static int prompts_make(const emdpo_data *d, const emdpo_tokenizer *tok, int64_t
     p->cap = emdpo_calloc((size_t)n, sizeof *p->cap);
     if (!p->ids || !p->len || !p->cap) return EMDPO_ERR_NOMEM;
     for (int64_t j = 0; j < n; j++) {
-        const char *text = d->dec_prompt && d->dec_prompt[j] ? d->dec_prompt[j] : "";
-        size_t len = strlen(text), got;
-        p->cap[j] = emdpo_tokenizer_encode_bound(len);
-        if (!(p->ids[j] = emdpo_malloc(p->cap[j] * sizeof *p->ids[j]))) return EMDPO_ERR_NOMEM;
-        int rc = emdpo_tokenizer_encode(tok, text, len, EMDPO_TOK_ADD_BOS, p->ids[j], p->cap[j], &got);
+        int rc = emdpo_lm_prompt_encode(tok, d->dec_prompt ? d->dec_prompt[j] : NULL, P, &p->ids[j], &p->cap[j],
+                                        &p->len[j]);
         if (rc) return rc;
-        if (got > (size_t)P) {
-            memmove(p->ids[j] + 1, p->ids[j] + (got - (size_t)P) + 1, (size_t)(P - 1) * sizeof *p->ids[j]);
-            got = (size_t)P;
-        }
-        p->len[j] = (int)got;
     }
     return EMDPO_OK;
 }
