@@ -50,6 +50,11 @@ const char *cli_flag_value(int argc, char **argv, const char *flag);
 double cli_now(void);
 /* Progress lines on stderr: asked for, or stderr is a terminal. */
 int cli_progress_on(int quiet, int progress);
+/* Splits a comma-separated NAME=PATH list in place: names[i] and paths[i]
+ * point into list (room for one entry per comma, plus one). Returns the
+ * count, or -(i + 1) when entry i (left as it was, in names[i]) has no '='
+ * or an empty PATH. */
+int cli_split_pairs(char *list, const char **names, const char **paths);
 
 /* Flags several commands share, one spelling and one help text each. */
 #define CLI_THREADS_FLAG(dst) {"threads", CLI_INT, (dst), "N", "OpenMP threads (default: all cores)", 0, 0, 0}

@@ -153,16 +153,9 @@ int cmd_eval(int argc, char **argv) {
         ng = -2;
     } else if (extra) {
         memcpy(elist, extra, strlen(extra) + 1);
-        ng = split_dirs(elist, gpaths);
-        for (int i = 0; i < ng && ng > 0; i++) {
-            char *eq = strchr(gpaths[i], '=');
-            if (!eq || eq == gpaths[i] || !eq[1]) ng = -1;
-            else {
-                *eq = '\0';
-                gnames[i] = gpaths[i];
-                gpaths[i] = eq + 1;
-            }
-        }
+        ng = cli_split_pairs(elist, gnames, gpaths);
+        for (int i = 0; i < ng; i++)
+            if (!*gnames[i]) ng = -1;
     }
     o.gen_names = gnames;
     o.gen_paths = gpaths;

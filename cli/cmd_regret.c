@@ -6,26 +6,28 @@
 
 #include "cli.h"
 
-/* Adds each NAME=PATH of the comma-separated list. */
+/* Adds each NAME=PATH of the comma-separated list, in order, stopping at
+ * the first that fails (a malformed entry is reported when reached). */
 static int add_policies(emdpo_regret *r, const char *list, const cli_cmd *cmd) {
     size_t n = strlen(list) + 1;
     char *copy = malloc(n);
-    if (!copy) return cli_fail("regret", EMDPO_ERR_NOMEM, NULL, cmd);
-    memcpy(copy, list, n);
-    int rc = 0;
-    for (char *p = copy, *end; !rc && p; p = end ? end + 1 : NULL) {
-        if ((end = strchr(p, ','))) *end = '\0';
-        char *eq = strchr(p, '=');
-        if (!eq || !eq[1]) {
-            rc = cli_usage_error("regret", "--policies: expected NAME=PATH, not '%s'", p);
-            break;
-        }
-        *eq = '\0';
+    const char **names = malloc(n * sizeof *names), **paths = malloc(n * sizeof *paths);
+    int rc = 0, count = copy && names && paths ? 0 : -1;
+    if (count < 0) rc = cli_fail("regret", EMDPO_ERR_NOMEM, NULL, cmd);
+    else {
+        memcpy(copy, list, n);
+        count = cli_split_pairs(copy, names, paths);
+    }
+    int good = count < 0 ? -count - 1 : count;
+    for (int i = 0; !rc && i < good; i++) {
         emdpo_diag diag;
-        int arc = emdpo_regret_add(r, p, eq + 1, &diag);
+        int arc = emdpo_regret_add(r, names[i], paths[i], &diag);
         if (arc) rc = cli_fail("regret", arc, &diag, cmd);
     }
+    if (!rc && count < 0) rc = cli_usage_error("regret", "--policies: expected NAME=PATH, not '%s'", names[good]);
     free(copy);
+    free((void *)names);
+    free((void *)paths);
     return rc;
 }
 

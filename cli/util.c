@@ -80,6 +80,19 @@ double cli_now(void) {
 
 int cli_progress_on(int quiet, int progress) { return !quiet && (progress || isatty(STDERR_FILENO)); }
 
+int cli_split_pairs(char *list, const char **names, const char **paths) {
+    int n = 0;
+    for (char *p = list, *end; p; p = end ? end + 1 : NULL) {
+        if ((end = strchr(p, ','))) *end = '\0';
+        char *eq = strchr(p, '=');
+        names[n] = p;
+        if (!eq || !eq[1]) return -(n + 1);
+        *eq = '\0';
+        paths[n++] = eq + 1;
+    }
+    return n;
+}
+
 void cli_em_progress(void *ud, int start, int iter, double loglik, const double *eta, int K) {
     fprintf(stderr, "  start %d  iter %3d  loglik %.6f", start + 1, iter, loglik);
     if (ud) fprintf(stderr, "  %.1fs", cli_now() - *(const double *)ud);
