@@ -9,7 +9,8 @@ set -eu
 target=${1:-demo}
 shift 2>/dev/null || true
 
-# Debian packages the build needs: a C compiler with OpenMP, make, OpenBLAS.
+# Debian packages the build needs: a C compiler with OpenMP, make, OpenBLAS,
+# PCRE2 (tokenizers' split regexes) and utf8proc (Unicode normalization).
 missing=""
 command -v cc >/dev/null 2>&1 || missing="$missing gcc"
 command -v make >/dev/null 2>&1 || missing="$missing make"
@@ -20,6 +21,14 @@ fi
 if command -v cc >/dev/null 2>&1 && ! printf '#include <cblas.h>\nint main(void){return 0;}\n' |
     cc -x c - -lopenblas -o /dev/null >/dev/null 2>&1; then
     missing="$missing libopenblas-dev"
+fi
+if command -v cc >/dev/null 2>&1 && ! printf '#define PCRE2_CODE_UNIT_WIDTH 8\n#include <pcre2.h>\nint main(void){return 0;}\n' |
+    cc -x c - -lpcre2-8 -o /dev/null >/dev/null 2>&1; then
+    missing="$missing libpcre2-dev"
+fi
+if command -v cc >/dev/null 2>&1 && ! printf '#include <utf8proc.h>\nint main(void){return 0;}\n' |
+    cc -x c - -lutf8proc -o /dev/null >/dev/null 2>&1; then
+    missing="$missing libutf8proc-dev"
 fi
 if [ -n "$missing" ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -33,7 +33,7 @@ mkdir -p "$OUT"
 make -s "$BUILD/libemdpo.a"
 BIN="$OUT/bench_em"
 $CC -std=c11 -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -O3 -march=native -fopenmp -Wall -Wextra \
-    bench/bench_em.c "$BUILD/libemdpo.a" -lopenblas -lm -fopenmp -o "$BIN"
+    bench/bench_em.c "$BUILD/libemdpo.a" -lopenblas -lpcre2-8 -lutf8proc -lm -fopenmp -o "$BIN"
 
 CPU=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
 echo "machine: ${CPU:-unknown}, $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -142,7 +142,7 @@ med() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR 
 run_llama() {
     LBIN="$OUT/bench_llama"
     $CC -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -O3 -march=native -fopenmp -Wall \
-        -Wextra bench/bench_llama.c "$BUILD/libemdpo.a" -lopenblas -lm -fopenmp -o "$LBIN"
+        -Wextra bench/bench_llama.c "$BUILD/libemdpo.a" -lopenblas -lpcre2-8 -lutf8proc -lm -fopenmp -o "$LBIN"
     LROUNDS=${LROUNDS:-3}
     LREPS=${LREPS:-5}
     PY=${PYTHON:-/usr/bin/python3}

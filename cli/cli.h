@@ -28,6 +28,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_regret(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 /* Prints "emdpo CMD: [file:line: ]message" for a failed status (the
  * status's name when diag has no message) and returns the exit code that
@@ -64,8 +65,8 @@ int cli_split_pairs(char *list, const char **names, const char **paths);
     {"max-prompt-length", CLI_INT, (max_prompt_length), "N", "cut prompts to N tokens first (default: max-length/2)", \
      0, 0, 0}
 #define CLI_TOKENIZER_FLAG(dst)                                                                                   \
-    {"tokenizer", CLI_STR, (dst), "FILE", "the model's vocabulary: a llama2.c tokenizer.bin, or a GGUF file whose "    \
-                                          "tokenizer.ggml.model is llama", 1, 0, 0}
+    {"tokenizer", CLI_STR, (dst), "PATH", "the model's tokenizer: a tokenizer.json (or the Hugging Face directory " \
+                                          "holding it), a GGUF file or a llama2.c tokenizer.bin", 1, 0, 0}
 #define CLI_RPO_FLAG(dst)                                                                                         \
     {"rpo-alpha", CLI_DBL, (dst), "X", "weight of the chosen responses' NLL added to the preference loss (RPO, "  \
                                        "TRL's rpo_alpha); 0 = off", 0, 0, 0}

@@ -25,6 +25,7 @@ static const command commands[] = {
     {"regret", cmd_regret, "each type's regret under given policies and mixtures (the paper's Table 3)"},
     {"report", cmd_report, "one self-contained HTML page of a run directory: tables and charts"},
     {"tokenizer", cmd_tokenizer, "train a BPE vocabulary on texts: a llama2.c tokenizer.bin for new models"},
+    {"tokenize", cmd_tokenize, "encode or decode JSON lines with a tokenizer.json, GGUF or tokenizer.bin"},
 };
 
 static void usage(FILE *fp) {

@@ -64,32 +64,71 @@ EMDPO_API int emdpo_llama_same_architecture(const emdpo_llama *a, const emdpo_ll
 
 /* ---- Tokenizers --------------------------------------------------------- */
 
-/* The llama2.c tokenizer (SentencePiece BPE with byte fallback); ids 0, 1,
- * 2 are <unk>, BOS, EOS. Immutable: encode and decode may run
+/* A tokenizer: the llama2.c tokenizer.bin emdpo trains (SentencePiece BPE
+ * with byte fallback; ids 0, 1, 2 are <unk>, BOS, EOS), the vocabulary of a
+ * GGUF file, or a Hugging Face tokenizer.json (BPE, byte-level or
+ * SentencePiece-style, with its added tokens, normalizers, pre-tokenizers,
+ * post-processor and decoders, encoding and decoding exactly as the
+ * tokenizers library does). Immutable: encode and decode may run
  * concurrently. */
 typedef struct emdpo_tokenizer emdpo_tokenizer;
 
-/* Reads a tokenizer.bin with exactly vocab_size entries (the model's: the
- * format does not record it), or the vocabulary stored in a GGUF file
- * (recognised by its magic): tokenizer.ggml.model "llama" whose ids 0..258
- * are <unk>, BOS, EOS and the 256 byte pieces, with vocab_size tokens.
- * EMDPO_ERR_IO, EMDPO_ERR_PARSE (diag: what and at which byte or key),
- * EMDPO_ERR_UNSUPPORTED (diag) for a GGUF vocabulary of another kind,
- * EMDPO_ERR_INVALID_ARG for vocab_size < 259. */
+/* Reads a tokenizer, recognised by content:
+ * - a tokenizer.json, or a directory holding one (a Hugging Face model
+ *   directory). BOS, EOS and PAD come from tokenizer_config.json's
+ *   bos_token / eos_token / pad_token beside it, else from
+ *   generation_config.json's and then config.json's *_token_id; generation
+ *   stops at every EOS id those files name. None of them: no BOS / EOS.
+ *   Its ids must fit in vocab_size (a model's embedding may have more rows
+ *   than the tokenizer has ids).
+ * - a GGUF file (by its magic): tokenizer.ggml.model "llama" whose ids
+ *   0..258 are <unk>, BOS, EOS and the 256 byte pieces, with vocab_size
+ *   tokens.
+ * - else a llama2.c tokenizer.bin with exactly vocab_size entries (the
+ *   format does not record it).
+ * vocab_size 0 accepts any size (for tokenizing without a model; a
+ * tokenizer.bin is then read to its end).
+ * EMDPO_ERR_IO, EMDPO_ERR_PARSE (diag: what and at which byte, key or
+ * field), EMDPO_ERR_UNSUPPORTED (diag) for a component or GGUF vocabulary
+ * of a kind not implemented, EMDPO_ERR_INVALID_ARG for a vocab_size that
+ * does not fit. */
 EMDPO_API int emdpo_tokenizer_load(const char *path, int vocab_size, emdpo_tokenizer **out, emdpo_diag *diag);
 EMDPO_API void emdpo_tokenizer_free(emdpo_tokenizer *t);
+/* The number of ids (the largest id + 1). */
 EMDPO_API int emdpo_tokenizer_vocab_size(const emdpo_tokenizer *t);
 /* The path it was loaded from, NULL when parsed from memory. */
 EMDPO_API const char *emdpo_tokenizer_source(const emdpo_tokenizer *t);
+/* The BOS, EOS and PAD ids, -1 when the tokenizer has none. */
+EMDPO_API int emdpo_tokenizer_bos(const emdpo_tokenizer *t);
+EMDPO_API int emdpo_tokenizer_eos(const emdpo_tokenizer *t);
+EMDPO_API int emdpo_tokenizer_pad(const emdpo_tokenizer *t);
+/* The ids that end generation (*ids valid while t lives); returns their
+ * count. */
+EMDPO_API size_t emdpo_tokenizer_stop_ids(const emdpo_tokenizer *t, const int **ids);
 
+/* Encode flags. ADD_BOS / ADD_EOS put the tokenizer's BOS / EOS around the
+ * ids when it has them (as TRL does around prompts and completions). */
 #define EMDPO_TOK_ADD_BOS 1u
 #define EMDPO_TOK_ADD_EOS 2u
-/* No SentencePiece dummy prefix (text that continues a sequence). */
+/* No SentencePiece dummy prefix (text that continues a sequence): for a
+ * tokenizer.json, no Prepend normalizer or Metaspace prefix on the text's
+ * first segment. */
 #define EMDPO_TOK_NO_PREFIX 4u
+/* The tokenizer's own special tokens, as Hugging Face's
+ * encode(text, add_special_tokens=True): a tokenizer.json's post-processor
+ * (TemplateProcessing); BOS for a tokenizer.bin. */
+#define EMDPO_TOK_SPECIAL 8u
 
-/* A bound on the ids encoding len bytes can give. */
+/* A bound on the ids encoding len bytes can give with a tokenizer.bin or
+ * GGUF vocabulary (a tokenizer.json's normalizers may expand text: use
+ * emdpo_tokenizer_encode_alloc, or retry with the size EMDPO_ERR_LIMIT
+ * reports). */
 EMDPO_API size_t emdpo_tokenizer_encode_bound(size_t len);
-/* Encodes text[0..len) as llama2.c does: optional BOS, the dummy prefix
+/* Encodes text[0..len). A tokenizer.json or GGUF "gpt2" vocabulary does as
+ * Hugging Face tokenizers' encode (added tokens matched in the text, with
+ * EMDPO_TOK_SPECIAL the post-processor's tokens) and refuses text that is
+ * not UTF-8 (EMDPO_ERR_INVALID_ARG). A tokenizer.bin or GGUF "llama"
+ * vocabulary does as llama2.c: optional BOS, the dummy prefix
  * space, each UTF-8 code point as its piece when the vocabulary has it and
  * else as byte-fallback ids, then repeated merging of the adjacent pair
  * whose concatenated piece scores highest (the leftmost on ties). Any bytes
@@ -101,7 +140,26 @@ EMDPO_API size_t emdpo_tokenizer_encode_bound(size_t len);
  * emdpo_tokenizer_encode_bound(len) suffices), EMDPO_ERR_NOMEM. */
 EMDPO_API int emdpo_tokenizer_encode(const emdpo_tokenizer *t, const char *text, size_t len, unsigned flags,
                                      int *ids, size_t cap, size_t *n_ids);
-/* Decodes ids to bytes: control ids (<unk>, BOS, EOS) give nothing, byte
+/* The same into a new array of exactly *n ids (NULL when 0), freed with
+ * emdpo_ids_free(*ids, *n). */
+EMDPO_API int emdpo_tokenizer_encode_alloc(const emdpo_tokenizer *t, const char *text, size_t len, unsigned flags,
+                                           int **ids, size_t *n);
+EMDPO_API void emdpo_ids_free(int *ids, size_t n);
+
+/* emdpo tokenize: reads one JSON value per line from in and writes one per
+ * line to out, in input order, the lines of a block in parallel (all
+ * threads of emdpo_set_threads). Encoding (decode 0): each line a string,
+ * written as its array of ids (encode flags as above; EMDPO_TOK_SPECIAL is
+ * Hugging Face's add_special_tokens=True). Decoding (decode 1): each line
+ * an array of ids, written as the decoded string (bytes that are not UTF-8
+ * as U+FFFD). EMDPO_ERR_PARSE (diag: the line and what is wrong; the lines
+ * before it are written), EMDPO_ERR_IO, EMDPO_ERR_NOMEM. */
+EMDPO_API int emdpo_tokenize_stream(const emdpo_tokenizer *t, FILE *in, FILE *out, unsigned flags, int decode,
+                                    emdpo_diag *diag);
+/* Decodes ids to bytes. A tokenizer.json or GGUF "gpt2" vocabulary does as
+ * Hugging Face tokenizers' decode(ids, skip_special_tokens=False): special
+ * tokens give their text, the decoders run. A tokenizer.bin or GGUF
+ * "llama" vocabulary: control ids (<unk>, BOS, EOS) give nothing, byte
  * pieces their byte, other pieces their text; the first token after a BOS
  * loses one leading space (the dummy prefix), so that
  * decode(encode(s, ADD_BOS)) == s. Writes at most cap bytes and, when room

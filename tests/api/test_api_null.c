@@ -226,9 +226,23 @@ int main(void) {
     CHECK(1);
     (void)emdpo_tokenizer_source(NULL);
     CHECK(1);
+    (void)emdpo_tokenizer_bos(NULL);
+    CHECK(1);
+    (void)emdpo_tokenizer_eos(NULL);
+    CHECK(1);
+    (void)emdpo_tokenizer_pad(NULL);
+    CHECK(1);
+    (void)emdpo_tokenizer_stop_ids(NULL, NULL);
+    CHECK(1);
     (void)emdpo_tokenizer_encode_bound(0);
     CHECK(1);
     CHECK_MSG(emdpo_tokenizer_encode(NULL, NULL, 0, 0, NULL, 0, NULL) != EMDPO_OK, "emdpo_tokenizer_encode");
+    (void)emdpo_tokenizer_encode_alloc(NULL, NULL, 0, 0, NULL, NULL);
+    CHECK(1);
+    emdpo_ids_free(NULL, 0);
+    CHECK(1);
+    (void)emdpo_tokenize_stream(NULL, NULL, NULL, 0, 0, NULL);
+    CHECK(1);
     CHECK_MSG(emdpo_tokenizer_decode(NULL, NULL, 0, NULL, 0, NULL) != EMDPO_OK, "emdpo_tokenizer_decode");
     emdpo_bpe_opts_init(NULL);
     CHECK(1);
@@ -674,8 +688,15 @@ int main(void) {
  *   emdpo_tokenizer_free
  *   emdpo_tokenizer_vocab_size
  *   emdpo_tokenizer_source
+ *   emdpo_tokenizer_bos
+ *   emdpo_tokenizer_eos
+ *   emdpo_tokenizer_pad
+ *   emdpo_tokenizer_stop_ids
  *   emdpo_tokenizer_encode_bound
  *   emdpo_tokenizer_encode
+ *   emdpo_tokenizer_encode_alloc
+ *   emdpo_ids_free
+ *   emdpo_tokenize_stream
  *   emdpo_tokenizer_decode
  *   emdpo_bpe_opts_init
  *   emdpo_vocab_train

@@ -112,7 +112,7 @@ static size_t piece_slot(const emdpo_hf_tok *t, const char *s, size_t n) {
     for (;; i = (i + 1) & mask) {
         int v = t->piece_tab[i];
         if (!v) return i;
-        size_t len;
+        size_t len = 0;
         const char *p = model_piece(t, v - 1, &len);
         if (len == n && memcmp(p, s, n) == 0) return i;
     }
@@ -132,7 +132,7 @@ static int grow_pieces(emdpo_hf_tok *t) {
     t->piece_cap = cap;
     for (size_t i = 0; i < old; i++)
         if (prev[i]) {
-            size_t len;
+            size_t len = 0;
             const char *p = model_piece(t, prev[i] - 1, &len);
             tab[piece_slot(t, p, len)] = prev[i];
         }

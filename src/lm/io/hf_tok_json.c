@@ -158,7 +158,7 @@ static int prepend_scheme(const emdpo_json *v, int *out, const char *where, emdp
                                     where, p->u.str);
         return EMDPO_OK;
     }
-    int add_prefix;
+    int add_prefix = 1;
     int rc = get_bool(v, "add_prefix_space", 1, &add_prefix, where, diag);
     *out = add_prefix ? EMDPO_HF_PREPEND_ALWAYS : EMDPO_HF_PREPEND_NEVER;
     return rc;
@@ -401,7 +401,7 @@ static int model(emdpo_hf_tok *t, const emdpo_json *m, emdpo_diag *diag) {
         }
         if ((rc = emdpo_hf_tok_add_merge(t, a, na, b, nb, (uint32_t)i, diag))) return rc;
     }
-    int byte_fallback, fuse_unk, ignore_merges, unk = -1;
+    int byte_fallback = 0, fuse_unk = 0, ignore_merges = 0, unk = -1;
     if ((rc = get_bool(m, "byte_fallback", 0, &byte_fallback, "model", diag)) ||
         (rc = get_bool(m, "fuse_unk", 0, &fuse_unk, "model", diag)) ||
         (rc = get_bool(m, "ignore_merges", 0, &ignore_merges, "model", diag)))

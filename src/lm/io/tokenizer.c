@@ -9,6 +9,7 @@
 
 #include "base/alloc.h"
 #include "base/diag.h"
+#include "lm/io/hf_tok.h"
 
 /* A text piece in the lookup index, which is sorted by bytes and then id so
  * that a binary search lands on the lowest id of a repeated piece. */
@@ -20,6 +21,10 @@ typedef struct piece_ref {
 
 struct emdpo_tokenizer {
     int vocab_size;
+    int bos, eos, pad; /* -1: none */
+    int *stop;         /* (n_stop) ids that end generation */
+    size_t n_stop;
+    emdpo_hf_tok *hf;  /* a Hugging Face pipeline; NULL for the llama2.c format below */
     float *score; /* (V) */
     size_t *off;  /* (V+1): piece i is bytes[off[i] .. off[i+1]) */
     char *bytes;
@@ -102,9 +107,11 @@ static int lookup(const emdpo_tokenizer *t, const char *a, size_t na, const char
 
 void emdpo_tokenizer_free(emdpo_tokenizer *t) {
     if (!t) return;
-    size_t v = (size_t)t->vocab_size;
+    size_t v = t->hf ? 0 : (size_t)t->vocab_size;
+    emdpo_hf_tok_free(t->hf);
+    emdpo_free(t->stop, t->n_stop * sizeof *t->stop);
     emdpo_free(t->score, v * sizeof *t->score);
-    emdpo_free(t->off, (v + 1) * sizeof *t->off);
+    emdpo_free(t->off, t->off ? (v + 1) * sizeof *t->off : 0);
     emdpo_free(t->bytes, t->bytes_len);
     emdpo_free(t->index, t->n_index * sizeof *t->index);
     emdpo_strfree(t->source);
@@ -170,6 +177,14 @@ int emdpo_tokenizer_parse(const void *buf, size_t len, int vocab_size, const cha
     if (!t) return EMDPO_ERR_NOMEM;
     size_t v = (size_t)vocab_size;
     t->vocab_size = vocab_size;
+    t->bos = EMDPO_TOK_BOS;
+    t->eos = EMDPO_TOK_EOS;
+    t->pad = -1;
+    static const int stop[] = {EMDPO_TOK_EOS, EMDPO_TOK_BOS};
+    if (emdpo_tokenizer_set_stop(t, stop, 2)) {
+        emdpo_tokenizer_free(t);
+        return EMDPO_ERR_NOMEM;
+    }
     t->score = emdpo_malloc(v * sizeof *t->score);
     t->off = emdpo_malloc((v + 1) * sizeof *t->off);
     /* One spare byte keeps the allocation non-empty for all-empty vocabularies. */
@@ -201,6 +216,11 @@ int emdpo_tokenizer_parse(const void *buf, size_t len, int vocab_size, const cha
 
 int emdpo_tokenizer_decode_alloc(const emdpo_tokenizer *t, const int *ids, size_t n, char **out, size_t *len) {
     *out = NULL;
+    if (t->hf) {
+        for (size_t i = 0; i < n; i++)
+            if (ids[i] < 0 || ids[i] >= t->vocab_size) return EMDPO_ERR_INVALID_ARG;
+        return emdpo_hf_tok_decode(t->hf, ids, n, out, len);
+    }
     int rc = emdpo_tokenizer_decode(t, ids, n, NULL, 0, len);
     if (rc && rc != EMDPO_ERR_LIMIT) return rc;
     if (!(*out = emdpo_malloc(*len + 1))) return EMDPO_ERR_NOMEM;
@@ -223,11 +243,99 @@ const char *emdpo_tokenizer_source(const emdpo_tokenizer *t) { return t ? t->sou
 
 int emdpo_tokenizer_vocab_size(const emdpo_tokenizer *t) { return t ? t->vocab_size : 0; }
 
+int emdpo_tokenizer_bos(const emdpo_tokenizer *t) { return t ? t->bos : -1; }
+int emdpo_tokenizer_eos(const emdpo_tokenizer *t) { return t ? t->eos : -1; }
+int emdpo_tokenizer_pad(const emdpo_tokenizer *t) { return t ? t->pad : -1; }
+
+size_t emdpo_tokenizer_stop_ids(const emdpo_tokenizer *t, const int **ids) {
+    *ids = t ? t->stop : NULL;
+    return t ? t->n_stop : 0;
+}
+
+int emdpo_tokenizer_set_stop(emdpo_tokenizer *t, const int *ids, size_t n) {
+    int *s = n ? emdpo_malloc(n * sizeof *s) : NULL;
+    if (n && !s) return EMDPO_ERR_NOMEM;
+    if (n) memcpy(s, ids, n * sizeof *s);
+    emdpo_free(t->stop, t->n_stop * sizeof *t->stop);
+    t->stop = s;
+    t->n_stop = n;
+    return EMDPO_OK;
+}
+
+int emdpo_tokenizer_from_hf(emdpo_hf_tok *hf, int bos, int eos, int pad, emdpo_tokenizer **out) {
+    *out = NULL;
+    emdpo_tokenizer *t = emdpo_calloc(1, sizeof *t);
+    if (!t) {
+        emdpo_hf_tok_free(hf);
+        return EMDPO_ERR_NOMEM;
+    }
+    t->hf = hf;
+    t->vocab_size = emdpo_hf_tok_n_ids(hf);
+    t->bos = bos;
+    t->eos = eos;
+    t->pad = pad;
+    if (eos >= 0 && emdpo_tokenizer_set_stop(t, &eos, 1)) {
+        emdpo_tokenizer_free(t);
+        return EMDPO_ERR_NOMEM;
+    }
+    *out = t;
+    return EMDPO_OK;
+}
+
 const char *emdpo_tokenizer_piece(const emdpo_tokenizer *t, int id, size_t *len) {
+    if (t->hf) return emdpo_hf_tok_piece(t->hf, id, len);
     if (id < 0 || id >= t->vocab_size) return NULL;
     *len = t->off[id + 1] - t->off[id];
     return t->bytes + t->off[id];
 }
+
+/* The Hugging Face pipeline's encode: its ids, with BOS / EOS around them
+ * when asked and the tokenizer has them. */
+static int hf_encode(const emdpo_tokenizer *t, const char *text, size_t len, unsigned flags, int **ids, size_t *n) {
+    int *body;
+    size_t nb;
+    int rc = emdpo_hf_tok_encode(t->hf, text, len, (flags & EMDPO_TOK_SPECIAL) != 0, (flags & EMDPO_TOK_NO_PREFIX) != 0,
+                                 &body, &nb);
+    if (rc) return rc;
+    int bos = (flags & EMDPO_TOK_ADD_BOS) && t->bos >= 0, eos = (flags & EMDPO_TOK_ADD_EOS) && t->eos >= 0;
+    *n = nb + (size_t)bos + (size_t)eos;
+    *ids = *n ? emdpo_malloc(*n * sizeof **ids) : NULL;
+    if (*n && !*ids) {
+        emdpo_free(body, nb * sizeof *body);
+        return EMDPO_ERR_NOMEM;
+    }
+    if (bos) (*ids)[0] = t->bos;
+    if (nb) memcpy(*ids + bos, body, nb * sizeof *body);
+    if (eos) (*ids)[*n - 1] = t->eos;
+    emdpo_free(body, nb * sizeof *body);
+    return EMDPO_OK;
+}
+
+int emdpo_tokenizer_encode_alloc(const emdpo_tokenizer *t, const char *text, size_t len, unsigned flags, int **ids,
+                                 size_t *n) {
+    if (!ids || !n) return EMDPO_ERR_INVALID_ARG;
+    *ids = NULL;
+    *n = 0;
+    if (!t || (!text && len)) return EMDPO_ERR_INVALID_ARG;
+    if (t->hf) return hf_encode(t, text, len, flags, ids, n);
+    size_t cap = emdpo_tokenizer_encode_bound(len);
+    if (cap > SIZE_MAX / sizeof **ids) return EMDPO_ERR_NOMEM;
+    int *v = emdpo_malloc(cap * sizeof *v);
+    if (!v) return EMDPO_ERR_NOMEM;
+    size_t got;
+    int rc = emdpo_tokenizer_encode(t, text, len, flags, v, cap, &got);
+    int *fit = rc || got == cap ? v : got ? emdpo_realloc(v, cap * sizeof *v, got * sizeof *v) : NULL;
+    if (!rc && got && !fit) rc = EMDPO_ERR_NOMEM;
+    if (rc || !got) {
+        emdpo_free(v, cap * sizeof *v);
+        return rc;
+    }
+    *ids = fit;
+    *n = got;
+    return EMDPO_OK;
+}
+
+void emdpo_ids_free(int *ids, size_t n) { emdpo_free(ids, n * sizeof *ids); }
 
 size_t emdpo_tokenizer_encode_bound(size_t len) {
     /* At most one token per byte, plus the dummy prefix, BOS and EOS. */
@@ -327,6 +435,17 @@ int emdpo_tokenizer_encode(const emdpo_tokenizer *t, const char *text, size_t le
                            int *ids, size_t cap, size_t *n_ids) {
     if (!t || !n_ids || (!text && len) || (!ids && cap)) return EMDPO_ERR_INVALID_ARG;
     *n_ids = 0;
+    if (t->hf) {
+        int *v;
+        size_t n;
+        int rc = hf_encode(t, text, len, flags, &v, &n);
+        if (rc) return rc;
+        if (n) memcpy(ids, v, (n < cap ? n : cap) * sizeof *v);
+        emdpo_free(v, n * sizeof *v);
+        *n_ids = n;
+        return n > cap ? EMDPO_ERR_LIMIT : EMDPO_OK;
+    }
+    if (flags & EMDPO_TOK_SPECIAL) flags |= EMDPO_TOK_ADD_BOS; /* SentencePiece's own default */
     int prefix = len > 0 && !(flags & EMDPO_TOK_NO_PREFIX);
     size_t max_nodes = len + (size_t)prefix;
     if (max_nodes > SIZE_MAX / (3 * sizeof(cand))) return EMDPO_ERR_NOMEM;
@@ -384,6 +503,20 @@ int emdpo_tokenizer_decode(const emdpo_tokenizer *t, const int *ids, size_t n, c
                            size_t *len) {
     if (!t || !len || (!ids && n) || (!out && cap)) return EMDPO_ERR_INVALID_ARG;
     *len = 0;
+    if (t->hf) {
+        for (size_t i = 0; i < n; i++)
+            if (ids[i] < 0 || ids[i] >= t->vocab_size) return EMDPO_ERR_INVALID_ARG;
+        char *s;
+        size_t k;
+        int rc = emdpo_hf_tok_decode(t->hf, ids, n, &s, &k);
+        if (rc) return rc;
+        if (cap) memcpy(out, s, k < cap ? k : cap);
+        emdpo_free(s, k + 1);
+        *len = k;
+        if (k >= cap) return EMDPO_ERR_LIMIT;
+        out[k] = 0;
+        return EMDPO_OK;
+    }
     size_t total = 0;
     int prev = -1;
     for (size_t i = 0; i < n; i++) {

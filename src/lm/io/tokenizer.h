@@ -16,6 +16,7 @@
 
 #include "emdpo.h"
 #include "lm/engine/tokens.h"
+#include "lm/io/hf_tok.h"
 
 /* Ids 3..258 stand for the bytes 0x00..0xFF. */
 #define EMDPO_TOK_BYTE0 3
@@ -33,6 +34,13 @@ int emdpo_tokenizer_parse(const void *buf, size_t len, int vocab_size, const cha
  * emdpo_tokenizer_decode, and EMDPO_ERR_NOMEM; *out is NULL after one. */
 int emdpo_tokenizer_decode_alloc(const emdpo_tokenizer *t, const int *ids, size_t n, char **out, size_t *len);
 
+/* A tokenizer over a Hugging Face pipeline (taking ownership of hf, also
+ * on failure) with these special ids (-1: none); generation stops at eos. */
+int emdpo_tokenizer_from_hf(emdpo_hf_tok *hf, int bos, int eos, int pad, emdpo_tokenizer **out);
+
+/* Replaces the ids that end generation. */
+int emdpo_tokenizer_set_stop(emdpo_tokenizer *t, const int *ids, size_t n);
+
 /* Records the path a tokenizer was loaded from (emdpo_tokenizer_source). */
 int emdpo_tokenizer_set_source(emdpo_tokenizer *t, const char *path);
 
@@ -40,11 +48,5 @@ int emdpo_tokenizer_set_source(emdpo_tokenizer *t, const char *path);
  * or NULL when id is out of range. */
 const char *emdpo_tokenizer_piece(const emdpo_tokenizer *t, int id, size_t *len);
 
-/* Encode flags. */
-#define EMDPO_TOK_ADD_BOS 1u
-#define EMDPO_TOK_ADD_EOS 2u
-/* Skip SentencePiece's dummy prefix (a space added before non-empty text):
- * for text that continues a sequence rather than starting one. */
-#define EMDPO_TOK_NO_PREFIX 4u
 
 #endif
