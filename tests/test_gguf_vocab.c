@@ -124,10 +124,10 @@ static void test_small(void) {
     CHECK(strstr(d.msg, "GGUF vocabulary has") != NULL);
     remove(path);
 
-    make_gguf("gpt2", 3, 0);
-    path = write_img("gpt2.gguf");
+    make_gguf("bert", 3, 0);
+    path = write_img("bert.gguf");
     CHECK_EQ_INT(emdpo_tokenizer_load(path, V, &t, &d), EMDPO_ERR_UNSUPPORTED);
-    CHECK(strstr(d.msg, "\"gpt2\"") != NULL);
+    CHECK(strstr(d.msg, "\"bert\"") != NULL && strstr(d.msg, "\"gpt2\"") != NULL);
     remove(path);
     make_gguf("llama", 1, 0);
     path = write_img("v1.gguf");
@@ -234,8 +234,56 @@ static void test_llama_spm(void) {
     free(out);
 }
 
+/* llama.cpp's GPT-2 vocabulary (tokenizer.ggml.model "gpt2", pre "gpt-2")
+ * gives llama.cpp's ids on its test inputs; an unknown pre-tokenizer is
+ * refused by name. */
+static void test_gpt2(void) {
+    static const char gguf[] = "../shared/data/gguf/ggml-vocab-gpt-2.gguf";
+    size_t ni, no;
+    char *inp = slurp("../shared/data/tokenizers/tests/gpt-2.inp", &ni);
+    char *out = slurp("../shared/data/tokenizers/tests/gpt-2.out", &no);
+    emdpo_tokenizer *t = NULL;
+    emdpo_diag d;
+    if (!inp || !out || !emdpo_gguf_is_file(gguf)) {
+        printf("test_gguf_vocab: ../shared's gpt-2 vocabulary absent, parity skipped\n");
+        free(inp);
+        free(out);
+        return;
+    }
+    CHECK_EQ_INT(emdpo_tokenizer_load(gguf, 50257, &t, &d), EMDPO_OK);
+    CHECK(t && emdpo_tokenizer_bos(t) == 50256 && emdpo_tokenizer_eos(t) == 50256);
+    static const char sep[] = "\n__ggml_vocab_test__\n";
+    char *s = inp, *line = out;
+    int cases = 0, bad = 0;
+    while (t && *s && *line) {
+        char *end = strstr(s, sep);
+        if (!end) break;
+        *end = '\0';
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = '\0';
+        int want[4096], nw = 0, *ids;
+        size_t n;
+        for (char *p = line, *q; nw < 4096; p = q) {
+            long v = strtol(p, &q, 10);
+            if (q == p) break;
+            want[nw++] = (int)v;
+        }
+        int rc = emdpo_tokenizer_encode_alloc(t, s, strlen(s), 0, &ids, &n);
+        if (rc || (int)n != nw || (n && memcmp(ids, want, n * sizeof *ids) != 0)) bad++;
+        emdpo_ids_free(ids, n);
+        cases++;
+        s = end + strlen(sep);
+        line = nl ? nl + 1 : line + strlen(line);
+    }
+    CHECK_MSG(cases >= 30 && bad == 0, "gpt-2: %d of %d cases differ from llama.cpp", bad, cases);
+    emdpo_tokenizer_free(t);
+    free(inp);
+    free(out);
+}
+
 int main(void) {
     test_small();
     test_llama_spm();
+    test_gpt2();
     return check_report("test_gguf_vocab");
 }

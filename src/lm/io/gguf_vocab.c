@@ -57,19 +57,30 @@ static int str_len(reader *r, uint64_t *n) {
     return rc;
 }
 
+/* An array of strings, back to back. */
+typedef struct strs {
+    uint64_t n;
+    char *bytes;
+    size_t bytes_cap;
+    uint64_t *off; /* (n + 1) */
+} strs;
+
 typedef struct vocab {
     char model[16];       /* tokenizer.ggml.model, truncated */
     int have_model;
+    char pre[32];         /* tokenizer.ggml.pre, truncated; "" when absent */
     uint64_t n;           /* tokens */
     char *bytes;          /* the tokens' bytes, back to back */
     size_t bytes_cap;
     uint64_t *off;        /* (n + 1) */
+    strs merges;          /* tokenizer.ggml.merges ("a b") */
     float *score;         /* (n) or NULL */
     uint64_t n_score;
     int32_t *type;        /* (n) or NULL */
     uint64_t n_type;
-    int64_t bos, eos, unk; /* -1: absent */
+    int64_t bos, eos, unk, pad; /* -1: absent */
     int space_prefix;     /* -1: absent */
+    int add_bos, add_eos; /* -1: absent */
 } vocab;
 
 static void vocab_free(vocab *v) {
@@ -77,6 +88,8 @@ static void vocab_free(vocab *v) {
     emdpo_free(v->off, (v->n + 1) * sizeof *v->off);
     emdpo_free(v->score, v->n_score * sizeof *v->score);
     emdpo_free(v->type, v->n_type * sizeof *v->type);
+    emdpo_free(v->merges.bytes, v->merges.bytes_cap);
+    emdpo_free(v->merges.off, v->merges.off ? (v->merges.n + 1) * sizeof *v->merges.off : 0);
 }
 
 /* Skips one value of type t (arrays of scalars or strings). */
@@ -112,27 +125,58 @@ static int array_of(reader *r, uint32_t t, uint32_t want, uint64_t elem, uint64_
     return EMDPO_OK;
 }
 
-static int read_tokens(reader *r, uint32_t t, vocab *v) {
-    if (v->off) return bad(r, EMDPO_ERR_PARSE, "appears twice");
+/* An array of strings into *a (min_n .. 2^30 of them). */
+static int read_strs(reader *r, uint32_t t, strs *a, uint64_t min_n, const char *what) {
+    if (a->off) return bad(r, EMDPO_ERR_PARSE, "appears twice");
     uint64_t n;
     int rc = array_of(r, t, T_STRING, 8, &n);
     if (rc) return rc;
-    if (n < 259 || n > INT32_MAX / 2) return bad(r, EMDPO_ERR_UNSUPPORTED, "needs 259 .. 2^30 tokens");
-    v->n = n;
-    if (!(v->off = emdpo_malloc((n + 1) * sizeof *v->off))) return bad(r, EMDPO_ERR_NOMEM, "out of memory");
+    if (n < min_n || n > INT32_MAX / 2) return bad(r, EMDPO_ERR_UNSUPPORTED, what);
+    if (!(a->off = emdpo_malloc((n + 1) * sizeof *a->off))) return bad(r, EMDPO_ERR_NOMEM, "out of memory");
+    a->n = n;
     uint64_t o = 0;
     for (uint64_t i = 0; i < n; i++) {
         uint64_t len;
-        v->off[i] = o;
+        a->off[i] = o;
         if ((rc = str_len(r, &len))) return rc;
-        if (len > EMDPO_TOK_MAX_PIECE) return bad(r, EMDPO_ERR_LIMIT, "a token is longer than 65536 bytes");
-        if (emdpo_grow((void **)&v->bytes, &v->bytes_cap, (size_t)(o + len) + 1, 1))
+        if (len > EMDPO_TOK_MAX_PIECE) return bad(r, EMDPO_ERR_LIMIT, "a string is longer than 65536 bytes");
+        if (emdpo_grow((void **)&a->bytes, &a->bytes_cap, (size_t)(o + len) + 1, 1))
             return bad(r, EMDPO_ERR_NOMEM, "out of memory");
-        if ((rc = take(r, v->bytes + o, len))) return rc;
+        if ((rc = take(r, a->bytes + o, len))) return rc;
         o += len;
     }
-    v->off[n] = o;
+    a->off[n] = o;
     return EMDPO_OK;
+}
+
+static int read_tokens(reader *r, uint32_t t, vocab *v) {
+    strs a = {v->n, v->bytes, v->bytes_cap, v->off};
+    int rc = read_strs(r, t, &a, 259, "needs 259 .. 2^30 tokens");
+    v->n = a.n;
+    v->bytes = a.bytes;
+    v->bytes_cap = a.bytes_cap;
+    v->off = a.off;
+    return rc;
+}
+
+/* A string key, truncated to fit dst. */
+static int read_string(reader *r, uint32_t t, char *dst, size_t cap) {
+    if (t != T_STRING) return bad(r, EMDPO_ERR_PARSE, "must be a string");
+    uint64_t n;
+    int rc = str_len(r, &n);
+    if (rc) return rc;
+    size_t keep = n < cap - 1 ? (size_t)n : cap - 1;
+    if ((rc = take(r, dst, keep)) || (rc = skip(r, n - keep))) return rc;
+    dst[keep] = '\0';
+    return EMDPO_OK;
+}
+
+static int read_bool(reader *r, uint32_t t, int *out) {
+    unsigned char b;
+    if (t != T_BOOL) return bad(r, EMDPO_ERR_PARSE, "must be a bool");
+    int rc = take(r, &b, 1);
+    if (!rc) *out = b != 0;
+    return rc;
 }
 
 static int read_floats(reader *r, uint32_t t, vocab *v) {
@@ -204,13 +248,18 @@ static int read_metadata(reader *r, vocab *v) {
         r->key = key;
         if ((rc = u32(r, &t))) return rc;
         if (strcmp(key, "tokenizer.ggml.model") == 0) {
-            if (t != T_STRING) return bad(r, EMDPO_ERR_PARSE, "must be a string");
-            uint64_t n;
-            if ((rc = str_len(r, &n))) return rc;
-            size_t keep = n < sizeof v->model - 1 ? (size_t)n : sizeof v->model - 1;
-            if ((rc = take(r, v->model, keep)) || (rc = skip(r, n - keep))) return rc;
-            v->model[keep] = '\0';
+            rc = read_string(r, t, v->model, sizeof v->model);
             v->have_model = 1;
+        } else if (strcmp(key, "tokenizer.ggml.pre") == 0) {
+            rc = read_string(r, t, v->pre, sizeof v->pre);
+        } else if (strcmp(key, "tokenizer.ggml.merges") == 0) {
+            rc = read_strs(r, t, &v->merges, 0, "holds more than 2^30 merges");
+        } else if (strcmp(key, "tokenizer.ggml.padding_token_id") == 0) {
+            rc = read_int(r, t, &v->pad);
+        } else if (strcmp(key, "tokenizer.ggml.add_bos_token") == 0) {
+            rc = read_bool(r, t, &v->add_bos);
+        } else if (strcmp(key, "tokenizer.ggml.add_eos_token") == 0) {
+            rc = read_bool(r, t, &v->add_eos);
         } else if (strcmp(key, "tokenizer.ggml.tokens") == 0) {
             rc = read_tokens(r, t, v);
         } else if (strcmp(key, "tokenizer.ggml.scores") == 0) {
@@ -224,9 +273,7 @@ static int read_metadata(reader *r, vocab *v) {
         } else if (strcmp(key, "tokenizer.ggml.unknown_token_id") == 0) {
             rc = read_int(r, t, &v->unk);
         } else if (strcmp(key, "tokenizer.ggml.add_space_prefix") == 0) {
-            unsigned char b;
-            if (t != T_BOOL) return bad(r, EMDPO_ERR_PARSE, "must be a bool");
-            if (!(rc = take(r, &b, 1))) v->space_prefix = b != 0;
+            rc = read_bool(r, t, &v->space_prefix);
         } else {
             rc = skip_value(r, t, 0);
         }
@@ -244,8 +291,8 @@ static int check_vocab(reader *r, const vocab *v) {
     if (!v->have_model) return bad(r, EMDPO_ERR_UNSUPPORTED, "no tokenizer.ggml.model: the file holds no tokenizer");
     if (strcmp(v->model, "llama") != 0)
         return emdpo_diag_fail(r->diag, EMDPO_ERR_UNSUPPORTED,
-                               "key tokenizer.ggml.model is \"%s\": only \"llama\" (SentencePiece BPE) "
-                               "vocabularies are read",
+                               "key tokenizer.ggml.model is \"%s\": only \"llama\" (SentencePiece BPE) and "
+                               "\"gpt2\" (byte-level BPE) vocabularies are read",
                                v->model);
     if (!v->off) return emdpo_diag_fail(r->diag, EMDPO_ERR_PARSE, "no key tokenizer.ggml.tokens");
     if (v->score && v->n_score != v->n)
@@ -345,9 +392,101 @@ int emdpo_gguf_is_file(const char *path) {
     return yes;
 }
 
-int emdpo_gguf_vocab_image(const char *path, char **image, size_t *len, int *n_vocab, emdpo_diag *diag) {
-    *image = NULL;
-    *len = 0;
+/* llama.cpp's pre-tokenizers for byte-level BPE (tokenizer.ggml.pre), as
+ * the Split regexes of the tokenizer.json files they were converted from. */
+static const struct pre_type {
+    const char *names; /* '|'-separated */
+    const char *regex;
+    int ignore_merges;
+} pre_types[] = {
+    {"|default|gpt-2|", "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+", 0},
+    {"|llama3|llama-v3|llama-bpe|",
+     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+     1},
+    {"|qwen2|",
+     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+     0},
+};
+
+static const struct pre_type *find_pre(const char *name) {
+    char key[40];
+    snprintf(key, sizeof key, "|%s|", *name ? name : "default");
+    for (size_t i = 0; i < sizeof pre_types / sizeof pre_types[0]; i++)
+        if (strstr(pre_types[i].names, key)) return &pre_types[i];
+    return NULL;
+}
+
+/* A byte-level BPE vocabulary (tokenizer.ggml.model "gpt2") as the
+ * tokenizer.json it came from: the pre-tokenizer's regex and ByteLevel,
+ * merges by rank, control and user-defined tokens matched in text as
+ * added tokens, BOS / EOS around sequences when add_bos_token /
+ * add_eos_token say so. */
+static int build_gpt2(reader *r, const vocab *v, emdpo_tokenizer **out) {
+    emdpo_diag *diag = r->diag;
+    const struct pre_type *pre = find_pre(v->pre);
+    if (!pre)
+        return emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "key tokenizer.ggml.pre is \"%s\": only gpt-2, llama-bpe "
+                               "(llama3) and qwen2 pre-tokenizers are read", v->pre);
+    if (!v->off) return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "no key tokenizer.ggml.tokens");
+    if (v->type && v->n_type != v->n)
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "key tokenizer.ggml.token_type has %llu entries, the tokens %llu",
+                               (unsigned long long)v->n_type, (unsigned long long)v->n);
+    int64_t ids[4] = {v->bos, v->eos, v->unk, v->pad};
+    for (int k = 0; k < 4; k++)
+        if (ids[k] < -1 || ids[k] >= (int64_t)v->n)
+            return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "a special token id (%lld) is outside the %llu tokens",
+                                   (long long)ids[k], (unsigned long long)v->n);
+    emdpo_hf_tok *hf;
+    int rc = emdpo_hf_tok_create(&hf);
+    for (uint64_t i = 0; !rc && i < v->n; i++) {
+        const char *p = v->bytes + v->off[i];
+        size_t len = (size_t)(v->off[i + 1] - v->off[i]);
+        int type = v->type ? v->type[i] : TT_NORMAL;
+        if ((rc = emdpo_hf_tok_add_piece(hf, (int)i, p, len, diag)) == EMDPO_ERR_INVALID_ARG)
+            rc = emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "key tokenizer.ggml.tokens: token %llu repeats an earlier one",
+                                 (unsigned long long)i);
+        if (!rc && (type == TT_CONTROL || type == TT_USER) && len) {
+            emdpo_hf_added a = {(char *)p, len, NULL, 0, (int)i, type == TT_CONTROL, 0, 0, 0, 0};
+            rc = emdpo_hf_tok_add_token(hf, &a);
+        }
+    }
+    for (uint64_t i = 0; !rc && i < v->merges.n; i++) {
+        const char *m = v->merges.bytes + v->merges.off[i];
+        size_t len = (size_t)(v->merges.off[i + 1] - v->merges.off[i]);
+        const char *sp = len > 1 ? memchr(m + 1, ' ', len - 1) : NULL;
+        if (!sp) {
+            rc = emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "key tokenizer.ggml.merges: merge %llu is not \"a b\"",
+                                 (unsigned long long)i);
+            break;
+        }
+        if ((rc = emdpo_hf_tok_add_merge(hf, m, (size_t)(sp - m), sp + 1, len - (size_t)(sp - m) - 1, (uint32_t)i,
+                                         diag)) == EMDPO_ERR_PARSE)
+            emdpo_diag_fail(diag, rc, "key tokenizer.ggml.merges: merge %llu does not join two tokens into one",
+                            (unsigned long long)i);
+    }
+    if (!rc) emdpo_hf_tok_set_model(hf, (int)v->unk, 0, 0, pre->ignore_merges);
+    emdpo_hf_step split = {EMDPO_HF_PRE_SPLIT, NULL, 0, NULL, 0, NULL, EMDPO_HF_SPLIT_ISOLATED, 0, 0, 0};
+    emdpo_hf_step bytes = {EMDPO_HF_PRE_BYTELEVEL, NULL, 0, NULL, 0, NULL, 0, 0, 0, 0};
+    emdpo_hf_step dec = {EMDPO_HF_DEC_BYTELEVEL, NULL, 0, NULL, 0, NULL, 0, 0, 0, 0};
+    if (!rc) rc = emdpo_hf_tok_compile(pre->regex, strlen(pre->regex), 0, &split.re, diag);
+    if (!rc) rc = emdpo_hf_tok_add_step(hf, 1, &split);
+    if (!rc) rc = emdpo_hf_tok_add_step(hf, 1, &bytes);
+    if (!rc) rc = emdpo_hf_tok_add_step(hf, 2, &dec);
+    int bos = (int)v->bos, eos = (int)v->eos;
+    int add_bos = v->add_bos == 1 && bos >= 0, add_eos = v->add_eos == 1 && eos >= 0;
+    if (!rc) rc = emdpo_hf_tok_set_template(hf, &bos, (size_t)add_bos, &eos, (size_t)add_eos);
+    if (!rc) rc = emdpo_hf_tok_finish(hf, diag);
+    if (rc) {
+        emdpo_hf_tok_free(hf);
+        return rc;
+    }
+    return emdpo_tokenizer_from_hf(hf, bos, eos, (int)v->pad, out);
+}
+
+int emdpo_gguf_tokenizer(const char *path, emdpo_tokenizer **out, int *n_vocab, emdpo_diag *diag) {
+    *out = NULL;
     emdpo_diag_reset(diag, path);
     FILE *fp = fopen(path, "rb");
     if (!fp) return emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot open the file");
@@ -357,11 +496,22 @@ int emdpo_gguf_vocab_image(const char *path, char **image, size_t *len, int *n_v
         rc = emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot find the file's size");
     vocab v;
     memset(&v, 0, sizeof v);
-    v.bos = v.eos = v.unk = -1;
-    v.space_prefix = -1;
+    v.bos = v.eos = v.unk = v.pad = -1;
+    v.space_prefix = v.add_bos = v.add_eos = -1;
     if (!rc) rc = read_metadata(&r, &v);
-    if (!rc) rc = check_vocab(&r, &v);
-    if (!rc && (rc = make_image(&v, image, len))) emdpo_diag_fail(diag, rc, "out of memory");
+    r.key = NULL;
+    if (!rc && v.have_model && strcmp(v.model, "gpt2") == 0) {
+        rc = build_gpt2(&r, &v, out);
+    } else if (!rc && !(rc = check_vocab(&r, &v))) {
+        char *image;
+        size_t len;
+        if ((rc = make_image(&v, &image, &len))) {
+            emdpo_diag_fail(diag, rc, "out of memory");
+        } else {
+            rc = emdpo_tokenizer_parse(image, len, (int)v.n, path, out, diag);
+            emdpo_free(image, len);
+        }
+    }
     if (!rc) *n_vocab = (int)v.n;
     vocab_free(&v);
     fclose(fp);

@@ -1,9 +1,16 @@
 /* Tokenizers stored in GGUF files (llama.cpp's format): the tokenizer.ggml.*
- * keys of the metadata, turned into the llama2.c image that tokenizer.h
- * parses. Only the header and the key/value section are read, so a model
- * file of many gigabytes costs no more than its vocabulary.
+ * keys of the metadata. Only the header and the key/value section are
+ * read, so a model file of many gigabytes costs no more than its
+ * vocabulary.
  *
- * Supported: tokenizer.ggml.model "llama" (SentencePiece BPE with byte
+ * tokenizer.ggml.model "gpt2" (byte-level BPE: GPT-2, Llama 3, Qwen 2)
+ * becomes hf_tok.h's pipeline: tokens, merges by rank, the pre-tokenizer
+ * that tokenizer.ggml.pre names (gpt-2/default, llama-bpe/llama3, qwen2)
+ * as its tokenizer.json regex, control and user-defined tokens matched in
+ * text, BOS / EOS / padding ids and add_bos_token / add_eos_token.
+ *
+ * tokenizer.ggml.model "llama" becomes the llama2.c image that tokenizer.h
+ * parses: (SentencePiece BPE with byte
  * fallback, the vocabulary of Llama 1/2, Mistral v1 and their kin) whose ids
  * 0, 1, 2 are <unk>, BOS and EOS and ids 3..258 the byte pieces <0x00>..
  * <0xFF>, with a space prefix, and no user-defined tokens. Pieces' U+2581
@@ -17,15 +24,15 @@
 #include <stddef.h>
 
 #include "emdpo.h"
+#include "lm/io/tokenizer.h"
 
 /* 1 when the file at path starts with GGUF's magic, else 0. */
 int emdpo_gguf_is_file(const char *path);
 
-/* The llama2.c tokenizer.bin image (tokenizer.h) of the GGUF file's
- * vocabulary: *image (*len bytes, freed with emdpo_free(*image, *len)) and
- * its number of entries in *vocab. EMDPO_ERR_PARSE (diag: the byte offset or
- * key, and what was wrong) for a malformed file, EMDPO_ERR_UNSUPPORTED for a
- * vocabulary of another kind, EMDPO_ERR_IO, EMDPO_ERR_NOMEM. */
-int emdpo_gguf_vocab_image(const char *path, char **image, size_t *len, int *vocab, emdpo_diag *diag);
+/* The tokenizer of the GGUF file's vocabulary, and its token count in
+ * *n_vocab. EMDPO_ERR_PARSE (diag: the byte offset or key, and what was
+ * wrong) for a malformed file, EMDPO_ERR_UNSUPPORTED for a vocabulary of
+ * another kind, EMDPO_ERR_IO, EMDPO_ERR_NOMEM. */
+int emdpo_gguf_tokenizer(const char *path, emdpo_tokenizer **out, int *n_vocab, emdpo_diag *diag);
 
 #endif

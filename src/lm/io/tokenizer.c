@@ -243,6 +243,8 @@ const char *emdpo_tokenizer_source(const emdpo_tokenizer *t) { return t ? t->sou
 
 int emdpo_tokenizer_vocab_size(const emdpo_tokenizer *t) { return t ? t->vocab_size : 0; }
 
+int emdpo_tokenizer_is_hf(const emdpo_tokenizer *t) { return t && t->hf; }
+
 int emdpo_tokenizer_bos(const emdpo_tokenizer *t) { return t ? t->bos : -1; }
 int emdpo_tokenizer_eos(const emdpo_tokenizer *t) { return t ? t->eos : -1; }
 int emdpo_tokenizer_pad(const emdpo_tokenizer *t) { return t ? t->pad : -1; }

@@ -38,6 +38,10 @@ int emdpo_tokenizer_decode_alloc(const emdpo_tokenizer *t, const int *ids, size_
  * on failure) with these special ids (-1: none); generation stops at eos. */
 int emdpo_tokenizer_from_hf(emdpo_hf_tok *hf, int bos, int eos, int pad, emdpo_tokenizer **out);
 
+/* 1 for a Hugging Face pipeline (tokenizer.json, GGUF "gpt2"), 0 for the
+ * llama2.c format (tokenizer.bin, GGUF "llama"). */
+int emdpo_tokenizer_is_hf(const emdpo_tokenizer *t);
+
 /* Replaces the ids that end generation. */
 int emdpo_tokenizer_set_stop(emdpo_tokenizer *t, const int *ids, size_t n);
 

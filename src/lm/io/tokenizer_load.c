@@ -185,15 +185,17 @@ static int load_any(const char *path, int vocab_size, emdpo_tokenizer **out, emd
         return rc;
     }
     if (emdpo_gguf_is_file(path)) {
-        /* A GGUF vocabulary comes as the image of a tokenizer.bin. */
         int n;
-        if ((rc = emdpo_gguf_vocab_image(path, &buf, &len, &n, diag))) return rc;
-        if (vocab_size > 0 && n != vocab_size)
+        if ((rc = emdpo_gguf_tokenizer(path, out, &n, diag))) return rc;
+        /* A llama2.c-style vocabulary must match the model's exactly; a
+         * byte-level one may have fewer ids than embedding rows. */
+        int hf = emdpo_tokenizer_is_hf(*out);
+        if (vocab_size > 0 && (hf ? n > vocab_size : n != vocab_size)) {
+            emdpo_tokenizer_free(*out);
+            *out = NULL;
             rc = emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "the GGUF vocabulary has %d tokens; the model's has %d", n,
                                  vocab_size);
-        else
-            rc = emdpo_tokenizer_parse(buf, len, n, path, out, diag);
-        emdpo_free(buf, len);
+        }
         return rc;
     }
     if ((rc = emdpo_file_read(path, &buf, &len, diag))) return rc;
