@@ -25,6 +25,7 @@ static const command commands[] = {
     {"regret", cmd_regret, "each type's regret under given policies and mixtures (the paper's Table 3)"},
     {"report", cmd_report, "one self-contained HTML page of a run directory: tables and charts"},
     {"tokenizer", cmd_tokenizer, "train a BPE vocabulary on texts: a llama2.c tokenizer.bin for new models"},
+    {"chat-template", cmd_chat_template, "render conversations with a chat template (Jinja), as transformers.js"},
 };
 
 static void usage(FILE *fp) {
@@ -32,7 +33,7 @@ static void usage(FILE *fp) {
                 "usage: emdpo COMMAND [flags]     (emdpo COMMAND --help for its flags)\n\ncommands:\n",
             emdpo_version());
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(fp, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        fprintf(fp, "  %-13s %s\n", commands[i].name, commands[i].summary);
 }
 
 int main(int argc, char **argv) {

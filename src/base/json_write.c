@@ -43,9 +43,10 @@ static const char *short_escape(unsigned c) {
     }
 }
 
-int emdpo_json_write_string(FILE *fp, const char *s) {
+int emdpo_json_write_string(FILE *fp, const char *s) { return emdpo_json_write_stringn(fp, s, strlen(s)); }
+
+int emdpo_json_write_stringn(FILE *fp, const char *s, size_t n) {
     const unsigned char *u = (const unsigned char *)s;
-    size_t n = strlen(s);
     for (size_t i = 0; i < n;) {
         size_t k = emdpo_utf8_seq_len(u + i, n - i);
         if (!k) return EMDPO_ERR_INVALID_ARG;

@@ -3,6 +3,7 @@
 #ifndef EMDPO_JSON_WRITE_H
 #define EMDPO_JSON_WRITE_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -19,5 +20,7 @@ void emdpo_json_str(FILE *fp, const char *s);
  * nothing is written and EMDPO_ERR_INVALID_ARG is returned. EMDPO_ERR_IO
  * when the stream reports a write error. */
 int emdpo_json_write_string(FILE *fp, const char *s);
+/* The same for s[0..n), which may hold NUL bytes (written as \u0000). */
+int emdpo_json_write_stringn(FILE *fp, const char *s, size_t n);
 
 #endif
