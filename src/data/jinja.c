@@ -1841,8 +1841,8 @@ static int display(rctx *R, jbuf *b, const jv *v) {
     switch (v->t) {
     case V_UNDEF:
         return jb_puts(R, b, "undefined");
-    case V_NULL:
-        return jb_puts(R, b, "null");
+    case V_NULL: /* NullValue's value is JavaScript's undefined */
+        return jb_puts(R, b, "undefined");
     case V_BOOL:
         return jb_puts(R, b, v->num ? "true" : "false");
     case V_INT:
@@ -1947,7 +1947,9 @@ static int to_json(rctx *R, jbuf *b, const jv *v, long indent, int ascii, const 
     case V_STR:
         return json_quote(R, b, v->s, ascii);
     case V_FUNC:
-        return TERR(R, NULL, "Cannot convert to JSON: FunctionValue");
+    case V_TUPLE:
+    case V_KWARGS:
+        return TERR(R, NULL, "Cannot convert to JSON: %s", k_type_names[v->t]);
     default:
         break;
     }
@@ -1974,9 +1976,10 @@ static int to_json(rctx *R, jbuf *b, const jv *v, long indent, int ascii, const 
 
 /* ---- Equality and comparison --------------------------------------------- */
 
-/* === on .value */
+/* === on .value (a NullValue's value is undefined too) */
 static int strict_eq(const jv *a, const jv *b) {
     if (is_num(a) && is_num(b)) return a->num == b->num;
+    if ((a->t == V_NULL || a->t == V_UNDEF) && (b->t == V_NULL || b->t == V_UNDEF)) return 1;
     if (a->t != b->t) return 0;
     switch (a->t) {
     case V_UNDEF:
@@ -3055,7 +3058,7 @@ static int call_fn(rctx *R, const node *at, jv *fn, jv **args, size_t n, env *e,
     switch (fn->fn) {
     case F_RAISE: {
         jbuf b = {0};
-        int rc = (n && args[0]->t != V_UNDEF) ? js_string(R, &b, args[0]) : 0;
+        int rc = (n && args[0]->t != V_UNDEF && args[0]->t != V_NULL) ? js_string(R, &b, args[0]) : 0;
         if (!rc) rc = r_fail(R, EMDPO_ERR_INVALID_ARG, at, "%s", b.s ? b.s : "");
         jb_free(&b);
         return rc;
@@ -3281,8 +3284,13 @@ static int apply_filter(rctx *R, jv *v, const node *f, env *e, jv **out) {
                 return TERR(R, at, "separators must be a tuple of two strings");
             if (memchr(sep->items[0]->s.s, 0, sep->items[0]->s.n) || memchr(sep->items[1]->s.s, 0, sep->items[1]->s.n))
                 return UNSUP(R, at, "tojson separators with NUL characters");
-            cis = (char *)sep->items[0]->s.s;
-            cks = (char *)sep->items[1]->s.s;
+            cis = r_alloc(R, sep->items[0]->s.n + 1);
+            cks = r_alloc(R, sep->items[1]->s.n + 1);
+            if (!cis || !cks) return r_nomem(R);
+            memcpy(cis, sep->items[0]->s.s, sep->items[0]->s.n);
+            cis[sep->items[0]->s.n] = 0;
+            memcpy(cks, sep->items[1]->s.s, sep->items[1]->s.n);
+            cks[sep->items[1]->s.n] = 0;
             is = cis;
             ks = cks;
         }
