@@ -1294,13 +1294,13 @@ static int parse_primary(parser *P, node **out) {
     node *x;
     switch (t->type) {
     case T_NUM: {
-        char buf[64];
-        size_t n = t->v.n < sizeof buf - 1 ? t->v.n : sizeof buf - 1;
-        memcpy(buf, t->v.s, n);
-        buf[n] = 0;
+        char *buf = arena_alloc(P->a, t->v.n + 1); /* Number(text): digits, a sign, a point */
+        if (!buf) return EMDPO_ERR_NOMEM;
+        memcpy(buf, t->v.s, t->v.n);
+        buf[t->v.n] = 0;
         int is_float = memchr(t->v.s, '.', t->v.n) != NULL;
         NEW(x, is_float ? N_FLOAT : N_INT, t->line);
-        x->num = t->v.n < sizeof buf - 1 ? strtod(buf, NULL) : (buf[0] == '-' ? -INFINITY : INFINITY);
+        x->num = strtod(buf, NULL);
         *out = x;
         return 0;
     }
