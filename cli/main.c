@@ -26,6 +26,7 @@ static const command commands[] = {
     {"report", cmd_report, "one self-contained HTML page of a run directory: tables and charts"},
     {"tokenizer", cmd_tokenizer, "train a BPE vocabulary on texts: a llama2.c tokenizer.bin for new models"},
     {"tokenize", cmd_tokenize, "encode or decode JSON lines with a tokenizer.json, GGUF or tokenizer.bin"},
+    {"chat-template", cmd_chat_template, "render conversations with a chat template (Jinja), as transformers.js"},
 };
 
 static void usage(FILE *fp) {
@@ -33,7 +34,7 @@ static void usage(FILE *fp) {
                 "usage: emdpo COMMAND [flags]     (emdpo COMMAND --help for its flags)\n\ncommands:\n",
             emdpo_version());
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(fp, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        fprintf(fp, "  %-13s %s\n", commands[i].name, commands[i].summary);
 }
 
 int main(int argc, char **argv) {

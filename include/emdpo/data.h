@@ -12,6 +12,8 @@
 #ifndef EMDPO_PUBLIC_DATA_H
 #define EMDPO_PUBLIC_DATA_H
 
+#include <stdio.h>
+
 #include "emdpo/common.h"
 
 #ifdef __cplusplus
@@ -135,6 +137,79 @@ EMDPO_API int emdpo_data_subset(const emdpo_data *d, const int64_t *annots, int6
  * (0, 1) or a side that would be empty. */
 EMDPO_API int emdpo_data_split(const emdpo_data *d, double holdout, uint64_t seed, emdpo_data **train,
                                emdpo_data **valid);
+
+/* ---- Chat templates ----------------------------------------------------- */
+
+/* A chat template: a Jinja template that turns a conversation into the one
+ * text a model reads, rendered exactly as transformers.js renders it
+ * (@huggingface/jinja 0.5.13): byte for byte, and raise_exception
+ * messages too. Immutable once loaded; one may render from several threads
+ * at once. The Jinja subset covered, and what is refused, is listed in
+ * docs/ARCHITECTURE.md; a construct it does not cover is an error
+ * (EMDPO_ERR_UNSUPPORTED, diag: file, line and the construct), never a
+ * different rendering. */
+typedef struct emdpo_chat_template emdpo_chat_template;
+
+/* One message of a conversation: role ("system", "user", "assistant",
+ * "tool", or any other) and content (UTF-8; NULL is JSON null). */
+typedef struct emdpo_chat_message {
+    const char *role;
+    const char *content;
+} emdpo_chat_message;
+
+/* Reads a template: path ending in ".json" is a tokenizer_config.json,
+ * whose "chat_template" is used (a string, or a list of {name, template}
+ * of which the one named "default") together with its "bos_token" and
+ * "eos_token" (a string, an object with a "content" string, or null read
+ * as ""); any other path is the template's text (a .jinja file).
+ * EMDPO_ERR_IO, EMDPO_ERR_PARSE (diag: file, line, what: a JSON error or
+ * a Jinja syntax error), EMDPO_ERR_UNSUPPORTED (no chat_template, no
+ * "default" one, a construct not implemented), EMDPO_ERR_NOMEM. */
+EMDPO_API int emdpo_chat_template_load(const char *path, emdpo_chat_template **out, emdpo_diag *diag);
+/* The same for template text src[0..len) (UTF-8); name (may be NULL)
+ * names it in diagnostics. No bos/eos tokens. */
+EMDPO_API int emdpo_chat_template_parse(const char *src, size_t len, const char *name, emdpo_chat_template **out,
+                                        emdpo_diag *diag);
+EMDPO_API void emdpo_chat_template_free(emdpo_chat_template *t);
+/* The bos_token and eos_token of the tokenizer_config.json t was read from
+ * ("" for null); NULL when the file has none or t came from a template
+ * file or text. Valid while t lives. */
+EMDPO_API const char *emdpo_chat_template_bos_token(const emdpo_chat_template *t);
+EMDPO_API const char *emdpo_chat_template_eos_token(const emdpo_chat_template *t);
+
+/* Renders the conversation msgs[0..n). The template sees exactly the
+ * variables messages (a list of {role, content} mappings, in that order),
+ * bos_token and eos_token (undefined when NULL: pass "" for an empty one),
+ * add_generation_prompt (a boolean) and the function raise_exception,
+ * besides Jinja's built-ins (true, false, none, range, namespace; no
+ * strftime_now, so templates fall back to their own default date).
+ * *out is NUL-terminated, *out_len bytes before the NUL (a message's text
+ * holds no NUL, so neither does the output unless the template writes
+ * one); free it with emdpo_chat_text_free. raise_exception(msg) in the
+ * template is EMDPO_ERR_INVALID_ARG with msg (cut to fit) as diag->msg and
+ * the template's line in diag->line; EMDPO_ERR_INVALID_ARG also for text
+ * that is not UTF-8. Other errors of the template at run time are
+ * EMDPO_ERR_PARSE (a type error @huggingface/jinja raises too),
+ * EMDPO_ERR_UNSUPPORTED or EMDPO_ERR_LIMIT (64 MiB of output, 512 MiB of
+ * values, 20 million steps, nesting depth 200), diag naming the template
+ * and its line. */
+EMDPO_API int emdpo_chat_template_render(const emdpo_chat_template *t, const emdpo_chat_message *msgs, size_t n,
+                                         const char *bos_token, const char *eos_token, int add_generation_prompt,
+                                         char **out, size_t *out_len, emdpo_diag *diag);
+/* Frees a rendered text (NULL is fine). */
+EMDPO_API void emdpo_chat_text_free(char *text, size_t len);
+
+/* Renders a stream: each non-blank line of in is a JSON array of
+ * {"role", "content"} objects (content a string or null; no other keys),
+ * each rendering is written to out as one JSON string and a newline.
+ * Stops at the first failure, with diag's file in_name and line the input
+ * line: EMDPO_ERR_PARSE for a line that is not such an array, the errors
+ * of emdpo_chat_template_render otherwise (a raise_exception's message as
+ * diag->msg; a template error's message starting with the template's
+ * file:line), EMDPO_ERR_IO when reading or writing fails. */
+EMDPO_API int emdpo_chat_template_render_jsonl(const emdpo_chat_template *t, FILE *in, const char *in_name,
+                                               FILE *out, const char *bos_token, const char *eos_token,
+                                               int add_generation_prompt, emdpo_diag *diag);
 
 #ifdef __cplusplus
 }

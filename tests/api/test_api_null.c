@@ -67,6 +67,20 @@ int main(void) {
     CHECK_MSG(emdpo_data_from_arrays(0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL) != EMDPO_OK, "emdpo_data_from_arrays");
     CHECK_MSG(emdpo_data_subset(NULL, NULL, 0, NULL) != EMDPO_OK, "emdpo_data_subset");
     CHECK_MSG(emdpo_data_split(NULL, 0.0, 0, NULL, NULL) != EMDPO_OK, "emdpo_data_split");
+    CHECK_MSG(emdpo_chat_template_load(NULL, NULL, NULL) != EMDPO_OK, "emdpo_chat_template_load");
+    CHECK_MSG(emdpo_chat_template_parse(NULL, 0, NULL, NULL, NULL) != EMDPO_OK, "emdpo_chat_template_parse");
+    emdpo_chat_template_free(NULL);
+    CHECK(1);
+    (void)emdpo_chat_template_bos_token(NULL);
+    CHECK(1);
+    (void)emdpo_chat_template_eos_token(NULL);
+    CHECK(1);
+    (void)emdpo_chat_template_render(NULL, NULL, 0, NULL, NULL, 0, NULL, NULL, NULL);
+    CHECK(1);
+    emdpo_chat_text_free(NULL, 0);
+    CHECK(1);
+    (void)emdpo_chat_template_render_jsonl(NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL);
+    CHECK(1);
     (void)emdpo_init_name(0);
     CHECK(1);
     emdpo_em_opts_init(NULL);
@@ -597,6 +611,14 @@ int main(void) {
  *   emdpo_data_from_arrays
  *   emdpo_data_subset
  *   emdpo_data_split
+ *   emdpo_chat_template_load
+ *   emdpo_chat_template_parse
+ *   emdpo_chat_template_free
+ *   emdpo_chat_template_bos_token
+ *   emdpo_chat_template_eos_token
+ *   emdpo_chat_template_render
+ *   emdpo_chat_text_free
+ *   emdpo_chat_template_render_jsonl
  *   emdpo_init_name
  *   emdpo_em_opts_init
  *   emdpo_family_name
