@@ -8,7 +8,7 @@ CFLAGS  ?= $(OPT) -g
 WARN    := -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror=implicit-function-declaration
 CPPFLAGS += -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc
 OMP     ?= -fopenmp
-LDLIBS  += -lopenblas -lpcre2-8 -lutf8proc -lm
+LDLIBS  += -lopenblas -lpcre2-8 -lutf8proc -lz -lm
 BUILD   ?= build
 
 # The library's version: the shared object is libemdpo.so.VERSION with the
@@ -94,7 +94,7 @@ test: $(TEST_BIN) $(API_BIN) $(BUILD)/emdpo $(SO)
 
 SAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 sanitize:
-	$(MAKE) BUILD=build-san OPT= CFLAGS="$(SAN)" LDLIBS="-lopenblas -lpcre2-8 -lutf8proc -lm -fsanitize=address,undefined" test
+	$(MAKE) BUILD=build-san OPT= CFLAGS="$(SAN)" LDLIBS="-lopenblas -lpcre2-8 -lutf8proc -lz -lm -fsanitize=address,undefined" test
 
 bench: $(BUILD)/emdpo
 	sh bench/run.sh $(BUILD)/emdpo
@@ -138,7 +138,7 @@ FUZZ_BIN := $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/fuzz_*.c))
 fuzz: $(FUZZ_BIN)
 build/fuzz/%: fuzz/%.c $(LIB_SRC) $(LIB_HDR)
 	@mkdir -p $(@D)
-	clang $(FUZZ_CF) $< $(LIB_SRC) -lopenblas -lpcre2-8 -lutf8proc -lm -o $@
+	clang $(FUZZ_CF) $< $(LIB_SRC) -lopenblas -lpcre2-8 -lutf8proc -lz -lm -o $@
 
 clean:
 	rm -rf build build-san

@@ -10,7 +10,8 @@ target=${1:-demo}
 shift 2>/dev/null || true
 
 # Debian packages the build needs: a C compiler with OpenMP, make, OpenBLAS,
-# PCRE2 (tokenizers' split regexes) and utf8proc (Unicode normalization).
+# PCRE2 (tokenizers' split regexes), utf8proc (Unicode normalization) and
+# zlib (gzip-compressed data).
 missing=""
 command -v cc >/dev/null 2>&1 || missing="$missing gcc"
 command -v make >/dev/null 2>&1 || missing="$missing make"
@@ -29,6 +30,10 @@ fi
 if command -v cc >/dev/null 2>&1 && ! printf '#include <utf8proc.h>\nint main(void){return 0;}\n' |
     cc -x c - -lutf8proc -o /dev/null >/dev/null 2>&1; then
     missing="$missing libutf8proc-dev"
+fi
+if command -v cc >/dev/null 2>&1 && ! printf '#include <zlib.h>\nint main(void){return 0;}\n' |
+    cc -x c - -lz -o /dev/null >/dev/null 2>&1; then
+    missing="$missing zlib1g-dev"
 fi
 if [ -n "$missing" ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -12,7 +12,8 @@
 #            (/usr/bin/python3) in wall and CPU time, forward tokens/s, and
 #            2048^3 peaks of OpenBLAS's sgemm and of emdpo's own kernel;
 #            LROUNDS alternating rounds (default 3), LREPS steps each (default 5)
-#   all      everything but llama
+#   tokenize emdpo tokenize vs npm tokenizers (bench/tokenize.sh)
+#   all      everything but llama and tokenize
 # Environment: REPS (emdpo repeats, default 7), RREPS (flexmix repeats, 5),
 # FROUNDS (alternating flexmix/emdpo rounds, 3),
 # SCALE_N (annotators of the scale run, 1000000), BENCH_DIR (scratch, default build/bench).
@@ -29,11 +30,12 @@ FROUNDS=${FROUNDS:-3}
 SCALE_N=${SCALE_N:-1000000}
 OUT=${BENCH_DIR:-$BUILD/bench}
 mkdir -p "$OUT"
+[ "$WHAT" = tokenize ] && exec sh bench/tokenize.sh "$EMDPO"
 
 make -s "$BUILD/libemdpo.a"
 BIN="$OUT/bench_em"
 $CC -std=c11 -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -O3 -march=native -fopenmp -Wall -Wextra \
-    bench/bench_em.c "$BUILD/libemdpo.a" -lopenblas -lpcre2-8 -lutf8proc -lm -fopenmp -o "$BIN"
+    bench/bench_em.c "$BUILD/libemdpo.a" -lopenblas -lpcre2-8 -lutf8proc -lz -lm -fopenmp -o "$BIN"
 
 CPU=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
 echo "machine: ${CPU:-unknown}, $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -142,7 +144,7 @@ med() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR 
 run_llama() {
     LBIN="$OUT/bench_llama"
     $CC -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -O3 -march=native -fopenmp -Wall \
-        -Wextra bench/bench_llama.c "$BUILD/libemdpo.a" -lopenblas -lpcre2-8 -lutf8proc -lm -fopenmp -o "$LBIN"
+        -Wextra bench/bench_llama.c "$BUILD/libemdpo.a" -lopenblas -lpcre2-8 -lutf8proc -lz -lm -fopenmp -o "$LBIN"
     LROUNDS=${LROUNDS:-3}
     LREPS=${LREPS:-5}
     PY=${PYTHON:-/usr/bin/python3}

@@ -34,7 +34,7 @@ else
     echo "note: pkg-config is not installed; flags taken from the prefix"
     CF="-I$P/include"
     LIBS="-L$P/lib -lemdpo"
-    STATIC="-lopenblas -lpcre2-8 -lutf8proc -lgomp -lm -lpthread"
+    STATIC="-lopenblas -lpcre2-8 -lutf8proc -lz -lgomp -lm -lpthread"
 fi
 # $CFLAGS carries the sanitizers of a sanitizer build, which the library needs at link time.
 check_run "fit_loglinear builds (shared)" $CC -std=c99 -Wall -Wextra -Werror $CFLAGS $CF examples/fit_loglinear.c $LIBS -lm \

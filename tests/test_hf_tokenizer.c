@@ -149,6 +149,95 @@ static void test_parity(void) {
     emdpo_json_doc_free(d2);
 }
 
+/* One synthetic tokenizer.json (tools/tokenizer_parity/synthetic.js): its
+ * strings through encode (both modes) and decode, and its decode cases.
+ * HF panics on some Strip decodes; those lines are skipped. */
+static int synthetic_one(const char *name, emdpo_json_doc *doc) {
+    char path[256];
+    snprintf(path, sizeof path, FIX_DIR "synthetic/%s.json", name);
+    emdpo_tokenizer *t = NULL;
+    emdpo_diag d;
+    if (emdpo_tokenizer_load(path, 0, &t, &d)) {
+        printf("  %s: %s\n", name, d.msg);
+        return 1;
+    }
+    int bad = 0;
+    size_t len;
+    snprintf(path, sizeof path, FIX_DIR "synthetic/%s.expected.jsonl", name);
+    char *exp = slurp(path, &len), *p = exp, *e;
+    while (exp && (e = next_line(&p))) {
+        const emdpo_json *j, *text;
+        emdpo_json_error err;
+        if (emdpo_json_parse(doc, e, strlen(e), &j, &err) || !(text = emdpo_json_get(j, "text"))) {
+            bad++;
+            continue;
+        }
+        for (int sp = 0; sp < 2; sp++) {
+            int *ids;
+            size_t n;
+            char *out = NULL;
+            size_t ol = 0;
+            int rc = emdpo_tokenizer_encode_alloc(t, text->u.str, text->len, sp ? EMDPO_TOK_SPECIAL : 0u, &ids, &n);
+            int ok = rc == EMDPO_OK && same_ids(ids, n, emdpo_json_get(j, sp ? "special" : "plain"));
+            const emdpo_json *want = emdpo_json_get(j, "decoded");
+            if (ok && !sp && want && want->type == EMDPO_JSON_STRING) {
+                rc = emdpo_tokenizer_decode_alloc(t, ids, n, &out, &ol);
+                ok = rc == EMDPO_OK && same_text(out, ol, want);
+            }
+            if (!ok && bad++ < 2) printf("  %s: \"%.40s\" (%s) differs\n", name, text->u.str, sp ? "special" : "plain");
+            emdpo_ids_free(ids, n);
+            if (out) emdpo_free(out, ol + 1);
+        }
+    }
+    free(exp);
+    snprintf(path, sizeof path, FIX_DIR "synthetic/%s.decode.jsonl", name);
+    char *dec = slurp(path, &len);
+    p = dec;
+    while (dec && (e = next_line(&p))) {
+        const emdpo_json *j, *ids, *want;
+        emdpo_json_error err;
+        if (emdpo_json_parse(doc, e, strlen(e), &j, &err) || !(ids = emdpo_json_get(j, "ids"))) {
+            bad++;
+            continue;
+        }
+        if (!(want = emdpo_json_get(j, "text")) || want->type != EMDPO_JSON_STRING) continue; /* HF panicked */
+        int *v = malloc((ids->len + 1) * sizeof *v);
+        for (size_t i = 0; i < ids->len; i++) v[i] = (int)ids->u.elems[i].inum;
+        char *out = NULL;
+        size_t ol = 0;
+        int rc = emdpo_tokenizer_decode_alloc(t, v, ids->len, &out, &ol);
+        if ((rc || !same_text(out, ol, want)) && bad++ < 4) printf("  %s: decode \"%.60s\" differs\n", name, e);
+        if (out) emdpo_free(out, ol + 1);
+        free(v);
+    }
+    free(dec);
+    emdpo_tokenizer_free(t);
+    return bad;
+}
+
+static void test_synthetic(void) {
+    size_t len;
+    char *manifest = slurp(FIX_DIR "synthetic/MANIFEST.md", &len);
+    CHECK_MSG(manifest != NULL, "synthetic fixtures missing");
+    free(manifest);
+    FILE *ls = popen("ls " FIX_DIR "synthetic/*.json", "r");
+    char line[512];
+    emdpo_json_doc *doc;
+    if (!ls || emdpo_json_doc_create(&doc)) abort();
+    int files = 0, failed = 0;
+    while (fgets(line, sizeof line, ls)) {
+        char *base = strrchr(line, '/');
+        char *dot = base ? strstr(base, ".json") : NULL;
+        if (!dot) continue;
+        *dot = '\0';
+        files++;
+        if (synthetic_one(base + 1, doc)) failed++;
+    }
+    pclose(ls);
+    emdpo_json_doc_free(doc);
+    CHECK_MSG(files >= 50 && failed == 0, "%d of %d synthetic tokenizers differ from HF", failed, files);
+}
+
 /* llama.cpp's own test pairs: inputs separated by "\n__ggml_vocab_test__\n",
  * one line of ids per input (no special tokens). */
 static int has_double_blank(const char *s) {
@@ -413,6 +502,7 @@ int main(void) {
     test_refused();
     test_alloc_failures();
     test_specials();
+    test_synthetic();
     test_parity();
     test_llama_cpp();
     rmdir(tmp_dir());

@@ -87,7 +87,8 @@ typedef struct emdpo_tokenizer emdpo_tokenizer;
  * - else a llama2.c tokenizer.bin with exactly vocab_size entries (the
  *   format does not record it).
  * vocab_size 0 accepts any size (for tokenizing without a model; a
- * tokenizer.bin is then read to its end).
+ * tokenizer.bin is then read to its end); with a model's vocab_size the
+ * tokenizer must have an EOS (responses end with it).
  * EMDPO_ERR_IO, EMDPO_ERR_PARSE (diag: what and at which byte, key or
  * field), EMDPO_ERR_UNSUPPORTED (diag) for a component or GGUF vocabulary
  * of a kind not implemented, EMDPO_ERR_INVALID_ARG for a vocab_size that
@@ -257,9 +258,13 @@ typedef struct emdpo_sample_opts {
     int max_tokens;     /* new tokens per sample at most, >= 0 */
     int n;              /* samples, 1..1000000 */
     uint64_t seed;      /* sample i draws from stream i of the seed */
+    const int *stop_ids; /* (n_stop) ids that end a sample (emdpo_tokenizer_stop_ids); NULL: llama2.c's EOS
+                            and BOS */
+    size_t n_stop;
 } emdpo_sample_opts;
 
-/* temperature 1, top_k 0, top_p 1, max_tokens 256, n 1, seed 1. */
+/* temperature 1, top_k 0, top_p 1, max_tokens 256, n 1, seed 1, stop_ids
+ * NULL. */
 EMDPO_API void emdpo_sample_opts_init(emdpo_sample_opts *o);
 
 /* Why a sample ended. */

@@ -1,6 +1,8 @@
 #include "base/lines.h"
 
+#include <errno.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "base/alloc.h"
 #include "emdpo.h"
@@ -13,10 +15,17 @@ int emdpo_lines_next(emdpo_lines *lr, int *got) {
         /* Room for this byte and the terminating NUL. */
         if (lr->len + 2 > lr->cap && emdpo_grow((void **)&lr->buf, &lr->cap, lr->len + 2, 1))
             return EMDPO_ERR_NOMEM;
-        if ((c = getc_unlocked(lr->fp)) == EOF || c == '\n') break;
+        c = lr->gz ? gzgetc((gzFile)lr->gz) : getc_unlocked(lr->fp);
+        if (c == EOF || c == '\n') break;
         lr->buf[lr->len++] = (char)c;
     }
-    if (ferror(lr->fp)) return EMDPO_ERR_IO;
+    if (lr->gz) {
+        int zerr;
+        gzerror((gzFile)lr->gz, &zerr);
+        if (zerr != Z_OK) return EMDPO_ERR_IO; /* a corrupt or truncated file (Z_DATA_ERROR, Z_BUF_ERROR) */
+    } else if (ferror(lr->fp)) {
+        return EMDPO_ERR_IO;
+    }
     if (c == EOF && lr->len == 0) return EMDPO_OK;
     if (lr->len && lr->buf[lr->len - 1] == '\r') lr->len--;
     lr->buf[lr->len] = 0;
@@ -26,6 +35,35 @@ int emdpo_lines_next(emdpo_lines *lr, int *got) {
     }
     *got = 1;
     return EMDPO_OK;
+}
+
+/* zlib's gz* functions allocate with malloc, outside the library's hook:
+ * its state is small and fixed, and zlib offers no hook for gzFile. */
+int emdpo_lines_open(emdpo_lines *lr, const char *path) {
+    memset(lr, 0, sizeof *lr);
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return EMDPO_ERR_IO;
+    unsigned char magic[2];
+    int gz = fread(magic, 1, 2, fp) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+    if (!gz) {
+        rewind(fp);
+        lr->fp = fp;
+        return EMDPO_OK;
+    }
+    fclose(fp);
+    if (!(lr->gz = gzopen(path, "rb"))) {
+        if (!errno) errno = ENOMEM;
+        return EMDPO_ERR_IO;
+    }
+    return EMDPO_OK;
+}
+
+void emdpo_lines_close(emdpo_lines *lr) {
+    if (lr->gz) gzclose((gzFile)lr->gz);
+    if (lr->fp) fclose(lr->fp);
+    lr->gz = NULL;
+    lr->fp = NULL;
+    emdpo_lines_free(lr);
 }
 
 void emdpo_lines_free(emdpo_lines *lr) {

@@ -8,12 +8,19 @@
 
 typedef struct emdpo_lines {
     FILE *fp;
+    void *gz;    /* a zlib gzFile instead of fp (emdpo_lines_open of a gzip file) */
     char *buf;   /* the current line, NUL-terminated, without "\n" or "\r\n"
                     and, on line 1, without a UTF-8 byte order mark */
     size_t len;  /* bytes in buf (NUL bytes read from the file count) */
     size_t cap;
     long lineno; /* 1-based number of the current line */
 } emdpo_lines;
+
+/* Opens path for reading lines: gzip-compressed (by its magic bytes,
+ * through zlib) or plain. EMDPO_ERR_IO with errno set. */
+int emdpo_lines_open(emdpo_lines *lr, const char *path);
+/* Closes what emdpo_lines_open opened and frees the buffer. */
+void emdpo_lines_close(emdpo_lines *lr);
 
 /* Reads the next line into lr->buf. *got is 0 at end of file. Returns 0,
  * EMDPO_ERR_NOMEM or EMDPO_ERR_IO. */

@@ -299,7 +299,7 @@ int emdpo_chat_template_render_jsonl(const emdpo_chat_template *t, FILE *in, con
                                      emdpo_diag *diag) {
     emdpo_diag_reset(diag, in_name);
     if (!t || !in || !out) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no template or stream");
-    emdpo_lines lr = {in, NULL, 0, 0, 0};
+    emdpo_lines lr = {.fp = in};
     emdpo_json_doc *doc = NULL;
     emdpo_chat_message *msgs = NULL;
     size_t cap = 0;

@@ -55,14 +55,17 @@ static int check_opts(const emdpo_sample_opts *o, emdpo_diag *diag) {
 /* Generates from m (or the mixture's members) and decodes each sample. */
 static int run(const emdpo_llama *m, const emdpo_mixture *mix, const emdpo_tokenizer *tok, const char *text,
                const emdpo_sample_opts *o, emdpo_generation *g, emdpo_diag *diag) {
-    size_t cap = emdpo_tokenizer_encode_bound(strlen(text)), n_prompt = 0;
+    size_t n_prompt = 0;
     size_t n = (size_t)o->n, per = (size_t)o->max_tokens, n_gen = n * per + 1, seqlen = 0;
     int max_T = m->config.max_seq_len;
-    int *prompt = emdpo_malloc(cap * sizeof *prompt), *gen = NULL, *n_out = NULL, *seq = NULL, *member = NULL;
-    int rc = prompt ? emdpo_tokenizer_encode(tok, text, strlen(text), EMDPO_TOK_ADD_BOS, prompt, cap, &n_prompt)
-                    : EMDPO_ERR_NOMEM;
-    if (rc) {
+    int *prompt = NULL, *gen = NULL, *n_out = NULL, *seq = NULL, *member = NULL;
+    int rc = emdpo_tokenizer_encode_alloc(tok, text, strlen(text), EMDPO_TOK_ADD_BOS, &prompt, &n_prompt);
+    if (rc == EMDPO_ERR_INVALID_ARG) {
+        emdpo_diag_fail(diag, rc, "the prompt is not valid UTF-8");
+    } else if (rc) {
         emdpo_diag_fail(diag, rc, "cannot encode the prompt: %s", emdpo_status_name(rc));
+    } else if (n_prompt == 0) {
+        rc = emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "the tokenizer has no BOS to start from: give a --prompt");
     } else if (n_prompt > (size_t)max_T) {
         rc = emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "the prompt is %zu tokens; the model's context is %d",
                              n_prompt, max_T);
@@ -90,6 +93,7 @@ static int run(const emdpo_llama *m, const emdpo_mixture *mix, const emdpo_token
             plen[i] = (int)n_prompt;
         }
         if (!rc) rc = emdpo_sampler_create(m->config.vocab_size, (float)o->temperature, o->top_k, (float)o->top_p, &s);
+        if (!rc) emdpo_tokenizer_stop_sampler(tok, s);
         if (!rc)
             rc = emdpo_mixture_generate((const emdpo_llama *const *)mix->model, mix->K, mix->w, s, o->seed, prompts,
                                         plen, o->n, o->max_tokens, cache_T, member, gen, n_out, NULL);
@@ -97,7 +101,9 @@ static int run(const emdpo_llama *m, const emdpo_mixture *mix, const emdpo_token
         emdpo_free(plen, n * sizeof *plen);
         emdpo_free((void *)prompts, n * sizeof *prompts);
     } else if (!rc) {
-        rc = emdpo_lm_generate(m, o, prompt, (int)n_prompt, gen, n_out, NULL);
+        emdpo_sample_opts with_stops = *o;
+        with_stops.n_stop = emdpo_tokenizer_stop_ids(tok, &with_stops.stop_ids);
+        rc = emdpo_lm_generate(m, &with_stops, prompt, (int)n_prompt, gen, n_out, NULL);
     }
     for (size_t i = 0; !rc && i < n; i++) {
         memcpy(seq, prompt, n_prompt * sizeof *seq);
@@ -106,7 +112,7 @@ static int run(const emdpo_llama *m, const emdpo_mixture *mix, const emdpo_token
         if (!rc && mix && !(g->member[i] = emdpo_strdup(mix->member[member[i]]))) rc = EMDPO_ERR_NOMEM;
     }
     if (rc && !diag->msg[0]) emdpo_diag_fail(diag, rc, "generation failed: %s", emdpo_status_name(rc));
-    emdpo_free(prompt, cap * sizeof *prompt);
+    emdpo_ids_free(prompt, n_prompt);
     emdpo_free(gen, n_gen * sizeof *gen);
     emdpo_free(n_out, n * sizeof *n_out);
     emdpo_free(seq, seqlen * sizeof *seq);

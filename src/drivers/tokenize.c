@@ -139,13 +139,14 @@ static int write_ids(FILE *out, const int *ids, size_t n) {
 static int run_block(const emdpo_tokenizer *t, block *b, FILE *out, unsigned flags, int decode, emdpo_diag *diag) {
     int n_threads = emdpo_max_threads();
     if ((size_t)n_threads > b->n) n_threads = (int)(b->n ? b->n : 1);
+    /* Each thread keeps its own first failure; the earliest of them wins. */
     emdpo_json_doc **docs = emdpo_calloc((size_t)n_threads, sizeof *docs);
-    int rc = docs ? EMDPO_OK : EMDPO_ERR_NOMEM;
-    emdpo_diag first;
-    emdpo_diag_reset(&first, NULL);
+    emdpo_diag *first = emdpo_calloc((size_t)n_threads, sizeof *first);
+    long *bad_at = emdpo_calloc((size_t)n_threads, sizeof *bad_at);
+    int rc = docs && first && bad_at ? EMDPO_OK : EMDPO_ERR_NOMEM;
+    for (int i = 0; !rc && i < n_threads; i++) bad_at[i] = -1;
     for (int i = 0; !rc && i < n_threads; i++) rc = emdpo_json_doc_create(&docs[i]);
     if (!rc) {
-        long bad = -1; /* the first failed line's index */
 #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 8)
         for (long i = 0; i < (long)b->n; i++) {
             int th = emdpo_thread_num();
@@ -153,21 +154,25 @@ static int run_block(const emdpo_tokenizer *t, block *b, FILE *out, unsigned fla
             emdpo_diag d;
             emdpo_diag_reset(&d, NULL);
             l->rc = do_line(t, docs[th], b->buf + l->off, l, flags, decode, &d);
-            if (l->rc) {
-#pragma omp critical(emdpo_tokenize_bad)
-                if (bad < 0 || i < bad) {
-                    bad = i;
-                    first = d;
-                }
+            if (l->rc && (bad_at[th] < 0 || i < bad_at[th])) {
+                bad_at[th] = i;
+                first[th] = d;
             }
         }
+        long bad = -1; /* the first failed line's index */
+        int who = 0;
+        for (int th = 0; th < n_threads; th++)
+            if (bad_at[th] >= 0 && (bad < 0 || bad_at[th] < bad)) {
+                bad = bad_at[th];
+                who = th;
+            }
         size_t upto = b->n; /* the lines before a failed one are still written */
         if (bad >= 0) {
             rc = b->lines[bad].rc;
             upto = (size_t)bad;
             if (diag) {
-                diag->line = first.line;
-                memcpy(diag->msg, first.msg, sizeof diag->msg);
+                diag->line = first[who].line;
+                memcpy(diag->msg, first[who].msg, sizeof diag->msg);
             }
         }
         for (size_t i = 0; i < upto; i++) {
@@ -183,6 +188,8 @@ static int run_block(const emdpo_tokenizer *t, block *b, FILE *out, unsigned fla
     }
     for (int i = 0; docs && i < n_threads; i++) emdpo_json_doc_free(docs[i]);
     emdpo_free(docs, docs ? (size_t)n_threads * sizeof *docs : 0);
+    emdpo_free(first, first ? (size_t)n_threads * sizeof *first : 0);
+    emdpo_free(bad_at, bad_at ? (size_t)n_threads * sizeof *bad_at : 0);
     return rc;
 }
 
@@ -190,7 +197,7 @@ int emdpo_tokenize_stream(const emdpo_tokenizer *t, FILE *in, FILE *out, unsigne
                           emdpo_diag *diag) {
     emdpo_diag_reset(diag, "<stdin>");
     if (!t || !in || !out) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "NULL tokenizer or stream");
-    emdpo_lines lr = {in, NULL, 0, 0, 0};
+    emdpo_lines lr = {.fp = in};
     block b;
     memset(&b, 0, sizeof b);
     int rc = EMDPO_OK, got = 1;

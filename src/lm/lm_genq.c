@@ -247,6 +247,7 @@ int emdpo_lm_genq(const emdpo_llama *const *members, const double *w, int M, con
         wk.pl[i] = wk.plen[i / (size_t)S];
     }
     if (!rc) rc = emdpo_sampler_create(members[0]->config.vocab_size, (float)o->temperature, 0, 1.0f, &smp);
+    if (!rc) emdpo_tokenizer_stop_sampler(tok, smp);
     if (!rc)
         rc = emdpo_mixture_generate(members, M, w, smp, o->seed, wk.pp, wk.pl, (int)N, o->max_tokens, T - 1,
                                     wk.member, wk.gen, wk.n_out, wk.stop);
@@ -258,7 +259,7 @@ int emdpo_lm_genq(const emdpo_llama *const *members, const double *w, int M, con
         wk.off[i + 1] = wk.off[i] + wk.n_out[i];
         wk.eos[i] = wk.stop[i] == EMDPO_GEN_EOS;
         rc = emdpo_tokenizer_decode_alloc(tok, g, (size_t)wk.n_out[i], &wk.text[i], &wk.tlen[i]);
-        if (!rc) rc = emdpo_lm_set_add_tokens(set, wk.pp[i], wk.pl[i], g, wk.n_out[i], wk.eos[i]);
+        if (!rc) rc = emdpo_lm_set_add_tokens(set, wk.pp[i], wk.pl[i], g, wk.n_out[i], wk.eos[i] ? emdpo_tokenizer_eos(tok) : -1);
     }
     for (int k = 0; !rc && k < M; k++) rc = emdpo_lm_score(members[k], set, batch, wk.lp + (size_t)k * N);
     if (!rc) rc = emdpo_lm_score(ref, set, batch, wk.lref);

@@ -31,6 +31,8 @@ int emdpo_sampler_create(int vocab_size, float temperature, int top_k, float top
     s->temperature = temperature;
     s->top_k = top_k;
     s->top_p = top_p;
+    static const int llama2c_stop[] = {EMDPO_TOK_EOS, EMDPO_TOK_BOS}; /* stories models end a text with BOS */
+    emdpo_sampler_set_stop(s, llama2c_stop, 2);
     *out = s;
     return EMDPO_OK;
 }
@@ -122,7 +124,16 @@ void emdpo_sample_probs(emdpo_sampler *s, const float *logits, double *probs) {
     for (int i = 0; i < n; i++) probs[s->cand[i].id] = s->cand[i].p / mass;
 }
 
-static int is_stop(int tok) { return tok == EMDPO_TOK_EOS || tok == EMDPO_TOK_BOS; }
+void emdpo_sampler_set_stop(emdpo_sampler *s, const int *ids, size_t n) {
+    s->n_stop = n < EMDPO_MAX_STOP ? (int)n : EMDPO_MAX_STOP;
+    for (int i = 0; i < s->n_stop; i++) s->stop[i] = ids[i];
+}
+
+static int is_stop(const emdpo_sampler *s, int tok) {
+    for (int i = 0; i < s->n_stop; i++)
+        if (tok == s->stop[i]) return 1;
+    return 0;
+}
 
 static int prompt_ok(const int *prompt, int n_prompt, int max_T, int V) {
     if (n_prompt < 1 || n_prompt > max_T) return 0;
@@ -151,7 +162,7 @@ int emdpo_generate(const emdpo_llama *m, emdpo_llama_kv *kv, emdpo_sampler *s, e
             break;
         }
         tok = emdpo_sample(s, logits, rng);
-        if (is_stop(tok)) {
+        if (is_stop(s, tok)) {
             why = EMDPO_GEN_EOS;
             break;
         }
@@ -289,6 +300,7 @@ int emdpo_generate_batch(const emdpo_llama *m, const emdpo_sampler *s, uint64_t 
     emdpo_sampler *sp;
     int rc = emdpo_sampler_create(V, s->temperature, s->top_k, s->top_p, &sp);
     if (rc) return rc;
+    emdpo_sampler_set_stop(sp, s->stop, (size_t)s->n_stop);
     batch bt;
     size_t ni = 5 * (size_t)n;
     int *ib = emdpo_malloc(ni * sizeof(int));
@@ -321,7 +333,7 @@ int emdpo_generate_batch(const emdpo_llama *m, const emdpo_sampler *s, uint64_t 
                     continue;
                 }
                 t = emdpo_sample(sp, bt.logits + (size_t)j * V, &rng[i]);
-                if (is_stop(t)) {
+                if (is_stop(s, t)) {
                     if (stop) stop[i] = EMDPO_GEN_EOS;
                     continue;
                 }
@@ -366,6 +378,7 @@ int emdpo_lm_generate(const emdpo_llama *m, const emdpo_sample_opts *o, const in
     emdpo_sampler *s = NULL;
     int rc = emdpo_sampler_create(m->config.vocab_size, (float)o->temperature, o->top_k, (float)o->top_p, &s);
     if (rc) return rc;
+    if (o->stop_ids) emdpo_sampler_set_stop(s, o->stop_ids, o->n_stop);
     size_t n = (size_t)o->n;
     const int **prompts = emdpo_malloc(n * sizeof *prompts);
     int *plen = emdpo_malloc(n * sizeof *plen);

@@ -21,8 +21,12 @@
  * towards the lower id), then to the smallest prefix of those, in order of
  * decreasing probability, whose renormalized mass reaches top_p (1: no
  * limit), and renormalized. */
+#define EMDPO_MAX_STOP 16
+
 typedef struct emdpo_sampler {
     int vocab_size;
+    int stop[EMDPO_MAX_STOP]; /* ids that end generation, not stored */
+    int n_stop;
     float temperature; /* >= 0; 0 is greedy */
     int top_k;         /* 0 .. V; 0 keeps all */
     float top_p;       /* (0, 1]; 1 keeps all */
@@ -32,6 +36,9 @@ typedef struct emdpo_sampler {
 /* EMDPO_ERR_INVALID_ARG when vocab_size < 1, temperature is negative or not
  * finite, top_k is outside 0..vocab_size or top_p outside (0, 1]. */
 int emdpo_sampler_create(int vocab_size, float temperature, int top_k, float top_p, emdpo_sampler **out);
+/* The ids that end generation (the first EMDPO_MAX_STOP of them); a new
+ * sampler stops at llama2.c's EOS and BOS. */
+void emdpo_sampler_set_stop(emdpo_sampler *s, const int *ids, size_t n);
 void emdpo_sampler_free(emdpo_sampler *s);
 
 /* Draws one id from the distribution above (one uniform from rng unless
@@ -42,8 +49,8 @@ int emdpo_sample(emdpo_sampler *s, const float *logits, emdpo_rng *rng);
  * from, zero outside the kept set (a one-hot argmax when greedy). */
 void emdpo_sample_probs(emdpo_sampler *s, const float *logits, double *probs);
 
-/* Why a generated sequence ended: EMDPO_GEN_EOS (the model produced EOS or
- * BOS, not stored), EMDPO_GEN_MAX, EMDPO_GEN_CONTEXT (emdpo/lm.h). */
+/* Why a generated sequence ended: EMDPO_GEN_EOS (the model produced one of
+ * the sampler's stop ids, not stored), EMDPO_GEN_MAX, EMDPO_GEN_CONTEXT (emdpo/lm.h). */
 
 /* Continues prompt[0..n_prompt) (n_prompt >= 1, usually starting with BOS)
  * with up to max_new sampled tokens, written to out; *n_out gets their

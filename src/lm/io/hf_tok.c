@@ -68,7 +68,7 @@ int emdpo_hf_tok_create(emdpo_hf_tok **out) {
     return EMDPO_OK;
 }
 
-static void free_step(emdpo_hf_step *s) {
+void emdpo_hf_step_free(emdpo_hf_step *s) {
     emdpo_free(s->text, s->text_len + 1);
     emdpo_free(s->content, s->content_len + 1);
     pcre2_code_free(s->re);
@@ -89,7 +89,7 @@ void emdpo_hf_tok_free(emdpo_hf_tok *t) {
     for (int k = 0; k < 2; k++) emdpo_free(t->match_idx[k], t->n_match[k] * sizeof *t->match_idx[k]);
     emdpo_free(t->added_of_id, (size_t)t->n_ids * sizeof *t->added_of_id);
     for (int k = 0; k < 3; k++) {
-        for (size_t i = 0; i < t->n_steps[k]; i++) free_step(&t->steps[k][i]);
+        for (size_t i = 0; i < t->n_steps[k]; i++) emdpo_hf_step_free(&t->steps[k][i]);
         emdpo_free(t->steps[k], t->steps_cap[k] * sizeof *t->steps[k]);
     }
     pcre2_code_free(t->gpt2_re);
@@ -250,7 +250,7 @@ int emdpo_hf_tok_add_step(emdpo_hf_tok *t, int list, const emdpo_hf_step *s) {
     emdpo_hf_step c = *s;
     if (list < 0 || list > 2 ||
         emdpo_grow((void **)&t->steps[list], &t->steps_cap[list], t->n_steps[list] + 1, sizeof *t->steps[list])) {
-        free_step(&c);
+        emdpo_hf_step_free(&c);
         return list < 0 || list > 2 ? EMDPO_ERR_INVALID_ARG : EMDPO_ERR_NOMEM;
     }
     t->steps[list][t->n_steps[list]++] = c;
@@ -291,7 +291,7 @@ int emdpo_hf_tok_compile(const char *pattern, size_t len, int literal, void **re
     int err;
     PCRE2_SIZE at;
     pcre2_code *code = pcre2_compile((PCRE2_SPTR)pattern, len,
-                                     PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0u), &err, &at, cc);
+                                     PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP), &err, &at, cc);
     pcre2_compile_context_free(cc);
     pcre2_general_context_free(g);
     if (!code) {
@@ -423,9 +423,11 @@ int emdpo_hf_tok_token_id(const emdpo_hf_tok *t, const char *s, size_t len) {
 const char *emdpo_hf_tok_piece(const emdpo_hf_tok *t, int id, size_t *len) {
     if (id < 0 || id >= t->n_ids) return NULL;
     if (t->added_of_id && t->added_of_id[id] >= 0) {
+        /* A normalized token decodes as its normalized text, as in
+         * tokenizers 0.23 (Prepend makes "Hello" decode as "\u2581Hello"). */
         const emdpo_hf_added *a = &t->added[t->added_of_id[id]];
-        *len = a->len;
-        return a->content;
+        *len = a->normalized ? a->norm_len : a->len;
+        return a->normalized ? a->norm : a->content;
     }
     return model_piece(t, id, len);
 }

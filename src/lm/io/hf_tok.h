@@ -25,65 +25,12 @@
 #include <stdint.h>
 
 #include "emdpo.h"
+#include "lm/io/hf_tok_text.h"
 
 typedef struct emdpo_hf_tok emdpo_hf_tok;
 
 /* Ids are below this: a guard against absurd files. */
 #define EMDPO_HF_MAX_IDS (1 << 24)
-
-/* Normalizers, pre-tokenizers and decoders, each a flat list (a Sequence
- * is its members in order). */
-typedef enum emdpo_hf_norm_kind {
-    EMDPO_HF_NORM_NFC,
-    EMDPO_HF_NORM_NFKC,
-    EMDPO_HF_NORM_NFD,
-    EMDPO_HF_NORM_NFKD,
-    EMDPO_HF_NORM_PREPEND,   /* text before a non-empty string */
-    EMDPO_HF_NORM_REPLACE,   /* every occurrence of text by content */
-    EMDPO_HF_NORM_LOWERCASE,
-    EMDPO_HF_NORM_STRIP      /* whitespace: left, right */
-} emdpo_hf_norm_kind;
-
-typedef enum emdpo_hf_pre_kind {
-    EMDPO_HF_PRE_SPLIT,     /* regex matches, combined by behavior (invert: the gaps) */
-    EMDPO_HF_PRE_BYTELEVEL, /* optional prefix space, GPT-2's regex when use_regex, bytes to characters */
-    EMDPO_HF_PRE_METASPACE, /* spaces to the replacement, prepended per prepend, split before each */
-    EMDPO_HF_PRE_DIGITS     /* runs of digits apart (individual: each digit) */
-} emdpo_hf_pre_kind;
-
-typedef enum emdpo_hf_split_behavior {
-    EMDPO_HF_SPLIT_REMOVED,
-    EMDPO_HF_SPLIT_ISOLATED,
-    EMDPO_HF_SPLIT_MERGED_WITH_PREVIOUS,
-    EMDPO_HF_SPLIT_MERGED_WITH_NEXT,
-    EMDPO_HF_SPLIT_CONTIGUOUS
-} emdpo_hf_split_behavior;
-
-/* Metaspace's prepend_scheme. */
-typedef enum emdpo_hf_prepend { EMDPO_HF_PREPEND_NEVER, EMDPO_HF_PREPEND_FIRST, EMDPO_HF_PREPEND_ALWAYS } emdpo_hf_prepend;
-
-typedef enum emdpo_hf_dec_kind {
-    EMDPO_HF_DEC_BYTELEVEL,    /* characters back to bytes, invalid UTF-8 as U+FFFD */
-    EMDPO_HF_DEC_REPLACE,      /* per token: text by content */
-    EMDPO_HF_DEC_BYTEFALLBACK, /* runs of <0xHH> tokens to their bytes (U+FFFD per byte when not UTF-8) */
-    EMDPO_HF_DEC_FUSE,         /* all tokens into one */
-    EMDPO_HF_DEC_STRIP,        /* per token: up to start leading and stop trailing `content` characters */
-    EMDPO_HF_DEC_METASPACE     /* the replacement to spaces, the first token's first one dropped unless never */
-} emdpo_hf_dec_kind;
-
-/* One step of any of the three lists; the fields its kind uses. */
-typedef struct emdpo_hf_step {
-    int kind;
-    char *text;    /* PREPEND, REPLACE: the prefix or literal pattern; METASPACE: the replacement */
-    size_t text_len;
-    char *content; /* REPLACE, STRIP (one character) */
-    size_t content_len;
-    void *re;      /* SPLIT: the compiled pattern (pcre2_code) */
-    int behavior;  /* SPLIT */
-    int invert;    /* SPLIT */
-    int a, b;      /* STRIP: left/right or start/stop; BYTELEVEL: add_prefix_space, use_regex;
-                      METASPACE: prepend scheme, split; DIGITS: individual */
-} emdpo_hf_step;
 
 /* An added token and its flags (tokenizers' AddedToken). */
 typedef struct emdpo_hf_added {
@@ -118,6 +65,8 @@ int emdpo_hf_tok_add_token(emdpo_hf_tok *t, const emdpo_hf_added *a);
  * (decoders); the tokenizer takes ownership of its strings and pattern,
  * also on failure. */
 int emdpo_hf_tok_add_step(emdpo_hf_tok *t, int list, const emdpo_hf_step *s);
+/* Frees what a step holds (its strings and pattern). */
+void emdpo_hf_step_free(emdpo_hf_step *s);
 /* Compiles a pattern for a SPLIT step (PCRE2 with Unicode properties);
  * literal: the pattern is a plain string. EMDPO_ERR_PARSE with PCRE2's
  * message and offset in diag. */
@@ -134,8 +83,9 @@ int emdpo_hf_tok_finish(emdpo_hf_tok *t, emdpo_diag *diag);
 int emdpo_hf_tok_n_ids(const emdpo_hf_tok *t);
 /* The id of an added token or vocabulary piece with this text, or -1. */
 int emdpo_hf_tok_token_id(const emdpo_hf_tok *t, const char *s, size_t len);
-/* The piece an id decodes from (an added token's content or the model's
- * piece), or NULL for an id that has neither. */
+/* The piece an id decodes from (an added token's content, normalized when
+ * the token is, or the model's piece), or NULL for an id that has
+ * neither. */
 const char *emdpo_hf_tok_piece(const emdpo_hf_tok *t, int id, size_t *len);
 /* The post-processor's ids before and after the sequence. */
 void emdpo_hf_tok_template(const emdpo_hf_tok *t, const int **before, size_t *n_before, const int **after,
@@ -154,9 +104,5 @@ int emdpo_hf_tok_encode(const emdpo_hf_tok *t, const char *text, size_t len, int
  * without decoders the pieces are joined by spaces. *out is a new string of
  * *len bytes (freed with emdpo_free(*out, *len + 1)). EMDPO_ERR_NOMEM. */
 int emdpo_hf_tok_decode(const emdpo_hf_tok *t, const int *ids, size_t n, char **out, size_t *len);
-
-/* Byte-level BPE's map of byte b to a character (GPT-2's bytes_to_unicode),
- * as UTF-8 in out (room for 2 bytes); returns its length. */
-size_t emdpo_hf_byte_char(unsigned b, char *out);
 
 #endif

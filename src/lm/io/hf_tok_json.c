@@ -56,17 +56,23 @@ static char *dup(const emdpo_json *s) {
     return d;
 }
 
-/* A {"String": s} pattern (a {"Regex": r} one is refused where only
- * literals are supported). */
-static const emdpo_json *literal_pattern(const emdpo_json *o, const char *where, emdpo_diag *diag, int *rc) {
-    const emdpo_json *p = emdpo_json_get(o, "pattern"), *s = emdpo_json_get(p, "String");
-    if (s && s->type == EMDPO_JSON_STRING && s->len) {
-        *rc = EMDPO_OK;
-        return s;
-    }
-    *rc = emdpo_diag_fail(diag, emdpo_json_get(p, "Regex") ? EMDPO_ERR_UNSUPPORTED : EMDPO_ERR_PARSE,
-                          "%s.pattern: only a non-empty {\"String\": ...} pattern is supported here", where);
-    return NULL;
+/* A Replace step's pattern ({"String": s} or {"Regex": r}) and content:
+ * the literal goes to s->text, a regex compiled to s->re. */
+static int replace_step(const emdpo_json *o, emdpo_hf_step *s, const char *where, emdpo_diag *diag) {
+    const emdpo_json *p = emdpo_json_get(o, "pattern"), *lit = emdpo_json_get(p, "String"),
+                     *re = emdpo_json_get(p, "Regex"), *pat = lit ? lit : re;
+    int rc;
+    if (!pat || pat->type != EMDPO_JSON_STRING || !pat->len)
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "%s.pattern is not a non-empty {\"String\": ...} or "
+                               "{\"Regex\": ...}", where);
+    const emdpo_json *c = get_str(o, "content", where, diag, &rc);
+    if (!c) return rc;
+    if (!(s->content = dup(c))) return EMDPO_ERR_NOMEM;
+    s->content_len = c->len;
+    if (re && !lit) return emdpo_hf_tok_compile(pat->u.str, pat->len, 0, &s->re, diag);
+    if (!(s->text = dup(pat))) return EMDPO_ERR_NOMEM;
+    s->text_len = pat->len;
+    return EMDPO_OK;
 }
 
 static int add(emdpo_hf_tok *t, int list, emdpo_hf_step *s) { return emdpo_hf_tok_add_step(t, list, s); }
@@ -115,17 +121,10 @@ static int normalizer(emdpo_hf_tok *t, const emdpo_json *v, const char *where, e
         if (!(s.text = dup(p))) return EMDPO_ERR_NOMEM;
         s.text_len = p->len;
     } else if (is(ty, "Replace")) {
-        const emdpo_json *p = literal_pattern(v, where, diag, &rc), *c = p ? get_str(v, "content", where, diag, &rc) : NULL;
-        if (!c) return rc;
         s.kind = EMDPO_HF_NORM_REPLACE;
-        s.text = dup(p);
-        s.content = dup(c);
-        s.text_len = p->len;
-        s.content_len = c->len;
-        if (!s.text || !s.content) {
-            emdpo_free(s.text, p->len + 1);
-            emdpo_free(s.content, c->len + 1);
-            return EMDPO_ERR_NOMEM;
+        if ((rc = replace_step(v, &s, where, diag))) {
+            emdpo_hf_step_free(&s);
+            return rc;
         }
     } else if (is(ty, "Strip")) {
         s.kind = EMDPO_HF_NORM_STRIP;
@@ -218,17 +217,10 @@ static int decoder(emdpo_hf_tok *t, const emdpo_json *v, const char *where, emdp
     else if (is(ty, "ByteFallback")) s.kind = EMDPO_HF_DEC_BYTEFALLBACK;
     else if (is(ty, "Fuse")) s.kind = EMDPO_HF_DEC_FUSE;
     else if (is(ty, "Replace")) {
-        const emdpo_json *p = literal_pattern(v, where, diag, &rc), *c = p ? get_str(v, "content", where, diag, &rc) : NULL;
-        if (!c) return rc;
         s.kind = EMDPO_HF_DEC_REPLACE;
-        s.text = dup(p);
-        s.content = dup(c);
-        s.text_len = p->len;
-        s.content_len = c->len;
-        if (!s.text || !s.content) {
-            emdpo_free(s.text, p->len + 1);
-            emdpo_free(s.content, c->len + 1);
-            return EMDPO_ERR_NOMEM;
+        if ((rc = replace_step(v, &s, where, diag))) {
+            emdpo_hf_step_free(&s);
+            return rc;
         }
     } else if (is(ty, "Strip")) {
         const emdpo_json *c = get_str(v, "content", where, diag, &rc), *a = emdpo_json_get(v, "start"),
@@ -413,16 +405,25 @@ static int model(emdpo_hf_tok *t, const emdpo_json *m, emdpo_diag *diag) {
     return EMDPO_OK;
 }
 
-static int added_tokens(emdpo_hf_tok *t, const emdpo_json *list, emdpo_diag *diag) {
+/* tokenizers gives an added token the id of its content in the model's
+ * vocabulary, else the next id after the vocabulary's size and the added
+ * tokens so far; the "id" written in the file is not read back. */
+static int added_tokens(emdpo_hf_tok *t, const emdpo_json *list, size_t vocab_size, emdpo_diag *diag) {
     if (!list || list->type == EMDPO_JSON_NULL) return EMDPO_OK;
+    int64_t top = -1;
     if (list->type != EMDPO_JSON_ARRAY) return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "added_tokens is not an array");
     for (size_t i = 0; i < list->len; i++) {
         const emdpo_json *e = &list->u.elems[i], *id = emdpo_json_get(e, "id"), *c = emdpo_json_get(e, "content");
         char where[48];
         snprintf(where, sizeof where, "added_tokens[%zu]", i);
-        if (!id || !id->is_int || id->inum < 0 || id->inum >= EMDPO_HF_MAX_IDS || !c || c->type != EMDPO_JSON_STRING)
-            return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "%s needs an id in 0..%d and a string content", where,
+        if ((id && !id->is_int) || !c || c->type != EMDPO_JSON_STRING)
+            return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "%s needs an integer id and a string content", where);
+        int64_t own = emdpo_hf_tok_piece_id(t, c->u.str, c->len);
+        if (own < 0) own = top < 0 ? (int64_t)vocab_size : (top > (int64_t)vocab_size - 1 ? top : (int64_t)vocab_size - 1) + 1;
+        if (own >= EMDPO_HF_MAX_IDS)
+            return emdpo_diag_fail(diag, EMDPO_ERR_LIMIT, "%s would get id %lld, beyond %d", where, (long long)own,
                                    EMDPO_HF_MAX_IDS - 1);
+        if (own > top) top = own;
         emdpo_hf_added a = {0};
         int f[5], rc;
         static const char *flags[] = {"special", "lstrip", "rstrip", "single_word", "normalized"};
@@ -430,7 +431,7 @@ static int added_tokens(emdpo_hf_tok *t, const emdpo_json *list, emdpo_diag *dia
             if ((rc = get_bool(e, flags[k], k == 4, &f[k], where, diag))) return rc;
         a.content = (char *)c->u.str;
         a.len = c->len;
-        a.id = (int)id->inum;
+        a.id = (int)own;
         a.special = (unsigned char)f[0];
         a.lstrip = (unsigned char)f[1];
         a.rstrip = (unsigned char)f[2];
@@ -459,7 +460,8 @@ int emdpo_hf_tok_from_json(const char *text, size_t len, const char *name, emdpo
     if (root->type != EMDPO_JSON_OBJECT) rc = emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "not a JSON object");
     if (!rc) rc = emdpo_hf_tok_create(&t);
     if (!rc) rc = model(t, emdpo_json_get(root, "model"), diag);
-    if (!rc) rc = added_tokens(t, emdpo_json_get(root, "added_tokens"), diag);
+    const emdpo_json *vocab = emdpo_json_get(emdpo_json_get(root, "model"), "vocab");
+    if (!rc) rc = added_tokens(t, emdpo_json_get(root, "added_tokens"), vocab ? vocab->len : 0, diag);
     if (!rc) rc = walk(t, emdpo_json_get(root, "normalizer"), "normalizers", normalizer, "normalizer", diag);
     if (!rc) rc = walk(t, emdpo_json_get(root, "pre_tokenizer"), "pretokenizers", pre_tokenizer, "pre_tokenizer", diag);
     if (!rc) rc = walk(t, emdpo_json_get(root, "decoder"), "decoders", decoder, "decoder", diag);

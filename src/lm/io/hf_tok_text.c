@@ -29,7 +29,9 @@ static int reserve(emdpo_hf_strs *l, size_t n) {
 }
 
 int emdpo_hf_strs_push(emdpo_hf_strs *l, const char *s, size_t n) {
-    if (emdpo_grow((void **)&l->s, &l->n_cap, l->n + 1, sizeof *l->s) || (n && reserve(l, n)))
+    /* The buffer exists once a string does, even an empty one, so that
+     * buf + off is always a pointer into it. */
+    if (emdpo_grow((void **)&l->s, &l->n_cap, l->n + 1, sizeof *l->s) || reserve(l, n ? n : 1))
         return EMDPO_ERR_NOMEM;
     l->s[l->n++] = (emdpo_hf_span){l->len, n};
     if (n) memcpy(l->buf + l->len, s, n);
@@ -119,6 +121,26 @@ static int replace_all(const char *s, size_t n, const char *pat, size_t np, cons
     return EMDPO_OK;
 }
 
+static int replace_regex(const void *re, const char *s, size_t n, const char *with, size_t nw, emdpo_hf_strs *out) {
+    size_t *m = NULL, n_m = 0, cap = 0, prev = 0;
+    int rc = emdpo_hf_find_all(re, s, n, &m, &n_m, &cap);
+    if (!rc) rc = emdpo_hf_strs_push(out, "", 0);
+    for (size_t i = 0; !rc && i < n_m; i++) {
+        rc = emdpo_hf_strs_append(out, s + prev, m[2 * i] - prev);
+        if (!rc) rc = emdpo_hf_strs_append(out, with, nw);
+        prev = m[2 * i + 1];
+    }
+    if (!rc) rc = emdpo_hf_strs_append(out, s + prev, n - prev);
+    emdpo_free(m, cap * sizeof *m);
+    return rc;
+}
+
+/* A Replace step: its literal or its regex. */
+static int replace_step(const emdpo_hf_step *st, const char *s, size_t n, emdpo_hf_strs *out) {
+    if (st->re) return replace_regex(st->re, s, n, st->content, st->content_len, out);
+    return replace_all(s, n, st->text, st->text_len, st->content, st->content_len, out);
+}
+
 int emdpo_hf_normalize(const emdpo_hf_step *st, const char *s, size_t n, int prepend, emdpo_hf_strs *out) {
     emdpo_hf_strs_clear(out);
     switch (st->kind) {
@@ -130,7 +152,7 @@ int emdpo_hf_normalize(const emdpo_hf_step *st, const char *s, size_t n, int pre
         if (emdpo_hf_strs_push(out, n && prepend ? st->text : "", n && prepend ? st->text_len : 0))
             return EMDPO_ERR_NOMEM;
         return emdpo_hf_strs_append(out, s, n);
-    case EMDPO_HF_NORM_REPLACE: return replace_all(s, n, st->text, st->text_len, st->content, st->content_len, out);
+    case EMDPO_HF_NORM_REPLACE: return replace_step(st, s, n, out);
     case EMDPO_HF_NORM_LOWERCASE: {
         if (emdpo_hf_strs_push(out, "", 0)) return EMDPO_ERR_NOMEM;
         for (size_t i = 0; i < n;) {
@@ -283,14 +305,20 @@ static int regex_segs(const void *re, const char *s, size_t n, segs *g) {
     return rc;
 }
 
-/* Each character of s one segment, a match when it is what_cp (or, with
- * what_cp 0, numeric). */
+/* A character pattern's matches, as tokenizers finds them: each character
+ * that is what_cp (or, with what_cp 0, numeric) a match of its own, the
+ * runs of other characters between them gaps. */
 static int char_segs(const char *s, size_t n, uint32_t what_cp, segs *g) {
+    size_t gap = 0;
     for (size_t i = 0; i < n;) {
         size_t a = i;
         uint32_t cp = emdpo_hf_next_cp(s, n, &i);
-        if (seg_push(g, a, i, what_cp ? cp == what_cp : is_numeric(cp))) return EMDPO_ERR_NOMEM;
+        if (!(what_cp ? cp == what_cp : is_numeric(cp))) continue;
+        if (a > gap && seg_push(g, gap, a, 0)) return EMDPO_ERR_NOMEM;
+        if (seg_push(g, a, i, 1)) return EMDPO_ERR_NOMEM;
+        gap = i;
     }
+    if (n > gap && seg_push(g, gap, n, 0)) return EMDPO_ERR_NOMEM;
     return EMDPO_OK;
 }
 
@@ -351,13 +379,17 @@ static int pretok_one(const emdpo_hf_step *st, const void *gpt2_re, const char *
         size_t rn = tmp->len;
         int starts = rn >= st->text_len && memcmp(r, st->text, st->text_len) == 0;
         int pre = !starts && (st->a == EMDPO_HF_PREPEND_ALWAYS || (st->a == EMDPO_HF_PREPEND_FIRST && first));
-        /* tmp's second string: the piece with its prefix. */
+        /* Prepending: the replacement, then s with its spaces replaced. */
         if (pre) {
-            if (emdpo_hf_strs_push(tmp, st->text, st->text_len) ||
-                emdpo_hf_strs_append(tmp, tmp->buf + tmp->s[0].off, tmp->s[0].len))
-                return EMDPO_ERR_NOMEM;
-            r = tmp->buf + tmp->s[1].off;
-            rn = tmp->s[1].len;
+            emdpo_hf_strs_clear(tmp);
+            if (emdpo_hf_strs_push(tmp, st->text, st->text_len)) return EMDPO_ERR_NOMEM;
+            emdpo_hf_strs tail = {0};
+            rc = replace_all(s, n, " ", 1, st->text, st->text_len, &tail);
+            if (!rc) rc = emdpo_hf_strs_append(tmp, tail.buf, tail.len);
+            emdpo_hf_strs_free(&tail);
+            if (rc) return rc;
+            r = tmp->buf;
+            rn = tmp->len;
         }
         if (!st->b) return rn ? emdpo_hf_strs_push(out, r, rn) : EMDPO_OK;
         size_t ri = 0;
@@ -504,8 +536,7 @@ int emdpo_hf_decode_step(const emdpo_hf_step *st, const emdpo_hf_strs *in, emdpo
     case EMDPO_HF_DEC_REPLACE:
         for (size_t t = 0; !rc && t < in->n; t++) {
             emdpo_hf_strs one = {0};
-            rc = replace_all(in->buf + in->s[t].off, in->s[t].len, st->text, st->text_len, st->content,
-                             st->content_len, &one);
+            rc = replace_step(st, in->buf + in->s[t].off, in->s[t].len, &one);
             if (!rc) rc = emdpo_hf_strs_push(out, one.buf ? one.buf : "", one.len);
             emdpo_hf_strs_free(&one);
         }

@@ -38,17 +38,23 @@ void emdpo_lm_set_free(emdpo_lm_set *s) {
     emdpo_free(s, sizeof *s);
 }
 
-/* Encodes text (NULL = empty) with flags into a fresh buffer. */
+/* Encodes text (NULL = empty) with flags into a fresh buffer of *cap ids
+ * with room for one more (the EOS a response gets). */
 static int encode(const emdpo_tokenizer *tok, const char *text, unsigned flags, int **ids, size_t *cap, size_t *n) {
-    size_t len = text ? strlen(text) : 0;
-    *cap = emdpo_tokenizer_encode_bound(len) + 1; /* + 1 for the EOS a response gets */
-    if (!(*ids = emdpo_malloc(*cap * sizeof **ids))) return EMDPO_ERR_NOMEM;
-    int rc = emdpo_tokenizer_encode(tok, text ? text : "", len, flags, *ids, *cap, n);
-    if (rc) {
-        emdpo_free(*ids, *cap * sizeof **ids);
-        *ids = NULL;
+    int *v;
+    int rc = emdpo_tokenizer_encode_alloc(tok, text ? text : "", text ? strlen(text) : 0, flags, &v, n);
+    if (rc) return rc;
+    *cap = *n + 1;
+    if (!(*ids = emdpo_realloc(v, *n * sizeof *v, *cap * sizeof **ids))) {
+        emdpo_ids_free(v, *n);
+        return EMDPO_ERR_NOMEM;
     }
-    return rc;
+    return EMDPO_OK;
+}
+
+/* 1 when ids start with the tokenizer's BOS, which truncation keeps. */
+static int starts_with_bos(const emdpo_tokenizer *tok, const int *ids, size_t n) {
+    return n > 0 && emdpo_tokenizer_bos(tok) >= 0 && ids[0] == emdpo_tokenizer_bos(tok);
 }
 
 int emdpo_lm_prompt_encode(const emdpo_tokenizer *tok, const char *text, int P, int **ids, size_t *cap, int *len) {
@@ -57,7 +63,8 @@ int emdpo_lm_prompt_encode(const emdpo_tokenizer *tok, const char *text, int P, 
     int rc = encode(tok, text, EMDPO_TOK_ADD_BOS, ids, cap, &got);
     if (rc) return rc;
     if (got > (size_t)P) {
-        memmove(*ids + 1, *ids + (got - (size_t)P) + 1, (size_t)(P - 1) * sizeof **ids);
+        size_t keep = (size_t)starts_with_bos(tok, *ids, got);
+        memmove(*ids + keep, *ids + (got - (size_t)P) + keep, ((size_t)P - keep) * sizeof **ids);
         got = (size_t)P;
     }
     *len = (int)got;
@@ -75,9 +82,11 @@ int emdpo_lm_set_add(emdpo_lm_set *s, const emdpo_tokenizer *tok, const char *pr
     size_t *rcap = emdpo_calloc((size_t)n, sizeof *rcap), *rn = emdpo_calloc(2 * (size_t)n, sizeof *rn);
     if (!rids || !rcap || !rn) rc = EMDPO_ERR_NOMEM;
     size_t longest = 0;
+    int eos = emdpo_tokenizer_eos(tok);
+    if (eos < 0 && !rc) rc = EMDPO_ERR_UNSUPPORTED; /* emdpo_tokenizer_load refuses such tokenizers for models */
     for (int k = 0; k < n && !rc; k++) {
         if ((rc = encode(tok, responses ? responses[k] : NULL, 0, &rids[k], &rcap[k], &rn[k]))) break;
-        rids[k][rn[k]++] = EMDPO_TOK_EOS;
+        rids[k][rn[k]++] = eos;
         rn[n + k] = rn[k];
         if (rn[k] > longest) longest = rn[k];
     }
@@ -103,14 +112,18 @@ int emdpo_lm_set_add(emdpo_lm_set *s, const emdpo_tokenizer *tok, const char *pr
                            sizeof *s->group_stages)))
         rc = EMDPO_ERR_NOMEM;
     if (!rc) {
+        size_t keep = (size_t)starts_with_bos(tok, pids, pn + pskip);
         for (int k = 0; k < n; k++) {
             int32_t *dst = s->tok + s->n_tok;
-            dst[0] = pids[0];
-            for (size_t i = 1; i < pn; i++) dst[i] = pids[pskip + i];
+            for (size_t i = 0; i < keep; i++) dst[i] = pids[i];
+            for (size_t i = keep; i < pn; i++) dst[i] = pids[pskip + i];
             for (size_t i = 0; i < rn[k]; i++) dst[pn + i] = rids[k][i];
             int cut = prompt_cut || rn[k] < rn[n + k];
             s->n_truncated += cut;
-            s->seq_start[s->n_seq] = (int32_t)pn;
+            /* Without a BOS an empty prompt leaves nothing to predict the
+             * first response token from: it becomes the context, as in a
+             * causal LM's shifted labels. */
+            s->seq_start[s->n_seq] = (int32_t)(pn ? pn : rn[k] > 0);
             s->n_tok += (int64_t)(pn + rn[k]);
             s->seq_off[++s->n_seq] = s->n_tok;
             if ((int)(pn + rn[k]) > s->longest) s->longest = (int)(pn + rn[k]);
@@ -128,7 +141,7 @@ int emdpo_lm_set_add(emdpo_lm_set *s, const emdpo_tokenizer *tok, const char *pr
 }
 
 int emdpo_lm_set_add_tokens(emdpo_lm_set *s, const int *prompt, int np, const int *resp, int nr, int eos) {
-    size_t total = (size_t)np + (size_t)nr + (size_t)(eos != 0);
+    size_t total = (size_t)np + (size_t)nr + (size_t)(eos >= 0);
     if (emdpo_grow((void **)&s->seq_off, &s->seq_off_cap, (size_t)s->n_seq + 2, sizeof *s->seq_off) ||
         emdpo_grow((void **)&s->seq_start, &s->seq_start_cap, (size_t)s->n_seq + 1, sizeof *s->seq_start) ||
         emdpo_grow((void **)&s->tok, &s->tok_cap, (size_t)s->n_tok + total, sizeof *s->tok) ||
@@ -138,7 +151,7 @@ int emdpo_lm_set_add_tokens(emdpo_lm_set *s, const int *prompt, int np, const in
     int32_t *dst = s->tok + s->n_tok;
     for (int i = 0; i < np; i++) *dst++ = prompt[i];
     for (int i = 0; i < nr; i++) *dst++ = resp[i];
-    if (eos) *dst = EMDPO_TOK_EOS;
+    if (eos >= 0) *dst = eos;
     s->seq_start[s->n_seq] = np;
     s->n_tok += (int64_t)total;
     s->seq_off[++s->n_seq] = s->n_tok;

@@ -61,8 +61,8 @@ int emdpo_lm_set_add(emdpo_lm_set *s, const emdpo_tokenizer *tok, const char *pr
 int emdpo_lm_prompt_encode(const emdpo_tokenizer *tok, const char *text, int P, int **ids, size_t *cap, int *len);
 
 /* Appends one group holding one sequence: prompt[0..np) then resp[0..nr),
- * then EOS when eos is set (token sequences that were never text, such as
- * generated samples; no truncation). EMDPO_ERR_NOMEM leaves s as it was. */
+ * then the id eos unless it is -1 (token sequences that were never text,
+ * such as generated samples; no truncation). EMDPO_ERR_NOMEM leaves s as it was. */
 int emdpo_lm_set_add_tokens(emdpo_lm_set *s, const int *prompt, int np, const int *resp, int nr, int eos);
 
 static inline int emdpo_lm_seq_len(const emdpo_lm_set *s, int64_t i) {

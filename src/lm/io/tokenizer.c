@@ -250,8 +250,12 @@ int emdpo_tokenizer_eos(const emdpo_tokenizer *t) { return t ? t->eos : -1; }
 int emdpo_tokenizer_pad(const emdpo_tokenizer *t) { return t ? t->pad : -1; }
 
 size_t emdpo_tokenizer_stop_ids(const emdpo_tokenizer *t, const int **ids) {
-    *ids = t ? t->stop : NULL;
+    if (ids) *ids = t ? t->stop : NULL;
     return t ? t->n_stop : 0;
+}
+
+void emdpo_tokenizer_stop_sampler(const emdpo_tokenizer *t, emdpo_sampler *s) {
+    emdpo_sampler_set_stop(s, t->stop, t->n_stop);
 }
 
 int emdpo_tokenizer_set_stop(emdpo_tokenizer *t, const int *ids, size_t n) {

@@ -15,6 +15,7 @@
 #include <stddef.h>
 
 #include "emdpo.h"
+#include "lm/engine/lm_sample.h"
 #include "lm/engine/tokens.h"
 #include "lm/io/hf_tok.h"
 
@@ -41,6 +42,9 @@ int emdpo_tokenizer_from_hf(emdpo_hf_tok *hf, int bos, int eos, int pad, emdpo_t
 /* 1 for a Hugging Face pipeline (tokenizer.json, GGUF "gpt2"), 0 for the
  * llama2.c format (tokenizer.bin, GGUF "llama"). */
 int emdpo_tokenizer_is_hf(const emdpo_tokenizer *t);
+
+/* Makes s stop where t's generation stops (emdpo_tokenizer_stop_ids). */
+void emdpo_tokenizer_stop_sampler(const emdpo_tokenizer *t, emdpo_sampler *s);
 
 /* Replaces the ids that end generation. */
 int emdpo_tokenizer_set_stop(emdpo_tokenizer *t, const int *ids, size_t n);

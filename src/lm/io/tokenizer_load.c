@@ -224,6 +224,14 @@ int emdpo_tokenizer_load(const char *path, int vocab_size, emdpo_tokenizer **out
     if (!path) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no tokenizer path");
     if (vocab_size < 0) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "negative vocabulary size");
     int rc = load_any(path, vocab_size, out, diag);
+    if (!rc && vocab_size > 0 && emdpo_tokenizer_eos(*out) < 0) {
+        /* A model's responses end in EOS, and generation stops there. */
+        emdpo_tokenizer_free(*out);
+        *out = NULL;
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "the tokenizer names no EOS token (eos_token in "
+                               "tokenizer_config.json, or eos_token_id in config.json or generation_config.json "
+                               "beside it)");
+    }
     if (!rc && emdpo_tokenizer_set_source(*out, path)) {
         emdpo_tokenizer_free(*out);
         *out = NULL;

@@ -153,6 +153,7 @@ int emdpo_lm_mmra_sample(const emdpo_llama *const *pol, int K, int M, const emdp
     if (!pp || !pl || !out || !n_out || !stop || !lref || !la) rc = EMDPO_ERR_NOMEM;
     if (!rc) rc = prompts_make(d, tok, n_pr, P, &pr);
     if (!rc) rc = emdpo_sampler_create(ref->config.vocab_size, r.temperature, 0, 1.0f, &smp);
+    if (!rc) emdpo_tokenizer_stop_sampler(tok, smp);
     for (int i = 0; !rc && i < N; i++) {
         pp[i] = pr.ids[i / r.samples];
         pl[i] = pr.len[i / r.samples];
@@ -166,7 +167,8 @@ int emdpo_lm_mmra_sample(const emdpo_llama *const *pol, int K, int M, const emdp
         rc = emdpo_generate_batch(pol[b], smp, emdpo_rng_u64(&g), pp, pl, N, r.max_tokens, max_T, out, n_out, stop);
         if (!rc) rc = emdpo_lm_set_create(r.max_length, P, &set);
         for (int i = 0; !rc && i < N; i++)
-            rc = emdpo_lm_set_add_tokens(set, pp[i], pl[i], out + (size_t)i * r.max_tokens, n_out[i], stop[i] == EMDPO_GEN_EOS);
+            rc = emdpo_lm_set_add_tokens(set, pp[i], pl[i], out + (size_t)i * r.max_tokens, n_out[i],
+                                         stop[i] == EMDPO_GEN_EOS ? emdpo_tokenizer_eos(tok) : -1);
         if (!rc) rc = emdpo_lm_score(ref, set, r.score_batch, lref);
         for (int a = 0; !rc && a < K; a++) {
             if (!(rc = emdpo_lm_score(pol[a], set, r.score_batch, la))) {

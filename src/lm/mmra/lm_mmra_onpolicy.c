@@ -8,6 +8,7 @@
 #include "base/rng.h"
 #include "lm/engine/llama_model.h"
 #include "lm/engine/lm_sample.h"
+#include "lm/io/lm_batch.h"
 
 void emdpo_lm_mmra_op_opts_default(emdpo_lm_mmra_op_opts *o) {
     memset(o, 0, sizeof *o);
@@ -76,32 +77,24 @@ typedef struct op_run {
     float *grad, *dlogp;                            /* (num_params), (B, max_T + 1) */
 } op_run;
 
-/* Each decision's prompt with BOS; longer than P, it keeps BOS and its
- * last P - 1 tokens (lm_mmra.c's rule, so evaluations and steps agree). */
+/* Each decision's prompt with BOS, cut to P tokens as emdpo_lm_prompt_encode
+ * cuts it (lm_mmra.c's rule, so evaluations and steps agree). */
 static int prompts_make(op_run *s) {
-    int *buf = NULL;
-    size_t cap = 0;
     int rc = EMDPO_OK;
     s->poff[0] = 0;
     for (int64_t j = 0; !rc && j < s->n_pr; j++) {
-        const char *text = s->d->dec_prompt && s->d->dec_prompt[j] ? s->d->dec_prompt[j] : "";
-        size_t len = strlen(text), got, need = emdpo_tokenizer_encode_bound(len);
-        if (need > cap) {
-            emdpo_free(buf, cap * sizeof *buf);
-            cap = need;
-            if (!(buf = emdpo_malloc(cap * sizeof *buf))) return EMDPO_ERR_NOMEM;
-        }
-        if ((rc = emdpo_tokenizer_encode(s->tok, text, len, EMDPO_TOK_ADD_BOS, buf, cap, &got))) break;
-        if (got > (size_t)s->P) {
-            memmove(buf + 1, buf + (got - (size_t)s->P) + 1, (size_t)(s->P - 1) * sizeof *buf);
-            got = (size_t)s->P;
-        }
+        int *ids = NULL, got = 0;
+        size_t cap = 0;
+        if ((rc = emdpo_lm_prompt_encode(s->tok, s->d->dec_prompt ? s->d->dec_prompt[j] : NULL, s->P, &ids, &cap,
+                                         &got)))
+            break;
         int64_t at = s->poff[j];
-        if ((rc = emdpo_grow((void **)&s->ptok, &s->ptok_cap, (size_t)at + got, sizeof *s->ptok))) break;
-        for (size_t i = 0; i < got; i++) s->ptok[at + (int64_t)i] = buf[i];
-        s->poff[j + 1] = at + (int64_t)got;
+        if (!(rc = emdpo_grow((void **)&s->ptok, &s->ptok_cap, (size_t)at + (size_t)got, sizeof *s->ptok))) {
+            for (int i = 0; i < got; i++) s->ptok[at + i] = ids[i];
+            s->poff[j + 1] = at + got;
+        }
+        emdpo_free(ids, cap * sizeof *ids);
     }
-    emdpo_free(buf, cap * sizeof *buf);
     return rc;
 }
 
@@ -114,7 +107,7 @@ static void pack(op_run *s, int i0, int n, int *T) {
         memcpy(row, s->pp[i], (size_t)len * sizeof *row);
         memcpy(row + len, s->out + (size_t)i * s->o->max_tokens, (size_t)s->n_out[i] * sizeof *row);
         len += s->n_out[i];
-        if (s->stop[i] == EMDPO_GEN_EOS) row[len++] = EMDPO_TOK_EOS;
+        if (s->stop[i] == EMDPO_GEN_EOS && emdpo_tokenizer_eos(s->tok) >= 0) row[len++] = emdpo_tokenizer_eos(s->tok);
         memset(row + len, 0, (size_t)(W - len) * sizeof *row);
         s->lens[b] = s->end[b] = len;
         s->start[b] = s->pl[i];
@@ -295,7 +288,9 @@ static int run_alloc(op_run *s) {
     const emdpo_lm_mmra_op_opts *o = s->o;
     size_t N = (size_t)s->N, B = (size_t)s->B, W = (size_t)s->max_T + 1, K = (size_t)s->K;
     int rc;
-    if ((rc = emdpo_sampler_create(s->sft->config.vocab_size, 1.0f, 0, 1.0f, &s->smp)) ||
+    if (!(rc = emdpo_sampler_create(s->sft->config.vocab_size, 1.0f, 0, 1.0f, &s->smp)))
+        emdpo_tokenizer_stop_sampler(s->tok, s->smp);
+    if (rc ||
         (rc = emdpo_optim_create(&o->optim, s->pi->num_params, &s->opt)) ||
         (rc = emdpo_llama_acts_create(&s->pi->config, s->B, (int)W, 1, &s->acts)))
         return rc;
