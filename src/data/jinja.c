@@ -3153,7 +3153,7 @@ static int apply_filter(rctx *R, jv *v, const node *f, env *e, jv **out) {
                 for (size_t i = 0; i < v->n; i++) a->items[a->n++] = v->items[i];
                 jv **keys = r_alloc(R, (v->n + 1) * sizeof *keys);
                 if (!keys) return r_nomem(R);
-                memcpy(keys, a->items, v->n * sizeof *keys);
+                if (v->n) memcpy(keys, a->items, v->n * sizeof *keys);
                 TRY(sort_vals(R, a->items, keys, a->n, 0, 0));
                 return *out = a, 0;
             }
@@ -3417,7 +3417,7 @@ static int apply_filter(rctx *R, jv *v, const node *f, env *e, jv **out) {
             jv **a2 = r_alloc(R, (n + 2) * sizeof *a2);
             jv *fnv = method(R, v, F_REPLACE);
             if (!a2 || !fnv) return r_nomem(R);
-            memcpy(a2, args, n * sizeof *a2);
+            if (n) memcpy(a2, args, n * sizeof *a2);
             jv *k2 = kw ? kw : v_list(R, V_KWARGS, 0);
             if (!k2) return r_nomem(R);
             a2[n] = k2;
