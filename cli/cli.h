@@ -44,8 +44,36 @@ int cli_usage_error(const char *name, const char *fmt, ...)
 #endif
     ;
 
-/* Reads a dataset; prints the error. */
-int cli_load_data(const char *name, const char *path, emdpo_format fmt, emdpo_data **out);
+/* How data files are read: the flags that fill it, and what they leave
+ * to the tokenizer. */
+typedef struct cli_read {
+    emdpo_read_opts o;
+    char *template_path, *special_path; /* found beside the tokenizer (cli_read_finish) */
+} cli_read;
+
+/* The data-reading flags (--annotator-field, --chat-template, and the long
+ * CSV's --id, --task, --alt, --choice), pointing into r, which
+ * cli_read_init prepares before the table is made. */
+void cli_read_init(cli_read *r);
+#define CLI_READ_FLAG_LIST(r)                                                                                     \
+    {"annotator-field", CLI_STR, &(r)->o.annotator_field, "NAME",                                                 \
+     "JSONL: the field naming the annotator (e.g. user_id, worker_id)", 0, 0, 0},                                 \
+    {"chat-template", CLI_STR, &(r)->o.chat_template, "FILE",                                                     \
+     "a .jinja file or tokenizer_config.json rendering conversational data (default: the one beside the "         \
+     "tokenizer)", 0, 0, 0},                                                                                       \
+    {"id", CLI_STR, &(r)->o.csv_id, "COL", "long CSV: the annotator's column", 0, 0, 0},                          \
+    {"task", CLI_STR, &(r)->o.csv_task, "COL", "long CSV: the task's column", 0, 0, 0},                           \
+    {"alt", CLI_STR, &(r)->o.csv_alt, "COL", "long CSV: the alternative's column", 0, 0, 0},                      \
+    {"choice", CLI_STR, &(r)->o.csv_choice, "COL", "long CSV: the choice's column (1 for the chosen, or ranks)", 0, \
+     0, 0}
+/* After parsing: without --chat-template, a tokenizer (a tokenizer.json or
+ * its directory) whose tokenizer_config.json is beside it gives the chat
+ * template and the bos/eos tokens the template sees. NULL tokenizer: none. */
+int cli_read_finish(cli_read *r, const char *tokenizer);
+void cli_read_free(cli_read *r);
+
+/* Reads a dataset (r NULL: the default reading); prints the error. */
+int cli_load_data(const char *name, const char *path, emdpo_format fmt, const cli_read *r, emdpo_data **out);
 /* The value of --FLAG (or --FLAG=) in argv, NULL when absent. */
 const char *cli_flag_value(int argc, char **argv, const char *flag);
 /* Seconds on a monotonic clock. */

@@ -75,7 +75,7 @@ static int aggregate_loglinear(int argc, char **argv) {
     if ((rc = emdpo_fit_read(fit_path, &fit, &diag))) return cli_fail("aggregate", rc, &diag, &cmd);
     if (!data) data = emdpo_fit_data_path(fit);
     if (!data) rc = cli_usage_error("aggregate", "the fit names no data file; pass --data");
-    else if (!(rc = cli_load_data("aggregate", data, format, &d)) &&
+    else if (!(rc = cli_load_data("aggregate", data, format, NULL, &d)) &&
              (rc = emdpo_loglinear_aggregate(fit, d, &o, &a, &diag)))
         rc = cli_fail("aggregate", rc, &diag, &cmd);
     if (!rc) {

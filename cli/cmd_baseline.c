@@ -16,6 +16,8 @@ int cmd_baseline(int argc, char **argv) {
     emdpo_train_config *c = &o.train;
     const char *data = NULL, *model = NULL, *tokenizer = NULL, *out = NULL;
     int threads = 0, quiet = 0;
+    cli_read rd;
+    cli_read_init(&rd);
     cli_opt opts[] = {
         {"method", CLI_ENUM, &o.method, "NAME", "vanilla, cluster or truelabel", 1, 0, emdpo_baseline_method_name},
         {"data", CLI_STR, &data, "FILE", "preference JSONL with text responses (truelabel: with groups)", 1, 0, 0},
@@ -35,6 +37,7 @@ int cmd_baseline(int argc, char **argv) {
         CLI_LENGTH_FLAGS(&o.max_length, &o.max_prompt_length),
         {"score-batch", CLI_INT, &o.score_batch, "N", "cluster: sequences per embedding forward", 0, 0, 0},
         {"seed", CLI_U64, &c->seed, "S", "k-means and shuffling seed; policy k shuffles with seed + k - 1", 0, 0, 0},
+        CLI_READ_FLAG_LIST(&rd),
         CLI_THREADS_FLAG(&threads),
         {"quiet", CLI_FLAG, &quiet, NULL, "print nothing but errors", 0, 0, 0},
     };
@@ -54,6 +57,7 @@ int cmd_baseline(int argc, char **argv) {
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
     emdpo_set_threads(threads);
+    if ((rc = cli_read_finish(&rd, tokenizer))) return rc;
 
     emdpo_llama *sft = NULL;
     emdpo_tokenizer *tok = NULL;
@@ -62,7 +66,7 @@ int cmd_baseline(int argc, char **argv) {
     int K = 0;
     if ((rc = emdpo_llama_load(model, &sft, &diag)) ||
         (rc = emdpo_tokenizer_load(tokenizer, emdpo_llama_vocab_size(sft), &tok, &diag)) ||
-        (rc = emdpo_data_read(data, EMDPO_FORMAT_JSONL, &d, &diag)) ||
+        (rc = emdpo_data_read_with(data, EMDPO_FORMAT_JSONL, &rd.o, &d, &diag)) ||
         (rc = emdpo_baseline_run(sft, tok, d, &o, out, note_empty, &quiet, &K, &diag)))
         rc = cli_fail("baseline", rc, &diag, &cmd);
     else if (!quiet)
@@ -71,5 +75,6 @@ int cmd_baseline(int argc, char **argv) {
     emdpo_data_free(d);
     emdpo_tokenizer_free(tok);
     emdpo_llama_free(sft);
+    cli_read_free(&rd);
     return rc;
 }

@@ -82,10 +82,13 @@ int cmd_eval(int argc, char **argv) {
     emdpo_eval_opts_init(&o);
     const char *ref_path = NULL, *tokenizer = NULL, *data = NULL, *policies = NULL, *out = NULL, *extra = NULL;
     int json = 0, threads = 0;
+    cli_read rd;
+    cli_read_init(&rd);
     cli_opt opts[] = {
         {"ref", CLI_STR, &ref_path, "CKPT", "reference (SFT) model: llama2.c .bin or Hugging Face directory", 1, 0, 0},
         CLI_TOKENIZER_FLAG(&tokenizer),
         {"data", CLI_STR, &data, "FILE", "held-out preference JSONL with text responses and \"group\"", 1, 0, 0},
+        CLI_READ_FLAG_LIST(&rd),
         {"policies", CLI_STR, &policies, "DIR[,DIR...]", "comma-separated method directories, each with type_N/ "
                                                          "policies (emdpo fit or baseline output)", 1, 0, 0},
         {"beta", CLI_DBL, &o.beta, "X", "rewards are beta * log-ratios", 0, 0, 0},
@@ -175,7 +178,8 @@ int cmd_eval(int argc, char **argv) {
         rc = cli_usage_error("eval", "--generate-policies needs --generate");
     } else if ((rc = emdpo_llama_load(ref_path, &ref, &diag)) ||
                (rc = emdpo_tokenizer_load(tokenizer, emdpo_llama_vocab_size(ref), &tok, &diag)) ||
-               (rc = emdpo_data_read(data, EMDPO_FORMAT_JSONL, &d, &diag)) ||
+               (rc = cli_read_finish(&rd, tokenizer)) ||
+               (rc = emdpo_data_read_with(data, EMDPO_FORMAT_JSONL, &rd.o, &d, &diag)) ||
                (rc = emdpo_eval_run(ref, tok, d, dirs, nm, &o, &e, &diag))) {
         rc = cli_fail("eval", rc, &diag, &cmd);
     } else {
@@ -193,5 +197,6 @@ int cmd_eval(int argc, char **argv) {
     free(elist);
     free((void *)gnames);
     free((void *)gpaths);
+    cli_read_free(&rd);
     return rc;
 }

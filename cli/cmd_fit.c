@@ -55,6 +55,8 @@ static int fit_loglinear(int argc, char **argv) {
     const char *data = NULL, *out = NULL, *policy = NULL;
     emdpo_format format = EMDPO_FORMAT_AUTO;
     int threads = 0, quiet = 0, no_se = 0, progress = 0;
+    cli_read rd;
+    cli_read_init(&rd);
     cli_opt opts[] = {
         {"policy", CLI_STR, &policy, "NAME", "loglinear (this) or llama (see emdpo fit --policy llama --help)", 0, 0, 0},
         {"data", CLI_STR, &data, "FILE", "preference data (.jsonl or long .csv) with feature responses", 1, 0, 0},
@@ -69,6 +71,7 @@ static int fit_loglinear(int argc, char **argv) {
         {"l2", CLI_DBL, &o.l2, "X", "ridge penalty (X/2)|theta_k|^2 in each M-step", 0, 0, 0},
         {"beta", CLI_DBL, &o.beta, "X", "policy temperature recorded for aggregation", 0, 0, 0},
         {"format", CLI_ENUM, &format, "FMT", "jsonl, csv or auto (by extension)", 0, 0, emdpo_format_name},
+        CLI_READ_FLAG_LIST(&rd),
         CLI_THREADS_FLAG(&threads),
         {"no-se", CLI_FLAG, &no_se, NULL, "skip standard errors", 0, 0, 0},
         {"progress", CLI_FLAG, &progress, NULL, "log-likelihood of every iteration on stderr (default on a terminal)",
@@ -91,7 +94,7 @@ static int fit_loglinear(int argc, char **argv) {
     emdpo_data *d = NULL;
     emdpo_fit *f = NULL;
     emdpo_diag diag;
-    if ((rc = cli_load_data("fit", data, format, &d))) return rc;
+    if ((rc = cli_load_data("fit", data, format, &rd, &d))) return rc;
     /* A directory that cannot be made is refused before the fit, not after. */
     if ((rc = emdpo_mkdirs(out, &diag)) || (rc = emdpo_loglinear_fit(d, &o, &f, &diag))) {
         rc = cli_fail("fit", rc, &diag, &cmd);
@@ -133,7 +136,9 @@ static int fit_llama(int argc, char **argv) {
     emdpo_lm_fit_opts_init(&o);
     const char *policy = NULL, *data = NULL, *model = NULL, *tokenizer = NULL, *out = NULL;
     int threads = 0, quiet = 0, progress = 0;
-    cli_opt opts[CLI_LM_FIT_FLAGS + 12] = {
+    cli_read rd;
+    cli_read_init(&rd);
+    cli_opt opts[CLI_LM_FIT_FLAGS + 12 + 6] = {
         {"policy", CLI_STR, &policy, "NAME", "llama: this command (loglinear: see emdpo fit --help)", 0, 0, 0},
         {"data", CLI_STR, &data, "FILE", "preference JSONL with text responses", 1, 0, 0},
         {"model", CLI_STR, &model, "CKPT", "SFT model, the start of every type and the reference: llama2.c .bin or "
@@ -144,6 +149,9 @@ static int fit_llama(int argc, char **argv) {
     };
     int n = 6;
     n += cli_lm_fit_flags(opts + n, &o);
+    const cli_opt read_flags[] = {CLI_READ_FLAG_LIST(&rd)};
+    memcpy(opts + n, read_flags, sizeof read_flags);
+    n += (int)(sizeof read_flags / sizeof read_flags[0]);
     opts[n++] = (cli_opt)CLI_THREADS_FLAG(&threads);
     opts[n++] = (cli_opt){"progress", CLI_FLAG, &progress, NULL,
                           "log-likelihood of every iteration on stderr (default on a terminal)", 0, 0, 0};
@@ -177,7 +185,8 @@ static int fit_llama(int argc, char **argv) {
     emdpo_diag diag;
     if ((rc = emdpo_llama_load(model, &sft, &diag)) ||
         (rc = emdpo_tokenizer_load(tokenizer, emdpo_llama_vocab_size(sft), &tok, &diag)) ||
-        (rc = emdpo_data_read(data, EMDPO_FORMAT_JSONL, &d, &diag)) || (rc = emdpo_mkdirs(out, &diag)) ||
+        (rc = cli_read_finish(&rd, tokenizer)) ||
+        (rc = emdpo_data_read_with(data, EMDPO_FORMAT_JSONL, &rd.o, &d, &diag)) || (rc = emdpo_mkdirs(out, &diag)) ||
         (rc = emdpo_lm_fit(sft, tok, d, &o, &f, &diag))) {
         rc = cli_fail("fit", rc, &diag, &cmd);
     } else {
@@ -192,6 +201,7 @@ static int fit_llama(int argc, char **argv) {
     emdpo_data_free(d);
     emdpo_tokenizer_free(tok);
     emdpo_llama_free(sft);
+    cli_read_free(&rd);
     return rc;
 }
 

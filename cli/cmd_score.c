@@ -7,6 +7,8 @@ int cmd_score(int argc, char **argv) {
     emdpo_score_opts_init(&o);
     const char *out = NULL;
     int threads = 0;
+    cli_read rd;
+    cli_read_init(&rd);
     cli_opt opts[] = {
         {"model", CLI_STR, &o.model, "CKPT", "policy: a llama2.c .bin, a Hugging Face directory or a mixture.json", 1,
          0, 0},
@@ -17,6 +19,7 @@ int cmd_score(int argc, char **argv) {
         {"out", CLI_STR, &out, "FILE", "write the CSV here (atomically) instead of standard output", 0, 0, 0},
         CLI_LENGTH_FLAGS(&o.max_length, &o.max_prompt_length),
         {"batch", CLI_INT, &o.batch, "N", "sequences per forward pass", 0, 0, 0},
+        CLI_READ_FLAG_LIST(&rd),
         CLI_THREADS_FLAG(&threads),
     };
     cli_cmd cmd = {"score", "Sequence log-probabilities of responses (and log-ratios against a reference).",
@@ -32,10 +35,14 @@ int cmd_score(int argc, char **argv) {
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
     emdpo_set_threads(threads);
+    if ((rc = cli_read_finish(&rd, o.tokenizer))) return rc;
+    o.read = &rd.o;
 
     emdpo_scores *s = NULL;
     emdpo_diag diag;
-    if ((rc = emdpo_score_run(&o, &s, &diag))) return cli_fail("score", rc, &diag, &cmd);
+    rc = emdpo_score_run(&o, &s, &diag);
+    cli_read_free(&rd);
+    if (rc) return cli_fail("score", rc, &diag, &cmd);
     if (emdpo_scores_n_truncated(s))
         fprintf(stderr, "emdpo score: note: %lld of %lld sequences were truncated to %d tokens\n",
                 (long long)emdpo_scores_n_truncated(s), (long long)emdpo_scores_n_sequences(s),

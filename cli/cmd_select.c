@@ -50,7 +50,10 @@ static int select_loglinear(int argc, char **argv) {
     const char *policy = NULL, *data = NULL, *krange = kdefault, *out = NULL;
     emdpo_format format = EMDPO_FORMAT_AUTO;
     int threads = 0, json = 0, quiet = 0;
+    cli_read rd;
+    cli_read_init(&rd);
     cli_opt opts[] = {
+        CLI_READ_FLAG_LIST(&rd),
         {"policy", CLI_STR, &policy, "NAME", "loglinear (this) or llama (see emdpo select --policy llama --help)", 0, 0,
          0},
         {"data", CLI_STR, &data, "FILE", "preference data (.jsonl or long .csv) with feature responses", 1, 0, 0},
@@ -92,7 +95,7 @@ static int select_loglinear(int argc, char **argv) {
     emdpo_diag diag;
     /* A directory that cannot be made is refused before the fits, not after. */
     if (out && (rc = emdpo_mkdirs(out, &diag))) return cli_fail("select", rc, &diag, &cmd);
-    if ((rc = cli_load_data("select", data, format, &d))) return rc;
+    if ((rc = cli_load_data("select", data, format, &rd, &d))) return rc;
     if ((rc = emdpo_select_run(d, &o, &s, &diag))) {
         rc = cli_fail("select", rc, &diag, &cmd);
     } else {
@@ -158,7 +161,9 @@ static int select_llama(int argc, char **argv) {
     emdpo_lm_select_opts_init(&o);
     const char *policy = NULL, *data = NULL, *validation = NULL, *model = NULL, *tokenizer = NULL, *krange = NULL;
     int json = 0, threads = 0, progress = 0, quiet = 0;
-    cli_opt opts[CLI_LM_FIT_FLAGS + 16] = {
+    cli_read rd;
+    cli_read_init(&rd);
+    cli_opt opts[CLI_LM_FIT_FLAGS + 16 + 6] = {
         {"policy", CLI_STR, &policy, "NAME", "llama: this command (loglinear: see emdpo select --help)", 0, 0, 0},
         {"data", CLI_STR, &data, "FILE", "training preference JSONL with text responses", 1, 0, 0},
         {"validation", CLI_STR, &validation, "FILE", "validation preference JSONL (other annotators; \"group\" "
@@ -175,6 +180,9 @@ static int select_llama(int argc, char **argv) {
     };
     int n = 9;
     n += cli_lm_fit_flags(opts + n, &o.fit);
+    const cli_opt read_flags[] = {CLI_READ_FLAG_LIST(&rd)};
+    memcpy(opts + n, read_flags, sizeof read_flags);
+    n += (int)(sizeof read_flags / sizeof read_flags[0]);
     opts[n++] = (cli_opt)CLI_THREADS_FLAG(&threads);
     opts[n++] = (cli_opt){"progress", CLI_FLAG, &progress, NULL, "log-likelihood of every EM iteration on stderr", 0,
                           0, 0};
@@ -229,8 +237,9 @@ static int select_llama(int argc, char **argv) {
     lm_progress pg = {t0, quiet};
     if ((rc = emdpo_llama_load(model, &sft, &diag)) ||
         (rc = emdpo_tokenizer_load(tokenizer, emdpo_llama_vocab_size(sft), &tok, &diag)) ||
-        (rc = emdpo_data_read(data, EMDPO_FORMAT_JSONL, &train, &diag)) ||
-        (rc = emdpo_data_read(validation, EMDPO_FORMAT_JSONL, &valid, &diag))) {
+        (rc = cli_read_finish(&rd, tokenizer)) ||
+        (rc = emdpo_data_read_with(data, EMDPO_FORMAT_JSONL, &rd.o, &train, &diag)) ||
+        (rc = emdpo_data_read_with(validation, EMDPO_FORMAT_JSONL, &rd.o, &valid, &diag))) {
         rc = cli_fail("select", rc, &diag, &cmd);
     } else {
         pg.t0 = cli_now();
@@ -251,6 +260,7 @@ static int select_llama(int argc, char **argv) {
     emdpo_data_free(train);
     emdpo_tokenizer_free(tok);
     emdpo_llama_free(sft);
+    cli_read_free(&rd);
     return rc;
 }
 

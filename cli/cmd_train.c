@@ -22,6 +22,8 @@ static int train(emdpo_train_mode mode, int argc, char **argv) {
     emdpo_train_opts_init(&o, mode);
     emdpo_train_config *c = &o.train;
     int threads = 0, quiet = 0;
+    cli_read rd;
+    cli_read_init(&rd);
     cli_opt opts[] = {
         {"data", CLI_STR, &o.data, "FILE",
          dpo ? "preference JSONL: prompt, chosen, rejected (a string or a list) or ranking"
@@ -54,6 +56,7 @@ static int train(emdpo_train_mode mode, int argc, char **argv) {
         {"save-every", CLI_I64, &o.save_every, "N", "checkpoint every N steps, 0 = only at the end", 0, 0, 0},
         {"resume", CLI_FLAG, &o.resume, NULL, "continue from DIR/trainer.bin", 0, 0, 0},
         {"log", CLI_STR, &o.log, "FILE", "JSONL metrics, one line per step (appended on --resume)", 0, 0, 0},
+        CLI_READ_FLAG_LIST(&rd),
         CLI_THREADS_FLAG(&threads),
         {"quiet", CLI_FLAG, &quiet, NULL, "print nothing but errors", 0, 0, 0},
     };
@@ -91,10 +94,15 @@ static int train(emdpo_train_mode mode, int argc, char **argv) {
         o.progress_ud = &line;
     }
     emdpo_set_threads(threads);
+    if ((rc = cli_read_finish(&rd, o.tokenizer))) return rc;
+    o.read = &rd.o;
 
     emdpo_train_job *job = NULL;
     emdpo_diag diag;
-    if ((rc = emdpo_train_job_create(&o, &job, &diag))) return cli_fail(name, rc, &diag, &cmd);
+    if ((rc = emdpo_train_job_create(&o, &job, &diag))) {
+        cli_read_free(&rd);
+        return cli_fail(name, rc, &diag, &cmd);
+    }
     if (!quiet && emdpo_train_job_n_truncated(job))
         fprintf(stderr, "emdpo %s: note: %lld of %lld sequences were truncated to %d tokens\n", name,
                 (long long)emdpo_train_job_n_truncated(job), (long long)emdpo_train_job_n_sequences(job),
@@ -110,6 +118,7 @@ static int train(emdpo_train_mode mode, int argc, char **argv) {
                (long long)emdpo_train_job_steps_done(job), last.loss, o.out);
     }
     emdpo_train_job_free(job);
+    cli_read_free(&rd);
     return rc;
 }
 

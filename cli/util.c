@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,10 +57,53 @@ int cli_usage_error(const char *name, const char *fmt, ...) {
     return CLI_EXIT_USAGE;
 }
 
-int cli_load_data(const char *name, const char *path, emdpo_format fmt, emdpo_data **out) {
+int cli_load_data(const char *name, const char *path, emdpo_format fmt, const cli_read *r, emdpo_data **out) {
     emdpo_diag diag;
-    int rc = emdpo_data_read(path, fmt, out, &diag);
+    int rc = emdpo_data_read_with(path, fmt, r ? &r->o : NULL, out, &diag);
     return rc ? cli_fail(name, rc, &diag, NULL) : 0;
+}
+
+void cli_read_init(cli_read *r) {
+    memset(r, 0, sizeof *r);
+    emdpo_read_opts_init(&r->o);
+}
+
+/* dir/name when it is a readable file, else NULL. */
+static char *beside(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (!p) return NULL;
+    snprintf(p, n, "%s/%s", dir, name);
+    if (access(p, R_OK) != 0) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+int cli_read_finish(cli_read *r, const char *tokenizer) {
+    if (!tokenizer) return 0;
+    struct stat st;
+    char *dir;
+    if (stat(tokenizer, &st) == 0 && S_ISDIR(st.st_mode)) {
+        dir = strdup(tokenizer);
+    } else {
+        const char *slash = strrchr(tokenizer, '/');
+        dir = slash ? strndup(tokenizer, (size_t)(slash - tokenizer)) : strdup(".");
+    }
+    if (!dir) return CLI_EXIT_USAGE;
+    char *cfg = beside(dir, "tokenizer_config.json");
+    free(dir);
+    if (!cfg) return 0;
+    if (!r->o.chat_template) r->o.chat_template = r->template_path = cfg;
+    else r->o.special_tokens = r->special_path = cfg;
+    return 0;
+}
+
+void cli_read_free(cli_read *r) {
+    free(r->template_path);
+    if (r->special_path != r->template_path) free(r->special_path);
+    r->template_path = r->special_path = NULL;
 }
 
 const char *cli_flag_value(int argc, char **argv, const char *flag) {

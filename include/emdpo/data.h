@@ -23,7 +23,7 @@ extern "C" {
 typedef struct emdpo_data emdpo_data;
 
 typedef enum emdpo_format {
-    EMDPO_FORMAT_AUTO = 0, /* by file extension: .jsonl/.json or .csv */
+    EMDPO_FORMAT_AUTO = 0, /* by file extension: .jsonl/.json or .csv, optionally followed by .gz */
     EMDPO_FORMAT_JSONL = 1,
     EMDPO_FORMAT_CSV = 2
 } emdpo_format;
@@ -37,6 +37,40 @@ EMDPO_API const char *emdpo_format_name(int fmt);
  * what is wrong), EMDPO_ERR_UNSUPPORTED (AUTO and an unknown extension),
  * EMDPO_ERR_NOMEM. *out is NULL on failure. */
 EMDPO_API int emdpo_data_read(const char *path, emdpo_format fmt, emdpo_data **out, emdpo_diag *diag);
+/* How emdpo_data_read_with reads a file (emdpo_read_opts_init: the
+ * defaults, which emdpo_data_read uses). */
+typedef struct emdpo_read_opts {
+    /* JSONL: the field naming the annotator ("annotator"; e.g. "user_id",
+     * "worker_id"). A record without it is its own annotator; a name no
+     * record has is an error. */
+    const char *annotator_field;
+    /* JSONL: the chat template (a .jinja file or a tokenizer_config.json)
+     * that renders conversational records, TRL's format where prompt and
+     * responses are lists of {"role", "content"} messages; NULL: such
+     * records are refused. */
+    const char *chat_template;
+    /* A tokenizer_config.json whose bos_token / eos_token the template sees;
+     * NULL: the chat_template file's own when it is a tokenizer_config.json. */
+    const char *special_tokens;
+    /* Long CSV: the columns of the annotator, the task, the alternative and
+     * the choice ("annotator", "task", "alt", "chosen"), as lclogit's
+     * group() and id(). */
+    const char *csv_id, *csv_task, *csv_alt, *csv_choice;
+} emdpo_read_opts;
+
+EMDPO_API void emdpo_read_opts_init(emdpo_read_opts *o);
+
+/* emdpo_data_read with options. Also reads: gzip-compressed files (by
+ * their magic bytes, e.g. data.jsonl.gz); a JSON file holding one array of
+ * records (diag's line is then the record's number); TRL's implicit-prompt
+ * records (only "chosen" and "rejected", sharing a beginning that becomes
+ * the prompt, as its extract_prompt splits it) and conversational ones
+ * (rendered with o->chat_template as TRL's maybe_apply_chat_template
+ * does, so the prompt text ends where each completion begins). o NULL:
+ * the defaults. */
+EMDPO_API int emdpo_data_read_with(const char *path, emdpo_format fmt, const emdpo_read_opts *o, emdpo_data **out,
+                                   emdpo_diag *diag);
+
 /* Writes d atomically (a temporary file renamed into place). The CSV
  * layout needs features; JSONL refuses text that is not UTF-8 and items
  * with neither features nor text (EMDPO_ERR_INVALID_ARG or

@@ -108,7 +108,9 @@ EMDPO_API int emdpo_tokenizer_pad(const emdpo_tokenizer *t);
 EMDPO_API size_t emdpo_tokenizer_stop_ids(const emdpo_tokenizer *t, const int **ids);
 
 /* Encode flags. ADD_BOS / ADD_EOS put the tokenizer's BOS / EOS around the
- * ids when it has them (as TRL does around prompts and completions). */
+ * ids when it has them (as TRL does around prompts and completions); no
+ * BOS is added before text whose ids already start with it (a chat
+ * template's rendering). */
 #define EMDPO_TOK_ADD_BOS 1u
 #define EMDPO_TOK_ADD_EOS 2u
 /* No SentencePiece dummy prefix (text that continues a sequence): for a
@@ -421,6 +423,7 @@ typedef void (*emdpo_train_progress)(void *ud, const emdpo_train_metrics *m, int
 typedef struct emdpo_train_opts {
     emdpo_train_config train;
     const char *data;          /* JSONL: SFT texts or preference data (SFT: its chosen responses) */
+    const emdpo_read_opts *read; /* how data is read (conversations, the annotator field); NULL: the defaults */
     const char *model;         /* the starting checkpoint, or NULL with config_spec */
     const char *config_spec;   /* a fresh model (emdpo_llama_from_spec), drawn from train.seed */
     const char *tokenizer;
@@ -471,6 +474,7 @@ typedef struct emdpo_score_opts {
     const char *ref;       /* adds ref_logp and logratio; NULL: none */
     const char *tokenizer;
     const char *data;      /* JSONL: preference data or SFT texts */
+    const emdpo_read_opts *read; /* how data is read; NULL: the defaults */
     int max_length, max_prompt_length; /* 0: emdpo_lm_lengths' defaults */
     int batch;             /* sequences per forward, >= 1 */
 } emdpo_score_opts;

@@ -26,40 +26,62 @@ static int resolve_format(const char *path, emdpo_format fmt, emdpo_format *out,
         emdpo_diag_set(diag, 0, "unknown data format %d", (int)fmt);
         return EMDPO_ERR_INVALID_ARG;
     }
-    if (ends_with_nocase(path, ".jsonl") || ends_with_nocase(path, ".json")) {
+    if (ends_with_nocase(path, ".jsonl") || ends_with_nocase(path, ".json") || ends_with_nocase(path, ".jsonl.gz") ||
+        ends_with_nocase(path, ".json.gz")) {
         *out = EMDPO_FORMAT_JSONL;
     } else if (ends_with_nocase(path, ".csv")) {
         *out = EMDPO_FORMAT_CSV;
     } else {
-        emdpo_diag_set(diag, 0, "cannot tell the data format from the file name (use .jsonl, .json or .csv)");
+        emdpo_diag_set(diag, 0, "cannot tell the data format from the file name (use .jsonl, .json, .jsonl.gz or .csv)");
         return EMDPO_ERR_UNSUPPORTED;
     }
     return EMDPO_OK;
 }
 
+void emdpo_read_opts_init(emdpo_read_opts *o) {
+    if (!o) return;
+    memset(o, 0, sizeof *o);
+    o->annotator_field = "annotator";
+    o->csv_id = "annotator";
+    o->csv_task = "task";
+    o->csv_alt = "alt";
+    o->csv_choice = "chosen";
+}
+
 int emdpo_data_read(const char *path, emdpo_format fmt, emdpo_data **out, emdpo_diag *diag) {
+    return emdpo_data_read_with(path, fmt, NULL, out, diag);
+}
+
+int emdpo_data_read_with(const char *path, emdpo_format fmt, const emdpo_read_opts *o, emdpo_data **out,
+                         emdpo_diag *diag) {
+    emdpo_read_opts defaults;
+    emdpo_read_opts_init(&defaults);
+    if (!o) o = &defaults;
     emdpo_diag scratch;
     if (!diag) diag = &scratch;
     emdpo_diag_reset(diag, path);
     if (!out) return EMDPO_ERR_INVALID_ARG;
     *out = NULL;
     if (!path) return EMDPO_ERR_INVALID_ARG;
+    const char *names[] = {o->annotator_field, o->csv_id, o->csv_task, o->csv_alt, o->csv_choice};
+    for (int i = 0; i < 5; i++)
+        if (!names[i] || !*names[i]) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "an empty field or column name");
     emdpo_format f;
     int rc = resolve_format(path, fmt, &f, diag);
     if (rc) return rc;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot open: %s", strerror(errno));
     long line = 0;
     if (f == EMDPO_FORMAT_JSONL) {
-        emdpo_lines lr = {0};
-        lr.fp = fp;
-        rc = emdpo_read_jsonl(&lr, out, diag);
+        emdpo_lines lr;
+        if (emdpo_lines_open(&lr, path)) return emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot open: %s", strerror(errno));
+        rc = emdpo_read_jsonl(&lr, o, out, diag);
         line = lr.lineno;
-        emdpo_lines_free(&lr);
+        emdpo_lines_close(&lr);
     } else {
-        rc = emdpo_read_csv(fp, out, &line, diag);
+        FILE *fp = fopen(path, "rb");
+        if (!fp) return emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot open: %s", strerror(errno));
+        rc = emdpo_read_csv(fp, o, out, &line, diag);
+        fclose(fp);
     }
-    fclose(fp);
     if (!rc && !((*out)->source = emdpo_strdup(path))) {
         emdpo_data_free(*out);
         *out = NULL;

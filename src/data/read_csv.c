@@ -15,7 +15,6 @@
 #include "data/readers.h"
 
 enum { COL_ANNOT, COL_TASK, COL_ALT, COL_CHOSEN, COL_GROUP, N_ROLES };
-static const char *const role_name[N_ROLES] = {"annotator", "task", "alt", "chosen", "group"};
 
 /* The (annotator, task) pairs already finished, so a task that resumes after
  * other rows is caught. Keys "annotator\0task" live back to back in pool. */
@@ -38,6 +37,7 @@ typedef struct csv_reader {
     /* Header. */
     size_t n_cols;
     int col[N_ROLES];   /* column of each role, -1 when absent */
+    const char *role_name[N_ROLES]; /* the header names of the roles (emdpo_read_opts) */
     size_t *feat_col;   /* (p) column of each feature */
     char **col_name;    /* (n_cols) */
     int p;
@@ -131,13 +131,13 @@ static int read_header(csv_reader *r) {
         if (!(r->col_name[c] = emdpo_strdup(name))) return EMDPO_ERR_NOMEM;
         int role = -1;
         for (int k = 0; k < N_ROLES; k++)
-            if (strcmp(name, role_name[k]) == 0) role = k;
+            if (strcmp(name, r->role_name[k]) == 0) role = k;
         if (role >= 0) r->col[role] = (int)c;
         else r->feat_col[r->p++] = c;
     }
     for (int k = 0; k < COL_GROUP; k++)
         if (r->col[k] < 0)
-            return emdpo_diag_parse(r->diag, r->line, "missing column \"%s\" in the header", role_name[k]);
+            return emdpo_diag_parse(r->diag, r->line, "missing column \"%.60s\" in the header", r->role_name[k]);
     if (r->p == 0) return emdpo_diag_parse(r->diag, r->line, "no feature columns in the header");
     const char **names = emdpo_malloc((size_t)r->p * sizeof *names);
     if (!names) return EMDPO_ERR_NOMEM;
@@ -284,8 +284,8 @@ static int parse_rank(csv_reader *r, uint32_t *out) {
     for (; s[i] >= '0' && s[i] <= '9'; i++)
         if ((v = v * 10 + (uint64_t)(s[i] - '0')) > UINT32_MAX) v = UINT32_MAX; /* beyond any task size */
     if (i == 0 || s[i])
-        return emdpo_diag_parse(r->diag, r->line, "column \"chosen\": expected a non-negative integer, got \"%.40s\"",
-                                s);
+        return emdpo_diag_parse(r->diag, r->line, "column \"%.60s\": expected a non-negative integer, got \"%.40s\"",
+                                r->role_name[COL_CHOSEN], s);
     *out = (uint32_t)v;
     return EMDPO_OK;
 }
@@ -313,8 +313,8 @@ static int read_row(csv_reader *r) {
     const char *annot = field(r, (size_t)r->col[COL_ANNOT]), *task = field(r, (size_t)r->col[COL_TASK]);
     const char *group = r->col[COL_GROUP] >= 0 ? field(r, (size_t)r->col[COL_GROUP]) : NULL;
     if (group && !*group) group = NULL;
-    if (!*annot) return emdpo_diag_parse(r->diag, r->line, "column \"annotator\" is empty");
-    if (!*task) return emdpo_diag_parse(r->diag, r->line, "column \"task\" is empty");
+    if (!*annot) return emdpo_diag_parse(r->diag, r->line, "column \"%.60s\" is empty", r->role_name[COL_ANNOT]);
+    if (!*task) return emdpo_diag_parse(r->diag, r->line, "column \"%.60s\" is empty", r->role_name[COL_TASK]);
     int rc;
     if (!same_task(r, annot, task)) {
         long here = r->line; /* errors in the finished task point at its own lines */
@@ -351,8 +351,8 @@ static void reader_free(csv_reader *r) {
     emdpo_data_builder_free(r->b);
 }
 
-int emdpo_read_csv(FILE *fp, emdpo_data **out, long *line, emdpo_diag *diag) {
-    csv_reader r = {.diag = diag};
+int emdpo_read_csv(FILE *fp, const emdpo_read_opts *o, emdpo_data **out, long *line, emdpo_diag *diag) {
+    csv_reader r = {.diag = diag, .role_name = {o->csv_id, o->csv_task, o->csv_alt, o->csv_choice, "group"}};
     emdpo_csv_init_file(&r.rec, fp);
     int rc, got, have_header = 0;
     while (!(rc = emdpo_csv_next(&r.rec, &got, diag)) && got) {

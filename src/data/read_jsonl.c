@@ -1,6 +1,8 @@
 /* JSONL preference data: one decision per line (TRL's prompt/chosen/rejected
  * names, extended with annotator, group, lists of rejected responses and
- * rankings). See DESIGN.md, "Data formats". */
+ * rankings), or a JSON array of such records. TRL's implicit prompts and
+ * conversations become texts through chat_records.h. See DESIGN.md, "Data
+ * formats". */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -9,9 +11,13 @@
 #include "base/alloc.h"
 #include "base/diag.h"
 #include "base/json.h"
+#include "data/chat_records.h"
 #include "data/readers.h"
 
 typedef struct jsonl_reader {
+    const emdpo_read_opts *o;
+    emdpo_chat_ctx chat;
+    int annot_seen;   /* some record had o->annotator_field */
     emdpo_diag *diag;
     long line;
     emdpo_json_doc *doc;
@@ -54,9 +60,10 @@ static int get_id(jsonl_reader *r, const emdpo_json *obj, const char *key, char 
 static int get_prompt(jsonl_reader *r, const emdpo_json *obj, const char **out) {
     const emdpo_json *v = emdpo_json_get(obj, "prompt");
     *out = NULL;
-    if (!v || v->type == EMDPO_JSON_NULL) return EMDPO_OK;
+    if (!v || v->type == EMDPO_JSON_NULL || v->type == EMDPO_JSON_ARRAY) return EMDPO_OK; /* lists: chat_records.h */
     if (v->type != EMDPO_JSON_STRING)
-        return emdpo_diag_parse(r->diag, r->line, "\"prompt\" must be a string, not %s", emdpo_json_type_name(v->type));
+        return emdpo_diag_parse(r->diag, r->line, "\"prompt\" must be a string or a list of messages, not %s",
+                                emdpo_json_type_name(v->type));
     if (string_has_nul(v)) return emdpo_diag_parse(r->diag, r->line, "\"prompt\" contains a \\u0000 character");
     *out = v->u.str;
     return EMDPO_OK;
@@ -69,9 +76,10 @@ static int push_item(jsonl_reader *r, const emdpo_json *v) {
     return EMDPO_OK;
 }
 
-/* A single response or a non-empty list of them. */
+/* A single response (a conversation's messages are one) or a non-empty
+ * list of them. */
 static int push_rejected(jsonl_reader *r, const emdpo_json *rej) {
-    if (rej->type != EMDPO_JSON_ARRAY) return push_item(r, rej);
+    if (rej->type != EMDPO_JSON_ARRAY || emdpo_chat_is_messages(rej)) return push_item(r, rej);
     if (rej->len == 0) return emdpo_diag_parse(r->diag, r->line, "\"rejected\" is an empty list");
     for (size_t k = 0; k < rej->len; k++) {
         int rc = push_item(r, &rej->u.elems[k]);
@@ -90,8 +98,9 @@ static int collect_items(jsonl_reader *r, const emdpo_json *obj, int *stages) {
     r->n_items = 0;
     if (chosen && ranking) return emdpo_diag_parse(r->diag, r->line, "\"chosen\" and \"ranking\" cannot both be given");
     if (chosen) {
-        if (chosen->type == EMDPO_JSON_ARRAY)
-            return emdpo_diag_parse(r->diag, r->line, "\"chosen\" must be one response, not a list");
+        if (chosen->type == EMDPO_JSON_ARRAY && !emdpo_chat_is_messages(chosen))
+            return emdpo_diag_parse(r->diag, r->line, "\"chosen\" must be one response (a string, an object or a "
+                                    "list of {\"role\", \"content\"} messages), not a list");
         if (!rejected) return emdpo_diag_parse(r->diag, r->line, "missing field \"rejected\"");
         if ((rc = push_item(r, chosen))) return rc;
         *stages = 1;
@@ -171,25 +180,47 @@ static int read_item(jsonl_reader *r, size_t k, int *has_text) {
     return EMDPO_OK;
 }
 
+/* A record whose texts chat_records.h made: text items, no features. */
+static int read_texts(jsonl_reader *r, char **texts, size_t n) {
+    int rc = check_kind(r, 0, 0);
+    for (size_t k = 0; !rc && k < n; k++) r->texts[k] = texts[k];
+    return rc;
+}
+
 static int read_decision(jsonl_reader *r, const emdpo_json *obj) {
     const char *annot, *group, *prompt;
-    int stages = 0, rc;
-    if ((rc = get_id(r, obj, "annotator", r->annot_buf, sizeof r->annot_buf, &annot)) ||
+    int stages = 0, rc, done;
+    if ((rc = get_id(r, obj, r->o->annotator_field, r->annot_buf, sizeof r->annot_buf, &annot)) ||
         (rc = get_id(r, obj, "group", r->group_buf, sizeof r->group_buf, &group)) ||
         (rc = get_prompt(r, obj, &prompt)) || (rc = collect_items(r, obj, &stages)))
         return rc;
-    if (!annot) {
+    if (annot) {
+        r->annot_seen = 1;
+    } else {
         snprintf(r->annot_buf, sizeof r->annot_buf, "line%ld", r->line);
         annot = r->annot_buf;
     }
     size_t n = r->n_items;
     if (emdpo_grow((void **)&r->texts, &r->texts_cap, n, sizeof *r->texts)) return EMDPO_ERR_NOMEM;
-    int has_text = 0;
-    for (size_t k = 0; k < n; k++)
-        if ((rc = read_item(r, k, &has_text))) return rc;
-    rc = emdpo_data_builder_add(r->b, annot, group, prompt, (int)n, stages, r->p ? r->x : NULL,
-                           has_text ? r->texts : NULL);
-    if (rc == EMDPO_ERR_PARSE) emdpo_diag_group_conflict(r->diag, r->line, annot, group);
+    char **made = emdpo_calloc(n, sizeof *made), *made_prompt = NULL;
+    if (!made) return EMDPO_ERR_NOMEM;
+    rc = emdpo_chat_record(&r->chat, emdpo_json_get(obj, "prompt"), r->items, n, r->line, &done, &made_prompt, made,
+                           r->diag);
+    int has_text = done;
+    if (!rc && done) {
+        rc = read_texts(r, made, n);
+        prompt = made_prompt;
+    } else if (!rc && emdpo_chat_is_messages(emdpo_json_get(obj, "prompt"))) {
+        rc = emdpo_diag_parse(r->diag, r->line, "a conversational \"prompt\" needs text responses");
+    }
+    for (size_t k = 0; !rc && !done && k < n; k++) rc = read_item(r, k, &has_text);
+    if (!rc) {
+        rc = emdpo_data_builder_add(r->b, annot, group, prompt, (int)n, stages, r->p ? r->x : NULL,
+                                    has_text ? r->texts : NULL);
+        if (rc == EMDPO_ERR_PARSE) emdpo_diag_group_conflict(r->diag, r->line, annot, group);
+    }
+    emdpo_chat_texts_free(made_prompt, made, n);
+    emdpo_free(made, n * sizeof *made);
     return rc;
 }
 
@@ -207,7 +238,39 @@ static int read_line(jsonl_reader *r, const char *text, size_t len) {
     return read_decision(r, root);
 }
 
+/* A JSON file holding one array of records: the lines from the first
+ * (which opened the array) on, as one document; record i is "line" i + 1. */
+static int read_array(jsonl_reader *r, emdpo_lines *lr) {
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int rc = EMDPO_OK, got = 1;
+    do {
+        if (emdpo_grow((void **)&buf, &cap, len + lr->len + 2, 1)) {
+            rc = EMDPO_ERR_NOMEM;
+            break;
+        }
+        memcpy(buf + len, lr->buf, lr->len);
+        len += lr->len;
+        buf[len++] = '\n';
+    } while (!(rc = emdpo_lines_next(lr, &got)) && got);
+    const emdpo_json *root = NULL;
+    emdpo_json_error jerr;
+    if (!rc && (rc = emdpo_json_parse(r->doc, buf, len, &root, &jerr)) == EMDPO_ERR_PARSE)
+        emdpo_diag_parse(r->diag, 0, "the JSON array is not valid JSON: %s at byte %zu", jerr.msg, jerr.offset + 1);
+    for (size_t i = 0; !rc && i < root->len; i++) {
+        r->line = (long)i + 1;
+        if (root->u.elems[i].type != EMDPO_JSON_OBJECT)
+            rc = emdpo_diag_parse(r->diag, r->line, "record %zu is a JSON %s, expected an object", i + 1,
+                                  emdpo_json_type_name(root->u.elems[i].type));
+        else
+            rc = read_decision(r, &root->u.elems[i]);
+    }
+    emdpo_free(buf, cap);
+    return rc;
+}
+
 static void reader_free(jsonl_reader *r) {
+    emdpo_chat_ctx_free(&r->chat);
     emdpo_json_doc_free(r->doc);
     emdpo_data_builder_free(r->b);
     emdpo_free((void *)r->items, r->items_cap * sizeof *r->items);
@@ -215,15 +278,29 @@ static void reader_free(jsonl_reader *r) {
     emdpo_free((void *)r->texts, r->texts_cap * sizeof *r->texts);
 }
 
-int emdpo_read_jsonl(emdpo_lines *lr, emdpo_data **out, emdpo_diag *diag) {
-    jsonl_reader r = {.diag = diag, .p = -1};
-    int rc = emdpo_json_doc_create(&r.doc), got = 1;
+int emdpo_read_jsonl(emdpo_lines *lr, const emdpo_read_opts *o, emdpo_data **out, emdpo_diag *diag) {
+    jsonl_reader r = {.o = o, .diag = diag, .p = -1};
+    r.chat.template_path = o->chat_template;
+    r.chat.special_tokens = o->special_tokens;
+    int rc = emdpo_json_doc_create(&r.doc), got = 1, first = 1;
     while (!rc && !(rc = emdpo_lines_next(lr, &got)) && got) {
         r.line = lr->lineno;
-        if (!emdpo_line_is_blank(lr->buf, lr->len)) rc = read_line(&r, lr->buf, lr->len);
+        if (emdpo_line_is_blank(lr->buf, lr->len)) continue;
+        size_t i = 0;
+        while (i < lr->len && (lr->buf[i] == ' ' || lr->buf[i] == '\t')) i++;
+        if (first && lr->buf[i] == '[') {
+            rc = read_array(&r, lr);
+            break;
+        }
+        first = 0;
+        rc = read_line(&r, lr->buf, lr->len);
     }
     if (!rc && !r.b) {
         emdpo_diag_set(diag, 0, "no decisions in file");
+        rc = EMDPO_ERR_PARSE;
+    }
+    if (!rc && !r.annot_seen && strcmp(o->annotator_field, "annotator") != 0) {
+        emdpo_diag_set(diag, 0, "no record has the annotator field \"%.60s\"", o->annotator_field);
         rc = EMDPO_ERR_PARSE;
     }
     if (!rc) {

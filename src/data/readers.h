@@ -10,11 +10,12 @@
 #include "base/lines.h"
 #include "data/data.h"
 
-/* JSONL, one decision per line (read_jsonl.c). */
-int emdpo_read_jsonl(emdpo_lines *lr, emdpo_data **out, emdpo_diag *diag);
+/* JSONL, one decision per line, or a JSON array of decisions
+ * (read_jsonl.c). */
+int emdpo_read_jsonl(emdpo_lines *lr, const emdpo_read_opts *o, emdpo_data **out, emdpo_diag *diag);
 /* Long CSV, one row per shown alternative (read_csv.c); *line gets the
  * line reached, for dataio.c's own messages. */
-int emdpo_read_csv(FILE *fp, emdpo_data **out, long *line, emdpo_diag *diag);
+int emdpo_read_csv(FILE *fp, const emdpo_read_opts *o, emdpo_data **out, long *line, emdpo_diag *diag);
 
 /* Writers leave stream errors for the caller to find when it commits the
  * file. The JSONL writer refuses data it cannot represent (invalid UTF-8,

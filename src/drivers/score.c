@@ -88,7 +88,7 @@ int emdpo_score_run(const emdpo_score_opts *o, emdpo_scores **out, emdpo_diag *d
     int max_length = o->max_length, max_prompt_length = o->max_prompt_length;
     int rc = s ? load(o, &m, &mix, &ref, &tok, &max_length, &max_prompt_length, diag)
                : emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
-    if (!rc) rc = emdpo_lm_set_read(o->data, tok, max_length, max_prompt_length, 0, &s->set, &s->d, diag);
+    if (!rc) rc = emdpo_lm_set_read_with(o->data, o->read, tok, max_length, max_prompt_length, 0, &s->set, &s->d, diag);
     if (!rc) {
         emdpo_diag_reset(diag, NULL);
         size_t n = (size_t)s->set->n_seq;

@@ -236,6 +236,9 @@ static int texts_line(emdpo_lm_texts *t, emdpo_json_doc *doc, const emdpo_lines 
     const emdpo_json *root;
     emdpo_json_error jerr;
     long line = lr->lineno;
+    size_t lead = 0;
+    while (lead < lr->len && (lr->buf[lead] == ' ' || lr->buf[lead] == '\t')) lead++;
+    if (t->n == 0 && lead < lr->len && lr->buf[lead] == '[') return EMDPO_ERR_UNSUPPORTED; /* a JSON array of records */
     int rc = emdpo_json_parse(doc, lr->buf, lr->len, &root, &jerr);
     if (rc == EMDPO_ERR_PARSE) {
         emdpo_diag_set(diag, line, "line is not valid JSON: %s at column %zu", jerr.msg, jerr.offset + 1);
@@ -280,8 +283,8 @@ int emdpo_lm_texts_read(const char *path, emdpo_lm_texts **out, emdpo_diag *diag
     memset(diag, 0, sizeof *diag);
     snprintf(diag->file, sizeof diag->file, "%s", path);
     *out = NULL;
-    emdpo_lines lr = {0};
-    if (!(lr.fp = fopen(path, "rb"))) {
+    emdpo_lines lr;
+    if (emdpo_lines_open(&lr, path)) {
         emdpo_diag_set(diag, 0, "cannot open: %s", strerror(errno));
         return EMDPO_ERR_IO;
     }
@@ -297,8 +300,7 @@ int emdpo_lm_texts_read(const char *path, emdpo_lm_texts **out, emdpo_diag *diag
     if (rc == EMDPO_ERR_NOMEM) emdpo_diag_set(diag, lr.lineno, "out of memory");
     if (rc == EMDPO_ERR_IO) emdpo_diag_set(diag, lr.lineno, "read error: %s", strerror(errno));
     emdpo_json_doc_free(doc);
-    emdpo_lines_free(&lr);
-    fclose(lr.fp);
+    emdpo_lines_close(&lr);
     if (rc) {
         emdpo_lm_texts_free(t);
         return rc;
@@ -398,6 +400,12 @@ int emdpo_lm_lengths(const emdpo_llama *m, int *max_length, int *max_prompt_leng
 
 int emdpo_lm_set_read(const char *path, const emdpo_tokenizer *tok, int max_length, int max_prompt_length,
                       int chosen_only, emdpo_lm_set **out, emdpo_data **data, emdpo_diag *diag) {
+    return emdpo_lm_set_read_with(path, NULL, tok, max_length, max_prompt_length, chosen_only, out, data, diag);
+}
+
+int emdpo_lm_set_read_with(const char *path, const emdpo_read_opts *ro, const emdpo_tokenizer *tok, int max_length,
+                           int max_prompt_length, int chosen_only, emdpo_lm_set **out, emdpo_data **data,
+                           emdpo_diag *diag) {
     emdpo_diag_reset(diag, path);
     if (!out) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "out is NULL");
     *out = NULL;
@@ -407,7 +415,7 @@ int emdpo_lm_set_read(const char *path, const emdpo_tokenizer *tok, int max_leng
     emdpo_data *d = NULL;
     int rc = emdpo_lm_texts_read(path, &texts, diag);
     if (rc == EMDPO_ERR_UNSUPPORTED) { /* preference data */
-        if ((rc = emdpo_data_read(path, EMDPO_FORMAT_JSONL, &d, diag))) return rc;
+        if ((rc = emdpo_data_read_with(path, EMDPO_FORMAT_JSONL, ro, &d, diag))) return rc;
         if (!emdpo_data_has_text(d)) {
             emdpo_data_free(d);
             return emdpo_diag_at(diag, EMDPO_ERR_UNSUPPORTED, path, 0, "responses have no text");

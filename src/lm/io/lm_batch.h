@@ -58,6 +58,11 @@ int emdpo_lm_set_add(emdpo_lm_set *s, const emdpo_tokenizer *tok, const char *pr
  * (*ids, *cap entries: emdpo_free(*ids, *cap * sizeof **ids)), *len
  * tokens. Longer than P tokens (P >= 1), it keeps BOS and its last P - 1
  * tokens, as emdpo_lm_set_add truncates prompts. */
+/* emdpo_lm_set_read with the data read as ro says (NULL: the defaults). */
+int emdpo_lm_set_read_with(const char *path, const emdpo_read_opts *ro, const emdpo_tokenizer *tok, int max_length,
+                           int max_prompt_length, int chosen_only, emdpo_lm_set **out, emdpo_data **data,
+                           emdpo_diag *diag);
+
 int emdpo_lm_prompt_encode(const emdpo_tokenizer *tok, const char *text, int P, int **ids, size_t *cap, int *len);
 
 /* Appends one group holding one sequence: prompt[0..np) then resp[0..nr),

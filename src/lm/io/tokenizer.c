@@ -303,7 +303,9 @@ static int hf_encode(const emdpo_tokenizer *t, const char *text, size_t len, uns
     int rc = emdpo_hf_tok_encode(t->hf, text, len, (flags & EMDPO_TOK_SPECIAL) != 0, (flags & EMDPO_TOK_NO_PREFIX) != 0,
                                  &body, &nb);
     if (rc) return rc;
-    int bos = (flags & EMDPO_TOK_ADD_BOS) && t->bos >= 0, eos = (flags & EMDPO_TOK_ADD_EOS) && t->eos >= 0;
+    /* A chat template's text already starts with BOS: no second one. */
+    int bos = (flags & EMDPO_TOK_ADD_BOS) && t->bos >= 0 && !(nb > 0 && body[0] == t->bos);
+    int eos = (flags & EMDPO_TOK_ADD_EOS) && t->eos >= 0;
     *n = nb + (size_t)bos + (size_t)eos;
     *ids = *n ? emdpo_malloc(*n * sizeof **ids) : NULL;
     if (*n && !*ids) {
