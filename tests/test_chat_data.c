@@ -117,8 +117,15 @@ static void test_implicit_strings(void) {
     /* TRL's idx - 1 when the first characters differ is Python's -1. */
     const char *quirk[] = {" ", "x"};
     expect("TRL's negative index", "{\"chosen\": \"a b \", \"rejected\": \"x\"}\n", "a b", quirk, 2);
-    const char *none[] = {"abc", "xyz"};
-    expect("nothing shared", "{\"chosen\": \"abc\", \"rejected\": \"xyz\"}\n", "", none, 2);
+    /* Nothing shared: no prompt at all (TRL's empty one). */
+    emdpo_read_opts o;
+    emdpo_read_opts_init(&o);
+    emdpo_data *d = NULL;
+    emdpo_diag diag;
+    CHECK_EQ_INT(emdpo_data_read_with(write_file("d.jsonl", "{\"chosen\": \"abc\", \"rejected\": \"xyz\"}\n"),
+                                      EMDPO_FORMAT_AUTO, &o, &d, &diag), EMDPO_OK);
+    CHECK(d && (!d->dec_prompt || !d->dec_prompt[0]) && strcmp(d->item_text[0], "abc") == 0 && strcmp(d->item_text[1], "xyz") == 0);
+    emdpo_data_free(d);
     /* The last characters share their first byte, not the character. */
     const char *cp[] = {"\xC3\xA9", "\xC3\xA0"};
     expect("characters, not bytes", "{\"chosen\": \"\xC3\xA9t\xC3\xA9\", \"rejected\": \"\xC3\xA9t\xC3\xA0\"}\n",

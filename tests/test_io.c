@@ -228,7 +228,7 @@ static void test_jsonl_errors(void) {
         AFTER_OK("{\"chosen\":{\"features\":[1,2]},\"ranking\":[{\"features\":[3,4]},{\"features\":[3,4]}]}"),
         3, "cannot both");
     REJECT_JSONL(AFTER_OK("{\"chosen\":[{\"features\":[1,2]}],\"rejected\":{\"features\":[3,4]}}"), 3,
-                 "one response, not a list");
+                 "must be one response");
     REJECT_JSONL(AFTER_OK("{\"chosen\":{\"features\":[1,2]},\"rejected\":[{\"features\":[3,\"4\"]}]}"), 3,
                  "feature 2 of item 2 is not a finite number");
     REJECT_JSONL(AFTER_OK("{\"chosen\":{\"features\":[null,2]},\"rejected\":{\"features\":[3,4]}}"), 3,

@@ -285,6 +285,9 @@ int emdpo_chat_record(emdpo_chat_ctx *c, const emdpo_json *prompt, const emdpo_j
                                 "messages");
     int explicit_prompt = prompt && prompt->type != EMDPO_JSON_NULL && p_conv == conv;
     if (!conv && explicit_prompt) return EMDPO_OK; /* plain strings: the reader's own case */
+    for (size_t k = 0; !conv && k < n; k++)
+        if (strlen(items[k]->u.str) != items[k]->len)
+            return emdpo_diag_parse(diag, line, "the text of item %zu must be a string without \\u0000", k + 1);
     *done = 1;
     size_t *skip = emdpo_calloc(n, sizeof *skip);
     if (!skip) return EMDPO_ERR_NOMEM;
@@ -339,6 +342,11 @@ int emdpo_chat_record(emdpo_chat_ctx *c, const emdpo_json *prompt, const emdpo_j
         /* Python's s[:-1] when idx is -1. */
         size_t pchars = idx >= 0 ? (size_t)idx : (c0 ? c0 - 1 : 0);
         size_t pb = skip_chars(s0, items[0]->len, pchars);
+        if (pb == 0) { /* an empty prompt: the record as it is, without one */
+            *done = 0;
+            emdpo_free(skip, n * sizeof *skip);
+            return EMDPO_OK;
+        }
         if (!(*prompt_out = dup_n(s0, pb))) rc = EMDPO_ERR_NOMEM;
         for (size_t k = 0; !rc && k < n; k++) {
             size_t ck = count_chars(items[k]->u.str, items[k]->len);

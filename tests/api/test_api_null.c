@@ -18,6 +18,10 @@ int main(void) {
     (void)emdpo_format_name(0);
     CHECK(1);
     CHECK_MSG(emdpo_data_read(NULL, (emdpo_format)0, NULL, NULL) != EMDPO_OK, "emdpo_data_read");
+    emdpo_read_opts_init(NULL);
+    CHECK(1);
+    (void)emdpo_data_read_with(NULL, (emdpo_format)0, NULL, NULL, NULL);
+    CHECK(1);
     CHECK_MSG(emdpo_data_write(NULL, NULL, (emdpo_format)0, NULL) != EMDPO_OK, "emdpo_data_write");
     emdpo_data_free(NULL);
     CHECK(1);
@@ -582,6 +586,8 @@ int main(void) {
  *   emdpo_set_threads
  *   emdpo_format_name
  *   emdpo_data_read
+ *   emdpo_read_opts_init
+ *   emdpo_data_read_with
  *   emdpo_data_write
  *   emdpo_data_free
  *   emdpo_data_source
