@@ -1,9 +1,9 @@
 /* GGUF vocabularies (lm/io/gguf_vocab.h): a small GGUF written here loads
  * through emdpo_tokenizer_load and encodes as its tokenizer.bin twin does;
  * malformed and unsupported files are refused with the key or offset; and,
- * when ../shared is present, Llama's SentencePiece vocabulary from
- * llama.cpp's ggml-vocab-llama-spm.gguf gives llama.cpp's own ids on its
- * tokenizer test inputs (llama-spm.inp / .out). */
+ * when ../shared is present, llama.cpp's ggml-vocab-llama-spm.gguf
+ * (SentencePiece) and ggml-vocab-gpt-2.gguf (byte-level BPE) give
+ * llama.cpp's own ids on its tokenizer test inputs (NAME.inp / .out). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,10 +15,9 @@
 #include "emdpo.h"
 #include "lm/io/gguf_vocab.h"
 #include "lm/io/tokenizer.h"
+#include "testdata.h"
 
 #define SPM_GGUF "../shared/data/gguf/ggml-vocab-llama-spm.gguf"
-#define SPM_INP "../shared/data/tokenizers/tests/llama-spm.inp"
-#define SPM_OUT "../shared/data/tokenizers/tests/llama-spm.out"
 
 /* ---- a GGUF image written by hand ------------------------------------- */
 
@@ -167,123 +166,28 @@ static void test_small(void) {
 
 /* ---- llama.cpp's own test pairs ------------------------------------------ */
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, fp) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    fclose(fp);
-    if (s) s[n] = '\0';
-    *len = (size_t)n;
-    return s;
-}
-
-static void test_llama_spm(void) {
-    size_t ni, no;
-    char *inp = slurp(SPM_INP, &ni), *out = slurp(SPM_OUT, &no);
+/* llama.cpp's ids on its own tokenizer tests, through a GGUF vocabulary. */
+static void gguf_pairs(const char *gguf, int vocab, const char *test, int bos, int eos) {
     emdpo_tokenizer *t = NULL;
     emdpo_diag d;
-    if (!inp || !out || !emdpo_gguf_is_file(SPM_GGUF)) {
-        printf("test_gguf_vocab: ../shared's llama-spm vocabulary absent, parity skipped\n");
-        free(inp);
-        free(out);
+    if (!emdpo_gguf_is_file(gguf)) {
+        printf("test_gguf_vocab: %s absent, parity skipped\n", gguf);
         return;
     }
-    CHECK_EQ_INT(emdpo_tokenizer_load(SPM_GGUF, 32000, &t, &d), EMDPO_OK);
-    if (!t) {
-        printf("  %s\n", d.msg);
-        free(inp);
-        free(out);
-        return;
-    }
-    /* Inputs are separated by "\n__ggml_vocab_test__\n"; outputs are one
-     * line of ids each. */
-    static const char sep[] = "\n__ggml_vocab_test__\n";
-    char *s = inp, *line = out;
-    int cases = 0;
-    while (*s && *line) {
-        char *end = strstr(s, sep);
-        if (!end) break;
-        *end = '\0';
-        char *nl = strchr(line, '\n');
-        if (nl) *nl = '\0';
-        size_t cap = emdpo_tokenizer_encode_bound(strlen(s)), n = 0;
-        int *ids = malloc(cap * sizeof *ids), want[4096], nw = 0;
-        for (char *p = line, *q; nw < 4096; p = q) {
-            long v = strtol(p, &q, 10);
-            if (q == p) break;
-            want[nw++] = (int)v;
-        }
-        int rc = emdpo_tokenizer_encode(t, s, strlen(s), 0, ids, cap, &n);
-        int same = rc == EMDPO_OK && (int)n == nw && memcmp(ids, want, n * sizeof *ids) == 0;
-        CHECK_MSG(same, "llama-spm case %d (%zu bytes): %zu ids, llama.cpp %d", cases, strlen(s), n, nw);
-        free(ids);
-        cases++;
-        s = end + strlen(sep);
-        line = nl ? nl + 1 : line + strlen(line);
-    }
-    CHECK_MSG(cases >= 30, "only %d llama-spm cases read", cases);
+    CHECK_EQ_INT(emdpo_tokenizer_load(gguf, vocab, &t, &d), EMDPO_OK);
+    if (!t) return;
+    CHECK(emdpo_tokenizer_bos(t) == bos && emdpo_tokenizer_eos(t) == eos);
+    int bad, cases = testdata_llama_cpp_pairs(t, "../shared/data/tokenizers/tests", test, NULL, &bad);
+    if (cases < 0) printf("test_gguf_vocab: llama.cpp's %s pairs absent, skipped\n", test);
+    else CHECK_MSG(cases >= 30 && bad == 0, "%s: %d of %d cases differ from llama.cpp", test, bad, cases);
     emdpo_tokenizer_free(t);
-    free(inp);
-    free(out);
-}
-
-/* llama.cpp's GPT-2 vocabulary (tokenizer.ggml.model "gpt2", pre "gpt-2")
- * gives llama.cpp's ids on its test inputs; an unknown pre-tokenizer is
- * refused by name. */
-static void test_gpt2(void) {
-    static const char gguf[] = "../shared/data/gguf/ggml-vocab-gpt-2.gguf";
-    size_t ni, no;
-    char *inp = slurp("../shared/data/tokenizers/tests/gpt-2.inp", &ni);
-    char *out = slurp("../shared/data/tokenizers/tests/gpt-2.out", &no);
-    emdpo_tokenizer *t = NULL;
-    emdpo_diag d;
-    if (!inp || !out || !emdpo_gguf_is_file(gguf)) {
-        printf("test_gguf_vocab: ../shared's gpt-2 vocabulary absent, parity skipped\n");
-        free(inp);
-        free(out);
-        return;
-    }
-    CHECK_EQ_INT(emdpo_tokenizer_load(gguf, 50257, &t, &d), EMDPO_OK);
-    CHECK(t && emdpo_tokenizer_bos(t) == 50256 && emdpo_tokenizer_eos(t) == 50256);
-    static const char sep[] = "\n__ggml_vocab_test__\n";
-    char *s = inp, *line = out;
-    int cases = 0, bad = 0;
-    while (t && *s && *line) {
-        char *end = strstr(s, sep);
-        if (!end) break;
-        *end = '\0';
-        char *nl = strchr(line, '\n');
-        if (nl) *nl = '\0';
-        int want[4096], nw = 0, *ids;
-        size_t n;
-        for (char *p = line, *q; nw < 4096; p = q) {
-            long v = strtol(p, &q, 10);
-            if (q == p) break;
-            want[nw++] = (int)v;
-        }
-        int rc = emdpo_tokenizer_encode_alloc(t, s, strlen(s), 0, &ids, &n);
-        if (rc || (int)n != nw || (n && memcmp(ids, want, n * sizeof *ids) != 0)) bad++;
-        emdpo_ids_free(ids, n);
-        cases++;
-        s = end + strlen(sep);
-        line = nl ? nl + 1 : line + strlen(line);
-    }
-    CHECK_MSG(cases >= 30 && bad == 0, "gpt-2: %d of %d cases differ from llama.cpp", bad, cases);
-    emdpo_tokenizer_free(t);
-    free(inp);
-    free(out);
 }
 
 int main(void) {
     test_small();
-    test_llama_spm();
-    test_gpt2();
+    /* Llama's SentencePiece vocabulary (tokenizer.ggml.model "llama"), and
+     * GPT-2's byte-level one ("gpt2", pre "gpt-2"). */
+    gguf_pairs(SPM_GGUF, 32000, "llama-spm", 1, 2);
+    gguf_pairs("../shared/data/gguf/ggml-vocab-gpt-2.gguf", 50257, "gpt-2", 50256, 50256);
     return check_report("test_gguf_vocab");
 }

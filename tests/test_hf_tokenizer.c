@@ -20,26 +20,10 @@
 #include "emdpo.h"
 #include "failalloc.h"
 #include "lm/io/tokenizer.h"
+#include "testdata.h"
 
 #define TOK_DIR "../shared/data/tokenizers/"
 #define FIX_DIR "tests/fixtures/tokenizer_parity/"
-
-static char *slurp(const char *path, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, fp) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    fclose(fp);
-    if (s) s[n] = '\0';
-    *len = (size_t)n;
-    return s;
-}
 
 /* The next line of *p (NUL-terminated in place), or NULL at the end. */
 static char *next_line(char **p) {
@@ -70,7 +54,7 @@ static void parity_strings(const char *name, const emdpo_tokenizer *t, emdpo_jso
     char path[256];
     size_t ls, le;
     snprintf(path, sizeof path, FIX_DIR "%s.jsonl", name);
-    char *strs = slurp(FIX_DIR "strings.jsonl", &ls), *exp = slurp(path, &le), *ps = strs, *pe = exp, *s, *e;
+    char *strs = testdata_slurp(FIX_DIR "strings.jsonl", &ls), *exp = testdata_slurp(path, &le), *ps = strs, *pe = exp, *s, *e;
     CHECK_MSG(strs && exp, "%s: fixtures missing", name);
     int lines = 0, bad = 0;
     while (strs && exp && (s = next_line(&ps)) && (e = next_line(&pe))) {
@@ -101,7 +85,7 @@ static void parity_strings(const char *name, const emdpo_tokenizer *t, emdpo_jso
     free(exp);
 
     snprintf(path, sizeof path, FIX_DIR "%s.decode.jsonl", name);
-    char *dec = slurp(path, &le), *pd = dec;
+    char *dec = testdata_slurp(path, &le), *pd = dec;
     int dlines = 0, dbad = 0;
     while (dec && (e = next_line(&pd))) {
         const emdpo_json *je, *jids, *jt;
@@ -164,7 +148,7 @@ static int synthetic_one(const char *name, emdpo_json_doc *doc) {
     int bad = 0;
     size_t len;
     snprintf(path, sizeof path, FIX_DIR "synthetic/%s.expected.jsonl", name);
-    char *exp = slurp(path, &len), *p = exp, *e;
+    char *exp = testdata_slurp(path, &len), *p = exp, *e;
     while (exp && (e = next_line(&p))) {
         const emdpo_json *j, *text;
         emdpo_json_error err;
@@ -191,7 +175,7 @@ static int synthetic_one(const char *name, emdpo_json_doc *doc) {
     }
     free(exp);
     snprintf(path, sizeof path, FIX_DIR "synthetic/%s.decode.jsonl", name);
-    char *dec = slurp(path, &len);
+    char *dec = testdata_slurp(path, &len);
     p = dec;
     while (dec && (e = next_line(&p))) {
         const emdpo_json *j, *ids, *want;
@@ -217,7 +201,7 @@ static int synthetic_one(const char *name, emdpo_json_doc *doc) {
 
 static void test_synthetic(void) {
     size_t len;
-    char *manifest = slurp(FIX_DIR "synthetic/MANIFEST.md", &len);
+    char *manifest = testdata_slurp(FIX_DIR "synthetic/MANIFEST.md", &len);
     CHECK_MSG(manifest != NULL, "synthetic fixtures missing");
     free(manifest);
     FILE *ls = popen("ls " FIX_DIR "synthetic/*.json", "r");
@@ -238,74 +222,33 @@ static void test_synthetic(void) {
     CHECK_MSG(files >= 50 && failed == 0, "%d of %d synthetic tokenizers differ from HF", failed, files);
 }
 
-/* llama.cpp's own test pairs: inputs separated by "\n__ggml_vocab_test__\n",
- * one line of ids per input (no special tokens). */
 static int has_double_blank(const char *s) {
     for (; s[0] && s[1]; s++)
         if ((s[0] == ' ' || s[0] == '\t') && s[1] == s[0]) return 1;
     return 0;
 }
 
-/* skip_blank_runs: gpt2-hf's tokenizer.json has 38 added tokens of spaces
- * and tabs that llama.cpp's GPT-2 vocabulary lacks (HF itself encodes
- * "  Hello" with one of them), so inputs with such runs are HF's business
- * (test_parity), not llama.cpp's. */
-static void llama_cpp_pairs(const char *tok_path, const char *test, int skip_blank_runs) {
-    char pi[256], po[256];
-    snprintf(pi, sizeof pi, TOK_DIR "tests/%s.inp", test);
-    snprintf(po, sizeof po, TOK_DIR "tests/%s.out", test);
-    size_t ni, no;
-    char *inp = slurp(pi, &ni), *out = slurp(po, &no);
+/* llama.cpp's own test pairs for the same vocabularies. gpt2-hf's
+ * tokenizer.json has 38 added tokens of spaces and tabs that llama.cpp's
+ * GPT-2 vocabulary lacks (HF itself encodes "  Hello" with one of them), so
+ * inputs with such runs are HF's business (test_parity), not llama.cpp's. */
+static void llama_cpp_pairs(const char *tok_path, const char *test, int (*skip)(const char *)) {
     emdpo_tokenizer *t = NULL;
     emdpo_diag d;
-    if (!inp || !out || access(tok_path, R_OK) != 0) {
-        printf("test_hf_tokenizer: %s or llama.cpp's %s pairs absent, skipped\n", tok_path, test);
-        free(inp);
-        free(out);
+    if (access(tok_path, R_OK) != 0 || emdpo_tokenizer_load(tok_path, 0, &t, &d) != EMDPO_OK) {
+        printf("test_hf_tokenizer: %s absent, llama.cpp's %s pairs skipped\n", tok_path, test);
         return;
     }
-    CHECK_EQ_INT(emdpo_tokenizer_load(tok_path, 0, &t, &d), EMDPO_OK);
-    static const char sep[] = "\n__ggml_vocab_test__\n";
-    char *s = inp, *line = out;
-    int cases = 0, bad = 0;
-    while (t && *s && *line) {
-        char *end = strstr(s, sep);
-        if (!end) break;
-        *end = '\0';
-        char *nl = strchr(line, '\n');
-        if (nl) *nl = '\0';
-        int want[4096], nw = 0, *ids;
-        size_t n;
-        for (char *p = line, *q; nw < 4096; p = q) {
-            long v = strtol(p, &q, 10);
-            if (q == p) break;
-            want[nw++] = (int)v;
-        }
-        int rc = emdpo_tokenizer_encode_alloc(t, s, strlen(s), 0, &ids, &n);
-        if (skip_blank_runs && has_double_blank(s)) {
-            emdpo_ids_free(ids, n);
-            s = end + strlen(sep);
-            line = nl ? nl + 1 : line + strlen(line);
-            continue;
-        }
-        if (rc || (int)n != nw || (n && memcmp(ids, want, n * sizeof *ids) != 0)) {
-            if (bad++ < 3) printf("  %s with %s: case %d (\"%.40s\") differs\n", test, tok_path, cases, s);
-        }
-        emdpo_ids_free(ids, n);
-        cases++;
-        s = end + strlen(sep);
-        line = nl ? nl + 1 : line + strlen(line);
-    }
-    CHECK_MSG(t && cases >= 25 && bad == 0, "%s with %s: %d of %d cases differ", test, tok_path, bad, cases);
+    int bad, cases = testdata_llama_cpp_pairs(t, TOK_DIR "tests", test, skip, &bad);
+    if (cases < 0) printf("test_hf_tokenizer: llama.cpp's %s pairs absent, skipped\n", test);
+    else CHECK_MSG(cases >= 25 && bad == 0, "%s with %s: %d of %d cases differ", test, tok_path, bad, cases);
     emdpo_tokenizer_free(t);
-    free(inp);
-    free(out);
 }
 
 static void test_llama_cpp(void) {
-    llama_cpp_pairs(TOK_DIR "llama2/tokenizer.json", "llama-spm", 0);
-    llama_cpp_pairs(TOK_DIR "llama3/tokenizer.json", "llama-bpe", 0);
-    llama_cpp_pairs(TOK_DIR "gpt2-hf/tokenizer.json", "gpt-2", 1);
+    llama_cpp_pairs(TOK_DIR "llama2/tokenizer.json", "llama-spm", NULL);
+    llama_cpp_pairs(TOK_DIR "llama3/tokenizer.json", "llama-bpe", NULL);
+    llama_cpp_pairs(TOK_DIR "gpt2-hf/tokenizer.json", "gpt-2", has_double_blank);
 }
 
 static void check_specials(const char *dir, int bos, int eos, int stop_has) {

@@ -8,6 +8,7 @@
 
 #include "base/json.h"
 #include "check.h"
+#include "testdata.h"
 #include "emdpo.h"
 #include "lm/engine/llama.h"
 #include "lm/engine/llama_model.h"
@@ -15,22 +16,6 @@
 
 #define MODEL "../shared/data/models/stories260K.bin"
 #define REF "../shared/data/models/stories260K_greedy_reference.json"
-
-static char *slurp(const char *path, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    rewind(fp);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, fp) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    fclose(fp);
-    *len = (size_t)n;
-    return s;
-}
 
 static int argmax(const float *x, int n) {
     int best = 0;
@@ -48,7 +33,7 @@ static double max_diff(const float *logits, const emdpo_json *ref, int V) {
 
 int main(void) {
     size_t len;
-    char *text = slurp(REF, &len);
+    char *text = testdata_slurp(REF, &len);
     emdpo_llama *m = NULL;
     emdpo_diag diag;
     if (!text) {

@@ -11,6 +11,7 @@
 #include "base/json.h"
 #include "base/rng.h"
 #include "check.h"
+#include "testdata.h"
 #include "emdpo.h"
 #include "lm/engine/llama.h"
 #include "lm/engine/llama_model.h"
@@ -212,26 +213,10 @@ static void test_generate(void) {
     emdpo_llama_free(m);
 }
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    rewind(fp);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, fp) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    fclose(fp);
-    *len = (size_t)n;
-    return s;
-}
-
 /* Greedy generation, single and batched, gives the reference's 256 tokens. */
 static void test_reference(void) {
     size_t len;
-    char *text = slurp(REF, &len);
+    char *text = testdata_slurp(REF, &len);
     if (!text) {
         printf("skipping the stories260K reference: %s not found\n", REF);
         return;

@@ -11,6 +11,7 @@
 
 #include "base/json.h"
 #include "check.h"
+#include "testdata.h"
 #include "failalloc.h"
 #include "lm/io/tokenizer.h"
 
@@ -367,21 +368,6 @@ static void test_failalloc(void) {
 
 /* ---- the real tok512.bin ---------------------------------------------- */
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    size_t got;
-    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) buf = realloc(buf, cap *= 2);
-    }
-    fclose(f);
-    *len = n;
-    return buf;
-}
-
 static void test_tok512(void) {
     if (access(TOK512, R_OK) != 0 || access(GREEDY_REF, R_OK) != 0) {
         printf("skip: %s or %s absent\n", TOK512, GREEDY_REF);
@@ -400,7 +386,7 @@ static void test_tok512(void) {
 
     float score[512];
     size_t flen = 0;
-    unsigned char *raw = (unsigned char *)slurp(TOK512, &flen);
+    unsigned char *raw = (unsigned char *)testdata_slurp(TOK512, &flen);
     size_t pos = 4;
     for (int i = 0; raw && i < 512; i++) {
         memcpy(&score[i], raw + pos, 4);
@@ -411,7 +397,7 @@ static void test_tok512(void) {
     free(raw);
 
     size_t jlen = 0;
-    char *json = slurp(GREEDY_REF, &jlen);
+    char *json = testdata_slurp(GREEDY_REF, &jlen);
     emdpo_json_doc *doc = NULL;
     const emdpo_json *root = NULL;
     emdpo_json_error err;

@@ -84,3 +84,67 @@ emdpo_tokenizer *testdata_letter_tokenizer(void) {
     free(im.p);
     return rc ? NULL : t;
 }
+
+char *testdata_slurp(const char *path, size_t *len) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return NULL;
+    size_t cap = 1 << 16, n = 0, got;
+    char *buf = malloc(cap);
+    while (buf && (got = fread(buf + n, 1, cap - n - 1, fp)) > 0) {
+        n += got;
+        if (n + 1 == cap) {
+            char *grown = realloc(buf, cap *= 2);
+            if (!grown) free(buf);
+            buf = grown;
+        }
+    }
+    fclose(fp);
+    if (buf) buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+int testdata_llama_cpp_pairs(const emdpo_tokenizer *t, const char *dir, const char *name, int (*skip)(const char *),
+                             int *bad) {
+    char pi[512], po[512];
+    snprintf(pi, sizeof pi, "%s/%s.inp", dir, name);
+    snprintf(po, sizeof po, "%s/%s.out", dir, name);
+    size_t ni, no;
+    char *inp = testdata_slurp(pi, &ni), *out = testdata_slurp(po, &no);
+    *bad = 0;
+    if (!inp || !out) {
+        free(inp);
+        free(out);
+        return -1;
+    }
+    static const char sep[] = "\n__ggml_vocab_test__\n";
+    char *s = inp, *line = out;
+    int cases = 0;
+    while (*s && *line) {
+        char *end = strstr(s, sep);
+        if (!end) break;
+        *end = '\0';
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = '\0';
+        if (!skip || !skip(s)) {
+            int want[4096], nw = 0, *ids = NULL;
+            size_t n = 0;
+            for (char *p = line, *q; nw < 4096; p = q) {
+                long v = strtol(p, &q, 10);
+                if (q == p) break;
+                want[nw++] = (int)v;
+            }
+            int rc = emdpo_tokenizer_encode_alloc(t, s, strlen(s), 0, &ids, &n);
+            if (rc || (int)n != nw || (n && memcmp(ids, want, n * sizeof *ids) != 0)) {
+                if ((*bad)++ < 3) printf("  %s: case %d (\"%.40s\") differs from llama.cpp\n", name, cases, s);
+            }
+            emdpo_ids_free(ids, n);
+            cases++;
+        }
+        s = end + strlen(sep);
+        line = nl ? nl + 1 : line + strlen(line);
+    }
+    free(inp);
+    free(out);
+    return cases;
+}

@@ -18,4 +18,16 @@ emdpo_data *testdata_random_decisions(int n_annot, int m, int p, uint64_t seed);
 #define TESTDATA_LETTER_VOCAB (259 + 53)
 emdpo_tokenizer *testdata_letter_tokenizer(void);
 
+/* The whole file at path, NUL-terminated (*len bytes before the NUL), from
+ * malloc; NULL when it cannot be read. */
+char *testdata_slurp(const char *path, size_t *len);
+
+/* llama.cpp's tokenizer test pairs NAME.inp / NAME.out in dir (inputs
+ * separated by "\n__ggml_vocab_test__\n", one line of ids each) encoded by
+ * t without special tokens. Returns the number of cases (-1: the files are
+ * absent) and sets *bad to those whose ids differ; skip (may be NULL)
+ * leaves out the inputs it returns 1 for. */
+int testdata_llama_cpp_pairs(const emdpo_tokenizer *t, const char *dir, const char *name, int (*skip)(const char *),
+                             int *bad);
+
 #endif
