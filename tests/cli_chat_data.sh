@@ -39,6 +39,12 @@ if [ -f "$S/tokenizer.json" ]; then
         --annotator-field user_id --model "$T/dpo" $COMMON --k 2 --max-iter 1 --steps 1 --out "$T/fit"
     check "the fit has three annotators" grep -q '"n_annotators": 3' "$T/fit/fit.json"
     check "posterior rows by user_id" sh -c "cut -d, -f1 '$T/fit/posterior.csv' | tr '\n' ' ' | grep -q 'u1 u2 u3'"
+    check "fit.json records how the data was read" grep -q '"annotator_field": "user_id"' "$T/fit/fit.json"
+    check "... and the chat template" grep -q '"chat_template": ".*tokenizer_config.json"' "$T/fit/fit.json"
+    expect_exit 0 "aggregate re-reads the fit's chat data the same way" "" "$E" aggregate --fit "$T/fit" \
+        --threads 1
+    check "aggregate wrote the mixture" test -s "$T/fit/mixture.json"
+    expect_exit 0 "regret too" "" "$E" regret --fit "$T/fit" --uniform --threads 1
     expect_exit 2 "a field no record has" 'no record has the annotator field "worker_id"' "$E" dpo \
         --data "$T/conv.jsonl" --annotator-field worker_id --config "$CFG" $COMMON --steps 1 --out "$T/bad"
     printf '{"prompt": [{"role": "user", "content": "x"}], "chosen": [{"role": "assistant", "content": "y"}], "rejected": [{"role": "assistant", "content": "z"}]}\n' >"$T/one.jsonl"

@@ -276,6 +276,9 @@ void emdpo_data_free(emdpo_data *d) {
     free_str_array(d->item_text, ni, ni);
     free_str_array(d->feature_name, (size_t)d->p, (size_t)d->p);
     emdpo_strfree(d->source);
+    emdpo_strfree(d->read_annotator_field);
+    emdpo_strfree(d->read_chat_template);
+    emdpo_strfree(d->read_special_tokens);
     emdpo_free(d, sizeof *d);
 }
 

@@ -26,6 +26,11 @@ struct emdpo_data {
     char **item_text;      /* (n_items) response text, NULL entries allowed; NULL array for feature data */
     char **feature_name;   /* (p) column names, or NULL when the source had none */
     char *source;          /* the path it was read from, NULL when built in memory */
+    /* How it was read, where that differs from the defaults (a fit records
+     * it, so that what reads the fit's data reads it the same way): the
+     * annotator field, and absolute paths of the chat template and of the
+     * special tokens' file. NULL: the default. */
+    char *read_annotator_field, *read_chat_template, *read_special_tokens;
 };
 
 /* Items in decision d. */

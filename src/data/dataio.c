@@ -82,6 +82,12 @@ int emdpo_data_read_with(const char *path, emdpo_format fmt, const emdpo_read_op
         rc = emdpo_read_csv(fp, o, out, &line, diag);
         fclose(fp);
     }
+    if (!rc && strcmp(o->annotator_field, "annotator") != 0 &&
+        !((*out)->read_annotator_field = emdpo_strdup(o->annotator_field))) {
+        emdpo_data_free(*out);
+        *out = NULL;
+        rc = EMDPO_ERR_NOMEM;
+    }
     if (!rc && !((*out)->source = emdpo_strdup(path))) {
         emdpo_data_free(*out);
         *out = NULL;

@@ -10,6 +10,7 @@
 
 #include "base/alloc.h"
 #include "base/diag.h"
+#include "base/file.h"
 #include "base/json.h"
 #include "data/chat_records.h"
 #include "data/readers.h"
@@ -306,6 +307,14 @@ int emdpo_read_jsonl(emdpo_lines *lr, const emdpo_read_opts *o, emdpo_data **out
     if (!rc) {
         rc = emdpo_data_builder_finish(r.b, out);
         r.b = NULL;
+    }
+    /* A template that rendered records is part of how the data reads. */
+    if (!rc && r.chat.t &&
+        (!((*out)->read_chat_template = emdpo_path_real(o->chat_template)) ||
+         (o->special_tokens && !((*out)->read_special_tokens = emdpo_path_real(o->special_tokens))))) {
+        emdpo_data_free(*out);
+        *out = NULL;
+        rc = EMDPO_ERR_NOMEM;
     }
     reader_free(&r);
     return rc;

@@ -212,7 +212,9 @@ static int load(emdpo_lm_aggregate *a, emdpo_diag *diag) {
             rc = emdpo_diag_at(diag, EMDPO_ERR_INVALID_ARG, path, 0, "vocabulary %d, the reference's is %d",
                                a->pol[b]->config.vocab_size, a->ref->config.vocab_size);
     }
-    if (!rc) rc = emdpo_data_read(a->data, EMDPO_FORMAT_JSONL, &a->d, diag);
+    emdpo_read_opts ro;
+    emdpo_fit_read_opts(f, &ro);
+    if (!rc) rc = emdpo_data_read_with(a->data, EMDPO_FORMAT_JSONL, &ro, &a->d, diag);
     return rc;
 }
 

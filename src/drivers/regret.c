@@ -345,7 +345,9 @@ int emdpo_regret_run(emdpo_regret *r, emdpo_diag *diag) {
     int rc = pol ? emdpo_llama_load(r->fit->model, &ref, diag) : emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
     if (!rc) rc = emdpo_tokenizer_load(r->fit->tokenizer, ref->config.vocab_size, &tok, diag);
     if (!rc) rc = load_columns(r, ref, pol, diag);
-    if (!rc) rc = emdpo_data_read(r->data, EMDPO_FORMAT_JSONL, &d, diag);
+    emdpo_read_opts ro;
+    emdpo_fit_read_opts(r->fit, &ro);
+    if (!rc) rc = emdpo_data_read_with(r->data, EMDPO_FORMAT_JSONL, &ro, &d, diag);
     if (!rc && r->o.estimator == EMDPO_ESTIMATOR_EXACT && !emdpo_data_has_text(d))
         rc = emdpo_diag_at(diag, EMDPO_ERR_INVALID_ARG, r->data, 0, "responses have no text; the exact estimator needs text");
     if (!rc) {

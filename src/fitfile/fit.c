@@ -29,6 +29,9 @@ void emdpo_fit_free(emdpo_fit *f) {
     emdpo_strfree(f->data);
     emdpo_strfree(f->model);
     emdpo_strfree(f->tokenizer);
+    emdpo_strfree(f->read_annotator_field);
+    emdpo_strfree(f->read_chat_template);
+    emdpo_strfree(f->read_special_tokens);
     emdpo_strfree(f->dir);
     emdpo_strfree(f->source);
     free_strs(f->policy, K);
@@ -85,6 +88,10 @@ int emdpo_fit_from_em(emdpo_family family, emdpo_em_result *res, emdpo_policy **
     f->n_items = d->n_items;
     f->elapsed = elapsed;
     if (d->source && !(f->data = emdpo_path_real(d->source))) rc = EMDPO_ERR_NOMEM;
+    const char *how[3] = {d->read_annotator_field, d->read_chat_template, d->read_special_tokens};
+    char **into[3] = {&f->read_annotator_field, &f->read_chat_template, &f->read_special_tokens};
+    for (int i = 0; !rc && i < 3; i++)
+        if (how[i] && !(*into[i] = emdpo_strdup(how[i]))) rc = EMDPO_ERR_NOMEM;
     if (!rc && !(f->annot = emdpo_calloc((size_t)d->n_annot, sizeof *f->annot))) rc = EMDPO_ERR_NOMEM;
     for (int64_t i = 0; !rc && i < d->n_annot; i++)
         if (!(f->annot[i] = emdpo_strdup(d->annot_name[i]))) rc = EMDPO_ERR_NOMEM;
@@ -228,6 +235,13 @@ const emdpo_llama *emdpo_fit_model(const emdpo_fit *f, int k) {
 
 const char *emdpo_fit_model_path(const emdpo_fit *f) { return f ? f->model : NULL; }
 const char *emdpo_fit_tokenizer_path(const emdpo_fit *f) { return f ? f->tokenizer : NULL; }
+
+void emdpo_fit_read_opts(const emdpo_fit *f, emdpo_read_opts *o) {
+    emdpo_read_opts_init(o);
+    if (f->read_annotator_field) o->annotator_field = f->read_annotator_field;
+    o->chat_template = f->read_chat_template;
+    o->special_tokens = f->read_special_tokens;
+}
 
 const char *emdpo_fit_policy_path(const emdpo_fit *f, int k) {
     return f && f->policy_path && k >= 0 && k < f->K ? f->policy_path[k] : NULL;

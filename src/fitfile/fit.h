@@ -25,6 +25,7 @@ struct emdpo_fit {
     emdpo_lm_mstep_opts mstep; /* Llama: the M-step's settings */
     int64_t mstep_steps;       /* Llama: optimizer steps per type per M-step */
     char *data, *model, *tokenizer; /* absolute paths (data for both families), or NULL */
+    char *read_annotator_field, *read_chat_template, *read_special_tokens; /* how data was read (emdpo_data) */
     char *dir;                 /* read fits: the directory relative paths start from */
     char *source;              /* read fits: the fit.json path as given */
     char **policy;             /* (K) Llama: type directory names */
@@ -45,5 +46,8 @@ int emdpo_fit_from_em(emdpo_family family, emdpo_em_result *res, emdpo_policy **
 
 /* The name fit.json gives init: "kmeans++" for k-means, else the option's. */
 const char *emdpo_fit_init_label(emdpo_init init);
+
+/* The options that read f's data as it was read for the fit. */
+void emdpo_fit_read_opts(const emdpo_fit *f, emdpo_read_opts *o);
 
 #endif

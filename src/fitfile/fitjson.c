@@ -108,6 +108,15 @@ static void write_llama(FILE *fp, const emdpo_fit *f) {
     emdpo_json_str(fp, f->model);
     fputs(",\n  \"tokenizer\": ", fp);
     emdpo_json_str(fp, f->tokenizer);
+    /* How the data was read, when not as by default: what re-reads it
+     * (aggregate, regret) must read it the same way. */
+    const char *how[3] = {f->read_annotator_field, f->read_chat_template, f->read_special_tokens};
+    static const char *key[3] = {"annotator_field", "chat_template", "special_tokens"};
+    for (int i = 0; i < 3; i++)
+        if (how[i]) {
+            fprintf(fp, ",\n  \"%s\": ", key[i]);
+            emdpo_json_str(fp, how[i]);
+        }
     fprintf(fp, ",\n  \"k\": %d,\n  \"beta\": ", K);
     emdpo_json_num(fp, f->beta);
     fputs(",\n  \"loglik\": ", fp);
@@ -412,6 +421,13 @@ static int read_mstep(reader *r, const emdpo_json *ms) {
 static int read_llama(reader *r) {
     emdpo_fit *f = r->f;
     int rc;
+    const emdpo_json *field;
+    if ((rc = member(r, "annotator_field", EMDPO_JSON_STRING, "must be a field name", &field))) return rc;
+    if (field && (!field->len || strlen(field->u.str) != field->len)) return bad(r, "annotator_field", "must be a field name");
+    if (field && !(f->read_annotator_field = emdpo_strdup(field->u.str))) return EMDPO_ERR_NOMEM;
+    if ((rc = path_member(r, "chat_template", &f->read_chat_template)) ||
+        (rc = path_member(r, "special_tokens", &f->read_special_tokens)))
+        return rc;
     if ((rc = path_member(r, "model", &f->model)) || (rc = path_member(r, "tokenizer", &f->tokenizer)) ||
         (rc = int_member(r, "max_iter", 0, INT_MAX, &f->em.max_iter)) || (rc = num_member(r, "tol", &f->em.tol)) ||
         (rc = int_member(r, "patience", 0, INT_MAX, &f->em.patience)))
