@@ -51,16 +51,22 @@ typedef struct cli_read {
     char *template_path, *special_path; /* found beside the tokenizer (cli_read_finish) */
 } cli_read;
 
-/* The data-reading flags (--annotator-field, --chat-template, and the long
- * CSV's --id, --task, --alt, --choice), pointing into r, which
- * cli_read_init prepares before the table is made. */
+/* The data-reading flags, pointing into r, which cli_read_init prepares
+ * before the table is made: the annotator's JSONL field and the chat
+ * template (language-model commands: CLI_READ_FLAG_LIST), the annotator's
+ * field and the long CSV's columns (log-linear commands:
+ * CLI_FEATURE_READ_FLAG_LIST). */
 void cli_read_init(cli_read *r);
-#define CLI_READ_FLAG_LIST(r)                                                                                     \
+#define CLI_ANNOTATOR_FIELD_FLAG(r)                                                                               \
     {"annotator-field", CLI_STR, &(r)->o.annotator_field, "NAME",                                                 \
-     "JSONL: the field naming the annotator (e.g. user_id, worker_id)", 0, 0, 0},                                 \
+     "JSONL: the field naming the annotator (e.g. user_id, worker_id)", 0, 0, 0}
+#define CLI_READ_FLAG_LIST(r)                                                                                     \
+    CLI_ANNOTATOR_FIELD_FLAG(r),                                                                                  \
     {"chat-template", CLI_STR, &(r)->o.chat_template, "FILE",                                                     \
      "a .jinja file or tokenizer_config.json rendering conversational data (default: the one beside the "         \
-     "tokenizer)", 0, 0, 0},                                                                                       \
+     "tokenizer)", 0, 0, 0}
+#define CLI_FEATURE_READ_FLAG_LIST(r)                                                                             \
+    CLI_ANNOTATOR_FIELD_FLAG(r),                                                                                  \
     {"id", CLI_STR, &(r)->o.csv_id, "COL", "long CSV: the annotator's column", 0, 0, 0},                          \
     {"task", CLI_STR, &(r)->o.csv_task, "COL", "long CSV: the task's column", 0, 0, 0},                           \
     {"alt", CLI_STR, &(r)->o.csv_alt, "COL", "long CSV: the alternative's column", 0, 0, 0},                      \

@@ -71,7 +71,7 @@ static int fit_loglinear(int argc, char **argv) {
         {"l2", CLI_DBL, &o.l2, "X", "ridge penalty (X/2)|theta_k|^2 in each M-step", 0, 0, 0},
         {"beta", CLI_DBL, &o.beta, "X", "policy temperature recorded for aggregation", 0, 0, 0},
         {"format", CLI_ENUM, &format, "FMT", "jsonl, csv or auto (by extension)", 0, 0, emdpo_format_name},
-        CLI_READ_FLAG_LIST(&rd),
+        CLI_FEATURE_READ_FLAG_LIST(&rd),
         CLI_THREADS_FLAG(&threads),
         {"no-se", CLI_FLAG, &no_se, NULL, "skip standard errors", 0, 0, 0},
         {"progress", CLI_FLAG, &progress, NULL, "log-likelihood of every iteration on stderr (default on a terminal)",
@@ -138,7 +138,7 @@ static int fit_llama(int argc, char **argv) {
     int threads = 0, quiet = 0, progress = 0;
     cli_read rd;
     cli_read_init(&rd);
-    cli_opt opts[CLI_LM_FIT_FLAGS + 12 + 6] = {
+    cli_opt opts[CLI_LM_FIT_FLAGS + 12 + 2] = {
         {"policy", CLI_STR, &policy, "NAME", "llama: this command (loglinear: see emdpo fit --help)", 0, 0, 0},
         {"data", CLI_STR, &data, "FILE", "preference JSONL with text responses", 1, 0, 0},
         {"model", CLI_STR, &model, "CKPT", "SFT model, the start of every type and the reference: llama2.c .bin or "

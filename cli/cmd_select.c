@@ -53,7 +53,7 @@ static int select_loglinear(int argc, char **argv) {
     cli_read rd;
     cli_read_init(&rd);
     cli_opt opts[] = {
-        CLI_READ_FLAG_LIST(&rd),
+        CLI_FEATURE_READ_FLAG_LIST(&rd),
         {"policy", CLI_STR, &policy, "NAME", "loglinear (this) or llama (see emdpo select --policy llama --help)", 0, 0,
          0},
         {"data", CLI_STR, &data, "FILE", "preference data (.jsonl or long .csv) with feature responses", 1, 0, 0},
@@ -163,7 +163,7 @@ static int select_llama(int argc, char **argv) {
     int json = 0, threads = 0, progress = 0, quiet = 0;
     cli_read rd;
     cli_read_init(&rd);
-    cli_opt opts[CLI_LM_FIT_FLAGS + 16 + 6] = {
+    cli_opt opts[CLI_LM_FIT_FLAGS + 16 + 2] = {
         {"policy", CLI_STR, &policy, "NAME", "llama: this command (loglinear: see emdpo select --help)", 0, 0, 0},
         {"data", CLI_STR, &data, "FILE", "training preference JSONL with text responses", 1, 0, 0},
         {"validation", CLI_STR, &validation, "FILE", "validation preference JSONL (other annotators; \"group\" "
