@@ -59,6 +59,8 @@ expect_exit 2 "an empty line" "<stdin>:1: an empty line" "$E" tokenize --tokeniz
 expect_exit 0 "no input, no output" "" "$E" tokenize --tokenizer "$T/tokenizer.json" </dev/null
 check "nothing written" test ! -s "$T/stdout"
 expect_exit 2 "a missing tokenizer" "nope.json" "$E" tokenize --tokenizer "$T/nope.json" </dev/null
+printf 'ab' >"$T/tiny.bin"
+expect_exit 2 "a 2-byte file" "neither a tokenizer.json" "$E" tokenize --tokenizer "$T/tiny.bin" </dev/null
 printf '{"model":{"type":"Unigram","vocab":[]}}' >"$T/u.json"
 expect_exit 2 "an unsupported model" "model type \"Unigram\" is not supported" \
     "$E" tokenize --tokenizer "$T/u.json" </dev/null

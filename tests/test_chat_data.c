@@ -104,6 +104,8 @@ static void test_conversations(void) {
     expect_error("mixed kinds", "{\"prompt\": \"P\", \"chosen\": [" A("A") "], \"rejected\": \"B\"}\n", "mix", 1);
     expect_error("content that is not a string", "{\"prompt\": [{\"role\": \"user\", \"content\": [1]}], "
                  "\"chosen\": [" A("A") "], \"rejected\": [" A("B") "]}\n", "\"content\" must be a string", 1);
+    expect_error("a role that is not a string", "{\"prompt\": [{\"role\": null, \"content\": \"hi\"}], \"chosen\": ["
+                 A("A") "], \"rejected\": [" A("B") "]}\n", "\"role\" must be a string", 1);
     expect_error("nothing shared", "{\"chosen\": [" U("Q") ", " A("A") "], \"rejected\": [" U("R") ", " A("B")
                  "]}\n", "share no prompt", 1);
 }

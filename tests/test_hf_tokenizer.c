@@ -366,6 +366,37 @@ static void test_small(void) {
     remove(write_file("tokenizer_config.json", ""));
 }
 
+/* A Sequence of post-processors: each wraps what the ones before made, the
+ * second template's <x> outside the first's <s> <x> ... <s>. (HF 0.23
+ * panics with "not yet implemented" on two templates in a Sequence; one
+ * after ByteLevel, with two leading tokens, gives [1, 2, 0, 1] in both.) */
+static void test_post_sequence(void) {
+    static const char json[] =
+        "{\"added_tokens\":[{\"id\":1,\"content\":\"<s>\",\"special\":true,\"normalized\":false},"
+        "{\"id\":2,\"content\":\"<x>\",\"special\":true,\"normalized\":false}],"
+        "\"post_processor\":{\"type\":\"Sequence\",\"processors\":["
+        "{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<s>\"}},"
+        "{\"SpecialToken\":{\"id\":\"<x>\"}},{\"Sequence\":{\"id\":\"A\"}},{\"SpecialToken\":{\"id\":\"<s>\"}}],"
+        "\"special_tokens\":{\"<s>\":{\"ids\":[1]},\"<x>\":{\"ids\":[2]}}},"
+        "{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<x>\"}},"
+        "{\"Sequence\":{\"id\":\"A\"}},{\"SpecialToken\":{\"id\":\"<x>\"}}],"
+        "\"special_tokens\":{\"<x>\":{\"ids\":[2]}}}]},"
+        "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"<s>\":1,\"<x>\":2},\"merges\":[]}}";
+    const char *path = write_file("seq.json", json);
+    emdpo_tokenizer *t = NULL;
+    emdpo_diag d;
+    int *ids;
+    size_t n;
+    CHECK_EQ_INT(emdpo_tokenizer_load(path, 0, &t, &d), EMDPO_OK);
+    if (t && emdpo_tokenizer_encode_alloc(t, "a", 1, EMDPO_TOK_SPECIAL, &ids, &n) == EMDPO_OK) {
+        static const int want[] = {2, 1, 2, 0, 1, 2};
+        CHECK(n == 6 && memcmp(ids, want, sizeof want) == 0);
+        emdpo_ids_free(ids, n);
+    }
+    emdpo_tokenizer_free(t);
+    remove(path);
+}
+
 /* Each malformed or unsupported file, and a word its message must hold. */
 static void test_refused(void) {
     static const struct {
@@ -393,6 +424,8 @@ static void test_refused(void) {
          "$A", EMDPO_ERR_UNSUPPORTED},
         {"{\"added_tokens\":[{\"id\":\"7\",\"content\":\"x\"}],\"model\":{\"type\":\"BPE\"," SMALL_VOCAB "}}",
          "added_tokens[0]", EMDPO_ERR_PARSE},
+        {"{\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"ab\"},\"model\":{\"type\":\"BPE\"," SMALL_VOCAB
+         "}}", "one character", EMDPO_ERR_PARSE},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *path = write_file("bad.json", cases[i].json);
@@ -443,6 +476,7 @@ static void test_alloc_failures(void) {
 int main(void) {
     test_small();
     test_refused();
+    test_post_sequence();
     test_alloc_failures();
     test_specials();
     test_synthetic();

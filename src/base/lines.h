@@ -16,8 +16,8 @@ typedef struct emdpo_lines {
     long lineno; /* 1-based number of the current line */
 } emdpo_lines;
 
-/* Opens path for reading lines: gzip-compressed (by its magic bytes,
- * through zlib) or plain. EMDPO_ERR_IO with errno set. */
+/* Opens path for reading lines, gzip-compressed or plain (zlib reads
+ * both). EMDPO_ERR_IO with errno set. */
 int emdpo_lines_open(emdpo_lines *lr, const char *path);
 /* Closes what emdpo_lines_open opened and frees the buffer. */
 void emdpo_lines_close(emdpo_lines *lr);

@@ -49,7 +49,7 @@ static int load_special_tokens(emdpo_chat_ctx *c, emdpo_diag *diag) {
     size_t len;
     emdpo_diag d;
     int rc = emdpo_file_read(c->special_tokens, &buf, &len, &d);
-    if (rc) return emdpo_diag_at(diag, EMDPO_ERR_PARSE, c->special_tokens, 0, "%s", d.msg);
+    if (rc) return rc == EMDPO_ERR_NOMEM ? rc : emdpo_diag_at(diag, EMDPO_ERR_PARSE, c->special_tokens, 0, "%s", d.msg);
     emdpo_json_doc *doc;
     const emdpo_json *root;
     emdpo_json_error err;
@@ -214,15 +214,18 @@ static int render_record(emdpo_chat_ctx *c, const emdpo_json *plist, size_t pn, 
     int rc = ensure_template(c, line, diag);
     if (rc) return rc;
     if (pn == 0) return emdpo_diag_parse(diag, line, "the conversations share no prompt messages");
-    const char *last = emdpo_json_get(&plist->u.elems[pn - 1], "role")->u.str;
+    const emdpo_json *role = emdpo_json_get(&plist->u.elems[pn - 1], "role");
+    if (role->type != EMDPO_JSON_STRING) return emdpo_diag_parse(diag, line, "message %zu: \"role\" must be a string", pn);
+    const char *last = role->u.str;
     int gen = strcmp(last, "user") == 0, cont = strcmp(last, "assistant") == 0;
     if (!gen && !cont)
         return emdpo_diag_parse(diag, line, "the prompt's last message has role \"%.40s\"; TRL needs \"user\" (a "
                                 "generation prompt follows) or \"assistant\" (it is continued)", last);
     msgs ms = {NULL, 0, 0};
     char *p = NULL, *full = NULL;
-    size_t plen = 0, flen = 0;
+    size_t plen = 0, flen = 0, p_alloc = 0;
     if (!(rc = add_messages(&ms, plist, 0, pn, line, diag))) rc = render(c, &ms, gen, line, &p, &plen, diag);
+    p_alloc = plen;
     if (!rc && cont) {
         /* transformers' continue_final_message: the text ends where the
          * final message's (stripped) content last appears. */
@@ -261,7 +264,7 @@ static int render_record(emdpo_chat_ctx *c, const emdpo_json *plist, size_t pn, 
         full = NULL;
     }
     if (!rc && !(*prompt_out = dup_n(p, plen))) rc = EMDPO_ERR_NOMEM;
-    if (p) emdpo_chat_text_free(p, strlen(p));
+    if (p) emdpo_chat_text_free(p, p_alloc);
     emdpo_free(ms.m, ms.cap * sizeof *ms.m);
     return rc;
 }

@@ -393,21 +393,23 @@ int emdpo_gguf_is_file(const char *path) {
 }
 
 /* llama.cpp's pre-tokenizers for byte-level BPE (tokenizer.ggml.pre), as
- * the Split regexes of the tokenizer.json files they were converted from. */
+ * the Split regexes of the tokenizer.json files they were converted from,
+ * with llama.cpp's settings for them: ignore_merges, and whether BOS is
+ * added when tokenizer.ggml.add_bos_token does not say. */
 static const struct pre_type {
     const char *names; /* '|'-separated */
     const char *regex;
-    int ignore_merges;
+    int ignore_merges, add_bos;
 } pre_types[] = {
-    {"|default|gpt-2|", "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+", 0},
+    {"|default|gpt-2|", "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+", 0, 0},
     {"|llama3|llama-v3|llama-bpe|",
      "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
      "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
-     1},
+     1, 1},
     {"|qwen2|",
      "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
      "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
-     0},
+     0, 0},
 };
 
 static const struct pre_type *find_pre(const char *name) {
@@ -475,7 +477,8 @@ static int build_gpt2(reader *r, const vocab *v, emdpo_tokenizer **out) {
     if (!rc) rc = emdpo_hf_tok_add_step(hf, 1, &bytes);
     if (!rc) rc = emdpo_hf_tok_add_step(hf, 2, &dec);
     int bos = (int)v->bos, eos = (int)v->eos;
-    int add_bos = v->add_bos == 1 && bos >= 0, add_eos = v->add_eos == 1 && eos >= 0;
+    int add_bos = (v->add_bos == 1 || (v->add_bos < 0 && pre->add_bos)) && bos >= 0;
+    int add_eos = v->add_eos == 1 && eos >= 0;
     if (!rc) rc = emdpo_hf_tok_set_template(hf, &bos, (size_t)add_bos, &eos, (size_t)add_eos);
     if (!rc) rc = emdpo_hf_tok_finish(hf, diag);
     if (rc) {

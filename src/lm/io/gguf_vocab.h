@@ -4,10 +4,13 @@
  * vocabulary.
  *
  * tokenizer.ggml.model "gpt2" (byte-level BPE: GPT-2, Llama 3, Qwen 2)
- * becomes hf_tok.h's pipeline: tokens, merges by rank, the pre-tokenizer
- * that tokenizer.ggml.pre names (gpt-2/default, llama-bpe/llama3, qwen2)
- * as its tokenizer.json regex, control and user-defined tokens matched in
- * text, BOS / EOS / padding ids and add_bos_token / add_eos_token.
+ * becomes hf_tok.h's pipeline as llama.cpp tokenizes it: tokens, merges by
+ * rank, the pre-tokenizer that tokenizer.ggml.pre names (gpt-2/default,
+ * llama-bpe/llama3, qwen2) as its tokenizer.json split regex (llama.cpp
+ * applies no Unicode normalization, so neither does this), control and
+ * user-defined tokens matched in text, BOS / EOS / padding ids and
+ * add_bos_token / add_eos_token (absent: llama.cpp's default for the
+ * pre-tokenizer).
  *
  * tokenizer.ggml.model "llama" becomes the llama2.c image that tokenizer.h
  * parses: (SentencePiece BPE with byte

@@ -167,7 +167,10 @@ static int metaspace(const emdpo_json *v, emdpo_hf_step *s, const char *where, e
     int rc;
     const emdpo_json *r = get_str(v, "replacement", where, diag, &rc);
     if (!r) return rc;
-    if (!r->len || r->len > 4)
+    if (!r->len || r->len > 4 || r->len != (size_t)((unsigned char)r->u.str[0] < 0x80   ? 1
+                                                     : (unsigned char)r->u.str[0] < 0xE0 ? 2
+                                                     : (unsigned char)r->u.str[0] < 0xF0 ? 3
+                                                                                          : 4))
         return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "%s.replacement must be one character", where);
     if ((rc = prepend_scheme(v, &s->a, where, diag)) || (rc = get_bool(v, "split", 1, &s->b, where, diag))) return rc;
     if (!(s->text = dup(r))) return EMDPO_ERR_NOMEM;
@@ -226,6 +229,7 @@ static int decoder(emdpo_hf_tok *t, const emdpo_json *v, const char *where, emdp
         const emdpo_json *c = get_str(v, "content", where, diag, &rc), *a = emdpo_json_get(v, "start"),
                          *b = emdpo_json_get(v, "stop");
         if (!c) return rc;
+        if (!c->len) return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "%s.content must be one character", where);
         if (!a || !a->is_int || a->inum < 0 || a->inum > 1 << 20 || !b || !b->is_int || b->inum < 0 || b->inum > 1 << 20)
             return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "%s.start and .stop must be counts", where);
         s.kind = EMDPO_HF_DEC_STRIP;
@@ -262,6 +266,7 @@ typedef struct wrap {
     size_t n_before, n_after; /* ids[0..n_before) then ids[n_before..n_before+n_after) */
 } wrap;
 
+/* Appends id to the leading run (after 0) or the trailing one. */
 static int wrap_add(wrap *w, int id, int after, emdpo_diag *diag) {
     if (w->n_before + w->n_after >= sizeof w->ids / sizeof w->ids[0])
         return emdpo_diag_fail(diag, EMDPO_ERR_LIMIT, "post_processor adds more than 64 special tokens");
@@ -283,12 +288,18 @@ static int post_processor(const emdpo_json *v, wrap *w, emdpo_diag *diag) {
         const emdpo_json *ps = emdpo_json_get(v, "processors");
         if (!ps || ps->type != EMDPO_JSON_ARRAY)
             return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "post_processor.processors is not an array");
-        /* Each processor wraps what the ones before it produced. */
+        /* Each processor wraps what the ones before it produced: its
+         * leading tokens go before theirs, its trailing ones after. */
         for (size_t i = 0; i < ps->len; i++) {
-            wrap inner = {0};
+            wrap inner = {0}, outer = *w;
             if ((rc = post_processor(&ps->u.elems[i], &inner, diag))) return rc;
-            for (size_t k = inner.n_before; k-- > 0;)
+            memset(w, 0, sizeof *w);
+            for (size_t k = 0; k < inner.n_before; k++)
                 if ((rc = wrap_add(w, inner.ids[k], 0, diag))) return rc;
+            for (size_t k = 0; k < outer.n_before; k++)
+                if ((rc = wrap_add(w, outer.ids[k], 0, diag))) return rc;
+            for (size_t k = 0; k < outer.n_after; k++)
+                if ((rc = wrap_add(w, outer.ids[outer.n_before + k], 1, diag))) return rc;
             for (size_t k = 0; k < inner.n_after; k++)
                 if ((rc = wrap_add(w, inner.ids[inner.n_before + k], 1, diag))) return rc;
         }
@@ -418,7 +429,8 @@ static int added_tokens(emdpo_hf_tok *t, const emdpo_json *list, size_t vocab_si
         snprintf(where, sizeof where, "added_tokens[%zu]", i);
         if ((id && !id->is_int) || !c || c->type != EMDPO_JSON_STRING)
             return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "%s needs an integer id and a string content", where);
-        int64_t own = emdpo_hf_tok_piece_id(t, c->u.str, c->len);
+        if (c->len == 0) continue; /* tokenizers skips empty contents */
+        int64_t own = emdpo_hf_tok_token_id(t, c->u.str, c->len); /* an earlier added token's, else the model's */
         if (own < 0) own = top < 0 ? (int64_t)vocab_size : (top > (int64_t)vocab_size - 1 ? top : (int64_t)vocab_size - 1) + 1;
         if (own >= EMDPO_HF_MAX_IDS)
             return emdpo_diag_fail(diag, EMDPO_ERR_LIMIT, "%s would get id %lld, beyond %d", where, (long long)own,

@@ -448,7 +448,7 @@ int emdpo_tokenizer_encode(const emdpo_tokenizer *t, const char *text, size_t le
         size_t n;
         int rc = hf_encode(t, text, len, flags, &v, &n);
         if (rc) return rc;
-        if (n) memcpy(ids, v, (n < cap ? n : cap) * sizeof *v);
+        if (n && cap) memcpy(ids, v, (n < cap ? n : cap) * sizeof *v);
         emdpo_free(v, n * sizeof *v);
         *n_ids = n;
         return n > cap ? EMDPO_ERR_LIMIT : EMDPO_OK;

@@ -160,6 +160,7 @@ static int count_entries(const char *buf, size_t len) {
     const unsigned char *p = (const unsigned char *)buf;
     size_t pos = 4;
     int n = 0;
+    if (len < pos) return 0;
     while (len - pos >= 8 && n < (1 << 24)) {
         uint32_t k = (uint32_t)p[pos + 4] | (uint32_t)p[pos + 5] << 8 | (uint32_t)p[pos + 6] << 16 |
                      (uint32_t)p[pos + 7] << 24;
