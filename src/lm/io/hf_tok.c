@@ -123,8 +123,9 @@ int emdpo_hf_tok_piece_id(const emdpo_hf_tok *t, const char *s, size_t n) {
     return t->piece_tab[piece_slot(t, s, n)] - 1;
 }
 
-static int grow_pieces(emdpo_hf_tok *t) {
+static int grow_pieces(emdpo_hf_tok *t, size_t want) {
     size_t old = t->piece_cap, cap = old ? 2 * old : 1024;
+    while (cap < want) cap *= 2;
     int *tab = emdpo_calloc(cap, sizeof *tab);
     if (!tab) return EMDPO_ERR_NOMEM;
     int *prev = t->piece_tab;
@@ -153,7 +154,7 @@ int emdpo_hf_tok_add_piece(emdpo_hf_tok *t, int id, const char *piece, size_t le
         t->n_slots_id = cap;
     }
     if (t->plen[id] != SIZE_MAX) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "id %d appears twice", id);
-    if (2 * (t->n_pieces + 1) > t->piece_cap && grow_pieces(t)) return EMDPO_ERR_NOMEM;
+    if (2 * (t->n_pieces + 1) > t->piece_cap && grow_pieces(t, 0)) return EMDPO_ERR_NOMEM;
     size_t slot = piece_slot(t, piece, len);
     if (t->piece_tab[slot])
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "ids %d and %d have the same piece",
@@ -176,8 +177,9 @@ static size_t merge_slot_of(const emdpo_hf_tok *t, uint64_t key) {
     return i;
 }
 
-static int grow_merges(emdpo_hf_tok *t) {
+static int grow_merges(emdpo_hf_tok *t, size_t want) {
     size_t old = t->merge_cap, cap = old ? 2 * old : 1024;
+    while (cap < want) cap *= 2;
     merge_slot *tab = emdpo_malloc(cap * sizeof *tab), *prev = t->merges;
     if (!tab) return EMDPO_ERR_NOMEM;
     for (size_t i = 0; i < cap; i++) tab[i].key = EMPTY_KEY;
@@ -186,6 +188,15 @@ static int grow_merges(emdpo_hf_tok *t) {
     for (size_t i = 0; i < old; i++)
         if (prev[i].key != EMPTY_KEY) tab[merge_slot_of(t, prev[i].key)] = prev[i];
     emdpo_free(prev, old * sizeof *prev);
+    return EMDPO_OK;
+}
+
+int emdpo_hf_tok_reserve(emdpo_hf_tok *t, size_t n_pieces, size_t n_merges) {
+    /* Tables at most half full, sized once rather than doubled and rehashed. */
+    if (n_pieces <= SIZE_MAX / 4 && 2 * n_pieces + 2 > t->piece_cap && grow_pieces(t, 2 * n_pieces + 2))
+        return EMDPO_ERR_NOMEM;
+    if (n_merges <= SIZE_MAX / 4 && 2 * n_merges + 2 > t->merge_cap && grow_merges(t, 2 * n_merges + 2))
+        return EMDPO_ERR_NOMEM;
     return EMDPO_OK;
 }
 
@@ -204,7 +215,7 @@ int emdpo_hf_tok_add_merge(emdpo_hf_tok *t, const char *a, size_t na, const char
     if (id < 0)
         return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "merge %u: \"%.*s%.*s\" is not in the vocabulary", rank,
                                (int)na, a, (int)nb, b);
-    if (2 * (t->n_merges + 1) > t->merge_cap && grow_merges(t)) return EMDPO_ERR_NOMEM;
+    if (2 * (t->n_merges + 1) > t->merge_cap && grow_merges(t, 0)) return EMDPO_ERR_NOMEM;
     uint64_t key = (uint64_t)(uint32_t)ia << 32 | (uint32_t)ib;
     size_t slot = merge_slot_of(t, key);
     if (t->merges[slot].key == EMPTY_KEY) t->n_merges++;

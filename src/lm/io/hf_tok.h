@@ -47,6 +47,8 @@ typedef struct emdpo_hf_added {
 int emdpo_hf_tok_create(emdpo_hf_tok **out);
 void emdpo_hf_tok_free(emdpo_hf_tok *t);
 
+/* Sizes the tables for this many pieces and merges (an optimisation). */
+int emdpo_hf_tok_reserve(emdpo_hf_tok *t, size_t n_pieces, size_t n_merges);
 /* Sets id's piece in the model vocabulary. EMDPO_ERR_INVALID_ARG when the
  * piece is already another id's or id is already set (diag says which). */
 int emdpo_hf_tok_add_piece(emdpo_hf_tok *t, int id, const char *piece, size_t len, emdpo_diag *diag);

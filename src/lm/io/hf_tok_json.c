@@ -370,7 +370,8 @@ static int model(emdpo_hf_tok *t, const emdpo_json *m, emdpo_diag *diag) {
             return emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "model.%s \"%s\" is not supported", affixes[i],
                                    a->u.str);
     }
-    int rc;
+    int rc = emdpo_hf_tok_reserve(t, vocab->len, merges->len);
+    if (rc) return rc;
     for (size_t i = 0; i < vocab->len; i++) {
         const emdpo_json_member *e = &vocab->u.members[i];
         if (!e->value.is_int || e->value.inum < 0 || e->value.inum >= EMDPO_HF_MAX_IDS)
