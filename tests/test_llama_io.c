@@ -18,7 +18,7 @@
 #include "lm/io/llama2c.h"
 
 static emdpo_llama_config small(int tied) {
-    emdpo_llama_config c = {16, 40, 2, 4, 2, 30, 12, tied, 1e-5f, 10000.0f};
+    emdpo_llama_config c = {16, 40, 2, 4, 2, 30, 12, tied, 1e-5f, 10000.0f, EMDPO_ROPE_DEFAULT, 0.0f, 0.0f, 0.0f, 0};
     return c;
 }
 

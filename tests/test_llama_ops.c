@@ -120,15 +120,47 @@ static double rp_loss(void) {
     emdpo_rope_forward(rp_out, rp_x, rp_cos, rp_sin, PB, PT, PH, PS);
     return wdot(rp_wt, rp_out, PB * PT * PH * PS);
 }
+/* RoPE scaling against transformers' frequencies (tools/rope_fixture.py,
+ * PyTorch float32, for head size 64 and rope_theta 500000): Llama 3.1's
+ * "llama3" (factor 32, low 1, high 4, original context 8192) and "linear"
+ * (factor 4). The table at position 1 turns pair i by its frequency. */
+static const double rope_llama3_ref[32] = {1.000000000e+00, 6.636012793e-01, 4.403666258e-01, 2.922278345e-01, 1.939227581e-01, 1.286873817e-01, 8.539710194e-02, 5.666961893e-02, 3.760603070e-02, 2.495540865e-02, 1.656044088e-02, 1.098952908e-02, 7.292665076e-03, 4.839421250e-03, 3.211446106e-03, 1.290548011e-03, 4.295567051e-04, 9.708286234e-05, 1.946163866e-05, 1.291476747e-05, 8.570255886e-06, 5.687232260e-06, 3.774054449e-06, 2.504467147e-06, 1.661967417e-06, 1.102883630e-06, 7.318749340e-07, 4.856731266e-07, 3.222932889e-07, 2.138742303e-07, 1.419272024e-07, 9.418306490e-08};
+static const double rope_linear_ref[32] = {2.500000000e-01, 1.659003198e-01, 1.100916564e-01, 7.305695862e-02, 4.848068953e-02, 3.217184544e-02, 2.134927548e-02, 1.416740473e-02, 9.401507676e-03, 6.238852162e-03, 4.140110221e-03, 2.747382270e-03, 1.823166269e-03, 1.209855312e-03, 8.028615266e-04, 5.327799008e-04, 3.535533615e-04, 2.346184629e-04, 1.556931093e-04, 1.033181397e-04, 6.856204709e-05, 4.549785808e-05, 3.019243559e-05, 2.003573718e-05, 1.329573934e-05, 8.823069038e-06, 5.854999472e-06, 3.885385013e-06, 2.578346312e-06, 1.710993843e-06, 1.135417619e-06, 7.534645192e-07};
+
+static void check_rope_freqs(const emdpo_llama_config *c, const double *ref, const char *what) {
+    float cs[32], sn[32];
+    emdpo_rope_table(cs, sn, 1, 1, 64, c);
+    double worst = 0;
+    for (int i = 0; i < 32; i++) {
+        double f = atan2(sn[i], cs[i]), e = fabs(f - ref[i]) / ref[i];
+        if (e > worst) worst = e;
+    }
+    CHECK_MSG(worst < 2e-6, "%s: relative error %g against transformers' frequencies", what, worst);
+}
+
+static void test_rope_scaling(void) {
+    emdpo_llama_config c = {.dim = 64, .n_heads = 1, .rope_theta = 500000.0f, .rope_type = EMDPO_ROPE_LLAMA3,
+                            .rope_factor = 32.0f, .rope_low_freq_factor = 1.0f, .rope_high_freq_factor = 4.0f,
+                            .rope_original_max_pos = 8192};
+    check_rope_freqs(&c, rope_llama3_ref, "llama3");
+    emdpo_llama_config l = {.dim = 64, .n_heads = 1, .rope_theta = 500000.0f, .rope_type = EMDPO_ROPE_LINEAR,
+                            .rope_factor = 4.0f};
+    check_rope_freqs(&l, rope_linear_ref, "linear");
+    /* Without scaling the llama3 config's first frequency would be 1, its last
+     * 500000^(-62/64); with it the last is divided by 32. */
+    CHECK(rope_llama3_ref[31] < rope_linear_ref[31]);
+}
+
 static void test_rope(void) {
     size_t n = PB * PT * PH * PS;
     rp_x = rnd(n, 1.0f), rp_out = zeros(n), rp_wt = rnd(n, 1.0f);
-    emdpo_rope_table(rp_cos, rp_sin, 0, PT, PS, 10000.0f);
+    emdpo_llama_config rc = {.dim = PS, .n_heads = 1, .rope_theta = 10000.0f};
+    emdpo_rope_table(rp_cos, rp_sin, 0, PT, PS, &rc);
     /* llama2.c: pair i of a head at position t turns by t * 10000^(-2i/hs) */
     CHECK_CLOSE(rp_cos[1 * 3 + 1], cos(1.0 * pow(10000.0, -2.0 / 6)), 1e-7);
     CHECK_CLOSE(rp_sin[3 * 3 + 2], sin(3.0 * pow(10000.0, -4.0 / 6)), 1e-7);
     float c5[PS / 2], s5[PS / 2];
-    emdpo_rope_table(c5, s5, 3, 1, PS, 10000.0f);
+    emdpo_rope_table(c5, s5, 3, 1, PS, &rc);
     CHECK(memcmp(c5, rp_cos + 3 * 3, sizeof c5) == 0 && memcmp(s5, rp_sin + 3 * 3, sizeof s5) == 0);
     rp_loss();
     /* position 1 (row b=0, t=1), head 2, pair 1: a plane rotation */
@@ -320,6 +352,7 @@ int main(void) {
     test_rmsnorm();
     test_matmul();
     test_rope();
+    test_rope_scaling();
     for (int kernel = 0; kernel <= emdpo_gemm_kernel_active(); kernel++) {
         test_attention(5, 5, 3, kernel);
         test_attention(AT_MAX, AT_MAX, 67, kernel); /* BLAS: two query blocks; kernel: 3 panels, partial tiles */

@@ -28,7 +28,7 @@
 
 
 static emdpo_llama *make_model(uint64_t seed) {
-    emdpo_llama_config c = {16, 32, 2, 2, 1, TESTDATA_LETTER_VOCAB, 64, 0, 1e-5f, 10000.0f};
+    emdpo_llama_config c = {16, 32, 2, 2, 1, TESTDATA_LETTER_VOCAB, 64, 0, 1e-5f, 10000.0f, EMDPO_ROPE_DEFAULT, 0.0f, 0.0f, 0.0f, 0};
     emdpo_llama *m = NULL;
     if (emdpo_llama_create(&c, &m)) return NULL;
     emdpo_llama_init(m, seed);

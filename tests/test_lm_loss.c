@@ -27,7 +27,7 @@ static void check_fd(const emdpo_loss_opts *o, const double *lr0, int n, int sta
 static void test_gradients(void) {
     const double lr[5] = {0.3, -1.2, 2.5, 0.1, -0.7};
     for (int kind = EMDPO_LOSS_DPO; kind <= EMDPO_LOSS_HINGE; kind++) {
-        emdpo_loss_opts o = {(emdpo_loss_kind)kind, 0.7, kind == EMDPO_LOSS_CDPO ? 0.2 : 0.0};
+        emdpo_loss_opts o = {(emdpo_loss_kind)kind, 0.7, kind == EMDPO_LOSS_CDPO ? 0.2 : 0.0, 0.0};
         for (int n = 2; n <= 5; n++)
             for (int s = 1; s < n; s++) check_fd(&o, lr, n, s, 1.3);
     }
@@ -37,7 +37,7 @@ static double log_sigmoid(double x) { return -log1p(exp(-x)); }
 
 static void test_pairs(void) {
     double g[2], lr[2] = {0.4, -0.9}, beta = 0.1, d = lr[0] - lr[1];
-    emdpo_loss_opts o = {EMDPO_LOSS_DPO, beta, 0.0};
+    emdpo_loss_opts o = {EMDPO_LOSS_DPO, beta, 0.0, 0.0};
     CHECK_CLOSE(emdpo_pref_loss(&o, lr, 2, 1, 1.0, g), -log_sigmoid(beta * d), 1e-14);
     CHECK_CLOSE(g[0], -beta / (1 + exp(beta * d)), 1e-14);
     CHECK_CLOSE(g[1], -g[0], 1e-15);
@@ -64,7 +64,7 @@ static void test_pairs(void) {
 static void test_ranking(void) {
     /* A full ranking of 3 = softmax choice among 3, then among the last 2. */
     double lr[3] = {0.5, 0.2, -0.4}, beta = 2.0, g[3];
-    emdpo_loss_opts o = {EMDPO_LOSS_DPO, beta, 0.0};
+    emdpo_loss_opts o = {EMDPO_LOSS_DPO, beta, 0.0, 0.0};
     double e0 = exp(beta * lr[0]), e1 = exp(beta * lr[1]), e2 = exp(beta * lr[2]);
     double want = -log(e0 / (e0 + e1 + e2)) - log(e1 / (e1 + e2));
     CHECK_CLOSE(emdpo_pref_loss(&o, lr, 3, 2, 1.0, g), want, 1e-13);
@@ -77,7 +77,7 @@ static void test_ranking(void) {
 static void test_weights(void) {
     double lr[4] = {0.1, 0.3, -0.2, 0.9}, g1[4], g3[4], g0[4];
     for (int kind = EMDPO_LOSS_DPO; kind <= EMDPO_LOSS_HINGE; kind++) {
-        emdpo_loss_opts o = {(emdpo_loss_kind)kind, 0.5, 0.1};
+        emdpo_loss_opts o = {(emdpo_loss_kind)kind, 0.5, 0.1, 0.0};
         double l1 = emdpo_pref_loss(&o, lr, 4, 2, 1.0, g1), l3 = emdpo_pref_loss(&o, lr, 4, 2, 3.0, g3);
         double l0 = emdpo_pref_loss(&o, lr, 4, 2, 0.0, g0);
         CHECK_CLOSE(l3, 3 * l1, 1e-14);

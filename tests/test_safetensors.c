@@ -376,7 +376,22 @@ static void test_config(void) {
                               &c, &d),
                  EMDPO_OK);
     CHECK(c.n_kv_heads == 4 && c.max_seq_len == 512 && c.tied == 1 && c.norm_eps == 1e-5f &&
-          c.rope_theta == 500000.0f);
+          c.rope_theta == 500000.0f && c.rope_type == EMDPO_ROPE_DEFAULT);
+    /* Llama 3.2's rope_scaling, and the older "type" key for linear. */
+    CHECK_EQ_INT(parse_config("{\"hidden_size\":64,\"intermediate_size\":172,\"num_hidden_layers\":5,"
+                              "\"num_attention_heads\":8,\"vocab_size\":512,\"rope_scaling\":{\"factor\":32.0,"
+                              "\"high_freq_factor\":4.0,\"low_freq_factor\":1.0,"
+                              "\"original_max_position_embeddings\":8192,\"rope_type\":\"llama3\"}}",
+                              &c, &d),
+                 EMDPO_OK);
+    CHECK(c.rope_type == EMDPO_ROPE_LLAMA3 && c.rope_factor == 32.0f && c.rope_low_freq_factor == 1.0f &&
+          c.rope_high_freq_factor == 4.0f && c.rope_original_max_pos == 8192);
+    CHECK_EQ_INT(parse_config("{\"hidden_size\":64,\"intermediate_size\":172,\"num_hidden_layers\":5,"
+                              "\"num_attention_heads\":8,\"vocab_size\":512,\"rope_scaling\":{\"type\":\"linear\","
+                              "\"factor\":2}}",
+                              &c, &d),
+                 EMDPO_OK);
+    CHECK(c.rope_type == EMDPO_ROPE_LINEAR && c.rope_factor == 2.0f);
 
     const char *base = "\"hidden_size\":64,\"intermediate_size\":172,\"num_hidden_layers\":5,"
                        "\"num_attention_heads\":8,\"vocab_size\":512";
@@ -395,7 +410,12 @@ static void test_config(void) {
         {",\"tie_word_embeddings\":1", EMDPO_ERR_PARSE, "tie_word_embeddings"},
         {",\"model_type\":\"gpt2\"", EMDPO_ERR_UNSUPPORTED, "gpt2"},
         {",\"hidden_act\":\"gelu\"", EMDPO_ERR_UNSUPPORTED, "silu"},
-        {",\"rope_scaling\":{\"type\":\"linear\",\"factor\":2}", EMDPO_ERR_UNSUPPORTED, "rope_scaling"},
+        {",\"rope_scaling\":{\"type\":\"dynamic\",\"factor\":2}", EMDPO_ERR_UNSUPPORTED, "\"dynamic\" is not supported"},
+        {",\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":2}", EMDPO_ERR_UNSUPPORTED, "\"yarn\""},
+        {",\"rope_scaling\":{\"rope_type\":\"linear\"}", EMDPO_ERR_PARSE, "rope_scaling.factor"},
+        {",\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8,\"low_freq_factor\":4,\"high_freq_factor\":1,"
+         "\"original_max_position_embeddings\":8192}", EMDPO_ERR_PARSE, "high_freq_factor must exceed"},
+        {",\"rope_scaling\":3", EMDPO_ERR_PARSE, "rope_scaling must be an object"},
         {",\"attention_bias\":true", EMDPO_ERR_UNSUPPORTED, "attention_bias"},
         {",\"head_dim\":16", EMDPO_ERR_UNSUPPORTED, "head_dim"},
         {",\"model_type\":\"mistral\",\"sliding_window\":4096,\"max_position_embeddings\":32768",
@@ -421,7 +441,7 @@ static void test_config(void) {
     expect_config_error("{\"hidden_size\":", EMDPO_ERR_PARSE, "not valid JSON");
 
     /* write -> read keeps every field, floats exactly. */
-    emdpo_llama_config w = {64, 172, 5, 8, 4, 512, 256, 1, 1e-5f, 10000.0f};
+    emdpo_llama_config w = {64, 172, 5, 8, 4, 512, 256, 1, 1e-5f, 10000.0f, EMDPO_ROPE_DEFAULT, 0.0f, 0.0f, 0.0f, 0};
     const char *path = tmp_path("config.json");
     CHECK_EQ_INT(emdpo_hf_config_write(path, &w, &d), EMDPO_OK);
     CHECK_EQ_INT(emdpo_hf_config_read(path, &c, &d), EMDPO_OK);
@@ -429,6 +449,22 @@ static void test_config(void) {
     w.tied = 0;
     w.norm_eps = 3.3e-7f;
     w.rope_theta = 123456.7f;
+    CHECK_EQ_INT(emdpo_hf_config_write(path, &w, &d), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_hf_config_read(path, &c, &d), EMDPO_OK);
+    CHECK(memcmp(&c, &w, sizeof c) == 0);
+    /* RoPE scaling too: Llama 3.2's, then linear. */
+    w.rope_type = EMDPO_ROPE_LLAMA3;
+    w.rope_factor = 32.0f;
+    w.rope_low_freq_factor = 1.0f;
+    w.rope_high_freq_factor = 4.0f;
+    w.rope_original_max_pos = 8192;
+    CHECK_EQ_INT(emdpo_hf_config_write(path, &w, &d), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_hf_config_read(path, &c, &d), EMDPO_OK);
+    CHECK(memcmp(&c, &w, sizeof c) == 0);
+    w.rope_type = EMDPO_ROPE_LINEAR;
+    w.rope_factor = 2.5f;
+    w.rope_low_freq_factor = w.rope_high_freq_factor = 0.0f;
+    w.rope_original_max_pos = 0;
     CHECK_EQ_INT(emdpo_hf_config_write(path, &w, &d), EMDPO_OK);
     CHECK_EQ_INT(emdpo_hf_config_read(path, &c, &d), EMDPO_OK);
     CHECK(memcmp(&c, &w, sizeof c) == 0);
@@ -516,8 +552,8 @@ static void test_fixture(void) {
 }
 
 static void test_save_load(void) {
-    emdpo_llama_config cfgs[2] = {{16, 24, 3, 4, 2, 40, 64, 1, 1e-5f, 10000.0f},
-                                  {12, 20, 1, 2, 1, 30, 16, 0, 1e-6f, 500000.0f}};
+    emdpo_llama_config cfgs[2] = {{16, 24, 3, 4, 2, 40, 64, 1, 1e-5f, 10000.0f, EMDPO_ROPE_DEFAULT, 0.0f, 0.0f, 0.0f, 0},
+                                  {12, 20, 1, 2, 1, 30, 16, 0, 1e-6f, 500000.0f, EMDPO_ROPE_DEFAULT, 0.0f, 0.0f, 0.0f, 0}};
     for (int k = 0; k < 2; k++) {
         emdpo_llama *m = NULL, *back = NULL;
         emdpo_diag d;
@@ -583,7 +619,7 @@ static void test_mismatch(void) {
     /* A missing output head. */
     emdpo_llama *m = NULL;
     emdpo_diag d;
-    emdpo_llama_config c = {8, 8, 1, 2, 2, 10, 8, 1, 1e-5f, 1e4f};
+    emdpo_llama_config c = {8, 8, 1, 2, 2, 10, 8, 1, 1e-5f, 1e4f, EMDPO_ROPE_DEFAULT, 0.0f, 0.0f, 0.0f, 0};
     CHECK_EQ_INT(emdpo_llama_create(&c, &m), EMDPO_OK);
     if (m) {
         CHECK_EQ_INT(emdpo_hf_write_params(path, &m->config, &m->params, &d), EMDPO_OK);
@@ -623,7 +659,7 @@ static void test_failalloc(int have_fixture) {
                 emdpo_llama_free(m);
             } else {
                 emdpo_llama *m = NULL;
-                emdpo_llama_config c = {8, 8, 2, 2, 1, 10, 8, 0, 1e-5f, 1e4f};
+                emdpo_llama_config c = {8, 8, 2, 2, 1, 10, 8, 0, 1e-5f, 1e4f, EMDPO_ROPE_DEFAULT, 0.0f, 0.0f, 0.0f, 0};
                 rc = emdpo_llama_create(&c, &m);
                 if (!rc) rc = emdpo_llama_hf_save(m, tmp_path("fa"), &d);
                 emdpo_llama_free(m);

@@ -49,6 +49,13 @@ int emdpo_llama_config_check(const emdpo_llama_config *c) {
     if (c->tied != 0 && c->tied != 1) return EMDPO_ERR_INVALID_ARG;
     if (!(c->norm_eps > 0.0f) || !isfinite(c->norm_eps) || !(c->rope_theta > 0.0f) || !isfinite(c->rope_theta))
         return EMDPO_ERR_INVALID_ARG;
+    if (c->rope_type < EMDPO_ROPE_DEFAULT || c->rope_type > EMDPO_ROPE_LLAMA3) return EMDPO_ERR_INVALID_ARG;
+    if (c->rope_type != EMDPO_ROPE_DEFAULT && !(c->rope_factor >= 1.0f && isfinite(c->rope_factor)))
+        return EMDPO_ERR_INVALID_ARG;
+    if (c->rope_type == EMDPO_ROPE_LLAMA3 &&
+        (!(c->rope_low_freq_factor > 0.0f) || !(c->rope_high_freq_factor > c->rope_low_freq_factor) ||
+         !isfinite(c->rope_high_freq_factor) || c->rope_original_max_pos < 1))
+        return EMDPO_ERR_INVALID_ARG;
     size_t s[EMDPO_LLAMA_N_TENSORS], total;
     return sizes_checked(c, s, &total) ? EMDPO_OK : EMDPO_ERR_INVALID_ARG;
 }

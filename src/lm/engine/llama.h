@@ -20,7 +20,17 @@ typedef struct emdpo_llama_config {
     int tied;         /* 1: the output head is the token embedding */
     float norm_eps;   /* RMSNorm epsilon (1e-5) */
     float rope_theta; /* RoPE base (10000) */
+    /* RoPE scaling (Hugging Face's rope_scaling): EMDPO_ROPE_DEFAULT (none),
+     * LINEAR (frequencies / factor), LLAMA3 (Llama 3.1's: low frequencies /
+     * factor, high ones kept, a smooth blend between). */
+    int rope_type;
+    float rope_factor;                 /* LINEAR, LLAMA3 */
+    float rope_low_freq_factor;        /* LLAMA3 */
+    float rope_high_freq_factor;       /* LLAMA3 */
+    int rope_original_max_pos;         /* LLAMA3: original_max_position_embeddings */
 } emdpo_llama_config;
+
+enum { EMDPO_ROPE_DEFAULT = 0, EMDPO_ROPE_LINEAR = 1, EMDPO_ROPE_LLAMA3 = 2 };
 
 /* Pointers into the flat parameter buffer, in this order. kvd = NKV * hs. */
 typedef struct emdpo_llama_params {

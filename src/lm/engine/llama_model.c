@@ -35,7 +35,10 @@ static int same_config(const emdpo_llama_config *x, const emdpo_llama_config *y)
     return x->dim == y->dim && x->hidden_dim == y->hidden_dim && x->n_layers == y->n_layers &&
            x->n_heads == y->n_heads && x->n_kv_heads == y->n_kv_heads && x->vocab_size == y->vocab_size &&
            x->max_seq_len == y->max_seq_len && x->tied == y->tied && x->norm_eps == y->norm_eps &&
-           x->rope_theta == y->rope_theta;
+           x->rope_theta == y->rope_theta && x->rope_type == y->rope_type && x->rope_factor == y->rope_factor &&
+           x->rope_low_freq_factor == y->rope_low_freq_factor &&
+           x->rope_high_freq_factor == y->rope_high_freq_factor &&
+           x->rope_original_max_pos == y->rope_original_max_pos;
 }
 
 static void acts_layout(emdpo_llama_acts *a, carve *cv) {
@@ -364,7 +367,7 @@ int emdpo_llama_forward(const emdpo_llama *m, emdpo_llama_acts *a, const int *to
             a->targets[i] = t + 1 < len ? tokens[i + 1] : -1;
         }
     }
-    emdpo_rope_table(a->rope_cos, a->rope_sin, 0, T, c->dim / c->n_heads, c->rope_theta);
+    emdpo_rope_table(a->rope_cos, a->rope_sin, 0, T, c->dim / c->n_heads, c);
     int L = c->n_layers, bc = chunk_seqs(T), nchunks = (B + bc - 1) / bc, team = team_size(nchunks);
     float *space = packing_space(a, nchunks);
     if (space) team = team < a->kthreads ? team : a->kthreads;
@@ -706,7 +709,7 @@ int emdpo_llama_step(const emdpo_llama *m, emdpo_llama_kv *kv, int token, int po
     float scale = 1.0f / sqrtf((float)hs), rstd;
     const emdpo_llama_params *p = &m->params;
     memcpy(kv->x, p->tok_emb + (size_t)token * C, (size_t)C * sizeof(float));
-    emdpo_rope_table(kv->rope_cos, kv->rope_sin, pos, 1, hs, c->rope_theta);
+    emdpo_rope_table(kv->rope_cos, kv->rope_sin, pos, 1, hs, c);
     for (int l = 0; l < c->n_layers; l++) {
         size_t lC = (size_t)l * C, lCC = lC * C, lKC = (size_t)l * kvd * C, lHC = (size_t)l * H * C;
         float *kl = kv->k + (size_t)l * kv->max_T * kvd, *vl = kv->v + (size_t)l * kv->max_T * kvd;

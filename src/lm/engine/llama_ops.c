@@ -125,10 +125,26 @@ void emdpo_matmul_backward(float *dinp, float *dw, const float *dout, const floa
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dw, IC);
 }
 
-void emdpo_rope_table(float *cosv, float *sinv, int pos0, int T, int hs, float theta) {
+/* Frequency i of hs/2 after the config's scaling, as transformers'
+ * _compute_linear_scaling_rope_parameters and _compute_llama3_parameters
+ * compute it (there in float32, here in double). */
+static double rope_freq(const emdpo_llama_config *c, int i, int hs) {
+    double f = pow((double)c->rope_theta, -2.0 * i / hs);
+    if (c->rope_type == EMDPO_ROPE_LINEAR) return f / c->rope_factor;
+    if (c->rope_type != EMDPO_ROPE_LLAMA3) return f;
+    const double pi = 3.14159265358979323846;
+    double old = c->rope_original_max_pos, lo = c->rope_low_freq_factor, hi = c->rope_high_freq_factor;
+    double wavelen = 2.0 * pi / f;
+    if (wavelen > old / lo) return f / c->rope_factor; /* low frequencies: stretched */
+    if (wavelen < old / hi) return f;                   /* high frequencies: kept */
+    double smooth = (old / wavelen - lo) / (hi - lo);
+    return (1.0 - smooth) * f / c->rope_factor + smooth * f;
+}
+
+void emdpo_rope_table(float *cosv, float *sinv, int pos0, int T, int hs, const emdpo_llama_config *c) {
     int h2 = hs / 2;
     for (int i = 0; i < h2; i++) {
-        double freq = pow((double)theta, -2.0 * i / hs);
+        double freq = rope_freq(c, i, hs);
         for (int t = 0; t < T; t++) {
             double a = (double)(pos0 + t) * freq;
             cosv[(size_t)t * h2 + i] = (float)cos(a);

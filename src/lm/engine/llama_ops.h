@@ -16,6 +16,8 @@
 
 #include <stddef.h>
 
+#include "lm/engine/llama.h"
+
 /* out (N, C) = emb[tokens[n]]; tokens (N) in [0, V). */
 void emdpo_embed_forward(float *out, const int *tokens, const float *emb, size_t N, int C);
 /* demb (V, C) += dout rows scattered by token. */
@@ -34,8 +36,9 @@ void emdpo_matmul_backward(float *dinp, float *dw, const float *dout, const floa
                            int IC, int OC);
 
 /* Rotation tables for positions pos0 .. pos0+T-1: cosv, sinv (T, hs/2) with
- * angle (pos0+t) * theta^(-2i/hs), computed in double and rounded once. */
-void emdpo_rope_table(float *cosv, float *sinv, int pos0, int T, int hs, float theta);
+ * angle (pos0+t) * f_i, f_i = c->rope_theta^(-2i/hs) after c's RoPE
+ * scaling, computed in double and rounded once. */
+void emdpo_rope_table(float *cosv, float *sinv, int pos0, int T, int hs, const emdpo_llama_config *c);
 /* out (B, T, nh, hs) = inp rotated pairwise: (x[2i], x[2i+1]) of every head
  * by the angle of row t, i in [0, hs/2) (llama2.c's pairing). out may be inp. */
 void emdpo_rope_forward(float *out, const float *inp, const float *cosv, const float *sinv, int B, int T, int nh,

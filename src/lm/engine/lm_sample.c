@@ -228,7 +228,7 @@ static void batch_step(const emdpo_llama *m, batch *bt, const int *seq, const in
     float scale = 1.0f / sqrtf((float)hs);
     for (int j = 0; j < na; j++) {
         memcpy(bt->x + (size_t)j * C, p->tok_emb + (size_t)tok[j] * C, (size_t)C * sizeof(float));
-        emdpo_rope_table(bt->cosv + (size_t)j * h2, bt->sinv + (size_t)j * h2, pos[j], 1, hs, c->rope_theta);
+        emdpo_rope_table(bt->cosv + (size_t)j * h2, bt->sinv + (size_t)j * h2, pos[j], 1, hs, c);
     }
     size_t nC = (size_t)na * C;
     int maxpos = 0;

@@ -69,7 +69,7 @@ static int load_fp(FILE *fp, off_t fsize, emdpo_llama **out, emdpo_diag *diag) {
     int32_t h[7];
     for (int i = 0; i < 7; i++) h[i] = le32(hb + 4 * i);
     emdpo_llama_config c = {h[0], h[1], h[2], h[3], h[4], h[5] < 0 && h[5] != INT32_MIN ? -h[5] : h[5],
-                            h[6], h[5] > 0, NORM_EPS, ROPE_THETA};
+                            h[6], h[5] > 0, NORM_EPS, ROPE_THETA, EMDPO_ROPE_DEFAULT, 0.0f, 0.0f, 0.0f, 0};
     size_t nf;
     if (emdpo_llama_config_check(&c) || !file_floats(&c, &nf)) {
         emdpo_diag_set(diag, 0,
@@ -152,9 +152,10 @@ int emdpo_llama2c_save(const emdpo_llama *m, const char *path, emdpo_diag *diag)
     memset(diag, 0, sizeof *diag);
     snprintf(diag->file, sizeof diag->file, "%s", path);
     const emdpo_llama_config *c = &m->config;
-    if (c->norm_eps != NORM_EPS || c->rope_theta != ROPE_THETA) {
-        emdpo_diag_set(diag, 0, "the llama2.c format fixes norm_eps 1e-5 and rope_theta 10000; this model has %g and %g",
-                 (double)c->norm_eps, (double)c->rope_theta);
+    if (c->norm_eps != NORM_EPS || c->rope_theta != ROPE_THETA || c->rope_type != EMDPO_ROPE_DEFAULT) {
+        emdpo_diag_set(diag, 0, "the llama2.c format fixes norm_eps 1e-5, rope_theta 10000 and no RoPE scaling; this "
+                 "model has %g, %g and %s", (double)c->norm_eps, (double)c->rope_theta,
+                 c->rope_type == EMDPO_ROPE_DEFAULT ? "none" : "scaling");
         return EMDPO_ERR_UNSUPPORTED;
     }
     int hs = c->dim / c->n_heads, h2 = hs / 2;
@@ -182,7 +183,7 @@ int emdpo_llama2c_save(const emdpo_llama *m, const char *path, emdpo_diag *diag)
     write_floats(af.fp, m->param_buf, body);
     for (int part = 0; part < 2; part++) {
         for (int t = 0; t < c->max_seq_len; t++) {
-            emdpo_rope_table(row, row + h2, t, 1, hs, c->rope_theta);
+            emdpo_rope_table(row, row + h2, t, 1, hs, c);
             write_floats(af.fp, row + part * h2, (size_t)h2);
         }
     }

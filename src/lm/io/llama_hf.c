@@ -48,9 +48,6 @@ static int check_variants(const emdpo_json *root, int max_pos, emdpo_diag *diag)
     v = emdpo_json_get(root, "hidden_act");
     if (v && (v->type != EMDPO_JSON_STRING || strcmp(v->u.str, "silu") != 0))
         return emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "hidden_act must be \"silu\" (SwiGLU)");
-    v = emdpo_json_get(root, "rope_scaling");
-    if (v && v->type != EMDPO_JSON_NULL)
-        return emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "rope_scaling is not supported (it must be null)");
     static const char *const biases[] = {"attention_bias", "mlp_bias"};
     for (int i = 0; i < 2; i++) {
         v = emdpo_json_get(root, biases[i]);
@@ -65,6 +62,52 @@ static int check_variants(const emdpo_json *root, int max_pos, emdpo_diag *diag)
     v = emdpo_json_get(root, "tie_word_embeddings");
     if (v && v->type != EMDPO_JSON_BOOL)
         return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "\"tie_word_embeddings\" must be true or false");
+    return EMDPO_OK;
+}
+
+/* A positive number member of rope_scaling. */
+static int scaling_num(const emdpo_json *s, const char *key, float *out, emdpo_diag *diag) {
+    const emdpo_json *v = emdpo_json_get(s, key);
+    if (!v || v->type != EMDPO_JSON_NUMBER || !(v->num > 0) || v->num > 1e30)
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "rope_scaling.%s must be a positive number", key);
+    *out = (float)v->num;
+    return EMDPO_OK;
+}
+
+/* rope_scaling: null, or {"rope_type" (or the older "type"): "default",
+ * "linear" with factor, or "llama3" with factor, low_freq_factor,
+ * high_freq_factor and original_max_position_embeddings}. Other kinds
+ * ("dynamic", "yarn", ...) are refused by name. */
+static int rope_scaling(const emdpo_json *s, emdpo_llama_config *k, emdpo_diag *diag) {
+    k->rope_type = EMDPO_ROPE_DEFAULT;
+    if (!s || s->type == EMDPO_JSON_NULL) return EMDPO_OK;
+    if (s->type != EMDPO_JSON_OBJECT) return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "rope_scaling must be an object");
+    const emdpo_json *t = emdpo_json_get(s, "rope_type");
+    if (!t) t = emdpo_json_get(s, "type");
+    if (!t || t->type != EMDPO_JSON_STRING)
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "rope_scaling has no rope_type (or type) string");
+    int rc;
+    if (strcmp(t->u.str, "default") == 0) return EMDPO_OK;
+    if (strcmp(t->u.str, "linear") == 0) {
+        k->rope_type = EMDPO_ROPE_LINEAR;
+        return scaling_num(s, "factor", &k->rope_factor, diag);
+    }
+    if (strcmp(t->u.str, "llama3") != 0)
+        return emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "rope_scaling \"%.40s\" is not supported (default, "
+                               "linear and llama3 are)", t->u.str);
+    k->rope_type = EMDPO_ROPE_LLAMA3;
+    float orig;
+    if ((rc = scaling_num(s, "factor", &k->rope_factor, diag)) ||
+        (rc = scaling_num(s, "low_freq_factor", &k->rope_low_freq_factor, diag)) ||
+        (rc = scaling_num(s, "high_freq_factor", &k->rope_high_freq_factor, diag)) ||
+        (rc = scaling_num(s, "original_max_position_embeddings", &orig, diag)))
+        return rc;
+    if (orig > 1e9f || orig != (float)(int)orig)
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "rope_scaling.original_max_position_embeddings must be an integer");
+    k->rope_original_max_pos = (int)orig;
+    if (!(k->rope_high_freq_factor > k->rope_low_freq_factor))
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "rope_scaling.high_freq_factor must exceed low_freq_factor");
+    if (!(k->rope_factor >= 1.0f)) return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "rope_scaling.factor must be >= 1");
     return EMDPO_OK;
 }
 
@@ -95,6 +138,7 @@ int emdpo_hf_config_parse(const char *text, size_t len, const char *name, emdpo_
     if (!rc) rc = get_pos_float(root, "rms_norm_eps", &k.norm_eps, diag);
     if (!rc) rc = get_pos_float(root, "rope_theta", &k.rope_theta, diag);
     if (!rc) rc = check_variants(root, k.max_seq_len, diag);
+    if (!rc) rc = rope_scaling(emdpo_json_get(root, "rope_scaling"), &k, diag);
     if (!rc) {
         const emdpo_json *tie = emdpo_json_get(root, "tie_word_embeddings");
         k.tied = tie && tie->boolean;
@@ -144,9 +188,20 @@ int emdpo_hf_config_write(const char *path, const emdpo_llama_config *c, emdpo_d
     emdpo_diag_reset(diag, path);
     if (emdpo_llama_config_check(c))
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "invalid model configuration");
-    char eps[32], theta[32];
+    char eps[32], theta[32], f[32], lo[32], hi[32], scaling[256];
     format_float(eps, sizeof eps, c->norm_eps);
     format_float(theta, sizeof theta, c->rope_theta);
+    format_float(f, sizeof f, c->rope_factor);
+    format_float(lo, sizeof lo, c->rope_low_freq_factor);
+    format_float(hi, sizeof hi, c->rope_high_freq_factor);
+    if (c->rope_type == EMDPO_ROPE_LINEAR)
+        snprintf(scaling, sizeof scaling, "{\"rope_type\": \"linear\", \"factor\": %s}", f);
+    else if (c->rope_type == EMDPO_ROPE_LLAMA3)
+        snprintf(scaling, sizeof scaling,
+                 "{\"rope_type\": \"llama3\", \"factor\": %s, \"low_freq_factor\": %s, \"high_freq_factor\": %s, "
+                 "\"original_max_position_embeddings\": %d}", f, lo, hi, c->rope_original_max_pos);
+    else
+        snprintf(scaling, sizeof scaling, "null");
     emdpo_afile af;
     int rc = emdpo_afile_open(&af, path, diag);
     if (rc) return rc;
@@ -167,13 +222,13 @@ int emdpo_hf_config_write(const char *path, const emdpo_llama_config *c, emdpo_d
             "  \"hidden_act\": \"silu\",\n"
             "  \"attention_bias\": false,\n"
             "  \"mlp_bias\": false,\n"
-            "  \"rope_scaling\": null,\n"
+            "  \"rope_scaling\": %s,\n"
             "  \"bos_token_id\": 1,\n"
             "  \"eos_token_id\": 2,\n"
             "  \"torch_dtype\": \"float32\"\n"
             "}\n",
             c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size, c->max_seq_len,
-            eps, theta, c->tied ? "true" : "false");
+            eps, theta, c->tied ? "true" : "false", scaling);
     return emdpo_afile_commit(&af, diag);
 }
 

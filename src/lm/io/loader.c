@@ -62,7 +62,7 @@ int emdpo_llama_from_spec(const char *spec, uint64_t seed, emdpo_llama **out, em
     if (!vals[4]) vals[4] = vals[3];
     if (!vals[1]) vals[1] = (2 * 4 * vals[0] / 3 + 31) / 32 * 32; /* llama2.c's SwiGLU width */
     emdpo_llama_config c = {vals[0], vals[1], vals[2], vals[3], vals[4], vals[5], vals[6], vals[7] != 0, 1e-5f,
-                            10000.0f};
+                            10000.0f, EMDPO_ROPE_DEFAULT, 0.0f, 0.0f, 0.0f, 0};
     if (emdpo_llama_config_check(&c))
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG,
                                "config: inconsistent architecture (dim divisible by heads, heads by kv_heads, an even "
