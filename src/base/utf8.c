@@ -47,6 +47,19 @@ size_t emdpo_utf8_seq_len(const unsigned char *s, size_t avail) {
     return n;
 }
 
+size_t emdpo_utf8_decode(const char *s, size_t avail, uint32_t *cp) {
+    const unsigned char *u = (const unsigned char *)s;
+    size_t k = emdpo_utf8_seq_len(u, avail);
+    if (k <= 1) {
+        *cp = u[0];
+        return 1;
+    }
+    uint32_t c = u[0] & (0x7Fu >> k);
+    for (size_t j = 1; j < k; j++) c = c << 6 | (u[j] & 0x3Fu);
+    *cp = c;
+    return k;
+}
+
 size_t emdpo_utf8_invalid_at(const char *s, size_t n) {
     const unsigned char *u = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {

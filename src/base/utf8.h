@@ -15,6 +15,10 @@ size_t emdpo_utf8_encode(uint32_t cp, char *out);
  * avail >= 1 bytes are readable; 0 when it is not well-formed. */
 size_t emdpo_utf8_seq_len(const unsigned char *s, size_t avail);
 
+/* The code point at s (avail >= 1 bytes readable) in *cp and the length of
+ * its well-formed sequence; a byte that starts none is itself, length 1. */
+size_t emdpo_utf8_decode(const char *s, size_t avail, uint32_t *cp);
+
 /* Offset of the first byte of s[0..n) that does not start a well-formed
  * sequence, or n when all of it is valid UTF-8. */
 size_t emdpo_utf8_invalid_at(const char *s, size_t n);

@@ -141,25 +141,17 @@ static int is_py_space(uint32_t c) {
            (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
-static uint32_t cp_at(const char *s, size_t n, size_t i, size_t *len) {
-    const unsigned char *u = (const unsigned char *)s + i;
-    size_t k = emdpo_utf8_seq_len(u, n - i);
-    *len = k ? k : 1;
-    if (k <= 1) return u[0];
-    uint32_t c = u[0] & (0x7F >> k);
-    for (size_t j = 1; j < k; j++) c = c << 6 | (u[j] & 0x3F);
-    return c;
-}
-
 /* Python's str.strip() of s[0..n): [*a, *b). */
 static void py_strip(const char *s, size_t n, size_t *a, size_t *b) {
     size_t i = 0, len;
-    while (i < n && is_py_space(cp_at(s, n, i, &len))) i += len;
+    uint32_t cp;
+    while (i < n && (len = emdpo_utf8_decode(s + i, n - i, &cp), is_py_space(cp))) i += len;
     size_t j = n;
     while (j > i) {
         size_t k = j - 1;
         while (k > i && ((unsigned char)s[k] & 0xC0) == 0x80) k--;
-        if (!is_py_space(cp_at(s, n, k, &len))) break;
+        emdpo_utf8_decode(s + k, n - k, &cp);
+        if (!is_py_space(cp)) break;
         j = k;
     }
     *a = i;
@@ -326,8 +318,9 @@ int emdpo_chat_record(emdpo_chat_ctx *c, const emdpo_json *prompt, const emdpo_j
             size_t ck = count_chars(sk, items[k]->len), m = c0 < ck ? c0 : ck, i = 0, b0 = 0, bk = 0;
             long first = -1;
             for (; i < m; i++) {
-                size_t l0, lk;
-                uint32_t a = cp_at(s0, items[0]->len, b0, &l0), b = cp_at(sk, items[k]->len, bk, &lk);
+                uint32_t a, b;
+                size_t l0 = emdpo_utf8_decode(s0 + b0, items[0]->len - b0, &a);
+                size_t lk = emdpo_utf8_decode(sk + bk, items[k]->len - bk, &b);
                 if (a != b) {
                     first = (long)i;
                     break;

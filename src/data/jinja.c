@@ -74,30 +74,6 @@ typedef struct jstr {
 static int jstr_eq(jstr a, const char *b) { return strlen(b) == a.n && memcmp(a.s, b, a.n) == 0; }
 static int jstr_same(jstr a, jstr b) { return a.n == b.n && (a.n == 0 || memcmp(a.s, b.s, a.n) == 0); }
 
-/* Decodes the (valid) UTF-8 character at s; returns its length. */
-static size_t u8dec(const char *s, size_t avail, uint32_t *cp) {
-    const unsigned char *u = (const unsigned char *)s;
-    if (u[0] < 0x80 || avail < 2) {
-        *cp = u[0];
-        return 1;
-    }
-    if (u[0] < 0xE0) {
-        *cp = ((uint32_t)(u[0] & 0x1F) << 6) | (u[1] & 0x3F);
-        return 2;
-    }
-    if (u[0] < 0xF0 || avail < 4) {
-        if (avail < 3) {
-            *cp = u[0];
-            return 1;
-        }
-        *cp = ((uint32_t)(u[0] & 0x0F) << 12) | ((uint32_t)(u[1] & 0x3F) << 6) | (u[2] & 0x3F);
-        return 3;
-    }
-    *cp = ((uint32_t)(u[0] & 0x07) << 18) | ((uint32_t)(u[1] & 0x3F) << 12) | ((uint32_t)(u[2] & 0x3F) << 6) |
-          (u[3] & 0x3F);
-    return 4;
-}
-
 /* JavaScript's \s (and what trim() removes): lexer.ts isWhitespace. */
 static int js_space(uint32_t c) {
     if (c <= 32) return c == 32 || (c >= 9 && c <= 13);
@@ -109,7 +85,7 @@ static int js_space(uint32_t c) {
 static size_t ws_at(const char *s, size_t avail) {
     if (!avail) return 0;
     uint32_t cp;
-    size_t l = u8dec(s, avail, &cp);
+    size_t l = emdpo_utf8_decode(s, avail, &cp);
     return js_space(cp) ? l : 0;
 }
 
@@ -119,7 +95,7 @@ static size_t ws_before(const char *s, size_t start, size_t end) {
     size_t b = end - 1;
     while (b > start && ((unsigned char)s[b] & 0xC0) == 0x80 && end - b < 4) b--;
     uint32_t cp;
-    size_t l = u8dec(s + b, end - b, &cp);
+    size_t l = emdpo_utf8_decode(s + b, end - b, &cp);
     return (b + l == end && js_space(cp)) ? end - b : 0;
 }
 
@@ -150,8 +126,8 @@ static int u16cmp(jstr a, jstr b) {
     size_t i = 0, j = 0;
     while (i < a.n && j < b.n) {
         uint32_t x, y;
-        i += u8dec(a.s + i, a.n - i, &x);
-        j += u8dec(b.s + j, b.n - j, &y);
+        i += emdpo_utf8_decode(a.s + i, a.n - i, &x);
+        j += emdpo_utf8_decode(b.s + j, b.n - j, &y);
         if (x == y) continue;
         uint32_t x1 = x >= 0x10000 ? 0xD800 + ((x - 0x10000) >> 10) : x;
         uint32_t y1 = y >= 0x10000 ? 0xD800 + ((y - 0x10000) >> 10) : y;
@@ -725,7 +701,7 @@ static int tokenize(lexer *L) {
             continue;
         }
         uint32_t cp;
-        size_t l = u8dec(L->s + pos, L->n - pos, &cp);
+        size_t l = emdpo_utf8_decode(L->s + pos, L->n - pos, &cp);
         return lex_fail(L, pos, "Unexpected character: %.*s", (int)l, L->s + pos);
     }
     return 0;
@@ -1905,7 +1881,7 @@ static int json_quote(rctx *R, jbuf *b, jstr s, int ascii) {
             e = esc;
         } else if (ascii && c >= 0x7F) {
             uint32_t cp;
-            adv = u8dec(s.s + i, s.n - i, &cp);
+            adv = emdpo_utf8_decode(s.s + i, s.n - i, &cp);
             if (cp >= 0x10000)
                 snprintf(esc, sizeof esc, "\\u%04x\\u%04x", 0xD800 + ((cp - 0x10000) >> 10),
                          0xDC00 + ((cp - 0x10000) & 0x3FF));
@@ -2075,7 +2051,7 @@ static int case_map(rctx *R, jstr s, int upper, jstr *out) {
     size_t k = 0;
     for (size_t i = 0; i < s.n;) {
         uint32_t cp;
-        size_t l = u8dec(s.s + i, s.n - i, &cp);
+        size_t l = emdpo_utf8_decode(s.s + i, s.n - i, &cp);
         size_t w = map_case(cp, upper, o + k);
         if (!w) return UNSUP(R, NULL, "%s of the letter U+%04X (case mapping is known for ASCII and Latin-1 only)",
                              upper ? "upper case" : "lower case", (unsigned)cp);
@@ -2339,7 +2315,7 @@ static int str_at(rctx *R, const node *x, jstr s, double i, jv **out) {
     size_t unit = 0;
     for (size_t b = 0; b < s.n;) {
         uint32_t cp;
-        size_t l = u8dec(s.s + b, s.n - b, &cp);
+        size_t l = emdpo_utf8_decode(s.s + b, s.n - b, &cp);
         size_t w = cp >= 0x10000 ? 2 : 1;
         if ((double)unit == i || (w == 2 && (double)unit + 1 == i)) {
             if (w == 2) return UNSUP(R, x, "indexing half of the character U+%X outside the BMP", (unsigned)cp);
@@ -2752,7 +2728,7 @@ static int str_replace(rctx *R, jstr s, jstr from, jstr to, double count, jv **o
             }
             if (i >= s.n) break;
             uint32_t cp;
-            size_t l = u8dec(s.s + i, s.n - i, &cp);
+            size_t l = emdpo_utf8_decode(s.s + i, s.n - i, &cp);
             if ((rc = jb_put(R, &b, s.s + i, l))) break;
             i += l;
         }
@@ -2870,7 +2846,7 @@ static int call_method(rctx *R, const node *at, jv *fn, jv **args, size_t n, jv 
     case F_CAPITALIZE: {
         if (!s.n) return new_str(R, s, out);
         uint32_t cp;
-        size_t l = u8dec(s.s, s.n, &cp);
+        size_t l = emdpo_utf8_decode(s.s, s.n, &cp);
         if (cp >= 0x10000) return new_str(R, s, out);
         jstr head;
         TRY(case_map(R, (jstr){s.s, l}, 1, &head));
@@ -2915,7 +2891,7 @@ static int call_method(rctx *R, const node *at, jv *fn, jv **args, size_t n, jv 
                 while (i < text.n && (l = ws_at(text.s + i, text.n - i))) i += l;
                 if (i >= text.n) break;
                 size_t j = i;
-                while (j < text.n && !ws_at(text.s + j, text.n - j)) j += u8dec(text.s + j, text.n - j, &(uint32_t){0});
+                while (j < text.n && !ws_at(text.s + j, text.n - j)) j += emdpo_utf8_decode(text.s + j, text.n - j, &(uint32_t){0});
                 jv *part;
                 if (maxsplit >= 0 && (double)a->n >= maxsplit) {
                     TRY(new_str(R, (jstr){text.s + i, text.n - i}, &part));
@@ -3313,7 +3289,7 @@ static int apply_filter(rctx *R, jv *v, const node *f, env *e, jv **out) {
         if (v->t == V_STR) {
             for (size_t i = 0; !rc && i < v->s.n;) {
                 uint32_t cp;
-                size_t l = u8dec(v->s.s + i, v->s.n - i, &cp);
+                size_t l = emdpo_utf8_decode(v->s.s + i, v->s.n - i, &cp);
                 if (i) rc = jb_put(R, &b, d.s, d.n);
                 if (!rc) rc = jb_put(R, &b, v->s.s + i, l);
                 i += l;

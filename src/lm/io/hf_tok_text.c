@@ -49,14 +49,9 @@ int emdpo_hf_strs_append(emdpo_hf_strs *l, const char *s, size_t n) {
 }
 
 uint32_t emdpo_hf_next_cp(const char *s, size_t n, size_t *i) {
-    utf8proc_int32_t cp;
-    utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + *i, (utf8proc_ssize_t)(n - *i), &cp);
-    if (k < 1) { /* not reached on validated text; step one byte rather than loop */
-        (*i)++;
-        return 0xFFFD;
-    }
-    *i += (size_t)k;
-    return (uint32_t)cp;
+    uint32_t cp;
+    *i += emdpo_utf8_decode(s + *i, n - *i, &cp);
+    return cp;
 }
 
 int emdpo_hf_is_space(uint32_t c) {

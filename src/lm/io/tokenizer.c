@@ -306,6 +306,11 @@ static int hf_encode(const emdpo_tokenizer *t, const char *text, size_t len, uns
     /* A chat template's text already starts with BOS: no second one. */
     int bos = (flags & EMDPO_TOK_ADD_BOS) && t->bos >= 0 && !(nb > 0 && body[0] == t->bos);
     int eos = (flags & EMDPO_TOK_ADD_EOS) && t->eos >= 0;
+    if (!bos && !eos) { /* the pipeline's own array, exactly nb long */
+        *ids = body;
+        *n = nb;
+        return EMDPO_OK;
+    }
     *n = nb + (size_t)bos + (size_t)eos;
     *ids = *n ? emdpo_malloc(*n * sizeof **ids) : NULL;
     if (*n && !*ids) {
