@@ -393,6 +393,49 @@ static void test_config(void) {
                  EMDPO_OK);
     CHECK(c.rope_type == EMDPO_ROPE_LINEAR && c.rope_factor == 2.0f);
 
+    /* The families: what each adds, and its defaults. */
+    static const char *const fam = "{\"hidden_size\":64,\"intermediate_size\":172,\"num_hidden_layers\":5,"
+                                   "\"num_attention_heads\":8,\"num_key_value_heads\":2,\"vocab_size\":512,"
+                                   "\"model_type\":\"%s\"%s}";
+    char fb[512];
+    snprintf(fb, sizeof fb, fam, "qwen2", ",\"tie_word_embeddings\":true,\"sliding_window\":16");
+    CHECK_EQ_INT(parse_config(fb, &c, &d), EMDPO_OK);
+    CHECK(c.arch == EMDPO_ARCH_QWEN2 && c.qkv_bias && !c.o_bias && !c.qk_norm && c.head_dim == 8 && c.tied &&
+          c.sliding_window == 0 && c.max_seq_len == 32768);
+    snprintf(fb, sizeof fb, fam, "qwen3", "");
+    CHECK_EQ_INT(parse_config(fb, &c, &d), EMDPO_OK);
+    CHECK(c.arch == EMDPO_ARCH_QWEN3 && !c.qkv_bias && !c.o_bias && c.qk_norm && c.head_dim == 128);
+    snprintf(fb, sizeof fb, fam, "qwen3", ",\"head_dim\":32,\"attention_bias\":true");
+    CHECK_EQ_INT(parse_config(fb, &c, &d), EMDPO_OK);
+    CHECK(c.qkv_bias && c.o_bias && c.qk_norm && c.head_dim == 32);
+    snprintf(fb, sizeof fb, fam, "mistral", ",\"sliding_window\":100,\"head_dim\":4");
+    CHECK_EQ_INT(parse_config(fb, &c, &d), EMDPO_OK);
+    CHECK(c.arch == EMDPO_ARCH_MISTRAL && c.sliding_window == 100 && c.head_dim == 4 && !c.qkv_bias &&
+          c.max_seq_len == 131072 && emdpo_llama_context(&c) == 100);
+    snprintf(fb, sizeof fb, fam, "llama", ",\"attention_bias\":true,\"sliding_window\":16");
+    CHECK_EQ_INT(parse_config(fb, &c, &d), EMDPO_OK);
+    CHECK(c.arch == EMDPO_ARCH_LLAMA && c.qkv_bias && c.o_bias && !c.sliding_window);
+    /* each family's config round-trips */
+    static const char *const extras[] = {
+        "\"model_type\":\"qwen2\",\"use_sliding_window\":true,\"sliding_window\":16,\"max_window_layers\":0",
+        "\"model_type\":\"qwen3\",\"head_dim\":32,\"attention_bias\":true",
+        "\"model_type\":\"mistral\",\"sliding_window\":100,\"head_dim\":4",
+        "\"model_type\":\"llama\",\"attention_bias\":true,\"head_dim\":10"};
+    for (size_t i = 0; i < sizeof extras / sizeof *extras; i++) {
+        emdpo_llama_config back;
+        snprintf(fb, sizeof fb, "{\"hidden_size\":64,\"intermediate_size\":172,\"num_hidden_layers\":5,"
+                 "\"num_attention_heads\":8,\"num_key_value_heads\":2,\"vocab_size\":512,%s}", extras[i]);
+        CHECK_EQ_INT(parse_config(fb, &c, &d), EMDPO_OK);
+        const char *cp = tmp_path("family.json");
+        CHECK_EQ_INT(emdpo_hf_config_write(cp, &c, &d), EMDPO_OK);
+        CHECK_EQ_INT(emdpo_hf_config_read(cp, &back, &d), EMDPO_OK);
+        CHECK_MSG(memcmp(&c, &back, sizeof c) == 0, "config %zu does not round-trip", i);
+        remove(cp);
+    }
+    /* a combination no family's config can say */
+    c.arch = EMDPO_ARCH_MISTRAL;
+    CHECK_EQ_INT(emdpo_hf_config_write(tmp_path("family.json"), &c, &d), EMDPO_ERR_UNSUPPORTED);
+
     const char *base = "\"hidden_size\":64,\"intermediate_size\":172,\"num_hidden_layers\":5,"
                        "\"num_attention_heads\":8,\"vocab_size\":512";
     char buf[512];
@@ -416,10 +459,14 @@ static void test_config(void) {
         {",\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8,\"low_freq_factor\":4,\"high_freq_factor\":1,"
          "\"original_max_position_embeddings\":8192}", EMDPO_ERR_PARSE, "high_freq_factor must exceed"},
         {",\"rope_scaling\":3", EMDPO_ERR_PARSE, "rope_scaling must be an object"},
-        {",\"attention_bias\":true", EMDPO_ERR_UNSUPPORTED, "attention_bias"},
-        {",\"head_dim\":16", EMDPO_ERR_UNSUPPORTED, "head_dim"},
-        {",\"model_type\":\"mistral\",\"sliding_window\":4096,\"max_position_embeddings\":32768",
-         EMDPO_ERR_UNSUPPORTED, "sliding_window"},
+        {",\"attention_bias\":1", EMDPO_ERR_PARSE, "\"attention_bias\" must be true or false"},
+        {",\"mlp_bias\":true", EMDPO_ERR_UNSUPPORTED, "mlp_bias"},
+        {",\"head_dim\":7", EMDPO_ERR_PARSE, "the head size 7 is odd"},
+        {",\"head_dim\":-2", EMDPO_ERR_PARSE, "\"head_dim\" must be a positive integer"},
+        {",\"model_type\":\"mistral\",\"sliding_window\":0", EMDPO_ERR_PARSE, "sliding_window"},
+        {",\"model_type\":\"qwen2\",\"use_sliding_window\":true,\"sliding_window\":16,\"max_window_layers\":2",
+         EMDPO_ERR_UNSUPPORTED, "max_window_layers"},
+        {",\"model_type\":\"gemma\"", EMDPO_ERR_UNSUPPORTED, "llama, mistral, qwen2 and qwen3"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         snprintf(buf, sizeof buf, "{%s%s}", base, cases[i].extra);
@@ -443,7 +490,7 @@ static void test_config(void) {
     /* write -> read keeps every field, floats exactly. */
     emdpo_llama_config w = {.dim = 64, .hidden_dim = 172, .n_layers = 5, .n_heads = 8, .n_kv_heads = 4,
                             .vocab_size = 512, .max_seq_len = 256, .tied = 1, .norm_eps = 1e-5f,
-                            .rope_theta = 10000.0f};
+                            .rope_theta = 10000.0f, .head_dim = 8};
     const char *path = tmp_path("config.json");
     CHECK_EQ_INT(emdpo_hf_config_write(path, &w, &d), EMDPO_OK);
     CHECK_EQ_INT(emdpo_hf_config_read(path, &c, &d), EMDPO_OK);

@@ -1,5 +1,6 @@
 #include "lm/engine/llama.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -26,7 +27,8 @@ int emdpo_llama_context(const emdpo_llama_config *c) {
 static int sizes_checked(const emdpo_llama_config *c, size_t s[EMDPO_LLAMA_N_TENSORS], size_t *total) {
     size_t V = (size_t)c->vocab_size, C = (size_t)c->dim, H = (size_t)c->hidden_dim, L = (size_t)c->n_layers;
     size_t hs = (size_t)emdpo_llama_head_size(c), qd, kvd, qC, kvC, HC;
-    if (!mul_ok((size_t)c->n_heads, hs, &qd) || !mul_ok((size_t)c->n_kv_heads, hs, &kvd)) return 0;
+    /* the kernels take qd and kvd as int */
+    if (!mul_ok((size_t)c->n_heads, hs, &qd) || !mul_ok((size_t)c->n_kv_heads, hs, &kvd) || qd > INT_MAX) return 0;
     if (!mul_ok(qd, C, &qC) || !mul_ok(kvd, C, &kvC) || !mul_ok(H, C, &HC)) return 0;
     if (!mul_ok(V, C, &s[0]) || !mul_ok(L, C, &s[1]) || !mul_ok(L, qC, &s[2]) || !mul_ok(L, kvC, &s[3]))
         return 0;
@@ -107,6 +109,7 @@ int emdpo_llama_create(const emdpo_llama_config *c, emdpo_llama **out) {
     emdpo_llama *m = emdpo_calloc(1, sizeof *m);
     if (!m) return EMDPO_ERR_NOMEM;
     m->config = *c;
+    m->config.head_dim = emdpo_llama_head_size(c); /* one spelling per architecture */
     m->num_params = emdpo_llama_num_params(c);
     m->param_buf = emdpo_calloc(m->num_params, sizeof(float));
     if (!m->param_buf) {

@@ -100,7 +100,8 @@ typedef struct emdpo_llama {
     char *source;     /* the path it was loaded from (lm/io/loader.c), or NULL */
 } emdpo_llama;
 
-/* Allocates a model with zeroed parameters. EMDPO_ERR_INVALID_ARG when the
+/* Allocates a model with zeroed parameters; its config's head_dim is
+ * explicit (never 0). EMDPO_ERR_INVALID_ARG when the
  * configuration fails emdpo_llama_config_check, EMDPO_ERR_NOMEM. */
 int emdpo_llama_create(const emdpo_llama_config *c, emdpo_llama **out);
 
