@@ -223,6 +223,11 @@ static void test_chunks(void) {
     emdpo_llama_config heads = {.dim = 128, .hidden_dim = 96, .n_layers = 1, .n_heads = 2, .n_kv_heads = 1,
                                 .vocab_size = 37, .max_seq_len = 128, .tied = 1, .norm_eps = 1e-5f, .rope_theta = 1e4f};
     check_chunks(&heads, 4, 128);
+    /* what the families add: an explicit head size (qd = 48 != C), q/k/v and o biases, q/k norms */
+    emdpo_llama_config fam = {.dim = 32, .hidden_dim = 40, .n_layers = 3, .n_heads = 4, .n_kv_heads = 2,
+                              .vocab_size = 37, .max_seq_len = 40, .tied = 1, .norm_eps = 1e-5f, .rope_theta = 1e4f,
+                              .head_dim = 12, .qkv_bias = 1, .o_bias = 1, .qk_norm = 1};
+    check_chunks(&fam, 7, 40);
 }
 
 int main(void) {
