@@ -4,11 +4,13 @@
  * and of this call are one computation. */
 #include "core/estep.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
 #include "base/alloc.h"
 #include "base/diag.h"
+#include "base/vmath.h"
 #include "core/choice.h"
 #include "core/em.h"
 
@@ -60,23 +62,56 @@ typedef struct ragged {
     const int64_t *start, *order;
 } ragged;
 
+/* Top choices among at most this many items take the vectorised path:
+ * its normaliser, at most this many terms of at most 1, cannot overflow. */
+#define FAST_NMAX 16
+
+/* Decision j's log P under every type into lp (K): NaN when a log-ratio
+ * or beta times it is not finite. A top choice among few items is computed for all types at
+ * once, the loops running across types with exp and log that vectorise
+ * (base/vmath.h); a ranking, or a choice among many items, by the choice
+ * model one type at a time. */
+static void decision_logp(const ragged *c, int64_t j, int K, double *lp) {
+    const int64_t off = c->offsets[j];
+    const int n = (int)(c->offsets[j + 1] - off), stages = c->ranking && c->ranking[j] ? n - 1 : 1;
+    const size_t ld = (size_t)c->ld;
+    const double beta = c->beta, *x = c->lr + off;
+    int bad = 0; /* a log-ratio that is not finite, or whose utility overflows */
+    for (int k = 0; k < K; k++)
+        for (int q = 0; q < n; q++) bad |= !(fabs(beta * x[k * ld + q]) <= DBL_MAX);
+    if (bad) {
+        for (int k = 0; k < K; k++) lp[k] = NAN;
+        return;
+    }
+    if (stages > 1 || n > FAST_NMAX) {
+        for (int k = 0; k < K; k++) lp[k] = emdpo_choice_logp_scaled(x + k * ld, n, stages, beta);
+        return;
+    }
+    /* the utilities, items by types: the loops below run along types,
+     * contiguous here (the caller's rows are far apart) */
+    double u[FAST_NMAX][EMDPO_MAX_K], m[EMDPO_MAX_K], z[EMDPO_MAX_K];
+    for (int k = 0; k < K; k++)
+        for (int q = 0; q < n; q++) u[q][k] = beta * x[k * ld + q];
+    for (int k = 0; k < K; k++) m[k] = u[0][k];
+    for (int q = 1; q < n; q++)
+        for (int k = 0; k < K; k++) m[k] = u[q][k] > m[k] ? u[q][k] : m[k];
+    /* shifted by the largest utility: its term is exactly 1, so z >= 1 */
+    for (int k = 0; k < K; k++) z[k] = 0.0;
+    for (int q = 0; q < n; q++)
+        for (int k = 0; k < K; k++) z[k] += emdpo_exp_bounded(u[q][k] - m[k]);
+    for (int k = 0; k < K; k++) lp[k] = u[0][k] - m[k] - emdpo_log_ge1(z[k]);
+}
+
 /* Annotator i's sums of log P_k over its decisions, in decision order. A
  * non-finite log-ratio makes them NaN: the log-likelihood then is not
  * finite, and the caller names the decision. */
 static void sums_of_logratios(const void *ctx, int64_t i, int K, double *s) {
     const ragged *c = ctx;
+    double lp[EMDPO_MAX_K];
     for (int k = 0; k < K; k++) s[k] = 0.0;
     for (int64_t t = c->start[i]; t < c->start[i + 1]; t++) {
-        int64_t j = c->order ? c->order[t] : t;
-        int64_t off = c->offsets[j];
-        int n = (int)(c->offsets[j + 1] - off);
-        int stages = c->ranking && c->ranking[j] ? n - 1 : 1;
-        for (int k = 0; k < K; k++) {
-            const double *x = c->lr + (size_t)k * (size_t)c->ld + (size_t)off;
-            int finite = 1;
-            for (int q = 0; q < n; q++) finite &= isfinite(x[q]) != 0;
-            s[k] += finite ? emdpo_choice_logp_scaled(x, n, stages, c->beta) : NAN;
-        }
+        decision_logp(c, c->order ? c->order[t] : t, K, lp);
+        for (int k = 0; k < K; k++) s[k] += lp[k];
     }
 }
 

@@ -243,6 +243,22 @@ class Tokenizer:
         d = Diag()
         check(lib.emdpo_tokenizer_load(str(path).encode(), int(vocab_size), ctypes.byref(self._h), ctypes.byref(d)), d)
         self.path = str(path)
+        self.vocab_size = lib.emdpo_tokenizer_vocab_size(self._h)
+        self.bos = lib.emdpo_tokenizer_bos(self._h)  # -1 when it has none
+        self.eos = lib.emdpo_tokenizer_eos(self._h)
+
+    def encode(self, text: str, add_bos: bool = False, add_eos: bool = False) -> List[int]:
+        """The ids of text, as emdpo's training and scoring encode it: a
+        prompt with add_bos=True, a response plain (emdpo then appends EOS)."""
+        b = text.encode()
+        ids = ctypes.POINTER(ctypes.c_int)()
+        n = ctypes.c_size_t()
+        check(lib.emdpo_tokenizer_encode_alloc(self._h, b, len(b), (1 if add_bos else 0) | (2 if add_eos else 0),
+                                               ctypes.byref(ids), ctypes.byref(n)))
+        try:
+            return ids[:n.value]
+        finally:
+            lib.emdpo_ids_free(ids, n.value)
 
     def close(self) -> None:
         if getattr(self, "_h", None):
