@@ -67,8 +67,9 @@ typedef struct ragged {
 #define FAST_NMAX 16
 
 /* Decision j's log P under every type into lp (K): NaN when a log-ratio
- * or beta times it is not finite. A top choice among few items is computed for all types at
- * once, the loops running across types with exp and log that vectorise
+ * or beta times it is not finite. A top choice among few items is
+ * computed for all types at once, the loops running across types with exp
+ * and log that vectorise
  * (base/vmath.h); a ranking, or a choice among many items, by the choice
  * model one type at a time. */
 static void decision_logp(const ragged *c, int64_t j, int K, double *lp) {
@@ -77,14 +78,10 @@ static void decision_logp(const ragged *c, int64_t j, int K, double *lp) {
     const size_t ld = (size_t)c->ld;
     const double beta = c->beta, *x = c->lr + off;
     int bad = 0; /* a log-ratio that is not finite, or whose utility overflows */
-    for (int k = 0; k < K; k++)
-        for (int q = 0; q < n; q++) bad |= !(fabs(beta * x[k * ld + q]) <= DBL_MAX);
-    if (bad) {
-        for (int k = 0; k < K; k++) lp[k] = NAN;
-        return;
-    }
     if (stages > 1 || n > FAST_NMAX) {
-        for (int k = 0; k < K; k++) lp[k] = emdpo_choice_logp_scaled(x + k * ld, n, stages, beta);
+        for (int k = 0; k < K; k++)
+            for (int q = 0; q < n; q++) bad |= !(fabs(beta * x[k * ld + q]) <= DBL_MAX);
+        for (int k = 0; k < K; k++) lp[k] = bad ? NAN : emdpo_choice_logp_scaled(x + k * ld, n, stages, beta);
         return;
     }
     /* the utilities, items by types: the loops below run along types,
@@ -92,6 +89,12 @@ static void decision_logp(const ragged *c, int64_t j, int K, double *lp) {
     double u[FAST_NMAX][EMDPO_MAX_K], m[EMDPO_MAX_K], z[EMDPO_MAX_K];
     for (int k = 0; k < K; k++)
         for (int q = 0; q < n; q++) u[q][k] = beta * x[k * ld + q];
+    for (int q = 0; q < n; q++)
+        for (int k = 0; k < K; k++) bad |= !(fabs(u[q][k]) <= DBL_MAX);
+    if (bad) {
+        for (int k = 0; k < K; k++) lp[k] = NAN;
+        return;
+    }
     for (int k = 0; k < K; k++) m[k] = u[0][k];
     for (int q = 1; q < n; q++)
         for (int k = 0; k < K; k++) m[k] = u[q][k] > m[k] ? u[q][k] : m[k];

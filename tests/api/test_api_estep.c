@@ -381,6 +381,20 @@ static void test_files(void) {
     CHECK(strcmp(who[0], "u1") == 0 && strcmp(who[1], "7") == 0 && strcmp(who[2], "u1") == 0);
     CHECK_CLOSE((w[0][0] + w[1][0] + w[2][0]) / 3, 1.0, 1e-15);
     CHECK(w[0][1] == w[2][1]);
+    /* emdpo dpo --weights reads it: each annotator's rows go to its
+     * decisions of the data, in order (the data groups u1's two) */
+    const char *names[3] = {"u1", "7", "u1"};
+    int nitems[3] = {3, 2, 4};
+    double x[9] = {0};
+    emdpo_data *dd = NULL;
+    CHECK_EQ_INT(emdpo_data_from_arrays(1, 3, names, nitems, NULL, x, NULL, NULL, NULL, &dd, &d), EMDPO_OK);
+    double wd[3];
+    CHECK_EQ_INT(emdpo_weights_read(api_path("estep_out/weights.csv"), "weight_2", dd, 3, wd, &d), EMDPO_OK);
+    CHECK(wd[0] == w[0][1] && wd[1] == w[2][1] && wd[2] == w[1][1]);
+    CHECK_EQ_INT(emdpo_weights_read(api_path("estep_out/weights.csv"), NULL, NULL, 3, wd, &d), EMDPO_OK);
+    CHECK(wd[0] == w[0][0] && wd[1] == w[1][0] && wd[2] == w[2][0]);
+    CHECK_EQ_INT(emdpo_weights_read(api_path("estep_out/weights.csv"), "weight_3", dd, 3, wd, &d), EMDPO_ERR_PARSE);
+    emdpo_data_free(dd);
     FILE *js = fopen(api_path("estep_out/estep.json"), "r");
     char text[2048] = "";
     size_t n = js ? fread(text, 1, sizeof text - 1, js) : 0;
