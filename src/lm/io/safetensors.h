@@ -11,9 +11,9 @@
  * buffer exactly: no overlaps, no gaps, nothing after the last tensor. Any
  * violation is EMDPO_ERR_PARSE with diag naming the tensor and the offsets.
  * After that, reads cannot leave the file. Tensor data is read on demand
- * (pread, a chunk per thread, converted straight into the caller's float32
+ * (pread, a chunk at a time, converted straight into the caller's float32
  * buffer), so opening a large checkpoint costs only its header and reading
- * it holds no more than the float32 tensors.
+ * it holds no more than the float32 tensors and one 1 MiB chunk.
  *
  * The writer writes float tensors as F32, F16 or BF16 (rounded to nearest
  * even: base/half.h), pads the header with spaces to a multiple of 8 bytes
