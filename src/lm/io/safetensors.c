@@ -436,8 +436,8 @@ int emdpo_st_read_f32(const emdpo_safetensors *st, const char *name, int rank, c
         return emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "tensor \"%.80s\" has dtype %s, not a floating-point one",
                     name, k_dtypes[t->dtype].name);
     /* A chunk at a time through one buffer: reading holds no more than dst
-     * and the chunk. (Threads over chunks were measured slower: page faults
-     * on dst's fresh pages serialise in the kernel, docs/BENCHMARKS.md.) */
+     * and the chunk. (Threads over chunks were not faster: the load's time
+     * is the kernel's, faulting in dst's fresh pages; docs/BENCHMARKS.md.) */
     unsigned size = k_dtypes[t->dtype].size;
     uint64_t per = READ_CHUNK / size;
     if (st->fd < 0) {
