@@ -94,8 +94,7 @@ static emdpo_st_dtype st_dtype(emdpo_dtype d) {
 
 int emdpo_llama_hf_save(const emdpo_llama *m, const char *dir, const emdpo_llama_save_opts *o, emdpo_diag *diag) {
     emdpo_diag_reset(diag, dir);
-    emdpo_llama_save_opts def;
-    emdpo_llama_save_opts_init(&def);
+    static const emdpo_llama_save_opts def = {EMDPO_DTYPE_AUTO, NULL};
     if (!o) o = &def;
     if ((unsigned)o->dtype > EMDPO_DTYPE_BF16)
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "unknown dtype %d", (int)o->dtype);
