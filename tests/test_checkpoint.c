@@ -4,7 +4,7 @@
  * PyTorch-made tests/fixtures/hf_tiny_sharded loads, saves as one BF16 file
  * with the same values, and a save over it leaves one consistent
  * checkpoint), load -> save -> load identity bit for bit in F32, F16 and
- * BF16, hostile index files (each refused naming the index, the tensor and
+ * BF16 for every family's fixture, hostile index files (each refused naming the index, the tensor and
  * the shard), and the files saved beside the weights (config.json,
  * generation_config.json, the tokenizer's). */
 #include <stdint.h>
@@ -230,13 +230,18 @@ static void test_sharded(void) {
     emdpo_llama_free(m);
 }
 
-/* load -> save as dt -> load -> save: the same file and parameters. */
-static void test_roundtrip(void) {
+/* load -> save as dt -> load -> save: the same file and parameters, for
+ * dir (a family's checkpoint in float32). */
+static void test_roundtrip(const char *dir) {
     static const int dts[3] = {EMDPO_DTYPE_F32, EMDPO_DTYPE_F16, EMDPO_DTYPE_BF16};
     static const char *const torch_names[3] = {"float32", "float16", "bfloat16"};
     emdpo_llama *m = NULL;
     emdpo_diag d;
-    CHECK_EQ_INT(emdpo_llama_hf_load(TINY, &m, &d), EMDPO_OK);
+    if (access(dir, R_OK) != 0) {
+        printf("skip: %s absent\n", dir);
+        return;
+    }
+    CHECK_EQ_INT(emdpo_llama_hf_load(dir, &m, &d), EMDPO_OK);
     if (!m) return;
     CHECK_EQ_INT(m->file_dtype, EMDPO_DTYPE_F32);
     for (int k = 0; k < 3; k++) {
@@ -247,8 +252,8 @@ static void test_roundtrip(void) {
         CHECK_MSG(a && a->file_dtype == dts[k], "dtype %s not kept", torch_names[k]);
         CHECK_EQ_INT(emdpo_llama_hf_save(a, tmp("rt2"), NULL, &d), EMDPO_OK);
         CHECK_EQ_INT(emdpo_llama_hf_load(tmp("rt2"), &b, &d), EMDPO_OK);
-        CHECK_MSG(same_params(a, b), "%s: load -> save -> load changed the tensors", torch_names[k]);
-        CHECK_MSG(same_file(tmp("rt1/model.safetensors"), tmp("rt2/model.safetensors")), "%s: files differ",
+        CHECK_MSG(same_params(a, b), "%s, %s: load -> save -> load changed the tensors", dir, torch_names[k]);
+        CHECK_MSG(same_file(tmp("rt1/model.safetensors"), tmp("rt2/model.safetensors")), "%s, %s: files differ", dir,
                   torch_names[k]);
         char want[64];
         snprintf(want, sizeof want, "\"torch_dtype\": \"%s\"", torch_names[k]);
@@ -473,7 +478,13 @@ int main(void) {
     } else {
         test_conversions();
         test_sharded();
-        test_roundtrip();
+        static const char *const dirs[] = {TINY,
+                                           "tests/fixtures/hf_families/llama3",
+                                           "tests/fixtures/hf_families/llama_bias",
+                                           "tests/fixtures/hf_families/mistral",
+                                           "tests/fixtures/hf_families/qwen2",
+                                           "tests/fixtures/hf_families/qwen3"};
+        for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) test_roundtrip(dirs[i]);
         test_tokenizer_files();
     }
     rmdir(g_tmp);

@@ -130,21 +130,30 @@ static void test_sampler(void) {
     emdpo_sampler_free(s);
 }
 
-/* A small random model, so that generation is tested without ../shared. */
-static emdpo_llama *tiny_model(void) {
+/* A small random model, so that generation is tested without ../shared;
+ * with variants, every part a family adds to Llama (an explicit head size,
+ * biases, q/k norms) and a sliding window as long as the context. */
+static emdpo_llama *tiny_model(int variants) {
     emdpo_llama_config c = {.dim = 32, .hidden_dim = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
                             .vocab_size = 300, .max_seq_len = 48, .tied = 1, .norm_eps = 1e-5f,
                             .rope_theta = 10000.0f};
+    if (variants) {
+        c.head_dim = 12;
+        c.qkv_bias = c.o_bias = c.qk_norm = 1;
+        c.sliding_window = 48;
+    }
     emdpo_llama *m = NULL;
     if (emdpo_llama_create(&c, &m)) return NULL;
     emdpo_llama_init(m, 3);
+    /* biases away from their init of 0 */
+    for (size_t i = 0; variants && i < (size_t)c.n_layers * c.dim; i++) m->params.bo[i] = 0.01f * (float)(i % 7);
     /* Larger weights than training's init give peaked, varied logits. */
-    for (size_t i = 0; i < m->num_params; i++) m->param_buf[i] *= 20.0f;
+    for (size_t i = 0; i < m->num_params; i++) m->param_buf[i] *= variants ? 8.0f : 20.0f;
     return m;
 }
 
-static void test_generate(void) {
-    emdpo_llama *m = tiny_model();
+static void test_generate(int variants) {
+    emdpo_llama *m = tiny_model(variants);
     CHECK(m != NULL);
     if (!m) return;
     const emdpo_llama_config *c = &m->config;
@@ -169,7 +178,10 @@ static void test_generate(void) {
             CHECK_MSG(n1 == n_out[i] && stop1 == stop[i] && memcmp(one, out + i * MAXN, (size_t)n1 * sizeof(int)) == 0,
                       "T=%g sequence %d: batched (%d tokens, stop %d) differs from single (%d, stop %d)", temps[ti], i,
                       n_out[i], stop[i], n1, stop1);
-            for (int j = 0; j < n_out[i]; j++) CHECK(out[i * MAXN + j] > 2 && out[i * MAXN + j] < c->vocab_size);
+            for (int j = 0; j < n_out[i]; j++) { /* a stop id ends a sample and is never part of it */
+                int t = out[i * MAXN + j];
+                CHECK(t >= 0 && t < c->vocab_size && t != EMDPO_TOK_BOS && t != EMDPO_TOK_EOS);
+            }
         }
         if (ti == 0) /* greedy: the same prompt gives the same text */
             CHECK(n_out[0] == n_out[3] && memcmp(out, out + 3 * MAXN, (size_t)n_out[0] * sizeof(int)) == 0);
@@ -258,7 +270,8 @@ static void test_reference(void) {
 
 int main(void) {
     test_sampler();
-    test_generate();
+    test_generate(0);
+    test_generate(1);
     test_reference();
     return check_report("test_lm_sample");
 }

@@ -394,6 +394,49 @@ static void test_config(void) {
                  EMDPO_OK);
     CHECK(c.rope_type == EMDPO_ROPE_LINEAR && c.rope_factor == 2.0f);
 
+    /* The families: what each adds, and its defaults. */
+    static const char *const fam = "{\"hidden_size\":64,\"intermediate_size\":172,\"num_hidden_layers\":5,"
+                                   "\"num_attention_heads\":8,\"num_key_value_heads\":2,\"vocab_size\":512,"
+                                   "\"model_type\":\"%s\"%s}";
+    char fb[512];
+    snprintf(fb, sizeof fb, fam, "qwen2", ",\"tie_word_embeddings\":true,\"sliding_window\":16");
+    CHECK_EQ_INT(parse_config(fb, &c, &d), EMDPO_OK);
+    CHECK(c.arch == EMDPO_ARCH_QWEN2 && c.qkv_bias && !c.o_bias && !c.qk_norm && c.head_dim == 8 && c.tied &&
+          c.sliding_window == 0 && c.max_seq_len == 32768);
+    snprintf(fb, sizeof fb, fam, "qwen3", "");
+    CHECK_EQ_INT(parse_config(fb, &c, &d), EMDPO_OK);
+    CHECK(c.arch == EMDPO_ARCH_QWEN3 && !c.qkv_bias && !c.o_bias && c.qk_norm && c.head_dim == 128);
+    snprintf(fb, sizeof fb, fam, "qwen3", ",\"head_dim\":32,\"attention_bias\":true");
+    CHECK_EQ_INT(parse_config(fb, &c, &d), EMDPO_OK);
+    CHECK(c.qkv_bias && c.o_bias && c.qk_norm && c.head_dim == 32);
+    snprintf(fb, sizeof fb, fam, "mistral", ",\"sliding_window\":100,\"head_dim\":4");
+    CHECK_EQ_INT(parse_config(fb, &c, &d), EMDPO_OK);
+    CHECK(c.arch == EMDPO_ARCH_MISTRAL && c.sliding_window == 100 && c.head_dim == 4 && !c.qkv_bias &&
+          c.max_seq_len == 131072 && emdpo_llama_context(&c) == 100);
+    snprintf(fb, sizeof fb, fam, "llama", ",\"attention_bias\":true,\"sliding_window\":16");
+    CHECK_EQ_INT(parse_config(fb, &c, &d), EMDPO_OK);
+    CHECK(c.arch == EMDPO_ARCH_LLAMA && c.qkv_bias && c.o_bias && !c.sliding_window);
+    /* each family's config round-trips */
+    static const char *const extras[] = {
+        "\"model_type\":\"qwen2\",\"use_sliding_window\":true,\"sliding_window\":16,\"max_window_layers\":0",
+        "\"model_type\":\"qwen3\",\"head_dim\":32,\"attention_bias\":true",
+        "\"model_type\":\"mistral\",\"sliding_window\":100,\"head_dim\":4",
+        "\"model_type\":\"llama\",\"attention_bias\":true,\"head_dim\":10"};
+    for (size_t i = 0; i < sizeof extras / sizeof *extras; i++) {
+        emdpo_llama_config back;
+        snprintf(fb, sizeof fb, "{\"hidden_size\":64,\"intermediate_size\":172,\"num_hidden_layers\":5,"
+                 "\"num_attention_heads\":8,\"num_key_value_heads\":2,\"vocab_size\":512,%s}", extras[i]);
+        CHECK_EQ_INT(parse_config(fb, &c, &d), EMDPO_OK);
+        const char *cp = tmp_path("family.json");
+        CHECK_EQ_INT(emdpo_hf_config_write(cp, &c, EMDPO_ST_F32, -1, -1, &d), EMDPO_OK);
+        CHECK_EQ_INT(emdpo_hf_config_read(cp, &back, &d), EMDPO_OK);
+        CHECK_MSG(memcmp(&c, &back, sizeof c) == 0, "config %zu does not round-trip", i);
+        remove(cp);
+    }
+    /* a combination no family's config can say */
+    c.arch = EMDPO_ARCH_MISTRAL;
+    CHECK_EQ_INT(emdpo_hf_config_write(tmp_path("family.json"), &c, EMDPO_ST_F32, -1, -1, &d), EMDPO_ERR_UNSUPPORTED);
+
     const char *base = "\"hidden_size\":64,\"intermediate_size\":172,\"num_hidden_layers\":5,"
                        "\"num_attention_heads\":8,\"vocab_size\":512";
     char buf[512];
@@ -417,10 +460,14 @@ static void test_config(void) {
         {",\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8,\"low_freq_factor\":4,\"high_freq_factor\":1,"
          "\"original_max_position_embeddings\":8192}", EMDPO_ERR_PARSE, "high_freq_factor must exceed"},
         {",\"rope_scaling\":3", EMDPO_ERR_PARSE, "rope_scaling must be an object"},
-        {",\"attention_bias\":true", EMDPO_ERR_UNSUPPORTED, "attention_bias"},
-        {",\"head_dim\":16", EMDPO_ERR_UNSUPPORTED, "head_dim"},
-        {",\"model_type\":\"mistral\",\"sliding_window\":4096,\"max_position_embeddings\":32768",
-         EMDPO_ERR_UNSUPPORTED, "sliding_window"},
+        {",\"attention_bias\":1", EMDPO_ERR_PARSE, "\"attention_bias\" must be true or false"},
+        {",\"mlp_bias\":true", EMDPO_ERR_UNSUPPORTED, "mlp_bias"},
+        {",\"head_dim\":7", EMDPO_ERR_PARSE, "the head size 7 is odd"},
+        {",\"head_dim\":-2", EMDPO_ERR_PARSE, "\"head_dim\" must be a positive integer"},
+        {",\"model_type\":\"mistral\",\"sliding_window\":0", EMDPO_ERR_PARSE, "sliding_window"},
+        {",\"model_type\":\"qwen2\",\"use_sliding_window\":true,\"sliding_window\":16,\"max_window_layers\":2",
+         EMDPO_ERR_UNSUPPORTED, "max_window_layers"},
+        {",\"model_type\":\"gemma\"", EMDPO_ERR_UNSUPPORTED, "llama, mistral, qwen2 and qwen3"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         snprintf(buf, sizeof buf, "{%s%s}", base, cases[i].extra);
@@ -442,7 +489,9 @@ static void test_config(void) {
     expect_config_error("{\"hidden_size\":", EMDPO_ERR_PARSE, "not valid JSON");
 
     /* write -> read keeps every field, floats exactly. */
-    emdpo_llama_config w = {64, 172, 5, 8, 4, 512, 256, 1, 1e-5f, 10000.0f, EMDPO_ROPE_DEFAULT, 0.0f, 0.0f, 0.0f, 0};
+    emdpo_llama_config w = {.dim = 64, .hidden_dim = 172, .n_layers = 5, .n_heads = 8, .n_kv_heads = 4,
+                            .vocab_size = 512, .max_seq_len = 256, .tied = 1, .norm_eps = 1e-5f,
+                            .rope_theta = 10000.0f, .head_dim = 8};
     const char *path = tmp_path("config.json");
     CHECK_EQ_INT(emdpo_hf_config_write(path, &w, EMDPO_ST_F32, -1, -1, &d), EMDPO_OK);
     CHECK_EQ_INT(emdpo_hf_config_read(path, &c, &d), EMDPO_OK);
@@ -504,15 +553,18 @@ static void test_fixture(void) {
     const emdpo_llama_config *c = &m->config;
     CHECK(c->dim == 16 && c->hidden_dim == 40 && c->n_layers == 2 && c->n_heads == 4 && c->n_kv_heads == 2 &&
           c->vocab_size == 48 && c->max_seq_len == 32 && !c->tied && c->norm_eps == 1e-5f);
-    static const char *const names[EMDPO_LLAMA_N_TENSORS] = {"tok_emb", "rms_att", "wq", "wk",
-                                                              "wv",      "wo",      "rms_ffn", "w1",
-                                                              "w2",      "w3",      "rms_final", "lm_head"};
+    /* A plain Llama: the optional tensors (after lm_head) are absent. */
+    enum { N_PLAIN = 12 };
+    static const char *const names[N_PLAIN] = {"tok_emb", "rms_att", "wq", "wk",
+                                               "wv",      "wo",      "rms_ffn", "w1",
+                                               "w2",      "w3",      "rms_final", "lm_head"};
     const emdpo_llama_params *p = &m->params;
-    const float *ours[EMDPO_LLAMA_N_TENSORS] = {p->tok_emb, p->rms_att, p->wq, p->wk, p->wv, p->wo,
-                                                p->rms_ffn, p->w1,      p->w2, p->w3, p->rms_final, p->lm_head};
+    const float *ours[N_PLAIN] = {p->tok_emb, p->rms_att, p->wq, p->wk, p->wv, p->wo,
+                                  p->rms_ffn, p->w1,      p->w2, p->w3, p->rms_final, p->lm_head};
     size_t sizes[EMDPO_LLAMA_N_TENSORS];
     emdpo_llama_tensor_sizes(c, sizes);
-    for (int i = 0; i < EMDPO_LLAMA_N_TENSORS; i++) {
+    for (int i = N_PLAIN; i < EMDPO_LLAMA_N_TENSORS; i++) CHECK_MSG(sizes[i] == 0, "tensor %d is absent", i);
+    for (int i = 0; i < N_PLAIN; i++) {
         const emdpo_st_tensor *t = emdpo_st_find(ref, names[i]);
         CHECK_MSG(t && t->numel == sizes[i], "reference tensor %s", names[i]);
         if (!t || t->numel != sizes[i]) continue;
@@ -553,8 +605,12 @@ static void test_fixture(void) {
 }
 
 static void test_save_load(void) {
-    emdpo_llama_config cfgs[2] = {{16, 24, 3, 4, 2, 40, 64, 1, 1e-5f, 10000.0f, EMDPO_ROPE_DEFAULT, 0.0f, 0.0f, 0.0f, 0},
-                                  {12, 20, 1, 2, 1, 30, 16, 0, 1e-6f, 500000.0f, EMDPO_ROPE_DEFAULT, 0.0f, 0.0f, 0.0f, 0}};
+    emdpo_llama_config cfgs[2] = {{.dim = 16, .hidden_dim = 24, .n_layers = 3, .n_heads = 4, .n_kv_heads = 2,
+                                   .vocab_size = 40, .max_seq_len = 64, .tied = 1, .norm_eps = 1e-5f,
+                                   .rope_theta = 10000.0f},
+                                  {.dim = 12, .hidden_dim = 20, .n_layers = 1, .n_heads = 2, .n_kv_heads = 1,
+                                   .vocab_size = 30, .max_seq_len = 16, .tied = 0, .norm_eps = 1e-6f,
+                                   .rope_theta = 500000.0f}};
     for (int k = 0; k < 2; k++) {
         emdpo_llama *m = NULL, *back = NULL;
         emdpo_diag d;
@@ -620,7 +676,8 @@ static void test_mismatch(void) {
     /* A missing output head. */
     emdpo_llama *m = NULL;
     emdpo_diag d;
-    emdpo_llama_config c = {8, 8, 1, 2, 2, 10, 8, 1, 1e-5f, 1e4f, EMDPO_ROPE_DEFAULT, 0.0f, 0.0f, 0.0f, 0};
+    emdpo_llama_config c = {.dim = 8, .hidden_dim = 8, .n_layers = 1, .n_heads = 2, .n_kv_heads = 2,
+                            .vocab_size = 10, .max_seq_len = 8, .tied = 1, .norm_eps = 1e-5f, .rope_theta = 1e4f};
     CHECK_EQ_INT(emdpo_llama_create(&c, &m), EMDPO_OK);
     if (m) {
         CHECK_EQ_INT(emdpo_hf_write_params(path, &m->config, &m->params, EMDPO_ST_F32, &d), EMDPO_OK);
@@ -660,7 +717,9 @@ static void test_failalloc(int have_fixture) {
                 emdpo_llama_free(m);
             } else {
                 emdpo_llama *m = NULL;
-                emdpo_llama_config c = {8, 8, 2, 2, 1, 10, 8, 0, 1e-5f, 1e4f, EMDPO_ROPE_DEFAULT, 0.0f, 0.0f, 0.0f, 0};
+                emdpo_llama_config c = {.dim = 8, .hidden_dim = 8, .n_layers = 2, .n_heads = 2, .n_kv_heads = 1,
+                                        .vocab_size = 10, .max_seq_len = 8, .tied = 0, .norm_eps = 1e-5f,
+                                        .rope_theta = 1e4f};
                 rc = emdpo_llama_create(&c, &m);
                 if (!rc) rc = emdpo_llama_hf_save(m, tmp_path("fa"), NULL, &d);
                 emdpo_llama_free(m);
