@@ -283,8 +283,8 @@ static void test_roundtrip(const char *dir) {
 static int mem_shard(void *ctx, const char *shard, emdpo_safetensors **out, emdpo_diag *diag) {
     (void)ctx;
     static const char *const heads[3] = {
-        "{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-        "\"y\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[4,8]}}",
+        ("{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+         "\"y\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[4,8]}}"),
         "{\"z\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[0,4]}}",
         "{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
     };
@@ -369,11 +369,14 @@ static void test_hostile_index(void) {
     CHECK_EQ_INT(emdpo_st_remove_index(tmp("big"), &d), EMDPO_OK);
     CHECK(access(tmp("big/model.safetensors.index.json"), F_OK) != 0 && access(tmp("keep"), F_OK) == 0);
     CHECK(access(tmp("big/s1"), F_OK) == 0); /* the index was invalid: its shards stay */
-    stale = "{\"weight_map\":{\"x\":\"s1\",\"y\":\"model.safetensors\"}}";
+    stale = "{\"weight_map\":{\"x\":\"s1.safetensors\",\"y\":\"model.safetensors\",\"z\":\"s1\"}}";
     spit(tmp("big/model.safetensors.index.json"), stale, strlen(stale));
     spit(tmp("big/model.safetensors"), "m", 1);
+    spit(tmp("big/s1.safetensors"), "s", 1);
     CHECK_EQ_INT(emdpo_st_remove_index(tmp("big"), &d), EMDPO_OK);
-    CHECK(access(tmp("big/s1"), F_OK) != 0 && access(tmp("big/model.safetensors"), F_OK) == 0);
+    CHECK(access(tmp("big/s1.safetensors"), F_OK) != 0 && access(tmp("big/model.safetensors"), F_OK) == 0);
+    CHECK(access(tmp("big/s1"), F_OK) == 0); /* not a safetensors file: not a shard to remove */
+    remove(tmp("big/s1"));
     CHECK_EQ_INT(emdpo_st_remove_index(tmp("big"), &d), EMDPO_OK);
     remove(tmp("keep"));
     rm_dir(tmp("big"));

@@ -313,6 +313,16 @@ int emdpo_st_source_read_f32(const emdpo_st_source *s, const char *name, int ran
 
 /* ---- a stale index ------------------------------------------------------------- */
 
+/* A shard a stale index may take along: a safetensors file, never the new
+ * model.safetensors (nor config.json, trainer.bin or the like, whatever a
+ * hostile index names). */
+static int is_stale_shard(const char *name) {
+    static const char ext[] = ".safetensors";
+    size_t n = strlen(name);
+    return n > sizeof ext - 1 && strcmp(name + n - (sizeof ext - 1), ext) == 0 &&
+           strcmp(name, EMDPO_ST_SINGLE_NAME) != 0;
+}
+
 static int remove_file(const char *dir, const char *name, emdpo_diag *diag) {
     char *path = emdpo_path_join(dir, name);
     if (!path) return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
@@ -346,7 +356,7 @@ int emdpo_st_remove_index(const char *dir, emdpo_diag *diag) {
     if (unlink(index) != 0 && errno != ENOENT)
         rc = emdpo_diag_at(diag, EMDPO_ERR_IO, index, 0, "cannot remove the stale index: %s", strerror(errno));
     for (size_t i = 0; !rc && map && i < map->len; i++)
-        if (strcmp(map->u.members[i].value.u.str, EMDPO_ST_SINGLE_NAME) != 0)
+        if (is_stale_shard(map->u.members[i].value.u.str))
             rc = remove_file(dir, map->u.members[i].value.u.str, diag);
     emdpo_json_doc_free(doc);
     if (buf) emdpo_free(buf, len + 1);

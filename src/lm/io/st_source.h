@@ -66,8 +66,9 @@ int emdpo_st_source_read_f32(const emdpo_st_source *s, const char *name, int ran
 emdpo_st_dtype emdpo_st_source_dtype(const emdpo_st_source *s);
 
 /* After a single model.safetensors was written to dir: removes a stale
- * dir/model.safetensors.index.json, then the shards it names (plain file
- * names other than model.safetensors), so the directory holds one
+ * dir/model.safetensors.index.json, then the shards it names (when it is a
+ * valid index: plain file names ending in .safetensors, other than
+ * model.safetensors), so the directory holds one
  * checkpoint (at every moment it loads as the new one: transformers and
  * emdpo prefer model.safetensors to an index). Nothing to do is EMDPO_OK; EMDPO_ERR_IO with diag when a
  * file cannot be removed. */
