@@ -27,10 +27,8 @@
 #include <stddef.h>
 
 #include "emdpo.h"
+#include "lm/io/gguf.h"
 #include "lm/io/tokenizer.h"
-
-/* 1 when the file at path starts with GGUF's magic, else 0. */
-int emdpo_gguf_is_file(const char *path);
 
 /* The tokenizer of the GGUF file's vocabulary, and its token count in
  * *n_vocab. EMDPO_ERR_PARSE (diag: the byte offset or key, and what was
