@@ -15,7 +15,9 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* The fuzzer's dictionary names tensors of this model. */
-static const emdpo_llama_config k_tiny = {4, 6, 1, 2, 1, 5, 8, 0, 1e-5f, 1e4f};
+static const emdpo_llama_config k_tiny = {.dim = 4, .hidden_dim = 6, .n_layers = 1, .n_heads = 2, .n_kv_heads = 1,
+                                          .vocab_size = 5, .max_seq_len = 8, .tied = 0, .norm_eps = 1e-5f,
+                                          .rope_theta = 1e4f};
 
 static void read_all(const emdpo_safetensors *st) {
     for (size_t i = 0; i < emdpo_st_count(st); i++) {

@@ -40,7 +40,9 @@ static void run_case(FILE *fp, int index) {
     int32_t h[10];
     float fe[2];
     CHECK(rd(fp, h, sizeof h[0], 10) && rd(fp, fe, sizeof fe[0], 2));
-    emdpo_llama_config c = {h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], fe[0], fe[1], EMDPO_ROPE_DEFAULT, 0.0f, 0.0f, 0.0f, 0};
+    emdpo_llama_config c = {.dim = h[0], .hidden_dim = h[1], .n_layers = h[2], .n_heads = h[3], .n_kv_heads = h[4],
+                            .vocab_size = h[5], .max_seq_len = h[6], .tied = h[7], .norm_eps = fe[0],
+                            .rope_theta = fe[1]};
     int B = h[8], T = h[9];
     emdpo_llama *m;
     CHECK_EQ_INT(emdpo_llama_create(&c, &m), EMDPO_OK);

@@ -18,7 +18,9 @@
 #include "lm/io/llama2c.h"
 
 static emdpo_llama_config small(int tied) {
-    emdpo_llama_config c = {16, 40, 2, 4, 2, 30, 12, tied, 1e-5f, 10000.0f, EMDPO_ROPE_DEFAULT, 0.0f, 0.0f, 0.0f, 0};
+    emdpo_llama_config c = {.dim = 16, .hidden_dim = 40, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
+                            .vocab_size = 30, .max_seq_len = 12, .tied = tied, .norm_eps = 1e-5f,
+                            .rope_theta = 10000.0f};
     return c;
 }
 

@@ -78,7 +78,9 @@ static void test_summarize(void) {
 }
 
 static emdpo_llama *make_model(uint64_t seed) {
-    emdpo_llama_config c = {16, 32, 2, 2, 1, TESTDATA_LETTER_VOCAB, 48, 0, 1e-5f, 10000.0f, EMDPO_ROPE_DEFAULT, 0.0f, 0.0f, 0.0f, 0};
+    emdpo_llama_config c = {.dim = 16, .hidden_dim = 32, .n_layers = 2, .n_heads = 2, .n_kv_heads = 1,
+                            .vocab_size = TESTDATA_LETTER_VOCAB, .max_seq_len = 48, .tied = 0, .norm_eps = 1e-5f,
+                            .rope_theta = 10000.0f};
     emdpo_llama *m = NULL;
     if (emdpo_llama_create(&c, &m)) return NULL;
     emdpo_llama_init(m, seed);

@@ -441,7 +441,9 @@ static void test_config(void) {
     expect_config_error("{\"hidden_size\":", EMDPO_ERR_PARSE, "not valid JSON");
 
     /* write -> read keeps every field, floats exactly. */
-    emdpo_llama_config w = {64, 172, 5, 8, 4, 512, 256, 1, 1e-5f, 10000.0f, EMDPO_ROPE_DEFAULT, 0.0f, 0.0f, 0.0f, 0};
+    emdpo_llama_config w = {.dim = 64, .hidden_dim = 172, .n_layers = 5, .n_heads = 8, .n_kv_heads = 4,
+                            .vocab_size = 512, .max_seq_len = 256, .tied = 1, .norm_eps = 1e-5f,
+                            .rope_theta = 10000.0f};
     const char *path = tmp_path("config.json");
     CHECK_EQ_INT(emdpo_hf_config_write(path, &w, &d), EMDPO_OK);
     CHECK_EQ_INT(emdpo_hf_config_read(path, &c, &d), EMDPO_OK);
@@ -503,15 +505,18 @@ static void test_fixture(void) {
     const emdpo_llama_config *c = &m->config;
     CHECK(c->dim == 16 && c->hidden_dim == 40 && c->n_layers == 2 && c->n_heads == 4 && c->n_kv_heads == 2 &&
           c->vocab_size == 48 && c->max_seq_len == 32 && !c->tied && c->norm_eps == 1e-5f);
-    static const char *const names[EMDPO_LLAMA_N_TENSORS] = {"tok_emb", "rms_att", "wq", "wk",
-                                                              "wv",      "wo",      "rms_ffn", "w1",
-                                                              "w2",      "w3",      "rms_final", "lm_head"};
+    /* A plain Llama: the optional tensors (after lm_head) are absent. */
+    enum { N_PLAIN = 12 };
+    static const char *const names[N_PLAIN] = {"tok_emb", "rms_att", "wq", "wk",
+                                               "wv",      "wo",      "rms_ffn", "w1",
+                                               "w2",      "w3",      "rms_final", "lm_head"};
     const emdpo_llama_params *p = &m->params;
-    const float *ours[EMDPO_LLAMA_N_TENSORS] = {p->tok_emb, p->rms_att, p->wq, p->wk, p->wv, p->wo,
-                                                p->rms_ffn, p->w1,      p->w2, p->w3, p->rms_final, p->lm_head};
+    const float *ours[N_PLAIN] = {p->tok_emb, p->rms_att, p->wq, p->wk, p->wv, p->wo,
+                                  p->rms_ffn, p->w1,      p->w2, p->w3, p->rms_final, p->lm_head};
     size_t sizes[EMDPO_LLAMA_N_TENSORS];
     emdpo_llama_tensor_sizes(c, sizes);
-    for (int i = 0; i < EMDPO_LLAMA_N_TENSORS; i++) {
+    for (int i = N_PLAIN; i < EMDPO_LLAMA_N_TENSORS; i++) CHECK_MSG(sizes[i] == 0, "tensor %d is absent", i);
+    for (int i = 0; i < N_PLAIN; i++) {
         const emdpo_st_tensor *t = emdpo_st_find(ref, names[i]);
         CHECK_MSG(t && t->numel == sizes[i], "reference tensor %s", names[i]);
         if (!t || t->numel != sizes[i]) continue;
@@ -552,8 +557,12 @@ static void test_fixture(void) {
 }
 
 static void test_save_load(void) {
-    emdpo_llama_config cfgs[2] = {{16, 24, 3, 4, 2, 40, 64, 1, 1e-5f, 10000.0f, EMDPO_ROPE_DEFAULT, 0.0f, 0.0f, 0.0f, 0},
-                                  {12, 20, 1, 2, 1, 30, 16, 0, 1e-6f, 500000.0f, EMDPO_ROPE_DEFAULT, 0.0f, 0.0f, 0.0f, 0}};
+    emdpo_llama_config cfgs[2] = {{.dim = 16, .hidden_dim = 24, .n_layers = 3, .n_heads = 4, .n_kv_heads = 2,
+                                   .vocab_size = 40, .max_seq_len = 64, .tied = 1, .norm_eps = 1e-5f,
+                                   .rope_theta = 10000.0f},
+                                  {.dim = 12, .hidden_dim = 20, .n_layers = 1, .n_heads = 2, .n_kv_heads = 1,
+                                   .vocab_size = 30, .max_seq_len = 16, .tied = 0, .norm_eps = 1e-6f,
+                                   .rope_theta = 500000.0f}};
     for (int k = 0; k < 2; k++) {
         emdpo_llama *m = NULL, *back = NULL;
         emdpo_diag d;
@@ -619,7 +628,8 @@ static void test_mismatch(void) {
     /* A missing output head. */
     emdpo_llama *m = NULL;
     emdpo_diag d;
-    emdpo_llama_config c = {8, 8, 1, 2, 2, 10, 8, 1, 1e-5f, 1e4f, EMDPO_ROPE_DEFAULT, 0.0f, 0.0f, 0.0f, 0};
+    emdpo_llama_config c = {.dim = 8, .hidden_dim = 8, .n_layers = 1, .n_heads = 2, .n_kv_heads = 2,
+                            .vocab_size = 10, .max_seq_len = 8, .tied = 1, .norm_eps = 1e-5f, .rope_theta = 1e4f};
     CHECK_EQ_INT(emdpo_llama_create(&c, &m), EMDPO_OK);
     if (m) {
         CHECK_EQ_INT(emdpo_hf_write_params(path, &m->config, &m->params, &d), EMDPO_OK);
@@ -659,7 +669,9 @@ static void test_failalloc(int have_fixture) {
                 emdpo_llama_free(m);
             } else {
                 emdpo_llama *m = NULL;
-                emdpo_llama_config c = {8, 8, 2, 2, 1, 10, 8, 0, 1e-5f, 1e4f, EMDPO_ROPE_DEFAULT, 0.0f, 0.0f, 0.0f, 0};
+                emdpo_llama_config c = {.dim = 8, .hidden_dim = 8, .n_layers = 2, .n_heads = 2, .n_kv_heads = 1,
+                                        .vocab_size = 10, .max_seq_len = 8, .tied = 0, .norm_eps = 1e-5f,
+                                        .rope_theta = 1e4f};
                 rc = emdpo_llama_create(&c, &m);
                 if (!rc) rc = emdpo_llama_hf_save(m, tmp_path("fa"), &d);
                 emdpo_llama_free(m);

@@ -57,7 +57,7 @@ static int run(const emdpo_llama *m, const emdpo_mixture *mix, const emdpo_token
                const emdpo_sample_opts *o, emdpo_generation *g, emdpo_diag *diag) {
     size_t n_prompt = 0;
     size_t n = (size_t)o->n, per = (size_t)o->max_tokens, n_gen = n * per + 1, seqlen = 0;
-    int max_T = m->config.max_seq_len;
+    int max_T = emdpo_llama_context(&m->config);
     int *prompt = NULL, *gen = NULL, *n_out = NULL, *seq = NULL, *member = NULL;
     int rc = emdpo_tokenizer_encode_alloc(tok, text, strlen(text), EMDPO_TOK_ADD_BOS, &prompt, &n_prompt);
     if (rc == EMDPO_ERR_INVALID_ARG) {

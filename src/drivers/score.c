@@ -68,9 +68,9 @@ static int load(const emdpo_score_opts *o, emdpo_llama **m, emdpo_mixture **mix,
     if ((rc = emdpo_tokenizer_load(o->tokenizer, (*m)->config.vocab_size, tok, diag))) return rc;
     emdpo_diag_reset(diag, NULL);
     if ((rc = emdpo_lm_lengths(*m, max_length, max_prompt_length, diag))) return rc;
-    if (*ref && *max_length > (*ref)->config.max_seq_len)
+    if (*ref && *max_length > emdpo_llama_context(&(*ref)->config))
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "max_length %d exceeds the reference's context %d",
-                               *max_length, (*ref)->config.max_seq_len);
+                               *max_length, emdpo_llama_context(&(*ref)->config));
     return EMDPO_OK;
 }
 

@@ -176,7 +176,7 @@ static int score(const emdpo_llama *m, const lp_cache *c, scorer *w, double *out
 
 /* Every sequence fits the model: LIMIT otherwise. */
 static int set_fits(const emdpo_llama *m, const emdpo_lm_set *s) {
-    if (s->longest > m->config.max_seq_len) return EMDPO_ERR_LIMIT;
+    if (s->longest > emdpo_llama_context(&m->config)) return EMDPO_ERR_LIMIT;
     for (int64_t i = 0; i < s->n_tok; i++)
         if (s->tok[i] < 0 || s->tok[i] >= m->config.vocab_size) return EMDPO_ERR_LIMIT;
     return EMDPO_OK;
@@ -440,7 +440,7 @@ int emdpo_llama_policy_create(int K, const emdpo_llama *sft, const emdpo_tokeniz
     *out = NULL;
     if (K < 1 || K > EMDPO_MAX_K || !opts_ok(o)) return EMDPO_ERR_INVALID_ARG;
     emdpo_lm_mstep_opts opts = *o;
-    int ctx = sft->config.max_seq_len;
+    int ctx = emdpo_llama_context(&sft->config);
     if (!opts.max_length) opts.max_length = ctx < 512 ? ctx : 512;
     if (!opts.max_prompt_length) opts.max_prompt_length = opts.max_length / 2;
     if (opts.max_length > ctx) return EMDPO_ERR_LIMIT;

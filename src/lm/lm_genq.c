@@ -230,7 +230,7 @@ int emdpo_lm_genq(const emdpo_llama *const *members, const double *w, int M, con
     if (rc) return rc;
     const emdpo_llama *const pair[2] = {members[0], ref};
     if ((rc = emdpo_mixture_check(pair, 2, NULL))) return rc;
-    int T = members[0]->config.max_seq_len, S = o->samples;
+    int T = emdpo_llama_context(&members[0]->config), S = o->samples;
     genq_work wk;
     memset(&wk, 0, sizeof wk);
     size_t N = (size_t)n_prompts * (size_t)S, per = (size_t)o->max_tokens;

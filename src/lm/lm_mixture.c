@@ -155,7 +155,7 @@ int emdpo_mixture_is_file(const char *path) {
 static int first_mismatch(const emdpo_llama *const *models, int K) {
     const emdpo_llama_config *c0 = &models[0]->config;
     for (int k = 1; k < K; k++)
-        if (models[k]->config.vocab_size != c0->vocab_size || models[k]->config.max_seq_len != c0->max_seq_len)
+        if (models[k]->config.vocab_size != c0->vocab_size || emdpo_llama_context(&models[k]->config) != emdpo_llama_context(c0))
             return k;
     return 0;
 }
@@ -165,7 +165,8 @@ int emdpo_mixture_check(const emdpo_llama *const *models, int K, emdpo_diag *dia
     if (!k) return EMDPO_OK;
     const emdpo_llama_config *c = &models[k]->config, *c0 = &models[0]->config;
     return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "member %d has vocabulary %d and context %d, member 1 has %d and %d",
-                           k + 1, c->vocab_size, c->max_seq_len, c0->vocab_size, c0->max_seq_len);
+                           k + 1, c->vocab_size, emdpo_llama_context(c), c0->vocab_size,
+                           emdpo_llama_context(c0));
 }
 
 /* One member: a directory is a Hugging Face checkpoint, a mixture file is

@@ -73,7 +73,7 @@ static uint64_t data_hash(const emdpo_lm_set *s, const double *w) {
 
 /* Every sequence fits the model: LIMIT otherwise. */
 static int set_fits(const emdpo_llama *m, const emdpo_lm_set *s) {
-    if (s->longest > m->config.max_seq_len) return EMDPO_ERR_LIMIT;
+    if (s->longest > emdpo_llama_context(&m->config)) return EMDPO_ERR_LIMIT;
     for (int64_t i = 0; i < s->n_tok; i++)
         if (s->tok[i] < 0 || s->tok[i] >= m->config.vocab_size) return EMDPO_ERR_LIMIT;
     return EMDPO_OK;

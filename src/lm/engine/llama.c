@@ -15,14 +15,20 @@ static int mul_ok(size_t a, size_t b, size_t *r) {
     return 1;
 }
 
+int emdpo_llama_head_size(const emdpo_llama_config *c) { return c->head_dim ? c->head_dim : c->dim / c->n_heads; }
+
+int emdpo_llama_context(const emdpo_llama_config *c) {
+    return c->sliding_window > 0 && c->sliding_window < c->max_seq_len ? c->sliding_window : c->max_seq_len;
+}
+
 /* The sizes with overflow checks; 0 when some product or the total does not
  * fit (with a margin: every byte count, float count times 4, must fit too). */
 static int sizes_checked(const emdpo_llama_config *c, size_t s[EMDPO_LLAMA_N_TENSORS], size_t *total) {
-    size_t V = (size_t)c->vocab_size, C = (size_t)c->dim, H = (size_t)c->hidden_dim;
-    size_t L = (size_t)c->n_layers, kvd = (size_t)c->n_kv_heads * (C / (size_t)c->n_heads);
-    size_t CC, kvC, HC;
-    if (!mul_ok(C, C, &CC) || !mul_ok(kvd, C, &kvC) || !mul_ok(H, C, &HC)) return 0;
-    if (!mul_ok(V, C, &s[0]) || !mul_ok(L, C, &s[1]) || !mul_ok(L, CC, &s[2]) || !mul_ok(L, kvC, &s[3]))
+    size_t V = (size_t)c->vocab_size, C = (size_t)c->dim, H = (size_t)c->hidden_dim, L = (size_t)c->n_layers;
+    size_t hs = (size_t)emdpo_llama_head_size(c), qd, kvd, qC, kvC, HC;
+    if (!mul_ok((size_t)c->n_heads, hs, &qd) || !mul_ok((size_t)c->n_kv_heads, hs, &kvd)) return 0;
+    if (!mul_ok(qd, C, &qC) || !mul_ok(kvd, C, &kvC) || !mul_ok(H, C, &HC)) return 0;
+    if (!mul_ok(V, C, &s[0]) || !mul_ok(L, C, &s[1]) || !mul_ok(L, qC, &s[2]) || !mul_ok(L, kvC, &s[3]))
         return 0;
     s[4] = s[3];
     s[5] = s[2];
@@ -32,6 +38,10 @@ static int sizes_checked(const emdpo_llama_config *c, size_t s[EMDPO_LLAMA_N_TEN
     s[9] = s[7];
     s[10] = C;
     s[11] = c->tied ? 0 : s[0];
+    s[12] = c->qkv_bias ? L * qd : 0; /* each at most a matrix above */
+    s[13] = s[14] = c->qkv_bias ? L * kvd : 0;
+    s[15] = c->o_bias ? s[1] : 0;
+    s[16] = s[17] = c->qk_norm ? L * hs : 0;
     size_t t = 0;
     for (int i = 0; i < EMDPO_LLAMA_N_TENSORS; i++) {
         if (s[i] > SIZE_MAX / 8 - t) return 0;
@@ -41,12 +51,18 @@ static int sizes_checked(const emdpo_llama_config *c, size_t s[EMDPO_LLAMA_N_TEN
     return 1;
 }
 
+static int is_flag(int f) { return f == 0 || f == 1; }
+
 int emdpo_llama_config_check(const emdpo_llama_config *c) {
     if (!c || c->dim <= 0 || c->hidden_dim <= 0 || c->n_layers <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 ||
-        c->vocab_size <= 0 || c->max_seq_len <= 0)
+        c->vocab_size <= 0 || c->max_seq_len <= 0 || c->head_dim < 0 || c->sliding_window < 0)
         return EMDPO_ERR_INVALID_ARG;
-    if (c->dim % c->n_heads || c->n_heads % c->n_kv_heads || (c->dim / c->n_heads) % 2) return EMDPO_ERR_INVALID_ARG;
-    if (c->tied != 0 && c->tied != 1) return EMDPO_ERR_INVALID_ARG;
+    if ((!c->head_dim && c->dim % c->n_heads) || c->n_heads % c->n_kv_heads || emdpo_llama_head_size(c) % 2 ||
+        emdpo_llama_head_size(c) == 0)
+        return EMDPO_ERR_INVALID_ARG;
+    if (!is_flag(c->tied) || !is_flag(c->qkv_bias) || !is_flag(c->o_bias) || !is_flag(c->qk_norm) ||
+        c->arch < EMDPO_ARCH_LLAMA || c->arch > EMDPO_ARCH_QWEN3)
+        return EMDPO_ERR_INVALID_ARG;
     if (!(c->norm_eps > 0.0f) || !isfinite(c->norm_eps) || !(c->rope_theta > 0.0f) || !isfinite(c->rope_theta))
         return EMDPO_ERR_INVALID_ARG;
     if (c->rope_type < EMDPO_ROPE_DEFAULT || c->rope_type > EMDPO_ROPE_LLAMA3) return EMDPO_ERR_INVALID_ARG;
@@ -74,8 +90,9 @@ size_t emdpo_llama_num_params(const emdpo_llama_config *c) {
 void emdpo_llama_point_params(const emdpo_llama_config *c, float *buf, emdpo_llama_params *p) {
     size_t s[EMDPO_LLAMA_N_TENSORS];
     emdpo_llama_tensor_sizes(c, s);
-    float **ptrs[EMDPO_LLAMA_N_TENSORS] = {&p->tok_emb, &p->rms_att, &p->wq,  &p->wk,        &p->wv,     &p->wo,
-                                           &p->rms_ffn, &p->w1,      &p->w2,  &p->w3,        &p->rms_final, &p->lm_head};
+    float **ptrs[EMDPO_LLAMA_N_TENSORS] = {&p->tok_emb, &p->rms_att, &p->wq, &p->wk,        &p->wv,      &p->wo,
+                                           &p->rms_ffn, &p->w1,      &p->w2, &p->w3,        &p->rms_final, &p->lm_head,
+                                           &p->bq,      &p->bk,      &p->bv, &p->bo,        &p->q_norm,  &p->k_norm};
     for (int i = 0; i < EMDPO_LLAMA_N_TENSORS; i++) {
         *ptrs[i] = buf;
         buf += s[i];
@@ -115,13 +132,13 @@ void emdpo_llama_init(emdpo_llama *m, uint64_t seed) {
     float *w = m->param_buf;
     double resid = 0.02 / sqrt(2.0 * c->n_layers);
     for (int t = 0; t < EMDPO_LLAMA_N_TENSORS; t++) {
-        int is_norm = t == 1 || t == 6 || t == 10;
+        int is_norm = t == 1 || t == 6 || t == 10 || t >= 16, is_bias = t >= 12 && t < 16;
         double sd = t == 5 || t == 8 ? resid : 0.02;
         /* One stream per tensor: a tensor's values do not depend on the
          * sizes of the tensors before it. */
         emdpo_rng r;
         emdpo_rng_seed(&r, seed, (uint64_t)t);
-        for (size_t i = 0; i < s[t]; i++) w[i] = is_norm ? 1.0f : (float)(sd * emdpo_rng_normal(&r));
+        for (size_t i = 0; i < s[t]; i++) w[i] = is_norm ? 1.0f : is_bias ? 0.0f : (float)(sd * emdpo_rng_normal(&r));
         w += s[t];
     }
 }

@@ -13,7 +13,7 @@ typedef struct emdpo_llama_config {
     int dim;          /* C: model width */
     int hidden_dim;   /* H: SwiGLU inner width */
     int n_layers;     /* L */
-    int n_heads;      /* NH: query heads; head size hs = C / NH */
+    int n_heads;      /* NH: query heads */
     int n_kv_heads;   /* NKV: key/value heads (grouped-query attention), divides NH */
     int vocab_size;   /* V */
     int max_seq_len;  /* longest sequence the model accepts */
@@ -28,35 +28,62 @@ typedef struct emdpo_llama_config {
     float rope_low_freq_factor;        /* LLAMA3 */
     float rope_high_freq_factor;       /* LLAMA3 */
     int rope_original_max_pos;         /* LLAMA3: original_max_position_embeddings */
+    /* The variants of the families built on Llama. A zero field is plain
+     * Llama's choice. */
+    int head_dim;       /* hs: each head's size; 0 means C / NH. qd = NH * hs may differ from C */
+    int qkv_bias;       /* 1: the q, k and v projections add biases (Qwen2, attention_bias) */
+    int o_bias;         /* 1: the output projection adds a bias (attention_bias) */
+    int qk_norm;        /* 1: each head of q and of k is RMSNormed (weights (hs)) before RoPE (Qwen3) */
+    int sliding_window; /* W > 0: a position attends to the last W positions only (Mistral); sequences are
+                           then kept to W tokens, where the window changes nothing; 0: none */
+    int arch;           /* EMDPO_ARCH_*: the family a save names (config.json model_type); no effect here */
 } emdpo_llama_config;
 
 enum { EMDPO_ROPE_DEFAULT = 0, EMDPO_ROPE_LINEAR = 1, EMDPO_ROPE_LLAMA3 = 2 };
+enum { EMDPO_ARCH_LLAMA = 0, EMDPO_ARCH_MISTRAL = 1, EMDPO_ARCH_QWEN2 = 2, EMDPO_ARCH_QWEN3 = 3 };
 
-/* Pointers into the flat parameter buffer, in this order. kvd = NKV * hs. */
+/* hs: head_dim, or C / NH when it is 0. */
+int emdpo_llama_head_size(const emdpo_llama_config *c);
+
+/* The longest sequence the model takes: max_seq_len, or the sliding window
+ * when that is shorter. */
+int emdpo_llama_context(const emdpo_llama_config *c);
+
+/* Pointers into the flat parameter buffer, in this order. qd = NH * hs,
+ * kvd = NKV * hs. The optional tensors come last, so that a plain Llama's
+ * layout is llama2.c's; absent, they hold no floats (the pointer is where
+ * the next tensor would start). */
 typedef struct emdpo_llama_params {
     float *tok_emb;   /* (V, C) */
     float *rms_att;   /* (L, C) */
-    float *wq;        /* (L, C, C) */
+    float *wq;        /* (L, qd, C) */
     float *wk;        /* (L, kvd, C) */
     float *wv;        /* (L, kvd, C) */
-    float *wo;        /* (L, C, C) */
+    float *wo;        /* (L, C, qd) */
     float *rms_ffn;   /* (L, C) */
     float *w1;        /* (L, H, C) gate */
     float *w2;        /* (L, C, H) down */
     float *w3;        /* (L, H, C) up */
     float *rms_final; /* (C) */
     float *lm_head;   /* (V, C); points at tok_emb when tied */
+    float *bq;        /* (L, qd) with qkv_bias */
+    float *bk;        /* (L, kvd) with qkv_bias */
+    float *bv;        /* (L, kvd) with qkv_bias */
+    float *bo;        /* (L, C) with o_bias */
+    float *q_norm;    /* (L, hs) with qk_norm */
+    float *k_norm;    /* (L, hs) with qk_norm */
 } emdpo_llama_params;
 
-#define EMDPO_LLAMA_N_TENSORS 12
+#define EMDPO_LLAMA_N_TENSORS 18
 
 /* 0 when the configuration is usable, else EMDPO_ERR_INVALID_ARG (sizes
- * must be positive, dim divisible by n_heads, n_heads by n_kv_heads, the
- * head size even for RoPE, and the parameter count must fit in memory
- * arithmetic). */
+ * must be positive, dim divisible by n_heads unless head_dim is given,
+ * n_heads by n_kv_heads, the head size even for RoPE, the flags 0 or 1, the
+ * arch known, and the parameter count must fit in memory arithmetic). */
 int emdpo_llama_config_check(const emdpo_llama_config *c);
 
-/* Number of floats in each tensor (lm_head counts 0 when tied) and in all,
+/* Number of floats in each tensor (lm_head and absent optional tensors
+ * count 0) and in all,
  * for a configuration that passes emdpo_llama_config_check. */
 void emdpo_llama_tensor_sizes(const emdpo_llama_config *c, size_t sizes[EMDPO_LLAMA_N_TENSORS]);
 size_t emdpo_llama_num_params(const emdpo_llama_config *c);
@@ -78,7 +105,8 @@ typedef struct emdpo_llama {
 int emdpo_llama_create(const emdpo_llama_config *c, emdpo_llama **out);
 
 /* Fills m's parameters for training from scratch, deterministically from
- * seed: RMSNorm weights 1; embeddings and matrices N(0, 0.02^2), except the
+ * seed: RMSNorm weights 1, biases 0; embeddings and matrices N(0, 0.02^2),
+ * except the
  * projections back into the residual stream (wo, w2), which are scaled by
  * 1/sqrt(2L) (GPT-2's scheme) so the stream's variance does not grow with
  * depth. */

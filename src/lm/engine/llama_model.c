@@ -31,6 +31,8 @@ static float *take(carve *cv, size_t a, size_t b) {
     return p;
 }
 
+/* Whether buffers made for y fit a model of x (arch, a label, may
+ * differ). */
 static int same_config(const emdpo_llama_config *x, const emdpo_llama_config *y) {
     return x->dim == y->dim && x->hidden_dim == y->hidden_dim && x->n_layers == y->n_layers &&
            x->n_heads == y->n_heads && x->n_kv_heads == y->n_kv_heads && x->vocab_size == y->vocab_size &&
@@ -38,22 +40,49 @@ static int same_config(const emdpo_llama_config *x, const emdpo_llama_config *y)
            x->rope_theta == y->rope_theta && x->rope_type == y->rope_type && x->rope_factor == y->rope_factor &&
            x->rope_low_freq_factor == y->rope_low_freq_factor &&
            x->rope_high_freq_factor == y->rope_high_freq_factor &&
-           x->rope_original_max_pos == y->rope_original_max_pos;
+           x->rope_original_max_pos == y->rope_original_max_pos &&
+           emdpo_llama_head_size(x) == emdpo_llama_head_size(y) && x->qkv_bias == y->qkv_bias &&
+           x->o_bias == y->o_bias && x->qk_norm == y->qk_norm && x->sliding_window == y->sliding_window;
+}
+
+/* The attention widths: hs per head, qd = NH * hs for the queries, kvd =
+ * NKV * hs for the keys and values. */
+typedef struct widths {
+    int hs, qd, kvd;
+} widths;
+
+static widths widths_of(const emdpo_llama_config *c) {
+    int hs = emdpo_llama_head_size(c);
+    return (widths){hs, c->n_heads * hs, c->n_kv_heads * hs};
+}
+
+/* Each chunk's RMSNorm weight gradients: the layers' attention and FFN
+ * norms and the final one (C each), then with qk_norm the layers' q and k
+ * norms (hs each). */
+static size_t dnorm_floats(const emdpo_llama_config *c) {
+    size_t L = (size_t)c->n_layers;
+    return (2 * L + 1) * (size_t)c->dim + (c->qk_norm ? 2 * L * (size_t)emdpo_llama_head_size(c) : 0);
 }
 
 static void acts_layout(emdpo_llama_acts *a, carve *cv) {
     const emdpo_llama_config *c = &a->config;
     size_t N = (size_t)a->max_B * a->max_T, C = (size_t)c->dim, H = (size_t)c->hidden_dim, T = (size_t)a->max_T;
-    size_t V = (size_t)c->vocab_size, hs = C / (size_t)c->n_heads, kvd = (size_t)c->n_kv_heads * hs;
+    widths wd = widths_of(c);
+    size_t V = (size_t)c->vocab_size, hs = (size_t)wd.hs, qd = (size_t)wd.qd, kvd = (size_t)wd.kvd;
     size_t LN = (a->training ? (size_t)c->n_layers : 1) * N; /* L and N are each checked below through take() */
+    size_t qkn = c->qk_norm ? LN : 0, dxw = qd > C ? qd : C;
     a->encoded = a->training ? take(cv, N, C) : NULL;
     a->ln1 = take(cv, LN, C);
     a->ln1_rstd = take(cv, LN, 1);
-    a->q = take(cv, LN, C);
+    a->q = take(cv, LN, qd);
     a->k = take(cv, LN, kvd);
     a->v = take(cv, LN, kvd);
+    a->q_pre = take(cv, qkn, qd);
+    a->k_pre = take(cv, qkn, kvd);
+    a->q_rstd = take(cv, qkn, (size_t)c->n_heads);
+    a->k_rstd = take(cv, qkn, (size_t)c->n_kv_heads);
     a->att = take(cv, LN, (size_t)c->n_heads * T);
-    a->atty = take(cv, LN, C);
+    a->atty = take(cv, LN, qd);
     a->res2 = a->training ? take(cv, LN, C) : NULL;
     a->ln2 = take(cv, LN, C);
     a->ln2_rstd = take(cv, LN, 1);
@@ -71,15 +100,16 @@ static void acts_layout(emdpo_llama_acts *a, carve *cv) {
     if (!a->training) return;
     a->dres = take(cv, 3 * N, C);
     a->dres2 = take(cv, 2 * N, C);
-    a->dq = take(cv, 2 * N, C);
+    a->dq = take(cv, 2 * N, qd);
     a->dk = take(cv, 2 * N, kvd);
     a->dv = take(cv, 2 * N, kvd);
+    a->dqk = take(cv, c->qk_norm ? N : 0, qd); /* qd >= kvd */
     a->dh1 = take(cv, 2 * N, H);
     a->dh3 = take(cv, 2 * N, H);
     a->dhg = take(cv, N, H);
-    a->dx = take(cv, N, C);
+    a->dx = take(cv, N, dxw);
     a->datt = take(cv, N, T);
-    a->dnorm = take(cv, (size_t)a->max_B, (2 * (size_t)c->n_layers + 1) * C);
+    a->dnorm = take(cv, (size_t)a->max_B, dnorm_floats(c));
     a->dlogits = take(cv, N, V);
 }
 
@@ -89,7 +119,7 @@ int emdpo_llama_acts_create(const emdpo_llama_config *c, int max_B, int max_T, i
     *out = NULL;
     int rc = emdpo_llama_config_check(c);
     if (rc) return rc;
-    if (max_B < 1 || max_T < 1 || max_T > c->max_seq_len) return EMDPO_ERR_INVALID_ARG;
+    if (max_B < 1 || max_T < 1 || max_T > emdpo_llama_context(c)) return EMDPO_ERR_INVALID_ARG;
     /* sgemm takes the row count B*T as an int */
     if (max_B > INT_MAX / max_T || (size_t)c->n_layers * (size_t)max_B * max_T > SIZE_MAX / 8) return EMDPO_ERR_LIMIT;
     emdpo_llama_acts *a = emdpo_calloc(1, sizeof *a);
@@ -197,8 +227,9 @@ static void proj_add(proj_set *ps, float **space, const float *w, int OC, int IC
 
 /* Shapes (OC, IC) of a layer's projections in P_ order, then the head's. */
 static void proj_dims(const emdpo_llama_config *c, int dims[N_PROJ + 1][2]) {
-    int C = c->dim, H = c->hidden_dim, kvd = c->n_kv_heads * (C / c->n_heads);
-    int d[N_PROJ + 1][2] = {{C, C}, {kvd, C}, {kvd, C}, {C, C}, {H, C}, {H, C}, {C, H}, {c->vocab_size, C}};
+    int C = c->dim, H = c->hidden_dim;
+    widths wd = widths_of(c);
+    int d[N_PROJ + 1][2] = {{wd.qd, C}, {wd.kvd, C}, {wd.kvd, C}, {C, wd.qd}, {H, C}, {H, C}, {C, H}, {c->vocab_size, C}};
     memcpy(dims, d, sizeof d);
 }
 
@@ -241,7 +272,7 @@ static int kernel_buffers(emdpo_llama_acts *a) {
     const emdpo_llama_config *c = &a->config;
     if (!emdpo_gemm_kernel_active() || a->max_B <= chunk_seqs(a->max_T)) return EMDPO_OK;
     size_t wn = wpack_floats(c), kt = (size_t)emdpo_max_threads();
-    size_t tn = a->training ? emdpo_gemm_tn_scratch() : 0, att = emdpo_attention_scratch(a->max_T, c->dim / c->n_heads);
+    size_t tn = a->training ? emdpo_gemm_tn_scratch() : 0, att = emdpo_attention_scratch(a->max_T, emdpo_llama_head_size(c));
     if (wn > SIZE_MAX / 8 - 16 || tn + att > (SIZE_MAX / 8 - wn - 16) / kt) return EMDPO_ERR_LIMIT;
     a->kbuf_n = wn + kt * (tn + att) + 16;
     a->kbuf = emdpo_malloc(a->kbuf_n * sizeof(float));
@@ -301,34 +332,57 @@ static float *stream_in(const emdpo_llama_acts *a, int l, size_t r0) {
     return l ? a->res3 + ((size_t)(l - 1) * N + r0) * C : a->encoded + r0 * C;
 }
 
+/* The queries or keys of nr rows, nh heads: x (nr, nh * hs) holds the
+ * projection's output, biased; with qk_norm it is kept in pre and each
+ * head RMSNormed into x (rstd (nr, nh)); then RoPE by the tables' rows. */
+static void qk_finish(const emdpo_llama_config *c, float *x, float *pre, float *rstd, const float *norm_w,
+                      const float *cosv, const float *sinv, int nb, int T, int nh, int hs) {
+    size_t n = (size_t)nb * T * nh;
+    if (c->qk_norm) {
+        memcpy(pre, x, n * hs * sizeof(float));
+        emdpo_rmsnorm_forward(x, rstd, pre, norm_w, n, hs, c->norm_eps);
+    }
+    emdpo_rope_forward(x, x, cosv, sinv, nb, T, nh, hs);
+}
+
 /* Sequences [b0, b1) through layer l (after the embedding at l == 0). */
 static void layer_forward_chunk(const emdpo_llama *m, emdpo_llama_acts *a, const proj_set *ps, float *att_scratch,
                                 int l, int b0, int b1) {
     const emdpo_llama_config *c = &m->config;
     const emdpo_llama_params *p = &m->params;
     const emdpo_gemm_rhs *w = ps->r;
+    widths wd = widths_of(c);
     int B = a->B, T = a->T, C = c->dim, H = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads;
-    int hs = C / NH, kvd = NKV * hs, nb = b1 - b0, nr = nb * T;
-    size_t N = (size_t)B * T, r0 = (size_t)b0 * T, TT = (size_t)T * T, lC = (size_t)l * C;
+    int hs = wd.hs, qd = wd.qd, kvd = wd.kvd, nb = b1 - b0, nr = nb * T;
+    size_t N = (size_t)B * T, r0 = (size_t)b0 * T, TT = (size_t)T * T, lC = (size_t)l * C, lh = (size_t)l * hs;
     size_t o = slot(a, l) * N + r0; /* first row of the chunk in layer l's slot */
     float *x = stream_in(a, l, r0);
     if (l == 0) emdpo_embed_forward(x, a->tokens + r0, p->tok_emb, (size_t)nr, C);
-    float *ln1 = a->ln1 + o * C, *q = a->q + o * C, *k = a->k + o * kvd, *v = a->v + o * kvd;
-    float *att = a->att + (slot(a, l) * B + b0) * NH * TT, *atty = a->atty + o * C;
+    float *ln1 = a->ln1 + o * C, *q = a->q + o * qd, *k = a->k + o * kvd, *v = a->v + o * kvd;
+    float *att = a->att + (slot(a, l) * B + b0) * NH * TT, *atty = a->atty + o * qd;
     float *res2 = a->training ? a->res2 + o * C : x;
     float *ln2 = a->ln2 + o * C, *h1 = a->h1 + o * H, *h3 = a->h3 + o * H, *hg = a->hg + o * H;
     emdpo_rmsnorm_forward(ln1, a->ln1_rstd + o, x, p->rms_att + lC, (size_t)nr, C, c->norm_eps);
     proj_forward(q, NULL, ln1, &w[P_Q], nr);
-    emdpo_rope_forward(q, q, a->rope_cos, a->rope_sin, nb, T, NH, hs);
     proj_forward(k, NULL, ln1, &w[P_K], nr);
-    emdpo_rope_forward(k, k, a->rope_cos, a->rope_sin, nb, T, NKV, hs);
     proj_forward(v, NULL, ln1, &w[P_V], nr);
+    if (c->qkv_bias) {
+        emdpo_bias_forward(q, p->bq + (size_t)l * qd, (size_t)nr, qd);
+        emdpo_bias_forward(k, p->bk + (size_t)l * kvd, (size_t)nr, kvd);
+        emdpo_bias_forward(v, p->bv + (size_t)l * kvd, (size_t)nr, kvd);
+    }
+    int qn = c->qk_norm;
+    qk_finish(c, q, qn ? a->q_pre + o * qd : NULL, qn ? a->q_rstd + o * NH : NULL, p->q_norm + lh, a->rope_cos,
+              a->rope_sin, nb, T, NH, hs);
+    qk_finish(c, k, qn ? a->k_pre + o * kvd : NULL, qn ? a->k_rstd + o * NKV : NULL, p->k_norm + lh, a->rope_cos,
+              a->rope_sin, nb, T, NKV, hs);
     for (int b = 0; b < nb; b++) {
         size_t rb = (size_t)b * T;
-        emdpo_attention_forward(atty + rb * C, att + b * NH * TT, att_scratch, q + rb * C, k + rb * kvd,
+        emdpo_attention_forward(atty + rb * qd, att + b * NH * TT, att_scratch, q + rb * qd, k + rb * kvd,
                                 v + rb * kvd, a->lens[b0 + b], T, NH, NKV, hs);
     }
     proj_forward(res2, x, atty, &w[P_O], nr);
+    if (c->o_bias) emdpo_bias_forward(res2, p->bo + lC, (size_t)nr, C);
     emdpo_rmsnorm_forward(ln2, a->ln2_rstd + o, res2, p->rms_ffn + lC, (size_t)nr, C, c->norm_eps);
     proj_forward(h1, NULL, ln2, &w[P_1], nr);
     proj_forward(h3, NULL, ln2, &w[P_3], nr);
@@ -367,7 +421,7 @@ int emdpo_llama_forward(const emdpo_llama *m, emdpo_llama_acts *a, const int *to
             a->targets[i] = t + 1 < len ? tokens[i + 1] : -1;
         }
     }
-    emdpo_rope_table(a->rope_cos, a->rope_sin, 0, T, c->dim / c->n_heads, c);
+    emdpo_rope_table(a->rope_cos, a->rope_sin, 0, T, emdpo_llama_head_size(c), c);
     int L = c->n_layers, bc = chunk_seqs(T), nchunks = (B + bc - 1) / bc, team = team_size(nchunks);
     float *space = packing_space(a, nchunks);
     if (space) team = team < a->kthreads ? team : a->kthreads;
@@ -419,10 +473,13 @@ static float *dres_slot(const bwd *w, int j) {
 }
 
 /* This chunk's RMSNorm weight gradients: layer l's attention norm at l,
- * its FFN norm at L + l, the final norm at 2L. */
+ * its FFN norm at L + l, the final norm at 2L; with qk_norm, layer l's q
+ * norm at 2L + 1 + l and its k norm at 3L + 1 + l. */
 static float *dnorm_of(const bwd *w, int ch, int k) {
     const emdpo_llama_config *c = &w->m->config;
-    return w->a->dnorm + ((size_t)ch * (2 * c->n_layers + 1) + (size_t)k) * c->dim;
+    size_t L = (size_t)c->n_layers, K = (size_t)k, base = (size_t)ch * dnorm_floats(c);
+    if (K <= 2 * L) return w->a->dnorm + base + K * c->dim;
+    return w->a->dnorm + base + (2 * L + 1) * c->dim + (K - 2 * L - 1) * emdpo_llama_head_size(c);
 }
 
 static void head_chunk(const bwd *w, const proj_set *ps, int ch, int b0, int b1) {
@@ -431,12 +488,21 @@ static void head_chunk(const bwd *w, const proj_set *ps, int ch, int b0, int b1)
     int L = c->n_layers, C = c->dim, V = c->vocab_size, nr = (b1 - b0) * a->T;
     size_t N = (size_t)a->B * a->T, r0 = (size_t)b0 * a->T;
     float *dl = a->dlogits + r0 * V, *dx = a->dx + r0 * C, *dtop = dres_slot(w, L - 1) + r0 * C;
-    memset(dnorm_of(w, ch, 0), 0, (2 * (size_t)L + 1) * C * sizeof(float));
+    memset(dnorm_of(w, ch, 0), 0, dnorm_floats(c) * sizeof(float));
     emdpo_logprob_backward_set(dl, w->dlogp + r0, a->logits + r0 * V, a->lse + r0, a->targets + r0, (size_t)nr, V);
     proj_dinp(dx, dl, &ps->r[0], nr, 0.0f);
     memset(dtop, 0, (size_t)nr * C * sizeof(float));
     emdpo_rmsnorm_backward(dtop, dnorm_of(w, ch, 2 * L), dx, a->res3 + ((size_t)(L - 1) * N + r0) * C,
                            w->m->params.rms_final, a->lnf_rstd + r0, (size_t)nr, C);
+}
+
+/* d (n, hs) holds the gradient of n per-head RMSNorm outputs; it becomes
+ * their inputs' gradient, dw += the weight's. scratch holds n * hs floats. */
+static void qk_norm_backward(float *d, float *scratch, float *dw, const float *pre, const float *w, const float *rstd,
+                             size_t n, int hs) {
+    memcpy(scratch, d, n * hs * sizeof(float));
+    memset(d, 0, n * hs * sizeof(float));
+    emdpo_rmsnorm_backward(d, dw, scratch, pre, w, rstd, n, hs);
 }
 
 /* The residual adds pass the stream's gradient through, so dL/d(layer
@@ -446,14 +512,15 @@ static void layer_chunk(const bwd *w, const proj_set *ps, int l, int ch, int b0,
     const emdpo_llama_config *c = &w->m->config;
     const emdpo_llama_params *p = &w->m->params;
     emdpo_llama_acts *a = w->a;
+    widths wd = widths_of(c);
     int B = a->B, T = a->T, C = c->dim, H = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, L = c->n_layers;
-    int hs = C / NH, kvd = NKV * hs, nb = b1 - b0, nr = nb * T;
+    int hs = wd.hs, qd = wd.qd, kvd = wd.kvd, nb = b1 - b0, nr = nb * T;
     size_t N = (size_t)B * T, r0 = (size_t)b0 * T, o = (size_t)l * N + r0, s = (size_t)(l % 2) * N + r0;
-    size_t TT = (size_t)T * T, lC = (size_t)l * C;
+    size_t TT = (size_t)T * T, lC = (size_t)l * C, lh = (size_t)l * hs;
     const float *x = l ? a->res3 + ((size_t)(l - 1) * N + r0) * C : a->encoded + r0 * C;
     const float *att = a->att + ((size_t)l * B + b0) * NH * TT;
     const float *dout = dres_slot(w, l) + r0 * C;
-    float *dr2 = a->dres2 + s * C, *dq = a->dq + s * C, *dk = a->dk + s * kvd, *dv = a->dv + s * kvd;
+    float *dr2 = a->dres2 + s * C, *dq = a->dq + s * qd, *dk = a->dk + s * kvd, *dv = a->dv + s * kvd;
     float *dh1 = a->dh1 + s * H, *dh3 = a->dh3 + s * H, *dhg = a->dhg + r0 * H, *dx = a->dx + r0 * C;
     float *din = dres_slot(w, l - 1) + r0 * C;
     /* FFN branch: res3 = res2 + w2(silu(w1 ln2) * w3 ln2) */
@@ -464,19 +531,28 @@ static void layer_chunk(const bwd *w, const proj_set *ps, int l, int ch, int b0,
     memcpy(dr2, dout, (size_t)nr * C * sizeof(float));
     emdpo_rmsnorm_backward(dr2, dnorm_of(w, ch, L + l), dx, a->res2 + o * C, p->rms_ffn + lC, a->ln2_rstd + o,
                            (size_t)nr, C);
-    /* Attention branch: res2 = x + wo(attention(rope(wq ln1), rope(wk ln1), wv ln1)) */
+    /* Attention branch: res2 = x + wo(attention(rope(norm(wq ln1 + bq)), rope(norm(wk ln1 + bk)), wv ln1 + bv))
+     * + bo, the biases and norms where the family has them. The biases'
+     * gradients are sums over all rows of dq, dk, dv and dres2 (bias_job). */
     proj_dinp(dx, dr2, &ps->r[P_O], nr, 0.0f);
-    memset(dq, 0, (size_t)nr * C * sizeof(float));
+    memset(dq, 0, (size_t)nr * qd * sizeof(float));
     memset(dk, 0, (size_t)nr * kvd * sizeof(float));
     memset(dv, 0, (size_t)nr * kvd * sizeof(float));
     for (int b = 0; b < nb; b++) {
         size_t rb = (size_t)b * T;
-        emdpo_attention_backward(dq + rb * C, dk + rb * kvd, dv + rb * kvd, a->datt + (size_t)(b0 + b) * TT,
-                                 dx + rb * C, a->q + (o + rb) * C, a->k + (o + rb) * kvd, a->v + (o + rb) * kvd,
+        emdpo_attention_backward(dq + rb * qd, dk + rb * kvd, dv + rb * kvd, a->datt + (size_t)(b0 + b) * TT,
+                                 dx + rb * qd, a->q + (o + rb) * qd, a->k + (o + rb) * kvd, a->v + (o + rb) * kvd,
                                  att + b * NH * TT, a->lens[b0 + b], T, NH, NKV, hs);
     }
     emdpo_rope_backward_inplace(dq, a->rope_cos, a->rope_sin, nb, T, NH, hs);
     emdpo_rope_backward_inplace(dk, a->rope_cos, a->rope_sin, nb, T, NKV, hs);
+    if (c->qk_norm) {
+        float *scratch = a->dqk + r0 * qd;
+        qk_norm_backward(dq, scratch, dnorm_of(w, ch, 2 * L + 1 + l), a->q_pre + o * qd, p->q_norm + lh,
+                         a->q_rstd + o * NH, (size_t)nr * NH, hs);
+        qk_norm_backward(dk, scratch, dnorm_of(w, ch, 3 * L + 1 + l), a->k_pre + o * kvd, p->k_norm + lh,
+                         a->k_rstd + o * NKV, (size_t)nr * NKV, hs);
+    }
     proj_dinp(dx, dq, &ps->r[P_Q], nr, 0.0f);
     proj_dinp(dx, dk, &ps->r[P_K], nr, 1.0f);
     proj_dinp(dx, dv, &ps->r[P_V], nr, 1.0f);
@@ -495,20 +571,46 @@ typedef struct wgrad {
 static int stage_wgrads(const bwd *w, int s, wgrad out[8]) {
     const emdpo_llama_config *c = &w->m->config;
     const emdpo_llama_acts *a = w->a;
-    int n = 0, l = s + 1, C = c->dim, H = c->hidden_dim, kvd = c->n_kv_heads * (C / c->n_heads);
+    widths wd = widths_of(c);
+    int n = 0, l = s + 1, C = c->dim, H = c->hidden_dim, qd = wd.qd, kvd = wd.kvd;
     size_t N = (size_t)a->B * a->T;
     if (s == c->n_layers - 1) out[n++] = (wgrad){w->g.lm_head, a->dlogits, a->lnf, c->vocab_size, C};
     if (l < 0 || l >= c->n_layers) return n;
-    size_t o = (size_t)l * N, sl = (size_t)(l % 2) * N, lCC = (size_t)l * C * C, lKC = (size_t)l * kvd * C;
+    size_t o = (size_t)l * N, sl = (size_t)(l % 2) * N, lQC = (size_t)l * qd * C, lKC = (size_t)l * kvd * C;
     size_t lHC = (size_t)l * H * C;
     const float *ln1 = a->ln1 + o * C, *ln2 = a->ln2 + o * C;
     out[n++] = (wgrad){w->g.w2 + lHC, dres_slot(w, l), a->hg + o * H, C, H};
     out[n++] = (wgrad){w->g.w1 + lHC, a->dh1 + sl * H, ln2, H, C};
     out[n++] = (wgrad){w->g.w3 + lHC, a->dh3 + sl * H, ln2, H, C};
-    out[n++] = (wgrad){w->g.wo + lCC, a->dres2 + sl * C, a->atty + o * C, C, C};
-    out[n++] = (wgrad){w->g.wq + lCC, a->dq + sl * C, ln1, C, C};
+    out[n++] = (wgrad){w->g.wo + lQC, a->dres2 + sl * C, a->atty + o * qd, C, qd};
+    out[n++] = (wgrad){w->g.wq + lQC, a->dq + sl * qd, ln1, qd, C};
     out[n++] = (wgrad){w->g.wk + lKC, a->dk + sl * kvd, ln1, kvd, C};
     out[n++] = (wgrad){w->g.wv + lKC, a->dv + sl * kvd, ln1, kvd, C};
+    return n;
+}
+
+/* One bias gradient: db (OC) += the sum over all B*T rows of dout (OC). */
+typedef struct bgrad {
+    float *db;
+    const float *dout;
+    int OC;
+} bgrad;
+
+/* The bias gradients computed during stage s (those of layer s + 1);
+ * returns how many. */
+static int stage_bgrads(const bwd *w, int s, bgrad out[4]) {
+    const emdpo_llama_config *c = &w->m->config;
+    const emdpo_llama_acts *a = w->a;
+    widths wd = widths_of(c);
+    int n = 0, l = s + 1;
+    if (l < 0 || l >= c->n_layers) return 0;
+    size_t sl = (size_t)(l % 2) * a->B * a->T;
+    if (c->qkv_bias) {
+        out[n++] = (bgrad){w->g.bq + (size_t)l * wd.qd, a->dq + sl * wd.qd, wd.qd};
+        out[n++] = (bgrad){w->g.bk + (size_t)l * wd.kvd, a->dk + sl * wd.kvd, wd.kvd};
+        out[n++] = (bgrad){w->g.bv + (size_t)l * wd.kvd, a->dv + sl * wd.kvd, wd.kvd};
+    }
+    if (c->o_bias) out[n++] = (bgrad){w->g.bo + (size_t)l * c->dim, a->dres2 + sl * c->dim, c->dim};
     return n;
 }
 
@@ -559,20 +661,26 @@ static void embed_job(const bwd *w, int job) {
 /* The RMSNorm weight gradients: the chunks' partial sums in chunk order. */
 static void dnorm_job(const bwd *w) {
     const emdpo_llama_config *c = &w->m->config;
-    int L = c->n_layers, C = c->dim;
-    for (int k = 0; k <= 2 * L; k++) {
-        float *dst = k < L ? w->g.rms_att + (size_t)k * C : k < 2 * L ? w->g.rms_ffn + (size_t)(k - L) * C
-                                                                      : w->g.rms_final;
+    int L = c->n_layers, C = c->dim, hs = emdpo_llama_head_size(c);
+    for (int k = 0; k < (c->qk_norm ? 4 * L + 1 : 2 * L + 1); k++) {
+        float *dst = k < L           ? w->g.rms_att + (size_t)k * C
+                     : k < 2 * L     ? w->g.rms_ffn + (size_t)(k - L) * C
+                     : k == 2 * L    ? w->g.rms_final
+                     : k <= 3 * L    ? w->g.q_norm + (size_t)(k - 2 * L - 1) * hs
+                                     : w->g.k_norm + (size_t)(k - 3 * L - 1) * hs;
+        int n = k <= 2 * L ? C : hs;
         for (int ch = 0; ch < w->nchunks; ch++) {
             const float *src = dnorm_of(w, ch, k);
-            for (int i = 0; i < C; i++) dst[i] += src[i];
+            for (int i = 0; i < n; i++) dst[i] += src[i];
         }
     }
 }
 
-/* Job j of stage s: first the weight-gradient blocks, then the chunks (at
- * stage -1 the embedding's jobs and the RMSNorm weights'). */
-static void stage_job(const bwd *w, const proj_set *ps, int s, const wgrad *wg, int nwg, int j) {
+/* Job j of stage s: first the weight-gradient blocks, then the bias
+ * gradients, then the chunks (at stage -1 the embedding's jobs and the
+ * RMSNorm weights'). */
+static void stage_job(const bwd *w, const proj_set *ps, int s, const wgrad *wg, int nwg, const bgrad *bg, int nbg,
+                      int j) {
     for (int i = 0; i < nwg; i++) {
         int nb = wgrad_blocks(w, &wg[i]);
         if (j < nb) {
@@ -581,6 +689,11 @@ static void stage_job(const bwd *w, const proj_set *ps, int s, const wgrad *wg, 
         }
         j -= nb;
     }
+    if (j < nbg) {
+        emdpo_bias_backward(bg[j].db, bg[j].dout, (size_t)w->a->B * w->a->T, bg[j].OC);
+        return;
+    }
+    j -= nbg;
     int L = w->m->config.n_layers, B = w->a->B, b0 = j * w->bc, b1 = b0 + w->bc < B ? b0 + w->bc : B;
     if (s == L)
         head_chunk(w, ps, j, b0, b1);
@@ -609,15 +722,17 @@ int emdpo_llama_backward(const emdpo_llama *m, emdpo_llama_acts *a, const float 
 #pragma omp parallel num_threads(team)
     for (int s = L; s >= -1; s--) {
         wgrad wg[8];
+        bgrad bg[4];
         proj_set ps = {.n = 0, .panels = 0};
         if (s >= 0) proj_layer(&ps, m, w.space, s, 0);
         int np = pack_jobs(&ps);
 #pragma omp for schedule(dynamic, 1)
         for (int j = 0; j < np; j++) pack_job(&ps, j);
-        int nwg = stage_wgrads(&w, s, wg), njobs = s >= 0 ? w.nchunks : EMBED_JOBS + 1;
+        int nwg = stage_wgrads(&w, s, wg), nbg = stage_bgrads(&w, s, bg);
+        int njobs = (s >= 0 ? w.nchunks : EMBED_JOBS + 1) + nbg;
         for (int i = 0; i < nwg; i++) njobs += wgrad_blocks(&w, &wg[i]);
 #pragma omp for schedule(dynamic, 1)
-        for (int j = 0; j < njobs; j++) stage_job(&w, &ps, s, wg, nwg, j);
+        for (int j = 0; j < njobs; j++) stage_job(&w, &ps, s, wg, nwg, bg, nbg, j);
     }
     blas_end(serial, saved);
     return EMDPO_OK;
@@ -648,16 +763,49 @@ int emdpo_llama_span_backward(const emdpo_llama_acts *a, const int *start, const
     return EMDPO_OK;
 }
 
+void emdpo_llama_decode_qkv(const emdpo_llama *m, int l, const float *xb, float *q, float *k, float *v,
+                            const float *cosv, const float *sinv, float *rstd, int na) {
+    const emdpo_llama_config *c = &m->config;
+    const emdpo_llama_params *p = &m->params;
+    widths wd = widths_of(c);
+    int C = c->dim, NH = c->n_heads, NKV = c->n_kv_heads;
+    size_t lh = (size_t)l * wd.hs;
+    emdpo_matmul_forward(q, xb, p->wq + (size_t)l * wd.qd * C, na, C, wd.qd);
+    emdpo_matmul_forward(k, xb, p->wk + (size_t)l * wd.kvd * C, na, C, wd.kvd);
+    emdpo_matmul_forward(v, xb, p->wv + (size_t)l * wd.kvd * C, na, C, wd.kvd);
+    if (c->qkv_bias) {
+        emdpo_bias_forward(q, p->bq + (size_t)l * wd.qd, (size_t)na, wd.qd);
+        emdpo_bias_forward(k, p->bk + (size_t)l * wd.kvd, (size_t)na, wd.kvd);
+        emdpo_bias_forward(v, p->bv + (size_t)l * wd.kvd, (size_t)na, wd.kvd);
+    }
+    if (c->qk_norm) {
+        emdpo_rmsnorm_forward(q, rstd, q, p->q_norm + lh, (size_t)na * NH, wd.hs, c->norm_eps);
+        emdpo_rmsnorm_forward(k, rstd, k, p->k_norm + lh, (size_t)na * NKV, wd.hs, c->norm_eps);
+    }
+    /* B = 1, T = na: row j rotates by table row j, its own position. */
+    emdpo_rope_forward(q, q, cosv, sinv, 1, na, NH, wd.hs);
+    emdpo_rope_forward(k, k, cosv, sinv, 1, na, NKV, wd.hs);
+}
+
+void emdpo_llama_decode_out(const emdpo_llama *m, int l, const float *atty, float *out, int na) {
+    const emdpo_llama_config *c = &m->config;
+    int C = c->dim, qd = widths_of(c).qd;
+    emdpo_matmul_forward(out, atty, m->params.wo + (size_t)l * C * qd, na, qd, C);
+    if (c->o_bias) emdpo_bias_forward(out, m->params.bo + (size_t)l * C, (size_t)na, C);
+}
+
 static void kv_layout(emdpo_llama_kv *kv, carve *cv) {
     const emdpo_llama_config *c = &kv->config;
-    size_t C = (size_t)c->dim, H = (size_t)c->hidden_dim, hs = C / (size_t)c->n_heads;
-    size_t kvd = (size_t)c->n_kv_heads * hs, LT = (size_t)c->n_layers * kv->max_T;
+    widths wd = widths_of(c);
+    size_t C = (size_t)c->dim, H = (size_t)c->hidden_dim, hs = (size_t)wd.hs, qd = (size_t)wd.qd;
+    size_t kvd = (size_t)wd.kvd, LT = (size_t)c->n_layers * kv->max_T;
     kv->k = take(cv, LT, kvd);
     kv->v = take(cv, LT, kvd);
     kv->x = take(cv, C, 1);
     kv->xb = take(cv, C, 1);
-    kv->xb2 = take(cv, C, 1);
-    kv->q = take(cv, C, 1);
+    kv->xb2 = take(cv, qd, 1);
+    kv->q = take(cv, qd, 1);
+    kv->rstd = take(cv, (size_t)c->n_heads, 1);
     kv->hb = take(cv, H, 1);
     kv->hb2 = take(cv, H, 1);
     kv->att = take(cv, (size_t)kv->max_T, 1);
@@ -670,7 +818,7 @@ int emdpo_llama_kv_create(const emdpo_llama_config *c, int max_T, emdpo_llama_kv
     *out = NULL;
     int rc = emdpo_llama_config_check(c);
     if (rc) return rc;
-    if (max_T < 1 || max_T > c->max_seq_len) return EMDPO_ERR_INVALID_ARG;
+    if (max_T < 1 || max_T > emdpo_llama_context(c)) return EMDPO_ERR_INVALID_ARG;
     emdpo_llama_kv *kv = emdpo_calloc(1, sizeof *kv);
     if (!kv) return EMDPO_ERR_NOMEM;
     kv->config = *c;
@@ -704,22 +852,19 @@ int emdpo_llama_step(const emdpo_llama *m, emdpo_llama_kv *kv, int token, int po
     if (!same_config(c, &kv->config) || token < 0 || token >= c->vocab_size || pos < 0 || pos > kv->n ||
         pos >= kv->max_T)
         return EMDPO_ERR_INVALID_ARG;
+    widths wd = widths_of(c);
     int C = c->dim, H = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads;
-    int hs = C / NH, kvd = NKV * hs, group = NH / NKV;
+    int hs = wd.hs, kvd = wd.kvd, group = NH / NKV;
     float scale = 1.0f / sqrtf((float)hs), rstd;
     const emdpo_llama_params *p = &m->params;
     memcpy(kv->x, p->tok_emb + (size_t)token * C, (size_t)C * sizeof(float));
     emdpo_rope_table(kv->rope_cos, kv->rope_sin, pos, 1, hs, c);
     for (int l = 0; l < c->n_layers; l++) {
-        size_t lC = (size_t)l * C, lCC = lC * C, lKC = (size_t)l * kvd * C, lHC = (size_t)l * H * C;
+        size_t lC = (size_t)l * C, lHC = (size_t)l * H * C;
         float *kl = kv->k + (size_t)l * kv->max_T * kvd, *vl = kv->v + (size_t)l * kv->max_T * kvd;
-        float *kp = kl + (size_t)pos * kvd;
         emdpo_rmsnorm_forward(kv->xb, &rstd, kv->x, p->rms_att + lC, 1, C, c->norm_eps);
-        emdpo_matmul_forward(kv->q, kv->xb, p->wq + lCC, 1, C, C);
-        emdpo_rope_forward(kv->q, kv->q, kv->rope_cos, kv->rope_sin, 1, 1, NH, hs);
-        emdpo_matmul_forward(kp, kv->xb, p->wk + lKC, 1, C, kvd);
-        emdpo_rope_forward(kp, kp, kv->rope_cos, kv->rope_sin, 1, 1, NKV, hs);
-        emdpo_matmul_forward(vl + (size_t)pos * kvd, kv->xb, p->wv + lKC, 1, C, kvd);
+        emdpo_llama_decode_qkv(m, l, kv->xb, kv->q, kl + (size_t)pos * kvd, vl + (size_t)pos * kvd, kv->rope_cos,
+                               kv->rope_sin, kv->rstd, 1);
         for (int h = 0; h < NH; h++) {
             const float *qh = kv->q + (size_t)h * hs;
             size_t koff = (size_t)(h / group) * hs;
@@ -739,7 +884,7 @@ int emdpo_llama_step(const emdpo_llama *m, emdpo_llama_kv *kv, int token, int po
                 for (int i = 0; i < hs; i++) o[i] += w * vu[i];
             }
         }
-        emdpo_matmul_forward(kv->xb, kv->xb2, p->wo + lCC, 1, C, C);
+        emdpo_llama_decode_out(m, l, kv->xb2, kv->xb, 1);
         emdpo_residual_forward(kv->x, kv->x, kv->xb, (size_t)C);
         emdpo_rmsnorm_forward(kv->xb, &rstd, kv->x, p->rms_ffn + lC, 1, C, c->norm_eps);
         emdpo_matmul_forward(kv->hb, kv->xb, p->w1 + lHC, 1, C, H);

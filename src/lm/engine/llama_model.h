@@ -15,7 +15,8 @@
 /* Activations of one forward pass, kept for the backward (llm.c style: one
  * buffer, pointers into it). Sized for at most max_B sequences of max_T
  * tokens; a pass with smaller B, T packs its tensors with its own B, T, so
- * the shapes below use the B, T of the last forward. kvd = NKV * hs.
+ * the shapes below use the B, T of the last forward. hs = the head size,
+ * qd = NH * hs, kvd = NKV * hs.
  *
  * The per-layer tensors (L, ...) hold every layer only with training; a
  * forward-only acts keeps ONE layer's worth (L = 1 below), which each layer
@@ -33,11 +34,15 @@ typedef struct emdpo_llama_acts {
     float *encoded;   /* (B, T, C) token embeddings: layer 0's input (training only) */
     float *ln1;       /* (L, B, T, C) attention RMSNorm output */
     float *ln1_rstd;  /* (L, B, T) */
-    float *q;         /* (L, B, T, C) queries after RoPE */
+    float *q;         /* (L, B, T, qd) queries after RoPE */
     float *k;         /* (L, B, T, kvd) keys after RoPE */
     float *v;         /* (L, B, T, kvd) */
+    float *q_pre;     /* (L, B, T, qd) queries before their norm (qk_norm only, else NULL) */
+    float *k_pre;     /* (L, B, T, kvd) keys before their norm (qk_norm only) */
+    float *q_rstd;    /* (L, B, T, NH) (qk_norm only) */
+    float *k_rstd;    /* (L, B, T, NKV) (qk_norm only) */
     float *att;       /* (L, B, NH, T, T) attention probabilities */
-    float *atty;      /* (L, B, T, C) attention output before wo */
+    float *atty;      /* (L, B, T, qd) attention output before wo */
     float *res2;      /* (L, B, T, C) residual after attention (training only) */
     float *ln2;       /* (L, B, T, C) FFN RMSNorm output */
     float *ln2_rstd;  /* (L, B, T) */
@@ -57,15 +62,16 @@ typedef struct emdpo_llama_acts {
      * (slot l % 2), and the residual stream's for three (slot (l+1) % 3). */
     float *dres;      /* (3, B, T, C) dL/d(layer l's output); layer -1 is the embedding */
     float *dres2;     /* (2, B, T, C) dL/d(residual after attention) */
-    float *dq;        /* (2, B, T, C) queries, before RoPE */
-    float *dk;        /* (2, B, T, kvd) keys, before RoPE */
+    float *dq;        /* (2, B, T, qd) the q projection's output (before bias, norm, RoPE) */
+    float *dk;        /* (2, B, T, kvd) the k projection's output */
     float *dv;        /* (2, B, T, kvd) */
+    float *dqk;       /* (B, T, qd) scratch of the q/k norms' backward (qk_norm only) */
     float *dh1;       /* (2, B, T, H) */
     float *dh3;       /* (2, B, T, H) */
     float *dhg;       /* (B, T, H) scratch */
-    float *dx;        /* (B, T, C) scratch: an RMSNorm output's or the attention output's gradient */
+    float *dx;        /* (B, T, max(C, qd)) scratch: an RMSNorm output's or the attention output's gradient */
     float *datt;      /* (B, T, T) scratch of the attention backward, one T x T per sequence */
-    float *dnorm;     /* (B, 2L+1, C) the RMSNorm weight gradients of each chunk of sequences */
+    float *dnorm;     /* (B, 2L+1, C) + (B, 2L, hs) with qk_norm: the RMSNorm weight gradients of each chunk */
     float *dlogits;   /* (B, T, V) */
     /* The packed kernel's buffers (gemm.h), only where it is active and a
      * pass can have two chunks or more; else NULL and passes take BLAS. */
@@ -84,7 +90,7 @@ typedef struct emdpo_llama_acts {
 } emdpo_llama_acts;
 
 /* Activations for batches of up to max_B sequences of up to max_T tokens
- * (max_T <= c->max_seq_len); training also allocates the backward's buffers.
+ * (max_T <= emdpo_llama_context(c)); training also allocates the backward's buffers.
  * Where gemm.h's kernel is active (decided here, once) and max_B sequences
  * make two chunks or more, it also allocates the kernel's buffers, for at
  * most emdpo_max_threads() threads: set the thread count before creating.
@@ -138,8 +144,9 @@ typedef struct emdpo_llama_kv {
     float *v;         /* (L, max_T, kvd) */
     float *x;         /* (C) residual stream */
     float *xb;        /* (C) */
-    float *xb2;       /* (C) */
-    float *q;         /* (C) */
+    float *xb2;       /* (qd) attention output */
+    float *q;         /* (qd) */
+    float *rstd;      /* (NH) the q/k norms' */
     float *hb;        /* (H) */
     float *hb2;       /* (H) */
     float *att;       /* (max_T) */
@@ -150,6 +157,7 @@ typedef struct emdpo_llama_kv {
     size_t buf_n;
 } emdpo_llama_kv;
 
+/* max_T <= emdpo_llama_context(c). */
 int emdpo_llama_kv_create(const emdpo_llama_config *c, int max_T, emdpo_llama_kv **out);
 void emdpo_llama_kv_free(emdpo_llama_kv *kv);
 
@@ -158,5 +166,15 @@ void emdpo_llama_kv_free(emdpo_llama_kv *kv);
  * logits (V), valid until the next step. EMDPO_ERR_INVALID_ARG when token or
  * pos is out of range or kv was made for another configuration. */
 int emdpo_llama_step(const emdpo_llama *m, emdpo_llama_kv *kv, int token, int pos, const float **logits);
+
+/* The pieces of a decoding step that differ between the families, shared
+ * by emdpo_llama_step and lm_sample.c's batched decoding. For na rows xb
+ * (na, C) of layer l's attention RMSNorm output: q (na, qd), k and v (na,
+ * kvd), projected, biased (qkv_bias), each head of q and k normed (qk_norm;
+ * rstd holds na * NH floats) and rotated by row j of cosv, sinv (na, hs/2). */
+void emdpo_llama_decode_qkv(const emdpo_llama *m, int l, const float *xb, float *q, float *k, float *v,
+                            const float *cosv, const float *sinv, float *rstd, int na);
+/* out (na, C) = atty (na, qd) · woᵀ + bo (o_bias). */
+void emdpo_llama_decode_out(const emdpo_llama *m, int l, const float *atty, float *out, int na);
 
 #endif

@@ -115,6 +115,22 @@ void emdpo_rmsnorm_backward(float *dinp, float *dw, const float *dout, const flo
     }
 }
 
+void emdpo_bias_forward(float *out, const float *b, size_t N, int OC) {
+    long nn = (long)N;
+#pragma omp parallel for schedule(static) if (par_ok((double)N * OC))
+    for (long n = 0; n < nn; n++) {
+        float *o = out + (size_t)n * OC;
+        for (int i = 0; i < OC; i++) o[i] += b[i];
+    }
+}
+
+void emdpo_bias_backward(float *db, const float *dout, size_t N, int OC) {
+    for (size_t n = 0; n < N; n++) {
+        const float *g = dout + n * OC;
+        for (int i = 0; i < OC; i++) db[i] += g[i];
+    }
+}
+
 void emdpo_matmul_forward(float *out, const float *inp, const float *w, int N, int IC, int OC) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, w, IC, 0.0f, out, OC);
 }

@@ -35,6 +35,12 @@ void emdpo_matmul_forward(float *out, const float *inp, const float *w, int N, i
 void emdpo_matmul_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int N,
                            int IC, int OC);
 
+/* out (N, OC) += b (OC) on every row. */
+void emdpo_bias_forward(float *out, const float *b, size_t N, int OC);
+/* db (OC) += the sum of dout's N rows, in row order on the calling thread
+ * (a sum that no thread count changes). */
+void emdpo_bias_backward(float *db, const float *dout, size_t N, int OC);
+
 /* Rotation tables for positions pos0 .. pos0+T-1: cosv, sinv (T, hs/2) with
  * angle (pos0+t) * f_i, f_i = c->rope_theta^(-2i/hs) after c's RoPE
  * scaling, computed in double and rounded once. */

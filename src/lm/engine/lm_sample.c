@@ -185,14 +185,15 @@ typedef struct batch {
 } batch;
 
 static int batch_alloc(batch *bt, const emdpo_llama_config *c, int n, int max_T) {
-    size_t C = (size_t)c->dim, H = (size_t)c->hidden_dim, V = (size_t)c->vocab_size, hs = C / (size_t)c->n_heads;
-    size_t kvd = (size_t)c->n_kv_heads * hs, rows = (size_t)n, T = (size_t)max_T;
+    size_t C = (size_t)c->dim, H = (size_t)c->hidden_dim, V = (size_t)c->vocab_size;
+    size_t hs = (size_t)emdpo_llama_head_size(c), qd = (size_t)c->n_heads * hs, kvd = (size_t)c->n_kv_heads * hs;
+    size_t rows = (size_t)n, T = (size_t)max_T;
     size_t nthr = (size_t)emdpo_max_threads();
     bt->n = n;
     bt->max_T = max_T;
     bt->nthr = (int)nthr;
     bt->kv_stride = (size_t)c->n_layers * T * kvd; /* the model's own sizes are checked */
-    size_t per_row = 4 * C + 2 * kvd + 2 * H + V + 1 + hs;
+    size_t per_row = 2 * C + 2 * qd + 2 * kvd + 2 * H + V + (size_t)c->n_heads + hs;
     if (bt->kv_stride > (SIZE_MAX / sizeof(float) / 4 - per_row - nthr * T) / rows) return EMDPO_ERR_LIMIT;
     bt->buf_n = 2 * rows * bt->kv_stride + rows * per_row + nthr * T;
     bt->buf = emdpo_malloc(bt->buf_n * sizeof(float));
@@ -203,14 +204,14 @@ static int batch_alloc(batch *bt, const emdpo_llama_config *c, int n, int max_T)
     TAKE(vc, rows * bt->kv_stride);
     TAKE(x, rows * C);
     TAKE(xb, rows * C);
-    TAKE(xb2, rows * C);
-    TAKE(q, rows * C);
+    TAKE(xb2, rows * qd);
+    TAKE(q, rows * qd);
     TAKE(kt, rows * kvd);
     TAKE(vt, rows * kvd);
     TAKE(hb, rows * H);
     TAKE(hb2, rows * H);
     TAKE(logits, rows * V);
-    TAKE(rstd, rows);
+    TAKE(rstd, rows * (size_t)c->n_heads);
     TAKE(cosv, rows * (hs / 2));
     TAKE(sinv, rows * (hs / 2));
     TAKE(att, nthr * T);
@@ -224,7 +225,7 @@ static void batch_step(const emdpo_llama *m, batch *bt, const int *seq, const in
     const emdpo_llama_config *c = &m->config;
     const emdpo_llama_params *p = &m->params;
     int C = c->dim, H = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads;
-    int hs = C / NH, h2 = hs / 2, kvd = NKV * hs, group = NH / NKV, max_T = bt->max_T;
+    int hs = emdpo_llama_head_size(c), h2 = hs / 2, qd = NH * hs, kvd = NKV * hs, group = NH / NKV, max_T = bt->max_T;
     float scale = 1.0f / sqrtf((float)hs);
     for (int j = 0; j < na; j++) {
         memcpy(bt->x + (size_t)j * C, p->tok_emb + (size_t)tok[j] * C, (size_t)C * sizeof(float));
@@ -235,15 +236,10 @@ static void batch_step(const emdpo_llama *m, batch *bt, const int *seq, const in
     for (int j = 0; j < na; j++) maxpos = pos[j] > maxpos ? pos[j] : maxpos;
     long jobs = (long)na * NH;
     for (int l = 0; l < c->n_layers; l++) {
-        size_t lC = (size_t)l * C, lCC = lC * C, lKC = (size_t)l * kvd * C, lHC = (size_t)l * H * C;
+        size_t lC = (size_t)l * C, lHC = (size_t)l * H * C;
         size_t loff = (size_t)l * max_T * kvd;
         emdpo_rmsnorm_forward(bt->xb, bt->rstd, bt->x, p->rms_att + lC, (size_t)na, C, c->norm_eps);
-        emdpo_matmul_forward(bt->q, bt->xb, p->wq + lCC, na, C, C);
-        emdpo_matmul_forward(bt->kt, bt->xb, p->wk + lKC, na, C, kvd);
-        emdpo_matmul_forward(bt->vt, bt->xb, p->wv + lKC, na, C, kvd);
-        /* B = 1, T = na: row j rotates by table row j, its own position. */
-        emdpo_rope_forward(bt->q, bt->q, bt->cosv, bt->sinv, 1, na, NH, hs);
-        emdpo_rope_forward(bt->kt, bt->kt, bt->cosv, bt->sinv, 1, na, NKV, hs);
+        emdpo_llama_decode_qkv(m, l, bt->xb, bt->q, bt->kt, bt->vt, bt->cosv, bt->sinv, bt->rstd, na);
         for (int j = 0; j < na; j++) {
             size_t off = (size_t)seq[j] * bt->kv_stride + loff + (size_t)pos[j] * kvd;
             memcpy(bt->kc + off, bt->kt + (size_t)j * kvd, (size_t)kvd * sizeof(float));
@@ -254,8 +250,8 @@ static void batch_step(const emdpo_llama *m, batch *bt, const int *seq, const in
             int j = (int)(jh / NH), h = (int)(jh % NH), t = pos[j];
             float *a = bt->att + (size_t)emdpo_thread_num() * max_T;
             size_t base = (size_t)seq[j] * bt->kv_stride + loff + (size_t)(h / group) * hs;
-            const float *kl = bt->kc + base, *vl = bt->vc + base, *qh = bt->q + (size_t)j * C + (size_t)h * hs;
-            float *o = bt->xb2 + (size_t)j * C + (size_t)h * hs, mx = -INFINITY, z = 0.0f;
+            const float *kl = bt->kc + base, *vl = bt->vc + base, *qh = bt->q + (size_t)j * qd + (size_t)h * hs;
+            float *o = bt->xb2 + (size_t)j * qd + (size_t)h * hs, mx = -INFINITY, z = 0.0f;
             for (int u = 0; u <= t; u++) {
                 const float *ku = kl + (size_t)u * kvd;
                 float sc = 0.0f;
@@ -271,7 +267,7 @@ static void batch_step(const emdpo_llama *m, batch *bt, const int *seq, const in
                 for (int i = 0; i < hs; i++) o[i] += w * vu[i];
             }
         }
-        emdpo_matmul_forward(bt->xb, bt->xb2, p->wo + lCC, na, C, C);
+        emdpo_llama_decode_out(m, l, bt->xb2, bt->xb, na);
         emdpo_residual_forward(bt->x, bt->x, bt->xb, nC);
         emdpo_rmsnorm_forward(bt->xb, bt->rstd, bt->x, p->rms_ffn + lC, (size_t)na, C, c->norm_eps);
         emdpo_matmul_forward(bt->hb, bt->xb, p->w1 + lHC, na, C, H);
@@ -288,7 +284,7 @@ int emdpo_generate_batch(const emdpo_llama *m, const emdpo_sampler *s, uint64_t 
                          const int *prompt_len, int n, int max_new, int max_T, int *out, int *n_out, int *stop) {
     const emdpo_llama_config *c = &m->config;
     int V = c->vocab_size;
-    if (n < 1 || max_new < 0 || max_T < 1 || max_T > c->max_seq_len || s->vocab_size != V)
+    if (n < 1 || max_new < 0 || max_T < 1 || max_T > emdpo_llama_context(c) || s->vocab_size != V)
         return EMDPO_ERR_INVALID_ARG;
     for (int i = 0; i < n; i++) {
         if (!prompt_ok(prompts[i], prompt_len[i], max_T, V)) return EMDPO_ERR_INVALID_ARG;
@@ -370,10 +366,10 @@ void emdpo_sample_opts_init(emdpo_sample_opts *o) {
 int emdpo_lm_generate(const emdpo_llama *m, const emdpo_sample_opts *o, const int *prompt, int n_prompt, int *out,
                       int *n_out, int *stop) {
     if (!m || !o || !prompt || !out || !n_out || o->n < 1 || o->max_tokens < 0 || n_prompt < 1 ||
-        n_prompt > m->config.max_seq_len)
+        n_prompt > emdpo_llama_context(&m->config))
         return EMDPO_ERR_INVALID_ARG;
     /* The cache needs room for the prompt and the new tokens, no more. */
-    int max_T = m->config.max_seq_len;
+    int max_T = emdpo_llama_context(&m->config);
     if ((long long)n_prompt + o->max_tokens < max_T) max_T = n_prompt + o->max_tokens;
     emdpo_sampler *s = NULL;
     int rc = emdpo_sampler_create(m->config.vocab_size, (float)o->temperature, o->top_k, (float)o->top_p, &s);

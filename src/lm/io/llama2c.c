@@ -68,8 +68,9 @@ static int load_fp(FILE *fp, off_t fsize, emdpo_llama **out, emdpo_diag *diag) {
     }
     int32_t h[7];
     for (int i = 0; i < 7; i++) h[i] = le32(hb + 4 * i);
-    emdpo_llama_config c = {h[0], h[1], h[2], h[3], h[4], h[5] < 0 && h[5] != INT32_MIN ? -h[5] : h[5],
-                            h[6], h[5] > 0, NORM_EPS, ROPE_THETA, EMDPO_ROPE_DEFAULT, 0.0f, 0.0f, 0.0f, 0};
+    emdpo_llama_config c = {.dim = h[0], .hidden_dim = h[1], .n_layers = h[2], .n_heads = h[3], .n_kv_heads = h[4],
+                            .vocab_size = h[5] < 0 && h[5] != INT32_MIN ? -h[5] : h[5], .max_seq_len = h[6],
+                            .tied = h[5] > 0, .norm_eps = NORM_EPS, .rope_theta = ROPE_THETA};
     size_t nf;
     if (emdpo_llama_config_check(&c) || !file_floats(&c, &nf)) {
         emdpo_diag_set(diag, 0,
@@ -156,6 +157,12 @@ int emdpo_llama2c_save(const emdpo_llama *m, const char *path, emdpo_diag *diag)
         emdpo_diag_set(diag, 0, "the llama2.c format fixes norm_eps 1e-5, rope_theta 10000 and no RoPE scaling; this "
                  "model has %g, %g and %s", (double)c->norm_eps, (double)c->rope_theta,
                  c->rope_type == EMDPO_ROPE_DEFAULT ? "none" : "scaling");
+        return EMDPO_ERR_UNSUPPORTED;
+    }
+    if (emdpo_llama_head_size(c) * c->n_heads != c->dim || c->qkv_bias || c->o_bias || c->qk_norm ||
+        emdpo_llama_context(c) != c->max_seq_len) {
+        emdpo_diag_set(diag, 0, "the llama2.c format holds plain Llama models: no explicit head_dim, biases, q/k norms "
+                       "or sliding window (save it as a Hugging Face directory)");
         return EMDPO_ERR_UNSUPPORTED;
     }
     int hs = c->dim / c->n_heads, h2 = hs / 2;

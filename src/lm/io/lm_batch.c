@@ -387,7 +387,7 @@ int emdpo_lm_distinct(const emdpo_lm_set *s, int64_t **uniq, int64_t *n_uniq, in
 int emdpo_lm_lengths(const emdpo_llama *m, int *max_length, int *max_prompt_length, emdpo_diag *diag) {
     emdpo_diag_reset(diag, NULL);
     if (!m || !max_length || !max_prompt_length) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "bad arguments");
-    int seq = m->config.max_seq_len;
+    int seq = emdpo_llama_context(&m->config);
     if (*max_length == 0) *max_length = seq < 512 ? seq : 512;
     if (*max_prompt_length == 0) *max_prompt_length = *max_length / 2;
     if (*max_length < 2 || *max_length > seq)

@@ -61,8 +61,9 @@ int emdpo_llama_from_spec(const char *spec, uint64_t seed, emdpo_llama **out, em
     if (!vals[3]) vals[3] = vals[0] % 16 == 0 ? vals[0] / 16 : 1;
     if (!vals[4]) vals[4] = vals[3];
     if (!vals[1]) vals[1] = (2 * 4 * vals[0] / 3 + 31) / 32 * 32; /* llama2.c's SwiGLU width */
-    emdpo_llama_config c = {vals[0], vals[1], vals[2], vals[3], vals[4], vals[5], vals[6], vals[7] != 0, 1e-5f,
-                            10000.0f, EMDPO_ROPE_DEFAULT, 0.0f, 0.0f, 0.0f, 0};
+    emdpo_llama_config c = {.dim = vals[0], .hidden_dim = vals[1], .n_layers = vals[2], .n_heads = vals[3],
+                            .n_kv_heads = vals[4], .vocab_size = vals[5], .max_seq_len = vals[6],
+                            .tied = vals[7] != 0, .norm_eps = 1e-5f, .rope_theta = 10000.0f};
     if (emdpo_llama_config_check(&c))
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG,
                                "config: inconsistent architecture (dim divisible by heads, heads by kv_heads, an even "
@@ -86,7 +87,7 @@ int emdpo_llama_save_llama2c(const emdpo_llama *m, const char *path, emdpo_diag 
 }
 
 int emdpo_llama_vocab_size(const emdpo_llama *m) { return m ? m->config.vocab_size : 0; }
-int emdpo_llama_context_length(const emdpo_llama *m) { return m ? m->config.max_seq_len : 0; }
+int emdpo_llama_context_length(const emdpo_llama *m) { return m ? emdpo_llama_context(&m->config) : 0; }
 int emdpo_llama_dim(const emdpo_llama *m) { return m ? m->config.dim : 0; }
 size_t emdpo_llama_n_params(const emdpo_llama *m) { return m ? m->num_params : 0; }
 const char *emdpo_llama_source(const emdpo_llama *m) { return m ? m->source : NULL; }

@@ -70,7 +70,8 @@ static int resolve_opts(const emdpo_llama *const *pol, int K, int M, const emdpo
         return EMDPO_ERR_INVALID_ARG;
     for (int b = 0; b < M; b++)
         if (pol[b]->config.vocab_size != ref->config.vocab_size) return EMDPO_ERR_INVALID_ARG;
-    if (!r->max_length) r->max_length = ref->config.max_seq_len < 512 ? ref->config.max_seq_len : 512;
+    int ctx = emdpo_llama_context(&ref->config);
+    if (!r->max_length) r->max_length = ctx < 512 ? ctx : 512;
     if (!r->max_prompt_length) r->max_prompt_length = r->max_length / 2;
     if (r->max_prompt_length < 1 || r->max_length <= r->max_prompt_length) return EMDPO_ERR_INVALID_ARG;
     return EMDPO_OK;
@@ -137,8 +138,8 @@ int emdpo_lm_mmra_sample(const emdpo_llama *const *pol, int K, int M, const emdp
     /* A response needs one token of room, plus EOS. */
     if (r.max_length < 3) return EMDPO_ERR_INVALID_ARG;
     for (int b = 0; b < M; b++)
-        if (pol[b]->config.max_seq_len < r.max_length) return EMDPO_ERR_LIMIT;
-    if (ref->config.max_seq_len < r.max_length) return EMDPO_ERR_LIMIT;
+        if (emdpo_llama_context(&pol[b]->config) < r.max_length) return EMDPO_ERR_LIMIT;
+    if (emdpo_llama_context(&ref->config) < r.max_length) return EMDPO_ERR_LIMIT;
     int64_t n_pr = r.max_prompts && r.max_prompts < d->n_dec ? r.max_prompts : d->n_dec;
     if (n_pr > INT32_MAX / r.samples) return EMDPO_ERR_LIMIT;
     int N = (int)n_pr * r.samples, max_T = r.max_length - 1;

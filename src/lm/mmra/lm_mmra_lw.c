@@ -152,7 +152,8 @@ int emdpo_lm_mmra_lw(const emdpo_llama *sft, const emdpo_llama *const *types, in
     s.estimator = o->estimator;
     s.mo = o->regret;
     s.mo.beta = o->beta;
-    s.mo.max_length = o->max_length ? o->max_length : (sft->config.max_seq_len < 512 ? sft->config.max_seq_len : 512);
+    int ctx = emdpo_llama_context(&sft->config);
+    s.mo.max_length = o->max_length ? o->max_length : (ctx < 512 ? ctx : 512);
     s.mo.max_prompt_length = o->max_prompt_length ? o->max_prompt_length : s.mo.max_length / 2;
     if (s.mo.max_prompt_length < 1 || s.mo.max_length <= s.mo.max_prompt_length) return EMDPO_ERR_INVALID_ARG;
 

@@ -332,10 +332,10 @@ int emdpo_lm_mmra_onpolicy(const emdpo_llama *sft, const emdpo_llama *const *typ
     s.tok = tok;
     s.d = d;
     s.o = o;
-    int L = o->max_length ? o->max_length : (sft->config.max_seq_len < 512 ? sft->config.max_seq_len : 512);
+    int ctx = emdpo_llama_context(&sft->config), L = o->max_length ? o->max_length : (ctx < 512 ? ctx : 512);
     int mpl = o->max_prompt_length ? o->max_prompt_length : L / 2;
     if (L < 3 || mpl < 1 || mpl >= L) return EMDPO_ERR_INVALID_ARG;
-    if (L > sft->config.max_seq_len) return EMDPO_ERR_LIMIT;
+    if (L > ctx) return EMDPO_ERR_LIMIT;
     s.P = mpl < L - 2 ? mpl : L - 2;
     s.max_T = L - 1;
     s.N = o->batch * o->samples;
