@@ -267,6 +267,13 @@ static const struct pre_type {
      0, 0},
 };
 
+const char *emdpo_gguf_pre_name(const char *regex, size_t len) {
+    static const char *const names[] = {"gpt-2", "llama-bpe", "qwen2"}; /* pre_types' order */
+    for (size_t i = 0; i < sizeof pre_types / sizeof pre_types[0]; i++)
+        if (strlen(pre_types[i].regex) == len && memcmp(pre_types[i].regex, regex, len) == 0) return names[i];
+    return NULL;
+}
+
 static const struct pre_type *find_pre(const char *name) {
     char key[40];
     snprintf(key, sizeof key, "|%s|", *name ? name : "default");

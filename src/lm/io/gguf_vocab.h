@@ -36,4 +36,9 @@
  * another kind, EMDPO_ERR_IO, EMDPO_ERR_NOMEM. */
 int emdpo_gguf_tokenizer(const char *path, emdpo_tokenizer **out, int *n_vocab, emdpo_diag *diag);
 
+/* llama.cpp's tokenizer.ggml.pre name for a byte-level BPE tokenizer.json's
+ * Split regex (regex[0..len)): "gpt-2", "llama-bpe" or "qwen2"; NULL for
+ * one llama.cpp's GGUF vocabularies read here do not name. */
+const char *emdpo_gguf_pre_name(const char *regex, size_t len);
+
 #endif
