@@ -175,13 +175,13 @@ static int model_tokenizer(const char *model, int mixture, char **out, emdpo_dia
         if (json && !emdpo_path_is_file(json)) {
             emdpo_strfree(json);
             return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG,
-                                   "the model directory has no tokenizer.json: give the tokenizer");
+                                   "tokenizer missing: the model directory has no tokenizer.json");
         }
         *out = json;
     } else {
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG,
-                               "only a GGUF file or a Hugging Face directory with tokenizer.json carries its "
-                               "tokenizer: give the tokenizer");
+                               "tokenizer missing: only a GGUF file or a Hugging Face directory with tokenizer.json "
+                               "carries its own");
     }
     return *out ? EMDPO_OK : emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
 }

@@ -663,8 +663,7 @@ int emdpo_gguf_model_save(const emdpo_llama *m, const char *tokenizer, const cha
     if (emdpo_gguf_writer_create(&w)) return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
     int rc = put_hparams(w, c, type);
     if (rc) emdpo_diag_fail(diag, rc, "cannot write the metadata: %s", emdpo_status_name(rc));
-    if (!rc) rc = put_vocab(w, tokenizer, c->vocab_size, diag);
-    emdpo_diag_reset(diag, path);
+    if (!rc && !(rc = put_vocab(w, tokenizer, c->vocab_size, diag))) emdpo_diag_reset(diag, path);
     int hs = emdpo_llama_head_size(c);
     /* Rotate-half models get reordered copies of q, k and theirs, which
      * must live until the file is written. */
