@@ -312,8 +312,18 @@ int emdpo_gguf_model_load(const char *path, emdpo_llama **out, emdpo_diag *diag)
     unsigned char *used = NULL;
     float *scratch = NULL, *divisors = NULL;
     size_t n_items = 0, cap = 0, scratch_n = 0, n_t = emdpo_gguf_n_tensors(g);
-    if (!(rc = emdpo_gguf_check_tensors(g, diag)) && !(rc = read_config(g, &c, &orig_ctx, diag)))
-        rc = emdpo_llama_create(&c, &m) ? emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory") : EMDPO_OK;
+    if (!(rc = emdpo_gguf_check_tensors(g, diag)) && !(rc = read_config(g, &c, &orig_ctx, diag))) {
+        /* Every parameter comes from the file's tensors: nothing is
+         * allocated for a model the file cannot hold. */
+        uint64_t held = 0;
+        for (size_t i = 0; i < n_t; i++) held += emdpo_gguf_tensor_at(g, i)->numel;
+        if ((uint64_t)emdpo_llama_num_params(&c) > held)
+            rc = emdpo_diag_fail(diag, EMDPO_ERR_PARSE,
+                                 "the hyper-parameters describe %zu parameters; the file's tensors hold %llu",
+                                 emdpo_llama_num_params(&c), (unsigned long long)held);
+        else if (emdpo_llama_create(&c, &m))
+            rc = emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+    }
     int hs = rc ? 0 : emdpo_llama_head_size(&c);
     cap = rc ? 0 : 4 + (size_t)c.n_layers * N_W;
     if (!rc && (!(items = emdpo_calloc(cap, sizeof *items)) || !(used = emdpo_calloc(n_t + 1, 1))))
