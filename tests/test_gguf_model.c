@@ -89,6 +89,21 @@ static void greedy_parity(const char *model, const char *tokenizer, const char *
     emdpo_llama_free(m);
 }
 
+/* A GGUF file emdpo writes runs in llama.cpp: the model saved (float32)
+ * with its own vocabulary, the file tools/gguf_written_fixture.sh gave to
+ * node-llama-cpp, gives llama.cpp's greedy tokens. */
+static void written_parity(const char *model, const char *fixture) {
+    emdpo_llama *m = NULL;
+    emdpo_diag d;
+    CHECK_MSG(emdpo_llama_load(model, &m, &d) == EMDPO_OK, "%s: %s", model, d.msg);
+    char path[128];
+    snprintf(path, sizeof path, "%s", tmp("written.gguf"));
+    CHECK_MSG(m && emdpo_llama_save_gguf(m, model, path, "f32", &d) == EMDPO_OK, "%s: %s", model, d.msg);
+    emdpo_llama_free(m);
+    greedy_parity(path, path, fixture);
+    remove(path);
+}
+
 /* The Hugging Face twin holds the same weights: identical parameters once
  * both orders of q/k rows are mapped to emdpo's. */
 static void twin(const char *gguf, const char *hf) {
@@ -342,6 +357,8 @@ int main(void) {
         snprintf(hf, sizeof hf, FIX "%s_hf", fix[i]);
         snprintf(ids, sizeof ids, FIX "%s.llama_cpp.jsonl", fix[i]);
         greedy_parity(model, model, ids);
+        snprintf(ids, sizeof ids, FIX "written_%s.llama_cpp.jsonl", fix[i]);
+        written_parity(model, ids);
         twin(model, hf);
         round_trip(model);
     }
