@@ -2,7 +2,7 @@
 # Checkpoints through the commands: the PyTorch-made sharded bfloat16
 # fixture trained for a step at learning rate 0 comes back as one bfloat16
 # file with the same bits (and, with --save-dtype, as F16/F32); --save-dtype
-# reaches sft, fit, baseline and aggregate; the tokenizer and
+# reaches sft, fit, baseline, aggregate and convert; the tokenizer and
 # generation_config.json are written beside the weights; and, when
 # /usr/bin/python3 has PyTorch, tools/hf_check.py loads every saved
 # directory as transformers would and finds the fixture's tensors and
@@ -88,5 +88,18 @@ expect_exit 0 "aggregate lw keeps bf16" "" "$E" aggregate --fit "$T/fitb" --meth
 check "aggregate policy is bf16" test "$(dtype_of "$T/agg/policy")" = BF16
 check "aggregate policy has the tokenizer" cmp -s "$T/tok.bin" "$T/agg/policy/tokenizer.bin"
 hf_check "$T/agg/policy" --dtype bfloat16
+
+if "$E" convert --help >/dev/null 2>&1; then
+    expect_exit 0 "convert keeps bf16" "" "$E" convert --model "$FIX" --out "$T/conv"
+    check "convert wrote bf16" test "$(dtype_of "$T/conv")" = BF16
+    check "convert wrote no tokenizer" test ! -e "$T/conv/tokenizer.bin"
+    expect_exit 0 "convert --save-dtype f16 --tokenizer" "" "$E" convert --model "$FIX" --out "$T/conv16" \
+        --save-dtype f16 --tokenizer "$T/tok.bin"
+    check "convert wrote f16" test "$(dtype_of "$T/conv16")" = F16
+    check "convert copied the tokenizer" cmp -s "$T/tok.bin" "$T/conv16/tokenizer.bin"
+    hf_check "$T/conv16" --dtype float16
+    expect_exit 2 "--save-dtype for GGUF output" "--save-dtype is for a Hugging Face directory" "$E" convert \
+        --model "$FIX" --out "$T/x.gguf" --save-dtype f16
+fi
 
 finish cli_checkpoint

@@ -93,21 +93,21 @@ static void test_conversions(void) {
     /* Widening then narrowing gives every bit pattern back, NaNs included. */
     int bad_f16 = 0, bad_bf16 = 0, bad_widen = 0;
     for (uint32_t h = 0; h < 65536; h++) {
-        bad_f16 += emdpo_f32_to_f16(emdpo_f16_to_f32((uint16_t)h)) != h;
-        bad_bf16 += emdpo_f32_to_bf16(emdpo_bf16_to_f32((uint16_t)h)) != h;
+        bad_f16 += emdpo_float_to_half(emdpo_half_to_float((uint16_t)h)) != h;
+        bad_bf16 += emdpo_float_to_bf16(emdpo_bf16_to_float((uint16_t)h)) != h;
         /* Finite F16 values against their definition. */
         int e = (h >> 10) & 31, m = h & 1023;
         if (e == 31) continue;
         double v = e ? (1024 + m) * 0x1p-10 * (double)(1 << e) * 0x1p-15 : m * 0x1p-24;
         if (h & 0x8000) v = -v;
-        bad_widen += (double)emdpo_f16_to_f32((uint16_t)h) != v;
+        bad_widen += (double)emdpo_half_to_float((uint16_t)h) != v;
     }
     CHECK_EQ_INT(bad_f16, 0);
     CHECK_EQ_INT(bad_bf16, 0);
     CHECK_EQ_INT(bad_widen, 0);
-    CHECK(emdpo_f32_to_f16(65519.99f) == 0x7BFF && emdpo_f32_to_f16(65520.0f) == 0x7C00);
-    CHECK(emdpo_f32_to_f16(0x1p-25f) == 0 && emdpo_f32_to_f16(0x1.8p-25f) == 1 && emdpo_f32_to_f16(-0.0f) == 0x8000);
-    CHECK(emdpo_f32_to_bf16(1.00390625f) == 0x3F80 && emdpo_f32_to_bf16(1.01171875f) == 0x3F82);
+    CHECK(emdpo_float_to_half(65519.99f) == 0x7BFF && emdpo_float_to_half(65520.0f) == 0x7C00);
+    CHECK(emdpo_float_to_half(0x1p-25f) == 0 && emdpo_float_to_half(0x1.8p-25f) == 1 && emdpo_float_to_half(-0.0f) == 0x8000);
+    CHECK(emdpo_float_to_bf16(1.00390625f) == 0x3F80 && emdpo_float_to_bf16(1.01171875f) == 0x3F82);
 
     /* PyTorch's .half() and .bfloat16() of the fixture's values, through
      * the writer and the reader. */
@@ -262,8 +262,8 @@ static void test_roundtrip(const char *dir) {
         /* f32 -> 16 bits rounds each value to its nearest. */
         for (size_t i = 0; a && dts[k] != EMDPO_DTYPE_F32 && i < a->num_params; i += 97) {
             float w = m->param_buf[i];
-            float r = dts[k] == EMDPO_DTYPE_F16 ? emdpo_f16_to_f32(emdpo_f32_to_f16(w))
-                                                : emdpo_bf16_to_f32(emdpo_f32_to_bf16(w));
+            float r = dts[k] == EMDPO_DTYPE_F16 ? emdpo_half_to_float(emdpo_float_to_half(w))
+                                                : emdpo_bf16_to_float(emdpo_float_to_bf16(w));
             CHECK(a->param_buf[i] == r);
         }
         emdpo_llama_free(a);

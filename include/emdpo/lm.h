@@ -32,9 +32,11 @@ typedef struct emdpo_llama emdpo_llama;
 
 /* The one loader: a directory is a Hugging Face checkpoint (config.json +
  * model.safetensors, or the shards model.safetensors.index.json names;
- * F32, F16 or BF16 weights, converted to float32 exactly), a file a
- * llama2.c checkpoint. EMDPO_ERR_IO, EMDPO_ERR_PARSE (diag: the file and
- * what is wrong),
+ * F32, F16 or BF16 weights, converted to float32 exactly), a GGUF file (by
+ * its magic; architectures llama, qwen2 and qwen3, tensors F32, F16, BF16,
+ * Q8_0, Q4_0 and Q4_K dequantised to float32) a llama.cpp model, another
+ * file a llama2.c checkpoint. EMDPO_ERR_IO, EMDPO_ERR_PARSE (diag: the file
+ * and what is wrong),
  * EMDPO_ERR_UNSUPPORTED (an architecture variant emdpo does not run),
  * EMDPO_ERR_NOMEM. */
 EMDPO_API int emdpo_llama_load(const char *path, emdpo_llama **out, emdpo_diag *diag);
@@ -48,6 +50,23 @@ EMDPO_API int emdpo_llama_from_spec(const char *spec, uint64_t seed, emdpo_llama
 /* emdpo_llama_save_with (below) with emdpo_llama_save_opts_init's options:
  * the weights in the dtype they were loaded from, no tokenizer files. */
 EMDPO_API int emdpo_llama_save(const emdpo_llama *m, const char *dir, emdpo_diag *diag);
+/* Writes a GGUF file (version 3) that llama.cpp and ollama run, atomically:
+ * architecture llama (Llama, Mistral), qwen2 or qwen3 with every
+ * hyper-parameter llama.cpp reads (Llama 3.1's RoPE scaling as the
+ * rope_freqs tensor), matrices stored as dtype "f32", "f16" (NULL),
+ * "bf16" or "q8_0" (norms in f32), and the vocabulary of tokenizer: a GGUF
+ * file's tokenizer metadata as it is, a byte-level BPE tokenizer.json (or
+ * the Hugging Face directory holding it) as llama.cpp's "gpt2" vocabulary,
+ * or a llama2.c tokenizer.bin as its "llama" one. tokenizer NULL: the file
+ * the model was loaded from, when that is a GGUF file. The vocabulary must
+ * cover the model's vocab_size ids (a tokenizer.json with fewer is padded
+ * with unused tokens, as llama.cpp's converter does).
+ * EMDPO_ERR_INVALID_ARG (a bad dtype, no tokenizer), EMDPO_ERR_UNSUPPORTED
+ * (a tokenizer llama.cpp cannot be told about), EMDPO_ERR_PARSE (a
+ * tokenizer that does not fit the model), EMDPO_ERR_IO, EMDPO_ERR_NOMEM;
+ * diag says which. */
+EMDPO_API int emdpo_llama_save_gguf(const emdpo_llama *m, const char *tokenizer, const char *path, const char *dtype,
+                                    emdpo_diag *diag);
 /* Writes a llama2.c checkpoint file, atomically. EMDPO_ERR_UNSUPPORTED when
  * the model's RMSNorm epsilon or RoPE base differ from the format's. */
 EMDPO_API int emdpo_llama_save_llama2c(const emdpo_llama *m, const char *path, emdpo_diag *diag);

@@ -1,12 +1,14 @@
-/* 16-bit floats: IEEE half precision (F16) and bfloat16 (BF16), as stored
- * in safetensors and GGUF files, to and from float32 by bit manipulation.
+/* 16-bit floats: IEEE binary16 (F16) and bfloat16 (BF16), the storage
+ * types of checkpoints (safetensors, GGUF), to and from float32 by bit
+ * manipulation; inline, as loaders convert every element through them.
  *
  * Widening is exact (every F16 and BF16 value is a float32). Narrowing
- * rounds to nearest, ties to even, as PyTorch's .half() and .bfloat16() do:
- * F16 overflows to infinity from 65520 up, and values below 2^-14 become
- * subnormals (or zero below 2^-25). A NaN stays a NaN of the same sign with
- * the top bits of its payload (PyTorch writes BF16 NaNs as 0x7FC0), so that
- * narrowing a widened value gives back the same bits, NaNs included. */
+ * rounds to nearest, ties to even, as PyTorch's .half() and .bfloat16()
+ * and ggml do: F16 overflows to infinity from 65520 up, and values below
+ * 2^-14 become subnormals (or zero from 2^-25 down). A NaN stays a NaN of
+ * the same sign with the top bits of its payload (PyTorch writes BF16 NaNs
+ * as 0x7FC0), so that narrowing a widened value gives back the same bits,
+ * NaNs included. */
 #ifndef EMDPO_HALF_H
 #define EMDPO_HALF_H
 
@@ -25,9 +27,9 @@ static inline float emdpo_bits_f32(uint32_t u) {
     return f;
 }
 
-static inline float emdpo_bf16_to_f32(uint16_t h) { return emdpo_bits_f32((uint32_t)h << 16); }
+static inline float emdpo_bf16_to_float(uint16_t h) { return emdpo_bits_f32((uint32_t)h << 16); }
 
-static inline float emdpo_f16_to_f32(uint16_t h) {
+static inline float emdpo_half_to_float(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
     if (exp == 31) return emdpo_bits_f32(sign | 0x7f800000u | mant << 13);
     if (exp) return emdpo_bits_f32(sign | (exp + 112) << 23 | mant << 13);
@@ -41,7 +43,7 @@ static inline float emdpo_f16_to_f32(uint16_t h) {
     return emdpo_bits_f32(sign | e << 23 | (mant & 0x3ff) << 13);
 }
 
-static inline uint16_t emdpo_f32_to_bf16(float f) {
+static inline uint16_t emdpo_float_to_bf16(float f) {
     uint32_t u = emdpo_f32_bits(f);
     if ((u & 0x7fffffffu) > 0x7f800000u) {
         uint32_t m = (u >> 16) & 0x7f;
@@ -50,7 +52,7 @@ static inline uint16_t emdpo_f32_to_bf16(float f) {
     return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
 }
 
-static inline uint16_t emdpo_f32_to_f16(float f) {
+static inline uint16_t emdpo_float_to_half(float f) {
     uint32_t u = emdpo_f32_bits(f), ax = u & 0x7fffffffu;
     uint16_t sign = (uint16_t)(u >> 16 & 0x8000);
     if (ax > 0x7f800000u) {

@@ -221,6 +221,8 @@ int main(void) {
     CHECK_MSG(emdpo_llama_load(NULL, NULL, NULL) != EMDPO_OK, "emdpo_llama_load");
     CHECK_MSG(emdpo_llama_from_spec(NULL, 0, NULL, NULL) != EMDPO_OK, "emdpo_llama_from_spec");
     CHECK_MSG(emdpo_llama_save(NULL, NULL, NULL) != EMDPO_OK, "emdpo_llama_save");
+    (void)emdpo_llama_save_gguf(NULL, NULL, NULL, NULL, NULL);
+    CHECK(1);
     (void)emdpo_llama_save_llama2c(NULL, NULL, NULL);
     CHECK(1);
     emdpo_llama_free(NULL);
@@ -711,6 +713,7 @@ int main(void) {
  *   emdpo_llama_load
  *   emdpo_llama_from_spec
  *   emdpo_llama_save
+ *   emdpo_llama_save_gguf
  *   emdpo_llama_save_llama2c
  *   emdpo_llama_free
  *   emdpo_llama_vocab_size

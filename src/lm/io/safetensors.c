@@ -394,10 +394,10 @@ static void convert(emdpo_st_dtype dt, const unsigned char *s, size_t count, flo
             dst[i] = emdpo_bits_f32((uint32_t)s[0] | (uint32_t)s[1] << 8 | (uint32_t)s[2] << 16 | (uint32_t)s[3] << 24);
         break;
     case EMDPO_ST_BF16:
-        for (size_t i = 0; i < count; i++, s += 2) dst[i] = emdpo_bf16_to_f32((uint16_t)(s[0] | s[1] << 8));
+        for (size_t i = 0; i < count; i++, s += 2) dst[i] = emdpo_bf16_to_float((uint16_t)(s[0] | s[1] << 8));
         break;
     case EMDPO_ST_F16:
-        for (size_t i = 0; i < count; i++, s += 2) dst[i] = emdpo_f16_to_f32((uint16_t)(s[0] | s[1] << 8));
+        for (size_t i = 0; i < count; i++, s += 2) dst[i] = emdpo_half_to_float((uint16_t)(s[0] | s[1] << 8));
         break;
     default: /* F64: read_f32 admits no other dtype */
         for (size_t i = 0; i < count; i++, s += 8) {
@@ -594,8 +594,8 @@ static void put_floats(const float *src, size_t count, emdpo_st_dtype dtype, FIL
         size_t k = count - done < sizeof buf / size ? count - done : sizeof buf / size;
         for (size_t i = 0; i < k; i++) {
             uint32_t u = dtype == EMDPO_ST_F32    ? emdpo_f32_bits(src[done + i])
-                         : dtype == EMDPO_ST_BF16 ? emdpo_f32_to_bf16(src[done + i])
-                                                  : emdpo_f32_to_f16(src[done + i]);
+                         : dtype == EMDPO_ST_BF16 ? emdpo_float_to_bf16(src[done + i])
+                                                  : emdpo_float_to_half(src[done + i]);
             for (unsigned b = 0; b < size; b++) buf[size * i + b] = (unsigned char)(u >> (8 * b));
         }
         fwrite(buf, size, k, fp);
