@@ -79,10 +79,29 @@ int emdpo_llama_from_spec(const char *spec, uint64_t seed, emdpo_llama **out, em
     return EMDPO_OK;
 }
 
-int emdpo_llama_save(const emdpo_llama *m, const char *dir, emdpo_diag *diag) {
+const char *emdpo_dtype_name(int d) {
+    static const char *const names[] = {"auto", "f32", "f16", "bf16"};
+    return d >= 0 && d < (int)(sizeof names / sizeof *names) ? names[d] : NULL;
+}
+
+emdpo_dtype emdpo_llama_file_dtype(const emdpo_llama *m) {
+    return m && m->file_dtype ? (emdpo_dtype)m->file_dtype : EMDPO_DTYPE_F32;
+}
+
+void emdpo_llama_save_opts_init(emdpo_llama_save_opts *o) {
+    if (!o) return;
+    o->dtype = EMDPO_DTYPE_AUTO;
+    o->tokenizer = NULL;
+}
+
+int emdpo_llama_save_with(const emdpo_llama *m, const char *dir, const emdpo_llama_save_opts *o, emdpo_diag *diag) {
     emdpo_diag_reset(diag, dir);
     if (!m || !dir) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no model or directory");
-    return emdpo_llama_hf_save(m, dir, diag);
+    return emdpo_llama_hf_save(m, dir, o, diag);
+}
+
+int emdpo_llama_save(const emdpo_llama *m, const char *dir, emdpo_diag *diag) {
+    return emdpo_llama_save_with(m, dir, NULL, diag);
 }
 
 int emdpo_llama_save_gguf(const emdpo_llama *m, const char *tokenizer, const char *path, const char *dtype,
