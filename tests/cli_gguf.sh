@@ -27,6 +27,10 @@ check "the twin gives the same text" cmp -s "$T/gguf" "$T/stdout"
 expect_exit 0 "convert to f16 GGUF" "" "$E" convert --model $F/llama3_rope.gguf --out "$T/m.gguf" --dtype f16
 expect_exit 0 "generate from the f16 file" "" $G --model "$T/m.gguf" --prompt "Once upon a time"
 check "the prompt starts the f16 text" grep -q "^Once upon a time" "$T/stdout"
+expect_exit 0 "the f16 file to a Hugging Face directory" "" "$E" convert --model "$T/m.gguf" --out "$T/hf16" \
+    --tokenizer $F/llama3_rope.gguf
+check "... keeps f16" sh -c "head -c 4096 '$T/hf16/model.safetensors' | grep -q '\"F16\"'"
+check "... and says so in config.json" grep -q '"torch_dtype": "float16"' "$T/hf16/config.json"
 expect_exit 0 "convert to a Hugging Face directory" "" "$E" convert --model $F/llama3_rope.gguf --out "$T/hf"
 check "config.json and model.safetensors written" test -s "$T/hf/config.json" -a -s "$T/hf/model.safetensors"
 expect_exit 0 "generate from it" "" $G --model "$T/hf" --tokenizer $F/llama3_rope.gguf --prompt "Once upon a time"

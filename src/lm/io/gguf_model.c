@@ -373,6 +373,12 @@ int emdpo_gguf_model_load(const char *path, emdpo_llama **out, emdpo_diag *diag)
         rc = emdpo_gguf_read_f32(g, items[i].t, s->heads ? scratch : s->data, diag);
         if (!rc && s->heads) reorder(s, scratch, s->data, hs, 0);
     }
+    /* The dtype a save keeps: F16 or BF16 when every matrix is stored so
+     * (quantised ones widen to F32). */
+    long mt = -1;
+    for (size_t i = 0; !rc && i < n_items; i++)
+        if (items[i].s.n_dims == 2) mt = mt < 0 || mt == (long)items[i].t->type ? (long)items[i].t->type : -2;
+    if (!rc) m->file_dtype = mt == EMDPO_GGML_F16 ? EMDPO_DTYPE_F16 : mt == EMDPO_GGML_BF16 ? EMDPO_DTYPE_BF16 : EMDPO_DTYPE_F32;
     emdpo_free(scratch, scratch_n * sizeof *scratch);
     emdpo_free(divisors, divisors ? (size_t)hs / 2 * sizeof *divisors : 0);
     emdpo_free(items, cap * sizeof *items);
