@@ -2,7 +2,8 @@
  * parameters), and prints a RESULT line: the seconds the load took, the
  * peak resident memory above what the process held before it (the load's
  * own peak: getrusage's maxrss grows only during the load), and the
- * parameters' float32 size, in MiB. bench/st_load.sh runs it.
+ * parameters' float32 size, in MiB, under NAME (default emdpo).
+ * bench/st_load.sh runs it.
  *
  * bench_load --touch MIB: the floor of any float32 load instead, the time
  * to allocate and first write MIB MiB (the kernel zeroes each fresh page). */
@@ -37,10 +38,11 @@ int main(int argc, char **argv) {
         free(p);
         return 0;
     }
-    if (argc != 2) {
-        fprintf(stderr, "usage: bench_load MODEL | bench_load --touch MIB\n");
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: bench_load MODEL [NAME] | bench_load --touch MIB\n");
         return 2;
     }
+    const char *name = argc == 3 ? argv[2] : "emdpo";
     double base = rss_mib(), t0 = now();
     emdpo_llama *m = NULL;
     emdpo_diag d;
@@ -50,7 +52,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: %s\n", d.file, d.msg);
         return 1;
     }
-    printf("RESULT emdpo_s=%.4f emdpo_peak_mib=%.1f f32_mib=%.1f params=%zu dtype=%s\n", s, rss_mib() - base,
+    printf("RESULT %s_s=%.4f %s_peak_mib=%.1f f32_mib=%.1f params=%zu dtype=%s\n", name, s, name, rss_mib() - base,
            (double)emdpo_llama_n_params(m) * 4 / 1048576.0, emdpo_llama_n_params(m),
            emdpo_dtype_name(emdpo_llama_file_dtype(m)));
     emdpo_llama_free(m);

@@ -7,6 +7,8 @@
 #   touch      allocating and first writing the float32 size (513 MiB): the
 #              floor of any float32 load, the kernel zeroing each fresh page
 #   emdpo      emdpo_llama_load (bench/bench_load.c)
+#   emdpo gguf the same model as a bf16 GGUF file (emdpo convert), loaded the
+#              same way; cat gguf reads that file as cat does
 #   torch f32  PyTorch reading the file as the safetensors library's
 #              load_file does (mmap, a copy per tensor), each tensor .float()
 #   torch bf16 the same keeping bfloat16 (what scoring in bf16 would hold)
@@ -29,7 +31,7 @@ make -s "$BUILD/libemdpo.a"
 $CC -std=c11 -D_POSIX_C_SOURCE=200809L -Iinclude -O3 -march=native -fopenmp -Wall -Wextra bench/bench_load.c \
     "$BUILD/libemdpo.a" -lopenblas -lpcre2-8 -lutf8proc -lz -lm -fopenmp -o "$OUT/bench_load"
 M="$OUT/smollm2_135m_bf16"
-[ -f "$M/model.safetensors" ] || "$PY" bench/st_model.py write "$M"
+[ -f "$M/model.safetensors" ] && [ -f "$M/tokenizer.bin" ] || "$PY" bench/st_model.py write "$M"
 F="$M/model.safetensors"
 CPU=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
 echo "machine: ${CPU:-unknown}, $(nproc) cores, load average $(cut -d' ' -f1 /proc/loadavg); $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -58,6 +60,15 @@ cat_once() {
 runs cat_once
 runs "$OUT/bench_load" --touch 513
 runs "$OUT/bench_load" "$M"
+G="$OUT/smollm2_135m_bf16.gguf"
+[ -f "$G" ] || "$EMDPO" convert --model "$M" --tokenizer "$M/tokenizer.bin" --out "$G" --dtype bf16
+cat "$G" >/dev/null
+cat_gguf_once() {
+    t0=$(now); cat "$G" >/dev/null; t1=$(now)
+    echo "RESULT cat_gguf_s=$(echo "$t1 - $t0" | bc -l | sed 's/^\./0./')"
+}
+runs cat_gguf_once
+runs "$OUT/bench_load" "$G" gguf
 if [ $HAVE_TORCH = 1 ]; then
     runs "$PY" bench/st_model.py load "$F" f32
     runs "$PY" bench/st_model.py load "$F" bf16
@@ -69,6 +80,8 @@ line() { printf '%-34s %10s %14s %10s\n' "$1" "$2" "$3" "$(echo "$3" | awk -v f=
 line "cat (page cache)" "$(median cat_s)" "-"
 line "touch 513 MiB (floor)" "$(median touch_s)" "$(median touch_peak_mib)"
 line "emdpo load -> f32" "$(median emdpo_s)" "$(median emdpo_peak_mib)"
+line "cat gguf (page cache)" "$(median cat_gguf_s)" "-"
+line "emdpo load gguf -> f32" "$(median gguf_s)" "$(median gguf_peak_mib)"
 [ $HAVE_TORCH = 1 ] && line "torch state dict -> f32" "$(median torch_f32_s)" "$(median torch_f32_peak_mib)"
 [ $HAVE_TORCH = 1 ] && line "torch state dict, bf16" "$(median torch_bf16_s)" "$(median torch_bf16_peak_mib)"
 echo "f32 size of the tensors: $f32 MiB"

@@ -58,6 +58,19 @@ def write(d):
               "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "bfloat16"}
     with open(os.path.join(d, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
+    write_vocab(os.path.join(d, "tokenizer.bin"))
+
+
+def write_vocab(path):
+    """A llama2.c tokenizer.bin of V pieces (<unk>, BOS, EOS, the 256 byte
+    pieces, then made-up ones), so that `emdpo convert` can write the model
+    as a GGUF file with a vocabulary of its size."""
+    pieces = [b"<unk>", b"\n<s>\n", b"\n</s>\n"] + [b"<0x%02X>" % i for i in range(256)]
+    pieces += [b"p%d" % i for i in range(V - len(pieces))]
+    with open(path, "wb") as f:
+        f.write(struct.pack("<i", max(len(p) for p in pieces)))
+        for i, p in enumerate(pieces):
+            f.write(struct.pack("<fi", 0.0 if i < 259 else -float(i), len(p)) + p)
 
 
 def rss_mib():

@@ -579,10 +579,15 @@ static void deq_q4_k(const unsigned char *b, float *y, uint64_t nb) {
     }
 }
 
-int emdpo_gguf_read_f32(const emdpo_gguf *g, const emdpo_gguf_tensor *t, float *dst, emdpo_diag *diag) {
-    const unsigned char *p = g->img + g->data_off + t->offset;
-    uint64_t n = t->numel;
-    switch (t->type) {
+/* Blocks of up to CHUNK_BYTES of the file are converted at a time, and the
+ * file's pages dropped after each, so that a load holds the float32
+ * parameters and one chunk of the mapped file, not a whole large tensor
+ * (an embedding can be a tenth of the model). */
+enum { CHUNK_BYTES = 1 << 20 };
+
+/* Converts n elements of type at p (whole blocks) into dst. */
+static void convert(uint32_t type, const unsigned char *p, float *dst, uint64_t n) {
+    switch (type) {
     case EMDPO_GGML_F32:
         for (uint64_t i = 0; i < n; i++) dst[i] = le_f32(p + 4 * i);
         break;
@@ -594,21 +599,45 @@ int emdpo_gguf_read_f32(const emdpo_gguf *g, const emdpo_gguf_tensor *t, float *
         break;
     case EMDPO_GGML_Q8_0: deq_q8_0(p, dst, n / 32); break;
     case EMDPO_GGML_Q4_0: deq_q4_0(p, dst, n / 32); break;
-    case EMDPO_GGML_Q4_K: deq_q4_k(p, dst, n / 256); break;
-    default: {
+    default: deq_q4_k(p, dst, n / 256); break;
+    }
+}
+
+/* Elements and bytes of one block of a type emdpo reads; 0 for others. */
+static void block_of(uint32_t type, uint64_t *elems, uint64_t *bytes) {
+    switch (type) {
+    case EMDPO_GGML_F32: *elems = 1, *bytes = 4; break;
+    case EMDPO_GGML_F16:
+    case EMDPO_GGML_BF16: *elems = 1, *bytes = 2; break;
+    case EMDPO_GGML_Q8_0: *elems = 32, *bytes = 34; break;
+    case EMDPO_GGML_Q4_0: *elems = 32, *bytes = 18; break;
+    case EMDPO_GGML_Q4_K: *elems = 256, *bytes = 144; break;
+    default: *elems = *bytes = 0;
+    }
+}
+
+int emdpo_gguf_read_f32(const emdpo_gguf *g, const emdpo_gguf_tensor *t, float *dst, emdpo_diag *diag) {
+    const unsigned char *p = g->img + g->data_off + t->offset;
+    uint64_t be, bb;
+    block_of(t->type, &be, &bb);
+    if (!be) {
         char msg[96];
         snprintf(msg, sizeof msg, "its type %s is not read by emdpo (F32, F16, BF16, Q8_0, Q4_0 and Q4_K are)",
                  emdpo_ggml_type_name(t->type));
         return tensor_fail(t, diag, EMDPO_ERR_UNSUPPORTED, msg);
     }
-    }
-    if (g->map && t->nbytes) {
-        /* The pages are the file's: dropping them loses nothing. */
-        long page = sysconf(_SC_PAGESIZE);
-        uintptr_t a = (uintptr_t)p, e = a + (uintptr_t)t->nbytes, ps = page > 0 ? (uintptr_t)page : 4096;
-        a = (a + ps - 1) / ps * ps;
-        e = e / ps * ps;
-        if (e > a) madvise((void *)a, (size_t)(e - a), MADV_DONTNEED);
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t ps = page > 0 ? (uintptr_t)page : 4096;
+    uint64_t step = (CHUNK_BYTES / bb) * be; /* elements per chunk, whole blocks */
+    for (uint64_t i = 0; i < t->numel; i += step) {
+        uint64_t n = t->numel - i < step ? t->numel - i : step;
+        const unsigned char *q = p + i / be * bb;
+        convert(t->type, q, dst + i, n);
+        if (g->map) {
+            /* The pages are the file's: dropping them loses nothing. */
+            uintptr_t a = ((uintptr_t)q + ps - 1) / ps * ps, e = ((uintptr_t)q + (uintptr_t)(n / be * bb)) / ps * ps;
+            if (e > a) madvise((void *)a, (size_t)(e - a), MADV_DONTNEED);
+        }
     }
     return EMDPO_OK;
 }
