@@ -20,8 +20,7 @@ tests/fixtures/hf_tiny_sharded/
     ({"metadata": {"total_size"}, "weight_map"}), with config.json
     (torch_dtype bfloat16).
 
-safetensors files are written by hand (8-byte length, JSON header, data),
-so the `safetensors` package is not needed.
+safetensors files are written by tools/st_write.py (no `safetensors` package needed).
 """
 import json
 import os
@@ -29,34 +28,7 @@ import struct
 
 import torch
 
-DTYPE_NAME = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
-
-
-def tensor_bytes(t):
-    t = t.contiguous()
-    if t.dtype == torch.float32:
-        return t.view(torch.int32).numpy().astype("<i4").tobytes()
-    return t.view(torch.int16).numpy().astype("<i2").tobytes()
-
-
-def write_safetensors(path, tensors, metadata=None):
-    header, blobs, off = {}, [], 0
-    if metadata:
-        header["__metadata__"] = metadata
-    for name, t in tensors:
-        b = tensor_bytes(t)
-        header[name] = {"dtype": DTYPE_NAME[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
-    return off
-
+from st_write import write_safetensors
 
 def rounding_values():
     f32 = lambda bits: struct.unpack("<f", struct.pack("<I", bits))[0]
