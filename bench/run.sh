@@ -13,7 +13,9 @@
 #            2048^3 peaks of OpenBLAS's sgemm and of emdpo's own kernel;
 #            LROUNDS alternating rounds (default 3), LREPS steps each (default 5)
 #   tokenize emdpo tokenize vs npm tokenizers (bench/tokenize.sh)
-#   all      everything but llama and tokenize
+#   load     loading a 135M-parameter bf16 safetensors checkpoint vs PyTorch and
+#            cat (bench/st_load.sh)
+#   all      everything but llama, tokenize and load
 # Environment: REPS (emdpo repeats, default 7), RREPS (flexmix repeats, 5),
 # FROUNDS (alternating flexmix/emdpo rounds, 3),
 # SCALE_N (annotators of the scale run, 1000000), BENCH_DIR (scratch, default build/bench).
@@ -31,6 +33,7 @@ SCALE_N=${SCALE_N:-1000000}
 OUT=${BENCH_DIR:-$BUILD/bench}
 mkdir -p "$OUT"
 [ "$WHAT" = tokenize ] && exec sh bench/tokenize.sh "$EMDPO"
+[ "$WHAT" = load ] && exec sh bench/st_load.sh "$EMDPO"
 
 make -s "$BUILD/libemdpo.a"
 BIN="$OUT/bench_em"

@@ -23,6 +23,7 @@ int cmd_sft(int argc, char **argv);
 int cmd_dpo(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
 int cmd_baseline(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_regret(int argc, char **argv);
@@ -103,13 +104,16 @@ int cli_split_pairs(char *list, const char **names, const char **paths);
 #define CLI_TOKENIZER_FLAG(dst)                                                                                   \
     {"tokenizer", CLI_STR, (dst), "PATH", "the model's tokenizer: a tokenizer.json (or the Hugging Face directory " \
                                           "holding it), a GGUF file or a llama2.c tokenizer.bin", 1, 0, 0}
+#define CLI_SAVE_DTYPE_FLAG(dst)                                                                                  \
+    {"save-dtype", CLI_ENUM, (dst), "TYPE", "saved weights: auto (the dtype the starting model was stored in), "    \
+                                            "f32, f16 or bf16", 0, 0, emdpo_dtype_name}
 #define CLI_RPO_FLAG(dst)                                                                                         \
     {"rpo-alpha", CLI_DBL, (dst), "X", "weight of the chosen responses' NLL added to the preference loss (RPO, "  \
                                        "TRL's rpo_alpha); 0 = off", 0, 0, 0}
 
 /* The EM and M-step flags of a Llama fit (fit and select --policy llama):
  * writes CLI_LM_FIT_FLAGS entries pointing into o; returns their count. */
-#define CLI_LM_FIT_FLAGS 21
+#define CLI_LM_FIT_FLAGS 22
 int cli_lm_fit_flags(cli_opt *opts, emdpo_lm_fit_opts *o);
 
 /* The EM log-likelihood line printed after every iteration. */

@@ -36,6 +36,7 @@ int cmd_baseline(int argc, char **argv) {
         {"accum", CLI_INT, &c->accum, "N", "micro-batches per optimizer step", 0, 0, 0},
         CLI_LENGTH_FLAGS(&o.max_length, &o.max_prompt_length),
         {"score-batch", CLI_INT, &o.score_batch, "N", "cluster: sequences per embedding forward", 0, 0, 0},
+        CLI_SAVE_DTYPE_FLAG(&o.save_dtype),
         {"seed", CLI_U64, &c->seed, "S", "k-means and shuffling seed; policy k shuffles with seed + k - 1", 0, 0, 0},
         CLI_READ_FLAG_LIST(&rd),
         CLI_THREADS_FLAG(&threads),

@@ -8,8 +8,12 @@ int cmd_generate(int argc, char **argv) {
     const char *model = NULL, *tokenizer = NULL, *prompt = NULL;
     int threads = 0;
     cli_opt opts[] = {
-        {"model", CLI_STR, &model, "CKPT", "a llama2.c .bin, a Hugging Face directory or a mixture.json", 1, 0, 0},
-        CLI_TOKENIZER_FLAG(&tokenizer),
+        {"model", CLI_STR, &model, "CKPT", "a Hugging Face directory, a GGUF file, a llama2.c .bin or a mixture.json",
+         1, 0, 0},
+        {"tokenizer", CLI_STR, &tokenizer, "PATH",
+         "the model's tokenizer: a tokenizer.json (or the Hugging Face directory holding it), a GGUF file or a "
+         "llama2.c tokenizer.bin (default: the model's own, for a GGUF file or a directory with tokenizer.json)",
+         0, 0, 0},
         {"prompt", CLI_STR, &prompt, "TEXT", "text to continue (default: none, start from BOS)", 0, 0, 0},
         {"temperature", CLI_DBL, &o.temperature, "X", "softmax temperature; 0 is greedy decoding", 0, 0, 0},
         {"top-k", CLI_INT, &o.top_k, "K", "sample among the K most probable tokens; 0 is all", 0, 0, 0},
@@ -20,9 +24,12 @@ int cmd_generate(int argc, char **argv) {
         CLI_THREADS_FLAG(&threads),
     };
     cli_cmd cmd = {"generate", "Sample text from a Llama checkpoint or a mixture of checkpoints.",
-                   "Prints the prompt and its continuation; with --n > 1 each sample follows a\n"
+                   "Prints the prompt exactly as given, then its decoded continuation (no BOS or EOS\n"
+                   "text); with --n > 1 each sample follows a\n"
                    "'--- sample I ---' line. Generation stops at the end-of-text token, after\n"
-                   "--max-tokens tokens, or when the model's context is full.\n"
+                   "--max-tokens tokens, or when the model's context is full. The prompt is tokenized\n"
+                   "as Hugging Face's encode(prompt, add_special_tokens=True) does for a tokenizer.json\n"
+                   "and as llama.cpp does for a GGUF vocabulary (BOS when its metadata asks for it).\n"
                    "A mixture.json (emdpo aggregate's {kind, weights, members, ...}) is the policy that\n"
                    "draws a member k ~ weights, then samples from member k: sample I draws its member\n"
                    "from stream I of the seed, so samples may come from different members, and every\n"

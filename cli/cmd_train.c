@@ -32,7 +32,8 @@ static int train(emdpo_train_mode mode, int argc, char **argv) {
         {"config", CLI_STR, &o.config_spec, "SPEC", "fresh model instead: dim=N,layers=N,heads=N,kv_heads=N,hidden=N,"
                                                     "vocab=N,seq_len=N,tied=0|1", 0, 0, 0},
         CLI_TOKENIZER_FLAG(&o.tokenizer),
-        {"out", CLI_STR, &o.out, "DIR", "output: config.json, model.safetensors, trainer.bin", 1, 0, 0},
+        {"out", CLI_STR, &o.out, "DIR", "output: the model (config.json, generation_config.json, model.safetensors, "
+                                        "the tokenizer's files) and trainer.bin", 1, 0, 0},
         {"steps", CLI_I64, &o.steps, "N", "optimizer steps (default: one epoch)", 0, 0, 0},
         {"lr", CLI_DBL, &c->optim.lr, "X", "learning rate", 0, 0, 0},
         {"batch", CLI_INT, &c->batch, "N", "examples per micro-batch", 0, 0, 0},
@@ -57,6 +58,7 @@ static int train(emdpo_train_mode mode, int argc, char **argv) {
         {"save-every", CLI_I64, &o.save_every, "N", "checkpoint every N steps, 0 = only at the end", 0, 0, 0},
         {"resume", CLI_FLAG, &o.resume, NULL, "continue from DIR/trainer.bin", 0, 0, 0},
         {"log", CLI_STR, &o.log, "FILE", "JSONL metrics, one line per step (appended on --resume)", 0, 0, 0},
+        CLI_SAVE_DTYPE_FLAG(&o.save_dtype),
         CLI_READ_FLAG_LIST(&rd),
         CLI_THREADS_FLAG(&threads),
         {"quiet", CLI_FLAG, &quiet, NULL, "print nothing but errors", 0, 0, 0},

@@ -1,16 +1,22 @@
-/* libFuzzer target: safetensors headers and data (src/safetensors.c), the
- * Hugging Face Llama tensor mapping on top of them, and config.json parsing
- * (src/llama_hf.c). The input is used three ways: as a whole safetensors
- * image, whose every tensor is then read; as a checkpoint for a tiny Llama;
- * and as config.json text. Sanitizers catch any read outside the input. */
+/* libFuzzer target: safetensors headers and data (src/lm/io/safetensors.c),
+ * sharded checkpoints' index (src/lm/io/st_source.c), the Hugging Face
+ * Llama tensor mapping on top of them, and config.json parsing
+ * (src/lm/io/llama_hf.c). The input is used four ways: as a whole
+ * safetensors image, whose every tensor is then read; as a checkpoint for
+ * a tiny Llama; as a model.safetensors.index.json whose shard
+ * "self.safetensors" is the input itself and every other shard a fixed
+ * one-tensor file; and as config.json text. Sanitizers catch any read
+ * outside the input. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/alloc.h"
 #include "lm/engine/llama.h"
 #include "lm/io/llama_hf.h"
 #include "lm/io/safetensors.h"
+#include "lm/io/st_source.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -34,20 +40,51 @@ static void read_all(const emdpo_safetensors *st) {
     }
 }
 
+typedef struct input {
+    const uint8_t *data;
+    size_t size;
+} input;
+
+/* "self.safetensors" is the input; any other shard holds one F32 tensor
+ * "w" of shape [1]. */
+static int open_shard(void *ctx, const char *shard, emdpo_safetensors **out, emdpo_diag *diag) {
+    static const char k_other[] = "\x36\0\0\0\0\0\0\0{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}"
+                                  "\0\0\x80\x3f";
+    const input *in = ctx;
+    if (strcmp(shard, "self.safetensors") == 0) return emdpo_st_open_mem(in->data, in->size, shard, out, diag);
+    return emdpo_st_open_mem(k_other, sizeof k_other - 1, shard, out, diag);
+}
+
+static void read_model(const emdpo_st_source *src) {
+    for (int tied = 0; tied < 2; tied++) {
+        emdpo_llama_config c = k_tiny;
+        c.tied = tied;
+        emdpo_llama *m = NULL;
+        emdpo_diag d;
+        if (emdpo_llama_create(&c, &m) != EMDPO_OK) abort();
+        emdpo_hf_read_params(src, &c, &m->params, &d);
+        emdpo_llama_free(m);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     emdpo_safetensors *st = NULL;
+    emdpo_st_source *src = NULL;
     emdpo_diag d;
     if (emdpo_st_open_mem(data, size, "fuzz", &st, &d) == EMDPO_OK) {
         read_all(st);
-        for (int tied = 0; tied < 2; tied++) {
-            emdpo_llama_config c = k_tiny;
-            c.tied = tied;
-            emdpo_llama *m = NULL;
-            if (emdpo_llama_create(&c, &m) != EMDPO_OK) abort();
-            emdpo_hf_read_params(st, &c, &m->params, &d);
-            emdpo_llama_free(m);
+        if (emdpo_st_source_file(st, &src) != EMDPO_OK) abort();
+        read_model(src);
+        emdpo_st_source_close(src);
+    }
+    input in = {data, size};
+    if (emdpo_st_source_index((const char *)data, size, "index", open_shard, &in, &src, &d) == EMDPO_OK) {
+        for (size_t i = 0; i < emdpo_st_source_count(src); i++) {
+            const emdpo_st_tensor *t = emdpo_st_source_tensor_at(src, i);
+            if (emdpo_st_source_find(src, t->name) != t) abort();
         }
-        emdpo_st_close(st);
+        read_model(src);
+        emdpo_st_source_close(src);
     }
     emdpo_llama_config c;
     emdpo_hf_config_parse((const char *)data, size, "fuzz", &c, &d);

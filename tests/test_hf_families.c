@@ -125,7 +125,7 @@ static void check_dpo_grad(const char *fam, const emdpo_llama *m, const emdpo_sa
     char path[128];
     snprintf(path, sizeof path, "%s/%s_grad.safetensors", g_tmp, fam);
     emdpo_diag d;
-    CHECK_EQ_INT(emdpo_hf_write_params(path, &m->config, &gp, &d), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_hf_write_params(path, &m->config, &gp, EMDPO_ST_F32, &d), EMDPO_OK);
     emdpo_safetensors *ours = NULL;
     CHECK_EQ_INT(emdpo_st_open(path, &ours, &d), EMDPO_OK);
     size_t n_ref_grads = 0;

@@ -249,7 +249,7 @@ static void test_roundtrip(void) {
     const char *meta[] = {"format", "pt", "note", "tab\there"};
     const char *path = tmp_path("rt.safetensors");
     emdpo_diag d;
-    CHECK_EQ_INT(emdpo_st_write_f32(path, t, 4, meta, 2, &d), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_st_write(path, t, 4, EMDPO_ST_F32, meta, 2, &d), EMDPO_OK);
     FILE *f = fopen(path, "rb");
     unsigned char head[8] = {0};
     CHECK(f && fread(head, 1, 8, f) == 8);
@@ -291,17 +291,17 @@ static void test_roundtrip(void) {
     }
 
     emdpo_st_out dup[2] = {{"x", 1, {1}, a}, {"x", 1, {1}, b}};
-    CHECK_EQ_INT(emdpo_st_write_f32(path, dup, 2, NULL, 0, &d), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_st_write(path, dup, 2, EMDPO_ST_F32, NULL, 0, &d), EMDPO_ERR_INVALID_ARG);
     CHECK(strstr(d.msg, "\"x\" appears twice") != NULL);
     const char *dup_meta[] = {"k", "1", "k", "2"};
-    CHECK_EQ_INT(emdpo_st_write_f32(path, t, 1, dup_meta, 2, &d), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_st_write(path, t, 1, EMDPO_ST_F32, dup_meta, 2, &d), EMDPO_ERR_INVALID_ARG);
     emdpo_st_out bad[1] = {{"\xC3(", 1, {1}, a}};
-    CHECK_EQ_INT(emdpo_st_write_f32(path, bad, 1, NULL, 0, &d), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_st_write(path, bad, 1, EMDPO_ST_F32, NULL, 0, &d), EMDPO_ERR_INVALID_ARG);
     bad[0] = (emdpo_st_out){"__metadata__", 1, {1}, a};
-    CHECK_EQ_INT(emdpo_st_write_f32(path, bad, 1, NULL, 0, &d), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_st_write(path, bad, 1, EMDPO_ST_F32, NULL, 0, &d), EMDPO_ERR_INVALID_ARG);
     bad[0] = (emdpo_st_out){"neg", 1, {-1}, a};
-    CHECK_EQ_INT(emdpo_st_write_f32(path, bad, 1, NULL, 0, &d), EMDPO_ERR_INVALID_ARG);
-    CHECK_EQ_INT(emdpo_st_write_f32("/nonexistent/dir/x.safetensors", t, 1, NULL, 0, &d), EMDPO_ERR_IO);
+    CHECK_EQ_INT(emdpo_st_write(path, bad, 1, EMDPO_ST_F32, NULL, 0, &d), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_st_write("/nonexistent/dir/x.safetensors", t, 1, EMDPO_ST_F32, NULL, 0, &d), EMDPO_ERR_IO);
     CHECK_EQ_INT(emdpo_st_open("/nonexistent/x.safetensors", &st, &d), EMDPO_ERR_IO);
     CHECK_EQ_INT(emdpo_st_open(g_tmp, &st, &d), EMDPO_ERR_IO);
     remove(path);
@@ -310,11 +310,12 @@ static void test_roundtrip(void) {
 /* ---- Hugging Face Llama ------------------------------------------------- */
 
 static void remove_model_dir(const char *name) {
+    static const char *const files[] = {"model.safetensors", "config.json", "generation_config.json"};
     char path[300];
-    snprintf(path, sizeof path, "%s/model.safetensors", tmp_path(name));
-    remove(path);
-    snprintf(path, sizeof path, "%s/config.json", tmp_path(name));
-    remove(path);
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", tmp_path(name), files[i]);
+        remove(path);
+    }
     rmdir(tmp_path(name));
 }
 
@@ -427,14 +428,14 @@ static void test_config(void) {
                  "\"num_attention_heads\":8,\"num_key_value_heads\":2,\"vocab_size\":512,%s}", extras[i]);
         CHECK_EQ_INT(parse_config(fb, &c, &d), EMDPO_OK);
         const char *cp = tmp_path("family.json");
-        CHECK_EQ_INT(emdpo_hf_config_write(cp, &c, &d), EMDPO_OK);
+        CHECK_EQ_INT(emdpo_hf_config_write(cp, &c, EMDPO_ST_F32, -1, -1, &d), EMDPO_OK);
         CHECK_EQ_INT(emdpo_hf_config_read(cp, &back, &d), EMDPO_OK);
         CHECK_MSG(memcmp(&c, &back, sizeof c) == 0, "config %zu does not round-trip", i);
         remove(cp);
     }
     /* a combination no family's config can say */
     c.arch = EMDPO_ARCH_MISTRAL;
-    CHECK_EQ_INT(emdpo_hf_config_write(tmp_path("family.json"), &c, &d), EMDPO_ERR_UNSUPPORTED);
+    CHECK_EQ_INT(emdpo_hf_config_write(tmp_path("family.json"), &c, EMDPO_ST_F32, -1, -1, &d), EMDPO_ERR_UNSUPPORTED);
 
     const char *base = "\"hidden_size\":64,\"intermediate_size\":172,\"num_hidden_layers\":5,"
                        "\"num_attention_heads\":8,\"vocab_size\":512";
@@ -492,13 +493,13 @@ static void test_config(void) {
                             .vocab_size = 512, .max_seq_len = 256, .tied = 1, .norm_eps = 1e-5f,
                             .rope_theta = 10000.0f, .head_dim = 8};
     const char *path = tmp_path("config.json");
-    CHECK_EQ_INT(emdpo_hf_config_write(path, &w, &d), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_hf_config_write(path, &w, EMDPO_ST_F32, -1, -1, &d), EMDPO_OK);
     CHECK_EQ_INT(emdpo_hf_config_read(path, &c, &d), EMDPO_OK);
     CHECK(memcmp(&c, &w, sizeof c) == 0);
     w.tied = 0;
     w.norm_eps = 3.3e-7f;
     w.rope_theta = 123456.7f;
-    CHECK_EQ_INT(emdpo_hf_config_write(path, &w, &d), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_hf_config_write(path, &w, EMDPO_ST_F32, -1, -1, &d), EMDPO_OK);
     CHECK_EQ_INT(emdpo_hf_config_read(path, &c, &d), EMDPO_OK);
     CHECK(memcmp(&c, &w, sizeof c) == 0);
     /* RoPE scaling too: Llama 3.2's, then linear. */
@@ -507,18 +508,18 @@ static void test_config(void) {
     w.rope_low_freq_factor = 1.0f;
     w.rope_high_freq_factor = 4.0f;
     w.rope_original_max_pos = 8192;
-    CHECK_EQ_INT(emdpo_hf_config_write(path, &w, &d), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_hf_config_write(path, &w, EMDPO_ST_F32, -1, -1, &d), EMDPO_OK);
     CHECK_EQ_INT(emdpo_hf_config_read(path, &c, &d), EMDPO_OK);
     CHECK(memcmp(&c, &w, sizeof c) == 0);
     w.rope_type = EMDPO_ROPE_LINEAR;
     w.rope_factor = 2.5f;
     w.rope_low_freq_factor = w.rope_high_freq_factor = 0.0f;
     w.rope_original_max_pos = 0;
-    CHECK_EQ_INT(emdpo_hf_config_write(path, &w, &d), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_hf_config_write(path, &w, EMDPO_ST_F32, -1, -1, &d), EMDPO_OK);
     CHECK_EQ_INT(emdpo_hf_config_read(path, &c, &d), EMDPO_OK);
     CHECK(memcmp(&c, &w, sizeof c) == 0);
     w.n_heads = 7;
-    CHECK_EQ_INT(emdpo_hf_config_write(path, &w, &d), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_hf_config_write(path, &w, EMDPO_ST_F32, -1, -1, &d), EMDPO_ERR_INVALID_ARG);
     CHECK_EQ_INT(emdpo_hf_config_read("/nonexistent/config.json", &c, &d), EMDPO_ERR_IO);
     remove(path);
 }
@@ -575,7 +576,7 @@ static void test_fixture(void) {
     CHECK(emdpo_st_find(ref, "logits") != NULL && emdpo_st_metadata(ref, "tokens") != NULL);
 
     /* Saving reproduces HF's tensors value for value. */
-    CHECK_EQ_INT(emdpo_llama_hf_save(m, tmp_path("resaved"), &d), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_llama_hf_save(m, tmp_path("resaved"), NULL, &d), EMDPO_OK);
     emdpo_safetensors *a = NULL, *b = NULL;
     char path[300];
     snprintf(path, sizeof path, "%s/model.safetensors", tmp_path("resaved"));
@@ -616,7 +617,7 @@ static void test_save_load(void) {
         CHECK_EQ_INT(emdpo_llama_create(&cfgs[k], &m), EMDPO_OK);
         if (!m) continue;
         fill(m, 11u + (unsigned)k);
-        CHECK_EQ_INT(emdpo_llama_hf_save(m, tmp_path("model"), &d), EMDPO_OK);
+        CHECK_EQ_INT(emdpo_llama_hf_save(m, tmp_path("model"), NULL, &d), EMDPO_OK);
         CHECK_EQ_INT(emdpo_llama_hf_load(tmp_path("model"), &back, &d), EMDPO_OK);
         CHECK_MSG(back && same_params(m, back), "save -> load is not the identity (config %d)", k);
         emdpo_llama_free(back);
@@ -679,7 +680,7 @@ static void test_mismatch(void) {
                             .vocab_size = 10, .max_seq_len = 8, .tied = 1, .norm_eps = 1e-5f, .rope_theta = 1e4f};
     CHECK_EQ_INT(emdpo_llama_create(&c, &m), EMDPO_OK);
     if (m) {
-        CHECK_EQ_INT(emdpo_hf_write_params(path, &m->config, &m->params, &d), EMDPO_OK);
+        CHECK_EQ_INT(emdpo_hf_write_params(path, &m->config, &m->params, EMDPO_ST_F32, &d), EMDPO_OK);
         snprintf(cfg, sizeof cfg,
                  "{\"hidden_size\":8,\"intermediate_size\":8,\"num_hidden_layers\":1,\"num_attention_heads\":2,"
                  "\"vocab_size\":10}");
@@ -687,10 +688,10 @@ static void test_mismatch(void) {
         emdpo_llama_free(m);
     }
     remove(path);
-    expect_load_error(cfg, EMDPO_ERR_IO, "cannot open");
+    expect_load_error(cfg, EMDPO_ERR_IO, "holds neither model.safetensors nor model.safetensors.index.json");
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
     write_bytes(path, "{}", 2);
-    expect_load_error(cfg, EMDPO_ERR_UNSUPPORTED, "sharded");
+    expect_load_error(cfg, EMDPO_ERR_PARSE, "\"weight_map\" is missing");
     remove(path);
     snprintf(path, sizeof path, "%s/config.json", dir);
     remove(path);
@@ -720,7 +721,7 @@ static void test_failalloc(int have_fixture) {
                                         .vocab_size = 10, .max_seq_len = 8, .tied = 0, .norm_eps = 1e-5f,
                                         .rope_theta = 1e4f};
                 rc = emdpo_llama_create(&c, &m);
-                if (!rc) rc = emdpo_llama_hf_save(m, tmp_path("fa"), &d);
+                if (!rc) rc = emdpo_llama_hf_save(m, tmp_path("fa"), NULL, &d);
                 emdpo_llama_free(m);
             }
             CHECK_MSG(rc == EMDPO_OK || rc == EMDPO_ERR_NOMEM, "op %d, failure %ld: rc %d (%s)", op, k, rc, d.msg);

@@ -27,14 +27,15 @@ tests/fixtures/hf_families/NAME_ref.safetensors holding:
 (float64 results rounded to float32) and metadata: "chosen", "rejected" (token ids), "prompt_len", "beta",
 "ref_chosen", "ref_rejected", "loss" (repr of Python floats).
 
-safetensors files are written by hand (8-byte length, JSON header, data).
+safetensors files are written by tools/st_write.py.
 """
 import json
 import math
 import os
-import struct
 
 import torch
+
+from st_write import write_safetensors
 
 OUT = "tests/fixtures/hf_families"
 BASE = dict(hidden_size=16, intermediate_size=24, num_hidden_layers=2, num_attention_heads=2,
@@ -176,24 +177,6 @@ def tensors(cfg, g):
         p[pre + "mlp.up_proj.weight"] = rnd(H, C)
         p[pre + "mlp.down_proj.weight"] = rnd(C, H)
     return p
-
-
-def write_safetensors(path, items, metadata):
-    header, blobs, off = {}, [], 0
-    if metadata:
-        header["__metadata__"] = metadata
-    for name, t in items:
-        b = t.detach().to(torch.float32).contiguous().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
 
 
 def main():

@@ -17,14 +17,14 @@ pairs 2i, 2i+1) on the original weights. It then writes:
       rms_final, lm_head as in src/llama.h) plus "logits" (T, V): float64
       reference logits for the token ids in metadata "tokens", rounded to float32.
 
-safetensors files are written by hand (8-byte length, JSON header, data) so
-the `safetensors` package is not needed.
+safetensors files are written by tools/st_write.py (no `safetensors` package needed).
 """
 import json
 import os
-import struct
 
 import torch
+
+from st_write import write_safetensors
 
 CFG = dict(dim=16, hidden_dim=40, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=48,
            max_seq_len=32, norm_eps=1e-5, rope_theta=10000.0)
@@ -85,24 +85,6 @@ def forward(layers, emb, norm, head, tokens, rope):
         h = rmsnorm(x, ly["ffn_norm"], c["norm_eps"])
         x = x + (torch.nn.functional.silu(h @ ly["gate"].T) * (h @ ly["up"].T)) @ ly["down"].T
     return rmsnorm(x, norm, c["norm_eps"]) @ head.T
-
-
-def write_safetensors(path, tensors, metadata):
-    header, blobs, off = {}, [], 0
-    if metadata:
-        header["__metadata__"] = metadata
-    for name, t in tensors:
-        b = t.detach().to(torch.float32).contiguous().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
 
 
 def main():

@@ -22,7 +22,8 @@ extern "C" {
 #endif
 
 /* Writes a fit made in memory into dir (created when missing): the Llama
- * types' checkpoints first, then posterior.csv, then fit.json, each
+ * types' checkpoints first (emdpo_llama_save_with: the fit's save_dtype,
+ * the fit's tokenizer's files), then posterior.csv, then fit.json, each
  * atomically, so a directory with fit.json is complete.
  * EMDPO_ERR_UNSUPPORTED for a fit read from a file (nothing to write that
  * is not there), EMDPO_ERR_IO with diag. */

@@ -31,8 +31,12 @@ extern "C" {
 typedef struct emdpo_llama emdpo_llama;
 
 /* The one loader: a directory is a Hugging Face checkpoint (config.json +
- * model.safetensors), a file a llama2.c checkpoint. EMDPO_ERR_IO,
- * EMDPO_ERR_PARSE (diag: the file and what is wrong),
+ * model.safetensors, or the shards model.safetensors.index.json names;
+ * F32, F16 or BF16 weights, converted to float32 exactly), a GGUF file (by
+ * its magic; architectures llama, qwen2 and qwen3, tensors F32, F16, BF16,
+ * Q8_0, Q4_0 and Q4_K dequantised to float32) a llama.cpp model, another
+ * file a llama2.c checkpoint. EMDPO_ERR_IO, EMDPO_ERR_PARSE (diag: the file
+ * and what is wrong),
  * EMDPO_ERR_UNSUPPORTED (an architecture variant emdpo does not run),
  * EMDPO_ERR_NOMEM. */
 EMDPO_API int emdpo_llama_load(const char *path, emdpo_llama **out, emdpo_diag *diag);
@@ -43,9 +47,26 @@ EMDPO_API int emdpo_llama_load(const char *path, emdpo_llama **out, emdpo_diag *
  * weights drawn from seed. EMDPO_ERR_INVALID_ARG with diag for a bad
  * spec. */
 EMDPO_API int emdpo_llama_from_spec(const char *spec, uint64_t seed, emdpo_llama **out, emdpo_diag *diag);
-/* Writes a Hugging Face directory (created when missing; config.json and
- * model.safetensors each replaced atomically). */
+/* emdpo_llama_save_with (below) with emdpo_llama_save_opts_init's options:
+ * the weights in the dtype they were loaded from, no tokenizer files. */
 EMDPO_API int emdpo_llama_save(const emdpo_llama *m, const char *dir, emdpo_diag *diag);
+/* Writes a GGUF file (version 3) that llama.cpp and ollama run, atomically:
+ * architecture llama (Llama, Mistral), qwen2 or qwen3 with every
+ * hyper-parameter llama.cpp reads (Llama 3.1's RoPE scaling as the
+ * rope_freqs tensor), matrices stored as dtype "f32", "f16" (NULL),
+ * "bf16" or "q8_0" (norms in f32), and the vocabulary of tokenizer: a GGUF
+ * file's tokenizer metadata as it is, a byte-level BPE tokenizer.json (or
+ * the Hugging Face directory holding it) as llama.cpp's "gpt2" vocabulary,
+ * or a llama2.c tokenizer.bin as its "llama" one. tokenizer NULL: the file
+ * the model was loaded from, when that is a GGUF file. The vocabulary must
+ * cover the model's vocab_size ids (a tokenizer.json with fewer is padded
+ * with unused tokens, as llama.cpp's converter does).
+ * EMDPO_ERR_INVALID_ARG (a bad dtype, no tokenizer), EMDPO_ERR_UNSUPPORTED
+ * (a tokenizer llama.cpp cannot be told about), EMDPO_ERR_PARSE (a
+ * tokenizer that does not fit the model), EMDPO_ERR_IO, EMDPO_ERR_NOMEM;
+ * diag says which. */
+EMDPO_API int emdpo_llama_save_gguf(const emdpo_llama *m, const char *tokenizer, const char *path, const char *dtype,
+                                    emdpo_diag *diag);
 /* Writes a llama2.c checkpoint file, atomically. EMDPO_ERR_UNSUPPORTED when
  * the model's RMSNorm epsilon or RoPE base differ from the format's. */
 EMDPO_API int emdpo_llama_save_llama2c(const emdpo_llama *m, const char *path, emdpo_diag *diag);
@@ -61,6 +82,22 @@ EMDPO_API const char *emdpo_llama_source(const emdpo_llama *m);
 /* 1 when a and b have the same architecture (every size, epsilon, RoPE
  * base and tying). */
 EMDPO_API int emdpo_llama_same_architecture(const emdpo_llama *a, const emdpo_llama *b);
+
+/* The element type of saved weights. AUTO: the dtype the model was loaded
+ * from. */
+typedef enum emdpo_dtype {
+    EMDPO_DTYPE_AUTO = 0,
+    EMDPO_DTYPE_F32 = 1,
+    EMDPO_DTYPE_F16 = 2, /* IEEE half: rounded to nearest even; beyond +-65504 infinite */
+    EMDPO_DTYPE_BF16 = 3 /* bfloat16, rounded to nearest even as PyTorch's .bfloat16() */
+} emdpo_dtype;
+
+/* "auto", "f32", "f16", "bf16"; NULL out of range. */
+EMDPO_API const char *emdpo_dtype_name(int d);
+/* The dtype m's weights were stored in (F32, F16 or BF16: for a sharded or
+ * mixed checkpoint the one holding most elements); F32 for a llama2.c
+ * checkpoint or a model made in memory. */
+EMDPO_API emdpo_dtype emdpo_llama_file_dtype(const emdpo_llama *m);
 
 /* ---- Tokenizers --------------------------------------------------------- */
 
@@ -208,6 +245,29 @@ EMDPO_API int64_t emdpo_vocab_n_tokens(const emdpo_vocab *v);
 EMDPO_API int64_t emdpo_vocab_n_bytes(const emdpo_vocab *v);
 /* Writes the tokenizer.bin atomically. */
 EMDPO_API int emdpo_vocab_save(const emdpo_vocab *v, const char *path, emdpo_diag *diag);
+
+/* ---- Saving models -------------------------------------------------------- */
+
+typedef struct emdpo_llama_save_opts {
+    emdpo_dtype dtype;                /* the weights' element type; AUTO: emdpo_llama_file_dtype */
+    const emdpo_tokenizer *tokenizer; /* the model's tokenizer, written beside it; NULL: none */
+} emdpo_llama_save_opts;
+
+/* AUTO, no tokenizer. */
+EMDPO_API void emdpo_llama_save_opts_init(emdpo_llama_save_opts *o);
+/* Writes a Hugging Face directory, created when missing, that
+ * transformers' AutoModelForCausalLM.from_pretrained and emdpo load:
+ * config.json (torch_dtype the weights'), model.safetensors (one file; a
+ * stale model.safetensors.index.json and the shards it names are removed
+ * after it is written) and generation_config.json. With a tokenizer,
+ * config.json and generation_config.json carry its BOS and EOS ids (EOS:
+ * every id that stops its generation) and its files are copied: a
+ * tokenizer.json with the tokenizer_config.json and special_tokens_map.json
+ * beside it, or a llama2.c tokenizer.bin; a GGUF vocabulary is not
+ * converted. Each file is replaced atomically. o NULL: the defaults.
+ * EMDPO_ERR_INVALID_ARG for an unknown dtype, EMDPO_ERR_IO (diag). */
+EMDPO_API int emdpo_llama_save_with(const emdpo_llama *m, const char *dir, const emdpo_llama_save_opts *o,
+                                    emdpo_diag *diag);
 
 /* ---- Token sequences ---------------------------------------------------- */
 
@@ -427,7 +487,8 @@ typedef struct emdpo_train_opts {
     const char *model;         /* the starting checkpoint, or NULL with config_spec */
     const char *config_spec;   /* a fresh model (emdpo_llama_from_spec), drawn from train.seed */
     const char *tokenizer;
-    const char *out;           /* output directory: config.json, model.safetensors, trainer.bin */
+    const char *out;           /* output directory: the model (emdpo_llama_save_with, with the tokenizer's
+                                  files) and trainer.bin */
     const char *ref;           /* DPO reference checkpoint; NULL: the starting model */
     const char *weights;       /* CSV of weights (emdpo_weights_read); NULL: all 1 */
     const char *weight_column; /* the column of an annotator weight file; NULL: the second */
@@ -436,6 +497,7 @@ typedef struct emdpo_train_opts {
     int64_t save_every;        /* checkpoint every N steps; 0: only at the end */
     int resume;                /* continue from out/trainer.bin (the log is appended to) */
     int max_length, max_prompt_length; /* 0: emdpo_lm_lengths' defaults */
+    emdpo_dtype save_dtype;    /* the saved model's weights; AUTO: the starting model's (F32 from a spec) */
     emdpo_train_progress progress;     /* after every step; may be NULL */
     void *progress_ud;
 } emdpo_train_opts;
@@ -528,6 +590,7 @@ typedef struct emdpo_lm_fit_opts {
     int k;                     /* latent types, 1..EMDPO_MAX_K */
     emdpo_em_opts em;
     emdpo_lm_mstep_opts mstep;
+    emdpo_dtype save_dtype;    /* the K policies' weights when the fit is written; AUTO: the SFT model's */
 } emdpo_lm_fit_opts;
 
 /* EM: emdpo_em_opts_init's, but max_iter 5 (the paper's), tol 0 and
@@ -637,6 +700,7 @@ typedef struct emdpo_baseline_opts {
     int64_t steps;             /* optimizer steps per policy; 0: one epoch of its decisions */
     int max_length, max_prompt_length; /* 0: emdpo_lm_lengths' defaults */
     int score_batch;           /* cluster: sequences per embedding forward */
+    emdpo_dtype save_dtype;    /* the policies' weights; AUTO: the SFT model's */
 } emdpo_baseline_opts;
 
 /* VANILLA, k 2, emdpo_train_config_init(DPO), one epoch, score_batch 16. */
@@ -645,7 +709,8 @@ EMDPO_API void emdpo_baseline_opts_init(emdpo_baseline_opts *o);
 typedef void (*emdpo_baseline_note)(void *ud, int k, int64_t n_decisions);
 
 /* Trains the method's policies from sft (also the reference) on d and
- * writes out_dir/type_1 .. type_K (Hugging Face checkpoints), for cluster
+ * writes out_dir/type_1 .. type_K (Hugging Face checkpoints with tok's
+ * files, emdpo_llama_save_with), for cluster
  * out_dir/clusters.csv (annotator,cluster), and out_dir/baseline.json
  * last. A policy with no decisions is the SFT model itself; note (may be
  * NULL) is told. *K (may be NULL) gets the number of policies.

@@ -254,6 +254,8 @@ typedef struct emdpo_lm_aggregate_opts {
                                          fit's, onpolicy 4 */
     emdpo_lw_select select;           /* lw */
     int eval_samples;                 /* onpolicy: responses per prompt for V_k and the regrets; 0: samples */
+    int save_dtype;                   /* an emdpo_dtype: lw, onpolicy: policy/'s weights; AUTO: the SFT
+                                         model's */
     emdpo_mmra_progress progress;     /* lw, onpolicy: after the start and every round; may be NULL */
     void *progress_ud;
 } emdpo_lm_aggregate_opts;

@@ -133,6 +133,7 @@ static int check(const emdpo_lm_aggregate_opts *o, emdpo_diag *diag) {
     if (!emdpo_regret_estimator_name(o->estimator))
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "estimator must be exact or sample");
     if (!emdpo_game_solver_name(o->solver)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "solver must be hedge or lp");
+    if (!emdpo_dtype_name(o->save_dtype)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "unknown save_dtype");
     if (o->samples < 1) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "samples must be >= 1");
     if (o->max_tokens < 1) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "max_tokens must be >= 1");
     if (!(o->temperature > 0) || !isfinite(o->temperature))
@@ -536,7 +537,9 @@ static int run_trained(emdpo_lm_aggregate *a, emdpo_diag *diag) {
     /* policy/ first, aggregate.json last: a directory with it is complete. */
     char *pdir = emdpo_path_join(a->out, "policy"), *json = emdpo_path_join(a->out, "aggregate.json");
     rc = pdir && json ? emdpo_mkdirs(a->out, diag) : emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
-    if (!rc) rc = emdpo_llama_save(a->pi, pdir, diag);
+    emdpo_llama_save_opts so = {a->o.save_dtype, a->tok};
+    a->pi->file_dtype = a->ref->file_dtype;
+    if (!rc) rc = emdpo_llama_save_with(a->pi, pdir, &so, diag);
     if (!rc) rc = emdpo_afile_write(json, write_trained_json, a, diag);
     emdpo_strfree(pdir);
     emdpo_strfree(json);

@@ -85,7 +85,8 @@ static int train_one(const run *r, const int32_t *labels, int label, int k, int6
                         emdpo_status_name(rc));
     } else {
         if (!n && note) note(note_ud, k, 0);
-        rc = emdpo_llama_save(pol ? pol : r->sft, path, diag);
+        emdpo_llama_save_opts so = {r->o->save_dtype, r->tok};
+        rc = emdpo_llama_save_with(pol ? pol : r->sft, path, &so, diag);
     }
     emdpo_strfree(path);
     emdpo_llama_free(pol);
@@ -165,6 +166,7 @@ static int check(const emdpo_baseline_opts *o, const emdpo_data *d, emdpo_diag *
     if (!emdpo_baseline_method_name(o->method))
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "method must be vanilla, cluster or truelabel");
     if (!emdpo_optim_name(c->optim.kind)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "unknown optimizer");
+    if (!emdpo_dtype_name(o->save_dtype)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "unknown save_dtype");
     if (o->k < 1 || o->k > EMDPO_MAX_K) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "k must be in 1..%d", EMDPO_MAX_K);
     if (!(c->loss.beta > 0) || !isfinite(c->loss.beta)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "beta must be > 0");
     if (!(c->loss.rpo_alpha >= 0) || !isfinite(c->loss.rpo_alpha))

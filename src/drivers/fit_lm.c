@@ -24,6 +24,7 @@ static int check_opts(const emdpo_lm_fit_opts *o, emdpo_diag *diag) {
     if (e->max_iter < 0) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "max_iter must be >= 0");
     if (!(e->tol >= 0)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "tol must be >= 0");
     if (e->patience < 0) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "patience must be >= 0");
+    if (!emdpo_dtype_name(o->save_dtype)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "unknown save_dtype");
     if (!emdpo_init_name(e->init))
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "init must be kmeans, kmeans-tokens or random");
     if (!(m->beta > 0) || !isfinite(m->beta)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "beta must be > 0");
@@ -112,6 +113,7 @@ int emdpo_lm_fit(const emdpo_llama *sft, const emdpo_tokenizer *tok, const emdpo
     if (!(rc = emdpo_fit_from_em(EMDPO_FAMILY_LLAMA, &res, &pol, d, &o->em, emdpo_now() - t0, &f))) {
         f->mstep = po;
         f->beta = po.beta;
+        f->save_dtype = o->save_dtype;
         if ((sft->source && !(f->model = emdpo_path_real(sft->source))) ||
             (emdpo_tokenizer_source(tok) && !(f->tokenizer = emdpo_path_real(emdpo_tokenizer_source(tok)))))
             rc = EMDPO_ERR_NOMEM;

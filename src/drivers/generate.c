@@ -5,6 +5,8 @@
 
 #include "base/alloc.h"
 #include "base/diag.h"
+#include "base/file.h"
+#include "lm/io/gguf.h"
 #include "lm/engine/llama.h"
 #include "lm/engine/lm_sample.h"
 #include "lm/io/tokenizer.h"
@@ -52,6 +54,42 @@ static int check_opts(const emdpo_sample_opts *o, emdpo_diag *diag) {
     return EMDPO_OK;
 }
 
+/* The prompt text as given, then the continuation: what decoding the whole
+ * sequence adds to the decoded prompt head (so a piece's leading space, or
+ * bytes completing a character, come out as the tokenizer decodes them in
+ * context), else the generated ids decoded alone. Special tokens the
+ * sampler stopped at are not part of seq. */
+static int continuation(const emdpo_tokenizer *tok, const char *text, const char *head, size_t head_len,
+                        const int *seq, size_t n_prompt, size_t n_gen, char **out, size_t *len) {
+    char *all = NULL;
+    size_t all_len = 0, text_len = strlen(text);
+    int rc = emdpo_tokenizer_decode_alloc(tok, seq, n_prompt + n_gen, &all, &all_len);
+    if (rc) return rc;
+    const char *tail = all + head_len;
+    size_t tail_len = all_len - head_len;
+    char *alone = NULL;
+    size_t alone_len = 0;
+    if (all_len < head_len || memcmp(all, head, head_len) != 0) {
+        if ((rc = emdpo_tokenizer_decode_alloc(tok, seq + n_prompt, n_gen, &alone, &alone_len))) {
+            emdpo_free(all, all_len + 1);
+            return rc;
+        }
+        tail = alone;
+        tail_len = alone_len;
+    }
+    *len = text_len + tail_len;
+    if ((*out = emdpo_malloc(*len + 1))) {
+        memcpy(*out, text, text_len);
+        memcpy(*out + text_len, tail, tail_len);
+        (*out)[*len] = '\0';
+    } else {
+        rc = EMDPO_ERR_NOMEM;
+    }
+    emdpo_free(all, all_len + 1);
+    if (alone) emdpo_free(alone, alone_len + 1);
+    return rc;
+}
+
 /* Generates from m (or the mixture's members) and decodes each sample. */
 static int run(const emdpo_llama *m, const emdpo_mixture *mix, const emdpo_tokenizer *tok, const char *text,
                const emdpo_sample_opts *o, emdpo_generation *g, emdpo_diag *diag) {
@@ -59,7 +97,9 @@ static int run(const emdpo_llama *m, const emdpo_mixture *mix, const emdpo_token
     size_t n = (size_t)o->n, per = (size_t)o->max_tokens, n_gen = n * per + 1, seqlen = 0;
     int max_T = emdpo_llama_context(&m->config);
     int *prompt = NULL, *gen = NULL, *n_out = NULL, *seq = NULL, *member = NULL;
-    int rc = emdpo_tokenizer_encode_alloc(tok, text, strlen(text), EMDPO_TOK_ADD_BOS, &prompt, &n_prompt);
+    /* As Hugging Face's encode(text, add_special_tokens=True) and llama.cpp
+     * (BOS when the vocabulary asks for it) tokenize a prompt. */
+    int rc = emdpo_tokenizer_encode_alloc(tok, text, strlen(text), EMDPO_TOK_SPECIAL, &prompt, &n_prompt);
     if (rc == EMDPO_ERR_INVALID_ARG) {
         emdpo_diag_fail(diag, rc, "the prompt is not valid UTF-8");
     } else if (rc) {
@@ -105,12 +145,16 @@ static int run(const emdpo_llama *m, const emdpo_mixture *mix, const emdpo_token
         with_stops.n_stop = emdpo_tokenizer_stop_ids(tok, &with_stops.stop_ids);
         rc = emdpo_lm_generate(m, &with_stops, prompt, (int)n_prompt, gen, n_out, NULL);
     }
+    char *head = NULL;
+    size_t head_len = 0;
+    if (!rc) rc = emdpo_tokenizer_decode_alloc(tok, prompt, n_prompt, &head, &head_len);
     for (size_t i = 0; !rc && i < n; i++) {
         memcpy(seq, prompt, n_prompt * sizeof *seq);
         memcpy(seq + n_prompt, gen + i * per, (size_t)n_out[i] * sizeof *seq);
-        rc = emdpo_tokenizer_decode_alloc(tok, seq, n_prompt + (size_t)n_out[i], &g->text[i], &g->len[i]);
+        rc = continuation(tok, text, head, head_len, seq, n_prompt, (size_t)n_out[i], &g->text[i], &g->len[i]);
         if (!rc && mix && !(g->member[i] = emdpo_strdup(mix->member[member[i]]))) rc = EMDPO_ERR_NOMEM;
     }
+    if (head) emdpo_free(head, head_len + 1);
     if (rc && !diag->msg[0]) emdpo_diag_fail(diag, rc, "generation failed: %s", emdpo_status_name(rc));
     emdpo_ids_free(prompt, n_prompt);
     emdpo_free(gen, n_gen * sizeof *gen);
@@ -120,6 +164,28 @@ static int run(const emdpo_llama *m, const emdpo_mixture *mix, const emdpo_token
     return rc;
 }
 
+/* The tokenizer a model carries: a GGUF file's own, or the tokenizer.json
+ * of a Hugging Face directory. */
+static int model_tokenizer(const char *model, int mixture, char **out, emdpo_diag *diag) {
+    *out = NULL;
+    if (!mixture && emdpo_gguf_is_file(model)) {
+        *out = emdpo_strdup(model);
+    } else if (!mixture && emdpo_path_is_dir(model)) {
+        char *json = emdpo_path_join(model, "tokenizer.json");
+        if (json && !emdpo_path_is_file(json)) {
+            emdpo_strfree(json);
+            return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG,
+                                   "tokenizer missing: the model directory has no tokenizer.json");
+        }
+        *out = json;
+    } else {
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG,
+                               "tokenizer missing: only a GGUF file or a Hugging Face directory with tokenizer.json "
+                               "carries its own");
+    }
+    return *out ? EMDPO_OK : emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+}
+
 int emdpo_generate_text(const char *model, const char *tokenizer, const char *prompt, const emdpo_sample_opts *o,
                         emdpo_generation **out, emdpo_diag *diag) {
     emdpo_diag scratch;
@@ -127,7 +193,7 @@ int emdpo_generate_text(const char *model, const char *tokenizer, const char *pr
     emdpo_diag_reset(diag, NULL);
     if (!out) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "out is NULL");
     *out = NULL;
-    if (!model || !tokenizer || !o) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no model, tokenizer or options");
+    if (!model || !o) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no model or options");
     int rc = check_opts(o, diag);
     if (rc) return rc;
     emdpo_llama *m = NULL;
@@ -141,7 +207,10 @@ int emdpo_generate_text(const char *model, const char *tokenizer, const char *pr
     if (!rc && o->top_k > m0->config.vocab_size)
         rc = emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "top_k must be at most the vocabulary size %d",
                              m0->config.vocab_size);
-    if (!rc) rc = emdpo_tokenizer_load(tokenizer, m0->config.vocab_size, &tok, diag);
+    char *own_tok = NULL;
+    if (!rc && !tokenizer) rc = model_tokenizer(model, g->mixture, &own_tok, diag);
+    if (!rc) rc = emdpo_tokenizer_load(tokenizer ? tokenizer : own_tok, m0->config.vocab_size, &tok, diag);
+    emdpo_strfree(own_tok);
     if (!rc) {
         emdpo_diag_reset(diag, NULL);
         rc = run(m0, mix, tok, prompt ? prompt : "", o, g, diag);

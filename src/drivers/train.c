@@ -61,6 +61,7 @@ static int check_opts(const emdpo_train_opts *o, emdpo_diag *diag) {
     if (!o->model && !o->config_spec && !o->resume)
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "missing model (or config for a fresh model)");
     if (!emdpo_optim_name(c->optim.kind)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "unknown optimizer");
+    if (!emdpo_dtype_name(o->save_dtype)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "unknown save_dtype");
     if (!emdpo_loss_name(c->loss.kind)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "unknown loss");
     if (o->steps < 0) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "steps must be >= 0");
     if (c->batch < 1 || c->accum < 1) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "batch and accum must be >= 1");
@@ -198,10 +199,12 @@ static void log_line(FILE *fp, const emdpo_train_metrics *m, int dpo, double eps
     fputs("}\n", fp);
 }
 
-/* Model files (config.json, model.safetensors) then the checkpoint; a
- * resume reads only the checkpoint, which is one atomic file. */
+/* Model files (config.json, model.safetensors, the tokenizer's) then the
+ * checkpoint; a resume reads only the checkpoint, which is one atomic
+ * file. */
 static int save_all(const emdpo_train_job *j, emdpo_diag *diag) {
-    int rc = emdpo_llama_save(j->m, j->o.out, diag);
+    emdpo_llama_save_opts so = {j->o.save_dtype, j->tok};
+    int rc = emdpo_llama_save_with(j->m, j->o.out, &so, diag);
     if (!rc) rc = emdpo_trainer_save(j->t, j->ckpt, diag);
     return rc;
 }

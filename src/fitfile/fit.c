@@ -257,6 +257,7 @@ void emdpo_fit_lm_opts(const emdpo_fit *f, emdpo_lm_fit_opts *out) {
     out->k = f->K;
     out->em = f->em;
     out->mstep = f->mstep;
+    out->save_dtype = f->save_dtype;
 }
 
 int64_t emdpo_fit_mstep_steps(const emdpo_fit *f) { return f ? f->mstep_steps : 0; }

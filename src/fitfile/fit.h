@@ -23,6 +23,7 @@ struct emdpo_fit {
     double *se_theta, *se_eta; /* (K, p), (K) standard errors; NULL when not computed */
     char **feature_name;       /* (p) or NULL */
     emdpo_lm_mstep_opts mstep; /* Llama: the M-step's settings */
+    emdpo_dtype save_dtype;    /* Llama, a fit made in memory: the policies' weights when written */
     int64_t mstep_steps;       /* Llama: optimizer steps per type per M-step */
     char *data, *model, *tokenizer; /* absolute paths (data for both families), or NULL */
     char *read_annotator_field, *read_chat_template, *read_special_tokens; /* how data was read (emdpo_data) */

@@ -183,7 +183,8 @@ int emdpo_fit_write(const emdpo_fit *f, const char *dir, emdpo_diag *diag) {
     for (int k = 0; !rc && f->family == EMDPO_FAMILY_LLAMA && k < f->K; k++) {
         char *path = emdpo_path_join(dir, f->policy[k]);
         if (!path) return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
-        rc = emdpo_llama_hf_save(emdpo_llama_policy_model(f->pol, k), path, diag);
+        emdpo_llama_save_opts so = {f->save_dtype, emdpo_llama_policy_tokenizer(f->pol)};
+        rc = emdpo_llama_hf_save(emdpo_llama_policy_model(f->pol, k), path, &so, diag);
         emdpo_strfree(path);
     }
     if (!rc) rc = emdpo_afile_write_in(dir, "posterior.csv", write_posterior, f, diag);

@@ -398,6 +398,7 @@ static int alloc_policy(int K, const emdpo_llama *const *src, const emdpo_lm_mst
             return rc;
         }
         memcpy(p->models[k]->param_buf, src[k]->param_buf, src[k]->num_params * sizeof(float));
+        p->models[k]->file_dtype = src[k]->file_dtype;
     }
     *out = p;
     return EMDPO_OK;
@@ -465,6 +466,11 @@ int emdpo_llama_policy_create(int K, const emdpo_llama *sft, const emdpo_tokeniz
 const emdpo_llama *emdpo_llama_policy_model(const emdpo_policy *pol, int k) {
     const llama_policy *p = of(pol);
     return p && k >= 0 && k < pol->K ? p->models[k] : NULL;
+}
+
+const emdpo_tokenizer *emdpo_llama_policy_tokenizer(const emdpo_policy *pol) {
+    const llama_policy *p = of(pol);
+    return p ? p->tok : NULL;
 }
 
 int64_t emdpo_llama_policy_steps(const emdpo_policy *pol) {

@@ -74,8 +74,11 @@ int emdpo_llama_policy_create(int K, const emdpo_llama *sft, const emdpo_tokeniz
                               const emdpo_lm_mstep_opts *o, const emdpo_data *d, emdpo_policy **out);
 
 /* Type k's model (borrowed from pol), or NULL when pol is not of this
- * family or k is out of range. */
+ * family or k is out of range. It keeps the SFT model's file_dtype. */
 const emdpo_llama *emdpo_llama_policy_model(const emdpo_policy *pol, int k);
+
+/* The tokenizer pol borrows, or NULL when pol is not of this family. */
+const emdpo_tokenizer *emdpo_llama_policy_tokenizer(const emdpo_policy *pol);
 
 /* Optimizer steps each trained type takes per M-step on the cached
  * dataset (the steps option, or what epochs gives); 0 for another family. */

@@ -220,6 +220,7 @@ int emdpo_lm_train_dpo(const emdpo_llama *sft, const emdpo_lm_set *set, const em
     int rc = emdpo_llama_create(&sft->config, &m);
     if (rc) return rc;
     memcpy(m->param_buf, sft->param_buf, m->num_params * sizeof *m->param_buf);
+    m->file_dtype = sft->file_dtype;
     if (!(rc = emdpo_trainer_create(m, set, NULL, c, &t))) rc = emdpo_trainer_set_reference(t, sft);
     if (!rc && steps == 0) {
         int64_t E = (int64_t)c->batch * c->accum;

@@ -255,6 +255,8 @@ int main(void) {
     CHECK_MSG(emdpo_llama_load(NULL, NULL, NULL) != EMDPO_OK, "emdpo_llama_load");
     CHECK_MSG(emdpo_llama_from_spec(NULL, 0, NULL, NULL) != EMDPO_OK, "emdpo_llama_from_spec");
     CHECK_MSG(emdpo_llama_save(NULL, NULL, NULL) != EMDPO_OK, "emdpo_llama_save");
+    (void)emdpo_llama_save_gguf(NULL, NULL, NULL, NULL, NULL);
+    CHECK(1);
     (void)emdpo_llama_save_llama2c(NULL, NULL, NULL);
     CHECK(1);
     emdpo_llama_free(NULL);
@@ -270,6 +272,10 @@ int main(void) {
     (void)emdpo_llama_source(NULL);
     CHECK(1);
     (void)emdpo_llama_same_architecture(NULL, NULL);
+    CHECK(1);
+    (void)emdpo_dtype_name(0);
+    CHECK(1);
+    (void)emdpo_llama_file_dtype(NULL);
     CHECK(1);
     CHECK_MSG(emdpo_tokenizer_load(NULL, 0, NULL, NULL) != EMDPO_OK, "emdpo_tokenizer_load");
     emdpo_tokenizer_free(NULL);
@@ -310,6 +316,9 @@ int main(void) {
     (void)emdpo_vocab_n_bytes(NULL);
     CHECK(1);
     CHECK_MSG(emdpo_vocab_save(NULL, NULL, NULL) != EMDPO_OK, "emdpo_vocab_save");
+    emdpo_llama_save_opts_init(NULL);
+    CHECK(1);
+    CHECK_MSG(emdpo_llama_save_with(NULL, NULL, NULL, NULL) != EMDPO_OK, "emdpo_llama_save_with");
     CHECK_MSG(emdpo_lm_lengths(NULL, NULL, NULL, NULL) != EMDPO_OK, "emdpo_lm_lengths");
     CHECK_MSG(emdpo_lm_set_from_data(NULL, NULL, 0, 0, NULL) != EMDPO_OK, "emdpo_lm_set_from_data");
     CHECK_MSG(emdpo_lm_set_read(NULL, NULL, 0, 0, 0, NULL, NULL, NULL) != EMDPO_OK, "emdpo_lm_set_read");
@@ -762,6 +771,7 @@ int main(void) {
  *   emdpo_llama_load
  *   emdpo_llama_from_spec
  *   emdpo_llama_save
+ *   emdpo_llama_save_gguf
  *   emdpo_llama_save_llama2c
  *   emdpo_llama_free
  *   emdpo_llama_vocab_size
@@ -770,6 +780,8 @@ int main(void) {
  *   emdpo_llama_n_params
  *   emdpo_llama_source
  *   emdpo_llama_same_architecture
+ *   emdpo_dtype_name
+ *   emdpo_llama_file_dtype
  *   emdpo_tokenizer_load
  *   emdpo_tokenizer_free
  *   emdpo_tokenizer_vocab_size
@@ -792,6 +804,8 @@ int main(void) {
  *   emdpo_vocab_n_tokens
  *   emdpo_vocab_n_bytes
  *   emdpo_vocab_save
+ *   emdpo_llama_save_opts_init
+ *   emdpo_llama_save_with
  *   emdpo_lm_lengths
  *   emdpo_lm_set_from_data
  *   emdpo_lm_set_read

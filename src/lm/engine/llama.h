@@ -98,6 +98,8 @@ typedef struct emdpo_llama {
     float *param_buf; /* (num_params) */
     size_t num_params;
     char *source;     /* the path it was loaded from (lm/io/loader.c), or NULL */
+    int file_dtype;   /* the emdpo_dtype its weights were stored in (EMDPO_DTYPE_F32, F16, BF16), which
+                         saving keeps; 0 (EMDPO_DTYPE_AUTO) for a model not loaded from a file: F32 */
 } emdpo_llama;
 
 /* Allocates a model with zeroed parameters; its config's head_dim is

@@ -27,15 +27,18 @@
 #include <stddef.h>
 
 #include "emdpo.h"
+#include "lm/io/gguf.h"
 #include "lm/io/tokenizer.h"
-
-/* 1 when the file at path starts with GGUF's magic, else 0. */
-int emdpo_gguf_is_file(const char *path);
 
 /* The tokenizer of the GGUF file's vocabulary, and its token count in
  * *n_vocab. EMDPO_ERR_PARSE (diag: the byte offset or key, and what was
  * wrong) for a malformed file, EMDPO_ERR_UNSUPPORTED for a vocabulary of
  * another kind, EMDPO_ERR_IO, EMDPO_ERR_NOMEM. */
 int emdpo_gguf_tokenizer(const char *path, emdpo_tokenizer **out, int *n_vocab, emdpo_diag *diag);
+
+/* llama.cpp's tokenizer.ggml.pre name for a byte-level BPE tokenizer.json's
+ * Split regex (regex[0..len)): "gpt-2", "llama-bpe" or "qwen2"; NULL for
+ * one llama.cpp's GGUF vocabularies read here do not name. */
+const char *emdpo_gguf_pre_name(const char *regex, size_t len);
 
 #endif

@@ -1,13 +1,10 @@
 #include "lm/io/llama_hf.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "base/afile.h"
 #include "base/alloc.h"
@@ -236,7 +233,13 @@ static void format_float(char *buf, size_t size, float f) {
     }
 }
 
-int emdpo_hf_config_write(const char *path, const emdpo_llama_config *c, emdpo_diag *diag) {
+/* PyTorch's name of a dtype, as config.json's torch_dtype gives it. */
+static const char *torch_dtype(emdpo_st_dtype dt) {
+    return dt == EMDPO_ST_BF16 ? "bfloat16" : dt == EMDPO_ST_F16 ? "float16" : "float32";
+}
+
+int emdpo_hf_config_write(const char *path, const emdpo_llama_config *c, emdpo_st_dtype dtype, int bos, int eos,
+                          emdpo_diag *diag) {
     emdpo_diag_reset(diag, path);
     if (emdpo_llama_config_check(c))
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "invalid model configuration");
@@ -261,6 +264,9 @@ int emdpo_hf_config_write(const char *path, const emdpo_llama_config *c, emdpo_d
                  "\"original_max_position_embeddings\": %d}", fa, lo, hi, c->rope_original_max_pos);
     else
         snprintf(scaling, sizeof scaling, "null");
+    char ids[64] = "";
+    if (bos >= 0) snprintf(ids, sizeof ids, "  \"bos_token_id\": %d,\n", bos);
+    if (eos >= 0) snprintf(ids + strlen(ids), sizeof ids - strlen(ids), "  \"eos_token_id\": %d,\n", eos);
     window[0] = bias[0] = '\0';
     if (f->window == 1 && c->sliding_window)
         snprintf(window, sizeof window, "  \"sliding_window\": %d,\n", c->sliding_window);
@@ -295,13 +301,12 @@ int emdpo_hf_config_write(const char *path, const emdpo_llama_config *c, emdpo_d
             "%s%s"
             "%s"
             "  \"rope_scaling\": %s,\n"
-            "  \"bos_token_id\": 1,\n"
-            "  \"eos_token_id\": 2,\n"
-            "  \"torch_dtype\": \"float32\"\n"
+            "%s"
+            "  \"torch_dtype\": \"%s\"\n"
             "}\n",
             f->architecture, f->model_type, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
             emdpo_llama_head_size(c), c->vocab_size, c->max_seq_len, eps, theta, c->tied ? "true" : "false", bias,
-            c->arch == EMDPO_ARCH_LLAMA ? "  \"mlp_bias\": false,\n" : "", window, scaling);
+            c->arch == EMDPO_ARCH_LLAMA ? "  \"mlp_bias\": false,\n" : "", window, scaling, ids, torch_dtype(dtype));
     return emdpo_afile_commit(&af, diag);
 }
 
@@ -404,12 +409,12 @@ static int known_name(const emdpo_llama_config *c, const char *name) {
     return 0;
 }
 
-int emdpo_hf_read_params(const emdpo_safetensors *st, const emdpo_llama_config *c,
+int emdpo_hf_read_params(const emdpo_st_source *st, const emdpo_llama_config *c,
                          const emdpo_llama_params *p, emdpo_diag *diag) {
-    for (size_t i = 0; i < emdpo_st_count(st); i++) {
-        const char *name = emdpo_st_tensor_at(st, i)->name;
+    for (size_t i = 0; i < emdpo_st_source_count(st); i++) {
+        const char *name = emdpo_st_source_tensor_at(st, i)->name;
         if (!known_name(c, name)) {
-            emdpo_diag_reset(diag, emdpo_st_name(st));
+            emdpo_diag_reset(diag, emdpo_st_source_name(st));
             return emdpo_diag_fail(diag, EMDPO_ERR_PARSE,
                         c->tied && strcmp(name, "lm_head.weight") == 0
                             ? "tensor \"%.80s\" is present although tie_word_embeddings is true"
@@ -419,9 +424,9 @@ int emdpo_hf_read_params(const emdpo_safetensors *st, const emdpo_llama_config *
     }
     int64_t C = c->dim, V = c->vocab_size, hs = emdpo_llama_head_size(c);
     int64_t vc[2] = {V, C};
-    int rc = emdpo_st_read_f32(st, "model.embed_tokens.weight", 2, vc, p->tok_emb, diag);
-    if (!rc) rc = emdpo_st_read_f32(st, "model.norm.weight", 1, &C, p->rms_final, diag);
-    if (!rc && !c->tied) rc = emdpo_st_read_f32(st, "lm_head.weight", 2, vc, p->lm_head, diag);
+    int rc = emdpo_st_source_read_f32(st, "model.embed_tokens.weight", 2, vc, p->tok_emb, diag);
+    if (!rc) rc = emdpo_st_source_read_f32(st, "model.norm.weight", 1, &C, p->rms_final, diag);
+    if (!rc && !c->tied) rc = emdpo_st_source_read_f32(st, "lm_head.weight", 2, vc, p->lm_head, diag);
     size_t scratch_n = (size_t)c->n_heads * (size_t)hs * (size_t)C; /* the largest permuted tensor, q_proj's */
     float *scratch = rc ? NULL : emdpo_malloc(scratch_n * sizeof *scratch);
     if (!rc && !scratch) rc = EMDPO_ERR_NOMEM;
@@ -431,7 +436,7 @@ int emdpo_hf_read_params(const emdpo_safetensors *st, const emdpo_llama_config *
             layer_tensor t = layer_tensor_of(c, p, l, w);
             if (!t.data) continue;
             layer_name(name, sizeof name, l, w);
-            rc = emdpo_st_read_f32(st, name, t.rank, t.shape, t.perm_heads ? scratch : t.data, diag);
+            rc = emdpo_st_source_read_f32(st, name, t.rank, t.shape, t.perm_heads ? scratch : t.data, diag);
             if (!rc && t.perm_heads) emdpo_hf_permute_rows(scratch, t.data, t.perm_heads, (int)hs, perm_cols(&t), 0);
         }
     emdpo_free(scratch, scratch_n * sizeof *scratch);
@@ -439,7 +444,7 @@ int emdpo_hf_read_params(const emdpo_safetensors *st, const emdpo_llama_config *
 }
 
 int emdpo_hf_write_params(const char *path, const emdpo_llama_config *c, const emdpo_llama_params *p,
-                          emdpo_diag *diag) {
+                          emdpo_st_dtype dtype, emdpo_diag *diag) {
     emdpo_diag_reset(diag, path);
     size_t L = (size_t)c->n_layers, perm_n = 0;
     size_t n_out = 2 + (c->tied ? 0 : 1) + L * N_LAYER_TENSORS;
@@ -478,7 +483,7 @@ int emdpo_hf_write_params(const char *path, const emdpo_llama_config *c, const e
     if (!c->tied) out[k++] = (emdpo_st_out){"lm_head.weight", 2, {c->vocab_size, c->dim}, p->lm_head};
     /* transformers refuses safetensors files without format metadata. */
     static const char *const meta[] = {"format", "pt"};
-    rc = emdpo_st_write_f32(path, out, k, meta, 1, diag);
+    rc = emdpo_st_write(path, out, k, dtype, meta, 1, diag);
 done:
     emdpo_free(out, n_out * sizeof *out);
     emdpo_free(names, n_out * 96);
@@ -486,52 +491,30 @@ done:
     return rc;
 }
 
-/* ---- directories ------------------------------------------------------------ */
-
-/* dir/file, or NULL with diag set (out of memory). */
-static char *join(const char *dir, const char *file, emdpo_diag *diag) {
-    char *p = emdpo_path_join(dir, file);
-    if (!p) emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
-    return p;
-}
+/* ---- loading ------------------------------------------------------------------ */
 
 int emdpo_llama_hf_load(const char *dir, emdpo_llama **out, emdpo_diag *diag) {
     *out = NULL;
     emdpo_llama_config c;
-    char *cfg = join(dir, "config.json", diag), *weights = cfg ? join(dir, "model.safetensors", diag) : NULL;
-    int rc = weights ? emdpo_hf_config_read(cfg, &c, diag) : EMDPO_ERR_NOMEM;
-    emdpo_safetensors *st = NULL;
-    if (!rc && (rc = emdpo_st_open(weights, &st, diag)) == EMDPO_ERR_IO && access(weights, F_OK) != 0) {
-        char *index = join(dir, "model.safetensors.index.json", diag);
-        if (!index) rc = EMDPO_ERR_NOMEM;
-        else if (access(index, F_OK) == 0)
-            rc = emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "sharded checkpoints (%s) are not supported",
-                                 "model.safetensors.index.json");
-        emdpo_strfree(index);
-    }
+    char *cfg = emdpo_path_join(dir, "config.json");
+    if (!cfg) return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+    int rc = emdpo_hf_config_read(cfg, &c, diag);
     emdpo_strfree(cfg);
-    emdpo_strfree(weights);
+    emdpo_st_source *st = NULL;
+    if (!rc) rc = emdpo_st_source_open_dir(dir, &st, diag);
     if (rc) return rc;
     emdpo_llama *m = NULL;
     rc = emdpo_llama_create(&c, &m);
     if (!rc) rc = emdpo_hf_read_params(st, &c, &m->params, diag);
-    emdpo_st_close(st);
+    if (!rc) {
+        emdpo_st_dtype dt = emdpo_st_source_dtype(st);
+        m->file_dtype = dt == EMDPO_ST_BF16 ? EMDPO_DTYPE_BF16 : dt == EMDPO_ST_F16 ? EMDPO_DTYPE_F16 : EMDPO_DTYPE_F32;
+    }
+    emdpo_st_source_close(st);
     if (rc) {
         emdpo_llama_free(m);
         return rc;
     }
     *out = m;
     return EMDPO_OK;
-}
-
-int emdpo_llama_hf_save(const emdpo_llama *m, const char *dir, emdpo_diag *diag) {
-    emdpo_diag_reset(diag, dir);
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-        return emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot create the directory: %s", strerror(errno));
-    char *weights = join(dir, "model.safetensors", diag), *cfg = weights ? join(dir, "config.json", diag) : NULL;
-    int rc = cfg ? emdpo_hf_write_params(weights, &m->config, &m->params, diag) : EMDPO_ERR_NOMEM;
-    if (!rc) rc = emdpo_hf_config_write(cfg, &m->config, diag);
-    emdpo_strfree(weights);
-    emdpo_strfree(cfg);
-    return rc;
 }

@@ -13,13 +13,15 @@
  * the rows of q_proj and k_proj within each head; this module applies the
  * exact inverse on load and the same reordering on save.
  *
- * Sharded checkpoints (model.safetensors.index.json) are not supported. */
+ * The weights are read through st_source.h (one model.safetensors or the
+ * shards of model.safetensors.index.json); saving is hf_save.c's. */
 #ifndef EMDPO_LLAMA_HF_H
 #define EMDPO_LLAMA_HF_H
 
 #include "emdpo.h"
 #include "lm/engine/llama.h"
 #include "lm/io/safetensors.h"
+#include "lm/io/st_source.h"
 
 /* Reads config.json text. Absent optional keys take HF's LlamaConfig
  * defaults (num_key_value_heads = num_attention_heads,
@@ -32,8 +34,10 @@ int emdpo_hf_config_parse(const char *text, size_t len, const char *name, emdpo_
                           emdpo_diag *diag);
 int emdpo_hf_config_read(const char *path, emdpo_llama_config *c, emdpo_diag *diag);
 
-/* Writes config.json (float32, LlamaForCausalLM) atomically. */
-int emdpo_hf_config_write(const char *path, const emdpo_llama_config *c, emdpo_diag *diag);
+/* Writes config.json (LlamaForCausalLM) atomically: torch_dtype dtype's
+ * (F32, F16 or BF16), bos_token_id and eos_token_id unless -1. */
+int emdpo_hf_config_write(const char *path, const emdpo_llama_config *c, emdpo_st_dtype dtype, int bos, int eos,
+                          emdpo_diag *diag);
 
 /* Reorders the rows of a (n_heads * head_size, cols) projection between
  * emdpo's interleaved-pair RoPE layout and HF's rotate-half layout:
@@ -46,17 +50,20 @@ void emdpo_hf_permute_rows(const float *src, float *dst, int n_heads, int head_s
  * when a tensor is missing, misshapen or not part of the architecture
  * (rotary_emb.inv_freq buffers are ignored); EMDPO_ERR_UNSUPPORTED for a
  * non-float dtype; EMDPO_ERR_NOMEM; EMDPO_ERR_IO. */
-int emdpo_hf_read_params(const emdpo_safetensors *st, const emdpo_llama_config *c,
+int emdpo_hf_read_params(const emdpo_st_source *st, const emdpo_llama_config *c,
                          const emdpo_llama_params *p, emdpo_diag *diag);
 
-/* Writes p as a float32 HF model.safetensors (metadata format "pt"). */
+/* Writes p as an HF model.safetensors of dtype (F32, F16 or BF16;
+ * metadata format "pt"). */
 int emdpo_hf_write_params(const char *path, const emdpo_llama_config *c, const emdpo_llama_params *p,
-                          emdpo_diag *diag);
+                          emdpo_st_dtype dtype, emdpo_diag *diag);
 
-/* dir/config.json + dir/model.safetensors -> a new model. */
+/* dir/config.json + its weights (emdpo_st_source_open_dir) -> a new model
+ * whose file_dtype is the weights' dtype. */
 int emdpo_llama_hf_load(const char *dir, emdpo_llama **out, emdpo_diag *diag);
 
-/* The reverse; creates dir if needed. Each file is replaced atomically. */
-int emdpo_llama_hf_save(const emdpo_llama *m, const char *dir, emdpo_diag *diag);
+/* The reverse (emdpo_llama_save_with, which documents it; o NULL: the
+ * defaults); hf_save.c. */
+int emdpo_llama_hf_save(const emdpo_llama *m, const char *dir, const emdpo_llama_save_opts *o, emdpo_diag *diag);
 
 #endif

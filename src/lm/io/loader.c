@@ -1,5 +1,6 @@
 /* The one model loader (emdpo/lm.h's emdpo_llama_load): a directory is a
- * Hugging Face checkpoint, a file a llama2.c one; fresh models from an
+ * Hugging Face checkpoint, a file starting with GGUF's magic a GGUF model,
+ * another file a llama2.c one; fresh models from an
  * architecture spec; saving; what a model tells about itself. */
 #include <errno.h>
 #include <stdlib.h>
@@ -9,6 +10,8 @@
 #include "base/diag.h"
 #include "base/file.h"
 #include "lm/engine/llama.h"
+#include "lm/io/gguf.h"
+#include "lm/io/gguf_model.h"
 #include "lm/io/llama2c.h"
 #include "lm/io/llama_hf.h"
 
@@ -17,7 +20,9 @@ int emdpo_llama_load(const char *path, emdpo_llama **out, emdpo_diag *diag) {
     *out = NULL;
     emdpo_diag_reset(diag, path);
     if (!path) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no model path");
-    int rc = emdpo_path_is_dir(path) ? emdpo_llama_hf_load(path, out, diag) : emdpo_llama2c_load(path, out, diag);
+    int rc = emdpo_path_is_dir(path)        ? emdpo_llama_hf_load(path, out, diag)
+             : emdpo_gguf_is_file(path)     ? emdpo_gguf_model_load(path, out, diag)
+                                            : emdpo_llama2c_load(path, out, diag);
     emdpo_diag_default_file(diag, path);
     if (!rc && !((*out)->source = emdpo_strdup(path))) {
         emdpo_llama_free(*out);
@@ -74,10 +79,48 @@ int emdpo_llama_from_spec(const char *spec, uint64_t seed, emdpo_llama **out, em
     return EMDPO_OK;
 }
 
-int emdpo_llama_save(const emdpo_llama *m, const char *dir, emdpo_diag *diag) {
+const char *emdpo_dtype_name(int d) {
+    static const char *const names[] = {"auto", "f32", "f16", "bf16"};
+    return d >= 0 && d < (int)(sizeof names / sizeof *names) ? names[d] : NULL;
+}
+
+emdpo_dtype emdpo_llama_file_dtype(const emdpo_llama *m) {
+    return m && m->file_dtype ? (emdpo_dtype)m->file_dtype : EMDPO_DTYPE_F32;
+}
+
+void emdpo_llama_save_opts_init(emdpo_llama_save_opts *o) {
+    if (!o) return;
+    o->dtype = EMDPO_DTYPE_AUTO;
+    o->tokenizer = NULL;
+}
+
+int emdpo_llama_save_with(const emdpo_llama *m, const char *dir, const emdpo_llama_save_opts *o, emdpo_diag *diag) {
     emdpo_diag_reset(diag, dir);
     if (!m || !dir) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no model or directory");
-    return emdpo_llama_hf_save(m, dir, diag);
+    return emdpo_llama_hf_save(m, dir, o, diag);
+}
+
+int emdpo_llama_save(const emdpo_llama *m, const char *dir, emdpo_diag *diag) {
+    return emdpo_llama_save_with(m, dir, NULL, diag);
+}
+
+int emdpo_llama_save_gguf(const emdpo_llama *m, const char *tokenizer, const char *path, const char *dtype,
+                          emdpo_diag *diag) {
+    emdpo_diag scratch;
+    if (!diag) diag = &scratch;
+    emdpo_diag_reset(diag, path);
+    if (!m || !path) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no model or path");
+    static const struct { const char *name; uint32_t type; } types[] = {
+        {"f32", EMDPO_GGML_F32}, {"f16", EMDPO_GGML_F16}, {"bf16", EMDPO_GGML_BF16}, {"q8_0", EMDPO_GGML_Q8_0}};
+    int k = 0;
+    while (dtype && k < 4 && strcmp(types[k].name, dtype) != 0) k++;
+    if (k == 4) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "dtype \"%s\": f32, f16, bf16 or q8_0", dtype);
+    if (!dtype) k = 1;
+    if (!tokenizer && m->source && emdpo_gguf_is_file(m->source)) tokenizer = m->source;
+    if (!tokenizer)
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG,
+                               "a GGUF file needs the model's tokenizer (the model was not loaded from a GGUF file)");
+    return emdpo_gguf_model_save(m, tokenizer, path, types[k].type, diag);
 }
 
 int emdpo_llama_save_llama2c(const emdpo_llama *m, const char *path, emdpo_diag *diag) {

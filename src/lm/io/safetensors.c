@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 #include "base/afile.h"
 #include "base/alloc.h"
 #include "base/diag.h"
+#include "base/half.h"
 #include "base/json.h"
 #include "base/utf8.h"
 
@@ -46,6 +46,9 @@ static const struct {
 const char *emdpo_st_dtype_name(emdpo_st_dtype dt) {
     return (unsigned)dt < N_DTYPES ? k_dtypes[dt].name : "?";
 }
+
+/* Bytes of a tensor read and converted at a time. */
+#define READ_CHUNK (1 << 20)
 
 static uint64_t le64(const unsigned char *p) {
     uint64_t v = 0;
@@ -383,38 +386,18 @@ const char *emdpo_st_metadata(const emdpo_safetensors *st, const char *key) {
     return v ? v->u.str : NULL;
 }
 
-static float half_to_float(uint16_t h) {
-    int exp = (h >> 10) & 0x1f;
-    unsigned mant = h & 0x3ff;
-    float f;
-    if (exp == 0)
-        f = ldexpf((float)mant, -24);
-    else if (exp == 31)
-        f = mant ? NAN : INFINITY;
-    else
-        f = ldexpf((float)(mant | 0x400), exp - 25);
-    return h & 0x8000 ? -f : f;
-}
-
-static float bits_to_float(uint32_t u) {
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 /* Converts count little-endian elements of a floating-point dtype. */
 static void convert(emdpo_st_dtype dt, const unsigned char *s, size_t count, float *dst) {
     switch (dt) {
     case EMDPO_ST_F32:
         for (size_t i = 0; i < count; i++, s += 4)
-            dst[i] = bits_to_float((uint32_t)s[0] | (uint32_t)s[1] << 8 | (uint32_t)s[2] << 16 |
-                                   (uint32_t)s[3] << 24);
+            dst[i] = emdpo_bits_f32((uint32_t)s[0] | (uint32_t)s[1] << 8 | (uint32_t)s[2] << 16 | (uint32_t)s[3] << 24);
         break;
     case EMDPO_ST_BF16:
-        for (size_t i = 0; i < count; i++, s += 2) dst[i] = bits_to_float((uint32_t)s[0] << 16 | (uint32_t)s[1] << 24);
+        for (size_t i = 0; i < count; i++, s += 2) dst[i] = emdpo_bf16_to_float((uint16_t)(s[0] | s[1] << 8));
         break;
     case EMDPO_ST_F16:
-        for (size_t i = 0; i < count; i++, s += 2) dst[i] = half_to_float((uint16_t)(s[0] | s[1] << 8));
+        for (size_t i = 0; i < count; i++, s += 2) dst[i] = emdpo_half_to_float((uint16_t)(s[0] | s[1] << 8));
         break;
     default: /* F64: read_f32 admits no other dtype */
         for (size_t i = 0; i < count; i++, s += 8) {
@@ -427,7 +410,7 @@ static void convert(emdpo_st_dtype dt, const unsigned char *s, size_t count, flo
     }
 }
 
-static void format_shape(char *buf, size_t size, int rank, const int64_t *shape) {
+void emdpo_st_format_shape(char *buf, size_t size, int rank, const int64_t *shape) {
     size_t at = 0;
     at += (size_t)snprintf(buf, size, "[");
     for (int i = 0; i < rank && at < size; i++)
@@ -440,33 +423,39 @@ int emdpo_st_read_f32(const emdpo_safetensors *st, const char *name, int rank, c
     emdpo_diag_reset(diag, st->file);
     const emdpo_st_tensor *t = emdpo_st_find(st, name);
     char want[128], got[128];
-    format_shape(want, sizeof want, rank, shape);
+    emdpo_st_format_shape(want, sizeof want, rank, shape);
     if (!t) return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "tensor \"%.80s\" (shape %s) is missing", name, want);
     int same = t->rank == rank;
     for (int i = 0; same && i < rank; i++) same = t->shape[i] == shape[i];
     if (!same) {
-        format_shape(got, sizeof got, t->rank, t->shape);
+        emdpo_st_format_shape(got, sizeof got, t->rank, t->shape);
         return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "tensor \"%.80s\" has shape %s, expected %s", name, got, want);
     }
     if (t->dtype != EMDPO_ST_F32 && t->dtype != EMDPO_ST_F16 && t->dtype != EMDPO_ST_BF16 &&
         t->dtype != EMDPO_ST_F64)
         return emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "tensor \"%.80s\" has dtype %s, not a floating-point one",
                     name, k_dtypes[t->dtype].name);
+    /* A chunk at a time through one buffer: reading holds no more than dst
+     * and the chunk. (Threads over chunks were not faster: the load's time
+     * is the kernel's, faulting in dst's fresh pages; docs/BENCHMARKS.md.) */
     unsigned size = k_dtypes[t->dtype].size;
+    uint64_t per = READ_CHUNK / size;
     if (st->fd < 0) {
         convert(t->dtype, st->mem + st->data_start + t->begin, (size_t)t->numel, dst);
         return EMDPO_OK;
     }
-    unsigned char buf[16384];
-    size_t per = sizeof buf / size;
-    for (uint64_t done = 0; done < t->numel;) {
-        size_t k = t->numel - done < per ? (size_t)(t->numel - done) : per;
-        if (read_at(st->fd, buf, k * size, st->data_start + t->begin + done * size))
-            return emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot read tensor \"%.80s\" (the file may have shrunk)", name);
-        convert(t->dtype, buf, k, dst + done);
-        done += k;
+    unsigned char *buf = emdpo_malloc(READ_CHUNK);
+    if (!buf) return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+    int rc = EMDPO_OK;
+    for (uint64_t first = 0; first < t->numel && !rc; first += per) {
+        size_t k = (size_t)(t->numel - first < per ? t->numel - first : per);
+        if (read_at(st->fd, buf, k * size, st->data_start + t->begin + first * size))
+            rc = emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot read tensor \"%.80s\" (the file may have shrunk)", name);
+        else
+            convert(t->dtype, buf, k, dst + first);
     }
-    return EMDPO_OK;
+    emdpo_free(buf, READ_CHUNK);
+    return rc;
 }
 
 /* ---- writer ------------------------------------------------------------ */
@@ -517,7 +506,7 @@ static int cmp_out_name(const void *pa, const void *pb) {
 }
 
 /* Checks the tensors and computes their byte sizes into bytes[]. */
-static int check_outputs(const emdpo_st_out *t, size_t n, uint64_t *bytes, emdpo_diag *diag) {
+static int check_outputs(const emdpo_st_out *t, size_t n, unsigned size, uint64_t *bytes, emdpo_diag *diag) {
     uint64_t total = 0;
     for (size_t i = 0; i < n; i++) {
         const char *name = t[i].name;
@@ -530,13 +519,13 @@ static int check_outputs(const emdpo_st_out *t, size_t n, uint64_t *bytes, emdpo
         for (int d = 0; d < t[i].rank; d++) {
             int64_t s = t[i].shape[d];
             if (s < 0) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "tensor \"%.80s\": negative dimension", name);
-            if (s && numel > UINT64_MAX / 4 / (uint64_t)s)
+            if (s && numel > UINT64_MAX / size / (uint64_t)s)
                 return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "tensor \"%.80s\": size overflows", name);
             numel *= (uint64_t)s;
         }
         if (numel && !t[i].data)
             return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "tensor \"%.80s\" has no data", name);
-        bytes[i] = numel * 4;
+        bytes[i] = numel * size;
         if (total > UINT64_MAX - bytes[i])
             return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "total size overflows");
         total += bytes[i];
@@ -559,8 +548,8 @@ static int check_unique(const char *const *names, size_t n, const char *what, em
     return rc;
 }
 
-static int build_header(const emdpo_st_out *t, size_t n, const uint64_t *bytes, const char *const *meta,
-                        size_t n_meta, sbuf *b) {
+static int build_header(const emdpo_st_out *t, size_t n, emdpo_st_dtype dtype, const uint64_t *bytes,
+                        const char *const *meta, size_t n_meta, sbuf *b) {
     sb_put(b, "{", 1);
     if (n_meta) {
         sb_puts(b, "\"__metadata__\":{");
@@ -576,7 +565,9 @@ static int build_header(const emdpo_st_out *t, size_t n, const uint64_t *bytes, 
     for (size_t i = 0; i < n; i++) {
         if (i || n_meta) sb_put(b, ",", 1);
         sb_str(b, t[i].name);
-        sb_puts(b, ":{\"dtype\":\"F32\",\"shape\":[");
+        sb_puts(b, ":{\"dtype\":\"");
+        sb_puts(b, k_dtypes[dtype].name);
+        sb_puts(b, "\",\"shape\":[");
         for (int d = 0; d < t[i].rank; d++) {
             if (d) sb_put(b, ",", 1);
             sb_u64(b, (uint64_t)t[i].shape[d]);
@@ -594,26 +585,30 @@ static int build_header(const emdpo_st_out *t, size_t n, const uint64_t *bytes, 
     return b->nomem ? EMDPO_ERR_NOMEM : EMDPO_OK;
 }
 
-static void put_le_floats(const float *src, size_t count, FILE *fp) {
+/* Writes count floats as little-endian dtype (F32, F16 or BF16) elements,
+ * converting a buffer at a time. */
+static void put_floats(const float *src, size_t count, emdpo_st_dtype dtype, FILE *fp) {
     unsigned char buf[16384];
+    unsigned size = k_dtypes[dtype].size;
     for (size_t done = 0; done < count;) {
-        size_t k = count - done < sizeof buf / 4 ? count - done : sizeof buf / 4;
+        size_t k = count - done < sizeof buf / size ? count - done : sizeof buf / size;
         for (size_t i = 0; i < k; i++) {
-            uint32_t u;
-            memcpy(&u, &src[done + i], 4);
-            buf[4 * i] = (unsigned char)u;
-            buf[4 * i + 1] = (unsigned char)(u >> 8);
-            buf[4 * i + 2] = (unsigned char)(u >> 16);
-            buf[4 * i + 3] = (unsigned char)(u >> 24);
+            uint32_t u = dtype == EMDPO_ST_F32    ? emdpo_f32_bits(src[done + i])
+                         : dtype == EMDPO_ST_BF16 ? emdpo_float_to_bf16(src[done + i])
+                                                  : emdpo_float_to_half(src[done + i]);
+            for (unsigned b = 0; b < size; b++) buf[size * i + b] = (unsigned char)(u >> (8 * b));
         }
-        fwrite(buf, 4, k, fp);
+        fwrite(buf, size, k, fp);
         done += k;
     }
 }
 
-int emdpo_st_write_f32(const char *path, const emdpo_st_out *t, size_t n, const char *const *meta,
-                       size_t n_meta, emdpo_diag *diag) {
+int emdpo_st_write(const char *path, const emdpo_st_out *t, size_t n, emdpo_st_dtype dtype, const char *const *meta,
+                   size_t n_meta, emdpo_diag *diag) {
     emdpo_diag_reset(diag, path);
+    if (dtype != EMDPO_ST_F32 && dtype != EMDPO_ST_F16 && dtype != EMDPO_ST_BF16)
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "tensors are written as F32, F16 or BF16, not %s",
+                               emdpo_st_dtype_name(dtype));
     for (size_t i = 0; i < 2 * n_meta; i++)
         if (!meta[i] || emdpo_utf8_invalid_at(meta[i], strlen(meta[i])) < strlen(meta[i]))
             return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "metadata entry %zu is missing or not UTF-8", i / 2);
@@ -626,14 +621,14 @@ int emdpo_st_write_f32(const char *path, const emdpo_st_out *t, size_t n, const 
         emdpo_free(names, (n > n_meta ? n : n_meta) * sizeof *names);
         return EMDPO_ERR_NOMEM;
     }
-    int rc = check_outputs(t, n, bytes, diag);
+    int rc = check_outputs(t, n, k_dtypes[dtype].size, bytes, diag);
     for (size_t i = 0; !rc && i < n; i++) names[i] = t[i].name;
     if (!rc) rc = check_unique(names, n, "tensor name", diag);
     for (size_t i = 0; !rc && i < n_meta; i++) names[i] = meta[2 * i];
     if (!rc) rc = check_unique(names, n_meta, "metadata key", diag);
     emdpo_free(names, (n > n_meta ? n : n_meta) * sizeof *names);
     sbuf h = {0};
-    if (!rc) rc = build_header(t, n, bytes, meta, n_meta, &h);
+    if (!rc) rc = build_header(t, n, dtype, bytes, meta, n_meta, &h);
     emdpo_afile af;
     if (!rc) rc = emdpo_afile_open(&af, path, diag);
     if (!rc) {
@@ -641,7 +636,8 @@ int emdpo_st_write_f32(const char *path, const emdpo_st_out *t, size_t n, const 
         for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
         fwrite(len8, 1, 8, af.fp);
         fwrite(h.p, 1, h.len, af.fp);
-        for (size_t i = 0; i < n && !ferror(af.fp); i++) put_le_floats(t[i].data, (size_t)(bytes[i] / 4), af.fp);
+        for (size_t i = 0; i < n && !ferror(af.fp); i++)
+            put_floats(t[i].data, (size_t)(bytes[i] / k_dtypes[dtype].size), dtype, af.fp);
         rc = emdpo_afile_commit(&af, diag);
     }
     emdpo_free(h.p, h.cap);

@@ -11,11 +11,15 @@
  * buffer exactly: no overlaps, no gaps, nothing after the last tensor. Any
  * violation is EMDPO_ERR_PARSE with diag naming the tensor and the offsets.
  * After that, reads cannot leave the file. Tensor data is read on demand
- * (pread), so opening a large checkpoint costs only its header.
+ * (pread, a chunk at a time, converted straight into the caller's float32
+ * buffer), so opening a large checkpoint costs only its header and reading
+ * it holds no more than the float32 tensors and one 1 MiB chunk.
  *
- * The writer writes float32 tensors, pads the header with spaces to a
- * multiple of 8 bytes (so the data is aligned), and replaces the target
- * file atomically. */
+ * The writer writes float tensors as F32, F16 or BF16 (rounded to nearest
+ * even: base/half.h), pads the header with spaces to a multiple of 8 bytes
+ * (so the data is aligned), and replaces the target file atomically.
+ *
+ * Checkpoints split over several files are st_source.h's. */
 #ifndef EMDPO_SAFETENSORS_H
 #define EMDPO_SAFETENSORS_H
 
@@ -87,13 +91,17 @@ const emdpo_st_tensor *emdpo_st_find(const emdpo_safetensors *st, const char *na
 const char *emdpo_st_metadata(const emdpo_safetensors *st, const char *key);
 
 /* Reads tensor name as float32 into dst, which holds its element count,
- * after checking that its shape is shape[0..rank). EMDPO_ERR_PARSE (diag
+ * after checking that its shape is shape[0..rank). F32, F16 and BF16
+ * convert exactly; F64 rounds. EMDPO_ERR_PARSE (diag
  * names the tensor and the expected and found shapes) when it is missing
  * or shaped otherwise, EMDPO_ERR_UNSUPPORTED when its dtype is not a
  * floating-point one, EMDPO_ERR_IO when the file cannot be read (e.g. it
  * shrank since opening). Safe to call from several threads at once. */
 int emdpo_st_read_f32(const emdpo_safetensors *st, const char *name, int rank, const int64_t *shape,
                       float *dst, emdpo_diag *diag);
+
+/* "[2, 3]": shape[0..rank) as diag messages show it. */
+void emdpo_st_format_shape(char *buf, size_t size, int rank, const int64_t *shape);
 
 /* A float32 tensor to write. */
 typedef struct emdpo_st_out {
@@ -103,12 +111,13 @@ typedef struct emdpo_st_out {
     const float *data;
 } emdpo_st_out;
 
-/* Writes the tensors, in this order, and the metadata pairs
- * meta[2i] -> meta[2i+1] (n_meta pairs; meta may be NULL when 0).
- * EMDPO_ERR_INVALID_ARG for an empty, repeated or non-UTF-8 name, a name
+/* Writes the tensors, in this order, as dtype (EMDPO_ST_F32, F16 or BF16,
+ * rounded to nearest even), and the metadata pairs meta[2i] -> meta[2i+1]
+ * (n_meta pairs; meta may be NULL when 0). EMDPO_ERR_INVALID_ARG for
+ * another dtype, an empty, repeated or non-UTF-8 name, a name
  * "__metadata__", a bad rank or a negative dimension (diag says which);
  * EMDPO_ERR_IO when writing fails, leaving any old file in place. */
-int emdpo_st_write_f32(const char *path, const emdpo_st_out *t, size_t n, const char *const *meta,
-                       size_t n_meta, emdpo_diag *diag);
+int emdpo_st_write(const char *path, const emdpo_st_out *t, size_t n, emdpo_st_dtype dtype, const char *const *meta,
+                   size_t n_meta, emdpo_diag *diag);
 
 #endif

@@ -295,6 +295,10 @@ const char *emdpo_tokenizer_piece(const emdpo_tokenizer *t, int id, size_t *len)
     return t->bytes + t->off[id];
 }
 
+float emdpo_tokenizer_score(const emdpo_tokenizer *t, int id) {
+    return !t->hf && id >= 0 && id < t->vocab_size ? t->score[id] : 0.0f;
+}
+
 /* The Hugging Face pipeline's encode: its ids, with BOS / EOS around them
  * when asked and the tokenizer has them. */
 static int hf_encode(const emdpo_tokenizer *t, const char *text, size_t len, unsigned flags, int **ids, size_t *n) {

@@ -56,5 +56,9 @@ int emdpo_tokenizer_set_source(emdpo_tokenizer *t, const char *path);
  * or NULL when id is out of range. */
 const char *emdpo_tokenizer_piece(const emdpo_tokenizer *t, int id, size_t *len);
 
+/* The merge score of an id of the llama2.c format (0 for the Hugging Face
+ * pipeline's, which ranks merges instead, and for an id out of range). */
+float emdpo_tokenizer_score(const emdpo_tokenizer *t, int id);
+
 
 #endif
