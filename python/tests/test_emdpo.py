@@ -40,7 +40,6 @@ def ragged(rng, K, n_dec, n_annot, max_items=4, rank_share=0.25):
 
 def brute(lr, off, ann, rank, beta, eta, n_annot):
     """Products of probabilities in long double."""
-    K = lr.shape[0]
     p = np.tile(np.asarray(eta, dtype=np.longdouble), (n_annot, 1))
     for j in range(len(off) - 1):
         u = np.longdouble(beta) * lr[:, off[j]:off[j + 1]].astype(np.longdouble)
