@@ -31,6 +31,7 @@ int cmd_report(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_chat_template(int argc, char **argv);
+int cmd_estep(int argc, char **argv);
 
 /* Prints "emdpo CMD: [file:line: ]message" for a failed status (the
  * status's name when diag has no message) and returns the exit code that

@@ -249,7 +249,66 @@ done:
     return rc;
 }
 
+/* ---- --regrets: a regret matrix computed elsewhere ----------------------- */
+
+static int aggregate_regrets(int argc, char **argv) {
+    const char *path = NULL, *out = NULL;
+    emdpo_game_solver solver = EMDPO_GAME_HEDGE;
+    emdpo_mmra_hedge_opts ho;
+    emdpo_mmra_hedge_opts_init(&ho);
+    int64_t iters = ho.max_iter;
+    int json = 0;
+    cli_opt opts[] = {
+        {"regrets", CLI_STR, &path, "FILE", "the regret matrix: .json (an array of rows) or .csv, optionally .gz", 1,
+         0, 0},
+        {"solver", CLI_ENUM, &solver, "NAME", "hedge (optimistic Hedge, the paper's) or lp (exact simplex)", 0, 0,
+         emdpo_game_solver_name},
+        {"iters", CLI_I64, &iters, "T", "Hedge round cap", 0, 0, 0},
+        {"tol", CLI_DBL, &ho.rel_tol, "X", "Hedge stops when the duality gap <= X * range of regrets", 0, 0, 0},
+        {"out", CLI_STR, &out, "DIR", "also write DIR/aggregate.json", 0, 0, 0},
+        {"json", CLI_FLAG, &json, NULL, "print JSON instead of the table", 0, 0, 0},
+    };
+    cli_cmd cmd = {"aggregate", "MMRA-AE on a regret matrix computed by any trainer.",
+                   "Rows are the types whose regrets are measured, columns the K policies:\n"
+                   "R[k][k'] = L[k][k] - L[k][k'], L[k][k'] = E_{x, y ~ pi_k'}[beta log(pi_k / pi_ref)]. Give\n"
+                   "the (K+1) x K game with row 0 the zero row, or the K x K matrix and the zero row is added.\n"
+                   "The game is solved by optimistic Hedge (its duality gap certifies the mixture) and\n"
+                   "checked against an exact LP. Prints the mixture w over the K policies, each type's\n"
+                   "regret under it, the max regret, the duality gap and the LP's min-max regret.",
+                   opts, (int)(sizeof opts / sizeof opts[0])};
+    int rc = cli_parse(&cmd, argc, argv);
+    if (rc) return rc < 0 ? 0 : rc;
+    if (iters < 1) return cli_usage_error("aggregate", "--iters must be >= 1");
+    if (!(ho.rel_tol >= 0)) return cli_usage_error("aggregate", "--tol must be >= 0");
+    ho.max_iter = (long)iters;
+    double R[(EMDPO_MAX_K + 1) * EMDPO_MAX_K];
+    int rows = 0, K = 0;
+    emdpo_regrets_result res;
+    emdpo_diag diag;
+    if ((rc = emdpo_regrets_read(path, R, &rows, &K, &diag))) return cli_fail("aggregate", rc, &diag, &cmd);
+    if ((rc = emdpo_mmra_ae_regrets(R, rows, K, solver, &ho, &res, &diag))) {
+        snprintf(diag.file, sizeof diag.file, "%s", path);
+        return cli_fail("aggregate", rc, &diag, &cmd);
+    }
+    if (res.hedge_capped)
+        fprintf(stderr, "emdpo aggregate: note: Hedge stopped at its round cap with duality gap %.3g\n", res.game.gap);
+    if (json) {
+        emdpo_regrets_result_write_json(&res, path, stdout);
+    } else {
+        printf("MMRA-AE on the %d x %d regret matrix of %s\n", rows, K, path);
+        printf("%s: %ld %s, duality gap %.3g; exact LP min-max regret %.6f\n\n",
+               solver == EMDPO_GAME_LP ? "exact LP" : "optimistic Hedge", res.game.iterations,
+               solver == EMDPO_GAME_LP ? "pivots" : "rounds", res.game.gap, res.lp.value);
+        printf("%-6s %10s %12s\n", "type", "w", "regret");
+        for (int k = 0; k < K; k++) printf("%-6d %10.6f %12.6f\n", k + 1, res.w[k], res.regret[k]);
+        printf("\nmax regret %.6f\n", res.game.upper);
+    }
+    if (out && (rc = emdpo_regrets_result_save(&res, path, out, &diag))) rc = cli_fail("aggregate", rc, &diag, &cmd);
+    return rc;
+}
+
 int cmd_aggregate(int argc, char **argv) {
+    if (cli_flag_value(argc, argv, "regrets")) return aggregate_regrets(argc, argv);
     const char *fit = cli_flag_value(argc, argv, "fit");
     if (fit && emdpo_fit_file_is(fit, EMDPO_FAMILY_LLAMA)) return aggregate_llama(argc, argv);
     return aggregate_loglinear(argc, argv);

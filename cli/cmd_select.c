@@ -264,7 +264,77 @@ static int select_llama(int argc, char **argv) {
     return rc;
 }
 
+/* ---- --margins: validation margins computed elsewhere ------------------- */
+
+static int select_margins(int argc, char **argv) {
+    const char *path = NULL;
+    emdpo_lm_criterion criterion = EMDPO_CRITERION_MARGIN;
+    int json = 0;
+    cli_opt opts[] = {
+        {"margins", CLI_STR, &path, "FILE", "each candidate fit's validation margins: .jsonl or .csv, optionally "
+                                            ".gz", 1, 0, 0},
+        {"criterion", CLI_ENUM, &criterion, "NAME", "margin (the paper's) or crossfit (picks K by it)", 0, 0,
+         emdpo_lm_criterion_name},
+        {"json", CLI_FLAG, &json, NULL, "print JSON instead of the table", 0, 0, 0},
+    };
+    cli_cmd cmd = {"select", "Choose K by validation reward margins computed by any trainer (the paper's appendix "
+                             "D.3.1).",
+                   "FILE holds, for each candidate fit (K types), each validation decision's reward margin\n"
+                   "under each type: the mean over its rejected items of r_k(chosen) - r_k(rejected), r_k =\n"
+                   "beta (log pi_k - log pi_ref). JSONL, one decision of one candidate per line:\n"
+                   "  {\"k\": 3, \"annotator\": \"u1\", \"margins\": [m_1, m_2, m_3]}\n"
+                   "or CSV with the header k,annotator,decision,type,margin (a decision's rows consecutive).\n\n"
+                   "margin: the mean over annotators of the best type's mean margin (each annotator a group\n"
+                   "of its own), as emdpo select --policy llama computes it; it tends to rise with K.\n"
+                   "crossfit: each annotator's best type on half of its decisions (even or odd positions),\n"
+                   "scored on the other half; it does not. The largest criterion wins, a tie the smaller K.",
+                   opts, (int)(sizeof opts / sizeof opts[0])};
+    int rc = cli_parse(&cmd, argc, argv);
+    if (rc) return rc < 0 ? 0 : rc;
+    emdpo_margins *m = NULL;
+    emdpo_diag diag;
+    if ((rc = emdpo_margins_read(path, &m, &diag))) return cli_fail("select", rc, &diag, &cmd);
+    int n = emdpo_margins_n_candidates(m), ks[EMDPO_MAX_K];
+    double margin[EMDPO_MAX_K], crossfit[EMDPO_MAX_K], value[EMDPO_MAX_K];
+    int64_t n_dec[EMDPO_MAX_K], n_annot[EMDPO_MAX_K];
+    for (int c = 0; c < n && !rc; c++) {
+        const double *mg;
+        const int64_t *ann;
+        ks[c] = emdpo_margins_candidate(m, c, &n_dec[c], &mg, &ann, &n_annot[c]);
+        if ((rc = emdpo_margin_criterion(ks[c], n_dec[c], mg, ann, n_annot[c], &margin[c], &crossfit[c], &diag))) {
+            snprintf(diag.file, sizeof diag.file, "%s", path);
+            rc = cli_fail("select", rc, &diag, &cmd);
+        }
+        value[c] = criterion == EMDPO_CRITERION_CROSSFIT ? crossfit[c] : margin[c];
+    }
+    int best = rc ? -1 : emdpo_margin_best(n, ks, value);
+    if (!rc && json) {
+        printf("{\n  \"criterion\": \"%s\",\n  \"rows\": [\n", emdpo_lm_criterion_name(criterion));
+        for (int c = 0; c < n; c++) {
+            printf("    {\"k\": %d, \"n_decisions\": %lld, \"n_annotators\": %lld, \"margin\": ", ks[c],
+                   (long long)n_dec[c], (long long)n_annot[c]);
+            if (isnan(margin[c])) printf("null");
+            else printf("%.17g", margin[c]);
+            printf(", \"crossfit\": ");
+            if (isnan(crossfit[c])) printf("null");
+            else printf("%.17g", crossfit[c]);
+            printf("}%s\n", c + 1 < n ? "," : "");
+        }
+        printf("  ],\n  \"best_k\": %d\n}\n", ks[best]);
+    } else if (!rc) {
+        printf("K selection on validation margins from %s (criterion: %s)\n", path, emdpo_lm_criterion_name(criterion));
+        printf("%3s %10s %10s %14s %14s\n", "K", "decisions", "annotators", "margin", "crossfit");
+        for (int c = 0; c < n; c++)
+            printf("%3d %10lld %10lld %14.6f %14.6f%s\n", ks[c], (long long)n_dec[c], (long long)n_annot[c], margin[c],
+                   crossfit[c], c == best ? "  <- best" : "");
+        printf("\nbest K: %d\n", ks[best]);
+    }
+    emdpo_margins_free(m);
+    return rc;
+}
+
 int cmd_select(int argc, char **argv) {
+    if (cli_flag_value(argc, argv, "margins")) return select_margins(argc, argv);
     const char *family = cli_flag_value(argc, argv, "policy");
     if (family && strcmp(family, "llama") == 0) return select_llama(argc, argv);
     if (family && strcmp(family, "loglinear") != 0)

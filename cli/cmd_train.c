@@ -49,10 +49,11 @@ static int train(emdpo_train_mode mode, int argc, char **argv) {
         CLI_RPO_FLAG(&c->loss.rpo_alpha),
         {"ref", CLI_STR, &o.ref, "CKPT", "reference model (default: the starting model)", 0, 0, 0},
         {"weights", CLI_STR, &o.weights, "FILE",
-         dpo ? "CSV of weights: header 'weight' (one per decision, in the data's order) or 'annotator,...'"
+         dpo ? "CSV of weights: header 'weight' (one per decision, in the data's order), 'annotator,...' (one per "
+               "annotator) or emdpo estep's weights.csv (one per decision)"
              : "CSV with header 'weight': one weight per example", 0, 0, 0},
-        {"weight-column", CLI_STR, &o.weight_column, "NAME", "column of an annotator weight file (default: the "
-                                                             "second)", 0, 0, 0},
+        {"weight-column", CLI_STR, &o.weight_column, "NAME", "column of an annotator or weights.csv file, e.g. "
+                                                             "gamma_2, weight_2 (default: the second)", 0, 0, 0},
         {"seed", CLI_U64, &c->seed, "S", "shuffling and fresh-model seed", 0, 0, 0},
         {"save-every", CLI_I64, &o.save_every, "N", "checkpoint every N steps, 0 = only at the end", 0, 0, 0},
         {"resume", CLI_FLAG, &o.resume, NULL, "continue from DIR/trainer.bin", 0, 0, 0},

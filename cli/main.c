@@ -13,6 +13,7 @@ typedef struct command {
 static const command commands[] = {
     {"simulate", cmd_simulate, "generate preference data from a latent-class logit population"},
     {"fit", cmd_fit, "EM-DPO: discover K latent annotator types and fit one policy per type"},
+    {"estep", cmd_estep, "the E-step on log-ratios computed by any trainer: posterior, eta, next weights"},
     {"select", cmd_select, "fit a range of K and compare log-likelihood, AIC, BIC, ICL, held-out fit"},
     {"aggregate", cmd_aggregate, "MMRA: one policy or mixture with the smallest worst-case regret (ae, lw, onpolicy)"},
     {"identify", cmd_identify, "the identifiability study: binary vs ternary choices over growing N"},

@@ -3,7 +3,9 @@
  * the rest is the file: preference JSONL and long CSV (src/data), fit.json,
  * posterior.csv and weight files (src/fitfile), mixture.json (src/lm),
  * MPI inventories and GlobalOpinionQA's three sources (src/experiments),
- * and Python literals (src/base/pylit.c). A reader may refuse its input with
+ * Python literals (src/base/pylit.c), and the log-ratio, margins and
+ * regret-matrix files of EM-DPO around any trainer (src/fitfile), whose
+ * arrays then go through the E-step, the margin criterion and MMRA-AE. A reader may refuse its input with
  * a status, never crash, read outside it or return a status it does not
  * document; whatever it accepts must be usable through the accessors. */
 #include <stddef.h>
@@ -48,9 +50,27 @@ static void use_data(const emdpo_data *d) {
     }
 }
 
+/* What a log-ratio file accepts is what the E-step takes: decisions of 2
+ * or more items in bounds, annotators in range, finite values. */
+static void use_logratios(const emdpo_logratios *lr) {
+    int K = emdpo_logratios_k(lr);
+    int64_t n_dec = emdpo_logratios_n_decisions(lr), n_items = emdpo_logratios_n_items(lr);
+    int64_t n_annot = emdpo_logratios_n_annotators(lr);
+    const int64_t *off = emdpo_logratios_offsets(lr), *ann = emdpo_logratios_annotators(lr);
+    if (K < 1 || K > EMDPO_MAX_K || n_dec < 1 || off[0] != 0 || off[n_dec] != n_items) abort();
+    for (int64_t j = 0; j < n_dec; j++)
+        if (off[j + 1] - off[j] < 2 || ann[j] < 0 || ann[j] >= n_annot) abort();
+    double *g = malloc((size_t)n_annot * K * sizeof(double)), eta[EMDPO_MAX_K], ll;
+    if (!g) return;
+    int rc = emdpo_estep(K, n_dec, emdpo_logratios_values(lr), n_items, off, emdpo_logratios_ranking(lr), ann, n_annot,
+                         1.0, NULL, g, eta, &ll, NULL);
+    expect(rc, EMDPO_ERR_NUMERIC, -1); /* huge log-ratios may overflow the sums */
+    free(g);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
-    int which = data[0] % 10;
+    int which = data[0] % 16;
     data++, size--;
     emdpo_diag diag;
     emdpo_data *d = NULL;
@@ -102,6 +122,47 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         emdpo_goqa_source src = which == 7 ? EMDPO_GOQA_INDEX : EMDPO_GOQA_SUBSET;
         expect(emdpo_goqa_bank_load(src, as_file("goqa.jsonl", data, size), NULL, &b, &diag), EMDPO_ERR_PARSE, -1);
         emdpo_goqa_bank_free(b);
+        break;
+    }
+    case 10:
+    case 11: {
+        emdpo_logratios *lr = NULL;
+        int rc = emdpo_logratios_read(as_file(which == 10 ? "lr.jsonl" : "lr.csv", data, size), 0, &lr, &diag);
+        expect(rc, EMDPO_ERR_PARSE, -1);
+        if (!rc) use_logratios(lr);
+        emdpo_logratios_free(lr);
+        break;
+    }
+    case 12:
+    case 13: {
+        emdpo_margins *m = NULL;
+        int rc = emdpo_margins_read(as_file(which == 12 ? "m.jsonl" : "m.csv", data, size), &m, &diag);
+        expect(rc, EMDPO_ERR_PARSE, -1);
+        for (int c = 0; !rc && c < emdpo_margins_n_candidates(m); c++) {
+            int64_t n_dec, n_annot;
+            const double *mg;
+            const int64_t *ann;
+            double crit, cf;
+            int k = emdpo_margins_candidate(m, c, &n_dec, &mg, &ann, &n_annot);
+            expect(emdpo_margin_criterion(k, n_dec, mg, ann, n_annot, &crit, &cf, &diag), -1, -1);
+        }
+        emdpo_margins_free(m);
+        break;
+    }
+    case 14:
+    case 15: {
+        double R[(EMDPO_MAX_K + 1) * EMDPO_MAX_K];
+        int rows, K;
+        int rc = emdpo_regrets_read(as_file(which == 14 ? "r.json" : "r.csv", data, size), R, &rows, &K, &diag);
+        expect(rc, EMDPO_ERR_PARSE, EMDPO_ERR_LIMIT);
+        if (rc) break;
+        emdpo_mmra_hedge_opts o;
+        emdpo_mmra_hedge_opts_init(&o);
+        o.max_iter = 200;
+        emdpo_regrets_result res;
+        rc = emdpo_mmra_ae_regrets(R, rows, K, EMDPO_GAME_HEDGE, &o, &res, &diag);
+        expect(rc, EMDPO_ERR_INVALID_ARG, EMDPO_ERR_NOT_CONVERGED);
+        if (!rc && (res.game.gap < 0 || res.lp.gap < 0)) abort();
         break;
     }
     default: {

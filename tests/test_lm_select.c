@@ -137,6 +137,22 @@ static void test_crossfit_unbiased(void) {
         for (int k = 0; k < Ks[t]; k++) eta[k] = 1.0 / Ks[t];
         CHECK_EQ_INT(emdpo_lm_select_score(d, Ks[t], r, eta, &crit[t], &ll, NULL, &cf[t]), EMDPO_OK);
     }
+    /* The criterion on margins computed elsewhere (emdpo select --margins)
+     * is the same computation: the same bits, decisions in any order. */
+    double *mg = malloc((size_t)d->n_dec * KMAX * sizeof *mg);
+    int64_t *ann = malloc((size_t)d->n_dec * sizeof *ann);
+    for (int64_t j = 0; j < d->n_dec; j++) {
+        /* decision j goes to row jr: annotators interleaved, each one's order kept */
+        int64_t a = j / M, t = j % M, jr = t * N + a;
+        ann[jr] = a;
+        for (int k = 0; k < KMAX; k++)
+            mg[jr * KMAX + k] = r[(size_t)k * ni + d->dec_item[j]] - r[(size_t)k * ni + d->dec_item[j] + 1];
+    }
+    double c2, cf2;
+    CHECK_EQ_INT(emdpo_margin_criterion(KMAX, d->n_dec, mg, ann, N, &c2, &cf2, NULL), EMDPO_OK);
+    CHECK(c2 == crit[1] && cf2 == cf[1]);
+    free(mg);
+    free(ann);
     /* Max of 8 means of 4 N(0, 2) margins: about +1.0; cross-fitted: 0
      * give or take 0.05. */
     CHECK_MSG(crit[1] - crit[0] > 0.6, "max-mean margin K=1 %.3f, K=8 %.3f", crit[0], crit[1]);

@@ -139,6 +139,138 @@ EMDPO_API int emdpo_em_estep(const emdpo_data *d, int K, const double *logp, con
 EMDPO_API void emdpo_em_criteria(double loglik, const double *gamma, int64_t n_annot, int K, int npar, double *aic,
                                  double *bic, double *icl);
 
+/* ---- EM-DPO around any trainer ------------------------------------------- */
+
+/* The E-step on log-ratios computed anywhere (any trainer, any hardware).
+ *
+ * Decisions are ragged: decision j's items are the columns offsets[j] ..
+ * offsets[j+1]-1 of logratios (K, ld) row-major, the chosen item first,
+ * then the rejected ones (2 or more items); row k holds log pi_k(y|x) -
+ * log pi_ref(y|x). ld >= offsets[n_dec] is the row stride in doubles, so a
+ * column slice of a wider array needs no copy. ranking (n_dec, may be NULL)
+ * marks decisions whose items are a full ranking, best first: their
+ * probability is the Plackett-Luce product of top choices; otherwise only
+ * the first item was chosen. annotator (n_dec) gives each decision's
+ * annotator in 0..n_annot-1; an annotator's decisions need not be
+ * consecutive.
+ *
+ *   log P_k(j) = log softmax(beta * logratios_k[items of j]) at the chosen
+ *                item (summed over the stages of a ranking),
+ *   log gamma_ik = log eta_k + sum_{j of i} log P_k(j) - logsumexp_k(...).
+ *
+ * eta (K, may be NULL for uniform) must be >= 0, finite and sum to 1
+ * within 1e-6; a type with eta_k = 0 gets gamma 0. Outputs: gamma
+ * (n_annot, K) row-major (an annotator without decisions gets eta),
+ * eta_new (K, may be NULL) = the mean of gamma over annotators (the
+ * M-step's new eta), *loglik (may be NULL) = the observed-data
+ * log-likelihood sum_i logsumexp_k(...) at the given eta. Everything is in
+ * log space; sums run in a fixed order over fixed blocks of annotators, so
+ * the bits are the same for any thread count. EMDPO_ERR_INVALID_ARG (diag
+ * names the decision) for K outside 1..EMDPO_MAX_K, a decision with fewer
+ * than 2 items, offsets that fall or pass ld, an annotator out of range, a
+ * non-finite log-ratio or beta <= 0, a bad eta; EMDPO_ERR_NUMERIC when the
+ * log-likelihood is not finite; EMDPO_ERR_NOMEM. */
+EMDPO_API int emdpo_estep(int K, int64_t n_dec, const double *logratios, int64_t ld, const int64_t *offsets,
+                          const unsigned char *ranking, const int64_t *annotator, int64_t n_annot, double beta,
+                          const double *eta, double *gamma, double *eta_new, double *loglik, emdpo_diag *diag);
+
+/* The weights of the next weighted-DPO round: w (n_dec, K) row-major,
+ * w[j][k] = gamma[annotator[j]][k]. normalize: each type's column is then
+ * rescaled to mean 1 over the decisions (the Llama M-step's default, see
+ * emdpo_weight_norm in emdpo/lm.h; a column of zeros stays zero).
+ * EMDPO_ERR_INVALID_ARG (diag) for bad sizes, an annotator out of range or
+ * a gamma that is negative or not finite. */
+EMDPO_API int emdpo_estep_weights(int K, int64_t n_dec, const int64_t *annotator, int64_t n_annot,
+                                  const double *gamma, int normalize, double *w, emdpo_diag *diag);
+
+/* A log-ratio file, read into the arrays emdpo_estep takes. JSONL, one
+ * decision per line:
+ *   {"annotator": "u17", "logratios": [[c, r1, r2], ...], "ranking": true}
+ * one inner array per type (the chosen item first; every type the same
+ * item count, 2 or more; "ranking" optional, default false); or CSV with
+ * the header annotator,decision,type,item,logratio (type 1..K, item 0 the
+ * chosen one; a decision's rows consecutive, every (type, item) once).
+ * By extension: .jsonl/.json or .csv, either optionally .gz (gzip is read
+ * by its magic bytes). Annotators are numbered in order of first
+ * appearance, decisions in file order. */
+typedef struct emdpo_logratios emdpo_logratios;
+
+/* Reads path; k: the number of types expected (0: the first decision's).
+ * EMDPO_ERR_PARSE (diag: file, line, what: malformed record, ragged types,
+ * fewer than 2 items, a non-finite number, K other than k or above
+ * EMDPO_MAX_K, no decision), EMDPO_ERR_IO, EMDPO_ERR_UNSUPPORTED (an
+ * unknown extension), EMDPO_ERR_NOMEM. */
+EMDPO_API int emdpo_logratios_read(const char *path, int k, emdpo_logratios **out, emdpo_diag *diag);
+EMDPO_API void emdpo_logratios_free(emdpo_logratios *lr);
+EMDPO_API int emdpo_logratios_k(const emdpo_logratios *lr);
+EMDPO_API int64_t emdpo_logratios_n_decisions(const emdpo_logratios *lr);
+EMDPO_API int64_t emdpo_logratios_n_items(const emdpo_logratios *lr);
+EMDPO_API int64_t emdpo_logratios_n_annotators(const emdpo_logratios *lr);
+/* The arrays, valid while lr lives: values (K, n_items) row-major (ld =
+ * n_items), offsets (n_decisions + 1), annotator (n_decisions), ranking
+ * (n_decisions). NULL for NULL lr. */
+EMDPO_API const double *emdpo_logratios_values(const emdpo_logratios *lr);
+EMDPO_API const int64_t *emdpo_logratios_offsets(const emdpo_logratios *lr);
+EMDPO_API const int64_t *emdpo_logratios_annotators(const emdpo_logratios *lr);
+EMDPO_API const unsigned char *emdpo_logratios_ranking(const emdpo_logratios *lr);
+/* Annotator i's id, NULL out of range. */
+EMDPO_API const char *emdpo_logratios_annotator_name(const emdpo_logratios *lr, int64_t i);
+
+/* What emdpo estep writes into dir (created when missing), each file
+ * atomically, estep.json last: posterior.csv (annotator,gamma_1..gamma_K,
+ * annotators in order of first appearance), weights.csv (annotator,
+ * weight_1..weight_K, one row per decision in input order:
+ * emdpo_estep_weights with normalize) and estep.json (k, n_annotators,
+ * n_decisions, beta, eta = eta_new, loglik, eta_in (NULL: uniform),
+ * normalize, data). gamma (n_annotators, K) and eta_new (K) are
+ * emdpo_estep's on lr's arrays. EMDPO_ERR_IO (diag), EMDPO_ERR_NOMEM,
+ * EMDPO_ERR_INVALID_ARG. */
+EMDPO_API int emdpo_estep_save(const emdpo_logratios *lr, double beta, const double *eta_in, const double *gamma,
+                               const double *eta_new, double loglik, int normalize, const char *dir,
+                               emdpo_diag *diag);
+
+/* ---- Choosing K on validation margins computed anywhere ------------------ */
+
+/* The paper's validation reward-margin criterion (appendix D.3.1), as
+ * emdpo select --policy llama computes it, on margins computed elsewhere:
+ * margins (n_dec, K) row-major, decision j's reward margin under type k
+ * (the mean over its rejected items of r_k(chosen) - r_k(rejected), r_k =
+ * beta log(pi_k / pi_ref)); annotator (n_dec) in 0..n_annot-1 (decisions in
+ * each annotator's order). *criterion = the mean over annotators of max_k
+ * of the annotator's mean margin (each annotator a group of its own);
+ * *crossfit (may be NULL) = its cross-fitted version: each annotator's
+ * decisions at even and at odd positions pick a type on one half that is
+ * scored on the other, averaged over annotators with 2 or more decisions
+ * (NaN when none has). Annotators without decisions are left out; NaN
+ * margins are skipped in the maxima. EMDPO_ERR_INVALID_ARG (diag) for bad
+ * sizes, an annotator out of range, an infinite margin or no annotator
+ * with a decision; EMDPO_ERR_NOMEM. */
+EMDPO_API int emdpo_margin_criterion(int K, int64_t n_dec, const double *margins, const int64_t *annotator,
+                                     int64_t n_annot, double *criterion, double *crossfit, emdpo_diag *diag);
+/* The candidate with the largest value (n >= 1 candidates, value (n), k
+ * (n) their numbers of types): a tie or NaN keeps the smaller k, as emdpo
+ * select does. -1 for n < 1 or NULL arrays. */
+EMDPO_API int emdpo_margin_best(int n, const int *k, const double *value);
+
+/* A margins file: candidate fits' validation margins. JSONL, one decision
+ * of one candidate per line: {"k": 3, "annotator": "u1", "margins": [m_1,
+ * ..., m_k]}; or CSV with the header k,annotator,decision,type,margin
+ * (type 1..k, a decision's k rows consecutive); .gz as for log-ratios.
+ * Candidates are told apart by k and kept in order of first appearance;
+ * within one, annotators are numbered in order of first appearance. */
+typedef struct emdpo_margins emdpo_margins;
+
+/* EMDPO_ERR_PARSE (diag: file, line, what), EMDPO_ERR_IO,
+ * EMDPO_ERR_UNSUPPORTED (extension), EMDPO_ERR_NOMEM. */
+EMDPO_API int emdpo_margins_read(const char *path, emdpo_margins **out, emdpo_diag *diag);
+EMDPO_API void emdpo_margins_free(emdpo_margins *m);
+EMDPO_API int emdpo_margins_n_candidates(const emdpo_margins *m);
+/* Candidate c's arrays for emdpo_margin_criterion, valid while m lives:
+ * returns its k (0 for c out of range) and sets n_dec, margins (n_dec, k),
+ * annotator (n_dec) and n_annot. */
+EMDPO_API int emdpo_margins_candidate(const emdpo_margins *m, int c, int64_t *n_dec, const double **margins,
+                                      const int64_t **annotator, int64_t *n_annot);
+
 #ifdef __cplusplus
 }
 #endif

@@ -71,8 +71,11 @@ EMDPO_API int64_t emdpo_posterior_find(const emdpo_posterior *p, const char *ann
 /* ---- Weight files ------------------------------------------------------- */
 
 /* Per-example weights for n examples into w (n, caller's): a "weight" file
- * (n rows), or with d an "annotator,..." file (every annotator of d once,
- * the weight from column, NULL: the second column) expanded to d's
+ * (n rows); emdpo estep's weights.csv ("annotator,weight_1,...", one row
+ * per decision, the weight from column, NULL: weight_1; with d, each
+ * annotator's rows go to its decisions in order, so annotators may
+ * interleave); or with d an "annotator,..." file (every annotator of d
+ * once, the weight from column, NULL: the second column) expanded to d's
  * decisions (n must be d's decisions). Weights are finite and >= 0.
  * EMDPO_ERR_PARSE (diag: file, line, what), EMDPO_ERR_IO. */
 EMDPO_API int emdpo_weights_read(const char *path, const char *column, const emdpo_data *d, int64_t n, double *w,

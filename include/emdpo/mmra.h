@@ -89,6 +89,44 @@ EMDPO_API const char *emdpo_game_solver_name(int s);
 EMDPO_API int emdpo_mmra_ae(int K, const double *L, emdpo_game_solver solver, const emdpo_mmra_hedge_opts *o,
                             double *w, emdpo_zerosum_result *res);
 
+/* MMRA-AE on a regret matrix computed elsewhere (emdpo_mmra_ae_regrets). */
+typedef struct emdpo_regrets_result {
+    int K, rows;                  /* the matrix given: rows K or K + 1 */
+    emdpo_game_solver solver;
+    double w[EMDPO_MAX_K];        /* the solver's mixture over the K policies */
+    double regret[EMDPO_MAX_K];   /* each type's regret under w: (R w)_k */
+    emdpo_zerosum_result game;    /* its certificate: game.upper the max regret at w, game.gap the duality gap */
+    int hedge_capped;             /* Hedge stopped at its round cap above its tolerance */
+    double lp_w[EMDPO_MAX_K];     /* the exact LP's mixture */
+    emdpo_zerosum_result lp;      /* and certificate: lp.value the game's value (min-max regret) */
+} emdpo_regrets_result;
+
+/* R (rows, K) row-major: rows are the types whose regrets are measured,
+ * columns the K policies, R[k][k'] = L[k][k] - L[k][k']. rows = K + 1 with
+ * row 0 all zeros (the game's form), or rows = K and the zero row is
+ * added. The game is solved by solver and, as a check, by the exact LP.
+ * EMDPO_ERR_INVALID_ARG (diag) for K outside 1..EMDPO_MAX_K, rows other
+ * than K or K + 1, a non-zero row 0, a non-finite entry or bad options;
+ * the LP's errors; EMDPO_ERR_NOMEM. Hedge stopping at its cap above its
+ * tolerance is not an error (res->hedge_capped). o (Hedge's) may be NULL. */
+EMDPO_API int emdpo_mmra_ae_regrets(const double *R, int rows, int K, emdpo_game_solver solver,
+                                    const emdpo_mmra_hedge_opts *o, emdpo_regrets_result *res, emdpo_diag *diag);
+/* The result as JSON ({k, solver, w, regret, max_regret, duality_gap,
+ * iterations, hedge_capped, lp_value, lp_w, regrets: source}); and the same
+ * written atomically to dir/aggregate.json (dir created when missing).
+ * source (may be NULL) names the matrix's file. */
+EMDPO_API int emdpo_regrets_result_write_json(const emdpo_regrets_result *res, const char *source, FILE *fp);
+EMDPO_API int emdpo_regrets_result_save(const emdpo_regrets_result *res, const char *source, const char *dir,
+                                        emdpo_diag *diag);
+/* Reads a regret matrix for emdpo_mmra_ae_regrets: JSON (an array of rows,
+ * each an array of K numbers, or an object whose "regrets" is one) or CSV
+ * (rows of K numbers, an optional header of names first). R needs room for
+ * (EMDPO_MAX_K + 1) * EMDPO_MAX_K values; *rows and *K are what was read
+ * (rows K or K + 1 are emdpo_mmra_ae_regrets' to check). EMDPO_ERR_PARSE
+ * (diag: file, line, what), EMDPO_ERR_IO, EMDPO_ERR_LIMIT (more than
+ * EMDPO_MAX_K + 1 rows or EMDPO_MAX_K columns), EMDPO_ERR_NOMEM. */
+EMDPO_API int emdpo_regrets_read(const char *path, double *R, int *rows, int *K, emdpo_diag *diag);
+
 /* ---- Aggregation results ------------------------------------------------- */
 
 /* One compared policy: its weights over the K types (MMRA-AE, uniform,

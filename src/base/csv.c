@@ -18,6 +18,17 @@ void emdpo_csv_init_buf(emdpo_csv *r, const char *buf, size_t len) {
     r->line = 1;
 }
 
+void emdpo_csv_reset_buf(emdpo_csv *r, const char *buf, size_t len) {
+    r->fp = NULL;
+    r->p = buf;
+    r->end = buf + len;
+    r->line = 1;
+    r->rec_line = 0;
+    r->started = 0;
+    r->buf_len = 0;
+    r->nf = 0;
+}
+
 void emdpo_csv_free(emdpo_csv *r) {
     emdpo_free(r->buf, r->buf_cap);
     emdpo_free(r->off, r->off_cap * sizeof *r->off);

@@ -34,6 +34,9 @@ typedef struct emdpo_csv {
 /* A reader of the stream fp (not closed by the reader) or of buf[0..len). */
 void emdpo_csv_init_file(emdpo_csv *r, FILE *fp);
 void emdpo_csv_init_buf(emdpo_csv *r, const char *buf, size_t len);
+/* Points r at buf[0..len) as emdpo_csv_init_buf does, keeping the buffers
+ * it has grown: one reader for record after record of a line reader. */
+void emdpo_csv_reset_buf(emdpo_csv *r, const char *buf, size_t len);
 
 /* Reads the next record that is not a blank line: *got is 1 with the
  * record in r (nf fields, rec_line), 0 at the end. EMDPO_ERR_PARSE with

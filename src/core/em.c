@@ -47,28 +47,22 @@ static double estep_row(double *s, const double *log_eta, int K, double *gamma) 
     return m + log(tot);
 }
 
-/* The E-step over annotators [0, n): annotator i's per-type sums come from
- * annot_logp (n, K) when it is not NULL, else from d and logp. */
-static int estep(const emdpo_data *d, const double *logp, const double *annot_logp, int64_t n, int K,
-                 const double *log_eta, double *gamma, double *ll_annot, double *loglik) {
-    if (K < 1 || K > EMDPO_MAX_K) return EMDPO_ERR_INVALID_ARG;
+/* The E-step over annotators [0, n), annotator i's per-type sums from
+ * sums(ctx, i, K, s): blocks of EM_BLOCK annotators, each block's
+ * log-likelihood a partial sum added in block order. */
+int emdpo_em_estep_sums(int64_t n, int K, emdpo_em_sums_fn sums, const void *ctx, double work, const double *log_eta,
+                        double *gamma, double *ll_annot, double *loglik) {
+    if (K < 1 || K > EMDPO_MAX_K || n < 0) return EMDPO_ERR_INVALID_ARG;
     int64_t n_blocks = (n + EM_BLOCK - 1) / EM_BLOCK;
     double *part = emdpo_malloc((size_t)(n_blocks ? n_blocks : 1) * sizeof(double));
     if (!part) return EMDPO_ERR_NOMEM;
-    double work = annot_logp ? (double)n * K : (double)d->n_dec * K;
 #pragma omp parallel for schedule(static) if (work >= EMDPO_PAR_MIN_WORK)
     for (int64_t b = 0; b < n_blocks; b++) {
         double s[EMDPO_MAX_K];
         double acc = 0.0;
         int64_t i1 = (b + 1) * EM_BLOCK < n ? (b + 1) * EM_BLOCK : n;
         for (int64_t i = b * EM_BLOCK; i < i1; i++) {
-            if (annot_logp) {
-                for (int k = 0; k < K; k++) s[k] = annot_logp[i * K + k];
-            } else {
-                for (int k = 0; k < K; k++) s[k] = 0.0;
-                for (int64_t j = d->annot_dec[i]; j < d->annot_dec[i + 1]; j++)
-                    for (int k = 0; k < K; k++) s[k] += logp[j * K + k];
-            }
+            sums(ctx, i, K, s);
             for (int k = 0; k < K; k++) s[k] += log_eta[k];
             double lse = estep_row(s, log_eta, K, gamma + i * K);
             if (ll_annot) ll_annot[i] = lse;
@@ -83,16 +77,37 @@ static int estep(const emdpo_data *d, const double *logp, const double *annot_lo
     return isfinite(total) ? EMDPO_OK : EMDPO_ERR_NUMERIC;
 }
 
+typedef struct data_sums {
+    const emdpo_data *d;
+    const double *logp; /* (n_dec, K) */
+} data_sums;
+
+/* Annotator i's decisions' log P, added in decision order. */
+static void sums_of_data(const void *ctx, int64_t i, int K, double *s) {
+    const data_sums *c = ctx;
+    for (int k = 0; k < K; k++) s[k] = 0.0;
+    for (int64_t j = c->d->annot_dec[i]; j < c->d->annot_dec[i + 1]; j++)
+        for (int k = 0; k < K; k++) s[k] += c->logp[j * K + k];
+}
+
+static void sums_of_annot(const void *ctx, int64_t i, int K, double *s) {
+    const double *annot_logp = ctx;
+    for (int k = 0; k < K; k++) s[k] = annot_logp[i * K + k];
+}
+
 int emdpo_em_estep(const emdpo_data *d, int K, const double *logp, const double *log_eta, double *gamma,
                    double *ll_annot, double *loglik) {
     if (!d || !logp || !log_eta || !gamma || !loglik) return EMDPO_ERR_INVALID_ARG;
-    return estep(d, logp, NULL, d->n_annot, K, log_eta, gamma, ll_annot, loglik);
+    data_sums c = {d, logp};
+    return emdpo_em_estep_sums(d->n_annot, K, sums_of_data, &c, (double)d->n_dec * K, log_eta, gamma, ll_annot,
+                               loglik);
 }
 
 int emdpo_em_estep_annot(int64_t n_annot, int K, const double *annot_logp, const double *log_eta, double *gamma,
                          double *ll_annot, double *loglik) {
     if (n_annot < 0 || !annot_logp) return EMDPO_ERR_INVALID_ARG;
-    return estep(NULL, NULL, annot_logp, n_annot, K, log_eta, gamma, ll_annot, loglik);
+    return emdpo_em_estep_sums(n_annot, K, sums_of_annot, annot_logp, (double)n_annot * K, log_eta, gamma, ll_annot,
+                               loglik);
 }
 
 int emdpo_em_feature_summaries(const emdpo_data *d, double *out) {

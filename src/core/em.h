@@ -45,6 +45,16 @@ void emdpo_em_result_free(emdpo_em_result *r);
 int emdpo_em_estep_annot(int64_t n_annot, int K, const double *annot_logp, const double *log_eta, double *gamma,
                          double *ll_annot, double *loglik);
 
+/* Annotator i's sums s (K) of log P_k over its decisions. Called from
+ * several threads at once: it must only read ctx. */
+typedef void (*emdpo_em_sums_fn)(const void *ctx, int64_t i, int K, double *s);
+
+/* The E-step of emdpo_em_estep for n_annot annotators whose sums come
+ * from sums(ctx, ...); work (the operations it takes) decides whether it
+ * runs on several threads. The same bits for any thread count. */
+int emdpo_em_estep_sums(int64_t n_annot, int K, emdpo_em_sums_fn sums, const void *ctx, double work,
+                        const double *log_eta, double *gamma, double *ll_annot, double *loglik);
+
 /* Default annotator summaries for k-means from item features: the mean
  * over decisions of (chosen item - mean of the decision's items), each
  * column standardised. out is (n_annot, p). */

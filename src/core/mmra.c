@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/diag.h"
 #include "base/threads.h"
 #include "emdpo.h"
 
@@ -217,6 +218,42 @@ int emdpo_mmra_ae(int K, const double *L, emdpo_game_solver solver, const emdpo_
     emdpo_free(R, n_r * sizeof(double));
     emdpo_free(p, ((size_t)K + 1) * sizeof(double));
     return rc;
+}
+
+int emdpo_mmra_ae_regrets(const double *R, int rows, int K, emdpo_game_solver solver, const emdpo_mmra_hedge_opts *o,
+                          emdpo_regrets_result *res, emdpo_diag *diag) {
+    emdpo_diag_reset(diag, NULL);
+    if (K < 1 || K > EMDPO_MAX_K || (rows != K && rows != K + 1) || !R || !res ||
+        (solver != EMDPO_GAME_HEDGE && solver != EMDPO_GAME_LP))
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "a %d x %d regret matrix: expected K x K or (K+1) x K with "
+                               "K in 1..%d", rows, K, EMDPO_MAX_K);
+    for (int q = 0; q < rows * K; q++) {
+        if (!isfinite(R[q]))
+            return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "regret[%d][%d] is not finite", q / K, q % K);
+        if (rows == K + 1 && q < K && R[q] != 0.0)
+            return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "row 0 of a (K+1) x K regret matrix must be zero, "
+                                   "not %g in column %d", R[q], q);
+    }
+    memset(res, 0, sizeof *res);
+    res->K = K;
+    res->rows = rows;
+    res->solver = solver;
+    /* the game's form: the zero row first (a type may be left unserved) */
+    double G[(EMDPO_MAX_K + 1) * EMDPO_MAX_K], p[EMDPO_MAX_K + 1];
+    int off = rows == K ? K : 0;
+    memset(G, 0, (size_t)off * sizeof(double));
+    memcpy(G + off, R, (size_t)rows * K * sizeof(double));
+    int rc = solver == EMDPO_GAME_LP ? emdpo_zerosum_lp(G, K + 1, K, res->w, p, &res->game)
+                                     : emdpo_mmra_hedge(G, K + 1, K, o, res->w, p, &res->game);
+    if (rc == EMDPO_ERR_NOT_CONVERGED && solver == EMDPO_GAME_HEDGE) res->hedge_capped = 1, rc = EMDPO_OK;
+    if (rc) return emdpo_diag_fail(diag, rc, "%s: %s", emdpo_game_solver_name(solver), emdpo_status_name(rc));
+    for (int k = 0; k < K; k++) {
+        res->regret[k] = 0.0;
+        for (int b = 0; b < K; b++) res->regret[k] += G[(k + 1) * K + b] * res->w[b];
+    }
+    if ((rc = emdpo_zerosum_lp(G, K + 1, K, res->lp_w, p, &res->lp)))
+        return emdpo_diag_fail(diag, rc, "the exact LP: %s", emdpo_status_name(rc));
+    return EMDPO_OK;
 }
 
 const char *emdpo_game_solver_name(int s) {

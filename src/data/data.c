@@ -6,76 +6,11 @@
 
 #include "base/alloc.h"
 #include "base/diag.h"
-#include "base/hash.h"
-
-/* String -> index map with open addressing; the strings live in names[]. */
-typedef struct name_index {
-    char **names;
-    size_t n, cap;
-    int64_t *slots; /* -1 empty, else index into names */
-    size_t n_slots;
-} name_index;
-
-static void name_index_free(name_index *ix) {
-    for (size_t i = 0; i < ix->n; i++) emdpo_strfree(ix->names[i]);
-    emdpo_free(ix->names, ix->cap * sizeof(char *));
-    emdpo_free(ix->slots, ix->n_slots * sizeof(int64_t));
-    memset(ix, 0, sizeof *ix);
-}
-
-static int64_t name_index_find(const name_index *ix, const char *s) {
-    if (!ix->n_slots) return -1;
-    size_t mask = ix->n_slots - 1;
-    for (size_t h = emdpo_hash_str(s) & mask;; h = (h + 1) & mask) {
-        int64_t v = ix->slots[h];
-        if (v < 0) return -1;
-        if (strcmp(ix->names[v], s) == 0) return v;
-    }
-}
-
-static int name_index_rehash(name_index *ix, size_t n_slots) {
-    int64_t *slots = emdpo_malloc(n_slots * sizeof(int64_t));
-    if (!slots) return EMDPO_ERR_NOMEM;
-    for (size_t i = 0; i < n_slots; i++) slots[i] = -1;
-    size_t mask = n_slots - 1;
-    for (size_t i = 0; i < ix->n; i++) {
-        size_t h = emdpo_hash_str(ix->names[i]) & mask;
-        while (slots[h] >= 0) h = (h + 1) & mask;
-        slots[h] = (int64_t)i;
-    }
-    emdpo_free(ix->slots, ix->n_slots * sizeof(int64_t));
-    ix->slots = slots;
-    ix->n_slots = n_slots;
-    return EMDPO_OK;
-}
-
-/* Index of s, inserting it when absent. *is_new tells which. */
-static int name_index_intern(name_index *ix, const char *s, int64_t *idx, int *is_new) {
-    int64_t found = name_index_find(ix, s);
-    *is_new = found < 0;
-    if (found >= 0) {
-        *idx = found;
-        return EMDPO_OK;
-    }
-    if ((ix->n + 1) * 2 > ix->n_slots) {
-        int rc = name_index_rehash(ix, ix->n_slots ? ix->n_slots * 2 : 64);
-        if (rc) return rc;
-    }
-    if (emdpo_grow((void **)&ix->names, &ix->cap, ix->n + 1, sizeof(char *))) return EMDPO_ERR_NOMEM;
-    char *copy = emdpo_strdup(s);
-    if (!copy) return EMDPO_ERR_NOMEM;
-    ix->names[ix->n] = copy;
-    size_t mask = ix->n_slots - 1;
-    size_t h = emdpo_hash_str(s) & mask;
-    while (ix->slots[h] >= 0) h = (h + 1) & mask;
-    ix->slots[h] = (int64_t)ix->n;
-    *idx = (int64_t)ix->n++;
-    return EMDPO_OK;
-}
+#include "base/names.h"
 
 struct emdpo_data_builder {
     int p;
-    name_index annots, groups;
+    emdpo_name_index annots, groups;
     int32_t *annot_group; size_t annot_group_cap;   /* per annotator */
     int64_t *annot_count; size_t annot_count_cap;   /* decisions per annotator */
     int64_t *dec_annot; size_t dec_annot_cap;       /* per decision */
@@ -110,8 +45,8 @@ static void free_str_array(char **a, size_t n, size_t cap) {
 
 void emdpo_data_builder_free(emdpo_data_builder *b) {
     if (!b) return;
-    name_index_free(&b->annots);
-    name_index_free(&b->groups);
+    emdpo_name_index_free(&b->annots);
+    emdpo_name_index_free(&b->groups);
     emdpo_free(b->annot_group, b->annot_group_cap * sizeof(int32_t));
     emdpo_free(b->annot_count, b->annot_count_cap * sizeof(int64_t));
     emdpo_free(b->dec_annot, b->dec_annot_cap * sizeof(int64_t));
@@ -165,7 +100,7 @@ int emdpo_data_builder_reserve(emdpo_data_builder *b, int64_t n_dec, int64_t n_i
 }
 
 int64_t emdpo_data_builder_count(const emdpo_data_builder *b, const char *annotator) {
-    int64_t a = name_index_find(&b->annots, annotator);
+    int64_t a = emdpo_name_index_find(&b->annots, annotator);
     return a < 0 ? 0 : b->annot_count[a];
 }
 
@@ -211,18 +146,18 @@ int emdpo_data_builder_add(emdpo_data_builder *b, const char *annotator, const c
     int64_t gi = -1;
     if (group) {
         int is_new;
-        if (name_index_intern(&b->groups, group, &gi, &is_new)) return EMDPO_ERR_NOMEM;
+        if (emdpo_name_index_intern(&b->groups, group, &gi, &is_new)) return EMDPO_ERR_NOMEM;
     }
     int64_t ai;
     int is_new;
-    if (name_index_intern(&b->annots, annotator, &ai, &is_new)) return EMDPO_ERR_NOMEM;
+    if (emdpo_name_index_intern(&b->annots, annotator, &ai, &is_new)) return EMDPO_ERR_NOMEM;
     if (is_new) {
         if (emdpo_grow((void **)&b->annot_group, &b->annot_group_cap, (size_t)ai + 1, sizeof(int32_t)) ||
             emdpo_grow((void **)&b->annot_count, &b->annot_count_cap, (size_t)ai + 1, sizeof(int64_t))) {
             /* Keep the index consistent: forget the name just added. */
             b->annots.n--;
             emdpo_strfree(b->annots.names[ai]);
-            name_index_rehash(&b->annots, b->annots.n_slots);
+            emdpo_name_index_rehash(&b->annots, b->annots.n_slots);
             return EMDPO_ERR_NOMEM;
         }
         b->annot_group[ai] = (int32_t)gi;

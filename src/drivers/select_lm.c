@@ -187,10 +187,10 @@ int emdpo_lm_select_run(const emdpo_llama *sft, const emdpo_tokenizer *tok, cons
         if (o->progress) o->progress(o->progress_ud, &s->rows[r], s->n_valid);
     }
     if (!rc) { /* the largest criterion; a tie or NaN keeps the smaller K */
-        for (int r = 1; r < s->n_rows; r++) {
-            double v = row_criterion(s, r), vb = row_criterion(s, s->best);
-            if (v > vb || (isnan(vb) && !isnan(v))) s->best = r;
-        }
+        int k[EMDPO_MAX_K];
+        double v[EMDPO_MAX_K];
+        for (int r = 0; r < s->n_rows; r++) k[r] = s->rows[r].k, v[r] = row_criterion(s, r);
+        s->best = emdpo_margin_best(s->n_rows, k, v);
     }
     work_free(&w, o->k_max);
     /* select.json last: a directory with it is complete */

@@ -6,6 +6,7 @@
 
 #include "core/choice.h"
 #include "core/em.h"
+#include "core/margins.h"
 #include "lm/lm_train.h"
 
 int emdpo_lm_rewards(const emdpo_llama *const *models, int K, const emdpo_lm_set *set, const double *ref_logp,
@@ -28,56 +29,34 @@ static double margin(const emdpo_data *d, const double *r, int64_t j) {
     return sum / (double)(i1 - i0 - 1);
 }
 
+/* Annotator a: its best type's mean margin *best and its cross-fitted
+ * score *crossfit (core/margins.h); returns the log of the eta-mixed
+ * likelihood of its choices. */
+static double annotator(const emdpo_data *d, int K, const double *reward, const double *log_eta, int64_t a,
+                        double *best, double *crossfit) {
+    double ll[EMDPO_MAX_K], m[EMDPO_MAX_K], mean[EMDPO_MAX_K];
+    emdpo_margin_acc acc;
+    emdpo_margin_acc_init(&acc, K);
+    for (int k = 0; k < K; k++) ll[k] = log_eta[k];
+    for (int64_t j = d->annot_dec[a]; j < d->annot_dec[a + 1]; j++) {
+        for (int k = 0; k < K; k++) {
+            const double *r = reward + (size_t)k * (size_t)d->n_items;
+            m[k] = margin(d, r, j);
+            if (log_eta[k] > -INFINITY)
+                ll[k] += emdpo_choice_logp(r + d->dec_item[j], emdpo_dec_n_items(d, j), d->dec_stages[j]);
+        }
+        emdpo_margin_acc_add(&acc, K, m);
+    }
+    emdpo_margin_acc_scores(&acc, K, mean, best, crossfit);
+    return emdpo_logsumexp(ll, K);
+}
+
 /* The largest of v (K), NaN skipped; NaN when all are. */
 static double max_of(const double *v, int K) {
     double m = NAN;
     for (int k = 0; k < K; k++)
         if (!isnan(v[k]) && (isnan(m) || v[k] > m)) m = v[k];
     return m;
-}
-
-/* Annotator a: the mean margin under each type into mean (K), and the
- * mean over the decisions at even and at odd positions into half[0] and
- * half[1] (K each); returns the log of the eta-mixed likelihood of their
- * choices. */
-static double annotator(const emdpo_data *d, int K, const double *reward, const double *log_eta, int64_t a,
-                        double *mean, double half[2][EMDPO_MAX_K]) {
-    double ll[EMDPO_MAX_K];
-    int64_t j0 = d->annot_dec[a], j1 = d->annot_dec[a + 1];
-    int64_t n[2] = {(j1 - j0 + 1) / 2, (j1 - j0) / 2};
-    for (int k = 0; k < K; k++) {
-        const double *r = reward + (size_t)k * (size_t)d->n_items;
-        double m = 0.0, lp = log_eta[k];
-        half[0][k] = half[1][k] = 0.0;
-        for (int64_t j = j0; j < j1; j++) {
-            double mj = margin(d, r, j);
-            m += mj;
-            half[(j - j0) % 2][k] += mj;
-            if (log_eta[k] > -INFINITY)
-                lp += emdpo_choice_logp(r + d->dec_item[j], emdpo_dec_n_items(d, j), d->dec_stages[j]);
-        }
-        mean[k] = m / (double)(j1 - j0);
-        half[0][k] /= (double)n[0];
-        half[1][k] = n[1] ? half[1][k] / (double)n[1] : NAN;
-        ll[k] = lp;
-    }
-    return emdpo_logsumexp(ll, K);
-}
-
-/* The first type with the largest v (K), NaN skipped; -1 when all are NaN. */
-static int argmax_of(const double *v, int K) {
-    int b = -1;
-    for (int k = 0; k < K; k++)
-        if (!isnan(v[k]) && (b < 0 || v[k] > v[b])) b = k;
-    return b;
-}
-
-/* An annotator's cross-fitted score (lm_select.h) from its half means;
- * NaN with fewer than two decisions. */
-static double crossfit_of(double half[2][EMDPO_MAX_K], int K) {
-    int k0 = argmax_of(half[0], K), k1 = argmax_of(half[1], K);
-    if (k0 < 0 || k1 < 0) return NAN;
-    return 0.5 * (half[1][k0] + half[0][k1]);
 }
 
 /* Group g's max-mean margin: each of its decisions counts once. */
@@ -103,12 +82,12 @@ int emdpo_lm_select_score(const emdpo_data *d, int K, const double *reward, cons
         total += eta[k];
     }
     if (!(total > 0)) return EMDPO_ERR_INVALID_ARG;
-    double best = 0.0, ll = 0.0, mean[EMDPO_MAX_K], half[2][EMDPO_MAX_K], cf = 0.0;
+    double best = 0.0, ll = 0.0, cf = 0.0;
     int64_t n_cf = 0;
     for (int64_t a = 0; a < d->n_annot; a++) {
-        ll += annotator(d, K, reward, log_eta, a, mean, half);
-        best += max_of(mean, K);
-        double v = crossfit_of(half, K);
+        double b, v;
+        ll += annotator(d, K, reward, log_eta, a, &b, &v);
+        best += b;
         if (!isnan(v)) cf += v, n_cf++;
     }
     *criterion = best / (double)d->n_annot;

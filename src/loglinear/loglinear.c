@@ -6,6 +6,7 @@
 #include "base/alloc.h"
 #include "base/linalg.h"
 #include "base/threads.h"
+#include "base/vmath.h"
 #include "core/choice.h"
 
 /* Annotators per reduction block. Fixed, so that partial sums, and hence
@@ -75,74 +76,8 @@ double emdpo_loglinear_decision_derivs(const double *x, int n, int stages, int p
     return lp;
 }
 
-/* Multiply-add, fused where the target has the instruction (one rounding
- * instead of two, half the work); ISO C mode would not contract a * b + c. */
-#ifdef __FMA__
-#define MADD(a, b, c) fma(a, b, c)
-#else
-#define MADD(a, b, c) ((a) * (b) + (c))
-#endif
-
-static inline double bits_to_double(uint64_t b) {
-    double d;
-    memcpy(&d, &b, sizeof d);
-    return d;
-}
-
-static inline uint64_t double_to_bits(double d) {
-    uint64_t b;
-    memcpy(&b, &d, sizeof b);
-    return b;
-}
-
-/* 1.5 * 2^52: adding it rounds to an integer held in the low mantissa bits. */
-#define ROUND_SHIFTER 6755399441055744.0
-#define ROUND_SHIFTER_BITS 0x4338000000000000ULL
-/* exp_bounded's upper limit: exp of it, times 16 items, is still finite. */
+/* emdpo_exp_bounded's upper limit: exp of it, times 16 items, is still finite. */
 #define EXP_MAX 700.0
-
-/* exp(x) for x <= EXP_MAX, accurate to about 2 ulp, in plain arithmetic and
- * bit moves so that it vectorises (the C library's exp was a third of a
- * pass). */
-static inline double exp_bounded(double x) {
-    x = x > -708.0 ? x : -708.0; /* below, 2^-1022 scale: zero for our sums */
-    double kk = MADD(x, 1.4426950408889634, ROUND_SHIFTER);
-    double k = kk - ROUND_SHIFTER;
-    double r = MADD(-k, 1.90821492927058770002e-10, MADD(-k, 6.93147180369123816490e-01, x));
-    double p = 1.0 / 479001600.0;
-    p = MADD(p, r, 1.0 / 39916800.0);
-    p = MADD(p, r, 1.0 / 3628800.0);
-    p = MADD(p, r, 1.0 / 362880.0);
-    p = MADD(p, r, 1.0 / 40320.0);
-    p = MADD(p, r, 1.0 / 5040.0);
-    p = MADD(p, r, 1.0 / 720.0);
-    p = MADD(p, r, 1.0 / 120.0);
-    p = MADD(p, r, 1.0 / 24.0);
-    p = MADD(p, r, 1.0 / 6.0);
-    p = MADD(p, r, 0.5);
-    p = MADD(p, r, 1.0);
-    p = MADD(p, r, 1.0);
-    uint64_t kbits = double_to_bits(kk) - ROUND_SHIFTER_BITS; /* k as a two's-complement integer */
-    return p * bits_to_double((kbits + 1023) << 52);
-}
-
-/* log(x) for x >= 1 (a decision's normaliser): fdlibm's reduction and
- * polynomial in plain arithmetic and bit moves, so that it vectorises. */
-static inline double log_ge1(double x) {
-    uint64_t b = double_to_bits(x);
-    double f = bits_to_double((b & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL); /* [1, 2) */
-    double k = (double)(int64_t)((b >> 52) - 1023);
-    int up = f > 1.4142135623730951;
-    f = up ? 0.5 * f : f; /* [sqrt(2)/2, sqrt(2)) */
-    k = up ? k + 1.0 : k;
-    f -= 1.0;
-    double s = f / (2.0 + f), z = s * s, w = z * z;
-    double t1 = w * MADD(w, MADD(w, 1.531383769920937332e-01, 2.222219843214978396e-01), 3.999999999940941908e-01);
-    double t2 = z * MADD(w, MADD(w, MADD(w, 1.479819860511658591e-01, 1.818357216161805012e-01), 2.857142874366239149e-01),
-                         6.666666666666735130e-01);
-    double hfsq = 0.5 * f * f;
-    return MADD(k, 6.93147180369123816490e-01, -((hfsq - MADD(s, hfsq + t1 + t2, k * 1.90821492927058770002e-10)) - f));
-}
 
 /* Top-choice decisions are evaluated LANES at a time, transposed so that
  * every inner loop runs across decisions: that is the direction the
@@ -213,7 +148,7 @@ static inline __attribute__((always_inline)) void lanes_type(const lane_scratch 
         double *restrict v = e + q * L;
         for (int d = 0; d < L; d++) v[d] = th[0] * Z[q * p * L + d];
         for (int a = 1; a < p; a++)
-            for (int d = 0; d < L; d++) v[d] = MADD(th[a], Z[(q * p + a) * L + d], v[d]);
+            for (int d = 0; d < L; d++) v[d] = EMDPO_MADD(th[a], Z[(q * p + a) * L + d], v[d]);
         for (int d = 0; d < L; d++) m[d] = v[d] > m[d] ? v[d] : m[d];
     }
     /* z = sum_q exp(v_q - shift), item 0's term being exp(-shift). Unshifted,
@@ -222,17 +157,17 @@ static inline __attribute__((always_inline)) void lanes_type(const lane_scratch 
     int big = 0;
     for (int d = 0; d < L; d++) big |= m[d] > EXP_MAX;
     if (big)
-        for (int d = 0; d < L; d++) z[d] = exp_bounded(-m[d]);
+        for (int d = 0; d < L; d++) z[d] = emdpo_exp_bounded(-m[d]);
     else
         for (int d = 0; d < L; d++) z[d] = 1.0, m[d] = 0.0;
     for (int q = 0; q < n1; q++) {
-        for (int d = 0; d < L; d++) e[q * L + d] = exp_bounded(e[q * L + d] - m[d]);
+        for (int d = 0; d < L; d++) e[q * L + d] = emdpo_exp_bounded(e[q * L + d] - m[d]);
         if (ragged)
             for (int d = 0; d < L; d++) e[q * L + d] *= s->live[q * L + d];
         for (int d = 0; d < L; d++) z[d] += e[q * L + d];
     }
     for (int d = 0; d < L; d++) {
-        lp[d] = -m[d] - log_ge1(z[d]);
+        lp[d] = -m[d] - emdpo_log_ge1(z[d]);
         own[d] += lp[d];
     }
     if (!J->want_grad) return;
@@ -242,7 +177,7 @@ static inline __attribute__((always_inline)) void lanes_type(const lane_scratch 
     for (int a = 0; a < p; a++) {
         for (int d = 0; d < L; d++) zb[a * L + d] = e[d] * Z[a * L + d];
         for (int q = 1; q < n1; q++)
-            for (int d = 0; d < L; d++) zb[a * L + d] = MADD(e[q * L + d], Z[(q * p + a) * L + d], zb[a * L + d]);
+            for (int d = 0; d < L; d++) zb[a * L + d] = EMDPO_MADD(e[q * L + d], Z[(q * p + a) * L + d], zb[a * L + d]);
         for (int d = 0; d < L; d++) own[(1 + a) * L + d] -= zb[a * L + d];
     }
     if (!J->want_hess) return;
@@ -253,13 +188,13 @@ static inline __attribute__((always_inline)) void lanes_type(const lane_scratch 
             double t[LANES];
             for (int d = 0; d < L; d++) t[d] = w[d] * e[q * L + d] * Z[(q * p + a) * L + d];
             for (int b = 0; b <= a; b++)
-                for (int d = 0; d < L; d++) h[(a * p + b) * L + d] = MADD(-t[d], Z[(q * p + b) * L + d], h[(a * p + b) * L + d]);
+                for (int d = 0; d < L; d++) h[(a * p + b) * L + d] = EMDPO_MADD(-t[d], Z[(q * p + b) * L + d], h[(a * p + b) * L + d]);
         }
     for (int a = 0; a < p; a++) {
         double t[LANES];
         for (int d = 0; d < L; d++) t[d] = w[d] * zb[a * L + d];
         for (int b = 0; b <= a; b++)
-            for (int d = 0; d < L; d++) h[(a * p + b) * L + d] = MADD(t[d], zb[b * L + d], h[(a * p + b) * L + d]);
+            for (int d = 0; d < L; d++) h[(a * p + b) * L + d] = EMDPO_MADD(t[d], zb[b * L + d], h[(a * p + b) * L + d]);
     }
 }
 
@@ -394,7 +329,7 @@ static void lane_retire(lane_scratch *s, const eval_job *J, int d) {
         if (!J->mask[k]) continue;
         double *own = s->own + (size_t)k * (1 + p) * LANES, *acc = s->acc + (size_t)k * stride * LANES;
         double wt = s->wl[(size_t)k * LANES + d];
-        for (int a = 0; a <= used; a++) acc[a * LANES + d] = MADD(wt, own[a * LANES + d], acc[a * LANES + d]);
+        for (int a = 0; a <= used; a++) acc[a * LANES + d] = EMDPO_MADD(wt, own[a * LANES + d], acc[a * LANES + d]);
         double *c = J->annot ? annot_row(J, k, s->ann[d]) : NULL;
         if (c && s->fresh[d])
             for (int a = 0; a <= used; a++) c[a] = own[a * LANES + d];
@@ -722,7 +657,7 @@ static void annot_sums(const emdpo_loglinear *ll, const emdpo_data *d, const dou
             for (int64_t i = b * LL_BLOCK; i < i1; i++) {
                 const double *c = ll->annot_cache + ((size_t)k * d->n_annot + i) * (1 + p);
                 double wt = w[i * K + k];
-                for (int a = 0; a <= p; a++) slot[a] = MADD(wt, c[a], slot[a]);
+                for (int a = 0; a <= p; a++) slot[a] = EMDPO_MADD(wt, c[a], slot[a]);
             }
         }
     }
@@ -1025,7 +960,7 @@ static int zero_start(const emdpo_loglinear *ll, const emdpo_data *d, const doub
                 int n = emdpo_dec_n_items(d, j);
                 c -= lfact[n] - lfact[n - d->dec_stages[j]];
             }
-            for (int k = 0; k < K; k++) pb[(size_t)k * s] = MADD(w[i * K + k], c, pb[(size_t)k * s]);
+            for (int k = 0; k < K; k++) pb[(size_t)k * s] = EMDPO_MADD(w[i * K + k], c, pb[(size_t)k * s]);
         }
     }
     for (int k = 0; k < K; k++) {

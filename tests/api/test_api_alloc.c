@@ -132,6 +132,37 @@ static int op_lm_fit(void) {
     return rc;
 }
 
+/* EM-DPO around any trainer: the files it reads, the E-step and what it
+ * writes, the margin criterion and MMRA-AE on a given matrix. */
+static int op_estep(void) {
+    emdpo_logratios *a = NULL, *b = NULL;
+    emdpo_margins *m = NULL;
+    double g[4], en[2], ll, R[(EMDPO_MAX_K + 1) * EMDPO_MAX_K], crit;
+    int rc = emdpo_logratios_read(api_path("lr.jsonl"), 0, &a, NULL), rows, K;
+    if (!rc) rc = emdpo_logratios_read(api_path("lr.csv"), 2, &b, NULL);
+    if (!rc)
+        rc = emdpo_estep(2, emdpo_logratios_n_decisions(b), emdpo_logratios_values(b), emdpo_logratios_n_items(b),
+                         emdpo_logratios_offsets(b), emdpo_logratios_ranking(b), emdpo_logratios_annotators(b),
+                         emdpo_logratios_n_annotators(b), 1.0, NULL, g, en, &ll, NULL);
+    if (!rc) rc = emdpo_estep_save(b, 1.0, NULL, g, en, ll, 1, api_path("alloc_estep"), NULL);
+    if (!rc) rc = emdpo_margins_read(api_path("m.csv"), &m, NULL);
+    if (!rc) {
+        int64_t n_dec, n_annot;
+        const double *mg;
+        const int64_t *ann;
+        int k = emdpo_margins_candidate(m, 0, &n_dec, &mg, &ann, &n_annot);
+        rc = emdpo_margin_criterion(k, n_dec, mg, ann, n_annot, &crit, NULL, NULL);
+    }
+    emdpo_regrets_result res;
+    if (!rc) rc = emdpo_regrets_read(api_path("r.json"), R, &rows, &K, NULL);
+    if (!rc) rc = emdpo_mmra_ae_regrets(R, rows, K, EMDPO_GAME_HEDGE, NULL, &res, NULL);
+    if (!rc) rc = emdpo_regrets_result_save(&res, "r.json", api_path("alloc_regrets"), NULL);
+    emdpo_logratios_free(a);
+    emdpo_logratios_free(b);
+    emdpo_margins_free(m);
+    return rc;
+}
+
 static void sweep(const char *name, int (*op)(void)) {
     int done = 0;
     long k = 0;
@@ -194,6 +225,13 @@ int main(void) {
     emdpo_llama_free(m);
     model_dir = mpath;
 
+    api_write("lr.jsonl", "{\"annotator\": \"u1\", \"logratios\": [[0.5, -0.25, 1], [2, 0, -1]]}\n"
+                          "{\"annotator\": 7, \"logratios\": [[1, 2], [3, 4]], \"ranking\": true}\n");
+    api_write("lr.csv", "annotator,decision,type,item,logratio\nu1,d1,1,0,0.5\nu1,d1,2,0,2\nu1,d1,1,1,-0.25\n"
+                        "u1,d1,2,1,0\nu2,d2,1,0,1\nu2,d2,1,1,2\nu2,d2,2,0,3\nu2,d2,2,1,4\n");
+    api_write("m.csv", "k,annotator,decision,type,margin\n2,x,1,2,0\n2,x,1,1,1\n2,y,2,1,0.5\n2,y,2,2,0.25\n");
+    api_write("r.json", "[[0, 1], [2, 0]]");
+    sweep("EM-DPO around any trainer", op_estep);
     sweep("data", op_data);
     sweep("log-linear fit, files and aggregation", op_loglinear);
     sweep("Llama models, tokenizers, scores and generation", op_lm);

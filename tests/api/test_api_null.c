@@ -141,6 +141,40 @@ int main(void) {
     CHECK_MSG(emdpo_em_estep(NULL, 0, NULL, NULL, NULL, NULL, NULL) != EMDPO_OK, "emdpo_em_estep");
     emdpo_em_criteria(0.0, NULL, 0, 0, 0, NULL, NULL, NULL);
     CHECK(1);
+    CHECK_MSG(emdpo_estep(0, 0, NULL, 0, NULL, NULL, NULL, 0, 0.0, NULL, NULL, NULL, NULL, NULL) != EMDPO_OK, "emdpo_estep");
+    CHECK_MSG(emdpo_estep_weights(0, 0, NULL, 0, NULL, 0, NULL, NULL) != EMDPO_OK, "emdpo_estep_weights");
+    CHECK_MSG(emdpo_logratios_read(NULL, 0, NULL, NULL) != EMDPO_OK, "emdpo_logratios_read");
+    emdpo_logratios_free(NULL);
+    CHECK(1);
+    (void)emdpo_logratios_k(NULL);
+    CHECK(1);
+    (void)emdpo_logratios_n_decisions(NULL);
+    CHECK(1);
+    (void)emdpo_logratios_n_items(NULL);
+    CHECK(1);
+    (void)emdpo_logratios_n_annotators(NULL);
+    CHECK(1);
+    (void)emdpo_logratios_values(NULL);
+    CHECK(1);
+    (void)emdpo_logratios_offsets(NULL);
+    CHECK(1);
+    (void)emdpo_logratios_annotators(NULL);
+    CHECK(1);
+    (void)emdpo_logratios_ranking(NULL);
+    CHECK(1);
+    (void)emdpo_logratios_annotator_name(NULL, 0);
+    CHECK(1);
+    CHECK_MSG(emdpo_estep_save(NULL, 0.0, NULL, NULL, NULL, 0.0, 0, NULL, NULL) != EMDPO_OK, "emdpo_estep_save");
+    CHECK_MSG(emdpo_margin_criterion(0, 0, NULL, NULL, 0, NULL, NULL, NULL) != EMDPO_OK, "emdpo_margin_criterion");
+    (void)emdpo_margin_best(0, NULL, NULL);
+    CHECK(1);
+    CHECK_MSG(emdpo_margins_read(NULL, NULL, NULL) != EMDPO_OK, "emdpo_margins_read");
+    emdpo_margins_free(NULL);
+    CHECK(1);
+    (void)emdpo_margins_n_candidates(NULL);
+    CHECK(1);
+    (void)emdpo_margins_candidate(NULL, 0, NULL, NULL, NULL, NULL);
+    CHECK(1);
     (void)emdpo_population_preset(NULL);
     CHECK(1);
     CHECK_MSG(emdpo_inventory_builtin(NULL) != EMDPO_OK, "emdpo_inventory_builtin");
@@ -508,6 +542,10 @@ int main(void) {
     (void)emdpo_game_solver_name(0);
     CHECK(1);
     CHECK_MSG(emdpo_mmra_ae(0, NULL, (emdpo_game_solver)0, NULL, NULL, NULL) != EMDPO_OK, "emdpo_mmra_ae");
+    CHECK_MSG(emdpo_mmra_ae_regrets(NULL, 0, 0, (emdpo_game_solver)0, NULL, NULL, NULL) != EMDPO_OK, "emdpo_mmra_ae_regrets");
+    CHECK_MSG(emdpo_regrets_result_write_json(NULL, NULL, NULL) != EMDPO_OK, "emdpo_regrets_result_write_json");
+    CHECK_MSG(emdpo_regrets_result_save(NULL, NULL, NULL, NULL) != EMDPO_OK, "emdpo_regrets_result_save");
+    CHECK_MSG(emdpo_regrets_read(NULL, NULL, NULL, NULL, NULL) != EMDPO_OK, "emdpo_regrets_read");
     emdpo_aggregate_free(NULL);
     CHECK(1);
     (void)emdpo_aggregate_k(NULL);
@@ -665,6 +703,26 @@ int main(void) {
  *   emdpo_fit_data_path
  *   emdpo_em_estep
  *   emdpo_em_criteria
+ *   emdpo_estep
+ *   emdpo_estep_weights
+ *   emdpo_logratios_read
+ *   emdpo_logratios_free
+ *   emdpo_logratios_k
+ *   emdpo_logratios_n_decisions
+ *   emdpo_logratios_n_items
+ *   emdpo_logratios_n_annotators
+ *   emdpo_logratios_values
+ *   emdpo_logratios_offsets
+ *   emdpo_logratios_annotators
+ *   emdpo_logratios_ranking
+ *   emdpo_logratios_annotator_name
+ *   emdpo_estep_save
+ *   emdpo_margin_criterion
+ *   emdpo_margin_best
+ *   emdpo_margins_read
+ *   emdpo_margins_free
+ *   emdpo_margins_n_candidates
+ *   emdpo_margins_candidate
  *   emdpo_population_preset
  *   emdpo_inventory_builtin
  *   emdpo_inventory_load_mpi
@@ -880,6 +938,10 @@ int main(void) {
  *   emdpo_mmra_mixture_regret
  *   emdpo_game_solver_name
  *   emdpo_mmra_ae
+ *   emdpo_mmra_ae_regrets
+ *   emdpo_regrets_result_write_json
+ *   emdpo_regrets_result_save
+ *   emdpo_regrets_read
  *   emdpo_aggregate_free
  *   emdpo_aggregate_k
  *   emdpo_aggregate_n_rows
