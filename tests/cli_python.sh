@@ -6,18 +6,8 @@
 # (an ASan library cannot be loaded into a plain interpreter).
 E=${1:-build/emdpo}
 . tests/lib_cli.sh
-B=${BUILD:-build}
-LIB=$(cd "$B" 2>/dev/null && pwd)/libemdpo.so.0
-PY=${PYTHON:-/usr/bin/python3}
-[ -x "$PY" ] || PY=python3
-skip() {
-    echo "cli_python: skipped: $*"
-    echo "cli_python: 0 passed, 0 failed"
-    exit 0
-}
-[ -f "$LIB" ] || skip "no $LIB"
-nm -D "$LIB" 2>/dev/null | grep -q __asan && skip "sanitizer build"
-"$PY" -c 'import numpy, pytest, setuptools, pip' 2>/dev/null || skip "$PY lacks numpy, pytest, setuptools or pip"
+. tests/lib_python.sh
+py_require cli_python numpy pytest setuptools pip
 
 # A copy, so that pip's build files stay out of the source tree.
 cp -r python "$T/src"

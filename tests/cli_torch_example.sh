@@ -8,18 +8,8 @@
 # and on sanitizer builds (an ASan library cannot be loaded into Python).
 E=${1:-build/emdpo}
 . tests/lib_cli.sh
-B=${BUILD:-build}
-LIB=$(cd "$B" 2>/dev/null && pwd)/libemdpo.so.0
-PY=${PYTHON:-/usr/bin/python3}
-[ -x "$PY" ] || PY=python3
-skip() {
-    echo "cli_torch_example: skipped: $*"
-    echo "cli_torch_example: 0 passed, 0 failed"
-    exit 0
-}
-[ -f "$LIB" ] || skip "no $LIB"
-nm -D "$LIB" 2>/dev/null | grep -q __asan && skip "sanitizer build"
-"$PY" -c 'import numpy, torch' 2>/dev/null || skip "$PY lacks numpy or torch"
+. tests/lib_python.sh
+py_require cli_torch_example numpy torch
 export PYTHONPATH="$(pwd)/python/src" EMDPO_LIBRARY="$LIB"
 
 # The data and tokenizer of the example's docstring; 12 ternary choices per annotator.
