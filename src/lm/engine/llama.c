@@ -22,6 +22,15 @@ int emdpo_llama_context(const emdpo_llama_config *c) {
     return c->sliding_window > 0 && c->sliding_window < c->max_seq_len ? c->sliding_window : c->max_seq_len;
 }
 
+void emdpo_llama_proj_shape(const emdpo_llama_config *c, int proj, int *out_dim, int *in_dim) {
+    int C = c->dim, H = c->hidden_dim, hs = emdpo_llama_head_size(c), qd = c->n_heads * hs, kvd = c->n_kv_heads * hs;
+    static const int is_kv[EMDPO_N_PROJ] = {0, 1, 1, 0, 0, 0, 0};
+    int inner = proj <= EMDPO_PROJ_O ? (is_kv[proj] ? kvd : qd) : H; /* the side that is not the stream's C */
+    int into_stream = proj == EMDPO_PROJ_O || proj == EMDPO_PROJ_DOWN;
+    *out_dim = into_stream ? C : inner;
+    *in_dim = into_stream ? inner : C;
+}
+
 /* The sizes with overflow checks; 0 when some product or the total does not
  * fit (with a margin: every byte count, float count times 4, must fit too). */
 static int sizes_checked(const emdpo_llama_config *c, size_t s[EMDPO_LLAMA_N_TENSORS], size_t *total) {

@@ -49,6 +49,23 @@ int emdpo_llama_head_size(const emdpo_llama_config *c);
  * when that is shorter. */
 int emdpo_llama_context(const emdpo_llama_config *c);
 
+/* A layer's seven projections, in this order; PEFT's module names are
+ * q_proj, k_proj, v_proj, o_proj, gate_proj (w1), up_proj (w3), down_proj (w2). */
+enum {
+    EMDPO_PROJ_Q,
+    EMDPO_PROJ_K,
+    EMDPO_PROJ_V,
+    EMDPO_PROJ_O,
+    EMDPO_PROJ_GATE,
+    EMDPO_PROJ_UP,
+    EMDPO_PROJ_DOWN,
+    EMDPO_N_PROJ
+};
+
+/* Projection proj's weight shape (out_dim, in_dim) for a configuration
+ * that passes emdpo_llama_config_check. */
+void emdpo_llama_proj_shape(const emdpo_llama_config *c, int proj, int *out_dim, int *in_dim);
+
 /* Pointers into the flat parameter buffer, in this order. qd = NH * hs,
  * kvd = NKV * hs. The optional tensors come last, so that a plain Llama's
  * layout is llama2.c's; absent, they hold no floats (the pointer is where

@@ -206,12 +206,10 @@ static size_t slot(const emdpo_llama_acts *a, int l) { return a->training ? (siz
 
 /* The projections of one layer (or the head) as right-hand sides of the
  * row products, packed into a->wpack on the kernel path. Forward: out =
- * inp · wᵀ; backward: dinp = dout · w. */
-enum { P_Q, P_K, P_V, P_O, P_1, P_3, P_2, N_PROJ };
-
+ * inp · wᵀ; backward: dinp = dout · w (EMDPO_PROJ_* order). */
 typedef struct proj_set {
-    emdpo_gemm_rhs r[N_PROJ];
-    int n;        /* N_PROJ for a layer, 1 for the head (in r[0]) */
+    emdpo_gemm_rhs r[EMDPO_N_PROJ];
+    int n;        /* EMDPO_N_PROJ for a layer, 1 for the head (in r[0]) */
     int panels;   /* over all of them */
 } proj_set;
 
@@ -225,42 +223,41 @@ static void proj_add(proj_set *ps, float **space, const float *w, int OC, int IC
     ps->n++;
 }
 
-/* Shapes (OC, IC) of a layer's projections in P_ order, then the head's. */
-static void proj_dims(const emdpo_llama_config *c, int dims[N_PROJ + 1][2]) {
-    int C = c->dim, H = c->hidden_dim;
-    widths wd = widths_of(c);
-    int d[N_PROJ + 1][2] = {{wd.qd, C}, {wd.kvd, C}, {wd.kvd, C}, {C, wd.qd}, {H, C}, {H, C}, {C, H}, {c->vocab_size, C}};
-    memcpy(dims, d, sizeof d);
+/* Shapes (OC, IC) of a layer's projections in EMDPO_PROJ_ order, then the head's. */
+static void proj_dims(const emdpo_llama_config *c, int dims[EMDPO_N_PROJ + 1][2]) {
+    for (int i = 0; i < EMDPO_N_PROJ; i++) emdpo_llama_proj_shape(c, i, &dims[i][0], &dims[i][1]);
+    dims[EMDPO_N_PROJ][0] = c->vocab_size;
+    dims[EMDPO_N_PROJ][1] = c->dim;
 }
 
 /* Layer l's projections, or the head's when l == L. */
 static void proj_layer(proj_set *ps, const emdpo_llama *m, float *space, int l, int fwd) {
     const emdpo_llama_params *p = &m->params;
-    const float *base[N_PROJ] = {p->wq, p->wk, p->wv, p->wo, p->w1, p->w3, p->w2};
-    int dims[N_PROJ + 1][2];
+    const float *base[EMDPO_N_PROJ] = {p->wq, p->wk, p->wv, p->wo, p->w1, p->w3, p->w2};
+    int dims[EMDPO_N_PROJ + 1][2];
     proj_dims(&m->config, dims);
     ps->n = ps->panels = 0;
     if (l == m->config.n_layers) {
-        proj_add(ps, &space, p->lm_head, dims[N_PROJ][0], dims[N_PROJ][1], fwd);
+        proj_add(ps, &space, p->lm_head, dims[EMDPO_N_PROJ][0], dims[EMDPO_N_PROJ][1], fwd);
         return;
     }
-    for (int i = 0; i < N_PROJ; i++)
+    for (int i = 0; i < EMDPO_N_PROJ; i++)
         proj_add(ps, &space, base[i] + (size_t)l * dims[i][0] * dims[i][1], dims[i][0], dims[i][1], fwd);
 }
 
 /* Floats of a->wpack: the larger of a layer's projections and the head, in
  * the larger of the two orientations (they differ only by padding). */
 static size_t wpack_floats(const emdpo_llama_config *c) {
-    int dims[N_PROJ + 1][2];
+    int dims[EMDPO_N_PROJ + 1][2];
     proj_dims(c, dims);
     size_t best = 0;
     for (int fwd = 0; fwd < 2; fwd++) { /* (OC, IC) packs as (IC, OC) forward, (OC, IC) backward */
-        size_t n[N_PROJ + 1], layer = 0;
-        for (int i = 0; i <= N_PROJ; i++)
+        size_t n[EMDPO_N_PROJ + 1], layer = 0;
+        for (int i = 0; i <= EMDPO_N_PROJ; i++)
             n[i] = emdpo_gemm_rhs_floats(dims[i][fwd], dims[i][!fwd]);
-        for (int i = 0; i < N_PROJ; i++) layer += n[i];
+        for (int i = 0; i < EMDPO_N_PROJ; i++) layer += n[i];
         if (layer > best) best = layer;
-        if (n[N_PROJ] > best) best = n[N_PROJ];
+        if (n[EMDPO_N_PROJ] > best) best = n[EMDPO_N_PROJ];
     }
     return best;
 }
@@ -363,9 +360,9 @@ static void layer_forward_chunk(const emdpo_llama *m, emdpo_llama_acts *a, const
     float *res2 = a->training ? a->res2 + o * C : x;
     float *ln2 = a->ln2 + o * C, *h1 = a->h1 + o * H, *h3 = a->h3 + o * H, *hg = a->hg + o * H;
     emdpo_rmsnorm_forward(ln1, a->ln1_rstd + o, x, p->rms_att + lC, (size_t)nr, C, c->norm_eps);
-    proj_forward(q, NULL, ln1, &w[P_Q], nr);
-    proj_forward(k, NULL, ln1, &w[P_K], nr);
-    proj_forward(v, NULL, ln1, &w[P_V], nr);
+    proj_forward(q, NULL, ln1, &w[EMDPO_PROJ_Q], nr);
+    proj_forward(k, NULL, ln1, &w[EMDPO_PROJ_K], nr);
+    proj_forward(v, NULL, ln1, &w[EMDPO_PROJ_V], nr);
     if (c->qkv_bias) {
         emdpo_bias_forward(q, p->bq + (size_t)l * qd, (size_t)nr, qd);
         emdpo_bias_forward(k, p->bk + (size_t)l * kvd, (size_t)nr, kvd);
@@ -381,13 +378,13 @@ static void layer_forward_chunk(const emdpo_llama *m, emdpo_llama_acts *a, const
         emdpo_attention_forward(atty + rb * qd, att + b * NH * TT, att_scratch, q + rb * qd, k + rb * kvd,
                                 v + rb * kvd, a->lens[b0 + b], T, NH, NKV, hs);
     }
-    proj_forward(res2, x, atty, &w[P_O], nr);
+    proj_forward(res2, x, atty, &w[EMDPO_PROJ_O], nr);
     if (c->o_bias) emdpo_bias_forward(res2, p->bo + lC, (size_t)nr, C);
     emdpo_rmsnorm_forward(ln2, a->ln2_rstd + o, res2, p->rms_ffn + lC, (size_t)nr, C, c->norm_eps);
-    proj_forward(h1, NULL, ln2, &w[P_1], nr);
-    proj_forward(h3, NULL, ln2, &w[P_3], nr);
+    proj_forward(h1, NULL, ln2, &w[EMDPO_PROJ_GATE], nr);
+    proj_forward(h3, NULL, ln2, &w[EMDPO_PROJ_UP], nr);
     emdpo_swiglu_forward(hg, h1, h3, (size_t)nr * H);
-    proj_forward(a->res3 + o * C, res2, hg, &w[P_2], nr);
+    proj_forward(a->res3 + o * C, res2, hg, &w[EMDPO_PROJ_DOWN], nr);
 }
 
 /* Sequences [b0, b1) through the final norm, the head and the log-softmax. */
@@ -524,17 +521,17 @@ static void layer_chunk(const bwd *w, const proj_set *ps, int l, int ch, int b0,
     float *dh1 = a->dh1 + s * H, *dh3 = a->dh3 + s * H, *dhg = a->dhg + r0 * H, *dx = a->dx + r0 * C;
     float *din = dres_slot(w, l - 1) + r0 * C;
     /* FFN branch: res3 = res2 + w2(silu(w1 ln2) * w3 ln2) */
-    proj_dinp(dhg, dout, &ps->r[P_2], nr, 0.0f);
+    proj_dinp(dhg, dout, &ps->r[EMDPO_PROJ_DOWN], nr, 0.0f);
     emdpo_swiglu_backward_set(dh1, dh3, dhg, a->h1 + o * H, a->h3 + o * H, (size_t)nr * H);
-    proj_dinp(dx, dh1, &ps->r[P_1], nr, 0.0f);
-    proj_dinp(dx, dh3, &ps->r[P_3], nr, 1.0f);
+    proj_dinp(dx, dh1, &ps->r[EMDPO_PROJ_GATE], nr, 0.0f);
+    proj_dinp(dx, dh3, &ps->r[EMDPO_PROJ_UP], nr, 1.0f);
     memcpy(dr2, dout, (size_t)nr * C * sizeof(float));
     emdpo_rmsnorm_backward(dr2, dnorm_of(w, ch, L + l), dx, a->res2 + o * C, p->rms_ffn + lC, a->ln2_rstd + o,
                            (size_t)nr, C);
     /* Attention branch: res2 = x + wo(attention(rope(norm(wq ln1 + bq)), rope(norm(wk ln1 + bk)), wv ln1 + bv))
      * + bo, the biases and norms where the family has them. The biases'
      * gradients are sums over all rows of dq, dk, dv and dres2 (bias_job). */
-    proj_dinp(dx, dr2, &ps->r[P_O], nr, 0.0f);
+    proj_dinp(dx, dr2, &ps->r[EMDPO_PROJ_O], nr, 0.0f);
     memset(dq, 0, (size_t)nr * qd * sizeof(float));
     memset(dk, 0, (size_t)nr * kvd * sizeof(float));
     memset(dv, 0, (size_t)nr * kvd * sizeof(float));
@@ -553,9 +550,9 @@ static void layer_chunk(const bwd *w, const proj_set *ps, int l, int ch, int b0,
         qk_norm_backward(dk, scratch, dnorm_of(w, ch, 3 * L + 1 + l), a->k_pre + o * kvd, p->k_norm + lh,
                          a->k_rstd + o * NKV, (size_t)nr * NKV, hs);
     }
-    proj_dinp(dx, dq, &ps->r[P_Q], nr, 0.0f);
-    proj_dinp(dx, dk, &ps->r[P_K], nr, 1.0f);
-    proj_dinp(dx, dv, &ps->r[P_V], nr, 1.0f);
+    proj_dinp(dx, dq, &ps->r[EMDPO_PROJ_Q], nr, 0.0f);
+    proj_dinp(dx, dk, &ps->r[EMDPO_PROJ_K], nr, 1.0f);
+    proj_dinp(dx, dv, &ps->r[EMDPO_PROJ_V], nr, 1.0f);
     memcpy(din, dr2, (size_t)nr * C * sizeof(float));
     emdpo_rmsnorm_backward(din, dnorm_of(w, ch, l), dx, x, p->rms_att + lC, a->ln1_rstd + o, (size_t)nr, C);
 }
