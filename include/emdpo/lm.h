@@ -40,6 +40,15 @@ typedef struct emdpo_llama emdpo_llama;
  * EMDPO_ERR_UNSUPPORTED (an architecture variant emdpo does not run),
  * EMDPO_ERR_NOMEM. */
 EMDPO_API int emdpo_llama_load(const char *path, emdpo_llama **out, emdpo_diag *diag);
+/* The same for a model that will only be run (scored, sampled, a DPO
+ * reference or a frozen base), never trained or saved: when every matrix of
+ * the file is stored as F16 or as BF16, the matrices stay so, in half the memory of float32, and are widened a layer
+ * at a time while running. The results are the bits a float32 load gives.
+ * Other files load as emdpo_llama_load does. Saving a frozen model is
+ * EMDPO_ERR_INVALID_ARG. */
+EMDPO_API int emdpo_llama_load_frozen(const char *path, emdpo_llama **out, emdpo_diag *diag);
+/* 1 when m holds 16-bit matrices (emdpo_llama_load_frozen). */
+EMDPO_API int emdpo_llama_is_frozen(const emdpo_llama *m);
 /* A fresh model for training from scratch, its architecture given as
  * "dim=N,layers=N,heads=N,kv_heads=N,hidden=N,vocab=N,seq_len=N,tied=0|1"
  * (vocab and dim required; layers 2, heads dim/16, kv_heads heads, hidden

@@ -253,6 +253,10 @@ int main(void) {
     CHECK(1);
     CHECK_MSG(emdpo_weights_read(NULL, NULL, NULL, 0, NULL, NULL) != EMDPO_OK, "emdpo_weights_read");
     CHECK_MSG(emdpo_llama_load(NULL, NULL, NULL) != EMDPO_OK, "emdpo_llama_load");
+    (void)emdpo_llama_load_frozen(NULL, NULL, NULL);
+    CHECK(1);
+    (void)emdpo_llama_is_frozen(NULL);
+    CHECK(1);
     CHECK_MSG(emdpo_llama_from_spec(NULL, 0, NULL, NULL) != EMDPO_OK, "emdpo_llama_from_spec");
     CHECK_MSG(emdpo_llama_save(NULL, NULL, NULL) != EMDPO_OK, "emdpo_llama_save");
     (void)emdpo_llama_save_gguf(NULL, NULL, NULL, NULL, NULL);
@@ -769,6 +773,8 @@ int main(void) {
  *   emdpo_posterior_find
  *   emdpo_weights_read
  *   emdpo_llama_load
+ *   emdpo_llama_load_frozen
+ *   emdpo_llama_is_frozen
  *   emdpo_llama_from_spec
  *   emdpo_llama_save
  *   emdpo_llama_save_gguf
