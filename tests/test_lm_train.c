@@ -453,7 +453,8 @@ static void test_failalloc(const emdpo_tokenizer *tok) {
 static float *lora_run(const emdpo_tokenizer *tok, emdpo_llama *m, int steps, int split, const char *path,
                        double *first_margin, double *loss_drop) {
     emdpo_lm_set *s = pref_set(tok);
-    emdpo_lora_config lc = emdpo_lora_config_default();
+    emdpo_lora_config lc;
+    emdpo_lora_config_init(&lc);
     lc.r = 4;
     lc.alpha = 8.0f;
     emdpo_lora *lo = NULL;
@@ -515,7 +516,8 @@ static void test_lora(const emdpo_tokenizer *tok) {
     float *b = lora_run(tok, m, 12, 5, path, NULL, NULL);
     size_t n = 0;
     {
-        emdpo_lora_config lc = emdpo_lora_config_default();
+        emdpo_lora_config lc;
+        emdpo_lora_config_init(&lc);
         lc.r = 4;
         n = emdpo_lora_num_params(&m->config, &lc);
     }

@@ -206,7 +206,8 @@ static void chain_rule(const emdpo_llama_config *c, const emdpo_lora_config *lc,
 /* A fresh adapter changes nothing; a NULL one is the base. */
 static void fresh_adapter(const emdpo_llama_config *c) {
     emdpo_llama *m = random_model(c, 8);
-    emdpo_lora_config lc = emdpo_lora_config_default();
+    emdpo_lora_config lc;
+    emdpo_lora_config_init(&lc);
     lc.r = 3;
     emdpo_lora *lo = NULL;
     CHECK_EQ_INT(emdpo_lora_create(c, &lc, &lo), EMDPO_OK);
@@ -241,7 +242,8 @@ static void fresh_adapter(const emdpo_llama_config *c) {
 
 /* Several chunks on one thread and on two, and a frozen 16-bit base. */
 static void threads_and_frozen(const emdpo_llama_config *c) {
-    emdpo_lora_config lc = emdpo_lora_config_default();
+    emdpo_lora_config lc;
+    emdpo_lora_config_init(&lc);
     lc.r = 4;
     emdpo_llama *m = random_model(c, 21), *f = NULL;
     emdpo_lora *lo = random_lora(c, &lc, 22);
@@ -285,7 +287,8 @@ static void threads_and_frozen(const emdpo_llama_config *c) {
 }
 
 static void test_config(void) {
-    emdpo_lora_config lc = emdpo_lora_config_default();
+    emdpo_lora_config lc;
+    emdpo_lora_config_init(&lc);
     CHECK(lc.r == 16 && lc.alpha == 32.0f && lc.dropout == 0.0f && lc.targets == EMDPO_LORA_ALL_TARGETS);
     CHECK(emdpo_lora_scale(&lc) == 2.0f);
     lc.rslora = 1;
@@ -304,6 +307,19 @@ static void test_config(void) {
     lc.dropout = 0.0f;
     lc.alpha = NAN;
     CHECK_EQ_INT(emdpo_lora_config_check(&lc), EMDPO_ERR_INVALID_ARG);
+    unsigned t = 99;
+    CHECK_EQ_INT(emdpo_lora_targets_parse("q_proj,v_proj,down_proj", &t), EMDPO_OK);
+    CHECK(t == ((1u << EMDPO_PROJ_Q) | (1u << EMDPO_PROJ_V) | (1u << EMDPO_PROJ_DOWN)));
+    CHECK_EQ_INT(emdpo_lora_targets_parse("all-linear", &t), EMDPO_OK);
+    CHECK(t == EMDPO_LORA_ALL_TARGETS);
+    CHECK_EQ_INT(emdpo_lora_targets_parse("gate_proj,up_proj", &t), EMDPO_OK);
+    CHECK(t == ((1u << EMDPO_PROJ_GATE) | (1u << EMDPO_PROJ_UP)));
+    static const char *const bad[] = {"", "q_proj,", ",q_proj", "q_pro", "q_proj,lm_head", "Q_PROJ", "q_proj v_proj"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        CHECK_EQ_INT(emdpo_lora_targets_parse(bad[i], &t), EMDPO_ERR_INVALID_ARG);
+        CHECK(t == 0);
+    }
+    CHECK(strcmp(emdpo_lora_target_name(EMDPO_PROJ_GATE), "gate_proj") == 0 && !emdpo_lora_target_name(7));
 }
 
 int main(void) {
@@ -320,7 +336,8 @@ int main(void) {
     qwen2.qkv_bias = 1;
     qwen2.o_bias = 1;
     qwen2.arch = EMDPO_ARCH_QWEN2;
-    emdpo_lora_config lc = emdpo_lora_config_default();
+    emdpo_lora_config lc;
+    emdpo_lora_config_init(&lc);
     lc.r = 3;
     lc.alpha = 5.0f;
     chain_rule(&plain, &lc, "llama r=3");

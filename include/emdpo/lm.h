@@ -278,6 +278,30 @@ EMDPO_API void emdpo_llama_save_opts_init(emdpo_llama_save_opts *o);
 EMDPO_API int emdpo_llama_save_with(const emdpo_llama *m, const char *dir, const emdpo_llama_save_opts *o,
                                     emdpo_diag *diag);
 
+/* ---- LoRA ------------------------------------------------------------------- */
+
+/* The shape of a LoRA adapter (PEFT's LoraConfig): W + s B A with A (r,
+ * in) and B (out, r) on the targeted projections of every layer,
+ * s = alpha / r (alpha / sqrt(r) with rslora). targets: bits 1 << i for
+ * the projections in PEFT's module names' order q_proj, k_proj, v_proj,
+ * o_proj, gate_proj, up_proj, down_proj (emdpo_lora_target_name). */
+typedef struct emdpo_lora_config {
+    int r;            /* rank, >= 1 (0 where an option struct holds one: no adapter) */
+    float alpha;      /* lora_alpha */
+    float dropout;    /* lora_dropout, in [0, 1) */
+    int rslora;       /* use_rslora */
+    unsigned targets; /* not empty */
+} emdpo_lora_config;
+
+/* r 16, alpha 32, dropout 0, no rsLoRA, all seven projections. */
+EMDPO_API void emdpo_lora_config_init(emdpo_lora_config *c);
+/* "q_proj,v_proj,..." (PEFT's module names, comma-separated) or
+ * "all-linear" -> targets. EMDPO_ERR_INVALID_ARG for an unknown name or an
+ * empty list. */
+EMDPO_API int emdpo_lora_targets_parse(const char *names, unsigned *targets);
+/* PEFT's name of projection i (0..6), NULL for others. */
+EMDPO_API const char *emdpo_lora_target_name(int i);
+
 /* ---- Token sequences ---------------------------------------------------- */
 
 /* Tokenized (prompt, responses) groups: one group per decision (its items

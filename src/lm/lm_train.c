@@ -13,7 +13,7 @@
 
 struct emdpo_trainer {
     emdpo_train_config config;
-    emdpo_llama *model;
+    const emdpo_llama *model; /* written only through params, when there is no adapter */
     emdpo_lora *lora;       /* with an adapter: it alone is trained, on the frozen model; else NULL */
     float *params;          /* (n_params) what the optimizer updates: the adapter's or the model's */
     size_t n_params;
@@ -128,7 +128,7 @@ int emdpo_trainer_create(emdpo_llama *m, const emdpo_lm_set *set, const double *
     return emdpo_trainer_create_lora(m, NULL, set, weights, c, out);
 }
 
-int emdpo_trainer_create_lora(emdpo_llama *m, emdpo_lora *lo, const emdpo_lm_set *set, const double *weights,
+int emdpo_trainer_create_lora(const emdpo_llama *m, emdpo_lora *lo, const emdpo_lm_set *set, const double *weights,
                               const emdpo_train_config *c, emdpo_trainer **out) {
     if (!out) return EMDPO_ERR_INVALID_ARG;
     *out = NULL;

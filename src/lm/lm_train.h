@@ -40,10 +40,11 @@
 typedef struct emdpo_trainer emdpo_trainer;
 
 /* emdpo_trainer_create for adapter lo (borrowed) on base m, which may be
- * frozen: lo alone is trained (n_params: lo->n), and a DPO reference of
- * NULL or m is the base with the adapter off. EMDPO_ERR_UNSUPPORTED for a
+ * frozen and is then never written: lo alone is trained (n_params:
+ * lo->n), and a DPO reference of NULL or m is the base with the adapter
+ * off. lo NULL: emdpo_trainer_create, which trains m's parameters. EMDPO_ERR_UNSUPPORTED for a
  * dropout (not run yet). */
-int emdpo_trainer_create_lora(emdpo_llama *m, emdpo_lora *lo, const emdpo_lm_set *set, const double *weights,
+int emdpo_trainer_create_lora(const emdpo_llama *m, emdpo_lora *lo, const emdpo_lm_set *set, const double *weights,
                               const emdpo_train_config *c, emdpo_trainer **out);
 
 /* emdpo_lm_score of base m with adapter lo (NULL: m alone). */

@@ -323,6 +323,11 @@ int main(void) {
     emdpo_llama_save_opts_init(NULL);
     CHECK(1);
     CHECK_MSG(emdpo_llama_save_with(NULL, NULL, NULL, NULL) != EMDPO_OK, "emdpo_llama_save_with");
+    emdpo_lora_config_init(NULL);
+    CHECK(1);
+    CHECK_MSG(emdpo_lora_targets_parse(NULL, NULL) != EMDPO_OK, "emdpo_lora_targets_parse");
+    (void)emdpo_lora_target_name(0);
+    CHECK(1);
     CHECK_MSG(emdpo_lm_lengths(NULL, NULL, NULL, NULL) != EMDPO_OK, "emdpo_lm_lengths");
     CHECK_MSG(emdpo_lm_set_from_data(NULL, NULL, 0, 0, NULL) != EMDPO_OK, "emdpo_lm_set_from_data");
     CHECK_MSG(emdpo_lm_set_read(NULL, NULL, 0, 0, 0, NULL, NULL, NULL) != EMDPO_OK, "emdpo_lm_set_read");
@@ -812,6 +817,9 @@ int main(void) {
  *   emdpo_vocab_save
  *   emdpo_llama_save_opts_init
  *   emdpo_llama_save_with
+ *   emdpo_lora_config_init
+ *   emdpo_lora_targets_parse
+ *   emdpo_lora_target_name
  *   emdpo_lm_lengths
  *   emdpo_lm_set_from_data
  *   emdpo_lm_set_read
