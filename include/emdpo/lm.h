@@ -616,7 +616,10 @@ typedef struct emdpo_lm_mstep_opts {
                                   the type's current policy */
     emdpo_weight_norm weight_norm;
     int score_batch;           /* sequences per scoring forward */
-    uint64_t seed;             /* shuffling */
+    uint64_t seed;             /* shuffling, and the adapters' initialisation */
+    emdpo_lora_config lora;    /* lora.r > 0: each type is a LoRA adapter of this shape on the SFT model, which
+                                  all types share and none writes (and which is then every type's DPO
+                                  reference, as it is anyway); 0: each type a full copy */
 } emdpo_lm_mstep_opts;
 
 typedef struct emdpo_lm_fit_opts {
@@ -630,7 +633,8 @@ typedef struct emdpo_lm_fit_opts {
  * patience 2 (stochastic M-steps can fall and recover). M-step: beta 0.1,
  * the DPO training defaults of emdpo_train_config_init (optimizer,
  * learning rate, clipping, batch, accum), 1 epoch, warm start, MEAN,
- * score_batch 16, seed 1. k 2. */
+ * score_batch 16, seed 1, full copies (lora: emdpo_lora_config_init's
+ * with r 0). k 2. */
 EMDPO_API void emdpo_lm_fit_opts_init(emdpo_lm_fit_opts *o);
 
 /* EM-DPO with o->k types, each starting as a copy of sft, which is also
