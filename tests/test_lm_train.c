@@ -450,13 +450,14 @@ static void test_failalloc(const emdpo_tokenizer *tok) {
  * base + adapter grows, the base is never written, a run resumed from a
  * checkpoint (into a fresh adapter) ends with the same bits, and a frozen
  * bf16 base trains its adapter as its float32 twin does. */
-static float *lora_run(const emdpo_tokenizer *tok, emdpo_llama *m, int steps, int split, const char *path,
-                       double *first_margin, double *loss_drop) {
+static float *lora_run(const emdpo_tokenizer *tok, emdpo_llama *m, float dropout, int steps, int split,
+                       const char *path, double *first_margin, double *loss_drop) {
     emdpo_lm_set *s = pref_set(tok);
     emdpo_lora_config lc;
     emdpo_lora_config_init(&lc);
     lc.r = 4;
     lc.alpha = 8.0f;
+    lc.dropout = dropout;
     emdpo_lora *lo = NULL;
     CHECK_EQ_INT(emdpo_lora_create(&m->config, &lc, &lo), EMDPO_OK);
     if (!s || !lo) return NULL;
@@ -507,13 +508,13 @@ static void test_lora(const emdpo_tokenizer *tok) {
     float *base = malloc(m->num_params * sizeof(float));
     memcpy(base, m->param_buf, m->num_params * sizeof(float));
     double first = 1.0, drop = 0.0;
-    float *a = lora_run(tok, m, 12, 0, NULL, &first, &drop);
+    float *a = lora_run(tok, m, 0.0f, 12, 0, NULL, &first, &drop);
     CHECK_MSG(fabs(first) < 1e-6, "first step's margin %g: not at the reference", first);
     CHECK_MSG(drop > 0.0, "LoRA DPO: the loss did not fall (%g)", drop);
     CHECK_MSG(memcmp(base, m->param_buf, m->num_params * sizeof(float)) == 0, "LoRA training wrote the base");
     char path[64];
     snprintf(path, sizeof path, "/tmp/emdpo_test_lora_%d.bin", (int)getpid());
-    float *b = lora_run(tok, m, 12, 5, path, NULL, NULL);
+    float *b = lora_run(tok, m, 0.0f, 12, 5, path, NULL, NULL);
     size_t n = 0;
     {
         emdpo_lora_config lc;
@@ -522,6 +523,11 @@ static void test_lora(const emdpo_tokenizer *tok) {
         n = emdpo_lora_num_params(&m->config, &lc);
     }
     CHECK_MSG(a && b && memcmp(a, b, n * sizeof(float)) == 0, "LoRA: a resumed run differs");
+    /* with dropout, a resumed run redraws the same masks */
+    float *da = lora_run(tok, m, 0.2f, 9, 0, NULL, NULL, &drop), *db = lora_run(tok, m, 0.2f, 9, 4, path, NULL, NULL);
+    CHECK_MSG(da && db && memcmp(da, db, n * sizeof(float)) == 0, "LoRA dropout: a resumed run differs");
+    free(da);
+    free(db);
     /* a frozen bf16 base against the same values in float32 */
     emdpo_llama *f = NULL;
     CHECK_EQ_INT(emdpo_llama_create_frozen(&m->config, EMDPO_DTYPE_BF16, &f), EMDPO_OK);
@@ -543,7 +549,7 @@ static void test_lora(const emdpo_tokenizer *tok) {
         memcpy(f->params.rms_att, m->params.rms_att, LC * sizeof(float));
         memcpy(f->params.rms_ffn, m->params.rms_ffn, LC * sizeof(float));
         memcpy(f->params.rms_final, m->params.rms_final, (size_t)c->dim * sizeof(float));
-        float *x = lora_run(tok, m, 6, 0, NULL, NULL, NULL), *y = lora_run(tok, f, 6, 0, NULL, NULL, NULL);
+        float *x = lora_run(tok, m, 0.1f, 6, 0, NULL, NULL, NULL), *y = lora_run(tok, f, 0.1f, 6, 0, NULL, NULL, NULL);
         CHECK_MSG(x && y && memcmp(x, y, n * sizeof(float)) == 0, "LoRA on a frozen bf16 base differs from float32");
         free(x);
         free(y);

@@ -133,8 +133,7 @@ int emdpo_trainer_create_lora(const emdpo_llama *m, emdpo_lora *lo, const emdpo_
     if (!out) return EMDPO_ERR_INVALID_ARG;
     *out = NULL;
     if (!m || !set || !c || (m->frozen && !lo)) return EMDPO_ERR_INVALID_ARG;
-    /* dropout on the adapters' inputs is not run by the engine yet */
-    if (lo && (emdpo_lora_config_check(&lo->config) || lo->config.dropout != 0.0f)) return EMDPO_ERR_UNSUPPORTED;
+    if (lo && emdpo_lora_config_check(&lo->config)) return EMDPO_ERR_INVALID_ARG;
     if ((c->mode != EMDPO_TRAIN_SFT && c->mode != EMDPO_TRAIN_DPO) || c->batch < 1 || c->accum < 1 ||
         set->n_group < 1 || (int64_t)c->batch * c->accum > INT32_MAX / 2 ||
         (int64_t)c->batch * set->most_items > INT32_MAX / 2)
@@ -298,6 +297,10 @@ int emdpo_trainer_step(emdpo_trainer *t, emdpo_train_metrics *met) {
         for (int e = 0; e < c->batch; e++)
             for (int64_t i = s->group_off[ex[e]]; i < s->group_off[ex[e] + 1]; i++) t->seqs[B++] = i;
         emdpo_lm_pack(s, t->seqs, B, t->tokens, t->lens, t->start, t->end, &T);
+        /* the adapter's dropout masks: a function of the seed, step and micro-batch */
+        emdpo_rng dr;
+        emdpo_rng_seed(&dr, c->seed, 1 + (uint64_t)t->step * (uint64_t)c->accum + (uint64_t)mb);
+        t->acts->lora_seed = emdpo_rng_u64(&dr);
         if ((rc = emdpo_llama_forward_lora(t->model, t->lora, t->acts, t->tokens, t->lens, B, T))) return rc;
         t->forwards++;
         if ((rc = emdpo_llama_span_logp(t->acts, t->start, t->end, t->seq_lr))) return rc;
