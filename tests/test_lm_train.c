@@ -370,7 +370,17 @@ static void test_resume(const emdpo_tokenizer *tok) {
     CHECK_EQ_INT(emdpo_trainer_create(m, s, NULL, &c, &t), EMDPO_OK);
     CHECK_EQ_INT(emdpo_trainer_resume(t, path, &diag), EMDPO_ERR_PARSE);
     CHECK(strstr(diag.msg, "batch") != NULL);
-    FILE *fp = fopen(path, "wb");
+    /* Four bytes overwritten mid-file (in the parameters): named as damage,
+     * before any other check. */
+    FILE *fp = fopen(path, "r+b");
+    long size = -1;
+    if (fp && fseek(fp, 0, SEEK_END) == 0) size = ftell(fp);
+    CHECK(size > 64);
+    if (fp && size > 64 && fseek(fp, size / 2, SEEK_SET) == 0) fwrite("\x7f\x7f\x7f\x7f", 1, 4, fp);
+    if (fp) fclose(fp);
+    CHECK_EQ_INT(emdpo_trainer_resume(t, path, &diag), EMDPO_ERR_PARSE);
+    CHECK(strstr(diag.msg, "damaged") != NULL);
+    fp = fopen(path, "wb");
     if (fp) {
         fputs("garbage", fp);
         fclose(fp);
