@@ -215,6 +215,10 @@ static int read_decision(jsonl_reader *r, const emdpo_json *obj) {
         rc = emdpo_diag_parse(r->diag, r->line, "a conversational \"prompt\" needs text responses");
     }
     for (size_t k = 0; !rc && !done && k < n; k++) rc = read_item(r, k, &has_text);
+    for (size_t k = 0; !rc && r->o->require_text && k < n; k++)
+        if (!has_text || !r->texts[k])
+            rc = emdpo_diag_parse(r->diag, r->line, "response %zu has no text (a language model needs text responses)",
+                                  k + 1);
     if (!rc) {
         rc = emdpo_data_builder_add(r->b, annot, group, prompt, (int)n, stages, r->p ? r->x : NULL,
                                     has_text ? r->texts : NULL);

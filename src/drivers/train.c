@@ -87,7 +87,11 @@ static int tokenize(emdpo_train_job *j, emdpo_diag *diag) {
     if (o->train.mode == EMDPO_TRAIN_SFT)
         return emdpo_lm_set_read_with(o->data, o->read, j->tok, o->max_length, o->max_prompt_length, 1, &j->set,
                                       &j->d, diag);
-    int rc = emdpo_data_read_with(o->data, EMDPO_FORMAT_JSONL, o->read, &j->d, diag);
+    emdpo_read_opts ro;
+    if (o->read) ro = *o->read;
+    else emdpo_read_opts_init(&ro);
+    ro.require_text = 1;
+    int rc = emdpo_data_read_with(o->data, EMDPO_FORMAT_JSONL, &ro, &j->d, diag);
     if (rc) return rc;
     if (!emdpo_data_has_text(j->d)) return emdpo_diag_at(diag, EMDPO_ERR_UNSUPPORTED, o->data, 0, "responses have no text");
     rc = emdpo_lm_set_from_data(j->d, j->tok, o->max_length, o->max_prompt_length, &j->set);
