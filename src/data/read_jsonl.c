@@ -54,6 +54,9 @@ static int get_id(jsonl_reader *r, const emdpo_json *obj, const char *key, char 
                                                              : emdpo_json_type_name(v->type));
     if (v->len == 0) return emdpo_diag_parse(r->diag, r->line, "\"%s\" is an empty string", key);
     if (string_has_nul(v)) return emdpo_diag_parse(r->diag, r->line, "\"%s\" contains a \\u0000 character", key);
+    if (v->len > EMDPO_MAX_ID_BYTES)
+        return emdpo_diag_parse(r->diag, r->line, "\"%s\" is %zu bytes long; identifiers are at most %d bytes", key,
+                                v->len, EMDPO_MAX_ID_BYTES);
     *out = v->u.str;
     return EMDPO_OK;
 }
