@@ -11,7 +11,7 @@
 set -eu
 usage() {
     echo "usage: sh run.sh [TARGET]   TARGET: demo (default), demo-loglinear, demo-goqa, test, sanitize, bench, fuzz," >&2
-    echo "                            all, lib, install, uninstall, clean" >&2
+    echo "                            fuzz-smoke, all, lib, install, uninstall, clean" >&2
 }
 if [ $# -gt 1 ]; then
     echo "run.sh: one target at most, got $#: $*" >&2
@@ -20,7 +20,7 @@ if [ $# -gt 1 ]; then
 fi
 target=${1:-demo}
 case $target in
-demo | demo-loglinear | demo-goqa | test | sanitize | bench | fuzz | all | lib | install | uninstall | clean) ;;
+demo | demo-loglinear | demo-goqa | test | sanitize | bench | fuzz | fuzz-smoke | all | lib | install | uninstall | clean) ;;
 -h | --help | help)
     usage
     exit 0
