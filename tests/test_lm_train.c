@@ -141,22 +141,23 @@ static double mean_margin(const emdpo_llama *m, const emdpo_lm_set *s, const dou
  * the kept tokens are those of the whole text, truncated as a short one. */
 static void test_long_texts(const emdpo_tokenizer *tok) {
     enum { L = 12, P = 4, N = 100000 };
-    char *prompt = malloc(N + 1), *resp = malloc(N + 1);
+    char *prompt = malloc(N + 16), *resp = malloc(N + 16);
     CHECK(prompt && resp);
     if (!prompt || !resp) goto out;
     const char *words[4] = {" a b", " c\xC3\xA9", " d e f", " \xE2\x82\xAC g"};
-    size_t at = 0;
+    size_t at = 0, rat = 0;
     for (int w = 0; at + 8 < N; w++) {
-        size_t n = strlen(words[w % 4]);
+        size_t n = strlen(words[w % 4]), rn_w = strlen(words[(w + 1) % 4]);
         memcpy(prompt + at, words[w % 4], n);
-        memcpy(resp + at, words[(w + 1) % 4], n);
+        memcpy(resp + rat, words[(w + 1) % 4], rn_w);
         at += n;
+        rat += rn_w;
     }
-    prompt[at] = resp[at] = 0;
+    prompt[at] = resp[rat] = 0;
     int *pids = NULL, *rids = NULL;
     size_t pn = 0, rn = 0;
     CHECK_EQ_INT(emdpo_tokenizer_encode_alloc(tok, prompt, at, EMDPO_TOK_ADD_BOS, &pids, &pn), EMDPO_OK);
-    CHECK_EQ_INT(emdpo_tokenizer_encode_alloc(tok, resp, at, 0, &rids, &rn), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_tokenizer_encode_alloc(tok, resp, rat, 0, &rids, &rn), EMDPO_OK);
     emdpo_lm_set *s = NULL;
     CHECK_EQ_INT(emdpo_lm_set_create(L, P, &s), EMDPO_OK);
     const char *r[2] = {resp, "a"};
