@@ -57,7 +57,7 @@ static int train(emdpo_train_mode mode, int argc, char **argv) {
         {"seed", CLI_U64, &c->seed, "S", "shuffling and fresh-model seed", 0, 0, 0},
         {"save-every", CLI_I64, &o.save_every, "N", "checkpoint every N steps, 0 = only at the end", 0, 0, 0},
         {"resume", CLI_FLAG, &o.resume, NULL, "continue from DIR/trainer.bin", 0, 0, 0},
-        {"log", CLI_STR, &o.log, "FILE", "JSONL metrics, one line per step (appended on --resume)", 0, 0, 0},
+        {"log", CLI_STR, &o.log, "FILE", "JSONL metrics, one line per step (--resume keeps the lines up to its checkpoint)", 0, 0, 0},
         CLI_SAVE_DTYPE_FLAG(&o.save_dtype),
         CLI_READ_FLAG_LIST(&rd),
         CLI_THREADS_FLAG(&threads),

@@ -137,6 +137,52 @@ static double mean_margin(const emdpo_llama *m, const emdpo_lm_set *s, const dou
     return sum / (double)s->n_group;
 }
 
+/* Texts far longer than a sequence (a prompt and responses of ~100 kB,
+ * with multi-byte characters) are encoded from a window of their bytes:
+ * the kept tokens are those of the whole text, truncated as a short one. */
+static void test_long_texts(const emdpo_tokenizer *tok) {
+    enum { L = 12, P = 4, N = 100000 };
+    char *prompt = malloc(N + 16), *resp = malloc(N + 16);
+    CHECK(prompt && resp);
+    if (!prompt || !resp) goto out;
+    const char *words[4] = {" a b", " c\xC3\xA9", " d e f", " \xE2\x82\xAC g"};
+    size_t at = 0, rat = 0;
+    for (int w = 0; at + 8 < N; w++) {
+        size_t n = strlen(words[w % 4]), rn_w = strlen(words[(w + 1) % 4]);
+        memcpy(prompt + at, words[w % 4], n);
+        memcpy(resp + rat, words[(w + 1) % 4], rn_w);
+        at += n;
+        rat += rn_w;
+    }
+    prompt[at] = resp[rat] = 0;
+    int *pids = NULL, *rids = NULL;
+    size_t pn = 0, rn = 0;
+    CHECK_EQ_INT(emdpo_tokenizer_encode_alloc(tok, prompt, at, EMDPO_TOK_ADD_BOS, &pids, &pn), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_tokenizer_encode_alloc(tok, resp, rat, 0, &rids, &rn), EMDPO_OK);
+    emdpo_lm_set *s = NULL;
+    CHECK_EQ_INT(emdpo_lm_set_create(L, P, &s), EMDPO_OK);
+    const char *r[2] = {resp, "a"};
+    CHECK_EQ_INT(emdpo_lm_set_add(s, tok, prompt, r, 2, 1), EMDPO_OK);
+    CHECK(s->window > 0 && s->window < at);
+    CHECK(pn > 1000 && rn > 1000);
+    if (s && pids && rids && pn > P && rn > L) {
+        /* BOS and the prompt's last P - 1 tokens, then the response's first. */
+        const int32_t *q = s->tok;
+        CHECK_EQ_INT(emdpo_lm_seq_len(s, 0), L);
+        CHECK_EQ_INT(s->seq_start[0], P);
+        CHECK_EQ_INT(q[0], EMDPO_TOK_BOS);
+        for (int i = 1; i < P; i++) CHECK_EQ_INT(q[i], pids[pn - P + i]);
+        for (int i = P; i < L; i++) CHECK_EQ_INT(q[i], rids[i - P]);
+        CHECK_EQ_INT(s->n_truncated, 2);
+    }
+    emdpo_ids_free(pids, pn);
+    emdpo_ids_free(rids, rn);
+    emdpo_lm_set_free(s);
+out:
+    free(prompt);
+    free(resp);
+}
+
 static void test_dpo(const emdpo_tokenizer *tok) {
     emdpo_lm_set *s = pref_set(tok);
     emdpo_llama *m = make_model(3);
@@ -371,7 +417,17 @@ static void test_resume(const emdpo_tokenizer *tok) {
     CHECK_EQ_INT(emdpo_trainer_create(m, s, NULL, &c, &t), EMDPO_OK);
     CHECK_EQ_INT(emdpo_trainer_resume(t, path, &diag), EMDPO_ERR_PARSE);
     CHECK(strstr(diag.msg, "batch") != NULL);
-    FILE *fp = fopen(path, "wb");
+    /* Four bytes overwritten mid-file (in the parameters): named as damage,
+     * before any other check. */
+    FILE *fp = fopen(path, "r+b");
+    long size = -1;
+    if (fp && fseek(fp, 0, SEEK_END) == 0) size = ftell(fp);
+    CHECK(size > 64);
+    if (fp && size > 64 && fseek(fp, size / 2, SEEK_SET) == 0) fwrite("\x7f\x7f\x7f\x7f", 1, 4, fp);
+    if (fp) fclose(fp);
+    CHECK_EQ_INT(emdpo_trainer_resume(t, path, &diag), EMDPO_ERR_PARSE);
+    CHECK(strstr(diag.msg, "damaged") != NULL);
+    fp = fopen(path, "wb");
     if (fp) {
         fputs("garbage", fp);
         fclose(fp);
@@ -573,6 +629,7 @@ int main(void) {
     CHECK(tok != NULL);
     if (!tok) return check_report("test_lm_train");
     test_batch(tok);
+    test_long_texts(tok);
     test_texts();
     test_dpo(tok);
     test_rpo(tok);

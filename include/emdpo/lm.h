@@ -503,8 +503,8 @@ EMDPO_API int emdpo_trainer_save(const emdpo_trainer *t, const char *path, emdpo
 /* Restores a checkpoint into a trainer created for the same model
  * configuration, data, weights, mode, optimizer, batch and accum: the
  * parameters, optimizer state, step, shuffling state and reference cache.
- * EMDPO_ERR_PARSE with diag for a file that is not a checkpoint or belongs
- * to another run, EMDPO_ERR_IO. A file that fails after its header matched
+ * EMDPO_ERR_PARSE with diag for a file that is not a checkpoint, is damaged
+ * (its crc32 does not match) or belongs to another run, EMDPO_ERR_IO. A file that fails after its header matched
  * (cut short, say) leaves the model and trainer half restored: free them. */
 EMDPO_API int emdpo_trainer_resume(emdpo_trainer *t, const char *path, emdpo_diag *diag);
 
@@ -528,7 +528,7 @@ typedef struct emdpo_train_opts {
     const char *log;           /* JSONL metrics (TRL names), one line per step; NULL: none */
     int64_t steps;             /* optimizer steps; 0: one epoch */
     int64_t save_every;        /* checkpoint every N steps; 0: only at the end */
-    int resume;                /* continue from out/trainer.bin (the log is appended to) */
+    int resume;                /* continue from out/trainer.bin (the log keeps its lines up to the checkpoint's step) */
     int max_length, max_prompt_length; /* 0: emdpo_lm_lengths' defaults */
     emdpo_dtype save_dtype;    /* the saved model's weights; AUTO: the starting model's (F32 from a spec) */
     emdpo_train_progress progress;     /* after every step; may be NULL */

@@ -6,6 +6,7 @@
 #include "base/alloc.h"
 #include "base/diag.h"
 #include "base/file.h"
+#include "base/utf8.h"
 #include "lm/io/gguf.h"
 #include "lm/engine/llama.h"
 #include "lm/engine/lm_sample.h"
@@ -99,9 +100,14 @@ static int run(const emdpo_llama *m, const emdpo_mixture *mix, const emdpo_token
     int *prompt = NULL, *gen = NULL, *n_out = NULL, *seq = NULL, *member = NULL;
     /* As Hugging Face's encode(text, add_special_tokens=True) and llama.cpp
      * (BOS when the vocabulary asks for it) tokenize a prompt. */
-    int rc = emdpo_tokenizer_encode_alloc(tok, text, strlen(text), EMDPO_TOK_SPECIAL, &prompt, &n_prompt);
+    /* Checked here, not left to the tokenizer: llama2.c's byte fallback
+     * would encode the stray bytes and echo them back. */
+    size_t text_len = strlen(text), bad = emdpo_utf8_invalid_at(text, text_len);
+    int rc = bad < text_len ? EMDPO_ERR_INVALID_ARG
+                            : emdpo_tokenizer_encode_alloc(tok, text, text_len, EMDPO_TOK_SPECIAL, &prompt, &n_prompt);
     if (rc == EMDPO_ERR_INVALID_ARG) {
-        emdpo_diag_fail(diag, rc, "the prompt is not valid UTF-8");
+        if (bad < text_len) emdpo_diag_fail(diag, rc, "the prompt is not valid UTF-8 (byte %zu)", bad + 1);
+        else emdpo_diag_fail(diag, rc, "the prompt is not valid UTF-8");
     } else if (rc) {
         emdpo_diag_fail(diag, rc, "cannot encode the prompt: %s", emdpo_status_name(rc));
     } else if (n_prompt == 0) {

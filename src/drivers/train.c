@@ -4,7 +4,9 @@
  * bits. What emdpo sft and emdpo dpo do. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/alloc.h"
 #include "base/diag.h"
@@ -85,7 +87,11 @@ static int tokenize(emdpo_train_job *j, emdpo_diag *diag) {
     if (o->train.mode == EMDPO_TRAIN_SFT)
         return emdpo_lm_set_read_with(o->data, o->read, j->tok, o->max_length, o->max_prompt_length, 1, &j->set,
                                       &j->d, diag);
-    int rc = emdpo_data_read_with(o->data, EMDPO_FORMAT_JSONL, o->read, &j->d, diag);
+    emdpo_read_opts ro;
+    if (o->read) ro = *o->read;
+    else emdpo_read_opts_init(&ro);
+    ro.require_text = 1;
+    int rc = emdpo_data_read_with(o->data, EMDPO_FORMAT_JSONL, &ro, &j->d, diag);
     if (rc) return rc;
     if (!emdpo_data_has_text(j->d)) return emdpo_diag_at(diag, EMDPO_ERR_UNSUPPORTED, o->data, 0, "responses have no text");
     rc = emdpo_lm_set_from_data(j->d, j->tok, o->max_length, o->max_prompt_length, &j->set);
@@ -209,6 +215,37 @@ static int save_all(const emdpo_train_job *j, emdpo_diag *diag) {
     return rc;
 }
 
+/* The metrics log of a resumed run, opened for appending after its lines of
+ * steps 1..done: a run killed after its last checkpoint logged steps that
+ * the resumed run takes again, and a line cut by the kill has no newline.
+ * Lines without a "step" (not this log's) are kept. */
+static FILE *open_resumed_log(const char *path, int64_t done) {
+    FILE *fp = fopen(path, "r+");
+    if (!fp) return fopen(path, "a");
+    char chunk[512];
+    long start = 0, cut = -1;
+    int at_start = 1;
+    while (fgets(chunk, sizeof chunk, fp)) {
+        size_t n = strlen(chunk);
+        int ends = n > 0 && chunk[n - 1] == '\n';
+        if (at_start) {
+            const char *s = strstr(chunk, "\"step\": ");
+            if (s && strtoll(s + 8, NULL, 10) > done) {
+                cut = start;
+                break;
+            }
+        }
+        if (ends) start = ftell(fp);
+        at_start = ends;
+    }
+    if (cut < 0 && !at_start) cut = start; /* the last line has no newline */
+    if ((cut >= 0 && ftruncate(fileno(fp), cut) != 0) || fseek(fp, 0, SEEK_END) != 0) {
+        fclose(fp);
+        return NULL;
+    }
+    return fp;
+}
+
 int emdpo_train_job_run(emdpo_train_job *j, emdpo_diag *diag) {
     emdpo_diag_reset(diag, NULL);
     if (!j) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no job");
@@ -216,7 +253,7 @@ int emdpo_train_job_run(emdpo_train_job *j, emdpo_diag *diag) {
     int rc = emdpo_mkdirs(o->out, diag);
     if (rc) return rc;
     FILE *logf = NULL;
-    if (o->log && !(logf = fopen(o->log, o->resume ? "a" : "w")))
+    if (o->log && !(logf = o->resume ? open_resumed_log(o->log, emdpo_trainer_steps_done(j->t)) : fopen(o->log, "w")))
         return emdpo_diag_at(diag, EMDPO_ERR_IO, o->log, 0, "cannot write");
     int dpo = o->train.mode == EMDPO_TRAIN_DPO;
     while (!rc && emdpo_trainer_steps_done(j->t) < j->steps) {

@@ -517,6 +517,25 @@ int emdpo_fit_read(const char *path, emdpo_fit **out, emdpo_diag *diag) {
 const char *emdpo_fit_source(const emdpo_fit *f) { return f ? f->source : NULL; }
 const char *emdpo_fit_dir(const emdpo_fit *f) { return f ? f->dir : NULL; }
 
+int emdpo_fit_check_files(const emdpo_fit *f, int with_data, emdpo_diag *diag) {
+    emdpo_diag_reset(diag, NULL);
+    if (!f) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no fit");
+    if (!f->source) return EMDPO_OK;
+    const char *field[5] = {"data", "model", "tokenizer", "chat_template", "special_tokens"};
+    const char *path[5] = {with_data ? f->data : NULL, f->model, f->tokenizer, f->read_chat_template,
+                           f->read_special_tokens};
+    const char *missing = NULL, *what = NULL;
+    for (int i = 0; !missing && i < 5; i++)
+        if (path[i] && !emdpo_path_exists(path[i])) missing = path[i], what = field[i];
+    for (int k = 0; !missing && f->policy_path && k < f->K; k++)
+        if (f->policy_path[k] && !emdpo_path_exists(f->policy_path[k])) missing = f->policy_path[k], what = "policies";
+    if (!missing) return EMDPO_OK;
+    char *file = emdpo_path_is_dir(f->source) ? emdpo_path_join(f->source, "fit.json") : emdpo_strdup(f->source);
+    emdpo_diag_reset(diag, file ? file : f->source);
+    emdpo_strfree(file);
+    return emdpo_diag_fail(diag, EMDPO_ERR_IO, "\"%s\" names %s, which does not exist", what, missing);
+}
+
 int emdpo_fit_file_is(const char *path, emdpo_family family) {
     emdpo_fit *f = NULL;
     int yes = path && emdpo_fit_read(path, &f, NULL) == EMDPO_OK && f->family == family;

@@ -236,6 +236,8 @@ int main(void) {
     CHECK(1);
     (void)emdpo_fit_dir(NULL);
     CHECK(1);
+    (void)emdpo_fit_check_files(NULL, 0, NULL);
+    CHECK(1);
     (void)emdpo_fit_file_is(NULL, (emdpo_family)0);
     CHECK(1);
     CHECK_MSG(emdpo_posterior_read(NULL, 0, NULL, NULL) != EMDPO_OK, "emdpo_posterior_read");
@@ -768,6 +770,7 @@ int main(void) {
  *   emdpo_fit_read
  *   emdpo_fit_source
  *   emdpo_fit_dir
+ *   emdpo_fit_check_files
  *   emdpo_fit_file_is
  *   emdpo_posterior_read
  *   emdpo_posterior_free
