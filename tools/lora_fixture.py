@@ -31,8 +31,12 @@ equal to it or ending in "." + entry; a string is re.fullmatch'ed). Cases:
   llama3_regex_bf16  llama3 base, the regex r".*\\.layers\\.1\\.(self_attn\\.k_proj|mlp\\.up_proj)"
                      (layer 1 only), tensors stored as BF16 (the reference
                      uses the rounded values)
+  qwen2_gguf_attn    the base tests/fixtures/gguf/qwen2_hf (the HF twin of
+                     tests/fixtures/gguf/qwen2.gguf), q/k/v/o_proj, F16
+                     tensors, no reference file (its vocabulary of 348 would
+                     make it large): for merging a GGUF base
 
-and a reference tests/fixtures/lora/NAME_ref.safetensors holding, computed in
+and (but the last) a reference tests/fixtures/lora/NAME_ref.safetensors holding, computed in
 float64 (PEFT's forward: base(x) + lora_B(lora_A(x)) * scaling, dropout 0)
 and rounded to float32:
   "logits.i"       (T_i, V): the logits of sequence i with the adapter
@@ -48,7 +52,15 @@ and metadata: "seq.i" (token ids), "n_seqs", "prompt_len", "beta",
 "ref_chosen", "ref_rejected", "policy_chosen", "policy_rejected", "loss",
 "scaling", "base" (the base's directory).
 
-safetensors files are written by tools/st_write.py.
+safetensors files are written by tools/st_write.py, read by tools/hf_check.py.
+
+    /usr/bin/python3 tools/lora_fixture.py --check-merged DIR CASE
+
+checks instead that the Hugging Face directory DIR (emdpo merge's output for
+CASE's base and adapter) computes what the base with the adapter computes in
+PyTorch: the same tensor names and shapes as the base, the logits of every
+sequence within 1e-4 of the largest (float32 weights), and not the base's.
+Prints "ok: ..." and exits 0, or says what differs and exits 1.
 """
 import json
 import math
@@ -58,7 +70,10 @@ import tempfile
 
 import torch
 
+import sys
+
 import hf_family_fixture as fam
+from hf_check import read_safetensors
 from st_write import write_safetensors
 
 OUT = "tests/fixtures/lora"
@@ -72,12 +87,20 @@ CASES = [
          dtype=torch.float32),
     dict(name="llama3_regex_bf16", base="llama3",
          target_modules=r".*\.layers\.1\.(self_attn\.k_proj|mlp\.up_proj)", use_rslora=False, dtype=torch.bfloat16),
+    dict(name="qwen2_gguf_attn", base="tests/fixtures/gguf/qwen2_hf", target_modules=ALL[:4], use_rslora=False,
+         dtype=torch.float16, ref=False),
 ]
 SEQS = [fam.CHOSEN, fam.REJECTED, fam.PROMPT + [7, 33, 2]]
 
 
 def base_of(name):
-    """The family's config and weights, regenerated from its seed."""
+    """The config and float64 weights of a family of tools/hf_family_fixture.py,
+    regenerated from its seed, or of a directory; and the directory."""
+    if name not in fam.FAMILIES:
+        with open(os.path.join(name, "config.json")) as f:
+            cfg = json.load(f)
+        p = {k: t.to(torch.float64) for k, t in read_safetensors(os.path.join(name, "model.safetensors")).items()}
+        return cfg, p, name
     seed = list(fam.FAMILIES).index(name)
     cfg = dict(fam.BASE, **fam.FAMILIES[name])
     p = fam.tensors(cfg, torch.Generator().manual_seed(20261207 + seed))
@@ -87,7 +110,7 @@ def base_of(name):
         write_safetensors(path, sorted(p.items()), {"format": "pt"})
         with open(path, "rb") as a, open(committed, "rb") as b:
             assert a.read() == b.read(), committed + " is not what tools/hf_family_fixture.py writes"
-    return cfg, p
+    return cfg, p, os.path.join(fam.OUT, name)
 
 
 def module_names(cfg):
@@ -141,7 +164,7 @@ def completion_logp(cfg, p, tokens, lora):
 def main():
     os.makedirs(OUT, exist_ok=True)
     for seed, case in enumerate(CASES):
-        cfg, p = base_of(case["base"])
+        cfg, p, base_dir = base_of(case["base"])
         g = torch.Generator().manual_seed(20261208 + seed)
         scaling = ALPHA / math.sqrt(R) if case["use_rslora"] else ALPHA / R
         lora, tensors = {}, []
@@ -155,12 +178,14 @@ def main():
             tensors += [(f"base_model.model.{key}.lora_A.weight", A), (f"base_model.model.{key}.lora_B.weight", B)]
             lora[key] = (A.to(torch.float64).requires_grad_(True), B.to(torch.float64).requires_grad_(True), scaling)
         assert lora, case["name"] + ": no module targeted"
-        base_dir = os.path.join(fam.OUT, case["base"])
         d = os.path.join(OUT, case["name"])
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, "adapter_config.json"), "w") as f:
             f.write(json.dumps(adapter_config(case, base_dir), indent=2, sort_keys=True))
         write_safetensors(os.path.join(d, "adapter_model.safetensors"), sorted(tensors), {"format": "pt"})
+        if not case.get("ref", True):
+            print(f"{case['name']}: {len(lora)} modules")
+            continue
 
         ref = []
         with torch.no_grad():
@@ -183,5 +208,41 @@ def main():
         print(f"{case['name']}: {len(lora)} modules, loss {float(loss):.6f}")
 
 
+def check_merged(out_dir, name):
+    """emdpo merge's output for case name against PyTorch's base + adapter."""
+    case = next(c for c in CASES if c["name"] == name)
+    cfg, p, _ = base_of(case["base"])
+    d = os.path.join(OUT, name)
+    with open(os.path.join(d, "adapter_config.json")) as f:
+        ac = json.load(f)
+    scaling = ac["lora_alpha"] / (math.sqrt(ac["r"]) if ac.get("use_rslora") else ac["r"])
+    lora, tensors = {}, read_safetensors(os.path.join(d, "adapter_model.safetensors"))
+    for key in module_names(cfg):
+        a = tensors.get(f"base_model.model.{key}.lora_A.weight")
+        if a is not None:
+            lora[key] = (a.to(torch.float64), tensors[f"base_model.model.{key}.lora_B.weight"].to(torch.float64),
+                         scaling)
+    merged = {k: t.to(torch.float64) for k, t in read_safetensors(os.path.join(out_dir, "model.safetensors")).items()}
+    if {k: tuple(t.shape) for k, t in merged.items()} != {k: tuple(t.shape) for k, t in p.items()}:
+        print(f"{out_dir}: tensors other than the base's")
+        return 1
+    worst = 0.0
+    for seq in SEQS:
+        want, base = fam.forward(cfg, p, seq, lora), fam.forward(cfg, p, seq)
+        got = fam.forward(cfg, merged, seq)
+        scale = float(want.abs().max())
+        worst = max(worst, float((got - want).abs().max()) / scale)
+        if float((base - want).abs().max()) / scale < 1e-2:
+            print(f"{name}: the adapter hardly changes the logits")
+            return 1
+    if worst > 1e-4:
+        print(f"{out_dir}: logits off by {worst:.3g} of the largest")
+        return 1
+    print(f"ok: {out_dir} computes {name}'s base with its adapter (logits within {worst:.2g})")
+    return 0
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--check-merged":
+        sys.exit(check_merged(sys.argv[2], sys.argv[3]))
     main()
