@@ -43,6 +43,19 @@ static inline float emdpo_half_to_float(uint16_t h) {
     return emdpo_bits_f32(sign | e << 23 | (mant & 0x3ff) << 13);
 }
 
+/* A 16-bit float of either kind: is_half for F16, else BF16. */
+static inline float emdpo_16_to_float(uint16_t h, int is_half) {
+    return is_half ? emdpo_half_to_float(h) : emdpo_bf16_to_float(h);
+}
+
+/* dst[i] = src[i] widened, i < n. */
+static inline void emdpo_widen16(float *dst, const uint16_t *src, size_t n, int is_half) {
+    if (is_half)
+        for (size_t i = 0; i < n; i++) dst[i] = emdpo_half_to_float(src[i]);
+    else
+        for (size_t i = 0; i < n; i++) dst[i] = emdpo_bf16_to_float(src[i]);
+}
+
 static inline uint16_t emdpo_float_to_bf16(float f) {
     uint32_t u = emdpo_f32_bits(f);
     if ((u & 0x7fffffffu) > 0x7f800000u) {

@@ -1,5 +1,8 @@
 #include "lm/engine/gemm.h"
 
+#include "base/half.h"
+#include "emdpo.h"
+
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,11 +36,20 @@ size_t emdpo_gemm_rhs_floats(int K, int N) { return (size_t)K * NR * (size_t)pan
 
 void emdpo_gemm_rhs_init(emdpo_gemm_rhs *b, const float *w, int ldw, int K, int N, int trans, float *space) {
     b->w = w;
+    b->w16 = NULL;
+    b->w16_dtype = 0;
     b->ldw = ldw;
     b->K = K;
     b->N = N;
     b->trans = trans;
     b->panels = space;
+}
+
+void emdpo_gemm_rhs_init16(emdpo_gemm_rhs *b, const uint16_t *w16, int dtype, int ldw, int K, int N, int trans,
+                           float *space) {
+    emdpo_gemm_rhs_init(b, NULL, ldw, K, N, trans, space);
+    b->w16 = w16;
+    b->w16_dtype = dtype;
 }
 
 int emdpo_gemm_rhs_panels(const emdpo_gemm_rhs *b) { return b->panels ? panels_of(b->N) : 0; }
@@ -63,9 +75,29 @@ static void pack_panel(float *dst, const float *w, size_t ldw, int K, int N, int
         for (int k = 0; k < K; k++) memset(dst + (size_t)k * NR + n, 0, (size_t)(NR - n) * sizeof(float));
 }
 
+/* pack_panel over a 16-bit source, widening each element. */
+static void pack_panel16(float *dst, const uint16_t *w, size_t ldw, int dtype, int K, int N, int trans, int j0) {
+    int n = N - j0 < NR ? N - j0 : NR, is_half = dtype == EMDPO_DTYPE_F16;
+    if (trans) {
+        for (int c = 0; c < n; c++) {
+            const uint16_t *src = w + (size_t)(j0 + c) * ldw;
+            for (int k = 0; k < K; k++) dst[(size_t)k * NR + c] = emdpo_16_to_float(src[k], is_half);
+        }
+    } else {
+        for (int k = 0; k < K; k++) emdpo_widen16(dst + (size_t)k * NR, w + (size_t)k * ldw + j0, (size_t)n, is_half);
+    }
+    if (n < NR)
+        for (int k = 0; k < K; k++) memset(dst + (size_t)k * NR + n, 0, (size_t)(NR - n) * sizeof(float));
+}
+
 void emdpo_gemm_rhs_pack(const emdpo_gemm_rhs *b, int p0, int p1) {
-    for (int p = p0; p < p1; p++)
-        pack_panel(b->panels + (size_t)p * b->K * NR, b->w, (size_t)b->ldw, b->K, b->N, b->trans, p * NR);
+    for (int p = p0; p < p1; p++) {
+        float *dst = b->panels + (size_t)p * b->K * NR;
+        if (b->w16)
+            pack_panel16(dst, b->w16, (size_t)b->ldw, b->w16_dtype, b->K, b->N, b->trans, p * NR);
+        else
+            pack_panel(dst, b->w, (size_t)b->ldw, b->K, b->N, b->trans, p * NR);
+    }
 }
 
 #ifdef EMDPO_GEMM_X86

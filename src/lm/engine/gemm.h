@@ -16,6 +16,7 @@
 #define EMDPO_GEMM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* 1 when the packed kernel may be used: the CPU has AVX-512F and the
  * environment does not set EMDPO_GEMM=blas. */
@@ -24,6 +25,8 @@ int emdpo_gemm_kernel_active(void);
 /* The right-hand side B (K, N) of out = A · B. */
 typedef struct emdpo_gemm_rhs {
     const float *w; /* source: (N, K) when trans (B = wᵀ, a Linear's weight), else (K, N) */
+    const uint16_t *w16; /* or a 16-bit source of that shape (w NULL), which is always packed */
+    int w16_dtype;  /* w16's: EMDPO_DTYPE_BF16 or EMDPO_DTYPE_F16 (emdpo/lm.h) */
     int ldw;        /* its row stride */
     int K, N;
     int trans;
@@ -36,6 +39,10 @@ size_t emdpo_gemm_rhs_floats(int K, int N);
 /* Describes B without packing it. w has row stride ldw; space holds
  * emdpo_gemm_rhs_floats(K, N) floats, or is NULL for the BLAS path. */
 void emdpo_gemm_rhs_init(emdpo_gemm_rhs *b, const float *w, int ldw, int K, int N, int trans, float *space);
+/* The same over a 16-bit source, widened (exactly) while packing: space is
+ * required, and so is the kernel. */
+void emdpo_gemm_rhs_init16(emdpo_gemm_rhs *b, const uint16_t *w16, int dtype, int ldw, int K, int N, int trans,
+                           float *space);
 
 /* Panels in a packed B; packing panels [p0, p1) is one job, so several
  * threads can share the packing of one operand. */

@@ -98,17 +98,39 @@ size_t emdpo_llama_num_params(const emdpo_llama_config *c) {
     return total;
 }
 
-void emdpo_llama_point_params(const emdpo_llama_config *c, float *buf, emdpo_llama_params *p) {
-    size_t s[EMDPO_LLAMA_N_TENSORS];
-    emdpo_llama_tensor_sizes(c, s);
-    float **ptrs[EMDPO_LLAMA_N_TENSORS] = {&p->tok_emb, &p->rms_att, &p->wq, &p->wk,        &p->wv,      &p->wo,
-                                           &p->rms_ffn, &p->w1,      &p->w2, &p->w3,        &p->rms_final, &p->lm_head,
-                                           &p->bq,      &p->bk,      &p->bv, &p->bo,        &p->q_norm,  &p->k_norm};
+/* The parameters' pointers in tensor order, as emdpo_llama_tensor_sizes
+ * lists them. */
+static void param_slots(emdpo_llama_params *p, float **ptrs[EMDPO_LLAMA_N_TENSORS]) {
+    float **q[EMDPO_LLAMA_N_TENSORS] = {&p->tok_emb, &p->rms_att, &p->wq, &p->wk,      &p->wv,        &p->wo,
+                                        &p->rms_ffn, &p->w1,      &p->w2, &p->w3,      &p->rms_final, &p->lm_head,
+                                        &p->bq,      &p->bk,      &p->bv, &p->bo,      &p->q_norm,    &p->k_norm};
+    memcpy(ptrs, q, sizeof q);
+}
+
+/* The tensors a frozen model keeps in 16 bits (emdpo_llama_mats16), by
+ * their index in tensor order; lm_head last. */
+static const int k_matrix_tensors[] = {0, 2, 3, 4, 5, 7, 9, 8, 11};
+enum { N_MATRIX_TENSORS = 9 };
+
+static void point_sized(const size_t s[EMDPO_LLAMA_N_TENSORS], int tied, float *buf, emdpo_llama_params *p) {
+    float **ptrs[EMDPO_LLAMA_N_TENSORS];
+    param_slots(p, ptrs);
     for (int i = 0; i < EMDPO_LLAMA_N_TENSORS; i++) {
         *ptrs[i] = buf;
         buf += s[i];
     }
-    if (c->tied) p->lm_head = p->tok_emb;
+    if (tied) p->lm_head = p->tok_emb;
+}
+
+void emdpo_llama_point_params(const emdpo_llama_config *c, float *buf, emdpo_llama_params *p) {
+    size_t s[EMDPO_LLAMA_N_TENSORS];
+    emdpo_llama_tensor_sizes(c, s);
+    point_sized(s, c->tied, buf, p);
+}
+
+void emdpo_llama_proj_weights(const emdpo_llama_params *p, float *w[EMDPO_N_PROJ]) {
+    float *v[EMDPO_N_PROJ] = {p->wq, p->wk, p->wv, p->wo, p->w1, p->w3, p->w2};
+    memcpy(w, v, sizeof v);
 }
 
 int emdpo_llama_create(const emdpo_llama_config *c, emdpo_llama **out) {
@@ -130,8 +152,60 @@ int emdpo_llama_create(const emdpo_llama_config *c, emdpo_llama **out) {
     return EMDPO_OK;
 }
 
+int emdpo_llama_create_frozen(const emdpo_llama_config *c, int dtype, emdpo_llama **out) {
+    *out = NULL;
+    int rc = emdpo_llama_config_check(c);
+    if (rc) return rc;
+    if (dtype != EMDPO_DTYPE_BF16 && dtype != EMDPO_DTYPE_F16) return EMDPO_ERR_INVALID_ARG;
+    size_t s[EMDPO_LLAMA_N_TENSORS], ms[N_MATRIX_TENSORS], n16 = 0, n32 = 0;
+    emdpo_llama_tensor_sizes(c, s);
+    for (int i = 0; i < N_MATRIX_TENSORS; i++) {
+        ms[i] = s[k_matrix_tensors[i]];
+        n16 += ms[i];
+        s[k_matrix_tensors[i]] = 0;
+    }
+    for (int i = 0; i < EMDPO_LLAMA_N_TENSORS; i++) n32 += s[i];
+    emdpo_llama *m = emdpo_calloc(1, sizeof *m);
+    emdpo_llama_mats16 *f = emdpo_calloc(1, sizeof *f);
+    float *buf = emdpo_calloc(n32 ? n32 : 1, sizeof(float));
+    uint16_t *buf16 = emdpo_malloc(n16 * sizeof(uint16_t));
+    if (!m || !f || !buf || !buf16) {
+        emdpo_free(m, sizeof *m);
+        emdpo_free(f, sizeof *f);
+        emdpo_free(buf, (n32 ? n32 : 1) * sizeof(float));
+        emdpo_free(buf16, n16 * sizeof(uint16_t));
+        return EMDPO_ERR_NOMEM;
+    }
+    m->config = *c;
+    m->config.head_dim = emdpo_llama_head_size(c);
+    m->num_params = n32 ? n32 : 1;
+    m->param_buf = buf;
+    point_sized(s, 0, buf, &m->params);
+    float **ptrs[EMDPO_LLAMA_N_TENSORS];
+    param_slots(&m->params, ptrs);
+    for (int i = 0; i < N_MATRIX_TENSORS; i++) *ptrs[k_matrix_tensors[i]] = NULL;
+    uint16_t **dst[N_MATRIX_TENSORS] = {&f->tok_emb, &f->w[0], &f->w[1], &f->w[2], &f->w[3],
+                                        &f->w[4],    &f->w[5], &f->w[6], &f->lm_head};
+    uint16_t *q = buf16;
+    for (int i = 0; i < N_MATRIX_TENSORS; i++) {
+        *dst[i] = q;
+        q += ms[i];
+    }
+    if (c->tied) f->lm_head = f->tok_emb;
+    f->dtype = dtype;
+    f->buf = buf16;
+    f->n = n16;
+    m->frozen = f;
+    *out = m;
+    return EMDPO_OK;
+}
+
 void emdpo_llama_free(emdpo_llama *m) {
     if (!m) return;
+    if (m->frozen) {
+        emdpo_free(m->frozen->buf, m->frozen->n * sizeof(uint16_t));
+        emdpo_free(m->frozen, sizeof *m->frozen);
+    }
     emdpo_free(m->param_buf, m->num_params * sizeof(float));
     emdpo_strfree(m->source);
     emdpo_free(m, sizeof *m);

@@ -108,12 +108,25 @@ size_t emdpo_llama_num_params(const emdpo_llama_config *c);
 /* Points p's tensors into buf (emdpo_llama_num_params floats). */
 void emdpo_llama_point_params(const emdpo_llama_config *c, float *buf, emdpo_llama_params *p);
 
+/* The PyTorch-Linear-like matrices of a frozen model, kept in the 16-bit
+ * type its file stored them in: widening is exact, so the model computes
+ * the same bits as with float32 copies, in half the memory. */
+typedef struct emdpo_llama_mats16 {
+    int dtype;                   /* EMDPO_DTYPE_BF16 or EMDPO_DTYPE_F16 (emdpo/lm.h) */
+    uint16_t *tok_emb;           /* (V, C) */
+    uint16_t *w[EMDPO_N_PROJ];   /* (L, out, in) each, EMDPO_PROJ_* order (emdpo_llama_proj_shape) */
+    uint16_t *lm_head;           /* (V, C); tok_emb when tied */
+    uint16_t *buf;
+    size_t n;                    /* elements in buf */
+} emdpo_llama_mats16;
+
 /* A model: configuration plus its parameters. */
 typedef struct emdpo_llama {
     emdpo_llama_config config;
-    emdpo_llama_params params;
+    emdpo_llama_params params;   /* a frozen model's matrices (tok_emb, wq..w3, lm_head) are NULL here */
+    emdpo_llama_mats16 *frozen;  /* NULL, or the matrices of a model made to be run, never trained or saved */
     float *param_buf; /* (num_params) */
-    size_t num_params;
+    size_t num_params;           /* floats in param_buf: a frozen model's norms and biases only */
     char *source;     /* the path it was loaded from (lm/io/loader.c), or NULL */
     int file_dtype;   /* the emdpo_dtype its weights were stored in (EMDPO_DTYPE_F32, F16, BF16), which
                          saving keeps; 0 (EMDPO_DTYPE_AUTO) for a model not loaded from a file: F32 */
@@ -123,6 +136,16 @@ typedef struct emdpo_llama {
  * explicit (never 0). EMDPO_ERR_INVALID_ARG when the
  * configuration fails emdpo_llama_config_check, EMDPO_ERR_NOMEM. */
 int emdpo_llama_create(const emdpo_llama_config *c, emdpo_llama **out);
+
+/* A frozen model (see emdpo_llama_mats16) with zeroed parameters, its
+ * matrices of dtype EMDPO_DTYPE_BF16 or EMDPO_DTYPE_F16. Errors as
+ * emdpo_llama_create. Only the forward and the decoders run it, and only
+ * where emdpo_gemm_kernel_active() (gemm.h), which packs its matrices
+ * into float32 panels a layer at a time. */
+int emdpo_llama_create_frozen(const emdpo_llama_config *c, int dtype, emdpo_llama **out);
+
+/* The float32 matrices of p in EMDPO_PROJ_* order. */
+void emdpo_llama_proj_weights(const emdpo_llama_params *p, float *w[EMDPO_N_PROJ]);
 
 /* Fills m's parameters for training from scratch, deterministically from
  * seed: RMSNorm weights 1, biases 0; embeddings and matrices N(0, 0.02^2),

@@ -8,6 +8,7 @@
 #include <cblas.h>
 
 #include "base/alloc.h"
+#include "base/half.h"
 #include "base/threads.h"
 #include "emdpo.h"
 #include "lm/engine/gemm.h"
@@ -213,11 +214,16 @@ typedef struct proj_set {
     int panels;   /* over all of them */
 } proj_set;
 
-/* The weight w (OC, IC) as a right-hand side in either orientation. */
-static void proj_add(proj_set *ps, float **space, const float *w, int OC, int IC, int fwd) {
+/* The weight (OC, IC), w in float32 or w16 in 16 bits (dtype), as a
+ * right-hand side in either orientation. */
+static void proj_add(proj_set *ps, float **space, const float *w, const uint16_t *w16, int dtype, int OC, int IC,
+                     int fwd) {
     int K = fwd ? IC : OC, N = fwd ? OC : IC;
     size_t n = emdpo_gemm_rhs_floats(K, N);
-    emdpo_gemm_rhs_init(&ps->r[ps->n], w, IC, K, N, fwd, *space);
+    if (w16)
+        emdpo_gemm_rhs_init16(&ps->r[ps->n], w16, dtype, IC, K, N, fwd, *space);
+    else
+        emdpo_gemm_rhs_init(&ps->r[ps->n], w, IC, K, N, fwd, *space);
     if (*space) *space += n;
     ps->panels += emdpo_gemm_rhs_panels(&ps->r[ps->n]);
     ps->n++;
@@ -230,26 +236,47 @@ static void proj_dims(const emdpo_llama_config *c, int dims[EMDPO_N_PROJ + 1][2]
     dims[EMDPO_N_PROJ][1] = c->dim;
 }
 
-/* Layer l's projections, or the head's when l == L. */
+/* Layer l's projections. */
 static void proj_layer(proj_set *ps, const emdpo_llama *m, float *space, int l, int fwd) {
-    const emdpo_llama_params *p = &m->params;
-    const float *base[EMDPO_N_PROJ] = {p->wq, p->wk, p->wv, p->wo, p->w1, p->w3, p->w2};
+    float *w[EMDPO_N_PROJ];
     int dims[EMDPO_N_PROJ + 1][2];
+    emdpo_llama_proj_weights(&m->params, w);
     proj_dims(&m->config, dims);
     ps->n = ps->panels = 0;
-    if (l == m->config.n_layers) {
-        proj_add(ps, &space, p->lm_head, dims[EMDPO_N_PROJ][0], dims[EMDPO_N_PROJ][1], fwd);
-        return;
+    for (int i = 0; i < EMDPO_N_PROJ; i++) {
+        size_t off = (size_t)l * dims[i][0] * dims[i][1];
+        const emdpo_llama_mats16 *f = m->frozen;
+        proj_add(ps, &space, f ? NULL : w[i] + off, f ? f->w[i] + off : NULL, f ? f->dtype : 0, dims[i][0],
+                 dims[i][1], fwd);
     }
-    for (int i = 0; i < EMDPO_N_PROJ; i++)
-        proj_add(ps, &space, base[i] + (size_t)l * dims[i][0] * dims[i][1], dims[i][0], dims[i][1], fwd);
 }
 
-/* Floats of a->wpack: the larger of a layer's projections and the head, in
- * the larger of the two orientations (they differ only by padding). */
+/* The head is packed in blocks of HEAD_ROWS vocabulary rows (a multiple of
+ * the kernel's panel width, so blocking changes no forward sum), which
+ * keeps the packed copy near a layer's size however large the vocabulary. */
+enum { HEAD_ROWS = 4096 };
+
+/* Vocabulary rows per head block: all of them on the BLAS path. */
+static int head_rows(const emdpo_llama_config *c, const float *space) {
+    return space && c->vocab_size > HEAD_ROWS ? HEAD_ROWS : c->vocab_size;
+}
+
+/* Rows [v0, v0 + nv) of the head. */
+static void proj_head(proj_set *ps, const emdpo_llama *m, float *space, int v0, int nv, int fwd) {
+    size_t off = (size_t)v0 * m->config.dim;
+    const emdpo_llama_mats16 *f = m->frozen;
+    ps->n = ps->panels = 0;
+    proj_add(ps, &space, f ? NULL : m->params.lm_head + off, f ? f->lm_head + off : NULL, f ? f->dtype : 0, nv,
+             m->config.dim, fwd);
+}
+
+/* Floats of a->wpack: the larger of a layer's projections and a head
+ * block, in the larger of the two orientations (they differ only by
+ * padding). */
 static size_t wpack_floats(const emdpo_llama_config *c) {
     int dims[EMDPO_N_PROJ + 1][2];
     proj_dims(c, dims);
+    if (dims[EMDPO_N_PROJ][0] > HEAD_ROWS) dims[EMDPO_N_PROJ][0] = HEAD_ROWS;
     size_t best = 0;
     for (int fwd = 0; fwd < 2; fwd++) { /* (OC, IC) packs as (IC, OC) forward, (OC, IC) backward */
         size_t n[EMDPO_N_PROJ + 1], layer = 0;
@@ -267,7 +294,7 @@ static size_t wpack_floats(const emdpo_llama_config *c) {
  * boundary, so that packed panel rows are whole cache lines. */
 static int kernel_buffers(emdpo_llama_acts *a) {
     const emdpo_llama_config *c = &a->config;
-    if (!emdpo_gemm_kernel_active() || a->max_B <= chunk_seqs(a->max_T)) return EMDPO_OK;
+    if (!emdpo_gemm_kernel_active()) return EMDPO_OK;
     size_t wn = wpack_floats(c), kt = (size_t)emdpo_max_threads();
     size_t tn = a->training ? emdpo_gemm_tn_scratch() : 0, att = emdpo_attention_scratch(a->max_T, emdpo_llama_head_size(c));
     if (wn > SIZE_MAX / 8 - 16 || tn + att > (SIZE_MAX / 8 - wn - 16) / kt) return EMDPO_ERR_LIMIT;
@@ -285,8 +312,11 @@ static int kernel_buffers(emdpo_llama_acts *a) {
 
 /* Where to pack the weights for a pass of nchunks chunks, or NULL for the
  * BLAS path: a single chunk would not repay the packing, and its products
- * are better left to BLAS's own threads. */
-static float *packing_space(const emdpo_llama_acts *a, int nchunks) { return nchunks > 1 ? a->wpack : NULL; }
+ * are better left to BLAS's own threads. A frozen model's 16-bit matrices
+ * are always packed (into float32). */
+static float *packing_space(const emdpo_llama *m, const emdpo_llama_acts *a, int nchunks) {
+    return nchunks > 1 || m->frozen ? a->wpack : NULL;
+}
 
 /* Packing a set is cut into jobs of PACK_PANELS panels, shared by a team. */
 enum { PACK_PANELS = 4 };
@@ -354,7 +384,10 @@ static void layer_forward_chunk(const emdpo_llama *m, emdpo_llama_acts *a, const
     size_t N = (size_t)B * T, r0 = (size_t)b0 * T, TT = (size_t)T * T, lC = (size_t)l * C, lh = (size_t)l * hs;
     size_t o = slot(a, l) * N + r0; /* first row of the chunk in layer l's slot */
     float *x = stream_in(a, l, r0);
-    if (l == 0) emdpo_embed_forward(x, a->tokens + r0, p->tok_emb, (size_t)nr, C);
+    if (l == 0 && m->frozen)
+        emdpo_embed16_forward(x, a->tokens + r0, m->frozen->tok_emb, m->frozen->dtype == EMDPO_DTYPE_F16, (size_t)nr, C);
+    else if (l == 0)
+        emdpo_embed_forward(x, a->tokens + r0, p->tok_emb, (size_t)nr, C);
     float *ln1 = a->ln1 + o * C, *q = a->q + o * qd, *k = a->k + o * kvd, *v = a->v + o * kvd;
     float *att = a->att + (slot(a, l) * B + b0) * NH * TT, *atty = a->atty + o * qd;
     float *res2 = a->training ? a->res2 + o * C : x;
@@ -387,20 +420,39 @@ static void layer_forward_chunk(const emdpo_llama *m, emdpo_llama_acts *a, const
     proj_forward(a->res3 + o * C, res2, hg, &w[EMDPO_PROJ_DOWN], nr);
 }
 
-/* Sequences [b0, b1) through the final norm, the head and the log-softmax. */
-static void head_forward_chunk(const emdpo_llama *m, emdpo_llama_acts *a, const proj_set *ps, int b0, int b1) {
+/* The head's three steps for sequences [b0, b1): the final norm, the
+ * product with head rows [v0, v0 + nv) (logits columns), the log-softmax. */
+static void final_norm_chunk(const emdpo_llama *m, emdpo_llama_acts *a, int b0, int b1) {
     const emdpo_llama_config *c = &m->config;
-    int C = c->dim, V = c->vocab_size, nr = (b1 - b0) * a->T;
+    int C = c->dim, nr = (b1 - b0) * a->T;
     size_t r0 = (size_t)b0 * a->T;
     const float *top = a->res3 + (slot(a, c->n_layers - 1) * a->B * a->T + r0) * C;
     emdpo_rmsnorm_forward(a->lnf + r0 * C, a->lnf_rstd + r0, top, m->params.rms_final, (size_t)nr, C, c->norm_eps);
-    proj_forward(a->logits + r0 * V, NULL, a->lnf + r0 * C, &ps->r[0], nr);
-    emdpo_logprob_forward(a->logp + r0, a->lse + r0, a->logits + r0 * V, a->targets + r0, (size_t)nr, V);
+}
+
+static void head_block_chunk(emdpo_llama_acts *a, const proj_set *ps, int v0, int b0, int b1) {
+    int C = a->config.dim, V = a->config.vocab_size;
+    size_t r0 = (size_t)b0 * a->T;
+    emdpo_gemm_rows(a->logits + r0 * V + v0, V, a->lnf + r0 * C, C, &ps->r[0], (b1 - b0) * a->T, 0.0f);
+}
+
+static void logprob_chunk(emdpo_llama_acts *a, int b0, int b1) {
+    int V = a->config.vocab_size;
+    size_t r0 = (size_t)b0 * a->T;
+    emdpo_logprob_forward(a->logp + r0, a->lse + r0, a->logits + r0 * V, a->targets + r0, (size_t)(b1 - b0) * a->T, V);
+}
+
+/* Called by every thread of a team: packs ps, shared out in jobs. */
+static void team_pack(const proj_set *ps) {
+    int np = pack_jobs(ps);
+#pragma omp for schedule(dynamic, 1)
+    for (int j = 0; j < np; j++) pack_job(ps, j);
 }
 
 int emdpo_llama_forward(const emdpo_llama *m, emdpo_llama_acts *a, const int *tokens, const int *lens, int B, int T) {
     const emdpo_llama_config *c = &m->config;
     if (!same_config(c, &a->config) || B < 1 || B > a->max_B || T < 1 || T > a->max_T) return EMDPO_ERR_INVALID_ARG;
+    if (m->frozen && !a->wpack) return EMDPO_ERR_INVALID_ARG; /* without the kernel no model is frozen */
     for (int b = 0; b < B; b++) {
         int len = lens ? lens[b] : T;
         if (len < 0 || len > T) return EMDPO_ERR_INVALID_ARG;
@@ -420,27 +472,36 @@ int emdpo_llama_forward(const emdpo_llama *m, emdpo_llama_acts *a, const int *to
     }
     emdpo_rope_table(a->rope_cos, a->rope_sin, 0, T, emdpo_llama_head_size(c), c);
     int L = c->n_layers, bc = chunk_seqs(T), nchunks = (B + bc - 1) / bc, team = team_size(nchunks);
-    float *space = packing_space(a, nchunks);
+    float *space = packing_space(m, a, nchunks);
     if (space) team = team < a->kthreads ? team : a->kthreads;
     int serial = team > 1 || space, saved = blas_begin(serial);
     /* Layer by layer: the team packs layer l's weights once, then takes the
-     * chunks through it; l == L is the head. */
+     * chunks through it; then the head, a block of rows at a time. */
+    int V = c->vocab_size, hr = head_rows(c, space);
 #pragma omp parallel num_threads(team)
-    for (int l = 0; l <= L; l++) {
-        proj_set ps;
-        proj_layer(&ps, m, space, l, 1);
-        int np = pack_jobs(&ps);
+    {
+        for (int l = 0; l < L; l++) {
+            proj_set ps;
+            proj_layer(&ps, m, space, l, 1);
+            team_pack(&ps);
 #pragma omp for schedule(dynamic, 1)
-        for (int j = 0; j < np; j++) pack_job(&ps, j);
-#pragma omp for schedule(dynamic, 1)
-        for (int ch = 0; ch < nchunks; ch++) {
-            int b0 = ch * bc, b1 = b0 + bc < B ? b0 + bc : B;
-            float *att_scratch = space ? a->att_scratch + (size_t)emdpo_thread_num() * a->att_scratch_n : NULL;
-            if (l < L)
+            for (int ch = 0; ch < nchunks; ch++) {
+                int b0 = ch * bc, b1 = b0 + bc < B ? b0 + bc : B;
+                float *att_scratch = space ? a->att_scratch + (size_t)emdpo_thread_num() * a->att_scratch_n : NULL;
                 layer_forward_chunk(m, a, &ps, att_scratch, l, b0, b1);
-            else
-                head_forward_chunk(m, a, &ps, b0, b1);
+            }
         }
+#pragma omp for schedule(dynamic, 1)
+        for (int ch = 0; ch < nchunks; ch++) final_norm_chunk(m, a, ch * bc, ch * bc + bc < B ? ch * bc + bc : B);
+        for (int v0 = 0; v0 < V; v0 += hr) {
+            proj_set ps;
+            proj_head(&ps, m, space, v0, V - v0 < hr ? V - v0 : hr, 1);
+            team_pack(&ps);
+#pragma omp for schedule(dynamic, 1)
+            for (int ch = 0; ch < nchunks; ch++) head_block_chunk(a, &ps, v0, ch * bc, ch * bc + bc < B ? ch * bc + bc : B);
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int ch = 0; ch < nchunks; ch++) logprob_chunk(a, ch * bc, ch * bc + bc < B ? ch * bc + bc : B);
     }
     blas_end(serial, saved);
     return EMDPO_OK;
@@ -479,17 +540,34 @@ static float *dnorm_of(const bwd *w, int ch, int k) {
     return w->a->dnorm + base + (2 * L + 1) * c->dim + (K - 2 * L - 1) * emdpo_llama_head_size(c);
 }
 
-static void head_chunk(const bwd *w, const proj_set *ps, int ch, int b0, int b1) {
+/* Stage L for sequences [b0, b1) of chunk ch, in three steps: the logits'
+ * gradient; the final norm output's, dx, one block of head rows [v0, v0 +
+ * nv) at a time (rows in order, so the sum's order is fixed); the final
+ * norm's backward. */
+static void head_dlogits_chunk(const bwd *w, int ch, int b0, int b1) {
+    emdpo_llama_acts *a = w->a;
+    int V = a->config.vocab_size, nr = (b1 - b0) * a->T;
+    size_t r0 = (size_t)b0 * a->T;
+    memset(dnorm_of(w, ch, 0), 0, dnorm_floats(&a->config) * sizeof(float));
+    emdpo_logprob_backward_set(a->dlogits + r0 * V, w->dlogp + r0, a->logits + r0 * V, a->lse + r0, a->targets + r0,
+                               (size_t)nr, V);
+}
+
+static void head_dx_chunk(const bwd *w, const proj_set *ps, int v0, int b0, int b1) {
+    emdpo_llama_acts *a = w->a;
+    int C = a->config.dim, V = a->config.vocab_size;
+    size_t r0 = (size_t)b0 * a->T;
+    emdpo_gemm_rows(a->dx + r0 * C, C, a->dlogits + r0 * V + v0, V, &ps->r[0], (b1 - b0) * a->T, v0 ? 1.0f : 0.0f);
+}
+
+static void head_norm_chunk(const bwd *w, int ch, int b0, int b1) {
     const emdpo_llama_config *c = &w->m->config;
     emdpo_llama_acts *a = w->a;
-    int L = c->n_layers, C = c->dim, V = c->vocab_size, nr = (b1 - b0) * a->T;
+    int L = c->n_layers, C = c->dim, nr = (b1 - b0) * a->T;
     size_t N = (size_t)a->B * a->T, r0 = (size_t)b0 * a->T;
-    float *dl = a->dlogits + r0 * V, *dx = a->dx + r0 * C, *dtop = dres_slot(w, L - 1) + r0 * C;
-    memset(dnorm_of(w, ch, 0), 0, dnorm_floats(c) * sizeof(float));
-    emdpo_logprob_backward_set(dl, w->dlogp + r0, a->logits + r0 * V, a->lse + r0, a->targets + r0, (size_t)nr, V);
-    proj_dinp(dx, dl, &ps->r[0], nr, 0.0f);
+    float *dtop = dres_slot(w, L - 1) + r0 * C;
     memset(dtop, 0, (size_t)nr * C * sizeof(float));
-    emdpo_rmsnorm_backward(dtop, dnorm_of(w, ch, 2 * L), dx, a->res3 + ((size_t)(L - 1) * N + r0) * C,
+    emdpo_rmsnorm_backward(dtop, dnorm_of(w, ch, 2 * L), a->dx + r0 * C, a->res3 + ((size_t)(L - 1) * N + r0) * C,
                            w->m->params.rms_final, a->lnf_rstd + r0, (size_t)nr, C);
 }
 
@@ -691,10 +769,8 @@ static void stage_job(const bwd *w, const proj_set *ps, int s, const wgrad *wg, 
         return;
     }
     j -= nbg;
-    int L = w->m->config.n_layers, B = w->a->B, b0 = j * w->bc, b1 = b0 + w->bc < B ? b0 + w->bc : B;
-    if (s == L)
-        head_chunk(w, ps, j, b0, b1);
-    else if (s >= 0)
+    int B = w->a->B, b0 = j * w->bc, b1 = b0 + w->bc < B ? b0 + w->bc : B;
+    if (s >= 0)
         layer_chunk(w, ps, s, j, b0, b1);
     else if (j < EMBED_JOBS)
         embed_job(w, j);
@@ -704,32 +780,44 @@ static void stage_job(const bwd *w, const proj_set *ps, int s, const wgrad *wg, 
 
 int emdpo_llama_backward(const emdpo_llama *m, emdpo_llama_acts *a, const float *dlogp, float *grad) {
     const emdpo_llama_config *c = &m->config;
-    if (!same_config(c, &a->config) || !a->training || a->B < 1) return EMDPO_ERR_INVALID_ARG;
+    if (!same_config(c, &a->config) || !a->training || a->B < 1 || m->frozen) return EMDPO_ERR_INVALID_ARG;
     bwd w = {m, a, dlogp, {0}, chunk_seqs(a->T), 0, 0, NULL, NULL};
     emdpo_llama_point_params(c, grad, &w.g);
     w.nchunks = (a->B + w.bc - 1) / w.bc;
     int team = team_size(w.nchunks), L = c->n_layers;
-    w.space = packing_space(a, w.nchunks);
+    w.space = packing_space(m, a, w.nchunks);
     if (w.space) {
         w.scratch = a->tn_scratch;
         team = team < a->kthreads ? team : a->kthreads;
     }
     int serial = team > 1 || w.space, saved = blas_begin(serial);
     w.split = team > 1;
+    int V = c->vocab_size, hr = head_rows(c, w.space), bc = w.bc, B = a->B, nch = w.nchunks;
 #pragma omp parallel num_threads(team)
-    for (int s = L; s >= -1; s--) {
-        wgrad wg[8];
-        bgrad bg[4];
-        proj_set ps = {.n = 0, .panels = 0};
-        if (s >= 0) proj_layer(&ps, m, w.space, s, 0);
-        int np = pack_jobs(&ps);
+    {
 #pragma omp for schedule(dynamic, 1)
-        for (int j = 0; j < np; j++) pack_job(&ps, j);
-        int nwg = stage_wgrads(&w, s, wg), nbg = stage_bgrads(&w, s, bg);
-        int njobs = (s >= 0 ? w.nchunks : EMBED_JOBS + 1) + nbg;
-        for (int i = 0; i < nwg; i++) njobs += wgrad_blocks(&w, &wg[i]);
+        for (int ch = 0; ch < nch; ch++) head_dlogits_chunk(&w, ch, ch * bc, ch * bc + bc < B ? ch * bc + bc : B);
+        for (int v0 = 0; v0 < V; v0 += hr) {
+            proj_set ps;
+            proj_head(&ps, m, w.space, v0, V - v0 < hr ? V - v0 : hr, 0);
+            team_pack(&ps);
 #pragma omp for schedule(dynamic, 1)
-        for (int j = 0; j < njobs; j++) stage_job(&w, &ps, s, wg, nwg, bg, nbg, j);
+            for (int ch = 0; ch < nch; ch++) head_dx_chunk(&w, &ps, v0, ch * bc, ch * bc + bc < B ? ch * bc + bc : B);
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int ch = 0; ch < nch; ch++) head_norm_chunk(&w, ch, ch * bc, ch * bc + bc < B ? ch * bc + bc : B);
+        for (int s = L - 1; s >= -1; s--) {
+            wgrad wg[8];
+            bgrad bg[4];
+            proj_set ps = {.n = 0, .panels = 0};
+            if (s >= 0) proj_layer(&ps, m, w.space, s, 0);
+            team_pack(&ps);
+            int nwg = stage_wgrads(&w, s, wg), nbg = stage_bgrads(&w, s, bg);
+            int njobs = (s >= 0 ? w.nchunks : EMBED_JOBS + 1) + nbg;
+            for (int i = 0; i < nwg; i++) njobs += wgrad_blocks(&w, &wg[i]);
+#pragma omp for schedule(dynamic, 1)
+            for (int j = 0; j < njobs; j++) stage_job(&w, &ps, s, wg, nwg, bg, nbg, j);
+        }
     }
     blas_end(serial, saved);
     return EMDPO_OK;
@@ -760,16 +848,59 @@ int emdpo_llama_span_backward(const emdpo_llama_acts *a, const int *start, const
     return EMDPO_OK;
 }
 
+/* Output rows per block of a decoding product. */
+enum { DECODE_ROWS = 256 };
+
+size_t emdpo_llama_decode_scratch(const emdpo_llama_config *c) {
+    int in = c->dim;
+    for (int i = 0; i < EMDPO_N_PROJ; i++) {
+        int o, n;
+        emdpo_llama_proj_shape(c, i, &o, &n);
+        if (n > in) in = n;
+    }
+    return (size_t)DECODE_ROWS * (size_t)in;
+}
+
+void emdpo_llama_decode_matmul(const emdpo_llama *m, int l, int proj, const float *x, float *out, int na,
+                               float *wrows) {
+    const emdpo_llama_config *c = &m->config;
+    const emdpo_llama_mats16 *f = m->frozen;
+    int OC = c->vocab_size, IC = c->dim;
+    const float *w = m->params.lm_head;
+    const uint16_t *w16 = f ? f->lm_head : NULL;
+    if (proj < EMDPO_N_PROJ) {
+        float *ws[EMDPO_N_PROJ];
+        emdpo_llama_proj_shape(c, proj, &OC, &IC);
+        size_t off = (size_t)l * OC * IC;
+        emdpo_llama_proj_weights(&m->params, ws);
+        w = f ? NULL : ws[proj] + off;
+        w16 = f ? f->w[proj] + off : NULL;
+    }
+    for (int r0 = 0; r0 < OC; r0 += DECODE_ROWS) {
+        int nr = OC - r0 < DECODE_ROWS ? OC - r0 : DECODE_ROWS;
+        const float *blk = w ? w + (size_t)r0 * IC : wrows;
+        if (!w) emdpo_widen16(wrows, w16 + (size_t)r0 * IC, (size_t)nr * IC, f->dtype == EMDPO_DTYPE_F16);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, na, nr, IC, 1.0f, x, IC, blk, IC, 0.0f, out + r0, OC);
+    }
+}
+
+void emdpo_llama_decode_embed(const emdpo_llama *m, int token, float *x) {
+    if (m->frozen)
+        emdpo_embed16_forward(x, &token, m->frozen->tok_emb, m->frozen->dtype == EMDPO_DTYPE_F16, 1, m->config.dim);
+    else
+        emdpo_embed_forward(x, &token, m->params.tok_emb, 1, m->config.dim);
+}
+
 void emdpo_llama_decode_qkv(const emdpo_llama *m, int l, const float *xb, float *q, float *k, float *v,
-                            const float *cosv, const float *sinv, float *rstd, int na) {
+                            const float *cosv, const float *sinv, float *rstd, int na, float *wrows) {
     const emdpo_llama_config *c = &m->config;
     const emdpo_llama_params *p = &m->params;
     widths wd = widths_of(c);
-    int C = c->dim, NH = c->n_heads, NKV = c->n_kv_heads;
+    int NH = c->n_heads, NKV = c->n_kv_heads;
     size_t lh = (size_t)l * wd.hs;
-    emdpo_matmul_forward(q, xb, p->wq + (size_t)l * wd.qd * C, na, C, wd.qd);
-    emdpo_matmul_forward(k, xb, p->wk + (size_t)l * wd.kvd * C, na, C, wd.kvd);
-    emdpo_matmul_forward(v, xb, p->wv + (size_t)l * wd.kvd * C, na, C, wd.kvd);
+    emdpo_llama_decode_matmul(m, l, EMDPO_PROJ_Q, xb, q, na, wrows);
+    emdpo_llama_decode_matmul(m, l, EMDPO_PROJ_K, xb, k, na, wrows);
+    emdpo_llama_decode_matmul(m, l, EMDPO_PROJ_V, xb, v, na, wrows);
     if (c->qkv_bias) {
         emdpo_bias_forward(q, p->bq + (size_t)l * wd.qd, (size_t)na, wd.qd);
         emdpo_bias_forward(k, p->bk + (size_t)l * wd.kvd, (size_t)na, wd.kvd);
@@ -784,11 +915,10 @@ void emdpo_llama_decode_qkv(const emdpo_llama *m, int l, const float *xb, float 
     emdpo_rope_forward(k, k, cosv, sinv, 1, na, NKV, wd.hs);
 }
 
-void emdpo_llama_decode_out(const emdpo_llama *m, int l, const float *atty, float *out, int na) {
+void emdpo_llama_decode_out(const emdpo_llama *m, int l, const float *atty, float *out, int na, float *wrows) {
     const emdpo_llama_config *c = &m->config;
-    int C = c->dim, qd = widths_of(c).qd;
-    emdpo_matmul_forward(out, atty, m->params.wo + (size_t)l * C * qd, na, qd, C);
-    if (c->o_bias) emdpo_bias_forward(out, m->params.bo + (size_t)l * C, (size_t)na, C);
+    emdpo_llama_decode_matmul(m, l, EMDPO_PROJ_O, atty, out, na, wrows);
+    if (c->o_bias) emdpo_bias_forward(out, m->params.bo + (size_t)l * c->dim, (size_t)na, c->dim);
 }
 
 static void kv_layout(emdpo_llama_kv *kv, carve *cv) {
@@ -809,6 +939,7 @@ static void kv_layout(emdpo_llama_kv *kv, carve *cv) {
     kv->rope_cos = take(cv, hs / 2, 1);
     kv->rope_sin = take(cv, hs / 2, 1);
     kv->logits = take(cv, (size_t)c->vocab_size, 1);
+    kv->wrows = take(cv, emdpo_llama_decode_scratch(c), 1);
 }
 
 int emdpo_llama_kv_create(const emdpo_llama_config *c, int max_T, emdpo_llama_kv **out) {
@@ -854,14 +985,14 @@ int emdpo_llama_step(const emdpo_llama *m, emdpo_llama_kv *kv, int token, int po
     int hs = wd.hs, kvd = wd.kvd, group = NH / NKV;
     float scale = 1.0f / sqrtf((float)hs), rstd;
     const emdpo_llama_params *p = &m->params;
-    memcpy(kv->x, p->tok_emb + (size_t)token * C, (size_t)C * sizeof(float));
+    emdpo_llama_decode_embed(m, token, kv->x);
     emdpo_rope_table(kv->rope_cos, kv->rope_sin, pos, 1, hs, c);
     for (int l = 0; l < c->n_layers; l++) {
-        size_t lC = (size_t)l * C, lHC = (size_t)l * H * C;
+        size_t lC = (size_t)l * C;
         float *kl = kv->k + (size_t)l * kv->max_T * kvd, *vl = kv->v + (size_t)l * kv->max_T * kvd;
         emdpo_rmsnorm_forward(kv->xb, &rstd, kv->x, p->rms_att + lC, 1, C, c->norm_eps);
         emdpo_llama_decode_qkv(m, l, kv->xb, kv->q, kl + (size_t)pos * kvd, vl + (size_t)pos * kvd, kv->rope_cos,
-                               kv->rope_sin, kv->rstd, 1);
+                               kv->rope_sin, kv->rstd, 1, kv->wrows);
         for (int h = 0; h < NH; h++) {
             const float *qh = kv->q + (size_t)h * hs;
             size_t koff = (size_t)(h / group) * hs;
@@ -881,17 +1012,17 @@ int emdpo_llama_step(const emdpo_llama *m, emdpo_llama_kv *kv, int token, int po
                 for (int i = 0; i < hs; i++) o[i] += w * vu[i];
             }
         }
-        emdpo_llama_decode_out(m, l, kv->xb2, kv->xb, 1);
+        emdpo_llama_decode_out(m, l, kv->xb2, kv->xb, 1, kv->wrows);
         emdpo_residual_forward(kv->x, kv->x, kv->xb, (size_t)C);
         emdpo_rmsnorm_forward(kv->xb, &rstd, kv->x, p->rms_ffn + lC, 1, C, c->norm_eps);
-        emdpo_matmul_forward(kv->hb, kv->xb, p->w1 + lHC, 1, C, H);
-        emdpo_matmul_forward(kv->hb2, kv->xb, p->w3 + lHC, 1, C, H);
+        emdpo_llama_decode_matmul(m, l, EMDPO_PROJ_GATE, kv->xb, kv->hb, 1, kv->wrows);
+        emdpo_llama_decode_matmul(m, l, EMDPO_PROJ_UP, kv->xb, kv->hb2, 1, kv->wrows);
         emdpo_swiglu_forward(kv->hb, kv->hb, kv->hb2, (size_t)H);
-        emdpo_matmul_forward(kv->xb, kv->hb, p->w2 + lHC, 1, H, C);
+        emdpo_llama_decode_matmul(m, l, EMDPO_PROJ_DOWN, kv->hb, kv->xb, 1, kv->wrows);
         emdpo_residual_forward(kv->x, kv->x, kv->xb, (size_t)C);
     }
     emdpo_rmsnorm_forward(kv->xb, &rstd, kv->x, p->rms_final, 1, C, c->norm_eps);
-    emdpo_matmul_forward(kv->logits, kv->xb, p->lm_head, 1, C, c->vocab_size);
+    emdpo_llama_decode_matmul(m, 0, EMDPO_N_PROJ, kv->xb, kv->logits, 1, kv->wrows);
     kv->n = pos + 1;
     *logits = kv->logits;
     return EMDPO_OK;

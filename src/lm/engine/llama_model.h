@@ -153,6 +153,7 @@ typedef struct emdpo_llama_kv {
     float *rope_cos;  /* (hs/2) */
     float *rope_sin;  /* (hs/2) */
     float *logits;    /* (V) */
+    float *wrows;     /* (emdpo_llama_decode_scratch) */
     float *buf;
     size_t buf_n;
 } emdpo_llama_kv;
@@ -167,14 +168,28 @@ void emdpo_llama_kv_free(emdpo_llama_kv *kv);
  * pos is out of range or kv was made for another configuration. */
 int emdpo_llama_step(const emdpo_llama *m, emdpo_llama_kv *kv, int token, int pos, const float **logits);
 
+/* Floats of the scratch (wrows) a decoder gives the functions below. */
+size_t emdpo_llama_decode_scratch(const emdpo_llama_config *c);
+
+/* out (na, OC) = x (na, IC) · Wᵀ for projection proj (EMDPO_PROJ_*) of
+ * layer l, or for the head at proj == EMDPO_N_PROJ. The product runs in
+ * blocks of output rows whichever way m holds W, a frozen model's rows
+ * widened into wrows first, so that a frozen model decodes the bits its
+ * float32 twin does. */
+void emdpo_llama_decode_matmul(const emdpo_llama *m, int l, int proj, const float *x, float *out, int na,
+                               float *wrows);
+
+/* x (C) = token's embedding. */
+void emdpo_llama_decode_embed(const emdpo_llama *m, int token, float *x);
+
 /* The pieces of a decoding step that differ between the families, shared
  * by emdpo_llama_step and lm_sample.c's batched decoding. For na rows xb
  * (na, C) of layer l's attention RMSNorm output: q (na, qd), k and v (na,
  * kvd), projected, biased (qkv_bias), each head of q and k normed (qk_norm;
  * rstd holds na * NH floats) and rotated by row j of cosv, sinv (na, hs/2). */
 void emdpo_llama_decode_qkv(const emdpo_llama *m, int l, const float *xb, float *q, float *k, float *v,
-                            const float *cosv, const float *sinv, float *rstd, int na);
+                            const float *cosv, const float *sinv, float *rstd, int na, float *wrows);
 /* out (na, C) = atty (na, qd) · woᵀ + bo (o_bias). */
-void emdpo_llama_decode_out(const emdpo_llama *m, int l, const float *atty, float *out, int na);
+void emdpo_llama_decode_out(const emdpo_llama *m, int l, const float *atty, float *out, int na, float *wrows);
 
 #endif

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "base/half.h"
 #include "base/threads.h"
 #include "lm/engine/gemm.h"
 
@@ -66,6 +67,10 @@ static inline float row_max(const float *x, int n) {
 
 void emdpo_embed_forward(float *out, const int *tokens, const float *emb, size_t N, int C) {
     for (size_t n = 0; n < N; n++) memcpy(out + n * C, emb + (size_t)tokens[n] * C, (size_t)C * sizeof(float));
+}
+
+void emdpo_embed16_forward(float *out, const int *tokens, const uint16_t *emb, int is_half, size_t N, int C) {
+    for (size_t n = 0; n < N; n++) emdpo_widen16(out + n * C, emb + (size_t)tokens[n] * C, (size_t)C, is_half);
 }
 
 /* Serial: two rows with the same token add into the same embedding row. */

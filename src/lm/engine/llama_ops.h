@@ -15,11 +15,14 @@
 #define EMDPO_LLAMA_OPS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "lm/engine/llama.h"
 
 /* out (N, C) = emb[tokens[n]]; tokens (N) in [0, V). */
 void emdpo_embed_forward(float *out, const int *tokens, const float *emb, size_t N, int C);
+/* The same from a 16-bit table (is_half: F16, else BF16), widened. */
+void emdpo_embed16_forward(float *out, const int *tokens, const uint16_t *emb, int is_half, size_t N, int C);
 /* demb (V, C) += dout rows scattered by token. */
 void emdpo_embed_backward(float *demb, const float *dout, const int *tokens, size_t N, int C);
 

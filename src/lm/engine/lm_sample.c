@@ -180,6 +180,7 @@ typedef struct batch {
     size_t kv_stride; /* floats per sequence in kc, vc: L * max_T * kvd */
     float *kc, *vc;   /* (n, L, max_T, kvd) keys after RoPE, values */
     float *x, *xb, *xb2, *q, *kt, *vt, *hb, *hb2, *logits, *rstd, *cosv, *sinv, *att;
+    float *wrows; /* (emdpo_llama_decode_scratch) */
     float *buf;
     size_t buf_n;
 } batch;
@@ -194,8 +195,9 @@ static int batch_alloc(batch *bt, const emdpo_llama_config *c, int n, int max_T)
     bt->nthr = (int)nthr;
     bt->kv_stride = (size_t)c->n_layers * T * kvd; /* the model's own sizes are checked */
     size_t per_row = 2 * C + 2 * qd + 2 * kvd + 2 * H + V + (size_t)c->n_heads + hs;
-    if (bt->kv_stride > (SIZE_MAX / sizeof(float) / 4 - per_row - nthr * T) / rows) return EMDPO_ERR_LIMIT;
-    bt->buf_n = 2 * rows * bt->kv_stride + rows * per_row + nthr * T;
+    size_t fixed = nthr * T + emdpo_llama_decode_scratch(c);
+    if (bt->kv_stride > (SIZE_MAX / sizeof(float) / 4 - per_row - fixed) / rows) return EMDPO_ERR_LIMIT;
+    bt->buf_n = 2 * rows * bt->kv_stride + rows * per_row + fixed;
     bt->buf = emdpo_malloc(bt->buf_n * sizeof(float));
     if (!bt->buf) return EMDPO_ERR_NOMEM;
     float *p = bt->buf;
@@ -215,6 +217,7 @@ static int batch_alloc(batch *bt, const emdpo_llama_config *c, int n, int max_T)
     TAKE(cosv, rows * (hs / 2));
     TAKE(sinv, rows * (hs / 2));
     TAKE(att, nthr * T);
+    TAKE(wrows, emdpo_llama_decode_scratch(c));
 #undef TAKE
     return EMDPO_OK;
 }
@@ -228,7 +231,7 @@ static void batch_step(const emdpo_llama *m, batch *bt, const int *seq, const in
     int hs = emdpo_llama_head_size(c), h2 = hs / 2, qd = NH * hs, kvd = NKV * hs, group = NH / NKV, max_T = bt->max_T;
     float scale = 1.0f / sqrtf((float)hs);
     for (int j = 0; j < na; j++) {
-        memcpy(bt->x + (size_t)j * C, p->tok_emb + (size_t)tok[j] * C, (size_t)C * sizeof(float));
+        emdpo_llama_decode_embed(m, tok[j], bt->x + (size_t)j * C);
         emdpo_rope_table(bt->cosv + (size_t)j * h2, bt->sinv + (size_t)j * h2, pos[j], 1, hs, c);
     }
     size_t nC = (size_t)na * C;
@@ -236,10 +239,10 @@ static void batch_step(const emdpo_llama *m, batch *bt, const int *seq, const in
     for (int j = 0; j < na; j++) maxpos = pos[j] > maxpos ? pos[j] : maxpos;
     long jobs = (long)na * NH;
     for (int l = 0; l < c->n_layers; l++) {
-        size_t lC = (size_t)l * C, lHC = (size_t)l * H * C;
+        size_t lC = (size_t)l * C;
         size_t loff = (size_t)l * max_T * kvd;
         emdpo_rmsnorm_forward(bt->xb, bt->rstd, bt->x, p->rms_att + lC, (size_t)na, C, c->norm_eps);
-        emdpo_llama_decode_qkv(m, l, bt->xb, bt->q, bt->kt, bt->vt, bt->cosv, bt->sinv, bt->rstd, na);
+        emdpo_llama_decode_qkv(m, l, bt->xb, bt->q, bt->kt, bt->vt, bt->cosv, bt->sinv, bt->rstd, na, bt->wrows);
         for (int j = 0; j < na; j++) {
             size_t off = (size_t)seq[j] * bt->kv_stride + loff + (size_t)pos[j] * kvd;
             memcpy(bt->kc + off, bt->kt + (size_t)j * kvd, (size_t)kvd * sizeof(float));
@@ -267,17 +270,17 @@ static void batch_step(const emdpo_llama *m, batch *bt, const int *seq, const in
                 for (int i = 0; i < hs; i++) o[i] += w * vu[i];
             }
         }
-        emdpo_llama_decode_out(m, l, bt->xb2, bt->xb, na);
+        emdpo_llama_decode_out(m, l, bt->xb2, bt->xb, na, bt->wrows);
         emdpo_residual_forward(bt->x, bt->x, bt->xb, nC);
         emdpo_rmsnorm_forward(bt->xb, bt->rstd, bt->x, p->rms_ffn + lC, (size_t)na, C, c->norm_eps);
-        emdpo_matmul_forward(bt->hb, bt->xb, p->w1 + lHC, na, C, H);
-        emdpo_matmul_forward(bt->hb2, bt->xb, p->w3 + lHC, na, C, H);
+        emdpo_llama_decode_matmul(m, l, EMDPO_PROJ_GATE, bt->xb, bt->hb, na, bt->wrows);
+        emdpo_llama_decode_matmul(m, l, EMDPO_PROJ_UP, bt->xb, bt->hb2, na, bt->wrows);
         emdpo_swiglu_forward(bt->hb, bt->hb, bt->hb2, (size_t)na * H);
-        emdpo_matmul_forward(bt->xb, bt->hb, p->w2 + lHC, na, H, C);
+        emdpo_llama_decode_matmul(m, l, EMDPO_PROJ_DOWN, bt->hb, bt->xb, na, bt->wrows);
         emdpo_residual_forward(bt->x, bt->x, bt->xb, nC);
     }
     emdpo_rmsnorm_forward(bt->xb, bt->rstd, bt->x, p->rms_final, (size_t)na, C, c->norm_eps);
-    emdpo_matmul_forward(bt->logits, bt->xb, p->lm_head, na, C, c->vocab_size);
+    emdpo_llama_decode_matmul(m, 0, EMDPO_N_PROJ, bt->xb, bt->logits, na, bt->wrows);
 }
 
 int emdpo_generate_batch(const emdpo_llama *m, const emdpo_sampler *s, uint64_t seed, const int *const *prompts,
