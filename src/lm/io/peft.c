@@ -819,6 +819,9 @@ size_t emdpo_lora_adapter_n_params(const emdpo_lora_adapter *a) { return a ? a->
 int emdpo_lora_adapter_merge(const emdpo_lora_adapter *a, emdpo_llama *m, emdpo_diag *diag) {
     emdpo_diag_reset(diag, NULL);
     if (!a || !m) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no adapter or model");
+    if (m->frozen)
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "the model is frozen (16-bit matrices, never changed): "
+                                                            "merge into one loaded in float32");
     int rc = emdpo_lora_merge(a, m);
     if (rc)
         return emdpo_diag_fail(diag, rc,
