@@ -25,8 +25,8 @@ dtype_of() { # the dtype of a saved model.safetensors's first tensor
 }
 
 # Hugging Face bases: all projections; rsLoRA on a subset (qwen2, tied);
-# a regex on one layer with BF16 tensors.
-for c in llama3:llama3_all qwen2:qwen2_rslora llama3:llama3_regex_bf16; do
+# a regex on one layer with BF16 tensors; mistral's q_proj of another width.
+for c in llama3:llama3_all qwen2:qwen2_rslora llama3:llama3_regex_bf16 mistral:mistral_qko; do
     base=${c%%:*} case=${c#*:}
     expect_exit 0 "merge $case" "" "$E" merge --model "$F/hf_families/$base" --adapter "$F/lora/$case" --out "$T/$case"
     check "$case: the weights changed" test -n "$(cmp "$F/hf_families/$base/model.safetensors" "$T/$case/model.safetensors" 2>&1)"

@@ -133,6 +133,7 @@ static const fixture k_fixtures[] = {
      BIT(Q) | BIT(V) | BIT(DOWN),
      {BIT(Q) | BIT(V) | BIT(DOWN), BIT(Q) | BIT(V) | BIT(DOWN)}},
     {"llama3_regex_bf16", "llama3", 0, BIT(K) | BIT(UP), {0, BIT(K) | BIT(UP)}},
+    {"mistral_qko", "mistral", 0, BIT(Q) | BIT(K) | BIT(O), {BIT(Q) | BIT(K) | BIT(O), BIT(Q) | BIT(K) | BIT(O)}},
 };
 
 static emdpo_llama *load_base(const char *fam) {

@@ -35,6 +35,8 @@ equal to it or ending in "." + entry; a string is re.fullmatch'ed). Cases:
                      tests/fixtures/gguf/qwen2.gguf), q/k/v/o_proj, F16
                      tensors, no reference file (its vocabulary of 348 would
                      make it large): for merging a GGUF base
+  mistral_qko        mistral base (head_dim 12: q_proj is 24 x 16, not square),
+                     q_proj (as "self_attn.q_proj"), k_proj and o_proj, F32
 
 and (but the last) a reference tests/fixtures/lora/NAME_ref.safetensors holding, computed in
 float64 (PEFT's forward: base(x) + lora_B(lora_A(x)) * scaling, dropout 0)
@@ -89,6 +91,8 @@ CASES = [
          target_modules=r".*\.layers\.1\.(self_attn\.k_proj|mlp\.up_proj)", use_rslora=False, dtype=torch.bfloat16),
     dict(name="qwen2_gguf_attn", base="tests/fixtures/gguf/qwen2_hf", target_modules=ALL[:4], use_rslora=False,
          dtype=torch.float16, ref=False),
+    dict(name="mistral_qko", base="mistral", target_modules=["self_attn.q_proj", "k_proj", "o_proj"], use_rslora=False,
+         dtype=torch.float32),
 ]
 SEQS = [fam.CHOSEN, fam.REJECTED, fam.PROMPT + [7, 33, 2]]
 
