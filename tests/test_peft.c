@@ -412,7 +412,7 @@ static void write_adapter(void) {
 }
 
 /* Rewrites tmp("h")'s tensors: keep(name) says which stay; extra (may be
- * NULL) is added with shape (s0, s1); reshape (may be NULL) is written
+ * NULL) is added with shape (s0, s1), or (s0) when s1 is 0; reshape (may be NULL) is written
  * with its dimensions swapped. */
 static void rewrite_tensors(int (*keep)(const char *name, const void *ctx), const void *ctx, const char *extra, int s0,
                             int s1, const char *reshape) {
@@ -443,9 +443,9 @@ static void rewrite_tensors(int (*keep)(const char *name, const void *ctx), cons
     }
     emdpo_st_close(st);
     if (extra) {
-        bufs[k] = calloc((size_t)s0 * s1, sizeof(float));
+        /* s1 0: a vector of s0 */
+        bufs[k] = calloc((size_t)s0 * (s1 ? s1 : 1), sizeof(float));
         outs[k] = (emdpo_st_out){.name = extra, .rank = s1 ? 2 : 1, .shape = {s0, s1}, .data = bufs[k]};
-        if (!s1) outs[k].shape[1] = 0;
         k++;
     }
     CHECK_EQ_INT(emdpo_st_write(path, outs, k, EMDPO_ST_F32, NULL, 0, &d), EMDPO_OK);

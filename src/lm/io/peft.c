@@ -298,13 +298,15 @@ static int read_layers(const emdpo_json *root, peft_config *pc, emdpo_diag *diag
     return EMDPO_OK;
 }
 
-/* A non-negative integer or number key, with PEFT's default when absent
- * or null. */
+/* The value under key; NULL when absent or null (LoraConfig's default
+ * then applies). */
 static const emdpo_json *present(const emdpo_json *root, const char *key) {
     const emdpo_json *v = emdpo_json_get(root, key);
     return v && v->type != EMDPO_JSON_NULL ? v : NULL;
 }
 
+/* r, lora_alpha, lora_dropout and use_rslora, with LoraConfig's defaults
+ * (8, 8, 0, false). */
 static int read_numbers(const emdpo_json *root, emdpo_lora_config *c, emdpo_diag *diag) {
     const emdpo_json *v;
     c->r = 8;
