@@ -7,6 +7,9 @@
 #   touch      allocating and first writing the float32 size (513 MiB): the
 #              floor of any float32 load, the kernel zeroing each fresh page
 #   emdpo      emdpo_llama_load (bench/bench_load.c)
+#   frozen     emdpo_llama_load_frozen, loading for scoring: the bf16
+#              matrices kept in bf16 (its peak is compared with the file's
+#              size, the goal being at most 1.1 times it)
 #   emdpo gguf the same model as a bf16 GGUF file (emdpo convert), loaded the
 #              same way; cat gguf reads that file as cat does
 #   torch f32  PyTorch reading the file as the safetensors library's
@@ -60,6 +63,7 @@ cat_once() {
 runs cat_once
 runs "$OUT/bench_load" --touch 513
 runs "$OUT/bench_load" "$M"
+runs "$OUT/bench_load" "$M" frozen frozen
 G="$OUT/smollm2_135m_bf16.gguf"
 [ -f "$G" ] || "$EMDPO" convert --model "$M" --tokenizer "$M/tokenizer.bin" --out "$G" --dtype bf16
 cat "$G" >/dev/null
@@ -69,6 +73,7 @@ cat_gguf_once() {
 }
 runs cat_gguf_once
 runs "$OUT/bench_load" "$G" gguf
+runs "$OUT/bench_load" "$G" gguf_frozen frozen
 if [ $HAVE_TORCH = 1 ]; then
     runs "$PY" bench/st_model.py load "$F" f32
     runs "$PY" bench/st_model.py load "$F" bf16
@@ -80,8 +85,14 @@ line() { printf '%-34s %10s %14s %10s\n' "$1" "$2" "$3" "$(echo "$3" | awk -v f=
 line "cat (page cache)" "$(median cat_s)" "-"
 line "touch 513 MiB (floor)" "$(median touch_s)" "$(median touch_peak_mib)"
 line "emdpo load -> f32" "$(median emdpo_s)" "$(median emdpo_peak_mib)"
+fmib=$(($(stat -c %s "$F") / 1048576)); gmib=$(($(stat -c %s "$G") / 1048576))
+ratio() { echo "$1" | awk -v f="$2" '$1 != "-" { printf "%.3f x file", $1 / f }'; }
+printf '%-34s %10s %14s %10s\n' "emdpo load frozen (scoring)" "$(median frozen_s)" "$(median frozen_peak_mib)" \
+    "$(ratio "$(median frozen_peak_mib)" "$fmib")"
 line "cat gguf (page cache)" "$(median cat_gguf_s)" "-"
 line "emdpo load gguf -> f32" "$(median gguf_s)" "$(median gguf_peak_mib)"
+printf '%-34s %10s %14s %10s\n' "emdpo load gguf frozen (scoring)" "$(median gguf_frozen_s)" \
+    "$(median gguf_frozen_peak_mib)" "$(ratio "$(median gguf_frozen_peak_mib)" "$gmib")"
 [ $HAVE_TORCH = 1 ] && line "torch state dict -> f32" "$(median torch_f32_s)" "$(median torch_f32_peak_mib)"
 [ $HAVE_TORCH = 1 ] && line "torch state dict, bf16" "$(median torch_bf16_s)" "$(median torch_bf16_peak_mib)"
 echo "f32 size of the tensors: $f32 MiB"

@@ -176,7 +176,7 @@ int cmd_eval(int argc, char **argv) {
         rc = cli_usage_error("eval", "--generate-policies: expected NAME=PATH,..., not '%s'", extra);
     } else if (extra && !o.generate) {
         rc = cli_usage_error("eval", "--generate-policies needs --generate");
-    } else if ((rc = emdpo_llama_load(ref_path, &ref, &diag)) ||
+    } else if ((rc = emdpo_llama_load_frozen(ref_path, &ref, &diag)) ||
                (rc = emdpo_tokenizer_load(tokenizer, emdpo_llama_vocab_size(ref), &tok, &diag)) ||
                (rc = cli_read_finish(&rd, tokenizer)) ||
                (rc = emdpo_data_read_with(data, EMDPO_FORMAT_JSONL, &rd.o, &d, &diag)) ||

@@ -29,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!fp || fwrite(data, 1, size, fp) != size || fclose(fp) != 0) abort();
     emdpo_llama *m = NULL;
     emdpo_diag diag;
-    int rc = emdpo_gguf_model_load(path, &m, &diag);
+    int rc = emdpo_gguf_model_load(path, 0, &m, &diag);
     check_rc(rc);
     if (rc == EMDPO_OK && emdpo_llama_config_check(&m->config) != EMDPO_OK) abort();
     emdpo_llama_free(m);

@@ -62,7 +62,7 @@ static void read_model(const emdpo_st_source *src) {
         emdpo_llama *m = NULL;
         emdpo_diag d;
         if (emdpo_llama_create(&c, &m) != EMDPO_OK) abort();
-        emdpo_hf_read_params(src, &c, &m->params, &d);
+        emdpo_hf_read_params(src, &c, &m->params, NULL, &d);
         emdpo_llama_free(m);
     }
 }

@@ -181,7 +181,7 @@ static void copy_dir(const char *from, const char *to) {
 static void test_sharded(void) {
     emdpo_llama *m = NULL, *back = NULL;
     emdpo_diag d;
-    CHECK_EQ_INT(emdpo_llama_hf_load(SHARDED, &m, &d), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_llama_hf_load(SHARDED, 0, &m, &d), EMDPO_OK);
     if (!m) {
         printf("%s: %s\n", d.file, d.msg);
         return;
@@ -202,7 +202,7 @@ static void test_sharded(void) {
     emdpo_st_source_close(b);
     CHECK(file_has(tmp("one/config.json"), "\"torch_dtype\": \"bfloat16\""));
     CHECK(access(tmp("one/model.safetensors.index.json"), F_OK) != 0);
-    CHECK_EQ_INT(emdpo_llama_hf_load(tmp("one"), &back, &d), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_llama_hf_load(tmp("one"), 0, &back, &d), EMDPO_OK);
     CHECK(same_params(m, back) && back && back->file_dtype == EMDPO_DTYPE_BF16);
     emdpo_llama_free(back);
     back = NULL;
@@ -214,7 +214,7 @@ static void test_sharded(void) {
     CHECK(access(tmp("over/model-00001-of-00003.safetensors"), F_OK) != 0);
     CHECK(access(tmp("over/model-00003-of-00003.safetensors"), F_OK) != 0);
     CHECK(same_file(tmp("over/model.safetensors"), tmp("one/model.safetensors")));
-    CHECK_EQ_INT(emdpo_llama_hf_load(tmp("over"), &back, &d), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_llama_hf_load(tmp("over"), 0, &back, &d), EMDPO_OK);
     CHECK(same_params(m, back));
     emdpo_llama_free(back);
     back = NULL;
@@ -222,7 +222,7 @@ static void test_sharded(void) {
     /* A missing shard is an I/O error naming it. */
     copy_dir(SHARDED, tmp("gap"));
     remove(tmp("gap/model-00002-of-00003.safetensors"));
-    CHECK_EQ_INT(emdpo_llama_hf_load(tmp("gap"), &back, &d), EMDPO_ERR_IO);
+    CHECK_EQ_INT(emdpo_llama_hf_load(tmp("gap"), 0, &back, &d), EMDPO_ERR_IO);
     CHECK(strstr(d.file, "model-00002-of-00003.safetensors") != NULL);
     rm_dir(tmp("gap"));
     rm_dir(tmp("over"));
@@ -241,17 +241,17 @@ static void test_roundtrip(const char *dir) {
         printf("skip: %s absent\n", dir);
         return;
     }
-    CHECK_EQ_INT(emdpo_llama_hf_load(dir, &m, &d), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_llama_hf_load(dir, 0, &m, &d), EMDPO_OK);
     if (!m) return;
     CHECK_EQ_INT(m->file_dtype, EMDPO_DTYPE_F32);
     for (int k = 0; k < 3; k++) {
         emdpo_llama *a = NULL, *b = NULL;
         emdpo_llama_save_opts o = {(emdpo_dtype)dts[k], NULL};
         CHECK_EQ_INT(emdpo_llama_hf_save(m, tmp("rt1"), &o, &d), EMDPO_OK);
-        CHECK_EQ_INT(emdpo_llama_hf_load(tmp("rt1"), &a, &d), EMDPO_OK);
+        CHECK_EQ_INT(emdpo_llama_hf_load(tmp("rt1"), 0, &a, &d), EMDPO_OK);
         CHECK_MSG(a && a->file_dtype == dts[k], "dtype %s not kept", torch_names[k]);
         CHECK_EQ_INT(emdpo_llama_hf_save(a, tmp("rt2"), NULL, &d), EMDPO_OK);
-        CHECK_EQ_INT(emdpo_llama_hf_load(tmp("rt2"), &b, &d), EMDPO_OK);
+        CHECK_EQ_INT(emdpo_llama_hf_load(tmp("rt2"), 0, &b, &d), EMDPO_OK);
         CHECK_MSG(same_params(a, b), "%s, %s: load -> save -> load changed the tensors", dir, torch_names[k]);
         CHECK_MSG(same_file(tmp("rt1/model.safetensors"), tmp("rt2/model.safetensors")), "%s, %s: files differ", dir,
                   torch_names[k]);
@@ -406,7 +406,7 @@ static void byte_tokenizer(const char *path) {
 static void test_tokenizer_files(void) {
     emdpo_llama *m = NULL;
     emdpo_diag d;
-    CHECK_EQ_INT(emdpo_llama_hf_load(SHARDED, &m, &d), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_llama_hf_load(SHARDED, 0, &m, &d), EMDPO_OK);
     if (!m) return;
     emdpo_tokenizer *t = NULL;
     byte_tokenizer(tmp("tok.bin"));

@@ -195,14 +195,14 @@ static void test_failalloc(void) {
             emdpo_llama *m = NULL;
             emdpo_llama_acts *a = NULL;
             emdpo_llama_kv *kv = NULL;
-            /* 60 sequences of 5 make two chunks: with the packed kernel, its buffers too */
+            /* 60 sequences of 5 make two chunks: with the packed kernel, its scratch too */
             int rc = what == 0   ? emdpo_llama_create(&c, &m)
                      : what == 1 ? emdpo_llama_acts_create(&c, 60, 5, 0, &a)
                      : what == 2 ? emdpo_llama_acts_create(&c, 60, 5, 1, &a)
                                  : emdpo_llama_kv_create(&c, 7, &kv);
             if (rc == EMDPO_OK) ok = 1;
             else clean &= rc == EMDPO_ERR_NOMEM && !m && !a && !kv;
-            if (a) clean &= (a->wpack != NULL) == emdpo_gemm_kernel_active();
+            if (a) clean &= a->wpack != NULL && (a->att_scratch != NULL) == emdpo_gemm_kernel_active();
             emdpo_llama_free(m);
             emdpo_llama_acts_free(a);
             emdpo_llama_kv_free(kv);

@@ -597,6 +597,85 @@ static void test_failalloc(const emdpo_tokenizer *tok) {
     emdpo_llama_free(sft);
 }
 
+/* ---- LoRA types -------------------------------------------------------------- */
+
+/* Types as adapters on one shared SFT model: fresh ones are the
+ * reference exactly; an M-step trains each type's adapter and never the
+ * SFT model; the decision log-probabilities are those of the SFT model
+ * under each type's adapter (emdpo_lm_score_lora); clones and copy_type
+ * carry the adapters. */
+static void test_lora_types(const emdpo_tokenizer *tok) {
+    emdpo_data *d = small_data();
+    emdpo_llama *sft = make_model(3), *keep = make_model(3);
+    if (!d || !sft || !keep) return;
+    emdpo_lm_mstep_opts o;
+    opts_for_test(&o);
+    o.lora.r = 4;
+    o.lora.alpha = 8.0f;
+    o.optim.lr = 1e-2;
+    const int K = 2;
+    emdpo_policy *pol = NULL, *cl = NULL;
+    CHECK_EQ_INT(emdpo_llama_policy_create(K, sft, tok, &o, d, &pol), EMDPO_OK);
+    if (!pol) return;
+    CHECK(emdpo_llama_policy_model(pol, 0) == sft && emdpo_llama_policy_adapter(pol, 1) != NULL);
+    size_t nd = (size_t)d->n_dec;
+    double *lp = malloc(nd * K * sizeof *lp), *lp2 = malloc(nd * K * sizeof *lp2);
+    CHECK_EQ_INT(pol->ops->decision_logp(pol, d, lp), EMDPO_OK);
+    for (int64_t j = 0; j < d->n_dec; j++) {
+        double u0[8] = {0};
+        for (int k = 0; k < K; k++) CHECK_CLOSE(lp[j * K + k], pl_logp(u0, emdpo_dec_n_items(d, j), d->dec_stages[j]), 1e-12);
+    }
+    double w[3 * 2] = {1, 0, 0.25, 0.75, 0, 1};
+    unsigned char active[2] = {1, 1};
+    emdpo_mstep_info info;
+    CHECK_EQ_INT(pol->ops->mstep(pol, d, w, active, NULL, &info), EMDPO_OK);
+    CHECK_MSG(params_equal(sft, keep), "an M-step of adapters wrote the SFT model");
+    const emdpo_lora *a0 = emdpo_llama_policy_adapter(pol, 0), *a1 = emdpo_llama_policy_adapter(pol, 1);
+    CHECK(a0 && a1 && memcmp(a0->buf, a1->buf, a0->n * sizeof(float)) != 0);
+    /* the policy's log-probabilities are the SFT model's under each adapter */
+    CHECK_EQ_INT(pol->ops->decision_logp(pol, d, lp), EMDPO_OK);
+    emdpo_lm_set *set = NULL;
+    CHECK_EQ_INT(emdpo_lm_set_from_data(d, tok, o.max_length, o.max_prompt_length, &set), EMDPO_OK);
+    if (set) {
+        double *ref = malloc((size_t)set->n_seq * sizeof *ref), *seq = malloc((size_t)set->n_seq * sizeof *seq);
+        CHECK_EQ_INT(emdpo_lm_score(sft, set, 2, ref), EMDPO_OK);
+        double worst = 0.0;
+        for (int k = 0; k < K; k++) {
+            CHECK_EQ_INT(emdpo_lm_score_lora(sft, emdpo_llama_policy_adapter(pol, k), set, 2, seq), EMDPO_OK);
+            for (int64_t j = 0; j < set->n_group; j++) {
+                double u[8];
+                int64_t i0 = set->group_off[j];
+                int n = (int)(set->group_off[j + 1] - i0);
+                for (int q = 0; q < n; q++) u[q] = o.beta * (seq[i0 + q] - ref[i0 + q]);
+                worst = fmax(worst, fabs(pl_logp(u, n, set->group_stages[j]) - lp[j * K + k]));
+            }
+        }
+        CHECK_MSG(worst < 1e-5, "LoRA types: decision log-probabilities off by %g", worst);
+        free(ref);
+        free(seq);
+    }
+    emdpo_lm_set_free(set);
+    /* clones carry the adapters; copy_type copies one */
+    CHECK_EQ_INT(pol->ops->clone(pol, &cl), EMDPO_OK);
+    if (cl) {
+        CHECK_EQ_INT(cl->ops->copy_type(cl, 1, pol, 0), EMDPO_OK);
+        CHECK_EQ_INT(cl->ops->decision_logp(cl, d, lp2), EMDPO_OK);
+        int same = 1;
+        for (size_t j = 0; j < nd; j++) same &= lp2[j * K + 0] == lp[j * K + 0] && lp2[j * K + 1] == lp[j * K + 0];
+        CHECK_MSG(same, "a clone's adapters differ");
+        cl->ops->free(cl);
+    }
+    o.lora.dropout = 1.5f;
+    emdpo_policy *bad = NULL;
+    CHECK_EQ_INT(emdpo_llama_policy_create(K, sft, tok, &o, d, &bad), EMDPO_ERR_INVALID_ARG);
+    free(lp);
+    free(lp2);
+    pol->ops->free(pol);
+    emdpo_llama_free(sft);
+    emdpo_llama_free(keep);
+    emdpo_data_free(d);
+}
+
 int main(void) {
     emdpo_tokenizer *tok = testdata_letter_tokenizer();
     CHECK(tok != NULL);
@@ -606,6 +685,7 @@ int main(void) {
     test_embed(tok);
     test_choice_summaries(tok);
     test_em(tok);
+    test_lora_types(tok);
     test_failalloc(tok);
     emdpo_tokenizer_free(tok);
     return check_report("test_llama_policy");

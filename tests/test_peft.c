@@ -807,7 +807,8 @@ int main(void) {
     test_merge_save();
 
     g_base = load_base("llama3");
-    emdpo_lora_config c = emdpo_lora_config_default();
+    emdpo_lora_config c;
+    emdpo_lora_config_init(&c);
     c.r = 4;
     c.alpha = 8;
     if (g_base && emdpo_lora_create(&g_base->config, &c, &g_ad) == EMDPO_OK) {

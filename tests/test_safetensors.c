@@ -541,7 +541,7 @@ static void fill(emdpo_llama *m, unsigned seed) {
 static void test_fixture(void) {
     emdpo_llama *m = NULL;
     emdpo_diag d;
-    int rc = emdpo_llama_hf_load(FIXTURE_DIR, &m, &d);
+    int rc = emdpo_llama_hf_load(FIXTURE_DIR, 0, &m, &d);
     CHECK_MSG(rc == EMDPO_OK, "%s: %s", d.file, d.msg);
     emdpo_safetensors *ref = NULL;
     CHECK_EQ_INT(emdpo_st_open(FIXTURE_REF, &ref, &d), EMDPO_OK);
@@ -618,7 +618,7 @@ static void test_save_load(void) {
         if (!m) continue;
         fill(m, 11u + (unsigned)k);
         CHECK_EQ_INT(emdpo_llama_hf_save(m, tmp_path("model"), NULL, &d), EMDPO_OK);
-        CHECK_EQ_INT(emdpo_llama_hf_load(tmp_path("model"), &back, &d), EMDPO_OK);
+        CHECK_EQ_INT(emdpo_llama_hf_load(tmp_path("model"), 0, &back, &d), EMDPO_OK);
         CHECK_MSG(back && same_params(m, back), "save -> load is not the identity (config %d)", k);
         emdpo_llama_free(back);
         emdpo_llama_free(m);
@@ -641,7 +641,7 @@ static void expect_load_error(const char *config, int rc, const char *msg_part) 
     write_bytes(path, config, strlen(config));
     emdpo_llama *m = (emdpo_llama *)&m;
     emdpo_diag d;
-    int got = emdpo_llama_hf_load(dir, &m, &d);
+    int got = emdpo_llama_hf_load(dir, 0, &m, &d);
     CHECK_MSG(got == rc && strstr(d.msg, msg_part), "load with %s: rc %d, \"%s\"", config, got, d.msg);
     CHECK((got == EMDPO_OK) == (m != NULL));
     if (got == EMDPO_OK) emdpo_llama_free(m);
@@ -713,7 +713,7 @@ static void test_failalloc(int have_fixture) {
                 emdpo_st_close(st);
             } else if (op == 1) {
                 emdpo_llama *m = NULL;
-                rc = emdpo_llama_hf_load(FIXTURE_DIR, &m, &d);
+                rc = emdpo_llama_hf_load(FIXTURE_DIR, 0, &m, &d);
                 emdpo_llama_free(m);
             } else {
                 emdpo_llama *m = NULL;

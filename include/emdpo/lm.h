@@ -40,6 +40,15 @@ typedef struct emdpo_llama emdpo_llama;
  * EMDPO_ERR_UNSUPPORTED (an architecture variant emdpo does not run),
  * EMDPO_ERR_NOMEM. */
 EMDPO_API int emdpo_llama_load(const char *path, emdpo_llama **out, emdpo_diag *diag);
+/* The same for a model that will only be run (scored, sampled, a DPO
+ * reference or a frozen base), never trained or saved: when every matrix of
+ * the file is stored as F16 or as BF16, the matrices stay so, in half the memory of float32, and are widened a layer
+ * at a time while running. The results are the bits a float32 load gives.
+ * Other files load as emdpo_llama_load does. Saving a frozen model is
+ * EMDPO_ERR_INVALID_ARG. */
+EMDPO_API int emdpo_llama_load_frozen(const char *path, emdpo_llama **out, emdpo_diag *diag);
+/* 1 when m holds 16-bit matrices (emdpo_llama_load_frozen). */
+EMDPO_API int emdpo_llama_is_frozen(const emdpo_llama *m);
 /* A fresh model for training from scratch, its architecture given as
  * "dim=N,layers=N,heads=N,kv_heads=N,hidden=N,vocab=N,seq_len=N,tied=0|1"
  * (vocab and dim required; layers 2, heads dim/16, kv_heads heads, hidden
@@ -268,6 +277,30 @@ EMDPO_API void emdpo_llama_save_opts_init(emdpo_llama_save_opts *o);
  * EMDPO_ERR_INVALID_ARG for an unknown dtype, EMDPO_ERR_IO (diag). */
 EMDPO_API int emdpo_llama_save_with(const emdpo_llama *m, const char *dir, const emdpo_llama_save_opts *o,
                                     emdpo_diag *diag);
+
+/* ---- LoRA ------------------------------------------------------------------- */
+
+/* The shape of a LoRA adapter (PEFT's LoraConfig): W + s B A with A (r,
+ * in) and B (out, r) on the targeted projections of every layer,
+ * s = alpha / r (alpha / sqrt(r) with rslora). targets: bits 1 << i for
+ * the projections in PEFT's module names' order q_proj, k_proj, v_proj,
+ * o_proj, gate_proj, up_proj, down_proj (emdpo_lora_target_name). */
+typedef struct emdpo_lora_config {
+    int r;            /* rank, >= 1 (0 where an option struct holds one: no adapter) */
+    float alpha;      /* lora_alpha */
+    float dropout;    /* lora_dropout, in [0, 1) */
+    int rslora;       /* use_rslora */
+    unsigned targets; /* not empty */
+} emdpo_lora_config;
+
+/* r 16, alpha 32, dropout 0, no rsLoRA, all seven projections. */
+EMDPO_API void emdpo_lora_config_init(emdpo_lora_config *c);
+/* "q_proj,v_proj,..." (PEFT's module names, comma-separated) or
+ * "all-linear" -> targets. EMDPO_ERR_INVALID_ARG for an unknown name or an
+ * empty list. */
+EMDPO_API int emdpo_lora_targets_parse(const char *names, unsigned *targets);
+/* PEFT's name of projection i (0..6), NULL for others. */
+EMDPO_API const char *emdpo_lora_target_name(int i);
 
 /* ---- LoRA adapters (PEFT) ------------------------------------------------ */
 
@@ -643,7 +676,10 @@ typedef struct emdpo_lm_mstep_opts {
                                   the type's current policy */
     emdpo_weight_norm weight_norm;
     int score_batch;           /* sequences per scoring forward */
-    uint64_t seed;             /* shuffling */
+    uint64_t seed;             /* shuffling, and the adapters' initialisation */
+    emdpo_lora_config lora;    /* lora.r > 0: each type is a LoRA adapter of this shape on the SFT model, which
+                                  all types share and none writes (and which is then every type's DPO
+                                  reference, as it is anyway); 0: each type a full copy */
 } emdpo_lm_mstep_opts;
 
 typedef struct emdpo_lm_fit_opts {
@@ -657,7 +693,8 @@ typedef struct emdpo_lm_fit_opts {
  * patience 2 (stochastic M-steps can fall and recover). M-step: beta 0.1,
  * the DPO training defaults of emdpo_train_config_init (optimizer,
  * learning rate, clipping, batch, accum), 1 epoch, warm start, MEAN,
- * score_batch 16, seed 1. k 2. */
+ * score_batch 16, seed 1, full copies (lora: emdpo_lora_config_init's
+ * with r 0). k 2. */
 EMDPO_API void emdpo_lm_fit_opts_init(emdpo_lm_fit_opts *o);
 
 /* EM-DPO with o->k types, each starting as a copy of sft, which is also

@@ -208,7 +208,7 @@ static int load(emdpo_lm_aggregate *a, emdpo_diag *diag) {
     if (!rc) rc = emdpo_tokenizer_load(f->tokenizer, a->ref->config.vocab_size, &a->tok, diag);
     for (int b = 0; !rc && b < a->M; b++) {
         const char *path = b < a->K ? f->policy_path[b] : a->pooled;
-        if ((rc = emdpo_llama_load(path, &a->pol[b], diag))) break;
+        if ((rc = emdpo_llama_load_frozen(path, &a->pol[b], diag))) break;
         if (a->pol[b]->config.vocab_size != a->ref->config.vocab_size)
             rc = emdpo_diag_at(diag, EMDPO_ERR_INVALID_ARG, path, 0, "vocabulary %d, the reference's is %d",
                                a->pol[b]->config.vocab_size, a->ref->config.vocab_size);

@@ -213,7 +213,7 @@ static int gen_extra(emdpo_eval *e, const char *name, const char *path, const em
                      const emdpo_tokenizer *tok, emdpo_diag *diag) {
     emdpo_mixture *mix = NULL;
     emdpo_llama *m = NULL;
-    int rc = emdpo_mixture_is_file(path) ? emdpo_mixture_open(path, &mix, diag) : emdpo_llama_load(path, &m, diag);
+    int rc = emdpo_mixture_is_file(path) ? emdpo_mixture_open(path, &mix, diag) : emdpo_llama_load_frozen(path, &m, diag);
     if (!rc && mix)
         rc = gen_row(e, name, (const emdpo_llama *const *)mix->model, mix->w, mix->K, ref, tok, diag);
     else if (!rc)
@@ -238,7 +238,7 @@ static int eval_method(emdpo_eval *e, method *m, const emdpo_llama *ref, const e
         snprintf(name, sizeof name, "type_%d", m->types[i]);
         char *path = emdpo_path_join(m->dir, name);
         emdpo_llama *pol = NULL;
-        int rc = path ? emdpo_llama_load(path, &pol, diag) : emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+        int rc = path ? emdpo_llama_load_frozen(path, &pol, diag) : emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
         if (!rc && pol->config.vocab_size != ref->config.vocab_size)
             rc = emdpo_diag_at(diag, EMDPO_ERR_INVALID_ARG, path, 0, "vocabulary %d, the reference's is %d",
                                pol->config.vocab_size, ref->config.vocab_size);

@@ -202,7 +202,7 @@ int emdpo_generate_text(const char *model, const char *tokenizer, const char *pr
     emdpo_generation *g = emdpo_calloc(1, sizeof *g);
     if (!g) return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
     g->mixture = emdpo_mixture_is_file(model);
-    rc = g->mixture ? emdpo_mixture_open(model, &mix, diag) : emdpo_llama_load(model, &m, diag);
+    rc = g->mixture ? emdpo_mixture_open(model, &mix, diag) : emdpo_llama_load_frozen(model, &m, diag);
     const emdpo_llama *m0 = mix ? mix->model[0] : m;
     if (!rc && o->top_k > m0->config.vocab_size)
         rc = emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "top_k must be at most the vocabulary size %d",

@@ -245,7 +245,7 @@ int emdpo_regret_add_uniform(emdpo_regret *r, emdpo_diag *diag) {
 static int load_columns(const emdpo_regret *r, const emdpo_llama *ref, emdpo_llama **pol, emdpo_diag *diag) {
     int rc;
     for (int b = 0; b < r->M; b++) {
-        if ((rc = emdpo_llama_load(r->col_path[b], &pol[b], diag))) return rc;
+        if ((rc = emdpo_llama_load_frozen(r->col_path[b], &pol[b], diag))) return rc;
         if (pol[b]->config.vocab_size != ref->config.vocab_size)
             return emdpo_diag_at(diag, EMDPO_ERR_INVALID_ARG, r->col_path[b], 0, "vocabulary %d, the reference's is %d",
                                  pol[b]->config.vocab_size, ref->config.vocab_size);
@@ -342,7 +342,7 @@ int emdpo_regret_run(emdpo_regret *r, emdpo_diag *diag) {
     emdpo_llama *ref = NULL, **pol = emdpo_calloc((size_t)r->M, sizeof *pol);
     emdpo_tokenizer *tok = NULL;
     emdpo_data *d = NULL;
-    int rc = pol ? emdpo_llama_load(r->fit->model, &ref, diag) : emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+    int rc = pol ? emdpo_llama_load_frozen(r->fit->model, &ref, diag) : emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
     if (!rc) rc = emdpo_tokenizer_load(r->fit->tokenizer, ref->config.vocab_size, &tok, diag);
     if (!rc) rc = load_columns(r, ref, pol, diag);
     emdpo_read_opts ro;

@@ -57,10 +57,10 @@ static int load(const emdpo_score_opts *o, emdpo_llama **m, emdpo_mixture **mix,
     if (emdpo_mixture_is_file(o->model)) {
         if ((rc = emdpo_mixture_open(o->model, mix, diag))) return rc;
         *m = (*mix)->model[0]; /* borrowed: the members share vocabulary and context */
-    } else if ((rc = emdpo_llama_load(o->model, m, diag))) {
+    } else if ((rc = emdpo_llama_load_frozen(o->model, m, diag))) {
         return rc;
     }
-    if (o->ref && (rc = emdpo_llama_load(o->ref, ref, diag))) return rc;
+    if (o->ref && (rc = emdpo_llama_load_frozen(o->ref, ref, diag))) return rc;
     emdpo_diag_reset(diag, NULL);
     if (*ref && (*ref)->config.vocab_size != (*m)->config.vocab_size)
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "ref has vocabulary %d, model %d", (*ref)->config.vocab_size,

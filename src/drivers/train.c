@@ -125,7 +125,7 @@ int emdpo_train_job_create(const emdpo_train_opts *o, emdpo_train_job **out, emd
     if (o->resume) rc = emdpo_llama_load(o->out, &j->m, diag);
     else if (o->model) rc = emdpo_llama_load(o->model, &j->m, diag);
     else rc = emdpo_llama_from_spec(o->config_spec, o->train.seed, &j->m, diag);
-    if (!rc && o->ref && !o->resume) rc = emdpo_llama_load(o->ref, &j->ref, diag);
+    if (!rc && o->ref && !o->resume) rc = emdpo_llama_load_frozen(o->ref, &j->ref, diag);
     if (!rc) rc = emdpo_tokenizer_load(o->tokenizer, j->m->config.vocab_size, &j->tok, diag);
     if (!rc) {
         emdpo_diag_reset(diag, NULL);

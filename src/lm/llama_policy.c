@@ -32,7 +32,10 @@ typedef struct llama_policy {
     emdpo_lm_mstep_opts opts;
     const emdpo_llama *sft;
     const emdpo_tokenizer *tok;
+    /* Each type: a full copy of the SFT model, or with opts.lora.r > 0 an
+     * adapter on it (the other pointer NULL). */
     emdpo_llama *models[EMDPO_MAX_K];
+    emdpo_lora *adapters[EMDPO_MAX_K];
     lp_cache *cache;
     int64_t msteps;         /* M-steps done: part of every trainer's seed */
     int64_t forwards;
@@ -56,6 +59,8 @@ void emdpo_lm_mstep_opts_init(emdpo_lm_mstep_opts *o) {
     o->weight_norm = EMDPO_WEIGHT_NORM_MEAN;
     o->score_batch = 16;
     o->seed = 1;
+    emdpo_lora_config_init(&o->lora);
+    o->lora.r = 0;
 }
 
 const char *emdpo_weight_norm_name(int norm) {
@@ -142,7 +147,7 @@ static void scorer_free(scorer *w) {
     memset(w, 0, sizeof *w);
 }
 
-static int scorer_alloc(scorer *w, const emdpo_llama_config *cfg, const lp_cache *c, int batch) {
+static int scorer_alloc(scorer *w, const emdpo_llama_config *cfg, int lora_r, const lp_cache *c, int batch) {
     memset(w, 0, sizeof *w);
     w->B = (int64_t)batch < c->n_uniq ? batch : (int)c->n_uniq;
     w->T = c->set->longest;
@@ -153,20 +158,22 @@ static int scorer_alloc(scorer *w, const emdpo_llama_config *cfg, const lp_cache
     w->seqs = emdpo_malloc(B * sizeof *w->seqs);
     w->ulp = emdpo_malloc((size_t)w->n_uniq * sizeof *w->ulp);
     int rc = w->tokens && w->ib && w->seqs && w->ulp ? EMDPO_OK : EMDPO_ERR_NOMEM;
-    if (!rc) rc = emdpo_llama_acts_create(cfg, w->B, w->T, 0, &w->acts);
+    if (!rc) rc = emdpo_llama_acts_create_lora(cfg, lora_r, w->B, w->T, 0, &w->acts);
     if (rc) scorer_free(w);
     return rc;
 }
 
-/* Response log-probability of every sequence of c->set under m into out
- * (n_seq), running each distinct sequence once; adds the forwards. */
-static int score(const emdpo_llama *m, const lp_cache *c, scorer *w, double *out, int64_t *forwards) {
+/* Response log-probability of every sequence of c->set under m with
+ * adapter lo (or NULL) into out (n_seq), running each distinct sequence
+ * once; adds the forwards. */
+static int score(const emdpo_llama *m, const emdpo_lora *lo, const lp_cache *c, scorer *w, double *out,
+                 int64_t *forwards) {
     int *lens = w->ib, *start = w->ib + w->B, *end = w->ib + 2 * w->B, rc;
     for (int64_t u0 = 0; u0 < c->n_uniq; u0 += w->B) {
         int B = c->n_uniq - u0 < w->B ? (int)(c->n_uniq - u0) : w->B, T;
         memcpy(w->seqs, c->uniq + u0, (size_t)B * sizeof *w->seqs);
         emdpo_lm_pack(c->set, w->seqs, B, w->tokens, lens, start, end, &T);
-        if ((rc = emdpo_llama_forward(m, w->acts, w->tokens, lens, B, T))) return rc;
+        if ((rc = emdpo_llama_forward_lora(m, lo, w->acts, w->tokens, lens, B, T))) return rc;
         ++*forwards;
         if ((rc = emdpo_llama_span_logp(w->acts, start, end, w->ulp + u0))) return rc;
     }
@@ -198,8 +205,8 @@ static int cache_build(const llama_policy *p, const emdpo_data *d, uint64_t key,
     if (!rc) rc = set_fits(p->sft, c->set);
     if (!rc && !(c->ref = emdpo_malloc((size_t)c->set->n_seq * sizeof *c->ref))) rc = EMDPO_ERR_NOMEM;
     if (!rc) rc = dedupe(c);
-    if (!rc) rc = scorer_alloc(&w, &p->sft->config, c, p->opts.score_batch);
-    if (!rc) rc = score(p->sft, c, &w, c->ref, &fw);
+    if (!rc) rc = scorer_alloc(&w, &p->sft->config, 0, c, p->opts.score_batch);
+    if (!rc) rc = score(p->sft, NULL, c, &w, c->ref, &fw);
     scorer_free(&w);
     if (rc) {
         cache_release(c);
@@ -250,16 +257,22 @@ static int scratch_alloc(scratch *w, const llama_policy *p) {
     w->seq_lp = emdpo_malloc(w->n_seq * sizeof(double));
     w->u = emdpo_malloc(w->n_u * sizeof(double));
     int rc = w->seq_lp && w->u ? EMDPO_OK : EMDPO_ERR_NOMEM;
-    if (!rc) rc = scorer_alloc(&w->sc, &p->sft->config, c, p->opts.score_batch);
+    if (!rc) rc = scorer_alloc(&w->sc, &p->sft->config, p->opts.lora.r, c, p->opts.score_batch);
     if (rc) scratch_free(w);
     return rc;
 }
 
-/* log P_k of every decision j under type k's model into out[j * stride]. */
+/* Type k's model: its own, or the shared SFT model under its adapter. */
+static const emdpo_llama *type_model(const llama_policy *p, int k) { return p->adapters[k] ? p->sft : p->models[k]; }
+
+/* log P_k of every decision j under type k's model into out[j * stride].
+ * With adapters each type runs its own forwards: an adapter on every
+ * layer leaves no computation shared between types but the reference's,
+ * which the cache holds. */
 static int type_logp(llama_policy *p, int k, scratch *w, double *out, int stride) {
     const lp_cache *c = p->cache;
     const emdpo_lm_set *s = c->set;
-    int rc = score(p->models[k], c, &w->sc, w->seq_lp, &p->forwards);
+    int rc = score(type_model(p, k), p->adapters[k], c, &w->sc, w->seq_lp, &p->forwards);
     if (rc) return rc;
     double beta = p->opts.beta;
     for (int64_t j = 0; j < s->n_group; j++) {
@@ -291,11 +304,19 @@ static int64_t mstep_steps(const llama_policy *p, int64_t n_dec) {
     return steps > 0 ? steps : 1;
 }
 
+/* Type k's adapter as created: PEFT's initialisation from the seed and k. */
+static void adapter_init(const llama_policy *p, int k) {
+    emdpo_rng r;
+    emdpo_rng_seed(&r, p->opts.seed, (uint64_t)EMDPO_MAX_K + (uint64_t)k);
+    emdpo_lora_init(p->adapters[k], emdpo_rng_u64(&r));
+}
+
 /* Weighted DPO of type k on per-decision weights wd (n_dec, not all 0). */
 static int train_type(llama_policy *p, int k, const double *wd, emdpo_mstep_info *info) {
     const emdpo_lm_mstep_opts *o = &p->opts;
     emdpo_llama *m = p->models[k];
-    if (o->restart) memcpy(m->param_buf, p->sft->param_buf, m->num_params * sizeof(float));
+    if (o->restart && m) memcpy(m->param_buf, p->sft->param_buf, m->num_params * sizeof(float));
+    if (o->restart && !m) adapter_init(p, k);
     emdpo_train_config tc;
     memset(&tc, 0, sizeof tc);
     tc.mode = EMDPO_TRAIN_DPO;
@@ -309,7 +330,7 @@ static int train_type(llama_policy *p, int k, const double *wd, emdpo_mstep_info
     emdpo_rng_seed(&r, o->seed, (uint64_t)p->msteps * EMDPO_MAX_K + (uint64_t)k);
     tc.seed = emdpo_rng_u64(&r);
     emdpo_trainer *t = NULL;
-    int rc = emdpo_trainer_create(m, p->cache->set, wd, &tc, &t);
+    int rc = emdpo_trainer_create_lora(type_model(p, k), p->adapters[k], p->cache->set, wd, &tc, &t);
     if (!rc) rc = emdpo_trainer_set_reference_logp(t, p->cache->ref);
     int64_t steps = mstep_steps(p, p->cache->n_dec);
     for (int64_t s = 0; s < steps && !rc; s++) rc = emdpo_trainer_step(t, NULL);
@@ -374,15 +395,20 @@ static int llama_mstep(emdpo_policy *pol, const emdpo_data *d, const double *w, 
 static void llama_free(emdpo_policy *pol) {
     llama_policy *p = of(pol);
     if (!p) return;
-    for (int k = 0; k < pol->K; k++) emdpo_llama_free(p->models[k]);
+    for (int k = 0; k < pol->K; k++) {
+        emdpo_llama_free(p->models[k]);
+        emdpo_lora_free(p->adapters[k]);
+    }
     cache_release(p->cache);
     emdpo_free(p, sizeof *p);
 }
 
-/* A policy whose K models are copies of src[k]; the caller attaches the
- * cache. */
-static int alloc_policy(int K, const emdpo_llama *const *src, const emdpo_lm_mstep_opts *o,
-                        const emdpo_llama *sft, const emdpo_tokenizer *tok, llama_policy **out) {
+/* A policy whose K models are copies of src[k], or whose K adapters are
+ * copies of src_lora[k] (fresh ones when it is NULL) on sft; the caller
+ * attaches the cache. */
+static int alloc_policy(int K, const emdpo_llama *const *src, emdpo_lora *const *src_lora,
+                        const emdpo_lm_mstep_opts *o, const emdpo_llama *sft, const emdpo_tokenizer *tok,
+                        llama_policy **out) {
     *out = NULL;
     llama_policy *p = emdpo_calloc(1, sizeof *p);
     if (!p) return EMDPO_ERR_NOMEM;
@@ -392,13 +418,20 @@ static int alloc_policy(int K, const emdpo_llama *const *src, const emdpo_lm_mst
     p->sft = sft;
     p->tok = tok;
     for (int k = 0; k < K; k++) {
-        int rc = emdpo_llama_create(&src[k]->config, &p->models[k]);
+        int rc = o->lora.r ? emdpo_lora_create(&sft->config, &o->lora, &p->adapters[k])
+                           : emdpo_llama_create(&src[k]->config, &p->models[k]);
         if (rc) {
             llama_free(&p->base);
             return rc;
         }
-        memcpy(p->models[k]->param_buf, src[k]->param_buf, src[k]->num_params * sizeof(float));
-        p->models[k]->file_dtype = src[k]->file_dtype;
+        if (o->lora.r && src_lora) {
+            memcpy(p->adapters[k]->buf, src_lora[k]->buf, src_lora[k]->n * sizeof(float));
+        } else if (o->lora.r) {
+            adapter_init(p, k);
+        } else {
+            memcpy(p->models[k]->param_buf, src[k]->param_buf, src[k]->num_params * sizeof(float));
+            p->models[k]->file_dtype = src[k]->file_dtype;
+        }
     }
     *out = p;
     return EMDPO_OK;
@@ -408,7 +441,7 @@ static int llama_clone(const emdpo_policy *pol, emdpo_policy **out) {
     const llama_policy *p = of(pol);
     *out = NULL;
     llama_policy *c;
-    int rc = alloc_policy(pol->K, (const emdpo_llama *const *)p->models, &p->opts, p->sft, p->tok, &c);
+    int rc = alloc_policy(pol->K, (const emdpo_llama *const *)p->models, p->adapters, &p->opts, p->sft, p->tok, &c);
     if (rc) return rc;
     c->cache = p->cache;
     if (c->cache) c->cache->refs++;
@@ -421,8 +454,14 @@ static int llama_clone(const emdpo_policy *pol, emdpo_policy **out) {
 static int llama_copy_type(emdpo_policy *dst, int k, const emdpo_policy *src, int src_k) {
     llama_policy *pd = of(dst);
     const llama_policy *ps = of(src);
-    if (!pd || !ps || k < 0 || k >= dst->K || src_k < 0 || src_k >= src->K ||
-        pd->models[k]->num_params != ps->models[src_k]->num_params ||
+    if (!pd || !ps || k < 0 || k >= dst->K || src_k < 0 || src_k >= src->K) return EMDPO_ERR_INVALID_ARG;
+    const emdpo_lora *la = pd->adapters[k], *lb = ps->adapters[src_k];
+    if (la || lb) {
+        if (!la || !lb || la->n != lb->n || memcmp(&la->config, &lb->config, sizeof la->config)) return EMDPO_ERR_INVALID_ARG;
+        memcpy(la->buf, lb->buf, la->n * sizeof(float));
+        return EMDPO_OK;
+    }
+    if (pd->models[k]->num_params != ps->models[src_k]->num_params ||
         memcmp(&pd->models[k]->config, &ps->models[src_k]->config, sizeof(emdpo_llama_config)))
         return EMDPO_ERR_INVALID_ARG;
     memcpy(pd->models[k]->param_buf, ps->models[src_k]->param_buf, pd->models[k]->num_params * sizeof(float));
@@ -433,7 +472,7 @@ static int opts_ok(const emdpo_lm_mstep_opts *o) {
     return o->beta > 0 && isfinite(o->beta) && o->rpo_alpha >= 0 && isfinite(o->rpo_alpha) && o->batch >= 1 && o->accum >= 1 && o->steps >= 0 &&
            (o->steps > 0 || (o->epochs > 0 && isfinite(o->epochs))) && o->restart >= 0 && o->restart <= 1 &&
            (o->weight_norm == EMDPO_WEIGHT_NORM_MEAN || o->weight_norm == EMDPO_WEIGHT_NORM_NONE) && o->score_batch >= 1 &&
-           o->max_length >= 0 && o->max_prompt_length >= 0;
+           o->max_length >= 0 && o->max_prompt_length >= 0 && (o->lora.r == 0 || emdpo_lora_config_check(&o->lora) == 0);
 }
 
 int emdpo_llama_policy_create(int K, const emdpo_llama *sft, const emdpo_tokenizer *tok,
@@ -454,7 +493,7 @@ int emdpo_llama_policy_create(int K, const emdpo_llama *sft, const emdpo_tokeniz
     const emdpo_llama *src[EMDPO_MAX_K];
     for (int k = 0; k < K; k++) src[k] = sft;
     llama_policy *p;
-    if ((rc = alloc_policy(K, src, &opts, sft, tok, &p))) return rc;
+    if ((rc = alloc_policy(K, src, NULL, &opts, sft, tok, &p))) return rc;
     if ((rc = cache_for(p, d))) {
         llama_free(&p->base);
         return rc;
@@ -465,7 +504,12 @@ int emdpo_llama_policy_create(int K, const emdpo_llama *sft, const emdpo_tokeniz
 
 const emdpo_llama *emdpo_llama_policy_model(const emdpo_policy *pol, int k) {
     const llama_policy *p = of(pol);
-    return p && k >= 0 && k < pol->K ? p->models[k] : NULL;
+    return p && k >= 0 && k < pol->K ? type_model(p, k) : NULL;
+}
+
+const emdpo_lora *emdpo_llama_policy_adapter(const emdpo_policy *pol, int k) {
+    const llama_policy *p = of(pol);
+    return p && k >= 0 && k < pol->K ? p->adapters[k] : NULL;
 }
 
 const emdpo_tokenizer *emdpo_llama_policy_tokenizer(const emdpo_policy *pol) {

@@ -56,6 +56,7 @@
 #include "core/policy.h"
 #include "data/data.h"
 #include "lm/engine/llama.h"
+#include "lm/engine/lora.h"
 #include "lm/engine/optim.h"
 #include "lm/io/tokenizer.h"
 
@@ -74,8 +75,11 @@ int emdpo_llama_policy_create(int K, const emdpo_llama *sft, const emdpo_tokeniz
                               const emdpo_lm_mstep_opts *o, const emdpo_data *d, emdpo_policy **out);
 
 /* Type k's model (borrowed from pol), or NULL when pol is not of this
- * family or k is out of range. It keeps the SFT model's file_dtype. */
+ * family or k is out of range. It keeps the SFT model's file_dtype. With
+ * adapters (o->lora.r > 0) it is the SFT model, which type k runs under
+ * emdpo_llama_policy_adapter(pol, k); else that is NULL. */
 const emdpo_llama *emdpo_llama_policy_model(const emdpo_policy *pol, int k);
+const emdpo_lora *emdpo_llama_policy_adapter(const emdpo_policy *pol, int k);
 
 /* The tokenizer pol borrows, or NULL when pol is not of this family. */
 const emdpo_tokenizer *emdpo_llama_policy_tokenizer(const emdpo_policy *pol);

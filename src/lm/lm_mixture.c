@@ -176,7 +176,7 @@ static int load_member(const char *path, emdpo_llama **out, emdpo_diag *diag) {
         emdpo_diag_reset(diag, path);
         return emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "a mixture cannot be a member of a mixture");
     }
-    return emdpo_llama_load(path, out, diag);
+    return emdpo_llama_load_frozen(path, out, diag);
 }
 
 int emdpo_mixture_load(emdpo_mixture *m, emdpo_diag *diag) {

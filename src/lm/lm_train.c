@@ -13,13 +13,16 @@
 
 struct emdpo_trainer {
     emdpo_train_config config;
-    emdpo_llama *model;
+    const emdpo_llama *model; /* written only through params, when there is no adapter */
+    emdpo_lora *lora;       /* with an adapter: it alone is trained, on the frozen model; else NULL */
+    float *params;          /* (n_params) what the optimizer updates: the adapter's or the model's */
+    size_t n_params;
     const emdpo_lm_set *set;
     double *weights;        /* (n_group) */
     emdpo_optim *opt;
     emdpo_llama_acts *acts; /* max_B sequences of max_T tokens */
     int max_B, max_T;
-    float *grad;            /* (num_params) */
+    float *grad;            /* (n_params) */
     float *dlogp;           /* (max_B, max_T) */
     int *tokens;            /* (max_B, max_T) */
     int *lens, *start, *end; /* (max_B) */
@@ -85,7 +88,7 @@ void emdpo_trainer_free(emdpo_trainer *t) {
     emdpo_free(t->weights, ng * sizeof *t->weights);
     emdpo_optim_free(t->opt);
     emdpo_llama_acts_free(t->acts);
-    emdpo_free(t->grad, t->model->num_params * sizeof *t->grad);
+    emdpo_free(t->grad, t->n_params * sizeof *t->grad);
     emdpo_free(t->dlogp, bt * sizeof *t->dlogp);
     emdpo_free(t->tokens, bt * sizeof *t->tokens);
     emdpo_free(t->lens, mb * sizeof *t->lens);
@@ -122,18 +125,25 @@ void emdpo_train_config_init(emdpo_train_config *c, emdpo_train_mode mode) {
 
 int emdpo_trainer_create(emdpo_llama *m, const emdpo_lm_set *set, const double *weights, const emdpo_train_config *c,
                          emdpo_trainer **out) {
+    return emdpo_trainer_create_lora(m, NULL, set, weights, c, out);
+}
+
+int emdpo_trainer_create_lora(const emdpo_llama *m, emdpo_lora *lo, const emdpo_lm_set *set, const double *weights,
+                              const emdpo_train_config *c, emdpo_trainer **out) {
     if (!out) return EMDPO_ERR_INVALID_ARG;
     *out = NULL;
-    if (!m || !set || !c) return EMDPO_ERR_INVALID_ARG;
+    if (!m || !set || !c || (m->frozen && !lo)) return EMDPO_ERR_INVALID_ARG;
+    /* dropout on the adapters' inputs is not run by the engine yet */
+    if (lo && (emdpo_lora_config_check(&lo->config) || lo->config.dropout != 0.0f)) return EMDPO_ERR_UNSUPPORTED;
     if ((c->mode != EMDPO_TRAIN_SFT && c->mode != EMDPO_TRAIN_DPO) || c->batch < 1 || c->accum < 1 ||
         set->n_group < 1 || (int64_t)c->batch * c->accum > INT32_MAX / 2 ||
         (int64_t)c->batch * set->most_items > INT32_MAX / 2)
         return EMDPO_ERR_INVALID_ARG;
     if (c->mode == EMDPO_TRAIN_DPO) {
-        const emdpo_loss_opts *lo = &c->loss;
-        if (lo->kind < EMDPO_LOSS_DPO || lo->kind > EMDPO_LOSS_HINGE || !(lo->beta > 0) || !isfinite(lo->beta) ||
-            !(lo->label_smoothing >= 0 && lo->label_smoothing < 0.5) || !(lo->rpo_alpha >= 0) ||
-            !isfinite(lo->rpo_alpha))
+        const emdpo_loss_opts *lf = &c->loss;
+        if (lf->kind < EMDPO_LOSS_DPO || lf->kind > EMDPO_LOSS_HINGE || !(lf->beta > 0) || !isfinite(lf->beta) ||
+            !(lf->label_smoothing >= 0 && lf->label_smoothing < 0.5) || !(lf->rpo_alpha >= 0) ||
+            !isfinite(lf->rpo_alpha))
             return EMDPO_ERR_INVALID_ARG;
         for (int64_t g = 0; g < set->n_group; g++)
             if (set->group_off[g + 1] - set->group_off[g] < 2 || set->group_stages[g] < 1) return EMDPO_ERR_INVALID_ARG;
@@ -147,17 +157,20 @@ int emdpo_trainer_create(emdpo_llama *m, const emdpo_lm_set *set, const double *
     if (!t) return EMDPO_ERR_NOMEM;
     t->config = *c;
     t->model = m;
+    t->lora = lo;
+    t->params = lo ? lo->buf : m->param_buf;
+    t->n_params = lo ? lo->n : m->num_params;
     t->set = set;
     t->max_B = c->batch * set->most_items;
     t->max_T = set->longest;
     size_t mb = (size_t)t->max_B, bt = mb * (size_t)t->max_T, ng = (size_t)set->n_group;
-    if ((rc = emdpo_optim_create(&c->optim, m->num_params, &t->opt)) ||
-        (rc = emdpo_llama_acts_create(&m->config, t->max_B, t->max_T, 1, &t->acts))) {
+    if ((rc = emdpo_optim_create(&c->optim, t->n_params, &t->opt)) ||
+        (rc = emdpo_llama_acts_create_lora(&m->config, lo ? lo->config.r : 0, t->max_B, t->max_T, 1, &t->acts))) {
         emdpo_trainer_free(t);
         return rc;
     }
     t->weights = emdpo_malloc(ng * sizeof *t->weights);
-    t->grad = emdpo_malloc(m->num_params * sizeof *t->grad);
+    t->grad = emdpo_malloc(t->n_params * sizeof *t->grad);
     t->dlogp = emdpo_malloc(bt * sizeof *t->dlogp);
     t->tokens = emdpo_malloc(bt * sizeof *t->tokens);
     t->lens = emdpo_malloc(mb * sizeof *t->lens);
@@ -187,13 +200,14 @@ int emdpo_trainer_create(emdpo_llama *m, const emdpo_lm_set *set, const double *
 
 /* Response log-probabilities of sequences [0, n_seq) through acts, max_B at
  * a time; counts the forwards. */
-static int score_with(const emdpo_llama *m, const emdpo_lm_set *s, emdpo_llama_acts *a, int max_B, int *tokens,
-                      int *lens, int *start, int *end, int64_t *seqs, double *logp, int64_t *forwards) {
+static int score_with(const emdpo_llama *m, const emdpo_lora *lo, const emdpo_lm_set *s, emdpo_llama_acts *a,
+                      int max_B, int *tokens, int *lens, int *start, int *end, int64_t *seqs, double *logp,
+                      int64_t *forwards) {
     for (int64_t i0 = 0; i0 < s->n_seq; i0 += max_B) {
         int B = s->n_seq - i0 < max_B ? (int)(s->n_seq - i0) : max_B, T, rc;
         for (int b = 0; b < B; b++) seqs[b] = i0 + b;
         emdpo_lm_pack(s, seqs, B, tokens, lens, start, end, &T);
-        if ((rc = emdpo_llama_forward(m, a, tokens, lens, B, T))) return rc;
+        if ((rc = emdpo_llama_forward_lora(m, lo, a, tokens, lens, B, T))) return rc;
         ++*forwards;
         if ((rc = emdpo_llama_span_logp(a, start, end, logp + i0))) return rc;
     }
@@ -201,6 +215,11 @@ static int score_with(const emdpo_llama *m, const emdpo_lm_set *s, emdpo_llama_a
 }
 
 int emdpo_lm_score(const emdpo_llama *m, const emdpo_lm_set *set, int batch, double *logp) {
+    return emdpo_lm_score_lora(m, NULL, set, batch, logp);
+}
+
+int emdpo_lm_score_lora(const emdpo_llama *m, const emdpo_lora *lo, const emdpo_lm_set *set, int batch,
+                        double *logp) {
     if (batch < 1) return EMDPO_ERR_INVALID_ARG;
     int rc = set_fits(m, set);
     if (rc) return rc;
@@ -211,8 +230,8 @@ int emdpo_lm_score(const emdpo_llama *m, const emdpo_lm_set *set, int batch, dou
     int *tokens = emdpo_malloc(bt * sizeof *tokens), *ib = emdpo_malloc(3 * (size_t)B * sizeof *ib);
     int64_t *seqs = emdpo_malloc((size_t)B * sizeof *seqs), forwards = 0;
     if (!tokens || !ib || !seqs) rc = EMDPO_ERR_NOMEM;
-    if (!rc) rc = emdpo_llama_acts_create(&m->config, B, T, 0, &a);
-    if (!rc) rc = score_with(m, set, a, B, tokens, ib, ib + B, ib + 2 * B, seqs, logp, &forwards);
+    if (!rc) rc = emdpo_llama_acts_create_lora(&m->config, lo ? lo->config.r : 0, B, T, 0, &a);
+    if (!rc) rc = score_with(m, lo, set, a, B, tokens, ib, ib + B, ib + 2 * B, seqs, logp, &forwards);
     emdpo_llama_acts_free(a);
     emdpo_free(tokens, bt * sizeof *tokens);
     emdpo_free(ib, 3 * (size_t)B * sizeof *ib);
@@ -234,8 +253,8 @@ int emdpo_trainer_set_reference(emdpo_trainer *t, const emdpo_llama *ref) {
     if (!t || !t->ref) return EMDPO_ERR_INVALID_ARG;
     int rc;
     if (!ref || ref == t->model) {
-        rc = score_with(t->model, t->set, t->acts, t->max_B, t->tokens, t->lens, t->start, t->end, t->seqs, t->ref,
-                        &t->forwards);
+        rc = score_with(t->model, NULL, t->set, t->acts, t->max_B, t->tokens, t->lens, t->start, t->end, t->seqs,
+                        t->ref, &t->forwards);
     } else {
         if ((rc = emdpo_lm_score(ref, t->set, t->max_B, t->ref))) return rc;
         t->forwards += (t->set->n_seq + t->max_B - 1) / t->max_B;
@@ -271,7 +290,7 @@ int emdpo_trainer_step(emdpo_trainer *t, emdpo_train_metrics *met) {
         int64_t i = s->group_off[t->step_ex[e]];
         ntok += (double)(emdpo_lm_seq_len(s, i) - s->seq_start[i]);
     }
-    memset(t->grad, 0, t->model->num_params * sizeof *t->grad);
+    memset(t->grad, 0, t->n_params * sizeof *t->grad);
     double loss = 0.0, wsum = 0.0, rw[4] = {0}, ru[4] = {0};
     for (int mb = 0; mb < c->accum; mb++) {
         const int64_t *ex = t->step_ex + (size_t)mb * c->batch;
@@ -279,7 +298,7 @@ int emdpo_trainer_step(emdpo_trainer *t, emdpo_train_metrics *met) {
         for (int e = 0; e < c->batch; e++)
             for (int64_t i = s->group_off[ex[e]]; i < s->group_off[ex[e] + 1]; i++) t->seqs[B++] = i;
         emdpo_lm_pack(s, t->seqs, B, t->tokens, t->lens, t->start, t->end, &T);
-        if ((rc = emdpo_llama_forward(t->model, t->acts, t->tokens, t->lens, B, T))) return rc;
+        if ((rc = emdpo_llama_forward_lora(t->model, t->lora, t->acts, t->tokens, t->lens, B, T))) return rc;
         t->forwards++;
         if ((rc = emdpo_llama_span_logp(t->acts, t->start, t->end, t->seq_lr))) return rc;
         for (int e = 0, b = 0; e < c->batch; e++) {
@@ -309,12 +328,13 @@ int emdpo_trainer_step(emdpo_trainer *t, emdpo_train_metrics *met) {
         }
         memset(t->dlogp, 0, (size_t)B * T * sizeof *t->dlogp);
         if ((rc = emdpo_llama_span_backward(t->acts, t->start, t->end, t->seq_grad, t->dlogp)) ||
-            (rc = emdpo_llama_backward(t->model, t->acts, t->dlogp, t->grad)))
+            (rc = t->lora ? emdpo_llama_backward_lora(t->model, t->lora, t->acts, t->dlogp, t->grad)
+                          : emdpo_llama_backward(t->model, t->acts, t->dlogp, t->grad)))
             return rc;
     }
     if (!isfinite(loss)) return EMDPO_ERR_NUMERIC;
     double gnorm, lr;
-    if ((rc = emdpo_optim_step(t->opt, t->model->param_buf, t->grad, &gnorm, &lr))) return rc;
+    if ((rc = emdpo_optim_step(t->opt, t->params, t->grad, &gnorm, &lr))) return rc;
     t->step++;
     if (met) {
         memset(met, 0, sizeof *met);
@@ -372,7 +392,7 @@ static void fill_head(const emdpo_trainer *t, ckpt_head *h) {
     h->optim = t->config.optim.kind;
     h->batch = t->config.batch;
     h->accum = t->config.accum;
-    h->num_params = (int64_t)t->model->num_params;
+    h->num_params = (int64_t)t->n_params;
     h->n_seq = t->set->n_seq;
     h->n_group = t->set->n_group;
     h->hash = t->data_hash;
@@ -394,10 +414,10 @@ int emdpo_trainer_save(const emdpo_trainer *t, const char *path, emdpo_diag *dia
     int rc = emdpo_afile_open(&af, path, diag);
     if (rc) return rc;
     FILE *fp = af.fp;
-    size_t ng = (size_t)t->set->n_group, np = t->model->num_params;
+    size_t ng = (size_t)t->set->n_group, np = t->n_params;
     int32_t has_ref = t->has_ref;
     int ok = fwrite(&h, sizeof h, 1, fp) == 1 && fwrite(t->perm, sizeof *t->perm, ng, fp) == ng &&
-             emdpo_optim_write(t->opt, fp) == EMDPO_OK && fwrite(t->model->param_buf, sizeof(float), np, fp) == np &&
+             emdpo_optim_write(t->opt, fp) == EMDPO_OK && fwrite(t->params, sizeof(float), np, fp) == np &&
              fwrite(&has_ref, sizeof has_ref, 1, fp) == 1 &&
              (!has_ref || fwrite(t->ref, sizeof *t->ref, (size_t)t->set->n_seq, fp) == (size_t)t->set->n_seq);
     if (!ok) {
@@ -433,14 +453,14 @@ int emdpo_trainer_resume(emdpo_trainer *t, const char *path, emdpo_diag *diag) {
         why = "the checkpoint was written for other data, weights or truncation lengths";
     else if (h.step < 0 || h.epoch < 0 || h.pos < 0 || h.pos > h.n_group)
         why = "corrupt checkpoint header";
-    size_t ng = (size_t)t->set->n_group, np = t->model->num_params;
+    size_t ng = (size_t)t->set->n_group, np = t->n_params;
     /* Read into the live buffers only after the header matched; a short
      * read below still leaves a half-restored trainer, so callers treat any
      * failure as fatal. */
     int32_t has_ref = 0;
     if (!why) {
         if (fread(t->perm, sizeof *t->perm, ng, fp) != ng || emdpo_optim_read(t->opt, fp) ||
-            fread(t->model->param_buf, sizeof(float), np, fp) != np || fread(&has_ref, sizeof has_ref, 1, fp) != 1 ||
+            fread(t->params, sizeof(float), np, fp) != np || fread(&has_ref, sizeof has_ref, 1, fp) != 1 ||
             (has_ref && (!t->ref || fread(t->ref, sizeof *t->ref, (size_t)t->set->n_seq, fp) != (size_t)t->set->n_seq)))
             why = "truncated checkpoint";
         else if (fgetc(fp) != EOF)

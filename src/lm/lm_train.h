@@ -29,6 +29,7 @@
 
 #include "emdpo.h"
 #include "lm/engine/llama.h"
+#include "lm/engine/lora.h"
 #include "lm/engine/lm_loss.h"
 #include "lm/engine/optim.h"
 #include "lm/io/lm_batch.h"
@@ -37,6 +38,18 @@
  * public (emdpo/lm.h); what follows is for the library's own callers. */
 
 typedef struct emdpo_trainer emdpo_trainer;
+
+/* emdpo_trainer_create for adapter lo (borrowed) on base m, which may be
+ * frozen and is then never written: lo alone is trained (n_params:
+ * lo->n), and a DPO reference of NULL or m is the base with the adapter
+ * off. lo NULL: emdpo_trainer_create, which trains m's parameters. EMDPO_ERR_UNSUPPORTED for a
+ * dropout (not run yet). */
+int emdpo_trainer_create_lora(const emdpo_llama *m, emdpo_lora *lo, const emdpo_lm_set *set, const double *weights,
+                              const emdpo_train_config *c, emdpo_trainer **out);
+
+/* emdpo_lm_score of base m with adapter lo (NULL: m alone). */
+int emdpo_lm_score_lora(const emdpo_llama *m, const emdpo_lora *lo, const emdpo_lm_set *set, int batch,
+                        double *logp);
 
 /* DPO: installs reference log-probabilities computed elsewhere, one per
  * sequence of the set (copied), instead of running the reference: for
@@ -47,7 +60,7 @@ int emdpo_trainer_set_reference_logp(emdpo_trainer *t, const double *ref_logp);
 /* Model forward passes so far (reference pass included), for tests and
  * throughput reports. */
 int64_t emdpo_trainer_forwards(const emdpo_trainer *t);
-/* The gradient of the last step's loss (num_params floats), as the
+/* The gradient of the last step's loss (the trained parameters'), as the
  * optimizer received it (clipping scales it in place when it applies). */
 const float *emdpo_trainer_grad(const emdpo_trainer *t);
 

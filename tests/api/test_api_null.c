@@ -253,6 +253,10 @@ int main(void) {
     CHECK(1);
     CHECK_MSG(emdpo_weights_read(NULL, NULL, NULL, 0, NULL, NULL) != EMDPO_OK, "emdpo_weights_read");
     CHECK_MSG(emdpo_llama_load(NULL, NULL, NULL) != EMDPO_OK, "emdpo_llama_load");
+    (void)emdpo_llama_load_frozen(NULL, NULL, NULL);
+    CHECK(1);
+    (void)emdpo_llama_is_frozen(NULL);
+    CHECK(1);
     CHECK_MSG(emdpo_llama_from_spec(NULL, 0, NULL, NULL) != EMDPO_OK, "emdpo_llama_from_spec");
     CHECK_MSG(emdpo_llama_save(NULL, NULL, NULL) != EMDPO_OK, "emdpo_llama_save");
     (void)emdpo_llama_save_gguf(NULL, NULL, NULL, NULL, NULL);
@@ -319,6 +323,11 @@ int main(void) {
     emdpo_llama_save_opts_init(NULL);
     CHECK(1);
     CHECK_MSG(emdpo_llama_save_with(NULL, NULL, NULL, NULL) != EMDPO_OK, "emdpo_llama_save_with");
+    emdpo_lora_config_init(NULL);
+    CHECK(1);
+    CHECK_MSG(emdpo_lora_targets_parse(NULL, NULL) != EMDPO_OK, "emdpo_lora_targets_parse");
+    (void)emdpo_lora_target_name(0);
+    CHECK(1);
     CHECK_MSG(emdpo_lora_adapter_read(NULL, NULL, NULL, NULL) != EMDPO_OK, "emdpo_lora_adapter_read");
     CHECK_MSG(emdpo_lora_adapter_write(NULL, NULL, (emdpo_dtype)0, NULL, NULL) != EMDPO_OK, "emdpo_lora_adapter_write");
     emdpo_lora_adapter_free(NULL);
@@ -785,6 +794,8 @@ int main(void) {
  *   emdpo_posterior_find
  *   emdpo_weights_read
  *   emdpo_llama_load
+ *   emdpo_llama_load_frozen
+ *   emdpo_llama_is_frozen
  *   emdpo_llama_from_spec
  *   emdpo_llama_save
  *   emdpo_llama_save_gguf
@@ -822,6 +833,9 @@ int main(void) {
  *   emdpo_vocab_save
  *   emdpo_llama_save_opts_init
  *   emdpo_llama_save_with
+ *   emdpo_lora_config_init
+ *   emdpo_lora_targets_parse
+ *   emdpo_lora_target_name
  *   emdpo_lora_adapter_read
  *   emdpo_lora_adapter_write
  *   emdpo_lora_adapter_free

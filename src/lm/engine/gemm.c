@@ -38,6 +38,7 @@ void emdpo_gemm_rhs_init(emdpo_gemm_rhs *b, const float *w, int ldw, int K, int 
     b->w = w;
     b->w16 = NULL;
     b->w16_dtype = 0;
+    b->plain = 0;
     b->ldw = ldw;
     b->K = K;
     b->N = N;
@@ -46,13 +47,21 @@ void emdpo_gemm_rhs_init(emdpo_gemm_rhs *b, const float *w, int ldw, int K, int 
 }
 
 void emdpo_gemm_rhs_init16(emdpo_gemm_rhs *b, const uint16_t *w16, int dtype, int ldw, int K, int N, int trans,
-                           float *space) {
+                           int plain, float *space) {
     emdpo_gemm_rhs_init(b, NULL, ldw, K, N, trans, space);
     b->w16 = w16;
     b->w16_dtype = dtype;
+    b->plain = plain;
 }
 
-int emdpo_gemm_rhs_panels(const emdpo_gemm_rhs *b) { return b->panels ? panels_of(b->N) : 0; }
+/* A plain copy's source rows and their width. */
+static int plain_rows(const emdpo_gemm_rhs *b) { return b->trans ? b->N : b->K; }
+static int plain_cols(const emdpo_gemm_rhs *b) { return b->trans ? b->K : b->N; }
+
+int emdpo_gemm_rhs_panels(const emdpo_gemm_rhs *b) {
+    if (!b->panels) return 0;
+    return b->plain ? (plain_rows(b) + NR - 1) / NR : panels_of(b->N);
+}
 
 /* Columns [j0, j0 + n) of B (K, N) as one panel: dst[k][c], c < NR. The
  * source w has row stride ldw: B[k][j] = w[j][k] when trans, else w[k][j]. */
@@ -91,6 +100,13 @@ static void pack_panel16(float *dst, const uint16_t *w, size_t ldw, int dtype, i
 }
 
 void emdpo_gemm_rhs_pack(const emdpo_gemm_rhs *b, int p0, int p1) {
+    if (b->plain) { /* source rows [p0 NR, p1 NR) */
+        int r1 = p1 * NR < plain_rows(b) ? p1 * NR : plain_rows(b);
+        size_t cols = (size_t)plain_cols(b);
+        for (int r = p0 * NR; r < r1; r++)
+            emdpo_widen16(b->panels + (size_t)r * cols, b->w16 + (size_t)r * b->ldw, cols, b->w16_dtype == EMDPO_DTYPE_F16);
+        return;
+    }
     for (int p = p0; p < p1; p++) {
         float *dst = b->panels + (size_t)p * b->K * NR;
         if (b->w16)
@@ -162,13 +178,15 @@ static void kernel_block(float *out, int ldc, const float *A, size_t ts, size_t 
 
 void emdpo_gemm_rows(float *out, int ldc, const float *A, int lda, const emdpo_gemm_rhs *b, int M, float beta) {
 #ifdef EMDPO_GEMM_X86
-    if (b->panels) {
+    if (b->panels && !b->plain) {
         kernel_block(out, ldc, A, (size_t)MR * lda, (size_t)lda, 1, b->panels, M, b->N, b->K, beta != 0.0f);
         return;
     }
 #endif
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, b->trans ? CblasTrans : CblasNoTrans, M, b->N, b->K, 1.0f, A, lda,
-                b->w, b->ldw, beta, out, ldc);
+    const float *w = b->plain ? b->panels : b->w;
+    int ldw = b->plain ? plain_cols(b) : b->ldw;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, b->trans ? CblasTrans : CblasNoTrans, M, b->N, b->K, 1.0f, A, lda, w,
+                ldw, beta, out, ldc);
 }
 
 void emdpo_gemm_rows_causal(float *out, int ldc, const float *A, int lda, const emdpo_gemm_rhs *b, int M, int inner) {

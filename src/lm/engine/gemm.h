@@ -25,8 +25,10 @@ int emdpo_gemm_kernel_active(void);
 /* The right-hand side B (K, N) of out = A · B. */
 typedef struct emdpo_gemm_rhs {
     const float *w; /* source: (N, K) when trans (B = wᵀ, a Linear's weight), else (K, N) */
-    const uint16_t *w16; /* or a 16-bit source of that shape (w NULL), which is always packed */
+    const uint16_t *w16; /* or a 16-bit source of that shape (w NULL), always copied into panels */
     int w16_dtype;  /* w16's: EMDPO_DTYPE_BF16 or EMDPO_DTYPE_F16 (emdpo/lm.h) */
+    int plain;      /* w16 only: panels holds w16 widened in its own layout (row stride its width), and
+                       products go to BLAS on that copy, with the bits BLAS gives a float32 source */
     int ldw;        /* its row stride */
     int K, N;
     int trans;
@@ -40,12 +42,13 @@ size_t emdpo_gemm_rhs_floats(int K, int N);
  * emdpo_gemm_rhs_floats(K, N) floats, or is NULL for the BLAS path. */
 void emdpo_gemm_rhs_init(emdpo_gemm_rhs *b, const float *w, int ldw, int K, int N, int trans, float *space);
 /* The same over a 16-bit source, widened (exactly) while packing: space is
- * required, and so is the kernel. */
+ * required, and so is the kernel unless plain (see emdpo_gemm_rhs). */
 void emdpo_gemm_rhs_init16(emdpo_gemm_rhs *b, const uint16_t *w16, int dtype, int ldw, int K, int N, int trans,
-                           float *space);
+                           int plain, float *space);
 
-/* Panels in a packed B; packing panels [p0, p1) is one job, so several
- * threads can share the packing of one operand. */
+/* Panels in a packed B (for plain, blocks of source rows); packing panels
+ * [p0, p1) is one job, so several threads can share the packing of one
+ * operand. */
 int emdpo_gemm_rhs_panels(const emdpo_gemm_rhs *b);
 void emdpo_gemm_rhs_pack(const emdpo_gemm_rhs *b, int p0, int p1);
 

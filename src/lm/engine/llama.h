@@ -139,9 +139,8 @@ int emdpo_llama_create(const emdpo_llama_config *c, emdpo_llama **out);
 
 /* A frozen model (see emdpo_llama_mats16) with zeroed parameters, its
  * matrices of dtype EMDPO_DTYPE_BF16 or EMDPO_DTYPE_F16. Errors as
- * emdpo_llama_create. Only the forward and the decoders run it, and only
- * where emdpo_gemm_kernel_active() (gemm.h), which packs its matrices
- * into float32 panels a layer at a time. */
+ * emdpo_llama_create. Only the forward and the decoders run it, widening
+ * its matrices to float32 a layer (or a block of rows) at a time. */
 int emdpo_llama_create_frozen(const emdpo_llama_config *c, int dtype, emdpo_llama **out);
 
 /* The float32 matrices of p in EMDPO_PROJ_* order. */

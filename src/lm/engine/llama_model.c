@@ -98,6 +98,11 @@ static void acts_layout(emdpo_llama_acts *a, carve *cv) {
     a->logp = take(cv, N, 1);
     a->rope_cos = take(cv, T, hs / 2);
     a->rope_sin = take(cv, T, hs / 2);
+    size_t R = (size_t)a->lora_r;
+    a->lora_u_stride = LN * R;
+    a->lora_g_stride = a->training ? 2 * N * R : 0;
+    a->lora_u = R ? take(cv, LN, EMDPO_N_PROJ * R) : NULL;
+    a->lora_g = R && a->training ? take(cv, 2 * N, EMDPO_N_PROJ * R) : NULL;
     if (!a->training) return;
     a->dres = take(cv, 3 * N, C);
     a->dres2 = take(cv, 2 * N, C);
@@ -117,10 +122,16 @@ static void acts_layout(emdpo_llama_acts *a, carve *cv) {
 static int kernel_buffers(emdpo_llama_acts *a);
 
 int emdpo_llama_acts_create(const emdpo_llama_config *c, int max_B, int max_T, int training, emdpo_llama_acts **out) {
+    return emdpo_llama_acts_create_lora(c, 0, max_B, max_T, training, out);
+}
+
+int emdpo_llama_acts_create_lora(const emdpo_llama_config *c, int lora_r, int max_B, int max_T, int training,
+                                 emdpo_llama_acts **out) {
     *out = NULL;
     int rc = emdpo_llama_config_check(c);
     if (rc) return rc;
-    if (max_B < 1 || max_T < 1 || max_T > emdpo_llama_context(c)) return EMDPO_ERR_INVALID_ARG;
+    if (max_B < 1 || max_T < 1 || max_T > emdpo_llama_context(c) || lora_r < 0) return EMDPO_ERR_INVALID_ARG;
+    if (lora_r > 1 << 16) return EMDPO_ERR_LIMIT;
     /* sgemm takes the row count B*T as an int */
     if (max_B > INT_MAX / max_T || (size_t)c->n_layers * (size_t)max_B * max_T > SIZE_MAX / 8) return EMDPO_ERR_LIMIT;
     emdpo_llama_acts *a = emdpo_calloc(1, sizeof *a);
@@ -129,6 +140,7 @@ int emdpo_llama_acts_create(const emdpo_llama_config *c, int max_B, int max_T, i
     a->max_B = max_B;
     a->max_T = max_T;
     a->training = training != 0;
+    a->lora_r = lora_r;
     carve cv = {NULL, 0, 0};
     acts_layout(a, &cv);
     size_t N = (size_t)max_B * max_T;
@@ -216,12 +228,12 @@ typedef struct proj_set {
 
 /* The weight (OC, IC), w in float32 or w16 in 16 bits (dtype), as a
  * right-hand side in either orientation. */
-static void proj_add(proj_set *ps, float **space, const float *w, const uint16_t *w16, int dtype, int OC, int IC,
-                     int fwd) {
+static void proj_add(proj_set *ps, float **space, const float *w, const uint16_t *w16, int dtype, int plain, int OC,
+                     int IC, int fwd) {
     int K = fwd ? IC : OC, N = fwd ? OC : IC;
     size_t n = emdpo_gemm_rhs_floats(K, N);
     if (w16)
-        emdpo_gemm_rhs_init16(&ps->r[ps->n], w16, dtype, IC, K, N, fwd, *space);
+        emdpo_gemm_rhs_init16(&ps->r[ps->n], w16, dtype, IC, K, N, fwd, plain, *space);
     else
         emdpo_gemm_rhs_init(&ps->r[ps->n], w, IC, K, N, fwd, *space);
     if (*space) *space += n;
@@ -236,8 +248,9 @@ static void proj_dims(const emdpo_llama_config *c, int dims[EMDPO_N_PROJ + 1][2]
     dims[EMDPO_N_PROJ][1] = c->dim;
 }
 
-/* Layer l's projections. */
-static void proj_layer(proj_set *ps, const emdpo_llama *m, float *space, int l, int fwd) {
+/* Layer l's projections; plain: a frozen model's widened for BLAS
+ * (emdpo_gemm_rhs), not packed. */
+static void proj_layer(proj_set *ps, const emdpo_llama *m, float *space, int plain, int l, int fwd) {
     float *w[EMDPO_N_PROJ];
     int dims[EMDPO_N_PROJ + 1][2];
     emdpo_llama_proj_weights(&m->params, w);
@@ -246,28 +259,27 @@ static void proj_layer(proj_set *ps, const emdpo_llama *m, float *space, int l, 
     for (int i = 0; i < EMDPO_N_PROJ; i++) {
         size_t off = (size_t)l * dims[i][0] * dims[i][1];
         const emdpo_llama_mats16 *f = m->frozen;
-        proj_add(ps, &space, f ? NULL : w[i] + off, f ? f->w[i] + off : NULL, f ? f->dtype : 0, dims[i][0],
+        proj_add(ps, &space, f ? NULL : w[i] + off, f ? f->w[i] + off : NULL, f ? f->dtype : 0, plain, dims[i][0],
                  dims[i][1], fwd);
     }
 }
 
-/* The head is packed in blocks of HEAD_ROWS vocabulary rows (a multiple of
- * the kernel's panel width, so blocking changes no forward sum), which
- * keeps the packed copy near a layer's size however large the vocabulary. */
+/* The head runs in blocks of HEAD_ROWS vocabulary rows (a multiple of the
+ * kernel's panel width, so blocking changes no forward sum), which keeps
+ * its packed or widened copy near a layer's size however large the
+ * vocabulary; the BLAS path blocks it alike, so that a frozen model's
+ * widened copy meets the calls a float32 model makes. */
 enum { HEAD_ROWS = 4096 };
 
-/* Vocabulary rows per head block: all of them on the BLAS path. */
-static int head_rows(const emdpo_llama_config *c, const float *space) {
-    return space && c->vocab_size > HEAD_ROWS ? HEAD_ROWS : c->vocab_size;
-}
+static int head_rows(const emdpo_llama_config *c) { return c->vocab_size > HEAD_ROWS ? HEAD_ROWS : c->vocab_size; }
 
 /* Rows [v0, v0 + nv) of the head. */
-static void proj_head(proj_set *ps, const emdpo_llama *m, float *space, int v0, int nv, int fwd) {
+static void proj_head(proj_set *ps, const emdpo_llama *m, float *space, int plain, int v0, int nv, int fwd) {
     size_t off = (size_t)v0 * m->config.dim;
     const emdpo_llama_mats16 *f = m->frozen;
     ps->n = ps->panels = 0;
-    proj_add(ps, &space, f ? NULL : m->params.lm_head + off, f ? f->lm_head + off : NULL, f ? f->dtype : 0, nv,
-             m->config.dim, fwd);
+    proj_add(ps, &space, f ? NULL : m->params.lm_head + off, f ? f->lm_head + off : NULL, f ? f->dtype : 0, plain,
+             nv, m->config.dim, fwd);
 }
 
 /* Floats of a->wpack: the larger of a layer's projections and a head
@@ -289,33 +301,37 @@ static size_t wpack_floats(const emdpo_llama_config *c) {
     return best;
 }
 
-/* The kernel's buffers, in one allocation: the packed weights, then each
- * thread's scratch, every piece a multiple of 16 floats from a 64-byte
- * boundary, so that packed panel rows are whole cache lines. */
+/* The packed (or widened) weights and, where the kernel is active, each
+ * thread's scratch, in one allocation, every piece a multiple of 16 floats
+ * from a 64-byte boundary, so that packed panel rows are whole cache
+ * lines. */
 static int kernel_buffers(emdpo_llama_acts *a) {
     const emdpo_llama_config *c = &a->config;
-    if (!emdpo_gemm_kernel_active()) return EMDPO_OK;
-    size_t wn = wpack_floats(c), kt = (size_t)emdpo_max_threads();
+    int kernel = emdpo_gemm_kernel_active();
+    size_t wn = wpack_floats(c), kt = kernel ? (size_t)emdpo_max_threads() : 0;
     size_t tn = a->training ? emdpo_gemm_tn_scratch() : 0, att = emdpo_attention_scratch(a->max_T, emdpo_llama_head_size(c));
-    if (wn > SIZE_MAX / 8 - 16 || tn + att > (SIZE_MAX / 8 - wn - 16) / kt) return EMDPO_ERR_LIMIT;
+    if (wn > SIZE_MAX / 8 - 16 || (kt && tn + att > (SIZE_MAX / 8 - wn - 16) / kt)) return EMDPO_ERR_LIMIT;
     a->kbuf_n = wn + kt * (tn + att) + 16;
     a->kbuf = emdpo_malloc(a->kbuf_n * sizeof(float));
     if (!a->kbuf) return EMDPO_ERR_NOMEM;
     a->wpack = a->kbuf + (16 - ((uintptr_t)a->kbuf / sizeof(float)) % 16) % 16;
-    a->tn_scratch = tn ? a->wpack + wn : NULL;
+    a->tn_scratch = kt && tn ? a->wpack + wn : NULL;
     a->tn_scratch_n = tn;
-    a->att_scratch = a->wpack + wn + kt * tn;
+    a->att_scratch = kt ? a->wpack + wn + kt * tn : NULL;
     a->att_scratch_n = att;
     a->kthreads = (int)kt;
     return EMDPO_OK;
 }
 
-/* Where to pack the weights for a pass of nchunks chunks, or NULL for the
- * BLAS path: a single chunk would not repay the packing, and its products
- * are better left to BLAS's own threads. A frozen model's 16-bit matrices
- * are always packed (into float32). */
+/* Whether a pass of nchunks chunks takes the kernel: a single chunk would
+ * not repay the packing, and its products are better left to BLAS's own
+ * threads. */
+static int kernel_pass(const emdpo_llama_acts *a, int nchunks) { return nchunks > 1 && a->kthreads > 0; }
+
+/* Where a pass packs the weights for the kernel, or widens a frozen
+ * model's for BLAS (plain); NULL: BLAS on the float32 weights. */
 static float *packing_space(const emdpo_llama *m, const emdpo_llama_acts *a, int nchunks) {
-    return nchunks > 1 || m->frozen ? a->wpack : NULL;
+    return kernel_pass(a, nchunks) || m->frozen ? a->wpack : NULL;
 }
 
 /* Packing a set is cut into jobs of PACK_PANELS panels, shared by a team. */
@@ -372,9 +388,24 @@ static void qk_finish(const emdpo_llama_config *c, float *x, float *pre, float *
     emdpo_rope_forward(x, x, cosv, sinv, nb, T, nh, hs);
 }
 
+/* Adapter projection P of layer l (none when lo is NULL or does not adapt
+ * it) for the nr rows of inp (nr, in) from row o of layer l's slot: u =
+ * s · inp Aᵀ is kept, out (nr, out) += u Bᵀ. */
+static void lora_forward(const emdpo_lora *lo, emdpo_llama_acts *a, int l, int P, float *out, const float *inp,
+                         int nr, size_t o) {
+    if (!lo || !lo->A[P]) return;
+    int OC, IC, r = lo->config.r;
+    emdpo_llama_proj_shape(&a->config, P, &OC, &IC);
+    float *u = a->lora_u + (size_t)P * a->lora_u_stride + o * (size_t)r;
+    const float *A = lo->A[P] + (size_t)l * r * IC, *B = lo->B[P] + (size_t)l * OC * r;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, r, IC, emdpo_lora_scale(&lo->config), inp, IC, A, IC,
+                0.0f, u, r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, OC, r, 1.0f, u, r, B, r, 1.0f, out, OC);
+}
+
 /* Sequences [b0, b1) through layer l (after the embedding at l == 0). */
-static void layer_forward_chunk(const emdpo_llama *m, emdpo_llama_acts *a, const proj_set *ps, float *att_scratch,
-                                int l, int b0, int b1) {
+static void layer_forward_chunk(const emdpo_llama *m, const emdpo_lora *lo, emdpo_llama_acts *a, const proj_set *ps,
+                                float *att_scratch, int l, int b0, int b1) {
     const emdpo_llama_config *c = &m->config;
     const emdpo_llama_params *p = &m->params;
     const emdpo_gemm_rhs *w = ps->r;
@@ -396,6 +427,9 @@ static void layer_forward_chunk(const emdpo_llama *m, emdpo_llama_acts *a, const
     proj_forward(q, NULL, ln1, &w[EMDPO_PROJ_Q], nr);
     proj_forward(k, NULL, ln1, &w[EMDPO_PROJ_K], nr);
     proj_forward(v, NULL, ln1, &w[EMDPO_PROJ_V], nr);
+    lora_forward(lo, a, l, EMDPO_PROJ_Q, q, ln1, nr, o);
+    lora_forward(lo, a, l, EMDPO_PROJ_K, k, ln1, nr, o);
+    lora_forward(lo, a, l, EMDPO_PROJ_V, v, ln1, nr, o);
     if (c->qkv_bias) {
         emdpo_bias_forward(q, p->bq + (size_t)l * qd, (size_t)nr, qd);
         emdpo_bias_forward(k, p->bk + (size_t)l * kvd, (size_t)nr, kvd);
@@ -412,12 +446,16 @@ static void layer_forward_chunk(const emdpo_llama *m, emdpo_llama_acts *a, const
                                 v + rb * kvd, a->lens[b0 + b], T, NH, NKV, hs);
     }
     proj_forward(res2, x, atty, &w[EMDPO_PROJ_O], nr);
+    lora_forward(lo, a, l, EMDPO_PROJ_O, res2, atty, nr, o);
     if (c->o_bias) emdpo_bias_forward(res2, p->bo + lC, (size_t)nr, C);
     emdpo_rmsnorm_forward(ln2, a->ln2_rstd + o, res2, p->rms_ffn + lC, (size_t)nr, C, c->norm_eps);
     proj_forward(h1, NULL, ln2, &w[EMDPO_PROJ_GATE], nr);
     proj_forward(h3, NULL, ln2, &w[EMDPO_PROJ_UP], nr);
+    lora_forward(lo, a, l, EMDPO_PROJ_GATE, h1, ln2, nr, o);
+    lora_forward(lo, a, l, EMDPO_PROJ_UP, h3, ln2, nr, o);
     emdpo_swiglu_forward(hg, h1, h3, (size_t)nr * H);
     proj_forward(a->res3 + o * C, res2, hg, &w[EMDPO_PROJ_DOWN], nr);
+    lora_forward(lo, a, l, EMDPO_PROJ_DOWN, a->res3 + o * C, hg, nr, o);
 }
 
 /* The head's three steps for sequences [b0, b1): the final norm, the
@@ -449,10 +487,28 @@ static void team_pack(const proj_set *ps) {
     for (int j = 0; j < np; j++) pack_job(ps, j);
 }
 
+/* Whether lo (or NULL) fits m and a. */
+static int lora_fits(const emdpo_llama *m, const emdpo_lora *lo, const emdpo_llama_acts *a) {
+    if (!lo) return 1;
+    if (lo->config.r > a->lora_r || lo->base.n_layers != m->config.n_layers) return 0;
+    for (int P = 0; P < EMDPO_N_PROJ; P++) {
+        int o1, i1, o2, i2;
+        emdpo_llama_proj_shape(&lo->base, P, &o1, &i1);
+        emdpo_llama_proj_shape(&m->config, P, &o2, &i2);
+        if (o1 != o2 || i1 != i2) return 0;
+    }
+    return 1;
+}
+
 int emdpo_llama_forward(const emdpo_llama *m, emdpo_llama_acts *a, const int *tokens, const int *lens, int B, int T) {
+    return emdpo_llama_forward_lora(m, NULL, a, tokens, lens, B, T);
+}
+
+int emdpo_llama_forward_lora(const emdpo_llama *m, const emdpo_lora *lo, emdpo_llama_acts *a, const int *tokens,
+                             const int *lens, int B, int T) {
     const emdpo_llama_config *c = &m->config;
-    if (!same_config(c, &a->config) || B < 1 || B > a->max_B || T < 1 || T > a->max_T) return EMDPO_ERR_INVALID_ARG;
-    if (m->frozen && !a->wpack) return EMDPO_ERR_INVALID_ARG; /* without the kernel no model is frozen */
+    if (!same_config(c, &a->config) || B < 1 || B > a->max_B || T < 1 || T > a->max_T || !lora_fits(m, lo, a))
+        return EMDPO_ERR_INVALID_ARG;
     for (int b = 0; b < B; b++) {
         int len = lens ? lens[b] : T;
         if (len < 0 || len > T) return EMDPO_ERR_INVALID_ARG;
@@ -473,29 +529,34 @@ int emdpo_llama_forward(const emdpo_llama *m, emdpo_llama_acts *a, const int *to
     emdpo_rope_table(a->rope_cos, a->rope_sin, 0, T, emdpo_llama_head_size(c), c);
     int L = c->n_layers, bc = chunk_seqs(T), nchunks = (B + bc - 1) / bc, team = team_size(nchunks);
     float *space = packing_space(m, a, nchunks);
-    if (space) team = team < a->kthreads ? team : a->kthreads;
-    int serial = team > 1 || space, saved = blas_begin(serial);
+    /* A frozen model's pass without the kernel goes to BLAS as a float32
+     * model's does, on its matrices widened into space (plain); kspace: the
+     * kernel's. */
+    int plain = m->frozen && !kernel_pass(a, nchunks);
+    float *kspace = plain ? NULL : space;
+    if (kspace) team = team < a->kthreads ? team : a->kthreads;
+    int serial = team > 1 || kspace, saved = blas_begin(serial);
     /* Layer by layer: the team packs layer l's weights once, then takes the
      * chunks through it; then the head, a block of rows at a time. */
-    int V = c->vocab_size, hr = head_rows(c, space);
+    int V = c->vocab_size, hr = head_rows(c);
 #pragma omp parallel num_threads(team)
     {
         for (int l = 0; l < L; l++) {
             proj_set ps;
-            proj_layer(&ps, m, space, l, 1);
+            proj_layer(&ps, m, space, plain, l, 1);
             team_pack(&ps);
 #pragma omp for schedule(dynamic, 1)
             for (int ch = 0; ch < nchunks; ch++) {
                 int b0 = ch * bc, b1 = b0 + bc < B ? b0 + bc : B;
-                float *att_scratch = space ? a->att_scratch + (size_t)emdpo_thread_num() * a->att_scratch_n : NULL;
-                layer_forward_chunk(m, a, &ps, att_scratch, l, b0, b1);
+                float *att_scratch = kspace ? a->att_scratch + (size_t)emdpo_thread_num() * a->att_scratch_n : NULL;
+                layer_forward_chunk(m, lo, a, &ps, att_scratch, l, b0, b1);
             }
         }
 #pragma omp for schedule(dynamic, 1)
         for (int ch = 0; ch < nchunks; ch++) final_norm_chunk(m, a, ch * bc, ch * bc + bc < B ? ch * bc + bc : B);
         for (int v0 = 0; v0 < V; v0 += hr) {
             proj_set ps;
-            proj_head(&ps, m, space, v0, V - v0 < hr ? V - v0 : hr, 1);
+            proj_head(&ps, m, space, plain, v0, V - v0 < hr ? V - v0 : hr, 1);
             team_pack(&ps);
 #pragma omp for schedule(dynamic, 1)
             for (int ch = 0; ch < nchunks; ch++) head_block_chunk(a, &ps, v0, ch * bc, ch * bc + bc < B ? ch * bc + bc : B);
@@ -519,6 +580,8 @@ typedef struct bwd {
     emdpo_llama_acts *a;
     const float *dlogp;
     emdpo_llama_params g;
+    const emdpo_lora *lo;            /* with an adapter: its gradient alone, in gA, gB */
+    float *gA[EMDPO_N_PROJ], *gB[EMDPO_N_PROJ];
     int bc, nchunks; /* sequences per chunk, chunks */
     int split;       /* weight gradients in blocks (else whole, each sgemm free to use OpenBLAS's threads) */
     float *space;    /* packed projections, or NULL for the BLAS path */
@@ -571,6 +634,20 @@ static void head_norm_chunk(const bwd *w, int ch, int b0, int b1) {
                            w->m->params.rms_final, a->lnf_rstd + r0, (size_t)nr, C);
 }
 
+/* The adapter's share of projection P's input gradient: g = s · dout B
+ * is kept (row s0 of slot l % 2), dinp (nr, in) += g A. */
+static void lora_dinp(const bwd *w, int l, int P, float *dinp, const float *dout, int nr, size_t s0) {
+    const emdpo_lora *lo = w->lo;
+    if (!lo || !lo->A[P]) return;
+    int OC, IC, r = lo->config.r;
+    emdpo_llama_proj_shape(&w->m->config, P, &OC, &IC);
+    float *g = w->a->lora_g + (size_t)P * w->a->lora_g_stride + s0 * (size_t)r;
+    const float *A = lo->A[P] + (size_t)l * r * IC, *B = lo->B[P] + (size_t)l * OC * r;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, r, OC, emdpo_lora_scale(&lo->config), dout, OC, B, r,
+                0.0f, g, r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, IC, r, 1.0f, g, r, A, IC, 1.0f, dinp, IC);
+}
+
 /* d (n, hs) holds the gradient of n per-head RMSNorm outputs; it becomes
  * their inputs' gradient, dw += the weight's. scratch holds n * hs floats. */
 static void qk_norm_backward(float *d, float *scratch, float *dw, const float *pre, const float *w, const float *rstd,
@@ -600,9 +677,12 @@ static void layer_chunk(const bwd *w, const proj_set *ps, int l, int ch, int b0,
     float *din = dres_slot(w, l - 1) + r0 * C;
     /* FFN branch: res3 = res2 + w2(silu(w1 ln2) * w3 ln2) */
     proj_dinp(dhg, dout, &ps->r[EMDPO_PROJ_DOWN], nr, 0.0f);
+    lora_dinp(w, l, EMDPO_PROJ_DOWN, dhg, dout, nr, s);
     emdpo_swiglu_backward_set(dh1, dh3, dhg, a->h1 + o * H, a->h3 + o * H, (size_t)nr * H);
     proj_dinp(dx, dh1, &ps->r[EMDPO_PROJ_GATE], nr, 0.0f);
     proj_dinp(dx, dh3, &ps->r[EMDPO_PROJ_UP], nr, 1.0f);
+    lora_dinp(w, l, EMDPO_PROJ_GATE, dx, dh1, nr, s);
+    lora_dinp(w, l, EMDPO_PROJ_UP, dx, dh3, nr, s);
     memcpy(dr2, dout, (size_t)nr * C * sizeof(float));
     emdpo_rmsnorm_backward(dr2, dnorm_of(w, ch, L + l), dx, a->res2 + o * C, p->rms_ffn + lC, a->ln2_rstd + o,
                            (size_t)nr, C);
@@ -610,6 +690,7 @@ static void layer_chunk(const bwd *w, const proj_set *ps, int l, int ch, int b0,
      * + bo, the biases and norms where the family has them. The biases'
      * gradients are sums over all rows of dq, dk, dv and dres2 (bias_job). */
     proj_dinp(dx, dr2, &ps->r[EMDPO_PROJ_O], nr, 0.0f);
+    lora_dinp(w, l, EMDPO_PROJ_O, dx, dr2, nr, s);
     memset(dq, 0, (size_t)nr * qd * sizeof(float));
     memset(dk, 0, (size_t)nr * kvd * sizeof(float));
     memset(dv, 0, (size_t)nr * kvd * sizeof(float));
@@ -631,6 +712,9 @@ static void layer_chunk(const bwd *w, const proj_set *ps, int l, int ch, int b0,
     proj_dinp(dx, dq, &ps->r[EMDPO_PROJ_Q], nr, 0.0f);
     proj_dinp(dx, dk, &ps->r[EMDPO_PROJ_K], nr, 1.0f);
     proj_dinp(dx, dv, &ps->r[EMDPO_PROJ_V], nr, 1.0f);
+    lora_dinp(w, l, EMDPO_PROJ_Q, dx, dq, nr, s);
+    lora_dinp(w, l, EMDPO_PROJ_K, dx, dk, nr, s);
+    lora_dinp(w, l, EMDPO_PROJ_V, dx, dv, nr, s);
     memcpy(din, dr2, (size_t)nr * C * sizeof(float));
     emdpo_rmsnorm_backward(din, dnorm_of(w, ch, l), dx, x, p->rms_att + lC, a->ln1_rstd + o, (size_t)nr, C);
 }
@@ -642,13 +726,41 @@ typedef struct wgrad {
     int OC, IC;
 } wgrad;
 
-/* The weight gradients computed during stage s; returns how many. */
-static int stage_wgrads(const bwd *w, int s, wgrad out[8]) {
+/* An adapter's gradients for layer l: dB (out, r) += doutᵀ u and dA (r,
+ * in) += gᵀ x for each adapted projection, over all rows. */
+static int lora_wgrads(const bwd *w, int l, wgrad *out) {
+    const emdpo_llama_config *c = &w->m->config;
+    const emdpo_llama_acts *a = w->a;
+    widths wd = widths_of(c);
+    int n = 0, r = w->lo->config.r, C = c->dim, H = c->hidden_dim, qd = wd.qd, kvd = wd.kvd;
+    size_t N = (size_t)a->B * a->T, o = (size_t)l * N, sl = (size_t)(l % 2) * N;
+    const float *dout[EMDPO_N_PROJ] = {a->dq + sl * qd,  a->dk + sl * kvd,  a->dv + sl * kvd, a->dres2 + sl * C,
+                                       a->dh1 + sl * H,  a->dh3 + sl * H,   dres_slot(w, l)};
+    const float *inp[EMDPO_N_PROJ] = {a->ln1 + o * C, a->ln1 + o * C, a->ln1 + o * C, a->atty + o * qd,
+                                      a->ln2 + o * C, a->ln2 + o * C, a->hg + o * H};
+    for (int P = 0; P < EMDPO_N_PROJ; P++) {
+        int OC, IC;
+        if (!w->lo->A[P]) continue;
+        emdpo_llama_proj_shape(c, P, &OC, &IC);
+        const float *u = a->lora_u + (size_t)P * a->lora_u_stride + o * r;
+        const float *g = a->lora_g + (size_t)P * a->lora_g_stride + sl * r;
+        out[n++] = (wgrad){w->gB[P] + (size_t)l * OC * r, dout[P], u, OC, r};
+        out[n++] = (wgrad){w->gA[P] + (size_t)l * r * IC, g, inp[P], r, IC};
+    }
+    return n;
+}
+
+/* The weight gradients computed during stage s; returns how many (at most
+ * MAX_WGRADS). */
+enum { MAX_WGRADS = 2 * EMDPO_N_PROJ };
+
+static int stage_wgrads(const bwd *w, int s, wgrad out[MAX_WGRADS]) {
     const emdpo_llama_config *c = &w->m->config;
     const emdpo_llama_acts *a = w->a;
     widths wd = widths_of(c);
     int n = 0, l = s + 1, C = c->dim, H = c->hidden_dim, qd = wd.qd, kvd = wd.kvd;
     size_t N = (size_t)a->B * a->T;
+    if (w->lo) return l >= 0 && l < c->n_layers ? lora_wgrads(w, l, out) : 0;
     if (s == c->n_layers - 1) out[n++] = (wgrad){w->g.lm_head, a->dlogits, a->lnf, c->vocab_size, C};
     if (l < 0 || l >= c->n_layers) return n;
     size_t o = (size_t)l * N, sl = (size_t)(l % 2) * N, lQC = (size_t)l * qd * C, lKC = (size_t)l * kvd * C;
@@ -678,7 +790,7 @@ static int stage_bgrads(const bwd *w, int s, bgrad out[4]) {
     const emdpo_llama_acts *a = w->a;
     widths wd = widths_of(c);
     int n = 0, l = s + 1;
-    if (l < 0 || l >= c->n_layers) return 0;
+    if (l < 0 || l >= c->n_layers || w->lo) return 0;
     size_t sl = (size_t)(l % 2) * a->B * a->T;
     if (c->qkv_bias) {
         out[n++] = (bgrad){w->g.bq + (size_t)l * wd.qd, a->dq + sl * wd.qd, wd.qd};
@@ -778,28 +890,36 @@ static void stage_job(const bwd *w, const proj_set *ps, int s, const wgrad *wg, 
         dnorm_job(w);
 }
 
-int emdpo_llama_backward(const emdpo_llama *m, emdpo_llama_acts *a, const float *dlogp, float *grad) {
+/* The backward of the base's parameters (lo NULL; grad laid out as m's) or
+ * of adapter lo's (grad laid out as lo's buffer). */
+static int backward(const emdpo_llama *m, const emdpo_lora *lo, emdpo_llama_acts *a, const float *dlogp, float *grad) {
     const emdpo_llama_config *c = &m->config;
-    if (!same_config(c, &a->config) || !a->training || a->B < 1 || m->frozen) return EMDPO_ERR_INVALID_ARG;
-    bwd w = {m, a, dlogp, {0}, chunk_seqs(a->T), 0, 0, NULL, NULL};
-    emdpo_llama_point_params(c, grad, &w.g);
+    if (!same_config(c, &a->config) || !a->training || a->B < 1 || (m->frozen && !lo) || !lora_fits(m, lo, a))
+        return EMDPO_ERR_INVALID_ARG;
+    bwd w = {.m = m, .a = a, .dlogp = dlogp, .lo = lo, .bc = chunk_seqs(a->T)};
+    if (lo)
+        emdpo_lora_point(&lo->base, &lo->config, grad, w.gA, w.gB);
+    else
+        emdpo_llama_point_params(c, grad, &w.g);
     w.nchunks = (a->B + w.bc - 1) / w.bc;
     int team = team_size(w.nchunks), L = c->n_layers;
+    /* as in the forward: plain widens a frozen base for BLAS */
     w.space = packing_space(m, a, w.nchunks);
-    if (w.space) {
+    int plain = m->frozen && !kernel_pass(a, w.nchunks);
+    if (w.space && !plain) {
         w.scratch = a->tn_scratch;
         team = team < a->kthreads ? team : a->kthreads;
     }
-    int serial = team > 1 || w.space, saved = blas_begin(serial);
+    int serial = team > 1 || (w.space && !plain), saved = blas_begin(serial);
     w.split = team > 1;
-    int V = c->vocab_size, hr = head_rows(c, w.space), bc = w.bc, B = a->B, nch = w.nchunks;
+    int V = c->vocab_size, hr = head_rows(c), bc = w.bc, B = a->B, nch = w.nchunks;
 #pragma omp parallel num_threads(team)
     {
 #pragma omp for schedule(dynamic, 1)
         for (int ch = 0; ch < nch; ch++) head_dlogits_chunk(&w, ch, ch * bc, ch * bc + bc < B ? ch * bc + bc : B);
         for (int v0 = 0; v0 < V; v0 += hr) {
             proj_set ps;
-            proj_head(&ps, m, w.space, v0, V - v0 < hr ? V - v0 : hr, 0);
+            proj_head(&ps, m, w.space, plain, v0, V - v0 < hr ? V - v0 : hr, 0);
             team_pack(&ps);
 #pragma omp for schedule(dynamic, 1)
             for (int ch = 0; ch < nch; ch++) head_dx_chunk(&w, &ps, v0, ch * bc, ch * bc + bc < B ? ch * bc + bc : B);
@@ -807,13 +927,14 @@ int emdpo_llama_backward(const emdpo_llama *m, emdpo_llama_acts *a, const float 
 #pragma omp for schedule(dynamic, 1)
         for (int ch = 0; ch < nch; ch++) head_norm_chunk(&w, ch, ch * bc, ch * bc + bc < B ? ch * bc + bc : B);
         for (int s = L - 1; s >= -1; s--) {
-            wgrad wg[8];
+            wgrad wg[MAX_WGRADS];
             bgrad bg[4];
             proj_set ps = {.n = 0, .panels = 0};
-            if (s >= 0) proj_layer(&ps, m, w.space, s, 0);
+            if (s >= 0) proj_layer(&ps, m, w.space, plain, s, 0);
             team_pack(&ps);
             int nwg = stage_wgrads(&w, s, wg), nbg = stage_bgrads(&w, s, bg);
-            int njobs = (s >= 0 ? w.nchunks : EMBED_JOBS + 1) + nbg;
+            /* the embedding's and the norms' gradients only for the base's */
+            int njobs = (s >= 0 ? w.nchunks : lo ? 0 : EMBED_JOBS + 1) + nbg;
             for (int i = 0; i < nwg; i++) njobs += wgrad_blocks(&w, &wg[i]);
 #pragma omp for schedule(dynamic, 1)
             for (int j = 0; j < njobs; j++) stage_job(&w, &ps, s, wg, nwg, bg, nbg, j);
@@ -821,6 +942,15 @@ int emdpo_llama_backward(const emdpo_llama *m, emdpo_llama_acts *a, const float 
     }
     blas_end(serial, saved);
     return EMDPO_OK;
+}
+
+int emdpo_llama_backward(const emdpo_llama *m, emdpo_llama_acts *a, const float *dlogp, float *grad) {
+    return backward(m, NULL, a, dlogp, grad);
+}
+
+int emdpo_llama_backward_lora(const emdpo_llama *m, const emdpo_lora *lo, emdpo_llama_acts *a, const float *dlogp,
+                              float *grad) {
+    return lo ? backward(m, lo, a, dlogp, grad) : EMDPO_ERR_INVALID_ARG;
 }
 
 static int span_ok(const emdpo_llama_acts *a, const int *start, const int *end) {

@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "lm/engine/llama.h"
+#include "lm/engine/lora.h"
 
 /* Activations of one forward pass, kept for the backward (llm.c style: one
  * buffer, pointers into it). Sized for at most max_B sequences of max_T
@@ -57,6 +58,13 @@ typedef struct emdpo_llama_acts {
     float *logp;      /* (B, T) next-token log-probabilities, 0 where masked */
     float *rope_cos;  /* (T, hs/2) */
     float *rope_sin;  /* (T, hs/2) */
+    /* LoRA's (emdpo_llama_acts_create_lora; else lora_r 0 and NULL), for
+     * each projection P (EMDPO_PROJ_*) at lora_u + P * lora_u_stride and
+     * lora_g + P * lora_g_stride. */
+    int lora_r;
+    float *lora_u;    /* (7, L, B, T, r) s · x Aᵀ: each adapter's inner activations */
+    float *lora_g;    /* (7, 2, B, T, r) s · dout B (training only; slot l % 2) */
+    size_t lora_u_stride, lora_g_stride;
     /* Gradients (training only). The backward keeps the activation
      * gradients that the weight gradients need for two layers at a time
      * (slot l % 2), and the residual stream's for three (slot (l+1) % 3). */
@@ -75,12 +83,14 @@ typedef struct emdpo_llama_acts {
     float *dlogits;   /* (B, T, V) */
     /* The packed kernel's buffers (gemm.h), only where it is active and a
      * pass can have two chunks or more; else NULL and passes take BLAS. */
-    float *wpack;       /* one layer's projections, or the head, packed */
+    float *wpack;       /* one layer's projections, or a block of the head, packed (or widened: a frozen
+                           model's for BLAS) */
     float *tn_scratch;  /* (kthreads, tn_scratch_n) the weight gradients' (training only) */
     size_t tn_scratch_n;
     float *att_scratch; /* (kthreads, att_scratch_n) one key/value head's keys and values, packed */
     size_t att_scratch_n;
-    int kthreads;       /* emdpo_max_threads() at creation: kernel-path passes use at most this many */
+    int kthreads;       /* emdpo_max_threads() at creation where the kernel is active (kernel-path passes use
+                           at most this many), else 0 */
     float *kbuf;        /* the allocation behind the four (kbuf_n floats), 64-byte aligned inside */
     size_t kbuf_n;
     float *buf;       /* every float array above but the kernel's */
@@ -96,6 +106,10 @@ typedef struct emdpo_llama_acts {
  * most emdpo_max_threads() threads: set the thread count before creating.
  * EMDPO_ERR_INVALID_ARG for bad sizes, EMDPO_ERR_LIMIT when they overflow. */
 int emdpo_llama_acts_create(const emdpo_llama_config *c, int max_B, int max_T, int training, emdpo_llama_acts **out);
+/* The same with room for adapters of rank lora_r (lora.h) on any
+ * projection; lora_r 0 is emdpo_llama_acts_create. */
+int emdpo_llama_acts_create_lora(const emdpo_llama_config *c, int lora_r, int max_B, int max_T, int training,
+                                 emdpo_llama_acts **out);
 void emdpo_llama_acts_free(emdpo_llama_acts *a);
 
 /* Forward over tokens (B, T), row-major. lens (B) or NULL (all T): tokens of
@@ -126,6 +140,16 @@ int emdpo_llama_forward(const emdpo_llama *m, emdpo_llama_acts *a, const int *to
  * chunks do layer l-1. The same inputs and thread count give the same bits,
  * whichever thread takes which chunk or block. */
 int emdpo_llama_backward(const emdpo_llama *m, emdpo_llama_acts *a, const float *dlogp, float *grad);
+
+/* The same for base m (frozen or not: it is not trained) plus adapter lo
+ * (NULL: the base alone), whose rank a has room for: every adapted
+ * projection's output gains s · (x Aᵀ) Bᵀ. The backward ADDS dL/d(the
+ * adapter) into grad (lo->n floats, laid out as lo's buffer) and nothing
+ * for the base's parameters. Threads and bits as above. */
+int emdpo_llama_forward_lora(const emdpo_llama *m, const emdpo_lora *lo, emdpo_llama_acts *a, const int *tokens,
+                             const int *lens, int B, int T);
+int emdpo_llama_backward_lora(const emdpo_llama *m, const emdpo_lora *lo, emdpo_llama_acts *a, const float *dlogp,
+                              float *grad);
 
 /* Log-probability of the span of tokens [start[b], end[b]) of each sequence
  * of the last forward: out[b] = sum of logp[b][s-1] over the span. Requires

@@ -3,13 +3,43 @@
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "base/alloc.h"
 #include "base/rng.h"
 #include "emdpo.h"
 
-emdpo_lora_config emdpo_lora_config_default(void) {
-    return (emdpo_lora_config){.r = 16, .alpha = 32.0f, .dropout = 0.0f, .rslora = 0, .targets = EMDPO_LORA_ALL_TARGETS};
+void emdpo_lora_config_init(emdpo_lora_config *c) {
+    if (c) *c = (emdpo_lora_config){.r = 16, .alpha = 32.0f, .dropout = 0.0f, .rslora = 0, .targets = EMDPO_LORA_ALL_TARGETS};
+}
+
+/* PEFT's module names, in EMDPO_PROJ_* order. */
+static const char *const k_modules[EMDPO_N_PROJ] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                                     "gate_proj", "up_proj", "down_proj"};
+
+const char *emdpo_lora_target_name(int proj) { return proj >= 0 && proj < EMDPO_N_PROJ ? k_modules[proj] : NULL; }
+
+int emdpo_lora_targets_parse(const char *names, unsigned *targets) {
+    if (!names || !targets) return EMDPO_ERR_INVALID_ARG;
+    *targets = 0;
+    if (strcmp(names, "all-linear") == 0) {
+        *targets = EMDPO_LORA_ALL_TARGETS;
+        return EMDPO_OK;
+    }
+    const char *p = names;
+    for (;;) {
+        size_t n = strcspn(p, ",");
+        int t = 0;
+        while (t < EMDPO_N_PROJ && !(strlen(k_modules[t]) == n && strncmp(k_modules[t], p, n) == 0)) t++;
+        if (t == EMDPO_N_PROJ) {
+            *targets = 0;
+            return EMDPO_ERR_INVALID_ARG;
+        }
+        *targets |= 1u << t;
+        if (!p[n]) break;
+        p += n + 1;
+    }
+    return EMDPO_OK;
 }
 
 float emdpo_lora_scale(const emdpo_lora_config *c) {

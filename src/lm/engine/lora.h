@@ -15,22 +15,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "emdpo.h"
 #include "lm/engine/llama.h"
 
-/* Bit (1u << EMDPO_PROJ_*) of emdpo_lora_config.targets. */
+/* emdpo_lora_config and emdpo_lora_config_init are public (emdpo/lm.h);
+ * its targets are bits (1u << EMDPO_PROJ_*). */
 #define EMDPO_LORA_ALL_TARGETS ((1u << EMDPO_N_PROJ) - 1u)
-
-typedef struct emdpo_lora_config {
-    int r;            /* rank, >= 1 */
-    float alpha;      /* scale numerator (PEFT's lora_alpha) */
-    float dropout;    /* dropout on the adapter's input while training, in [0, 1) */
-    int rslora;       /* 1: s = alpha / sqrt(r) (PEFT's use_rslora) */
-    unsigned targets; /* set of EMDPO_PROJ_* bits, not empty */
-} emdpo_lora_config;
-
-/* The defaults a command states in its help: r 16, alpha 32, dropout 0,
- * every projection. */
-emdpo_lora_config emdpo_lora_config_default(void);
 
 /* s: alpha / r, or alpha / sqrt(r) with rslora. */
 float emdpo_lora_scale(const emdpo_lora_config *c);

@@ -616,7 +616,9 @@ static void block_of(uint32_t type, uint64_t *elems, uint64_t *bytes) {
     }
 }
 
-int emdpo_gguf_read_f32(const emdpo_gguf *g, const emdpo_gguf_tensor *t, float *dst, emdpo_diag *diag) {
+/* Tensor t into dst: widened to float32 (dst16 NULL), or into dst16 as
+ * stored (t is F16 or BF16). */
+static int read_tensor(const emdpo_gguf *g, const emdpo_gguf_tensor *t, float *dst, uint16_t *dst16, emdpo_diag *diag) {
     const unsigned char *p = g->img + g->data_off + t->offset;
     uint64_t be, bb;
     block_of(t->type, &be, &bb);
@@ -632,7 +634,10 @@ int emdpo_gguf_read_f32(const emdpo_gguf *g, const emdpo_gguf_tensor *t, float *
     for (uint64_t i = 0; i < t->numel; i += step) {
         uint64_t n = t->numel - i < step ? t->numel - i : step;
         const unsigned char *q = p + i / be * bb;
-        convert(t->type, q, dst + i, n);
+        if (dst16)
+            for (uint64_t j = 0; j < n; j++) dst16[i + j] = le16(q + 2 * j);
+        else
+            convert(t->type, q, dst + i, n);
         if (g->map) {
             /* The pages are the file's: dropping them loses nothing. */
             uintptr_t a = ((uintptr_t)q + ps - 1) / ps * ps, e = ((uintptr_t)q + (uintptr_t)(n / be * bb)) / ps * ps;
@@ -640,6 +645,16 @@ int emdpo_gguf_read_f32(const emdpo_gguf *g, const emdpo_gguf_tensor *t, float *
         }
     }
     return EMDPO_OK;
+}
+
+int emdpo_gguf_read_f32(const emdpo_gguf *g, const emdpo_gguf_tensor *t, float *dst, emdpo_diag *diag) {
+    return read_tensor(g, t, dst, NULL, diag);
+}
+
+int emdpo_gguf_read16(const emdpo_gguf *g, const emdpo_gguf_tensor *t, uint16_t *dst, emdpo_diag *diag) {
+    if (t->type != EMDPO_GGML_F16 && t->type != EMDPO_GGML_BF16)
+        return tensor_fail(t, diag, EMDPO_ERR_INVALID_ARG, "it is not a 16-bit float tensor");
+    return read_tensor(g, t, NULL, dst, diag);
 }
 
 /* ---- writing -------------------------------------------------------------- */

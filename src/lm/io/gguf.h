@@ -123,6 +123,9 @@ int emdpo_gguf_check_tensors(emdpo_gguf *g, emdpo_diag *diag);
  * model read tensor by tensor holds no more than one tensor's bytes of the
  * file in memory. */
 int emdpo_gguf_read_f32(const emdpo_gguf *g, const emdpo_gguf_tensor *t, float *dst, emdpo_diag *diag);
+/* The same for an F16 or BF16 tensor, its values as stored into dst
+ * (EMDPO_ERR_INVALID_ARG for another type). */
+int emdpo_gguf_read16(const emdpo_gguf *g, const emdpo_gguf_tensor *t, uint16_t *dst, emdpo_diag *diag);
 
 /* ---- writing ------------------------------------------------------------ */
 

@@ -31,6 +31,7 @@ static const char *const w_names[N_W] = {
 
 typedef struct slot {
     float *data;    /* this layer's slice */
+    uint16_t *data16; /* instead of data: a frozen model's matrix slice */
     uint64_t ne[2]; /* ggml's order: ne[0] innermost; ne[1] 1 for vectors */
     int n_dims;
     int heads;      /* rows in heads of hs to reorder for rotate-half RoPE; 0: none */
@@ -44,27 +45,40 @@ static int has_w(const emdpo_llama_config *c, int w) {
     return 1;
 }
 
-static slot slot_of(const emdpo_llama_config *c, const emdpo_llama_params *p, int l, int w) {
+/* Layer l's tensor w in p, or for a matrix of a frozen model (f not NULL)
+ * in f. */
+static slot slot_of(const emdpo_llama_config *c, const emdpo_llama_params *p, const emdpo_llama_mats16 *f, int l,
+                    int w) {
     uint64_t C = (uint64_t)c->dim, H = (uint64_t)c->hidden_dim, hs = (uint64_t)emdpo_llama_head_size(c);
     uint64_t qd = (uint64_t)c->n_heads * hs, kvd = (uint64_t)c->n_kv_heads * hs;
     size_t L = (size_t)l;
     int nh = neox(c->arch) ? c->n_heads : 0, nkv = neox(c->arch) ? c->n_kv_heads : 0, one = neox(c->arch);
+    static const int proj_of[N_W] = {[W_Q] = EMDPO_PROJ_Q + 1,       [W_K] = EMDPO_PROJ_K + 1,
+                                     [W_V] = EMDPO_PROJ_V + 1,       [W_O] = EMDPO_PROJ_O + 1,
+                                     [W_GATE] = EMDPO_PROJ_GATE + 1, [W_UP] = EMDPO_PROJ_UP + 1,
+                                     [W_DOWN] = EMDPO_PROJ_DOWN + 1};
+    if (f && proj_of[w]) {
+        int proj = proj_of[w] - 1, out, in;
+        emdpo_llama_proj_shape(c, proj, &out, &in);
+        int heads = w == W_Q ? nh : w == W_K ? nkv : 0;
+        return (slot){NULL, f->w[proj] + L * (size_t)out * (size_t)in, {(uint64_t)in, (uint64_t)out}, 2, heads};
+    }
     switch (w) {
-    case W_ATT_NORM: return (slot){p->rms_att + L * C, {C, 1}, 1, 0};
-    case W_Q: return (slot){p->wq + L * qd * C, {C, qd}, 2, nh};
-    case W_K: return (slot){p->wk + L * kvd * C, {C, kvd}, 2, nkv};
-    case W_V: return (slot){p->wv + L * kvd * C, {C, kvd}, 2, 0};
-    case W_O: return (slot){p->wo + L * C * qd, {qd, C}, 2, 0};
-    case W_FFN_NORM: return (slot){p->rms_ffn + L * C, {C, 1}, 1, 0};
-    case W_GATE: return (slot){p->w1 + L * H * C, {C, H}, 2, 0};
-    case W_UP: return (slot){p->w3 + L * H * C, {C, H}, 2, 0};
-    case W_DOWN: return (slot){p->w2 + L * C * H, {H, C}, 2, 0};
-    case W_BQ: return (slot){p->bq + L * qd, {qd, 1}, 1, nh};
-    case W_BK: return (slot){p->bk + L * kvd, {kvd, 1}, 1, nkv};
-    case W_BV: return (slot){p->bv + L * kvd, {kvd, 1}, 1, 0};
-    case W_BO: return (slot){p->bo + L * C, {C, 1}, 1, 0};
-    case W_QN: return (slot){p->q_norm + L * hs, {hs, 1}, 1, one};
-    default: return (slot){p->k_norm + L * hs, {hs, 1}, 1, one};
+    case W_ATT_NORM: return (slot){p->rms_att + L * C, NULL, {C, 1}, 1, 0};
+    case W_Q: return (slot){p->wq + L * qd * C, NULL, {C, qd}, 2, nh};
+    case W_K: return (slot){p->wk + L * kvd * C, NULL, {C, kvd}, 2, nkv};
+    case W_V: return (slot){p->wv + L * kvd * C, NULL, {C, kvd}, 2, 0};
+    case W_O: return (slot){p->wo + L * C * qd, NULL, {qd, C}, 2, 0};
+    case W_FFN_NORM: return (slot){p->rms_ffn + L * C, NULL, {C, 1}, 1, 0};
+    case W_GATE: return (slot){p->w1 + L * H * C, NULL, {C, H}, 2, 0};
+    case W_UP: return (slot){p->w3 + L * H * C, NULL, {C, H}, 2, 0};
+    case W_DOWN: return (slot){p->w2 + L * C * H, NULL, {H, C}, 2, 0};
+    case W_BQ: return (slot){p->bq + L * qd, NULL, {qd, 1}, 1, nh};
+    case W_BK: return (slot){p->bk + L * kvd, NULL, {kvd, 1}, 1, nkv};
+    case W_BV: return (slot){p->bv + L * kvd, NULL, {kvd, 1}, 1, 0};
+    case W_BO: return (slot){p->bo + L * C, NULL, {C, 1}, 1, 0};
+    case W_QN: return (slot){p->q_norm + L * hs, NULL, {hs, 1}, 1, one};
+    default: return (slot){p->k_norm + L * hs, NULL, {hs, 1}, 1, one};
     }
 }
 
@@ -300,7 +314,17 @@ typedef struct item {
     slot s;
 } item;
 
-int emdpo_gguf_model_load(const char *path, emdpo_llama **out, emdpo_diag *diag) {
+/* EMDPO_DTYPE_F16 or BF16 when every matrix of g is stored so, else 0. */
+static int matrix_dtype16(const emdpo_gguf *g) {
+    long mt = -1;
+    for (size_t i = 0; i < emdpo_gguf_n_tensors(g); i++) {
+        const emdpo_gguf_tensor *t = emdpo_gguf_tensor_at(g, i);
+        if (t->n_dims == 2) mt = mt < 0 || mt == (long)t->type ? (long)t->type : -2;
+    }
+    return mt == EMDPO_GGML_F16 ? EMDPO_DTYPE_F16 : mt == EMDPO_GGML_BF16 ? EMDPO_DTYPE_BF16 : 0;
+}
+
+int emdpo_gguf_model_load(const char *path, int frozen, emdpo_llama **out, emdpo_diag *diag) {
     *out = NULL;
     emdpo_gguf *g;
     int rc = emdpo_gguf_open(path, &g, diag);
@@ -321,7 +345,8 @@ int emdpo_gguf_model_load(const char *path, emdpo_llama **out, emdpo_diag *diag)
             rc = emdpo_diag_fail(diag, EMDPO_ERR_PARSE,
                                  "the hyper-parameters describe %zu parameters; the file's tensors hold %llu",
                                  emdpo_llama_num_params(&c), (unsigned long long)held);
-        else if (emdpo_llama_create(&c, &m))
+        else if (frozen && matrix_dtype16(g) ? emdpo_llama_create_frozen(&c, matrix_dtype16(g), &m)
+                                             : emdpo_llama_create(&c, &m))
             rc = emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
     }
     int hs = rc ? 0 : emdpo_llama_head_size(&c);
@@ -330,18 +355,19 @@ int emdpo_gguf_model_load(const char *path, emdpo_llama **out, emdpo_diag *diag)
         rc = emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
     /* Every tensor is found and its shape checked before any is read. */
     const emdpo_llama_params *p = rc ? NULL : &m->params;
+    const emdpo_llama_mats16 *f = rc ? NULL : m->frozen;
     uint64_t vc[2] = {(uint64_t)c.dim, (uint64_t)c.vocab_size}, cc[2] = {(uint64_t)c.dim, 1};
     if (!rc) rc = find_shaped(g, "token_embd.weight", vc, 1, &items[n_items].t, diag);
-    if (!rc) items[n_items++].s = (slot){p->tok_emb, {vc[0], vc[1]}, 2, 0};
+    if (!rc) items[n_items++].s = (slot){f ? NULL : p->tok_emb, f ? f->tok_emb : NULL, {vc[0], vc[1]}, 2, 0};
     if (!rc) rc = find_shaped(g, "output_norm.weight", cc, 1, &items[n_items].t, diag);
-    if (!rc) items[n_items++].s = (slot){p->rms_final, {cc[0], 1}, 1, 0};
+    if (!rc) items[n_items++].s = (slot){p->rms_final, NULL, {cc[0], 1}, 1, 0};
     if (!rc && !c.tied) rc = find_shaped(g, "output.weight", vc, 1, &items[n_items].t, diag);
-    if (!rc && !c.tied) items[n_items++].s = (slot){p->lm_head, {vc[0], vc[1]}, 2, 0};
+    if (!rc && !c.tied) items[n_items++].s = (slot){f ? NULL : p->lm_head, f ? f->lm_head : NULL, {vc[0], vc[1]}, 2, 0};
     char name[96];
     for (int l = 0; !rc && l < c.n_layers; l++)
         for (int w = 0; !rc && w < N_W; w++) {
             if (!has_w(&c, w)) continue;
-            slot s = slot_of(&c, p, l, w);
+            slot s = slot_of(&c, p, f, l, w);
             snprintf(name, sizeof name, "blk.%d.%s", l, w_names[w]);
             if (!(rc = find_shaped(g, name, s.ne, 1, &items[n_items].t, diag))) items[n_items++].s = s;
             if (s.heads && s.ne[0] * s.ne[1] > scratch_n) scratch_n = (size_t)(s.ne[0] * s.ne[1]);
@@ -370,6 +396,13 @@ int emdpo_gguf_model_load(const char *path, emdpo_llama **out, emdpo_diag *diag)
         rc = emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
     for (size_t i = 0; !rc && i < n_items; i++) {
         const slot *s = &items[i].s;
+        if (s->data16) { /* the scratch's floats hold the 16-bit rows too */
+            uint16_t *tmp = (uint16_t *)scratch;
+            rc = emdpo_gguf_read16(g, items[i].t, s->heads ? tmp : s->data16, diag);
+            if (!rc && s->heads)
+                emdpo_hf_permute_rows16(tmp, s->data16, s->heads, hs, (int)s->ne[0], 0);
+            continue;
+        }
         rc = emdpo_gguf_read_f32(g, items[i].t, s->heads ? scratch : s->data, diag);
         if (!rc && s->heads) reorder(s, scratch, s->data, hs, 0);
     }
@@ -685,7 +718,7 @@ int emdpo_gguf_model_save(const emdpo_llama *m, const char *tokenizer, const cha
      * must live until the file is written. */
     size_t perm_n = 0, used = 0;
     for (int w_ = 0; w_ < N_W; w_++) {
-        slot s = slot_of(c, p, 0, w_);
+        slot s = slot_of(c, p, NULL, 0, w_);
         if (s.heads && has_w(c, w_)) perm_n += (size_t)(s.ne[0] * s.ne[1]) * (size_t)c->n_layers;
     }
     float *perm = !rc && perm_n ? emdpo_malloc(perm_n * sizeof *perm) : NULL, *divisors = NULL;
@@ -706,7 +739,7 @@ int emdpo_gguf_model_save(const emdpo_llama *m, const char *tokenizer, const cha
     for (int l = 0; !rc && l < c->n_layers; l++)
         for (int w_ = 0; !rc && w_ < N_W; w_++) {
             if (!has_w(c, w_)) continue;
-            slot s = slot_of(c, p, l, w_);
+            slot s = slot_of(c, p, NULL, l, w_);
             const float *data = s.data;
             if (s.heads) {
                 reorder(&s, s.data, perm + used, hs, 1);

@@ -32,10 +32,11 @@
 #include "emdpo.h"
 #include "lm/engine/llama.h"
 
-/* Reads a model. EMDPO_ERR_PARSE (diag: the key, tensor or byte offset
+/* Reads a model; with frozen, a frozen model (emdpo_llama_create_frozen)
+ * when every matrix is stored in one 16-bit type. EMDPO_ERR_PARSE (diag: the key, tensor or byte offset
  * and what is wrong), EMDPO_ERR_UNSUPPORTED (an architecture, variant or
  * tensor type emdpo does not run), EMDPO_ERR_IO, EMDPO_ERR_NOMEM. */
-int emdpo_gguf_model_load(const char *path, emdpo_llama **out, emdpo_diag *diag);
+int emdpo_gguf_model_load(const char *path, int frozen, emdpo_llama **out, emdpo_diag *diag);
 
 /* Writes m as a GGUF version 3 file with its matrices stored as type
  * (EMDPO_GGML_F32, F16, BF16 or Q8_0; norms and the rope table stay F32,

@@ -312,8 +312,10 @@ int emdpo_hf_config_write(const char *path, const emdpo_llama_config *c, emdpo_s
 
 /* ---- the q/k row permutation -------------------------------------------- */
 
-void emdpo_hf_permute_rows(const float *src, float *dst, int n_heads, int head_size, int cols, int to_hf) {
-    size_t half = (size_t)head_size / 2, n = (size_t)cols;
+/* emdpo_hf_permute_rows over rows of row_bytes bytes. */
+static void permute_rows(const unsigned char *src, unsigned char *dst, size_t row_bytes, int n_heads, int head_size,
+                         int to_hf) {
+    size_t half = (size_t)head_size / 2;
     for (size_t h = 0; h < (size_t)n_heads; h++)
         for (size_t i = 0; i < half; i++)
             for (size_t t = 0; t < 2; t++) {
@@ -321,8 +323,18 @@ void emdpo_hf_permute_rows(const float *src, float *dst, int n_heads, int head_s
                 size_t ours = h * (size_t)head_size + 2 * i + t;
                 size_t hf = h * (size_t)head_size + t * half + i;
                 size_t from = to_hf ? ours : hf, to = to_hf ? hf : ours;
-                memcpy(dst + to * n, src + from * n, n * sizeof *dst);
+                memcpy(dst + to * row_bytes, src + from * row_bytes, row_bytes);
             }
+}
+
+void emdpo_hf_permute_rows(const float *src, float *dst, int n_heads, int head_size, int cols, int to_hf) {
+    permute_rows((const unsigned char *)src, (unsigned char *)dst, (size_t)cols * sizeof *dst, n_heads, head_size,
+                 to_hf);
+}
+
+void emdpo_hf_permute_rows16(const uint16_t *src, uint16_t *dst, int n_heads, int head_size, int cols, int to_hf) {
+    permute_rows((const unsigned char *)src, (unsigned char *)dst, (size_t)cols * sizeof *dst, n_heads, head_size,
+                 to_hf);
 }
 
 /* ---- tensor names ---------------------------------------------------------- */
@@ -343,6 +355,7 @@ static const char *const k_layer_names[N_LAYER_TENSORS] = {
 
 typedef struct layer_tensor {
     float *data;  /* this layer's slice of the emdpo tensor, NULL when the model has none */
+    uint16_t *data16; /* instead of data: a frozen model's matrix slice */
     int rank;
     int64_t shape[2];
     int perm_heads; /* > 0: rows in heads of hs that HF orders for rotate-half RoPE (emdpo_hf_permute_rows) */
@@ -355,27 +368,39 @@ static int layer_tensor_present(const emdpo_llama_config *c, int which) {
     return which == T_O_BIAS ? c->o_bias : c->qk_norm;
 }
 
-static layer_tensor layer_tensor_of(const emdpo_llama_config *c, const emdpo_llama_params *p, int l, int which) {
+/* Layer l's tensor `which` in p, or for a matrix of a frozen model (f not
+ * NULL) in f. */
+static layer_tensor layer_tensor_of(const emdpo_llama_config *c, const emdpo_llama_params *p,
+                                    const emdpo_llama_mats16 *f, int l, int which) {
     int64_t C = c->dim, H = c->hidden_dim, hs = emdpo_llama_head_size(c), NH = c->n_heads, NKV = c->n_kv_heads;
     int64_t qd = NH * hs, kvd = NKV * hs;
     size_t L = (size_t)l;
-    if (!layer_tensor_present(c, which)) return (layer_tensor){NULL, 1, {0, 0}, 0};
+    static const int proj_of[N_LAYER_TENSORS] = {
+        [T_Q] = EMDPO_PROJ_Q + 1,    [T_K] = EMDPO_PROJ_K + 1,     [T_V] = EMDPO_PROJ_V + 1,   [T_O] = EMDPO_PROJ_O + 1,
+        [T_GATE] = EMDPO_PROJ_GATE + 1, [T_DOWN] = EMDPO_PROJ_DOWN + 1, [T_UP] = EMDPO_PROJ_UP + 1};
+    if (!layer_tensor_present(c, which)) return (layer_tensor){NULL, NULL, 1, {0, 0}, 0};
+    if (f && proj_of[which]) {
+        int proj = proj_of[which] - 1, out, in;
+        emdpo_llama_proj_shape(c, proj, &out, &in);
+        int heads = which == T_Q ? (int)NH : which == T_K ? (int)NKV : 0;
+        return (layer_tensor){NULL, f->w[proj] + L * (size_t)out * (size_t)in, 2, {out, in}, heads};
+    }
     switch (which) {
-    case T_ATT_NORM: return (layer_tensor){p->rms_att + L * C, 1, {C, 0}, 0};
-    case T_Q: return (layer_tensor){p->wq + L * qd * C, 2, {qd, C}, (int)NH};
-    case T_K: return (layer_tensor){p->wk + L * kvd * C, 2, {kvd, C}, (int)NKV};
-    case T_V: return (layer_tensor){p->wv + L * kvd * C, 2, {kvd, C}, 0};
-    case T_O: return (layer_tensor){p->wo + L * C * qd, 2, {C, qd}, 0};
-    case T_FFN_NORM: return (layer_tensor){p->rms_ffn + L * C, 1, {C, 0}, 0};
-    case T_GATE: return (layer_tensor){p->w1 + L * H * C, 2, {H, C}, 0};
-    case T_DOWN: return (layer_tensor){p->w2 + L * C * H, 2, {C, H}, 0};
-    case T_UP: return (layer_tensor){p->w3 + L * H * C, 2, {H, C}, 0};
-    case T_Q_BIAS: return (layer_tensor){p->bq + L * qd, 1, {qd, 0}, (int)NH};
-    case T_K_BIAS: return (layer_tensor){p->bk + L * kvd, 1, {kvd, 0}, (int)NKV};
-    case T_V_BIAS: return (layer_tensor){p->bv + L * kvd, 1, {kvd, 0}, 0};
-    case T_O_BIAS: return (layer_tensor){p->bo + L * C, 1, {C, 0}, 0};
-    case T_Q_NORM: return (layer_tensor){p->q_norm + L * hs, 1, {hs, 0}, 1};
-    default: return (layer_tensor){p->k_norm + L * hs, 1, {hs, 0}, 1};
+    case T_ATT_NORM: return (layer_tensor){p->rms_att + L * C, NULL, 1, {C, 0}, 0};
+    case T_Q: return (layer_tensor){p->wq + L * qd * C, NULL, 2, {qd, C}, (int)NH};
+    case T_K: return (layer_tensor){p->wk + L * kvd * C, NULL, 2, {kvd, C}, (int)NKV};
+    case T_V: return (layer_tensor){p->wv + L * kvd * C, NULL, 2, {kvd, C}, 0};
+    case T_O: return (layer_tensor){p->wo + L * C * qd, NULL, 2, {C, qd}, 0};
+    case T_FFN_NORM: return (layer_tensor){p->rms_ffn + L * C, NULL, 1, {C, 0}, 0};
+    case T_GATE: return (layer_tensor){p->w1 + L * H * C, NULL, 2, {H, C}, 0};
+    case T_DOWN: return (layer_tensor){p->w2 + L * C * H, NULL, 2, {C, H}, 0};
+    case T_UP: return (layer_tensor){p->w3 + L * H * C, NULL, 2, {H, C}, 0};
+    case T_Q_BIAS: return (layer_tensor){p->bq + L * qd, NULL, 1, {qd, 0}, (int)NH};
+    case T_K_BIAS: return (layer_tensor){p->bk + L * kvd, NULL, 1, {kvd, 0}, (int)NKV};
+    case T_V_BIAS: return (layer_tensor){p->bv + L * kvd, NULL, 1, {kvd, 0}, 0};
+    case T_O_BIAS: return (layer_tensor){p->bo + L * C, NULL, 1, {C, 0}, 0};
+    case T_Q_NORM: return (layer_tensor){p->q_norm + L * hs, NULL, 1, {hs, 0}, 1};
+    default: return (layer_tensor){p->k_norm + L * hs, NULL, 1, {hs, 0}, 1};
     }
 }
 
@@ -409,8 +434,8 @@ static int known_name(const emdpo_llama_config *c, const char *name) {
     return 0;
 }
 
-int emdpo_hf_read_params(const emdpo_st_source *st, const emdpo_llama_config *c,
-                         const emdpo_llama_params *p, emdpo_diag *diag) {
+int emdpo_hf_read_params(const emdpo_st_source *st, const emdpo_llama_config *c, const emdpo_llama_params *p,
+                         const emdpo_llama_mats16 *f, emdpo_diag *diag) {
     for (size_t i = 0; i < emdpo_st_source_count(st); i++) {
         const char *name = emdpo_st_source_tensor_at(st, i)->name;
         if (!known_name(c, name)) {
@@ -424,22 +449,33 @@ int emdpo_hf_read_params(const emdpo_st_source *st, const emdpo_llama_config *c,
     }
     int64_t C = c->dim, V = c->vocab_size, hs = emdpo_llama_head_size(c);
     int64_t vc[2] = {V, C};
-    int rc = emdpo_st_source_read_f32(st, "model.embed_tokens.weight", 2, vc, p->tok_emb, diag);
+    emdpo_st_dtype dt16 = f && f->dtype == EMDPO_DTYPE_F16 ? EMDPO_ST_F16 : EMDPO_ST_BF16;
+    int rc = f ? emdpo_st_source_read16(st, "model.embed_tokens.weight", 2, vc, dt16, f->tok_emb, diag)
+               : emdpo_st_source_read_f32(st, "model.embed_tokens.weight", 2, vc, p->tok_emb, diag);
     if (!rc) rc = emdpo_st_source_read_f32(st, "model.norm.weight", 1, &C, p->rms_final, diag);
-    if (!rc && !c->tied) rc = emdpo_st_source_read_f32(st, "lm_head.weight", 2, vc, p->lm_head, diag);
-    size_t scratch_n = (size_t)c->n_heads * (size_t)hs * (size_t)C; /* the largest permuted tensor, q_proj's */
-    float *scratch = rc ? NULL : emdpo_malloc(scratch_n * sizeof *scratch);
+    if (!rc && !c->tied)
+        rc = f ? emdpo_st_source_read16(st, "lm_head.weight", 2, vc, dt16, f->lm_head, diag)
+               : emdpo_st_source_read_f32(st, "lm_head.weight", 2, vc, p->lm_head, diag);
+    /* the largest permuted tensor, q_proj's */
+    size_t scratch_n = (size_t)c->n_heads * (size_t)hs * (size_t)C * (f ? sizeof(uint16_t) : sizeof(float));
+    void *scratch = rc ? NULL : emdpo_malloc(scratch_n);
     if (!rc && !scratch) rc = EMDPO_ERR_NOMEM;
     char name[96];
     for (int l = 0; !rc && l < c->n_layers; l++)
         for (int w = 0; !rc && w < N_LAYER_TENSORS; w++) {
-            layer_tensor t = layer_tensor_of(c, p, l, w);
-            if (!t.data) continue;
+            layer_tensor t = layer_tensor_of(c, p, f, l, w);
+            if (!t.data && !t.data16) continue;
             layer_name(name, sizeof name, l, w);
+            if (t.data16) {
+                rc = emdpo_st_source_read16(st, name, t.rank, t.shape, dt16, t.perm_heads ? scratch : t.data16, diag);
+                if (!rc && t.perm_heads)
+                    emdpo_hf_permute_rows16(scratch, t.data16, t.perm_heads, (int)hs, perm_cols(&t), 0);
+                continue;
+            }
             rc = emdpo_st_source_read_f32(st, name, t.rank, t.shape, t.perm_heads ? scratch : t.data, diag);
             if (!rc && t.perm_heads) emdpo_hf_permute_rows(scratch, t.data, t.perm_heads, (int)hs, perm_cols(&t), 0);
         }
-    emdpo_free(scratch, scratch_n * sizeof *scratch);
+    emdpo_free(scratch, scratch_n);
     return rc;
 }
 
@@ -451,7 +487,7 @@ int emdpo_hf_write_params(const char *path, const emdpo_llama_config *c, const e
     int hs = emdpo_llama_head_size(c);
     /* HF's row order of the permuted tensors, every layer's, side by side */
     for (int w = 0; w < N_LAYER_TENSORS; w++) {
-        layer_tensor t = layer_tensor_of(c, p, 0, w);
+        layer_tensor t = layer_tensor_of(c, p, NULL, 0, w);
         if (t.data && t.perm_heads) perm_n += L * (size_t)t.shape[0] * (size_t)perm_cols(&t);
     }
     emdpo_st_out *out = emdpo_calloc(n_out, sizeof *out);
@@ -467,7 +503,7 @@ int emdpo_hf_write_params(const char *path, const emdpo_llama_config *c, const e
     float *dst = perm;
     for (int l = 0; l < c->n_layers; l++)
         for (int w = 0; w < N_LAYER_TENSORS; w++) {
-            layer_tensor t = layer_tensor_of(c, p, l, w);
+            layer_tensor t = layer_tensor_of(c, p, NULL, l, w);
             if (!t.data) continue;
             char *name = names + k * 96;
             layer_name(name, 96, l, w);
@@ -493,7 +529,7 @@ done:
 
 /* ---- loading ------------------------------------------------------------------ */
 
-int emdpo_llama_hf_load(const char *dir, emdpo_llama **out, emdpo_diag *diag) {
+int emdpo_llama_hf_load(const char *dir, int frozen, emdpo_llama **out, emdpo_diag *diag) {
     *out = NULL;
     emdpo_llama_config c;
     char *cfg = emdpo_path_join(dir, "config.json");
@@ -504,12 +540,15 @@ int emdpo_llama_hf_load(const char *dir, emdpo_llama **out, emdpo_diag *diag) {
     if (!rc) rc = emdpo_st_source_open_dir(dir, &st, diag);
     if (rc) return rc;
     emdpo_llama *m = NULL;
-    rc = emdpo_llama_create(&c, &m);
-    if (!rc) rc = emdpo_hf_read_params(st, &c, &m->params, diag);
-    if (!rc) {
-        emdpo_st_dtype dt = emdpo_st_source_dtype(st);
-        m->file_dtype = dt == EMDPO_ST_BF16 ? EMDPO_DTYPE_BF16 : dt == EMDPO_ST_F16 ? EMDPO_DTYPE_F16 : EMDPO_DTYPE_F32;
-    }
+    emdpo_st_dtype dt = emdpo_st_source_dtype(st);
+    int mt = emdpo_st_source_matrix_dtype(st);
+    int dt16 = mt == EMDPO_ST_BF16 ? EMDPO_DTYPE_BF16 : mt == EMDPO_ST_F16 ? EMDPO_DTYPE_F16 : 0;
+    if (frozen && dt16)
+        rc = emdpo_llama_create_frozen(&c, dt16, &m);
+    else
+        rc = emdpo_llama_create(&c, &m);
+    if (!rc) rc = emdpo_hf_read_params(st, &c, &m->params, m->frozen, diag);
+    if (!rc) m->file_dtype = dt == EMDPO_ST_BF16 ? EMDPO_DTYPE_BF16 : dt == EMDPO_ST_F16 ? EMDPO_DTYPE_F16 : EMDPO_DTYPE_F32;
     emdpo_st_source_close(st);
     if (rc) {
         emdpo_llama_free(m);

@@ -44,14 +44,16 @@ int emdpo_hf_config_write(const char *path, const emdpo_llama_config *c, emdpo_s
  * to_hf != 0 maps ours to HF's (the conversion script's permute), 0 maps
  * back. src and dst must not overlap; head_size is even. */
 void emdpo_hf_permute_rows(const float *src, float *dst, int n_heads, int head_size, int cols, int to_hf);
+void emdpo_hf_permute_rows16(const uint16_t *src, uint16_t *dst, int n_heads, int head_size, int cols, int to_hf);
 
 /* Reads every tensor of c's model from st into p (pointing at a buffer
- * for c). EMDPO_ERR_PARSE, naming the tensor and expected vs found shape,
+ * for c), a frozen model's matrices into f (else NULL), whose dtype they
+ * must have. EMDPO_ERR_PARSE, naming the tensor and expected vs found shape,
  * when a tensor is missing, misshapen or not part of the architecture
  * (rotary_emb.inv_freq buffers are ignored); EMDPO_ERR_UNSUPPORTED for a
  * non-float dtype; EMDPO_ERR_NOMEM; EMDPO_ERR_IO. */
-int emdpo_hf_read_params(const emdpo_st_source *st, const emdpo_llama_config *c,
-                         const emdpo_llama_params *p, emdpo_diag *diag);
+int emdpo_hf_read_params(const emdpo_st_source *st, const emdpo_llama_config *c, const emdpo_llama_params *p,
+                         const emdpo_llama_mats16 *f, emdpo_diag *diag);
 
 /* Writes p as an HF model.safetensors of dtype (F32, F16 or BF16;
  * metadata format "pt"). */
@@ -59,8 +61,10 @@ int emdpo_hf_write_params(const char *path, const emdpo_llama_config *c, const e
                           emdpo_st_dtype dtype, emdpo_diag *diag);
 
 /* dir/config.json + its weights (emdpo_st_source_open_dir) -> a new model
- * whose file_dtype is the weights' dtype. */
-int emdpo_llama_hf_load(const char *dir, emdpo_llama **out, emdpo_diag *diag);
+ * whose file_dtype is the weights' dtype; with frozen, a frozen model
+ * (emdpo_llama_create_frozen) when every matrix is stored in one 16-bit
+ * dtype. */
+int emdpo_llama_hf_load(const char *dir, int frozen, emdpo_llama **out, emdpo_diag *diag);
 
 /* The reverse (emdpo_llama_save_with, which documents it; o NULL: the
  * defaults); hf_save.c. */

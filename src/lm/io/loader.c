@@ -15,13 +15,13 @@
 #include "lm/io/llama2c.h"
 #include "lm/io/llama_hf.h"
 
-int emdpo_llama_load(const char *path, emdpo_llama **out, emdpo_diag *diag) {
+static int load(const char *path, int frozen, emdpo_llama **out, emdpo_diag *diag) {
     if (!out) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "out is NULL");
     *out = NULL;
     emdpo_diag_reset(diag, path);
     if (!path) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no model path");
-    int rc = emdpo_path_is_dir(path)        ? emdpo_llama_hf_load(path, out, diag)
-             : emdpo_gguf_is_file(path)     ? emdpo_gguf_model_load(path, out, diag)
+    int rc = emdpo_path_is_dir(path)        ? emdpo_llama_hf_load(path, frozen, out, diag)
+             : emdpo_gguf_is_file(path)     ? emdpo_gguf_model_load(path, frozen, out, diag)
                                             : emdpo_llama2c_load(path, out, diag);
     emdpo_diag_default_file(diag, path);
     if (!rc && !((*out)->source = emdpo_strdup(path))) {
@@ -31,6 +31,12 @@ int emdpo_llama_load(const char *path, emdpo_llama **out, emdpo_diag *diag) {
     }
     return rc;
 }
+
+int emdpo_llama_load(const char *path, emdpo_llama **out, emdpo_diag *diag) { return load(path, 0, out, diag); }
+
+int emdpo_llama_load_frozen(const char *path, emdpo_llama **out, emdpo_diag *diag) { return load(path, 1, out, diag); }
+
+int emdpo_llama_is_frozen(const emdpo_llama *m) { return m && m->frozen; }
 
 /* "key=value,..." for emdpo_llama_from_spec. */
 int emdpo_llama_from_spec(const char *spec, uint64_t seed, emdpo_llama **out, emdpo_diag *diag) {
@@ -94,9 +100,15 @@ void emdpo_llama_save_opts_init(emdpo_llama_save_opts *o) {
     o->tokenizer = NULL;
 }
 
+static int frozen_fail(emdpo_diag *diag) {
+    return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG,
+                           "the model was loaded frozen, to be run only; load it with emdpo_llama_load to save it");
+}
+
 int emdpo_llama_save_with(const emdpo_llama *m, const char *dir, const emdpo_llama_save_opts *o, emdpo_diag *diag) {
     emdpo_diag_reset(diag, dir);
     if (!m || !dir) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no model or directory");
+    if (m->frozen) return frozen_fail(diag);
     return emdpo_llama_hf_save(m, dir, o, diag);
 }
 
@@ -110,6 +122,7 @@ int emdpo_llama_save_gguf(const emdpo_llama *m, const char *tokenizer, const cha
     if (!diag) diag = &scratch;
     emdpo_diag_reset(diag, path);
     if (!m || !path) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no model or path");
+    if (m->frozen) return frozen_fail(diag);
     static const struct { const char *name; uint32_t type; } types[] = {
         {"f32", EMDPO_GGML_F32}, {"f16", EMDPO_GGML_F16}, {"bf16", EMDPO_GGML_BF16}, {"q8_0", EMDPO_GGML_Q8_0}};
     int k = 0;
@@ -126,13 +139,16 @@ int emdpo_llama_save_gguf(const emdpo_llama *m, const char *tokenizer, const cha
 int emdpo_llama_save_llama2c(const emdpo_llama *m, const char *path, emdpo_diag *diag) {
     emdpo_diag_reset(diag, path);
     if (!m || !path) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no model or path");
+    if (m->frozen) return frozen_fail(diag);
     return emdpo_llama2c_save(m, path, diag);
 }
 
 int emdpo_llama_vocab_size(const emdpo_llama *m) { return m ? m->config.vocab_size : 0; }
 int emdpo_llama_context_length(const emdpo_llama *m) { return m ? emdpo_llama_context(&m->config) : 0; }
 int emdpo_llama_dim(const emdpo_llama *m) { return m ? m->config.dim : 0; }
-size_t emdpo_llama_n_params(const emdpo_llama *m) { return m ? m->num_params : 0; }
+size_t emdpo_llama_n_params(const emdpo_llama *m) {
+    return !m ? 0 : m->frozen ? emdpo_llama_num_params(&m->config) : m->num_params;
+}
 const char *emdpo_llama_source(const emdpo_llama *m) { return m ? m->source : NULL; }
 
 int emdpo_llama_same_architecture(const emdpo_llama *a, const emdpo_llama *b) {

@@ -19,9 +19,8 @@
 #include "lm/io/hf_tok.h"
 #include "lm/io/llama_hf.h"
 
-/* transformers' module names of the projections, in EMDPO_PROJ_ order. */
-static const char *const k_proj[EMDPO_N_PROJ] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
-                                                 "gate_proj", "up_proj", "down_proj"};
+/* The block of a transformers layer holding each projection, in
+ * EMDPO_PROJ_ order (the projections' names: emdpo_lora_target_name). */
 static const char *const k_block[EMDPO_N_PROJ] = {"self_attn", "self_attn", "self_attn", "self_attn",
                                                   "mlp",       "mlp",       "mlp"};
 
@@ -29,12 +28,12 @@ static const char *const k_block[EMDPO_N_PROJ] = {"self_attn", "self_attn", "sel
 enum { NAME_CAP = 96 };
 
 static void module_name(char *buf, int layer, int t) {
-    snprintf(buf, NAME_CAP, "model.layers.%d.%s.%s", layer, k_block[t], k_proj[t]);
+    snprintf(buf, NAME_CAP, "model.layers.%d.%s.%s", layer, k_block[t], emdpo_lora_target_name(t));
 }
 
 static void tensor_name(char *buf, int layer, int t, int is_b) {
-    snprintf(buf, NAME_CAP, TENSOR_PREFIX "model.layers.%d.%s.%s.lora_%c.weight", layer, k_block[t], k_proj[t],
-             is_b ? 'B' : 'A');
+    snprintf(buf, NAME_CAP, TENSOR_PREFIX "model.layers.%d.%s.%s.lora_%c.weight", layer, k_block[t],
+             emdpo_lora_target_name(t), is_b ? 'B' : 'A');
 }
 
 /* ---- adapter_config.json ----------------------------------------------- */
@@ -768,7 +767,7 @@ static void write_config(FILE *fp, const void *ctx) {
     const char *sep = "\n    ";
     for (int t = 0; t < EMDPO_N_PROJ; t++)
         if (c->targets >> t & 1) {
-            fprintf(fp, "%s\"%s\"", sep, k_proj[t]);
+            fprintf(fp, "%s\"%s\"", sep, emdpo_lora_target_name(t));
             sep = ",\n    ";
         }
     fprintf(fp, "\n  ],\n  \"task_type\": \"CAUSAL_LM\",\n  \"use_dora\": false,\n  \"use_rslora\": %s\n}",
@@ -822,8 +821,9 @@ int emdpo_lora_adapter_merge(const emdpo_lora_adapter *a, emdpo_llama *m, emdpo_
     emdpo_diag_reset(diag, NULL);
     if (!a || !m) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no adapter or model");
     if (m->frozen)
-        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "the model is frozen (16-bit matrices, never changed): "
-                                                            "merge into one loaded in float32");
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG,
+                               "the model is frozen (16-bit matrices, never changed): "
+                               "merge into one loaded in float32");
     int rc = emdpo_lora_merge(a, m);
     if (rc)
         return emdpo_diag_fail(diag, rc,

@@ -418,8 +418,20 @@ void emdpo_st_format_shape(char *buf, size_t size, int rank, const int64_t *shap
     if (at < size) snprintf(buf + at, size - at, "]");
 }
 
-int emdpo_st_read_f32(const emdpo_safetensors *st, const char *name, int rank, const int64_t *shape,
-                      float *dst, emdpo_diag *diag) {
+/* count elements of dtype dt at s into dst: widened to float32, or, when
+ * as16, the raw 16-bit values (dt then is as16's dtype). */
+static void deliver(emdpo_st_dtype dt, int as16, const unsigned char *s, size_t count, void *dst, size_t first) {
+    if (!as16) {
+        convert(dt, s, count, (float *)dst + first);
+        return;
+    }
+    uint16_t *d = (uint16_t *)dst + first;
+    for (size_t i = 0; i < count; i++, s += 2) d[i] = (uint16_t)(s[0] | s[1] << 8);
+}
+
+/* emdpo_st_read_f32, or emdpo_st_read16 when as16 (an emdpo_st_dtype). */
+static int read_tensor(const emdpo_safetensors *st, const char *name, int rank, const int64_t *shape, int as16,
+                       void *dst, emdpo_diag *diag) {
     emdpo_diag_reset(diag, st->file);
     const emdpo_st_tensor *t = emdpo_st_find(st, name);
     char want[128], got[128];
@@ -435,13 +447,16 @@ int emdpo_st_read_f32(const emdpo_safetensors *st, const char *name, int rank, c
         t->dtype != EMDPO_ST_F64)
         return emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "tensor \"%.80s\" has dtype %s, not a floating-point one",
                     name, k_dtypes[t->dtype].name);
+    if (as16 && (int)t->dtype != as16)
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "tensor \"%.80s\" has dtype %s, not %s", name,
+                               k_dtypes[t->dtype].name, k_dtypes[as16].name);
     /* A chunk at a time through one buffer: reading holds no more than dst
      * and the chunk. (Threads over chunks were not faster: the load's time
      * is the kernel's, faulting in dst's fresh pages; docs/BENCHMARKS.md.) */
     unsigned size = k_dtypes[t->dtype].size;
     uint64_t per = READ_CHUNK / size;
     if (st->fd < 0) {
-        convert(t->dtype, st->mem + st->data_start + t->begin, (size_t)t->numel, dst);
+        deliver(t->dtype, as16, st->mem + st->data_start + t->begin, (size_t)t->numel, dst, 0);
         return EMDPO_OK;
     }
     unsigned char *buf = emdpo_malloc(READ_CHUNK);
@@ -452,10 +467,21 @@ int emdpo_st_read_f32(const emdpo_safetensors *st, const char *name, int rank, c
         if (read_at(st->fd, buf, k * size, st->data_start + t->begin + first * size))
             rc = emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot read tensor \"%.80s\" (the file may have shrunk)", name);
         else
-            convert(t->dtype, buf, k, dst + first);
+            deliver(t->dtype, as16, buf, k, dst, (size_t)first);
     }
     emdpo_free(buf, READ_CHUNK);
     return rc;
+}
+
+int emdpo_st_read_f32(const emdpo_safetensors *st, const char *name, int rank, const int64_t *shape,
+                      float *dst, emdpo_diag *diag) {
+    return read_tensor(st, name, rank, shape, 0, dst, diag);
+}
+
+int emdpo_st_read16(const emdpo_safetensors *st, const char *name, int rank, const int64_t *shape,
+                    emdpo_st_dtype dtype, uint16_t *dst, emdpo_diag *diag) {
+    if (dtype != EMDPO_ST_F16 && dtype != EMDPO_ST_BF16) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "not a 16-bit dtype");
+    return read_tensor(st, name, rank, shape, (int)dtype, dst, diag);
 }
 
 /* ---- writer ------------------------------------------------------------ */

@@ -100,6 +100,12 @@ const char *emdpo_st_metadata(const emdpo_safetensors *st, const char *key);
 int emdpo_st_read_f32(const emdpo_safetensors *st, const char *name, int rank, const int64_t *shape,
                       float *dst, emdpo_diag *diag);
 
+/* The same into 16-bit dst, the values as stored, for a tensor whose
+ * dtype is dtype (EMDPO_ST_F16 or EMDPO_ST_BF16); another dtype is
+ * EMDPO_ERR_INVALID_ARG. */
+int emdpo_st_read16(const emdpo_safetensors *st, const char *name, int rank, const int64_t *shape,
+                    emdpo_st_dtype dtype, uint16_t *dst, emdpo_diag *diag);
+
 /* "[2, 3]": shape[0..rank) as diag messages show it. */
 void emdpo_st_format_shape(char *buf, size_t size, int rank, const int64_t *shape);
 

@@ -301,14 +301,39 @@ const emdpo_st_tensor *emdpo_st_source_find(const emdpo_st_source *s, const char
     return e ? e->t : NULL;
 }
 
-int emdpo_st_source_read_f32(const emdpo_st_source *s, const char *name, int rank, const int64_t *shape, float *dst,
-                             emdpo_diag *diag) {
+/* The shard holding name, or NULL after failing diag. */
+static const emdpo_safetensors *holder_of(const emdpo_st_source *s, const char *name, int rank, const int64_t *shape,
+                                          emdpo_diag *diag) {
     const entry *e = find_entry(s, name);
-    if (e || s->n_shard == 1) return emdpo_st_read_f32(s->shard[e ? e->shard : 0], name, rank, shape, dst, diag);
+    if (e || s->n_shard == 1) return s->shard[e ? e->shard : 0];
     emdpo_diag_reset(diag, s->name);
     char want[128];
     emdpo_st_format_shape(want, sizeof want, rank, shape);
-    return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "tensor \"%.80s\" (shape %s) is missing", name, want);
+    emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "tensor \"%.80s\" (shape %s) is missing", name, want);
+    return NULL;
+}
+
+int emdpo_st_source_read_f32(const emdpo_st_source *s, const char *name, int rank, const int64_t *shape, float *dst,
+                             emdpo_diag *diag) {
+    const emdpo_safetensors *st = holder_of(s, name, rank, shape, diag);
+    return st ? emdpo_st_read_f32(st, name, rank, shape, dst, diag) : EMDPO_ERR_PARSE;
+}
+
+int emdpo_st_source_read16(const emdpo_st_source *s, const char *name, int rank, const int64_t *shape,
+                           emdpo_st_dtype dtype, uint16_t *dst, emdpo_diag *diag) {
+    const emdpo_safetensors *st = holder_of(s, name, rank, shape, diag);
+    return st ? emdpo_st_read16(st, name, rank, shape, dtype, dst, diag) : EMDPO_ERR_PARSE;
+}
+
+int emdpo_st_source_matrix_dtype(const emdpo_st_source *s) {
+    int dt = -1;
+    for (size_t i = 0; i < emdpo_st_source_count(s); i++) {
+        const emdpo_st_tensor *t = emdpo_st_source_tensor_at(s, i);
+        if (t->rank != 2) continue;
+        if (dt >= 0 && dt != (int)t->dtype) return -1;
+        dt = (int)t->dtype;
+    }
+    return dt;
 }
 
 /* ---- a stale index ------------------------------------------------------------- */

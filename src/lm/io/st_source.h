@@ -59,6 +59,13 @@ const emdpo_st_tensor *emdpo_st_source_find(const emdpo_st_source *s, const char
  * is named against the source. Safe to call from several threads. */
 int emdpo_st_source_read_f32(const emdpo_st_source *s, const char *name, int rank, const int64_t *shape, float *dst,
                              emdpo_diag *diag);
+/* emdpo_st_read16 likewise. */
+int emdpo_st_source_read16(const emdpo_st_source *s, const char *name, int rank, const int64_t *shape,
+                           emdpo_st_dtype dtype, uint16_t *dst, emdpo_diag *diag);
+
+/* The dtype every rank-2 tensor (a model's matrices) has, or -1 when they
+ * differ or there are none. */
+int emdpo_st_source_matrix_dtype(const emdpo_st_source *s);
 
 /* The floating-point dtype holding the most elements (the dtype the model
  * was stored in; a few F32 norms among BF16 matrices count as BF16); F32
