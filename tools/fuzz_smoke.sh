@@ -17,7 +17,7 @@ for bin in build/fuzz/fuzz_*; do
     seeds="fuzz/corpus/$name"
     [ "$name" = gguf_model ] && seeds="$seeds fuzz/corpus/gguf"
     extra=""
-    [ "$name" = safetensors ] && extra="-dict=fuzz/safetensors.dict"
+    [ "$name" = safetensors ] || [ "$name" = peft ] && extra="-dict=fuzz/safetensors.dict"
     mkdir -p "$T/$name"
     # shellcheck disable=SC2086 # seeds and extra are lists of words
     if "$bin" "$T/$name" $seeds $extra -max_total_time="$secs" -max_len=16384 -rss_limit_mb=4096 \

@@ -302,6 +302,66 @@ EMDPO_API int emdpo_lora_targets_parse(const char *names, unsigned *targets);
 /* PEFT's name of projection i (0..6), NULL for others. */
 EMDPO_API const char *emdpo_lora_target_name(int i);
 
+/* ---- LoRA adapters (PEFT) ------------------------------------------------ */
+
+/* A LoRA adapter of a model's projections (Hu et al. 2021, in PEFT's
+ * conventions): W + s B A on some of q_proj, k_proj, v_proj, o_proj,
+ * gate_proj, up_proj and down_proj of every layer, one rank r,
+ * s = lora_alpha / r (lora_alpha / sqrt(r) with use_rslora). */
+typedef struct emdpo_lora emdpo_lora_adapter;
+
+/* Reads a PEFT adapter directory made for base: adapter_config.json and
+ * adapter_model.safetensors, as peft's PeftModel.save_pretrained writes
+ * them (F32, F16 or BF16 tensors). The config is read as PEFT reads it:
+ * target_modules a list of module names, a regular expression or
+ * "all-linear", exclude_modules, layers_to_transform (a projection adapted
+ * on some layers only is zero on the others, which computes the same).
+ * EMDPO_ERR_PARSE (diag: the file, and the key or tensor: a tensor missing,
+ * extra or of another shape than r and the base give, bad JSON),
+ * EMDPO_ERR_UNSUPPORTED (DoRA, trained biases, modules_to_save,
+ * fan_in_fan_out, several ranks or alphas, a target other than the seven
+ * projections, a feature emdpo does not know), EMDPO_ERR_IO,
+ * EMDPO_ERR_NOMEM. */
+EMDPO_API int emdpo_lora_adapter_read(const char *dir, const emdpo_llama *base, emdpo_lora_adapter **out,
+                                      emdpo_diag *diag);
+/* Writes dir/adapter_config.json and dir/adapter_model.safetensors (dir
+ * created when missing, each file replaced atomically), which
+ * peft.PeftModel.from_pretrained loads on the base: the tensors as dtype
+ * (AUTO: F32), base_model_name_or_path base_model (may be NULL).
+ * EMDPO_ERR_INVALID_ARG, EMDPO_ERR_IO, EMDPO_ERR_NOMEM. */
+EMDPO_API int emdpo_lora_adapter_write(const emdpo_lora_adapter *a, const char *dir, emdpo_dtype dtype,
+                                       const char *base_model, emdpo_diag *diag);
+EMDPO_API void emdpo_lora_adapter_free(emdpo_lora_adapter *a);
+/* r; lora_alpha; the scale s; the number of floats in A and B. */
+EMDPO_API int emdpo_lora_adapter_rank(const emdpo_lora_adapter *a);
+EMDPO_API double emdpo_lora_adapter_alpha(const emdpo_lora_adapter *a);
+EMDPO_API double emdpo_lora_adapter_scale(const emdpo_lora_adapter *a);
+EMDPO_API size_t emdpo_lora_adapter_n_params(const emdpo_lora_adapter *a);
+/* W += s B A in m, which then computes what its base with the adapter
+ * computes. EMDPO_ERR_INVALID_ARG (diag) when m's projections or layer
+ * count are not the ones the adapter was read for. */
+EMDPO_API int emdpo_lora_adapter_merge(const emdpo_lora_adapter *a, emdpo_llama *m, emdpo_diag *diag);
+
+/* emdpo merge: a base with an adapter merged in, saved as a full
+ * checkpoint in the base's format. */
+typedef struct emdpo_merge_opts {
+    const char *model;     /* the base: a Hugging Face directory, a GGUF file or a llama2.c checkpoint */
+    const char *adapter;   /* a PEFT adapter directory */
+    const char *out;       /* a Hugging Face directory, a GGUF file or a llama2.c checkpoint, as the base */
+    const char *tokenizer; /* Hugging Face output: whose files and BOS/EOS ids go beside the weights (default:
+                              the base directory's tokenizer.json, when it has one); GGUF output: the vocabulary
+                              to embed (default: the base's) */
+    emdpo_dtype dtype;     /* the weights (AUTO: the base's; GGUF: F32 for a quantised base; llama2.c: F32
+                              only) */
+} emdpo_merge_opts;
+
+/* No paths, AUTO. */
+EMDPO_API void emdpo_merge_opts_init(emdpo_merge_opts *o);
+/* Loads the base (emdpo_llama_load), reads the adapter, merges and writes
+ * o->out. The errors of each step, with diag; EMDPO_ERR_INVALID_ARG for a
+ * missing path or a dtype the format does not hold. */
+EMDPO_API int emdpo_merge_run(const emdpo_merge_opts *o, emdpo_diag *diag);
+
 /* ---- Token sequences ---------------------------------------------------- */
 
 /* Tokenized (prompt, responses) groups: one group per decision (its items
