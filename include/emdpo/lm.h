@@ -590,13 +590,21 @@ typedef struct emdpo_train_opts {
     int64_t save_every;        /* checkpoint every N steps; 0: only at the end */
     int resume;                /* continue from out/trainer.bin (the log keeps its lines up to the checkpoint's step) */
     int max_length, max_prompt_length; /* 0: emdpo_lm_lengths' defaults */
-    emdpo_dtype save_dtype;    /* the saved model's weights; AUTO: the starting model's (F32 from a spec) */
+    emdpo_dtype save_dtype;    /* the saved model's weights; AUTO: the starting model's (F32 from a spec); an
+                                  adapter's: AUTO is F32 */
+    emdpo_lora_config lora;    /* lora.r > 0: train a LoRA adapter of this shape on model, which stays frozen
+                                  (emdpo_llama_load_frozen) and is the DPO reference unless ref is given; out
+                                  then holds PEFT's adapter_config.json and adapter_model.safetensors (and
+                                  trainer.bin), and a resume needs model again. 0: train the model itself */
+    const char *merge;         /* with lora: also write model + adapter merged there at the end, a full
+                                  checkpoint in the model's format (emdpo_merge_run); NULL: not */
     emdpo_train_progress progress;     /* after every step; may be NULL */
     void *progress_ud;
 } emdpo_train_opts;
 
 /* emdpo_train_config_init(mode) for train; steps 0, save_every 100, no
- * paths but what the caller gives. */
+ * adapter (emdpo_lora_config_init's shape with r 0), no paths but what the
+ * caller gives. */
 EMDPO_API void emdpo_train_opts_init(emdpo_train_opts *o, emdpo_train_mode mode);
 
 typedef struct emdpo_train_job emdpo_train_job;

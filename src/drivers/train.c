@@ -14,14 +14,17 @@
 #include "base/json_write.h"
 #include "data/data.h"
 #include "lm/engine/llama.h"
+#include "lm/engine/lora.h"
 #include "lm/io/lm_batch.h"
+#include "lm/io/peft.h"
 #include "lm/io/tokenizer.h"
 #include "lm/lm_train.h"
 
 struct emdpo_train_job {
     emdpo_train_opts o;        /* its paths point at the copies below */
-    char *path[9];             /* the caller's paths, copied */
-    emdpo_llama *m, *ref;
+    char *path[10];            /* the caller's paths, copied */
+    emdpo_llama *m, *ref;      /* with an adapter, m is the frozen base */
+    emdpo_lora *lo;            /* the adapter trained, or NULL */
     emdpo_tokenizer *tok;
     emdpo_data *d;
     emdpo_lm_set *set;
@@ -37,6 +40,8 @@ void emdpo_train_opts_init(emdpo_train_opts *o, emdpo_train_mode mode) {
     memset(o, 0, sizeof *o);
     emdpo_train_config_init(&o->train, mode);
     o->save_every = 100;
+    emdpo_lora_config_init(&o->lora);
+    o->lora.r = 0;
 }
 
 void emdpo_train_job_free(emdpo_train_job *j) {
@@ -47,6 +52,7 @@ void emdpo_train_job_free(emdpo_train_job *j) {
     emdpo_data_free(j->d);
     emdpo_tokenizer_free(j->tok);
     emdpo_llama_free(j->ref);
+    emdpo_lora_free(j->lo);
     emdpo_llama_free(j->m);
     emdpo_strfree(j->ckpt);
     for (size_t i = 0; i < sizeof j->path / sizeof j->path[0]; i++) emdpo_strfree(j->path[i]);
@@ -62,6 +68,12 @@ static int check_opts(const emdpo_train_opts *o, emdpo_diag *diag) {
     if (o->model && o->config_spec) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "give model or config, not both");
     if (!o->model && !o->config_spec && !o->resume)
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "missing model (or config for a fresh model)");
+    if (o->lora.r && !o->model)
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "a LoRA adapter needs the model it adapts (also to resume)");
+    if (o->lora.r && emdpo_lora_config_check(&o->lora))
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG,
+                               "LoRA: r must be >= 1, alpha finite, dropout in [0, 1), some targets");
+    if (o->merge && !o->lora.r) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "merge needs a LoRA adapter");
     if (!emdpo_optim_name(c->optim.kind)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "unknown optimizer");
     if (!emdpo_dtype_name(o->save_dtype)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "unknown save_dtype");
     if (!emdpo_loss_name(c->loss.kind)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "unknown loss");
@@ -112,7 +124,7 @@ int emdpo_train_job_create(const emdpo_train_opts *o, emdpo_train_job **out, emd
     }
     j->o = *o;
     const char **own[] = {&j->o.data,    &j->o.model,   &j->o.config_spec,   &j->o.tokenizer, &j->o.out,
-                          &j->o.ref,     &j->o.weights, &j->o.weight_column, &j->o.log};
+                          &j->o.ref,     &j->o.weights, &j->o.weight_column, &j->o.log,       &j->o.merge};
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
         if (!*own[i]) continue;
         if (!(j->path[i] = emdpo_strdup(*own[i]))) {
@@ -128,7 +140,8 @@ int emdpo_train_job_create(const emdpo_train_opts *o, emdpo_train_job **out, emd
     }
     /* A resumed run starts from the exported model; the checkpoint then
      * restores the exact parameters. */
-    if (o->resume) rc = emdpo_llama_load(o->out, &j->m, diag);
+    if (o->lora.r) rc = emdpo_llama_load_frozen(o->model, &j->m, diag);
+    else if (o->resume) rc = emdpo_llama_load(o->out, &j->m, diag);
     else if (o->model) rc = emdpo_llama_load(o->model, &j->m, diag);
     else rc = emdpo_llama_from_spec(o->config_spec, o->train.seed, &j->m, diag);
     if (!rc && o->ref && !o->resume) rc = emdpo_llama_load_frozen(o->ref, &j->ref, diag);
@@ -147,7 +160,12 @@ int emdpo_train_job_create(const emdpo_train_opts *o, emdpo_train_job **out, emd
     }
     if (rc) goto fail;
     emdpo_diag_reset(diag, NULL);
-    if ((rc = emdpo_trainer_create(j->m, j->set, j->w, &o->train, &j->t))) {
+    if (o->lora.r && (rc = emdpo_lora_create(&j->m->config, &o->lora, &j->lo))) {
+        emdpo_diag_fail(diag, rc, "cannot make the LoRA adapter: %s", emdpo_status_name(rc));
+        goto fail;
+    }
+    if (j->lo) emdpo_lora_init(j->lo, o->train.seed); /* a resume then restores its values */
+    if ((rc = emdpo_trainer_create_lora(j->m, j->lo, j->set, j->w, &o->train, &j->t))) {
         emdpo_diag_fail(diag, rc, rc == EMDPO_ERR_LIMIT ? "a sequence does not fit the model (context or vocabulary)"
                                                         : "cannot set up training: %s",
                         emdpo_status_name(rc));
@@ -205,12 +223,21 @@ static void log_line(FILE *fp, const emdpo_train_metrics *m, int dpo, double eps
     fputs("}\n", fp);
 }
 
-/* Model files (config.json, model.safetensors, the tokenizer's) then the
+/* Model files (config.json, model.safetensors, the tokenizer's), or the
+ * adapter's (adapter_config.json, adapter_model.safetensors), then the
  * checkpoint; a resume reads only the checkpoint, which is one atomic
  * file. */
 static int save_all(const emdpo_train_job *j, emdpo_diag *diag) {
-    emdpo_llama_save_opts so = {j->o.save_dtype, j->tok};
-    int rc = emdpo_llama_save_with(j->m, j->o.out, &so, diag);
+    int rc;
+    if (j->lo) {
+        emdpo_st_dtype dt = j->o.save_dtype == EMDPO_DTYPE_BF16  ? EMDPO_ST_BF16
+                            : j->o.save_dtype == EMDPO_DTYPE_F16 ? EMDPO_ST_F16
+                                                                  : EMDPO_ST_F32;
+        rc = emdpo_peft_write(j->lo, j->o.out, dt, j->o.model, diag);
+    } else {
+        emdpo_llama_save_opts so = {j->o.save_dtype, j->tok};
+        rc = emdpo_llama_save_with(j->m, j->o.out, &so, diag);
+    }
     if (!rc) rc = emdpo_trainer_save(j->t, j->ckpt, diag);
     return rc;
 }
@@ -273,6 +300,16 @@ int emdpo_train_job_run(emdpo_train_job *j, emdpo_diag *diag) {
         if (o->save_every && j->last.step % o->save_every == 0 && j->last.step < j->steps) rc = save_all(j, diag);
     }
     if (!rc) rc = save_all(j, diag);
+    if (!rc && o->merge) {
+        emdpo_merge_opts mo;
+        emdpo_merge_opts_init(&mo);
+        mo.model = o->model;
+        mo.adapter = o->out;
+        mo.out = o->merge;
+        mo.tokenizer = o->tokenizer;
+        mo.dtype = o->save_dtype;
+        rc = emdpo_merge_run(&mo, diag);
+    }
     if (logf) {
         int bad = ferror(logf);
         bad |= fclose(logf) != 0;
