@@ -60,6 +60,17 @@ check "merged is not the base" test -n "$(cmp "$T/c_merged/model.safetensors" "$
 expect_exit 0 "score the merged model" "" "$E" score --model "$T/c_merged" --data "$T/prefs.jsonl" \
     --tokenizer "$T/tok.bin" --out "$T/merged.csv"
 
+# the adapter directory is a model wherever one is read: its base (named by
+# base_model_name_or_path, absolute) with the adapter merged in
+check "the base's absolute path" grep -q "\"base_model_name_or_path\": \"/" "$T/c/adapter_config.json"
+expect_exit 0 "score the adapter directory" "" "$E" score --model "$T/c" --data "$T/prefs.jsonl" \
+    --tokenizer "$T/tok.bin" --out "$T/adapter.csv"
+check "adapter directory = merged model" cmp -s "$T/adapter.csv" "$T/merged.csv"
+sed 's/"base_model_name_or_path": "[^"]*"/"base_model_name_or_path": null/' "$T/c/adapter_config.json" >"$T/cfg"
+mkdir "$T/nobase" && cp "$T/cfg" "$T/nobase/adapter_config.json" && cp "$T/c/adapter_model.safetensors" "$T/nobase/"
+expect_exit 2 "an adapter without its base" "base_model_name_or_path" "$E" score --model "$T/nobase" \
+    --data "$T/prefs.jsonl" --tokenizer "$T/tok.bin"
+
 # a bf16 base (frozen, 16-bit) trains the adapter its float32 copy trains
 expect_exit 0 "bf16 base" "" "$E" convert --model "$T/base" --out "$T/base16" --save-dtype bf16
 expect_exit 0 "f32 copy of it" "" "$E" convert --model "$T/base16" --out "$T/base32" --save-dtype f32

@@ -35,8 +35,11 @@ typedef struct emdpo_llama emdpo_llama;
  * F32, F16 or BF16 weights, converted to float32 exactly), a GGUF file (by
  * its magic; architectures llama, qwen2 and qwen3, tensors F32, F16, BF16,
  * Q8_0, Q4_0 and Q4_K dequantised to float32) a llama.cpp model, another
- * file a llama2.c checkpoint. EMDPO_ERR_IO, EMDPO_ERR_PARSE (diag: the file
- * and what is wrong),
+ * file a llama2.c checkpoint. A PEFT adapter directory (adapter_config.json
+ * and no config.json) loads as PEFT's AutoPeftModelForCausalLM loads it:
+ * the base its base_model_name_or_path names (a path, as given or relative
+ * to the adapter's directory) with the adapter merged in, a float32 model.
+ * EMDPO_ERR_IO, EMDPO_ERR_PARSE (diag: the file and what is wrong),
  * EMDPO_ERR_UNSUPPORTED (an architecture variant emdpo does not run),
  * EMDPO_ERR_NOMEM. */
 EMDPO_API int emdpo_llama_load(const char *path, emdpo_llama **out, emdpo_diag *diag);

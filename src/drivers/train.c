@@ -25,6 +25,7 @@ struct emdpo_train_job {
     char *path[10];            /* the caller's paths, copied */
     emdpo_llama *m, *ref;      /* with an adapter, m is the frozen base */
     emdpo_lora *lo;            /* the adapter trained, or NULL */
+    char *base_path;           /* with lo: the model's absolute path, the adapter's base_model_name_or_path */
     emdpo_tokenizer *tok;
     emdpo_data *d;
     emdpo_lm_set *set;
@@ -53,6 +54,7 @@ void emdpo_train_job_free(emdpo_train_job *j) {
     emdpo_tokenizer_free(j->tok);
     emdpo_llama_free(j->ref);
     emdpo_lora_free(j->lo);
+    emdpo_strfree(j->base_path);
     emdpo_llama_free(j->m);
     emdpo_strfree(j->ckpt);
     for (size_t i = 0; i < sizeof j->path / sizeof j->path[0]; i++) emdpo_strfree(j->path[i]);
@@ -165,6 +167,10 @@ int emdpo_train_job_create(const emdpo_train_opts *o, emdpo_train_job **out, emd
         goto fail;
     }
     if (j->lo) emdpo_lora_init(j->lo, o->train.seed); /* a resume then restores its values */
+    if (j->lo && !(j->base_path = emdpo_path_real(o->model))) {
+        rc = emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
     if ((rc = emdpo_trainer_create_lora(j->m, j->lo, j->set, j->w, &o->train, &j->t))) {
         emdpo_diag_fail(diag, rc, rc == EMDPO_ERR_LIMIT ? "a sequence does not fit the model (context or vocabulary)"
                                                         : "cannot set up training: %s",
@@ -233,7 +239,7 @@ static int save_all(const emdpo_train_job *j, emdpo_diag *diag) {
         emdpo_st_dtype dt = j->o.save_dtype == EMDPO_DTYPE_BF16  ? EMDPO_ST_BF16
                             : j->o.save_dtype == EMDPO_DTYPE_F16 ? EMDPO_ST_F16
                                                                   : EMDPO_ST_F32;
-        rc = emdpo_peft_write(j->lo, j->o.out, dt, j->o.model, diag);
+        rc = emdpo_peft_write(j->lo, j->o.out, dt, j->base_path, diag);
     } else {
         emdpo_llama_save_opts so = {j->o.save_dtype, j->tok};
         rc = emdpo_llama_save_with(j->m, j->o.out, &so, diag);
