@@ -131,8 +131,8 @@ int cli_lora_finish(const char *cmd, const cli_lora *l, emdpo_lora_config *out);
 
 /* The EM and M-step flags of a Llama fit (fit and select --policy llama):
  * writes CLI_LM_FIT_FLAGS entries pointing into o; returns their count. */
-#define CLI_LM_FIT_FLAGS 22
-int cli_lm_fit_flags(cli_opt *opts, emdpo_lm_fit_opts *o);
+#define CLI_LM_FIT_FLAGS (22 + CLI_LORA_FLAGS)
+int cli_lm_fit_flags(cli_opt *opts, emdpo_lm_fit_opts *o, cli_lora *lora);
 
 /* The EM log-likelihood line printed after every iteration. */
 void cli_em_progress(void *ud, int start, int iter, double loglik, const double *eta, int K);

@@ -48,9 +48,9 @@ int cli_lora_finish(const char *cmd, const cli_lora *l, emdpo_lora_config *out) 
     return 0;
 }
 
-int cli_lm_fit_flags(cli_opt *opts, emdpo_lm_fit_opts *o) {
+int cli_lm_fit_flags(cli_opt *opts, emdpo_lm_fit_opts *o, cli_lora *lora) {
     emdpo_lm_mstep_opts *m = &o->mstep;
-    const cli_opt flags[CLI_LM_FIT_FLAGS] = {
+    const cli_opt flags[CLI_LM_FIT_FLAGS - CLI_LORA_FLAGS] = {
         {"max-iter", CLI_INT, &o->em.max_iter, "N", "EM iterations after the first M-step (the paper's)", 0, 0, 0},
         {"tol", CLI_DBL, &o->em.tol, "X", "an iteration improves when it beats the best log-likelihood so far by "
                                          "more than X*|loglik|", 0, 0, 0},
@@ -78,6 +78,7 @@ int cli_lm_fit_flags(cli_opt *opts, emdpo_lm_fit_opts *o) {
         {"score-batch", CLI_INT, &m->score_batch, "N", "sequences per scoring forward", 0, 0, 0},
         CLI_SAVE_DTYPE_FLAG(&o->save_dtype),
     };
-    for (int i = 0; i < CLI_LM_FIT_FLAGS; i++) opts[i] = flags[i];
-    return CLI_LM_FIT_FLAGS;
+    int n = CLI_LM_FIT_FLAGS - CLI_LORA_FLAGS;
+    for (int i = 0; i < n; i++) opts[i] = flags[i];
+    return n + cli_lora_flags(opts + n, lora);
 }
