@@ -66,6 +66,14 @@ check "the base's absolute path" grep -q "\"base_model_name_or_path\": \"/" "$T/
 expect_exit 0 "score the adapter directory" "" "$E" score --model "$T/c" --data "$T/prefs.jsonl" \
     --tokenizer "$T/tok.bin" --out "$T/adapter.csv"
 check "adapter directory = merged model" cmp -s "$T/adapter.csv" "$T/merged.csv"
+expect_exit 0 "score --adapter (the base runs it, unmerged)" "" "$E" score --model "$T/base" --adapter "$T/c" \
+    --data "$T/prefs.jsonl" --tokenizer "$T/tok.bin" --out "$T/unmerged.csv"
+close_scores() { # two score CSVs agree to 1e-5 in logp
+    paste -d, "$1" "$2" | awk -F, 'NR > 1 { d = $5 - $10; if (d < 0) d = -d; if (d > 1e-5) bad = 1 } END { exit bad }'
+}
+check "--adapter = merged model, to rounding" close_scores "$T/unmerged.csv" "$T/merged.csv"
+[ -d tests/fixtures/lora/llama3_all ] && expect_exit 2 "--adapter of another model's shape" "adapter_model" \
+    "$E" score --model "$T/base" --adapter tests/fixtures/lora/llama3_all --data "$T/prefs.jsonl" --tokenizer "$T/tok.bin"
 sed 's/"base_model_name_or_path": "[^"]*"/"base_model_name_or_path": null/' "$T/c/adapter_config.json" >"$T/cfg"
 mkdir "$T/nobase" && cp "$T/cfg" "$T/nobase/adapter_config.json" && cp "$T/c/adapter_model.safetensors" "$T/nobase/"
 expect_exit 2 "an adapter without its base" "base_model_name_or_path" "$E" score --model "$T/nobase" \

@@ -419,10 +419,12 @@ typedef struct emdpo_sample_opts {
     const int *stop_ids; /* (n_stop) ids that end a sample (emdpo_tokenizer_stop_ids); NULL: llama2.c's EOS
                             and BOS */
     size_t n_stop;
+    const char *adapter; /* emdpo_generate_text: a PEFT LoRA adapter directory merged into the model first;
+                            NULL: none */
 } emdpo_sample_opts;
 
 /* temperature 1, top_k 0, top_p 1, max_tokens 256, n 1, seed 1, stop_ids
- * NULL. */
+ * NULL, no adapter. */
 EMDPO_API void emdpo_sample_opts_init(emdpo_sample_opts *o);
 
 /* Why a sample ended. */
@@ -637,6 +639,7 @@ EMDPO_API void emdpo_train_job_last(const emdpo_train_job *j, emdpo_train_metric
 
 typedef struct emdpo_score_opts {
     const char *model;     /* a checkpoint or a mixture.json (then logp is the mixture's) */
+    const char *adapter;   /* a PEFT LoRA adapter directory run on model (not merged); NULL: none */
     const char *ref;       /* adds ref_logp and logratio; NULL: none */
     const char *tokenizer;
     const char *data;      /* JSONL: preference data or SFT texts */

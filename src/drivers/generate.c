@@ -10,6 +10,8 @@
 #include "lm/io/gguf.h"
 #include "lm/engine/llama.h"
 #include "lm/engine/lm_sample.h"
+#include "lm/engine/lora.h"
+#include "lm/io/peft.h"
 #include "lm/io/tokenizer.h"
 #include "lm/lm_mixture.h"
 
@@ -208,7 +210,19 @@ int emdpo_generate_text(const char *model, const char *tokenizer, const char *pr
     emdpo_generation *g = emdpo_calloc(1, sizeof *g);
     if (!g) return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
     g->mixture = emdpo_mixture_is_file(model);
-    rc = g->mixture ? emdpo_mixture_open(model, &mix, diag) : emdpo_llama_load_frozen(model, &m, diag);
+    if (g->mixture && o->adapter) {
+        emdpo_diag_reset(diag, o->adapter);
+        rc = emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "an adapter goes on a model, not on a mixture");
+    } else if (g->mixture) {
+        rc = emdpo_mixture_open(model, &mix, diag);
+    } else if (o->adapter) { /* merged into a float32 copy: the decoders run plain models */
+        emdpo_lora *lo = NULL;
+        if (!(rc = emdpo_llama_load(model, &m, diag)) && !(rc = emdpo_peft_read(o->adapter, &m->config, &lo, diag)))
+            rc = emdpo_lora_merge(lo, m);
+        emdpo_lora_free(lo);
+    } else {
+        rc = emdpo_llama_load_frozen(model, &m, diag);
+    }
     const emdpo_llama *m0 = mix ? mix->model[0] : m;
     if (!rc && o->top_k > m0->config.vocab_size)
         rc = emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "top_k must be at most the vocabulary size %d",
