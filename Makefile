@@ -36,7 +36,7 @@ API_SRC  := $(sort $(wildcard tests/api/test_api_*.c))
 API_BIN  := $(API_SRC:tests/api/%.c=$(BUILD)/tests/%)
 SO       := $(BUILD)/libemdpo.so.$(VERSION)
 
-.PHONY: all lib test sanitize bench clean demo demo-loglinear demo-goqa fuzz install uninstall
+.PHONY: all lib test sanitize bench clean demo demo-loglinear demo-goqa fuzz fuzz-smoke install uninstall
 all: $(BUILD)/emdpo $(SO)
 lib: $(BUILD)/libemdpo.a $(SO)
 
@@ -130,15 +130,24 @@ uninstall:
 	-rmdir $(DESTDIR)$(INCDIR)/emdpo 2>/dev/null
 
 # libFuzzer targets (clang); see fuzz/README.md for running them. Each links
-# the whole library (built for the fuzzer, without OpenMP), so that a
-# harness never lists the files its parser happens to need.
-FUZZ_CF := -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -g -O1 -Wno-unknown-pragmas \
-	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+# the whole library (built once for the fuzzers, instrumented, without
+# OpenMP), so that a harness never lists the files its parser happens to
+# need. `make fuzz-smoke` runs every harness briefly over its seeds
+# (tools/fuzz_smoke.sh; CI runs it).
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CF := -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -g -O1 -Wno-unknown-pragmas $(FUZZ_SAN)
 FUZZ_BIN := $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_OBJ := $(LIB_SRC:src/%.c=build/fuzz/obj/%.o)
 fuzz: $(FUZZ_BIN)
-build/fuzz/%: fuzz/%.c $(LIB_SRC) $(LIB_HDR)
+build/fuzz/obj/%.o: src/%.c $(LIB_HDR)
 	@mkdir -p $(@D)
-	clang $(FUZZ_CF) $< $(LIB_SRC) -lopenblas -lpcre2-8 -lutf8proc -lz -lm -o $@
+	@echo "CC $< (fuzz)"
+	@clang $(FUZZ_CF) -fsanitize=fuzzer-no-link -c $< -o $@
+build/fuzz/%: fuzz/%.c $(FUZZ_OBJ)
+	@mkdir -p $(@D)
+	clang $(FUZZ_CF) -fsanitize=fuzzer $< $(FUZZ_OBJ) -lopenblas -lpcre2-8 -lutf8proc -lz -lm -o $@
+fuzz-smoke: $(FUZZ_BIN)
+	sh tools/fuzz_smoke.sh
 
 clean:
 	rm -rf build build-san

@@ -5,9 +5,32 @@
 #   sh run.sh test       build and run the test suite
 #   sh run.sh sanitize   the tests under AddressSanitizer + UBSan
 #   sh run.sh bench      benchmarks (see docs/BENCHMARKS.md)
+# With no argument it runs the demo. One argument at most: anything more is
+# refused before any work (`shift` with no argument is fatal under dash, so
+# the count is checked instead).
 set -eu
+usage() {
+    echo "usage: sh run.sh [TARGET]   TARGET: demo (default), demo-loglinear, demo-goqa, test, sanitize, bench, fuzz," >&2
+    echo "                            fuzz-smoke, all, lib, install, uninstall, clean" >&2
+}
+if [ $# -gt 1 ]; then
+    echo "run.sh: one target at most, got $#: $*" >&2
+    usage
+    exit 2
+fi
 target=${1:-demo}
-shift 2>/dev/null || true
+case $target in
+demo | demo-loglinear | demo-goqa | test | sanitize | bench | fuzz | fuzz-smoke | all | lib | install | uninstall | clean) ;;
+-h | --help | help)
+    usage
+    exit 0
+    ;;
+*)
+    echo "run.sh: unknown target '$target'" >&2
+    usage
+    exit 2
+    ;;
+esac
 
 # Debian packages the build needs: a C compiler with OpenMP, make, OpenBLAS,
 # PCRE2 (tokenizers' split regexes), utf8proc (Unicode normalization) and
@@ -45,4 +68,4 @@ if [ -n "$missing" ]; then
     fi
 fi
 jobs=$(nproc 2>/dev/null || echo 2)
-exec make -j"$jobs" "$target" "$@"
+exec make -j"$jobs" "$target"

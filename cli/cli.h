@@ -24,6 +24,7 @@ int cmd_dpo(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
 int cmd_baseline(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_regret(int argc, char **argv);
@@ -111,10 +112,27 @@ int cli_split_pairs(char *list, const char **names, const char **paths);
     {"rpo-alpha", CLI_DBL, (dst), "X", "weight of the chosen responses' NLL added to the preference loss (RPO, "  \
                                        "TRL's rpo_alpha); 0 = off", 0, 0, 0}
 
+/* The LoRA flags of the Llama policy commands: --lora-r, --lora-alpha,
+ * --lora-dropout, --lora-targets, --rslora. Any of them given trains a
+ * LoRA adapter per policy on the frozen model; the others keep their
+ * defaults (emdpo_lora_config_init's, which help shows). */
+typedef struct cli_lora {
+    int r;
+    double alpha, dropout;
+    const char *targets;
+    int rslora;
+    cli_opt *opts; /* where cli_lora_flags put them */
+} cli_lora;
+#define CLI_LORA_FLAGS 5
+int cli_lora_flags(cli_opt *opts, cli_lora *l);
+/* After parsing: the adapter's shape into out (out->r 0 when no flag was
+ * given), or a usage error (exit 2) naming the bad flag. */
+int cli_lora_finish(const char *cmd, const cli_lora *l, emdpo_lora_config *out);
+
 /* The EM and M-step flags of a Llama fit (fit and select --policy llama):
  * writes CLI_LM_FIT_FLAGS entries pointing into o; returns their count. */
-#define CLI_LM_FIT_FLAGS 22
-int cli_lm_fit_flags(cli_opt *opts, emdpo_lm_fit_opts *o);
+#define CLI_LM_FIT_FLAGS (22 + CLI_LORA_FLAGS)
+int cli_lm_fit_flags(cli_opt *opts, emdpo_lm_fit_opts *o, cli_lora *lora);
 
 /* The EM log-likelihood line printed after every iteration. */
 void cli_em_progress(void *ud, int start, int iter, double loglik, const double *eta, int K);

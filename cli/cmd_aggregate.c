@@ -73,8 +73,10 @@ static int aggregate_loglinear(int argc, char **argv) {
     emdpo_aggregate *a = NULL;
     emdpo_diag diag;
     if ((rc = emdpo_fit_read(fit_path, &fit, &diag))) return cli_fail("aggregate", rc, &diag, &cmd);
+    int fit_data = !data;
     if (!data) data = emdpo_fit_data_path(fit);
     if (!data) rc = cli_usage_error("aggregate", "the fit names no data file; pass --data");
+    else if ((rc = emdpo_fit_check_files(fit, fit_data, &diag))) rc = cli_fail("aggregate", rc, &diag, &cmd);
     else if (!(rc = cli_load_data("aggregate", data, format, NULL, &d)) &&
              (rc = emdpo_loglinear_aggregate(fit, d, &o, &a, &diag)))
         rc = cli_fail("aggregate", rc, &diag, &cmd);
@@ -310,6 +312,14 @@ static int aggregate_regrets(int argc, char **argv) {
 int cmd_aggregate(int argc, char **argv) {
     if (cli_flag_value(argc, argv, "regrets")) return aggregate_regrets(argc, argv);
     const char *fit = cli_flag_value(argc, argv, "fit");
-    if (fit && emdpo_fit_file_is(fit, EMDPO_FAMILY_LLAMA)) return aggregate_llama(argc, argv);
-    return aggregate_loglinear(argc, argv);
+    if (!fit || !*fit) return aggregate_loglinear(argc, argv);
+    /* The fit's family picks the flags, so a fit that cannot be read is
+     * refused for what is wrong in it, not for flags of the other family. */
+    emdpo_fit *f = NULL;
+    emdpo_diag diag;
+    int rc = emdpo_fit_read(fit, &f, &diag);
+    if (rc) return cli_fail("aggregate", rc, &diag, NULL);
+    int llama = emdpo_fit_family(f) == EMDPO_FAMILY_LLAMA;
+    emdpo_fit_free(f);
+    return llama ? aggregate_llama(argc, argv) : aggregate_loglinear(argc, argv);
 }

@@ -137,6 +137,7 @@ static int fit_llama(int argc, char **argv) {
     const char *policy = NULL, *data = NULL, *model = NULL, *tokenizer = NULL, *out = NULL;
     int threads = 0, quiet = 0, progress = 0;
     cli_read rd;
+    cli_lora lora;
     cli_read_init(&rd);
     cli_opt opts[CLI_LM_FIT_FLAGS + 12 + 2] = {
         {"policy", CLI_STR, &policy, "NAME", "llama: this command (loglinear: see emdpo fit --help)", 0, 0, 0},
@@ -148,7 +149,7 @@ static int fit_llama(int argc, char **argv) {
         {"out", CLI_STR, &out, "DIR", "output: fit.json, posterior.csv, type_1 .. type_K", 1, 0, 0},
     };
     int n = 6;
-    n += cli_lm_fit_flags(opts + n, &o);
+    n += cli_lm_fit_flags(opts + n, &o, &lora);
     const cli_opt read_flags[] = {CLI_READ_FLAG_LIST(&rd)};
     memcpy(opts + n, read_flags, sizeof read_flags);
     n += (int)(sizeof read_flags / sizeof read_flags[0]);
@@ -166,11 +167,15 @@ static int fit_llama(int argc, char **argv) {
                    "loglik_trace, family \"llama\"; aic, bic and icl are null). Stochastic M-steps do not\n"
                    "guarantee EM's monotone ascent: the fit keeps the iterate with the best log-likelihood\n"
                    "(best_iteration, counting the first E-step as 0; the policies, posterior and eta are\n"
-                   "that iterate's), and \"converged\" means it stopped by --tol and --patience.",
+                   "that iterate's), and \"converged\" means it stopped by --tol and --patience.\n"
+                   "With --lora-r each type is a LoRA adapter on the SFT model, which all types share and none\n"
+                   "writes: type_k then holds PEFT's adapter_config.json and adapter_model.safetensors, which\n"
+                   "load as a model anywhere (the SFT model with the adapter merged).",
                    opts, n};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
     if (!policy || strcmp(policy, "llama")) return cli_usage_error("fit", "--policy must be llama here");
+    if ((rc = cli_lora_finish("fit", &lora, &o.mstep.lora))) return rc;
     double t0 = cli_now();
     if (cli_progress_on(quiet, progress)) {
         o.em.progress = cli_em_progress;
@@ -183,7 +188,8 @@ static int fit_llama(int argc, char **argv) {
     emdpo_data *d = NULL;
     emdpo_fit *f = NULL;
     emdpo_diag diag;
-    if ((rc = emdpo_llama_load(model, &sft, &diag)) ||
+    /* adapters leave the SFT model frozen: 16 bits stay 16 bits */
+    if ((rc = (o.mstep.lora.r ? emdpo_llama_load_frozen : emdpo_llama_load)(model, &sft, &diag)) ||
         (rc = emdpo_tokenizer_load(tokenizer, emdpo_llama_vocab_size(sft), &tok, &diag)) ||
         (rc = cli_read_finish(&rd, tokenizer)) ||
         (rc = emdpo_data_read_with(data, EMDPO_FORMAT_JSONL, &rd.o, &d, &diag)) || (rc = emdpo_mkdirs(out, &diag)) ||

@@ -12,6 +12,7 @@ int cmd_score(int argc, char **argv) {
     cli_opt opts[] = {
         {"model", CLI_STR, &o.model, "CKPT", "policy: a llama2.c .bin, a Hugging Face directory or a mixture.json", 1,
          0, 0},
+        {"adapter", CLI_STR, &o.adapter, "DIR", "a PEFT LoRA adapter directory to run on --model", 0, 0, 0},
         {"ref", CLI_STR, &o.ref, "CKPT", "reference model: adds ref_logp and logratio columns", 0, 0, 0},
         CLI_TOKENIZER_FLAG(&o.tokenizer),
         {"data", CLI_STR, &o.data, "FILE", "JSONL: preference data (prompt/chosen/rejected or ranking) or "

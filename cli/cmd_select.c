@@ -162,6 +162,7 @@ static int select_llama(int argc, char **argv) {
     const char *policy = NULL, *data = NULL, *validation = NULL, *model = NULL, *tokenizer = NULL, *krange = NULL;
     int json = 0, threads = 0, progress = 0, quiet = 0;
     cli_read rd;
+    cli_lora lora;
     cli_read_init(&rd);
     cli_opt opts[CLI_LM_FIT_FLAGS + 16 + 2] = {
         {"policy", CLI_STR, &policy, "NAME", "llama: this command (loglinear: see emdpo select --help)", 0, 0, 0},
@@ -179,7 +180,7 @@ static int select_llama(int argc, char **argv) {
          emdpo_lm_criterion_name},
     };
     int n = 9;
-    n += cli_lm_fit_flags(opts + n, &o.fit);
+    n += cli_lm_fit_flags(opts + n, &o.fit, &lora);
     const cli_opt read_flags[] = {CLI_READ_FLAG_LIST(&rd)};
     memcpy(opts + n, read_flags, sizeof read_flags);
     n += (int)(sizeof read_flags / sizeof read_flags[0]);
@@ -220,6 +221,7 @@ static int select_llama(int argc, char **argv) {
                    opts, n};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
+    if ((rc = cli_lora_finish("select", &lora, &o.fit.mstep.lora))) return rc;
     if (cli_parse_range(krange, &o.k_min, &o.k_max) || o.k_max > EMDPO_MAX_K)
         return cli_usage_error("select", "--k must be K or LO..HI with 1 <= LO <= HI <= %d, not '%s'", EMDPO_MAX_K,
                                krange);
@@ -235,7 +237,8 @@ static int select_llama(int argc, char **argv) {
     emdpo_lm_select *s = NULL;
     emdpo_diag diag;
     lm_progress pg = {t0, quiet};
-    if ((rc = emdpo_llama_load(model, &sft, &diag)) ||
+    /* adapters leave the SFT model frozen: 16 bits stay 16 bits */
+    if ((rc = (o.fit.mstep.lora.r ? emdpo_llama_load_frozen : emdpo_llama_load)(model, &sft, &diag)) ||
         (rc = emdpo_tokenizer_load(tokenizer, emdpo_llama_vocab_size(sft), &tok, &diag)) ||
         (rc = cli_read_finish(&rd, tokenizer)) ||
         (rc = emdpo_data_read_with(data, EMDPO_FORMAT_JSONL, &rd.o, &train, &diag)) ||

@@ -22,6 +22,7 @@ static int train(emdpo_train_mode mode, int argc, char **argv) {
     emdpo_train_opts_init(&o, mode);
     emdpo_train_config *c = &o.train;
     int threads = 0, quiet = 0;
+    cli_lora lora;
     cli_read rd;
     cli_read_init(&rd);
     cli_opt opts[] = {
@@ -57,8 +58,11 @@ static int train(emdpo_train_mode mode, int argc, char **argv) {
         {"seed", CLI_U64, &c->seed, "S", "shuffling and fresh-model seed", 0, 0, 0},
         {"save-every", CLI_I64, &o.save_every, "N", "checkpoint every N steps, 0 = only at the end", 0, 0, 0},
         {"resume", CLI_FLAG, &o.resume, NULL, "continue from DIR/trainer.bin", 0, 0, 0},
-        {"log", CLI_STR, &o.log, "FILE", "JSONL metrics, one line per step (appended on --resume)", 0, 0, 0},
+        {"log", CLI_STR, &o.log, "FILE", "JSONL metrics, one line per step (--resume keeps the lines up to its checkpoint)", 0, 0, 0},
         CLI_SAVE_DTYPE_FLAG(&o.save_dtype),
+        {"merge", CLI_STR, &o.merge, "PATH", "with a LoRA adapter: also write the model with it merged, in the "
+                                             "model's format (a directory, or a .gguf or llama2.c file)", 0, 0, 0},
+        {0}, {0}, {0}, {0}, {0}, /* the LoRA flags */
         CLI_READ_FLAG_LIST(&rd),
         CLI_THREADS_FLAG(&threads),
         {"quiet", CLI_FLAG, &quiet, NULL, "print nothing but errors", 0, 0, 0},
@@ -70,6 +74,9 @@ static int train(emdpo_train_mode mode, int argc, char **argv) {
         memmove(&opts[from], &opts[to], (size_t)(n_opts - to) * sizeof opts[0]);
         n_opts -= to - from;
     }
+    int li = 0;
+    while (opts[li].name) li++;
+    cli_lora_flags(&opts[li], &lora);
     cli_cmd cmd = {name,
                    dpo ? "Preference optimization (DPO, conservative DPO, IPO, hinge) of a Llama policy."
                        : "Supervised fine-tuning of a Llama policy (cross-entropy on response tokens).",
@@ -79,17 +86,24 @@ static int train(emdpo_train_mode mode, int argc, char **argv) {
                          "one column of emdpo fit's posterior.csv, --weight-column gamma_2) scale each decision.\n"
                          "Too-long sequences: the prompt keeps BOS and its last tokens, then responses are cut.\n"
                          "Metrics (TRL names) go to --log; DIR/trainer.bin lets a killed run --resume and end\n"
-                         "with the same bits. Needs the same data, flags and --threads to do so."
+                         "with the same bits. Needs the same data, flags and --threads to do so.\n"
+                         "With --lora-r (PEFT's LoRA) only an adapter is trained on the frozen --model, which is\n"
+                         "also the reference; DIR holds adapter_config.json and adapter_model.safetensors."
                        : "The loss is the mean over response tokens (and the EOS after them) of -log p.\n"
                          "Too-long sequences: the prompt keeps BOS and its last tokens, then responses are cut.\n"
                          "Metrics (TRL names) go to --log; DIR/trainer.bin lets a killed run --resume and end\n"
-                         "with the same bits. Needs the same data, flags and --threads to do so.",
+                         "with the same bits. Needs the same data, flags and --threads to do so.\n"
+                         "With --lora-r (PEFT's LoRA) only an adapter is trained on the frozen --model; DIR holds\n"
+                         "adapter_config.json and adapter_model.safetensors.",
                    opts, n_opts};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
     if (o.model && o.config_spec) return cli_usage_error(name, "give --model or --config, not both");
     if (!o.model && !o.config_spec && !o.resume)
         return cli_usage_error(name, "missing --model (or --config for a fresh model)");
+    if ((rc = cli_lora_finish(name, &lora, &o.lora))) return rc;
+    if (o.lora.r && !o.model) return cli_usage_error(name, "a LoRA adapter needs --model, the model it adapts (also with --resume)");
+    if (o.merge && !o.lora.r) return cli_usage_error(name, "--merge needs a LoRA adapter (--lora-r)");
     progress_line line = {name};
     int progress = cli_progress_on(quiet, 0);
     if (progress) {
@@ -117,8 +131,10 @@ static int train(emdpo_train_mode mode, int argc, char **argv) {
     } else if (!quiet) {
         emdpo_train_metrics last;
         emdpo_train_job_last(job, &last);
-        printf("%s: %lld steps (loss %.6g at the last); wrote %s/model.safetensors, config.json, trainer.bin\n", name,
-               (long long)emdpo_train_job_steps_done(job), last.loss, o.out);
+        printf("%s: %lld steps (loss %.6g at the last); wrote %s/%s, trainer.bin%s%s\n", name,
+               (long long)emdpo_train_job_steps_done(job), last.loss, o.out,
+               o.lora.r ? "adapter_config.json, adapter_model.safetensors" : "model.safetensors, config.json",
+               o.merge ? "; merged into " : "", o.merge ? o.merge : "");
     }
     emdpo_train_job_free(job);
     cli_read_free(&rd);

@@ -22,6 +22,7 @@ static const command commands[] = {
     {"score", cmd_score, "sequence log-probabilities and log-ratios of responses"},
     {"generate", cmd_generate, "sample text from a Llama checkpoint or a mixture.json"},
     {"convert", cmd_convert, "write a checkpoint as GGUF (llama.cpp, ollama) or a Hugging Face directory"},
+    {"merge", cmd_merge, "merge a PEFT LoRA adapter into its base: a full checkpoint in the base's format"},
     {"baseline", cmd_baseline, "train a baseline ensemble: vanilla DPO, Cluster-DPO or True-Label DPO"},
     {"eval", cmd_eval, "max-mean reward margins and accuracies of policy ensembles by true group"},
     {"regret", cmd_regret, "each type's regret under given policies and mixtures (the paper's Table 3)"},

@@ -83,6 +83,7 @@ static char *beside(const char *dir, const char *name) {
 
 int cli_read_finish(cli_read *r, const char *tokenizer) {
     if (!tokenizer) return 0;
+    r->o.require_text = 1; /* a tokenizer's command reads text responses: one without is refused at its line */
     struct stat st;
     char *dir;
     if (stat(tokenizer, &st) == 0 && S_ISDIR(st.st_mode)) {

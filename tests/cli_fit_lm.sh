@@ -75,6 +75,24 @@ expect_exit 0 "rerun" "" "$E" fit $FIT --out "$T/fit3"
 check "rerun gives the same posterior" cmp -s "$T/fit/posterior.csv" "$T/fit3/posterior.csv"
 check "rerun gives the same policy" cmp -s "$T/fit/type_2/model.safetensors" "$T/fit3/type_2/model.safetensors"
 
+# LoRA types: PEFT adapters on the one SFT model, which none writes.
+cp "$T/sft/model.safetensors" "$T/sft.before"
+expect_exit 0 "fit --lora-r" "" "$E" fit $FIT --out "$T/lora" --lora-r 4 --lora-alpha 8 --lora-dropout 0.05
+for f in adapter_config.json adapter_model.safetensors; do
+    check "wrote type_1/$f and type_2/$f" test -s "$T/lora/type_1/$f" -a -s "$T/lora/type_2/$f"
+done
+check "no full checkpoint in a LoRA type" test ! -e "$T/lora/type_1/model.safetensors"
+check "the SFT model is never written" cmp -s "$T/sft/model.safetensors" "$T/sft.before"
+check "fit.json records the adapters" grep -qF '"lora": {"r": 4, "alpha": 8, "dropout": 0.05' "$T/lora/fit.json"
+check "LoRA posterior separates the groups" separated "$T/lora/posterior.csv"
+expect_exit 0 "fit --lora-r rerun" "" "$E" fit $FIT --out "$T/lora2" --lora-r 4 --lora-alpha 8 --lora-dropout 0.05
+check "LoRA rerun gives the same posterior" cmp -s "$T/lora/posterior.csv" "$T/lora2/posterior.csv"
+check "LoRA rerun gives the same adapter" cmp -s "$T/lora/type_2/adapter_model.safetensors" \
+    "$T/lora2/type_2/adapter_model.safetensors"
+expect_exit 0 "score a LoRA type (its base merged)" "" "$E" score --data "$T/prefs.jsonl" --model "$T/lora/type_1" \
+    --ref "$T/sft" --tokenizer "$T/tok.bin"
+expect_exit 2 "bad --lora-targets" "lora-targets" "$E" fit $FIT --out "$T/b8" --lora-targets w1
+
 # Bad input: exit 2 and nothing written.
 expect_exit 2 "k out of range" "--k" "$E" fit $FIT --out "$T/b1" --k 0
 expect_exit 2 "missing model" "none.bin" "$E" fit --policy llama --data "$T/prefs.jsonl" --model "$T/none.bin" \
@@ -86,7 +104,7 @@ expect_exit 2 "unknown weight-norm" "--weight-norm" "$E" fit $FIT --out "$T/b4" 
 expect_exit 2 "unknown init" "--init" "$E" fit $FIT --out "$T/b5" --init spectral
 expect_exit 2 "negative patience" "--patience" "$E" fit $FIT --out "$T/b7" --patience -1
 expect_exit 2 "max-length beyond context" "--max-length" "$E" fit $FIT --out "$T/b6" --max-length 100
-for d in b1 b2 b3 b4 b5 b6 b7; do
+for d in b1 b2 b3 b4 b5 b6 b7 b8; do
     check "no fit.json in $d" test ! -e "$T/$d/fit.json"
 done
 check "no temporary files left" test -z "$(find "$T" -name '*.tmp*')"

@@ -199,7 +199,7 @@ static void test_rewards(const emdpo_tokenizer *tok) {
     CHECK_EQ_INT(emdpo_lm_score(ref, set, 4, ref_lp), EMDPO_OK);
     CHECK_EQ_INT(emdpo_lm_score(m, set, 4, lp), EMDPO_OK);
     const emdpo_llama *models[2] = {m, ref};
-    CHECK_EQ_INT(emdpo_lm_rewards(models, 2, set, ref_lp, beta, 4, r), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_lm_rewards(models, NULL, 2, set, ref_lp, beta, 4, r), EMDPO_OK);
     int exact = 1;
     for (int i = 0; i < 12; i++) exact &= r[i] == beta * (lp[i] - ref_lp[i]) && r[12 + i] == 0.0;
     CHECK(exact);
@@ -209,13 +209,13 @@ static void test_rewards(const emdpo_tokenizer *tok) {
     CHECK_EQ_INT(emdpo_lm_select_score(d, 1, r + 12, &one, &c, &l, NULL, NULL), EMDPO_OK);
     CHECK(c == 0.0);
     CHECK_CLOSE(l, 3 * log(0.5) + log(1.0 / 3) + log(1.0 / 6), 1e-14);
-    CHECK_EQ_INT(emdpo_lm_rewards(models, 0, set, ref_lp, beta, 4, r), EMDPO_ERR_INVALID_ARG);
-    CHECK_EQ_INT(emdpo_lm_rewards(models, 2, set, ref_lp, 0.0, 4, r), EMDPO_ERR_INVALID_ARG);
-    CHECK_EQ_INT(emdpo_lm_rewards(models, 2, set, ref_lp, beta, 0, r), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_lm_rewards(models, NULL, 0, set, ref_lp, beta, 4, r), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_lm_rewards(models, NULL, 2, set, ref_lp, 0.0, 4, r), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_lm_rewards(models, NULL, 2, set, ref_lp, beta, 0, r), EMDPO_ERR_INVALID_ARG);
     int done = 0;
     for (long n = 0; !done && n < 500; n++) {
         failalloc_install(n, 0);
-        int rc = emdpo_lm_rewards(models, 2, set, ref_lp, beta, 4, r);
+        int rc = emdpo_lm_rewards(models, NULL, 2, set, ref_lp, beta, 4, r);
         done = rc == EMDPO_OK;
         CHECK(rc == EMDPO_OK || rc == EMDPO_ERR_NOMEM);
         long live = failalloc_live();

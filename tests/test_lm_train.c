@@ -137,6 +137,52 @@ static double mean_margin(const emdpo_llama *m, const emdpo_lm_set *s, const dou
     return sum / (double)s->n_group;
 }
 
+/* Texts far longer than a sequence (a prompt and responses of ~100 kB,
+ * with multi-byte characters) are encoded from a window of their bytes:
+ * the kept tokens are those of the whole text, truncated as a short one. */
+static void test_long_texts(const emdpo_tokenizer *tok) {
+    enum { L = 12, P = 4, N = 100000 };
+    char *prompt = malloc(N + 16), *resp = malloc(N + 16);
+    CHECK(prompt && resp);
+    if (!prompt || !resp) goto out;
+    const char *words[4] = {" a b", " c\xC3\xA9", " d e f", " \xE2\x82\xAC g"};
+    size_t at = 0, rat = 0;
+    for (int w = 0; at + 8 < N; w++) {
+        size_t n = strlen(words[w % 4]), rn_w = strlen(words[(w + 1) % 4]);
+        memcpy(prompt + at, words[w % 4], n);
+        memcpy(resp + rat, words[(w + 1) % 4], rn_w);
+        at += n;
+        rat += rn_w;
+    }
+    prompt[at] = resp[rat] = 0;
+    int *pids = NULL, *rids = NULL;
+    size_t pn = 0, rn = 0;
+    CHECK_EQ_INT(emdpo_tokenizer_encode_alloc(tok, prompt, at, EMDPO_TOK_ADD_BOS, &pids, &pn), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_tokenizer_encode_alloc(tok, resp, rat, 0, &rids, &rn), EMDPO_OK);
+    emdpo_lm_set *s = NULL;
+    CHECK_EQ_INT(emdpo_lm_set_create(L, P, &s), EMDPO_OK);
+    const char *r[2] = {resp, "a"};
+    CHECK_EQ_INT(emdpo_lm_set_add(s, tok, prompt, r, 2, 1), EMDPO_OK);
+    CHECK(s->window > 0 && s->window < at);
+    CHECK(pn > 1000 && rn > 1000);
+    if (s && pids && rids && pn > P && rn > L) {
+        /* BOS and the prompt's last P - 1 tokens, then the response's first. */
+        const int32_t *q = s->tok;
+        CHECK_EQ_INT(emdpo_lm_seq_len(s, 0), L);
+        CHECK_EQ_INT(s->seq_start[0], P);
+        CHECK_EQ_INT(q[0], EMDPO_TOK_BOS);
+        for (int i = 1; i < P; i++) CHECK_EQ_INT(q[i], pids[pn - P + i]);
+        for (int i = P; i < L; i++) CHECK_EQ_INT(q[i], rids[i - P]);
+        CHECK_EQ_INT(s->n_truncated, 2);
+    }
+    emdpo_ids_free(pids, pn);
+    emdpo_ids_free(rids, rn);
+    emdpo_lm_set_free(s);
+out:
+    free(prompt);
+    free(resp);
+}
+
 static void test_dpo(const emdpo_tokenizer *tok) {
     emdpo_lm_set *s = pref_set(tok);
     emdpo_llama *m = make_model(3);
@@ -371,7 +417,17 @@ static void test_resume(const emdpo_tokenizer *tok) {
     CHECK_EQ_INT(emdpo_trainer_create(m, s, NULL, &c, &t), EMDPO_OK);
     CHECK_EQ_INT(emdpo_trainer_resume(t, path, &diag), EMDPO_ERR_PARSE);
     CHECK(strstr(diag.msg, "batch") != NULL);
-    FILE *fp = fopen(path, "wb");
+    /* Four bytes overwritten mid-file (in the parameters): named as damage,
+     * before any other check. */
+    FILE *fp = fopen(path, "r+b");
+    long size = -1;
+    if (fp && fseek(fp, 0, SEEK_END) == 0) size = ftell(fp);
+    CHECK(size > 64);
+    if (fp && size > 64 && fseek(fp, size / 2, SEEK_SET) == 0) fwrite("\x7f\x7f\x7f\x7f", 1, 4, fp);
+    if (fp) fclose(fp);
+    CHECK_EQ_INT(emdpo_trainer_resume(t, path, &diag), EMDPO_ERR_PARSE);
+    CHECK(strstr(diag.msg, "damaged") != NULL);
+    fp = fopen(path, "wb");
     if (fp) {
         fputs("garbage", fp);
         fclose(fp);
@@ -450,13 +506,14 @@ static void test_failalloc(const emdpo_tokenizer *tok) {
  * base + adapter grows, the base is never written, a run resumed from a
  * checkpoint (into a fresh adapter) ends with the same bits, and a frozen
  * bf16 base trains its adapter as its float32 twin does. */
-static float *lora_run(const emdpo_tokenizer *tok, emdpo_llama *m, int steps, int split, const char *path,
-                       double *first_margin, double *loss_drop) {
+static float *lora_run(const emdpo_tokenizer *tok, emdpo_llama *m, float dropout, int steps, int split,
+                       const char *path, double *first_margin, double *loss_drop) {
     emdpo_lm_set *s = pref_set(tok);
     emdpo_lora_config lc;
     emdpo_lora_config_init(&lc);
     lc.r = 4;
     lc.alpha = 8.0f;
+    lc.dropout = dropout;
     emdpo_lora *lo = NULL;
     CHECK_EQ_INT(emdpo_lora_create(&m->config, &lc, &lo), EMDPO_OK);
     if (!s || !lo) return NULL;
@@ -507,13 +564,13 @@ static void test_lora(const emdpo_tokenizer *tok) {
     float *base = malloc(m->num_params * sizeof(float));
     memcpy(base, m->param_buf, m->num_params * sizeof(float));
     double first = 1.0, drop = 0.0;
-    float *a = lora_run(tok, m, 12, 0, NULL, &first, &drop);
+    float *a = lora_run(tok, m, 0.0f, 12, 0, NULL, &first, &drop);
     CHECK_MSG(fabs(first) < 1e-6, "first step's margin %g: not at the reference", first);
     CHECK_MSG(drop > 0.0, "LoRA DPO: the loss did not fall (%g)", drop);
     CHECK_MSG(memcmp(base, m->param_buf, m->num_params * sizeof(float)) == 0, "LoRA training wrote the base");
     char path[64];
     snprintf(path, sizeof path, "/tmp/emdpo_test_lora_%d.bin", (int)getpid());
-    float *b = lora_run(tok, m, 12, 5, path, NULL, NULL);
+    float *b = lora_run(tok, m, 0.0f, 12, 5, path, NULL, NULL);
     size_t n = 0;
     {
         emdpo_lora_config lc;
@@ -522,6 +579,11 @@ static void test_lora(const emdpo_tokenizer *tok) {
         n = emdpo_lora_num_params(&m->config, &lc);
     }
     CHECK_MSG(a && b && memcmp(a, b, n * sizeof(float)) == 0, "LoRA: a resumed run differs");
+    /* with dropout, a resumed run redraws the same masks */
+    float *da = lora_run(tok, m, 0.2f, 9, 0, NULL, NULL, &drop), *db = lora_run(tok, m, 0.2f, 9, 4, path, NULL, NULL);
+    CHECK_MSG(da && db && memcmp(da, db, n * sizeof(float)) == 0, "LoRA dropout: a resumed run differs");
+    free(da);
+    free(db);
     /* a frozen bf16 base against the same values in float32 */
     emdpo_llama *f = NULL;
     CHECK_EQ_INT(emdpo_llama_create_frozen(&m->config, EMDPO_DTYPE_BF16, &f), EMDPO_OK);
@@ -543,7 +605,7 @@ static void test_lora(const emdpo_tokenizer *tok) {
         memcpy(f->params.rms_att, m->params.rms_att, LC * sizeof(float));
         memcpy(f->params.rms_ffn, m->params.rms_ffn, LC * sizeof(float));
         memcpy(f->params.rms_final, m->params.rms_final, (size_t)c->dim * sizeof(float));
-        float *x = lora_run(tok, m, 6, 0, NULL, NULL, NULL), *y = lora_run(tok, f, 6, 0, NULL, NULL, NULL);
+        float *x = lora_run(tok, m, 0.1f, 6, 0, NULL, NULL, NULL), *y = lora_run(tok, f, 0.1f, 6, 0, NULL, NULL, NULL);
         CHECK_MSG(x && y && memcmp(x, y, n * sizeof(float)) == 0, "LoRA on a frozen bf16 base differs from float32");
         free(x);
         free(y);
@@ -567,6 +629,7 @@ int main(void) {
     CHECK(tok != NULL);
     if (!tok) return check_report("test_lm_train");
     test_batch(tok);
+    test_long_texts(tok);
     test_texts();
     test_dpo(tok);
     test_rpo(tok);

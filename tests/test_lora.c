@@ -12,7 +12,8 @@
  *   - central finite differences of the loss on a few coordinates;
  *   - the backward adds, repeats bit for bit, and gives the same bits on
  *     one thread as on two over several chunks;
- *   - a frozen 16-bit base gives the bits of its float32 twin.
+ *   - a frozen 16-bit base gives the bits of its float32 twin;
+ *   - dropout on the adapters' inputs (see dropout() below).
  * The loss is sum(cw * logp) with fixed per-token weights. */
 #include <math.h>
 #include <stdint.h>
@@ -322,6 +323,75 @@ static void test_config(void) {
     CHECK(strcmp(emdpo_lora_target_name(EMDPO_PROJ_GATE), "gate_proj") == 0 && !emdpo_lora_target_name(7));
 }
 
+/* Dropout on the adapters' inputs (training acts only): the loss with the
+ * masks of one seed is a smooth function whose gradient the backward
+ * gives (central differences), the masks drop about p of the inputs and
+ * depend on the seed alone (one thread or two, a chunk or several), and a
+ * pass without training runs no dropout. */
+static void dropout(const emdpo_llama_config *c) {
+    emdpo_lora_config lc;
+    emdpo_lora_config_init(&lc);
+    lc.r = 3;
+    lc.dropout = 0.3f;
+    emdpo_llama *m = random_model(c, 31);
+    emdpo_lora *lo = random_lora(c, &lc, 32);
+    batch b = make_batch(3, 9, c->vocab_size, 4);
+    emdpo_llama_acts *a = NULL, *e = NULL;
+    CHECK_EQ_INT(emdpo_llama_acts_create_lora(c, lc.r, b.B, b.T, 1, &a), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_llama_acts_create_lora(c, lc.r, b.B, b.T, 0, &e), EMDPO_OK);
+    if (!m || !lo || !a || !e) return;
+    a->lora_seed = 12345;
+    float *g = lora_grad(m, lo, a, &b);
+    double fd_worst = 0.0;
+    for (size_t i = 2; i < lo->n; i += lo->n / 9 + 1) {
+        float keep = lo->buf[i], h = 1e-2f;
+        lo->buf[i] = keep + h;
+        double up = loss_of(m, lo, a, &b);
+        lo->buf[i] = keep - h;
+        double down = loss_of(m, lo, a, &b);
+        lo->buf[i] = keep;
+        double fd = (up - down) / (2.0 * h);
+        fd_worst = fmax(fd_worst, fabs(fd - g[i]) / (1e-2 + fabs(fd)));
+    }
+    CHECK_MSG(fd_worst < 2e-2, "dropout: finite differences %.3g", fd_worst);
+    /* about p of the inputs dropped: lora_x holds the last projection's x' */
+    loss_of(m, lo, a, &b);
+    size_t zero = 0, n = (size_t)b.B * b.T * c->hidden_dim;
+    for (size_t i = 0; i < n; i++) zero += a->lora_x[i] == 0.0f;
+    CHECK_MSG(fabs((double)zero / n - 0.3) < 0.05, "dropout: %.3f of the inputs dropped", (double)zero / n);
+    /* training and evaluation differ; evaluation is the adapter without dropout */
+    double lt = loss_of(m, lo, a, &b), le = loss_of(m, lo, e, &b);
+    lo->config.dropout = 0.0f;
+    double l0 = loss_of(m, lo, e, &b);
+    lo->config.dropout = 0.3f;
+    CHECK(lt != le && le == l0);
+    /* another seed, other masks */
+    a->lora_seed = 54321;
+    CHECK(loss_of(m, lo, a, &b) != lt);
+    free(g);
+    /* several chunks, one thread and two */
+    batch big = make_batch(70, 8, c->vocab_size, 6);
+    float *gs[2];
+    for (int th = 0; th < 2; th++) {
+        emdpo_set_threads(th + 1);
+        emdpo_llama_acts *x = NULL;
+        CHECK_EQ_INT(emdpo_llama_acts_create_lora(c, lc.r, big.B, big.T, 1, &x), EMDPO_OK);
+        if (x) x->lora_seed = 99;
+        gs[th] = x ? lora_grad(m, lo, x, &big) : calloc(lo->n, sizeof(float));
+        emdpo_llama_acts_free(x);
+    }
+    emdpo_set_threads(1);
+    CHECK_MSG(memcmp(gs[0], gs[1], lo->n * sizeof(float)) == 0, "dropout: one thread and two differ");
+    free(gs[0]);
+    free(gs[1]);
+    free_batch(&big);
+    free_batch(&b);
+    emdpo_llama_acts_free(a);
+    emdpo_llama_acts_free(e);
+    emdpo_lora_free(lo);
+    emdpo_llama_free(m);
+}
+
 int main(void) {
     emdpo_set_threads(1);
     test_config();
@@ -352,5 +422,6 @@ int main(void) {
     chain_rule(&plain, &lc, "llama full rank");
     fresh_adapter(&plain);
     threads_and_frozen(&plain);
+    dropout(&plain);
     return check_report("test_lora");
 }

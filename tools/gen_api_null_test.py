@@ -56,7 +56,7 @@ for hname, ret, name, args in decls:
     vals = [arg_value(a) for a in args.split(",")] if args != "void" else []
     vals = [v for v in vals if v is not None]
     call = "%s(%s)" % (name, ", ".join(vals))
-    status = ret == "int" and (re.search(r"_(read|write|save|save_with|load|create|run|add|add_uniform|fit|train|open|parse|lp|hedge|ae|simulate|split|subset|builder_add|builder_finish|from_arrays|from_spec|compute_se|se|theta|eta|trace|posterior|start_logliks|criteria|heldout_loglik|cross_rewards|encode|decode|score|generate|generate_text|step|resume|set_weights|set_reference|lengths|estep|aggregate|conclude|row_at|item_features|set_feature_names|bank_load|bank_write_questions|load_mpi|builtin|lm_fit|from_data|set_read|write_json|job_run|job_create|returned|weights|criterion|ae_regrets)$", name) is not None)
+    status = ret == "int" and (re.search(r"_(read|write|save|save_with|load|create|run|add|add_uniform|fit|train|open|parse|lp|hedge|ae|simulate|split|subset|builder_add|builder_finish|from_arrays|from_spec|compute_se|se|theta|eta|trace|posterior|start_logliks|criteria|heldout_loglik|cross_rewards|encode|decode|score|generate|generate_text|step|resume|set_weights|set_reference|lengths|estep|aggregate|conclude|row_at|item_features|set_feature_names|bank_load|bank_write_questions|load_mpi|builtin|lm_fit|from_data|set_read|write_json|job_run|job_create|returned|weights|criterion|ae_regrets|merge)$", name) is not None)
     if name in ("emdpo_identify_conclude", "emdpo_lm_aggregate_returned", "emdpo_fit_n_trace"):
         status = False
     if status:

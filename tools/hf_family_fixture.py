@@ -97,8 +97,11 @@ def rotate_half(x):
     return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
 
 
-def forward(cfg, p, tokens):
-    """The family's causal LM forward over one sequence: logits (T, V)."""
+def forward(cfg, p, tokens, lora=None):
+    """The family's causal LM forward over one sequence: logits (T, V).
+    lora: {module name ("model.layers.0.self_attn.q_proj"): (A, B, scaling)}
+    adds PEFT's LoRA branch, lora_B(lora_A(x)) * scaling, to those
+    projections' outputs (tools/lora_fixture.py)."""
     T, nh, nkv, hs = len(tokens), cfg["num_attention_heads"], cfg["num_key_value_heads"], head_dim(cfg)
     eps = cfg["rms_norm_eps"]
     freqs = torch.outer(torch.arange(T, dtype=torch.float64), inv_freq(cfg))
@@ -118,7 +121,11 @@ def forward(cfg, p, tokens):
         def proj(name, inp):
             y = inp @ p[pre + name + ".weight"].T
             b = p.get(pre + name + ".bias")
-            return y if b is None else y + b
+            y = y if b is None else y + b
+            if lora and pre + name in lora:
+                A, B, scaling = lora[pre + name]
+                y = y + (inp @ A.T) @ B.T * scaling
+            return y
 
         q = proj("self_attn.q_proj", h).view(T, nh, hs).transpose(0, 1)
         k = proj("self_attn.k_proj", h).view(T, nkv, hs).transpose(0, 1)
@@ -134,8 +141,7 @@ def forward(cfg, p, tokens):
         y = (att.softmax(-1) @ v).transpose(0, 1).reshape(T, nh * hs)
         x = x + proj("self_attn.o_proj", y)
         h = rmsnorm(x, p[pre + "post_attention_layernorm.weight"], eps)
-        x = x + (torch.nn.functional.silu(h @ p[pre + "mlp.gate_proj.weight"].T) *
-                 (h @ p[pre + "mlp.up_proj.weight"].T)) @ p[pre + "mlp.down_proj.weight"].T
+        x = x + proj("mlp.down_proj", torch.nn.functional.silu(proj("mlp.gate_proj", h)) * proj("mlp.up_proj", h))
     x = rmsnorm(x, p["model.norm.weight"], eps)
     head = p["model.embed_tokens.weight"] if cfg["tie_word_embeddings"] else p["lm_head.weight"]
     return x @ head.T

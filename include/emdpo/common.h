@@ -79,6 +79,11 @@ EMDPO_API void emdpo_set_threads(int n);
  * not a use the library is built for, and it keeps fixed-size tables small. */
 #define EMDPO_MAX_K 64
 
+/* Identifiers (annotator, group and task ids) longer than this many bytes
+ * are refused as data is read (file:line): they are kept for every
+ * annotator and written back to every posterior and weight file. */
+#define EMDPO_MAX_ID_BYTES 1024
+
 #ifdef __cplusplus
 }
 #endif

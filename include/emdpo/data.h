@@ -56,6 +56,10 @@ typedef struct emdpo_read_opts {
      * the choice ("annotator", "task", "alt", "chosen"), as lclogit's
      * group() and id(). */
     const char *csv_id, *csv_task, *csv_alt, *csv_choice;
+    /* JSONL: 1 refuses a record with a response that has no text, at its
+     * line (what a language model trains on or scores); 0: the default,
+     * feature-only responses are read. */
+    int require_text;
 } emdpo_read_opts;
 
 EMDPO_API void emdpo_read_opts_init(emdpo_read_opts *o);

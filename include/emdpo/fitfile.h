@@ -49,6 +49,12 @@ EMDPO_API int emdpo_fit_read(const char *path, emdpo_fit **out, emdpo_diag *diag
  * NULL for one made in memory; and the fit's directory. */
 EMDPO_API const char *emdpo_fit_source(const emdpo_fit *f);
 EMDPO_API const char *emdpo_fit_dir(const emdpo_fit *f);
+/* Before any work on a fit read from a file: every file it names exists
+ * (its "data" only when with_data, for a use that reads the fit's data
+ * rather than data of its own). EMDPO_ERR_IO with diag's file the fit.json
+ * and a message naming the field and the missing path ("\"tokenizer\"
+ * names X, which does not exist"); 0 for a fit made in memory. */
+EMDPO_API int emdpo_fit_check_files(const emdpo_fit *f, int with_data, emdpo_diag *diag);
 /* 1 when path is a fit directory or fit.json of the given family. */
 EMDPO_API int emdpo_fit_file_is(const char *path, emdpo_family family);
 

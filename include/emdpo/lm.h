@@ -35,8 +35,11 @@ typedef struct emdpo_llama emdpo_llama;
  * F32, F16 or BF16 weights, converted to float32 exactly), a GGUF file (by
  * its magic; architectures llama, qwen2 and qwen3, tensors F32, F16, BF16,
  * Q8_0, Q4_0 and Q4_K dequantised to float32) a llama.cpp model, another
- * file a llama2.c checkpoint. EMDPO_ERR_IO, EMDPO_ERR_PARSE (diag: the file
- * and what is wrong),
+ * file a llama2.c checkpoint. A PEFT adapter directory (adapter_config.json
+ * and no config.json) loads as PEFT's AutoPeftModelForCausalLM loads it:
+ * the base its base_model_name_or_path names (a path, as given or relative
+ * to the adapter's directory) with the adapter merged in, a float32 model.
+ * EMDPO_ERR_IO, EMDPO_ERR_PARSE (diag: the file and what is wrong),
  * EMDPO_ERR_UNSUPPORTED (an architecture variant emdpo does not run),
  * EMDPO_ERR_NOMEM. */
 EMDPO_API int emdpo_llama_load(const char *path, emdpo_llama **out, emdpo_diag *diag);
@@ -302,6 +305,66 @@ EMDPO_API int emdpo_lora_targets_parse(const char *names, unsigned *targets);
 /* PEFT's name of projection i (0..6), NULL for others. */
 EMDPO_API const char *emdpo_lora_target_name(int i);
 
+/* ---- LoRA adapters (PEFT) ------------------------------------------------ */
+
+/* A LoRA adapter of a model's projections (Hu et al. 2021, in PEFT's
+ * conventions): W + s B A on some of q_proj, k_proj, v_proj, o_proj,
+ * gate_proj, up_proj and down_proj of every layer, one rank r,
+ * s = lora_alpha / r (lora_alpha / sqrt(r) with use_rslora). */
+typedef struct emdpo_lora emdpo_lora_adapter;
+
+/* Reads a PEFT adapter directory made for base: adapter_config.json and
+ * adapter_model.safetensors, as peft's PeftModel.save_pretrained writes
+ * them (F32, F16 or BF16 tensors). The config is read as PEFT reads it:
+ * target_modules a list of module names, a regular expression or
+ * "all-linear", exclude_modules, layers_to_transform (a projection adapted
+ * on some layers only is zero on the others, which computes the same).
+ * EMDPO_ERR_PARSE (diag: the file, and the key or tensor: a tensor missing,
+ * extra or of another shape than r and the base give, bad JSON),
+ * EMDPO_ERR_UNSUPPORTED (DoRA, trained biases, modules_to_save,
+ * fan_in_fan_out, several ranks or alphas, a target other than the seven
+ * projections, a feature emdpo does not know), EMDPO_ERR_IO,
+ * EMDPO_ERR_NOMEM. */
+EMDPO_API int emdpo_lora_adapter_read(const char *dir, const emdpo_llama *base, emdpo_lora_adapter **out,
+                                      emdpo_diag *diag);
+/* Writes dir/adapter_config.json and dir/adapter_model.safetensors (dir
+ * created when missing, each file replaced atomically), which
+ * peft.PeftModel.from_pretrained loads on the base: the tensors as dtype
+ * (AUTO: F32), base_model_name_or_path base_model (may be NULL).
+ * EMDPO_ERR_INVALID_ARG, EMDPO_ERR_IO, EMDPO_ERR_NOMEM. */
+EMDPO_API int emdpo_lora_adapter_write(const emdpo_lora_adapter *a, const char *dir, emdpo_dtype dtype,
+                                       const char *base_model, emdpo_diag *diag);
+EMDPO_API void emdpo_lora_adapter_free(emdpo_lora_adapter *a);
+/* r; lora_alpha; the scale s; the number of floats in A and B. */
+EMDPO_API int emdpo_lora_adapter_rank(const emdpo_lora_adapter *a);
+EMDPO_API double emdpo_lora_adapter_alpha(const emdpo_lora_adapter *a);
+EMDPO_API double emdpo_lora_adapter_scale(const emdpo_lora_adapter *a);
+EMDPO_API size_t emdpo_lora_adapter_n_params(const emdpo_lora_adapter *a);
+/* W += s B A in m, which then computes what its base with the adapter
+ * computes. EMDPO_ERR_INVALID_ARG (diag) when m's projections or layer
+ * count are not the ones the adapter was read for. */
+EMDPO_API int emdpo_lora_adapter_merge(const emdpo_lora_adapter *a, emdpo_llama *m, emdpo_diag *diag);
+
+/* emdpo merge: a base with an adapter merged in, saved as a full
+ * checkpoint in the base's format. */
+typedef struct emdpo_merge_opts {
+    const char *model;     /* the base: a Hugging Face directory, a GGUF file or a llama2.c checkpoint */
+    const char *adapter;   /* a PEFT adapter directory */
+    const char *out;       /* a Hugging Face directory, a GGUF file or a llama2.c checkpoint, as the base */
+    const char *tokenizer; /* Hugging Face output: whose files and BOS/EOS ids go beside the weights (default:
+                              the base directory's tokenizer.json, when it has one); GGUF output: the vocabulary
+                              to embed (default: the base's) */
+    emdpo_dtype dtype;     /* the weights (AUTO: the base's; GGUF: F32 for a quantised base; llama2.c: F32
+                              only) */
+} emdpo_merge_opts;
+
+/* No paths, AUTO. */
+EMDPO_API void emdpo_merge_opts_init(emdpo_merge_opts *o);
+/* Loads the base (emdpo_llama_load), reads the adapter, merges and writes
+ * o->out. The errors of each step, with diag; EMDPO_ERR_INVALID_ARG for a
+ * missing path or a dtype the format does not hold. */
+EMDPO_API int emdpo_merge_run(const emdpo_merge_opts *o, emdpo_diag *diag);
+
 /* ---- Token sequences ---------------------------------------------------- */
 
 /* Tokenized (prompt, responses) groups: one group per decision (its items
@@ -356,10 +419,12 @@ typedef struct emdpo_sample_opts {
     const int *stop_ids; /* (n_stop) ids that end a sample (emdpo_tokenizer_stop_ids); NULL: llama2.c's EOS
                             and BOS */
     size_t n_stop;
+    const char *adapter; /* emdpo_generate_text: a PEFT LoRA adapter directory merged into the model first;
+                            NULL: none */
 } emdpo_sample_opts;
 
 /* temperature 1, top_k 0, top_p 1, max_tokens 256, n 1, seed 1, stop_ids
- * NULL. */
+ * NULL, no adapter. */
 EMDPO_API void emdpo_sample_opts_init(emdpo_sample_opts *o);
 
 /* Why a sample ended. */
@@ -503,8 +568,8 @@ EMDPO_API int emdpo_trainer_save(const emdpo_trainer *t, const char *path, emdpo
 /* Restores a checkpoint into a trainer created for the same model
  * configuration, data, weights, mode, optimizer, batch and accum: the
  * parameters, optimizer state, step, shuffling state and reference cache.
- * EMDPO_ERR_PARSE with diag for a file that is not a checkpoint or belongs
- * to another run, EMDPO_ERR_IO. A file that fails after its header matched
+ * EMDPO_ERR_PARSE with diag for a file that is not a checkpoint, is damaged
+ * (its crc32 does not match) or belongs to another run, EMDPO_ERR_IO. A file that fails after its header matched
  * (cut short, say) leaves the model and trainer half restored: free them. */
 EMDPO_API int emdpo_trainer_resume(emdpo_trainer *t, const char *path, emdpo_diag *diag);
 
@@ -528,15 +593,23 @@ typedef struct emdpo_train_opts {
     const char *log;           /* JSONL metrics (TRL names), one line per step; NULL: none */
     int64_t steps;             /* optimizer steps; 0: one epoch */
     int64_t save_every;        /* checkpoint every N steps; 0: only at the end */
-    int resume;                /* continue from out/trainer.bin (the log is appended to) */
+    int resume;                /* continue from out/trainer.bin (the log keeps its lines up to the checkpoint's step) */
     int max_length, max_prompt_length; /* 0: emdpo_lm_lengths' defaults */
-    emdpo_dtype save_dtype;    /* the saved model's weights; AUTO: the starting model's (F32 from a spec) */
+    emdpo_dtype save_dtype;    /* the saved model's weights; AUTO: the starting model's (F32 from a spec); an
+                                  adapter's: AUTO is F32 */
+    emdpo_lora_config lora;    /* lora.r > 0: train a LoRA adapter of this shape on model, which stays frozen
+                                  (emdpo_llama_load_frozen) and is the DPO reference unless ref is given; out
+                                  then holds PEFT's adapter_config.json and adapter_model.safetensors (and
+                                  trainer.bin), and a resume needs model again. 0: train the model itself */
+    const char *merge;         /* with lora: also write model + adapter merged there at the end, a full
+                                  checkpoint in the model's format (emdpo_merge_run); NULL: not */
     emdpo_train_progress progress;     /* after every step; may be NULL */
     void *progress_ud;
 } emdpo_train_opts;
 
 /* emdpo_train_config_init(mode) for train; steps 0, save_every 100, no
- * paths but what the caller gives. */
+ * adapter (emdpo_lora_config_init's shape with r 0), no paths but what the
+ * caller gives. */
 EMDPO_API void emdpo_train_opts_init(emdpo_train_opts *o, emdpo_train_mode mode);
 
 typedef struct emdpo_train_job emdpo_train_job;
@@ -566,6 +639,7 @@ EMDPO_API void emdpo_train_job_last(const emdpo_train_job *j, emdpo_train_metric
 
 typedef struct emdpo_score_opts {
     const char *model;     /* a checkpoint or a mixture.json (then logp is the mixture's) */
+    const char *adapter;   /* a PEFT LoRA adapter directory run on model (not merged); NULL: none */
     const char *ref;       /* adds ref_logp and logratio; NULL: none */
     const char *tokenizer;
     const char *data;      /* JSONL: preference data or SFT texts */

@@ -1,8 +1,12 @@
 #include "base/afile.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include "base/alloc.h"
@@ -13,6 +17,35 @@ static void release(emdpo_afile *af) {
     emdpo_strfree(af->path);
     emdpo_strfree(af->tmp);
     af->path = af->tmp = NULL;
+}
+
+/* Removes the temporary files of path that writers killed mid-write left
+ * (path.tmp.PID of a PID that no longer runs): they would otherwise pile up
+ * beside checkpoints rewritten every few steps. A live PID's file is
+ * another run's write in progress and stays. */
+static void remove_stale(const char *path) {
+    char *dir = emdpo_path_dir(path);
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t nb = strlen(base);
+    DIR *dp = dir ? opendir(dir) : NULL;
+    struct dirent *e;
+    while (dp && (e = readdir(dp))) {
+        const char *n = e->d_name;
+        if (strncmp(n, base, nb) || strncmp(n + nb, ".tmp.", 5)) continue;
+        const char *digits = n + nb + 5;
+        char *end;
+        errno = 0;
+        long pid = strtol(digits, &end, 10);
+        if (errno || *end || end == digits || *digits < '1' || *digits > '9' || pid == (long)getpid() ||
+            (pid_t)pid != pid || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        char *stale = emdpo_path_join(dir, n);
+        if (stale) remove(stale);
+        emdpo_strfree(stale);
+    }
+    if (dp) closedir(dp);
+    emdpo_strfree(dir);
 }
 
 int emdpo_afile_open(emdpo_afile *af, const char *path, emdpo_diag *diag) {
@@ -29,6 +62,7 @@ int emdpo_afile_open(emdpo_afile *af, const char *path, emdpo_diag *diag) {
         release(af);
         return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
     }
+    remove_stale(path);
     af->fp = fopen(af->tmp, "wb");
     if (!af->fp) {
         int err = errno;

@@ -14,7 +14,10 @@ typedef struct emdpo_afile {
     char *tmp;     /* temporary name, NULL when there is none */
 } emdpo_afile;
 
-/* 0, EMDPO_ERR_IO (the temporary file cannot be created), EMDPO_ERR_NOMEM
+/* The temporary file is path.tmp.PID. Opening also removes the path.tmp.PID
+ * files that writers killed mid-write left, those of PIDs no longer running
+ * (a live PID's is another run's write in progress).
+ * 0, EMDPO_ERR_IO (the temporary file cannot be created), EMDPO_ERR_NOMEM
  * or EMDPO_ERR_INVALID_ARG (an empty path); diag (may be NULL) then names
  * path and what failed. */
 int emdpo_afile_open(emdpo_afile *af, const char *path, emdpo_diag *diag);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <zlib.h>
 
 #include "base/alloc.h"
 #include "base/diag.h"
@@ -110,4 +111,24 @@ double emdpo_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int emdpo_file_crc32(FILE *fp, int64_t n, uint32_t *crc) {
+    enum { CHUNK = 1 << 16 };
+    unsigned char *buf = emdpo_malloc(CHUNK);
+    if (!buf) return EMDPO_ERR_NOMEM;
+    uLong c = crc32(0L, Z_NULL, 0);
+    int rc = EMDPO_OK;
+    while (n > 0) {
+        size_t want = n < CHUNK ? (size_t)n : CHUNK;
+        if (fread(buf, 1, want, fp) != want) {
+            rc = EMDPO_ERR_IO;
+            break;
+        }
+        c = crc32(c, buf, (uInt)want);
+        n -= (int64_t)want;
+    }
+    emdpo_free(buf, CHUNK);
+    *crc = (uint32_t)c;
+    return rc;
 }

@@ -6,6 +6,8 @@
 #define EMDPO_FILE_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 
 #include "emdpo.h"
 
@@ -28,6 +30,10 @@ int emdpo_path_is_file(const char *path);
 int emdpo_path_exists(const char *path);
 
 /* emdpo_mkdirs (mkdir -p) is public: emdpo/fitfile.h. */
+
+/* zlib's crc32 of the next n bytes of fp (checkpoints' checksums):
+ * EMDPO_ERR_IO when fewer are left, EMDPO_ERR_NOMEM. */
+int emdpo_file_crc32(FILE *fp, int64_t n, uint32_t *crc);
 
 /* Seconds on a monotonic clock. */
 double emdpo_now(void);

@@ -12,6 +12,7 @@
 #include "base/csv.h"
 #include "base/diag.h"
 #include "base/hash.h"
+#include "base/utf8.h"
 #include "data/readers.h"
 
 enum { COL_ANNOT, COL_TASK, COL_ALT, COL_CHOSEN, COL_GROUP, N_ROLES };
@@ -306,6 +307,20 @@ static int parse_features(csv_reader *r, double *x) {
     return EMDPO_OK;
 }
 
+/* An identifier is UTF-8 of at most EMDPO_MAX_ID_BYTES: it is written back
+ * to posterior and weight files. */
+static int check_id(csv_reader *r, const char *id, int role) {
+    size_t n = strlen(id);
+    if (n > EMDPO_MAX_ID_BYTES)
+        return emdpo_diag_parse(r->diag, r->line, "column \"%.60s\": %zu bytes long; identifiers are at most %d bytes",
+                                r->role_name[role], n, EMDPO_MAX_ID_BYTES);
+    size_t bad = emdpo_utf8_invalid_at(id, n);
+    if (bad < n)
+        return emdpo_diag_parse(r->diag, r->line, "column \"%.60s\": invalid UTF-8 at byte %zu", r->role_name[role],
+                                bad + 1);
+    return EMDPO_OK;
+}
+
 static int read_row(csv_reader *r) {
     if ((size_t)r->rec.nf != r->n_cols)
         return emdpo_diag_parse(r->diag, r->line, "row has %d fields, expected %zu (as in the header)", r->rec.nf,
@@ -316,6 +331,9 @@ static int read_row(csv_reader *r) {
     if (!*annot) return emdpo_diag_parse(r->diag, r->line, "column \"%.60s\" is empty", r->role_name[COL_ANNOT]);
     if (!*task) return emdpo_diag_parse(r->diag, r->line, "column \"%.60s\" is empty", r->role_name[COL_TASK]);
     int rc;
+    if ((rc = check_id(r, annot, COL_ANNOT)) || (rc = check_id(r, task, COL_TASK)) ||
+        (group && (rc = check_id(r, group, COL_GROUP))))
+        return rc;
     if (!same_task(r, annot, task)) {
         long here = r->line; /* errors in the finished task point at its own lines */
         if ((rc = flush_task(r))) return rc;

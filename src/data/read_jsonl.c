@@ -54,6 +54,9 @@ static int get_id(jsonl_reader *r, const emdpo_json *obj, const char *key, char 
                                                              : emdpo_json_type_name(v->type));
     if (v->len == 0) return emdpo_diag_parse(r->diag, r->line, "\"%s\" is an empty string", key);
     if (string_has_nul(v)) return emdpo_diag_parse(r->diag, r->line, "\"%s\" contains a \\u0000 character", key);
+    if (v->len > EMDPO_MAX_ID_BYTES)
+        return emdpo_diag_parse(r->diag, r->line, "\"%s\" is %zu bytes long; identifiers are at most %d bytes", key,
+                                v->len, EMDPO_MAX_ID_BYTES);
     *out = v->u.str;
     return EMDPO_OK;
 }
@@ -215,6 +218,10 @@ static int read_decision(jsonl_reader *r, const emdpo_json *obj) {
         rc = emdpo_diag_parse(r->diag, r->line, "a conversational \"prompt\" needs text responses");
     }
     for (size_t k = 0; !rc && !done && k < n; k++) rc = read_item(r, k, &has_text);
+    for (size_t k = 0; !rc && r->o->require_text && k < n; k++)
+        if (!has_text || !r->texts[k])
+            rc = emdpo_diag_parse(r->diag, r->line, "response %zu has no text (a language model needs text responses)",
+                                  k + 1);
     if (!rc) {
         rc = emdpo_data_builder_add(r->b, annot, group, prompt, (int)n, stages, r->p ? r->x : NULL,
                                     has_text ? r->texts : NULL);

@@ -215,6 +215,7 @@ static int load(emdpo_lm_aggregate *a, emdpo_diag *diag) {
     }
     emdpo_read_opts ro;
     emdpo_fit_read_opts(f, &ro);
+    ro.require_text = 1;
     if (!rc) rc = emdpo_data_read_with(a->data, EMDPO_FORMAT_JSONL, &ro, &a->d, diag);
     return rc;
 }
@@ -249,6 +250,7 @@ int emdpo_lm_aggregate_create(const emdpo_fit *fit, const emdpo_lm_aggregate_opt
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "method must be ae, lw or onpolicy");
     int rc = check_method(o, diag);
     if (!rc) rc = check_fit(fit, diag);
+    if (!rc) rc = emdpo_fit_check_files(fit, !o->data, diag);
     if (rc) return rc;
     emdpo_lm_aggregate *a = emdpo_calloc(1, sizeof *a);
     if (!a) return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");

@@ -6,9 +6,12 @@
 #include "base/alloc.h"
 #include "base/diag.h"
 #include "base/file.h"
+#include "base/utf8.h"
 #include "lm/io/gguf.h"
 #include "lm/engine/llama.h"
 #include "lm/engine/lm_sample.h"
+#include "lm/engine/lora.h"
+#include "lm/io/peft.h"
 #include "lm/io/tokenizer.h"
 #include "lm/lm_mixture.h"
 
@@ -99,9 +102,14 @@ static int run(const emdpo_llama *m, const emdpo_mixture *mix, const emdpo_token
     int *prompt = NULL, *gen = NULL, *n_out = NULL, *seq = NULL, *member = NULL;
     /* As Hugging Face's encode(text, add_special_tokens=True) and llama.cpp
      * (BOS when the vocabulary asks for it) tokenize a prompt. */
-    int rc = emdpo_tokenizer_encode_alloc(tok, text, strlen(text), EMDPO_TOK_SPECIAL, &prompt, &n_prompt);
+    /* Checked here, not left to the tokenizer: llama2.c's byte fallback
+     * would encode the stray bytes and echo them back. */
+    size_t text_len = strlen(text), bad = emdpo_utf8_invalid_at(text, text_len);
+    int rc = bad < text_len ? EMDPO_ERR_INVALID_ARG
+                            : emdpo_tokenizer_encode_alloc(tok, text, text_len, EMDPO_TOK_SPECIAL, &prompt, &n_prompt);
     if (rc == EMDPO_ERR_INVALID_ARG) {
-        emdpo_diag_fail(diag, rc, "the prompt is not valid UTF-8");
+        if (bad < text_len) emdpo_diag_fail(diag, rc, "the prompt is not valid UTF-8 (byte %zu)", bad + 1);
+        else emdpo_diag_fail(diag, rc, "the prompt is not valid UTF-8");
     } else if (rc) {
         emdpo_diag_fail(diag, rc, "cannot encode the prompt: %s", emdpo_status_name(rc));
     } else if (n_prompt == 0) {
@@ -202,7 +210,19 @@ int emdpo_generate_text(const char *model, const char *tokenizer, const char *pr
     emdpo_generation *g = emdpo_calloc(1, sizeof *g);
     if (!g) return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
     g->mixture = emdpo_mixture_is_file(model);
-    rc = g->mixture ? emdpo_mixture_open(model, &mix, diag) : emdpo_llama_load_frozen(model, &m, diag);
+    if (g->mixture && o->adapter) {
+        emdpo_diag_reset(diag, o->adapter);
+        rc = emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "an adapter goes on a model, not on a mixture");
+    } else if (g->mixture) {
+        rc = emdpo_mixture_open(model, &mix, diag);
+    } else if (o->adapter) { /* merged into a float32 copy: the decoders run plain models */
+        emdpo_lora *lo = NULL;
+        if (!(rc = emdpo_llama_load(model, &m, diag)) && !(rc = emdpo_peft_read(o->adapter, &m->config, &lo, diag)))
+            rc = emdpo_lora_merge(lo, m);
+        emdpo_lora_free(lo);
+    } else {
+        rc = emdpo_llama_load_frozen(model, &m, diag);
+    }
     const emdpo_llama *m0 = mix ? mix->model[0] : m;
     if (!rc && o->top_k > m0->config.vocab_size)
         rc = emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "top_k must be at most the vocabulary size %d",

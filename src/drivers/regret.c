@@ -166,8 +166,10 @@ int emdpo_regret_create(const emdpo_fit *fit, const emdpo_regret_opts *o, emdpo_
                              "not a Llama fit with beta, model, tokenizer, policies and M-step lengths");
     const char *data = o->data ? o->data : fit->data;
     if (!data) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "data: the fit names no data file; give one");
+    int rc = emdpo_fit_check_files(fit, !o->data, diag);
+    if (rc) return rc;
     emdpo_regret *r = emdpo_calloc(1, sizeof *r);
-    int rc = r ? EMDPO_OK : EMDPO_ERR_NOMEM;
+    rc = r ? EMDPO_OK : EMDPO_ERR_NOMEM;
     if (!rc) {
         r->o = *o;
         r->fit = fit;
@@ -347,6 +349,7 @@ int emdpo_regret_run(emdpo_regret *r, emdpo_diag *diag) {
     if (!rc) rc = load_columns(r, ref, pol, diag);
     emdpo_read_opts ro;
     emdpo_fit_read_opts(r->fit, &ro);
+    ro.require_text = r->o.estimator == EMDPO_ESTIMATOR_EXACT;
     if (!rc) rc = emdpo_data_read_with(r->data, EMDPO_FORMAT_JSONL, &ro, &d, diag);
     if (!rc && r->o.estimator == EMDPO_ESTIMATOR_EXACT && !emdpo_data_has_text(d))
         rc = emdpo_diag_at(diag, EMDPO_ERR_INVALID_ARG, r->data, 0, "responses have no text; the exact estimator needs text");

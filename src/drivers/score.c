@@ -10,7 +10,9 @@
 #include "base/diag.h"
 #include "data/data.h"
 #include "lm/engine/llama.h"
+#include "lm/engine/lora.h"
 #include "lm/io/lm_batch.h"
+#include "lm/io/peft.h"
 #include "lm/io/tokenizer.h"
 #include "lm/lm_mixture.h"
 #include "lm/lm_train.h"
@@ -51,15 +53,20 @@ static int score_mixture(const emdpo_mixture *mix, const emdpo_lm_set *set, int 
     return rc;
 }
 
-static int load(const emdpo_score_opts *o, emdpo_llama **m, emdpo_mixture **mix, emdpo_llama **ref,
+static int load(const emdpo_score_opts *o, emdpo_llama **m, emdpo_lora **lo, emdpo_mixture **mix, emdpo_llama **ref,
                 emdpo_tokenizer **tok, int *max_length, int *max_prompt_length, emdpo_diag *diag) {
     int rc;
+    if (o->adapter && emdpo_mixture_is_file(o->model)) {
+        emdpo_diag_reset(diag, o->adapter);
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "an adapter goes on a model, not on a mixture");
+    }
     if (emdpo_mixture_is_file(o->model)) {
         if ((rc = emdpo_mixture_open(o->model, mix, diag))) return rc;
         *m = (*mix)->model[0]; /* borrowed: the members share vocabulary and context */
     } else if ((rc = emdpo_llama_load_frozen(o->model, m, diag))) {
         return rc;
     }
+    if (o->adapter && (rc = emdpo_peft_read(o->adapter, &(*m)->config, lo, diag))) return rc;
     if (o->ref && (rc = emdpo_llama_load_frozen(o->ref, ref, diag))) return rc;
     emdpo_diag_reset(diag, NULL);
     if (*ref && (*ref)->config.vocab_size != (*m)->config.vocab_size)
@@ -82,11 +89,12 @@ int emdpo_score_run(const emdpo_score_opts *o, emdpo_scores **out, emdpo_diag *d
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "model, tokenizer and data are required");
     if (o->batch < 1) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "batch must be >= 1");
     emdpo_llama *m = NULL, *ref = NULL;
+    emdpo_lora *lo = NULL;
     emdpo_mixture *mix = NULL;
     emdpo_tokenizer *tok = NULL;
     emdpo_scores *s = emdpo_calloc(1, sizeof *s);
     int max_length = o->max_length, max_prompt_length = o->max_prompt_length;
-    int rc = s ? load(o, &m, &mix, &ref, &tok, &max_length, &max_prompt_length, diag)
+    int rc = s ? load(o, &m, &lo, &mix, &ref, &tok, &max_length, &max_prompt_length, diag)
                : emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
     if (!rc) rc = emdpo_lm_set_read_with(o->data, o->read, tok, max_length, max_prompt_length, 0, &s->set, &s->d, diag);
     if (!rc) {
@@ -96,10 +104,12 @@ int emdpo_score_run(const emdpo_score_opts *o, emdpo_scores **out, emdpo_diag *d
         if (ref) s->rl = emdpo_malloc((n ? n : 1) * sizeof *s->rl);
         if (!s->lp || (ref && !s->rl)) rc = emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
     }
-    if (!rc && ((rc = mix ? score_mixture(mix, s->set, o->batch, s->lp) : emdpo_lm_score(m, s->set, o->batch, s->lp)) ||
+    if (!rc && ((rc = mix ? score_mixture(mix, s->set, o->batch, s->lp)
+                          : emdpo_lm_score_lora(m, lo, s->set, o->batch, s->lp)) ||
                 (ref && (rc = emdpo_lm_score(ref, s->set, o->batch, s->rl)))))
         emdpo_diag_fail(diag, rc, "scoring failed: %s", emdpo_status_name(rc));
     emdpo_tokenizer_free(tok);
+    emdpo_lora_free(lo);
     emdpo_llama_free(ref);
     if (!mix) emdpo_llama_free(m);
     emdpo_mixture_free(mix);

@@ -127,10 +127,14 @@ static int fit_row(emdpo_lm_select *s, int r, const emdpo_llama *sft, const emdp
     }
     if (!rc) {
         const emdpo_llama *models[EMDPO_MAX_K];
-        for (int k = 0; k < fo.k; k++) models[k] = emdpo_llama_policy_model(f->pol, k);
+        const emdpo_lora *adapters[EMDPO_MAX_K];
+        for (int k = 0; k < fo.k; k++) {
+            models[k] = emdpo_llama_policy_model(f->pol, k);
+            adapters[k] = emdpo_llama_policy_adapter(f->pol, k);
+        }
         emdpo_lm_select_row *row = &s->rows[r];
         double *gm = s->group_margin ? s->group_margin + (size_t)r * s->n_groups : NULL;
-        rc = emdpo_lm_rewards(models, fo.k, w->vset, w->ref_lp, fo.mstep.beta, fo.mstep.score_batch, w->reward);
+        rc = emdpo_lm_rewards(models, adapters, fo.k, w->vset, w->ref_lp, fo.mstep.beta, fo.mstep.score_batch, w->reward);
         if (!rc)
             rc = emdpo_lm_select_score(valid, fo.k, w->reward, f->res.eta, &row->margin, &row->val_loglik, gm,
                                        &row->crossfit);

@@ -4,7 +4,9 @@
  * bits. What emdpo sft and emdpo dpo do. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/alloc.h"
 #include "base/diag.h"
@@ -12,14 +14,18 @@
 #include "base/json_write.h"
 #include "data/data.h"
 #include "lm/engine/llama.h"
+#include "lm/engine/lora.h"
 #include "lm/io/lm_batch.h"
+#include "lm/io/peft.h"
 #include "lm/io/tokenizer.h"
 #include "lm/lm_train.h"
 
 struct emdpo_train_job {
     emdpo_train_opts o;        /* its paths point at the copies below */
-    char *path[9];             /* the caller's paths, copied */
-    emdpo_llama *m, *ref;
+    char *path[10];            /* the caller's paths, copied */
+    emdpo_llama *m, *ref;      /* with an adapter, m is the frozen base */
+    emdpo_lora *lo;            /* the adapter trained, or NULL */
+    char *base_path;           /* with lo: the model's absolute path, the adapter's base_model_name_or_path */
     emdpo_tokenizer *tok;
     emdpo_data *d;
     emdpo_lm_set *set;
@@ -35,6 +41,8 @@ void emdpo_train_opts_init(emdpo_train_opts *o, emdpo_train_mode mode) {
     memset(o, 0, sizeof *o);
     emdpo_train_config_init(&o->train, mode);
     o->save_every = 100;
+    emdpo_lora_config_init(&o->lora);
+    o->lora.r = 0;
 }
 
 void emdpo_train_job_free(emdpo_train_job *j) {
@@ -45,6 +53,8 @@ void emdpo_train_job_free(emdpo_train_job *j) {
     emdpo_data_free(j->d);
     emdpo_tokenizer_free(j->tok);
     emdpo_llama_free(j->ref);
+    emdpo_lora_free(j->lo);
+    emdpo_strfree(j->base_path);
     emdpo_llama_free(j->m);
     emdpo_strfree(j->ckpt);
     for (size_t i = 0; i < sizeof j->path / sizeof j->path[0]; i++) emdpo_strfree(j->path[i]);
@@ -60,6 +70,12 @@ static int check_opts(const emdpo_train_opts *o, emdpo_diag *diag) {
     if (o->model && o->config_spec) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "give model or config, not both");
     if (!o->model && !o->config_spec && !o->resume)
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "missing model (or config for a fresh model)");
+    if (o->lora.r && !o->model)
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "a LoRA adapter needs the model it adapts (also to resume)");
+    if (o->lora.r && emdpo_lora_config_check(&o->lora))
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG,
+                               "LoRA: r must be >= 1, alpha finite, dropout in [0, 1), some targets");
+    if (o->merge && !o->lora.r) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "merge needs a LoRA adapter");
     if (!emdpo_optim_name(c->optim.kind)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "unknown optimizer");
     if (!emdpo_dtype_name(o->save_dtype)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "unknown save_dtype");
     if (!emdpo_loss_name(c->loss.kind)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "unknown loss");
@@ -85,7 +101,11 @@ static int tokenize(emdpo_train_job *j, emdpo_diag *diag) {
     if (o->train.mode == EMDPO_TRAIN_SFT)
         return emdpo_lm_set_read_with(o->data, o->read, j->tok, o->max_length, o->max_prompt_length, 1, &j->set,
                                       &j->d, diag);
-    int rc = emdpo_data_read_with(o->data, EMDPO_FORMAT_JSONL, o->read, &j->d, diag);
+    emdpo_read_opts ro;
+    if (o->read) ro = *o->read;
+    else emdpo_read_opts_init(&ro);
+    ro.require_text = 1;
+    int rc = emdpo_data_read_with(o->data, EMDPO_FORMAT_JSONL, &ro, &j->d, diag);
     if (rc) return rc;
     if (!emdpo_data_has_text(j->d)) return emdpo_diag_at(diag, EMDPO_ERR_UNSUPPORTED, o->data, 0, "responses have no text");
     rc = emdpo_lm_set_from_data(j->d, j->tok, o->max_length, o->max_prompt_length, &j->set);
@@ -106,7 +126,7 @@ int emdpo_train_job_create(const emdpo_train_opts *o, emdpo_train_job **out, emd
     }
     j->o = *o;
     const char **own[] = {&j->o.data,    &j->o.model,   &j->o.config_spec,   &j->o.tokenizer, &j->o.out,
-                          &j->o.ref,     &j->o.weights, &j->o.weight_column, &j->o.log};
+                          &j->o.ref,     &j->o.weights, &j->o.weight_column, &j->o.log,       &j->o.merge};
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
         if (!*own[i]) continue;
         if (!(j->path[i] = emdpo_strdup(*own[i]))) {
@@ -122,7 +142,8 @@ int emdpo_train_job_create(const emdpo_train_opts *o, emdpo_train_job **out, emd
     }
     /* A resumed run starts from the exported model; the checkpoint then
      * restores the exact parameters. */
-    if (o->resume) rc = emdpo_llama_load(o->out, &j->m, diag);
+    if (o->lora.r) rc = emdpo_llama_load_frozen(o->model, &j->m, diag);
+    else if (o->resume) rc = emdpo_llama_load(o->out, &j->m, diag);
     else if (o->model) rc = emdpo_llama_load(o->model, &j->m, diag);
     else rc = emdpo_llama_from_spec(o->config_spec, o->train.seed, &j->m, diag);
     if (!rc && o->ref && !o->resume) rc = emdpo_llama_load_frozen(o->ref, &j->ref, diag);
@@ -141,7 +162,16 @@ int emdpo_train_job_create(const emdpo_train_opts *o, emdpo_train_job **out, emd
     }
     if (rc) goto fail;
     emdpo_diag_reset(diag, NULL);
-    if ((rc = emdpo_trainer_create(j->m, j->set, j->w, &o->train, &j->t))) {
+    if (o->lora.r && (rc = emdpo_lora_create(&j->m->config, &o->lora, &j->lo))) {
+        emdpo_diag_fail(diag, rc, "cannot make the LoRA adapter: %s", emdpo_status_name(rc));
+        goto fail;
+    }
+    if (j->lo) emdpo_lora_init(j->lo, o->train.seed); /* a resume then restores its values */
+    if (j->lo && !(j->base_path = emdpo_path_real(o->model))) {
+        rc = emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if ((rc = emdpo_trainer_create_lora(j->m, j->lo, j->set, j->w, &o->train, &j->t))) {
         emdpo_diag_fail(diag, rc, rc == EMDPO_ERR_LIMIT ? "a sequence does not fit the model (context or vocabulary)"
                                                         : "cannot set up training: %s",
                         emdpo_status_name(rc));
@@ -199,14 +229,54 @@ static void log_line(FILE *fp, const emdpo_train_metrics *m, int dpo, double eps
     fputs("}\n", fp);
 }
 
-/* Model files (config.json, model.safetensors, the tokenizer's) then the
+/* Model files (config.json, model.safetensors, the tokenizer's), or the
+ * adapter's (adapter_config.json, adapter_model.safetensors), then the
  * checkpoint; a resume reads only the checkpoint, which is one atomic
  * file. */
 static int save_all(const emdpo_train_job *j, emdpo_diag *diag) {
-    emdpo_llama_save_opts so = {j->o.save_dtype, j->tok};
-    int rc = emdpo_llama_save_with(j->m, j->o.out, &so, diag);
+    int rc;
+    if (j->lo) {
+        emdpo_st_dtype dt = j->o.save_dtype == EMDPO_DTYPE_BF16  ? EMDPO_ST_BF16
+                            : j->o.save_dtype == EMDPO_DTYPE_F16 ? EMDPO_ST_F16
+                                                                  : EMDPO_ST_F32;
+        rc = emdpo_peft_write(j->lo, j->o.out, dt, j->base_path, diag);
+    } else {
+        emdpo_llama_save_opts so = {j->o.save_dtype, j->tok};
+        rc = emdpo_llama_save_with(j->m, j->o.out, &so, diag);
+    }
     if (!rc) rc = emdpo_trainer_save(j->t, j->ckpt, diag);
     return rc;
+}
+
+/* The metrics log of a resumed run, opened for appending after its lines of
+ * steps 1..done: a run killed after its last checkpoint logged steps that
+ * the resumed run takes again, and a line cut by the kill has no newline.
+ * Lines without a "step" (not this log's) are kept. */
+static FILE *open_resumed_log(const char *path, int64_t done) {
+    FILE *fp = fopen(path, "r+");
+    if (!fp) return fopen(path, "a");
+    char chunk[512];
+    long start = 0, cut = -1;
+    int at_start = 1;
+    while (fgets(chunk, sizeof chunk, fp)) {
+        size_t n = strlen(chunk);
+        int ends = n > 0 && chunk[n - 1] == '\n';
+        if (at_start) {
+            const char *s = strstr(chunk, "\"step\": ");
+            if (s && strtoll(s + 8, NULL, 10) > done) {
+                cut = start;
+                break;
+            }
+        }
+        if (ends) start = ftell(fp);
+        at_start = ends;
+    }
+    if (cut < 0 && !at_start) cut = start; /* the last line has no newline */
+    if ((cut >= 0 && ftruncate(fileno(fp), cut) != 0) || fseek(fp, 0, SEEK_END) != 0) {
+        fclose(fp);
+        return NULL;
+    }
+    return fp;
 }
 
 int emdpo_train_job_run(emdpo_train_job *j, emdpo_diag *diag) {
@@ -216,7 +286,7 @@ int emdpo_train_job_run(emdpo_train_job *j, emdpo_diag *diag) {
     int rc = emdpo_mkdirs(o->out, diag);
     if (rc) return rc;
     FILE *logf = NULL;
-    if (o->log && !(logf = fopen(o->log, o->resume ? "a" : "w")))
+    if (o->log && !(logf = o->resume ? open_resumed_log(o->log, emdpo_trainer_steps_done(j->t)) : fopen(o->log, "w")))
         return emdpo_diag_at(diag, EMDPO_ERR_IO, o->log, 0, "cannot write");
     int dpo = o->train.mode == EMDPO_TRAIN_DPO;
     while (!rc && emdpo_trainer_steps_done(j->t) < j->steps) {
@@ -236,6 +306,16 @@ int emdpo_train_job_run(emdpo_train_job *j, emdpo_diag *diag) {
         if (o->save_every && j->last.step % o->save_every == 0 && j->last.step < j->steps) rc = save_all(j, diag);
     }
     if (!rc) rc = save_all(j, diag);
+    if (!rc && o->merge) {
+        emdpo_merge_opts mo;
+        emdpo_merge_opts_init(&mo);
+        mo.model = o->model;
+        mo.adapter = o->out;
+        mo.out = o->merge;
+        mo.tokenizer = o->tokenizer;
+        mo.dtype = o->save_dtype;
+        rc = emdpo_merge_run(&mo, diag);
+    }
     if (logf) {
         int bad = ferror(logf);
         bad |= fclose(logf) != 0;

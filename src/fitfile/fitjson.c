@@ -15,6 +15,7 @@
 #include "fitfile/posterior.h"
 #include "lm/engine/llama.h"
 #include "lm/io/llama_hf.h"
+#include "lm/io/peft.h"
 #include "lm/llama_policy.h"
 
 /* ---- Writing --------------------------------------------------------------- */
@@ -153,9 +154,20 @@ static void write_llama(FILE *fp, const emdpo_fit *f) {
     fputs(", \"rpo_alpha\": ", fp);
     emdpo_json_num(fp, po->rpo_alpha);
     fprintf(fp, ", \"batch\": %d, \"accum\": %d, \"max_length\": %d, \"max_prompt_length\": %d, "
-                "\"restart\": %s, \"weight_norm\": \"%s\"},\n",
+                "\"restart\": %s, \"weight_norm\": \"%s\"",
             po->batch, po->accum, po->max_length, po->max_prompt_length, po->restart ? "true" : "false",
             emdpo_weight_norm_name(po->weight_norm));
+    if (po->lora.r) { /* the types are PEFT adapters on "model" */
+        fprintf(fp, ", \"lora\": {\"r\": %d, \"alpha\": ", po->lora.r);
+        emdpo_json_num(fp, po->lora.alpha);
+        fputs(", \"dropout\": ", fp);
+        emdpo_json_num(fp, po->lora.dropout);
+        fprintf(fp, ", \"rslora\": %s, \"targets\": [", po->lora.rslora ? "true" : "false");
+        for (int t = 0, n = 0; emdpo_lora_target_name(t); t++)
+            if (po->lora.targets & (1u << t)) fprintf(fp, "%s\"%s\"", n++ ? ", " : "", emdpo_lora_target_name(t));
+        fputs("]}", fp);
+    }
+    fputs("},\n", fp);
     fputs("  \"elapsed_s\": ", fp);
     emdpo_json_num(fp, f->elapsed);
     fputs("\n}\n", fp);
@@ -183,8 +195,14 @@ int emdpo_fit_write(const emdpo_fit *f, const char *dir, emdpo_diag *diag) {
     for (int k = 0; !rc && f->family == EMDPO_FAMILY_LLAMA && k < f->K; k++) {
         char *path = emdpo_path_join(dir, f->policy[k]);
         if (!path) return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+        const emdpo_lora *lo = emdpo_llama_policy_adapter(f->pol, k);
         emdpo_llama_save_opts so = {f->save_dtype, emdpo_llama_policy_tokenizer(f->pol)};
-        rc = emdpo_llama_hf_save(emdpo_llama_policy_model(f->pol, k), path, &so, diag);
+        emdpo_st_dtype dt = f->save_dtype == EMDPO_DTYPE_BF16  ? EMDPO_ST_BF16
+                            : f->save_dtype == EMDPO_DTYPE_F16 ? EMDPO_ST_F16
+                                                               : EMDPO_ST_F32;
+        /* an adapter names its base by the SFT model's absolute path */
+        rc = lo ? emdpo_peft_write(lo, path, dt, f->model, diag)
+                : emdpo_llama_hf_save(emdpo_llama_policy_model(f->pol, k), path, &so, diag);
         emdpo_strfree(path);
     }
     if (!rc) rc = emdpo_afile_write_in(dir, "posterior.csv", write_posterior, f, diag);
@@ -516,6 +534,25 @@ int emdpo_fit_read(const char *path, emdpo_fit **out, emdpo_diag *diag) {
 
 const char *emdpo_fit_source(const emdpo_fit *f) { return f ? f->source : NULL; }
 const char *emdpo_fit_dir(const emdpo_fit *f) { return f ? f->dir : NULL; }
+
+int emdpo_fit_check_files(const emdpo_fit *f, int with_data, emdpo_diag *diag) {
+    emdpo_diag_reset(diag, NULL);
+    if (!f) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no fit");
+    if (!f->source) return EMDPO_OK;
+    const char *field[5] = {"data", "model", "tokenizer", "chat_template", "special_tokens"};
+    const char *path[5] = {with_data ? f->data : NULL, f->model, f->tokenizer, f->read_chat_template,
+                           f->read_special_tokens};
+    const char *missing = NULL, *what = NULL;
+    for (int i = 0; !missing && i < 5; i++)
+        if (path[i] && !emdpo_path_exists(path[i])) missing = path[i], what = field[i];
+    for (int k = 0; !missing && f->policy_path && k < f->K; k++)
+        if (f->policy_path[k] && !emdpo_path_exists(f->policy_path[k])) missing = f->policy_path[k], what = "policies";
+    if (!missing) return EMDPO_OK;
+    char *file = emdpo_path_is_dir(f->source) ? emdpo_path_join(f->source, "fit.json") : emdpo_strdup(f->source);
+    emdpo_diag_reset(diag, file ? file : f->source);
+    emdpo_strfree(file);
+    return emdpo_diag_fail(diag, EMDPO_ERR_IO, "\"%s\" names %s, which does not exist", what, missing);
+}
 
 int emdpo_fit_file_is(const char *path, emdpo_family family) {
     emdpo_fit *f = NULL;

@@ -9,12 +9,12 @@
 #include "core/margins.h"
 #include "lm/lm_train.h"
 
-int emdpo_lm_rewards(const emdpo_llama *const *models, int K, const emdpo_lm_set *set, const double *ref_logp,
-                     double beta, int batch, double *reward) {
+int emdpo_lm_rewards(const emdpo_llama *const *models, const emdpo_lora *const *adapters, int K,
+                     const emdpo_lm_set *set, const double *ref_logp, double beta, int batch, double *reward) {
     if (K < 1 || K > EMDPO_MAX_K || !(beta > 0) || !isfinite(beta) || batch < 1) return EMDPO_ERR_INVALID_ARG;
     for (int k = 0; k < K; k++) {
         double *r = reward + (size_t)k * (size_t)set->n_seq;
-        int rc = emdpo_lm_score(models[k], set, batch, r);
+        int rc = emdpo_lm_score_lora(models[k], adapters ? adapters[k] : NULL, set, batch, r);
         if (rc) return rc;
         for (int64_t i = 0; i < set->n_seq; i++) r[i] = beta * (r[i] - ref_logp[i]);
     }

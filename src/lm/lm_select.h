@@ -38,14 +38,16 @@
 
 #include "data/data.h"
 #include "lm/engine/llama.h"
+#include "lm/engine/lora.h"
 #include "lm/io/lm_batch.h"
 
-/* reward (K, set->n_seq), row k from models[k], with ref_logp (set->n_seq)
+/* reward (K, set->n_seq), row k from models[k] under adapters[k] (the
+ * array or an entry may be NULL: none), with ref_logp (set->n_seq)
  * the reference's emdpo_lm_score on set; batch sequences per forward.
  * EMDPO_ERR_INVALID_ARG for K outside 1..EMDPO_MAX_K, beta not positive
  * and finite, or batch < 1; otherwise the errors of emdpo_lm_score. */
-int emdpo_lm_rewards(const emdpo_llama *const *models, int K, const emdpo_lm_set *set, const double *ref_logp,
-                     double beta, int batch, double *reward);
+int emdpo_lm_rewards(const emdpo_llama *const *models, const emdpo_lora *const *adapters, int K,
+                     const emdpo_lm_set *set, const double *ref_logp, double beta, int batch, double *reward);
 
 /* The validation scores of K types on d from reward (K, d->n_items) and
  * their weights eta (K, non-negative and finite): *criterion, *loglik (the

@@ -6,6 +6,7 @@
 #include "base/afile.h"
 #include "base/alloc.h"
 #include "base/diag.h"
+#include "base/file.h"
 #include "base/lines.h"
 #include "base/rng.h"
 #include "lm/engine/llama_model.h"
@@ -133,8 +134,7 @@ int emdpo_trainer_create_lora(const emdpo_llama *m, emdpo_lora *lo, const emdpo_
     if (!out) return EMDPO_ERR_INVALID_ARG;
     *out = NULL;
     if (!m || !set || !c || (m->frozen && !lo)) return EMDPO_ERR_INVALID_ARG;
-    /* dropout on the adapters' inputs is not run by the engine yet */
-    if (lo && (emdpo_lora_config_check(&lo->config) || lo->config.dropout != 0.0f)) return EMDPO_ERR_UNSUPPORTED;
+    if (lo && emdpo_lora_config_check(&lo->config)) return EMDPO_ERR_INVALID_ARG;
     if ((c->mode != EMDPO_TRAIN_SFT && c->mode != EMDPO_TRAIN_DPO) || c->batch < 1 || c->accum < 1 ||
         set->n_group < 1 || (int64_t)c->batch * c->accum > INT32_MAX / 2 ||
         (int64_t)c->batch * set->most_items > INT32_MAX / 2)
@@ -298,6 +298,10 @@ int emdpo_trainer_step(emdpo_trainer *t, emdpo_train_metrics *met) {
         for (int e = 0; e < c->batch; e++)
             for (int64_t i = s->group_off[ex[e]]; i < s->group_off[ex[e] + 1]; i++) t->seqs[B++] = i;
         emdpo_lm_pack(s, t->seqs, B, t->tokens, t->lens, t->start, t->end, &T);
+        /* the adapter's dropout masks: a function of the seed, step and micro-batch */
+        emdpo_rng dr;
+        emdpo_rng_seed(&dr, c->seed, 1 + (uint64_t)t->step * (uint64_t)c->accum + (uint64_t)mb);
+        t->acts->lora_seed = emdpo_rng_u64(&dr);
         if ((rc = emdpo_llama_forward_lora(t->model, t->lora, t->acts, t->tokens, t->lens, B, T))) return rc;
         t->forwards++;
         if ((rc = emdpo_llama_span_logp(t->acts, t->start, t->end, t->seq_lr))) return rc;
@@ -361,10 +365,12 @@ int emdpo_trainer_step(emdpo_trainer *t, emdpo_train_metrics *met) {
  * int32 mode, optimizer kind, batch, accum, int64 num_params, n_seq,
  * n_group, uint64 data hash, int64 step, epoch, pos, uint64 rng[4],
  * int64 perm[n_group], the optimizer state, float params[num_params],
- * int32 has_ref, double ref[n_seq] when DPO. */
+ * int32 has_ref, double ref[n_seq] when DPO, then uint32 crc32 (zlib's)
+ * of every byte before it, so that a damaged file is named as such rather
+ * than failing later as a diverging run. Version 1 had no checksum. */
 
 #define CKPT_MAGIC "EMDPOTRN"
-#define CKPT_VERSION 1u
+#define CKPT_VERSION 2u
 
 typedef struct ckpt_head {
     char magic[8];
@@ -420,6 +426,14 @@ int emdpo_trainer_save(const emdpo_trainer *t, const char *path, emdpo_diag *dia
              emdpo_optim_write(t->opt, fp) == EMDPO_OK && fwrite(t->params, sizeof(float), np, fp) == np &&
              fwrite(&has_ref, sizeof has_ref, 1, fp) == 1 &&
              (!has_ref || fwrite(t->ref, sizeof *t->ref, (size_t)t->set->n_seq, fp) == (size_t)t->set->n_seq);
+    /* The optimizer writes its own state to fp, so the checksum reads the
+     * written bytes back rather than following every fwrite. */
+    long len = ok && fflush(fp) == 0 ? ftell(fp) : -1;
+    FILE *back = len >= 0 ? fopen(af.tmp, "rb") : NULL;
+    uint32_t crc = 0;
+    ok = back && emdpo_file_crc32(back, len, &crc) == EMDPO_OK;
+    if (back) fclose(back);
+    ok = ok && fwrite(&crc, sizeof crc, 1, fp) == 1;
     if (!ok) {
         emdpo_afile_abort(&af);
         emdpo_diag_set(diag, 0, "write error");
@@ -442,8 +456,19 @@ int emdpo_trainer_resume(emdpo_trainer *t, const char *path, emdpo_diag *diag) {
     fill_head(t, &want);
     int rc = EMDPO_ERR_PARSE;
     const char *why = NULL;
-    if (fread(&h, sizeof h, 1, fp) != 1 || memcmp(h.magic, CKPT_MAGIC, 8) || h.version != CKPT_VERSION)
+    uint32_t crc = 0, stored = 0;
+    long len = -1;
+    if (fread(&h, sizeof h, 1, fp) != 1 || memcmp(h.magic, CKPT_MAGIC, 8))
         why = "not an emdpo training checkpoint";
+    else if (h.version != CKPT_VERSION)
+        why = h.version == 1 ? "a checkpoint of an older emdpo (without a checksum); start the run again"
+                             : "a checkpoint of another emdpo version";
+    else if (fseek(fp, 0, SEEK_END) || (len = ftell(fp)) < (long)(sizeof h + sizeof crc) || fseek(fp, 0, SEEK_SET) ||
+             emdpo_file_crc32(fp, len - (long)sizeof crc, &crc) || fread(&stored, sizeof stored, 1, fp) != 1 ||
+             crc != stored)
+        why = "the checkpoint is damaged (its crc32 checksum does not match its contents)";
+    else if (fseek(fp, (long)sizeof h, SEEK_SET))
+        why = "cannot read the checkpoint";
     else if (memcmp(h.cfg, want.cfg, sizeof h.cfg) || memcmp(h.cfg_f, want.cfg_f, sizeof h.cfg_f) ||
              h.num_params != want.num_params)
         why = "the checkpoint holds a model of another configuration";
@@ -463,8 +488,8 @@ int emdpo_trainer_resume(emdpo_trainer *t, const char *path, emdpo_diag *diag) {
             fread(t->params, sizeof(float), np, fp) != np || fread(&has_ref, sizeof has_ref, 1, fp) != 1 ||
             (has_ref && (!t->ref || fread(t->ref, sizeof *t->ref, (size_t)t->set->n_seq, fp) != (size_t)t->set->n_seq)))
             why = "truncated checkpoint";
-        else if (fgetc(fp) != EOF)
-            why = "trailing bytes after the checkpoint";
+        else if (ftell(fp) != len - (long)sizeof crc)
+            why = "the checkpoint's size does not match its contents";
     }
     fclose(fp);
     if (why) {

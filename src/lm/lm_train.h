@@ -42,8 +42,8 @@ typedef struct emdpo_trainer emdpo_trainer;
 /* emdpo_trainer_create for adapter lo (borrowed) on base m, which may be
  * frozen and is then never written: lo alone is trained (n_params:
  * lo->n), and a DPO reference of NULL or m is the base with the adapter
- * off. lo NULL: emdpo_trainer_create, which trains m's parameters. EMDPO_ERR_UNSUPPORTED for a
- * dropout (not run yet). */
+ * off. lo NULL: emdpo_trainer_create, which trains m's parameters. The
+ * adapter's dropout masks are drawn from the seed, step and micro-batch. */
 int emdpo_trainer_create_lora(const emdpo_llama *m, emdpo_lora *lo, const emdpo_lm_set *set, const double *weights,
                               const emdpo_train_config *c, emdpo_trainer **out);
 

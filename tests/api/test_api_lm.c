@@ -2,7 +2,8 @@
  * parts), through the shared library, on a model trained from scratch in
  * the test: vocabularies and tokenizers, checkpoints in both formats,
  * scoring, generation, training with bit-exact resumption, EM-DPO with
- * its files, MMRA, regrets, evaluation, baselines and mixtures. */
+ * its files, MMRA, regrets, evaluation, baselines and mixtures; and PEFT
+ * LoRA adapters on a fixture base (tests/fixtures/lora). */
 #include <math.h>
 
 #include "api_util.h"
@@ -489,8 +490,44 @@ static void test_em(const char *prefs) {
     emdpo_llama_free(ref);
 }
 
+/* A PEFT adapter: read, its numbers, written and read back, merged in
+ * memory and by emdpo_merge_run to the same model; another shape refused. */
+static void test_adapters(void) {
+    emdpo_llama *base = NULL, *merged = NULL, *other = NULL;
+    emdpo_lora_adapter *a = NULL, *b = NULL;
+    emdpo_diag d;
+    CHECK_EQ_INT(emdpo_llama_load("tests/fixtures/hf_families/llama3", &base, &d), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_lora_adapter_read("tests/fixtures/lora/llama3_all", base, &a, &d), EMDPO_OK);
+    /* 2 layers x r 4 x (in + out) over the seven projections */
+    CHECK(emdpo_lora_adapter_rank(a) == 4 && emdpo_lora_adapter_alpha(a) == 8 && emdpo_lora_adapter_scale(a) == 2 &&
+          emdpo_lora_adapter_n_params(a) == 2 * 4 * (6 * 16 + 24 + 16 + 8 + 8 + 16 + 24 + 24 + 16));
+    CHECK_EQ_INT(emdpo_lora_adapter_write(a, api_path("adapter"), EMDPO_DTYPE_AUTO, "llama3", &d), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_lora_adapter_read(api_path("adapter"), base, &b, &d), EMDPO_OK);
+    CHECK(emdpo_lora_adapter_n_params(b) == emdpo_lora_adapter_n_params(a));
+    emdpo_merge_opts o;
+    emdpo_merge_opts_init(&o);
+    o.model = "tests/fixtures/hf_families/llama3";
+    o.adapter = api_path("adapter");
+    o.out = api_path("merged");
+    CHECK_EQ_INT(emdpo_merge_run(&o, &d), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_llama_load(api_path("merged"), &merged, &d), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_lora_adapter_merge(b, base, &d), EMDPO_OK);
+    CHECK(emdpo_llama_same_architecture(base, merged));
+    CHECK_EQ_INT(emdpo_llama_load("tests/fixtures/hf_families/qwen3", &other, &d), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_lora_adapter_merge(a, other, &d), EMDPO_ERR_INVALID_ARG);
+    CHECK(strstr(d.msg, "another model") || strstr(d.msg, "not this one"));
+    o.adapter = "tests/fixtures/lora/none";
+    CHECK_EQ_INT(emdpo_merge_run(&o, &d), EMDPO_ERR_IO);
+    emdpo_lora_adapter_free(a);
+    emdpo_lora_adapter_free(b);
+    emdpo_llama_free(base);
+    emdpo_llama_free(merged);
+    emdpo_llama_free(other);
+}
+
 int main(void) {
     api_init();
+    test_adapters();
     emdpo_set_threads(2);
     const char *prefs = write_prefs();
     test_vocab(prefs);

@@ -236,6 +236,8 @@ int main(void) {
     CHECK(1);
     (void)emdpo_fit_dir(NULL);
     CHECK(1);
+    (void)emdpo_fit_check_files(NULL, 0, NULL);
+    CHECK(1);
     (void)emdpo_fit_file_is(NULL, (emdpo_family)0);
     CHECK(1);
     CHECK_MSG(emdpo_posterior_read(NULL, 0, NULL, NULL) != EMDPO_OK, "emdpo_posterior_read");
@@ -328,6 +330,22 @@ int main(void) {
     CHECK_MSG(emdpo_lora_targets_parse(NULL, NULL) != EMDPO_OK, "emdpo_lora_targets_parse");
     (void)emdpo_lora_target_name(0);
     CHECK(1);
+    CHECK_MSG(emdpo_lora_adapter_read(NULL, NULL, NULL, NULL) != EMDPO_OK, "emdpo_lora_adapter_read");
+    CHECK_MSG(emdpo_lora_adapter_write(NULL, NULL, (emdpo_dtype)0, NULL, NULL) != EMDPO_OK, "emdpo_lora_adapter_write");
+    emdpo_lora_adapter_free(NULL);
+    CHECK(1);
+    (void)emdpo_lora_adapter_rank(NULL);
+    CHECK(1);
+    (void)emdpo_lora_adapter_alpha(NULL);
+    CHECK(1);
+    (void)emdpo_lora_adapter_scale(NULL);
+    CHECK(1);
+    (void)emdpo_lora_adapter_n_params(NULL);
+    CHECK(1);
+    CHECK_MSG(emdpo_lora_adapter_merge(NULL, NULL, NULL) != EMDPO_OK, "emdpo_lora_adapter_merge");
+    emdpo_merge_opts_init(NULL);
+    CHECK(1);
+    CHECK_MSG(emdpo_merge_run(NULL, NULL) != EMDPO_OK, "emdpo_merge_run");
     CHECK_MSG(emdpo_lm_lengths(NULL, NULL, NULL, NULL) != EMDPO_OK, "emdpo_lm_lengths");
     CHECK_MSG(emdpo_lm_set_from_data(NULL, NULL, 0, 0, NULL) != EMDPO_OK, "emdpo_lm_set_from_data");
     CHECK_MSG(emdpo_lm_set_read(NULL, NULL, 0, 0, 0, NULL, NULL, NULL) != EMDPO_OK, "emdpo_lm_set_read");
@@ -768,6 +786,7 @@ int main(void) {
  *   emdpo_fit_read
  *   emdpo_fit_source
  *   emdpo_fit_dir
+ *   emdpo_fit_check_files
  *   emdpo_fit_file_is
  *   emdpo_posterior_read
  *   emdpo_posterior_free
@@ -820,6 +839,16 @@ int main(void) {
  *   emdpo_lora_config_init
  *   emdpo_lora_targets_parse
  *   emdpo_lora_target_name
+ *   emdpo_lora_adapter_read
+ *   emdpo_lora_adapter_write
+ *   emdpo_lora_adapter_free
+ *   emdpo_lora_adapter_rank
+ *   emdpo_lora_adapter_alpha
+ *   emdpo_lora_adapter_scale
+ *   emdpo_lora_adapter_n_params
+ *   emdpo_lora_adapter_merge
+ *   emdpo_merge_opts_init
+ *   emdpo_merge_run
  *   emdpo_lm_lengths
  *   emdpo_lm_set_from_data
  *   emdpo_lm_set_read

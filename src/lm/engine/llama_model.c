@@ -103,6 +103,17 @@ static void acts_layout(emdpo_llama_acts *a, carve *cv) {
     a->lora_g_stride = a->training ? 2 * N * R : 0;
     a->lora_u = R ? take(cv, LN, EMDPO_N_PROJ * R) : NULL;
     a->lora_g = R && a->training ? take(cv, 2 * N, EMDPO_N_PROJ * R) : NULL;
+    size_t xw = 0, dA = 0;
+    for (int P = 0; P < EMDPO_N_PROJ; P++) {
+        int out, in;
+        emdpo_llama_proj_shape(c, P, &out, &in);
+        xw = (size_t)in > xw ? (size_t)in : xw;
+        dA += (size_t)in; /* times R below */
+    }
+    a->lora_x_width = xw;
+    a->lora_dA_chunk = R * dA;
+    a->lora_x = R && a->training ? take(cv, N, xw) : NULL;
+    a->lora_dA = R && a->training ? take(cv, 2 * (size_t)a->max_B, R * dA) : NULL;
     if (!a->training) return;
     a->dres = take(cv, 3 * N, C);
     a->dres2 = take(cv, 2 * N, C);
@@ -388,18 +399,49 @@ static void qk_finish(const emdpo_llama_config *c, float *x, float *pre, float *
     emdpo_rope_forward(x, x, cosv, sinv, nb, T, nh, hs);
 }
 
+/* Dropout's mask: 1/(1-p) for element (row i, column j) of projection P's
+ * input in layer l when the hash keeps it, else 0. */
+static float dropout_scale(uint64_t seed, int l, int P, size_t i, int j, float p) {
+    uint64_t z = seed ^ ((uint64_t)(l * EMDPO_N_PROJ + P) << 48) ^ ((uint64_t)i << 20) ^ (uint64_t)j;
+    z += 0x9e3779b97f4a7c15ull; /* splitmix64's finaliser */
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (double)(z >> 11) * 0x1.0p-53 < p ? 0.0f : 1.0f / (1.0f - p);
+}
+
+/* dst (nr, IC) = src (nr, IC) * dropout's mask for rows [r0, r0 + nr) of
+ * the batch. */
+static void dropout_apply(float *dst, const float *src, const emdpo_llama_acts *a, float p, int l, int P, size_t r0,
+                          int nr, int IC) {
+    for (int i = 0; i < nr; i++)
+        for (int j = 0; j < IC; j++)
+            dst[(size_t)i * IC + j] = src[(size_t)i * IC + j] * dropout_scale(a->lora_seed, l, P, r0 + i, j, p);
+}
+
+/* Whether adapter lo drops out of its inputs in a pass through a. */
+static int dropping(const emdpo_lora *lo, const emdpo_llama_acts *a) {
+    return lo && a->training && lo->config.dropout > 0.0f;
+}
+
 /* Adapter projection P of layer l (none when lo is NULL or does not adapt
- * it) for the nr rows of inp (nr, in) from row o of layer l's slot: u =
- * s · inp Aᵀ is kept, out (nr, out) += u Bᵀ. */
+ * it) for the nr rows of inp (nr, in), batch rows from r0, row o of layer
+ * l's slot: u = s · x' Aᵀ is kept (x' = inp after dropout), out (nr, out)
+ * += u Bᵀ. */
 static void lora_forward(const emdpo_lora *lo, emdpo_llama_acts *a, int l, int P, float *out, const float *inp,
-                         int nr, size_t o) {
+                         int nr, size_t r0, size_t o) {
     if (!lo || !lo->A[P]) return;
     int OC, IC, r = lo->config.r;
     emdpo_llama_proj_shape(&a->config, P, &OC, &IC);
     float *u = a->lora_u + (size_t)P * a->lora_u_stride + o * (size_t)r;
-    const float *A = lo->A[P] + (size_t)l * r * IC, *B = lo->B[P] + (size_t)l * OC * r;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, r, IC, emdpo_lora_scale(&lo->config), inp, IC, A, IC,
-                0.0f, u, r);
+    const float *A = lo->A[P] + (size_t)l * r * IC, *B = lo->B[P] + (size_t)l * OC * r, *x = inp;
+    if (dropping(lo, a)) {
+        float *xd = a->lora_x + r0 * a->lora_x_width;
+        dropout_apply(xd, inp, a, lo->config.dropout, l, P, r0, nr, IC);
+        x = xd;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, r, IC, emdpo_lora_scale(&lo->config), x, IC, A, IC, 0.0f,
+                u, r);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, OC, r, 1.0f, u, r, B, r, 1.0f, out, OC);
 }
 
@@ -427,9 +469,9 @@ static void layer_forward_chunk(const emdpo_llama *m, const emdpo_lora *lo, emdp
     proj_forward(q, NULL, ln1, &w[EMDPO_PROJ_Q], nr);
     proj_forward(k, NULL, ln1, &w[EMDPO_PROJ_K], nr);
     proj_forward(v, NULL, ln1, &w[EMDPO_PROJ_V], nr);
-    lora_forward(lo, a, l, EMDPO_PROJ_Q, q, ln1, nr, o);
-    lora_forward(lo, a, l, EMDPO_PROJ_K, k, ln1, nr, o);
-    lora_forward(lo, a, l, EMDPO_PROJ_V, v, ln1, nr, o);
+    lora_forward(lo, a, l, EMDPO_PROJ_Q, q, ln1, nr, r0, o);
+    lora_forward(lo, a, l, EMDPO_PROJ_K, k, ln1, nr, r0, o);
+    lora_forward(lo, a, l, EMDPO_PROJ_V, v, ln1, nr, r0, o);
     if (c->qkv_bias) {
         emdpo_bias_forward(q, p->bq + (size_t)l * qd, (size_t)nr, qd);
         emdpo_bias_forward(k, p->bk + (size_t)l * kvd, (size_t)nr, kvd);
@@ -446,16 +488,16 @@ static void layer_forward_chunk(const emdpo_llama *m, const emdpo_lora *lo, emdp
                                 v + rb * kvd, a->lens[b0 + b], T, NH, NKV, hs);
     }
     proj_forward(res2, x, atty, &w[EMDPO_PROJ_O], nr);
-    lora_forward(lo, a, l, EMDPO_PROJ_O, res2, atty, nr, o);
+    lora_forward(lo, a, l, EMDPO_PROJ_O, res2, atty, nr, r0, o);
     if (c->o_bias) emdpo_bias_forward(res2, p->bo + lC, (size_t)nr, C);
     emdpo_rmsnorm_forward(ln2, a->ln2_rstd + o, res2, p->rms_ffn + lC, (size_t)nr, C, c->norm_eps);
     proj_forward(h1, NULL, ln2, &w[EMDPO_PROJ_GATE], nr);
     proj_forward(h3, NULL, ln2, &w[EMDPO_PROJ_UP], nr);
-    lora_forward(lo, a, l, EMDPO_PROJ_GATE, h1, ln2, nr, o);
-    lora_forward(lo, a, l, EMDPO_PROJ_UP, h3, ln2, nr, o);
+    lora_forward(lo, a, l, EMDPO_PROJ_GATE, h1, ln2, nr, r0, o);
+    lora_forward(lo, a, l, EMDPO_PROJ_UP, h3, ln2, nr, r0, o);
     emdpo_swiglu_forward(hg, h1, h3, (size_t)nr * H);
     proj_forward(a->res3 + o * C, res2, hg, &w[EMDPO_PROJ_DOWN], nr);
-    lora_forward(lo, a, l, EMDPO_PROJ_DOWN, a->res3 + o * C, hg, nr, o);
+    lora_forward(lo, a, l, EMDPO_PROJ_DOWN, a->res3 + o * C, hg, nr, r0, o);
 }
 
 /* The head's three steps for sequences [b0, b1): the final norm, the
@@ -634,18 +676,57 @@ static void head_norm_chunk(const bwd *w, int ch, int b0, int b1) {
                            w->m->params.rms_final, a->lnf_rstd + r0, (size_t)nr, C);
 }
 
-/* The adapter's share of projection P's input gradient: g = s · dout B
- * is kept (row s0 of slot l % 2), dinp (nr, in) += g A. */
-static void lora_dinp(const bwd *w, int l, int P, float *dinp, const float *dout, int nr, size_t s0) {
+/* Where chunk ch keeps its share of projection P's dA in slot l % 2. */
+static float *lora_dA_part(const bwd *w, int l, int ch, int P) {
+    size_t off = 0;
+    for (int q = 0; q < P; q++) {
+        int out, in;
+        emdpo_llama_proj_shape(&w->m->config, q, &out, &in);
+        off += (size_t)w->lo->config.r * in;
+    }
+    return w->a->lora_dA + ((size_t)(l % 2) * w->a->max_B + (size_t)ch) * w->a->lora_dA_chunk + off;
+}
+
+/* The adapter's share of projection P's input gradient for chunk ch (nr
+ * rows from batch row r0; inp its input): g = s · dout B is kept (row s0
+ * of slot l % 2), dinp (nr, in) += (g A) * dropout's mask, and the
+ * chunk's dA = gᵀ x' (x' the input after dropout) goes to its partial
+ * sum, which lora_dA_job adds up in chunk order. */
+static void lora_dinp(const bwd *w, int l, int P, int ch, float *dinp, const float *dout, const float *inp, int nr,
+                      size_t r0, size_t s0) {
     const emdpo_lora *lo = w->lo;
     if (!lo || !lo->A[P]) return;
-    int OC, IC, r = lo->config.r;
+    emdpo_llama_acts *a = w->a;
+    int OC, IC, r = lo->config.r, drop = dropping(lo, a);
     emdpo_llama_proj_shape(&w->m->config, P, &OC, &IC);
-    float *g = w->a->lora_g + (size_t)P * w->a->lora_g_stride + s0 * (size_t)r;
+    float *g = a->lora_g + (size_t)P * a->lora_g_stride + s0 * (size_t)r, *xd = a->lora_x + r0 * a->lora_x_width;
     const float *A = lo->A[P] + (size_t)l * r * IC, *B = lo->B[P] + (size_t)l * OC * r;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, r, OC, emdpo_lora_scale(&lo->config), dout, OC, B, r,
                 0.0f, g, r);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, IC, r, 1.0f, g, r, A, IC, 1.0f, dinp, IC);
+    if (drop) { /* g A into the scratch, then masked into dinp */
+        float p = lo->config.dropout;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, IC, r, 1.0f, g, r, A, IC, 0.0f, xd, IC);
+        for (int i = 0; i < nr; i++)
+            for (int j = 0; j < IC; j++)
+                dinp[(size_t)i * IC + j] += xd[(size_t)i * IC + j] * dropout_scale(a->lora_seed, l, P, r0 + i, j, p);
+        dropout_apply(xd, inp, a, p, l, P, r0, nr, IC);
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, IC, r, 1.0f, g, r, A, IC, 1.0f, dinp, IC);
+    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, IC, nr, 1.0f, g, r, drop ? xd : inp, IC, 0.0f,
+                lora_dA_part(w, l, ch, P), IC);
+}
+
+/* dA of projection P in layer l += the chunks' shares, in chunk order. */
+static void lora_dA_job(const bwd *w, int l, int P) {
+    int out, in;
+    emdpo_llama_proj_shape(&w->m->config, P, &out, &in);
+    size_t n = (size_t)w->lo->config.r * in;
+    float *dA = w->gA[P] + (size_t)l * n;
+    for (int ch = 0; ch < w->nchunks; ch++) {
+        const float *part = lora_dA_part(w, l, ch, P);
+        for (size_t i = 0; i < n; i++) dA[i] += part[i];
+    }
 }
 
 /* d (n, hs) holds the gradient of n per-head RMSNorm outputs; it becomes
@@ -677,12 +758,12 @@ static void layer_chunk(const bwd *w, const proj_set *ps, int l, int ch, int b0,
     float *din = dres_slot(w, l - 1) + r0 * C;
     /* FFN branch: res3 = res2 + w2(silu(w1 ln2) * w3 ln2) */
     proj_dinp(dhg, dout, &ps->r[EMDPO_PROJ_DOWN], nr, 0.0f);
-    lora_dinp(w, l, EMDPO_PROJ_DOWN, dhg, dout, nr, s);
+    lora_dinp(w, l, EMDPO_PROJ_DOWN, ch, dhg, dout, a->hg + o * H, nr, r0, s);
     emdpo_swiglu_backward_set(dh1, dh3, dhg, a->h1 + o * H, a->h3 + o * H, (size_t)nr * H);
     proj_dinp(dx, dh1, &ps->r[EMDPO_PROJ_GATE], nr, 0.0f);
     proj_dinp(dx, dh3, &ps->r[EMDPO_PROJ_UP], nr, 1.0f);
-    lora_dinp(w, l, EMDPO_PROJ_GATE, dx, dh1, nr, s);
-    lora_dinp(w, l, EMDPO_PROJ_UP, dx, dh3, nr, s);
+    lora_dinp(w, l, EMDPO_PROJ_GATE, ch, dx, dh1, a->ln2 + o * C, nr, r0, s);
+    lora_dinp(w, l, EMDPO_PROJ_UP, ch, dx, dh3, a->ln2 + o * C, nr, r0, s);
     memcpy(dr2, dout, (size_t)nr * C * sizeof(float));
     emdpo_rmsnorm_backward(dr2, dnorm_of(w, ch, L + l), dx, a->res2 + o * C, p->rms_ffn + lC, a->ln2_rstd + o,
                            (size_t)nr, C);
@@ -690,7 +771,7 @@ static void layer_chunk(const bwd *w, const proj_set *ps, int l, int ch, int b0,
      * + bo, the biases and norms where the family has them. The biases'
      * gradients are sums over all rows of dq, dk, dv and dres2 (bias_job). */
     proj_dinp(dx, dr2, &ps->r[EMDPO_PROJ_O], nr, 0.0f);
-    lora_dinp(w, l, EMDPO_PROJ_O, dx, dr2, nr, s);
+    lora_dinp(w, l, EMDPO_PROJ_O, ch, dx, dr2, a->atty + o * qd, nr, r0, s);
     memset(dq, 0, (size_t)nr * qd * sizeof(float));
     memset(dk, 0, (size_t)nr * kvd * sizeof(float));
     memset(dv, 0, (size_t)nr * kvd * sizeof(float));
@@ -712,9 +793,9 @@ static void layer_chunk(const bwd *w, const proj_set *ps, int l, int ch, int b0,
     proj_dinp(dx, dq, &ps->r[EMDPO_PROJ_Q], nr, 0.0f);
     proj_dinp(dx, dk, &ps->r[EMDPO_PROJ_K], nr, 1.0f);
     proj_dinp(dx, dv, &ps->r[EMDPO_PROJ_V], nr, 1.0f);
-    lora_dinp(w, l, EMDPO_PROJ_Q, dx, dq, nr, s);
-    lora_dinp(w, l, EMDPO_PROJ_K, dx, dk, nr, s);
-    lora_dinp(w, l, EMDPO_PROJ_V, dx, dv, nr, s);
+    lora_dinp(w, l, EMDPO_PROJ_Q, ch, dx, dq, a->ln1 + o * C, nr, r0, s);
+    lora_dinp(w, l, EMDPO_PROJ_K, ch, dx, dk, a->ln1 + o * C, nr, r0, s);
+    lora_dinp(w, l, EMDPO_PROJ_V, ch, dx, dv, a->ln1 + o * C, nr, r0, s);
     memcpy(din, dr2, (size_t)nr * C * sizeof(float));
     emdpo_rmsnorm_backward(din, dnorm_of(w, ch, l), dx, x, p->rms_att + lC, a->ln1_rstd + o, (size_t)nr, C);
 }
@@ -726,8 +807,8 @@ typedef struct wgrad {
     int OC, IC;
 } wgrad;
 
-/* An adapter's gradients for layer l: dB (out, r) += doutᵀ u and dA (r,
- * in) += gᵀ x for each adapted projection, over all rows. */
+/* An adapter's dB (out, r) += doutᵀ u for layer l, over all rows, for
+ * each adapted projection (dA comes from the chunks' shares). */
 static int lora_wgrads(const bwd *w, int l, wgrad *out) {
     const emdpo_llama_config *c = &w->m->config;
     const emdpo_llama_acts *a = w->a;
@@ -736,16 +817,12 @@ static int lora_wgrads(const bwd *w, int l, wgrad *out) {
     size_t N = (size_t)a->B * a->T, o = (size_t)l * N, sl = (size_t)(l % 2) * N;
     const float *dout[EMDPO_N_PROJ] = {a->dq + sl * qd,  a->dk + sl * kvd,  a->dv + sl * kvd, a->dres2 + sl * C,
                                        a->dh1 + sl * H,  a->dh3 + sl * H,   dres_slot(w, l)};
-    const float *inp[EMDPO_N_PROJ] = {a->ln1 + o * C, a->ln1 + o * C, a->ln1 + o * C, a->atty + o * qd,
-                                      a->ln2 + o * C, a->ln2 + o * C, a->hg + o * H};
     for (int P = 0; P < EMDPO_N_PROJ; P++) {
         int OC, IC;
         if (!w->lo->A[P]) continue;
         emdpo_llama_proj_shape(c, P, &OC, &IC);
         const float *u = a->lora_u + (size_t)P * a->lora_u_stride + o * r;
-        const float *g = a->lora_g + (size_t)P * a->lora_g_stride + sl * r;
         out[n++] = (wgrad){w->gB[P] + (size_t)l * OC * r, dout[P], u, OC, r};
-        out[n++] = (wgrad){w->gA[P] + (size_t)l * r * IC, g, inp[P], r, IC};
     }
     return n;
 }
@@ -864,10 +941,19 @@ static void dnorm_job(const bwd *w) {
 }
 
 /* Job j of stage s: first the weight-gradient blocks, then the bias
- * gradients, then the chunks (at stage -1 the embedding's jobs and the
- * RMSNorm weights'). */
+ * gradients, then an adapter's dA sums, then the chunks (at stage -1 the
+ * embedding's jobs and the RMSNorm weights', for the base's gradient). */
+/* The adapter's dA sums of stage s (layer s + 1's, one job per adapted
+ * projection); 0 without an adapter. */
+static int stage_dA_jobs(const bwd *w, int s) {
+    int l = s + 1, n = 0;
+    if (!w->lo || l < 0 || l >= w->m->config.n_layers) return 0;
+    for (int P = 0; P < EMDPO_N_PROJ; P++) n += w->lo->A[P] != NULL;
+    return n;
+}
+
 static void stage_job(const bwd *w, const proj_set *ps, int s, const wgrad *wg, int nwg, const bgrad *bg, int nbg,
-                      int j) {
+                      int ndA, int j) {
     for (int i = 0; i < nwg; i++) {
         int nb = wgrad_blocks(w, &wg[i]);
         if (j < nb) {
@@ -881,6 +967,12 @@ static void stage_job(const bwd *w, const proj_set *ps, int s, const wgrad *wg, 
         return;
     }
     j -= nbg;
+    if (j < ndA) {
+        for (int P = 0; P < EMDPO_N_PROJ; P++)
+            if (w->lo->A[P] && j-- == 0) lora_dA_job(w, s + 1, P);
+        return;
+    }
+    j -= ndA;
     int B = w->a->B, b0 = j * w->bc, b1 = b0 + w->bc < B ? b0 + w->bc : B;
     if (s >= 0)
         layer_chunk(w, ps, s, j, b0, b1);
@@ -932,12 +1024,12 @@ static int backward(const emdpo_llama *m, const emdpo_lora *lo, emdpo_llama_acts
             proj_set ps = {.n = 0, .panels = 0};
             if (s >= 0) proj_layer(&ps, m, w.space, plain, s, 0);
             team_pack(&ps);
-            int nwg = stage_wgrads(&w, s, wg), nbg = stage_bgrads(&w, s, bg);
+            int nwg = stage_wgrads(&w, s, wg), nbg = stage_bgrads(&w, s, bg), ndA = stage_dA_jobs(&w, s);
             /* the embedding's and the norms' gradients only for the base's */
-            int njobs = (s >= 0 ? w.nchunks : lo ? 0 : EMBED_JOBS + 1) + nbg;
+            int njobs = (s >= 0 ? w.nchunks : lo ? 0 : EMBED_JOBS + 1) + nbg + ndA;
             for (int i = 0; i < nwg; i++) njobs += wgrad_blocks(&w, &wg[i]);
 #pragma omp for schedule(dynamic, 1)
-            for (int j = 0; j < njobs; j++) stage_job(&w, &ps, s, wg, nwg, bg, nbg, j);
+            for (int j = 0; j < njobs; j++) stage_job(&w, &ps, s, wg, nwg, bg, nbg, ndA, j);
         }
     }
     blas_end(serial, saved);

@@ -62,9 +62,18 @@ typedef struct emdpo_llama_acts {
      * each projection P (EMDPO_PROJ_*) at lora_u + P * lora_u_stride and
      * lora_g + P * lora_g_stride. */
     int lora_r;
-    float *lora_u;    /* (7, L, B, T, r) s · x Aᵀ: each adapter's inner activations */
+    float *lora_u;    /* (7, L, B, T, r) s · x' Aᵀ: each adapter's inner activations */
     float *lora_g;    /* (7, 2, B, T, r) s · dout B (training only; slot l % 2) */
     size_t lora_u_stride, lora_g_stride;
+    float *lora_x;    /* (B, T, max in) scratch: an adapter's input after dropout, x' (training only) */
+    float *lora_dA;   /* (2, max_B, sum over P of r * in_P) each chunk's share of dA, slot l % 2 (training) */
+    size_t lora_x_width, lora_dA_chunk;
+    /* Dropout on the adapters' inputs while training (lo's dropout p > 0):
+     * element (row i of the batch, column j) of projection P's input in
+     * layer l is kept, scaled by 1/(1-p), by a hash of (lora_seed, l, P,
+     * i, j), so any thread count draws the same masks and the backward
+     * redraws them. The trainer sets the seed before each forward. */
+    uint64_t lora_seed;
     /* Gradients (training only). The backward keeps the activation
      * gradients that the weight gradients need for two layers at a time
      * (slot l % 2), and the residual stream's for three (slot (l+1) % 3). */

@@ -144,7 +144,7 @@ static int same_shapes(const emdpo_llama_config *x, const emdpo_llama_config *y)
 }
 
 int emdpo_lora_merge(const emdpo_lora *lo, emdpo_llama *m) {
-    if (!same_shapes(&lo->base, &m->config)) return EMDPO_ERR_INVALID_ARG;
+    if (m->frozen || !same_shapes(&lo->base, &m->config)) return EMDPO_ERR_INVALID_ARG;
     const emdpo_llama_params *p = &m->params;
     float *W[EMDPO_N_PROJ] = {p->wq, p->wk, p->wv, p->wo, p->w1, p->w3, p->w2};
     int r = lo->config.r;

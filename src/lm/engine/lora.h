@@ -59,7 +59,7 @@ void emdpo_lora_init(emdpo_lora *lo, uint64_t seed);
 
 /* W += s · B A for every adapted projection of m (whose configuration has
  * the adapter's shapes): the merged model computes what base + adapter
- * does. EMDPO_ERR_INVALID_ARG when the shapes differ. */
+ * does. EMDPO_ERR_INVALID_ARG when the shapes differ or m is frozen. */
 int emdpo_lora_merge(const emdpo_lora *lo, emdpo_llama *m);
 
 #endif

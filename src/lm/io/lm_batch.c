@@ -52,6 +52,54 @@ static int encode(const emdpo_tokenizer *tok, const char *text, unsigned flags, 
     return EMDPO_OK;
 }
 
+/* Tokens encoded beyond the ones a sequence can keep, so that the tokens
+ * BPE forms differently at a cut lie far from those kept. */
+#define WINDOW_MARGIN 64
+
+/* The bytes of a text that can reach a sequence of s: no token stands for
+ * more bytes than the longest piece of tok. */
+static size_t text_window(emdpo_lm_set *s, const emdpo_tokenizer *tok) {
+    if (s->window_tok != tok || !s->window) {
+        size_t longest = 1, len;
+        for (int id = 0; id < emdpo_tokenizer_vocab_size(tok); id++)
+            if (emdpo_tokenizer_piece(tok, id, &len) && len > longest) longest = len;
+        s->window = ((size_t)s->max_length + WINDOW_MARGIN) * longest;
+        s->window_tok = tok;
+    }
+    return s->window;
+}
+
+/* encode of text, or of its last (from_end) or first `window` bytes (cut at
+ * a UTF-8 character) when it is longer and the cut still gives at least
+ * need tokens. */
+static int encode_window(const emdpo_tokenizer *tok, const char *text, unsigned flags, size_t window, int from_end,
+                         size_t need, int **ids, size_t *cap, size_t *n) {
+    size_t len = text ? strlen(text) : 0;
+    if (len > window) {
+        const char *from = text;
+        size_t w = window;
+        if (from_end) {
+            from = text + (len - window);
+            while (w > 0 && ((unsigned char)*from & 0xC0) == 0x80) from++, w--;
+        } else {
+            while (w > 0 && ((unsigned char)text[w] & 0xC0) == 0x80) w--;
+        }
+        int *v;
+        int rc = emdpo_tokenizer_encode_alloc(tok, from, w, flags, &v, n);
+        if (rc) return rc;
+        if (*n >= need) {
+            *cap = *n + 1;
+            if (!(*ids = emdpo_realloc(v, *n * sizeof *v, *cap * sizeof **ids))) {
+                emdpo_ids_free(v, *n);
+                return EMDPO_ERR_NOMEM;
+            }
+            return EMDPO_OK;
+        }
+        emdpo_ids_free(v, *n);
+    }
+    return encode(tok, text, flags, ids, cap, n);
+}
+
 /* 1 when ids start with the tokenizer's BOS, which truncation keeps. */
 static int starts_with_bos(const emdpo_tokenizer *tok, const int *ids, size_t n) {
     return n > 0 && emdpo_tokenizer_bos(tok) >= 0 && ids[0] == emdpo_tokenizer_bos(tok);
@@ -74,8 +122,8 @@ int emdpo_lm_prompt_encode(const emdpo_tokenizer *tok, const char *text, int P, 
 int emdpo_lm_set_add(emdpo_lm_set *s, const emdpo_tokenizer *tok, const char *prompt, const char *const *responses,
                      int n, int stages) {
     if (n < 1 || stages < 0 || stages > n - 1) return EMDPO_ERR_INVALID_ARG;
-    size_t pcap, pn;
-    int *pids, rc = encode(tok, prompt, EMDPO_TOK_ADD_BOS, &pids, &pcap, &pn);
+    size_t pcap, pn, window = text_window(s, tok), need = (size_t)s->max_length + WINDOW_MARGIN;
+    int *pids, rc = encode_window(tok, prompt, EMDPO_TOK_ADD_BOS, window, 1, need, &pids, &pcap, &pn);
     if (rc) return rc;
     int **rids = emdpo_calloc((size_t)n, sizeof *rids);
     /* rn[k]: tokens kept of response k; rn[n + k]: tokens it had. */
@@ -85,7 +133,8 @@ int emdpo_lm_set_add(emdpo_lm_set *s, const emdpo_tokenizer *tok, const char *pr
     int eos = emdpo_tokenizer_eos(tok);
     if (eos < 0 && !rc) rc = EMDPO_ERR_UNSUPPORTED; /* emdpo_tokenizer_load refuses such tokenizers for models */
     for (int k = 0; k < n && !rc; k++) {
-        if ((rc = encode(tok, responses ? responses[k] : NULL, 0, &rids[k], &rcap[k], &rn[k]))) break;
+        if ((rc = encode_window(tok, responses ? responses[k] : NULL, 0, window, 0, need, &rids[k], &rcap[k], &rn[k])))
+            break;
         rids[k][rn[k]++] = eos;
         rn[n + k] = rn[k];
         if (rn[k] > longest) longest = rn[k];

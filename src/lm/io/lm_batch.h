@@ -42,6 +42,10 @@ typedef struct emdpo_lm_set {
     int most_items;        /* sequences in the largest group */
     /* capacities, in elements, of each array */
     size_t seq_off_cap, seq_start_cap, tok_cap, group_off_cap, group_stages_cap;
+    /* The bytes of a text that can reach a sequence, for window_tok (see
+     * emdpo_lm_set_add); 0 until first needed. */
+    const emdpo_tokenizer *window_tok;
+    size_t window;
 } emdpo_lm_set;
 
 /* An empty set. 1 <= max_prompt_length < max_length, else
@@ -49,7 +53,13 @@ typedef struct emdpo_lm_set {
 int emdpo_lm_set_create(int max_length, int max_prompt_length, emdpo_lm_set **out);
 
 /* Appends one group: prompt (NULL = empty) with n >= 1 responses (NULL
- * entries = empty) and the given number of stages (0..n-1). A failure
+ * entries = empty) and the given number of stages (0..n-1). A text far
+ * longer than max_length tokens can fill (max_length + 64 times the
+ * tokenizer's longest piece, in bytes) is encoded from that many of its
+ * bytes only, the prompt's last and a response's first, so that memory
+ * follows the context and not the text; the tokens kept are those of the
+ * whole text (a cut that gives too few tokens, as a normalizer that deletes
+ * may, is encoded whole instead). A failure
  * (EMDPO_ERR_NOMEM, EMDPO_ERR_INVALID_ARG) leaves s as it was. */
 int emdpo_lm_set_add(emdpo_lm_set *s, const emdpo_tokenizer *tok, const char *prompt, const char *const *responses,
                      int n, int stages);

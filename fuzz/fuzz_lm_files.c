@@ -1,0 +1,190 @@
+/* libFuzzer target: the language-model files the text readers' harness
+ * (fuzz_readers.c) does not reach. Byte 0 picks the reader (its value mod
+ * 4), the rest is the file:
+ *   0  SFT/DPO text JSONL (src/lm/io/lm_batch.c: emdpo_lm_texts_read, and
+ *      emdpo_lm_set_read_with tokenizing it with a byte tokenizer, which
+ *      must give sequences inside the vocabulary and the length limit);
+ *   1  a llama2.c checkpoint (src/lm/io/llama2c.c's header and sizes): an
+ *      accepted model must pass the configuration check;
+ *   2  trainer.bin (src/lm/lm_train.c's resume) of a tiny SFT run made
+ *      once at start-up; an even byte 1 makes the input's last 4 bytes its
+ *      crc32, so that the checks behind the checksum are reached too;
+ *   3  the run-folder JSON files emdpo report reads (src/report/report.c):
+ *      byte 1 picks run.json, table1.json, table3.json, select.json or a
+ *      type directory's fit.json.
+ * A reader may refuse its input with a status, never crash, read outside
+ * it or return a status it does not document. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "base/file.h"
+#include "emdpo.h"
+#include "lm/engine/llama.h"
+#include "lm/io/llama2c.h"
+#include "lm/io/lm_batch.h"
+#include "lm/io/tokenizer.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static char dir[64];
+static emdpo_tokenizer *tok;
+static int trained; /* 1 once dir/run holds a model and trainer.bin */
+
+static const char *path_of(const char *name) {
+    static char path[160];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return path;
+}
+
+static void write_file(const char *name, const void *p, size_t n) {
+    FILE *fp = fopen(path_of(name), "wb");
+    if (!fp || fwrite(p, 1, n, fp) != n || fclose(fp) != 0) abort();
+}
+
+static void expect(int rc, int ok_a, int ok_b, int ok_c) {
+    if (rc != EMDPO_OK && rc != EMDPO_ERR_NOMEM && rc != ok_a && rc != ok_b && rc != ok_c) abort();
+}
+
+/* A llama2.c tokenizer.bin of <unk>, BOS, EOS and the 256 byte pieces. */
+static void byte_tokenizer(void) {
+    static unsigned char buf[4 + 3 * 16 + 256 * 14];
+    size_t n = 0;
+    int32_t max_len = 16;
+    memcpy(buf, &max_len, 4);
+    n = 4;
+    for (int id = 0; id < 259; id++) {
+        char piece[16];
+        int32_t len = id == 0 ? snprintf(piece, sizeof piece, "<unk>")
+                      : id == 1 ? snprintf(piece, sizeof piece, "\n<s>\n")
+                      : id == 2 ? snprintf(piece, sizeof piece, "\n</s>\n")
+                                : snprintf(piece, sizeof piece, "<0x%02X>", id - 3);
+        float score = 0;
+        memcpy(buf + n, &score, 4);
+        memcpy(buf + n + 4, &len, 4);
+        memcpy(buf + n + 8, piece, (size_t)len);
+        n += 8 + (size_t)len;
+    }
+    write_file("tok.bin", buf, n);
+    emdpo_diag diag;
+    if (emdpo_tokenizer_parse(buf, n, 259, "tok.bin", &tok, &diag)) abort();
+}
+
+/* The SFT run whose trainer.bin the inputs replace: the settings of
+ * fuzz/corpus/lm_files/trainer (tools/fuzz_lm_files_seed.sh). */
+static void train_opts(emdpo_train_opts *o, int resume) {
+    static char data_path[96], tok_path[96], out_path[96];
+    snprintf(data_path, sizeof data_path, "%s/sft.jsonl", dir);
+    snprintf(tok_path, sizeof tok_path, "%s/tok.bin", dir);
+    snprintf(out_path, sizeof out_path, "%s/run", dir);
+    emdpo_train_opts_init(o, EMDPO_TRAIN_SFT);
+    o->data = data_path;
+    o->tokenizer = tok_path;
+    o->out = out_path;
+    o->config_spec = resume ? NULL : "dim=8,layers=1,heads=1,vocab=259,seq_len=32";
+    o->steps = 1;
+    o->resume = resume;
+}
+
+static void setup(void) {
+    snprintf(dir, sizeof dir, "/tmp/emdpo_fuzz_lm_XXXXXX");
+    if (!mkdtemp(dir)) abort();
+    byte_tokenizer();
+    static const char sft[] = "{\"prompt\": \"ab\", \"response\": \"cd\"}\n{\"text\": \"efg\"}\n";
+    write_file("sft.jsonl", sft, sizeof sft - 1);
+    emdpo_train_opts o;
+    train_opts(&o, 0);
+    emdpo_train_job *j = NULL;
+    emdpo_diag diag;
+    emdpo_set_threads(1);
+    if (emdpo_train_job_create(&o, &j, &diag) || emdpo_train_job_run(j, &diag)) abort();
+    emdpo_train_job_free(j);
+    trained = 1;
+}
+
+static void texts(const uint8_t *data, size_t size) {
+    write_file("texts.jsonl", data, size);
+    emdpo_diag diag;
+    emdpo_lm_texts *t = NULL;
+    expect(emdpo_lm_texts_read(path_of("texts.jsonl"), &t, &diag), EMDPO_ERR_PARSE, EMDPO_ERR_UNSUPPORTED, -1);
+    emdpo_lm_texts_free(t);
+    emdpo_lm_set *s = NULL;
+    emdpo_data *d = NULL;
+    int rc = emdpo_lm_set_read_with(path_of("texts.jsonl"), NULL, tok, 16, 8, 1, &s, &d, &diag);
+    expect(rc, EMDPO_ERR_PARSE, EMDPO_ERR_UNSUPPORTED, EMDPO_ERR_LIMIT);
+    for (int64_t i = 0; !rc && i < s->n_seq; i++) {
+        int n = emdpo_lm_seq_len(s, i);
+        if (n < 1 || n > 16 || s->seq_start[i] < 0 || s->seq_start[i] > n) abort();
+    }
+    for (int64_t i = 0; !rc && i < s->n_tok; i++)
+        if (s->tok[i] < 0 || s->tok[i] >= 259) abort();
+    emdpo_lm_set_free(s);
+    emdpo_data_free(d);
+}
+
+static void llama2c(const uint8_t *data, size_t size) {
+    write_file("model.bin", data, size);
+    emdpo_llama *m = NULL;
+    emdpo_diag diag;
+    int rc = emdpo_llama2c_load(path_of("model.bin"), &m, &diag);
+    expect(rc, EMDPO_ERR_PARSE, EMDPO_ERR_IO, EMDPO_ERR_UNSUPPORTED);
+    if (!rc && emdpo_llama_config_check(&m->config) != EMDPO_OK) abort();
+    emdpo_llama_free(m);
+}
+
+static void trainer(const uint8_t *data, size_t size) {
+    if (size < 1) return;
+    int fix_crc = data[0] % 2 == 0;
+    data++, size--;
+    unsigned char *copy = malloc(size ? size : 1);
+    if (!copy) return;
+    memcpy(copy, data, size);
+    if (fix_crc && size >= 4) {
+        uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), copy, (uInt)(size - 4));
+        memcpy(copy + size - 4, &crc, 4);
+    }
+    write_file("run/trainer.bin", copy, size);
+    free(copy);
+    emdpo_train_opts o;
+    train_opts(&o, 1);
+    emdpo_train_job *j = NULL;
+    emdpo_diag diag;
+    int rc = emdpo_train_job_create(&o, &j, &diag);
+    expect(rc, EMDPO_ERR_PARSE, EMDPO_ERR_IO, -1);
+    if (!rc && emdpo_train_job_steps_done(j) < 0) abort();
+    emdpo_train_job_free(j);
+}
+
+static void report(const uint8_t *data, size_t size) {
+    static const char *names[5] = {"run.json", "table1.json", "table3.json", "select.json", "fit/fit.json"};
+    if (size < 1) return;
+    int which = data[0] % 5;
+    data++, size--;
+    char rdir[96], sub[128];
+    snprintf(rdir, sizeof rdir, "%s/report_%d", dir, which);
+    snprintf(sub, sizeof sub, "%s/fit", rdir);
+    emdpo_diag diag;
+    if (emdpo_mkdirs(which == 4 ? sub : rdir, &diag)) abort();
+    char name[160];
+    snprintf(name, sizeof name, "report_%d/%s", which, names[which]);
+    write_file(name, data, size);
+    expect(emdpo_report_write(rdir, NULL, NULL, NULL, 0, &diag), EMDPO_ERR_PARSE, EMDPO_ERR_IO, -1);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (!trained) setup();
+    if (size < 1) return 0;
+    int which = data[0] % 4;
+    data++, size--;
+    switch (which) {
+    case 0: texts(data, size); break;
+    case 1: llama2c(data, size); break;
+    case 2: trainer(data, size); break;
+    default: report(data, size); break;
+    }
+    return 0;
+}

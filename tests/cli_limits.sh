@@ -1,0 +1,81 @@
+#!/bin/sh
+# Bounded memory and text checks: a 20 MB prompt costs a small multiple of
+# the line (its tokens beyond the context are never made), and the same
+# data with a short prompt trains to the same bits as before; identifiers
+# longer than EMDPO_MAX_ID_BYTES or not UTF-8 are refused at file:line, one
+# of exactly that length is read; generate --prompt refuses invalid UTF-8.
+E=${1:-build/emdpo}
+. tests/lib_cli.sh
+
+if ! "$E" sft --help >/dev/null 2>&1; then
+    echo "cli_limits: 0 passed, 0 failed"
+    exit 0
+fi
+
+byte_tokenizer "$T/tok.bin"
+CFG="dim=16,layers=1,heads=2,vocab=259,seq_len=64"
+COMMON="--tokenizer $T/tok.bin --threads 1 --quiet"
+
+# A 20 MB prompt (peak memory measured where GNU time is, and not under
+# AddressSanitizer, whose shadow memory is not the program's).
+{
+    printf '{"annotator": "a", "prompt": "'
+    head -c 20000000 /dev/zero | tr '\0' 'x'
+    printf ' last words", "chosen": "yes", "rejected": "no"}\n'
+    printf '{"annotator": "b", "prompt": "ab", "chosen": "no", "rejected": "yes"}\n'
+} >"$T/big.jsonl"
+asan=0
+nm "$E" 2>/dev/null | grep -q __asan_init && asan=1
+if [ -x /usr/bin/time ] && [ $asan -eq 0 ]; then
+    /usr/bin/time -f '%M' -o "$T/peak" "$E" dpo --data "$T/big.jsonl" --config "$CFG" $COMMON --out "$T/big" \
+        --steps 1 >"$T/out" 2>&1
+    check "dpo with a 20 MB prompt" test -s "$T/big/trainer.bin"
+    peak=$(tail -n 1 "$T/peak")
+    echo "20 MB prompt: peak resident memory $peak KB"
+    # the line itself, its JSON string and the data's copy: about 60 MB;
+    # tokens of the whole prompt would add over 600 MB
+    check "20 MB prompt: peak $peak KB under 120 MB" test "$peak" -lt 120000
+else
+    expect_exit 0 "dpo with a 20 MB prompt" "" "$E" dpo --data "$T/big.jsonl" --config "$CFG" $COMMON --out "$T/big" \
+        --steps 1
+fi
+# The prompt's end is what the model sees: the same as with the end alone.
+{
+    printf '{"annotator": "a", "prompt": "'
+    head -c 2000 /dev/zero | tr '\0' 'x'
+    printf ' last words", "chosen": "yes", "rejected": "no"}\n'
+    printf '{"annotator": "b", "prompt": "ab", "chosen": "no", "rejected": "yes"}\n'
+} >"$T/small.jsonl"
+expect_exit 0 "dpo with a 2 kB prompt" "" "$E" dpo --data "$T/small.jsonl" --config "$CFG" $COMMON --out "$T/small" \
+    --steps 1
+check "20 MB and 2 kB prompts: same model" cmp -s "$T/big/model.safetensors" "$T/small/model.safetensors"
+
+# Identifiers: at most 1024 bytes of UTF-8.
+long=$(head -c 1025 /dev/zero | tr '\0' 'a')
+printf '{"annotator": "ok", "chosen": {"features": [1, 0]}, "rejected": {"features": [0, 1]}}\n' >"$T/id.jsonl"
+printf '{"annotator": "%s", "chosen": {"features": [1, 0]}, "rejected": {"features": [0, 1]}}\n' "$long" >>"$T/id.jsonl"
+expect_exit 2 "JSONL: 1025-byte annotator" 'id.jsonl:2: "annotator" is 1025 bytes long; identifiers are at most 1024' \
+    "$E" fit --data "$T/id.jsonl" --k 1 --out "$T/f1" --quiet
+check "JSONL: nothing written" test ! -e "$T/f1"
+printf '{"annotator": "%s", "chosen": {"features": [1, 0]}, "rejected": {"features": [0, 1]}}\n' "${long%a}" >"$T/id1024.jsonl"
+expect_exit 0 "JSONL: 1024-byte annotator" "" "$E" fit --data "$T/id1024.jsonl" --k 1 --out "$T/f2" --quiet
+check "1024-byte annotator written back" grep -q "^${long%a}," "$T/f2/posterior.csv"
+printf 'annotator,task,alt,chosen,x\nu,1,1,1,0.5\nu,1,2,0,0.1\n%s,1,1,1,0.5\n%s,1,2,0,0.1\n' "$long" "$long" >"$T/id.csv"
+expect_exit 2 "CSV: 1025-byte annotator" 'id.csv:4: column "annotator": 1025 bytes long' \
+    "$E" fit --data "$T/id.csv" --k 1 --out "$T/f3" --quiet
+printf 'annotator,task,alt,chosen,x\nu,1,1,1,0.5\nu,1,2,0,0.1\nv\377,1,1,1,0.5\nv\377,1,2,0,0.1\n' >"$T/utf8.csv"
+expect_exit 2 "CSV: annotator not UTF-8" 'utf8.csv:4: column "annotator": invalid UTF-8 at byte 2' \
+    "$E" fit --data "$T/utf8.csv" --k 1 --out "$T/f4" --quiet
+printf 'annotator,task,alt,chosen,x\nu,t\377,1,1,0.5\nu,t\377,2,0,0.1\n' >"$T/task.csv"
+expect_exit 2 "CSV: task not UTF-8" 'task.csv:2: column "task": invalid UTF-8' \
+    "$E" fit --data "$T/task.csv" --k 1 --out "$T/f5" --quiet
+
+# generate --prompt: invalid UTF-8 refused, valid multi-byte text continued.
+expect_exit 2 "generate: prompt not UTF-8" "the prompt is not valid UTF-8 (byte 3)" "$E" generate --model "$T/small" \
+    --tokenizer "$T/tok.bin" --prompt "$(printf 'ab\377cd')" --max-tokens 2 --temperature 0
+check "generate: nothing printed" test ! -s "$T/stdout"
+expect_exit 0 "generate: UTF-8 prompt" "" "$E" generate --model "$T/small" --tokenizer "$T/tok.bin" \
+    --prompt "$(printf 'caf\303\251')" --max-tokens 2 --temperature 0
+check "generate: prompt echoed" grep -q "$(printf 'caf\303\251')" "$T/stdout"
+
+finish cli_limits
