@@ -146,9 +146,10 @@ static int check_set(const emdpo_lm_set *s) {
 static int bench_dpo(const char *dir, const char *dtype, int steps, int batch) {
     emdpo_llama *m = NULL;
     emdpo_tokenizer *tok = NULL;
+    double l0 = now();
     int rc = load_base(dir, dtype, &m, &tok);
     if (rc) return rc;
-    double rss_loaded = peak_rss_mb();
+    double load_s = now() - l0, sys_load = sys_s(), rss_loaded = peak_rss_mb();
     emdpo_data *d = pairs_data();
     emdpo_lm_set *s = NULL;
     if (!d || emdpo_lm_set_from_data(d, tok, T_SEQ, MAX_PROMPT, &s) || check_set(s)) return 1;
@@ -164,8 +165,9 @@ static int bench_dpo(const char *dir, const char *dtype, int steps, int batch) {
     emdpo_trainer *t = NULL;
     if (emdpo_trainer_create_lora(m, lo, s, NULL, &tc, &t)) return 1;
     double t0 = now();
+    double sys0 = sys_s();
     if (emdpo_trainer_set_reference(t, NULL)) return 1;
-    double ref_s = now() - t0;
+    double ref_s = now() - t0, sys_ref = sys_s() - sys0;
     double ts[64], tc_s[64];
     steps = steps < 1 ? 1 : steps > 64 ? 64 : steps;
     emdpo_train_metrics met, first = {0};
@@ -179,11 +181,12 @@ static int bench_dpo(const char *dir, const char *dtype, int steps, int batch) {
     }
     double faults = (double)(minor_faults() - f0) / steps;
     double med = median(ts, steps), cmed = median(tc_s, steps);
-    printf("RESULT mode=dpo base=%s params=%zu adapter=%zu batch=%d accum=%d seqs=%d T=%d threads=%d ref_s=%.3f "
+    printf("RESULT mode=dpo base=%s params=%zu adapter=%zu batch=%d accum=%d seqs=%d T=%d threads=%d load_s=%.2f "
+           "load_sys_s=%.2f ref_s=%.3f ref_sys_s=%.2f "
            "median_s=%.4f min_s=%.4f cpu_s=%.4f tok_per_s=%.0f faults_per_step=%.0f sys_s=%.2f faults=%ld "
            "loss0=%.6f loss=%.6f rss_loaded_mb=%.0f peak_rss_mb=%.0f\n",
            dtype, emdpo_llama_num_params(&m->config), lo->n, tc.batch, tc.accum, 2 * PAIRS, T_SEQ,
-           emdpo_max_threads(), ref_s, med, ts[0], cmed, 2 * PAIRS * T_SEQ / med, faults, sys_s(), minor_faults(),
+           emdpo_max_threads(), load_s, sys_load, ref_s, sys_ref, med, ts[0], cmed, 2 * PAIRS * T_SEQ / med, faults, sys_s(), minor_faults(),
            first.loss, met.loss, rss_loaded, peak_rss_mb());
     emdpo_trainer_free(t);
     emdpo_lora_free(lo);
@@ -194,44 +197,20 @@ static int bench_dpo(const char *dir, const char *dtype, int steps, int batch) {
     return 0;
 }
 
-static int bench_em(const char *dir, const char *dtype, int K, int steps, int batch, int score_batch) {
-    emdpo_llama *m = NULL;
-    emdpo_tokenizer *tok = NULL;
-    int rc = load_base(dir, dtype, &m, &tok);
-    if (rc) return rc;
-    double rss_loaded = peak_rss_mb();
+/* The same pairs as JSONL for the CLI (emdpo dpo, emdpo fit). */
+static int bench_data(const char *path) {
     emdpo_data *d = pairs_data();
-    emdpo_lm_set *s = NULL;
-    if (!d || emdpo_lm_set_from_data(d, tok, T_SEQ, MAX_PROMPT, &s) || check_set(s)) return 1;
-    emdpo_lm_set_free(s);
-    emdpo_lm_fit_opts o;
-    emdpo_lm_fit_opts_init(&o);
-    o.k = K;
-    o.em.max_iter = 0; /* the first M-step only */
-    o.mstep.steps = steps;
-    o.mstep.batch = batch;
-    o.mstep.accum = PAIRS / batch;
-    o.mstep.score_batch = score_batch;
-    o.mstep.max_length = T_SEQ;
-    o.mstep.max_prompt_length = MAX_PROMPT;
-    lora_config(&o.mstep.lora);
-    emdpo_fit *f = NULL;
-    emdpo_diag diag;
-    double t0 = now(), c0 = cpu_now();
-    if (emdpo_lm_fit(m, tok, d, &o, &f, &diag)) {
-        fprintf(stderr, "bench_lora: emdpo_lm_fit: %s\n", diag.msg);
-        return 1;
+    FILE *fp = fopen(path, "w");
+    if (!d || !fp) return 1;
+    for (int64_t j = 0; j < emdpo_data_n_decisions(d); j++) {
+        int64_t i = 0;
+        emdpo_data_decision_items(d, j, &i);
+        fprintf(fp, "{\"annotator\": \"a%lld\", \"prompt\": \"%s\", \"chosen\": \"%s\", \"rejected\": \"%s\"}\n",
+                (long long)j, emdpo_data_decision_prompt(d, j), emdpo_data_item_text(d, i),
+                emdpo_data_item_text(d, i + 1));
     }
-    double wall = now() - t0, cpu = cpu_now() - c0;
-    printf("RESULT mode=em base=%s K=%d steps=%d batch=%d accum=%d score_batch=%d seqs=%d T=%d threads=%d "
-           "fit_s=%.2f cpu_s=%.2f sys_s=%.2f faults=%ld loglik=%.6f rss_loaded_mb=%.0f peak_rss_mb=%.0f\n",
-           dtype, K, steps, batch, o.mstep.accum, score_batch, 2 * PAIRS, T_SEQ, emdpo_max_threads(), wall, cpu,
-           sys_s(), minor_faults(), emdpo_fit_loglik(f), rss_loaded, peak_rss_mb());
-    emdpo_fit_free(f);
     emdpo_data_free(d);
-    emdpo_tokenizer_free(tok);
-    emdpo_llama_free(m);
-    return 0;
+    return fclose(fp) != 0;
 }
 
 /* The adapter's share of a forward: the training forward of the 8
@@ -309,17 +288,10 @@ int main(int argc, char **argv) {
         }
         return bench_dpo(argv[2], argv[3], atoi(argv[4]), batch);
     }
-    if (argc >= 6 && strcmp(argv[1], "em") == 0) {
-        int batch = argc > 6 ? atoi(argv[6]) : PAIRS, score_batch = argc > 7 ? atoi(argv[7]) : 16;
-        if (batch < 1 || PAIRS % batch || score_batch < 1) {
-            fprintf(stderr, "bench_lora: batch must divide %d, score_batch >= 1\n", PAIRS);
-            return 2;
-        }
-        return bench_em(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), batch, score_batch);
-    }
+    if (argc >= 3 && strcmp(argv[1], "data") == 0) return bench_data(argv[2]);
     if (argc >= 5 && strcmp(argv[1], "fwd") == 0) return bench_fwd(argv[2], argv[3], atoi(argv[4]));
     if (argc >= 2 && strcmp(argv[1], "sizes") == 0) return bench_sizes();
-    fprintf(stderr, "usage: bench_lora dpo DIR bf16|f32 STEPS | bench_lora em DIR bf16|f32 K STEPS | "
-                    "bench_lora sizes\n");
+    fprintf(stderr, "usage: bench_lora dpo DIR bf16|f32 STEPS [BATCH] | bench_lora fwd DIR bf16|f32 REPS | "
+                    "bench_lora data FILE | bench_lora sizes\n");
     return 2;
 }

@@ -21,11 +21,12 @@
 #            base vs emdpo on a frozen bf16 base, LORA_ROUNDS alternating
 #            rounds (default 2), LORA_REPS timed steps each (default 1) after
 #            one warm-up step; wall and CPU time, peak RSS of each process
-#   lora-mem peak RSS of EM-DPO with LORA_K LoRA types (default 4; one M-step
-#            of LORA_STEPS steps per type, default 1, through emdpo_lm_fit)
-#            against one LoRA DPO run, each on a bf16 and a float32 base, each
-#            in its own process; LORA_BATCH decisions per micro-batch (4:
-#            the default, one pass of the 4 pairs; 1: 4 micro-batches) and
+#   lora-mem peak RSS (GNU time) of `emdpo fit --policy llama --k LORA_K
+#            --lora-r 16` (default K 4; one M-step of LORA_STEPS steps per
+#            type, default 1) against `emdpo dpo --lora-r 16` (one step) on
+#            the same 4 pairs, on the bf16 model (loaded frozen) and on a
+#            float32 copy; LORA_BATCH decisions per micro-batch (4, the
+#            default: one pass of the 4 pairs; 1: 4 micro-batches) and
 #            LORA_SCORE_BATCH sequences per scoring pass (default 16)
 #   all      everything but llama, tokenize, load, lora and lora-mem
 # Environment: REPS (emdpo repeats, default 7), RREPS (flexmix repeats, 5),
@@ -259,30 +260,51 @@ run_lora() {
     rm -f "$T1" "$T2"
 }
 
+# Peak RSS of the CLI itself (GNU time's %M), as a user runs it: emdpo dpo
+# --lora-r 16 (one step) and emdpo fit --policy llama --k K --lora-r 16 (one
+# M-step of LORA_STEPS steps per type: --max-iter 0), on the bf16 file (which
+# LoRA commands load frozen) and on a float32 copy of it (emdpo convert).
 run_lora_mem() {
     lora_setup
     K=${LORA_K:-4}
     STEPS=${LORA_STEPS:-1}
     LB=${LORA_BATCH:-4}
     SB=${LORA_SCORE_BATCH:-16}
+    TIME=/usr/bin/time
+    [ -x "$TIME" ] || { echo "lora-mem: GNU time (/usr/bin/time) not found" >&2; exit 1; }
+    M32="$OUT/smollm2_135m_f32"
+    [ -f "$M32/model.safetensors" ] || "$EMDPO" convert --model "$LMODEL" --out "$M32" --save-dtype f32 >/dev/null
+    PAIRS="$OUT/lora_pairs.jsonl"
+    "$LBIN" data "$PAIRS"
     LOG="$OUT/lora_mem.log"
     : > "$LOG"
     "$LBIN" sizes | tee -a "$LOG"
+    COMMON="--data $PAIRS --tokenizer $LMODEL/tokenizer.bin --lora-r 16 --lora-alpha 32 --batch $LB \
+        --accum $((4 / LB)) --max-length 256 --max-prompt-length 128 --quiet"
     for b in bf16 f32; do
-        "$LBIN" dpo "$LMODEL" "$b" 1 "$LB" | tee -a "$LOG"
-        "$LBIN" em "$LMODEL" "$b" "$K" "$STEPS" "$LB" "$SB" | tee -a "$LOG"
+        MD=$LMODEL
+        [ "$b" = f32 ] && MD=$M32
+        rm -rf "$OUT/lora_dpo_$b" "$OUT/lora_fit_$b"
+        # shellcheck disable=SC2086
+        "$TIME" -o "$OUT/lora_time.txt" -f "RESULT mode=cli-dpo base=$b peak_rss_kb=%M wall_s=%e user_s=%U sys_s=%S" \
+            "$EMDPO" dpo --model "$MD" $COMMON --steps 1 --out "$OUT/lora_dpo_$b"
+        tee -a "$LOG" < "$OUT/lora_time.txt"
+        # shellcheck disable=SC2086
+        "$TIME" -o "$OUT/lora_time.txt" -f "RESULT mode=cli-fit base=$b peak_rss_kb=%M wall_s=%e user_s=%U sys_s=%S" \
+            "$EMDPO" fit --policy llama --model "$MD" $COMMON --k "$K" --max-iter 0 --steps "$STEPS" \
+            --score-batch "$SB" --out "$OUT/lora_fit_$b"
+        tee -a "$LOG" < "$OUT/lora_time.txt"
     done
     echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
     S=$(grep 'mode=sizes' "$LOG")
     row "base MiB f32 / bf16" "-" "$(field base_f32_mib "$S")" "$(field base_bf16_mib "$S")"
-    row "one adapter MiB; training acts MiB (B=8)" "-" "$(field adapter_mib "$S")" "$(field train_acts_mib "$S")"
+    row "one adapter MiB; training acts MiB (8 seqs)" "-" "$(field adapter_mib "$S")" "$(field train_acts_mib "$S")"
+    mib() { field peak_rss_kb "$(grep "mode=$1 base=$2 " "$LOG")" | awk '{ printf "%.0f", $1 / 1024 }'; }
     for b in bf16 f32; do
-        D=$(field peak_rss_mb "$(grep "mode=dpo base=$b " "$LOG")")
-        E=$(field peak_rss_mb "$(grep "mode=em base=$b " "$LOG")")
-        row "peak RSS MB, $b base: DPO / EM-DPO K=$K" "-" "$D" "$E"
-        row "  EM-DPO / DPO (batch $LB, score batch $SB)" "-" "-" \
-            "$(awk -v a="$E" -v b="$D" 'BEGIN { printf "%.3fx", a / b }')"
-        row "  EM-DPO fit s (1 M-step, $STEPS step/type)" "$(field fit_s "$(grep "mode=em base=$b " "$LOG")")" "-" "-"
+        D=$(mib cli-dpo "$b") E=$(mib cli-fit "$b")
+        row "peak RSS MiB, $b base: dpo / fit K=$K" "-" "$D" "$E"
+        row "  fit / dpo (batch $LB, score batch $SB)" "-" "-" "$(awk -v a="$E" -v b="$D" 'BEGIN { printf "%.3fx", a / b }')"
+        row "  fit s (1 M-step, $STEPS step(s) per type)" "$(field wall_s "$(grep "mode=cli-fit base=$b " "$LOG")")" "-" "-"
     done
 }
 
