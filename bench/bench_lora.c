@@ -1,23 +1,21 @@
 /* LoRA on a SmolLM2-135M-shaped model (bench/st_model.py's random bf16
  * checkpoint: dim 576, 30 layers, 9 heads, 3 kv heads, hidden 1536, vocab
  * 49152, tied) with 4 preference pairs of T = 256 tokens and adapters of
- * rank 16, alpha 32 on all seven projections: what `emdpo dpo` and
- * `emdpo fit --policy llama --k K` hold and how fast a step runs, with the
- * base frozen in bf16 (emdpo_llama_load_frozen) or loaded to float32
- * (emdpo_llama_load). Every mode is meant to run in its own process, so
- * that its peak RSS (getrusage maxrss) is its own.
+ * rank 16, alpha 32 on all seven projections, with the base frozen in bf16
+ * (emdpo_llama_load_frozen) or loaded to float32 (emdpo_llama_load). Run
+ * each mode in its own process, so that its peak RSS is its own.
  *
- *   bench_lora dpo DIR bf16|f32 STEPS    one LoRA DPO run through the trainer
- *                                        (lm_train.h): load, reference pass, STEPS
- *                                        steps of the 4 pairs (batch 4, accum 1);
- *                                        one warm-up step first, untimed
- *   bench_lora em DIR bf16|f32 K STEPS   EM-DPO with K LoRA types through
- *                                        emdpo_lm_fit (what `emdpo fit --policy
- *                                        llama` runs): the SFT model's reference
- *                                        pass, k-means on its embeddings, one
- *                                        M-step of STEPS steps per type, the
- *                                        E-steps around it
- *   bench_lora sizes                     the buffers' sizes at this shape (MiB)
+ *   bench_lora dpo DIR bf16|f32 STEPS   one LoRA DPO run through the trainer
+ *                                       (lm_train.h): load, reference pass, one
+ *                                       untimed warm-up step, STEPS timed steps of
+ *                                       the 4 pairs (batch 4, accum 1); prints the
+ *                                       times and the peak RSS (getrusage maxrss)
+ *   bench_lora fwd DIR bf16|f32 REPS    the training forward of the 8 sequences
+ *                                       with and without the adapter, alternating:
+ *                                       the adapter's share of a pass
+ *   bench_lora data FILE                the pairs as JSONL, for the CLI (emdpo dpo,
+ *                                       emdpo fit: bench/run.sh lora-mem)
+ *   bench_lora sizes                    the engine's buffer sizes at this shape (MiB)
  *
  * Data: 4 annotators with one pair each; BOS + a 63-token prompt, then a
  * 191-token response + EOS: every sequence is 256 tokens. The tokenizer is
@@ -143,7 +141,7 @@ static int check_set(const emdpo_lm_set *s) {
     return s->n_truncated != 0;
 }
 
-static int bench_dpo(const char *dir, const char *dtype, int steps, int batch) {
+static int bench_dpo(const char *dir, const char *dtype, int steps) {
     emdpo_llama *m = NULL;
     emdpo_tokenizer *tok = NULL;
     double l0 = now();
@@ -159,9 +157,7 @@ static int bench_dpo(const char *dir, const char *dtype, int steps, int batch) {
     if (emdpo_lora_create(&m->config, &lc, &lo)) return 1;
     emdpo_lora_init(lo, 1);
     emdpo_train_config tc;
-    emdpo_train_config_init(&tc, EMDPO_TRAIN_DPO); /* RMSprop, beta 0.1, batch 4, accum 1 */
-    tc.batch = batch;
-    tc.accum = PAIRS / batch;
+    emdpo_train_config_init(&tc, EMDPO_TRAIN_DPO); /* RMSprop, beta 0.1, batch 4 (the 4 pairs), accum 1 */
     emdpo_trainer *t = NULL;
     if (emdpo_trainer_create_lora(m, lo, s, NULL, &tc, &t)) return 1;
     double t0 = now();
@@ -280,18 +276,11 @@ static int bench_sizes(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc >= 5 && strcmp(argv[1], "dpo") == 0) {
-        int batch = argc > 5 ? atoi(argv[5]) : PAIRS;
-        if (batch < 1 || PAIRS % batch) {
-            fprintf(stderr, "bench_lora: batch must divide %d\n", PAIRS);
-            return 2;
-        }
-        return bench_dpo(argv[2], argv[3], atoi(argv[4]), batch);
-    }
+    if (argc >= 5 && strcmp(argv[1], "dpo") == 0) return bench_dpo(argv[2], argv[3], atoi(argv[4]));
     if (argc >= 3 && strcmp(argv[1], "data") == 0) return bench_data(argv[2]);
     if (argc >= 5 && strcmp(argv[1], "fwd") == 0) return bench_fwd(argv[2], argv[3], atoi(argv[4]));
     if (argc >= 2 && strcmp(argv[1], "sizes") == 0) return bench_sizes();
-    fprintf(stderr, "usage: bench_lora dpo DIR bf16|f32 STEPS [BATCH] | bench_lora fwd DIR bf16|f32 REPS | "
+    fprintf(stderr, "usage: bench_lora dpo DIR bf16|f32 STEPS | bench_lora fwd DIR bf16|f32 REPS | "
                     "bench_lora data FILE | bench_lora sizes\n");
     return 2;
 }
