@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "testdata.h"
 #include "emdpo.h"
 #include "lm/engine/llama.h"
 #include "lm/engine/llama_model.h"
@@ -46,47 +47,6 @@ enum { MAX_SEQS = 4, MAX_T = 32 };
 
 static char g_tmp[64];
 
-/* Largest |a - b| relative to the largest |b|. */
-static double rel_err(const float *a, const float *b, size_t n) {
-    double num = 0.0, den = 1e-30;
-    for (size_t i = 0; i < n; i++) {
-        num = fmax(num, fabs((double)a[i] - b[i]));
-        den = fmax(den, fabs((double)b[i]));
-    }
-    return num / den;
-}
-
-/* Space-separated ids of metadata key into ids (at most cap); the count. */
-static int meta_ids(const emdpo_safetensors *st, const char *key, int *ids, int cap) {
-    const char *s = emdpo_st_metadata(st, key);
-    int n = 0;
-    char *end;
-    while (s && *s && n < cap) {
-        ids[n++] = (int)strtol(s, &end, 10);
-        s = end;
-    }
-    return n;
-}
-
-static double meta_num(const emdpo_safetensors *st, const char *key) {
-    const char *s = emdpo_st_metadata(st, key);
-    return s ? strtod(s, NULL) : NAN;
-}
-
-/* A whole tensor of st as float32 (malloc'd), or NULL. */
-static float *read_all(const emdpo_safetensors *st, const char *name, size_t *n) {
-    const emdpo_st_tensor *t = emdpo_st_find(st, name);
-    if (!t) return NULL;
-    emdpo_diag d;
-    float *buf = malloc((t->numel ? t->numel : 1) * sizeof *buf);
-    if (emdpo_st_read_f32(st, name, t->rank, t->shape, buf, &d)) {
-        free(buf);
-        return NULL;
-    }
-    *n = t->numel;
-    return buf;
-}
-
 /* The fixture's sequences, padded into one (B, T) batch. */
 typedef struct batch {
     int B, T, P;
@@ -95,14 +55,14 @@ typedef struct batch {
 
 static int read_batch(const emdpo_safetensors *ref, batch *b) {
     memset(b, 0, sizeof *b);
-    b->B = (int)meta_num(ref, "n_seqs");
-    b->P = (int)meta_num(ref, "prompt_len");
+    b->B = (int)testdata_st_meta_num(ref, "n_seqs");
+    b->P = (int)testdata_st_meta_num(ref, "prompt_len");
     if (!(b->B >= 2 && b->B <= MAX_SEQS && b->P >= 1)) return 0;
     int ids[MAX_SEQS][MAX_T];
     for (int s = 0; s < b->B; s++) {
         char key[16];
         snprintf(key, sizeof key, "seq.%d", s);
-        b->lens[s] = meta_ids(ref, key, ids[s], MAX_T);
+        b->lens[s] = testdata_st_meta_ids(ref, key, ids[s], MAX_T);
         if (b->lens[s] <= b->P) return 0;
         b->start[s] = b->P;
         if (b->lens[s] > b->T) b->T = b->lens[s];
@@ -120,12 +80,12 @@ static void check_logits(const char *what, const emdpo_llama_acts *a, const emdp
         snprintf(k1, sizeof k1, "%s.%d", key, s);
         snprintf(k2, sizeof k2, "%s.%d", other_key, s);
         size_t n = 0, n2 = 0, want_n = (size_t)b->lens[s] * V;
-        float *want = read_all(ref, k1, &n), *other = read_all(ref, k2, &n2);
+        float *want = testdata_st_read_all(ref, k1, &n), *other = testdata_st_read_all(ref, k2, &n2);
         CHECK_MSG(want && other && n == want_n && n2 == want_n, "%s: reference %s", what, k1);
         if (want && other && n == want_n && n2 == want_n) {
-            double e = rel_err(a->logits + (size_t)s * b->T * V, want, n);
+            double e = testdata_rel_err(a->logits + (size_t)s * b->T * V, want, n);
             CHECK_MSG(e <= 1e-4, "%s: %s off by %g of the largest", what, k1, e);
-            CHECK_MSG(rel_err(other, want, n) > 1e-2, "%s: the adapter hardly changes sequence %d", what, s);
+            CHECK_MSG(testdata_rel_err(other, want, n) > 1e-2, "%s: the adapter hardly changes sequence %d", what, s);
         }
         free(want);
         free(other);
@@ -150,10 +110,10 @@ static void check_grads(const char *what, const emdpo_lora *lo, float *grad, con
         if (strncmp(name, "grad.", 5) != 0) continue;
         n_ref++;
         size_t n1 = 0, n2 = 0;
-        float *want = read_all(ref, name, &n1), *got = read_all(ours, name + 5, &n2);
+        float *want = testdata_st_read_all(ref, name, &n1), *got = testdata_st_read_all(ours, name + 5, &n2);
         CHECK_MSG(want && got && n1 == n2, "%s: %s has no counterpart of its size", what, name + 5);
         if (want && got && n1 == n2) {
-            double e = rel_err(got, want, n1);
+            double e = testdata_rel_err(got, want, n1);
             CHECK_MSG(e <= 1e-4, "%s: gradient of %s off by %g of its largest entry", what, name + 5, e);
         }
         free(want);
@@ -167,7 +127,7 @@ static void check_grads(const char *what, const emdpo_lora *lo, float *grad, con
         if (emdpo_st_find(ref, key)) continue;
         n_extra++;
         size_t n = 0;
-        float *got = read_all(ours, name, &n);
+        float *got = testdata_st_read_all(ours, name, &n);
         int zero = got != NULL;
         for (size_t j = 0; got && j < n; j++) zero &= got[j] == 0;
         CHECK_MSG(zero, "%s: %s is not in the fixture and its gradient is not zero", what, name);
@@ -190,23 +150,23 @@ static void check_case(const char *what, const emdpo_llama *m, const emdpo_lora 
     CHECK_EQ_INT(emdpo_llama_forward_lora(m, NULL, a, b->tok, b->lens, b->B, b->T), EMDPO_OK);
     check_logits(what, a, ref, b, "base_logits", "logits");
     CHECK_EQ_INT(emdpo_llama_span_logp(a, b->start, b->lens, ref_lp), EMDPO_OK);
-    CHECK_CLOSE(ref_lp[0], meta_num(ref, "ref_chosen"), 1e-5);
-    CHECK_CLOSE(ref_lp[1], meta_num(ref, "ref_rejected"), 1e-5);
+    CHECK_CLOSE(ref_lp[0], testdata_st_meta_num(ref, "ref_chosen"), 1e-5);
+    CHECK_CLOSE(ref_lp[1], testdata_st_meta_num(ref, "ref_rejected"), 1e-5);
 
     CHECK_EQ_INT(emdpo_llama_forward_lora(m, lo, a, b->tok, b->lens, b->B, b->T), EMDPO_OK);
     check_logits(what, a, ref, b, "logits", "base_logits");
     CHECK_EQ_INT(emdpo_llama_span_logp(a, b->start, b->lens, lp), EMDPO_OK);
-    CHECK_CLOSE(lp[0], meta_num(ref, "policy_chosen"), 1e-5);
-    CHECK_CLOSE(lp[1], meta_num(ref, "policy_rejected"), 1e-5);
+    CHECK_CLOSE(lp[0], testdata_st_meta_num(ref, "policy_chosen"), 1e-5);
+    CHECK_CLOSE(lp[1], testdata_st_meta_num(ref, "policy_rejected"), 1e-5);
 
     /* one DPO step on the pair (sequences 0 and 1), as emdpo_trainer_step
      * computes it for a batch of one decision */
     lr[0] = lp[0] - ref_lp[0];
     lr[1] = lp[1] - ref_lp[1];
-    emdpo_loss_opts o = {.kind = EMDPO_LOSS_DPO, .beta = meta_num(ref, "beta")};
+    emdpo_loss_opts o = {.kind = EMDPO_LOSS_DPO, .beta = testdata_st_meta_num(ref, "beta")};
     double loss = emdpo_pref_loss(&o, lr, 2, 1, 1.0, g);
-    CHECK_MSG(fabs(loss - meta_num(ref, "loss")) <= 1e-5, "%s: loss %.9g vs PyTorch %.9g", what, loss,
-              meta_num(ref, "loss"));
+    CHECK_MSG(fabs(loss - testdata_st_meta_num(ref, "loss")) <= 1e-5, "%s: loss %.9g vs PyTorch %.9g", what, loss,
+              testdata_st_meta_num(ref, "loss"));
     float *dlogp = calloc((size_t)b->B * b->T, sizeof *dlogp), *grad = calloc(lo->n, sizeof *grad);
     CHECK_EQ_INT(emdpo_llama_span_backward(a, b->start, b->lens, g, dlogp), EMDPO_OK);
     CHECK_EQ_INT(emdpo_llama_backward_lora(m, lo, a, dlogp, grad), EMDPO_OK);
@@ -249,7 +209,7 @@ static int run_case(const char *name) {
         rc = m ? emdpo_peft_read(path, &m->config, &lo, &d) : EMDPO_ERR_IO;
         CHECK_MSG(rc == EMDPO_OK, "%s: %s: %s", what, d.file, d.msg);
         if (m && lo) {
-            CHECK_CLOSE(emdpo_lora_scale(&lo->config), meta_num(ref, "scaling"), 1e-7);
+            CHECK_CLOSE(emdpo_lora_scale(&lo->config), testdata_st_meta_num(ref, "scaling"), 1e-7);
             check_case(what, m, lo, ref, &b);
         }
         emdpo_lora_free(lo);
