@@ -14,6 +14,7 @@ int cmd_generate(int argc, char **argv) {
          "the model's tokenizer: a tokenizer.json (or the Hugging Face directory holding it), a GGUF file or a "
          "llama2.c tokenizer.bin (default: the model's own, for a GGUF file or a directory with tokenizer.json)",
          0, 0, 0},
+        {"adapter", CLI_STR, &o.adapter, "DIR", "a PEFT LoRA adapter directory, merged into --model first", 0, 0, 0},
         {"prompt", CLI_STR, &prompt, "TEXT", "text to continue (default: none, start from BOS)", 0, 0, 0},
         {"temperature", CLI_DBL, &o.temperature, "X", "softmax temperature; 0 is greedy decoding", 0, 0, 0},
         {"top-k", CLI_INT, &o.top_k, "K", "sample among the K most probable tokens; 0 is all", 0, 0, 0},

@@ -72,6 +72,12 @@ close_scores() { # two score CSVs agree to 1e-5 in logp
     paste -d, "$1" "$2" | awk -F, 'NR > 1 { d = $5 - $10; if (d < 0) d = -d; if (d > 1e-5) bad = 1 } END { exit bad }'
 }
 check "--adapter = merged model, to rounding" close_scores "$T/unmerged.csv" "$T/merged.csv"
+expect_exit 0 "generate --adapter" "" "$E" generate --model "$T/base" --adapter "$T/c" --tokenizer "$T/tok.bin" \
+    --prompt ab --temperature 0 --max-tokens 12
+cp "$T/stdout" "$T/gen_adapter.txt"
+expect_exit 0 "generate the merged model" "" "$E" generate --model "$T/c_merged" --tokenizer "$T/tok.bin" \
+    --prompt ab --temperature 0 --max-tokens 12
+check "generate --adapter = the merged model" cmp -s "$T/stdout" "$T/gen_adapter.txt"
 [ -d tests/fixtures/lora/llama3_all ] && expect_exit 2 "--adapter of another model's shape" "adapter_model" \
     "$E" score --model "$T/base" --adapter tests/fixtures/lora/llama3_all --data "$T/prefs.jsonl" --tokenizer "$T/tok.bin"
 sed 's/"base_model_name_or_path": "[^"]*"/"base_model_name_or_path": null/' "$T/c/adapter_config.json" >"$T/cfg"

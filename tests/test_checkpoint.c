@@ -16,6 +16,7 @@
 
 #include "base/half.h"
 #include "check.h"
+#include "testdata.h"
 #include "lm/engine/llama.h"
 #include "lm/io/llama_hf.h"
 #include "lm/io/safetensors.h"
@@ -37,20 +38,6 @@ static const char *tmp(const char *name) {
     return buf[i];
 }
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = malloc((size_t)n + 1);
-    if (fread(p, 1, (size_t)n, f) != (size_t)n) n = 0;
-    p[n] = 0;
-    fclose(f);
-    *len = (size_t)n;
-    return p;
-}
-
 static void spit(const char *path, const void *p, size_t n) {
     FILE *f = fopen(path, "wb");
     if (!f || fwrite(p, 1, n, f) != n || fclose(f) != 0) {
@@ -61,7 +48,7 @@ static void spit(const char *path, const void *p, size_t n) {
 
 static int same_file(const char *a, const char *b) {
     size_t na, nb;
-    char *x = slurp(a, &na), *y = slurp(b, &nb);
+    char *x = testdata_slurp(a, &na), *y = testdata_slurp(b, &nb);
     int same = x && y && na == nb && memcmp(x, y, na) == 0;
     free(x);
     free(y);
@@ -70,7 +57,7 @@ static int same_file(const char *a, const char *b) {
 
 static int file_has(const char *path, const char *text) {
     size_t n;
-    char *p = slurp(path, &n);
+    char *p = testdata_slurp(path, &n);
     int has = p && strstr(p, text) != NULL;
     free(p);
     return has;

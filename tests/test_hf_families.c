@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "testdata.h"
 #include "emdpo.h"
 #include "lm/engine/llama.h"
 #include "lm/engine/llama_model.h"
@@ -25,52 +26,11 @@
 
 static char g_tmp[64];
 
-/* Largest |a - b| relative to the largest |b|. */
-static double rel_err(const float *a, const float *b, size_t n) {
-    double num = 0.0, den = 1e-30;
-    for (size_t i = 0; i < n; i++) {
-        num = fmax(num, fabs((double)a[i] - b[i]));
-        den = fmax(den, fabs((double)b[i]));
-    }
-    return num / den;
-}
-
-/* Space-separated ids of metadata key into ids (at most cap); the count. */
-static int meta_ids(const emdpo_safetensors *st, const char *key, int *ids, int cap) {
-    const char *s = emdpo_st_metadata(st, key);
-    int n = 0;
-    char *end;
-    while (s && *s && n < cap) {
-        ids[n++] = (int)strtol(s, &end, 10);
-        s = end;
-    }
-    return n;
-}
-
-static double meta_num(const emdpo_safetensors *st, const char *key) {
-    const char *s = emdpo_st_metadata(st, key);
-    return s ? strtod(s, NULL) : NAN;
-}
-
-/* A whole tensor of st as float32 (malloc'd), or NULL. */
-static float *read_all(const emdpo_safetensors *st, const char *name, size_t *n) {
-    const emdpo_st_tensor *t = emdpo_st_find(st, name);
-    if (!t) return NULL;
-    emdpo_diag d;
-    float *buf = malloc((t->numel ? t->numel : 1) * sizeof *buf);
-    if (emdpo_st_read_f32(st, name, t->rank, t->shape, buf, &d)) {
-        free(buf);
-        return NULL;
-    }
-    *n = t->numel;
-    return buf;
-}
-
 enum { MAX_T = 32 };
 
 static void check_logits(const char *fam, const emdpo_llama *m, const emdpo_safetensors *ref, const int *tok, int T) {
     size_t n = 0;
-    float *want = read_all(ref, "logits", &n);
+    float *want = testdata_st_read_all(ref, "logits", &n);
     int V = m->config.vocab_size;
     CHECK_MSG(want && n == (size_t)T * V, "%s: reference logits", fam);
     if (!want || n != (size_t)T * V) {
@@ -80,7 +40,7 @@ static void check_logits(const char *fam, const emdpo_llama *m, const emdpo_safe
     emdpo_llama_acts *a;
     CHECK_EQ_INT(emdpo_llama_acts_create(&m->config, 1, T, 0, &a), EMDPO_OK);
     CHECK_EQ_INT(emdpo_llama_forward(m, a, tok, NULL, 1, T), EMDPO_OK);
-    double e = rel_err(a->logits, want, n);
+    double e = testdata_rel_err(a->logits, want, n);
     CHECK_MSG(e <= 1e-4, "%s: logits off by %g of the largest", fam, e);
     emdpo_llama_acts_free(a);
     /* the decoder's steps, one position at a time */
@@ -90,7 +50,7 @@ static void check_logits(const char *fam, const emdpo_llama *m, const emdpo_safe
     for (int t = 0; t < T; t++) {
         const float *lg;
         CHECK_EQ_INT(emdpo_llama_step(m, kv, tok[t], t, &lg), EMDPO_OK);
-        worst = fmax(worst, rel_err(lg, want + (size_t)t * V, (size_t)V));
+        worst = fmax(worst, testdata_rel_err(lg, want + (size_t)t * V, (size_t)V));
     }
     CHECK_MSG(worst <= 1e-4, "%s: decoded logits off by %g", fam, worst);
     emdpo_llama_kv_free(kv);
@@ -102,7 +62,7 @@ static void check_logits(const char *fam, const emdpo_llama *m, const emdpo_safe
  * layout and compared tensor by tensor with PyTorch's. */
 static void check_dpo_grad(const char *fam, const emdpo_llama *m, const emdpo_safetensors *ref, const int *c, int nc,
                            const int *r, int nr) {
-    int T = nc > nr ? nc : nr, P = (int)meta_num(ref, "prompt_len");
+    int T = nc > nr ? nc : nr, P = (int)testdata_st_meta_num(ref, "prompt_len");
     int tok[2 * MAX_T] = {0}, lens[2] = {nc, nr}, start[2] = {P, P};
     memcpy(tok, c, (size_t)nc * sizeof *tok);
     memcpy(tok + T, r, (size_t)nr * sizeof *tok);
@@ -111,12 +71,12 @@ static void check_dpo_grad(const char *fam, const emdpo_llama *m, const emdpo_sa
     CHECK_EQ_INT(emdpo_llama_forward(m, a, tok, lens, 2, T), EMDPO_OK);
     double lp[2], lr[2], g[2];
     CHECK_EQ_INT(emdpo_llama_span_logp(a, start, lens, lp), EMDPO_OK);
-    lr[0] = lp[0] - meta_num(ref, "ref_chosen");
-    lr[1] = lp[1] - meta_num(ref, "ref_rejected");
-    emdpo_loss_opts o = {.kind = EMDPO_LOSS_DPO, .beta = meta_num(ref, "beta")};
+    lr[0] = lp[0] - testdata_st_meta_num(ref, "ref_chosen");
+    lr[1] = lp[1] - testdata_st_meta_num(ref, "ref_rejected");
+    emdpo_loss_opts o = {.kind = EMDPO_LOSS_DPO, .beta = testdata_st_meta_num(ref, "beta")};
     double loss = emdpo_pref_loss(&o, lr, 2, 1, 1.0, g);
-    CHECK_MSG(fabs(loss - meta_num(ref, "loss")) <= 1e-5, "%s: loss %.9g vs PyTorch %.9g", fam, loss,
-              meta_num(ref, "loss"));
+    CHECK_MSG(fabs(loss - testdata_st_meta_num(ref, "loss")) <= 1e-5, "%s: loss %.9g vs PyTorch %.9g", fam, loss,
+              testdata_st_meta_num(ref, "loss"));
     float *dlogp = calloc((size_t)2 * T, sizeof *dlogp), *grad = calloc(m->num_params, sizeof *grad);
     CHECK_EQ_INT(emdpo_llama_span_backward(a, start, lens, g, dlogp), EMDPO_OK);
     CHECK_EQ_INT(emdpo_llama_backward(m, a, dlogp, grad), EMDPO_OK);
@@ -134,10 +94,10 @@ static void check_dpo_grad(const char *fam, const emdpo_llama *m, const emdpo_sa
         if (strncmp(name, "grad.", 5) != 0) continue;
         n_ref_grads++;
         size_t n1 = 0, n2 = 0;
-        float *want = read_all(ref, name, &n1), *got = read_all(ours, name + 5, &n2);
+        float *want = testdata_st_read_all(ref, name, &n1), *got = testdata_st_read_all(ours, name + 5, &n2);
         CHECK_MSG(want && got && n1 == n2, "%s: %s has no counterpart of its size", fam, name + 5);
         if (want && got && n1 == n2) {
-            double e = rel_err(got, want, n1);
+            double e = testdata_rel_err(got, want, n1);
             CHECK_MSG(e <= 1e-4, "%s: gradient of %s off by %g of its largest entry", fam, name + 5, e);
         }
         free(want);
@@ -188,7 +148,7 @@ static void check_family(const char *fam) {
         return;
     }
     int c[MAX_T], r[MAX_T];
-    int nc = meta_ids(ref, "chosen", c, MAX_T), nr = meta_ids(ref, "rejected", r, MAX_T);
+    int nc = testdata_st_meta_ids(ref, "chosen", c, MAX_T), nr = testdata_st_meta_ids(ref, "rejected", r, MAX_T);
     CHECK(nc > 1 && nr > 1);
     check_logits(fam, m, ref, c, nc);
     check_dpo_grad(fam, m, ref, c, nc, r, nr);

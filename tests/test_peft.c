@@ -27,6 +27,7 @@
 #include "base/half.h"
 #include "base/json.h"
 #include "check.h"
+#include "testdata.h"
 #include "drivers/merge.h"
 #include "emdpo.h"
 #include "failalloc.h"
@@ -62,50 +63,13 @@ static void write_text(const char *path, const char *text) {
     fclose(f);
 }
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    *len = fread(buf, 1, (size_t)n, f);
-    buf[*len] = 0;
-    fclose(f);
-    return buf;
-}
-
 static int same_file(const char *a, const char *b) {
     size_t na = 0, nb = 0;
-    char *x = slurp(a, &na), *y = slurp(b, &nb);
+    char *x = testdata_slurp(a, &na), *y = testdata_slurp(b, &nb);
     int same = x && y && na == nb && memcmp(x, y, na) == 0;
     free(x);
     free(y);
     return same;
-}
-
-/* Largest |a - b| relative to the largest |b|. */
-static double rel_err(const float *a, const float *b, size_t n) {
-    double num = 0.0, den = 1e-30;
-    for (size_t i = 0; i < n; i++) {
-        num = fmax(num, fabs((double)a[i] - b[i]));
-        den = fmax(den, fabs((double)b[i]));
-    }
-    return num / den;
-}
-
-/* A whole tensor of st as float32 (malloc'd), or NULL. */
-static float *read_all(const emdpo_safetensors *st, const char *name, size_t *n) {
-    const emdpo_st_tensor *t = emdpo_st_find(st, name);
-    if (!t) return NULL;
-    emdpo_diag d;
-    float *buf = malloc((t->numel ? t->numel : 1) * sizeof *buf);
-    if (emdpo_st_read_f32(st, name, t->rank, t->shape, buf, &d)) {
-        free(buf);
-        return NULL;
-    }
-    *n = t->numel;
-    return buf;
 }
 
 static int same_adapter(const emdpo_lora *a, const emdpo_lora *b) {
@@ -190,19 +154,19 @@ static void check_logits(const fixture *f, emdpo_llama *m, const emdpo_lora *lo,
             }
             size_t n = 0, nb = 0;
             snprintf(key, sizeof key, "%s.%d", pass ? "logits" : "base_logits", s);
-            float *want = read_all(ref, key, &n);
+            float *want = testdata_st_read_all(ref, key, &n);
             snprintf(key, sizeof key, "%s.%d", pass ? "base_logits" : "logits", s);
-            float *other = read_all(ref, key, &nb);
+            float *other = testdata_st_read_all(ref, key, &nb);
             CHECK_MSG(want && other && n == (size_t)T * V && nb == n, "%s: reference %s", f->name, key);
             emdpo_llama_acts *a = NULL;
             if (want && other && n == (size_t)T * V && nb == n &&
                 emdpo_llama_acts_create(&m->config, 1, T, 0, &a) == EMDPO_OK &&
                 emdpo_llama_forward(m, a, tok, NULL, 1, T) == EMDPO_OK) {
-                double e = rel_err(a->logits, want, n);
+                double e = testdata_rel_err(a->logits, want, n);
                 CHECK_MSG(e <= 1e-4, "%s: %s logits of sequence %d off by %g of the largest", f->name,
                           pass ? "merged" : "base", s, e);
                 /* the adapter changes the logits: the test above can tell */
-                CHECK_MSG(rel_err(other, want, n) > 1e-2, "%s: the adapter hardly changes sequence %d", f->name, s);
+                CHECK_MSG(testdata_rel_err(other, want, n) > 1e-2, "%s: the adapter hardly changes sequence %d", f->name, s);
             } else {
                 CHECK_MSG(0, "%s: forward", f->name);
             }
@@ -231,7 +195,7 @@ static void check_written_tensors(const fixture *f, const char *ours_path) {
     for (size_t i = 0; i < emdpo_st_count(ours); i++) {
         const emdpo_st_tensor *o = emdpo_st_tensor_at(ours, i), *t = emdpo_st_find(theirs, o->name);
         size_t n1 = 0, n2 = 0;
-        float *a = read_all(ours, o->name, &n1), *b = t ? read_all(theirs, o->name, &n2) : NULL;
+        float *a = testdata_st_read_all(ours, o->name, &n1), *b = t ? testdata_st_read_all(theirs, o->name, &n2) : NULL;
         if (!t) {
             n_extra++;
             int zero = a != NULL;
@@ -260,7 +224,7 @@ static void check_written_config(const fixture *f, const emdpo_lora *lo, const c
     char path[200];
     snprintf(path, sizeof path, FIX "/%s/" EMDPO_PEFT_CONFIG_NAME, f->name);
     size_t n1 = 0, n2 = 0;
-    char *theirs = slurp(path, &n1), *ours = slurp(ours_path, &n2);
+    char *theirs = testdata_slurp(path, &n1), *ours = testdata_slurp(ours_path, &n2);
     emdpo_json_doc *d1 = NULL, *d2 = NULL;
     const emdpo_json *a = NULL, *b = NULL;
     emdpo_json_error err;
@@ -387,7 +351,7 @@ static void test_dtypes(void) {
     CHECK_EQ_INT(emdpo_peft_read(tmp("rt1"), &m->config, &a, &d), EMDPO_OK);
     CHECK(a && a->config.dropout == 0.05f && a->config.alpha == 16.5f && a->config.rslora == 1);
     size_t n = 0;
-    char *text = slurp(tmp("rt1/" EMDPO_PEFT_CONFIG_NAME), &n);
+    char *text = testdata_slurp(tmp("rt1/" EMDPO_PEFT_CONFIG_NAME), &n);
     CHECK(text && strstr(text, "\"lora_dropout\": 0.05,") && strstr(text, "\"lora_alpha\": 16.5,") &&
           strstr(text, "\"base_model_name_or_path\": null,"));
     free(text);
@@ -431,7 +395,7 @@ static void rewrite_tensors(int (*keep)(const char *name, const void *ctx), cons
         const emdpo_st_tensor *t = emdpo_st_tensor_at(st, i);
         if (keep && !keep(t->name, ctx)) continue;
         size_t c = 0;
-        bufs[k] = read_all(st, t->name, &c);
+        bufs[k] = testdata_st_read_all(st, t->name, &c);
         names[k] = strdup(t->name);
         outs[k].name = names[k];
         outs[k].rank = 2;

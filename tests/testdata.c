@@ -1,5 +1,6 @@
 #include "testdata.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,4 +148,42 @@ int testdata_llama_cpp_pairs(const emdpo_tokenizer *t, const char *dir, const ch
     free(inp);
     free(out);
     return cases;
+}
+
+double testdata_rel_err(const float *a, const float *b, size_t n) {
+    double num = 0.0, den = 1e-30;
+    for (size_t i = 0; i < n; i++) {
+        num = fmax(num, fabs((double)a[i] - b[i]));
+        den = fmax(den, fabs((double)b[i]));
+    }
+    return num / den;
+}
+
+int testdata_st_meta_ids(const emdpo_safetensors *st, const char *key, int *ids, int cap) {
+    const char *s = emdpo_st_metadata(st, key);
+    int n = 0;
+    char *end;
+    while (s && *s && n < cap) {
+        ids[n++] = (int)strtol(s, &end, 10);
+        s = end;
+    }
+    return n;
+}
+
+double testdata_st_meta_num(const emdpo_safetensors *st, const char *key) {
+    const char *s = emdpo_st_metadata(st, key);
+    return s ? strtod(s, NULL) : NAN;
+}
+
+float *testdata_st_read_all(const emdpo_safetensors *st, const char *name, size_t *n) {
+    const emdpo_st_tensor *t = emdpo_st_find(st, name);
+    if (!t) return NULL;
+    emdpo_diag d;
+    float *buf = malloc((t->numel ? t->numel : 1) * sizeof *buf);
+    if (buf && emdpo_st_read_f32(st, name, t->rank, t->shape, buf, &d)) {
+        free(buf);
+        return NULL;
+    }
+    *n = t->numel;
+    return buf;
 }

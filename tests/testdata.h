@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "data/data.h"
+#include "lm/io/safetensors.h"
 #include "lm/io/tokenizer.h"
 
 /* n_annot annotators with m decisions each over 2..4 items with p Gaussian
@@ -29,5 +30,17 @@ char *testdata_slurp(const char *path, size_t *len);
  * leaves out the inputs it returns 1 for. */
 int testdata_llama_cpp_pairs(const emdpo_tokenizer *t, const char *dir, const char *name, int (*skip)(const char *),
                              int *bad);
+
+/* Largest |a - b| over n, relative to the largest |b|: how the reference
+ * comparisons against PyTorch's fixtures measure a tensor's error. */
+double testdata_rel_err(const float *a, const float *b, size_t n);
+
+/* A fixture safetensors file's metadata: space-separated ids of key into
+ * ids (at most cap; returns the count), or one number (NAN when absent). */
+int testdata_st_meta_ids(const emdpo_safetensors *st, const char *key, int *ids, int cap);
+double testdata_st_meta_num(const emdpo_safetensors *st, const char *key);
+
+/* A whole tensor of st as float32 (malloc'd, *n elements), or NULL. */
+float *testdata_st_read_all(const emdpo_safetensors *st, const char *name, size_t *n);
 
 #endif

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""Writes the PEFT LoRA fixtures used by tests/test_peft.c (and the engine's
-LoRA gradient tests).
+"""Writes the PEFT LoRA fixtures used by tests/test_peft.c (reading, writing,
+merging) and tests/test_lora_torch.c (the engine's LoRA forward and DPO
+gradient).
 
 Run from the repository root with Debian's PyTorch (no peft or transformers
 needed: what they do is mirrored here):

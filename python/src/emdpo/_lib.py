@@ -84,7 +84,7 @@ class LoglinearOpts(Structure):
 
 class SampleOpts(Structure):
     _fields_ = [("temperature", c_double), ("top_k", c_int), ("top_p", c_double), ("max_tokens", c_int), ("n", c_int),
-                ("seed", c_uint64), ("stop_ids", POINTER(c_int)), ("n_stop", c_size_t)]
+                ("seed", c_uint64), ("stop_ids", POINTER(c_int)), ("n_stop", c_size_t), ("adapter", c_char_p)]
 
 
 P = c_void_p
