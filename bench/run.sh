@@ -1,6 +1,6 @@
 #!/bin/sh
 # EM-DPO benchmarks. Invoked by `make bench` as
-#   sh bench/run.sh build/emdpo [all|flexmix|det|scale|llama]
+#   sh bench/run.sh build/emdpo [all|flexmix|det|se|scale|llama|tokenize|load|lora|lora-mem]
 # Default (no second argument): flexmix comparison + determinism check.
 #   flexmix  emdpo vs R flexmix on 2000 annotators x 8 decisions x 3 items, K=3, p=5
 #   det      same seed, 1 vs 2 threads: log-likelihood bits
@@ -15,7 +15,20 @@
 #   tokenize emdpo tokenize vs npm tokenizers (bench/tokenize.sh)
 #   load     loading a 135M-parameter bf16 safetensors checkpoint vs PyTorch and
 #            cat (bench/st_load.sh)
-#   all      everything but llama, tokenize and load
+#   lora     LoRA DPO step (r 16, alpha 32, all seven projections) on a
+#            SmolLM2-135M-shaped random model (bench/st_model.py), 4 pairs x
+#            T = 256: PyTorch (bench/lora_torch.py) vs emdpo on a float32
+#            base vs emdpo on a frozen bf16 base, LORA_ROUNDS alternating
+#            rounds (default 2), LORA_REPS timed steps each (default 1) after
+#            one warm-up step; wall and CPU time, peak RSS of each process
+#   lora-mem peak RSS (GNU time) of `emdpo fit --policy llama --k LORA_K
+#            --lora-r 16` (default K 4; one M-step of LORA_STEPS steps per
+#            type, default 1) against `emdpo dpo --lora-r 16` (one step) on
+#            the same 4 pairs, on the bf16 model (loaded frozen) and on a
+#            float32 copy; LORA_BATCH decisions per micro-batch (4, the
+#            default: one pass of the 4 pairs; 1: 4 micro-batches) and
+#            LORA_SCORE_BATCH sequences per scoring pass (default 16)
+#   all      everything but llama, tokenize, load, lora and lora-mem
 # Environment: REPS (emdpo repeats, default 7), RREPS (flexmix repeats, 5),
 # FROUNDS (alternating flexmix/emdpo rounds, 3),
 # SCALE_N (annotators of the scale run, 1000000), BENCH_DIR (scratch, default build/bench).
@@ -139,6 +152,12 @@ run_scale() {
 
 # median of the numbers on stdin
 med() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# ratio A B: A / B line by line of two files
+ratio() { paste -d' ' "$1" "$2" | awk '$1 != "" && $2 != "" { printf "%.3f\n", $1 / $2 }'; }
+# summ: "median (min..max)" of the numbers on stdin
+summ() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print "-"; exit }
+    m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+    printf "%.4g (%.4g..%.4g)\n", m, v[1], v[NR] }'; }
 
 # Rounds alternate the peers so that both see the same machine load; each
 # figure is the median over rounds of each program's own median, with the
@@ -161,13 +180,8 @@ run_llama() {
             "$LBIN" step "$m" "$LREPS" | sed "s/\$/ round=$r/" | tee -a "$LOG"
         done
     done
-    # vals PEER FILTER FIELD: one value per round; ratio A B: A / B line by line
+    # vals PEER FILTER FIELD: one value per round
     vals() { grep "peer=$1" "$LOG" | grep -- "${2:-}" | while read -r line; do field "$3" "$line"; done; }
-    ratio() { paste -d' ' "$1" "$2" | awk '$1 != "" && $2 != "" { printf "%.3f\n", $1 / $2 }'; }
-    # summ: "median (min..max)" of the numbers on stdin
-    summ() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print "-"; exit }
-        m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-        printf "%.4g (%.4g..%.4g)\n", m, v[1], v[NR] }'; }
     T1="$OUT/llama.a" T2="$OUT/llama.b"
     SG=$(vals sgemm "" gflops | med)
     KG=$(vals kernel "" gflops | med)
@@ -198,6 +212,102 @@ run_llama() {
     rm -f "$T1" "$T2"
 }
 
+# The LoRA benchmarks' program and model (bench/bench_lora.c, bench/st_model.py).
+lora_setup() {
+    LBIN="$OUT/bench_lora"
+    $CC -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -O3 -march=native -fopenmp -Wall \
+        -Wextra bench/bench_lora.c "$BUILD/libemdpo.a" -lopenblas -lpcre2-8 -lutf8proc -lz -lm -fopenmp -o "$LBIN"
+    PY=${PYTHON:-/usr/bin/python3}
+    LMODEL="$OUT/smollm2_135m_bf16"
+    [ -f "$LMODEL/model.safetensors" ] && [ -f "$LMODEL/tokenizer.bin" ] || "$PY" bench/st_model.py write "$LMODEL"
+    echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+# lvals FILTER FIELD: FIELD of the log lines matching FILTER, one per round
+lvals() { grep -- "$1" "$LOG" | while read -r line; do field "$2" "$line"; done; }
+
+run_lora() {
+    lora_setup
+    LORA_ROUNDS=${LORA_ROUNDS:-2}
+    LORA_REPS=${LORA_REPS:-1}
+    LOG="$OUT/lora.log"
+    : > "$LOG"
+    for r in $(seq "$LORA_ROUNDS"); do
+        "$PY" bench/lora_torch.py "$LORA_REPS" 2 2>/dev/null | grep '^RESULT' | sed "s/\$/ round=$r/" | tee -a "$LOG"
+        for b in f32 bf16; do
+            "$LBIN" dpo "$LMODEL" "$b" "$LORA_REPS" | sed "s/\$/ round=$r/" | tee -a "$LOG"
+        done
+    done
+    echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    T1="$OUT/lora.a" T2="$OUT/lora.b"
+    row "LoRA DPO step: torch s" "$(lvals peer=torch median_s | summ)" "-" "1"
+    row "LoRA DPO step: torch CPU s" "$(lvals peer=torch cpu_s | summ)" "-" "-"
+    for b in f32 bf16; do
+        f="mode=dpo base=$b "
+        row "LoRA DPO step: emdpo $b base s" "$(lvals "$f" median_s | summ)" "-" "-"
+        row "LoRA DPO step: emdpo $b base CPU s" "$(lvals "$f" cpu_s | summ)" "-" "-"
+        lvals peer=torch median_s > "$T1"; lvals "$f" median_s > "$T2"
+        row "LoRA step rate emdpo $b / torch" "-" "$(ratio "$T1" "$T2" | summ)" "$(ratio "$T1" "$T2" | med)x"
+        lvals peer=torch cpu_s > "$T1"; lvals "$f" cpu_s > "$T2"
+        row "LoRA CPU time torch / emdpo $b" "-" "$(ratio "$T1" "$T2" | summ)" "-"
+        row "LoRA reference pass emdpo $b s" "$(lvals "$f" ref_s | summ)" "-" "-"
+    done
+    lvals "mode=dpo base=bf16 " median_s > "$T1"; lvals "mode=dpo base=f32 " median_s > "$T2"
+    row "LoRA step time bf16 base / f32 base" "-" "$(ratio "$T1" "$T2" | summ)" "$(ratio "$T1" "$T2" | med)x"
+    row "LoRA DPO peak RSS MB: torch" "-" "$(lvals peer=torch peak_rss_mb | med)" "-"
+    row "LoRA DPO peak RSS MB: emdpo f32 / bf16" "-" "$(lvals "mode=dpo base=f32 " peak_rss_mb | med)" \
+        "$(lvals "mode=dpo base=bf16 " peak_rss_mb | med)"
+    rm -f "$T1" "$T2"
+}
+
+# Peak RSS of the CLI itself (GNU time's %M), as a user runs it: emdpo dpo
+# --lora-r 16 (one step) and emdpo fit --policy llama --k K --lora-r 16 (one
+# M-step of LORA_STEPS steps per type: --max-iter 0), on the bf16 file (which
+# LoRA commands load frozen) and on a float32 copy of it (emdpo convert).
+run_lora_mem() {
+    lora_setup
+    K=${LORA_K:-4}
+    STEPS=${LORA_STEPS:-1}
+    LB=${LORA_BATCH:-4}
+    SB=${LORA_SCORE_BATCH:-16}
+    TIME=/usr/bin/time
+    [ -x "$TIME" ] || { echo "lora-mem: GNU time (/usr/bin/time) not found" >&2; exit 1; }
+    M32="$OUT/smollm2_135m_f32"
+    [ -f "$M32/model.safetensors" ] || "$EMDPO" convert --model "$LMODEL" --out "$M32" --save-dtype f32 >/dev/null
+    PAIRS="$OUT/lora_pairs.jsonl"
+    "$LBIN" data "$PAIRS"
+    LOG="$OUT/lora_mem.log"
+    : > "$LOG"
+    "$LBIN" sizes | tee -a "$LOG"
+    COMMON="--data $PAIRS --tokenizer $LMODEL/tokenizer.bin --lora-r 16 --lora-alpha 32 --batch $LB \
+        --accum $((4 / LB)) --max-length 256 --max-prompt-length 128 --quiet"
+    for b in bf16 f32; do
+        MD=$LMODEL
+        [ "$b" = f32 ] && MD=$M32
+        rm -rf "$OUT/lora_dpo_$b" "$OUT/lora_fit_$b"
+        # shellcheck disable=SC2086
+        "$TIME" -o "$OUT/lora_time.txt" -f "RESULT mode=cli-dpo base=$b peak_rss_kb=%M wall_s=%e user_s=%U sys_s=%S" \
+            "$EMDPO" dpo --model "$MD" $COMMON --steps 1 --out "$OUT/lora_dpo_$b"
+        tee -a "$LOG" < "$OUT/lora_time.txt"
+        # shellcheck disable=SC2086
+        "$TIME" -o "$OUT/lora_time.txt" -f "RESULT mode=cli-fit base=$b peak_rss_kb=%M wall_s=%e user_s=%U sys_s=%S" \
+            "$EMDPO" fit --policy llama --model "$MD" $COMMON --k "$K" --max-iter 0 --steps "$STEPS" \
+            --score-batch "$SB" --out "$OUT/lora_fit_$b"
+        tee -a "$LOG" < "$OUT/lora_time.txt"
+    done
+    echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    S=$(grep 'mode=sizes' "$LOG")
+    row "base MiB f32 / bf16" "-" "$(field base_f32_mib "$S")" "$(field base_bf16_mib "$S")"
+    row "one adapter MiB; training acts MiB (8 seqs)" "-" "$(field adapter_mib "$S")" "$(field train_acts_mib "$S")"
+    mib() { field peak_rss_kb "$(grep "mode=$1 base=$2 " "$LOG")" | awk '{ printf "%.0f", $1 / 1024 }'; }
+    for b in bf16 f32; do
+        D=$(mib cli-dpo "$b") E=$(mib cli-fit "$b")
+        row "peak RSS MiB, $b base: dpo / fit K=$K" "-" "$D" "$E"
+        row "  fit / dpo (batch $LB, score batch $SB)" "-" "-" "$(awk -v a="$E" -v b="$D" 'BEGIN { printf "%.3fx", a / b }')"
+        row "  fit s (1 M-step, $STEPS step(s) per type)" "$(field wall_s "$(grep "mode=cli-fit base=$b " "$LOG")")" "-" "-"
+    done
+}
+
 case "$WHAT" in
     default) run_flexmix; run_det ;;
     flexmix) run_flexmix ;;
@@ -206,7 +316,9 @@ case "$WHAT" in
     scale) run_scale ;;
     all) run_flexmix; run_det; run_scale ;;
     llama) run_llama ;;
-    *) echo "usage: sh bench/run.sh build/emdpo [all|flexmix|det|scale|llama]" >&2; exit 2 ;;
+    lora) run_lora ;;
+    lora-mem) run_lora_mem ;;
+    *) echo "usage: sh bench/run.sh build/emdpo [all|flexmix|det|se|scale|llama|tokenize|load|lora|lora-mem]" >&2; exit 2 ;;
 esac
 
 echo
