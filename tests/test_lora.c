@@ -114,6 +114,24 @@ static float *lora_grad(const emdpo_llama *m, const emdpo_lora *lo, emdpo_llama_
     return g;
 }
 
+/* Worst relative error of g against central differences of the loss on
+ * the adapter's coordinates first, first + step, ... */
+static double fd_worst(const emdpo_llama *m, emdpo_lora *lo, emdpo_llama_acts *a, const batch *b, const float *g,
+                       size_t first, size_t step) {
+    double worst = 0.0;
+    for (size_t i = first; i < lo->n; i += step) {
+        float keep = lo->buf[i], h = 1e-2f;
+        lo->buf[i] = keep + h;
+        double up = loss_of(m, lo, a, b);
+        lo->buf[i] = keep - h;
+        double down = loss_of(m, lo, a, b);
+        lo->buf[i] = keep;
+        double fd = (up - down) / (2.0 * h);
+        worst = fmax(worst, fabs(fd - g[i]) / (1e-2 + fabs(fd)));
+    }
+    return worst;
+}
+
 /* The chain rule against the full backward of the merged model. */
 static void chain_rule(const emdpo_llama_config *c, const emdpo_lora_config *lc, const char *what) {
     emdpo_llama *m = random_model(c, 5), *merged = random_model(c, 5);
@@ -174,18 +192,8 @@ static void chain_rule(const emdpo_llama_config *c, const emdpo_lora_config *lc,
     }
     CHECK_MSG(worst < 2e-4, "%s: adapter gradient vs the chain rule on the full one: %.3g", what, worst);
     /* central differences on a few coordinates of the adapter */
-    double fd_worst = 0.0;
-    for (size_t i = 1; i < lo->n; i += lo->n / 7 + 1) {
-        float keep = lo->buf[i], h = 1e-2f;
-        lo->buf[i] = keep + h;
-        double up = loss_of(m, lo, a, &b);
-        lo->buf[i] = keep - h;
-        double down = loss_of(m, lo, a, &b);
-        lo->buf[i] = keep;
-        double fd = (up - down) / (2.0 * h);
-        fd_worst = fmax(fd_worst, fabs(fd - g[i]) / (1e-2 + fabs(fd)));
-    }
-    CHECK_MSG(fd_worst < 2e-2, "%s: finite differences %.3g", what, fd_worst);
+    double fd = fd_worst(m, lo, a, &b, g, 1, lo->n / 7 + 1);
+    CHECK_MSG(fd < 2e-2, "%s: finite differences %.3g", what, fd);
     /* the backward adds */
     loss_of(m, lo, a, &b);
     CHECK_EQ_INT(emdpo_llama_backward_lora(m, lo, a, b.cw, g), EMDPO_OK);
@@ -342,18 +350,8 @@ static void dropout(const emdpo_llama_config *c) {
     if (!m || !lo || !a || !e) return;
     a->lora_seed = 12345;
     float *g = lora_grad(m, lo, a, &b);
-    double fd_worst = 0.0;
-    for (size_t i = 2; i < lo->n; i += lo->n / 9 + 1) {
-        float keep = lo->buf[i], h = 1e-2f;
-        lo->buf[i] = keep + h;
-        double up = loss_of(m, lo, a, &b);
-        lo->buf[i] = keep - h;
-        double down = loss_of(m, lo, a, &b);
-        lo->buf[i] = keep;
-        double fd = (up - down) / (2.0 * h);
-        fd_worst = fmax(fd_worst, fabs(fd - g[i]) / (1e-2 + fabs(fd)));
-    }
-    CHECK_MSG(fd_worst < 2e-2, "dropout: finite differences %.3g", fd_worst);
+    double fd = fd_worst(m, lo, a, &b, g, 2, lo->n / 9 + 1);
+    CHECK_MSG(fd < 2e-2, "dropout: finite differences %.3g", fd);
     /* about p of the inputs dropped: lora_x holds the last projection's x' */
     loss_of(m, lo, a, &b);
     size_t zero = 0, n = (size_t)b.B * b.T * c->hidden_dim;

@@ -16,7 +16,6 @@
 #include "lm/engine/llama.h"
 #include "lm/engine/lora.h"
 #include "lm/io/lm_batch.h"
-#include "lm/io/peft.h"
 #include "lm/io/tokenizer.h"
 #include "lm/lm_train.h"
 
@@ -236,10 +235,7 @@ static void log_line(FILE *fp, const emdpo_train_metrics *m, int dpo, double eps
 static int save_all(const emdpo_train_job *j, emdpo_diag *diag) {
     int rc;
     if (j->lo) {
-        emdpo_st_dtype dt = j->o.save_dtype == EMDPO_DTYPE_BF16  ? EMDPO_ST_BF16
-                            : j->o.save_dtype == EMDPO_DTYPE_F16 ? EMDPO_ST_F16
-                                                                  : EMDPO_ST_F32;
-        rc = emdpo_peft_write(j->lo, j->o.out, dt, j->base_path, diag);
+        rc = emdpo_lora_adapter_write(j->lo, j->o.out, j->o.save_dtype, j->base_path, diag);
     } else {
         emdpo_llama_save_opts so = {j->o.save_dtype, j->tok};
         rc = emdpo_llama_save_with(j->m, j->o.out, &so, diag);

@@ -15,7 +15,6 @@
 #include "fitfile/posterior.h"
 #include "lm/engine/llama.h"
 #include "lm/io/llama_hf.h"
-#include "lm/io/peft.h"
 #include "lm/llama_policy.h"
 
 /* ---- Writing --------------------------------------------------------------- */
@@ -197,11 +196,8 @@ int emdpo_fit_write(const emdpo_fit *f, const char *dir, emdpo_diag *diag) {
         if (!path) return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
         const emdpo_lora *lo = emdpo_llama_policy_adapter(f->pol, k);
         emdpo_llama_save_opts so = {f->save_dtype, emdpo_llama_policy_tokenizer(f->pol)};
-        emdpo_st_dtype dt = f->save_dtype == EMDPO_DTYPE_BF16  ? EMDPO_ST_BF16
-                            : f->save_dtype == EMDPO_DTYPE_F16 ? EMDPO_ST_F16
-                                                               : EMDPO_ST_F32;
         /* an adapter names its base by the SFT model's absolute path */
-        rc = lo ? emdpo_peft_write(lo, path, dt, f->model, diag)
+        rc = lo ? emdpo_lora_adapter_write(lo, path, f->save_dtype, f->model, diag)
                 : emdpo_llama_hf_save(emdpo_llama_policy_model(f->pol, k), path, &so, diag);
         emdpo_strfree(path);
     }

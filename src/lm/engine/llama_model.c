@@ -531,15 +531,7 @@ static void team_pack(const proj_set *ps) {
 
 /* Whether lo (or NULL) fits m and a. */
 static int lora_fits(const emdpo_llama *m, const emdpo_lora *lo, const emdpo_llama_acts *a) {
-    if (!lo) return 1;
-    if (lo->config.r > a->lora_r || lo->base.n_layers != m->config.n_layers) return 0;
-    for (int P = 0; P < EMDPO_N_PROJ; P++) {
-        int o1, i1, o2, i2;
-        emdpo_llama_proj_shape(&lo->base, P, &o1, &i1);
-        emdpo_llama_proj_shape(&m->config, P, &o2, &i2);
-        if (o1 != o2 || i1 != i2) return 0;
-    }
-    return 1;
+    return !lo || (lo->config.r <= a->lora_r && emdpo_lora_fits(lo, &m->config));
 }
 
 int emdpo_llama_forward(const emdpo_llama *m, emdpo_llama_acts *a, const int *tokens, const int *lens, int B, int T) {

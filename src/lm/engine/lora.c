@@ -143,6 +143,8 @@ static int same_shapes(const emdpo_llama_config *x, const emdpo_llama_config *y)
     return 1;
 }
 
+int emdpo_lora_fits(const emdpo_lora *lo, const emdpo_llama_config *c) { return same_shapes(&lo->base, c); }
+
 int emdpo_lora_merge(const emdpo_lora *lo, emdpo_llama *m) {
     if (m->frozen || !same_shapes(&lo->base, &m->config)) return EMDPO_ERR_INVALID_ARG;
     const emdpo_llama_params *p = &m->params;

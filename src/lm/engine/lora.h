@@ -57,6 +57,9 @@ void emdpo_lora_free(emdpo_lora *lo);
  * so a fresh adapter leaves the base's outputs unchanged. */
 void emdpo_lora_init(emdpo_lora *lo, uint64_t seed);
 
+/* 1 when lo was made for models of c's projection shapes and layer count. */
+int emdpo_lora_fits(const emdpo_lora *lo, const emdpo_llama_config *c);
+
 /* W += s · B A for every adapted projection of m (whose configuration has
  * the adapter's shapes): the merged model computes what base + adapter
  * does. EMDPO_ERR_INVALID_ARG when the shapes differ or m is frozen. */
