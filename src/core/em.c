@@ -380,7 +380,8 @@ int emdpo_em_fit_hooked(emdpo_policy **pol, const emdpo_data *d, const emdpo_em_
     if (hooks) hooks->from = NULL, hooks->cand = hooks->best = NULL;
     memset(res, 0, sizeof *res);
     int rc = EMDPO_OK;
-    if (K < 1 || K > EMDPO_MAX_K || starts < 1 || o->max_iter < 0 || !(o->tol >= 0) || o->patience < 0 ||
+    if (K < 1 || K > EMDPO_MAX_K || starts < 1 || starts > EMDPO_MAX_STARTS || o->max_iter < 0 ||
+        o->max_iter > EMDPO_MAX_EM_ITER || !(o->tol >= 0) || o->patience < 0 ||
         d->n_annot < 1 || (from && (!resumed || from->run.K != K || from->res.starts != starts ||
                                     from->max_iter != o->max_iter || from->n_annot != d->n_annot ||
                                     from->have_best != (best != NULL))))

@@ -22,8 +22,10 @@ static int check_opts(const emdpo_lm_fit_opts *o, emdpo_diag *diag) {
     const emdpo_em_opts *e = &o->em;
     const emdpo_lm_mstep_opts *m = &o->mstep;
     if (o->k < 1 || o->k > EMDPO_MAX_K) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "k must be in 1..%d", EMDPO_MAX_K);
-    if (e->starts < 1) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "starts must be >= 1");
-    if (e->max_iter < 0) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "max_iter must be >= 0");
+    if (e->starts < 1 || e->starts > EMDPO_MAX_STARTS)
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "starts must be in 1..%d", EMDPO_MAX_STARTS);
+    if (e->max_iter < 0 || e->max_iter > EMDPO_MAX_EM_ITER)
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "max_iter must be in 0..%d", EMDPO_MAX_EM_ITER);
     if (!(e->tol >= 0)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "tol must be >= 0");
     if (e->patience < 0) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "patience must be >= 0");
     if (!emdpo_dtype_name(o->save_dtype)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "unknown save_dtype");

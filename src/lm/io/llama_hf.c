@@ -543,7 +543,15 @@ int emdpo_llama_hf_load(const char *dir, int frozen, emdpo_llama **out, emdpo_di
     emdpo_st_dtype dt = emdpo_st_source_dtype(st);
     int mt = emdpo_st_source_matrix_dtype(st);
     int dt16 = mt == EMDPO_ST_BF16 ? EMDPO_DTYPE_BF16 : mt == EMDPO_ST_F16 ? EMDPO_DTYPE_F16 : 0;
-    if (frozen && dt16)
+    /* Every parameter comes from the files' tensors: nothing is allocated
+     * for a model that config.json makes larger than they can hold. */
+    uint64_t held = 0;
+    for (size_t i = 0; i < emdpo_st_source_count(st); i++) held += emdpo_st_source_tensor_at(st, i)->numel;
+    if ((uint64_t)emdpo_llama_num_params(&c) > held)
+        rc = emdpo_diag_at(diag, EMDPO_ERR_PARSE, emdpo_st_source_name(st), 0,
+                           "config.json describes %zu parameters; the tensors hold %llu",
+                           emdpo_llama_num_params(&c), (unsigned long long)held);
+    else if (frozen && dt16)
         rc = emdpo_llama_create_frozen(&c, dt16, &m);
     else
         rc = emdpo_llama_create(&c, &m);
