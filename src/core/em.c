@@ -571,8 +571,12 @@ int emdpo_em_image_read(FILE *fp, const emdpo_data *d, int K, const emdpo_em_opt
              !get(fp, res->start_loglik, sizeof(double), (size_t)o->starts))
         why = "truncated EM state";
     if (!why && e.n_trace > 0) {
-        if (!(res->trace = emdpo_malloc((size_t)e.n_trace * sizeof(double)))) rc = EMDPO_ERR_NOMEM;
-        else if (!get(fp, res->trace, sizeof(double), (size_t)e.n_trace)) why = "truncated EM state";
+        if (!(res->trace = emdpo_malloc((size_t)e.n_trace * sizeof(double)))) {
+            rc = EMDPO_ERR_NOMEM;
+        } else {
+            res->n_trace = e.n_trace; /* the size it is freed with */
+            if (!get(fp, res->trace, sizeof(double), (size_t)e.n_trace)) why = "truncated EM state";
+        }
     }
     if (!why && !rc) {
         r->n_trace = c.n_trace;

@@ -21,6 +21,7 @@ typedef struct jsonl_reader {
     int annot_seen;   /* some record had o->annotator_field */
     emdpo_diag *diag;
     long line;
+    long record;      /* the record's number: its line in JSONL, its place in a JSON array */
     emdpo_json_doc *doc;
     emdpo_data_builder *b; /* created by the first response, which fixes p */
     int p;            /* -1 until known; 0 for text data */
@@ -201,7 +202,7 @@ static int read_decision(jsonl_reader *r, const emdpo_json *obj) {
     if (annot) {
         r->annot_seen = 1;
     } else {
-        snprintf(r->annot_buf, sizeof r->annot_buf, "line%ld", r->line);
+        snprintf(r->annot_buf, sizeof r->annot_buf, "line%ld", r->record);
         annot = r->annot_buf;
     }
     size_t n = r->n_items;
@@ -306,6 +307,7 @@ static int read_array(jsonl_reader *r, emdpo_lines *lr) {
     for (size_t i = 0; !rc && i < root->len; i++) {
         line += (long)(line_at(buf + (i ? at[i - 1] : 0), at[i] - (i ? at[i - 1] : 0), 0));
         r->line = line;
+        r->record = (long)i + 1;
         if (root->u.elems[i].type != EMDPO_JSON_OBJECT)
             rc = emdpo_diag_parse(r->diag, r->line, "record %zu is a JSON %s, expected an object", i + 1,
                                   emdpo_json_type_name(root->u.elems[i].type));
@@ -332,7 +334,7 @@ int emdpo_read_jsonl(emdpo_lines *lr, const emdpo_read_opts *o, emdpo_data **out
     r.chat.special_tokens = o->special_tokens;
     int rc = emdpo_json_doc_create(&r.doc), got = 1, first = 1;
     while (!rc && !(rc = emdpo_lines_next(lr, &got)) && got) {
-        r.line = lr->lineno;
+        r.line = r.record = lr->lineno;
         if (emdpo_line_is_blank(lr->buf, lr->len)) continue;
         size_t i = 0;
         while (i < lr->len && (lr->buf[i] == ' ' || lr->buf[i] == '\t')) i++;

@@ -160,12 +160,13 @@ static int write_state(emdpo_fit_ckpt *c, const emdpo_policy *pol, int skip, emd
         long len = ok && fflush(af.fp) == 0 ? ftell(af.fp) : -1;
         FILE *back = len >= 0 ? fopen(af.tmp, "rb") : NULL;
         uint32_t crc = 0;
-        ok = back && emdpo_file_crc32(back, len, &crc) == EMDPO_OK;
+        int crc_rc = back ? emdpo_file_crc32(back, len, &crc) : EMDPO_ERR_IO;
         if (back) fclose(back);
-        ok = ok && fwrite(&crc, sizeof crc, 1, af.fp) == 1;
+        ok = !crc_rc && fwrite(&crc, sizeof crc, 1, af.fp) == 1;
         if (!ok) {
             emdpo_afile_abort(&af);
-            rc = emdpo_diag_at(diag, EMDPO_ERR_IO, path, 0, "write error");
+            rc = crc_rc == EMDPO_ERR_NOMEM ? emdpo_diag_fail(diag, crc_rc, "out of memory")
+                                           : emdpo_diag_at(diag, EMDPO_ERR_IO, path, 0, "write error");
         } else {
             rc = emdpo_afile_commit(&af, diag);
         }
@@ -179,6 +180,7 @@ static int write_state(emdpo_fit_ckpt *c, const emdpo_policy *pol, int skip, emd
 
 static int fail(emdpo_fit_ckpt *c, int rc) {
     if (!c->rc) c->rc = rc;
+    if (rc == EMDPO_ERR_NOMEM) emdpo_diag_fail(&c->diag, rc, "out of memory");
     return rc;
 }
 
@@ -325,7 +327,7 @@ int emdpo_fit_ckpt_open(const emdpo_lm_fit_opts *o, emdpo_policy *pol, const emd
     if (o->resume && !o->checkpoint)
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "resume needs the checkpoint directory");
     emdpo_fit_ckpt *c = emdpo_calloc(1, sizeof *c);
-    if (!c) return EMDPO_ERR_NOMEM;
+    if (!c) return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
     c->dir = o->checkpoint;
     c->log_path = o->log;
     c->K = o->k;
@@ -345,6 +347,7 @@ int emdpo_fit_ckpt_open(const emdpo_lm_fit_opts *o, emdpo_policy *pol, const emd
     if (!rc && o->log && !(c->log = o->resume ? open_resumed_log(o->log, log_bytes) : fopen(o->log, "w")))
         rc = emdpo_diag_at(diag, EMDPO_ERR_IO, o->log, 0, "cannot write");
     if (rc) {
+        if (rc == EMDPO_ERR_NOMEM) emdpo_diag_fail(diag, rc, "out of memory");
         emdpo_em_image_free(hooks->from);
         emdpo_policy_free(hooks->cand);
         emdpo_policy_free(hooks->best);

@@ -84,10 +84,14 @@ static uint64_t fingerprint(const emdpo_llama *sft, const emdpo_policy *pol, con
     const emdpo_optim_config *op = &po->optim;
     const emdpo_lora_config *lo = &po->lora;
     uint64_t key = emdpo_llama_policy_data_key(pol), n_params = sft->num_params;
+    /* the parameters: float32, and a frozen model's 16-bit matrices */
     uLong crc = crc32(0L, Z_NULL, 0);
-    const unsigned char *w = (const unsigned char *)sft->param_buf;
-    for (size_t i = 0, n = w ? n_params * sizeof(float) : 0; i < n; i += (size_t)1 << 30)
-        crc = crc32(crc, w + i, (uInt)(n - i < (size_t)1 << 30 ? n - i : (size_t)1 << 30));
+    const unsigned char *bufs[2] = {(const unsigned char *)sft->param_buf,
+                                    sft->frozen ? (const unsigned char *)sft->frozen->buf : NULL};
+    size_t lens[2] = {n_params * sizeof(float), sft->frozen ? sft->frozen->n * sizeof(uint16_t) : 0};
+    for (int b = 0; b < 2; b++)
+        for (size_t i = 0, n = bufs[b] ? lens[b] : 0; i < n; i += (size_t)1 << 30)
+            crc = crc32(crc, bufs[b] + i, (uInt)(n - i < (size_t)1 << 30 ? n - i : (size_t)1 << 30));
     int64_t ints[] = {o->k, e->max_iter, e->patience, e->starts, (int64_t)e->seed, e->init, e->q,
                       po->max_length, po->max_prompt_length, op->kind, op->warmup, po->batch, po->accum,
                       po->steps, po->restart, po->weight_norm, po->score_batch, (int64_t)po->seed, lo->r,
