@@ -811,20 +811,26 @@ typedef struct emdpo_baseline_opts {
     int64_t steps;             /* optimizer steps per policy; 0: one epoch of its decisions */
     int max_length, max_prompt_length; /* 0: emdpo_lm_lengths' defaults */
     int score_batch;           /* cluster: sequences per embedding forward */
-    emdpo_dtype save_dtype;    /* the policies' weights; AUTO: the SFT model's */
+    emdpo_dtype save_dtype;    /* the policies' weights; AUTO: the SFT model's (an adapter's: F32) */
+    emdpo_lora_config lora;    /* lora.r > 0: each policy is a LoRA adapter of this shape on sft, which stays
+                                  frozen (it may be loaded with emdpo_llama_load_frozen) and is every policy's
+                                  reference; type_k then holds PEFT's adapter_config.json and
+                                  adapter_model.safetensors, as emdpo_train_job writes them. 0: full copies */
 } emdpo_baseline_opts;
 
-/* VANILLA, k 2, emdpo_train_config_init(DPO), one epoch, score_batch 16. */
+/* VANILLA, k 2, emdpo_train_config_init(DPO), one epoch, score_batch 16,
+ * full copies (lora: emdpo_lora_config_init's with r 0). */
 EMDPO_API void emdpo_baseline_opts_init(emdpo_baseline_opts *o);
 
 typedef void (*emdpo_baseline_note)(void *ud, int k, int64_t n_decisions);
 
 /* Trains the method's policies from sft (also the reference) on d and
  * writes out_dir/type_1 .. type_K (Hugging Face checkpoints with tok's
- * files, emdpo_llama_save_with), for cluster
+ * files, emdpo_llama_save_with; with o->lora, PEFT adapter directories
+ * whose base_model_name_or_path is sft's file, absolute), for cluster
  * out_dir/clusters.csv (annotator,cluster), and out_dir/baseline.json
- * last. A policy with no decisions is the SFT model itself; note (may be
- * NULL) is told. *K (may be NULL) gets the number of policies.
+ * last. A policy with no decisions is the SFT model itself (with o->lora, a
+ * fresh adapter, which computes the same); note (may be NULL) is told. *K (may be NULL) gets the number of policies.
  * EMDPO_ERR_INVALID_ARG (diag): no groups for truelabel, k above the
  * annotators for cluster. */
 EMDPO_API int emdpo_baseline_run(const emdpo_llama *sft, const emdpo_tokenizer *tok, const emdpo_data *d,

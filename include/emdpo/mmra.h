@@ -19,6 +19,7 @@
 #include "emdpo/common.h"
 #include "emdpo/data.h"
 #include "emdpo/em.h"
+#include "emdpo/lm.h" /* emdpo_lora_config */
 
 #ifdef __cplusplus
 extern "C" {
@@ -258,13 +259,17 @@ typedef struct emdpo_lm_aggregate_opts {
                                          model's */
     emdpo_mmra_progress progress;     /* lw, onpolicy: after the start and every round; may be NULL */
     void *progress_ud;
+    emdpo_lora_config lora;           /* lw, onpolicy: lora.r > 0 trains a LoRA adapter of this shape on the
+                                         fit's SFT model, which stays frozen and is the reference; policy/
+                                         then holds PEFT's adapter_config.json and adapter_model.safetensors.
+                                         0: the whole model */
 } emdpo_lm_aggregate_opts;
 
 /* AE; the fit's data and default output; the method's estimator; samples
  * 4, max_tokens 64, temperature 1, all prompts, seed 1, score_batch 16;
  * HEDGE; rounds 5, eta 1, the method's steps, the fit's optimizer,
  * learning rate, clipping and batch, no warmup; BEST; eval_samples as
- * samples. */
+ * samples; no adapter (lora: emdpo_lora_config_init's with r 0). */
 EMDPO_API void emdpo_lm_aggregate_opts_init(emdpo_lm_aggregate_opts *o);
 
 typedef struct emdpo_lm_aggregate emdpo_lm_aggregate;
