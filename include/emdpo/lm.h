@@ -882,16 +882,26 @@ typedef struct emdpo_eval_opts {
     const char *const *gen_names;  /* (n_gen) labels of extra policies, generation quality only */
     const char *const *gen_paths;  /* (n_gen) checkpoints or mixture.json files */
     int n_gen;
+    /* More methods, after method_dirs: PEFT LoRA adapters run on ref itself
+     * (their base, whatever base_model_name_or_path names), unmerged: each
+     * an adapter directory (one policy, type_1) or a directory of type_N/
+     * adapter directories. */
+    const char *const *adapters;   /* (n_adapters) */
+    int n_adapters;
 } emdpo_eval_opts;
 
 /* beta 0.1, batch 16, default lengths, no generation (emdpo_genq_opts_init's
- * settings when turned on), no closed set, no extra policies. */
+ * settings when turned on), no closed set, no extra policies, no
+ * adapters. */
 EMDPO_API void emdpo_eval_opts_init(emdpo_eval_opts *o);
 
 typedef struct emdpo_eval emdpo_eval;
 
-/* Each method directory's type_N/ policies (emdpo fit or baseline output)
- * on held-out data d with true groups, against ref: per group, each
+/* Each method directory's type_N/ policies (emdpo fit or baseline output:
+ * checkpoints, or PEFT adapter directories, which run unmerged on ref when
+ * their base_model_name_or_path is ref's file, else load as their base
+ * with the adapter merged), then o->adapters, on held-out data d with true
+ * groups, against ref: per group, each
  * policy's mean reward margin and accuracy, the best policy (highest
  * margin, lowest N on a tie), its max-mean margin and accuracy. Each
  * distinct sequence is scored once per model. EMDPO_ERR_INVALID_ARG

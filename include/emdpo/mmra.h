@@ -333,8 +333,18 @@ EMDPO_API void emdpo_regret_free(emdpo_regret *r);
 /* A policy: a checkpoint or a mixture.json (a weighted sum of its members'
  * columns). name: 1 to 63 bytes, unique. EMDPO_ERR_INVALID_ARG (diag) for
  * a bad name or a mixture with a mixture for a member, errors of the
- * mixture reader; a failed add leaves the table as it was. */
+ * mixture reader; a failed add leaves the table as it was. A checkpoint or
+ * member that is a PEFT adapter directory whose base_model_name_or_path is
+ * the fit's SFT model runs unmerged on it where it is only scored (exact);
+ * another base's loads as that base with the adapter merged. */
 EMDPO_API int emdpo_regret_add(emdpo_regret *r, const char *name, const char *path, emdpo_diag *diag);
+/* A policy that is the PEFT LoRA adapter directory dir on the fit's SFT
+ * model, whatever base its adapter_config.json names (an adapter trained
+ * elsewhere on the same model): run unmerged for the exact estimator,
+ * merged into a float32 copy of the SFT model for the sampled one. As
+ * emdpo_regret_add, and EMDPO_ERR_INVALID_ARG (diag) when dir is not an
+ * adapter directory; an adapter of other shapes fails at the run. */
+EMDPO_API int emdpo_regret_add_adapter(emdpo_regret *r, const char *name, const char *dir, emdpo_diag *diag);
 /* The uniform mixture of the fit's types, named "uniform". */
 EMDPO_API int emdpo_regret_add_uniform(emdpo_regret *r, emdpo_diag *diag);
 /* Loads every distinct checkpoint once and estimates L over the data (again
