@@ -746,7 +746,8 @@ static void layer_chunk(const bwd *w, const proj_set *ps, int l, int ch, int b0,
     const float *att = a->att + ((size_t)l * B + b0) * NH * TT;
     const float *dout = dres_slot(w, l) + r0 * C;
     float *dr2 = a->dres2 + s * C, *dq = a->dq + s * qd, *dk = a->dk + s * kvd, *dv = a->dv + s * kvd;
-    float *dh1 = a->dh1 + s * H, *dh3 = a->dh3 + s * H, *dhg = a->dhg + r0 * H, *dx = a->dx + r0 * C;
+    /* dx holds C or qd columns: a chunk's rows start max(C, qd) apart, so chunks never overlap */
+    float *dh1 = a->dh1 + s * H, *dh3 = a->dh3 + s * H, *dhg = a->dhg + r0 * H, *dx = a->dx + r0 * (qd > C ? qd : C);
     float *din = dres_slot(w, l - 1) + r0 * C;
     /* FFN branch: res3 = res2 + w2(silu(w1 ln2) * w3 ln2) */
     proj_dinp(dhg, dout, &ps->r[EMDPO_PROJ_DOWN], nr, 0.0f);
