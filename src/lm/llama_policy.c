@@ -326,6 +326,7 @@ static int train_type(llama_policy *p, int k, const double *wd, emdpo_mstep_info
     tc.optim = o->optim;
     tc.batch = o->batch;
     tc.accum = o->accum;
+    tc.grad_checkpoint = o->grad_checkpoint;
     emdpo_rng r;
     emdpo_rng_seed(&r, o->seed, (uint64_t)p->msteps * EMDPO_MAX_K + (uint64_t)k);
     tc.seed = emdpo_rng_u64(&r);
