@@ -107,6 +107,9 @@ grep -E 'margin|accuracy' "$T/stdout" >"$T/ev_hub"
 check "eval --adapter = the fit's adapters" close_nums "$T/ev_hub" "$T/ev_lora" 1e-12
 expect_exit 0 "eval --adapter: one adapter directory" "" "$E" eval $EV --adapter "$T/hub/type_2"
 check "eval --adapter DIR is a method of one policy" grep -qF '"policies": ["type_1"]' "$T/stdout"
+expect_exit 0 "eval --generate: adapter types sampled merged" "" "$E" eval $EV --policies "$T/fit" --adapter "$T/hub" \
+    --generate --samples 2 --prompts 1 --max-tokens 3
+check "eval --generate: a row per adapter type" test "$(grep -c '"name": "[a-z]*/type_[12]"' "$T/stdout")" -eq 4
 expect_exit 2 "eval --policies of adapters whose base is not found" "HuggingFaceTB" "$E" eval $EV --policies "$T/hub"
 expect_exit 2 "eval --adapter of a checkpoint" "not a PEFT adapter directory" "$E" eval $EV --adapter "$T/fit_merged"
 expect_exit 2 "eval with nothing to evaluate" "--adapter" "$E" eval $EV
@@ -168,6 +171,11 @@ check "regret of policy/ = LW's final regrets, to 1e-6" close_nums "$T/lw_regret
 expect_exit 0 "aggregate lw --lora-r rerun" "" "$E" aggregate --fit "$T/fit" $LW $LORA --out "$T/lw2" --json
 check "lw rerun gives the same adapter" cmp -s "$T/lw/policy/adapter_model.safetensors" \
     "$T/lw2/policy/adapter_model.safetensors"
+
+expect_exit 0 "aggregate lw --lora-r, sample estimator (the adapter merged to generate)" "" "$E" aggregate \
+    --fit "$T/fit" --method lw --rounds 1 --steps 1 --lr 1e-2 --estimator sample --samples 2 --max-tokens 3 \
+    --max-prompts 2 --threads 1 $LORA --out "$T/lws" --json
+check "lw sample: policy/ is a PEFT adapter directory" peft_dir "$T/lws/policy"
 
 # ---- aggregate onpolicy --lora-r ----
 OP="--method onpolicy --rounds 2 --steps 2 --lr 1e-2 --samples 2 --max-tokens 4 --max-prompts 2 --threads 1"
