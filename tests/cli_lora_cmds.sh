@@ -95,6 +95,15 @@ grep -E 'margin|accuracy' "$T/stdout" >"$T/ev_lora"
 expect_exit 0 "eval its merged types" "" "$E" eval $EV --policies "$T/fit_merged"
 grep -E 'margin|accuracy' "$T/stdout" >"$T/ev_merged"
 check "eval: adapters unmerged = merged, to 1e-6" close_nums "$T/ev_lora" "$T/ev_merged" 1e-6
+# a reference that is an adapter directory is its base merged with it, not its base: the fit's
+# adapters on the SFT model are then not run on it
+EV2="--tokenizer $T/tok.bin --data $T/prefs.jsonl --threads 1 --json"
+expect_exit 0 "eval, --ref an adapter directory" "" "$E" eval $EV2 --ref "$T/tl/type_1" --policies "$T/fit"
+grep -E 'margin|accuracy' "$T/stdout" >"$T/ev_aref"
+expect_exit 0 "eval, --ref its merged checkpoint" "" "$E" eval $EV2 --ref "$T/tl_merged/type_1" \
+    --policies "$T/fit_merged"
+grep -E 'margin|accuracy' "$T/stdout" >"$T/ev_aref_merged"
+check "eval: an adapter --ref is its merged model" close_nums "$T/ev_aref" "$T/ev_aref_merged" 1e-6
 # an adapter made elsewhere: its base_model_name_or_path is a Hub id
 mkdir -p "$T/hub/type_1" "$T/hub/type_2"
 for k in 1 2; do

@@ -11,7 +11,8 @@
 #include "lm/lm_train.h"
 
 int emdpo_lm_adapter_on(const char *path, const emdpo_llama *base) {
-    if (!path || !base || !base->source || !emdpo_peft_is_dir(path)) return 0;
+    /* a base that is itself an adapter merged into its source is not that source */
+    if (!path || !base || !base->source || base->adapted || !emdpo_peft_is_dir(path)) return 0;
     char *named = NULL;
     emdpo_diag quiet;
     if (emdpo_peft_base(path, &named, &quiet)) return 0;

@@ -31,6 +31,7 @@ static int load_adapted(const char *dir, emdpo_llama **out, emdpo_diag *diag) {
     if (!rc) rc = load(base, 0, out, diag);
     if (!rc) rc = emdpo_peft_read(dir, &(*out)->config, &lo, diag);
     if (!rc && emdpo_lora_merge(lo, *out)) rc = emdpo_diag_at(diag, EMDPO_ERR_INVALID_ARG, dir, 0, "does not fit its base");
+    if (!rc) (*out)->adapted = 1;
     if (rc) {
         emdpo_llama_free(*out);
         *out = NULL;
