@@ -53,6 +53,12 @@ static int score_mixture(const emdpo_mixture *mix, const emdpo_lm_set *set, int 
     return rc;
 }
 
+int emdpo_lm_score_adapter(const emdpo_llama *m, const emdpo_lora_adapter *a, const emdpo_lm_set *set, int batch,
+                           double *logp) {
+    if (!m || !set || !logp || (a && !emdpo_lora_fits(a, &m->config))) return EMDPO_ERR_INVALID_ARG;
+    return emdpo_lm_score_lora(m, a, set, batch, logp);
+}
+
 static int load(const emdpo_score_opts *o, emdpo_llama **m, emdpo_lora **lo, emdpo_mixture **mix, emdpo_llama **ref,
                 emdpo_tokenizer **tok, int *max_length, int *max_prompt_length, emdpo_diag *diag) {
     int rc;
