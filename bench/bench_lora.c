@@ -5,11 +5,13 @@
  * (emdpo_llama_load_frozen) or loaded to float32 (emdpo_llama_load). Run
  * each mode in its own process, so that its peak RSS is its own.
  *
- *   bench_lora dpo DIR bf16|f32 STEPS   one LoRA DPO run through the trainer
+ *   bench_lora dpo DIR bf16|f32 STEPS [ckpt]
+ *                                       one LoRA DPO run through the trainer
  *                                       (lm_train.h): load, reference pass, one
  *                                       untimed warm-up step, STEPS timed steps of
  *                                       the 4 pairs (batch 4, accum 1); prints the
- *                                       times and the peak RSS (getrusage maxrss)
+ *                                       times and the peak RSS (getrusage maxrss);
+ *                                       ckpt: with activation checkpointing
  *   bench_lora fwd DIR bf16|f32 REPS    the training forward of the 8 sequences
  *                                       with and without the adapter, alternating:
  *                                       the adapter's share of a pass
@@ -141,7 +143,7 @@ static int check_set(const emdpo_lm_set *s) {
     return s->n_truncated != 0;
 }
 
-static int bench_dpo(const char *dir, const char *dtype, int steps) {
+static int bench_dpo(const char *dir, const char *dtype, int steps, int ckpt) {
     emdpo_llama *m = NULL;
     emdpo_tokenizer *tok = NULL;
     double l0 = now();
@@ -158,6 +160,7 @@ static int bench_dpo(const char *dir, const char *dtype, int steps) {
     emdpo_lora_init(lo, 1);
     emdpo_train_config tc;
     emdpo_train_config_init(&tc, EMDPO_TRAIN_DPO); /* RMSprop, beta 0.1, batch 4 (the 4 pairs), accum 1 */
+    tc.grad_checkpoint = ckpt;
     emdpo_trainer *t = NULL;
     if (emdpo_trainer_create_lora(m, lo, s, NULL, &tc, &t)) return 1;
     double t0 = now();
@@ -177,11 +180,11 @@ static int bench_dpo(const char *dir, const char *dtype, int steps) {
     }
     double faults = (double)(minor_faults() - f0) / steps;
     double med = median(ts, steps), cmed = median(tc_s, steps);
-    printf("RESULT mode=dpo base=%s params=%zu adapter=%zu batch=%d accum=%d seqs=%d T=%d threads=%d load_s=%.2f "
+    printf("RESULT mode=dpo base=%s ckpt=%d params=%zu adapter=%zu batch=%d accum=%d seqs=%d T=%d threads=%d load_s=%.2f "
            "load_sys_s=%.2f ref_s=%.3f ref_sys_s=%.2f "
            "median_s=%.4f min_s=%.4f cpu_s=%.4f tok_per_s=%.0f faults_per_step=%.0f sys_s=%.2f faults=%ld "
            "loss0=%.6f loss=%.6f rss_loaded_mb=%.0f peak_rss_mb=%.0f\n",
-           dtype, emdpo_llama_num_params(&m->config), lo->n, tc.batch, tc.accum, 2 * PAIRS, T_SEQ,
+           dtype, ckpt, emdpo_llama_num_params(&m->config), lo->n, tc.batch, tc.accum, 2 * PAIRS, T_SEQ,
            emdpo_max_threads(), load_s, sys_load, ref_s, sys_ref, med, ts[0], cmed, 2 * PAIRS * T_SEQ / med, faults, sys_s(), minor_faults(),
            first.loss, met.loss, rss_loaded, peak_rss_mb());
     emdpo_trainer_free(t);
@@ -250,6 +253,10 @@ static int bench_fwd(const char *dir, const char *dtype, int reps) {
     return 0;
 }
 
+static double acts_mib(const emdpo_llama_acts *a) {
+    return (a->buf_n * 4.0 + a->kbuf_n * 4.0 + a->ibuf_n * 4.0) / 1048576.0;
+}
+
 /* What each piece takes at this shape, from the engine's own sizes. */
 static int bench_sizes(void) {
     emdpo_llama_config c = {.dim = 576, .n_layers = 30, .n_heads = 9, .n_kv_heads = 3, .hidden_dim = 1536,
@@ -258,29 +265,31 @@ static int bench_sizes(void) {
     emdpo_lora_config lc;
     lora_config(&lc);
     size_t np = emdpo_llama_num_params(&c), na = emdpo_lora_num_params(&c, &lc);
-    emdpo_llama_acts *tr = NULL, *sc = NULL;
-    if (emdpo_llama_acts_create_lora(&c, lc.r, 2 * PAIRS, T_SEQ, 1, &tr) ||
-        emdpo_llama_acts_create_lora(&c, lc.r, 2 * PAIRS, T_SEQ, 0, &sc))
+    emdpo_llama_acts *tr = NULL, *ck = NULL, *sc = NULL;
+    if (emdpo_llama_acts_create_lora(&c, lc.r, 2 * PAIRS, T_SEQ, EMDPO_ACTS_TRAIN, &tr) ||
+        emdpo_llama_acts_create_lora(&c, lc.r, 2 * PAIRS, T_SEQ, EMDPO_ACTS_TRAIN_CKPT, &ck) ||
+        emdpo_llama_acts_create_lora(&c, lc.r, 2 * PAIRS, T_SEQ, EMDPO_ACTS_INFER, &sc))
         return 1;
     double mib = 1.0 / 1048576.0, BTV = 2.0 * PAIRS * T_SEQ * c.vocab_size * 4 * mib;
     double att = (double)c.n_layers * 2 * PAIRS * c.n_heads * T_SEQ * T_SEQ * 4 * mib;
     printf("RESULT mode=sizes params=%zu base_f32_mib=%.1f base_bf16_mib=%.1f adapter_floats=%zu adapter_mib=%.1f "
-           "train_acts_mib=%.1f of_which_logits_dlogits_mib=%.1f of_which_att_mib=%.1f score_acts_mib=%.1f "
-           "trainer_adapter_state_mib=%.1f\n",
-           np, np * 4 * mib, np * 2 * mib, na, na * 4 * mib,
-           (tr->buf_n * 4.0 + tr->kbuf_n * 4.0 + tr->ibuf_n * 4.0) * mib, 2 * BTV, att,
-           (sc->buf_n * 4.0 + sc->kbuf_n * 4.0 + sc->ibuf_n * 4.0) * mib, 3 * na * 4 * mib);
+           "train_acts_mib=%.1f of_which_logits_mib=%.1f of_which_att_mib=%.1f ckpt_train_acts_mib=%.1f "
+           "score_acts_mib=%.1f trainer_adapter_state_mib=%.1f\n",
+           np, np * 4 * mib, np * 2 * mib, na, na * 4 * mib, acts_mib(tr), BTV, att, acts_mib(ck), acts_mib(sc),
+           3 * na * 4 * mib);
     emdpo_llama_acts_free(tr);
+    emdpo_llama_acts_free(ck);
     emdpo_llama_acts_free(sc);
     return 0;
 }
 
 int main(int argc, char **argv) {
-    if (argc >= 5 && strcmp(argv[1], "dpo") == 0) return bench_dpo(argv[2], argv[3], atoi(argv[4]));
+    if (argc >= 5 && strcmp(argv[1], "dpo") == 0)
+        return bench_dpo(argv[2], argv[3], atoi(argv[4]), argc >= 6 && strcmp(argv[5], "ckpt") == 0);
     if (argc >= 3 && strcmp(argv[1], "data") == 0) return bench_data(argv[2]);
     if (argc >= 5 && strcmp(argv[1], "fwd") == 0) return bench_fwd(argv[2], argv[3], atoi(argv[4]));
     if (argc >= 2 && strcmp(argv[1], "sizes") == 0) return bench_sizes();
-    fprintf(stderr, "usage: bench_lora dpo DIR bf16|f32 STEPS | bench_lora fwd DIR bf16|f32 REPS | "
+    fprintf(stderr, "usage: bench_lora dpo DIR bf16|f32 STEPS [ckpt] | bench_lora fwd DIR bf16|f32 REPS | "
                     "bench_lora data FILE | bench_lora sizes\n");
     return 2;
 }

@@ -1,6 +1,6 @@
 #!/bin/sh
 # EM-DPO benchmarks. Invoked by `make bench` as
-#   sh bench/run.sh build/emdpo [all|flexmix|det|se|scale|llama|tokenize|load|lora|lora-mem]
+#   sh bench/run.sh build/emdpo [all|flexmix|det|se|scale|llama|tokenize|load|lora|lora-mem|lora-ckpt]
 # Default (no second argument): flexmix comparison + determinism check.
 #   flexmix  emdpo vs R flexmix on 2000 annotators x 8 decisions x 3 items, K=3, p=5
 #   det      same seed, 1 vs 2 threads: log-likelihood bits
@@ -27,8 +27,11 @@
 #            the same 4 pairs, on the bf16 model (loaded frozen) and on a
 #            float32 copy; LORA_BATCH decisions per micro-batch (4, the
 #            default: one pass of the 4 pairs; 1: 4 micro-batches) and
-#            LORA_SCORE_BATCH sequences per scoring pass (default 16)
-#   all      everything but llama, tokenize, load, lora and lora-mem
+#            LORA_SCORE_BATCH sequences per scoring pass (default 16);
+#            LORA_CKPT=1: both with --grad-checkpoint
+#   lora-ckpt the LoRA DPO step on the bf16 base without and with activation
+#            checkpointing, alternating: step time, CPU time, peak RSS
+#   all      everything but llama, tokenize, load, lora, lora-mem, lora-ckpt
 # Environment: REPS (emdpo repeats, default 7), RREPS (flexmix repeats, 5),
 # FROUNDS (alternating flexmix/emdpo rounds, 3),
 # SCALE_N (annotators of the scale run, 1000000), BENCH_DIR (scratch, default build/bench).
@@ -260,6 +263,36 @@ run_lora() {
     rm -f "$T1" "$T2"
 }
 
+# Activation checkpointing: the same LoRA DPO step on the bf16 base without
+# and with it, alternating in each round: step time and peak RSS.
+run_lora_ckpt() {
+    lora_setup
+    LORA_ROUNDS=${LORA_ROUNDS:-2}
+    LORA_REPS=${LORA_REPS:-1}
+    LOG="$OUT/lora_ckpt.log"
+    : > "$LOG"
+    "$LBIN" sizes | tee -a "$LOG"
+    for r in $(seq "$LORA_ROUNDS"); do
+        "$LBIN" dpo "$LMODEL" bf16 "$LORA_REPS" | sed "s/\$/ round=$r/" | tee -a "$LOG"
+        "$LBIN" dpo "$LMODEL" bf16 "$LORA_REPS" ckpt | sed "s/\$/ round=$r/" | tee -a "$LOG"
+    done
+    echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    T1="$OUT/lora.a" T2="$OUT/lora.b"
+    S=$(grep 'mode=sizes' "$LOG")
+    row "training acts MiB (8 seqs): all / checkpointed" "-" "$(field train_acts_mib "$S")" \
+        "$(field ckpt_train_acts_mib "$S")"
+    for c in 0 1; do
+        row "LoRA DPO step bf16, ckpt=$c: s (CPU s)" "$(lvals "ckpt=$c " median_s | summ)" \
+            "$(lvals "ckpt=$c " cpu_s | summ)" "-"
+        row "  peak RSS MB" "-" "$(lvals "ckpt=$c " peak_rss_mb | summ)" "-"
+    done
+    lvals "ckpt=1 " median_s > "$T1"; lvals "ckpt=0 " median_s > "$T2"
+    row "step time checkpointed / not" "-" "$(ratio "$T1" "$T2" | summ)" "$(ratio "$T1" "$T2" | med)x"
+    lvals "ckpt=1 " cpu_s > "$T1"; lvals "ckpt=0 " cpu_s > "$T2"
+    row "CPU time checkpointed / not" "-" "$(ratio "$T1" "$T2" | summ)" "$(ratio "$T1" "$T2" | med)x"
+    rm -f "$T1" "$T2"
+}
+
 # Peak RSS of the CLI itself (GNU time's %M), as a user runs it: emdpo dpo
 # --lora-r 16 (one step) and emdpo fit --policy llama --k K --lora-r 16 (one
 # M-step of LORA_STEPS steps per type: --max-iter 0), on the bf16 file (which
@@ -270,6 +303,8 @@ run_lora_mem() {
     STEPS=${LORA_STEPS:-1}
     LB=${LORA_BATCH:-4}
     SB=${LORA_SCORE_BATCH:-16}
+    CK=""
+    [ "${LORA_CKPT:-0}" = 1 ] && CK="--grad-checkpoint"
     TIME=/usr/bin/time
     [ -x "$TIME" ] || { echo "lora-mem: GNU time (/usr/bin/time) not found" >&2; exit 1; }
     M32="$OUT/smollm2_135m_f32"
@@ -280,7 +315,7 @@ run_lora_mem() {
     : > "$LOG"
     "$LBIN" sizes | tee -a "$LOG"
     COMMON="--data $PAIRS --tokenizer $LMODEL/tokenizer.bin --lora-r 16 --lora-alpha 32 --batch $LB \
-        --accum $((4 / LB)) --max-length 256 --max-prompt-length 128 --quiet"
+        --accum $((4 / LB)) --max-length 256 --max-prompt-length 128 --quiet $CK"
     for b in bf16 f32; do
         MD=$LMODEL
         [ "$b" = f32 ] && MD=$M32
@@ -303,7 +338,7 @@ run_lora_mem() {
     for b in bf16 f32; do
         D=$(mib cli-dpo "$b") E=$(mib cli-fit "$b")
         row "peak RSS MiB, $b base: dpo / fit K=$K" "-" "$D" "$E"
-        row "  fit / dpo (batch $LB, score batch $SB)" "-" "-" "$(awk -v a="$E" -v b="$D" 'BEGIN { printf "%.3fx", a / b }')"
+        row "  fit / dpo (batch $LB, score batch $SB${CK:+, $CK})" "-" "-" "$(awk -v a="$E" -v b="$D" 'BEGIN { printf "%.3fx", a / b }')"
         row "  fit s (1 M-step, $STEPS step(s) per type)" "$(field wall_s "$(grep "mode=cli-fit base=$b " "$LOG")")" "-" "-"
     done
 }
@@ -318,6 +353,7 @@ case "$WHAT" in
     llama) run_llama ;;
     lora) run_lora ;;
     lora-mem) run_lora_mem ;;
+    lora-ckpt) run_lora_ckpt ;;
     *) echo "usage: sh bench/run.sh build/emdpo [all|flexmix|det|se|scale|llama|tokenize|load|lora|lora-mem]" >&2; exit 2 ;;
 esac
 

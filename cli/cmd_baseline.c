@@ -27,6 +27,7 @@ int cmd_baseline(int argc, char **argv) {
         {"k", CLI_INT, &o.k, "K", "cluster: number of k-means clusters", 0, 0, 0},
         {"beta", CLI_DBL, &c->loss.beta, "X", "DPO temperature", 0, 0, 0},
         CLI_RPO_FLAG(&c->loss.rpo_alpha),
+        CLI_GRAD_CKPT_FLAG(&c->grad_checkpoint),
         {"steps", CLI_I64, &o.steps, "N", "optimizer steps per policy (default: one epoch of its decisions)", 0, 0, 0},
         {"lr", CLI_DBL, &c->optim.lr, "X", "learning rate", 0, 0, 0},
         {"optimizer", CLI_ENUM, &c->optim.kind, "NAME", "rmsprop or adamw", 0, 0, emdpo_optim_name},

@@ -56,6 +56,7 @@ static int train(emdpo_train_mode mode, int argc, char **argv) {
         {"weight-column", CLI_STR, &o.weight_column, "NAME", "column of an annotator or weights.csv file, e.g. "
                                                              "gamma_2, weight_2 (default: the second)", 0, 0, 0},
         {"seed", CLI_U64, &c->seed, "S", "shuffling and fresh-model seed", 0, 0, 0},
+        CLI_GRAD_CKPT_FLAG(&c->grad_checkpoint),
         {"save-every", CLI_I64, &o.save_every, "N", "checkpoint every N steps, 0 = only at the end", 0, 0, 0},
         {"resume", CLI_FLAG, &o.resume, NULL, "continue from DIR/trainer.bin", 0, 0, 0},
         {"log", CLI_STR, &o.log, "FILE", "JSONL metrics, one line per step (--resume keeps the lines up to its checkpoint)", 0, 0, 0},

@@ -76,6 +76,7 @@ int cli_lm_fit_flags(cli_opt *opts, emdpo_lm_fit_opts *o, cli_lora *lora) {
         {"weight-norm", CLI_ENUM, &m->weight_norm, "MODE", "mean: each type's weights rescaled to mean 1; none: raw "
                                                            "gamma, the authors' code", 0, 0, emdpo_weight_norm_name},
         {"score-batch", CLI_INT, &m->score_batch, "N", "sequences per scoring forward", 0, 0, 0},
+        CLI_GRAD_CKPT_FLAG(&m->grad_checkpoint),
         CLI_SAVE_DTYPE_FLAG(&o->save_dtype),
     };
     int n = CLI_LM_FIT_FLAGS - CLI_LORA_FLAGS;

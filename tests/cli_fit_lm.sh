@@ -85,9 +85,10 @@ check "no full checkpoint in a LoRA type" test ! -e "$T/lora/type_1/model.safete
 check "the SFT model is never written" cmp -s "$T/sft/model.safetensors" "$T/sft.before"
 check "fit.json records the adapters" grep -qF '"lora": {"r": 4, "alpha": 8, "dropout": 0.05' "$T/lora/fit.json"
 check "LoRA posterior separates the groups" separated "$T/lora/posterior.csv"
-expect_exit 0 "fit --lora-r rerun" "" "$E" fit $FIT --out "$T/lora2" --lora-r 4 --lora-alpha 8 --lora-dropout 0.05
-check "LoRA rerun gives the same posterior" cmp -s "$T/lora/posterior.csv" "$T/lora2/posterior.csv"
-check "LoRA rerun gives the same adapter" cmp -s "$T/lora/type_2/adapter_model.safetensors" \
+expect_exit 0 "fit --lora-r rerun, --grad-checkpoint" "" "$E" fit $FIT --out "$T/lora2" --lora-r 4 --lora-alpha 8 \
+    --lora-dropout 0.05 --grad-checkpoint
+check "LoRA rerun (checkpointed) gives the same posterior" cmp -s "$T/lora/posterior.csv" "$T/lora2/posterior.csv"
+check "LoRA rerun (checkpointed) gives the same adapter" cmp -s "$T/lora/type_2/adapter_model.safetensors" \
     "$T/lora2/type_2/adapter_model.safetensors"
 expect_exit 0 "score a LoRA type (its base merged)" "" "$E" score --data "$T/prefs.jsonl" --model "$T/lora/type_1" \
     --ref "$T/sft" --tokenizer "$T/tok.bin"

@@ -4,8 +4,8 @@
 # adapter_model.safetensors with PEFT's names, the base never written, the
 # loss falls), --resume ends with the same bytes as an uninterrupted run,
 # --merge writes base + adapter merged (what emdpo merge writes), a bf16
-# base trains the adapter a float32 copy of it trains, and bad LoRA flags
-# exit 2.
+# base trains the adapter a float32 copy of it trains, --grad-checkpoint
+# changes no bit, and bad LoRA flags exit 2.
 E=${1:-build/emdpo}
 . tests/lib_cli.sh
 
@@ -99,6 +99,23 @@ check "dropout recorded" grep -q '"lora_dropout": 0.1' "$T/d16/adapter_config.js
 expect_exit 0 "sft --lora-targets" "" "$E" sft --data "$T/sft.jsonl" --model "$T/base" $COMMON --out "$T/s" \
     --lora-r 2 --lora-targets q_proj,v_proj --steps 3 --lr 1e-2
 check "two targets" test "$(grep -c '_proj"' "$T/s/adapter_config.json")" -eq 2
+
+# activation checkpointing changes no bit: a four-layer model (two layers
+# recomputed), an adapter with dropout, two threads; a resume may switch
+expect_exit 0 "a deeper base" "" "$E" sft --data "$T/sft.jsonl" --config "dim=16,layers=4,heads=2,vocab=259,seq_len=64" \
+    $COMMON --out "$T/deep" --steps 1
+DEEP="--data $T/prefs.jsonl --model $T/deep --tokenizer $T/tok.bin --threads 2 --quiet $LORA --lora-dropout 0.2"
+expect_exit 0 "dpo --lora-r" "" "$E" dpo $DEEP --out "$T/g0" --steps 4
+expect_exit 0 "dpo --lora-r --grad-checkpoint" "" "$E" dpo $DEEP --out "$T/g1" --steps 4 --grad-checkpoint
+check "--grad-checkpoint: the same adapter" cmp -s "$T/g0/adapter_model.safetensors" "$T/g1/adapter_model.safetensors"
+expect_exit 0 "2 steps with --grad-checkpoint" "" "$E" dpo $DEEP --out "$T/g2" --steps 2 --grad-checkpoint
+expect_exit 0 "resumed without it" "" "$E" dpo $DEEP --out "$T/g2" --steps 4 --resume
+check "resume across --grad-checkpoint: the same adapter" cmp -s "$T/g0/adapter_model.safetensors" \
+    "$T/g2/adapter_model.safetensors"
+FULL="--data $T/prefs.jsonl --model $T/deep --tokenizer $T/tok.bin --threads 2 --quiet --lr 1e-3 --steps 3"
+expect_exit 0 "dpo, the whole model" "" "$E" dpo $FULL --out "$T/f0"
+expect_exit 0 "dpo, the whole model, --grad-checkpoint" "" "$E" dpo $FULL --out "$T/f1" --grad-checkpoint
+check "--grad-checkpoint: the same model" cmp -s "$T/f0/model.safetensors" "$T/f1/model.safetensors"
 
 # bad flags
 expect_exit 2 "--lora-r 0" "lora-r" "$E" dpo --data "$T/prefs.jsonl" --model "$T/base" $COMMON --out "$T/x" --lora-r 0

@@ -5,7 +5,8 @@
  * into the gradient, that results repeat bit for bit, and that a batch cut
  * into chunks of sequences, run on one or two threads, gives what its
  * sequences give one at a time (and, on the packed kernel's path, the same
- * bits on one thread as on two). */
+ * bits on one thread as on two), and that activation checkpointing gives
+ * the same bits as keeping every layer. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -75,8 +76,11 @@ static void run_case(FILE *fp, int index) {
         off += sizes[t];
     }
 
-    /* A second backward adds the same gradient again. */
+    /* The backward uses its forward up; after another forward, a second
+     * backward adds the same gradient again. */
     memcpy(g2, g, np * sizeof(float));
+    CHECK_EQ_INT(emdpo_llama_backward(m, a, cw, g2), EMDPO_ERR_INVALID_ARG);
+    CHECK_EQ_INT(emdpo_llama_forward(m, a, tokens, lens, B, T), EMDPO_OK);
     CHECK_EQ_INT(emdpo_llama_backward(m, a, cw, g2), EMDPO_OK);
     double worst = 0.0;
     for (size_t i = 0; i < np; i++) worst = fmax(worst, fabs(g2[i] - 2.0 * g[i]) / fmax(1.0, fabs(g[i])));
@@ -230,6 +234,69 @@ static void test_chunks(void) {
     check_chunks(&fam, 7, 40);
 }
 
+/* Activation checkpointing (EMDPO_ACTS_TRAIN_CKPT) against activations kept
+ * for every layer: the same log-probs and gradient bits on 1 and 2
+ * threads, twice in a row on the same buffers, in less memory. */
+static void check_ckpt(const emdpo_llama_config *c, int B, int T) {
+    emdpo_llama *m;
+    CHECK_EQ_INT(emdpo_llama_create(c, &m), EMDPO_OK);
+    emdpo_llama_init(m, 11);
+    for (size_t i = 0; i < (size_t)c->n_layers * c->dim; i++) m->params.rms_ffn[i] = 1.0f + 0.02f * (float)(i % 7);
+    size_t np = m->num_params, N = (size_t)B * T;
+    int *tok = malloc(N * sizeof(int)), *lens = malloc((size_t)B * sizeof(int));
+    float *w = malloc(N * sizeof(float)), *logp = malloc(N * sizeof(float));
+    float *g = calloc(np, sizeof(float)), *gc = calloc(np, sizeof(float));
+    for (size_t i = 0; i < N; i++) {
+        tok[i] = (int)((i * 40503u + 7) % (unsigned)c->vocab_size);
+        w[i] = (float)((int)(i % 13) - 6) / 6.0f;
+    }
+    for (int b = 0; b < B; b++) lens[b] = T - (b * 5) % T;
+    emdpo_set_threads(2);
+    emdpo_llama_acts *full, *ck;
+    CHECK_EQ_INT(emdpo_llama_acts_create(c, B, T, EMDPO_ACTS_TRAIN, &full), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_llama_acts_create(c, B, T, EMDPO_ACTS_TRAIN_CKPT, &ck), EMDPO_OK);
+    CHECK(ck->ckpt && !full->ckpt && (c->n_layers > 2 ? ck->buf_n < full->buf_n : ck->buf_n == full->buf_n));
+    for (int th = 1; th <= 2; th++) {
+        emdpo_set_threads(th);
+        memset(g, 0, np * sizeof(float));
+        CHECK_EQ_INT(emdpo_llama_forward(m, full, tok, lens, B, T), EMDPO_OK);
+        CHECK_EQ_INT(emdpo_llama_backward(m, full, w, g), EMDPO_OK);
+        memcpy(logp, full->logp, N * sizeof(float));
+        for (int rep = 0; rep < 2; rep++) {
+            memset(gc, 0, np * sizeof(float));
+            CHECK_EQ_INT(emdpo_llama_forward(m, ck, tok, lens, B, T), EMDPO_OK);
+            CHECK_EQ_INT(emdpo_llama_backward(m, ck, w, gc), EMDPO_OK);
+            CHECK_MSG(memcmp(logp, ck->logp, N * sizeof(float)) == 0, "L %d, %d thread(s): checkpointed logp differs",
+                      c->n_layers, th);
+            CHECK_MSG(memcmp(g, gc, np * sizeof(float)) == 0,
+                      "L %d, %d thread(s), pass %d: checkpointed gradient differs (rel %g)", c->n_layers, th, rep + 1,
+                      grad_err(c, gc, g));
+        }
+    }
+    free(tok), free(lens), free(w), free(logp), free(g), free(gc);
+    emdpo_llama_acts_free(full);
+    emdpo_llama_acts_free(ck);
+    emdpo_llama_free(m);
+}
+
+static void test_ckpt(void) {
+    /* five layers: three recomputed; two chunks; GQA; untied */
+    emdpo_llama_config deep = {.dim = 32, .hidden_dim = 40, .n_layers = 5, .n_heads = 4, .n_kv_heads = 2,
+                               .vocab_size = 37, .max_seq_len = 40, .tied = 0, .norm_eps = 1e-5f, .rope_theta = 1e4f};
+    check_ckpt(&deep, 7, 40);
+    /* the families' parts: head size, biases, q/k norms */
+    emdpo_llama_config fam = {.dim = 32, .hidden_dim = 40, .n_layers = 4, .n_heads = 4, .n_kv_heads = 2,
+                              .vocab_size = 37, .max_seq_len = 40, .tied = 1, .norm_eps = 1e-5f, .rope_theta = 1e4f,
+                              .head_dim = 12, .qkv_bias = 1, .o_bias = 1, .qk_norm = 1};
+    check_ckpt(&fam, 9, 24);
+    /* one and two layers: nothing to recompute, the slots are the layers */
+    emdpo_llama_config two = deep;
+    two.n_layers = 2;
+    check_ckpt(&two, 3, 40);
+    two.n_layers = 1;
+    check_ckpt(&two, 3, 40);
+}
+
 int main(void) {
     FILE *fp = fopen(FIXTURE, "rb");
     CHECK_MSG(fp != NULL, "cannot open %s (run from the repository root)", FIXTURE);
@@ -241,5 +308,6 @@ int main(void) {
     CHECK(fgetc(fp) == EOF);
     fclose(fp);
     test_chunks();
+    test_ckpt();
     return check_report("test_llama_grad");
 }

@@ -249,11 +249,13 @@ static void fresh_adapter(const emdpo_llama_config *c) {
     emdpo_llama_free(m);
 }
 
-/* Several chunks on one thread and on two, and a frozen 16-bit base. */
-static void threads_and_frozen(const emdpo_llama_config *c) {
+/* Several chunks on one thread and on two, a frozen 16-bit base, and
+ * activation checkpointing (both bases, two threads): the same bits. */
+static void threads_and_frozen(const emdpo_llama_config *c, float dropout) {
     emdpo_lora_config lc;
     emdpo_lora_config_init(&lc);
     lc.r = 4;
+    lc.dropout = dropout;
     emdpo_llama *m = random_model(c, 21), *f = NULL;
     emdpo_lora *lo = random_lora(c, &lc, 22);
     batch b = make_batch(70, 8, c->vocab_size, 5); /* chunks of 32 sequences */
@@ -274,21 +276,42 @@ static void threads_and_frozen(const emdpo_llama_config *c) {
     memcpy(f->params.rms_att, m->params.rms_att, (size_t)c->n_layers * C * sizeof(float));
     memcpy(f->params.rms_ffn, m->params.rms_ffn, (size_t)c->n_layers * C * sizeof(float));
     memcpy(f->params.rms_final, m->params.rms_final, C * sizeof(float));
-    float *g[3];
-    for (int run = 0; run < 3; run++) {
-        emdpo_set_threads(run == 1 ? 2 : 1);
+    if (!c->tied)
+        for (size_t i = 0; i < V * C; i++) f->frozen->lm_head[i] = emdpo_float_to_bf16(m->params.lm_head[i]);
+    size_t L = (size_t)c->n_layers, hs = (size_t)emdpo_llama_head_size(c);
+    size_t qd = (size_t)c->n_heads * hs, kvd = (size_t)c->n_kv_heads * hs;
+    if (c->qk_norm) {
+        memcpy(f->params.q_norm, m->params.q_norm, L * hs * sizeof(float));
+        memcpy(f->params.k_norm, m->params.k_norm, L * hs * sizeof(float));
+    }
+    if (c->qkv_bias) {
+        memcpy(f->params.bq, m->params.bq, L * qd * sizeof(float));
+        memcpy(f->params.bk, m->params.bk, L * kvd * sizeof(float));
+        memcpy(f->params.bv, m->params.bv, L * kvd * sizeof(float));
+    }
+    if (c->o_bias) memcpy(f->params.bo, m->params.bo, L * C * sizeof(float));
+    /* runs: float32 base on 1 and 2 threads, frozen base, then both checkpointed on 2 threads */
+    float *g[5];
+    for (int run = 0; run < 5; run++) {
+        emdpo_set_threads(run == 0 || run == 2 ? 1 : 2);
         emdpo_llama_acts *a = NULL;
-        CHECK_EQ_INT(emdpo_llama_acts_create_lora(c, lc.r, b.B, b.T, 1, &a), EMDPO_OK);
-        g[run] = a ? lora_grad(run == 2 ? f : m, lo, a, &b) : calloc(lo->n, sizeof(float));
+        int mode = run >= 3 ? EMDPO_ACTS_TRAIN_CKPT : EMDPO_ACTS_TRAIN;
+        CHECK_EQ_INT(emdpo_llama_acts_create_lora(c, lc.r, b.B, b.T, mode, &a), EMDPO_OK);
+        if (a) a->lora_seed = 77;
+        g[run] = a ? lora_grad(run == 2 || run == 4 ? f : m, lo, a, &b) : calloc(lo->n, sizeof(float));
         emdpo_llama_acts_free(a);
     }
     emdpo_set_threads(1);
-    CHECK_MSG(memcmp(g[0], g[1], lo->n * sizeof(float)) == 0, "one thread and two differ");
-    CHECK_MSG(memcmp(g[0], g[2], lo->n * sizeof(float)) == 0, "a frozen bf16 base differs from its float32 twin");
+    CHECK_MSG(memcmp(g[0], g[1], lo->n * sizeof(float)) == 0, "L %d: one thread and two differ", c->n_layers);
+    CHECK_MSG(memcmp(g[0], g[2], lo->n * sizeof(float)) == 0, "L %d: a frozen bf16 base differs from its float32 twin",
+              c->n_layers);
+    CHECK_MSG(memcmp(g[0], g[3], lo->n * sizeof(float)) == 0, "L %d: checkpointing changes the gradient", c->n_layers);
+    CHECK_MSG(memcmp(g[0], g[4], lo->n * sizeof(float)) == 0, "L %d: checkpointing on a frozen base changes it",
+              c->n_layers);
     double norm = 0.0;
     for (size_t i = 0; i < lo->n; i++) norm += fabs(g[0][i]);
     CHECK(norm > 0.0);
-    for (int run = 0; run < 3; run++) free(g[run]);
+    for (int run = 0; run < 5; run++) free(g[run]);
     free_batch(&b);
     emdpo_lora_free(lo);
     emdpo_llama_free(m);
@@ -419,7 +442,12 @@ int main(void) {
     lc.r = 24; /* full rank for every projection */
     chain_rule(&plain, &lc, "llama full rank");
     fresh_adapter(&plain);
-    threads_and_frozen(&plain);
+    threads_and_frozen(&plain, 0.0f);
+    /* three of five layers recomputed when checkpointing; qd 24 > C 16, whose input gradients once overlapped
+     * between chunks on two threads */
+    emdpo_llama_config deep = qwen3;
+    deep.n_layers = 5;
+    threads_and_frozen(&deep, 0.25f);
     dropout(&plain);
     return check_report("test_lora");
 }

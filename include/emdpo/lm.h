@@ -520,11 +520,15 @@ typedef struct emdpo_train_config {
     int batch;                /* examples per micro-batch, >= 1 */
     int accum;                /* micro-batches per optimizer step, >= 1 */
     uint64_t seed;            /* shuffling */
+    int grad_checkpoint;      /* 1: activation checkpointing: keep each layer's input and recompute the rest
+                                 in the backward (about 1/L of the activations' memory for about a third more
+                                 time; the same gradients bit for bit); 0: keep every layer's activations */
 } emdpo_train_config;
 
 /* The defaults of each mode. SFT: AdamW, lr 2e-5, clip 1. DPO: RMSprop,
  * lr 1e-6, clip 10 (the DPO reference's optimizer), loss DPO with beta
- * 0.1. Both: batch 4, accum 1, seed 1, no warmup or decay. */
+ * 0.1. Both: batch 4, accum 1, seed 1, no warmup or decay, no activation
+ * checkpointing. */
 EMDPO_API void emdpo_train_config_init(emdpo_train_config *c, emdpo_train_mode mode);
 
 /* One optimizer step's metrics, under TRL's names; rewards are DPO's only,
@@ -699,6 +703,7 @@ typedef struct emdpo_lm_mstep_opts {
     emdpo_lora_config lora;    /* lora.r > 0: each type is a LoRA adapter of this shape on the SFT model, which
                                   all types share and none writes (and which is then every type's DPO
                                   reference, as it is anyway); 0: each type a full copy */
+    int grad_checkpoint;       /* activation checkpointing in training (emdpo_train_config's) */
 } emdpo_lm_mstep_opts;
 
 typedef struct emdpo_lm_fit_opts {

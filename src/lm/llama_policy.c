@@ -326,6 +326,7 @@ static int train_type(llama_policy *p, int k, const double *wd, emdpo_mstep_info
     tc.optim = o->optim;
     tc.batch = o->batch;
     tc.accum = o->accum;
+    tc.grad_checkpoint = o->grad_checkpoint;
     emdpo_rng r;
     emdpo_rng_seed(&r, o->seed, (uint64_t)p->msteps * EMDPO_MAX_K + (uint64_t)k);
     tc.seed = emdpo_rng_u64(&r);
@@ -353,14 +354,9 @@ static int llama_mstep(emdpo_policy *pol, const emdpo_data *d, const double *w, 
         if (!(w[q] >= 0) || !isfinite(w[q])) return EMDPO_ERR_INVALID_ARG;
     int rc = cache_for(p, d);
     if (rc) return rc;
-    scratch sc;
     size_t n_dec = (size_t)d->n_dec;
     double *wd = emdpo_malloc(2 * n_dec * sizeof *wd), *lp = wd + n_dec; /* weights; one type's log P */
     if (!wd) return EMDPO_ERR_NOMEM;
-    if (annot_logp && (rc = scratch_alloc(&sc, p))) {
-        emdpo_free(wd, 2 * n_dec * sizeof *wd);
-        return rc;
-    }
     double objective = 0.0;
     for (int k = 0; k < K && !rc; k++) {
         if (!active[k]) continue;
@@ -375,7 +371,13 @@ static int llama_mstep(emdpo_policy *pol, const emdpo_data *d, const double *w, 
             rc = train_type(p, k, wd, info);
         }
         if (rc || !annot_logp) continue;
-        if ((rc = type_logp(p, k, &sc, lp, 1))) break;
+        /* the scorer's buffers exist only while the trainer's do not, so
+         * the M-step peaks at the larger of the two, not their sum */
+        scratch sc;
+        if ((rc = scratch_alloc(&sc, p))) break;
+        rc = type_logp(p, k, &sc, lp, 1);
+        scratch_free(&sc);
+        if (rc) break;
         for (int64_t i = 0; i < d->n_annot; i++) {
             double sum_i = 0.0;
             for (int64_t j = d->annot_dec[i]; j < d->annot_dec[i + 1]; j++) sum_i += lp[j];
@@ -386,7 +388,6 @@ static int llama_mstep(emdpo_policy *pol, const emdpo_data *d, const double *w, 
     p->msteps++;
     info->objective = annot_logp ? objective : NAN;
     emdpo_free(wd, 2 * n_dec * sizeof *wd);
-    if (annot_logp) scratch_free(&sc);
     return rc;
 }
 

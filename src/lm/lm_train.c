@@ -136,6 +136,7 @@ int emdpo_trainer_create_lora(const emdpo_llama *m, emdpo_lora *lo, const emdpo_
     if (!m || !set || !c || (m->frozen && !lo)) return EMDPO_ERR_INVALID_ARG;
     if (lo && emdpo_lora_config_check(&lo->config)) return EMDPO_ERR_INVALID_ARG;
     if ((c->mode != EMDPO_TRAIN_SFT && c->mode != EMDPO_TRAIN_DPO) || c->batch < 1 || c->accum < 1 ||
+        (unsigned)c->grad_checkpoint > 1 ||
         set->n_group < 1 || (int64_t)c->batch * c->accum > INT32_MAX / 2 ||
         (int64_t)c->batch * set->most_items > INT32_MAX / 2)
         return EMDPO_ERR_INVALID_ARG;
@@ -165,7 +166,8 @@ int emdpo_trainer_create_lora(const emdpo_llama *m, emdpo_lora *lo, const emdpo_
     t->max_T = set->longest;
     size_t mb = (size_t)t->max_B, bt = mb * (size_t)t->max_T, ng = (size_t)set->n_group;
     if ((rc = emdpo_optim_create(&c->optim, t->n_params, &t->opt)) ||
-        (rc = emdpo_llama_acts_create_lora(&m->config, lo ? lo->config.r : 0, t->max_B, t->max_T, 1, &t->acts))) {
+        (rc = emdpo_llama_acts_create_lora(&m->config, lo ? lo->config.r : 0, t->max_B, t->max_T,
+                                            c->grad_checkpoint ? EMDPO_ACTS_TRAIN_CKPT : EMDPO_ACTS_TRAIN, &t->acts))) {
         emdpo_trainer_free(t);
         return rc;
     }

@@ -70,7 +70,8 @@ static void acts_layout(emdpo_llama_acts *a, carve *cv) {
     size_t N = (size_t)a->max_B * a->max_T, C = (size_t)c->dim, H = (size_t)c->hidden_dim, T = (size_t)a->max_T;
     widths wd = widths_of(c);
     size_t V = (size_t)c->vocab_size, hs = (size_t)wd.hs, qd = (size_t)wd.qd, kvd = (size_t)wd.kvd;
-    size_t LN = (a->training ? (size_t)c->n_layers : 1) * N; /* L and N are each checked below through take() */
+    /* L and N are each checked below through take() */
+    size_t L = (size_t)c->n_layers, LN = (!a->training ? 1 : a->ckpt && L > 2 ? 2 : L) * N;
     size_t qkn = c->qk_norm ? LN : 0, dxw = qd > C ? qd : C;
     a->encoded = a->training ? take(cv, N, C) : NULL;
     a->ln1 = take(cv, LN, C);
@@ -90,7 +91,7 @@ static void acts_layout(emdpo_llama_acts *a, carve *cv) {
     a->h1 = take(cv, LN, H);
     a->h3 = take(cv, LN, H);
     a->hg = take(cv, LN, H);
-    a->res3 = take(cv, LN, C);
+    a->res3 = take(cv, a->training ? L * N : N, C);
     a->lnf = take(cv, N, C);
     a->lnf_rstd = take(cv, N, 1);
     a->logits = take(cv, N, V);
@@ -127,21 +128,23 @@ static void acts_layout(emdpo_llama_acts *a, carve *cv) {
     a->dx = take(cv, N, dxw);
     a->datt = take(cv, N, T);
     a->dnorm = take(cv, (size_t)a->max_B, dnorm_floats(c));
-    a->dlogits = take(cv, N, V);
+    a->dlogits = a->logits; /* the gradient overwrites the logits, each read once (emdpo_logprob_backward_set) */
 }
 
 static int kernel_buffers(emdpo_llama_acts *a);
 
-int emdpo_llama_acts_create(const emdpo_llama_config *c, int max_B, int max_T, int training, emdpo_llama_acts **out) {
-    return emdpo_llama_acts_create_lora(c, 0, max_B, max_T, training, out);
+int emdpo_llama_acts_create(const emdpo_llama_config *c, int max_B, int max_T, int mode, emdpo_llama_acts **out) {
+    return emdpo_llama_acts_create_lora(c, 0, max_B, max_T, mode, out);
 }
 
-int emdpo_llama_acts_create_lora(const emdpo_llama_config *c, int lora_r, int max_B, int max_T, int training,
+int emdpo_llama_acts_create_lora(const emdpo_llama_config *c, int lora_r, int max_B, int max_T, int mode,
                                  emdpo_llama_acts **out) {
     *out = NULL;
     int rc = emdpo_llama_config_check(c);
     if (rc) return rc;
-    if (max_B < 1 || max_T < 1 || max_T > emdpo_llama_context(c) || lora_r < 0) return EMDPO_ERR_INVALID_ARG;
+    if (max_B < 1 || max_T < 1 || max_T > emdpo_llama_context(c) || lora_r < 0 || mode < EMDPO_ACTS_INFER ||
+        mode > EMDPO_ACTS_TRAIN_CKPT)
+        return EMDPO_ERR_INVALID_ARG;
     if (lora_r > 1 << 16) return EMDPO_ERR_LIMIT;
     /* sgemm takes the row count B*T as an int */
     if (max_B > INT_MAX / max_T || (size_t)c->n_layers * (size_t)max_B * max_T > SIZE_MAX / 8) return EMDPO_ERR_LIMIT;
@@ -150,7 +153,8 @@ int emdpo_llama_acts_create_lora(const emdpo_llama_config *c, int lora_r, int ma
     a->config = *c;
     a->max_B = max_B;
     a->max_T = max_T;
-    a->training = training != 0;
+    a->training = mode != EMDPO_ACTS_INFER;
+    a->ckpt = mode == EMDPO_ACTS_TRAIN_CKPT;
     a->lora_r = lora_r;
     carve cv = {NULL, 0, 0};
     acts_layout(a, &cv);
@@ -224,9 +228,18 @@ static void blas_end(int serial, int n) {
     if (blas_serial(serial)) openblas_set_num_threads(n);
 }
 
-/* Layer l's slot in the per-layer tensors: its own with training, else the
- * one slot every layer overwrites. */
-static size_t slot(const emdpo_llama_acts *a, int l) { return a->training ? (size_t)l : 0; }
+/* Layer l's slot in the per-layer tensors: its own with training, one of
+ * two with checkpointing, else the one slot every layer overwrites. res3
+ * keeps every layer with training (layer_out). */
+static size_t slot(const emdpo_llama_acts *a, int l) {
+    return !a->training ? 0 : a->ckpt ? (size_t)(l % 2) : (size_t)l;
+}
+
+/* Layer l's output (res3) for the rows from r0. */
+static float *layer_out(const emdpo_llama_acts *a, int l, size_t r0) {
+    size_t N = (size_t)a->B * a->T;
+    return a->res3 + ((a->training ? (size_t)l : 0) * N + r0) * a->config.dim;
+}
 
 /* The projections of one layer (or the head) as right-hand sides of the
  * row products, packed into a->wpack on the kernel path. Forward: out =
@@ -381,9 +394,8 @@ static void proj_dinp(float *dinp, const float *dout, const emdpo_gemm_rhs *w, i
  * Without training it is one buffer (res3's one slot) that the wo and w2
  * products add into in place. */
 static float *stream_in(const emdpo_llama_acts *a, int l, size_t r0) {
-    size_t N = (size_t)a->B * a->T, C = (size_t)a->config.dim;
-    if (!a->training) return a->res3 + r0 * C;
-    return l ? a->res3 + ((size_t)(l - 1) * N + r0) * C : a->encoded + r0 * C;
+    if (!a->training) return layer_out(a, 0, r0);
+    return l ? layer_out(a, l - 1, r0) : a->encoded + r0 * (size_t)a->config.dim;
 }
 
 /* The queries or keys of nr rows, nh heads: x (nr, nh * hs) holds the
@@ -496,8 +508,9 @@ static void layer_forward_chunk(const emdpo_llama *m, const emdpo_lora *lo, emdp
     lora_forward(lo, a, l, EMDPO_PROJ_GATE, h1, ln2, nr, r0, o);
     lora_forward(lo, a, l, EMDPO_PROJ_UP, h3, ln2, nr, r0, o);
     emdpo_swiglu_forward(hg, h1, h3, (size_t)nr * H);
-    proj_forward(a->res3 + o * C, res2, hg, &w[EMDPO_PROJ_DOWN], nr);
-    lora_forward(lo, a, l, EMDPO_PROJ_DOWN, a->res3 + o * C, hg, nr, r0, o);
+    float *out = layer_out(a, l, r0);
+    proj_forward(out, res2, hg, &w[EMDPO_PROJ_DOWN], nr);
+    lora_forward(lo, a, l, EMDPO_PROJ_DOWN, out, hg, nr, r0, o);
 }
 
 /* The head's three steps for sequences [b0, b1): the final norm, the
@@ -506,7 +519,7 @@ static void final_norm_chunk(const emdpo_llama *m, emdpo_llama_acts *a, int b0, 
     const emdpo_llama_config *c = &m->config;
     int C = c->dim, nr = (b1 - b0) * a->T;
     size_t r0 = (size_t)b0 * a->T;
-    const float *top = a->res3 + (slot(a, c->n_layers - 1) * a->B * a->T + r0) * C;
+    const float *top = layer_out(a, c->n_layers - 1, r0);
     emdpo_rmsnorm_forward(a->lnf + r0 * C, a->lnf_rstd + r0, top, m->params.rms_final, (size_t)nr, C, c->norm_eps);
 }
 
@@ -527,6 +540,23 @@ static void team_pack(const proj_set *ps) {
     int np = pack_jobs(ps);
 #pragma omp for schedule(dynamic, 1)
     for (int j = 0; j < np; j++) pack_job(ps, j);
+}
+
+/* Called by every thread of a team: layer l's forward over the batch's
+ * nchunks chunks of bc sequences. space: the packing buffer (proj_layer),
+ * kspace: the same where the kernel runs (then the attention's per-thread
+ * scratch is used), else NULL. */
+static void team_layer_forward(const emdpo_llama *m, const emdpo_lora *lo, emdpo_llama_acts *a, float *space,
+                               int plain, const float *kspace, int l, int bc, int nchunks) {
+    proj_set ps;
+    proj_layer(&ps, m, space, plain, l, 1);
+    team_pack(&ps);
+#pragma omp for schedule(dynamic, 1)
+    for (int ch = 0; ch < nchunks; ch++) {
+        int b0 = ch * bc, b1 = b0 + bc < a->B ? b0 + bc : a->B;
+        float *att_scratch = kspace ? a->att_scratch + (size_t)emdpo_thread_num() * a->att_scratch_n : NULL;
+        layer_forward_chunk(m, lo, a, &ps, att_scratch, l, b0, b1);
+    }
 }
 
 /* Whether lo (or NULL) fits m and a. */
@@ -551,6 +581,7 @@ int emdpo_llama_forward_lora(const emdpo_llama *m, const emdpo_lora *lo, emdpo_l
     }
     a->B = B;
     a->T = T;
+    a->unused = 1;
     for (int b = 0; b < B; b++) {
         int len = lens ? lens[b] : T;
         a->lens[b] = len;
@@ -575,17 +606,7 @@ int emdpo_llama_forward_lora(const emdpo_llama *m, const emdpo_lora *lo, emdpo_l
     int V = c->vocab_size, hr = head_rows(c);
 #pragma omp parallel num_threads(team)
     {
-        for (int l = 0; l < L; l++) {
-            proj_set ps;
-            proj_layer(&ps, m, space, plain, l, 1);
-            team_pack(&ps);
-#pragma omp for schedule(dynamic, 1)
-            for (int ch = 0; ch < nchunks; ch++) {
-                int b0 = ch * bc, b1 = b0 + bc < B ? b0 + bc : B;
-                float *att_scratch = kspace ? a->att_scratch + (size_t)emdpo_thread_num() * a->att_scratch_n : NULL;
-                layer_forward_chunk(m, lo, a, &ps, att_scratch, l, b0, b1);
-            }
-        }
+        for (int l = 0; l < L; l++) team_layer_forward(m, lo, a, space, plain, kspace, l, bc, nchunks);
 #pragma omp for schedule(dynamic, 1)
         for (int ch = 0; ch < nchunks; ch++) final_norm_chunk(m, a, ch * bc, ch * bc + bc < B ? ch * bc + bc : B);
         for (int v0 = 0; v0 < V; v0 += hr) {
@@ -608,7 +629,11 @@ int emdpo_llama_forward_lora(const emdpo_llama *m, const emdpo_lora *lo, emdpo_l
  * l+1 (at stage L-1: of the head) are computed; stage -1 finishes layer 0's,
  * the embedding's and the RMSNorm weights'. Within a stage every job writes
  * its own rows or its own block of a gradient, so their order does not
- * matter; the stages' barriers order the rest. */
+ * matter; the stages' barriers order the rest. With checkpointing, stage l
+ * first runs layer l's forward again into slot l % 2 (layer l + 2's, done
+ * with; layer l + 1's, which the stage's weight gradients read, is in the
+ * other): the same calls on the same inputs, so the same bits. The last
+ * two layers are still there from the forward. */
 typedef struct bwd {
     const emdpo_llama *m;
     emdpo_llama_acts *a;
@@ -661,10 +686,10 @@ static void head_norm_chunk(const bwd *w, int ch, int b0, int b1) {
     const emdpo_llama_config *c = &w->m->config;
     emdpo_llama_acts *a = w->a;
     int L = c->n_layers, C = c->dim, nr = (b1 - b0) * a->T;
-    size_t N = (size_t)a->B * a->T, r0 = (size_t)b0 * a->T;
+    size_t r0 = (size_t)b0 * a->T;
     float *dtop = dres_slot(w, L - 1) + r0 * C;
     memset(dtop, 0, (size_t)nr * C * sizeof(float));
-    emdpo_rmsnorm_backward(dtop, dnorm_of(w, ch, 2 * L), a->dx + r0 * C, a->res3 + ((size_t)(L - 1) * N + r0) * C,
+    emdpo_rmsnorm_backward(dtop, dnorm_of(w, ch, 2 * L), a->dx + r0 * C, layer_out(a, L - 1, r0),
                            w->m->params.rms_final, a->lnf_rstd + r0, (size_t)nr, C);
 }
 
@@ -740,13 +765,14 @@ static void layer_chunk(const bwd *w, const proj_set *ps, int l, int ch, int b0,
     widths wd = widths_of(c);
     int B = a->B, T = a->T, C = c->dim, H = c->hidden_dim, NH = c->n_heads, NKV = c->n_kv_heads, L = c->n_layers;
     int hs = wd.hs, qd = wd.qd, kvd = wd.kvd, nb = b1 - b0, nr = nb * T;
-    size_t N = (size_t)B * T, r0 = (size_t)b0 * T, o = (size_t)l * N + r0, s = (size_t)(l % 2) * N + r0;
+    size_t N = (size_t)B * T, r0 = (size_t)b0 * T, o = slot(a, l) * N + r0, s = (size_t)(l % 2) * N + r0;
     size_t TT = (size_t)T * T, lC = (size_t)l * C, lh = (size_t)l * hs;
-    const float *x = l ? a->res3 + ((size_t)(l - 1) * N + r0) * C : a->encoded + r0 * C;
-    const float *att = a->att + ((size_t)l * B + b0) * NH * TT;
+    const float *x = stream_in(a, l, r0);
+    const float *att = a->att + (slot(a, l) * B + b0) * NH * TT;
     const float *dout = dres_slot(w, l) + r0 * C;
     float *dr2 = a->dres2 + s * C, *dq = a->dq + s * qd, *dk = a->dk + s * kvd, *dv = a->dv + s * kvd;
-    float *dh1 = a->dh1 + s * H, *dh3 = a->dh3 + s * H, *dhg = a->dhg + r0 * H, *dx = a->dx + r0 * C;
+    /* dx holds C or qd columns: a chunk's rows start max(C, qd) apart, so chunks never overlap */
+    float *dh1 = a->dh1 + s * H, *dh3 = a->dh3 + s * H, *dhg = a->dhg + r0 * H, *dx = a->dx + r0 * (qd > C ? qd : C);
     float *din = dres_slot(w, l - 1) + r0 * C;
     /* FFN branch: res3 = res2 + w2(silu(w1 ln2) * w3 ln2) */
     proj_dinp(dhg, dout, &ps->r[EMDPO_PROJ_DOWN], nr, 0.0f);
@@ -806,7 +832,7 @@ static int lora_wgrads(const bwd *w, int l, wgrad *out) {
     const emdpo_llama_acts *a = w->a;
     widths wd = widths_of(c);
     int n = 0, r = w->lo->config.r, C = c->dim, H = c->hidden_dim, qd = wd.qd, kvd = wd.kvd;
-    size_t N = (size_t)a->B * a->T, o = (size_t)l * N, sl = (size_t)(l % 2) * N;
+    size_t N = (size_t)a->B * a->T, o = slot(a, l) * N, sl = (size_t)(l % 2) * N;
     const float *dout[EMDPO_N_PROJ] = {a->dq + sl * qd,  a->dk + sl * kvd,  a->dv + sl * kvd, a->dres2 + sl * C,
                                        a->dh1 + sl * H,  a->dh3 + sl * H,   dres_slot(w, l)};
     for (int P = 0; P < EMDPO_N_PROJ; P++) {
@@ -832,7 +858,7 @@ static int stage_wgrads(const bwd *w, int s, wgrad out[MAX_WGRADS]) {
     if (w->lo) return l >= 0 && l < c->n_layers ? lora_wgrads(w, l, out) : 0;
     if (s == c->n_layers - 1) out[n++] = (wgrad){w->g.lm_head, a->dlogits, a->lnf, c->vocab_size, C};
     if (l < 0 || l >= c->n_layers) return n;
-    size_t o = (size_t)l * N, sl = (size_t)(l % 2) * N, lQC = (size_t)l * qd * C, lKC = (size_t)l * kvd * C;
+    size_t o = slot(a, l) * N, sl = (size_t)(l % 2) * N, lQC = (size_t)l * qd * C, lKC = (size_t)l * kvd * C;
     size_t lHC = (size_t)l * H * C;
     const float *ln1 = a->ln1 + o * C, *ln2 = a->ln2 + o * C;
     out[n++] = (wgrad){w->g.w2 + lHC, dres_slot(w, l), a->hg + o * H, C, H};
@@ -978,8 +1004,9 @@ static void stage_job(const bwd *w, const proj_set *ps, int s, const wgrad *wg, 
  * of adapter lo's (grad laid out as lo's buffer). */
 static int backward(const emdpo_llama *m, const emdpo_lora *lo, emdpo_llama_acts *a, const float *dlogp, float *grad) {
     const emdpo_llama_config *c = &m->config;
-    if (!same_config(c, &a->config) || !a->training || a->B < 1 || (m->frozen && !lo) || !lora_fits(m, lo, a))
+    if (!same_config(c, &a->config) || !a->training || !a->unused || (m->frozen && !lo) || !lora_fits(m, lo, a))
         return EMDPO_ERR_INVALID_ARG;
+    a->unused = 0;
     bwd w = {.m = m, .a = a, .dlogp = dlogp, .lo = lo, .bc = chunk_seqs(a->T)};
     if (lo)
         emdpo_lora_point(&lo->base, &lo->config, grad, w.gA, w.gB);
@@ -994,7 +1021,8 @@ static int backward(const emdpo_llama *m, const emdpo_lora *lo, emdpo_llama_acts
         w.scratch = a->tn_scratch;
         team = team < a->kthreads ? team : a->kthreads;
     }
-    int serial = team > 1 || (w.space && !plain), saved = blas_begin(serial);
+    float *kspace = w.space && !plain ? w.space : NULL;
+    int serial = team > 1 || kspace, saved = blas_begin(serial);
     w.split = team > 1;
     int V = c->vocab_size, hr = head_rows(c), bc = w.bc, B = a->B, nch = w.nchunks;
 #pragma omp parallel num_threads(team)
@@ -1013,6 +1041,7 @@ static int backward(const emdpo_llama *m, const emdpo_lora *lo, emdpo_llama_acts
         for (int s = L - 1; s >= -1; s--) {
             wgrad wg[MAX_WGRADS];
             bgrad bg[4];
+            if (a->ckpt && s >= 0 && s < L - 2) team_layer_forward(m, lo, a, w.space, plain, kspace, s, bc, nch);
             proj_set ps = {.n = 0, .panels = 0};
             if (s >= 0) proj_layer(&ps, m, w.space, plain, s, 0);
             team_pack(&ps);

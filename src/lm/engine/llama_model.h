@@ -23,12 +23,17 @@
  * forward-only acts keeps ONE layer's worth (L = 1 below), which each layer
  * overwrites, so it needs about 1/L of the memory and stays in cache. Its
  * residual stream is res3 alone, updated in place (encoded and res2 are
- * NULL). */
+ * NULL). With activation checkpointing (EMDPO_ACTS_TRAIN_CKPT) res3 keeps
+ * every layer (the layers' inputs) and the other per-layer tensors two
+ * (slot l % 2: L = 2 below): the backward runs layer l's forward again, from
+ * its input, at the stage that needs it. */
 typedef struct emdpo_llama_acts {
     emdpo_llama_config config;
     int max_B, max_T;
     int B, T;         /* shape of the last forward; 0 before the first */
-    int training;     /* every layer kept, gradient buffers allocated */
+    int unused;       /* 1 from a forward to its backward, which uses the activations up */
+    int training;     /* every layer kept (or recomputed: ckpt), gradient buffers allocated */
+    int ckpt;         /* with training: activation checkpointing, per-layer tensors in slots l % 2 */
     int *tokens;      /* (B, T) ids; 0 past a sequence's length */
     int *targets;     /* (B, T) next token, or -1 where there is none */
     int *lens;        /* (B) */
@@ -50,7 +55,7 @@ typedef struct emdpo_llama_acts {
     float *h1;        /* (L, B, T, H) gate pre-activation */
     float *h3;        /* (L, B, T, H) up projection */
     float *hg;        /* (L, B, T, H) silu(h1) * h3 */
-    float *res3;      /* (L, B, T, C) residual after FFN: layer l+1's input */
+    float *res3;      /* (L, B, T, C) residual after FFN: layer l+1's input (every layer with ckpt too) */
     float *lnf;       /* (B, T, C) final RMSNorm output */
     float *lnf_rstd;  /* (B, T) */
     float *logits;    /* (B, T, V) */
@@ -62,7 +67,7 @@ typedef struct emdpo_llama_acts {
      * each projection P (EMDPO_PROJ_*) at lora_u + P * lora_u_stride and
      * lora_g + P * lora_g_stride. */
     int lora_r;
-    float *lora_u;    /* (7, L, B, T, r) s · x' Aᵀ: each adapter's inner activations */
+    float *lora_u;    /* (7, L, B, T, r) s · x' Aᵀ: each adapter's inner activations (slot as the others) */
     float *lora_g;    /* (7, 2, B, T, r) s · dout B (training only; slot l % 2) */
     size_t lora_u_stride, lora_g_stride;
     float *lora_x;    /* (B, T, max in) scratch: an adapter's input after dropout, x' (training only) */
@@ -89,7 +94,7 @@ typedef struct emdpo_llama_acts {
     float *dx;        /* (B, T, max(C, qd)) scratch: an RMSNorm output's or the attention output's gradient */
     float *datt;      /* (B, T, T) scratch of the attention backward, one T x T per sequence */
     float *dnorm;     /* (B, 2L+1, C) + (B, 2L, hs) with qk_norm: the RMSNorm weight gradients of each chunk */
-    float *dlogits;   /* (B, T, V) */
+    float *dlogits;   /* (B, T, V) the logits' buffer: the backward replaces the logits by their gradient */
     /* The packed kernel's buffers (gemm.h), only where it is active and a
      * pass can have two chunks or more; else NULL and passes take BLAS. */
     float *wpack;       /* one layer's projections, or a block of the head, packed (or widened: a frozen
@@ -108,16 +113,24 @@ typedef struct emdpo_llama_acts {
     size_t ibuf_n;    /* ints in ibuf */
 } emdpo_llama_acts;
 
+/* What an acts is made for: forward passes only; training (every layer's
+ * activations kept for the backward); training with activation
+ * checkpointing, which keeps each layer's input and recomputes the rest
+ * layer by layer in the backward (about 1/L of the per-layer memory, one
+ * more forward of L - 2 layers per backward, the same gradients bit for
+ * bit). */
+enum { EMDPO_ACTS_INFER = 0, EMDPO_ACTS_TRAIN = 1, EMDPO_ACTS_TRAIN_CKPT = 2 };
+
 /* Activations for batches of up to max_B sequences of up to max_T tokens
- * (max_T <= emdpo_llama_context(c)); training also allocates the backward's buffers.
+ * (max_T <= emdpo_llama_context(c)) for mode (EMDPO_ACTS_*); training also allocates the backward's buffers.
  * Where gemm.h's kernel is active (decided here, once) and max_B sequences
  * make two chunks or more, it also allocates the kernel's buffers, for at
  * most emdpo_max_threads() threads: set the thread count before creating.
  * EMDPO_ERR_INVALID_ARG for bad sizes, EMDPO_ERR_LIMIT when they overflow. */
-int emdpo_llama_acts_create(const emdpo_llama_config *c, int max_B, int max_T, int training, emdpo_llama_acts **out);
+int emdpo_llama_acts_create(const emdpo_llama_config *c, int max_B, int max_T, int mode, emdpo_llama_acts **out);
 /* The same with room for adapters of rank lora_r (lora.h) on any
  * projection; lora_r 0 is emdpo_llama_acts_create. */
-int emdpo_llama_acts_create_lora(const emdpo_llama_config *c, int lora_r, int max_B, int max_T, int training,
+int emdpo_llama_acts_create_lora(const emdpo_llama_config *c, int lora_r, int max_B, int max_T, int mode,
                                  emdpo_llama_acts **out);
 void emdpo_llama_acts_free(emdpo_llama_acts *a);
 
@@ -141,8 +154,10 @@ int emdpo_llama_forward(const emdpo_llama *m, emdpo_llama_acts *a, const int *to
 /* Backward of the last forward from dlogp (B, T) (entries where logp is
  * masked are ignored): ADDS dL/dparams into grad (m->num_params floats,
  * laid out as the parameters; a tied head's gradient lands in tok_emb).
- * Leaves the forward's activations intact, so it may be called again.
- * EMDPO_ERR_INVALID_ARG without training buffers or before a forward.
+ * Uses the forward up: the logits become their gradient and, with
+ * checkpointing, recomputed layers take the slots, so another backward
+ * needs another forward (logp stays). EMDPO_ERR_INVALID_ARG without
+ * training buffers, before a forward or after the forward's backward.
  * Threads as the forward: the chunks go backward layer by layer against
  * the layer's packed weights, and the weight gradients of layer l, sums
  * over all rows, are products over blocks of the weight, run while the
