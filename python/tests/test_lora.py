@@ -83,6 +83,10 @@ def test_lora_dpo_equals_the_cli(tiny):
     for name in ("adapter_model.safetensors", "adapter_config.json", "trainer.bin"):
         assert read(tiny / "py" / name) == read(tiny / "cli" / name), name
     assert read(tiny / "py_merged" / "model.safetensors") == read(tiny / "cli_merged" / "model.safetensors")
+    # activation checkpointing: the same gradients, so the same adapter
+    emdpo.dpo(tiny / "prefs.jsonl", tiny / "py_ckpt", tiny / "tok.bin", tiny / "base", lora=LORA,
+              grad_checkpoint=True, **DPO_OPTIONS)
+    assert read(tiny / "py_ckpt" / "adapter_model.safetensors") == read(tiny / "py" / "adapter_model.safetensors")
     assert not (tiny / "py" / "model.safetensors").exists()
     assert r.steps == 8 and [m.step for m in seen] == list(range(1, 9)) and seen[-1] == r.last
     # the log's losses are the callback's

@@ -134,7 +134,7 @@ class LossOpts(Structure):
 class TrainConfig(Structure):
     _c_name_ = "emdpo_train_config"
     _fields_ = [("mode", c_int), ("loss", LossOpts), ("optim", OptimConfig), ("batch", c_int), ("accum", c_int),
-                ("seed", c_uint64)]
+                ("seed", c_uint64), ("grad_checkpoint", c_int)]
 
 
 class TrainMetrics(Structure):
@@ -163,7 +163,7 @@ class LmMstepOpts(Structure):
     _fields_ = [("beta", c_double), ("rpo_alpha", c_double), ("max_length", c_int), ("max_prompt_length", c_int),
                 ("optim", OptimConfig), ("batch", c_int), ("accum", c_int), ("steps", c_int64), ("epochs", c_double),
                 ("restart", c_int), ("weight_norm", c_int), ("score_batch", c_int), ("seed", c_uint64),
-                ("lora", LoraConfigC)]
+                ("lora", LoraConfigC), ("grad_checkpoint", c_int)]
 
 
 class LmFitOpts(Structure):

@@ -63,6 +63,7 @@ _TRAIN_OPTIONS = {
     "max_length": ("max_length", int), "max_prompt_length": ("max_prompt_length", int),
     "save_dtype": ("save_dtype", lambda v: enum_value(lib.emdpo_dtype_name, v, "save_dtype")),
     "batch": ("train.batch", int), "accum": ("train.accum", int), "seed": ("train.seed", int),
+    "grad_checkpoint": ("train.grad_checkpoint", int),
     "lr": ("train.optim.lr", float), "warmup": ("train.optim.warmup", int), "clip": ("train.optim.clip", float),
     "weight_decay": ("train.optim.weight_decay", float),
     "optimizer": ("train.optim.kind", lambda v: enum_value(lib.emdpo_optim_name, v, "optimizer")),
@@ -128,7 +129,9 @@ def sft(data: str, out: str, tokenizer: str, model: Optional[str] = None, *, lor
     steps (0: one epoch), lr, batch, accum, optimizer ("adamw",
     "rmsprop"), warmup, clip, weight_decay, seed, max_length,
     max_prompt_length, weights (a CSV), weight_column, save_every, resume,
-    log (JSONL metrics), save_dtype ("auto", "f32", "f16", "bf16"), merge.
+    log (JSONL metrics), save_dtype ("auto", "f32", "f16", "bf16"), merge,
+    grad_checkpoint (activation checkpointing: each layer's activations
+    recomputed in the backward, in less memory, with the same bits).
     progress(metrics, total_steps, examples_per_s) is called after every
     step. The same options give the command's bits.
     """
@@ -191,7 +194,7 @@ _FIT_OPTIONS = {
     "batch": ("mstep.batch", int), "accum": ("mstep.accum", int), "max_length": ("mstep.max_length", int),
     "max_prompt_length": ("mstep.max_prompt_length", int), "restart": ("mstep.restart", int),
     "weight_norm": ("mstep.weight_norm", lambda v: enum_value(lib.emdpo_weight_norm_name, v, "weight_norm")),
-    "score_batch": ("mstep.score_batch", int),
+    "score_batch": ("mstep.score_batch", int), "grad_checkpoint": ("mstep.grad_checkpoint", int),
     "save_dtype": ("save_dtype", lambda v: enum_value(lib.emdpo_dtype_name, v, "save_dtype")),
 }
 
@@ -214,7 +217,8 @@ def fit_llama(model: Union[str, Llama], tokenizer: Union[str, Tokenizer], data: 
     starts, seed; the M-step's beta, rpo_alpha, steps (per type per
     M-step; 0: from epochs), epochs, lr, optimizer, warmup, clip, batch,
     accum, max_length, max_prompt_length, restart, weight_norm ("mean",
-    "none"), score_batch; save_dtype of the written types.
+    "none"), score_batch, grad_checkpoint (activation checkpointing in the
+    M-steps); save_dtype of the written types.
     progress(start, iteration, loglik, eta) is called after every E-step.
     """
     o = _lib.LmFitOpts()
