@@ -220,6 +220,13 @@ class _Fit:
         self.trace = np.empty(lib.emdpo_fit_n_trace(h))
         check(lib.emdpo_fit_trace(h, _ptr(self.trace, ctypes.c_double), len(self.trace)))
 
+    def write(self, out: str) -> None:
+        """What ``emdpo fit`` writes into directory out (created when
+        missing): a Llama fit's type_1 .. type_K first, then posterior.csv,
+        then fit.json, each atomically."""
+        d = Diag()
+        check(lib.emdpo_fit_write(self._h, str(out).encode(), ctypes.byref(d)), d)
+
     def close(self) -> None:
         if getattr(self, "_h", None):
             lib.emdpo_fit_free(self._h)
@@ -254,11 +261,6 @@ class LoglinearFit(_Fit):
         beta, the input ``estep`` takes (it gives back this fit's posterior
         on the data the fit was made on)."""
         return self.theta @ data.features.T / self.beta
-
-    def write(self, out: str) -> None:
-        """fit.json and posterior.csv into directory out, as ``emdpo fit``."""
-        d = Diag()
-        check(lib.emdpo_fit_write(self._h, str(out).encode(), ctypes.byref(d)), d)
 
 
 def fit_loglinear(data: Data, k: int, starts: int = 1, seed: int = 1, beta: float = 1.0, l2: float = 0.0,

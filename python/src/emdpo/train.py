@@ -164,7 +164,11 @@ class LlamaFit(_Fit):
     weight), ``posterior`` (n_annotators, K), ``annotators`` (ids),
     ``trace`` (the log-likelihood after every E-step of the best start).
     The fit holds the K trained policies (K adapters with lora) until
-    ``write`` saves them, and keeps its model and tokenizer alive.
+    ``write(out)`` saves them as ``emdpo fit --policy llama`` does:
+    out/type_1 .. type_K (PEFT adapter directories on the model with lora,
+    base_model_name_or_path its absolute path; Hugging Face checkpoints
+    otherwise), posterior.csv and fit.json last. It keeps its model and
+    tokenizer alive.
     """
 
     def __init__(self, handle: ctypes.c_void_p, model: Llama, tokenizer: Tokenizer, data: Data):
@@ -172,14 +176,6 @@ class LlamaFit(_Fit):
         self.model, self.tokenizer, self.data = model, tokenizer, data
         self.best_iteration = lib.emdpo_fit_best_iteration(handle)
         self.empty = np.array([bool(lib.emdpo_fit_empty(handle, k)) for k in range(self.k)])
-
-    def write(self, out: str) -> None:
-        """What ``emdpo fit --policy llama`` writes into directory out:
-        type_1 .. type_K (PEFT adapter directories on the model with lora,
-        base_model_name_or_path its absolute path; Hugging Face checkpoints
-        otherwise), posterior.csv and fit.json last."""
-        d = Diag()
-        check(lib.emdpo_fit_write(self._h, str(out).encode(), ctypes.byref(d)), d)
 
 
 # option -> (where in emdpo_lm_fit_opts, how to convert)
