@@ -144,6 +144,7 @@ static int aggregate_llama(int argc, char **argv) {
     emdpo_lm_aggregate_opts_init(&o);
     const char *fit_path = NULL;
     int threads = 0, json = 0;
+    cli_lora lora;
     cli_opt opts[] = {
         {"fit", CLI_STR, &fit_path, "DIR", "a directory written by emdpo fit --policy llama (or its fit.json)", 1, 0, 0},
         {"data", CLI_STR, &o.data, "FILE", "decisions giving prompts and option sets (default: the fit's data)", 0, 0,
@@ -182,9 +183,13 @@ static int aggregate_llama(int argc, char **argv) {
         {"out", CLI_STR, &o.out, "DIR", "ae: aggregate.json and mixture.json (default: the fit's directory); lw, "
                                         "onpolicy: aggregate.json and policy/ (default: FIT/mmra_METHOD)", 0, 0, 0},
         CLI_SAVE_DTYPE_FLAG(&o.save_dtype),
+        {0}, {0}, {0}, {0}, {0}, /* the LoRA flags (lw, onpolicy) */
         {"json", CLI_FLAG, &json, NULL, "print JSON instead of the table", 0, 0, 0},
         CLI_THREADS_FLAG(&threads),
     };
+    int li = 0;
+    while (opts[li].name) li++;
+    cli_lora_flags(&opts[li], &lora);
     cli_cmd cmd = {"aggregate", "MMRA over a fit's Llama policies: one policy, or a mixture, with the smallest "
                                 "worst-case regret.",
                    "L[z][z'] = E_{x, y ~ pi_z'}[beta (log pi_z(y|x) - log pi_ref(y|x))], the reference being the\n"
@@ -206,10 +211,15 @@ static int aggregate_llama(int argc, char **argv) {
                    "Returns the last policy, its regrets estimated afresh.\n\n"
                    "lw and onpolicy print a row per round and write DIR/policy (a Hugging Face checkpoint)\n"
                    "and DIR/aggregate.json (settings, every round's w, regrets and max regret, the final\n"
-                   "regrets).",
+                   "regrets). With --lora-r (lw, onpolicy) the policy is a LoRA adapter on the fit's SFT model,\n"
+                   "which stays frozen and is the reference: DIR/policy then holds PEFT's adapter_config.json\n"
+                   "and adapter_model.safetensors (onpolicy draws its responses from the model with the\n"
+                   "adapter merged). A fit whose types are adapters (fit --lora-r) runs them unmerged on the\n"
+                   "SFT model where they are only scored (exact), merged where responses are drawn (sample).",
                    opts, (int)(sizeof opts / sizeof opts[0])};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
+    if ((rc = cli_lora_finish("aggregate", &lora, &o.lora))) return rc;
     emdpo_set_threads(threads);
     round_printer printer = {o.method == EMDPO_MMRA_LW, json, cli_now()};
     o.progress = print_round;

@@ -16,6 +16,7 @@ int cmd_baseline(int argc, char **argv) {
     emdpo_train_config *c = &o.train;
     const char *data = NULL, *model = NULL, *tokenizer = NULL, *out = NULL;
     int threads = 0, quiet = 0;
+    cli_lora lora;
     cli_read rd;
     cli_read_init(&rd);
     cli_opt opts[] = {
@@ -38,11 +39,16 @@ int cmd_baseline(int argc, char **argv) {
         CLI_LENGTH_FLAGS(&o.max_length, &o.max_prompt_length),
         {"score-batch", CLI_INT, &o.score_batch, "N", "cluster: sequences per embedding forward", 0, 0, 0},
         CLI_SAVE_DTYPE_FLAG(&o.save_dtype),
-        {"seed", CLI_U64, &c->seed, "S", "k-means and shuffling seed; policy k shuffles with seed + k - 1", 0, 0, 0},
+        {"seed", CLI_U64, &c->seed, "S", "k-means and shuffling seed; policy k shuffles (and starts its adapter) "
+                                         "with seed + k - 1", 0, 0, 0},
+        {0}, {0}, {0}, {0}, {0}, /* the LoRA flags */
         CLI_READ_FLAG_LIST(&rd),
         CLI_THREADS_FLAG(&threads),
         {"quiet", CLI_FLAG, &quiet, NULL, "print nothing but errors", 0, 0, 0},
     };
+    int li = 0;
+    while (opts[li].name) li++;
+    cli_lora_flags(&opts[li], &lora);
     cli_cmd cmd = {"baseline", "Train a baseline ensemble of DPO policies: vanilla, Cluster-DPO or True-Label DPO.",
                    "vanilla: one DPO policy on every decision -> DIR/type_1.\n"
                    "cluster: k-means (k-means++ seeding, --seed) on each annotator's mean final hidden state of\n"
@@ -54,10 +60,15 @@ int cmd_baseline(int argc, char **argv) {
                    "Every policy starts from --model, which is also the DPO reference. Policies are Hugging\n"
                    "Face directories, as emdpo fit --policy llama writes; DIR/baseline.json (method, k, groups,\n"
                    "policies, decisions per policy, training settings) is written last. A policy without\n"
-                   "decisions (an empty cluster) is saved as the SFT model.",
+                   "decisions (an empty cluster) is saved as the SFT model.\n"
+                   "With --lora-r (PEFT's LoRA) each policy is an adapter on the frozen --model, which is also\n"
+                   "the reference: type_k holds adapter_config.json and adapter_model.safetensors (as emdpo dpo\n"
+                   "--lora-r writes them; an empty cluster's is a fresh adapter, the SFT model), and\n"
+                   "baseline.json records the adapters' shape under \"lora\".",
                    opts, (int)(sizeof opts / sizeof opts[0])};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
+    if ((rc = cli_lora_finish("baseline", &lora, &o.lora))) return rc;
     emdpo_set_threads(threads);
     if ((rc = cli_read_finish(&rd, tokenizer))) return rc;
 
@@ -66,7 +77,8 @@ int cmd_baseline(int argc, char **argv) {
     emdpo_data *d = NULL;
     emdpo_diag diag;
     int K = 0;
-    if ((rc = emdpo_llama_load(model, &sft, &diag)) ||
+    /* adapters leave the SFT model frozen: 16 bits stay 16 bits */
+    if ((rc = (o.lora.r ? emdpo_llama_load_frozen : emdpo_llama_load)(model, &sft, &diag)) ||
         (rc = emdpo_tokenizer_load(tokenizer, emdpo_llama_vocab_size(sft), &tok, &diag)) ||
         (rc = emdpo_data_read_with(data, EMDPO_FORMAT_JSONL, &rd.o, &d, &diag)) ||
         (rc = emdpo_baseline_run(sft, tok, d, &o, out, note_empty, &quiet, &K, &diag)))

@@ -80,7 +80,8 @@ static int split_dirs(char *list, const char **dirs) {
 int cmd_eval(int argc, char **argv) {
     emdpo_eval_opts o;
     emdpo_eval_opts_init(&o);
-    const char *ref_path = NULL, *tokenizer = NULL, *data = NULL, *policies = NULL, *out = NULL, *extra = NULL;
+    const char *ref_path = NULL, *tokenizer = NULL, *data = NULL, *policies = NULL, *out = NULL, *extra = NULL,
+               *adapters = NULL;
     int json = 0, threads = 0;
     cli_read rd;
     cli_read_init(&rd);
@@ -90,7 +91,10 @@ int cmd_eval(int argc, char **argv) {
         {"data", CLI_STR, &data, "FILE", "held-out preference JSONL with text responses and \"group\"", 1, 0, 0},
         CLI_READ_FLAG_LIST(&rd),
         {"policies", CLI_STR, &policies, "DIR[,DIR...]", "comma-separated method directories, each with type_N/ "
-                                                         "policies (emdpo fit or baseline output)", 1, 0, 0},
+                                                         "policies (emdpo fit or baseline output)", 0, 0, 0},
+        {"adapter", CLI_STR, &adapters, "DIR[,DIR...]", "more methods: PEFT LoRA adapters run on --ref, each an adapter "
+                                                        "directory (one policy) or a directory of type_N/ adapters", 0,
+         0, 0},
         {"beta", CLI_DBL, &o.beta, "X", "rewards are beta * log-ratios", 0, 0, 0},
         {"posterior", CLI_STR, &o.posterior, "FILE", "posterior.csv: adds the adjusted Rand index of its argmax "
                                                      "against the data's groups", 0, 0, 0},
@@ -125,6 +129,11 @@ int cmd_eval(int argc, char **argv) {
                    "Annotators without a group are left out. With --posterior, the adjusted Rand index of\n"
                    "each annotator's most probable type against the true groups, over the annotators present\n"
                    "in both files. Directory names must not contain commas.\n\n"
+                   "Policies that are PEFT LoRA adapters (fit, baseline or dpo with --lora-r) run unmerged on\n"
+                   "--ref when their adapter_config.json names --ref as base_model_name_or_path (else they\n"
+                   "load as that base with the adapter merged). --adapter adds methods whose adapters run on\n"
+                   "--ref whatever base they name (adapters trained elsewhere, e.g. by PEFT on a Hub model id):\n"
+                   "an adapter directory is a method of one policy, type_1, labelled by the directory's name.\n\n"
                    "--generate also samples --samples responses (temperature --temperature, at most\n"
                    "--max-tokens tokens) to each of the data's first --prompts distinct prompts from the\n"
                    "reference, every type_N policy and each --generate-policies entry, and reports: the share\n"
@@ -138,16 +147,22 @@ int cmd_eval(int argc, char **argv) {
     if (rc) return rc < 0 ? 0 : rc;
     emdpo_set_threads(threads);
 
-    size_t len = strlen(policies) + 1;
-    char *list = malloc(len);
-    const char **dirs = malloc(len * sizeof *dirs);
-    if (!list || !dirs) {
+    if (!policies && !adapters) return cli_usage_error("eval", "nothing to evaluate: give --policies and/or --adapter");
+    size_t len = policies ? strlen(policies) + 1 : 1, alen = adapters ? strlen(adapters) + 1 : 1;
+    char *list = malloc(len), *alist = malloc(alen);
+    const char **dirs = malloc(len * sizeof *dirs), **adirs = malloc(alen * sizeof *adirs);
+    if (!list || !dirs || !alist || !adirs) {
         free(list);
         free(dirs);
+        free(alist);
+        free(adirs);
         return cli_fail("eval", EMDPO_ERR_NOMEM, NULL, &cmd);
     }
-    memcpy(list, policies, len);
-    int nm = split_dirs(list, dirs), ng = 0;
+    memcpy(list, policies ? policies : "", len);
+    memcpy(alist, adapters ? adapters : "", alen);
+    int nm = policies ? split_dirs(list, dirs) : 0, na = adapters ? split_dirs(alist, adirs) : 0, ng = 0;
+    o.adapters = adirs;
+    o.n_adapters = na > 0 ? na : 0;
     char *elist = extra ? malloc(strlen(extra) + 1) : NULL;
     const char **gnames = extra ? malloc((strlen(extra) + 1) * sizeof *gnames) : NULL;
     const char **gpaths = extra ? malloc((strlen(extra) + 1) * sizeof *gpaths) : NULL;
@@ -172,6 +187,8 @@ int cmd_eval(int argc, char **argv) {
         rc = cli_fail("eval", EMDPO_ERR_NOMEM, NULL, &cmd);
     } else if (nm < 0) {
         rc = cli_usage_error("eval", "--policies: empty directory name in '%s'", policies);
+    } else if (na < 0) {
+        rc = cli_usage_error("eval", "--adapter: empty directory name in '%s'", adapters);
     } else if (ng < 0) {
         rc = cli_usage_error("eval", "--generate-policies: expected NAME=PATH,..., not '%s'", extra);
     } else if (extra && !o.generate) {
@@ -194,6 +211,8 @@ int cmd_eval(int argc, char **argv) {
     emdpo_llama_free(ref);
     free(dirs);
     free(list);
+    free(adirs);
+    free(alist);
     free(elist);
     free((void *)gnames);
     free((void *)gpaths);

@@ -6,9 +6,10 @@
 
 #include "cli.h"
 
-/* Adds each NAME=PATH of the comma-separated list, in order, stopping at
- * the first that fails (a malformed entry is reported when reached). */
-static int add_policies(emdpo_regret *r, const char *list, const cli_cmd *cmd) {
+/* Adds each NAME=PATH of the comma-separated list (adapter: each PATH an
+ * adapter on the fit's SFT model), in order, stopping at the first that
+ * fails (a malformed entry is reported when reached). */
+static int add_policies(emdpo_regret *r, const char *list, int adapter, const cli_cmd *cmd) {
     size_t n = strlen(list) + 1;
     char *copy = malloc(n);
     const char **names = malloc(n * sizeof *names), **paths = malloc(n * sizeof *paths);
@@ -21,10 +22,12 @@ static int add_policies(emdpo_regret *r, const char *list, const cli_cmd *cmd) {
     int good = count < 0 ? -count - 1 : count;
     for (int i = 0; !rc && i < good; i++) {
         emdpo_diag diag;
-        int arc = emdpo_regret_add(r, names[i], paths[i], &diag);
+        int arc = (adapter ? emdpo_regret_add_adapter : emdpo_regret_add)(r, names[i], paths[i], &diag);
         if (arc) rc = cli_fail("regret", arc, &diag, cmd);
     }
-    if (!rc && count < 0) rc = cli_usage_error("regret", "--policies: expected NAME=PATH, not '%s'", names[good]);
+    if (!rc && count < 0)
+        rc = cli_usage_error("regret", "--%s: expected NAME=%s, not '%s'", adapter ? "adapter" : "policies",
+                             adapter ? "DIR" : "PATH", names[good]);
     free(copy);
     free((void *)names);
     free((void *)paths);
@@ -65,12 +68,14 @@ static void print_table(const emdpo_regret *r, const emdpo_fit *fit, const char 
 int cmd_regret(int argc, char **argv) {
     emdpo_regret_opts o;
     emdpo_regret_opts_init(&o);
-    const char *fit_path = NULL, *policies = NULL, *out = NULL;
+    const char *fit_path = NULL, *policies = NULL, *adapters = NULL, *out = NULL;
     int uniform = 0, threads = 0, json = 0;
     cli_opt opts[] = {
         {"fit", CLI_STR, &fit_path, "DIR", "a directory written by emdpo fit --policy llama (or its fit.json)", 1, 0, 0},
         {"policies", CLI_STR, &policies, "NAME=PATH,...", "policies to evaluate: checkpoints (llama2.c .bin or "
                                                           "Hugging Face directory) or mixture.json files", 0, 0, 0},
+        {"adapter", CLI_STR, &adapters, "NAME=DIR,...", "policies that are PEFT LoRA adapter directories run on the "
+                                                        "fit's SFT model (whatever base they name)", 0, 0, 0},
         {"uniform", CLI_FLAG, &uniform, NULL, "also evaluate the uniform mixture of the fit's types", 0, 0, 0},
         {"data", CLI_STR, &o.data, "FILE", "decisions giving the prompts (and option sets) (default: the fit's data)",
          0, 0, 0},
@@ -96,12 +101,17 @@ int cmd_regret(int argc, char **argv) {
                    "softmax over C of log pi(y|x) (needs text responses; no sampling noise, and the numbers\n"
                    "emdpo aggregate reports). --json and --out write\n"
                    "{beta, estimator, types, policies: [{name, path, regret, se, max_regret}], ...}; se is\n"
-                   "null for exact, path null for the uniform mixture.",
+                   "null for exact, path null for the uniform mixture.\n\n"
+                   "PEFT LoRA adapters (types of fit --lora-r, baseline or dpo --lora-r outputs, mixtures of\n"
+                   "them) run unmerged on the fit's SFT model when their adapter_config.json names it as\n"
+                   "base_model_name_or_path, for exact; sample draws from a float32 copy of the SFT model with\n"
+                   "the adapter merged. --adapter NAME=DIR puts an adapter on the fit's SFT model whatever base\n"
+                   "it names (one trained elsewhere on the same model, e.g. by PEFT on a Hub model id).",
                    opts, (int)(sizeof opts / sizeof opts[0])};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
-    if (!policies && !uniform)
-        return cli_usage_error("regret", "nothing to evaluate: give --policies and/or --uniform");
+    if (!policies && !adapters && !uniform)
+        return cli_usage_error("regret", "nothing to evaluate: give --policies, --adapter and/or --uniform");
     emdpo_set_threads(threads);
 
     emdpo_fit *fit = NULL;
@@ -110,7 +120,8 @@ int cmd_regret(int argc, char **argv) {
     if ((rc = emdpo_fit_read(fit_path, &fit, &diag))) return cli_fail("regret", rc, &diag, &cmd);
     if ((rc = emdpo_regret_create(fit, &o, &r, &diag))) {
         rc = cli_fail("regret", rc, &diag, &cmd);
-    } else if (!(rc = policies ? add_policies(r, policies, &cmd) : 0)) {
+    } else if (!(rc = policies ? add_policies(r, policies, 0, &cmd) : 0) &&
+               !(rc = adapters ? add_policies(r, adapters, 1, &cmd) : 0)) {
         if ((uniform && (rc = emdpo_regret_add_uniform(r, &diag))) || (rc = emdpo_regret_run(r, &diag)))
             rc = cli_fail("regret", rc, &diag, &cmd);
     }

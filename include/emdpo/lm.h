@@ -821,20 +821,26 @@ typedef struct emdpo_baseline_opts {
     int64_t steps;             /* optimizer steps per policy; 0: one epoch of its decisions */
     int max_length, max_prompt_length; /* 0: emdpo_lm_lengths' defaults */
     int score_batch;           /* cluster: sequences per embedding forward */
-    emdpo_dtype save_dtype;    /* the policies' weights; AUTO: the SFT model's */
+    emdpo_dtype save_dtype;    /* the policies' weights; AUTO: the SFT model's (an adapter's: F32) */
+    emdpo_lora_config lora;    /* lora.r > 0: each policy is a LoRA adapter of this shape on sft, which stays
+                                  frozen (it may be loaded with emdpo_llama_load_frozen) and is every policy's
+                                  reference; type_k then holds PEFT's adapter_config.json and
+                                  adapter_model.safetensors, as emdpo_train_job writes them. 0: full copies */
 } emdpo_baseline_opts;
 
-/* VANILLA, k 2, emdpo_train_config_init(DPO), one epoch, score_batch 16. */
+/* VANILLA, k 2, emdpo_train_config_init(DPO), one epoch, score_batch 16,
+ * full copies (lora: emdpo_lora_config_init's with r 0). */
 EMDPO_API void emdpo_baseline_opts_init(emdpo_baseline_opts *o);
 
 typedef void (*emdpo_baseline_note)(void *ud, int k, int64_t n_decisions);
 
 /* Trains the method's policies from sft (also the reference) on d and
  * writes out_dir/type_1 .. type_K (Hugging Face checkpoints with tok's
- * files, emdpo_llama_save_with), for cluster
+ * files, emdpo_llama_save_with; with o->lora, PEFT adapter directories
+ * whose base_model_name_or_path is sft's file, absolute), for cluster
  * out_dir/clusters.csv (annotator,cluster), and out_dir/baseline.json
- * last. A policy with no decisions is the SFT model itself; note (may be
- * NULL) is told. *K (may be NULL) gets the number of policies.
+ * last. A policy with no decisions is the SFT model itself (with o->lora, a
+ * fresh adapter, which computes the same); note (may be NULL) is told. *K (may be NULL) gets the number of policies.
  * EMDPO_ERR_INVALID_ARG (diag): no groups for truelabel, k above the
  * annotators for cluster. */
 EMDPO_API int emdpo_baseline_run(const emdpo_llama *sft, const emdpo_tokenizer *tok, const emdpo_data *d,
@@ -886,16 +892,26 @@ typedef struct emdpo_eval_opts {
     const char *const *gen_names;  /* (n_gen) labels of extra policies, generation quality only */
     const char *const *gen_paths;  /* (n_gen) checkpoints or mixture.json files */
     int n_gen;
+    /* More methods, after method_dirs: PEFT LoRA adapters run on ref itself
+     * (their base, whatever base_model_name_or_path names), unmerged: each
+     * an adapter directory (one policy, type_1) or a directory of type_N/
+     * adapter directories. */
+    const char *const *adapters;   /* (n_adapters) */
+    int n_adapters;
 } emdpo_eval_opts;
 
 /* beta 0.1, batch 16, default lengths, no generation (emdpo_genq_opts_init's
- * settings when turned on), no closed set, no extra policies. */
+ * settings when turned on), no closed set, no extra policies, no
+ * adapters. */
 EMDPO_API void emdpo_eval_opts_init(emdpo_eval_opts *o);
 
 typedef struct emdpo_eval emdpo_eval;
 
-/* Each method directory's type_N/ policies (emdpo fit or baseline output)
- * on held-out data d with true groups, against ref: per group, each
+/* Each method directory's type_N/ policies (emdpo fit or baseline output:
+ * checkpoints, or PEFT adapter directories, which run unmerged on ref when
+ * their base_model_name_or_path is ref's file, else load as their base
+ * with the adapter merged), then o->adapters, on held-out data d with true
+ * groups, against ref: per group, each
  * policy's mean reward margin and accuracy, the best policy (highest
  * margin, lowest N on a tie), its max-mean margin and accuracy. Each
  * distinct sequence is scored once per model. EMDPO_ERR_INVALID_ARG

@@ -19,6 +19,7 @@
 #include "emdpo/common.h"
 #include "emdpo/data.h"
 #include "emdpo/em.h"
+#include "emdpo/lm.h" /* emdpo_lora_config */
 
 #ifdef __cplusplus
 extern "C" {
@@ -258,13 +259,17 @@ typedef struct emdpo_lm_aggregate_opts {
                                          model's */
     emdpo_mmra_progress progress;     /* lw, onpolicy: after the start and every round; may be NULL */
     void *progress_ud;
+    emdpo_lora_config lora;           /* lw, onpolicy: lora.r > 0 trains a LoRA adapter of this shape on the
+                                         fit's SFT model, which stays frozen and is the reference; policy/
+                                         then holds PEFT's adapter_config.json and adapter_model.safetensors.
+                                         0: the whole model */
 } emdpo_lm_aggregate_opts;
 
 /* AE; the fit's data and default output; the method's estimator; samples
  * 4, max_tokens 64, temperature 1, all prompts, seed 1, score_batch 16;
  * HEDGE; rounds 5, eta 1, the method's steps, the fit's optimizer,
  * learning rate, clipping and batch, no warmup; BEST; eval_samples as
- * samples. */
+ * samples; no adapter (lora: emdpo_lora_config_init's with r 0). */
 EMDPO_API void emdpo_lm_aggregate_opts_init(emdpo_lm_aggregate_opts *o);
 
 typedef struct emdpo_lm_aggregate emdpo_lm_aggregate;
@@ -328,8 +333,18 @@ EMDPO_API void emdpo_regret_free(emdpo_regret *r);
 /* A policy: a checkpoint or a mixture.json (a weighted sum of its members'
  * columns). name: 1 to 63 bytes, unique. EMDPO_ERR_INVALID_ARG (diag) for
  * a bad name or a mixture with a mixture for a member, errors of the
- * mixture reader; a failed add leaves the table as it was. */
+ * mixture reader; a failed add leaves the table as it was. A checkpoint or
+ * member that is a PEFT adapter directory whose base_model_name_or_path is
+ * the fit's SFT model runs unmerged on it where it is only scored (exact);
+ * another base's loads as that base with the adapter merged. */
 EMDPO_API int emdpo_regret_add(emdpo_regret *r, const char *name, const char *path, emdpo_diag *diag);
+/* A policy that is the PEFT LoRA adapter directory dir on the fit's SFT
+ * model, whatever base its adapter_config.json names (an adapter trained
+ * elsewhere on the same model): run unmerged for the exact estimator,
+ * merged into a float32 copy of the SFT model for the sampled one. As
+ * emdpo_regret_add, and EMDPO_ERR_INVALID_ARG (diag) when dir is not an
+ * adapter directory; an adapter of other shapes fails at the run. */
+EMDPO_API int emdpo_regret_add_adapter(emdpo_regret *r, const char *name, const char *dir, emdpo_diag *diag);
 /* The uniform mixture of the fit's types, named "uniform". */
 EMDPO_API int emdpo_regret_add_uniform(emdpo_regret *r, emdpo_diag *diag);
 /* Loads every distinct checkpoint once and estimates L over the data (again

@@ -8,7 +8,11 @@
  *    DPO weighted toward the types it serves worst;
  *  - onpolicy: on-policy MMRA (Algorithm 3, lm/mmra/lm_mmra_onpolicy.h), one
  *    policy trained by policy gradient on its own responses.
- *    Both write policy/ (a Hugging Face checkpoint) and aggregate.json. */
+ *    Both write policy/ (a Hugging Face checkpoint, or with o->lora a PEFT
+ *    adapter directory on the fit's SFT model) and aggregate.json.
+ * The types of a fit trained with adapters run unmerged on the SFT model
+ * where they are only scored (the exact estimator), merged into float32
+ * copies where responses are drawn from them (lm_adapted.h). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,7 +26,9 @@
 #include "drivers/aggregate.h"
 #include "fitfile/fit.h"
 #include "lm/engine/llama.h"
+#include "lm/engine/lora.h"
 #include "lm/io/tokenizer.h"
+#include "lm/lm_adapted.h"
 #include "lm/mmra/lm_mmra.h"
 #include "lm/mmra/lm_mmra_lw.h"
 #include "lm/mmra/lm_mmra_onpolicy.h"
@@ -32,12 +38,18 @@ struct emdpo_lm_aggregate {
     char *fit_path, *data, *out, *pooled;
     const emdpo_fit *fit;        /* borrowed */
     int K, M;                    /* types; models loaded (M = K + 1 with a pooled policy) */
-    emdpo_llama *ref, *pol[EMDPO_MAX_K + 1];
+    emdpo_llama *ref;
+    emdpo_lm_policy pol[EMDPO_MAX_K + 1];
+    const emdpo_llama *model[EMDPO_MAX_K + 1]; /* pol's models and adapters, as the estimators take them */
+    const emdpo_lora *lora[EMDPO_MAX_K + 1];
+    int any_lora;                /* some type runs an adapter unmerged */
     emdpo_tokenizer *tok;
     emdpo_data *d;
     double *gamma;               /* lw: (n_dec, K) the posterior of each decision's annotator */
     emdpo_aggregate *agg;        /* ae */
-    emdpo_llama *pi;             /* lw, onpolicy: the trained policy */
+    emdpo_llama *pi;             /* lw, onpolicy: the trained policy (with lo: onpolicy's merged copy, else NULL) */
+    emdpo_lora *lo;              /* lw, onpolicy with o.lora: the adapter trained on ref */
+    char *base_path;             /* with lo: the SFT model's absolute path, the adapter's base */
     emdpo_mmra_round start, final, *rounds;
     int chosen, has_value, ran;
     double value[EMDPO_MAX_K];
@@ -75,6 +87,8 @@ void emdpo_lm_aggregate_opts_init(emdpo_lm_aggregate_opts *o) {
     o->lr = -1.0;
     o->clip = -1.0;
     o->select = EMDPO_LW_BEST;
+    emdpo_lora_config_init(&o->lora);
+    o->lora.r = 0;
 }
 
 void emdpo_lm_aggregate_free(emdpo_lm_aggregate *a) {
@@ -84,12 +98,14 @@ void emdpo_lm_aggregate_free(emdpo_lm_aggregate *a) {
     emdpo_strfree(a->out);
     emdpo_strfree(a->pooled);
     emdpo_llama_free(a->ref);
-    for (int b = 0; b < a->M; b++) emdpo_llama_free(a->pol[b]);
+    for (int b = 0; b < a->M; b++) emdpo_lm_policy_close(&a->pol[b]);
     emdpo_tokenizer_free(a->tok);
     if (a->gamma) emdpo_free(a->gamma, (size_t)a->d->n_dec * (size_t)a->K * sizeof *a->gamma);
     emdpo_data_free(a->d);
     emdpo_aggregate_free(a->agg);
     emdpo_llama_free(a->pi);
+    emdpo_lora_free(a->lo);
+    emdpo_strfree(a->base_path);
     emdpo_free(a->rounds, a->rounds ? (size_t)a->o.rounds * sizeof *a->rounds : 0);
     emdpo_free(a, sizeof *a);
 }
@@ -158,6 +174,9 @@ static int check(const emdpo_lm_aggregate_opts *o, emdpo_diag *diag) {
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG,
                                "samples must be >= 2 for method onpolicy (leave-one-out baseline)");
     if (o->eval_samples < 0) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "eval_samples must be >= 0");
+    if (o->lora.r && emdpo_lora_config_check(&o->lora))
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG,
+                               "lora: r must be >= 1, alpha finite, dropout in [0, 1), some targets");
     return EMDPO_OK;
 }
 
@@ -178,6 +197,7 @@ static int check_method(const emdpo_lm_aggregate_opts *o, emdpo_diag *diag) {
                                                               : NULL;
     if (trained) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "%s applies to methods lw and onpolicy", trained);
     if (!ae && o->pooled) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "pooled applies to method ae");
+    if (ae && o->lora.r) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "lora applies to methods lw and onpolicy");
     if (!ae && o->solver != def.solver) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "solver applies to method ae");
     if (!lw && o->select != def.select) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "select applies to method lw");
     if (o->method != EMDPO_MMRA_ONPOLICY && o->eval_samples != def.eval_samples)
@@ -201,17 +221,23 @@ static int check_fit(const emdpo_fit *f, emdpo_diag *diag) {
 }
 
 /* The reference, the tokenizer, the K types and then the pooled policy,
- * and the data. */
+ * and the data. Types that are adapters on the SFT model run unmerged
+ * where they are only scored (the exact estimator, method onpolicy aside,
+ * which generates from them). */
 static int load(emdpo_lm_aggregate *a, emdpo_diag *diag) {
     const emdpo_fit *f = a->fit;
+    int scored = a->o.estimator == EMDPO_ESTIMATOR_EXACT && a->o.method != EMDPO_MMRA_ONPOLICY;
     int rc = emdpo_llama_load(f->model, &a->ref, diag);
     if (!rc) rc = emdpo_tokenizer_load(f->tokenizer, a->ref->config.vocab_size, &a->tok, diag);
     for (int b = 0; !rc && b < a->M; b++) {
         const char *path = b < a->K ? f->policy_path[b] : a->pooled;
-        if ((rc = emdpo_llama_load_frozen(path, &a->pol[b], diag))) break;
-        if (a->pol[b]->config.vocab_size != a->ref->config.vocab_size)
+        if ((rc = emdpo_lm_policy_open(path, scored ? a->ref : NULL, 0, &a->pol[b], diag))) break;
+        a->model[b] = a->pol[b].model;
+        a->lora[b] = a->pol[b].lo;
+        a->any_lora |= a->lora[b] != NULL;
+        if (a->model[b]->config.vocab_size != a->ref->config.vocab_size)
             rc = emdpo_diag_at(diag, EMDPO_ERR_INVALID_ARG, path, 0, "vocabulary %d, the reference's is %d",
-                               a->pol[b]->config.vocab_size, a->ref->config.vocab_size);
+                               a->model[b]->config.vocab_size, a->ref->config.vocab_size);
     }
     emdpo_read_opts ro;
     emdpo_fit_read_opts(f, &ro);
@@ -271,7 +297,7 @@ int emdpo_lm_aggregate_create(const emdpo_fit *fit, const emdpo_lm_aggregate_opt
         }
         if (!rc && lw) rc = read_gamma(a, diag);
         for (int k = 0; !rc && o->method == EMDPO_MMRA_ONPOLICY && k < a->K; k++)
-            if (!emdpo_llama_same_architecture(a->pol[k], a->ref))
+            if (!emdpo_llama_same_architecture(a->model[k], a->ref))
                 rc = emdpo_diag_at(diag, EMDPO_ERR_INVALID_ARG, fit->policy_path[k], 0,
                                    "its architecture differs from the SFT model's; method onpolicy needs fine-tuned "
                                    "copies of it");
@@ -370,10 +396,9 @@ static int run_ae(emdpo_lm_aggregate *a, emdpo_diag *diag) {
             return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
     emdpo_lm_mmra_opts mo;
     estimator_opts(a, &mo);
-    const emdpo_llama *const *cp = (const emdpo_llama *const *)a->pol;
     double *se = sampled ? g->se : NULL;
-    rc = sampled ? emdpo_lm_mmra_sample(cp, K, M, a->ref, a->tok, a->d, &mo, g->L, se, &g->draws)
-                 : emdpo_lm_mmra_exact(cp, K, M, a->ref, a->tok, a->d, &mo, g->L);
+    rc = sampled ? emdpo_lm_mmra_sample(a->model, K, M, a->ref, a->tok, a->d, &mo, g->L, se, &g->draws)
+                 : emdpo_lm_mmra_exact_lora(a->model, a->lora, K, M, a->ref, a->tok, a->d, &mo, g->L);
     if (rc == EMDPO_ERR_LIMIT) return emdpo_diag_fail(diag, rc, "a sequence does not fit a model (context or vocabulary)");
     emdpo_mmra_hedge_opts ho;
     emdpo_mmra_hedge_opts_init(&ho);
@@ -426,6 +451,10 @@ static void write_json_trained(FILE *fp, const emdpo_lm_aggregate *a) {
     emdpo_json_num(fp, o->clip);
     fprintf(fp, ", \"batch\": %d, \"seed\": %llu, \"max_length\": %d, \"max_prompt_length\": %d, \"score_batch\": %d",
             o->batch, (unsigned long long)o->seed, f->mstep.max_length, f->mstep.max_prompt_length, o->score_batch);
+    if (o->lora.r) { /* policy/ is a PEFT adapter on the fit's "model" */
+        fputs(", \"lora\": ", fp);
+        emdpo_lora_config_write_json(fp, &o->lora);
+    }
     if (lw) fprintf(fp, ", \"accum\": %d, \"start\": \"warm\", \"select\": \"%s\"", f->mstep.accum,
                     emdpo_lw_select_name(o->select));
     if (sampled) {
@@ -480,9 +509,11 @@ static int run_lw(emdpo_lm_aggregate *a) {
     o.select = a->o.select;
     o.progress = a->o.progress;
     o.progress_ud = a->o.progress_ud;
+    o.lora = a->lo;
+    o.type_lora = a->any_lora ? a->lora : NULL;
     emdpo_lm_mmra_lw_result res;
     res.rounds = a->rounds;
-    int rc = emdpo_lm_mmra_lw(a->ref, (const emdpo_llama *const *)a->pol, a->K, a->tok, a->d, a->gamma, &o, a->pi, &res);
+    int rc = emdpo_lm_mmra_lw(a->ref, a->model, a->K, a->tok, a->d, a->gamma, &o, a->pi, &res);
     a->start = res.start;
     a->final = res.final;
     a->chosen = res.chosen;
@@ -508,9 +539,10 @@ static int run_onpolicy(emdpo_lm_aggregate *a) {
     o.seed = a->o.seed;
     o.progress = a->o.progress;
     o.progress_ud = a->o.progress_ud;
+    o.lora = a->lo;
     emdpo_lm_mmra_op_result res;
     res.rounds = a->rounds;
-    int rc = emdpo_lm_mmra_onpolicy(a->ref, (const emdpo_llama *const *)a->pol, a->K, a->tok, a->d, &o, a->pi, &res);
+    int rc = emdpo_lm_mmra_onpolicy(a->ref, a->model, a->K, a->tok, a->d, &o, a->pi, &res);
     a->start = res.start;
     a->final = res.final;
     a->chosen = res.final.round;
@@ -525,12 +557,19 @@ static int run_trained(emdpo_lm_aggregate *a, emdpo_diag *diag) {
     /* a second run replaces the first's rounds and policy */
     emdpo_free(a->rounds, a->rounds ? (size_t)a->o.rounds * sizeof *a->rounds : 0);
     emdpo_llama_free(a->pi);
+    emdpo_lora_free(a->lo);
     a->pi = NULL;
+    a->lo = NULL;
     a->ran = 0;
+    int lw = a->o.method == EMDPO_MMRA_LW, rc = EMDPO_OK;
     if (!(a->rounds = emdpo_calloc((size_t)a->o.rounds, sizeof *a->rounds)) ||
-        emdpo_llama_create(&a->ref->config, &a->pi))
-        return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
-    int rc = a->o.method == EMDPO_MMRA_LW ? run_lw(a) : run_onpolicy(a);
+        (a->o.lora.r && ((rc = emdpo_lora_create(&a->ref->config, &a->o.lora, &a->lo)) ||
+                         (!a->base_path && !(a->base_path = emdpo_path_real(a->fit->model))))) ||
+        ((!a->lo || !lw) && emdpo_llama_create(&a->ref->config, &a->pi)))
+        return emdpo_diag_fail(diag, rc ? rc : EMDPO_ERR_NOMEM, rc ? "cannot make the LoRA adapter: %s" : "out of memory",
+                               emdpo_status_name(rc));
+    if (a->lo) emdpo_lora_init(a->lo, a->o.seed);
+    rc = lw ? run_lw(a) : run_onpolicy(a);
     if (rc == EMDPO_ERR_LIMIT) return emdpo_diag_fail(diag, rc, "a sequence does not fit a model (context or vocabulary)");
     if (rc == EMDPO_ERR_NUMERIC)
         return emdpo_diag_fail(diag, rc, "training diverged or an estimate is not finite (a smaller learning rate?)");
@@ -539,9 +578,13 @@ static int run_trained(emdpo_lm_aggregate *a, emdpo_diag *diag) {
     /* policy/ first, aggregate.json last: a directory with it is complete. */
     char *pdir = emdpo_path_join(a->out, "policy"), *json = emdpo_path_join(a->out, "aggregate.json");
     rc = pdir && json ? emdpo_mkdirs(a->out, diag) : emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
-    emdpo_llama_save_opts so = {a->o.save_dtype, a->tok};
-    a->pi->file_dtype = a->ref->file_dtype;
-    if (!rc) rc = emdpo_llama_save_with(a->pi, pdir, &so, diag);
+    if (!rc && a->lo) {
+        rc = emdpo_lora_adapter_write(a->lo, pdir, a->o.save_dtype, a->base_path, diag);
+    } else if (!rc) {
+        emdpo_llama_save_opts so = {a->o.save_dtype, a->tok};
+        a->pi->file_dtype = a->ref->file_dtype;
+        rc = emdpo_llama_save_with(a->pi, pdir, &so, diag);
+    }
     if (!rc) rc = emdpo_afile_write(json, write_trained_json, a, diag);
     emdpo_strfree(pdir);
     emdpo_strfree(json);

@@ -19,8 +19,10 @@
 #include "base/json_write.h"
 #include "data/data.h"
 #include "lm/engine/llama.h"
+#include "lm/engine/lora.h"
 #include "lm/io/lm_batch.h"
 #include "lm/io/tokenizer.h"
+#include "lm/lm_adapted.h"
 #include "lm/lm_eval.h"
 
 const char *emdpo_baseline_method_name(int m) {
@@ -39,6 +41,8 @@ void emdpo_baseline_opts_init(emdpo_baseline_opts *o) {
     o->k = 2;
     emdpo_train_config_init(&o->train, EMDPO_TRAIN_DPO);
     o->score_batch = 16;
+    emdpo_lora_config_init(&o->lora);
+    o->lora.r = 0;
 }
 
 /* Everything one run shares. */
@@ -49,17 +53,20 @@ typedef struct run {
     const emdpo_data *d;
     const char *out;
     int max_length, max_prompt_length;
+    char *base_path; /* with adapters: sft's absolute path, their base_model_name_or_path (NULL: unknown) */
 } run;
 
 /* Trains one policy on the decisions of the annotators whose label is
  * `label` (every annotator when labels is NULL) and saves it as
- * out/type_<k+1>. A policy with no decisions is the SFT model itself. */
+ * out/type_<k+1>. A policy with no decisions is the SFT model itself (a
+ * fresh adapter, B = 0, with adapters). */
 static int train_one(const run *r, const int32_t *labels, int label, int k, int64_t *n_dec, emdpo_baseline_note note,
                      void *note_ud, emdpo_diag *diag) {
     const emdpo_data *d = r->d;
     emdpo_data *sub = NULL;
     emdpo_lm_set *set = NULL;
     emdpo_llama *pol = NULL;
+    emdpo_lora *lo = NULL;
     int64_t *idx = emdpo_malloc((size_t)d->n_annot * sizeof *idx), n = 0;
     int rc = idx ? 0 : EMDPO_ERR_NOMEM;
     *n_dec = 0;
@@ -72,7 +79,11 @@ static int train_one(const run *r, const int32_t *labels, int label, int k, int6
     if (!rc && n) rc = emdpo_lm_set_from_data(sub, r->tok, r->max_length, r->max_prompt_length, &set);
     emdpo_train_config c = r->o->train;
     c.seed = r->o->train.seed + (uint64_t)k;
-    if (!rc && n) rc = emdpo_lm_train_dpo(r->sft, set, &c, r->o->steps, &pol);
+    if (!rc && r->o->lora.r && !(rc = emdpo_lora_create(&r->sft->config, &r->o->lora, &lo)))
+        emdpo_lora_init(lo, c.seed);
+    if (!rc && n)
+        rc = lo ? emdpo_lm_train_dpo_lora(r->sft, lo, set, &c, r->o->steps)
+                : emdpo_lm_train_dpo(r->sft, set, &c, r->o->steps, &pol);
     char name[32];
     snprintf(name, sizeof name, "type_%d", k + 1);
     char *path = emdpo_path_join(r->out, name);
@@ -86,9 +97,11 @@ static int train_one(const run *r, const int32_t *labels, int label, int k, int6
     } else {
         if (!n && note) note(note_ud, k, 0);
         emdpo_llama_save_opts so = {r->o->save_dtype, r->tok};
-        rc = emdpo_llama_save_with(pol ? pol : r->sft, path, &so, diag);
+        rc = lo ? emdpo_lora_adapter_write(lo, path, r->o->save_dtype, r->base_path, diag)
+                : emdpo_llama_save_with(pol ? pol : r->sft, path, &so, diag);
     }
     emdpo_strfree(path);
+    emdpo_lora_free(lo);
     emdpo_llama_free(pol);
     emdpo_lm_set_free(set);
     emdpo_data_free(sub);
@@ -131,8 +144,13 @@ static void write_json(FILE *fp, const run *r, int K, const int64_t *n_dec) {
     emdpo_json_num(fp, o->train.optim.clip);
     fputs(", \"rpo_alpha\": ", fp);
     emdpo_json_num(fp, o->train.loss.rpo_alpha);
-    fprintf(fp, ", \"batch\": %d, \"accum\": %d, \"max_length\": %d, \"max_prompt_length\": %d}\n}\n", o->train.batch,
+    fprintf(fp, ", \"batch\": %d, \"accum\": %d, \"max_length\": %d, \"max_prompt_length\": %d}", o->train.batch,
             o->train.accum, r->max_length, r->max_prompt_length);
+    if (o->lora.r) { /* the policies are PEFT adapters on "model" */
+        fputs(",\n  \"lora\": ", fp);
+        emdpo_lora_config_write_json(fp, &o->lora);
+    }
+    fputs("\n}\n", fp);
 }
 
 static void write_clusters(FILE *fp, const emdpo_data *d, const int32_t *assign) {
@@ -176,6 +194,9 @@ static int check(const emdpo_baseline_opts *o, const emdpo_data *d, emdpo_diag *
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "batch, accum and score_batch must be >= 1");
     if (!(c->optim.lr >= 0) || !(c->optim.clip >= 0))
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "lr and clip must be >= 0");
+    if (o->lora.r && emdpo_lora_config_check(&o->lora))
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG,
+                               "lora: r must be >= 1, alpha finite, dropout in [0, 1), some targets");
     if (!emdpo_data_has_text(d))
         return emdpo_diag_at(diag, EMDPO_ERR_UNSUPPORTED, d->source, 0,
                              "responses have no text; baselines need text responses");
@@ -196,9 +217,15 @@ int emdpo_baseline_run(const emdpo_llama *sft, const emdpo_tokenizer *tok, const
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no model, tokenizer, data, options or directory");
     int rc = check(o, d, diag);
     if (rc) return rc;
-    run r = {o, sft, tok, d, out_dir, o->max_length, o->max_prompt_length};
-    if ((rc = emdpo_lm_lengths(sft, &r.max_length, &r.max_prompt_length, diag)) || (rc = emdpo_mkdirs(out_dir, diag)))
+    if (sft->frozen && !o->lora.r)
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "a frozen model trains adapters only (lora.r > 0)");
+    run r = {o, sft, tok, d, out_dir, o->max_length, o->max_prompt_length, NULL};
+    if (o->lora.r && sft->source && !(r.base_path = emdpo_path_real(sft->source)))
+        return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+    if ((rc = emdpo_lm_lengths(sft, &r.max_length, &r.max_prompt_length, diag)) || (rc = emdpo_mkdirs(out_dir, diag))) {
+        emdpo_strfree(r.base_path);
         return rc;
+    }
     int K = o->method == EMDPO_BASELINE_VANILLA ? 1 : o->method == EMDPO_BASELINE_CLUSTER ? o->k : d->n_groups;
     int64_t n_labels = o->method == EMDPO_BASELINE_VANILLA ? 0 : d->n_annot;
     int64_t *n_dec = emdpo_calloc((size_t)K, sizeof *n_dec);
@@ -222,5 +249,6 @@ int emdpo_baseline_run(const emdpo_llama *sft, const emdpo_tokenizer *tok, const
     emdpo_lm_set_free(set);
     emdpo_free(labels, labels ? (size_t)n_labels * sizeof *labels : 0);
     emdpo_free(n_dec, n_dec ? (size_t)K * sizeof *n_dec : 0);
+    emdpo_strfree(r.base_path);
     return rc;
 }

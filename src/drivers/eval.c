@@ -17,6 +17,8 @@
 #include "data/data.h"
 #include "lm/engine/llama.h"
 #include "lm/io/lm_batch.h"
+#include "lm/io/peft.h"
+#include "lm/lm_adapted.h"
 #include "lm/lm_eval.h"
 #include "lm/lm_genq.h"
 #include "lm/lm_mixture.h"
@@ -25,6 +27,8 @@
 typedef struct method {
     char *dir;
     char *name;
+    int on_ref;           /* its policies are adapters run on the reference (emdpo_eval_opts.adapters) */
+    int single;           /* dir is one adapter directory, its only policy type_1 */
     int n, *types;
     double *margin, *acc; /* (n, G) */
     int *best;            /* (G) index into types, -1 when none */
@@ -125,8 +129,16 @@ static int cmp_int(const void *x, const void *y) {
     return (a > b) - (a < b);
 }
 
-/* The type_N subdirectories holding a config.json, in N order. */
+/* The type_N subdirectories holding a config.json (a checkpoint) or an
+ * adapter_config.json (a PEFT adapter), in N order; an adapter method's
+ * directory that is itself an adapter is its one policy, type_1. */
 static int list_types(method *m, emdpo_diag *diag) {
+    if (m->on_ref && emdpo_peft_is_dir(m->dir)) {
+        if (!(m->types = emdpo_malloc(sizeof *m->types))) return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+        m->types[0] = 1;
+        m->n = m->single = 1;
+        return EMDPO_OK;
+    }
     DIR *dp = opendir(m->dir);
     if (!dp) return emdpo_diag_at(diag, EMDPO_ERR_IO, m->dir, 0, "cannot open the directory");
     size_t cap = 0;
@@ -136,7 +148,7 @@ static int list_types(method *m, emdpo_diag *diag) {
         int k, used = 0;
         if (sscanf(e->d_name, "type_%d%n", &k, &used) != 1 || e->d_name[used] || k < 1) continue;
         char *sub = emdpo_path_join(m->dir, e->d_name), *cfg = sub ? emdpo_path_join(sub, "config.json") : NULL;
-        int have = cfg && emdpo_path_exists(cfg);
+        int have = cfg && (emdpo_path_exists(cfg) || emdpo_peft_is_dir(sub));
         if (!cfg) rc = EMDPO_ERR_NOMEM;
         emdpo_strfree(sub);
         emdpo_strfree(cfg);
@@ -145,7 +157,10 @@ static int list_types(method *m, emdpo_diag *diag) {
         else m->types[m->n++] = k;
     }
     closedir(dp);
-    if (!rc && m->n == 0) rc = emdpo_diag_at(diag, EMDPO_ERR_INVALID_ARG, m->dir, 0, "no type_N/ policy directories");
+    if (!rc && m->n == 0)
+        rc = emdpo_diag_at(diag, EMDPO_ERR_INVALID_ARG, m->dir, 0,
+                           m->on_ref ? "neither a PEFT adapter directory nor one of type_N/ adapter directories"
+                                     : "no type_N/ policy directories");
     if (rc == EMDPO_ERR_NOMEM) emdpo_diag_fail(diag, rc, "out of memory");
     if (!rc) {
         qsort(m->types, (size_t)m->n, sizeof *m->types, cmp_int);
@@ -208,6 +223,18 @@ static int gen_start(emdpo_eval *e, const emdpo_data *d, const emdpo_llama *ref,
     return gen_row(e, "reference", &ref, NULL, 1, ref, tok, diag);
 }
 
+/* The generation-quality row of a policy: as it is, or (an adapter) merged
+ * into a float32 copy of its base, which the decoders run. */
+static int gen_policy_row(emdpo_eval *e, const char *name, const emdpo_lm_policy *p, const emdpo_llama *ref,
+                          const emdpo_tokenizer *tok, emdpo_diag *diag) {
+    const emdpo_llama *plain = NULL;
+    emdpo_llama *owned = NULL;
+    int rc = emdpo_lm_policy_plain(p, &plain, &owned, diag);
+    if (!rc) rc = gen_row(e, name, &plain, NULL, 1, ref, tok, diag);
+    emdpo_llama_free(owned);
+    return rc;
+}
+
 /* An extra policy's row: a checkpoint or a mixture.json. */
 static int gen_extra(emdpo_eval *e, const char *name, const char *path, const emdpo_llama *ref,
                      const emdpo_tokenizer *tok, emdpo_diag *diag) {
@@ -236,13 +263,17 @@ static int eval_method(emdpo_eval *e, method *m, const emdpo_llama *ref, const e
     for (int i = 0; i < m->n; i++) {
         char name[32];
         snprintf(name, sizeof name, "type_%d", m->types[i]);
-        char *path = emdpo_path_join(m->dir, name);
-        emdpo_llama *pol = NULL;
-        int rc = path ? emdpo_llama_load_frozen(path, &pol, diag) : emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
-        if (!rc && pol->config.vocab_size != ref->config.vocab_size)
+        char *path = m->single ? emdpo_strdup(m->dir) : emdpo_path_join(m->dir, name);
+        emdpo_lm_policy pol = {0};
+        int rc = !path                            ? emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory")
+                 : m->on_ref && !emdpo_peft_is_dir(path) ? emdpo_diag_at(diag, EMDPO_ERR_INVALID_ARG, path, 0,
+                                                                         "not a PEFT adapter directory")
+                                                         : emdpo_lm_policy_open(path, ref, m->on_ref, &pol, diag);
+        if (!rc && pol.model->config.vocab_size != ref->config.vocab_size)
             rc = emdpo_diag_at(diag, EMDPO_ERR_INVALID_ARG, path, 0, "vocabulary %d, the reference's is %d",
-                               pol->config.vocab_size, ref->config.vocab_size);
-        else if (!rc && (rc = emdpo_lm_evaluate(ev, pol, m->margin + (size_t)i * G, m->acc + (size_t)i * G, NULL)))
+                               pol.model->config.vocab_size, ref->config.vocab_size);
+        else if (!rc && (rc = emdpo_lm_evaluate_lora(ev, pol.model, pol.lo, m->margin + (size_t)i * G,
+                                                     m->acc + (size_t)i * G, NULL)))
             emdpo_diag_at(diag, rc, path, 0,
                           rc == EMDPO_ERR_LIMIT ? "a sequence does not fit the policy (context or vocabulary)"
                                                 : "scoring failed: %s",
@@ -250,9 +281,9 @@ static int eval_method(emdpo_eval *e, method *m, const emdpo_llama *ref, const e
         if (!rc && e->gq) {
             char row[512];
             snprintf(row, sizeof row, "%s/%s", m->name, name);
-            rc = gen_row(e, row, (const emdpo_llama *const *)&pol, NULL, 1, ref, tok, diag);
+            rc = gen_policy_row(e, row, &pol, ref, tok, diag);
         }
-        emdpo_llama_free(pol);
+        emdpo_lm_policy_close(&pol);
         emdpo_strfree(path);
         if (rc) return rc;
     }
@@ -301,12 +332,15 @@ static int posterior_ari(emdpo_eval *e, const emdpo_data *d, emdpo_diag *diag) {
     return rc;
 }
 
-/* The method directories and their row labels (the last component). */
-static int methods(emdpo_eval *e, const char *const *dirs, emdpo_diag *diag) {
+/* The method directories, then the adapters', and their row labels (the
+ * last component). */
+static int methods(emdpo_eval *e, const char *const *dirs, int n_dirs, emdpo_diag *diag) {
     for (int j = 0; j < e->nm; j++) {
         method *m = &e->ms[j];
-        if (!dirs[j] || !*dirs[j]) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "empty method directory name");
-        if (!(m->dir = emdpo_strdup(dirs[j]))) return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+        const char *dir = j < n_dirs ? dirs[j] : e->o.adapters[j - n_dirs];
+        m->on_ref = j >= n_dirs;
+        if (!dir || !*dir) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "empty method directory name");
+        if (!(m->dir = emdpo_strdup(dir))) return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
         size_t len = strlen(m->dir);
         while (len > 1 && m->dir[len - 1] == '/') m->dir[--len] = 0;
         const char *slash = strrchr(m->dir, '/');
@@ -326,7 +360,8 @@ int emdpo_eval_run(const emdpo_llama *ref, const emdpo_tokenizer *tok, const emd
     emdpo_diag_reset(diag, NULL);
     if (!out) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "out is NULL");
     *out = NULL;
-    if (!ref || !tok || !d || !method_dirs || n_methods < 1 || !o)
+    if (!ref || !tok || !d || !o || n_methods < 0 || (n_methods && !method_dirs) || o->n_adapters < 0 ||
+        (o->n_adapters && !o->adapters) || n_methods + o->n_adapters < 1)
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no model, tokenizer, data, methods or options");
     if (!(o->beta > 0) || !isfinite(o->beta)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "beta must be > 0");
     if (o->batch < 1) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "batch must be >= 1");
@@ -346,11 +381,11 @@ int emdpo_eval_run(const emdpo_llama *ref, const emdpo_tokenizer *tok, const emd
     emdpo_eval *e = emdpo_calloc(1, sizeof *e);
     if (!e) return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
     e->o = *o;
-    e->nm = n_methods;
+    e->nm = n_methods + o->n_adapters;
     e->ari = NAN;
     emdpo_lm_set *set = NULL;
     emdpo_lm_evaluator *ev = NULL;
-    int rc = (e->ms = emdpo_calloc((size_t)n_methods, sizeof *e->ms)) ? methods(e, method_dirs, diag)
+    int rc = (e->ms = emdpo_calloc((size_t)e->nm, sizeof *e->ms)) ? methods(e, method_dirs, n_methods, diag)
                                                                        : emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
     if (!rc) rc = emdpo_lm_lengths(ref, &e->o.max_length, &e->o.max_prompt_length, diag);
     if (!rc && !emdpo_data_has_text(d))

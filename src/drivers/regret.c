@@ -7,7 +7,11 @@
  * and the max over k. A mixture's expectation is the weighted sum of its
  * members' (lm/lm_mixture.h), so every distinct checkpoint is one column of
  * lm/mmra/lm_mmra.h's L, estimated once, and each policy is a weight
- * vector over the columns. */
+ * vector over the columns. A column that is a PEFT adapter on the fit's SFT
+ * model (a type of a fit trained with adapters, or one given with
+ * emdpo_regret_add_adapter) runs unmerged on the reference for the exact
+ * estimator, merged into a float32 copy of it for the sampled one, whose
+ * decoders run plain models. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,7 +24,9 @@
 #include "data/data.h"
 #include "fitfile/fit.h"
 #include "lm/engine/llama.h"
+#include "lm/io/peft.h"
 #include "lm/io/tokenizer.h"
+#include "lm/lm_adapted.h"
 #include "lm/lm_mixture.h"
 #include "lm/mmra/lm_mmra.h"
 
@@ -39,7 +45,8 @@ struct emdpo_regret {
     char *fit_path, *data;
     int K, M, n_pol;
     char **col_path, **col_key; /* (M) what is loaded; its real path */
-    size_t path_cap, key_cap, pol_cap;
+    int *col_adapter;           /* (M) an adapter put on the fit's SFT model whatever base it names */
+    size_t path_cap, key_cap, adapter_cap, pol_cap;
     reg_policy *pol;
     int64_t n_dec, draws;
     double *L, *se; /* (K, M) */
@@ -63,6 +70,7 @@ void emdpo_regret_free(emdpo_regret *r) {
     }
     emdpo_free(r->col_path, r->path_cap * sizeof *r->col_path);
     emdpo_free(r->col_key, r->key_cap * sizeof *r->col_key);
+    emdpo_free(r->col_adapter, r->adapter_cap * sizeof *r->col_adapter);
     for (int i = 0; i < r->n_pol; i++) {
         reg_policy *p = &r->pol[i];
         emdpo_free(p->col, p->col ? (size_t)p->n * sizeof *p->col : 0);
@@ -77,24 +85,27 @@ void emdpo_regret_free(emdpo_regret *r) {
     emdpo_free(r, sizeof *r);
 }
 
-/* The column of the checkpoint at path, added when new; -1 when out of
- * memory. Checkpoints are the same when their real paths are. */
-static int column(emdpo_regret *r, const char *path) {
+/* The column of the checkpoint at path (an adapter on the fit's SFT
+ * model), added when new; -1 when out of memory. Columns are the same when
+ * their real paths and kinds are. */
+static int column(emdpo_regret *r, const char *path, int adapter) {
     char *key = emdpo_path_real(path);
     if (!key) return -1;
     for (int b = 0; b < r->M; b++)
-        if (strcmp(r->col_key[b], key) == 0) {
+        if (strcmp(r->col_key[b], key) == 0 && r->col_adapter[b] == adapter) {
             emdpo_strfree(key);
             return b;
         }
     size_t need = (size_t)r->M + 1;
     if (emdpo_grow((void **)&r->col_path, &r->path_cap, need, sizeof *r->col_path) ||
         emdpo_grow((void **)&r->col_key, &r->key_cap, need, sizeof *r->col_key) ||
+        emdpo_grow((void **)&r->col_adapter, &r->adapter_cap, need, sizeof *r->col_adapter) ||
         !(r->col_path[r->M] = emdpo_strdup(path))) {
         emdpo_strfree(key);
         return -1;
     }
     r->col_key[r->M] = key;
+    r->col_adapter[r->M] = adapter;
     return r->M++;
 }
 
@@ -180,7 +191,7 @@ int emdpo_regret_create(const emdpo_fit *fit, const emdpo_regret_opts *o, emdpo_
     }
     if (rc) emdpo_diag_fail(diag, rc, "out of memory");
     for (int k = 0; !rc && k < fit->K; k++) { /* the types first: columns 0..K-1 */
-        int b = column(r, fit->policy_path[k]);
+        int b = column(r, fit->policy_path[k], 0);
         if (b < 0) rc = emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
         else if (b != k) rc = emdpo_diag_at(diag, EMDPO_ERR_INVALID_ARG, fit->dir, 0, "the fit names %s twice", fit->policy[k]);
     }
@@ -192,20 +203,32 @@ int emdpo_regret_create(const emdpo_fit *fit, const emdpo_regret_opts *o, emdpo_
     return EMDPO_OK;
 }
 
+/* A policy of one column. */
+static int add_single(emdpo_regret *r, const char *name, const char *path, int adapter, emdpo_diag *diag) {
+    int rc;
+    reg_policy *p = policy_add(r, name, path, 1, &rc, diag);
+    if (!p) return rc;
+    p->w[0] = 1.0;
+    if ((p->col[0] = column(r, path, adapter)) < 0) {
+        policy_drop_last(r);
+        return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+    }
+    return EMDPO_OK;
+}
+
+int emdpo_regret_add_adapter(emdpo_regret *r, const char *name, const char *dir, emdpo_diag *diag) {
+    emdpo_diag_reset(diag, NULL);
+    if (!r || !dir || !*dir) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no adapter directory");
+    if (!emdpo_peft_is_dir(dir))
+        return emdpo_diag_at(diag, EMDPO_ERR_INVALID_ARG, dir, 0,
+                             "not a PEFT adapter directory (adapter_config.json and no config.json)");
+    return add_single(r, name, dir, 1, diag);
+}
+
 int emdpo_regret_add(emdpo_regret *r, const char *name, const char *path, emdpo_diag *diag) {
     emdpo_diag_reset(diag, NULL);
     if (!r || !path || !*path) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no policy path");
-    if (!emdpo_mixture_is_file(path)) {
-        int rc;
-        reg_policy *p = policy_add(r, name, path, 1, &rc, diag);
-        if (!p) return rc;
-        p->w[0] = 1.0;
-        if ((p->col[0] = column(r, path)) < 0) {
-            policy_drop_last(r);
-            return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
-        }
-        return EMDPO_OK;
-    }
+    if (!emdpo_mixture_is_file(path)) return add_single(r, name, path, 0, diag);
     emdpo_mixture *mx = NULL;
     int rc = emdpo_mixture_read(path, &mx, diag), m0 = r->M;
     if (rc) return rc;
@@ -214,7 +237,7 @@ int emdpo_regret_add(emdpo_regret *r, const char *name, const char *path, emdpo_
         if (emdpo_mixture_is_file(mx->path[k]))
             rc = emdpo_diag_at(diag, EMDPO_ERR_INVALID_ARG, path, 0, "member %s is a mixture; members must be checkpoints",
                                mx->member[k]);
-        else if ((p->col[k] = column(r, mx->path[k])) < 0)
+        else if ((p->col[k] = column(r, mx->path[k], 0)) < 0)
             rc = emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
         p->w[k] = mx->w[k];
     }
@@ -242,22 +265,29 @@ int emdpo_regret_add_uniform(emdpo_regret *r, emdpo_diag *diag) {
     return EMDPO_OK;
 }
 
-/* Every column's model (the reference's vocabulary), and each mixture's
- * members sharing one vocabulary and context length. */
-static int load_columns(const emdpo_regret *r, const emdpo_llama *ref, emdpo_llama **pol, emdpo_diag *diag) {
-    int rc;
+/* Every column's policy (the reference's vocabulary), adapters on the
+ * reference unmerged for the exact estimator and merged for the sampled
+ * one (models[b] is then plain[b]), and each mixture's members sharing one
+ * vocabulary and context length. */
+static int load_columns(const emdpo_regret *r, const emdpo_llama *ref, emdpo_lm_policy *pol, emdpo_llama **plain,
+                        const emdpo_llama **models, const emdpo_lora **lora, emdpo_diag *diag) {
+    int rc, sampled = r->o.estimator == EMDPO_ESTIMATOR_SAMPLE;
     for (int b = 0; b < r->M; b++) {
-        if ((rc = emdpo_llama_load_frozen(r->col_path[b], &pol[b], diag))) return rc;
-        if (pol[b]->config.vocab_size != ref->config.vocab_size)
+        if ((rc = emdpo_lm_policy_open(r->col_path[b], ref, r->col_adapter[b], &pol[b], diag))) return rc;
+        models[b] = pol[b].model;
+        lora[b] = pol[b].lo;
+        if (sampled && (rc = emdpo_lm_policy_plain(&pol[b], &models[b], &plain[b], diag))) return rc;
+        if (sampled) lora[b] = NULL;
+        if (models[b]->config.vocab_size != ref->config.vocab_size)
             return emdpo_diag_at(diag, EMDPO_ERR_INVALID_ARG, r->col_path[b], 0, "vocabulary %d, the reference's is %d",
-                                 pol[b]->config.vocab_size, ref->config.vocab_size);
+                                 models[b]->config.vocab_size, ref->config.vocab_size);
     }
     for (int i = 0; i < r->n_pol; i++) {
         const reg_policy *p = &r->pol[i];
         if (!p->mixture) continue;
         const emdpo_llama **members = emdpo_malloc((size_t)p->n * sizeof *members);
         if (!members) return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
-        for (int k = 0; k < p->n; k++) members[k] = pol[p->col[k]];
+        for (int k = 0; k < p->n; k++) members[k] = models[p->col[k]];
         emdpo_diag_reset(diag, p->path ? p->path : p->row.name);
         rc = emdpo_mixture_check(members, p->n, diag);
         emdpo_free((void *)members, (size_t)p->n * sizeof *members);
@@ -302,8 +332,8 @@ static int regrets(emdpo_regret *r, int sampled) {
 }
 
 /* L and its standard errors for the columns over d. */
-static int estimate(emdpo_regret *r, const emdpo_llama *const *pol, const emdpo_llama *ref, const emdpo_tokenizer *tok,
-                    const emdpo_data *d, emdpo_diag *diag) {
+static int estimate(emdpo_regret *r, const emdpo_llama *const *pol, const emdpo_lora *const *lora,
+                    const emdpo_llama *ref, const emdpo_tokenizer *tok, const emdpo_data *d, emdpo_diag *diag) {
     int sampled = r->o.estimator == EMDPO_ESTIMATOR_SAMPLE;
     size_t nl = (size_t)r->K * r->M;
     emdpo_free(r->L, r->L ? r->n_L * sizeof *r->L : 0); /* a second run replaces the first */
@@ -329,7 +359,7 @@ static int estimate(emdpo_regret *r, const emdpo_llama *const *pol, const emdpo_
     } else {
         if (r->n_dec < d->n_dec && (rc = first_decisions(d, r->n_dec, &sub)))
             return emdpo_diag_fail(diag, rc, "out of memory");
-        rc = emdpo_lm_mmra_exact(pol, r->K, r->M, ref, tok, sub ? sub : d, &mo, r->L);
+        rc = emdpo_lm_mmra_exact_lora(pol, lora, r->K, r->M, ref, tok, sub ? sub : d, &mo, r->L);
     }
     emdpo_data_free(sub);
     if (rc == EMDPO_ERR_LIMIT) return emdpo_diag_fail(diag, rc, "a sequence does not fit a model's context");
@@ -341,12 +371,17 @@ int emdpo_regret_run(emdpo_regret *r, emdpo_diag *diag) {
     emdpo_diag_reset(diag, NULL);
     if (!r) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no regret table");
     if (r->n_pol == 0) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "nothing to evaluate: add policies or uniform");
-    emdpo_llama *ref = NULL, **pol = emdpo_calloc((size_t)r->M, sizeof *pol);
+    size_t M = (size_t)r->M;
+    emdpo_llama *ref = NULL, **plain = emdpo_calloc(M, sizeof *plain);
+    emdpo_lm_policy *pol = emdpo_calloc(M, sizeof *pol);
+    const emdpo_llama **models = emdpo_calloc(M, sizeof *models);
+    const emdpo_lora **lora = emdpo_calloc(M, sizeof *lora);
     emdpo_tokenizer *tok = NULL;
     emdpo_data *d = NULL;
-    int rc = pol ? emdpo_llama_load_frozen(r->fit->model, &ref, diag) : emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+    int rc = plain && pol && models && lora ? emdpo_llama_load_frozen(r->fit->model, &ref, diag)
+                                            : emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
     if (!rc) rc = emdpo_tokenizer_load(r->fit->tokenizer, ref->config.vocab_size, &tok, diag);
-    if (!rc) rc = load_columns(r, ref, pol, diag);
+    if (!rc) rc = load_columns(r, ref, pol, plain, models, lora, diag);
     emdpo_read_opts ro;
     emdpo_fit_read_opts(r->fit, &ro);
     ro.require_text = r->o.estimator == EMDPO_ESTIMATOR_EXACT;
@@ -355,10 +390,16 @@ int emdpo_regret_run(emdpo_regret *r, emdpo_diag *diag) {
         rc = emdpo_diag_at(diag, EMDPO_ERR_INVALID_ARG, r->data, 0, "responses have no text; the exact estimator needs text");
     if (!rc) {
         emdpo_diag_reset(diag, NULL);
-        rc = estimate(r, (const emdpo_llama *const *)pol, ref, tok, d, diag);
+        rc = estimate(r, models, lora, ref, tok, d, diag);
     }
-    for (int b = 0; pol && b < r->M; b++) emdpo_llama_free(pol[b]);
-    emdpo_free(pol, pol ? (size_t)r->M * sizeof *pol : 0);
+    for (size_t b = 0; pol && plain && b < M; b++) {
+        emdpo_llama_free(plain[b]);
+        emdpo_lm_policy_close(&pol[b]);
+    }
+    emdpo_free(plain, plain ? M * sizeof *plain : 0);
+    emdpo_free(pol, pol ? M * sizeof *pol : 0);
+    emdpo_free((void *)models, models ? M * sizeof *models : 0);
+    emdpo_free((void *)lora, lora ? M * sizeof *lora : 0);
     emdpo_data_free(d);
     emdpo_tokenizer_free(tok);
     emdpo_llama_free(ref);

@@ -14,6 +14,7 @@
 #include "lm/io/lm_batch.h"
 #include "lm/io/peft.h"
 #include "lm/io/tokenizer.h"
+#include "lm/lm_adapted.h"
 #include "lm/lm_mixture.h"
 #include "lm/lm_train.h"
 
@@ -39,15 +40,39 @@ void emdpo_scores_free(emdpo_scores *s) {
     emdpo_free(s, sizeof *s);
 }
 
+/* A mixture's members as policies: adapters on its reference share it
+ * (base), unmerged. */
+typedef struct members {
+    emdpo_mixture *mix;
+    emdpo_llama *base;
+    emdpo_lm_policy *pol; /* (mix->K) */
+} members;
+
+static void members_close(members *x) {
+    for (int k = 0; x->pol && k < x->mix->K; k++) emdpo_lm_policy_close(&x->pol[k]);
+    if (x->pol) emdpo_free(x->pol, (size_t)x->mix->K * sizeof *x->pol);
+    emdpo_llama_free(x->base);
+    emdpo_mixture_free(x->mix);
+}
+
+static int members_open(const char *path, members *x, emdpo_diag *diag) {
+    int rc = emdpo_mixture_read(path, &x->mix, diag);
+    if (!rc && !(x->pol = emdpo_calloc((size_t)x->mix->K, sizeof *x->pol)))
+        rc = emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+    if (!rc) rc = emdpo_mixture_open_policies(x->mix, &x->base, x->pol, diag);
+    return rc;
+}
+
 /* The mixture's log-probability of every sequence: each member's, then
  * their log-sum-exp. */
-static int score_mixture(const emdpo_mixture *mix, const emdpo_lm_set *set, int batch, double *lp) {
+static int score_mixture(const members *x, const emdpo_lm_set *set, int batch, double *lp) {
+    const emdpo_mixture *mix = x->mix;
     size_t n = (size_t)set->n_seq, nl = (size_t)mix->K * n;
     double *each = emdpo_malloc((nl ? nl : 1) * sizeof *each);
     if (!each) return EMDPO_ERR_NOMEM;
     int rc = EMDPO_OK;
     for (int k = 0; !rc && k < mix->K; k++)
-        if (mix->w[k] > 0) rc = emdpo_lm_score(mix->model[k], set, batch, each + (size_t)k * n);
+        if (mix->w[k] > 0) rc = emdpo_lm_policy_score(&x->pol[k], set, batch, each + (size_t)k * n);
     if (!rc) emdpo_mixture_logp(mix->K, mix->w, set->n_seq, each, lp);
     emdpo_free(each, (nl ? nl : 1) * sizeof *each);
     return rc;
@@ -59,28 +84,30 @@ int emdpo_lm_score_adapter(const emdpo_llama *m, const emdpo_lora_adapter *a, co
     return emdpo_lm_score_lora(m, a, set, batch, logp);
 }
 
-static int load(const emdpo_score_opts *o, emdpo_llama **m, emdpo_lora **lo, emdpo_mixture **mix, emdpo_llama **ref,
-                emdpo_tokenizer **tok, int *max_length, int *max_prompt_length, emdpo_diag *diag) {
+static int load(const emdpo_score_opts *o, const emdpo_llama **mv, emdpo_llama **m, emdpo_lora **lo, members *mix,
+                emdpo_llama **ref, emdpo_tokenizer **tok, int *max_length, int *max_prompt_length, emdpo_diag *diag) {
     int rc;
     if (o->adapter && emdpo_mixture_is_file(o->model)) {
         emdpo_diag_reset(diag, o->adapter);
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "an adapter goes on a model, not on a mixture");
     }
     if (emdpo_mixture_is_file(o->model)) {
-        if ((rc = emdpo_mixture_open(o->model, mix, diag))) return rc;
-        *m = (*mix)->model[0]; /* borrowed: the members share vocabulary and context */
+        if ((rc = members_open(o->model, mix, diag))) return rc;
+        *mv = mix->pol[0].model; /* borrowed: the members share vocabulary and context */
     } else if ((rc = emdpo_llama_load_frozen(o->model, m, diag))) {
         return rc;
+    } else {
+        *mv = *m;
     }
-    if (o->adapter && (rc = emdpo_peft_read(o->adapter, &(*m)->config, lo, diag))) return rc;
+    if (o->adapter && (rc = emdpo_peft_read(o->adapter, &(*mv)->config, lo, diag))) return rc;
     if (o->ref && (rc = emdpo_llama_load_frozen(o->ref, ref, diag))) return rc;
     emdpo_diag_reset(diag, NULL);
-    if (*ref && (*ref)->config.vocab_size != (*m)->config.vocab_size)
+    if (*ref && (*ref)->config.vocab_size != (*mv)->config.vocab_size)
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "ref has vocabulary %d, model %d", (*ref)->config.vocab_size,
-                               (*m)->config.vocab_size);
-    if ((rc = emdpo_tokenizer_load(o->tokenizer, (*m)->config.vocab_size, tok, diag))) return rc;
+                               (*mv)->config.vocab_size);
+    if ((rc = emdpo_tokenizer_load(o->tokenizer, (*mv)->config.vocab_size, tok, diag))) return rc;
     emdpo_diag_reset(diag, NULL);
-    if ((rc = emdpo_lm_lengths(*m, max_length, max_prompt_length, diag))) return rc;
+    if ((rc = emdpo_lm_lengths(*mv, max_length, max_prompt_length, diag))) return rc;
     if (*ref && *max_length > emdpo_llama_context(&(*ref)->config))
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "max_length %d exceeds the reference's context %d",
                                *max_length, emdpo_llama_context(&(*ref)->config));
@@ -95,12 +122,13 @@ int emdpo_score_run(const emdpo_score_opts *o, emdpo_scores **out, emdpo_diag *d
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "model, tokenizer and data are required");
     if (o->batch < 1) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "batch must be >= 1");
     emdpo_llama *m = NULL, *ref = NULL;
+    const emdpo_llama *mv = NULL; /* the model, or the mixture's first member */
     emdpo_lora *lo = NULL;
-    emdpo_mixture *mix = NULL;
+    members mix = {0};
     emdpo_tokenizer *tok = NULL;
     emdpo_scores *s = emdpo_calloc(1, sizeof *s);
     int max_length = o->max_length, max_prompt_length = o->max_prompt_length;
-    int rc = s ? load(o, &m, &lo, &mix, &ref, &tok, &max_length, &max_prompt_length, diag)
+    int rc = s ? load(o, &mv, &m, &lo, &mix, &ref, &tok, &max_length, &max_prompt_length, diag)
                : emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
     if (!rc) rc = emdpo_lm_set_read_with(o->data, o->read, tok, max_length, max_prompt_length, 0, &s->set, &s->d, diag);
     if (!rc) {
@@ -110,15 +138,15 @@ int emdpo_score_run(const emdpo_score_opts *o, emdpo_scores **out, emdpo_diag *d
         if (ref) s->rl = emdpo_malloc((n ? n : 1) * sizeof *s->rl);
         if (!s->lp || (ref && !s->rl)) rc = emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
     }
-    if (!rc && ((rc = mix ? score_mixture(mix, s->set, o->batch, s->lp)
+    if (!rc && ((rc = mix.mix ? score_mixture(&mix, s->set, o->batch, s->lp)
                           : emdpo_lm_score_lora(m, lo, s->set, o->batch, s->lp)) ||
                 (ref && (rc = emdpo_lm_score(ref, s->set, o->batch, s->rl)))))
         emdpo_diag_fail(diag, rc, "scoring failed: %s", emdpo_status_name(rc));
     emdpo_tokenizer_free(tok);
     emdpo_lora_free(lo);
     emdpo_llama_free(ref);
-    if (!mix) emdpo_llama_free(m);
-    emdpo_mixture_free(mix);
+    emdpo_llama_free(m);
+    members_close(&mix);
     if (rc) {
         emdpo_scores_free(s);
         return rc;

@@ -15,6 +15,7 @@
 #include "fitfile/posterior.h"
 #include "lm/engine/llama.h"
 #include "lm/io/llama_hf.h"
+#include "lm/lm_adapted.h"
 #include "lm/llama_policy.h"
 
 /* ---- Writing --------------------------------------------------------------- */
@@ -157,14 +158,8 @@ static void write_llama(FILE *fp, const emdpo_fit *f) {
             po->batch, po->accum, po->max_length, po->max_prompt_length, po->restart ? "true" : "false",
             emdpo_weight_norm_name(po->weight_norm));
     if (po->lora.r) { /* the types are PEFT adapters on "model" */
-        fprintf(fp, ", \"lora\": {\"r\": %d, \"alpha\": ", po->lora.r);
-        emdpo_json_num(fp, po->lora.alpha);
-        fputs(", \"dropout\": ", fp);
-        emdpo_json_num(fp, po->lora.dropout);
-        fprintf(fp, ", \"rslora\": %s, \"targets\": [", po->lora.rslora ? "true" : "false");
-        for (int t = 0, n = 0; emdpo_lora_target_name(t); t++)
-            if (po->lora.targets & (1u << t)) fprintf(fp, "%s\"%s\"", n++ ? ", " : "", emdpo_lora_target_name(t));
-        fputs("]}", fp);
+        fputs(", \"lora\": ", fp);
+        emdpo_lora_config_write_json(fp, &po->lora);
     }
     fputs("},\n", fp);
     fputs("  \"elapsed_s\": ", fp);

@@ -116,9 +116,14 @@ int64_t emdpo_lm_evaluator_distinct(const emdpo_lm_evaluator *ev) { return ev->u
 
 int emdpo_lm_evaluate(emdpo_lm_evaluator *ev, const emdpo_llama *m, double *margin, double *accuracy,
                       int64_t *n_dec) {
+    return emdpo_lm_evaluate_lora(ev, m, NULL, margin, accuracy, n_dec);
+}
+
+int emdpo_lm_evaluate_lora(emdpo_lm_evaluator *ev, const emdpo_llama *m, const emdpo_lora *lo, double *margin,
+                           double *accuracy, int64_t *n_dec) {
     const emdpo_data *d = ev->d;
     int G = d->n_groups;
-    int rc = emdpo_lm_score(m, ev->uniq, ev->batch, ev->lp);
+    int rc = emdpo_lm_score_lora(m, lo, ev->uniq, ev->batch, ev->lp);
     if (rc) return rc;
     for (int g = 0; g < G; g++) margin[g] = accuracy[g] = 0.0;
     /* Sums in decision order, so results do not depend on threads. */
@@ -211,17 +216,13 @@ int emdpo_lm_cluster_annotators(const emdpo_llama *m, const emdpo_data *d, const
     return rc;
 }
 
-int emdpo_lm_train_dpo(const emdpo_llama *sft, const emdpo_lm_set *set, const emdpo_train_config *c, int64_t steps,
-                       emdpo_llama **out) {
-    *out = NULL;
-    if (c->mode != EMDPO_TRAIN_DPO || steps < 0) return EMDPO_ERR_INVALID_ARG;
-    emdpo_llama *m = NULL;
+/* steps optimizer steps (0: one epoch) of DPO on set by a trainer of m
+ * (lo NULL) or of lo on m, with sft as the reference. */
+static int train_dpo(emdpo_llama *m, const emdpo_llama *sft, emdpo_lora *lo, const emdpo_lm_set *set,
+                     const emdpo_train_config *c, int64_t steps) {
     emdpo_trainer *t = NULL;
-    int rc = emdpo_llama_create(&sft->config, &m);
-    if (rc) return rc;
-    memcpy(m->param_buf, sft->param_buf, m->num_params * sizeof *m->param_buf);
-    m->file_dtype = sft->file_dtype;
-    if (!(rc = emdpo_trainer_create(m, set, NULL, c, &t))) rc = emdpo_trainer_set_reference(t, sft);
+    int rc = lo ? emdpo_trainer_create_lora(sft, lo, set, NULL, c, &t) : emdpo_trainer_create(m, set, NULL, c, &t);
+    if (!rc) rc = emdpo_trainer_set_reference(t, lo ? NULL : sft);
     if (!rc && steps == 0) {
         int64_t E = (int64_t)c->batch * c->accum;
         steps = (set->n_group + E - 1) / E;
@@ -229,10 +230,28 @@ int emdpo_lm_train_dpo(const emdpo_llama *sft, const emdpo_lm_set *set, const em
     emdpo_train_metrics met;
     while (!rc && emdpo_trainer_steps_done(t) < steps) rc = emdpo_trainer_step(t, &met);
     emdpo_trainer_free(t);
-    if (rc) {
+    return rc;
+}
+
+int emdpo_lm_train_dpo(const emdpo_llama *sft, const emdpo_lm_set *set, const emdpo_train_config *c, int64_t steps,
+                       emdpo_llama **out) {
+    *out = NULL;
+    if (c->mode != EMDPO_TRAIN_DPO || steps < 0) return EMDPO_ERR_INVALID_ARG;
+    emdpo_llama *m = NULL;
+    int rc = emdpo_llama_create(&sft->config, &m);
+    if (rc) return rc;
+    memcpy(m->param_buf, sft->param_buf, m->num_params * sizeof *m->param_buf);
+    m->file_dtype = sft->file_dtype;
+    if ((rc = train_dpo(m, sft, NULL, set, c, steps))) {
         emdpo_llama_free(m);
         return rc;
     }
     *out = m;
     return EMDPO_OK;
+}
+
+int emdpo_lm_train_dpo_lora(const emdpo_llama *sft, emdpo_lora *lo, const emdpo_lm_set *set,
+                            const emdpo_train_config *c, int64_t steps) {
+    if (c->mode != EMDPO_TRAIN_DPO || steps < 0 || !lo) return EMDPO_ERR_INVALID_ARG;
+    return train_dpo(NULL, sft, lo, set, c, steps);
 }

@@ -51,6 +51,9 @@ int64_t emdpo_lm_evaluator_distinct(const emdpo_lm_evaluator *ev);
  * token its vocabulary, EMDPO_ERR_NOMEM. */
 int emdpo_lm_evaluate(emdpo_lm_evaluator *ev, const emdpo_llama *m, double *margin, double *accuracy,
                       int64_t *n_dec);
+/* The same for base m with adapter lo run unmerged (NULL: m alone). */
+int emdpo_lm_evaluate_lora(emdpo_lm_evaluator *ev, const emdpo_llama *m, const emdpo_lora *lo, double *margin,
+                           double *accuracy, int64_t *n_dec);
 
 /* The ensemble summary from per-policy tables margin and accuracy (M, G),
  * row i = policy i: best (G) the best policy per group (-1 when the group
@@ -82,5 +85,10 @@ int emdpo_lm_cluster_annotators(const emdpo_llama *m, const emdpo_data *d, const
  * errors of lm_train.h. */
 int emdpo_lm_train_dpo(const emdpo_llama *sft, const emdpo_lm_set *set, const emdpo_train_config *c, int64_t steps,
                        emdpo_llama **out);
+/* The same for adapter lo on sft (which may be frozen and is never
+ * written; the reference is sft, the adapter off): lo is trained in place
+ * from its current values. */
+int emdpo_lm_train_dpo_lora(const emdpo_llama *sft, emdpo_lora *lo, const emdpo_lm_set *set,
+                            const emdpo_train_config *c, int64_t steps);
 
 #endif

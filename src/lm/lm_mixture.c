@@ -14,6 +14,7 @@
 #include "base/json.h"
 #include "base/json_write.h"
 #include "base/rng.h"
+#include "lm/io/peft.h"
 
 void emdpo_mixture_free(emdpo_mixture *m) {
     if (!m) return;
@@ -190,6 +191,36 @@ int emdpo_mixture_load(emdpo_mixture *m, emdpo_diag *diag) {
     for (int k = 0; rc && k < m->K; k++) {
         emdpo_llama_free(m->model[k]);
         m->model[k] = NULL;
+    }
+    return rc;
+}
+
+int emdpo_mixture_open_policies(const emdpo_mixture *m, emdpo_llama **base, emdpo_lm_policy *pol, emdpo_diag *diag) {
+    *base = NULL;
+    memset(pol, 0, (size_t)m->K * sizeof *pol);
+    int rc = EMDPO_OK, adapters = 0;
+    for (int k = 0; k < m->K; k++) adapters |= emdpo_peft_is_dir(m->path[k]);
+    if (adapters && m->reference && !emdpo_mixture_is_file(m->reference))
+        rc = emdpo_llama_load_frozen(m->reference, base, diag);
+    const emdpo_llama **models = emdpo_malloc((size_t)m->K * sizeof *models);
+    if (!rc && !models) rc = emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
+    for (int k = 0; !rc && k < m->K; k++) {
+        if (emdpo_mixture_is_file(m->path[k])) {
+            emdpo_diag_reset(diag, m->path[k]);
+            rc = emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "a mixture cannot be a member of a mixture");
+        } else if (!(rc = emdpo_lm_policy_open(m->path[k], *base, 0, &pol[k], diag))) {
+            models[k] = pol[k].model;
+        }
+    }
+    if (!rc) {
+        emdpo_diag_reset(diag, m->path[first_mismatch(models, m->K)]);
+        rc = emdpo_mixture_check(models, m->K, diag);
+    }
+    emdpo_free((void *)models, models ? (size_t)m->K * sizeof *models : 0);
+    if (rc) {
+        for (int k = 0; k < m->K; k++) emdpo_lm_policy_close(&pol[k]);
+        emdpo_llama_free(*base);
+        *base = NULL;
     }
     return rc;
 }

@@ -28,6 +28,7 @@
 #include "emdpo.h"
 #include "lm/engine/llama.h"
 #include "lm/engine/lm_sample.h"
+#include "lm/lm_adapted.h"
 
 typedef struct emdpo_mixture {
     int K;
@@ -51,6 +52,15 @@ int emdpo_mixture_parse(const char *text, size_t len, const char *path, emdpo_mi
  * that is itself a mixture, EMDPO_ERR_INVALID_ARG for members that
  * disagree. */
 int emdpo_mixture_load(emdpo_mixture *m, emdpo_diag *diag);
+
+/* Opens every member of m (read, not loaded) as a policy into pol (m->K):
+ * members that are PEFT adapter directories on the mixture's reference
+ * (their base_model_name_or_path) share that reference, loaded frozen once
+ * into *base (NULL when none is), and run unmerged; other members load as
+ * emdpo_mixture_load loads them. For scoring: the decoders need plain
+ * models (emdpo_mixture_open's, or emdpo_lm_policy_plain). Errors and
+ * checks as emdpo_mixture_load; nothing stays open on failure. */
+int emdpo_mixture_open_policies(const emdpo_mixture *m, emdpo_llama **base, emdpo_lm_policy *pol, emdpo_diag *diag);
 
 /* 0 when models[0..K) share one vocabulary and context length, else
  * EMDPO_ERR_INVALID_ARG with diag's message naming the first that differs

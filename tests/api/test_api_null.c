@@ -633,6 +633,8 @@ int main(void) {
     emdpo_regret_free(NULL);
     CHECK(1);
     CHECK_MSG(emdpo_regret_add(NULL, NULL, NULL, NULL) != EMDPO_OK, "emdpo_regret_add");
+    (void)emdpo_regret_add_adapter(NULL, NULL, NULL, NULL);
+    CHECK(1);
     CHECK_MSG(emdpo_regret_add_uniform(NULL, NULL) != EMDPO_OK, "emdpo_regret_add_uniform");
     CHECK_MSG(emdpo_regret_run(NULL, NULL) != EMDPO_OK, "emdpo_regret_run");
     (void)emdpo_regret_k(NULL);
@@ -1021,6 +1023,7 @@ int main(void) {
  *   emdpo_regret_create
  *   emdpo_regret_free
  *   emdpo_regret_add
+ *   emdpo_regret_add_adapter
  *   emdpo_regret_add_uniform
  *   emdpo_regret_run
  *   emdpo_regret_k

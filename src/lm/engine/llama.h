@@ -130,6 +130,7 @@ typedef struct emdpo_llama {
     char *source;     /* the path it was loaded from (lm/io/loader.c), or NULL */
     int file_dtype;   /* the emdpo_dtype its weights were stored in (EMDPO_DTYPE_F32, F16, BF16), which
                          saving keeps; 0 (EMDPO_DTYPE_AUTO) for a model not loaded from a file: F32 */
+    int adapted;      /* 1: loaded from a PEFT adapter directory, the base (source) with the adapter merged in */
 } emdpo_llama;
 
 /* Allocates a model with zeroed parameters; its config's head_dim is

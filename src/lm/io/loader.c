@@ -9,7 +9,6 @@
 #include "base/alloc.h"
 #include "base/diag.h"
 #include "base/file.h"
-#include "base/json.h"
 #include "lm/engine/llama.h"
 #include "lm/engine/lora.h"
 #include "lm/io/gguf.h"
@@ -17,47 +16,6 @@
 #include "lm/io/llama2c.h"
 #include "lm/io/llama_hf.h"
 #include "lm/io/peft.h"
-
-/* Whether path is a PEFT adapter directory: adapter_config.json and no
- * config.json. */
-static int is_adapter_dir(const char *path) {
-    if (!emdpo_path_is_dir(path)) return 0;
-    char *cfg = emdpo_path_join(path, "config.json"), *acfg = emdpo_path_join(path, EMDPO_PEFT_CONFIG_NAME);
-    int yes = cfg && acfg && !emdpo_path_is_file(cfg) && emdpo_path_is_file(acfg);
-    emdpo_strfree(cfg);
-    emdpo_strfree(acfg);
-    return yes;
-}
-
-/* The base an adapter directory names: base_model_name_or_path, a path
- * taken as given (the working directory's, as PEFT takes it) or else
- * relative to the adapter's directory. */
-static int adapter_base(const char *dir, char **out, emdpo_diag *diag) {
-    *out = NULL;
-    char *path = emdpo_path_join(dir, EMDPO_PEFT_CONFIG_NAME), *text = NULL;
-    size_t len = 0;
-    emdpo_json_doc *doc = NULL;
-    const emdpo_json *root = NULL, *v;
-    emdpo_json_error err;
-    int rc = path ? emdpo_file_read(path, &text, &len, diag) : EMDPO_ERR_NOMEM;
-    if (!rc) rc = emdpo_json_doc_create(&doc);
-    if (!rc && emdpo_json_parse(doc, text, len, &root, &err)) rc = emdpo_diag_at(diag, EMDPO_ERR_PARSE, path, 0, "not JSON");
-    if (!rc && (!(v = emdpo_json_get(root, "base_model_name_or_path")) || v->type != EMDPO_JSON_STRING || !*v->u.str))
-        rc = emdpo_diag_at(diag, EMDPO_ERR_PARSE, path, 0,
-                           "\"base_model_name_or_path\" names no base model: load the base and give the adapter "
-                           "(--adapter) instead");
-    if (!rc) {
-        char *rel = emdpo_path_join(dir, v->u.str);
-        const char *pick = emdpo_path_exists(v->u.str) || !rel || !emdpo_path_exists(rel) ? v->u.str : rel;
-        if (!(*out = emdpo_strdup(pick))) rc = EMDPO_ERR_NOMEM;
-        emdpo_strfree(rel);
-    }
-    if (rc == EMDPO_ERR_NOMEM) emdpo_diag_fail(diag, rc, "out of memory");
-    emdpo_json_doc_free(doc);
-    if (text) emdpo_free(text, len + 1);
-    emdpo_strfree(path);
-    return rc;
-}
 
 static int load(const char *path, int frozen, emdpo_llama **out, emdpo_diag *diag);
 
@@ -67,12 +25,13 @@ static int load(const char *path, int frozen, emdpo_llama **out, emdpo_diag *dia
 static int load_adapted(const char *dir, emdpo_llama **out, emdpo_diag *diag) {
     char *base = NULL;
     emdpo_lora *lo = NULL;
-    int rc = adapter_base(dir, &base, diag);
-    if (!rc && is_adapter_dir(base))
+    int rc = emdpo_peft_base(dir, &base, diag);
+    if (!rc && emdpo_peft_is_dir(base))
         rc = emdpo_diag_at(diag, EMDPO_ERR_UNSUPPORTED, dir, 0, "its base %s is an adapter too", base);
     if (!rc) rc = load(base, 0, out, diag);
     if (!rc) rc = emdpo_peft_read(dir, &(*out)->config, &lo, diag);
     if (!rc && emdpo_lora_merge(lo, *out)) rc = emdpo_diag_at(diag, EMDPO_ERR_INVALID_ARG, dir, 0, "does not fit its base");
+    if (!rc) (*out)->adapted = 1;
     if (rc) {
         emdpo_llama_free(*out);
         *out = NULL;
@@ -87,7 +46,7 @@ static int load(const char *path, int frozen, emdpo_llama **out, emdpo_diag *dia
     *out = NULL;
     emdpo_diag_reset(diag, path);
     if (!path) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no model path");
-    if (is_adapter_dir(path)) return load_adapted(path, out, diag); /* its source: the base's */
+    if (emdpo_peft_is_dir(path)) return load_adapted(path, out, diag); /* its source: the base's */
     int rc = emdpo_path_is_dir(path)        ? emdpo_llama_hf_load(path, frozen, out, diag)
              : emdpo_gguf_is_file(path)     ? emdpo_gguf_model_load(path, frozen, out, diag)
                                             : emdpo_llama2c_load(path, out, diag);

@@ -833,3 +833,41 @@ int emdpo_lora_adapter_merge(const emdpo_lora_adapter *a, emdpo_llama *m, emdpo_
                                m->config.hidden_dim);
     return EMDPO_OK;
 }
+
+/* ---- adapter directories as models (the loader's) ---- */
+
+int emdpo_peft_is_dir(const char *path) {
+    if (!emdpo_path_is_dir(path)) return 0;
+    char *cfg = emdpo_path_join(path, "config.json"), *acfg = emdpo_path_join(path, EMDPO_PEFT_CONFIG_NAME);
+    int yes = cfg && acfg && !emdpo_path_is_file(cfg) && emdpo_path_is_file(acfg);
+    emdpo_strfree(cfg);
+    emdpo_strfree(acfg);
+    return yes;
+}
+
+int emdpo_peft_base(const char *dir, char **out, emdpo_diag *diag) {
+    *out = NULL;
+    char *path = emdpo_path_join(dir, EMDPO_PEFT_CONFIG_NAME), *text = NULL;
+    size_t len = 0;
+    emdpo_json_doc *doc = NULL;
+    const emdpo_json *root = NULL, *v;
+    emdpo_json_error err;
+    int rc = path ? emdpo_file_read(path, &text, &len, diag) : EMDPO_ERR_NOMEM;
+    if (!rc) rc = emdpo_json_doc_create(&doc);
+    if (!rc && emdpo_json_parse(doc, text, len, &root, &err)) rc = emdpo_diag_at(diag, EMDPO_ERR_PARSE, path, 0, "not JSON");
+    if (!rc && (!(v = emdpo_json_get(root, "base_model_name_or_path")) || v->type != EMDPO_JSON_STRING || !*v->u.str))
+        rc = emdpo_diag_at(diag, EMDPO_ERR_PARSE, path, 0,
+                           "\"base_model_name_or_path\" names no base model: load the base and give the adapter "
+                           "(--adapter) instead");
+    if (!rc) {
+        char *rel = emdpo_path_join(dir, v->u.str);
+        const char *pick = emdpo_path_exists(v->u.str) || !rel || !emdpo_path_exists(rel) ? v->u.str : rel;
+        if (!(*out = emdpo_strdup(pick))) rc = EMDPO_ERR_NOMEM;
+        emdpo_strfree(rel);
+    }
+    if (rc == EMDPO_ERR_NOMEM) emdpo_diag_fail(diag, rc, "out of memory");
+    emdpo_json_doc_free(doc);
+    if (text) emdpo_free(text, len + 1);
+    emdpo_strfree(path);
+    return rc;
+}

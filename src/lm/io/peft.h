@@ -100,4 +100,14 @@ int emdpo_peft_write(const emdpo_lora *lo, const char *dir, emdpo_st_dtype dtype
  * emdpo_lora_point), to compare them by PEFT's names. */
 int emdpo_peft_write_tensors(const emdpo_lora *lo, const char *path, emdpo_st_dtype dtype, emdpo_diag *diag);
 
+/* 1 when path is a PEFT adapter directory: adapter_config.json and no
+ * config.json (a model directory with an adapter beside it is a model). */
+int emdpo_peft_is_dir(const char *path);
+
+/* The base an adapter directory names: base_model_name_or_path, a path
+ * taken as given (the working directory's, as PEFT takes it) or else
+ * relative to the adapter's directory -> *out (emdpo_strfree).
+ * EMDPO_ERR_PARSE (diag) when it names none, EMDPO_ERR_IO, EMDPO_ERR_NOMEM. */
+int emdpo_peft_base(const char *dir, char **out, emdpo_diag *diag);
+
 #endif

@@ -79,6 +79,12 @@ static int resolve_opts(const emdpo_llama *const *pol, int K, int M, const emdpo
 
 int emdpo_lm_mmra_exact(const emdpo_llama *const *pol, int K, int M, const emdpo_llama *ref,
                         const emdpo_tokenizer *tok, const emdpo_data *d, const emdpo_lm_mmra_opts *o, double *L) {
+    return emdpo_lm_mmra_exact_lora(pol, NULL, K, M, ref, tok, d, o, L);
+}
+
+int emdpo_lm_mmra_exact_lora(const emdpo_llama *const *pol, const emdpo_lora *const *lora, int K, int M,
+                             const emdpo_llama *ref, const emdpo_tokenizer *tok, const emdpo_data *d,
+                             const emdpo_lm_mmra_opts *o, double *L) {
     emdpo_lm_mmra_opts r;
     int rc = resolve_opts(pol, K, M, ref, o, &r);
     if (rc) return rc;
@@ -88,7 +94,8 @@ int emdpo_lm_mmra_exact(const emdpo_llama *const *pol, int K, int M, const emdpo
     double *logp = emdpo_malloc(nl * sizeof *logp);
     if (!logp) return EMDPO_ERR_NOMEM;
     rc = emdpo_lm_set_from_data(d, tok, r.max_length, r.max_prompt_length, &set);
-    for (int b = 0; !rc && b < M; b++) rc = emdpo_lm_score(pol[b], set, r.score_batch, logp + (size_t)b * n);
+    for (int b = 0; !rc && b < M; b++)
+        rc = emdpo_lm_score_lora(pol[b], lora ? lora[b] : NULL, set, r.score_batch, logp + (size_t)b * n);
     if (!rc) rc = emdpo_lm_score(ref, set, r.score_batch, logp + (size_t)M * n);
     if (!rc) rc = emdpo_lm_mmra_exact_logp(d, K, M, r.beta, logp, logp + (size_t)M * n, L);
     emdpo_lm_set_free(set);

@@ -38,6 +38,7 @@
 
 #include "data/data.h"
 #include "lm/engine/llama.h"
+#include "lm/engine/lora.h"
 #include "lm/io/tokenizer.h"
 
 typedef struct emdpo_lm_mmra_opts {
@@ -71,6 +72,11 @@ int emdpo_lm_mmra_exact_logp(const emdpo_data *d, int K, int M, double beta, con
 int emdpo_lm_mmra_exact(const emdpo_llama *const *pol, int K, int M, const emdpo_llama *ref,
                         const emdpo_tokenizer *tok, const emdpo_data *d, const emdpo_lm_mmra_opts *o,
                         double *L /* out (K, M) */);
+/* The same with policy b run as base pol[b] with adapter lora[b],
+ * unmerged (lora NULL, or an entry NULL: the model alone). */
+int emdpo_lm_mmra_exact_lora(const emdpo_llama *const *pol, const emdpo_lora *const *lora, int K, int M,
+                             const emdpo_llama *ref, const emdpo_tokenizer *tok, const emdpo_data *d,
+                             const emdpo_lm_mmra_opts *o, double *L /* out (K, M) */);
 
 /* The sampled estimator over the prompts of d's decisions (d needs no
  * responses). se (K, M) gets the standard error of each entry (the sample

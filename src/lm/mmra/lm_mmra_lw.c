@@ -6,6 +6,7 @@
 
 #include "base/alloc.h"
 #include "lm/io/lm_batch.h"
+#include "lm/lm_adapted.h"
 #include "lm/lm_train.h"
 
 void emdpo_lm_mmra_lw_opts_default(emdpo_lm_mmra_lw_opts *o) {
@@ -57,17 +58,22 @@ typedef struct lw_run {
     double *L, *se;         /* (K, K + 1) */
 } lw_run;
 
-/* The regrets of cand into r. */
-static int evaluate(lw_run *s, const emdpo_llama *cand, emdpo_mmra_round *r) {
+/* The regrets of cand (with adapter lo when not NULL) into r. */
+static int evaluate(lw_run *s, const emdpo_llama *cand, const emdpo_lora *lo, emdpo_mmra_round *r) {
     int K = s->K, M = K + 1, rc;
     size_t n = (size_t)s->d->n_items;
-    s->pol[K] = cand;
     if (s->estimator == EMDPO_ESTIMATOR_EXACT) {
-        if ((rc = emdpo_lm_score(cand, s->set, s->mo.score_batch, s->logp + (size_t)K * n)) ||
+        if ((rc = emdpo_lm_score_lora(cand, lo, s->set, s->mo.score_batch, s->logp + (size_t)K * n)) ||
             (rc = emdpo_lm_mmra_exact_logp(s->d, K, M, s->mo.beta, s->logp, s->logp + (size_t)M * n, s->L)))
             return rc;
-    } else if ((rc = emdpo_lm_mmra_sample(s->pol, K, M, s->sft, s->tok, s->d, &s->mo, s->L, s->se, NULL))) {
-        return rc;
+    } else {
+        emdpo_llama *merged = NULL;
+        emdpo_diag ignored;
+        if (lo && (rc = emdpo_lm_merged(cand, lo, &merged, &ignored))) return rc;
+        s->pol[K] = merged ? merged : cand;
+        rc = emdpo_lm_mmra_sample(s->pol, K, M, s->sft, s->tok, s->d, &s->mo, s->L, s->se, NULL);
+        emdpo_llama_free(merged);
+        if (rc) return rc;
     }
     r->max_regret = -INFINITY;
     for (int k = 0; k < K; k++) {
@@ -86,8 +92,12 @@ static int check_opts(const emdpo_llama *sft, const emdpo_llama *const *types, i
         o->max_length < 0 || o->max_prompt_length < 0 ||
         (o->estimator != EMDPO_ESTIMATOR_EXACT && o->estimator != EMDPO_ESTIMATOR_SAMPLE) ||
         (o->select != EMDPO_LW_BEST && o->select != EMDPO_LW_LAST) || o->regret.score_batch < 1 ||
-        memcmp(&pi->config, &sft->config, sizeof pi->config))
+        (o->lora ? pi || !emdpo_lora_fits(o->lora, &sft->config)
+                 : !pi || memcmp(&pi->config, &sft->config, sizeof pi->config)) ||
+        (o->type_lora && o->estimator != EMDPO_ESTIMATOR_EXACT))
         return EMDPO_ERR_INVALID_ARG;
+    for (int k = 0; o->type_lora && k < K; k++)
+        if (o->type_lora[k] && !emdpo_lora_fits(o->type_lora[k], &types[k]->config)) return EMDPO_ERR_INVALID_ARG;
     for (int k = 0; k < K; k++)
         if (types[k]->config.vocab_size != sft->config.vocab_size) return EMDPO_ERR_INVALID_ARG;
     for (int64_t q = 0; q < d->n_dec * K; q++)
@@ -95,9 +105,13 @@ static int check_opts(const emdpo_llama *sft, const emdpo_llama *const *types, i
     return emdpo_data_has_text(d) ? EMDPO_OK : EMDPO_ERR_UNSUPPORTED;
 }
 
-/* The rounds, from the start's evaluation on; the trainer holds pi. */
+/* The rounds, from the start's evaluation on; the trainer holds pi (or
+ * o->lora on sft). */
 static int run_rounds(lw_run *s, emdpo_trainer *t, emdpo_llama *pi, const double *gamma,
                       const emdpo_lm_mmra_lw_opts *o, float *best, double *wd, emdpo_lm_mmra_lw_result *res) {
+    const emdpo_llama *cand = o->lora ? s->sft : pi;
+    float *params = o->lora ? o->lora->buf : pi->param_buf;
+    size_t n_params = o->lora ? o->lora->n : pi->num_params;
     int K = s->K, rc;
     double w[EMDPO_MAX_K];
     for (int k = 0; k < K; k++) w[k] = 1.0 / K;
@@ -105,7 +119,7 @@ static int run_rounds(lw_run *s, emdpo_trainer *t, emdpo_llama *pi, const double
     memset(r, 0, sizeof *r);
     memcpy(r->w, w, (size_t)K * sizeof *w);
     r->loss = r->kl = NAN;
-    if ((rc = evaluate(s, s->sft, r))) return rc;
+    if ((rc = evaluate(s, s->sft, NULL, r))) return rc;
     if (o->progress) o->progress(o->progress_ud, r, K);
     res->chosen = 1;
     for (int round = 1; round <= o->rounds; round++) {
@@ -123,17 +137,17 @@ static int run_rounds(lw_run *s, emdpo_trainer *t, emdpo_llama *pi, const double
         }
         r->loss = loss / (double)o->steps;
         r->kl = NAN;
-        if ((rc = evaluate(s, pi, r))) return rc;
+        if ((rc = evaluate(s, cand, o->lora, r))) return rc;
         if (round == 1 || o->select == EMDPO_LW_LAST || r->max_regret < res->rounds[res->chosen - 1].max_regret) {
             res->chosen = round;
-            if (best && round < o->rounds) memcpy(best, pi->param_buf, pi->num_params * sizeof *best);
+            if (best && round < o->rounds) memcpy(best, params, n_params * sizeof *best);
         }
         emdpo_lm_mmra_mw(K, o->eta, r->regret, w);
         if (o->progress) o->progress(o->progress_ud, r, K);
     }
     res->final = res->rounds[res->chosen - 1];
     memcpy(res->final.w, w, (size_t)K * sizeof *w);
-    if (best && res->chosen < o->rounds) memcpy(pi->param_buf, best, pi->num_params * sizeof *best);
+    if (best && res->chosen < o->rounds) memcpy(params, best, n_params * sizeof *best);
     return EMDPO_OK;
 }
 
@@ -158,7 +172,7 @@ int emdpo_lm_mmra_lw(const emdpo_llama *sft, const emdpo_llama *const *types, in
     if (s.mo.max_prompt_length < 1 || s.mo.max_length <= s.mo.max_prompt_length) return EMDPO_ERR_INVALID_ARG;
 
     size_t n = (size_t)d->n_items, nlp = (size_t)(K + 2) * n, nl = (size_t)K * (K + 1), nd = (size_t)d->n_dec;
-    size_t nb = o->select == EMDPO_LW_BEST && o->rounds > 1 ? pi->num_params : 0;
+    size_t nb = o->select == EMDPO_LW_BEST && o->rounds > 1 ? (o->lora ? o->lora->n : pi->num_params) : 0;
     emdpo_trainer *t = NULL;
     s.logp = emdpo_malloc(nlp * sizeof *s.logp);
     s.L = emdpo_malloc(nl * sizeof *s.L);
@@ -170,9 +184,10 @@ int emdpo_lm_mmra_lw(const emdpo_llama *sft, const emdpo_llama *const *types, in
     /* One reference pass serves DPO and the exact rewards. */
     if (!rc) rc = emdpo_lm_score(sft, s.set, s.mo.score_batch, s.logp + (size_t)(K + 1) * n);
     for (int k = 0; !rc && o->estimator == EMDPO_ESTIMATOR_EXACT && k < K; k++)
-        rc = emdpo_lm_score(types[k], s.set, s.mo.score_batch, s.logp + (size_t)k * n);
+        rc = emdpo_lm_score_lora(types[k], o->type_lora ? o->type_lora[k] : NULL, s.set, s.mo.score_batch,
+                                 s.logp + (size_t)k * n);
     if (!rc) {
-        memcpy(pi->param_buf, sft->param_buf, pi->num_params * sizeof *pi->param_buf);
+        if (!o->lora) memcpy(pi->param_buf, sft->param_buf, pi->num_params * sizeof *pi->param_buf);
         emdpo_train_config tc;
         memset(&tc, 0, sizeof tc);
         tc.mode = EMDPO_TRAIN_DPO;
@@ -183,7 +198,7 @@ int emdpo_lm_mmra_lw(const emdpo_llama *sft, const emdpo_llama *const *types, in
         tc.batch = o->batch;
         tc.accum = o->accum;
         tc.seed = o->seed;
-        rc = emdpo_trainer_create(pi, s.set, NULL, &tc, &t);
+        rc = emdpo_trainer_create_lora(o->lora ? sft : pi, o->lora, s.set, NULL, &tc, &t);
     }
     if (!rc) rc = emdpo_trainer_set_reference_logp(t, s.logp + (size_t)(K + 1) * n);
     if (!rc) rc = run_rounds(&s, t, pi, gamma, o, best, wd, res);

@@ -45,6 +45,7 @@
 #include "core/em.h"
 #include "data/data.h"
 #include "lm/engine/llama.h"
+#include "lm/engine/lora.h"
 #include "lm/engine/optim.h"
 #include "lm/io/tokenizer.h"
 #include "lm/mmra/lm_mmra.h"
@@ -68,6 +69,11 @@ typedef struct emdpo_lm_mmra_lw_opts {
     emdpo_regret_estimator estimator; /* EXACT */
     emdpo_lm_mmra_opts regret;           /* the estimator's options; beta and lengths come from above */
     emdpo_lw_select select;           /* BEST */
+    emdpo_lora *lora;                    /* non-NULL: this adapter on sft (borrowed, made for sft's shapes, its
+                                            starting values the caller's) is trained instead of a whole model,
+                                            sft frozen and the reference; pi is then NULL */
+    const emdpo_lora *const *type_lora;  /* (K) type k runs as types[k] with adapter type_lora[k], unmerged
+                                            (an entry NULL: types[k] alone); exact estimator only. NULL: none */
     /* Called after the start's evaluation and after every round; may be NULL. */
     void (*progress)(void *ud, const emdpo_mmra_round *r, int K);
     void *progress_ud;
@@ -94,7 +100,10 @@ void emdpo_lm_mmra_mw(int K, double eta, const double *gain, double *w);
  * for emdpo_lm_mmra_exact; gamma (d->n_dec, K) the posterior of each
  * decision's annotator (emdpo_data_expand_weights of the fit's
  * posterior), >= 0 and finite. pi, a model with sft's configuration, gets
- * the returned policy; res->rounds must hold o->rounds entries.
+ * the returned policy (o->lora: the adapter gets it, pi NULL); res->rounds
+ * must hold o->rounds entries. A sampled estimate of an adapter policy
+ * generates from a float32 copy of sft with the adapter merged
+ * (lm_adapted.h).
  * EMDPO_ERR_INVALID_ARG for bad options, gamma or models,
  * EMDPO_ERR_UNSUPPORTED for data without text, EMDPO_ERR_LIMIT when a
  * sequence does not fit a model, EMDPO_ERR_NUMERIC when training diverges

@@ -56,7 +56,10 @@ double emdpo_lm_mmra_op_estimate(int K, int G, int S, double beta, const double 
 /* One run's models, prompts and buffers. */
 typedef struct op_run {
     const emdpo_llama *sft, *pol[EMDPO_MAX_K + 1]; /* the types, then the candidate */
-    emdpo_llama *pi;
+    emdpo_llama *pi;                                /* with lo: sft with lo merged, to generate from */
+    emdpo_lora *lo;                                 /* the adapter trained on sft, or NULL: pi is */
+    float *params;                                  /* what the optimizer steps: lo's or pi's */
+    size_t n_params;
     int K, N, B, P, max_T;                         /* N draws per step, B sequences per forward */
     const emdpo_tokenizer *tok;
     const emdpo_data *d;
@@ -119,12 +122,30 @@ static void pack(op_run *s, int i0, int n, int *T) {
     *T = mx;
 }
 
-/* Response log-probabilities of the step's draws under m into out (N). */
-static int score(op_run *s, const emdpo_llama *m, double *out) {
+/* The policy's forward over the draws [i0, i0 + n) of step g: pi's, or
+ * sft's with the adapter, its dropout masks drawn from (seed, g, i0). */
+static int forward_pi(op_run *s, int64_t g, int i0, int n, int T) {
+    if (!s->lo) return emdpo_llama_forward(s->pi, s->acts, s->tokens, s->lens, n, T);
+    emdpo_rng dr;
+    emdpo_rng_seed(&dr, s->o->seed ^ 0x6c6f7261u, (uint64_t)g * (uint64_t)(s->N + 1) + (uint64_t)i0);
+    s->acts->lora_seed = emdpo_rng_u64(&dr);
+    return emdpo_llama_forward_lora(s->sft, s->lo, s->acts, s->tokens, s->lens, n, T);
+}
+
+/* pi = sft with the adapter merged: the policy the decoders run. */
+static int merge_pi(op_run *s) {
+    if (!s->lo) return EMDPO_OK;
+    memcpy(s->pi->param_buf, s->sft->param_buf, s->pi->num_params * sizeof *s->pi->param_buf);
+    return emdpo_lora_merge(s->lo, s->pi);
+}
+
+/* Response log-probabilities of the step's draws under m (NULL: the
+ * policy, at step g) into out (N). */
+static int score(op_run *s, const emdpo_llama *m, int64_t g, double *out) {
     for (int i0 = 0; i0 < s->N; i0 += s->B) {
         int n = s->N - i0 < s->B ? s->N - i0 : s->B, T, rc;
         pack(s, i0, n, &T);
-        if ((rc = emdpo_llama_forward(m, s->acts, s->tokens, s->lens, n, T)) ||
+        if ((rc = m ? emdpo_llama_forward(m, s->acts, s->tokens, s->lens, n, T) : forward_pi(s, g, i0, n, T)) ||
             (rc = emdpo_llama_span_logp(s->acts, s->start, s->end, out + i0)))
             return rc;
     }
@@ -133,16 +154,17 @@ static int score(op_run *s, const emdpo_llama *m, double *out) {
 
 /* The gradient of sum_i coef_i log pi(y_i) into s->grad. When the draws
  * fit one forward, pi's scoring pass (the last forward) is reused. */
-static int backward(op_run *s) {
+static int backward(op_run *s, int64_t g) {
     int rc, reuse = s->N <= s->B;
-    memset(s->grad, 0, s->pi->num_params * sizeof *s->grad);
+    memset(s->grad, 0, s->n_params * sizeof *s->grad);
     for (int i0 = 0; i0 < s->N; i0 += s->B) {
         int n = s->N - i0 < s->B ? s->N - i0 : s->B, T;
         pack(s, i0, n, &T);
-        if (!reuse && (rc = emdpo_llama_forward(s->pi, s->acts, s->tokens, s->lens, n, T))) return rc;
+        if (!reuse && (rc = forward_pi(s, g, i0, n, T))) return rc;
         memset(s->dlogp, 0, (size_t)n * T * sizeof *s->dlogp);
         if ((rc = emdpo_llama_span_backward(s->acts, s->start, s->end, s->coef + i0, s->dlogp)) ||
-            (rc = emdpo_llama_backward(s->pi, s->acts, s->dlogp, s->grad)))
+            (rc = s->lo ? emdpo_llama_backward_lora(s->sft, s->lo, s->acts, s->dlogp, s->grad)
+                        : emdpo_llama_backward(s->pi, s->acts, s->dlogp, s->grad)))
             return rc;
     }
     return EMDPO_OK;
@@ -170,22 +192,22 @@ static int step(op_run *s, int64_t g, const double *value, const double *w, doub
     }
     emdpo_rng gr;
     emdpo_rng_seed(&gr, o->seed, (uint64_t)EMDPO_MAX_K + 2 + (uint64_t)g);
-    if ((rc = emdpo_generate_batch(s->pi, s->smp, emdpo_rng_u64(&gr), s->pp, s->pl, N, o->max_tokens, s->max_T,
+    if ((rc = merge_pi(s)) || (rc = emdpo_generate_batch(s->pi, s->smp, emdpo_rng_u64(&gr), s->pp, s->pl, N, o->max_tokens, s->max_T,
                                    s->out, s->n_out, s->stop)))
         return rc;
     /* Reference and types first: pi's pass stays in the activations. */
     double *ref = s->lp + (size_t)K * N, *own = ref + N;
-    if ((rc = score(s, s->sft, ref))) return rc;
+    if ((rc = score(s, s->sft, g, ref))) return rc;
     for (int k = 0; k < K; k++)
-        if ((rc = score(s, s->pol[k], s->lp + (size_t)k * N))) return rc;
-    if ((rc = score(s, s->pi, own))) return rc;
+        if ((rc = score(s, s->pol[k], g, s->lp + (size_t)k * N))) return rc;
+    if ((rc = score(s, NULL, g, own))) return rc;
     for (int k = 0; k < K; k++)
         for (int i = 0; i < N; i++) s->lp[(size_t)k * N + i] -= ref[i];
     for (int i = 0; i < N; i++) ref[i] = own[i] - ref[i]; /* row K: the policy's log-ratio */
     *obj = emdpo_lm_mmra_op_estimate(K, o->batch, S, o->beta, value, w, s->lp, regret, s->coef, kl);
     if (!isfinite(*obj)) return EMDPO_ERR_NUMERIC;
-    if ((rc = backward(s))) return rc;
-    return emdpo_optim_step(s->opt, s->pi->param_buf, s->grad, NULL, NULL);
+    if ((rc = backward(s, g))) return rc;
+    return emdpo_optim_step(s->opt, s->params, s->grad, NULL, NULL);
 }
 
 /* Regrets of cand into r (K + 1 columns: the types, then cand); value
@@ -247,6 +269,7 @@ static int run_rounds(op_run *s, emdpo_lm_mmra_op_result *res) {
     r->round = o->rounds;
     memcpy(r->w, w, (size_t)K * sizeof *w);
     r->loss = r->kl = NAN;
+    if ((rc = merge_pi(s))) return rc;
     return evaluate(s, s->pi, r, NULL, NULL);
 }
 
@@ -256,7 +279,8 @@ static int check_opts(const emdpo_llama *sft, const emdpo_llama *const *types, i
         !isfinite(o->eta) || !(o->beta > 0) || !isfinite(o->beta) || o->batch < 1 || o->samples < 2 ||
         o->eval_samples < 0 || o->max_tokens < 1 || o->max_length < 0 || o->max_prompt_length < 0 ||
         o->max_prompts < 0 || o->score_batch < 1 || (int64_t)o->batch * o->samples > INT32_MAX / 2 ||
-        memcmp(&pi->config, &sft->config, sizeof pi->config))
+        memcmp(&pi->config, &sft->config, sizeof pi->config) || pi->frozen ||
+        (o->lora && (sft->frozen || !emdpo_lora_fits(o->lora, &sft->config))))
         return EMDPO_ERR_INVALID_ARG;
     for (int k = 0; k < K; k++)
         if (memcmp(&types[k]->config, &sft->config, sizeof sft->config)) return EMDPO_ERR_INVALID_ARG;
@@ -280,7 +304,7 @@ static void run_free(op_run *s) {
     emdpo_free(s->lens, 3 * B * sizeof *s->lens);
     emdpo_free(s->lp, (K + 2) * N * sizeof *s->lp);
     emdpo_free(s->coef, N * sizeof *s->coef);
-    emdpo_free(s->grad, s->pi->num_params * sizeof *s->grad);
+    emdpo_free(s->grad, s->n_params * sizeof *s->grad);
     emdpo_free(s->dlogp, B * W * sizeof *s->dlogp);
 }
 
@@ -291,8 +315,8 @@ static int run_alloc(op_run *s) {
     if (!(rc = emdpo_sampler_create(s->sft->config.vocab_size, 1.0f, 0, 1.0f, &s->smp)))
         emdpo_tokenizer_stop_sampler(s->tok, s->smp);
     if (rc ||
-        (rc = emdpo_optim_create(&o->optim, s->pi->num_params, &s->opt)) ||
-        (rc = emdpo_llama_acts_create(&s->pi->config, s->B, (int)W, 1, &s->acts)))
+        (rc = emdpo_optim_create(&o->optim, s->n_params, &s->opt)) ||
+        (rc = emdpo_llama_acts_create_lora(&s->pi->config, s->lo ? s->lo->config.r : 0, s->B, (int)W, 1, &s->acts)))
         return rc;
     s->perm = emdpo_malloc((size_t)s->n_pr * sizeof *s->perm);
     s->poff = emdpo_malloc(((size_t)s->n_pr + 1) * sizeof *s->poff);
@@ -305,7 +329,7 @@ static int run_alloc(op_run *s) {
     s->lens = emdpo_malloc(3 * B * sizeof *s->lens);
     s->lp = emdpo_malloc((K + 2) * N * sizeof *s->lp);
     s->coef = emdpo_malloc(N * sizeof *s->coef);
-    s->grad = emdpo_malloc(s->pi->num_params * sizeof *s->grad);
+    s->grad = emdpo_malloc(s->n_params * sizeof *s->grad);
     s->dlogp = emdpo_malloc(B * W * sizeof *s->dlogp);
     if (!s->perm || !s->poff || !s->pp || !s->pl || !s->out || !s->n_out || !s->stop || !s->tokens || !s->lens ||
         !s->lp || !s->coef || !s->grad || !s->dlogp)
@@ -328,6 +352,9 @@ int emdpo_lm_mmra_onpolicy(const emdpo_llama *sft, const emdpo_llama *const *typ
     s.sft = sft;
     memcpy(s.pol, types, (size_t)K * sizeof *types);
     s.pi = pi;
+    s.lo = o->lora;
+    s.params = s.lo ? s.lo->buf : pi->param_buf;
+    s.n_params = s.lo ? s.lo->n : pi->num_params;
     s.K = K;
     s.tok = tok;
     s.d = d;

@@ -56,6 +56,7 @@
 
 #include "data/data.h"
 #include "lm/engine/llama.h"
+#include "lm/engine/lora.h"
 #include "lm/engine/optim.h"
 #include "lm/io/tokenizer.h"
 #include "lm/mmra/lm_mmra_lw.h"
@@ -75,6 +76,10 @@ typedef struct emdpo_lm_mmra_op_opts {
     int64_t max_prompts;      /* the first N decisions' prompts; 0: all */
     int score_batch;          /* sequences per forward >= 1 (16) */
     uint64_t seed;            /* prompts, generation, evaluations (1) */
+    emdpo_lora *lora;         /* non-NULL: this adapter on sft (borrowed, made for sft's shapes, its starting
+                                 values the caller's) is trained instead of pi's parameters; sft (not frozen)
+                                 stays the reference, and pi holds sft with the adapter merged, from which
+                                 the responses are drawn (the decoders run plain models) */
     /* Called after the start's evaluation and after every round; may be NULL. */
     void (*progress)(void *ud, const emdpo_mmra_round *r, int K);
     void *progress_ud;
@@ -101,7 +106,8 @@ double emdpo_lm_mmra_op_estimate(int K, int G, int S, double beta, const double 
                                  const double *lr, double *regret, double *coef, double *kl);
 
 /* Runs on-policy MMRA on the prompts of d's decisions (d needs no
- * responses). pi, a model with sft's configuration, gets the last policy;
+ * responses). pi, a model with sft's configuration, gets the last policy
+ * (o->lora: sft with the last adapter merged; the adapter holds it too);
  * res->rounds must hold o->rounds entries. EMDPO_ERR_INVALID_ARG for bad
  * options or models, EMDPO_ERR_LIMIT when the lengths do not fit the
  * models, EMDPO_ERR_NUMERIC when a step or an estimate is not finite,
