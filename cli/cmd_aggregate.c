@@ -183,6 +183,7 @@ static int aggregate_llama(int argc, char **argv) {
         {"out", CLI_STR, &o.out, "DIR", "ae: aggregate.json and mixture.json (default: the fit's directory); lw, "
                                         "onpolicy: aggregate.json and policy/ (default: FIT/mmra_METHOD)", 0, 0, 0},
         CLI_SAVE_DTYPE_FLAG(&o.save_dtype),
+        CLI_GRAD_CKPT_FLAG(&o.grad_checkpoint),
         {0}, {0}, {0}, {0}, {0}, /* the LoRA flags (lw, onpolicy) */
         {"json", CLI_FLAG, &json, NULL, "print JSON instead of the table", 0, 0, 0},
         CLI_THREADS_FLAG(&threads),

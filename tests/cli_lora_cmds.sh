@@ -76,8 +76,9 @@ expect_exit 0 "score --adapter type_1" "" "$E" score --model "$T/sft" --adapter 
 expect_exit 0 "score the merged type_1" "" "$E" score --model "$T/tl_merged/type_1" $SCORE --out "$T/tl1m.csv"
 check "baseline adapter (unmerged) = its merged checkpoint" close_scores "$T/tl1.csv" "$T/tl1m.csv"
 check "the baseline adapter was trained (its scores are not the base's)" test -n "$(cmp "$T/tl1.csv" "$T/base.csv" 2>&1)"
-expect_exit 0 "baseline rerun" "" "$E" baseline --method truelabel $BL --out "$T/tl2" $LORA
-check "baseline rerun gives the same adapter" cmp -s "$T/tl/type_2/adapter_model.safetensors" \
+expect_exit 0 "baseline rerun, --grad-checkpoint" "" "$E" baseline --method truelabel $BL --out "$T/tl2" $LORA \
+    --grad-checkpoint
+check "baseline rerun (checkpointed) gives the same adapter" cmp -s "$T/tl/type_2/adapter_model.safetensors" \
     "$T/tl2/type_2/adapter_model.safetensors"
 expect_exit 0 "baseline vanilla --lora-r --lora-targets" "" "$E" baseline --method vanilla $BL --out "$T/van" \
     --lora-r 4 --lora-targets q_proj,v_proj
@@ -177,8 +178,9 @@ sed -n 's/.*"final": {[^}]*"regret": \(\[[^]]*\]\).*/\1/p' "$T/lw/aggregate.json
 expect_exit 0 "regret of the LW adapter" "" "$E" regret $RG --policies "lw=$T/lw/policy"
 grep -o '"regret": \[[^]]*\]' "$T/stdout" >"$T/lw_regret"
 check "regret of policy/ = LW's final regrets, to 1e-6" close_nums "$T/lw_regret" "$T/lw_final" 1e-6
-expect_exit 0 "aggregate lw --lora-r rerun" "" "$E" aggregate --fit "$T/fit" $LW $LORA --out "$T/lw2" --json
-check "lw rerun gives the same adapter" cmp -s "$T/lw/policy/adapter_model.safetensors" \
+expect_exit 0 "aggregate lw --lora-r rerun, --grad-checkpoint" "" "$E" aggregate --fit "$T/fit" $LW $LORA \
+    --out "$T/lw2" --json --grad-checkpoint
+check "lw rerun (checkpointed) gives the same adapter" cmp -s "$T/lw/policy/adapter_model.safetensors" \
     "$T/lw2/policy/adapter_model.safetensors"
 
 expect_exit 0 "aggregate lw --lora-r, sample estimator (the adapter merged to generate)" "" "$E" aggregate \
@@ -194,11 +196,13 @@ check "onpolicy policy/ is a PEFT adapter directory" peft_dir "$T/op/policy"
 expect_exit 0 "onpolicy policy/ reads as an adapter" "" "$E" score --model "$T/sft" --adapter "$T/op/policy" $SCORE \
     --out "$T/op.csv"
 check "the onpolicy adapter was trained" test -n "$(cmp "$T/op.csv" "$T/base.csv" 2>&1)"
-expect_exit 0 "aggregate onpolicy --lora-r rerun" "" "$E" aggregate --fit "$T/fit" $OP $LORA --lora-dropout 0.1 \
-    --out "$T/op2" --json
-check "onpolicy rerun gives the same adapter" cmp -s "$T/op/policy/adapter_model.safetensors" \
+expect_exit 0 "aggregate onpolicy --lora-r rerun, --grad-checkpoint" "" "$E" aggregate --fit "$T/fit" $OP $LORA \
+    --lora-dropout 0.1 --out "$T/op2" --json --grad-checkpoint
+check "onpolicy rerun (checkpointed) gives the same adapter" cmp -s "$T/op/policy/adapter_model.safetensors" \
     "$T/op2/policy/adapter_model.safetensors"
 check "the SFT model is never written" cmp -s "$T/sft/model.safetensors" "$T/sft.before"
+expect_exit 2 "aggregate ae --grad-checkpoint" "grad-checkpoint applies" "$E" aggregate --fit "$T/fit" \
+    --grad-checkpoint --out "$T/ae_ck"
 
 # ---- bad flags: exit 2, nothing written ----
 expect_exit 2 "baseline --lora-r 0" "lora-r" "$E" baseline --method vanilla $BL --out "$T/x1" --lora-r 0

@@ -263,6 +263,8 @@ typedef struct emdpo_lm_aggregate_opts {
                                          fit's SFT model, which stays frozen and is the reference; policy/
                                          then holds PEFT's adapter_config.json and adapter_model.safetensors.
                                          0: the whole model */
+    int grad_checkpoint;              /* lw, onpolicy: activation checkpointing in training
+                                         (emdpo_train_config's) */
 } emdpo_lm_aggregate_opts;
 
 /* AE; the fit's data and default output; the method's estimator; samples

@@ -198,6 +198,8 @@ static int check_method(const emdpo_lm_aggregate_opts *o, emdpo_diag *diag) {
     if (trained) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "%s applies to methods lw and onpolicy", trained);
     if (!ae && o->pooled) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "pooled applies to method ae");
     if (ae && o->lora.r) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "lora applies to methods lw and onpolicy");
+    if ((unsigned)o->grad_checkpoint > 1 || (ae && o->grad_checkpoint))
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "grad_checkpoint applies to methods lw and onpolicy");
     if (!ae && o->solver != def.solver) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "solver applies to method ae");
     if (!lw && o->select != def.select) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "select applies to method lw");
     if (o->method != EMDPO_MMRA_ONPOLICY && o->eval_samples != def.eval_samples)
@@ -510,6 +512,7 @@ static int run_lw(emdpo_lm_aggregate *a) {
     o.progress = a->o.progress;
     o.progress_ud = a->o.progress_ud;
     o.lora = a->lo;
+    o.grad_checkpoint = a->o.grad_checkpoint;
     o.type_lora = a->any_lora ? a->lora : NULL;
     emdpo_lm_mmra_lw_result res;
     res.rounds = a->rounds;
@@ -540,6 +543,7 @@ static int run_onpolicy(emdpo_lm_aggregate *a) {
     o.progress = a->o.progress;
     o.progress_ud = a->o.progress_ud;
     o.lora = a->lo;
+    o.grad_checkpoint = a->o.grad_checkpoint;
     emdpo_lm_mmra_op_result res;
     res.rounds = a->rounds;
     int rc = emdpo_lm_mmra_onpolicy(a->ref, a->model, a->K, a->tok, a->d, &o, a->pi, &res);

@@ -198,6 +198,7 @@ int emdpo_lm_mmra_lw(const emdpo_llama *sft, const emdpo_llama *const *types, in
         tc.batch = o->batch;
         tc.accum = o->accum;
         tc.seed = o->seed;
+        tc.grad_checkpoint = o->grad_checkpoint;
         rc = emdpo_trainer_create_lora(o->lora ? sft : pi, o->lora, s.set, NULL, &tc, &t);
     }
     if (!rc) rc = emdpo_trainer_set_reference_logp(t, s.logp + (size_t)(K + 1) * n);

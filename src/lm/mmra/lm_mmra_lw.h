@@ -72,6 +72,7 @@ typedef struct emdpo_lm_mmra_lw_opts {
     emdpo_lora *lora;                    /* non-NULL: this adapter on sft (borrowed, made for sft's shapes, its
                                             starting values the caller's) is trained instead of a whole model,
                                             sft frozen and the reference; pi is then NULL */
+    int grad_checkpoint;                 /* activation checkpointing (emdpo_train_config's) */
     const emdpo_lora *const *type_lora;  /* (K) type k runs as types[k] with adapter type_lora[k], unmerged
                                             (an entry NULL: types[k] alone); exact estimator only. NULL: none */
     /* Called after the start's evaluation and after every round; may be NULL. */

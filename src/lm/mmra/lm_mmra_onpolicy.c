@@ -316,7 +316,9 @@ static int run_alloc(op_run *s) {
         emdpo_tokenizer_stop_sampler(s->tok, s->smp);
     if (rc ||
         (rc = emdpo_optim_create(&o->optim, s->n_params, &s->opt)) ||
-        (rc = emdpo_llama_acts_create_lora(&s->pi->config, s->lo ? s->lo->config.r : 0, s->B, (int)W, 1, &s->acts)))
+        (rc = emdpo_llama_acts_create_lora(&s->pi->config, s->lo ? s->lo->config.r : 0, s->B, (int)W,
+                                            s->o->grad_checkpoint ? EMDPO_ACTS_TRAIN_CKPT : EMDPO_ACTS_TRAIN,
+                                            &s->acts)))
         return rc;
     s->perm = emdpo_malloc((size_t)s->n_pr * sizeof *s->perm);
     s->poff = emdpo_malloc(((size_t)s->n_pr + 1) * sizeof *s->poff);

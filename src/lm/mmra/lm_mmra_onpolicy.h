@@ -80,6 +80,7 @@ typedef struct emdpo_lm_mmra_op_opts {
                                  values the caller's) is trained instead of pi's parameters; sft (not frozen)
                                  stays the reference, and pi holds sft with the adapter merged, from which
                                  the responses are drawn (the decoders run plain models) */
+    int grad_checkpoint;      /* activation checkpointing in the backward (lm/engine/llama_model.h) */
     /* Called after the start's evaluation and after every round; may be NULL. */
     void (*progress)(void *ud, const emdpo_mmra_round *r, int K);
     void *progress_ud;
