@@ -139,7 +139,7 @@ static int fit_llama(int argc, char **argv) {
     cli_read rd;
     cli_lora lora;
     cli_read_init(&rd);
-    cli_opt opts[CLI_LM_FIT_FLAGS + 12 + 2] = {
+    cli_opt opts[CLI_LM_FIT_FLAGS + 12 + 4] = {
         {"policy", CLI_STR, &policy, "NAME", "llama: this command (loglinear: see emdpo fit --help)", 0, 0, 0},
         {"data", CLI_STR, &data, "FILE", "preference JSONL with text responses", 1, 0, 0},
         {"model", CLI_STR, &model, "CKPT", "SFT model, the start of every type and the reference: llama2.c .bin or "
@@ -153,6 +153,11 @@ static int fit_llama(int argc, char **argv) {
     const cli_opt read_flags[] = {CLI_READ_FLAG_LIST(&rd)};
     memcpy(opts + n, read_flags, sizeof read_flags);
     n += (int)(sizeof read_flags / sizeof read_flags[0]);
+    opts[n++] = (cli_opt){"log", CLI_STR, &o.log, "FILE",
+                          "JSONL metrics, one line per optimizer step: TRL's names, \"type\", \"em_iteration\" and "
+                          "\"start\"", 0, 0, 0};
+    opts[n++] = (cli_opt){"resume", CLI_FLAG, &o.resume, NULL,
+                          "continue a killed fit from DIR/checkpoint: the same bits as a run never stopped", 0, 0, 0};
     opts[n++] = (cli_opt)CLI_THREADS_FLAG(&threads);
     opts[n++] = (cli_opt){"progress", CLI_FLAG, &progress, NULL,
                           "log-likelihood of every iteration on stderr (default on a terminal)", 0, 0, 0};
@@ -170,12 +175,20 @@ static int fit_llama(int argc, char **argv) {
                    "that iterate's), and \"converged\" means it stopped by --tol and --patience.\n"
                    "With --lora-r each type is a LoRA adapter on the SFT model, which all types share and none\n"
                    "writes: type_k then holds PEFT's adapter_config.json and adapter_model.safetensors, which\n"
-                   "load as a model anywhere (the SFT model with the adapter merged).",
+                   "load as a model anywhere (the SFT model with the adapter merged).\n"
+                   "After each type's training in every M-step the fit's state goes to DIR/checkpoint (the\n"
+                   "trained types' parameters and EM's state, with crc32 checksums); --resume continues from it\n"
+                   "with the same data, model and settings, and ends with the same files as a run never stopped.",
                    opts, n};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
     if (!policy || strcmp(policy, "llama")) return cli_usage_error("fit", "--policy must be llama here");
     if ((rc = cli_lora_finish("fit", &lora, &o.mstep.lora))) return rc;
+    size_t ckpt_len = strlen(out) + sizeof "/checkpoint";
+    char *ckpt = malloc(ckpt_len);
+    if (!ckpt) return cli_usage_error("fit", "out of memory");
+    snprintf(ckpt, ckpt_len, "%s/checkpoint", out);
+    o.checkpoint = ckpt;
     double t0 = cli_now();
     if (cli_progress_on(quiet, progress)) {
         o.em.progress = cli_em_progress;
@@ -208,6 +221,7 @@ static int fit_llama(int argc, char **argv) {
     emdpo_tokenizer_free(tok);
     emdpo_llama_free(sft);
     cli_read_free(&rd);
+    free(ckpt);
     return rc;
 }
 

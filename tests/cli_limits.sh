@@ -3,7 +3,9 @@
 # the line (its tokens beyond the context are never made), and the same
 # data with a short prompt trains to the same bits as before; identifiers
 # longer than EMDPO_MAX_ID_BYTES or not UTF-8 are refused at file:line, one
-# of exactly that length is read; generate --prompt refuses invalid UTF-8.
+# of exactly that length is read; generate --prompt refuses invalid UTF-8;
+# absurd sizes are refused before anything is allocated, sizes at the
+# bounds run.
 E=${1:-build/emdpo}
 . tests/lib_cli.sh
 
@@ -77,5 +79,43 @@ check "generate: nothing printed" test ! -s "$T/stdout"
 expect_exit 0 "generate: UTF-8 prompt" "" "$E" generate --model "$T/small" --tokenizer "$T/tok.bin" \
     --prompt "$(printf 'caf\303\251')" --max-tokens 2 --temperature 0
 check "generate: prompt echoed" grep -q "$(printf 'caf\303\251')" "$T/stdout"
+
+# Absurd sizes, refused up front (exit 2, no allocation: the runs stay small).
+peak_ok() { # CMD...: exit 2 within 100 MB
+    if [ -x /usr/bin/time ] && [ $asan -eq 0 ]; then
+        /usr/bin/time -f '%M' -o "$T/peak" "$@" >"$T/stdout" 2>"$T/stderr"
+        rc=$?
+        [ $rc -eq 2 ] && [ "$(tail -n 1 "$T/peak")" -lt 100000 ]
+    else
+        "$@" >"$T/stdout" 2>"$T/stderr"
+        [ $? -eq 2 ]
+    fi
+}
+check "10^16-parameter --config refused within 100 MB" peak_ok "$E" sft --data "$T/small.jsonl" \
+    --config "dim=1000000,layers=1000,heads=2,vocab=259,seq_len=64" $COMMON --out "$T/huge" --steps 1
+check "10^16-parameter --config: the message says why" grep -q "parameters need .* GB of float32, more than this machine" \
+    "$T/stderr"
+mkdir -p "$T/hfbig"
+cp tests/fixtures/hf_tiny/model.safetensors "$T/hfbig/"
+sed 's/"num_hidden_layers": *[0-9]*/"num_hidden_layers": 4000/; s/"hidden_size": *[0-9]*/"hidden_size": 65536/;
+     s/"intermediate_size": *[0-9]*/"intermediate_size": 262144/' tests/fixtures/hf_tiny/config.json >"$T/hfbig/config.json"
+check "config.json larger than its tensors refused within 100 MB" peak_ok "$E" generate --model "$T/hfbig" \
+    --tokenizer "$T/tok.bin" --prompt a --max-tokens 1
+check "config.json larger than its tensors: the message" grep -q "config.json describes [0-9]* parameters; the tensors hold" \
+    "$T/stderr"
+check "10^11 simulated annotators refused within 100 MB" peak_ok "$E" simulate --annotators 100000000000 --out "$T/sim.jsonl"
+check "no simulation written" test ! -e "$T/sim.jsonl"
+printf '{"annotator": "a", "chosen": {"features": [1, 0]}, "rejected": {"features": [0, 1]}}\n{"annotator": "b", "chosen": {"features": [0, 1]}, "rejected": {"features": [1, 0]}}\n' >"$T/ff.jsonl"
+expect_exit 2 "--starts above 10^6" "--starts must be in 1..1000000" "$E" fit --data "$T/ff.jsonl" --k 2 \
+    --starts 1000001 --out "$T/s1" --quiet
+expect_exit 2 "--max-iter above 10^7" "--max-iter must be in 0..10000000" "$E" fit --data "$T/ff.jsonl" --k 2 \
+    --max-iter 10000001 --out "$T/s2" --quiet
+expect_exit 0 "--max-iter 10^7 (stops by tol)" "" "$E" fit --data "$T/ff.jsonl" --k 1 --max-iter 10000000 \
+    --out "$T/s3" --quiet
+python3 -c "print('{\"annotator\": \"a\", \"x\": ' + '['*1000000 + ']'*1000000 + ', \"chosen\": {\"features\": [1, 0]}, \"rejected\": {\"features\": [0, 1]}}')" >"$T/deep.jsonl"
+expect_exit 2 "JSON nested 10^6 deep" "deep.jsonl:1: line is not valid JSON: nesting deeper than 256 levels" \
+    "$E" fit --data "$T/deep.jsonl" --k 1 --out "$T/s4" --quiet
+python3 -c "print('{\"annotator\": \"a\", \"x\": ' + '['*250 + ']'*250 + ', \"chosen\": {\"features\": [1, 0]}, \"rejected\": {\"features\": [0, 1]}}')" >"$T/d250.jsonl"
+expect_exit 0 "JSON nested 250 deep (an ignored field)" "" "$E" fit --data "$T/d250.jsonl" --k 1 --out "$T/s5" --quiet
 
 finish cli_limits

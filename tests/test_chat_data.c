@@ -163,10 +163,18 @@ static void test_files(void) {
     emdpo_data_free(a);
     emdpo_data_free(b);
     emdpo_data_free(c);
-    /* A record of the array is named by its number; a truncated gzip file is a read error. */
-    write_file("g.json", "[{\"chosen\": \"a\", \"rejected\": \"b\"}, 3]");
+    /* A record of the array is named by its number, at the line where it
+     * begins; a truncated gzip file is a read error. */
+    write_file("g.json", "[{\"chosen\": \"a\", \"rejected\": \"b\"},\n\n 3]");
     CHECK_EQ_INT(emdpo_data_read_with(path_of("g.json"), EMDPO_FORMAT_AUTO, &o, &a, &diag), EMDPO_ERR_PARSE);
-    CHECK(diag.line == 2 && strstr(diag.msg, "record 2"));
+    CHECK(diag.line == 3 && strstr(diag.msg, "record 2"));
+    /* a record without an annotator is its own, named by its number */
+    write_file("h.json", "[\n\n{\"chosen\": \"a\", \"rejected\": \"b\"},\n\n {\"chosen\": \"c\", \"rejected\": \"d\"}]");
+    emdpo_read_opts plain;
+    emdpo_read_opts_init(&plain);
+    CHECK_EQ_INT(emdpo_data_read_with(path_of("h.json"), EMDPO_FORMAT_AUTO, &plain, &a, &diag), EMDPO_OK);
+    CHECK(a && a->n_annot == 2 && strcmp(a->annot_name[0], "line1") == 0 && strcmp(a->annot_name[1], "line2") == 0);
+    emdpo_data_free(a);
     FILE *fp = fopen(path_of("f.jsonl.gz"), "r+b");
     if (!fp || ftruncate(fileno(fp), 20) != 0) abort();
     fclose(fp);

@@ -322,6 +322,11 @@ static void hostile(void) {
     patched(field_at(g, 1, 0), &v, 8, EMDPO_ERR_PARSE, t1->name);
     v = t1->ne[0] * 1000;
     patched(field_at(g, 1, 0), &v, 8, EMDPO_ERR_PARSE, "run past the end");
+    /* 2^62 + ne[0] F32 elements: 4 bytes each wrap to the old size (fuzz_gguf_model's
+     * find, fuzz/corpus/gguf_model/ne0_overflow.gguf, which then allocated 321 GB) */
+    v = (UINT64_C(1) << 62) + t1->ne[0];
+    CHECK(t1->type == EMDPO_GGML_F32 && t1->n_dims == 1);
+    patched(field_at(g, 1, 0), &v, 8, EMDPO_ERR_PARSE, "its size overflows");
     ty = EMDPO_GGML_Q8_0; /* rows of 16 are no whole Q8_0 block */
     patched(field_at(g, 1, 1), &ty, 4, EMDPO_ERR_PARSE, "whole number");
     ty = 28; /* F64: the last tensor's bytes, counted 8 per element, run past the file */

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "core/em.h"
@@ -597,6 +599,132 @@ static void test_failalloc(const emdpo_tokenizer *tok) {
     emdpo_llama_free(sft);
 }
 
+/* ---- resumable fits ------------------------------------------------------------ */
+
+static void clear_dir(const char *dir) {
+    DIR *dp = opendir(dir);
+    struct dirent *e;
+    char path[512];
+    while (dp && (e = readdir(dp)))
+        if (e->d_name[0] != '.') {
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+    if (dp) closedir(dp);
+}
+
+/* A fit's posterior, log-likelihood and every type's parameters, for
+ * comparing bits. */
+typedef struct fit_bits {
+    double gamma[64], loglik;
+    float *params;
+    size_t n;
+} fit_bits;
+
+static int take_bits(const emdpo_fit *f, const emdpo_data *d, fit_bits *b) {
+    size_t n = emdpo_fit_model(f, 0)->num_params;
+    b->n = 2 * n;
+    if (!(b->params = malloc(b->n * sizeof *b->params)) || emdpo_fit_posterior(f, b->gamma, d->n_annot, 2)) return 1;
+    for (int k = 0; k < 2; k++) memcpy(b->params + k * n, emdpo_fit_model(f, k)->param_buf, n * sizeof(float));
+    b->loglik = emdpo_fit_loglik(f);
+    return 0;
+}
+
+static int same_bits(const fit_bits *a, const fit_bits *b, int64_t n_annot) {
+    return a->n == b->n && a->loglik == b->loglik &&
+           memcmp(a->gamma, b->gamma, (size_t)n_annot * 2 * sizeof(double)) == 0 &&
+           memcmp(a->params, b->params, a->n * sizeof(float)) == 0;
+}
+
+/* A fit stopped at every 11th allocation (by failing it: the state on disk
+ * is that of a kill at that point) and resumed ends with the same bits as
+ * one never stopped; a failing resume leaks nothing either. Two starts,
+ * so that a resume may fall in the second while the best iterate is the
+ * first's. */
+static void test_resume(const emdpo_tokenizer *tok) {
+    emdpo_data *d = two_groups(3, 2);
+    emdpo_llama *sft = make_model(4);
+    char dir[] = "/tmp/emdpo_test_resume_XXXXXX";
+    CHECK(d && sft && mkdtemp(dir));
+    if (!d || !sft) return;
+    char ck[64];
+    snprintf(ck, sizeof ck, "%s/ck", dir);
+    emdpo_lm_fit_opts o;
+    emdpo_lm_fit_opts_init(&o);
+    o.k = 2;
+    o.em.max_iter = 2;
+    o.em.starts = 2;
+    o.em.patience = 5;
+    opts_for_test(&o.mstep);
+    o.mstep.steps = 2;
+    o.checkpoint = ck;
+    emdpo_diag diag;
+    emdpo_fit *f = NULL;
+    fit_bits ref = {0};
+    int rc = emdpo_lm_fit(sft, tok, d, &o, &f, &diag);
+    CHECK_MSG(rc == EMDPO_OK, "%s", diag.msg);
+    if (rc || take_bits(f, d, &ref)) return;
+    emdpo_fit_free(f);
+    f = NULL;
+    clear_dir(ck);
+    failalloc_install(-1, 0);
+    CHECK_EQ_INT(emdpo_lm_fit(sft, tok, d, &o, &f, &diag), EMDPO_OK);
+    emdpo_fit_free(f);
+    f = NULL;
+    long count = failalloc_count();
+    failalloc_uninstall();
+    int resumed = 0;
+    for (long n = 0; n < count; n += 11) {
+        clear_dir(ck);
+        o.resume = 0;
+        failalloc_install(n, 0);
+        rc = emdpo_lm_fit(sft, tok, d, &o, &f, &diag);
+        emdpo_fit_free(f);
+        f = NULL;
+        long live = failalloc_live();
+        failalloc_uninstall();
+        CHECK_MSG(rc == EMDPO_ERR_NOMEM || rc == EMDPO_OK, "fail at %ld: %d %s", n, rc, diag.msg);
+        CHECK_MSG(live == 0, "fail at %ld: %ld blocks leaked", n, live);
+        if (rc != EMDPO_ERR_NOMEM) continue;
+        char state[96];
+        snprintf(state, sizeof state, "%s/fit_state.bin", ck);
+        if (access(state, F_OK) != 0) continue;
+        o.resume = 1;
+        /* the resume itself fails once, at an allocation of its own */
+        failalloc_install(n % 50, 0);
+        rc = emdpo_lm_fit(sft, tok, d, &o, &f, &diag);
+        emdpo_fit_free(f);
+        f = NULL;
+        live = failalloc_live();
+        failalloc_uninstall();
+        CHECK_MSG(rc == EMDPO_ERR_NOMEM || rc == EMDPO_OK, "resume failing at %ld: %d %s", n % 50, rc, diag.msg);
+        CHECK_MSG(live == 0, "resume failing at %ld: %ld blocks leaked", n % 50, live);
+        rc = emdpo_lm_fit(sft, tok, d, &o, &f, &diag);
+        CHECK_MSG(rc == EMDPO_OK, "stopped at %ld, resumed: %s", n, diag.msg);
+        fit_bits b = {0};
+        if (!rc && !take_bits(f, d, &b)) {
+            CHECK_MSG(same_bits(&ref, &b, d->n_annot), "stopped at allocation %ld of %ld: other bits", n, count);
+            resumed++;
+        }
+        free(b.params);
+        emdpo_fit_free(f);
+        f = NULL;
+    }
+    CHECK_MSG(resumed >= 10, "%d resumed fits", resumed);
+    CHECK_EQ_INT(failalloc_size_errors(), 0);
+    /* a state of other settings is refused, naming it */
+    o.resume = 1;
+    o.mstep.beta = 0.25;
+    CHECK_EQ_INT(emdpo_lm_fit(sft, tok, d, &o, &f, &diag), EMDPO_ERR_PARSE);
+    CHECK(strstr(diag.file, "fit_state.bin") && strstr(diag.msg, "other data, model or settings"));
+    free(ref.params);
+    clear_dir(ck);
+    rmdir(ck);
+    rmdir(dir);
+    emdpo_data_free(d);
+    emdpo_llama_free(sft);
+}
+
 /* ---- LoRA types -------------------------------------------------------------- */
 
 /* Types as adapters on one shared SFT model: fresh ones are the
@@ -687,6 +815,7 @@ int main(void) {
     test_em(tok);
     test_lora_types(tok);
     test_failalloc(tok);
+    test_resume(tok);
     emdpo_tokenizer_free(tok);
     return check_report("test_llama_policy");
 }

@@ -68,4 +68,21 @@ printf '{"prompt": "ab", "response": "cd"}\n{"text": "efg"}\n' >"$T/sft.jsonl"
     printf '{"family": "llama", "k": 2, "eta": [0.55, 0.45], "iterations": 2, "converged": false,'
     printf ' "loglik": -6.5, "loglik_trace": [-7.25, null, -6.5], "elapsed_s": 2}\n'
 } >"$C/fit"
+# 4: a fit checkpoint's fit_state.bin (selector 4, then an odd byte: its
+# checksum as written), of a fit with the harness's settings on its
+# llama2.c model of fixed weights (i mod 100) / 1000.
+python3 -c '
+import struct, sys
+dim, hid, L, H, KV, V, S = 8, 16, 1, 1, 1, 259, 32
+kv = dim * KV // H
+n = V*dim + L*dim + L*dim*dim + 2*L*dim*kv + L*dim*dim + L*dim + 3*L*hid*dim + dim + 2*S*(dim//H//2)
+sys.stdout.buffer.write(struct.pack("<7i", dim, hid, L, H, KV, V, S) + struct.pack("<%df" % n, *[(i % 100) / 1000 for i in range(n)]))' >"$T/sft.bin"
+{
+    printf '{"annotator": "a", "prompt": "ab", "chosen": "x", "rejected": "y"}\n'
+    printf '{"annotator": "b", "prompt": "ab", "chosen": "y", "rejected": "x"}\n'
+    printf '{"annotator": "c", "prompt": "cd", "chosen": "x", "rejected": "y"}\n'
+} >"$T/prefs.jsonl"
+"$E" fit --policy llama --data "$T/prefs.jsonl" --model "$T/sft.bin" --tokenizer "$T/tok.bin" --k 2 --max-iter 1 \
+    --steps 2 --batch 2 --threads 1 --quiet --out "$T/fit"
+{ printf '\004\001'; cat "$T/fit/checkpoint/fit_state.bin"; } >"$C/fit_state"
 ls -l "$C"

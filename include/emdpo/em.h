@@ -33,12 +33,17 @@ EMDPO_API const char *emdpo_init_name(int init);
  * first M-step), the log-likelihood and eta (K). */
 typedef void (*emdpo_em_progress)(void *ud, int start, int iter, double loglik, const double *eta, int K);
 
+/* Bounds of emdpo_em_opts, past which a fit is refused before it starts
+ * (its trace and per-start results are allocated up front). */
+#define EMDPO_MAX_EM_ITER 10000000
+#define EMDPO_MAX_STARTS 1000000
+
 typedef struct emdpo_em_opts {
-    int max_iter;               /* EM iterations after the first M-step, >= 0 */
+    int max_iter;               /* EM iterations after the first M-step, 0..EMDPO_MAX_EM_ITER */
     double tol;                 /* an iteration improves when its log-likelihood beats the start's best
                                    so far by more than tol * |loglik|, >= 0 */
     int patience;               /* stop after patience + 1 iterations in a row that do not improve */
-    int starts;                 /* independent starts, >= 1; the best log-likelihood wins */
+    int starts;                 /* independent starts, 1..EMDPO_MAX_STARTS; the best log-likelihood wins */
     uint64_t seed;              /* start s draws from streams of (seed, s) */
     emdpo_init init;
     const double *summary;      /* (n_annotators, q) annotator summaries for k-means instead of the

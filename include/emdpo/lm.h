@@ -711,6 +711,12 @@ typedef struct emdpo_lm_fit_opts {
     emdpo_em_opts em;
     emdpo_lm_mstep_opts mstep;
     emdpo_dtype save_dtype;    /* the K policies' weights when the fit is written; AUTO: the SFT model's */
+    const char *checkpoint;    /* a directory for the fit's state, written after each type's training in every
+                                  M-step (docs/ARCHITECTURE.md, "Resumable EM-DPO"); NULL: none */
+    int resume;                /* continue from checkpoint's state: the same bits as a run never stopped */
+    const char *log;           /* JSONL metrics, one line per optimizer step: TRL's names, "type" (1..K),
+                                  "em_iteration" (0: the M-step before the first E-step) and "start";
+                                  on resume it keeps its lines up to the checkpoint's. NULL: none */
 } emdpo_lm_fit_opts;
 
 /* EM: emdpo_em_opts_init's, but max_iter 5 (the paper's), tol 0 and
@@ -727,7 +733,10 @@ EMDPO_API void emdpo_lm_fit_opts_init(emdpo_lm_fit_opts *o);
  * trained models (emdpo_fit_model) and is saved with emdpo_fit_write.
  * EMDPO_ERR_INVALID_ARG (diag) for bad options, EMDPO_ERR_UNSUPPORTED for
  * data without text, EMDPO_ERR_LIMIT when a sequence does not fit the
- * model, EMDPO_ERR_NUMERIC when training diverges. */
+ * model, EMDPO_ERR_NUMERIC when training diverges. With o->resume, the
+ * errors of a checkpoint that cannot be used (EMDPO_ERR_PARSE: damaged, or
+ * written by a fit of other data, model or settings; EMDPO_ERR_IO:
+ * missing), naming its file. */
 EMDPO_API int emdpo_lm_fit(const emdpo_llama *sft, const emdpo_tokenizer *tok, const emdpo_data *d,
                            const emdpo_lm_fit_opts *o, emdpo_fit **out, emdpo_diag *diag);
 

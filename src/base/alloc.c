@@ -8,6 +8,7 @@
 #include <string.h>
 #ifdef __linux__
 #include <sys/mman.h>
+#include <unistd.h>
 #endif
 
 #include "emdpo.h"
@@ -113,4 +114,9 @@ int emdpo_grow(void **arr, size_t *cap, size_t need, size_t elem) {
     *arr = p;
     *cap = ncap;
     return EMDPO_OK;
+}
+
+double emdpo_mem_physical(void) {
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? (double)pages * (double)page : 0.0;
 }

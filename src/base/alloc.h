@@ -9,6 +9,9 @@ void *emdpo_calloc(size_t count, size_t size); /* NULL on overflow */
 void *emdpo_realloc(void *p, size_t old_n, size_t new_n);
 void emdpo_free(void *p, size_t n);
 char *emdpo_strdup(const char *s);
+/* The machine's physical memory in bytes (0 when unknown), against which
+ * absurd sizes (a model, a simulation) are refused before allocating. */
+double emdpo_mem_physical(void);
 void emdpo_strfree(char *s);
 
 /* Array growth helper: ensures *cap >= need for elements of size elem,

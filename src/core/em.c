@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/diag.h"
 #include "base/rng.h"
 #include "base/threads.h"
 #include "core/kmeans.h"
@@ -240,7 +241,28 @@ static void update_eta(em_run *r, const emdpo_data *d) {
     }
 }
 
-static int mstep(emdpo_policy *pol, const emdpo_data *d, em_run *r) {
+/* The running loop's state, for resumable fits' hooks. */
+struct emdpo_em_live {
+    const em_run *run;
+    const emdpo_em_result *res;
+    int start, mstep, stall, have_best, max_iter;
+    double best_ll;
+};
+
+/* A state read back: a run and a result as the loop holds them. */
+struct emdpo_em_image {
+    em_run run;
+    emdpo_em_result res;
+    int start, mstep, stall, have_best, max_iter;
+    double best_ll;
+    int64_t n_annot;
+};
+
+static int mstep(emdpo_policy *pol, const emdpo_data *d, em_run *r, emdpo_em_hooks *hooks, const emdpo_em_live *live) {
+    if (hooks && hooks->mstep_begins) {
+        int rc = hooks->mstep_begins(hooks->ud, live);
+        if (rc) return rc;
+    }
     unsigned char active[EMDPO_MAX_K];
     for (int k = 0; k < r->K; k++) active[k] = !r->empty[k];
     emdpo_mstep_info info = {0, 1, 0.0};
@@ -272,36 +294,43 @@ static int keep_iterate(emdpo_em_result *res, emdpo_policy **best, const emdpo_p
     return EMDPO_OK;
 }
 
-/* One start. r->loglik ends as the start's best log-likelihood. */
+/* One start, from its beginning or (at not NULL) from the M-step at which
+ * a resumed state stands. r->loglik ends as the start's best
+ * log-likelihood. */
 static int run_em(emdpo_policy *pol, const emdpo_data *d, const emdpo_em_opts *o, int start, em_run *r,
-                  emdpo_em_result *res, emdpo_policy **best) {
-    int K = r->K, stall = 0;
-    double best_ll = -INFINITY;
-    update_eta(r, d);
-    int rc = mstep(pol, d, r);
-    for (int it = 0; !rc; it++) {
+                  emdpo_em_result *res, emdpo_policy **best, emdpo_em_hooks *hooks, const emdpo_em_image *at) {
+    int K = r->K;
+    emdpo_em_live live = {r,         res, start, at ? at->mstep : 0, at ? at->stall : 0, 0,
+                          o->max_iter, at ? at->best_ll : -INFINITY};
+    live.have_best = *best != NULL;
+    if (!at) update_eta(r, d);
+    int rc = mstep(pol, d, r, hooks, &live);
+    if (!rc && live.mstep > 0) r->iterations++;
+    for (int it = live.mstep; !rc; it++) {
         double log_eta[EMDPO_MAX_K];
         for (int k = 0; k < K; k++) log_eta[k] = r->empty[k] ? -INFINITY : log(r->eta[k]);
         if ((rc = emdpo_em_estep_annot(d->n_annot, K, r->annot_logp, log_eta, r->gamma, r->ll_annot, &r->loglik)))
             break;
         r->trace[r->n_trace++] = r->loglik;
         if (o->progress) o->progress(o->progress_ud, start, it, r->loglik, r->eta, K);
-        stall = r->loglik > best_ll + o->tol * fabs(r->loglik) ? 0 : stall + 1;
-        if (r->loglik > best_ll) {
-            best_ll = r->loglik;
+        live.stall = r->loglik > live.best_ll + o->tol * fabs(r->loglik) ? 0 : live.stall + 1;
+        if (r->loglik > live.best_ll) {
+            live.best_ll = r->loglik;
             if (!*best || r->loglik > res->loglik)
                 if ((rc = keep_iterate(res, best, pol, r, d, start, it))) break;
         }
-        if (stall > o->patience) {
+        if (live.stall > o->patience) {
             r->converged = 1;
             break;
         }
         if (it == o->max_iter) break;
         update_eta(r, d);
-        rc = mstep(pol, d, r);
+        live.mstep = it + 1;
+        live.have_best = *best != NULL;
+        rc = mstep(pol, d, r, hooks, &live);
         r->iterations++;
     }
-    r->loglik = best_ll;
+    r->loglik = live.best_ll;
     return rc;
 }
 
@@ -340,39 +369,68 @@ static int finish_start(emdpo_em_result *res, const em_run *r, int s) {
 }
 
 int emdpo_em_fit(emdpo_policy **pol, const emdpo_data *d, const emdpo_em_opts *o, emdpo_em_result *res) {
+    return emdpo_em_fit_hooked(pol, d, o, res, NULL);
+}
+
+int emdpo_em_fit_hooked(emdpo_policy **pol, const emdpo_data *d, const emdpo_em_opts *o, emdpo_em_result *res,
+                        emdpo_em_hooks *hooks) {
     int K = (*pol)->K, starts = o->starts;
+    emdpo_em_image *from = hooks ? hooks->from : NULL;
+    emdpo_policy *resumed = from ? hooks->cand : NULL, *best = from ? hooks->best : NULL;
+    if (hooks) hooks->from = NULL, hooks->cand = hooks->best = NULL;
     memset(res, 0, sizeof *res);
-    if (K < 1 || K > EMDPO_MAX_K || starts < 1 || o->max_iter < 0 || !(o->tol >= 0) || o->patience < 0 ||
-        d->n_annot < 1)
-        return EMDPO_ERR_INVALID_ARG;
+    int rc = EMDPO_OK;
+    if (K < 1 || K > EMDPO_MAX_K || starts < 1 || starts > EMDPO_MAX_STARTS || o->max_iter < 0 ||
+        o->max_iter > EMDPO_MAX_EM_ITER || !(o->tol >= 0) || o->patience < 0 ||
+        d->n_annot < 1 || (from && (!resumed || from->run.K != K || from->res.starts != starts ||
+                                    from->max_iter != o->max_iter || from->n_annot != d->n_annot ||
+                                    from->have_best != (best != NULL))))
+        rc = EMDPO_ERR_INVALID_ARG;
     const double *summary = o->summary;
     int q = o->q;
     double *own_summary = NULL;
-    if (o->init != EMDPO_INIT_RANDOM && !summary) {
-        if (d->p < 1) return EMDPO_ERR_UNSUPPORTED; /* text data: the caller supplies embeddings */
+    if (!rc && o->init != EMDPO_INIT_RANDOM && !summary) {
+        if (d->p < 1) rc = EMDPO_ERR_UNSUPPORTED; /* text data: the caller supplies embeddings */
         q = d->p;
-        own_summary = emdpo_malloc((size_t)d->n_annot * q * sizeof(double));
-        if (!own_summary) return EMDPO_ERR_NOMEM;
-        emdpo_em_feature_summaries(d, own_summary);
+        if (!rc && !(own_summary = emdpo_malloc((size_t)d->n_annot * q * sizeof(double)))) rc = EMDPO_ERR_NOMEM;
+        if (!rc) emdpo_em_feature_summaries(d, own_summary);
         summary = own_summary;
     }
     em_run run;
     memset(&run, 0, sizeof run);
     run.K = K;
-    int rc = result_alloc(res, d, K, starts);
-    if (!rc) rc = run_alloc(&run, d, K, o->max_iter);
-    emdpo_policy *best = NULL;
-    if (!rc) res->best_start = -1;
-    for (int s = 0; s < starts && !rc; s++) {
+    int s0 = 0;
+    if (!rc && from) {
+        /* the image's run and result become the loop's */
+        run = from->run;
+        *res = from->res;
+        s0 = from->start;
+        memset(&from->run, 0, sizeof from->run);
+        memset(&from->res, 0, sizeof from->res);
+    } else if (!rc) {
+        rc = result_alloc(res, d, K, starts);
+        if (!rc) rc = run_alloc(&run, d, K, o->max_iter);
+        if (!rc) res->best_start = -1;
+    }
+    for (int s = s0; s < starts && !rc; s++) {
         emdpo_policy *cand = NULL;
-        memset(run.eta, 0, sizeof run.eta);
-        memset(run.empty, 0, sizeof run.empty);
-        run.n_trace = run.iterations = run.converged = run.mstep_unconverged = 0;
-        if ((rc = (*pol)->ops->clone(*pol, &cand))) break;
-        if (!(rc = init_gamma(d, o, summary, q, K, s, run.gamma))) rc = run_em(cand, d, o, s, &run, res, &best);
+        if (s == s0 && resumed) {
+            cand = resumed;
+            resumed = NULL;
+            rc = run_em(cand, d, o, s, &run, res, &best, hooks, from);
+        } else {
+            memset(run.eta, 0, sizeof run.eta);
+            memset(run.empty, 0, sizeof run.empty);
+            run.n_trace = run.iterations = run.converged = run.mstep_unconverged = 0;
+            if ((rc = (*pol)->ops->clone(*pol, &cand))) break;
+            if (!(rc = init_gamma(d, o, summary, q, K, s, run.gamma)))
+                rc = run_em(cand, d, o, s, &run, res, &best, hooks, NULL);
+        }
         if (!rc) rc = finish_start(res, &run, s);
         emdpo_policy_free(cand);
     }
+    emdpo_policy_free(resumed);
+    emdpo_em_image_free(from);
     run_free(&run, d, o->max_iter);
     emdpo_free(own_summary, (size_t)d->n_annot * q * sizeof(double));
     if (rc) {
@@ -382,5 +440,164 @@ int emdpo_em_fit(emdpo_policy **pol, const emdpo_data *d, const emdpo_em_opts *o
     }
     emdpo_policy_free(*pol);
     *pol = best;
+    return EMDPO_OK;
+}
+
+/* ---- images of the loop's state -------------------------------------------- */
+
+void emdpo_em_live_where(const emdpo_em_live *l, int *start, int *mstep, int *have_best, int *best_start,
+                         int *best_iteration) {
+    if (start) *start = l->start;
+    if (mstep) *mstep = l->mstep;
+    if (have_best) *have_best = l->have_best;
+    if (best_start) *best_start = l->res->best_start;
+    if (best_iteration) *best_iteration = l->res->best_iteration;
+}
+
+void emdpo_em_image_where(const emdpo_em_image *im, int *start, int *mstep, int *have_best) {
+    if (start) *start = im->start;
+    if (mstep) *mstep = im->mstep;
+    if (have_best) *have_best = im->have_best;
+}
+
+/* Image layout: int32 K, starts, max_iter, int64 n_annot; int32 start,
+ * mstep, stall, have_best, double best_ll; the run: double eta[K], uint8
+ * empty[K], int32 n_trace, iterations, mstep_unconverged, double loglik,
+ * trace[n_trace], gamma[n_annot K], annot_logp[n_annot K]; the result:
+ * double loglik, int32 best_start, best_iteration, n_empty, iterations,
+ * converged, mstep_unconverged, n_trace, double eta[K], uint8 empty[K],
+ * double gamma[n_annot K], ll_annot[n_annot], start_loglik[starts],
+ * trace[n_trace]. */
+typedef struct image_head {
+    int32_t K, starts, max_iter, pad;
+    int64_t n_annot;
+    int32_t start, mstep, stall, have_best;
+    double best_ll;
+} image_head;
+
+typedef struct image_counts {
+    int32_t n_trace, iterations, mstep_unconverged, pad;
+    double loglik;
+} image_counts;
+
+typedef struct image_res {
+    double loglik;
+    int32_t best_start, best_iteration, n_empty, iterations, converged, mstep_unconverged, n_trace, pad;
+} image_res;
+
+static int put(FILE *fp, const void *p, size_t size, size_t n) { return n == 0 || fwrite(p, size, n, fp) == n; }
+static int get(FILE *fp, void *p, size_t size, size_t n) { return n == 0 || fread(p, size, n, fp) == n; }
+
+int emdpo_em_image_write(const emdpo_em_live *l, FILE *fp) {
+    const em_run *r = l->run;
+    const emdpo_em_result *res = l->res;
+    size_t K = (size_t)r->K, n = (size_t)res->n_annot;
+    image_head h = {r->K, res->starts, l->max_iter, 0, res->n_annot, l->start, l->mstep, l->stall, l->have_best,
+                    l->best_ll};
+    image_counts c = {r->n_trace, r->iterations, r->mstep_unconverged, 0, r->loglik};
+    image_res e = {res->loglik,     res->best_start, res->best_iteration,    res->n_empty,
+                   res->iterations, res->converged,  res->mstep_unconverged, res->n_trace, 0};
+    int ok = put(fp, &h, sizeof h, 1) && put(fp, r->eta, sizeof(double), K) && put(fp, r->empty, 1, K) &&
+             put(fp, &c, sizeof c, 1) && put(fp, r->trace, sizeof(double), (size_t)r->n_trace) &&
+             put(fp, r->gamma, sizeof(double), n * K) && put(fp, r->annot_logp, sizeof(double), n * K) &&
+             put(fp, &e, sizeof e, 1) && put(fp, res->eta, sizeof(double), K) && put(fp, res->empty, 1, K) &&
+             put(fp, res->gamma, sizeof(double), n * K) && put(fp, res->ll_annot, sizeof(double), n) &&
+             put(fp, res->start_loglik, sizeof(double), (size_t)res->starts) &&
+             put(fp, res->trace, sizeof(double), (size_t)res->n_trace);
+    return ok ? EMDPO_OK : EMDPO_ERR_IO;
+}
+
+void emdpo_em_image_free(emdpo_em_image *im) {
+    if (!im) return;
+    emdpo_em_result_free(&im->res);
+    if (im->run.gamma) {
+        emdpo_data d = {0};
+        d.n_annot = im->n_annot;
+        run_free(&im->run, &d, im->max_iter);
+    }
+    emdpo_free(im, sizeof *im);
+}
+
+int emdpo_em_image_read(FILE *fp, const emdpo_data *d, int K, const emdpo_em_opts *o, emdpo_em_image **out,
+                        emdpo_diag *diag) {
+    *out = NULL;
+    image_head h;
+    if (!get(fp, &h, sizeof h, 1)) return emdpo_diag_fail(diag, EMDPO_ERR_IO, "truncated EM state");
+    if (h.K != K || h.starts != o->starts || h.max_iter != o->max_iter || h.n_annot != d->n_annot)
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE,
+                               "the EM state is of another fit (K %d, %d starts, max_iter %d, %lld annotators; this "
+                               "run: K %d, %d, %d, %lld)",
+                               (int)h.K, (int)h.starts, (int)h.max_iter, (long long)h.n_annot, K, o->starts,
+                               o->max_iter, (long long)d->n_annot);
+    if (h.start < 0 || h.start >= h.starts || h.mstep < 0 || h.mstep > h.max_iter || h.stall < 0 ||
+        (h.have_best != 0 && h.have_best != 1))
+        return emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "impossible EM state (start, M-step or counters)");
+    emdpo_em_image *im = emdpo_calloc(1, sizeof *im);
+    if (!im) return EMDPO_ERR_NOMEM;
+    im->start = h.start;
+    im->mstep = h.mstep;
+    im->stall = h.stall;
+    im->have_best = h.have_best;
+    im->best_ll = h.best_ll;
+    im->max_iter = h.max_iter;
+    im->n_annot = h.n_annot;
+    int rc = result_alloc(&im->res, d, K, o->starts);
+    if (!rc) rc = run_alloc(&im->run, d, K, o->max_iter);
+    if (rc) {
+        emdpo_em_image_free(im);
+        return rc;
+    }
+    em_run *r = &im->run;
+    emdpo_em_result *res = &im->res;
+    size_t n = (size_t)d->n_annot, Kz = (size_t)K;
+    image_counts c;
+    image_res e;
+    const char *why = NULL;
+    if (!get(fp, r->eta, sizeof(double), Kz) || !get(fp, r->empty, 1, Kz) || !get(fp, &c, sizeof c, 1))
+        why = "truncated EM state";
+    /* the run's trace holds one entry per E-step before this M-step */
+    else if (c.n_trace != h.mstep || c.iterations != (h.mstep > 0 ? h.mstep - 1 : 0) || c.mstep_unconverged < 0 ||
+             c.mstep_unconverged > h.mstep)
+        why = "impossible EM state (trace or counters)";
+    else if (!get(fp, r->trace, sizeof(double), (size_t)c.n_trace) || !get(fp, r->gamma, sizeof(double), n * Kz) ||
+             !get(fp, r->annot_logp, sizeof(double), n * Kz) || !get(fp, &e, sizeof e, 1))
+        why = "truncated EM state";
+    else if (e.n_trace < 0 || e.n_trace > h.max_iter + 1 || e.n_empty < 0 || e.n_empty > K ||
+             (h.have_best && (e.best_start < 0 || e.best_start > h.start || e.best_iteration < 0 ||
+                              e.best_iteration > h.max_iter)))
+        why = "impossible EM state (best iterate)";
+    else if (!get(fp, res->eta, sizeof(double), Kz) || !get(fp, res->empty, 1, Kz) ||
+             !get(fp, res->gamma, sizeof(double), n * Kz) || !get(fp, res->ll_annot, sizeof(double), n) ||
+             !get(fp, res->start_loglik, sizeof(double), (size_t)o->starts))
+        why = "truncated EM state";
+    if (!why && e.n_trace > 0) {
+        if (!(res->trace = emdpo_malloc((size_t)e.n_trace * sizeof(double)))) {
+            rc = EMDPO_ERR_NOMEM;
+        } else {
+            res->n_trace = e.n_trace; /* the size it is freed with */
+            if (!get(fp, res->trace, sizeof(double), (size_t)e.n_trace)) why = "truncated EM state";
+        }
+    }
+    if (!why && !rc) {
+        r->n_trace = c.n_trace;
+        r->iterations = c.iterations;
+        r->mstep_unconverged = c.mstep_unconverged;
+        r->loglik = c.loglik;
+        for (int k = 0; k < K; k++)
+            if (r->empty[k] > 1 || res->empty[k] > 1) why = "impossible EM state (empty types)";
+        res->n_trace = e.n_trace;
+        res->loglik = e.loglik;
+        res->best_start = h.have_best ? e.best_start : -1;
+        res->best_iteration = e.best_iteration;
+        res->n_empty = e.n_empty;
+        res->iterations = e.iterations;
+        res->converged = e.converged;
+        res->mstep_unconverged = e.mstep_unconverged;
+    }
+    if (why || rc) {
+        emdpo_em_image_free(im);
+        return rc ? rc : emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "%s", why);
+    }
+    *out = im;
     return EMDPO_OK;
 }

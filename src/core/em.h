@@ -6,6 +6,7 @@
 #define EMDPO_EM_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "core/policy.h"
 
@@ -38,6 +39,50 @@ typedef struct emdpo_em_result {
  * emdpo_em_result_free. */
 int emdpo_em_fit(emdpo_policy **pol, const emdpo_data *d, const emdpo_em_opts *o, emdpo_em_result *res);
 void emdpo_em_result_free(emdpo_em_result *r);
+
+/* ---- Resumable fits ----------------------------------------------------
+ * The loop's state as an M-step begins (after its eta update) is the
+ * whole of EM's state: with the policy's parameters at that moment (and,
+ * mid-M-step, those of the types already trained) a fit continued from it
+ * gives the same bits as one never stopped. An M-step changes nothing of
+ * it but annot_logp's columns of the types it trains, so an image written
+ * by emdpo_em_image_write at any time during the M-step, together with the
+ * trained types' parameters and their annot_logp columns, is such a
+ * point. */
+typedef struct emdpo_em_live emdpo_em_live;   /* the running loop's state, valid during mstep_begins' M-step */
+typedef struct emdpo_em_image emdpo_em_image; /* a state read back */
+
+typedef struct emdpo_em_hooks {
+    void *ud;
+    /* Called as each M-step begins; non-zero stops the fit with that status. */
+    int (*mstep_begins)(void *ud, const emdpo_em_live *live);
+    /* Resuming: the image to continue from (taken over, freed by the fit),
+     * the start's policy as the image's M-step began (types the M-step
+     * already trained may be ahead: the policy skips them) and the best
+     * iterate's policy (NULL where the image has none); both taken over.
+     * *pol stays the starting policy of later starts. */
+    emdpo_em_image *from;
+    emdpo_policy *cand, *best;
+} emdpo_em_hooks;
+
+/* emdpo_em_fit with hooks (NULL: none). */
+int emdpo_em_fit_hooked(emdpo_policy **pol, const emdpo_data *d, const emdpo_em_opts *o, emdpo_em_result *res,
+                        emdpo_em_hooks *hooks);
+/* The running M-step's start (0-based) and index within it (0: the one
+ * before the first E-step), and whether a best iterate exists yet (its
+ * start and E-step in *best_start, *best_iteration). */
+void emdpo_em_live_where(const emdpo_em_live *l, int *start, int *mstep, int *have_best, int *best_start,
+                         int *best_iteration);
+/* Writes the loop's state to fp (raw, little-endian); 0 or EMDPO_ERR_IO. */
+int emdpo_em_image_write(const emdpo_em_live *l, FILE *fp);
+/* Reads an image written for d, K types and options o from fp: EMDPO_ERR_PARSE
+ * (diag: what does not fit) for an image of other sizes or impossible
+ * values, EMDPO_ERR_IO when truncated, EMDPO_ERR_NOMEM. */
+int emdpo_em_image_read(FILE *fp, const emdpo_data *d, int K, const emdpo_em_opts *o, emdpo_em_image **out,
+                        emdpo_diag *diag);
+/* Where the image's M-step is, as emdpo_em_live_where. */
+void emdpo_em_image_where(const emdpo_em_image *im, int *start, int *mstep, int *have_best);
+void emdpo_em_image_free(emdpo_em_image *im);
 
 /* emdpo_em_estep (emdpo/em.h) from each annotator's sums annot_logp (n_annot, K) of log P_k
  * over its decisions, what an M-step hands back: the same bits as

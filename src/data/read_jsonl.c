@@ -21,6 +21,7 @@ typedef struct jsonl_reader {
     int annot_seen;   /* some record had o->annotator_field */
     emdpo_diag *diag;
     long line;
+    long record;      /* the record's number: its line in JSONL, its place in a JSON array */
     emdpo_json_doc *doc;
     emdpo_data_builder *b; /* created by the first response, which fixes p */
     int p;            /* -1 until known; 0 for text data */
@@ -201,7 +202,7 @@ static int read_decision(jsonl_reader *r, const emdpo_json *obj) {
     if (annot) {
         r->annot_seen = 1;
     } else {
-        snprintf(r->annot_buf, sizeof r->annot_buf, "line%ld", r->line);
+        snprintf(r->annot_buf, sizeof r->annot_buf, "line%ld", r->record);
         annot = r->annot_buf;
     }
     size_t n = r->n_items;
@@ -246,11 +247,44 @@ static int read_line(jsonl_reader *r, const char *text, size_t len) {
     return read_decision(r, root);
 }
 
+/* The line of byte off of buf, whose first byte is on line first. */
+static long line_at(const char *buf, size_t off, long first) {
+    long line = first;
+    for (size_t i = 0; i < off; i++) line += buf[i] == '\n';
+    return line;
+}
+
+/* Where each element of the top-level array in buf (valid JSON) begins:
+ * the byte offsets of its first n elements into at. */
+static void element_offsets(const char *buf, size_t len, size_t *at, size_t n) {
+    int depth = 0, in_string = 0, want = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < len && k < n; i++) {
+        char c = buf[i];
+        if (in_string) {
+            if (c == '\\') i++;
+            else if (c == '"') in_string = 0;
+            continue;
+        }
+        if (c == ' ' || c == '\t' || c == '\r' || c == '\n') continue;
+        if (depth == 1 && want && c != ']') {
+            at[k++] = i;
+            want = 0;
+        }
+        if (c == '"') in_string = 1;
+        else if (c == '[' || c == '{') want = ++depth == 1;
+        else if (c == ']' || c == '}') depth--;
+        else if (c == ',' && depth == 1) want = 1;
+    }
+}
+
 /* A JSON file holding one array of records: the lines from the first
- * (which opened the array) on, as one document; record i is "line" i + 1. */
+ * (which opened the array) on, as one document; each record's errors cite
+ * the line where it begins. */
 static int read_array(jsonl_reader *r, emdpo_lines *lr) {
     char *buf = NULL;
     size_t len = 0, cap = 0;
+    long first = lr->lineno;
     int rc = EMDPO_OK, got = 1;
     do {
         if (emdpo_grow((void **)&buf, &cap, len + lr->len + 2, 1)) {
@@ -264,15 +298,23 @@ static int read_array(jsonl_reader *r, emdpo_lines *lr) {
     const emdpo_json *root = NULL;
     emdpo_json_error jerr;
     if (!rc && (rc = emdpo_json_parse(r->doc, buf, len, &root, &jerr)) == EMDPO_ERR_PARSE)
-        emdpo_diag_parse(r->diag, 0, "the JSON array is not valid JSON: %s at byte %zu", jerr.msg, jerr.offset + 1);
+        emdpo_diag_parse(r->diag, line_at(buf, jerr.offset < len ? jerr.offset : len, first),
+                         "the JSON array is not valid JSON: %s", jerr.msg);
+    size_t *at = !rc ? emdpo_malloc((root->len + 1) * sizeof *at) : NULL;
+    if (!rc && !at) rc = EMDPO_ERR_NOMEM;
+    if (!rc) element_offsets(buf, len, at, root->len);
+    long line = first;
     for (size_t i = 0; !rc && i < root->len; i++) {
-        r->line = (long)i + 1;
+        line += (long)(line_at(buf + (i ? at[i - 1] : 0), at[i] - (i ? at[i - 1] : 0), 0));
+        r->line = line;
+        r->record = (long)i + 1;
         if (root->u.elems[i].type != EMDPO_JSON_OBJECT)
             rc = emdpo_diag_parse(r->diag, r->line, "record %zu is a JSON %s, expected an object", i + 1,
                                   emdpo_json_type_name(root->u.elems[i].type));
         else
             rc = read_decision(r, &root->u.elems[i]);
     }
+    emdpo_free(at, at ? (root->len + 1) * sizeof *at : 0);
     emdpo_free(buf, cap);
     return rc;
 }
@@ -292,7 +334,7 @@ int emdpo_read_jsonl(emdpo_lines *lr, const emdpo_read_opts *o, emdpo_data **out
     r.chat.special_tokens = o->special_tokens;
     int rc = emdpo_json_doc_create(&r.doc), got = 1, first = 1;
     while (!rc && !(rc = emdpo_lines_next(lr, &got)) && got) {
-        r.line = lr->lineno;
+        r.line = r.record = lr->lineno;
         if (emdpo_line_is_blank(lr->buf, lr->len)) continue;
         size_t i = 0;
         while (i < lr->len && (lr->buf[i] == ' ' || lr->buf[i] == '\t')) i++;

@@ -257,6 +257,10 @@ static int read_gamma(emdpo_lm_aggregate *a, emdpo_diag *diag) {
     double *wk = emdpo_malloc(((size_t)d->n_dec + 1) * sizeof *wk);
     int rc = path && wk && (a->gamma = emdpo_malloc(n * sizeof *a->gamma)) ? EMDPO_OK : EMDPO_ERR_NOMEM;
     if (rc) emdpo_diag_fail(diag, rc, "out of memory");
+    /* its header: annotator and the fit's K columns, no more */
+    emdpo_posterior *p = NULL;
+    if (!rc) rc = emdpo_posterior_read(path, a->K, &p, diag);
+    emdpo_posterior_free(p);
     for (int k = 0; !rc && k < a->K; k++) {
         char col[32];
         snprintf(col, sizeof col, "gamma_%d", k + 1);

@@ -3,11 +3,13 @@
  * trained by weighted DPO in each M-step. */
 #include <math.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "base/alloc.h"
 #include "base/diag.h"
 #include "base/file.h"
 #include "core/em.h"
+#include "drivers/fit_ckpt.h"
 #include "fitfile/fit.h"
 #include "lm/engine/llama.h"
 #include "lm/engine/lora.h"
@@ -21,8 +23,10 @@ static int check_opts(const emdpo_lm_fit_opts *o, emdpo_diag *diag) {
     const emdpo_em_opts *e = &o->em;
     const emdpo_lm_mstep_opts *m = &o->mstep;
     if (o->k < 1 || o->k > EMDPO_MAX_K) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "k must be in 1..%d", EMDPO_MAX_K);
-    if (e->starts < 1) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "starts must be >= 1");
-    if (e->max_iter < 0) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "max_iter must be >= 0");
+    if (e->starts < 1 || e->starts > EMDPO_MAX_STARTS)
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "starts must be in 1..%d", EMDPO_MAX_STARTS);
+    if (e->max_iter < 0 || e->max_iter > EMDPO_MAX_EM_ITER)
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "max_iter must be in 0..%d", EMDPO_MAX_EM_ITER);
     if (!(e->tol >= 0)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "tol must be >= 0");
     if (e->patience < 0) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "patience must be >= 0");
     if (!emdpo_dtype_name(o->save_dtype)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "unknown save_dtype");
@@ -70,6 +74,42 @@ static int summaries(const emdpo_llama *sft, const emdpo_tokenizer *tok, const e
     return rc;
 }
 
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+/* What a checkpoint must agree with: the data (the policy's fingerprint of
+ * it), the SFT model, and every setting that changes the result. */
+static uint64_t fingerprint(const emdpo_llama *sft, const emdpo_policy *pol, const emdpo_data *d,
+                            const emdpo_lm_fit_opts *o, const emdpo_lm_mstep_opts *po) {
+    const emdpo_em_opts *e = &o->em;
+    const emdpo_optim_config *op = &po->optim;
+    const emdpo_lora_config *lo = &po->lora;
+    uint64_t key = emdpo_llama_policy_data_key(pol), n_params = sft->num_params;
+    /* the parameters: float32, and a frozen model's 16-bit matrices */
+    uLong crc = crc32(0L, Z_NULL, 0);
+    const unsigned char *bufs[2] = {(const unsigned char *)sft->param_buf,
+                                    sft->frozen ? (const unsigned char *)sft->frozen->buf : NULL};
+    size_t lens[2] = {n_params * sizeof(float), sft->frozen ? sft->frozen->n * sizeof(uint16_t) : 0};
+    for (int b = 0; b < 2; b++)
+        for (size_t i = 0, n = bufs[b] ? lens[b] : 0; i < n; i += (size_t)1 << 30)
+            crc = crc32(crc, bufs[b] + i, (uInt)(n - i < (size_t)1 << 30 ? n - i : (size_t)1 << 30));
+    int64_t ints[] = {o->k, e->max_iter, e->patience, e->starts, (int64_t)e->seed, e->init, e->q,
+                      po->max_length, po->max_prompt_length, op->kind, op->warmup, po->batch, po->accum,
+                      po->steps, po->restart, po->weight_norm, po->score_batch, (int64_t)po->seed, lo->r,
+                      lo->rslora, lo->targets, (int64_t)n_params, (int64_t)crc};
+    double reals[] = {e->tol, po->beta, po->rpo_alpha, op->lr, op->beta1, op->beta2, op->alpha, op->momentum,
+                      op->eps, op->weight_decay, op->clip, po->epochs, lo->alpha, lo->dropout};
+    uint64_t h = fnv(14695981039346656037ull, &key, sizeof key);
+    h = fnv(h, &sft->config, sizeof sft->config);
+    h = fnv(h, ints, sizeof ints);
+    h = fnv(h, reals, sizeof reals);
+    if (e->summary) h = fnv(h, e->summary, (size_t)d->n_annot * (size_t)e->q * sizeof(double));
+    return h;
+}
+
 int emdpo_lm_fit(const emdpo_llama *sft, const emdpo_tokenizer *tok, const emdpo_data *d, const emdpo_lm_fit_opts *o,
                  emdpo_fit **out, emdpo_diag *diag) {
     emdpo_diag_reset(diag, NULL);
@@ -103,8 +143,21 @@ int emdpo_lm_fit(const emdpo_llama *sft, const emdpo_tokenizer *tok, const emdpo
         eo.q = q;
     }
     emdpo_em_result res;
-    rc = emdpo_em_fit(&pol, d, &eo, &res);
+    emdpo_fit_ckpt *ck = NULL;
+    emdpo_em_hooks hooks;
+    if ((rc = emdpo_fit_ckpt_open(o, pol, d, fingerprint(sft, pol, d, o, &po), &ck, &hooks, diag))) {
+        emdpo_free(summary, n_summary * sizeof *summary);
+        emdpo_policy_free(pol);
+        return rc;
+    }
+    rc = emdpo_em_fit_hooked(&pol, d, &eo, &res, ck ? &hooks : NULL);
     emdpo_free(summary, n_summary * sizeof *summary);
+    int ck_rc = emdpo_fit_ckpt_close(ck, diag);
+    if (ck_rc) {
+        emdpo_em_result_free(&res);
+        emdpo_policy_free(pol);
+        return ck_rc;
+    }
     if (rc) {
         emdpo_em_result_free(&res);
         emdpo_policy_free(pol);

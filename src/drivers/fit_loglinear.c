@@ -16,8 +16,10 @@
 
 static int check_opts(const emdpo_loglinear_opts *o, emdpo_diag *diag) {
     if (o->k < 1 || o->k > EMDPO_MAX_K) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "k must be in 1..%d", EMDPO_MAX_K);
-    if (o->em.starts < 1) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "starts must be >= 1");
-    if (o->em.max_iter < 0) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "max_iter must be >= 0");
+    if (o->em.starts < 1 || o->em.starts > EMDPO_MAX_STARTS)
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "starts must be in 1..%d", EMDPO_MAX_STARTS);
+    if (o->em.max_iter < 0 || o->em.max_iter > EMDPO_MAX_EM_ITER)
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "max_iter must be in 0..%d", EMDPO_MAX_EM_ITER);
     if (!(o->em.tol >= 0)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "tol must be >= 0");
     if (o->em.patience < 0) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "patience must be >= 0");
     if (!(o->l2 >= 0) || !isfinite(o->l2)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "l2 must be >= 0");

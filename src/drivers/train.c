@@ -12,6 +12,7 @@
 #include "base/diag.h"
 #include "base/file.h"
 #include "base/json_write.h"
+#include "drivers/train_log.h"
 #include "data/data.h"
 #include "lm/engine/llama.h"
 #include "lm/engine/lora.h"
@@ -203,8 +204,7 @@ void emdpo_train_job_last(const emdpo_train_job *j, emdpo_train_metrics *m) {
     else memset(m, 0, sizeof *m);
 }
 
-/* One line of the metrics log, under TRL's names. */
-static void log_line(FILE *fp, const emdpo_train_metrics *m, int dpo, double eps) {
+void emdpo_train_log_line(FILE *fp, const emdpo_train_metrics *m, int dpo, double eps, const char *extra) {
     fputs("{\"loss\": ", fp);
     emdpo_json_num(fp, m->loss);
     fputs(", \"grad_norm\": ", fp);
@@ -225,7 +225,7 @@ static void log_line(FILE *fp, const emdpo_train_metrics *m, int dpo, double eps
     emdpo_json_num(fp, eps);
     fprintf(fp, ", \"step\": %lld, \"epoch\": ", (long long)m->step);
     emdpo_json_num(fp, m->epoch);
-    fputs("}\n", fp);
+    fprintf(fp, "%s}\n", extra ? extra : "");
 }
 
 /* Model files (config.json, model.safetensors, the tokenizer's), or the
@@ -295,7 +295,7 @@ int emdpo_train_job_run(emdpo_train_job *j, emdpo_diag *diag) {
         }
         double eps = (double)j->last.examples / (emdpo_now() - t0 + 1e-12);
         if (logf) {
-            log_line(logf, &j->last, dpo, eps);
+            emdpo_train_log_line(logf, &j->last, dpo, eps, NULL);
             fflush(logf);
         }
         if (o->progress) o->progress(o->progress_ud, &j->last, j->steps, eps);

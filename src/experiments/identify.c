@@ -91,7 +91,8 @@ static int spec_check(const emdpo_identify_spec *s) {
         s->alt.p != s->truth.p)
         return EMDPO_ERR_INVALID_ARG;
     if (s->n_items < 1 || s->n_items > EMDPO_IDENTIFY_MAX_ITEMS || s->n_sizes < 1 ||
-        s->n_sizes > EMDPO_IDENTIFY_MAX_SIZES || s->decisions < 1 || s->starts < 1 || s->max_iter < 0 ||
+        s->n_sizes > EMDPO_IDENTIFY_MAX_SIZES || s->decisions < 1 || s->starts < 1 || s->starts > EMDPO_MAX_STARTS ||
+        s->max_iter < 0 || s->max_iter > EMDPO_MAX_EM_ITER ||
         !(s->tol >= 0) || !(s->l2 >= 0))
         return EMDPO_ERR_INVALID_ARG;
     for (int a = 0; a < s->n_items; a++)

@@ -272,6 +272,9 @@ static int spec_check(const emdpo_sim_spec *s, const emdpo_inventory *inv) {
     per *= (uint64_t)s->pop.p;
     uint64_t max_bytes = SIZE_MAX < (uint64_t)INT64_MAX ? SIZE_MAX : (uint64_t)INT64_MAX;
     if ((uint64_t)s->n_annotators > max_bytes / sizeof(double) / per) return EMDPO_ERR_LIMIT;
+    /* and fit in the machine's memory */
+    double mem = emdpo_mem_physical();
+    if (mem > 0 && (double)s->n_annotators * (double)per * sizeof(double) > mem) return EMDPO_ERR_LIMIT;
     return EMDPO_OK;
 }
 
@@ -317,7 +320,8 @@ int emdpo_simulate(const emdpo_sim_spec *s, emdpo_data **out, int32_t *true_type
     }
     if ((rc = spec_check(s, inv))) {
         emdpo_inventory_free(own_inv);
-        return emdpo_diag_fail(diag, rc, rc == EMDPO_ERR_LIMIT ? "annotators x decisions x items is too large"
+        return emdpo_diag_fail(diag, rc, rc == EMDPO_ERR_LIMIT ? "annotators x decisions x items x features is too large "
+                                                                 "(its features alone would not fit in memory)"
                                                                : "inconsistent settings (e.g. more items per decision "
                                                                  "than phrases)");
     }

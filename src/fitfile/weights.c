@@ -91,6 +91,12 @@ static int read_decisions(emdpo_csv *r, const char *column, const emdpo_data *d,
         w[j] = v;
         i++;
     }
+    /* short: name the first annotator whose rows are missing */
+    for (size_t q = 0; !rc && i != n && q < na; q++)
+        if (d->annot_dec[q] + seen[q] < d->annot_dec[q + 1])
+            rc = emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "annotator '%.60s' has %lld rows for its %lld decisions",
+                                 d->annot_name[q], (long long)seen[q],
+                                 (long long)(d->annot_dec[q + 1] - d->annot_dec[q]));
     if (!rc && i != n)
         rc = emdpo_diag_fail(diag, EMDPO_ERR_PARSE, "%lld rows for %lld decisions", (long long)i, (long long)n);
     if (rc == EMDPO_ERR_NOMEM) emdpo_diag_fail(diag, rc, "out of memory");

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/file.h"
 #include "base/rng.h"
 #include "core/choice.h"
 #include "core/em.h"
@@ -39,6 +40,8 @@ typedef struct llama_policy {
     lp_cache *cache;
     int64_t msteps;         /* M-steps done: part of every trainer's seed */
     int64_t forwards;
+    emdpo_llama_policy_hooks hooks;
+    int skip;               /* the next M-step's types already trained before a resume */
 } llama_policy;
 
 static const emdpo_policy_ops llama_ops;
@@ -334,7 +337,12 @@ static int train_type(llama_policy *p, int k, const double *wd, emdpo_mstep_info
     int rc = emdpo_trainer_create_lora(type_model(p, k), p->adapters[k], p->cache->set, wd, &tc, &t);
     if (!rc) rc = emdpo_trainer_set_reference_logp(t, p->cache->ref);
     int64_t steps = mstep_steps(p, p->cache->n_dec);
-    for (int64_t s = 0; s < steps && !rc; s++) rc = emdpo_trainer_step(t, NULL);
+    for (int64_t s = 0; s < steps && !rc; s++) {
+        emdpo_train_metrics met;
+        double t0 = emdpo_now();
+        if (!(rc = emdpo_trainer_step(t, &met)) && p->hooks.step)
+            p->hooks.step(p->hooks.ud, p->msteps, k, &met, emdpo_now() - t0);
+    }
     if (t) {
         p->forwards += emdpo_trainer_forwards(t);
         info->iterations += (int)emdpo_trainer_steps_done(t);
@@ -358,7 +366,9 @@ static int llama_mstep(emdpo_policy *pol, const emdpo_data *d, const double *w, 
     double *wd = emdpo_malloc(2 * n_dec * sizeof *wd), *lp = wd + n_dec; /* weights; one type's log P */
     if (!wd) return EMDPO_ERR_NOMEM;
     double objective = 0.0;
-    for (int k = 0; k < K && !rc; k++) {
+    int skip = p->skip;
+    p->skip = 0;
+    for (int k = skip; k < K && !rc; k++) {
         if (!active[k]) continue;
         double sum = 0.0;
         for (int64_t i = 0; i < d->n_annot; i++)
@@ -384,6 +394,7 @@ static int llama_mstep(emdpo_policy *pol, const emdpo_data *d, const double *w, 
             annot_logp[i * K + k] = sum_i;
             objective += w[i * K + k] * sum_i;
         }
+        if (p->hooks.type_done) rc = p->hooks.type_done(p->hooks.ud, pol, k);
     }
     p->msteps++;
     info->objective = annot_logp ? objective : NAN;
@@ -448,6 +459,7 @@ static int llama_clone(const emdpo_policy *pol, emdpo_policy **out) {
     if (c->cache) c->cache->refs++;
     c->msteps = p->msteps;
     c->forwards = p->forwards;
+    c->hooks = p->hooks;
     *out = &c->base;
     return EMDPO_OK;
 }
@@ -527,6 +539,38 @@ void emdpo_llama_policy_counters(const emdpo_policy *pol, int64_t *ref_passes, i
     const llama_policy *p = of(pol);
     if (ref_passes) *ref_passes = p && p->cache ? p->cache->ref_passes : 0;
     if (forwards) *forwards = p ? p->forwards : 0;
+}
+
+void emdpo_llama_policy_set_hooks(emdpo_policy *pol, const emdpo_llama_policy_hooks *hooks) {
+    llama_policy *p = of(pol);
+    if (p) p->hooks = *hooks;
+}
+
+float *emdpo_llama_policy_params(emdpo_policy *pol, int k, size_t *n) {
+    llama_policy *p = of(pol);
+    *n = 0;
+    if (!p || k < 0 || k >= pol->K) return NULL;
+    *n = p->adapters[k] ? p->adapters[k]->n : p->models[k]->num_params;
+    return p->adapters[k] ? p->adapters[k]->buf : p->models[k]->param_buf;
+}
+
+void emdpo_llama_policy_progress(const emdpo_policy *pol, int64_t *msteps, int64_t *forwards) {
+    const llama_policy *p = of(pol);
+    *msteps = p ? p->msteps : 0;
+    *forwards = p ? p->forwards : 0;
+}
+
+void emdpo_llama_policy_restore(emdpo_policy *pol, int64_t msteps, int64_t forwards, int skip) {
+    llama_policy *p = of(pol);
+    if (!p) return;
+    p->msteps = msteps;
+    p->forwards = forwards;
+    p->skip = skip;
+}
+
+uint64_t emdpo_llama_policy_data_key(const emdpo_policy *pol) {
+    const llama_policy *p = of(pol);
+    return p && p->cache ? p->cache->key : 0;
 }
 
 static const emdpo_policy_ops llama_ops = {

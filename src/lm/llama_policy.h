@@ -94,6 +94,30 @@ int64_t emdpo_llama_policy_steps(const emdpo_policy *pol);
  * for another family. */
 void emdpo_llama_policy_counters(const emdpo_policy *pol, int64_t *ref_passes, int64_t *forwards);
 
+/* Resumable fits (drivers/fit_lm.c): what a checkpoint needs of the
+ * policy, and what a resumed M-step skips. Hooks are copied to clones.
+ * step: after every optimizer step of type k in the policy's M-step
+ * mstep (its M-steps counted from 0 in this start). type_done: after type
+ * k was trained in an M-step and its annot_logp column written (types in
+ * order); non-zero stops the M-step with that status. */
+typedef struct emdpo_llama_policy_hooks {
+    void *ud;
+    void (*step)(void *ud, int64_t mstep, int k, const emdpo_train_metrics *m, double seconds);
+    int (*type_done)(void *ud, const emdpo_policy *pol, int k);
+} emdpo_llama_policy_hooks;
+void emdpo_llama_policy_set_hooks(emdpo_policy *pol, const emdpo_llama_policy_hooks *hooks);
+/* Type k's trained parameters (its model's, or its adapter's) in place:
+ * *n floats; NULL for another family or k out of range. */
+float *emdpo_llama_policy_params(emdpo_policy *pol, int k, size_t *n);
+/* The M-step count (part of every trainer's seed) and forwards, to save
+ * and restore. The next M-step skips types 0..skip-1 (trained before a
+ * resume: their parameters and annot_logp columns are restored). */
+void emdpo_llama_policy_progress(const emdpo_policy *pol, int64_t *msteps, int64_t *forwards);
+void emdpo_llama_policy_restore(emdpo_policy *pol, int64_t msteps, int64_t forwards, int skip);
+/* The fingerprint of the dataset the policy caches (sizes, structure and
+ * texts); 0 for another family. */
+uint64_t emdpo_llama_policy_data_key(const emdpo_policy *pol);
+
 /* mstep's info->objective is NaN when annot_logp is NULL: computing it would
  * take a scoring pass the caller did not ask for. info->iterations counts
  * optimizer steps over all types; info->converged is always 0. When mstep

@@ -168,7 +168,8 @@ class LmMstepOpts(Structure):
 
 class LmFitOpts(Structure):
     _c_name_ = "emdpo_lm_fit_opts"
-    _fields_ = [("k", c_int), ("em", EmOpts), ("mstep", LmMstepOpts), ("save_dtype", c_int)]
+    _fields_ = [("k", c_int), ("em", EmOpts), ("mstep", LmMstepOpts), ("save_dtype", c_int), ("checkpoint", c_char_p),
+                ("resume", c_int), ("log", c_char_p)]
 
 
 MIRRORS = [Diag, ZerosumResult, HedgeOpts, RegretsResult, EmOpts, LoglinearOpts, ReadOpts, SampleOpts, LoraConfigC,

@@ -489,8 +489,11 @@ int emdpo_gguf_check_tensors(emdpo_gguf *g, emdpo_diag *diag) {
                      (unsigned long long)t->ne[0], ty->name, (unsigned)ty->blck);
             return tensor_fail(t, diag, EMDPO_ERR_PARSE, msg);
         }
-        /* numel < 2^63 and size / blck <= 292 / 256 keep this from overflowing. */
-        uint64_t rows = t->ne[0] ? t->numel / t->ne[0] : 0, row = t->ne[0] / ty->blck * ty->size;
+        /* A row's bytes overflow for ne[0] near 2^62 (F32: 4 bytes an
+         * element), which would make a huge tensor look small. */
+        uint64_t blocks = t->ne[0] / ty->blck;
+        if (blocks > UINT64_MAX / ty->size) return tensor_fail(t, diag, EMDPO_ERR_PARSE, "its size overflows");
+        uint64_t rows = t->ne[0] ? t->numel / t->ne[0] : 0, row = blocks * ty->size;
         if (row && rows > UINT64_MAX / row) return tensor_fail(t, diag, EMDPO_ERR_PARSE, "its size overflows");
         t->nbytes = rows * row;
         if (t->offset % g->alignment) {

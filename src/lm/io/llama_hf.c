@@ -543,7 +543,17 @@ int emdpo_llama_hf_load(const char *dir, int frozen, emdpo_llama **out, emdpo_di
     emdpo_st_dtype dt = emdpo_st_source_dtype(st);
     int mt = emdpo_st_source_matrix_dtype(st);
     int dt16 = mt == EMDPO_ST_BF16 ? EMDPO_DTYPE_BF16 : mt == EMDPO_ST_F16 ? EMDPO_DTYPE_F16 : 0;
-    if (frozen && dt16)
+    /* Every parameter comes from the files' tensors: a config.json that
+     * describes far more than they hold (64 MB of float32 more) is refused
+     * before allocating; a smaller mismatch is named tensor by tensor as
+     * they are read. */
+    uint64_t held = 0, want = (uint64_t)emdpo_llama_num_params(&c);
+    for (size_t i = 0; i < emdpo_st_source_count(st); i++) held += emdpo_st_source_tensor_at(st, i)->numel;
+    if (want > held && want - held > ((uint64_t)64 << 20) / sizeof(float))
+        rc = emdpo_diag_at(diag, EMDPO_ERR_PARSE, emdpo_st_source_name(st), 0,
+                           "config.json describes %zu parameters; the tensors hold %llu",
+                           emdpo_llama_num_params(&c), (unsigned long long)held);
+    else if (frozen && dt16)
         rc = emdpo_llama_create_frozen(&c, dt16, &m);
     else
         rc = emdpo_llama_create(&c, &m);

@@ -106,6 +106,15 @@ int emdpo_llama_from_spec(const char *spec, uint64_t seed, emdpo_llama **out, em
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG,
                                "config: inconsistent architecture (dim divisible by heads, heads by kv_heads, an even "
                                "head size)");
+    /* Absurd sizes are refused before allocating: the parameters alone
+     * must fit in the machine's memory (training needs about 4 times). */
+    double bytes = 4.0 * (double)emdpo_llama_num_params(&c);
+    double mem = emdpo_mem_physical();
+    if (mem > 0 && bytes > mem)
+        return emdpo_diag_fail(diag, EMDPO_ERR_LIMIT,
+                               "config: %zu parameters need %.3g GB of float32, more than this machine's %.3g GB of "
+                               "memory",
+                               emdpo_llama_num_params(&c), bytes / 1e9, mem / 1e9);
     int rc = emdpo_llama_create(&c, out);
     if (rc) return emdpo_diag_fail(diag, rc, "cannot create the model: %s", emdpo_status_name(rc));
     emdpo_llama_init(*out, seed);
