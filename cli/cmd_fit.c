@@ -109,7 +109,8 @@ static int fit_loglinear(int argc, char **argv) {
         }
         if (emdpo_fit_n_empty(f))
             fprintf(stderr, "emdpo fit: note: %d type(s) lost all weight and are reported empty\n", emdpo_fit_n_empty(f));
-        if ((rc = emdpo_fit_write(f, out, &diag))) rc = cli_fail("fit", rc, &diag, &cmd);
+        /* Under mpirun every process holds the same fit; rank 0 writes it. */
+        if (emdpo_dist_rank() == 0 && (rc = emdpo_fit_write(f, out, &diag))) rc = cli_fail("fit", rc, &diag, &cmd);
         else if (!quiet) printf("wrote %s/fit.json and %s/posterior.csv\n", out, out);
     }
     emdpo_fit_free(f);

@@ -101,8 +101,10 @@ static int select_loglinear(int argc, char **argv) {
     } else {
         if (json) emdpo_select_write_json(s, stdout);
         else print_table(s, &o, data);
-        if (out && (rc = emdpo_select_save(s, out, &diag))) rc = cli_fail("select", rc, &diag, &cmd);
-        else if (out && !quiet) fprintf(stderr, "emdpo select: wrote %s/select.json\n", out);
+        /* Under mpirun every process holds the same result; rank 0 writes it. */
+        if (out && emdpo_dist_rank() == 0 && (rc = emdpo_select_save(s, out, &diag)))
+            rc = cli_fail("select", rc, &diag, &cmd);
+        else if (out && !quiet && emdpo_dist_rank() == 0) fprintf(stderr, "emdpo select: wrote %s/select.json\n", out);
     }
     emdpo_select_free(s);
     emdpo_data_free(d);
