@@ -87,7 +87,8 @@ static int select_loglinear(int argc, char **argv) {
         return cli_usage_error("select", "--k must be K or LO..HI with 1 <= LO <= HI <= %d, not '%s'", EMDPO_MAX_K,
                                krange);
     emdpo_set_threads(threads);
-    sel_progress pg = {cli_now(), quiet};
+    /* Under mpirun rank 0 alone reports (main.c silences the others' stdout). */
+    sel_progress pg = {cli_now(), quiet || emdpo_dist_rank() > 0};
     o.progress = on_row;
     o.progress_ud = &pg;
     emdpo_data *d = NULL;
