@@ -28,6 +28,10 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#ifdef EMDPO_MPI
+#include <mpi.h>
+#endif
+
 #include "base/threads.h"
 #include "core/em.h"
 #include "emdpo.h"
@@ -395,6 +399,9 @@ static int mode_dist(int argc, char **argv) {
     int rc = simulate(n, 1, &d);
     if (rc) die("simulate", rc);
     emdpo_em_result res;
+#ifdef EMDPO_MPI
+    MPI_Barrier(MPI_COMM_WORLD); /* the processes finish simulating at different times */
+#endif
     double t_fit = fit_once(d, &o, &res);
     printf("RESULT mode=dist rank=%d np=%d threads=%d n_annot=%lld fit_s=%.3f fit_cpu_s=%.3f iterations=%d "
            "s_per_iter=%.4f peak_rss_mb=%.1f loglik=%.10f\n",

@@ -10,7 +10,7 @@ ROUNDS=${2:-2}
 make -s MPI=1 build-mpi/libemdpo.a
 mkdir -p build-mpi/bench
 BIN=build-mpi/bench/bench_em
-mpicc -std=c11 -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -O3 -march=native -fopenmp -Wall -Wextra \
+mpicc -std=c11 -DEMDPO_MPI -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -O3 -march=native -fopenmp -Wall -Wextra \
     bench/bench_em.c build-mpi/libemdpo.a -lopenblas -lpcre2-8 -lutf8proc -lz -lm -o "$BIN"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 echo "machine: $(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -1), $(nproc) cores;" \
