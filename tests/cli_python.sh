@@ -1,7 +1,9 @@
 #!/bin/sh
 # The Python package (python/): installed as the README says (pip, offline,
 # no build isolation, into a scratch --target), then its tests with pytest
-# against the library and the CLI just built. Skips cleanly without Debian's
+# against the library and the CLI just built (among them the check of the
+# package's ctypes struct mirrors against the C compiler's layout, which
+# builds a C program with $CC). Skips cleanly without Debian's
 # python3 with numpy, pip, setuptools and pytest, and on sanitizer builds
 # (an ASan library cannot be loaded into a plain interpreter).
 E=${1:-build/emdpo}

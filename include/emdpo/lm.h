@@ -406,6 +406,11 @@ EMDPO_API int emdpo_lm_set_response_tokens(const emdpo_lm_set *s, int64_t i);
  * order). EMDPO_ERR_LIMIT when a sequence does not fit m's context or a
  * token its vocabulary. */
 EMDPO_API int emdpo_lm_score(const emdpo_llama *m, const emdpo_lm_set *set, int batch, double *logp);
+/* The same for base m running adapter a unmerged (a NULL: m alone), as
+ * emdpo score --adapter computes it. EMDPO_ERR_INVALID_ARG when a was
+ * read for another shape of model than m's. */
+EMDPO_API int emdpo_lm_score_adapter(const emdpo_llama *m, const emdpo_lora_adapter *a, const emdpo_lm_set *set,
+                                     int batch, double *logp);
 
 /* ---- Generation --------------------------------------------------------- */
 

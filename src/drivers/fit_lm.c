@@ -10,6 +10,7 @@
 #include "core/em.h"
 #include "fitfile/fit.h"
 #include "lm/engine/llama.h"
+#include "lm/engine/lora.h"
 #include "lm/io/lm_batch.h"
 #include "lm/io/tokenizer.h"
 #include "lm/llama_policy.h"
@@ -40,6 +41,9 @@ static int check_opts(const emdpo_lm_fit_opts *o, emdpo_diag *diag) {
     if (!(m->optim.clip >= 0)) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "clip must be >= 0");
     if (!emdpo_weight_norm_name(m->weight_norm))
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "weight_norm must be mean or none");
+    if (m->lora.r && emdpo_lora_config_check(&m->lora))
+        return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG,
+                               "LoRA: r must be >= 1, alpha finite, dropout in [0, 1), some targets");
     return EMDPO_OK;
 }
 

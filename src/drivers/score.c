@@ -78,6 +78,12 @@ static int score_mixture(const members *x, const emdpo_lm_set *set, int batch, d
     return rc;
 }
 
+int emdpo_lm_score_adapter(const emdpo_llama *m, const emdpo_lora_adapter *a, const emdpo_lm_set *set, int batch,
+                           double *logp) {
+    if (!m || !set || !logp || (a && !emdpo_lora_fits(a, &m->config))) return EMDPO_ERR_INVALID_ARG;
+    return emdpo_lm_score_lora(m, a, set, batch, logp);
+}
+
 static int load(const emdpo_score_opts *o, const emdpo_llama **mv, emdpo_llama **m, emdpo_lora **lo, members *mix,
                 emdpo_llama **ref, emdpo_tokenizer **tok, int *max_length, int *max_prompt_length, emdpo_diag *diag) {
     int rc;

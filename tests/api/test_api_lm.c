@@ -312,6 +312,54 @@ static void test_training(const char *prefs) {
     CHECK_EQ_INT(emdpo_train_job_create(&o, &j, &diag), EMDPO_ERR_INVALID_ARG);
 }
 
+/* A LoRA DPO run's adapter scored on its base unmerged: not the base's
+ * scores, the merged model's to rounding; no adapter is the base itself;
+ * an adapter of another shape is refused. */
+static void test_adapter_scores(const char *prefs) {
+    emdpo_train_opts o;
+    emdpo_train_opts_init(&o, EMDPO_TRAIN_DPO);
+    o.data = prefs;
+    o.model = api_path("m_hf");
+    o.tokenizer = api_path("tok.bin");
+    o.out = api_path("lora_dpo");
+    o.steps = 3;
+    o.train.optim.lr = 1e-2;
+    emdpo_lora_config_init(&o.lora);
+    o.lora.r = 4;
+    emdpo_train_job *j = NULL;
+    emdpo_diag diag;
+    CHECK_EQ_INT(emdpo_train_job_create(&o, &j, &diag), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_train_job_run(j, &diag), EMDPO_OK);
+    emdpo_train_job_free(j);
+    emdpo_llama *m = NULL, *l3 = NULL;
+    emdpo_lora_adapter *a = NULL, *other = NULL;
+    emdpo_lm_set *set = NULL;
+    CHECK_EQ_INT(emdpo_llama_load(api_path("m_hf"), &m, &diag), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_lora_adapter_read(api_path("lora_dpo"), m, &a, &diag), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_lm_set_read(prefs, tok, 64, 32, 0, &set, NULL, &diag), EMDPO_OK);
+    if (!m || !a || !set) return;
+    double base[32], none[32], with[32], merged[32], far = 0, near = 0;
+    CHECK_EQ_INT(emdpo_lm_score(m, set, 8, base), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_lm_score_adapter(m, NULL, set, 8, none), EMDPO_OK);
+    CHECK(memcmp(base, none, sizeof base) == 0);
+    CHECK_EQ_INT(emdpo_lm_score_adapter(m, a, set, 8, with), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_lora_adapter_merge(a, m, &diag), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_lm_score(m, set, 8, merged), EMDPO_OK);
+    for (int i = 0; i < 32; i++) {
+        far = fmax(far, fabs(with[i] - base[i]));
+        near = fmax(near, fabs(with[i] - merged[i]));
+    }
+    CHECK_MSG(far > 1e-3 && near < 1e-5, "adapter against base %g, against merged %g", far, near);
+    CHECK_EQ_INT(emdpo_llama_load("tests/fixtures/hf_families/llama3", &l3, &diag), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_lora_adapter_read("tests/fixtures/lora/llama3_all", l3, &other, &diag), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_lm_score_adapter(m, other, set, 8, with), EMDPO_ERR_INVALID_ARG);
+    emdpo_lora_adapter_free(a);
+    emdpo_lora_adapter_free(other);
+    emdpo_llama_free(l3);
+    emdpo_llama_free(m);
+    emdpo_lm_set_free(set);
+}
+
 static void test_em(const char *prefs) {
     emdpo_lm_fit_opts o;
     emdpo_lm_fit_opts_init(&o);
@@ -533,6 +581,7 @@ int main(void) {
     test_vocab(prefs);
     test_models(prefs);
     test_training(prefs);
+    test_adapter_scores(prefs);
     test_em(prefs);
     emdpo_llama_free(sft);
     emdpo_tokenizer_free(tok);

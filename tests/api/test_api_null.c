@@ -372,6 +372,8 @@ int main(void) {
     (void)emdpo_lm_set_response_tokens(NULL, 0);
     CHECK(1);
     CHECK_MSG(emdpo_lm_score(NULL, NULL, 0, NULL) != EMDPO_OK, "emdpo_lm_score");
+    (void)emdpo_lm_score_adapter(NULL, NULL, NULL, 0, NULL);
+    CHECK(1);
     emdpo_sample_opts_init(NULL);
     CHECK(1);
     CHECK_MSG(emdpo_lm_generate(NULL, NULL, NULL, 0, NULL, NULL, NULL) != EMDPO_OK, "emdpo_lm_generate");
@@ -874,6 +876,7 @@ int main(void) {
  *   emdpo_lm_set_group
  *   emdpo_lm_set_response_tokens
  *   emdpo_lm_score
+ *   emdpo_lm_score_adapter
  *   emdpo_sample_opts_init
  *   emdpo_lm_generate
  *   emdpo_generate_text

@@ -11,8 +11,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-from ctypes import (POINTER, Structure, c_char, c_char_p, c_double, c_int, c_int64, c_long, c_size_t, c_uint64,
-                    c_ubyte, c_void_p)
+from ctypes import (CFUNCTYPE, POINTER, Structure, c_char, c_char_p, c_double, c_float, c_int, c_int64, c_long,
+                    c_size_t, c_uint, c_uint64, c_ubyte, c_void_p)
 from typing import List
 
 SOMAJOR = 0
@@ -53,38 +53,126 @@ def _load() -> ctypes.CDLL:
 lib = _load()
 
 
+# Mirrors of the public headers' structs, field for field: each names its C
+# type in _c_name_, and python/tests/test_struct_layout.py checks every field's
+# name, offset and size and every struct's size against the C compiler's.
 class Diag(Structure):
+    _c_name_ = "emdpo_diag"
     _fields_ = [("file", c_char * 256), ("line", c_long), ("msg", c_char * 256)]
 
 
 class ZerosumResult(Structure):
+    _c_name_ = "emdpo_zerosum_result"
     _fields_ = [("value", c_double), ("upper", c_double), ("lower", c_double), ("gap", c_double),
                 ("iterations", c_long)]
 
 
 class HedgeOpts(Structure):
+    _c_name_ = "emdpo_mmra_hedge_opts"
     _fields_ = [("max_iter", c_long), ("eta", c_double), ("rel_tol", c_double)]
 
 
 class RegretsResult(Structure):
+    _c_name_ = "emdpo_regrets_result"
     _fields_ = [("K", c_int), ("rows", c_int), ("solver", c_int), ("w", c_double * MAX_K),
                 ("regret", c_double * MAX_K), ("game", ZerosumResult), ("hedge_capped", c_int),
                 ("lp_w", c_double * MAX_K), ("lp", ZerosumResult)]
 
 
+# emdpo_em_progress(ud, start, iter, loglik, eta, K)
+EM_PROGRESS = CFUNCTYPE(None, c_void_p, c_int, c_int, c_double, POINTER(c_double), c_int)
+
+
 class EmOpts(Structure):
+    _c_name_ = "emdpo_em_opts"
     _fields_ = [("max_iter", c_int), ("tol", c_double), ("patience", c_int), ("starts", c_int), ("seed", c_uint64),
-                ("init", c_int), ("summary", POINTER(c_double)), ("q", c_int), ("progress", c_void_p),
+                ("init", c_int), ("summary", POINTER(c_double)), ("q", c_int), ("progress", EM_PROGRESS),
                 ("progress_ud", c_void_p)]
 
 
 class LoglinearOpts(Structure):
+    _c_name_ = "emdpo_loglinear_opts"
     _fields_ = [("k", c_int), ("em", EmOpts), ("l2", c_double), ("beta", c_double)]
 
 
+class ReadOpts(Structure):
+    _c_name_ = "emdpo_read_opts"
+    _fields_ = [("annotator_field", c_char_p), ("chat_template", c_char_p), ("special_tokens", c_char_p),
+                ("csv_id", c_char_p), ("csv_task", c_char_p), ("csv_alt", c_char_p), ("csv_choice", c_char_p),
+                ("require_text", c_int)]
+
+
 class SampleOpts(Structure):
+    _c_name_ = "emdpo_sample_opts"
     _fields_ = [("temperature", c_double), ("top_k", c_int), ("top_p", c_double), ("max_tokens", c_int), ("n", c_int),
                 ("seed", c_uint64), ("stop_ids", POINTER(c_int)), ("n_stop", c_size_t), ("adapter", c_char_p)]
+
+
+class LoraConfigC(Structure):
+    _c_name_ = "emdpo_lora_config"
+    _fields_ = [("r", c_int), ("alpha", c_float), ("dropout", c_float), ("rslora", c_int), ("targets", c_uint)]
+
+
+class MergeOpts(Structure):
+    _c_name_ = "emdpo_merge_opts"
+    _fields_ = [("model", c_char_p), ("adapter", c_char_p), ("out", c_char_p), ("tokenizer", c_char_p),
+                ("dtype", c_int)]
+
+
+class OptimConfig(Structure):
+    _c_name_ = "emdpo_optim_config"
+    _fields_ = [("kind", c_int), ("lr", c_double), ("beta1", c_double), ("beta2", c_double), ("alpha", c_double),
+                ("momentum", c_double), ("eps", c_double), ("weight_decay", c_double), ("warmup", c_int64),
+                ("clip", c_double)]
+
+
+class LossOpts(Structure):
+    _c_name_ = "emdpo_loss_opts"
+    _fields_ = [("kind", c_int), ("beta", c_double), ("label_smoothing", c_double), ("rpo_alpha", c_double)]
+
+
+class TrainConfig(Structure):
+    _c_name_ = "emdpo_train_config"
+    _fields_ = [("mode", c_int), ("loss", LossOpts), ("optim", OptimConfig), ("batch", c_int), ("accum", c_int),
+                ("seed", c_uint64), ("grad_checkpoint", c_int)]
+
+
+class TrainMetrics(Structure):
+    _c_name_ = "emdpo_train_metrics"
+    _fields_ = [("step", c_int64), ("epoch", c_double), ("loss", c_double), ("grad_norm", c_double),
+                ("learning_rate", c_double), ("rewards_chosen", c_double), ("rewards_rejected", c_double),
+                ("rewards_margins", c_double), ("rewards_accuracies", c_double), ("examples", c_int64)]
+
+
+# emdpo_train_progress(ud, metrics, total_steps, examples_per_s)
+TRAIN_PROGRESS = CFUNCTYPE(None, c_void_p, POINTER(TrainMetrics), c_int64, c_double)
+
+
+class TrainOpts(Structure):
+    _c_name_ = "emdpo_train_opts"
+    _fields_ = [("train", TrainConfig), ("data", c_char_p), ("read", POINTER(ReadOpts)), ("model", c_char_p),
+                ("config_spec", c_char_p), ("tokenizer", c_char_p), ("out", c_char_p), ("ref", c_char_p),
+                ("weights", c_char_p), ("weight_column", c_char_p), ("log", c_char_p), ("steps", c_int64),
+                ("save_every", c_int64), ("resume", c_int), ("max_length", c_int), ("max_prompt_length", c_int),
+                ("save_dtype", c_int), ("lora", LoraConfigC), ("merge", c_char_p), ("progress", TRAIN_PROGRESS),
+                ("progress_ud", c_void_p)]
+
+
+class LmMstepOpts(Structure):
+    _c_name_ = "emdpo_lm_mstep_opts"
+    _fields_ = [("beta", c_double), ("rpo_alpha", c_double), ("max_length", c_int), ("max_prompt_length", c_int),
+                ("optim", OptimConfig), ("batch", c_int), ("accum", c_int), ("steps", c_int64), ("epochs", c_double),
+                ("restart", c_int), ("weight_norm", c_int), ("score_batch", c_int), ("seed", c_uint64),
+                ("lora", LoraConfigC), ("grad_checkpoint", c_int)]
+
+
+class LmFitOpts(Structure):
+    _c_name_ = "emdpo_lm_fit_opts"
+    _fields_ = [("k", c_int), ("em", EmOpts), ("mstep", LmMstepOpts), ("save_dtype", c_int)]
+
+
+MIRRORS = [Diag, ZerosumResult, HedgeOpts, RegretsResult, EmOpts, LoglinearOpts, ReadOpts, SampleOpts, LoraConfigC,
+           MergeOpts, OptimConfig, LossOpts, TrainConfig, TrainMetrics, TrainOpts, LmMstepOpts, LmFitOpts]
 
 
 P = c_void_p
@@ -195,6 +283,47 @@ _SIGNATURES = [
     ("emdpo_generation_free", None, P),
     ("emdpo_generation_n", c_int, P),
     ("emdpo_generation_text", c_void_p, P, c_int, POINTER(c_size_t)),
+    ("emdpo_llama_load_frozen", c_int, c_char_p, POINTER(P), DIAGP),
+    ("emdpo_llama_is_frozen", c_int, P),
+    ("emdpo_dtype_name", c_char_p, c_int),
+    ("emdpo_read_opts_init", None, POINTER(ReadOpts)),
+    ("emdpo_data_read_with", c_int, c_char_p, c_int, POINTER(ReadOpts), POINTER(P), DIAGP),
+    # lm.h: LoRA adapters (PEFT)
+    ("emdpo_lora_config_init", None, POINTER(LoraConfigC)),
+    ("emdpo_lora_targets_parse", c_int, c_char_p, POINTER(c_uint)),
+    ("emdpo_lora_target_name", c_char_p, c_int),
+    ("emdpo_lora_adapter_read", c_int, c_char_p, P, POINTER(P), DIAGP),
+    ("emdpo_lora_adapter_write", c_int, P, c_char_p, c_int, c_char_p, DIAGP),
+    ("emdpo_lora_adapter_free", None, P),
+    ("emdpo_lora_adapter_rank", c_int, P),
+    ("emdpo_lora_adapter_alpha", c_double, P),
+    ("emdpo_lora_adapter_scale", c_double, P),
+    ("emdpo_lora_adapter_n_params", c_size_t, P),
+    ("emdpo_lora_adapter_merge", c_int, P, P, DIAGP),
+    ("emdpo_merge_opts_init", None, POINTER(MergeOpts)),
+    ("emdpo_merge_run", c_int, POINTER(MergeOpts), DIAGP),
+    ("emdpo_lm_score_adapter", c_int, P, P, P, c_int, DP),
+    # lm.h: SFT and DPO runs
+    ("emdpo_optim_name", c_char_p, c_int),
+    ("emdpo_loss_name", c_char_p, c_int),
+    ("emdpo_train_opts_init", None, POINTER(TrainOpts), c_int),
+    ("emdpo_train_job_create", c_int, POINTER(TrainOpts), POINTER(P), DIAGP),
+    ("emdpo_train_job_free", None, P),
+    ("emdpo_train_job_total_steps", c_int64, P),
+    ("emdpo_train_job_steps_done", c_int64, P),
+    ("emdpo_train_job_n_sequences", c_int64, P),
+    ("emdpo_train_job_n_truncated", c_int64, P),
+    ("emdpo_train_job_max_length", c_int, P),
+    ("emdpo_train_job_run", c_int, P, DIAGP),
+    ("emdpo_train_job_last", None, P, POINTER(TrainMetrics)),
+    # lm.h: EM-DPO on Llama policies
+    ("emdpo_init_name", c_char_p, c_int),
+    ("emdpo_weight_norm_name", c_char_p, c_int),
+    ("emdpo_lm_fit_opts_init", None, POINTER(LmFitOpts)),
+    ("emdpo_lm_fit", c_int, P, P, P, POINTER(LmFitOpts), POINTER(P), DIAGP),
+    ("emdpo_fit_best_iteration", c_int, P),
+    ("emdpo_fit_starts", c_int, P),
+    ("emdpo_fit_empty", c_int, P, c_int),
 ]
 
 for _s in _SIGNATURES:
@@ -214,6 +343,20 @@ class EmdpoError(Exception):
         if file:
             where = "%s:%d: " % (file, line) if line > 0 else "%s: " % file
         super().__init__("%s%s (%s)" % (where, message or self.status_name, self.status_name))
+
+
+def enum_value(name_fn, name: str, what: str) -> int:
+    """The C enum value whose name (emdpo_optim_name, emdpo_dtype_name, ...)
+    is name; ValueError listing the names otherwise."""
+    names = []
+    while True:
+        n = name_fn(len(names))
+        if n is None:
+            break
+        names.append(n.decode())
+    if name not in names:
+        raise ValueError("%s must be one of %s, not %r" % (what, ", ".join(names), name))
+    return names.index(name)
 
 
 def check(rc: int, diag: Diag = None) -> None:

@@ -3,6 +3,7 @@ generation for the checkpoints emdpo reads, over the public C API."""
 from __future__ import annotations
 
 import ctypes
+import os
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -17,6 +18,30 @@ _INITS = {"kmeans": 0, "random": 1}
 
 def _s(p: Optional[bytes]) -> Optional[str]:
     return None if p is None else p.decode()
+
+
+def read_opts(tokenizer: Optional[str] = None, annotator_field: Optional[str] = None,
+              chat_template: Optional[str] = None) -> _lib.ReadOpts:
+    """emdpo_read_opts as the commands set them: annotator_field and
+    chat_template as given; with a tokenizer path, text responses required
+    and the tokenizer_config.json beside the tokenizer as the chat template
+    (or, with an explicit chat_template, as its special tokens)."""
+    o = _lib.ReadOpts()
+    lib.emdpo_read_opts_init(ctypes.byref(o))
+    if annotator_field is not None:
+        o.annotator_field = str(annotator_field).encode()
+    if chat_template is not None:
+        o.chat_template = str(chat_template).encode()
+    if tokenizer is not None:
+        o.require_text = 1
+        t = str(tokenizer)
+        cfg = os.path.join(t if os.path.isdir(t) else (os.path.dirname(t) or "."), "tokenizer_config.json")
+        if os.path.isfile(cfg):
+            if chat_template is None:
+                o.chat_template = cfg.encode()
+            else:
+                o.special_tokens = cfg.encode()
+    return o
 
 
 class Data:
@@ -36,12 +61,21 @@ class Data:
         self._h = handle
 
     @classmethod
-    def read(cls, path: str, format: str = "auto") -> "Data":
+    def read(cls, path: str, format: str = "auto", annotator_field: Optional[str] = None,
+             chat_template: Optional[str] = None, tokenizer: Optional[str] = None) -> "Data":
         """Reads JSONL (TRL's prompt/chosen/rejected with annotator,
-        ranking, group; features or texts) or long CSV; .gz too."""
+        ranking, group; features or texts) or long CSV; .gz too.
+        annotator_field names the JSONL field of the annotator ("user_id",
+        ...). With a tokenizer path, as the commands that take one read
+        data: text responses are required and conversational records are
+        rendered with chat_template (a .jinja file or a
+        tokenizer_config.json), by default the tokenizer_config.json beside
+        the tokenizer."""
+        o = read_opts(tokenizer, annotator_field, chat_template)
         h = ctypes.c_void_p()
         d = Diag()
-        check(lib.emdpo_data_read(str(path).encode(), _FORMATS[format], ctypes.byref(h), ctypes.byref(d)), d)
+        check(lib.emdpo_data_read_with(str(path).encode(), _FORMATS[format], ctypes.byref(o), ctypes.byref(h),
+                                       ctypes.byref(d)), d)
         return cls(h)
 
     @classmethod
@@ -161,51 +195,35 @@ class Data:
         self.close()
 
 
-def read_data(path: str, format: str = "auto") -> Data:
+def read_data(path: str, format: str = "auto", annotator_field: Optional[str] = None,
+              chat_template: Optional[str] = None, tokenizer: Optional[str] = None) -> Data:
     """``Data.read``."""
-    return Data.read(path, format)
+    return Data.read(path, format, annotator_field, chat_template, tokenizer)
 
 
-class LoglinearFit:
-    """EM-DPO on log-linear policies (``emdpo fit``): K types with rewards
-    theta_k . x, mixing weights eta and each annotator's posterior.
-
-    Attributes: ``k``, ``p``, ``beta``, ``loglik``, ``iterations``,
-    ``converged``, ``eta`` (K,), ``theta`` (K, p), ``posterior``
-    (n_annotators, K), ``annotators`` (ids), ``trace`` (the log-likelihood
-    after every E-step), ``aic``, ``bic``, ``icl``.
-    """
+class _Fit:
+    """What a fit of either family has (emdpo/em.h's accessors)."""
 
     def __init__(self, handle: ctypes.c_void_p):
         self._h = h = handle
         self.k = lib.emdpo_fit_k(h)
-        self.p = lib.emdpo_fit_p(h)
         self.beta = lib.emdpo_fit_beta(h)
         self.loglik = lib.emdpo_fit_loglik(h)
         self.iterations = lib.emdpo_fit_iterations(h)
         self.converged = bool(lib.emdpo_fit_converged(h))
         self.eta = np.empty(self.k)
         check(lib.emdpo_fit_eta(h, _ptr(self.eta, ctypes.c_double), self.k))
-        self.theta = np.empty((self.k, self.p))
-        check(lib.emdpo_fit_theta(h, _ptr(self.theta, ctypes.c_double), self.k, self.p))
         n = lib.emdpo_fit_n_annotators(h)
         self.posterior = np.empty((n, self.k))
         check(lib.emdpo_fit_posterior(h, _ptr(self.posterior, ctypes.c_double), n, self.k))
         self.annotators = [lib.emdpo_fit_annotator(h, i).decode() for i in range(n)]
         self.trace = np.empty(lib.emdpo_fit_n_trace(h))
         check(lib.emdpo_fit_trace(h, _ptr(self.trace, ctypes.c_double), len(self.trace)))
-        npar, aic, bic, icl = ctypes.c_int(), ctypes.c_double(), ctypes.c_double(), ctypes.c_double()
-        check(lib.emdpo_fit_criteria(h, ctypes.byref(npar), ctypes.byref(aic), ctypes.byref(bic), ctypes.byref(icl)))
-        self.npar, self.aic, self.bic, self.icl = npar.value, aic.value, bic.value, icl.value
-
-    def logratios(self, data: Data) -> np.ndarray:
-        """The types' log-ratios of data's items, (K, n_items): theta_k . x /
-        beta, the input ``estep`` takes (it gives back this fit's posterior
-        on the data the fit was made on)."""
-        return self.theta @ data.features.T / self.beta
 
     def write(self, out: str) -> None:
-        """fit.json and posterior.csv into directory out, as ``emdpo fit``."""
+        """What ``emdpo fit`` writes into directory out (created when
+        missing): a Llama fit's type_1 .. type_K first, then posterior.csv,
+        then fit.json, each atomically."""
         d = Diag()
         check(lib.emdpo_fit_write(self._h, str(out).encode(), ctypes.byref(d)), d)
 
@@ -216,6 +234,33 @@ class LoglinearFit:
 
     def __del__(self):
         self.close()
+
+
+class LoglinearFit(_Fit):
+    """EM-DPO on log-linear policies (``emdpo fit``): K types with rewards
+    theta_k . x, mixing weights eta and each annotator's posterior.
+
+    Attributes: ``k``, ``p``, ``beta``, ``loglik``, ``iterations``,
+    ``converged``, ``eta`` (K,), ``theta`` (K, p), ``posterior``
+    (n_annotators, K), ``annotators`` (ids), ``trace`` (the log-likelihood
+    after every E-step), ``aic``, ``bic``, ``icl``.
+    """
+
+    def __init__(self, handle: ctypes.c_void_p):
+        super().__init__(handle)
+        h = handle
+        self.p = lib.emdpo_fit_p(h)
+        self.theta = np.empty((self.k, self.p))
+        check(lib.emdpo_fit_theta(h, _ptr(self.theta, ctypes.c_double), self.k, self.p))
+        npar, aic, bic, icl = ctypes.c_int(), ctypes.c_double(), ctypes.c_double(), ctypes.c_double()
+        check(lib.emdpo_fit_criteria(h, ctypes.byref(npar), ctypes.byref(aic), ctypes.byref(bic), ctypes.byref(icl)))
+        self.npar, self.aic, self.bic, self.icl = npar.value, aic.value, bic.value, icl.value
+
+    def logratios(self, data: Data) -> np.ndarray:
+        """The types' log-ratios of data's items, (K, n_items): theta_k . x /
+        beta, the input ``estep`` takes (it gives back this fit's posterior
+        on the data the fit was made on)."""
+        return self.theta @ data.features.T / self.beta
 
 
 def fit_loglinear(data: Data, k: int, starts: int = 1, seed: int = 1, beta: float = 1.0, l2: float = 0.0,
@@ -271,24 +316,34 @@ class Tokenizer:
 
 class Llama:
     """A Llama-family checkpoint emdpo reads: a Hugging Face directory
-    (config.json + model.safetensors) or a llama2.c .bin file."""
+    (config.json + model.safetensors), a GGUF file, a llama2.c .bin file,
+    or a PEFT adapter directory (its base_model_name_or_path with the
+    adapter merged in).
 
-    def __init__(self, path: str):
+    frozen=True loads a model that will only be run (scored, a frozen LoRA
+    base): F16 or BF16 matrices stay 16-bit, in half the memory, with the
+    same results; such a model cannot be merged into (``frozen`` tells)."""
+
+    def __init__(self, path: str, frozen: bool = False):
         self._h = ctypes.c_void_p()
         d = Diag()
-        check(lib.emdpo_llama_load(str(path).encode(), ctypes.byref(self._h), ctypes.byref(d)), d)
+        load = lib.emdpo_llama_load_frozen if frozen else lib.emdpo_llama_load
+        check(load(str(path).encode(), ctypes.byref(self._h), ctypes.byref(d)), d)
         self.path = str(path)
+        self.frozen = bool(lib.emdpo_llama_is_frozen(self._h))
         self.vocab_size = lib.emdpo_llama_vocab_size(self._h)
         self.context_length = lib.emdpo_llama_context_length(self._h)
         self.dim = lib.emdpo_llama_dim(self._h)
         self.n_params = lib.emdpo_llama_n_params(self._h)
 
     def score(self, tokenizer: Tokenizer, data: Data, batch: int = 8, max_length: int = 0,
-              max_prompt_length: int = 0) -> np.ndarray:
+              max_prompt_length: int = 0, adapter=None) -> np.ndarray:
         """log pi(y|x) of every item of data (n_items,): the response
         tokens' log-probabilities given the decision's prompt, as ``emdpo
         score`` computes them (BOS before the prompt, EOS after the
-        response; max_length 0: min(512, context))."""
+        response; max_length 0: min(512, context)). adapter: an
+        ``emdpo.Adapter`` run on this model unmerged (``emdpo score
+        --adapter``); EmdpoError when it was read for another shape."""
         ml, mp = ctypes.c_int(max_length), ctypes.c_int(max_prompt_length)
         d = Diag()
         check(lib.emdpo_lm_lengths(self._h, ctypes.byref(ml), ctypes.byref(mp), ctypes.byref(d)), d)
@@ -296,7 +351,8 @@ class Llama:
         check(lib.emdpo_lm_set_from_data(data._h, tokenizer._h, ml, mp, ctypes.byref(s)))
         try:
             out = np.empty(lib.emdpo_lm_set_n_sequences(s))
-            check(lib.emdpo_lm_score(self._h, s, int(batch), _ptr(out, ctypes.c_double)))
+            check(lib.emdpo_lm_score_adapter(self._h, None if adapter is None else adapter._h, s, int(batch),
+                                             _ptr(out, ctypes.c_double)))
         finally:
             lib.emdpo_lm_set_free(s)
         return out
@@ -310,24 +366,28 @@ class Llama:
         self.close()
 
 
-def logratios(policies: Sequence[Llama], reference: Llama, tokenizer: Tokenizer, data: Data, batch: int = 8,
+def logratios(policies: Sequence, reference: Llama, tokenizer: Tokenizer, data: Data, batch: int = 8,
               max_length: int = 0, max_prompt_length: int = 0) -> np.ndarray:
     """Each policy's log-ratios of data's items, (K, n_items): log pi_k(y|x)
     - log pi_ref(y|x), the input of ``estep`` (with ``data.offsets`` and
-    ``data.annotator``)."""
+    ``data.annotator``). A policy is a ``Llama`` or an ``emdpo.Adapter``
+    (run on its base, unmerged)."""
     ref = reference.score(tokenizer, data, batch, max_length, max_prompt_length)
     return np.stack([m.score(tokenizer, data, batch, max_length, max_prompt_length) - ref for m in policies])
 
 
 def generate(model: str, tokenizer: str, prompt: Optional[str] = None, n: int = 1, temperature: float = 1.0,
-             top_k: int = 0, top_p: float = 1.0, max_tokens: int = 256, seed: int = 1) -> List[str]:
+             top_k: int = 0, top_p: float = 1.0, max_tokens: int = 256, seed: int = 1,
+             adapter: Optional[str] = None) -> List[str]:
     """Samples from a checkpoint (or a mixture.json), as ``emdpo
     generate``: n texts, each the prompt and its continuation (temperature
-    0: greedy)."""
+    0: greedy). adapter: a PEFT LoRA adapter directory merged into the
+    model first (``emdpo generate --adapter``)."""
     o = _lib.SampleOpts()
     lib.emdpo_sample_opts_init(ctypes.byref(o))
     o.temperature, o.top_k, o.top_p, o.max_tokens, o.n, o.seed = float(temperature), int(top_k), float(top_p), \
         int(max_tokens), int(n), int(seed)
+    o.adapter = None if adapter is None else str(adapter).encode()
     g = ctypes.c_void_p()
     d = Diag()
     check(lib.emdpo_generate_text(str(model).encode(), str(tokenizer).encode(),
@@ -344,4 +404,5 @@ def generate(model: str, tokenizer: str, prompt: Optional[str] = None, n: int = 
         lib.emdpo_generation_free(g)
 
 
-__all__ = ["Data", "Llama", "LoglinearFit", "Tokenizer", "fit_loglinear", "generate", "logratios", "read_data"]
+__all__ = ["Data", "Llama", "LoglinearFit", "Tokenizer", "fit_loglinear", "generate", "logratios", "read_data",
+           "read_opts"]
