@@ -9,6 +9,13 @@ WARN    := -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototy
 CPPFLAGS += -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc
 OMP     ?= -fopenmp
 LDLIBS  += -lopenblas -lpcre2-8 -lutf8proc -lz -lm
+# `make MPI=1`: the library and CLI built with mpicc and linked with MPI
+# (src/base/dist.c), in build-mpi/ so that the default build stays MPI-free.
+ifeq ($(MPI),1)
+CC      := mpicc
+CPPFLAGS += -DEMDPO_MPI
+BUILD   ?= build-mpi
+endif
 BUILD   ?= build
 
 # The library's version: the shared object is libemdpo.so.VERSION with the

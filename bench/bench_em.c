@@ -13,6 +13,10 @@
  *       a full fit (reps: repeats of the single E-/M-step timings); peak RSS.
  *   bench_em profile CSV [reps=5] [tol=1e-9]
  *       where a fit's time goes: M-steps, Newton steps, the rest.
+ *   mpirun -np P bench_em dist [N=1000000] [max_iter=500] [tol=1e-9]
+ *       (linked with an MPI build's libemdpo.a, bench/dist.sh) every process
+ *       simulates the same data; time a full fit and each process's peak
+ *       RSS. Run as one plain process it is the same fit.
  *
  * Every timed section uses clock_gettime(CLOCK_MONOTONIC) around the library
  * call only. Output lines starting with "RESULT" are machine-readable
@@ -23,6 +27,10 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+
+#ifdef EMDPO_MPI
+#include <mpi.h>
+#endif
 
 #include "base/threads.h"
 #include "core/em.h"
@@ -381,9 +389,38 @@ static int mode_scale(int argc, char **argv) {
     return 0;
 }
 
+static int mode_dist(int argc, char **argv) {
+    int64_t n = argc > 2 ? atoll(argv[2]) : 1000000;
+    emdpo_em_opts o;
+    emdpo_em_opts_init(&o);
+    o.max_iter = argc > 3 ? atoi(argv[3]) : 500;
+    o.tol = argc > 4 ? atof(argv[4]) : 1e-9;
+    emdpo_data *d = NULL;
+    int rc = simulate(n, 1, &d);
+    if (rc) die("simulate", rc);
+    emdpo_em_result res;
+#ifdef EMDPO_MPI
+    MPI_Barrier(MPI_COMM_WORLD); /* the processes finish simulating at different times */
+#endif
+    double t_fit = fit_once(d, &o, &res);
+    printf("RESULT mode=dist rank=%d np=%d threads=%d n_annot=%lld fit_s=%.3f fit_cpu_s=%.3f iterations=%d "
+           "s_per_iter=%.4f peak_rss_mb=%.1f loglik=%.10f\n",
+           emdpo_dist_rank(), emdpo_dist_size(), emdpo_max_threads(), (long long)n, t_fit, last_fit_cpu, res.iterations,
+           t_fit / (res.iterations + 1), peak_rss_bytes() / 1e6, res.loglik);
+    emdpo_em_result_free(&res);
+    emdpo_data_free(d);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0); /* progress lines reach a log file as they happen */
     int rc = 2;
+    if (argc >= 2 && !strcmp(argv[1], "dist")) {
+        emdpo_dist_init(&argc, &argv);
+        rc = mode_dist(argc, argv);
+        emdpo_dist_finish(rc);
+        return rc;
+    }
     if (argc >= 2) {
         if (!strcmp(argv[1], "flexmix-data")) rc = mode_flexmix_data(argc, argv);
         else if (!strcmp(argv[1], "fit")) rc = mode_fit(argc, argv);
@@ -394,6 +431,7 @@ int main(int argc, char **argv) {
     }
     if (rc == 2)
         fprintf(stderr, "usage: bench_em flexmix-data OUT.csv [N] [seed] | fit CSV [reps] [tol] [starts] |\n"
-                        "       det CSV|sim:N | scale [N] [max_iter] [tol] [reps] | profile CSV [reps] [tol]\n");
+                        "       det CSV|sim:N | scale [N] [max_iter] [tol] [reps] | profile CSV [reps] [tol] |\n"
+                        "       dist [N] [max_iter] [tol]\n");
     return rc;
 }

@@ -88,7 +88,10 @@ static int fit_loglinear(int argc, char **argv) {
                    opts, (int)(sizeof opts / sizeof opts[0])};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
-    if (cli_progress_on(quiet, progress)) o.em.progress = cli_em_progress;
+    /* Under mpirun rank 0 alone reports (main.c silences the others' stdout). */
+    int lead = emdpo_dist_rank() == 0;
+    if (!lead) quiet = 1;
+    if (lead && cli_progress_on(quiet, progress)) o.em.progress = cli_em_progress;
     emdpo_set_threads(threads);
 
     emdpo_data *d = NULL;
@@ -100,16 +103,17 @@ static int fit_loglinear(int argc, char **argv) {
         rc = cli_fail("fit", rc, &diag, &cmd);
     } else {
         int se_rc = no_se ? EMDPO_ERR_UNSUPPORTED : emdpo_fit_compute_se(f, d, &diag);
-        if (se_rc == EMDPO_ERR_NUMERIC)
+        if (se_rc == EMDPO_ERR_NUMERIC && lead)
             fprintf(stderr, "emdpo fit: note: the observed information is singular here; standard errors are "
                             "reported as null where undefined\n");
         if (!quiet) {
             print_loglinear(d, f, !no_se);
             cli_print_group_posterior(d, f);
         }
-        if (emdpo_fit_n_empty(f))
+        if (emdpo_fit_n_empty(f) && lead)
             fprintf(stderr, "emdpo fit: note: %d type(s) lost all weight and are reported empty\n", emdpo_fit_n_empty(f));
-        if ((rc = emdpo_fit_write(f, out, &diag))) rc = cli_fail("fit", rc, &diag, &cmd);
+        /* Under mpirun every process holds the same fit; rank 0 writes it. */
+        if (lead && (rc = emdpo_fit_write(f, out, &diag))) rc = cli_fail("fit", rc, &diag, &cmd);
         else if (!quiet) printf("wrote %s/fit.json and %s/posterior.csv\n", out, out);
     }
     emdpo_fit_free(f);

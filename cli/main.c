@@ -40,7 +40,19 @@ static void usage(FILE *fp) {
         fprintf(fp, "  %-13s %s\n", commands[i].name, commands[i].summary);
 }
 
-int main(int argc, char **argv) {
+/* Commands that run under mpirun -np N with N > 1: the others would do
+ * the whole job N times over and race on their outputs. */
+static int runs_distributed(const char *name, int argc, char **argv) {
+    if (strcmp(name, "fit") != 0 && strcmp(name, "select") != 0) return 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--policy=", 9) == 0) return strcmp(a + 9, "loglinear") == 0;
+        if (strcmp(a, "--policy") == 0) return i + 1 < argc && strcmp(argv[i + 1], "loglinear") == 0;
+    }
+    return 1;
+}
+
+static int run(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
         return CLI_EXIT_USAGE;
@@ -54,9 +66,30 @@ int main(int argc, char **argv) {
         printf("emdpo %s\n", emdpo_version());
         return 0;
     }
+    if (emdpo_dist_size() > 1 && !runs_distributed(name, argc, argv)) {
+        fprintf(stderr, "emdpo: under mpirun with %d processes only fit and select with log-linear policies run; "
+                        "run '%s' as one process\n", emdpo_dist_size(), name);
+        return CLI_EXIT_USAGE;
+    }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(name, commands[i].name) == 0) return commands[i].run(argc - 2, argv + 2);
     fprintf(stderr, "emdpo: unknown command '%s'\n", name);
     usage(stderr);
     return CLI_EXIT_USAGE;
+}
+
+/* Under mpirun every process runs the command; only rank 0 prints results
+ * (and writes files, cmd_fit.c, cmd_select.c); any process's error is
+ * printed by it and ends the whole job with its exit code. */
+int main(int argc, char **argv) {
+    emdpo_dist_init(&argc, &argv);
+    if (emdpo_dist_rank() > 0 && !freopen("/dev/null", "w", stdout)) {
+        fprintf(stderr, "emdpo: rank %d: cannot silence its output\n", emdpo_dist_rank());
+        emdpo_dist_finish(1);
+        return 1;
+    }
+    int rc = run(argc, argv);
+    fflush(stdout);
+    emdpo_dist_finish(rc);
+    return rc;
 }

@@ -75,6 +75,22 @@ EMDPO_API void emdpo_set_allocator(emdpo_alloc_fn fn, void *ud);
  * the same bits for the same seed and thread count. */
 EMDPO_API void emdpo_set_threads(int n);
 
+/* Distributed runs. A library built with MPI (`make MPI=1`) shares the
+ * work of the log-linear fit's M-step among the processes of an MPI job
+ * (mpirun -np N), each on a fixed share of the annotators, with results
+ * that do not depend on N; a library built without MPI runs one process
+ * and these do nothing (rank 0 of 1).
+ * emdpo_dist_init starts MPI (once, before any other library call; when
+ * the caller started MPI itself it is left to the caller).
+ * emdpo_dist_finish ends the run: with exit_code 0, or one process, it
+ * ends MPI where emdpo_dist_init started it and returns; otherwise it ends
+ * every process of the job with exit_code (MPI_Abort), so that a failure on
+ * one process never leaves the others waiting. */
+EMDPO_API void emdpo_dist_init(int *argc, char ***argv);
+EMDPO_API int emdpo_dist_rank(void);
+EMDPO_API int emdpo_dist_size(void);
+EMDPO_API void emdpo_dist_finish(int exit_code);
+
 /* Latent types beyond this are refused: EM with hundreds of latent types is
  * not a use the library is built for, and it keeps fixed-size tables small. */
 #define EMDPO_MAX_K 64

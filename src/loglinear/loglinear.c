@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/dist.h"
 #include "base/linalg.h"
 #include "base/threads.h"
 #include "base/vmath.h"
@@ -12,6 +13,9 @@
 /* Annotators per reduction block. Fixed, so that partial sums, and hence
  * results, are bitwise identical for any number of threads. */
 #define LL_BLOCK 512
+/* Processes own whole blocks, so a block's annotator cache rows are one
+ * process's (base/dist.h). */
+_Static_assert(EMDPO_DIST_ALIGN % LL_BLOCK == 0, "a process's share is whole blocks");
 
 static const emdpo_policy_ops loglinear_ops;
 
@@ -36,7 +40,12 @@ typedef struct eval_job {
     double *annot;              /* (K, n_annot, 1 + p) or NULL: each annotator's unweighted
                                    log-likelihood and gradient per masked type (needs want_grad) */
     double *part;               /* (n_blocks, K, stride) */
+    int shard;                  /* this process evaluates its share of the annotators (base/dist.h)
+                                   and the block partials are gathered from the others */
 } eval_job;
+
+/* Whether the block of annotators [i0, ...) is this process's to evaluate. */
+static int block_mine(int shard, int64_t i0, int64_t lo, int64_t hi) { return !shard || (i0 >= lo && i0 < hi); }
 
 double emdpo_loglinear_decision_derivs(const double *x, int n, int stages, int p, const double *th, double wt,
                                        double *u, double *prob, double *xbar, double *g, double *h) {
@@ -438,7 +447,8 @@ static void eval_block(const eval_job *J, int64_t blk, one_scratch *o, lane_scra
 /* Evaluates every masked type; sums of f, grad and Hessian land in
  * out (K, stride), added in block order. */
 static int eval_all(const eval_job *J, double *out) {
-    int64_t n_blocks = (J->d->n_annot + (int64_t)LL_BLOCK * J->every - 1) / ((int64_t)LL_BLOCK * J->every);
+    int64_t span = (int64_t)LL_BLOCK * J->every, n_blocks = (J->d->n_annot + span - 1) / span, lo, hi;
+    emdpo_dist_share(J->d->n_annot, &lo, &hi);
     size_t stride = type_stride(J->p);
     /* Scratch for every thread is allocated up front: the allocation hook
      * need not be thread-safe, and a failure inside the parallel region
@@ -456,9 +466,12 @@ static int eval_all(const eval_job *J, double *out) {
         lane_scratch ls;
         lane_scratch_point(&ls, mine + one_n, J->K, J->p);
 #pragma omp for schedule(dynamic, 4)
-        for (int64_t b = 0; b < n_blocks; b++) eval_block(J, b, &o, &ls);
+        for (int64_t b = 0; b < n_blocks; b++)
+            if (block_mine(J->shard, b * span, lo, hi)) eval_block(J, b, &o, &ls);
     }
     emdpo_free(scratch, (size_t)n_threads * scratch_n * sizeof(double));
+    int rc = J->shard ? emdpo_dist_allgather_rows(J->part, n_blocks, (size_t)J->K * stride, span, J->d->n_annot) : 0;
+    if (rc) return rc;
     memset(out, 0, (size_t)J->K * stride * sizeof(double));
     for (int64_t b = 0; b < n_blocks; b++) {
         const double *pb = J->part + (size_t)b * J->K * stride;
@@ -498,7 +511,8 @@ int emdpo_loglinear_objective(const emdpo_loglinear *ll, const emdpo_data *d, co
     int rc = EMDPO_ERR_NOMEM;
     if (mask && part && out) {
         mask[k] = 1;
-        eval_job J = {d, w, ll->theta, mask, K, p, emdpo_data_max_items(d), grad || hess, hess != NULL, 1, NULL, NULL, part};
+        eval_job J = {d, w, ll->theta, mask, K, p, emdpo_data_max_items(d), grad || hess, hess != NULL, 1, NULL, NULL, part,
+                      0};
         rc = eval_all(&J, out);
         if (!rc) {
             double *slot = out + (size_t)k * stride;
@@ -526,7 +540,7 @@ static int loglinear_decision_logp(emdpo_policy *pol, const emdpo_data *d, doubl
     int rc = EMDPO_ERR_NOMEM;
     if (mask && part && out) {
         memset(mask, 1, (size_t)K);
-        eval_job J = {d, NULL, ll->theta, mask, K, p, emdpo_data_max_items(d), 0, 0, 1, logp, NULL, part};
+        eval_job J = {d, NULL, ll->theta, mask, K, p, emdpo_data_max_items(d), 0, 0, 1, logp, NULL, part, 0};
         rc = eval_all(&J, out);
     }
     emdpo_free(mask, (size_t)K);
@@ -640,14 +654,17 @@ static void annot_mark(emdpo_loglinear *ll, const unsigned char *mask, const dou
 }
 
 /* Weighted value and gradient of the masked types from the annotator
- * cache into out (K, stride), summed per block and then in block order. */
-static void annot_sums(const emdpo_loglinear *ll, const emdpo_data *d, const double *w, const unsigned char *mask,
-                       double *part, double *out) {
+ * cache into out (K, stride), summed per block and then in block order;
+ * each process sums the blocks of its share (the rows its cache holds). */
+static int annot_sums(const emdpo_loglinear *ll, const emdpo_data *d, const double *w, const unsigned char *mask,
+                      double *part, double *out) {
     int K = ll->base.K, p = ll->p;
     size_t s = type_stride(p), row = (size_t)K * (1 + p);
-    int64_t n_blocks = (d->n_annot + LL_BLOCK - 1) / LL_BLOCK;
+    int64_t n_blocks = (d->n_annot + LL_BLOCK - 1) / LL_BLOCK, lo, hi;
+    emdpo_dist_share(d->n_annot, &lo, &hi);
 #pragma omp parallel for schedule(static) if ((double)d->n_annot * row >= EMDPO_PAR_MIN_WORK)
     for (int64_t b = 0; b < n_blocks; b++) {
+        if (!block_mine(1, b * LL_BLOCK, lo, hi)) continue;
         double *pb = part + (size_t)b * K * s;
         int64_t i1 = (b + 1) * LL_BLOCK < d->n_annot ? (b + 1) * LL_BLOCK : d->n_annot;
         for (int k = 0; k < K; k++) {
@@ -661,6 +678,8 @@ static void annot_sums(const emdpo_loglinear *ll, const emdpo_data *d, const dou
             }
         }
     }
+    int rc = emdpo_dist_allgather_rows(part, n_blocks, (size_t)K * s, LL_BLOCK, d->n_annot);
+    if (rc) return rc;
     for (int k = 0; k < K; k++) {
         if (!mask[k]) continue;
         double *slot = out + (size_t)k * s;
@@ -668,6 +687,7 @@ static void annot_sums(const emdpo_loglinear *ll, const emdpo_data *d, const dou
         for (int64_t b = 0; b < n_blocks; b++)
             for (int a = 0; a <= p; a++) slot[a] += part[((size_t)b * K + k) * s + a];
     }
+    return EMDPO_OK;
 }
 
 static double grad_norm(const double *slot, int p) {
@@ -948,9 +968,11 @@ static int zero_start(const emdpo_loglinear *ll, const emdpo_data *d, const doub
     if (!lfact) return EMDPO_ERR_NOMEM;
     lfact[0] = 0.0;
     for (int m = 1; m <= nmax; m++) lfact[m] = lfact[m - 1] + log((double)m);
-    int64_t n_blocks = (d->n_annot + LL_BLOCK - 1) / LL_BLOCK;
+    int64_t n_blocks = (d->n_annot + LL_BLOCK - 1) / LL_BLOCK, lo, hi;
+    emdpo_dist_share(d->n_annot, &lo, &hi);
 #pragma omp parallel for schedule(static) if ((double)d->n_dec >= EMDPO_PAR_MIN_WORK)
     for (int64_t b = 0; b < n_blocks; b++) {
+        if (!block_mine(1, b * LL_BLOCK, lo, hi)) continue;
         double *pb = ws->part + (size_t)b * K * s;
         for (int k = 0; k < K; k++) pb[(size_t)k * s] = 0.0;
         int64_t i1 = (b + 1) * LL_BLOCK < d->n_annot ? (b + 1) * LL_BLOCK : d->n_annot;
@@ -962,6 +984,11 @@ static int zero_start(const emdpo_loglinear *ll, const emdpo_data *d, const doub
             }
             for (int k = 0; k < K; k++) pb[(size_t)k * s] = EMDPO_MADD(w[i * K + k], c, pb[(size_t)k * s]);
         }
+    }
+    int rc = emdpo_dist_allgather_rows(ws->part, n_blocks, (size_t)K * s, LL_BLOCK, d->n_annot);
+    if (rc) {
+        emdpo_free(lfact, ((size_t)nmax + 1) * sizeof(double));
+        return rc;
     }
     for (int k = 0; k < K; k++) {
         double *slot = ws->cur + (size_t)k * s;
@@ -995,7 +1022,10 @@ static int mstep_start(emdpo_loglinear *ll, const emdpo_data *d, const double *w
         if (rc) return rc;
         annot_mark(ll, ws->trying, ll->theta, 1);
     }
-    if (any_cache) annot_sums(ll, d, w, ws->pending, ws->part, ws->cur);
+    if (any_cache) {
+        int rc = annot_sums(ll, d, w, ws->pending, ws->part, ws->cur);
+        if (rc) return rc;
+    }
     for (int k = 0; k < K; k++) {
         if (ws->done[k]) continue;
         add_penalty(ws->cur + k * s, ll->theta + (size_t)k * p, p, ll->l2);
@@ -1035,7 +1065,7 @@ static int loglinear_mstep(emdpo_policy *pol, const emdpo_data *d, const double 
     /* A cold start with a subsample takes its Hessian at the subsample's
      * optimum, not here. */
     eval_job J = {d, w, ll->theta, ws.trying, K, p, emdpo_data_max_items(d), 1, !cached && every == 1, 1, NULL,
-                  ll->annot_cache, ws.part};
+                  ll->annot_cache, ws.part, 1};
     rc = zero ? zero_start(ll, d, w, &ws, J.nmax) : mstep_start(ll, d, w, &J, &ws, cached);
     if (rc) goto out;
     int steps = 0;
@@ -1072,9 +1102,13 @@ static int loglinear_mstep(emdpo_policy *pol, const emdpo_data *d, const double 
             if ((rc = eval_all(&J, ws.trial))) goto out;
             annot_mark(ll, ws.trying, ll->theta, 1);
         }
+        /* Each process holds the rows of its share; every process gets all. */
+        int64_t lo, hi;
+        emdpo_dist_share(d->n_annot, &lo, &hi);
         for (int k = 0; k < K; k++)
             if (active[k])
-                for (int64_t i = 0; i < d->n_annot; i++) annot_logp[i * K + k] = annot_row(&J, k, i)[0];
+                for (int64_t i = lo; i < hi; i++) annot_logp[i * K + k] = annot_row(&J, k, i)[0];
+        if ((rc = emdpo_dist_allgather_rows(annot_logp, d->n_annot, (size_t)K, 1, d->n_annot))) goto out;
     }
     if (info) {
         info->iterations = steps + run.iterations;

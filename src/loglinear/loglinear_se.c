@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/dist.h"
 #include "base/linalg.h"
 #include "base/threads.h"
 #include "core/choice.h"
@@ -32,6 +33,7 @@
 /* Annotators per reduction block. Fixed, so that partial sums, and hence
  * results, are bitwise identical for any number of threads. */
 #define SE_BLOCK 256
+_Static_assert(EMDPO_DIST_ALIGN % SE_BLOCK == 0, "a process's share is whole blocks");
 
 int emdpo_loglinear_se_npar(int K, int p, const unsigned char *empty) {
     int ka = 0;
@@ -141,24 +143,31 @@ int emdpo_loglinear_observed_hessian(const emdpo_data *d, const emdpo_loglinear 
     J.scratch_n = 2 * (size_t)J.nmax + p + (size_t)ka * p + (size_t)ka * p * p + ka + npar;
     J.ntri = (size_t)npar * (npar + 1) / 2;
 
-    /* Blocks run in chunks of a few per thread, and each chunk's partials
-     * are added in block order: memory stays O(threads * npar^2) however
-     * many annotators there are, and the sum is the same for any thread
-     * count. Everything is allocated up front, outside the parallel region. */
+    /* Blocks run in chunks of a few per thread; each chunk's partials are
+     * added in block order into the partial of their run of
+     * EMDPO_DIST_ALIGN annotators, and the runs in run order: the sum is the
+     * same for any thread count, and for any number of processes, each of
+     * which computes the runs of its share (base/dist.h) before all runs
+     * are gathered. Everything is allocated up front, outside the parallel
+     * region. */
     int n_threads = emdpo_max_threads();
-    int64_t n_blocks = (d->n_annot + SE_BLOCK - 1) / SE_BLOCK;
+    int64_t lo, hi;
+    emdpo_dist_share(d->n_annot, &lo, &hi);
+    int64_t n_runs = (d->n_annot + EMDPO_DIST_ALIGN - 1) / EMDPO_DIST_ALIGN;
+    int64_t blk0 = lo / SE_BLOCK, blk1 = (hi + SE_BLOCK - 1) / SE_BLOCK, n_blocks = blk1 - blk0;
     int chunk = n_blocks < 4 * (int64_t)n_threads ? (int)(n_blocks > 0 ? n_blocks : 1) : 4 * n_threads;
     size_t scratch_bytes = (size_t)n_threads * J.scratch_n * sizeof(double);
     size_t part_bytes = (size_t)chunk * (J.ntri + 1) * sizeof(double);
+    size_t runs_bytes = (size_t)(n_runs > 0 ? n_runs : 1) * (J.ntri + 1) * sizeof(double);
     size_t acc_bytes = J.ntri * sizeof(double);
     double *scratch = emdpo_malloc(scratch_bytes);
     double *part = emdpo_malloc(part_bytes); /* (chunk, ntri + 1): triangle, then log-likelihood */
+    double *runs = emdpo_calloc((size_t)(n_runs > 0 ? n_runs : 1), (J.ntri + 1) * sizeof(double)); /* the same */
     double *acc = emdpo_calloc(J.ntri, sizeof(double));
     int rc = EMDPO_ERR_NOMEM;
-    if (scratch && part && acc) {
-        double loglik = 0.0;
-        for (int64_t b0 = 0; b0 < n_blocks; b0 += chunk) {
-            int nb = n_blocks - b0 < chunk ? (int)(n_blocks - b0) : chunk;
+    if (scratch && part && runs && acc) {
+        for (int64_t b0 = blk0; b0 < blk1; b0 += chunk) {
+            int nb = blk1 - b0 < chunk ? (int)(blk1 - b0) : chunk;
 #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
             for (int c = 0; c < nb; c++) {
                 double *pc = part + (size_t)c * (J.ntri + 1);
@@ -166,9 +175,18 @@ int emdpo_loglinear_observed_hessian(const emdpo_data *d, const emdpo_loglinear 
             }
             for (int c = 0; c < nb; c++) {
                 const double *pc = part + (size_t)c * (J.ntri + 1);
-                for (size_t q = 0; q < J.ntri; q++) acc[q] += pc[q];
-                loglik += pc[J.ntri];
+                double *run = runs + (size_t)((b0 + c) * SE_BLOCK / EMDPO_DIST_ALIGN) * (J.ntri + 1);
+                for (size_t q = 0; q <= J.ntri; q++) run[q] += pc[q];
             }
+        }
+        rc = emdpo_dist_allgather_rows(runs, n_runs, J.ntri + 1, EMDPO_DIST_ALIGN, d->n_annot);
+    }
+    if (!rc) {
+        double loglik = 0.0;
+        for (int64_t r = 0; r < n_runs; r++) {
+            const double *run = runs + (size_t)r * (J.ntri + 1);
+            for (size_t q = 0; q < J.ntri; q++) acc[q] += run[q];
+            loglik += run[J.ntri];
         }
         rc = isfinite(loglik) ? EMDPO_OK : EMDPO_ERR_NUMERIC;
     }
@@ -187,6 +205,7 @@ int emdpo_loglinear_observed_hessian(const emdpo_data *d, const emdpo_loglinear 
     }
     emdpo_free(scratch, scratch_bytes);
     emdpo_free(part, part_bytes);
+    emdpo_free(runs, runs_bytes);
     emdpo_free(acc, acc_bytes);
     return rc;
 }

@@ -15,6 +15,14 @@ int main(void) {
     CHECK(1);
     /* emdpo_set_allocator: NULL and 0 are valid settings */
     /* emdpo_set_threads: NULL and 0 are valid settings */
+    emdpo_dist_init(NULL, NULL);
+    CHECK(1);
+    (void)emdpo_dist_rank();
+    CHECK(1);
+    (void)emdpo_dist_size();
+    CHECK(1);
+    emdpo_dist_finish(0);
+    CHECK(1);
     (void)emdpo_format_name(0);
     CHECK(1);
     CHECK_MSG(emdpo_data_read(NULL, (emdpo_format)0, NULL, NULL) != EMDPO_OK, "emdpo_data_read");
@@ -662,6 +670,10 @@ int main(void) {
  *   emdpo_status_name
  *   emdpo_set_allocator
  *   emdpo_set_threads
+ *   emdpo_dist_init
+ *   emdpo_dist_rank
+ *   emdpo_dist_size
+ *   emdpo_dist_finish
  *   emdpo_format_name
  *   emdpo_data_read
  *   emdpo_read_opts_init

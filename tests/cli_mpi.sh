@@ -1,0 +1,71 @@
+#!/bin/sh
+# Distributed log-linear fits (an MPI build, `make MPI=1`, run by .ci/run as
+# `sh tests/cli_mpi.sh build-mpi/emdpo`): mpirun -np 1, 2 and 3 write the
+# fit.json and posterior.csv of one plain process (the same bits: the
+# reductions add fixed blocks of annotators in block order, whatever the
+# number of processes), with standard errors, random starts, threads and
+# select; bad input on one process ends the whole job with exit 2 and that
+# process's message, within a timeout rather than hanging; commands that
+# do not run distributed are refused. Skipped where mpirun is missing or
+# the binary was built without MPI (as in `make test`).
+E=${1:-build-mpi/emdpo}
+. tests/lib_cli.sh
+
+if ! command -v mpirun >/dev/null 2>&1 || [ ! -x "$E" ] || ! ldd "$E" 2>/dev/null | grep -q libmpi; then
+    echo "cli_mpi: skipped ($E is not an MPI build, or mpirun is missing)" >&2
+    echo "cli_mpi: 0 passed, 0 failed"
+    exit 0
+fi
+# CI runs as root; Open MPI refuses root unless told.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+MPIRUN="timeout 300 mpirun --oversubscribe"
+
+# fit.json without its wall-clock time, which differs from run to run.
+stripped() { grep -v '"elapsed_s"' "$1"; }
+same_fit() { # DIR_A DIR_B
+    stripped "$1/fit.json" >"$T/a.json" && stripped "$2/fit.json" >"$T/b.json" && cmp -s "$T/a.json" "$T/b.json" &&
+        cmp -s "$1/posterior.csv" "$2/posterior.csv"
+}
+
+# 5000 annotators: 5 runs of 1024, so np 2 and 3 split them unevenly; 700
+# annotators: one run, so np 2 and 3 leave processes with nothing to do.
+"$E" simulate --out "$T/d.csv" --annotators 5000 --decisions 4 --items 3 --seed 3 >/dev/null
+"$E" simulate --out "$T/s.jsonl" --annotators 700 --decisions 3 --items 4 --seed 7 >/dev/null
+
+expect_exit 0 "plain fit" "" "$E" fit --data "$T/d.csv" --k 3 --starts 2 --seed 5 --out "$T/p" --quiet --threads 1
+for n in 1 2 3; do
+    expect_exit 0 "np $n fit" "" $MPIRUN -np $n "$E" fit --data "$T/d.csv" --k 3 --starts 2 --seed 5 --out "$T/m$n" \
+        --quiet --threads 1
+    check "np $n fit.json and posterior.csv equal one process's" same_fit "$T/p" "$T/m$n"
+done
+check "standard errors in the fit" grep -q '"se_theta"' "$T/m3/fit.json"
+
+# Random starts, two threads per process, JSONL, processes without annotators.
+expect_exit 0 "plain fit, random" "" "$E" fit --data "$T/s.jsonl" --k 2 --starts 3 --seed 2 --init random \
+    --out "$T/pr" --quiet --threads 2
+expect_exit 0 "np 3 fit, random" "" $MPIRUN -np 3 "$E" fit --data "$T/s.jsonl" --k 2 --starts 3 --seed 2 \
+    --init random --out "$T/mr" --quiet --threads 2
+check "np 3 random-start fit equals one process's" same_fit "$T/pr" "$T/mr"
+
+# select: the table and select.json.
+expect_exit 0 "plain select" "" sh -c "'$E' select --data '$T/d.csv' --k 1..3 --seed 2 --out '$T/ps' --quiet \
+    --threads 1 >'$T/ps.txt'"
+expect_exit 0 "np 2 select" "" sh -c "$MPIRUN -np 2 '$E' select --data '$T/d.csv' --k 1..3 --seed 2 \
+    --out '$T/ms' --quiet --threads 1 >'$T/ms.txt'"
+check "np 2 select.json equals one process's" cmp -s "$T/ps/select.json" "$T/ms/select.json"
+check "np 2 select prints one table" cmp -s "$T/ps.txt" "$T/ms.txt"
+
+# Bad input on one process: rank 0 reads good data and waits in the first
+# reduction, rank 1 fails on its file; the job ends with exit 2 and rank
+# 1's message, and writes nothing.
+printf 'annotator,decision\n1,2\n' >"$T/bad.csv"
+expect_exit 2 "bad input on rank 1" "missing column" $MPIRUN -np 1 "$E" fit --data "$T/d.csv" --k 3 --out "$T/bad" \
+    --quiet : -np 1 "$E" fit --data "$T/bad.csv" --k 3 --out "$T/bad" --quiet
+check "no fit.json after a failed job" test ! -e "$T/bad/fit.json"
+expect_exit 2 "bad input on every process" "missing column" $MPIRUN -np 2 "$E" fit --data "$T/bad.csv" --k 3 \
+    --out "$T/bad2" --quiet
+expect_exit 2 "commands that do not run distributed" "run 'sft' as one process" $MPIRUN -np 2 "$E" sft --help
+expect_exit 2 "fit --policy llama refused" "run 'fit' as one process" $MPIRUN -np 2 "$E" fit --policy llama --help
+
+echo "cli_mpi: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
