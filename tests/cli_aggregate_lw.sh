@@ -18,15 +18,7 @@ byte_tokenizer "$T/tok.bin"
 CFG="dim=16,layers=1,heads=2,vocab=259,seq_len=64"
 COMMON="--tokenizer $T/tok.bin --threads 1 --quiet"
 
-for g in A B; do
-    for i in 1 2 3 4; do
-        for p in "ab" "cd"; do
-            if [ $g = A ]; then c=yes r=no; else c=no r=yes; fi
-            printf '{"annotator": "%s%d", "group": "%s", "prompt": "%s", "chosen": "%s", "rejected": "%s"}\n' \
-                $g $i $g $p $c $r
-        done
-    done
-done >"$T/prefs.jsonl"
+two_group_prefs "$T/prefs.jsonl"
 
 "$E" sft --data "$T/prefs.jsonl" --config "$CFG" $COMMON --out "$T/sft" --steps 2 --lr 1e-2 >/dev/null 2>&1
 "$E" fit --policy llama --data "$T/prefs.jsonl" --model "$T/sft" $COMMON --k 2 --beta 0.5 --lr 1e-2 --steps 6 \

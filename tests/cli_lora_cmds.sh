@@ -19,15 +19,7 @@ fi
 byte_tokenizer "$T/tok.bin"
 CFG="dim=16,layers=1,heads=2,vocab=259,seq_len=64"
 COMMON="--tokenizer $T/tok.bin --threads 1 --quiet"
-for g in A B; do
-    for i in 1 2 3 4; do
-        for p in "ab" "cd"; do
-            if [ $g = A ]; then c=yes r=no; else c=no r=yes; fi
-            printf '{"annotator": "%s%d", "group": "%s", "prompt": "%s", "chosen": "%s", "rejected": "%s"}\n' \
-                $g $i $g $p $c $r
-        done
-    done
-done >"$T/prefs.jsonl"
+two_group_prefs "$T/prefs.jsonl"
 LORA="--lora-r 4 --lora-alpha 8"
 
 # Numbers of two files, in order, within $3 of each other (absolute).

@@ -68,3 +68,17 @@ finish() {
     echo "$1: $pass passed, $fail failed"
     [ "$fail" -eq 0 ]
 }
+
+# two_group_prefs FILE: two groups of four annotators (A1..A4 choose "yes",
+# B1..B4 "no") with one decision on each of the prompts "ab" and "cd".
+two_group_prefs() {
+    for g in A B; do
+        for i in 1 2 3 4; do
+            for p in "ab" "cd"; do
+                if [ $g = A ]; then c=yes r=no; else c=no r=yes; fi
+                printf '{"annotator": "%s%d", "group": "%s", "prompt": "%s", "chosen": "%s", "rejected": "%s"}\n' \
+                    $g $i $g $p $c $r
+            done
+        done
+    done >"$1"
+}
