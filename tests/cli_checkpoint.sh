@@ -18,12 +18,7 @@ fi
 
 byte_tokenizer "$T/tok.bin"
 COMMON="--tokenizer $T/tok.bin --threads 1 --quiet"
-for g in A B; do
-    for i in 1 2 3; do
-        if [ $g = A ]; then c=yes r=no; else c=no r=yes; fi
-        printf '{"annotator": "%s%d", "group": "%s", "prompt": "ab", "chosen": "%s", "rejected": "%s"}\n' $g $i $g $c $r
-    done
-done >"$T/prefs.jsonl"
+two_group_prefs "$T/prefs.jsonl" 3 ab
 
 dtype_of() { # the dtype of a saved model.safetensors's first tensor
     head -c 300 "$1/model.safetensors" | grep -ao '"dtype":"[A-Z0-9]*"' | head -n 1 | cut -d'"' -f4

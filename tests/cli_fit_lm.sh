@@ -18,15 +18,7 @@ COMMON="--tokenizer $T/tok.bin --threads 1 --quiet"
 
 # Group A prefers "yes" to "no", group B the reverse; 6 annotators each,
 # 3 decisions per annotator.
-for g in A B; do
-    for i in 1 2 3 4 5 6; do
-        for p in "ab" "cd" "ef"; do
-            if [ $g = A ]; then c=yes r=no; else c=no r=yes; fi
-            printf '{"annotator": "%s%d", "group": "%s", "prompt": "%s", "chosen": "%s", "rejected": "%s"}\n' \
-                $g $i $g $p $c $r
-        done
-    done
-done >"$T/prefs.jsonl"
+two_group_prefs "$T/prefs.jsonl" 6 ab cd ef
 
 "$E" sft --data "$T/prefs.jsonl" --config "$CFG" $COMMON --out "$T/sft" --steps 2 --lr 1e-2 >/dev/null 2>&1
 check "sft model for the fit" test -s "$T/sft/model.safetensors"

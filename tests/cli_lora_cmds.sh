@@ -19,7 +19,7 @@ fi
 byte_tokenizer "$T/tok.bin"
 CFG="dim=16,layers=1,heads=2,vocab=259,seq_len=64"
 COMMON="--tokenizer $T/tok.bin --threads 1 --quiet"
-two_group_prefs "$T/prefs.jsonl"
+two_group_prefs "$T/prefs.jsonl" 4 ab cd
 LORA="--lora-r 4 --lora-alpha 8"
 
 # Numbers of two files, in order, within $3 of each other (absolute).

@@ -18,7 +18,7 @@ fi
 byte_tokenizer "$T/tok.bin"
 COMMON="--tokenizer $T/tok.bin --threads 1 --quiet"
 
-two_group_prefs "$T/prefs.jsonl"
+two_group_prefs "$T/prefs.jsonl" 4 ab cd
 
 "$E" sft --data "$T/prefs.jsonl" --config "dim=16,layers=1,heads=2,vocab=259,seq_len=64" $COMMON --out "$T/sft" \
     --steps 2 --lr 1e-2 >/dev/null 2>&1

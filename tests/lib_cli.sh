@@ -69,16 +69,21 @@ finish() {
     [ "$fail" -eq 0 ]
 }
 
-# two_group_prefs FILE: two groups of four annotators (A1..A4 choose "yes",
-# B1..B4 "no") with one decision on each of the prompts "ab" and "cd".
+# two_group_prefs FILE N PROMPT...: two groups of N annotators (A1..AN
+# choose "yes" over "no", B1..BN the reverse) with one decision on each
+# PROMPT, written to FILE.
 two_group_prefs() {
+    out=$1 n=$2
+    shift 2
     for g in A B; do
-        for i in 1 2 3 4; do
-            for p in "ab" "cd"; do
+        i=1
+        while [ $i -le "$n" ]; do
+            for p in "$@"; do
                 if [ $g = A ]; then c=yes r=no; else c=no r=yes; fi
                 printf '{"annotator": "%s%d", "group": "%s", "prompt": "%s", "chosen": "%s", "rejected": "%s"}\n' \
-                    $g $i $g $p $c $r
+                    $g $i $g "$p" $c $r
             done
+            i=$((i + 1))
         done
-    done >"$1"
+    done >"$out"
 }
