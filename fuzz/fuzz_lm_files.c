@@ -206,19 +206,27 @@ static void llama2c(const uint8_t *data, size_t size) {
     emdpo_llama_free(m);
 }
 
-static void trainer(const uint8_t *data, size_t size) {
-    if (size < 1) return;
-    int fix_crc = data[0] % 2 == 0;
-    data++, size--;
+/* Writes data to path, with fix_crc its last 4 bytes replaced by the crc32
+ * of the rest (so that the input reaches past the checksum); 0 when out of
+ * memory. */
+static int write_with_crc(const char *path, const uint8_t *data, size_t size, int fix_crc) {
     unsigned char *copy = malloc(size ? size : 1);
-    if (!copy) return;
+    if (!copy) return 0;
     memcpy(copy, data, size);
     if (fix_crc && size >= 4) {
         uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), copy, (uInt)(size - 4));
         memcpy(copy + size - 4, &crc, 4);
     }
-    write_file("run/trainer.bin", copy, size);
+    write_file(path, copy, size);
     free(copy);
+    return 1;
+}
+
+static void trainer(const uint8_t *data, size_t size) {
+    if (size < 1) return;
+    int fix_crc = data[0] % 2 == 0;
+    data++, size--;
+    if (!write_with_crc("run/trainer.bin", data, size, fix_crc)) return;
     emdpo_train_opts o;
     train_opts(&o, 1);
     emdpo_train_job *j = NULL;
@@ -272,15 +280,7 @@ static void fit_state(const uint8_t *data, size_t size) {
             copy_file(a, b);
         }
     closedir(dp);
-    unsigned char *copy = malloc(size ? size : 1);
-    if (!copy) return;
-    memcpy(copy, data, size);
-    if (fix_crc && size >= 4) {
-        uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), copy, (uInt)(size - 4));
-        memcpy(copy + size - 4, &crc, 4);
-    }
-    write_file("fit1/checkpoint/fit_state.bin", copy, size);
-    free(copy);
+    if (!write_with_crc("fit1/checkpoint/fit_state.bin", data, size, fix_crc)) return;
     emdpo_lm_fit_opts fo;
     emdpo_fit *f = NULL;
     int rc = fit_run(&fo, "fit1", 1, &f);
