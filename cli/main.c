@@ -43,6 +43,10 @@ static void usage(FILE *fp) {
 /* Commands that run under mpirun -np N with N > 1: the others would do
  * the whole job N times over and race on their outputs. */
 static int runs_distributed(const char *name, int argc, char **argv) {
+    /* data-parallel language-model commands (lm/lm_train.h) */
+    static const char *const lm[] = {"sft", "dpo"};
+    for (size_t i = 0; i < sizeof lm / sizeof lm[0]; i++)
+        if (strcmp(name, lm[i]) == 0) return 1;
     if (strcmp(name, "fit") != 0 && strcmp(name, "select") != 0) return 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -67,7 +71,7 @@ static int run(int argc, char **argv) {
         return 0;
     }
     if (emdpo_dist_size() > 1 && !runs_distributed(name, argc, argv)) {
-        fprintf(stderr, "emdpo: under mpirun with %d processes only fit and select with log-linear policies run; "
+        fprintf(stderr, "emdpo: under mpirun with %d processes only fit, select (log-linear), sft and dpo run; "
                         "run '%s' as one process\n", emdpo_dist_size(), name);
         return CLI_EXIT_USAGE;
     }
