@@ -1,0 +1,81 @@
+#!/bin/sh
+# Data-parallel language models (an MPI build, `make MPI=1`, run by .ci/run
+# as `sh tests/cli_mpi_lm.sh build-mpi/emdpo`): sft and dpo (full and
+# LoRA with activation checkpointing) under mpirun -np 1, 2 and 3 end
+# with the loss of one plain process to 1e-5 relative after 20 steps
+# (each step's examples are split by rank and the gradients added: only
+# the order of additions differs), np 1 with its bits, and a fixed np
+# with the same bits twice; every run also checks at its end that all
+# processes hold the same parameters (it fails otherwise). A run stopped
+# at a checkpoint and resumed under mpirun ends with the bits of an
+# uninterrupted one; rank 0 alone writes. Bad input on one process ends
+# the job with exit 2 and its message. Skipped where mpirun is missing or
+# the binary was built without MPI (as in `make test`).
+E=${1:-build-mpi/emdpo}
+. tests/lib_cli.sh
+
+if ! command -v mpirun >/dev/null 2>&1 || [ ! -x "$E" ] || ! ldd "$E" 2>/dev/null | grep -q libmpi; then
+    echo "cli_mpi_lm: skipped ($E is not an MPI build, or mpirun is missing)" >&2
+    echo "cli_mpi_lm: 0 passed, 0 failed"
+    exit 0
+fi
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+MPIRUN="timeout 300 mpirun --oversubscribe"
+
+byte_tokenizer "$T/tok.bin"
+CFG="dim=16,layers=1,heads=2,vocab=259,seq_len=64"
+COMMON="--tokenizer $T/tok.bin --threads 1 --quiet"
+two_group_prefs "$T/prefs.jsonl" 6 ab cd ef
+
+last_loss() { sed -n '$s/.*"loss": \([^,]*\),.*/\1/p' "$1"; }
+# close A B: the last logged losses agree to 1e-5 relative
+close() {
+    awk -v a="$(last_loss "$1")" -v b="$(last_loss "$2")" \
+        'BEGIN { d = a - b; if (d < 0) d = -d; m = a < 0 ? -a : a; exit !(a != "" && d <= 1e-5 * m) }'
+}
+# 20 steps of NAME (one plain process) and of mNAME_1..3 (mpirun -np N).
+np_runs() { # NAME CMD-ARGS... (run, not name: check sets name)
+    run=$1
+    shift
+    expect_exit 0 "$run: one process" "" "$E" "$@" --out "$T/$run" --log "$T/$run.log"
+    for n in 1 2 3; do
+        expect_exit 0 "$run: np $n" "" $MPIRUN -np $n "$E" "$@" --out "$T/m${run}_$n" --log "$T/m${run}_$n.log"
+        check "$run: np $n loss after 20 steps equals one process's" close "$T/$run.log" "$T/m${run}_$n.log"
+    done
+    check "$run: np 1 has one process's bits" cmp -s "$T/$run/trainer.bin" "$T/m${run}_1/trainer.bin"
+}
+
+# SFT: 36 examples, 8 a step in micro-batches of 4 (np 3: shares of 2, 3, 3).
+np_runs sft sft --data "$T/prefs.jsonl" --config "$CFG" $COMMON --steps 20 --lr 1e-2 --batch 4 --accum 2
+check "sft: 20 steps logged once" test "$(wc -l <"$T/msft_3.log")" -eq 20
+# A plain RMSprop step moves every coordinate by about lr·sqrt(1/(1-alpha))
+# whatever its gradient's size, so a learning rate of 1e-2 turns rounding
+# differences into different runs; 1e-3 still trains.
+np_runs dpo dpo --data "$T/prefs.jsonl" --model "$T/sft" $COMMON --steps 20 --lr 1e-3 --batch 3
+np_runs lora dpo --data "$T/prefs.jsonl" --model "$T/sft" $COMMON --steps 20 --lr 1e-3 --batch 2 --accum 2 \
+    --lora-r 4 --grad-checkpoint
+check "lora: the adapter written" test -s "$T/mlora_3/adapter_model.safetensors"
+
+# The same bits twice for a fixed np.
+expect_exit 0 "dpo: np 3 again" "" $MPIRUN -np 3 "$E" dpo --data "$T/prefs.jsonl" --model "$T/sft" $COMMON --steps 20 \
+    --lr 1e-3 --batch 3 --out "$T/again"
+check "dpo: np 3 twice gives the same bits" cmp -s "$T/mdpo_3/model.safetensors" "$T/again/model.safetensors"
+
+# Stopped after 8 steps (a checkpoint) and resumed to 20 under np 2: the bits
+# of the uninterrupted np 2 run; then resumed with np 3.
+DPO="dpo --data $T/prefs.jsonl --model $T/sft $COMMON --lr 1e-3 --batch 3"
+expect_exit 0 "dpo: np 2 stops at 8" "" $MPIRUN -np 2 "$E" $DPO --steps 8 --out "$T/res"
+expect_exit 0 "dpo: np 2 resumes to 20" "" $MPIRUN -np 2 "$E" $DPO --steps 20 --out "$T/res" --resume
+check "dpo: resumed under np 2 equals uninterrupted" cmp -s "$T/mdpo_2/model.safetensors" "$T/res/model.safetensors"
+check "no temporary files left" test -z "$(find "$T/res" -name '*.tmp.*')"
+
+# Bad input on one process: rank 0 has good data and waits in the first
+# collective, rank 1 fails reading its file; the job ends with exit 2 and
+# rank 1's message, and writes nothing.
+printf '{"prompt": "a", "chosen": "b"}\n' >"$T/bad.jsonl"
+expect_exit 2 "bad input on rank 1" "bad.jsonl:1:" $MPIRUN -np 1 "$E" $DPO --steps 2 --out "$T/bad" : \
+    -np 1 "$E" dpo --data "$T/bad.jsonl" --model "$T/sft" $COMMON --lr 1e-3 --batch 3 --steps 2 --out "$T/bad"
+check "no model after a failed job" test ! -e "$T/bad/model.safetensors"
+
+echo "cli_mpi_lm: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
