@@ -43,11 +43,12 @@ static void usage(FILE *fp) {
 /* Commands that run under mpirun -np N with N > 1: the others would do
  * the whole job N times over and race on their outputs. */
 static int runs_distributed(const char *name, int argc, char **argv) {
-    /* data-parallel language-model commands (lm/lm_train.h) */
-    static const char *const lm[] = {"sft", "dpo"};
-    for (size_t i = 0; i < sizeof lm / sizeof lm[0]; i++)
-        if (strcmp(name, lm[i]) == 0) return 1;
-    if (strcmp(name, "fit") != 0 && strcmp(name, "select") != 0) return 0;
+    /* fit with either family; data-parallel language-model commands
+     * (lm/lm_train.h) */
+    static const char *const all[] = {"fit", "sft", "dpo"};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (strcmp(name, all[i]) == 0) return 1;
+    if (strcmp(name, "select") != 0) return 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (strncmp(a, "--policy=", 9) == 0) return strcmp(a + 9, "loglinear") == 0;

@@ -69,6 +69,44 @@ expect_exit 0 "dpo: np 2 resumes to 20" "" $MPIRUN -np 2 "$E" $DPO --steps 20 --
 check "dpo: resumed under np 2 equals uninterrupted" cmp -s "$T/mdpo_2/model.safetensors" "$T/res/model.safetensors"
 check "no temporary files left" test -z "$(find "$T/res" -name '*.tmp.*')"
 
+# fit --policy llama: the E-step's log-probabilities are gathered from the
+# processes' shares (the same bits as one process's), the M-steps are
+# data-parallel DPO; np 2 and 3 give one process's log-likelihood to 1e-8
+# relative, and rank 0 alone writes the types and the checkpoint.
+FIT="--policy llama --data $T/prefs.jsonl --model $T/sft $COMMON --k 2 --beta 0.5 --lr 1e-3 --steps 20 --batch 4
+     --max-iter 3 --patience 5 --starts 2"
+loglik() { sed -n 's/^  "loglik": \(.*\),$/\1/p' "$1/fit.json"; }
+close_fit() {
+    awk -v a="$(loglik "$1")" -v b="$(loglik "$2")" \
+        'BEGIN { d = a - b; if (d < 0) d = -d; m = a < 0 ? -a : a; exit !(a != "" && d <= 1e-8 * m) }'
+}
+untimed_fit() { grep -v '"elapsed_s"' "$1/fit.json"; }
+expect_exit 0 "fit llama: one process" "" "$E" fit $FIT --out "$T/fit"
+for n in 2 3; do
+    expect_exit 0 "fit llama: np $n" "" $MPIRUN -np $n "$E" fit $FIT --out "$T/mfit_$n" --log "$T/mfit_$n.log"
+    check "fit llama: np $n log-likelihood equals one process's" close_fit "$T/fit" "$T/mfit_$n"
+done
+check "fit llama: np 3 wrote the types" test -s "$T/mfit_3/type_2/model.safetensors" -a -s "$T/mfit_3/posterior.csv"
+check "fit llama: 2 starts x 4 M-steps x 2 types x 20 steps logged once" test "$(wc -l <"$T/mfit_3.log")" -eq 320
+
+# Its processes killed (kill -9; mpirun then ends) once the log holds 150
+# lines, then resumed under np 2: the files of the np 2 fit never stopped.
+mpirun --oversubscribe -np 2 "$E" fit $FIT --out "$T/kfit" --log "$T/kfit.log" >/dev/null 2>&1 &
+kp=$!
+i=0
+while [ "$(cat "$T/kfit.log" 2>/dev/null | wc -l)" -lt 150 ] && [ $i -lt 5000 ] && kill -0 $kp 2>/dev/null; do
+    i=$((i + 1))
+done
+for c in $(pgrep -P $kp -x emdpo); do kill -9 "$c"; done
+wait $kp 2>/dev/null
+echo "cli_mpi_lm: fit killed after $(wc -l <"$T/kfit.log") logged steps"
+check "fit llama: killed before its end" test ! -e "$T/kfit/fit.json"
+expect_exit 0 "fit llama: np 2 resumes" "" $MPIRUN -np 2 "$E" fit $FIT --out "$T/kfit" --log "$T/kfit.log" --resume
+check "fit llama: resumed under np 2 equals the straight np 2 fit" \
+    test "$(untimed_fit "$T/kfit")" = "$(untimed_fit "$T/mfit_2")"
+check "fit llama: resumed types equal" cmp -s "$T/kfit/type_1/model.safetensors" "$T/mfit_2/type_1/model.safetensors"
+check "fit llama: resumed log has each step once" test "$(wc -l <"$T/kfit.log")" -eq 320
+
 # Bad input on one process: rank 0 has good data and waits in the first
 # collective, rank 1 fails reading its file; the job ends with exit 2 and
 # rank 1's message, and writes nothing.
