@@ -44,8 +44,8 @@ static void usage(FILE *fp) {
  * the whole job N times over and race on their outputs. */
 static int runs_distributed(const char *name, int argc, char **argv) {
     /* fit with either family; data-parallel language-model commands
-     * (lm/lm_train.h) */
-    static const char *const all[] = {"fit", "sft", "dpo"};
+     * (lm/lm_train.h: training and scoring split by rank) */
+    static const char *const all[] = {"fit", "sft", "dpo", "baseline", "regret", "aggregate"};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (strcmp(name, all[i]) == 0) return 1;
     if (strcmp(name, "select") != 0) return 0;
@@ -72,7 +72,8 @@ static int run(int argc, char **argv) {
         return 0;
     }
     if (emdpo_dist_size() > 1 && !runs_distributed(name, argc, argv)) {
-        fprintf(stderr, "emdpo: under mpirun with %d processes only fit, select (log-linear), sft and dpo run; "
+        fprintf(stderr, "emdpo: under mpirun with %d processes only fit, select (log-linear), sft, dpo, baseline, regret "
+                        "and aggregate run; "
                         "run '%s' as one process\n", emdpo_dist_size(), name);
         return CLI_EXIT_USAGE;
     }

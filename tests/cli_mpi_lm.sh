@@ -8,8 +8,11 @@
 # with the same bits twice; every run also checks at its end that all
 # processes hold the same parameters (it fails otherwise). A run stopped
 # at a checkpoint and resumed under mpirun ends with the bits of an
-# uninterrupted one; rank 0 alone writes. Bad input on one process ends
-# the job with exit 2 and its message. Skipped where mpirun is missing or
+# uninterrupted one; fit --policy llama agrees with one process and a fit
+# killed and resumed under mpirun equals one never stopped; baseline,
+# regret and aggregate (ae, lw) agree with one process; rank 0 alone
+# writes. Bad input on one process ends the job with exit 2 and its
+# message. Skipped where mpirun is missing or
 # the binary was built without MPI (as in `make test`).
 E=${1:-build-mpi/emdpo}
 . tests/lib_cli.sh
@@ -106,6 +109,38 @@ check "fit llama: resumed under np 2 equals the straight np 2 fit" \
     test "$(untimed_fit "$T/kfit")" = "$(untimed_fit "$T/mfit_2")"
 check "fit llama: resumed types equal" cmp -s "$T/kfit/type_1/model.safetensors" "$T/mfit_2/type_1/model.safetensors"
 check "fit llama: resumed log has each step once" test "$(wc -l <"$T/kfit.log")" -eq 320
+
+# baseline (data-parallel DPO per group), then regret and aggregate of the
+# fit (scoring split by batches and gathered; lw trains data-parallel):
+# their tables, to 5 decimals, as one process prints them.
+BL="--method truelabel --model $T/sft --data $T/prefs.jsonl $COMMON --beta 0.5 --lr 1e-3 --steps 20 --batch 4"
+expect_exit 0 "baseline: one process" "" "$E" baseline $BL --out "$T/bl"
+expect_exit 0 "baseline: np 3" "" $MPIRUN -np 3 "$E" baseline $BL --out "$T/mbl"
+check "baseline: np 3 wrote its files" test -s "$T/mbl/baseline.json" -a -s "$T/mbl/type_2/model.safetensors"
+for how in "exact" "sample --samples 2 --max-tokens 4"; do
+    RG="--fit $T/fit --estimator $how --uniform --threads 1"
+    expect_exit 0 "regret $how: one process" "" "$E" regret $RG --policies "a=$T/bl/type_1,b=$T/bl/type_2"
+    cp "$T/stdout" "$T/rg1.txt"
+    expect_exit 0 "regret $how: np 3" "" $MPIRUN -np 3 "$E" regret $RG --policies "a=$T/mbl/type_1,b=$T/mbl/type_2" \
+        --out "$T/rg3.json"
+    check "regret $how: np 3 (and its baseline) prints one process's table" cmp -s "$T/rg1.txt" "$T/stdout"
+    check "regret $how: np 3 wrote --out" test -s "$T/rg3.json"
+done
+expect_exit 0 "aggregate ae: one process" "" "$E" aggregate --fit "$T/fit" --threads 1 --out "$T/ae1"
+cp "$T/stdout" "$T/ae1.txt"
+expect_exit 0 "aggregate ae: np 2" "" $MPIRUN -np 2 "$E" aggregate --fit "$T/fit" --threads 1 --out "$T/ae2"
+check "aggregate ae: np 2 prints one process's table" cmp -s "$T/ae1.txt" "$T/stdout"
+final_regret() { grep -o '"max_regret": [^,}]*' "$1" | tail -1 | sed 's/.*: //'; }
+close_lw() {
+    awk -v a="$(final_regret "$1")" -v b="$(final_regret "$2")" \
+        'BEGIN { d = a - b; if (d < 0) d = -d; m = a < 0 ? -a : a; exit !(a != "" && d <= 1e-5 * m) }'
+}
+LW="--method lw --rounds 3 --steps 4 --eta 0.05 --threads 1"
+expect_exit 0 "aggregate lw: one process" "" "$E" aggregate --fit "$T/fit" $LW --out "$T/lw1"
+expect_exit 0 "aggregate lw: np 2" "" $MPIRUN -np 2 "$E" aggregate --fit "$T/fit" $LW --out "$T/lw2"
+check "aggregate lw: np 2 wrote its policy" test -s "$T/lw2/policy/model.safetensors"
+check "aggregate lw: np 2 final max regret equals one process's to 1e-5" close_lw "$T/lw1/aggregate.json" \
+    "$T/lw2/aggregate.json"
 
 # Bad input on one process: rank 0 has good data and waits in the first
 # collective, rank 1 fails reading its file; the job ends with exit 2 and
