@@ -26,7 +26,9 @@ awk 'BEGIN {
 }' >"$T/prefs.jsonl"
 CFG="dim=256,layers=4,heads=4,hidden=688,vocab=259,seq_len=192"
 "$E" sft --data "$T/prefs.jsonl" --config "$CFG" --tokenizer "$T/tok.bin" --out "$T/sft" --steps 1 --quiet
-params=$(sed -n 's/.*"num_params": \([0-9]*\).*/\1/p' "$T/sft/config.json" 2>/dev/null || true)
+# float32 parameters: the safetensors file less its 8-byte length and its header
+st="$T/sft/model.safetensors"
+params=$((($(wc -c <"$st") - 8 - $(od -An -tu8 -N8 "$st")) / 4))
 DPO="dpo --data $T/prefs.jsonl --model $T/sft --tokenizer $T/tok.bin --steps $STEPS --batch 8 --lr 1e-6 --quiet"
 # median step seconds of a log, the first step left out
 step_s() {
@@ -44,4 +46,4 @@ while [ "$r" -le "$ROUNDS" ]; do
         'BEGIN { printf "%.3f", b / a }'); load $(cut -d' ' -f1-3 /proc/loadavg)"
     r=$((r + 1))
 done
-echo "all-reduce per step: the gradient, ${params:-num_params} floats, and 10 doubles"
+echo "all-reduce per step: the gradient, $params floats ($((params * 4)) bytes), and 10 doubles"
