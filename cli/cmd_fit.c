@@ -196,6 +196,9 @@ static int fit_llama(int argc, char **argv) {
     snprintf(ckpt, ckpt_len, "%s/checkpoint", out);
     o.checkpoint = ckpt;
     double t0 = cli_now();
+    /* Under mpirun rank 0 alone reports and writes (main.c silences the others' stdout). */
+    int lead = emdpo_dist_rank() == 0;
+    if (!lead) quiet = 1;
     if (cli_progress_on(quiet, progress)) {
         o.em.progress = cli_em_progress;
         o.em.progress_ud = &t0;
@@ -211,14 +214,14 @@ static int fit_llama(int argc, char **argv) {
     if ((rc = (o.mstep.lora.r ? emdpo_llama_load_frozen : emdpo_llama_load)(model, &sft, &diag)) ||
         (rc = emdpo_tokenizer_load(tokenizer, emdpo_llama_vocab_size(sft), &tok, &diag)) ||
         (rc = cli_read_finish(&rd, tokenizer)) ||
-        (rc = emdpo_data_read_with(data, EMDPO_FORMAT_JSONL, &rd.o, &d, &diag)) || (rc = emdpo_mkdirs(out, &diag)) ||
-        (rc = emdpo_lm_fit(sft, tok, d, &o, &f, &diag))) {
+        (rc = emdpo_data_read_with(data, EMDPO_FORMAT_JSONL, &rd.o, &d, &diag)) ||
+        (lead && (rc = emdpo_mkdirs(out, &diag))) || (rc = emdpo_lm_fit(sft, tok, d, &o, &f, &diag))) {
         rc = cli_fail("fit", rc, &diag, &cmd);
     } else {
         if (!quiet) print_llama(d, f);
-        if (emdpo_fit_n_empty(f))
+        if (emdpo_fit_n_empty(f) && lead)
             fprintf(stderr, "emdpo fit: note: %d type(s) lost all weight and are reported empty\n", emdpo_fit_n_empty(f));
-        if ((rc = emdpo_fit_write(f, out, &diag))) rc = cli_fail("fit", rc, &diag, &cmd);
+        if (lead && (rc = emdpo_fit_write(f, out, &diag))) rc = cli_fail("fit", rc, &diag, &cmd);
         else if (!quiet)
             printf("wrote %s/fit.json, %s/posterior.csv and %s/type_1 .. type_%d\n", out, out, out, o.k);
     }

@@ -66,8 +66,9 @@ expect_exit 2 "bad input on rank 1" "missing column" $MPIRUN -np 1 "$E" fit --da
 check "no fit.json after a failed job" test ! -e "$T/bad/fit.json"
 expect_exit 2 "bad input on every process" "missing column" $MPIRUN -np 2 "$E" fit --data "$T/bad.csv" --k 3 \
     --out "$T/bad2" --quiet
-expect_exit 2 "commands that do not run distributed" "run 'sft' as one process" $MPIRUN -np 2 "$E" sft --help
-expect_exit 2 "fit --policy llama refused" "run 'fit' as one process" $MPIRUN -np 2 "$E" fit --policy llama --help
+expect_exit 2 "commands that do not run distributed" "run 'score' as one process" $MPIRUN -np 2 "$E" score --help
+expect_exit 2 "select --policy llama refused" "run 'select' as one process" $MPIRUN -np 2 "$E" select --policy llama \
+    --help
 
 echo "cli_mpi: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -1,6 +1,9 @@
 #include "base/dist.h"
 
+#include <limits.h>
+
 #include "base/alloc.h"
+#include "base/hash.h"
 #include "base/xsum.h"
 #include "emdpo.h"
 
@@ -177,5 +180,79 @@ int emdpo_dist_bcast_double(double *v, size_t n, int root) {
     (void)n;
     (void)root;
     return EMDPO_OK;
+}
+#endif
+
+/* ---- Data-parallel language models (dist.h) ----------------------------- */
+
+void emdpo_dist_range(int64_t n, int64_t *lo, int64_t *hi) {
+    int64_t r = emdpo_dist_rank(), size = emdpo_dist_size();
+    *lo = n * r / size;
+    *hi = n * (r + 1) / size;
+}
+
+#ifdef EMDPO_MPI
+/* MPI counts are ints: large buffers go in pieces. */
+static int sum_in_place(void *buf, size_t n, size_t elem, MPI_Datatype type) {
+    if (emdpo_dist_size() == 1) return EMDPO_OK;
+    for (size_t at = 0; at < n;) {
+        int m = n - at < (size_t)INT_MAX ? (int)(n - at) : INT_MAX;
+        if (MPI_Allreduce(MPI_IN_PLACE, (char *)buf + at * elem, m, type, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
+            return EMDPO_ERR_NOMEM;
+        at += (size_t)m;
+    }
+    return EMDPO_OK;
+}
+
+int emdpo_dist_sum_floats(float *buf, size_t n) { return sum_in_place(buf, n, sizeof *buf, MPI_FLOAT); }
+int emdpo_dist_sum_doubles(double *buf, size_t n) { return sum_in_place(buf, n, sizeof *buf, MPI_DOUBLE); }
+
+int emdpo_dist_allgather_runs(double *items, int64_t n, int64_t run) {
+    int size = emdpo_dist_size();
+    if (size == 1 || n == 0) return EMDPO_OK;
+    if (run < 1 || n > INT_MAX) return EMDPO_ERR_INVALID_ARG;
+    int *count = emdpo_malloc(2 * (size_t)size * sizeof(int));
+    if (!count) return EMDPO_ERR_NOMEM;
+    int *displ = count + size;
+    int64_t runs = (n + run - 1) / run;
+    for (int r = 0; r < size; r++) {
+        int64_t a = runs * r / size * run, b = runs * (r + 1) / size * run;
+        displ[r] = (int)(a < n ? a : n);
+        count[r] = (int)(b < n ? b : n) - displ[r];
+    }
+    int ok = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, items, count, displ, MPI_DOUBLE, MPI_COMM_WORLD) ==
+             MPI_SUCCESS;
+    emdpo_free(count, 2 * (size_t)size * sizeof(int));
+    return ok ? EMDPO_OK : EMDPO_ERR_NOMEM;
+}
+
+int emdpo_dist_same(const void *p, size_t bytes) {
+    if (emdpo_dist_size() == 1) return 1;
+    /* the smallest hash and the smallest complement (the largest hash) */
+    uint64_t h = emdpo_hash_bytes(p, bytes), m[2] = {h, ~h};
+    MPI_Allreduce(MPI_IN_PLACE, m, 2, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD);
+    return m[0] == ~m[1];
+}
+#else
+int emdpo_dist_sum_floats(float *buf, size_t n) {
+    (void)buf;
+    (void)n;
+    return EMDPO_OK;
+}
+int emdpo_dist_sum_doubles(double *buf, size_t n) {
+    (void)buf;
+    (void)n;
+    return EMDPO_OK;
+}
+int emdpo_dist_allgather_runs(double *items, int64_t n, int64_t run) {
+    (void)items;
+    (void)n;
+    (void)run;
+    return EMDPO_OK;
+}
+int emdpo_dist_same(const void *p, size_t bytes) {
+    (void)p;
+    (void)bytes;
+    return 1;
 }
 #endif

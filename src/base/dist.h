@@ -53,4 +53,28 @@ int emdpo_dist_write_ranked(FILE *fp, const char *mine, size_t n);
 /* Process root's v[0..n) onto every process. */
 int emdpo_dist_bcast_double(double *v, size_t n, int root);
 
+/* ---- Data-parallel language models ---------------------------------------
+ * LM training and scoring split each batch's examples (or each pass's
+ * batches of sequences) into contiguous shares by rank and add or gather
+ * the results. These are collectives: every process calls them in the same
+ * order with the same sizes. */
+
+/* This process's contiguous share [*lo, *hi) of n units: floor(n r / N)
+ * to floor(n (r + 1) / N) on rank r of N; all of them on one process. */
+void emdpo_dist_range(int64_t n, int64_t *lo, int64_t *hi);
+
+/* Replaces buf (n values) by its sum over processes, the same bits on
+ * every process. EMDPO_ERR_NOMEM when MPI cannot run it. */
+int emdpo_dist_sum_floats(float *buf, size_t n);
+int emdpo_dist_sum_doubles(double *buf, size_t n);
+
+/* items holds n items; this process has filled the items of its share of
+ * runs of `run` items (emdpo_dist_range over ceil(n / run) runs, the last
+ * one short). Afterwards every process holds every item. */
+int emdpo_dist_allgather_runs(double *items, int64_t n, int64_t run);
+
+/* 1 when p (bytes) holds the same bytes on every process (compared by a
+ * 64-bit hash), else 0: a check that data-parallel replicas agree. */
+int emdpo_dist_same(const void *p, size_t bytes);
+
 #endif
