@@ -514,7 +514,7 @@ static void dist_progress(void *ud, int start, int iter, double loglik, const do
 }
 
 /* Per-process figures rank 0 prints for every process. */
-enum { DF_SIM, DF_INIT, DF_ITER, DF_ITER_CPU, DF_CALLS, DF_BYTES, DF_COMM_S, DF_RSS_DATA, DF_RSS, DF_N };
+enum { DF_SIM, DF_INIT, DF_INIT_CALLS, DF_INIT_BYTES, DF_ITER, DF_ITER_CPU, DF_CALLS, DF_BYTES, DF_COMM_S, DF_RSS_DATA, DF_RSS, DF_N };
 
 static int mode_dist(int argc, char **argv) {
     int64_t n = argc > 2 ? atoll(argv[2]) : 1000000;
@@ -541,6 +541,8 @@ static int mode_dist(int argc, char **argv) {
      * E-step). */
     int n_it = n_dist_marks - 2;
     f[DF_INIT] = n_dist_marks > 1 ? dist_marks[1].wall - dist_marks[0].wall : t_fit;
+    f[DF_INIT_CALLS] = n_dist_marks > 1 ? dist_marks[1].comm.calls : comm.calls;
+    f[DF_INIT_BYTES] = n_dist_marks > 1 ? dist_marks[1].comm.bytes : comm.bytes;
     double *it_s = malloc((size_t)(n_it > 0 ? n_it : 1) * sizeof(double));
     double *it_c = malloc((size_t)(n_it > 0 ? n_it : 1) * sizeof(double));
     if (!it_s || !it_c) die("malloc", EMDPO_ERR_NOMEM);
@@ -574,11 +576,11 @@ static int mode_dist(int argc, char **argv) {
                bits(res.loglik));
         for (int r = 0; r < np; r++) {
             const double *g = all + (size_t)r * DF_N;
-            printf("RESULT mode=dist-rank rank=%d np=%d simulate_s=%.2f init_s=%.3f s_per_iter=%.4f cpu_s_per_iter=%.4f "
-                   "comm_calls_per_iter=%.1f comm_bytes_per_iter=%.0f comm_s_per_iter=%.4f rss_after_data_mb=%.1f "
-                   "peak_rss_mb=%.1f\n",
-                   r, np, g[DF_SIM], g[DF_INIT], g[DF_ITER], g[DF_ITER_CPU], g[DF_CALLS], g[DF_BYTES], g[DF_COMM_S],
-                   g[DF_RSS_DATA] / 1e6, g[DF_RSS] / 1e6);
+            printf("RESULT mode=dist-rank rank=%d np=%d simulate_s=%.2f init_s=%.3f init_comm_calls=%.0f "
+                   "init_comm_bytes=%.0f s_per_iter=%.4f cpu_s_per_iter=%.4f comm_calls_per_iter=%.1f "
+                   "comm_bytes_per_iter=%.0f comm_s_per_iter=%.4f rss_after_data_mb=%.1f peak_rss_mb=%.1f\n",
+                   r, np, g[DF_SIM], g[DF_INIT], g[DF_INIT_CALLS], g[DF_INIT_BYTES], g[DF_ITER], g[DF_ITER_CPU],
+                   g[DF_CALLS], g[DF_BYTES], g[DF_COMM_S], g[DF_RSS_DATA] / 1e6, g[DF_RSS] / 1e6);
         }
     }
     free(all);
