@@ -435,7 +435,8 @@ static emdpo_data *simulate_share(int64_t n) {
         emdpo_data *r = NULL;
         int rc = simulate(cnt, DIST_SEED + (uint64_t)(first / EMDPO_DIST_ALIGN), &r);
         if (rc) die("simulate", rc);
-        if (r->n_dec != cnt * m || r->n_items != cnt * m * items || r->p != p) die("simulate's shape", EMDPO_ERR_INVALID_ARG);
+        if (r->n_dec != cnt * m || r->n_items != cnt * m * items || r->p != p)
+            die("simulate's shape", EMDPO_ERR_INVALID_ARG);
         for (int64_t a = 1; a <= cnt; a++) s->annot_dec[a0 + a] = d0 + r->annot_dec[a];
         for (int64_t j = 1; j <= r->n_dec; j++) s->dec_item[d0 + j] = i0 + r->dec_item[j];
         memcpy(s->dec_stages + d0, r->dec_stages, (size_t)r->n_dec * sizeof(int32_t));
@@ -514,7 +515,10 @@ static void dist_progress(void *ud, int start, int iter, double loglik, const do
 }
 
 /* Per-process figures rank 0 prints for every process. */
-enum { DF_SIM, DF_INIT, DF_INIT_CALLS, DF_INIT_BYTES, DF_ITER, DF_ITER_CPU, DF_CALLS, DF_BYTES, DF_COMM_S, DF_RSS_DATA, DF_RSS, DF_N };
+enum {
+    DF_SIM, DF_INIT, DF_INIT_CALLS, DF_INIT_BYTES, DF_ITER, DF_ITER_CPU, DF_CALLS, DF_BYTES, DF_COMM_S, DF_RSS_DATA,
+    DF_RSS, DF_N
+};
 
 static int mode_dist(int argc, char **argv) {
     int64_t n = argc > 2 ? atoll(argv[2]) : 1000000;
