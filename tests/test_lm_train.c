@@ -624,6 +624,41 @@ static void test_lora(const emdpo_tokenizer *tok) {
     emdpo_llama_free(m);
 }
 
+/* Every allocation that emdpo_trainer_save makes can fail, and a failure
+ * is reported as out of memory (not as a write error) with no file left. */
+static void test_save_failalloc(const emdpo_tokenizer *tok) {
+    emdpo_llama *m = make_model(2);
+    emdpo_train_config c;
+    config(&c, EMDPO_TRAIN_DPO, EMDPO_OPTIM_ADAMW, 1e-3);
+    emdpo_lm_set *s = pref_set(tok);
+    emdpo_trainer *t = NULL;
+    CHECK_EQ_INT(emdpo_trainer_create(m, s, NULL, &c, &t), EMDPO_OK);
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/emdpo_test_save_%ld.bin", (long)getpid());
+    emdpo_diag diag;
+    failalloc_install(-1, 0);
+    CHECK_EQ_INT(t ? emdpo_trainer_save(t, path, &diag) : EMDPO_ERR_NOMEM, EMDPO_OK);
+    long count = failalloc_count();
+    failalloc_uninstall();
+    remove(path);
+    CHECK(count >= 3); /* the temporary's names and the checksum's buffer */
+    for (long n = 0; n < count; n++) {
+        failalloc_install(n, 0);
+        int rc = emdpo_trainer_save(t, path, &diag);
+        long live = failalloc_live();
+        failalloc_uninstall();
+        /* A failure that only skips removing stale temporaries still saves. */
+        CHECK_MSG(rc == EMDPO_OK || (rc == EMDPO_ERR_NOMEM && strcmp(diag.msg, "out of memory") == 0),
+                  "fail at %ld: %s (%s)", n, emdpo_status_name(rc), diag.msg);
+        CHECK_MSG(rc == EMDPO_OK || access(path, F_OK) != 0, "fail at %ld left %s", n, path);
+        CHECK_MSG(live == 0, "fail at %ld: %ld blocks leaked", n, live);
+        remove(path);
+    }
+    emdpo_trainer_free(t);
+    emdpo_lm_set_free(s);
+    emdpo_llama_free(m);
+}
+
 int main(void) {
     emdpo_tokenizer *tok = testdata_letter_tokenizer();
     CHECK(tok != NULL);
@@ -638,6 +673,7 @@ int main(void) {
     test_resume(tok);
     test_lora(tok);
     test_failalloc(tok);
+    test_save_failalloc(tok);
     emdpo_tokenizer_free(tok);
     return check_report("test_lm_train");
 }
