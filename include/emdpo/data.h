@@ -64,8 +64,8 @@ typedef struct emdpo_read_opts {
      * text longer than 3n bytes, only its first and last n bytes (a few
      * fewer, cut at UTF-8 characters), so that reading costs memory in
      * proportion to n rather than to the longest line; the language-model
-     * commands set it to emdpo_lm_text_keep_bytes, which leaves the tokens
-     * they use as they were. Records that TRL's implicit prompt or a chat
+     * commands (dpo, sft, score) set it from the tokenizer's window, which
+     * leaves the tokens they make as they were. Records that TRL's implicit prompt or a chat
      * template turns into texts are refused when one of their strings was
      * cut (those need whole strings). */
     size_t keep_text_bytes;

@@ -108,7 +108,8 @@ struct emdpo_json_stream {
     int read_rc; /* what read returned when it failed */
     long newlines;
     long value_newlines; /* newlines before the last root value began */
-    size_t values; /* values of the current tree */
+    size_t list_cap; /* the bound of the array parse_value is about to read, 0: none */
+    int root_depth;  /* the depth of the current tree's root */
     int array_state; /* emdpo_json_stream_element: 0 before '[', 1 after it, 2 after an element, 3 done */
     emdpo_json_error *err;
     int nomem;
@@ -429,13 +430,15 @@ static int push(parser *p, const emdpo_json_member *m, size_t key_offset) {
     return EMDPO_OK;
 }
 
-static int parse_array(parser *p, emdpo_json *v, int depth) {
+static int parse_array(parser *p, emdpo_json *v, int depth, size_t cap) {
     size_t base = p->doc->stack_len;
     p->pos++;
     skip_ws(p);
     if (peek(p) != ']') {
         for (;;) {
             emdpo_json_member m = {0};
+            if (cap && p->doc->stack_len - base == cap)
+                return fail_limit(p, offset(p), "\"%.40s\" lists more than %zu elements", p->lim.list_key, cap);
             int rc = parse_value(p, &m.value, depth + 1);
             if (rc || (rc = push(p, &m, 0))) return rc;
             skip_ws(p);
@@ -507,6 +510,9 @@ static int parse_member(parser *p, int depth) {
         return fail_at(p, offset(p), "expected ':'");
     }
     p->pos++;
+    if (depth == p->root_depth && p->lim.list_key && strlen(p->lim.list_key) == m.key_len &&
+        memcmp(p->lim.list_key, m.key, m.key_len) == 0)
+        p->list_cap = p->lim.list_max;
     if ((rc = parse_value(p, &m.value, depth + 1))) return rc;
     return push(p, &m, key_offset);
 }
@@ -568,16 +574,16 @@ static int parse_literal(parser *p, emdpo_json *v) {
 }
 
 static int parse_value(parser *p, emdpo_json *v, int depth) {
+    size_t cap = p->list_cap;
+    p->list_cap = 0;
     skip_ws(p);
     memset(v, 0, sizeof *v);
-    if (p->lim.max_values && ++p->values > p->lim.max_values)
-        return fail_limit(p, offset(p), "more than %zu values", p->lim.max_values);
     int c = peek(p);
     if ((c == '[' || c == '{') && depth >= EMDPO_JSON_MAX_DEPTH)
         return fail_at(p, offset(p), "nesting deeper than %d levels", EMDPO_JSON_MAX_DEPTH);
     switch (c) {
     case '{': return parse_object(p, v, depth);
-    case '[': return parse_array(p, v, depth);
+    case '[': return parse_array(p, v, depth, cap);
     case '"':
         v->type = EMDPO_JSON_STRING;
         return parse_string(p, 0, &v->u.str, &v->len, v);
@@ -611,9 +617,9 @@ static int parse_root(parser *p, const emdpo_json **root, int depth) {
     *root = NULL;
     arena_reset(p->doc);
     p->doc->stack_len = 0;
-    p->values = 0;
     skip_ws(p);
     p->value_newlines = p->newlines;
+    p->root_depth = depth;
     emdpo_json *v = arena_alloc(p->doc, sizeof *v, _Alignof(emdpo_json));
     if (!v) return fail_nomem(p);
     int rc = parse_value(p, v, depth);

@@ -81,14 +81,16 @@ int emdpo_json_parse(emdpo_json_doc *doc, const char *text, size_t len, const em
  * fewer (cut at UTF-8 characters), back to back, and its full_len says how
  * long it was: whoever needs only a text's beginning and end (a tokenizer
  * window) gets them exactly, in bounded memory; its UTF-8 is still checked
- * throughout. A key longer than max_key bytes, a number literal longer
- * than max_key characters, or more than max_values values in one value
- * (each array element, member value and the value itself count) is an
- * error with err->limit set, found before the memory grows. */
+ * throughout. A key longer than max_key bytes, or a number literal
+ * longer than max_key characters, is an error with err->limit set; so is
+ * an array under the root object's key list_key with more than list_max
+ * elements (a reader's bound on what a record may list, e.g. its types),
+ * found at the first element beyond it, before the memory grows. */
 typedef struct emdpo_json_limits {
     size_t keep;
     size_t max_key;
-    size_t max_values;
+    const char *list_key;
+    size_t list_max;
 } emdpo_json_limits;
 
 /* Copies up to cap (>= 16) of the input's next bytes to dst; *n is 0 at
