@@ -60,15 +60,6 @@ typedef struct emdpo_read_opts {
      * line (what a language model trains on or scores); 0: the default,
      * feature-only responses are read. */
     int require_text;
-    /* JSONL: 0 keeps every text whole (the default). n > 0 keeps, of a
-     * text longer than 3n bytes, only its first and last n bytes (a few
-     * fewer, cut at UTF-8 characters), so that reading costs memory in
-     * proportion to n rather than to the longest line; the language-model
-     * commands (dpo, sft, score) set it from the tokenizer's window, which
-     * leaves the tokens they make as they were. Records that TRL's implicit prompt or a chat
-     * template turns into texts are refused when one of their strings was
-     * cut (those need whole strings). */
-    size_t keep_text_bytes;
 } emdpo_read_opts;
 
 EMDPO_API void emdpo_read_opts_init(emdpo_read_opts *o);

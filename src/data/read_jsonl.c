@@ -17,6 +17,7 @@
 
 typedef struct jsonl_reader {
     const emdpo_read_opts *o;
+    size_t keep;      /* emdpo_data_read_kept's keep_text_bytes */
     emdpo_chat_ctx chat;
     int annot_seen;   /* some record had o->annotator_field */
     emdpo_diag *diag;
@@ -226,7 +227,7 @@ static int read_decision(jsonl_reader *r, const emdpo_json *obj) {
     if (!rc && done && has_cut_string(obj))
         rc = emdpo_diag_parse(r->diag, r->line, "a text is longer than %zu bytes, which only plain \"prompt\" and "
                               "response strings may be (an implicit prompt or a chat template needs it whole)",
-                              3 * r->o->keep_text_bytes);
+                              3 * r->keep);
     if (!rc && done) {
         rc = read_texts(r, made, n);
         prompt = made_prompt;
@@ -308,12 +309,13 @@ static void reader_free(jsonl_reader *r) {
     emdpo_free((void *)r->texts, r->texts_cap * sizeof *r->texts);
 }
 
-int emdpo_read_jsonl(emdpo_lines *lr, const emdpo_read_opts *o, emdpo_data **out, emdpo_diag *diag) {
-    jsonl_reader r = {.o = o, .diag = diag, .p = -1};
+int emdpo_read_jsonl(emdpo_lines *lr, const emdpo_read_opts *o, size_t keep_text_bytes, emdpo_data **out,
+                     emdpo_diag *diag) {
+    jsonl_reader r = {.o = o, .keep = keep_text_bytes, .diag = diag, .p = -1};
     r.chat.template_path = o->chat_template;
     r.chat.special_tokens = o->special_tokens;
     /* Keys are identifiers; texts are cut to what the caller keeps. */
-    emdpo_json_limits lim = {.keep = o->keep_text_bytes, .max_key = EMDPO_MAX_ID_BYTES};
+    emdpo_json_limits lim = {.keep = keep_text_bytes, .max_key = EMDPO_MAX_ID_BYTES};
     int rc = emdpo_json_doc_create(&r.doc), got = 1, first = 1, c;
     if (!rc) rc = emdpo_json_stream_create(r.doc, &lim, &r.st);
     while (!rc && !(rc = emdpo_lines_begin(lr, &got)) && got) {

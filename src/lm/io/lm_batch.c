@@ -484,13 +484,10 @@ int emdpo_lm_set_read_with(const char *path, const emdpo_read_opts *ro, const em
     emdpo_lm_texts *texts = NULL;
     emdpo_data *d = NULL;
     /* Only the tokens are made from the texts: their ends are enough. */
-    emdpo_read_opts keep;
-    if (ro) keep = *ro;
-    else emdpo_read_opts_init(&keep);
-    keep.keep_text_bytes = emdpo_lm_text_keep_bytes(tok, max_length);
-    int rc = emdpo_lm_texts_read_keep(path, keep.keep_text_bytes, &texts, diag);
+    size_t keep = emdpo_lm_text_keep_bytes(tok, max_length);
+    int rc = emdpo_lm_texts_read_keep(path, keep, &texts, diag);
     if (rc == EMDPO_ERR_UNSUPPORTED) { /* preference data */
-        if ((rc = emdpo_data_read_with(path, EMDPO_FORMAT_JSONL, &keep, &d, diag))) return rc;
+        if ((rc = emdpo_data_read_kept(path, EMDPO_FORMAT_JSONL, ro, keep, &d, diag))) return rc;
         if (!emdpo_data_has_text(d)) {
             emdpo_data_free(d);
             return emdpo_diag_at(diag, EMDPO_ERR_UNSUPPORTED, path, 0, "responses have no text");

@@ -116,7 +116,7 @@ typedef struct emdpo_lm_texts {
 
 int emdpo_lm_texts_read(const char *path, emdpo_lm_texts **out, emdpo_diag *diag);
 /* emdpo_lm_texts_read keeping of each text only its ends, as
- * emdpo_read_opts.keep_text_bytes (0: whole texts). */
+ * emdpo_data_read_kept does (0: whole texts). */
 int emdpo_lm_texts_read_keep(const char *path, size_t keep_text_bytes, emdpo_lm_texts **out, emdpo_diag *diag);
 
 /* The bytes of each end of a text that a reader must keep so that
