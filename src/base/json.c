@@ -35,8 +35,7 @@ struct emdpo_json_doc {
     size_t sorted_cap;
     char *numbuf; /* NUL-terminated copy of a number for strtod */
     size_t numbuf_cap;
-    char *strbuf; /* a string as it is decoded */
-    size_t strbuf_cap;
+    chunk *strbuf; /* a string as it is decoded; a long one becomes a chunk of the arena */
 };
 
 static void chunk_free(chunk *c) { emdpo_free(c, sizeof *c + c->size); }
@@ -87,7 +86,7 @@ void emdpo_json_doc_free(emdpo_json_doc *doc) {
     emdpo_free(doc->stack, doc->stack_cap * sizeof *doc->stack);
     emdpo_free((void *)doc->sorted, doc->sorted_cap * sizeof *doc->sorted);
     emdpo_free(doc->numbuf, doc->numbuf_cap);
-    emdpo_free(doc->strbuf, doc->strbuf_cap);
+    if (doc->strbuf) chunk_free(doc->strbuf);
     emdpo_free(doc, sizeof *doc);
 }
 
@@ -241,6 +240,22 @@ typedef struct str_acc {
     int has_nul;
 } str_acc;
 
+static char *strbuf_text(emdpo_json_doc *doc) { return (char *)doc->strbuf->data; }
+
+/* Room for need bytes in doc->strbuf, grown by doubling. */
+static int strbuf_reserve(emdpo_json_doc *doc, size_t need) {
+    size_t have = doc->strbuf ? doc->strbuf->size : 0;
+    if (need <= have) return 1;
+    size_t size = have > need / 2 ? 2 * have : need;
+    if (size < 64) size = 64;
+    if (size > SIZE_MAX - sizeof(chunk)) return 0;
+    chunk *c = emdpo_realloc(doc->strbuf, doc->strbuf ? sizeof(chunk) + have : 0, sizeof(chunk) + size);
+    if (!c) return 0;
+    c->size = size;
+    doc->strbuf = c;
+    return 1;
+}
+
 static int str_put(parser *p, str_acc *a, const unsigned char *b, size_t k) {
     emdpo_json_doc *doc = p->doc;
     a->total += k;
@@ -250,18 +265,16 @@ static int str_put(parser *p, str_acc *a, const unsigned char *b, size_t k) {
             if (a->n == 3 * a->keep) {
                 if (!a->elided) {
                     a->head = a->keep;
-                    while (a->head > 0 && ((unsigned char)doc->strbuf[a->head] & 0xC0) == 0x80) a->head--;
+                    while (a->head > 0 && ((unsigned char)strbuf_text(doc)[a->head] & 0xC0) == 0x80) a->head--;
                     a->elided = 1;
                 }
-                memmove(doc->strbuf + a->head, doc->strbuf + a->n - a->keep, a->keep);
+                memmove(strbuf_text(doc) + a->head, strbuf_text(doc) + a->n - a->keep, a->keep);
                 a->n = a->head + a->keep;
             }
             if (take > 3 * a->keep - a->n) take = 3 * a->keep - a->n;
         }
-        if (a->n + take + 1 > doc->strbuf_cap &&
-            emdpo_grow((void **)&doc->strbuf, &doc->strbuf_cap, a->n + take + 1, 1))
-            return fail_nomem(p);
-        memcpy(doc->strbuf + a->n, b, take);
+        if (!strbuf_reserve(doc, a->n + take + 1)) return fail_nomem(p);
+        memcpy(strbuf_text(doc) + a->n, b, take);
         a->n += take;
         b += take;
         k -= take;
@@ -324,20 +337,35 @@ static int parse_string(parser *p, int is_key, const char **out, size_t *out_len
     }
     if (max_key && a.total > max_key) return fail_limit(p, open, "a key is longer than %zu bytes", max_key);
     p->pos++;
-    const char *src = p->doc->strbuf ? p->doc->strbuf : "";
-    size_t n = a.n, tail = 0;
-    if (a.elided) {
-        tail = a.n - a.keep;
-        while (tail < a.n && ((unsigned char)src[tail] & 0xC0) == 0x80) tail++;
-        n = a.head + (a.n - tail);
-    }
-    char *dst = arena_alloc(p->doc, n + 1, 1);
-    if (!dst) return fail_nomem(p);
-    if (a.elided) {
-        memcpy(dst, src, a.head);
-        memcpy(dst + a.head, src + tail, a.n - tail);
+    emdpo_json_doc *doc = p->doc;
+    if (!strbuf_reserve(doc, a.n + 1)) return fail_nomem(p);
+    char *dst;
+    size_t n = a.n;
+    if (!a.elided && a.n >= FIRST_CHUNK && doc->chunks) {
+        /* A long string stays where it was decoded: its buffer joins the
+         * arena behind the newest chunk (which keeps serving allocations)
+         * instead of being copied. */
+        chunk *c = doc->strbuf;
+        c->used = c->size;
+        c->next = doc->chunks->next;
+        doc->chunks->next = c;
+        doc->strbuf = NULL;
+        dst = (char *)c->data;
     } else {
-        memcpy(dst, src, n);
+        size_t tail = 0;
+        if (a.elided) {
+            tail = a.n - a.keep;
+            while (tail < a.n && ((unsigned char)strbuf_text(doc)[tail] & 0xC0) == 0x80) tail++;
+            n = a.head + (a.n - tail);
+        }
+        if (!(dst = arena_alloc(doc, n + 1, 1))) return fail_nomem(p);
+        const char *src = strbuf_text(doc);
+        if (a.elided) {
+            memcpy(dst, src, a.head);
+            memcpy(dst + a.head, src + tail, a.n - tail);
+        } else {
+            memcpy(dst, src, n);
+        }
     }
     dst[n] = 0;
     *out = dst;
