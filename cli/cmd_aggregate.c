@@ -84,7 +84,9 @@ static int aggregate_loglinear(int argc, char **argv) {
         note_hedge_cap(a);
         if (json) emdpo_aggregate_write_json(a, stdout);
         else print_ae(a, "types", NULL);
-        if (out && (rc = emdpo_aggregate_save(a, out, &diag))) rc = cli_fail("aggregate", rc, &diag, &cmd);
+        /* under mpirun every process holds the same result; rank 0 writes it */
+        if (out && emdpo_dist_rank() == 0 && (rc = emdpo_aggregate_save(a, out, &diag)))
+            rc = cli_fail("aggregate", rc, &diag, &cmd);
     }
     emdpo_aggregate_free(a);
     emdpo_data_free(d);

@@ -11,7 +11,7 @@ static const char *policy_family(int argc, char **argv) {
     return p ? p : "loglinear";
 }
 
-static void print_loglinear(const emdpo_data *d, const emdpo_fit *f, int have_se) {
+static void print_loglinear(const emdpo_fit *f, int have_se) {
     int K = emdpo_fit_k(f), p = emdpo_fit_p(f);
     double *theta = malloc((size_t)K * (size_t)p * sizeof *theta), *se = malloc((size_t)K * (size_t)p * sizeof *se);
     double eta[EMDPO_MAX_K];
@@ -21,8 +21,8 @@ static void print_loglinear(const emdpo_data *d, const emdpo_fit *f, int have_se
         return;
     }
     have_se = have_se && emdpo_fit_se(f, se, NULL) == EMDPO_OK;
-    printf("EM-DPO (log-linear): %lld annotators, %lld decisions, K = %d\n", (long long)emdpo_data_n_annotators(d),
-           (long long)emdpo_data_n_decisions(d), K);
+    printf("EM-DPO (log-linear): %lld annotators, %lld decisions, K = %d\n", (long long)emdpo_fit_n_annotators(f),
+           (long long)emdpo_fit_n_decisions(f), K);
     int starts = emdpo_fit_starts(f);
     printf("log-likelihood %.6f at iteration %d of %d (%s), best of %d start%s\n", emdpo_fit_loglik(f),
            emdpo_fit_best_iteration(f), emdpo_fit_iterations(f), emdpo_fit_converged(f) ? "converged" : "iteration cap",
@@ -93,6 +93,7 @@ static int fit_loglinear(int argc, char **argv) {
     if (!lead) quiet = 1;
     if (lead && cli_progress_on(quiet, progress)) o.em.progress = cli_em_progress;
     emdpo_set_threads(threads);
+    rd.o.share = 1; /* under mpirun each process reads its share of the annotators */
 
     emdpo_data *d = NULL;
     emdpo_fit *f = NULL;
@@ -107,13 +108,14 @@ static int fit_loglinear(int argc, char **argv) {
             fprintf(stderr, "emdpo fit: note: the observed information is singular here; standard errors are "
                             "reported as null where undefined\n");
         if (!quiet) {
-            print_loglinear(d, f, !no_se);
+            print_loglinear(f, !no_se);
             cli_print_group_posterior(d, f);
         }
         if (emdpo_fit_n_empty(f) && lead)
             fprintf(stderr, "emdpo fit: note: %d type(s) lost all weight and are reported empty\n", emdpo_fit_n_empty(f));
-        /* Under mpirun every process holds the same fit; rank 0 writes it. */
-        if (lead && (rc = emdpo_fit_write(f, out, &diag))) rc = cli_fail("fit", rc, &diag, &cmd);
+        /* Under mpirun rank 0 writes the fit, with every process's rows of
+         * the posterior. */
+        if ((rc = emdpo_fit_write(f, out, &diag))) rc = cli_fail("fit", rc, &diag, &cmd);
         else if (!quiet) printf("wrote %s/fit.json and %s/posterior.csv\n", out, out);
     }
     emdpo_fit_free(f);
@@ -194,6 +196,9 @@ static int fit_llama(int argc, char **argv) {
     snprintf(ckpt, ckpt_len, "%s/checkpoint", out);
     o.checkpoint = ckpt;
     double t0 = cli_now();
+    /* Under mpirun rank 0 alone reports and writes (main.c silences the others' stdout). */
+    int lead = emdpo_dist_rank() == 0;
+    if (!lead) quiet = 1;
     if (cli_progress_on(quiet, progress)) {
         o.em.progress = cli_em_progress;
         o.em.progress_ud = &t0;
@@ -209,14 +214,14 @@ static int fit_llama(int argc, char **argv) {
     if ((rc = (o.mstep.lora.r ? emdpo_llama_load_frozen : emdpo_llama_load)(model, &sft, &diag)) ||
         (rc = emdpo_tokenizer_load(tokenizer, emdpo_llama_vocab_size(sft), &tok, &diag)) ||
         (rc = cli_read_finish(&rd, tokenizer)) ||
-        (rc = emdpo_data_read_with(data, EMDPO_FORMAT_JSONL, &rd.o, &d, &diag)) || (rc = emdpo_mkdirs(out, &diag)) ||
-        (rc = emdpo_lm_fit(sft, tok, d, &o, &f, &diag))) {
+        (rc = emdpo_data_read_with(data, EMDPO_FORMAT_JSONL, &rd.o, &d, &diag)) ||
+        (lead && (rc = emdpo_mkdirs(out, &diag))) || (rc = emdpo_lm_fit(sft, tok, d, &o, &f, &diag))) {
         rc = cli_fail("fit", rc, &diag, &cmd);
     } else {
         if (!quiet) print_llama(d, f);
-        if (emdpo_fit_n_empty(f))
+        if (emdpo_fit_n_empty(f) && lead)
             fprintf(stderr, "emdpo fit: note: %d type(s) lost all weight and are reported empty\n", emdpo_fit_n_empty(f));
-        if ((rc = emdpo_fit_write(f, out, &diag))) rc = cli_fail("fit", rc, &diag, &cmd);
+        if (lead && (rc = emdpo_fit_write(f, out, &diag))) rc = cli_fail("fit", rc, &diag, &cmd);
         else if (!quiet)
             printf("wrote %s/fit.json, %s/posterior.csv and %s/type_1 .. type_%d\n", out, out, out, o.k);
     }

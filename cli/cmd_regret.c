@@ -129,7 +129,9 @@ int cmd_regret(int argc, char **argv) {
         if (json) emdpo_regret_write_json(r, stdout);
         else print_table(r, fit, emdpo_regret_estimator_name(o.estimator));
         if (fflush(stdout)) rc = cli_usage_error("regret", "cannot write standard output");
-        else if (out && (rc = emdpo_regret_save(r, out, &diag))) rc = cli_fail("regret", rc, &diag, &cmd);
+        /* under mpirun every process holds the same result; rank 0 writes it */
+        else if (out && emdpo_dist_rank() == 0 && (rc = emdpo_regret_save(r, out, &diag)))
+            rc = cli_fail("regret", rc, &diag, &cmd);
     }
     emdpo_regret_free(r);
     emdpo_fit_free(fit);

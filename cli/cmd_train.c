@@ -99,6 +99,7 @@ static int train(emdpo_train_mode mode, int argc, char **argv) {
                    opts, n_opts};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
+    if (emdpo_dist_rank() > 0) quiet = 1; /* under mpirun rank 0 alone reports */
     if (o.model && o.config_spec) return cli_usage_error(name, "give --model or --config, not both");
     if (!o.model && !o.config_spec && !o.resume)
         return cli_usage_error(name, "missing --model (or --config for a fresh model)");

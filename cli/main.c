@@ -43,7 +43,12 @@ static void usage(FILE *fp) {
 /* Commands that run under mpirun -np N with N > 1: the others would do
  * the whole job N times over and race on their outputs. */
 static int runs_distributed(const char *name, int argc, char **argv) {
-    if (strcmp(name, "fit") != 0 && strcmp(name, "select") != 0) return 0;
+    /* fit with either family; data-parallel language-model commands
+     * (lm/lm_train.h: training and scoring split by rank) */
+    static const char *const all[] = {"fit", "sft", "dpo", "baseline", "regret", "aggregate"};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (strcmp(name, all[i]) == 0) return 1;
+    if (strcmp(name, "select") != 0) return 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (strncmp(a, "--policy=", 9) == 0) return strcmp(a + 9, "loglinear") == 0;
@@ -67,7 +72,8 @@ static int run(int argc, char **argv) {
         return 0;
     }
     if (emdpo_dist_size() > 1 && !runs_distributed(name, argc, argv)) {
-        fprintf(stderr, "emdpo: under mpirun with %d processes only fit and select with log-linear policies run; "
+        fprintf(stderr, "emdpo: under mpirun with %d processes only fit, select (log-linear), sft, dpo, baseline, regret "
+                        "and aggregate run; "
                         "run '%s' as one process\n", emdpo_dist_size(), name);
         return CLI_EXIT_USAGE;
     }

@@ -1,10 +1,12 @@
 #!/bin/sh
 # Distributed log-linear fits (an MPI build, `make MPI=1`, run by .ci/run as
-# `sh tests/cli_mpi.sh build-mpi/emdpo`): mpirun -np 1, 2 and 3 write the
-# fit.json and posterior.csv of one plain process (the same bits: the
-# reductions add fixed blocks of annotators in block order, whatever the
-# number of processes), with standard errors, random starts, threads and
-# select; bad input on one process ends the whole job with exit 2 and that
+# `sh tests/cli_mpi.sh build-mpi/emdpo`): mpirun -np 1, 2 and 3, each
+# process fitting its share of the annotators (k-means, E-step, M-step and
+# standard errors; posterior rows sent to rank 0), write the fit.json and
+# posterior.csv of one plain process (the same bits: sums over annotators
+# are exact and reduced by an integer all-reduce, whatever the number of
+# processes), with standard errors, random starts, threads, processes with
+# no annotators, and select; bad input on one process ends the whole job with exit 2 and that
 # process's message, within a timeout rather than hanging; commands that
 # do not run distributed are refused. Skipped where mpirun is missing or
 # the binary was built without MPI (as in `make test`).
@@ -64,8 +66,9 @@ expect_exit 2 "bad input on rank 1" "missing column" $MPIRUN -np 1 "$E" fit --da
 check "no fit.json after a failed job" test ! -e "$T/bad/fit.json"
 expect_exit 2 "bad input on every process" "missing column" $MPIRUN -np 2 "$E" fit --data "$T/bad.csv" --k 3 \
     --out "$T/bad2" --quiet
-expect_exit 2 "commands that do not run distributed" "run 'sft' as one process" $MPIRUN -np 2 "$E" sft --help
-expect_exit 2 "fit --policy llama refused" "run 'fit' as one process" $MPIRUN -np 2 "$E" fit --policy llama --help
+expect_exit 2 "commands that do not run distributed" "run 'score' as one process" $MPIRUN -np 2 "$E" score --help
+expect_exit 2 "select --policy llama refused" "run 'select' as one process" $MPIRUN -np 2 "$E" select --policy llama \
+    --help
 
 echo "cli_mpi: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -9,6 +9,7 @@
 #include "base/linalg.h"
 #include "base/rng.h"
 #include "base/threads.h"
+#include "base/xsum.h"
 #include "check.h"
 #include "core/choice.h"
 #include "core/em.h"
@@ -804,7 +805,55 @@ static void test_alloc_failures(void) {
     emdpo_data_free(d);
 }
 
+static double xsum_of(const double *v, const int *order, int n) {
+    int64_t acc[EMDPO_XSUM_WORDS];
+    emdpo_xsum_zero(acc, 1);
+    for (int i = 0; i < n; i++) emdpo_xsum_add(acc, v[order ? order[i] : i]);
+    double out;
+    emdpo_xsum_values(acc, 1, &out);
+    return out;
+}
+
+/* The exact sums that make fits independent of threads and processes:
+ * cancellation a double sum loses, any order and any split into merged
+ * parts giving the same bits, agreement with a sum in 113-bit arithmetic,
+ * and IEEE's infinities and NaN. */
+static void test_exact_sums(void) {
+    double c[] = {1e308, 1.0, -1e308, 1e-300, 3.0, -0.5, 4.9e-324};
+    CHECK(xsum_of(c, NULL, 7) == 3.5);
+    enum { N = 4000 };
+    static double v[N];
+    static int order[N];
+    emdpo_rng r;
+    emdpo_rng_seed(&r, 11, 0);
+    __float128 ref = 0;
+    for (int i = 0; i < N; i++) {
+        v[i] = (emdpo_rng_uniform(&r) - 0.3) * ldexp(1.0, (int)emdpo_rng_below(&r, 80) - 40);
+        ref += v[i];
+        order[i] = N - 1 - i;
+    }
+    double fwd = xsum_of(v, NULL, N), rev = xsum_of(v, order, N);
+    CHECK(memcmp(&fwd, &rev, sizeof fwd) == 0);
+    CHECK(fabs(fwd - (double)ref) <= 2.0 * fabs(nextafter(fwd, INFINITY) - fwd));
+    /* three parts summed apart and merged, as threads and processes do */
+    int64_t part[3][EMDPO_XSUM_WORDS];
+    emdpo_xsum_zero(&part[0][0], 3);
+    for (int i = 0; i < N; i++) emdpo_xsum_add(part[i % 3], v[i]);
+    emdpo_xsum_carry(part[1], 1);
+    emdpo_xsum_merge(part[0], part[1], 1);
+    emdpo_xsum_merge(part[0], part[2], 1);
+    double merged;
+    emdpo_xsum_values(part[0], 1, &merged);
+    CHECK(memcmp(&fwd, &merged, sizeof fwd) == 0);
+    double specials[][2] = {{INFINITY, 1.0}, {INFINITY, -INFINITY}, {NAN, 1.0}, {-INFINITY, 5.0}};
+    CHECK(xsum_of(specials[0], NULL, 2) == INFINITY);
+    CHECK(isnan(xsum_of(specials[1], NULL, 2)));
+    CHECK(isnan(xsum_of(specials[2], NULL, 2)));
+    CHECK(xsum_of(specials[3], NULL, 2) == -INFINITY);
+}
+
 int main(void) {
+    test_exact_sums();
     test_derivatives();
     test_estep_brute_force();
     test_estep_many_decisions();

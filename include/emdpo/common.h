@@ -79,7 +79,10 @@ EMDPO_API void emdpo_set_threads(int n);
  * work of the log-linear fit's M-step among the processes of an MPI job
  * (mpirun -np N), each on a fixed share of the annotators, with results
  * that do not depend on N; a library built without MPI runs one process
- * and these do nothing (rank 0 of 1).
+ * and these do nothing (rank 0 of 1). Language-model training and scoring
+ * are data-parallel over the same processes (each takes a share of every
+ * step's examples; the gradients are summed), with losses equal to one
+ * process's to float rounding.
  * emdpo_dist_init starts MPI (once, before any other library call; when
  * the caller started MPI itself it is left to the caller).
  * emdpo_dist_finish ends the run: with exit_code 0, or one process, it

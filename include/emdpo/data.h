@@ -60,6 +60,12 @@ typedef struct emdpo_read_opts {
      * line (what a language model trains on or scores); 0: the default,
      * feature-only responses are read. */
     int require_text;
+    /* 1: under mpirun with more than one process (emdpo_dist_init), the
+     * data read is this process's share of the annotators: whole runs of
+     * 1024 in file order, as even as they split, for the log-linear fit
+     * (emdpo_loglinear_fit and what takes its fit), whose sums then run
+     * over the processes. 0 (the default), or one process: all of it. */
+    int share;
 } emdpo_read_opts;
 
 EMDPO_API void emdpo_read_opts_init(emdpo_read_opts *o);

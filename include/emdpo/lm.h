@@ -545,7 +545,11 @@ typedef struct emdpo_train_metrics {
 
 /* Trains a model in place on a set. An example is a group: one (prompt,
  * response) for SFT, one decision for DPO; each step draws batch * accum
- * examples from a permutation reshuffled every epoch. */
+ * examples from a permutation reshuffled every epoch. Under MPI
+ * (emdpo_dist_init) steps, emdpo_trainer_set_reference and emdpo_lm_score
+ * are collectives: every process holds the same set, takes a share of each
+ * step's examples (of each pass's batches), and the gradients (the
+ * log-probabilities) are summed (gathered) over processes. */
 typedef struct emdpo_trainer emdpo_trainer;
 
 /* m and set are borrowed (and must outlive the trainer); weights

@@ -3,6 +3,8 @@
 #include <limits.h>
 
 #include "base/alloc.h"
+#include "base/hash.h"
+#include "base/xsum.h"
 #include "emdpo.h"
 
 #ifdef EMDPO_MPI
@@ -63,36 +65,194 @@ void emdpo_dist_share(int64_t n_annot, int64_t *lo, int64_t *hi) {
     share_of(emdpo_dist_rank(), emdpo_dist_size(), n_annot, lo, hi);
 }
 
+/* ---- Reductions of the sharded log-linear EM ---------------------------- */
+
+int emdpo_dist_sum_rows(const double *rows, int64_t n_rows, size_t width, int across, double *out) {
+    size_t bytes = (width ? width : 1) * EMDPO_XSUM_WORDS * sizeof(int64_t);
+    int64_t *acc = emdpo_malloc(bytes);
+    if (!acc) return EMDPO_ERR_NOMEM;
+    emdpo_xsum_zero(acc, width);
+    for (int64_t r = 0; r < n_rows; r++) emdpo_xsum_add_vec(acc, rows + (size_t)r * width, width);
+    int rc = across ? emdpo_dist_xsum(acc, width) : EMDPO_OK;
+    if (!rc) emdpo_xsum_values(acc, width, out);
+    emdpo_free(acc, bytes);
+    return rc;
+}
+
 #ifdef EMDPO_MPI
-int emdpo_dist_allgather_rows(double *rows, int64_t n_rows, size_t width, int64_t span, int64_t n_annot) {
-    int size = emdpo_dist_size();
-    if (size == 1) return EMDPO_OK;
-    if (span < 1 || (EMDPO_DIST_ALIGN % span != 0 && span % EMDPO_DIST_ALIGN != 0)) return EMDPO_ERR_INVALID_ARG;
-    if ((uint64_t)n_rows * width > INT_MAX) return EMDPO_ERR_INVALID_ARG;
-    int *count = emdpo_malloc(2 * (size_t)size * sizeof(int));
-    if (!count) return EMDPO_ERR_NOMEM;
-    int *displ = count + size;
-    for (int r = 0; r < size; r++) {
-        int64_t lo, hi;
-        share_of(r, size, n_annot, &lo, &hi);
-        /* Rows whose first annotator b * span lies in [lo, hi). */
-        int64_t b0 = (lo + span - 1) / span, b1 = (hi + span - 1) / span;
-        if (b1 > n_rows) b1 = n_rows;
-        if (b0 > b1) b0 = b1;
-        displ[r] = (int)(b0 * (int64_t)width);
-        count[r] = (int)((b1 - b0) * (int64_t)width);
+/* Counts past MPI's int are sent in pieces. */
+#define DIST_PIECE ((size_t)1 << 28)
+/* Text travels to rank 0 in pieces of this many bytes. */
+#define DIST_TEXT_PIECE ((size_t)1 << 20)
+
+static int reduce(void *v, size_t n, MPI_Datatype type, size_t elem, MPI_Op op) {
+    if (emdpo_dist_size() == 1) return EMDPO_OK;
+    for (size_t at = 0; at < n; at += DIST_PIECE) {
+        size_t m = n - at < DIST_PIECE ? n - at : DIST_PIECE;
+        MPI_Allreduce(MPI_IN_PLACE, (char *)v + at * elem, (int)m, type, op, MPI_COMM_WORLD);
     }
-    MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, rows, count, displ, MPI_DOUBLE, MPI_COMM_WORLD);
-    emdpo_free(count, 2 * (size_t)size * sizeof(int));
+    return EMDPO_OK;
+}
+
+int emdpo_dist_xsum(int64_t *acc, size_t n) {
+    if (emdpo_dist_size() == 1) return EMDPO_OK;
+    emdpo_xsum_carry(acc, n);
+    return reduce(acc, n * EMDPO_XSUM_WORDS, MPI_INT64_T, sizeof(int64_t), MPI_SUM);
+}
+int emdpo_dist_sum_i64(int64_t *v, size_t n) { return reduce(v, n, MPI_INT64_T, sizeof *v, MPI_SUM); }
+int emdpo_dist_min_i64(int64_t *v, size_t n) { return reduce(v, n, MPI_INT64_T, sizeof *v, MPI_MIN); }
+int emdpo_dist_max_double(double *v, size_t n) { return reduce(v, n, MPI_DOUBLE, sizeof *v, MPI_MAX); }
+
+int emdpo_dist_exscan_i64(int64_t *v, size_t n) {
+    if (emdpo_dist_size() == 1) {
+        for (size_t i = 0; i < n; i++) v[i] = 0;
+        return EMDPO_OK;
+    }
+    if (n > DIST_PIECE) return EMDPO_ERR_INVALID_ARG;
+    MPI_Exscan(MPI_IN_PLACE, v, (int)n, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+    if (emdpo_dist_rank() == 0) /* MPI leaves rank 0's undefined */
+        for (size_t i = 0; i < n; i++) v[i] = 0;
+    return EMDPO_OK;
+}
+
+int emdpo_dist_write_ranked(FILE *fp, const char *mine, size_t n) {
+    int size = emdpo_dist_size(), rank = emdpo_dist_rank();
+    if (rank > 0) {
+        uint64_t len = n;
+        MPI_Send(&len, 1, MPI_UINT64_T, 0, 0, MPI_COMM_WORLD);
+        for (size_t at = 0; at < n; at += DIST_TEXT_PIECE)
+            MPI_Send(mine + at, (int)(n - at < DIST_TEXT_PIECE ? n - at : DIST_TEXT_PIECE), MPI_CHAR, 0, 1,
+                     MPI_COMM_WORLD);
+        return EMDPO_OK;
+    }
+    int ok = fwrite(mine, 1, n, fp) == n;
+    char *buf = size > 1 ? emdpo_malloc(DIST_TEXT_PIECE) : NULL;
+    if (size > 1 && !buf) return EMDPO_ERR_NOMEM; /* the caller's error then ends the job */
+    for (int r = 1; r < size; r++) {
+        uint64_t len;
+        MPI_Recv(&len, 1, MPI_UINT64_T, r, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        for (uint64_t at = 0; at < len; at += DIST_TEXT_PIECE) {
+            int m = (int)(len - at < DIST_TEXT_PIECE ? len - at : DIST_TEXT_PIECE);
+            MPI_Recv(buf, m, MPI_CHAR, r, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            ok &= fwrite(buf, 1, (size_t)m, fp) == (size_t)m;
+        }
+    }
+    emdpo_free(buf, DIST_TEXT_PIECE);
+    return ok ? EMDPO_OK : EMDPO_ERR_IO;
+}
+
+int emdpo_dist_bcast_double(double *v, size_t n, int root) {
+    if (emdpo_dist_size() == 1) return EMDPO_OK;
+    if (n > DIST_PIECE) return EMDPO_ERR_INVALID_ARG;
+    MPI_Bcast(v, (int)n, MPI_DOUBLE, root, MPI_COMM_WORLD);
     return EMDPO_OK;
 }
 #else
-int emdpo_dist_allgather_rows(double *rows, int64_t n_rows, size_t width, int64_t span, int64_t n_annot) {
-    (void)rows;
-    (void)n_rows;
-    (void)width;
-    (void)span;
-    (void)n_annot;
+int emdpo_dist_xsum(int64_t *acc, size_t n) {
+    (void)acc;
+    (void)n;
     return EMDPO_OK;
+}
+int emdpo_dist_sum_i64(int64_t *v, size_t n) {
+    (void)v;
+    (void)n;
+    return EMDPO_OK;
+}
+int emdpo_dist_min_i64(int64_t *v, size_t n) {
+    (void)v;
+    (void)n;
+    return EMDPO_OK;
+}
+int emdpo_dist_max_double(double *v, size_t n) {
+    (void)v;
+    (void)n;
+    return EMDPO_OK;
+}
+int emdpo_dist_exscan_i64(int64_t *v, size_t n) {
+    for (size_t i = 0; i < n; i++) v[i] = 0;
+    return EMDPO_OK;
+}
+int emdpo_dist_write_ranked(FILE *fp, const char *mine, size_t n) {
+    return fwrite(mine, 1, n, fp) == n ? EMDPO_OK : EMDPO_ERR_IO;
+}
+int emdpo_dist_bcast_double(double *v, size_t n, int root) {
+    (void)v;
+    (void)n;
+    (void)root;
+    return EMDPO_OK;
+}
+#endif
+
+/* ---- Data-parallel language models (dist.h) ----------------------------- */
+
+void emdpo_dist_range(int64_t n, int64_t *lo, int64_t *hi) {
+    int64_t r = emdpo_dist_rank(), size = emdpo_dist_size();
+    *lo = n * r / size;
+    *hi = n * (r + 1) / size;
+}
+
+#ifdef EMDPO_MPI
+/* MPI counts are ints: large buffers go in pieces. */
+static int sum_in_place(void *buf, size_t n, size_t elem, MPI_Datatype type) {
+    if (emdpo_dist_size() == 1) return EMDPO_OK;
+    for (size_t at = 0; at < n;) {
+        int m = n - at < (size_t)INT_MAX ? (int)(n - at) : INT_MAX;
+        if (MPI_Allreduce(MPI_IN_PLACE, (char *)buf + at * elem, m, type, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
+            return EMDPO_ERR_NOMEM;
+        at += (size_t)m;
+    }
+    return EMDPO_OK;
+}
+
+int emdpo_dist_sum_floats(float *buf, size_t n) { return sum_in_place(buf, n, sizeof *buf, MPI_FLOAT); }
+int emdpo_dist_sum_doubles(double *buf, size_t n) { return sum_in_place(buf, n, sizeof *buf, MPI_DOUBLE); }
+
+int emdpo_dist_allgather_runs(double *items, int64_t n, int64_t run) {
+    int size = emdpo_dist_size();
+    if (size == 1 || n == 0) return EMDPO_OK;
+    if (run < 1 || n > INT_MAX) return EMDPO_ERR_INVALID_ARG;
+    int *count = emdpo_malloc(2 * (size_t)size * sizeof(int));
+    if (!count) return EMDPO_ERR_NOMEM;
+    int *displ = count + size;
+    int64_t runs = (n + run - 1) / run;
+    for (int r = 0; r < size; r++) {
+        int64_t a = runs * r / size * run, b = runs * (r + 1) / size * run;
+        displ[r] = (int)(a < n ? a : n);
+        count[r] = (int)(b < n ? b : n) - displ[r];
+    }
+    int ok = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, items, count, displ, MPI_DOUBLE, MPI_COMM_WORLD) ==
+             MPI_SUCCESS;
+    emdpo_free(count, 2 * (size_t)size * sizeof(int));
+    return ok ? EMDPO_OK : EMDPO_ERR_NOMEM;
+}
+
+int emdpo_dist_same(const void *p, size_t bytes) {
+    if (emdpo_dist_size() == 1) return 1;
+    /* the smallest hash and the smallest complement (the largest hash) */
+    uint64_t h = emdpo_hash_bytes(p, bytes), m[2] = {h, ~h};
+    MPI_Allreduce(MPI_IN_PLACE, m, 2, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD);
+    return m[0] == ~m[1];
+}
+#else
+int emdpo_dist_sum_floats(float *buf, size_t n) {
+    (void)buf;
+    (void)n;
+    return EMDPO_OK;
+}
+int emdpo_dist_sum_doubles(double *buf, size_t n) {
+    (void)buf;
+    (void)n;
+    return EMDPO_OK;
+}
+int emdpo_dist_allgather_runs(double *items, int64_t n, int64_t run) {
+    (void)items;
+    (void)n;
+    (void)run;
+    return EMDPO_OK;
+}
+int emdpo_dist_same(const void *p, size_t bytes) {
+    (void)p;
+    (void)bytes;
+    return 1;
 }
 #endif

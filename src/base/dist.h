@@ -3,16 +3,18 @@
  * one process and every function here is a no-op, so algorithm code calls
  * them unconditionally.
  *
- * Results must not depend on the number of processes, so nothing is summed
- * across processes in an order that depends on it: each process fills the
- * per-block partial sums of the blocks it owns, the blocks (fixed runs of
- * annotators, defined without regard to the process count) are gathered
- * onto every process, and every process adds them in block order, as one
- * process does. */
+ * Results must not depend on the number of processes. Each process holds
+ * a share of the annotators (data/data.h), whole runs of EMDPO_DIST_ALIGN;
+ * sums over annotators are partial sums of fixed blocks of annotators
+ * (defined without regard to the process count), added exactly
+ * (base/xsum.h): the exact sums of the processes are added by an integer
+ * MPI_Allreduce of a fixed size, and the result rounded, so that it is the
+ * same bits for any number of processes and equal to one process's. */
 #ifndef EMDPO_DIST_H
 #define EMDPO_DIST_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 /* Processes own whole runs of this many annotators (a multiple of every
@@ -24,12 +26,55 @@
  * one process. */
 void emdpo_dist_share(int64_t n_annot, int64_t *lo, int64_t *hi);
 
-/* rows holds n_rows rows of width doubles, row b the partial of the
- * annotators [b * span, (b + 1) * span) of n_annot; this process has filled
- * the rows whose first annotator is in its share. Afterwards every process
- * holds every row. span must divide EMDPO_DIST_ALIGN or be a multiple of
- * it. EMDPO_ERR_NOMEM / EMDPO_ERR_INVALID_ARG when the counts do not fit
- * MPI's int counts. */
-int emdpo_dist_allgather_rows(double *rows, int64_t n_rows, size_t width, int64_t span, int64_t n_annot);
+/* ---- Reductions of the sharded log-linear EM ---------------------------
+ * Each process holds its share of the annotators; these combine what the
+ * shares give so that the result is the same for any number of processes.
+ * Without MPI, or on one process, they leave their arguments as they are. */
+
+/* Sums n exact accumulators (base/xsum.h) over the processes, in place: an
+ * MPI_Allreduce of n * EMDPO_XSUM_WORDS int64 words, whose integer sum is
+ * exact and so does not depend on the order. */
+int emdpo_dist_xsum(int64_t *acc, size_t n);
+/* out[0..width) = the sums of the columns of rows (n_rows, width): exact
+ * (base/xsum.h), so the same for any order and split of the rows, and over
+ * the processes when across (the rows are a share's). */
+int emdpo_dist_sum_rows(const double *rows, int64_t n_rows, size_t width, int across, double *out);
+/* v[0..n) summed (MPI_SUM), maxed or minimised over the processes, in
+ * place; integers and the maximum are exact, so in any order the same. */
+int emdpo_dist_sum_i64(int64_t *v, size_t n);
+int emdpo_dist_min_i64(int64_t *v, size_t n);
+int emdpo_dist_max_double(double *v, size_t n);
+/* The sum of v over the processes of lower rank (0 on rank 0), in place. */
+int emdpo_dist_exscan_i64(int64_t *v, size_t n);
+/* Rank 0 writes mine (n bytes) to fp, then each other process's bytes in
+ * rank order, received one process at a time; the other processes send
+ * theirs (fp unused). One process: mine to fp. EMDPO_ERR_IO when fp fails. */
+int emdpo_dist_write_ranked(FILE *fp, const char *mine, size_t n);
+/* Process root's v[0..n) onto every process. */
+int emdpo_dist_bcast_double(double *v, size_t n, int root);
+
+/* ---- Data-parallel language models ---------------------------------------
+ * LM training and scoring split each batch's examples (or each pass's
+ * batches of sequences) into contiguous shares by rank and add or gather
+ * the results. These are collectives: every process calls them in the same
+ * order with the same sizes. */
+
+/* This process's contiguous share [*lo, *hi) of n units: floor(n r / N)
+ * to floor(n (r + 1) / N) on rank r of N; all of them on one process. */
+void emdpo_dist_range(int64_t n, int64_t *lo, int64_t *hi);
+
+/* Replaces buf (n values) by its sum over processes, the same bits on
+ * every process. EMDPO_ERR_NOMEM when MPI cannot run it. */
+int emdpo_dist_sum_floats(float *buf, size_t n);
+int emdpo_dist_sum_doubles(double *buf, size_t n);
+
+/* items holds n items; this process has filled the items of its share of
+ * runs of `run` items (emdpo_dist_range over ceil(n / run) runs, the last
+ * one short). Afterwards every process holds every item. */
+int emdpo_dist_allgather_runs(double *items, int64_t n, int64_t run);
+
+/* 1 when p (bytes) holds the same bytes on every process (compared by a
+ * 64-bit hash), else 0: a check that data-parallel replicas agree. */
+int emdpo_dist_same(const void *p, size_t bytes);
 
 #endif

@@ -4,13 +4,17 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/dist.h"
+#include "base/xsum.h"
 #include "base/diag.h"
 #include "base/rng.h"
 #include "base/threads.h"
 #include "core/kmeans.h"
 
-/* Annotators per reduction block; fixed so sums do not depend on threads. */
+/* Annotators per block of partial sums, which are then added exactly; a
+ * share of the data (data/data.h) is whole blocks. */
 #define EM_BLOCK 1024
+_Static_assert(EMDPO_DIST_ALIGN % EM_BLOCK == 0, "a process's share is whole blocks");
 /* A type whose responsibilities sum below this holds no data: it is
  * declared empty and frozen, rather than fitted to nothing. */
 #define EM_EMPTY_MASS 1e-8
@@ -50,9 +54,9 @@ static double estep_row(double *s, const double *log_eta, int K, double *gamma) 
 
 /* The E-step over annotators [0, n), annotator i's per-type sums from
  * sums(ctx, i, K, s): blocks of EM_BLOCK annotators, each block's
- * log-likelihood a partial sum added in block order. */
+ * log-likelihood a partial sum, the partials added exactly. */
 int emdpo_em_estep_sums(int64_t n, int K, emdpo_em_sums_fn sums, const void *ctx, double work, const double *log_eta,
-                        double *gamma, double *ll_annot, double *loglik) {
+                        double *gamma, double *ll_annot, double *loglik, int across) {
     if (K < 1 || K > EMDPO_MAX_K || n < 0) return EMDPO_ERR_INVALID_ARG;
     int64_t n_blocks = (n + EM_BLOCK - 1) / EM_BLOCK;
     double *part = emdpo_malloc((size_t)(n_blocks ? n_blocks : 1) * sizeof(double));
@@ -72,8 +76,9 @@ int emdpo_em_estep_sums(int64_t n, int K, emdpo_em_sums_fn sums, const void *ctx
         part[b] = acc;
     }
     double total = 0.0;
-    for (int64_t b = 0; b < n_blocks; b++) total += part[b];
+    int rc = emdpo_dist_sum_rows(part, n_blocks, 1, across, &total);
     emdpo_free(part, (size_t)(n_blocks ? n_blocks : 1) * sizeof(double));
+    if (rc) return rc;
     *loglik = total;
     return isfinite(total) ? EMDPO_OK : EMDPO_ERR_NUMERIC;
 }
@@ -101,14 +106,14 @@ int emdpo_em_estep(const emdpo_data *d, int K, const double *logp, const double 
     if (!d || !logp || !log_eta || !gamma || !loglik) return EMDPO_ERR_INVALID_ARG;
     data_sums c = {d, logp};
     return emdpo_em_estep_sums(d->n_annot, K, sums_of_data, &c, (double)d->n_dec * K, log_eta, gamma, ll_annot,
-                               loglik);
+                               loglik, d->shard);
 }
 
 int emdpo_em_estep_annot(int64_t n_annot, int K, const double *annot_logp, const double *log_eta, double *gamma,
                          double *ll_annot, double *loglik) {
     if (n_annot < 0 || !annot_logp) return EMDPO_ERR_INVALID_ARG;
     return emdpo_em_estep_sums(n_annot, K, sums_of_annot, annot_logp, (double)n_annot * K, log_eta, gamma, ll_annot,
-                               loglik);
+                               loglik, 0);
 }
 
 int emdpo_em_feature_summaries(const emdpo_data *d, double *out) {
@@ -130,31 +135,69 @@ int emdpo_em_feature_summaries(const emdpo_data *d, double *out) {
             }
         }
     }
-    for (int a = 0; a < p; a++) {
-        double mean = 0.0, var = 0.0;
-        for (int64_t i = 0; i < d->n_annot; i++) mean += out[i * p + a];
-        mean /= (double)d->n_annot;
-        for (int64_t i = 0; i < d->n_annot; i++) var += (out[i * p + a] - mean) * (out[i * p + a] - mean);
-        double sd = sqrt(var / (double)d->n_annot);
-        for (int64_t i = 0; i < d->n_annot; i++) out[i * p + a] = (out[i * p + a] - mean) / (sd > 0 ? sd : 1.0);
+    /* Column means and variances over the whole data, added exactly. */
+    size_t bytes = (size_t)p * EMDPO_XSUM_WORDS * sizeof(int64_t);
+    int64_t *acc = emdpo_malloc(bytes);
+    double *mean = emdpo_malloc(2 * (size_t)p * sizeof(double)), *var = mean + p;
+    int rc = acc && mean ? EMDPO_OK : EMDPO_ERR_NOMEM;
+    double n_all = (double)emdpo_data_all_annot(d);
+    for (int pass = 0; pass < 2 && !rc; pass++) {
+        emdpo_xsum_zero(acc, (size_t)p);
+        for (int64_t i = 0; i < d->n_annot; i++)
+            for (int a = 0; a < p; a++) {
+                double v = out[i * p + a];
+                emdpo_xsum_add(acc + (size_t)a * EMDPO_XSUM_WORDS, pass ? (v - mean[a]) * (v - mean[a]) : v);
+            }
+        if (d->shard && (rc = emdpo_dist_xsum(acc, (size_t)p))) break;
+        emdpo_xsum_values(acc, (size_t)p, pass ? var : mean);
+        for (int a = 0; a < p; a++) (pass ? var : mean)[a] /= n_all;
     }
-    return EMDPO_OK;
+    for (int a = 0; a < p && !rc; a++) {
+        double sd = sqrt(var[a]);
+        for (int64_t i = 0; i < d->n_annot; i++) out[i * p + a] = (out[i * p + a] - mean[a]) / (sd > 0 ? sd : 1.0);
+    }
+    emdpo_free(acc, bytes);
+    emdpo_free(mean, 2 * (size_t)p * sizeof(double));
+    return rc;
 }
 
-void emdpo_em_criteria(double loglik, const double *gamma, int64_t n_annot, int K, int npar, double *aic,
-                       double *bic, double *icl) {
-    if (!gamma || !aic || !bic || !icl) return;
-    double ent = 0.0;
-    for (int64_t q = 0; q < n_annot * K; q++)
-        if (gamma[q] > 0.0) ent -= gamma[q] * log(gamma[q]);
+int emdpo_em_entropy(const double *gamma, int64_t n_annot, int K, int across, double *ent) {
+    int64_t n_blocks = (n_annot + EM_BLOCK - 1) / EM_BLOCK;
+    double *part = emdpo_malloc((size_t)(n_blocks ? n_blocks : 1) * sizeof(double));
+    if (!part) return EMDPO_ERR_NOMEM;
+    for (int64_t b = 0; b < n_blocks; b++) {
+        double e = 0.0;
+        int64_t q1 = ((b + 1) * EM_BLOCK < n_annot ? (b + 1) * EM_BLOCK : n_annot) * K;
+        for (int64_t q = b * EM_BLOCK * K; q < q1; q++)
+            if (gamma[q] > 0.0) e -= gamma[q] * log(gamma[q]);
+        part[b] = e;
+    }
+    int rc = emdpo_dist_sum_rows(part, n_blocks, 1, across, ent);
+    emdpo_free(part, (size_t)(n_blocks ? n_blocks : 1) * sizeof(double));
+    return rc;
+}
+
+void emdpo_em_criteria_of(double loglik, double ent, int64_t n_annot, int npar, double *aic, double *bic, double *icl) {
     *aic = -2.0 * loglik + 2.0 * npar;
     *bic = -2.0 * loglik + npar * log((double)n_annot);
     *icl = *bic + 2.0 * ent;
 }
 
+void emdpo_em_criteria(double loglik, const double *gamma, int64_t n_annot, int K, int npar, double *aic,
+                       double *bic, double *icl) {
+    if (!gamma || !aic || !bic || !icl) return;
+    double ent = NAN;
+    emdpo_em_entropy(gamma, n_annot, K, 0, &ent);
+    emdpo_em_criteria_of(loglik, ent, n_annot, npar, aic, bic, icl);
+}
+
+/* Rows allocated for n annotators: one at least, since a process's share
+ * of the data may have none (data/data.h). */
+static size_t rows_of(int64_t n) { return n > 0 ? (size_t)n : 1; }
+
 void emdpo_em_result_free(emdpo_em_result *r) {
     if (!r) return;
-    size_t K = (size_t)r->K, n = (size_t)r->n_annot;
+    size_t K = (size_t)r->K, n = rows_of(r->n_annot);
     emdpo_free(r->eta, K * sizeof(double));
     emdpo_free(r->gamma, n * K * sizeof(double));
     emdpo_free(r->ll_annot, n * sizeof(double));
@@ -178,10 +221,10 @@ typedef struct em_run {
 } em_run;
 
 static void run_free(em_run *r, const emdpo_data *d, int max_iter) {
-    size_t K = (size_t)r->K;
-    emdpo_free(r->gamma, (size_t)d->n_annot * K * sizeof(double));
-    emdpo_free(r->ll_annot, (size_t)d->n_annot * sizeof(double));
-    emdpo_free(r->annot_logp, (size_t)d->n_annot * K * sizeof(double));
+    size_t K = (size_t)r->K, n = rows_of(d->n_annot);
+    emdpo_free(r->gamma, n * K * sizeof(double));
+    emdpo_free(r->ll_annot, n * sizeof(double));
+    emdpo_free(r->annot_logp, n * K * sizeof(double));
     emdpo_free(r->trace, ((size_t)max_iter + 1) * sizeof(double));
     r->gamma = r->ll_annot = r->annot_logp = r->trace = NULL;
 }
@@ -189,11 +232,12 @@ static void run_free(em_run *r, const emdpo_data *d, int max_iter) {
 static int run_alloc(em_run *r, const emdpo_data *d, int K, int max_iter) {
     memset(r, 0, sizeof *r);
     r->K = K;
-    r->gamma = emdpo_malloc((size_t)d->n_annot * K * sizeof(double));
-    r->ll_annot = emdpo_malloc((size_t)d->n_annot * sizeof(double));
+    size_t n = rows_of(d->n_annot);
+    r->gamma = emdpo_malloc(n * K * sizeof(double));
+    r->ll_annot = emdpo_malloc(n * sizeof(double));
     /* Zeroed: an empty type's column is read (and then ignored) before any
      * M-step has written it. */
-    r->annot_logp = emdpo_calloc((size_t)d->n_annot * K, sizeof(double));
+    r->annot_logp = emdpo_calloc(n * K, sizeof(double));
     r->trace = emdpo_malloc(((size_t)max_iter + 1) * sizeof(double));
     if (!r->gamma || !r->ll_annot || !r->annot_logp || !r->trace) {
         run_free(r, d, max_iter);
@@ -211,34 +255,49 @@ static int init_gamma(const emdpo_data *d, const emdpo_em_opts *o, const double 
 #pragma omp parallel for schedule(static) if ((double)n * K >= EMDPO_PAR_MIN_WORK)
         for (int64_t i = 0; i < n; i++) {
             emdpo_rng r;
-            emdpo_rng_seed(&r, seed, (uint64_t)i);
+            emdpo_rng_seed(&r, seed, (uint64_t)(d->annot_base + i)); /* the same draws for any split */
             double tot = 0.0;
             for (int k = 0; k < K; k++) tot += gamma[i * K + k] = -log(1.0 - emdpo_rng_uniform(&r));
             for (int k = 0; k < K; k++) gamma[i * K + k] /= tot;
         }
         return EMDPO_OK;
     }
-    int32_t *assign = emdpo_malloc((size_t)n * sizeof(int32_t));
+    int32_t *assign = emdpo_malloc((size_t)(n ? n : 1) * sizeof(int32_t));
     double *centers = emdpo_malloc((size_t)K * q * sizeof(double));
-    int rc = assign && centers ? emdpo_kmeans(summary, n, q, K, seed, 100, assign, centers) : EMDPO_ERR_NOMEM;
+    int rc = assign && centers ? emdpo_kmeans_shared(summary, n, d->annot_base, emdpo_data_all_annot(d), d->shard, q, K,
+                                                     seed, 100, assign, centers)
+                               : EMDPO_ERR_NOMEM;
     if (!rc)
         for (int64_t i = 0; i < n; i++)
             for (int k = 0; k < K; k++) gamma[i * K + k] = assign[i] == k;
-    emdpo_free(assign, (size_t)n * sizeof(int32_t));
+    emdpo_free(assign, (size_t)(n ? n : 1) * sizeof(int32_t));
     emdpo_free(centers, (size_t)K * q * sizeof(double));
     return rc;
 }
 
-/* eta from gamma; types that lost all their mass become empty for good. */
-static void update_eta(em_run *r, const emdpo_data *d) {
+/* eta from gamma, the mass of blocks of annotators added exactly; types
+ * that lost all their mass become empty for good. */
+static int update_eta(em_run *r, const emdpo_data *d) {
     int K = r->K;
-    double mass[EMDPO_MAX_K] = {0};
-    for (int64_t i = 0; i < d->n_annot; i++)
-        for (int k = 0; k < K; k++) mass[k] += r->gamma[i * K + k];
+    int64_t n_blocks = (d->n_annot + EM_BLOCK - 1) / EM_BLOCK;
+    size_t bytes = (size_t)(n_blocks ? n_blocks : 1) * K * sizeof(double);
+    double *part = emdpo_malloc(bytes), mass[EMDPO_MAX_K];
+    if (!part) return EMDPO_ERR_NOMEM;
+    for (int64_t b = 0; b < n_blocks; b++) {
+        double *pb = part + b * K;
+        for (int k = 0; k < K; k++) pb[k] = 0.0;
+        int64_t i1 = (b + 1) * EM_BLOCK < d->n_annot ? (b + 1) * EM_BLOCK : d->n_annot;
+        for (int64_t i = b * EM_BLOCK; i < i1; i++)
+            for (int k = 0; k < K; k++) pb[k] += r->gamma[i * K + k];
+    }
+    int rc = emdpo_dist_sum_rows(part, n_blocks, (size_t)K, d->shard, mass);
+    emdpo_free(part, bytes);
+    if (rc) return rc;
     for (int k = 0; k < K; k++) {
         if (mass[k] < EM_EMPTY_MASS) r->empty[k] = 1;
-        r->eta[k] = r->empty[k] ? 0.0 : mass[k] / (double)d->n_annot;
+        r->eta[k] = r->empty[k] ? 0.0 : mass[k] / (double)emdpo_data_all_annot(d);
     }
+    return EMDPO_OK;
 }
 
 /* The running loop's state, for resumable fits' hooks. */
@@ -303,13 +362,14 @@ static int run_em(emdpo_policy *pol, const emdpo_data *d, const emdpo_em_opts *o
     emdpo_em_live live = {r,         res, start, at ? at->mstep : 0, at ? at->stall : 0, 0,
                           o->max_iter, at ? at->best_ll : -INFINITY};
     live.have_best = *best != NULL;
-    if (!at) update_eta(r, d);
-    int rc = mstep(pol, d, r, hooks, &live);
+    int rc = at ? EMDPO_OK : update_eta(r, d);
+    if (!rc) rc = mstep(pol, d, r, hooks, &live);
     if (!rc && live.mstep > 0) r->iterations++;
     for (int it = live.mstep; !rc; it++) {
         double log_eta[EMDPO_MAX_K];
         for (int k = 0; k < K; k++) log_eta[k] = r->empty[k] ? -INFINITY : log(r->eta[k]);
-        if ((rc = emdpo_em_estep_annot(d->n_annot, K, r->annot_logp, log_eta, r->gamma, r->ll_annot, &r->loglik)))
+        if ((rc = emdpo_em_estep_sums(d->n_annot, K, sums_of_annot, r->annot_logp, (double)d->n_annot * K, log_eta,
+                                      r->gamma, r->ll_annot, &r->loglik, d->shard)))
             break;
         r->trace[r->n_trace++] = r->loglik;
         if (o->progress) o->progress(o->progress_ud, start, it, r->loglik, r->eta, K);
@@ -324,7 +384,7 @@ static int run_em(emdpo_policy *pol, const emdpo_data *d, const emdpo_em_opts *o
             break;
         }
         if (it == o->max_iter) break;
-        update_eta(r, d);
+        if ((rc = update_eta(r, d))) break;
         live.mstep = it + 1;
         live.have_best = *best != NULL;
         rc = mstep(pol, d, r, hooks, &live);
@@ -340,8 +400,8 @@ static int result_alloc(emdpo_em_result *res, const emdpo_data *d, int K, int st
     res->n_annot = d->n_annot;
     res->starts = starts;
     res->eta = emdpo_calloc((size_t)K, sizeof(double));
-    res->gamma = emdpo_malloc((size_t)d->n_annot * K * sizeof(double));
-    res->ll_annot = emdpo_malloc((size_t)d->n_annot * sizeof(double));
+    res->gamma = emdpo_malloc(rows_of(d->n_annot) * K * sizeof(double));
+    res->ll_annot = emdpo_malloc(rows_of(d->n_annot) * sizeof(double));
     res->empty = emdpo_calloc((size_t)K, 1);
     res->start_loglik = emdpo_calloc((size_t)starts, sizeof(double));
     if (!res->eta || !res->gamma || !res->ll_annot || !res->empty || !res->start_loglik) {
@@ -382,7 +442,7 @@ int emdpo_em_fit_hooked(emdpo_policy **pol, const emdpo_data *d, const emdpo_em_
     int rc = EMDPO_OK;
     if (K < 1 || K > EMDPO_MAX_K || starts < 1 || starts > EMDPO_MAX_STARTS || o->max_iter < 0 ||
         o->max_iter > EMDPO_MAX_EM_ITER || !(o->tol >= 0) || o->patience < 0 ||
-        d->n_annot < 1 || (from && (!resumed || from->run.K != K || from->res.starts != starts ||
+        emdpo_data_all_annot(d) < 1 || (from && (!resumed || from->run.K != K || from->res.starts != starts ||
                                     from->max_iter != o->max_iter || from->n_annot != d->n_annot ||
                                     from->have_best != (best != NULL))))
         rc = EMDPO_ERR_INVALID_ARG;
@@ -392,8 +452,8 @@ int emdpo_em_fit_hooked(emdpo_policy **pol, const emdpo_data *d, const emdpo_em_
     if (!rc && o->init != EMDPO_INIT_RANDOM && !summary) {
         if (d->p < 1) rc = EMDPO_ERR_UNSUPPORTED; /* text data: the caller supplies embeddings */
         q = d->p;
-        if (!rc && !(own_summary = emdpo_malloc((size_t)d->n_annot * q * sizeof(double)))) rc = EMDPO_ERR_NOMEM;
-        if (!rc) emdpo_em_feature_summaries(d, own_summary);
+        if (!rc && !(own_summary = emdpo_malloc(rows_of(d->n_annot) * q * sizeof(double)))) rc = EMDPO_ERR_NOMEM;
+        if (!rc) rc = emdpo_em_feature_summaries(d, own_summary);
         summary = own_summary;
     }
     em_run run;
@@ -432,7 +492,7 @@ int emdpo_em_fit_hooked(emdpo_policy **pol, const emdpo_data *d, const emdpo_em_
     emdpo_policy_free(resumed);
     emdpo_em_image_free(from);
     run_free(&run, d, o->max_iter);
-    emdpo_free(own_summary, (size_t)d->n_annot * q * sizeof(double));
+    emdpo_free(own_summary, rows_of(d->n_annot) * q * sizeof(double));
     if (rc) {
         emdpo_policy_free(best);
         emdpo_em_result_free(res);

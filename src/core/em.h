@@ -96,13 +96,23 @@ typedef void (*emdpo_em_sums_fn)(const void *ctx, int64_t i, int K, double *s);
 
 /* The E-step of emdpo_em_estep for n_annot annotators whose sums come
  * from sums(ctx, ...); work (the operations it takes) decides whether it
- * runs on several threads. The same bits for any thread count. */
+ * runs on several threads. The log-likelihood adds blocks of annotators
+ * exactly (base/xsum.h), over the processes when across (the annotators
+ * are a share, data/data.h): the same bits for any thread count and any
+ * number of processes. */
 int emdpo_em_estep_sums(int64_t n_annot, int K, emdpo_em_sums_fn sums, const void *ctx, double work,
-                        const double *log_eta, double *gamma, double *ll_annot, double *loglik);
+                        const double *log_eta, double *gamma, double *ll_annot, double *loglik, int across);
+
+/* The entropy -sum gamma log gamma of the (n_annot, K) posterior, added
+ * exactly, over the processes when across. */
+int emdpo_em_entropy(const double *gamma, int64_t n_annot, int K, int across, double *ent);
+/* emdpo_em_criteria (emdpo/em.h) from that entropy. */
+void emdpo_em_criteria_of(double loglik, double ent, int64_t n_annot, int npar, double *aic, double *bic, double *icl);
 
 /* Default annotator summaries for k-means from item features: the mean
  * over decisions of (chosen item - mean of the decision's items), each
- * column standardised. out is (n_annot, p). */
+ * column standardised (over the whole data when d is a share). out is
+ * (n_annot, p). */
 int emdpo_em_feature_summaries(const emdpo_data *d, double *out);
 
 #endif

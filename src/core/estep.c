@@ -173,7 +173,7 @@ int emdpo_estep(int K, int64_t n_dec, const double *logratios, int64_t ld, const
     double ll = 0.0;
     if (!rc) {
         double work = (double)(offsets[n_dec] - offsets[0]) * K;
-        rc = emdpo_em_estep_sums(n_annot, K, sums_of_logratios, &c, work, log_eta, gamma, NULL, &ll);
+        rc = emdpo_em_estep_sums(n_annot, K, sums_of_logratios, &c, work, log_eta, gamma, NULL, &ll, 0);
         if (rc == EMDPO_ERR_NOMEM) emdpo_diag_fail(diag, rc, "out of memory");
         if (rc == EMDPO_ERR_NUMERIC) {
             int64_t bad = first_nonfinite(&c, n_dec);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/dist.h"
 #include "base/diag.h"
 #include "base/names.h"
 
@@ -369,10 +370,8 @@ void emdpo_data_expand_weights(const emdpo_data *d, const double *w_annot, doubl
         for (int64_t j = d->annot_dec[i]; j < d->annot_dec[i + 1]; j++) w_dec[j] = w_annot[i];
 }
 
-int emdpo_data_subset(const emdpo_data *d, const int64_t *annots, int64_t n, emdpo_data **out) {
-    if (!out) return EMDPO_ERR_INVALID_ARG;
-    *out = NULL;
-    if (!d || !annots || n < 1) return EMDPO_ERR_INVALID_ARG;
+/* The annotators annots[0..n) of d, in that order (n may be 0). */
+static int subset_of(const emdpo_data *d, const int64_t *annots, int64_t n, emdpo_data **out) {
     emdpo_data_builder *b;
     int rc = emdpo_data_builder_create(d->p, &b);
     if (rc) return rc;
@@ -410,6 +409,62 @@ int emdpo_data_subset(const emdpo_data *d, const int64_t *annots, int64_t n, emd
         return rc;
     }
     return emdpo_data_builder_finish(b, out);
+}
+
+int emdpo_data_subset(const emdpo_data *d, const int64_t *annots, int64_t n, emdpo_data **out) {
+    if (!out) return EMDPO_ERR_INVALID_ARG;
+    *out = NULL;
+    if (!d || !annots || n < 1) return EMDPO_ERR_INVALID_ARG;
+    return subset_of(d, annots, n, out);
+}
+
+/* No annotators, with d's features (a process whose share is empty). */
+static int empty_like(const emdpo_data *d, emdpo_data **out) {
+    emdpo_data *e = emdpo_calloc(1, sizeof *e);
+    if (!e) return EMDPO_ERR_NOMEM;
+    e->p = d->p;
+    e->annot_dec = emdpo_calloc(1, sizeof(int64_t));
+    e->dec_item = emdpo_calloc(1, sizeof(int64_t));
+    int rc = e->annot_dec && e->dec_item ? EMDPO_OK : EMDPO_ERR_NOMEM;
+    if (!rc && d->feature_name && !(e->feature_name = emdpo_calloc((size_t)d->p, sizeof(char *)))) rc = EMDPO_ERR_NOMEM;
+    for (int q = 0; !rc && d->feature_name && q < d->p; q++)
+        if (!(e->feature_name[q] = emdpo_strdup(d->feature_name[q]))) rc = EMDPO_ERR_NOMEM;
+    if (rc) {
+        emdpo_data_free(e);
+        return rc;
+    }
+    *out = e;
+    return EMDPO_OK;
+}
+
+int emdpo_data_share(const emdpo_data *d, emdpo_data **out) {
+    *out = NULL;
+    if (d->shard) return EMDPO_ERR_INVALID_ARG;
+    int64_t lo, hi;
+    emdpo_dist_share(d->n_annot, &lo, &hi);
+    size_t bytes = (size_t)(hi > lo ? hi - lo : 1) * sizeof(int64_t);
+    int64_t *annots = emdpo_malloc(bytes);
+    if (!annots) return EMDPO_ERR_NOMEM;
+    for (int64_t i = lo; i < hi; i++) annots[i - lo] = i;
+    int rc = hi > lo ? subset_of(d, annots, hi - lo, out) : empty_like(d, out);
+    emdpo_free(annots, bytes);
+    if (rc) return rc;
+    emdpo_data *s = *out;
+    const char *from[4] = {d->source, d->read_annotator_field, d->read_chat_template, d->read_special_tokens};
+    char **to[4] = {&s->source, &s->read_annotator_field, &s->read_chat_template, &s->read_special_tokens};
+    for (int q = 0; q < 4 && !rc; q++)
+        if (from[q] && !(*to[q] = emdpo_strdup(from[q]))) rc = EMDPO_ERR_NOMEM;
+    if (rc) {
+        emdpo_data_free(s);
+        *out = NULL;
+        return rc;
+    }
+    s->shard = 1;
+    s->annot_base = lo;
+    s->all_annot = d->n_annot;
+    s->all_dec = d->n_dec;
+    s->all_items = d->n_items;
+    return EMDPO_OK;
 }
 
 void emdpo_diag_group_conflict(emdpo_diag *diag, long line, const char *annotator, const char *group) {

@@ -31,7 +31,25 @@ struct emdpo_data {
      * annotator field, and absolute paths of the chat template and of the
      * special tokens' file. NULL: the default. */
     char *read_annotator_field, *read_chat_template, *read_special_tokens;
+    /* One process's share of a dataset split over an MPI job (base/dist.h,
+     * emdpo_data_share): its annotators are annot_base .. annot_base +
+     * n_annot - 1 of all_annot, and the whole has all_dec decisions and
+     * all_items items. 0 (the data are whole): the counts are n_annot,
+     * n_dec, n_items. Sums over annotators of a share are reduced over the
+     * processes; those of whole data are not. */
+    int shard;
+    int64_t annot_base, all_annot, all_dec, all_items;
 };
+
+/* Annotators (decisions, items) of the whole data d is a share of. */
+static inline int64_t emdpo_data_all_annot(const struct emdpo_data *d) { return d->shard ? d->all_annot : d->n_annot; }
+static inline int64_t emdpo_data_all_dec(const struct emdpo_data *d) { return d->shard ? d->all_dec : d->n_dec; }
+static inline int64_t emdpo_data_all_items(const struct emdpo_data *d) { return d->shard ? d->all_items : d->n_items; }
+
+/* This process's share of d (base/dist.h's emdpo_dist_share): a copy of
+ * its annotators, marked as a share of d (shard, annot_base, all_*); every
+ * process may have 0 annotators. */
+int emdpo_data_share(const emdpo_data *d, emdpo_data **out);
 
 /* Items in decision d. */
 static inline int emdpo_dec_n_items(const struct emdpo_data *d, int64_t dec) {

@@ -7,6 +7,7 @@
 #include "base/afile.h"
 #include "base/alloc.h"
 #include "base/diag.h"
+#include "base/dist.h"
 #include "data/readers.h"
 
 static int ends_with_nocase(const char *s, const char *suffix) {
@@ -97,6 +98,12 @@ int emdpo_data_read_kept(const char *path, emdpo_format fmt, const emdpo_read_op
         emdpo_data_free(*out);
         *out = NULL;
         rc = EMDPO_ERR_NOMEM;
+    }
+    if (!rc && o->share && emdpo_dist_size() > 1) { /* this process keeps its share */
+        emdpo_data *mine = NULL;
+        rc = emdpo_data_share(*out, &mine);
+        emdpo_data_free(*out);
+        *out = mine;
     }
     if (rc == EMDPO_ERR_NOMEM) emdpo_diag_set(diag, line, "out of memory");
     if (rc == EMDPO_ERR_IO) emdpo_diag_set(diag, line, "read error: %s", strerror(errno));

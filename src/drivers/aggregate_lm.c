@@ -19,6 +19,7 @@
 
 #include "base/afile.h"
 #include "base/alloc.h"
+#include "base/dist.h"
 #include "base/diag.h"
 #include "base/file.h"
 #include "base/json_write.h"
@@ -410,6 +411,7 @@ static int run_ae(emdpo_lm_aggregate *a, emdpo_diag *diag) {
     emdpo_mmra_hedge_opts_init(&ho);
     if (!rc) rc = emdpo_aggregate_rows(g, &ho, a->o.solver, "pooled");
     if (rc) return emdpo_diag_fail(diag, rc, "aggregation failed: %s", emdpo_status_name(rc));
+    if (emdpo_dist_rank() > 0) return EMDPO_OK; /* under MPI rank 0 alone writes */
     if ((rc = emdpo_mkdirs(a->out, diag))) return rc;
     return write_ae(a, diag);
 }
@@ -583,6 +585,13 @@ static int run_trained(emdpo_lm_aggregate *a, emdpo_diag *diag) {
         return emdpo_diag_fail(diag, rc, "training diverged or an estimate is not finite (a smaller learning rate?)");
     if (rc) return emdpo_diag_fail(diag, rc, "aggregation failed: %s", emdpo_status_name(rc));
     a->ran = 1;
+    /* Under MPI every process trained its share of each step and holds the
+     * same policy; rank 0 alone writes. */
+    if (!(a->lo ? emdpo_dist_same(a->lo->buf, a->lo->n * sizeof *a->lo->buf)
+                : emdpo_dist_same(a->pi->param_buf, a->pi->num_params * sizeof *a->pi->param_buf)))
+        return emdpo_diag_fail(diag, EMDPO_ERR_NUMERIC, "the processes' parameters differ after training (the MPI "
+                                                        "library's sums differ between processes)");
+    if (emdpo_dist_rank() > 0) return EMDPO_OK;
     /* policy/ first, aggregate.json last: a directory with it is complete. */
     char *pdir = emdpo_path_join(a->out, "policy"), *json = emdpo_path_join(a->out, "aggregate.json");
     rc = pdir && json ? emdpo_mkdirs(a->out, diag) : emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");

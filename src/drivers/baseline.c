@@ -15,6 +15,7 @@
 #include "base/alloc.h"
 #include "base/csv.h"
 #include "base/diag.h"
+#include "base/dist.h"
 #include "base/file.h"
 #include "base/json_write.h"
 #include "data/data.h"
@@ -84,6 +85,11 @@ static int train_one(const run *r, const int32_t *labels, int label, int k, int6
     if (!rc && n)
         rc = lo ? emdpo_lm_train_dpo_lora(r->sft, lo, set, &c, r->o->steps)
                 : emdpo_lm_train_dpo(r->sft, set, &c, r->o->steps, &pol);
+    /* Under MPI every process trained its share of each step; rank 0 writes. */
+    if (!rc && n &&
+        !(lo ? emdpo_dist_same(lo->buf, lo->n * sizeof *lo->buf)
+             : emdpo_dist_same(pol->param_buf, pol->num_params * sizeof *pol->param_buf)))
+        rc = EMDPO_ERR_NUMERIC;
     char name[32];
     snprintf(name, sizeof name, "type_%d", k + 1);
     char *path = emdpo_path_join(r->out, name);
@@ -94,7 +100,7 @@ static int train_one(const run *r, const int32_t *labels, int label, int k, int6
                         : rc == EMDPO_ERR_NUMERIC ? "the loss or gradient is not finite (a lower learning rate?)"
                                                   : "training failed: %s",
                         emdpo_status_name(rc));
-    } else {
+    } else if (emdpo_dist_rank() == 0) {
         if (!n && note) note(note_ud, k, 0);
         emdpo_llama_save_opts so = {r->o->save_dtype, r->tok};
         rc = lo ? emdpo_lora_adapter_write(lo, path, r->o->save_dtype, r->base_path, diag)
@@ -222,7 +228,9 @@ int emdpo_baseline_run(const emdpo_llama *sft, const emdpo_tokenizer *tok, const
     run r = {o, sft, tok, d, out_dir, o->max_length, o->max_prompt_length, NULL};
     if (o->lora.r && sft->source && !(r.base_path = emdpo_path_real(sft->source)))
         return emdpo_diag_fail(diag, EMDPO_ERR_NOMEM, "out of memory");
-    if ((rc = emdpo_lm_lengths(sft, &r.max_length, &r.max_prompt_length, diag)) || (rc = emdpo_mkdirs(out_dir, diag))) {
+    int lead = emdpo_dist_rank() == 0;
+    if ((rc = emdpo_lm_lengths(sft, &r.max_length, &r.max_prompt_length, diag)) ||
+        (lead && (rc = emdpo_mkdirs(out_dir, diag)))) {
         emdpo_strfree(r.base_path);
         return rc;
     }
@@ -240,11 +248,11 @@ int emdpo_baseline_run(const emdpo_llama *sft, const emdpo_tokenizer *tok, const
                             rc == EMDPO_ERR_LIMIT ? "a sequence does not fit the model (context or vocabulary)"
                                                   : "annotator clustering: %s",
                             emdpo_status_name(rc));
-        else
+        else if (lead)
             rc = emdpo_afile_write_in(out_dir, "clusters.csv", clusters_writer, &(outputs){&r, K, n_dec, labels}, diag);
     }
     for (int k = 0; k < K && !rc; k++) rc = train_one(&r, labels, k, k, &n_dec[k], note, note_ud, diag);
-    if (!rc) rc = emdpo_afile_write_in(out_dir, "baseline.json", json_writer, &(outputs){&r, K, n_dec, labels}, diag);
+    if (!rc && lead) rc = emdpo_afile_write_in(out_dir, "baseline.json", json_writer, &(outputs){&r, K, n_dec, labels}, diag);
     if (!rc && K_out) *K_out = K;
     emdpo_lm_set_free(set);
     emdpo_free(labels, labels ? (size_t)n_labels * sizeof *labels : 0);

@@ -10,6 +10,7 @@
 #include "base/afile.h"
 #include "base/alloc.h"
 #include "base/diag.h"
+#include "base/dist.h"
 #include "base/file.h"
 #include "drivers/train_log.h"
 #include "lm/llama_policy.h"
@@ -209,6 +210,10 @@ static int on_mstep(void *ud, const emdpo_em_live *live) {
 static int on_type_done(void *ud, const emdpo_policy *pol, int k) {
     emdpo_fit_ckpt *c = ud;
     if (!c->dir) return EMDPO_OK;
+    if (emdpo_dist_rank() > 0) { /* under MPI rank 0 alone writes; every process keeps the numbering */
+        c->cur[k] = c->next++;
+        return EMDPO_OK;
+    }
     size_t n = 0;
     const float *x = emdpo_llama_policy_params((emdpo_policy *)pol, k, &n);
     char *path = type_file(c->dir, k, c->next);
@@ -336,7 +341,10 @@ int emdpo_fit_ckpt_open(const emdpo_lm_fit_opts *o, emdpo_policy *pol, const emd
     c->next = 1;
     int rc = EMDPO_OK;
     int64_t log_bytes = 0;
-    if (c->dir && !o->resume && !(rc = emdpo_mkdirs(c->dir, diag))) {
+    /* Under MPI every process may resume (reading what rank 0 wrote), but
+     * rank 0 alone makes directories, removes and writes files and logs. */
+    int lead = emdpo_dist_rank() == 0;
+    if (lead && c->dir && !o->resume && !(rc = emdpo_mkdirs(c->dir, diag))) {
         /* a fresh fit: another run's state must not be resumed by mistake */
         char *state = emdpo_path_join(c->dir, STATE_NAME);
         if (!state) rc = EMDPO_ERR_NOMEM;
@@ -344,7 +352,7 @@ int emdpo_fit_ckpt_open(const emdpo_lm_fit_opts *o, emdpo_policy *pol, const emd
         emdpo_strfree(state);
     }
     if (!rc && o->resume) rc = resume(c, pol, d, &o->em, hooks, &log_bytes, diag);
-    if (!rc && o->log && !(c->log = o->resume ? open_resumed_log(o->log, log_bytes) : fopen(o->log, "w")))
+    if (!rc && lead && o->log && !(c->log = o->resume ? open_resumed_log(o->log, log_bytes) : fopen(o->log, "w")))
         rc = emdpo_diag_at(diag, EMDPO_ERR_IO, o->log, 0, "cannot write");
     if (rc) {
         if (rc == EMDPO_ERR_NOMEM) emdpo_diag_fail(diag, rc, "out of memory");

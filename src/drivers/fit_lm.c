@@ -7,6 +7,7 @@
 
 #include "base/alloc.h"
 #include "base/diag.h"
+#include "base/dist.h"
 #include "base/file.h"
 #include "core/em.h"
 #include "drivers/fit_ckpt.h"
@@ -165,6 +166,17 @@ int emdpo_lm_fit(const emdpo_llama *sft, const emdpo_tokenizer *tok, const emdpo
                                                                    "(a lower learning rate?)"
                                                                  : "EM failed: %s",
                                emdpo_status_name(rc));
+    }
+    /* Under MPI every process trained its share and holds the same types. */
+    for (int k = 0; k < o->k; k++) {
+        size_t n = 0;
+        const float *x = emdpo_llama_policy_params(pol, k, &n);
+        if (!emdpo_dist_same(x, n * sizeof *x)) {
+            emdpo_em_result_free(&res);
+            emdpo_policy_free(pol);
+            return emdpo_diag_fail(diag, EMDPO_ERR_NUMERIC, "the processes' parameters differ after the fit (the "
+                                                            "MPI library's sums differ between processes)");
+        }
     }
     emdpo_fit *f = NULL;
     if (!(rc = emdpo_fit_from_em(EMDPO_FAMILY_LLAMA, &res, &pol, d, &o->em, emdpo_now() - t0, &f))) {

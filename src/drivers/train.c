@@ -10,6 +10,7 @@
 
 #include "base/alloc.h"
 #include "base/diag.h"
+#include "base/dist.h"
 #include "base/file.h"
 #include "base/json_write.h"
 #include "drivers/train_log.h"
@@ -281,10 +282,13 @@ int emdpo_train_job_run(emdpo_train_job *j, emdpo_diag *diag) {
     emdpo_diag_reset(diag, NULL);
     if (!j) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no job");
     const emdpo_train_opts *o = &j->o;
-    int rc = emdpo_mkdirs(o->out, diag);
+    /* Under MPI every process trains its share of each step and holds the
+     * same parameters; rank 0 alone writes files and reports progress. */
+    int lead = emdpo_dist_rank() == 0;
+    int rc = lead ? emdpo_mkdirs(o->out, diag) : EMDPO_OK;
     if (rc) return rc;
     FILE *logf = NULL;
-    if (o->log && !(logf = o->resume ? open_resumed_log(o->log, emdpo_trainer_steps_done(j->t)) : fopen(o->log, "w")))
+    if (lead && o->log && !(logf = o->resume ? open_resumed_log(o->log, emdpo_trainer_steps_done(j->t)) : fopen(o->log, "w")))
         return emdpo_diag_at(diag, EMDPO_ERR_IO, o->log, 0, "cannot write");
     int dpo = o->train.mode == EMDPO_TRAIN_DPO;
     while (!rc && emdpo_trainer_steps_done(j->t) < j->steps) {
@@ -300,11 +304,15 @@ int emdpo_train_job_run(emdpo_train_job *j, emdpo_diag *diag) {
             emdpo_train_log_line(logf, &j->last, dpo, eps, NULL);
             fflush(logf);
         }
-        if (o->progress) o->progress(o->progress_ud, &j->last, j->steps, eps);
-        if (o->save_every && j->last.step % o->save_every == 0 && j->last.step < j->steps) rc = save_all(j, diag);
+        if (lead && o->progress) o->progress(o->progress_ud, &j->last, j->steps, eps);
+        if (lead && o->save_every && j->last.step % o->save_every == 0 && j->last.step < j->steps)
+            rc = save_all(j, diag);
     }
-    if (!rc) rc = save_all(j, diag);
-    if (!rc && o->merge) {
+    if (!rc && !emdpo_trainer_replicas_agree(j->t))
+        rc = emdpo_diag_fail(diag, EMDPO_ERR_NUMERIC, "the processes' parameters differ after training (the MPI "
+                                                      "library's sums differ between processes)");
+    if (!rc && lead) rc = save_all(j, diag);
+    if (!rc && lead && o->merge) {
         emdpo_merge_opts mo;
         emdpo_merge_opts_init(&mo);
         mo.model = o->model;

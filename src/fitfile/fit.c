@@ -8,13 +8,14 @@
 
 #include "base/alloc.h"
 #include "base/file.h"
+#include "core/em.h"
 #include "lm/llama_policy.h"
 #include "loglinear/loglinear.h"
 
 static void free_strs(char **a, size_t n) {
     if (!a) return;
     for (size_t i = 0; i < n; i++) emdpo_strfree(a[i]);
-    emdpo_free(a, n * sizeof *a);
+    emdpo_free(a, (n ? n : 1) * sizeof *a); /* a share's posterior may have no rows */
 }
 
 void emdpo_fit_free(emdpo_fit *f) {
@@ -83,16 +84,18 @@ int emdpo_fit_from_em(emdpo_family family, emdpo_em_result *res, emdpo_policy **
     f->em.q = 0;
     f->em.progress = NULL;
     f->em.progress_ud = NULL;
-    f->n_annot = d->n_annot;
-    f->n_dec = d->n_dec;
-    f->n_items = d->n_items;
+    f->n_annot = emdpo_data_all_annot(d);
+    f->n_dec = emdpo_data_all_dec(d);
+    f->n_items = emdpo_data_all_items(d);
+    f->shard = d->shard;
+    if (f->shard) rc = emdpo_em_entropy(f->res.gamma, f->res.n_annot, f->K, 1, &f->gamma_entropy);
     f->elapsed = elapsed;
-    if (d->source && !(f->data = emdpo_path_real(d->source))) rc = EMDPO_ERR_NOMEM;
+    if (!rc && d->source && !(f->data = emdpo_path_real(d->source))) rc = EMDPO_ERR_NOMEM;
     const char *how[3] = {d->read_annotator_field, d->read_chat_template, d->read_special_tokens};
     char **into[3] = {&f->read_annotator_field, &f->read_chat_template, &f->read_special_tokens};
     for (int i = 0; !rc && i < 3; i++)
         if (how[i] && !(*into[i] = emdpo_strdup(how[i]))) rc = EMDPO_ERR_NOMEM;
-    if (!rc && !(f->annot = emdpo_calloc((size_t)d->n_annot, sizeof *f->annot))) rc = EMDPO_ERR_NOMEM;
+    if (!rc && !(f->annot = emdpo_calloc(d->n_annot ? (size_t)d->n_annot : 1, sizeof *f->annot))) rc = EMDPO_ERR_NOMEM;
     for (int64_t i = 0; !rc && i < d->n_annot; i++)
         if (!(f->annot[i] = emdpo_strdup(d->annot_name[i]))) rc = EMDPO_ERR_NOMEM;
     if (!rc && family == EMDPO_FAMILY_LOGLINEAR) {
@@ -195,7 +198,8 @@ int emdpo_fit_criteria(const emdpo_fit *f, int *npar, double *aic, double *bic, 
     if (f->family != EMDPO_FAMILY_LOGLINEAR || !f->res.gamma) return EMDPO_ERR_UNSUPPORTED;
     int k_eff = f->K - f->res.n_empty, np = k_eff * f->p + k_eff - 1;
     double a, b, c;
-    emdpo_em_criteria(f->res.loglik, f->res.gamma, f->res.n_annot, f->K, np, &a, &b, &c);
+    if (f->shard) emdpo_em_criteria_of(f->res.loglik, f->gamma_entropy, f->n_annot, np, &a, &b, &c);
+    else emdpo_em_criteria(f->res.loglik, f->res.gamma, f->res.n_annot, f->K, np, &a, &b, &c);
     if (npar) *npar = np;
     if (aic) *aic = a;
     if (bic) *bic = b;

@@ -32,8 +32,13 @@ struct emdpo_fit {
     char **policy;             /* (K) Llama: type directory names */
     char **policy_path;        /* (K) Llama: resolved type directories, NULL until written or read */
     emdpo_policy *pol;         /* a fit made in memory: the fitted policy (Llama: its models) */
-    int64_t n_annot, n_dec, n_items;
+    int64_t n_annot, n_dec, n_items; /* of the whole data, when it was a share */
     double elapsed;
+    /* A fit on one process's share of the data (data/data.h): res and
+     * annot hold the share's annotators, the whole posterior's entropy is
+     * gamma_entropy, and emdpo_fit_write must be called on every process. */
+    int shard;
+    double gamma_entropy;
 };
 
 /* A zeroed fit for K types (K arrays allocated: eta, empty, and for

@@ -1,6 +1,7 @@
 /* fit.json: the one writer (emdpo_fit_write, with posterior.csv and a
  * Llama fit's checkpoints) and the one reader (emdpo_fit_read). */
 #include <limits.h>
+#include <stdlib.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "base/afile.h"
 #include "base/alloc.h"
 #include "base/diag.h"
+#include "base/dist.h"
 #include "base/file.h"
 #include "base/json.h"
 #include "base/json_write.h"
@@ -173,6 +175,32 @@ static void write_posterior(FILE *fp, const void *ctx) {
     emdpo_posterior_write_csv(fp, f->K, f->res.n_annot, (const char *const *)f->annot, f->res.gamma);
 }
 
+/* A share's posterior rows as text (a process's part of posterior.csv). */
+typedef struct ranked_rows {
+    const emdpo_fit *f;
+    char *text;
+    size_t len;
+    int rc; /* of the gathering, which rank 0's writer cannot return */
+} ranked_rows;
+
+static int rows_text(ranked_rows *t) {
+    FILE *m = open_memstream(&t->text, &t->len);
+    if (!m) return EMDPO_ERR_NOMEM;
+    emdpo_posterior_write_rows(m, t->f->K, t->f->res.n_annot, (const char *const *)t->f->annot, t->f->res.gamma);
+    return fclose(m) == 0 ? EMDPO_OK : EMDPO_ERR_NOMEM;
+}
+
+/* Rank 0's writer of a share's posterior: the header, then every process's
+ * rows in rank order (which is annotator order). */
+static void write_posterior_ranked(FILE *fp, const void *ctx) {
+    ranked_rows *t = (ranked_rows *)ctx;
+    fputs("annotator", fp);
+    for (int k = 0; k < t->f->K; k++) fprintf(fp, ",gamma_%d", k + 1);
+    fputc('\n', fp);
+    /* A failed write leaves the stream's error for the commit to find. */
+    if (emdpo_dist_write_ranked(fp, t->text, t->len) == EMDPO_ERR_NOMEM) t->rc = EMDPO_ERR_NOMEM;
+}
+
 static void write_fit_json(FILE *fp, const void *ctx) {
     const emdpo_fit *f = ctx;
     if (f->family == EMDPO_FAMILY_LOGLINEAR) write_loglinear(fp, f);
@@ -185,6 +213,18 @@ int emdpo_fit_write(const emdpo_fit *f, const char *dir, emdpo_diag *diag) {
     if (!f->res.gamma || !f->annot || (f->family == EMDPO_FAMILY_LLAMA && !f->pol) ||
         (f->family == EMDPO_FAMILY_LOGLINEAR && !f->theta))
         return emdpo_diag_fail(diag, EMDPO_ERR_UNSUPPORTED, "a fit read from a file cannot be written again");
+    if (f->shard) { /* every process has rows of the posterior; rank 0 writes */
+        ranked_rows t = {f, NULL, 0, EMDPO_OK};
+        int rc = rows_text(&t);
+        if (!rc && emdpo_dist_rank() > 0) rc = emdpo_dist_write_ranked(NULL, t.text, t.len);
+        else if (!rc && !(rc = emdpo_mkdirs(dir, diag)))
+            rc = emdpo_afile_write_in(dir, "posterior.csv", write_posterior_ranked, &t, diag);
+        if (!rc) rc = t.rc;
+        free(t.text); /* open_memstream's, from malloc */
+        if (rc == EMDPO_ERR_NOMEM) emdpo_diag_fail(diag, rc, "out of memory");
+        if (rc || emdpo_dist_rank() > 0) return rc;
+        return emdpo_afile_write_in(dir, "fit.json", write_fit_json, f, diag);
+    }
     int rc = emdpo_mkdirs(dir, diag);
     for (int k = 0; !rc && f->family == EMDPO_FAMILY_LLAMA && k < f->K; k++) {
         char *path = emdpo_path_join(dir, f->policy[k]);

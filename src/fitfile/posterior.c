@@ -72,6 +72,10 @@ void emdpo_posterior_write_csv(FILE *fp, int K, int64_t n, const char *const *an
     fputs("annotator", fp);
     for (int k = 0; k < K; k++) fprintf(fp, ",gamma_%d", k + 1);
     fputc('\n', fp);
+    emdpo_posterior_write_rows(fp, K, n, annot, gamma);
+}
+
+void emdpo_posterior_write_rows(FILE *fp, int K, int64_t n, const char *const *annot, const double *gamma) {
     for (int64_t i = 0; i < n; i++) {
         emdpo_csv_write_field(fp, annot[i]);
         for (int k = 0; k < K; k++) fprintf(fp, ",%.17g", gamma[i * K + k]);

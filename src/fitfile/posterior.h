@@ -11,5 +11,7 @@
 /* The header annotator,gamma_1..gamma_K, then n rows: annot[i], gamma row i
  * of (n, K) with round-tripping numbers. */
 void emdpo_posterior_write_csv(FILE *fp, int K, int64_t n, const char *const *annot, const double *gamma);
+/* Its rows alone (a process's share of them). */
+void emdpo_posterior_write_rows(FILE *fp, int K, int64_t n, const char *const *annot, const double *gamma);
 
 #endif

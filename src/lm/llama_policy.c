@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/dist.h"
 #include "base/file.h"
 #include "base/rng.h"
 #include "core/choice.h"
@@ -168,11 +169,14 @@ static int scorer_alloc(scorer *w, const emdpo_llama_config *cfg, int lora_r, co
 
 /* Response log-probability of every sequence of c->set under m with
  * adapter lo (or NULL) into out (n_seq), running each distinct sequence
- * once; adds the forwards. */
+ * once; adds the forwards. Under MPI each process runs its share of the
+ * batches (those one process runs) and the results are gathered. */
 static int score(const emdpo_llama *m, const emdpo_lora *lo, const lp_cache *c, scorer *w, double *out,
                  int64_t *forwards) {
     int *lens = w->ib, *start = w->ib + w->B, *end = w->ib + 2 * w->B, rc;
-    for (int64_t u0 = 0; u0 < c->n_uniq; u0 += w->B) {
+    int64_t b0, b1;
+    emdpo_dist_range(w->B ? (c->n_uniq + w->B - 1) / w->B : 0, &b0, &b1);
+    for (int64_t u0 = b0 * w->B; u0 < c->n_uniq && u0 < b1 * w->B; u0 += w->B) {
         int B = c->n_uniq - u0 < w->B ? (int)(c->n_uniq - u0) : w->B, T;
         memcpy(w->seqs, c->uniq + u0, (size_t)B * sizeof *w->seqs);
         emdpo_lm_pack(c->set, w->seqs, B, w->tokens, lens, start, end, &T);
@@ -180,6 +184,7 @@ static int score(const emdpo_llama *m, const emdpo_lora *lo, const lp_cache *c, 
         ++*forwards;
         if ((rc = emdpo_llama_span_logp(w->acts, start, end, w->ulp + u0))) return rc;
     }
+    if (w->B && (rc = emdpo_dist_allgather_runs(w->ulp, c->n_uniq, w->B))) return rc;
     for (int64_t i = 0; i < c->set->n_seq; i++) out[i] = w->ulp[c->map[i]];
     return EMDPO_OK;
 }

@@ -6,6 +6,7 @@
 #include "base/afile.h"
 #include "base/alloc.h"
 #include "base/diag.h"
+#include "base/dist.h"
 #include "base/file.h"
 #include "base/lines.h"
 #include "base/rng.h"
@@ -201,11 +202,15 @@ int emdpo_trainer_create_lora(const emdpo_llama *m, emdpo_lora *lo, const emdpo_
 }
 
 /* Response log-probabilities of sequences [0, n_seq) through acts, max_B at
- * a time; counts the forwards. */
+ * a time; counts the forwards. Under MPI each process runs its share of the
+ * batches (the batches one process runs, so the same bits) and the results
+ * are gathered onto every process. */
 static int score_with(const emdpo_llama *m, const emdpo_lora *lo, const emdpo_lm_set *s, emdpo_llama_acts *a,
                       int max_B, int *tokens, int *lens, int *start, int *end, int64_t *seqs, double *logp,
                       int64_t *forwards) {
-    for (int64_t i0 = 0; i0 < s->n_seq; i0 += max_B) {
+    int64_t b0, b1;
+    emdpo_dist_range((s->n_seq + max_B - 1) / max_B, &b0, &b1);
+    for (int64_t i0 = b0 * max_B; i0 < s->n_seq && i0 < b1 * max_B; i0 += max_B) {
         int B = s->n_seq - i0 < max_B ? (int)(s->n_seq - i0) : max_B, T, rc;
         for (int b = 0; b < B; b++) seqs[b] = i0 + b;
         emdpo_lm_pack(s, seqs, B, tokens, lens, start, end, &T);
@@ -213,7 +218,7 @@ static int score_with(const emdpo_llama *m, const emdpo_lora *lo, const emdpo_lm
         ++*forwards;
         if ((rc = emdpo_llama_span_logp(a, start, end, logp + i0))) return rc;
     }
-    return EMDPO_OK;
+    return emdpo_dist_allgather_runs(logp, s->n_seq, max_B);
 }
 
 int emdpo_lm_score(const emdpo_llama *m, const emdpo_lm_set *set, int batch, double *logp) {
@@ -276,6 +281,9 @@ int emdpo_trainer_set_reference_logp(emdpo_trainer *t, const double *ref_logp) {
 
 int64_t emdpo_trainer_steps_done(const emdpo_trainer *t) { return t ? t->step : 0; }
 int64_t emdpo_trainer_forwards(const emdpo_trainer *t) { return t->forwards; }
+int emdpo_trainer_replicas_agree(const emdpo_trainer *t) {
+    return emdpo_dist_same(t->params, t->n_params * sizeof *t->params) && emdpo_dist_same(&t->step, sizeof t->step);
+}
 const float *emdpo_trainer_grad(const emdpo_trainer *t) { return t->grad; }
 
 int emdpo_trainer_step(emdpo_trainer *t, emdpo_train_metrics *met) {
@@ -293,33 +301,43 @@ int emdpo_trainer_step(emdpo_trainer *t, emdpo_train_metrics *met) {
         ntok += (double)(emdpo_lm_seq_len(s, i) - s->seq_start[i]);
     }
     memset(t->grad, 0, t->n_params * sizeof *t->grad);
-    double loss = 0.0, wsum = 0.0, rw[4] = {0}, ru[4] = {0};
-    for (int mb = 0; mb < c->accum; mb++) {
-        const int64_t *ex = t->step_ex + (size_t)mb * c->batch;
-        int B = 0, T;
-        for (int e = 0; e < c->batch; e++)
+    /* Under MPI a process takes a contiguous share [lo, hi) of the step's
+     * examples in micro-batches of up to batch, and the gradients and sums
+     * are added over processes below; one process takes all of them, in the
+     * step's micro-batches. */
+    int64_t lo, hi;
+    emdpo_dist_range(E, &lo, &hi);
+    double sum[10] = {0}, *loss = sum, *wsum = sum + 1, *rw = sum + 2, *ru = sum + 6;
+    for (int e0 = (int)lo, mb = 0; e0 < (int)hi; e0 += c->batch, mb++) {
+        const int64_t *ex = t->step_ex + e0;
+        int nb = (int)hi - e0 < c->batch ? (int)hi - e0 : c->batch, B = 0, T;
+        for (int e = 0; e < nb; e++)
             for (int64_t i = s->group_off[ex[e]]; i < s->group_off[ex[e] + 1]; i++) t->seqs[B++] = i;
         emdpo_lm_pack(s, t->seqs, B, t->tokens, t->lens, t->start, t->end, &T);
-        /* the adapter's dropout masks: a function of the seed, step and micro-batch */
+        /* the adapter's dropout masks: a function of the seed, step,
+         * micro-batch and process (the masks, unlike the rest, depend on
+         * how the examples are split over processes) */
         emdpo_rng dr;
-        emdpo_rng_seed(&dr, c->seed, 1 + (uint64_t)t->step * (uint64_t)c->accum + (uint64_t)mb);
+        uint64_t np = (uint64_t)emdpo_dist_size();
+        emdpo_rng_seed(&dr, c->seed,
+                       1 + ((uint64_t)t->step * (uint64_t)c->accum + (uint64_t)mb) * np + (uint64_t)emdpo_dist_rank());
         t->acts->lora_seed = emdpo_rng_u64(&dr);
         if ((rc = emdpo_llama_forward_lora(t->model, t->lora, t->acts, t->tokens, t->lens, B, T))) return rc;
         t->forwards++;
         if ((rc = emdpo_llama_span_logp(t->acts, t->start, t->end, t->seq_lr))) return rc;
-        for (int e = 0, b = 0; e < c->batch; e++) {
+        for (int e = 0, b = 0; e < nb; e++) {
             int n = (int)(s->group_off[ex[e] + 1] - s->group_off[ex[e]]);
             double w = t->weights[ex[e]];
             if (!dpo) {
-                loss += emdpo_sft_loss(t->seq_lr[b], ntok, w, &t->seq_grad[b]);
+                *loss += emdpo_sft_loss(t->seq_lr[b], ntok, w, &t->seq_grad[b]);
                 b++;
                 continue;
             }
             double logp_chosen = t->seq_lr[b], g_nll = 0.0;
             for (int k = 0; k < n; k++) t->seq_lr[b + k] -= t->ref[t->seqs[b + k]];
-            loss += emdpo_pref_loss(&c->loss, t->seq_lr + b, n, s->group_stages[ex[e]], w / E, t->seq_grad + b);
+            *loss += emdpo_pref_loss(&c->loss, t->seq_lr + b, n, s->group_stages[ex[e]], w / E, t->seq_grad + b);
             if (rpo > 0) {
-                loss += emdpo_sft_loss(logp_chosen, ntok, rpo * w, &g_nll);
+                *loss += emdpo_sft_loss(logp_chosen, ntok, rpo * w, &g_nll);
                 t->seq_grad[b] += g_nll;
             }
             emdpo_pref_rewards r;
@@ -329,7 +347,7 @@ int emdpo_trainer_step(emdpo_trainer *t, emdpo_train_metrics *met) {
                 rw[q] += w * v[q];
                 ru[q] += v[q];
             }
-            wsum += w;
+            *wsum += w;
             b += n;
         }
         memset(t->dlogp, 0, (size_t)B * T * sizeof *t->dlogp);
@@ -338,7 +356,8 @@ int emdpo_trainer_step(emdpo_trainer *t, emdpo_train_metrics *met) {
                           : emdpo_llama_backward(t->model, t->acts, t->dlogp, t->grad)))
             return rc;
     }
-    if (!isfinite(loss)) return EMDPO_ERR_NUMERIC;
+    if ((rc = emdpo_dist_sum_floats(t->grad, t->n_params)) || (rc = emdpo_dist_sum_doubles(sum, 10))) return rc;
+    if (!isfinite(*loss)) return EMDPO_ERR_NUMERIC;
     double gnorm, lr;
     if ((rc = emdpo_optim_step(t->opt, t->params, t->grad, &gnorm, &lr))) return rc;
     t->step++;
@@ -346,12 +365,12 @@ int emdpo_trainer_step(emdpo_trainer *t, emdpo_train_metrics *met) {
         memset(met, 0, sizeof *met);
         met->step = t->step;
         met->epoch = (double)(t->step * E) / (double)s->n_group;
-        met->loss = loss;
+        met->loss = *loss;
         met->grad_norm = gnorm;
         met->learning_rate = lr;
         met->examples = E;
         if (dpo) {
-            double *src = wsum > 0 ? rw : ru, den = wsum > 0 ? wsum : E;
+            double *src = *wsum > 0 ? rw : ru, den = *wsum > 0 ? *wsum : E;
             met->rewards_chosen = src[0] / den;
             met->rewards_rejected = src[1] / den;
             met->rewards_margins = src[2] / den;

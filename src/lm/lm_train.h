@@ -21,7 +21,20 @@
  * the permutation and its position, the RNG state and the reference cache,
  * written atomically. Resuming from it and running to step N gives the same
  * parameter bits as an uninterrupted run to N (same data, weights,
- * configuration and thread count). */
+ * configuration and thread count).
+ *
+ * Under MPI (base/dist.h) every process holds the whole set and the same
+ * permutation; a step's examples are split into contiguous shares by rank,
+ * each process runs its share in micro-batches of up to `batch` examples,
+ * and the gradients (the trained parameters' only: an adapter's with LoRA)
+ * and the loss sums are added over processes with one all-reduce each, so
+ * every process takes the same optimizer step. The sum differs from one
+ * process's only in the order of additions (equal to about 1e-7 relative
+ * per step; bit for bit for a given number of processes). Scoring and the
+ * reference pass split the batches of sequences by rank and gather the
+ * log-probabilities: the same bits as one process. Steps, scoring and
+ * emdpo_trainer_set_reference are then collectives. LoRA dropout's masks
+ * depend on the split (they are drawn per micro-batch and process). */
 #ifndef EMDPO_LM_TRAIN_H
 #define EMDPO_LM_TRAIN_H
 
@@ -56,6 +69,11 @@ int emdpo_lm_score_lora(const emdpo_llama *m, const emdpo_lora *lo, const emdpo_
  * callers that train many times on one set, such as EM-DPO's M-steps.
  * Counts no forwards. EMDPO_ERR_INVALID_ARG for SFT or a non-finite value. */
 int emdpo_trainer_set_reference_logp(emdpo_trainer *t, const double *ref_logp);
+
+/* 1 when the trained parameters and optimizer step are the same bits on
+ * every MPI process (always on one): a collective check, after
+ * data-parallel training, that the replicas did not drift apart. */
+int emdpo_trainer_replicas_agree(const emdpo_trainer *t);
 
 /* Model forward passes so far (reference pass included), for tests and
  * throughput reports. */

@@ -10,12 +10,21 @@
 #include "base/vmath.h"
 #include "core/choice.h"
 
-/* Annotators per reduction block. Fixed, so that partial sums, and hence
- * results, are bitwise identical for any number of threads. */
+/* Annotators per block. Blocks are fixed runs of annotators, each summed in
+ * a fixed order into its partials; the partials of all blocks are then
+ * added exactly (base/dist.h's emdpo_dist_sum_rows), so that results are
+ * bitwise identical for any number of threads and of processes. */
 #define LL_BLOCK 512
-/* Processes own whole blocks, so a block's annotator cache rows are one
- * process's (base/dist.h). */
+/* A process's share of the annotators (data/data.h) starts at a multiple
+ * of EMDPO_DIST_ALIGN: its blocks are the whole data's. */
 _Static_assert(EMDPO_DIST_ALIGN % LL_BLOCK == 0, "a process's share is whole blocks");
+
+/* Annotators spanned by a block of a pass over every every-th annotator:
+ * LL_BLOCK of them, as far as a block stays within EMDPO_DIST_ALIGN. */
+static int64_t block_span(int every) {
+    int64_t span = (int64_t)LL_BLOCK * every;
+    return span < EMDPO_DIST_ALIGN ? span : EMDPO_DIST_ALIGN;
+}
 
 static const emdpo_policy_ops loglinear_ops;
 
@@ -40,12 +49,7 @@ typedef struct eval_job {
     double *annot;              /* (K, n_annot, 1 + p) or NULL: each annotator's unweighted
                                    log-likelihood and gradient per masked type (needs want_grad) */
     double *part;               /* (n_blocks, K, stride) */
-    int shard;                  /* this process evaluates its share of the annotators (base/dist.h)
-                                   and the block partials are gathered from the others */
 } eval_job;
-
-/* Whether the block of annotators [i0, ...) is this process's to evaluate. */
-static int block_mine(int shard, int64_t i0, int64_t lo, int64_t hi) { return !shard || (i0 >= lo && i0 < hi); }
 
 double emdpo_loglinear_decision_derivs(const double *x, int n, int stages, int p, const double *th, double wt,
                                        double *u, double *prob, double *xbar, double *g, double *h) {
@@ -406,9 +410,9 @@ static void eval_block(const eval_job *J, int64_t blk, one_scratch *o, lane_scra
     size_t stride = type_stride(p);
     double *part = J->part + (size_t)blk * K * stride;
     memset(part, 0, (size_t)K * stride * sizeof(double));
-    /* A subsample's block spans `every` blocks, so that it too has LL_BLOCK
+    /* A subsample's block spans up to `every` blocks, so that it too has
      * annotators to fill the lanes with. */
-    int64_t span = (int64_t)LL_BLOCK * J->every;
+    int64_t span = block_span(J->every);
     int64_t i0 = blk * span, i1 = i0 + span < d->n_annot ? i0 + span : d->n_annot;
     ls->feed_i = i0 - J->every; /* lane_take_chunk moves on to i0 */
     ls->feed_j = ls->feed_end = 0;
@@ -447,8 +451,7 @@ static void eval_block(const eval_job *J, int64_t blk, one_scratch *o, lane_scra
 /* Evaluates every masked type; sums of f, grad and Hessian land in
  * out (K, stride), added in block order. */
 static int eval_all(const eval_job *J, double *out) {
-    int64_t span = (int64_t)LL_BLOCK * J->every, n_blocks = (J->d->n_annot + span - 1) / span, lo, hi;
-    emdpo_dist_share(J->d->n_annot, &lo, &hi);
+    int64_t span = block_span(J->every), n_blocks = (J->d->n_annot + span - 1) / span;
     size_t stride = type_stride(J->p);
     /* Scratch for every thread is allocated up front: the allocation hook
      * need not be thread-safe, and a failure inside the parallel region
@@ -466,18 +469,10 @@ static int eval_all(const eval_job *J, double *out) {
         lane_scratch ls;
         lane_scratch_point(&ls, mine + one_n, J->K, J->p);
 #pragma omp for schedule(dynamic, 4)
-        for (int64_t b = 0; b < n_blocks; b++)
-            if (block_mine(J->shard, b * span, lo, hi)) eval_block(J, b, &o, &ls);
+        for (int64_t b = 0; b < n_blocks; b++) eval_block(J, b, &o, &ls);
     }
     emdpo_free(scratch, (size_t)n_threads * scratch_n * sizeof(double));
-    int rc = J->shard ? emdpo_dist_allgather_rows(J->part, n_blocks, (size_t)J->K * stride, span, J->d->n_annot) : 0;
-    if (rc) return rc;
-    memset(out, 0, (size_t)J->K * stride * sizeof(double));
-    for (int64_t b = 0; b < n_blocks; b++) {
-        const double *pb = J->part + (size_t)b * J->K * stride;
-        for (size_t q = 0; q < (size_t)J->K * stride; q++) out[q] += pb[q];
-    }
-    return EMDPO_OK;
+    return emdpo_dist_sum_rows(J->part, n_blocks, (size_t)J->K * stride, J->d->shard, out);
 }
 
 /* Adds the ridge penalty of type k at theta to its slot. */
@@ -511,8 +506,7 @@ int emdpo_loglinear_objective(const emdpo_loglinear *ll, const emdpo_data *d, co
     int rc = EMDPO_ERR_NOMEM;
     if (mask && part && out) {
         mask[k] = 1;
-        eval_job J = {d, w, ll->theta, mask, K, p, emdpo_data_max_items(d), grad || hess, hess != NULL, 1, NULL, NULL, part,
-                      0};
+        eval_job J = {d, w, ll->theta, mask, K, p, emdpo_data_max_items(d), grad || hess, hess != NULL, 1, NULL, NULL, part};
         rc = eval_all(&J, out);
         if (!rc) {
             double *slot = out + (size_t)k * stride;
@@ -540,7 +534,7 @@ static int loglinear_decision_logp(emdpo_policy *pol, const emdpo_data *d, doubl
     int rc = EMDPO_ERR_NOMEM;
     if (mask && part && out) {
         memset(mask, 1, (size_t)K);
-        eval_job J = {d, NULL, ll->theta, mask, K, p, emdpo_data_max_items(d), 0, 0, 1, logp, NULL, part, 0};
+        eval_job J = {d, NULL, ll->theta, mask, K, p, emdpo_data_max_items(d), 0, 0, 1, logp, NULL, part};
         rc = eval_all(&J, out);
     }
     emdpo_free(mask, (size_t)K);
@@ -628,12 +622,14 @@ static int annot_bind(emdpo_loglinear *ll, const emdpo_data *d) {
     int K = ll->base.K, p = ll->p;
     if (ll->annot_data == d && ll->annot_n == d->n_annot && ll->annot_x == d->x) return EMDPO_OK;
     size_t row = (size_t)K * (1 + p) * sizeof(double);
-    if (ll->annot_n != d->n_annot) {
-        emdpo_free(ll->annot_cache, (size_t)ll->annot_n * row);
+    if (!ll->annot_cache || ll->annot_n != d->n_annot) {
+        emdpo_free(ll->annot_cache, (size_t)(ll->annot_n ? ll->annot_n : 1) * row);
         ll->annot_n = 0;
         ll->annot_data = NULL;
-        ll->annot_cache = emdpo_malloc((size_t)d->n_annot * row);
-        if (!ll->annot_cache && d->n_annot > 0) return EMDPO_ERR_NOMEM;
+        /* One row at least: a share with no annotators (data/data.h) still
+         * takes the passes of the others, cache and all. */
+        ll->annot_cache = emdpo_malloc((size_t)(d->n_annot ? d->n_annot : 1) * row);
+        if (!ll->annot_cache) return EMDPO_ERR_NOMEM;
         ll->annot_n = d->n_annot;
     }
     memset(ll->annot_ok, 0, (size_t)K);
@@ -654,23 +650,21 @@ static void annot_mark(emdpo_loglinear *ll, const unsigned char *mask, const dou
 }
 
 /* Weighted value and gradient of the masked types from the annotator
- * cache into out (K, stride), summed per block and then in block order;
- * each process sums the blocks of its share (the rows its cache holds). */
+ * cache into out (K, stride), summed per block and then exactly; sum is
+ * (K, stride) scratch. */
 static int annot_sums(const emdpo_loglinear *ll, const emdpo_data *d, const double *w, const unsigned char *mask,
-                      double *part, double *out) {
+                      double *part, double *out, double *sum) {
     int K = ll->base.K, p = ll->p;
     size_t s = type_stride(p), row = (size_t)K * (1 + p);
-    int64_t n_blocks = (d->n_annot + LL_BLOCK - 1) / LL_BLOCK, lo, hi;
-    emdpo_dist_share(d->n_annot, &lo, &hi);
+    int64_t n_blocks = (d->n_annot + LL_BLOCK - 1) / LL_BLOCK;
 #pragma omp parallel for schedule(static) if ((double)d->n_annot * row >= EMDPO_PAR_MIN_WORK)
     for (int64_t b = 0; b < n_blocks; b++) {
-        if (!block_mine(1, b * LL_BLOCK, lo, hi)) continue;
         double *pb = part + (size_t)b * K * s;
         int64_t i1 = (b + 1) * LL_BLOCK < d->n_annot ? (b + 1) * LL_BLOCK : d->n_annot;
         for (int k = 0; k < K; k++) {
             if (!mask[k]) continue;
             double *slot = pb + (size_t)k * s;
-            memset(slot, 0, (1 + (size_t)p) * sizeof(double));
+            memset(slot, 0, s * sizeof(double));
             for (int64_t i = b * LL_BLOCK; i < i1; i++) {
                 const double *c = ll->annot_cache + ((size_t)k * d->n_annot + i) * (1 + p);
                 double wt = w[i * K + k];
@@ -678,15 +672,10 @@ static int annot_sums(const emdpo_loglinear *ll, const emdpo_data *d, const doub
             }
         }
     }
-    int rc = emdpo_dist_allgather_rows(part, n_blocks, (size_t)K * s, LL_BLOCK, d->n_annot);
+    int rc = emdpo_dist_sum_rows(part, n_blocks, (size_t)K * s, d->shard, sum);
     if (rc) return rc;
-    for (int k = 0; k < K; k++) {
-        if (!mask[k]) continue;
-        double *slot = out + (size_t)k * s;
-        memset(slot, 0, s * sizeof(double));
-        for (int64_t b = 0; b < n_blocks; b++)
-            for (int a = 0; a <= p; a++) slot[a] += part[((size_t)b * K + k) * s + a];
-    }
+    for (int k = 0; k < K; k++)
+        if (mask[k]) memcpy(out + (size_t)k * s, sum + (size_t)k * s, s * sizeof(double));
     return EMDPO_OK;
 }
 
@@ -858,6 +847,21 @@ static int newton_solve(emdpo_loglinear *ll, eval_job *J, newton_ws *ws, newton_
     return EMDPO_OK;
 }
 
+/* out (K): the decisions of every every-th annotator weighted by w, in
+ * blocks of LL_BLOCK annotators added exactly; part is (n_blocks, K)
+ * scratch. */
+static int decision_weight(const emdpo_data *d, const double *w, int K, int every, double *part, double *out) {
+    int64_t n_blocks = (d->n_annot + LL_BLOCK - 1) / LL_BLOCK;
+    for (int64_t b = 0; b < n_blocks; b++) {
+        double *pb = part + (size_t)b * K;
+        for (int k = 0; k < K; k++) pb[k] = 0.0;
+        int64_t i1 = (b + 1) * LL_BLOCK < d->n_annot ? (b + 1) * LL_BLOCK : d->n_annot;
+        for (int64_t i = b * LL_BLOCK; i < i1; i += every)
+            for (int k = 0; k < K; k++) pb[k] += w[i * K + k] * (double)(d->annot_dec[i + 1] - d->annot_dec[i]);
+    }
+    return emdpo_dist_sum_rows(part, n_blocks, (size_t)K, d->shard, out);
+}
+
 /* The cold start samples every SUB_EVERY_MAX-th to 4th annotator, keeping
  * at least SUB_MIN_ANNOT of them; smaller data start on the full data. */
 #define SUB_MIN_ANNOT 256
@@ -869,7 +873,8 @@ static int newton_solve(emdpo_loglinear *ll, eval_job *J, newton_ws *ws, newton_
 
 static int subsample_every(const emdpo_data *d) {
     int every = 1;
-    while (every < SUB_EVERY_MAX && d->n_annot / (2 * every) >= SUB_MIN_ANNOT) every *= 2;
+    int64_t n = emdpo_data_all_annot(d); /* the same on every process */
+    while (every < SUB_EVERY_MAX && n / (2 * every) >= SUB_MIN_ANNOT) every *= 2;
     return every >= 4 ? every : 1;
 }
 
@@ -888,11 +893,11 @@ static int cold_start(emdpo_loglinear *ll, const emdpo_data *d, const double *w,
     memcpy(ws->start, ws->cur, (size_t)K * s * sizeof(double));
     memcpy(ws->th_sub, ll->theta, (size_t)K * p * sizeof(double));
     double wsub_total = 0.0, wsum_total = 0.0;
+    int rc = decision_weight(d, w, K, every, ws->part, ws->wsub);
+    if (rc) return rc;
     for (int k = 0; k < K; k++) {
         ws->pending[k] = !ws->done[k];
-        ws->wsub[k] = 0.0;
-        for (int64_t i = 0; i < d->n_annot && ws->pending[k]; i += every)
-            ws->wsub[k] += w[i * K + k] * (double)(d->annot_dec[i + 1] - d->annot_dec[i]);
+        if (!ws->pending[k]) ws->wsub[k] = 0.0;
         wsub_total += ws->wsub[k];
         wsum_total += ws->pending[k] ? ws->wsum[k] : 0.0;
     }
@@ -905,8 +910,7 @@ static int cold_start(emdpo_loglinear *ll, const emdpo_data *d, const double *w,
     S.want_grad = S.want_hess = 1;
     S.theta = ws->th_sub;
     S.mask = ws->pending;
-    int rc = eval_all(&S, ws->cur);
-    if (rc) return rc;
+    if ((rc = eval_all(&S, ws->cur))) return rc;
     for (int k = 0; k < K; k++)
         if (ws->pending[k]) add_penalty(ws->cur + k * s, ws->th_sub + (size_t)k * p, p, l2);
     newton_run sub = {ws->th_sub, ws->wsub, SUB_GTOL, l2, SUB_MAX_ITER, 0, 0, 0};
@@ -968,13 +972,11 @@ static int zero_start(const emdpo_loglinear *ll, const emdpo_data *d, const doub
     if (!lfact) return EMDPO_ERR_NOMEM;
     lfact[0] = 0.0;
     for (int m = 1; m <= nmax; m++) lfact[m] = lfact[m - 1] + log((double)m);
-    int64_t n_blocks = (d->n_annot + LL_BLOCK - 1) / LL_BLOCK, lo, hi;
-    emdpo_dist_share(d->n_annot, &lo, &hi);
+    int64_t n_blocks = (d->n_annot + LL_BLOCK - 1) / LL_BLOCK;
 #pragma omp parallel for schedule(static) if ((double)d->n_dec >= EMDPO_PAR_MIN_WORK)
     for (int64_t b = 0; b < n_blocks; b++) {
-        if (!block_mine(1, b * LL_BLOCK, lo, hi)) continue;
-        double *pb = ws->part + (size_t)b * K * s;
-        for (int k = 0; k < K; k++) pb[(size_t)k * s] = 0.0;
+        double *pb = ws->part + (size_t)b * K;
+        for (int k = 0; k < K; k++) pb[k] = 0.0;
         int64_t i1 = (b + 1) * LL_BLOCK < d->n_annot ? (b + 1) * LL_BLOCK : d->n_annot;
         for (int64_t i = b * LL_BLOCK; i < i1; i++) {
             double c = 0.0;
@@ -982,20 +984,18 @@ static int zero_start(const emdpo_loglinear *ll, const emdpo_data *d, const doub
                 int n = emdpo_dec_n_items(d, j);
                 c -= lfact[n] - lfact[n - d->dec_stages[j]];
             }
-            for (int k = 0; k < K; k++) pb[(size_t)k * s] = EMDPO_MADD(w[i * K + k], c, pb[(size_t)k * s]);
+            for (int k = 0; k < K; k++) pb[k] = EMDPO_MADD(w[i * K + k], c, pb[k]);
         }
     }
-    int rc = emdpo_dist_allgather_rows(ws->part, n_blocks, (size_t)K * s, LL_BLOCK, d->n_annot);
-    if (rc) {
-        emdpo_free(lfact, ((size_t)nmax + 1) * sizeof(double));
-        return rc;
-    }
+    emdpo_free(lfact, ((size_t)nmax + 1) * sizeof(double));
+    double f[EMDPO_MAX_K];
+    int rc = emdpo_dist_sum_rows(ws->part, n_blocks, (size_t)K, d->shard, f);
+    if (rc) return rc;
     for (int k = 0; k < K; k++) {
         double *slot = ws->cur + (size_t)k * s;
         memset(slot, 0, s * sizeof(double));
-        for (int64_t b = 0; b < n_blocks && !ws->done[k]; b++) slot[0] += ws->part[((size_t)b * K + k) * s];
+        if (!ws->done[k]) slot[0] = f[k];
     }
-    emdpo_free(lfact, ((size_t)nmax + 1) * sizeof(double));
     return EMDPO_OK;
 }
 
@@ -1023,7 +1023,7 @@ static int mstep_start(emdpo_loglinear *ll, const emdpo_data *d, const double *w
         annot_mark(ll, ws->trying, ll->theta, 1);
     }
     if (any_cache) {
-        int rc = annot_sums(ll, d, w, ws->pending, ws->part, ws->cur);
+        int rc = annot_sums(ll, d, w, ws->pending, ws->part, ws->cur, ws->trial);
         if (rc) return rc;
     }
     for (int k = 0; k < K; k++) {
@@ -1052,12 +1052,8 @@ static int loglinear_mstep(emdpo_policy *pol, const emdpo_data *d, const double 
     if (!rc) rc = annot_bind(ll, d);
     if (rc) goto out;
 
-    for (int k = 0; k < K; k++) {
-        ws.wsum[k] = 0.0;
-        for (int64_t i = 0; i < d->n_annot; i++)
-            ws.wsum[k] += w[i * K + k] * (double)(d->annot_dec[i + 1] - d->annot_dec[i]);
-        ws.done[k] = !active[k];
-    }
+    if ((rc = decision_weight(d, w, K, 1, ws.part, ws.wsum))) goto out;
+    for (int k = 0; k < K; k++) ws.done[k] = !active[k];
     int cached = ll->hess_data == d;
     for (int k = 0; k < K; k++) cached &= ws.done[k] || ll->hess_ok[k];
     int every = cached ? 1 : subsample_every(d), zero = every > 1;
@@ -1065,7 +1061,7 @@ static int loglinear_mstep(emdpo_policy *pol, const emdpo_data *d, const double 
     /* A cold start with a subsample takes its Hessian at the subsample's
      * optimum, not here. */
     eval_job J = {d, w, ll->theta, ws.trying, K, p, emdpo_data_max_items(d), 1, !cached && every == 1, 1, NULL,
-                  ll->annot_cache, ws.part, 1};
+                  ll->annot_cache, ws.part};
     rc = zero ? zero_start(ll, d, w, &ws, J.nmax) : mstep_start(ll, d, w, &J, &ws, cached);
     if (rc) goto out;
     int steps = 0;
@@ -1102,13 +1098,9 @@ static int loglinear_mstep(emdpo_policy *pol, const emdpo_data *d, const double 
             if ((rc = eval_all(&J, ws.trial))) goto out;
             annot_mark(ll, ws.trying, ll->theta, 1);
         }
-        /* Each process holds the rows of its share; every process gets all. */
-        int64_t lo, hi;
-        emdpo_dist_share(d->n_annot, &lo, &hi);
         for (int k = 0; k < K; k++)
             if (active[k])
-                for (int64_t i = lo; i < hi; i++) annot_logp[i * K + k] = annot_row(&J, k, i)[0];
-        if ((rc = emdpo_dist_allgather_rows(annot_logp, d->n_annot, (size_t)K, 1, d->n_annot))) goto out;
+                for (int64_t i = 0; i < d->n_annot; i++) annot_logp[i * K + k] = annot_row(&J, k, i)[0];
     }
     if (info) {
         info->iterations = steps + run.iterations;
@@ -1129,7 +1121,8 @@ static void loglinear_free(emdpo_policy *pol) {
     emdpo_free(ll->theta, (size_t)pol->K * ll->p * sizeof(double));
     emdpo_free(ll->hess_cache, (size_t)pol->K * ll->p * ll->p * sizeof(double));
     emdpo_free(ll->hess_ok, (size_t)pol->K);
-    emdpo_free(ll->annot_cache, (size_t)ll->annot_n * pol->K * (1 + ll->p) * sizeof(double));
+    if (ll->annot_cache)
+        emdpo_free(ll->annot_cache, (size_t)(ll->annot_n ? ll->annot_n : 1) * pol->K * (1 + ll->p) * sizeof(double));
     emdpo_free(ll->annot_theta, (size_t)pol->K * ll->p * sizeof(double));
     emdpo_free(ll->annot_ok, (size_t)pol->K);
     emdpo_free(ll, sizeof *ll);

@@ -25,6 +25,7 @@
 
 #include "base/alloc.h"
 #include "base/dist.h"
+#include "base/xsum.h"
 #include "base/linalg.h"
 #include "base/threads.h"
 #include "core/choice.h"
@@ -33,7 +34,7 @@
 /* Annotators per reduction block. Fixed, so that partial sums, and hence
  * results, are bitwise identical for any number of threads. */
 #define SE_BLOCK 256
-_Static_assert(EMDPO_DIST_ALIGN % SE_BLOCK == 0, "a process's share is whole blocks");
+_Static_assert(EMDPO_DIST_ALIGN % SE_BLOCK == 0, "a process's share (data/data.h) is whole blocks");
 
 int emdpo_loglinear_se_npar(int K, int p, const unsigned char *empty) {
     int ka = 0;
@@ -143,55 +144,41 @@ int emdpo_loglinear_observed_hessian(const emdpo_data *d, const emdpo_loglinear 
     J.scratch_n = 2 * (size_t)J.nmax + p + (size_t)ka * p + (size_t)ka * p * p + ka + npar;
     J.ntri = (size_t)npar * (npar + 1) / 2;
 
-    /* Blocks run in chunks of a few per thread; each chunk's partials are
-     * added in block order into the partial of their run of
-     * EMDPO_DIST_ALIGN annotators, and the runs in run order: the sum is the
-     * same for any thread count, and for any number of processes, each of
-     * which computes the runs of its share (base/dist.h) before all runs
-     * are gathered. Everything is allocated up front, outside the parallel
-     * region. */
+    /* Blocks run in chunks of a few per thread; each block's partials are
+     * added exactly (base/xsum.h), and over the processes when d is a
+     * share: the sum is the same for any number of threads and processes.
+     * Everything is allocated up front, outside the parallel region. */
     int n_threads = emdpo_max_threads();
-    int64_t lo, hi;
-    emdpo_dist_share(d->n_annot, &lo, &hi);
-    int64_t n_runs = (d->n_annot + EMDPO_DIST_ALIGN - 1) / EMDPO_DIST_ALIGN;
-    int64_t blk0 = lo / SE_BLOCK, blk1 = (hi + SE_BLOCK - 1) / SE_BLOCK, n_blocks = blk1 - blk0;
+    int64_t n_blocks = (d->n_annot + SE_BLOCK - 1) / SE_BLOCK;
     int chunk = n_blocks < 4 * (int64_t)n_threads ? (int)(n_blocks > 0 ? n_blocks : 1) : 4 * n_threads;
     size_t scratch_bytes = (size_t)n_threads * J.scratch_n * sizeof(double);
     size_t part_bytes = (size_t)chunk * (J.ntri + 1) * sizeof(double);
-    size_t runs_bytes = (size_t)(n_runs > 0 ? n_runs : 1) * (J.ntri + 1) * sizeof(double);
-    size_t acc_bytes = J.ntri * sizeof(double);
+    size_t sum_bytes = (J.ntri + 1) * EMDPO_XSUM_WORDS * sizeof(int64_t);
+    size_t acc_bytes = (J.ntri + 1) * sizeof(double);
     double *scratch = emdpo_malloc(scratch_bytes);
     double *part = emdpo_malloc(part_bytes); /* (chunk, ntri + 1): triangle, then log-likelihood */
-    double *runs = emdpo_calloc((size_t)(n_runs > 0 ? n_runs : 1), (J.ntri + 1) * sizeof(double)); /* the same */
-    double *acc = emdpo_calloc(J.ntri, sizeof(double));
+    int64_t *sum = emdpo_malloc(sum_bytes);  /* the same, exact */
+    double *acc = emdpo_malloc(acc_bytes);    /* the same, rounded */
     int rc = EMDPO_ERR_NOMEM;
-    if (scratch && part && runs && acc) {
-        for (int64_t b0 = blk0; b0 < blk1; b0 += chunk) {
-            int nb = blk1 - b0 < chunk ? (int)(blk1 - b0) : chunk;
+    if (scratch && part && sum && acc) {
+        emdpo_xsum_zero(sum, J.ntri + 1);
+        for (int64_t b0 = 0; b0 < n_blocks; b0 += chunk) {
+            int nb = n_blocks - b0 < chunk ? (int)(n_blocks - b0) : chunk;
 #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
             for (int c = 0; c < nb; c++) {
                 double *pc = part + (size_t)c * (J.ntri + 1);
                 se_block(&J, b0 + c, scratch + (size_t)emdpo_thread_num() * J.scratch_n, pc, pc + J.ntri);
             }
-            for (int c = 0; c < nb; c++) {
-                const double *pc = part + (size_t)c * (J.ntri + 1);
-                double *run = runs + (size_t)((b0 + c) * SE_BLOCK / EMDPO_DIST_ALIGN) * (J.ntri + 1);
-                for (size_t q = 0; q <= J.ntri; q++) run[q] += pc[q];
-            }
+            for (int c = 0; c < nb; c++) emdpo_xsum_add_vec(sum, part + (size_t)c * (J.ntri + 1), J.ntri + 1);
         }
-        rc = emdpo_dist_allgather_rows(runs, n_runs, J.ntri + 1, EMDPO_DIST_ALIGN, d->n_annot);
+        rc = d->shard ? emdpo_dist_xsum(sum, J.ntri + 1) : EMDPO_OK;
     }
     if (!rc) {
-        double loglik = 0.0;
-        for (int64_t r = 0; r < n_runs; r++) {
-            const double *run = runs + (size_t)r * (J.ntri + 1);
-            for (size_t q = 0; q < J.ntri; q++) acc[q] += run[q];
-            loglik += run[J.ntri];
-        }
-        rc = isfinite(loglik) ? EMDPO_OK : EMDPO_ERR_NUMERIC;
+        emdpo_xsum_values(sum, J.ntri + 1, acc);
+        rc = isfinite(acc[J.ntri]) ? EMDPO_OK : EMDPO_ERR_NUMERIC;
     }
     if (!rc) {
-        double n = (double)d->n_annot;
+        double n = (double)emdpo_data_all_annot(d);
         for (int r = 1; r < ka; r++)
             for (int s = r; s < ka; s++)
                 acc[tri_index(ka * p + r - 1, ka * p + s - 1, npar)] -= n * ((r == s) * eta_a[r] - eta_a[r] * eta_a[s]);
@@ -205,7 +192,7 @@ int emdpo_loglinear_observed_hessian(const emdpo_data *d, const emdpo_loglinear 
     }
     emdpo_free(scratch, scratch_bytes);
     emdpo_free(part, part_bytes);
-    emdpo_free(runs, runs_bytes);
+    emdpo_free(sum, sum_bytes);
     emdpo_free(acc, acc_bytes);
     return rc;
 }

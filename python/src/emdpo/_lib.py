@@ -99,7 +99,7 @@ class ReadOpts(Structure):
     _c_name_ = "emdpo_read_opts"
     _fields_ = [("annotator_field", c_char_p), ("chat_template", c_char_p), ("special_tokens", c_char_p),
                 ("csv_id", c_char_p), ("csv_task", c_char_p), ("csv_alt", c_char_p), ("csv_choice", c_char_p),
-                ("require_text", c_int)]
+                ("require_text", c_int), ("share", c_int)]
 
 
 class SampleOpts(Structure):

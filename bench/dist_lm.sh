@@ -1,0 +1,49 @@
+#!/bin/sh
+# Data-parallel DPO step time on the same 2 cores two ways: one process
+# with 2 threads and mpirun -np 2 with 1 thread each (docs/BENCHMARKS.md,
+# "LM data parallel"). A fresh byte-level model (dim 256, 4 layers, 4
+# heads, hidden 688: the Llama engine benchmark's small model on a
+# 259-token vocabulary), 8 decisions a step of about 110 tokens per
+# sequence; the step time is the median over STEPS steps (after the
+# first) of examples / examples_per_second from the --log lines.
+#   sh bench/dist_lm.sh [STEPS=12] [ROUNDS=2]
+# Needs Open MPI; builds build-mpi/emdpo.
+set -eu
+STEPS=${1:-12}
+ROUNDS=${2:-2}
+make -s MPI=1 build-mpi/emdpo
+E=build-mpi/emdpo
+. tests/lib_cli.sh # byte_tokenizer, and $T, a scratch directory removed at exit
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+byte_tokenizer "$T/tok.bin"
+awk 'BEGIN {
+    for (i = 0; i < 64; i++) {
+        p = sprintf("question %03d: which of these two answers about topic %d reads better to you?", i, i % 7)
+        a = sprintf("the first answer, number %03d, explains the topic plainly and at some length.", i)
+        b = sprintf("the second answer, number %03d, is short, vague and mostly beside the point.", i)
+        printf "{\"annotator\": \"u%d\", \"prompt\": \"%s\", \"chosen\": \"%s\", \"rejected\": \"%s\"}\n", i % 16, p, a, b
+    }
+}' >"$T/prefs.jsonl"
+CFG="dim=256,layers=4,heads=4,hidden=688,vocab=259,seq_len=192"
+"$E" sft --data "$T/prefs.jsonl" --config "$CFG" --tokenizer "$T/tok.bin" --out "$T/sft" --steps 1 --quiet
+# float32 parameters: the safetensors file less its 8-byte length and its header
+st="$T/sft/model.safetensors"
+params=$((($(wc -c <"$st") - 8 - $(od -An -tu8 -N8 "$st")) / 4))
+DPO="dpo --data $T/prefs.jsonl --model $T/sft --tokenizer $T/tok.bin --steps $STEPS --batch 8 --lr 1e-6 --quiet"
+# median step seconds of a log, the first step left out
+step_s() {
+    sed -n 's/.*"examples_per_second": \([^,]*\),.*"step": \([0-9]*\),.*/\2 \1/p' "$1" |
+        awk '$1 > 1 { print 8 / $2 }' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+echo "machine: $(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -1), $(nproc) cores;" \
+    "$(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg)"
+r=1
+while [ "$r" -le "$ROUNDS" ]; do
+    mpirun -np 1 --bind-to none "$E" $DPO --threads 2 --out "$T/a" --log "$T/a.log"
+    mpirun -np 2 --bind-to none "$E" $DPO --threads 1 --out "$T/b" --log "$T/b.log"
+    a=$(step_s "$T/a.log") b=$(step_s "$T/b.log")
+    echo "round $r: np 1 x 2 threads $a s/step, np 2 x 1 thread $b s/step, ratio $(awk -v a="$a" -v b="$b" \
+        'BEGIN { printf "%.3f", b / a }'); load $(cut -d' ' -f1-3 /proc/loadavg)"
+    r=$((r + 1))
+done
+echo "all-reduce per step: the gradient, $params floats ($((params * 4)) bytes), and 10 doubles"
