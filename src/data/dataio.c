@@ -56,6 +56,11 @@ int emdpo_data_read(const char *path, emdpo_format fmt, emdpo_data **out, emdpo_
 
 int emdpo_data_read_with(const char *path, emdpo_format fmt, const emdpo_read_opts *o, emdpo_data **out,
                          emdpo_diag *diag) {
+    return emdpo_data_read_kept(path, fmt, o, 0, out, diag);
+}
+
+int emdpo_data_read_kept(const char *path, emdpo_format fmt, const emdpo_read_opts *o, size_t keep_text_bytes,
+                         emdpo_data **out, emdpo_diag *diag) {
     emdpo_read_opts defaults;
     emdpo_read_opts_init(&defaults);
     if (!o) o = &defaults;
@@ -76,7 +81,7 @@ int emdpo_data_read_with(const char *path, emdpo_format fmt, const emdpo_read_op
     if (f == EMDPO_FORMAT_JSONL) {
         emdpo_lines lr;
         if (emdpo_lines_open(&lr, path)) return emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot open: %s", strerror(errno));
-        rc = emdpo_read_jsonl(&lr, o, out, diag);
+        rc = emdpo_read_jsonl(&lr, o, keep_text_bytes, out, diag);
         line = lr.lineno;
         emdpo_lines_close(&lr);
     } else {

@@ -11,8 +11,9 @@
 #include "data/data.h"
 
 /* JSONL, one decision per line, or a JSON array of decisions
- * (read_jsonl.c). */
-int emdpo_read_jsonl(emdpo_lines *lr, const emdpo_read_opts *o, emdpo_data **out, emdpo_diag *diag);
+ * (read_jsonl.c); texts keep their ends as emdpo_data_read_kept says. */
+int emdpo_read_jsonl(emdpo_lines *lr, const emdpo_read_opts *o, size_t keep_text_bytes, emdpo_data **out,
+                     emdpo_diag *diag);
 /* Long CSV, one row per shown alternative (read_csv.c); *line gets the
  * line reached, for dataio.c's own messages. part = 1 (under mpirun, fp a
  * regular file): this process reads only its share of the annotators, by
