@@ -85,6 +85,24 @@ echo "estep: peak resident memory $big KB with an 18 MB line of 3 million types,
 check "estep: 3 million types: peak $big KB within 8 MB of $small KB" test "$big" -lt $((small + 8000))
 # The prompt's end is what the model sees: the same as with the end alone.
 check "50 MB and 2 kB prompts: same model" cmp -s "$T/big/model.safetensors" "$T/small/model.safetensors"
+# fit --policy llama and baseline read the data for tokens alone too
+# (emdpo_lm_data_read): the same bounds and the same results.
+FITB="--policy llama --model $T/small $COMMON --k 2 --steps 2 --batch 2 --max-iter 2 --seed 3"
+big=$(peak "$T/out" "$E" fit $FITB --data "$T/big.jsonl" --out "$T/fit_big")
+check "fit --policy llama with a 50 MB prompt" test -s "$T/fit_big/fit.json"
+small=$(peak "$T/out" "$E" fit $FITB --data "$T/small.jsonl" --out "$T/fit_small")
+echo "fit --policy llama: peak resident memory $big KB with a 50 MB prompt, $small KB with a 2 kB one"
+check "fit --policy llama: 50 MB prompt: peak $big KB within 8 MB of $small KB" test "$big" -lt $((small + 8000))
+check "fit --policy llama: 50 MB and 2 kB prompts: same types" \
+    cmp -s "$T/fit_big/type_1/model.safetensors" "$T/fit_small/type_1/model.safetensors"
+BASEB="--method vanilla --model $T/small $COMMON --steps 1"
+big=$(peak "$T/out" "$E" baseline $BASEB --data "$T/big.jsonl" --out "$T/base_big")
+check "baseline with a 50 MB prompt" test -s "$T/base_big/baseline.json"
+small=$(peak "$T/out" "$E" baseline $BASEB --data "$T/small.jsonl" --out "$T/base_small")
+echo "baseline: peak resident memory $big KB with a 50 MB prompt, $small KB with a 2 kB one"
+check "baseline: 50 MB prompt: peak $big KB within 8 MB of $small KB" test "$big" -lt $((small + 8000))
+check "baseline: 50 MB and 2 kB prompts: same policy" \
+    cmp -s "$T/base_big/type_1/model.safetensors" "$T/base_small/type_1/model.safetensors"
 
 # Identifiers: at most 1024 bytes of UTF-8.
 long=$(head -c 1025 /dev/zero | tr '\0' 'a')
