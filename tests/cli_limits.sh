@@ -1,5 +1,6 @@
 #!/bin/sh
-# Bounded memory and text checks: a 50 MB prompt (dpo, sft) or a record of
+# Bounded memory and text checks: a 50 MB prompt (dpo, sft, fit --policy
+# llama, baseline) or a record of
 # 3 million types (estep) costs what a short line does, and the same data
 # with a short prompt trains to the same bits; identifiers
 # longer than EMDPO_MAX_ID_BYTES or not UTF-8 are refused at file:line, one
@@ -65,26 +66,34 @@ peak() { # OUTFILE COMMAND...: runs it, prints its peak resident memory in KB
         echo 0
     fi
 }
-big=$(peak "$T/out" "$E" dpo --data "$T/big.jsonl" --config "$CFG" $COMMON --out "$T/big" --steps 1)
-check "dpo with a 50 MB prompt" test -s "$T/big/trainer.bin"
-small=$(peak "$T/out" "$E" dpo --data "$T/small.jsonl" --config "$CFG" $COMMON --out "$T/small" --steps 1)
-check "dpo with a 2 kB prompt" test -s "$T/small/trainer.bin"
-echo "dpo: peak resident memory $big KB with a 50 MB prompt, $small KB with a 2 kB one"
-# the line whole would be 50 MB, three copies of it 150 MB
-check "dpo: 50 MB prompt: peak $big KB within 8 MB of $small KB" test "$big" -lt $((small + 8000))
-big=$(peak "$T/out" "$E" sft --data "$T/big_sft.jsonl" --config "$CFG" $COMMON --out "$T/sft_big" --steps 1)
-check "sft with a 50 MB prompt" test -s "$T/sft_big/trainer.bin"
-small=$(peak "$T/out" "$E" sft --data "$T/small_sft.jsonl" --config "$CFG" $COMMON --out "$T/sft_small" --steps 1)
-echo "sft: peak resident memory $big KB with a 50 MB prompt, $small KB with a 2 kB one"
-check "sft: 50 MB prompt: peak $big KB within 8 MB of $small KB" test "$big" -lt $((small + 8000))
-check "sft: 50 MB and 2 kB prompts: same model" cmp -s "$T/sft_big/model.safetensors" "$T/sft_small/model.safetensors"
+# same_peak NAME BIG SMALL RESULT CMD...: CMD reads --data BIG (a 50 MB
+# prompt) and SMALL (2 kB) into $T/NAME_big and $T/NAME_small; both write
+# RESULT, alike (the prompt's end is what the model sees), and the big one
+# peaks within 8 MB of the small one (the line whole would be 50 MB, three
+# copies of it 150 MB).
+same_peak() {
+    sp_name=$1 sp_big=$2 sp_small=$3 sp_result=$4
+    shift 4
+    big=$(peak "$T/out" "$@" --data "$sp_big" --out "$T/${sp_name}_big")
+    small=$(peak "$T/out" "$@" --data "$sp_small" --out "$T/${sp_name}_small")
+    echo "$sp_name: peak resident memory $big KB with a 50 MB prompt, $small KB with a 2 kB one"
+    check "$sp_name with a 50 MB prompt" test -s "$T/${sp_name}_big/$sp_result"
+    check "$sp_name: 50 MB prompt: peak $big KB within 8 MB of $small KB" test "$big" -lt $((small + 8000))
+    check "$sp_name: 50 MB and 2 kB prompts: same $sp_result" cmp -s "$T/${sp_name}_big/$sp_result" "$T/${sp_name}_small/$sp_result"
+}
+same_peak dpo "$T/big.jsonl" "$T/small.jsonl" model.safetensors "$E" dpo --config "$CFG" $COMMON --steps 1
+same_peak sft "$T/big_sft.jsonl" "$T/small_sft.jsonl" model.safetensors "$E" sft --config "$CFG" $COMMON --steps 1
+# fit --policy llama and baseline read the data for tokens alone too
+# (emdpo_lm_data_read).
+same_peak fit "$T/big.jsonl" "$T/small.jsonl" type_1/model.safetensors "$E" fit --policy llama \
+    --model "$T/dpo_small" $COMMON --k 2 --steps 2 --batch 2 --max-iter 2 --seed 3
+same_peak baseline "$T/big.jsonl" "$T/small.jsonl" type_1/model.safetensors "$E" baseline --method vanilla \
+    --model "$T/dpo_small" $COMMON --steps 1
 big=$(peak "$T/out" "$E" estep --logratios "$T/big_lr.jsonl" --beta 1 --eta 0.5,0.5 --out "$T/lr_big" --quiet)
 check "estep: 3 million types refused at the 65th" grep -q 'big_lr.jsonl:2: line is too large to read: "logratios" lists more than 64 elements' "$T/out"
 small=$(peak "$T/out" "$E" estep --logratios "$T/small_lr.jsonl" --beta 1 --eta 0.5,0.5 --out "$T/lr_small" --quiet)
 echo "estep: peak resident memory $big KB with an 18 MB line of 3 million types, $small KB with a short one"
 check "estep: 3 million types: peak $big KB within 8 MB of $small KB" test "$big" -lt $((small + 8000))
-# The prompt's end is what the model sees: the same as with the end alone.
-check "50 MB and 2 kB prompts: same model" cmp -s "$T/big/model.safetensors" "$T/small/model.safetensors"
 
 # Identifiers: at most 1024 bytes of UTF-8.
 long=$(head -c 1025 /dev/zero | tr '\0' 'a')
@@ -107,10 +116,10 @@ expect_exit 2 "CSV: task not UTF-8" 'task.csv:2: column "task": invalid UTF-8' \
     "$E" fit --data "$T/task.csv" --k 1 --out "$T/f5" --quiet
 
 # generate --prompt: invalid UTF-8 refused, valid multi-byte text continued.
-expect_exit 2 "generate: prompt not UTF-8" "the prompt is not valid UTF-8 (byte 3)" "$E" generate --model "$T/small" \
+expect_exit 2 "generate: prompt not UTF-8" "the prompt is not valid UTF-8 (byte 3)" "$E" generate --model "$T/dpo_small" \
     --tokenizer "$T/tok.bin" --prompt "$(printf 'ab\377cd')" --max-tokens 2 --temperature 0
 check "generate: nothing printed" test ! -s "$T/stdout"
-expect_exit 0 "generate: UTF-8 prompt" "" "$E" generate --model "$T/small" --tokenizer "$T/tok.bin" \
+expect_exit 0 "generate: UTF-8 prompt" "" "$E" generate --model "$T/dpo_small" --tokenizer "$T/tok.bin" \
     --prompt "$(printf 'caf\303\251')" --max-tokens 2 --temperature 0
 check "generate: prompt echoed" grep -q "$(printf 'caf\303\251')" "$T/stdout"
 

@@ -516,6 +516,18 @@ int emdpo_lm_set_read_with(const char *path, const emdpo_read_opts *ro, const em
     return EMDPO_OK;
 }
 
+int emdpo_lm_data_read(const char *path, const emdpo_read_opts *o, const emdpo_llama *m, const emdpo_tokenizer *tok,
+                       int max_length, emdpo_data **out, emdpo_diag *diag) {
+    emdpo_diag_reset(diag, path);
+    if (!out) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "out is NULL");
+    *out = NULL;
+    if (!path || !m || !tok) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no path, model or tokenizer");
+    int max_prompt_length = 0, rc = emdpo_lm_lengths(m, &max_length, &max_prompt_length, diag);
+    if (rc) return rc;
+    /* Only the tokens are made from the texts: their ends are enough. */
+    return emdpo_data_read_kept(path, EMDPO_FORMAT_JSONL, o, emdpo_lm_text_keep_bytes(tok, max_length), out, diag);
+}
+
 int64_t emdpo_lm_set_n_sequences(const emdpo_lm_set *s) { return s ? s->n_seq : 0; }
 int64_t emdpo_lm_set_n_groups(const emdpo_lm_set *s) { return s ? s->n_group : 0; }
 int64_t emdpo_lm_set_n_truncated(const emdpo_lm_set *s) { return s ? s->n_truncated : 0; }
