@@ -51,6 +51,13 @@ static inline int64_t emdpo_data_all_items(const struct emdpo_data *d) { return 
  * process may have 0 annotators. */
 int emdpo_data_share(const emdpo_data *d, emdpo_data **out);
 
+/* Finishes b (consumed, like emdpo_data_builder_finish) as this process's
+ * share of a dataset read in parts (data/read_csv.c under mpirun): its
+ * annotators are annot_base .. of all_annot, the whole's decisions and
+ * items are summed over the processes (a collective); b may hold no
+ * decisions. */
+int emdpo_data_builder_finish_share(emdpo_data_builder *b, int64_t annot_base, int64_t all_annot, emdpo_data **out);
+
 /* Items in decision d. */
 static inline int emdpo_dec_n_items(const struct emdpo_data *d, int64_t dec) {
     return (int)(d->dec_item[dec + 1] - d->dec_item[dec]);
