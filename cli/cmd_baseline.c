@@ -80,7 +80,7 @@ int cmd_baseline(int argc, char **argv) {
     /* adapters leave the SFT model frozen: 16 bits stay 16 bits */
     if ((rc = (o.lora.r ? emdpo_llama_load_frozen : emdpo_llama_load)(model, &sft, &diag)) ||
         (rc = emdpo_tokenizer_load(tokenizer, emdpo_llama_vocab_size(sft), &tok, &diag)) ||
-        (rc = emdpo_data_read_with(data, EMDPO_FORMAT_JSONL, &rd.o, &d, &diag)) ||
+        (rc = emdpo_lm_data_read(data, &rd.o, sft, tok, o.max_length, &d, &diag)) ||
         (rc = emdpo_baseline_run(sft, tok, d, &o, out, note_empty, &quiet, &K, &diag)))
         rc = cli_fail("baseline", rc, &diag, &cmd);
     else if (!quiet)

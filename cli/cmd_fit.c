@@ -214,7 +214,7 @@ static int fit_llama(int argc, char **argv) {
     if ((rc = (o.mstep.lora.r ? emdpo_llama_load_frozen : emdpo_llama_load)(model, &sft, &diag)) ||
         (rc = emdpo_tokenizer_load(tokenizer, emdpo_llama_vocab_size(sft), &tok, &diag)) ||
         (rc = cli_read_finish(&rd, tokenizer)) ||
-        (rc = emdpo_data_read_with(data, EMDPO_FORMAT_JSONL, &rd.o, &d, &diag)) ||
+        (rc = emdpo_lm_data_read(data, &rd.o, sft, tok, o.mstep.max_length, &d, &diag)) ||
         (lead && (rc = emdpo_mkdirs(out, &diag))) || (rc = emdpo_lm_fit(sft, tok, d, &o, &f, &diag))) {
         rc = cli_fail("fit", rc, &diag, &cmd);
     } else {

@@ -244,8 +244,8 @@ static int select_llama(int argc, char **argv) {
     if ((rc = (o.fit.mstep.lora.r ? emdpo_llama_load_frozen : emdpo_llama_load)(model, &sft, &diag)) ||
         (rc = emdpo_tokenizer_load(tokenizer, emdpo_llama_vocab_size(sft), &tok, &diag)) ||
         (rc = cli_read_finish(&rd, tokenizer)) ||
-        (rc = emdpo_data_read_with(data, EMDPO_FORMAT_JSONL, &rd.o, &train, &diag)) ||
-        (rc = emdpo_data_read_with(validation, EMDPO_FORMAT_JSONL, &rd.o, &valid, &diag))) {
+        (rc = emdpo_lm_data_read(data, &rd.o, sft, tok, o.fit.mstep.max_length, &train, &diag)) ||
+        (rc = emdpo_lm_data_read(validation, &rd.o, sft, tok, o.fit.mstep.max_length, &valid, &diag))) {
         rc = cli_fail("select", rc, &diag, &cmd);
     } else {
         pg.t0 = cli_now();

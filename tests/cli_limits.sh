@@ -1,7 +1,8 @@
 #!/bin/sh
-# Bounded memory and text checks: a 20 MB prompt costs a small multiple of
-# the line (its tokens beyond the context are never made), and the same
-# data with a short prompt trains to the same bits as before; identifiers
+# Bounded memory and text checks: a 50 MB prompt (dpo, sft, fit --policy
+# llama, baseline) or a record of
+# 3 million types (estep) costs what a short line does, and the same data
+# with a short prompt trains to the same bits; identifiers
 # longer than EMDPO_MAX_ID_BYTES or not UTF-8 are refused at file:line, one
 # of exactly that length is read; generate --prompt refuses invalid UTF-8;
 # absurd sizes are refused before anything is allocated, sizes at the
@@ -18,39 +19,81 @@ byte_tokenizer "$T/tok.bin"
 CFG="dim=16,layers=1,heads=2,vocab=259,seq_len=64"
 COMMON="--tokenizer $T/tok.bin --threads 1 --quiet"
 
-# A 20 MB prompt (peak memory measured where GNU time is, and not under
-# AddressSanitizer, whose shadow memory is not the program's).
+# A 50 MB line read by dpo, sft and estep costs what a small one does:
+# texts keep the ends the tokenizer window reads (a few kB here), and an
+# estep record stops at its 65th type. Peak memory is measured where GNU
+# time is, and not under AddressSanitizer, whose shadow memory is not the
+# program's.
 {
     printf '{"annotator": "a", "prompt": "'
-    head -c 20000000 /dev/zero | tr '\0' 'x'
+    head -c 50000000 /dev/zero | tr '\0' 'x'
     printf ' last words", "chosen": "yes", "rejected": "no"}\n'
     printf '{"annotator": "b", "prompt": "ab", "chosen": "no", "rejected": "yes"}\n'
 } >"$T/big.jsonl"
-asan=0
-nm "$E" 2>/dev/null | grep -q __asan_init && asan=1
-if [ -x /usr/bin/time ] && [ $asan -eq 0 ]; then
-    /usr/bin/time -f '%M' -o "$T/peak" "$E" dpo --data "$T/big.jsonl" --config "$CFG" $COMMON --out "$T/big" \
-        --steps 1 >"$T/out" 2>&1
-    check "dpo with a 20 MB prompt" test -s "$T/big/trainer.bin"
-    peak=$(tail -n 1 "$T/peak")
-    echo "20 MB prompt: peak resident memory $peak KB"
-    # the line itself, its JSON string and the data's copy: about 60 MB;
-    # tokens of the whole prompt would add over 600 MB
-    check "20 MB prompt: peak $peak KB under 120 MB" test "$peak" -lt 120000
-else
-    expect_exit 0 "dpo with a 20 MB prompt" "" "$E" dpo --data "$T/big.jsonl" --config "$CFG" $COMMON --out "$T/big" \
-        --steps 1
-fi
-# The prompt's end is what the model sees: the same as with the end alone.
+{
+    printf '{"prompt": "'
+    head -c 50000000 /dev/zero | tr '\0' 'x'
+    printf ' last words", "response": "yes"}\n'
+} >"$T/big_sft.jsonl"
+{
+    printf '{"prompt": "'
+    head -c 2000 /dev/zero | tr '\0' 'x'
+    printf ' last words", "response": "yes"}\n'
+} >"$T/small_sft.jsonl"
+{
+    printf '{"annotator": "a", "logratios": [[0.5, -0.5], [0.25, -0.25]]}\n'
+    printf '{"annotator": "b", "logratios": ['
+    head -c 12000000 /dev/zero | tr '\0' 'x' | sed 's/xxxx/[1,2],/g'
+    printf '[1,2]]}\n'
+} >"$T/big_lr.jsonl"
+printf '{"annotator": "a", "logratios": [[0.5, -0.5], [0.25, -0.25]]}\n' >"$T/small_lr.jsonl"
 {
     printf '{"annotator": "a", "prompt": "'
     head -c 2000 /dev/zero | tr '\0' 'x'
     printf ' last words", "chosen": "yes", "rejected": "no"}\n'
     printf '{"annotator": "b", "prompt": "ab", "chosen": "no", "rejected": "yes"}\n'
 } >"$T/small.jsonl"
-expect_exit 0 "dpo with a 2 kB prompt" "" "$E" dpo --data "$T/small.jsonl" --config "$CFG" $COMMON --out "$T/small" \
-    --steps 1
-check "20 MB and 2 kB prompts: same model" cmp -s "$T/big/model.safetensors" "$T/small/model.safetensors"
+asan=0
+nm "$E" 2>/dev/null | grep -q __asan_init && asan=1
+peak() { # OUTFILE COMMAND...: runs it, prints its peak resident memory in KB
+    out=$1
+    shift
+    if [ -x /usr/bin/time ] && [ $asan -eq 0 ]; then
+        /usr/bin/time -f '%M' -o "$T/peak" "$@" >"$out" 2>&1
+        tail -n 1 "$T/peak"
+    else
+        "$@" >"$out" 2>&1
+        echo 0
+    fi
+}
+# same_peak NAME BIG SMALL RESULT CMD...: CMD reads --data BIG (a 50 MB
+# prompt) and SMALL (2 kB) into $T/NAME_big and $T/NAME_small; both write
+# RESULT, alike (the prompt's end is what the model sees), and the big one
+# peaks within 8 MB of the small one (the line whole would be 50 MB, three
+# copies of it 150 MB).
+same_peak() {
+    sp_name=$1 sp_big=$2 sp_small=$3 sp_result=$4
+    shift 4
+    big=$(peak "$T/out" "$@" --data "$sp_big" --out "$T/${sp_name}_big")
+    small=$(peak "$T/out" "$@" --data "$sp_small" --out "$T/${sp_name}_small")
+    echo "$sp_name: peak resident memory $big KB with a 50 MB prompt, $small KB with a 2 kB one"
+    check "$sp_name with a 50 MB prompt" test -s "$T/${sp_name}_big/$sp_result"
+    check "$sp_name: 50 MB prompt: peak $big KB within 8 MB of $small KB" test "$big" -lt $((small + 8000))
+    check "$sp_name: 50 MB and 2 kB prompts: same $sp_result" cmp -s "$T/${sp_name}_big/$sp_result" "$T/${sp_name}_small/$sp_result"
+}
+same_peak dpo "$T/big.jsonl" "$T/small.jsonl" model.safetensors "$E" dpo --config "$CFG" $COMMON --steps 1
+same_peak sft "$T/big_sft.jsonl" "$T/small_sft.jsonl" model.safetensors "$E" sft --config "$CFG" $COMMON --steps 1
+# fit --policy llama and baseline read the data for tokens alone too
+# (emdpo_lm_data_read).
+same_peak fit "$T/big.jsonl" "$T/small.jsonl" type_1/model.safetensors "$E" fit --policy llama \
+    --model "$T/dpo_small" $COMMON --k 2 --steps 2 --batch 2 --max-iter 2 --seed 3
+same_peak baseline "$T/big.jsonl" "$T/small.jsonl" type_1/model.safetensors "$E" baseline --method vanilla \
+    --model "$T/dpo_small" $COMMON --steps 1
+big=$(peak "$T/out" "$E" estep --logratios "$T/big_lr.jsonl" --beta 1 --eta 0.5,0.5 --out "$T/lr_big" --quiet)
+check "estep: 3 million types refused at the 65th" grep -q 'big_lr.jsonl:2: line is too large to read: "logratios" lists more than 64 elements' "$T/out"
+small=$(peak "$T/out" "$E" estep --logratios "$T/small_lr.jsonl" --beta 1 --eta 0.5,0.5 --out "$T/lr_small" --quiet)
+echo "estep: peak resident memory $big KB with an 18 MB line of 3 million types, $small KB with a short one"
+check "estep: 3 million types: peak $big KB within 8 MB of $small KB" test "$big" -lt $((small + 8000))
 
 # Identifiers: at most 1024 bytes of UTF-8.
 long=$(head -c 1025 /dev/zero | tr '\0' 'a')
@@ -73,10 +116,10 @@ expect_exit 2 "CSV: task not UTF-8" 'task.csv:2: column "task": invalid UTF-8' \
     "$E" fit --data "$T/task.csv" --k 1 --out "$T/f5" --quiet
 
 # generate --prompt: invalid UTF-8 refused, valid multi-byte text continued.
-expect_exit 2 "generate: prompt not UTF-8" "the prompt is not valid UTF-8 (byte 3)" "$E" generate --model "$T/small" \
+expect_exit 2 "generate: prompt not UTF-8" "the prompt is not valid UTF-8 (byte 3)" "$E" generate --model "$T/dpo_small" \
     --tokenizer "$T/tok.bin" --prompt "$(printf 'ab\377cd')" --max-tokens 2 --temperature 0
 check "generate: nothing printed" test ! -s "$T/stdout"
-expect_exit 0 "generate: UTF-8 prompt" "" "$E" generate --model "$T/small" --tokenizer "$T/tok.bin" \
+expect_exit 0 "generate: UTF-8 prompt" "" "$E" generate --model "$T/dpo_small" --tokenizer "$T/tok.bin" \
     --prompt "$(printf 'caf\303\251')" --max-tokens 2 --temperature 0
 check "generate: prompt echoed" grep -q "$(printf 'caf\303\251')" "$T/stdout"
 

@@ -49,6 +49,45 @@ expect_exit 0 "np 3 fit, random" "" $MPIRUN -np 3 "$E" fit --data "$T/s.jsonl" -
     --init random --out "$T/mr" --quiet --threads 2
 check "np 3 random-start fit equals one process's" same_fit "$T/pr" "$T/mr"
 
+# Each process reads only its part of a CSV (byte ranges moved to the
+# starts of whole runs of 1024 annotators): 2600 annotators (three runs)
+# with 2 to 90 rows each (every 97th has 30 tasks, every 11th one task of
+# two alternatives) and a blank line, so the byte splits of np 2 and 3 fall
+# inside and beside annotators of every size; two annotators for three
+# processes.
+"$E" simulate --out "$T/v0.csv" --annotators 2600 --decisions 30 --items 3 --seed 4 >/dev/null
+awk -F, 'NR == 1 { print; next }
+    { n = substr($1, 2) + 0; keep = n % 97 == 0 ? 30 : n * 7 % 5 + 1
+      if ($2 > keep || (n % 11 == 0 && ($2 > 1 || $3 == 3))) next; print }
+    NR == 20000 { print "" }' "$T/v0.csv" >"$T/v.csv"
+"$E" simulate --out "$T/two.csv" --annotators 2 --decisions 3 --items 3 --seed 1 >/dev/null
+for f in v two; do
+    expect_exit 0 "plain fit of $f.csv" "" "$E" fit --data "$T/$f.csv" --k 2 --seed 2 --out "$T/p$f" --quiet --threads 1
+    for n in 1 2 3; do
+        expect_exit 0 "np $n fit of $f.csv" "" $MPIRUN -np $n "$E" fit --data "$T/$f.csv" --k 2 --seed 2 \
+            --out "$T/m$f$n" --quiet --threads 1
+        check "np $n fit of $f.csv equals one process's" same_fit "$T/p$f" "$T/m$f$n"
+    done
+done
+# A bad last row, read by rank 2 only: its true line number.
+last=$(wc -l <"$T/v.csv")
+sed "${last}s/,[^,]*\$/,x/" "$T/v.csv" >"$T/vbad.csv"
+expect_exit 2 "bad row on rank 2" "vbad.csv:$last: column \"N\"" $MPIRUN -np 3 "$E" fit --data "$T/vbad.csv" --k 2 \
+    --out "$T/vbad" --quiet
+# An annotator's rows apart: a3's second task moved to the end (another
+# process's part), and in a small file read by one process. One process
+# takes both; under mpirun they are refused at the line where it comes back.
+{ grep -v '^a3,2,' "$T/v.csv"; grep '^a3,2,' "$T/v.csv"; } >"$T/apart.csv"
+back=$(($(wc -l <"$T/apart.csv") - 2)) began=$(grep -n '^a3,' "$T/v.csv" | head -1 | cut -d: -f1)
+expect_exit 0 "plain fit of apart.csv" "" "$E" fit --data "$T/apart.csv" --k 2 --out "$T/apartp" --quiet
+for n in 2 3; do
+    expect_exit 2 "np $n: annotator apart" "apart.csv:$back: annotator \"a3\" appears again here after other \
+annotators' rows (it began on line $began)" $MPIRUN -np $n "$E" fit --data "$T/apart.csv" --k 2 --out "$T/apart" --quiet
+done
+{ head -7 "$T/two.csv"; tail -n +11 "$T/two.csv"; sed -n 8,10p "$T/two.csv"; } >"$T/apart2.csv"
+expect_exit 2 "np 2: annotator apart in one part" "apart2.csv:17: annotator \"a1\" appears again here" \
+    $MPIRUN -np 2 "$E" fit --data "$T/apart2.csv" --k 2 --out "$T/apart2" --quiet
+
 # select: the table and select.json.
 expect_exit 0 "plain select" "" sh -c "'$E' select --data '$T/d.csv' --k 1..3 --seed 2 --out '$T/ps' --quiet \
     --threads 1 >'$T/ps.txt'"

@@ -2,24 +2,90 @@
  * right offset, bounded nesting, \u escapes, string writing, and clean
  * failure at every allocation. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/alloc.h"
 #include "base/json.h"
 #include "base/json_write.h"
+#include "base/lines.h"
 #include "check.h"
 #include "emdpo.h"
 #include "failalloc.h"
 
-static emdpo_json_doc *g_doc;
+static emdpo_json_doc *g_doc, *g_stream_doc;
 
+/* A byte source handing out at most step bytes a call, so that every
+ * token of the tests crosses the stream's buffer boundaries somewhere. */
+typedef struct mem_src {
+    const char *s;
+    size_t len, pos, step;
+} mem_src;
+
+static int mem_read(void *ctx, char *dst, size_t cap, size_t *n) {
+    mem_src *m = ctx;
+    size_t k = m->len - m->pos;
+    if (k > cap) k = cap;
+    if (k > m->step) k = m->step;
+    memcpy(dst, m->s + m->pos, k);
+    m->pos += k;
+    *n = k;
+    return EMDPO_OK;
+}
+
+/* text streamed a few bytes at a time as one value, as a record reader does. */
+static int stream_parse(emdpo_json_doc *doc, const emdpo_json_limits *lim, const char *text, size_t len, size_t step,
+                        const emdpo_json **root, emdpo_json_error *err) {
+    emdpo_json_stream *st;
+    *root = NULL;
+    int rc = emdpo_json_stream_create(doc, lim, &st);
+    if (rc) return rc;
+    mem_src m = {text, len, 0, step};
+    emdpo_json_stream_reset(st, mem_read, &m);
+    rc = emdpo_json_stream_value(st, root, err);
+    if (!rc && (rc = emdpo_json_stream_end(st, err))) *root = NULL;
+    emdpo_json_stream_free(st);
+    return rc;
+}
+
+static int same_json(const emdpo_json *a, const emdpo_json *b) {
+    if (a->type != b->type || a->len != b->len) return 0;
+    switch (a->type) {
+    case EMDPO_JSON_NULL: return 1;
+    case EMDPO_JSON_BOOL: return a->boolean == b->boolean;
+    case EMDPO_JSON_NUMBER:
+        return memcmp(&a->num, &b->num, sizeof a->num) == 0 && a->is_int == b->is_int && (!a->is_int || a->inum == b->inum);
+    case EMDPO_JSON_STRING:
+        return a->full_len == b->full_len && a->has_nul == b->has_nul && memcmp(a->u.str, b->u.str, a->len + 1) == 0;
+    case EMDPO_JSON_ARRAY:
+        for (size_t k = 0; k < a->len; k++)
+            if (!same_json(&a->u.elems[k], &b->u.elems[k])) return 0;
+        return 1;
+    case EMDPO_JSON_OBJECT:
+        for (size_t k = 0; k < a->len; k++)
+            if (a->u.members[k].key_len != b->u.members[k].key_len ||
+                memcmp(a->u.members[k].key, b->u.members[k].key, a->u.members[k].key_len + 1) ||
+                !same_json(&a->u.members[k].value, &b->u.members[k].value))
+                return 0;
+        return 1;
+    }
+    return 0;
+}
+
+/* Parses text whole, and streamed 1, 3, 5 and 7 bytes at a time, which
+ * must give the same tree. */
 static const emdpo_json *parse(const char *text) {
-    const emdpo_json *root;
+    const emdpo_json *root, *again;
     emdpo_json_error err;
     int rc = emdpo_json_parse(g_doc, text, strlen(text), &root, &err);
     CHECK_MSG(rc == EMDPO_OK, "%s: %s at %zu", text, err.msg, err.offset);
+    for (size_t step = 1; !rc && step < 8; step += 2) {
+        int src = stream_parse(g_stream_doc, NULL, text, strlen(text), step, &again, &err);
+        CHECK_MSG(src == EMDPO_OK && same_json(root, again), "%s streamed %zu at a time: %s", text, step, err.msg);
+    }
     return rc ? NULL : root;
 }
 
@@ -32,6 +98,13 @@ static void reject(const char *text, size_t len, size_t offset, const char *phra
     CHECK(root == NULL);
     CHECK_MSG(err.offset == offset, "%s: offset %zu, expected %zu (%s)", text, err.offset, offset, err.msg);
     CHECK_MSG(strstr(err.msg, phrase) != NULL, "%s: message \"%s\" lacks \"%s\"", text, err.msg, phrase);
+    for (size_t step = 1; step < 8; step += 2) {
+        emdpo_json_error serr;
+        CHECK_EQ_INT(stream_parse(g_stream_doc, NULL, text, len, step, &root, &serr), EMDPO_ERR_PARSE);
+        CHECK_MSG(serr.offset == err.offset && strcmp(serr.msg, err.msg) == 0 && !serr.limit,
+                  "%s streamed %zu at a time: %s at %zu, whole: %s at %zu", text, step, serr.msg, serr.offset, err.msg,
+                  err.offset);
+    }
 }
 
 #define REJECT(text, offset, phrase) reject(text, sizeof(text) - 1, offset, phrase)
@@ -258,6 +331,192 @@ static void test_write_string(void) {
     free(buf);
 }
 
+/* A 3 MB string of 1- to 4-byte characters and escapes, kept as its ends:
+ * exactly the first and last bytes a cut at characters gives, its length
+ * told, its UTF-8 and \u0000 checked in the part not kept. */
+static void test_kept_ends(void) {
+    enum { N = 3000000 };
+    char *dec = malloc(N + 8), *text = malloc(2 * N + 64);
+    CHECK(dec && text);
+    if (!dec || !text) goto out;
+    static const char *chars[] = {"a", "b", "\n", "\xC3\xA9", "\xE2\x82\xAC", "\xF0\x9F\x98\x80", "\"", "z"};
+    static const char *spelled[] = {"a", "b", "\\n", "\\u00e9", "\xE2\x82\xAC", "\\ud83d\\ude00", "\\\"", "z"};
+    size_t n = 0, t = 0;
+    uint32_t x = 12345;
+    text[t++] = '"';
+    while (n < N) {
+        x = x * 1103515245u + 12345u;
+        int c = (int)((x >> 16) % 8);
+        memcpy(dec + n, chars[c], strlen(chars[c]));
+        n += strlen(chars[c]);
+        memcpy(text + t, spelled[c], strlen(spelled[c]));
+        t += strlen(spelled[c]);
+    }
+    text[t++] = '"';
+    const emdpo_json *v;
+    emdpo_json_error err;
+    size_t keeps[] = {1000, 4099, N / 3 + 1};
+    for (int i = 0; i < 3; i++) {
+        size_t keep = keeps[i], h = keep, tail = n - keep;
+        while (h > 0 && ((unsigned char)dec[h] & 0xC0) == 0x80) h--;
+        while (((unsigned char)dec[tail] & 0xC0) == 0x80) tail++;
+        emdpo_json_limits lim = {.keep = keep};
+        CHECK_EQ_INT(stream_parse(g_stream_doc, &lim, text, t, 4099, &v, &err), EMDPO_OK);
+        if (!v) continue;
+        CHECK(v->type == EMDPO_JSON_STRING && v->full_len == n && !v->has_nul);
+        if (3 * keep >= n) { /* short enough to stay whole */
+            CHECK(v->len == n && memcmp(v->u.str, dec, n) == 0);
+            continue;
+        }
+        CHECK(v->len == h + (n - tail) && h + 3 >= keep && n - tail + 3 >= keep);
+        CHECK(memcmp(v->u.str, dec, h) == 0 && memcmp(v->u.str + h, dec + tail, n - tail) == 0);
+    }
+    /* In the middle, which is not kept: invalid UTF-8 at its offset, and a \u0000. */
+    emdpo_json_limits lim = {.keep = 1000};
+    size_t mid = t / 2;
+    while (text[mid] != 'a') mid++;
+    text[mid] = (char)0xFF;
+    CHECK_EQ_INT(stream_parse(g_stream_doc, &lim, text, t, 65536, &v, &err), EMDPO_ERR_PARSE);
+    CHECK(err.offset == mid && strstr(err.msg, "invalid UTF-8") != NULL);
+    text[mid] = 'a';
+    size_t run = 0;
+    while (run < 6) run = strchr("abz", text[++mid]) ? run + 1 : 0;
+    memcpy(text + mid - 5, "\\u0000", 6);
+    CHECK_EQ_INT(stream_parse(g_stream_doc, &lim, text, t, 65536, &v, &err), EMDPO_OK);
+    CHECK(v && v->has_nul && strlen(v->u.str) == v->len);
+out:
+    free(dec);
+    free(text);
+}
+
+/* Keys and numbers beyond max_key, and a record's list beyond list_max,
+ * are refused where they begin (keys, numbers) or at the first element
+ * too many, as limits rather than invalid JSON. */
+static void test_limits(void) {
+    char text[1200];
+    const emdpo_json *v;
+    emdpo_json_error err;
+    emdpo_json_limits lim = {.max_key = 1024, .list_key = "l", .list_max = 2};
+    for (int k = 1024; k <= 1025; k++) {
+        int n = snprintf(text, sizeof text, "{\"%0*d\": 1}", k, 7);
+        char digits[1100];
+        memset(digits, '1', (size_t)k); /* 0.111...: k characters */
+        memcpy(digits, "0.", 2);
+        digits[k] = 0;
+        int rc = stream_parse(g_stream_doc, &lim, text, (size_t)n, 5, &v, &err);
+        CHECK_EQ_INT(rc, k == 1024 ? EMDPO_OK : EMDPO_ERR_PARSE);
+        CHECK(k == 1024 || (err.limit && err.offset == 1 && strstr(err.msg, "key is longer than 1024")));
+        n = snprintf(text, sizeof text, "[%s]", digits);
+        rc = stream_parse(g_stream_doc, &lim, text, (size_t)n, 5, &v, &err);
+        CHECK_EQ_INT(rc, k == 1024 ? EMDPO_OK : EMDPO_ERR_PARSE);
+        CHECK(k == 1024 || (err.limit && err.offset == 1 && strstr(err.msg, "number is longer")));
+    }
+    const char *over = "{\"a\": [1, 2, 3, 4], \"l\": [[1], [2], [3]]}";
+    CHECK_EQ_INT(stream_parse(g_stream_doc, &lim, over, strlen(over), 3, &v, &err), EMDPO_ERR_PARSE);
+    CHECK(err.limit && err.offset == (size_t)(strstr(over, "[3]") - over) && strstr(err.msg, "\"l\" lists more than 2"));
+    const char *nested = "{\"m\": {\"l\": [1, 2, 3]}, \"l\": [[1, 2, 3], 2]}";
+    CHECK_EQ_INT(stream_parse(g_stream_doc, &lim, nested, strlen(nested), 3, &v, &err), EMDPO_OK);
+}
+
+/* The elements of a streamed array, each a tree of its own, with the
+ * newlines before each; the array's own syntax errors. */
+static void test_elements(void) {
+    emdpo_json_stream *st;
+    CHECK_EQ_INT(emdpo_json_stream_create(g_stream_doc, NULL, &st), EMDPO_OK);
+    if (!st) return;
+    const char *text = "[ {\"a\": 1},\n\n {\"b\": [2]} ,\n3]\n ";
+    mem_src m = {text, strlen(text), 0, 2};
+    emdpo_json_stream_reset(st, mem_read, &m);
+    const emdpo_json *e;
+    emdpo_json_error err;
+    int got;
+    long lines[3] = {0, 2, 3};
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ_INT(emdpo_json_stream_element(st, &e, &got, &err), EMDPO_OK);
+        CHECK(got && e && e->type == (i == 2 ? EMDPO_JSON_NUMBER : EMDPO_JSON_OBJECT));
+        CHECK_EQ_INT(emdpo_json_stream_value_newlines(st), lines[i]);
+    }
+    CHECK(!emdpo_json_stream_element(st, &e, &got, &err) && !got);
+    CHECK_EQ_INT(emdpo_json_stream_end(st, &err), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_json_stream_newlines(st), 4);
+    static const struct {
+        const char *text, *msg;
+        size_t offset;
+    } bad[] = {{"[1 2]", "expected ',' or ']'", 3}, {"[1,]", "trailing comma in array", 3},
+               {"[1,\n", "unexpected end of input", 4}, {"[1] x", "unexpected data after the value", 4}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        m = (mem_src){bad[i].text, strlen(bad[i].text), 0, 1};
+        emdpo_json_stream_reset(st, mem_read, &m);
+        int rc;
+        while (!(rc = emdpo_json_stream_element(st, &e, &got, &err)) && got) {
+        }
+        if (!rc) rc = emdpo_json_stream_end(st, &err);
+        CHECK_MSG(rc == EMDPO_ERR_PARSE && err.offset == bad[i].offset && strstr(err.msg, bad[i].msg),
+                  "%s: %s at %zu", bad[i].text, err.msg, err.offset);
+    }
+    m = (mem_src){"[]", 2, 0, 1};
+    emdpo_json_stream_reset(st, mem_read, &m);
+    CHECK(!emdpo_json_stream_element(st, &e, &got, &err) && !got);
+    emdpo_json_stream_free(st);
+}
+
+/* lines.c's pieces: a byte order mark, "\r\n" and a lone "\r", a "\r\n"
+ * split across two reads of the file, a NUL byte, a last line without
+ * "\n"; the same lines whole, in pieces and as a document going on. */
+static void test_lines(void) {
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/emdpo_test_lines_%ld.txt", (long)getpid());
+    enum { LONG = EMDPO_LINES_CHUNK - 9 };
+    static char file[EMDPO_LINES_CHUNK + 64];
+    size_t n = 0;
+    memcpy(file, "\xEF\xBB\xBF" "ab\r\n\r\n", 9);
+    n = 9;
+    memset(file + n, 'x', LONG - 1);
+    n += LONG - 1;
+    CHECK_EQ_INT(n, EMDPO_LINES_CHUNK - 1); /* the "\r" ends the first read, its "\n" begins the next */
+    memcpy(file + n, "\r\nc\rd\ne\0f\r", 10);
+    n += 10;
+    FILE *fp = fopen(path, "wb");
+    CHECK(fp && fwrite(file, 1, n, fp) == n);
+    if (fp) fclose(fp);
+    static const size_t lens[] = {2, 0, LONG - 1, 3, 3};
+    emdpo_lines lr;
+    for (int pass = 0; pass < 2; pass++) {
+        CHECK_EQ_INT(emdpo_lines_open(&lr, path), EMDPO_OK);
+        int got, i = 0;
+        static char line[EMDPO_LINES_CHUNK];
+        while (i < 6) {
+            size_t len = 0, k = 1;
+            if (pass == 0) {
+                CHECK_EQ_INT(emdpo_lines_next(&lr, &got), EMDPO_OK);
+                if (got) memcpy(line, lr.buf, len = lr.len);
+            } else {
+                CHECK_EQ_INT(emdpo_lines_begin(&lr, &got), EMDPO_OK);
+                while (got && k && !emdpo_lines_read_line(&lr, line + len, 16, &k)) len += k;
+            }
+            if (!got) break;
+            CHECK_MSG(i < 5 && len == lens[i], "pass %d line %d: %zu bytes", pass, i + 1, len);
+            CHECK(i != 0 || memcmp(line, "ab", 2) == 0);
+            CHECK(i != 3 || memcmp(line, "c\rd", 3) == 0);
+            CHECK(i != 4 || memcmp(line, "e\0f", 3) == 0);
+            CHECK_EQ_INT(lr.lineno, i + 1);
+            i++;
+        }
+        CHECK_EQ_INT(i, 5);
+        emdpo_lines_close(&lr);
+    }
+    /* From line 1 on as one document: its rest, "\n", the file's bytes. */
+    CHECK_EQ_INT(emdpo_lines_open(&lr, path), EMDPO_OK);
+    int got;
+    CHECK(!emdpo_lines_begin(&lr, &got) && got);
+    static char all[EMDPO_LINES_CHUNK + 64];
+    size_t len = 0, k = 1;
+    while (k && len < sizeof all - 16 && !emdpo_lines_read_on(&lr, all + len, 16, &k)) len += k;
+    CHECK(len == n - 3 - 1 && memcmp(all, "ab\n", 3) == 0 && memcmp(all + 3, file + 7, n - 7) == 0);
+    emdpo_lines_close(&lr);
+    remove(path);
+}
+
 static const char sweep_text[] =
     "{\"annotator\":\"u1\",\"rejected\":[{\"features\":[1,2.5e-3,-7]},\"x\\u00e9\\ud83d\\ude00\"],"
     "\"deep\":[[[[{\"a\":null,\"b\":true,\"c\":false}]]]],\"num\":123456789012345678901234567890.5,"
@@ -274,6 +533,11 @@ static int sweep_once(void) {
     if (!rc) rc = emdpo_json_parse(doc, sweep_text, sizeof sweep_text - 1, &v, &err);
     if (!rc) CHECK(v && emdpo_json_get(v, "k4") && strcmp(emdpo_json_get(v, "k4")->u.str, "four") == 0);
     if (rc == EMDPO_ERR_NOMEM) CHECK(v == NULL && strcmp(err.msg, "out of memory") == 0);
+    /* Streamed, with strings cut to their ends. */
+    emdpo_json_limits lim = {.keep = 1, .max_key = 64, .list_key = "k5", .list_max = 21};
+    if (!rc) rc = stream_parse(doc, &lim, sweep_text, sizeof sweep_text - 1, 7, &v, &err);
+    if (!rc) CHECK(v && emdpo_json_get(v, "k4") && strcmp(emdpo_json_get(v, "k4")->u.str, "fr") == 0);
+    if (rc == EMDPO_ERR_NOMEM) CHECK(v == NULL);
     emdpo_json_doc_free(doc);
     return rc;
 }
@@ -300,6 +564,7 @@ static void test_alloc_failures(void) {
 
 int main(void) {
     CHECK_EQ_INT(emdpo_json_doc_create(&g_doc), EMDPO_OK);
+    CHECK_EQ_INT(emdpo_json_doc_create(&g_stream_doc), EMDPO_OK);
     test_scalars();
     test_unicode_escapes();
     test_containers();
@@ -307,7 +572,12 @@ int main(void) {
     test_rejections();
     test_depth();
     test_write_string();
+    test_kept_ends();
+    test_limits();
+    test_elements();
+    test_lines();
     emdpo_json_doc_free(g_doc);
+    emdpo_json_doc_free(g_stream_doc);
     test_alloc_failures();
     return check_report("test_json");
 }

@@ -183,6 +183,74 @@ out:
     free(resp);
 }
 
+/* Texts of 3 MB read from JSONL keep only the ends the tokenizer window
+ * reads, and give the same tokens as the whole texts (DPO records and SFT
+ * texts); a record whose implicit prompt would need a cut text whole is
+ * refused at its line. */
+static void test_kept_texts(const emdpo_tokenizer *tok) {
+    enum { L = 200, P = 100, N = 3000000 };
+    const char *json_words[4] = {" a b", " c\xC3\xA9", " d\\ne f", " \xE2\x82\xAC g"};
+    const char *words[4] = {" a b", " c\xC3\xA9", " d\ne f", " \xE2\x82\xAC g"};
+    char *prompt = malloc(N + 16), *resp = malloc(N + 16), *jp = malloc(2 * N), *jr = malloc(2 * N);
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/emdpo_test_kept_%ld.jsonl", (long)getpid());
+    CHECK(prompt && resp && jp && jr);
+    if (!prompt || !resp || !jp || !jr) goto out;
+    size_t at = 0, rat = 0, jat = 0, jrat = 0;
+    for (int w = 0; at + 8 < N; w++) {
+        const char *pw = words[w % 4], *rw = words[(w + 1) % 4];
+        memcpy(prompt + at, pw, strlen(pw));
+        at += strlen(pw);
+        memcpy(resp + rat, rw, strlen(rw));
+        rat += strlen(rw);
+        memcpy(jp + jat, json_words[w % 4], strlen(json_words[w % 4]));
+        jat += strlen(json_words[w % 4]);
+        memcpy(jr + jrat, json_words[(w + 1) % 4], strlen(json_words[(w + 1) % 4]));
+        jrat += strlen(json_words[(w + 1) % 4]);
+    }
+    prompt[at] = resp[rat] = jp[jat] = jr[jrat] = 0;
+    for (int sft = 0; sft < 2; sft++) {
+        FILE *fp = fopen(path, "wb");
+        if (!fp) break;
+        if (sft) fprintf(fp, "{\"prompt\": \"%s\", \"response\": \"%s\"}\n", jp, jr);
+        else fprintf(fp, "{\"prompt\": \"%s\", \"chosen\": \"%s\", \"rejected\": \"b\"}\n", jp, jr);
+        fclose(fp);
+        emdpo_lm_set *got = NULL, *want = NULL;
+        emdpo_data *d = NULL;
+        emdpo_diag diag;
+        CHECK_EQ_INT(emdpo_lm_set_read(path, tok, L, P, 0, &got, sft ? NULL : &d, &diag), EMDPO_OK);
+        CHECK_EQ_INT(emdpo_lm_set_create(L, P, &want), EMDPO_OK);
+        const char *r[2] = {resp, "b"};
+        CHECK_EQ_INT(emdpo_lm_set_add(want, tok, prompt, r, sft ? 1 : 2, sft ? 0 : 1), EMDPO_OK);
+        CHECK(!d || strlen(d->dec_prompt[0]) < at / 100); /* what the data kept */
+        CHECK(got && want && got->n_seq == want->n_seq && got->n_tok == want->n_tok);
+        if (got && want && got->n_tok == want->n_tok && got->n_seq == want->n_seq) {
+            CHECK(memcmp(got->tok, want->tok, (size_t)got->n_tok * sizeof *got->tok) == 0);
+            CHECK(memcmp(got->seq_start, want->seq_start, (size_t)got->n_seq * sizeof *got->seq_start) == 0);
+            CHECK_EQ_INT(got->n_truncated, want->n_truncated);
+        }
+        emdpo_lm_set_free(got);
+        emdpo_lm_set_free(want);
+        emdpo_data_free(d);
+    }
+    FILE *fp = fopen(path, "wb");
+    if (fp) {
+        fprintf(fp, "\n{\"chosen\": \"%s x\", \"rejected\": \"%s y\"}\n", jp, jp);
+        fclose(fp);
+        emdpo_lm_set *got = NULL;
+        emdpo_diag diag;
+        CHECK_EQ_INT(emdpo_lm_set_read(path, tok, L, P, 0, &got, NULL, &diag), EMDPO_ERR_PARSE);
+        CHECK(diag.line == 2 && strstr(diag.msg, "needs it whole"));
+        emdpo_lm_set_free(got);
+    }
+    remove(path);
+out:
+    free(prompt);
+    free(resp);
+    free(jp);
+    free(jr);
+}
+
 static void test_dpo(const emdpo_tokenizer *tok) {
     emdpo_lm_set *s = pref_set(tok);
     emdpo_llama *m = make_model(3);
@@ -624,12 +692,48 @@ static void test_lora(const emdpo_tokenizer *tok) {
     emdpo_llama_free(m);
 }
 
+/* Every allocation that emdpo_trainer_save makes can fail, and a failure
+ * is reported as out of memory (not as a write error) with no file left. */
+static void test_save_failalloc(const emdpo_tokenizer *tok) {
+    emdpo_llama *m = make_model(2);
+    emdpo_train_config c;
+    config(&c, EMDPO_TRAIN_DPO, EMDPO_OPTIM_ADAMW, 1e-3);
+    emdpo_lm_set *s = pref_set(tok);
+    emdpo_trainer *t = NULL;
+    CHECK_EQ_INT(emdpo_trainer_create(m, s, NULL, &c, &t), EMDPO_OK);
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/emdpo_test_save_%ld.bin", (long)getpid());
+    emdpo_diag diag;
+    failalloc_install(-1, 0);
+    CHECK_EQ_INT(t ? emdpo_trainer_save(t, path, &diag) : EMDPO_ERR_NOMEM, EMDPO_OK);
+    long count = failalloc_count();
+    failalloc_uninstall();
+    remove(path);
+    CHECK(count >= 3); /* the temporary's names and the checksum's buffer */
+    for (long n = 0; n < count; n++) {
+        failalloc_install(n, 0);
+        int rc = emdpo_trainer_save(t, path, &diag);
+        long live = failalloc_live();
+        failalloc_uninstall();
+        /* A failure that only skips removing stale temporaries still saves. */
+        CHECK_MSG(rc == EMDPO_OK || (rc == EMDPO_ERR_NOMEM && strcmp(diag.msg, "out of memory") == 0),
+                  "fail at %ld: %s (%s)", n, emdpo_status_name(rc), diag.msg);
+        CHECK_MSG(rc == EMDPO_OK || access(path, F_OK) != 0, "fail at %ld left %s", n, path);
+        CHECK_MSG(live == 0, "fail at %ld: %ld blocks leaked", n, live);
+        remove(path);
+    }
+    emdpo_trainer_free(t);
+    emdpo_lm_set_free(s);
+    emdpo_llama_free(m);
+}
+
 int main(void) {
     emdpo_tokenizer *tok = testdata_letter_tokenizer();
     CHECK(tok != NULL);
     if (!tok) return check_report("test_lm_train");
     test_batch(tok);
     test_long_texts(tok);
+    test_kept_texts(tok);
     test_texts();
     test_dpo(tok);
     test_rpo(tok);
@@ -638,6 +742,7 @@ int main(void) {
     test_resume(tok);
     test_lora(tok);
     test_failalloc(tok);
+    test_save_failalloc(tok);
     emdpo_tokenizer_free(tok);
     return check_report("test_lm_train");
 }

@@ -389,6 +389,18 @@ EMDPO_API int emdpo_lm_set_from_data(const emdpo_data *d, const emdpo_tokenizer 
  * diag, EMDPO_ERR_UNSUPPORTED for preference data without text. */
 EMDPO_API int emdpo_lm_set_read(const char *path, const emdpo_tokenizer *tok, int max_length, int max_prompt_length,
                                 int chosen_only, emdpo_lm_set **out, emdpo_data **data, emdpo_diag *diag);
+/* emdpo_data_read_with (JSONL) for work that only tokenizes the texts with
+ * tok into sequences of max_length tokens (0: emdpo_lm_lengths' default
+ * for m): training, scoring and fitting language-model policies. Of a text
+ * longer than such a sequence can reach, only its ends are kept, so that
+ * reading costs memory in proportion to the context rather than to the
+ * longest line, and the tokens made from the data are those of the whole
+ * texts. Records that TRL's implicit prompt or a chat template turns into
+ * texts are refused at their line when one of their strings is that long.
+ * Commands that need the texts themselves (generation, evaluation against
+ * the responses' text) read them whole with emdpo_data_read_with. */
+EMDPO_API int emdpo_lm_data_read(const char *path, const emdpo_read_opts *o, const emdpo_llama *m,
+                                 const emdpo_tokenizer *tok, int max_length, emdpo_data **out, emdpo_diag *diag);
 EMDPO_API void emdpo_lm_set_free(emdpo_lm_set *s);
 EMDPO_API int64_t emdpo_lm_set_n_sequences(const emdpo_lm_set *s);
 EMDPO_API int64_t emdpo_lm_set_n_groups(const emdpo_lm_set *s);

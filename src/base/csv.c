@@ -24,7 +24,17 @@ void emdpo_csv_reset_buf(emdpo_csv *r, const char *buf, size_t len) {
     r->end = buf + len;
     r->line = 1;
     r->rec_line = 0;
+    r->pos = r->rec_pos = 0;
     r->started = 0;
+    r->buf_len = 0;
+    r->nf = 0;
+}
+
+void emdpo_csv_seek_file(emdpo_csv *r, int64_t pos, long line) {
+    r->pos = r->rec_pos = pos;
+    r->line = line;
+    r->rec_line = 0;
+    r->started = 1;
     r->buf_len = 0;
     r->nf = 0;
 }
@@ -40,8 +50,9 @@ void emdpo_csv_free(emdpo_csv *r) {
 }
 
 static int get(emdpo_csv *r) {
-    if (r->fp) return getc_unlocked(r->fp);
-    return r->p < r->end ? (unsigned char)*r->p++ : EOF;
+    int c = r->fp ? getc_unlocked(r->fp) : r->p < r->end ? (unsigned char)*r->p++ : EOF;
+    if (c != EOF) r->pos++;
+    return c;
 }
 
 static int peek(emdpo_csv *r) {
@@ -93,6 +104,7 @@ int emdpo_csv_next(emdpo_csv *r, int *got, emdpo_diag *diag) {
         r->buf_len = 0;
         r->nf = 0;
         long first = r->line;
+        int64_t first_pos = r->pos;
         int c = get(r), blank = 1;
         if (!r->started) {
             r->started = 1;
@@ -145,6 +157,7 @@ int emdpo_csv_next(emdpo_csv *r, int *got, emdpo_diag *diag) {
         if (c != EOF) r->line++;
         if (!blank) {
             r->rec_line = first;
+            r->rec_pos = first_pos;
             *got = 1;
             return EMDPO_OK;
         }

@@ -13,6 +13,7 @@
 #define EMDPO_CSV_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "emdpo.h"
@@ -22,6 +23,9 @@ typedef struct emdpo_csv {
     const char *p, *end;
     long line;             /* line of the next byte, 1-based */
     long rec_line;         /* line where the current record starts */
+    int64_t pos;           /* offset of the next byte: bytes read since the
+                              start, plus what the caller set it to */
+    int64_t rec_pos;       /* offset of the current record's first byte */
     int started;           /* past the byte order mark check */
     char *buf;             /* the record's fields, each NUL-terminated */
     size_t buf_len, buf_cap;
@@ -37,6 +41,11 @@ void emdpo_csv_init_buf(emdpo_csv *r, const char *buf, size_t len);
 /* Points r at buf[0..len) as emdpo_csv_init_buf does, keeping the buffers
  * it has grown: one reader for record after record of a line reader. */
 void emdpo_csv_reset_buf(emdpo_csv *r, const char *buf, size_t len);
+
+/* Goes on reading the stream, which the caller has moved (fseeko) to
+ * offset pos, the start of line `line`, past the byte order mark check:
+ * one part of a file read by several processes. */
+void emdpo_csv_seek_file(emdpo_csv *r, int64_t pos, long line);
 
 /* Reads the next record that is not a blank line: *got is 1 with the
  * record in r (nf fields, rec_line), 0 at the end. EMDPO_ERR_PARSE with

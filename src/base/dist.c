@@ -1,6 +1,7 @@
 #include "base/dist.h"
 
 #include <limits.h>
+#include <string.h>
 
 #include "base/alloc.h"
 #include "base/hash.h"
@@ -63,6 +64,10 @@ static void share_of(int r, int size, int64_t n_annot, int64_t *lo, int64_t *hi)
 
 void emdpo_dist_share(int64_t n_annot, int64_t *lo, int64_t *hi) {
     share_of(emdpo_dist_rank(), emdpo_dist_size(), n_annot, lo, hi);
+}
+
+void emdpo_dist_share_of(int rank, int64_t n_annot, int64_t *lo, int64_t *hi) {
+    share_of(rank, emdpo_dist_size(), n_annot, lo, hi);
 }
 
 /* ---- Reductions of the sharded log-linear EM ---------------------------- */
@@ -254,5 +259,56 @@ int emdpo_dist_same(const void *p, size_t bytes) {
     (void)p;
     (void)bytes;
     return 1;
+}
+#endif
+
+/* ---- Reading one file in byte ranges (dist.h) --------------------------- */
+
+#ifdef EMDPO_MPI
+int emdpo_dist_alltoall_bytes(const char *send, const int64_t *counts, char **recv, size_t *recv_len) {
+    int size = emdpo_dist_size();
+    *recv = NULL;
+    *recv_len = 0;
+    size_t ibytes = 4 * (size_t)size * sizeof(int), lbytes = (size_t)size * sizeof(int64_t);
+    int *sc = emdpo_malloc(ibytes);
+    int64_t *rcount = emdpo_malloc(lbytes);
+    int rc = sc && rcount ? EMDPO_OK : EMDPO_ERR_NOMEM;
+    int64_t stotal = 0, rtotal = 0;
+    if (!rc) {
+        MPI_Alltoall(counts, 1, MPI_INT64_T, rcount, 1, MPI_INT64_T, MPI_COMM_WORLD);
+        for (int q = 0; q < size; q++) {
+            stotal += counts[q];
+            rtotal += rcount[q];
+        }
+        if (stotal > INT_MAX || rtotal > INT_MAX) rc = EMDPO_ERR_INVALID_ARG;
+    }
+    int *sd = sc + size, *rcnt = sd + size, *rd = rcnt + size;
+    for (int q = 0, sa = 0, ra = 0; !rc && q < size; q++) {
+        sc[q] = (int)counts[q];
+        sd[q] = sa;
+        sa += sc[q];
+        rcnt[q] = (int)rcount[q];
+        rd[q] = ra;
+        ra += rcnt[q];
+    }
+    if (!rc && rtotal && !(*recv = emdpo_malloc((size_t)rtotal))) rc = EMDPO_ERR_NOMEM;
+    if (!rc) {
+        MPI_Alltoallv(send, sc, sd, MPI_CHAR, *recv, rcnt, rd, MPI_CHAR, MPI_COMM_WORLD);
+        *recv_len = (size_t)rtotal;
+    }
+    emdpo_free(sc, ibytes);
+    emdpo_free(rcount, lbytes);
+    return rc;
+}
+#else
+int emdpo_dist_alltoall_bytes(const char *send, const int64_t *counts, char **recv, size_t *recv_len) {
+    size_t n = (size_t)counts[0];
+    *recv = NULL;
+    *recv_len = 0;
+    if (!n) return EMDPO_OK;
+    if (!(*recv = emdpo_malloc(n))) return EMDPO_ERR_NOMEM;
+    memcpy(*recv, send, n);
+    *recv_len = n;
+    return EMDPO_OK;
 }
 #endif

@@ -25,6 +25,8 @@
  * EMDPO_DIST_ALIGN, as even as they split, in rank order. All of them on
  * one process. */
 void emdpo_dist_share(int64_t n_annot, int64_t *lo, int64_t *hi);
+/* The share of process `rank` (0 <= rank < emdpo_dist_size()). */
+void emdpo_dist_share_of(int rank, int64_t n_annot, int64_t *lo, int64_t *hi);
 
 /* ---- Reductions of the sharded log-linear EM ---------------------------
  * Each process holds its share of the annotators; these combine what the
@@ -76,5 +78,14 @@ int emdpo_dist_allgather_runs(double *items, int64_t n, int64_t run);
 /* 1 when p (bytes) holds the same bytes on every process (compared by a
  * 64-bit hash), else 0: a check that data-parallel replicas agree. */
 int emdpo_dist_same(const void *p, size_t bytes);
+
+/* ---- Reading one file in byte ranges (data/read_csv.c) ---------------- */
+
+/* Every process sends counts[q] bytes of send (the pieces in rank order)
+ * to process q and receives, in *recv (allocated, *recv_len bytes, NULL when
+ * none; the caller frees it with emdpo_free(*recv, *recv_len)), what each
+ * process sent it, in rank order. One process: a copy of send. EMDPO_ERR_NOMEM, or
+ * EMDPO_ERR_INVALID_ARG past 2^31 bytes. */
+int emdpo_dist_alltoall_bytes(const char *send, const int64_t *counts, char **recv, size_t *recv_len);
 
 #endif

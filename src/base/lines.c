@@ -7,33 +7,142 @@
 #include "base/alloc.h"
 #include "emdpo.h"
 
-int emdpo_lines_next(emdpo_lines *lr, int *got) {
+/* Makes at least want (<= 4) unread bytes available in the chunk unless the
+ * file ends first. A plain FILE is read up to a newline at a time, so that
+ * lines typed into a pipe are answered as they come. */
+static int refill(emdpo_lines *lr, size_t want) {
+    if (lr->io_error) return EMDPO_ERR_IO;
+    if (!lr->chunk && !(lr->chunk = emdpo_malloc(EMDPO_LINES_CHUNK))) return EMDPO_ERR_NOMEM;
+    size_t have = lr->chunk_len - lr->chunk_pos;
+    if (have >= want || lr->at_eof) return EMDPO_OK;
+    memmove(lr->chunk, lr->chunk + lr->chunk_pos, have);
+    lr->chunk_pos = 0;
+    lr->chunk_len = have;
+    while (lr->chunk_len < want && !lr->at_eof) {
+        size_t room = EMDPO_LINES_CHUNK - lr->chunk_len;
+        if (lr->gz) {
+            int got = gzread((gzFile)lr->gz, lr->chunk + lr->chunk_len, (unsigned)room), zerr;
+            gzerror((gzFile)lr->gz, &zerr);
+            /* a corrupt or truncated file (Z_DATA_ERROR, Z_BUF_ERROR) */
+            if (got < 0 || (zerr != Z_OK && zerr != Z_STREAM_END)) lr->io_error = 1;
+            if (got <= 0) lr->at_eof = 1;
+            else lr->chunk_len += (size_t)got;
+        } else {
+            int c = 0;
+            while (room-- > 0 && (c = getc_unlocked(lr->fp)) != EOF) {
+                lr->chunk[lr->chunk_len++] = (char)c;
+                if (c == '\n') break;
+            }
+            if (c == EOF) {
+                lr->at_eof = 1;
+                if (ferror(lr->fp)) lr->io_error = 1;
+            }
+        }
+        if (lr->io_error) return EMDPO_ERR_IO;
+    }
+    return EMDPO_OK;
+}
+
+int emdpo_lines_begin(emdpo_lines *lr, int *got) {
     *got = 0;
-    lr->len = 0;
-    int c = EOF;
-    for (;;) {
-        /* Room for this byte and the terminating NUL. */
-        if (lr->len + 2 > lr->cap && emdpo_grow((void **)&lr->buf, &lr->cap, lr->len + 2, 1))
-            return EMDPO_ERR_NOMEM;
-        c = lr->gz ? gzgetc((gzFile)lr->gz) : getc_unlocked(lr->fp);
-        if (c == EOF || c == '\n') break;
-        lr->buf[lr->len++] = (char)c;
+    int rc;
+    lr->newline_unseen = 0;
+    while (lr->line_open) { /* the rest of a line its reader left */
+        if ((rc = refill(lr, 1))) return rc;
+        const char *s = lr->chunk + lr->chunk_pos, *nl = memchr(s, '\n', lr->chunk_len - lr->chunk_pos);
+        lr->chunk_pos = nl ? (size_t)(nl + 1 - lr->chunk) : lr->chunk_len;
+        if (nl || lr->chunk_pos == lr->chunk_len) lr->line_open = !nl && !lr->at_eof;
     }
-    if (lr->gz) {
-        int zerr;
-        gzerror((gzFile)lr->gz, &zerr);
-        if (zerr != Z_OK) return EMDPO_ERR_IO; /* a corrupt or truncated file (Z_DATA_ERROR, Z_BUF_ERROR) */
-    } else if (ferror(lr->fp)) {
-        return EMDPO_ERR_IO;
-    }
-    if (c == EOF && lr->len == 0) return EMDPO_OK;
-    if (lr->len && lr->buf[lr->len - 1] == '\r') lr->len--;
-    lr->buf[lr->len] = 0;
-    if (++lr->lineno == 1 && lr->len >= 3 && memcmp(lr->buf, "\xEF\xBB\xBF", 3) == 0) {
-        lr->len -= 3;
-        memmove(lr->buf, lr->buf + 3, lr->len + 1);
+    if ((rc = refill(lr, 1))) return rc;
+    if (lr->chunk_pos == lr->chunk_len) return EMDPO_OK;
+    lr->line_open = 1;
+    if (++lr->lineno == 1) {
+        if ((rc = refill(lr, 3))) return rc;
+        if (lr->chunk_len - lr->chunk_pos >= 3 && memcmp(lr->chunk + lr->chunk_pos, "\xEF\xBB\xBF", 3) == 0)
+            lr->chunk_pos += 3;
     }
     *got = 1;
+    return EMDPO_OK;
+}
+
+int emdpo_lines_read_line(void *ctx, char *dst, size_t cap, size_t *n) {
+    emdpo_lines *lr = ctx;
+    *n = 0;
+    if (!lr->line_open || cap < 2) return EMDPO_OK;
+    int rc = refill(lr, 1);
+    if (rc) return rc;
+    size_t have = lr->chunk_len - lr->chunk_pos;
+    const char *s = lr->chunk + lr->chunk_pos;
+    if (have == 1 && s[0] == '\r') { /* a "\r" that may end the line: look one byte further */
+        if ((rc = refill(lr, 2))) return rc;
+        have = lr->chunk_len - lr->chunk_pos;
+        s = lr->chunk + lr->chunk_pos;
+        if (have == 1 || s[1] == '\n') {
+            lr->chunk_pos += have == 1 ? 1 : 2;
+            lr->line_open = 0;
+            lr->newline_unseen = have > 1;
+            return EMDPO_OK;
+        }
+    }
+    if (have == 0) { /* the last line, without a "\n" */
+        lr->line_open = 0;
+        return EMDPO_OK;
+    }
+    size_t take = have < cap ? have : cap;
+    const char *nl = memchr(s, '\n', take);
+    size_t k = nl ? (size_t)(nl - s) : take;
+    lr->chunk_pos += nl ? k + 1 : k;
+    if (nl) {
+        lr->line_open = 0;
+        lr->newline_unseen = 1;
+        if (k && s[k - 1] == '\r') k--;
+    } else if (k > 1 && s[k - 1] == '\r') {
+        k--; /* decided on the next call */
+        lr->chunk_pos--;
+    }
+    memcpy(dst, s, k);
+    *n = k;
+    return EMDPO_OK;
+}
+
+int emdpo_lines_read_rest(void *ctx, char *dst, size_t cap, size_t *n) {
+    emdpo_lines *lr = ctx;
+    *n = 0;
+    int rc = refill(lr, 1);
+    if (rc) return rc;
+    size_t have = lr->chunk_len - lr->chunk_pos, take = have < cap ? have : cap;
+    memcpy(dst, lr->chunk + lr->chunk_pos, take);
+    lr->chunk_pos += take;
+    lr->line_open = 0;
+    *n = take;
+    return EMDPO_OK;
+}
+
+int emdpo_lines_read_on(void *ctx, char *dst, size_t cap, size_t *n) {
+    emdpo_lines *lr = ctx;
+    int rc;
+    if (lr->line_open && ((rc = emdpo_lines_read_line(ctx, dst, cap, n)) || *n)) return rc;
+    if (!lr->newline_unseen) return emdpo_lines_read_rest(ctx, dst, cap, n);
+    lr->newline_unseen = 0;
+    dst[0] = '\n';
+    *n = 1;
+    return EMDPO_OK;
+}
+
+int emdpo_lines_next(emdpo_lines *lr, int *got) {
+    lr->len = 0;
+    int rc = emdpo_lines_begin(lr, got);
+    if (rc || !*got) return rc;
+    for (;;) {
+        /* Room for a piece and the terminating NUL. */
+        if (lr->len + 4097 > lr->cap && emdpo_grow((void **)&lr->buf, &lr->cap, lr->len + 4097, 1))
+            return EMDPO_ERR_NOMEM;
+        size_t n;
+        if ((rc = emdpo_lines_read_line(lr, lr->buf + lr->len, lr->cap - lr->len - 1, &n))) return rc;
+        if (!n && !lr->line_open) break;
+        lr->len += n;
+    }
+    lr->buf[lr->len] = 0;
     return EMDPO_OK;
 }
 
@@ -61,8 +170,9 @@ void emdpo_lines_close(emdpo_lines *lr) {
 
 void emdpo_lines_free(emdpo_lines *lr) {
     emdpo_free(lr->buf, lr->cap);
-    lr->buf = NULL;
-    lr->cap = lr->len = 0;
+    emdpo_free(lr->chunk, lr->chunk ? EMDPO_LINES_CHUNK : 0);
+    lr->buf = lr->chunk = NULL;
+    lr->cap = lr->len = lr->chunk_pos = lr->chunk_len = 0;
 }
 
 int emdpo_line_is_blank(const char *s, size_t len) {

@@ -467,6 +467,32 @@ int emdpo_data_share(const emdpo_data *d, emdpo_data **out) {
     return EMDPO_OK;
 }
 
+int emdpo_data_builder_finish_share(emdpo_data_builder *b, int64_t annot_base, int64_t all_annot, emdpo_data **out) {
+    *out = NULL;
+    int rc;
+    if (b->n_dec) {
+        rc = emdpo_data_builder_finish(b, out);
+    } else {
+        emdpo_data features = {.p = b->p, .feature_name = b->feature_name};
+        rc = empty_like(&features, out);
+        emdpo_data_builder_free(b);
+    }
+    if (rc) return rc;
+    emdpo_data *s = *out;
+    int64_t all[2] = {s->n_dec, s->n_items};
+    if ((rc = emdpo_dist_sum_i64(all, 2))) {
+        emdpo_data_free(s);
+        *out = NULL;
+        return rc;
+    }
+    s->shard = 1;
+    s->annot_base = annot_base;
+    s->all_annot = all_annot;
+    s->all_dec = all[0];
+    s->all_items = all[1];
+    return EMDPO_OK;
+}
+
 void emdpo_diag_group_conflict(emdpo_diag *diag, long line, const char *annotator, const char *group) {
     if (group)
         emdpo_diag_set(

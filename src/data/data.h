@@ -51,6 +51,13 @@ static inline int64_t emdpo_data_all_items(const struct emdpo_data *d) { return 
  * process may have 0 annotators. */
 int emdpo_data_share(const emdpo_data *d, emdpo_data **out);
 
+/* Finishes b (consumed, like emdpo_data_builder_finish) as this process's
+ * share of a dataset read in parts (data/read_csv.c under mpirun): its
+ * annotators are annot_base .. of all_annot, the whole's decisions and
+ * items are summed over the processes (a collective); b may hold no
+ * decisions. */
+int emdpo_data_builder_finish_share(emdpo_data_builder *b, int64_t annot_base, int64_t all_annot, emdpo_data **out);
+
 /* Items in decision d. */
 static inline int emdpo_dec_n_items(const struct emdpo_data *d, int64_t dec) {
     return (int)(d->dec_item[dec + 1] - d->dec_item[dec]);
@@ -66,6 +73,18 @@ int64_t emdpo_data_builder_count(const emdpo_data_builder *b, const char *annota
  * earlier ones (EMDPO_ERR_PARSE); this words that refusal for a reader's
  * diag. */
 void emdpo_diag_group_conflict(emdpo_diag *diag, long line, const char *annotator, const char *group);
+
+/* emdpo_data_read_with keeping, of a JSONL text longer than
+ * 3 * keep_text_bytes, only its first and last keep_text_bytes (a few
+ * fewer, cut at UTF-8 characters), so that reading costs memory in
+ * proportion to keep_text_bytes rather than to the longest line (0: whole
+ * texts, as emdpo_data_read_with). The language-model commands keep
+ * emdpo_lm_text_keep_bytes (lm_batch.h), which leaves the tokens they make
+ * as they were. Records that TRL's implicit prompt or a chat template
+ * turns into texts are refused at their line when one of their strings
+ * was cut (those need whole strings). */
+int emdpo_data_read_kept(const char *path, emdpo_format fmt, const emdpo_read_opts *o, size_t keep_text_bytes,
+                         emdpo_data **out, emdpo_diag *diag);
 
 /* Validation annotators for n annotators and a holdout share in (0, 1):
  * round(n * holdout); -1 for a share outside (0, 1). */

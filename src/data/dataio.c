@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "base/afile.h"
 #include "base/alloc.h"
@@ -55,6 +56,11 @@ int emdpo_data_read(const char *path, emdpo_format fmt, emdpo_data **out, emdpo_
 
 int emdpo_data_read_with(const char *path, emdpo_format fmt, const emdpo_read_opts *o, emdpo_data **out,
                          emdpo_diag *diag) {
+    return emdpo_data_read_kept(path, fmt, o, 0, out, diag);
+}
+
+int emdpo_data_read_kept(const char *path, emdpo_format fmt, const emdpo_read_opts *o, size_t keep_text_bytes,
+                         emdpo_data **out, emdpo_diag *diag) {
     emdpo_read_opts defaults;
     emdpo_read_opts_init(&defaults);
     if (!o) o = &defaults;
@@ -71,16 +77,20 @@ int emdpo_data_read_with(const char *path, emdpo_format fmt, const emdpo_read_op
     int rc = resolve_format(path, fmt, &f, diag);
     if (rc) return rc;
     long line = 0;
+    int part = 0;
     if (f == EMDPO_FORMAT_JSONL) {
         emdpo_lines lr;
         if (emdpo_lines_open(&lr, path)) return emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot open: %s", strerror(errno));
-        rc = emdpo_read_jsonl(&lr, o, out, diag);
+        rc = emdpo_read_jsonl(&lr, o, keep_text_bytes, out, diag);
         line = lr.lineno;
         emdpo_lines_close(&lr);
     } else {
         FILE *fp = fopen(path, "rb");
         if (!fp) return emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot open: %s", strerror(errno));
-        rc = emdpo_read_csv(fp, o, out, &line, diag);
+        /* Under mpirun each process reads only its part of a regular file. */
+        struct stat st;
+        part = o->share && emdpo_dist_size() > 1 && fstat(fileno(fp), &st) == 0 && S_ISREG(st.st_mode);
+        rc = emdpo_read_csv(fp, o, part, out, &line, diag);
         fclose(fp);
     }
     if (!rc && strcmp(o->annotator_field, "annotator") != 0 &&
@@ -94,7 +104,7 @@ int emdpo_data_read_with(const char *path, emdpo_format fmt, const emdpo_read_op
         *out = NULL;
         rc = EMDPO_ERR_NOMEM;
     }
-    if (!rc && o->share && emdpo_dist_size() > 1) { /* this process keeps its share */
+    if (!rc && o->share && !part && emdpo_dist_size() > 1) { /* this process keeps its share of the whole */
         emdpo_data *mine = NULL;
         rc = emdpo_data_share(*out, &mine);
         emdpo_data_free(*out);

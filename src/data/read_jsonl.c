@@ -17,12 +17,14 @@
 
 typedef struct jsonl_reader {
     const emdpo_read_opts *o;
+    size_t keep;      /* emdpo_data_read_kept's keep_text_bytes */
     emdpo_chat_ctx chat;
     int annot_seen;   /* some record had o->annotator_field */
     emdpo_diag *diag;
     long line;
     long record;      /* the record's number: its line in JSONL, its place in a JSON array */
     emdpo_json_doc *doc;
+    emdpo_json_stream *st;
     emdpo_data_builder *b; /* created by the first response, which fixes p */
     int p;            /* -1 until known; 0 for text data */
     long kind_line;   /* the line whose responses fixed p */
@@ -35,7 +37,17 @@ typedef struct jsonl_reader {
     char annot_buf[32], group_buf[32]; /* ids spelled from integers or line numbers */
 } jsonl_reader;
 
-static int string_has_nul(const emdpo_json *v) { return strlen(v->u.str) != v->len; }
+static int string_has_nul(const emdpo_json *v) { return v->has_nul; }
+
+/* 1 when a string in v was cut to the texts' kept ends. */
+static int has_cut_string(const emdpo_json *v) {
+    if (v->type == EMDPO_JSON_STRING) return v->full_len > v->len;
+    for (size_t k = 0; v->type == EMDPO_JSON_ARRAY && k < v->len; k++)
+        if (has_cut_string(&v->u.elems[k])) return 1;
+    for (size_t k = 0; v->type == EMDPO_JSON_OBJECT && k < v->len; k++)
+        if (has_cut_string(&v->u.members[k].value)) return 1;
+    return 0;
+}
 
 /* An id field: a non-empty string, or an integer spelled in decimal into buf.
  * *out is NULL when the key is absent or null. */
@@ -55,9 +67,9 @@ static int get_id(jsonl_reader *r, const emdpo_json *obj, const char *key, char 
                                                              : emdpo_json_type_name(v->type));
     if (v->len == 0) return emdpo_diag_parse(r->diag, r->line, "\"%s\" is an empty string", key);
     if (string_has_nul(v)) return emdpo_diag_parse(r->diag, r->line, "\"%s\" contains a \\u0000 character", key);
-    if (v->len > EMDPO_MAX_ID_BYTES)
+    if (v->full_len > EMDPO_MAX_ID_BYTES)
         return emdpo_diag_parse(r->diag, r->line, "\"%s\" is %zu bytes long; identifiers are at most %d bytes", key,
-                                v->len, EMDPO_MAX_ID_BYTES);
+                                v->full_len, EMDPO_MAX_ID_BYTES);
     *out = v->u.str;
     return EMDPO_OK;
 }
@@ -212,6 +224,10 @@ static int read_decision(jsonl_reader *r, const emdpo_json *obj) {
     rc = emdpo_chat_record(&r->chat, emdpo_json_get(obj, "prompt"), r->items, n, r->line, &done, &made_prompt, made,
                            r->diag);
     int has_text = done;
+    if (!rc && done && has_cut_string(obj))
+        rc = emdpo_diag_parse(r->diag, r->line, "a text is longer than %zu bytes, which only plain \"prompt\" and "
+                              "response strings may be (an implicit prompt or a chat template needs it whole)",
+                              3 * r->keep);
     if (!rc && done) {
         rc = read_texts(r, made, n);
         prompt = made_prompt;
@@ -233,13 +249,21 @@ static int read_decision(jsonl_reader *r, const emdpo_json *obj) {
     return rc;
 }
 
-static int read_line(jsonl_reader *r, const char *text, size_t len) {
+/* The JSON error of the record on r->line: invalid JSON, or JSON beyond
+ * what a record may hold (json.h's limits). */
+static int json_error(jsonl_reader *r, const emdpo_json_error *jerr) {
+    if (jerr->limit)
+        return emdpo_diag_parse(r->diag, r->line, "line is too large to read: %s at column %zu", jerr->msg,
+                                jerr->offset + 1);
+    return emdpo_diag_parse(r->diag, r->line, "line is not valid JSON: %s at column %zu", jerr->msg, jerr->offset + 1);
+}
+
+static int read_line(jsonl_reader *r) {
     const emdpo_json *root;
     emdpo_json_error jerr;
-    int rc = emdpo_json_parse(r->doc, text, len, &root, &jerr);
-    if (rc == EMDPO_ERR_PARSE)
-        return emdpo_diag_parse(r->diag, r->line, "line is not valid JSON: %s at column %zu", jerr.msg,
-                                jerr.offset + 1);
+    int rc = emdpo_json_stream_value(r->st, &root, &jerr);
+    if (!rc) rc = emdpo_json_stream_end(r->st, &jerr);
+    if (rc == EMDPO_ERR_PARSE) return json_error(r, &jerr);
     if (rc) return rc;
     if (root->type != EMDPO_JSON_OBJECT)
         return emdpo_diag_parse(r->diag, r->line, "line is a JSON %s, expected an object",
@@ -247,80 +271,37 @@ static int read_line(jsonl_reader *r, const char *text, size_t len) {
     return read_decision(r, root);
 }
 
-/* The line of byte off of buf, whose first byte is on line first. */
-static long line_at(const char *buf, size_t off, long first) {
-    long line = first;
-    for (size_t i = 0; i < off; i++) line += buf[i] == '\n';
-    return line;
-}
-
-/* Where each element of the top-level array in buf (valid JSON) begins:
- * the byte offsets of its first n elements into at. */
-static void element_offsets(const char *buf, size_t len, size_t *at, size_t n) {
-    int depth = 0, in_string = 0, want = 0;
-    size_t k = 0;
-    for (size_t i = 0; i < len && k < n; i++) {
-        char c = buf[i];
-        if (in_string) {
-            if (c == '\\') i++;
-            else if (c == '"') in_string = 0;
-            continue;
-        }
-        if (c == ' ' || c == '\t' || c == '\r' || c == '\n') continue;
-        if (depth == 1 && want && c != ']') {
-            at[k++] = i;
-            want = 0;
-        }
-        if (c == '"') in_string = 1;
-        else if (c == '[' || c == '{') want = ++depth == 1;
-        else if (c == ']' || c == '}') depth--;
-        else if (c == ',' && depth == 1) want = 1;
-    }
-}
-
-/* A JSON file holding one array of records: the lines from the first
- * (which opened the array) on, as one document; each record's errors cite
- * the line where it begins. */
+/* A JSON file holding one array of records, from the line that opened it
+ * on: one record at a time, each record's errors citing the line where it
+ * begins. */
 static int read_array(jsonl_reader *r, emdpo_lines *lr) {
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
     long first = lr->lineno;
+    emdpo_json_stream_switch(r->st, emdpo_lines_read_on, lr);
     int rc = EMDPO_OK, got = 1;
-    do {
-        if (emdpo_grow((void **)&buf, &cap, len + lr->len + 2, 1)) {
-            rc = EMDPO_ERR_NOMEM;
-            break;
-        }
-        memcpy(buf + len, lr->buf, lr->len);
-        len += lr->len;
-        buf[len++] = '\n';
-    } while (!(rc = emdpo_lines_next(lr, &got)) && got);
-    const emdpo_json *root = NULL;
     emdpo_json_error jerr;
-    if (!rc && (rc = emdpo_json_parse(r->doc, buf, len, &root, &jerr)) == EMDPO_ERR_PARSE)
-        emdpo_diag_parse(r->diag, line_at(buf, jerr.offset < len ? jerr.offset : len, first),
-                         "the JSON array is not valid JSON: %s", jerr.msg);
-    size_t *at = !rc ? emdpo_malloc((root->len + 1) * sizeof *at) : NULL;
-    if (!rc && !at) rc = EMDPO_ERR_NOMEM;
-    if (!rc) element_offsets(buf, len, at, root->len);
-    long line = first;
-    for (size_t i = 0; !rc && i < root->len; i++) {
-        line += (long)(line_at(buf + (i ? at[i - 1] : 0), at[i] - (i ? at[i - 1] : 0), 0));
-        r->line = line;
-        r->record = (long)i + 1;
-        if (root->u.elems[i].type != EMDPO_JSON_OBJECT)
-            rc = emdpo_diag_parse(r->diag, r->line, "record %zu is a JSON %s, expected an object", i + 1,
-                                  emdpo_json_type_name(root->u.elems[i].type));
+    for (long i = 1; !rc; i++) {
+        const emdpo_json *rec;
+        if ((rc = emdpo_json_stream_element(r->st, &rec, &got, &jerr)) || !got) break;
+        r->line = first + emdpo_json_stream_value_newlines(r->st);
+        r->record = i;
+        if (rec->type != EMDPO_JSON_OBJECT)
+            rc = emdpo_diag_parse(r->diag, r->line, "record %ld is a JSON %s, expected an object", i,
+                                  emdpo_json_type_name(rec->type));
         else
-            rc = read_decision(r, &root->u.elems[i]);
+            rc = read_decision(r, rec);
     }
-    emdpo_free(at, at ? (root->len + 1) * sizeof *at : 0);
-    emdpo_free(buf, cap);
+    if (!rc) rc = emdpo_json_stream_end(r->st, &jerr);
+    if (rc == EMDPO_ERR_PARSE && jerr.msg[0]) {
+        long at = first + emdpo_json_stream_newlines(r->st);
+        if (jerr.limit) emdpo_diag_parse(r->diag, at, "a record is too large to read: %s", jerr.msg);
+        else emdpo_diag_parse(r->diag, at, "the JSON array is not valid JSON: %s", jerr.msg);
+    }
     return rc;
 }
 
 static void reader_free(jsonl_reader *r) {
     emdpo_chat_ctx_free(&r->chat);
+    emdpo_json_stream_free(r->st);
     emdpo_json_doc_free(r->doc);
     emdpo_data_builder_free(r->b);
     emdpo_free((void *)r->items, r->items_cap * sizeof *r->items);
@@ -328,22 +309,26 @@ static void reader_free(jsonl_reader *r) {
     emdpo_free((void *)r->texts, r->texts_cap * sizeof *r->texts);
 }
 
-int emdpo_read_jsonl(emdpo_lines *lr, const emdpo_read_opts *o, emdpo_data **out, emdpo_diag *diag) {
-    jsonl_reader r = {.o = o, .diag = diag, .p = -1};
+int emdpo_read_jsonl(emdpo_lines *lr, const emdpo_read_opts *o, size_t keep_text_bytes, emdpo_data **out,
+                     emdpo_diag *diag) {
+    jsonl_reader r = {.o = o, .keep = keep_text_bytes, .diag = diag, .p = -1};
     r.chat.template_path = o->chat_template;
     r.chat.special_tokens = o->special_tokens;
-    int rc = emdpo_json_doc_create(&r.doc), got = 1, first = 1;
-    while (!rc && !(rc = emdpo_lines_next(lr, &got)) && got) {
+    /* Keys are identifiers; texts are cut to what the caller keeps. */
+    emdpo_json_limits lim = {.keep = keep_text_bytes, .max_key = EMDPO_MAX_ID_BYTES};
+    int rc = emdpo_json_doc_create(&r.doc), got = 1, first = 1, c;
+    if (!rc) rc = emdpo_json_stream_create(r.doc, &lim, &r.st);
+    while (!rc && !(rc = emdpo_lines_begin(lr, &got)) && got) {
         r.line = r.record = lr->lineno;
-        if (emdpo_line_is_blank(lr->buf, lr->len)) continue;
-        size_t i = 0;
-        while (i < lr->len && (lr->buf[i] == ' ' || lr->buf[i] == '\t')) i++;
-        if (first && lr->buf[i] == '[') {
+        emdpo_json_error jerr;
+        emdpo_json_stream_reset(r.st, emdpo_lines_read_line, lr);
+        if ((rc = emdpo_json_stream_peek(r.st, &c, &jerr)) || c < 0) continue; /* a blank line */
+        if (first && c == '[') {
             rc = read_array(&r, lr);
             break;
         }
         first = 0;
-        rc = read_line(&r, lr->buf, lr->len);
+        rc = read_line(&r);
     }
     if (!rc && !r.b) {
         emdpo_diag_set(diag, 0, "no decisions in file");

@@ -11,11 +11,15 @@
 #include "data/data.h"
 
 /* JSONL, one decision per line, or a JSON array of decisions
- * (read_jsonl.c). */
-int emdpo_read_jsonl(emdpo_lines *lr, const emdpo_read_opts *o, emdpo_data **out, emdpo_diag *diag);
+ * (read_jsonl.c); texts keep their ends as emdpo_data_read_kept says. */
+int emdpo_read_jsonl(emdpo_lines *lr, const emdpo_read_opts *o, size_t keep_text_bytes, emdpo_data **out,
+                     emdpo_diag *diag);
 /* Long CSV, one row per shown alternative (read_csv.c); *line gets the
- * line reached, for dataio.c's own messages. */
-int emdpo_read_csv(FILE *fp, const emdpo_read_opts *o, emdpo_data **out, long *line, emdpo_diag *diag);
+ * line reached, for dataio.c's own messages. part = 1 (under mpirun, fp a
+ * regular file): this process reads only its share of the annotators, by
+ * byte ranges of the file (whole runs of EMDPO_DIST_ALIGN, as
+ * emdpo_data_share keeps them), and every process must call it. */
+int emdpo_read_csv(FILE *fp, const emdpo_read_opts *o, int part, emdpo_data **out, long *line, emdpo_diag *diag);
 
 /* Writers leave stream errors for the caller to find when it commits the
  * file. The JSONL writer refuses data it cannot represent (invalid UTF-8,

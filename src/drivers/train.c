@@ -106,7 +106,9 @@ static int tokenize(emdpo_train_job *j, emdpo_diag *diag) {
     if (o->read) ro = *o->read;
     else emdpo_read_opts_init(&ro);
     ro.require_text = 1;
-    int rc = emdpo_data_read_with(o->data, EMDPO_FORMAT_JSONL, &ro, &j->d, diag);
+    /* Only tokens are made of the texts: their ends are enough. */
+    int rc = emdpo_data_read_kept(o->data, EMDPO_FORMAT_JSONL, &ro, emdpo_lm_text_keep_bytes(j->tok, o->max_length),
+                                  &j->d, diag);
     if (rc) return rc;
     if (!emdpo_data_has_text(j->d)) return emdpo_diag_at(diag, EMDPO_ERR_UNSUPPORTED, o->data, 0, "responses have no text");
     rc = emdpo_lm_set_from_data(j->d, j->tok, o->max_length, o->max_prompt_length, &j->set);

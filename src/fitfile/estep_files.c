@@ -75,23 +75,46 @@ static int json_id(const emdpo_json *obj, const char *key, char *buf, size_t siz
         *out = buf;
         return EMDPO_OK;
     }
-    if (v->type != EMDPO_JSON_STRING || v->len == 0 || strlen(v->u.str) != v->len)
+    if (v->type != EMDPO_JSON_STRING || v->len == 0 || v->has_nul)
         return emdpo_diag_parse(diag, line, "\"%s\" must be a non-empty string or an integer", key);
+    if (v->full_len > EMDPO_MAX_ID_BYTES)
+        return emdpo_diag_parse(diag, line, "\"%s\" is %zu bytes long; identifiers are at most %d bytes", key,
+                                v->full_len, EMDPO_MAX_ID_BYTES);
     *out = v->u.str;
     return EMDPO_OK;
 }
 
-/* Parses line lr's text as one JSON object. */
-static int json_line(emdpo_json_doc *doc, const emdpo_lines *lr, const emdpo_json **root, emdpo_diag *diag) {
+/* The next record of a JSONL file, streamed under lim (whose list_key
+ * bounds the record's types): *got is 0 at the end. */
+static int json_record(emdpo_lines *lin, emdpo_json_stream *st, const emdpo_json **root, int *got, emdpo_diag *diag) {
     emdpo_json_error jerr;
-    int rc = emdpo_json_parse(doc, lr->buf, lr->len, root, &jerr);
+    int rc, c = -1;
+    while (!(rc = emdpo_lines_begin(lin, got)) && *got) {
+        emdpo_json_stream_reset(st, emdpo_lines_read_line, lin);
+        if ((rc = emdpo_json_stream_peek(st, &c, &jerr)) || c >= 0) break; /* else a blank line */
+    }
+    if (!rc && *got && !(rc = emdpo_json_stream_value(st, root, &jerr))) rc = emdpo_json_stream_end(st, &jerr);
+    if (rc == EMDPO_ERR_IO) emdpo_diag_set(diag, lin->lineno, "read error: %s", strerror(errno));
     if (rc == EMDPO_ERR_PARSE)
-        return emdpo_diag_parse(diag, lr->lineno, "line is not valid JSON: %s at column %zu", jerr.msg, jerr.offset + 1);
-    if (rc) return rc;
+        return emdpo_diag_parse(diag, lin->lineno, "line %s: %s at column %zu",
+                                jerr.limit ? "is too large to read" : "is not valid JSON", jerr.msg, jerr.offset + 1);
+    if (rc || !*got) return rc;
     if ((*root)->type != EMDPO_JSON_OBJECT)
-        return emdpo_diag_parse(diag, lr->lineno, "line is a JSON %s, expected an object",
+        return emdpo_diag_parse(diag, lin->lineno, "line is a JSON %s, expected an object",
                                 emdpo_json_type_name((*root)->type));
     return EMDPO_OK;
+}
+
+/* A stream into a new doc for a JSONL file whose records list at most
+ * EMDPO_MAX_K elements under key (one per type). */
+static int json_records_open(const char *key, emdpo_json_doc **doc, emdpo_json_stream **st) {
+    /* Its one string is an identifier: what is kept of a longer one is
+     * enough to refuse it. */
+    emdpo_json_limits lim = {
+        .keep = EMDPO_MAX_ID_BYTES, .max_key = EMDPO_MAX_ID_BYTES, .list_key = key, .list_max = EMDPO_MAX_K};
+    *st = NULL;
+    int rc = emdpo_json_doc_create(doc);
+    return rc ? rc : emdpo_json_stream_create(*doc, &lim, st);
 }
 
 /* Parses line lr's text as one CSV record into rec (its own buffer). */
@@ -394,12 +417,13 @@ static int lr_read_csv(emdpo_logratios *lr, emdpo_lines *lin, emdpo_diag *diag) 
 
 static int lr_read_jsonl(emdpo_logratios *lr, emdpo_lines *lin, emdpo_diag *diag) {
     emdpo_json_doc *doc = NULL;
+    emdpo_json_stream *st = NULL;
     scratch sc = {0};
-    int rc = emdpo_json_doc_create(&doc), got;
-    while (!rc && !(rc = next_line(lin, &got, diag)) && got) {
-        const emdpo_json *root;
-        if (!(rc = json_line(doc, lin, &root, diag))) rc = lr_jsonl_decision(lr, root, &sc, lin->lineno, diag);
-    }
+    const emdpo_json *root;
+    int rc = json_records_open("logratios", &doc, &st), got;
+    while (!rc && !(rc = json_record(lin, st, &root, &got, diag)) && got)
+        rc = lr_jsonl_decision(lr, root, &sc, lin->lineno, diag);
+    emdpo_json_stream_free(st);
     emdpo_json_doc_free(doc);
     emdpo_free(sc.x, sc.cap * sizeof(double));
     return rc;
@@ -572,13 +596,13 @@ static int margins_append(emdpo_margins *m, int k, const char *annotator, const 
 
 static int margins_jsonl(emdpo_margins *m, emdpo_lines *lin, emdpo_diag *diag) {
     emdpo_json_doc *doc = NULL;
-    int rc = emdpo_json_doc_create(&doc), got;
-    while (!rc && !(rc = next_line(lin, &got, diag)) && got) {
-        const emdpo_json *root;
+    emdpo_json_stream *st = NULL;
+    const emdpo_json *root;
+    int rc = json_records_open("margins", &doc, &st), got;
+    while (!rc && !(rc = json_record(lin, st, &root, &got, diag)) && got) {
         long line = lin->lineno;
-        if ((rc = json_line(doc, lin, &root, diag))) break;
         char buf[32];
-        const char *annot;
+        const char *annot = NULL;
         if ((rc = json_id(root, "annotator", buf, sizeof buf, &annot, diag, line))) break;
         const emdpo_json *mv = emdpo_json_get(root, "margins"), *kv = emdpo_json_get(root, "k");
         if (!mv || mv->type != EMDPO_JSON_ARRAY || mv->len < 1 || mv->len > EMDPO_MAX_K) {
@@ -600,6 +624,7 @@ static int margins_jsonl(emdpo_margins *m, emdpo_lines *lin, emdpo_diag *diag) {
         }
         if (!rc) rc = margins_append(m, k, annot, v);
     }
+    emdpo_json_stream_free(st);
     emdpo_json_doc_free(doc);
     return rc;
 }

@@ -452,11 +452,12 @@ int emdpo_trainer_save(const emdpo_trainer *t, const char *path, emdpo_diag *dia
     long len = ok && fflush(fp) == 0 ? ftell(fp) : -1;
     FILE *back = len >= 0 ? fopen(af.tmp, "rb") : NULL;
     uint32_t crc = 0;
-    ok = back && emdpo_file_crc32(back, len, &crc) == EMDPO_OK;
+    int crc_rc = ok && back ? emdpo_file_crc32(back, len, &crc) : EMDPO_ERR_IO;
     if (back) fclose(back);
-    ok = ok && fwrite(&crc, sizeof crc, 1, fp) == 1;
+    ok = !crc_rc && fwrite(&crc, sizeof crc, 1, fp) == 1;
     if (!ok) {
         emdpo_afile_abort(&af);
+        if (crc_rc == EMDPO_ERR_NOMEM) return emdpo_diag_fail(diag, crc_rc, "out of memory");
         emdpo_diag_set(diag, 0, "write error");
         return EMDPO_ERR_IO;
     }

@@ -357,6 +357,7 @@ int main(void) {
     CHECK_MSG(emdpo_lm_lengths(NULL, NULL, NULL, NULL) != EMDPO_OK, "emdpo_lm_lengths");
     CHECK_MSG(emdpo_lm_set_from_data(NULL, NULL, 0, 0, NULL) != EMDPO_OK, "emdpo_lm_set_from_data");
     CHECK_MSG(emdpo_lm_set_read(NULL, NULL, 0, 0, 0, NULL, NULL, NULL) != EMDPO_OK, "emdpo_lm_set_read");
+    CHECK_MSG(emdpo_lm_data_read(NULL, NULL, NULL, NULL, 0, NULL, NULL) != EMDPO_OK, "emdpo_lm_data_read");
     emdpo_lm_set_free(NULL);
     CHECK(1);
     (void)emdpo_lm_set_n_sequences(NULL);
@@ -868,6 +869,7 @@ int main(void) {
  *   emdpo_lm_lengths
  *   emdpo_lm_set_from_data
  *   emdpo_lm_set_read
+ *   emdpo_lm_data_read
  *   emdpo_lm_set_free
  *   emdpo_lm_set_n_sequences
  *   emdpo_lm_set_n_groups

@@ -56,17 +56,27 @@ static int encode(const emdpo_tokenizer *tok, const char *text, unsigned flags, 
  * BPE forms differently at a cut lie far from those kept. */
 #define WINDOW_MARGIN 64
 
-/* The bytes of a text that can reach a sequence of s: no token stands for
- * more bytes than the longest piece of tok. */
+/* The bytes of a text that can reach a sequence of max_length: no token
+ * stands for more bytes than the longest piece of tok. */
+static size_t window_bytes(const emdpo_tokenizer *tok, int max_length) {
+    size_t longest = 1, len;
+    for (int id = 0; id < emdpo_tokenizer_vocab_size(tok); id++)
+        if (emdpo_tokenizer_piece(tok, id, &len) && len > longest) longest = len;
+    return ((size_t)max_length + WINDOW_MARGIN) * longest;
+}
+
 static size_t text_window(emdpo_lm_set *s, const emdpo_tokenizer *tok) {
     if (s->window_tok != tok || !s->window) {
-        size_t longest = 1, len;
-        for (int id = 0; id < emdpo_tokenizer_vocab_size(tok); id++)
-            if (emdpo_tokenizer_piece(tok, id, &len) && len > longest) longest = len;
-        s->window = ((size_t)s->max_length + WINDOW_MARGIN) * longest;
+        s->window = window_bytes(tok, s->max_length);
         s->window_tok = tok;
     }
     return s->window;
+}
+
+/* A kept head has at least keep - 3 bytes (json.h cuts at characters), and
+ * encode_window reads window + 1 bytes of it. */
+size_t emdpo_lm_text_keep_bytes(const emdpo_tokenizer *tok, int max_length) {
+    return tok && max_length > 0 ? 2 * window_bytes(tok, max_length) + 8 : 0;
 }
 
 /* encode of text, or of its last (from_end) or first `window` bytes (cut at
@@ -273,7 +283,7 @@ static int text_field(const emdpo_json *obj, const char *key, const char **out, 
         emdpo_diag_set(diag, line, "\"%s\" must be a string, not %s", key, emdpo_json_type_name(v->type));
         return EMDPO_ERR_PARSE;
     }
-    if (strlen(v->u.str) != v->len) {
+    if (v->has_nul) {
         emdpo_diag_set(diag, line, "\"%s\" contains a \\u0000 character", key);
         return EMDPO_ERR_PARSE;
     }
@@ -281,16 +291,16 @@ static int text_field(const emdpo_json *obj, const char *key, const char **out, 
     return EMDPO_OK;
 }
 
-static int texts_line(emdpo_lm_texts *t, emdpo_json_doc *doc, const emdpo_lines *lr, emdpo_diag *diag) {
+/* The record on line, streamed from lr (its first byte c). */
+static int texts_line(emdpo_lm_texts *t, emdpo_json_stream *st, int c, long line, emdpo_diag *diag) {
     const emdpo_json *root;
     emdpo_json_error jerr;
-    long line = lr->lineno;
-    size_t lead = 0;
-    while (lead < lr->len && (lr->buf[lead] == ' ' || lr->buf[lead] == '\t')) lead++;
-    if (t->n == 0 && lead < lr->len && lr->buf[lead] == '[') return EMDPO_ERR_UNSUPPORTED; /* a JSON array of records */
-    int rc = emdpo_json_parse(doc, lr->buf, lr->len, &root, &jerr);
+    if (t->n == 0 && c == '[') return EMDPO_ERR_UNSUPPORTED; /* a JSON array of records */
+    int rc = emdpo_json_stream_value(st, &root, &jerr);
+    if (!rc) rc = emdpo_json_stream_end(st, &jerr);
     if (rc == EMDPO_ERR_PARSE) {
-        emdpo_diag_set(diag, line, "line is not valid JSON: %s at column %zu", jerr.msg, jerr.offset + 1);
+        emdpo_diag_set(diag, line, "line %s: %s at column %zu", jerr.limit ? "is too large to read" : "is not valid JSON",
+                       jerr.msg, jerr.offset + 1);
         return rc;
     }
     if (rc) return rc;
@@ -327,6 +337,10 @@ static int texts_line(emdpo_lm_texts *t, emdpo_json_doc *doc, const emdpo_lines 
 }
 
 int emdpo_lm_texts_read(const char *path, emdpo_lm_texts **out, emdpo_diag *diag) {
+    return emdpo_lm_texts_read_keep(path, 0, out, diag);
+}
+
+int emdpo_lm_texts_read_keep(const char *path, size_t keep_text_bytes, emdpo_lm_texts **out, emdpo_diag *diag) {
     emdpo_diag scratch;
     if (!diag) diag = &scratch;
     memset(diag, 0, sizeof *diag);
@@ -339,15 +353,22 @@ int emdpo_lm_texts_read(const char *path, emdpo_lm_texts **out, emdpo_diag *diag
     }
     emdpo_lm_texts *t = emdpo_calloc(1, sizeof *t);
     emdpo_json_doc *doc = NULL;
-    int rc = t ? emdpo_json_doc_create(&doc) : EMDPO_ERR_NOMEM, got = 1;
-    while (!rc && !(rc = emdpo_lines_next(&lr, &got)) && got)
-        if (!emdpo_line_is_blank(lr.buf, lr.len)) rc = texts_line(t, doc, &lr, diag);
+    emdpo_json_stream *st = NULL;
+    emdpo_json_limits lim = {.keep = keep_text_bytes, .max_key = EMDPO_MAX_ID_BYTES};
+    int rc = t ? emdpo_json_doc_create(&doc) : EMDPO_ERR_NOMEM, got = 1, c;
+    if (!rc) rc = emdpo_json_stream_create(doc, &lim, &st);
+    while (!rc && !(rc = emdpo_lines_begin(&lr, &got)) && got) {
+        emdpo_json_error jerr;
+        emdpo_json_stream_reset(st, emdpo_lines_read_line, &lr);
+        if (!(rc = emdpo_json_stream_peek(st, &c, &jerr)) && c >= 0) rc = texts_line(t, st, c, lr.lineno, diag);
+    }
     if (!rc && t->n == 0) {
         emdpo_diag_set(diag, 0, "no examples in file");
         rc = EMDPO_ERR_PARSE;
     }
     if (rc == EMDPO_ERR_NOMEM) emdpo_diag_set(diag, lr.lineno, "out of memory");
     if (rc == EMDPO_ERR_IO) emdpo_diag_set(diag, lr.lineno, "read error: %s", strerror(errno));
+    emdpo_json_stream_free(st);
     emdpo_json_doc_free(doc);
     emdpo_lines_close(&lr);
     if (rc) {
@@ -462,9 +483,11 @@ int emdpo_lm_set_read_with(const char *path, const emdpo_read_opts *ro, const em
     if (!path || !tok) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no path or tokenizer");
     emdpo_lm_texts *texts = NULL;
     emdpo_data *d = NULL;
-    int rc = emdpo_lm_texts_read(path, &texts, diag);
+    /* Only the tokens are made from the texts: their ends are enough. */
+    size_t keep = emdpo_lm_text_keep_bytes(tok, max_length);
+    int rc = emdpo_lm_texts_read_keep(path, keep, &texts, diag);
     if (rc == EMDPO_ERR_UNSUPPORTED) { /* preference data */
-        if ((rc = emdpo_data_read_with(path, EMDPO_FORMAT_JSONL, ro, &d, diag))) return rc;
+        if ((rc = emdpo_data_read_kept(path, EMDPO_FORMAT_JSONL, ro, keep, &d, diag))) return rc;
         if (!emdpo_data_has_text(d)) {
             emdpo_data_free(d);
             return emdpo_diag_at(diag, EMDPO_ERR_UNSUPPORTED, path, 0, "responses have no text");
@@ -491,6 +514,18 @@ int emdpo_lm_set_read_with(const char *path, const emdpo_read_opts *ro, const em
     if (data) *data = d;
     else emdpo_data_free(d);
     return EMDPO_OK;
+}
+
+int emdpo_lm_data_read(const char *path, const emdpo_read_opts *o, const emdpo_llama *m, const emdpo_tokenizer *tok,
+                       int max_length, emdpo_data **out, emdpo_diag *diag) {
+    emdpo_diag_reset(diag, path);
+    if (!out) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "out is NULL");
+    *out = NULL;
+    if (!path || !m || !tok) return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG, "no path, model or tokenizer");
+    int max_prompt_length = 0, rc = emdpo_lm_lengths(m, &max_length, &max_prompt_length, diag);
+    if (rc) return rc;
+    /* Only the tokens are made from the texts: their ends are enough. */
+    return emdpo_data_read_kept(path, EMDPO_FORMAT_JSONL, o, emdpo_lm_text_keep_bytes(tok, max_length), out, diag);
 }
 
 int64_t emdpo_lm_set_n_sequences(const emdpo_lm_set *s) { return s ? s->n_seq : 0; }

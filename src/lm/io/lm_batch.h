@@ -115,6 +115,16 @@ typedef struct emdpo_lm_texts {
 } emdpo_lm_texts;
 
 int emdpo_lm_texts_read(const char *path, emdpo_lm_texts **out, emdpo_diag *diag);
+/* emdpo_lm_texts_read keeping of each text only its ends, as
+ * emdpo_data_read_kept does (0: whole texts). */
+int emdpo_lm_texts_read_keep(const char *path, size_t keep_text_bytes, emdpo_lm_texts **out, emdpo_diag *diag);
+
+/* The bytes of each end of a text that a reader must keep so that
+ * emdpo_lm_set_add, with sequences of max_length and tok, makes the same
+ * tokens as from the whole text: twice the window it tokenizes (the
+ * context and a margin, times tok's longest piece), so that even a text
+ * it encodes whole has its cut far from the tokens kept. */
+size_t emdpo_lm_text_keep_bytes(const emdpo_tokenizer *tok, int max_length);
 void emdpo_lm_texts_free(emdpo_lm_texts *t);
 
 /* One group of one sequence per text. */
