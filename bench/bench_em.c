@@ -14,9 +14,12 @@
  *   bench_em profile CSV [reps=5] [tol=1e-9]
  *       where a fit's time goes: M-steps, Newton steps, the rest.
  *   mpirun -np P bench_em dist [N=1000000] [max_iter=500] [tol=1e-9]
- *       (linked with an MPI build's libemdpo.a, bench/dist.sh) every process
- *       simulates the same data; time a full fit and each process's peak
- *       RSS. Run as one plain process it is the same fit.
+ *       (linked with an MPI build's libemdpo.a, bench/dist.sh) each process
+ *       simulates only its share of the annotators (runs of 1024, each
+ *       seeded by its index: the same data for any P) and the sharded fit
+ *       runs on the shares; rank 0 prints the fit (log-likelihood bits)
+ *       and every process's time per iteration, collectives per iteration
+ *       and peak RSS. Run as one plain process it is the same fit.
  *
  * Every timed section uses clock_gettime(CLOCK_MONOTONIC) around the library
  * call only. Output lines starting with "RESULT" are machine-readable
@@ -32,8 +35,11 @@
 #include <mpi.h>
 #endif
 
+#include "base/alloc.h"
+#include "base/dist.h"
 #include "base/threads.h"
 #include "core/em.h"
+#include "data/data.h"
 #include "emdpo.h"
 #include "experiments/simulate.h"
 #include "loglinear/loglinear.h"
@@ -389,24 +395,201 @@ static int mode_scale(int argc, char **argv) {
     return 0;
 }
 
+/* ---- dist: the sharded fit under mpirun -------------------------------- */
+
+/* The data of "dist": annotator run r (EMDPO_DIST_ALIGN annotators, the
+ * last one short) is simulated with seed DIST_SEED + r, so the whole data
+ * are the same for any number of processes, and each process simulates
+ * only the runs of its share. */
+#define DIST_SEED 1
+
+/* This process's share of the "dist" data, left as emdpo_data_share would
+ * leave it (shard = 1, annot_base, the whole's counts): the runs are
+ * simulated one at a time and copied into arrays of the share's size. */
+static emdpo_data *simulate_share(int64_t n) {
+    int64_t lo, hi;
+    emdpo_dist_share(n, &lo, &hi);
+    if (hi <= lo) {
+        fprintf(stderr, "bench_em: %lld annotators leave process %d none; use at least %d per process\n",
+                (long long)n, emdpo_dist_rank(), EMDPO_DIST_ALIGN);
+        emdpo_dist_finish(1);
+        exit(1);
+    }
+    const int m = 8, items = 3, p = 5; /* simulate()'s shape */
+    int64_t na = hi - lo, nd = na * m, ni = nd * items;
+    emdpo_data *s = emdpo_calloc(1, sizeof *s);
+    if (!s) die("calloc", EMDPO_ERR_NOMEM);
+    s->n_annot = na;
+    s->n_dec = nd;
+    s->n_items = ni;
+    s->p = p;
+    s->annot_dec = emdpo_malloc((size_t)(na + 1) * sizeof(int64_t));
+    s->dec_item = emdpo_malloc((size_t)(nd + 1) * sizeof(int64_t));
+    s->dec_stages = emdpo_malloc((size_t)nd * sizeof(int32_t));
+    s->x = emdpo_malloc((size_t)ni * p * sizeof(double));
+    if (!s->annot_dec || !s->dec_item || !s->dec_stages || !s->x) die("malloc", EMDPO_ERR_NOMEM);
+    s->annot_dec[0] = s->dec_item[0] = 0;
+    int64_t a0 = 0, d0 = 0, i0 = 0; /* the share's annotators, decisions, items so far */
+    for (int64_t first = lo; first < hi; first += EMDPO_DIST_ALIGN) {
+        int64_t cnt = hi - first < EMDPO_DIST_ALIGN ? hi - first : EMDPO_DIST_ALIGN;
+        emdpo_data *r = NULL;
+        int rc = simulate(cnt, DIST_SEED + (uint64_t)(first / EMDPO_DIST_ALIGN), &r);
+        if (rc) die("simulate", rc);
+        if (r->n_dec != cnt * m || r->n_items != cnt * m * items || r->p != p)
+            die("simulate's shape", EMDPO_ERR_INVALID_ARG);
+        for (int64_t a = 1; a <= cnt; a++) s->annot_dec[a0 + a] = d0 + r->annot_dec[a];
+        for (int64_t j = 1; j <= r->n_dec; j++) s->dec_item[d0 + j] = i0 + r->dec_item[j];
+        memcpy(s->dec_stages + d0, r->dec_stages, (size_t)r->n_dec * sizeof(int32_t));
+        memcpy(s->x + (size_t)i0 * p, r->x, (size_t)r->n_items * p * sizeof(double));
+        a0 += cnt;
+        d0 += r->n_dec;
+        i0 += r->n_items;
+        emdpo_data_free(r);
+    }
+    s->shard = 1;
+    s->annot_base = lo;
+    s->all_annot = n;
+    s->all_dec = n * m;
+    s->all_items = n * m * items;
+    return s;
+}
+
+/* What the collectives carried: calls, payload bytes (count x type size
+ * of each call's vector: what one process contributes, not what the
+ * reduction algorithm sends on the wire) and the seconds spent inside
+ * them (waiting for the slowest process included). */
+typedef struct comm_count {
+    double calls, bytes, secs;
+} comm_count;
+static comm_count comm;
+
+#ifdef EMDPO_MPI
+/* The MPI profiling interface: these definitions take the place of the MPI
+ * library's for the calls in libemdpo.a (linked statically into this
+ * program) and pass them on to PMPI_*. */
+static void comm_add(int count, MPI_Datatype type, double t0) {
+    int size;
+    PMPI_Type_size(type, &size);
+    comm.calls += 1;
+    comm.bytes += (double)count * size;
+    comm.secs += now() - t0;
+}
+int MPI_Allreduce(const void *sendbuf, void *recvbuf, int count, MPI_Datatype type, MPI_Op op, MPI_Comm c) {
+    double t0 = now();
+    int rc = PMPI_Allreduce(sendbuf, recvbuf, count, type, op, c);
+    comm_add(count, type, t0);
+    return rc;
+}
+int MPI_Exscan(const void *sendbuf, void *recvbuf, int count, MPI_Datatype type, MPI_Op op, MPI_Comm c) {
+    double t0 = now();
+    int rc = PMPI_Exscan(sendbuf, recvbuf, count, type, op, c);
+    comm_add(count, type, t0);
+    return rc;
+}
+int MPI_Bcast(void *buf, int count, MPI_Datatype type, int root, MPI_Comm c) {
+    double t0 = now();
+    int rc = PMPI_Bcast(buf, count, type, root, c);
+    comm_add(count, type, t0);
+    return rc;
+}
+#endif
+
+/* The state at each EM iteration's end (the progress callback, after the
+ * E-step): wall and CPU clocks and the collectives so far. */
+#define DIST_MAX_MARKS 1024
+typedef struct dist_mark {
+    double wall, cpu;
+    comm_count comm;
+} dist_mark;
+static dist_mark dist_marks[DIST_MAX_MARKS];
+static int n_dist_marks;
+
+static void dist_mark_now(void) {
+    if (n_dist_marks == DIST_MAX_MARKS) return;
+    dist_marks[n_dist_marks++] = (dist_mark){now(), cpu_now(), comm};
+}
+
+static void dist_progress(void *ud, int start, int iter, double loglik, const double *eta, int K) {
+    (void)ud; (void)start; (void)iter; (void)loglik; (void)eta; (void)K;
+    dist_mark_now();
+}
+
+/* Per-process figures rank 0 prints for every process. */
+enum {
+    DF_SIM, DF_INIT, DF_INIT_CALLS, DF_INIT_BYTES, DF_ITER, DF_ITER_CPU, DF_CALLS, DF_BYTES, DF_COMM_S, DF_RSS_DATA,
+    DF_RSS, DF_N
+};
+
 static int mode_dist(int argc, char **argv) {
     int64_t n = argc > 2 ? atoll(argv[2]) : 1000000;
     emdpo_em_opts o;
     emdpo_em_opts_init(&o);
     o.max_iter = argc > 3 ? atoi(argv[3]) : 500;
     o.tol = argc > 4 ? atof(argv[4]) : 1e-9;
-    emdpo_data *d = NULL;
-    int rc = simulate(n, 1, &d);
-    if (rc) die("simulate", rc);
+    o.progress = dist_progress;
+    double t0 = now();
+    emdpo_data *d = simulate_share(n);
+    double f[DF_N];
+    f[DF_SIM] = now() - t0;
+    f[DF_RSS_DATA] = peak_rss_bytes();
     emdpo_em_result res;
 #ifdef EMDPO_MPI
-    MPI_Barrier(MPI_COMM_WORLD); /* the processes finish simulating at different times */
+    PMPI_Barrier(MPI_COMM_WORLD); /* the processes finish simulating at different times */
 #endif
+    comm = (comm_count){0, 0, 0};
+    n_dist_marks = 0;
+    dist_mark_now();
     double t_fit = fit_once(d, &o, &res);
-    printf("RESULT mode=dist rank=%d np=%d threads=%d n_annot=%lld fit_s=%.3f fit_cpu_s=%.3f iterations=%d "
-           "s_per_iter=%.4f peak_rss_mb=%.1f loglik=%.10f\n",
-           emdpo_dist_rank(), emdpo_dist_size(), emdpo_max_threads(), (long long)n, t_fit, last_fit_cpu, res.iterations,
-           t_fit / (res.iterations + 1), peak_rss_bytes() / 1e6, res.loglik);
+    /* Iteration i (one η update, M-step and E-step) runs from mark i to
+     * mark i + 1; mark 0 -> 1 is the start (k-means, the first M-step and
+     * E-step). */
+    int n_it = n_dist_marks - 2;
+    f[DF_INIT] = n_dist_marks > 1 ? dist_marks[1].wall - dist_marks[0].wall : t_fit;
+    f[DF_INIT_CALLS] = n_dist_marks > 1 ? dist_marks[1].comm.calls : comm.calls;
+    f[DF_INIT_BYTES] = n_dist_marks > 1 ? dist_marks[1].comm.bytes : comm.bytes;
+    double *it_s = malloc((size_t)(n_it > 0 ? n_it : 1) * sizeof(double));
+    double *it_c = malloc((size_t)(n_it > 0 ? n_it : 1) * sizeof(double));
+    if (!it_s || !it_c) die("malloc", EMDPO_ERR_NOMEM);
+    for (int i = 0; i < n_it; i++) {
+        it_s[i] = dist_marks[i + 2].wall - dist_marks[i + 1].wall;
+        it_c[i] = dist_marks[i + 2].cpu - dist_marks[i + 1].cpu;
+    }
+    f[DF_ITER] = n_it > 0 ? median(it_s, n_it) : NAN;
+    f[DF_ITER_CPU] = n_it > 0 ? median(it_c, n_it) : NAN;
+    /* Collectives of one iteration: the mean over the iterations. */
+    comm_count c1 = {0, 0, 0};
+    if (n_it > 0) {
+        const comm_count *a = &dist_marks[1].comm, *b = &dist_marks[n_it + 1].comm;
+        c1 = (comm_count){(b->calls - a->calls) / n_it, (b->bytes - a->bytes) / n_it, (b->secs - a->secs) / n_it};
+    }
+    f[DF_CALLS] = c1.calls;
+    f[DF_BYTES] = c1.bytes;
+    f[DF_COMM_S] = c1.secs;
+    f[DF_RSS] = peak_rss_bytes();
+    int np = emdpo_dist_size(), rank = emdpo_dist_rank();
+    double *all = malloc((size_t)np * DF_N * sizeof(double));
+    if (!all) die("malloc", EMDPO_ERR_NOMEM);
+    memcpy(all, f, sizeof f);
+#ifdef EMDPO_MPI
+    if (np > 1) PMPI_Gather(f, DF_N, MPI_DOUBLE, all, DF_N, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+#endif
+    if (rank == 0) {
+        printf("RESULT mode=dist np=%d threads=%d n_annot=%lld fit_s=%.3f iterations=%d init_s=%.3f s_per_iter=%.4f "
+               "loglik=%.10f bits=0x%016llx\n",
+               np, emdpo_max_threads(), (long long)n, t_fit, res.iterations, f[DF_INIT], f[DF_ITER], res.loglik,
+               bits(res.loglik));
+        for (int r = 0; r < np; r++) {
+            const double *g = all + (size_t)r * DF_N;
+            printf("RESULT mode=dist-rank rank=%d np=%d simulate_s=%.2f init_s=%.3f init_comm_calls=%.0f "
+                   "init_comm_bytes=%.0f s_per_iter=%.4f cpu_s_per_iter=%.4f comm_calls_per_iter=%.1f "
+                   "comm_bytes_per_iter=%.0f comm_s_per_iter=%.4f rss_after_data_mb=%.1f peak_rss_mb=%.1f\n",
+                   r, np, g[DF_SIM], g[DF_INIT], g[DF_INIT_CALLS], g[DF_INIT_BYTES], g[DF_ITER], g[DF_ITER_CPU],
+                   g[DF_CALLS], g[DF_BYTES], g[DF_COMM_S], g[DF_RSS_DATA] / 1e6, g[DF_RSS] / 1e6);
+        }
+    }
+    free(all);
+    free(it_s);
+    free(it_c);
     emdpo_em_result_free(&res);
     emdpo_data_free(d);
     return 0;
