@@ -13,14 +13,7 @@
 E=${1:-build-mpi/emdpo}
 . tests/lib_cli.sh
 
-if ! command -v mpirun >/dev/null 2>&1 || [ ! -x "$E" ] || ! ldd "$E" 2>/dev/null | grep -q libmpi; then
-    echo "cli_mpi: skipped ($E is not an MPI build, or mpirun is missing)" >&2
-    echo "cli_mpi: 0 passed, 0 failed"
-    exit 0
-fi
-# CI runs as root; Open MPI refuses root unless told.
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-MPIRUN="timeout 300 mpirun --oversubscribe"
+mpi_or_skip cli_mpi
 
 # fit.json without its wall-clock time, which differs from run to run.
 stripped() { grep -v '"elapsed_s"' "$1"; }

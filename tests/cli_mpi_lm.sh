@@ -17,13 +17,7 @@
 E=${1:-build-mpi/emdpo}
 . tests/lib_cli.sh
 
-if ! command -v mpirun >/dev/null 2>&1 || [ ! -x "$E" ] || ! ldd "$E" 2>/dev/null | grep -q libmpi; then
-    echo "cli_mpi_lm: skipped ($E is not an MPI build, or mpirun is missing)" >&2
-    echo "cli_mpi_lm: 0 passed, 0 failed"
-    exit 0
-fi
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-MPIRUN="timeout 300 mpirun --oversubscribe"
+mpi_or_skip cli_mpi_lm
 
 byte_tokenizer "$T/tok.bin"
 CFG="dim=16,layers=1,heads=2,vocab=259,seq_len=64"
