@@ -146,7 +146,8 @@ static void check_chunks(const emdpo_llama_config *c, int B, int T) {
     emdpo_set_threads(2); /* the kernel's buffers are sized for the threads at creation */
     CHECK_EQ_INT(emdpo_llama_acts_create(c, B, T, 1, &a), EMDPO_OK);
     CHECK_EQ_INT(emdpo_llama_acts_create(c, 1, T, 1, &one), EMDPO_OK);
-    if (emdpo_gemm_kernel_active()) CHECK(a->wpack && a->kthreads == emdpo_max_threads() && !one->wpack);
+    CHECK(a->wpack && one->wpack);
+    if (emdpo_gemm_kernel_active()) CHECK(a->kthreads == emdpo_max_threads() && a->tn_scratch && a->att_scratch);
     size_t np = m->num_params, N = (size_t)B * T;
     int *tok = malloc(N * sizeof(int)), *lens = malloc((size_t)B * sizeof(int));
     float *w = malloc(N * sizeof(float)), *logp = malloc(N * sizeof(float)), *ref = calloc(np, sizeof(float));

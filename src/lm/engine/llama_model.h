@@ -95,8 +95,9 @@ typedef struct emdpo_llama_acts {
     float *datt;      /* (B, T, T) scratch of the attention backward, one T x T per sequence */
     float *dnorm;     /* (B, 2L+1, C) + (B, 2L, hs) with qk_norm: the RMSNorm weight gradients of each chunk */
     float *dlogits;   /* (B, T, V) the logits' buffer: the backward replaces the logits by their gradient */
-    /* The packed kernel's buffers (gemm.h), only where it is active and a
-     * pass can have two chunks or more; else NULL and passes take BLAS. */
+    /* The packed kernel's buffers (gemm.h). wpack always (a frozen model's
+     * matrices are widened there for BLAS); the per-thread scratch only
+     * where the kernel is active. A pass of one chunk takes BLAS. */
     float *wpack;       /* one layer's projections, or a block of the head, packed (or widened: a frozen
                            model's for BLAS) */
     float *tn_scratch;  /* (kthreads, tn_scratch_n) the weight gradients' (training only) */
@@ -123,9 +124,10 @@ enum { EMDPO_ACTS_INFER = 0, EMDPO_ACTS_TRAIN = 1, EMDPO_ACTS_TRAIN_CKPT = 2 };
 
 /* Activations for batches of up to max_B sequences of up to max_T tokens
  * (max_T <= emdpo_llama_context(c)) for mode (EMDPO_ACTS_*); training also allocates the backward's buffers.
- * Where gemm.h's kernel is active (decided here, once) and max_B sequences
- * make two chunks or more, it also allocates the kernel's buffers, for at
- * most emdpo_max_threads() threads: set the thread count before creating.
+ * It also allocates the packing space (a layer's projections) and, where
+ * gemm.h's kernel is active (decided here, once), the kernel's scratch for
+ * at most emdpo_max_threads() threads: set the thread count before
+ * creating.
  * EMDPO_ERR_INVALID_ARG for bad sizes, EMDPO_ERR_LIMIT when they overflow. */
 int emdpo_llama_acts_create(const emdpo_llama_config *c, int max_B, int max_T, int mode, emdpo_llama_acts **out);
 /* The same with room for adapters of rank lora_r (lora.h) on any
