@@ -6,11 +6,14 @@
 # 259-token vocabulary), 8 decisions a step of about 110 tokens per
 # sequence; the step time is the median over STEPS steps (after the
 # first) of examples / examples_per_second from the --log lines.
-#   sh bench/dist_lm.sh [STEPS=12] [ROUNDS=2]
-# Needs Open MPI; builds build-mpi/emdpo.
+#   sh bench/dist_lm.sh [STEPS=12] [ROUNDS=2] [PEER]
+# With PEER (another build's emdpo, e.g. from a worktree of an earlier
+# commit) each round also runs np 2 x 1 thread with it, for a ratio
+# measured in the same round. Needs Open MPI; builds build-mpi/emdpo.
 set -eu
 STEPS=${1:-12}
 ROUNDS=${2:-2}
+PEER=${3:-}
 make -s MPI=1 build-mpi/emdpo
 E=build-mpi/emdpo
 . tests/lib_cli.sh # byte_tokenizer, and $T, a scratch directory removed at exit
@@ -44,6 +47,12 @@ while [ "$r" -le "$ROUNDS" ]; do
     a=$(step_s "$T/a.log") b=$(step_s "$T/b.log")
     echo "round $r: np 1 x 2 threads $a s/step, np 2 x 1 thread $b s/step, ratio $(awk -v a="$a" -v b="$b" \
         'BEGIN { printf "%.3f", b / a }'); load $(cut -d' ' -f1-3 /proc/loadavg)"
+    if [ -n "$PEER" ]; then
+        mpirun -np 2 --bind-to none "$PEER" $DPO --threads 1 --out "$T/c" --log "$T/c.log"
+        p=$(step_s "$T/c.log")
+        echo "round $r: np 2 x 1 thread with $PEER $p s/step, this build / peer $(awk -v b="$b" -v p="$p" \
+            'BEGIN { printf "%.3f", b / p }'); load $(cut -d' ' -f1-3 /proc/loadavg)"
+    fi
     r=$((r + 1))
 done
 echo "all-reduce per step: the gradient, $params floats ($((params * 4)) bytes), and 10 doubles"

@@ -6,7 +6,10 @@
  * into chunks of sequences, run on one or two threads, gives what its
  * sequences give one at a time (and, on the packed kernel's path, the same
  * bits on one thread as on two), and that activation checkpointing gives
- * the same bits as keeping every layer. */
+ * the same bits as keeping every layer; and that the gradient's pieces
+ * (emdpo_llama_grad_pieces, what data-parallel training sums while the
+ * backward goes on) cover the gradient once each and are final when the
+ * backward hands them out. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +22,7 @@
 #include "lm/engine/gemm.h"
 #include "lm/engine/llama.h"
 #include "lm/engine/llama_model.h"
+#include "lm/engine/lora.h"
 
 #define FIXTURE "tests/fixtures/llama_grad.bin"
 
@@ -298,6 +302,97 @@ static void test_ckpt(void) {
     check_ckpt(&two, 3, 40);
 }
 
+/* The pieces handed out, as offsets into the gradient, and (from a
+ * backward) their contents at that moment. */
+typedef struct pieces {
+    float *grad, *seen; /* the gradient; a copy of each piece when handed out, or NULL */
+    size_t n, off[4096], len[4096];
+} pieces;
+
+static void note_piece(void *ud, float *g, size_t n) {
+    pieces *p = ud;
+    CHECK(p->n < 4096 && g >= p->grad);
+    if (p->n >= 4096 || g < p->grad) return;
+    p->off[p->n] = (size_t)(g - p->grad);
+    p->len[p->n++] = n;
+    if (p->seen) memcpy(p->seen + (g - p->grad), g, n * sizeof *g);
+}
+
+/* lo NULL: the base's gradient (np floats), else the adapter's. */
+static void check_pieces(const emdpo_llama_config *c, int mode, int lora_targets, int threads) {
+    emdpo_llama *m;
+    emdpo_lora *lo = NULL;
+    CHECK_EQ_INT(emdpo_llama_create(c, &m), EMDPO_OK);
+    emdpo_llama_init(m, 5);
+    emdpo_lora_config lc;
+    emdpo_lora_config_init(&lc);
+    lc.r = 2;
+    lc.targets = (unsigned)lora_targets;
+    if (lora_targets) {
+        CHECK_EQ_INT(emdpo_lora_create(c, &lc, &lo), EMDPO_OK);
+        emdpo_lora_init(lo, 6);
+        for (size_t i = 0; i < lo->n; i++) lo->buf[i] += 0.01f * (float)(i % 7); /* B off zero */
+    }
+    size_t np = lo ? lo->n : m->num_params;
+    int B = 5, T = 24;
+    size_t N = (size_t)B * T;
+    int *tok = malloc(N * sizeof(int));
+    float *w = malloc(N * sizeof(float)), *g = calloc(np, sizeof(float)), *seen = calloc(np, sizeof(float));
+    int *cover = calloc(np, sizeof(int));
+    for (size_t i = 0; i < N; i++) {
+        tok[i] = (int)((i * 2246822519u + 3) % (unsigned)c->vocab_size);
+        w[i] = (float)((int)(i % 9) - 4) / 4.0f;
+    }
+    static pieces all, got;
+    all = (pieces){.grad = g};
+    emdpo_llama_grad_pieces(c, lo, g, note_piece, &all);
+    size_t total = 0;
+    for (size_t i = 0; i < all.n; i++) {
+        total += all.len[i];
+        for (size_t j = 0; j < all.len[i] && all.off[i] + j < np; j++) cover[all.off[i] + j]++;
+    }
+    int once = 1;
+    for (size_t i = 0; i < np; i++) once &= cover[i] == 1;
+    CHECK_MSG(total == np && once, "L %d, lora %#x: the pieces cover %zu of %zu floats, not each once", c->n_layers,
+              lora_targets, total, np);
+    emdpo_set_threads(threads);
+    emdpo_llama_acts *a;
+    CHECK_EQ_INT(emdpo_llama_acts_create_lora(c, lo ? lc.r : 0, B, T, mode, &a), EMDPO_OK);
+    got = (pieces){.grad = g, .seen = seen};
+    a->grad_piece = note_piece;
+    a->grad_piece_ud = &got;
+    CHECK_EQ_INT(emdpo_llama_forward_lora(m, lo, a, tok, NULL, B, T), EMDPO_OK);
+    CHECK_EQ_INT(lo ? emdpo_llama_backward_lora(m, lo, a, w, g) : emdpo_llama_backward(m, a, w, g), EMDPO_OK);
+    CHECK_MSG(got.n == all.n && memcmp(got.off, all.off, all.n * sizeof *all.off) == 0 &&
+                  memcmp(got.len, all.len, all.n * sizeof *all.len) == 0,
+              "L %d, lora %#x: the backward handed out other pieces than emdpo_llama_grad_pieces", c->n_layers,
+              lora_targets);
+    CHECK_MSG(memcmp(seen, g, np * sizeof *g) == 0, "L %d, lora %#x, mode %d, %d thread(s): a piece changed after "
+              "the backward handed it out", c->n_layers, lora_targets, mode, threads);
+    int nonzero = 0;
+    for (size_t i = 0; i < np; i++) nonzero += g[i] != 0.0f;
+    CHECK(nonzero > 0);
+    free(tok), free(w), free(g), free(seen), free(cover);
+    emdpo_llama_acts_free(a);
+    emdpo_lora_free(lo);
+    emdpo_llama_free(m);
+}
+
+static void test_pieces(void) {
+    emdpo_llama_config deep = {.dim = 32, .hidden_dim = 40, .n_layers = 3, .n_heads = 4, .n_kv_heads = 2,
+                               .vocab_size = 37, .max_seq_len = 40, .tied = 0, .norm_eps = 1e-5f, .rope_theta = 1e4f};
+    emdpo_llama_config fam = {.dim = 32, .hidden_dim = 40, .n_layers = 4, .n_heads = 4, .n_kv_heads = 2,
+                              .vocab_size = 37, .max_seq_len = 40, .tied = 1, .norm_eps = 1e-5f, .rope_theta = 1e4f,
+                              .head_dim = 12, .qkv_bias = 1, .o_bias = 1, .qk_norm = 1};
+    for (int th = 1; th <= 2; th++) {
+        check_pieces(&deep, EMDPO_ACTS_TRAIN, 0, th);
+        check_pieces(&fam, EMDPO_ACTS_TRAIN, 0, th);
+        check_pieces(&fam, EMDPO_ACTS_TRAIN_CKPT, 0, th);
+        check_pieces(&deep, EMDPO_ACTS_TRAIN, 0x7f, th);
+        check_pieces(&fam, EMDPO_ACTS_TRAIN_CKPT, 0x29, th); /* q, o, up */
+    }
+}
+
 int main(void) {
     FILE *fp = fopen(FIXTURE, "rb");
     CHECK_MSG(fp != NULL, "cannot open %s (run from the repository root)", FIXTURE);
@@ -310,5 +405,6 @@ int main(void) {
     fclose(fp);
     test_chunks();
     test_ckpt();
+    test_pieces();
     return check_report("test_llama_grad");
 }

@@ -23,7 +23,10 @@ static int mpi_running(void) {
 
 void emdpo_dist_init(int *argc, char ***argv) {
     if (mpi_running()) return;
-    MPI_Init(argc, argv);
+    /* funneled: the training step's overlapped sums are started between
+     * the backward's stages by the thread that entered the pass */
+    int provided;
+    MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
     started_here = 1;
 }
 
@@ -231,6 +234,56 @@ int emdpo_dist_allgather_runs(double *items, int64_t n, int64_t run) {
     return ok ? EMDPO_OK : EMDPO_ERR_NOMEM;
 }
 
+struct emdpo_dist_sums {
+    MPI_Request *req; /* (max) */
+    size_t max, n;    /* room, pieces started (a piece past INT_MAX floats takes several) */
+    int rc;           /* the first failure since the last wait */
+};
+
+int emdpo_dist_sums_create(size_t max, emdpo_dist_sums **out) {
+    *out = NULL;
+    int level = MPI_THREAD_SINGLE;
+    if (emdpo_dist_size() == 1 || MPI_Query_thread(&level) != MPI_SUCCESS || level < MPI_THREAD_FUNNELED)
+        return EMDPO_OK; /* then the caller sums after the backward */
+    emdpo_dist_sums *s = emdpo_calloc(1, sizeof *s);
+    if (!s || !(s->req = emdpo_calloc(max ? max : 1, sizeof *s->req))) {
+        emdpo_free(s, s ? sizeof *s : 0);
+        return EMDPO_ERR_NOMEM;
+    }
+    s->max = max ? max : 1;
+    *out = s;
+    return EMDPO_OK;
+}
+
+void emdpo_dist_sums_free(emdpo_dist_sums *s) {
+    if (!s) return;
+    emdpo_free(s->req, s->max * sizeof *s->req);
+    emdpo_free(s, sizeof *s);
+}
+
+void emdpo_dist_sums_start(emdpo_dist_sums *s, float *buf, size_t n) {
+    for (size_t at = 0; !s->rc && at < n;) {
+        int m = n - at < (size_t)INT_MAX ? (int)(n - at) : INT_MAX;
+        if (s->n == s->max)
+            s->rc = EMDPO_ERR_INVALID_ARG;
+        else if (MPI_Iallreduce(MPI_IN_PLACE, buf + at, m, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &s->req[s->n++]) !=
+                 MPI_SUCCESS)
+            s->rc = EMDPO_ERR_IO;
+        at += (size_t)m;
+    }
+    int done;
+    if (!s->rc && MPI_Testall((int)s->n, s->req, &done, MPI_STATUSES_IGNORE) != MPI_SUCCESS) s->rc = EMDPO_ERR_IO;
+}
+
+int emdpo_dist_sums_wait(emdpo_dist_sums *s) {
+    if (!s) return EMDPO_OK;
+    int rc = s->rc;
+    if (MPI_Waitall((int)s->n, s->req, MPI_STATUSES_IGNORE) != MPI_SUCCESS && !rc) rc = EMDPO_ERR_IO;
+    s->n = 0;
+    s->rc = EMDPO_OK;
+    return rc;
+}
+
 int emdpo_dist_same(const void *p, size_t bytes) {
     if (emdpo_dist_size() == 1) return 1;
     /* the smallest hash and the smallest complement (the largest hash) */
@@ -247,6 +300,21 @@ int emdpo_dist_sum_floats(float *buf, size_t n) {
 int emdpo_dist_sum_doubles(double *buf, size_t n) {
     (void)buf;
     (void)n;
+    return EMDPO_OK;
+}
+int emdpo_dist_sums_create(size_t max, emdpo_dist_sums **out) {
+    (void)max;
+    *out = NULL;
+    return EMDPO_OK;
+}
+void emdpo_dist_sums_free(emdpo_dist_sums *s) { (void)s; }
+void emdpo_dist_sums_start(emdpo_dist_sums *s, float *buf, size_t n) {
+    (void)s;
+    (void)buf;
+    (void)n;
+}
+int emdpo_dist_sums_wait(emdpo_dist_sums *s) {
+    (void)s;
     return EMDPO_OK;
 }
 int emdpo_dist_allgather_runs(double *items, int64_t n, int64_t run) {

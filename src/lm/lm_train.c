@@ -40,7 +40,17 @@ struct emdpo_trainer {
     int64_t forwards;
     emdpo_rng rng;
     uint64_t data_hash;     /* identifies the data and weights in checkpoints */
+    emdpo_dist_sums *sums;  /* under MPI: the gradient's sums, started as the step's last backward finishes
+                               each piece (emdpo_llama_grad_pieces); NULL with one process */
 };
+
+static void count_piece(void *ud, float *g, size_t n) {
+    (void)g;
+    (void)n;
+    ++*(size_t *)ud;
+}
+
+static void sum_piece(void *ud, float *g, size_t n) { emdpo_dist_sums_start(ud, g, n); }
 
 static void shuffle(emdpo_trainer *t) {
     int64_t n = t->set->n_group;
@@ -90,6 +100,7 @@ void emdpo_trainer_free(emdpo_trainer *t) {
     emdpo_free(t->weights, ng * sizeof *t->weights);
     emdpo_optim_free(t->opt);
     emdpo_llama_acts_free(t->acts);
+    emdpo_dist_sums_free(t->sums);
     emdpo_free(t->grad, t->n_params * sizeof *t->grad);
     emdpo_free(t->dlogp, bt * sizeof *t->dlogp);
     emdpo_free(t->tokens, bt * sizeof *t->tokens);
@@ -189,6 +200,12 @@ int emdpo_trainer_create_lora(const emdpo_llama *m, emdpo_lora *lo, const emdpo_
         !t->seq_lr || !t->seq_grad || !t->step_ex || !t->perm || (c->mode == EMDPO_TRAIN_DPO && !t->ref)) {
         emdpo_trainer_free(t);
         return EMDPO_ERR_NOMEM;
+    }
+    size_t pieces = 0;
+    emdpo_llama_grad_pieces(&m->config, lo, t->grad, count_piece, &pieces);
+    if ((rc = emdpo_dist_sums_create(pieces, &t->sums))) {
+        emdpo_trainer_free(t);
+        return rc;
     }
     for (size_t g = 0; g < ng; g++) {
         t->weights[g] = weights ? weights[g] : 1.0;
@@ -303,8 +320,11 @@ int emdpo_trainer_step(emdpo_trainer *t, emdpo_train_metrics *met) {
     memset(t->grad, 0, t->n_params * sizeof *t->grad);
     /* Under MPI a process takes a contiguous share [lo, hi) of the step's
      * examples in micro-batches of up to batch, and the gradients and sums
-     * are added over processes below; one process takes all of them, in the
-     * step's micro-batches. */
+     * are added over processes; one process takes all of them, in the
+     * step's micro-batches. The gradient's sum starts piece by piece as the
+     * last micro-batch's backward finishes each piece (a process without
+     * examples starts the same pieces at once), so that it overlaps the rest
+     * of the backward. */
     int64_t lo, hi;
     emdpo_dist_range(E, &lo, &hi);
     double sum[10] = {0}, *loss = sum, *wsum = sum + 1, *rw = sum + 2, *ru = sum + 6;
@@ -351,12 +371,18 @@ int emdpo_trainer_step(emdpo_trainer *t, emdpo_train_metrics *met) {
             b += n;
         }
         memset(t->dlogp, 0, (size_t)B * T * sizeof *t->dlogp);
+        t->acts->grad_piece = t->sums && e0 + c->batch >= (int)hi ? sum_piece : NULL;
+        t->acts->grad_piece_ud = t->sums;
         if ((rc = emdpo_llama_span_backward(t->acts, t->start, t->end, t->seq_grad, t->dlogp)) ||
             (rc = t->lora ? emdpo_llama_backward_lora(t->model, t->lora, t->acts, t->dlogp, t->grad)
                           : emdpo_llama_backward(t->model, t->acts, t->dlogp, t->grad)))
             return rc;
     }
-    if ((rc = emdpo_dist_sum_floats(t->grad, t->n_params)) || (rc = emdpo_dist_sum_doubles(sum, 10))) return rc;
+    t->acts->grad_piece = NULL;
+    if (t->sums && lo == hi) emdpo_llama_grad_pieces(&t->model->config, t->lora, t->grad, sum_piece, t->sums);
+    if ((rc = t->sums ? emdpo_dist_sums_wait(t->sums) : emdpo_dist_sum_floats(t->grad, t->n_params)) ||
+        (rc = emdpo_dist_sum_doubles(sum, 10)))
+        return rc;
     if (!isfinite(*loss)) return EMDPO_ERR_NUMERIC;
     double gnorm, lr;
     if ((rc = emdpo_optim_step(t->opt, t->params, t->grad, &gnorm, &lr))) return rc;

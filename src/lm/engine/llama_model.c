@@ -1000,6 +1000,67 @@ static void stage_job(const bwd *w, const proj_set *ps, int s, const wgrad *wg, 
         dnorm_job(w);
 }
 
+/* Calls f with the pieces of the gradient that stage s finishes
+ * (emdpo_llama_grad_pieces): layer s + 1's matrices and biases, or its
+ * adapter's A and B; the untied head's at the top stage; the embedding's
+ * and every RMSNorm weight's (which dnorm_job adds up) at stage -1. */
+static void stage_pieces(const emdpo_llama_config *c, const emdpo_lora *lo, const emdpo_llama_params *g,
+                         float *const gA[EMDPO_N_PROJ], float *const gB[EMDPO_N_PROJ], int s, emdpo_grad_piece_fn f,
+                         void *ud) {
+    widths wd = widths_of(c);
+    int L = c->n_layers, l = s + 1;
+    size_t C = (size_t)c->dim, H = (size_t)c->hidden_dim, V = (size_t)c->vocab_size, qd = (size_t)wd.qd;
+    size_t kvd = (size_t)wd.kvd, hs = (size_t)wd.hs;
+    if (lo) {
+        size_t r = (size_t)lo->config.r;
+        for (int P = 0; l < L && P < EMDPO_N_PROJ; P++) {
+            if (!lo->A[P]) continue;
+            int OC, IC;
+            emdpo_llama_proj_shape(c, P, &OC, &IC);
+            f(ud, gA[P] + (size_t)l * r * (size_t)IC, r * (size_t)IC);
+            f(ud, gB[P] + (size_t)l * (size_t)OC * r, (size_t)OC * r);
+        }
+        return;
+    }
+    if (s == L - 1 && !c->tied) f(ud, g->lm_head, V * C);
+    if (l < L) {
+        f(ud, g->w2 + l * C * H, C * H);
+        f(ud, g->w1 + l * H * C, H * C);
+        f(ud, g->w3 + l * H * C, H * C);
+        f(ud, g->wo + l * C * qd, C * qd);
+        f(ud, g->wq + l * qd * C, qd * C);
+        f(ud, g->wk + l * kvd * C, kvd * C);
+        f(ud, g->wv + l * kvd * C, kvd * C);
+        if (c->qkv_bias) {
+            f(ud, g->bq + l * qd, qd);
+            f(ud, g->bk + l * kvd, kvd);
+            f(ud, g->bv + l * kvd, kvd);
+        }
+        if (c->o_bias) f(ud, g->bo + l * C, C);
+    }
+    if (s == -1) {
+        f(ud, g->tok_emb, V * C);
+        f(ud, g->rms_att, (size_t)L * C);
+        f(ud, g->rms_ffn, (size_t)L * C);
+        f(ud, g->rms_final, C);
+        if (c->qk_norm) {
+            f(ud, g->q_norm, (size_t)L * hs);
+            f(ud, g->k_norm, (size_t)L * hs);
+        }
+    }
+}
+
+void emdpo_llama_grad_pieces(const emdpo_llama_config *c, const emdpo_lora *lo, float *grad, emdpo_grad_piece_fn f,
+                             void *ud) {
+    emdpo_llama_params g;
+    float *gA[EMDPO_N_PROJ], *gB[EMDPO_N_PROJ];
+    if (lo)
+        emdpo_lora_point(&lo->base, &lo->config, grad, gA, gB);
+    else
+        emdpo_llama_point_params(c, grad, &g);
+    for (int s = c->n_layers - 1; s >= -1; s--) stage_pieces(c, lo, &g, gA, gB, s, f, ud);
+}
+
 /* The backward of the base's parameters (lo NULL; grad laid out as m's) or
  * of adapter lo's (grad laid out as lo's buffer). */
 static int backward(const emdpo_llama *m, const emdpo_lora *lo, emdpo_llama_acts *a, const float *dlogp, float *grad) {
@@ -1051,6 +1112,10 @@ static int backward(const emdpo_llama *m, const emdpo_lora *lo, emdpo_llama_acts
             for (int i = 0; i < nwg; i++) njobs += wgrad_blocks(&w, &wg[i]);
 #pragma omp for schedule(dynamic, 1)
             for (int j = 0; j < njobs; j++) stage_job(&w, &ps, s, wg, nwg, bg, nbg, ndA, j);
+            if (a->grad_piece) {
+#pragma omp master
+                stage_pieces(c, lo, &w.g, w.gA, w.gB, s, a->grad_piece, a->grad_piece_ud);
+            }
         }
     }
     blas_end(serial, saved);

@@ -27,6 +27,9 @@
  * every layer (the layers' inputs) and the other per-layer tensors two
  * (slot l % 2: L = 2 below): the backward runs layer l's forward again, from
  * its input, at the stage that needs it. */
+/* A piece of a gradient (g, n floats) that the backward has finished. */
+typedef void (*emdpo_grad_piece_fn)(void *ud, float *g, size_t n);
+
 typedef struct emdpo_llama_acts {
     emdpo_llama_config config;
     int max_B, max_T;
@@ -79,6 +82,12 @@ typedef struct emdpo_llama_acts {
      * i, j), so any thread count draws the same masks and the backward
      * redraws them. The trainer sets the seed before each forward. */
     uint64_t lora_seed;
+    /* Called by the backward, when set, for each piece of the gradient as
+     * soon as the pass will no longer add to it (emdpo_llama_grad_pieces):
+     * data-parallel training starts summing it over processes while the
+     * backward goes on. NULL: none. */
+    emdpo_grad_piece_fn grad_piece;
+    void *grad_piece_ud;
     /* Gradients (training only). The backward keeps the activation
      * gradients that the weight gradients need for two layers at a time
      * (slot l % 2), and the residual stream's for three (slot (l+1) % 3). */
@@ -176,6 +185,17 @@ int emdpo_llama_forward_lora(const emdpo_llama *m, const emdpo_lora *lo, emdpo_l
                              const int *lens, int B, int T);
 int emdpo_llama_backward_lora(const emdpo_llama *m, const emdpo_lora *lo, emdpo_llama_acts *a, const float *dlogp,
                               float *grad);
+
+/* The pieces of grad (laid out as m's parameters, or as lo's buffer when lo
+ * is not NULL) in the order a backward finishes them, each piece once, all
+ * of grad in all: layer l's matrices, biases (or its adapter's A and B)
+ * when the backward has gone below layer l, from the last layer down; an
+ * untied head's after the top layer; the embedding and every RMSNorm weight
+ * last. The backward calls a->grad_piece with these, from the thread that
+ * called it, between its stages; this calls f with them at once (a process
+ * with no examples in a step takes part in the same sums). */
+void emdpo_llama_grad_pieces(const emdpo_llama_config *c, const emdpo_lora *lo, float *grad, emdpo_grad_piece_fn f,
+                             void *ud);
 
 /* Log-probability of the span of tokens [start[b], end[b]) of each sequence
  * of the last forward: out[b] = sum of logp[b][s-1] over the span. Requires
