@@ -93,11 +93,16 @@ int emdpo_dist_sum_rows(const double *rows, int64_t n_rows, size_t width, int ac
 /* Text travels to rank 0 in pieces of this many bytes. */
 #define DIST_TEXT_PIECE ((size_t)1 << 20)
 
+/* An MPI call's failure (seen only where the error handler returns; MPI's
+ * default one ends the job first) is reported as EMDPO_ERR_IO. */
+static int failed(int mpi_rc) { return mpi_rc != MPI_SUCCESS; }
+
 static int reduce(void *v, size_t n, MPI_Datatype type, size_t elem, MPI_Op op) {
     if (emdpo_dist_size() == 1) return EMDPO_OK;
     for (size_t at = 0; at < n; at += DIST_PIECE) {
         size_t m = n - at < DIST_PIECE ? n - at : DIST_PIECE;
-        MPI_Allreduce(MPI_IN_PLACE, (char *)v + at * elem, (int)m, type, op, MPI_COMM_WORLD);
+        if (failed(MPI_Allreduce(MPI_IN_PLACE, (char *)v + at * elem, (int)m, type, op, MPI_COMM_WORLD)))
+            return EMDPO_ERR_IO;
     }
     return EMDPO_OK;
 }
@@ -117,7 +122,7 @@ int emdpo_dist_exscan_i64(int64_t *v, size_t n) {
         return EMDPO_OK;
     }
     if (n > DIST_PIECE) return EMDPO_ERR_INVALID_ARG;
-    MPI_Exscan(MPI_IN_PLACE, v, (int)n, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+    if (failed(MPI_Exscan(MPI_IN_PLACE, v, (int)n, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD))) return EMDPO_ERR_IO;
     if (emdpo_dist_rank() == 0) /* MPI leaves rank 0's undefined */
         for (size_t i = 0; i < n; i++) v[i] = 0;
     return EMDPO_OK;
@@ -127,33 +132,34 @@ int emdpo_dist_write_ranked(FILE *fp, const char *mine, size_t n) {
     int size = emdpo_dist_size(), rank = emdpo_dist_rank();
     if (rank > 0) {
         uint64_t len = n;
-        MPI_Send(&len, 1, MPI_UINT64_T, 0, 0, MPI_COMM_WORLD);
+        if (failed(MPI_Send(&len, 1, MPI_UINT64_T, 0, 0, MPI_COMM_WORLD))) return EMDPO_ERR_IO;
         for (size_t at = 0; at < n; at += DIST_TEXT_PIECE)
-            MPI_Send(mine + at, (int)(n - at < DIST_TEXT_PIECE ? n - at : DIST_TEXT_PIECE), MPI_CHAR, 0, 1,
-                     MPI_COMM_WORLD);
+            if (failed(MPI_Send(mine + at, (int)(n - at < DIST_TEXT_PIECE ? n - at : DIST_TEXT_PIECE), MPI_CHAR, 0, 1,
+                                MPI_COMM_WORLD)))
+                return EMDPO_ERR_IO;
         return EMDPO_OK;
     }
     int ok = fwrite(mine, 1, n, fp) == n;
     char *buf = size > 1 ? emdpo_malloc(DIST_TEXT_PIECE) : NULL;
     if (size > 1 && !buf) return EMDPO_ERR_NOMEM; /* the caller's error then ends the job */
-    for (int r = 1; r < size; r++) {
-        uint64_t len;
-        MPI_Recv(&len, 1, MPI_UINT64_T, r, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-        for (uint64_t at = 0; at < len; at += DIST_TEXT_PIECE) {
+    int comm = 1;
+    for (int r = 1; comm && r < size; r++) {
+        uint64_t len = 0;
+        comm = !failed(MPI_Recv(&len, 1, MPI_UINT64_T, r, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+        for (uint64_t at = 0; comm && at < len; at += DIST_TEXT_PIECE) {
             int m = (int)(len - at < DIST_TEXT_PIECE ? len - at : DIST_TEXT_PIECE);
-            MPI_Recv(buf, m, MPI_CHAR, r, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-            ok &= fwrite(buf, 1, (size_t)m, fp) == (size_t)m;
+            comm = !failed(MPI_Recv(buf, m, MPI_CHAR, r, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+            ok &= comm && fwrite(buf, 1, (size_t)m, fp) == (size_t)m;
         }
     }
     emdpo_free(buf, DIST_TEXT_PIECE);
-    return ok ? EMDPO_OK : EMDPO_ERR_IO;
+    return ok && comm ? EMDPO_OK : EMDPO_ERR_IO;
 }
 
 int emdpo_dist_bcast_double(double *v, size_t n, int root) {
     if (emdpo_dist_size() == 1) return EMDPO_OK;
     if (n > DIST_PIECE) return EMDPO_ERR_INVALID_ARG;
-    MPI_Bcast(v, (int)n, MPI_DOUBLE, root, MPI_COMM_WORLD);
-    return EMDPO_OK;
+    return failed(MPI_Bcast(v, (int)n, MPI_DOUBLE, root, MPI_COMM_WORLD)) ? EMDPO_ERR_IO : EMDPO_OK;
 }
 #else
 int emdpo_dist_xsum(int64_t *acc, size_t n) {
@@ -205,8 +211,8 @@ static int sum_in_place(void *buf, size_t n, size_t elem, MPI_Datatype type) {
     if (emdpo_dist_size() == 1) return EMDPO_OK;
     for (size_t at = 0; at < n;) {
         int m = n - at < (size_t)INT_MAX ? (int)(n - at) : INT_MAX;
-        if (MPI_Allreduce(MPI_IN_PLACE, (char *)buf + at * elem, m, type, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
-            return EMDPO_ERR_NOMEM;
+        if (failed(MPI_Allreduce(MPI_IN_PLACE, (char *)buf + at * elem, m, type, MPI_SUM, MPI_COMM_WORLD)))
+            return EMDPO_ERR_IO;
         at += (size_t)m;
     }
     return EMDPO_OK;
@@ -228,10 +234,9 @@ int emdpo_dist_allgather_runs(double *items, int64_t n, int64_t run) {
         displ[r] = (int)(a < n ? a : n);
         count[r] = (int)(b < n ? b : n) - displ[r];
     }
-    int ok = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, items, count, displ, MPI_DOUBLE, MPI_COMM_WORLD) ==
-             MPI_SUCCESS;
+    int bad = failed(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, items, count, displ, MPI_DOUBLE, MPI_COMM_WORLD));
     emdpo_free(count, 2 * (size_t)size * sizeof(int));
-    return ok ? EMDPO_OK : EMDPO_ERR_NOMEM;
+    return bad ? EMDPO_ERR_IO : EMDPO_OK;
 }
 
 struct emdpo_dist_sums {
@@ -266,19 +271,18 @@ void emdpo_dist_sums_start(emdpo_dist_sums *s, float *buf, size_t n) {
         int m = n - at < (size_t)INT_MAX ? (int)(n - at) : INT_MAX;
         if (s->n == s->max)
             s->rc = EMDPO_ERR_INVALID_ARG;
-        else if (MPI_Iallreduce(MPI_IN_PLACE, buf + at, m, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &s->req[s->n++]) !=
-                 MPI_SUCCESS)
+        else if (failed(MPI_Iallreduce(MPI_IN_PLACE, buf + at, m, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &s->req[s->n++])))
             s->rc = EMDPO_ERR_IO;
         at += (size_t)m;
     }
     int done;
-    if (!s->rc && MPI_Testall((int)s->n, s->req, &done, MPI_STATUSES_IGNORE) != MPI_SUCCESS) s->rc = EMDPO_ERR_IO;
+    if (!s->rc && failed(MPI_Testall((int)s->n, s->req, &done, MPI_STATUSES_IGNORE))) s->rc = EMDPO_ERR_IO;
 }
 
 int emdpo_dist_sums_wait(emdpo_dist_sums *s) {
     if (!s) return EMDPO_OK;
     int rc = s->rc;
-    if (MPI_Waitall((int)s->n, s->req, MPI_STATUSES_IGNORE) != MPI_SUCCESS && !rc) rc = EMDPO_ERR_IO;
+    if (failed(MPI_Waitall((int)s->n, s->req, MPI_STATUSES_IGNORE)) && !rc) rc = EMDPO_ERR_IO;
     s->n = 0;
     s->rc = EMDPO_OK;
     return rc;
@@ -288,7 +292,7 @@ int emdpo_dist_same(const void *p, size_t bytes) {
     if (emdpo_dist_size() == 1) return 1;
     /* the smallest hash and the smallest complement (the largest hash) */
     uint64_t h = emdpo_hash_bytes(p, bytes), m[2] = {h, ~h};
-    MPI_Allreduce(MPI_IN_PLACE, m, 2, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD);
+    if (failed(MPI_Allreduce(MPI_IN_PLACE, m, 2, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD))) return 0;
     return m[0] == ~m[1];
 }
 #else
@@ -342,8 +346,8 @@ int emdpo_dist_alltoall_bytes(const char *send, const int64_t *counts, char **re
     int64_t *rcount = emdpo_malloc(lbytes);
     int rc = sc && rcount ? EMDPO_OK : EMDPO_ERR_NOMEM;
     int64_t stotal = 0, rtotal = 0;
+    if (!rc && failed(MPI_Alltoall(counts, 1, MPI_INT64_T, rcount, 1, MPI_INT64_T, MPI_COMM_WORLD))) rc = EMDPO_ERR_IO;
     if (!rc) {
-        MPI_Alltoall(counts, 1, MPI_INT64_T, rcount, 1, MPI_INT64_T, MPI_COMM_WORLD);
         for (int q = 0; q < size; q++) {
             stotal += counts[q];
             rtotal += rcount[q];
@@ -361,8 +365,13 @@ int emdpo_dist_alltoall_bytes(const char *send, const int64_t *counts, char **re
     }
     if (!rc && rtotal && !(*recv = emdpo_malloc((size_t)rtotal))) rc = EMDPO_ERR_NOMEM;
     if (!rc) {
-        MPI_Alltoallv(send, sc, sd, MPI_CHAR, *recv, rcnt, rd, MPI_CHAR, MPI_COMM_WORLD);
-        *recv_len = (size_t)rtotal;
+        if (failed(MPI_Alltoallv(send, sc, sd, MPI_CHAR, *recv, rcnt, rd, MPI_CHAR, MPI_COMM_WORLD))) {
+            emdpo_free(*recv, (size_t)rtotal);
+            *recv = NULL;
+            rc = EMDPO_ERR_IO;
+        } else {
+            *recv_len = (size_t)rtotal;
+        }
     }
     emdpo_free(sc, ibytes);
     emdpo_free(rcount, lbytes);

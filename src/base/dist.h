@@ -9,7 +9,11 @@
  * (defined without regard to the process count), added exactly
  * (base/xsum.h): the exact sums of the processes are added by an integer
  * MPI_Allreduce of a fixed size, and the result rounded, so that it is the
- * same bits for any number of processes and equal to one process's. */
+ * same bits for any number of processes and equal to one process's.
+ *
+ * A failed MPI call makes these return EMDPO_ERR_IO (emdpo_dist_same: 0)
+ * where the communicator's error handler returns; under MPI's default
+ * handler the failure ends the whole job first. */
 #ifndef EMDPO_DIST_H
 #define EMDPO_DIST_H
 
@@ -66,7 +70,7 @@ int emdpo_dist_bcast_double(double *v, size_t n, int root);
 void emdpo_dist_range(int64_t n, int64_t *lo, int64_t *hi);
 
 /* Replaces buf (n values) by its sum over processes, the same bits on
- * every process. EMDPO_ERR_NOMEM when MPI cannot run it. */
+ * every process. */
 int emdpo_dist_sum_floats(float *buf, size_t n);
 int emdpo_dist_sum_doubles(double *buf, size_t n);
 
