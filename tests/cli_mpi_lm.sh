@@ -49,6 +49,9 @@ check "sft: 20 steps logged once" test "$(wc -l <"$T/msft_3.log")" -eq 20
 # whatever its gradient's size, so a learning rate of 1e-2 turns rounding
 # differences into different runs; 1e-3 still trains.
 np_runs dpo dpo --data "$T/prefs.jsonl" --model "$T/sft" $COMMON --steps 20 --lr 1e-3 --batch 3
+# One decision a step: under np 2 and 3 some processes have no example in
+# a step and take part in the gradient's sums with zeros.
+np_runs dpo1 dpo --data "$T/prefs.jsonl" --model "$T/sft" $COMMON --steps 20 --lr 1e-3 --batch 1
 np_runs lora dpo --data "$T/prefs.jsonl" --model "$T/sft" $COMMON --steps 20 --lr 1e-3 --batch 2 --accum 2 \
     --lora-r 4 --grad-checkpoint
 check "lora: the adapter written" test -s "$T/mlora_3/adapter_model.safetensors"
