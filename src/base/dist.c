@@ -241,7 +241,7 @@ int emdpo_dist_allgather_runs(double *items, int64_t n, int64_t run) {
 
 struct emdpo_dist_sums {
     MPI_Request *req; /* (max) */
-    size_t max, n;    /* room, pieces started (a piece past INT_MAX floats takes several) */
+    size_t max, n;    /* room, requests started (a piece past INT_MAX floats takes several) */
     int rc;           /* the first failure since the last wait */
 };
 
@@ -269,8 +269,8 @@ void emdpo_dist_sums_free(emdpo_dist_sums *s) {
 void emdpo_dist_sums_start(emdpo_dist_sums *s, float *buf, size_t n) {
     for (size_t at = 0; !s->rc && at < n;) {
         int m = n - at < (size_t)INT_MAX ? (int)(n - at) : INT_MAX;
-        if (s->n == s->max)
-            s->rc = EMDPO_ERR_INVALID_ARG;
+        if (s->n == s->max && emdpo_grow((void **)&s->req, &s->max, s->n + 1, sizeof *s->req))
+            s->rc = EMDPO_ERR_NOMEM;
         else if (failed(MPI_Iallreduce(MPI_IN_PLACE, buf + at, m, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &s->req[s->n++])))
             s->rc = EMDPO_ERR_IO;
         at += (size_t)m;

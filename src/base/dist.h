@@ -80,8 +80,8 @@ int emdpo_dist_sum_doubles(double *buf, size_t n);
  * same pieces in the same order. The result is the same bits on every
  * process and, for a given number of processes, every time. */
 typedef struct emdpo_dist_sums emdpo_dist_sums;
-/* Room for at most max pieces a step. With one process, without MPI, or
- * where MPI cannot be called while OpenMP threads run (no
+/* Room for max pieces a step to begin with. With one process, without
+ * MPI, or where MPI cannot be called while OpenMP threads run (no
  * MPI_THREAD_FUNNELED), *out is NULL: the caller sums afterwards
  * (emdpo_dist_sum_floats). EMDPO_ERR_NOMEM. */
 int emdpo_dist_sums_create(size_t max, emdpo_dist_sums **out);
@@ -89,11 +89,10 @@ void emdpo_dist_sums_free(emdpo_dist_sums *s);
 /* Starts replacing buf (n floats) by its sum over the processes, in place
  * (MPI_Iallreduce), and lets the sums started before it advance (MPI moves
  * them only inside its calls). buf must not be touched until
- * emdpo_dist_sums_wait. A failure, or a piece past max, is kept for the
- * wait. */
+ * emdpo_dist_sums_wait. A failure is kept for the wait. */
 void emdpo_dist_sums_start(emdpo_dist_sums *s, float *buf, size_t n);
 /* Waits for every sum started since the last wait: EMDPO_OK, or
- * EMDPO_ERR_INVALID_ARG past max pieces, EMDPO_ERR_IO when MPI failed. */
+ * EMDPO_ERR_NOMEM, EMDPO_ERR_IO when MPI failed. */
 int emdpo_dist_sums_wait(emdpo_dist_sums *s);
 
 /* items holds n items; this process has filled the items of its share of
