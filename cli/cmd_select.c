@@ -87,6 +87,7 @@ static int select_loglinear(int argc, char **argv) {
         return cli_usage_error("select", "--k must be K or LO..HI with 1 <= LO <= HI <= %d, not '%s'", EMDPO_MAX_K,
                                krange);
     emdpo_set_threads(threads);
+    rd.o.share = 1; /* under mpirun each process reads its share of the annotators */
     /* Under mpirun rank 0 alone reports (main.c silences the others' stdout). */
     sel_progress pg = {cli_now(), quiet || emdpo_dist_rank() > 0};
     o.progress = on_row;
@@ -102,7 +103,8 @@ static int select_loglinear(int argc, char **argv) {
     } else {
         if (json) emdpo_select_write_json(s, stdout);
         else print_table(s, &o, data);
-        /* Under mpirun every process holds the same result; rank 0 writes it. */
+        /* Under mpirun every process holds the same result (the sums over
+         * the shares are reduced exactly); rank 0 writes it. */
         if (out && emdpo_dist_rank() == 0 && (rc = emdpo_select_save(s, out, &diag)))
             rc = cli_fail("select", rc, &diag, &cmd);
         else if (out && !quiet && emdpo_dist_rank() == 0) fprintf(stderr, "emdpo select: wrote %s/select.json\n", out);

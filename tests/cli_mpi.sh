@@ -6,7 +6,7 @@
 # posterior.csv of one plain process (the same bits: sums over annotators
 # are exact and reduced by an integer all-reduce, whatever the number of
 # processes), with standard errors, random starts, threads, processes with
-# no annotators, and select; bad input on one process ends the whole job with exit 2 and that
+# no annotators, and select (on shares too); bad input on one process ends the whole job with exit 2 and that
 # process's message, within a timeout rather than hanging; commands that
 # do not run distributed are refused. Skipped where mpirun is missing or
 # the binary was built without MPI (as in `make test`).
@@ -81,13 +81,32 @@ done
 expect_exit 2 "np 2: annotator apart in one part" "apart2.csv:17: annotator \"a1\" appears again here" \
     $MPIRUN -np 2 "$E" fit --data "$T/apart2.csv" --k 2 --out "$T/apart2" --quiet
 
-# select: the table and select.json.
+# select on shares: each process reads its part, the split's two sides are
+# re-shared in runs of 1024 (annotators cross between processes: 5000
+# annotators leave 4000 training and 1000 held out, all of them on rank 0
+# under np 2 and 3), every K is fitted on the training shares and the
+# held-out log-likelihood added over the processes; the table and
+# select.json are one process's. JSONL carries prompts, texts and groups
+# across; its 3000 annotators at holdout 0.3 leave 2100 training ones.
 expect_exit 0 "plain select" "" sh -c "'$E' select --data '$T/d.csv' --k 1..3 --seed 2 --out '$T/ps' --quiet \
     --threads 1 >'$T/ps.txt'"
-expect_exit 0 "np 2 select" "" sh -c "$MPIRUN -np 2 '$E' select --data '$T/d.csv' --k 1..3 --seed 2 \
-    --out '$T/ms' --quiet --threads 1 >'$T/ms.txt'"
-check "np 2 select.json equals one process's" cmp -s "$T/ps/select.json" "$T/ms/select.json"
-check "np 2 select prints one table" cmp -s "$T/ps.txt" "$T/ms.txt"
+"$E" simulate --out "$T/j.jsonl" --annotators 3000 --decisions 3 --items 3 --seed 5 >/dev/null
+expect_exit 0 "plain select, JSONL" "" "$E" select --data "$T/j.jsonl" --k 1..2 --holdout 0.3 --seed 4 \
+    --out "$T/psj" --quiet --threads 1
+for n in 1 2 3; do
+    expect_exit 0 "np $n select" "" sh -c "$MPIRUN -np $n '$E' select --data '$T/d.csv' --k 1..3 --seed 2 \
+        --out '$T/ms$n' --quiet --threads 1 >'$T/ms$n.txt'"
+    check "np $n select.json equals one process's" cmp -s "$T/ps/select.json" "$T/ms$n/select.json"
+    check "np $n select prints one process's table" cmp -s "$T/ps.txt" "$T/ms$n.txt"
+    expect_exit 0 "np $n select, JSONL" "" $MPIRUN -np $n "$E" select --data "$T/j.jsonl" --k 1..2 --holdout 0.3 \
+        --seed 4 --out "$T/msj$n" --quiet --threads 1
+    check "np $n JSONL select.json equals one process's" cmp -s "$T/psj/select.json" "$T/msj$n/select.json"
+done
+check "select reports the split" grep -q '"n_train": 4000' "$T/ms3/select.json"
+# A bad row read by rank 2 alone ends select too, before any output.
+expect_exit 2 "select: bad row on rank 2" "vbad.csv:$last: column \"N\"" $MPIRUN -np 3 "$E" select \
+    --data "$T/vbad.csv" --k 1..2 --out "$T/sbad" --quiet
+check "no select.json after a failed select" test ! -e "$T/sbad/select.json"
 
 # Bad input on one process: rank 0 reads good data and waits in the first
 # reduction, rank 1 fails on its file; the job ends with exit 2 and rank

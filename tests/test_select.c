@@ -147,33 +147,129 @@ static void test_split(void) {
     emdpo_data_free(d);
 }
 
-static void test_alloc_failures(void) {
-    emdpo_data *d = random_data(8, 11);
-    if (!d) return;
-    long done_at = -1;
-    for (long k = 0; k < 100000 && done_at < 0; k++) {
-        failalloc_install(k, 0);
-        emdpo_data *tr = NULL, *va = NULL;
-        int rc = emdpo_data_split(d, 0.25, 3, &tr, &va);
-        int ok = !rc && tr && va && tr->n_annot == 6 && va->n_annot == 2;
-        int clean = rc == EMDPO_ERR_NOMEM && !tr && !va;
-        emdpo_data_free(tr);
-        emdpo_data_free(va);
-        long live = failalloc_live(), count = failalloc_count();
-        int size_err = failalloc_size_errors();
-        failalloc_uninstall();
-        CHECK_MSG(ok || clean, "fail_at %ld rc %d", k, rc);
-        CHECK_MSG(live == 0, "fail_at %ld leaks %ld blocks", k, live);
-        CHECK_MSG(size_err == 0, "fail_at %ld: %d frees with a wrong size", k, size_err);
-        if (count <= k) done_at = k;
+/* The held-out annotators as the split drew them before it followed only
+ * the slots it touches: a partial Fisher-Yates over an array of all n,
+ * sorted. The split must still give these (its results are recorded). */
+static void reference_heldout(int64_t n, int64_t nv, uint64_t seed, int64_t *held) {
+    int64_t *idx = malloc((size_t)n * sizeof *idx);
+    if (!idx) return;
+    for (int64_t i = 0; i < n; i++) idx[i] = i;
+    emdpo_rng r;
+    emdpo_rng_seed(&r, seed, 0);
+    for (int64_t i = 0; i < nv; i++) {
+        int64_t j = i + (int64_t)emdpo_rng_below(&r, (uint64_t)(n - i)), t = idx[i];
+        idx[i] = idx[j];
+        idx[j] = t;
     }
-    CHECK(done_at > 4);
+    /* Sorted by marking. */
+    char *mark = calloc((size_t)n, 1);
+    if (mark) {
+        for (int64_t i = 0; i < nv; i++) mark[idx[i]] = 1;
+        for (int64_t i = 0, v = 0; i < n; i++)
+            if (mark[i]) held[v++] = i;
+    }
+    free(mark);
+    free(idx);
+}
+
+static void test_split_reference(void) {
+    const int ns[] = {50, 301, 2000};
+    const double shares[] = {0.2, 0.5, 0.9};
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++) {
+            emdpo_data *d = random_data(ns[a], 40 + (uint64_t)a);
+            if (!d) return;
+            uint64_t seed = 11 + (uint64_t)(a * 3 + b);
+            emdpo_data *tr = NULL, *va = NULL;
+            CHECK_EQ_INT(emdpo_data_split(d, shares[b], seed, &tr, &va), EMDPO_OK);
+            int64_t nv = emdpo_holdout_count(ns[a], shares[b]);
+            int64_t *want = calloc((size_t)nv, sizeof *want);
+            if (want && va) {
+                reference_heldout(ns[a], nv, seed, want);
+                int same = va->n_annot == nv;
+                for (int64_t i = 0; same && i < nv; i++) same = name_index(va->annot_name[i]) == want[i];
+                CHECK_MSG(same, "n %d holdout %g: held-out annotators differ from the reference", ns[a], shares[b]);
+            }
+            free(want);
+            emdpo_data_free(tr);
+            emdpo_data_free(va);
+            emdpo_data_free(d);
+        }
+}
+
+/* Whether a and b hold the same annotators, decisions and features. */
+static int same_data(const emdpo_data *a, const emdpo_data *b) {
+    if (a->n_annot != b->n_annot || a->n_dec != b->n_dec || a->n_items != b->n_items || a->p != b->p) return 0;
+    for (int64_t i = 0; i < a->n_annot; i++)
+        if (strcmp(a->annot_name[i], b->annot_name[i]) || a->annot_dec[i + 1] != b->annot_dec[i + 1]) return 0;
+    for (int64_t j = 0; j < a->n_dec; j++)
+        if (a->dec_item[j + 1] != b->dec_item[j + 1] || a->dec_stages[j] != b->dec_stages[j]) return 0;
+    return memcmp(a->x, b->x, (size_t)a->n_items * (size_t)a->p * sizeof(double)) == 0;
+}
+
+/* A share of the data (one process here: all of it, marked as a share)
+ * splits into shares of the two sides that hold what the whole data's
+ * split holds; across processes tests/cli_mpi.sh checks the same. */
+static void test_split_share(void) {
+    emdpo_data *d = random_data(300, 9), *s = NULL;
+    if (!d) return;
+    CHECK_EQ_INT(emdpo_data_share(d, &s), EMDPO_OK);
+    emdpo_data *tr = NULL, *va = NULL, *trs = NULL, *vas = NULL;
+    CHECK_EQ_INT(emdpo_data_split(d, 0.3, 4, &tr, &va), EMDPO_OK);
+    if (s) CHECK_EQ_INT(emdpo_data_split(s, 0.3, 4, &trs, &vas), EMDPO_OK);
+    if (tr && va && trs && vas) {
+        CHECK(same_data(tr, trs));
+        CHECK(same_data(va, vas));
+        CHECK(trs->shard && vas->shard);
+        CHECK_EQ_INT(trs->annot_base, 0);
+        CHECK_EQ_INT(trs->all_annot, 210);
+        CHECK_EQ_INT(vas->all_annot, 90);
+        CHECK_EQ_INT(trs->all_dec, tr->n_dec);
+        CHECK_EQ_INT(vas->all_items, va->n_items);
+    }
+    emdpo_data_free(tr);
+    emdpo_data_free(va);
+    emdpo_data_free(trs);
+    emdpo_data_free(vas);
+    emdpo_data_free(s);
     emdpo_data_free(d);
+}
+
+static void test_alloc_failures(void) {
+    emdpo_data *whole = random_data(8, 11), *share = NULL;
+    if (!whole) return;
+    CHECK_EQ_INT(emdpo_data_share(whole, &share), EMDPO_OK);
+    /* The whole data's split and a share's (one process: its own path). */
+    for (int w = 0; w < 2 && share; w++) {
+        const emdpo_data *d = w ? share : whole;
+        long done_at = -1;
+        for (long k = 0; k < 100000 && done_at < 0; k++) {
+            failalloc_install(k, 0);
+            emdpo_data *tr = NULL, *va = NULL;
+            int rc = emdpo_data_split(d, 0.25, 3, &tr, &va);
+            int ok = !rc && tr && va && tr->n_annot == 6 && va->n_annot == 2;
+            int clean = rc == EMDPO_ERR_NOMEM && !tr && !va;
+            emdpo_data_free(tr);
+            emdpo_data_free(va);
+            long live = failalloc_live(), count = failalloc_count();
+            int size_err = failalloc_size_errors();
+            failalloc_uninstall();
+            CHECK_MSG(ok || clean, "share %d fail_at %ld rc %d", w, k, rc);
+            CHECK_MSG(live == 0, "share %d fail_at %ld leaks %ld blocks", w, k, live);
+            CHECK_MSG(size_err == 0, "share %d fail_at %ld: %d frees with a wrong size", w, k, size_err);
+            if (count <= k) done_at = k;
+        }
+        CHECK(done_at > 4);
+    }
+    emdpo_data_free(share);
+    emdpo_data_free(whole);
 }
 
 int main(void) {
     test_heldout_loglik();
     test_split();
+    test_split_reference();
+    test_split_share();
     test_alloc_failures();
     return check_report("test_select");
 }

@@ -63,8 +63,8 @@ typedef struct emdpo_read_opts {
     /* 1: under mpirun with more than one process (emdpo_dist_init), the
      * data read is this process's share of the annotators: whole runs of
      * 1024 in file order, as even as they split, for the log-linear fit
-     * (emdpo_loglinear_fit and what takes its fit), whose sums then run
-     * over the processes. A long CSV in a regular file is then read in
+     * (emdpo_loglinear_fit and what takes its fit) and emdpo_select_run,
+     * whose sums then run over the processes. A long CSV in a regular file is then read in
      * parts, each process parsing only its share's bytes: the rows of an
      * annotator must be adjacent (EMDPO_ERR_PARSE at the row where one
      * comes back) and each row one line; every process must call the
@@ -182,7 +182,10 @@ EMDPO_API int emdpo_data_subset(const emdpo_data *d, const int64_t *annots, int6
 /* A seeded random split of the annotators: round(n * holdout) go to
  * *valid, the rest to *train, each in d's order. The same seed gives the
  * same split on any machine. EMDPO_ERR_INVALID_ARG for holdout outside
- * (0, 1) or a side that would be empty. */
+ * (0, 1) or a side that would be empty. When d is this process's share
+ * (emdpo_read_opts.share), a collective: the split is the whole data's,
+ * the same for any number of processes, and *train and *valid are this
+ * process's shares of its two sides. */
 EMDPO_API int emdpo_data_split(const emdpo_data *d, double holdout, uint64_t seed, emdpo_data **train,
                                emdpo_data **valid);
 

@@ -85,7 +85,9 @@ typedef struct emdpo_select emdpo_select;
 /* Splits d's annotators (emdpo_data_split), fits every K on the training
  * side and scores it by AIC, BIC, ICL and held-out log-likelihood.
  * EMDPO_ERR_INVALID_ARG (diag) when the split leaves no held-out
- * annotator or fewer training annotators than k_max. */
+ * annotator or fewer training annotators than k_max. On a share of the
+ * data (emdpo_read_opts.share) every process calls it, and each gets the
+ * result of the whole data, the same bits for any number of processes. */
 EMDPO_API int emdpo_select_run(const emdpo_data *d, const emdpo_select_opts *o, emdpo_select **out,
                                emdpo_diag *diag);
 EMDPO_API void emdpo_select_free(emdpo_select *s);

@@ -15,11 +15,13 @@ int emdpo_heldout_loglik(emdpo_policy *pol, const double *eta, const emdpo_data 
         if (!(eta[k] >= 0) || !isfinite(eta[k])) return EMDPO_ERR_INVALID_ARG;
         log_eta[k] = eta[k] > 0 ? log(eta[k]) : -INFINITY;
     }
-    double *logp = emdpo_malloc((size_t)d->n_dec * K * sizeof(double));
-    double *gamma = emdpo_malloc((size_t)d->n_annot * K * sizeof(double));
+    /* A process's share may hold no annotators (d->shard): at least one row. */
+    size_t lbytes = (size_t)(d->n_dec ? d->n_dec : 1) * K * sizeof(double),
+           gbytes = (size_t)(d->n_annot ? d->n_annot : 1) * K * sizeof(double);
+    double *logp = emdpo_malloc(lbytes), *gamma = emdpo_malloc(gbytes);
     int rc = logp && gamma ? pol->ops->decision_logp(pol, d, logp) : EMDPO_ERR_NOMEM;
     if (!rc) rc = emdpo_em_estep(d, K, logp, log_eta, gamma, ll_annot, loglik);
-    emdpo_free(logp, (size_t)d->n_dec * K * sizeof(double));
-    emdpo_free(gamma, (size_t)d->n_annot * K * sizeof(double));
+    emdpo_free(logp, lbytes);
+    emdpo_free(gamma, gbytes);
     return rc;
 }

@@ -370,6 +370,24 @@ void emdpo_data_expand_weights(const emdpo_data *d, const double *w_annot, doubl
         for (int64_t j = d->annot_dec[i]; j < d->annot_dec[i + 1]; j++) w_dec[j] = w_annot[i];
 }
 
+int emdpo_data_builder_add_annot(emdpo_data_builder *b, const emdpo_data *d, int64_t i, const char ***texts,
+                                 size_t *texts_cap) {
+    const char *group = d->annot_group[i] >= 0 ? d->group_name[d->annot_group[i]] : NULL;
+    for (int64_t j = d->annot_dec[i]; j < d->annot_dec[i + 1]; j++) {
+        int64_t it = d->dec_item[j];
+        int ni = emdpo_dec_n_items(d, j);
+        if (d->item_text) {
+            if (emdpo_grow((void **)texts, texts_cap, (size_t)ni, sizeof(char *))) return EMDPO_ERR_NOMEM;
+            for (int q = 0; q < ni; q++) (*texts)[q] = d->item_text[it + q];
+        }
+        int rc = emdpo_data_builder_add(b, d->annot_name[i], group, d->dec_prompt ? d->dec_prompt[j] : NULL, ni,
+                                        d->dec_stages[j], d->p ? d->x + (size_t)it * d->p : NULL,
+                                        d->item_text ? *texts : NULL);
+        if (rc) return rc;
+    }
+    return EMDPO_OK;
+}
+
 /* The annotators annots[0..n) of d, in that order (n may be 0). */
 static int subset_of(const emdpo_data *d, const int64_t *annots, int64_t n, emdpo_data **out) {
     emdpo_data_builder *b;
@@ -382,26 +400,8 @@ static int subset_of(const emdpo_data *d, const int64_t *annots, int64_t n, emdp
     const char **texts = NULL;
     size_t texts_cap = 0;
     for (int64_t q = 0; q < n && !rc; q++) {
-        int64_t i = annots[q];
-        if (i < 0 || i >= d->n_annot) {
-            rc = EMDPO_ERR_INVALID_ARG;
-            break;
-        }
-        const char *group = d->annot_group[i] >= 0 ? d->group_name[d->annot_group[i]] : NULL;
-        for (int64_t j = d->annot_dec[i]; j < d->annot_dec[i + 1] && !rc; j++) {
-            int64_t it = d->dec_item[j];
-            int ni = emdpo_dec_n_items(d, j);
-            if (d->item_text) {
-                if (emdpo_grow((void **)&texts, &texts_cap, (size_t)ni, sizeof(char *))) {
-                    rc = EMDPO_ERR_NOMEM;
-                    break;
-                }
-                for (int q2 = 0; q2 < ni; q2++) texts[q2] = d->item_text[it + q2];
-            }
-            rc = emdpo_data_builder_add(b, d->annot_name[i], group, d->dec_prompt ? d->dec_prompt[j] : NULL,
-                                   ni, d->dec_stages[j], d->p ? d->x + (size_t)it * d->p : NULL,
-                                   d->item_text ? (const char *const *)texts : NULL);
-        }
+        if (annots[q] < 0 || annots[q] >= d->n_annot) rc = EMDPO_ERR_INVALID_ARG;
+        else rc = emdpo_data_builder_add_annot(b, d, annots[q], &texts, &texts_cap);
     }
     emdpo_free((void *)texts, texts_cap * sizeof(char *));
     if (rc) {

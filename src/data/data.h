@@ -58,6 +58,11 @@ int emdpo_data_share(const emdpo_data *d, emdpo_data **out);
  * decisions. */
 int emdpo_data_builder_finish_share(emdpo_data_builder *b, int64_t annot_base, int64_t all_annot, emdpo_data **out);
 
+/* Adds annotator i of d, all its decisions, to b; *texts (*texts_cap
+ * entries, grown as needed) is the caller's scratch, freed by it. */
+int emdpo_data_builder_add_annot(emdpo_data_builder *b, const emdpo_data *d, int64_t i, const char ***texts,
+                                 size_t *texts_cap);
+
 /* Items in decision d. */
 static inline int emdpo_dec_n_items(const struct emdpo_data *d, int64_t dec) {
     return (int)(d->dec_item[dec + 1] - d->dec_item[dec]);

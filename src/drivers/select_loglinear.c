@@ -1,6 +1,9 @@
 /* Choosing K for log-linear policies (emdpo/loglinear.h's emdpo_select_run):
  * a seeded split of the annotators, one fit per K on the training side,
- * and its information criteria and held-out log-likelihood. */
+ * and its information criteria and held-out log-likelihood. On a share of
+ * the data (under mpirun) each side of the split is shared as the data
+ * are, and the fits and the held-out log-likelihood add their sums over
+ * the processes exactly, so the result is the same for any number. */
 #include <math.h>
 #include <string.h>
 
@@ -88,7 +91,7 @@ int emdpo_select_run(const emdpo_data *d, const emdpo_select_opts *o, emdpo_sele
     if (d->p == 0)
         return emdpo_diag_at(diag, EMDPO_ERR_UNSUPPORTED, d->source, 0,
                              "responses are text; log-linear policies need {\"features\": [...]} responses");
-    int64_t n = d->n_annot, nv = emdpo_holdout_count(n, o->holdout);
+    int64_t n = emdpo_data_all_annot(d), nv = emdpo_holdout_count(n, o->holdout);
     if (nv < 1 || n - nv < o->k_max)
         return emdpo_diag_fail(diag, EMDPO_ERR_INVALID_ARG,
                                "%lld annotators with holdout %g leave %lld held out and %lld for training; need at "
@@ -109,8 +112,8 @@ int emdpo_select_run(const emdpo_data *d, const emdpo_select_opts *o, emdpo_sele
         emdpo_diag_fail(diag, rc, "cannot split the annotators");
     if (rc == EMDPO_ERR_NOMEM) emdpo_diag_fail(diag, rc, "out of memory");
     if (!rc) {
-        s->n_train = train->n_annot;
-        s->n_heldout = valid->n_annot;
+        s->n_train = emdpo_data_all_annot(train);
+        s->n_heldout = emdpo_data_all_annot(valid);
     }
     for (int r = 0; !rc && r < s->n_rows; r++) {
         if ((rc = fit_row(s, train, valid, o->k_min + r, &s->rows[r], diag))) break;

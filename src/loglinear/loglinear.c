@@ -526,10 +526,11 @@ static int loglinear_decision_logp(emdpo_policy *pol, const emdpo_data *d, doubl
     emdpo_loglinear *ll = (emdpo_loglinear *)pol;
     int K = pol->K, p = ll->p;
     if (d->p != p) return EMDPO_ERR_INVALID_ARG;
-    int64_t n_blocks = (d->n_annot + LL_BLOCK - 1) / LL_BLOCK;
+    /* A process's share may hold no annotators: at least one block's room. */
+    int64_t n_blocks = (d->n_annot + LL_BLOCK - 1) / LL_BLOCK, n_part = n_blocks ? n_blocks : 1;
     size_t stride = type_stride(p);
     unsigned char *mask = emdpo_malloc((size_t)K);
-    double *part = emdpo_malloc((size_t)n_blocks * K * stride * sizeof(double));
+    double *part = emdpo_malloc((size_t)n_part * K * stride * sizeof(double));
     double *out = emdpo_malloc((size_t)K * stride * sizeof(double));
     int rc = EMDPO_ERR_NOMEM;
     if (mask && part && out) {
@@ -538,7 +539,7 @@ static int loglinear_decision_logp(emdpo_policy *pol, const emdpo_data *d, doubl
         rc = eval_all(&J, out);
     }
     emdpo_free(mask, (size_t)K);
-    emdpo_free(part, (size_t)n_blocks * K * stride * sizeof(double));
+    emdpo_free(part, (size_t)n_part * K * stride * sizeof(double));
     emdpo_free(out, (size_t)K * stride * sizeof(double));
     return rc;
 }
