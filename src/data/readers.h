@@ -11,9 +11,17 @@
 #include "data/data.h"
 
 /* JSONL, one decision per line, or a JSON array of decisions
- * (read_jsonl.c); texts keep their ends as emdpo_data_read_kept says. */
-int emdpo_read_jsonl(emdpo_lines *lr, const emdpo_read_opts *o, size_t keep_text_bytes, emdpo_data **out,
+ * (read_jsonl.c); texts keep their ends as emdpo_data_read_kept says.
+ * part = 1 (under mpirun, lr reading a plain FILE of which
+ * emdpo_jsonl_splits says yes): this process reads only the lines of its
+ * share of the annotators, as emdpo_read_csv's part, and every process
+ * must call it. */
+int emdpo_read_jsonl(emdpo_lines *lr, const emdpo_read_opts *o, size_t keep_text_bytes, int part, emdpo_data **out,
                      emdpo_diag *diag);
+/* 1 when fp (at its start) can be read in parts: a regular file, not
+ * gzip-compressed, whose records are lines (not one JSON array); fp is
+ * back at its start. 0 otherwise, fp anywhere. */
+int emdpo_jsonl_splits(FILE *fp);
 /* Long CSV, one row per shown alternative (read_csv.c); *line gets the
  * line reached, for dataio.c's own messages. part = 1 (under mpirun, fp a
  * regular file): this process reads only its share of the annotators, by
