@@ -454,10 +454,26 @@ static int scan_part(void *ctx, FILE *fp, int64_t from, int64_t to, long line, i
     return rc;
 }
 
+/* The scans' stream: strings cut to an identifier's length. */
+static int scan_open(jsonl_reader *r) {
+    emdpo_json_limits lim = {.keep = EMDPO_MAX_ID_BYTES, .max_key = EMDPO_MAX_ID_BYTES};
+    return emdpo_json_stream_create(r->doc, &lim, &r->scan);
+}
+
+int emdpo_jsonl_scan(FILE *fp, const emdpo_read_opts *o, int64_t from, int64_t to, long line, int64_t *n_starts,
+                     int64_t *n_records) {
+    emdpo_diag scratch;
+    jsonl_reader r = {.o = o, .diag = &scratch, .p = -1};
+    int rc = emdpo_json_doc_create(&r.doc);
+    if (!rc) rc = scan_open(&r);
+    if (!rc) rc = scan_part(&r, fp, from, to, line, 0, NULL, 0, NULL, n_starts, n_records);
+    reader_free(&r);
+    return rc;
+}
+
 /* Finds this process's part and moves lr to its first line. */
 static int part_begin(jsonl_reader *r, emdpo_lines *lr, emdpo_part *where) {
-    emdpo_json_limits lim = {.keep = EMDPO_MAX_ID_BYTES, .max_key = EMDPO_MAX_ID_BYTES};
-    int rc = emdpo_json_stream_create(r->doc, &lim, &r->scan);
+    int rc = scan_open(r);
     if (!rc) rc = emdpo_part_find(lr->fp, 0, 1, scan_part, r, where);
     if (!rc) rc = emdpo_lines_seek(lr, where->begin, where->line);
     return rc;

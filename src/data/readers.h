@@ -5,6 +5,7 @@
 #ifndef EMDPO_READERS_H
 #define EMDPO_READERS_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "base/lines.h"
@@ -22,6 +23,12 @@ int emdpo_read_jsonl(emdpo_lines *lr, const emdpo_read_opts *o, size_t keep_text
  * gzip-compressed, whose records are lines (not one JSON array); fp is
  * back at its start. 0 otherwise, fp anywhere. */
 int emdpo_jsonl_splits(FILE *fp);
+/* The scan that finds the parts, over the lines that begin in bytes
+ * [from, to) of fp (the first on line `line`) and the record after them:
+ * *n_starts records that begin an annotator (all but the first, and the
+ * record after), *n_records records. For the readers' fuzzer. */
+int emdpo_jsonl_scan(FILE *fp, const emdpo_read_opts *o, int64_t from, int64_t to, long line, int64_t *n_starts,
+                     int64_t *n_records);
 /* Long CSV, one row per shown alternative (read_csv.c); *line gets the
  * line reached, for dataio.c's own messages. part = 1 (under mpirun, fp a
  * regular file): this process reads only its share of the annotators, by
