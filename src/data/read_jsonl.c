@@ -2,7 +2,8 @@
  * names, extended with annotator, group, lists of rejected responses and
  * rankings), or a JSON array of such records. TRL's implicit prompts and
  * conversations become texts through chat_records.h. See DESIGN.md, "Data
- * formats". */
+ * formats". Under mpirun a file of records on lines is read in parts
+ * (parts.h): each process parses only its share's lines. */
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -220,8 +221,8 @@ static int note_annotator(jsonl_reader *r, const char *annot) {
     const char *prev = r->annots.n ? r->prev : NULL;
     if (prev && strcmp(prev, annot) == 0) return EMDPO_OK;
     int rc = emdpo_part_note(&r->annots, r->b, prev, annot, r->line, r->diag);
-    size_t len = strlen(annot) + 1;
     if (rc) return rc;
+    size_t len = strlen(annot) + 1;
     if (emdpo_grow((void **)&r->prev, &r->prev_cap, len, 1)) return EMDPO_ERR_NOMEM;
     memcpy(r->prev, annot, len);
     return EMDPO_OK;
