@@ -81,8 +81,11 @@ int emdpo_data_read_kept(const char *path, emdpo_format fmt, const emdpo_read_op
     if (f == EMDPO_FORMAT_JSONL) {
         emdpo_lines lr;
         /* Under mpirun each process reads only its part of a regular file of
-         * records on lines; gzip, a JSON array and pipes are read whole. */
-        FILE *fp = o->share && emdpo_dist_size() > 1 ? fopen(path, "rb") : NULL;
+         * records on lines; gzip, a JSON array and pipes are read whole (a
+         * pipe is not opened twice). */
+        struct stat st;
+        FILE *fp = o->share && emdpo_dist_size() > 1 && stat(path, &st) == 0 && S_ISREG(st.st_mode) ? fopen(path, "rb")
+                                                                                                   : NULL;
         if (fp && !(part = emdpo_jsonl_splits(fp))) fclose(fp);
         if (part) lr = (emdpo_lines){.fp = fp};
         else if (emdpo_lines_open(&lr, path))
