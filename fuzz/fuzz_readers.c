@@ -1,6 +1,7 @@
 /* libFuzzer target: the text readers of untrusted files, through the same
  * entry points the library's users call. The first byte picks the reader,
- * the rest is the file: preference JSONL and long CSV (src/data), fit.json,
+ * the rest is the file: preference JSONL (with the scan that splits it
+ * under mpirun) and long CSV (src/data), fit.json,
  * posterior.csv and weight files (src/fitfile), mixture.json (src/lm),
  * MPI inventories and GlobalOpinionQA's three sources (src/experiments),
  * Python literals (src/base/pylit.c), and the log-ratio, margins and
@@ -17,6 +18,8 @@
 
 #include "base/pylit.h"
 #include "base/utf8.h"
+#include "data/parts.h"
+#include "data/readers.h"
 #include "emdpo.h"
 #include "emdpo/experimental.h"
 #include "experiments/goqa.h"
@@ -68,6 +71,32 @@ static void use_logratios(const emdpo_logratios *lr) {
     free(g);
 }
 
+/* The scan that splits a JSONL file under mpirun (read_jsonl.c, without
+ * MPI here): split at the line start nearest the middle, the two parts'
+ * annotator starts and records add up to the whole file's; of a file read
+ * whole (d) that would be read in parts, the records are its decisions and
+ * the starts at least its annotators less one (as many when each
+ * annotator's records are adjacent). */
+static void check_jsonl_scan(const char *path, const emdpo_data *d, const uint8_t *data, size_t size) {
+    emdpo_read_opts o;
+    emdpo_read_opts_init(&o);
+    FILE *fp = fopen(path, "rb");
+    if (!fp) abort();
+    int64_t n = (int64_t)size, s0, r0, s1, r1, s2, r2, cut;
+    long line = 1;
+    int rc = emdpo_jsonl_scan(fp, &o, 0, n, 1, &s0, &r0);
+    if (!rc && emdpo_part_line_start(fp, n / 2, 0, n, &cut)) abort();
+    for (int64_t i = 0; !rc && i < cut; i++) line += data[i] == '\n';
+    if (!rc) rc = emdpo_jsonl_scan(fp, &o, 0, cut, 1, &s1, &r1);
+    if (!rc) rc = emdpo_jsonl_scan(fp, &o, cut, n, line, &s2, &r2);
+    expect(rc, -1, -1);
+    if (!rc && (s1 + s2 != s0 || r1 + r2 != r0)) abort();
+    if (!rc && d && emdpo_jsonl_splits(fp) &&
+        (r0 != emdpo_data_n_decisions(d) || s0 + 1 < emdpo_data_n_annotators(d)))
+        abort();
+    fclose(fp);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
     int which = data[0] % 16;
@@ -81,6 +110,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         int rc = emdpo_data_read(p, EMDPO_FORMAT_AUTO, &d, &diag);
         expect(rc, EMDPO_ERR_PARSE, EMDPO_ERR_LIMIT);
         if (!rc) use_data(d);
+        if (!which) check_jsonl_scan(p, d, data, size);
         break;
     }
     case 2: {

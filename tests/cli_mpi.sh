@@ -81,6 +81,59 @@ done
 expect_exit 2 "np 2: annotator apart in one part" "apart2.csv:17: annotator \"a1\" appears again here" \
     $MPIRUN -np 2 "$E" fit --data "$T/apart2.csv" --k 2 --out "$T/apart2" --quiet
 
+# JSONL the same way, one record per line: 2600 annotators of 1 to 30
+# records, blank and white-space lines, an integer annotator (a777 as 777),
+# a500's record without an annotator (read as "line<N>"), a CRLF line, a
+# byte order mark; JSON arrays and gzip files are read whole by every
+# process.
+"$E" simulate --out "$T/vj0.jsonl" --annotators 2600 --decisions 30 --items 3 --seed 4 --no-text >/dev/null
+awk 'NR == 1 { printf "\357\273\277" }
+    { match($0, /"annotator":"a[0-9]+"/); n = substr($0, RSTART + 14, RLENGTH - 15) + 0
+      keep = n % 97 == 0 ? 30 : n * 7 % 5 + 1; if (++c[n] > keep) next
+      if (n == 777) sub(/"a777"/, "777"); if (n == 500) sub(/"annotator":"a500",/, "")
+      if (n == 1500) sub(/$/, "\r"); print }
+    NR == 20000 { print "" } NR == 30000 { print " \t " }' "$T/vj0.jsonl" >"$T/vj.jsonl"
+{ echo '['; tr -d '\r' <"$T/vj.jsonl" | sed '1s/^\xef\xbb\xbf//' | grep -v '^[[:space:]]*$' | sed '$!s/$/,/'
+    echo ']'; } >"$T/vja.json"
+gzip -c "$T/vj.jsonl" >"$T/vjz.jsonl.gz"
+for f in vj.jsonl vja.json vjz.jsonl.gz; do
+    expect_exit 0 "plain fit of $f" "" "$E" fit --data "$T/$f" --k 2 --seed 2 --out "$T/p$f" --quiet --threads 1
+    for n in 1 2 3; do
+        expect_exit 0 "np $n fit of $f" "" $MPIRUN -np $n "$E" fit --data "$T/$f" --k 2 --seed 2 --out "$T/m$f$n" \
+            --quiet --threads 1
+        check "np $n fit of $f equals one process's" same_fit "$T/p$f" "$T/m$f$n"
+    done
+done
+check "line-named annotator in the posterior" grep -q '^line[0-9]*,' "$T/pvj.jsonl/posterior.csv"
+check "integer annotator in the posterior" grep -q '^777,' "$T/pvj.jsonl/posterior.csv"
+# A bad last line, read by rank 2 only: its true line number.
+lastj=$(wc -l <"$T/vj.jsonl")
+sed "${lastj}s/}\$//" "$T/vj.jsonl" >"$T/vjbad.jsonl"
+expect_exit 2 "JSONL: bad line on rank 2" "vjbad.jsonl:$lastj: line is not valid JSON" $MPIRUN -np 3 "$E" fit \
+    --data "$T/vjbad.jsonl" --k 2 --out "$T/vjbad" --quiet
+# Six features from a2049 on (rank 2's share at np 3): the message of one
+# process, which cites the file's first record.
+awk '/"annotator":"a(2049|20[5-9][0-9]|2[1-9][0-9][0-9])"/ { gsub(/"features":\[/, "\"features\":[0,") } { print }' \
+    "$T/vj.jsonl" >"$T/vjp.jsonl"
+"$E" fit --data "$T/vjp.jsonl" --k 2 --out "$T/vjp" --quiet 2>"$T/vjp.err"
+check "one process names the first line with other features" grep -q "vjp.jsonl:[0-9]*: item 1 has 6 features, \
+expected 5 (as on line 1)" "$T/vjp.err"
+expect_exit 2 "JSONL: other features on rank 2" "$(cat "$T/vjp.err")" $MPIRUN -np 3 "$E" fit --data "$T/vjp.jsonl" \
+    --k 2 --out "$T/vjp" --quiet
+# An annotator's records apart, across parts and within one.
+awk '/"a3"/ && ++k == 2 { held = $0; next } { print } END { print held }' "$T/vj.jsonl" >"$T/apartj.jsonl"
+backj=$(wc -l <"$T/apartj.jsonl") beganj=$(grep -n '"a3"' "$T/vj.jsonl" | head -1 | cut -d: -f1)
+expect_exit 0 "plain fit of apartj.jsonl" "" "$E" fit --data "$T/apartj.jsonl" --k 2 --out "$T/apartjp" --quiet
+for n in 2 3; do
+    expect_exit 2 "JSONL np $n: annotator apart" "apartj.jsonl:$backj: annotator \"a3\" appears again here after \
+other annotators' rows (it began on line $beganj)" $MPIRUN -np $n "$E" fit --data "$T/apartj.jsonl" --k 2 \
+        --out "$T/apartj" --quiet
+done
+"$E" simulate --out "$T/twoj.jsonl" --annotators 2 --decisions 3 --items 3 --seed 1 >/dev/null
+{ sed -n 1p "$T/twoj.jsonl"; sed -n 4,6p "$T/twoj.jsonl"; sed -n 2,3p "$T/twoj.jsonl"; } >"$T/apartj2.jsonl"
+expect_exit 2 "JSONL np 2: annotator apart in one part" "apartj2.jsonl:5: annotator \"a1\" appears again here" \
+    $MPIRUN -np 2 "$E" fit --data "$T/apartj2.jsonl" --k 2 --out "$T/apartj2" --quiet
+
 # select on shares: each process reads its part, the split's two sides are
 # re-shared in runs of 1024 (annotators cross between processes: 5000
 # annotators leave 4000 training and 1000 held out, all of them on rank 0

@@ -64,11 +64,13 @@ typedef struct emdpo_read_opts {
      * data read is this process's share of the annotators: whole runs of
      * 1024 in file order, as even as they split, for the log-linear fit
      * (emdpo_loglinear_fit and what takes its fit) and emdpo_select_run,
-     * whose sums then run over the processes. A long CSV in a regular file is then read in
-     * parts, each process parsing only its share's bytes: the rows of an
-     * annotator must be adjacent (EMDPO_ERR_PARSE at the row where one
-     * comes back) and each row one line; every process must call the
-     * reader. 0 (the default), or one process: all of it. */
+     * whose sums then run over the processes. A long CSV or a JSONL file
+     * of records on lines (not gzip-compressed, not one JSON array), in a
+     * regular file, is then read in parts, each process parsing only its
+     * share's bytes: the rows (records) of an annotator must be adjacent
+     * (EMDPO_ERR_PARSE at the row where one comes back) and each CSV row
+     * one line; every process must call the reader. 0 (the default), or
+     * one process: all of it. */
     int share;
 } emdpo_read_opts;
 

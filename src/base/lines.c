@@ -160,6 +160,14 @@ int emdpo_lines_open(emdpo_lines *lr, const char *path) {
     return EMDPO_OK;
 }
 
+int emdpo_lines_seek(emdpo_lines *lr, int64_t offset, long lineno) {
+    if (lr->gz || !lr->fp || fseeko(lr->fp, (off_t)offset, SEEK_SET)) return EMDPO_ERR_IO;
+    lr->chunk_pos = lr->chunk_len = 0;
+    lr->at_eof = lr->line_open = lr->newline_unseen = lr->io_error = 0;
+    lr->lineno = lineno - 1;
+    return EMDPO_OK;
+}
+
 void emdpo_lines_close(emdpo_lines *lr) {
     if (lr->gz) gzclose((gzFile)lr->gz);
     if (lr->fp) fclose(lr->fp);

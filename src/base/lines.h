@@ -7,6 +7,7 @@
 #define EMDPO_LINES_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 /* Bytes read from the file at a time. */
@@ -32,6 +33,10 @@ typedef struct emdpo_lines {
 /* Opens path for reading lines, gzip-compressed or plain (zlib reads
  * both). EMDPO_ERR_IO with errno set. */
 int emdpo_lines_open(emdpo_lines *lr, const char *path);
+/* Goes on reading a plain file (lr->fp, no gz) from byte offset, the
+ * start of line lineno: a process's part of a file under mpirun.
+ * EMDPO_ERR_IO when fp cannot seek. */
+int emdpo_lines_seek(emdpo_lines *lr, int64_t offset, long lineno);
 /* Closes what emdpo_lines_open opened and frees the buffers. */
 void emdpo_lines_close(emdpo_lines *lr);
 

@@ -52,7 +52,7 @@ static inline int64_t emdpo_data_all_items(const struct emdpo_data *d) { return 
 int emdpo_data_share(const emdpo_data *d, emdpo_data **out);
 
 /* Finishes b (consumed, like emdpo_data_builder_finish) as this process's
- * share of a dataset read in parts (data/read_csv.c under mpirun): its
+ * share of a dataset read in parts (data/parts.h, under mpirun): its
  * annotators are annot_base .. of all_annot, the whole's decisions and
  * items are summed over the processes (a collective); b may hold no
  * decisions. */

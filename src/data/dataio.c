@@ -80,8 +80,17 @@ int emdpo_data_read_kept(const char *path, emdpo_format fmt, const emdpo_read_op
     int part = 0;
     if (f == EMDPO_FORMAT_JSONL) {
         emdpo_lines lr;
-        if (emdpo_lines_open(&lr, path)) return emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot open: %s", strerror(errno));
-        rc = emdpo_read_jsonl(&lr, o, keep_text_bytes, out, diag);
+        /* Under mpirun each process reads only its part of a regular file of
+         * records on lines; gzip, a JSON array and pipes are read whole (a
+         * pipe is not opened twice). */
+        struct stat st;
+        FILE *fp = o->share && emdpo_dist_size() > 1 && stat(path, &st) == 0 && S_ISREG(st.st_mode) ? fopen(path, "rb")
+                                                                                                   : NULL;
+        if (fp && !(part = emdpo_jsonl_splits(fp))) fclose(fp);
+        if (part) lr = (emdpo_lines){.fp = fp};
+        else if (emdpo_lines_open(&lr, path))
+            return emdpo_diag_fail(diag, EMDPO_ERR_IO, "cannot open: %s", strerror(errno));
+        rc = emdpo_read_jsonl(&lr, o, keep_text_bytes, part, out, diag);
         line = lr.lineno;
         emdpo_lines_close(&lr);
     } else {

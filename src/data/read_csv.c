@@ -4,7 +4,6 @@
  * for the pick, or 1..r for ranked alternatives, 0 for the rest. */
 #include <math.h>
 #include <stdarg.h>
-#include <sys/stat.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,10 +11,9 @@
 #include "base/alloc.h"
 #include "base/csv.h"
 #include "base/diag.h"
-#include "base/dist.h"
 #include "base/hash.h"
-#include "base/names.h"
 #include "base/utf8.h"
+#include "data/parts.h"
 #include "data/readers.h"
 
 enum { COL_ANNOT, COL_TASK, COL_ALT, COL_CHOSEN, COL_GROUP, N_ROLES };
@@ -63,11 +61,9 @@ typedef struct csv_reader {
     size_t xo_cap;
     task_set done;
     emdpo_data_builder *b;
-    /* Reading a part of the file under mpirun: the first line of each of
-     * its annotators, in order. */
+    /* Reading a part of the file under mpirun. */
     int part;
-    long *annot_line;
-    size_t n_annot, annot_line_cap;
+    emdpo_part_annots annots;
 } csv_reader;
 
 static char *field(const csv_reader *r, size_t c) { return emdpo_csv_field(&r->rec, (int)c); }
@@ -329,22 +325,6 @@ static int check_id(csv_reader *r, const char *id, int role) {
     return EMDPO_OK;
 }
 
-/* Under mpirun an annotator's rows must be adjacent: each process reads
- * whole annotators from its part of the file. Called at each new task,
- * while r->key still holds the task before. */
-static int note_annotator(csv_reader *r, const char *annot) {
-    if (r->n_annot && strcmp(r->key, annot) == 0) return EMDPO_OK;
-    if (emdpo_data_builder_count(r->b, annot) > 0)
-        return emdpo_diag_parse(r->diag, r->line,
-                                "annotator \"%.40s\" appears again here after other annotators' rows; under mpirun "
-                                "the rows of an annotator must be adjacent (sort the file by annotator)",
-                                annot);
-    if (emdpo_grow((void **)&r->annot_line, &r->annot_line_cap, r->n_annot + 1, sizeof *r->annot_line))
-        return EMDPO_ERR_NOMEM;
-    r->annot_line[r->n_annot++] = r->line;
-    return EMDPO_OK;
-}
-
 static int read_row(csv_reader *r) {
     if ((size_t)r->rec.nf != r->n_cols)
         return emdpo_diag_parse(r->diag, r->line, "row has %d fields, expected %zu (as in the header)", r->rec.nf,
@@ -362,7 +342,9 @@ static int read_row(csv_reader *r) {
         long here = r->line; /* errors in the finished task point at its own lines */
         if ((rc = flush_task(r))) return rc;
         r->line = here;
-        if (r->part && (rc = note_annotator(r, annot))) return rc;
+        /* Under mpirun each process reads whole annotators from its part. */
+        if (r->part && (rc = emdpo_part_note(&r->annots, r->b, r->annots.n ? r->key : NULL, annot, r->line, r->diag)))
+            return rc;
         if ((rc = start_task(r, annot, task, group))) return rc;
     } else if (groups_differ(r, group)) {
         return group_mismatch(r, annot, group);
@@ -392,68 +374,18 @@ static void reader_free(csv_reader *r) {
     emdpo_free(r->xo, r->xo_cap * sizeof *r->xo);
     task_set_free(&r->done);
     emdpo_data_builder_free(r->b);
-    emdpo_free(r->annot_line, r->annot_line_cap * sizeof *r->annot_line);
+    emdpo_part_annots_free(&r->annots);
 }
 
 /* ---- Parts of the file (mpirun) ------------------------------------------
- * Each process reads the header, then only its part of the rows, so that
- * no process holds more than its share while reading. An annotator starts
- * at a row whose annotator differs from the row before's (the rows of an
- * annotator must be adjacent). The processes first split the bytes after
- * the header evenly; process q takes the rows that begin in its bytes and
- * decides, for each of them but its first, and for the row after its
- * bytes, whether it starts an annotator. A first pass counts these
- * starts and the lines; sums over the processes of lower rank give each
- * start its global index and each process its first line's number; a
- * second pass notes the offset and line of the starts where a process's
- * share (emdpo_dist_share: whole runs of EMDPO_DIST_ALIGN annotators)
- * begins, and each process then reads exactly its share's rows. Memory
- * beyond the share: one row and a few numbers per process. */
+ * Each process reads the header, then only its part of the rows (parts.h):
+ * an annotator starts at a row whose annotator differs from the row
+ * before's. */
 
-/* Where this process reads: the rows that begin in [begin, end), from line
- * `line`; they are annotators annot_base .. of all_annot. */
-typedef struct csv_part {
-    int64_t begin, end;
-    long line;
-    int64_t annot_base, all_annot;
-} csv_part;
-
-/* The first line start at or after byte at of the rows (body .. size). */
-static int line_start_at(FILE *fp, int64_t at, int64_t body, int64_t size, int64_t *out) {
-    if (at <= body || at >= size) {
-        *out = at <= body ? body : size;
-        return EMDPO_OK;
-    }
-    if (fseeko(fp, (off_t)(at - 1), SEEK_SET)) return EMDPO_ERR_IO;
-    int c;
-    while ((c = getc_unlocked(fp)) != EOF && c != '\n') at++;
-    if (ferror(fp)) return EMDPO_ERR_IO;
-    *out = c == EOF ? size : at;
-    return EMDPO_OK;
-}
-
-/* Line ends in bytes [from, to). */
-static int count_lines(FILE *fp, int64_t from, int64_t to, int64_t *n) {
-    char buf[1 << 16];
-    *n = 0;
-    if (fseeko(fp, (off_t)from, SEEK_SET)) return EMDPO_ERR_IO;
-    while (from < to) {
-        size_t want = to - from < (int64_t)sizeof buf ? (size_t)(to - from) : sizeof buf;
-        size_t got = fread(buf, 1, want, fp);
-        for (size_t i = 0; i < got; i++) *n += buf[i] == '\n';
-        if (got < want) return ferror(fp) ? EMDPO_ERR_IO : EMDPO_OK;
-        from += (int64_t)got;
-    }
-    return EMDPO_OK;
-}
-
-/* One pass over the rows that begin in [from, to), from line `line`, and
- * the row after them. Counts in *n_starts the annotator starts this
- * process decides (its rows but the first, and the row after) and in
- * *n_rows its rows; the start with global index first + k, when it is
- * want[j] (ascending), puts its offset and line in at[2j], at[2j + 1]. */
-static int scan_part(csv_reader *r, FILE *fp, int64_t from, int64_t to, long line, int64_t first, const int64_t *want,
+/* The rows' emdpo_part_scan_fn (ctx the reader). */
+static int scan_part(void *ctx, FILE *fp, int64_t from, int64_t to, long line, int64_t first, const int64_t *want,
                      int n_want, int64_t *at, int64_t *n_starts, int64_t *n_rows) {
+    csv_reader *r = ctx;
     char *prev = NULL;
     size_t prev_cap = 0;
     int64_t n = 0, rows = 0;
@@ -492,126 +424,11 @@ static int scan_part(csv_reader *r, FILE *fp, int64_t from, int64_t to, long lin
     return rc;
 }
 
-/* Decides this process's part (the reader is past the header). A
- * collective: every process calls it. */
-static int find_part(csv_reader *r, FILE *fp, csv_part *part) {
-    int rank = emdpo_dist_rank(), size = emdpo_dist_size();
-    int64_t body = r->rec.pos;
-    long body_line = r->rec.line;
-    struct stat st;
-    if (fstat(fileno(fp), &st)) return EMDPO_ERR_IO;
-    int64_t fsize = (int64_t)st.st_size, bytes = fsize > body ? fsize - body : 0, from, to, lines, starts, rows;
-    int rc;
-    if ((rc = line_start_at(fp, body + bytes * rank / size, body, fsize, &from)) ||
-        (rc = line_start_at(fp, body + bytes * (rank + 1) / size, body, fsize, &to)) ||
-        (rc = count_lines(fp, from, to, &lines)))
-        return rc;
-    /* A syntax error found here is found again, at its true line, below. */
-    int first_rc = scan_part(r, fp, from, to, 1, 0, NULL, 0, NULL, &starts, &rows);
-    if (first_rc && first_rc != EMDPO_ERR_PARSE) return first_rc;
-    int64_t before[2] = {lines, starts}, total[2] = {starts, rows};
-    if ((rc = emdpo_dist_exscan_i64(before, 2)) || (rc = emdpo_dist_sum_i64(total, 2))) return rc;
-    int64_t all = total[1] ? total[0] + 1 : 0; /* the first row starts annotator 0 */
-    /* The starts of the shares of processes 1 .. size - 1. */
-    size_t wbytes = (size_t)size * sizeof(int64_t), abytes = 2 * wbytes;
-    int64_t *want = emdpo_malloc(wbytes), *at = emdpo_calloc(2 * (size_t)size, sizeof(int64_t));
-    if (!want || !at) rc = EMDPO_ERR_NOMEM;
-    for (int q = 1; !rc && q < size; q++) {
-        int64_t lo, hi;
-        emdpo_dist_share_of(q, all, &lo, &hi);
-        want[q - 1] = lo;
-    }
-    if (!rc) rc = scan_part(r, fp, from, to, body_line + (long)before[0], before[1] + 1, want, size - 1, at, &starts,
-                            &rows);
-    if (!rc) rc = first_rc;
-    if (!rc) rc = emdpo_dist_sum_i64(at, 2 * (size_t)(size - 1));
-    if (!rc) {
-        int64_t lo, hi;
-        emdpo_dist_share(all, &lo, &hi);
-        *part = (csv_part){.begin = body, .end = fsize, .line = body_line, .annot_base = lo, .all_annot = all};
-        if (lo >= all) part->begin = fsize;
-        else if (lo > 0) part->begin = at[2 * (rank - 1)], part->line = (long)at[2 * (rank - 1) + 1];
-        if (hi == 0) part->end = body;
-        else if (hi < all) part->end = at[2 * rank];
-    }
-    emdpo_free(want, wbytes);
-    emdpo_free(at, abytes);
-    return rc;
-}
-
-/* Under mpirun an annotator may not come back after other annotators'
- * rows on another process either: the processes send each of their
- * annotators (its name and first line) to the process its name hashes to,
- * which looks for a name sent twice. A collective. */
-static int check_adjacent(csv_reader *r, const emdpo_data *d) {
-    int size = emdpo_dist_size();
-    size_t cbytes = (size_t)size * sizeof(int64_t), sbytes = 0;
-    int64_t *count = emdpo_calloc((size_t)size, sizeof(int64_t));
-    int *dest = emdpo_malloc((d->n_annot ? (size_t)d->n_annot : 1) * sizeof *dest);
-    char *send = NULL, *recv = NULL;
-    size_t recv_len = 0;
-    int rc = count && dest ? EMDPO_OK : EMDPO_ERR_NOMEM;
-    for (int64_t i = 0; !rc && i < d->n_annot; i++) {
-        size_t len = strlen(d->annot_name[i]) + 1;
-        dest[i] = (int)(emdpo_hash_bytes(d->annot_name[i], len - 1) % (uint64_t)size);
-        count[dest[i]] += (int64_t)(sizeof(int64_t) + len);
-        sbytes += sizeof(int64_t) + len;
-    }
-    if (!rc && sbytes && !(send = emdpo_malloc(sbytes))) rc = EMDPO_ERR_NOMEM;
-    if (!rc) { /* pieces in rank order */
-        size_t *fill = emdpo_malloc((size_t)size * sizeof *fill);
-        if (!fill) rc = EMDPO_ERR_NOMEM;
-        size_t o = 0;
-        for (int q = 0; !rc && q < size; q++) {
-            fill[q] = o;
-            o += (size_t)count[q];
-        }
-        for (int64_t i = 0; !rc && i < d->n_annot; i++) {
-            int64_t line = r->annot_line[i];
-            size_t len = strlen(d->annot_name[i]) + 1;
-            memcpy(send + fill[dest[i]], &line, sizeof line);
-            memcpy(send + fill[dest[i]] + sizeof line, d->annot_name[i], len);
-            fill[dest[i]] += sizeof line + len;
-        }
-        emdpo_free(fill, (size_t)size * sizeof *fill);
-    }
-    if (!rc) rc = emdpo_dist_alltoall_bytes(send, count, &recv, &recv_len);
-    emdpo_name_index seen = {0};
-    int64_t *first = NULL;
-    size_t first_cap = 0;
-    for (size_t o = 0; !rc && o < recv_len;) {
-        int64_t line, idx;
-        int is_new;
-        memcpy(&line, recv + o, sizeof line);
-        const char *name = recv + o + sizeof line;
-        o += sizeof line + strlen(name) + 1;
-        if ((rc = emdpo_name_index_intern(&seen, name, &idx, &is_new))) break;
-        if (is_new) {
-            if (emdpo_grow((void **)&first, &first_cap, (size_t)idx + 1, sizeof *first)) rc = EMDPO_ERR_NOMEM;
-            else first[idx] = line;
-        } else {
-            long a = (long)(first[idx] < line ? first[idx] : line), b = (long)(first[idx] < line ? line : first[idx]);
-            rc = emdpo_diag_parse(r->diag, b,
-                                  "annotator \"%.40s\" appears again here after other annotators' rows (it began "
-                                  "on line %ld); under mpirun the rows of an annotator must be adjacent (sort the "
-                                  "file by annotator)",
-                                  name, a);
-        }
-    }
-    emdpo_name_index_free(&seen);
-    emdpo_free(first, first_cap * sizeof *first);
-    emdpo_free(recv, recv_len);
-    emdpo_free(send, sbytes);
-    emdpo_free(dest, (d->n_annot ? (size_t)d->n_annot : 1) * sizeof *dest);
-    emdpo_free(count, cbytes);
-    return rc;
-}
-
 int emdpo_read_csv(FILE *fp, const emdpo_read_opts *o, int part, emdpo_data **out, long *line, emdpo_diag *diag) {
     csv_reader r = {.diag = diag, .role_name = {o->csv_id, o->csv_task, o->csv_alt, o->csv_choice, "group"},
                     .part = part};
     emdpo_csv_init_file(&r.rec, fp);
-    csv_part where = {.end = -1};
+    emdpo_part where = {.end = -1};
     int rc, got, have_header = 0;
     while (!(rc = emdpo_csv_next(&r.rec, &got, diag)) && got) {
         r.line = r.rec.rec_line;
@@ -622,7 +439,7 @@ int emdpo_read_csv(FILE *fp, const emdpo_read_opts *o, int part, emdpo_data **ou
             if ((rc = read_header(&r))) break;
             have_header = 1;
             if (part) {
-                if ((rc = find_part(&r, fp, &where))) break;
+                if ((rc = emdpo_part_find(fp, r.rec.pos, r.rec.line, scan_part, &r, &where))) break;
                 if (fseeko(fp, (off_t)where.begin, SEEK_SET)) {
                     rc = EMDPO_ERR_IO;
                     break;
@@ -640,7 +457,7 @@ int emdpo_read_csv(FILE *fp, const emdpo_read_opts *o, int part, emdpo_data **ou
     if (!rc && part) {
         rc = emdpo_data_builder_finish_share(r.b, where.annot_base, where.all_annot, out);
         r.b = NULL;
-        if (!rc && (rc = check_adjacent(&r, *out))) {
+        if (!rc && (rc = emdpo_part_check_adjacent(*out, &r.annots, diag))) {
             emdpo_data_free(*out);
             *out = NULL;
         }

@@ -2,17 +2,22 @@
  * names, extended with annotator, group, lists of rejected responses and
  * rankings), or a JSON array of such records. TRL's implicit prompts and
  * conversations become texts through chat_records.h. See DESIGN.md, "Data
- * formats". */
+ * formats". Under mpirun a file of records on lines is read in parts
+ * (parts.h): each process parses only its share's lines. */
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "base/alloc.h"
 #include "base/diag.h"
+#include "base/dist.h"
 #include "base/file.h"
 #include "base/json.h"
 #include "data/chat_records.h"
+#include "data/parts.h"
 #include "data/readers.h"
 
 typedef struct jsonl_reader {
@@ -35,6 +40,13 @@ typedef struct jsonl_reader {
     const char **texts;
     size_t texts_cap;
     char annot_buf[32], group_buf[32]; /* ids spelled from integers or line numbers */
+    /* Reading a part of the file under mpirun: the scans' stream, and the
+     * annotator of the record before. */
+    int part;
+    emdpo_json_stream *scan;
+    emdpo_part_annots annots;
+    char *prev;
+    size_t prev_cap;
 } jsonl_reader;
 
 static int string_has_nul(const emdpo_json *v) { return v->has_nul; }
@@ -204,6 +216,18 @@ static int read_texts(jsonl_reader *r, char **texts, size_t n) {
     return rc;
 }
 
+/* Under mpirun each process reads whole annotators from its part. */
+static int note_annotator(jsonl_reader *r, const char *annot) {
+    const char *prev = r->annots.n ? r->prev : NULL;
+    if (prev && strcmp(prev, annot) == 0) return EMDPO_OK;
+    int rc = emdpo_part_note(&r->annots, r->b, prev, annot, r->line, r->diag);
+    if (rc) return rc;
+    size_t len = strlen(annot) + 1;
+    if (emdpo_grow((void **)&r->prev, &r->prev_cap, len, 1)) return EMDPO_ERR_NOMEM;
+    memcpy(r->prev, annot, len);
+    return EMDPO_OK;
+}
+
 static int read_decision(jsonl_reader *r, const emdpo_json *obj) {
     const char *annot, *group, *prompt;
     int stages = 0, rc, done;
@@ -217,6 +241,7 @@ static int read_decision(jsonl_reader *r, const emdpo_json *obj) {
         snprintf(r->annot_buf, sizeof r->annot_buf, "line%ld", r->record);
         annot = r->annot_buf;
     }
+    if (r->part && (rc = note_annotator(r, annot))) return rc;
     size_t n = r->n_items;
     if (emdpo_grow((void **)&r->texts, &r->texts_cap, n, sizeof *r->texts)) return EMDPO_ERR_NOMEM;
     char **made = emdpo_calloc(n, sizeof *made), *made_prompt = NULL;
@@ -302,6 +327,9 @@ static int read_array(jsonl_reader *r, emdpo_lines *lr) {
 static void reader_free(jsonl_reader *r) {
     emdpo_chat_ctx_free(&r->chat);
     emdpo_json_stream_free(r->st);
+    emdpo_json_stream_free(r->scan);
+    emdpo_part_annots_free(&r->annots);
+    emdpo_free(r->prev, r->prev_cap);
     emdpo_json_doc_free(r->doc);
     emdpo_data_builder_free(r->b);
     emdpo_free((void *)r->items, r->items_cap * sizeof *r->items);
@@ -309,16 +337,198 @@ static void reader_free(jsonl_reader *r) {
     emdpo_free((void *)r->texts, r->texts_cap * sizeof *r->texts);
 }
 
-int emdpo_read_jsonl(emdpo_lines *lr, const emdpo_read_opts *o, size_t keep_text_bytes, emdpo_data **out,
+/* ---- Parts of the file (mpirun) ------------------------------------------
+ * Under mpirun each process reads only the lines of its share of the
+ * annotators (parts.h): an annotator starts at a record whose annotator
+ * differs from the record before's; blank lines hold no record. The scans
+ * parse each record with strings cut to what an identifier may be, so
+ * their memory is that of one record's structure. */
+
+/* One line of a file as an emdpo_json_read_fn: its bytes up to its '\n',
+ * which is read and left out; pos counts the bytes read. */
+typedef struct scan_line {
+    FILE *fp;
+    int64_t pos;
+    int done;
+} scan_line;
+
+static int scan_read(void *ctx, char *dst, size_t cap, size_t *n) {
+    scan_line *s = ctx;
+    size_t k = 0;
+    while (!s->done && k < cap) {
+        int c = getc_unlocked(s->fp);
+        if (c == EOF) {
+            s->done = 1;
+            if (ferror(s->fp)) return EMDPO_ERR_IO;
+            break;
+        }
+        s->pos++;
+        if (c == '\n') s->done = 1;
+        else dst[k++] = (char)c;
+    }
+    *n = k;
+    return EMDPO_OK;
+}
+
+/* The record on line `line` (its bytes from src): *blank when there is
+ * none, else *annot its annotator as read_decision names it, or NULL when
+ * the record cannot be read (the reading refuses it at its line). */
+static int scan_record(jsonl_reader *r, scan_line *src, long line, const char **annot, int *blank) {
+    const emdpo_json *root;
+    emdpo_json_error jerr;
+    int c;
+    *annot = NULL;
+    *blank = 0;
+    emdpo_json_stream_reset(r->scan, scan_read, src);
+    int rc = emdpo_json_stream_peek(r->scan, &c, &jerr);
+    if (!rc && c < 0) {
+        *blank = 1;
+        return EMDPO_OK;
+    }
+    if (!rc) rc = emdpo_json_stream_value(r->scan, &root, &jerr);
+    if (!rc) rc = emdpo_json_stream_end(r->scan, &jerr);
+    if (rc) return rc == EMDPO_ERR_PARSE ? EMDPO_OK : rc;
+    r->line = line;
+    if (root->type != EMDPO_JSON_OBJECT ||
+        get_id(r, root, r->o->annotator_field, r->annot_buf, sizeof r->annot_buf, annot)) {
+        *annot = NULL;
+        return EMDPO_OK;
+    }
+    if (!*annot) {
+        snprintf(r->annot_buf, sizeof r->annot_buf, "line%ld", line);
+        *annot = r->annot_buf;
+    }
+    return EMDPO_OK;
+}
+
+/* The lines' emdpo_part_scan_fn (ctx the reader). */
+static int scan_part(void *ctx, FILE *fp, int64_t from, int64_t to, long line, int64_t first, const int64_t *want,
+                     int n_want, int64_t *at, int64_t *n_starts, int64_t *n_records) {
+    jsonl_reader *r = ctx;
+    emdpo_diag *diag = r->diag, scratch; /* what get_id finds wrong is refused when the line is read */
+    r->diag = &scratch;
+    char *prev = NULL, skip[256];
+    size_t prev_cap = 0, got;
+    int64_t n = 0, records = 0;
+    int rc = fseeko(fp, (off_t)from, SEEK_SET) ? EMDPO_ERR_IO : EMDPO_OK, k = 0, have_prev = 0, prev_ok = 0;
+    scan_line src = {.fp = fp, .pos = from};
+    for (; !rc; line++) {
+        int64_t start = src.pos;
+        int c = getc_unlocked(fp), blank;
+        if (c == EOF) {
+            rc = ferror(fp) ? EMDPO_ERR_IO : EMDPO_OK;
+            break;
+        }
+        ungetc(c, fp);
+        if (start == 0) { /* a byte order mark, as emdpo_lines_begin skips it */
+            char bom[3];
+            size_t nb = fread(bom, 1, 3, fp);
+            if (nb == 3 && memcmp(bom, "\xEF\xBB\xBF", 3) == 0) src.pos = 3;
+            else if (fseeko(fp, 0, SEEK_SET)) rc = EMDPO_ERR_IO;
+        }
+        const char *annot = NULL;
+        src.done = 0;
+        if (!rc) rc = scan_record(r, &src, line, &annot, &blank);
+        while (!rc && !src.done) rc = scan_read(&src, skip, sizeof skip, &got);
+        if (rc || blank) continue;
+        int after = start >= to;
+        if (have_prev && (!annot || !prev_ok || strcmp(prev, annot) != 0)) {
+            int64_t g = first + n++;
+            while (k < n_want && want[k] < g) k++;
+            for (int j = k; j < n_want && want[j] == g; j++) {
+                at[2 * j] = start;
+                at[2 * j + 1] = line;
+            }
+        }
+        if (after) break;
+        records++;
+        have_prev = 1;
+        prev_ok = annot != NULL;
+        size_t len = annot ? strlen(annot) + 1 : 0;
+        if (annot && emdpo_grow((void **)&prev, &prev_cap, len, 1)) rc = EMDPO_ERR_NOMEM;
+        else if (annot) memcpy(prev, annot, len);
+    }
+    emdpo_free(prev, prev_cap);
+    r->diag = diag;
+    *n_starts = n;
+    *n_records = records;
+    return rc;
+}
+
+/* The scans' stream: strings cut to an identifier's length. */
+static int scan_open(jsonl_reader *r) {
+    emdpo_json_limits lim = {.keep = EMDPO_MAX_ID_BYTES, .max_key = EMDPO_MAX_ID_BYTES};
+    return emdpo_json_stream_create(r->doc, &lim, &r->scan);
+}
+
+int emdpo_jsonl_scan(FILE *fp, const emdpo_read_opts *o, int64_t from, int64_t to, long line, int64_t *n_starts,
+                     int64_t *n_records) {
+    emdpo_diag scratch;
+    jsonl_reader r = {.o = o, .diag = &scratch, .p = -1};
+    int rc = emdpo_json_doc_create(&r.doc);
+    if (!rc) rc = scan_open(&r);
+    if (!rc) rc = scan_part(&r, fp, from, to, line, 0, NULL, 0, NULL, n_starts, n_records);
+    reader_free(&r);
+    return rc;
+}
+
+/* Finds this process's part and moves lr to its first line. */
+static int part_begin(jsonl_reader *r, emdpo_lines *lr, emdpo_part *where) {
+    int rc = scan_open(r);
+    if (!rc) rc = emdpo_part_find(lr->fp, 0, 1, scan_part, r, where);
+    if (!rc) rc = emdpo_lines_seek(lr, where->begin, where->line);
+    return rc;
+}
+
+/* What the whole file says, from the parts: the responses of the first
+ * record (read by the process whose share begins at annotator 0 and holds
+ * some) fix the features for all, and a record of some process had the
+ * annotator field or was rendered by a template (*chat). A collective. */
+static int part_agree(jsonl_reader *r, const emdpo_part *where, int *chat) {
+    if (!where->all_annot) {
+        emdpo_diag_set(r->diag, 0, "no decisions in file");
+        return EMDPO_ERR_PARSE;
+    }
+    int64_t v[4] = {0, 0, r->annot_seen, r->chat.t != NULL};
+    if (where->annot_base == 0 && r->p >= 0) v[0] = r->p, v[1] = r->kind_line;
+    int rc = emdpo_dist_sum_i64(v, 4);
+    if (rc) return rc;
+    r->annot_seen = v[2] > 0;
+    *chat = v[3] > 0;
+    if (r->p < 0) return emdpo_data_builder_create((int)v[0], &r->b);
+    if (r->p == v[0]) return EMDPO_OK;
+    /* This part's first response differs from the file's first. */
+    size_t p = (size_t)r->p;
+    r->line = r->kind_line;
+    r->p = (int)v[0];
+    r->kind_line = (long)v[1];
+    return check_kind(r, 0, p);
+}
+
+int emdpo_jsonl_splits(FILE *fp) {
+    struct stat st;
+    unsigned char head[3];
+    if (fstat(fileno(fp), &st) || !S_ISREG(st.st_mode)) return 0;
+    size_t n = fread(head, 1, 3, fp);
+    int c = EOF, ok = !(n >= 2 && head[0] == 0x1f && head[1] == 0x8b); /* gzip */
+    if (ok && !(n == 3 && memcmp(head, "\xEF\xBB\xBF", 3) == 0)) ok = fseeko(fp, 0, SEEK_SET) == 0;
+    while (ok && ((c = getc_unlocked(fp)) == ' ' || c == '\t' || c == '\r' || c == '\n')) continue;
+    ok = ok && !ferror(fp) && c != '[' && fseeko(fp, 0, SEEK_SET) == 0;
+    return ok;
+}
+
+int emdpo_read_jsonl(emdpo_lines *lr, const emdpo_read_opts *o, size_t keep_text_bytes, int part, emdpo_data **out,
                      emdpo_diag *diag) {
-    jsonl_reader r = {.o = o, .keep = keep_text_bytes, .diag = diag, .p = -1};
+    jsonl_reader r = {.o = o, .keep = keep_text_bytes, .diag = diag, .p = -1, .part = part};
+    emdpo_part where = {.end_line = LONG_MAX};
     r.chat.template_path = o->chat_template;
     r.chat.special_tokens = o->special_tokens;
     /* Keys are identifiers; texts are cut to what the caller keeps. */
     emdpo_json_limits lim = {.keep = keep_text_bytes, .max_key = EMDPO_MAX_ID_BYTES};
-    int rc = emdpo_json_doc_create(&r.doc), got = 1, first = 1, c;
+    int rc = emdpo_json_doc_create(&r.doc), got = 1, first = !part, c, chat = 0;
     if (!rc) rc = emdpo_json_stream_create(r.doc, &lim, &r.st);
-    while (!rc && !(rc = emdpo_lines_begin(lr, &got)) && got) {
+    if (!rc && part) rc = part_begin(&r, lr, &where);
+    while (!rc && !(rc = emdpo_lines_begin(lr, &got)) && got && lr->lineno < where.end_line) {
         r.line = r.record = lr->lineno;
         emdpo_json_error jerr;
         emdpo_json_stream_reset(r.st, emdpo_lines_read_line, lr);
@@ -330,7 +540,9 @@ int emdpo_read_jsonl(emdpo_lines *lr, const emdpo_read_opts *o, size_t keep_text
         first = 0;
         rc = read_line(&r);
     }
-    if (!rc && !r.b) {
+    if (!rc && part) {
+        rc = part_agree(&r, &where, &chat);
+    } else if (!rc && !r.b) {
         emdpo_diag_set(diag, 0, "no decisions in file");
         rc = EMDPO_ERR_PARSE;
     }
@@ -338,12 +550,19 @@ int emdpo_read_jsonl(emdpo_lines *lr, const emdpo_read_opts *o, size_t keep_text
         emdpo_diag_set(diag, 0, "no record has the annotator field \"%.60s\"", o->annotator_field);
         rc = EMDPO_ERR_PARSE;
     }
-    if (!rc) {
+    if (!rc && part) {
+        rc = emdpo_data_builder_finish_share(r.b, where.annot_base, where.all_annot, out);
+        r.b = NULL;
+        if (!rc && (rc = emdpo_part_check_adjacent(*out, &r.annots, diag))) {
+            emdpo_data_free(*out);
+            *out = NULL;
+        }
+    } else if (!rc) {
         rc = emdpo_data_builder_finish(r.b, out);
         r.b = NULL;
     }
     /* A template that rendered records is part of how the data reads. */
-    if (!rc && r.chat.t &&
+    if (!rc && (r.chat.t || chat) &&
         (!((*out)->read_chat_template = emdpo_path_real(o->chat_template)) ||
          (o->special_tokens && !((*out)->read_special_tokens = emdpo_path_real(o->special_tokens))))) {
         emdpo_data_free(*out);

@@ -5,15 +5,30 @@
 #ifndef EMDPO_READERS_H
 #define EMDPO_READERS_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "base/lines.h"
 #include "data/data.h"
 
 /* JSONL, one decision per line, or a JSON array of decisions
- * (read_jsonl.c); texts keep their ends as emdpo_data_read_kept says. */
-int emdpo_read_jsonl(emdpo_lines *lr, const emdpo_read_opts *o, size_t keep_text_bytes, emdpo_data **out,
+ * (read_jsonl.c); texts keep their ends as emdpo_data_read_kept says.
+ * part = 1 (under mpirun, lr reading a plain FILE of which
+ * emdpo_jsonl_splits says yes): this process reads only the lines of its
+ * share of the annotators, as emdpo_read_csv's part, and every process
+ * must call it. */
+int emdpo_read_jsonl(emdpo_lines *lr, const emdpo_read_opts *o, size_t keep_text_bytes, int part, emdpo_data **out,
                      emdpo_diag *diag);
+/* 1 when fp (at its start) can be read in parts: a regular file, not
+ * gzip-compressed, whose records are lines (not one JSON array); fp is
+ * back at its start. 0 otherwise, fp anywhere. */
+int emdpo_jsonl_splits(FILE *fp);
+/* The scan that finds the parts, over the lines that begin in bytes
+ * [from, to) of fp (the first on line `line`) and the record after them:
+ * *n_starts records that begin an annotator (all but the first, and the
+ * record after), *n_records records. For the readers' fuzzer. */
+int emdpo_jsonl_scan(FILE *fp, const emdpo_read_opts *o, int64_t from, int64_t to, long line, int64_t *n_starts,
+                     int64_t *n_records);
 /* Long CSV, one row per shown alternative (read_csv.c); *line gets the
  * line reached, for dataio.c's own messages. part = 1 (under mpirun, fp a
  * regular file): this process reads only its share of the annotators, by
