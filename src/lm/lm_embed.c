@@ -18,10 +18,11 @@ static int64_t first_from(const emdpo_data *d, int64_t j) {
     return lo;
 }
 
-/* Process r's part: it runs decisions [*j0, *j1), its share of the batches
- * of B; it sums the rows of annotators [*a0, *a1), whose first decision is
- * among them, and keeps apart the vectors of its first *carry decisions,
- * which belong to annotator *a0 - 1 (begun on an earlier process). */
+/* A process's part: it runs decisions [j0, j1), its share of the batches
+ * of B; it sums the rows of annotators [a0, a1), whose first decision is
+ * among them, and keeps apart the scaled vectors of its first `carry`
+ * decisions, which belong to annotator a0 - 1 (begun on an earlier
+ * process) and are added to that row after the rows are gathered. */
 typedef struct embed_part {
     int64_t j0, j1, a0, a1, carry;
 } embed_part;
