@@ -10,8 +10,10 @@
 # at a checkpoint and resumed under mpirun ends with the bits of an
 # uninterrupted one; fit --policy llama agrees with one process and a fit
 # killed and resumed under mpirun equals one never stopped; baseline,
-# regret and aggregate (ae, lw) agree with one process; rank 0 alone
-# writes. Bad input on one process ends the job with exit 2 and its
+# regret and aggregate (ae, lw) agree with one process; text generation
+# (the sampled regret, on-policy MMRA) and the annotator embeddings
+# (Cluster-DPO, k-means) split over the processes give one process's
+# bytes; rank 0 alone writes. Bad input on one process ends the job with exit 2 and its
 # message. Skipped where mpirun is missing or
 # the binary was built without MPI (as in `make test`).
 E=${1:-build-mpi/emdpo}
@@ -73,8 +75,10 @@ check "no temporary files left" test -z "$(find "$T/res" -name '*.tmp.*')"
 # processes' shares (the same bits as one process's), the M-steps are
 # data-parallel DPO; np 2 and 3 give one process's log-likelihood to 1e-8
 # relative, and rank 0 alone writes the types and the checkpoint.
+# --score-batch 5: the k-means summaries' forwards (batches of 5 of the 36
+# decisions of 3) split between annotators at np 2 and 3.
 FIT="--policy llama --data $T/prefs.jsonl --model $T/sft $COMMON --k 2 --beta 0.5 --lr 1e-3 --steps 20 --batch 4
-     --max-iter 3 --patience 5 --starts 2"
+     --max-iter 3 --patience 5 --starts 2 --score-batch 5"
 loglik() { sed -n 's/^  "loglik": \(.*\),$/\1/p' "$1/fit.json"; }
 close_fit() {
     awk -v a="$(loglik "$1")" -v b="$(loglik "$2")" \
@@ -138,6 +142,47 @@ expect_exit 0 "aggregate lw: np 2" "" $MPIRUN -np 2 "$E" aggregate --fit "$T/fit
 check "aggregate lw: np 2 wrote its policy" test -s "$T/lw2/policy/model.safetensors"
 check "aggregate lw: np 2 final max regret equals one process's to 1e-5" close_lw "$T/lw1/aggregate.json" \
     "$T/lw2/aggregate.json"
+
+# Generation and embeddings split over the processes: each draws its share
+# of the responses (sequence i from stream i of the seed, whatever the
+# split) and the tokens are gathered, so the sampled regret's JSON and
+# on-policy MMRA's aggregate.json and policy are one process's bytes for
+# np 1, 2 and 3 (on-policy MMRA's training is repeated on every process).
+RS="--fit $T/fit --estimator sample --samples 3 --max-tokens 8 --uniform --threads 1
+    --policies a=$T/bl/type_1,b=$T/bl/type_2"
+expect_exit 0 "regret sample: one process" "" "$E" regret $RS --out "$T/rs.json"
+OP="--method onpolicy --rounds 2 --steps 2 --batch 3 --samples 3 --max-tokens 6 --lr 1e-2 --eta 0.1 --threads 1"
+expect_exit 0 "aggregate onpolicy: one process" "" "$E" aggregate --fit "$T/fit" $OP --out "$T/op"
+for n in 1 2 3; do
+    expect_exit 0 "regret sample: np $n" "" $MPIRUN -np $n "$E" regret $RS --out "$T/rs$n.json"
+    check "regret sample: np $n writes one process's bytes" cmp -s "$T/rs.json" "$T/rs$n.json"
+    expect_exit 0 "aggregate onpolicy: np $n" "" $MPIRUN -np $n "$E" aggregate --fit "$T/fit" $OP --out "$T/op$n"
+    check "aggregate onpolicy: np $n writes one process's aggregate.json" \
+        cmp -s "$T/op/aggregate.json" "$T/op$n/aggregate.json"
+    check "aggregate onpolicy: np $n trains one process's policy" \
+        cmp -s "$T/op/policy/model.safetensors" "$T/op$n/policy/model.safetensors"
+done
+
+# The annotator embeddings (the k-means summaries of Cluster-DPO and of fit
+# --policy llama): each process runs its share of the batches of 5
+# decisions, and an annotator whose 3 decisions span two shares (np 2: one
+# carried decision, np 3: two) is summed in decision order, so the
+# summaries are one process's bits (tests/mpi/mpi_embed.c prints their hash)
+# and Cluster-DPO's clusters one process's.
+check "mpi_embed builds" mpicc -std=c11 -O2 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -DEMDPO_MPI -Iinclude -Isrc \
+    tests/mpi/mpi_embed.c "$(dirname "$E")/libemdpo.a" -fopenmp -lopenblas -lpcre2-8 -lutf8proc -lz -lm -o "$T/mpi_embed"
+expect_exit 0 "embeddings: one process" "" "$T/mpi_embed" "$T/sft" "$T/tok.bin" "$T/prefs.jsonl" 5
+cp "$T/stdout" "$T/emb1.txt"
+check "embeddings: one hash printed" test "$(grep -cx '[0-9a-f]\{16\}' "$T/emb1.txt")" -eq 1
+CL="--method cluster --k 2 --score-batch 5 --model $T/sft --data $T/prefs.jsonl $COMMON --beta 0.5 --lr 1e-3 --steps 2
+    --batch 4"
+expect_exit 0 "baseline cluster: one process" "" "$E" baseline $CL --out "$T/cl"
+for n in 2 3; do
+    expect_exit 0 "embeddings: np $n" "" $MPIRUN -np $n "$T/mpi_embed" "$T/sft" "$T/tok.bin" "$T/prefs.jsonl" 5
+    check "embeddings: np $n has one process's bits" cmp -s "$T/emb1.txt" "$T/stdout"
+    expect_exit 0 "baseline cluster: np $n" "" $MPIRUN -np $n "$E" baseline $CL --out "$T/cl$n"
+    check "baseline cluster: np $n writes one process's clusters.csv" cmp -s "$T/cl/clusters.csv" "$T/cl$n/clusters.csv"
+done
 
 # Bad input on one process: rank 0 has good data and waits in the first
 # collective, rank 1 fails reading its file; the job ends with exit 2 and

@@ -199,10 +199,27 @@ int emdpo_dist_bcast_double(double *v, size_t n, int root) {
 
 /* ---- Data-parallel language models (dist.h) ----------------------------- */
 
-void emdpo_dist_range(int64_t n, int64_t *lo, int64_t *hi) {
-    int64_t r = emdpo_dist_rank(), size = emdpo_dist_size();
+void emdpo_dist_range_of(int rank, int64_t n, int64_t *lo, int64_t *hi) {
+    int64_t r = rank, size = emdpo_dist_size();
     *lo = n * r / size;
     *hi = n * (r + 1) / size;
+}
+
+void emdpo_dist_range(int64_t n, int64_t *lo, int64_t *hi) { emdpo_dist_range_of(emdpo_dist_rank(), n, lo, hi); }
+
+int emdpo_dist_allgather_range(void *items, int64_t n, size_t size) {
+    int np = emdpo_dist_size();
+    if (np == 1) return EMDPO_OK;
+    int64_t *count = emdpo_malloc((size_t)np * sizeof *count);
+    if (!count) return EMDPO_ERR_NOMEM;
+    for (int r = 0; r < np; r++) {
+        int64_t lo, hi;
+        emdpo_dist_range_of(r, n, &lo, &hi);
+        count[r] = hi - lo;
+    }
+    int rc = emdpo_dist_allgather_parts(items, count, size);
+    emdpo_free(count, (size_t)np * sizeof *count);
+    return rc;
 }
 
 #ifdef EMDPO_MPI
@@ -288,6 +305,35 @@ int emdpo_dist_sums_wait(emdpo_dist_sums *s) {
     return rc;
 }
 
+int emdpo_dist_allgather_parts(void *items, const int64_t *count, size_t size) {
+    int np = emdpo_dist_size();
+    if (np == 1) return EMDPO_OK;
+    if (size < 1 || size > INT_MAX) return EMDPO_ERR_INVALID_ARG;
+    int64_t total = 0;
+    for (int r = 0; r < np; r++) total += count[r];
+    if (total > INT_MAX) return EMDPO_ERR_INVALID_ARG;
+    if (total == 0) return EMDPO_OK;
+    int *cnt = emdpo_malloc(2 * (size_t)np * sizeof(int));
+    if (!cnt) return EMDPO_ERR_NOMEM;
+    int *displ = cnt + np;
+    for (int r = 0, at = 0; r < np; r++) {
+        cnt[r] = (int)count[r];
+        displ[r] = at;
+        at += cnt[r];
+    }
+    /* Items travel as one datatype of `size` bytes, so counts stay items. */
+    MPI_Datatype item;
+    int ok = MPI_Type_contiguous((int)size, MPI_BYTE, &item) == MPI_SUCCESS;
+    if (ok) {
+        ok = MPI_Type_commit(&item) == MPI_SUCCESS &&
+             MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, items, cnt, displ, item, MPI_COMM_WORLD) ==
+                 MPI_SUCCESS;
+        MPI_Type_free(&item);
+    }
+    emdpo_free(cnt, 2 * (size_t)np * sizeof(int));
+    return ok ? EMDPO_OK : EMDPO_ERR_NOMEM;
+}
+
 int emdpo_dist_same(const void *p, size_t bytes) {
     if (emdpo_dist_size() == 1) return 1;
     /* the smallest hash and the smallest complement (the largest hash) */
@@ -325,6 +371,12 @@ int emdpo_dist_allgather_runs(double *items, int64_t n, int64_t run) {
     (void)items;
     (void)n;
     (void)run;
+    return EMDPO_OK;
+}
+int emdpo_dist_allgather_parts(void *items, const int64_t *count, size_t size) {
+    (void)items;
+    (void)count;
+    (void)size;
     return EMDPO_OK;
 }
 int emdpo_dist_same(const void *p, size_t bytes) {

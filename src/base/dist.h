@@ -68,6 +68,8 @@ int emdpo_dist_bcast_double(double *v, size_t n, int root);
 /* This process's contiguous share [*lo, *hi) of n units: floor(n r / N)
  * to floor(n (r + 1) / N) on rank r of N; all of them on one process. */
 void emdpo_dist_range(int64_t n, int64_t *lo, int64_t *hi);
+/* The share of process `rank` (0 <= rank < emdpo_dist_size()). */
+void emdpo_dist_range_of(int rank, int64_t n, int64_t *lo, int64_t *hi);
 
 /* Replaces buf (n values) by its sum over processes, the same bits on
  * every process. */
@@ -99,6 +101,16 @@ int emdpo_dist_sums_wait(emdpo_dist_sums *s);
  * runs of `run` items (emdpo_dist_range over ceil(n / run) runs, the last
  * one short). Afterwards every process holds every item. */
 int emdpo_dist_allgather_runs(double *items, int64_t n, int64_t run);
+
+/* items holds the parts of the processes in rank order, count[r] items of
+ * `size` bytes from process r (count has emdpo_dist_size() entries); this
+ * process has filled its part. Afterwards every process holds every part.
+ * EMDPO_ERR_INVALID_ARG past INT_MAX items or bytes an item, EMDPO_ERR_NOMEM
+ * when MPI cannot run it. */
+int emdpo_dist_allgather_parts(void *items, const int64_t *count, size_t size);
+/* emdpo_dist_allgather_parts with the parts of emdpo_dist_range: items holds
+ * n items of `size` bytes, this process has filled its share of them. */
+int emdpo_dist_allgather_range(void *items, int64_t n, size_t size);
 
 /* 1 when p (bytes) holds the same bytes on every process (compared by a
  * 64-bit hash), else 0: a check that data-parallel replicas agree. */

@@ -18,7 +18,11 @@
 /* out (d->n_annot, m->config.dim). set must be emdpo_lm_set_from_data(d,
  * ...) (sequence i = item i, group j = decision j): only each decision's
  * first (chosen) sequence is run, batch of them per forward. Deterministic
- * for a thread count; summed in decision order. EMDPO_ERR_INVALID_ARG when
+ * for a thread count; summed in decision order. Under MPI a collective:
+ * each process runs its share of the forwards (emdpo_dist_range over the
+ * batches) and every process ends with the bits of one process's out (the
+ * rows are gathered, and the decisions of an annotator whose decisions span
+ * two shares added in decision order). EMDPO_ERR_INVALID_ARG when
  * set does not match d or batch < 1, EMDPO_ERR_LIMIT when a sequence does
  * not fit the model, EMDPO_ERR_NOMEM. */
 int emdpo_lm_embed_annotators(const emdpo_llama *m, const emdpo_data *d, const emdpo_lm_set *set, int batch,

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/dist.h"
 #include "base/threads.h"
 #include "emdpo.h"
 #include "lm/engine/llama_ops.h"
@@ -283,8 +284,10 @@ static void batch_step(const emdpo_llama *m, batch *bt, const int *seq, const in
     emdpo_llama_decode_matmul(m, 0, EMDPO_N_PROJ, bt->xb, bt->logits, na, bt->wrows);
 }
 
-int emdpo_generate_batch(const emdpo_llama *m, const emdpo_sampler *s, uint64_t seed, const int *const *prompts,
-                         const int *prompt_len, int n, int max_new, int max_T, int *out, int *n_out, int *stop) {
+/* The arguments of emdpo_generate_batch for sequences [0, n); on success
+ * each gets no tokens yet and EMDPO_GEN_MAX. */
+static int batch_args(const emdpo_llama *m, const emdpo_sampler *s, const int *const *prompts,
+                      const int *prompt_len, int n, int max_new, int max_T, int *n_out, int *stop) {
     const emdpo_llama_config *c = &m->config;
     int V = c->vocab_size;
     if (n < 1 || max_new < 0 || max_T < 1 || max_T > emdpo_llama_context(c) || s->vocab_size != V)
@@ -294,6 +297,16 @@ int emdpo_generate_batch(const emdpo_llama *m, const emdpo_sampler *s, uint64_t 
         n_out[i] = 0;
         if (stop) stop[i] = EMDPO_GEN_MAX;
     }
+    return EMDPO_OK;
+}
+
+/* emdpo_generate_batch's decoding, sequence i drawing from stream first + i
+ * of seed; the arguments are checked. */
+static int generate_streams(const emdpo_llama *m, const emdpo_sampler *s, uint64_t seed, uint64_t first,
+                            const int *const *prompts, const int *prompt_len, int n, int max_new, int max_T, int *out,
+                            int *n_out, int *stop) {
+    const emdpo_llama_config *c = &m->config;
+    int V = c->vocab_size;
     if (max_new == 0) return EMDPO_OK;
     /* The caller's sampler stays const: draws use a private copy's scratch. */
     emdpo_sampler *sp;
@@ -312,7 +325,7 @@ int emdpo_generate_batch(const emdpo_llama *m, const emdpo_sampler *s, uint64_t 
     }
     int *seq = ib, *tok = ib + n, *pos = ib + 2 * n, *nseq = ib + 3 * n, *ntok = ib + 4 * n;
     for (int i = 0; i < n; i++) {
-        emdpo_rng_seed(&rng[i], seed, (uint64_t)i);
+        emdpo_rng_seed(&rng[i], seed, first + (uint64_t)i);
         seq[i] = i;
         tok[i] = prompts[i][0];
         pos[i] = 0;
@@ -353,6 +366,29 @@ int emdpo_generate_batch(const emdpo_llama *m, const emdpo_sampler *s, uint64_t 
     emdpo_free(rng, (size_t)n * sizeof *rng);
     emdpo_sampler_free(sp);
     return EMDPO_OK;
+}
+
+int emdpo_generate_batch(const emdpo_llama *m, const emdpo_sampler *s, uint64_t seed, const int *const *prompts,
+                         const int *prompt_len, int n, int max_new, int max_T, int *out, int *n_out, int *stop) {
+    int rc = batch_args(m, s, prompts, prompt_len, n, max_new, max_T, n_out, stop);
+    return rc ? rc : generate_streams(m, s, seed, 0, prompts, prompt_len, n, max_new, max_T, out, n_out, stop);
+}
+
+int emdpo_generate_shared(const emdpo_llama *m, const emdpo_sampler *s, uint64_t seed, const int *const *prompts,
+                          const int *prompt_len, int n, int max_new, int max_T, int *out, int *n_out, int *stop) {
+    /* Every process checks every prompt, so bad input fails on all alike. */
+    int rc = batch_args(m, s, prompts, prompt_len, n, max_new, max_T, n_out, stop);
+    if (rc) return rc;
+    int64_t lo, hi;
+    emdpo_dist_range(n, &lo, &hi);
+    size_t per = (size_t)max_new;
+    if (hi > lo &&
+        (rc = generate_streams(m, s, seed, (uint64_t)lo, prompts + lo, prompt_len + lo, (int)(hi - lo), max_new, max_T,
+                               out + (size_t)lo * per, n_out + lo, stop ? stop + lo : NULL)))
+        return rc;
+    if (per && (rc = emdpo_dist_allgather_range(out, n, per * sizeof *out))) return rc;
+    if ((rc = emdpo_dist_allgather_range(n_out, n, sizeof *n_out))) return rc;
+    return stop ? emdpo_dist_allgather_range(stop, n, sizeof *stop) : EMDPO_OK;
 }
 
 void emdpo_sample_opts_init(emdpo_sample_opts *o) {

@@ -172,7 +172,7 @@ int emdpo_lm_mmra_sample(const emdpo_llama *const *pol, int K, int M, const emdp
         emdpo_rng g;
         emdpo_rng_seed(&g, r.seed, (uint64_t)b);
         emdpo_lm_set *set = NULL;
-        rc = emdpo_generate_batch(pol[b], smp, emdpo_rng_u64(&g), pp, pl, N, r.max_tokens, max_T, out, n_out, stop);
+        rc = emdpo_generate_shared(pol[b], smp, emdpo_rng_u64(&g), pp, pl, N, r.max_tokens, max_T, out, n_out, stop);
         if (!rc) rc = emdpo_lm_set_create(r.max_length, P, &set);
         for (int i = 0; !rc && i < N; i++)
             rc = emdpo_lm_set_add_tokens(set, pp[i], pl[i], out + (size_t)i * r.max_tokens, n_out[i],

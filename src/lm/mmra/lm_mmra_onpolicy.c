@@ -192,8 +192,9 @@ static int step(op_run *s, int64_t g, const double *value, const double *w, doub
     }
     emdpo_rng gr;
     emdpo_rng_seed(&gr, o->seed, (uint64_t)EMDPO_MAX_K + 2 + (uint64_t)g);
-    if ((rc = merge_pi(s)) || (rc = emdpo_generate_batch(s->pi, s->smp, emdpo_rng_u64(&gr), s->pp, s->pl, N, o->max_tokens, s->max_T,
-                                   s->out, s->n_out, s->stop)))
+    /* Under MPI each process draws its share of the N responses. */
+    if ((rc = merge_pi(s)) || (rc = emdpo_generate_shared(s->pi, s->smp, emdpo_rng_u64(&gr), s->pp, s->pl, N,
+                                                          o->max_tokens, s->max_T, s->out, s->n_out, s->stop)))
         return rc;
     /* Reference and types first: pi's pass stays in the activations. */
     double *ref = s->lp + (size_t)K * N, *own = ref + N;
