@@ -23,18 +23,7 @@ ROUNDS=${4:-3}
 E=${EMDPO:-build-mpi/emdpo}
 [ -n "${EMDPO:-}" ] || make -s MPI=1 build-mpi/emdpo
 . tests/lib_cli.sh # byte_tokenizer, and $T, a scratch directory removed at exit
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-byte_tokenizer "$T/tok.bin"
-awk 'BEGIN {
-    for (i = 0; i < 64; i++) {
-        p = sprintf("question %03d: which of these two answers about topic %d reads better to you?", i, i % 7)
-        a = sprintf("the first answer, number %03d, explains the topic plainly and at some length.", i)
-        b = sprintf("the second answer, number %03d, is short, vague and mostly beside the point.", i)
-        printf "{\"annotator\": \"u%d\", \"prompt\": \"%s\", \"chosen\": \"%s\", \"rejected\": \"%s\"}\n", i % 16, p, a, b
-    }
-}' >"$T/prefs.jsonl"
-CFG="dim=256,layers=4,heads=4,hidden=688,vocab=259,seq_len=192"
-"$E" sft --data "$T/prefs.jsonl" --config "$CFG" --tokenizer "$T/tok.bin" --out "$T/sft" --steps 1 --quiet
+. bench/lm_model.sh # $T/tok.bin, $T/prefs.jsonl, $T/sft
 "$E" fit --policy llama --data "$T/prefs.jsonl" --model "$T/sft" --tokenizer "$T/tok.bin" --k 2 --max-iter 1 \
     --steps 1 --batch 8 --lr 1e-6 --out "$T/fit" --quiet >/dev/null
 RG="regret --fit $T/fit --estimator sample --samples $SAMPLES --max-prompts $PROMPTS --policies sft=$T/sft"

@@ -437,6 +437,14 @@ static int empty_like(const emdpo_data *d, emdpo_data **out) {
     return EMDPO_OK;
 }
 
+int emdpo_data_copy_read_info(const emdpo_data *from, emdpo_data *to) {
+    const char *src[4] = {from->source, from->read_annotator_field, from->read_chat_template, from->read_special_tokens};
+    char **dst[4] = {&to->source, &to->read_annotator_field, &to->read_chat_template, &to->read_special_tokens};
+    for (int q = 0; q < 4; q++)
+        if (src[q] && !(*dst[q] = emdpo_strdup(src[q]))) return EMDPO_ERR_NOMEM;
+    return EMDPO_OK;
+}
+
 int emdpo_data_share(const emdpo_data *d, emdpo_data **out) {
     *out = NULL;
     if (d->shard) return EMDPO_ERR_INVALID_ARG;
@@ -450,11 +458,7 @@ int emdpo_data_share(const emdpo_data *d, emdpo_data **out) {
     emdpo_free(annots, bytes);
     if (rc) return rc;
     emdpo_data *s = *out;
-    const char *from[4] = {d->source, d->read_annotator_field, d->read_chat_template, d->read_special_tokens};
-    char **to[4] = {&s->source, &s->read_annotator_field, &s->read_chat_template, &s->read_special_tokens};
-    for (int q = 0; q < 4 && !rc; q++)
-        if (from[q] && !(*to[q] = emdpo_strdup(from[q]))) rc = EMDPO_ERR_NOMEM;
-    if (rc) {
+    if ((rc = emdpo_data_copy_read_info(d, s))) {
         emdpo_data_free(s);
         *out = NULL;
         return rc;

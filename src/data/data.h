@@ -46,6 +46,10 @@ static inline int64_t emdpo_data_all_annot(const struct emdpo_data *d) { return 
 static inline int64_t emdpo_data_all_dec(const struct emdpo_data *d) { return d->shard ? d->all_dec : d->n_dec; }
 static inline int64_t emdpo_data_all_items(const struct emdpo_data *d) { return d->shard ? d->all_items : d->n_items; }
 
+/* Copies from's source and how it was read (read_*) into to, whose are
+ * NULL. EMDPO_ERR_NOMEM. */
+int emdpo_data_copy_read_info(const emdpo_data *from, emdpo_data *to);
+
 /* This process's share of d (base/dist.h's emdpo_dist_share): a copy of
  * its annotators, marked as a share of d (shard, annot_base, all_*); every
  * process may have 0 annotators. */

@@ -104,7 +104,7 @@ void emdpo_part_annots_free(emdpo_part_annots *a) {
     a->n = a->cap = 0;
 }
 
-int emdpo_part_check_adjacent(const emdpo_data *d, const emdpo_part_annots *a, emdpo_diag *diag) {
+static int check_adjacent(const emdpo_data *d, const emdpo_part_annots *a, emdpo_diag *diag) {
     int size = emdpo_dist_size();
     size_t cbytes = (size_t)size * sizeof(int64_t), sbytes = 0;
     int64_t *count = emdpo_calloc((size_t)size, sizeof(int64_t));
@@ -165,5 +165,15 @@ int emdpo_part_check_adjacent(const emdpo_data *d, const emdpo_part_annots *a, e
     emdpo_free(send, sbytes);
     emdpo_free(dest, (d->n_annot ? (size_t)d->n_annot : 1) * sizeof *dest);
     emdpo_free(count, cbytes);
+    return rc;
+}
+
+int emdpo_part_finish(emdpo_data_builder *b, const emdpo_part *part, const emdpo_part_annots *a, emdpo_data **out,
+                      emdpo_diag *diag) {
+    int rc = emdpo_data_builder_finish_share(b, part->annot_base, part->all_annot, out);
+    if (!rc && (rc = check_adjacent(*out, a, diag))) {
+        emdpo_data_free(*out);
+        *out = NULL;
+    }
     return rc;
 }

@@ -65,10 +65,13 @@ int emdpo_part_note(emdpo_part_annots *a, const emdpo_data_builder *b, const cha
                     emdpo_diag *diag);
 void emdpo_part_annots_free(emdpo_part_annots *a);
 
-/* Refuses an annotator of d (read in parts, a->line its first lines) that
- * another process also read: each process sends each of its annotators
- * (its name and first line) to the process its name hashes to, which looks
- * for a name sent twice. A collective. */
-int emdpo_part_check_adjacent(const emdpo_data *d, const emdpo_part_annots *a, emdpo_diag *diag);
+/* Ends the reading of part: *out from b (which it takes) as the share
+ * part->annot_base .. of part->all_annot, then refuses an annotator of it
+ * (a->line its first lines) that another process also read: each process
+ * sends each of its annotators (its name and first line) to the process
+ * its name hashes to, which looks for a name sent twice. A collective;
+ * *out is NULL on failure. */
+int emdpo_part_finish(emdpo_data_builder *b, const emdpo_part *part, const emdpo_part_annots *a, emdpo_data **out,
+                      emdpo_diag *diag);
 
 #endif

@@ -551,12 +551,8 @@ int emdpo_read_jsonl(emdpo_lines *lr, const emdpo_read_opts *o, size_t keep_text
         rc = EMDPO_ERR_PARSE;
     }
     if (!rc && part) {
-        rc = emdpo_data_builder_finish_share(r.b, where.annot_base, where.all_annot, out);
+        rc = emdpo_part_finish(r.b, &where, &r.annots, out, diag);
         r.b = NULL;
-        if (!rc && (rc = emdpo_part_check_adjacent(*out, &r.annots, diag))) {
-            emdpo_data_free(*out);
-            *out = NULL;
-        }
     } else if (!rc) {
         rc = emdpo_data_builder_finish(r.b, out);
         r.b = NULL;

@@ -262,13 +262,8 @@ static int side_share(const emdpo_data *d, const int64_t *pick, int64_t n, int64
         return rc;
     }
     if ((rc = emdpo_data_builder_finish_share(b, lo, all, out))) return rc;
-    emdpo_data *s = *out;
-    const char *from[4] = {d->source, d->read_annotator_field, d->read_chat_template, d->read_special_tokens};
-    char **to[4] = {&s->source, &s->read_annotator_field, &s->read_chat_template, &s->read_special_tokens};
-    for (int q = 0; q < 4 && !rc; q++)
-        if (from[q] && !(*to[q] = emdpo_strdup(from[q]))) rc = EMDPO_ERR_NOMEM;
-    if (rc) {
-        emdpo_data_free(s);
+    if ((rc = emdpo_data_copy_read_info(d, *out))) {
+        emdpo_data_free(*out);
         *out = NULL;
     }
     return rc;
