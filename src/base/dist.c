@@ -265,7 +265,7 @@ struct emdpo_dist_sums {
 int emdpo_dist_sums_create(size_t max, emdpo_dist_sums **out) {
     *out = NULL;
     int level = MPI_THREAD_SINGLE;
-    if (emdpo_dist_size() == 1 || MPI_Query_thread(&level) != MPI_SUCCESS || level < MPI_THREAD_FUNNELED)
+    if (emdpo_dist_size() == 1 || failed(MPI_Query_thread(&level)) || level < MPI_THREAD_FUNNELED)
         return EMDPO_OK; /* then the caller sums after the backward */
     emdpo_dist_sums *s = emdpo_calloc(1, sizeof *s);
     if (!s || !(s->req = emdpo_calloc(max ? max : 1, sizeof *s->req))) {
@@ -323,15 +323,14 @@ int emdpo_dist_allgather_parts(void *items, const int64_t *count, size_t size) {
     }
     /* Items travel as one datatype of `size` bytes, so counts stay items. */
     MPI_Datatype item;
-    int ok = MPI_Type_contiguous((int)size, MPI_BYTE, &item) == MPI_SUCCESS;
-    if (ok) {
-        ok = MPI_Type_commit(&item) == MPI_SUCCESS &&
-             MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, items, cnt, displ, item, MPI_COMM_WORLD) ==
-                 MPI_SUCCESS;
+    int bad = failed(MPI_Type_contiguous((int)size, MPI_BYTE, &item));
+    if (!bad) {
+        bad = failed(MPI_Type_commit(&item)) ||
+              failed(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, items, cnt, displ, item, MPI_COMM_WORLD));
         MPI_Type_free(&item);
     }
     emdpo_free(cnt, 2 * (size_t)np * sizeof(int));
-    return ok ? EMDPO_OK : EMDPO_ERR_NOMEM;
+    return bad ? EMDPO_ERR_IO : EMDPO_OK;
 }
 
 int emdpo_dist_same(const void *p, size_t bytes) {

@@ -105,8 +105,8 @@ int emdpo_dist_allgather_runs(double *items, int64_t n, int64_t run);
 /* items holds the parts of the processes in rank order, count[r] items of
  * `size` bytes from process r (count has emdpo_dist_size() entries); this
  * process has filled its part. Afterwards every process holds every part.
- * EMDPO_ERR_INVALID_ARG past INT_MAX items or bytes an item, EMDPO_ERR_NOMEM
- * when MPI cannot run it. */
+ * EMDPO_ERR_INVALID_ARG past INT_MAX items or bytes an item,
+ * EMDPO_ERR_NOMEM. */
 int emdpo_dist_allgather_parts(void *items, const int64_t *count, size_t size);
 /* emdpo_dist_allgather_parts with the parts of emdpo_dist_range: items holds
  * n items of `size` bytes, this process has filled its share of them. */
