@@ -111,7 +111,7 @@ sanitize-mpi:
 	$(MAKE) MPI=1 BUILD=build-mpi-san OPT= CFLAGS="$(SAN)" \
 		LDLIBS="-lopenblas -lpcre2-8 -lutf8proc -lz -lm -fsanitize=address,undefined" build-mpi-san/emdpo
 	ASAN_OPTIONS=detect_leaks=0 sh tests/cli_mpi.sh build-mpi-san/emdpo
-	ASAN_OPTIONS=detect_leaks=0 sh tests/cli_mpi_lm.sh build-mpi-san/emdpo
+	ASAN_OPTIONS=detect_leaks=0 MPI_TEST_CFLAGS="$(SAN)" sh tests/cli_mpi_lm.sh build-mpi-san/emdpo
 
 bench: $(BUILD)/emdpo
 	sh bench/run.sh $(BUILD)/emdpo

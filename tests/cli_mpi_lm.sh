@@ -169,8 +169,11 @@ done
 # carried decision, np 3: two) is summed in decision order, so the
 # summaries are one process's bits (tests/mpi/mpi_embed.c prints their hash)
 # and Cluster-DPO's clusters one process's.
-check "mpi_embed builds" mpicc -std=c11 -O2 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -DEMDPO_MPI -Iinclude -Isrc \
-    tests/mpi/mpi_embed.c "$(dirname "$E")/libemdpo.a" -fopenmp -lopenblas -lpcre2-8 -lutf8proc -lz -lm -o "$T/mpi_embed"
+# (MPI_TEST_CFLAGS: what the library was built with that the program must
+# share, e.g. make sanitize-mpi's sanitizers)
+check "mpi_embed builds" mpicc -std=c11 -O2 ${MPI_TEST_CFLAGS:-} -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -DEMDPO_MPI \
+    -Iinclude -Isrc tests/mpi/mpi_embed.c "$(dirname "$E")/libemdpo.a" -fopenmp -lopenblas -lpcre2-8 -lutf8proc -lz -lm \
+    -o "$T/mpi_embed"
 expect_exit 0 "embeddings: one process" "" "$T/mpi_embed" "$T/sft" "$T/tok.bin" "$T/prefs.jsonl" 5
 cp "$T/stdout" "$T/emb1.txt"
 check "embeddings: one hash printed" test "$(grep -cx '[0-9a-f]\{16\}' "$T/emb1.txt")" -eq 1
