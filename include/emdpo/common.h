@@ -88,7 +88,11 @@ EMDPO_API void emdpo_set_threads(int n);
  * emdpo_dist_finish ends the run: with exit_code 0, or one process, it
  * ends MPI where emdpo_dist_init started it and returns; otherwise it ends
  * every process of the job with exit_code (MPI_Abort), so that a failure on
- * one process never leaves the others waiting. */
+ * one process never leaves the others waiting. With more than one process
+ * every library call that works on shares is a collective: an error that
+ * one process returns (bad input in its part of a file, memory) leaves the
+ * others inside the call, so a caller ends the job with
+ * emdpo_dist_finish(code) on any error rather than going on. */
 EMDPO_API void emdpo_dist_init(int *argc, char ***argv);
 EMDPO_API int emdpo_dist_rank(void);
 EMDPO_API int emdpo_dist_size(void);

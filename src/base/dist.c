@@ -288,8 +288,10 @@ void emdpo_dist_sums_start(emdpo_dist_sums *s, float *buf, size_t n) {
         int m = n - at < (size_t)INT_MAX ? (int)(n - at) : INT_MAX;
         if (s->n == s->max && emdpo_grow((void **)&s->req, &s->max, s->n + 1, sizeof *s->req))
             s->rc = EMDPO_ERR_NOMEM;
-        else if (failed(MPI_Iallreduce(MPI_IN_PLACE, buf + at, m, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &s->req[s->n++])))
+        else if (failed(MPI_Iallreduce(MPI_IN_PLACE, buf + at, m, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &s->req[s->n])))
             s->rc = EMDPO_ERR_IO;
+        else
+            s->n++;
         at += (size_t)m;
     }
     int done;

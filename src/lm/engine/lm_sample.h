@@ -79,9 +79,12 @@ int emdpo_generate_batch(const emdpo_llama *m, const emdpo_sampler *s, uint64_t 
 /* emdpo_generate_batch split over the processes: each decodes its
  * contiguous share (emdpo_dist_range) of the n sequences, sequence i still
  * drawing from stream i of seed, and the tokens, counts and reasons are
- * gathered so that every process holds all n: the text of one process's
- * emdpo_generate_batch for any number of processes. A collective (every
- * process calls it with the same arguments); one process: emdpo_generate_batch. */
+ * gathered so that every process holds all n. Each sequence draws what it
+ * draws in one process's emdpo_generate_batch; its logits may round
+ * differently in a smaller batch, so a draw that falls within rounding of
+ * the boundary between two tokens could go the other way (tests compare
+ * the bytes for 1, 2 and 3 processes). A collective (every process calls
+ * it with the same arguments); one process: emdpo_generate_batch. */
 int emdpo_generate_shared(const emdpo_llama *m, const emdpo_sampler *s, uint64_t seed, const int *const *prompts,
                           const int *prompt_len, int n, int max_new, int max_T, int *out, int *n_out, int *stop);
 
